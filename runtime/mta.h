@@ -1,0 +1,176 @@
+/*
+ * mta.h: the public interface of mtatune's runtime library.
+ *
+ * Multi-Token Attention (MTA) forward, as specified in MTA.md: causal
+ * attention whose logits (before softmax) and probabilities (after softmax)
+ * may be convolved over a cq x ck window of queries and keys and mixed across
+ * heads, followed by an optional RMS group norm and a sigmoid gate.
+ *
+ * Every function returns an int status (MTA_OK or one of the MTA_E* codes)
+ * and leaves a human-readable message for the calling thread in
+ * mta_last_error(). Nothing here exits the process.
+ */
+#ifndef MTA_H
+#define MTA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- status codes ---------------------------------------------------- */
+enum {
+	MTA_OK = 0,
+	MTA_EINVAL = 1,      /* bad argument or invalid problem */
+	MTA_ENOMEM = 2,      /* allocation failed */
+	MTA_EIO = 3,         /* file could not be read or written */
+	MTA_EFORMAT = 4,     /* malformed file (npy header, database, ...) */
+	MTA_ESHAPE = 5,      /* tensor shape or dtype does not fit the problem */
+	MTA_ECOMPILE = 6,    /* a kernel failed to compile */
+	MTA_EDB = 7,         /* database error */
+	MTA_ENODEV = 8,      /* no such device / no driver */
+	MTA_ENOTFOUND = 9,   /* no such record, problem not exported, ... */
+	MTA_EUNSUPPORTED = 10, /* valid request this build cannot serve */
+	MTA_EKERNEL = 11,    /* a kernel crashed, hung or returned an error */
+	MTA_EVERIFY = 12,    /* a kernel's output did not match the reference */
+	MTA_EINTR = 13,      /* interrupted by a signal */
+};
+
+/* The message describing the last failure on this thread ("" if none). */
+const char *mta_last_error(void);
+/* Short name of a status code, e.g. "EINVAL". */
+const char *mta_status_name(int status);
+
+/* ---- element types --------------------------------------------------- */
+typedef enum {
+	MTA_F32 = 0,
+	MTA_BF16 = 1,
+	MTA_F16 = 2,
+	MTA_F64 = 3, /* only for tensors read from .npy and the reference */
+} mta_dtype;
+
+const char *mta_dtype_name(mta_dtype t); /* "f32", "bf16", "f16", "f64" */
+size_t mta_dtype_size(mta_dtype t);
+
+/* bf16: the upper 16 bits of an IEEE float32, rounded to nearest even. */
+uint16_t mta_f32_to_bf16(float f);
+float mta_bf16_to_f32(uint16_t h);
+/* f16: IEEE binary16, rounded to nearest even, with subnormals. */
+uint16_t mta_f32_to_f16(float f);
+float mta_f16_to_f32(uint16_t h);
+
+/* ---- the problem ----------------------------------------------------- */
+typedef enum { MTA_PAD_BOTH = 0, MTA_PAD_LEFT = 1, MTA_PAD_RIGHT = 2 } mta_pad;
+
+typedef enum {
+	MTA_HPOST_NONE = 0,
+	MTA_HPOST_CONV = 1,   /* head_post [H/c, c, c], groups of c heads */
+	MTA_HPOST_LINEAR = 2, /* head_post_linear [H, H] */
+} mta_hpost;
+
+/*
+ * Everything a kernel is specialised on. B and T are not part of it: they
+ * stay run-time sizes. A zero cq (or cq2) means "no convolution"; then ck
+ * (ck2) is zero too. scale 0 means the default 1/sqrt(D).
+ */
+struct mta_problem {
+	int H, Hkv, D;
+	int cq, ck;        /* pre-softmax key-query kernel (kq_pre) */
+	int head_pre;      /* 1: linear H x H head mixing before softmax */
+	int cq2, ck2;      /* post-softmax key-query kernel (kq_post) */
+	int head_post;     /* mta_hpost */
+	int hc;            /* group size c when head_post == MTA_HPOST_CONV */
+	int pad;           /* mta_pad: key offset of both convolutions */
+	int gn;            /* RMS group norm with gn_weight */
+	int gn_rescale;    /* also scale by 1-(0.8-0.6*exp(-0.3*layer_id)) */
+	int gate;          /* sigmoid gate with gate_w, gate_b */
+	float scale;       /* 0: 1/sqrt(D) */
+	int dtype;         /* mta_dtype of q, k, v: MTA_F32, MTA_BF16, MTA_F16 */
+};
+
+/* Longest canonical key, including the terminating NUL. */
+#define MTA_KEY_MAX 160
+
+/* Limits the validator enforces (sizes beyond these are refused). */
+#define MTA_MAX_HEADS 256
+#define MTA_MAX_HEAD_DIM 1024
+#define MTA_MAX_KERNEL 64
+
+/* A problem with every option off: plain causal attention, f32. */
+void mta_problem_init(struct mta_problem *p, int H, int Hkv, int D);
+/* MTA_OK, or MTA_EINVAL with a message saying which rule is broken. */
+int mta_problem_validate(const struct mta_problem *p);
+/*
+ * Canonical text key, e.g. h16kv16d96-pre6x11-hpre-post6x11-hc16-both-gn-gate-bf16.
+ * Validates first. buf must hold MTA_KEY_MAX bytes.
+ */
+int mta_problem_key(const struct mta_problem *p, char *buf, size_t n);
+/* Parse a key back into a validated problem (also accepts non-canonical order). */
+int mta_problem_from_key(const char *key, struct mta_problem *p);
+/* The effective softmax scale (p->scale or 1/sqrt(D)). */
+double mta_problem_scale(const struct mta_problem *p);
+/* Key offset ok of a convolution of width ck under p->pad. */
+int mta_pad_offset(int pad, int ck);
+const char *mta_pad_name(int pad); /* "both", "left", "right" */
+int mta_pad_parse(const char *s, int *pad);
+int mta_dtype_parse(const char *s, int *dtype); /* f32|bf16|f16 (+ aliases) */
+
+/* ---- tensors and weights ---------------------------------------------- */
+/*
+ * A 4-d strided view. Strides are in elements, not bytes. q is [B,T,H,D],
+ * k and v [B,T,Hkv,D], o [B,T,H,D] float32.
+ */
+struct mta_tensor {
+	void *data;
+	int dtype;          /* mta_dtype */
+	int64_t shape[4];
+	int64_t stride[4];
+};
+
+/* Fill a contiguous (C-order) view. */
+void mta_tensor_init(struct mta_tensor *t, void *data, int dtype,
+		     int64_t d0, int64_t d1, int64_t d2, int64_t d3);
+
+/*
+ * Weights, float32, contiguous, in the shapes of the reference's PyTorch
+ * parameters. A pointer is used only if the problem asks for that part.
+ */
+struct mta_weights {
+	const float *kq_pre;           /* [H,1,cq,ck] */
+	const float *head_pre;         /* [H,H] (out, in) */
+	const float *kq_post;          /* [H,1,cq2,ck2] */
+	const float *head_post;        /* [H/c,c,c] (group, in, out) */
+	const float *head_post_linear; /* [H,H] (out, in) */
+	const float *gn_weight;        /* [D] */
+	const float *gate_w;           /* [1,D] */
+	float gate_b;                  /* gate_b[0] */
+	int layer_id;                  /* for gn_rescale */
+};
+
+/* The group-norm layer rescale factor 1-(0.8-0.6*exp(-0.3*layer_id)). */
+double mta_layer_rescale(int layer_id);
+
+/*
+ * Check that q, k, v (and o when not NULL) have the shapes and dtypes the
+ * problem needs and agree on B and T; sets *B and *T.
+ */
+int mta_check_tensors(const struct mta_problem *p, const struct mta_tensor *q,
+		      const struct mta_tensor *k, const struct mta_tensor *v,
+		      const struct mta_tensor *o, int64_t *B, int64_t *T);
+
+/*
+ * The float64 reference forward of MTA.md, step by step. q, k, v may be of
+ * any dtype (converted exactly to double); out is contiguous [B,T,H,D]
+ * doubles. Memory is O(H*(cq+cq2)*T), not O(T^2): rows are streamed with a
+ * ring buffer of the halo rows the convolutions need.
+ */
+int mta_reference(const struct mta_problem *p, const struct mta_tensor *q,
+		  const struct mta_tensor *k, const struct mta_tensor *v,
+		  const struct mta_weights *w, double *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* MTA_H */

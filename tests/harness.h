@@ -1,0 +1,79 @@
+/*
+ * harness.h: the project's tiny test framework.
+ *
+ * TEST(name) { ... } registers a test at load time. Each test runs in its
+ * own child process (a crash or hang fails that test only) under an alarm.
+ * CHECK* record a failure with file and line and carry on; REQUIRE* stop the
+ * test. The runner (tests/main.c) prints one line per test and a summary.
+ */
+#ifndef MTA_HARNESS_H
+#define MTA_HARNESS_H
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <math.h>
+
+typedef void (*mt_fn)(void);
+void mt_register(const char *name, const char *file, mt_fn fn);
+void mt_fail(const char *file, int line, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+extern int mt_failures;
+
+#define TEST(name)                                                          \
+	static void name(void);                                             \
+	__attribute__((constructor)) static void mt_reg_##name(void)        \
+	{                                                                   \
+		mt_register(#name, __FILE__, name);                          \
+	}                                                                   \
+	static void name(void)
+
+#define CHECK(c)                                                            \
+	do {                                                                \
+		if (!(c))                                                   \
+			mt_fail(__FILE__, __LINE__, "CHECK(%s)", #c);        \
+	} while (0)
+#define CHECKF(c, ...)                                                      \
+	do {                                                                \
+		if (!(c))                                                   \
+			mt_fail(__FILE__, __LINE__, __VA_ARGS__);            \
+	} while (0)
+#define REQUIRE(c)                                                          \
+	do {                                                                \
+		if (!(c)) {                                                 \
+			mt_fail(__FILE__, __LINE__, "REQUIRE(%s)", #c);      \
+			return;                                             \
+		}                                                           \
+	} while (0)
+#define CHECK_EQ_INT(a, b)                                                  \
+	do {                                                                \
+		long long mt_a = (a), mt_b = (b);                           \
+		if (mt_a != mt_b)                                           \
+			mt_fail(__FILE__, __LINE__, "%s == %lld, expected %s == %lld", \
+				#a, mt_a, #b, mt_b);                        \
+	} while (0)
+#define CHECK_STR_CONTAINS(hay, needle)                                     \
+	do {                                                                \
+		const char *mt_h = (hay), *mt_n = (needle);                 \
+		if (!mt_h || !strstr(mt_h, mt_n))                           \
+			mt_fail(__FILE__, __LINE__, "\"%s\" does not contain \"%s\"", \
+				mt_h ? mt_h : "(null)", mt_n);              \
+	} while (0)
+
+/* ---- helpers shared by the tests (tests/util.c) ----------------------- */
+/* Folder of the golden cases: $MTA_GOLDEN, else ../shared/golden. */
+const char *mt_golden_dir(void);
+/* A fresh temporary directory for this test (removed by the runner). */
+const char *mt_tmpdir(void);
+/* Deterministic per-test RNG seeded from time and pid (seed printed on failure). */
+double mt_uniform(void); /* in [-1, 1), never exactly 0 */
+unsigned long long mt_seed(void);
+/* Relative L2 error ||a-b|| / ||b||; returns INFINITY if any a is NaN/inf. */
+double mt_rel_l2_f32(const float *a, const double *b, size_t n);
+double mt_rel_l2_f64(const double *a, const double *b, size_t n);
+/* Run a shell command, capture stdout+stderr (malloc'd) and exit status. */
+int mt_sh(char **output, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Path of the CLI under test ($MTATUNE_BIN, else bin/mtatune). */
+const char *mt_bin(void);
+
+#endif

@@ -1,0 +1,127 @@
+/* util.c: helpers the tests share (see harness.h for the contracts). */
+#include "harness.h"
+
+#include <stdarg.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static char tmpdir[512];
+static unsigned long long seed, state;
+
+void mt_util_begin(const char *name)
+{
+	const char *s = getenv("MT_SEED");
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	seed = s ? strtoull(s, NULL, 10)
+		 : (unsigned long long)ts.tv_nsec ^ ((unsigned long long)getpid() << 32);
+	state = seed ? seed : 1;
+	const char *base = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+	snprintf(tmpdir, sizeof tmpdir, "%s/mt-%s-XXXXXX", base, name);
+	if (!mkdtemp(tmpdir))
+		tmpdir[0] = 0;
+}
+
+void mt_util_end(void)
+{
+	char cmd[600];
+	if (tmpdir[0] && !getenv("MT_KEEP")) {
+		snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+		if (system(cmd) != 0)
+			fprintf(stderr, "could not remove %s\n", tmpdir);
+	}
+}
+
+unsigned long long mt_seed(void) { return seed; }
+const char *mt_tmpdir(void) { return tmpdir; }
+
+const char *mt_golden_dir(void)
+{
+	const char *g = getenv("MTA_GOLDEN");
+	return g ? g : "../shared/golden";
+}
+
+const char *mt_bin(void)
+{
+	const char *b = getenv("MTATUNE_BIN");
+	return b ? b : "bin/mtatune";
+}
+
+double mt_uniform(void)
+{
+	for (;;) {
+		/* xorshift64* */
+		state ^= state >> 12;
+		state ^= state << 25;
+		state ^= state >> 27;
+		uint64_t r = state * 2685821657736338717ULL;
+		double u = (double)(r >> 11) * (1.0 / 9007199254740992.0);
+		double x = 2.0 * u - 1.0;
+		if (x != 0.0)
+			return x;
+	}
+}
+
+double mt_rel_l2_f32(const float *a, const double *b, size_t n)
+{
+	double num = 0, den = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (!isfinite(a[i]))
+			return INFINITY;
+		double d = (double)a[i] - b[i];
+		num += d * d;
+		den += b[i] * b[i];
+	}
+	return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+double mt_rel_l2_f64(const double *a, const double *b, size_t n)
+{
+	double num = 0, den = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (!isfinite(a[i]))
+			return INFINITY;
+		double d = a[i] - b[i];
+		num += d * d;
+		den += b[i] * b[i];
+	}
+	return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+int mt_sh(char **output, const char *fmt, ...)
+{
+	char cmd[8192];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof cmd, fmt, ap);
+	va_end(ap);
+	char full[8300];
+	snprintf(full, sizeof full, "( %s ) 2>&1", cmd);
+	FILE *f = popen(full, "r");
+	if (!f)
+		return -1;
+	size_t cap = 4096, len = 0;
+	char *buf = malloc(cap);
+	size_t r;
+	while (buf && (r = fread(buf + len, 1, cap - len - 1, f)) > 0) {
+		len += r;
+		if (cap - len < 2) {
+			char *nb = realloc(buf, cap * 2);
+			if (!nb)
+				break;
+			buf = nb;
+			cap *= 2;
+		}
+	}
+	if (buf)
+		buf[len] = 0;
+	int st = pclose(f);
+	if (output)
+		*output = buf;
+	else
+		free(buf);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+}
