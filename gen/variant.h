@@ -1,0 +1,55 @@
+/*
+ * variant.h: a kernel variant, i.e. the tunable choices that, together with
+ * a problem, fully determine a generated kernel's source.
+ *
+ * Tunables and their constraints are data (one table per backend, in
+ * gen/space_<backend>.c): the tuner enumerates a problem's space from those
+ * tables, and mta_variant_check() rejects a combination with a reason.
+ *
+ * Text form ("variant spec"), canonical order, comma separated key=value:
+ *   cpu:v1,bq=16,bk=64,hpb=4,vec=8,thr=0,algo=0
+ *   cuda:v1,bq=16,bk=32,hpb=4,warps=4,algo=0
+ * Unknown keys, repeated keys and missing backends are refused; keys left out
+ * take the backend's default.
+ */
+#ifndef MTA_VARIANT_H
+#define MTA_VARIANT_H
+
+#include "mta.h"
+
+enum { MTA_BACKEND_CPU = 0, MTA_BACKEND_CUDA = 1 };
+
+struct mta_variant {
+	int backend;   /* MTA_BACKEND_* */
+	int version;   /* kernel family, numbered (v1, v2, ...) and chosen by number */
+	int bq;        /* query rows per tile */
+	int bk;        /* key columns per tile */
+	int hpb;       /* heads per block: a multiple of the head-mixing group */
+	int vec;       /* CPU: SIMD width hint for the inner loops */
+	int threads;   /* CPU: worker threads, 0 = all cores */
+	int warps;     /* CUDA: warps per block */
+	int algo;      /* family-specific algorithm choice (see the family's doc) */
+};
+
+#define MTA_SPEC_MAX 128
+
+int mta_backend_parse(const char *s, int *backend);  /* "cpu", "cuda" */
+const char *mta_backend_name(int backend);
+
+/* Parse / format the text form above. Format writes the canonical form. */
+int mta_variant_parse(const char *spec, struct mta_variant *v);
+int mta_variant_format(const struct mta_variant *v, char *buf, size_t n);
+
+/* The sound default variant of a backend for a problem (always valid). */
+int mta_variant_default(const struct mta_problem *p, int backend, struct mta_variant *v);
+
+/* MTA_OK, or MTA_EINVAL with the constraint that v breaks for p. */
+int mta_variant_check(const struct mta_problem *p, const struct mta_variant *v);
+
+/*
+ * Enumerate every valid variant of the backend for p into *out (malloc'd,
+ * caller frees); *n is set to the count.
+ */
+int mta_variant_space(const struct mta_problem *p, int backend, struct mta_variant **out, size_t *n);
+
+#endif
