@@ -12,8 +12,10 @@
 
 CC      ?= cc
 OPT     ?= -O2
-CFLAGS  += -std=gnu11 $(OPT) -g -fPIC -pthread -Wall -Wextra -Werror \
+SAN     ?=
+CFLAGS  += -std=gnu11 $(OPT) $(SAN) -g -fPIC -pthread -Wall -Wextra -Werror \
            -Wno-unused-parameter -Iruntime -Igen -Idb -Ituner -Itemplates
+LDFLAGS += $(SAN)
 LDLIBS  += -lsqlite3 -ldl -lm -lpthread
 
 SAN_FLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
@@ -76,8 +78,8 @@ lib/libmtatune.so: $(LIB_OBJ)
 test-build: deps
 	$(MAKE) --no-print-directory B=build/normal build/normal/mtatune build/normal/test_runner
 san-build: deps
-	$(MAKE) --no-print-directory B=build/san OPT=-O1 EXTRA_SAN=1 \
-	  CFLAGS="$(SAN_FLAGS)" LDFLAGS="$(SAN_FLAGS)" build/san/mtatune build/san/test_runner
+	$(MAKE) --no-print-directory B=build/san OPT=-O1 SAN="$(SAN_FLAGS)" \
+	  build/san/mtatune build/san/test_runner
 
 test: all test-build san-build
 	@sh tests/run.sh
