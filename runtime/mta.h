@@ -170,6 +170,38 @@ int mta_reference(const struct mta_problem *p, const struct mta_tensor *q,
 		  const struct mta_tensor *k, const struct mta_tensor *v,
 		  const struct mta_weights *w, double *out);
 
+/* ---- running: pick the tuned winner and launch it ----------------------- */
+typedef struct mta_context mta_context;
+
+/*
+ * A context owns the database handle (read-only), the device identity and a
+ * cache of loaded kernels. db_path NULL means the default database
+ * ($MTATUNE_DB, else ~/.cache/mtatune/mta.db); a missing database is not an
+ * error (every problem then runs its default variant), a corrupt or foreign
+ * one is. backend "cpu" (NULL means cpu). One context may be used from
+ * several threads.
+ */
+int mta_context_create(mta_context **ctx, const char *db_path, const char *backend);
+void mta_context_free(mta_context *ctx);
+
+/*
+ * The variant mta_forward would run for (p, T): the recorded winner of this
+ * device for p in T's bucket, else the nearest recorded bucket, else the
+ * backend's default variant. *source says which: 2 exact bucket, 1 nearest
+ * bucket, 0 default. spec receives the variant spec (MTA_SPEC_MAX bytes).
+ */
+int mta_context_pick(mta_context *ctx, const struct mta_problem *p, int64_t T, char *spec,
+		     size_t n, int *source);
+
+/*
+ * The forward of MTA.md with the picked variant: q, k, v [B,T,H|Hkv,D] of
+ * the problem's dtype with d contiguous, o float32 [B,T,H,D]. Kernels are
+ * compiled on first use (cached on disk) and kept loaded in the context.
+ */
+int mta_forward(mta_context *ctx, const struct mta_problem *p, const struct mta_tensor *q,
+		const struct mta_tensor *k, const struct mta_tensor *v,
+		const struct mta_weights *w, struct mta_tensor *o);
+
 #ifdef __cplusplus
 }
 #endif
