@@ -78,7 +78,10 @@ static int expect(struct cur *c, char ch, const char *where)
 static int string(struct cur *c, char *buf, size_t n, const char *what)
 {
 	skip_ws(c);
-	if (c->s >= c->e || (*c->s != '\'' && *c->s != '"'))
+	if (c->s >= c->e)
+		return mta_fail(MTA_EFORMAT, "%s: malformed header: it ends where %s was expected "
+				"(no closing '}')", c->name, what);
+	if (*c->s != '\'' && *c->s != '"')
 		return mta_fail(MTA_EFORMAT, "%s: malformed header: %s is not a quoted string",
 				c->name, what);
 	char q = *c->s++;
