@@ -1,47 +1,12 @@
 /* test_inputs.c: loading an inputs folder, inferring the problem, and refusals. */
 #include "harness.h"
-#include "golden.h"
+#include "fixtures.h"
 #include "inputs.h"
 
-#include <stdarg.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* Write name.npy in dir: random float32 data of the given shape. */
-static void put(const char *dir, const char *name, int ndim, ...)
-{
-	int64_t shape[8];
-	size_t count = 1;
-	va_list ap;
-	va_start(ap, ndim);
-	for (int i = 0; i < ndim; i++) {
-		shape[i] = va_arg(ap, int64_t);
-		count *= (size_t)shape[i];
-	}
-	va_end(ap);
-	float *x = malloc(count * sizeof *x + 4);
-	for (size_t i = 0; i < count; i++)
-		x[i] = (float)mt_uniform();
-	char path[700];
-	snprintf(path, sizeof path, "%s/%s.npy", dir, name);
-	if (mta_npy_write(path, MTA_F32, ndim, shape, x))
-		mt_fail(__FILE__, __LINE__, "%s", mta_last_error());
-	free(x);
-}
-
 #define I(x) ((int64_t)(x))
-
-/* A fresh folder dir/<sub> with q, k, v of B=1, T=5, H=4, Hkv=2, D=8. */
-static const char *base_case(const char *sub)
-{
-	static char dir[600];
-	snprintf(dir, sizeof dir, "%s/%s", mt_tmpdir(), sub);
-	mkdir(dir, 0777);
-	put(dir, "q", 4, I(1), I(5), I(4), I(8));
-	put(dir, "k", 4, I(1), I(5), I(2), I(8));
-	put(dir, "v", 4, I(1), I(5), I(2), I(8));
-	return dir;
-}
 
 TEST(inputs_golden_cases_match_expected)
 {
@@ -88,15 +53,15 @@ TEST(inputs_golden_cases_match_expected)
 
 TEST(inputs_infer_every_part)
 {
-	const char *dir = base_case("full");
-	put(dir, "kq_pre", 4, I(4), I(1), I(2), I(3));
-	put(dir, "head_pre", 2, I(4), I(4));
-	put(dir, "kq_post", 4, I(4), I(1), I(3), I(5));
-	put(dir, "head_post", 3, I(2), I(2), I(2));
-	put(dir, "gn_weight", 1, I(8));
-	put(dir, "gate_w", 2, I(1), I(8));
-	put(dir, "gate_b", 1, I(1));
-	put(dir, "notes", 1, I(3));
+	const char *dir = mt_small_case("full");
+	mt_put_npy(dir, "kq_pre", 4, I(4), I(1), I(2), I(3));
+	mt_put_npy(dir, "head_pre", 2, I(4), I(4));
+	mt_put_npy(dir, "kq_post", 4, I(4), I(1), I(3), I(5));
+	mt_put_npy(dir, "head_post", 3, I(2), I(2), I(2));
+	mt_put_npy(dir, "gn_weight", 1, I(8));
+	mt_put_npy(dir, "gate_w", 2, I(1), I(8));
+	mt_put_npy(dir, "gate_b", 1, I(1));
+	mt_put_npy(dir, "notes", 1, I(3));
 	struct mta_input_options opt;
 	mta_input_options_init(&opt);
 	opt.pad = MTA_PAD_RIGHT;
@@ -128,7 +93,7 @@ TEST(inputs_infer_every_part)
 	char path[700];
 	snprintf(path, sizeof path, "%s/head_post.npy", dir);
 	unlink(path);
-	put(dir, "head_post_linear", 2, I(4), I(4));
+	mt_put_npy(dir, "head_post_linear", 2, I(4), I(4));
 	REQUIRE(mta_inputs_load(dir, NULL, &in) == MTA_OK);
 	CHECK(in.problem.head_post == MTA_HPOST_LINEAR && in.problem.hc == 0);
 	CHECK(in.problem.pad == MTA_PAD_BOTH && !in.problem.gn_rescale && in.problem.scale == 0.0f);
@@ -154,7 +119,7 @@ TEST(inputs_round_qkv_to_dtype)
 	REQUIRE(mta_npy_write(path, MTA_F16, 4, ks, kv) == MTA_OK);
 	snprintf(path, sizeof path, "%s/v.npy", dir);
 	REQUIRE(mta_npy_write(path, MTA_F16, 4, ks, kv) == MTA_OK);
-	put(dir, "gn_weight", 1, I(4));
+	mt_put_npy(dir, "gn_weight", 1, I(4));
 
 	static const int types[] = { MTA_BF16, MTA_F16, MTA_F32 };
 	for (int t = 0; t < 3; t++) {
@@ -234,7 +199,7 @@ TEST(inputs_refuse_inconsistent_folders)
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		char sub[32], path[700];
 		snprintf(sub, sizeof sub, "c%zu", i);
-		const char *dir = base_case(sub);
+		const char *dir = mt_small_case(sub);
 		for (int a = 0; a < 3; a++) {
 			const struct file *f = &bad[i].add[a];
 			if (!f->name)
@@ -273,7 +238,7 @@ TEST(inputs_refuse_inconsistent_folders)
 
 TEST(inputs_refuse_unreadable_files)
 {
-	const char *dir = base_case("u");
+	const char *dir = mt_small_case("u");
 	char path[700];
 	snprintf(path, sizeof path, "%s/kq_pre.npy", dir);
 	FILE *f = fopen(path, "w");

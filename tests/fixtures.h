@@ -1,8 +1,9 @@
-/* golden.h: reading the golden cases' config.json (tests only). */
-#ifndef MT_GOLDEN_H
-#define MT_GOLDEN_H
+/* fixtures.h: test inputs shared by the npy, inputs and CLI tests. */
+#ifndef MT_FIXTURES_H
+#define MT_FIXTURES_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /*
  * The case folder names under mt_golden_dir(), sorted, NULL-terminated
@@ -17,5 +18,14 @@ void mt_golden_free(char **cases);
  * A field grep, not a JSON parser: enough for the files in ../shared/golden.
  */
 int mt_golden_config(const char *dir, char *pad, size_t n, int *layer_id);
+
+/* Write dir/name.npy: random float32 (mt_uniform) of the given int64_t sizes. */
+void mt_put_npy(const char *dir, const char *name, int ndim, ...);
+
+/*
+ * A fresh folder mt_tmpdir()/sub holding q [1,5,4,8], k and v [1,5,2,8]
+ * (random float32); returns its path (static buffer, valid until the next call).
+ */
+const char *mt_small_case(const char *sub);
 
 #endif

@@ -1,8 +1,11 @@
-/* golden.c: see golden.h. */
-#include "golden.h"
+/* fixtures.c: see fixtures.h. */
+#include "fixtures.h"
 #include "harness.h"
+#include "npy.h"
 
 #include <dirent.h>
+#include <stdarg.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,4 +78,36 @@ int mt_golden_config(const char *dir, char *pad, size_t n, int *layer_id)
 		*layer_id = atoi(p);
 	}
 	return 0;
+}
+
+void mt_put_npy(const char *dir, const char *name, int ndim, ...)
+{
+	int64_t shape[8];
+	size_t count = 1;
+	va_list ap;
+	va_start(ap, ndim);
+	for (int i = 0; i < ndim; i++) {
+		shape[i] = va_arg(ap, int64_t);
+		count *= (size_t)shape[i];
+	}
+	va_end(ap);
+	float *x = malloc(count * sizeof *x + 4);
+	for (size_t i = 0; i < count; i++)
+		x[i] = (float)mt_uniform();
+	char path[700];
+	snprintf(path, sizeof path, "%s/%s.npy", dir, name);
+	if (mta_npy_write(path, MTA_F32, ndim, shape, x))
+		mt_fail(__FILE__, __LINE__, "%s", mta_last_error());
+	free(x);
+}
+
+const char *mt_small_case(const char *sub)
+{
+	static char dir[600];
+	snprintf(dir, sizeof dir, "%s/%s", mt_tmpdir(), sub);
+	mkdir(dir, 0777);
+	mt_put_npy(dir, "q", 4, (int64_t)1, (int64_t)5, (int64_t)4, (int64_t)8);
+	mt_put_npy(dir, "k", 4, (int64_t)1, (int64_t)5, (int64_t)2, (int64_t)8);
+	mt_put_npy(dir, "v", 4, (int64_t)1, (int64_t)5, (int64_t)2, (int64_t)8);
+	return dir;
 }
