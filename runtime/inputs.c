@@ -74,10 +74,11 @@ static int scan(const char *dir, struct mta_inputs *in)
 		int known = 0;
 		for (int i = 0; i < MTA_IN_COUNT; i++)
 			known |= n - 4 == strlen(names[i]) && !strncmp(e->d_name, names[i], n - 4);
-		size_t used = strlen(in->ignored);
-		if (!known && used + n + 3 < sizeof in->ignored)
-			snprintf(in->ignored + used, sizeof in->ignored - used, "%s%s",
-				 used ? ", " : "", e->d_name);
+		size_t used = strlen(in->ignored), sep = used ? 2 : 0;
+		if (known || used + sep + n + 1 > sizeof in->ignored)
+			continue; /* a note, not a list: past its size, names are dropped */
+		memcpy(in->ignored + used, ", ", sep);
+		memcpy(in->ignored + used + sep, e->d_name, n + 1);
 	}
 	closedir(d);
 	return MTA_OK;
