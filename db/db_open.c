@@ -382,6 +382,14 @@ static int upgrade(struct mta_db *db, int want, mta_db_lookup_fn lookup)
 			rc = mta_fail(MTA_EDB, "database %s: db/schema.sql made version %d, expected %d",
 				      db->path, m.version, want);
 	}
+	/* Every step must be in this build before the first is taken. */
+	for (int v = m.version + 1; !rc && todo == 2 && v <= want; v++) {
+		char file[64];
+		snprintf(file, sizeof file, "db/migrate_%d.sql", v);
+		if (!lookup(file))
+			rc = mta_fail(MTA_EDB, "database %s has schema version %d; this build lacks "
+				      "%s, needed to migrate it to %d", db->path, m.version, file, want);
+	}
 	for (int v = m.version + 1; !rc && todo == 2 && v <= want; v++) {
 		char file[64], sql[64];
 		snprintf(file, sizeof file, "db/migrate_%d.sql", v);
@@ -470,7 +478,13 @@ int mta_db_open_to(const char *path, int flags, int want, mta_db_lookup_fn looku
 	}
 	sqlite3_extended_result_codes(db->h, 1);
 	sqlite3_busy_timeout(db->h, MTA_DB_BUSY_TIMEOUT_MS);
-	if ((rc = read_marker(db, &m)) || (rc = judge(db, &m, want, &todo)))
+	/* One read transaction, so the marker is one snapshot: another process may
+	 * be creating the schema right now. */
+	if ((rc = db_exec(db, "BEGIN", "begin reading")))
+		goto out;
+	rc = read_marker(db, &m);
+	rollback_quietly(db);
+	if (rc || (rc = judge(db, &m, want, &todo)))
 		goto out;
 	if (db->readonly && todo)
 		rc = todo == 1 ? mta_fail(MTA_EDB, "database %s has no mtatune schema yet and is "
