@@ -626,13 +626,20 @@ TEST(db_concurrent_writers)
 {
 	const char *path = tmp_path("c.db"); /* created by the writers, at once */
 	pid_t pids[WRITERS];
+	int go[2];
+	char c;
+	REQUIRE(pipe(go) == 0);
 	for (int w = 0; w < WRITERS; w++) {
 		fflush(stderr);
 		pids[w] = fork();
 		REQUIRE(pids[w] >= 0);
-		if (pids[w] == 0)
-			_exit(writer(path, w));
+		if (pids[w] == 0) {
+			close(go[1]); /* start together: when the parent closes its end */
+			_exit(read(go[0], &c, 1) == 0 ? writer(path, w) : 2);
+		}
 	}
+	close(go[0]);
+	close(go[1]);
 	for (int w = 0; w < WRITERS; w++) {
 		int st = 0;
 		REQUIRE(waitpid(pids[w], &st, 0) == pids[w]);
