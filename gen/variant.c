@@ -1,0 +1,216 @@
+/*
+ * variant.c: variant specs (text <-> struct) and the generic walk over a
+ * backend's space (see space.h). Backend knowledge lives in space_<b>.c.
+ */
+#include "space.h"
+#include "error.h"
+
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const struct mta_space *spaces[] = { &mta_space_cpu, &mta_space_cuda };
+
+const char *mta_backend_name(int backend)
+{
+	if (backend >= 0 && backend < (int)(sizeof spaces / sizeof spaces[0]))
+		return spaces[backend]->backend;
+	return "?";
+}
+
+int mta_backend_parse(const char *s, int *backend)
+{
+	for (int i = 0; i < (int)(sizeof spaces / sizeof spaces[0]); i++)
+		if (!strcmp(s, spaces[i]->backend)) {
+			*backend = i;
+			return MTA_OK;
+		}
+	return mta_fail(MTA_EINVAL, "unknown backend '%s' (expected cpu or cuda)", s);
+}
+
+static const struct mta_space *space_of(int backend)
+{
+	if (backend < 0 || backend >= (int)(sizeof spaces / sizeof spaces[0]))
+		return NULL;
+	return spaces[backend];
+}
+
+static int *field(struct mta_variant *v, const struct mta_tunable *t)
+{
+	return (int *)((char *)v + t->offset);
+}
+
+static void defaults(const struct mta_space *s, int backend, struct mta_variant *v)
+{
+	memset(v, 0, sizeof *v);
+	v->backend = backend;
+	v->version = 1;
+	for (const struct mta_tunable *t = s->tunables; t->name; t++)
+		*field(v, t) = t->def;
+}
+
+int mta_variant_format(const struct mta_variant *v, char *buf, size_t n)
+{
+	const struct mta_space *s = space_of(v->backend);
+	if (!s)
+		return mta_fail(MTA_EINVAL, "variant has unknown backend %d", v->backend);
+	char tmp[MTA_SPEC_MAX * 2];
+	int len = snprintf(tmp, sizeof tmp, "%s:v%d", s->backend, v->version);
+	for (const struct mta_tunable *t = s->tunables; t->name; t++)
+		len += snprintf(tmp + len, sizeof tmp - (size_t)len, ",%s=%d", t->name,
+				*field((struct mta_variant *)v, t));
+	if ((size_t)len + 1 > n || len + 1 > MTA_SPEC_MAX)
+		return mta_fail(MTA_EINVAL, "variant spec needs %d bytes, buffer holds %zu", len + 1, n);
+	memcpy(buf, tmp, (size_t)len + 1);
+	return MTA_OK;
+}
+
+int mta_variant_parse(const char *spec, struct mta_variant *out)
+{
+	char buf[MTA_SPEC_MAX * 2];
+	struct mta_variant v;
+	unsigned seen = 0;
+	int backend, rc;
+
+	if (!spec || strlen(spec) >= sizeof buf)
+		return mta_fail(MTA_EINVAL, "variant spec is missing or too long");
+	strcpy(buf, spec);
+	char *colon = strchr(buf, ':');
+	if (!colon)
+		return mta_fail(MTA_EINVAL, "variant spec '%s': expected <backend>:v<N>[,key=value...], "
+				"e.g. cpu:v1,bq=16", spec);
+	*colon = 0;
+	if ((rc = mta_backend_parse(buf, &backend)))
+		return mta_wrap(rc, "variant spec '%s'", spec);
+	const struct mta_space *s = space_of(backend);
+	defaults(s, backend, &v);
+	char *save = NULL;
+	for (char *t = strtok_r(colon + 1, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+		char *end;
+		if (t[0] == 'v' && t[1] >= '0' && t[1] <= '9') {
+			long n = strtol(t + 1, &end, 10);
+			if (*end || n < 1 || n > 99)
+				return mta_fail(MTA_EINVAL, "variant spec '%s': bad version '%s'", spec, t);
+			if (seen & 1u)
+				return mta_fail(MTA_EINVAL, "variant spec '%s': version given twice", spec);
+			seen |= 1u;
+			v.version = (int)n;
+			continue;
+		}
+		char *eq = strchr(t, '=');
+		if (!eq)
+			return mta_fail(MTA_EINVAL, "variant spec '%s': '%s' is not key=value", spec, t);
+		*eq = 0;
+		const struct mta_tunable *tu = s->tunables;
+		int idx = 1;
+		for (; tu->name && strcmp(tu->name, t); tu++)
+			idx++;
+		if (!tu->name) {
+			char names[256] = "";
+			for (const struct mta_tunable *x = s->tunables; x->name; x++)
+				snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s",
+					 x == s->tunables ? "" : ", ", x->name);
+			return mta_fail(MTA_EINVAL, "variant spec '%s': unknown %s tunable '%s' "
+					"(expected %s)", spec, s->backend, t, names);
+		}
+		if (seen & (1u << idx))
+			return mta_fail(MTA_EINVAL, "variant spec '%s': '%s' given twice", spec, t);
+		seen |= 1u << idx;
+		long n = strtol(eq + 1, &end, 10);
+		if (!eq[1] || *end || n < 0 || n > 1 << 20)
+			return mta_fail(MTA_EINVAL, "variant spec '%s': %s='%s' is not a number in "
+					"[0, 1048576]", spec, t, eq + 1);
+		*field(&v, tu) = (int)n;
+	}
+	*out = v;
+	return MTA_OK;
+}
+
+int mta_variant_check(const struct mta_problem *p, const struct mta_variant *v)
+{
+	const struct mta_space *s = space_of(v->backend);
+	int rc;
+	if (!s)
+		return mta_fail(MTA_EINVAL, "variant has unknown backend %d", v->backend);
+	if ((rc = mta_problem_validate(p)))
+		return rc;
+	return s->check(p, v);
+}
+
+/* Visit every point of the cartesian product of the value lists. */
+static int walk(const struct mta_problem *p, const struct mta_space *s, int backend,
+		struct mta_variant **out, size_t *n, int first_only)
+{
+	int nt = 0, idx[32] = { 0 };
+	size_t cap = 0, cnt = 0;
+	struct mta_variant *arr = NULL, v;
+
+	while (s->tunables[nt].name)
+		nt++;
+	for (;;) {
+		defaults(s, backend, &v);
+		for (int i = 0; i < nt; i++)
+			*field(&v, &s->tunables[i]) = s->tunables[i].vals[idx[i]];
+		if (s->check(p, &v) == MTA_OK) {
+			if (cnt == cap) {
+				cap = cap ? cap * 2 : 64;
+				struct mta_variant *na = realloc(arr, cap * sizeof *arr);
+				if (!na) {
+					free(arr);
+					return mta_fail(MTA_ENOMEM, "out of memory enumerating variants");
+				}
+				arr = na;
+			}
+			arr[cnt++] = v;
+			if (first_only)
+				break;
+		}
+		int i = 0;
+		while (i < nt && ++idx[i] >= s->tunables[i].nvals)
+			idx[i++] = 0;
+		if (i == nt)
+			break;
+	}
+	mta_clear_error();
+	*out = arr;
+	*n = cnt;
+	return MTA_OK;
+}
+
+int mta_variant_space(const struct mta_problem *p, int backend, struct mta_variant **out, size_t *n)
+{
+	const struct mta_space *s = space_of(backend);
+	int rc;
+	if (!s)
+		return mta_fail(MTA_EINVAL, "unknown backend %d", backend);
+	if ((rc = mta_problem_validate(p)))
+		return rc;
+	return walk(p, s, backend, out, n, 0);
+}
+
+int mta_variant_default(const struct mta_problem *p, int backend, struct mta_variant *v)
+{
+	const struct mta_space *s = space_of(backend);
+	struct mta_variant *arr = NULL;
+	size_t n = 0;
+	int rc;
+	if (!s)
+		return mta_fail(MTA_EINVAL, "unknown backend %d", backend);
+	if ((rc = mta_problem_validate(p)))
+		return rc;
+	defaults(s, backend, v);
+	if (s->tailor)
+		s->tailor(p, v);
+	if (s->check(p, v) == MTA_OK)
+		return MTA_OK;
+	if ((rc = walk(p, s, backend, &arr, &n, 1)))
+		return rc;
+	if (!n) {
+		free(arr);
+		return mta_fail(MTA_EUNSUPPORTED, "no %s variant fits this problem", s->backend);
+	}
+	*v = arr[0];
+	free(arr);
+	return MTA_OK;
+}
