@@ -200,6 +200,13 @@ int mta_db_list_results(struct mta_db *db, int64_t device_id, const char *proble
 int mta_db_list_winners(struct mta_db *db, int64_t device_id, const char *problem_key,
 			mta_db_winner_cb cb, void *ctx);
 
+/* ---- merging shards ------------------------------------------------------------
+ * Merge the database at in_path into db in one transaction (see db_merge.c):
+ * rows matched by natural keys, every result kept (the later measurement of
+ * the same key wins), devices kept apart, winners recomputed. in_path must
+ * be an mtatune database of this schema version; it is only read. */
+int mta_db_merge(struct mta_db *db, const char *in_path);
+
 /* ---- compiled binaries ------------------------------------------------------ */
 struct mta_db_binary_key {
 	const char *source_hash; /* required */

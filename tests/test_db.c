@@ -657,3 +657,71 @@ TEST(db_concurrent_writers)
 	REQUIRE(mta_db_open(path, MTA_DB_CHECK, &db) == MTA_OK);
 	mta_db_close(db);
 }
+
+/* Shard i: device "GPU i" (shard 2 shares shard 0's device), results for T in 1..n, bq=8 fastest on shard i. */
+static int make_shard(const char *path, const char *devname, int n, double base)
+{
+	struct mta_db *db;
+	int64_t dev, prob, var[2];
+	struct mta_db_device d = cpu_dev;
+	d.name = devname;
+	int rc = mta_db_open(path, 0, &db);
+	if (!rc && !(rc = mta_db_device_upsert(db, &d, &dev)) &&
+	    !(rc = mta_db_problem_upsert(db, "h4kv4d32-both-f32", &prob)))
+		for (int i = 0; !rc && i < 2; i++)
+			rc = mta_db_variant_upsert(db, prob, i ? "cpu:v1,bq=32" : "cpu:v1,bq=8", "h", &var[i]);
+	for (int t = 1; !rc && t <= n; t++)
+		for (int i = 0; !rc && i < 2; i++) {
+			struct mta_db_result r = ok_result(dev, var[i], 100 * t, base + i);
+			rc = mta_db_result_put(db, &r);
+		}
+	struct mta_db_binary_key k = { devname, "x86_64", "gcc", "" };
+	if (!rc)
+		rc = mta_db_binary_put(db, &k, "elf", 3);
+	mta_db_close(db);
+	return rc;
+}
+
+TEST(db_merge_shards)
+{
+	const char *a = tmp_path("a.db"), *b = tmp_path("b.db"), *out = tmp_path("out.db");
+	/* Out already holds a measurement of a key a also has, but older: a's wins. */
+	REQUIRE(make_shard(out, "GPU 0", 1, 5.0) == MTA_OK);
+	usleep(20000);
+	REQUIRE(make_shard(a, "GPU 0", 10, 1.0) == MTA_OK);
+	REQUIRE(make_shard(b, "GPU 1", 5, 2.0) == MTA_OK);
+	struct mta_db *db;
+	REQUIRE(mta_db_open(out, 0, &db) == MTA_OK);
+	CHECK(mta_db_merge(db, a) == MTA_OK);
+	CHECK(mta_db_merge(db, b) == MTA_OK);
+	CHECK(mta_db_merge(db, b) == MTA_OK); /* twice: nothing doubles */
+	CHECK_EQ_INT(raw(out, "SELECT count(*) FROM devices"), 2);
+	CHECK_EQ_INT(raw(out, "SELECT count(*) FROM problems"), 1);
+	CHECK_EQ_INT(raw(out, "SELECT count(*) FROM variants"), 2);
+	CHECK_EQ_INT(raw(out, "SELECT count(*) FROM results"), 2 * 10 + 2 * 5);
+	CHECK_EQ_INT(raw(out, "SELECT count(*) FROM results WHERE median_ms >= 5"), 0);
+	CHECK_EQ_INT(raw(out, "SELECT count(*) FROM binaries"), 2);
+	/* Winners per device: bq=8 everywhere, with each shard's own time. */
+	int64_t d0, d1;
+	struct mta_db_device dev = cpu_dev;
+	dev.name = "GPU 0";
+	REQUIRE(mta_db_device_find(db, &dev, &d0) == MTA_OK);
+	dev.name = "GPU 1";
+	REQUIRE(mta_db_device_find(db, &dev, &d1) == MTA_OK);
+	struct mta_db_winner w;
+	REQUIRE(mta_db_winner_get(db, d0, "h4kv4d32-both-f32", 1000, &w) == MTA_OK);
+	CHECK(!strcmp(w.spec, "cpu:v1,bq=8") && w.time_ms == 1.0 && w.T == 1000);
+	REQUIRE(mta_db_winner_get(db, d1, "h4kv4d32-both-f32", 1000, &w) == MTA_OK);
+	CHECK(!strcmp(w.spec, "cpu:v1,bq=8") && w.time_ms == 2.0 && w.T == 500 && !w.exact);
+	/* Refused inputs leave out untouched. */
+	const char *txt = tmp_path("x.txt");
+	FILE *f = fopen(txt, "w");
+	REQUIRE(f);
+	fputs("hello", f);
+	fclose(f);
+	CHECK(mta_db_merge(db, txt) == MTA_EDB);
+	CHECK_STR_CONTAINS(mta_last_error(), "not an SQLite file");
+	CHECK(mta_db_merge(db, tmp_path("missing.db")) == MTA_ENOTFOUND);
+	CHECK_EQ_INT(raw(out, "SELECT count(*) FROM results"), 30);
+	mta_db_close(db);
+}
