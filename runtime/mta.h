@@ -170,6 +170,12 @@ int mta_reference(const struct mta_problem *p, const struct mta_tensor *q,
 		  const struct mta_tensor *k, const struct mta_tensor *v,
 		  const struct mta_weights *w, double *out);
 
+/*
+ * Relative L2 error ||o - e|| / ||e|| of a float32 output against a float64
+ * one; INFINITY if any element of o is NaN or infinite, so NaN never passes.
+ */
+double mta_rel_l2(const float *o, const double *e, size_t n);
+
 /* ---- running: pick the tuned winner and launch it ----------------------- */
 typedef struct mta_context mta_context;
 

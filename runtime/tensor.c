@@ -2,6 +2,7 @@
 #include "error.h"
 
 #include <inttypes.h>
+#include <math.h>
 #include <string.h>
 
 void mta_tensor_init(struct mta_tensor *t, void *data, int dtype,
@@ -66,4 +67,17 @@ int mta_check_tensors(const struct mta_problem *p, const struct mta_tensor *q,
 	if (T)
 		*T = q->shape[1];
 	return MTA_OK;
+}
+
+double mta_rel_l2(const float *o, const double *e, size_t n)
+{
+	double num = 0, den = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (!isfinite(o[i]))
+			return INFINITY;
+		double d = (double)o[i] - e[i];
+		num += d * d;
+		den += e[i] * e[i];
+	}
+	return den > 0 ? sqrt(num / den) : sqrt(num);
 }

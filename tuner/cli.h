@@ -35,6 +35,10 @@ enum {
 
 /* The subcommands, in the order `mtatune --help` lists them. */
 #define MTATUNE_COMMANDS(X) \
+	X(tune, "tune a problem at a sequence length and record the winner") \
+	X(best, "show the recorded winners, or the variant picked for a problem") \
+	X(list, "list the database's devices, problems or results") \
+	X(gen, "print the generated kernel source of a problem and variant") \
 	X(run, "run one forward on a folder of .npy inputs and write o.npy")
 
 #define X(name, summary) int cmd_##name(int argc, char **argv);

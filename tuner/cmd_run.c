@@ -34,6 +34,8 @@ static const char usage_text[] =
 	"  --dtype T         f32 (default), bf16 or f16: round q, k, v to T first\n"
 	"  --backend NAME    how to compute it (default ref):\n"
 	"%s"
+	"  --db PATH         database of tuned winners (default $MTATUNE_DB, else\n"
+	"                    ~/.cache/mtatune/mta.db)\n"
 	"  --expected FILE   compare with FILE [B,T,H,D]; print the relative L2 error\n"
 	"  --tol X           fail (exit 4) above this error (default 1e-5 for f32,\n"
 	"                    1e-2 for bf16 and f16)\n"
@@ -63,8 +65,34 @@ static int run_ref(const struct mta_problem *p, const struct mta_tensor *q,
 	return rc;
 }
 
+static const char *db_path; /* --db, for the backends that look up winners */
+
+/* The generated C kernel the runtime picks: the tuned winner, else the default. */
+static int run_cpu(const struct mta_problem *p, const struct mta_tensor *q,
+		   const struct mta_tensor *k, const struct mta_tensor *v,
+		   const struct mta_weights *w, float *o, size_t n)
+{
+	mta_context *ctx = NULL;
+	char spec[MTA_SPEC_MAX];
+	struct mta_tensor to;
+	int source, rc;
+	static const char *from[] = { "default variant, nothing tuned for this problem",
+				      "tuned winner of the nearest T bucket",
+				      "tuned winner of this T bucket" };
+	mta_tensor_init(&to, o, MTA_F32, q->shape[0], q->shape[1], p->H, p->D);
+	if ((rc = mta_context_create(&ctx, db_path, "cpu")) ||
+	    (rc = mta_context_pick(ctx, p, q->shape[1], spec, sizeof spec, &source)))
+		goto out;
+	fprintf(stderr, "mtatune run: %s (%s)\n", spec, from[source]);
+	rc = mta_forward(ctx, p, q, k, v, w, &to);
+out:
+	mta_context_free(ctx);
+	return rc;
+}
+
 static const struct backend backends[] = {
 	{ "ref", "the float64 reference (slow, exact)", run_ref },
+	{ "cpu", "the generated C kernel: the tuned winner, else the default", run_cpu },
 };
 
 #define NBACKENDS (sizeof backends / sizeof backends[0])
@@ -91,20 +119,6 @@ static const struct backend *find_backend(const char *name)
 	return NULL;
 }
 
-/* Relative L2 error of o against e; infinite if o has a NaN or inf. */
-static double rel_l2(const float *o, const double *e, size_t n)
-{
-	double num = 0, den = 0;
-	for (size_t i = 0; i < n; i++) {
-		if (!isfinite(o[i]))
-			return INFINITY;
-		double d = (double)o[i] - e[i];
-		num += d * d;
-		den += e[i] * e[i];
-	}
-	return den > 0 ? sqrt(num / den) : sqrt(num);
-}
-
 /* Compare o with the file expected; the exit status. */
 static int verify(const char *expected, const float *o, const int64_t *shape, size_t n,
 		  double tol)
@@ -125,7 +139,7 @@ static int verify(const char *expected, const float *o, const int64_t *shape, si
 				mta_npy_shape_str(4, shape, b, sizeof b));
 		goto out;
 	}
-	double err = rel_l2(o, e.data, n);
+	double err = mta_rel_l2(o, e.data, n);
 	printf("rel_l2 %.3g tol %.3g %s\n", err, tol, err <= tol ? "ok" : "FAIL");
 	if (!(err <= tol))
 		code = cli_fail("run", CLI_VERIFY, "the output differs from %s: relative L2 error "
@@ -138,7 +152,7 @@ out:
 int cmd_run(int argc, char **argv)
 {
 	enum { O_INPUTS = 256, O_OUT, O_PAD, O_LAYER, O_SCALE, O_BACKEND, O_DTYPE, O_EXPECTED,
-	       O_TOL };
+	       O_TOL, O_DB };
 	static const struct option opts[] = {
 		{ "inputs", required_argument, NULL, O_INPUTS },
 		{ "out", required_argument, NULL, O_OUT },
@@ -149,6 +163,7 @@ int cmd_run(int argc, char **argv)
 		{ "dtype", required_argument, NULL, O_DTYPE },
 		{ "expected", required_argument, NULL, O_EXPECTED },
 		{ "tol", required_argument, NULL, O_TOL },
+		{ "db", required_argument, NULL, O_DB },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -167,6 +182,7 @@ int cmd_run(int argc, char **argv)
 		case O_OUT: out = optarg; break;
 		case O_EXPECTED: expected = optarg; break;
 		case O_BACKEND: bname = optarg; break;
+		case O_DB: db_path = optarg; break;
 		case O_PAD:
 			if (mta_pad_parse(optarg, &opt.pad))
 				return cli_fail("run", CLI_USAGE, "--pad-key: %s", mta_last_error());

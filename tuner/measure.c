@@ -96,18 +96,13 @@ static int job_fn(void *ctx, void *out, size_t n)
 	if ((rc = mta_reference(p, &s.q, &s.k, &s.v, &s.w, ref)) ||
 	    (rc = run_once(k, p, &s, y, o->threads)))
 		goto out;
-	double num = 0, den = 0;
-	for (size_t i = 0; i < cnt; i++) {
-		double d = (double)y[i] - ref[i];
+	for (size_t i = 0; i < cnt; i++)
 		if (!isfinite(y[i])) {
 			rc = mta_fail(MTA_EVERIFY, "output element %zu is %g, reference %g", i,
 				      (double)y[i], ref[i]);
 			goto out;
 		}
-		num += d * d;
-		den += ref[i] * ref[i];
-	}
-	m->rel_err = den > 0 ? sqrt(num / den) : sqrt(num);
+	m->rel_err = mta_rel_l2(y, ref, cnt);
 	if (!(m->rel_err < tol)) {
 		rc = mta_fail(MTA_EVERIFY, "relative L2 error %.3g against the float64 reference "
 			      "(T=%lld, B=%lld) exceeds %g", m->rel_err, (long long)Tv, (long long)Bv, tol);
