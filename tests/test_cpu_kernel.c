@@ -65,6 +65,8 @@ TEST(cpu_kernel_options)
 		{ "h2kv1d6-pre5x7-post4x5-both-f32", "cpu:v1,bq=2,bk=2,hpb=1", 1, 3, 0, 0 },
 		{ "h3kv1d5-pre2x3-left-gate-f32", "cpu:v1,bq=4,bk=4,hpb=1,algo=1", 2, 1, 0, 0 },
 		{ "h3kv1d5-pre2x3-left-gate-f32", "cpu:v1,bq=4,bk=4,hpb=1,algo=1", 1, 9, 1, 0 },
+		/* D = 1, one-row and one-column tiles, post conv alone */
+		{ "h1kv1d1-post2x2-right-gate-f32", "cpu:v1,hpb=0,bq=1,bk=1", 2, 6, 1, 0 },
 	};
 	run_cases(c, (int)(sizeof c / sizeof c[0]));
 }
