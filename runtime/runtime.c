@@ -158,7 +158,7 @@ int mta_forward(mta_context *c, const struct mta_problem *p, const struct mta_te
 		const struct mta_weights *w, struct mta_tensor *o)
 {
 	char key[MTA_KEY_MAX], spec[MTA_SPEC_MAX];
-	struct mta_cpu_kernel *kern;
+	struct mta_cpu_kernel *kern = NULL;
 	int64_t B, T;
 	int rc, source;
 

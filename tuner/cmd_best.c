@@ -6,6 +6,7 @@
 #include "db.h"
 #include "device.h"
 #include "error.h"
+#include "variant.h"
 
 #include <getopt.h>
 #include <string.h>

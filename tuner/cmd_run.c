@@ -8,6 +8,7 @@
  */
 #include "cli.h"
 #include "error.h"
+#include "variant.h"
 #include "inputs.h"
 #include "npy.h"
 
