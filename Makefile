@@ -84,8 +84,20 @@ san-build: deps
 test: all test-build san-build
 	@sh tests/run.sh
 
+# The PyTorch peer needs Debian's python3-torch and python3-numpy.
+BENCH_PKGS := python3-torch python3-numpy
 bench: all
-	@sh bench/cpu.sh
+	@missing=""; for p in $(BENCH_PKGS); do \
+	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	$(MAKE) --no-print-directory B=build/normal build/normal/cpu_bench
+	MTATUNE_CACHE=build/kcache build/normal/cpu_bench $(BENCH_ARGS)
+
+$(B)/cpu_bench: $(B)/bench/cpu_bench.o $(B)/libmtatune.a
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(B)/libmtatune.a $(LDLIBS)
 
 clean:
 	rm -rf build bin lib

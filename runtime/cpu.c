@@ -77,13 +77,15 @@ int mta_cpu_load(const struct mta_problem *p, const struct mta_variant *v,
 }
 
 /* Strides of t as the kernel takes them; the head dimension must be dense. */
-static int strides(const char *name, const struct mta_tensor *t, int64_t s[3])
+static int strides(const char *name, const struct mta_tensor *t, int64_t *sb, int64_t *st,
+		   int64_t *sh)
 {
 	if (t->stride[3] != 1 && t->shape[3] > 1)
 		return mta_fail(MTA_ESHAPE, "tensor %s: the head dimension must be contiguous "
 				"(stride 1), not stride %lld", name, (long long)t->stride[3]);
-	for (int i = 0; i < 3; i++)
-		s[i] = t->stride[i];
+	*sb = t->stride[0];
+	*st = t->stride[1];
+	*sh = t->stride[2];
 	return MTA_OK;
 }
 
@@ -93,7 +95,6 @@ int mta_cpu_run(struct mta_cpu_kernel *k, const struct mta_problem *p,
 		struct mta_tensor *o, int nthreads)
 {
 	struct mta_kargs a;
-	int64_t s[3] = { 0, 0, 0 };
 	int rc;
 
 	if (!k)
@@ -113,28 +114,17 @@ int mta_cpu_run(struct mta_cpu_kernel *k, const struct mta_problem *p,
 	struct mta_weights none = { 0 };
 	if (!w)
 		w = &none;
-	if ((p->cq && !w->kq_pre) || (p->head_pre && !w->head_pre) || (p->cq2 && !w->kq_post) ||
-	    (p->head_post == MTA_HPOST_CONV && !w->head_post) ||
-	    (p->head_post == MTA_HPOST_LINEAR && !w->head_post_linear) ||
-	    (p->gn && !w->gn_weight) || (p->gate && !w->gate_w))
-		return mta_fail(MTA_EINVAL, "the problem needs a weight that was not given "
-				"(kq_pre, head_pre, kq_post, head_post, gn_weight or gate_w)");
+	if ((rc = mta_check_weights(p, w)))
+		return rc;
 	a.q = q->data;
 	a.k = kt->data;
 	a.v = v->data;
 	a.o = o->data;
-	if ((rc = strides("q", q, s)))
+	if ((rc = strides("q", q, &a.q_sb, &a.q_st, &a.q_sh)) ||
+	    (rc = strides("k", kt, &a.k_sb, &a.k_st, &a.k_sh)) ||
+	    (rc = strides("v", v, &a.v_sb, &a.v_st, &a.v_sh)) ||
+	    (rc = strides("o", o, &a.o_sb, &a.o_st, &a.o_sh)))
 		return rc;
-	a.q_sb = s[0], a.q_st = s[1], a.q_sh = s[2];
-	if ((rc = strides("k", kt, s)))
-		return rc;
-	a.k_sb = s[0], a.k_st = s[1], a.k_sh = s[2];
-	if ((rc = strides("v", v, s)))
-		return rc;
-	a.v_sb = s[0], a.v_st = s[1], a.v_sh = s[2];
-	if ((rc = strides("o", o, s)))
-		return rc;
-	a.o_sb = s[0], a.o_st = s[1], a.o_sh = s[2];
 	a.kq_pre = w->kq_pre;
 	a.head_pre = w->head_pre;
 	a.kq_post = w->kq_post;

@@ -161,6 +161,12 @@ int mta_check_tensors(const struct mta_problem *p, const struct mta_tensor *q,
 		      const struct mta_tensor *o, int64_t *B, int64_t *T);
 
 /*
+ * Check that w (NULL: no weights) holds every weight the problem uses;
+ * MTA_EINVAL naming the first one missing.
+ */
+int mta_check_weights(const struct mta_problem *p, const struct mta_weights *w);
+
+/*
  * The float64 reference forward of MTA.md, step by step. q, k, v may be of
  * any dtype (converted exactly to double); out is contiguous [B,T,H,D]
  * doubles. Memory is O(H*(cq+cq2)*T), not O(T^2): rows are streamed with a

@@ -81,3 +81,28 @@ double mta_rel_l2(const float *o, const double *e, size_t n)
 	}
 	return den > 0 ? sqrt(num / den) : sqrt(num);
 }
+
+int mta_check_weights(const struct mta_problem *p, const struct mta_weights *w)
+{
+	static const struct mta_weights none;
+	const char *miss = NULL;
+	if (!w)
+		w = &none;
+	if (p->cq && !w->kq_pre)
+		miss = "kq_pre [H,1,cq,ck]";
+	else if (p->head_pre && !w->head_pre)
+		miss = "head_pre [H,H]";
+	else if (p->cq2 && !w->kq_post)
+		miss = "kq_post [H,1,cq2,ck2]";
+	else if (p->head_post == MTA_HPOST_CONV && !w->head_post)
+		miss = "head_post [H/c,c,c]";
+	else if (p->head_post == MTA_HPOST_LINEAR && !w->head_post_linear)
+		miss = "head_post_linear [H,H]";
+	else if (p->gn && !w->gn_weight)
+		miss = "gn_weight [D]";
+	else if (p->gate && !w->gate_w)
+		miss = "gate_w [1,D]";
+	if (miss)
+		return mta_fail(MTA_EINVAL, "the problem needs weight %s, which was not given", miss);
+	return MTA_OK;
+}
