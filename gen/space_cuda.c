@@ -20,8 +20,8 @@
  * space of three problems for two architectures with NVRTC on two cores.
  */
 static const struct mta_tunable tunables[] = {
-	{ "bq", offsetof(struct mta_variant, bq), 16, 3, { 8, 16, 32 } },
-	{ "bk", offsetof(struct mta_variant, bk), 32, 2, { 16, 32 } },
+	{ "bq", offsetof(struct mta_variant, bq), 16, 2, { 8, 16 } },
+	{ "bk", offsetof(struct mta_variant, bk), 32, 1, { 32 } },
 	{ "hpb", offsetof(struct mta_variant, hpb), 1, 6, { 1, 2, 4, 8, 16, 32 } },
 	{ "warps", offsetof(struct mta_variant, warps), 4, 2, { 4, 8 } },
 	{ "algo", offsetof(struct mta_variant, algo), 0, 1, { 0 } },

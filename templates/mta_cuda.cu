@@ -22,6 +22,10 @@
  * pass of the cheaper half of the work. Without post steps a single pass with
  * the usual rescaled accumulators is used.
  *
+ * Loops over kernel rows and mixed output heads stay rolled (#pragma unroll
+ * 1): unrolled, the compiler hoists every weight load out of the element
+ * loop into registers (256 for 16x16 mixing) and spills.
+ *
  * The output accumulators live in registers: warp w owns output rows
  * (head, query) w, w+WARPS, ...; lane l owns d = l, l+32, ...; so group norm
  * and gate reduce with warp shuffles.
@@ -197,7 +201,7 @@ __device__ void logits_tile(const mta_args &a, int b, int h0, int rP0, int cP0, 
 		for (int e = tid; e < RP * ncols; e += NT) {
 			const int r = e / ncols, c = e % ncols;
 			float s = 0.f;
-#pragma unroll
+#pragma unroll 1
 			for (int u = 0; u < C_CQ; u++)
 #pragma unroll
 				for (int t = 0; t < C_CK; t++)
@@ -226,7 +230,7 @@ __device__ void logits_tile(const mta_args &a, int b, int h0, int rP0, int cP0, 
 #pragma unroll
 		for (int hh = 0; hh < C_HPB; hh++)
 			x[hh] = S[hh * RP * CP + off];
-#pragma unroll
+#pragma unroll 1
 		for (int ho = 0; ho < C_HPB; ho++) {
 			float s = 0.f;
 #pragma unroll
@@ -305,7 +309,7 @@ __device__ void post_tile(const mta_args &a, int h0, int i0, int j0, float *S, f
 		if (i < a.T && j <= i) {
 			const float *w = a.kq_post + (h0 + hh) * (C_CQ2 * C_CK2);
 			const float *Sh = S + hh * RP * CP;
-#pragma unroll
+#pragma unroll 1
 			for (int u = 0; u < C_CQ2; u++)
 #pragma unroll
 				for (int t = 0; t < C_CK2; t++)
@@ -325,7 +329,7 @@ __device__ void post_tile(const mta_args &a, int h0, int i0, int j0, float *S, f
 #pragma unroll
 		for (int u = 0; u < C_HC; u++)
 			x[u] = base[u * C_BQ * C_BK];
-#pragma unroll
+#pragma unroll 1
 		for (int o = 0; o < C_HC; o++) {
 			float s = 0.f;
 #pragma unroll
@@ -342,7 +346,7 @@ __device__ void post_tile(const mta_args &a, int h0, int i0, int j0, float *S, f
 #pragma unroll
 		for (int hh = 0; hh < C_HPB; hh++)
 			x[hh] = P2[hh * C_BQ * C_BK + e];
-#pragma unroll
+#pragma unroll 1
 		for (int ho = 0; ho < C_HPB; ho++) {
 			float s = 0.f;
 #pragma unroll
@@ -390,7 +394,7 @@ __device__ __forceinline__ void pv_tile(const mta_args &a, int b, int h0, int j0
 	}
 }
 
-extern "C" __global__ void __launch_bounds__(NT) mta_fwd(const mta_args a)
+extern "C" __global__ void __launch_bounds__(NT, 1) mta_fwd(const mta_args a)
 {
 	extern __shared__ float4 mta_smem[];
 	float *S = (float *)mta_smem, *Z = S + SM_S, *P2 = Z + SM_Z;

@@ -146,3 +146,37 @@ TEST(cuda_emu_full)
 	struct mta_problem b = prob("h4kv4d16-pre6x11-hpre-post6x11-hc4-both-gn-gate-bf16");
 	check_case(&b, "cuda:v1,bq=16,bk=32,hpb=4,warps=4", 1, 45);
 }
+
+/* Bad requests are refused with a message naming the problem. */
+TEST(cuda_emu_errors)
+{
+	struct mta_problem p = prob("h4kv4d8-hc2-f32");
+	struct mta_variant v;
+	struct mta_tensor q, k, vv, o;
+	float buf[4 * 4 * 8 * 2] = { 0 }, out[4 * 4 * 8];
+	mta_tensor_init(&q, buf, MTA_F32, 1, 4, 4, 8);
+	mta_tensor_init(&k, buf, MTA_F32, 1, 4, 4, 8);
+	mta_tensor_init(&vv, buf, MTA_F32, 1, 4, 4, 8);
+	mta_tensor_init(&o, out, MTA_F32, 1, 4, 4, 8);
+	REQUIRE(mta_variant_parse("cuda:v1,hpb=1", &v) == MTA_OK);
+	CHECK_EQ_INT(mta_emu_run(&p, &v, &q, &k, &vv, NULL, &o), MTA_EINVAL);
+	CHECK_STR_CONTAINS(mta_last_error(), "multiple of c");
+	REQUIRE(mta_variant_parse("cuda:v1,hpb=2", &v) == MTA_OK);
+	CHECK_EQ_INT(mta_emu_run(&p, &v, &q, &k, &vv, NULL, &o), MTA_EINVAL);
+	CHECK_STR_CONTAINS(mta_last_error(), "weight");
+	struct mta_weights w = { .head_post = buf };
+	o.stride[3] = 2;
+	CHECK_EQ_INT(mta_emu_run(&p, &v, &q, &k, &vv, &w, &o), MTA_ESHAPE);
+	CHECK_STR_CONTAINS(mta_last_error(), "contiguous");
+	o.stride[3] = 1;
+	q.dtype = MTA_BF16;
+	CHECK_EQ_INT(mta_emu_run(&p, &v, &q, &k, &vv, &w, &o), MTA_ESHAPE);
+	REQUIRE(mta_variant_parse("cpu:v1", &v) == MTA_OK);
+	CHECK_EQ_INT(mta_emu_run(&p, &v, &q, &k, &vv, &w, &o), MTA_EINVAL);
+	CHECK_STR_CONTAINS(mta_last_error(), "cuda variants");
+	/* the space keeps linear head mixing whole */
+	struct mta_problem l = prob("h4kv4d8-hpre-f32");
+	REQUIRE(mta_variant_parse("cuda:v1,hpb=2", &v) == MTA_OK);
+	CHECK_EQ_INT(mta_variant_check(&l, &v), MTA_EINVAL);
+	CHECK_STR_CONTAINS(mta_last_error(), "all H=4 heads");
+}
