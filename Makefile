@@ -12,8 +12,10 @@
 
 CC      ?= cc
 OPT     ?= -O2
-CFLAGS  += -std=gnu11 $(OPT) -g -fPIC -pthread -Wall -Wextra -Werror \
+SAN     ?=
+CFLAGS  += -std=gnu11 $(OPT) $(SAN) -g -fPIC -pthread -Wall -Wextra -Werror \
            -Wno-unused-parameter -Iruntime -Igen -Idb -Ituner -Itemplates
+LDFLAGS += $(SAN)
 LDLIBS  += -lsqlite3 -ldl -lm -lpthread
 
 SAN_FLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
@@ -33,7 +35,7 @@ TEST_OBJ := $(TEST_SRC:%.c=$(B)/%.o)
 DEB_PKGS := libsqlite3-dev python3 valgrind clang-14 libclang-rt-14-dev
 
 .PHONY: all deps test test-build san-build bench clean fuzz gpu-check gpu-bench
-all: deps bin/mtatune lib/libmtatune.a lib/libmtatune.so
+all: deps $(if $(wildcard tuner/main.c),bin/mtatune) lib/libmtatune.a lib/libmtatune.so
 
 # Install what is missing, once; does nothing when everything is present.
 deps:
@@ -74,16 +76,28 @@ lib/libmtatune.so: $(LIB_OBJ)
 	$(CC) $(CFLAGS) -shared -o $@ $(LIB_OBJ) $(LDLIBS)
 
 test-build: deps
-	$(MAKE) --no-print-directory B=build/normal build/normal/mtatune build/normal/test_runner
+	$(MAKE) --no-print-directory B=build/normal $(if $(wildcard tuner/main.c),build/normal/mtatune) build/normal/test_runner
 san-build: deps
-	$(MAKE) --no-print-directory B=build/san OPT=-O1 EXTRA_SAN=1 \
-	  CFLAGS="$(SAN_FLAGS)" LDFLAGS="$(SAN_FLAGS)" build/san/mtatune build/san/test_runner
+	$(MAKE) --no-print-directory B=build/san OPT=-O1 SAN="$(SAN_FLAGS)" \
+	  $(if $(wildcard tuner/main.c),build/san/mtatune) build/san/test_runner
 
 test: all test-build san-build
 	@sh tests/run.sh
 
+# The PyTorch peer needs Debian's python3-torch and python3-numpy.
+BENCH_PKGS := python3-torch python3-numpy
 bench: all
-	@sh bench/cpu.sh
+	@missing=""; for p in $(BENCH_PKGS); do \
+	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	$(MAKE) --no-print-directory B=build/normal build/normal/cpu_bench
+	MTATUNE_CACHE=build/kcache build/normal/cpu_bench $(BENCH_ARGS)
+
+$(B)/cpu_bench: $(B)/bench/cpu_bench.o $(B)/libmtatune.a
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(B)/libmtatune.a $(LDLIBS)
 
 clean:
 	rm -rf build bin lib

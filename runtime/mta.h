@@ -161,6 +161,12 @@ int mta_check_tensors(const struct mta_problem *p, const struct mta_tensor *q,
 		      const struct mta_tensor *o, int64_t *B, int64_t *T);
 
 /*
+ * Check that w (NULL: no weights) holds every weight the problem uses;
+ * MTA_EINVAL naming the first one missing.
+ */
+int mta_check_weights(const struct mta_problem *p, const struct mta_weights *w);
+
+/*
  * The float64 reference forward of MTA.md, step by step. q, k, v may be of
  * any dtype (converted exactly to double); out is contiguous [B,T,H,D]
  * doubles. Memory is O(H*(cq+cq2)*T), not O(T^2): rows are streamed with a
@@ -169,6 +175,44 @@ int mta_check_tensors(const struct mta_problem *p, const struct mta_tensor *q,
 int mta_reference(const struct mta_problem *p, const struct mta_tensor *q,
 		  const struct mta_tensor *k, const struct mta_tensor *v,
 		  const struct mta_weights *w, double *out);
+
+/*
+ * Relative L2 error ||o - e|| / ||e|| of a float32 output against a float64
+ * one; INFINITY if any element of o is NaN or infinite, so NaN never passes.
+ */
+double mta_rel_l2(const float *o, const double *e, size_t n);
+
+/* ---- running: pick the tuned winner and launch it ----------------------- */
+typedef struct mta_context mta_context;
+
+/*
+ * A context owns the database handle (read-only), the device identity and a
+ * cache of loaded kernels. db_path NULL means the default database
+ * ($MTATUNE_DB, else ~/.cache/mtatune/mta.db); a missing database is not an
+ * error (every problem then runs its default variant), a corrupt or foreign
+ * one is. backend "cpu" (NULL means cpu). One context may be used from
+ * several threads.
+ */
+int mta_context_create(mta_context **ctx, const char *db_path, const char *backend);
+void mta_context_free(mta_context *ctx);
+
+/*
+ * The variant mta_forward would run for (p, T): the recorded winner of this
+ * device for p in T's bucket, else the nearest recorded bucket, else the
+ * backend's default variant. *source says which: 2 exact bucket, 1 nearest
+ * bucket, 0 default. spec receives the variant spec (MTA_SPEC_MAX bytes).
+ */
+int mta_context_pick(mta_context *ctx, const struct mta_problem *p, int64_t T, char *spec,
+		     size_t n, int *source);
+
+/*
+ * The forward of MTA.md with the picked variant: q, k, v [B,T,H|Hkv,D] of
+ * the problem's dtype with d contiguous, o float32 [B,T,H,D]. Kernels are
+ * compiled on first use (cached on disk) and kept loaded in the context.
+ */
+int mta_forward(mta_context *ctx, const struct mta_problem *p, const struct mta_tensor *q,
+		const struct mta_tensor *k, const struct mta_tensor *v,
+		const struct mta_weights *w, struct mta_tensor *o);
 
 #ifdef __cplusplus
 }

@@ -71,11 +71,8 @@ int mta_reference(const struct mta_problem *p, const struct mta_tensor *q,
 	struct mta_weights none = { 0 };
 	if (!w)
 		w = &none;
-	if ((p->cq && !w->kq_pre) || (p->head_pre && !w->head_pre) || (p->cq2 && !w->kq_post) ||
-	    (p->head_post == MTA_HPOST_CONV && !w->head_post) ||
-	    (p->head_post == MTA_HPOST_LINEAR && !w->head_post_linear) ||
-	    (p->gn && !w->gn_weight) || (p->gate && !w->gate_w))
-		return mta_fail(MTA_EINVAL, "reference: the problem needs a weight that was not given");
+	if ((rc = mta_check_weights(p, w)))
+		return mta_wrap(rc, "reference");
 
 	const int H = p->H, D = p->D, G = p->H / p->Hkv;
 	const int rows1 = p->cq ? p->cq : 1, rows2 = p->cq2 ? p->cq2 : 1;

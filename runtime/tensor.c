@@ -2,6 +2,7 @@
 #include "error.h"
 
 #include <inttypes.h>
+#include <math.h>
 #include <string.h>
 
 void mta_tensor_init(struct mta_tensor *t, void *data, int dtype,
@@ -65,5 +66,43 @@ int mta_check_tensors(const struct mta_problem *p, const struct mta_tensor *q,
 		*B = q->shape[0];
 	if (T)
 		*T = q->shape[1];
+	return MTA_OK;
+}
+
+double mta_rel_l2(const float *o, const double *e, size_t n)
+{
+	double num = 0, den = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (!isfinite(o[i]))
+			return INFINITY;
+		double d = (double)o[i] - e[i];
+		num += d * d;
+		den += e[i] * e[i];
+	}
+	return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+int mta_check_weights(const struct mta_problem *p, const struct mta_weights *w)
+{
+	static const struct mta_weights none;
+	const char *miss = NULL;
+	if (!w)
+		w = &none;
+	if (p->cq && !w->kq_pre)
+		miss = "kq_pre [H,1,cq,ck]";
+	else if (p->head_pre && !w->head_pre)
+		miss = "head_pre [H,H]";
+	else if (p->cq2 && !w->kq_post)
+		miss = "kq_post [H,1,cq2,ck2]";
+	else if (p->head_post == MTA_HPOST_CONV && !w->head_post)
+		miss = "head_post [H/c,c,c]";
+	else if (p->head_post == MTA_HPOST_LINEAR && !w->head_post_linear)
+		miss = "head_post_linear [H,H]";
+	else if (p->gn && !w->gn_weight)
+		miss = "gn_weight [D]";
+	else if (p->gate && !w->gate_w)
+		miss = "gate_w [1,D]";
+	if (miss)
+		return mta_fail(MTA_EINVAL, "the problem needs weight %s, which was not given", miss);
 	return MTA_OK;
 }

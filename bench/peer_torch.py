@@ -1,0 +1,110 @@
+#!/usr/bin/python3
+"""PyTorch eager peer of the MTA forward, written from MTA.md.
+
+It materialises the T x T logits like the paper's reference code, so it is
+the fair "what people run today" baseline for bench/cpu.sh (CPU, Debian's
+python3-torch) and bench/gpu (CUDA, torch.compile and SDPA too).
+
+usage: peer_torch.py DIR [--reps N] [--threads N] [--device cpu|cuda]
+         [--dtype f32|bf16|f16] [--layer-id N] [--pad-key both|left|right]
+         [--out FILE.npy] [--check]
+DIR holds q.npy, k.npy, v.npy and the weight files named as in MTA.md.
+Prints one JSON line: median/min seconds, peak memory (bytes), and with
+--check the relative L2 error against DIR/expected.npy.
+"""
+import argparse, json, math, os, resource, sys, time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def load(d, name):
+    p = os.path.join(d, name + ".npy")
+    return torch.from_numpy(np.load(p).astype(np.float32)) if os.path.exists(p) else None
+
+
+def kq_conv(S, w, pad_key):
+    """PyTorch conv2d over (query, key) per head; query side causal."""
+    cq, ck = w.shape[2], w.shape[3]
+    ok = {"both": (ck - 1) // 2, "left": ck - 1, "right": 0}[pad_key]
+    S = F.pad(S, (ok, ck - 1 - ok, cq - 1, 0))
+    return F.conv2d(S, w.to(S.dtype), groups=S.shape[1])
+
+
+def mta_forward(q, k, v, W, pad_key="both", layer_id=None, scale=None):
+    B, T, H, D = q.shape
+    G = H // k.shape[2]
+    q = q.transpose(1, 2)
+    k = k.transpose(1, 2).repeat_interleave(G, 1)
+    v = v.transpose(1, 2).repeat_interleave(G, 1)
+    s = scale if scale else 1.0 / math.sqrt(D)
+    S = (q @ k.transpose(-1, -2)) * s
+    causal = torch.ones(T, T, dtype=torch.bool, device=q.device).tril()
+    if W.get("kq_pre") is not None:
+        S = kq_conv(S.masked_fill(~causal, 0.0), W["kq_pre"], pad_key)
+    if W.get("head_pre") is not None:
+        S = torch.einsum("hg,bgij->bhij", W["head_pre"].to(S.dtype), S)
+    P = torch.softmax(S.masked_fill(~causal, float("-inf")).float(), dim=-1).to(q.dtype)
+    if W.get("kq_post") is not None:
+        P = kq_conv(P, W["kq_post"], pad_key).masked_fill(~causal, 0.0)
+    if W.get("head_post") is not None:
+        hp = W["head_post"].to(P.dtype)
+        c = hp.shape[1]
+        P = torch.einsum("gio,bgitj->bgotj", hp, P.view(B, H // c, c, T, T)).reshape(B, H, T, T)
+    elif W.get("head_post_linear") is not None:
+        P = torch.einsum("hg,bgij->bhij", W["head_post_linear"].to(P.dtype), P)
+    o = (P @ v).float()
+    if W.get("gn_weight") is not None:
+        o = o * torch.rsqrt(o.pow(2).mean(-1, keepdim=True) + 1e-5) * W["gn_weight"]
+        if layer_id is not None:
+            o = o * (1 - (0.8 - 0.6 * math.exp(-0.3 * layer_id)))
+    if W.get("gate_w") is not None:
+        o = o * torch.sigmoid(o @ W["gate_w"][0] + W["gate_b"][0]).unsqueeze(-1)
+    return o.transpose(1, 2).contiguous()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("dir")
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--dtype", default="f32", choices=["f32", "bf16", "f16"])
+    ap.add_argument("--layer-id", type=int, default=None)
+    ap.add_argument("--pad-key", default="both")
+    ap.add_argument("--out")
+    ap.add_argument("--check", action="store_true")
+    a = ap.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    dt = {"f32": torch.float32, "bf16": torch.bfloat16, "f16": torch.float16}[a.dtype]
+    dev = torch.device(a.device)
+    names = ["kq_pre", "head_pre", "kq_post", "head_post", "head_post_linear",
+             "gn_weight", "gate_w", "gate_b"]
+    W = {n: load(a.dir, n) for n in names}
+    W = {n: (t.to(dev) if t is not None else None) for n, t in W.items()}
+    q, k, v = (load(a.dir, n).to(dev).to(dt) for n in ("q", "k", "v"))
+    times = []
+    with torch.no_grad():
+        for _ in range(a.reps):
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            o = mta_forward(q, k, v, W, a.pad_key, a.layer_id)
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - t0)
+    res = {"median_s": sorted(times)[len(times) // 2], "min_s": min(times),
+           "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+    if a.check:
+        e = np.load(os.path.join(a.dir, "expected.npy"))
+        oo = o.cpu().double().numpy()
+        res["rel_l2"] = float(np.linalg.norm(oo - e) / np.linalg.norm(e))
+    if a.out:
+        np.save(a.out, o.cpu().float().numpy())
+    print(json.dumps(res))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

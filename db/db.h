@@ -1,0 +1,224 @@
+/*
+ * db.h: the tuning database (one SQLite file; the schema is db/schema.sql).
+ *
+ * Every function returns MTA_OK or an MTA_E* status with a message in
+ * mta_last_error() naming the database file and what failed: MTA_EDB for
+ * SQLite failures and refused files, MTA_ENOTFOUND for a lookup that found
+ * nothing, MTA_EINVAL for bad arguments.
+ *
+ * Writes: each write function is one transaction (BEGIN IMMEDIATE, retried
+ * while another process holds the write lock, up to the busy timeout), unless
+ * the caller groups several with mta_db_begin()/mta_db_commit(). A write
+ * that fails inside a group rolls the whole group back at once: nothing of
+ * it stays, later writes in the group fail, and mta_db_commit() reports it.
+ * Any number of processes may write one file at once (WAL mode); nothing is
+ * lost. A handle is for one thread at a time; do not share it across fork().
+ *
+ * Strings in records returned by get functions point into memory owned by
+ * the handle, valid until the next call on it; in list callbacks they are
+ * valid during the callback. Input strings may be NULL, meaning "".
+ */
+#ifndef MTA_DB_H
+#define MTA_DB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mta.h"
+
+#define MTA_DB_SCHEMA_VERSION 1
+#define MTA_DB_APPLICATION_ID 0x4d544154 /* "MTAT" */
+#define MTA_DB_BUSY_TIMEOUT_MS 10000
+
+/* mta_db_open flags */
+#define MTA_DB_READONLY 1 /* never write; the file must exist */
+#define MTA_DB_CHECK 2    /* also run PRAGMA quick_check (reads every page) */
+
+struct mta_db;
+
+/*
+ * The default database: $MTATUNE_DB when set and non-empty, else
+ * $HOME/.cache/mtatune/mta.db. Creates nothing.
+ */
+int mta_db_default_path(char *buf, size_t n);
+
+/*
+ * Open (path NULL: the default, creating its folder unless READONLY) and
+ * check the file: an empty or new file gets the schema, an older schema is
+ * migrated in one transaction; a newer schema, a file that is not SQLite or
+ * not ours, and a damaged file are refused with a message saying so.
+ */
+int mta_db_open(const char *path, int flags, struct mta_db **out);
+void mta_db_close(struct mta_db *db); /* NULL is fine; rolls back an open group */
+const char *mta_db_path(const struct mta_db *db);
+int mta_db_schema_version(struct mta_db *db, int *version);
+
+/* Group writes into one transaction (not nested). */
+int mta_db_begin(struct mta_db *db);
+int mta_db_commit(struct mta_db *db);
+int mta_db_rollback(struct mta_db *db);
+
+/* ---- devices and problems ---------------------------------------------- */
+struct mta_db_device {
+	int64_t id;       /* out */
+	const char *backend; /* "cpu" | "cuda" */
+	const char *name;    /* e.g. "NVIDIA H100 80GB HBM3", CPU model name */
+	const char *arch;    /* sm_90, x86_64-avx2, ... */
+	const char *driver, *compiler, *nvrtc; /* versions, "" if not applicable */
+	int cores;           /* CPU cores or GPU SMs */
+};
+
+/* Find or insert the device with exactly these fields; *id its row. */
+int mta_db_device_upsert(struct mta_db *db, const struct mta_db_device *d, int64_t *id);
+/* Find only (works read-only); MTA_ENOTFOUND if absent. */
+int mta_db_device_find(struct mta_db *db, const struct mta_db_device *d, int64_t *id);
+
+/* Problems by canonical key (see mta_problem_key). */
+int mta_db_problem_upsert(struct mta_db *db, const char *key, int64_t *id);
+int mta_db_problem_find(struct mta_db *db, const char *key, int64_t *id);
+
+/* ---- variants and their compile information ------------------------------ */
+enum { MTA_COMPILE_UNKNOWN = 0, MTA_COMPILE_OK = 1, MTA_COMPILE_FAILED = 2 };
+
+struct mta_db_compile {
+	int status;          /* MTA_COMPILE_* */
+	const char *target;  /* what it was compiled for: sm_90, x86_64, ... */
+	int registers, spill_stores, spill_loads, shared_bytes, stack_bytes; /* -1: unknown */
+	double ms;           /* compile wall time; NAN: unknown */
+	const char *log;     /* compiler output */
+};
+
+struct mta_db_variant {
+	int64_t id, problem_id;
+	const char *spec;        /* canonical spec, e.g. cuda:v1,bq=16,... */
+	const char *source_hash; /* digest of the generated source; "" unknown */
+	struct mta_db_compile compile;
+};
+
+/*
+ * Find or insert (problem, spec). A non-empty source_hash that differs from
+ * the stored one replaces it and clears the compile information (the source
+ * changed; what compiling the old one said no longer holds).
+ */
+int mta_db_variant_upsert(struct mta_db *db, int64_t problem_id, const char *spec,
+			  const char *source_hash, int64_t *id);
+int mta_db_variant_set_compile(struct mta_db *db, int64_t variant_id,
+			       const struct mta_db_compile *c);
+int mta_db_variant_get(struct mta_db *db, int64_t variant_id, struct mta_db_variant *out);
+
+/* ---- results ------------------------------------------------------------- */
+enum {
+	MTA_RESULT_OK = 0,
+	MTA_RESULT_VERIFY_FAILED,
+	MTA_RESULT_COMPILE_FAILED,
+	MTA_RESULT_CRASHED,
+	MTA_RESULT_TIMEOUT,
+	MTA_RESULT_PRUNED,
+	MTA_RESULT_ERROR,
+	MTA_RESULT_COUNT
+};
+const char *mta_result_status_name(int status); /* "ok", "verify_failed", ... */
+int mta_result_status_parse(const char *s, int *status);
+
+struct mta_db_result {
+	int64_t id;          /* out */
+	int64_t device_id, variant_id;
+	int64_t T, B;
+	int status;          /* MTA_RESULT_*; OK needs median_ms */
+	double median_ms, p20_ms, p80_ms, min_ms; /* NAN: not measured */
+	int runs;
+	double rel_err;      /* relative L2 vs the reference; NAN: not verified */
+	const char *error;   /* what went wrong, "" if nothing */
+	const char *run_id;  /* the tuning run */
+	double started_at;   /* Unix seconds; 0: unknown */
+	double recorded_at;  /* out: set when written */
+	/* out, filled by mta_db_list_results only: */
+	const char *problem_key, *spec;
+};
+
+/*
+ * Record a result as soon as it exists. Keyed by (device, variant, T, B): a
+ * later result for the same key replaces the earlier one in place (same id),
+ * so re-running never duplicates.
+ */
+int mta_db_result_put(struct mta_db *db, const struct mta_db_result *r);
+/* The stored result for the key, for a resuming tuner; MTA_ENOTFOUND if none. */
+int mta_db_result_get(struct mta_db *db, int64_t device_id, int64_t variant_id,
+		      int64_t T, int64_t B, struct mta_db_result *out);
+
+/* ---- winners --------------------------------------------------------------- */
+/* The T bucket: the smallest power of two >= T (T < 1 counts as 1). */
+int64_t mta_db_t_bucket(int64_t T);
+
+struct mta_db_winner {
+	int64_t device_id, problem_id, variant_id;
+	int64_t t_bucket;    /* 0 in set: mta_db_t_bucket(T) */
+	int64_t T, B;        /* the size it was measured at */
+	double time_ms;
+	double updated_at;   /* out */
+	/* out: */
+	const char *problem_key, *spec, *source_hash;
+	int exact;           /* get: 1 if t_bucket is T's own bucket */
+};
+
+/* Set the winner of (device, problem, t_bucket); the variant must be one of the problem's. */
+int mta_db_winner_set(struct mta_db *db, const struct mta_db_winner *w);
+/*
+ * The winner for T: T's own bucket, else the nearest recorded bucket of
+ * (device, problem) in log2 distance, ties going to the larger bucket.
+ * MTA_ENOTFOUND when the problem has no winner on the device at all.
+ */
+int mta_db_winner_get(struct mta_db *db, int64_t device_id, const char *problem_key,
+		      int64_t T, struct mta_db_winner *out);
+/*
+ * Recompute every winner from the ok results: per (device, problem, bucket),
+ * at the (T, B) with the most ok results (ties: larger T, then larger B),
+ * the lowest median time (ties: smaller spec). Groups without ok results keep
+ * their winner.
+ */
+int mta_db_winners_recompute(struct mta_db *db);
+
+/* ---- listing (for `mtatune list` and `mtatune best`) --------------------------
+ * Each calls cb once per row; a non-zero return from cb stops the walk and
+ * is returned. device_id 0 / problem_key NULL: all. */
+struct mta_db_problem_info {
+	int64_t id;
+	const char *key;
+	int64_t variants, results, winners;
+};
+typedef int (*mta_db_device_cb)(void *ctx, const struct mta_db_device *d);
+typedef int (*mta_db_problem_cb)(void *ctx, const struct mta_db_problem_info *p);
+typedef int (*mta_db_result_cb)(void *ctx, const struct mta_db_result *r);
+typedef int (*mta_db_winner_cb)(void *ctx, const struct mta_db_winner *w);
+
+int mta_db_list_devices(struct mta_db *db, mta_db_device_cb cb, void *ctx);
+int mta_db_list_problems(struct mta_db *db, mta_db_problem_cb cb, void *ctx);
+/* Ordered by problem, T, B, then median time (unmeasured last). */
+int mta_db_list_results(struct mta_db *db, int64_t device_id, const char *problem_key,
+			mta_db_result_cb cb, void *ctx);
+/* Ordered by device, problem, bucket. */
+int mta_db_list_winners(struct mta_db *db, int64_t device_id, const char *problem_key,
+			mta_db_winner_cb cb, void *ctx);
+
+/* ---- merging shards ------------------------------------------------------------
+ * Merge the database at in_path into db in one transaction (see db_merge.c):
+ * rows matched by natural keys, every result kept (the later measurement of
+ * the same key wins), devices kept apart, winners recomputed. in_path must
+ * be an mtatune database of this schema version; it is only read. */
+int mta_db_merge(struct mta_db *db, const char *in_path);
+
+/* ---- compiled binaries ------------------------------------------------------ */
+struct mta_db_binary_key {
+	const char *source_hash; /* required */
+	const char *target;      /* sm_90, x86_64-avx2, ... */
+	const char *compiler;    /* compiler identity and version */
+	const char *options;     /* the options that matter, canonical order */
+};
+/* Store (replacing) the blob for the key. n may be 0. */
+int mta_db_binary_put(struct mta_db *db, const struct mta_db_binary_key *k,
+		      const void *data, size_t n);
+/* *data is malloc'd (caller frees; non-NULL even when *n is 0). MTA_ENOTFOUND if absent. */
+int mta_db_binary_get(struct mta_db *db, const struct mta_db_binary_key *k,
+		      void **data, size_t *n);
+
+#endif /* MTA_DB_H */

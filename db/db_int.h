@@ -1,0 +1,58 @@
+/*
+ * db_int.h: what the files in db/ share, and the hooks the tests use. Not
+ * part of the public interface.
+ */
+#ifndef MTA_DB_INT_H
+#define MTA_DB_INT_H
+
+#include <sqlite3.h>
+
+#include "db.h"
+#include "error.h"
+
+/* Files embedded at build time (gen/embed.sh): db/schema.sql, db/migrate_<N>.sql. */
+const char *mta_embedded(const char *path);
+typedef const char *(*mta_db_lookup_fn)(const char *path);
+
+struct mta_db {
+	sqlite3 *h;
+	char *path;
+	int readonly;
+	int group;      /* inside mta_db_begin() */
+	int failed;     /* the group was rolled back after an error */
+	char **keep;    /* strings handed out until the next call */
+	size_t nkeep, capkeep;
+};
+
+/*
+ * mta_db_open() with the schema version and the source of the schema and
+ * migrations as parameters: the tests migrate to a version this build does
+ * not have.
+ */
+int mta_db_open_to(const char *path, int flags, int version, mta_db_lookup_fn lookup,
+		   struct mta_db **out);
+
+/* MTA_EDB naming the file, what failed, and SQLite's reason. */
+int db_err(struct mta_db *db, const char *what);
+int db_prepare(struct mta_db *db, sqlite3_stmt **st, const char *sql);
+int db_exec(struct mta_db *db, const char *sql, const char *what);
+/* Bind text, NULL as "". */
+int db_text(sqlite3_stmt *st, int i, const char *s);
+/* Bind a double, NaN (or any non-finite) as NULL. */
+int db_real(sqlite3_stmt *st, int i, double x);
+/* Column as double, NULL as NAN. */
+double db_col_real(sqlite3_stmt *st, int i);
+
+/*
+ * Around every write: db_write_begin starts a transaction unless a group is
+ * open (refusing a read-only handle); db_write_end(db, rc) commits on
+ * MTA_OK, else rolls back (the whole group, if in one) and returns rc.
+ */
+int db_write_begin(struct mta_db *db, const char *what);
+int db_write_end(struct mta_db *db, int rc);
+
+/* Forget the strings handed out by the previous call; keep a copy of s. */
+void db_keep_reset(struct mta_db *db);
+const char *db_keep(struct mta_db *db, const unsigned char *s);
+
+#endif

@@ -1,0 +1,540 @@
+/*
+ * db_open.c: finding, opening, checking, creating and migrating the tuning
+ * database, and the transaction helpers every write goes through.
+ *
+ * Opening classifies the file before trusting it:
+ *   missing or empty file       -> new: gets db/schema.sql (not read-only)
+ *   not starting "SQLite format 3" -> refused: not an SQLite file
+ *   SQLite, application_id ours -> its user_version must be 1..current;
+ *                                  older ones are migrated, newer refused
+ *   SQLite, no tables, id 0     -> new (an empty database someone made)
+ *   any other SQLite file       -> refused: not an mtatune database
+ *   unreadable pages            -> refused: damaged (SQLite checks the page
+ *                                  count in the header against the file size
+ *                                  on the first read, so truncation shows)
+ * Creation and migration run inside BEGIN IMMEDIATE and re-read the version
+ * there, so two processes opening a new file at once create it once.
+ */
+#define _GNU_SOURCE
+#include "db_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- errors, statements, binding --------------------------------------- */
+
+int db_err(struct mta_db *db, const char *what)
+{
+	int code = sqlite3_errcode(db->h) & 0xff;
+	const char *why = sqlite3_errmsg(db->h);
+	if (code == SQLITE_CORRUPT || code == SQLITE_NOTADB)
+		return mta_fail(MTA_EDB, "database %s is damaged (SQLite: %s) while trying to %s; "
+				"it may be truncated or overwritten: restore it from a copy or "
+				"remove it to start afresh", db->path, why, what);
+	if (code == SQLITE_READONLY)
+		return mta_fail(MTA_EDB, "database %s: cannot %s: the file is read-only (%s)",
+				db->path, what, why);
+	return mta_fail(MTA_EDB, "database %s: cannot %s: %s", db->path, what, why);
+}
+
+int db_prepare(struct mta_db *db, sqlite3_stmt **st, const char *sql)
+{
+	if (sqlite3_prepare_v2(db->h, sql, -1, st, NULL) != SQLITE_OK) {
+		*st = NULL;
+		return db_err(db, "prepare a statement");
+	}
+	return MTA_OK;
+}
+
+int db_exec(struct mta_db *db, const char *sql, const char *what)
+{
+	if (sqlite3_exec(db->h, sql, NULL, NULL, NULL) != SQLITE_OK)
+		return db_err(db, what);
+	return MTA_OK;
+}
+
+int db_text(sqlite3_stmt *st, int i, const char *s)
+{
+	return sqlite3_bind_text(st, i, s ? s : "", -1, SQLITE_TRANSIENT);
+}
+
+int db_real(sqlite3_stmt *st, int i, double x)
+{
+	return isfinite(x) ? sqlite3_bind_double(st, i, x) : sqlite3_bind_null(st, i);
+}
+
+double db_col_real(sqlite3_stmt *st, int i)
+{
+	return sqlite3_column_type(st, i) == SQLITE_NULL ? NAN : sqlite3_column_double(st, i);
+}
+
+void db_keep_reset(struct mta_db *db)
+{
+	for (size_t i = 0; i < db->nkeep; i++)
+		free(db->keep[i]);
+	db->nkeep = 0;
+}
+
+/* A copy of s that lives until the next db_keep_reset; "" if out of memory. */
+const char *db_keep(struct mta_db *db, const unsigned char *s)
+{
+	if (!s)
+		return "";
+	if (db->nkeep == db->capkeep) {
+		size_t cap = db->capkeep ? 2 * db->capkeep : 16;
+		char **k = realloc(db->keep, cap * sizeof *k);
+		if (!k)
+			return "";
+		db->keep = k;
+		db->capkeep = cap;
+	}
+	char *c = strdup((const char *)s);
+	if (!c)
+		return "";
+	db->keep[db->nkeep++] = c;
+	return c;
+}
+
+/* ---- transactions ---------------------------------------------------------- */
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/*
+ * BEGIN IMMEDIATE takes the write lock at once, so a transaction never fails
+ * half way for want of it. SQLite's busy handler waits for the lock; some
+ * BUSY cases (WAL recovery by another process) skip the handler, so retry
+ * here as well, up to the same timeout.
+ */
+static int begin_immediate(struct mta_db *db)
+{
+	double t0 = now_s();
+	for (;;) {
+		int rc = sqlite3_exec(db->h, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+		if (rc == SQLITE_OK)
+			return MTA_OK;
+		if ((rc & 0xff) != SQLITE_BUSY && (rc & 0xff) != SQLITE_LOCKED)
+			return db_err(db, "begin a transaction");
+		if (now_s() - t0 > MTA_DB_BUSY_TIMEOUT_MS / 1000.0)
+			return mta_fail(MTA_EDB, "database %s: cannot begin a transaction: another "
+					"process has held the write lock for over %d s",
+					db->path, MTA_DB_BUSY_TIMEOUT_MS / 1000);
+		usleep(5000);
+	}
+}
+
+static void rollback_quietly(struct mta_db *db)
+{
+	if (!sqlite3_get_autocommit(db->h))
+		sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
+}
+
+int db_write_begin(struct mta_db *db, const char *what)
+{
+	if (db->readonly)
+		return mta_fail(MTA_EDB, "database %s is open read-only: cannot %s", db->path, what);
+	if (db->group && db->failed)
+		return mta_fail(MTA_EDB, "database %s: cannot %s: the transaction was rolled back "
+				"after an earlier error", db->path, what);
+	return db->group ? MTA_OK : begin_immediate(db);
+}
+
+int db_write_end(struct mta_db *db, int rc)
+{
+	if (rc != MTA_OK) {
+		rollback_quietly(db);
+		if (db->group)
+			db->failed = 1;
+		return rc;
+	}
+	if (db->group)
+		return MTA_OK;
+	if (sqlite3_exec(db->h, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+		rc = db_err(db, "commit");
+		rollback_quietly(db);
+	}
+	return rc;
+}
+
+int mta_db_begin(struct mta_db *db)
+{
+	if (db->group)
+		return mta_fail(MTA_EINVAL, "database %s: a transaction is already open "
+				"(mta_db_begin does not nest)", db->path);
+	int rc = db_write_begin(db, "begin a transaction");
+	if (rc == MTA_OK) {
+		db->group = 1;
+		db->failed = 0;
+	}
+	return rc;
+}
+
+int mta_db_commit(struct mta_db *db)
+{
+	if (!db->group)
+		return mta_fail(MTA_EINVAL, "database %s: commit without mta_db_begin", db->path);
+	int failed = db->failed;
+	db->group = db->failed = 0;
+	if (failed)
+		return mta_fail(MTA_EDB, "database %s: nothing committed: the transaction was "
+				"rolled back after an earlier error", db->path);
+	return db_write_end(db, MTA_OK);
+}
+
+int mta_db_rollback(struct mta_db *db)
+{
+	if (!db->group)
+		return mta_fail(MTA_EINVAL, "database %s: rollback without mta_db_begin", db->path);
+	db->group = db->failed = 0;
+	rollback_quietly(db);
+	return MTA_OK;
+}
+
+/* ---- where the database lives ---------------------------------------------- */
+
+int mta_db_default_path(char *buf, size_t n)
+{
+	const char *env = getenv("MTATUNE_DB");
+	int len;
+	if (env && *env) {
+		len = snprintf(buf, n, "%s", env);
+	} else {
+		const char *home = getenv("HOME");
+		if (!home || !*home)
+			return mta_fail(MTA_EINVAL, "no database given: set MTATUNE_DB, use --db PATH, "
+					"or set HOME (the default is ~/.cache/mtatune/mta.db)");
+		len = snprintf(buf, n, "%s/.cache/mtatune/mta.db", home);
+	}
+	if (len < 0 || (size_t)len >= n)
+		return mta_fail(MTA_EINVAL, "database path too long (over %zu bytes)", n);
+	return MTA_OK;
+}
+
+/* mkdir -p of the folder holding path. */
+static int make_parent(const char *path)
+{
+	char dir[PATH_MAX];
+	if (snprintf(dir, sizeof dir, "%s", path) >= (int)sizeof dir)
+		return mta_fail(MTA_EINVAL, "database path too long: %s", path);
+	char *slash = strrchr(dir, '/');
+	if (!slash || slash == dir)
+		return MTA_OK;
+	*slash = 0;
+	for (char *p = dir + 1; ; p++) {
+		if (*p != '/' && *p)
+			continue;
+		char c = *p;
+		*p = 0;
+		if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+			return mta_fail(MTA_EIO, "cannot create folder %s for database %s: %s",
+					dir, path, strerror(errno));
+		*p = c;
+		if (!c)
+			break;
+	}
+	return MTA_OK;
+}
+
+/*
+ * Look at the file before SQLite does: *fresh is set when it is missing or
+ * empty. A file that is not SQLite is refused here with a plain reason.
+ */
+static int sniff(const char *path, int flags, int *fresh)
+{
+	struct stat sb;
+	*fresh = 0;
+	if (stat(path, &sb) != 0) {
+		if (errno != ENOENT)
+			return mta_fail(MTA_EIO, "database %s: %s", path, strerror(errno));
+		if (flags & MTA_DB_READONLY)
+			return mta_fail(MTA_ENOTFOUND, "database %s does not exist", path);
+		*fresh = 1;
+		return MTA_OK;
+	}
+	if (!S_ISREG(sb.st_mode))
+		return mta_fail(MTA_EDB, "database %s is not a regular file", path);
+	if (sb.st_size == 0) {
+		if (flags & MTA_DB_READONLY)
+			return mta_fail(MTA_EDB, "database %s is empty: not an mtatune database yet", path);
+		*fresh = 1;
+		return MTA_OK;
+	}
+	char head[16] = { 0 };
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return mta_fail(MTA_EIO, "cannot read database %s: %s", path, strerror(errno));
+	size_t got = fread(head, 1, sizeof head, f);
+	fclose(f);
+	if (got < sizeof head || memcmp(head, "SQLite format 3", 16) != 0)
+		return mta_fail(MTA_EDB, "%s is not an mtatune database: it is not an SQLite "
+				"file at all", path);
+	return MTA_OK;
+}
+
+/* ---- schema ------------------------------------------------------------------ */
+
+struct marker {
+	int app, version, objects;
+	char format[16];
+};
+
+static int int_query(struct mta_db *db, const char *sql, int *v)
+{
+	sqlite3_stmt *st;
+	int rc = db_prepare(db, &st, sql);
+	if (rc)
+		return rc;
+	if (sqlite3_step(st) == SQLITE_ROW)
+		*v = sqlite3_column_int(st, 0);
+	else
+		rc = db_err(db, "read the schema marker");
+	sqlite3_finalize(st);
+	return rc;
+}
+
+static int read_marker(struct mta_db *db, struct marker *m)
+{
+	memset(m, 0, sizeof *m);
+	int rc = int_query(db, "PRAGMA application_id", &m->app);
+	if (!rc)
+		rc = int_query(db, "PRAGMA user_version", &m->version);
+	if (!rc)
+		rc = int_query(db, "SELECT count(*) FROM sqlite_schema", &m->objects);
+	if (rc || m->app != MTA_DB_APPLICATION_ID || m->objects == 0)
+		return rc;
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(db->h, "SELECT value FROM meta WHERE key = 'format'", -1, &st,
+			       NULL) != SQLITE_OK)
+		return MTA_OK; /* no meta table: judged by the caller */
+	if (sqlite3_step(st) == SQLITE_ROW)
+		snprintf(m->format, sizeof m->format, "%s", (const char *)sqlite3_column_text(st, 0));
+	else if (sqlite3_errcode(db->h) != SQLITE_DONE)
+		rc = db_err(db, "read the meta table");
+	sqlite3_finalize(st);
+	return rc;
+}
+
+/*
+ * What to do with a file with marker m: 0 nothing, 1 create, 2 migrate; or
+ * refuse it with a message.
+ */
+static int judge(struct mta_db *db, const struct marker *m, int want, int *todo)
+{
+	*todo = 0;
+	if (m->app == 0 && m->objects == 0 && m->version == 0) {
+		*todo = 1;
+		return MTA_OK;
+	}
+	if (m->app != MTA_DB_APPLICATION_ID)
+		return mta_fail(MTA_EDB, "%s is not an mtatune database: it is an SQLite file "
+				"without the mtatune marker (application_id %d, %d schema objects)",
+				db->path, m->app, m->objects);
+	if (m->version > want)
+		return mta_fail(MTA_EDB, "database %s has schema version %d; this mtatune "
+				"understands up to %d; upgrade mtatune", db->path, m->version, want);
+	if (m->version < 1 || strcmp(m->format, "mtatune") != 0)
+		return mta_fail(MTA_EDB, "database %s is damaged: it carries the mtatune marker "
+				"but its schema is incomplete (version %d, format '%s')",
+				db->path, m->version, m->format);
+	*todo = m->version < want ? 2 : 0;
+	return MTA_OK;
+}
+
+/* Apply one embedded SQL file; "what" names it in a failure. */
+static int apply(struct mta_db *db, mta_db_lookup_fn lookup, const char *file)
+{
+	const char *sql = lookup(file);
+	if (!sql)
+		return mta_fail(MTA_EDB, "database %s: this build lacks %s, needed to create or "
+				"migrate the schema", db->path, file);
+	char what[128];
+	snprintf(what, sizeof what, "apply %s", file);
+	return db_exec(db, sql, what);
+}
+
+/* Create or migrate to version want, in one transaction (see the file comment). */
+static int upgrade(struct mta_db *db, int want, mta_db_lookup_fn lookup)
+{
+	struct marker m;
+	int todo, rc = begin_immediate(db);
+	if (rc)
+		return rc;
+	rc = read_marker(db, &m);
+	if (!rc)
+		rc = judge(db, &m, want, &todo);
+	if (!rc && todo == 1) {
+		rc = apply(db, lookup, "db/schema.sql");
+		if (!rc)
+			rc = read_marker(db, &m);
+		if (!rc && (m.version != want || m.app != MTA_DB_APPLICATION_ID))
+			rc = mta_fail(MTA_EDB, "database %s: db/schema.sql made version %d, expected %d",
+				      db->path, m.version, want);
+	}
+	/* Every step must be in this build before the first is taken. */
+	for (int v = m.version + 1; !rc && todo == 2 && v <= want; v++) {
+		char file[64];
+		snprintf(file, sizeof file, "db/migrate_%d.sql", v);
+		if (!lookup(file))
+			rc = mta_fail(MTA_EDB, "database %s has schema version %d; this build lacks "
+				      "%s, needed to migrate it to %d", db->path, m.version, file, want);
+	}
+	for (int v = m.version + 1; !rc && todo == 2 && v <= want; v++) {
+		char file[64], sql[64];
+		snprintf(file, sizeof file, "db/migrate_%d.sql", v);
+		snprintf(sql, sizeof sql, "PRAGMA user_version = %d", v);
+		rc = apply(db, lookup, file);
+		if (!rc)
+			rc = db_exec(db, sql, "set the schema version");
+		if (rc)
+			mta_wrap(rc, "migrating from schema version %d to %d", v - 1, v);
+	}
+	if (!rc && sqlite3_exec(db->h, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+		rc = db_err(db, "commit the new schema");
+	if (rc)
+		rollback_quietly(db);
+	return rc;
+}
+
+/* journal_mode=WAL needs a moment of exclusive access: retry while busy. */
+static int set_wal(struct mta_db *db)
+{
+	double t0 = now_s();
+	for (;;) {
+		sqlite3_stmt *st;
+		int rc = db_prepare(db, &st, "PRAGMA journal_mode = WAL");
+		if (rc)
+			return rc;
+		int s = sqlite3_step(st);
+		int ok = s == SQLITE_ROW &&
+			 !sqlite3_stricmp((const char *)sqlite3_column_text(st, 0), "wal");
+		sqlite3_finalize(st);
+		if (ok)
+			return MTA_OK;
+		if ((s & 0xff) != SQLITE_BUSY || now_s() - t0 > MTA_DB_BUSY_TIMEOUT_MS / 1000.0)
+			return s == SQLITE_ROW
+				? mta_fail(MTA_EDB, "database %s: cannot switch to WAL mode "
+					   "(its file system may not support it)", db->path)
+				: db_err(db, "switch to WAL mode");
+		usleep(5000);
+	}
+}
+
+static int quick_check(struct mta_db *db)
+{
+	sqlite3_stmt *st;
+	int rc = db_prepare(db, &st, "PRAGMA quick_check(1)");
+	if (rc)
+		return rc;
+	if (sqlite3_step(st) != SQLITE_ROW)
+		rc = db_err(db, "check its integrity");
+	else if (strcmp((const char *)sqlite3_column_text(st, 0), "ok") != 0)
+		rc = mta_fail(MTA_EDB, "database %s is damaged: %s", db->path,
+			      (const char *)sqlite3_column_text(st, 0));
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int mta_db_open_to(const char *path, int flags, int want, mta_db_lookup_fn lookup,
+		   struct mta_db **out)
+{
+	char def[PATH_MAX];
+	struct mta_db *db = NULL;
+	struct marker m;
+	int fresh, todo, rc;
+
+	*out = NULL;
+	if (!path) {
+		if ((rc = mta_db_default_path(def, sizeof def)))
+			return rc;
+		if (!(flags & MTA_DB_READONLY) && (rc = make_parent(def)))
+			return rc;
+		path = def;
+	}
+	if ((rc = sniff(path, flags, &fresh)))
+		return rc;
+	db = calloc(1, sizeof *db);
+	if (!db || !(db->path = strdup(path))) {
+		rc = mta_fail(MTA_ENOMEM, "out of memory opening database %s", path);
+		goto out;
+	}
+	db->readonly = !!(flags & MTA_DB_READONLY);
+	int oflags = db->readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+	if (sqlite3_open_v2(path, &db->h, oflags, NULL) != SQLITE_OK) {
+		rc = db->h ? db_err(db, "open it")
+			   : mta_fail(MTA_ENOMEM, "out of memory opening database %s", path);
+		goto out;
+	}
+	sqlite3_extended_result_codes(db->h, 1);
+	sqlite3_busy_timeout(db->h, MTA_DB_BUSY_TIMEOUT_MS);
+	/* One read transaction, so the marker is one snapshot: another process may
+	 * be creating the schema right now. */
+	if ((rc = db_exec(db, "BEGIN", "begin reading")))
+		goto out;
+	rc = read_marker(db, &m);
+	rollback_quietly(db);
+	if (rc || (rc = judge(db, &m, want, &todo)))
+		goto out;
+	if (db->readonly && todo)
+		rc = todo == 1 ? mta_fail(MTA_EDB, "database %s has no mtatune schema yet and is "
+					  "open read-only", path)
+			       : mta_fail(MTA_EDB, "database %s has schema version %d and needs "
+					  "migrating to %d; open it once for writing", path,
+					  m.version, want);
+	if (rc)
+		goto out;
+	/* synchronous=NORMAL in WAL mode: a crash of the process loses nothing. */
+	if (!db->readonly && ((rc = set_wal(db)) ||
+			      (rc = db_exec(db, "PRAGMA synchronous = NORMAL", "set synchronous"))))
+		goto out;
+	if ((rc = db_exec(db, "PRAGMA foreign_keys = ON", "enable foreign keys")))
+		goto out;
+	if ((fresh || todo) && (rc = upgrade(db, want, lookup)))
+		goto out;
+	if (flags & MTA_DB_CHECK)
+		rc = quick_check(db);
+out:
+	if (rc) {
+		mta_db_close(db);
+		db = NULL;
+	}
+	*out = db;
+	return rc;
+}
+
+int mta_db_open(const char *path, int flags, struct mta_db **out)
+{
+	return mta_db_open_to(path, flags, MTA_DB_SCHEMA_VERSION, mta_embedded, out);
+}
+
+void mta_db_close(struct mta_db *db)
+{
+	if (!db)
+		return;
+	if (db->h) {
+		rollback_quietly(db);
+		sqlite3_close_v2(db->h);
+	}
+	db_keep_reset(db);
+	free(db->keep);
+	free(db->path);
+	free(db);
+}
+
+const char *mta_db_path(const struct mta_db *db) { return db->path; }
+
+int mta_db_schema_version(struct mta_db *db, int *version)
+{
+	return int_query(db, "PRAGMA user_version", version);
+}

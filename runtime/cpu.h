@@ -1,0 +1,41 @@
+/*
+ * cpu.h: generated C kernels for the CPU: generate, build (cached), load, run.
+ */
+#ifndef MTA_CPU_H
+#define MTA_CPU_H
+
+#include "mta.h"
+#include "variant.h"
+#include "cgen.h"
+
+struct mta_cpu_kernel; /* a loaded kernel for one (problem, variant) */
+
+/*
+ * Generate, compile (through the cache of ccompile.h) and load the kernel.
+ * On MTA_ECOMPILE the message holds the first lines of the compiler's log;
+ * *log (if log is not NULL) receives all of it (malloc'd, caller frees).
+ */
+int mta_cpu_load_log(const struct mta_problem *p, const struct mta_variant *v,
+		     struct mta_cpu_kernel **k, char **log);
+int mta_cpu_load(const struct mta_problem *p, const struct mta_variant *v,
+		 struct mta_cpu_kernel **k);
+
+/*
+ * Run the forward: q, k, v of the problem's dtype with a contiguous head
+ * dimension, o float32 [B,T,H,D] (any strides, d contiguous). nthreads 0
+ * takes the variant's choice (0 there: all cores). w may omit the weights the
+ * problem does not use.
+ */
+int mta_cpu_run(struct mta_cpu_kernel *k, const struct mta_problem *p,
+		const struct mta_tensor *q, const struct mta_tensor *kt,
+		const struct mta_tensor *v, const struct mta_weights *w,
+		struct mta_tensor *o, int nthreads);
+
+/* Bytes of workspace each worker thread allocates: a constant of the kernel. */
+long long mta_cpu_workspace(const struct mta_cpu_kernel *k);
+/* Path of the kernel's shared object in the cache. */
+const char *mta_cpu_path(const struct mta_cpu_kernel *k);
+
+void mta_cpu_free(struct mta_cpu_kernel *k);
+
+#endif

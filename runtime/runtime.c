@@ -1,0 +1,173 @@
+/*
+ * runtime.c: pick the recorded winner for a problem and launch it (mta.h).
+ *
+ * The lookup falls back the way CLBlast's does: the exact (device, problem,
+ * T bucket), then the device's nearest bucket for the problem, then the
+ * backend's default variant, which is always valid. Loaded kernels stay in
+ * the context keyed by (problem key, spec), so a serving loop pays the
+ * compile-and-load cost once.
+ */
+#include "mta.h"
+#include "cpu.h"
+#include "db.h"
+#include "device.h"
+#include "error.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+struct loaded {
+	char key[MTA_KEY_MAX];
+	char spec[MTA_SPEC_MAX];
+	struct mta_cpu_kernel *k;
+	struct loaded *next;
+};
+
+struct mta_context {
+	struct mta_db *db;   /* NULL: no database, defaults only */
+	int64_t device_id;   /* 0: device never tuned */
+	int backend;
+	pthread_mutex_t lock;
+	struct loaded *kernels;
+};
+
+int mta_context_create(mta_context **out, const char *db_path, const char *backend)
+{
+	mta_context *c = calloc(1, sizeof *c);
+	char path[1024];
+	struct stat st;
+	int rc;
+
+	*out = NULL;
+	if (!c)
+		return mta_fail(MTA_ENOMEM, "out of memory");
+	pthread_mutex_init(&c->lock, NULL);
+	c->backend = MTA_BACKEND_CPU;
+	if (backend && (rc = mta_backend_parse(backend, &c->backend)))
+		goto fail;
+	if (c->backend != MTA_BACKEND_CPU) {
+		rc = mta_fail(MTA_EUNSUPPORTED, "the runtime runs the cpu backend here; %s kernels "
+			      "need the CUDA driver path", backend);
+		goto fail;
+	}
+	if (!db_path) {
+		if ((rc = mta_db_default_path(path, sizeof path)))
+			goto fail;
+		db_path = path;
+	}
+	if (stat(db_path, &st) == 0) {
+		struct mta_db_device d;
+		if ((rc = mta_db_open(db_path, MTA_DB_READONLY, &c->db)))
+			goto fail;
+		mta_device_cpu(&d);
+		if (mta_db_device_find(c->db, &d, &c->device_id) != MTA_OK)
+			c->device_id = 0;
+	}
+	*out = c;
+	return MTA_OK;
+fail:
+	mta_context_free(c);
+	return rc;
+}
+
+void mta_context_free(mta_context *c)
+{
+	if (!c)
+		return;
+	for (struct loaded *l = c->kernels, *nx; l; l = nx) {
+		nx = l->next;
+		mta_cpu_free(l->k);
+		free(l);
+	}
+	mta_db_close(c->db);
+	pthread_mutex_destroy(&c->lock);
+	free(c);
+}
+
+int mta_context_pick(mta_context *c, const struct mta_problem *p, int64_t T, char *spec,
+		     size_t n, int *source)
+{
+	char key[MTA_KEY_MAX];
+	struct mta_variant v;
+	int rc;
+
+	if ((rc = mta_problem_key(p, key, sizeof key)))
+		return rc;
+	*source = 0;
+	if (c->db && c->device_id) {
+		struct mta_db_winner w;
+		pthread_mutex_lock(&c->lock);
+		rc = mta_db_winner_get(c->db, c->device_id, key, T, &w);
+		if (rc == MTA_OK) {
+			*source = w.exact ? 2 : 1;
+			if (strlen(w.spec) + 1 > n)
+				rc = mta_fail(MTA_EINVAL, "spec buffer too small");
+			else
+				strcpy(spec, w.spec);
+		}
+		pthread_mutex_unlock(&c->lock);
+		if (rc == MTA_OK)
+			return MTA_OK;
+		if (rc != MTA_ENOTFOUND)
+			return rc;
+	}
+	if ((rc = mta_variant_default(p, c->backend, &v)))
+		return rc;
+	return mta_variant_format(&v, spec, n);
+}
+
+/* The loaded kernel for (key, spec), loading it on first use. */
+static int kernel_for(mta_context *c, const struct mta_problem *p, const char *key,
+		      const char *spec, struct mta_cpu_kernel **out)
+{
+	struct mta_variant v;
+	struct loaded *l;
+	int rc = MTA_OK;
+
+	pthread_mutex_lock(&c->lock);
+	for (l = c->kernels; l; l = l->next)
+		if (!strcmp(l->key, key) && !strcmp(l->spec, spec))
+			break;
+	if (!l) {
+		if ((rc = mta_variant_parse(spec, &v)) || (rc = mta_variant_check(p, &v)))
+			goto out;
+		if (!(l = calloc(1, sizeof *l))) {
+			rc = mta_fail(MTA_ENOMEM, "out of memory");
+			goto out;
+		}
+		if ((rc = mta_cpu_load(p, &v, &l->k))) {
+			free(l);
+			l = NULL;
+			goto out;
+		}
+		strcpy(l->key, key);
+		strcpy(l->spec, spec);
+		l->next = c->kernels;
+		c->kernels = l;
+	}
+	*out = l->k;
+out:
+	pthread_mutex_unlock(&c->lock);
+	return rc;
+}
+
+int mta_forward(mta_context *c, const struct mta_problem *p, const struct mta_tensor *q,
+		const struct mta_tensor *k, const struct mta_tensor *v,
+		const struct mta_weights *w, struct mta_tensor *o)
+{
+	char key[MTA_KEY_MAX], spec[MTA_SPEC_MAX];
+	struct mta_cpu_kernel *kern = NULL;
+	int64_t B, T;
+	int rc, source;
+
+	if (!c)
+		return mta_fail(MTA_EINVAL, "mta_forward: no context");
+	if ((rc = mta_check_tensors(p, q, k, v, o, &B, &T)) ||
+	    (rc = mta_problem_key(p, key, sizeof key)) ||
+	    (rc = mta_context_pick(c, p, T, spec, sizeof spec, &source)) ||
+	    (rc = kernel_for(c, p, key, spec, &kern)))
+		return rc;
+	return mta_cpu_run(kern, p, q, k, v, w, o, 0);
+}

@@ -1,0 +1,113 @@
+/* fixtures.c: see fixtures.h. */
+#include "fixtures.h"
+#include "harness.h"
+#include "npy.h"
+
+#include <dirent.h>
+#include <stdarg.h>
+#include <sys/stat.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+char **mt_golden_cases(void)
+{
+	DIR *d = opendir(mt_golden_dir());
+	if (!d)
+		return NULL;
+	size_t n = 0;
+	char **v = calloc(64, sizeof *v);
+	struct dirent *e;
+	while (v && (e = readdir(d)))
+		if (e->d_name[0] != '.' && e->d_type == DT_DIR && n < 63)
+			v[n++] = strdup(e->d_name);
+	closedir(d);
+	if (v)
+		qsort(v, n, sizeof *v, cmp);
+	return v;
+}
+
+void mt_golden_free(char **cases)
+{
+	for (size_t i = 0; cases && cases[i]; i++)
+		free(cases[i]);
+	free(cases);
+}
+
+/* The text just after "key": in s, or NULL. */
+static const char *field(const char *s, const char *key)
+{
+	char k[64];
+	snprintf(k, sizeof k, "\"%s\"", key);
+	const char *p = strstr(s, k);
+	if (!p)
+		return NULL;
+	p += strlen(k);
+	while (*p == ' ' || *p == ':' || *p == '\n' || *p == '\t')
+		p++;
+	return p;
+}
+
+int mt_golden_config(const char *dir, char *pad, size_t n, int *layer_id)
+{
+	char path[1024], buf[8192];
+	snprintf(path, sizeof path, "%s/config.json", dir);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return -1;
+	size_t len = fread(buf, 1, sizeof buf - 1, f);
+	fclose(f);
+	buf[len] = 0;
+	const char *p = field(buf, "pad_key");
+	snprintf(pad, n, "both");
+	if (p && *p == '"') {
+		size_t m = strcspn(p + 1, "\"");
+		snprintf(pad, n, "%.*s", (int)m, p + 1);
+	}
+	*layer_id = -1;
+	p = field(buf, "layer_norm_rescale");
+	if (p && !strncmp(p, "true", 4)) {
+		p = field(buf, "layer_id");
+		if (!p)
+			return -1;
+		*layer_id = atoi(p);
+	}
+	return 0;
+}
+
+void mt_put_npy(const char *dir, const char *name, int ndim, ...)
+{
+	int64_t shape[8];
+	size_t count = 1;
+	va_list ap;
+	va_start(ap, ndim);
+	for (int i = 0; i < ndim; i++) {
+		shape[i] = va_arg(ap, int64_t);
+		count *= (size_t)shape[i];
+	}
+	va_end(ap);
+	float *x = malloc(count * sizeof *x + 4);
+	for (size_t i = 0; i < count; i++)
+		x[i] = (float)mt_uniform();
+	char path[700];
+	snprintf(path, sizeof path, "%s/%s.npy", dir, name);
+	if (mta_npy_write(path, MTA_F32, ndim, shape, x))
+		mt_fail(__FILE__, __LINE__, "%s", mta_last_error());
+	free(x);
+}
+
+const char *mt_small_case(const char *sub)
+{
+	static char dir[600];
+	snprintf(dir, sizeof dir, "%s/%s", mt_tmpdir(), sub);
+	mkdir(dir, 0777);
+	mt_put_npy(dir, "q", 4, (int64_t)1, (int64_t)5, (int64_t)4, (int64_t)8);
+	mt_put_npy(dir, "k", 4, (int64_t)1, (int64_t)5, (int64_t)2, (int64_t)8);
+	mt_put_npy(dir, "v", 4, (int64_t)1, (int64_t)5, (int64_t)2, (int64_t)8);
+	return dir;
+}

@@ -1,0 +1,31 @@
+/* fixtures.h: test inputs shared by the npy, inputs and CLI tests. */
+#ifndef MT_FIXTURES_H
+#define MT_FIXTURES_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/*
+ * The case folder names under mt_golden_dir(), sorted, NULL-terminated
+ * (malloc'd; free with mt_golden_free). NULL if the folder cannot be read.
+ */
+char **mt_golden_cases(void);
+void mt_golden_free(char **cases);
+
+/*
+ * From dir/config.json: pad_key into pad[n] ("both" if absent), and
+ * *layer_id (-1 unless layer_norm_rescale is true). 0 on success.
+ * A field grep, not a JSON parser: enough for the files in ../shared/golden.
+ */
+int mt_golden_config(const char *dir, char *pad, size_t n, int *layer_id);
+
+/* Write dir/name.npy: random float32 (mt_uniform) of the given int64_t sizes. */
+void mt_put_npy(const char *dir, const char *name, int ndim, ...);
+
+/*
+ * A fresh folder mt_tmpdir()/sub holding q [1,5,4,8], k and v [1,5,2,8]
+ * (random float32); returns its path (static buffer, valid until the next call).
+ */
+const char *mt_small_case(const char *sub);
+
+#endif

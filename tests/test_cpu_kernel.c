@@ -1,0 +1,197 @@
+/*
+ * test_cpu_kernel.c: the generated C kernels against the float64 reference:
+ * the golden cases' problems on fresh random inputs, every option, awkward
+ * sizes, strides, bf16/f16, threads, error paths, and bounded memory.
+ */
+#include "harness.h"
+#include "cpu_util.h"
+
+#define TOL32 1e-5
+#define TOL16 1e-2
+
+struct kcase {
+	const char *key, *spec; /* spec NULL: the default variant */
+	int B, T, strided, threads;
+};
+
+static void run_cases(const struct kcase *c, int n)
+{
+	for (int i = 0; i < n; i++) {
+		struct mta_problem p;
+		REQUIRE(mta_problem_from_key(c[i].key, &p) == MTA_OK);
+		double tol = p.dtype == MTA_F32 ? TOL32 : TOL16;
+		double err = mt_cpu_check(c[i].key, c[i].spec, c[i].B, c[i].T, c[i].strided,
+					  c[i].threads);
+		CHECKF(err < tol, "%s %s B=%d T=%d: rel L2 %g, expected < %g", c[i].key,
+		       c[i].spec ? c[i].spec : "(default)", c[i].B, c[i].T, err, tol);
+	}
+}
+
+/* The problems of ../shared/golden (same sizes), with random inputs. */
+TEST(cpu_kernel_golden_problems)
+{
+	static const struct kcase c[] = {
+		{ "h4kv4d16-pre6x11-hpre-post6x11-hc4-both-gn-gate-f32", NULL, 1, 70, 0, 0 },
+		{ "h2kv2d16-pre3x3-both-gnr-gate-f32", NULL, 1, 25, 0, 0 },
+		{ "h4kv1d8-pre2x5-both-f32", NULL, 1, 27, 0, 0 },
+		{ "h4kv4d8-hc2-both-f32", NULL, 1, 26, 0, 0 },
+		{ "h4kv4d8-post2x3-hpost-both-f32", NULL, 1, 19, 0, 0 },
+		{ "h4kv4d8-pre2x3-hpre-both-f32", NULL, 2, 24, 0, 0 },
+		{ "h2kv2d16-post4x7-both-f32", NULL, 1, 31, 0, 0 },
+		{ "h2kv2d16-pre3x5-both-f32", NULL, 1, 29, 0, 0 },
+		{ "h2kv2d8-pre2x4-left-f32", NULL, 1, 21, 0, 0 },
+		{ "h2kv2d8-pre3x2-right-f32", NULL, 1, 21, 0, 0 },
+		{ "h2kv2d4-pre6x11-post6x11-both-f32", NULL, 1, 2, 0, 0 },
+	};
+	run_cases(c, (int)(sizeof c / sizeof c[0]));
+}
+
+/* Every option with tiles that do not divide T, several hpb, both algos. */
+TEST(cpu_kernel_options)
+{
+	static const struct kcase c[] = {
+		/* pre + post conv, head conv, gn, gate, custom scale, GQA, odd D */
+		{ "h4kv2d13-pre3x5-post2x3-hc2-right-gn-gate-s0.3-f32",
+		  "cpu:v1,bq=5,bk=7,hpb=2,vec=4,algo=0", 2, 37, 0, 0 },
+		{ "h4kv2d13-pre3x5-post2x3-hc2-right-gn-gate-s0.3-f32",
+		  "cpu:v1,bq=16,bk=8,hpb=0,algo=1", 1, 41, 1, 2 },
+		/* head mixing both sides, linear after */
+		{ "h3kv3d6-pre2x3-hpre-post3x3-hpost-both-gnr-f32",
+		  "cpu:v1,bq=4,bk=5,hpb=0,vec=2", 2, 23, 0, 0 },
+		/* plain attention, one pass, several tiles, threads */
+		{ "h2kv2d8-both-f32", "cpu:v1,bq=16,bk=16,hpb=1,vec=4", 3, 50, 0, 3 },
+		{ "h2kv2d8-both-f32", "cpu:v1,bq=16,bk=16,hpb=1,vec=4", 1, 1, 0, 0 },
+		/* T smaller than the kernels and the tiles, left pad, T = 1 */
+		{ "h2kv1d6-pre5x7-post4x5-both-f32", "cpu:v1,bq=2,bk=2,hpb=1", 1, 3, 0, 0 },
+		{ "h3kv1d5-pre2x3-left-gate-f32", "cpu:v1,bq=4,bk=4,hpb=1,algo=1", 2, 1, 0, 0 },
+		{ "h3kv1d5-pre2x3-left-gate-f32", "cpu:v1,bq=4,bk=4,hpb=1,algo=1", 1, 9, 1, 0 },
+		/* D = 1, one-row and one-column tiles, post conv alone */
+		{ "h1kv1d1-post2x2-right-gate-f32", "cpu:v1,hpb=0,bq=1,bk=1", 2, 6, 1, 0 },
+	};
+	run_cases(c, (int)(sizeof c / sizeof c[0]));
+}
+
+/* bf16 and f16 inputs: the reference reads the same rounded values. */
+TEST(cpu_kernel_half_inputs)
+{
+	static const struct kcase c[] = {
+		{ "h4kv4d16-pre3x3-hpre-post3x5-hpost-both-gn-gate-bf16",
+		  "cpu:v1,bq=8,bk=16,hpb=0", 1, 33, 0, 0 },
+		{ "h4kv2d8-pre2x3-hc4-left-gnr-f16", "cpu:v1,bq=8,bk=8,hpb=0,algo=1", 2, 20, 1, 0 },
+	};
+	run_cases(c, (int)(sizeof c / sizeof c[0]));
+}
+
+TEST(cpu_kernel_refuses_bad_calls)
+{
+	struct mta_problem p, other;
+	struct mta_variant v;
+	struct mta_cpu_kernel *k = NULL;
+	struct mta_tensor q, kt, vv, o;
+	struct mta_weights w;
+	char *src = NULL;
+	mt_kcache();
+	REQUIRE(mta_problem_from_key("h2kv2d8-pre2x3-both-f32", &p) == MTA_OK);
+	REQUIRE(mta_variant_parse("cpu:v1,hpb=2", &v) == MTA_OK);
+	CHECK_EQ_INT(mta_gen_c(&p, &v, &src), MTA_EINVAL);
+	CHECK_STR_CONTAINS(mta_last_error(), "hpb=0");
+	REQUIRE(mta_variant_parse("cuda:v1", &v) == MTA_OK);
+	CHECK_EQ_INT(mta_gen_c(&p, &v, &src), MTA_EINVAL);
+	CHECK(src == NULL);
+	REQUIRE(mta_variant_parse("cpu:v1,hpb=1,bq=4,bk=4", &v) == MTA_OK);
+	REQUIRE(mta_cpu_load(&p, &v, &k) == MTA_OK);
+	CHECKF(mta_cpu_workspace(k) > 0, "workspace %lld", mta_cpu_workspace(k));
+	void *qb = mt_tensor(MTA_F32, 1, 5, 2, 8, 0, &q), *kb = mt_tensor(MTA_F32, 1, 5, 2, 8, 0, &kt);
+	void *vb = mt_tensor(MTA_F32, 1, 5, 2, 8, 0, &vv), *ob = mt_tensor(MTA_F32, 1, 5, 2, 8, 0, &o);
+	mt_weights(&p, &w);
+	/* a weight the problem needs is missing */
+	const float *keep = w.kq_pre;
+	w.kq_pre = NULL;
+	CHECK_EQ_INT(mta_cpu_run(k, &p, &q, &kt, &vv, &w, &o, 0), MTA_EINVAL);
+	CHECK_STR_CONTAINS(mta_last_error(), "kq_pre");
+	w.kq_pre = keep;
+	/* the head dimension must be contiguous */
+	struct mta_tensor bad = kt;
+	bad.stride[3] = 2, bad.shape[1] = 2;
+	struct mta_tensor qs = q, vs = vv, os = o;
+	qs.shape[1] = vs.shape[1] = os.shape[1] = 2;
+	CHECK_EQ_INT(mta_cpu_run(k, &p, &qs, &bad, &vs, &w, &os, 0), MTA_ESHAPE);
+	CHECK_STR_CONTAINS(mta_last_error(), "contiguous");
+	/* wrong dtype, wrong problem, negative threads */
+	bad = kt;
+	bad.dtype = MTA_BF16;
+	CHECK_EQ_INT(mta_cpu_run(k, &p, &q, &bad, &vv, &w, &o, 0), MTA_ESHAPE);
+	other = p;
+	other.gate = 1;
+	CHECK_EQ_INT(mta_cpu_run(k, &other, &q, &kt, &vv, &w, &o, 0), MTA_EINVAL);
+	CHECK_STR_CONTAINS(mta_last_error(), "built for");
+	CHECK_EQ_INT(mta_cpu_run(k, &p, &q, &kt, &vv, &w, &o, -1), MTA_EINVAL);
+	CHECK_EQ_INT(mta_cpu_run(k, &p, &q, &kt, &vv, &w, &o, 0), MTA_OK);
+	mta_cpu_free(k);
+	mt_weights_free(&w);
+	free(qb), free(kb), free(vb), free(ob);
+}
+
+/*
+ * Memory does not grow with T: the per-thread workspace is a constant of
+ * the kernel, and a T = 16384 run (1 GiB as a T x T float matrix) finishes,
+ * with rows spot-checked against a direct float64 softmax.
+ */
+TEST(cpu_kernel_bounded_memory)
+{
+	struct mta_problem p, pc;
+	struct mta_variant v;
+	struct mta_cpu_kernel *k = NULL, *kc = NULL;
+	struct mta_tensor q, kt, vv, o;
+	const int64_t T = 16384, D = 8;
+	mt_kcache();
+	REQUIRE(mta_problem_from_key("h1kv1d8-both-f32", &p) == MTA_OK);
+	REQUIRE(mta_problem_from_key("h1kv1d8-pre2x3-post2x3-both-f32", &pc) == MTA_OK);
+	REQUIRE(mta_variant_parse("cpu:v1,bq=32,bk=128,hpb=0,algo=1", &v) == MTA_OK);
+	REQUIRE(mta_cpu_load(&p, &v, &k) == MTA_OK);
+	REQUIRE(mta_cpu_load(&pc, &v, &kc) == MTA_OK);
+	/* workspace: tiles only, well under one T x T row block */
+	CHECKF(mta_cpu_workspace(k) < 64 * 1024, "workspace %lld", mta_cpu_workspace(k));
+	CHECKF(mta_cpu_workspace(kc) < 128 * 1024, "workspace %lld", mta_cpu_workspace(kc));
+	/* the convolution kernel stays exact at a T spanning many tiles */
+	double err = mt_cpu_case(kc, &pc, 1, 300, 0, 0);
+	CHECKF(err < TOL32, "conv kernel at T=300: rel L2 %g", err);
+
+	void *qb = mt_tensor(MTA_F32, 1, T, 1, D, 0, &q), *kb = mt_tensor(MTA_F32, 1, T, 1, D, 0, &kt);
+	void *vb = mt_tensor(MTA_F32, 1, T, 1, D, 0, &vv), *ob = mt_tensor(MTA_F32, 1, T, 1, D, 0, &o);
+	REQUIRE(qb && kb && vb && ob);
+	for (int64_t i = 0; i < T * D; i++)
+		((float *)ob)[i] = NAN;
+	CHECKF(mta_cpu_run(k, &p, &q, &kt, &vv, NULL, &o, 0) == MTA_OK, "%s", mta_last_error());
+	const float *qf = qb, *kf = kb, *vf = vb, *of = ob;
+	const int64_t rows[] = { 0, 1, 4097, T / 2 + 3, T - 1 };
+	for (int r = 0; r < 5; r++) {
+		int64_t i = rows[r];
+		double mx = -INFINITY, sum = 0, acc[8] = { 0 }, num = 0, den = 0;
+		for (int64_t j = 0; j <= i; j++) {
+			double s = 0;
+			for (int d = 0; d < D; d++)
+				s += (double)qf[i * D + d] * kf[j * D + d];
+			mx = fmax(mx, s / sqrt((double)D));
+		}
+		for (int64_t j = 0; j <= i; j++) {
+			double s = 0;
+			for (int d = 0; d < D; d++)
+				s += (double)qf[i * D + d] * kf[j * D + d];
+			double e = exp(s / sqrt((double)D) - mx);
+			sum += e;
+			for (int d = 0; d < D; d++)
+				acc[d] += e * vf[j * D + d];
+		}
+		for (int d = 0; d < D; d++) {
+			double x = acc[d] / sum, y = of[i * D + d];
+			num += (x - y) * (x - y);
+			den += x * x;
+		}
+		CHECKF(isfinite(num) && sqrt(num / den) < 1e-4, "row %lld: rel L2 %g", (long long)i,
+		       sqrt(num / den));
+	}
+	mta_cpu_free(k);
+	mta_cpu_free(kc);
+	free(qb), free(kb), free(vb), free(ob);
+}

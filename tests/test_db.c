@@ -1,0 +1,727 @@
+/* test_db.c: the tuning database (db/): opening and refusing files, records, concurrency. */
+#include "harness.h"
+
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "db_int.h"
+
+static const char *tmp_path(const char *name)
+{
+	static char buf[4][600];
+	static int i;
+	char *p = buf[i++ % 4];
+	snprintf(p, 600, "%s/%s", mt_tmpdir(), name);
+	return p;
+}
+
+/* Run one SQL statement on a file directly (not through db/); returns its first integer. */
+static long long raw(const char *path, const char *sql)
+{
+	sqlite3 *h;
+	sqlite3_stmt *st;
+	long long v = -1;
+	if (sqlite3_open(path, &h) != SQLITE_OK)
+		return -2;
+	if (sqlite3_prepare_v2(h, sql, -1, &st, NULL) == SQLITE_OK) {
+		int s = sqlite3_step(st);
+		if (s == SQLITE_ROW)
+			v = sqlite3_column_int64(st, 0);
+		else if (s == SQLITE_DONE)
+			v = 0;
+		sqlite3_finalize(st);
+	} else {
+		fprintf(stderr, "    raw sql failed: %s\n", sqlite3_errmsg(h));
+	}
+	sqlite3_close(h);
+	return v;
+}
+
+static const struct mta_db_device cpu_dev = {
+	.backend = "cpu", .name = "Test CPU", .arch = "x86_64", .compiler = "gcc 12.2", .cores = 2,
+};
+
+/* A database at path with one device, problem and n variants; ids returned. */
+static int seed_db(struct mta_db *db, int nvar, int64_t *dev, int64_t *prob, int64_t *var)
+{
+	int rc = mta_db_device_upsert(db, &cpu_dev, dev);
+	if (!rc)
+		rc = mta_db_problem_upsert(db, "h4kv4d32-both-f32", prob);
+	for (int i = 0; !rc && i < nvar; i++) {
+		char spec[64];
+		snprintf(spec, sizeof spec, "cpu:v1,bq=%d", 8 * (i + 1));
+		rc = mta_db_variant_upsert(db, *prob, spec, "hash", &var[i]);
+	}
+	return rc;
+}
+
+static struct mta_db_result ok_result(int64_t dev, int64_t var, int64_t T, double ms)
+{
+	struct mta_db_result r = {
+		.device_id = dev, .variant_id = var, .T = T, .B = 1, .status = MTA_RESULT_OK,
+		.median_ms = ms, .p20_ms = ms * 0.9, .p80_ms = ms * 1.1, .min_ms = ms * 0.8,
+		.runs = 5, .rel_err = 1e-7, .run_id = "run-1", .started_at = 1.7e9,
+	};
+	return r;
+}
+
+TEST(db_create_reopen)
+{
+	const char *path = tmp_path("a.db");
+	struct mta_db *db;
+	int64_t dev, dev2, prob, prob2, var[2];
+	REQUIRE(mta_db_open(path, 0, &db) == MTA_OK);
+	int v = -1;
+	CHECK(mta_db_schema_version(db, &v) == MTA_OK);
+	CHECK_EQ_INT(v, MTA_DB_SCHEMA_VERSION);
+	CHECK(!strcmp(mta_db_path(db), path));
+	REQUIRE(seed_db(db, 2, &dev, &prob, var) == MTA_OK);
+	CHECK(mta_db_device_upsert(db, &cpu_dev, &dev2) == MTA_OK);
+	CHECK_EQ_INT(dev2, dev);
+	struct mta_db_device other = cpu_dev;
+	other.compiler = "gcc 13.1"; /* another compiler is another device */
+	CHECK(mta_db_device_upsert(db, &other, &dev2) == MTA_OK);
+	CHECK(dev2 != dev);
+	other.backend = "tpu";
+	CHECK(mta_db_device_upsert(db, &other, &dev2) == MTA_EINVAL);
+	CHECK_STR_CONTAINS(mta_last_error(), "tpu");
+	mta_db_close(db);
+
+	CHECK_EQ_INT(raw(path, "PRAGMA application_id"), MTA_DB_APPLICATION_ID);
+	CHECK_EQ_INT(raw(path, "PRAGMA user_version"), MTA_DB_SCHEMA_VERSION);
+	CHECK_EQ_INT(raw(path, "SELECT count(*) FROM meta WHERE key = 'format' AND value = 'mtatune'"), 1);
+	CHECK_EQ_INT(raw(path, "SELECT journal_mode = 'wal' FROM pragma_journal_mode"), 1);
+
+	REQUIRE(mta_db_open(path, MTA_DB_CHECK, &db) == MTA_OK);
+	CHECK(mta_db_device_find(db, &cpu_dev, &dev2) == MTA_OK);
+	CHECK_EQ_INT(dev2, dev);
+	CHECK(mta_db_problem_find(db, "h4kv4d32-both-f32", &prob2) == MTA_OK);
+	CHECK_EQ_INT(prob2, prob);
+	CHECK(mta_db_problem_find(db, "h8kv8d32-both-f32", &prob2) == MTA_ENOTFOUND);
+	CHECK_STR_CONTAINS(mta_last_error(), "h8kv8d32-both-f32");
+	int64_t again;
+	CHECK(mta_db_variant_upsert(db, prob, "cpu:v1,bq=8", "", &again) == MTA_OK);
+	CHECK_EQ_INT(again, var[0]);
+	mta_db_close(db);
+	CHECK_EQ_INT(raw(path, "SELECT count(*) FROM variants"), 2);
+}
+
+TEST(db_default_path)
+{
+	char buf[600], want[700];
+	setenv("MTATUNE_DB", tmp_path("env.db"), 1);
+	CHECK(mta_db_default_path(buf, sizeof buf) == MTA_OK);
+	CHECK(!strcmp(buf, tmp_path("env.db")));
+	CHECK(mta_db_default_path(buf, 8) == MTA_EINVAL);
+	setenv("MTATUNE_DB", "", 1);
+	setenv("HOME", mt_tmpdir(), 1);
+	CHECK(mta_db_default_path(buf, sizeof buf) == MTA_OK);
+	snprintf(want, sizeof want, "%s/.cache/mtatune/mta.db", mt_tmpdir());
+	CHECK(!strcmp(buf, want));
+	struct mta_db *db;
+	CHECK(mta_db_open(NULL, MTA_DB_READONLY, &db) == MTA_ENOTFOUND);
+	CHECK_STR_CONTAINS(mta_last_error(), "does not exist");
+	REQUIRE(mta_db_open(NULL, 0, &db) == MTA_OK); /* creates ~/.cache/mtatune */
+	CHECK(!strcmp(mta_db_path(db), want));
+	mta_db_close(db);
+	CHECK(access(want, F_OK) == 0);
+	unsetenv("HOME");
+	unsetenv("MTATUNE_DB");
+	CHECK(mta_db_default_path(buf, sizeof buf) == MTA_EINVAL);
+	CHECK_STR_CONTAINS(mta_last_error(), "MTATUNE_DB");
+}
+
+static void expect_refused(const char *path, int flags, const char *needle)
+{
+	struct mta_db *db = (struct mta_db *)1;
+	int rc = mta_db_open(path, flags, &db);
+	CHECKF(rc == MTA_EDB, "open %s gave %s, expected EDB", path, mta_status_name(rc));
+	CHECK(db == NULL);
+	CHECK_STR_CONTAINS(mta_last_error(), needle);
+	CHECK_STR_CONTAINS(mta_last_error(), path);
+}
+
+TEST(db_refuse_foreign_sqlite)
+{
+	const char *path = tmp_path("foreign.db");
+	CHECK_EQ_INT(raw(path, "CREATE TABLE photos (id INTEGER PRIMARY KEY, jpeg BLOB)"), 0);
+	expect_refused(path, 0, "is not an mtatune database");
+	expect_refused(path, MTA_DB_READONLY, "without the mtatune marker");
+	CHECK_EQ_INT(raw(path, "SELECT count(*) FROM sqlite_schema WHERE name = 'photos'"), 1);
+	/* Another application's id, no tables: still not ours. */
+	const char *p2 = tmp_path("other.db");
+	CHECK_EQ_INT(raw(p2, "PRAGMA application_id = 42"), 0);
+	expect_refused(p2, 0, "application_id 42");
+	/* Our marker but no schema: damaged, not silently recreated. */
+	const char *p3 = tmp_path("half.db");
+	CHECK_EQ_INT(raw(p3, "PRAGMA application_id = 1297367380"), 0);
+	expect_refused(p3, 0, "schema is incomplete");
+}
+
+TEST(db_refuse_text_file)
+{
+	const char *path = tmp_path("notes.txt");
+	FILE *f = fopen(path, "w");
+	REQUIRE(f);
+	fputs("these are my notes, not a database\n", f);
+	fclose(f);
+	expect_refused(path, 0, "not an SQLite file");
+	expect_refused(path, MTA_DB_READONLY, "not an SQLite file");
+	struct mta_db *db;
+	CHECK(mta_db_open(mt_tmpdir(), 0, &db) == MTA_EDB);
+	CHECK_STR_CONTAINS(mta_last_error(), "not a regular file");
+}
+
+TEST(db_refuse_truncated)
+{
+	const char *path = tmp_path("trunc.db");
+	struct mta_db *db;
+	int64_t dev, prob, var[4];
+	char err[300];
+	REQUIRE(mta_db_open(path, 0, &db) == MTA_OK);
+	REQUIRE(seed_db(db, 4, &dev, &prob, var) == MTA_OK);
+	memset(err, 'x', sizeof err - 1);
+	err[sizeof err - 1] = 0;
+	REQUIRE(mta_db_begin(db) == MTA_OK);
+	for (int i = 0; i < 400; i++) {
+		struct mta_db_result r = ok_result(dev, var[i % 4], 1 + i, 1.0);
+		r.error = err;
+		CHECK(mta_db_result_put(db, &r) == MTA_OK);
+	}
+	REQUIRE(mta_db_commit(db) == MTA_OK);
+	mta_db_close(db);
+	struct stat sb;
+	REQUIRE(stat(path, &sb) == 0);
+	CHECKF(sb.st_size > 16 * 4096, "database only %lld bytes", (long long)sb.st_size);
+	REQUIRE(truncate(path, sb.st_size / 2) == 0);
+	expect_refused(path, 0, "is damaged");
+	expect_refused(path, MTA_DB_READONLY, "is damaged");
+}
+
+TEST(db_refuse_newer_schema)
+{
+	const char *path = tmp_path("new.db");
+	struct mta_db *db;
+	REQUIRE(mta_db_open(path, 0, &db) == MTA_OK);
+	mta_db_close(db);
+	char sql[64], want[200];
+	snprintf(sql, sizeof sql, "PRAGMA user_version = %d", MTA_DB_SCHEMA_VERSION + 3);
+	CHECK_EQ_INT(raw(path, sql), 0);
+	snprintf(want, sizeof want, "has schema version %d; this mtatune understands up to %d; "
+		 "upgrade mtatune", MTA_DB_SCHEMA_VERSION + 3, MTA_DB_SCHEMA_VERSION);
+	expect_refused(path, 0, want);
+	expect_refused(path, MTA_DB_READONLY, want);
+	CHECK_EQ_INT(raw(path, "PRAGMA user_version"), MTA_DB_SCHEMA_VERSION + 3);
+}
+
+/* A build that knows one more schema version than this one, for the migration tests. */
+static const char *future(const char *path)
+{
+	char want[32];
+	snprintf(want, sizeof want, "db/migrate_%d.sql", MTA_DB_SCHEMA_VERSION + 1);
+	if (!strcmp(path, want))
+		return "ALTER TABLE problems ADD COLUMN note TEXT NOT NULL DEFAULT '';"
+		       "CREATE INDEX problems_by_note ON problems (note);";
+	snprintf(want, sizeof want, "db/migrate_%d.sql", MTA_DB_SCHEMA_VERSION + 2);
+	if (!strcmp(path, want)) /* fails half way: the first statement must not stay */
+		return "CREATE TABLE half_done (a); INSERT INTO no_such_table VALUES (1);";
+	return mta_embedded(path);
+}
+
+TEST(db_migrate)
+{
+	const char *path = tmp_path("old.db");
+	struct mta_db *db;
+	int64_t dev, prob, var[1];
+	const int v = MTA_DB_SCHEMA_VERSION;
+	REQUIRE(mta_db_open(path, 0, &db) == MTA_OK);
+	REQUIRE(seed_db(db, 1, &dev, &prob, var) == MTA_OK);
+	mta_db_close(db);
+
+	/* A read-only handle cannot migrate. */
+	CHECK(mta_db_open_to(path, MTA_DB_READONLY, v + 1, future, &db) == MTA_EDB);
+	CHECK_STR_CONTAINS(mta_last_error(), "needs migrating");
+	REQUIRE(mta_db_open_to(path, 0, v + 1, future, &db) == MTA_OK);
+	int got = 0;
+	CHECK(mta_db_schema_version(db, &got) == MTA_OK);
+	CHECK_EQ_INT(got, v + 1);
+	mta_db_close(db);
+	CHECK_EQ_INT(raw(path, "SELECT count(*) FROM problems WHERE note = ''"), 1);
+
+	/* A migration failing half way leaves the file as it was. */
+	CHECK(mta_db_open_to(path, 0, v + 2, future, &db) == MTA_EDB);
+	CHECK_STR_CONTAINS(mta_last_error(), "no_such_table");
+	CHECK_STR_CONTAINS(mta_last_error(), "migrating from schema version");
+	CHECK_EQ_INT(raw(path, "PRAGMA user_version"), v + 1);
+	CHECK_EQ_INT(raw(path, "SELECT count(*) FROM sqlite_schema WHERE name = 'half_done'"), 0);
+	/* A build without the migration says so. */
+	CHECK(mta_db_open_to(path, 0, v + 3, future, &db) == MTA_EDB);
+	CHECK_STR_CONTAINS(mta_last_error(), "lacks db/migrate_");
+	/* And this build refuses the migrated file as newer. */
+	expect_refused(path, 0, "upgrade mtatune");
+}
+
+TEST(db_readonly)
+{
+	const char *path = tmp_path("ro.db");
+	struct mta_db *db;
+	int64_t dev, prob, var[1], id;
+	REQUIRE(mta_db_open(path, 0, &db) == MTA_OK);
+	REQUIRE(seed_db(db, 1, &dev, &prob, var) == MTA_OK);
+	struct mta_db_result r = ok_result(dev, var[0], 128, 2.5);
+	REQUIRE(mta_db_result_put(db, &r) == MTA_OK);
+	mta_db_close(db);
+	REQUIRE(chmod(path, 0444) == 0);
+
+	REQUIRE(mta_db_open(path, MTA_DB_READONLY, &db) == MTA_OK);
+	struct mta_db_result got;
+	CHECK(mta_db_result_get(db, dev, var[0], 128, 1, &got) == MTA_OK);
+	CHECK(got.median_ms == 2.5);
+	CHECK(mta_db_problem_find(db, "h4kv4d32-both-f32", &id) == MTA_OK);
+	CHECK(mta_db_problem_upsert(db, "h8kv8d32-both-f32", &id) == MTA_EDB);
+	CHECK_STR_CONTAINS(mta_last_error(), "read-only");
+	CHECK_STR_CONTAINS(mta_last_error(), path);
+	r.median_ms = 1.0;
+	CHECK(mta_db_result_put(db, &r) == MTA_EDB);
+	CHECK(mta_db_begin(db) == MTA_EDB);
+	mta_db_close(db);
+	CHECK_EQ_INT(raw(path, "SELECT count(*) FROM problems"), 1);
+	CHECK_EQ_INT(raw(path, "SELECT count(*) FROM results WHERE median_ms = 2.5"), 1);
+}
+
+TEST(db_results_resume)
+{
+	struct mta_db *db;
+	int64_t dev, prob, var[3];
+	REQUIRE(mta_db_open(tmp_path("r.db"), 0, &db) == MTA_OK);
+	REQUIRE(seed_db(db, 3, &dev, &prob, var) == MTA_OK);
+	struct mta_db_result got, r = ok_result(dev, var[0], 1000, 3.0);
+	CHECK(mta_db_result_get(db, dev, var[0], 1000, 1, &got) == MTA_ENOTFOUND);
+	REQUIRE(mta_db_result_put(db, &r) == MTA_OK);
+	REQUIRE(mta_db_result_get(db, dev, var[0], 1000, 1, &got) == MTA_OK);
+	int64_t first = got.id;
+	CHECK(got.status == MTA_RESULT_OK && got.median_ms == 3.0 && got.p20_ms == r.p20_ms);
+	CHECK(got.p80_ms == r.p80_ms && got.min_ms == r.min_ms && got.runs == 5);
+	CHECK(got.rel_err == 1e-7 && got.started_at == 1.7e9 && got.recorded_at > 1.7e9);
+	CHECK(!strcmp(got.run_id, "run-1") && !strcmp(got.error, ""));
+
+	/* The same key again (a resumed run re-measuring): replaced in place. */
+	r.status = MTA_RESULT_CRASHED;
+	r.median_ms = r.p20_ms = r.p80_ms = r.min_ms = r.rel_err = NAN;
+	r.error = "SIGSEGV in kernel";
+	r.run_id = "run-2";
+	REQUIRE(mta_db_result_put(db, &r) == MTA_OK);
+	REQUIRE(mta_db_result_get(db, dev, var[0], 1000, 1, &got) == MTA_OK);
+	CHECK_EQ_INT(got.id, first);
+	CHECK(got.status == MTA_RESULT_CRASHED && isnan(got.median_ms) && isnan(got.rel_err));
+	CHECK(!strcmp(got.error, "SIGSEGV in kernel") && !strcmp(got.run_id, "run-2"));
+	/* Other keys are other rows. */
+	r = ok_result(dev, var[0], 1000, 2.0);
+	r.B = 2;
+	CHECK(mta_db_result_put(db, &r) == MTA_OK);
+	r = ok_result(dev, var[1], 1000, 1.5);
+	CHECK(mta_db_result_put(db, &r) == MTA_OK);
+	/* Bad results are refused with a reason. */
+	r.median_ms = NAN;
+	CHECK(mta_db_result_put(db, &r) == MTA_EINVAL);
+	CHECK_STR_CONTAINS(mta_last_error(), "median");
+	r = ok_result(dev, var[1], 0, 1.0);
+	CHECK(mta_db_result_put(db, &r) == MTA_EINVAL);
+	r = ok_result(dev, var[1], 10, 1.0);
+	r.status = MTA_RESULT_COUNT;
+	CHECK(mta_db_result_put(db, &r) == MTA_EINVAL);
+	CHECK_EQ_INT(raw(mta_db_path(db), "SELECT count(*) FROM results"), 3);
+	for (int s = 0; s < MTA_RESULT_COUNT; s++) {
+		int back = -1;
+		CHECK(mta_result_status_parse(mta_result_status_name(s), &back) == MTA_OK);
+		CHECK_EQ_INT(back, s);
+	}
+	int back;
+	CHECK(mta_result_status_parse("fine", &back) == MTA_EINVAL);
+	mta_db_close(db);
+}
+
+static int count_cb(void *ctx, const struct mta_db_result *r)
+{
+	int *n = ctx;
+	if (r->problem_key && r->spec && r->T > 0)
+		(*n)++;
+	return 0;
+}
+
+static int stop_cb(void *ctx, const struct mta_db_result *r) { return 77; }
+
+/* Keeps the last problem listed (its key copied: the row's text dies with the callback). */
+static int problem_cb(void *ctx, const struct mta_db_problem_info *p)
+{
+	const struct mta_db_problem_info **last = ctx;
+	static struct mta_db_problem_info copy;
+	static char key[MTA_KEY_MAX];
+	copy = *p;
+	snprintf(key, sizeof key, "%s", p->key);
+	copy.key = key;
+	*last = &copy;
+	return 0;
+}
+
+static int device_cb(void *ctx, const struct mta_db_device *d)
+{
+	(*(int *)ctx) += !strcmp(d->name, "Test CPU") && d->cores == 2;
+	return 0;
+}
+
+static int winner_cb(void *ctx, const struct mta_db_winner *w)
+{
+	int64_t *sum = ctx;
+	*sum += w->t_bucket;
+	return 0;
+}
+
+TEST(db_winners_and_lists)
+{
+	struct mta_db *db;
+	int64_t dev, prob, var[3], prob2, var2;
+	REQUIRE(mta_db_open(tmp_path("w.db"), 0, &db) == MTA_OK);
+	REQUIRE(seed_db(db, 3, &dev, &prob, var) == MTA_OK);
+	CHECK_EQ_INT(mta_db_t_bucket(1), 1);
+	CHECK_EQ_INT(mta_db_t_bucket(0), 1);
+	CHECK_EQ_INT(mta_db_t_bucket(1000), 1024);
+	CHECK_EQ_INT(mta_db_t_bucket(1024), 1024);
+	CHECK_EQ_INT(mta_db_t_bucket(1025), 2048);
+
+	struct mta_db_winner got, w = { .device_id = dev, .problem_id = prob, .time_ms = 1 };
+	const char *key = "h4kv4d32-both-f32";
+	CHECK(mta_db_winner_get(db, dev, key, 100, &got) == MTA_ENOTFOUND);
+	CHECK_STR_CONTAINS(mta_last_error(), key);
+	int64_t buckets[3] = { 64, 1024, 4096 };
+	for (int i = 0; i < 3; i++) {
+		w.variant_id = var[i];
+		w.T = buckets[i];
+		w.B = 1;
+		REQUIRE(mta_db_winner_set(db, &w) == MTA_OK);
+	}
+	struct { int64_t T, bucket; int64_t var; int exact; } cases[] = {
+		{ 1000, 1024, var[1], 1 }, { 100, 64, var[0], 0 },  { 2048, 4096, var[2], 0 },
+		{ 10, 64, var[0], 0 },     { 100000, 4096, var[2], 0 }, { 33, 64, var[0], 1 },
+		{ 300, 1024, var[1], 0 }, /* 512: 64 is 3 away, 1024 is 1 */
+		{ 256, 1024, var[1], 0 }, /* 256: 64 and 1024 both 2 away: the larger */
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		REQUIRE(mta_db_winner_get(db, dev, key, cases[i].T, &got) == MTA_OK);
+		CHECKF(got.t_bucket == cases[i].bucket && got.variant_id == cases[i].var &&
+		       got.exact == cases[i].exact, "T=%lld: bucket %lld exact %d, expected %lld %d",
+		       (long long)cases[i].T, (long long)got.t_bucket, got.exact,
+		       (long long)cases[i].bucket, cases[i].exact);
+	}
+	CHECK(!strcmp(got.spec, "cpu:v1,bq=16") && !strcmp(got.problem_key, key));
+	CHECK(!strcmp(got.source_hash, "hash"));
+	/* Replacing a winner; refusing a variant of another problem and a bad bucket. */
+	w.variant_id = var[2];
+	w.T = 1000;
+	w.time_ms = 0.5;
+	CHECK(mta_db_winner_set(db, &w) == MTA_OK);
+	CHECK(mta_db_winner_get(db, dev, key, 1000, &got) == MTA_OK);
+	CHECK(got.variant_id == var[2] && got.time_ms == 0.5);
+	REQUIRE(mta_db_problem_upsert(db, "h8kv8d32-both-f32", &prob2) == MTA_OK);
+	REQUIRE(mta_db_variant_upsert(db, prob2, "cpu:v1,bq=8", "", &var2) == MTA_OK);
+	w.variant_id = var2;
+	CHECK(mta_db_winner_set(db, &w) == MTA_EINVAL);
+	CHECK_STR_CONTAINS(mta_last_error(), "not a variant of");
+	w.variant_id = var[0];
+	w.t_bucket = 100;
+	CHECK(mta_db_winner_set(db, &w) == MTA_EINVAL);
+	CHECK(mta_db_winner_get(db, dev + 99, key, 1000, &got) == MTA_ENOTFOUND);
+
+	/* Recompute from results: at T=2000 (4 ok results) var[1] is fastest; at T=1500 one result. */
+	double t2000[3] = { 3.0, 1.0, 2.0 };
+	for (int i = 0; i < 3; i++) {
+		struct mta_db_result r = ok_result(dev, var[i], 2000, t2000[i]);
+		CHECK(mta_db_result_put(db, &r) == MTA_OK);
+	}
+	struct mta_db_result r = ok_result(dev, var[0], 2000, 0.1);
+	r.status = MTA_RESULT_VERIFY_FAILED; /* fast but wrong: never a winner */
+	r.B = 2;
+	CHECK(mta_db_result_put(db, &r) == MTA_OK);
+	r = ok_result(dev, var[2], 1500, 0.01);
+	CHECK(mta_db_result_put(db, &r) == MTA_OK);
+	CHECK(mta_db_winners_recompute(db) == MTA_OK);
+	CHECK(mta_db_winner_get(db, dev, key, 2000, &got) == MTA_OK);
+	CHECK(got.t_bucket == 2048 && got.exact && got.variant_id == var[1] && got.time_ms == 1.0);
+	CHECK(got.T == 2000);
+	CHECK(mta_db_winner_get(db, dev, key, 64, &got) == MTA_OK); /* untouched by recompute */
+	CHECK(got.variant_id == var[0]);
+
+	int n = 0, ndev = 0;
+	CHECK(mta_db_list_results(db, 0, NULL, count_cb, &n) == MTA_OK);
+	CHECK_EQ_INT(n, 5);
+	n = 0;
+	CHECK(mta_db_list_results(db, dev, "h8kv8d32-both-f32", count_cb, &n) == MTA_OK);
+	CHECK_EQ_INT(n, 0);
+	CHECK(mta_db_list_results(db, 0, NULL, stop_cb, NULL) == 77);
+	const struct mta_db_problem_info *last = NULL;
+	CHECK(mta_db_list_problems(db, problem_cb, &last) == MTA_OK);
+	REQUIRE(last);
+	CHECK(!strcmp(last->key, "h8kv8d32-both-f32") && last->variants == 1 && last->results == 0);
+	CHECK(mta_db_list_devices(db, device_cb, &ndev) == MTA_OK);
+	CHECK_EQ_INT(ndev, 1);
+	int64_t sum = 0;
+	CHECK(mta_db_list_winners(db, dev, key, winner_cb, &sum) == MTA_OK);
+	CHECK_EQ_INT(sum, 64 + 1024 + 2048 + 4096);
+	mta_db_close(db);
+}
+
+TEST(db_variant_compile_info)
+{
+	struct mta_db *db;
+	int64_t dev, prob, var[1], again;
+	REQUIRE(mta_db_open(tmp_path("v.db"), 0, &db) == MTA_OK);
+	REQUIRE(seed_db(db, 1, &dev, &prob, var) == MTA_OK);
+	struct mta_db_compile c = {
+		.status = MTA_COMPILE_OK, .target = "sm_90", .registers = 128, .spill_stores = 0,
+		.spill_loads = 4, .shared_bytes = 49152, .stack_bytes = -1, .ms = 160.5,
+		.log = "ptxas info: Used 128 registers",
+	};
+	CHECK(mta_db_variant_set_compile(db, var[0], &c) == MTA_OK);
+	struct mta_db_variant v;
+	REQUIRE(mta_db_variant_get(db, var[0], &v) == MTA_OK);
+	CHECK(v.compile.status == MTA_COMPILE_OK && !strcmp(v.compile.target, "sm_90"));
+	CHECK(v.compile.registers == 128 && v.compile.spill_stores == 0 && v.compile.spill_loads == 4);
+	CHECK(v.compile.shared_bytes == 49152 && v.compile.stack_bytes == -1);
+	CHECK(v.compile.ms == 160.5 && !strcmp(v.compile.log, c.log));
+	CHECK(!strcmp(v.spec, "cpu:v1,bq=8") && !strcmp(v.source_hash, "hash") && v.problem_id == prob);
+	/* Same hash or none: kept. A new source: new hash, compile information cleared. */
+	CHECK(mta_db_variant_upsert(db, prob, "cpu:v1,bq=8", "", &again) == MTA_OK);
+	CHECK(mta_db_variant_upsert(db, prob, "cpu:v1,bq=8", "hash", &again) == MTA_OK);
+	REQUIRE(mta_db_variant_get(db, var[0], &v) == MTA_OK);
+	CHECK(v.compile.registers == 128);
+	CHECK(mta_db_variant_upsert(db, prob, "cpu:v1,bq=8", "hash2", &again) == MTA_OK);
+	CHECK_EQ_INT(again, var[0]);
+	REQUIRE(mta_db_variant_get(db, var[0], &v) == MTA_OK);
+	CHECK(!strcmp(v.source_hash, "hash2") && v.compile.status == MTA_COMPILE_UNKNOWN);
+	CHECK(v.compile.registers == -1 && isnan(v.compile.ms));
+	CHECK(mta_db_variant_set_compile(db, var[0] + 50, &c) == MTA_ENOTFOUND);
+	CHECK(mta_db_variant_get(db, var[0] + 50, &v) == MTA_ENOTFOUND);
+	CHECK(mta_db_variant_upsert(db, prob + 50, "cpu:v1", "", &again) == MTA_EDB); /* no such problem */
+	CHECK_STR_CONTAINS(mta_last_error(), "FOREIGN KEY");
+	mta_db_close(db);
+}
+
+TEST(db_binaries)
+{
+	struct mta_db *db;
+	REQUIRE(mta_db_open(tmp_path("b.db"), 0, &db) == MTA_OK);
+	size_t n = 20000 + (size_t)(10000 * fabs(mt_uniform()));
+	unsigned char *blob = malloc(n);
+	REQUIRE(blob);
+	for (size_t i = 0; i < n; i++)
+		blob[i] = (unsigned char)(256 * (0.5 + 0.5 * mt_uniform()));
+	blob[7] = 0; /* embedded NULs survive */
+	struct mta_db_binary_key k = { "abc123", "sm_90", "nvrtc 13.0", "-O3" };
+	void *got;
+	size_t gn;
+	CHECK(mta_db_binary_get(db, &k, &got, &gn) == MTA_ENOTFOUND);
+	REQUIRE(mta_db_binary_put(db, &k, blob, n) == MTA_OK);
+	REQUIRE(mta_db_binary_get(db, &k, &got, &gn) == MTA_OK);
+	CHECK(gn == n && !memcmp(got, blob, n));
+	free(got);
+	/* Another option is another binary; putting the same key replaces. */
+	struct mta_db_binary_key k2 = k;
+	k2.options = "-O2";
+	CHECK(mta_db_binary_get(db, &k2, &got, &gn) == MTA_ENOTFOUND);
+	REQUIRE(mta_db_binary_put(db, &k, blob, n / 2) == MTA_OK);
+	REQUIRE(mta_db_binary_get(db, &k, &got, &gn) == MTA_OK);
+	CHECK(gn == n / 2 && !memcmp(got, blob, n / 2));
+	free(got);
+	REQUIRE(mta_db_binary_put(db, &k2, NULL, 0) == MTA_OK);
+	REQUIRE(mta_db_binary_get(db, &k2, &got, &gn) == MTA_OK);
+	CHECK(got != NULL && gn == 0);
+	free(got);
+	k2.source_hash = "";
+	CHECK(mta_db_binary_put(db, &k2, blob, 1) == MTA_EINVAL);
+	CHECK_EQ_INT(raw(mta_db_path(db), "SELECT count(*) FROM binaries"), 2);
+	free(blob);
+	mta_db_close(db);
+}
+
+TEST(db_group_rollback)
+{
+	struct mta_db *db;
+	int64_t dev, prob, var[2];
+	const char *path = tmp_path("g.db");
+	REQUIRE(mta_db_open(path, 0, &db) == MTA_OK);
+	REQUIRE(seed_db(db, 2, &dev, &prob, var) == MTA_OK);
+	REQUIRE(mta_db_begin(db) == MTA_OK);
+	CHECK(mta_db_begin(db) == MTA_EINVAL);
+	struct mta_db_result r = ok_result(dev, var[0], 64, 1.0);
+	CHECK(mta_db_result_put(db, &r) == MTA_OK);
+	int64_t p2;
+	CHECK(mta_db_problem_upsert(db, "h2kv2d16-both-f32", &p2) == MTA_OK);
+	r = ok_result(dev, var[1] + 1000, 64, 1.0); /* no such variant: the constraint fails */
+	CHECK(mta_db_result_put(db, &r) == MTA_EDB);
+	CHECK_STR_CONTAINS(mta_last_error(), "FOREIGN KEY");
+	r = ok_result(dev, var[1], 64, 1.0);
+	CHECK(mta_db_result_put(db, &r) == MTA_EDB);
+	CHECK_STR_CONTAINS(mta_last_error(), "rolled back");
+	CHECK(mta_db_commit(db) == MTA_EDB);
+	CHECK_STR_CONTAINS(mta_last_error(), "nothing committed");
+	CHECK_EQ_INT(raw(path, "SELECT count(*) FROM results"), 0);
+	CHECK_EQ_INT(raw(path, "SELECT count(*) FROM problems"), 1);
+	/* After that, writes work again; an explicit rollback discards; a commit keeps. */
+	REQUIRE(mta_db_begin(db) == MTA_OK);
+	CHECK(mta_db_result_put(db, &r) == MTA_OK);
+	CHECK(mta_db_rollback(db) == MTA_OK);
+	CHECK_EQ_INT(raw(path, "SELECT count(*) FROM results"), 0);
+	REQUIRE(mta_db_begin(db) == MTA_OK);
+	CHECK(mta_db_result_put(db, &r) == MTA_OK);
+	r.T = 128;
+	CHECK(mta_db_result_put(db, &r) == MTA_OK);
+	CHECK(mta_db_commit(db) == MTA_OK);
+	CHECK(mta_db_commit(db) == MTA_EINVAL);
+	CHECK(mta_db_rollback(db) == MTA_EINVAL);
+	CHECK_EQ_INT(raw(path, "SELECT count(*) FROM results"), 2);
+	/* A single write failing alone leaves nothing either. */
+	r.variant_id = var[1] + 1000;
+	CHECK(mta_db_result_put(db, &r) == MTA_EDB);
+	CHECK_EQ_INT(raw(path, "SELECT count(*) FROM results"), 2);
+	mta_db_close(db);
+}
+
+enum { WRITERS = 3, PER_WRITER = 300, SHARED = 20 };
+
+/* One writer process: its own variants, PER_WRITER results, plus SHARED keys all write. */
+static int writer(const char *path, int w)
+{
+	struct mta_db *db;
+	int64_t dev, prob, var, shared;
+	char spec[64];
+	if (mta_db_open(path, 0, &db) || mta_db_device_upsert(db, &cpu_dev, &dev) ||
+	    mta_db_problem_upsert(db, "h4kv4d32-both-f32", &prob) ||
+	    mta_db_variant_upsert(db, prob, "cpu:v1,bq=4", "", &shared))
+		goto fail;
+	snprintf(spec, sizeof spec, "cpu:v1,bq=%d", 16 * (w + 1));
+	if (mta_db_variant_upsert(db, prob, spec, "", &var))
+		goto fail;
+	for (int i = 0; i < PER_WRITER; i++) {
+		struct mta_db_result r = ok_result(dev, var, 1 + i, 1.0 + w);
+		if (mta_db_result_put(db, &r))
+			goto fail;
+		if (i < SHARED) {
+			r.variant_id = shared;
+			if (mta_db_result_put(db, &r))
+				goto fail;
+		}
+	}
+	mta_db_close(db);
+	return 0;
+fail:
+	fprintf(stderr, "    writer %d: %s\n", w, mta_last_error());
+	mta_db_close(db);
+	return 1;
+}
+
+TEST(db_concurrent_writers)
+{
+	const char *path = tmp_path("c.db"); /* created by the writers, at once */
+	pid_t pids[WRITERS];
+	int go[2];
+	char c;
+	REQUIRE(pipe(go) == 0);
+	for (int w = 0; w < WRITERS; w++) {
+		fflush(stderr);
+		pids[w] = fork();
+		REQUIRE(pids[w] >= 0);
+		if (pids[w] == 0) {
+			close(go[1]); /* start together: when the parent closes its end */
+			_exit(read(go[0], &c, 1) == 0 ? writer(path, w) : 2);
+		}
+	}
+	close(go[0]);
+	close(go[1]);
+	for (int w = 0; w < WRITERS; w++) {
+		int st = 0;
+		REQUIRE(waitpid(pids[w], &st, 0) == pids[w]);
+		CHECKF(WIFEXITED(st) && WEXITSTATUS(st) == 0, "writer %d failed (status %d)", w, st);
+	}
+	CHECK_EQ_INT(raw(path, "SELECT count(*) FROM results"), WRITERS * PER_WRITER + SHARED);
+	CHECK_EQ_INT(raw(path, "SELECT count(DISTINCT variant_id || ',' || T) FROM results"),
+		     WRITERS * PER_WRITER + SHARED);
+	CHECK_EQ_INT(raw(path, "SELECT count(*) FROM (SELECT variant_id FROM results GROUP BY "
+			 "variant_id HAVING count(*) = 300 AND min(T) = 1 AND max(T) = 300)"), WRITERS);
+	CHECK_EQ_INT(raw(path, "SELECT count(*) FROM devices"), 1);
+	CHECK_EQ_INT(raw(path, "SELECT count(*) FROM problems"), 1);
+	CHECK_EQ_INT(raw(path, "SELECT count(*) FROM variants"), WRITERS + 1);
+	struct mta_db *db;
+	REQUIRE(mta_db_open(path, MTA_DB_CHECK, &db) == MTA_OK);
+	mta_db_close(db);
+}
+
+/* Shard i: device "GPU i" (shard 2 shares shard 0's device), results for T in 1..n, bq=8 fastest on shard i. */
+static int make_shard(const char *path, const char *devname, int n, double base)
+{
+	struct mta_db *db;
+	int64_t dev, prob, var[2];
+	struct mta_db_device d = cpu_dev;
+	d.name = devname;
+	int rc = mta_db_open(path, 0, &db);
+	if (!rc && !(rc = mta_db_device_upsert(db, &d, &dev)) &&
+	    !(rc = mta_db_problem_upsert(db, "h4kv4d32-both-f32", &prob)))
+		for (int i = 0; !rc && i < 2; i++)
+			rc = mta_db_variant_upsert(db, prob, i ? "cpu:v1,bq=32" : "cpu:v1,bq=8", "h", &var[i]);
+	for (int t = 1; !rc && t <= n; t++)
+		for (int i = 0; !rc && i < 2; i++) {
+			struct mta_db_result r = ok_result(dev, var[i], 100 * t, base + i);
+			rc = mta_db_result_put(db, &r);
+		}
+	struct mta_db_binary_key k = { devname, "x86_64", "gcc", "" };
+	if (!rc)
+		rc = mta_db_binary_put(db, &k, "elf", 3);
+	mta_db_close(db);
+	return rc;
+}
+
+TEST(db_merge_shards)
+{
+	const char *a = tmp_path("a.db"), *b = tmp_path("b.db"), *out = tmp_path("out.db");
+	/* Out already holds a measurement of a key a also has, but older: a's wins. */
+	REQUIRE(make_shard(out, "GPU 0", 1, 5.0) == MTA_OK);
+	usleep(20000);
+	REQUIRE(make_shard(a, "GPU 0", 10, 1.0) == MTA_OK);
+	REQUIRE(make_shard(b, "GPU 1", 5, 2.0) == MTA_OK);
+	struct mta_db *db;
+	REQUIRE(mta_db_open(out, 0, &db) == MTA_OK);
+	CHECK(mta_db_merge(db, a) == MTA_OK);
+	CHECK(mta_db_merge(db, b) == MTA_OK);
+	CHECK(mta_db_merge(db, b) == MTA_OK); /* twice: nothing doubles */
+	CHECK_EQ_INT(raw(out, "SELECT count(*) FROM devices"), 2);
+	CHECK_EQ_INT(raw(out, "SELECT count(*) FROM problems"), 1);
+	CHECK_EQ_INT(raw(out, "SELECT count(*) FROM variants"), 2);
+	CHECK_EQ_INT(raw(out, "SELECT count(*) FROM results"), 2 * 10 + 2 * 5);
+	CHECK_EQ_INT(raw(out, "SELECT count(*) FROM results WHERE median_ms >= 5"), 0);
+	CHECK_EQ_INT(raw(out, "SELECT count(*) FROM binaries"), 2);
+	/* Winners per device: bq=8 everywhere, with each shard's own time. */
+	int64_t d0, d1;
+	struct mta_db_device dev = cpu_dev;
+	dev.name = "GPU 0";
+	REQUIRE(mta_db_device_find(db, &dev, &d0) == MTA_OK);
+	dev.name = "GPU 1";
+	REQUIRE(mta_db_device_find(db, &dev, &d1) == MTA_OK);
+	struct mta_db_winner w;
+	REQUIRE(mta_db_winner_get(db, d0, "h4kv4d32-both-f32", 1000, &w) == MTA_OK);
+	CHECK(!strcmp(w.spec, "cpu:v1,bq=8") && w.time_ms == 1.0 && w.T == 1000);
+	REQUIRE(mta_db_winner_get(db, d1, "h4kv4d32-both-f32", 1000, &w) == MTA_OK);
+	CHECK(!strcmp(w.spec, "cpu:v1,bq=8") && w.time_ms == 2.0 && w.T == 500 && !w.exact);
+	/* Refused inputs leave out untouched. */
+	const char *txt = tmp_path("x.txt");
+	FILE *f = fopen(txt, "w");
+	REQUIRE(f);
+	fputs("hello", f);
+	fclose(f);
+	CHECK(mta_db_merge(db, txt) == MTA_EDB);
+	CHECK_STR_CONTAINS(mta_last_error(), "not an SQLite file");
+	CHECK(mta_db_merge(db, tmp_path("missing.db")) == MTA_ENOTFOUND);
+	CHECK_EQ_INT(raw(out, "SELECT count(*) FROM results"), 30);
+	mta_db_close(db);
+}

@@ -1,0 +1,47 @@
+/* test_isolate.c: a crashing or hanging job costs one record, not the caller. */
+#include "harness.h"
+#include "isolate.h"
+#include "error.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+static int job(void *ctx, void *out, size_t n)
+{
+	int what = *(int *)ctx;
+	if (what == 1)
+		raise(SIGSEGV);
+	if (what == 2)
+		for (;;)
+			pause();
+	if (what == 3) {
+		return mta_fail(MTA_EVERIFY, "relative L2 error 0.5 above 1e-05");
+	}
+	if (what == 4)
+		_exit(0);
+	memset(out, 0x5a, n);
+	return 0;
+}
+
+TEST(isolate_returns_result_crash_timeout_and_errors)
+{
+	char out[64];
+	int to, what = 0;
+	memset(out, 0, sizeof out);
+	CHECK(mta_isolate(job, &what, out, sizeof out, 5, &to) == MTA_OK);
+	CHECK(out[0] == 0x5a && out[63] == 0x5a && !to);
+	what = 1;
+	CHECK(mta_isolate(job, &what, out, sizeof out, 5, &to) == MTA_EKERNEL);
+	CHECK_STR_CONTAINS(mta_last_error(), "signal 11");
+	CHECK(!to);
+	what = 2;
+	CHECK(mta_isolate(job, &what, out, sizeof out, 0.3, &to) == MTA_EKERNEL);
+	CHECK(to);
+	CHECK_STR_CONTAINS(mta_last_error(), "timed out");
+	what = 3;
+	CHECK(mta_isolate(job, &what, out, sizeof out, 5, &to) == MTA_EVERIFY);
+	CHECK_STR_CONTAINS(mta_last_error(), "relative L2 error 0.5");
+	what = 4;
+	CHECK(mta_isolate(job, &what, out, sizeof out, 5, &to) == MTA_EKERNEL);
+	CHECK_STR_CONTAINS(mta_last_error(), "before reporting");
+}

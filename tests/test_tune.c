@@ -1,0 +1,257 @@
+/*
+ * test_tune.c: the whole CPU pipeline, generate -> compile -> verify ->
+ * time -> record -> pick -> run, plus resume after a killed run and two
+ * tuners on one database.
+ */
+#include "harness.h"
+#include "cpu_util.h"
+#include "db.h"
+#include "device.h"
+#include "fixtures.h"
+#include "sample.h"
+#include "tune.h"
+
+#include <signal.h>
+#include <sqlite3.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define SMALL "h2kv1d8-pre2x3-hpre-post2x3-hc2-both-gn-gate-f32"
+
+static long long count(const char *db, const char *sql)
+{
+	sqlite3 *h;
+	sqlite3_stmt *st;
+	long long n = -1;
+	if (sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+	    sqlite3_prepare_v2(h, sql, -1, &st, NULL) == SQLITE_OK) {
+		sqlite3_busy_timeout(h, 5000);
+		if (sqlite3_step(st) == SQLITE_ROW)
+			n = sqlite3_column_int64(st, 0);
+		sqlite3_finalize(st);
+	}
+	sqlite3_close(h);
+	return n;
+}
+
+static void quick(struct mta_tune_opts *o, const char *db)
+{
+	mta_tune_defaults(o);
+	o->db_path = db;
+	o->T = 70;
+	o->B = 2;
+	o->reps = 2;
+	o->top = 2;
+	o->timeout_s = 60;
+	o->threads = 2;
+}
+
+TEST(tune_records_every_variant_names_a_winner_and_the_runtime_runs_it)
+{
+	char db[512];
+	struct mta_problem p;
+	struct mta_tune_opts o;
+	struct mta_tune_summary s;
+	struct mta_variant *space;
+	size_t n;
+	mt_kcache();
+	snprintf(db, sizeof db, "%s/t.db", mt_tmpdir());
+	REQUIRE(mta_problem_from_key(SMALL, &p) == MTA_OK);
+	REQUIRE(mta_variant_space(&p, MTA_BACKEND_CPU, &space, &n) == MTA_OK);
+	free(space);
+	quick(&o, db);
+	CHECKF(mta_tune(&p, &o, &s) == MTA_OK, "%s", mta_last_error());
+	CHECK_EQ_INT(s.total, (long long)n);
+	CHECK_EQ_INT(s.tried, (long long)n);
+	CHECK_EQ_INT(s.ok, (long long)n);
+	CHECK(s.winner[0] && s.winner_ms > 0);
+	CHECK_EQ_INT(count(db, "SELECT count(*) FROM results WHERE status = 'ok' AND rel_err < 1e-5"),
+		     (long long)n);
+	CHECK_EQ_INT(count(db, "SELECT count(*) FROM winners"), 1);
+
+	/* the runtime picks that winner for T's bucket and its output matches the reference */
+	mta_context *ctx;
+	char spec[MTA_SPEC_MAX];
+	int source;
+	REQUIRE(mta_context_create(&ctx, db, "cpu") == MTA_OK);
+	REQUIRE(mta_context_pick(ctx, &p, 70, spec, sizeof spec, &source) == MTA_OK);
+	CHECK_EQ_INT(source, 2);
+	CHECK(!strcmp(spec, s.winner));
+	REQUIRE(mta_context_pick(ctx, &p, 1000, spec, sizeof spec, &source) == MTA_OK);
+	CHECK_EQ_INT(source, 1); /* nearest bucket */
+	struct mta_sample in;
+	REQUIRE(mta_sample_make(&p, 2, 37, mt_seed(), &in) == MTA_OK);
+	size_t cnt = 2 * 37 * 2 * 8;
+	double *ref = malloc(cnt * sizeof *ref);
+	float *y = malloc(cnt * sizeof *y);
+	for (size_t i = 0; i < cnt; i++)
+		y[i] = NAN;
+	struct mta_tensor to;
+	mta_tensor_init(&to, y, MTA_F32, 2, 37, 2, 8);
+	REQUIRE(mta_reference(&p, &in.q, &in.k, &in.v, &in.w, ref) == MTA_OK);
+	CHECKF(mta_forward(ctx, &p, &in.q, &in.k, &in.v, &in.w, &to) == MTA_OK, "%s", mta_last_error());
+	CHECKF(mta_rel_l2(y, ref, cnt) < 1e-5, "runtime output error %g", mta_rel_l2(y, ref, cnt));
+	/* a problem never tuned runs its default variant */
+	struct mta_problem q2;
+	REQUIRE(mta_problem_from_key("h2kv1d8-both-f32", &q2) == MTA_OK);
+	REQUIRE(mta_context_pick(ctx, &q2, 70, spec, sizeof spec, &source) == MTA_OK);
+	CHECK_EQ_INT(source, 0);
+	mta_context_free(ctx);
+	mta_sample_free(&in);
+	free(ref);
+	free(y);
+
+	/* a second run resumes: nothing is measured again, the winner is re-timed */
+	CHECKF(mta_tune(&p, &o, &s) == MTA_OK, "%s", mta_last_error());
+	CHECK_EQ_INT(s.tried, 0);
+	CHECK_EQ_INT(s.skipped, (long long)n);
+	CHECK_EQ_INT(count(db, "SELECT count(*) FROM results"), (long long)n);
+}
+
+TEST(tune_random_strategy_respects_the_budget_and_keeps_the_default)
+{
+	char db[512];
+	struct mta_problem p;
+	struct mta_tune_opts o;
+	struct mta_tune_summary s;
+	mt_kcache();
+	snprintf(db, sizeof db, "%s/r.db", mt_tmpdir());
+	REQUIRE(mta_problem_from_key(SMALL, &p) == MTA_OK);
+	quick(&o, db);
+	o.strategy = MTA_TUNE_RANDOM;
+	o.budget = 3;
+	o.seed = 12345;
+	CHECKF(mta_tune(&p, &o, &s) == MTA_OK, "%s", mta_last_error());
+	CHECK_EQ_INT(s.total, 3);
+	CHECK_EQ_INT(count(db, "SELECT count(*) FROM results"), 3);
+	CHECK(isfinite(s.default_ms)); /* the default is always among the sample */
+}
+
+TEST(tune_records_compile_failures_with_their_log_and_carries_on)
+{
+	char db[512], cache[600];
+	struct mta_problem p;
+	struct mta_tune_opts o;
+	struct mta_tune_summary s;
+	snprintf(db, sizeof db, "%s/c.db", mt_tmpdir());
+	snprintf(cache, sizeof cache, "%s/cache", mt_tmpdir());
+	setenv("MTATUNE_CACHE", cache, 1); /* nothing cached: the compiler must run */
+	setenv("MTATUNE_CC", "/bin/false", 1);
+	REQUIRE(mta_problem_from_key(SMALL, &p) == MTA_OK);
+	quick(&o, db);
+	int rc = mta_tune(&p, &o, &s);
+	CHECK(rc == MTA_EVERIFY);
+	CHECK_STR_CONTAINS(mta_last_error(), "no variant");
+	CHECK(s.total > 1);
+	CHECK_EQ_INT(s.failed, s.total); /* every variant was tried: a failure did not stop the run */
+	CHECK_EQ_INT(count(db, "SELECT count(*) FROM results WHERE status = 'compile_failed' AND error LIKE '%%false%%'"), s.total);
+	CHECK_EQ_INT(count(db, "SELECT count(*) FROM variants WHERE compile_status = 'failed'"), s.total);
+	unsetenv("MTATUNE_CC");
+}
+
+/* Start `mtatune tune` in the background; its pid. */
+static pid_t spawn_tune(const char *db, const char *key, const char *log)
+{
+	pid_t pid = fork();
+	if (pid == 0) {
+		if (!freopen(log, "w", stdout) || !freopen(log, "a", stderr))
+			_exit(99);
+		execl(mt_bin(), "mtatune", "tune", "--db", db, "--problem", key, "--seq", "64",
+		      "--reps", "2", "--top", "2", "--threads", "1", (char *)NULL);
+		_exit(98);
+	}
+	return pid;
+}
+
+TEST(tune_killed_with_sigkill_resumes_without_loss_or_duplicates)
+{
+	char db[512], log[512];
+	struct mta_problem p;
+	struct mta_variant *space;
+	size_t n;
+	mt_kcache();
+	snprintf(db, sizeof db, "%s/k.db", mt_tmpdir());
+	snprintf(log, sizeof log, "%s/log", mt_tmpdir());
+	REQUIRE(mta_problem_from_key(SMALL, &p) == MTA_OK);
+	REQUIRE(mta_variant_space(&p, MTA_BACKEND_CPU, &space, &n) == MTA_OK);
+	free(space);
+	REQUIRE(n >= 4);
+	pid_t pid = spawn_tune(db, SMALL, log);
+	/* kill it once a few results exist, before the end */
+	long long have = 0;
+	for (int i = 0; i < 600 && have < 2; i++) {
+		usleep(50000);
+		have = count(db, "SELECT count(*) FROM results");
+	}
+	kill(pid, SIGKILL);
+	int st;
+	waitpid(pid, &st, 0);
+	CHECK(WIFSIGNALED(st));
+	long long before = count(db, "SELECT count(*) FROM results");
+	CHECKF(before >= 2 && before < (long long)n, "%lld of %zu results before the kill", before, n);
+	char *out = NULL;
+	int rc = mt_sh(&out, "%s tune --db %s --problem %s --seq 64 --reps 2 --top 2 --threads 1",
+		       mt_bin(), db, SMALL);
+	CHECKF(rc == 0, "resume exited %d: %s", rc, out);
+	char expect[64];
+	snprintf(expect, sizeof expect, "%lld already recorded", before);
+	CHECK_STR_CONTAINS(out, expect);
+	CHECK_STR_CONTAINS(out, "verified:");
+	free(out);
+	CHECK_EQ_INT(count(db, "SELECT count(*) FROM results"), (long long)n);
+	CHECK_EQ_INT(count(db, "SELECT count(*) FROM (SELECT DISTINCT device_id, variant_id, T, B FROM results)"),
+		     (long long)n);
+	CHECK_EQ_INT(count(db, "SELECT count(*) FROM winners"), 1);
+}
+
+TEST(tune_two_tuners_on_one_database_lose_nothing)
+{
+	char db[512], log1[512], log2[512];
+	const char *k2 = "h2kv2d8-pre2x3-left-f32";
+	struct mta_problem p1, p2;
+	struct mta_variant *space;
+	size_t n1, n2;
+	mt_kcache();
+	snprintf(db, sizeof db, "%s/two.db", mt_tmpdir());
+	snprintf(log1, sizeof log1, "%s/log1", mt_tmpdir());
+	snprintf(log2, sizeof log2, "%s/log2", mt_tmpdir());
+	REQUIRE(mta_problem_from_key(SMALL, &p1) == MTA_OK);
+	REQUIRE(mta_problem_from_key(k2, &p2) == MTA_OK);
+	REQUIRE(mta_variant_space(&p1, MTA_BACKEND_CPU, &space, &n1) == MTA_OK);
+	free(space);
+	REQUIRE(mta_variant_space(&p2, MTA_BACKEND_CPU, &space, &n2) == MTA_OK);
+	free(space);
+	pid_t a = spawn_tune(db, SMALL, log1), b = spawn_tune(db, k2, log2);
+	int sa, sb;
+	waitpid(a, &sa, 0);
+	waitpid(b, &sb, 0);
+	CHECKF(WIFEXITED(sa) && WEXITSTATUS(sa) == 0, "first tuner: status %d", sa);
+	CHECKF(WIFEXITED(sb) && WEXITSTATUS(sb) == 0, "second tuner: status %d", sb);
+	CHECK_EQ_INT(count(db, "SELECT count(*) FROM results"), (long long)(n1 + n2));
+	CHECK_EQ_INT(count(db, "SELECT count(*) FROM winners"), 2);
+	CHECK_EQ_INT(count(db, "SELECT count(*) FROM devices"), 1);
+}
+
+TEST(cli_run_cpu_backend_matches_every_golden_case)
+{
+	char **cases = NULL;
+	mt_kcache();
+	REQUIRE((cases = mt_golden_cases()) != NULL);
+	int seen = 0;
+	for (char **c = cases; *c; c++, seen++) {
+		char dir[1024], pad[16], extra[64] = "", *out = NULL;
+		int layer;
+		snprintf(dir, sizeof dir, "%s/%s", mt_golden_dir(), *c);
+		REQUIRE(mt_golden_config(dir, pad, sizeof pad, &layer) == 0);
+		if (layer >= 0)
+			snprintf(extra, sizeof extra, "--layer-id %d", layer);
+		int rc = mt_sh(&out, "%s run --backend cpu --db %s/none.db --inputs %s --out %s/o.npy "
+			       "--pad-key %s %s --expected %s/expected.npy --tol 1e-5",
+			       mt_bin(), mt_tmpdir(), dir, mt_tmpdir(), pad, extra, dir);
+		CHECKF(rc == 0, "%s: exit %d: %s", *c, rc, out);
+		CHECK_STR_CONTAINS(out, "default variant");
+		free(out);
+	}
+	CHECK(seen >= 11);
+	mt_golden_free(cases);
+}

@@ -1,0 +1,66 @@
+/*
+ * cli.h: the mtatune command line, shared by tuner/main.c and tuner/cmd_*.c.
+ *
+ * mtatune is git-style: `mtatune CMD [options]`. Each subcommand lives in
+ * tuner/cmd_CMD.c, defines int cmd_CMD(int argc, char **argv) (argv[0] is
+ * the command name), parses its own options with getopt_long and prints its
+ * own usage text for --help. To add one, write that file and add one
+ * X(CMD, "summary") line to MTATUNE_COMMANDS below; the Makefile picks up
+ * the file, main.c the table row.
+ *
+ * Exit statuses (keep in step with README.md, "Exit statuses"):
+ *   0  success
+ *   1  runtime failure: out of memory, output not writable, compiler, device,
+ *      kernel or database failure
+ *   2  usage error: unknown command or option, missing or malformed argument
+ *   3  bad input data: a missing, unreadable or malformed input file, shapes
+ *      that contradict each other or the options
+ *   4  verification failure: an output differs from the expected one by more
+ *      than the tolerance (or is NaN)
+ */
+#ifndef MTATUNE_CLI_H
+#define MTATUNE_CLI_H
+
+#include <stdio.h>
+
+#define MTATUNE_VERSION "0.1.0"
+
+enum {
+	CLI_OK = 0,
+	CLI_RUNTIME = 1,
+	CLI_USAGE = 2,
+	CLI_DATA = 3,
+	CLI_VERIFY = 4,
+};
+
+/* The subcommands, in the order `mtatune --help` lists them. */
+#define MTATUNE_COMMANDS(X) \
+	X(tune, "tune a problem at a sequence length and record the winner") \
+	X(best, "show the recorded winners, or the variant picked for a problem") \
+	X(list, "list the database's devices, problems or results") \
+	X(gen, "print the generated kernel source of a problem and variant") \
+	X(run, "run one forward on a folder of .npy inputs and write o.npy")
+
+#define X(name, summary) int cmd_##name(int argc, char **argv);
+MTATUNE_COMMANDS(X)
+#undef X
+
+/* Print "mtatune CMD: message" to stderr and return code. */
+int cli_fail(const char *cmd, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/*
+ * Report the getopt_long result c ('?' unknown option, ':' missing
+ * argument) for argv[optind-1], with a hint to run --help; returns CLI_USAGE.
+ */
+int cli_bad_option(const char *cmd, int c, char **argv);
+
+/* The exit status for a library status from reading or checking inputs. */
+int cli_exit_status(int mta_status);
+
+/* Parse a whole decimal integer in [lo, hi]; 0 on success. */
+int cli_parse_long(const char *s, long lo, long hi, long *out);
+/* Parse a whole finite number > 0; 0 on success. */
+int cli_parse_positive(const char *s, double *out);
+
+#endif

@@ -1,0 +1,155 @@
+/*
+ * main.c: mtatune's entry point: global options, the table of subcommands
+ * (from MTATUNE_COMMANDS in cli.h), and the helpers every cmd_*.c shares.
+ * Nothing here knows about a particular subcommand.
+ */
+#include "cli.h"
+#include "mta.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct command {
+	const char *name;
+	int (*fn)(int argc, char **argv);
+	const char *summary;
+};
+
+static const struct command commands[] = {
+#define X(name, summary) { #name, cmd_##name, summary },
+	MTATUNE_COMMANDS(X)
+#undef X
+};
+
+#define NCOMMANDS (sizeof commands / sizeof commands[0])
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: mtatune [--version] [--help] <command> [<options>]\n\n"
+		   "Generate, tune and run fused Multi-Token Attention kernels.\n\n"
+		   "Commands:\n");
+	for (size_t i = 0; i < NCOMMANDS; i++)
+		fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+	fprintf(f, "\n'mtatune help <command>' or 'mtatune <command> --help' describes one.\n"
+		   "Exit status: 0 ok, 1 runtime failure, 2 usage error, 3 bad input data,\n"
+		   "4 verification failure.\n");
+}
+
+static const struct command *find(const char *name)
+{
+	for (size_t i = 0; i < NCOMMANDS; i++)
+		if (!strcmp(commands[i].name, name))
+			return &commands[i];
+	return NULL;
+}
+
+static int unknown(const char *name)
+{
+	fprintf(stderr, "mtatune: '%s' is not a command (see 'mtatune --help'); commands:", name);
+	for (size_t i = 0; i < NCOMMANDS; i++)
+		fprintf(stderr, " %s", commands[i].name);
+	fprintf(stderr, "\n");
+	return CLI_USAGE;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return CLI_USAGE;
+	}
+	const char *a = argv[1];
+	if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+		usage(stdout);
+		return CLI_OK;
+	}
+	if (!strcmp(a, "--version")) {
+		printf("mtatune %s\n", MTATUNE_VERSION);
+		return CLI_OK;
+	}
+	if (!strcmp(a, "help")) {
+		if (argc < 3) {
+			usage(stdout);
+			return CLI_OK;
+		}
+		const struct command *c = find(argv[2]);
+		if (!c)
+			return unknown(argv[2]);
+		char *av[] = { argv[2], "--help", NULL };
+		return c->fn(2, av);
+	}
+	if (a[0] == '-') {
+		fprintf(stderr, "mtatune: unknown option '%s' (see 'mtatune --help')\n", a);
+		return CLI_USAGE;
+	}
+	const struct command *c = find(a);
+	if (!c)
+		return unknown(a);
+	return c->fn(argc - 1, argv + 1);
+}
+
+/* ---- helpers for cmd_*.c ------------------------------------------------ */
+
+int cli_fail(const char *cmd, int code, const char *fmt, ...)
+{
+	va_list ap;
+	fprintf(stderr, "mtatune %s: ", cmd);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return code;
+}
+
+int cli_bad_option(const char *cmd, int c, char **argv)
+{
+	const char *arg = argv[optind - 1];
+	if (c == ':')
+		fprintf(stderr, "mtatune %s: option '%s' needs an argument\n", cmd, arg);
+	else if (optopt && arg[0] == '-' && arg[1] != '-')
+		fprintf(stderr, "mtatune %s: unknown option '-%c'\n", cmd, optopt);
+	else
+		fprintf(stderr, "mtatune %s: unknown option '%s'\n", cmd, arg);
+	fprintf(stderr, "Try 'mtatune %s --help'.\n", cmd);
+	return CLI_USAGE;
+}
+
+int cli_exit_status(int mta_status)
+{
+	switch (mta_status) {
+	case MTA_OK: return CLI_OK;
+	case MTA_EINVAL:
+	case MTA_EIO:
+	case MTA_EFORMAT:
+	case MTA_ESHAPE:
+	case MTA_ENOTFOUND: return CLI_DATA;
+	case MTA_EVERIFY: return CLI_VERIFY;
+	default: return CLI_RUNTIME;
+	}
+}
+
+int cli_parse_long(const char *s, long lo, long hi, long *out)
+{
+	char *end;
+	errno = 0;
+	long v = strtol(s, &end, 10);
+	if (errno || end == s || *end || v < lo || v > hi)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+int cli_parse_positive(const char *s, double *out)
+{
+	char *end;
+	errno = 0;
+	double v = strtod(s, &end);
+	if (errno || end == s || *end || !isfinite(v) || v <= 0)
+		return -1;
+	*out = v;
+	return 0;
+}

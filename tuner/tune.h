@@ -1,0 +1,75 @@
+/*
+ * tune.h: tune one problem at one size on one backend.
+ *
+ * Enumerates the problem's space (exhaustive, or a seeded random sample of
+ * `budget` variants that always includes the default), and for each variant
+ * not already recorded for this device and (T, B): generates and compiles it
+ * (a compile failure is a record, not an error), then in a child process
+ * with a time limit checks it against the float64 reference on fresh random
+ * inputs and times it. Each result is written to the database the moment it
+ * exists, so a killed run resumes where it stopped. Finally the best few are
+ * re-timed side by side and the fastest becomes the winner of the T bucket.
+ */
+#ifndef MTA_TUNE_H
+#define MTA_TUNE_H
+
+#include "mta.h"
+#include "variant.h"
+
+enum { MTA_TUNE_EXHAUSTIVE = 0, MTA_TUNE_RANDOM = 1 };
+
+struct mta_tune_event {
+	int done, total;          /* variants handled so far, of total */
+	const char *spec;         /* the variant just handled */
+	const char *status;       /* "ok", "verify_failed", ..., "skipped" */
+	double median_ms;         /* its time, NAN if none */
+	const char *best_spec;    /* best so far, NULL if none */
+	double best_ms;
+	const char *phase;        /* "tune" or "retime" */
+};
+
+struct mta_tune_opts {
+	const char *db_path;      /* NULL: the default database */
+	int backend;              /* MTA_BACKEND_CPU (CUDA joins later) */
+	int strategy;             /* MTA_TUNE_EXHAUSTIVE | MTA_TUNE_RANDOM */
+	int budget;               /* random: number of variants (0: all) */
+	int64_t T, B;
+	int warmup, reps;         /* timing: warm-up runs, timed runs */
+	int top;                  /* best few re-timed before the winner is named */
+	double timeout_s;         /* per candidate (verify + timing) */
+	int threads;              /* CPU worker threads, 0: all cores */
+	int64_t verify_T;         /* T of the reference check, 0: min(T, 293) */
+	unsigned long long seed;  /* 0: from the clock (fresh inputs each run) */
+	const char *only_spec;    /* NULL, or tune just this variant */
+	void (*progress)(void *ctx, const struct mta_tune_event *e);
+	void *progress_ctx;
+};
+
+struct mta_tune_summary {
+	int total, tried, skipped, ok, failed;
+	char winner[MTA_SPEC_MAX];
+	double winner_ms;         /* re-timed median */
+	char default_spec[MTA_SPEC_MAX];
+	double default_ms;        /* NAN when the default did not run ok */
+	char run_id[48];
+	char db_path[1024];
+};
+
+void mta_tune_defaults(struct mta_tune_opts *o);
+/* MTA_OK with a winner, MTA_EVERIFY/EKERNEL when no variant ran ok, other codes on errors. */
+int mta_tune(const struct mta_problem *p, const struct mta_tune_opts *o, struct mta_tune_summary *s);
+
+/*
+ * Check one variant against the reference and time it, in a child process.
+ * Used by the tuner and by `mtatune run --check`. On MTA_OK: rel_err and
+ * times are set.
+ */
+struct mta_measure {
+	double rel_err, median_ms, p20_ms, p80_ms, min_ms;
+	int runs;
+};
+int mta_measure_variant(const struct mta_problem *p, const struct mta_variant *v,
+			const struct mta_tune_opts *o, int time_it, struct mta_measure *m,
+			int *timed_out);
+
+#endif
