@@ -116,14 +116,12 @@ int mta_cuda_args_fill(const struct mta_problem *p, const struct mta_tensor *q,
 					"kernel needs d contiguous (stride 1)", "qkvo"[i],
 					(long long)all[i]->stride[3]);
 	static const struct mta_weights none;
+	if ((rc = mta_check_weights(p, w)))
+		return rc;
 	if (!w)
 		w = &none;
 	const float *hp = p->head_post == MTA_HPOST_CONV ? w->head_post
 			  : p->head_post == MTA_HPOST_LINEAR ? w->head_post_linear : NULL;
-	if ((p->cq && !w->kq_pre) || (p->head_pre && !w->head_pre) || (p->cq2 && !w->kq_post) ||
-	    (p->head_post && !hp) || (p->gn && !w->gn_weight) || (p->gate && !w->gate_w))
-		return mta_fail(MTA_EINVAL, "the problem needs a weight that was not given "
-				"(kq_pre, head_pre, kq_post, head_post, gn_weight or gate_w)");
 	if (B > 65535 || T > (1 << 30))
 		return mta_fail(MTA_EINVAL, "B=%lld, T=%lld: the CUDA kernel takes B <= 65535 "
 				"and T <= 2^30", (long long)B, (long long)T);

@@ -7,6 +7,8 @@
 #include "harness.h"
 #include "cudagen.h"
 #include "emu.h"
+#include "fixtures.h"
+#include "inputs.h"
 
 #include <stdint.h>
 
@@ -179,4 +181,54 @@ TEST(cuda_emu_errors)
 	REQUIRE(mta_variant_parse("cuda:v1,hpb=2", &v) == MTA_OK);
 	CHECK_EQ_INT(mta_variant_check(&l, &v), MTA_EINVAL);
 	CHECK_STR_CONTAINS(mta_last_error(), "all H=4 heads");
+}
+
+/*
+ * Every golden case (its own .npy inputs) through the default variant and a
+ * second tile shape (bq=8 and 4 warps, hpb the default's), against
+ * expected.npy computed in float64 by the reference implementation.
+ */
+TEST(cuda_emu_golden)
+{
+	char **cases = mt_golden_cases();
+	REQUIRE(cases && cases[0]);
+	int n = 0;
+	for (int c = 0; cases[c]; c++, n++) {
+		char dir[1024], pad_s[16], path[1100];
+		int layer_id;
+		snprintf(dir, sizeof dir, "%s/%s", mt_golden_dir(), cases[c]);
+		REQUIRE(mt_golden_config(dir, pad_s, sizeof pad_s, &layer_id) == 0);
+		struct mta_input_options opt;
+		mta_input_options_init(&opt);
+		REQUIRE(mta_pad_parse(pad_s, &opt.pad) == MTA_OK);
+		opt.layer_id = layer_id;
+		struct mta_inputs in;
+		struct mta_npy e;
+		struct mta_weights w;
+		REQUIRE(mta_inputs_load(dir, &opt, &in) == MTA_OK);
+		snprintf(path, sizeof path, "%s/expected.npy", dir);
+		REQUIRE(mta_npy_read(path, &e) == MTA_OK && mta_npy_convert(&e, MTA_F64) == MTA_OK);
+		mta_inputs_weights(&in, &w);
+		float *out = malloc(e.count * sizeof *out);
+		struct mta_tensor o;
+		mta_tensor_init(&o, out, MTA_F32, in.B, in.T, in.problem.H, in.problem.D);
+		struct mta_variant v[2];
+		REQUIRE(mta_variant_default(&in.problem, MTA_BACKEND_CUDA, &v[0]) == MTA_OK);
+		v[1] = v[0];
+		v[1].bq = 8;
+		v[1].warps = 4;
+		for (int i = 0; i < 2; i++) {
+			for (size_t x = 0; x < e.count; x++)
+				out[x] = NAN;
+			int rc = mta_emu_run(&in.problem, &v[i], &in.q, &in.k, &in.v, &w, &o);
+			CHECKF(rc == MTA_OK, "%s: %s", cases[c], mta_last_error());
+			double err = rc ? INFINITY : mt_rel_l2_f32(out, e.data, e.count);
+			CHECKF(err < 1e-5, "%s variant %d: relative L2 error %g", cases[c], i, err);
+		}
+		free(out);
+		mta_npy_free(&e);
+		mta_inputs_free(&in);
+	}
+	CHECKF(n >= 10, "only %d golden cases", n);
+	mt_golden_free(cases);
 }
