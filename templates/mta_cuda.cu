@@ -171,6 +171,26 @@ __device__ __forceinline__ float dot(const elem_t *x, const elem_t *y)
 	return s;
 }
 
+#if C_HPRE || C_HPOST == 2
+/* In place, one (row, column) of every head (HPB == H), heads stride apart:
+ * X[h] <- sum_h' W[h,h'] X[h']. */
+__device__ __forceinline__ void mix_linear(float *X, int stride, const float *W)
+{
+	float x[C_HPB];
+#pragma unroll
+	for (int hh = 0; hh < C_HPB; hh++)
+		x[hh] = X[hh * stride];
+#pragma unroll 1
+	for (int ho = 0; ho < C_HPB; ho++) {
+		float s = 0.f;
+#pragma unroll
+		for (int hi = 0; hi < C_HPB; hi++)
+			s += W[ho * C_H + hi] * x[hi];
+		X[ho * stride] = s;
+	}
+}
+#endif
+
 /*
  * S[hh][r][c] (row stride CP) for r < RP, c < ncols: the pre-softmax logits,
  * convolved and head-mixed, of query row rP0+r and key column cP0+c, for the
@@ -224,21 +244,8 @@ __device__ void logits_tile(const mta_args &a, int b, int h0, int rP0, int cP0, 
 	__syncthreads();
 #endif
 	/* HPB == H here: S[h] <- sum_h' head_pre[h,h'] S[h'], element-wise in place. */
-	for (int e = tid; e < RP * ncols; e += NT) {
-		const int off = (e / ncols) * CP + e % ncols;
-		float x[C_HPB];
-#pragma unroll
-		for (int hh = 0; hh < C_HPB; hh++)
-			x[hh] = S[hh * RP * CP + off];
-#pragma unroll 1
-		for (int ho = 0; ho < C_HPB; ho++) {
-			float s = 0.f;
-#pragma unroll
-			for (int hi = 0; hi < C_HPB; hi++)
-				s += a.head_pre[ho * C_H + hi] * x[hi];
-			S[ho * RP * CP + off] = s;
-		}
-	}
+	for (int e = tid; e < RP * ncols; e += NT)
+		mix_linear(S + (e / ncols) * CP + e % ncols, RP * CP, a.head_pre);
 #endif
 	__syncthreads();
 }
@@ -341,20 +348,8 @@ __device__ void post_tile(const mta_args &a, int h0, int i0, int j0, float *S, f
 	__syncthreads();
 #elif C_HPOST == 2
 	/* head_post_linear [H, H], HPB == H */
-	for (int e = tid; e < C_BQ * C_BK; e += NT) {
-		float x[C_HPB];
-#pragma unroll
-		for (int hh = 0; hh < C_HPB; hh++)
-			x[hh] = P2[hh * C_BQ * C_BK + e];
-#pragma unroll 1
-		for (int ho = 0; ho < C_HPB; ho++) {
-			float s = 0.f;
-#pragma unroll
-			for (int hi = 0; hi < C_HPB; hi++)
-				s += a.head_post[ho * C_H + hi] * x[hi];
-			P2[ho * C_BQ * C_BK + e] = s;
-		}
-	}
+	for (int e = tid; e < C_BQ * C_BK; e += NT)
+		mix_linear(P2 + e, C_BQ * C_BK, a.head_post);
 	__syncthreads();
 #endif
 }
