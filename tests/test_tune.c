@@ -255,3 +255,21 @@ TEST(cli_run_cpu_backend_matches_every_golden_case)
 	CHECK(seen >= 11);
 	mt_golden_free(cases);
 }
+
+TEST(cli_run_cuda_emu_backend_matches_golden_cases)
+{
+	static const char *cases[][2] = { { "dev-full", "both" }, { "dev-kq-pre-left", "left" },
+					  { "dev-head-post-lin", "both" } };
+	mt_kcache();
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		char *out = NULL;
+		int rc = mt_sh(&out, "%s run --backend cuda-emu --inputs %s/%s --out %s/o.npy "
+			       "--pad-key %s --expected %s/%s/expected.npy --tol 1e-5", mt_bin(),
+			       mt_golden_dir(), cases[i][0], mt_tmpdir(), cases[i][1], mt_golden_dir(),
+			       cases[i][0]);
+		CHECKF(rc == 0, "%s: exit %d: %s", cases[i][0], rc, out);
+		CHECK_STR_CONTAINS(out, "emulated on the CPU");
+		CHECK_STR_CONTAINS(out, "rel_l2");
+		free(out);
+	}
+}

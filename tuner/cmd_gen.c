@@ -1,6 +1,7 @@
 /* cmd_gen.c: `mtatune gen`: print a generated kernel's source. */
 #include "cli.h"
 #include "cgen.h"
+#include "cudagen.h"
 #include "error.h"
 #include "variant.h"
 
@@ -12,11 +13,12 @@ static const char usage_text[] =
 	"\n"
 	"Print the source the generator emits for a problem and a variant (default:\n"
 	"the backend's default variant for the problem). Variant specs look like\n"
-	"cpu:v1,bq=16,bk=64,hpb=4,vec=8,thr=0,algo=0; keys left out take defaults.\n"
+	"cpu:v1,bq=16,bk=64,hpb=4,vec=8,thr=0,algo=0 or cuda:v1,bq=16,bk=32,hpb=4,warps=4;\n"
+	"keys left out take defaults.\n"
 	"\n"
 	"  --problem KEY     problem key (required)\n"
 	"  --variant SPEC    variant spec\n"
-	"  --backend NAME    cpu (default): the backend whose default variant to print\n"
+	"  --backend NAME    cpu (default) or cuda: the backend whose default variant to print\n"
 	"  -h, --help        show this text\n";
 
 int cmd_gen(int argc, char **argv)
@@ -59,10 +61,7 @@ int cmd_gen(int argc, char **argv)
 	if (mta_variant_check(&p, &v))
 		return cli_fail("gen", CLI_USAGE, "variant does not fit the problem: %s",
 				mta_last_error());
-	if (v.backend != MTA_BACKEND_CPU)
-		return cli_fail("gen", CLI_USAGE, "no generator for the %s backend in this build",
-				mta_backend_name(v.backend));
-	if ((rc = mta_gen_c(&p, &v, &src)))
+	if ((rc = v.backend == MTA_BACKEND_CUDA ? mta_gen_cuda(&p, &v, &src) : mta_gen_c(&p, &v, &src)))
 		return cli_fail("gen", CLI_RUNTIME, "%s", mta_last_error());
 	fputs(src, stdout);
 	free(src);

@@ -7,6 +7,7 @@
  * a later backend is a function and a row.
  */
 #include "cli.h"
+#include "emu.h"
 #include "error.h"
 #include "variant.h"
 #include "inputs.h"
@@ -91,9 +92,27 @@ out:
 	return rc;
 }
 
+/* The CUDA source of the default variant, run on the CPU by the emulator. */
+static int run_emu(const struct mta_problem *p, const struct mta_tensor *q,
+		   const struct mta_tensor *k, const struct mta_tensor *v,
+		   const struct mta_weights *w, float *o, size_t n)
+{
+	struct mta_variant var;
+	struct mta_tensor to;
+	char spec[MTA_SPEC_MAX];
+	int rc;
+	mta_tensor_init(&to, o, MTA_F32, q->shape[0], q->shape[1], p->H, p->D);
+	if ((rc = mta_variant_default(p, MTA_BACKEND_CUDA, &var)) ||
+	    (rc = mta_variant_format(&var, spec, sizeof spec)))
+		return rc;
+	fprintf(stderr, "mtatune run: %s (default CUDA variant, emulated on the CPU)\n", spec);
+	return mta_emu_run(p, &var, q, k, v, w, &to);
+}
+
 static const struct backend backends[] = {
 	{ "ref", "the float64 reference (slow, exact)", run_ref },
 	{ "cpu", "the generated C kernel: the tuned winner, else the default", run_cpu },
+	{ "cuda-emu", "the CUDA kernel's source run on the CPU by the emulator (slow)", run_emu },
 };
 
 #define NBACKENDS (sizeof backends / sizeof backends[0])
