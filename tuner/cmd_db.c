@@ -97,14 +97,16 @@ static int db_merge(int argc, char **argv)
 		return cli_fail("db merge", CLI_USAGE, "expected OUT and at least one IN database "
 				"(see 'mtatune db merge --help')");
 	const char *out = argv[optind];
+	/* Check every input before OUT is created or touched. */
 	for (int i = optind + 1; i < argc; i++) {
-		struct stat st;
-		if (stat(argv[i], &st))
-			return cli_fail("db merge", CLI_DATA, "input database %s does not exist",
-					argv[i]);
 		if (same_file(out, argv[i]))
 			return cli_fail("db merge", CLI_USAGE, "%s is both OUT and an input",
 					argv[i]);
+		if ((rc = mta_db_open(argv[i], MTA_DB_READONLY, &db)))
+			return cli_fail("db merge", rc == MTA_ENOMEM ? CLI_RUNTIME : CLI_DATA,
+					"input %s", mta_last_error());
+		mta_db_close(db);
+		db = NULL;
 	}
 	if ((rc = mta_db_open(out, 0, &db)))
 		return cli_fail("db merge", CLI_RUNTIME, "%s", mta_last_error());

@@ -81,8 +81,8 @@ int cmd_report(int argc, char **argv)
 	else if (mta_db_default_path(db_path, sizeof db_path))
 		return cli_fail("report", CLI_RUNTIME, "%s", mta_last_error());
 	if ((rc = mta_report_render(db_path, format, &text, &len)))
-		return cli_fail("report", rc == MTA_EDB ? CLI_DATA : CLI_RUNTIME, "%s",
-				mta_last_error());
+		return cli_fail("report", rc == MTA_EDB || rc == MTA_ENOTFOUND || rc == MTA_EIO ?
+				CLI_DATA : CLI_RUNTIME, "%s", mta_last_error());
 	if (out ? write_file(out, text, len) : fwrite(text, 1, len, stdout) != len) {
 		int e = errno;
 		free(text);

@@ -184,7 +184,8 @@ int cmd_sweep(int argc, char **argv)
 	mta_tune_defaults(&so.tune);
 	so.tune.budget = 8;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":hq", opts, NULL)) != -1) {
+	int li = -1;
+	while ((c = getopt_long(argc, argv, ":hq", opts, &li)) != -1) {
 		switch (c) {
 		case 'h': fputs(usage_text, stdout); return CLI_OK;
 		case 'q': pr.quiet = 1; break;
@@ -204,7 +205,7 @@ int cmd_sweep(int argc, char **argv)
 			break;
 		case '?': case ':': return cli_bad_option("sweep", c, argv);
 		default:
-			if (tuning_option(c, argv[optind - 1], optarg, &so.tune))
+			if (tuning_option(c, opts[li].name, optarg, &so.tune))
 				return CLI_USAGE;
 		}
 	}
@@ -284,8 +285,8 @@ static int tuning_option(int c, const char *name, const char *arg, struct mta_tu
 	long lo = (c == O_WARMUP || c == O_THREADS || c == O_SEED) ? 0 : 1;
 	long hi = c == O_SEED ? 2147483647L : 1L << 24;
 	if (cli_parse_long(arg, lo, hi, &n))
-		return cli_fail("sweep", CLI_USAGE, "%s '%s' is not an integer in %ld..%ld", name, arg,
-				lo, hi);
+		return cli_fail("sweep", CLI_USAGE, "--%s '%s' is not an integer in %ld..%ld", name,
+				arg, lo, hi);
 	switch (c) {
 	case O_BUDGET: o->budget = (int)n; break;
 	case O_SEED: o->seed = (unsigned long long)n; break;

@@ -378,7 +378,7 @@ int mta_sweep(const struct mta_grid *g, const struct mta_sweep_opts *o,
 		rc = mta_fail(MTA_EIO, "cannot set up the workers: %s", strerror(errno));
 		goto out;
 	}
-	sh->stop = 0;
+	sh->stop = o->stop && *o->stop; /* raised already: no worker starts an item */
 	sh->next = 0;
 	struct tally t = { g, o, s, ncand, 0, 0, now_s(), "", 0 };
 	fflush(NULL);
