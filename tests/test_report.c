@@ -7,10 +7,10 @@
 #include "harness.h"
 #include "db.h"
 #include "device.h"
+#include "fixtures.h"
 #include "report.h"
 #include "variant.h"
 
-#include <sqlite3.h>
 
 #define KEY "h2kv1d8-pre2x3-both-f32"
 
@@ -75,28 +75,6 @@ static void make_db(const char *path, char *def, size_t n)
 	free(vs);
 }
 
-/* Rows of a query as text "a|b|c\n..." (malloc'd). */
-static char *query(const char *db, const char *sql)
-{
-	sqlite3 *h;
-	sqlite3_stmt *st;
-	size_t cap = 1 << 16, n = 0;
-	char *out = calloc(1, cap);
-	if (sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
-	    sqlite3_prepare_v2(h, sql, -1, &st, NULL) == SQLITE_OK) {
-		while (sqlite3_step(st) == SQLITE_ROW && n < cap - 512) {
-			for (int c = 0; c < sqlite3_column_count(st); c++) {
-				const char *t = (const char *)sqlite3_column_text(st, c);
-				n += (size_t)snprintf(out + n, cap - n, "%s%s", c ? "|" : "", t ? t : "");
-			}
-			n += (size_t)snprintf(out + n, cap - n, "\n");
-		}
-		sqlite3_finalize(st);
-	}
-	sqlite3_close(h);
-	return out;
-}
-
 /* The text of one device's section of the page (malloc'd). */
 static char *section(const char *html, long long dev)
 {
@@ -119,7 +97,7 @@ static void check_heatmap(const char *db, const char *sec, long long dev, long l
 			snprintf(sql, sizeof sql, "SELECT min(median_ms) FROM results r JOIN variants v ON "
 				 "v.id = r.variant_id WHERE r.device_id = %lld AND r.T = %lld AND "
 				 "r.status = 'ok' AND v.spec LIKE '%%,bq=%d,bk=%d,%%'", dev, T, bq, bk);
-			char *m = query(db, sql);
+			char *m = mt_sql_rows(db, sql);
 			if (!m[0] || m[0] == '\n') {
 				free(m);
 				continue;
@@ -165,7 +143,7 @@ TEST(report_html_shows_the_databases_numbers_in_inline_svg)
 		 "r.device_id = w.device_id AND r.T = w.T AND r.B = w.B AND r.status = 'ok' AND "
 		 "d.spec = '%s') FROM winners w JOIN variants v ON v.id = w.variant_id ORDER BY 1, 2",
 		 def);
-	char *w = query(db, sql);
+	char *w = mt_sql_rows(db, sql);
 	int nw = 0;
 	char *save = NULL;
 	for (char *line = strtok_r(w, "\n", &save); line; line = strtok_r(NULL, "\n", &save), nw++) {
@@ -202,7 +180,7 @@ TEST(report_csv_and_json_hold_every_result_and_the_cli_writes_them)
 	size_t len;
 	snprintf(db, sizeof db, "%s/r.db", mt_tmpdir());
 	make_db(db, def, sizeof def);
-	char *n = query(db, "SELECT count(*) FROM results");
+	char *n = mt_sql_rows(db, "SELECT count(*) FROM results");
 	long long nres = atoll(n);
 	free(n);
 	CHECK(nres > 40);

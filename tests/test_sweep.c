@@ -7,44 +7,19 @@
  */
 #include "harness.h"
 #include "cpu_util.h"
+#include "fixtures.h"
 #include "sweep.h"
 
 #include <signal.h>
-#include <sqlite3.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #define KEY "h2kv1d8-pre2x3-both"
 #define QUICK "--reps 1 --warmup 0 --top 1 --threads 1"
 
-/* The rows of a query, one per line (the query orders them); malloc'd. */
-static char *rows(const char *db, const char *sql)
-{
-	sqlite3 *h;
-	sqlite3_stmt *st;
-	size_t cap = 1 << 16, n = 0;
-	char *out = calloc(1, cap);
-	if (sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
-	    sqlite3_prepare_v2(h, sql, -1, &st, NULL) == SQLITE_OK) {
-		sqlite3_busy_timeout(h, 5000);
-		while (sqlite3_step(st) == SQLITE_ROW) {
-			for (int c = 0; c < sqlite3_column_count(st); c++) {
-				const char *t = (const char *)sqlite3_column_text(st, c);
-				n += (size_t)snprintf(out + n, cap - n, "%s%s", c ? "|" : "", t ? t : "NULL");
-			}
-			n += (size_t)snprintf(out + n, cap - n, "\n");
-			if (n >= cap - 256)
-				break;
-		}
-		sqlite3_finalize(st);
-	}
-	sqlite3_close(h);
-	return out;
-}
-
 static long long count(const char *db, const char *sql)
 {
-	char *r = rows(db, sql);
+	char *r = mt_sql_rows(db, sql);
 	long long n = r[0] ? atoll(r) : -1;
 	free(r);
 	return n;
@@ -93,8 +68,8 @@ TEST(sweep_two_shards_merged_equal_the_unsharded_sweep)
 	snprintf(s2, sizeof s2, "%s/s2.db", dir);
 	snprintf(m, sizeof m, "%s/merged.db", dir);
 	/* item 0 (T=32) went to shard 1, item 1 (T=48) to shard 2 */
-	char *t1 = rows(s1, "SELECT DISTINCT T, B FROM results ORDER BY 1, 2");
-	char *t2 = rows(s2, "SELECT DISTINCT T, B FROM results ORDER BY 1, 2");
+	char *t1 = mt_sql_rows(s1, "SELECT DISTINCT T, B FROM results ORDER BY 1, 2");
+	char *t2 = mt_sql_rows(s2, "SELECT DISTINCT T, B FROM results ORDER BY 1, 2");
 	CHECKF(!strcmp(t1, "32|1\n"), "shard 1 holds %s", t1);
 	CHECKF(!strcmp(t2, "48|1\n"), "shard 2 holds %s", t2);
 	free(t1);
@@ -104,13 +79,13 @@ TEST(sweep_two_shards_merged_equal_the_unsharded_sweep)
 	CHECKF(rc == 0, "merge exited %d: %s", rc, out);
 	CHECK_STR_CONTAINS(out, "6 results, 2 winners");
 	free(out);
-	char *want = rows(a, RESULT_SET), *got = rows(m, RESULT_SET);
+	char *want = mt_sql_rows(a, RESULT_SET), *got = mt_sql_rows(m, RESULT_SET);
 	CHECK_EQ_INT(count(a, "SELECT count(*) FROM results"), 6);
 	CHECKF(!strcmp(want, got), "merged shards differ from the whole sweep:\n%s---\n%s", got, want);
 	free(want);
 	free(got);
-	want = rows(a, "SELECT p.key, w.t_bucket FROM winners w JOIN problems p ON p.id = w.problem_id ORDER BY 1, 2");
-	got = rows(m, "SELECT p.key, w.t_bucket FROM winners w JOIN problems p ON p.id = w.problem_id ORDER BY 1, 2");
+	want = mt_sql_rows(a, "SELECT p.key, w.t_bucket FROM winners w JOIN problems p ON p.id = w.problem_id ORDER BY 1, 2");
+	got = mt_sql_rows(m, "SELECT p.key, w.t_bucket FROM winners w JOIN problems p ON p.id = w.problem_id ORDER BY 1, 2");
 	CHECKF(!strcmp(want, got) && want[0], "winners: %s vs %s", got, want);
 	free(want);
 	free(got);
