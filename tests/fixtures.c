@@ -1,5 +1,7 @@
 /* fixtures.c: see fixtures.h. */
 #include "fixtures.h"
+
+#include <sqlite3.h>
 #include "harness.h"
 #include "npy.h"
 
@@ -110,4 +112,26 @@ const char *mt_small_case(const char *sub)
 	mt_put_npy(dir, "k", 4, (int64_t)1, (int64_t)5, (int64_t)2, (int64_t)8);
 	mt_put_npy(dir, "v", 4, (int64_t)1, (int64_t)5, (int64_t)2, (int64_t)8);
 	return dir;
+}
+
+char *mt_sql_rows(const char *db, const char *sql)
+{
+	sqlite3 *h = NULL;
+	sqlite3_stmt *st;
+	size_t cap = 1 << 16, n = 0;
+	char *out = calloc(1, cap);
+	if (out && sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+	    sqlite3_prepare_v2(h, sql, -1, &st, NULL) == SQLITE_OK) {
+		sqlite3_busy_timeout(h, 5000);
+		while (sqlite3_step(st) == SQLITE_ROW && n < cap - 512) {
+			for (int c = 0; c < sqlite3_column_count(st); c++) {
+				const char *t = (const char *)sqlite3_column_text(st, c);
+				n += (size_t)snprintf(out + n, cap - n, "%s%s", c ? "|" : "", t ? t : "");
+			}
+			n += (size_t)snprintf(out + n, cap - n, "\n");
+		}
+		sqlite3_finalize(st);
+	}
+	sqlite3_close(h);
+	return out;
 }

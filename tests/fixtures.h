@@ -1,4 +1,4 @@
-/* fixtures.h: test inputs shared by the npy, inputs and CLI tests. */
+/* fixtures.h: test inputs shared by the npy, inputs and CLI tests; SQL on a test database. */
 #ifndef MT_FIXTURES_H
 #define MT_FIXTURES_H
 
@@ -27,5 +27,12 @@ void mt_put_npy(const char *dir, const char *name, int ndim, ...);
  * (random float32); returns its path (static buffer, valid until the next call).
  */
 const char *mt_small_case(const char *sub);
+
+/*
+ * The rows of an SQL query on the database file db (opened read-only), one
+ * line per row, columns joined by '|', NULL as ""; malloc'd, "" on failure.
+ * Tests compare what they see with what the database holds through it.
+ */
+char *mt_sql_rows(const char *db, const char *sql);
 
 #endif

@@ -16,7 +16,9 @@
  *   3  bad input data: a missing, unreadable or malformed input file, shapes
  *      that contradict each other or the options
  *   4  verification failure: an output differs from the expected one by more
- *      than the tolerance (or is NaN)
+ *      than the tolerance (or is NaN); sweep: an item had no passing variant
+ *   5  stopped by SIGINT or SIGTERM after finishing the record in hand
+ *      (sweep): everything measured is recorded; rerun to resume
  */
 #ifndef MTATUNE_CLI_H
 #define MTATUNE_CLI_H
@@ -31,6 +33,7 @@ enum {
 	CLI_USAGE = 2,
 	CLI_DATA = 3,
 	CLI_VERIFY = 4,
+	CLI_STOPPED = 5,
 };
 
 /* The subcommands, in the order `mtatune --help` lists them. */
@@ -39,7 +42,10 @@ enum {
 	X(best, "show the recorded winners, or the variant picked for a problem") \
 	X(list, "list the database's devices, problems or results") \
 	X(gen, "print the generated kernel source of a problem and variant") \
-	X(run, "run one forward on a folder of .npy inputs and write o.npy")
+	X(run, "run one forward on a folder of .npy inputs and write o.npy") \
+	X(sweep, "tune a grid of problems and sizes: resumable, many devices, shards") \
+	X(db, "database maintenance: merge shard databases") \
+	X(report, "write an HTML report (inline SVG charts), CSV or JSON of the results")
 
 #define X(name, summary) int cmd_##name(int argc, char **argv);
 MTATUNE_COMMANDS(X)

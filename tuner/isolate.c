@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -66,6 +67,8 @@ int mta_isolate(int (*fn)(void *ctx, void *out, size_t n), void *ctx, void *out,
 	if (pid == 0) {
 		close(fds[0]);
 		setpgid(0, 0);
+		/* A killed tuner (or sweep worker) takes a hung kernel with it. */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		/* A fault must end the child as a signal the parent can name, even
 		 * where a sanitizer or the caller installed its own handler. */
 		int sigs[] = { SIGSEGV, SIGBUS, SIGFPE, SIGILL };

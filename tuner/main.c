@@ -36,7 +36,7 @@ static void usage(FILE *f)
 		fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
 	fprintf(f, "\n'mtatune help <command>' or 'mtatune <command> --help' describes one.\n"
 		   "Exit status: 0 ok, 1 runtime failure, 2 usage error, 3 bad input data,\n"
-		   "4 verification failure.\n");
+		   "4 verification failure, 5 stopped by a signal (rerun to resume).\n");
 }
 
 static const struct command *find(const char *name)

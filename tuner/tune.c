@@ -48,8 +48,8 @@ static void shuffle(struct mta_variant *a, size_t n, unsigned long long seed)
 }
 
 /* The candidates of this run: the whole space, a sample, or one spec. */
-static int candidates(const struct mta_problem *p, const struct mta_tune_opts *o,
-		      struct mta_variant **out, size_t *n)
+int mta_tune_candidates(const struct mta_problem *p, const struct mta_tune_opts *o,
+			struct mta_variant **out, size_t *n)
 {
 	struct mta_variant def, *arr = NULL;
 	int rc;
@@ -323,7 +323,7 @@ int mta_tune(const struct mta_problem *p, const struct mta_tune_opts *o, struct 
 	if (o->backend != MTA_BACKEND_CPU)
 		return mta_fail(MTA_EUNSUPPORTED, "tuning the %s backend needs a GPU build of the "
 				"tuner; only cpu is available here", mta_backend_name(o->backend));
-	if ((rc = mta_problem_key(p, key, sizeof key)) || (rc = candidates(p, o, &vs, &n)))
+	if ((rc = mta_problem_key(p, key, sizeof key)) || (rc = mta_tune_candidates(p, o, &vs, &n)))
 		return rc;
 	if ((rc = mta_variant_default(p, o->backend, &def)) ||
 	    (rc = mta_variant_format(&def, s->default_spec, sizeof s->default_spec)))
@@ -337,9 +337,15 @@ int mta_tune(const struct mta_problem *p, const struct mta_tune_opts *o, struct 
 	    (rc = mta_db_problem_upsert(c.db, key, &c.prob)))
 		goto out;
 	s->total = (int)n;
-	for (size_t i = 0; i < n; i++)
-		if ((rc = try_one(&c, &vs[i], (int)i + 1, (int)n)))
+	for (size_t i = 0; i <= n; i++) {
+		if (o->stop && *o->stop) {
+			rc = mta_fail(MTA_EINTR, "stopped after %zu of %zu variants of %s at T=%lld, "
+				      "B=%lld", i, n, key, (long long)o->T, (long long)o->B);
 			goto out;
+		}
+		if (i < n && (rc = try_one(&c, &vs[i], (int)i + 1, (int)n)))
+			goto out;
+	}
 	if ((rc = retime(&c, key)))
 		goto out;
 	/* the default's time at this size, for the speed-up in reports */

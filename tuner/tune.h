@@ -16,6 +16,8 @@
 #include "mta.h"
 #include "variant.h"
 
+#include <signal.h>
+
 enum { MTA_TUNE_EXHAUSTIVE = 0, MTA_TUNE_RANDOM = 1 };
 
 struct mta_tune_event {
@@ -41,6 +43,13 @@ struct mta_tune_opts {
 	int64_t verify_T;         /* T of the reference check, 0: min(T, 293) */
 	unsigned long long seed;  /* 0: from the clock (fresh inputs each run) */
 	const char *only_spec;    /* NULL, or tune just this variant */
+	int device_index;         /* which device of the backend (GPU index); cpu: 0 */
+	/*
+	 * Checked before each variant and before the re-timing: once *stop is
+	 * non-zero, mta_tune returns MTA_EINTR after the record in hand is
+	 * written (a signal handler sets it; NULL: never stop).
+	 */
+	volatile sig_atomic_t *stop;
 	void (*progress)(void *ctx, const struct mta_tune_event *e);
 	void *progress_ctx;
 };
@@ -56,8 +65,19 @@ struct mta_tune_summary {
 };
 
 void mta_tune_defaults(struct mta_tune_opts *o);
-/* MTA_OK with a winner, MTA_EVERIFY/EKERNEL when no variant ran ok, other codes on errors. */
+/*
+ * MTA_OK with a winner, MTA_EVERIFY/EKERNEL when no variant ran ok, MTA_EINTR
+ * when o->stop was raised, other codes on errors.
+ */
 int mta_tune(const struct mta_problem *p, const struct mta_tune_opts *o, struct mta_tune_summary *s);
+
+/*
+ * The variants mta_tune would try for p under o (the whole space, the seeded
+ * sample, or only_spec), in its order; *out is malloc'd. A random sample
+ * with seed 0 differs from call to call.
+ */
+int mta_tune_candidates(const struct mta_problem *p, const struct mta_tune_opts *o,
+			struct mta_variant **out, size_t *n);
 
 /*
  * Check one variant against the reference and time it, in a child process.

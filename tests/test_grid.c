@@ -1,0 +1,138 @@
+/* test_grid.c: the sweep grid format (tuner/grid.c, docs/grid.md). */
+#include "harness.h"
+#include "error.h"
+#include "grid.h"
+
+static int parse(const char *text, struct mta_grid *g)
+{
+	return mta_grid_parse(text, strlen(text), "g.txt", g);
+}
+
+TEST(grid_expands_lists_and_ranges_in_a_fixed_order)
+{
+	struct mta_grid g;
+	const char *text =
+		"# a grid\n"
+		"\n"
+		"problem h2kv1d8-pre2x3-both h2kv2d8-left   # two keys\n"
+		"seq 32 48..64+16\t256..1024*2 32\n"
+		"batch 1 2\n"
+		"dtype f32 bf16\n"
+		"seq 2048\n";
+	REQUIRE(parse(text, &g) == MTA_OK);
+	CHECK_EQ_INT(g.nkeys, 4);
+	CHECK(!strcmp(g.keys[0], "h2kv1d8-pre2x3-both-f32"));
+	CHECK(!strcmp(g.keys[1], "h2kv1d8-pre2x3-both-bf16"));
+	CHECK(!strcmp(g.keys[2], "h2kv2d8-left-f32"));
+	CHECK(!strcmp(g.keys[3], "h2kv2d8-left-bf16"));
+	/* seq: 32 48 64 256 512 1024 2048 (the repeated 32 dropped) */
+	static const int64_t seq[] = { 32, 48, 64, 256, 512, 1024, 2048 };
+	CHECK_EQ_INT(g.n, 4 * 2 * 7);
+	for (size_t i = 0; i < g.n && i < 56; i++) {
+		CHECK_EQ_INT(g.items[i].T, seq[i % 7]);
+		CHECK_EQ_INT(g.items[i].B, 1 + (int64_t)(i / 7 % 2));
+		CHECK_EQ_INT(g.items[i].problem, i / 14);
+	}
+	mta_grid_free(&g);
+}
+
+TEST(grid_defaults_batch_one_and_each_keys_own_dtype)
+{
+	struct mta_grid g;
+	REQUIRE(parse("problem h2kv1d8-bf16 h2kv1d8 h2kv1d8-f32\nseq 5..7", &g) == MTA_OK);
+	CHECK_EQ_INT(g.nkeys, 2); /* h2kv1d8 and h2kv1d8-f32 are one problem */
+	CHECK(!strcmp(g.keys[0], "h2kv1d8-both-bf16"));
+	CHECK(!strcmp(g.keys[1], "h2kv1d8-both-f32"));
+	CHECK_EQ_INT(g.n, 6);
+	CHECK_EQ_INT(g.items[0].B, 1);
+	CHECK_EQ_INT(g.items[2].T, 7);
+	mta_grid_free(&g);
+	/* the buffer need not end with a NUL: only len bytes are read */
+	const char *s = "problem h2kv1d8\nseq 16 99999";
+	REQUIRE(mta_grid_parse(s, strlen(s) - 6, "g.txt", &g) == MTA_OK);
+	CHECK_EQ_INT(g.n, 1);
+	CHECK_EQ_INT(g.items[0].T, 16);
+	mta_grid_free(&g);
+}
+
+TEST(grid_errors_name_file_line_column_and_what_was_expected)
+{
+	static const struct {
+		const char *text, *msg;
+	} bad[] = {
+		{ "problem h2kv1d8\nseq 32 x4\n", "g.txt:2:8: expected a seq value: N, A..B" },
+		{ "sq 32\n", "g.txt:1:1: 'sq' is not a grid keyword (expected problem, seq" },
+		{ "problem nope\nseq 1", "g.txt:1:9: 'nope' is not a problem key" },
+		{ "problem h2kv1d8\nseq 64..32", "g.txt:2:5: expected a seq value" },
+		{ "problem h2kv1d8\nseq 1..9*1", "M >= 2; got '1..9*1'" },
+		{ "problem h2kv1d8\nseq 1..9+", "got '1..9+'" },
+		{ "problem h2kv1d8\nseq 0", "got '0'" },
+		{ "problem h2kv1d8\nseq 16777217", "in 1..16777216" },
+		{ "problem h2kv1d8\nseq 8\nbatch -1", "g.txt:3:7: expected a batch value" },
+		{ "problem h2kv1d8\nseq 8\ndtype f64", "g.txt:3:7: expected a dtype (f32, bf16 or f16), got 'f64'" },
+		{ "problem h2kv1d8\n  seq   # nothing\n", "g.txt:2:3: 'seq' needs at least one value" },
+		{ "seq 8\n", "g.txt:2:1: end of the grid without a 'problem' line" },
+		{ "problem h2kv1d8\n", "without a 'seq' line" },
+		{ "problem h2kv1d8\nseq 1..5000", "makes the list longer than 4096 values" },
+		{ "problem h2kv1d8\nseq 1..4000\nbatch 1..300", "the grid has 1200000 items, more than" },
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		struct mta_grid g;
+		int rc = parse(bad[i].text, &g);
+		CHECKF(rc == MTA_EFORMAT, "case %zu: rc %d", i, rc);
+		CHECK_STR_CONTAINS(mta_last_error(), bad[i].msg);
+		CHECK(g.n == 0 && g.items == NULL && g.keys == NULL);
+	}
+	struct mta_grid g;
+	static const char nul[] = "problem h2kv1d8\nseq 8\0 9\n";
+	CHECK(mta_grid_parse(nul, sizeof nul - 1, "g.txt", &g) == MTA_EFORMAT);
+	CHECK_STR_CONTAINS(mta_last_error(), "g.txt:2:6: unexpected NUL byte");
+}
+
+TEST(grid_load_reads_a_file_and_names_one_it_cannot_read)
+{
+	char path[600];
+	struct mta_grid g;
+	snprintf(path, sizeof path, "%s/g.txt", mt_tmpdir());
+	FILE *f = fopen(path, "w");
+	REQUIRE(f);
+	fputs("problem h4kv2d16-pre3x5-hpre\r\nseq 100\r\nbatch 3\r\n", f); /* CRLF lines too */
+	fclose(f);
+	REQUIRE(mta_grid_load(path, &g) == MTA_OK);
+	CHECK_EQ_INT(g.n, 1);
+	CHECK(!strcmp(g.keys[0], "h4kv2d16-pre3x5-hpre-both-f32"));
+	CHECK_EQ_INT(g.items[0].B, 3);
+	mta_grid_free(&g);
+	snprintf(path, sizeof path, "%s/none.txt", mt_tmpdir());
+	CHECK(mta_grid_load(path, &g) == MTA_EIO);
+	CHECK_STR_CONTAINS(mta_last_error(), "none.txt");
+}
+
+/* Mutated grids never crash the parser (a cheap in-suite fuzz; ASan watches). */
+TEST(grid_parser_survives_random_mutations)
+{
+	const char *seed = "problem h2kv1d8-pre2x3-both h4kv4d8\nseq 8..64*2 100\nbatch 1 2\n"
+			   "dtype bf16 # c\n";
+	size_t n = strlen(seed);
+	char buf[256];
+	int ok = 0;
+	for (int it = 0; it < 3000; it++) {
+		memcpy(buf, seed, n);
+		int edits = 1 + (int)((mt_uniform() + 1) * 3);
+		for (int e = 0; e < edits; e++) {
+			size_t at = (size_t)((mt_uniform() + 1) / 2 * (double)n) % n;
+			buf[at] = (char)(int)((mt_uniform() + 1) * 128);
+		}
+		struct mta_grid g;
+		int rc = mta_grid_parse(buf, n, "fuzz", &g);
+		CHECKF(rc == MTA_OK || rc == MTA_EFORMAT, "rc %d: %s", rc, mta_last_error());
+		if (rc == MTA_OK) {
+			ok++;
+			CHECK(g.n >= 1 && g.n <= MTA_GRID_MAX_ITEMS);
+			for (size_t i = 0; i < g.n; i++)
+				CHECK(g.items[i].problem < g.nkeys && g.items[i].T >= 1 && g.items[i].B >= 1);
+		}
+		mta_grid_free(&g);
+	}
+	CHECK(ok > 0);
+}

@@ -1,0 +1,31 @@
+/*
+ * report.h: what a tuning database holds, for people: one static HTML file
+ * with inline SVG charts (no scripts), or the raw results as CSV or JSON.
+ *
+ * The HTML report has, per device: a table of the winners (time, the
+ * default variant's time at the same size, speed-up), a bar chart of those
+ * speed-ups, a chart of each problem's winning time against T (log-log),
+ * and per (problem, T, B) a heat map of the best time of the variants of
+ * each tile shape (bq rows x bk columns). Every time it shows is written by
+ * mta_report_fmt_ms; every text from the database is HTML-escaped.
+ */
+#ifndef MTA_REPORT_H
+#define MTA_REPORT_H
+
+#include <stddef.h>
+
+enum { MTA_REPORT_HTML = 0, MTA_REPORT_CSV = 1, MTA_REPORT_JSON = 2 };
+
+/* "html", "csv", "json" -> MTA_REPORT_*; MTA_EINVAL naming the choices. */
+int mta_report_format_parse(const char *s, int *format);
+
+/*
+ * Render the database at db_path (opened read-only; it must exist) in
+ * format. *out is malloc'd and NUL-terminated, *len its length.
+ */
+int mta_report_render(const char *db_path, int format, char **out, size_t *len);
+
+/* How the HTML report writes a time in ms: "%.4g" ("-" when not finite). */
+void mta_report_fmt_ms(double ms, char *buf, size_t n);
+
+#endif
