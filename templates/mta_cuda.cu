@@ -1,0 +1,492 @@
+/*
+ * mta_cuda.cu: kernel family v1 of the fused MTA forward (MTA.md), CUDA.
+ *
+ * One block owns batch b, a tile of BQ query rows starting at i0, and HPB
+ * heads starting at h0 (whole head-mixing groups: the space guarantees it).
+ * For each tile of BK key columns it builds, in shared memory, the logits of
+ * the tile plus its halo (cq-1 earlier query rows and ck-1 neighbouring key
+ * columns for the pre-softmax convolution, cq2-1 rows and ck2-1 columns more
+ * for the post-softmax one), convolves and mixes heads, and feeds an online
+ * softmax. Scalar fp32 math, fp32 accumulation, inputs f32/bf16/f16.
+ *
+ * Post-softmax steps (kq_post, head_post*) need *normalised* probabilities
+ * of the cq2-1 halo rows above the tile, which an online softmax of the
+ * tile's own rows never sees finished. v1 uses two passes: pass 1 runs the
+ * online softmax over all keys for the tile rows and the halo rows and keeps
+ * their row statistics (max m, sum l) in shared memory; pass 2 recomputes the
+ * logits per key tile, normalises with the saved statistics, applies the post
+ * convolution and head mixing and accumulates P.V. The alternative, per-row
+ * accumulators (one output accumulator per halo row, kernel row and shift),
+ * needs cq2*ck2 times the accumulator registers: for the paper's 6x11 that is
+ * 66x, far beyond the register file, while recomputing QK^T costs one more
+ * pass of the cheaper half of the work. Without post steps a single pass with
+ * the usual rescaled accumulators is used.
+ *
+ * Loops over kernel rows and mixed output heads stay rolled (#pragma unroll
+ * 1): unrolled, the compiler hoists every weight load out of the element
+ * loop into registers (256 for 16x16 mixing) and spills.
+ *
+ * The output accumulators live in registers: warp w owns output rows
+ * (head, query) w, w+WARPS, ...; lane l owns d = l, l+32, ...; so group norm
+ * and gate reduce with warp shuffles.
+ *
+ * The generator (gen/cudagen.c) prepends #defines for every C_* constant; the
+ * defaults below let this file compile on its own. Only dynamic shared memory
+ * is used (the emulator, templates/cuda_emu.h, maps it to one buffer).
+ */
+
+#ifndef C_H
+#define C_H 4        /* heads */
+#endif
+#ifndef C_HKV
+#define C_HKV 2      /* key/value heads */
+#endif
+#ifndef C_D
+#define C_D 16       /* head dimension */
+#endif
+#ifndef C_CQ
+#define C_CQ 3       /* kq_pre rows (0: none) */
+#define C_CK 5       /* kq_pre columns */
+#define C_OK 2       /* kq_pre key offset */
+#endif
+#ifndef C_HPRE
+#define C_HPRE 1     /* head_pre mixing */
+#endif
+#ifndef C_CQ2
+#define C_CQ2 2      /* kq_post rows (0: none) */
+#define C_CK2 3
+#define C_OK2 1
+#endif
+#ifndef C_HPOST
+#define C_HPOST 2    /* 0 none, 1 head_post conv, 2 head_post_linear */
+#define C_HC 0
+#endif
+#ifndef C_GN
+#define C_GN 1
+#define C_GNR 1
+#endif
+#ifndef C_GATE
+#define C_GATE 1
+#endif
+#ifndef C_SCALE
+#define C_SCALE 0.25f
+#endif
+#ifndef C_DTYPE
+#define C_DTYPE 1    /* 0 f32, 1 bf16, 2 f16 */
+#endif
+#ifndef C_BQ
+#define C_BQ 8       /* query rows per block */
+#define C_BK 16      /* key columns per tile */
+#define C_HPB 4      /* heads per block */
+#define C_WARPS 4
+#define C_ALGO 0     /* v1 has one algorithm (see above) */
+#endif
+
+/* ---- derived sizes ---------------------------------------------------- */
+#define NT (32 * C_WARPS)
+#define QR (C_CQ ? C_CQ - 1 : 0)    /* pre-conv halo rows */
+#define KR (C_CQ ? C_CK - 1 : 0)    /* pre-conv halo columns */
+#define OK1 (C_CQ ? C_OK : 0)
+#define QP (C_CQ2 ? C_CQ2 - 1 : 0)  /* post-conv halo rows */
+#define KP (C_CQ2 ? C_CK2 - 1 : 0)
+#define OK2 (C_CQ2 ? C_OK2 : 0)
+#define POST (C_CQ2 || C_HPOST)
+#define RP (C_BQ + QP)              /* rows of the probability tile */
+#define CP (C_BK + KP)              /* columns of the probability tile */
+#define RZ (RP + QR)                /* rows of the raw logit tile */
+#define CZ (CP + KR)
+#define NROW (C_HPB * C_BQ)         /* output rows (head, query) per block */
+#define RPW ((NROW + C_WARPS - 1) / C_WARPS)
+#define DPL ((C_D + 31) / 32)
+#define GQA (C_H / C_HKV)
+
+/* Shared memory, in floats: S | Z | P2 | M | L | A. gen/cudagen.c computes
+ * the same sum (mta_cuda_smem_bytes); the emulator checks they agree. */
+#define SM_S (C_HPB * RP * CP)
+#define SM_Z (C_CQ ? RZ * CZ : 0)
+#define SM_P2 (C_CQ2 ? C_HPB * C_BQ * C_BK : 0)
+#define SM_STAT (C_HPB * RP)
+#define SMEM_BYTES (4 * (SM_S + SM_Z + SM_P2 + 3 * SM_STAT))
+
+#if C_DTYPE == 0
+typedef float elem_t;
+#else
+typedef unsigned short elem_t;
+#endif
+
+/* Kernel arguments; struct mta_cuda_args in gen/cudagen.h mirrors this layout.
+ * head_post carries head_post or head_post_linear, whichever the problem uses. */
+struct mta_args {
+	const elem_t *q, *k, *v;
+	float *o;
+	long long sq[3], sk[3], sv[3], so[3]; /* strides (elements) of b, t, h; d is contiguous */
+	const float *kq_pre, *head_pre, *kq_post, *head_post, *gn_w, *gate_w;
+	float gate_b, rescale;
+	int B, T;
+};
+
+/* ---- helpers; the emulator header gives each a portable twin ----------- */
+#ifndef MTA_EMU
+__device__ __forceinline__ float mta_f16_to_f32(unsigned short h)
+{
+	float f;
+	asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
+	return f;
+}
+#endif
+
+__device__ __forceinline__ float ld(const elem_t *p)
+{
+#if C_DTYPE == 0
+	return *p;
+#elif C_DTYPE == 1
+	return __uint_as_float((unsigned)*p << 16);
+#else
+	return mta_f16_to_f32(*p);
+#endif
+}
+
+__device__ __forceinline__ float warp_sum(float x)
+{
+	for (int o = 16; o; o >>= 1)
+		x += __shfl_xor_sync(0xffffffffu, x, o);
+	return x;
+}
+
+__device__ __forceinline__ float warp_max(float x)
+{
+	for (int o = 16; o; o >>= 1)
+		x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, o));
+	return x;
+}
+
+#define NEG_INF __int_as_float(0xff800000)
+
+__device__ __forceinline__ float dot(const elem_t *x, const elem_t *y)
+{
+	float s = 0.f;
+#pragma unroll 8
+	for (int d = 0; d < C_D; d++)
+		s += ld(x + d) * ld(y + d);
+	return s;
+}
+
+/*
+ * S[hh][r][c] (row stride CP) for r < RP, c < ncols: the pre-softmax logits,
+ * convolved and head-mixed, of query row rP0+r and key column cP0+c, for the
+ * block's heads. Entries outside 0 <= col <= row < T are finite garbage the
+ * caller masks. Called by every thread; ends with a barrier.
+ */
+__device__ void logits_tile(const mta_args &a, int b, int h0, int rP0, int cP0, int ncols,
+			    float *S, float *Z)
+{
+	const int tid = threadIdx.x;
+	for (int hh = 0; hh < C_HPB; hh++) {
+		const int h = h0 + hh;
+		const elem_t *qb = a.q + b * a.sq[0] + h * a.sq[2];
+		const elem_t *kb = a.k + b * a.sk[0] + (h / GQA) * a.sk[2];
+		float *Sh = S + hh * RP * CP;
+#if C_CQ
+		/* Raw logits Z (0 outside the causal triangle), then the convolution. */
+		const int nz = ncols + KR, rZ0 = rP0 - QR, cZ0 = cP0 - OK1;
+		for (int e = tid; e < RZ * nz; e += NT) {
+			const int r = e / nz, c = e % nz, i = rZ0 + r, j = cZ0 + c;
+			float s = 0.f;
+			if (i >= 0 && i < a.T && j >= 0 && j <= i)
+				s = C_SCALE * dot(qb + i * a.sq[1], kb + j * a.sk[1]);
+			Z[r * CZ + c] = s;
+		}
+		__syncthreads();
+		const float *w = a.kq_pre + h * (C_CQ * C_CK);
+		for (int e = tid; e < RP * ncols; e += NT) {
+			const int r = e / ncols, c = e % ncols;
+			float s = 0.f;
+#pragma unroll 1
+			for (int u = 0; u < C_CQ; u++)
+#pragma unroll
+				for (int t = 0; t < C_CK; t++)
+					s += w[u * C_CK + t] * Z[(r + u) * CZ + c + t];
+			Sh[r * CP + c] = s;
+		}
+		__syncthreads(); /* Z is rewritten for the next head */
+#else
+		for (int e = tid; e < RP * ncols; e += NT) {
+			const int r = e / ncols, c = e % ncols, i = rP0 + r, j = cP0 + c;
+			float s = 0.f;
+			if (i >= 0 && i < a.T && j >= 0 && j <= i)
+				s = C_SCALE * dot(qb + i * a.sq[1], kb + j * a.sk[1]);
+			Sh[r * CP + c] = s;
+		}
+#endif
+	}
+#if C_HPRE
+#if !C_CQ
+	__syncthreads();
+#endif
+	/* HPB == H here: S[h] <- sum_h' head_pre[h,h'] S[h'], element-wise in place. */
+	for (int e = tid; e < RP * ncols; e += NT) {
+		const int off = (e / ncols) * CP + e % ncols;
+		float x[C_HPB];
+#pragma unroll
+		for (int hh = 0; hh < C_HPB; hh++)
+			x[hh] = S[hh * RP * CP + off];
+#pragma unroll 1
+		for (int ho = 0; ho < C_HPB; ho++) {
+			float s = 0.f;
+#pragma unroll
+			for (int hi = 0; hi < C_HPB; hi++)
+				s += a.head_pre[ho * C_H + hi] * x[hi];
+			S[ho * RP * CP + off] = s;
+		}
+	}
+#endif
+	__syncthreads();
+}
+
+/*
+ * Online softmax statistics of rows rP0.. over the key tile at cP0 (BK
+ * columns): M (max), L (sum of exp) and A (the factor that rescales earlier
+ * sums) per (head, row). Without post steps the tile's probabilities
+ * (unnormalised, relative to the new max) replace S for the P.V product.
+ */
+__device__ void softmax_tile(int T, int rP0, int cP0, float *S, float *M, float *L, float *A)
+{
+	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+	for (int row = warp; row < C_HPB * RP; row += C_WARPS) {
+		const int r = row % RP, i = rP0 + r;
+		float *Sr = S + row * CP;
+		const int lim = i < T ? i - cP0 : -1; /* valid columns c <= lim */
+		float mx = NEG_INF;
+		for (int c = lane; c < C_BK; c += 32)
+			if (c <= lim && cP0 + c >= 0)
+				mx = fmaxf(mx, Sr[c]);
+		mx = warp_max(mx);
+		const float mold = M[row], mnew = fmaxf(mold, mx);
+		float sum = 0.f;
+		for (int c = lane; c < C_BK; c += 32) {
+			float p = 0.f;
+			if (c <= lim && cP0 + c >= 0)
+				p = __expf(Sr[c] - mnew);
+			sum += p;
+#if !POST
+			Sr[c] = p;
+#endif
+		}
+		sum = warp_sum(sum);
+		if (lane == 0) {
+			const float al = mold == NEG_INF ? 0.f : __expf(mold - mnew);
+			A[row] = al;
+			L[row] = L[row] * al + sum;
+			M[row] = mnew;
+		}
+	}
+	__syncthreads();
+}
+
+#if POST
+/*
+ * Pass 2 on one key tile: normalise the probability tile (with halo) using
+ * the saved statistics (L holds 1/l by now), apply the post convolution into
+ * P2 [HPB][BQ][BK] and the post head mixing in place. Ends with a barrier.
+ */
+__device__ void post_tile(const mta_args &a, int h0, int i0, int j0, float *S, float *P2,
+			  const float *M, const float *L)
+{
+	const int tid = threadIdx.x, rP0 = i0 - QP, cP0 = j0 - OK2;
+	for (int e = tid; e < C_HPB * RP * CP; e += NT) {
+		const int row = e / CP, c = e % CP, i = rP0 + row % RP, j = cP0 + c;
+		float p = 0.f;
+		if (i >= 0 && i < a.T && j >= 0 && j <= i)
+			p = __expf(S[e] - M[row]) * L[row];
+		S[e] = p;
+	}
+	__syncthreads();
+#if C_CQ2
+	for (int e = tid; e < C_HPB * C_BQ * C_BK; e += NT) {
+		const int hh = e / (C_BQ * C_BK), r = (e / C_BK) % C_BQ, c = e % C_BK;
+		const int i = i0 + r, j = j0 + c;
+		float s = 0.f;
+		if (i < a.T && j <= i) {
+			const float *w = a.kq_post + (h0 + hh) * (C_CQ2 * C_CK2);
+			const float *Sh = S + hh * RP * CP;
+#pragma unroll 1
+			for (int u = 0; u < C_CQ2; u++)
+#pragma unroll
+				for (int t = 0; t < C_CK2; t++)
+					s += w[u * C_CK2 + t] * Sh[(r + u) * CP + c + t];
+		}
+		P2[e] = s;
+	}
+	__syncthreads();
+#endif
+#if C_HPOST == 1
+	/* head_post [H/c, c, c]: P[g*c+o] <- sum_in w[g,in,o] P[g*c+in] */
+	for (int e = tid; e < (C_HPB / C_HC) * C_BQ * C_BK; e += NT) {
+		const int g = e / (C_BQ * C_BK), off = e % (C_BQ * C_BK);
+		const float *w = a.head_post + (h0 / C_HC + g) * C_HC * C_HC;
+		float *base = P2 + g * C_HC * C_BQ * C_BK + off;
+		float x[C_HC];
+#pragma unroll
+		for (int u = 0; u < C_HC; u++)
+			x[u] = base[u * C_BQ * C_BK];
+#pragma unroll 1
+		for (int o = 0; o < C_HC; o++) {
+			float s = 0.f;
+#pragma unroll
+			for (int u = 0; u < C_HC; u++)
+				s += w[u * C_HC + o] * x[u];
+			base[o * C_BQ * C_BK] = s;
+		}
+	}
+	__syncthreads();
+#elif C_HPOST == 2
+	/* head_post_linear [H, H], HPB == H */
+	for (int e = tid; e < C_BQ * C_BK; e += NT) {
+		float x[C_HPB];
+#pragma unroll
+		for (int hh = 0; hh < C_HPB; hh++)
+			x[hh] = P2[hh * C_BQ * C_BK + e];
+#pragma unroll 1
+		for (int ho = 0; ho < C_HPB; ho++) {
+			float s = 0.f;
+#pragma unroll
+			for (int hi = 0; hi < C_HPB; hi++)
+				s += a.head_post[ho * C_H + hi] * x[hi];
+			P2[ho * C_BQ * C_BK + e] = s;
+		}
+	}
+	__syncthreads();
+#endif
+}
+#endif
+
+/*
+ * Accumulate P.V of one key tile into the register accumulators; P is
+ * [HPB][BQ][BK]. Without post steps, earlier sums are first rescaled by A.
+ */
+__device__ __forceinline__ void pv_tile(const mta_args &a, int b, int h0, int j0,
+					const float *P, const float *A, float (&acc)[RPW][DPL])
+{
+	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+	const int nc = a.T - j0 < C_BK ? a.T - j0 : C_BK;
+	(void)A;
+#pragma unroll
+	for (int k = 0; k < RPW; k++) {
+		const int row = warp + k * C_WARPS;
+		if (NROW % C_WARPS && row >= NROW)
+			break;
+		const int hh = row / C_BQ;
+		const float *Pr = P + row * C_BK;
+		const elem_t *vb = a.v + b * a.sv[0] + ((h0 + hh) / GQA) * a.sv[2] + j0 * a.sv[1];
+#if !POST
+		const float al = A[row]; /* RP == BQ without post steps */
+#pragma unroll
+		for (int e = 0; e < DPL; e++)
+			acc[k][e] *= al;
+#endif
+		for (int c = 0; c < nc; c++) {
+			const float p = Pr[c];
+#pragma unroll
+			for (int e = 0; e < DPL; e++)
+				if (lane + 32 * e < C_D)
+					acc[k][e] += p * ld(vb + c * a.sv[1] + lane + 32 * e);
+		}
+	}
+}
+
+extern "C" __global__ void __launch_bounds__(NT, 1) mta_fwd(const mta_args a)
+{
+	extern __shared__ float4 mta_smem[];
+	float *S = (float *)mta_smem, *Z = S + SM_S, *P2 = Z + SM_Z;
+	float *M = P2 + SM_P2, *L = M + SM_STAT, *A = L + SM_STAT;
+	const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+	/* Heaviest (latest) query tiles first: causal work grows with i0. */
+	const int i0 = (gridDim.x - 1 - blockIdx.x) * C_BQ, h0 = blockIdx.y * C_HPB, b = blockIdx.z;
+	const int nkt = ((i0 + C_BQ < a.T ? i0 + C_BQ : a.T) + C_BK - 1) / C_BK; /* key tiles */
+	float acc[RPW][DPL];
+#pragma unroll
+	for (int k = 0; k < RPW; k++)
+#pragma unroll
+		for (int e = 0; e < DPL; e++)
+			acc[k][e] = 0.f;
+	for (int e = tid; e < SM_STAT; e += NT) {
+		M[e] = NEG_INF;
+		L[e] = 0.f;
+	}
+	__syncthreads();
+
+	/* Pass 1 (or the only pass): online softmax over the key tiles. */
+	for (int t = 0; t < nkt; t++) {
+		const int j0 = t * C_BK;
+		logits_tile(a, b, h0, i0 - QP, j0, C_BK, S, Z);
+		softmax_tile(a.T, i0 - QP, j0, S, M, L, A);
+#if !POST
+		pv_tile(a, b, h0, j0, S, A, acc);
+		__syncthreads();
+#endif
+	}
+#if POST
+	for (int e = tid; e < SM_STAT; e += NT)
+		L[e] = L[e] > 0.f ? 1.f / L[e] : 0.f;
+	__syncthreads();
+	/* Pass 2: recompute, normalise, post convolution and mixing, P.V. */
+	for (int t = 0; t < nkt; t++) {
+		const int j0 = t * C_BK;
+		logits_tile(a, b, h0, i0 - QP, j0 - OK2, CP, S, Z);
+		post_tile(a, h0, i0, j0, S, C_CQ2 ? P2 : S, M, L);
+		pv_tile(a, b, h0, j0, C_CQ2 ? P2 : S, A, acc);
+		__syncthreads();
+	}
+#endif
+
+	/* Epilogue: normalise (single pass), group norm, gate, store. */
+#pragma unroll
+	for (int k = 0; k < RPW; k++) {
+		const int row = warp + k * C_WARPS;
+		if (NROW % C_WARPS && row >= NROW)
+			break;
+		const int hh = row / C_BQ, r = row % C_BQ, i = i0 + r;
+		if (i >= a.T)
+			continue; /* warp-uniform: the shuffles below see whole warps */
+		float o[DPL];
+#if POST
+		const float inv = 1.f;
+#else
+		const float inv = 1.f / L[hh * RP + r];
+#endif
+#pragma unroll
+		for (int e = 0; e < DPL; e++)
+			o[e] = acc[k][e] * inv;
+#if C_GN
+		float ss = 0.f;
+#pragma unroll
+		for (int e = 0; e < DPL; e++)
+			ss += lane + 32 * e < C_D ? o[e] * o[e] : 0.f;
+		const float rn = rsqrtf(warp_sum(ss) * (1.f / C_D) + 1e-5f) * (C_GNR ? a.rescale : 1.f);
+#pragma unroll
+		for (int e = 0; e < DPL; e++)
+			if (lane + 32 * e < C_D)
+				o[e] *= rn * a.gn_w[lane + 32 * e];
+#endif
+#if C_GATE
+		float g = 0.f;
+#pragma unroll
+		for (int e = 0; e < DPL; e++)
+			g += lane + 32 * e < C_D ? o[e] * a.gate_w[lane + 32 * e] : 0.f;
+		g = warp_sum(g) + a.gate_b;
+		const float sg = 1.f / (1.f + __expf(-g));
+#pragma unroll
+		for (int e = 0; e < DPL; e++)
+			o[e] *= sg;
+#endif
+		float *ob = a.o + b * a.so[0] + i * a.so[1] + (h0 + hh) * a.so[2];
+#pragma unroll
+		for (int e = 0; e < DPL; e++)
+			if (lane + 32 * e < C_D)
+				ob[lane + 32 * e] = o[e];
+	}
+}
+
+#ifdef MTA_EMU
+MTA_EMU_ENTRY(mta_fwd, mta_args, SMEM_BYTES)
+#endif

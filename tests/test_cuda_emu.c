@@ -1,0 +1,234 @@
+/*
+ * test_cuda_emu.c: the CUDA kernel templates, run through the CPU emulator,
+ * against the float64 reference: every option, a spread of tunables (tiles
+ * that do and do not divide T, several heads per block, 4 and 8 warps), the
+ * golden cases' configurations, f32/bf16/f16 inputs; plus the error paths.
+ */
+#include "harness.h"
+#include "cudagen.h"
+#include "emu.h"
+#include "fixtures.h"
+#include "inputs.h"
+
+#include <stdint.h>
+
+/* Random tensor of dtype [B,T,h,D]; t stride padded by pad rows of h*D. */
+static void *rand_tensor(struct mta_tensor *t, int dtype, int B, int T, int h, int D, int pad)
+{
+	size_t es = mta_dtype_size(dtype), n = (size_t)B * (size_t)T * (size_t)(h + pad) * (size_t)D;
+	unsigned char *d = malloc(n * es);
+	for (size_t i = 0; i < n; i++) {
+		float x = (float)mt_uniform();
+		if (dtype == MTA_F32)
+			((float *)d)[i] = x;
+		else
+			((uint16_t *)d)[i] = dtype == MTA_BF16 ? mta_f32_to_bf16(x) : mta_f32_to_f16(x);
+	}
+	mta_tensor_init(t, d, dtype, B, T, h, D);
+	t->stride[1] = (int64_t)(h + pad) * D;
+	t->stride[0] = t->stride[1] * T;
+	return d;
+}
+
+static float *rand_floats(size_t n, double scale)
+{
+	float *w = malloc(n * sizeof *w);
+	for (size_t i = 0; i < n; i++)
+		w[i] = (float)(scale * mt_uniform());
+	return w;
+}
+
+/* Run p with variant v through the emulator and the reference; rel L2 error. */
+static double emu_vs_ref(const struct mta_problem *p, const struct mta_variant *var, int B, int T,
+			 int *status)
+{
+	struct mta_tensor q, k, v, o;
+	struct mta_weights w = { 0 };
+	const int H = p->H, D = p->D;
+	void *qd = rand_tensor(&q, p->dtype, B, T, H, D, 1);
+	void *kd = rand_tensor(&k, p->dtype, B, T, p->Hkv, D, 0);
+	void *vd = rand_tensor(&v, p->dtype, B, T, p->Hkv, D, 2);
+	size_t n = (size_t)B * (size_t)T * (size_t)H * (size_t)D;
+	float *od = malloc(n * sizeof *od);
+	double *ref = malloc(n * sizeof *ref);
+	for (size_t i = 0; i < n; i++)
+		od[i] = NAN;
+	mta_tensor_init(&o, od, MTA_F32, B, T, H, D);
+	float *kq1 = rand_floats((size_t)H * (size_t)(p->cq * p->ck + 1), 0.4);
+	float *kq2 = rand_floats((size_t)H * (size_t)(p->cq2 * p->ck2 + 1), 0.4);
+	float *hpre = rand_floats((size_t)H * (size_t)H, 0.5);
+	float *hpost = rand_floats((size_t)H * (size_t)H, 0.5);
+	float *gn = rand_floats((size_t)D, 1.0), *gate = rand_floats((size_t)D, 1.0);
+	w.kq_pre = kq1;
+	w.kq_post = kq2;
+	w.head_pre = hpre;
+	w.head_post = hpost;
+	w.head_post_linear = hpost;
+	w.gn_weight = gn;
+	w.gate_w = gate;
+	w.gate_b = 0.25f;
+	w.layer_id = 3;
+	double err = INFINITY;
+	*status = mta_reference(p, &q, &k, &v, &w, ref);
+	if (!*status)
+		*status = mta_emu_run(p, var, &q, &k, &v, &w, &o);
+	if (!*status)
+		err = mt_rel_l2_f32(od, ref, n);
+	free(qd), free(kd), free(vd), free(od), free(ref);
+	free(kq1), free(kq2), free(hpre), free(hpost), free(gn), free(gate);
+	return err;
+}
+
+static void check_case(const struct mta_problem *p, const char *spec, int B, int T)
+{
+	struct mta_variant v;
+	char key[MTA_KEY_MAX], vs[MTA_SPEC_MAX];
+	int st;
+	if (spec) {
+		REQUIRE(mta_variant_parse(spec, &v) == MTA_OK);
+	} else {
+		REQUIRE(mta_variant_default(p, MTA_BACKEND_CUDA, &v) == MTA_OK);
+	}
+	REQUIRE(mta_problem_key(p, key, sizeof key) == MTA_OK);
+	REQUIRE(mta_variant_format(&v, vs, sizeof vs) == MTA_OK);
+	double err = emu_vs_ref(p, &v, B, T, &st);
+	double tol = p->dtype == MTA_F32 ? 1e-5 : 1e-2;
+	CHECKF(st == MTA_OK, "%s %s B=%d T=%d: %s", key, vs, B, T, mta_last_error());
+	CHECKF(st || err < tol, "%s %s B=%d T=%d: rel L2 %.3g (tolerance %g)", key, vs,
+	       B, T, err, tol);
+}
+
+static struct mta_problem prob(const char *key)
+{
+	struct mta_problem p;
+	if (mta_problem_from_key(key, &p) != MTA_OK)
+		mt_fail(__FILE__, __LINE__, "bad key %s: %s", key, mta_last_error());
+	return p;
+}
+
+TEST(cuda_emu_plain_and_tiles)
+{
+	struct mta_problem p = prob("h2kv2d8-both-f32");
+	check_case(&p, NULL, 1, 37);
+	check_case(&p, "cuda:v1,bq=8,bk=16,hpb=2,warps=4", 2, 37);
+	check_case(&p, "cuda:v1,bq=16,bk=32,hpb=1,warps=8", 1, 32);
+	check_case(&p, "cuda:v1,bq=5,bk=7,hpb=1,warps=1", 1, 23);
+	struct mta_problem q = prob("h4kv1d40-gn-gate-f32"); /* GQA, D > 32 */
+	check_case(&q, "cuda:v1,bq=8,bk=16,hpb=4,warps=4", 1, 29);
+}
+
+TEST(cuda_emu_pre_conv)
+{
+	struct mta_problem p = prob("h4kv2d16-pre3x5-both-gn-gate-bf16");
+	check_case(&p, NULL, 1, 41);
+	check_case(&p, "cuda:v1,bq=8,bk=16,hpb=2,warps=4", 1, 41);
+	struct mta_problem l = prob("h2kv2d8-pre2x4-hpre-left-f16");
+	check_case(&l, "cuda:v1,bq=8,bk=16,hpb=2,warps=4", 1, 30);
+	struct mta_problem r = prob("h2kv2d8-pre3x2-right-f32");
+	check_case(&r, "cuda:v1,bq=16,bk=16,hpb=1,warps=4", 1, 3); /* T < cq */
+	check_case(&r, "cuda:v1,bq=8,bk=16,hpb=2,warps=8", 2, 35);
+}
+
+TEST(cuda_emu_post)
+{
+	struct mta_problem p = prob("h4kv4d8-post2x3-hc2-right-f32");
+	check_case(&p, NULL, 1, 33);
+	check_case(&p, "cuda:v1,bq=8,bk=16,hpb=4,warps=4", 1, 33);
+	struct mta_problem l = prob("h4kv2d16-post3x3-hpost-both-gnr-f32");
+	check_case(&l, "cuda:v1,bq=8,bk=16,hpb=4,warps=4", 1, 27);
+	struct mta_problem h = prob("h4kv4d8-hc2-left-gate-f16");
+	check_case(&h, "cuda:v1,bq=16,bk=16,hpb=2,warps=4", 1, 26);
+}
+
+TEST(cuda_emu_full)
+{
+	struct mta_problem p = prob("h4kv4d16-pre6x11-hpre-post6x11-hc4-both-gn-gate-f32");
+	check_case(&p, NULL, 1, 70);
+	check_case(&p, "cuda:v1,bq=8,bk=16,hpb=4,warps=8", 1, 5); /* T < ck */
+	struct mta_problem b = prob("h4kv4d16-pre6x11-hpre-post6x11-hc4-both-gn-gate-bf16");
+	check_case(&b, "cuda:v1,bq=16,bk=32,hpb=4,warps=4", 1, 45);
+}
+
+/* Bad requests are refused with a message naming the problem. */
+TEST(cuda_emu_errors)
+{
+	struct mta_problem p = prob("h4kv4d8-hc2-f32");
+	struct mta_variant v;
+	struct mta_tensor q, k, vv, o;
+	float buf[4 * 4 * 8 * 2] = { 0 }, out[4 * 4 * 8];
+	mta_tensor_init(&q, buf, MTA_F32, 1, 4, 4, 8);
+	mta_tensor_init(&k, buf, MTA_F32, 1, 4, 4, 8);
+	mta_tensor_init(&vv, buf, MTA_F32, 1, 4, 4, 8);
+	mta_tensor_init(&o, out, MTA_F32, 1, 4, 4, 8);
+	REQUIRE(mta_variant_parse("cuda:v1,hpb=1", &v) == MTA_OK);
+	CHECK_EQ_INT(mta_emu_run(&p, &v, &q, &k, &vv, NULL, &o), MTA_EINVAL);
+	CHECK_STR_CONTAINS(mta_last_error(), "multiple of c");
+	REQUIRE(mta_variant_parse("cuda:v1,hpb=2", &v) == MTA_OK);
+	CHECK_EQ_INT(mta_emu_run(&p, &v, &q, &k, &vv, NULL, &o), MTA_EINVAL);
+	CHECK_STR_CONTAINS(mta_last_error(), "weight");
+	struct mta_weights w = { .head_post = buf };
+	o.stride[3] = 2;
+	CHECK_EQ_INT(mta_emu_run(&p, &v, &q, &k, &vv, &w, &o), MTA_ESHAPE);
+	CHECK_STR_CONTAINS(mta_last_error(), "contiguous");
+	o.stride[3] = 1;
+	q.dtype = MTA_BF16;
+	CHECK_EQ_INT(mta_emu_run(&p, &v, &q, &k, &vv, &w, &o), MTA_ESHAPE);
+	REQUIRE(mta_variant_parse("cpu:v1", &v) == MTA_OK);
+	CHECK_EQ_INT(mta_emu_run(&p, &v, &q, &k, &vv, &w, &o), MTA_EINVAL);
+	CHECK_STR_CONTAINS(mta_last_error(), "cuda variants");
+	/* the space keeps linear head mixing whole */
+	struct mta_problem l = prob("h4kv4d8-hpre-f32");
+	REQUIRE(mta_variant_parse("cuda:v1,hpb=2", &v) == MTA_OK);
+	CHECK_EQ_INT(mta_variant_check(&l, &v), MTA_EINVAL);
+	CHECK_STR_CONTAINS(mta_last_error(), "all H=4 heads");
+}
+
+/*
+ * Every golden case (its own .npy inputs) through the default variant and a
+ * second tile shape (bq=8 and 4 warps, hpb the default's), against
+ * expected.npy computed in float64 by the reference implementation.
+ */
+TEST(cuda_emu_golden)
+{
+	char **cases = mt_golden_cases();
+	REQUIRE(cases && cases[0]);
+	int n = 0;
+	for (int c = 0; cases[c]; c++, n++) {
+		char dir[1024], pad_s[16], path[1100];
+		int layer_id;
+		snprintf(dir, sizeof dir, "%s/%s", mt_golden_dir(), cases[c]);
+		REQUIRE(mt_golden_config(dir, pad_s, sizeof pad_s, &layer_id) == 0);
+		struct mta_input_options opt;
+		mta_input_options_init(&opt);
+		REQUIRE(mta_pad_parse(pad_s, &opt.pad) == MTA_OK);
+		opt.layer_id = layer_id;
+		struct mta_inputs in;
+		struct mta_npy e;
+		struct mta_weights w;
+		REQUIRE(mta_inputs_load(dir, &opt, &in) == MTA_OK);
+		snprintf(path, sizeof path, "%s/expected.npy", dir);
+		REQUIRE(mta_npy_read(path, &e) == MTA_OK && mta_npy_convert(&e, MTA_F64) == MTA_OK);
+		mta_inputs_weights(&in, &w);
+		float *out = malloc(e.count * sizeof *out);
+		struct mta_tensor o;
+		mta_tensor_init(&o, out, MTA_F32, in.B, in.T, in.problem.H, in.problem.D);
+		struct mta_variant v[2];
+		REQUIRE(mta_variant_default(&in.problem, MTA_BACKEND_CUDA, &v[0]) == MTA_OK);
+		v[1] = v[0];
+		v[1].bq = 8;
+		v[1].warps = 4;
+		for (int i = 0; i < 2; i++) {
+			for (size_t x = 0; x < e.count; x++)
+				out[x] = NAN;
+			int rc = mta_emu_run(&in.problem, &v[i], &in.q, &in.k, &in.v, &w, &o);
+			CHECKF(rc == MTA_OK, "%s: %s", cases[c], mta_last_error());
+			double err = rc ? INFINITY : mt_rel_l2_f32(out, e.data, e.count);
+			CHECKF(err < 1e-5, "%s variant %d: relative L2 error %g", cases[c], i, err);
+		}
+		free(out);
+		mta_npy_free(&e);
+		mta_inputs_free(&in);
+	}
+	CHECKF(n >= 10, "only %d golden cases", n);
+	mt_golden_free(cases);
+}

@@ -1,0 +1,128 @@
+/*
+ * test_nvrtc.c: NVRTC compiles of the generated CUDA kernels. The machine
+ * that runs `make test` has libnvrtc, so its absence is a failure here, not
+ * a skip. Also: ptxas report parsing, pruning, and the error paths.
+ */
+#include "harness.h"
+#include "cudagen.h"
+#include "nvrtc.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static const char *space_keys[] = {
+	"h16kv16d96-pre6x11-hpre-post6x11-hc16-both-gn-gate-bf16", /* the paper's */
+	"h4kv2d64-pre3x5-post3x5-hc2-left-gnr-f16",
+	"h2kv1d32-gate-f32",
+};
+
+/* Every variant of the default space, sm_80 and sm_90, compiles; the default spills nothing. */
+TEST(nvrtc_default_spaces_compile)
+{
+	static const char *arch[2] = { "sm_80", "sm_90" };
+	int maj = 0, min = 0;
+	REQUIRE(mta_nvrtc_version(&maj, &min) == MTA_OK || (mt_fail(__FILE__, __LINE__, "%s",
+			mta_last_error()), 0));
+	CHECK(maj >= 11);
+	for (size_t pi = 0; pi < sizeof space_keys / sizeof space_keys[0]; pi++) {
+		struct mta_problem p;
+		struct mta_variant *vs = NULL, def;
+		size_t n = 0;
+		REQUIRE(mta_problem_from_key(space_keys[pi], &p) == MTA_OK);
+		REQUIRE(mta_variant_space(&p, MTA_BACKEND_CUDA, &vs, &n) == MTA_OK);
+		REQUIRE(mta_variant_default(&p, MTA_BACKEND_CUDA, &def) == MTA_OK);
+		CHECKF(n >= 3, "%s: only %zu variants in the default space", space_keys[pi], n);
+		/* the default first, then the rest of the space */
+		for (size_t i = 0; i < n; i++)
+			if (!memcmp(&vs[i], &def, sizeof def))
+				vs[i] = vs[--n];
+		size_t nj = 2 * (n + 1);
+		struct mta_nvrtc_job *jobs = calloc(nj, sizeof *jobs);
+		char **src = calloc(n + 1, sizeof *src);
+		for (size_t i = 0; i <= n; i++) {
+			REQUIRE(mta_gen_cuda(&p, i ? &vs[i - 1] : &def, &src[i]) == MTA_OK);
+			for (int a = 0; a < 2; a++) {
+				jobs[2 * i + a].source = src[i];
+				jobs[2 * i + a].kernel = MTA_CUDA_KERNEL;
+				jobs[2 * i + a].arch = arch[a];
+			}
+		}
+		REQUIRE(mta_nvrtc_compile_batch(jobs, nj, 0) == MTA_OK);
+		for (size_t j = 0; j < nj; j++) {
+			const struct mta_variant *v = j < 2 ? &def : &vs[j / 2 - 1];
+			char spec[MTA_SPEC_MAX];
+			mta_variant_format(v, spec, sizeof spec);
+			CHECKF(jobs[j].status == MTA_OK && jobs[j].cubin_size > 0, "%s %s %s: %s",
+			       space_keys[pi], spec, jobs[j].arch, jobs[j].message);
+			if (j < 2 && jobs[j].status == MTA_OK) {
+				struct mta_cuda_launch g;
+				REQUIRE(mta_cuda_geometry(&p, v, 1, 2048, &g) == MTA_OK);
+				CHECKF(jobs[j].stats.spill_stores == 0 && jobs[j].stats.spill_loads == 0,
+				       "%s default %s spills on %s: %d/%d bytes", space_keys[pi], spec,
+				       jobs[j].arch, jobs[j].stats.spill_stores, jobs[j].stats.spill_loads);
+				CHECKF(mta_nvrtc_prune(&jobs[j].stats, jobs[j].arch, (int)g.block[0],
+						       g.smem_bytes) == MTA_OK,
+				       "%s default %s pruned: %s", space_keys[pi], spec, mta_last_error());
+			}
+			mta_nvrtc_job_free(&jobs[j]);
+		}
+		for (size_t i = 0; i <= n; i++)
+			free(src[i]);
+		free(src);
+		free(jobs);
+		free(vs);
+	}
+}
+
+/* The parser reads ptxas -v output as NVRTC 13 prints it. */
+TEST(nvrtc_parse_stats)
+{
+	static const char log[] =
+		"ptxas info    : 0 bytes gmem\n"
+		"ptxas info    : Compiling entry function 'mta_fwd' for 'sm_90'\n"
+		"ptxas info    : Function properties for mta_fwd\n"
+		"ptxas         .     16 bytes stack frame, 8 bytes spill stores, 12 bytes spill loads\n"
+		"ptxas info    : Used 72 registers, used 1 barriers, 1024 bytes smem\n";
+	struct mta_nvrtc_stats st;
+	REQUIRE(mta_nvrtc_parse_stats(log, "mta_fwd", &st) == MTA_OK);
+	CHECK_EQ_INT(st.registers, 72);
+	CHECK_EQ_INT(st.stack_bytes, 16);
+	CHECK_EQ_INT(st.spill_stores, 8);
+	CHECK_EQ_INT(st.spill_loads, 12);
+	CHECK_EQ_INT(st.smem_bytes, 1024);
+	CHECK(mta_nvrtc_prune(&st, "sm_90", 128, 0) == MTA_EUNSUPPORTED);
+	CHECK_STR_CONTAINS(mta_last_error(), "spills");
+	st.spill_stores = st.spill_loads = 0;
+	CHECK(mta_nvrtc_prune(&st, "sm_90", 128, 0) == MTA_OK);
+	CHECK(mta_nvrtc_prune(&st, "sm_90", 1024, 0) == MTA_EUNSUPPORTED);
+	CHECK(mta_nvrtc_prune(&st, "sm_80", 128, 200 * 1024) == MTA_EUNSUPPORTED);
+	CHECK_STR_CONTAINS(mta_last_error(), "shared memory");
+	CHECK(mta_nvrtc_parse_stats(log, "other", &st) == MTA_EFORMAT);
+}
+
+/* A failed compile keeps its log; a bad arch is refused with a message. */
+TEST(nvrtc_errors)
+{
+	struct mta_nvrtc_job j = { .source = "extern \"C\" __global__ void mta_fwd() { undefined_x = 1; }",
+				   .kernel = "mta_fwd", .arch = "sm_90" };
+	CHECK_EQ_INT(mta_nvrtc_compile(&j), MTA_ECOMPILE);
+	CHECK_STR_CONTAINS(j.log, "undefined_x");
+	CHECK_STR_CONTAINS(j.message, "undefined_x");
+	mta_nvrtc_job_free(&j);
+	struct mta_nvrtc_job b = { .source = "", .kernel = "k", .arch = "compute_90" };
+	CHECK_EQ_INT(mta_nvrtc_compile(&b), MTA_EINVAL);
+	CHECK_STR_CONTAINS(b.message, "sm_NN");
+	mta_nvrtc_job_free(&b);
+}
+
+/* Without libnvrtc every call says so (ENODEV), naming what was tried. */
+TEST(nvrtc_missing_library)
+{
+	int a, b;
+	setenv("MTATUNE_NVRTC", "/nonexistent/libnvrtc.so", 1);
+	CHECK_EQ_INT(mta_nvrtc_version(&a, &b), MTA_ENODEV);
+	CHECK_STR_CONTAINS(mta_last_error(), "/nonexistent/libnvrtc.so");
+	struct mta_nvrtc_job j = { .source = "", .kernel = "k", .arch = "sm_90" };
+	CHECK_EQ_INT(mta_nvrtc_compile(&j), MTA_ENODEV);
+	CHECK_EQ_INT(mta_nvrtc_compile_batch(&j, 1, 1), MTA_ENODEV);
+}
