@@ -26,7 +26,8 @@ TEST_SRC := $(wildcard tests/*.c)
 # Files embedded into the library as C strings (schema, templates, ...), and
 # the runtime sources `mtatune export` copies into an exported library.
 SHIP     := runtime/mta.h runtime/error.h runtime/kargs.h runtime/error.c runtime/dtype.c \
-            runtime/tensor.c runtime/reference.c runtime/kargs.c gen/problem.c
+            runtime/tensor.c runtime/reference.c runtime/kargs.c gen/problem.c \
+            gen/variant.h gen/cudagen.h runtime/cuda_args.c
 EMBED    := $(wildcard db/*.sql templates/*.h templates/*.c templates/*.cu) $(SHIP)
 
 B ?= build/normal
