@@ -63,9 +63,13 @@ static int pick_device(struct mta_db *db, const struct mta_export_opts *o, struc
 				"with --device NAME", o->db_path, o->arch ? " for --arch" : "",
 				ds.all);
 	} else if (o->device || !o->problems) {
-		return mta_fail(MTA_ENOTFOUND, "database %s has no %s%s%s device%s%s", o->db_path,
-				o->device ? "device named '" : "", o->device ? o->device : "",
-				o->device ? "'" : o->arch ? "cuda" : "tuned",
+		char what[300];
+		if (o->device)
+			snprintf(what, sizeof what, "device named '%s'%s", o->device,
+				 o->arch ? " with cuda kernels" : "");
+		else
+			snprintf(what, sizeof what, "%s device", o->arch ? "cuda" : "tuned");
+		return mta_fail(MTA_ENOTFOUND, "database %s has no %s%s%s", o->db_path, what,
 				ds.all[0] ? "; it has " : " (tune first)", ds.all);
 	} else {
 		snprintf(d->backend, sizeof d->backend, "%s", o->arch ? "cuda" : "cpu");
