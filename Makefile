@@ -23,8 +23,12 @@ SAN_FLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-r
 CLI_SRC  := tuner/main.c $(wildcard tuner/cmd_*.c)
 LIB_SRC  := $(filter-out $(CLI_SRC),$(wildcard gen/*.c runtime/*.c db/*.c tuner/*.c))
 TEST_SRC := $(wildcard tests/*.c)
-# Files embedded into the library as C strings (schema, templates, ...).
-EMBED    := $(wildcard db/*.sql templates/*.h templates/*.c templates/*.cu)
+# Files embedded into the library as C strings (schema, templates, ...), and
+# the runtime sources `mtatune export` copies into an exported library.
+SHIP     := runtime/mta.h runtime/error.h runtime/kargs.h runtime/error.c runtime/dtype.c \
+            runtime/tensor.c runtime/reference.c runtime/kargs.c gen/problem.c \
+            gen/variant.h gen/cudagen.h runtime/cuda_args.c
+EMBED    := $(wildcard db/*.sql templates/*.h templates/*.c templates/*.cu) $(SHIP)
 
 B ?= build/normal
 

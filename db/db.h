@@ -220,5 +220,12 @@ int mta_db_binary_put(struct mta_db *db, const struct mta_db_binary_key *k,
 /* *data is malloc'd (caller frees; non-NULL even when *n is 0). MTA_ENOTFOUND if absent. */
 int mta_db_binary_get(struct mta_db *db, const struct mta_db_binary_key *k,
 		      void **data, size_t *n);
+/*
+ * The same from any compiler (k->compiler is ignored), the newest stored: for
+ * `mtatune export`, which needs some cubin of a source for an architecture
+ * and may run where NVRTC (hence its version) is absent.
+ */
+int mta_db_binary_get_any(struct mta_db *db, const struct mta_db_binary_key *k,
+			  void **data, size_t *n);
 
 #endif /* MTA_DB_H */

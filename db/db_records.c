@@ -309,18 +309,21 @@ int mta_db_binary_put(struct mta_db *db, const struct mta_db_binary_key *k,
 	return db_write_end(db, rc);
 }
 
-int mta_db_binary_get(struct mta_db *db, const struct mta_db_binary_key *k,
+/* The blob of the key; any_compiler: of any compiler, the newest stored. */
+static int binary_get(struct mta_db *db, const struct mta_db_binary_key *k, int any_compiler,
 		      void **data, size_t *n)
 {
 	sqlite3_stmt *st;
 	*data = NULL;
 	*n = 0;
 	int rc = db_prepare(db, &st, "SELECT blob FROM binaries WHERE source_hash = ?1 AND "
-			    "target = ?2 AND compiler = ?3 AND options = ?4");
+			    "target = ?2 AND (?5 OR compiler = ?3) AND options = ?4 "
+			    "ORDER BY created_at DESC, id DESC LIMIT 1");
 	if (rc)
 		return rc;
 	if ((rc = bind_binary_key(db, st, k)))
 		goto out;
+	sqlite3_bind_int(st, 5, any_compiler);
 	int s = sqlite3_step(st);
 	if (s == SQLITE_DONE) {
 		rc = mta_fail(MTA_ENOTFOUND, "database %s has no binary of %s for %s", db->path,
@@ -342,6 +345,18 @@ int mta_db_binary_get(struct mta_db *db, const struct mta_db_binary_key *k,
 out:
 	sqlite3_finalize(st);
 	return rc;
+}
+
+int mta_db_binary_get(struct mta_db *db, const struct mta_db_binary_key *k,
+		      void **data, size_t *n)
+{
+	return binary_get(db, k, 0, data, n);
+}
+
+int mta_db_binary_get_any(struct mta_db *db, const struct mta_db_binary_key *k,
+			  void **data, size_t *n)
+{
+	return binary_get(db, k, 1, data, n);
 }
 
 /* ---- listing ---------------------------------------------------------------------------- */

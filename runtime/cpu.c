@@ -5,6 +5,7 @@
 #include "cpu.h"
 #include "ccompile.h"
 #include "error.h"
+#include "kargs.h"
 #include "kernel.h"
 
 #include <dlfcn.h>
@@ -13,13 +14,12 @@
 #include <string.h>
 
 /*
- * Flags of every CPU kernel. -O3 -march=native lets the constant-size loops
+ * Flags of every CPU kernel (MTA_CPU_CFLAGS, cpu.h). -O3 -march=native lets the constant-size loops
  * vectorise for this machine; no -ffast-math, which would reassociate the
  * float32 sums (costing the 1e-5 accuracy budget) and assume no NaN or inf,
  * while the masked softmax relies on -inf and NaN inputs must show in the
  * output. -fno-math-errno only lets sqrtf/expf skip setting errno.
  */
-#define CPU_FLAGS "-std=gnu11 -O3 -march=native -fno-math-errno"
 
 struct mta_cpu_kernel {
 	struct mta_problem p;
@@ -44,7 +44,7 @@ int mta_cpu_load_log(const struct mta_problem *p, const struct mta_variant *v,
 	mta_variant_format(v, spec, sizeof spec);
 	if ((rc = mta_gen_c(p, v, &src)))
 		goto out;
-	if ((rc = mta_cc_build(src, MTA_LANG_C, CPU_FLAGS, k->path, sizeof k->path, log)))
+	if ((rc = mta_cc_build(src, MTA_LANG_C, MTA_CPU_CFLAGS, k->path, sizeof k->path, log)))
 		goto out;
 	if ((rc = mta_cc_open(k->path, MTA_CPU_ENTRY, &k->dl, (void **)&k->fn)))
 		goto out;
@@ -76,19 +76,6 @@ int mta_cpu_load(const struct mta_problem *p, const struct mta_variant *v,
 	return mta_cpu_load_log(p, v, k, NULL);
 }
 
-/* Strides of t as the kernel takes them; the head dimension must be dense. */
-static int strides(const char *name, const struct mta_tensor *t, int64_t *sb, int64_t *st,
-		   int64_t *sh)
-{
-	if (t->stride[3] != 1 && t->shape[3] > 1)
-		return mta_fail(MTA_ESHAPE, "tensor %s: the head dimension must be contiguous "
-				"(stride 1), not stride %lld", name, (long long)t->stride[3]);
-	*sb = t->stride[0];
-	*st = t->stride[1];
-	*sh = t->stride[2];
-	return MTA_OK;
-}
-
 int mta_cpu_run(struct mta_cpu_kernel *k, const struct mta_problem *p,
 		const struct mta_tensor *q, const struct mta_tensor *kt,
 		const struct mta_tensor *v, const struct mta_weights *w,
@@ -105,44 +92,9 @@ int mta_cpu_run(struct mta_cpu_kernel *k, const struct mta_problem *p,
 		mta_problem_key(&k->p, have, sizeof have);
 		return mta_fail(MTA_EINVAL, "kernel was built for %s, not %s", have, want);
 	}
-	if (!o)
-		return mta_fail(MTA_EINVAL, "output tensor o is missing");
-	if ((rc = mta_check_tensors(p, q, kt, v, o, &a.B, &a.T)))
+	if ((rc = mta_kargs_fill(p, q, kt, v, w, o, nthreads, &a)))
 		return rc;
-	if (nthreads < 0)
-		return mta_fail(MTA_EINVAL, "nthreads=%d must be 0 (default) or positive", nthreads);
-	struct mta_weights none = { 0 };
-	if (!w)
-		w = &none;
-	if ((rc = mta_check_weights(p, w)))
-		return rc;
-	a.q = q->data;
-	a.k = kt->data;
-	a.v = v->data;
-	a.o = o->data;
-	if ((rc = strides("q", q, &a.q_sb, &a.q_st, &a.q_sh)) ||
-	    (rc = strides("k", kt, &a.k_sb, &a.k_st, &a.k_sh)) ||
-	    (rc = strides("v", v, &a.v_sb, &a.v_st, &a.v_sh)) ||
-	    (rc = strides("o", o, &a.o_sb, &a.o_st, &a.o_sh)))
-		return rc;
-	a.kq_pre = w->kq_pre;
-	a.head_pre = w->head_pre;
-	a.kq_post = w->kq_post;
-	a.head_post = w->head_post;
-	a.head_post_linear = w->head_post_linear;
-	a.gn_weight = w->gn_weight;
-	a.gate_w = w->gate_w;
-	a.gate_b = w->gate_b;
-	a.gn_rescale = p->gn_rescale ? (float)mta_layer_rescale(w->layer_id) : 1.0f;
-	a.dtype = q->dtype;
-	a.nthreads = nthreads;
-	rc = k->fn(&a);
-	if (rc == MTA_KERR_NOMEM)
-		return mta_fail(MTA_ENOMEM, "cpu kernel: out of memory for its %lld-byte workspace",
-				(long long)k->info->ws_bytes);
-	if (rc)
-		return mta_fail(MTA_EKERNEL, "cpu kernel %s returned error %d", k->path, rc);
-	return MTA_OK;
+	return mta_kargs_status(k->fn(&a), (long long)k->info->ws_bytes, k->path);
 }
 
 long long mta_cpu_workspace(const struct mta_cpu_kernel *k)

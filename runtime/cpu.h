@@ -8,6 +8,9 @@
 #include "variant.h"
 #include "cgen.h"
 
+/* Compiler flags of every CPU kernel (why: see cpu.c); exported libraries build with them too. */
+#define MTA_CPU_CFLAGS "-std=gnu11 -O3 -march=native -fno-math-errno"
+
 struct mta_cpu_kernel; /* a loaded kernel for one (problem, variant) */
 
 /*

@@ -45,7 +45,8 @@ enum {
 	X(run, "run one forward on a folder of .npy inputs and write o.npy") \
 	X(sweep, "tune a grid of problems and sizes: resumable, many devices, shards") \
 	X(db, "database maintenance: merge shard databases") \
-	X(report, "write an HTML report (inline SVG charts), CSV or JSON of the results")
+	X(report, "write an HTML report (inline SVG charts), CSV or JSON of the results") \
+	X(export, "write a library of the tuned winners that needs no compiler or database")
 
 #define X(name, summary) int cmd_##name(int argc, char **argv);
 MTATUNE_COMMANDS(X)

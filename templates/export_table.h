@@ -1,0 +1,63 @@
+/*
+ * export_table.h: the layout of an exported library's dispatch table.
+ *
+ * `mtatune export` writes a table source (NAME_table.c) that defines one
+ * struct mtx_library, mtx_library, filled from the tuning database; the
+ * library's runtime (export_runtime.c) reads it. Both are shipped together,
+ * so this layout has no ABI of its own to keep stable.
+ *
+ * Problems are sorted by key (the runtime searches them by bisection), each
+ * problem's buckets by t_bucket ascending. A bucket names the kernel that won
+ * its sequence lengths (t_bucket/2, t_bucket]; default_kernel is the
+ * backend's default variant of the problem, run when the problem has no
+ * bucket at all.
+ */
+#ifndef MTX_TABLE_H
+#define MTX_TABLE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mta_kargs.h"
+
+/* One compiled kernel: a C function (cpu) or a cubin (cuda). */
+struct mtx_kernel {
+	const char *spec;                          /* variant spec it was built from */
+	/* cpu */
+	int (*fn)(const struct mta_kargs *a);      /* entry point */
+	const struct mta_kinfo *info;              /* what the kernel says of itself */
+	/* cuda */
+	const unsigned char *cubin;                /* ELF image for the library's arch */
+	size_t cubin_size;
+	const char *entry;                         /* extern "C" kernel name */
+	unsigned block;                            /* threads per block (32 * warps) */
+	unsigned smem;                             /* dynamic shared memory, bytes */
+	unsigned bq, hpb;                          /* query rows per block, heads per block */
+};
+
+struct mtx_bucket {
+	int64_t t_bucket;  /* a power of two */
+	int kernel;        /* index into mtx_library.kernels */
+};
+
+struct mtx_problem {
+	const char *key;                  /* canonical problem key */
+	const struct mtx_bucket *buckets; /* ascending t_bucket */
+	int nbuckets;
+	int default_kernel;               /* index into mtx_library.kernels */
+};
+
+struct mtx_library {
+	const char *name;     /* NAME of libNAME.so */
+	const char *backend;  /* "cpu" or "cuda" */
+	const char *device;   /* the device tuned on, "" when none (defaults only) */
+	const char *arch;     /* cuda: the cubins' architecture (sm_90, ...); cpu: tuned arch */
+	const struct mtx_problem *problems;
+	int nproblems;
+	const struct mtx_kernel *kernels;
+	int nkernels;
+};
+
+extern const struct mtx_library mtx_library;
+
+#endif

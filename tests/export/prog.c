@@ -1,0 +1,117 @@
+/*
+ * prog.c: a user of an exported library (tests/test_export.c builds it
+ * against lib<NAME>.a and lib<NAME>.so with nothing but -ldl -lm -lpthread).
+ *
+ *   prog run CASE OUT    forward on CASE, output written raw to OUT
+ *   prog pick KEY T      print "SOURCE SPEC" of mta_context_pick
+ *   prog ctx BACKEND [DB]  create a context and say how it went
+ *
+ * CASE: a text line "KEY B T LAYER_ID\n", then float32 q [B,T,H,D], k and v
+ * [B,T,Hkv,D], and the weights the problem uses in struct mta_weights order
+ * (kq_pre, head_pre, kq_post, head_post or head_post_linear, gn_weight,
+ * gate_w, gate_b). Failures print "STATUS: message" and exit 1.
+ */
+#include "mta.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int fail(int rc)
+{
+	printf("%s: %s\n", mta_status_name(rc), mta_last_error());
+	return 1;
+}
+
+/* n floats from f into a fresh buffer (NULL when n is 0). */
+static float *take(FILE *f, size_t n)
+{
+	float *x;
+	if (!n)
+		return NULL;
+	if (!(x = malloc(n * sizeof *x)) || fread(x, sizeof *x, n, f) != n) {
+		fprintf(stderr, "case file too short\n");
+		exit(2);
+	}
+	return x;
+}
+
+static int run(const char *case_path, const char *out_path)
+{
+	char key[MTA_KEY_MAX], spec[128];
+	long long B, T;
+	int layer, rc, source;
+	struct mta_problem p;
+	FILE *f = fopen(case_path, "rb");
+	if (!f || fscanf(f, "%159s %lld %lld %d", key, &B, &T, &layer) != 4 || fgetc(f) != '\n') {
+		fprintf(stderr, "cannot read %s\n", case_path);
+		return 2;
+	}
+	if ((rc = mta_problem_from_key(key, &p)))
+		return fail(rc);
+	size_t nq = (size_t)(B * T * p.H * p.D), nk = (size_t)(B * T * p.Hkv * p.D);
+	float *q = take(f, nq), *k = take(f, nk), *v = take(f, nk), *o = malloc(nq * sizeof *o);
+	struct mta_weights w = { 0 };
+	w.kq_pre = take(f, p.cq ? (size_t)(p.H * p.cq * p.ck) : 0);
+	w.head_pre = take(f, p.head_pre ? (size_t)(p.H * p.H) : 0);
+	w.kq_post = take(f, p.cq2 ? (size_t)(p.H * p.cq2 * p.ck2) : 0);
+	w.head_post = take(f, p.head_post == MTA_HPOST_CONV ? (size_t)(p.H * p.hc) : 0);
+	w.head_post_linear = take(f, p.head_post == MTA_HPOST_LINEAR ? (size_t)(p.H * p.H) : 0);
+	w.gn_weight = take(f, p.gn ? (size_t)p.D : 0);
+	w.gate_w = take(f, p.gate ? (size_t)p.D : 0);
+	if (p.gate)
+		w.gate_b = *take(f, 1);
+	w.layer_id = layer;
+	fclose(f);
+	for (size_t i = 0; i < nq; i++)
+		o[i] = NAN;
+	struct mta_tensor tq, tk, tv, to;
+	mta_tensor_init(&tq, q, MTA_F32, B, T, p.H, p.D);
+	mta_tensor_init(&tk, k, MTA_F32, B, T, p.Hkv, p.D);
+	mta_tensor_init(&tv, v, MTA_F32, B, T, p.Hkv, p.D);
+	mta_tensor_init(&to, o, MTA_F32, B, T, p.H, p.D);
+	mta_context *c;
+	if ((rc = mta_context_create(&c, NULL, "cpu")) ||
+	    (rc = mta_context_pick(c, &p, T, spec, sizeof spec, &source)) ||
+	    (rc = mta_forward(c, &p, &tq, &tk, &tv, &w, &to)))
+		return fail(rc);
+	mta_context_free(c);
+	if (!(f = fopen(out_path, "wb")) || fwrite(o, sizeof *o, nq, f) != nq || fclose(f)) {
+		fprintf(stderr, "cannot write %s\n", out_path);
+		return 2;
+	}
+	printf("%d %s\n", source, spec);
+	return 0; /* buffers go with the process */
+}
+
+int main(int argc, char **argv)
+{
+	mta_context *c;
+	struct mta_problem p;
+	char spec[128];
+	int rc, source;
+
+	if (argc == 4 && !strcmp(argv[1], "run"))
+		return run(argv[2], argv[3]);
+	if (argc == 4 && !strcmp(argv[1], "pick")) {
+		if ((rc = mta_problem_from_key(argv[2], &p)) ||
+		    (rc = mta_context_create(&c, NULL, NULL)))
+			return fail(rc);
+		rc = mta_context_pick(c, &p, atoll(argv[3]), spec, sizeof spec, &source);
+		mta_context_free(c);
+		if (rc)
+			return fail(rc);
+		printf("%d %s\n", source, spec);
+		return 0;
+	}
+	if ((argc == 3 || argc == 4) && !strcmp(argv[1], "ctx")) {
+		if ((rc = mta_context_create(&c, argc == 4 ? argv[3] : NULL, argv[2])))
+			return fail(rc);
+		mta_context_free(c);
+		printf("ok\n");
+		return 0;
+	}
+	fprintf(stderr, "usage: prog run CASE OUT | pick KEY T | ctx BACKEND [DB]\n");
+	return 2;
+}

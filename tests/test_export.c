@@ -1,0 +1,348 @@
+/*
+ * test_export.c: `mtatune export` end to end: tune -> export -> make (the
+ * folder's own Makefile) -> link a program (tests/export/prog.c) with only
+ * -ldl -lm -lpthread -> run every golden case and a tuned problem through
+ * it against the float64 reference. Also: byte-identical re-exports, the
+ * fallback chain, the errors of the exported runtime, and CUDA winners for
+ * sm_90 exported without a GPU (cubins by NVRTC, then from the database).
+ */
+#include "harness.h"
+#include "cpu_util.h"
+#include "cudagen.h"
+#include "db.h"
+#include "device.h"
+#include "inputs.h"
+#include "fixtures.h"
+#include "nvrtc.h"
+#include "ccompile.h"
+#include "tune.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SMALL "h2kv1d8-pre2x3-hpre-post2x3-hc2-both-gn-gate-f32"
+#define OTHER_SPEC "cpu:v1,bq=32,bk=128,hpb=0,vec=4,thr=1,algo=0"
+/* make without the outer make's jobserver flags (make test runs us) */
+#define REQUIRE_MSG(c, msg)                                                          \
+	do {                                                                         \
+		if (!(c)) {                                                          \
+			mt_fail(__FILE__, __LINE__, "REQUIRE(%s): %s", #c, (msg));   \
+			return;                                                      \
+		}                                                                    \
+	} while (0)
+#define MAKE "env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make"
+
+/* Write the case file prog.c reads: header line, then q, k, v and the used weights. */
+static void write_case(const char *path, const struct mta_problem *p, int64_t B, int64_t T,
+		       const float *q, const float *k, const float *v, const struct mta_weights *w)
+{
+	char key[MTA_KEY_MAX];
+	FILE *f = fopen(path, "wb");
+	REQUIRE(f && mta_problem_key(p, key, sizeof key) == MTA_OK);
+	fprintf(f, "%s %lld %lld %d\n", key, (long long)B, (long long)T, w->layer_id);
+	size_t nq = (size_t)(B * T * p->H * p->D), nk = (size_t)(B * T * p->Hkv * p->D);
+	fwrite(q, 4, nq, f);
+	fwrite(k, 4, nk, f);
+	fwrite(v, 4, nk, f);
+	if (p->cq)
+		fwrite(w->kq_pre, 4, (size_t)(p->H * p->cq * p->ck), f);
+	if (p->head_pre)
+		fwrite(w->head_pre, 4, (size_t)(p->H * p->H), f);
+	if (p->cq2)
+		fwrite(w->kq_post, 4, (size_t)(p->H * p->cq2 * p->ck2), f);
+	if (p->head_post == MTA_HPOST_CONV)
+		fwrite(w->head_post, 4, (size_t)(p->H * p->hc), f);
+	if (p->head_post == MTA_HPOST_LINEAR)
+		fwrite(w->head_post_linear, 4, (size_t)(p->H * p->H), f);
+	if (p->gn)
+		fwrite(w->gn_weight, 4, (size_t)p->D, f);
+	if (p->gate) {
+		fwrite(w->gate_w, 4, (size_t)p->D, f);
+		fwrite(&w->gate_b, 4, 1, f);
+	}
+	REQUIRE(fclose(f) == 0);
+}
+
+/*
+ * Run prog on one case and compare its output with mta_reference on the same
+ * inputs; returns the relative L2 error (INFINITY on any failure) and leaves
+ * prog's "SOURCE SPEC" line in pick.
+ */
+static double run_case(const char *prog, const struct mta_problem *p, int64_t B, int64_t T,
+		       const struct mta_tensor *q, const struct mta_tensor *k,
+		       const struct mta_tensor *v, const struct mta_weights *w, char *pick,
+		       size_t n)
+{
+	char cpath[1024], opath[1024], *out = NULL;
+	size_t no = (size_t)(B * T * p->H * p->D);
+	double err = INFINITY, *ref = malloc(no * sizeof *ref);
+	float *o = malloc(no * sizeof *o);
+	snprintf(cpath, sizeof cpath, "%s/case.bin", mt_tmpdir());
+	snprintf(opath, sizeof opath, "%s/out.bin", mt_tmpdir());
+	remove(opath);
+	write_case(cpath, p, B, T, q->data, k->data, v->data, w);
+	int rc = mt_sh(&out, "%s run %s %s", prog, cpath, opath);
+	CHECKF(rc == 0, "%s: exit %d: %s", prog, rc, out);
+	FILE *f = fopen(opath, "rb");
+	if (rc == 0 && f && fread(o, 4, no, f) == no && ref &&
+	    mta_reference(p, q, k, v, w, ref) == MTA_OK)
+		err = mta_rel_l2(o, ref, no);
+	if (f)
+		fclose(f);
+	snprintf(pick, n, "%s", out ? out : "");
+	free(out);
+	free(ref);
+	free(o);
+	return err;
+}
+
+/* The folder's library built, and prog linked against .a (prog_a) and .so (prog_so). */
+static void build(const char *lib, const char *name)
+{
+	char *out = NULL;
+	int rc = mt_sh(&out, MAKE " -s -j2 -C %s", lib);
+	REQUIRE_MSG(rc == 0, out);
+	free(out);
+	rc = mt_sh(&out, "cc -std=gnu11 -O2 -I%s tests/export/prog.c %s/lib%s.a -ldl -lm -lpthread "
+		   "-o %s/prog_a && cc -std=gnu11 -O2 -I%s tests/export/prog.c -L%s -l%s -ldl -lm "
+		   "-lpthread -Wl,-rpath,%s -o %s/prog_so", lib, lib, name, mt_tmpdir(), lib, lib,
+		   name, lib, mt_tmpdir());
+	REQUIRE_MSG(rc == 0, out);
+	free(out);
+	/* nothing of SQLite, NVRTC or the CUDA driver is linked in */
+	rc = mt_sh(&out, "ldd %s/lib%s.so %s/prog_so %s/prog_a; nm -u %s/lib%s.a | sort -u", lib,
+		   name, mt_tmpdir(), mt_tmpdir(), lib, name);
+	CHECK(rc == 0);
+	CHECK(out && !strstr(out, "sqlite") && !strstr(out, "nvrtc") && !strstr(out, "libcuda") &&
+	      !strstr(out, "mta_db_") && !strstr(out, "mta_cc_"));
+	CHECK_STR_CONTAINS(out, "dlopen");
+	free(out);
+}
+
+/* Export into tmp/sub with the given extra options; returns the folder (static). */
+static const char *export_to(const char *sub, const char *db, const char *extra)
+{
+	static char dir[2][1024];
+	static int which;
+	char *out = NULL, *d = dir[which ^= 1];
+	snprintf(d, sizeof dir[0], "%s/%s", mt_tmpdir(), sub);
+	int rc = mt_sh(&out, "%s export --db %s --out %s %s", mt_bin(), db, d, extra);
+	CHECKF(rc == 0, "export: exit %d: %s", rc, out);
+	free(out);
+	return d;
+}
+
+TEST(export_round_trip_tune_export_build_link_runs_every_golden_case)
+{
+	char db[1024], keys[8192] = "", pick[512], *out = NULL;
+	struct mta_problem p;
+	struct mta_tune_opts o;
+	struct mta_tune_summary s;
+	char **cases;
+
+	mt_kcache();
+	snprintf(db, sizeof db, "%s/t.db", mt_tmpdir());
+	REQUIRE(mta_problem_from_key(SMALL, &p) == MTA_OK);
+	mta_tune_defaults(&o);
+	o.db_path = db;
+	o.T = 64;
+	o.B = 1;
+	o.reps = 1;
+	o.top = 2;
+	o.threads = 2;
+	o.strategy = MTA_TUNE_RANDOM;
+	o.budget = 2;
+	REQUIRE_MSG(mta_tune(&p, &o, &s) == MTA_OK, mta_last_error());
+
+	/* a second winner (bucket 256) of another variant, so one problem has two kernels */
+	struct mta_db *h;
+	struct mta_db_device dev;
+	struct mta_variant ov;
+	int64_t dev_id, prob_id, var_id;
+	REQUIRE(mta_variant_parse(OTHER_SPEC, &ov) == MTA_OK && mta_variant_check(&p, &ov) == MTA_OK);
+	REQUIRE(mta_db_open(db, 0, &h) == MTA_OK);
+	mta_device_cpu(&dev);
+	REQUIRE(mta_db_device_find(h, &dev, &dev_id) == MTA_OK);
+	REQUIRE(mta_db_problem_find(h, SMALL, &prob_id) == MTA_OK);
+	REQUIRE(mta_db_variant_upsert(h, prob_id, OTHER_SPEC, "", &var_id) == MTA_OK);
+	struct mta_db_winner w = { .device_id = dev_id, .problem_id = prob_id,
+				   .variant_id = var_id, .T = 200, .B = 1, .time_ms = 1 };
+	REQUIRE(mta_db_winner_set(h, &w) == MTA_OK);
+	mta_db_close(h);
+
+	/* every golden case's problem (default variants) and the tuned one */
+	REQUIRE((cases = mt_golden_cases()) != NULL);
+	for (char **c = cases; *c; c++) {
+		char dir[1024], pad[16], key[MTA_KEY_MAX];
+		struct mta_input_options io;
+		struct mta_inputs in;
+		snprintf(dir, sizeof dir, "%s/%s", mt_golden_dir(), *c);
+		mta_input_options_init(&io);
+		REQUIRE(mt_golden_config(dir, pad, sizeof pad, &io.layer_id) == 0);
+		REQUIRE(mta_pad_parse(pad, &io.pad) == MTA_OK);
+		REQUIRE_MSG(mta_inputs_load(dir, &io, &in) == MTA_OK, mta_last_error());
+		REQUIRE(mta_problem_key(&in.problem, key, sizeof key) == MTA_OK);
+		mta_inputs_free(&in);
+		snprintf(keys + strlen(keys), sizeof keys - strlen(keys), " --problem %s", key);
+	}
+	strcat(keys, " --problem " SMALL " --name mtx");
+	const char *lib = export_to("lib", db, keys);
+	const char *again = export_to("lib2", db, keys);
+	/* reproducible: the same database gives the same bytes */
+	CHECK(mt_sh(&out, "diff -r %s %s", lib, again) == 0);
+	free(out);
+	build(lib, "mtx");
+
+	char prog_a[1024], prog_so[1024];
+	snprintf(prog_a, sizeof prog_a, "%s/prog_a", mt_tmpdir());
+	snprintf(prog_so, sizeof prog_so, "%s/prog_so", mt_tmpdir());
+	int seen = 0;
+	for (char **c = cases; *c; c++, seen++) {
+		char dir[1024], pad[16];
+		struct mta_input_options io;
+		struct mta_inputs in;
+		struct mta_weights wt;
+		snprintf(dir, sizeof dir, "%s/%s", mt_golden_dir(), *c);
+		mta_input_options_init(&io);
+		REQUIRE(mt_golden_config(dir, pad, sizeof pad, &io.layer_id) == 0);
+		REQUIRE(mta_pad_parse(pad, &io.pad) == MTA_OK);
+		REQUIRE(mta_inputs_load(dir, &io, &in) == MTA_OK);
+		mta_inputs_weights(&in, &wt);
+		double err = run_case(c == cases ? prog_so : prog_a, &in.problem, in.B, in.T, &in.q,
+				      &in.k, &in.v, &wt, pick, sizeof pick);
+		CHECKF(err < 1e-5, "%s: relative L2 %.3g (%s)", *c, err, pick);
+		CHECKF(pick[0] == '0', "%s: not the default variant: %s", *c, pick);
+		mta_inputs_free(&in);
+	}
+	CHECK(seen >= 11);
+	mt_golden_free(cases);
+
+	/* the tuned problem: exact buckets 64 and 256, then the nearest (256) for 3000 */
+	struct { int64_t T; const char *want; } runs[] = {
+		{ 64, "2 " }, { 200, "2 " OTHER_SPEC }, { 3000, "1 " OTHER_SPEC },
+	};
+	for (size_t i = 0; i < sizeof runs / sizeof runs[0]; i++) {
+		struct mta_tensor q, k, v;
+		struct mta_weights wt;
+		void *bq = mt_tensor(MTA_F32, 2, runs[i].T, p.H, p.D, 0, &q);
+		void *bk = mt_tensor(MTA_F32, 2, runs[i].T, p.Hkv, p.D, 0, &k);
+		void *bv = mt_tensor(MTA_F32, 2, runs[i].T, p.Hkv, p.D, 0, &v);
+		mt_weights(&p, &wt);
+		double err = run_case(prog_a, &p, 2, runs[i].T, &q, &k, &v, &wt, pick, sizeof pick);
+		CHECKF(err < 1e-5, "T=%lld: relative L2 %.3g", (long long)runs[i].T, err);
+		CHECK_STR_CONTAINS(pick, runs[i].want);
+		if (runs[i].T == 64)
+			CHECK_STR_CONTAINS(pick, s.winner);
+		mt_weights_free(&wt);
+		free(bq);
+		free(bk);
+		free(bv);
+	}
+
+	/* errors: a problem not exported, a database path, another backend */
+	CHECK(mt_sh(&out, "%s pick h8kv8d32-both-f32 100", prog_a) == 1);
+	CHECK_STR_CONTAINS(out, "ENOTFOUND: problem h8kv8d32-both-f32 was not exported into "
+			   "library mtx");
+	free(out);
+	CHECK(mt_sh(&out, "%s ctx cpu %s", prog_so, db) == 1);
+	CHECK_STR_CONTAINS(out, "EINVAL: library mtx was exported");
+	free(out);
+	CHECK(mt_sh(&out, "%s ctx cuda", prog_a) == 1);
+	CHECK_STR_CONTAINS(out, "EUNSUPPORTED: library mtx holds cpu kernels only");
+	free(out);
+	CHECK(mt_sh(&out, "%s ctx tpu", prog_a) == 1);
+	CHECK_STR_CONTAINS(out, "unknown backend 'tpu'");
+	free(out);
+}
+
+/* A database with one CUDA device (sm_90) whose winner of SMALL is the default variant. */
+static void cuda_db(const char *db, const struct mta_problem *p)
+{
+	struct mta_db *h;
+	struct mta_db_device dev = { .backend = "cuda", .name = "NVIDIA H100 80GB HBM3",
+				     .arch = "sm_90", .driver = "580", .nvrtc = "13.0",
+				     .cores = 132 };
+	struct mta_variant v;
+	char spec[MTA_SPEC_MAX];
+	int64_t dev_id, prob_id, var_id;
+	REQUIRE(mta_variant_default(p, MTA_BACKEND_CUDA, &v) == MTA_OK);
+	REQUIRE(mta_variant_format(&v, spec, sizeof spec) == MTA_OK);
+	REQUIRE(mta_db_open(db, 0, &h) == MTA_OK);
+	REQUIRE(mta_db_device_upsert(h, &dev, &dev_id) == MTA_OK);
+	REQUIRE(mta_db_problem_upsert(h, SMALL, &prob_id) == MTA_OK);
+	REQUIRE(mta_db_variant_upsert(h, prob_id, spec, "", &var_id) == MTA_OK);
+	struct mta_db_winner w = { .device_id = dev_id, .problem_id = prob_id,
+				   .variant_id = var_id, .T = 1024, .B = 1, .time_ms = 0.1 };
+	REQUIRE(mta_db_winner_set(h, &w) == MTA_OK);
+	mta_db_close(h);
+}
+
+TEST(export_cuda_sm90_without_gpu_builds_and_says_no_device)
+{
+	char db[1024], *out = NULL;
+	struct mta_problem p;
+	REQUIRE(mta_problem_from_key(SMALL, &p) == MTA_OK);
+	snprintf(db, sizeof db, "%s/cuda.db", mt_tmpdir());
+	cuda_db(db, &p);
+
+	/* no binary stored: NVRTC compiles the cubin now */
+	CHECK(mt_sh(&out, "%s export --db %s --arch sm_90 --out %s/cu1 --name mtacu", mt_bin(),
+		    db, mt_tmpdir()) == 0);
+	CHECK_STR_CONTAINS(out, "1 problems, 1 buckets, 1 kernels (sm_90 cubins: 0 from the "
+			   "database, 1 compiled)");
+	free(out);
+
+	/* store that cubin under another NVRTC's name; with no NVRTC at all the export takes it */
+	struct mta_variant v;
+	char *src = NULL, hash[17];
+	REQUIRE(mta_variant_default(&p, MTA_BACKEND_CUDA, &v) == MTA_OK);
+	REQUIRE(mta_gen_cuda(&p, &v, &src) == MTA_OK);
+	mta_hash_hex(src, strlen(src), hash);
+	struct mta_nvrtc_job job = { .source = src, .kernel = MTA_CUDA_KERNEL, .arch = "sm_90" };
+	REQUIRE_MSG(mta_nvrtc_compile(&job) == MTA_OK, job.message);
+	struct mta_db *h;
+	struct mta_db_binary_key key = { hash, "sm_90", "nvrtc 12.9", "" };
+	REQUIRE(mta_db_open(db, 0, &h) == MTA_OK);
+	REQUIRE(mta_db_binary_put(h, &key, job.cubin, job.cubin_size) == MTA_OK);
+	mta_db_close(h);
+	mta_nvrtc_job_free(&job);
+	free(src);
+	CHECK(mt_sh(&out, "MTATUNE_NVRTC=/nonexistent/libnvrtc.so %s export --db %s --arch sm_90 "
+		    "--out %s/cu2 --name mtacu", mt_bin(), db, mt_tmpdir()) == 0);
+	CHECK_STR_CONTAINS(out, "(sm_90 cubins: 1 from the database, 0 compiled)");
+	free(out);
+	/* same source, same NVRTC: the same bytes either way */
+	CHECK(mt_sh(&out, "diff -r %s/cu1 %s/cu2", mt_tmpdir(), mt_tmpdir()) == 0);
+	free(out);
+
+	/* builds, links without the driver, and says so at context creation */
+	char lib[1024];
+	snprintf(lib, sizeof lib, "%s/cu1", mt_tmpdir());
+	build(lib, "mtacu");
+	CHECK(mt_sh(&out, "%s/prog_a ctx cuda", mt_tmpdir()) == 1);
+	CHECK_STR_CONTAINS(out, "ENODEV: no CUDA driver (libcuda.so.1) found");
+	free(out);
+	CHECK(mt_sh(&out, "%s/prog_so ctx cpu", mt_tmpdir()) == 1);
+	CHECK_STR_CONTAINS(out, "EUNSUPPORTED: library mtacu holds cuda kernels only");
+	free(out);
+
+	/* options refused with a reason */
+	CHECK(mt_sh(&out, "%s export --db %s --arch sm90 --out %s/x", mt_bin(), db,
+		    mt_tmpdir()) == 2);
+	CHECK_STR_CONTAINS(out, "expected a CUDA architecture such as sm_80");
+	free(out);
+	CHECK(mt_sh(&out, "%s export --db %s --out %s/x --name 'a b'", mt_bin(), db,
+		    mt_tmpdir()) == 2);
+	CHECK_STR_CONTAINS(out, "library name 'a b'");
+	free(out);
+	CHECK(mt_sh(&out, "%s export --db %s --device nope --out %s/x", mt_bin(), db,
+		    mt_tmpdir()) == 3);
+	CHECK_STR_CONTAINS(out, "no device named 'nope'; it has 'NVIDIA H100 80GB HBM3' (cuda sm_90)");
+	free(out);
+	CHECK(mt_sh(&out, "%s export --db %s --problem h3kv2d8 --out %s/x", mt_bin(), db,
+		    mt_tmpdir()) == 2);
+	CHECK_STR_CONTAINS(out, "--problem h3kv2d8");
+	free(out);
+}
