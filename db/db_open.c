@@ -42,12 +42,15 @@ int db_err(struct mta_db *db, const char *what)
 	if (code == SQLITE_READONLY)
 		return mta_fail(MTA_EDB, "database %s: cannot %s: the file is read-only (%s)",
 				db->path, what, why);
-	int sys = sqlite3_system_errno(db->h);
-	if (code == SQLITE_FULL || (code == SQLITE_IOERR && (sys == ENOSPC || sys == EFBIG ||
-							     sys == EDQUOT)))
-		return mta_fail(MTA_EDB, "database %s: cannot %s: the disk is full or the file "
-				"size limit was reached (%s); the write was rolled back, what was "
-				"recorded before stays", db->path, what, sys ? strerror(sys) : why);
+	/* SQLite reports a full disk (ENOSPC) as SQLITE_FULL, but a file size
+	 * limit (EFBIG) or a quota only as a failed write; errno may be stale. */
+	int ext = sqlite3_extended_errcode(db->h), sys = sqlite3_system_errno(db->h);
+	int full = sys == ENOSPC || sys == EFBIG || sys == EDQUOT;
+	if (code == SQLITE_FULL || ext == SQLITE_IOERR_WRITE || full)
+		return mta_fail(MTA_EDB, "database %s: cannot %s: writing to the disk failed (%s%s%s): "
+				"the disk may be full or a file size limit reached; the write was "
+				"rolled back and what was recorded before stays", db->path, what, why,
+				full ? ", " : "", full ? strerror(sys) : "");
 	return mta_fail(MTA_EDB, "database %s: cannot %s: %s", db->path, what, why);
 }
 

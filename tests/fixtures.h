@@ -28,4 +28,7 @@ void mt_put_npy(const char *dir, const char *name, int ndim, ...);
  */
 const char *mt_small_case(const char *sub);
 
+/* The first column of the first row of sql on database db (read-only); -1 on failure. */
+long long mt_db_count(const char *db, const char *sql);
+
 #endif
