@@ -103,8 +103,8 @@ static int check_finite(const char *path, const struct mta_npy *a, const char *w
 		size_t r = i;
 		for (int d = a->ndim - 1; d >= 0; d--) {
 			char part[32];
-			snprintf(part, sizeof part, "%s%" PRId64, d == a->ndim - 1 ? "" : ",",
-				 (int64_t)(r % (size_t)a->shape[d]));
+			snprintf(part, sizeof part, "%" PRId64 "%s", (int64_t)(r % (size_t)a->shape[d]),
+				 d == a->ndim - 1 ? "" : ",");
 			r /= (size_t)a->shape[d];
 			size_t pl = strlen(part), el = strlen(idx);
 			memmove(idx + pl, idx, el + 1);
