@@ -78,7 +78,8 @@ lib/libmtatune.so: $(LIB_OBJ)
 	$(CC) $(CFLAGS) -shared -o $@ $(LIB_OBJ) $(LDLIBS)
 
 test-build: deps
-	$(MAKE) --no-print-directory B=build/normal $(if $(wildcard tuner/main.c),build/normal/mtatune) build/normal/test_runner
+	$(MAKE) --no-print-directory B=build/normal $(if $(wildcard tuner/main.c),build/normal/mtatune) \
+	  build/normal/test_runner build/normal/vg_runtime
 san-build: deps
 	$(MAKE) --no-print-directory B=build/san OPT=-O1 SAN="$(SAN_FLAGS)" \
 	  $(if $(wildcard tuner/main.c),build/san/mtatune) build/san/test_runner
@@ -109,6 +110,8 @@ fuzz: fuzz-build
 
 valgrind: test-build
 	@sh tests/valgrind.sh
+$(B)/vg_runtime: tests/valgrind/vg_runtime.c $(B)/libmtatune.a
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(B)/libmtatune.a $(LDLIBS)
 
 # The PyTorch peer needs Debian's python3-torch and python3-numpy.
 BENCH_PKGS := python3-torch python3-numpy
