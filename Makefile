@@ -3,6 +3,8 @@
 #   make            bin/mtatune, lib/libmtatune.a, lib/libmtatune.so
 #   make test       build with -Werror, run the suite, then again under
 #                   AddressSanitizer + UndefinedBehaviorSanitizer
+#   make fuzz       run every libFuzzer target (tests/fuzz/) FUZZ_SECONDS each
+#   make valgrind   the CLI and a runtime program under valgrind memcheck
 #   make bench      CPU benchmark (tuned C kernel vs reference vs PyTorch)
 #   make deps       install missing Debian packages (run as root)
 #
@@ -38,7 +40,7 @@ TEST_OBJ := $(TEST_SRC:%.c=$(B)/%.o)
 
 DEB_PKGS := libsqlite3-dev python3 valgrind clang-14 libclang-rt-14-dev
 
-.PHONY: all deps test test-build san-build bench clean fuzz gpu-check gpu-bench
+.PHONY: all deps test test-build san-build fuzz-build bench clean fuzz valgrind gpu-check gpu-bench
 all: deps $(if $(wildcard tuner/main.c),bin/mtatune) lib/libmtatune.a lib/libmtatune.so
 
 # Install what is missing, once; does nothing when everything is present.
@@ -80,13 +82,40 @@ lib/libmtatune.so: $(LIB_OBJ)
 	$(CC) $(CFLAGS) -shared -o $@ $(LIB_OBJ) $(LDLIBS)
 
 test-build: deps
-	$(MAKE) --no-print-directory B=build/normal $(if $(wildcard tuner/main.c),build/normal/mtatune) build/normal/test_runner
+	$(MAKE) --no-print-directory B=build/normal $(if $(wildcard tuner/main.c),build/normal/mtatune) \
+	  build/normal/test_runner build/normal/vg_runtime
 san-build: deps
 	$(MAKE) --no-print-directory B=build/san OPT=-O1 SAN="$(SAN_FLAGS)" \
 	  $(if $(wildcard tuner/main.c),build/san/mtatune) build/san/test_runner
 
-test: all test-build san-build
+test: all test-build san-build fuzz-build
 	@sh tests/run.sh
+
+# libFuzzer targets: tests/fuzz/fuzz_NAME.c, seeds in tests/fuzz/corpus/NAME/,
+# crash reproducers (kept as regression inputs) in tests/fuzz/crashes/NAME/.
+# The library is built with clang for them, in build/fuzz; tuner/main.c is
+# compiled with its main() renamed so the CLI target can call it.
+FUZZ_CC      ?= clang-14
+FUZZ_SECONDS ?= 60
+FUZZ_NAMES   := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_SAN      = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+fuzz-build: deps
+	$(MAKE) --no-print-directory B=build/fuzz CC=$(FUZZ_CC) OPT=-O1 \
+	  SAN="$(FUZZ_SAN) -fsanitize=fuzzer-no-link" $(FUZZ_NAMES:%=build/fuzz/fuzz_%)
+$(B)/tuner/main-as-lib.o: tuner/main.c tuner/cli.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Dmain=mtatune_main -c $< -o $@
+$(B)/fuzz_%: tests/fuzz/fuzz_%.c $(B)/libmtatune.a $(B)/tuner/main-as-lib.o \
+	    $(filter-out $(B)/tuner/main.o,$(CLI_OBJ))
+	$(CC) $(CFLAGS) -fsanitize=fuzzer -o $@ $< $(B)/tuner/main-as-lib.o \
+	  $(filter-out $(B)/tuner/main.o,$(CLI_OBJ)) $(B)/libmtatune.a $(LDLIBS)
+fuzz: fuzz-build
+	@sh tests/fuzz/run.sh long $(FUZZ_SECONDS)
+
+valgrind: test-build
+	@sh tests/valgrind.sh
+$(B)/vg_runtime: tests/valgrind/vg_runtime.c $(B)/libmtatune.a
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(B)/libmtatune.a $(LDLIBS)
 
 # The PyTorch peer needs Debian's python3-torch and python3-numpy.
 BENCH_PKGS := python3-torch python3-numpy

@@ -28,7 +28,7 @@
 
 #define MTA_DB_SCHEMA_VERSION 1
 #define MTA_DB_APPLICATION_ID 0x4d544154 /* "MTAT" */
-#define MTA_DB_BUSY_TIMEOUT_MS 10000
+#define MTA_DB_BUSY_TIMEOUT_MS 10000 /* $MTATUNE_DB_BUSY_MS overrides (tests) */
 
 /* mta_db_open flags */
 #define MTA_DB_READONLY 1 /* never write; the file must exist */

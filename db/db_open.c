@@ -42,6 +42,15 @@ int db_err(struct mta_db *db, const char *what)
 	if (code == SQLITE_READONLY)
 		return mta_fail(MTA_EDB, "database %s: cannot %s: the file is read-only (%s)",
 				db->path, what, why);
+	/* SQLite reports a full disk (ENOSPC) as SQLITE_FULL, but a file size
+	 * limit (EFBIG) or a quota only as a failed write; errno may be stale. */
+	int ext = sqlite3_extended_errcode(db->h), sys = sqlite3_system_errno(db->h);
+	int full = sys == ENOSPC || sys == EFBIG || sys == EDQUOT;
+	if (code == SQLITE_FULL || ext == SQLITE_IOERR_WRITE || full)
+		return mta_fail(MTA_EDB, "database %s: cannot %s: writing to the disk failed (%s%s%s): "
+				"the disk may be full or a file size limit reached; the write was "
+				"rolled back and what was recorded before stays", db->path, what, why,
+				full ? ", " : "", full ? strerror(sys) : "");
 	return mta_fail(MTA_EDB, "database %s: cannot %s: %s", db->path, what, why);
 }
 
@@ -113,6 +122,19 @@ static double now_s(void)
 }
 
 /*
+ * How long to wait for another writer: MTA_DB_BUSY_TIMEOUT_MS, or
+ * $MTATUNE_DB_BUSY_MS when set to a whole number of milliseconds (the fault
+ * tests use it to see a held lock time out in well under a second).
+ */
+static int busy_ms(void)
+{
+	const char *e = getenv("MTATUNE_DB_BUSY_MS");
+	char *end;
+	long v = e && *e ? strtol(e, &end, 10) : -1;
+	return e && *e && !*end && v >= 0 && v <= 3600000 ? (int)v : MTA_DB_BUSY_TIMEOUT_MS;
+}
+
+/*
  * BEGIN IMMEDIATE takes the write lock at once, so a transaction never fails
  * half way for want of it. SQLite's busy handler waits for the lock; some
  * BUSY cases (WAL recovery by another process) skip the handler, so retry
@@ -127,10 +149,10 @@ static int begin_immediate(struct mta_db *db)
 			return MTA_OK;
 		if ((rc & 0xff) != SQLITE_BUSY && (rc & 0xff) != SQLITE_LOCKED)
 			return db_err(db, "begin a transaction");
-		if (now_s() - t0 > MTA_DB_BUSY_TIMEOUT_MS / 1000.0)
+		if (now_s() - t0 > busy_ms() / 1000.0)
 			return mta_fail(MTA_EDB, "database %s: cannot begin a transaction: another "
-					"process has held the write lock for over %d s",
-					db->path, MTA_DB_BUSY_TIMEOUT_MS / 1000);
+					"process has held the write lock for over %.1f s",
+					db->path, busy_ms() / 1000.0);
 		usleep(5000);
 	}
 }
@@ -422,7 +444,7 @@ static int set_wal(struct mta_db *db)
 		sqlite3_finalize(st);
 		if (ok)
 			return MTA_OK;
-		if ((s & 0xff) != SQLITE_BUSY || now_s() - t0 > MTA_DB_BUSY_TIMEOUT_MS / 1000.0)
+		if ((s & 0xff) != SQLITE_BUSY || now_s() - t0 > busy_ms() / 1000.0)
 			return s == SQLITE_ROW
 				? mta_fail(MTA_EDB, "database %s: cannot switch to WAL mode "
 					   "(its file system may not support it)", db->path)
@@ -477,7 +499,7 @@ int mta_db_open_to(const char *path, int flags, int want, mta_db_lookup_fn looku
 		goto out;
 	}
 	sqlite3_extended_result_codes(db->h, 1);
-	sqlite3_busy_timeout(db->h, MTA_DB_BUSY_TIMEOUT_MS);
+	sqlite3_busy_timeout(db->h, busy_ms());
 	/* One read transaction, so the marker is one snapshot: another process may
 	 * be creating the schema right now. */
 	if ((rc = db_exec(db, "BEGIN", "begin reading")))

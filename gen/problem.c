@@ -140,6 +140,11 @@ int mta_problem_validate(const struct mta_problem *p)
 	if (!isfinite(p->scale) || p->scale < 0.0f)
 		return mta_fail(MTA_EINVAL, "scale %g must be finite and positive (0 = 1/sqrt(D))",
 				(double)p->scale);
+	/* Near or below 1e-4 the key would print the scale with a '-' exponent, which
+	 * the key cannot carry (found by fuzzing: tests/fuzz/crashes/key/). */
+	if (p->scale != 0.0f && (p->scale < 1e-3f || p->scale > 1e4f))
+		return mta_fail(MTA_EINVAL, "scale %g is out of the supported range 1e-3 .. 1e4",
+				(double)p->scale);
 	if (p->dtype != MTA_F32 && p->dtype != MTA_BF16 && p->dtype != MTA_F16)
 		return mta_fail(MTA_EINVAL, "element type %d is not f32, bf16 or f16", p->dtype);
 	return MTA_OK;

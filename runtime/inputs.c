@@ -12,6 +12,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <math.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -84,6 +85,41 @@ static int scan(const char *dir, struct mta_inputs *in)
 	return MTA_OK;
 }
 
+/*
+ * Refuse a non-finite element of a (float32 or, after rounding, bf16/f16):
+ * NaN or Inf in an input would only come out as NaN in every output row it
+ * touches, far from its cause, so it is named here with its position. what
+ * is "" for the file's own values, or the type whose rounding overflowed.
+ */
+static int check_finite(const char *path, const struct mta_npy *a, const char *what)
+{
+	for (size_t i = 0; i < a->count; i++) {
+		uint16_t h = a->dtype == MTA_F32 ? 0 : ((const uint16_t *)a->data)[i];
+		float x = a->dtype == MTA_F32 ? ((const float *)a->data)[i]
+			  : a->dtype == MTA_BF16 ? mta_bf16_to_f32(h) : mta_f16_to_f32(h);
+		if (isfinite(x))
+			continue;
+		char idx[200] = "";
+		size_t r = i;
+		for (int d = a->ndim - 1; d >= 0; d--) {
+			char part[32];
+			snprintf(part, sizeof part, "%" PRId64 "%s", (int64_t)(r % (size_t)a->shape[d]),
+				 d == a->ndim - 1 ? "" : ",");
+			r /= (size_t)a->shape[d];
+			size_t pl = strlen(part), el = strlen(idx);
+			memmove(idx + pl, idx, el + 1);
+			memcpy(idx, part, pl);
+		}
+		if (what[0])
+			return mta_fail(MTA_EFORMAT, "%s: element [%s] overflows %s (rounds to %g); "
+					"inputs must be finite in the element type", path, idx, what,
+					(double)x);
+		return mta_fail(MTA_EFORMAT, "%s: element [%s] is %g; inputs must be finite (NaN and "
+				"Inf are refused)", path, idx, (double)x);
+	}
+	return MTA_OK;
+}
+
 /* Read every known file present; q, k, v must be. */
 static int read_files(const char *dir, int dtype, struct mta_inputs *in)
 {
@@ -100,9 +136,14 @@ static int read_files(const char *dir, int dtype, struct mta_inputs *in)
 		}
 		if ((rc = mta_npy_read(path, &in->file[i])))
 			return rc;
-		if ((rc = mta_npy_convert(&in->file[i], MTA_F32)) ||
-		    (i <= MTA_IN_V && (rc = mta_npy_convert(&in->file[i], dtype))))
+		if ((rc = mta_npy_convert(&in->file[i], MTA_F32)))
 			return mta_wrap(rc, "%s", path);
+		if ((rc = check_finite(path, &in->file[i], "")))
+			return rc;
+		if (i <= MTA_IN_V && dtype != MTA_F32 &&
+		    ((rc = mta_npy_convert(&in->file[i], dtype)) ||
+		     (rc = check_finite(path, &in->file[i], mta_dtype_name(dtype)))))
+			return rc == MTA_EFORMAT ? rc : mta_wrap(rc, "%s", path);
 	}
 	return MTA_OK;
 }

@@ -6,6 +6,7 @@
 #include "npy.h"
 
 #include <dirent.h>
+#include <sqlite3.h>
 #include <stdarg.h>
 #include <sys/stat.h>
 #include <stdio.h>
@@ -134,4 +135,20 @@ char *mt_sql_rows(const char *db, const char *sql)
 	}
 	sqlite3_close(h);
 	return out;
+}
+
+long long mt_db_count(const char *db, const char *sql)
+{
+	sqlite3 *h;
+	sqlite3_stmt *st;
+	long long n = -1;
+	if (sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+	    sqlite3_prepare_v2(h, sql, -1, &st, NULL) == SQLITE_OK) {
+		sqlite3_busy_timeout(h, 5000);
+		if (sqlite3_step(st) == SQLITE_ROW)
+			n = sqlite3_column_int64(st, 0);
+		sqlite3_finalize(st);
+	}
+	sqlite3_close(h);
+	return n;
 }

@@ -35,4 +35,7 @@ const char *mt_small_case(const char *sub);
  */
 char *mt_sql_rows(const char *db, const char *sql);
 
+/* The first column of the first row of sql on database db (read-only); -1 on failure. */
+long long mt_db_count(const char *db, const char *sql);
+
 #endif

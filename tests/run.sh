@@ -1,24 +1,44 @@
 #!/bin/sh
 # run.sh: run the whole suite twice, a normal build then the
-# AddressSanitizer + UndefinedBehaviorSanitizer build, and print the total
-# as the last line: "N passed, N failed". Exit status 1 on any failure.
+# AddressSanitizer + UndefinedBehaviorSanitizer build, then (when no test
+# names are given) a short run of every libFuzzer target (tests/fuzz/run.sh)
+# and the valgrind checks (tests/valgrind.sh), and print the total as the
+# last line: "N passed, N failed". Exit status 1 on any failure.
 cd "$(dirname "$0")/.." || exit 1
 total_p=0; total_f=0
-for b in normal san; do
-	out=$(mktemp)
-	MT_LABEL="[$b]" MTATUNE_BIN="$PWD/build/$b/mtatune" \
-	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
-		"build/$b/test_runner" "$@" 2>&1 | tee "$out"
-	line=$(grep -E '^\[[a-z]+\]: [0-9]+ ok, [0-9]+ failing$' "$out" | tail -n 1)
+
+# Add the counts of the last "[name]: N ok, N failing" line of file to the totals.
+tally() {
+	line=$(grep -E "^\[$1\]: [0-9]+ ok, [0-9]+ failing$" "$2" | tail -n 1)
 	if [ -z "$line" ]; then
-		echo "[$b]: the test runner did not finish"
+		echo "[$1]: did not finish"
 		total_f=$((total_f + 1))
 	else
 		p=$(echo "$line" | sed -E 's/.*: ([0-9]+) ok.*/\1/')
 		f=$(echo "$line" | sed -E 's/.* ([0-9]+) failing$/\1/')
 		total_p=$((total_p + p)); total_f=$((total_f + f))
 	fi
+}
+
+for b in normal san; do
+	out=$(mktemp)
+	MT_LABEL="[$b]" MTATUNE_BIN="$PWD/build/$b/mtatune" \
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
+		"build/$b/test_runner" "$@" 2>&1 | tee "$out"
+	tally "$b" "$out"
 	rm -f "$out"
 done
+if [ $# -eq 0 ]; then
+	for stage in fuzz valgrind; do
+		out=$(mktemp)
+		if [ $stage = fuzz ]; then
+			sh tests/fuzz/run.sh short "${FUZZ_TEST_SECONDS:-5}" 2>&1 | tee "$out"
+		else
+			sh tests/valgrind.sh 2>&1 | tee "$out"
+		fi
+		tally $stage "$out"
+		rm -f "$out"
+	done
+fi
 echo "$total_p passed, $total_f failed"
 [ "$total_f" -eq 0 ]

@@ -96,6 +96,8 @@ TEST(problem_invalid_combinations_are_named)
 		{ "h4kv4d8-pre3x0-left-f32", "at least 1" },
 		{ "h4kv4d8-hc0-both-f32", "at least 1" },
 		{ "h4kv4d8-pre65x3-both-f32", "not supported" },
+		{ "h4kv4d8-both-s0.00003-f32", "out of the supported range 1e-3 .. 1e4" }, /* fuzz */
+		{ "h4kv4d8-both-s20000-f32", "out of the supported range" },
 		{ "h512kv1d8-both-f32", "supported" },
 		{ "h4kv4d8-both-gnr-f32-gate", "OK" }, /* valid: the loop expects MTA_OK */
 		{ "h4kv4d8-both-f32-gate-gate", "repeats" },

@@ -179,10 +179,13 @@ int cmd_tune(int argc, char **argv)
 		case O_SEQ: case O_BATCH: case O_BUDGET: case O_REPS: case O_WARMUP: case O_TOP:
 		case O_THREADS: case O_VSEQ: case O_SEED: {
 			long lo = (c == O_WARMUP || c == O_THREADS || c == O_SEED) ? 0 : 1;
+			const char *name = "";
+			for (const struct option *op = opts; op->name; op++)
+				if (op->val == c)
+					name = op->name;
 			if (cli_parse_long(optarg, lo, c == O_SEED ? 2147483647L : 1L << 24, &n))
-				return cli_fail("tune", CLI_USAGE, "%s '%s' is not an integer in %ld..%ld",
-						argv[optind - 1], optarg, lo,
-						c == O_SEED ? 2147483647L : 1L << 24);
+				return cli_fail("tune", CLI_USAGE, "--%s '%s' is not an integer in %ld..%ld",
+						name, optarg, lo, c == O_SEED ? 2147483647L : 1L << 24);
 			if (c == O_SEQ) o.T = n;
 			if (c == O_BATCH) o.B = n;
 			if (c == O_BUDGET) o.budget = (int)n;
@@ -202,6 +205,9 @@ int cmd_tune(int argc, char **argv)
 				"--help')", argv[optind]);
 	if (mta_problem_from_key(key, &p))
 		return cli_fail("tune", CLI_USAGE, "--problem: %s", mta_last_error());
+	struct mta_variant v;
+	if (o.only_spec && (mta_variant_parse(o.only_spec, &v) || mta_variant_check(&p, &v)))
+		return cli_fail("tune", CLI_USAGE, "--variant: %s", mta_last_error());
 	o.progress = on_event;
 	o.progress_ctx = &pr;
 	printf("tuning %s at T=%lld B=%lld on %s\n", key, (long long)o.T, (long long)o.B,

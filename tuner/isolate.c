@@ -58,6 +58,7 @@ int mta_isolate(int (*fn)(void *ctx, void *out, size_t n), void *ctx, void *out,
 		return mta_fail(MTA_EIO, "pipe: %s", strerror(errno));
 	}
 	fflush(NULL);
+	pid_t parent = getpid();
 	if ((pid = fork()) < 0) {
 		close(fds[0]);
 		close(fds[1]);
@@ -67,8 +68,12 @@ int mta_isolate(int (*fn)(void *ctx, void *out, size_t n), void *ctx, void *out,
 	if (pid == 0) {
 		close(fds[0]);
 		setpgid(0, 0);
-		/* A killed tuner (or sweep worker) takes a hung kernel with it. */
+		/* Its own process group shields it from the terminal's signals, so
+		 * it must die with the tuner: a tuner killed while a kernel hangs
+		 * must not leave the kernel spinning forever. */
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(4);
 		/* A fault must end the child as a signal the parent can name, even
 		 * where a sanitizer or the caller installed its own handler. */
 		int sigs[] = { SIGSEGV, SIGBUS, SIGFPE, SIGILL };

@@ -101,6 +101,8 @@ struct ctx {
 	int64_t dev, prob;
 	char best[MTA_SPEC_MAX];
 	double best_ms;
+	int compile_failed;       /* variants of this run that did not compile */
+	char first_cerr[512];     /* the first of their messages */
 };
 
 static void report(struct ctx *c, int done, int total, const char *spec, const char *status,
@@ -195,6 +197,8 @@ static int try_one(struct ctx *c, const struct mta_variant *v, int done, int tot
 		if (rc != MTA_ECOMPILE)
 			return rc;
 		c->s->failed++;
+		if (!c->compile_failed++)
+			snprintf(c->first_cerr, sizeof c->first_cerr, "%s", mta_last_error());
 		report(c, done, total, spec, "compile_failed", NAN, "tune");
 		return record(c, vid, MTA_RESULT_COMPILE_FAILED, NULL, mta_last_error(), started);
 	}
@@ -307,7 +311,7 @@ out:
 
 int mta_tune(const struct mta_problem *p, const struct mta_tune_opts *o, struct mta_tune_summary *s)
 {
-	struct ctx c = { p, o, s, NULL, 0, 0, "", NAN };
+	struct ctx c = { p, o, s, NULL, 0, 0, "", NAN, 0, "" };
 	struct mta_variant *vs = NULL, def;
 	struct mta_db_device d;
 	char key[MTA_KEY_MAX];
@@ -345,6 +349,13 @@ int mta_tune(const struct mta_problem *p, const struct mta_tune_opts *o, struct 
 		}
 		if (i < n && (rc = try_one(&c, &vs[i], (int)i + 1, (int)n)))
 			goto out;
+	}
+	/* nothing compiled: say so, rather than that nothing passed the check */
+	if (c.compile_failed && c.compile_failed == s->tried && !s->skipped) {
+		rc = mta_fail(MTA_ECOMPILE, "none of the %d variants compiled, so nothing was tuned "
+			      "(results recorded as compile_failed); the first failure: %s",
+			      c.compile_failed, c.first_cerr);
+		goto out;
 	}
 	if ((rc = retime(&c, key)))
 		goto out;

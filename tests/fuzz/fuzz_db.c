@@ -1,0 +1,110 @@
+/*
+ * fuzz_db.c: libFuzzer target for database rows read back.
+ *
+ * The input is written to a file and opened as a tuning database, first
+ * read-only with the integrity check, then for writing. Whatever the file
+ * holds (not SQLite, a foreign SQLite file, a damaged page, our schema with
+ * odd rows: NULLs, wrong types, unknown status names, dangling ids), every
+ * call must return a status with a message, never crash or leak; rows that
+ * are read back are walked through every list and get function.
+ */
+#include "db.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static char path[64], wal[80], shm[80];
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+	snprintf(path, sizeof path, "/tmp/fuzz_db.%d.db", (int)getpid());
+	snprintf(wal, sizeof wal, "%s-wal", path);
+	snprintf(shm, sizeof shm, "%s-shm", path);
+	return 0;
+}
+
+struct walk {
+	struct mta_db *db;
+	int64_t dev;
+};
+
+static int on_device(void *ctx, const struct mta_db_device *d)
+{
+	struct walk *w = ctx;
+	if (!d->backend || !d->name || !d->arch)
+		abort();
+	w->dev = d->id;
+	return 0;
+}
+
+static int on_problem(void *ctx, const struct mta_db_problem_info *p)
+{
+	struct walk *w = ctx;
+	struct mta_db_winner win;
+	if (!p->key)
+		abort();
+	mta_db_winner_get(w->db, w->dev, p->key, 100, &win);
+	return 0;
+}
+
+static int on_result(void *ctx, const struct mta_db_result *r)
+{
+	struct walk *w = ctx;
+	struct mta_db_variant v;
+	struct mta_db_result again;
+	if (!r->error || !r->run_id || !r->problem_key || !r->spec)
+		abort();
+	if (mta_result_status_name(r->status) == NULL)
+		abort();
+	mta_db_variant_get(w->db, r->variant_id, &v);
+	mta_db_result_get(w->db, r->device_id, r->variant_id, r->T, r->B, &again);
+	return 0;
+}
+
+static int on_winner(void *ctx, const struct mta_db_winner *x)
+{
+	if (!x->problem_key || !x->spec || !x->source_hash)
+		abort();
+	return 0;
+}
+
+static void walk(struct mta_db *db)
+{
+	struct walk w = { db, 0 };
+	int v;
+	mta_db_schema_version(db, &v);
+	mta_db_list_devices(db, on_device, &w);
+	mta_db_list_problems(db, on_problem, &w);
+	mta_db_list_results(db, 0, NULL, on_result, &w);
+	mta_db_list_winners(db, 0, NULL, on_winner, &w);
+}
+
+int LLVMFuzzerTestOneInput(const unsigned char *data, size_t n)
+{
+	struct mta_db *db = NULL;
+	FILE *f = fopen(path, "wb");
+	if (!f || fwrite(data, 1, n, f) != n || fclose(f))
+		abort();
+	unlink(wal);
+	unlink(shm);
+	for (int flags = MTA_DB_READONLY | MTA_DB_CHECK;; flags = MTA_DB_CHECK) {
+		int rc = mta_db_open(path, flags, &db);
+		if (rc) {
+			if (!mta_last_error()[0])
+				abort();
+		} else {
+			walk(db);
+			if (!(flags & MTA_DB_READONLY))
+				mta_db_winners_recompute(db);
+			mta_db_close(db);
+		}
+		if (!(flags & MTA_DB_READONLY))
+			break;
+	}
+	unlink(path);
+	unlink(wal);
+	unlink(shm);
+	return 0;
+}

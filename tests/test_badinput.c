@@ -1,0 +1,164 @@
+/*
+ * test_badinput.c: wrong input from users, command by command: options,
+ * missing files, wrong shapes and dtypes, non-finite values. Each case has
+ * its exact message (a substring) and exit status (README, "Exit statuses").
+ * Non-finite values in any input file are refused at load time with the file,
+ * the element's index and its value (README, "Non-finite inputs").
+ */
+#include "harness.h"
+#include "fixtures.h"
+#include "npy.h"
+
+#include <unistd.h>
+
+struct row {
+	const char *args;
+	int code;
+	const char *msg;
+};
+
+/* Run each row as `mtatune ARGS` with MTATUNE_DB in the test's folder; @ stands for that folder. */
+static void table(const struct row *t, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		char args[1024], *out = NULL;
+		size_t k = 0;
+		for (const char *a = t[i].args; *a && k < sizeof args - 600; a++) {
+			if (*a == '@')
+				k += (size_t)snprintf(args + k, sizeof args - k, "%s", mt_tmpdir());
+			else
+				args[k++] = *a;
+		}
+		args[k] = 0;
+		int code = mt_sh(&out, "MTATUNE_DB='%s/default.db' %s %s", mt_tmpdir(), mt_bin(), args);
+		CHECKF(code == t[i].code, "mtatune %s: exit %d, expected %d:\n%s", args, code,
+		       t[i].code, out);
+		CHECK_STR_CONTAINS(out, t[i].msg);
+		free(out);
+	}
+}
+
+TEST(badinput_tune_options)
+{
+	static const struct row t[] = {
+		{ "tune --seq 0", 2, "--seq '0' is not an integer in 1..16777216" },
+		{ "tune --seq x", 2, "--seq 'x' is not an integer" },
+		{ "tune --batch 0", 2, "--batch '0' is not an integer" },
+		{ "tune --reps 1e3", 2, "--reps '1e3' is not an integer" },
+		{ "tune --warmup -1", 2, "--warmup '-1' is not an integer in 0.." },
+		{ "tune --seed 99999999999", 2, "--seed '99999999999' is not an integer" },
+		{ "tune --timeout -1", 2, "--timeout '-1' is not a positive number of seconds" },
+		{ "tune --timeout nan", 2, "--timeout 'nan' is not a positive number" },
+		{ "tune --strategy foo", 2, "--strategy 'foo': expected exhaustive or random" },
+		{ "tune --backend gpu", 2, "--backend: unknown backend 'gpu' (expected cpu or cuda)" },
+		{ "tune --problem bad", 2, "--problem: problem key 'bad': unknown part 'bad'" },
+		{ "tune --problem h4kv4d8-both-s0.00001-f32", 2, "out of the supported range" },
+		{ "tune --variant cpu:v9", 2, "--variant: cpu kernel family v9 does not exist" },
+		{ "tune --variant cpu:v1,bq=16,bq=8", 2, "--variant: " },
+		{ "tune extra", 2, "unexpected argument 'extra'" },
+		{ "tune --frob", 2, "unknown option '--frob'" },
+		{ "tune --seq", 2, "option '--seq' needs an argument" },
+		{ "tune --problem h2kv1d8-both-f32 --db @/no/such/dir/x.db", 1, "/no/such/dir/x.db" },
+	};
+	table(t, sizeof t / sizeof t[0]);
+}
+
+TEST(badinput_best_list_gen_options)
+{
+	static const struct row t[] = {
+		{ "best --seq 10", 2, "--seq needs --problem" },
+		{ "best --seq 0 --problem h4kv4d8-both-f32", 2, "--seq '0' is not a positive integer" },
+		{ "best --problem nope", 2, "--problem: problem key 'nope': unknown part" },
+		{ "best --db @/none.db", 3, "/none.db does not exist" },
+		{ "best --backend x", 2, "--backend: unknown backend 'x'" },
+		{ "best --frob", 2, "unknown option '--frob'" },
+		{ "best extra", 2, "unexpected argument 'extra'" },
+		{ "list bogus", 2, "unknown listing 'bogus' (expected devices, problems or results)" },
+		{ "list --db @/none.db", 3, "/none.db does not exist" },
+		{ "list a b", 2, "unexpected argument 'b'" },
+		{ "list --problem", 2, "option '--problem' needs an argument" },
+		{ "gen", 2, "--problem KEY is required" },
+		{ "gen --problem x", 2, "--problem: problem key 'x': unknown part 'x'" },
+		{ "gen --problem h4kv4d8-both-f32 --variant cpu:v1,zz=1", 2, "unknown cpu tunable 'zz'" },
+		{ "gen --problem h4kv4d8-both-f32 --backend cuda", 2, "no generator for the cuda backend" },
+		{ "gen --backend tpu", 2, "--backend: unknown backend 'tpu'" },
+		{ "gen x", 2, "unexpected argument 'x'" },
+	};
+	table(t, sizeof t / sizeof t[0]);
+}
+
+/* q.npy of the small case [1,5,4,8] with value x at flat index at. */
+static void put_q(const char *dir, int dtype, size_t at, float x)
+{
+	float f[160];
+	uint16_t h[160];
+	int64_t shape[4] = { 1, 5, 4, 8 };
+	char path[700];
+	for (size_t i = 0; i < 160; i++) {
+		f[i] = (float)mt_uniform();
+		h[i] = mta_f32_to_f16(f[i]);
+	}
+	f[at] = x;
+	h[at] = mta_f32_to_f16(x);
+	snprintf(path, sizeof path, "%s/q.npy", dir);
+	CHECK(mta_npy_write(path, dtype, 4, shape, dtype == MTA_F16 ? (void *)h : (void *)f) == MTA_OK);
+}
+
+TEST(badinput_run_dtypes_and_non_finite_values)
+{
+	static const struct { int dtype; size_t at; float x; const char *args, *msg; int code; } t[] = {
+		{ MTA_F32, 0, NAN, "", "q.npy: element [0,0,0,0] is nan; inputs must be finite", 3 },
+		{ MTA_F32, 159, INFINITY, "", "q.npy: element [0,4,3,7] is inf", 3 },
+		{ MTA_F32, 37, -INFINITY, "--dtype bf16", "q.npy: element [0,1,0,5] is -inf", 3 },
+		{ MTA_F16, 8, INFINITY, "", "q.npy: element [0,0,1,0] is inf", 3 },
+		{ MTA_F32, 9, 1e6f, "--dtype f16", "q.npy: element [0,0,1,1] overflows f16 (rounds to inf)", 3 },
+		{ MTA_F32, 9, 1e6f, "", "h4kv2d8-both-f32", 0 }, /* large but finite: fine in f32 */
+	};
+	for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+		char sub[16], *out = NULL;
+		snprintf(sub, sizeof sub, "nf%zu", i);
+		const char *dir = mt_small_case(sub);
+		put_q(dir, t[i].dtype, t[i].at, t[i].x);
+		int code = mt_sh(&out, "%s run --inputs '%s' --out '%s/o.npy' %s", mt_bin(), dir, dir,
+				 t[i].args);
+		CHECKF(code == t[i].code, "case %zu: exit %d, expected %d\n%s", i, code, t[i].code, out);
+		CHECK_STR_CONTAINS(out, t[i].msg);
+		free(out);
+	}
+	/* a weight: NaN in gn_weight.npy */
+	const char *dir = mt_small_case("w");
+	char path[700], *out = NULL;
+	float g[8] = { 1, 1, 1, NAN, 1, 1, 1, 1 };
+	int64_t gs[1] = { 8 };
+	snprintf(path, sizeof path, "%s/gn_weight.npy", dir);
+	REQUIRE(mta_npy_write(path, MTA_F32, 1, gs, g) == MTA_OK);
+	int code = mt_sh(&out, "%s run --inputs '%s' --out '%s/o.npy'", mt_bin(), dir, dir);
+	CHECK_EQ_INT(code, 3);
+	CHECK_STR_CONTAINS(out, "gn_weight.npy: element [3] is nan");
+	free(out);
+	/* an integer array and a big-endian one: not a supported dtype */
+	static const char *const descr[] = { "<i4", ">f4" };
+	for (int k = 0; k < 2; k++) {
+		dir = mt_small_case(k ? "be" : "i4");
+		snprintf(path, sizeof path, "%s/k.npy", dir);
+		FILE *f = fopen(path, "wb");
+		REQUIRE(f);
+		char hdr[128];
+		int hl = snprintf(hdr, sizeof hdr, "{'descr': '%s', 'fortran_order': False, "
+				  "'shape': (1, 5, 2, 8), }", descr[k]);
+		while ((10 + hl + 1) % 64)
+			hdr[hl++] = ' ';
+		hdr[hl++] = '\n';
+		unsigned char pre[10] = { 0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, (unsigned char)hl, 0 };
+		static const char zeros[320];
+		fwrite(pre, 1, 10, f);
+		fwrite(hdr, 1, (size_t)hl, f);
+		fwrite(zeros, 1, sizeof zeros, f);
+		fclose(f);
+		code = mt_sh(&out, "%s run --inputs '%s' --out '%s/o.npy'", mt_bin(), dir, dir);
+		CHECKF(code == 3, "%s: exit %d\n%s", descr[k], code, out);
+		CHECK_STR_CONTAINS(out, "k.npy");
+		CHECK_STR_CONTAINS(out, descr[k]);
+		free(out);
+	}
+}

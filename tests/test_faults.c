@@ -1,0 +1,376 @@
+/*
+ * test_faults.c: the tool under faults it does not cause: a missing or
+ * failing C compiler, generated kernels that crash, hang or compute wrong
+ * values (injected with the test-only MTATUNE_TEST_FAULT, see gen/cgen.h),
+ * a database that is locked, read-only, damaged, truncated or newer, a full
+ * disk (RLIMIT_FSIZE: writes fail with EFBIG), and SIGKILL at random points
+ * of tuning runs. Each must end in a clear message and the documented exit
+ * status, with the database consistent (and untouched where the tool must
+ * not write), and a resumed run must lose and duplicate nothing.
+ */
+#include "harness.h"
+#include "ccompile.h"
+#include "fixtures.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define TINY "h2kv1d8-both-f32"
+/* a quick tune of TINY: 4 variants (the seed's sample holds bq=16 and bq=32 ones) */
+#define QUICK "--problem " TINY " --seq 8 --reps 1 --warmup 0 --top 1 --strategy random " \
+	      "--budget 4 --seed 5 --threads 1 -q"
+
+/* Digest of a file's bytes (to show it was not modified); "" if unreadable. */
+static void digest(const char *path, char out[17])
+{
+	FILE *f = fopen(path, "rb");
+	static char buf[1 << 20];
+	size_t n = f ? fread(buf, 1, sizeof buf, f) : 0;
+	if (f)
+		fclose(f);
+	if (!f)
+		out[0] = 0;
+	else
+		mta_hash_hex(buf, n, out);
+}
+
+static int integrity_ok(const char *db)
+{
+	sqlite3 *h;
+	sqlite3_stmt *st;
+	int ok = 0;
+	if (sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+	    sqlite3_prepare_v2(h, "PRAGMA integrity_check", -1, &st, NULL) == SQLITE_OK) {
+		ok = sqlite3_step(st) == SQLITE_ROW &&
+		     !strcmp((const char *)sqlite3_column_text(st, 0), "ok");
+		sqlite3_finalize(st);
+	}
+	sqlite3_close(h);
+	return ok;
+}
+
+/* mtatune processes whose environment holds MT_FAULT_MARK=mark (left-over children). */
+static int marked_processes(const char *mark)
+{
+	char want[128], path[300], buf[65536];
+	int n = 0;
+	snprintf(want, sizeof want, "MT_FAULT_MARK=%s", mark);
+	DIR *d = opendir("/proc");
+	struct dirent *e;
+	while (d && (e = readdir(d))) {
+		if (e->d_name[0] < '1' || e->d_name[0] > '9')
+			continue;
+		snprintf(path, sizeof path, "/proc/%s/comm", e->d_name);
+		int fd = open(path, O_RDONLY);
+		ssize_t r = fd < 0 ? -1 : read(fd, buf, sizeof buf - 1);
+		if (fd >= 0)
+			close(fd);
+		if (r < 8 || strncmp(buf, "mtatune\n", 8))
+			continue;
+		snprintf(path, sizeof path, "/proc/%s/environ", e->d_name);
+		fd = open(path, O_RDONLY);
+		if (fd < 0)
+			continue;
+		r = read(fd, buf, sizeof buf - 1);
+		close(fd);
+		for (ssize_t i = 0; i < r; i += (ssize_t)strlen(buf + i) + 1) {
+			buf[r] = 0;
+			if (!strcmp(buf + i, want))
+				n++;
+		}
+	}
+	if (d)
+		closedir(d);
+	return n;
+}
+
+/* A good database of TINY's quick tune at tmp/name (kernels from the shared cache). */
+static void good_db(const char *path)
+{
+	char *out = NULL;
+	int rc = mt_sh(&out, "MTATUNE_CACHE=build/kcache %s tune " QUICK " --db '%s'", mt_bin(), path);
+	CHECKF(rc == 0, "making %s: exit %d\n%s", path, rc, out);
+	free(out);
+}
+
+TEST(fault_compiler_missing_or_failing)
+{
+	static const char *const cc[] = { "/nonexistent/cc", "false" };
+	static const char *const why[] = { "cannot run '/nonexistent/cc'", "false failed (status 1)" };
+	const char *small = mt_small_case("in");
+	for (int i = 0; i < 2; i++) {
+		char db[600], *out = NULL;
+		snprintf(db, sizeof db, "%s/cc%d.db", mt_tmpdir(), i);
+		/* a fresh cache, so the compiler must run */
+		int rc = mt_sh(&out, "MTATUNE_CACHE='%s/cache%d' MTATUNE_CC='%s' %s tune " QUICK
+			       " --db '%s'", mt_tmpdir(), i, cc[i], mt_bin(), db);
+		CHECKF(rc == 1, "tune with cc %s: exit %d\n%s", cc[i], rc, out);
+		CHECK_STR_CONTAINS(out, "none of the 4 variants compiled, so nothing was tuned");
+		CHECK_STR_CONTAINS(out, why[i]);
+		free(out);
+		CHECK(integrity_ok(db));
+		CHECK_EQ_INT(mt_db_count(db, "SELECT count(*) FROM results WHERE status = "
+				 "'compile_failed'"), 4);
+		rc = mt_sh(&out, "MTATUNE_CACHE='%s/cache%d' MTATUNE_CC='%s' %s run --backend cpu "
+			   "--inputs '%s' --out '%s/o%d.npy'", mt_tmpdir(), i, cc[i], mt_bin(), small,
+			   mt_tmpdir(), i);
+		CHECKF(rc == 1, "run --backend cpu with cc %s: exit %d\n%s", cc[i], rc, out);
+		CHECK_STR_CONTAINS(out, why[i]);
+		free(out);
+	}
+}
+
+/* Tune with a faulty kernel for every bq=32 variant: recorded, and a bq=16 winner. */
+TEST(fault_kernels_that_crash_hang_or_compute_wrong_values)
+{
+	static const struct { const char *kind, *status, *msg; } t[] = {
+		{ "crash", "crashed", "crashed: killed by signal" },
+		{ "hang", "timeout", "timed out after 1.0 s (killed)" },
+		{ "wrong", "verify_failed", "exceeds 1e-05" },
+	};
+	for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+		char db[600], mark[64], *out = NULL, sql[300];
+		snprintf(db, sizeof db, "%s/%s.db", mt_tmpdir(), t[i].kind);
+		snprintf(mark, sizeof mark, "%llx-%zu", mt_seed(), i);
+		int rc = mt_sh(&out, "MT_FAULT_MARK=%s MTATUNE_TEST_FAULT=%s@bq=32 MTATUNE_CACHE="
+			       "build/kcache %s tune " QUICK " --timeout 1 --db '%s'", mark, t[i].kind,
+			       mt_bin(), db);
+		CHECKF(rc == 0, "%s: exit %d\n%s", t[i].kind, rc, out);
+		CHECK_STR_CONTAINS(out, "winner: cpu:v1,bq=16,");
+		CHECK_STR_CONTAINS(out, "verified:");
+		free(out);
+		snprintf(sql, sizeof sql, "SELECT count(*) FROM results JOIN variants ON "
+			 "variants.id = variant_id WHERE spec LIKE '%%bq=32%%' AND status = '%s' AND "
+			 "error LIKE '%%%s%%'", t[i].status, t[i].msg);
+		long long bad = mt_db_count(db, sql);
+		CHECKF(bad >= 1, "%s: %lld '%s' results with '%s'", t[i].kind, bad, t[i].status,
+		       t[i].msg);
+		CHECK_EQ_INT(mt_db_count(db, "SELECT count(*) FROM results WHERE status = 'ok'"),
+			     4 - bad);
+		CHECK_EQ_INT(marked_processes(mark), 0); /* no orphan left running */
+	}
+}
+
+/* SIGKILL the tuner while its measuring child hangs: the child goes too. */
+TEST(fault_killed_tuner_leaves_no_hung_kernel_behind)
+{
+	char mark[64], log[600], db[600];
+	snprintf(mark, sizeof mark, "%llx-kill", mt_seed());
+	snprintf(log, sizeof log, "%s/log", mt_tmpdir());
+	snprintf(db, sizeof db, "%s/h.db", mt_tmpdir());
+	pid_t pid = fork();
+	if (pid == 0) {
+		setenv("MT_FAULT_MARK", mark, 1);
+		setenv("MTATUNE_TEST_FAULT", "hang", 1);
+		setenv("MTATUNE_CACHE", "build/kcache", 1);
+		if (!freopen(log, "w", stdout) || !freopen(log, "a", stderr))
+			_exit(99);
+		execl(mt_bin(), "mtatune", "tune", "--problem", TINY, "--seq", "8", "--variant",
+		      "cpu:v1,bq=16,bk=64,hpb=1,vec=8,thr=0,algo=0", "--timeout", "100", "--db", db,
+		      (char *)NULL);
+		_exit(98);
+	}
+	int n = 0;
+	for (int i = 0; i < 400 && n < 2; i++) { /* the tuner and its child */
+		usleep(25000);
+		n = marked_processes(mark);
+	}
+	CHECKF(n == 2, "%d marked processes", n);
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	for (int i = 0; i < 100 && (n = marked_processes(mark)); i++)
+		usleep(20000);
+	CHECKF(n == 0, "%d processes left after the tuner was killed", n);
+}
+
+TEST(fault_database_damaged_truncated_newer_or_foreign)
+{
+	char good[600];
+	snprintf(good, sizeof good, "%s/good.db", mt_tmpdir());
+	good_db(good);
+	struct stat st;
+	REQUIRE(stat(good, &st) == 0 && st.st_size > 8192);
+	static const struct { const char *name, *msg; } t[] = {
+		{ "trunc", "is damaged (SQLite: database disk image is malformed)" },
+		{ "garbage", "is damaged" },
+		{ "newer", "has schema version 99; this mtatune understands up to 1; upgrade" },
+		{ "text", "is not an mtatune database: it is not an SQLite" },
+	};
+	static const char *const cmds[] = { "tune " QUICK, "list results", "best", "list devices" };
+	for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+		char db[700], h0[17], h1[17];
+		snprintf(db, sizeof db, "%s/%s.db", mt_tmpdir(), t[i].name);
+		char *out = NULL;
+		if (!strcmp(t[i].name, "trunc"))
+			mt_sh(&out, "head -c %lld '%s' > '%s'", (long long)st.st_size / 2, good, db);
+		else if (!strcmp(t[i].name, "garbage")) /* every page after the first overwritten */
+			mt_sh(&out, "cp '%s' '%s' && yes garbage | head -c %lld | dd of='%s' bs=4096 "
+			      "seek=1 conv=notrunc 2>/dev/null", good, db, (long long)st.st_size - 4096, db);
+		else if (!strcmp(t[i].name, "text"))
+			mt_sh(&out, "echo 'a text file' > '%s'", db);
+		else {
+			sqlite3 *h;
+			mt_sh(&out, "cp '%s' '%s'", good, db);
+			REQUIRE(sqlite3_open(db, &h) == SQLITE_OK);
+			CHECK(sqlite3_exec(h, "PRAGMA user_version = 99", NULL, NULL, NULL) == SQLITE_OK);
+			sqlite3_close(h);
+		}
+		free(out);
+		digest(db, h0);
+		for (size_t c = 0; c < sizeof cmds / sizeof cmds[0]; c++) {
+			int rc = mt_sh(&out, "MTATUNE_CACHE=build/kcache %s %s --db '%s'", mt_bin(),
+				       cmds[c], db);
+			CHECKF(rc == 1, "%s, %s: exit %d\n%s", t[i].name, cmds[c], rc, out);
+			CHECK_STR_CONTAINS(out, t[i].msg);
+			CHECK_STR_CONTAINS(out, db);
+			free(out);
+		}
+		digest(db, h1);
+		CHECKF(!strcmp(h0, h1), "%s: the file was modified", t[i].name);
+	}
+}
+
+TEST(fault_database_locked_by_another_writer)
+{
+	char db[600], *out = NULL;
+	snprintf(db, sizeof db, "%s/l.db", mt_tmpdir());
+	good_db(db);
+	int ready[2];
+	REQUIRE(pipe(ready) == 0);
+	pid_t pid = fork();
+	if (pid == 0) { /* the other writer: holds the write lock until killed */
+		sqlite3 *h;
+		if (sqlite3_open(db, &h) != SQLITE_OK ||
+		    sqlite3_exec(h, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+			_exit(1);
+		if (write(ready[1], "x", 1) != 1)
+			_exit(1);
+		pause();
+		_exit(0);
+	}
+	char c;
+	REQUIRE(read(ready[0], &c, 1) == 1);
+	/* a new T: tune must write, and gives up after the (shortened) busy timeout */
+	int rc = mt_sh(&out, "MTATUNE_DB_BUSY_MS=300 MTATUNE_CACHE=build/kcache %s tune " QUICK
+		       " --seq 16 --db '%s'", mt_bin(), db);
+	CHECKF(rc == 1, "tune on a locked database: exit %d\n%s", rc, out);
+	CHECK_STR_CONTAINS(out, "another process has held the write lock for over 0.3 s");
+	free(out);
+	/* readers are not blocked by a writer (WAL) */
+	rc = mt_sh(&out, "MTATUNE_DB_BUSY_MS=300 %s list results --db '%s'", mt_bin(), db);
+	CHECKF(rc == 0, "list on a locked database: exit %d\n%s", rc, out);
+	free(out);
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	CHECK(integrity_ok(db));
+	rc = mt_sh(&out, "MTATUNE_CACHE=build/kcache %s tune " QUICK " --seq 16 --db '%s'", mt_bin(), db);
+	CHECKF(rc == 0, "tune once the lock is gone: exit %d\n%s", rc, out);
+	free(out);
+	CHECK_EQ_INT(mt_db_count(db, "SELECT count(*) FROM results WHERE T = 16"), 4);
+}
+
+/*
+ * Read-only: as root the permission bits do not stop a writer, so the CLI
+ * runs as user nobody (setpriv) on a 0444 file in a folder it cannot write.
+ * Not root: the same without setpriv.
+ */
+TEST(fault_database_read_only)
+{
+	char db[600], *out = NULL, h0[17], h1[17];
+	const char *as = geteuid() == 0 ? "setpriv --reuid=65534 --regid=65534 --clear-groups" : "";
+	snprintf(db, sizeof db, "%s/r.db", mt_tmpdir());
+	good_db(db);
+	REQUIRE(chmod(mt_tmpdir(), 0755) == 0 && chmod(db, 0444) == 0);
+	digest(db, h0);
+	int rc = mt_sh(&out, "MTATUNE_CACHE='%s/nocache' %s %s tune " QUICK " --seq 16 --db '%s'",
+		       mt_tmpdir(), as, mt_bin(), db);
+	CHECKF(rc == 1, "tune: exit %d\n%s", rc, out);
+	CHECK_STR_CONTAINS(out, "the file is read-only");
+	free(out);
+	rc = mt_sh(&out, "%s %s best --db '%s'", as, mt_bin(), db);
+	CHECKF(rc == 0, "best: exit %d\n%s", rc, out); /* reading needs no write access */
+	CHECK_STR_CONTAINS(out, TINY);
+	free(out);
+	digest(db, h1);
+	CHECK(!strcmp(h0, h1));
+	CHECK(integrity_ok(db));
+}
+
+/* Disk full: the file size limit stops the database's writes part way (EFBIG). */
+TEST(fault_disk_full_while_recording_results)
+{
+	char db[600], *out = NULL;
+	snprintf(db, sizeof db, "%s/f.db", mt_tmpdir());
+	good_db(db);
+	/* 32 KiB per file: the write-ahead log fills after a few results at the new T */
+	int rc = mt_sh(&out, "trap '' XFSZ; ulimit -f 64; MTATUNE_CACHE=build/kcache %s tune " QUICK
+		       " --seq 16 --db '%s'", mt_bin(), db);
+	CHECKF(rc == 1, "tune with a full disk: exit %d\n%s", rc, out);
+	CHECK_STR_CONTAINS(out, "cannot commit: writing to the disk failed (disk I/O error");
+	CHECK_STR_CONTAINS(out, "the disk may be full or a file size limit reached");
+	free(out);
+	CHECK(integrity_ok(db));
+	long long kept = mt_db_count(db, "SELECT count(*) FROM results WHERE T = 16");
+	CHECKF(kept >= 0 && kept < 4, "%lld results at T=16 after the failure", kept);
+	rc = mt_sh(&out, "MTATUNE_CACHE=build/kcache %s tune " QUICK " --seq 16 --db '%s'", mt_bin(), db);
+	CHECKF(rc == 0, "resume: exit %d\n%s", rc, out);
+	free(out);
+	CHECK(integrity_ok(db));
+	CHECK_EQ_INT(mt_db_count(db, "SELECT count(*) FROM results WHERE T = 16"), 4);
+	CHECK_EQ_INT(mt_db_count(db, "SELECT count(*) FROM results WHERE T = 8"), 4);
+}
+
+/* SIGKILL at random points of 12 tuning runs, then one to the end: nothing lost or doubled. */
+TEST(fault_sigkill_at_random_points_then_resume)
+{
+	char db[600], *out = NULL;
+	int mid = 0;
+	struct timespec t0, t1;
+	snprintf(db, sizeof db, "%s/k.db", mt_tmpdir());
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	good_db(db); /* compiles nothing new later: every kill lands in tuning or recording */
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	double whole = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+	for (int i = 0; i < 12; i++) {
+		pid_t pid = fork();
+		if (pid == 0) {
+			setenv("MTATUNE_CACHE", "build/kcache", 1);
+			int fd = open("/dev/null", O_WRONLY);
+			dup2(fd, 1);
+			dup2(fd, 2);
+			execl(mt_bin(), "mtatune", "tune", "--problem", TINY, "--seq", "24", "--reps",
+			      "1", "--warmup", "0", "--top", "2", "--strategy", "random", "--budget", "4",
+			      "--seed", "5", "--threads", "1", "--db", db, (char *)NULL);
+			_exit(98);
+		}
+		usleep((useconds_t)(1e6 * whole * (mt_uniform() + 1) / 2)); /* 0 .. a whole run */
+		kill(pid, SIGKILL);
+		int st;
+		waitpid(pid, &st, 0);
+		mid += WIFSIGNALED(st);
+		CHECKF(integrity_ok(db), "after kill %d", i);
+		CHECKF(!WIFEXITED(st) || WEXITSTATUS(st) == 0, "run %d exited %d", i, WEXITSTATUS(st));
+	}
+	CHECKF(mid >= 4, "only %d of 12 runs were killed before they finished", mid);
+	long long before = mt_db_count(db, "SELECT count(*) FROM results WHERE T = 24");
+	int rc = mt_sh(&out, "MTATUNE_CACHE=build/kcache %s tune " QUICK " --seq 24 --top 2 --db '%s'",
+		       mt_bin(), db);
+	CHECKF(rc == 0, "resume: exit %d\n%s", rc, out);
+	char expect[64];
+	snprintf(expect, sizeof expect, "%lld already recorded", before);
+	CHECK_STR_CONTAINS(out, expect);
+	free(out);
+	CHECK(integrity_ok(db));
+	CHECK_EQ_INT(mt_db_count(db, "SELECT count(*) FROM results WHERE T = 24"), 4);
+	CHECK_EQ_INT(mt_db_count(db, "SELECT count(*) FROM (SELECT DISTINCT device_id, variant_id, "
+				 "T, B FROM results)"), 8);
+	CHECK_EQ_INT(mt_db_count(db, "SELECT count(*) FROM winners"), 2);
+}
