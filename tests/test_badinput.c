@@ -80,7 +80,7 @@ TEST(badinput_best_list_gen_options)
 		{ "gen", 2, "--problem KEY is required" },
 		{ "gen --problem x", 2, "--problem: problem key 'x': unknown part 'x'" },
 		{ "gen --problem h4kv4d8-both-f32 --variant cpu:v1,zz=1", 2, "unknown cpu tunable 'zz'" },
-		{ "gen --problem h4kv4d8-both-f32 --backend cuda", 2, "no generator for the cuda backend" },
+		{ "gen --problem h4kv4d8-both-f32 --variant cuda:v1,hpb=3", 2, "variant does not fit the problem" },
 		{ "gen --backend tpu", 2, "--backend: unknown backend 'tpu'" },
 		{ "gen x", 2, "unexpected argument 'x'" },
 	};
