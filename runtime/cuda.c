@@ -79,9 +79,10 @@ static void load_once(void)
 #undef S
 	mta_cu = f;
 	if ((r = mta_cu.init(0))) {
-		snprintf(load_msg, sizeof load_msg, "%s: cuInit failed: %s",
+		snprintf(load_msg, sizeof load_msg, "%s: cuInit failed: %s%s",
 			 r == CU_ERROR_NO_DEVICE ? "no CUDA device found" : "the CUDA driver did not start",
-			 mta_cu_error(r));
+			 mta_cu_error(r), r == CU_ERROR_STUB_LIBRARY ? "; this is the toolkit's link "
+			 "stub, not a driver" : "");
 		return; /* keep the library: it is loaded and harmless */
 	}
 	load_rc = MTA_OK;

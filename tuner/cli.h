@@ -39,7 +39,8 @@ enum {
 	X(best, "show the recorded winners, or the variant picked for a problem") \
 	X(list, "list the database's devices, problems or results") \
 	X(gen, "print the generated kernel source of a problem and variant") \
-	X(run, "run one forward on a folder of .npy inputs and write o.npy")
+	X(run, "run one forward on a folder of .npy inputs and write o.npy") \
+	X(devices, "list the CPU and the CUDA devices kernels can run on")
 
 #define X(name, summary) int cmd_##name(int argc, char **argv);
 MTATUNE_COMMANDS(X)
