@@ -270,3 +270,15 @@ TEST(cuda_prepare_pipeline)
 	mta_cuda_cands_free(cs, 1);
 	mta_db_close(db);
 }
+
+/* `make gpu-check` stops at once, saying why, where no GPU can be used. */
+TEST(cuda_gpu_check_needs_gpu)
+{
+	char *out = NULL;
+	int st = mt_sh(&out, "MTATUNE=%s MTATUNE_LIBCUDA=%s/none.so sh bench/gpu_check.sh",
+		       mt_bin(), mt_tmpdir());
+	CHECK_EQ_INT(st, 1);
+	CHECK_STR_CONTAINS(out, "gpu-check: no CUDA device: run this on a GPU machine");
+	CHECK(!strstr(out, "report:"));
+	free(out);
+}
