@@ -104,6 +104,24 @@ static int check_end(const struct mta_problem *p, const struct mta_sample *s, co
 	return MTA_OK;
 }
 
+/*
+ * Switch from the check to timing: drop the check's sample and output, make
+ * the sample at the real size (seed + 1), the output buffer and reps slots.
+ */
+static int timing_begin(const struct mta_problem *p, const struct mta_tune_opts *o,
+			unsigned long long seed, struct mta_sample *s, float **y, double **times,
+			size_t *cnt)
+{
+	mta_sample_free(s);
+	free(*y);
+	*cnt = (size_t)o->B * (size_t)o->T * (size_t)p->H * (size_t)p->D;
+	*y = malloc(*cnt * sizeof **y);
+	*times = malloc((size_t)o->reps * sizeof **times);
+	if (!*y || !*times)
+		return mta_fail(MTA_ENOMEM, "out of memory for timing at T=%lld", (long long)o->T);
+	return mta_sample_make(p, o->B, o->T, seed + 1, s);
+}
+
 /* A timed run's output must at least be finite everywhere. */
 static int timed_finite(const float *y, size_t cnt, int64_t T)
 {
@@ -163,18 +181,12 @@ static int job_fn(void *ctx, void *out, size_t n)
 		goto out;
 
 	/* 2. timing at the real size */
-	mta_sample_free(&s);
-	free(y);
-	cnt = (size_t)o->B * (size_t)o->T * (size_t)p->H * (size_t)p->D;
-	y = malloc(cnt * sizeof *y);
-	times = malloc((size_t)o->reps * sizeof *times);
-	flush = malloc(FLUSH_BYTES);
-	if (!y || !times || !flush) {
-		rc = mta_fail(MTA_ENOMEM, "out of memory for timing at T=%lld", (long long)o->T);
+	if ((rc = timing_begin(p, o, seed, &s, &y, &times, &cnt)))
+		goto out;
+	if (!(flush = malloc(FLUSH_BYTES))) {
+		rc = mta_fail(MTA_ENOMEM, "out of memory for the cache flush buffer");
 		goto out;
 	}
-	if ((rc = mta_sample_make(p, o->B, o->T, seed + 1, &s)))
-		goto out;
 	for (int r = 0; r < o->warmup; r++)
 		if ((rc = run_once(k, p, &s, y, o->threads)))
 			goto out;
@@ -247,18 +259,10 @@ static int cuda_fn(void *ctx, void *out, size_t n)
 		goto out;
 
 	/* 2. timing at the real size with events; the tensors stay on the device */
-	mta_sample_free(&s);
-	free(y);
-	cnt = (size_t)o->B * (size_t)o->T * (size_t)p->H * (size_t)p->D;
-	y = malloc(cnt * sizeof *y);
-	times = malloc((size_t)o->reps * sizeof *times);
-	if (!y || !times) {
-		rc = mta_fail(MTA_ENOMEM, "out of memory for timing at T=%lld", (long long)o->T);
+	if ((rc = timing_begin(p, o, seed, &s, &y, &times, &cnt)))
 		goto out;
-	}
 	mta_tensor_init(&to, y, MTA_F32, o->B, o->T, p->H, p->D);
-	if ((rc = mta_sample_make(p, o->B, o->T, seed + 1, &s)) ||
-	    (rc = mta_cuda_io_upload(c, p, &s.q, &s.k, &s.v, &s.w, &io)) ||
+	if ((rc = mta_cuda_io_upload(c, p, &s.q, &s.k, &s.v, &s.w, &io)) ||
 	    (rc = mta_cuda_time(k, io, o->warmup, o->reps, times)) ||
 	    (rc = mta_cuda_io_download(io, &to)) || (rc = timed_finite(y, cnt, o->T)))
 		goto out;
