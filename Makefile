@@ -6,6 +6,8 @@
 #   make fuzz       run every libFuzzer target (tests/fuzz/) FUZZ_SECONDS each
 #   make valgrind   the CLI and a runtime program under valgrind memcheck
 #   make bench      CPU benchmark (tuned C kernel vs reference vs PyTorch)
+#   make gpu-check  on a GPU machine: CUDA kernels vs the reference, sanitizers,
+#                   one tuning run; writes docs/gpu/gpu-check-<date>.txt
 #   make deps       install missing Debian packages (run as root)
 #
 # Sources are found by folder: every .c in gen/ runtime/ db/ tuner/ goes into
@@ -131,6 +133,11 @@ bench: all
 
 $(B)/cpu_bench: $(B)/bench/cpu_bench.o $(B)/libmtatune.a
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(B)/libmtatune.a $(LDLIBS)
+
+# On a machine with a GPU: every CUDA variant against the reference on the GPU,
+# compute-sanitizer, one tuning run; the report lands in docs/gpu/ (commit it).
+gpu-check:
+	@sh bench/gpu_check.sh
 
 clean:
 	rm -rf build bin lib

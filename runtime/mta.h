@@ -190,8 +190,14 @@ typedef struct mta_context mta_context;
  * cache of loaded kernels. db_path NULL means the default database
  * ($MTATUNE_DB, else ~/.cache/mtatune/mta.db); a missing database is not an
  * error (every problem then runs its default variant), a corrupt or foreign
- * one is. backend "cpu" (NULL means cpu). One context may be used from
- * several threads.
+ * one is. backend "cpu" (NULL means cpu) or "cuda". One context may be used
+ * from several threads.
+ *
+ * "cuda" opens device $MTATUNE_CUDA_DEVICE (else 0; CUDA_VISIBLE_DEVICES
+ * applies) through the driver, loaded at run time: without a driver or
+ * device it returns MTA_ENODEV saying which. Winners are looked up for that
+ * device (name, architecture, driver and NVRTC versions); their cubins come
+ * from the database, compiled with NVRTC only when none is stored.
  */
 int mta_context_create(mta_context **ctx, const char *db_path, const char *backend);
 void mta_context_free(mta_context *ctx);
@@ -209,6 +215,9 @@ int mta_context_pick(mta_context *ctx, const struct mta_problem *p, int64_t T, c
  * The forward of MTA.md with the picked variant: q, k, v [B,T,H|Hkv,D] of
  * the problem's dtype with d contiguous, o float32 [B,T,H,D]. Kernels are
  * compiled on first use (cached on disk) and kept loaded in the context.
+ * On a cuda context too the tensors are host memory (any strides): each
+ * call copies q, k, v and the weights to the device and o back, and
+ * returns when o is written. (Device-resident tensors are not supported yet.)
  */
 int mta_forward(mta_context *ctx, const struct mta_problem *p, const struct mta_tensor *q,
 		const struct mta_tensor *k, const struct mta_tensor *v,

@@ -6,9 +6,17 @@
  * backend's default variant, which is always valid. Loaded kernels stay in
  * the context keyed by (problem key, spec), so a serving loop pays the
  * compile-and-load cost once.
+ *
+ * CUDA: the context opens the device ($MTATUNE_CUDA_DEVICE, else 0) when it
+ * is created, identifies it as the tuner does (name, arch, driver, NVRTC),
+ * and loads each picked variant's cubin from the database's binaries,
+ * compiling with NVRTC only when none is stored (the database is read-only
+ * here, so such a cubin lives in the context only). mta_forward takes and
+ * returns host tensors and copies them across on each call.
  */
 #include "mta.h"
 #include "cpu.h"
+#include "cuda.h"
 #include "db.h"
 #include "device.h"
 #include "error.h"
@@ -21,7 +29,8 @@
 struct loaded {
 	char key[MTA_KEY_MAX];
 	char spec[MTA_SPEC_MAX];
-	struct mta_cpu_kernel *k;
+	struct mta_cpu_kernel *k;      /* cpu */
+	struct mta_cuda_kernel *ck;    /* cuda */
 	struct loaded *next;
 };
 
@@ -29,6 +38,8 @@ struct mta_context {
 	struct mta_db *db;   /* NULL: no database, defaults only */
 	int64_t device_id;   /* 0: device never tuned */
 	int backend;
+	struct mta_cuda *cuda; /* cuda: the device in use */
+	char nvrtc[16];
 	pthread_mutex_t lock;
 	struct loaded *kernels;
 };
@@ -47,11 +58,10 @@ int mta_context_create(mta_context **out, const char *db_path, const char *backe
 	c->backend = MTA_BACKEND_CPU;
 	if (backend && (rc = mta_backend_parse(backend, &c->backend)))
 		goto fail;
-	if (c->backend != MTA_BACKEND_CPU) {
-		rc = mta_fail(MTA_EUNSUPPORTED, "the runtime runs the cpu backend here; %s kernels "
-			      "need the CUDA driver path", backend);
+	if (c->backend == MTA_BACKEND_CUDA &&
+	    ((rc = mta_cuda_open(mta_cuda_default_index(), &c->cuda)) ||
+	     (rc = mta_cuda_nvrtc_version(c->nvrtc, sizeof c->nvrtc))))
 		goto fail;
-	}
 	if (!db_path) {
 		if ((rc = mta_db_default_path(path, sizeof path)))
 			goto fail;
@@ -61,7 +71,10 @@ int mta_context_create(mta_context **out, const char *db_path, const char *backe
 		struct mta_db_device d;
 		if ((rc = mta_db_open(db_path, MTA_DB_READONLY, &c->db)))
 			goto fail;
-		mta_device_cpu(&d);
+		if (c->cuda)
+			mta_cuda_db_device(mta_cuda_dev(c->cuda), c->nvrtc, &d);
+		else
+			mta_device_cpu(&d);
 		if (mta_db_device_find(c->db, &d, &c->device_id) != MTA_OK)
 			c->device_id = 0;
 	}
@@ -79,8 +92,10 @@ void mta_context_free(mta_context *c)
 	for (struct loaded *l = c->kernels, *nx; l; l = nx) {
 		nx = l->next;
 		mta_cpu_free(l->k);
+		mta_cuda_kernel_free(l->ck);
 		free(l);
 	}
+	mta_cuda_close(c->cuda);
 	mta_db_close(c->db);
 	pthread_mutex_destroy(&c->lock);
 	free(c);
@@ -118,9 +133,22 @@ int mta_context_pick(mta_context *c, const struct mta_problem *p, int64_t T, cha
 	return mta_variant_format(&v, spec, n);
 }
 
+/* Load the CUDA kernel of v: the stored cubin, else one compiled now. */
+static int cuda_load(mta_context *c, const struct mta_problem *p, const struct mta_variant *v,
+		     struct mta_cuda_kernel **out)
+{
+	void *cubin = NULL;
+	size_t n = 0;
+	int rc = mta_cuda_cubin(c->db, p, v, mta_cuda_dev(c->cuda)->arch, 0, &cubin, &n);
+	if (!rc)
+		rc = mta_cuda_kernel_load(c->cuda, p, v, cubin, n, out);
+	free(cubin);
+	return rc;
+}
+
 /* The loaded kernel for (key, spec), loading it on first use. */
 static int kernel_for(mta_context *c, const struct mta_problem *p, const char *key,
-		      const char *spec, struct mta_cpu_kernel **out)
+		      const char *spec, struct loaded **out)
 {
 	struct mta_variant v;
 	struct loaded *l;
@@ -137,7 +165,8 @@ static int kernel_for(mta_context *c, const struct mta_problem *p, const char *k
 			rc = mta_fail(MTA_ENOMEM, "out of memory");
 			goto out;
 		}
-		if ((rc = mta_cpu_load(p, &v, &l->k))) {
+		rc = c->cuda ? cuda_load(c, p, &v, &l->ck) : mta_cpu_load(p, &v, &l->k);
+		if (rc) {
 			free(l);
 			l = NULL;
 			goto out;
@@ -147,7 +176,7 @@ static int kernel_for(mta_context *c, const struct mta_problem *p, const char *k
 		l->next = c->kernels;
 		c->kernels = l;
 	}
-	*out = l->k;
+	*out = l;
 out:
 	pthread_mutex_unlock(&c->lock);
 	return rc;
@@ -158,7 +187,7 @@ int mta_forward(mta_context *c, const struct mta_problem *p, const struct mta_te
 		const struct mta_weights *w, struct mta_tensor *o)
 {
 	char key[MTA_KEY_MAX], spec[MTA_SPEC_MAX];
-	struct mta_cpu_kernel *kern = NULL;
+	struct loaded *kern = NULL;
 	int64_t B, T;
 	int rc, source;
 
@@ -169,5 +198,7 @@ int mta_forward(mta_context *c, const struct mta_problem *p, const struct mta_te
 	    (rc = mta_context_pick(c, p, T, spec, sizeof spec, &source)) ||
 	    (rc = kernel_for(c, p, key, spec, &kern)))
 		return rc;
-	return mta_cpu_run(kern, p, q, k, v, w, o, 0);
+	if (kern->ck)
+		return mta_cuda_forward(kern->ck, p, q, k, v, w, o);
+	return mta_cpu_run(kern->k, p, q, k, v, w, o, 0);
 }

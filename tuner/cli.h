@@ -46,7 +46,8 @@ enum {
 	X(sweep, "tune a grid of problems and sizes: resumable, many devices, shards") \
 	X(db, "database maintenance: merge shard databases") \
 	X(report, "write an HTML report (inline SVG charts), CSV or JSON of the results") \
-	X(export, "write a library of the tuned winners that needs no compiler or database")
+	X(export, "write a library of the tuned winners that needs no compiler or database") \
+	X(devices, "list the CPU and the CUDA devices kernels can run on")
 
 #define X(name, summary) int cmd_##name(int argc, char **argv);
 MTATUNE_COMMANDS(X)

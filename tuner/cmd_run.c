@@ -69,10 +69,10 @@ static int run_ref(const struct mta_problem *p, const struct mta_tensor *q,
 
 static const char *db_path; /* --db, for the backends that look up winners */
 
-/* The generated C kernel the runtime picks: the tuned winner, else the default. */
-static int run_cpu(const struct mta_problem *p, const struct mta_tensor *q,
-		   const struct mta_tensor *k, const struct mta_tensor *v,
-		   const struct mta_weights *w, float *o, size_t n)
+/* The runtime's pick on backend bname: the tuned winner, else the default. */
+static int run_tuned(const char *bname, const struct mta_problem *p, const struct mta_tensor *q,
+		     const struct mta_tensor *k, const struct mta_tensor *v,
+		     const struct mta_weights *w, float *o)
 {
 	mta_context *ctx = NULL;
 	char spec[MTA_SPEC_MAX];
@@ -82,7 +82,7 @@ static int run_cpu(const struct mta_problem *p, const struct mta_tensor *q,
 				      "tuned winner of the nearest T bucket",
 				      "tuned winner of this T bucket" };
 	mta_tensor_init(&to, o, MTA_F32, q->shape[0], q->shape[1], p->H, p->D);
-	if ((rc = mta_context_create(&ctx, db_path, "cpu")) ||
+	if ((rc = mta_context_create(&ctx, db_path, bname)) ||
 	    (rc = mta_context_pick(ctx, p, q->shape[1], spec, sizeof spec, &source)))
 		goto out;
 	fprintf(stderr, "mtatune run: %s (%s)\n", spec, from[source]);
@@ -90,6 +90,22 @@ static int run_cpu(const struct mta_problem *p, const struct mta_tensor *q,
 out:
 	mta_context_free(ctx);
 	return rc;
+}
+
+/* The generated C kernel. */
+static int run_cpu(const struct mta_problem *p, const struct mta_tensor *q,
+		   const struct mta_tensor *k, const struct mta_tensor *v,
+		   const struct mta_weights *w, float *o, size_t n)
+{
+	return run_tuned("cpu", p, q, k, v, w, o);
+}
+
+/* The CUDA kernel on the GPU (host tensors copied across). */
+static int run_cuda(const struct mta_problem *p, const struct mta_tensor *q,
+		    const struct mta_tensor *k, const struct mta_tensor *v,
+		    const struct mta_weights *w, float *o, size_t n)
+{
+	return run_tuned("cuda", p, q, k, v, w, o);
 }
 
 /* The CUDA source of the default variant, run on the CPU by the emulator. */
@@ -112,6 +128,7 @@ static int run_emu(const struct mta_problem *p, const struct mta_tensor *q,
 static const struct backend backends[] = {
 	{ "ref", "the float64 reference (slow, exact)", run_ref },
 	{ "cpu", "the generated C kernel: the tuned winner, else the default", run_cpu },
+	{ "cuda", "the CUDA kernel on the GPU: the tuned winner, else the default", run_cuda },
 	{ "cuda-emu", "the CUDA kernel's source run on the CPU by the emulator (slow)", run_emu },
 };
 

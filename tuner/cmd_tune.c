@@ -34,7 +34,8 @@ static const char usage_text[] =
 	"  --problem KEY     problem key (default " DEFAULT_PROBLEM ")\n"
 	"  --seq T           sequence length (default %d)\n"
 	"  --batch B         batch size (default 1)\n"
-	"  --backend NAME    cpu (default)\n"
+	"  --backend NAME    cpu (default) or cuda (a GPU, its driver and NVRTC)\n"
+	"  --device N        cuda: device ordinal (default $MTATUNE_CUDA_DEVICE, else 0)\n"
 	"  --strategy S      exhaustive (default) or random\n"
 	"  --budget N        random: number of variants to try (default 8)\n"
 	"  --variant SPEC    tune only this variant\n"
@@ -42,7 +43,8 @@ static const char usage_text[] =
 	"  --warmup N        untimed runs first (default 1)\n"
 	"  --top N           best variants re-timed before naming the winner (default 3)\n"
 	"  --timeout S       seconds a variant may take, check and timing (default 120)\n"
-	"  --threads N       CPU worker threads (default: all cores)\n"
+	"  --threads N       CPU worker threads; cuda: NVRTC compile threads (default:\n"
+	"                    all cores)\n"
 	"  --verify-seq T    sequence length of the reference check (default min(T,293))\n"
 	"  --seed N          input seed (default: from the clock)\n"
 	"  --db PATH         database (default $MTATUNE_DB, else ~/.cache/mtatune/mta.db)\n"
@@ -116,7 +118,7 @@ out:
 int cmd_tune(int argc, char **argv)
 {
 	enum { O_PROBLEM = 256, O_SEQ, O_BATCH, O_BACKEND, O_STRATEGY, O_BUDGET, O_VARIANT, O_REPS,
-	       O_WARMUP, O_TOP, O_TIMEOUT, O_THREADS, O_VSEQ, O_SEED, O_DB };
+	       O_WARMUP, O_TOP, O_TIMEOUT, O_THREADS, O_VSEQ, O_SEED, O_DB, O_DEVICE };
 	static const struct option opts[] = {
 		{ "problem", required_argument, NULL, O_PROBLEM },
 		{ "seq", required_argument, NULL, O_SEQ },
@@ -133,6 +135,7 @@ int cmd_tune(int argc, char **argv)
 		{ "verify-seq", required_argument, NULL, O_VSEQ },
 		{ "seed", required_argument, NULL, O_SEED },
 		{ "db", required_argument, NULL, O_DB },
+		{ "device", required_argument, NULL, O_DEVICE },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -177,8 +180,8 @@ int cmd_tune(int argc, char **argv)
 			o.timeout_s = x;
 			break;
 		case O_SEQ: case O_BATCH: case O_BUDGET: case O_REPS: case O_WARMUP: case O_TOP:
-		case O_THREADS: case O_VSEQ: case O_SEED: {
-			long lo = (c == O_WARMUP || c == O_THREADS || c == O_SEED) ? 0 : 1;
+		case O_THREADS: case O_VSEQ: case O_SEED: case O_DEVICE: {
+			long lo = (c == O_WARMUP || c == O_THREADS || c == O_SEED || c == O_DEVICE) ? 0 : 1;
 			const char *name = "";
 			for (const struct option *op = opts; op->name; op++)
 				if (op->val == c)
@@ -195,6 +198,11 @@ int cmd_tune(int argc, char **argv)
 			if (c == O_THREADS) o.threads = (int)n;
 			if (c == O_VSEQ) o.verify_T = n;
 			if (c == O_SEED) o.seed = (unsigned long long)n;
+			if (c == O_DEVICE) {
+				o.device_index = (int)n;
+				/* the winner's check through the runtime uses the same device */
+				setenv("MTATUNE_CUDA_DEVICE", optarg, 1);
+			}
 			break;
 		}
 		default: return cli_bad_option("tune", c, argv);

@@ -1,5 +1,5 @@
 /* tune.c: the tuning loop (see tune.h for the contract). */
-#include "tune.h"
+#include "tune_int.h"
 #include "ccompile.h"
 #include "cpu.h"
 #include "db.h"
@@ -17,6 +17,7 @@ void mta_tune_defaults(struct mta_tune_opts *o)
 {
 	memset(o, 0, sizeof *o);
 	o->backend = MTA_BACKEND_CPU;
+	o->device_index = mta_cuda_default_index();
 	o->T = 1024;
 	o->B = 1;
 	o->warmup = 1;
@@ -25,7 +26,7 @@ void mta_tune_defaults(struct mta_tune_opts *o)
 	o->timeout_s = 120;
 }
 
-static double now_s(void)
+double mta_tune_now(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
@@ -82,7 +83,7 @@ int mta_tune_candidates(const struct mta_problem *p, const struct mta_tune_opts 
 	return MTA_OK;
 }
 
-static int status_of(int rc, int timed_out)
+int mta_tune_status_of(int rc, int timed_out)
 {
 	switch (rc) {
 	case MTA_OK: return MTA_RESULT_OK;
@@ -93,19 +94,7 @@ static int status_of(int rc, int timed_out)
 	}
 }
 
-struct ctx {
-	const struct mta_problem *p;
-	const struct mta_tune_opts *o;
-	struct mta_tune_summary *s;
-	struct mta_db *db;
-	int64_t dev, prob;
-	char best[MTA_SPEC_MAX];
-	double best_ms;
-	int compile_failed;       /* variants of this run that did not compile */
-	char first_cerr[512];     /* the first of their messages */
-};
-
-static void report(struct ctx *c, int done, int total, const char *spec, const char *status,
+void mta_tune_report(struct ctx *c, int done, int total, const char *spec, const char *status,
 		   double ms, const char *phase)
 {
 	if (!c->o->progress)
@@ -115,7 +104,7 @@ static void report(struct ctx *c, int done, int total, const char *spec, const c
 	c->o->progress(c->o->progress_ctx, &e);
 }
 
-static void note_best(struct ctx *c, const char *spec, double ms)
+void mta_tune_note_best(struct ctx *c, const char *spec, double ms)
 {
 	if (isfinite(ms) && (!c->best[0] || ms < c->best_ms)) {
 		snprintf(c->best, sizeof c->best, "%s", spec);
@@ -128,10 +117,10 @@ static int compile(struct ctx *c, const struct mta_variant *v, int64_t vid)
 {
 	struct mta_cpu_kernel *k = NULL;
 	char *log = NULL;
-	double t0 = now_s();
+	double t0 = mta_tune_now();
 	int rc = mta_cpu_load_log(c->p, v, &k, &log);
 	struct mta_db_compile info = { rc ? MTA_COMPILE_FAILED : MTA_COMPILE_OK, "", -1, -1, -1, -1, -1,
-				       1e3 * (now_s() - t0), log ? log : "" };
+				       1e3 * (mta_tune_now() - t0), log ? log : "" };
 	struct mta_db_device d;
 	mta_device_cpu(&d);
 	info.target = d.arch;
@@ -147,14 +136,15 @@ static int compile(struct ctx *c, const struct mta_variant *v, int64_t vid)
 	return rc;
 }
 
-static int record(struct ctx *c, int64_t vid, int status, const struct mta_measure *m,
-		  const char *err, double started)
+int mta_tune_put_result(struct mta_db *db, int64_t dev, int64_t vid, int64_t T, int64_t B,
+			const char *run_id, int status, const struct mta_measure *m,
+			const char *err, double started)
 {
 	struct mta_db_result r = { 0 };
-	r.device_id = c->dev;
+	r.device_id = dev;
 	r.variant_id = vid;
-	r.T = c->o->T;
-	r.B = c->o->B;
+	r.T = T;
+	r.B = B;
 	r.status = status;
 	r.median_ms = m ? m->median_ms : NAN;
 	r.p20_ms = m ? m->p20_ms : NAN;
@@ -163,9 +153,16 @@ static int record(struct ctx *c, int64_t vid, int status, const struct mta_measu
 	r.runs = m ? m->runs : 0;
 	r.rel_err = m ? m->rel_err : NAN;
 	r.error = err ? err : "";
-	r.run_id = c->s->run_id;
+	r.run_id = run_id;
 	r.started_at = started;
-	return mta_db_result_put(c->db, &r);
+	return mta_db_result_put(db, &r);
+}
+
+int mta_tune_record(struct ctx *c, int64_t vid, int status, const struct mta_measure *m,
+		    const char *err, double started)
+{
+	return mta_tune_put_result(c->db, c->dev, vid, c->o->T, c->o->B, c->s->run_id, status, m,
+				   err, started);
 }
 
 /* Try one candidate unless already recorded; any failure of the candidate is a record. */
@@ -177,7 +174,7 @@ static int try_one(struct ctx *c, const struct mta_variant *v, int done, int tot
 	struct mta_db_result old;
 	struct mta_measure m;
 	int rc, to = 0;
-	double started = now_s();
+	double started = mta_tune_now();
 
 	if ((rc = mta_variant_format(v, spec, sizeof spec)) || (rc = mta_gen_c(c->p, v, &src)))
 		return rc;
@@ -188,8 +185,8 @@ static int try_one(struct ctx *c, const struct mta_variant *v, int done, int tot
 	if (mta_db_result_get(c->db, c->dev, vid, c->o->T, c->o->B, &old) == MTA_OK) {
 		c->s->skipped++;
 		if (old.status == MTA_RESULT_OK)
-			note_best(c, spec, old.median_ms);
-		report(c, done, total, spec, "skipped", old.median_ms, "tune");
+			mta_tune_note_best(c, spec, old.median_ms);
+		mta_tune_report(c, done, total, spec, "skipped", old.median_ms, "tune");
 		return MTA_OK;
 	}
 	c->s->tried++;
@@ -199,20 +196,22 @@ static int try_one(struct ctx *c, const struct mta_variant *v, int done, int tot
 		c->s->failed++;
 		if (!c->compile_failed++)
 			snprintf(c->first_cerr, sizeof c->first_cerr, "%s", mta_last_error());
-		report(c, done, total, spec, "compile_failed", NAN, "tune");
-		return record(c, vid, MTA_RESULT_COMPILE_FAILED, NULL, mta_last_error(), started);
+		mta_tune_report(c, done, total, spec, "compile_failed", NAN, "tune");
+		return mta_tune_record(c, vid, MTA_RESULT_COMPILE_FAILED, NULL, mta_last_error(),
+				       started);
 	}
 	rc = mta_measure_variant(c->p, v, c->o, 1, &m, &to);
-	int st = status_of(rc, to);
+	int st = mta_tune_status_of(rc, to);
 	if (st == MTA_RESULT_OK) {
 		c->s->ok++;
-		note_best(c, spec, m.median_ms);
+		mta_tune_note_best(c, spec, m.median_ms);
 	} else {
 		c->s->failed++;
 	}
-	report(c, done, total, spec, mta_result_status_name(st), st ? NAN : m.median_ms, "tune");
-	return record(c, vid, st, st == MTA_RESULT_OK || st == MTA_RESULT_VERIFY_FAILED ? &m : NULL,
-		      st ? mta_last_error() : "", started);
+	mta_tune_report(c, done, total, spec, mta_result_status_name(st), st ? NAN : m.median_ms,
+			"tune");
+	return mta_tune_record(c, vid, st, st == MTA_RESULT_OK || st == MTA_RESULT_VERIFY_FAILED ?
+			       &m : NULL, st ? mta_last_error() : "", started);
 }
 
 struct okrow {
@@ -275,21 +274,22 @@ static int retime(struct ctx *c, const char *key)
 		struct mta_variant v;
 		struct mta_measure m;
 		int to = 0;
-		double started = now_s();
+		double started = mta_tune_now();
 		if ((rc = mta_variant_parse(l.rows[i].spec, &v)))
 			goto out;
-		int mrc = mta_measure_variant(c->p, &v, c->o, 1, &m, &to);
-		int st = status_of(mrc, to);
-		if ((rc = record(c, l.rows[i].vid, st, st == MTA_RESULT_OK ? &m : NULL,
+		int mrc = v.backend == MTA_BACKEND_CUDA ? mta_tune_cuda_measure(c, &v, &m, &to)
+			  : mta_measure_variant(c->p, &v, c->o, 1, &m, &to);
+		int st = mta_tune_status_of(mrc, to);
+		if ((rc = mta_tune_record(c, l.rows[i].vid, st, st == MTA_RESULT_OK ? &m : NULL,
 				 st ? mta_last_error() : "", started)))
 			goto out;
-		report(c, (int)i + 1, (int)top, l.rows[i].spec, mta_result_status_name(st),
+		mta_tune_report(c, (int)i + 1, (int)top, l.rows[i].spec, mta_result_status_name(st),
 		       st ? NAN : m.median_ms, "retime");
 		if (st == MTA_RESULT_OK && (!win || m.median_ms < c->s->winner_ms)) {
 			win = l.rows[i].vid;
 			c->s->winner_ms = m.median_ms;
 			snprintf(c->s->winner, sizeof c->s->winner, "%s", l.rows[i].spec);
-			note_best(c, l.rows[i].spec, m.median_ms);
+			mta_tune_note_best(c, l.rows[i].spec, m.median_ms);
 		}
 	}
 	if (!win) {
@@ -311,7 +311,7 @@ out:
 
 int mta_tune(const struct mta_problem *p, const struct mta_tune_opts *o, struct mta_tune_summary *s)
 {
-	struct ctx c = { p, o, s, NULL, 0, 0, "", NAN, 0, "" };
+	struct ctx c = { p, o, s, NULL, 0, 0, "", NAN, { 0 }, "", 0, "" };
 	struct mta_variant *vs = NULL, def;
 	struct mta_db_device d;
 	char key[MTA_KEY_MAX];
@@ -324,32 +324,43 @@ int mta_tune(const struct mta_problem *p, const struct mta_tune_opts *o, struct 
 		return mta_fail(MTA_EINVAL, "tuning needs T >= 1, B >= 1, reps >= 1, warmup >= 0 and "
 				"a positive timeout (got T=%lld, B=%lld, reps=%d, warmup=%d, timeout=%g)",
 				(long long)o->T, (long long)o->B, o->reps, o->warmup, o->timeout_s);
-	if (o->backend != MTA_BACKEND_CPU)
-		return mta_fail(MTA_EUNSUPPORTED, "tuning the %s backend needs a GPU build of the "
-				"tuner; only cpu is available here", mta_backend_name(o->backend));
+	if (o->backend != MTA_BACKEND_CPU && o->backend != MTA_BACKEND_CUDA)
+		return mta_fail(MTA_EUNSUPPORTED, "tuning the %s backend is not built into this "
+				"tuner", mta_backend_name(o->backend));
 	if ((rc = mta_problem_key(p, key, sizeof key)) || (rc = mta_tune_candidates(p, o, &vs, &n)))
 		return rc;
 	if ((rc = mta_variant_default(p, o->backend, &def)) ||
 	    (rc = mta_variant_format(&def, s->default_spec, sizeof s->default_spec)))
 		goto out;
+	/* CUDA: the device and NVRTC first, so that a machine without them
+	 * fails before the database is opened or created. */
+	if (o->backend == MTA_BACKEND_CUDA &&
+	    ((rc = mta_tune_cuda_probe(o->device_index, o->timeout_s, &c.cuda)) ||
+	     (rc = mta_cuda_nvrtc_version(c.nvrtc, sizeof c.nvrtc))))
+		goto out;
 	snprintf(s->run_id, sizeof s->run_id, "%lld-%d", (long long)time(NULL), (int)getpid());
 	if ((rc = mta_db_open(o->db_path, 0, &c.db)))
 		goto out;
 	snprintf(s->db_path, sizeof s->db_path, "%s", mta_db_path(c.db));
-	mta_device_cpu(&d);
+	if (o->backend == MTA_BACKEND_CUDA)
+		mta_cuda_db_device(&c.cuda, c.nvrtc, &d);
+	else
+		mta_device_cpu(&d);
 	if ((rc = mta_db_device_upsert(c.db, &d, &c.dev)) ||
 	    (rc = mta_db_problem_upsert(c.db, key, &c.prob)))
 		goto out;
 	s->total = (int)n;
-	for (size_t i = 0; i <= n; i++) {
-		if (o->stop && *o->stop) {
+	if (o->backend == MTA_BACKEND_CUDA)
+		rc = mta_tune_cuda_loop(&c, vs, n);
+	for (size_t i = 0; o->backend == MTA_BACKEND_CPU && i <= n && !rc; i++) {
+		if (o->stop && *o->stop)
 			rc = mta_fail(MTA_EINTR, "stopped after %zu of %zu variants of %s at T=%lld, "
 				      "B=%lld", i, n, key, (long long)o->T, (long long)o->B);
-			goto out;
-		}
-		if (i < n && (rc = try_one(&c, &vs[i], (int)i + 1, (int)n)))
-			goto out;
+		else if (i < n)
+			rc = try_one(&c, &vs[i], (int)i + 1, (int)n);
 	}
+	if (rc)
+		goto out;
 	/* nothing compiled: say so, rather than that nothing passed the check */
 	if (c.compile_failed && c.compile_failed == s->tried && !s->skipped) {
 		rc = mta_fail(MTA_ECOMPILE, "none of the %d variants compiled, so nothing was tuned "

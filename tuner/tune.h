@@ -9,6 +9,16 @@
  * inputs and times it. Each result is written to the database the moment it
  * exists, so a killed run resumes where it stopped. Finally the best few are
  * re-timed side by side and the fastest becomes the winner of the T bucket.
+ *
+ * CUDA: the device is probed in a child (this process never initialises
+ * CUDA, so it can fork the measuring children); without a driver or device
+ * mta_tune returns MTA_ENODEV before the database is touched. Every pending
+ * variant is compiled with NVRTC for the device's architecture on a thread
+ * pool first (tuner/cuda_prep.h): compile failures (log kept) and variants
+ * that spill or exceed the device's limits are recorded as compile_failed
+ * and pruned, cubins are stored in the database, and only the rest are
+ * checked and timed on the GPU, each in a child whose time limit is the
+ * watchdog (a hang is recorded as timeout).
  */
 #ifndef MTA_TUNE_H
 #define MTA_TUNE_H
@@ -32,18 +42,20 @@ struct mta_tune_event {
 
 struct mta_tune_opts {
 	const char *db_path;      /* NULL: the default database */
-	int backend;              /* MTA_BACKEND_CPU (CUDA joins later) */
+	int backend;              /* MTA_BACKEND_CPU or MTA_BACKEND_CUDA */
+	int device_index;         /* CUDA: device ordinal among the visible ones
+				   * (CUDA_VISIBLE_DEVICES applies); default
+				   * $MTATUNE_CUDA_DEVICE, else 0 */
 	int strategy;             /* MTA_TUNE_EXHAUSTIVE | MTA_TUNE_RANDOM */
 	int budget;               /* random: number of variants (0: all) */
 	int64_t T, B;
 	int warmup, reps;         /* timing: warm-up runs, timed runs */
 	int top;                  /* best few re-timed before the winner is named */
 	double timeout_s;         /* per candidate (verify + timing) */
-	int threads;              /* CPU worker threads, 0: all cores */
+	int threads;              /* CPU worker threads (CUDA: NVRTC compile threads), 0: all cores */
 	int64_t verify_T;         /* T of the reference check, 0: min(T, 293) */
 	unsigned long long seed;  /* 0: from the clock (fresh inputs each run) */
 	const char *only_spec;    /* NULL, or tune just this variant */
-	int device_index;         /* which device of the backend (GPU index); cpu: 0 */
 	/*
 	 * Checked before each variant and before the re-timing: once *stop is
 	 * non-zero, mta_tune returns MTA_EINTR after the record in hand is
@@ -91,5 +103,16 @@ struct mta_measure {
 int mta_measure_variant(const struct mta_problem *p, const struct mta_variant *v,
 			const struct mta_tune_opts *o, int time_it, struct mta_measure *m,
 			int *timed_out);
+
+/*
+ * The same for a CUDA variant on device o->device_index, in a child: load
+ * cubin (NULL: the child compiles it with NVRTC for the device), check it at
+ * verify_T on the GPU against the reference, then time it with CUDA events
+ * (warm-up, an L2 flush before every timed launch). mta_measure_variant
+ * calls this with cubin NULL for CUDA variants.
+ */
+int mta_measure_cuda(const struct mta_problem *p, const struct mta_variant *v,
+		     const struct mta_tune_opts *o, const void *cubin, size_t cubin_size,
+		     int time_it, struct mta_measure *m, int *timed_out);
 
 #endif
