@@ -202,7 +202,7 @@ static void worker_main(struct worker *w)
 	signal(SIGINT, SIG_IGN);
 	signal(SIGTERM, SIG_IGN);
 	snprintf(dev, sizeof dev, "%d", w->device);
-	setenv("MTATUNE_DEVICE", dev, 1);
+	setenv("MTATUNE_CUDA_DEVICE", dev, 1); /* the runtime's device, as for tune --device */
 	for (;;) {
 		if (w->sh->stop)
 			_exit(0);
