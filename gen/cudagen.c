@@ -20,7 +20,8 @@ static size_t r16(size_t x) { return (x + 15) / 16 * 16; }
 /*
  * Mirrors SMEM_BYTES in the templates: for v2 the staging area SM_TC of
  * mta_cuda_tc.cu (two stages of q and k rows, V rows and the rounded P
- * tile, 16-bit elements; or one head's float outputs, whichever is larger),
+ * tile, with algo 1 the folded k rows, 16-bit elements; or one head's float
+ * outputs, whichever is larger),
  * then the float tiles S | Z | P2 | M, L, A.
  */
 size_t mta_cuda_smem_bytes(const struct mta_problem *p, const struct mta_variant *v)
@@ -33,9 +34,10 @@ size_t mta_cuda_smem_bytes(const struct mta_problem *p, const struct mta_variant
 	size_t p2 = p->cq2 ? hpb * (size_t)v->bq * (size_t)v->bk : 0;
 	size_t tc = 0;
 	if (v->version >= 2) {
-		size_t ds = r16((size_t)p->D) + 8, mr = r16(rp + qr), nc = (cp + kr + 7) / 8 * 8;
+		size_t ds = r16((size_t)p->D) + 8, mr = r16(rp) + r16(qr), nc = (cp + kr + 7) / 8 * 8;
+		size_t kc = p->cq && v->algo == 1 ? (cp + 7) / 8 * 8 * ds : 0;
 		size_t stage = 2 * (2 * (mr + nc) * ds + (size_t)v->bk * ds +
-				    (size_t)v->bq * ((size_t)v->bk + 8));
+				    (size_t)v->bq * ((size_t)v->bk + 8) + kc);
 		size_t out = 4 * (size_t)v->bq * (size_t)p->D;
 		tc = r16(stage > out ? stage : out);
 	}

@@ -233,6 +233,12 @@ __device__ void logits_tile(const mta_args &a, int b, int h0, int rP0, int cP0, 
 		mta_cp_commit();
 		mta_cp_wait(1);
 		__syncthreads();
+#if C_CQ && C_ALGO == 1
+		if (off_band(rP0, cP0, ncols)) { /* block-uniform */
+			fold_tile(a, tc, hh & 1, h, ncols, Sh);
+			continue;
+		}
+#endif
 		qk_tile(a, tc, hh & 1, rP0 - QR, NRL, cP0 - OK1, ncols + KR, C_CQ ? Z : Sh,
 			C_CQ ? CZ : CP);
 		__syncthreads(); /* the stage is reloaded two heads on; Z is read below */
@@ -242,8 +248,8 @@ __device__ void logits_tile(const mta_args &a, int b, int h0, int rP0, int cP0, 
 #endif
 #if C_CQ
 		/* Raw logits Z (0 outside the causal triangle), then the convolution. */
-		const int nz = ncols + KR, rZ0 = rP0 - QR, cZ0 = cP0 - OK1;
 #if C_VERSION == 1
+		const int nz = ncols + KR, rZ0 = rP0 - QR, cZ0 = cP0 - OK1;
 		for (int e = tid; e < RZ * nz; e += NT) {
 			const int r = e / nz, c = e % nz, i = rZ0 + r, j = cZ0 + c;
 			float s = 0.f;
@@ -253,7 +259,6 @@ __device__ void logits_tile(const mta_args &a, int b, int h0, int rP0, int cP0, 
 		}
 		__syncthreads();
 #endif
-		(void)rZ0, (void)cZ0;
 		const float *w = a.kq_pre + h * (C_CQ * C_CK);
 		for (int e = tid; e < RP * ncols; e += NT) {
 			const int r = e / ncols, c = e % ncols;

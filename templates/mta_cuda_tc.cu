@@ -102,11 +102,13 @@ __device__ __forceinline__ void mma(float d[4], const unsigned a[4], const unsig
 #define DN R8(C_D)                  /* n extent of P.V */
 #define NRL (C_CQ ? RZ : RP)        /* rows of the raw logit region */
 #define NCL (C_CQ ? CZ : CP)        /* columns of the raw logit region */
-#define MR R16(NRL)
+#define MR (R16(RP) + R16(QR))     /* staged q rows: the fold reads rows r+a of RP */
 #define NC R8(NCL)
 #define PS (C_BK + 8)               /* row stride of the rounded P tile */
 #define TC_QK (2 * (MR + NC) * DS)  /* two stages of q and k rows (elements) */
-#define TC_STAGE (2 * (TC_QK + C_BK * DS + C_BQ * PS))
+#define NF R8(CP)                   /* folded k columns (algo 1) */
+#define TC_KC (C_CQ && C_ALGO == 1 ? NF * DS : 0)
+#define TC_STAGE (2 * (TC_QK + C_BK * DS + C_BQ * PS + TC_KC))
 #define TC_OUT (4 * C_BQ * C_D)     /* one head's output rows, float, for the epilogue */
 #define SM_TC (((TC_STAGE > TC_OUT ? TC_STAGE : TC_OUT) + 15) / 16 * 16)
 
@@ -264,3 +266,87 @@ __device__ void acc_to_smem(int hh, const float (&acc)[ACC_ROWS][ACC_COLS], floa
 	}
 	__syncthreads();
 }
+
+#if C_CQ && C_ALGO == 1
+/*
+ * algo 1: the pre-softmax convolution folded into the logit product. It is
+ * linear in q and k:
+ *   sum_{a,b} w[a,b] Z[i-QR+a, j-ok+b]
+ *     = s * sum_a q[i-QR+a] . Kc_a[j],   Kc_a[j] = sum_b w[a,b] k[j-ok+b]
+ * wherever no tap reaches past the causal mask, i.e. j-ok+(ck-1) <= i-QR,
+ * j <= i - QR - (ck-1-ok) (taps with rows i-QR+a < 0 read zero q rows and
+ * columns outside [0, T) zero k rows, as Z is 0 there). That is a product
+ * of q rows stacked over a with Kc stacked over a (depth cq*D) on the
+ * tensor cores. Tiles that reach into the diagonal band take the exact Z
+ * path (algo 0's code) instead; for long sequences they are the few tiles
+ * near the diagonal. Kc_a is summed in float and rounded to the operand
+ * type, one kernel row a at a time.
+ */
+#define FT ((R16(RP) / 16 * (NF / 8) + C_WARPS - 1) / C_WARPS)
+
+/* Whether every logit of the tile keeps all its taps inside the causal triangle. */
+__device__ __forceinline__ bool off_band(int rP0, int cP0, int ncols)
+{
+	return cP0 + ncols - 1 - rP0 <= -(QR + KR - OK1);
+}
+
+/*
+ * Sh[r*CP + c] (r < RP, c < ncols) for head h from pipeline stage s, whose
+ * q rows start QR rows above rP0 and k rows OK1 columns left of cP0 (as
+ * stage_qk put them). Called by every thread; ends with a barrier.
+ */
+__device__ void fold_tile(const mta_args &a, const unsigned short *tc, int s, int h, int ncols,
+			  float *Sh)
+{
+	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t4 = lane & 3;
+	const unsigned short *Qs = tc + s * (MR + NC) * DS, *Ks = Qs + MR * DS;
+	unsigned short *Kc = (unsigned short *)tc + TC_QK + C_BK * DS + C_BQ * PS;
+	const float *w = a.kq_pre + h * (C_CQ * C_CK);
+	float acc[FT][4];
+#pragma unroll
+	for (int k = 0; k < FT; k++)
+		acc[k][0] = acc[k][1] = acc[k][2] = acc[k][3] = 0.f;
+#pragma unroll 1
+	for (int u = 0; u < C_CQ; u++) {
+		for (int e = threadIdx.x; e < NF * DK; e += NT) {
+			const int c = e / DK, d = e % DK;
+			float x = 0.f;
+			if (c < ncols)
+#pragma unroll
+				for (int t = 0; t < C_CK; t++)
+					x += w[u * C_CK + t] * ld((const elem_t *)Ks + (c + t) * DS + d);
+			Kc[c * DS + d] = to_op(x);
+		}
+		__syncthreads();
+#pragma unroll
+		for (int k = 0; k < FT; k++) {
+			const int tile = warp + k * C_WARPS;
+			if (tile >= R16(RP) / 16 * (NF / 8))
+				break; /* warp-uniform */
+			const int m0 = tile / (NF / 8) * 16, n0 = tile % (NF / 8) * 8;
+#pragma unroll
+			for (int kk = 0; kk < DK; kk += 16) {
+				unsigned af[4], bf[2];
+				mta_ldsm_x4(af, Qs + (m0 + u + (lane & 15)) * DS + kk + (lane >> 4) * 8);
+				mta_ldsm_x2(bf, Kc + (n0 + (lane & 7)) * DS + kk + ((lane >> 3) & 1) * 8);
+				mma(acc[k], af, bf);
+			}
+		}
+		__syncthreads();
+	}
+#pragma unroll
+	for (int k = 0; k < FT; k++) {
+		const int tile = warp + k * C_WARPS;
+		if (tile >= R16(RP) / 16 * (NF / 8))
+			break;
+		const int m0 = tile / (NF / 8) * 16, n0 = tile % (NF / 8) * 8;
+#pragma unroll
+		for (int e = 0; e < 4; e++) {
+			const int r = m0 + g + 8 * (e >> 1), c = n0 + 2 * t4 + (e & 1);
+			if (r < RP && c < ncols)
+				Sh[r * CP + c] = C_SCALE * acc[k][e];
+		}
+	}
+	__syncthreads();
+}
+#endif

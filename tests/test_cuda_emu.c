@@ -294,3 +294,19 @@ TEST(cuda_tc_space_rules)
 		CHECK(vs[i].version == 1);
 	free(vs);
 }
+
+/*
+ * v2 algo 1 (the pre-softmax convolution folded into the logit product, the
+ * diagonal band exactly): sequences long enough that most tiles are off the
+ * band, every pad, T < cq, with and without post steps and head mixing.
+ */
+TEST(cuda_emu_tc_fold)
+{
+	struct mta_problem p = prob("h2kv1d16-pre3x5-both-bf16");
+	check_case(&p, "cuda:v2,bq=16,bk=16,hpb=1,warps=4,algo=1", 1, 83);
+	check_case(&p, "cuda:v2,bq=16,bk=16,hpb=2,warps=4,algo=1", 1, 2); /* T < cq */
+	struct mta_problem l = prob("h2kv2d24-pre4x3-hpre-left-gn-f16");
+	check_case(&l, "cuda:v2,bq=16,bk=32,hpb=2,warps=4,algo=1", 1, 77);
+	struct mta_problem r = prob("h4kv4d16-pre6x11-hpre-post6x11-hc4-right-gn-gate-bf16");
+	check_case(&r, "cuda:v2,bq=16,bk=16,hpb=4,warps=8,algo=1", 1, 70);
+}
