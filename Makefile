@@ -8,6 +8,7 @@
 #   make bench      CPU benchmark (tuned C kernel vs reference vs PyTorch)
 #   make gpu-check  on a GPU machine: CUDA kernels vs the reference, sanitizers,
 #                   one tuning run; writes docs/gpu/gpu-check-<date>.txt
+#   make gpu-bench  GPU benchmark (tuned CUDA kernel vs PyTorch eager, compile, SDPA)
 #   make deps       install missing Debian packages (run as root)
 #
 # Sources are found by folder: every .c in gen/ runtime/ db/ tuner/ goes into
@@ -138,6 +139,14 @@ $(B)/cpu_bench: $(B)/bench/cpu_bench.o $(B)/libmtatune.a
 # compute-sanitizer, one tuning run; the report lands in docs/gpu/ (commit it).
 gpu-check:
 	@sh bench/gpu_check.sh
+
+# GPU benchmark against PyTorch eager, torch.compile and SDPA (needs a GPU
+# machine with PyTorch; fails fast without one). Report: docs/gpu/bench-<date>.md
+gpu-bench:
+	@command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 || \
+	  { echo "make gpu-bench needs a GPU (nvidia-smi finds none on this machine)"; exit 2; }
+	$(MAKE) --no-print-directory all
+	python3 bench/gpu_bench.py $(BENCH_ARGS)
 
 clean:
 	rm -rf build bin lib

@@ -30,6 +30,9 @@ struct mta_space {
 	int (*check)(const struct mta_problem *p, const struct mta_variant *v);
 	/* Optional: adjust defaults for a problem before checking (may be NULL). */
 	void (*tailor)(const struct mta_problem *p, struct mta_variant *v);
+	/* Kernel families v1..vN the space walks (0 means 1); check() says
+	 * which tunable values each family takes. */
+	int nversions;
 };
 
 extern const struct mta_space mta_space_cpu;

@@ -81,4 +81,4 @@ static void tailor(const struct mta_problem *p, struct mta_variant *v)
 	v->hpb = g == p->H ? 0 : g;
 }
 
-const struct mta_space mta_space_cpu = { "cpu", tunables, check, tailor };
+const struct mta_space mta_space_cpu = { "cpu", tunables, check, tailor, 1 };

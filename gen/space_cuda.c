@@ -2,6 +2,11 @@
  * space_cuda.c: the tuning space of the generated CUDA kernels (see space.h
  * and templates/mta_cuda.cu).
  *
+ * Families: v1 scalar fp32 (templates/mta_cuda.cu), any dtype; v2 tensor
+ * cores (templates/mta_cuda_tc.cu spliced into it), bf16/f16 problems only,
+ * bq and bk multiples of 16 (mma tiles), D padded to 16 in shared memory;
+ * v2 algo 1 folds the pre-softmax convolution into the logit product.
+ *
  * Tunables: bq (query rows per block), bk (key columns per tile), hpb (heads
  * per block), warps (threads = 32*warps), algo (v1 has only 0: two passes for
  * post-softmax steps, one pass otherwise). The constraints are the rows of
@@ -24,7 +29,7 @@ static const struct mta_tunable tunables[] = {
 	{ "bk", offsetof(struct mta_variant, bk), 32, 1, { 32 } },
 	{ "hpb", offsetof(struct mta_variant, hpb), 1, 6, { 1, 2, 4, 8, 16, 32 } },
 	{ "warps", offsetof(struct mta_variant, warps), 4, 2, { 4, 8 } },
-	{ "algo", offsetof(struct mta_variant, algo), 0, 1, { 0 } },
+	{ "algo", offsetof(struct mta_variant, algo), 0, 2, { 0, 1 } },
 	{ 0, 0, 0, 0, { 0 } },
 };
 
@@ -34,6 +39,11 @@ static const struct mta_tunable tunables[] = {
  * launcher raises cudaFuncAttributeMaxDynamicSharedMemorySize.
  */
 #define SMEM_MAX (99 * 1024)
+/*
+ * v2 needs sm_80 or later (bf16 mma.sync); sm_80 grants 163 KiB, sm_90 227.
+ * On sm_86/sm_89 (99 KiB) mta_nvrtc_prune drops the variants that need more.
+ */
+#define SMEM_MAX_TC (163 * 1024)
 /* Output accumulators per thread (registers): ceil(hpb*bq/warps)*ceil(D/32). */
 #define ACC_MAX 96
 /* Register arrays of the linear head mixing hold every head of the block. */
@@ -41,6 +51,10 @@ static const struct mta_tunable tunables[] = {
 
 static long acc_regs(const struct mta_problem *p, const struct mta_variant *v)
 {
+	if (v->version >= 2) { /* 16x8 mma C tiles of (head, query, d), 4 floats a lane */
+		long tiles = (long)v->hpb * (v->bq / 16) * ((p->D + 7) / 8);
+		return (tiles + v->warps - 1) / v->warps * 4;
+	}
 	return ((long)v->hpb * v->bq + v->warps - 1) / v->warps * ((p->D + 31) / 32);
 }
 
@@ -56,28 +70,50 @@ static long smem(const struct mta_problem *p, const struct mta_variant *v)
 	return (long)mta_cuda_smem_bytes(p, v);
 }
 
-/* Resource limits as data: what is measured, its cap, and why. */
+/* Resource limits as data: what is measured, its cap for v1 and for v2. */
 static const struct {
 	const char *what;
 	long (*measure)(const struct mta_problem *, const struct mta_variant *);
-	long max;
+	long max, max_tc;
 } limits[] = {
-	{ "bytes of shared memory", smem, SMEM_MAX },
-	{ "output accumulator registers per thread", acc_regs, ACC_MAX },
-	{ "head-mixing registers per thread", mix_regs, MIX_MAX },
+	{ "bytes of shared memory", smem, SMEM_MAX, SMEM_MAX_TC },
+	{ "output accumulator registers per thread", acc_regs, ACC_MAX, ACC_MAX },
+	{ "head-mixing registers per thread", mix_regs, MIX_MAX, MIX_MAX },
 };
+
+/* The family rules of v2 (tensor cores), beyond the shared ones. */
+static int check_tc(const struct mta_problem *p, const struct mta_variant *v)
+{
+	if (p->dtype != MTA_BF16 && p->dtype != MTA_F16)
+		return mta_fail(MTA_EINVAL, "cuda v2 multiplies bf16/f16 operands on the tensor "
+				"cores; a %s problem takes v1", mta_dtype_name(p->dtype));
+	if (v->bq % 16 || v->bk % 16)
+		return mta_fail(MTA_EINVAL, "bq=%d, bk=%d: cuda v2 needs multiples of 16 (mma "
+				"tiles)", v->bq, v->bk);
+	if (v->algo == 1 && !p->cq)
+		return mta_fail(MTA_EINVAL, "algo=1 folds the pre-softmax convolution; this "
+				"problem has none");
+	if (v->algo > 1)
+		return mta_fail(MTA_EINVAL, "algo=%d: cuda v2 has algo 0 (convolve the logits) "
+				"and 1 (fold the pre-softmax convolution)", v->algo);
+	return MTA_OK;
+}
 
 static int check(const struct mta_problem *p, const struct mta_variant *v)
 {
-	if (v->version != 1)
-		return mta_fail(MTA_EINVAL, "cuda kernel family v%d does not exist (have v1)", v->version);
+	int rc;
+	if (v->version < 1 || v->version > 2)
+		return mta_fail(MTA_EINVAL, "cuda kernel family v%d does not exist (have v1, v2)",
+				v->version);
 	if (v->bq < 1 || v->bk < 1 || v->hpb < 1 || v->bq > 256 || v->bk > 256)
 		return mta_fail(MTA_EINVAL, "bq=%d, bk=%d, hpb=%d: bq and bk must be in [1, 256], "
 				"hpb at least 1", v->bq, v->bk, v->hpb);
 	if (v->warps < 1 || v->warps > 32)
 		return mta_fail(MTA_EINVAL, "warps=%d: a block has 1 to 32 warps", v->warps);
-	if (v->algo != 0)
+	if (v->version == 1 && v->algo != 0)
 		return mta_fail(MTA_EINVAL, "algo=%d: cuda v1 has only algo 0", v->algo);
+	if (v->version == 2 && (rc = check_tc(p, v)))
+		return rc;
 	if (p->H % v->hpb)
 		return mta_fail(MTA_EINVAL, "hpb=%d does not divide H=%d", v->hpb, p->H);
 	if ((p->head_pre || p->head_post == MTA_HPOST_LINEAR) && v->hpb != p->H)
@@ -88,10 +124,11 @@ static int check(const struct mta_problem *p, const struct mta_variant *v)
 				"must be a multiple of c", v->hpb, p->hc);
 	for (size_t i = 0; i < sizeof limits / sizeof limits[0]; i++) {
 		long m = limits[i].measure(p, v);
-		if (m > limits[i].max)
-			return mta_fail(MTA_EINVAL, "bq=%d, bk=%d, hpb=%d, warps=%d need %ld %s, "
-					"at most %ld", v->bq, v->bk, v->hpb, v->warps, m,
-					limits[i].what, limits[i].max);
+		long max = v->version >= 2 ? limits[i].max_tc : limits[i].max;
+		if (m > max)
+			return mta_fail(MTA_EINVAL, "v%d, bq=%d, bk=%d, hpb=%d, warps=%d need %ld %s, "
+					"at most %ld", v->version, v->bq, v->bk, v->hpb, v->warps,
+					m, limits[i].what, max);
 	}
 	return MTA_OK;
 }
@@ -121,4 +158,4 @@ static void tailor(const struct mta_problem *p, struct mta_variant *v)
 	mta_clear_error();
 }
 
-const struct mta_space mta_space_cuda = { "cuda", tunables, check, tailor };
+const struct mta_space mta_space_cuda = { "cuda", tunables, check, tailor, 2 };

@@ -148,8 +148,10 @@ static int walk(const struct mta_problem *p, const struct mta_space *s, int back
 
 	while (s->tunables[nt].name)
 		nt++;
-	for (;;) {
+	for (int ver = 1; ver <= (s->nversions > 1 ? s->nversions : 1); ver++)
+	for (memset(idx, 0, sizeof idx);;) {
 		defaults(s, backend, &v);
+		v.version = ver;
 		for (int i = 0; i < nt; i++)
 			*field(&v, &s->tunables[i]) = s->tunables[i].vals[idx[i]];
 		if (s->check(p, &v) == MTA_OK) {
@@ -164,7 +166,7 @@ static int walk(const struct mta_problem *p, const struct mta_space *s, int back
 			}
 			arr[cnt++] = v;
 			if (first_only)
-				break;
+				goto done;
 		}
 		int i = 0;
 		while (i < nt && ++idx[i] >= s->tunables[i].nvals)
@@ -172,6 +174,7 @@ static int walk(const struct mta_problem *p, const struct mta_space *s, int back
 		if (i == nt)
 			break;
 	}
+done:
 	mta_clear_error();
 	*out = arr;
 	*n = cnt;

@@ -7,7 +7,7 @@
  * dynamic shared memory (extern __shared__ arrays, mapped to one global
  * buffer: templates must not use static __shared__ arrays), __syncthreads,
  * warp shuffles and votes, the math intrinsics, and a portable twin of each
- * inline-PTX helper (mta_f16_to_f32).
+ * inline-PTX helper (mta_f16_to_f32; mma.sync, ldmatrix and cp.async below).
  *
  * Semantics: blocks run one at a time; the threads of a block are real
  * pthreads, so __syncthreads is a real barrier (pthread_barrier_t). A shuffle
@@ -122,6 +122,164 @@ static inline float mta_f16_to_f32(unsigned short h)
 	float f = ldexpf((float)m, -24);
 	return s ? -f : f;
 }
+
+/* Twin of cvt.rn.f16.f32: float to IEEE binary16, round to nearest even. */
+static inline unsigned short mta_f32_to_f16(float f)
+{
+	const uint32_t u = mta_emu_bits(f), s = (u >> 16) & 0x8000, m = u & 0x7fffff;
+	const int ef = (int)((u >> 23) & 0xff), e = ef - 127 + 15;
+	if (ef == 0xff)
+		return (unsigned short)(s | 0x7c00 | (m ? 0x200 : 0));
+	if (e >= 31)
+		return (unsigned short)(s | 0x7c00);
+	if (e <= 0) { /* subnormal half (or zero): units of 2^-24 */
+		if (e < -10)
+			return (unsigned short)s;
+		const uint32_t mm = m | 0x800000, sh = (uint32_t)(14 - e);
+		uint32_t r = mm >> sh;
+		const uint32_t rem = mm & ((1u << sh) - 1), half = 1u << (sh - 1);
+		if (rem > half || (rem == half && (r & 1)))
+			r++;
+		return (unsigned short)(s | r);
+	}
+	uint32_t r = ((uint32_t)e << 10) | (m >> 13);
+	const uint32_t rem = m & 0x1fff;
+	if (rem > 0x1000 || (rem == 0x1000 && (r & 1)))
+		r++; /* a carry into the exponent is the right result, up to infinity */
+	return (unsigned short)(s | r);
+}
+
+/*
+ * Tensor-core twins, following the PTX ISA fragment layouts exactly
+ * (groupID g = lane>>2, threadID_in_group t = lane%4; a .b32 register holds
+ * two 16-bit elements, the lower-indexed one in its low half).
+ *
+ * mma.sync.aligned.m16n8k16.row.col.f32.{bf16,f16}.{bf16,f16}.f32:
+ *   A 16x16: a[0] = A[g][2t..2t+1], a[1] = A[g+8][2t..], a[2] = A[g][2t+8..],
+ *            a[3] = A[g+8][2t+8..]
+ *   B 16x8:  b[0] = B[2t..2t+1][g], b[1] = B[2t+8..2t+9][g]
+ *   C, D:    d[0..1] = D[g][2t..2t+1], d[2..3] = D[g+8][2t..2t+1]
+ * The twin gathers the 32 lanes' fragments through a per-warp buffer
+ * between two warp barriers (every lane must call it, as on the GPU) and
+ * each lane computes its four results in float32, k in ascending order.
+ */
+static uint32_t mta_emu_frag[32][32][6];
+static const void *mta_emu_addr[32][32];
+
+static inline float mta_emu_half(uint32_t r, int hi, int f16)
+{
+	const unsigned short h = (unsigned short)(hi ? r >> 16 : r & 0xffff);
+	return f16 ? mta_f16_to_f32(h) : mta_emu_float((uint32_t)h << 16);
+}
+
+static inline void mta_emu_mma(float d[4], const unsigned a[4], const unsigned b[2], int f16)
+{
+	const unsigned w = threadIdx.x >> 5, l = threadIdx.x & 31, g = l >> 2, t = l & 3;
+	for (int i = 0; i < 4; i++)
+		mta_emu_frag[w][l][i] = a[i];
+	mta_emu_frag[w][l][4] = b[0];
+	mta_emu_frag[w][l][5] = b[1];
+	pthread_barrier_wait(&mta_emu_warp_bar[w]);
+	float r[4];
+	for (int e = 0; e < 4; e++) {
+		const unsigned row = g + 8 * (e >> 1), col = 2 * t + (e & 1);
+		float s = d[e];
+		for (unsigned k = 0; k < 16; k++) {
+			/* A[row][k]: lane (row%8)*4 + (k%8)/2, register (row>=8) + 2*(k>=8) */
+			const uint32_t ar = mta_emu_frag[w][(row & 7) * 4 + ((k & 7) >> 1)]
+						    [(row >> 3) + 2 * (k >> 3)];
+			/* B[k][col]: lane col*4 + (k%8)/2, register k>=8 */
+			const uint32_t br = mta_emu_frag[w][col * 4 + ((k & 7) >> 1)][4 + (k >> 3)];
+			s += mta_emu_half(ar, k & 1, f16) * mta_emu_half(br, k & 1, f16);
+		}
+		r[e] = s;
+	}
+	pthread_barrier_wait(&mta_emu_warp_bar[w]);
+	for (int e = 0; e < 4; e++)
+		d[e] = r[e];
+}
+static inline void mta_mma_bf16(float d[4], const unsigned a[4], const unsigned b[2])
+{
+	mta_emu_mma(d, a, b, 0);
+}
+static inline void mta_mma_f16(float d[4], const unsigned a[4], const unsigned b[2])
+{
+	mta_emu_mma(d, a, b, 1);
+}
+
+/*
+ * ldmatrix.sync.aligned.m8n8.x{1,2,4}[.trans].shared.b16: lanes 8m..8m+7
+ * give the row addresses of matrix m; register m of lane l receives row
+ * l>>2, elements 2(l%4) and 2(l%4)+1 of matrix m, or with .trans column
+ * l>>2 of rows 2(l%4) and 2(l%4)+1. Addresses of lanes past 8*nmat are
+ * ignored, as on the GPU.
+ */
+static inline void mta_emu_ldsm(unsigned *r, int nmat, int trans, const void *p)
+{
+	const unsigned w = threadIdx.x >> 5, l = threadIdx.x & 31;
+	mta_emu_addr[w][l] = p;
+	pthread_barrier_wait(&mta_emu_warp_bar[w]);
+	for (int m = 0; m < nmat; m++) {
+		unsigned short e[2];
+		for (int h = 0; h < 2; h++) {
+			const unsigned row = trans ? 2 * (l & 3) + h : l >> 2;
+			const unsigned col = trans ? l >> 2 : 2 * (l & 3) + h;
+			memcpy(&e[h], (const char *)mta_emu_addr[w][8 * m + row] + 2 * col, 2);
+		}
+		r[m] = (unsigned)e[0] | (unsigned)e[1] << 16;
+	}
+	pthread_barrier_wait(&mta_emu_warp_bar[w]);
+}
+static inline void mta_ldsm_x4(unsigned r[4], const void *p) { mta_emu_ldsm(r, 4, 0, p); }
+static inline void mta_ldsm_x2(unsigned r[2], const void *p) { mta_emu_ldsm(r, 2, 0, p); }
+static inline void mta_ldsm_x4_t(unsigned r[4], const void *p) { mta_emu_ldsm(r, 4, 1, p); }
+static inline void mta_ldsm_x2_t(unsigned r[2], const void *p) { mta_emu_ldsm(r, 2, 1, p); }
+
+/*
+ * cp.async.cg.shared.global (16 bytes), cp.async.commit_group and
+ * cp.async.wait_group N. The twin defers each copy until a wait_group
+ * completes its group, so a template that reads shared memory before
+ * waiting reads the NaN poison, as it could on the GPU. Copies not yet
+ * committed belong to the next group; wait_group N completes every
+ * committed group but the N most recent. A full queue completes its oldest
+ * entries early (allowed: the hardware may finish copies at any time).
+ */
+#define MTA_EMU_CPQ 256
+struct mta_emu_cp { void *dst; const void *src; int group; };
+static thread_local struct mta_emu_cp mta_emu_cpq[MTA_EMU_CPQ];
+static thread_local int mta_emu_ncp, mta_emu_ngroups;
+
+static inline void mta_emu_cp_done(int upto)
+{
+	int k = 0;
+	for (int i = 0; i < mta_emu_ncp; i++) {
+		struct mta_emu_cp *c = &mta_emu_cpq[i];
+		if (c->group > 0 && c->group <= upto)
+			memcpy(c->dst, c->src, 16);
+		else
+			mta_emu_cpq[k++] = *c;
+	}
+	mta_emu_ncp = k;
+}
+static inline void mta_cp_async16(void *dst, const void *src)
+{
+	if (mta_emu_ncp == MTA_EMU_CPQ) {
+		for (int i = 0; i < MTA_EMU_CPQ / 2; i++)
+			memcpy(mta_emu_cpq[i].dst, mta_emu_cpq[i].src, 16);
+		memmove(mta_emu_cpq, mta_emu_cpq + MTA_EMU_CPQ / 2,
+			sizeof mta_emu_cpq[0] * (MTA_EMU_CPQ - MTA_EMU_CPQ / 2));
+		mta_emu_ncp -= MTA_EMU_CPQ / 2;
+	}
+	mta_emu_cpq[mta_emu_ncp++] = (struct mta_emu_cp){ dst, src, 0 };
+}
+static inline void mta_cp_commit(void)
+{
+	++mta_emu_ngroups;
+	for (int i = 0; i < mta_emu_ncp; i++)
+		if (!mta_emu_cpq[i].group)
+			mta_emu_cpq[i].group = mta_emu_ngroups;
+}
+#define mta_cp_wait(n) mta_emu_cp_done(mta_emu_ngroups - (n))
 
 static pthread_mutex_t mta_emu_gate_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t mta_emu_gate_cv = PTHREAD_COND_INITIALIZER;

@@ -74,6 +74,9 @@
 #ifndef C_DTYPE
 #define C_DTYPE 1    /* 0 f32, 1 bf16, 2 f16 */
 #endif
+#ifndef C_VERSION
+#define C_VERSION 1  /* kernel family: 1 scalar, 2 tensor cores (mta_cuda_tc.cu) */
+#endif
 #ifndef C_BQ
 #define C_BQ 8       /* query rows per block */
 #define C_BK 16      /* key columns per tile */
@@ -106,7 +109,7 @@
 #define SM_Z (C_CQ ? RZ * CZ : 0)
 #define SM_P2 (C_CQ2 ? C_HPB * C_BQ * C_BK : 0)
 #define SM_STAT (C_HPB * RP)
-#define SMEM_BYTES (4 * (SM_S + SM_Z + SM_P2 + 3 * SM_STAT))
+#define SM_FLOATS (4 * (SM_S + SM_Z + SM_P2 + 3 * SM_STAT))
 
 #if C_DTYPE == 0
 typedef float elem_t;
@@ -191,6 +194,21 @@ __device__ __forceinline__ void mix_linear(float *X, int stride, const float *W)
 }
 #endif
 
+/* ---- tensor-core family (v2): gen/cudagen.c splices it in here ---- */
+/* @MTA_TC@ */
+
+#ifndef SM_TC
+#define SM_TC 0 /* v1: no staging area */
+/* Output accumulators: warp w owns rows (head, query) w, w+WARPS, ...; lane l owns d = l, l+32, ... */
+#define ACC_ROWS RPW
+#define ACC_COLS DPL
+#define PV(a, b, h0, j0, P, A, acc) pv_tile(a, b, h0, j0, P, A, acc)
+#endif
+/* Dynamic shared memory: the v2 staging area (16-byte aligned) first, then
+ * the float tiles. gen/cudagen.c computes the same (mta_cuda_smem_bytes);
+ * the emulator checks they agree. */
+#define SMEM_BYTES (SM_TC + SM_FLOATS)
+
 /*
  * S[hh][r][c] (row stride CP) for r < RP, c < ncols: the pre-softmax logits,
  * convolved and head-mixed, of query row rP0+r and key column cP0+c, for the
@@ -198,16 +216,39 @@ __device__ __forceinline__ void mix_linear(float *X, int stride, const float *W)
  * caller masks. Called by every thread; ends with a barrier.
  */
 __device__ void logits_tile(const mta_args &a, int b, int h0, int rP0, int cP0, int ncols,
-			    float *S, float *Z)
+			    float *S, float *Z, unsigned short *tc)
 {
 	const int tid = threadIdx.x;
+#if C_VERSION >= 2
+	/* Two-stage pipeline over heads: stage hh+1's rows load during hh's mma. */
+	stage_qk(a, tc, b, h0, rP0 - QR, NRL, cP0 - OK1, ncols + KR, 0);
+	mta_cp_commit();
+#endif
 	for (int hh = 0; hh < C_HPB; hh++) {
 		const int h = h0 + hh;
+		float *Sh = S + hh * RP * CP;
+#if C_VERSION >= 2
+		if (hh + 1 < C_HPB)
+			stage_qk(a, tc, b, h + 1, rP0 - QR, NRL, cP0 - OK1, ncols + KR, (hh + 1) & 1);
+		mta_cp_commit();
+		mta_cp_wait(1);
+		__syncthreads();
+#if C_CQ && C_ALGO == 1
+		if (off_band(rP0, cP0, ncols)) { /* block-uniform */
+			fold_tile(a, tc, hh & 1, h, ncols, Sh);
+			continue;
+		}
+#endif
+		qk_tile(a, tc, hh & 1, rP0 - QR, NRL, cP0 - OK1, ncols + KR, C_CQ ? Z : Sh,
+			C_CQ ? CZ : CP);
+		__syncthreads(); /* the stage is reloaded two heads on; Z is read below */
+#else
 		const elem_t *qb = a.q + b * a.sq[0] + h * a.sq[2];
 		const elem_t *kb = a.k + b * a.sk[0] + (h / GQA) * a.sk[2];
-		float *Sh = S + hh * RP * CP;
+#endif
 #if C_CQ
 		/* Raw logits Z (0 outside the causal triangle), then the convolution. */
+#if C_VERSION == 1
 		const int nz = ncols + KR, rZ0 = rP0 - QR, cZ0 = cP0 - OK1;
 		for (int e = tid; e < RZ * nz; e += NT) {
 			const int r = e / nz, c = e % nz, i = rZ0 + r, j = cZ0 + c;
@@ -217,6 +258,7 @@ __device__ void logits_tile(const mta_args &a, int b, int h0, int rP0, int cP0, 
 			Z[r * CZ + c] = s;
 		}
 		__syncthreads();
+#endif
 		const float *w = a.kq_pre + h * (C_CQ * C_CK);
 		for (int e = tid; e < RP * ncols; e += NT) {
 			const int r = e / ncols, c = e % ncols;
@@ -229,7 +271,7 @@ __device__ void logits_tile(const mta_args &a, int b, int h0, int rP0, int cP0, 
 			Sh[r * CP + c] = s;
 		}
 		__syncthreads(); /* Z is rewritten for the next head */
-#else
+#elif C_VERSION == 1
 		for (int e = tid; e < RP * ncols; e += NT) {
 			const int r = e / ncols, c = e % ncols, i = rP0 + r, j = cP0 + c;
 			float s = 0.f;
@@ -359,6 +401,7 @@ __device__ void post_tile(const mta_args &a, int h0, int i0, int j0, float *S, f
  * Accumulate P.V of one key tile into the register accumulators; P is
  * [HPB][BQ][BK]. Without post steps, earlier sums are first rescaled by A.
  */
+#if C_VERSION == 1
 __device__ __forceinline__ void pv_tile(const mta_args &a, int b, int h0, int j0,
 					const float *P, const float *A, float (&acc)[RPW][DPL])
 {
@@ -388,21 +431,61 @@ __device__ __forceinline__ void pv_tile(const mta_args &a, int b, int h0, int j0
 		}
 	}
 }
+#endif
+
+/*
+ * Epilogue of one output row (head h, query i < T): o holds d = lane+32e
+ * (already normalised); group norm, gate, store. Every lane of the warp
+ * calls it (the reductions are warp shuffles).
+ */
+__device__ __forceinline__ void finish_row(const mta_args &a, int b, int h, int i, float (&o)[DPL])
+{
+	const int lane = threadIdx.x & 31;
+#if C_GN
+	float ss = 0.f;
+#pragma unroll
+	for (int e = 0; e < DPL; e++)
+		ss += lane + 32 * e < C_D ? o[e] * o[e] : 0.f;
+	const float rn = rsqrtf(warp_sum(ss) * (1.f / C_D) + 1e-5f) * (C_GNR ? a.rescale : 1.f);
+#pragma unroll
+	for (int e = 0; e < DPL; e++)
+		if (lane + 32 * e < C_D)
+			o[e] *= rn * a.gn_w[lane + 32 * e];
+#endif
+#if C_GATE
+	float g = 0.f;
+#pragma unroll
+	for (int e = 0; e < DPL; e++)
+		g += lane + 32 * e < C_D ? o[e] * a.gate_w[lane + 32 * e] : 0.f;
+	g = warp_sum(g) + a.gate_b;
+	const float sg = 1.f / (1.f + __expf(-g));
+#pragma unroll
+	for (int e = 0; e < DPL; e++)
+		o[e] *= sg;
+#endif
+	float *ob = a.o + b * a.so[0] + i * a.so[1] + h * a.so[2];
+#pragma unroll
+	for (int e = 0; e < DPL; e++)
+		if (lane + 32 * e < C_D)
+			ob[lane + 32 * e] = o[e];
+}
 
 extern "C" __global__ void __launch_bounds__(NT, 1) mta_fwd(const mta_args a)
 {
 	extern __shared__ float4 mta_smem[];
-	float *S = (float *)mta_smem, *Z = S + SM_S, *P2 = Z + SM_Z;
+	unsigned short *tc = (unsigned short *)mta_smem;
+	float *S = (float *)((char *)mta_smem + SM_TC), *Z = S + SM_S, *P2 = Z + SM_Z;
 	float *M = P2 + SM_P2, *L = M + SM_STAT, *A = L + SM_STAT;
 	const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
 	/* Heaviest (latest) query tiles first: causal work grows with i0. */
 	const int i0 = (gridDim.x - 1 - blockIdx.x) * C_BQ, h0 = blockIdx.y * C_HPB, b = blockIdx.z;
 	const int nkt = ((i0 + C_BQ < a.T ? i0 + C_BQ : a.T) + C_BK - 1) / C_BK; /* key tiles */
-	float acc[RPW][DPL];
+	float acc[ACC_ROWS][ACC_COLS];
+	(void)tc;
 #pragma unroll
-	for (int k = 0; k < RPW; k++)
+	for (int k = 0; k < ACC_ROWS; k++)
 #pragma unroll
-		for (int e = 0; e < DPL; e++)
+		for (int e = 0; e < ACC_COLS; e++)
 			acc[k][e] = 0.f;
 	for (int e = tid; e < SM_STAT; e += NT) {
 		M[e] = NEG_INF;
@@ -413,10 +496,10 @@ extern "C" __global__ void __launch_bounds__(NT, 1) mta_fwd(const mta_args a)
 	/* Pass 1 (or the only pass): online softmax over the key tiles. */
 	for (int t = 0; t < nkt; t++) {
 		const int j0 = t * C_BK;
-		logits_tile(a, b, h0, i0 - QP, j0, C_BK, S, Z);
+		logits_tile(a, b, h0, i0 - QP, j0, C_BK, S, Z, tc);
 		softmax_tile(a.T, i0 - QP, j0, S, M, L, A);
 #if !POST
-		pv_tile(a, b, h0, j0, S, A, acc);
+		PV(a, b, h0, j0, S, A, acc);
 		__syncthreads();
 #endif
 	}
@@ -427,14 +510,15 @@ extern "C" __global__ void __launch_bounds__(NT, 1) mta_fwd(const mta_args a)
 	/* Pass 2: recompute, normalise, post convolution and mixing, P.V. */
 	for (int t = 0; t < nkt; t++) {
 		const int j0 = t * C_BK;
-		logits_tile(a, b, h0, i0 - QP, j0 - OK2, CP, S, Z);
+		logits_tile(a, b, h0, i0 - QP, j0 - OK2, CP, S, Z, tc);
 		post_tile(a, h0, i0, j0, S, C_CQ2 ? P2 : S, M, L);
-		pv_tile(a, b, h0, j0, C_CQ2 ? P2 : S, A, acc);
+		PV(a, b, h0, j0, C_CQ2 ? P2 : S, A, acc);
 		__syncthreads();
 	}
 #endif
 
 	/* Epilogue: normalise (single pass), group norm, gate, store. */
+#if C_VERSION == 1
 #pragma unroll
 	for (int k = 0; k < RPW; k++) {
 		const int row = warp + k * C_WARPS;
@@ -442,44 +526,30 @@ extern "C" __global__ void __launch_bounds__(NT, 1) mta_fwd(const mta_args a)
 			break;
 		const int hh = row / C_BQ, r = row % C_BQ, i = i0 + r;
 		if (i >= a.T)
-			continue; /* warp-uniform: the shuffles below see whole warps */
+			continue; /* warp-uniform: the shuffles see whole warps */
+		const float inv = POST ? 1.f : 1.f / L[hh * RP + r];
 		float o[DPL];
-#if POST
-		const float inv = 1.f;
-#else
-		const float inv = 1.f / L[hh * RP + r];
-#endif
 #pragma unroll
 		for (int e = 0; e < DPL; e++)
 			o[e] = acc[k][e] * inv;
-#if C_GN
-		float ss = 0.f;
-#pragma unroll
-		for (int e = 0; e < DPL; e++)
-			ss += lane + 32 * e < C_D ? o[e] * o[e] : 0.f;
-		const float rn = rsqrtf(warp_sum(ss) * (1.f / C_D) + 1e-5f) * (C_GNR ? a.rescale : 1.f);
-#pragma unroll
-		for (int e = 0; e < DPL; e++)
-			if (lane + 32 * e < C_D)
-				o[e] *= rn * a.gn_w[lane + 32 * e];
-#endif
-#if C_GATE
-		float g = 0.f;
-#pragma unroll
-		for (int e = 0; e < DPL; e++)
-			g += lane + 32 * e < C_D ? o[e] * a.gate_w[lane + 32 * e] : 0.f;
-		g = warp_sum(g) + a.gate_b;
-		const float sg = 1.f / (1.f + __expf(-g));
-#pragma unroll
-		for (int e = 0; e < DPL; e++)
-			o[e] *= sg;
-#endif
-		float *ob = a.o + b * a.so[0] + i * a.so[1] + (h0 + hh) * a.so[2];
-#pragma unroll
-		for (int e = 0; e < DPL; e++)
-			if (lane + 32 * e < C_D)
-				ob[lane + 32 * e] = o[e];
+		finish_row(a, b, h0 + hh, i, o);
 	}
+#else
+	/* One head at a time through shared memory (the staging area is free now). */
+	float *Ob = (float *)mta_smem;
+	for (int hh = 0; hh < C_HPB; hh++) {
+		acc_to_smem(hh, acc, Ob);
+		for (int r = warp; r < C_BQ && i0 + r < a.T; r += C_WARPS) {
+			const float inv = POST ? 1.f : 1.f / L[hh * RP + r];
+			float o[DPL];
+#pragma unroll
+			for (int e = 0; e < DPL; e++)
+				o[e] = lane + 32 * e < C_D ? Ob[r * C_D + lane + 32 * e] * inv : 0.f;
+			finish_row(a, b, h0 + hh, i0 + r, o);
+		}
+		__syncthreads();
+	}
+#endif
 }
 
 #ifdef MTA_EMU

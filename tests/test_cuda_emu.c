@@ -232,3 +232,81 @@ TEST(cuda_emu_golden)
 	CHECKF(n >= 10, "only %d golden cases", n);
 	mt_golden_free(cases);
 }
+
+/*
+ * The tensor-core family (v2) through the emulator's mma.sync, ldmatrix and
+ * cp.async twins. P is rounded to the input dtype (bf16/f16) before P.V,
+ * hence the bf16/f16 tolerance; tiles that do and do not divide T, several
+ * heads per block, GQA, D not a multiple of 16 (zero padded) or of 8
+ * (scalar staging instead of cp.async).
+ */
+TEST(cuda_emu_tc_plain)
+{
+	struct mta_problem p = prob("h4kv2d40-gn-gate-bf16");
+	check_case(&p, "cuda:v2,bq=16,bk=16,hpb=2,warps=4", 1, 37);
+	check_case(&p, "cuda:v2,bq=32,bk=32,hpb=4,warps=8", 2, 32);
+	struct mta_problem f = prob("h2kv2d12-f16");
+	check_case(&f, "cuda:v2,bq=16,bk=32,hpb=1,warps=4", 1, 41);
+}
+
+TEST(cuda_emu_tc_full)
+{
+	struct mta_problem p = prob("h4kv4d16-pre6x11-hpre-post6x11-hc4-both-gn-gate-bf16");
+	check_case(&p, "cuda:v2,bq=16,bk=16,hpb=4,warps=4", 1, 45);
+	check_case(&p, "cuda:v2,bq=16,bk=32,hpb=4,warps=8", 1, 5); /* T < ck */
+	struct mta_problem l = prob("h4kv2d24-pre3x4-post2x3-hc2-left-gnr-f16");
+	check_case(&l, "cuda:v2,bq=16,bk=16,hpb=2,warps=4", 2, 35);
+	struct mta_problem r = prob("h2kv1d16-pre3x2-hpost-right-bf16");
+	check_case(&r, "cuda:v2,bq=16,bk=16,hpb=2,warps=4", 1, 2); /* T < cq */
+}
+
+/* v2's rules: bf16/f16 only, mma-sized tiles, fold only with a pre conv. */
+TEST(cuda_tc_space_rules)
+{
+	struct mta_variant v;
+	struct mta_problem f = prob("h2kv2d16-f32");
+	REQUIRE(mta_variant_parse("cuda:v2,bq=16,bk=16,hpb=1", &v) == MTA_OK);
+	CHECK_EQ_INT(mta_variant_check(&f, &v), MTA_EINVAL);
+	CHECK_STR_CONTAINS(mta_last_error(), "f32 problem takes v1");
+	struct mta_problem b = prob("h2kv2d16-bf16");
+	CHECK_EQ_INT(mta_variant_check(&b, &v), MTA_OK);
+	v.bq = 8;
+	CHECK_EQ_INT(mta_variant_check(&b, &v), MTA_EINVAL);
+	CHECK_STR_CONTAINS(mta_last_error(), "multiples of 16");
+	v.bq = 16;
+	v.algo = 1;
+	CHECK_EQ_INT(mta_variant_check(&b, &v), MTA_EINVAL);
+	CHECK_STR_CONTAINS(mta_last_error(), "has none");
+	v.version = 3;
+	CHECK_EQ_INT(mta_variant_check(&b, &v), MTA_EINVAL);
+	CHECK_STR_CONTAINS(mta_last_error(), "v3 does not exist");
+	/* the space walks both families: v2 variants exist for bf16, none for f32 */
+	struct mta_variant *vs = NULL;
+	size_t n = 0, n2 = 0;
+	struct mta_problem pp = prob("h16kv16d96-pre6x11-hpre-post6x11-hc16-both-gn-gate-bf16");
+	REQUIRE(mta_variant_space(&pp, MTA_BACKEND_CUDA, &vs, &n) == MTA_OK);
+	for (size_t i = 0; i < n; i++)
+		n2 += vs[i].version == 2;
+	CHECKF(n2 >= 1 && n2 < n, "paper config: %zu of %zu variants are v2", n2, n);
+	free(vs);
+	REQUIRE(mta_variant_space(&f, MTA_BACKEND_CUDA, &vs, &n) == MTA_OK);
+	for (size_t i = 0; i < n; i++)
+		CHECK(vs[i].version == 1);
+	free(vs);
+}
+
+/*
+ * v2 algo 1 (the pre-softmax convolution folded into the logit product, the
+ * diagonal band exactly): sequences long enough that most tiles are off the
+ * band, every pad, T < cq, with and without post steps and head mixing.
+ */
+TEST(cuda_emu_tc_fold)
+{
+	struct mta_problem p = prob("h2kv1d16-pre3x5-both-bf16");
+	check_case(&p, "cuda:v2,bq=16,bk=16,hpb=1,warps=4,algo=1", 1, 83);
+	check_case(&p, "cuda:v2,bq=16,bk=16,hpb=2,warps=4,algo=1", 1, 2); /* T < cq */
+	struct mta_problem l = prob("h2kv2d24-pre4x3-hpre-left-gn-f16");
+	check_case(&l, "cuda:v2,bq=16,bk=32,hpb=2,warps=4,algo=1", 1, 77);
+	struct mta_problem r = prob("h4kv4d16-pre6x11-hpre-post6x11-hc4-right-gn-gate-bf16");
+	check_case(&r, "cuda:v2,bq=16,bk=16,hpb=4,warps=8,algo=1", 1, 70);
+}

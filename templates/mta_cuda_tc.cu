@@ -1,0 +1,352 @@
+/*
+ * mta_cuda_tc.cu: the tensor-core kernel family (v2) of the fused MTA
+ * forward. gen/cudagen.c splices this text into templates/mta_cuda.cu at its
+ * "tensor-core family" mark, so v2 keeps v1's block structure (tiles with
+ * halos, two passes when post-softmax steps exist, the same convolution,
+ * head mixing, softmax and epilogue code) and replaces its two products:
+ *
+ *  - raw logits q.k^T of a tile and its halo: mma.sync m16n8k16 (bf16 or
+ *    fp16 operands, fp32 accumulation), operands staged in shared memory by
+ *    cp.async (16-byte chunks) in a two-stage pipeline over the block's heads
+ *    (head hh+1 loads while head hh multiplies), fragments read by ldmatrix;
+ *  - P.V: P is rounded to the input dtype (bf16 or fp16: mma takes no fp32
+ *    operands) in shared memory, V staged by cp.async and read with
+ *    ldmatrix.trans; the output accumulators are mma C fragments in
+ *    registers, written through shared memory for the v1 epilogue.
+ *
+ * algo 1 folds the pre-softmax key-query convolution into the logit product
+ * (see fold_tile below); algo 0 computes the raw logits and convolves them.
+ *
+ * Requires: dtype bf16 or f16, BQ and BK multiples of 16 (the space checks).
+ * D is padded to a multiple of 16 with zeros in shared memory.
+ */
+
+/* ---- PTX helpers; templates/cuda_emu.h has a portable twin of each ---- */
+#ifndef MTA_EMU
+__device__ __forceinline__ void mta_mma_bf16(float d[4], const unsigned a[4], const unsigned b[2])
+{
+	asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+		     "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+		     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+		     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+__device__ __forceinline__ void mta_mma_f16(float d[4], const unsigned a[4], const unsigned b[2])
+{
+	asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
+		     "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+		     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+		     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+__device__ __forceinline__ unsigned mta_smem_addr(const void *p)
+{
+	return (unsigned)__cvta_generic_to_shared(p);
+}
+__device__ __forceinline__ void mta_ldsm_x4(unsigned r[4], const void *p)
+{
+	asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+		     : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(mta_smem_addr(p)));
+}
+__device__ __forceinline__ void mta_ldsm_x2(unsigned r[2], const void *p)
+{
+	asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];"
+		     : "=r"(r[0]), "=r"(r[1]) : "r"(mta_smem_addr(p)));
+}
+__device__ __forceinline__ void mta_ldsm_x2_t(unsigned r[2], const void *p)
+{
+	asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0,%1}, [%2];"
+		     : "=r"(r[0]), "=r"(r[1]) : "r"(mta_smem_addr(p)));
+}
+__device__ __forceinline__ void mta_cp_async16(void *dst, const void *src)
+{
+	asm volatile("cp.async.cg.shared.global [%0], [%1], 16;"
+		     :: "r"(mta_smem_addr(dst)), "l"(src) : "memory");
+}
+__device__ __forceinline__ void mta_cp_commit(void)
+{
+	asm volatile("cp.async.commit_group;" ::: "memory");
+}
+#define mta_cp_wait(n) asm volatile("cp.async.wait_group %0;" :: "n"(n) : "memory")
+__device__ __forceinline__ unsigned short mta_f32_to_f16(float f)
+{
+	unsigned short h;
+	asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
+	return h;
+}
+#endif
+
+/* Round a float to the operand type, to nearest even (inputs are finite). */
+__device__ __forceinline__ unsigned short to_op(float f)
+{
+#if C_DTYPE == 1
+	unsigned u = __float_as_uint(f);
+	return (unsigned short)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+#else
+	return mta_f32_to_f16(f);
+#endif
+}
+
+__device__ __forceinline__ void mma(float d[4], const unsigned a[4], const unsigned b[2])
+{
+#if C_DTYPE == 1
+	mta_mma_bf16(d, a, b);
+#else
+	mta_mma_f16(d, a, b);
+#endif
+}
+
+/* ---- sizes of the v2 staging area (bytes; gen/cudagen.c mirrors them) --- */
+#define R16(x) (((x) + 15) / 16 * 16)
+#define R8(x) (((x) + 7) / 8 * 8)
+#define DK R16(C_D)                 /* k extent of q.k, zero padded */
+#define DS (DK + 8)                 /* smem row stride (elements): 16-byte rows, fewer bank conflicts */
+#define DN R8(C_D)                  /* n extent of P.V */
+#define NRL (C_CQ ? RZ : RP)        /* rows of the raw logit region */
+#define NCL (C_CQ ? CZ : CP)        /* columns of the raw logit region */
+#define MR (R16(RP) + R16(QR))     /* staged q rows: the fold reads rows r+a of RP */
+#define NC R8(NCL)
+#define PS (C_BK + 8)               /* row stride of the rounded P tile */
+#define TC_QK (2 * (MR + NC) * DS)  /* two stages of q and k rows (elements) */
+#define NF R8(CP)                   /* folded k columns (algo 1) */
+#define TC_KC (C_CQ && C_ALGO == 1 ? NF * DS : 0)
+#define TC_STAGE (2 * (TC_QK + C_BK * DS + C_BQ * PS + TC_KC))
+#define TC_OUT (4 * C_BQ * C_D)     /* one head's output rows, float, for the epilogue */
+#define SM_TC (((TC_STAGE > TC_OUT ? TC_STAGE : TC_OUT) + 15) / 16 * 16)
+
+/* Output accumulators: 16x8 tiles of (head, query, d), spread over warps. */
+#define MT (C_BQ / 16)
+#define NT8 (DN / 8)
+#define TPH (MT * NT8)
+#define NTILE (C_HPB * TPH)
+#define ACC_ROWS ((NTILE + C_WARPS - 1) / C_WARPS)
+#define ACC_COLS 4
+/* The kernel's P.V step (names the kernel's staging pointer tc). */
+#define PV(a, b, h0, j0, P, A, acc) pv_tile_tc(a, tc, b, h0, j0, P, A, acc)
+
+/*
+ * Stage rows r0 .. r0+nr-1 of one head of x (row stride st) as operand rows
+ * of stride DS in dst, rows past nrows_pad and columns past C_D zero, rows
+ * outside [0, T) zero. Whole 16-byte chunks go by cp.async when vec says the
+ * tensor allows it; the caller commits.
+ */
+__device__ void stage_rows(unsigned short *dst, const elem_t *x, long long st, int r0, int nr,
+			   int npad, int T, bool vec)
+{
+	for (int e = threadIdx.x; e < npad * (DK / 8); e += NT) {
+		const int r = e / (DK / 8), c = e % (DK / 8) * 8, t = r0 + r;
+		unsigned short *d = dst + r * DS + c;
+		const bool in = r < nr && t >= 0 && t < T;
+		if (in && vec && c + 8 <= C_D) {
+			mta_cp_async16(d, x + t * st + c);
+			continue;
+		}
+		for (int u = 0; u < 8; u++)
+			d[u] = in && c + u < C_D ? ((const unsigned short *)x)[t * st + c + u] : 0;
+	}
+}
+
+/* Whether q, k, v allow 16-byte copies (base and strides), uniform per block. */
+__device__ __forceinline__ bool vec_ok(const mta_args &a)
+{
+	unsigned long long m = (unsigned long long)a.q | (unsigned long long)a.k |
+			       (unsigned long long)a.v;
+	for (int i = 0; i < 3; i++)
+		m |= (unsigned long long)(a.sq[i] | a.sk[i] | a.sv[i]) * 2;
+	return C_D % 8 == 0 && m % 16 == 0;
+}
+
+/* Stage q rows r0.. and k columns c0.. of head h into pipeline stage s. */
+__device__ void stage_qk(const mta_args &a, unsigned short *tc, int b, int h, int r0, int nr,
+			 int c0, int nc, int s)
+{
+	const bool vec = vec_ok(a);
+	unsigned short *Qs = tc + s * (MR + NC) * DS, *Ks = Qs + MR * DS;
+	stage_rows(Qs, a.q + b * a.sq[0] + h * a.sq[2], a.sq[1], r0, nr, MR, a.T, vec);
+	stage_rows(Ks, a.k + b * a.sk[0] + (h / GQA) * a.sk[2], a.sk[1], c0, nc, NC, a.T, vec);
+}
+
+/*
+ * out[r*ld + c] (r < nr, c < nc) = C_SCALE * q[r0+r].k[c0+c] inside the
+ * causal triangle 0 <= c0+c <= r0+r < T, else 0, from pipeline stage s.
+ * Warps take 16x8 tiles round robin; every lane of a warp takes part.
+ */
+__device__ void qk_tile(const mta_args &a, const unsigned short *tc, int s, int r0, int nr,
+			int c0, int nc, float *out, int ld)
+{
+	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t4 = lane & 3;
+	const unsigned short *Qs = tc + s * (MR + NC) * DS, *Ks = Qs + MR * DS;
+	const int mt = (nr + 15) / 16, nt = (nc + 7) / 8;
+	for (int tile = warp; tile < mt * nt; tile += C_WARPS) {
+		const int m0 = tile / nt * 16, n0 = tile % nt * 8;
+		float d[4] = { 0.f, 0.f, 0.f, 0.f };
+#pragma unroll
+		for (int kk = 0; kk < DK; kk += 16) {
+			unsigned af[4], bf[2];
+			mta_ldsm_x4(af, Qs + (m0 + (lane & 15)) * DS + kk + (lane >> 4) * 8);
+			mta_ldsm_x2(bf, Ks + (n0 + (lane & 7)) * DS + kk + ((lane >> 3) & 1) * 8);
+			mma(d, af, bf);
+		}
+#pragma unroll
+		for (int e = 0; e < 4; e++) {
+			const int r = m0 + g + 8 * (e >> 1), c = n0 + 2 * t4 + (e & 1);
+			const int i = r0 + r, j = c0 + c;
+			if (r < nr && c < nc)
+				out[r * ld + c] = i < a.T && j >= 0 && j <= i ? C_SCALE * d[e] : 0.f;
+		}
+	}
+}
+
+/*
+ * P.V of one key tile on the tensor cores. P is [HPB][BQ][BK] float (0
+ * outside the causal triangle); per head it is rounded to the operand type
+ * into Ps and V's rows j0.. staged into Vs (rows past T zero). Without post
+ * steps, earlier sums are first rescaled by A. Ends with a barrier.
+ */
+__device__ void pv_tile_tc(const mta_args &a, unsigned short *tc, int b, int h0, int j0,
+			   const float *P, const float *A, float (&acc)[ACC_ROWS][ACC_COLS])
+{
+	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t4 = lane & 3;
+	unsigned short *Vs = tc + TC_QK, *Ps = Vs + C_BK * DS;
+	const bool vec = vec_ok(a);
+	(void)A;
+	for (int hh = 0; hh < C_HPB; hh++) {
+		const int h = h0 + hh;
+		stage_rows(Vs, a.v + b * a.sv[0] + (h / GQA) * a.sv[2], a.sv[1], j0, C_BK, C_BK,
+			   a.T, vec);
+		mta_cp_commit();
+		for (int e = threadIdx.x; e < C_BQ * C_BK; e += NT)
+			Ps[e / C_BK * PS + e % C_BK] = to_op(P[hh * C_BQ * C_BK + e]);
+		mta_cp_wait(0);
+		__syncthreads();
+#pragma unroll
+		for (int k = 0; k < ACC_ROWS; k++) {
+			const int tile = warp + k * C_WARPS;
+			if (tile >= NTILE || tile / TPH != hh)
+				continue; /* warp-uniform */
+			const int m0 = tile % TPH / NT8 * 16, n0 = tile % NT8 * 8;
+#if !POST
+			acc[k][0] *= A[hh * C_BQ + m0 + g];
+			acc[k][1] *= A[hh * C_BQ + m0 + g];
+			acc[k][2] *= A[hh * C_BQ + m0 + g + 8];
+			acc[k][3] *= A[hh * C_BQ + m0 + g + 8];
+#endif
+#pragma unroll
+			for (int kk = 0; kk < C_BK; kk += 16) {
+				unsigned af[4], bf[2];
+				mta_ldsm_x4(af, Ps + (m0 + (lane & 15)) * PS + kk + (lane >> 4) * 8);
+				mta_ldsm_x2_t(bf, Vs + (kk + (lane & 15)) * DS + n0);
+				mma(acc[k], af, bf);
+			}
+		}
+		__syncthreads();
+	}
+	(void)g;
+	(void)t4;
+}
+
+/*
+ * Write head hh's accumulators as float rows [BQ][D] into Ob, for the
+ * epilogue that reads a row per warp. Called by every thread; ends with a
+ * barrier.
+ */
+__device__ void acc_to_smem(int hh, const float (&acc)[ACC_ROWS][ACC_COLS], float *Ob)
+{
+	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t4 = lane & 3;
+#pragma unroll
+	for (int k = 0; k < ACC_ROWS; k++) {
+		const int tile = warp + k * C_WARPS;
+		if (tile >= NTILE || tile / TPH != hh)
+			continue;
+		const int m0 = tile % TPH / NT8 * 16, n0 = tile % NT8 * 8;
+#pragma unroll
+		for (int e = 0; e < 4; e++) {
+			const int r = m0 + g + 8 * (e >> 1), c = n0 + 2 * t4 + (e & 1);
+			if (c < C_D)
+				Ob[r * C_D + c] = acc[k][e];
+		}
+	}
+	__syncthreads();
+}
+
+#if C_CQ && C_ALGO == 1
+/*
+ * algo 1: the pre-softmax convolution folded into the logit product. It is
+ * linear in q and k:
+ *   sum_{a,b} w[a,b] Z[i-QR+a, j-ok+b]
+ *     = s * sum_a q[i-QR+a] . Kc_a[j],   Kc_a[j] = sum_b w[a,b] k[j-ok+b]
+ * wherever no tap reaches past the causal mask, i.e. j-ok+(ck-1) <= i-QR,
+ * j <= i - QR - (ck-1-ok) (taps with rows i-QR+a < 0 read zero q rows and
+ * columns outside [0, T) zero k rows, as Z is 0 there). That is a product
+ * of q rows stacked over a with Kc stacked over a (depth cq*D) on the
+ * tensor cores. Tiles that reach into the diagonal band take the exact Z
+ * path (algo 0's code) instead; for long sequences they are the few tiles
+ * near the diagonal. Kc_a is summed in float and rounded to the operand
+ * type, one kernel row a at a time.
+ */
+#define FT ((R16(RP) / 16 * (NF / 8) + C_WARPS - 1) / C_WARPS)
+
+/* Whether every logit of the tile keeps all its taps inside the causal triangle. */
+__device__ __forceinline__ bool off_band(int rP0, int cP0, int ncols)
+{
+	return cP0 + ncols - 1 - rP0 <= -(QR + KR - OK1);
+}
+
+/*
+ * Sh[r*CP + c] (r < RP, c < ncols) for head h from pipeline stage s, whose
+ * q rows start QR rows above rP0 and k rows OK1 columns left of cP0 (as
+ * stage_qk put them). Called by every thread; ends with a barrier.
+ */
+__device__ void fold_tile(const mta_args &a, const unsigned short *tc, int s, int h, int ncols,
+			  float *Sh)
+{
+	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t4 = lane & 3;
+	const unsigned short *Qs = tc + s * (MR + NC) * DS, *Ks = Qs + MR * DS;
+	unsigned short *Kc = (unsigned short *)tc + TC_QK + C_BK * DS + C_BQ * PS;
+	const float *w = a.kq_pre + h * (C_CQ * C_CK);
+	float acc[FT][4];
+#pragma unroll
+	for (int k = 0; k < FT; k++)
+		acc[k][0] = acc[k][1] = acc[k][2] = acc[k][3] = 0.f;
+#pragma unroll 1
+	for (int u = 0; u < C_CQ; u++) {
+		for (int e = threadIdx.x; e < NF * DK; e += NT) {
+			const int c = e / DK, d = e % DK;
+			float x = 0.f;
+			if (c < ncols)
+#pragma unroll
+				for (int t = 0; t < C_CK; t++)
+					x += w[u * C_CK + t] * ld((const elem_t *)Ks + (c + t) * DS + d);
+			Kc[c * DS + d] = to_op(x);
+		}
+		__syncthreads();
+#pragma unroll
+		for (int k = 0; k < FT; k++) {
+			const int tile = warp + k * C_WARPS;
+			if (tile >= R16(RP) / 16 * (NF / 8))
+				break; /* warp-uniform */
+			const int m0 = tile / (NF / 8) * 16, n0 = tile % (NF / 8) * 8;
+#pragma unroll
+			for (int kk = 0; kk < DK; kk += 16) {
+				unsigned af[4], bf[2];
+				mta_ldsm_x4(af, Qs + (m0 + u + (lane & 15)) * DS + kk + (lane >> 4) * 8);
+				mta_ldsm_x2(bf, Kc + (n0 + (lane & 7)) * DS + kk + ((lane >> 3) & 1) * 8);
+				mma(acc[k], af, bf);
+			}
+		}
+		__syncthreads();
+	}
+#pragma unroll
+	for (int k = 0; k < FT; k++) {
+		const int tile = warp + k * C_WARPS;
+		if (tile >= R16(RP) / 16 * (NF / 8))
+			break;
+		const int m0 = tile / (NF / 8) * 16, n0 = tile % (NF / 8) * 8;
+#pragma unroll
+		for (int e = 0; e < 4; e++) {
+			const int r = m0 + g + 8 * (e >> 1), c = n0 + 2 * t4 + (e & 1);
+			if (r < RP && c < ncols)
+				Sh[r * CP + c] = C_SCALE * acc[k][e];
+		}
+	}
+	__syncthreads();
+}
+#endif

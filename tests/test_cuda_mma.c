@@ -1,0 +1,136 @@
+/*
+ * test_cuda_mma.c: the emulator's twins of mma.sync m16n8k16, ldmatrix and
+ * cp.async (templates/cuda_emu.h) on one warp, against plain arithmetic and
+ * the PTX ISA fragment layouts written out here independently.
+ */
+#include "harness.h"
+#include "ccompile.h"
+#include "cpu_util.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char *mta_embedded(const char *path);
+
+/*
+ * One warp: A [16][16] and B [16][8] (row-major, bf16 or f16 bits by
+ * args.f16) go to shared memory; ldmatrix x4 reads A, x2.trans reads B's
+ * k-rows, x2 reads Bt ([8][16], B transposed); mma.sync twice (B by either
+ * route) into D1, D2 [32 lanes][4]; the raw registers of each ldmatrix come
+ * back too. cp.async copies a 16-byte chunk per lane: before wait_group the
+ * destination still holds the emulator's NaN poison, after it the data.
+ */
+static const char kernel_src[] =
+	"struct margs { const unsigned short *A, *B, *Bt; float *D1, *D2; unsigned *ra, *rb, *rbt;\n"
+	"  const float *cp_src; float *cp_before, *cp_after; int f16; };\n"
+	"__global__ void k(const margs a) {\n"
+	"  extern __shared__ float4 mta_smem[];\n"
+	"  unsigned short *sA = (unsigned short *)mta_smem, *sB = sA + 256, *sBt = sB + 128;\n"
+	"  float *sC = (float *)(sBt + 128);\n"
+	"  const int l = threadIdx.x;\n"
+	"  for (int e = l; e < 256; e += 32) sA[e] = a.A[e];\n"
+	"  for (int e = l; e < 128; e += 32) { sB[e] = a.B[e]; sBt[e] = a.Bt[e]; }\n"
+	"  __syncthreads();\n"
+	"  unsigned ra[4], rb[2], rbt[2];\n"
+	"  mta_ldsm_x4(ra, sA + (l & 15) * 16 + (l >> 4) * 8);\n"
+	"  mta_ldsm_x2_t(rb, sB + (l & 15) * 8);\n"
+	"  mta_ldsm_x2(rbt, sBt + (l & 7) * 16 + ((l >> 3) & 1) * 8);\n"
+	"  float d1[4] = {0.5f, 0.5f, 0.5f, 0.5f}, d2[4] = {0, 0, 0, 0};\n"
+	"  if (a.f16) { mta_mma_f16(d1, ra, rb); mta_mma_f16(d2, ra, rbt); }\n"
+	"  else { mta_mma_bf16(d1, ra, rb); mta_mma_bf16(d2, ra, rbt); }\n"
+	"  for (int i = 0; i < 4; i++) { a.D1[l * 4 + i] = d1[i]; a.D2[l * 4 + i] = d2[i]; a.ra[l * 4 + i] = ra[i]; }\n"
+	"  for (int i = 0; i < 2; i++) { a.rb[l * 2 + i] = rb[i]; a.rbt[l * 2 + i] = rbt[i]; }\n"
+	"  mta_cp_async16(sC + 4 * l, a.cp_src + 4 * l);\n"
+	"  mta_cp_commit();\n"
+	"  a.cp_before[l] = sC[4 * l + 1];\n"
+	"  mta_cp_wait(0);\n"
+	"  a.cp_after[l] = sC[4 * l + 1];\n"
+	"}\n"
+	"MTA_EMU_ENTRY(k, margs, 2048)\n";
+
+struct margs {
+	const uint16_t *A, *B, *Bt;
+	float *D1, *D2;
+	unsigned *ra, *rb, *rbt;
+	const float *cp_src;
+	float *cp_before, *cp_after;
+	int f16;
+};
+
+typedef int (*launch_fn)(const void *, size_t, const unsigned[3], unsigned, size_t);
+
+static float half_val(uint16_t h, int f16)
+{
+	if (!f16) {
+		uint32_t u = (uint32_t)h << 16;
+		float f;
+		memcpy(&f, &u, 4);
+		return f;
+	}
+	return mta_f16_to_f32(h);
+}
+
+static uint16_t lo(unsigned r) { return (uint16_t)(r & 0xffff); }
+static uint16_t hi(unsigned r) { return (uint16_t)(r >> 16); }
+
+TEST(cuda_mma_twins)
+{
+	mt_kcache();
+	const char *hdr = mta_embedded("templates/cuda_emu.h");
+	REQUIRE(hdr);
+	char *src = malloc(strlen(hdr) + sizeof kernel_src);
+	strcpy(src, hdr);
+	strcat(src, kernel_src);
+	char so[4096], *log = NULL;
+	void *dl = NULL, *fn = NULL;
+	int rc = mta_cc_build(src, MTA_LANG_CXX, "-O1 -std=c++17", so, sizeof so, &log);
+	CHECKF(rc == MTA_OK, "emulator test kernel: %s %.600s", mta_last_error(), log ? log : "");
+	free(src);
+	free(log);
+	REQUIRE(rc == MTA_OK && mta_cc_open(so, "mta_emu_launch", &dl, &fn) == MTA_OK);
+	for (int f16 = 0; f16 < 2; f16++) {
+		uint16_t A[256], B[128], Bt[128];
+		float D1[128], D2[128], cps[128], before[32], after[32];
+		unsigned ra[128], rb[64], rbt[64];
+		for (int i = 0; i < 256; i++) /* small integers and halves: every product exact */
+			A[i] = f16 ? mta_f32_to_f16((float)((i * 7) % 9 - 4) * 0.5f)
+				   : mta_f32_to_bf16((float)((i * 5) % 11 - 5));
+		for (int k = 0; k < 16; k++)
+			for (int n = 0; n < 8; n++) {
+				float x = (float)((k * 3 + n * 5) % 7 - 3);
+				B[k * 8 + n] = Bt[n * 16 + k] = f16 ? mta_f32_to_f16(x) : mta_f32_to_bf16(x);
+			}
+		for (int i = 0; i < 128; i++)
+			cps[i] = (float)i + 0.25f;
+		struct margs a = { A, B, Bt, D1, D2, ra, rb, rbt, cps, before, after, f16 };
+		const unsigned grid[3] = { 1, 1, 1 };
+		REQUIRE(((launch_fn)fn)(&a, sizeof a, grid, 32, 2048) == 0);
+		int bad = 0;
+		for (int l = 0; l < 32; l++) {
+			const int g = l >> 2, t = l & 3;
+			/* PTX ISA: A fragment a0..a7 rows g, g+8; cols 2t.., 2t+8.. */
+			const int ar[4] = { g, g + 8, g, g + 8 }, ac[4] = { 2 * t, 2 * t, 2 * t + 8, 2 * t + 8 };
+			for (int i = 0; i < 4; i++)
+				bad += lo(ra[l * 4 + i]) != A[ar[i] * 16 + ac[i]] ||
+				       hi(ra[l * 4 + i]) != A[ar[i] * 16 + ac[i] + 1];
+			/* B fragment: b0,b1 rows (k) 2t, 2t+1, col g; b2,b3 rows 2t+8.. */
+			for (int i = 0; i < 2; i++) {
+				const int k0 = 2 * t + 8 * i;
+				bad += lo(rb[l * 2 + i]) != B[k0 * 8 + g] || hi(rb[l * 2 + i]) != B[(k0 + 1) * 8 + g];
+				bad += rbt[l * 2 + i] != rb[l * 2 + i];
+			}
+			/* C/D: c0,c1 row g cols 2t, 2t+1; c2,c3 row g+8 */
+			for (int i = 0; i < 4; i++) {
+				const int row = g + 8 * (i >> 1), col = 2 * t + (i & 1);
+				double s = 0;
+				for (int k = 0; k < 16; k++)
+					s += (double)half_val(A[row * 16 + k], f16) * half_val(B[k * 8 + col], f16);
+				bad += D1[l * 4 + i] != (float)(s + 0.5) || D2[l * 4 + i] != (float)s;
+			}
+			bad += before[l] == before[l] || after[l] != cps[4 * l + 1];
+		}
+		CHECKF(bad == 0, "%s: %d fragment, product or cp.async mismatches", f16 ? "f16" : "bf16", bad);
+	}
+	mta_cc_close(dl);
+}
