@@ -268,6 +268,15 @@ static int retime(struct ctx *c, const char *key)
 	size_t top = (size_t)(c->o->top > 0 ? c->o->top : 1);
 	if (top > l.n)
 		top = l.n;
+	/* The default variant is re-timed beside the best, so the speed-up quoted
+	 * against it comes from measurements taken side by side in one phase. */
+	for (size_t i = top; i < l.n; i++)
+		if (!strcmp(l.rows[i].spec, c->s->default_spec)) {
+			struct okrow t = l.rows[top];
+			l.rows[top++] = l.rows[i];
+			l.rows[i] = t;
+			break;
+		}
 	c->best[0] = 0;
 	int64_t win = 0;
 	for (size_t i = 0; i < top; i++) {

@@ -8,7 +8,9 @@
  * with a time limit checks it against the float64 reference on fresh random
  * inputs and times it. Each result is written to the database the moment it
  * exists, so a killed run resumes where it stopped. Finally the best few are
- * re-timed side by side and the fastest becomes the winner of the T bucket.
+ * re-timed side by side, together with the default variant (so speed-ups
+ * over it are measured in one phase), and the fastest becomes the winner of
+ * the T bucket.
  *
  * CUDA: the device is probed in a child (this process never initialises
  * CUDA, so it can fork the measuring children); without a driver or device
@@ -71,7 +73,7 @@ struct mta_tune_summary {
 	char winner[MTA_SPEC_MAX];
 	double winner_ms;         /* re-timed median */
 	char default_spec[MTA_SPEC_MAX];
-	double default_ms;        /* NAN when the default did not run ok */
+	double default_ms;        /* re-timed beside the winner; NAN when it did not run ok */
 	char run_id[48];
 	char db_path[1024];
 };
