@@ -71,6 +71,29 @@ TEST(cpu_kernel_options)
 	run_cases(c, (int)(sizeof c / sizeof c[0]));
 }
 
+/*
+ * The tile shapes of the tuning space, where rows with their halo span
+ * several vectors and the micro-kernels run their remainder blocks: each
+ * vector width, one and two passes, T not a multiple of the tiles, T = 1.
+ */
+TEST(cpu_kernel_space_tiles)
+{
+	static const struct kcase c[] = {
+		{ "h4kv2d13-pre6x11-hpre-post6x11-hc4-both-gn-gate-f32",
+		  "cpu:v1,bq=64,bk=128,hpb=0,vec=16", 1, 300, 0, 0 },
+		{ "h4kv2d13-pre6x11-hpre-post6x11-hc4-both-gn-gate-f32",
+		  "cpu:v1,bq=96,bk=64,hpb=0,vec=8", 1, 229, 1, 2 },
+		{ "h4kv4d13-pre6x11-hpre-post6x11-hc4-both-gn-gate-f32",
+		  "cpu:v1,bq=32,bk=64,hpb=0,vec=4", 1, 130, 0, 0 },
+		{ "h4kv4d13-pre6x11-hpre-post6x11-hc4-both-gn-gate-f32",
+		  "cpu:v1,bq=64,bk=128,hpb=0,vec=16", 1, 1, 0, 0 },
+		{ "h4kv2d13-pre6x11-hpre-both-f32", "cpu:v1,bq=96,bk=64,hpb=0,vec=16", 2, 257, 0, 0 },
+		{ "h4kv2d13-pre6x11-both-f32", "cpu:v1,bq=64,bk=128,hpb=1,vec=8", 1, 200, 0, 2 },
+		{ "h8kv2d13-pre6x11-both-f32", "cpu:v1,bq=32,bk=64,hpb=4,vec=4", 1, 1, 0, 0 },
+	};
+	run_cases(c, (int)(sizeof c / sizeof c[0]));
+}
+
 /* bf16 and f16 inputs: the reference reads the same rounded values. */
 TEST(cpu_kernel_half_inputs)
 {
