@@ -120,6 +120,8 @@ TEST(ccompile_generated_sources)
 		CHECK(strstr(src, key) != NULL);
 		CHECK_STR_CONTAINS(src, "struct mta_kargs {");
 		CHECK(!strstr(src, "#include \"mta_kargs.h\""));
+		CHECK(!strstr(src, "#include \"mta_cpu_simd.h\""));
+		CHECK_STR_CONTAINS(src, "vexp(vf x)");
 		snprintf(path, sizeof path, "%s/k%zu.c", mt_tmpdir(), i);
 		FILE *f = fopen(path, "w");
 		REQUIRE(f);
