@@ -145,38 +145,32 @@ INLINE void conv_blk(float *out, int os, const float *in, int is, const float *w
 			vst(out + (c0 + c) * os + (v0 + v) * VL, acc[c][v]);
 }
 
-/* The kq_pre convolution of one head: n columns (rounded up to CCB), NRP lanes. */
-static void conv_pre(float *out, const float *z, const float *w, int n)
+/*
+ * One head's convolution into out (column stride SS): n columns rounded up
+ * to cb, nv vectors of lanes, in blocks of rc vectors and a remainder block.
+ */
+INLINE void conv(float *out, const float *in, int is, const float *w, const int cq, const int ck,
+		 int n, const int nv, const int rc, const int cb)
 {
-#if K_CQ
-	for (int c0 = 0; c0 < n; c0 += CCB) {
+	for (int c0 = 0; c0 < n; c0 += cb) {
 		int v0 = 0;
-		for (; v0 + CRC <= NRP / VL; v0 += CRC)
-			conv_blk(out, SS, z, ZS, w, K_CQ, K_CK, c0, v0, CRC, CCB);
-#if (NRP / VL) % CRC
-		conv_blk(out, SS, z, ZS, w, K_CQ, K_CK, c0, v0, (NRP / VL) % CRC, CCB);
-#endif
+		for (; v0 + rc <= nv; v0 += rc)
+			conv_blk(out, SS, in, is, w, cq, ck, c0, v0, rc, cb);
+		if (nv % rc)
+			conv_blk(out, SS, in, is, w, cq, ck, c0, v0, nv % rc, cb);
 	}
-#else
-	(void)out, (void)z, (void)w, (void)n;
-#endif
 }
 
-/* The kq_post convolution of one head: n columns (rounded up to PCB), RQP lanes. */
-static void conv_post(float *out, const float *p, const float *w, int n)
+/* kq_pre of one head from Z: NRP lanes (inline: unused without kq_pre). */
+static inline void conv_pre(float *out, const float *z, const float *w, int n)
 {
-#if K_CQ2
-	for (int c0 = 0; c0 < n; c0 += PCB) {
-		int v0 = 0;
-		for (; v0 + PRC <= RQP / VL; v0 += PRC)
-			conv_blk(out, SS, p, SS, w, K_CQ2, K_CK2, c0, v0, PRC, PCB);
-#if (RQP / VL) % PRC
-		conv_blk(out, SS, p, SS, w, K_CQ2, K_CK2, c0, v0, (RQP / VL) % PRC, PCB);
-#endif
-	}
-#else
-	(void)out, (void)p, (void)w, (void)n;
-#endif
+	conv(out, z, ZS, w, CQ1, CK1, n, NRP / VL, CRC, CCB);
+}
+
+/* kq_post of one head from P: RQP lanes. */
+static inline void conv_post(float *out, const float *p, const float *w, int n)
+{
+	conv(out, p, SS, w, CQ2E, CK2E, n, RQP / VL, PRC, PCB);
 }
 
 /* dst[o] = sum_{i<g} w[o*so + i*si] src[i], outputs o0..o0+hb-1, floats x..x+nv*VL-1. */
