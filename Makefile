@@ -132,7 +132,7 @@ bench: all
 	$(MAKE) --no-print-directory B=build/normal build/normal/cpu_bench
 	MTATUNE_CACHE=build/kcache build/normal/cpu_bench $(BENCH_ARGS)
 
-$(B)/cpu_bench: $(B)/bench/cpu_bench.o $(B)/libmtatune.a
+$(B)/cpu_bench $(B)/kbench: $(B)/%: $(B)/bench/%.o $(B)/libmtatune.a
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(B)/libmtatune.a $(LDLIBS)
 
 # On a machine with a GPU: every CUDA variant against the reference on the GPU,

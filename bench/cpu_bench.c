@@ -5,7 +5,7 @@
  *
  * Each measurement runs in its own child process so that its peak resident
  * memory (getrusage of the child) belongs to it alone. The kernel is tuned
- * once per configuration (random sample, small budget) at T=1024; other T
+ * once per configuration (random sample of 12 variants) at T=1024; other T
  * use the runtime's nearest-bucket pick, as a user's program would.
  *
  * usage: cpu_bench [--threads N] [--max-seq T] [--ref-max-seq T] [--db PATH]
@@ -252,14 +252,14 @@ int main(int argc, char **argv)
 		struct mta_problem p;
 		if (mta_problem_from_key(configs[ci].key, &p))
 			return 1;
-		/* tune once at T=1024 (random sample of the space, small budget) */
+		/* tune once at T=1024 (random sample of 12 points of the space) */
 		struct mta_tune_opts o;
 		struct mta_tune_summary s;
 		mta_tune_defaults(&o);
 		o.db_path = db;
 		o.T = 1024;
 		o.strategy = MTA_TUNE_RANDOM;
-		o.budget = 4;
+		o.budget = 12;
 		o.reps = 3;
 		o.top = 2;
 		o.threads = threads;

@@ -10,27 +10,35 @@
  *
  * Memory. No T x T matrix exists: each thread owns one workspace of
  * WS_FLOATS floats (a compile-time constant; see mta_cpu_info), allocated
- * once per call, holding the q rows of its tile with their halo, one key tile
- * with its halo, logits and probabilities of one (query tile, key tile) pair,
- * and the output accumulators.
+ * once per call: the tile's q rows, one key tile with its halos, the logits
+ * and probabilities of one (query tile, key tile) pair, and the outputs.
+ *
+ * Layout. Every tile is stored transposed, [column][query row], and SIMD
+ * vectors (GCC vector extensions, K_VEC floats) run over query rows. Then
+ * q.k products are outer products (a vector of q^T times a broadcast k
+ * element, no reduction, no transposition of k), the row statistics of the
+ * softmax are lane-wise, the convolutions are shifted vector loads, and P.V
+ * accumulates o^T[d][rows]. Each product is a register-blocked micro-kernel
+ * (up to 24 vector accumulators) whose block sizes are constants.
  *
  * Algorithm. The pre-softmax part (logits, kq_pre, head_pre, mask) is
- * recomputed per key tile from a halo of Z (raw scaled logits): rows
- * i0-(cq-1).. and columns j0-ok..j0+bk-1-ok+ck-1, zero where col > row or
- * outside [0,T). Without a post-softmax step the softmax is online
- * (running max and sum, rescaled accumulators), one pass. With one (kq_post
- * and/or head mixing after softmax) normalised probabilities of halo rows
- * and columns are needed, which an online softmax cannot give, so there are
- * two passes: pass 1 finds each row's max and sum for the tile rows and the
- * cq2-1 rows before them; pass 2 recomputes the logits of those rows with a
- * key halo for ck2, normalises them, convolves, mixes heads and accumulates
- * P.V. Recomputing costs twice the logit work but keeps memory O(tile).
+ * recomputed per key tile from a halo of Z (raw scaled logits): cq-1 earlier
+ * rows and ck-1 neighbouring columns, zero where col > row or outside [0,T).
+ * Without a post-softmax step the softmax is online (running max and sum,
+ * rescaled accumulators), one pass. With one (kq_post and/or head mixing
+ * after softmax) normalised probabilities of halo rows and columns are
+ * needed, which an online softmax cannot give, so there are two passes:
+ * pass 1 finds each row's max and sum for the tile rows and the cq2-1 rows
+ * before them; pass 2 recomputes the logits of those rows with a key halo
+ * for ck2, normalises them, convolves, mixes heads and accumulates P.V.
+ * Recomputing costs the pre-softmax work twice but keeps memory O(tile).
  *
- * Everything is float32 with float32 accumulation; no fast-math, so the
- * loops are written so that the compiler can vectorise them without
- * reassociating sums: independent columns or d-lanes innermost, and the
- * dot-product reduction split into K_VEC explicit partial sums (K_ALGO 0) or
- * turned into a column-vectorised outer-product form (K_ALGO 1).
+ * Everything is float32 with float32 accumulation and no fast-math: the
+ * vector code never reassociates a sum the scalar definition orders. exp is
+ * vexp() (Cody-Waite reduction and a degree-6 polynomial, within 2 ulp of
+ * expf over the range the softmax uses) because libm's expf does not
+ * vectorise without -ffast-math. The vector layer and the micro-kernels are
+ * in mta_cpu_simd.h, included once the tile geometry below is defined.
  */
 #include <math.h>
 #include <pthread.h>
@@ -63,9 +71,9 @@
 #define K_BQ 8         /* query rows per tile */
 #define K_BK 16        /* key columns per tile */
 #define K_HPB 4        /* heads per block */
-#define K_VEC 8        /* partial sums of a dot product (algo 0) */
+#define K_VEC 8        /* floats per SIMD vector: 4, 8 or 16 */
 #define K_THREADS 0    /* default worker threads, 0: all cores */
-#define K_ALGO 0       /* 0: d-lane dot products, 1: column-vectorised */
+#define K_ALGO 0       /* the one algorithm above */
 #endif
 
 /* A missing convolution is the identity: a 1x1 kernel at offset 0. */
@@ -77,29 +85,56 @@
 #define OK2E (K_CK2 ? K_OK2 : 0)
 #define TWOPASS (K_CQ2 || K_HPOST)
 #define GQ (K_H / K_HKV)
-#define NR (K_BQ + CQ2E - 1) /* logit rows per tile (with post halo) */
-#define NC (K_BK + CK2E - 1) /* logit columns per tile (with post halo) */
-#define ZR (NR + CQ1 - 1)    /* raw-logit rows (with pre halo) */
-#define ZC (NC + CK1 - 1)    /* raw-logit columns (with pre halo) */
-#define AL(n) (((n) + 15) / 16 * 16) /* 64-byte aligned regions */
+#define VL K_VEC
+#define MAX2(x, y) ((x) > (y) ? (x) : (y))
+#define RUP(n, m) (((n) + (m) - 1) / (m) * (m))
 
-/* Workspace regions, in floats. Z doubles as the mixing scratch, so it must
- * hold a whole [HPB][NR][NC] tile even without a pre-softmax halo. */
-#define ZSZ (ZR * ZC > NR * NC ? ZR * ZC : NR * NC)
-#define W_Q 0
-#define W_K (W_Q + AL(K_HPB * ZR * K_D))
-#define W_V (W_K + AL(K_HPB * ZC * K_D))
-#define W_Z (W_V + AL(K_HPB * K_BK * K_D))
-#define W_S (W_Z + AL(K_HPB * ZSZ))
-#define W_T (W_S + AL(K_HPB * NR * NC))
-#define W_M (W_T + AL(K_HPB * K_BQ * K_BK))
-#define W_L (W_M + AL(K_HPB * NR))
-#define W_A (W_L + AL(K_HPB * NR))
-#define WS_FLOATS (W_A + AL(K_HPB * K_BQ * K_D))
+/* Rows (vector lanes). Z holds rows i0-RH2-RH1.., S and P rows i0-RH2..,
+ * the post-convolved probabilities and outputs rows i0.. */
+#define RH1 (CQ1 - 1)
+#define RH2 (CQ2E - 1)
+#define ZRP RUP(K_BQ + RH1 + RH2, VL)
+#define NRP RUP(K_BQ + RH2, VL)
+#define RQP RUP(K_BQ, VL)
+#define ZS RUP(MAX2(ZRP, NRP + RH1), VL) /* column stride of Z (shifted loads fit) */
+#define SS RUP(MAX2(NRP, RQP + RH2), VL) /* column stride of S, P, T */
+
+/* Micro-kernel blocks: RC row vectors by CB columns (or head-dim rows). */
+#define RC_OF(nv) ((nv) < 4 ? (nv) : 4)
+#define CB_OF(rc) ((rc) == 1 ? 12 : 24 / (rc))
+#define QRC RC_OF(ZRP / VL) /* q.k */
+#define QCB CB_OF(QRC)
+#define CRC RC_OF(NRP / VL) /* kq_pre */
+#define CCB CB_OF(CRC)
+#define PRC RC_OF(RQP / VL) /* kq_post and P.V */
+#define PCB CB_OF(PRC)
+#define DPB RUP(K_D, PCB)   /* head dim padded to P.V blocks */
+
+/* Columns. Pass 2 needs ck2-1 more probabilities, and those ck-1 more
+ * logits; blocked loops round counts up, so buffers hold whole blocks. */
+#define NSM (TWOPASS ? K_BK + CK2E - 1 : K_BK)
+#define SCA MAX2(MAX2(RUP(NSM, CCB), RUP(NSM, QCB)), RUP(K_BK, PCB) + CK2E - 1)
+#define ZCA RUP(SCA + CK1 - 1, QCB)
+#define RS (SCA * SS) /* one head's region of S */
+
+/* Workspace regions, in floats, 64-byte aligned. */
+#define AL(n) RUP(n, 16)
+#define W_QT 0                                   /* [hpb][d][ZRP] scaled q^T */
+#define W_KB (W_QT + AL(K_HPB * K_D * ZRP))      /* [ZCA][d] one head's k rows */
+#define W_VB (W_KB + AL(ZCA * K_D))              /* [BK][DPB] one head's v rows */
+#define W_Z (W_VB + AL(K_BK * DPB))              /* [ZCA][ZS] raw logits */
+#define W_R1 (W_Z + AL(ZCA * ZS))                /* [hpb][SCA][SS] */
+#define W_R2 (W_R1 + AL(K_HPB * RS))             /* [hpb][SCA][SS] */
+#define W_M (W_R2 + AL(K_HPB * RS))              /* [hpb][NRP] row max */
+#define W_L (W_M + AL(K_HPB * NRP))              /* [hpb][NRP] row sum */
+#define W_A (W_L + AL(K_HPB * NRP))              /* [hpb][DPB][RQP] o^T */
+#define WS_FLOATS (W_A + AL(K_HPB * DPB * RQP))
 
 const struct mta_kinfo mta_cpu_info = {
 	MTA_KARGS_ABI, (int)sizeof(struct mta_kargs), K_DTYPE, (int64_t)WS_FLOATS * 4
 };
+
+#include "mta_cpu_simd.h"
 
 static inline float ld(const void *base, int64_t i)
 {
@@ -127,6 +162,17 @@ static inline float ld(const void *base, int64_t i)
 #endif
 }
 
+/* K_D elements from base + off into dst as floats (a memcpy for float32). */
+static inline void ld_row(float *dst, const void *base, int64_t off)
+{
+#if K_DTYPE == 0
+	memcpy(dst, (const float *)base + off, sizeof(float) * K_D);
+#else
+	for (int d = 0; d < K_D; d++)
+		dst[d] = ld(base, off + d);
+#endif
+}
+
 struct job {
 	const struct mta_kargs *a;
 	int64_t nitems, ntiles;
@@ -134,320 +180,245 @@ struct job {
 	int err;
 };
 
-/* Scaled dot product of two float rows of K_D elements. */
-static inline float dot(const float *x, const float *y)
+/* ---- loads: tiles of q, k, v into the workspace ---- */
+
+/* Scaled q^T of heads h0.. for rows zr0 + lane, lane < ZRP (0 outside [0,T)). */
+static void load_qt(const struct mta_kargs *a, float *ws, int64_t b, int h0, int64_t zr0)
 {
-	float acc[K_VEC] = { 0 };
-	int d = 0;
-	for (; d + K_VEC <= K_D; d += K_VEC)
-		for (int l = 0; l < K_VEC; l++)
-			acc[l] += x[d + l] * y[d + l];
-	for (; d < K_D; d++)
-		acc[d % K_VEC] += x[d] * y[d];
-	float s = 0;
-	for (int l = 0; l < K_VEC; l++)
-		s += acc[l];
-	return s;
+	for (int hl = 0; hl < K_HPB; hl++) {
+		float *qt = ws + W_QT + hl * K_D * ZRP;
+		for (int zr = 0; zr < ZRP; zr++) {
+			const int64_t row = zr0 + zr;
+			const int64_t off = b * a->q_sb + row * a->q_st + (int64_t)(h0 + hl) * a->q_sh;
+			float x[K_D];
+			if (row >= 0 && row < a->T && zr < K_BQ + RH1 + RH2)
+				ld_row(x, a->q, off);
+			else
+				memset(x, 0, sizeof x);
+			for (int d = 0; d < K_D; d++)
+				qt[d * ZRP + zr] = K_SCALE * x[d];
+		}
+	}
 }
 
-/* q rows r0-(CQ1-1) .. r0+nr-1 of heads h0.. into Q[hl][zr][d] (0 before row 0). */
-static void load_q(const struct mta_kargs *a, float *ws, int64_t b, int h0, int64_t r0, int nr)
+/* k rows col0 + c of kv head hk into KB[c][d], c < n rounded up to QCB (0 outside [0,T)). */
+static void load_k(const struct mta_kargs *a, float *ws, int64_t b, int hk, int64_t col0, int n)
 {
-	for (int hl = 0; hl < K_HPB; hl++)
-		for (int zr = 0; zr < nr + CQ1 - 1; zr++) {
-			float *dst = ws + W_Q + (hl * ZR + zr) * K_D;
-			int64_t row = r0 - (CQ1 - 1) + zr;
-			int64_t off = b * a->q_sb + row * a->q_st + (int64_t)(h0 + hl) * a->q_sh;
-			for (int d = 0; d < K_D; d++)
-				dst[d] = row < 0 ? 0.0f : ld(a->q, off + d);
-		}
+	float *kb = ws + W_KB;
+	for (int c = 0; c < RUP(n, QCB); c++) {
+		const int64_t col = col0 + c;
+		const int64_t off = b * a->k_sb + col * a->k_st + (int64_t)hk * a->k_sh;
+		if (c < n && col >= 0 && col < a->T)
+			ld_row(kb + c * K_D, a->k, off);
+		else
+			memset(kb + c * K_D, 0, sizeof(float) * K_D);
+	}
+}
+
+/* v rows col0 + c (all inside [0,T)) of kv head hk into VB[c][d], c < n. */
+static void load_v(const struct mta_kargs *a, float *ws, int64_t b, int hk, int64_t col0, int n)
+{
+	for (int c = 0; c < n; c++) {
+		float *dst = ws + W_VB + c * DPB;
+		const int64_t off = b * a->v_sb + (col0 + c) * a->v_st + (int64_t)hk * a->v_sh;
+		ld_row(dst, a->v, off);
+	}
+}
+
+/* ---- the tile steps ---- */
+
+/*
+ * Set lanes [0, lim) of s[c * cs] to x, for c < n: lim = col0 + c - base
+ * (the lanes whose row base + lane is before the column), clamped to
+ * [0, lanes]; all lanes if whole_outside and the column is outside [0,T).
+ * The loops only do work near the diagonal.
+ */
+static void fill_lanes(float *s, int cs, int64_t col0, int n, int64_t base, int lanes, int64_t T,
+		       int whole_outside, float x)
+{
+	for (int c = 0; c < n; c++) {
+		const int64_t col = col0 + c;
+		int64_t lim = col - base;
+		if (whole_outside && (col < 0 || col >= T))
+			lim = lanes;
+		lim = lim < 0 ? 0 : lim > lanes ? lanes : lim;
+		for (int64_t r = 0; r < lim; r++)
+			s[c * cs + r] = x;
+	}
 }
 
 /*
- * Pre-softmax logits S[hl][r][c] of rows r0+r (r < nr) and columns c0+c
- * (c < nc): raw logits with their halo, kq_pre, head_pre. Entries with
- * col > row are left unmasked (the caller masks); rows before 0 are junk
- * the caller skips. Needs load_q(r0, nr) first.
+ * Pre-softmax scores of the block's heads for columns col0 + c, c < ns, and
+ * rows sr0 + lane, lane < NRP: raw logits (zero where col > row or outside
+ * [0,T)), kq_pre, head_pre. Returns the region holding them (R1 or R2);
+ * columns past ns are scratch. Needs load_qt(sr0 - RH1) first.
  */
-static void logits(const struct mta_kargs *a, float *ws, int64_t b, int h0, int64_t r0, int nr,
-		   int64_t c0, int nc)
+static float *scores(const struct mta_kargs *a, float *ws, int64_t b, int h0, int64_t sr0,
+		     int64_t col0, int ns)
 {
-	const int nzr = nr + CQ1 - 1, nzc = nc + CK1 - 1;
-	const int64_t zc0 = c0 - OK1, zr0 = r0 - (CQ1 - 1);
-#if K_CQ
-	float *z = ws + W_Z;
-	const int zs = ZC;
-#else
-	float *z = ws + W_S; /* no convolution: raw logits are the logits */
-	const int zs = NC;
-#endif
+	const int nz = ns + CK1 - 1;
+	const int64_t zc0 = col0 - OK1, zr0 = sr0 - RH1;
+	float *s = ws + W_R1;
 	for (int hl = 0; hl < K_HPB; hl++) {
-		const int hk = (h0 + hl) / GQ;
-		float *kt = ws + W_K + hl * ZC * K_D;
-		for (int zc = 0; zc < nzc; zc++) {
-			int64_t col = zc0 + zc;
-			int64_t off = b * a->k_sb + col * a->k_st + (int64_t)hk * a->k_sh;
-			for (int d = 0; d < K_D; d++) {
-				float x = col < 0 || col >= a->T ? 0.0f : ld(a->k, off + d);
-#if K_ALGO == 1
-				kt[d * ZC + zc] = x; /* transposed: columns innermost */
-#else
-				kt[zc * K_D + d] = x;
-#endif
-			}
-		}
-		const float *qt = ws + W_Q + hl * ZR * K_D;
-		float *zh = z + hl * (K_CQ ? ZR * ZC : NR * NC);
-		for (int zr = 0; zr < nzr; zr++) {
-			float *zrow = zh + zr * zs;
-			int64_t row = zr0 + zr;
-			/* valid columns: 0 <= col <= row */
-			int64_t lo = -zc0 > 0 ? -zc0 : 0, hi = row - zc0 + 1;
-			if (hi > nzc)
-				hi = nzc;
-			if (row < 0 || hi < lo)
-				hi = lo = 0;
-			for (int zc = 0; zc < nzc; zc++)
-				zrow[zc] = 0.0f;
-			const float *qr = qt + zr * K_D;
-#if K_ALGO == 1
-			for (int d = 0; d < K_D; d++) {
-				const float qd = qr[d], *kd = kt + d * ZC;
-				for (int64_t zc = lo; zc < hi; zc++)
-					zrow[zc] += qd * kd[zc];
-			}
-			for (int64_t zc = lo; zc < hi; zc++)
-				zrow[zc] *= K_SCALE;
-#else
-			for (int64_t zc = lo; zc < hi; zc++)
-				zrow[zc] = K_SCALE * dot(qr, kt + zc * K_D);
-#endif
-		}
+		const float *qt = ws + W_QT + hl * K_D * ZRP;
+		load_k(a, ws, b, (h0 + hl) / GQ, zc0, nz);
 #if K_CQ
-		/* kq_pre: cross-correlation, kernel row CQ-1 is the query row itself */
-		const float *w = a->kq_pre + (h0 + hl) * K_CQ * K_CK;
-		for (int r = 0; r < nr; r++) {
-			float *srow = ws + W_S + (hl * NR + r) * NC;
-			for (int c = 0; c < nc; c++)
-				srow[c] = 0.0f;
-			for (int i = 0; i < K_CQ; i++)
-				for (int j = 0; j < K_CK; j++) {
-					const float wij = w[i * K_CK + j], *zrow = zh + (r + i) * ZC + j;
-					for (int c = 0; c < nc; c++)
-						srow[c] += wij * zrow[c];
-				}
-		}
+		float *z = ws + W_Z;
+		qk(z, ZS, qt, ws + W_KB, nz);
+		fill_lanes(z, ZS, zc0, nz, zr0, ZRP, a->T, 0, 0.0f);
+		conv_pre(s + hl * RS, z, a->kq_pre + (h0 + hl) * K_CQ * K_CK, ns);
+#else
+		qk(s + hl * RS, SS, qt, ws + W_KB, nz);
+		fill_lanes(s + hl * RS, SS, zc0, nz, zr0, ZRP, a->T, 0, 0.0f);
 #endif
 	}
 #if K_HPRE
-	/* head_pre: S[h] <- sum_h' W[h,h'] S[h'] (the block holds all heads) */
-	float *t = ws + W_Z;
-	for (int h = 0; h < K_H; h++)
-		for (int r = 0; r < nr; r++) {
-			float *dst = t + (h * NR + r) * NC;
-			for (int c = 0; c < nc; c++)
-				dst[c] = 0.0f;
-			for (int h2 = 0; h2 < K_H; h2++) {
-				const float wh = a->head_pre[h * K_H + h2];
-				const float *src = ws + W_S + (h2 * NR + r) * NC;
-				for (int c = 0; c < nc; c++)
-					dst[c] += wh * src[c];
-			}
-		}
-	memcpy(ws + W_S, t, sizeof(float) * K_H * NR * NC);
+	mix(ws + W_R2, s, a->head_pre, K_H, 1, K_H, ns * SS);
+	s = ws + W_R2;
 #endif
+	return s;
 }
 
-/* v rows c0 .. c0+nc-1 of heads h0.. into V[hl][c][d]. */
-static void load_v(const struct mta_kargs *a, float *ws, int64_t b, int h0, int64_t c0, int nc)
+/* The other region of S than s. */
+static inline float *other(float *ws, const float *s)
 {
-	for (int hl = 0; hl < K_HPB; hl++)
-		for (int c = 0; c < nc; c++) {
-			float *dst = ws + W_V + (hl * K_BK + c) * K_D;
-			int64_t off = b * a->v_sb + (c0 + c) * a->v_st + (int64_t)((h0 + hl) / GQ) * a->v_sh;
-			for (int d = 0; d < K_D; d++)
-				dst[d] = ld(a->v, off + d);
+	return s == ws + W_R1 ? ws + W_R2 : ws + W_R1;
+}
+
+/* Lane-wise running max m and sum l of exp over columns c < n of s (masked: -inf). */
+static void stats(float *m, float *l, float *s, int n, float *alpha)
+{
+	for (int v = 0; v < NRP / VL; v++) {
+		const vf m0 = vld(m + v * VL);
+		vf mx = m0;
+		for (int c = 0; c < n; c++)
+			mx = vmax(mx, vld(s + c * SS + v * VL));
+		const vf sf = vsel(mx == vsplat(-INFINITY), vsplat(0.0f), mx); /* no row yet */
+		const vf al = vexp(m0 - sf);
+		vf sum = vsplat(0.0f);
+		for (int c = 0; c < n; c++) {
+			const vf e = vexp(vld(s + c * SS + v * VL) - sf);
+			if (alpha)
+				vst(s + c * SS + v * VL, e); /* one pass: keep the weights */
+			sum += e;
 		}
+		vst(m + v * VL, mx);
+		vst(l + v * VL, vld(l + v * VL) * al + sum);
+		if (alpha)
+			vst(alpha + v * VL, al);
+	}
 }
 
-/* acc[d] += sum_c p[c] * V[c][d] over c < n. */
-static inline void pv(float *acc, const float *p, const float *v, int n)
+static void start_tile(float *ws)
 {
-	for (int c = 0; c < n; c++) {
-		const float pc = p[c], *vc = v + c * K_D;
-		for (int d = 0; d < K_D; d++)
-			acc[d] += pc * vc[d];
+	for (int x = 0; x < K_HPB * NRP; x++) {
+		ws[W_M + x] = -INFINITY;
+		ws[W_L + x] = 0.0f;
 	}
+	memset(ws + W_A, 0, sizeof(float) * K_HPB * DPB * RQP);
 }
 
 #if !TWOPASS
-/* One pass: online softmax over key tiles, P.V into the accumulators. */
+/* One pass: online softmax over key tiles, P.V into o^T. */
 static void tile_onepass(const struct mta_kargs *a, float *ws, int64_t b, int h0, int64_t i0, int nq)
 {
-	float *m = ws + W_M, *l = ws + W_L, *acc = ws + W_A;
-	for (int x = 0; x < K_HPB * NR; x++) {
-		m[x] = -INFINITY;
-		l[x] = 0.0f;
-	}
-	memset(acc, 0, sizeof(float) * K_HPB * K_BQ * K_D);
-	load_q(a, ws, b, h0, i0, nq);
-	for (int64_t j0 = 0; j0 <= i0 + nq - 1; j0 += K_BK) {
-		const int nc = a->T - j0 < K_BK ? (int)(a->T - j0) : K_BK;
-		logits(a, ws, b, h0, i0, nq, j0, nc);
-		load_v(a, ws, b, h0, j0, nc);
-		for (int hl = 0; hl < K_HPB; hl++)
-			for (int r = 0; r < nq; r++) {
-				float *s = ws + W_S + (hl * NR + r) * NC;
-				int64_t n64 = i0 + r - j0 + 1;
-				const int n = n64 < nc ? (int)n64 : nc; /* mask col > row */
-				if (n <= 0)
-					continue;
-				float mx = m[hl * NR + r];
-				for (int c = 0; c < n; c++)
-					mx = s[c] > mx ? s[c] : mx;
-				if (mx == -INFINITY)
-					continue;
-				const float alpha = expf(m[hl * NR + r] - mx);
-				float sum = 0.0f;
-				for (int c = 0; c < n; c++)
-					sum += (s[c] = expf(s[c] - mx));
-				m[hl * NR + r] = mx;
-				l[hl * NR + r] = l[hl * NR + r] * alpha + sum;
-				float *ar = acc + (hl * K_BQ + r) * K_D;
-				for (int d = 0; d < K_D; d++)
-					ar[d] *= alpha;
-				pv(ar, s, ws + W_V + hl * K_BK * K_D, n);
-			}
-	}
-	for (int hl = 0; hl < K_HPB; hl++)
-		for (int r = 0; r < nq; r++) {
-			float *ar = acc + (hl * K_BQ + r) * K_D;
-			const float inv = 1.0f / l[hl * NR + r];
+	const int64_t lim = i0 + nq < a->T ? i0 + nq : a->T; /* columns < lim */
+	start_tile(ws);
+	load_qt(a, ws, b, h0, i0 - RH1);
+	for (int64_t j0 = 0; j0 < lim; j0 += K_BK) {
+		const int nc = lim - j0 < K_BK ? (int)(lim - j0) : K_BK;
+		float *s = scores(a, ws, b, h0, i0, j0, nc), alpha[NRP];
+		for (int hl = 0; hl < K_HPB; hl++) {
+			float *sh = s + hl * RS, *acc = ws + W_A + hl * DPB * RQP;
+			fill_lanes(sh, SS, j0, nc, i0, NRP, a->T, 1, -INFINITY);
+			stats(ws + W_M + hl * NRP, ws + W_L + hl * NRP, sh, nc, alpha);
 			for (int d = 0; d < K_D; d++)
-				ar[d] *= inv;
+				for (int v = 0; v < RQP / VL; v++)
+					vst(acc + d * RQP + v * VL,
+					    vld(acc + d * RQP + v * VL) * vld(alpha + v * VL));
+			load_v(a, ws, b, (h0 + hl) / GQ, j0, nc);
+			pv(acc, sh, ws + W_VB, nc);
 		}
+	}
+	for (int hl = 0; hl < K_HPB; hl++) /* normalise */
+		for (int d = 0; d < K_D; d++)
+			for (int r = 0; r < RQP; r++)
+				ws[W_A + (hl * DPB + d) * RQP + r] /= ws[W_L + hl * NRP + r];
 }
 #else
 /* Two passes: row statistics, then normalised, convolved, mixed P.V. */
 static void tile_twopass(const struct mta_kargs *a, float *ws, int64_t b, int h0, int64_t i0, int nq)
 {
-	float *m = ws + W_M, *l = ws + W_L, *acc = ws + W_A;
-	const int64_t r0 = i0 - (CQ2E - 1), last = i0 + nq - 1;
-	const int nr = nq + CQ2E - 1;
-	for (int x = 0; x < K_HPB * NR; x++) {
-		m[x] = -INFINITY;
-		l[x] = 0.0f;
-	}
-	memset(acc, 0, sizeof(float) * K_HPB * K_BQ * K_D);
-	load_q(a, ws, b, h0, r0, nr);
+	const int64_t sr0 = i0 - RH2, lim = i0 + nq < a->T ? i0 + nq : a->T;
+	start_tile(ws);
+	load_qt(a, ws, b, h0, sr0 - RH1);
 
-	/* pass 1: max and sum of each row r0.. over its columns 0..row */
-	for (int64_t j0 = 0; j0 <= last; j0 += K_BK) {
-		const int nc = a->T - j0 < K_BK ? (int)(a->T - j0) : K_BK;
-		logits(a, ws, b, h0, r0, nr, j0, nc);
-		for (int hl = 0; hl < K_HPB; hl++)
-			for (int r = 0; r < nr; r++) {
-				const float *s = ws + W_S + (hl * NR + r) * NC;
-				int64_t n64 = r0 + r - j0 + 1;
-				const int n = n64 < nc ? (int)n64 : nc;
-				if (r0 + r < 0 || n <= 0)
-					continue;
-				float mx = m[hl * NR + r], sum = 0.0f;
-				for (int c = 0; c < n; c++)
-					mx = s[c] > mx ? s[c] : mx;
-				if (mx == -INFINITY)
-					continue;
-				for (int c = 0; c < n; c++)
-					sum += expf(s[c] - mx);
-				l[hl * NR + r] = l[hl * NR + r] * expf(m[hl * NR + r] - mx) + sum;
-				m[hl * NR + r] = mx;
-			}
+	/* pass 1: max and sum of each row sr0.. over its columns 0..row */
+	for (int64_t j0 = 0; j0 < lim; j0 += K_BK) {
+		const int nc = lim - j0 < K_BK ? (int)(lim - j0) : K_BK;
+		float *s = scores(a, ws, b, h0, sr0, j0, nc);
+		for (int hl = 0; hl < K_HPB; hl++) {
+			fill_lanes(s + hl * RS, SS, j0, nc, sr0, NRP, a->T, 1, -INFINITY);
+			stats(ws + W_M + hl * NRP, ws + W_L + hl * NRP, s + hl * RS, nc, NULL);
+		}
+	}
+	/* rows without columns (before 0, past T): probabilities 0, not NaN */
+	for (int x = 0; x < K_HPB * NRP; x++) {
+		float *m = ws + W_M + x, *l = ws + W_L + x;
+		*m = *m == -INFINITY ? 0.0f : *m;
+		*l = *l > 0.0f ? 1.0f / *l : 0.0f;
 	}
 
 	/* pass 2 */
-	for (int64_t j0 = 0; j0 <= last; j0 += K_BK) {
-		const int nc = a->T - j0 < K_BK ? (int)(a->T - j0) : K_BK;
+	for (int64_t j0 = 0; j0 < lim; j0 += K_BK) {
+		const int nc = lim - j0 < K_BK ? (int)(lim - j0) : K_BK, np = nc + CK2E - 1;
 		const int64_t c0 = j0 - OK2E;
-		logits(a, ws, b, h0, r0, nr, c0, nc + CK2E - 1);
-		load_v(a, ws, b, h0, j0, nc);
-		/* P in place: normalised where 0 <= col <= row, else 0 */
-		for (int hl = 0; hl < K_HPB; hl++)
-			for (int r = 0; r < nr; r++) {
-				float *s = ws + W_S + (hl * NR + r) * NC;
-				const int64_t row = r0 + r;
-				const float mx = m[hl * NR + r], inv = 1.0f / l[hl * NR + r];
-				for (int c = 0; c < nc + CK2E - 1; c++) {
-					int64_t col = c0 + c;
-					s[c] = row >= 0 && col >= 0 && col <= row ? expf(s[c] - mx) * inv : 0.0f;
-				}
+		float *p = scores(a, ws, b, h0, sr0, c0, np);
+		for (int hl = 0; hl < K_HPB; hl++) { /* P in place, 0 where col > row or outside */
+			float *ph = p + hl * RS;
+			fill_lanes(ph, SS, c0, np, sr0, NRP, a->T, 1, -INFINITY);
+			for (int v = 0; v < NRP / VL; v++) {
+				const vf m = vld(ws + W_M + hl * NRP + v * VL);
+				const vf il = vld(ws + W_L + hl * NRP + v * VL);
+				for (int c = 0; c < np; c++)
+					vst(ph + c * SS + v * VL, vexp(vld(ph + c * SS + v * VL) - m) * il);
 			}
-		/* kq_post (identity when absent) into T; the mask col > row after it is
-		 * applied by the bound of the P.V loop below (mixing keeps columns) */
-		for (int hl = 0; hl < K_HPB; hl++)
-			for (int r = 0; r < nq; r++) {
-				float *t = ws + W_T + (hl * K_BQ + r) * K_BK;
-				for (int c = 0; c < nc; c++)
-					t[c] = 0.0f;
+		}
 #if K_CQ2
-				const float *w = a->kq_post + (h0 + hl) * K_CQ2 * K_CK2;
-				for (int i = 0; i < K_CQ2; i++)
-					for (int j = 0; j < K_CK2; j++) {
-						const float wij = w[i * K_CK2 + j];
-						const float *p = ws + W_S + (hl * NR + r + i) * NC + j;
-						for (int c = 0; c < nc; c++)
-							t[c] += wij * p[c];
-					}
-#else
-				memcpy(t, ws + W_S + (hl * NR + r) * NC, sizeof(float) * nc);
+		float *t = other(ws, p);
+		for (int hl = 0; hl < K_HPB; hl++) {
+			conv_post(t + hl * RS, p + hl * RS, a->kq_post + (h0 + hl) * K_CQ2 * K_CK2, nc);
+			fill_lanes(t + hl * RS, SS, j0, nc, i0, RQP, a->T, 0, 0.0f); /* col > row */
+		}
+		p = t;
 #endif
-			}
-		const float *p = ws + W_T;
-#if K_HPOST
-		/* head mixing after softmax, into the Z region as [hl][BQ][BK] */
-		float *u = ws + W_Z;
-		for (int ho = 0; ho < K_HPB; ho++)
-			for (int r = 0; r < nq; r++) {
-				float *dst = u + (ho * K_BQ + r) * K_BK;
-				for (int c = 0; c < nc; c++)
-					dst[c] = 0.0f;
 #if K_HPOST == 1
-				/* P[g*c+o] <- sum_i head_post[g,i,o] P[g*c+i] */
-				const int g = (h0 + ho) / K_HC, o = (h0 + ho) % K_HC, base = ho - o;
-				for (int i = 0; i < K_HC; i++) {
-					const float wh = a->head_post[(g * K_HC + i) * K_HC + o];
-					const float *src = p + ((base + i) * K_BQ + r) * K_BK;
-					for (int c = 0; c < nc; c++)
-						dst[c] += wh * src[c];
-				}
-#else
-				for (int h2 = 0; h2 < K_H; h2++) {
-					const float wh = a->head_post_linear[ho * K_H + h2];
-					const float *src = p + (h2 * K_BQ + r) * K_BK;
-					for (int c = 0; c < nc; c++)
-						dst[c] += wh * src[c];
-				}
+		/* P[g*c+o] <- sum_i head_post[g,i,o] P[g*c+i] */
+		for (int g0 = 0; g0 < K_HPB; g0 += K_HC)
+			mix(other(ws, p) + g0 * RS, p + g0 * RS,
+			    a->head_post + (h0 + g0) / K_HC * K_HC * K_HC, 1, K_HC, K_HC, nc * SS);
+		p = other(ws, p);
+#elif K_HPOST == 2
+		mix(other(ws, p), p, a->head_post_linear, K_H, 1, K_H, nc * SS);
+		p = other(ws, p);
 #endif
-			}
-		p = u;
-#endif
-		for (int hl = 0; hl < K_HPB; hl++)
-			for (int r = 0; r < nq; r++) {
-				int64_t n64 = i0 + r - j0 + 1;
-				const int n = n64 < nc ? (int)n64 : nc;
-				if (n > 0)
-					pv(acc + (hl * K_BQ + r) * K_D, p + (hl * K_BQ + r) * K_BK,
-					   ws + W_V + hl * K_BK * K_D, n);
-			}
+		for (int hl = 0; hl < K_HPB; hl++) {
+			load_v(a, ws, b, (h0 + hl) / GQ, j0, nc);
+			pv(ws + W_A + hl * DPB * RQP, p + hl * RS, ws + W_VB, nc);
+		}
 	}
 }
 #endif
 
-/* Group norm, gate, store: the accumulators of rows i0.. become o. */
+/* Group norm, gate, store: o^T of rows i0.. becomes o. */
 static void finish(const struct mta_kargs *a, float *ws, int64_t b, int h0, int64_t i0, int nq)
 {
 	for (int hl = 0; hl < K_HPB; hl++)
 		for (int r = 0; r < nq; r++) {
-			float *o = ws + W_A + (hl * K_BQ + r) * K_D;
+			const float *ot = ws + W_A + hl * DPB * RQP + r;
+			float o[K_D];
+			for (int d = 0; d < K_D; d++)
+				o[d] = ot[d * RQP];
 #if K_GN
 			float ms = 0.0f;
 			for (int d = 0; d < K_D; d++)
@@ -478,6 +449,7 @@ static void *worker(void *arg)
 		__atomic_store_n(&j->err, MTA_KERR_NOMEM, __ATOMIC_RELAXED);
 		return NULL;
 	}
+	memset(ws, 0, sizeof(float) * WS_FLOATS); /* padding lanes and rows stay 0 */
 	const int64_t per_tile = a->B * (K_H / K_HPB);
 	for (;;) {
 		int64_t w = __atomic_fetch_add(&j->next, 1, __ATOMIC_RELAXED);

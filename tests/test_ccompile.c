@@ -103,8 +103,8 @@ TEST(ccompile_generated_sources)
 		const char *key, *spec;
 	} c[] = {
 		{ "h2kv2d8-both-f32", "cpu:v1" },
-		{ "h4kv2d13-pre3x5-post2x3-hc2-right-gn-gate-s0.3-bf16", "cpu:v1,hpb=2,algo=1" },
-		{ "h3kv3d6-pre2x3-hpre-post3x3-hpost-left-gnr-f16", "cpu:v1,hpb=0,vec=2" },
+		{ "h4kv2d13-pre3x5-post2x3-hc2-right-gn-gate-s0.3-bf16", "cpu:v1,hpb=2,vec=16" },
+		{ "h3kv3d6-pre2x3-hpre-post3x3-hpost-left-gnr-f16", "cpu:v1,hpb=0,vec=4" },
 		{ "h1kv1d1-post2x2-right-gate-f32", "cpu:v1,hpb=0,bq=1,bk=1" },
 	};
 	for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {
@@ -120,6 +120,8 @@ TEST(ccompile_generated_sources)
 		CHECK(strstr(src, key) != NULL);
 		CHECK_STR_CONTAINS(src, "struct mta_kargs {");
 		CHECK(!strstr(src, "#include \"mta_kargs.h\""));
+		CHECK(!strstr(src, "#include \"mta_cpu_simd.h\""));
+		CHECK_STR_CONTAINS(src, "vexp(vf x)");
 		snprintf(path, sizeof path, "%s/k%zu.c", mt_tmpdir(), i);
 		FILE *f = fopen(path, "w");
 		REQUIRE(f);
@@ -165,9 +167,12 @@ TEST(cpu_space_rules)
 	REQUIRE(mta_variant_parse("cpu:v1,hpb=3", &v) == MTA_OK);
 	CHECK_EQ_INT(mta_variant_check(&p, &v), MTA_EINVAL);
 	CHECK_STR_CONTAINS(mta_last_error(), "divide");
-	REQUIRE(mta_variant_parse("cpu:v1,hpb=2,algo=1,vec=4", &v) == MTA_OK);
+	REQUIRE(mta_variant_parse("cpu:v1,hpb=2,algo=1", &v) == MTA_OK);
 	CHECK_EQ_INT(mta_variant_check(&p, &v), MTA_EINVAL);
 	CHECK_STR_CONTAINS(mta_last_error(), "algo=1");
+	REQUIRE(mta_variant_parse("cpu:v1,hpb=2,vec=2", &v) == MTA_OK);
+	CHECK_EQ_INT(mta_variant_check(&p, &v), MTA_EINVAL);
+	CHECK_STR_CONTAINS(mta_last_error(), "4, 8 or 16");
 	REQUIRE(mta_variant_parse("cpu:v1,hpb=2,algo=2", &v) == MTA_OK);
 	CHECK_EQ_INT(mta_variant_check(&p, &v), MTA_EINVAL);
 	REQUIRE(mta_variant_parse("cpu:v1,hpb=2,bq=0", &v) == MTA_OK);

@@ -46,7 +46,7 @@ TEST(cpu_kernel_golden_problems)
 	run_cases(c, (int)(sizeof c / sizeof c[0]));
 }
 
-/* Every option with tiles that do not divide T, several hpb, both algos. */
+/* Every option with tiles that do not divide T, several hpb, every vector width. */
 TEST(cpu_kernel_options)
 {
 	static const struct kcase c[] = {
@@ -54,19 +54,42 @@ TEST(cpu_kernel_options)
 		{ "h4kv2d13-pre3x5-post2x3-hc2-right-gn-gate-s0.3-f32",
 		  "cpu:v1,bq=5,bk=7,hpb=2,vec=4,algo=0", 2, 37, 0, 0 },
 		{ "h4kv2d13-pre3x5-post2x3-hc2-right-gn-gate-s0.3-f32",
-		  "cpu:v1,bq=16,bk=8,hpb=0,algo=1", 1, 41, 1, 2 },
+		  "cpu:v1,bq=16,bk=8,hpb=0,vec=16", 1, 41, 1, 2 },
 		/* head mixing both sides, linear after */
 		{ "h3kv3d6-pre2x3-hpre-post3x3-hpost-both-gnr-f32",
-		  "cpu:v1,bq=4,bk=5,hpb=0,vec=2", 2, 23, 0, 0 },
+		  "cpu:v1,bq=4,bk=5,hpb=0,vec=16", 2, 23, 0, 0 },
 		/* plain attention, one pass, several tiles, threads */
 		{ "h2kv2d8-both-f32", "cpu:v1,bq=16,bk=16,hpb=1,vec=4", 3, 50, 0, 3 },
 		{ "h2kv2d8-both-f32", "cpu:v1,bq=16,bk=16,hpb=1,vec=4", 1, 1, 0, 0 },
 		/* T smaller than the kernels and the tiles, left pad, T = 1 */
 		{ "h2kv1d6-pre5x7-post4x5-both-f32", "cpu:v1,bq=2,bk=2,hpb=1", 1, 3, 0, 0 },
-		{ "h3kv1d5-pre2x3-left-gate-f32", "cpu:v1,bq=4,bk=4,hpb=1,algo=1", 2, 1, 0, 0 },
-		{ "h3kv1d5-pre2x3-left-gate-f32", "cpu:v1,bq=4,bk=4,hpb=1,algo=1", 1, 9, 1, 0 },
+		{ "h3kv1d5-pre2x3-left-gate-f32", "cpu:v1,bq=4,bk=4,hpb=1,vec=16", 2, 1, 0, 0 },
+		{ "h3kv1d5-pre2x3-left-gate-f32", "cpu:v1,bq=4,bk=4,hpb=1,vec=16", 1, 9, 1, 0 },
 		/* D = 1, one-row and one-column tiles, post conv alone */
 		{ "h1kv1d1-post2x2-right-gate-f32", "cpu:v1,hpb=0,bq=1,bk=1", 2, 6, 1, 0 },
+	};
+	run_cases(c, (int)(sizeof c / sizeof c[0]));
+}
+
+/*
+ * The tile shapes of the tuning space, where rows with their halo span
+ * several vectors and the micro-kernels run their remainder blocks: each
+ * vector width, one and two passes, T not a multiple of the tiles, T = 1.
+ */
+TEST(cpu_kernel_space_tiles)
+{
+	static const struct kcase c[] = {
+		{ "h4kv2d13-pre6x11-hpre-post6x11-hc4-both-gn-gate-f32",
+		  "cpu:v1,bq=64,bk=128,hpb=0,vec=16", 1, 300, 0, 0 },
+		{ "h4kv2d13-pre6x11-hpre-post6x11-hc4-both-gn-gate-f32",
+		  "cpu:v1,bq=96,bk=64,hpb=0,vec=8", 1, 229, 1, 2 },
+		{ "h4kv4d13-pre6x11-hpre-post6x11-hc4-both-gn-gate-f32",
+		  "cpu:v1,bq=32,bk=64,hpb=0,vec=4", 1, 130, 0, 0 },
+		{ "h4kv4d13-pre6x11-hpre-post6x11-hc4-both-gn-gate-f32",
+		  "cpu:v1,bq=64,bk=128,hpb=0,vec=16", 1, 1, 0, 0 },
+		{ "h4kv2d13-pre6x11-hpre-both-f32", "cpu:v1,bq=96,bk=64,hpb=0,vec=16", 2, 257, 0, 0 },
+		{ "h4kv2d13-pre6x11-both-f32", "cpu:v1,bq=64,bk=128,hpb=1,vec=8", 1, 200, 0, 2 },
+		{ "h8kv2d13-pre6x11-both-f32", "cpu:v1,bq=32,bk=64,hpb=4,vec=4", 1, 1, 0, 0 },
 	};
 	run_cases(c, (int)(sizeof c / sizeof c[0]));
 }
@@ -77,7 +100,7 @@ TEST(cpu_kernel_half_inputs)
 	static const struct kcase c[] = {
 		{ "h4kv4d16-pre3x3-hpre-post3x5-hpost-both-gn-gate-bf16",
 		  "cpu:v1,bq=8,bk=16,hpb=0", 1, 33, 0, 0 },
-		{ "h4kv2d8-pre2x3-hc4-left-gnr-f16", "cpu:v1,bq=8,bk=8,hpb=0,algo=1", 2, 20, 1, 0 },
+		{ "h4kv2d8-pre2x3-hc4-left-gnr-f16", "cpu:v1,bq=8,bk=8,hpb=0,vec=16", 2, 20, 1, 0 },
 	};
 	run_cases(c, (int)(sizeof c / sizeof c[0]));
 }
@@ -147,7 +170,7 @@ TEST(cpu_kernel_bounded_memory)
 	mt_kcache();
 	REQUIRE(mta_problem_from_key("h1kv1d8-both-f32", &p) == MTA_OK);
 	REQUIRE(mta_problem_from_key("h1kv1d8-pre2x3-post2x3-both-f32", &pc) == MTA_OK);
-	REQUIRE(mta_variant_parse("cpu:v1,bq=32,bk=128,hpb=0,algo=1", &v) == MTA_OK);
+	REQUIRE(mta_variant_parse("cpu:v1,bq=32,bk=128,hpb=0,vec=16", &v) == MTA_OK);
 	REQUIRE(mta_cpu_load(&p, &v, &k) == MTA_OK);
 	REQUIRE(mta_cpu_load(&pc, &v, &kc) == MTA_OK);
 	/* workspace: tiles only, well under one T x T row block */
