@@ -11,6 +11,7 @@
 #include "harness.h"
 #include "ccompile.h"
 #include "fixtures.h"
+#include "tune.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -24,7 +25,7 @@
 #include <unistd.h>
 
 #define TINY "h2kv1d8-both-f32"
-/* a quick tune of TINY: 4 variants (the seed's sample holds bq=16 and bq=32 ones) */
+/* a quick tune of TINY: a seeded random sample of 4 variants (the default among them) */
 #define QUICK "--problem " TINY " --seq 8 --reps 1 --warmup 0 --top 1 --strategy random " \
 	      "--budget 4 --seed 5 --threads 1 -q"
 
@@ -128,7 +129,10 @@ TEST(fault_compiler_missing_or_failing)
 	}
 }
 
-/* Tune with a faulty kernel for every bq=32 variant: recorded, and a bq=16 winner. */
+/*
+ * The non-default variants of QUICK's sample, each turned into a faulty kernel
+ * in turn: recorded as such, and a healthy winner named all the same.
+ */
 TEST(fault_kernels_that_crash_hang_or_compute_wrong_values)
 {
 	static const struct { const char *kind, *status, *msg; } t[] = {
@@ -136,25 +140,44 @@ TEST(fault_kernels_that_crash_hang_or_compute_wrong_values)
 		{ "hang", "timeout", "timed out after 1.0 s (killed)" },
 		{ "wrong", "verify_failed", "exceeds 1e-05" },
 	};
+	/* the sample QUICK tunes, computed the way the tuner does */
+	struct mta_problem p;
+	struct mta_tune_opts o;
+	struct mta_variant *vs = NULL, def;
+	char bad_spec[3][MTA_SPEC_MAX];
+	size_t n = 0, nbad = 0;
+	REQUIRE(mta_problem_from_key(TINY, &p) == MTA_OK);
+	mta_tune_defaults(&o);
+	o.strategy = MTA_TUNE_RANDOM;
+	o.budget = 4;
+	o.seed = 5;
+	REQUIRE(mta_tune_candidates(&p, &o, &vs, &n) == MTA_OK && n == 4);
+	REQUIRE(mta_variant_default(&p, MTA_BACKEND_CPU, &def) == MTA_OK);
+	for (size_t i = 0; i < n && nbad < 3; i++)
+		if (memcmp(&vs[i], &def, sizeof def))
+			mta_variant_format(&vs[i], bad_spec[nbad++], MTA_SPEC_MAX);
+	free(vs);
+	REQUIRE(nbad == 3);
 	for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
-		char db[600], mark[64], *out = NULL, sql[300];
+		char db[600], mark[64], *out = NULL, sql[400];
 		snprintf(db, sizeof db, "%s/%s.db", mt_tmpdir(), t[i].kind);
 		snprintf(mark, sizeof mark, "%llx-%zu", mt_seed(), i);
-		int rc = mt_sh(&out, "MT_FAULT_MARK=%s MTATUNE_TEST_FAULT=%s@bq=32 MTATUNE_CACHE="
+		/* the whole spec as the marker: only that variant is faulty */
+		int rc = mt_sh(&out, "MT_FAULT_MARK=%s MTATUNE_TEST_FAULT='%s@%s' MTATUNE_CACHE="
 			       "build/kcache %s tune " QUICK " --timeout 1 --db '%s'", mark, t[i].kind,
-			       mt_bin(), db);
+			       bad_spec[i], mt_bin(), db);
 		CHECKF(rc == 0, "%s: exit %d\n%s", t[i].kind, rc, out);
-		CHECK_STR_CONTAINS(out, "winner: cpu:v1,bq=16,");
+		CHECK_STR_CONTAINS(out, "winner: cpu:v1,");
+		const char *win = out ? strstr(out, "winner:") : NULL;
+		CHECKF(win && !strstr(win, bad_spec[i]), "%s: the faulty %s won", t[i].kind, bad_spec[i]);
 		CHECK_STR_CONTAINS(out, "verified:");
 		free(out);
 		snprintf(sql, sizeof sql, "SELECT count(*) FROM results JOIN variants ON "
-			 "variants.id = variant_id WHERE spec LIKE '%%bq=32%%' AND status = '%s' AND "
-			 "error LIKE '%%%s%%'", t[i].status, t[i].msg);
-		long long bad = mt_db_count(db, sql);
-		CHECKF(bad >= 1, "%s: %lld '%s' results with '%s'", t[i].kind, bad, t[i].status,
-		       t[i].msg);
-		CHECK_EQ_INT(mt_db_count(db, "SELECT count(*) FROM results WHERE status = 'ok'"),
-			     4 - bad);
+			 "variants.id = variant_id WHERE spec = '%s' AND status = '%s' AND "
+			 "error LIKE '%%%s%%'", bad_spec[i], t[i].status, t[i].msg);
+		CHECKF(mt_db_count(db, sql) == 1, "%s: no '%s' result with '%s' for %s", t[i].kind,
+		       t[i].status, t[i].msg, bad_spec[i]);
+		CHECK_EQ_INT(mt_db_count(db, "SELECT count(*) FROM results WHERE status = 'ok'"), 3);
 		CHECK_EQ_INT(marked_processes(mark), 0); /* no orphan left running */
 	}
 }
