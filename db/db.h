@@ -98,7 +98,9 @@ struct mta_db_variant {
 /*
  * Find or insert (problem, spec). A non-empty source_hash that differs from
  * the stored one replaces it and clears the compile information (the source
- * changed; what compiling the old one said no longer holds).
+ * changed; what compiling the old one said no longer holds); when the stored
+ * hash was non-empty, the variant's results and winners are deleted too, in
+ * the same transaction, since they measured code that no longer exists.
  */
 int mta_db_variant_upsert(struct mta_db *db, int64_t problem_id, const char *spec,
 			  const char *source_hash, int64_t *id);

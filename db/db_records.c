@@ -165,19 +165,27 @@ int mta_db_variant_upsert(struct mta_db *db, int64_t problem_id, const char *spe
 			  const char *source_hash, int64_t *id)
 {
 	sqlite3_stmt *st;
+	int64_t stale = 0;
 	if (!spec || !*spec)
 		return mta_fail(MTA_EINVAL, "empty variant spec");
 	int rc = db_write_begin(db, "record a variant");
 	if (rc)
 		return rc;
-	rc = db_prepare(db, &st,
+	/* A new source for a known spec makes its measurements stale (below). */
+	if (!(rc = db_prepare(db, &st, "SELECT count(*) FROM variants WHERE problem_id = ?1 AND "
+			      "spec = ?2 AND source_hash <> '' AND ?3 <> '' AND source_hash <> ?3"))) {
+		sqlite3_bind_int64(st, 1, problem_id);
+		db_text(st, 2, spec);
+		db_text(st, 3, source_hash);
+		rc = step_find(db, st, &stale, "count stale variants");
+	}
+	if (!rc && !(rc = db_prepare(db, &st,
 		"INSERT INTO variants (problem_id, spec, source_hash) VALUES (?1, ?2, ?3) "
 		"ON CONFLICT DO UPDATE SET source_hash = excluded.source_hash, "
 		"compile_status = 'unknown', compile_target = '', registers = NULL, "
 		"spill_stores = NULL, spill_loads = NULL, shared_bytes = NULL, "
 		"stack_bytes = NULL, compile_ms = NULL, compile_log = NULL "
-		"WHERE excluded.source_hash <> '' AND excluded.source_hash <> source_hash");
-	if (!rc) {
+		"WHERE excluded.source_hash <> '' AND excluded.source_hash <> source_hash"))) {
 		sqlite3_bind_int64(st, 1, problem_id);
 		db_text(st, 2, spec);
 		db_text(st, 3, source_hash);
@@ -190,6 +198,18 @@ int mta_db_variant_upsert(struct mta_db *db, int64_t problem_id, const char *spe
 		db_text(st, 2, spec);
 		rc = step_find(db, st, id, "the variant just recorded is missing");
 	}
+	/*
+	 * Results and winners of the old source measured another kernel: drop
+	 * them, so that a resumed tuner measures the new one instead of skipping
+	 * it and the runtime never picks a winner for code it no longer runs.
+	 */
+	static const char *drop[] = { "DELETE FROM winners WHERE variant_id = ?1",
+				      "DELETE FROM results WHERE variant_id = ?1" };
+	for (int i = 0; !rc && stale && i < 2; i++)
+		if (!(rc = db_prepare(db, &st, drop[i]))) {
+			sqlite3_bind_int64(st, 1, *id);
+			rc = step_write(db, st, "drop the measurements of a changed variant", NULL);
+		}
 	return db_write_end(db, rc);
 }
 

@@ -725,3 +725,40 @@ TEST(db_merge_shards)
 	CHECK_EQ_INT(raw(out, "SELECT count(*) FROM results"), 30);
 	mta_db_close(db);
 }
+
+TEST(db_changed_source_drops_stale_measurements)
+{
+	const char *path = tmp_path("stale.db");
+	struct mta_db *db;
+	int64_t dev, prob, var[2], again;
+	REQUIRE(mta_db_open(path, 0, &db) == MTA_OK);
+	REQUIRE(seed_db(db, 2, &dev, &prob, var) == MTA_OK);
+	for (int i = 0; i < 2; i++) {
+		struct mta_db_result r = { .device_id = dev, .variant_id = var[i], .T = 64, .B = 1,
+					   .status = MTA_RESULT_OK, .median_ms = 1.0 + i,
+					   .p20_ms = NAN, .p80_ms = NAN, .min_ms = NAN, .rel_err = 1e-7,
+					   .runs = 1 };
+		REQUIRE(mta_db_result_put(db, &r) == MTA_OK);
+	}
+	struct mta_db_winner w = { .device_id = dev, .problem_id = prob, .variant_id = var[0],
+				   .T = 64, .B = 1, .time_ms = 1.0 };
+	REQUIRE(mta_db_winner_set(db, &w) == MTA_OK);
+	/* the same source, or none given: nothing changes */
+	REQUIRE(mta_db_variant_upsert(db, prob, "cpu:v1,bq=8", "hash", &again) == MTA_OK);
+	REQUIRE(mta_db_variant_upsert(db, prob, "cpu:v1,bq=8", NULL, &again) == MTA_OK);
+	CHECK_EQ_INT(again, var[0]);
+	CHECK_EQ_INT(raw(path, "SELECT count(*) FROM results"), 2);
+	CHECK_EQ_INT(raw(path, "SELECT count(*) FROM winners"), 1);
+	/* a new source for bq=8: its result and winner go, bq=16's result stays */
+	REQUIRE(mta_db_variant_upsert(db, prob, "cpu:v1,bq=8", "newhash", &again) == MTA_OK);
+	CHECK_EQ_INT(again, var[0]);
+	CHECK_EQ_INT(raw(path, "SELECT count(*) FROM results"), 1);
+	char sql[100];
+	snprintf(sql, sizeof sql, "SELECT count(*) FROM results WHERE variant_id = %lld",
+		 (long long)var[1]);
+	CHECK_EQ_INT(raw(path, sql), 1);
+	CHECK_EQ_INT(raw(path, "SELECT count(*) FROM winners"), 0);
+	struct mta_db_result got;
+	CHECK(mta_db_result_get(db, dev, var[0], 64, 1, &got) == MTA_ENOTFOUND);
+	mta_db_close(db);
+}
