@@ -231,9 +231,11 @@ int cmd_tune(int argc, char **argv)
 	printf("variants: %d (%d measured now, %d already recorded, %d ok, %d failed)\n", s.total,
 	       s.tried, s.skipped, s.ok, s.failed);
 	printf("winner: %s  %.3f ms (median, re-timed)\n", s.winner, s.winner_ms);
-	if (isfinite(s.default_ms))
-		printf("default: %s  %.3f ms  (winner %.2fx faster)\n", s.default_spec, s.default_ms,
-		       s.default_ms / s.winner_ms);
+	if (!strcmp(s.default_spec, s.winner))
+		printf("default: the winner itself\n");
+	else if (isfinite(s.default_ms))
+		printf("default: %s  %.3f ms  (re-timed beside it: winner %.2fx faster)\n",
+		       s.default_spec, s.default_ms, s.default_ms / s.winner_ms);
 	printf("database: %s\n", s.db_path);
 	double err = NAN;
 	char spec[MTA_SPEC_MAX];
