@@ -3,6 +3,8 @@
 
 #include <sqlite3.h>
 #include "harness.h"
+#include "error.h"
+#include "inputs.h"
 #include "npy.h"
 
 #include <dirent.h>
@@ -81,6 +83,30 @@ int mt_golden_config(const char *dir, char *pad, size_t n, int *layer_id)
 		*layer_id = atoi(p);
 	}
 	return 0;
+}
+
+int mt_golden_load(const char *name, struct mta_inputs *in, struct mta_npy *e)
+{
+	char dir[1024], pad[16], path[1100];
+	int layer_id, rc;
+	struct mta_input_options opt;
+	memset(in, 0, sizeof *in);
+	memset(e, 0, sizeof *e);
+	snprintf(dir, sizeof dir, "%s/%s", mt_golden_dir(), name);
+	mta_input_options_init(&opt);
+	if (mt_golden_config(dir, pad, sizeof pad, &layer_id))
+		return mta_fail(MTA_EIO, "%s/config.json: cannot read it or its layer_id", dir);
+	if ((rc = mta_pad_parse(pad, &opt.pad)))
+		return rc;
+	opt.layer_id = layer_id;
+	if ((rc = mta_inputs_load(dir, &opt, in)))
+		return rc;
+	snprintf(path, sizeof path, "%s/expected.npy", dir);
+	if ((rc = mta_npy_read(path, e)) || (rc = mta_npy_convert(e, MTA_F64))) {
+		mta_npy_free(e);
+		mta_inputs_free(in);
+	}
+	return rc;
 }
 
 void mt_put_npy(const char *dir, const char *name, int ndim, ...)

@@ -17,14 +17,6 @@
 #define KEY "h2kv1d8-pre2x3-both"
 #define QUICK "--reps 1 --warmup 0 --top 1 --threads 1"
 
-static long long count(const char *db, const char *sql)
-{
-	char *r = mt_sql_rows(db, sql);
-	long long n = r[0] ? atoll(r) : -1;
-	free(r);
-	return n;
-}
-
 static void write_grid(const char *path, const char *text)
 {
 	FILE *f = fopen(path, "w");
@@ -80,7 +72,7 @@ TEST(sweep_two_shards_merged_equal_the_unsharded_sweep)
 	CHECK_STR_CONTAINS(out, "6 results, 2 winners");
 	free(out);
 	char *want = mt_sql_rows(a, RESULT_SET), *got = mt_sql_rows(m, RESULT_SET);
-	CHECK_EQ_INT(count(a, "SELECT count(*) FROM results"), 6);
+	CHECK_EQ_INT(mt_db_count(a, "SELECT count(*) FROM results"), 6);
 	CHECKF(!strcmp(want, got), "merged shards differ from the whole sweep:\n%s---\n%s", got, want);
 	free(want);
 	free(got);
@@ -89,7 +81,7 @@ TEST(sweep_two_shards_merged_equal_the_unsharded_sweep)
 	CHECKF(!strcmp(want, got) && want[0], "winners: %s vs %s", got, want);
 	free(want);
 	free(got);
-	CHECK_EQ_INT(count(m, "SELECT count(*) FROM devices"), 1);
+	CHECK_EQ_INT(mt_db_count(m, "SELECT count(*) FROM devices"), 1);
 
 	/* the merged database reports: one winners-table row per winner */
 	rc = mt_sh(&out, "%s report --db %s --out %s/r.html && grep -c '<tr class=\"winner\">' %s/r.html",
@@ -126,8 +118,8 @@ TEST(sweep_two_workers_killed_with_sigkill_resume_every_record_once)
 	long long have = 0, writers = 0;
 	for (int i = 0; i < 600 && (have < 4 || writers < 2); i++) {
 		usleep(20000);
-		have = count(db, "SELECT count(*) FROM results");
-		writers = count(db, "SELECT count(DISTINCT run_id) FROM results");
+		have = mt_db_count(db, "SELECT count(*) FROM results");
+		writers = mt_db_count(db, "SELECT count(DISTINCT run_id) FROM results");
 	}
 	kill(pid, SIGKILL);
 	int st;
@@ -136,19 +128,19 @@ TEST(sweep_two_workers_killed_with_sigkill_resume_every_record_once)
 	CHECKF(writers == 2, "%lld workers wrote results", writers);
 	/* the workers died with it: nothing more arrives */
 	usleep(300000);
-	long long before = count(db, "SELECT count(*) FROM results");
+	long long before = mt_db_count(db, "SELECT count(*) FROM results");
 	usleep(300000);
-	CHECK_EQ_INT(count(db, "SELECT count(*) FROM results"), before);
+	CHECK_EQ_INT(mt_db_count(db, "SELECT count(*) FROM results"), before);
 	CHECKF(before >= 4 && before < 16, "%lld of 16 results before the kill", before);
 
 	int rc = mt_sh(&out, "%s sweep --grid %s --db %s %s " QUICK, mt_bin(), grid, db, opts);
 	CHECKF(rc == 0, "resume exited %d: %s", rc, out);
 	CHECK_STR_CONTAINS(out, "items: 2 (");
 	free(out);
-	CHECK_EQ_INT(count(db, "SELECT count(*) FROM results"), 16);
-	CHECK_EQ_INT(count(db, "SELECT count(*) FROM (SELECT DISTINCT variant_id, T, B FROM results)"), 16);
-	CHECK_EQ_INT(count(db, "SELECT count(*) FROM results WHERE status = 'ok'"), 16);
-	CHECK_EQ_INT(count(db, "SELECT count(*) FROM winners WHERE T = t_bucket OR T = 48"), 2);
+	CHECK_EQ_INT(mt_db_count(db, "SELECT count(*) FROM results"), 16);
+	CHECK_EQ_INT(mt_db_count(db, "SELECT count(*) FROM (SELECT DISTINCT variant_id, T, B FROM results)"), 16);
+	CHECK_EQ_INT(mt_db_count(db, "SELECT count(*) FROM results WHERE status = 'ok'"), 16);
+	CHECK_EQ_INT(mt_db_count(db, "SELECT count(*) FROM winners WHERE T = t_bucket OR T = 48"), 2);
 	/* a third run finds everything done and measures nothing */
 	rc = mt_sh(&out, "%s sweep --grid %s --db %s %s " QUICK, mt_bin(), grid, db, opts);
 	CHECKF(rc == 0, "third run exited %d: %s", rc, out);
@@ -169,16 +161,16 @@ TEST(sweep_sigterm_stops_after_the_record_in_hand_with_status_5)
 	long long have = 0;
 	for (int i = 0; i < 600 && have < 2; i++) {
 		usleep(20000);
-		have = count(db, "SELECT count(*) FROM results");
+		have = mt_db_count(db, "SELECT count(*) FROM results");
 	}
 	kill(pid, SIGTERM);
 	int st;
 	waitpid(pid, &st, 0);
 	CHECKF(WIFEXITED(st) && WEXITSTATUS(st) == 5, "status %d", st);
-	long long after = count(db, "SELECT count(*) FROM results");
+	long long after = mt_db_count(db, "SELECT count(*) FROM results");
 	CHECKF(after >= have && after <= have + 2 && after < 9, "%lld results at SIGTERM, %lld after",
 	       have, after);
-	CHECK_EQ_INT(count(db, "SELECT count(*) FROM results WHERE status <> 'ok' OR median_ms IS NULL"), 0);
+	CHECK_EQ_INT(mt_db_count(db, "SELECT count(*) FROM results WHERE status <> 'ok' OR median_ms IS NULL"), 0);
 	FILE *f = fopen(log, "r");
 	char text[8192] = "";
 	if (f) {
@@ -191,8 +183,8 @@ TEST(sweep_sigterm_stops_after_the_record_in_hand_with_status_5)
 	int rc = mt_sh(&out, "%s sweep --grid %s --db %s %s " QUICK, mt_bin(), grid, db, opts);
 	CHECKF(rc == 0, "resume exited %d: %s", rc, out);
 	free(out);
-	CHECK_EQ_INT(count(db, "SELECT count(*) FROM results"), 9);
-	CHECK_EQ_INT(count(db, "SELECT count(*) FROM (SELECT DISTINCT variant_id, T, B FROM results)"), 9);
+	CHECK_EQ_INT(mt_db_count(db, "SELECT count(*) FROM results"), 9);
+	CHECK_EQ_INT(mt_db_count(db, "SELECT count(*) FROM (SELECT DISTINCT variant_id, T, B FROM results)"), 9);
 }
 
 TEST(sweep_db_and_report_options_are_checked)
