@@ -45,6 +45,13 @@ const char *mt_small_case(const char *sub);
  */
 char *mt_sql_rows(const char *db, const char *sql);
 
+/*
+ * A database db holding one CUDA device (an H100, sm_90, no GPU needed) whose
+ * winner for problem key at T=1024 is the default CUDA variant, measured by
+ * nobody: what `mtatune export --arch sm_90` needs to compile a cubin.
+ */
+void mt_cuda_winner_db(const char *db, const char *key);
+
 /* The first column of the first row of sql on database db (read-only); -1 on failure. */
 long long mt_db_count(const char *db, const char *sql);
 

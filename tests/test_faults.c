@@ -1,6 +1,6 @@
 /*
  * test_faults.c: the tool under faults it does not cause: a missing or
- * failing C compiler, generated kernels that crash, hang or compute wrong
+ * failing C compiler, generated kernels that do not compile, crash, hang or compute wrong
  * values (injected with the test-only MTATUNE_TEST_FAULT, see gen/cgen.h),
  * a database that is locked, read-only, damaged, truncated or newer, a full
  * disk (RLIMIT_FSIZE: writes fail with EFBIG), and SIGKILL at random points
@@ -128,13 +128,14 @@ TEST(fault_compiler_missing_or_failing)
 	}
 }
 
-/* Tune with a faulty kernel for every bq=32 variant: recorded, and a bq=16 winner. */
+/* Tune with a faulty kernel (or source) for every bq=32 variant: recorded, and a bq=16 winner. */
 TEST(fault_kernels_that_crash_hang_or_compute_wrong_values)
 {
 	static const struct { const char *kind, *status, *msg; } t[] = {
 		{ "crash", "crashed", "crashed: killed by signal" },
 		{ "hang", "timeout", "timed out after 1.0 s (killed)" },
 		{ "wrong", "verify_failed", "exceeds 1e-05" },
+		{ "syntax", "compile_failed", "test-only fault injected by MTATUNE_TEST_FAULT" },
 	};
 	for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
 		char db[600], mark[64], *out = NULL, sql[300];
