@@ -1,8 +1,8 @@
 /*
  * test_faults.c: the tool under faults it does not cause: a missing or
- * failing C compiler, generated kernels that do not compile, crash, hang
- * or compute wrong
- * values (injected with the test-only MTATUNE_TEST_FAULT, see gen/cgen.h),
+ * failing C compiler, generated kernels that do not compile, crash, hang or
+ * compute wrong values (injected with the test-only MTATUNE_TEST_FAULT, see
+ * gen/cgen.h),
  * a database that is locked, read-only, damaged, truncated or newer, a full
  * disk (RLIMIT_FSIZE: writes fail with EFBIG), and SIGKILL at random points
  * of tuning runs. Each must end in a clear message and the documented exit
