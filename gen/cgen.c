@@ -60,37 +60,33 @@ static void put(struct buf *b, const char *fmt, ...)
 	b->len += (size_t)n;
 }
 
-/*
- * Test-only fault injection: $MTATUNE_TEST_FAULT = KIND[@TEXT] makes the
- * kernel of every variant whose canonical spec contains TEXT (all when no
- * @TEXT) misbehave: crash (a segfault), hang (loops forever) or wrong (one
- * output element off by 1). The fault tests use it to check that the tuner
- * records such variants and carries on; nothing else should set it.
- * Returns 0 (no fault), 1 crash, 2 hang, 3 wrong.
- */
-static int test_fault(const char *spec)
+int mta_test_fault(const char *spec)
 {
-	static const char *const kinds[] = { "crash", "hang", "wrong" };
+	static const char *const kinds[] = { "crash", "hang", "wrong", "syntax" };
 	const char *e = getenv("MTATUNE_TEST_FAULT");
 	if (!e || !*e)
 		return 0;
 	const char *at = strchr(e, '@');
 	size_t kl = at ? (size_t)(at - e) : strlen(e);
-	for (int i = 0; i < 3; i++)
+	for (int i = 0; i < 4; i++)
 		if (kl == strlen(kinds[i]) && !strncmp(e, kinds[i], kl))
 			return !at || strstr(spec, at + 1) ? i + 1 : 0;
 	return 0;
 }
 
-/* The wrapper that turns a kernel into a faulty one (see test_fault). */
+/* The wrapper that turns a kernel into a faulty one (see mta_test_fault). */
 static void put_fault(struct buf *b, int fault)
 {
-	put(b, "\n/* ---- test-only fault injected by MTATUNE_TEST_FAULT ---- */\n"
-	       "#undef mta_cpu_kernel\nint mta_cpu_kernel(const struct mta_kargs *a)\n{\n");
-	if (fault == 1)
+	put(b, "\n/* ---- test-only fault injected by MTATUNE_TEST_FAULT ---- */\n");
+	if (fault == MTA_FAULT_SYNTAX) {
+		put(b, "#error \"test-only fault injected by MTATUNE_TEST_FAULT\"\n");
+		return;
+	}
+	put(b, "#undef mta_cpu_kernel\nint mta_cpu_kernel(const struct mta_kargs *a)\n{\n");
+	if (fault == MTA_FAULT_CRASH)
 		put(b, "\t*(volatile int *)(uintptr_t)a->B = 0; /* B is small: not mapped */\n"
 		       "\t__builtin_trap();\n");
-	else if (fault == 2)
+	else if (fault == MTA_FAULT_HANG)
 		put(b, "\tfor (;;)\n\t\t__asm__ volatile(\"\");\n");
 	else
 		put(b, "\tint r = mta_cpu_kernel_real(a);\n\ta->o[0] += 1.0f;\n\treturn r;\n");
@@ -136,7 +132,7 @@ int mta_gen_c(const struct mta_problem *p, const struct mta_variant *v, char **s
 	put(&b, "#define K_BQ %d\n#define K_BK %d\n#define K_HPB %d\n#define K_VEC %d\n", v->bq,
 	    v->bk, v->hpb ? v->hpb : p->H, v->vec);
 	put(&b, "#define K_THREADS %d\n#define K_ALGO %d\n", v->threads, v->algo);
-	int fault = test_fault(spec);
+	int fault = mta_test_fault(spec);
 	if (fault)
 		put(&b, "#define mta_cpu_kernel mta_cpu_kernel_real\n");
 	/* the template, each pasted file in place of its line, in the template's order */

@@ -2,14 +2,13 @@
  * cudagen.c: specialise templates/mta_cuda.cu for a problem and a variant,
  * and describe how its kernel is launched (see cudagen.h).
  */
+#include "cgen.h"
 #include "cudagen.h"
 #include "error.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-const char *mta_embedded(const char *path);
 
 #define TEMPLATE "templates/mta_cuda.cu"
 #define TEMPLATE_TC "templates/mta_cuda_tc.cu"
@@ -98,6 +97,17 @@ int mta_gen_cuda(const struct mta_problem *p, const struct mta_variant *v, char 
 	char *s = splice(defs, (size_t)n, tpl, v->version >= 2 ? tc : NULL);
 	if (!s)
 		return mta_fail(MTA_ENOMEM, "out of memory for the CUDA source");
+	if (mta_test_fault(spec) == MTA_FAULT_SYNTAX) { /* see cgen.h */
+		static const char err[] = "\n#error \"test-only fault injected by MTATUNE_TEST_FAULT\"\n";
+		size_t len = strlen(s);
+		char *t = realloc(s, len + sizeof err);
+		if (!t) {
+			free(s);
+			return mta_fail(MTA_ENOMEM, "out of memory for the CUDA source");
+		}
+		memcpy(t + len, err, sizeof err);
+		s = t;
+	}
 	*source = s;
 	return MTA_OK;
 }

@@ -40,6 +40,25 @@ static void note(const char *what)
 	snprintf(nv.tried + n, sizeof nv.tried - n, "%s%s", n ? ", " : "", what);
 }
 
+/*
+ * The part of a compile log worth quoting in a one-line message: from the
+ * start of the first line that reports an error (warnings often come first
+ * and would fill the quote), else the whole log.
+ */
+static const char *first_error(const char *log)
+{
+	if (!log || !log[0])
+		return "no log";
+	const char *e = strstr(log, " error");
+	if (!e)
+		e = strstr(log, "error");
+	if (!e)
+		return log;
+	while (e > log && e[-1] != '\n')
+		e--;
+	return e;
+}
+
 /* dlopen path and resolve every symbol; the handle stays open for good. */
 static int try_open(const char *path)
 {
@@ -245,7 +264,7 @@ static int compile(struct mta_nvrtc_job *j)
 	}
 	if (cr) {
 		rc = mta_fail(MTA_ECOMPILE, "NVRTC could not compile for %s (%s): %.300s", j->arch,
-			      nv.errstr(cr), j->log ? j->log : "no log");
+			      nv.errstr(cr), first_error(j->log));
 		goto out;
 	}
 	if ((r = nv.cubin_size(prog, &j->cubin_size)) || !(j->cubin = malloc(j->cubin_size)) ||

@@ -3,7 +3,11 @@
 
 #include <sqlite3.h>
 #include "harness.h"
+#include "db.h"
+#include "error.h"
+#include "inputs.h"
 #include "npy.h"
+#include "variant.h"
 
 #include <dirent.h>
 #include <sqlite3.h>
@@ -83,6 +87,30 @@ int mt_golden_config(const char *dir, char *pad, size_t n, int *layer_id)
 	return 0;
 }
 
+int mt_golden_load(const char *name, struct mta_inputs *in, struct mta_npy *e)
+{
+	char dir[1024], pad[16], path[1100];
+	int layer_id, rc;
+	struct mta_input_options opt;
+	memset(in, 0, sizeof *in);
+	memset(e, 0, sizeof *e);
+	snprintf(dir, sizeof dir, "%s/%s", mt_golden_dir(), name);
+	mta_input_options_init(&opt);
+	if (mt_golden_config(dir, pad, sizeof pad, &layer_id))
+		return mta_fail(MTA_EIO, "%s/config.json: cannot read it or its layer_id", dir);
+	if ((rc = mta_pad_parse(pad, &opt.pad)))
+		return rc;
+	opt.layer_id = layer_id;
+	if ((rc = mta_inputs_load(dir, &opt, in)))
+		return rc;
+	snprintf(path, sizeof path, "%s/expected.npy", dir);
+	if ((rc = mta_npy_read(path, e)) || (rc = mta_npy_convert(e, MTA_F64))) {
+		mta_npy_free(e);
+		mta_inputs_free(in);
+	}
+	return rc;
+}
+
 void mt_put_npy(const char *dir, const char *name, int ndim, ...)
 {
 	int64_t shape[8];
@@ -135,6 +163,29 @@ char *mt_sql_rows(const char *db, const char *sql)
 	}
 	sqlite3_close(h);
 	return out;
+}
+
+void mt_cuda_winner_db(const char *db, const char *key)
+{
+	struct mta_db *h;
+	struct mta_db_device dev = { .backend = "cuda", .name = "NVIDIA H100 80GB HBM3",
+				     .arch = "sm_90", .driver = "580", .nvrtc = "13.0",
+				     .cores = 132 };
+	struct mta_problem p;
+	struct mta_variant v;
+	char spec[MTA_SPEC_MAX];
+	int64_t dev_id, prob_id, var_id;
+	REQUIRE(mta_problem_from_key(key, &p) == MTA_OK);
+	REQUIRE(mta_variant_default(&p, MTA_BACKEND_CUDA, &v) == MTA_OK);
+	REQUIRE(mta_variant_format(&v, spec, sizeof spec) == MTA_OK);
+	REQUIRE(mta_db_open(db, 0, &h) == MTA_OK);
+	REQUIRE(mta_db_device_upsert(h, &dev, &dev_id) == MTA_OK);
+	REQUIRE(mta_db_problem_upsert(h, key, &prob_id) == MTA_OK);
+	REQUIRE(mta_db_variant_upsert(h, prob_id, spec, "", &var_id) == MTA_OK);
+	struct mta_db_winner w = { .device_id = dev_id, .problem_id = prob_id,
+				   .variant_id = var_id, .T = 1024, .B = 1, .time_ms = 0.1 };
+	REQUIRE(mta_db_winner_set(h, &w) == MTA_OK);
+	mta_db_close(h);
 }
 
 long long mt_db_count(const char *db, const char *sql)

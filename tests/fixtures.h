@@ -19,6 +19,16 @@ void mt_golden_free(char **cases);
  */
 int mt_golden_config(const char *dir, char *pad, size_t n, int *layer_id);
 
+struct mta_inputs;
+struct mta_npy;
+/*
+ * Golden case name (a folder under mt_golden_dir()): its inputs loaded with
+ * the pad and layer id of its config.json into *in, and expected.npy as
+ * float64 into *e. MTA_OK, or a status with the library's message (then
+ * nothing is left to free). On success free both (mta_inputs_free, mta_npy_free).
+ */
+int mt_golden_load(const char *name, struct mta_inputs *in, struct mta_npy *e);
+
 /* Write dir/name.npy: random float32 (mt_uniform) of the given int64_t sizes. */
 void mt_put_npy(const char *dir, const char *name, int ndim, ...);
 
@@ -34,6 +44,13 @@ const char *mt_small_case(const char *sub);
  * Tests compare what they see with what the database holds through it.
  */
 char *mt_sql_rows(const char *db, const char *sql);
+
+/*
+ * A database db holding one CUDA device (an H100, sm_90, no GPU needed) whose
+ * winner for problem key at T=1024 is the default CUDA variant, measured by
+ * nobody: what `mtatune export --arch sm_90` needs to compile a cubin.
+ */
+void mt_cuda_winner_db(const char *db, const char *key);
 
 /* The first column of the first row of sql on database db (read-only); -1 on failure. */
 long long mt_db_count(const char *db, const char *sql);

@@ -17,23 +17,33 @@ struct row {
 	const char *msg;
 };
 
-/* Run each row as `mtatune ARGS` with MTATUNE_DB in the test's folder; @ stands for that folder. */
+/* s with each @ replaced by the test's folder, into out[n]. */
+static void expand(const char *s, char *out, size_t n)
+{
+	size_t k = 0;
+	for (; *s && k < n - 600; s++) {
+		if (*s == '@')
+			k += (size_t)snprintf(out + k, n - k, "%s", mt_tmpdir());
+		else
+			out[k++] = *s;
+	}
+	out[k] = 0;
+}
+
+/*
+ * Run each row as `mtatune ARGS` with MTATUNE_DB in the test's folder; @ in
+ * ARGS and in the expected message stands for that folder.
+ */
 static void table(const struct row *t, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
-		char args[1024], *out = NULL;
-		size_t k = 0;
-		for (const char *a = t[i].args; *a && k < sizeof args - 600; a++) {
-			if (*a == '@')
-				k += (size_t)snprintf(args + k, sizeof args - k, "%s", mt_tmpdir());
-			else
-				args[k++] = *a;
-		}
-		args[k] = 0;
+		char args[2048], msg[2048], *out = NULL;
+		expand(t[i].args, args, sizeof args);
+		expand(t[i].msg, msg, sizeof msg);
 		int code = mt_sh(&out, "MTATUNE_DB='%s/default.db' %s %s", mt_tmpdir(), mt_bin(), args);
 		CHECKF(code == t[i].code, "mtatune %s: exit %d, expected %d:\n%s", args, code,
 		       t[i].code, out);
-		CHECK_STR_CONTAINS(out, t[i].msg);
+		CHECK_STR_CONTAINS(out, msg);
 		free(out);
 	}
 }
@@ -161,4 +171,77 @@ TEST(badinput_run_dtypes_and_non_finite_values)
 		CHECK_STR_CONTAINS(out, descr[k]);
 		free(out);
 	}
+}
+
+/* A grid, a malformed grid, a text file and a database (one CUDA winner) in the test's folder. */
+static void inputs_for_tables(void)
+{
+	static const char *const files[][2] = {
+		{ "g.txt", "problem h2kv1d8\nseq 8\n" },
+		{ "bad.txt", "problem h2kv1d8\nbatch 1 2 zz\n" },
+		{ "t.txt", "a text file\n" },
+	};
+	char path[700], db[700];
+	for (size_t i = 0; i < 3; i++) {
+		snprintf(path, sizeof path, "%s/%s", mt_tmpdir(), files[i][0]);
+		FILE *f = fopen(path, "w");
+		REQUIRE(f);
+		fputs(files[i][1], f);
+		fclose(f);
+	}
+	snprintf(db, sizeof db, "%s/w.db", mt_tmpdir());
+	mt_cuda_winner_db(db, "h2kv1d8-both-f32");
+}
+
+TEST(badinput_sweep_and_db_options_and_files)
+{
+	static const struct row t[] = {
+		{ "sweep --grid @/g.txt --shard x", 2, "sweep: --shard 'x': expected K/N with 1 <= K <= N" },
+		{ "sweep --grid @/g.txt --shard 1/0", 2, "--shard '1/0': expected K/N" },
+		{ "sweep --grid @/g.txt --shard 2/1", 2, "--shard '2/1': expected K/N" },
+		{ "sweep --grid @/g.txt --devices ''", 2, "--devices '': expected device indices 0..4095" },
+		{ "sweep --grid @/g.txt --devices 0,4096", 2, "--devices '0,4096': expected device" },
+		{ "sweep --grid @/g.txt --backend tpu", 2, "--backend: unknown backend 'tpu'" },
+		{ "sweep --grid @/bad.txt", 3, "bad.txt:2:11: expected a batch value: N, A..B" },
+		{ "sweep --grid @/t.txt", 3, "t.txt:1:1: 'a' is not a grid keyword" },
+		{ "sweep --grid @", 3, "sweep: cannot read grid file @" }, /* a folder */
+		{ "sweep --grid @/g.txt extra", 2, "unexpected argument 'extra'" },
+		{ "sweep --grid @/g.txt --frob", 2, "sweep: unknown option '--frob'" },
+		{ "sweep --grid @/g.txt --budget", 2, "option '--budget' needs an argument" },
+		{ "sweep --grid @/g.txt --timeout 0", 2, "--timeout '0' is not a positive number" },
+		{ "sweep --grid @/g.txt --seed -1", 2, "--seed '-1' is not an integer in 0..2147483647" },
+		{ "db merge @/w.db @/w.db", 2, "db merge: @/w.db is both OUT and an input" },
+		{ "db merge @/o.db @/t.txt", 3, "input @/t.txt is not an mtatune database: it is not an SQLite" },
+		{ "db merge @/o.db @/none.db", 3, "input database @/none.db does not exist" },
+		{ "db merge --frob", 2, "db merge: unknown option '--frob'" },
+		{ "db merge", 2, "expected OUT and at least one IN database" },
+	};
+	inputs_for_tables();
+	table(t, sizeof t / sizeof t[0]);
+}
+
+TEST(badinput_report_export_devices_options_and_files)
+{
+	static const struct row t[] = {
+		{ "report --db @/w.db --out @/no/dir/r.html", 1, "report: cannot write @/no/dir/r.html" },
+		{ "report --db @/w.db --format csv --out @/no/r.csv", 1, "cannot write @/no/r.csv" },
+		{ "report --db @/t.txt", 3, "report: @/t.txt is not an mtatune database" },
+		{ "report --format", 2, "option '--format' needs an argument" },
+		{ "report x", 2, "unexpected argument 'x'" },
+		{ "report --frob", 2, "report: unknown option '--frob'" },
+		{ "export --db @/w.db", 2, "export: --out DIR is required" },
+		{ "export --db @/none.db --out @/e", 3, "mtatune export: database @/none.db does not exist" },
+		{ "export --db @/t.txt --out @/e", 1, "export: @/t.txt is not an mtatune database" },
+		{ "export --db @/w.db --out @/e --problem nope", 2,
+		  "mtatune export: --problem nope: problem key 'nope': unknown part" },
+		{ "export --db @/w.db --out @/e --arch sm_9x", 2,
+		  "mtatune export: --arch sm_9x: expected a CUDA architecture such as sm_80" },
+		{ "export --db @/w.db --out @/e --name a-b", 2, "library name 'a-b': expected 1 to 64" },
+		{ "export --db @/w.db --out @/e extra", 2, "unexpected argument 'extra'" },
+		{ "export --db @/w.db --out @/e --frob", 2, "export: unknown option '--frob'" },
+		{ "devices --frob", 2, "devices: unknown option '--frob'" },
+		{ "devices extra", 2, "devices: unexpected argument 'extra'" },
+	};
+	inputs_for_tables();
+	table(t, sizeof t / sizeof t[0]);
 }

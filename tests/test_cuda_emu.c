@@ -194,20 +194,10 @@ TEST(cuda_emu_golden)
 	REQUIRE(cases && cases[0]);
 	int n = 0;
 	for (int c = 0; cases[c]; c++, n++) {
-		char dir[1024], pad_s[16], path[1100];
-		int layer_id;
-		snprintf(dir, sizeof dir, "%s/%s", mt_golden_dir(), cases[c]);
-		REQUIRE(mt_golden_config(dir, pad_s, sizeof pad_s, &layer_id) == 0);
-		struct mta_input_options opt;
-		mta_input_options_init(&opt);
-		REQUIRE(mta_pad_parse(pad_s, &opt.pad) == MTA_OK);
-		opt.layer_id = layer_id;
 		struct mta_inputs in;
 		struct mta_npy e;
 		struct mta_weights w;
-		REQUIRE(mta_inputs_load(dir, &opt, &in) == MTA_OK);
-		snprintf(path, sizeof path, "%s/expected.npy", dir);
-		REQUIRE(mta_npy_read(path, &e) == MTA_OK && mta_npy_convert(&e, MTA_F64) == MTA_OK);
+		REQUIRE(mt_golden_load(cases[c], &in, &e) == MTA_OK);
 		mta_inputs_weights(&in, &w);
 		float *out = malloc(e.count * sizeof *out);
 		struct mta_tensor o;

@@ -257,35 +257,13 @@ TEST(export_round_trip_tune_export_build_link_runs_every_golden_case)
 	free(out);
 }
 
-/* A database with one CUDA device (sm_90) whose winner of SMALL is the default variant. */
-static void cuda_db(const char *db, const struct mta_problem *p)
-{
-	struct mta_db *h;
-	struct mta_db_device dev = { .backend = "cuda", .name = "NVIDIA H100 80GB HBM3",
-				     .arch = "sm_90", .driver = "580", .nvrtc = "13.0",
-				     .cores = 132 };
-	struct mta_variant v;
-	char spec[MTA_SPEC_MAX];
-	int64_t dev_id, prob_id, var_id;
-	REQUIRE(mta_variant_default(p, MTA_BACKEND_CUDA, &v) == MTA_OK);
-	REQUIRE(mta_variant_format(&v, spec, sizeof spec) == MTA_OK);
-	REQUIRE(mta_db_open(db, 0, &h) == MTA_OK);
-	REQUIRE(mta_db_device_upsert(h, &dev, &dev_id) == MTA_OK);
-	REQUIRE(mta_db_problem_upsert(h, SMALL, &prob_id) == MTA_OK);
-	REQUIRE(mta_db_variant_upsert(h, prob_id, spec, "", &var_id) == MTA_OK);
-	struct mta_db_winner w = { .device_id = dev_id, .problem_id = prob_id,
-				   .variant_id = var_id, .T = 1024, .B = 1, .time_ms = 0.1 };
-	REQUIRE(mta_db_winner_set(h, &w) == MTA_OK);
-	mta_db_close(h);
-}
-
 TEST(export_cuda_sm90_without_gpu_builds_and_says_no_device)
 {
 	char db[1024], *out = NULL;
 	struct mta_problem p;
 	REQUIRE(mta_problem_from_key(SMALL, &p) == MTA_OK);
 	snprintf(db, sizeof db, "%s/cuda.db", mt_tmpdir());
-	cuda_db(db, &p);
+	mt_cuda_winner_db(db, SMALL);
 
 	/* no binary stored: NVRTC compiles the cubin now */
 	CHECK(mt_sh(&out, "%s export --db %s --arch sm_90 --out %s/cu1 --name mtacu", mt_bin(),

@@ -1,7 +1,8 @@
 /*
  * test_faults.c: the tool under faults it does not cause: a missing or
- * failing C compiler, generated kernels that crash, hang or compute wrong
- * values (injected with the test-only MTATUNE_TEST_FAULT, see gen/cgen.h),
+ * failing C compiler, generated kernels that do not compile, crash, hang or
+ * compute wrong values (injected with the test-only MTATUNE_TEST_FAULT, see
+ * gen/cgen.h),
  * a database that is locked, read-only, damaged, truncated or newer, a full
  * disk (RLIMIT_FSIZE: writes fail with EFBIG), and SIGKILL at random points
  * of tuning runs. Each must end in a clear message and the documented exit
@@ -130,8 +131,9 @@ TEST(fault_compiler_missing_or_failing)
 }
 
 /*
- * The non-default variants of QUICK's sample, each turned into a faulty kernel
- * in turn: recorded as such, and a healthy winner named all the same.
+ * The non-default variants of QUICK's sample, each in turn turned into a
+ * faulty kernel (or a source that does not compile): recorded as such, and a
+ * healthy winner named all the same.
  */
 TEST(fault_kernels_that_crash_hang_or_compute_wrong_values)
 {
@@ -139,6 +141,7 @@ TEST(fault_kernels_that_crash_hang_or_compute_wrong_values)
 		{ "crash", "crashed", "crashed: killed by signal" },
 		{ "hang", "timeout", "timed out after 1.0 s (killed)" },
 		{ "wrong", "verify_failed", "exceeds 1e-05" },
+		{ "syntax", "compile_failed", "test-only fault injected by MTATUNE_TEST_FAULT" },
 	};
 	/* the sample QUICK tunes, computed the way the tuner does */
 	struct mta_problem p;
@@ -163,20 +166,21 @@ TEST(fault_kernels_that_crash_hang_or_compute_wrong_values)
 		snprintf(db, sizeof db, "%s/%s.db", mt_tmpdir(), t[i].kind);
 		snprintf(mark, sizeof mark, "%llx-%zu", mt_seed(), i);
 		/* the whole spec as the marker: only that variant is faulty */
+		const char *bad = bad_spec[i % 3];
 		int rc = mt_sh(&out, "MT_FAULT_MARK=%s MTATUNE_TEST_FAULT='%s@%s' MTATUNE_CACHE="
 			       "build/kcache %s tune " QUICK " --timeout 1 --db '%s'", mark, t[i].kind,
-			       bad_spec[i], mt_bin(), db);
+			       bad, mt_bin(), db);
 		CHECKF(rc == 0, "%s: exit %d\n%s", t[i].kind, rc, out);
 		CHECK_STR_CONTAINS(out, "winner: cpu:v1,");
 		const char *win = out ? strstr(out, "winner:") : NULL;
-		CHECKF(win && !strstr(win, bad_spec[i]), "%s: the faulty %s won", t[i].kind, bad_spec[i]);
+		CHECKF(win && !strstr(win, bad), "%s: the faulty %s won", t[i].kind, bad);
 		CHECK_STR_CONTAINS(out, "verified:");
 		free(out);
 		snprintf(sql, sizeof sql, "SELECT count(*) FROM results JOIN variants ON "
 			 "variants.id = variant_id WHERE spec = '%s' AND status = '%s' AND "
-			 "error LIKE '%%%s%%'", bad_spec[i], t[i].status, t[i].msg);
+			 "error LIKE '%%%s%%'", bad, t[i].status, t[i].msg);
 		CHECKF(mt_db_count(db, sql) == 1, "%s: no '%s' result with '%s' for %s", t[i].kind,
-		       t[i].status, t[i].msg, bad_spec[i]);
+		       t[i].status, t[i].msg, bad);
 		CHECK_EQ_INT(mt_db_count(db, "SELECT count(*) FROM results WHERE status = 'ok'"), 3);
 		CHECK_EQ_INT(marked_processes(mark), 0); /* no orphan left running */
 	}

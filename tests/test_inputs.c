@@ -14,23 +14,13 @@ TEST(inputs_golden_cases_match_expected)
 	REQUIRE(cases && cases[0]);
 	int n = 0;
 	for (int c = 0; cases[c]; c++, n++) {
-		char dir[1024], pad_s[16], path[1100];
-		int layer_id;
-		snprintf(dir, sizeof dir, "%s/%s", mt_golden_dir(), cases[c]);
-		REQUIRE(mt_golden_config(dir, pad_s, sizeof pad_s, &layer_id) == 0);
-		struct mta_input_options opt;
-		mta_input_options_init(&opt);
-		REQUIRE(mta_pad_parse(pad_s, &opt.pad) == MTA_OK);
-		opt.layer_id = layer_id;
 		struct mta_inputs in;
-		int rc = mta_inputs_load(dir, &opt, &in);
+		struct mta_npy e;
+		int rc = mt_golden_load(cases[c], &in, &e);
 		CHECKF(rc == MTA_OK, "%s: %s", cases[c], mta_last_error());
 		if (rc)
 			continue;
 		CHECK_STR_CONTAINS(in.ignored, "expected.npy");
-		struct mta_npy e;
-		snprintf(path, sizeof path, "%s/expected.npy", dir);
-		REQUIRE(mta_npy_read(path, &e) == MTA_OK && mta_npy_convert(&e, MTA_F64) == MTA_OK);
 		CHECK_EQ_INT(e.ndim, 4);
 		CHECK(e.shape[0] == in.B && e.shape[1] == in.T && e.shape[2] == in.problem.H &&
 		      e.shape[3] == in.problem.D);

@@ -12,18 +12,11 @@
 
 #include <signal.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define KEY "h2kv1d8-pre2x3-both"
 #define QUICK "--reps 1 --warmup 0 --top 1 --threads 1"
-
-static long long count(const char *db, const char *sql)
-{
-	char *r = mt_sql_rows(db, sql);
-	long long n = r[0] ? atoll(r) : -1;
-	free(r);
-	return n;
-}
 
 static void write_grid(const char *path, const char *text)
 {
@@ -80,7 +73,7 @@ TEST(sweep_two_shards_merged_equal_the_unsharded_sweep)
 	CHECK_STR_CONTAINS(out, "6 results, 2 winners");
 	free(out);
 	char *want = mt_sql_rows(a, RESULT_SET), *got = mt_sql_rows(m, RESULT_SET);
-	CHECK_EQ_INT(count(a, "SELECT count(*) FROM results"), 6);
+	CHECK_EQ_INT(mt_db_count(a, "SELECT count(*) FROM results"), 6);
 	CHECKF(!strcmp(want, got), "merged shards differ from the whole sweep:\n%s---\n%s", got, want);
 	free(want);
 	free(got);
@@ -89,7 +82,7 @@ TEST(sweep_two_shards_merged_equal_the_unsharded_sweep)
 	CHECKF(!strcmp(want, got) && want[0], "winners: %s vs %s", got, want);
 	free(want);
 	free(got);
-	CHECK_EQ_INT(count(m, "SELECT count(*) FROM devices"), 1);
+	CHECK_EQ_INT(mt_db_count(m, "SELECT count(*) FROM devices"), 1);
 
 	/* the merged database reports: one winners-table row per winner */
 	rc = mt_sh(&out, "%s report --db %s --out %s/r.html && grep -c '<tr class=\"winner\">' %s/r.html",
@@ -126,8 +119,8 @@ TEST(sweep_two_workers_killed_with_sigkill_resume_every_record_once)
 	long long have = 0, writers = 0;
 	for (int i = 0; i < 600 && (have < 4 || writers < 2); i++) {
 		usleep(20000);
-		have = count(db, "SELECT count(*) FROM results");
-		writers = count(db, "SELECT count(DISTINCT run_id) FROM results");
+		have = mt_db_count(db, "SELECT count(*) FROM results");
+		writers = mt_db_count(db, "SELECT count(DISTINCT run_id) FROM results");
 	}
 	kill(pid, SIGKILL);
 	int st;
@@ -136,24 +129,98 @@ TEST(sweep_two_workers_killed_with_sigkill_resume_every_record_once)
 	CHECKF(writers == 2, "%lld workers wrote results", writers);
 	/* the workers died with it: nothing more arrives */
 	usleep(300000);
-	long long before = count(db, "SELECT count(*) FROM results");
+	long long before = mt_db_count(db, "SELECT count(*) FROM results");
 	usleep(300000);
-	CHECK_EQ_INT(count(db, "SELECT count(*) FROM results"), before);
+	CHECK_EQ_INT(mt_db_count(db, "SELECT count(*) FROM results"), before);
 	CHECKF(before >= 4 && before < 16, "%lld of 16 results before the kill", before);
 
 	int rc = mt_sh(&out, "%s sweep --grid %s --db %s %s " QUICK, mt_bin(), grid, db, opts);
 	CHECKF(rc == 0, "resume exited %d: %s", rc, out);
 	CHECK_STR_CONTAINS(out, "items: 2 (");
 	free(out);
-	CHECK_EQ_INT(count(db, "SELECT count(*) FROM results"), 16);
-	CHECK_EQ_INT(count(db, "SELECT count(*) FROM (SELECT DISTINCT variant_id, T, B FROM results)"), 16);
-	CHECK_EQ_INT(count(db, "SELECT count(*) FROM results WHERE status = 'ok'"), 16);
-	CHECK_EQ_INT(count(db, "SELECT count(*) FROM winners WHERE T = t_bucket OR T = 48"), 2);
+	CHECK_EQ_INT(mt_db_count(db, "SELECT count(*) FROM results"), 16);
+	CHECK_EQ_INT(mt_db_count(db, "SELECT count(*) FROM (SELECT DISTINCT variant_id, T, B FROM results)"), 16);
+	CHECK_EQ_INT(mt_db_count(db, "SELECT count(*) FROM results WHERE status = 'ok'"), 16);
+	CHECK_EQ_INT(mt_db_count(db, "SELECT count(*) FROM winners WHERE T = t_bucket OR T = 48"), 2);
 	/* a third run finds everything done and measures nothing */
 	rc = mt_sh(&out, "%s sweep --grid %s --db %s %s " QUICK, mt_bin(), grid, db, opts);
 	CHECKF(rc == 0, "third run exited %d: %s", rc, out);
 	CHECK_STR_CONTAINS(out, "(2 done before, 0 tuned now, 0 with no passing variant); variants measured: 0");
 	free(out);
+}
+
+/* Seconds since t0. */
+static double since(const struct timespec *t0)
+{
+	struct timespec t1;
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	return (double)(t1.tv_sec - t0->tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0->tv_nsec);
+}
+
+/*
+ * SIGKILL a two-worker sweep at a random point (0 .. half a whole sweep, so
+ * that most runs die with work left) six times over, the database checked
+ * after each; then a run to the end: every (device, variant, T, B) exactly
+ * once, the same records and winner buckets as an uninterrupted sweep.
+ */
+TEST(sweep_sigkill_at_random_points_then_resume_loses_and_doubles_nothing)
+{
+	char grid[600], db[600], first[600], timed[600], log[600], *out = NULL;
+	const char *opts = "--devices 0,1 --strategy random --budget 2 --seed 11";
+	struct timespec t0;
+	int killed = 0;
+	mt_kcache();
+	snprintf(grid, sizeof grid, "%s/g.txt", mt_tmpdir());
+	snprintf(db, sizeof db, "%s/k.db", mt_tmpdir());
+	snprintf(first, sizeof first, "%s/whole.db", mt_tmpdir());
+	snprintf(timed, sizeof timed, "%s/timed.db", mt_tmpdir());
+	snprintf(log, sizeof log, "%s/log", mt_tmpdir());
+	write_grid(grid, "problem " KEY "\nseq 32..64+4\n"); /* 9 items x 2 variants */
+	/* a whole sweep (compiles what the cache lacks), then one timed */
+	int rc = mt_sh(&out, "%s sweep --grid %s --db %s %s " QUICK, mt_bin(), grid, first, opts);
+	CHECKF(rc == 0, "whole sweep exited %d: %s", rc, out);
+	free(out);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	rc = mt_sh(&out, "%s sweep --grid %s --db %s %s " QUICK, mt_bin(), grid, timed, opts);
+	double whole = since(&t0);
+	free(out);
+	for (int i = 0; i < 6; i++) {
+		pid_t pid = spawn_sweep(grid, db, opts, log);
+		usleep((useconds_t)(1e6 * whole * (mt_uniform() + 1) / 4));
+		kill(pid, SIGKILL);
+		int st;
+		waitpid(pid, &st, 0);
+		killed += WIFSIGNALED(st);
+		CHECKF(WIFSIGNALED(st) || (WIFEXITED(st) && WEXITSTATUS(st) == 0), "run %d: status %d",
+		       i, st);
+		char *ic = mt_sql_rows(db, "PRAGMA integrity_check");
+		CHECKF(!strcmp(ic, "ok\n") || !ic[0], "after kill %d: %s", i, ic);
+		free(ic);
+	}
+	CHECKF(killed >= 3, "only %d of 6 sweeps were killed before they finished", killed);
+	usleep(200000); /* workers of the last killed sweep: gone */
+	long long before = mt_db_count(db, "SELECT count(*) FROM results");
+	rc = mt_sh(&out, "%s sweep --grid %s --db %s %s " QUICK, mt_bin(), grid, db, opts);
+	CHECKF(rc == 0, "resume exited %d: %s", rc, out);
+	CHECK_STR_CONTAINS(out, "items: 9 (");
+	free(out);
+	char *ic = mt_sql_rows(db, "PRAGMA integrity_check");
+	CHECKF(!strcmp(ic, "ok\n"), "%s", ic);
+	free(ic);
+	CHECKF(before >= 0 && before <= 18, "%lld results before the resume", before);
+	CHECK_EQ_INT(mt_db_count(db, "SELECT count(*) FROM results"), 18);
+	CHECK_EQ_INT(mt_db_count(db, "SELECT count(*) FROM (SELECT DISTINCT device_id, variant_id, "
+				     "T, B FROM results)"), 18);
+	CHECK_EQ_INT(mt_db_count(db, "SELECT count(*) FROM results WHERE status = 'ok'"), 18);
+	/* the same variants measured as in the uninterrupted sweep, the same winner buckets */
+	static const char *const sets[] = { RESULT_SET, "SELECT t_bucket FROM winners ORDER BY 1" };
+	for (int i = 0; i < 2; i++) {
+		char *want = mt_sql_rows(first, sets[i]), *got = mt_sql_rows(db, sets[i]);
+		CHECKF(want[0] && !strcmp(want, got), "resumed sweep holds\n%s---\nthe whole one\n%s",
+		       got, want);
+		free(want);
+		free(got);
+	}
 }
 
 TEST(sweep_sigterm_stops_after_the_record_in_hand_with_status_5)
@@ -169,16 +236,16 @@ TEST(sweep_sigterm_stops_after_the_record_in_hand_with_status_5)
 	long long have = 0;
 	for (int i = 0; i < 600 && have < 2; i++) {
 		usleep(20000);
-		have = count(db, "SELECT count(*) FROM results");
+		have = mt_db_count(db, "SELECT count(*) FROM results");
 	}
 	kill(pid, SIGTERM);
 	int st;
 	waitpid(pid, &st, 0);
 	CHECKF(WIFEXITED(st) && WEXITSTATUS(st) == 5, "status %d", st);
-	long long after = count(db, "SELECT count(*) FROM results");
+	long long after = mt_db_count(db, "SELECT count(*) FROM results");
 	CHECKF(after >= have && after <= have + 2 && after < 9, "%lld results at SIGTERM, %lld after",
 	       have, after);
-	CHECK_EQ_INT(count(db, "SELECT count(*) FROM results WHERE status <> 'ok' OR median_ms IS NULL"), 0);
+	CHECK_EQ_INT(mt_db_count(db, "SELECT count(*) FROM results WHERE status <> 'ok' OR median_ms IS NULL"), 0);
 	FILE *f = fopen(log, "r");
 	char text[8192] = "";
 	if (f) {
@@ -191,8 +258,8 @@ TEST(sweep_sigterm_stops_after_the_record_in_hand_with_status_5)
 	int rc = mt_sh(&out, "%s sweep --grid %s --db %s %s " QUICK, mt_bin(), grid, db, opts);
 	CHECKF(rc == 0, "resume exited %d: %s", rc, out);
 	free(out);
-	CHECK_EQ_INT(count(db, "SELECT count(*) FROM results"), 9);
-	CHECK_EQ_INT(count(db, "SELECT count(*) FROM (SELECT DISTINCT variant_id, T, B FROM results)"), 9);
+	CHECK_EQ_INT(mt_db_count(db, "SELECT count(*) FROM results"), 9);
+	CHECK_EQ_INT(mt_db_count(db, "SELECT count(*) FROM (SELECT DISTINCT variant_id, T, B FROM results)"), 9);
 }
 
 TEST(sweep_db_and_report_options_are_checked)

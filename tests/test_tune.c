@@ -18,8 +18,6 @@
 
 #define SMALL "h2kv1d8-pre2x3-hpre-post2x3-hc2-both-gn-gate-f32"
 
-#define count mt_db_count
-
 static void quick(struct mta_tune_opts *o, const char *db)
 {
 	mta_tune_defaults(o);
@@ -51,9 +49,9 @@ TEST(tune_records_every_variant_names_a_winner_and_the_runtime_runs_it)
 	CHECK_EQ_INT(s.tried, (long long)n);
 	CHECK_EQ_INT(s.ok, (long long)n);
 	CHECK(s.winner[0] && s.winner_ms > 0);
-	CHECK_EQ_INT(count(db, "SELECT count(*) FROM results WHERE status = 'ok' AND rel_err < 1e-5"),
+	CHECK_EQ_INT(mt_db_count(db, "SELECT count(*) FROM results WHERE status = 'ok' AND rel_err < 1e-5"),
 		     (long long)n);
-	CHECK_EQ_INT(count(db, "SELECT count(*) FROM winners"), 1);
+	CHECK_EQ_INT(mt_db_count(db, "SELECT count(*) FROM winners"), 1);
 
 	/* the runtime picks that winner for T's bucket and its output matches the reference */
 	mta_context *ctx;
@@ -91,7 +89,7 @@ TEST(tune_records_every_variant_names_a_winner_and_the_runtime_runs_it)
 	CHECKF(mta_tune(&p, &o, &s) == MTA_OK, "%s", mta_last_error());
 	CHECK_EQ_INT(s.tried, 0);
 	CHECK_EQ_INT(s.skipped, (long long)n);
-	CHECK_EQ_INT(count(db, "SELECT count(*) FROM results"), (long long)n);
+	CHECK_EQ_INT(mt_db_count(db, "SELECT count(*) FROM results"), (long long)n);
 }
 
 TEST(tune_random_strategy_respects_the_budget_and_keeps_the_default)
@@ -109,7 +107,7 @@ TEST(tune_random_strategy_respects_the_budget_and_keeps_the_default)
 	o.seed = 12345;
 	CHECKF(mta_tune(&p, &o, &s) == MTA_OK, "%s", mta_last_error());
 	CHECK_EQ_INT(s.total, 3);
-	CHECK_EQ_INT(count(db, "SELECT count(*) FROM results"), 3);
+	CHECK_EQ_INT(mt_db_count(db, "SELECT count(*) FROM results"), 3);
 	CHECK(isfinite(s.default_ms)); /* the default is always among the sample */
 }
 
@@ -130,8 +128,8 @@ TEST(tune_records_compile_failures_with_their_log_and_carries_on)
 	CHECK_STR_CONTAINS(mta_last_error(), "variants compiled, so nothing was tuned");
 	CHECK(s.total > 1);
 	CHECK_EQ_INT(s.failed, s.total); /* every variant was tried: a failure did not stop the run */
-	CHECK_EQ_INT(count(db, "SELECT count(*) FROM results WHERE status = 'compile_failed' AND error LIKE '%%false%%'"), s.total);
-	CHECK_EQ_INT(count(db, "SELECT count(*) FROM variants WHERE compile_status = 'failed'"), s.total);
+	CHECK_EQ_INT(mt_db_count(db, "SELECT count(*) FROM results WHERE status = 'compile_failed' AND error LIKE '%%false%%'"), s.total);
+	CHECK_EQ_INT(mt_db_count(db, "SELECT count(*) FROM variants WHERE compile_status = 'failed'"), s.total);
 	unsetenv("MTATUNE_CC");
 }
 
@@ -167,13 +165,13 @@ TEST(tune_killed_with_sigkill_resumes_without_loss_or_duplicates)
 	long long have = 0;
 	for (int i = 0; i < 600 && have < 2; i++) {
 		usleep(50000);
-		have = count(db, "SELECT count(*) FROM results");
+		have = mt_db_count(db, "SELECT count(*) FROM results");
 	}
 	kill(pid, SIGKILL);
 	int st;
 	waitpid(pid, &st, 0);
 	CHECK(WIFSIGNALED(st));
-	long long before = count(db, "SELECT count(*) FROM results");
+	long long before = mt_db_count(db, "SELECT count(*) FROM results");
 	CHECKF(before >= 2 && before < (long long)n, "%lld of %zu results before the kill", before, n);
 	char *out = NULL;
 	int rc = mt_sh(&out, "%s tune --db %s --problem %s --seq 64 --reps 2 --top 2 --threads 1",
@@ -184,10 +182,10 @@ TEST(tune_killed_with_sigkill_resumes_without_loss_or_duplicates)
 	CHECK_STR_CONTAINS(out, expect);
 	CHECK_STR_CONTAINS(out, "verified:");
 	free(out);
-	CHECK_EQ_INT(count(db, "SELECT count(*) FROM results"), (long long)n);
-	CHECK_EQ_INT(count(db, "SELECT count(*) FROM (SELECT DISTINCT device_id, variant_id, T, B FROM results)"),
+	CHECK_EQ_INT(mt_db_count(db, "SELECT count(*) FROM results"), (long long)n);
+	CHECK_EQ_INT(mt_db_count(db, "SELECT count(*) FROM (SELECT DISTINCT device_id, variant_id, T, B FROM results)"),
 		     (long long)n);
-	CHECK_EQ_INT(count(db, "SELECT count(*) FROM winners"), 1);
+	CHECK_EQ_INT(mt_db_count(db, "SELECT count(*) FROM winners"), 1);
 }
 
 TEST(tune_two_tuners_on_one_database_lose_nothing)
@@ -213,9 +211,9 @@ TEST(tune_two_tuners_on_one_database_lose_nothing)
 	waitpid(b, &sb, 0);
 	CHECKF(WIFEXITED(sa) && WEXITSTATUS(sa) == 0, "first tuner: status %d", sa);
 	CHECKF(WIFEXITED(sb) && WEXITSTATUS(sb) == 0, "second tuner: status %d", sb);
-	CHECK_EQ_INT(count(db, "SELECT count(*) FROM results"), (long long)(n1 + n2));
-	CHECK_EQ_INT(count(db, "SELECT count(*) FROM winners"), 2);
-	CHECK_EQ_INT(count(db, "SELECT count(*) FROM devices"), 1);
+	CHECK_EQ_INT(mt_db_count(db, "SELECT count(*) FROM results"), (long long)(n1 + n2));
+	CHECK_EQ_INT(mt_db_count(db, "SELECT count(*) FROM winners"), 2);
+	CHECK_EQ_INT(mt_db_count(db, "SELECT count(*) FROM devices"), 1);
 }
 
 TEST(cli_run_cpu_backend_matches_every_golden_case)

@@ -71,4 +71,36 @@ int cli_parse_long(const char *s, long lo, long hi, long *out);
 /* Parse a whole finite number > 0; 0 on success. */
 int cli_parse_positive(const char *s, double *out);
 
+/*
+ * The tuner's options, shared by `mtatune tune` and `mtatune sweep`: a
+ * command puts CLI_TUNE_OPTIONS (and CLI_SIZE_OPTIONS if it takes one T, B
+ * and device) into its getopt_long table and hands every c in
+ * CLI_O_TUNE..CLI_O_TUNE_END-1 to cli_tune_option, so that both check the
+ * values alike and say the same about a bad one.
+ */
+enum { CLI_O_TUNE = 1000, CLI_O_STRATEGY = CLI_O_TUNE, CLI_O_BUDGET, CLI_O_SEED, CLI_O_REPS,
+       CLI_O_WARMUP, CLI_O_TOP, CLI_O_TIMEOUT, CLI_O_THREADS, CLI_O_VSEQ, CLI_O_SEQ,
+       CLI_O_BATCH, CLI_O_DEVICE, CLI_O_TUNE_END };
+#define CLI_TUNE_OPTIONS \
+	{ "strategy", required_argument, NULL, CLI_O_STRATEGY }, \
+	{ "budget", required_argument, NULL, CLI_O_BUDGET }, \
+	{ "seed", required_argument, NULL, CLI_O_SEED }, \
+	{ "reps", required_argument, NULL, CLI_O_REPS }, \
+	{ "warmup", required_argument, NULL, CLI_O_WARMUP }, \
+	{ "top", required_argument, NULL, CLI_O_TOP }, \
+	{ "timeout", required_argument, NULL, CLI_O_TIMEOUT }, \
+	{ "threads", required_argument, NULL, CLI_O_THREADS }, \
+	{ "verify-seq", required_argument, NULL, CLI_O_VSEQ }
+#define CLI_SIZE_OPTIONS \
+	{ "seq", required_argument, NULL, CLI_O_SEQ }, \
+	{ "batch", required_argument, NULL, CLI_O_BATCH }, \
+	{ "device", required_argument, NULL, CLI_O_DEVICE }
+
+struct mta_tune_opts;
+/*
+ * Check arg, the argument of tuning option c, and set its field of o.
+ * CLI_OK, or CLI_USAGE after "mtatune CMD: --NAME 'ARG' is not ..." on stderr.
+ */
+int cli_tune_option(const char *cmd, int c, const char *arg, struct mta_tune_opts *o);
+
 #endif

@@ -147,10 +147,7 @@ static int parse_devices(const char *s, int *dev, int *n)
 	return *n ? 0 : -1;
 }
 
-static int tuning_option(int c, const char *name, const char *arg, struct mta_tune_opts *o);
-
-enum { O_GRID = 256, O_BACKEND, O_DB, O_DEVICES, O_SHARD, O_STRATEGY, O_BUDGET, O_SEED,
-       O_REPS, O_WARMUP, O_TOP, O_TIMEOUT, O_THREADS, O_VSEQ };
+enum { O_GRID = 256, O_BACKEND, O_DB, O_DEVICES, O_SHARD };
 
 int cmd_sweep(int argc, char **argv)
 {
@@ -160,15 +157,7 @@ int cmd_sweep(int argc, char **argv)
 		{ "db", required_argument, NULL, O_DB },
 		{ "devices", required_argument, NULL, O_DEVICES },
 		{ "shard", required_argument, NULL, O_SHARD },
-		{ "strategy", required_argument, NULL, O_STRATEGY },
-		{ "budget", required_argument, NULL, O_BUDGET },
-		{ "seed", required_argument, NULL, O_SEED },
-		{ "reps", required_argument, NULL, O_REPS },
-		{ "warmup", required_argument, NULL, O_WARMUP },
-		{ "top", required_argument, NULL, O_TOP },
-		{ "timeout", required_argument, NULL, O_TIMEOUT },
-		{ "threads", required_argument, NULL, O_THREADS },
-		{ "verify-seq", required_argument, NULL, O_VSEQ },
+		CLI_TUNE_OPTIONS,
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -184,8 +173,7 @@ int cmd_sweep(int argc, char **argv)
 	mta_tune_defaults(&so.tune);
 	so.tune.budget = 8;
 	opterr = 0;
-	int li = -1;
-	while ((c = getopt_long(argc, argv, ":hq", opts, &li)) != -1) {
+	while ((c = getopt_long(argc, argv, ":hq", opts, NULL)) != -1) {
 		switch (c) {
 		case 'h': fputs(usage_text, stdout); return CLI_OK;
 		case 'q': pr.quiet = 1; break;
@@ -205,7 +193,7 @@ int cmd_sweep(int argc, char **argv)
 			break;
 		case '?': case ':': return cli_bad_option("sweep", c, argv);
 		default:
-			if (tuning_option(c, opts[li].name, optarg, &so.tune))
+			if (cli_tune_option("sweep", c, optarg, &so.tune))
 				return CLI_USAGE;
 		}
 	}
@@ -260,41 +248,4 @@ int cmd_sweep(int argc, char **argv)
 				"reference check (see 'mtatune list results')", s.failed,
 				s.failed > 1 ? "s" : "");
 	return CLI_OK;
-}
-
-/* The tuner's options, as `mtatune tune` takes them; non-zero after a usage message. */
-static int tuning_option(int c, const char *name, const char *arg, struct mta_tune_opts *o)
-{
-	long n;
-	double x;
-	if (c == O_STRATEGY) {
-		if (!strcmp(arg, "exhaustive") || !strcmp(arg, "random")) {
-			o->strategy = arg[0] == 'r' ? MTA_TUNE_RANDOM : MTA_TUNE_EXHAUSTIVE;
-			return 0;
-		}
-		return cli_fail("sweep", CLI_USAGE, "--strategy '%s': expected exhaustive or random",
-				arg);
-	}
-	if (c == O_TIMEOUT) {
-		if (cli_parse_positive(arg, &x))
-			return cli_fail("sweep", CLI_USAGE, "--timeout '%s' is not a positive number "
-					"of seconds", arg);
-		o->timeout_s = x;
-		return 0;
-	}
-	long lo = (c == O_WARMUP || c == O_THREADS || c == O_SEED) ? 0 : 1;
-	long hi = c == O_SEED ? 2147483647L : 1L << 24;
-	if (cli_parse_long(arg, lo, hi, &n))
-		return cli_fail("sweep", CLI_USAGE, "--%s '%s' is not an integer in %ld..%ld", name,
-				arg, lo, hi);
-	switch (c) {
-	case O_BUDGET: o->budget = (int)n; break;
-	case O_SEED: o->seed = (unsigned long long)n; break;
-	case O_REPS: o->reps = (int)n; break;
-	case O_WARMUP: o->warmup = (int)n; break;
-	case O_TOP: o->top = (int)n; break;
-	case O_THREADS: o->threads = (int)n; break;
-	case O_VSEQ: o->verify_T = n; break;
-	}
-	return 0;
 }

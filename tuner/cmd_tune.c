@@ -117,25 +117,14 @@ out:
 
 int cmd_tune(int argc, char **argv)
 {
-	enum { O_PROBLEM = 256, O_SEQ, O_BATCH, O_BACKEND, O_STRATEGY, O_BUDGET, O_VARIANT, O_REPS,
-	       O_WARMUP, O_TOP, O_TIMEOUT, O_THREADS, O_VSEQ, O_SEED, O_DB, O_DEVICE };
+	enum { O_PROBLEM = 256, O_BACKEND, O_VARIANT, O_DB };
 	static const struct option opts[] = {
 		{ "problem", required_argument, NULL, O_PROBLEM },
-		{ "seq", required_argument, NULL, O_SEQ },
-		{ "batch", required_argument, NULL, O_BATCH },
 		{ "backend", required_argument, NULL, O_BACKEND },
-		{ "strategy", required_argument, NULL, O_STRATEGY },
-		{ "budget", required_argument, NULL, O_BUDGET },
 		{ "variant", required_argument, NULL, O_VARIANT },
-		{ "reps", required_argument, NULL, O_REPS },
-		{ "warmup", required_argument, NULL, O_WARMUP },
-		{ "top", required_argument, NULL, O_TOP },
-		{ "timeout", required_argument, NULL, O_TIMEOUT },
-		{ "threads", required_argument, NULL, O_THREADS },
-		{ "verify-seq", required_argument, NULL, O_VSEQ },
-		{ "seed", required_argument, NULL, O_SEED },
 		{ "db", required_argument, NULL, O_DB },
-		{ "device", required_argument, NULL, O_DEVICE },
+		CLI_TUNE_OPTIONS,
+		CLI_SIZE_OPTIONS,
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -145,8 +134,6 @@ int cmd_tune(int argc, char **argv)
 	struct progress pr = { isatty(2), 0 };
 	struct mta_problem p;
 	struct mta_tune_summary s;
-	long n;
-	double x;
 	int c, rc;
 
 	mta_tune_defaults(&o);
@@ -164,48 +151,13 @@ int cmd_tune(int argc, char **argv)
 			if (mta_backend_parse(optarg, &o.backend))
 				return cli_fail("tune", CLI_USAGE, "--backend: %s", mta_last_error());
 			break;
-		case O_STRATEGY:
-			if (!strcmp(optarg, "exhaustive"))
-				o.strategy = MTA_TUNE_EXHAUSTIVE;
-			else if (!strcmp(optarg, "random"))
-				o.strategy = MTA_TUNE_RANDOM;
-			else
-				return cli_fail("tune", CLI_USAGE, "--strategy '%s': expected exhaustive "
-						"or random", optarg);
-			break;
-		case O_TIMEOUT:
-			if (cli_parse_positive(optarg, &x))
-				return cli_fail("tune", CLI_USAGE, "--timeout '%s' is not a positive "
-						"number of seconds", optarg);
-			o.timeout_s = x;
-			break;
-		case O_SEQ: case O_BATCH: case O_BUDGET: case O_REPS: case O_WARMUP: case O_TOP:
-		case O_THREADS: case O_VSEQ: case O_SEED: case O_DEVICE: {
-			long lo = (c == O_WARMUP || c == O_THREADS || c == O_SEED || c == O_DEVICE) ? 0 : 1;
-			const char *name = "";
-			for (const struct option *op = opts; op->name; op++)
-				if (op->val == c)
-					name = op->name;
-			if (cli_parse_long(optarg, lo, c == O_SEED ? 2147483647L : 1L << 24, &n))
-				return cli_fail("tune", CLI_USAGE, "--%s '%s' is not an integer in %ld..%ld",
-						name, optarg, lo, c == O_SEED ? 2147483647L : 1L << 24);
-			if (c == O_SEQ) o.T = n;
-			if (c == O_BATCH) o.B = n;
-			if (c == O_BUDGET) o.budget = (int)n;
-			if (c == O_REPS) o.reps = (int)n;
-			if (c == O_WARMUP) o.warmup = (int)n;
-			if (c == O_TOP) o.top = (int)n;
-			if (c == O_THREADS) o.threads = (int)n;
-			if (c == O_VSEQ) o.verify_T = n;
-			if (c == O_SEED) o.seed = (unsigned long long)n;
-			if (c == O_DEVICE) {
-				o.device_index = (int)n;
-				/* the winner's check through the runtime uses the same device */
+		case '?': case ':': return cli_bad_option("tune", c, argv);
+		default:
+			if (cli_tune_option("tune", c, optarg, &o))
+				return CLI_USAGE;
+			/* the winner's check through the runtime uses the same device */
+			if (c == CLI_O_DEVICE)
 				setenv("MTATUNE_CUDA_DEVICE", optarg, 1);
-			}
-			break;
-		}
-		default: return cli_bad_option("tune", c, argv);
 		}
 	}
 	if (optind < argc)

@@ -355,7 +355,5 @@ out:
 	free(x.p);
 	free(x.k);
 	mta_db_close(db);
-	if (rc)
-		mta_wrap(rc, "export");
 	return rc;
 }

@@ -18,9 +18,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+/*
+ * A list of distinct values in the order first written. The values are also
+ * kept in an open-addressing hash set (index + 1 per slot, 0 empty) so that
+ * dropping repeats costs O(1) each: a line of many long ranges that repeat
+ * would otherwise cost O(values^2) per token, seconds for a few KiB of
+ * input (the fuzz target's timeout).
+ */
+#define SLOTS (2 * MTA_GRID_MAX_VALUES) /* a power of two, at most half full */
+
 struct list {
 	int64_t *v;
 	size_t n, cap;
+	uint32_t *slot;
 };
 
 struct parser {
@@ -51,8 +61,11 @@ static int at(struct parser *ps, size_t col, const char *fmt, ...)
 static int add(struct parser *ps, struct list *l, int64_t v, size_t col, const char *tok,
 	       size_t len)
 {
-	for (size_t i = 0; i < l->n; i++)
-		if (l->v[i] == v)
+	if (!l->slot && !(l->slot = calloc(SLOTS, sizeof *l->slot)))
+		return mta_fail(MTA_ENOMEM, "out of memory");
+	size_t h = (size_t)((uint64_t)v * 0x9e3779b97f4a7c15u >> 40) & (SLOTS - 1);
+	for (; l->slot[h]; h = (h + 1) & (SLOTS - 1))
+		if (l->v[l->slot[h] - 1] == v)
 			return MTA_OK;
 	if (l->n == MTA_GRID_MAX_VALUES)
 		return at(ps, col, "'%.*s' makes the list longer than %d values", Q(len), tok,
@@ -66,6 +79,7 @@ static int add(struct parser *ps, struct list *l, int64_t v, size_t col, const c
 		l->cap = cap;
 	}
 	l->v[l->n++] = v;
+	l->slot[h] = (uint32_t)l->n;
 	return MTA_OK;
 }
 
@@ -217,8 +231,8 @@ static int make_keys(struct parser *ps, struct mta_grid *g)
 			size_t k = 0;
 			while (k < g->nkeys && strcmp(g->keys[k], key))
 				k++;
-			if (k == g->nkeys)
-				memcpy(g->keys[g->nkeys++], key, sizeof key);
+			if (k == g->nkeys) /* the string only: the rest stays zero (calloc) */
+				memcpy(g->keys[g->nkeys++], key, strlen(key) + 1);
 		}
 	return MTA_OK;
 }
@@ -272,6 +286,9 @@ out:
 	free(ps.seq.v);
 	free(ps.batch.v);
 	free(ps.dtype.v);
+	free(ps.seq.slot);
+	free(ps.batch.slot);
+	free(ps.dtype.slot);
 	free(ps.probs);
 	if (rc)
 		mta_grid_free(g);

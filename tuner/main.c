@@ -5,6 +5,7 @@
  */
 #include "cli.h"
 #include "mta.h"
+#include "tune.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -152,4 +153,46 @@ int cli_parse_positive(const char *s, double *out)
 		return -1;
 	*out = v;
 	return 0;
+}
+
+int cli_tune_option(const char *cmd, int c, const char *arg, struct mta_tune_opts *o)
+{
+	static const char *const names[] = { "strategy", "budget", "seed", "reps", "warmup", "top",
+					     "timeout", "threads", "verify-seq", "seq", "batch",
+					     "device" };
+	long n;
+	double x;
+	if (c == CLI_O_STRATEGY) {
+		if (strcmp(arg, "exhaustive") && strcmp(arg, "random"))
+			return cli_fail(cmd, CLI_USAGE, "--strategy '%s': expected exhaustive or "
+					"random", arg);
+		o->strategy = arg[0] == 'r' ? MTA_TUNE_RANDOM : MTA_TUNE_EXHAUSTIVE;
+		return CLI_OK;
+	}
+	if (c == CLI_O_TIMEOUT) {
+		if (cli_parse_positive(arg, &x))
+			return cli_fail(cmd, CLI_USAGE, "--timeout '%s' is not a positive number of "
+					"seconds", arg);
+		o->timeout_s = x;
+		return CLI_OK;
+	}
+	long lo = c == CLI_O_WARMUP || c == CLI_O_THREADS || c == CLI_O_SEED || c == CLI_O_DEVICE
+		  ? 0 : 1;
+	long hi = c == CLI_O_SEED ? 2147483647L : 1L << 24;
+	if (cli_parse_long(arg, lo, hi, &n))
+		return cli_fail(cmd, CLI_USAGE, "--%s '%s' is not an integer in %ld..%ld",
+				names[c - CLI_O_TUNE], arg, lo, hi);
+	switch (c) {
+	case CLI_O_BUDGET: o->budget = (int)n; break;
+	case CLI_O_SEED: o->seed = (unsigned long long)n; break;
+	case CLI_O_REPS: o->reps = (int)n; break;
+	case CLI_O_WARMUP: o->warmup = (int)n; break;
+	case CLI_O_TOP: o->top = (int)n; break;
+	case CLI_O_THREADS: o->threads = (int)n; break;
+	case CLI_O_VSEQ: o->verify_T = n; break;
+	case CLI_O_SEQ: o->T = n; break;
+	case CLI_O_BATCH: o->B = n; break;
+	case CLI_O_DEVICE: o->device_index = (int)n; break;
+	}
+	return CLI_OK;
 }
