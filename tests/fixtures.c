@@ -16,6 +16,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 static int cmp(const void *a, const void *b)
 {
@@ -202,4 +204,44 @@ long long mt_db_count(const char *db, const char *sql)
 	}
 	sqlite3_close(h);
 	return n;
+}
+
+pid_t mt_spawn_pipe(char *const argv[], int *fd)
+{
+	int p[2];
+	if (pipe(p))
+		return -1;
+	fflush(NULL);
+	pid_t pid = fork();
+	if (pid == 0) {
+		close(p[0]);
+		dup2(p[1], 1);
+		dup2(p[1], 2);
+		close(p[1]);
+		execvp(argv[0], argv);
+		_exit(98);
+	}
+	close(p[1]);
+	*fd = p[0];
+	return pid;
+}
+
+int mt_read_lines(int fd, int lines, double *gap)
+{
+	int seen = 0;
+	double last = -1, now;
+	char c;
+	struct timespec ts;
+	*gap = 0;
+	while (seen < lines && read(fd, &c, 1) == 1) {
+		if (c != '\n')
+			continue;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		now = (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+		if (last >= 0)
+			*gap = now - last;
+		last = now;
+		seen++;
+	}
+	return seen;
 }

@@ -55,4 +55,19 @@ void mt_cuda_winner_db(const char *db, const char *key);
 /* The first column of the first row of sql on database db (read-only); -1 on failure. */
 long long mt_db_count(const char *db, const char *sql);
 
+#include <sys/types.h>
+
+/*
+ * Start argv (execvp) with its stdout and stderr into a pipe; *fd reads it.
+ * The pid, or -1. The caller closes *fd and reaps the child.
+ */
+pid_t mt_spawn_pipe(char *const argv[], int *fd);
+/*
+ * Read fd until `lines` newlines have come, or end of file; the number seen.
+ * *gap: seconds between the last two newlines (0 with fewer than two). A
+ * program that has printed fewer lines than it will is still running, which is
+ * how the SIGKILL tests land their kills mid-run.
+ */
+int mt_read_lines(int fd, int lines, double *gap);
+
 #endif
