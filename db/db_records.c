@@ -295,15 +295,24 @@ int mta_db_variant_get(struct mta_db *db, int64_t variant_id, struct mta_db_vari
 
 /* ---- compiled binaries ------------------------------------------------------------- */
 
-static int bind_binary_key(struct mta_db *db, sqlite3_stmt *st, const struct mta_db_binary_key *k)
+/*
+ * Refuse a key without a source hash. Called before any write begins, like
+ * the other argument checks here: a bad argument inside mta_db_begin() must
+ * not roll back the writes already made in the group.
+ */
+static int check_binary_key(struct mta_db *db, const struct mta_db_binary_key *k)
 {
 	if (!k->source_hash || !*k->source_hash)
 		return mta_fail(MTA_EINVAL, "database %s: a binary needs a source hash", db->path);
+	return MTA_OK;
+}
+
+static void bind_binary_key(sqlite3_stmt *st, const struct mta_db_binary_key *k)
+{
 	db_text(st, 1, k->source_hash);
 	db_text(st, 2, k->target);
 	db_text(st, 3, k->compiler);
 	db_text(st, 4, k->options);
-	return MTA_OK;
 }
 
 int mta_db_binary_put(struct mta_db *db, const struct mta_db_binary_key *k,
@@ -313,15 +322,14 @@ int mta_db_binary_put(struct mta_db *db, const struct mta_db_binary_key *k,
 	if (!data && n)
 		return mta_fail(MTA_EINVAL, "database %s: binary of %zu bytes without data",
 				db->path, n);
-	int rc = db_write_begin(db, "store a binary");
-	if (rc)
+	int rc = check_binary_key(db, k);
+	if (rc || (rc = db_write_begin(db, "store a binary")))
 		return rc;
 	rc = db_prepare(db, &st, "INSERT INTO binaries (source_hash, target, compiler, options, "
 			"blob) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO UPDATE SET "
 			"blob = excluded.blob, created_at = " NOW_SQL);
-	if (!rc && (rc = bind_binary_key(db, st, k)))
-		sqlite3_finalize(st);
 	if (!rc) {
+		bind_binary_key(st, k);
 		/* A zero-length blob, not NULL, when n is 0. */
 		sqlite3_bind_blob64(st, 5, n ? data : "", n, SQLITE_TRANSIENT);
 		rc = step_write(db, st, "store a binary", NULL);
@@ -336,13 +344,12 @@ static int binary_get(struct mta_db *db, const struct mta_db_binary_key *k, int 
 	sqlite3_stmt *st;
 	*data = NULL;
 	*n = 0;
-	int rc = db_prepare(db, &st, "SELECT blob FROM binaries WHERE source_hash = ?1 AND "
+	int rc = check_binary_key(db, k);
+	if (rc || (rc = db_prepare(db, &st, "SELECT blob FROM binaries WHERE source_hash = ?1 AND "
 			    "target = ?2 AND (?5 OR compiler = ?3) AND options = ?4 "
-			    "ORDER BY created_at DESC, id DESC LIMIT 1");
-	if (rc)
+			    "ORDER BY created_at DESC, id DESC LIMIT 1")))
 		return rc;
-	if ((rc = bind_binary_key(db, st, k)))
-		goto out;
+	bind_binary_key(st, k);
 	sqlite3_bind_int(st, 5, any_compiler);
 	int s = sqlite3_step(st);
 	if (s == SQLITE_DONE) {

@@ -542,6 +542,15 @@ TEST(db_binaries)
 	k2.source_hash = "";
 	CHECK(mta_db_binary_put(db, &k2, blob, 1) == MTA_EINVAL);
 	CHECK_EQ_INT(raw(mta_db_path(db), "SELECT count(*) FROM binaries"), 2);
+	/* A refused key inside a group is an argument error: the group's earlier
+	 * writes stay and commit (it once rolled the whole group back). */
+	struct mta_db_binary_key k3 = k;
+	k3.source_hash = "def456";
+	REQUIRE(mta_db_begin(db) == MTA_OK);
+	CHECK(mta_db_binary_put(db, &k3, blob, 3) == MTA_OK);
+	CHECK(mta_db_binary_put(db, &k2, blob, 1) == MTA_EINVAL);
+	CHECK(mta_db_commit(db) == MTA_OK);
+	CHECK_EQ_INT(raw(mta_db_path(db), "SELECT count(*) FROM binaries"), 3);
 	free(blob);
 	mta_db_close(db);
 }
