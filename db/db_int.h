@@ -51,6 +51,9 @@ double db_col_real(sqlite3_stmt *st, int i);
 int db_write_begin(struct mta_db *db, const char *what);
 int db_write_end(struct mta_db *db, int rc);
 
+/* Unix time as SQLite computes it, for recorded_at, updated_at and created_at. */
+#define NOW_SQL "((julianday('now') - 2440587.5) * 86400.0)"
+
 /* Forget the strings handed out by the previous call; keep a copy of s. */
 void db_keep_reset(struct mta_db *db);
 const char *db_keep(struct mta_db *db, const unsigned char *s);

@@ -12,9 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Unix time as SQLite computes it, for recorded_at and updated_at. */
-#define NOW_SQL "((julianday('now') - 2440587.5) * 86400.0)"
-
 static const char *result_names[MTA_RESULT_COUNT] = {
 	"ok", "verify_failed", "compile_failed", "crashed", "timeout", "pruned", "error",
 };

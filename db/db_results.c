@@ -17,7 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define NOW_SQL "((julianday('now') - 2440587.5) * 86400.0)"
 #define T_MAX ((int64_t)1 << 40) /* far beyond any sequence, far from overflow */
 
 int64_t mta_db_t_bucket(int64_t T)
