@@ -184,7 +184,7 @@ int mta_problem_key(const struct mta_problem *p, char *buf, size_t n)
 	return MTA_OK;
 }
 
-/* Parse a decimal int in [1, INT_MAX/2] at *s, advancing *s; -1 on error. */
+/* Parse a decimal int in [0, 1000000] at *s, advancing *s; -1 on error. */
 static int num(const char **s)
 {
 	const char *c = *s;
