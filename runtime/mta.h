@@ -207,6 +207,9 @@ void mta_context_free(mta_context *ctx);
  * device for p in T's bucket, else the nearest recorded bucket, else the
  * backend's default variant. *source says which: 2 exact bucket, 1 nearest
  * bucket, 0 default. spec receives the variant spec (MTA_SPEC_MAX bytes).
+ * The pick for a (problem, T bucket) is made once and kept for the context's
+ * life, so mta_forward runs no database query after the first call; create a
+ * new context to see winners recorded since.
  */
 int mta_context_pick(mta_context *ctx, const struct mta_problem *p, int64_t T, char *spec,
 		     size_t n, int *source);

@@ -22,6 +22,7 @@
 #include "error.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -34,6 +35,15 @@ struct loaded {
 	struct loaded *next;
 };
 
+/* A pick made once per (problem key, T bucket) and kept (see mta_context_pick). */
+struct picked {
+	char key[MTA_KEY_MAX];
+	int64_t bucket;
+	char spec[MTA_SPEC_MAX];
+	int source;
+	struct picked *next;
+};
+
 struct mta_context {
 	struct mta_db *db;   /* NULL: no database, defaults only */
 	int64_t device_id;   /* 0: device never tuned */
@@ -42,6 +52,7 @@ struct mta_context {
 	char nvrtc[16];
 	pthread_mutex_t lock;
 	struct loaded *kernels;
+	struct picked *picks;
 };
 
 int mta_context_create(mta_context **out, const char *db_path, const char *backend)
@@ -95,42 +106,71 @@ void mta_context_free(mta_context *c)
 		mta_cuda_kernel_free(l->ck);
 		free(l);
 	}
+	for (struct picked *k = c->picks, *nx; k; k = nx) {
+		nx = k->next;
+		free(k);
+	}
 	mta_cuda_close(c->cuda);
 	mta_db_close(c->db);
 	pthread_mutex_destroy(&c->lock);
 	free(c);
 }
 
+/*
+ * The first pick for a (problem, T bucket) queries the database; later ones
+ * reuse it, so a serving loop's mta_forward runs no SQL. A context therefore
+ * sees each winner as it was when first picked.
+ */
 int mta_context_pick(mta_context *c, const struct mta_problem *p, int64_t T, char *spec,
 		     size_t n, int *source)
 {
 	char key[MTA_KEY_MAX];
 	struct mta_variant v;
+	struct picked *k;
+	int64_t bucket = mta_db_t_bucket(T);
 	int rc;
 
 	if ((rc = mta_problem_key(p, key, sizeof key)))
 		return rc;
-	*source = 0;
-	if (c->db && c->device_id) {
-		struct mta_db_winner w;
-		pthread_mutex_lock(&c->lock);
-		rc = mta_db_winner_get(c->db, c->device_id, key, T, &w);
-		if (rc == MTA_OK) {
-			*source = w.exact ? 2 : 1;
-			if (strlen(w.spec) + 1 > n)
-				rc = mta_fail(MTA_EINVAL, "spec buffer too small");
-			else
-				strcpy(spec, w.spec);
+	pthread_mutex_lock(&c->lock);
+	for (k = c->picks; k; k = k->next)
+		if (k->bucket == bucket && !strcmp(k->key, key))
+			break;
+	if (!k) {
+		if (!(k = calloc(1, sizeof *k))) {
+			rc = mta_fail(MTA_ENOMEM, "out of memory");
+			goto out;
 		}
-		pthread_mutex_unlock(&c->lock);
-		if (rc == MTA_OK)
-			return MTA_OK;
-		if (rc != MTA_ENOTFOUND)
-			return rc;
+		struct mta_db_winner w;
+		rc = c->db && c->device_id ? mta_db_winner_get(c->db, c->device_id, key, T, &w)
+					   : MTA_ENOTFOUND;
+		if (rc == MTA_OK) {
+			k->source = w.exact ? 2 : 1;
+			snprintf(k->spec, sizeof k->spec, "%s", w.spec);
+		} else if (rc == MTA_ENOTFOUND) {
+			k->source = 0;
+			rc = mta_variant_default(p, c->backend, &v);
+			if (!rc)
+				rc = mta_variant_format(&v, k->spec, sizeof k->spec);
+		}
+		if (rc) {
+			free(k);
+			goto out;
+		}
+		strcpy(k->key, key);
+		k->bucket = bucket;
+		k->next = c->picks;
+		c->picks = k;
 	}
-	if ((rc = mta_variant_default(p, c->backend, &v)))
-		return rc;
-	return mta_variant_format(&v, spec, n);
+	if (strlen(k->spec) + 1 > n) {
+		rc = mta_fail(MTA_EINVAL, "spec buffer of %zu bytes is too small for %s", n, k->spec);
+		goto out;
+	}
+	strcpy(spec, k->spec);
+	*source = k->source;
+out:
+	pthread_mutex_unlock(&c->lock);
+	return rc;
 }
 
 /* Load the CUDA kernel of v: the stored cubin, else one compiled now. */

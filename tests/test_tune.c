@@ -61,8 +61,13 @@ TEST(tune_records_every_variant_names_a_winner_and_the_runtime_runs_it)
 	REQUIRE(mta_context_pick(ctx, &p, 70, spec, sizeof spec, &source) == MTA_OK);
 	CHECK_EQ_INT(source, 2);
 	CHECK(!strcmp(spec, s.winner));
+	REQUIRE(mta_context_pick(ctx, &p, 100, spec, sizeof spec, &source) == MTA_OK);
+	CHECK_EQ_INT(source, 2); /* 100 shares 70's bucket, 128 */
+	CHECK(!strcmp(spec, s.winner));
 	REQUIRE(mta_context_pick(ctx, &p, 1000, spec, sizeof spec, &source) == MTA_OK);
 	CHECK_EQ_INT(source, 1); /* nearest bucket */
+	char tiny[8];
+	CHECK(mta_context_pick(ctx, &p, 1000, tiny, sizeof tiny, &source) == MTA_EINVAL);
 	struct mta_sample in;
 	REQUIRE(mta_sample_make(&p, 2, 37, mt_seed(), &in) == MTA_OK);
 	size_t cnt = 2 * 37 * 2 * 8;
