@@ -139,7 +139,7 @@ static void usage(FILE *f)
 	char list[1024] = "";
 	size_t len = 0;
 	for (size_t i = 0; i < NBACKENDS; i++)
-		len += (size_t)snprintf(list + len, sizeof list - len, "                      %-8s %s\n",
+		len += (size_t)snprintf(list + len, sizeof list - len, "                      %-6s %s\n",
 					backends[i].name, backends[i].summary);
 	fprintf(f, usage_text, list);
 }
