@@ -15,6 +15,7 @@
 #include "cudagen.h"
 #include "db.h"
 #include "sample.h"
+#include "tune_int.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -281,4 +282,53 @@ TEST(cuda_gpu_check_needs_gpu)
 	CHECK_STR_CONTAINS(out, "gpu-check: no CUDA device: run this on a GPU machine");
 	CHECK(!strstr(out, "report:"));
 	free(out);
+}
+
+/*
+ * The CUDA tuning loop honours o->stop like the CPU one: raised before a
+ * variant, it returns MTA_EINTR at once (here the one variant has a stored
+ * result, so neither NVRTC nor a GPU is needed), without going on through
+ * the rest of the item.
+ */
+TEST(cuda_tune_loop_stops_when_asked)
+{
+	struct mta_problem p;
+	struct mta_variant v;
+	struct mta_db *db = NULL;
+	struct mta_db_device dev = { 0, "cuda", "test GPU", "sm_80", "13.0", "", "", 108 };
+	struct mta_tune_opts o;
+	struct mta_tune_summary s = { 0 };
+	struct mta_measure m = { 0, 1.0, 1.0, 1.0, 1.0, 1 };
+	volatile sig_atomic_t stop = 1;
+	char path[1024], spec[MTA_SPEC_MAX], *src = NULL, hash[17];
+	int64_t vid;
+
+	REQUIRE(mta_problem_from_key(SMALL, &p) == MTA_OK);
+	REQUIRE(mta_variant_default(&p, MTA_BACKEND_CUDA, &v) == MTA_OK);
+	REQUIRE(mta_variant_format(&v, spec, sizeof spec) == MTA_OK);
+	REQUIRE(mta_gen_cuda(&p, &v, &src) == MTA_OK);
+	mta_hash_hex(src, strlen(src), hash);
+	free(src);
+	snprintf(path, sizeof path, "%s/stop.db", mt_tmpdir());
+	REQUIRE(mta_db_open(path, 0, &db) == MTA_OK);
+	mta_tune_defaults(&o);
+	o.backend = MTA_BACKEND_CUDA;
+	o.T = 256;
+	o.stop = &stop;
+	struct ctx c = { &p, &o, &s, db, 0, 0, "", NAN, { 0 }, "13.0", 0, "" };
+	snprintf(c.cuda.arch, sizeof c.cuda.arch, "sm_80");
+	REQUIRE(mta_db_device_upsert(db, &dev, &c.dev) == MTA_OK);
+	REQUIRE(mta_db_problem_upsert(db, SMALL, &c.prob) == MTA_OK);
+	REQUIRE(mta_db_variant_upsert(db, c.prob, spec, hash, &vid) == MTA_OK);
+	REQUIRE(mta_tune_put_result(db, c.dev, vid, o.T, o.B, "earlier", MTA_RESULT_OK, &m, "",
+				    mta_tune_now()) == MTA_OK);
+
+	CHECK_EQ_INT(mta_tune_cuda_loop(&c, &v, 1), MTA_EINTR);
+	CHECK_STR_CONTAINS(mta_last_error(), "stopped after 0 of 1 variants");
+	CHECK_EQ_INT(s.skipped, 0);
+	/* not stopped: the same call goes through the variant (skipped, recorded before) */
+	stop = 0;
+	CHECK_EQ_INT(mta_tune_cuda_loop(&c, &v, 1), MTA_OK);
+	CHECK_EQ_INT(s.skipped, 1);
+	mta_db_close(db);
 }

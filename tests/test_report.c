@@ -249,3 +249,26 @@ TEST(report_of_an_empty_database_says_so)
 	CHECK(mta_report_render(db, MTA_REPORT_HTML, &html, &len) == MTA_ENOTFOUND);
 	CHECK(html == NULL);
 }
+
+/*
+ * A report (or any command's output) to a standard output that cannot be
+ * written fails (exit 1), even when it is small enough to sit in stdio's
+ * buffer until exit.
+ */
+TEST(report_to_an_unwritable_stdout_fails)
+{
+	char db[600], *out = NULL;
+	struct mta_db *h;
+	snprintf(db, sizeof db, "%s/e.db", mt_tmpdir());
+	REQUIRE(mta_db_open(db, 0, &h) == MTA_OK);
+	mta_db_close(h);
+	int rc = mt_sh(&out, "%s report --db %s --format csv > /dev/full", mt_bin(), db);
+	CHECK_EQ_INT(rc, 1);
+	CHECK_STR_CONTAINS(out, "mtatune report: cannot write stdout");
+	free(out);
+	/* the same for any command's output (checked once, in main) */
+	rc = mt_sh(&out, "%s gen --problem h2kv1d8-pre2x3-both-f32 > /dev/full", mt_bin());
+	CHECK_EQ_INT(rc, 1);
+	CHECK_STR_CONTAINS(out, "mtatune gen: cannot write stdout");
+	free(out);
+}

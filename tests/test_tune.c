@@ -262,3 +262,24 @@ TEST(cli_run_cuda_emu_backend_matches_golden_cases)
 		free(out);
 	}
 }
+
+/*
+ * Input sizes whose byte counts overflow size_t are refused, not wrapped
+ * into a small allocation that the kernel or the reference then overruns
+ * (B = T = 2^24 with H*D = 2^18 wrapped to 0 elements).
+ */
+TEST(sample_refuses_sizes_that_overflow)
+{
+	struct mta_problem p;
+	struct mta_sample s = { 0 };
+	REQUIRE(mta_problem_from_key("h256kv256d1024-both-f32", &p) == MTA_OK);
+	CHECK_EQ_INT(mta_sample_make(&p, 1LL << 24, 1LL << 24, 1, &s), MTA_ENOMEM);
+	CHECK_STR_CONTAINS(mta_last_error(), "too large");
+	for (int i = 0; i < 10; i++)
+		CHECK(s.mem[i] == NULL);
+	/* an ordinary size still works */
+	REQUIRE(mta_problem_from_key(SMALL, &p) == MTA_OK);
+	CHECK_EQ_INT(mta_sample_make(&p, 2, 5, 1, &s), MTA_OK);
+	CHECK(s.q.shape[0] == 2 && s.q.shape[1] == 5);
+	mta_sample_free(&s);
+}

@@ -21,7 +21,7 @@ static const char usage_text[] =
 	"\n"
 	"  --problem KEY     only this problem\n"
 	"  --seq T           the sequence length to pick for (needs --problem)\n"
-	"  --backend NAME    cpu (default)\n"
+	"  --backend NAME    cpu (default) or cuda: the runtime whose pick --seq shows\n"
 	"  --db PATH         database (default $MTATUNE_DB, else ~/.cache/mtatune/mta.db)\n"
 	"  -h, --help        show this text\n";
 

@@ -57,6 +57,17 @@ static int unknown(const char *name)
 	return CLI_USAGE;
 }
 
+/*
+ * A command's status once its output is flushed: what stdio still buffers
+ * at exit would otherwise fail unseen (a full disk, /dev/full), with 0.
+ */
+static int flushed(const char *cmd, int code)
+{
+	if ((fflush(stdout) || ferror(stdout)) && code == CLI_OK)
+		return cli_fail(cmd, CLI_RUNTIME, "cannot write stdout: %s", strerror(errno));
+	return code;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
@@ -90,7 +101,7 @@ int main(int argc, char **argv)
 	const struct command *c = find(a);
 	if (!c)
 		return unknown(a);
-	return c->fn(argc - 1, argv + 1);
+	return flushed(c->name, c->fn(argc - 1, argv + 1));
 }
 
 /* ---- helpers for cmd_*.c ------------------------------------------------ */

@@ -112,14 +112,19 @@ static int timing_begin(const struct mta_problem *p, const struct mta_tune_opts 
 			unsigned long long seed, struct mta_sample *s, float **y, double **times,
 			size_t *cnt)
 {
+	int rc;
 	mta_sample_free(s);
 	free(*y);
+	*y = NULL;
+	/* the sample first: it refuses sizes whose byte counts overflow */
+	if ((rc = mta_sample_make(p, o->B, o->T, seed + 1, s)))
+		return rc;
 	*cnt = (size_t)o->B * (size_t)o->T * (size_t)p->H * (size_t)p->D;
 	*y = malloc(*cnt * sizeof **y);
 	*times = malloc((size_t)o->reps * sizeof **times);
 	if (!*y || !*times)
 		return mta_fail(MTA_ENOMEM, "out of memory for timing at T=%lld", (long long)o->T);
-	return mta_sample_make(p, o->B, o->T, seed + 1, s);
+	return MTA_OK;
 }
 
 /* A timed run's output must at least be finite everywhere. */

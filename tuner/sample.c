@@ -39,11 +39,17 @@ int mta_sample_make(const struct mta_problem *p, int64_t B, int64_t T, unsigned 
 		    struct mta_sample *s)
 {
 	unsigned long long st = seed * 0x9E3779B97F4A7C15ULL + 1;
-	size_t H = (size_t)p->H, D = (size_t)p->D, nq = (size_t)B * (size_t)T * H * D;
-	size_t nk = (size_t)B * (size_t)T * (size_t)p->Hkv * D;
+	size_t H = (size_t)p->H, D = (size_t)p->D, bt, nq, nk;
 	int rc = mta_problem_validate(p);
 	if (rc)
 		return rc;
+	/* q's element count, also the output's, must fit in bytes of doubles (the reference) */
+	if (B < 1 || T < 1 || __builtin_mul_overflow((size_t)B, (size_t)T, &bt) ||
+	    __builtin_mul_overflow(bt, H * D * sizeof(double), &nq))
+		return mta_fail(MTA_ENOMEM, "inputs of B=%lld T=%lld H=%d D=%d are too large for "
+				"this machine's address space", (long long)B, (long long)T, p->H, p->D);
+	nq = bt * H * D;
+	nk = bt * (size_t)p->Hkv * D;
 	memset(s, 0, sizeof *s);
 	s->B = B;
 	s->T = T;

@@ -112,6 +112,17 @@ void mta_tune_note_best(struct ctx *c, const char *spec, double ms)
 	}
 }
 
+int mta_tune_stopped(struct ctx *c, size_t i, size_t n)
+{
+	char key[MTA_KEY_MAX];
+	if (!c->o->stop || !*c->o->stop)
+		return MTA_OK;
+	if (mta_problem_key(c->p, key, sizeof key))
+		snprintf(key, sizeof key, "the problem");
+	return mta_fail(MTA_EINTR, "stopped after %zu of %zu variants of %s at T=%lld, B=%lld", i,
+			n, key, (long long)c->o->T, (long long)c->o->B);
+}
+
 /* Compile in the parent (the cache makes the child's load a hit) and record it. */
 static int compile(struct ctx *c, const struct mta_variant *v, int64_t vid)
 {
@@ -361,13 +372,9 @@ int mta_tune(const struct mta_problem *p, const struct mta_tune_opts *o, struct 
 	s->total = (int)n;
 	if (o->backend == MTA_BACKEND_CUDA)
 		rc = mta_tune_cuda_loop(&c, vs, n);
-	for (size_t i = 0; o->backend == MTA_BACKEND_CPU && i <= n && !rc; i++) {
-		if (o->stop && *o->stop)
-			rc = mta_fail(MTA_EINTR, "stopped after %zu of %zu variants of %s at T=%lld, "
-				      "B=%lld", i, n, key, (long long)o->T, (long long)o->B);
-		else if (i < n)
+	else
+		for (size_t i = 0; !rc && !(rc = mta_tune_stopped(&c, i, n)) && i < n; i++)
 			rc = try_one(&c, &vs[i], (int)i + 1, (int)n);
-	}
 	if (rc)
 		goto out;
 	/* nothing compiled: say so, rather than that nothing passed the check */

@@ -35,7 +35,7 @@ int mta_tune_cuda_loop(struct ctx *c, const struct mta_variant *vs, size_t n)
 	int rc = mta_cuda_prepare(&pp, c->p, vs, n, &cs);
 	if (rc)
 		return rc;
-	for (size_t i = 0; i < n && !rc; i++) {
+	for (size_t i = 0; !rc && !(rc = mta_tune_stopped(c, i, n)) && i < n; i++) {
 		struct mta_cuda_cand *k = &cs[i];
 		struct mta_measure m;
 		int to = 0, done = (int)i + 1;

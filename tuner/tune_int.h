@@ -40,6 +40,13 @@ int mta_tune_put_result(struct mta_db *db, int64_t dev, int64_t vid, int64_t T, 
 int mta_tune_record(struct ctx *c, int64_t vid, int status, const struct mta_measure *m,
 		    const char *err, double started);
 
+/*
+ * MTA_EINTR (message: i of the n variants done) once o->stop is raised,
+ * else MTA_OK. The loops call it before each variant and once more with
+ * i == n, so that a stop also comes before the re-timing.
+ */
+int mta_tune_stopped(struct ctx *c, size_t i, size_t n);
+
 /* CUDA: probe the device in a child, so this process never initialises CUDA. */
 int mta_tune_cuda_probe(int index, double timeout_s, struct mta_cuda_device *d);
 /* CUDA: the pre-timing pipeline over vs, then each survivor measured and recorded. */
