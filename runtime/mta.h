@@ -182,6 +182,13 @@ int mta_reference(const struct mta_problem *p, const struct mta_tensor *q,
  */
 double mta_rel_l2(const float *o, const double *e, size_t n);
 
+/*
+ * The relative L2 error a kernel may show against the reference: 1e-5 for
+ * f32 problems (float32 throughout), 1e-2 for bf16/f16 ones (intermediates
+ * rounded to the 16-bit type).
+ */
+double mta_tolerance(int dtype);
+
 /* ---- running: pick the tuned winner and launch it ----------------------- */
 typedef struct mta_context mta_context;
 

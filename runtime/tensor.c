@@ -106,3 +106,8 @@ int mta_check_weights(const struct mta_problem *p, const struct mta_weights *w)
 		return mta_fail(MTA_EINVAL, "the problem needs weight %s, which was not given", miss);
 	return MTA_OK;
 }
+
+double mta_tolerance(int dtype)
+{
+	return dtype == MTA_F32 ? 1e-5 : 1e-2;
+}

@@ -258,7 +258,7 @@ int cmd_run(int argc, char **argv)
 	if (!be)
 		return CLI_USAGE;
 	if (tol == 0)
-		tol = opt.dtype == MTA_F32 ? 1e-5 : 1e-2;
+		tol = mta_tolerance(opt.dtype);
 
 	struct mta_inputs in;
 	struct mta_weights w;

@@ -81,7 +81,8 @@ static int verify_winner(const struct mta_problem *p, const struct mta_tune_opts
 {
 	mta_context *ctx = NULL;
 	struct mta_sample s = { 0 };
-	int64_t T = o->verify_T ? o->verify_T : (o->T < 293 ? o->T : 293), B = o->B < 2 ? o->B : 2;
+	int64_t T, B;
+	mta_check_size(o, &B, &T);
 	size_t cnt = (size_t)B * (size_t)T * (size_t)p->H * (size_t)p->D;
 	double *ref = malloc(cnt * sizeof *ref);
 	float *y = malloc(cnt * sizeof *y);
@@ -103,7 +104,7 @@ static int verify_winner(const struct mta_problem *p, const struct mta_tune_opts
 	if ((rc = mta_forward(ctx, p, &s.q, &s.k, &s.v, &s.w, &to)))
 		goto out;
 	*err = mta_rel_l2(y, ref, cnt);
-	double tol = p->dtype == MTA_F32 ? 1e-5 : 1e-2;
+	double tol = mta_tolerance(p->dtype);
 	if (!(*err < tol))
 		rc = mta_fail(MTA_EVERIFY, "the winner run through the runtime differs from the "
 			      "reference: relative L2 error %.3g, tolerance %g", *err, tol);

@@ -68,12 +68,18 @@ static int run_once(struct mta_cpu_kernel *k, const struct mta_problem *p, struc
  * The check's inputs at verify size: sample, float64 reference, output
  * poisoned with NaN. Sets *cnt (elements of the output).
  */
+void mta_check_size(const struct mta_tune_opts *o, int64_t *B, int64_t *T)
+{
+	*T = o->verify_T ? o->verify_T : (o->T < 293 ? o->T : 293);
+	*B = o->B < 2 ? o->B : 2;
+}
+
 static int check_begin(const struct mta_problem *p, const struct mta_tune_opts *o,
 		       unsigned long long seed, struct mta_sample *s, double **ref, float **y,
 		       size_t *cnt)
 {
-	int64_t Tv = o->verify_T ? o->verify_T : (o->T < 293 ? o->T : 293);
-	int64_t Bv = o->B < 2 ? o->B : 2;
+	int64_t Tv, Bv;
+	mta_check_size(o, &Bv, &Tv);
 	int rc = mta_sample_make(p, Bv, Tv, seed, s);
 	if (rc)
 		return rc;
@@ -91,7 +97,7 @@ static int check_begin(const struct mta_problem *p, const struct mta_tune_opts *
 static int check_end(const struct mta_problem *p, const struct mta_sample *s, const float *y,
 		     const double *ref, size_t cnt, struct mta_measure *m)
 {
-	double tol = p->dtype == MTA_F32 ? 1e-5 : 1e-2;
+	double tol = mta_tolerance(p->dtype);
 	for (size_t i = 0; i < cnt; i++)
 		if (!isfinite(y[i]))
 			return mta_fail(MTA_EVERIFY, "output element %zu is %g, reference %g", i,

@@ -102,6 +102,9 @@ struct mta_measure {
 	double rel_err, median_ms, p20_ms, p80_ms, min_ms;
 	int runs;
 };
+/* The size of the reference check of a tuning run: B min(B, 2), T verify_T or min(T, 293). */
+void mta_check_size(const struct mta_tune_opts *o, int64_t *B, int64_t *T);
+
 int mta_measure_variant(const struct mta_problem *p, const struct mta_variant *v,
 			const struct mta_tune_opts *o, int time_it, struct mta_measure *m,
 			int *timed_out);
