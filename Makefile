@@ -11,40 +11,55 @@
 #   make gpu-bench  GPU benchmark (tuned CUDA kernel vs PyTorch eager, compile, SDPA)
 #   make deps       install missing Debian packages (run as root)
 #
-# Sources are found by folder: every .c in gen/ runtime/ db/ tuner/ goes into
-# the library except the command line (tuner/main.c, tuner/cmd_*.c); every
-# tests/*.c goes into the test runner.
+# Layers are folders (docs/architecture.md). What goes where:
+#   libmtatune      the runtime users link: runtime/ (core, backends, contexts),
+#                   gen/ (kernels are generated at run time) and db/; built with
+#                   -fvisibility=hidden, it exports exactly runtime/mta.h
+#   libmtatool      the tool: tuner/ except the command line (tuning, measuring,
+#                   sweeps, export, report, .npy inputs) and the database's writers
+#   bin/mtatune     tuner/cli/ linked with both
+# Includes name their folder (#include "runtime/core/error.h"); -I. is the
+# only include path.
 
 CC      ?= cc
 OPT     ?= -O2
 SAN     ?=
-CFLAGS  += -std=gnu11 $(OPT) $(SAN) -g -fPIC -pthread -Wall -Wextra -Werror \
-           -Wno-unused-parameter -Iruntime -Igen -Idb -Ituner -Itemplates
+CFLAGS  += -std=gnu11 $(OPT) $(SAN) -g -fPIC -pthread -fvisibility=hidden \
+           -Wall -Wextra -Werror -Wno-unused-parameter -I.
 LDFLAGS += $(SAN)
 LDLIBS  += -lsqlite3 -ldl -lm -lpthread
 
 SAN_FLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
-CLI_SRC  := tuner/main.c $(wildcard tuner/cmd_*.c)
-LIB_SRC  := $(filter-out $(CLI_SRC),$(wildcard gen/*.c runtime/*.c db/*.c tuner/*.c))
+# The database's writers (db_write.c, db_merge.c) belong to the tool: the
+# runtime only reads winners and binaries.
+DB_WRITE := db/db_write.c db/db_merge.c
+LIB_SRC  := $(filter-out $(DB_WRITE),$(wildcard runtime/*.c runtime/*/*.c gen/*.c gen/*/*.c db/*.c))
+TOOL_SRC := $(filter-out tuner/cli/%,$(wildcard tuner/*/*.c)) $(DB_WRITE)
+CLI_SRC  := $(wildcard tuner/cli/*.c)
 TEST_SRC := $(wildcard tests/*.c)
-# Files embedded into the library as C strings (schema, templates, ...), and
-# the runtime sources `mtatune export` copies into an exported library.
-SHIP     := runtime/mta.h runtime/error.h runtime/kargs.h runtime/error.c runtime/dtype.c \
-            runtime/tensor.c runtime/reference.c runtime/kargs.c gen/problem.c \
-            gen/variant.h gen/cudagen.h runtime/cuda_args.c
-EMBED    := $(wildcard db/*.sql templates/*.h templates/*.c templates/*.cu) $(SHIP)
+HDRS     := $(wildcard runtime/*.h runtime/*/*.h gen/*.h gen/*/*.h db/*.h tuner/*/*.h \
+                       templates/*.h tests/*.h)
+# The runtime files `mtatune export` copies into a library, its one list
+# (embedded, and named in mta_shipped[] by gen/embed.sh). Everything under
+# runtime/core/ uses nothing but libc, libm and pthreads, so it all ships.
+SHIP     := runtime/mta.h $(sort $(wildcard runtime/core/*.h runtime/core/*.c)) \
+            runtime/cuda/driver.h runtime/cuda/driver.c runtime/cuda/module.h \
+            runtime/cuda/module.c templates/export_runtime.c templates/export_table.h
+# Files embedded into the library as C strings: schema, templates, and SHIP.
+EMBED    := $(wildcard db/*.sql) $(filter-out $(SHIP),$(wildcard templates/*))
 
 B ?= build/normal
 
 LIB_OBJ  := $(LIB_SRC:%.c=$(B)/%.o) $(B)/embed.o
+TOOL_OBJ := $(TOOL_SRC:%.c=$(B)/%.o)
 CLI_OBJ  := $(CLI_SRC:%.c=$(B)/%.o)
 TEST_OBJ := $(TEST_SRC:%.c=$(B)/%.o)
 
 DEB_PKGS := libsqlite3-dev python3 valgrind clang-14 libclang-rt-14-dev
 
 .PHONY: all deps test test-build san-build fuzz-build bench clean fuzz valgrind gpu-check gpu-bench
-all: deps $(if $(wildcard tuner/main.c),bin/mtatune) lib/libmtatune.a lib/libmtatune.so
+all: deps bin/mtatune lib/libmtatune.a lib/libmtatune.so
 
 # Install what is missing, once; does nothing when everything is present.
 deps:
@@ -55,24 +70,28 @@ deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-$(B)/%.o: %.c $(wildcard runtime/*.h gen/*.h db/*.h tuner/*.h templates/*.h tests/*.h)
+$(B)/%.o: %.c $(HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
-# embed.c: every file in EMBED as a NUL-terminated string, found by path.
-$(B)/embed.c: $(EMBED) gen/embed.sh
+# embed.c: every file in EMBED and SHIP as a NUL-terminated string, found by path.
+$(B)/embed.c: $(EMBED) $(SHIP) gen/embed.sh
 	@mkdir -p $(B)
-	sh gen/embed.sh $(EMBED) > $@
+	sh gen/embed.sh $(EMBED) --ship $(SHIP) > $@
 $(B)/embed.o: $(B)/embed.c
 	$(CC) $(CFLAGS) -c $< -o $@
 
 $(B)/libmtatune.a: $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
-$(B)/mtatune: $(CLI_OBJ) $(B)/libmtatune.a
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(CLI_OBJ) $(B)/libmtatune.a $(LDLIBS) -rdynamic
-$(B)/test_runner: $(TEST_OBJ) $(B)/libmtatune.a
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(TEST_OBJ) $(B)/libmtatune.a $(LDLIBS) -rdynamic
+$(B)/libmtatool.a: $(TOOL_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+TOOL_LIBS = $(B)/libmtatool.a $(B)/libmtatune.a
+$(B)/mtatune: $(CLI_OBJ) $(TOOL_LIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(CLI_OBJ) $(TOOL_LIBS) $(LDLIBS) -rdynamic
+$(B)/test_runner: $(TEST_OBJ) $(TOOL_LIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(TEST_OBJ) $(TOOL_LIBS) $(LDLIBS) -rdynamic
 
 bin/mtatune: $(B)/mtatune
 	@mkdir -p bin
@@ -82,22 +101,22 @@ lib/libmtatune.a: $(B)/libmtatune.a
 	cp $< $@
 lib/libmtatune.so: $(LIB_OBJ)
 	@mkdir -p lib
-	$(CC) $(CFLAGS) -shared -o $@ $(LIB_OBJ) $(LDLIBS)
+	$(CC) $(CFLAGS) -shared -Wl,--no-undefined -o $@ $(LIB_OBJ) $(LDLIBS)
 
 test-build: deps
-	$(MAKE) --no-print-directory B=build/normal $(if $(wildcard tuner/main.c),build/normal/mtatune) \
+	$(MAKE) --no-print-directory B=build/normal build/normal/mtatune \
 	  build/normal/test_runner build/normal/vg_runtime
 san-build: deps
 	$(MAKE) --no-print-directory B=build/san OPT=-O1 SAN="$(SAN_FLAGS)" \
-	  $(if $(wildcard tuner/main.c),build/san/mtatune) build/san/test_runner
+	  build/san/mtatune build/san/test_runner
 
 test: all test-build san-build fuzz-build
 	@sh tests/run.sh
 
 # libFuzzer targets: tests/fuzz/fuzz_NAME.c, seeds in tests/fuzz/corpus/NAME/,
 # crash reproducers (kept as regression inputs) in tests/fuzz/crashes/NAME/.
-# The library is built with clang for them, in build/fuzz; tuner/main.c is
-# compiled with its main() renamed so the CLI target can call it.
+# The libraries are built with clang for them, in build/fuzz; tuner/cli/main.c
+# is compiled with its main() renamed so the CLI target can call it.
 FUZZ_CC      ?= clang-14
 FUZZ_SECONDS ?= 60
 FUZZ_NAMES   := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
@@ -105,20 +124,19 @@ FUZZ_SAN      = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-saniti
 fuzz-build: deps
 	$(MAKE) --no-print-directory B=build/fuzz CC=$(FUZZ_CC) OPT=-O1 \
 	  SAN="$(FUZZ_SAN) -fsanitize=fuzzer-no-link" $(FUZZ_NAMES:%=build/fuzz/fuzz_%)
-$(B)/tuner/main-as-lib.o: tuner/main.c tuner/cli.h
+$(B)/tuner/cli/main-as-lib.o: tuner/cli/main.c $(HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Dmain=mtatune_main -c $< -o $@
-$(B)/fuzz_%: tests/fuzz/fuzz_%.c $(B)/libmtatune.a $(B)/tuner/main-as-lib.o \
-	    $(filter-out $(B)/tuner/main.o,$(CLI_OBJ))
-	$(CC) $(CFLAGS) -fsanitize=fuzzer -o $@ $< $(B)/tuner/main-as-lib.o \
-	  $(filter-out $(B)/tuner/main.o,$(CLI_OBJ)) $(B)/libmtatune.a $(LDLIBS)
+FUZZ_CLI_OBJ = $(B)/tuner/cli/main-as-lib.o $(filter-out $(B)/tuner/cli/main.o,$(CLI_OBJ))
+$(B)/fuzz_%: tests/fuzz/fuzz_%.c $(TOOL_LIBS) $(FUZZ_CLI_OBJ)
+	$(CC) $(CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_CLI_OBJ) $(TOOL_LIBS) $(LDLIBS)
 fuzz: fuzz-build
 	@sh tests/fuzz/run.sh long $(FUZZ_SECONDS)
 
 valgrind: test-build
 	@sh tests/valgrind.sh
-$(B)/vg_runtime: tests/valgrind/vg_runtime.c $(B)/libmtatune.a
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(B)/libmtatune.a $(LDLIBS)
+$(B)/vg_runtime: tests/valgrind/vg_runtime.c $(TOOL_LIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(TOOL_LIBS) $(LDLIBS)
 
 # The PyTorch peer needs Debian's python3-torch and python3-numpy.
 BENCH_PKGS := python3-torch python3-numpy
@@ -132,8 +150,8 @@ bench: all
 	$(MAKE) --no-print-directory B=build/normal build/normal/cpu_bench
 	MTATUNE_CACHE=build/kcache build/normal/cpu_bench $(BENCH_ARGS)
 
-$(B)/cpu_bench $(B)/kbench: $(B)/%: $(B)/bench/%.o $(B)/libmtatune.a
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(B)/libmtatune.a $(LDLIBS)
+$(B)/cpu_bench $(B)/kbench: $(B)/%: $(B)/bench/%.o $(TOOL_LIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(TOOL_LIBS) $(LDLIBS)
 
 # On a machine with a GPU: every CUDA variant against the reference on the GPU,
 # compute-sanitizer, one tuning run; the report lands in docs/gpu/ (commit it).

@@ -10,11 +10,11 @@
  *
  * usage: cpu_bench [--threads N] [--max-seq T] [--ref-max-seq T] [--db PATH]
  */
-#include "mta.h"
-#include "npy.h"
-#include "sample.h"
-#include "tune.h"
-#include "variant.h"
+#include "runtime/mta.h"
+#include "tuner/io/npy.h"
+#include "tuner/measure/sample.h"
+#include "tuner/tune/tune.h"
+#include "gen/variant.h"
 
 #include <getopt.h>
 #include <math.h>
@@ -102,7 +102,7 @@ static int run_kernel(void *ctx, double *secs, double *err)
 	if (!o)
 		return 2;
 	mta_tensor_init(&to, o, MTA_F32, 1, j->T, j->p->H, j->p->D);
-	if ((rc = mta_sample_make(j->p, 1, j->T, 42, &s)) || (rc = mta_context_create(&c, j->db, "cpu")))
+	if ((rc = mta_sample_make(j->p, 1, j->T, 42, &s)) || (rc = mta_context_create(&c, j->db, "cpu", 0)))
 		return rc;
 	setenv("OMP_NUM_THREADS", "1", 1);
 	double best[16];

@@ -24,7 +24,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "mta.h"
+#include "runtime/mta.h"
 
 #define MTA_DB_SCHEMA_VERSION 1
 #define MTA_DB_APPLICATION_ID 0x4d544154 /* "MTAT" */
@@ -149,12 +149,10 @@ int mta_db_result_get(struct mta_db *db, int64_t device_id, int64_t variant_id,
 		      int64_t T, int64_t B, struct mta_db_result *out);
 
 /* ---- winners --------------------------------------------------------------- */
-/* The T bucket: the smallest power of two >= T (T < 1 counts as 1). */
-int64_t mta_db_t_bucket(int64_t T);
 
 struct mta_db_winner {
 	int64_t device_id, problem_id, variant_id;
-	int64_t t_bucket;    /* 0 in set: mta_db_t_bucket(T) */
+	int64_t t_bucket;    /* 0 in set: mta_t_bucket(T) (runtime/core/pick.h) */
 	int64_t T, B;        /* the size it was measured at */
 	double time_ms;
 	double updated_at;   /* out */
@@ -166,8 +164,8 @@ struct mta_db_winner {
 /* Set the winner of (device, problem, t_bucket); the variant must be one of the problem's. */
 int mta_db_winner_set(struct mta_db *db, const struct mta_db_winner *w);
 /*
- * The winner for T: T's own bucket, else the nearest recorded bucket of
- * (device, problem) in log2 distance, ties going to the larger bucket.
+ * The winner for T among those recorded for (device, problem), as the pick
+ * policy names it (runtime/core/pick.h: T's own bucket, else the nearest).
  * MTA_ENOTFOUND when the problem has no winner on the device at all.
  */
 int mta_db_winner_get(struct mta_db *db, int64_t device_id, const char *problem_key,

@@ -7,8 +7,8 @@
 
 #include <sqlite3.h>
 
-#include "db.h"
-#include "error.h"
+#include "db/db.h"
+#include "runtime/core/error.h"
 
 /* Files embedded at build time (gen/embed.sh): db/schema.sql, db/migrate_<N>.sql. */
 const char *mta_embedded(const char *path);
@@ -53,6 +53,15 @@ int db_write_end(struct mta_db *db, int rc);
 
 /* Unix time as SQLite computes it, for recorded_at, updated_at and created_at. */
 #define NOW_SQL "((julianday('now') - 2440587.5) * 86400.0)"
+
+/* Helpers of db_read.c that db_write.c shares. */
+extern const char *const db_compile_names[3];    /* MTA_COMPILE_* as stored */
+/* Run a one-value lookup; MTA_ENOTFOUND (message "nf") when no row. */
+int db_step_find(struct mta_db *db, sqlite3_stmt *st, int64_t *id, const char *nf);
+int db_check_device(const struct mta_db_device *d);
+void db_bind_device(sqlite3_stmt *st, const struct mta_db_device *d);
+int db_check_binary_key(struct mta_db *db, const struct mta_db_binary_key *k);
+void db_bind_binary_key(sqlite3_stmt *st, const struct mta_db_binary_key *k);
 
 /* Forget the strings handed out by the previous call; keep a copy of s. */
 void db_keep_reset(struct mta_db *db);

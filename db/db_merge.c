@@ -8,7 +8,7 @@
  * apart (a result keeps its own device). Winners are copied where OUT has
  * none and then recomputed from the merged results.
  */
-#include "db_int.h"
+#include "db/db_int.h"
 
 #include <stdio.h>
 #include <string.h>

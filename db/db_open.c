@@ -16,7 +16,7 @@
  * there, so two processes opening a new file at once create it once.
  */
 #define _GNU_SOURCE
-#include "db_int.h"
+#include "db/db_int.h"
 
 #include <errno.h>
 #include <fcntl.h>

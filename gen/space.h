@@ -1,39 +1,73 @@
 /*
- * space.h: a backend's tuning space as data (CLBlast style).
+ * space.h: a kernel backend's tuning space as data (CLBlast style).
  *
- * A backend lists its tunables: the variant field each sets, the values the
- * tuner tries, and the default. Constraints between tunables and the problem
- * live in one check function per backend that names the broken rule. The
- * tuner's space is the cartesian product of the value lists, filtered by the
- * check; mta_variant_default() takes each tunable's default and, if that
- * breaks a constraint, the first valid point of the space.
+ * A space is four tables, each row one fact:
+ *   - tunables: a field of struct mta_variant with its name in the spec
+ *     text, its default, the values the tuner tries, and the rule a value
+ *     must keep, with the message saying so when it does not;
+ *   - rules: constraints between tunables, the kernel family (version) and
+ *     the problem, each a predicate with its message;
+ *   - limits: resources a variant needs (shared memory, registers) against
+ *     the cap of each kernel family: the one place those numbers live;
+ *   - families: v1..vN, the kernel families the space walks.
+ *
+ * Messages are templates: {name} is replaced by the value of the variant's
+ * tunable of that name (or {v} for its family), and {H}, {Hkv}, {D}, {cq},
+ * {ck}, {cq2}, {ck2}, {hc} and {dtype} by the problem's, {group} by the
+ * number of heads one head-mixing group spans (H, c or 1). mta_variant_check
+ * walks the rows in order and reports the first broken one. The generators
+ * write one `#define K_<NAME> value` per tunable row (gen/gen.h), so adding a
+ * tunable is a field in struct mta_variant, one row here, and its use in the
+ * template.
  */
-#ifndef MTA_SPACE_H
-#define MTA_SPACE_H
+#ifndef MTA_GEN_SPACE_H
+#define MTA_GEN_SPACE_H
 
-#include "variant.h"
+#include "gen/variant.h"
 
 #define MTA_TUNABLE_MAXVALS 12
 
+/* A constraint: ok(p, v) is non-zero when v keeps it; msg says what it is. */
+struct mta_rule {
+	int (*ok)(const struct mta_problem *p, const struct mta_variant *v);
+	const char *msg;
+};
+
 struct mta_tunable {
-	const char *name;   /* key in the spec text, e.g. "bq" */
+	const char *name;   /* key in the spec text, e.g. "bq"; K_BQ in the kernel */
 	size_t offset;      /* offsetof(struct mta_variant, field) */
 	int def;            /* default value */
 	int nvals;
-	int vals[MTA_TUNABLE_MAXVALS];
+	int vals[MTA_TUNABLE_MAXVALS]; /* what the tuner tries */
+	struct mta_rule rule;          /* what any value must keep (ok NULL: anything) */
+};
+
+/* A resource a variant needs, capped per kernel family. */
+struct mta_limit {
+	const char *what;   /* "bytes of shared memory", ... */
+	long (*need)(const struct mta_problem *p, const struct mta_variant *v);
+	long cap[4];        /* cap for v1, v2, ... (index version-1; 0: no cap) */
 };
 
 struct mta_space {
-	const char *backend;                    /* "cpu", "cuda" */
-	const struct mta_tunable *tunables;     /* ends with name == NULL */
-	/* MTA_OK or MTA_EINVAL naming the broken constraint. */
-	int (*check)(const struct mta_problem *p, const struct mta_variant *v);
+	const char *backend;                 /* "cpu", "cuda" */
+	int nversions;                       /* kernel families v1..vN */
+	const struct mta_tunable *tunables;  /* ends with name == NULL */
+	const struct mta_rule *rules;        /* ends with ok == NULL */
+	const struct mta_limit *limits;      /* ends with what == NULL */
 	/* Optional: adjust defaults for a problem before checking (may be NULL). */
 	void (*tailor)(const struct mta_problem *p, struct mta_variant *v);
-	/* Kernel families v1..vN the space walks (0 means 1); check() says
-	 * which tunable values each family takes. */
-	int nversions;
 };
+
+/* A variant's field for tunable t. */
+int *mta_tunable_field(struct mta_variant *v, const struct mta_tunable *t);
+
+/*
+ * MTA_OK, or MTA_EINVAL with the first broken row's message (expanded) of
+ * space s: the family, each tunable's rule, the rules, the limits.
+ */
+int mta_space_check(const struct mta_space *s, const struct mta_problem *p,
+		    const struct mta_variant *v);
 
 extern const struct mta_space mta_space_cpu;
 extern const struct mta_space mta_space_cuda;

@@ -1,45 +1,43 @@
 /*
  * variant.c: variant specs (text <-> struct) and the generic walk over a
- * backend's space (see space.h). Backend knowledge lives in space_<b>.c.
+ * backend's space (see space.h). Backend knowledge lives in gen/<b>/space.c.
  */
-#include "space.h"
-#include "error.h"
+#include "gen/gen.h"
+#include "runtime/core/error.h"
 
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static const struct mta_space *spaces[] = { &mta_space_cpu, &mta_space_cuda };
-
 const char *mta_backend_name(int backend)
 {
-	if (backend >= 0 && backend < (int)(sizeof spaces / sizeof spaces[0]))
-		return spaces[backend]->backend;
-	return "?";
+	const struct mta_gen_backend *g = mta_gen_backend(backend);
+	return g ? g->name : "?";
 }
 
 int mta_backend_parse(const char *s, int *backend)
 {
-	for (int i = 0; i < (int)(sizeof spaces / sizeof spaces[0]); i++)
-		if (!strcmp(s, spaces[i]->backend)) {
+	char names[128] = "";
+	for (int i = 0; i < mta_gen_backend_count(); i++) {
+		if (!strcmp(s, mta_gen_backend(i)->name)) {
 			*backend = i;
 			return MTA_OK;
 		}
-	return mta_fail(MTA_EINVAL, "unknown backend '%s' (expected cpu or cuda)", s);
+		snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s",
+			 i ? (i + 1 == mta_gen_backend_count() ? " or " : ", ") : "",
+			 mta_gen_backend(i)->name);
+	}
+	return mta_fail(MTA_EINVAL, "unknown backend '%s' (expected %s)", s, names);
 }
 
 static const struct mta_space *space_of(int backend)
 {
-	if (backend < 0 || backend >= (int)(sizeof spaces / sizeof spaces[0]))
-		return NULL;
-	return spaces[backend];
+	const struct mta_gen_backend *g = mta_gen_backend(backend);
+	return g ? g->space : NULL;
 }
 
-static int *field(struct mta_variant *v, const struct mta_tunable *t)
-{
-	return (int *)((char *)v + t->offset);
-}
+#define field mta_tunable_field
 
 static void defaults(const struct mta_space *s, int backend, struct mta_variant *v)
 {
@@ -135,7 +133,7 @@ int mta_variant_check(const struct mta_problem *p, const struct mta_variant *v)
 		return mta_fail(MTA_EINVAL, "variant has unknown backend %d", v->backend);
 	if ((rc = mta_problem_validate(p)))
 		return rc;
-	return s->check(p, v);
+	return mta_space_check(s, p, v);
 }
 
 /* Visit every point of the cartesian product of the value lists. */
@@ -154,7 +152,7 @@ static int walk(const struct mta_problem *p, const struct mta_space *s, int back
 		v.version = ver;
 		for (int i = 0; i < nt; i++)
 			*field(&v, &s->tunables[i]) = s->tunables[i].vals[idx[i]];
-		if (s->check(p, &v) == MTA_OK) {
+		if (mta_space_check(s, p, &v) == MTA_OK) {
 			if (cnt == cap) {
 				cap = cap ? cap * 2 : 64;
 				struct mta_variant *na = realloc(arr, cap * sizeof *arr);
@@ -205,7 +203,7 @@ int mta_variant_default(const struct mta_problem *p, int backend, struct mta_var
 	defaults(s, backend, v);
 	if (s->tailor)
 		s->tailor(p, v);
-	if (s->check(p, v) == MTA_OK)
+	if (mta_space_check(s, p, v) == MTA_OK)
 		return MTA_OK;
 	if ((rc = walk(p, s, backend, &arr, &n, 1)))
 		return rc;

@@ -2,9 +2,10 @@
  * variant.h: a kernel variant, i.e. the tunable choices that, together with
  * a problem, fully determine a generated kernel's source.
  *
- * Tunables and their constraints are data (one table per backend, in
- * gen/space_<backend>.c): the tuner enumerates a problem's space from those
- * tables, and mta_variant_check() rejects a combination with a reason.
+ * Tunables and their constraints are data (one space per kernel backend,
+ * gen/<backend>/space.c, laid out in gen/space.h): the tuner enumerates a
+ * problem's space from those tables, and mta_variant_check() rejects a
+ * combination with a reason.
  *
  * Text form ("variant spec"), canonical order, comma separated key=value:
  *   cpu:v1,bq=16,bk=64,hpb=4,vec=8,thr=0,algo=0
@@ -12,11 +13,17 @@
  * Unknown keys, repeated keys and missing backends are refused; keys left out
  * take the backend's default.
  */
-#ifndef MTA_VARIANT_H
-#define MTA_VARIANT_H
+#ifndef MTA_GEN_VARIANT_H
+#define MTA_GEN_VARIANT_H
 
-#include "mta.h"
+#include "runtime/mta.h"
 
+/*
+ * Kernel backends: the language a variant's source is generated in, i.e.
+ * the spec's prefix. The rows of gen/backends.c, in this order. (Several
+ * runtime backends may run one kernel backend's variants: cuda and cuda-emu
+ * both run cuda variants; see runtime/backend.h.)
+ */
 enum { MTA_BACKEND_CPU = 0, MTA_BACKEND_CUDA = 1 };
 
 struct mta_variant {
@@ -30,8 +37,6 @@ struct mta_variant {
 	int warps;     /* CUDA: warps per block */
 	int algo;      /* family-specific algorithm choice (see the family's doc) */
 };
-
-#define MTA_SPEC_MAX 128
 
 int mta_backend_parse(const char *s, int *backend);  /* "cpu", "cuda" */
 const char *mta_backend_name(int backend);

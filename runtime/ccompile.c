@@ -9,8 +9,9 @@
  * log next to the cache entries (<hash>.fail.c, <hash>.fail.log) for
  * inspection; it never stops the caller, which gets MTA_ECOMPILE.
  */
-#include "ccompile.h"
-#include "error.h"
+#include "runtime/ccompile.h"
+#include "runtime/core/error.h"
+#include "runtime/core/hash.h"
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -29,14 +30,6 @@ extern char **environ;
 
 #define MAXARGS 64
 #define LOG_MAX (1 << 20)
-
-void mta_hash_hex(const void *data, size_t n, char out[17])
-{
-	uint64_t h = 0xcbf29ce484222325ULL;
-	for (size_t i = 0; i < n; i++)
-		h = (h ^ ((const unsigned char *)data)[i]) * 0x100000001b3ULL;
-	snprintf(out, 17, "%016llx", (unsigned long long)h);
-}
 
 static const char *compiler(int lang)
 {

@@ -32,7 +32,4 @@ void mta_cc_close(void *dl);
 /* The compiler's identity line (first line of `cc --version`), cached. */
 const char *mta_cc_identity(int lang);
 
-/* 64-bit content hash (FNV-1a 64 over bytes) as 16 hex digits into out[17]. */
-void mta_hash_hex(const void *data, size_t n, char out[17]);
-
 #endif

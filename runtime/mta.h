@@ -8,7 +8,8 @@
  *
  * Every function returns an int status (MTA_OK or one of the MTA_E* codes)
  * and leaves a human-readable message for the calling thread in
- * mta_last_error(). Nothing here exits the process.
+ * mta_last_error(); a call that succeeds clears it. Nothing here exits the
+ * process.
  */
 #ifndef MTA_H
 #define MTA_H
@@ -18,6 +19,17 @@
 
 #ifdef __cplusplus
 extern "C" {
+#endif
+
+/*
+ * Every function below, and nothing else, is exported from libmtatune.so
+ * (the library is built with -fvisibility=hidden; a test compares nm -D
+ * with this header).
+ */
+#if defined(__GNUC__)
+#define MTA_API __attribute__((visibility("default")))
+#else
+#define MTA_API
 #endif
 
 /* ---- status codes ---------------------------------------------------- */
@@ -39,9 +51,9 @@ enum {
 };
 
 /* The message describing the last failure on this thread ("" if none). */
-const char *mta_last_error(void);
+MTA_API const char *mta_last_error(void);
 /* Short name of a status code, e.g. "EINVAL". */
-const char *mta_status_name(int status);
+MTA_API const char *mta_status_name(int status);
 
 /* ---- element types --------------------------------------------------- */
 typedef enum {
@@ -51,15 +63,15 @@ typedef enum {
 	MTA_F64 = 3, /* only for tensors read from .npy and the reference */
 } mta_dtype;
 
-const char *mta_dtype_name(mta_dtype t); /* "f32", "bf16", "f16", "f64" */
-size_t mta_dtype_size(mta_dtype t);
+MTA_API const char *mta_dtype_name(mta_dtype t); /* "f32", "bf16", "f16", "f64" */
+MTA_API size_t mta_dtype_size(mta_dtype t);
 
 /* bf16: the upper 16 bits of an IEEE float32, rounded to nearest even. */
-uint16_t mta_f32_to_bf16(float f);
-float mta_bf16_to_f32(uint16_t h);
+MTA_API uint16_t mta_f32_to_bf16(float f);
+MTA_API float mta_bf16_to_f32(uint16_t h);
 /* f16: IEEE binary16, rounded to nearest even, with subnormals. */
-uint16_t mta_f32_to_f16(float f);
-float mta_f16_to_f32(uint16_t h);
+MTA_API uint16_t mta_f32_to_f16(float f);
+MTA_API float mta_f16_to_f32(uint16_t h);
 
 /* ---- the problem ----------------------------------------------------- */
 typedef enum { MTA_PAD_BOTH = 0, MTA_PAD_LEFT = 1, MTA_PAD_RIGHT = 2 } mta_pad;
@@ -92,6 +104,8 @@ struct mta_problem {
 
 /* Longest canonical key, including the terminating NUL. */
 #define MTA_KEY_MAX 160
+/* Longest variant spec (e.g. cpu:v1,bq=64,bk=128,...), including the NUL. */
+#define MTA_SPEC_MAX 128
 
 /* Limits the validator enforces (sizes beyond these are refused). */
 #define MTA_MAX_HEADS 256
@@ -99,23 +113,23 @@ struct mta_problem {
 #define MTA_MAX_KERNEL 64
 
 /* A problem with every option off: plain causal attention, f32. */
-void mta_problem_init(struct mta_problem *p, int H, int Hkv, int D);
+MTA_API void mta_problem_init(struct mta_problem *p, int H, int Hkv, int D);
 /* MTA_OK, or MTA_EINVAL with a message saying which rule is broken. */
-int mta_problem_validate(const struct mta_problem *p);
+MTA_API int mta_problem_validate(const struct mta_problem *p);
 /*
  * Canonical text key, e.g. h16kv16d96-pre6x11-hpre-post6x11-hc16-both-gn-gate-bf16.
  * Validates first. buf must hold MTA_KEY_MAX bytes.
  */
-int mta_problem_key(const struct mta_problem *p, char *buf, size_t n);
+MTA_API int mta_problem_key(const struct mta_problem *p, char *buf, size_t n);
 /* Parse a key back into a validated problem (also accepts non-canonical order). */
-int mta_problem_from_key(const char *key, struct mta_problem *p);
+MTA_API int mta_problem_from_key(const char *key, struct mta_problem *p);
 /* The effective softmax scale (p->scale or 1/sqrt(D)). */
-double mta_problem_scale(const struct mta_problem *p);
+MTA_API double mta_problem_scale(const struct mta_problem *p);
 /* Key offset ok of a convolution of width ck under p->pad. */
-int mta_pad_offset(int pad, int ck);
-const char *mta_pad_name(int pad); /* "both", "left", "right" */
-int mta_pad_parse(const char *s, int *pad);
-int mta_dtype_parse(const char *s, int *dtype); /* f32|bf16|f16 (+ aliases) */
+MTA_API int mta_pad_offset(int pad, int ck);
+MTA_API const char *mta_pad_name(int pad); /* "both", "left", "right" */
+MTA_API int mta_pad_parse(const char *s, int *pad);
+MTA_API int mta_dtype_parse(const char *s, int *dtype); /* f32|bf16|f16 (+ aliases) */
 
 /* ---- tensors and weights ---------------------------------------------- */
 /*
@@ -130,7 +144,7 @@ struct mta_tensor {
 };
 
 /* Fill a contiguous (C-order) view. */
-void mta_tensor_init(struct mta_tensor *t, void *data, int dtype,
+MTA_API void mta_tensor_init(struct mta_tensor *t, void *data, int dtype,
 		     int64_t d0, int64_t d1, int64_t d2, int64_t d3);
 
 /*
@@ -150,13 +164,13 @@ struct mta_weights {
 };
 
 /* The group-norm layer rescale factor 1-(0.8-0.6*exp(-0.3*layer_id)). */
-double mta_layer_rescale(int layer_id);
+MTA_API double mta_layer_rescale(int layer_id);
 
 /*
  * Check that q, k, v (and o when not NULL) have the shapes and dtypes the
  * problem needs and agree on B and T; sets *B and *T.
  */
-int mta_check_tensors(const struct mta_problem *p, const struct mta_tensor *q,
+MTA_API int mta_check_tensors(const struct mta_problem *p, const struct mta_tensor *q,
 		      const struct mta_tensor *k, const struct mta_tensor *v,
 		      const struct mta_tensor *o, int64_t *B, int64_t *T);
 
@@ -164,7 +178,7 @@ int mta_check_tensors(const struct mta_problem *p, const struct mta_tensor *q,
  * Check that w (NULL: no weights) holds every weight the problem uses;
  * MTA_EINVAL naming the first one missing.
  */
-int mta_check_weights(const struct mta_problem *p, const struct mta_weights *w);
+MTA_API int mta_check_weights(const struct mta_problem *p, const struct mta_weights *w);
 
 /*
  * The float64 reference forward of MTA.md, step by step. q, k, v may be of
@@ -172,7 +186,7 @@ int mta_check_weights(const struct mta_problem *p, const struct mta_weights *w);
  * doubles. Memory is O(H*(cq+cq2)*T), not O(T^2): rows are streamed with a
  * ring buffer of the halo rows the convolutions need.
  */
-int mta_reference(const struct mta_problem *p, const struct mta_tensor *q,
+MTA_API int mta_reference(const struct mta_problem *p, const struct mta_tensor *q,
 		  const struct mta_tensor *k, const struct mta_tensor *v,
 		  const struct mta_weights *w, double *out);
 
@@ -180,34 +194,71 @@ int mta_reference(const struct mta_problem *p, const struct mta_tensor *q,
  * Relative L2 error ||o - e|| / ||e|| of a float32 output against a float64
  * one; INFINITY if any element of o is NaN or infinite, so NaN never passes.
  */
-double mta_rel_l2(const float *o, const double *e, size_t n);
+MTA_API double mta_rel_l2(const float *o, const double *e, size_t n);
 
 /*
  * The relative L2 error a kernel may show against the reference: 1e-5 for
  * f32 problems (float32 throughout), 1e-2 for bf16/f16 ones (intermediates
  * rounded to the 16-bit type).
  */
-double mta_tolerance(int dtype);
+MTA_API double mta_tolerance(int dtype);
+
+/*
+ * Its element-wise twin: every element must satisfy
+ *     |o[i] - e[i]| <= atol * rms(e) + rtol * |e[i]|
+ * where rms(e) is the root mean square of the whole reference, so the bound
+ * scales with the output (an attention average over long T is small). f32:
+ * atol 1e-4, rtol 1e-4; bf16/f16: atol 5e-2, rtol 5e-2. One element off by
+ * more fails the check even when the relative L2 error is within bounds.
+ */
+MTA_API void mta_tolerance_elem(int dtype, double *atol, double *rtol);
+
+/* What mta_compare found. */
+struct mta_compare {
+	size_t n;              /* elements compared */
+	double rel_l2;         /* ||o - e|| / ||e||; INFINITY when o has NaN or inf */
+	double rms;            /* rms(e), the unit of atol */
+	size_t bad;            /* elements beyond the element-wise bound (NaN counts) */
+	size_t worst;          /* index of the element furthest beyond its bound */
+	double worst_value;    /* o[worst] */
+	double worst_expected; /* e[worst] */
+	double tol, atol, rtol;/* the bounds applied */
+};
+
+/*
+ * Compare a float32 output o with the float64 reference e (n elements) under
+ * dtype's bounds: both the relative L2 error and every element must pass.
+ * MTA_OK, or MTA_EVERIFY with a message naming the relative L2 error, how
+ * many elements are beyond the bound and the worst one (index, value,
+ * expected). r (may be NULL) receives the details either way.
+ */
+MTA_API int mta_compare(const float *o, const double *e, size_t n, int dtype,
+			struct mta_compare *r);
 
 /* ---- running: pick the tuned winner and launch it ----------------------- */
 typedef struct mta_context mta_context;
 
 /*
- * A context owns the database handle (read-only), the device identity and a
- * cache of loaded kernels. db_path NULL means the default database
- * ($MTATUNE_DB, else ~/.cache/mtatune/mta.db); a missing database is not an
- * error (every problem then runs its default variant), a corrupt or foreign
- * one is. backend "cpu" (NULL means cpu) or "cuda". One context may be used
- * from several threads.
+ * A context owns the database handle (read-only), the device and a cache of
+ * loaded kernels. db_path NULL means the default database ($MTATUNE_DB, else
+ * ~/.cache/mtatune/mta.db); a missing database is not an error (every
+ * problem then runs its default variant), a corrupt or foreign one is.
+ * backend "cpu" (NULL means cpu), "cuda", or "cuda-emu" (the CUDA kernels'
+ * source run on the CPU by mtatune's emulator: slow, for checking). device
+ * is the device's index among those its backend sees (CUDA: ordinal among
+ * the visible devices, CUDA_VISIBLE_DEVICES applies; for cpu and cuda-emu
+ * every index names this machine's CPU). One context may be used from
+ * several threads.
  *
- * "cuda" opens device $MTATUNE_CUDA_DEVICE (else 0; CUDA_VISIBLE_DEVICES
- * applies) through the driver, loaded at run time: without a driver or
- * device it returns MTA_ENODEV saying which. Winners are looked up for that
- * device (name, architecture, driver and NVRTC versions); their cubins come
- * from the database, compiled with NVRTC only when none is stored.
+ * "cuda" opens the device through the driver, loaded at run time: without a
+ * driver or device it returns MTA_ENODEV saying which. Winners are looked up
+ * for that device (name, architecture, driver and NVRTC versions); their
+ * cubins come from the database, compiled with NVRTC only when none is
+ * stored.
  */
-int mta_context_create(mta_context **ctx, const char *db_path, const char *backend);
-void mta_context_free(mta_context *ctx);
+MTA_API int mta_context_create(mta_context **ctx, const char *db_path, const char *backend,
+			       int device);
+MTA_API void mta_context_free(mta_context *ctx);
 
 /*
  * The variant mta_forward would run for (p, T): the recorded winner of this
@@ -218,8 +269,8 @@ void mta_context_free(mta_context *ctx);
  * life, so mta_forward runs no database query after the first call; create a
  * new context to see winners recorded since.
  */
-int mta_context_pick(mta_context *ctx, const struct mta_problem *p, int64_t T, char *spec,
-		     size_t n, int *source);
+MTA_API int mta_context_pick(mta_context *ctx, const struct mta_problem *p, int64_t T,
+			     char *spec, size_t n, int *source);
 
 /*
  * The forward of MTA.md with the picked variant: q, k, v [B,T,H|Hkv,D] of
@@ -229,9 +280,10 @@ int mta_context_pick(mta_context *ctx, const struct mta_problem *p, int64_t T, c
  * call copies q, k, v and the weights to the device and o back, and
  * returns when o is written. (Device-resident tensors are not supported yet.)
  */
-int mta_forward(mta_context *ctx, const struct mta_problem *p, const struct mta_tensor *q,
-		const struct mta_tensor *k, const struct mta_tensor *v,
-		const struct mta_weights *w, struct mta_tensor *o);
+MTA_API int mta_forward(mta_context *ctx, const struct mta_problem *p,
+			const struct mta_tensor *q, const struct mta_tensor *k,
+			const struct mta_tensor *v, const struct mta_weights *w,
+			struct mta_tensor *o);
 
 #ifdef __cplusplus
 }

@@ -18,7 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "mta_kargs.h"
+#include "runtime/core/mta_kargs.h"
 
 /* One compiled kernel: a C function (cpu) or a cubin (cuda). */
 struct mtx_kernel {

@@ -1,6 +1,6 @@
 /*
  * mta_cpu.c: template of the fused, tiled CPU kernel for the MTA forward
- * (MTA.md). gen/cgen.c prepends #defines of the K_* constants below and
+ * (MTA.md). gen/cpu/cgen.c prepends #defines of the K_* constants below and
  * pastes mta_kargs.h in place of its #include; on its own, this file compiles
  * with the defaults (every option on), which the tests check.
  *
@@ -47,7 +47,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "mta_kargs.h"
+#include "runtime/core/mta_kargs.h"
 
 /* ---- constants (defaults: a small problem with every option on) ---- */
 #ifndef K_H
@@ -72,8 +72,13 @@
 #define K_BK 16        /* key columns per tile */
 #define K_HPB 4        /* heads per block */
 #define K_VEC 8        /* floats per SIMD vector: 4, 8 or 16 */
-#define K_THREADS 0    /* default worker threads, 0: all cores */
+#define K_THR 0        /* default worker threads, 0: all cores */
 #define K_ALGO 0       /* the one algorithm above */
+#define K_VERSION 1    /* kernel family (this file is v1) */
+#endif
+#if K_HPB == 0         /* hpb=0 in a spec means all heads */
+#undef K_HPB
+#define K_HPB K_H
 #endif
 
 /* A missing convolution is the identity: a 1x1 kernel at offset 0. */
@@ -134,7 +139,7 @@ const struct mta_kinfo mta_cpu_info = {
 	MTA_KARGS_ABI, (int)sizeof(struct mta_kargs), K_DTYPE, (int64_t)WS_FLOATS * 4
 };
 
-#include "mta_cpu_simd.h"
+#include "templates/mta_cpu_simd.h"
 
 static inline float ld(const void *base, int64_t i)
 {
@@ -476,7 +481,7 @@ int mta_cpu_kernel(const struct mta_kargs *a)
 		return MTA_KERR_ARGS;
 	struct job j = { a, 0, (a->T + K_BQ - 1) / K_BQ, 0, 0 };
 	j.nitems = j.ntiles * a->B * (K_H / K_HPB);
-	long n = a->nthreads > 0 ? a->nthreads : K_THREADS;
+	long n = a->nthreads > 0 ? a->nthreads : K_THR;
 	if (n <= 0)
 		n = sysconf(_SC_NPROCESSORS_ONLN);
 	if (n < 1)

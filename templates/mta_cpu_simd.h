@@ -4,7 +4,7 @@
  * tile steps (q.k, the key-query convolutions, head mixing, P.V).
  *
  * A fragment of the kernel, not a standalone header: it is included (and
- * pasted by gen/cgen.c) after mta_cpu.c has defined the K_* constants and the
+ * pasted by gen/cpu/cgen.c) after mta_cpu.c has defined the K_* constants and the
  * tile geometry (VL, ZRP, NRP, RQP, ZS, SS, RS, DPB and the block sizes).
  * Every block size is a constant once a micro-kernel is inlined at its call,
  * so GCC unrolls the block loops and keeps the accumulators in registers.

@@ -30,88 +30,88 @@
  * (head, query) w, w+WARPS, ...; lane l owns d = l, l+32, ...; so group norm
  * and gate reduce with warp shuffles.
  *
- * The generator (gen/cudagen.c) prepends #defines for every C_* constant; the
+ * The generator (gen/cuda/cudagen.c) prepends #defines for every K_* constant; the
  * defaults below let this file compile on its own. Only dynamic shared memory
  * is used (the emulator, templates/cuda_emu.h, maps it to one buffer).
  */
 
-#ifndef C_H
-#define C_H 4        /* heads */
+#ifndef K_H
+#define K_H 4        /* heads */
 #endif
-#ifndef C_HKV
-#define C_HKV 2      /* key/value heads */
+#ifndef K_HKV
+#define K_HKV 2      /* key/value heads */
 #endif
-#ifndef C_D
-#define C_D 16       /* head dimension */
+#ifndef K_D
+#define K_D 16       /* head dimension */
 #endif
-#ifndef C_CQ
-#define C_CQ 3       /* kq_pre rows (0: none) */
-#define C_CK 5       /* kq_pre columns */
-#define C_OK 2       /* kq_pre key offset */
+#ifndef K_CQ
+#define K_CQ 3       /* kq_pre rows (0: none) */
+#define K_CK 5       /* kq_pre columns */
+#define K_OK 2       /* kq_pre key offset */
 #endif
-#ifndef C_HPRE
-#define C_HPRE 1     /* head_pre mixing */
+#ifndef K_HPRE
+#define K_HPRE 1     /* head_pre mixing */
 #endif
-#ifndef C_CQ2
-#define C_CQ2 2      /* kq_post rows (0: none) */
-#define C_CK2 3
-#define C_OK2 1
+#ifndef K_CQ2
+#define K_CQ2 2      /* kq_post rows (0: none) */
+#define K_CK2 3
+#define K_OK2 1
 #endif
-#ifndef C_HPOST
-#define C_HPOST 2    /* 0 none, 1 head_post conv, 2 head_post_linear */
-#define C_HC 0
+#ifndef K_HPOST
+#define K_HPOST 2    /* 0 none, 1 head_post conv, 2 head_post_linear */
+#define K_HC 0
 #endif
-#ifndef C_GN
-#define C_GN 1
-#define C_GNR 1
+#ifndef K_GN
+#define K_GN 1
+#define K_GNR 1
 #endif
-#ifndef C_GATE
-#define C_GATE 1
+#ifndef K_GATE
+#define K_GATE 1
 #endif
-#ifndef C_SCALE
-#define C_SCALE 0.25f
+#ifndef K_SCALE
+#define K_SCALE 0.25f
 #endif
-#ifndef C_DTYPE
-#define C_DTYPE 1    /* 0 f32, 1 bf16, 2 f16 */
+#ifndef K_DTYPE
+#define K_DTYPE 1    /* 0 f32, 1 bf16, 2 f16 */
 #endif
-#ifndef C_VERSION
-#define C_VERSION 1  /* kernel family: 1 scalar, 2 tensor cores (mta_cuda_tc.cu) */
+#ifndef K_VERSION
+#define K_VERSION 1  /* kernel family: 1 scalar, 2 tensor cores (mta_cuda_tc.cu) */
 #endif
-#ifndef C_BQ
-#define C_BQ 8       /* query rows per block */
-#define C_BK 16      /* key columns per tile */
-#define C_HPB 4      /* heads per block */
-#define C_WARPS 4
-#define C_ALGO 0     /* v1 has one algorithm (see above) */
+#ifndef K_BQ
+#define K_BQ 8       /* query rows per block */
+#define K_BK 16      /* key columns per tile */
+#define K_HPB 4      /* heads per block */
+#define K_WARPS 4
+#define K_ALGO 0     /* v1 has one algorithm (see above) */
 #endif
 
 /* ---- derived sizes ---------------------------------------------------- */
-#define NT (32 * C_WARPS)
-#define QR (C_CQ ? C_CQ - 1 : 0)    /* pre-conv halo rows */
-#define KR (C_CQ ? C_CK - 1 : 0)    /* pre-conv halo columns */
-#define OK1 (C_CQ ? C_OK : 0)
-#define QP (C_CQ2 ? C_CQ2 - 1 : 0)  /* post-conv halo rows */
-#define KP (C_CQ2 ? C_CK2 - 1 : 0)
-#define OK2 (C_CQ2 ? C_OK2 : 0)
-#define POST (C_CQ2 || C_HPOST)
-#define RP (C_BQ + QP)              /* rows of the probability tile */
-#define CP (C_BK + KP)              /* columns of the probability tile */
+#define NT (32 * K_WARPS)
+#define QR (K_CQ ? K_CQ - 1 : 0)    /* pre-conv halo rows */
+#define KR (K_CQ ? K_CK - 1 : 0)    /* pre-conv halo columns */
+#define OK1 (K_CQ ? K_OK : 0)
+#define QP (K_CQ2 ? K_CQ2 - 1 : 0)  /* post-conv halo rows */
+#define KP (K_CQ2 ? K_CK2 - 1 : 0)
+#define OK2 (K_CQ2 ? K_OK2 : 0)
+#define POST (K_CQ2 || K_HPOST)
+#define RP (K_BQ + QP)              /* rows of the probability tile */
+#define CP (K_BK + KP)              /* columns of the probability tile */
 #define RZ (RP + QR)                /* rows of the raw logit tile */
 #define CZ (CP + KR)
-#define NROW (C_HPB * C_BQ)         /* output rows (head, query) per block */
-#define RPW ((NROW + C_WARPS - 1) / C_WARPS)
-#define DPL ((C_D + 31) / 32)
-#define GQA (C_H / C_HKV)
+#define NROW (K_HPB * K_BQ)         /* output rows (head, query) per block */
+#define RPW ((NROW + K_WARPS - 1) / K_WARPS)
+#define DPL ((K_D + 31) / 32)
+#define GQA (K_H / K_HKV)
 
-/* Shared memory, in floats: S | Z | P2 | M | L | A. gen/cudagen.c computes
+/* Shared memory, in floats: S | Z | P2 | M | L | A. gen/cuda/cudagen.c computes
  * the same sum (mta_cuda_smem_bytes); the emulator checks they agree. */
-#define SM_S (C_HPB * RP * CP)
-#define SM_Z (C_CQ ? RZ * CZ : 0)
-#define SM_P2 (C_CQ2 ? C_HPB * C_BQ * C_BK : 0)
-#define SM_STAT (C_HPB * RP)
+#define SM_S (K_HPB * RP * CP)
+#define SM_Z (K_CQ ? RZ * CZ : 0)
+#define SM_P2 (K_CQ2 ? K_HPB * K_BQ * K_BK : 0)
+#define SM_STAT (K_HPB * RP)
 #define SM_FLOATS (4 * (SM_S + SM_Z + SM_P2 + 3 * SM_STAT))
 
-#if C_DTYPE == 0
+#if K_DTYPE == 0
 typedef float elem_t;
 #else
 typedef unsigned short elem_t;
@@ -140,9 +140,9 @@ __device__ __forceinline__ float mta_f16_to_f32(unsigned short h)
 
 __device__ __forceinline__ float ld(const elem_t *p)
 {
-#if C_DTYPE == 0
+#if K_DTYPE == 0
 	return *p;
-#elif C_DTYPE == 1
+#elif K_DTYPE == 1
 	return __uint_as_float((unsigned)*p << 16);
 #else
 	return mta_f16_to_f32(*p);
@@ -169,32 +169,32 @@ __device__ __forceinline__ float dot(const elem_t *x, const elem_t *y)
 {
 	float s = 0.f;
 #pragma unroll 8
-	for (int d = 0; d < C_D; d++)
+	for (int d = 0; d < K_D; d++)
 		s += ld(x + d) * ld(y + d);
 	return s;
 }
 
-#if C_HPRE || C_HPOST == 2
+#if K_HPRE || K_HPOST == 2
 /* In place, one (row, column) of every head (HPB == H), heads stride apart:
  * X[h] <- sum_h' W[h,h'] X[h']. */
 __device__ __forceinline__ void mix_linear(float *X, int stride, const float *W)
 {
-	float x[C_HPB];
+	float x[K_HPB];
 #pragma unroll
-	for (int hh = 0; hh < C_HPB; hh++)
+	for (int hh = 0; hh < K_HPB; hh++)
 		x[hh] = X[hh * stride];
 #pragma unroll 1
-	for (int ho = 0; ho < C_HPB; ho++) {
+	for (int ho = 0; ho < K_HPB; ho++) {
 		float s = 0.f;
 #pragma unroll
-		for (int hi = 0; hi < C_HPB; hi++)
-			s += W[ho * C_H + hi] * x[hi];
+		for (int hi = 0; hi < K_HPB; hi++)
+			s += W[ho * K_H + hi] * x[hi];
 		X[ho * stride] = s;
 	}
 }
 #endif
 
-/* ---- tensor-core family (v2): gen/cudagen.c splices it in here ---- */
+/* ---- tensor-core family (v2): gen/cuda/cudagen.c splices it in here ---- */
 /* @MTA_TC@ */
 
 #ifndef SM_TC
@@ -205,7 +205,7 @@ __device__ __forceinline__ void mix_linear(float *X, int stride, const float *W)
 #define PV(a, b, h0, j0, P, A, acc) pv_tile(a, b, h0, j0, P, A, acc)
 #endif
 /* Dynamic shared memory: the v2 staging area (16-byte aligned) first, then
- * the float tiles. gen/cudagen.c computes the same (mta_cuda_smem_bytes);
+ * the float tiles. gen/cuda/cudagen.c computes the same (mta_cuda_smem_bytes);
  * the emulator checks they agree. */
 #define SMEM_BYTES (SM_TC + SM_FLOATS)
 
@@ -219,70 +219,70 @@ __device__ void logits_tile(const mta_args &a, int b, int h0, int rP0, int cP0, 
 			    float *S, float *Z, unsigned short *tc)
 {
 	const int tid = threadIdx.x;
-#if C_VERSION >= 2
+#if K_VERSION >= 2
 	/* Two-stage pipeline over heads: stage hh+1's rows load during hh's mma. */
 	stage_qk(a, tc, b, h0, rP0 - QR, NRL, cP0 - OK1, ncols + KR, 0);
 	mta_cp_commit();
 #endif
-	for (int hh = 0; hh < C_HPB; hh++) {
+	for (int hh = 0; hh < K_HPB; hh++) {
 		const int h = h0 + hh;
 		float *Sh = S + hh * RP * CP;
-#if C_VERSION >= 2
-		if (hh + 1 < C_HPB)
+#if K_VERSION >= 2
+		if (hh + 1 < K_HPB)
 			stage_qk(a, tc, b, h + 1, rP0 - QR, NRL, cP0 - OK1, ncols + KR, (hh + 1) & 1);
 		mta_cp_commit();
 		mta_cp_wait(1);
 		__syncthreads();
-#if C_CQ && C_ALGO == 1
+#if K_CQ && K_ALGO == 1
 		if (off_band(rP0, cP0, ncols)) { /* block-uniform */
 			fold_tile(a, tc, hh & 1, h, ncols, Sh);
 			continue;
 		}
 #endif
-		qk_tile(a, tc, hh & 1, rP0 - QR, NRL, cP0 - OK1, ncols + KR, C_CQ ? Z : Sh,
-			C_CQ ? CZ : CP);
+		qk_tile(a, tc, hh & 1, rP0 - QR, NRL, cP0 - OK1, ncols + KR, K_CQ ? Z : Sh,
+			K_CQ ? CZ : CP);
 		__syncthreads(); /* the stage is reloaded two heads on; Z is read below */
 #else
 		const elem_t *qb = a.q + b * a.sq[0] + h * a.sq[2];
 		const elem_t *kb = a.k + b * a.sk[0] + (h / GQA) * a.sk[2];
 #endif
-#if C_CQ
+#if K_CQ
 		/* Raw logits Z (0 outside the causal triangle), then the convolution. */
-#if C_VERSION == 1
+#if K_VERSION == 1
 		const int nz = ncols + KR, rZ0 = rP0 - QR, cZ0 = cP0 - OK1;
 		for (int e = tid; e < RZ * nz; e += NT) {
 			const int r = e / nz, c = e % nz, i = rZ0 + r, j = cZ0 + c;
 			float s = 0.f;
 			if (i >= 0 && i < a.T && j >= 0 && j <= i)
-				s = C_SCALE * dot(qb + i * a.sq[1], kb + j * a.sk[1]);
+				s = K_SCALE * dot(qb + i * a.sq[1], kb + j * a.sk[1]);
 			Z[r * CZ + c] = s;
 		}
 		__syncthreads();
 #endif
-		const float *w = a.kq_pre + h * (C_CQ * C_CK);
+		const float *w = a.kq_pre + h * (K_CQ * K_CK);
 		for (int e = tid; e < RP * ncols; e += NT) {
 			const int r = e / ncols, c = e % ncols;
 			float s = 0.f;
 #pragma unroll 1
-			for (int u = 0; u < C_CQ; u++)
+			for (int u = 0; u < K_CQ; u++)
 #pragma unroll
-				for (int t = 0; t < C_CK; t++)
-					s += w[u * C_CK + t] * Z[(r + u) * CZ + c + t];
+				for (int t = 0; t < K_CK; t++)
+					s += w[u * K_CK + t] * Z[(r + u) * CZ + c + t];
 			Sh[r * CP + c] = s;
 		}
 		__syncthreads(); /* Z is rewritten for the next head */
-#elif C_VERSION == 1
+#elif K_VERSION == 1
 		for (int e = tid; e < RP * ncols; e += NT) {
 			const int r = e / ncols, c = e % ncols, i = rP0 + r, j = cP0 + c;
 			float s = 0.f;
 			if (i >= 0 && i < a.T && j >= 0 && j <= i)
-				s = C_SCALE * dot(qb + i * a.sq[1], kb + j * a.sk[1]);
+				s = K_SCALE * dot(qb + i * a.sq[1], kb + j * a.sk[1]);
 			Sh[r * CP + c] = s;
 		}
 #endif
 	}
-#if C_HPRE
-#if !C_CQ
+#if K_HPRE
+#if !K_CQ
 	__syncthreads();
 #endif
 	/* HPB == H here: S[h] <- sum_h' head_pre[h,h'] S[h'], element-wise in place. */
@@ -301,18 +301,18 @@ __device__ void logits_tile(const mta_args &a, int b, int h0, int rP0, int cP0, 
 __device__ void softmax_tile(int T, int rP0, int cP0, float *S, float *M, float *L, float *A)
 {
 	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-	for (int row = warp; row < C_HPB * RP; row += C_WARPS) {
+	for (int row = warp; row < K_HPB * RP; row += K_WARPS) {
 		const int r = row % RP, i = rP0 + r;
 		float *Sr = S + row * CP;
 		const int lim = i < T ? i - cP0 : -1; /* valid columns c <= lim */
 		float mx = NEG_INF;
-		for (int c = lane; c < C_BK; c += 32)
+		for (int c = lane; c < K_BK; c += 32)
 			if (c <= lim && cP0 + c >= 0)
 				mx = fmaxf(mx, Sr[c]);
 		mx = warp_max(mx);
 		const float mold = M[row], mnew = fmaxf(mold, mx);
 		float sum = 0.f;
-		for (int c = lane; c < C_BK; c += 32) {
+		for (int c = lane; c < K_BK; c += 32) {
 			float p = 0.f;
 			if (c <= lim && cP0 + c >= 0)
 				p = __expf(Sr[c] - mnew);
@@ -342,7 +342,7 @@ __device__ void post_tile(const mta_args &a, int h0, int i0, int j0, float *S, f
 			  const float *M, const float *L)
 {
 	const int tid = threadIdx.x, rP0 = i0 - QP, cP0 = j0 - OK2;
-	for (int e = tid; e < C_HPB * RP * CP; e += NT) {
+	for (int e = tid; e < K_HPB * RP * CP; e += NT) {
 		const int row = e / CP, c = e % CP, i = rP0 + row % RP, j = cP0 + c;
 		float p = 0.f;
 		if (i >= 0 && i < a.T && j >= 0 && j <= i)
@@ -350,48 +350,48 @@ __device__ void post_tile(const mta_args &a, int h0, int i0, int j0, float *S, f
 		S[e] = p;
 	}
 	__syncthreads();
-#if C_CQ2
-	for (int e = tid; e < C_HPB * C_BQ * C_BK; e += NT) {
-		const int hh = e / (C_BQ * C_BK), r = (e / C_BK) % C_BQ, c = e % C_BK;
+#if K_CQ2
+	for (int e = tid; e < K_HPB * K_BQ * K_BK; e += NT) {
+		const int hh = e / (K_BQ * K_BK), r = (e / K_BK) % K_BQ, c = e % K_BK;
 		const int i = i0 + r, j = j0 + c;
 		float s = 0.f;
 		if (i < a.T && j <= i) {
-			const float *w = a.kq_post + (h0 + hh) * (C_CQ2 * C_CK2);
+			const float *w = a.kq_post + (h0 + hh) * (K_CQ2 * K_CK2);
 			const float *Sh = S + hh * RP * CP;
 #pragma unroll 1
-			for (int u = 0; u < C_CQ2; u++)
+			for (int u = 0; u < K_CQ2; u++)
 #pragma unroll
-				for (int t = 0; t < C_CK2; t++)
-					s += w[u * C_CK2 + t] * Sh[(r + u) * CP + c + t];
+				for (int t = 0; t < K_CK2; t++)
+					s += w[u * K_CK2 + t] * Sh[(r + u) * CP + c + t];
 		}
 		P2[e] = s;
 	}
 	__syncthreads();
 #endif
-#if C_HPOST == 1
+#if K_HPOST == 1
 	/* head_post [H/c, c, c]: P[g*c+o] <- sum_in w[g,in,o] P[g*c+in] */
-	for (int e = tid; e < (C_HPB / C_HC) * C_BQ * C_BK; e += NT) {
-		const int g = e / (C_BQ * C_BK), off = e % (C_BQ * C_BK);
-		const float *w = a.head_post + (h0 / C_HC + g) * C_HC * C_HC;
-		float *base = P2 + g * C_HC * C_BQ * C_BK + off;
-		float x[C_HC];
+	for (int e = tid; e < (K_HPB / K_HC) * K_BQ * K_BK; e += NT) {
+		const int g = e / (K_BQ * K_BK), off = e % (K_BQ * K_BK);
+		const float *w = a.head_post + (h0 / K_HC + g) * K_HC * K_HC;
+		float *base = P2 + g * K_HC * K_BQ * K_BK + off;
+		float x[K_HC];
 #pragma unroll
-		for (int u = 0; u < C_HC; u++)
-			x[u] = base[u * C_BQ * C_BK];
+		for (int u = 0; u < K_HC; u++)
+			x[u] = base[u * K_BQ * K_BK];
 #pragma unroll 1
-		for (int o = 0; o < C_HC; o++) {
+		for (int o = 0; o < K_HC; o++) {
 			float s = 0.f;
 #pragma unroll
-			for (int u = 0; u < C_HC; u++)
-				s += w[u * C_HC + o] * x[u];
-			base[o * C_BQ * C_BK] = s;
+			for (int u = 0; u < K_HC; u++)
+				s += w[u * K_HC + o] * x[u];
+			base[o * K_BQ * K_BK] = s;
 		}
 	}
 	__syncthreads();
-#elif C_HPOST == 2
+#elif K_HPOST == 2
 	/* head_post_linear [H, H], HPB == H */
-	for (int e = tid; e < C_BQ * C_BK; e += NT)
-		mix_linear(P2 + e, C_BQ * C_BK, a.head_post);
+	for (int e = tid; e < K_BQ * K_BK; e += NT)
+		mix_linear(P2 + e, K_BQ * K_BK, a.head_post);
 	__syncthreads();
 #endif
 }
@@ -401,20 +401,20 @@ __device__ void post_tile(const mta_args &a, int h0, int i0, int j0, float *S, f
  * Accumulate P.V of one key tile into the register accumulators; P is
  * [HPB][BQ][BK]. Without post steps, earlier sums are first rescaled by A.
  */
-#if C_VERSION == 1
+#if K_VERSION == 1
 __device__ __forceinline__ void pv_tile(const mta_args &a, int b, int h0, int j0,
 					const float *P, const float *A, float (&acc)[RPW][DPL])
 {
 	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-	const int nc = a.T - j0 < C_BK ? a.T - j0 : C_BK;
+	const int nc = a.T - j0 < K_BK ? a.T - j0 : K_BK;
 	(void)A;
 #pragma unroll
 	for (int k = 0; k < RPW; k++) {
-		const int row = warp + k * C_WARPS;
-		if (NROW % C_WARPS && row >= NROW)
+		const int row = warp + k * K_WARPS;
+		if (NROW % K_WARPS && row >= NROW)
 			break;
-		const int hh = row / C_BQ;
-		const float *Pr = P + row * C_BK;
+		const int hh = row / K_BQ;
+		const float *Pr = P + row * K_BK;
 		const elem_t *vb = a.v + b * a.sv[0] + ((h0 + hh) / GQA) * a.sv[2] + j0 * a.sv[1];
 #if !POST
 		const float al = A[row]; /* RP == BQ without post steps */
@@ -426,7 +426,7 @@ __device__ __forceinline__ void pv_tile(const mta_args &a, int b, int h0, int j0
 			const float p = Pr[c];
 #pragma unroll
 			for (int e = 0; e < DPL; e++)
-				if (lane + 32 * e < C_D)
+				if (lane + 32 * e < K_D)
 					acc[k][e] += p * ld(vb + c * a.sv[1] + lane + 32 * e);
 		}
 	}
@@ -441,22 +441,22 @@ __device__ __forceinline__ void pv_tile(const mta_args &a, int b, int h0, int j0
 __device__ __forceinline__ void finish_row(const mta_args &a, int b, int h, int i, float (&o)[DPL])
 {
 	const int lane = threadIdx.x & 31;
-#if C_GN
+#if K_GN
 	float ss = 0.f;
 #pragma unroll
 	for (int e = 0; e < DPL; e++)
-		ss += lane + 32 * e < C_D ? o[e] * o[e] : 0.f;
-	const float rn = rsqrtf(warp_sum(ss) * (1.f / C_D) + 1e-5f) * (C_GNR ? a.rescale : 1.f);
+		ss += lane + 32 * e < K_D ? o[e] * o[e] : 0.f;
+	const float rn = rsqrtf(warp_sum(ss) * (1.f / K_D) + 1e-5f) * (K_GNR ? a.rescale : 1.f);
 #pragma unroll
 	for (int e = 0; e < DPL; e++)
-		if (lane + 32 * e < C_D)
+		if (lane + 32 * e < K_D)
 			o[e] *= rn * a.gn_w[lane + 32 * e];
 #endif
-#if C_GATE
+#if K_GATE
 	float g = 0.f;
 #pragma unroll
 	for (int e = 0; e < DPL; e++)
-		g += lane + 32 * e < C_D ? o[e] * a.gate_w[lane + 32 * e] : 0.f;
+		g += lane + 32 * e < K_D ? o[e] * a.gate_w[lane + 32 * e] : 0.f;
 	g = warp_sum(g) + a.gate_b;
 	const float sg = 1.f / (1.f + __expf(-g));
 #pragma unroll
@@ -466,7 +466,7 @@ __device__ __forceinline__ void finish_row(const mta_args &a, int b, int h, int 
 	float *ob = a.o + b * a.so[0] + i * a.so[1] + h * a.so[2];
 #pragma unroll
 	for (int e = 0; e < DPL; e++)
-		if (lane + 32 * e < C_D)
+		if (lane + 32 * e < K_D)
 			ob[lane + 32 * e] = o[e];
 }
 
@@ -478,8 +478,8 @@ extern "C" __global__ void __launch_bounds__(NT, 1) mta_fwd(const mta_args a)
 	float *M = P2 + SM_P2, *L = M + SM_STAT, *A = L + SM_STAT;
 	const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
 	/* Heaviest (latest) query tiles first: causal work grows with i0. */
-	const int i0 = (gridDim.x - 1 - blockIdx.x) * C_BQ, h0 = blockIdx.y * C_HPB, b = blockIdx.z;
-	const int nkt = ((i0 + C_BQ < a.T ? i0 + C_BQ : a.T) + C_BK - 1) / C_BK; /* key tiles */
+	const int i0 = (gridDim.x - 1 - blockIdx.x) * K_BQ, h0 = blockIdx.y * K_HPB, b = blockIdx.z;
+	const int nkt = ((i0 + K_BQ < a.T ? i0 + K_BQ : a.T) + K_BK - 1) / K_BK; /* key tiles */
 	float acc[ACC_ROWS][ACC_COLS];
 	(void)tc;
 #pragma unroll
@@ -495,8 +495,8 @@ extern "C" __global__ void __launch_bounds__(NT, 1) mta_fwd(const mta_args a)
 
 	/* Pass 1 (or the only pass): online softmax over the key tiles. */
 	for (int t = 0; t < nkt; t++) {
-		const int j0 = t * C_BK;
-		logits_tile(a, b, h0, i0 - QP, j0, C_BK, S, Z, tc);
+		const int j0 = t * K_BK;
+		logits_tile(a, b, h0, i0 - QP, j0, K_BK, S, Z, tc);
 		softmax_tile(a.T, i0 - QP, j0, S, M, L, A);
 #if !POST
 		PV(a, b, h0, j0, S, A, acc);
@@ -509,22 +509,22 @@ extern "C" __global__ void __launch_bounds__(NT, 1) mta_fwd(const mta_args a)
 	__syncthreads();
 	/* Pass 2: recompute, normalise, post convolution and mixing, P.V. */
 	for (int t = 0; t < nkt; t++) {
-		const int j0 = t * C_BK;
+		const int j0 = t * K_BK;
 		logits_tile(a, b, h0, i0 - QP, j0 - OK2, CP, S, Z, tc);
-		post_tile(a, h0, i0, j0, S, C_CQ2 ? P2 : S, M, L);
-		PV(a, b, h0, j0, C_CQ2 ? P2 : S, A, acc);
+		post_tile(a, h0, i0, j0, S, K_CQ2 ? P2 : S, M, L);
+		PV(a, b, h0, j0, K_CQ2 ? P2 : S, A, acc);
 		__syncthreads();
 	}
 #endif
 
 	/* Epilogue: normalise (single pass), group norm, gate, store. */
-#if C_VERSION == 1
+#if K_VERSION == 1
 #pragma unroll
 	for (int k = 0; k < RPW; k++) {
-		const int row = warp + k * C_WARPS;
-		if (NROW % C_WARPS && row >= NROW)
+		const int row = warp + k * K_WARPS;
+		if (NROW % K_WARPS && row >= NROW)
 			break;
-		const int hh = row / C_BQ, r = row % C_BQ, i = i0 + r;
+		const int hh = row / K_BQ, r = row % K_BQ, i = i0 + r;
 		if (i >= a.T)
 			continue; /* warp-uniform: the shuffles see whole warps */
 		const float inv = POST ? 1.f : 1.f / L[hh * RP + r];
@@ -537,14 +537,14 @@ extern "C" __global__ void __launch_bounds__(NT, 1) mta_fwd(const mta_args a)
 #else
 	/* One head at a time through shared memory (the staging area is free now). */
 	float *Ob = (float *)mta_smem;
-	for (int hh = 0; hh < C_HPB; hh++) {
+	for (int hh = 0; hh < K_HPB; hh++) {
 		acc_to_smem(hh, acc, Ob);
-		for (int r = warp; r < C_BQ && i0 + r < a.T; r += C_WARPS) {
+		for (int r = warp; r < K_BQ && i0 + r < a.T; r += K_WARPS) {
 			const float inv = POST ? 1.f : 1.f / L[hh * RP + r];
 			float o[DPL];
 #pragma unroll
 			for (int e = 0; e < DPL; e++)
-				o[e] = lane + 32 * e < C_D ? Ob[r * C_D + lane + 32 * e] * inv : 0.f;
+				o[e] = lane + 32 * e < K_D ? Ob[r * K_D + lane + 32 * e] * inv : 0.f;
 			finish_row(a, b, h0 + hh, i0 + r, o);
 		}
 		__syncthreads();

@@ -1,6 +1,6 @@
 /*
  * mta_cuda_tc.cu: the tensor-core kernel family (v2) of the fused MTA
- * forward. gen/cudagen.c splices this text into templates/mta_cuda.cu at its
+ * forward. gen/cuda/cudagen.c splices this text into templates/mta_cuda.cu at its
  * "tensor-core family" mark, so v2 keeps v1's block structure (tiles with
  * halos, two passes when post-softmax steps exist, the same convolution,
  * head mixing, softmax and epilogue code) and replaces its two products:
@@ -77,7 +77,7 @@ __device__ __forceinline__ unsigned short mta_f32_to_f16(float f)
 /* Round a float to the operand type, to nearest even (inputs are finite). */
 __device__ __forceinline__ unsigned short to_op(float f)
 {
-#if C_DTYPE == 1
+#if K_DTYPE == 1
 	unsigned u = __float_as_uint(f);
 	return (unsigned short)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
 #else
@@ -87,44 +87,44 @@ __device__ __forceinline__ unsigned short to_op(float f)
 
 __device__ __forceinline__ void mma(float d[4], const unsigned a[4], const unsigned b[2])
 {
-#if C_DTYPE == 1
+#if K_DTYPE == 1
 	mta_mma_bf16(d, a, b);
 #else
 	mta_mma_f16(d, a, b);
 #endif
 }
 
-/* ---- sizes of the v2 staging area (bytes; gen/cudagen.c mirrors them) --- */
+/* ---- sizes of the v2 staging area (bytes; gen/cuda/cudagen.c mirrors them) --- */
 #define R16(x) (((x) + 15) / 16 * 16)
 #define R8(x) (((x) + 7) / 8 * 8)
-#define DK R16(C_D)                 /* k extent of q.k, zero padded */
+#define DK R16(K_D)                 /* k extent of q.k, zero padded */
 #define DS (DK + 8)                 /* smem row stride (elements): 16-byte rows, fewer bank conflicts */
-#define DN R8(C_D)                  /* n extent of P.V */
-#define NRL (C_CQ ? RZ : RP)        /* rows of the raw logit region */
-#define NCL (C_CQ ? CZ : CP)        /* columns of the raw logit region */
+#define DN R8(K_D)                  /* n extent of P.V */
+#define NRL (K_CQ ? RZ : RP)        /* rows of the raw logit region */
+#define NCL (K_CQ ? CZ : CP)        /* columns of the raw logit region */
 #define MR (R16(RP) + R16(QR))     /* staged q rows: the fold reads rows r+a of RP */
 #define NC R8(NCL)
-#define PS (C_BK + 8)               /* row stride of the rounded P tile */
+#define PS (K_BK + 8)               /* row stride of the rounded P tile */
 #define TC_QK (2 * (MR + NC) * DS)  /* two stages of q and k rows (elements) */
 #define NF R8(CP)                   /* folded k columns (algo 1) */
-#define TC_KC (C_CQ && C_ALGO == 1 ? NF * DS : 0)
-#define TC_STAGE (2 * (TC_QK + C_BK * DS + C_BQ * PS + TC_KC))
-#define TC_OUT (4 * C_BQ * C_D)     /* one head's output rows, float, for the epilogue */
+#define TC_KC (K_CQ && K_ALGO == 1 ? NF * DS : 0)
+#define TC_STAGE (2 * (TC_QK + K_BK * DS + K_BQ * PS + TC_KC))
+#define TC_OUT (4 * K_BQ * K_D)     /* one head's output rows, float, for the epilogue */
 #define SM_TC (((TC_STAGE > TC_OUT ? TC_STAGE : TC_OUT) + 15) / 16 * 16)
 
 /* Output accumulators: 16x8 tiles of (head, query, d), spread over warps. */
-#define MT (C_BQ / 16)
+#define MT (K_BQ / 16)
 #define NT8 (DN / 8)
 #define TPH (MT * NT8)
-#define NTILE (C_HPB * TPH)
-#define ACC_ROWS ((NTILE + C_WARPS - 1) / C_WARPS)
+#define NTILE (K_HPB * TPH)
+#define ACC_ROWS ((NTILE + K_WARPS - 1) / K_WARPS)
 #define ACC_COLS 4
 /* The kernel's P.V step (names the kernel's staging pointer tc). */
 #define PV(a, b, h0, j0, P, A, acc) pv_tile_tc(a, tc, b, h0, j0, P, A, acc)
 
 /*
  * Stage rows r0 .. r0+nr-1 of one head of x (row stride st) as operand rows
- * of stride DS in dst, rows past nrows_pad and columns past C_D zero, rows
+ * of stride DS in dst, rows past nrows_pad and columns past K_D zero, rows
  * outside [0, T) zero. Whole 16-byte chunks go by cp.async when vec says the
  * tensor allows it; the caller commits.
  */
@@ -135,12 +135,12 @@ __device__ void stage_rows(unsigned short *dst, const elem_t *x, long long st, i
 		const int r = e / (DK / 8), c = e % (DK / 8) * 8, t = r0 + r;
 		unsigned short *d = dst + r * DS + c;
 		const bool in = r < nr && t >= 0 && t < T;
-		if (in && vec && c + 8 <= C_D) {
+		if (in && vec && c + 8 <= K_D) {
 			mta_cp_async16(d, x + t * st + c);
 			continue;
 		}
 		for (int u = 0; u < 8; u++)
-			d[u] = in && c + u < C_D ? ((const unsigned short *)x)[t * st + c + u] : 0;
+			d[u] = in && c + u < K_D ? ((const unsigned short *)x)[t * st + c + u] : 0;
 	}
 }
 
@@ -151,7 +151,7 @@ __device__ __forceinline__ bool vec_ok(const mta_args &a)
 			       (unsigned long long)a.v;
 	for (int i = 0; i < 3; i++)
 		m |= (unsigned long long)(a.sq[i] | a.sk[i] | a.sv[i]) * 2;
-	return C_D % 8 == 0 && m % 16 == 0;
+	return K_D % 8 == 0 && m % 16 == 0;
 }
 
 /* Stage q rows r0.. and k columns c0.. of head h into pipeline stage s. */
@@ -165,7 +165,7 @@ __device__ void stage_qk(const mta_args &a, unsigned short *tc, int b, int h, in
 }
 
 /*
- * out[r*ld + c] (r < nr, c < nc) = C_SCALE * q[r0+r].k[c0+c] inside the
+ * out[r*ld + c] (r < nr, c < nc) = K_SCALE * q[r0+r].k[c0+c] inside the
  * causal triangle 0 <= c0+c <= r0+r < T, else 0, from pipeline stage s.
  * Warps take 16x8 tiles round robin; every lane of a warp takes part.
  */
@@ -175,7 +175,7 @@ __device__ void qk_tile(const mta_args &a, const unsigned short *tc, int s, int 
 	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t4 = lane & 3;
 	const unsigned short *Qs = tc + s * (MR + NC) * DS, *Ks = Qs + MR * DS;
 	const int mt = (nr + 15) / 16, nt = (nc + 7) / 8;
-	for (int tile = warp; tile < mt * nt; tile += C_WARPS) {
+	for (int tile = warp; tile < mt * nt; tile += K_WARPS) {
 		const int m0 = tile / nt * 16, n0 = tile % nt * 8;
 		float d[4] = { 0.f, 0.f, 0.f, 0.f };
 #pragma unroll
@@ -190,7 +190,7 @@ __device__ void qk_tile(const mta_args &a, const unsigned short *tc, int s, int 
 			const int r = m0 + g + 8 * (e >> 1), c = n0 + 2 * t4 + (e & 1);
 			const int i = r0 + r, j = c0 + c;
 			if (r < nr && c < nc)
-				out[r * ld + c] = i < a.T && j >= 0 && j <= i ? C_SCALE * d[e] : 0.f;
+				out[r * ld + c] = i < a.T && j >= 0 && j <= i ? K_SCALE * d[e] : 0.f;
 		}
 	}
 }
@@ -205,32 +205,32 @@ __device__ void pv_tile_tc(const mta_args &a, unsigned short *tc, int b, int h0,
 			   const float *P, const float *A, float (&acc)[ACC_ROWS][ACC_COLS])
 {
 	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t4 = lane & 3;
-	unsigned short *Vs = tc + TC_QK, *Ps = Vs + C_BK * DS;
+	unsigned short *Vs = tc + TC_QK, *Ps = Vs + K_BK * DS;
 	const bool vec = vec_ok(a);
 	(void)A;
-	for (int hh = 0; hh < C_HPB; hh++) {
+	for (int hh = 0; hh < K_HPB; hh++) {
 		const int h = h0 + hh;
-		stage_rows(Vs, a.v + b * a.sv[0] + (h / GQA) * a.sv[2], a.sv[1], j0, C_BK, C_BK,
+		stage_rows(Vs, a.v + b * a.sv[0] + (h / GQA) * a.sv[2], a.sv[1], j0, K_BK, K_BK,
 			   a.T, vec);
 		mta_cp_commit();
-		for (int e = threadIdx.x; e < C_BQ * C_BK; e += NT)
-			Ps[e / C_BK * PS + e % C_BK] = to_op(P[hh * C_BQ * C_BK + e]);
+		for (int e = threadIdx.x; e < K_BQ * K_BK; e += NT)
+			Ps[e / K_BK * PS + e % K_BK] = to_op(P[hh * K_BQ * K_BK + e]);
 		mta_cp_wait(0);
 		__syncthreads();
 #pragma unroll
 		for (int k = 0; k < ACC_ROWS; k++) {
-			const int tile = warp + k * C_WARPS;
+			const int tile = warp + k * K_WARPS;
 			if (tile >= NTILE || tile / TPH != hh)
 				continue; /* warp-uniform */
 			const int m0 = tile % TPH / NT8 * 16, n0 = tile % NT8 * 8;
 #if !POST
-			acc[k][0] *= A[hh * C_BQ + m0 + g];
-			acc[k][1] *= A[hh * C_BQ + m0 + g];
-			acc[k][2] *= A[hh * C_BQ + m0 + g + 8];
-			acc[k][3] *= A[hh * C_BQ + m0 + g + 8];
+			acc[k][0] *= A[hh * K_BQ + m0 + g];
+			acc[k][1] *= A[hh * K_BQ + m0 + g];
+			acc[k][2] *= A[hh * K_BQ + m0 + g + 8];
+			acc[k][3] *= A[hh * K_BQ + m0 + g + 8];
 #endif
 #pragma unroll
-			for (int kk = 0; kk < C_BK; kk += 16) {
+			for (int kk = 0; kk < K_BK; kk += 16) {
 				unsigned af[4], bf[2];
 				mta_ldsm_x4(af, Ps + (m0 + (lane & 15)) * PS + kk + (lane >> 4) * 8);
 				mta_ldsm_x2_t(bf, Vs + (kk + (lane & 15)) * DS + n0);
@@ -253,21 +253,21 @@ __device__ void acc_to_smem(int hh, const float (&acc)[ACC_ROWS][ACC_COLS], floa
 	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t4 = lane & 3;
 #pragma unroll
 	for (int k = 0; k < ACC_ROWS; k++) {
-		const int tile = warp + k * C_WARPS;
+		const int tile = warp + k * K_WARPS;
 		if (tile >= NTILE || tile / TPH != hh)
 			continue;
 		const int m0 = tile % TPH / NT8 * 16, n0 = tile % NT8 * 8;
 #pragma unroll
 		for (int e = 0; e < 4; e++) {
 			const int r = m0 + g + 8 * (e >> 1), c = n0 + 2 * t4 + (e & 1);
-			if (c < C_D)
-				Ob[r * C_D + c] = acc[k][e];
+			if (c < K_D)
+				Ob[r * K_D + c] = acc[k][e];
 		}
 	}
 	__syncthreads();
 }
 
-#if C_CQ && C_ALGO == 1
+#if K_CQ && K_ALGO == 1
 /*
  * algo 1: the pre-softmax convolution folded into the logit product. It is
  * linear in q and k:
@@ -282,7 +282,7 @@ __device__ void acc_to_smem(int hh, const float (&acc)[ACC_ROWS][ACC_COLS], floa
  * near the diagonal. Kc_a is summed in float and rounded to the operand
  * type, one kernel row a at a time.
  */
-#define FT ((R16(RP) / 16 * (NF / 8) + C_WARPS - 1) / C_WARPS)
+#define FT ((R16(RP) / 16 * (NF / 8) + K_WARPS - 1) / K_WARPS)
 
 /* Whether every logit of the tile keeps all its taps inside the causal triangle. */
 __device__ __forceinline__ bool off_band(int rP0, int cP0, int ncols)
@@ -300,27 +300,27 @@ __device__ void fold_tile(const mta_args &a, const unsigned short *tc, int s, in
 {
 	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t4 = lane & 3;
 	const unsigned short *Qs = tc + s * (MR + NC) * DS, *Ks = Qs + MR * DS;
-	unsigned short *Kc = (unsigned short *)tc + TC_QK + C_BK * DS + C_BQ * PS;
-	const float *w = a.kq_pre + h * (C_CQ * C_CK);
+	unsigned short *Kc = (unsigned short *)tc + TC_QK + K_BK * DS + K_BQ * PS;
+	const float *w = a.kq_pre + h * (K_CQ * K_CK);
 	float acc[FT][4];
 #pragma unroll
 	for (int k = 0; k < FT; k++)
 		acc[k][0] = acc[k][1] = acc[k][2] = acc[k][3] = 0.f;
 #pragma unroll 1
-	for (int u = 0; u < C_CQ; u++) {
+	for (int u = 0; u < K_CQ; u++) {
 		for (int e = threadIdx.x; e < NF * DK; e += NT) {
 			const int c = e / DK, d = e % DK;
 			float x = 0.f;
 			if (c < ncols)
 #pragma unroll
-				for (int t = 0; t < C_CK; t++)
-					x += w[u * C_CK + t] * ld((const elem_t *)Ks + (c + t) * DS + d);
+				for (int t = 0; t < K_CK; t++)
+					x += w[u * K_CK + t] * ld((const elem_t *)Ks + (c + t) * DS + d);
 			Kc[c * DS + d] = to_op(x);
 		}
 		__syncthreads();
 #pragma unroll
 		for (int k = 0; k < FT; k++) {
-			const int tile = warp + k * C_WARPS;
+			const int tile = warp + k * K_WARPS;
 			if (tile >= R16(RP) / 16 * (NF / 8))
 				break; /* warp-uniform */
 			const int m0 = tile / (NF / 8) * 16, n0 = tile % (NF / 8) * 8;
@@ -336,7 +336,7 @@ __device__ void fold_tile(const mta_args &a, const unsigned short *tc, int s, in
 	}
 #pragma unroll
 	for (int k = 0; k < FT; k++) {
-		const int tile = warp + k * C_WARPS;
+		const int tile = warp + k * K_WARPS;
 		if (tile >= R16(RP) / 16 * (NF / 8))
 			break;
 		const int m0 = tile / (NF / 8) * 16, n0 = tile % (NF / 8) * 8;
@@ -344,7 +344,7 @@ __device__ void fold_tile(const mta_args &a, const unsigned short *tc, int s, in
 		for (int e = 0; e < 4; e++) {
 			const int r = m0 + g + 8 * (e >> 1), c = n0 + 2 * t4 + (e & 1);
 			if (r < RP && c < ncols)
-				Sh[r * CP + c] = C_SCALE * acc[k][e];
+				Sh[r * CP + c] = K_SCALE * acc[k][e];
 		}
 	}
 	__syncthreads();

@@ -1,6 +1,7 @@
 /* cpu_util.c: helpers of the CPU kernel tests (contracts in cpu_util.h). */
-#include "harness.h"
-#include "cpu_util.h"
+#include "tests/harness.h"
+#include "tests/cpu_util.h"
+#include "runtime/core/error.h"
 
 #include <stdint.h>
 
@@ -82,70 +83,42 @@ void mt_weights_free(struct mta_weights *w)
 	free((void *)w->gate_w);
 }
 
-double mt_cpu_case(struct mta_cpu_kernel *k, const struct mta_problem *p, int64_t B, int64_t T,
-		   int strided, int nthreads)
+double mt_kernel_check(const struct mta_backend *be, const char *key, const char *spec,
+		       int64_t B, int64_t T, int strided, int nthreads)
 {
-	struct mta_tensor q, kt, v, o;
-	struct mta_weights w;
-	const int64_t n = B * T * p->H * p->D, Dp = strided ? p->D + 1 : p->D;
+	struct mta_problem p;
+	struct mta_variant v;
+	struct mta_runner r = { be, NULL, NULL, NULL };
+	struct mta_check_opts o = { B, T, mt_seed() ^ (unsigned long long)T, strided };
+	struct mta_compare cmp;
 	double err = INFINITY;
-	void *qb = mt_tensor(p->dtype, B, T, p->H, p->D, strided, &q);
-	void *kb = mt_tensor(p->dtype, B, T, p->Hkv, p->D, strided, &kt);
-	void *vb = mt_tensor(p->dtype, B, T, p->Hkv, p->D, strided, &v);
-	float *ob = malloc((size_t)(B * T * p->H * Dp) * sizeof *ob), *flat = malloc((size_t)n * sizeof *flat);
-	double *ref = malloc((size_t)n * sizeof *ref);
-	mt_weights(p, &w);
-	if (!qb || !kb || !vb || !ob || !flat || !ref) {
-		CHECKF(0, "out of memory");
+	int rc;
+	mt_kcache();
+	if ((rc = mta_problem_from_key(key, &p)) ||
+	    (rc = spec ? mta_variant_parse(spec, &v) : mta_variant_default(&p, be->variants, &v)) ||
+	    (rc = be->open(0, nthreads, &r.dev)) ||
+	    (rc = be->load(r.dev, NULL, &p, &v, NULL, 0, &r.k))) {
+		CHECKF(0, "%s %s %s: %s", be->name, key, spec ? spec : "(default)", mta_last_error());
 		goto out;
 	}
-	for (int64_t i = 0; i < B * T * p->H * Dp; i++)
-		ob[i] = NAN;
-	mta_tensor_init(&o, ob, MTA_F32, B, T, p->H, p->D);
-	if (strided) { /* o as [T][B][H][D+1] */
-		o.stride[2] = Dp;
-		o.stride[0] = p->H * Dp;
-		o.stride[1] = B * p->H * Dp;
-	}
-	int rc = mta_reference(p, &q, &kt, &v, &w, ref);
-	CHECKF(rc == MTA_OK, "reference: %s", mta_last_error());
-	int rk = mta_cpu_run(k, p, &q, &kt, &v, &w, &o, nthreads);
-	CHECKF(rk == MTA_OK, "mta_cpu_run: %s", mta_last_error());
-	if (rc || rk)
-		goto out;
-	for (int64_t b = 0; b < B; b++)
-		for (int64_t t = 0; t < T; t++)
-			for (int64_t h = 0; h < p->H; h++)
-				for (int64_t d = 0; d < p->D; d++)
-					flat[((b * T + t) * p->H + h) * p->D + d] =
-						ob[b * o.stride[0] + t * o.stride[1] + h * o.stride[2] + d];
-	err = mt_rel_l2_f32(flat, ref, (size_t)n);
+	cmp.rel_l2 = INFINITY;
+	cmp.bad = 1;
+	rc = mta_check(&r, &p, &o, &cmp);
+	/* the element-wise bound here; the relative L2 error goes back to the caller */
+	CHECKF(rc == MTA_OK || rc == MTA_EVERIFY, "%s %s: %s", key, spec ? spec : "(default)",
+	       mta_last_error());
+	CHECKF(cmp.bad == 0, "%s %s B=%lld T=%lld: %s", key, spec ? spec : "(default)",
+	       (long long)B, (long long)T, mta_last_error());
+	if (rc == MTA_OK || rc == MTA_EVERIFY)
+		err = cmp.rel_l2;
 out:
-	free(qb);
-	free(kb);
-	free(vb);
-	free(ob);
-	free(flat);
-	free(ref);
-	mt_weights_free(&w);
+	be->unload(r.k);
+	be->close(r.dev);
 	return err;
 }
 
 double mt_cpu_check(const char *key, const char *spec, int64_t B, int64_t T, int strided,
 		    int nthreads)
 {
-	struct mta_problem p;
-	struct mta_variant v;
-	struct mta_cpu_kernel *k = NULL;
-	int rc;
-	mt_kcache();
-	if ((rc = mta_problem_from_key(key, &p)) ||
-	    (rc = spec ? mta_variant_parse(spec, &v) : mta_variant_default(&p, MTA_BACKEND_CPU, &v)) ||
-	    (rc = mta_cpu_load(&p, &v, &k))) {
-		CHECKF(0, "%s %s: %s", key, spec ? spec : "(default)", mta_last_error());
-		return INFINITY;
-	}
-	double err = mt_cpu_case(k, &p, B, T, strided, nthreads);
-	mta_cpu_free(k);
-	return err;
+	return mt_kernel_check(&mta_backend_cpu, key, spec, B, T, strided, nthreads);
 }

@@ -1,12 +1,13 @@
 /*
  * cpu_util.h: helpers of the CPU kernel tests (tests/cpu_util.c): random
- * inputs and weights for a problem, and one kernel run checked against the
- * float64 reference.
+ * tensors and weights for hand-made cases, and one kernel checked against
+ * the float64 reference through the harness (tuner/measure/check.h).
  */
 #ifndef MT_CPU_UTIL_H
 #define MT_CPU_UTIL_H
 
-#include "cpu.h"
+#include "runtime/cpu/cpu.h"
+#include "tuner/measure/check.h"
 
 /* Point the kernel cache at build/kcache (shared by the suite) unless set. */
 void mt_kcache(void);
@@ -24,15 +25,17 @@ void mt_weights(const struct mta_problem *p, struct mta_weights *w);
 void mt_weights_free(struct mta_weights *w);
 
 /*
- * Run kernel k (built for p) on fresh random inputs of size B x T against
- * mta_reference, output poisoned first; returns the relative L2 error
- * (INFINITY on NaN or failure, reported with CHECK). strided: non-contiguous
- * q, k, v and o.
+ * Check backend be's kernel of problem key and variant spec (NULL: the
+ * default) on fresh random inputs of size B x T with the harness: the
+ * element-wise bound is CHECKed here, the relative L2 error returned
+ * (INFINITY on failure, reported with CHECK) for the caller to hold against
+ * mta_tolerance. strided: non-contiguous q, k, v and o. nthreads: CPU
+ * worker threads (0: the variant's choice).
  */
-double mt_cpu_case(struct mta_cpu_kernel *k, const struct mta_problem *p, int64_t B, int64_t T,
-		   int strided, int nthreads);
+double mt_kernel_check(const struct mta_backend *be, const char *key, const char *spec,
+		       int64_t B, int64_t T, int strided, int nthreads);
 
-/* Load the kernel of problem key and variant spec (NULL: default) and run one case. */
+/* The same on the cpu backend. */
 double mt_cpu_check(const char *key, const char *spec, int64_t B, int64_t T, int strided,
 		    int nthreads);
 

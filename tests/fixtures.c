@@ -1,13 +1,13 @@
 /* fixtures.c: see fixtures.h. */
-#include "fixtures.h"
+#include "tests/fixtures.h"
 
 #include <sqlite3.h>
-#include "harness.h"
-#include "db.h"
-#include "error.h"
-#include "inputs.h"
-#include "npy.h"
-#include "variant.h"
+#include "tests/harness.h"
+#include "db/db.h"
+#include "runtime/core/error.h"
+#include "tuner/io/inputs.h"
+#include "tuner/io/npy.h"
+#include "gen/variant.h"
 
 #include <dirent.h>
 #include <sqlite3.h>

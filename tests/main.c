@@ -4,7 +4,7 @@
  * prints "<label>: N passed, N failed". The label keeps this line apart from
  * the suite-wide total that tests/run.sh prints last.
  */
-#include "harness.h"
+#include "tests/harness.h"
 
 #include <errno.h>
 #include <stdarg.h>

@@ -5,9 +5,9 @@
  * Non-finite values in any input file are refused at load time with the file,
  * the element's index and its value (README, "Non-finite inputs").
  */
-#include "harness.h"
-#include "fixtures.h"
-#include "npy.h"
+#include "tests/harness.h"
+#include "tests/fixtures.h"
+#include "tuner/io/npy.h"
 
 #include <unistd.h>
 

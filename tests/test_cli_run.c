@@ -1,7 +1,7 @@
 /* test_cli_run.c: the mtatune binary: help, version, `run` on golden cases, refusals. */
-#include "harness.h"
-#include "fixtures.h"
-#include "inputs.h"
+#include "tests/harness.h"
+#include "tests/fixtures.h"
+#include "tuner/io/inputs.h"
 
 #include <unistd.h>
 

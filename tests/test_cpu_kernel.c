@@ -3,11 +3,9 @@
  * the golden cases' problems on fresh random inputs, every option, awkward
  * sizes, strides, bf16/f16, threads, error paths, and bounded memory.
  */
-#include "harness.h"
-#include "cpu_util.h"
-
-#define TOL32 1e-5
-#define TOL16 1e-2
+#include "tests/harness.h"
+#include "tests/cpu_util.h"
+#include "gen/cpu/cgen.h"
 
 struct kcase {
 	const char *key, *spec; /* spec NULL: the default variant */
@@ -19,7 +17,7 @@ static void run_cases(const struct kcase *c, int n)
 	for (int i = 0; i < n; i++) {
 		struct mta_problem p;
 		REQUIRE(mta_problem_from_key(c[i].key, &p) == MTA_OK);
-		double tol = p.dtype == MTA_F32 ? TOL32 : TOL16;
+		double tol = mta_tolerance(p.dtype);
 		double err = mt_cpu_check(c[i].key, c[i].spec, c[i].B, c[i].T, c[i].strided,
 					  c[i].threads);
 		CHECKF(err < tol, "%s %s B=%d T=%d: rel L2 %g, expected < %g", c[i].key,
@@ -165,20 +163,21 @@ TEST(cpu_kernel_bounded_memory)
 	struct mta_problem p, pc;
 	struct mta_variant v;
 	struct mta_cpu_kernel *k = NULL, *kc = NULL;
+	const char *conv = "h1kv1d8-pre2x3-post2x3-both-f32", *spec = "cpu:v1,bq=32,bk=128,hpb=0,vec=16";
 	struct mta_tensor q, kt, vv, o;
 	const int64_t T = 16384, D = 8;
 	mt_kcache();
 	REQUIRE(mta_problem_from_key("h1kv1d8-both-f32", &p) == MTA_OK);
-	REQUIRE(mta_problem_from_key("h1kv1d8-pre2x3-post2x3-both-f32", &pc) == MTA_OK);
-	REQUIRE(mta_variant_parse("cpu:v1,bq=32,bk=128,hpb=0,vec=16", &v) == MTA_OK);
+	REQUIRE(mta_problem_from_key(conv, &pc) == MTA_OK);
+	REQUIRE(mta_variant_parse(spec, &v) == MTA_OK);
 	REQUIRE(mta_cpu_load(&p, &v, &k) == MTA_OK);
 	REQUIRE(mta_cpu_load(&pc, &v, &kc) == MTA_OK);
 	/* workspace: tiles only, well under one T x T row block */
 	CHECKF(mta_cpu_workspace(k) < 64 * 1024, "workspace %lld", mta_cpu_workspace(k));
 	CHECKF(mta_cpu_workspace(kc) < 128 * 1024, "workspace %lld", mta_cpu_workspace(kc));
 	/* the convolution kernel stays exact at a T spanning many tiles */
-	double err = mt_cpu_case(kc, &pc, 1, 300, 0, 0);
-	CHECKF(err < TOL32, "conv kernel at T=300: rel L2 %g", err);
+	double err = mt_cpu_check(conv, spec, 1, 300, 0, 0);
+	CHECKF(err < mta_tolerance(MTA_F32), "conv kernel at T=300: rel L2 %g", err);
 
 	void *qb = mt_tensor(MTA_F32, 1, T, 1, D, 0, &q), *kb = mt_tensor(MTA_F32, 1, T, 1, D, 0, &kt);
 	void *vb = mt_tensor(MTA_F32, 1, T, 1, D, 0, &vv), *ob = mt_tensor(MTA_F32, 1, T, 1, D, 0, &o);

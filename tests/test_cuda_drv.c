@@ -8,14 +8,15 @@
  * cuda_runtime_context checks whichever case this machine is in (on a GPU:
  * one forward against the reference).
  */
-#include "harness.h"
-#include "ccompile.h"
-#include "cuda.h"
-#include "cuda_prep.h"
-#include "cudagen.h"
-#include "db.h"
-#include "sample.h"
-#include "tune_int.h"
+#include "tests/harness.h"
+#include "runtime/core/hash.h"
+#include "runtime/cuda/cuda.h"
+#include "tuner/tune/prep.h"
+#include "gen/cuda/cudagen.h"
+#include "db/db.h"
+#include "tuner/measure/check.h"
+#include "tuner/tune/tune_int.h"
+#include "runtime/backend.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -111,7 +112,7 @@ TEST(cuda_runtime_context)
 	int have = mta_cuda_device_count(&n) == MTA_OK;
 	char msg[512];
 	snprintf(msg, sizeof msg, "%s", mta_last_error());
-	int rc = mta_context_create(&ctx, NULL, "cuda");
+	int rc = mta_context_create(&ctx, NULL, "cuda", 0);
 	if (!have) {
 		CHECK_EQ_INT(rc, MTA_ENODEV);
 		CHECK(ctx == NULL);
@@ -122,22 +123,12 @@ TEST(cuda_runtime_context)
 	}
 	REQUIRE(rc == MTA_OK || (mt_fail(__FILE__, __LINE__, "%s", mta_last_error()), 0));
 	struct mta_problem p;
-	struct mta_sample s = { 0 };
+	struct mta_runner r = { .ctx = ctx };
+	struct mta_check_opts co = { 2, 77, mt_seed(), 0 };
+	struct mta_compare cmp;
 	REQUIRE(mta_problem_from_key("h4kv2d32-pre3x5-post3x5-hc2-both-gn-gate-f32", &p) == MTA_OK);
-	REQUIRE(mta_sample_make(&p, 2, 77, mt_seed(), &s) == MTA_OK);
-	size_t cnt = (size_t)2 * 77 * 4 * 32;
-	float *y = malloc(cnt * sizeof *y);
-	double *ref = malloc(cnt * sizeof *ref);
-	struct mta_tensor to;
-	for (size_t i = 0; i < cnt; i++)
-		y[i] = NAN;
-	mta_tensor_init(&to, y, MTA_F32, 2, 77, 4, 32);
-	CHECK(mta_reference(&p, &s.q, &s.k, &s.v, &s.w, ref) == MTA_OK);
-	CHECKF(mta_forward(ctx, &p, &s.q, &s.k, &s.v, &s.w, &to) == MTA_OK, "%s", mta_last_error());
-	CHECKF(mta_rel_l2(y, ref, cnt) < 1e-5, "rel err %g", mta_rel_l2(y, ref, cnt));
-	free(y);
-	free(ref);
-	mta_sample_free(&s);
+	CHECKF(mta_check(&r, &p, &co, &cmp) == MTA_OK, "%s", mta_last_error());
+	CHECKF(cmp.rel_l2 < mta_tolerance(MTA_F32), "rel err %g", cmp.rel_l2);
 	mta_context_free(ctx);
 }
 
@@ -164,7 +155,7 @@ TEST(cuda_prepare_pipeline)
 	struct mta_problem p;
 	struct mta_variant *space = NULL, vs[2];
 	struct mta_db *db = NULL;
-	struct mta_cuda_cand *cs = NULL;
+	struct mta_cand *cs = NULL;
 	struct mta_db_device dev = { 0, "cuda", "test GPU", "sm_80", "13.0", "", "", 108 };
 	char path[1024], nv[16];
 	size_t n = 0;
@@ -184,17 +175,20 @@ TEST(cuda_prepare_pipeline)
 
 	snprintf(path, sizeof path, "%s/prep.db", mt_tmpdir());
 	REQUIRE(mta_db_open(path, 0, &db) == MTA_OK);
-	struct mta_cuda_prep pp = { db, 0, 0, 256, 1, "test-run", 2,
-				    { "sm_80", nv, (int)((small + big) / 2), 65536, 1024 } };
+	struct mta_device_info info = { .backend = "cuda", .arch = "sm_80",
+					.smem_per_block = (int)((small + big) / 2),
+					.regs_per_block = 65536, .max_threads = 1024 };
+	snprintf(info.nvrtc, sizeof info.nvrtc, "%s", nv);
+	struct mta_prep pp = { db, &mta_backend_cuda, &info, 0, 0, 256, 1, "test-run", 2 };
 	REQUIRE(mta_db_device_upsert(db, &dev, &pp.device_id) == MTA_OK);
 	REQUIRE(mta_db_problem_upsert(db, SMALL, &pp.problem_id) == MTA_OK);
 
-	REQUIRE(mta_cuda_prepare(&pp, &p, vs, 2, &cs) == MTA_OK ||
+	REQUIRE(mta_prepare(&pp, &p, vs, 2, &cs) == MTA_OK ||
 		(mt_fail(__FILE__, __LINE__, "%s", mta_last_error()), 0));
 	/* vs[0]: to time, compiled now, cubin stored under its key */
 	CHECK_EQ_INT(cs[0].state, MTA_PREP_TIME);
 	CHECK_EQ_INT(cs[0].compiled, 1);
-	REQUIRE(cs[0].cubin && cs[0].cubin_size > 0);
+	REQUIRE(cs[0].binary && cs[0].binary_size > 0);
 	char *src = NULL, hash[17], compiler[32];
 	struct mta_db_binary_key key;
 	void *blob = NULL;
@@ -205,7 +199,7 @@ TEST(cuda_prepare_pipeline)
 	mta_cuda_binary_key(hash, "sm_80", nv, compiler, &key);
 	CHECK_STR_CONTAINS(key.compiler, "nvrtc-");
 	REQUIRE(mta_db_binary_get(db, &key, &blob, &bn) == MTA_OK);
-	CHECK(bn == cs[0].cubin_size && !memcmp(blob, cs[0].cubin, bn));
+	CHECK(bn == cs[0].binary_size && !memcmp(blob, cs[0].binary, bn));
 	free(blob);
 	/* its compile information */
 	struct mta_db_variant row;
@@ -221,7 +215,7 @@ TEST(cuda_prepare_pipeline)
 	/* vs[1]: pruned for shared memory, recorded, no cubin handed out */
 	CHECK_EQ_INT(cs[1].state, MTA_PREP_RECORDED);
 	CHECK_EQ_INT(cs[1].status, MTA_RESULT_PRUNED);
-	CHECK(cs[1].cubin == NULL);
+	CHECK(cs[1].binary == NULL);
 	CHECK_STR_CONTAINS(cs[1].reason, "shared memory");
 	REQUIRE(mta_db_result_get(db, pp.device_id, cs[1].vid, 256, 1, &r) == MTA_OK);
 	CHECK_EQ_INT(r.status, MTA_RESULT_PRUNED);
@@ -229,36 +223,36 @@ TEST(cuda_prepare_pipeline)
 	CHECK(isnan(r.median_ms));
 	int regs = row.compile.registers;
 	int64_t vid0 = cs[0].vid;
-	mta_cuda_cands_free(cs, 2);
+	mta_cands_free(cs, 2);
 
 	/* Again: the pruned one is skipped; the other comes from the database. */
-	REQUIRE(mta_cuda_prepare(&pp, &p, vs, 2, &cs) == MTA_OK);
+	REQUIRE(mta_prepare(&pp, &p, vs, 2, &cs) == MTA_OK);
 	CHECK_EQ_INT(cs[0].state, MTA_PREP_TIME);
 	CHECK_EQ_INT(cs[0].compiled, 0);
-	CHECK(cs[0].cubin_size == bn);
+	CHECK(cs[0].binary_size == bn);
 	CHECK_EQ_INT(cs[1].state, MTA_PREP_SKIPPED);
 	CHECK_EQ_INT(cs[1].status, MTA_RESULT_PRUNED);
-	mta_cuda_cands_free(cs, 2);
+	mta_cands_free(cs, 2);
 
 	/* A device with fewer registers per block: pruned from the stored stats alone. */
 	struct mta_db_device small_dev = dev;
 	small_dev.name = "register-starved GPU";
 	REQUIRE(mta_db_device_upsert(db, &small_dev, &pp.device_id) == MTA_OK);
-	pp.target.regs_per_block = regs * 32;
-	REQUIRE(mta_cuda_prepare(&pp, &p, vs, 1, &cs) == MTA_OK);
+	info.regs_per_block = regs * 32;
+	REQUIRE(mta_prepare(&pp, &p, vs, 1, &cs) == MTA_OK);
 	CHECK_EQ_INT(cs[0].compiled, 0);
 	CHECK_EQ_INT(cs[0].state, MTA_PREP_RECORDED);
 	CHECK_EQ_INT(cs[0].status, MTA_RESULT_PRUNED);
 	CHECK_STR_CONTAINS(cs[0].reason, "registers per block");
-	mta_cuda_cands_free(cs, 1);
+	mta_cands_free(cs, 1);
 
 	/* NVRTC refuses the architecture: compile_failed, the log kept. */
 	struct mta_db_device odd = dev;
 	odd.name = "GPU of an architecture NVRTC does not know";
 	odd.arch = "sm_99";
 	REQUIRE(mta_db_device_upsert(db, &odd, &pp.device_id) == MTA_OK);
-	pp.target.arch = "sm_99";
-	REQUIRE(mta_cuda_prepare(&pp, &p, vs, 1, &cs) == MTA_OK);
+	snprintf(info.arch, sizeof info.arch, "sm_99");
+	REQUIRE(mta_prepare(&pp, &p, vs, 1, &cs) == MTA_OK);
 	CHECK_EQ_INT(cs[0].state, MTA_PREP_RECORDED);
 	CHECK_EQ_INT(cs[0].status, MTA_RESULT_COMPILE_FAILED);
 	CHECK_EQ_INT(cs[0].compiled, 1);
@@ -268,7 +262,7 @@ TEST(cuda_prepare_pipeline)
 	REQUIRE(mta_db_result_get(db, pp.device_id, vid0, 256, 1, &r) == MTA_OK);
 	CHECK_EQ_INT(r.status, MTA_RESULT_COMPILE_FAILED);
 	CHECK_STR_CONTAINS(r.error, "sm_99");
-	mta_cuda_cands_free(cs, 1);
+	mta_cands_free(cs, 1);
 	mta_db_close(db);
 }
 
@@ -312,23 +306,23 @@ TEST(cuda_tune_loop_stops_when_asked)
 	snprintf(path, sizeof path, "%s/stop.db", mt_tmpdir());
 	REQUIRE(mta_db_open(path, 0, &db) == MTA_OK);
 	mta_tune_defaults(&o);
-	o.backend = MTA_BACKEND_CUDA;
+	o.backend = "cuda";
 	o.T = 256;
 	o.stop = &stop;
-	struct ctx c = { &p, &o, &s, db, 0, 0, "", NAN, { 0 }, "13.0", 0, "" };
-	snprintf(c.cuda.arch, sizeof c.cuda.arch, "sm_80");
-	REQUIRE(mta_db_device_upsert(db, &dev, &c.dev) == MTA_OK);
+	struct ctx c = { .p = &p, .o = &o, .s = &s, .be = &mta_backend_cuda, .db = db,
+			 .best_ms = NAN, .dev = { .backend = "cuda", .arch = "sm_80", .nvrtc = "13.0" } };
+	REQUIRE(mta_db_device_upsert(db, &dev, &c.dev_id) == MTA_OK);
 	REQUIRE(mta_db_problem_upsert(db, SMALL, &c.prob) == MTA_OK);
 	REQUIRE(mta_db_variant_upsert(db, c.prob, spec, hash, &vid) == MTA_OK);
-	REQUIRE(mta_tune_put_result(db, c.dev, vid, o.T, o.B, "earlier", MTA_RESULT_OK, &m, "",
+	REQUIRE(mta_tune_put_result(db, c.dev_id, vid, o.T, o.B, "earlier", MTA_RESULT_OK, &m, "",
 				    mta_tune_now()) == MTA_OK);
 
-	CHECK_EQ_INT(mta_tune_cuda_loop(&c, &v, 1), MTA_EINTR);
+	CHECK_EQ_INT(mta_tune_loop(&c, &v, 1), MTA_EINTR);
 	CHECK_STR_CONTAINS(mta_last_error(), "stopped after 0 of 1 variants");
 	CHECK_EQ_INT(s.skipped, 0);
 	/* not stopped: the same call goes through the variant (skipped, recorded before) */
 	stop = 0;
-	CHECK_EQ_INT(mta_tune_cuda_loop(&c, &v, 1), MTA_OK);
+	CHECK_EQ_INT(mta_tune_loop(&c, &v, 1), MTA_OK);
 	CHECK_EQ_INT(s.skipped, 1);
 	mta_db_close(db);
 }

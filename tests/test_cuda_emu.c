@@ -4,98 +4,27 @@
  * that do and do not divide T, several heads per block, 4 and 8 warps), the
  * golden cases' configurations, f32/bf16/f16 inputs; plus the error paths.
  */
-#include "harness.h"
-#include "cudagen.h"
-#include "emu.h"
-#include "fixtures.h"
-#include "inputs.h"
+#include "tests/harness.h"
+#include "tests/cpu_util.h"
+#include "gen/cuda/cudagen.h"
+#include "runtime/cuda/emu.h"
+#include "tests/fixtures.h"
+#include "tuner/io/inputs.h"
 
 #include <stdint.h>
 
-/* Random tensor of dtype [B,T,h,D]; t stride padded by pad rows of h*D. */
-static void *rand_tensor(struct mta_tensor *t, int dtype, int B, int T, int h, int D, int pad)
-{
-	size_t es = mta_dtype_size(dtype), n = (size_t)B * (size_t)T * (size_t)(h + pad) * (size_t)D;
-	unsigned char *d = malloc(n * es);
-	for (size_t i = 0; i < n; i++) {
-		float x = (float)mt_uniform();
-		if (dtype == MTA_F32)
-			((float *)d)[i] = x;
-		else
-			((uint16_t *)d)[i] = dtype == MTA_BF16 ? mta_f32_to_bf16(x) : mta_f32_to_f16(x);
-	}
-	mta_tensor_init(t, d, dtype, B, T, h, D);
-	t->stride[1] = (int64_t)(h + pad) * D;
-	t->stride[0] = t->stride[1] * T;
-	return d;
-}
-
-static float *rand_floats(size_t n, double scale)
-{
-	float *w = malloc(n * sizeof *w);
-	for (size_t i = 0; i < n; i++)
-		w[i] = (float)(scale * mt_uniform());
-	return w;
-}
-
-/* Run p with variant v through the emulator and the reference; rel L2 error. */
-static double emu_vs_ref(const struct mta_problem *p, const struct mta_variant *var, int B, int T,
-			 int *status)
-{
-	struct mta_tensor q, k, v, o;
-	struct mta_weights w = { 0 };
-	const int H = p->H, D = p->D;
-	void *qd = rand_tensor(&q, p->dtype, B, T, H, D, 1);
-	void *kd = rand_tensor(&k, p->dtype, B, T, p->Hkv, D, 0);
-	void *vd = rand_tensor(&v, p->dtype, B, T, p->Hkv, D, 2);
-	size_t n = (size_t)B * (size_t)T * (size_t)H * (size_t)D;
-	float *od = malloc(n * sizeof *od);
-	double *ref = malloc(n * sizeof *ref);
-	for (size_t i = 0; i < n; i++)
-		od[i] = NAN;
-	mta_tensor_init(&o, od, MTA_F32, B, T, H, D);
-	float *kq1 = rand_floats((size_t)H * (size_t)(p->cq * p->ck + 1), 0.4);
-	float *kq2 = rand_floats((size_t)H * (size_t)(p->cq2 * p->ck2 + 1), 0.4);
-	float *hpre = rand_floats((size_t)H * (size_t)H, 0.5);
-	float *hpost = rand_floats((size_t)H * (size_t)H, 0.5);
-	float *gn = rand_floats((size_t)D, 1.0), *gate = rand_floats((size_t)D, 1.0);
-	w.kq_pre = kq1;
-	w.kq_post = kq2;
-	w.head_pre = hpre;
-	w.head_post = hpost;
-	w.head_post_linear = hpost;
-	w.gn_weight = gn;
-	w.gate_w = gate;
-	w.gate_b = 0.25f;
-	w.layer_id = 3;
-	double err = INFINITY;
-	*status = mta_reference(p, &q, &k, &v, &w, ref);
-	if (!*status)
-		*status = mta_emu_run(p, var, &q, &k, &v, &w, &o);
-	if (!*status)
-		err = mt_rel_l2_f32(od, ref, n);
-	free(qd), free(kd), free(vd), free(od), free(ref);
-	free(kq1), free(kq2), free(hpre), free(hpost), free(gn), free(gate);
-	return err;
-}
-
+/*
+ * p with variant spec (NULL: the default CUDA variant) through the emulator
+ * and the harness: non-contiguous inputs, the element-wise bound and the
+ * dtype's relative L2 tolerance.
+ */
 static void check_case(const struct mta_problem *p, const char *spec, int B, int T)
 {
-	struct mta_variant v;
-	char key[MTA_KEY_MAX], vs[MTA_SPEC_MAX];
-	int st;
-	if (spec) {
-		REQUIRE(mta_variant_parse(spec, &v) == MTA_OK);
-	} else {
-		REQUIRE(mta_variant_default(p, MTA_BACKEND_CUDA, &v) == MTA_OK);
-	}
+	char key[MTA_KEY_MAX];
 	REQUIRE(mta_problem_key(p, key, sizeof key) == MTA_OK);
-	REQUIRE(mta_variant_format(&v, vs, sizeof vs) == MTA_OK);
-	double err = emu_vs_ref(p, &v, B, T, &st);
-	double tol = p->dtype == MTA_F32 ? 1e-5 : 1e-2;
-	CHECKF(st == MTA_OK, "%s %s B=%d T=%d: %s", key, vs, B, T, mta_last_error());
-	CHECKF(st || err < tol, "%s %s B=%d T=%d: rel L2 %.3g (tolerance %g)", key, vs,
-	       B, T, err, tol);
+	double err = mt_kernel_check(&mta_backend_cuda_emu, key, spec, B, T, 1, 0);
+	CHECKF(err < mta_tolerance(p->dtype), "%s %s B=%d T=%d: rel L2 %.3g (tolerance %g)", key,
+	       spec ? spec : "(default)", B, T, err, mta_tolerance(p->dtype));
 }
 
 static struct mta_problem prob(const char *key)
@@ -212,8 +141,8 @@ TEST(cuda_emu_golden)
 				out[x] = NAN;
 			int rc = mta_emu_run(&in.problem, &v[i], &in.q, &in.k, &in.v, &w, &o);
 			CHECKF(rc == MTA_OK, "%s: %s", cases[c], mta_last_error());
-			double err = rc ? INFINITY : mt_rel_l2_f32(out, e.data, e.count);
-			CHECKF(err < 1e-5, "%s variant %d: relative L2 error %g", cases[c], i, err);
+			CHECKF(rc || mta_compare(out, e.data, e.count, in.problem.dtype, NULL) == MTA_OK,
+			       "%s variant %d: %s", cases[c], i, mta_last_error());
 		}
 		free(out);
 		mta_npy_free(&e);

@@ -3,9 +3,9 @@
  * cp.async (templates/cuda_emu.h) on one warp, against plain arithmetic and
  * the PTX ISA fragment layouts written out here independently.
  */
-#include "harness.h"
-#include "ccompile.h"
-#include "cpu_util.h"
+#include "tests/harness.h"
+#include "runtime/ccompile.h"
+#include "tests/cpu_util.h"
 
 #include <stdint.h>
 #include <stdlib.h>

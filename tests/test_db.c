@@ -1,5 +1,5 @@
 /* test_db.c: the tuning database (db/): opening and refusing files, records, concurrency. */
-#include "harness.h"
+#include "tests/harness.h"
 
 #include <fcntl.h>
 #include <sqlite3.h>
@@ -7,7 +7,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "db_int.h"
+#include "db/db_int.h"
+#include "runtime/core/pick.h"
 
 static const char *tmp_path(const char *name)
 {
@@ -386,11 +387,11 @@ TEST(db_winners_and_lists)
 	int64_t dev, prob, var[3], prob2, var2;
 	REQUIRE(mta_db_open(tmp_path("w.db"), 0, &db) == MTA_OK);
 	REQUIRE(seed_db(db, 3, &dev, &prob, var) == MTA_OK);
-	CHECK_EQ_INT(mta_db_t_bucket(1), 1);
-	CHECK_EQ_INT(mta_db_t_bucket(0), 1);
-	CHECK_EQ_INT(mta_db_t_bucket(1000), 1024);
-	CHECK_EQ_INT(mta_db_t_bucket(1024), 1024);
-	CHECK_EQ_INT(mta_db_t_bucket(1025), 2048);
+	CHECK_EQ_INT(mta_t_bucket(1), 1);
+	CHECK_EQ_INT(mta_t_bucket(0), 1);
+	CHECK_EQ_INT(mta_t_bucket(1000), 1024);
+	CHECK_EQ_INT(mta_t_bucket(1024), 1024);
+	CHECK_EQ_INT(mta_t_bucket(1025), 2048);
 
 	struct mta_db_winner got, w = { .device_id = dev, .problem_id = prob, .time_ms = 1 };
 	const char *key = "h4kv4d32-both-f32";

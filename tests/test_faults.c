@@ -2,17 +2,19 @@
  * test_faults.c: the tool under faults it does not cause: a missing or
  * failing C compiler, generated kernels that do not compile, crash, hang or
  * compute wrong values (injected with the test-only MTATUNE_TEST_FAULT, see
- * gen/cgen.h),
+ * gen/fault.h),
  * a database that is locked, read-only, damaged, truncated or newer, a full
  * disk (RLIMIT_FSIZE: writes fail with EFBIG), and SIGKILL at random points
  * of tuning runs. Each must end in a clear message and the documented exit
  * status, with the database consistent (and untouched where the tool must
  * not write), and a resumed run must lose and duplicate nothing.
  */
-#include "harness.h"
-#include "ccompile.h"
-#include "fixtures.h"
-#include "tune.h"
+#include "tests/harness.h"
+#include "runtime/ccompile.h"
+#include "runtime/core/hash.h"
+#include "gen/cpu/cgen.h"
+#include "tests/fixtures.h"
+#include "tuner/tune/tune.h"
 
 #include <dirent.h>
 #include <errno.h>

@@ -4,15 +4,15 @@
  * of a CUDA winner without a stored cubin, the compile API and the tuner's
  * compile pipeline all stop with MTA_ENODEV (exit status 1) and a message
  * naming what was tried. A CUDA source that NVRTC refuses (injected with
- * MTATUNE_TEST_FAULT=syntax, see gen/cgen.h) is recorded as compile_failed
+ * MTATUNE_TEST_FAULT=syntax, see gen/fault.h) is recorded as compile_failed
  * with NVRTC's log, and the other variants go on.
  */
-#include "harness.h"
-#include "cuda_prep.h"
-#include "cudagen.h"
-#include "fixtures.h"
-#include "nvrtc.h"
-#include "cuda.h"
+#include "tests/harness.h"
+#include "tuner/tune/prep.h"
+#include "gen/cuda/cudagen.h"
+#include "tests/fixtures.h"
+#include "runtime/cuda/nvrtc.h"
+#include "runtime/cuda/cuda.h"
 
 #include <math.h>
 
@@ -74,17 +74,18 @@ TEST(fault_nvrtc_not_a_library_compile_and_prepare_say_enodev)
 	struct mta_problem p;
 	struct mta_variant v;
 	struct mta_db *db;
-	struct mta_cuda_cand *cs = (void *)1;
+	struct mta_cand *cs = (void *)1;
 	char path[600];
 	REQUIRE(mta_problem_from_key(SMALL, &p) == MTA_OK);
 	REQUIRE(mta_variant_default(&p, MTA_BACKEND_CUDA, &v) == MTA_OK);
 	snprintf(path, sizeof path, "%s/p.db", mt_tmpdir());
 	REQUIRE(mta_db_open(path, 0, &db) == MTA_OK);
 	struct mta_db_device dev = { 0, "cuda", "test GPU", "sm_90", "13.0", "", "", 132 };
-	struct mta_cuda_prep pp = { db, 0, 0, 64, 1, "run", 1, { "sm_90", "13.0", 0, 0, 0 } };
+	struct mta_device_info info = { .backend = "cuda", .arch = "sm_90", .nvrtc = "13.0" };
+	struct mta_prep pp = { db, &mta_backend_cuda, &info, 0, 0, 64, 1, "run", 1 };
 	REQUIRE(mta_db_device_upsert(db, &dev, &pp.device_id) == MTA_OK);
 	REQUIRE(mta_db_problem_upsert(db, SMALL, &pp.problem_id) == MTA_OK);
-	CHECK_EQ_INT(mta_cuda_prepare(&pp, &p, &v, 1, &cs), MTA_ENODEV);
+	CHECK_EQ_INT(mta_prepare(&pp, &p, &v, 1, &cs), MTA_ENODEV);
 	CHECK_STR_CONTAINS(mta_last_error(), "NVRTC is not available");
 	CHECK(cs == NULL);
 	mta_db_close(db);
@@ -97,7 +98,7 @@ TEST(fault_nvrtc_compile_error_recorded_with_its_log)
 	struct mta_problem p;
 	struct mta_variant vs[2];
 	struct mta_db *db;
-	struct mta_cuda_cand *cs = NULL;
+	struct mta_cand *cs = NULL;
 	char path[600], nv[16], spec[2][MTA_SPEC_MAX];
 	REQUIRE(mta_cuda_nvrtc_version(nv, sizeof nv) == MTA_OK);
 	REQUIRE(mta_problem_from_key(TINY, &p) == MTA_OK);
@@ -109,16 +110,18 @@ TEST(fault_nvrtc_compile_error_recorded_with_its_log)
 	snprintf(path, sizeof path, "%s/c.db", mt_tmpdir());
 	REQUIRE(mta_db_open(path, 0, &db) == MTA_OK);
 	struct mta_db_device dev = { 0, "cuda", "test GPU", "sm_90", nv, "", "", 132 };
-	struct mta_cuda_prep pp = { db, 0, 0, 64, 1, "run", 2, { "sm_90", nv, 0, 0, 0 } };
+	struct mta_device_info info = { .backend = "cuda", .arch = "sm_90" };
+	snprintf(info.nvrtc, sizeof info.nvrtc, "%s", nv);
+	struct mta_prep pp = { db, &mta_backend_cuda, &info, 0, 0, 64, 1, "run", 2 };
 	REQUIRE(mta_db_device_upsert(db, &dev, &pp.device_id) == MTA_OK);
 	REQUIRE(mta_db_problem_upsert(db, TINY, &pp.problem_id) == MTA_OK);
-	REQUIRE(mta_cuda_prepare(&pp, &p, vs, 2, &cs) == MTA_OK ||
+	REQUIRE(mta_prepare(&pp, &p, vs, 2, &cs) == MTA_OK ||
 		(mt_fail(__FILE__, __LINE__, "%s", mta_last_error()), 0));
 	CHECK_EQ_INT(cs[0].state, MTA_PREP_RECORDED);
 	CHECK_EQ_INT(cs[0].status, MTA_RESULT_COMPILE_FAILED);
-	CHECK(cs[0].cubin == NULL);
+	CHECK(cs[0].binary == NULL);
 	CHECK_EQ_INT(cs[1].state, MTA_PREP_TIME);
-	CHECK(cs[1].cubin && cs[1].cubin_size > 0);
+	CHECK(cs[1].binary && cs[1].binary_size > 0);
 	struct mta_db_variant row;
 	REQUIRE(mta_db_variant_get(db, cs[0].vid, &row) == MTA_OK);
 	CHECK_EQ_INT(row.compile.status, MTA_COMPILE_FAILED);
@@ -129,7 +132,7 @@ TEST(fault_nvrtc_compile_error_recorded_with_its_log)
 	CHECK_STR_CONTAINS(r.error, "NVRTC could not compile for sm_90");
 	CHECK_STR_CONTAINS(r.error, "test-only fault");
 	CHECK(isnan(r.median_ms));
-	mta_cuda_cands_free(cs, 2);
+	mta_cands_free(cs, 2);
 	mta_db_close(db);
 	char *rows = mt_sql_rows(path, "SELECT v.spec, r.status FROM results r JOIN variants v ON "
 				 "v.id = r.variant_id");

@@ -1,7 +1,7 @@
-/* test_grid.c: the sweep grid format (tuner/grid.c, docs/grid.md). */
-#include "harness.h"
-#include "error.h"
-#include "grid.h"
+/* test_grid.c: the sweep grid format (tuner/sweep/grid.c, docs/grid.md). */
+#include "tests/harness.h"
+#include "runtime/core/error.h"
+#include "tuner/sweep/grid.h"
 
 #include <time.h>
 

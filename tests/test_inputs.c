@@ -1,7 +1,7 @@
 /* test_inputs.c: loading an inputs folder, inferring the problem, and refusals. */
-#include "harness.h"
-#include "fixtures.h"
-#include "inputs.h"
+#include "tests/harness.h"
+#include "tests/fixtures.h"
+#include "tuner/io/inputs.h"
 
 #include <sys/stat.h>
 #include <unistd.h>

@@ -1,7 +1,7 @@
 /* test_isolate.c: a crashing or hanging job costs one record, not the caller. */
-#include "harness.h"
-#include "isolate.h"
-#include "error.h"
+#include "tests/harness.h"
+#include "tuner/measure/isolate.h"
+#include "runtime/core/error.h"
 
 #include <signal.h>
 #include <unistd.h>

@@ -1,6 +1,6 @@
 /* test_npy.c: .npy round trips, accepted header variants, and every refusal. */
-#include "harness.h"
-#include "npy.h"
+#include "tests/harness.h"
+#include "tuner/io/npy.h"
 
 #include <dirent.h>
 #include <errno.h>

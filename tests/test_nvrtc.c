@@ -3,9 +3,9 @@
  * that runs `make test` has libnvrtc, so its absence is a failure here, not
  * a skip. Also: ptxas report parsing, pruning, and the error paths.
  */
-#include "harness.h"
-#include "cudagen.h"
-#include "nvrtc.h"
+#include "tests/harness.h"
+#include "gen/cuda/cudagen.h"
+#include "runtime/cuda/nvrtc.h"
 
 #include <stdlib.h>
 #include <string.h>

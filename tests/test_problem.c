@@ -1,6 +1,6 @@
 /* test_problem.c: the problem key (format <-> parse) and validation rules. */
-#include "harness.h"
-#include "mta.h"
+#include "tests/harness.h"
+#include "runtime/mta.h"
 
 static struct mta_problem random_problem(void)
 {

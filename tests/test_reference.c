@@ -3,8 +3,8 @@
  * independent computations written here from MTA.md with whole T x T
  * matrices (the reference itself streams rows through ring buffers).
  */
-#include "harness.h"
-#include "mta.h"
+#include "tests/harness.h"
+#include "runtime/mta.h"
 
 struct case_data {
 	struct mta_problem p;

@@ -1,15 +1,15 @@
 /*
- * test_report.c: `mtatune report` (tuner/report.c, tuner/report_data.c). A
+ * test_report.c: `mtatune report` (tuner/report/report.c, tuner/report/report_data.c). A
  * database with known results on two devices is rendered; the page's SVG
  * elements are counted and the numbers it shows are compared with the
  * database's, queried with SQL and formatted as the report says it formats.
  */
-#include "harness.h"
-#include "db.h"
-#include "device.h"
-#include "fixtures.h"
-#include "report.h"
-#include "variant.h"
+#include "tests/harness.h"
+#include "db/db.h"
+#include "runtime/host.h"
+#include "tests/fixtures.h"
+#include "tuner/report/report.h"
+#include "gen/variant.h"
 
 
 #define KEY "h2kv1d8-pre2x3-both-f32"

@@ -1,14 +1,14 @@
 /*
- * test_sweep.c: `mtatune sweep` (tuner/sweep.c, tuner/cmd_sweep.c) and
+ * test_sweep.c: `mtatune sweep` (tuner/sweep/sweep.c, tuner/cli/cmd_sweep.c) and
  * `mtatune db merge`: shards merged equal the whole sweep, a SIGKILLed
  * two-worker sweep resumes with every record exactly once, SIGTERM stops
  * cleanly with status 5, and the options are checked. Tiny problems, one
  * timed run per variant, so that all of it takes seconds.
  */
-#include "harness.h"
-#include "cpu_util.h"
-#include "fixtures.h"
-#include "sweep.h"
+#include "tests/harness.h"
+#include "tests/cpu_util.h"
+#include "tests/fixtures.h"
+#include "tuner/sweep/sweep.h"
 
 #include <signal.h>
 #include <sys/wait.h>

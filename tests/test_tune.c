@@ -3,13 +3,13 @@
  * time -> record -> pick -> run, plus resume after a killed run and two
  * tuners on one database.
  */
-#include "harness.h"
-#include "cpu_util.h"
-#include "db.h"
-#include "device.h"
-#include "fixtures.h"
-#include "sample.h"
-#include "tune.h"
+#include "tests/harness.h"
+#include "tests/cpu_util.h"
+#include "db/db.h"
+#include "runtime/host.h"
+#include "tests/fixtures.h"
+#include "tuner/measure/sample.h"
+#include "tuner/tune/tune.h"
 
 #include <signal.h>
 #include <sqlite3.h>
@@ -57,7 +57,7 @@ TEST(tune_records_every_variant_names_a_winner_and_the_runtime_runs_it)
 	mta_context *ctx;
 	char spec[MTA_SPEC_MAX];
 	int source;
-	REQUIRE(mta_context_create(&ctx, db, "cpu") == MTA_OK);
+	REQUIRE(mta_context_create(&ctx, db, "cpu", 0) == MTA_OK);
 	REQUIRE(mta_context_pick(ctx, &p, 70, spec, sizeof spec, &source) == MTA_OK);
 	CHECK_EQ_INT(source, 2);
 	CHECK(!strcmp(spec, s.winner));
@@ -68,27 +68,17 @@ TEST(tune_records_every_variant_names_a_winner_and_the_runtime_runs_it)
 	CHECK_EQ_INT(source, 1); /* nearest bucket */
 	char tiny[8];
 	CHECK(mta_context_pick(ctx, &p, 1000, tiny, sizeof tiny, &source) == MTA_EINVAL);
-	struct mta_sample in;
-	REQUIRE(mta_sample_make(&p, 2, 37, mt_seed(), &in) == MTA_OK);
-	size_t cnt = 2 * 37 * 2 * 8;
-	double *ref = malloc(cnt * sizeof *ref);
-	float *y = malloc(cnt * sizeof *y);
-	for (size_t i = 0; i < cnt; i++)
-		y[i] = NAN;
-	struct mta_tensor to;
-	mta_tensor_init(&to, y, MTA_F32, 2, 37, 2, 8);
-	REQUIRE(mta_reference(&p, &in.q, &in.k, &in.v, &in.w, ref) == MTA_OK);
-	CHECKF(mta_forward(ctx, &p, &in.q, &in.k, &in.v, &in.w, &to) == MTA_OK, "%s", mta_last_error());
-	CHECKF(mta_rel_l2(y, ref, cnt) < 1e-5, "runtime output error %g", mta_rel_l2(y, ref, cnt));
+	struct mta_runner r = { .ctx = ctx };
+	struct mta_check_opts co = { 2, 37, mt_seed(), 0 };
+	struct mta_compare cmp;
+	CHECKF(mta_check(&r, &p, &co, &cmp) == MTA_OK, "runtime output: %s", mta_last_error());
+	CHECKF(cmp.rel_l2 < mta_tolerance(MTA_F32), "runtime output error %g", cmp.rel_l2);
 	/* a problem never tuned runs its default variant */
 	struct mta_problem q2;
 	REQUIRE(mta_problem_from_key("h2kv1d8-both-f32", &q2) == MTA_OK);
 	REQUIRE(mta_context_pick(ctx, &q2, 70, spec, sizeof spec, &source) == MTA_OK);
 	CHECK_EQ_INT(source, 0);
 	mta_context_free(ctx);
-	mta_sample_free(&in);
-	free(ref);
-	free(y);
 
 	/* a second run resumes: nothing is measured again, the winner is re-timed */
 	CHECKF(mta_tune(&p, &o, &s) == MTA_OK, "%s", mta_last_error());

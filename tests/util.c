@@ -1,6 +1,6 @@
 /* util.c: helpers the tests share (see harness.h for the contracts). */
-#include "harness.h"
-#include "mta.h"
+#include "tests/harness.h"
+#include "runtime/mta.h"
 
 #include <stdarg.h>
 #include <stdint.h>

@@ -11,7 +11,7 @@
  * (kq_pre, head_pre, kq_post, head_post or head_post_linear, gn_weight,
  * gate_w, gate_b). Failures print "STATUS: message" and exit 1.
  */
-#include "mta.h"
+#include "mta.h" /* the exported library's header (-I<library>) */
 
 #include <math.h>
 #include <stdio.h>
@@ -72,7 +72,7 @@ static int run(const char *case_path, const char *out_path)
 	mta_tensor_init(&tv, v, MTA_F32, B, T, p.Hkv, p.D);
 	mta_tensor_init(&to, o, MTA_F32, B, T, p.H, p.D);
 	mta_context *c;
-	if ((rc = mta_context_create(&c, NULL, "cpu")) ||
+	if ((rc = mta_context_create(&c, NULL, "cpu", 0)) ||
 	    (rc = mta_context_pick(c, &p, T, spec, sizeof spec, &source)) ||
 	    (rc = mta_forward(c, &p, &tq, &tk, &tv, &w, &to)))
 		return fail(rc);
@@ -96,7 +96,7 @@ int main(int argc, char **argv)
 		return run(argv[2], argv[3]);
 	if (argc == 4 && !strcmp(argv[1], "pick")) {
 		if ((rc = mta_problem_from_key(argv[2], &p)) ||
-		    (rc = mta_context_create(&c, NULL, NULL)))
+		    (rc = mta_context_create(&c, NULL, NULL, 0)))
 			return fail(rc);
 		rc = mta_context_pick(c, &p, atoll(argv[3]), spec, sizeof spec, &source);
 		mta_context_free(c);
@@ -106,7 +106,7 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	if ((argc == 3 || argc == 4) && !strcmp(argv[1], "ctx")) {
-		if ((rc = mta_context_create(&c, argc == 4 ? argv[3] : NULL, argv[2])))
+		if ((rc = mta_context_create(&c, argc == 4 ? argv[3] : NULL, argv[2], 0)))
 			return fail(rc);
 		mta_context_free(c);
 		printf("ok\n");

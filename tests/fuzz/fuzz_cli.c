@@ -2,7 +2,7 @@
  * fuzz_cli.c: libFuzzer target for command-line arguments.
  *
  * The input is split at NUL bytes into at most 24 arguments and handed to
- * mtatune's own main() (tuner/main.c compiled as mtatune_main), so the
+ * mtatune's own main() (tuner/cli/main.c compiled as mtatune_main), so the
  * dispatcher and every command's option parsing see it. Whatever the
  * arguments, the exit status must be one of the documented ones (0..4), and
  * nothing may crash, leak or trip a sanitizer.

@@ -8,7 +8,7 @@
  * call must return a status with a message, never crash or leak; rows that
  * are read back are walked through every list and get function.
  */
-#include "db.h"
+#include "db/db.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -7,7 +7,7 @@
  * written back as a grid file (its keys, its batches, its seqs) it parses to
  * the same keys and the same numbered items (a fixed point).
  */
-#include "grid.h"
+#include "tuner/sweep/grid.h"
 
 #include <stdio.h>
 #include <stdlib.h>

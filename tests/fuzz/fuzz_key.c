@@ -5,7 +5,7 @@
  * accepted key describes a valid problem whose canonical key parses back to
  * the same problem and prints as the same key (a fixed point).
  */
-#include "mta.h"
+#include "runtime/mta.h"
 
 #include <stdlib.h>
 #include <string.h>

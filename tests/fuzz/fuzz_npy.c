@@ -7,7 +7,7 @@
  * conversion to every float type, and writing it back and re-reading it must
  * give the same shape and bytes.
  */
-#include "npy.h"
+#include "tuner/io/npy.h"
 
 #include <stdio.h>
 #include <stdlib.h>

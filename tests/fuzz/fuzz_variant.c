@@ -6,8 +6,8 @@
  * against a small problem and generating its C source (when valid) must not
  * crash either.
  */
-#include "cgen.h"
-#include "variant.h"
+#include "gen/cpu/cgen.h"
+#include "gen/variant.h"
 
 #include <stdlib.h>
 #include <string.h>

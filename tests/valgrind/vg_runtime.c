@@ -5,9 +5,9 @@
  * uninitialised. Usage: vg_runtime DB (a database with TINY tuned, or none).
  * Exit status 0 when every call gave what it should.
  */
-#include "mta.h"
-#include "npy.h"
-#include "sample.h"
+#include "runtime/mta.h"
+#include "tuner/io/npy.h"
+#include "tuner/measure/sample.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -38,7 +38,7 @@ int main(int argc, char **argv)
 	mta_tensor_init(&o, y, MTA_F32, B, T, p.H, p.D);
 
 	/* success: pick the tuned winner (or the default) and run it */
-	EXPECT(mta_context_create(&ctx, db, "cpu") == MTA_OK);
+	EXPECT(mta_context_create(&ctx, db, "cpu", 0) == MTA_OK);
 	EXPECT(mta_context_pick(ctx, &p, T, spec, sizeof spec, &source) == MTA_OK);
 	for (size_t i = 0; i < n; i++)
 		y[i] = NAN;
@@ -52,8 +52,8 @@ int main(int argc, char **argv)
 	EXPECT(mta_forward(ctx, &p, &s.q, &s.k, &s.v, &s.w, &bad) != MTA_OK);
 	mta_context_free(ctx);
 	ctx = NULL;
-	EXPECT(mta_context_create(&ctx, db, "tpu") != MTA_OK && !ctx);
-	EXPECT(mta_context_create(&ctx, "/nonexistent/dir/x.db", "cpu") != MTA_OK || ctx);
+	EXPECT(mta_context_create(&ctx, db, "tpu", 0) != MTA_OK && !ctx);
+	EXPECT(mta_context_create(&ctx, "/nonexistent/dir/x.db", "cpu", 0) != MTA_OK || ctx);
 	mta_context_free(ctx);
 	struct mta_npy a;
 	EXPECT(mta_npy_read("/nonexistent.npy", &a) == MTA_EIO);

@@ -1,0 +1,17 @@
+/*
+ * cgen.h: the C generator: problem + CPU variant -> self-contained kernel
+ * source (templates/mta_cpu.c specialised by #defines; its ABI is
+ * runtime/core/mta_kargs.h, pasted in).
+ */
+#ifndef MTA_GEN_CPU_CGEN_H
+#define MTA_GEN_CPU_CGEN_H
+
+#include "gen/variant.h"
+
+/*
+ * Source of the kernel for problem p and CPU variant v (malloc'd into
+ * *source; the caller frees). MTA_EINVAL if v does not fit p.
+ */
+int mta_gen_c(const struct mta_problem *p, const struct mta_variant *v, char **source);
+
+#endif

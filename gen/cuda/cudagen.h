@@ -1,0 +1,34 @@
+/*
+ * cudagen.h: the CUDA kernel generator (templates/mta_cuda.cu specialised
+ * by #defines) and what a launcher needs to know about its kernels: the
+ * dynamic shared memory and the launch geometry. The kernel's parameter is
+ * runtime/core/cuda_args.h.
+ */
+#ifndef MTA_GEN_CUDA_CUDAGEN_H
+#define MTA_GEN_CUDA_CUDAGEN_H
+
+#include "gen/variant.h"
+#include "runtime/core/cuda_args.h"
+
+struct mta_cuda_launch {
+	unsigned grid[3];   /* query tiles, head blocks, batch */
+	unsigned block[3];  /* 32*warps, 1, 1 */
+	size_t smem_bytes;  /* dynamic shared memory; above 48 KiB the launcher must
+			     * raise cudaFuncAttributeMaxDynamicSharedMemorySize */
+};
+
+/*
+ * Generate the CUDA source of variant v for problem p into *source
+ * (malloc'd): the banner and #defines of gen/defines.c, then the template
+ * text. MTA_EINVAL if v does not fit p.
+ */
+int mta_gen_cuda(const struct mta_problem *p, const struct mta_variant *v, char **source);
+
+/* Dynamic shared memory (bytes) the kernel of (p, v) needs. */
+size_t mta_cuda_smem_bytes(const struct mta_problem *p, const struct mta_variant *v);
+
+/* Launch geometry of (p, v) for B batches of length T. */
+int mta_cuda_geometry(const struct mta_problem *p, const struct mta_variant *v, int64_t B,
+		      int64_t T, struct mta_cuda_launch *g);
+
+#endif

@@ -1,0 +1,161 @@
+/*
+ * space.c: the tuning space of the generated CUDA kernels (see gen/space.h
+ * and templates/mta_cuda.cu).
+ *
+ * Families: v1 scalar fp32 (templates/mta_cuda.cu), any dtype; v2 tensor
+ * cores (templates/mta_cuda_tc.cu spliced into it), bf16/f16 problems only,
+ * bq and bk multiples of 16 (mma tiles), D padded to 16 in shared memory;
+ * v2 algo 1 folds the pre-softmax convolution into the logit product.
+ *
+ * Tunables: bq (query rows per block), bk (key columns per tile), hpb (heads
+ * per block), warps (threads = 32*warps), algo (v1 has only 0: two passes for
+ * post-softmax steps, one pass otherwise). The constraints are the rows of
+ * the tables below (each tunable's range, the family and head-mixing rules,
+ * the resource limits); a variant that breaks one is never generated, so no
+ * kernel can fail to fit at run time.
+ */
+#include "gen/space.h"
+#include "gen/cuda/cudagen.h"
+#include "runtime/core/error.h"
+
+#include <stddef.h>
+
+/*
+ * Dynamic shared memory every target of the project grants with opt-in:
+ * 99 KiB (sm_86/sm_89; sm_80 allows 163, sm_90 227). Above 48 KiB the
+ * launcher raises cudaFuncAttributeMaxDynamicSharedMemorySize.
+ */
+#define SMEM_MAX (99 * 1024)
+/*
+ * v2 needs sm_80 or later (bf16 mma.sync); sm_80 grants 163 KiB, sm_90 227.
+ * On sm_86/sm_89 (99 KiB) the tuner's pruning drops the variants that need
+ * more (runtime/cuda/nvrtc.c, mta_nvrtc_prune).
+ */
+#define SMEM_MAX_TC (163 * 1024)
+/* Output accumulators per thread (registers): ceil(hpb*bq/warps)*ceil(D/32). */
+#define ACC_MAX 96
+/* Register arrays of the linear head mixing hold every head of the block. */
+#define MIX_MAX 32
+
+static long acc_regs(const struct mta_problem *p, const struct mta_variant *v)
+{
+	if (v->version >= 2) { /* 16x8 mma C tiles of (head, query, d), 4 floats a lane */
+		long tiles = (long)v->hpb * (v->bq / 16) * ((p->D + 7) / 8);
+		return (tiles + v->warps - 1) / v->warps * 4;
+	}
+	return ((long)v->hpb * v->bq + v->warps - 1) / v->warps * ((p->D + 31) / 32);
+}
+
+static long mix_regs(const struct mta_problem *p, const struct mta_variant *v)
+{
+	if (p->head_pre || p->head_post == MTA_HPOST_LINEAR)
+		return v->hpb;
+	return p->head_post == MTA_HPOST_CONV ? p->hc : 0;
+}
+
+static long smem(const struct mta_problem *p, const struct mta_variant *v)
+{
+	return (long)mta_cuda_smem_bytes(p, v);
+}
+
+/* Resource limits as data: what is measured, its cap for v1 and for v2. */
+static const struct mta_limit limits[] = {
+	{ "bytes of shared memory", smem, { SMEM_MAX, SMEM_MAX_TC } },
+	{ "output accumulator registers per thread", acc_regs, { ACC_MAX, ACC_MAX } },
+	{ "head-mixing registers per thread", mix_regs, { MIX_MAX, MIX_MAX } },
+	{ 0 },
+};
+
+static int tiles_ok(const struct mta_problem *p, const struct mta_variant *v)
+{
+	return v->bq >= 1 && v->bk >= 1 && v->hpb >= 1 && v->bq <= 256 && v->bk <= 256;
+}
+static int warps_ok(const struct mta_problem *p, const struct mta_variant *v)
+{
+	return v->warps >= 1 && v->warps <= 32;
+}
+static int algo_ok(const struct mta_problem *p, const struct mta_variant *v)
+{
+	return v->version == 1 ? v->algo == 0 : v->algo == 0 || v->algo == 1;
+}
+static int tc_dtype(const struct mta_problem *p, const struct mta_variant *v)
+{
+	return v->version != 2 || p->dtype == MTA_BF16 || p->dtype == MTA_F16;
+}
+static int tc_tiles(const struct mta_problem *p, const struct mta_variant *v)
+{
+	return v->version != 2 || (v->bq % 16 == 0 && v->bk % 16 == 0);
+}
+static int fold_needs_pre(const struct mta_problem *p, const struct mta_variant *v)
+{
+	return v->algo != 1 || p->cq;
+}
+static int hpb_divides(const struct mta_problem *p, const struct mta_variant *v)
+{
+	return p->H % v->hpb == 0;
+}
+static int hpb_linear(const struct mta_problem *p, const struct mta_variant *v)
+{
+	return !(p->head_pre || p->head_post == MTA_HPOST_LINEAR) || v->hpb == p->H;
+}
+static int hpb_groups(const struct mta_problem *p, const struct mta_variant *v)
+{
+	return p->head_post != MTA_HPOST_CONV || v->hpb % p->hc == 0;
+}
+
+#define TILES_MSG "bq={bq}, bk={bk}, hpb={hpb}: bq and bk must be in [1, 256], hpb at least 1"
+#define T(name, field) name, offsetof(struct mta_variant, field)
+/*
+ * Value lists kept small on purpose: `make test` compiles the whole default
+ * space of three problems for two architectures with NVRTC on two cores.
+ */
+static const struct mta_tunable tunables[] = {
+	{ T("bq", bq), 16, 2, { 8, 16 }, { tiles_ok, TILES_MSG } },
+	{ T("bk", bk), 32, 1, { 32 }, { tiles_ok, TILES_MSG } },
+	{ T("hpb", hpb), 1, 6, { 1, 2, 4, 8, 16, 32 }, { tiles_ok, TILES_MSG } },
+	{ T("warps", warps), 4, 2, { 4, 8 }, { warps_ok, "warps={warps}: a block has 1 to 32 warps" } },
+	{ T("algo", algo), 0, 2, { 0, 1 },
+	  { algo_ok, "algo={algo}: cuda v1 has only algo 0; v2 has algo 0 (convolve the logits) "
+		     "and 1 (fold the pre-softmax convolution)" } },
+	{ 0 },
+};
+#undef T
+
+static const struct mta_rule rules[] = {
+	{ tc_dtype, "cuda v2 multiplies bf16/f16 operands on the tensor cores; a {dtype} problem "
+		    "takes v1" },
+	{ tc_tiles, "bq={bq}, bk={bk}: cuda v2 needs multiples of 16 (mma tiles)" },
+	{ fold_needs_pre, "algo=1 folds the pre-softmax convolution; this problem has none" },
+	{ hpb_divides, "hpb={hpb} does not divide H={H}" },
+	{ hpb_linear, "hpb={hpb}: linear head mixing needs all H={H} heads in one block" },
+	{ hpb_groups, "hpb={hpb}: head_post mixes groups of c={hc} heads; hpb must be a multiple "
+		      "of c" },
+	{ 0 },
+};
+
+/*
+ * Default: the smallest head block that holds a mixing group, then the first
+ * of a few sound tile shapes that fits the limits.
+ */
+static void tailor(const struct mta_problem *p, struct mta_variant *v)
+{
+	static const int shapes[][3] = { /* bq, bk, warps */
+		{ 16, 32, 4 }, { 16, 32, 8 }, { 8, 32, 8 }, { 8, 16, 8 }, { 4, 16, 8 },
+	};
+	if (p->head_pre || p->head_post == MTA_HPOST_LINEAR)
+		v->hpb = p->H;
+	else if (p->head_post == MTA_HPOST_CONV)
+		v->hpb = p->hc;
+	else
+		v->hpb = 1;
+	for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+		v->bq = shapes[i][0];
+		v->bk = shapes[i][1];
+		v->warps = shapes[i][2];
+		if (mta_space_check(&mta_space_cuda, p, v) == MTA_OK)
+			break;
+	}
+	mta_clear_error();
+}
+
+const struct mta_space mta_space_cuda = { "cuda", 2, tunables, rules, limits, tailor };

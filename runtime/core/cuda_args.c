@@ -1,0 +1,67 @@
+/*
+ * cuda_args.c: public tensors and weights -> struct mta_cuda_args
+ * (cuda_args.h). An exported library (mtatune export) ships this very file
+ * and launches its cubins with the same arguments.
+ */
+#include "runtime/core/cuda_args.h"
+#include "runtime/core/error.h"
+
+#include <string.h>
+
+static void strides(const struct mta_tensor *t, long long s[3])
+{
+	for (int i = 0; i < 3; i++)
+		s[i] = (long long)t->stride[i];
+}
+
+int mta_cuda_args_fill(const struct mta_problem *p, const struct mta_tensor *q,
+		       const struct mta_tensor *k, const struct mta_tensor *v,
+		       const struct mta_weights *w, struct mta_tensor *o,
+		       struct mta_cuda_args *a)
+{
+	int64_t B, T;
+	int rc = mta_check_tensors(p, q, k, v, o, &B, &T);
+	if (rc)
+		return rc;
+	if (!o)
+		return mta_fail(MTA_EINVAL, "the CUDA kernel needs an output tensor");
+	if (q->dtype != p->dtype)
+		return mta_fail(MTA_ESHAPE, "q, k, v are %s but the problem's kernels take %s",
+				mta_dtype_name(q->dtype), mta_dtype_name(p->dtype));
+	const struct mta_tensor *all[4] = { q, k, v, o };
+	for (int i = 0; i < 4; i++)
+		if (all[i]->stride[3] != 1)
+			return mta_fail(MTA_ESHAPE, "tensor %c has stride %lld along d; the CUDA "
+					"kernel needs d contiguous (stride 1)", "qkvo"[i],
+					(long long)all[i]->stride[3]);
+	static const struct mta_weights none;
+	if ((rc = mta_check_weights(p, w)))
+		return rc;
+	if (!w)
+		w = &none;
+	const float *hp = p->head_post == MTA_HPOST_CONV ? w->head_post
+			  : p->head_post == MTA_HPOST_LINEAR ? w->head_post_linear : NULL;
+	if (B > 65535 || T > (1 << 30))
+		return mta_fail(MTA_EINVAL, "B=%lld, T=%lld: the CUDA kernel takes B <= 65535 "
+				"and T <= 2^30", (long long)B, (long long)T);
+	memset(a, 0, sizeof *a);
+	a->q = q->data;
+	a->k = k->data;
+	a->v = v->data;
+	a->o = o->data;
+	strides(q, a->sq);
+	strides(k, a->sk);
+	strides(v, a->sv);
+	strides(o, a->so);
+	a->kq_pre = p->cq ? w->kq_pre : NULL;
+	a->head_pre = p->head_pre ? w->head_pre : NULL;
+	a->kq_post = p->cq2 ? w->kq_post : NULL;
+	a->head_post = hp;
+	a->gn_w = p->gn ? w->gn_weight : NULL;
+	a->gate_w = p->gate ? w->gate_w : NULL;
+	a->gate_b = p->gate ? w->gate_b : 0.0f;
+	a->rescale = p->gn_rescale ? (float)mta_layer_rescale(w->layer_id) : 1.0f;
+	a->B = (int)B;
+	a->T = (int)T;
+	return MTA_OK;
+}

@@ -1,0 +1,39 @@
+/*
+ * cuda_args.h: the CUDA kernels' one parameter, and filling it from the
+ * public tensors and weights (core layer: the runtime, the emulator and an
+ * exported library's runtime all launch kernels through this).
+ *
+ * struct mta_cuda_args mirrors struct mta_args in templates/mta_cuda.cu
+ * field for field (the emulator checks the size at every launch). Element
+ * pointers are of the problem's dtype; strides in elements for b, t, h (d
+ * contiguous). head_post carries head_post or head_post_linear. rescale is
+ * mta_layer_rescale(layer_id) (used only with gn_rescale).
+ */
+#ifndef MTA_CORE_CUDA_ARGS_H
+#define MTA_CORE_CUDA_ARGS_H
+
+#include "runtime/mta.h"
+
+/* The generated kernel's extern "C" name. */
+#define MTA_CUDA_KERNEL "mta_fwd"
+
+struct mta_cuda_args {
+	const void *q, *k, *v;
+	float *o;
+	long long sq[3], sk[3], sv[3], so[3];
+	const float *kq_pre, *head_pre, *kq_post, *head_post, *gn_w, *gate_w;
+	float gate_b, rescale;
+	int B, T;
+};
+
+/*
+ * Fill the kernel arguments from tensors (q, k, v of p's dtype, o float32,
+ * all with contiguous d) and weights; checks shapes and that every weight the
+ * problem needs is present.
+ */
+int mta_cuda_args_fill(const struct mta_problem *p, const struct mta_tensor *q,
+		       const struct mta_tensor *k, const struct mta_tensor *v,
+		       const struct mta_weights *w, struct mta_tensor *o,
+		       struct mta_cuda_args *a);
+
+#endif

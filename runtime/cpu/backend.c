@@ -1,0 +1,143 @@
+/*
+ * backend.c: the cpu backend (runtime/backend.h): the system C compiler
+ * builds kernels into the cache of runtime/ccompile.h (no binary goes to the
+ * database: the cache is keyed by the source and the compiler), dlopen loads
+ * them, the wall clock times them, and a 64 MiB write flushes the caches.
+ */
+#include "runtime/backend.h"
+#include "runtime/ccompile.h"
+#include "runtime/core/error.h"
+#include "runtime/core/parallel.h"
+#include "runtime/cpu/cpu.h"
+#include "runtime/host.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+
+struct mta_device {
+	int threads;  /* worker threads per run, 0: the variant's choice */
+	struct mta_host_flush flush;
+};
+
+struct mta_kernel {
+	struct mta_device *dev;
+	struct mta_cpu_kernel *k;
+};
+
+static int identify(int index, struct mta_device_info *info)
+{
+	struct mta_db_device d;
+	memset(info, 0, sizeof *info);
+	if (index < 0)
+		return mta_fail(MTA_ENODEV, "device %d: device indices are 0 or more", index);
+	mta_device_cpu(&d);
+	snprintf(info->backend, sizeof info->backend, "%s", d.backend);
+	snprintf(info->name, sizeof info->name, "%s", d.name);
+	snprintf(info->arch, sizeof info->arch, "%s", d.arch);
+	snprintf(info->compiler, sizeof info->compiler, "%s", d.compiler);
+	info->cores = d.cores;
+	return MTA_OK;
+}
+
+static void build_one(void *ctx, size_t i)
+{
+	struct mta_build *b = &((struct mta_build *)ctx)[i];
+	char so[PATH_MAX];
+	double t0 = mta_host_now();
+	b->stats = (struct mta_kstats){ -1, -1, -1, -1, -1 };
+	b->status = mta_cc_build(b->source, MTA_LANG_C, MTA_CPU_CFLAGS, so, sizeof so, &b->log);
+	b->seconds = mta_host_now() - t0;
+	if (b->status)
+		snprintf(b->message, sizeof b->message, "cpu kernel: %s", mta_last_error());
+	if (!b->log)
+		b->log = strdup("");
+}
+
+static int build(const struct mta_device_info *info, struct mta_build *b, size_t n, int threads)
+{
+	mta_parallel(n, threads, build_one, b);
+	return MTA_OK;
+}
+
+static int prune(const struct mta_device_info *info, const struct mta_build *b)
+{
+	return MTA_OK; /* a CPU kernel's workspace is allocated at run time, per thread */
+}
+
+static int dev_open(int index, int threads, struct mta_device **out)
+{
+	struct mta_device *d;
+	*out = NULL;
+	if (index < 0)
+		return mta_fail(MTA_ENODEV, "device %d: device indices are 0 or more", index);
+	if (threads < 0)
+		return mta_fail(MTA_EINVAL, "threads=%d must be 0 (default) or positive", threads);
+	if (!(d = calloc(1, sizeof *d)))
+		return mta_fail(MTA_ENOMEM, "out of memory");
+	d->threads = threads;
+	*out = d;
+	return MTA_OK;
+}
+
+static void dev_close(struct mta_device *d)
+{
+	if (!d)
+		return;
+	mta_host_flush_free(&d->flush);
+	free(d);
+}
+
+static int load(struct mta_device *d, struct mta_db *db, const struct mta_problem *p,
+		const struct mta_variant *v, const void *binary, size_t n, struct mta_kernel **out)
+{
+	struct mta_kernel *k = calloc(1, sizeof *k);
+	int rc;
+	*out = NULL;
+	if (!k)
+		return mta_fail(MTA_ENOMEM, "out of memory");
+	if ((rc = mta_cpu_load(p, v, &k->k))) {
+		free(k);
+		return rc;
+	}
+	k->dev = d;
+	*out = k;
+	return MTA_OK;
+}
+
+static void unload(struct mta_kernel *k)
+{
+	if (!k)
+		return;
+	mta_cpu_free(k->k);
+	free(k);
+}
+
+static int forward(struct mta_kernel *k, const struct mta_problem *p, const struct mta_tensor *q,
+		   const struct mta_tensor *kt, const struct mta_tensor *v,
+		   const struct mta_weights *w, struct mta_tensor *o)
+{
+	return mta_cpu_run(k->k, p, q, kt, v, w, o, k->dev->threads);
+}
+
+static int bind(struct mta_kernel *k, const struct mta_problem *p, const struct mta_tensor *q,
+		const struct mta_tensor *kt, const struct mta_tensor *v,
+		const struct mta_weights *w, struct mta_tensor *o, struct mta_bound **out)
+{
+	return mta_host_bind(k, forward, p, q, kt, v, w, o, out);
+}
+
+static int flush(struct mta_device *d)
+{
+	return mta_host_flush(&d->flush);
+}
+
+const struct mta_backend mta_backend_cpu = {
+	"cpu", "the generated C kernel: the tuned winner, else the default",
+	MTA_BACKEND_CPU, 1,
+	identify, build, prune, NULL, NULL, NULL,
+	dev_open, dev_close, load, unload, forward,
+	bind, mta_host_launch, mta_host_fetch, mta_host_unbind, flush,
+};

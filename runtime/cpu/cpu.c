@@ -1,0 +1,116 @@
+/*
+ * cpu.c: generated C kernels on the CPU: generate (gen/cpu/cgen.c), build
+ * through the compiler cache (runtime/ccompile.c), load, check the ABI, run.
+ */
+#include "runtime/cpu/cpu.h"
+#include "gen/cpu/cgen.h"
+#include "runtime/ccompile.h"
+#include "runtime/core/error.h"
+#include "runtime/core/kargs.h"
+
+#include <dlfcn.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+/*
+ * Flags of every CPU kernel (MTA_CPU_CFLAGS, cpu.h). -O3 -march=native lets the constant-size loops
+ * vectorise for this machine; no -ffast-math, which would reassociate the
+ * float32 sums (costing the 1e-5 accuracy budget) and assume no NaN or inf,
+ * while the masked softmax relies on -inf and NaN inputs must show in the
+ * output. -fno-math-errno only lets sqrtf/expf skip setting errno.
+ */
+
+struct mta_cpu_kernel {
+	struct mta_problem p;
+	void *dl;
+	mta_cpu_entry_fn fn;
+	const struct mta_kinfo *info;
+	char path[PATH_MAX];
+};
+
+int mta_cpu_load_log(const struct mta_problem *p, const struct mta_variant *v,
+		     struct mta_cpu_kernel **out, char **log)
+{
+	char *src = NULL, spec[MTA_SPEC_MAX] = "?";
+	int rc;
+	struct mta_cpu_kernel *k = calloc(1, sizeof *k);
+
+	*out = NULL;
+	if (log)
+		*log = NULL;
+	if (!k)
+		return mta_fail(MTA_ENOMEM, "out of memory loading a CPU kernel");
+	mta_variant_format(v, spec, sizeof spec);
+	if ((rc = mta_gen_c(p, v, &src)))
+		goto out;
+	if ((rc = mta_cc_build(src, MTA_LANG_C, MTA_CPU_CFLAGS, k->path, sizeof k->path, log)))
+		goto out;
+	if ((rc = mta_cc_open(k->path, MTA_CPU_ENTRY, &k->dl, (void **)&k->fn)))
+		goto out;
+	k->info = dlsym(k->dl, MTA_CPU_INFO);
+	if (!k->info || k->info->abi != MTA_KARGS_ABI ||
+	    k->info->args_size != (int)sizeof(struct mta_kargs) || k->info->dtype != p->dtype) {
+		rc = mta_fail(MTA_ECOMPILE, "%s: kernel ABI %d (args %d bytes, dtype %d) does not "
+			      "match this library's ABI %d (%d bytes, dtype %d)", k->path,
+			      k->info ? k->info->abi : -1, k->info ? k->info->args_size : -1,
+			      k->info ? k->info->dtype : -1, MTA_KARGS_ABI,
+			      (int)sizeof(struct mta_kargs), p->dtype);
+		goto out;
+	}
+	k->p = *p;
+	*out = k;
+	k = NULL;
+	rc = MTA_OK;
+out:
+	free(src);
+	if (rc)
+		mta_wrap(rc, "cpu kernel %s", spec);
+	mta_cpu_free(k);
+	return rc;
+}
+
+int mta_cpu_load(const struct mta_problem *p, const struct mta_variant *v,
+		 struct mta_cpu_kernel **k)
+{
+	return mta_cpu_load_log(p, v, k, NULL);
+}
+
+int mta_cpu_run(struct mta_cpu_kernel *k, const struct mta_problem *p,
+		const struct mta_tensor *q, const struct mta_tensor *kt,
+		const struct mta_tensor *v, const struct mta_weights *w,
+		struct mta_tensor *o, int nthreads)
+{
+	struct mta_kargs a;
+	int rc;
+
+	if (!k)
+		return mta_fail(MTA_EINVAL, "no CPU kernel");
+	if (memcmp(&k->p, p, sizeof *p)) {
+		char want[MTA_KEY_MAX] = "?", have[MTA_KEY_MAX] = "?";
+		mta_problem_key(p, want, sizeof want);
+		mta_problem_key(&k->p, have, sizeof have);
+		return mta_fail(MTA_EINVAL, "kernel was built for %s, not %s", have, want);
+	}
+	if ((rc = mta_kargs_fill(p, q, kt, v, w, o, nthreads, &a)))
+		return rc;
+	return mta_kargs_status(k->fn(&a), (long long)k->info->ws_bytes, k->path);
+}
+
+long long mta_cpu_workspace(const struct mta_cpu_kernel *k)
+{
+	return k ? (long long)k->info->ws_bytes : 0;
+}
+
+const char *mta_cpu_path(const struct mta_cpu_kernel *k)
+{
+	return k ? k->path : "";
+}
+
+void mta_cpu_free(struct mta_cpu_kernel *k)
+{
+	if (!k)
+		return;
+	mta_cc_close(k->dl);
+	free(k);
+}

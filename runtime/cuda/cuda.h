@@ -1,0 +1,89 @@
+/*
+ * cuda.h: the CUDA backend's parts (runtime/cuda/backend.c puts them behind
+ * struct mta_backend): kernels of (problem, variant) loaded from cubins, one
+ * forward's tensors moved to the device and back, launches timed with
+ * events, and cubins kept in the database.
+ *
+ * Every function pushes the device's context and pops it again (driver.h).
+ */
+#ifndef MTA_CUDA_CUDA_H
+#define MTA_CUDA_CUDA_H
+
+#include "db/db.h"
+#include "gen/variant.h"
+#include "runtime/cuda/driver.h"
+
+/*
+ * Load the cubin of CUDA variant v of p and find its kernel (module.h).
+ * MTA_EUNSUPPORTED when the kernel needs more shared memory than the device
+ * has, MTA_EKERNEL when the driver refuses the image.
+ */
+struct mta_cuda_kernel;
+int mta_cuda_kernel_load(struct mta_cuda *c, const struct mta_problem *p,
+			 const struct mta_variant *v, const void *cubin, size_t n,
+			 struct mta_cuda_kernel **out);
+void mta_cuda_kernel_free(struct mta_cuda_kernel *k);
+struct mta_cuda *mta_cuda_kernel_device(const struct mta_cuda_kernel *k);
+
+/*
+ * Device copies of one forward's q, k, v (made contiguous), weights and a
+ * contiguous float32 output [B,T,H,D] filled with NaN bytes, so an element
+ * the kernel skips shows.
+ */
+struct mta_cuda_io;
+int mta_cuda_io_upload(struct mta_cuda *c, const struct mta_problem *p,
+		       const struct mta_tensor *q, const struct mta_tensor *k,
+		       const struct mta_tensor *v, const struct mta_weights *w,
+		       struct mta_cuda_io **out);
+void mta_cuda_io_free(struct mta_cuda_io *io);
+/* Copy the output to host tensor o (float32 [B,T,H,D], any strides); waits. */
+int mta_cuda_io_download(struct mta_cuda_io *io, struct mta_tensor *o);
+
+/*
+ * Launch k on io's tensors and wait for it; with ms non-NULL the launch
+ * alone is timed by a pair of CUDA events (*ms). MTA_EKERNEL with the
+ * driver's error.
+ */
+int mta_cuda_run(struct mta_cuda_kernel *k, struct mta_cuda_io *io, double *ms);
+
+/*
+ * Write over a device buffer twice the L2 size (allocated on first use and
+ * kept in c), so that the next launch finds nothing of the last one in L2.
+ */
+int mta_cuda_flush_l2(struct mta_cuda *c);
+
+/* Upload, run, download, free: one forward with host tensors in and out. */
+int mta_cuda_forward(struct mta_cuda_kernel *k, const struct mta_problem *p,
+		     const struct mta_tensor *q, const struct mta_tensor *kt,
+		     const struct mta_tensor *v, const struct mta_weights *w,
+		     struct mta_tensor *o);
+
+/* ---- cubins --------------------------------------------------------------- */
+/*
+ * The NVRTC options besides the architecture that shape a cubin (those
+ * runtime/cuda/nvrtc.c always passes); part of the key of stored binaries.
+ */
+#define MTA_CUDA_BINARY_OPTIONS "--std=c++17 --ptxas-options=-v"
+
+/*
+ * The database key of the cubin of a source (hash from mta_hash_hex) for
+ * arch, compiled by NVRTC nvrtc ("13.0"). compiler must hold 32 bytes; k's
+ * strings point into the arguments.
+ */
+void mta_cuda_binary_key(const char *source_hash, const char *arch, const char *nvrtc,
+			 char compiler[32], struct mta_db_binary_key *k);
+
+/*
+ * The cubin of variant v of p for arch: from db when stored (db may be
+ * NULL), else compiled with NVRTC (and not stored: the runtime only reads
+ * the database; the tuner stores what it builds, tuner/tune/prep.c).
+ * *cubin is malloc'd. MTA_ECOMPILE with the log's start when NVRTC refuses
+ * it, MTA_ENODEV without NVRTC.
+ */
+int mta_cuda_cubin(struct mta_db *db, const struct mta_problem *p, const struct mta_variant *v,
+		   const char *arch, void **cubin, size_t *n);
+
+/* NVRTC's version as "13.0" into buf (16 bytes). */
+int mta_cuda_nvrtc_version(char *buf, size_t n);
+
+#endif

@@ -1,0 +1,223 @@
+/*
+ * emu.c: the cuda-emu backend (runtime/backend.h): a generated CUDA kernel
+ * built for the CPU emulator and launched there (see emu.h). The emulator
+ * header is embedded in the library and prepended to the source, so an
+ * installed mtatune needs no source tree. Its timings say nothing about a
+ * GPU, so the tuner does not tune it (timed = 0).
+ */
+#include "runtime/cuda/emu.h"
+#include "gen/cuda/cudagen.h"
+#include "gen/gen.h"
+#include "runtime/backend.h"
+#include "runtime/ccompile.h"
+#include "runtime/core/error.h"
+#include "runtime/core/parallel.h"
+#include "runtime/host.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define EMU_HEADER "templates/cuda_emu.h"
+#define EMU_FLAGS "-O2 -std=c++17 -Wno-unknown-pragmas"
+
+typedef int (*launch_fn)(const void *args, size_t args_size, const unsigned grid[3],
+			 unsigned threads, size_t smem_bytes);
+
+struct mta_device {
+	struct mta_host_flush flush;
+};
+
+struct mta_kernel {
+	struct mta_problem p;
+	struct mta_variant v;
+	void *dl;
+	launch_fn fn;
+};
+
+/* Emulator header + the generated source of (p, v), with line numbers of the latter. */
+static int emu_source(const struct mta_problem *p, const struct mta_variant *v, char **out)
+{
+	const char *hdr = mta_embedded(EMU_HEADER);
+	char *cuda = NULL;
+	struct mta_buf b = { 0 };
+	int rc;
+	*out = NULL;
+	if (!hdr)
+		return mta_fail(MTA_ENOTFOUND, "%s is not embedded in this build", EMU_HEADER);
+	if ((rc = mta_gen_cuda(p, v, &cuda)))
+		return rc;
+	mta_buf_printf(&b, "%s\n#line 1 \"mta_generated.cu\"\n%s", hdr, cuda);
+	free(cuda);
+	return mta_buf_take(&b, "the emulator source", out, NULL);
+}
+
+static int identify(int index, struct mta_device_info *info)
+{
+	struct mta_db_device d;
+	memset(info, 0, sizeof *info);
+	if (index < 0)
+		return mta_fail(MTA_ENODEV, "device %d: device indices are 0 or more", index);
+	mta_device_cpu(&d);
+	snprintf(info->backend, sizeof info->backend, "cuda-emu");
+	snprintf(info->name, sizeof info->name, "CUDA emulator on %s", d.name);
+	snprintf(info->arch, sizeof info->arch, "emu");
+	snprintf(info->compiler, sizeof info->compiler, "%s", mta_cc_identity(MTA_LANG_CXX));
+	info->cores = d.cores;
+	return MTA_OK;
+}
+
+static void build_one(void *ctx, size_t i)
+{
+	struct mta_build *b = &((struct mta_build *)ctx)[i];
+	char *src = NULL, so[PATH_MAX];
+	double t0 = mta_host_now();
+	b->stats = (struct mta_kstats){ -1, -1, -1, -1, -1 };
+	b->status = emu_source(&b->p, &b->v, &src);
+	if (!b->status)
+		b->status = mta_cc_build(src, MTA_LANG_CXX, EMU_FLAGS, so, sizeof so, &b->log);
+	b->seconds = mta_host_now() - t0;
+	if (b->status)
+		snprintf(b->message, sizeof b->message, "cuda-emu: %s", mta_last_error());
+	if (!b->log)
+		b->log = strdup("");
+	free(src);
+}
+
+static int build(const struct mta_device_info *info, struct mta_build *b, size_t n, int threads)
+{
+	mta_parallel(n, threads, build_one, b);
+	return MTA_OK;
+}
+
+static int prune(const struct mta_device_info *info, const struct mta_build *b)
+{
+	return MTA_OK;
+}
+
+static int dev_open(int index, int threads, struct mta_device **out)
+{
+	*out = NULL;
+	if (index < 0)
+		return mta_fail(MTA_ENODEV, "device %d: device indices are 0 or more", index);
+	if (!(*out = calloc(1, sizeof **out)))
+		return mta_fail(MTA_ENOMEM, "out of memory");
+	return MTA_OK;
+}
+
+static void dev_close(struct mta_device *d)
+{
+	if (!d)
+		return;
+	mta_host_flush_free(&d->flush);
+	free(d);
+}
+
+static int load(struct mta_device *d, struct mta_db *db, const struct mta_problem *p,
+		const struct mta_variant *v, const void *binary, size_t n, struct mta_kernel **out)
+{
+	struct mta_kernel *k = NULL;
+	char *src = NULL, *log = NULL, so[PATH_MAX];
+	void *fn = NULL;
+	int rc;
+
+	*out = NULL;
+	if (v->backend != MTA_BACKEND_CUDA)
+		return mta_fail(MTA_EINVAL, "the CUDA emulator runs cuda variants, not %s",
+				mta_backend_name(v->backend));
+	if ((rc = mta_variant_check(p, v)) || (rc = emu_source(p, v, &src)))
+		goto out;
+	if ((rc = mta_cc_build(src, MTA_LANG_CXX, EMU_FLAGS, so, sizeof so, &log))) {
+		if (rc == MTA_ECOMPILE)
+			rc = mta_fail(rc, "cuda-emu: the host compiler refused the kernel: %.600s",
+				      log ? log : "(no log)");
+		goto out;
+	}
+	if (!(k = calloc(1, sizeof *k))) {
+		rc = mta_fail(MTA_ENOMEM, "out of memory");
+		goto out;
+	}
+	if ((rc = mta_cc_open(so, "mta_emu_launch", &k->dl, &fn)))
+		goto out;
+	k->fn = (launch_fn)fn;
+	k->p = *p;
+	k->v = *v;
+	*out = k;
+	k = NULL;
+out:
+	free(k);
+	free(src);
+	free(log);
+	return rc;
+}
+
+static void unload(struct mta_kernel *k)
+{
+	if (!k)
+		return;
+	mta_cc_close(k->dl);
+	free(k);
+}
+
+static int forward(struct mta_kernel *k, const struct mta_problem *p, const struct mta_tensor *q,
+		   const struct mta_tensor *kt, const struct mta_tensor *v,
+		   const struct mta_weights *w, struct mta_tensor *o)
+{
+	struct mta_cuda_args args;
+	struct mta_cuda_launch g;
+	int rc;
+	if (memcmp(p, &k->p, sizeof *p))
+		return mta_fail(MTA_EINVAL, "cuda-emu: the kernel was built for another problem");
+	if ((rc = mta_cuda_args_fill(p, q, kt, v, w, o, &args)) ||
+	    (rc = mta_cuda_geometry(p, &k->v, args.B, args.T, &g)))
+		return mta_wrap(rc, "cuda-emu");
+	int r = k->fn(&args, sizeof args, g.grid, g.block[0], g.smem_bytes);
+	if (r)
+		return mta_fail(MTA_EKERNEL, "cuda-emu launch failed: %s",
+				r == -1 ? "kernel argument layout differs from struct mta_cuda_args"
+				: r == -2 ? "dynamic shared memory size differs from the kernel's need"
+					  : "could not start the block's threads");
+	return MTA_OK;
+}
+
+static int bind(struct mta_kernel *k, const struct mta_problem *p, const struct mta_tensor *q,
+		const struct mta_tensor *kt, const struct mta_tensor *v,
+		const struct mta_weights *w, struct mta_tensor *o, struct mta_bound **out)
+{
+	return mta_host_bind(k, forward, p, q, kt, v, w, o, out);
+}
+
+static int flush(struct mta_device *d)
+{
+	return mta_host_flush(&d->flush);
+}
+
+const struct mta_backend mta_backend_cuda_emu = {
+	"cuda-emu", "the CUDA kernel's source emulated on the CPU (slow)",
+	MTA_BACKEND_CUDA, 0,
+	identify, build, prune, NULL, NULL, NULL,
+	dev_open, dev_close, load, unload, forward,
+	bind, mta_host_launch, mta_host_fetch, mta_host_unbind, flush,
+};
+
+int mta_emu_run(const struct mta_problem *p, const struct mta_variant *var,
+		const struct mta_tensor *q, const struct mta_tensor *k,
+		const struct mta_tensor *v, const struct mta_weights *w,
+		struct mta_tensor *o)
+{
+	struct mta_device *d = NULL;
+	struct mta_kernel *kern = NULL;
+	int rc;
+	if (var->backend != MTA_BACKEND_CUDA)
+		return mta_fail(MTA_EINVAL, "the CUDA emulator runs cuda variants, not %s",
+				mta_backend_name(var->backend));
+	struct mta_cuda_args args;
+	if ((rc = mta_variant_check(p, var)) || (rc = mta_cuda_args_fill(p, q, k, v, w, o, &args)))
+		return mta_wrap(rc, "cuda-emu");
+	if (!(rc = dev_open(0, 0, &d)) && !(rc = load(d, NULL, p, var, NULL, 0, &kern)))
+		rc = forward(kern, p, q, k, v, w, o);
+	unload(kern);
+	dev_close(d);
+	return rc;
+}

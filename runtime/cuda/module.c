@@ -1,0 +1,69 @@
+/* module.c: cubins in, kernels launched (see module.h). Shipped in exported libraries. */
+#include "runtime/cuda/module.h"
+#include "runtime/core/error.h"
+
+#include <string.h>
+
+int mta_cuda_module_load(struct mta_cuda *c, const void *cubin, const char *entry,
+			 unsigned block, unsigned smem, unsigned bq, unsigned hpb,
+			 struct mta_cuda_module *m)
+{
+	cu_result r;
+	int rc;
+
+	memset(m, 0, sizeof *m);
+	if (!cubin)
+		return mta_fail(MTA_EINVAL, "no cubin to load");
+	if (!bq || !hpb || !block)
+		return mta_fail(MTA_EINVAL, "kernel %s: launch geometry missing", entry);
+	if (smem > (unsigned)c->dev.smem_optin)
+		return mta_fail(MTA_EUNSUPPORTED, "the kernel needs %u bytes of shared memory; %s "
+				"(%s) allows %d per block", smem, c->dev.name, c->dev.arch,
+				c->dev.smem_optin);
+	if ((rc = mta_cu_push(c)))
+		return rc;
+	m->c = c;
+	m->block = block;
+	m->smem = smem;
+	m->bq = bq;
+	m->hpb = hpb;
+	if ((r = mta_cu.mod_load(&m->mod, cubin)))
+		rc = mta_fail(MTA_EKERNEL, "the driver refused the cubin (cuModuleLoadData): %s",
+			      mta_cu_error(r));
+	else if ((r = mta_cu.mod_func(&m->fn, m->mod, entry)))
+		rc = mta_fail(MTA_EKERNEL, "the cubin has no kernel %s: %s", entry, mta_cu_error(r));
+	else if (smem > 48 * 1024 &&
+		 (r = mta_cu.func_attr(m->fn, CU_FUNC_MAX_DYNAMIC_SHARED, (int)smem)))
+		rc = mta_fail(MTA_EUNSUPPORTED, "cannot raise the kernel's dynamic shared memory: %s",
+			      mta_cu_error(r));
+	if (rc && m->mod)
+		mta_cu.mod_unload(m->mod);
+	mta_cu_pop();
+	if (rc)
+		memset(m, 0, sizeof *m);
+	return rc;
+}
+
+void mta_cuda_module_unload(struct mta_cuda_module *m)
+{
+	if (!m || !m->mod || mta_cu_push(m->c))
+		return;
+	mta_cu.mod_unload(m->mod);
+	mta_cu_pop();
+	m->mod = NULL;
+}
+
+int mta_cuda_module_launch(const struct mta_cuda_module *m, const struct mta_cuda_args *a, int H,
+			   cu_stream stream)
+{
+	void *params[1] = { (void *)a };
+	if (a->B < 1 || a->B > 65535 || a->T < 1 || H < 1 || H % (int)m->hpb)
+		return mta_fail(MTA_EINVAL, "launch of B=%d, T=%d, H=%d with %u heads per block",
+				a->B, a->T, H, m->hpb);
+	unsigned gx = (unsigned)((a->T + (int)m->bq - 1) / (int)m->bq);
+	cu_result r = mta_cu.launch(m->fn, gx, (unsigned)H / m->hpb, (unsigned)a->B, m->block, 1, 1,
+				    m->smem, stream, params, NULL);
+	if (r)
+		return mta_fail(MTA_EKERNEL, "cuLaunchKernel: %s", mta_cu_error(r));
+	return MTA_OK;
+}

@@ -1,0 +1,45 @@
+/*
+ * module.h: a cubin loaded on a device and its kernel launched: the launch
+ * code shared by the runtime (runtime/cuda/run.c) and the runtime of an
+ * exported library (templates/export_runtime.c), which ships this file.
+ *
+ * A kernel's launch is described by four numbers the generator knows
+ * (gen/cuda/cudagen.h): threads per block, dynamic shared memory, and the
+ * query rows and heads one block covers; the grid follows from B, T and H.
+ */
+#ifndef MTA_CUDA_MODULE_H
+#define MTA_CUDA_MODULE_H
+
+#include "runtime/core/cuda_args.h"
+#include "runtime/cuda/driver.h"
+
+struct mta_cuda_module {
+	struct mta_cuda *c;
+	cu_mod mod;
+	cu_func fn;
+	unsigned block;  /* threads per block */
+	unsigned smem;   /* dynamic shared memory, bytes */
+	unsigned bq;     /* query rows per block */
+	unsigned hpb;    /* heads per block */
+};
+
+/*
+ * Load cubin on c's device and find kernel entry; raise the kernel's
+ * dynamic shared memory limit when it needs more than 48 KiB. MTA_EUNSUPPORTED
+ * when it needs more than the device has, MTA_EKERNEL when the driver refuses
+ * the image. The caller's current context is left as it was.
+ */
+int mta_cuda_module_load(struct mta_cuda *c, const void *cubin, const char *entry,
+			 unsigned block, unsigned smem, unsigned bq, unsigned hpb,
+			 struct mta_cuda_module *m);
+void mta_cuda_module_unload(struct mta_cuda_module *m);
+
+/*
+ * Enqueue one launch of m with arguments a for H heads on stream (NULL: the
+ * context's default stream); c's context must be current (mta_cu_push).
+ * Does not wait.
+ */
+int mta_cuda_module_launch(const struct mta_cuda_module *m, const struct mta_cuda_args *a, int H,
+			   cu_stream stream);
+
+#endif

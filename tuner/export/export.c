@@ -1,0 +1,353 @@
+/*
+ * export.c: choose what a best-kernel library holds (see export.h): the
+ * device, its problems and their winners, the kernels to build; then hand
+ * the plan to export_write.c. Everything is sorted so the files come out the
+ * same for the same database.
+ */
+#include "tuner/export/export_int.h"
+#include "gen/gen.h"
+#include "runtime/core/error.h"
+#include "runtime/core/hash.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- the device ----------------------------------------------------------------- */
+
+struct devices {
+	const struct mta_export_opts *o;
+	struct xdevice found[2]; /* [1]: of --arch's very arch, [0]: another */
+	int n[2];                /* devices matching the options, per slot */
+	char all[1024];          /* every device, for the message when none fits */
+};
+
+static int device_cb(void *ctx, const struct mta_db_device *d)
+{
+	struct devices *ds = ctx;
+	size_t l = strlen(ds->all);
+	snprintf(ds->all + l, sizeof ds->all - l, "%s'%s' (%s %s)", l ? ", " : "", d->name,
+		 d->backend, d->arch);
+	const struct mta_backend *be = NULL;
+	if ((ds->o->device && strcmp(ds->o->device, d->name)) ||
+	    (ds->o->arch && (mta_backend_find(d->backend, &be) || !be->binary_key)))
+		return 0;
+	int slot = ds->o->arch && !strcmp(d->arch, ds->o->arch);
+	struct xdevice *f = &ds->found[slot];
+	ds->n[slot]++;
+	f->id = d->id;
+	snprintf(f->backend, sizeof f->backend, "%s", d->backend);
+	snprintf(f->name, sizeof f->name, "%s", d->name);
+	snprintf(f->arch, sizeof f->arch, "%s", d->arch);
+	return 0;
+}
+
+/*
+ * The one device whose winners to export: named by --device, else of
+ * --arch's backend (cuda; a device of that very arch first), else the only
+ * device. None at all is fine when problems were named (defaults only).
+ */
+static int pick_device(struct mta_db *db, const struct mta_export_opts *o, struct xdevice *d)
+{
+	struct devices ds = { .o = o };
+	int rc = mta_db_list_devices(db, device_cb, &ds);
+	if (rc)
+		return rc;
+	int slot = ds.n[1] ? 1 : 0;
+	memset(d, 0, sizeof *d);
+	if (ds.n[slot] == 1) {
+		*d = ds.found[slot];
+	} else if (ds.n[slot] > 1) {
+		return mta_fail(MTA_EINVAL, "database %s has several devices%s: %s; choose one "
+				"with --device NAME", o->db_path, o->arch ? " for --arch" : "",
+				ds.all);
+	} else if (o->device || !o->problems) {
+		char what[300];
+		if (o->device)
+			snprintf(what, sizeof what, "device named '%s'%s", o->device,
+				 o->arch ? " with cuda kernels" : "");
+		else
+			snprintf(what, sizeof what, "%s device", o->arch ? "cuda" : "tuned");
+		return mta_fail(MTA_ENOTFOUND, "database %s has no %s%s%s", o->db_path, what,
+				ds.all[0] ? "; it has " : " (tune first)", ds.all);
+	} else {
+		snprintf(d->backend, sizeof d->backend, "%s", o->arch ? "cuda" : "cpu");
+	}
+	if (o->arch)
+		snprintf(d->arch, sizeof d->arch, "%s", o->arch);
+	return MTA_OK;
+}
+
+/* ---- problems and their winners ---------------------------------------------------- */
+
+static int cmp_problem(const void *a, const void *b)
+{
+	return strcmp(((const struct xproblem *)a)->key, ((const struct xproblem *)b)->key);
+}
+
+/* The problem with this key in plan x, added (unsorted) when add is set. */
+static struct xproblem *problem(struct xplan *x, const char *key, int add)
+{
+	for (int i = 0; i < x->np; i++)
+		if (!strcmp(x->p[i].key, key))
+			return &x->p[i];
+	if (!add)
+		return NULL;
+	struct xproblem *p = realloc(x->p, (size_t)(x->np + 1) * sizeof *p);
+	if (!p)
+		return NULL;
+	x->p = p;
+	p = &x->p[x->np++];
+	memset(p, 0, sizeof *p);
+	snprintf(p->key, sizeof p->key, "%s", key);
+	return p;
+}
+
+struct winners {
+	struct xplan *x;
+	int add;      /* problems not yet in the plan are added */
+	int rc;
+};
+
+static int winner_cb(void *ctx, const struct mta_db_winner *w)
+{
+	struct winners *ws = ctx;
+	struct xproblem *p = problem(ws->x, w->problem_key, ws->add);
+	if (!p)
+		return ws->add ? (ws->rc = mta_fail(MTA_ENOMEM, "out of memory")) : 0;
+	struct xbucket *b = realloc(p->b, (size_t)(p->nb + 1) * sizeof *b);
+	if (!b)
+		return ws->rc = mta_fail(MTA_ENOMEM, "out of memory");
+	p->b = b;
+	b[p->nb].t_bucket = w->t_bucket;
+	snprintf(b[p->nb].spec, sizeof b[p->nb].spec, "%s", w->spec);
+	p->nb++;
+	return 0;
+}
+
+/* The problems named by --problem (canonical keys), or none when not named. */
+static int named_problems(const struct mta_export_opts *o, struct xplan *x)
+{
+	for (size_t i = 0; i < o->nproblems; i++) {
+		struct mta_problem p;
+		char key[MTA_KEY_MAX];
+		int rc;
+		if ((rc = mta_problem_from_key(o->problems[i], &p)) ||
+		    (rc = mta_problem_key(&p, key, sizeof key)))
+			return mta_wrap(rc, "--problem %s", o->problems[i]);
+		if (!problem(x, key, 1))
+			return mta_fail(MTA_ENOMEM, "out of memory");
+	}
+	return MTA_OK;
+}
+
+static int cmp_bucket(const void *a, const void *b)
+{
+	int64_t x = ((const struct xbucket *)a)->t_bucket, y = ((const struct xbucket *)b)->t_bucket;
+	return (x > y) - (x < y);
+}
+
+/* Index of (problem, spec) among the plan's kernels, added on first sight. */
+static int kernel(struct xplan *x, int pi, const char *spec, int *index)
+{
+	for (int i = 0; i < x->nk; i++)
+		if (x->k[i].problem == pi && !strcmp(x->k[i].spec, spec)) {
+			*index = i;
+			return MTA_OK;
+		}
+	struct xkernel *k = realloc(x->k, (size_t)(x->nk + 1) * sizeof *k);
+	if (!k)
+		return mta_fail(MTA_ENOMEM, "out of memory");
+	x->k = k;
+	k = &x->k[x->nk];
+	memset(k, 0, sizeof *k);
+	k->problem = pi;
+	snprintf(k->spec, sizeof k->spec, "%s", spec);
+	*index = x->nk++;
+	return MTA_OK;
+}
+
+/*
+ * Sort problems by key and buckets by size, and number the kernels in that
+ * order: each bucket's winner, then the default variant, one kernel per
+ * distinct (problem, spec).
+ */
+static int number_kernels(struct xplan *x)
+{
+	int rc, backend = x->be->variants;
+	qsort(x->p, (size_t)x->np, sizeof *x->p, cmp_problem);
+	for (int i = 0; i < x->np; i++) {
+		struct xproblem *p = &x->p[i];
+		struct mta_variant v;
+		char spec[MTA_SPEC_MAX];
+		if ((rc = mta_problem_from_key(p->key, &p->p)))
+			return mta_wrap(rc, "database problem %s", p->key);
+		if (p->nb)
+			qsort(p->b, (size_t)p->nb, sizeof *p->b, cmp_bucket);
+		for (int j = 0; j < p->nb; j++)
+			if ((rc = kernel(x, i, p->b[j].spec, &p->b[j].kernel)))
+				return rc;
+		if ((rc = mta_variant_default(&p->p, backend, &v)) ||
+		    (rc = mta_variant_format(&v, spec, sizeof spec)) ||
+		    (rc = kernel(x, i, spec, &p->def)))
+			return rc;
+	}
+	return MTA_OK;
+}
+
+/* ---- kernel sources and binaries --------------------------------------------------- */
+
+/* Generate every kernel's source and, for binary backends, its launch numbers. */
+static int generate(struct xplan *x)
+{
+	for (int i = 0; i < x->nk; i++) {
+		struct xkernel *k = &x->k[i];
+		const struct mta_problem *p = &x->p[k->problem].p;
+		struct mta_variant v;
+		int rc;
+		if ((rc = mta_variant_parse(k->spec, &v)) || (rc = mta_gen_source(p, &v, &k->source)) ||
+		    (x->binary && (rc = x->be->launch_dims(p, &v, &k->block, &k->smem, &k->bq,
+							   &k->hpb))))
+			return mta_wrap(rc, "problem %s, variant %s", x->p[k->problem].key, k->spec);
+	}
+	return MTA_OK;
+}
+
+/*
+ * Fill every kernel's binary for the target: stored ones first (under the
+ * key this compiler would store them, else any compiler's), the rest built
+ * now in one batch.
+ */
+static int binaries(struct mta_db *db, struct xplan *x, struct mta_export_summary *s)
+{
+	struct mta_build *bs = calloc((size_t)x->nk + 1, sizeof *bs);
+	int *which = calloc((size_t)x->nk + 1, sizeof *which);
+	struct mta_device_info dev;
+	int nb = 0, rc = MTA_OK;
+
+	if (!bs || !which) {
+		rc = mta_fail(MTA_ENOMEM, "out of memory");
+		goto out;
+	}
+	/* this machine's compiler, if it has one, names the key its binaries have */
+	int have_compiler = x->be->target(x->dev.arch, &dev) == MTA_OK;
+	for (int i = 0; i < x->nk; i++) {
+		struct xkernel *k = &x->k[i];
+		struct mta_db_binary_key key;
+		char hash[17], compiler[32];
+		mta_hash_hex(k->source, strlen(k->source), hash);
+		x->be->binary_key(&dev, hash, compiler, &key);
+		rc = have_compiler ? mta_db_binary_get(db, &key, &k->cubin, &k->cubin_size)
+				   : MTA_ENOTFOUND;
+		if (rc == MTA_ENOTFOUND)
+			rc = mta_db_binary_get_any(db, &key, &k->cubin, &k->cubin_size);
+		if (rc == MTA_OK && k->cubin_size) {
+			s->cubins_from_db++;
+			continue;
+		}
+		if (rc != MTA_OK && rc != MTA_ENOTFOUND)
+			goto out;
+		free(k->cubin);
+		k->cubin = NULL;
+		bs[nb].p = x->p[k->problem].p;
+		if ((rc = mta_variant_parse(k->spec, &bs[nb].v)))
+			goto out;
+		bs[nb].source = k->source;
+		which[nb++] = i;
+	}
+	rc = MTA_OK;
+	if (!nb)
+		goto out;
+	if ((rc = x->be->build(&dev, bs, (size_t)nb, 0)))
+		goto out;
+	for (int j = 0; j < nb; j++) {
+		struct xkernel *k = &x->k[which[j]];
+		if (bs[j].status) {
+			rc = mta_fail(bs[j].status, "problem %s, variant %s for %s: %s",
+				      x->p[k->problem].key, k->spec, x->dev.arch, bs[j].message);
+			goto out;
+		}
+		k->cubin = bs[j].binary;
+		k->cubin_size = bs[j].binary_size;
+		bs[j].binary = NULL;
+		s->cubins_compiled++;
+	}
+out:
+	for (int j = 0; bs && j < nb; j++)
+		mta_build_free(&bs[j]);
+	free(bs);
+	free(which);
+	return rc;
+}
+
+/* ---- the whole export --------------------------------------------------------------- */
+
+static int check_opts(const struct mta_export_opts *o)
+{
+	int a, b, n = 0;
+	if (!o->db_path || !o->out_dir || !*o->out_dir)
+		return mta_fail(MTA_EINVAL, "export needs a database and an output folder");
+	if (!o->name[0] || strspn(o->name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+				  "0123456789_") != strlen(o->name) || strlen(o->name) > 64)
+		return mta_fail(MTA_EINVAL, "library name '%s': expected 1 to 64 letters, digits "
+				"or '_' (it names lib<NAME>.so)", o->name);
+	if (o->arch && (sscanf(o->arch, "sm_%1d%d%n", &a, &b, &n) != 2 ||
+			(o->arch[n] && strcmp(o->arch + n, "a")) || a < 5))
+		return mta_fail(MTA_EINVAL, "--arch %s: expected a CUDA architecture such as sm_80 "
+				"or sm_90", o->arch);
+	return MTA_OK;
+}
+
+int mta_export(const struct mta_export_opts *opts, struct mta_export_summary *s)
+{
+	struct mta_export_opts o = *opts;
+	struct mta_db *db = NULL;
+	struct xplan x = { 0 };
+	int rc;
+
+	memset(s, 0, sizeof *s);
+	if (!o.name)
+		o.name = "mta";
+	if (o.nproblems == 0)
+		o.problems = NULL;
+	if ((rc = check_opts(&o)) || (rc = mta_db_open(o.db_path, MTA_DB_READONLY, &db)) ||
+	    (rc = pick_device(db, &o, &x.dev)))
+		goto out;
+	if ((rc = mta_backend_find(x.dev.backend, &x.be)))
+		goto out;
+	x.binary = x.be->binary_key != NULL;
+	x.name = o.name;
+	struct winners ws = { &x, !o.problems, MTA_OK };
+	if ((rc = named_problems(&o, &x)))
+		goto out;
+	if (x.dev.id && (rc = mta_db_list_winners(db, x.dev.id, NULL, winner_cb, &ws)))
+		goto out;
+	if ((rc = ws.rc))
+		goto out;
+	if (!x.np) {
+		rc = mta_fail(MTA_ENOTFOUND, "device '%s' has no winners in %s: tune first, or "
+			      "name problems with --problem", x.dev.name, o.db_path);
+		goto out;
+	}
+	if ((rc = number_kernels(&x)) || (rc = generate(&x)) ||
+	    (x.binary && (rc = binaries(db, &x, s))) || (rc = mta_export_write(&x, o.out_dir)))
+		goto out;
+	s->problems = x.np;
+	for (int i = 0; i < x.np; i++)
+		s->buckets += x.p[i].nb;
+	s->kernels = x.nk;
+	snprintf(s->backend, sizeof s->backend, "%s", x.dev.backend);
+	snprintf(s->device, sizeof s->device, "%s", x.dev.name);
+	snprintf(s->arch, sizeof s->arch, "%s", x.dev.arch);
+out:
+	for (int i = 0; i < x.np; i++)
+		free(x.p[i].b);
+	for (int i = 0; i < x.nk; i++) {
+		free(x.k[i].source);
+		free(x.k[i].cubin);
+	}
+	free(x.p);
+	free(x.k);
+	mta_db_close(db);
+	return rc;
+}

@@ -1,0 +1,55 @@
+/*
+ * export_int.h: the plan of an export, shared by export.c (which makes it
+ * from the database) and export_write.c (which writes it out).
+ */
+#ifndef MTA_EXPORT_EXPORT_INT_H
+#define MTA_EXPORT_EXPORT_INT_H
+
+#include "tuner/export/export.h"
+#include "runtime/backend.h"
+
+struct xdevice {
+	int64_t id;          /* 0: none (defaults only) */
+	char backend[16];
+	char name[256];
+	char arch[32];       /* binary backends: the binaries' target */
+};
+
+struct xbucket {
+	int64_t t_bucket;
+	char spec[MTA_SPEC_MAX];
+	int kernel;          /* index into xplan.k */
+};
+
+struct xproblem {
+	char key[MTA_KEY_MAX];
+	struct mta_problem p;
+	struct xbucket *b;   /* ascending t_bucket */
+	int nb;
+	int def;             /* kernel of the default variant */
+};
+
+struct xkernel {
+	int problem;         /* index into xplan.p */
+	char spec[MTA_SPEC_MAX];
+	char *source;        /* generated C or CUDA source */
+	void *cubin;         /* binary backends: the kernel's image */
+	size_t cubin_size;
+	unsigned block, smem, bq, hpb; /* binary backends: its launch (launch_dims) */
+};
+
+struct xplan {
+	const char *name;
+	struct xdevice dev;
+	const struct mta_backend *be;
+	int binary;          /* kernels ship as binaries (be->binary_key), else as sources */
+	struct xproblem *p;  /* sorted by key */
+	int np;
+	struct xkernel *k;   /* in order of first use */
+	int nk;
+};
+
+/* Write the folder for plan x into dir (created if missing). */
+int mta_export_write(const struct xplan *x, const char *dir);
+
+#endif

@@ -1,0 +1,61 @@
+/*
+ * check.h: the one check-and-time harness (in the spirit of llm.c's
+ * dev/cuda): every kernel variant, whoever runs it (the tuner's measuring
+ * child, the winner's check through the runtime, the tests, kbench), is
+ * checked and timed here and nowhere else.
+ *
+ *   mta_check  fresh random inputs (tuner/measure/sample.h) at (B, T), the
+ *              float64 reference, the output poisoned with NaN, one run,
+ *              then mta_compare: relative L2 AND every element within the
+ *              dtype's bound (runtime/mta.h), so one wrong element fails.
+ *   mta_time   inputs bound once, warm-up runs, then each timed run after a
+ *              flush of the caches it would otherwise find warm; median,
+ *              20th/80th percentiles and minimum; the last output must be
+ *              finite everywhere.
+ *
+ * A runner is what is checked: a backend's loaded kernel on its device
+ * (runtime/backend.h), or a runtime context (mta_forward, which picks).
+ */
+#ifndef MTA_MEASURE_CHECK_H
+#define MTA_MEASURE_CHECK_H
+
+#include "runtime/backend.h"
+
+struct mta_runner {
+	/* a backend's kernel ... */
+	const struct mta_backend *be;
+	struct mta_device *dev;
+	struct mta_kernel *k;
+	/* ... or, when ctx is set, the runtime's pick and mta_forward */
+	mta_context *ctx;
+};
+
+struct mta_check_opts {
+	int64_t B, T;
+	unsigned long long seed;
+	/*
+	 * Non-contiguous tensors: q, k, v laid out [B][heads][T][D+2] with NaN
+	 * in the padding (a kernel that ignores strides reads NaN), o as
+	 * [T][B][H][D+1].
+	 */
+	int strided;
+};
+
+/*
+ * Check runner r on problem p: MTA_OK, or MTA_EVERIFY with mta_compare's
+ * message and the size, or the runner's failure. res (may be NULL) gets the
+ * comparison either way once the run happened.
+ */
+int mta_check(const struct mta_runner *r, const struct mta_problem *p,
+	      const struct mta_check_opts *o, struct mta_compare *res);
+
+struct mta_timing {
+	double median_ms, p20_ms, p80_ms, min_ms;
+	int runs;
+};
+
+/* Time runner r on problem p at (B, T): warmup untimed runs, then reps timed ones. */
+int mta_time(const struct mta_runner *r, const struct mta_problem *p, int64_t B, int64_t T,
+	     unsigned long long seed, int warmup, int reps, struct mta_timing *t);
+
+#endif

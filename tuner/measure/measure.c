@@ -1,0 +1,51 @@
+/* measure.c: one variant checked and timed in a child (see measure.h). */
+#include "tuner/measure/measure.h"
+#include "runtime/core/error.h"
+#include "tuner/measure/check.h"
+#include "tuner/measure/isolate.h"
+
+#include <math.h>
+#include <string.h>
+
+static int job_fn(void *ctx, void *out, size_t n)
+{
+	const struct mta_measure_job *j = ctx;
+	struct mta_measure *m = out;
+	struct mta_runner r = { j->be, NULL, NULL, NULL };
+	struct mta_check_opts co = { j->check_B, j->check_T, j->seed, 0 };
+	struct mta_compare cmp;
+	struct mta_timing t;
+	int rc;
+
+	memset(m, 0, n);
+	m->rel_err = m->median_ms = m->p20_ms = m->p80_ms = m->min_ms = NAN;
+	if ((rc = j->be->open(j->device, j->threads, &r.dev)) ||
+	    (rc = j->be->load(r.dev, NULL, j->p, j->v, j->binary, j->binary_size, &r.k)))
+		goto out;
+	cmp.rel_l2 = NAN;
+	rc = mta_check(&r, j->p, &co, &cmp);
+	m->rel_err = cmp.rel_l2;
+	if (rc || !j->time_it)
+		goto out;
+	if ((rc = mta_time(&r, j->p, j->B, j->T, j->seed + 1, j->warmup, j->reps, &t)))
+		goto out;
+	m->median_ms = t.median_ms;
+	m->p20_ms = t.p20_ms;
+	m->p80_ms = t.p80_ms;
+	m->min_ms = t.min_ms;
+	m->runs = t.runs;
+out:
+	j->be->unload(r.k);
+	j->be->close(r.dev);
+	return rc;
+}
+
+int mta_measure(const struct mta_measure_job *j, struct mta_measure *m, int *timed_out)
+{
+	memset(m, 0, sizeof *m);
+	m->rel_err = m->median_ms = m->p20_ms = m->p80_ms = m->min_ms = NAN;
+	*timed_out = 0;
+	if (j->time_it && (j->reps < 1 || j->warmup < 0))
+		return mta_fail(MTA_EINVAL, "timing needs reps >= 1 and warmup >= 0");
+	return mta_isolate(job_fn, (void *)j, m, sizeof *m, j->timeout_s, timed_out);
+}

@@ -1,0 +1,47 @@
+/*
+ * measure.h: check one variant against the float64 reference and time it,
+ * inside a child process (isolate.h) so that a crash or a hang is a record
+ * rather than the end of the tuning run.
+ *
+ * The child opens the backend's device, loads the kernel (from the binary
+ * the caller holds, else built now), checks it with the harness
+ * (check.h) at the check size, then times it at the real size. The check
+ * runs at a size smaller than the timing (default min(T, 293): long enough
+ * to cross several tiles, ragged against every power-of-two tile, cheap for
+ * the O(T^2) reference); kernels are not specialised on T, so it covers
+ * every T.
+ */
+#ifndef MTA_MEASURE_MEASURE_H
+#define MTA_MEASURE_MEASURE_H
+
+#include "runtime/backend.h"
+
+struct mta_measure {
+	double rel_err, median_ms, p20_ms, p80_ms, min_ms;
+	int runs;
+};
+
+struct mta_measure_job {
+	const struct mta_backend *be;
+	int device;                   /* device index of be */
+	int threads;                  /* CPU worker threads, 0: the variant's choice */
+	const struct mta_problem *p;
+	const struct mta_variant *v;
+	const void *binary;           /* the kernel's binary, or NULL: build it */
+	size_t binary_size;
+	int64_t check_B, check_T;     /* size of the reference check */
+	int64_t B, T;                 /* size of the timing */
+	unsigned long long seed;      /* inputs (the timing uses seed + 1) */
+	int time_it;                  /* 0: check only */
+	int warmup, reps;
+	double timeout_s;             /* the child's time limit, check and timing */
+};
+
+/*
+ * MTA_OK with m set; MTA_EVERIFY (the check failed: m->rel_err set),
+ * MTA_EKERNEL (crashed, or *timed_out), or another failure of the child,
+ * with its message.
+ */
+int mta_measure(const struct mta_measure_job *j, struct mta_measure *m, int *timed_out);
+
+#endif

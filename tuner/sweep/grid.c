@@ -1,0 +1,337 @@
+/*
+ * grid.c: the sweep grid parser (see grid.h and docs/grid.md).
+ *
+ * Line-oriented: each line is a keyword and its values separated by blanks,
+ * '#' starts a comment. Lists accumulate over repeated keywords. Values are
+ * checked as they are read so that a message can point at the token; the
+ * product is built once the whole text is read. The parser takes a buffer
+ * and a length, never assumes a terminating NUL, and bounds every list, so
+ * that it can be fed arbitrary bytes (fuzzing).
+ */
+#define _GNU_SOURCE /* memmem */
+#include "tuner/sweep/grid.h"
+#include "runtime/core/error.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/*
+ * A list of distinct values in the order first written. The values are also
+ * kept in an open-addressing hash set (index + 1 per slot, 0 empty) so that
+ * dropping repeats costs O(1) each: a line of many long ranges that repeat
+ * would otherwise cost O(values^2) per token, seconds for a few KiB of
+ * input (the fuzz target's timeout).
+ */
+#define SLOTS (2 * MTA_GRID_MAX_VALUES) /* a power of two, at most half full */
+
+struct list {
+	int64_t *v;
+	size_t n, cap;
+	uint32_t *slot;
+};
+
+struct parser {
+	const char *name;
+	int line;
+	struct list seq, batch, dtype;
+	struct mta_problem *probs;
+	size_t nprobs, capprobs;
+};
+
+/* "name:line:col: message" as MTA_EFORMAT. */
+static int at(struct parser *ps, size_t col, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static int at(struct parser *ps, size_t col, const char *fmt, ...)
+{
+	char what[768];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof what, fmt, ap);
+	va_end(ap);
+	return mta_fail(MTA_EFORMAT, "%s:%d:%zu: %s", ps->name, ps->line, col, what);
+}
+
+/* Tokens are quoted in messages up to this many bytes. */
+#define Q(n) (int)((n) > 64 ? 64 : (n))
+
+/* Append v unless present (lists keep first occurrences, in order). */
+static int add(struct parser *ps, struct list *l, int64_t v, size_t col, const char *tok,
+	       size_t len)
+{
+	if (!l->slot && !(l->slot = calloc(SLOTS, sizeof *l->slot)))
+		return mta_fail(MTA_ENOMEM, "out of memory");
+	size_t h = (size_t)((uint64_t)v * 0x9e3779b97f4a7c15u >> 40) & (SLOTS - 1);
+	for (; l->slot[h]; h = (h + 1) & (SLOTS - 1))
+		if (l->v[l->slot[h] - 1] == v)
+			return MTA_OK;
+	if (l->n == MTA_GRID_MAX_VALUES)
+		return at(ps, col, "'%.*s' makes the list longer than %d values", Q(len), tok,
+			  MTA_GRID_MAX_VALUES);
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? 2 * l->cap : 16;
+		int64_t *nv = realloc(l->v, cap * sizeof *nv);
+		if (!nv)
+			return mta_fail(MTA_ENOMEM, "out of memory");
+		l->v = nv;
+		l->cap = cap;
+	}
+	l->v[l->n++] = v;
+	l->slot[h] = (uint32_t)l->n;
+	return MTA_OK;
+}
+
+/* A whole decimal number in 1..MTA_GRID_MAX_SIZE at s[0..n); -1 if not. */
+static int64_t number(const char *s, size_t n)
+{
+	int64_t v = 0;
+	if (!n || n > 9)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -1;
+		v = 10 * v + (s[i] - '0');
+	}
+	return v >= 1 && v <= MTA_GRID_MAX_SIZE ? v : -1;
+}
+
+static int bad_size(struct parser *ps, const char *kw, const char *t, size_t n, size_t col)
+{
+	return at(ps, col, "expected a %s value: N, A..B, A..B+S or A..B*M with whole numbers "
+		  "in 1..%d, A <= B, S >= 1, M >= 2; got '%.*s'", kw, MTA_GRID_MAX_SIZE, Q(n), t);
+}
+
+/* N, A..B, A..B+S or A..B*M, appended to l. */
+static int size_value(struct parser *ps, struct list *l, const char *kw, const char *t,
+		      size_t n, size_t col)
+{
+	const char *dots = memmem(t, n, "..", 2);
+	if (!dots) {
+		int64_t v = number(t, n);
+		return v < 0 ? bad_size(ps, kw, t, n, col) : add(ps, l, v, col, t, n);
+	}
+	const char *b = dots + 2, *end = t + n, *op = b;
+	while (op < end && *op != '+' && *op != '*')
+		op++;
+	int64_t lo = number(t, (size_t)(dots - t)), hi = number(b, (size_t)(op - b)), step = 1;
+	int mul = op < end && *op == '*';
+	if (op < end)
+		step = number(op + 1, (size_t)(end - op - 1));
+	if (lo < 0 || hi < 0 || step < 0 || lo > hi || (mul && step < 2))
+		return bad_size(ps, kw, t, n, col);
+	for (int64_t v = lo; v <= hi; v = mul ? v * step : v + step) {
+		int rc = add(ps, l, v, col, t, n);
+		if (rc)
+			return rc;
+	}
+	return MTA_OK;
+}
+
+static int problem_value(struct parser *ps, const char *t, size_t n, size_t col)
+{
+	char key[MTA_KEY_MAX];
+	struct mta_problem p;
+	if (n >= sizeof key)
+		return at(ps, col, "problem key '%.*s...' is too long (expected at most %d "
+			  "characters)", Q(n), t, MTA_KEY_MAX - 1);
+	memcpy(key, t, n);
+	key[n] = 0;
+	if (mta_problem_from_key(key, &p))
+		return at(ps, col, "'%s' is not a problem key: %s", key, mta_last_error());
+	if (ps->nprobs == MTA_GRID_MAX_VALUES)
+		return at(ps, col, "'%.*s' makes the problem list longer than %d keys", Q(n), t,
+			  MTA_GRID_MAX_VALUES);
+	if (ps->nprobs == ps->capprobs) {
+		size_t cap = ps->capprobs ? 2 * ps->capprobs : 8;
+		struct mta_problem *np = realloc(ps->probs, cap * sizeof *np);
+		if (!np)
+			return mta_fail(MTA_ENOMEM, "out of memory");
+		ps->probs = np;
+		ps->capprobs = cap;
+	}
+	ps->probs[ps->nprobs++] = p;
+	return MTA_OK;
+}
+
+static int dtype_value(struct parser *ps, const char *t, size_t n, size_t col)
+{
+	static const char *const names[] = { "f32", "bf16", "f16" };
+	static const int types[] = { MTA_F32, MTA_BF16, MTA_F16 };
+	for (size_t i = 0; i < 3; i++)
+		if (strlen(names[i]) == n && !memcmp(names[i], t, n))
+			return add(ps, &ps->dtype, types[i], col, t, n);
+	return at(ps, col, "expected a dtype (f32, bf16 or f16), got '%.*s'", Q(n), t);
+}
+
+/* One line (without its newline): keyword, then values. */
+static int parse_line(struct parser *ps, const char *s, size_t len)
+{
+	enum { NONE, PROBLEM, SEQ, BATCH, DTYPE } kw = NONE;
+	size_t i = 0, kwcol = 0;
+	int nvals = 0, rc;
+	for (;;) {
+		while (i < len && (s[i] == ' ' || s[i] == '\t' || s[i] == '\r'))
+			i++;
+		if (i == len || s[i] == '#')
+			break;
+		size_t start = i;
+		while (i < len && s[i] != ' ' && s[i] != '\t' && s[i] != '\r' && s[i] != '#')
+			i++;
+		const char *t = s + start;
+		size_t n = i - start, col = start + 1;
+		if (kw == NONE) {
+			kwcol = col;
+			if (n == 7 && !memcmp(t, "problem", 7))
+				kw = PROBLEM;
+			else if (n == 3 && !memcmp(t, "seq", 3))
+				kw = SEQ;
+			else if (n == 5 && !memcmp(t, "batch", 5))
+				kw = BATCH;
+			else if (n == 5 && !memcmp(t, "dtype", 5))
+				kw = DTYPE;
+			else
+				return at(ps, col, "'%.*s' is not a grid keyword (expected problem, "
+					  "seq, batch or dtype)", Q(n), t);
+			continue;
+		}
+		nvals++;
+		if (kw == PROBLEM)
+			rc = problem_value(ps, t, n, col);
+		else if (kw == DTYPE)
+			rc = dtype_value(ps, t, n, col);
+		else
+			rc = size_value(ps, kw == SEQ ? &ps->seq : &ps->batch,
+					kw == SEQ ? "seq" : "batch", t, n, col);
+		if (rc)
+			return rc;
+	}
+	if (kw != NONE && !nvals)
+		return at(ps, kwcol, "'%.*s' needs at least one value", kw == PROBLEM ? 7 :
+			  kw == SEQ ? 3 : 5, s + kwcol - 1);
+	return MTA_OK;
+}
+
+/* The distinct canonical keys of problems x dtypes, in that order. */
+static int make_keys(struct parser *ps, struct mta_grid *g)
+{
+	size_t nd = ps->dtype.n ? ps->dtype.n : 1;
+	if (!(g->keys = calloc(ps->nprobs * nd, sizeof *g->keys)))
+		return mta_fail(MTA_ENOMEM, "out of memory");
+	for (size_t i = 0; i < ps->nprobs; i++)
+		for (size_t d = 0; d < nd; d++) {
+			struct mta_problem p = ps->probs[i];
+			if (ps->dtype.n)
+				p.dtype = (int)ps->dtype.v[d];
+			char key[MTA_KEY_MAX];
+			int rc = mta_problem_key(&p, key, sizeof key);
+			if (rc)
+				return rc;
+			size_t k = 0;
+			while (k < g->nkeys && strcmp(g->keys[k], key))
+				k++;
+			if (k == g->nkeys) /* the string only: the rest stays zero (calloc) */
+				memcpy(g->keys[g->nkeys++], key, strlen(key) + 1);
+		}
+	return MTA_OK;
+}
+
+int mta_grid_parse(const char *text, size_t len, const char *name, struct mta_grid *g)
+{
+	struct parser ps = { name ? name : "grid", 0, { 0 }, { 0 }, { 0 }, NULL, 0, 0 };
+	size_t pos = 0;
+	int rc = MTA_OK;
+
+	memset(g, 0, sizeof *g);
+	while (pos < len) {
+		const char *nl = memchr(text + pos, '\n', len - pos);
+		size_t n = nl ? (size_t)(nl - (text + pos)) : len - pos;
+		ps.line++;
+		const char *nul = memchr(text + pos, 0, n);
+		if (nul) {
+			rc = mta_fail(MTA_EFORMAT, "%s:%d:%zu: unexpected NUL byte (expected text)",
+				      ps.name, ps.line, (size_t)(nul - (text + pos)) + 1);
+			goto out;
+		}
+		if ((rc = parse_line(&ps, text + pos, n)))
+			goto out;
+		pos += n + 1;
+	}
+	ps.line++;
+	if (!ps.nprobs || !ps.seq.n) {
+		rc = mta_fail(MTA_EFORMAT, "%s:%d:1: end of the grid without a '%s' line (expected "
+			      "at least one problem key and one sequence length)", ps.name, ps.line,
+			      ps.nprobs ? "seq" : "problem");
+		goto out;
+	}
+	if (!ps.batch.n && (rc = add(&ps, &ps.batch, 1, 1, "", 0)))
+		goto out;
+	if ((rc = make_keys(&ps, g)))
+		goto out;
+	if (g->nkeys * ps.batch.n * ps.seq.n > MTA_GRID_MAX_ITEMS) {
+		rc = mta_fail(MTA_EFORMAT, "%s: the grid has %zu items, more than the %d allowed",
+			      ps.name, g->nkeys * ps.batch.n * ps.seq.n, MTA_GRID_MAX_ITEMS);
+		goto out;
+	}
+	if (!(g->items = malloc(g->nkeys * ps.batch.n * ps.seq.n * sizeof *g->items))) {
+		rc = mta_fail(MTA_ENOMEM, "out of memory");
+		goto out;
+	}
+	for (size_t k = 0; k < g->nkeys; k++)
+		for (size_t b = 0; b < ps.batch.n; b++)
+			for (size_t t = 0; t < ps.seq.n; t++)
+				g->items[g->n++] = (struct mta_grid_item){ k, ps.seq.v[t], ps.batch.v[b] };
+out:
+	free(ps.seq.v);
+	free(ps.batch.v);
+	free(ps.dtype.v);
+	free(ps.seq.slot);
+	free(ps.batch.slot);
+	free(ps.dtype.slot);
+	free(ps.probs);
+	if (rc)
+		mta_grid_free(g);
+	return rc;
+}
+
+int mta_grid_load(const char *path, struct mta_grid *g)
+{
+	memset(g, 0, sizeof *g);
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return mta_fail(MTA_EIO, "cannot open grid file %s: %s", path, strerror(errno));
+	char *buf = NULL;
+	size_t n = 0, cap = 0;
+	int rc = MTA_OK;
+	for (;;) {
+		if (n == cap) {
+			cap = cap ? 2 * cap : 4096;
+			char *nb = cap > (64u << 20) ? NULL : realloc(buf, cap);
+			if (!nb) {
+				rc = mta_fail(MTA_EFORMAT, "grid file %s is larger than 64 MiB", path);
+				break;
+			}
+			buf = nb;
+		}
+		size_t got = fread(buf + n, 1, cap - n, f);
+		n += got;
+		if (got == 0) {
+			if (ferror(f))
+				rc = mta_fail(MTA_EIO, "cannot read grid file %s", path);
+			break;
+		}
+	}
+	fclose(f);
+	if (!rc)
+		rc = mta_grid_parse(buf, n, path, g);
+	free(buf);
+	return rc;
+}
+
+void mta_grid_free(struct mta_grid *g)
+{
+	free(g->keys);
+	free(g->items);
+	memset(g, 0, sizeof *g);
+}
