@@ -26,7 +26,7 @@
 
 #include "runtime/mta.h"
 
-#define MTA_DB_SCHEMA_VERSION 1
+#define MTA_DB_SCHEMA_VERSION 2
 #define MTA_DB_APPLICATION_ID 0x4d544154 /* "MTAT" */
 #define MTA_DB_BUSY_TIMEOUT_MS 10000 /* $MTATUNE_DB_BUSY_MS overrides (tests) */
 
@@ -152,31 +152,38 @@ int mta_db_result_get(struct mta_db *db, int64_t device_id, int64_t variant_id,
 
 struct mta_db_winner {
 	int64_t device_id, problem_id, variant_id;
+	const char *op;      /* the operation, "fwd" (NULL in set: "fwd") */
 	int64_t t_bucket;    /* 0 in set: mta_t_bucket(T) (runtime/core/pick.h) */
-	int64_t T, B;        /* the size it was measured at */
-	double time_ms;
+	int64_t b_bucket;    /* 0 in set: mta_t_bucket(B) */
+	int64_t T, B;        /* the size it was decided at */
+	double time_ms;      /* its median time */
+	/*
+	 * The evidence (schema.sql): the default variant's median in the same
+	 * paired rounds, the geometric mean of the per-round ratio winner/default
+	 * with its 95% interval, the rounds, whether the interval lies wholly
+	 * below 1 by the tuner's margin. NAN / 0 when decided without rounds.
+	 */
+	double default_ms, ratio, ci_low, ci_high;
+	int rounds, significant;
 	double updated_at;   /* out */
 	/* out: */
 	const char *problem_key, *spec, *source_hash;
-	int exact;           /* get: 1 if t_bucket is T's own bucket */
+	int exact;           /* get: 1 if the buckets are (T, B)'s own */
 };
 
-/* Set the winner of (device, problem, t_bucket); the variant must be one of the problem's. */
+/*
+ * Set the winner of (device, problem, op, t_bucket, b_bucket), replacing the
+ * earlier decision for that key; the variant must be one of the problem's.
+ */
 int mta_db_winner_set(struct mta_db *db, const struct mta_db_winner *w);
 /*
- * The winner for T among those recorded for (device, problem), as the pick
- * policy names it (runtime/core/pick.h: T's own bucket, else the nearest).
- * MTA_ENOTFOUND when the problem has no winner on the device at all.
+ * The winner for (B, T) among those recorded for (device, problem, op), as
+ * the pick policy names it (runtime/core/pick.h: the buckets of (B, T), else
+ * the nearest). MTA_ENOTFOUND when the problem has no winner for op on the
+ * device at all.
  */
 int mta_db_winner_get(struct mta_db *db, int64_t device_id, const char *problem_key,
-		      int64_t T, struct mta_db_winner *out);
-/*
- * Recompute every winner from the ok results: per (device, problem, bucket),
- * at the (T, B) with the most ok results (ties: larger T, then larger B),
- * the lowest median time (ties: smaller spec). Groups without ok results keep
- * their winner.
- */
-int mta_db_winners_recompute(struct mta_db *db);
+		      const char *op, int64_t B, int64_t T, struct mta_db_winner *out);
 
 /* ---- listing (for `mtatune list` and `mtatune best`) --------------------------
  * Each calls cb once per row; a non-zero return from cb stops the walk and
@@ -196,15 +203,17 @@ int mta_db_list_problems(struct mta_db *db, mta_db_problem_cb cb, void *ctx);
 /* Ordered by problem, T, B, then median time (unmeasured last). */
 int mta_db_list_results(struct mta_db *db, int64_t device_id, const char *problem_key,
 			mta_db_result_cb cb, void *ctx);
-/* Ordered by device, problem, bucket. */
+/* Ordered by device, problem, op, T bucket, B bucket. */
 int mta_db_list_winners(struct mta_db *db, int64_t device_id, const char *problem_key,
 			mta_db_winner_cb cb, void *ctx);
 
 /* ---- merging shards ------------------------------------------------------------
  * Merge the database at in_path into db in one transaction (see db_merge.c):
  * rows matched by natural keys, every result kept (the later measurement of
- * the same key wins), devices kept apart, winners recomputed. in_path must
- * be an mtatune database of this schema version; it is only read. */
+ * the same key wins), devices kept apart, winners kept with their evidence
+ * (of two decisions for one key the later stands, as when a key is tuned
+ * again). in_path must be an mtatune database of this schema version; it is
+ * only read. */
 int mta_db_merge(struct mta_db *db, const char *in_path);
 
 /* ---- compiled binaries ------------------------------------------------------ */

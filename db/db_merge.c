@@ -5,8 +5,12 @@
  * identity, problems by key, variants by (problem key, spec), results by
  * (device, variant, T, B), binaries by their key. Every result is kept; when
  * both files measured the same key, the later measurement wins. Devices stay
- * apart (a result keeps its own device). Winners are copied where OUT has
- * none and then recomputed from the merged results.
+ * apart (a result keeps its own device). Winners are copied with their
+ * evidence, keyed by (device, problem, op, T bucket, B bucket); of two
+ * decisions for one key the later stands: the rule tuning follows when it
+ * decides a key again. Nothing is recomputed from medians, whose noise the
+ * paired rounds behind a decision were there to see through, so merging a
+ * database into an empty one gives its winners unchanged.
  */
 #include "db/db_int.h"
 
@@ -30,9 +34,9 @@ static const char *merge_sql[] = {
 	"INSERT INTO main.problems (key) SELECT key FROM src.problems WHERE true "
 	"ON CONFLICT DO NOTHING",
 
-	"INSERT INTO main.variants (problem_id, spec, source_hash, compile_status, "
+	"INSERT INTO main.variants (problem_id, spec, op, source_hash, compile_status, "
 	"compile_target, registers, spill_stores, spill_loads, shared_bytes, stack_bytes, "
-	"compile_ms, compile_log) SELECT mp.id, sv.spec, sv.source_hash, sv.compile_status, "
+	"compile_ms, compile_log) SELECT mp.id, sv.spec, sv.op, sv.source_hash, sv.compile_status, "
 	"sv.compile_target, sv.registers, sv.spill_stores, sv.spill_loads, sv.shared_bytes, "
 	"sv.stack_bytes, sv.compile_ms, sv.compile_log FROM src.variants sv JOIN src.problems "
 	"sp ON sp.id = sv.problem_id JOIN main.problems mp ON mp.key = sp.key WHERE true "
@@ -50,10 +54,18 @@ static const char *merge_sql[] = {
 	"error = excluded.error, run_id = excluded.run_id, started_at = excluded.started_at, "
 	"recorded_at = excluded.recorded_at WHERE excluded.recorded_at > results.recorded_at",
 
-	"INSERT INTO main.winners (device_id, problem_id, t_bucket, variant_id, time_ms, T, B, "
-	"updated_at) SELECT md.id, mp.id, w.t_bucket, mv.id, w.time_ms, w.T, w.B, w.updated_at "
+	"INSERT INTO main.winners (device_id, problem_id, op, t_bucket, b_bucket, variant_id, "
+	"time_ms, T, B, default_ms, ratio, ci_low, ci_high, rounds, significant, updated_at) "
+	"SELECT md.id, mp.id, w.op, w.t_bucket, w.b_bucket, mv.id, w.time_ms, w.T, w.B, "
+	"w.default_ms, w.ratio, w.ci_low, w.ci_high, w.rounds, w.significant, w.updated_at "
 	"FROM src.winners w JOIN src.devices sd ON sd.id = w.device_id JOIN main.devices md "
-	"ON " DEV_MATCH("md", "sd") " %VAR w.variant_id% WHERE true ON CONFLICT DO NOTHING",
+	"ON " DEV_MATCH("md", "sd") " %VAR w.variant_id% WHERE true "
+	"ON CONFLICT (device_id, problem_id, op, t_bucket, b_bucket) DO UPDATE SET "
+	"variant_id = excluded.variant_id, time_ms = excluded.time_ms, T = excluded.T, "
+	"B = excluded.B, default_ms = excluded.default_ms, ratio = excluded.ratio, "
+	"ci_low = excluded.ci_low, ci_high = excluded.ci_high, rounds = excluded.rounds, "
+	"significant = excluded.significant, updated_at = excluded.updated_at "
+	"WHERE excluded.updated_at > winners.updated_at",
 
 	"INSERT INTO main.binaries (source_hash, target, compiler, options, blob, created_at) "
 	"SELECT source_hash, target, compiler, options, blob, created_at FROM src.binaries "
@@ -103,8 +115,6 @@ int mta_db_merge(struct mta_db *db, const char *in_path)
 	for (size_t i = 0; !rc && i < sizeof merge_sql / sizeof merge_sql[0]; i++)
 		if (!(rc = expand(merge_sql[i], sql, sizeof sql)))
 			rc = db_exec(db, sql, "merge");
-	if (!rc)
-		rc = mta_db_winners_recompute(db);
 	if (db->group)
 		rc = rc ? (mta_db_rollback(db), rc) : mta_db_commit(db);
 	sqlite3_exec(db->h, "DETACH src", NULL, NULL, NULL);

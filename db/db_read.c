@@ -306,9 +306,11 @@ int mta_db_list_results(struct mta_db *db, int64_t device_id, const char *proble
 }
 
 #define WINNER_SQL "SELECT w.device_id, w.problem_id, w.variant_id, w.t_bucket, w.T, w.B, " \
-	"w.time_ms, w.updated_at, p.key, v.spec, v.source_hash FROM winners w " \
+	"w.time_ms, w.updated_at, p.key, v.spec, v.source_hash, w.op, w.b_bucket, w.default_ms, " \
+	"w.ratio, w.ci_low, w.ci_high, w.rounds, w.significant FROM winners w " \
 	"JOIN problems p ON p.id = w.problem_id JOIN variants v ON v.id = w.variant_id "
 
+/* Fill w from a row of WINNER_SQL; strings point into the statement's row. */
 static void read_winner(sqlite3_stmt *st, struct mta_db_winner *w)
 {
 	memset(w, 0, sizeof *w);
@@ -323,59 +325,82 @@ static void read_winner(sqlite3_stmt *st, struct mta_db_winner *w)
 	w->problem_key = (const char *)sqlite3_column_text(st, 8);
 	w->spec = (const char *)sqlite3_column_text(st, 9);
 	w->source_hash = (const char *)sqlite3_column_text(st, 10);
+	w->op = (const char *)sqlite3_column_text(st, 11);
+	w->b_bucket = sqlite3_column_int64(st, 12);
+	w->default_ms = db_col_real(st, 13);
+	w->ratio = db_col_real(st, 14);
+	w->ci_low = db_col_real(st, 15);
+	w->ci_high = db_col_real(st, 16);
+	w->rounds = sqlite3_column_int(st, 17);
+	w->significant = sqlite3_column_int(st, 18);
 }
 
-/* The bucket the pick policy names among those recorded; 0 if none. */
-static int pick_bucket(struct mta_db *db, int64_t device_id, int64_t problem_id, int64_t T,
-		       int64_t *best)
+/*
+ * The buckets the pick policy names among those recorded for (device,
+ * problem, op); *t 0 if none. Buckets read from the file are checked: a
+ * hostile database cannot hand the policy a bucket that is not a power of two.
+ */
+static int pick_buckets(struct mta_db *db, int64_t device_id, int64_t problem_id, const char *op,
+			int64_t B, int64_t T, int64_t *t, int64_t *b)
 {
 	sqlite3_stmt *st;
-	int64_t b[64];
+	struct mta_pick_cand c[256];
 	size_t n = 0;
-	int s, source;
-	/* buckets are powers of two up to 2^62: at most 63 of them */
-	int rc = db_prepare(db, &st, "SELECT t_bucket FROM winners WHERE device_id = ?1 AND "
-			    "problem_id = ?2 LIMIT 64");
+	int s, source, rung;
+	int rc = db_prepare(db, &st, "SELECT t_bucket, b_bucket FROM winners WHERE device_id = ?1 "
+			    "AND problem_id = ?2 AND op = ?3 LIMIT 256");
 	if (rc)
 		return rc;
 	sqlite3_bind_int64(st, 1, device_id);
 	sqlite3_bind_int64(st, 2, problem_id);
-	while ((s = sqlite3_step(st)) == SQLITE_ROW)
-		b[n++] = sqlite3_column_int64(st, 0);
+	db_text(st, 3, op);
+	while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+		int64_t tb = sqlite3_column_int64(st, 0), bb = sqlite3_column_int64(st, 1);
+		if (tb < 1 || (tb & (tb - 1)) || bb < 1 || (bb & (bb - 1)))
+			continue;
+		c[n++] = (struct mta_pick_cand){ MTA_RUNG_DEVICE, tb, bb };
+	}
 	if (s != SQLITE_DONE)
 		rc = db_err(db, "look up winners");
 	sqlite3_finalize(st);
-	int i = rc ? -1 : mta_pick_bucket(b, n, T, &source);
-	*best = i < 0 ? 0 : b[i];
+	int i = rc ? -1 : mta_pick_winner(c, n, B, T, &source, &rung);
+	*t = i < 0 ? 0 : c[i].t_bucket;
+	*b = i < 0 ? 0 : c[i].b_bucket;
 	return rc;
 }
 
 int mta_db_winner_get(struct mta_db *db, int64_t device_id, const char *problem_key,
-		      int64_t T, struct mta_db_winner *out)
+		      const char *op, int64_t B, int64_t T, struct mta_db_winner *out)
 {
 	sqlite3_stmt *st;
-	int64_t pid = 0, want = mta_t_bucket(T), b = 0;
+	int64_t pid = 0, tb = 0, bb = 0;
+	if (!op)
+		op = "fwd";
 	db_keep_reset(db);
 	int rc = mta_db_problem_find(db, problem_key, &pid);
 	if (!rc)
-		rc = pick_bucket(db, device_id, pid, T, &b);
-	if ((!rc && !b) || rc == MTA_ENOTFOUND)
-		rc = mta_fail(MTA_ENOTFOUND, "database %s has no tuned kernel for %s on device "
-			      "%lld", db->path, problem_key ? problem_key : "", (long long)device_id);
+		rc = pick_buckets(db, device_id, pid, op, B, T, &tb, &bb);
+	if ((!rc && !tb) || rc == MTA_ENOTFOUND)
+		rc = mta_fail(MTA_ENOTFOUND, "database %s has no tuned %s kernel for %s on device "
+			      "%lld", db->path, op, problem_key ? problem_key : "",
+			      (long long)device_id);
 	if (rc)
 		return rc;
 	if ((rc = db_prepare(db, &st, WINNER_SQL "WHERE w.device_id = ?1 AND w.problem_id = ?2 "
-			     "AND w.t_bucket = ?3")))
+			     "AND w.op = ?3 AND w.t_bucket = ?4 AND w.b_bucket = ?5")))
 		return rc;
 	sqlite3_bind_int64(st, 1, device_id);
 	sqlite3_bind_int64(st, 2, pid);
-	sqlite3_bind_int64(st, 3, b);
+	db_text(st, 3, op);
+	sqlite3_bind_int64(st, 4, tb);
+	sqlite3_bind_int64(st, 5, bb);
 	if (sqlite3_step(st) == SQLITE_ROW) {
 		read_winner(st, out);
 		out->problem_key = db_keep(db, (const unsigned char *)out->problem_key);
 		out->spec = db_keep(db, (const unsigned char *)out->spec);
 		out->source_hash = db_keep(db, (const unsigned char *)out->source_hash);
-		out->exact = b == want;
+		out->op = db_keep(db, (const unsigned char *)out->op);
+		out->exact = tb == mta_t_bucket(T) && bb == mta_t_bucket(B);
 	} else {
 		rc = db_err(db, "read a winner");
 	}
@@ -388,7 +413,8 @@ int mta_db_list_winners(struct mta_db *db, int64_t device_id, const char *proble
 {
 	sqlite3_stmt *st;
 	int rc = db_prepare(db, &st, WINNER_SQL "WHERE (?1 = 0 OR w.device_id = ?1) AND "
-			    "(?2 IS NULL OR p.key = ?2) ORDER BY w.device_id, p.key, w.t_bucket");
+			    "(?2 IS NULL OR p.key = ?2) ORDER BY w.device_id, p.key, w.op, "
+			    "w.t_bucket, w.b_bucket");
 	if (rc)
 		return rc;
 	sqlite3_bind_int64(st, 1, device_id);

@@ -236,24 +236,39 @@ int mta_db_result_put(struct mta_db *db, const struct mta_db_result *r)
 	return db_write_end(db, rc);
 }
 
+/* A finite positive x, or NULL: times and ratios are positive, anything else is no evidence. */
+static void bind_evidence(sqlite3_stmt *st, int i, double x)
+{
+	db_real(st, i, isfinite(x) && x > 0 ? x : NAN);
+}
+
 int mta_db_winner_set(struct mta_db *db, const struct mta_db_winner *w)
 {
 	sqlite3_stmt *st;
 	int64_t b = w->t_bucket ? w->t_bucket : mta_t_bucket(w->T);
-	if (b < 1 || (b & (b - 1)) || !isfinite(w->time_ms))
-		return mta_fail(MTA_EINVAL, "database %s: winner with T bucket %lld and time %g "
-				"(expected a power of two and a finite time)", db->path,
-				(long long)b, w->time_ms);
+	int64_t bb = w->b_bucket ? w->b_bucket : mta_t_bucket(w->B);
+	const char *op = w->op ? w->op : "fwd";
+	if (b < 1 || (b & (b - 1)) || bb < 1 || (bb & (bb - 1)) || !isfinite(w->time_ms))
+		return mta_fail(MTA_EINVAL, "database %s: winner with T bucket %lld, B bucket %lld and "
+				"time %g (expected powers of two and a finite time)", db->path,
+				(long long)b, (long long)bb, w->time_ms);
+	if (strcmp(op, "fwd") && strcmp(op, "bwd") && strcmp(op, "decode"))
+		return mta_fail(MTA_EINVAL, "database %s: winner of operation '%s' (expected fwd, bwd "
+				"or decode)", db->path, op);
 	int rc = db_write_begin(db, "record a winner");
 	if (rc)
 		return rc;
 	/* Inserting from variants checks that the variant is one of the problem's. */
 	rc = db_prepare(db, &st,
-		"INSERT INTO winners (device_id, problem_id, t_bucket, variant_id, time_ms, T, B, "
-		"updated_at) SELECT ?1, problem_id, ?3, id, ?5, ?6, ?7, " NOW_SQL " FROM variants "
-		"WHERE id = ?4 AND problem_id = ?2 ON CONFLICT (device_id, problem_id, t_bucket) "
-		"DO UPDATE SET variant_id = excluded.variant_id, time_ms = excluded.time_ms, "
-		"T = excluded.T, B = excluded.B, updated_at = excluded.updated_at");
+		"INSERT INTO winners (device_id, problem_id, op, t_bucket, b_bucket, variant_id, "
+		"time_ms, T, B, default_ms, ratio, ci_low, ci_high, rounds, significant, updated_at) "
+		"SELECT ?1, problem_id, ?8, ?3, ?9, id, ?5, ?6, ?7, ?10, ?11, ?12, ?13, ?14, ?15, "
+		NOW_SQL " FROM variants WHERE id = ?4 AND problem_id = ?2 "
+		"ON CONFLICT (device_id, problem_id, op, t_bucket, b_bucket) DO UPDATE SET "
+		"variant_id = excluded.variant_id, time_ms = excluded.time_ms, T = excluded.T, "
+		"B = excluded.B, default_ms = excluded.default_ms, ratio = excluded.ratio, "
+		"ci_low = excluded.ci_low, ci_high = excluded.ci_high, rounds = excluded.rounds, "
+		"significant = excluded.significant, updated_at = excluded.updated_at");
 	if (!rc) {
 		sqlite3_bind_int64(st, 1, w->device_id);
 		sqlite3_bind_int64(st, 2, w->problem_id);
@@ -262,6 +277,15 @@ int mta_db_winner_set(struct mta_db *db, const struct mta_db_winner *w)
 		sqlite3_bind_double(st, 5, w->time_ms);
 		sqlite3_bind_int64(st, 6, w->T);
 		sqlite3_bind_int64(st, 7, w->B);
+		db_text(st, 8, op);
+		sqlite3_bind_int64(st, 9, bb);
+		/* a ratio and its interval come from rounds: without rounds there are none */
+		bind_evidence(st, 10, w->default_ms);
+		bind_evidence(st, 11, w->rounds > 0 ? w->ratio : NAN);
+		bind_evidence(st, 12, w->rounds > 0 ? w->ci_low : NAN);
+		bind_evidence(st, 13, w->rounds > 0 ? w->ci_high : NAN);
+		sqlite3_bind_int(st, 14, w->rounds > 0 ? w->rounds : 0);
+		sqlite3_bind_int(st, 15, !!w->significant);
 		if (sqlite3_step(st) != SQLITE_DONE)
 			rc = db_err(db, "record a winner");
 		else if (sqlite3_changes(db->h) != 1)
@@ -270,30 +294,5 @@ int mta_db_winner_set(struct mta_db *db, const struct mta_db_winner *w)
 				      (long long)w->problem_id);
 		sqlite3_finalize(st);
 	}
-	return db_write_end(db, rc);
-}
-
-int mta_db_winners_recompute(struct mta_db *db)
-{
-	int rc = db_write_begin(db, "recompute winners");
-	if (rc)
-		return rc;
-	rc = db_exec(db,
-		"WITH ok AS (SELECT r.device_id, v.problem_id, r.t_bucket, r.T, r.B, "
-		"  r.variant_id, r.median_ms, v.spec FROM results r JOIN variants v "
-		"  ON v.id = r.variant_id WHERE r.status = 'ok' AND r.median_ms IS NOT NULL), "
-		"pts AS (SELECT device_id, problem_id, t_bucket, T, B, row_number() OVER ("
-		"  PARTITION BY device_id, problem_id, t_bucket ORDER BY count(*) DESC, T DESC, "
-		"  B DESC) AS rank FROM ok GROUP BY device_id, problem_id, t_bucket, T, B), "
-		"win AS (SELECT ok.*, row_number() OVER (PARTITION BY ok.device_id, "
-		"  ok.problem_id, ok.t_bucket ORDER BY ok.median_ms, ok.spec) AS rank FROM ok "
-		"  JOIN pts USING (device_id, problem_id, t_bucket, T, B) WHERE pts.rank = 1) "
-		"INSERT INTO winners (device_id, problem_id, t_bucket, variant_id, time_ms, T, B, "
-		"  updated_at) SELECT device_id, problem_id, t_bucket, variant_id, median_ms, T, B, "
-		NOW_SQL " FROM win WHERE rank = 1 "
-		"ON CONFLICT (device_id, problem_id, t_bucket) DO UPDATE SET "
-		"variant_id = excluded.variant_id, time_ms = excluded.time_ms, T = excluded.T, "
-		"B = excluded.B, updated_at = excluded.updated_at",
-		"recompute winners");
 	return db_write_end(db, rc);
 }

@@ -1,4 +1,4 @@
--- schema.sql: the mtatune tuning database, schema version 1.
+-- schema.sql: the mtatune tuning database, schema version 2.
 --
 -- One SQLite file holds what tuning learned: the devices measured, the
 -- problems (canonical keys, gen/problem.c), their kernel variants (canonical
@@ -23,7 +23,7 @@
 -- UNIQUE treats every NULL as distinct.
 
 PRAGMA application_id = 1297367380;
-PRAGMA user_version = 1;
+PRAGMA user_version = 2;
 
 CREATE TABLE meta (
 	key   TEXT PRIMARY KEY,
@@ -56,11 +56,13 @@ CREATE TABLE problems (
 
 -- A kernel variant of a problem, and what the last compile of its source
 -- reported (for compile_target). A changed source_hash means the generator
--- changed the source: the compile information is cleared with it.
+-- changed the source: the compile information is cleared with it. op is the
+-- operation its kernel computes (fwd: the forward).
 CREATE TABLE variants (
 	id          INTEGER PRIMARY KEY,
 	problem_id  INTEGER NOT NULL REFERENCES problems (id),
 	spec        TEXT NOT NULL CHECK (spec <> ''),
+	op          TEXT NOT NULL DEFAULT 'fwd' CHECK (op IN ('fwd', 'bwd', 'decode')),
 	source_hash TEXT NOT NULL DEFAULT '',
 	compile_status TEXT NOT NULL DEFAULT 'unknown'
 		CHECK (compile_status IN ('unknown', 'ok', 'failed')),
@@ -103,19 +105,33 @@ CREATE TABLE results (
 );
 CREATE INDEX results_by_variant ON results (variant_id);
 
--- The fastest variant of a problem on a device for sequence lengths in
--- (t_bucket/2, t_bucket], as measured at (T, B).
+-- The variant that serves an operation of a problem on a device for
+-- sequence lengths in (t_bucket/2, t_bucket] and batch sizes in
+-- (b_bucket/2, b_bucket], as decided at (T, B), with the evidence: the
+-- winner's and the default variant's median times in paired rounds timed
+-- side by side, the geometric mean of their per-round ratio (winner/default)
+-- with its 95% interval, and whether that interval lies wholly below 1 by
+-- the tuner's margin (significant). A winner that is the default itself has
+-- ratio 1. rounds 0: decided without paired rounds (older databases).
 CREATE TABLE winners (
 	id         INTEGER PRIMARY KEY,
 	device_id  INTEGER NOT NULL REFERENCES devices (id),
 	problem_id INTEGER NOT NULL REFERENCES problems (id),
+	op         TEXT NOT NULL DEFAULT 'fwd' CHECK (op IN ('fwd', 'bwd', 'decode')),
 	t_bucket   INTEGER NOT NULL CHECK (t_bucket >= 1 AND (t_bucket & (t_bucket - 1)) = 0),
+	b_bucket   INTEGER NOT NULL DEFAULT 1 CHECK (b_bucket >= 1 AND (b_bucket & (b_bucket - 1)) = 0),
 	variant_id INTEGER NOT NULL REFERENCES variants (id),
 	time_ms    REAL NOT NULL,
 	T          INTEGER NOT NULL DEFAULT 0,
 	B          INTEGER NOT NULL DEFAULT 0,
+	default_ms REAL,                      -- NULL: not compared
+	ratio      REAL,
+	ci_low     REAL,
+	ci_high    REAL,
+	rounds     INTEGER NOT NULL DEFAULT 0,
+	significant INTEGER NOT NULL DEFAULT 0,
 	updated_at REAL NOT NULL,
-	UNIQUE (device_id, problem_id, t_bucket)
+	UNIQUE (device_id, problem_id, op, t_bucket, b_bucket)
 );
 
 -- Compiled code, keyed by everything that determines it: a source (by hash),

@@ -3,23 +3,26 @@
  *
  * A context is a backend (runtime/backend.h), one of its devices, and the
  * database it reads winners from. The lookup is the pick policy of
- * runtime/core/pick.h: the winner of the exact (device, problem, T bucket),
- * then the device's nearest bucket for the problem, then the backend's
- * default variant, which is always valid. Loaded kernels stay in the
- * context keyed by (problem key, spec), so a serving loop pays the
- * compile-and-load cost once; each (problem, T bucket) is picked once.
+ * runtime/core/pick.h over the recorded winners of every device the
+ * database knows, each ranked by how close its identity is to this device's
+ * (the rung: the very device; the same name and architecture under other
+ * driver or compiler versions; the same architecture), then by buckets; the
+ * backend's default variant, which is always valid, when nothing applies.
+ * Loaded kernels stay in the context keyed by (problem key, spec), so a
+ * serving loop pays the compile-and-load cost once; each (problem, T bucket,
+ * B bucket) is picked once.
  *
- * The device's identity (for CUDA: name, arch, driver, NVRTC) selects its
- * row in the database; CUDA kernels load their cubins from the database's
- * binaries, compiled with NVRTC only when none is stored (the database is
- * read-only here, so such a cubin lives in the context only). mta_forward
- * takes and returns host tensors.
+ * CUDA kernels load their cubins from the database's binaries, compiled with
+ * NVRTC only when none is stored (the database is read-only here, so such a
+ * cubin lives in the context only). mta_forward takes and returns host
+ * tensors.
  */
 #include "runtime/mta.h"
 #include "runtime/backend.h"
 #include "runtime/core/error.h"
 #include "runtime/core/pick.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,37 +36,57 @@ struct loaded {
 	struct loaded *next;
 };
 
-/* A pick made once per (problem key, T bucket) and kept (see mta_context_pick). */
+/* A pick made once per (problem key, T bucket, B bucket) and kept (see mta_context_pick). */
 struct picked {
 	char key[MTA_KEY_MAX];
-	int64_t bucket;
-	char spec[MTA_SPEC_MAX];
-	int source;
+	int64_t t_bucket, b_bucket;
+	struct mta_pick pick;
 	struct picked *next;
+};
+
+/* A device row of the database and the rung of its winners for this context. */
+struct known {
+	int64_t id;
+	int rung;
 };
 
 struct mta_context {
 	const struct mta_backend *be;
 	struct mta_device *dev;
-	struct mta_db *db;   /* NULL: no database, defaults only */
-	int64_t device_id;   /* 0: device never tuned */
+	struct mta_db *db;     /* NULL: no database, defaults only */
+	struct mta_device_info self;
+	struct known *devices; /* the database's devices whose winners apply here */
+	size_t ndevices;
 	pthread_mutex_t lock;
 	struct loaded *kernels;
 	struct picked *picks;
 };
 
-/* The database's row of this device, if the database knows it. */
-static int find_device(mta_context *c, int device)
+/* How close device d of the database is to this one: a MTA_RUNG_*, or -1 (not at all). */
+static int rung_of(const struct mta_device_info *self, const struct mta_db_device *d)
 {
-	struct mta_device_info info;
-	struct mta_db_device d;
-	int rc = c->be->identify(device, &info);
-	if (rc)
-		return rc;
-	mta_device_info_db(&info, &d);
-	if (mta_db_device_find(c->db, &d, &c->device_id) != MTA_OK)
-		c->device_id = 0;
-	return MTA_OK;
+	if (strcmp(self->backend, d->backend) || strcmp(self->arch, d->arch))
+		return -1;
+	if (strcmp(self->name, d->name))
+		return MTA_RUNG_ARCH;
+	if (strcmp(self->driver, d->driver) || strcmp(self->compiler, d->compiler) ||
+	    strcmp(self->nvrtc, d->nvrtc) || self->cores != d->cores)
+		return MTA_RUNG_NAME;
+	return MTA_RUNG_DEVICE;
+}
+
+static int add_device(void *ctx, const struct mta_db_device *d)
+{
+	mta_context *c = ctx;
+	int rung = rung_of(&c->self, d);
+	if (rung < 0)
+		return 0;
+	struct known *k = realloc(c->devices, (c->ndevices + 1) * sizeof *k);
+	if (!k)
+		return mta_fail(MTA_ENOMEM, "out of memory");
+	c->devices = k;
+	c->devices[c->ndevices++] = (struct known){ d->id, rung };
+	return 0;
 }
 
 int mta_context_create(mta_context **out, const char *db_path, const char *backend, int device)
@@ -88,7 +111,9 @@ int mta_context_create(mta_context **out, const char *db_path, const char *backe
 		db_path = path;
 	}
 	if (stat(db_path, &st) == 0 &&
-	    ((rc = mta_db_open(db_path, MTA_DB_READONLY, &c->db)) || (rc = find_device(c, device))))
+	    ((rc = mta_db_open(db_path, MTA_DB_READONLY, &c->db)) ||
+	     (rc = c->be->identify(device, &c->self)) ||
+	     (rc = mta_db_list_devices(c->db, add_device, c))))
 		goto fail;
 	*out = c;
 	return mta_done(MTA_OK);
@@ -112,65 +137,115 @@ void mta_context_free(mta_context *c)
 	}
 	if (c->be)
 		c->be->close(c->dev);
+	free(c->devices);
 	mta_db_close(c->db);
 	pthread_mutex_destroy(&c->lock);
 	free(c);
 }
 
-/*
- * The first pick for a (problem, T bucket) queries the database; later ones
- * reuse it, so a serving loop's mta_forward runs no SQL. A context therefore
- * sees each winner as it was when first picked.
- */
-int mta_context_pick(mta_context *c, const struct mta_problem *p, int64_t T, char *spec,
-		     size_t n, int *source)
+/* The winners of a problem that apply here, gathered for the pick policy. */
+struct cands {
+	mta_context *c;
+	struct mta_pick_cand *cand;
+	struct mta_pick *info;   /* spec and evidence of each */
+	size_t n, cap;
+};
+
+static int add_winner(void *ctx, const struct mta_db_winner *w)
+{
+	struct cands *x = ctx;
+	size_t i;
+	if (strcmp(w->op, "fwd"))
+		return 0;
+	for (i = 0; i < x->c->ndevices && x->c->devices[i].id != w->device_id; i++)
+		;
+	if (i == x->c->ndevices)
+		return 0;
+	if (x->n == x->cap) {
+		size_t cap = x->cap ? 2 * x->cap : 16;
+		struct mta_pick_cand *c = realloc(x->cand, cap * sizeof *c);
+		if (c)
+			x->cand = c;
+		struct mta_pick *in = c ? realloc(x->info, cap * sizeof *in) : NULL;
+		if (!c || !in)
+			return mta_fail(MTA_ENOMEM, "out of memory");
+		x->info = in;
+		x->cap = cap;
+	}
+	x->cand[x->n] = (struct mta_pick_cand){ x->c->devices[i].rung, w->t_bucket, w->b_bucket };
+	struct mta_pick *p = &x->info[x->n++];
+	memset(p, 0, sizeof *p);
+	snprintf(p->spec, sizeof p->spec, "%s", w->spec);
+	p->t_bucket = w->t_bucket;
+	p->b_bucket = w->b_bucket;
+	/* speed-up = 1/ratio: the interval flips */
+	p->speedup = w->rounds ? 1 / w->ratio : NAN;
+	p->ci_low = w->rounds ? 1 / w->ci_high : NAN;
+	p->ci_high = w->rounds ? 1 / w->ci_low : NAN;
+	p->rounds = w->rounds;
+	p->significant = w->significant;
+	return 0;
+}
+
+/* The pick for (p, B, T), asking the database (see mta_context_pick). */
+static int pick_now(mta_context *c, const struct mta_problem *p, const char *key, int64_t B,
+		    int64_t T, struct mta_pick *out)
+{
+	struct cands x = { c, NULL, NULL, 0, 0 };
+	struct mta_variant v;
+	int rc = MTA_OK, source, rung, i = -1;
+	if (c->db && c->ndevices && (rc = mta_db_list_winners(c->db, 0, key, add_winner, &x)))
+		goto out;
+	i = mta_pick_winner(x.cand, x.n, B, T, &source, &rung);
+	if (i >= 0) {
+		*out = x.info[i];
+	} else {
+		memset(out, 0, sizeof *out);
+		out->speedup = out->ci_low = out->ci_high = 1;
+		if ((rc = mta_variant_default(p, c->be->variants, &v)) ||
+		    (rc = mta_variant_format(&v, out->spec, sizeof out->spec)))
+			goto out;
+	}
+	out->source = source;
+	out->rung = rung;
+out:
+	free(x.cand);
+	free(x.info);
+	return rc;
+}
+
+int mta_context_pick(mta_context *c, const struct mta_problem *p, int64_t B, int64_t T,
+		     struct mta_pick *out)
 {
 	char key[MTA_KEY_MAX];
-	struct mta_variant v;
 	struct picked *k;
-	int64_t bucket = mta_t_bucket(T);
-	int rc;
+	int64_t tb = mta_t_bucket(T), bb = mta_t_bucket(B);
+	int rc = MTA_OK;
 
-	if (!c)
-		return mta_fail(MTA_EINVAL, "mta_context_pick: no context");
+	if (!c || !out)
+		return mta_fail(MTA_EINVAL, "mta_context_pick: no context or no place for the pick");
 	if ((rc = mta_problem_key(p, key, sizeof key)))
 		return rc;
 	pthread_mutex_lock(&c->lock);
 	for (k = c->picks; k; k = k->next)
-		if (k->bucket == bucket && !strcmp(k->key, key))
+		if (k->t_bucket == tb && k->b_bucket == bb && !strcmp(k->key, key))
 			break;
 	if (!k) {
 		if (!(k = calloc(1, sizeof *k))) {
 			rc = mta_fail(MTA_ENOMEM, "out of memory");
 			goto out;
 		}
-		struct mta_db_winner w;
-		rc = c->db && c->device_id ? mta_db_winner_get(c->db, c->device_id, key, T, &w)
-					   : MTA_ENOTFOUND;
-		if (rc == MTA_OK) {
-			k->source = w.exact ? MTA_PICK_EXACT : MTA_PICK_NEAREST;
-			snprintf(k->spec, sizeof k->spec, "%s", w.spec);
-		} else if (rc == MTA_ENOTFOUND) {
-			k->source = MTA_PICK_DEFAULT;
-			rc = mta_variant_default(p, c->be->variants, &v);
-			if (!rc)
-				rc = mta_variant_format(&v, k->spec, sizeof k->spec);
-		}
-		if (rc) {
+		if ((rc = pick_now(c, p, key, B, T, &k->pick))) {
 			free(k);
 			goto out;
 		}
 		strcpy(k->key, key);
-		k->bucket = bucket;
+		k->t_bucket = tb;
+		k->b_bucket = bb;
 		k->next = c->picks;
 		c->picks = k;
 	}
-	if (strlen(k->spec) + 1 > n) {
-		rc = mta_fail(MTA_EINVAL, "spec buffer of %zu bytes is too small for %s", n, k->spec);
-		goto out;
-	}
-	strcpy(spec, k->spec);
-	*source = k->source;
+	*out = k->pick;
 out:
 	pthread_mutex_unlock(&c->lock);
 	return mta_done(rc);
@@ -215,17 +290,18 @@ int mta_forward(mta_context *c, const struct mta_problem *p, const struct mta_te
 		const struct mta_tensor *k, const struct mta_tensor *v,
 		const struct mta_weights *w, struct mta_tensor *o)
 {
-	char key[MTA_KEY_MAX], spec[MTA_SPEC_MAX];
+	char key[MTA_KEY_MAX];
+	struct mta_pick pick;
 	struct loaded *kern = NULL;
 	int64_t B, T;
-	int rc, source;
+	int rc;
 
 	if (!c)
 		return mta_fail(MTA_EINVAL, "mta_forward: no context");
 	if ((rc = mta_check_tensors(p, q, k, v, o, &B, &T)) ||
 	    (rc = mta_problem_key(p, key, sizeof key)) ||
-	    (rc = mta_context_pick(c, p, T, spec, sizeof spec, &source)) ||
-	    (rc = kernel_for(c, p, key, spec, &kern)))
+	    (rc = mta_context_pick(c, p, B, T, &pick)) ||
+	    (rc = kernel_for(c, p, key, pick.spec, &kern)))
 		return rc;
 	return mta_done(c->be->forward(kern->k, p, q, k, v, w, o));
 }

@@ -260,17 +260,47 @@ MTA_API int mta_context_create(mta_context **ctx, const char *db_path, const cha
 			       int device);
 MTA_API void mta_context_free(mta_context *ctx);
 
+/* What mta_context_pick found: the variant, and why it is the one. */
+enum {
+	MTA_PICK_DEFAULT = 0, /* no winner recorded: the backend's default variant */
+	MTA_PICK_NEAREST = 1, /* a winner of another T or B bucket (the nearest) */
+	MTA_PICK_EXACT = 2,   /* the winner of this T bucket and B bucket */
+};
+enum {
+	MTA_RUNG_DEVICE = 0,  /* tuned on this very device (name, arch, driver, compilers) */
+	MTA_RUNG_NAME = 1,    /* on a device of the same name and architecture, other versions */
+	MTA_RUNG_ARCH = 2,    /* on another device of the same architecture (ISA, sm_XY) */
+	MTA_RUNG_NONE = 3,    /* nothing tuned that applies: the default variant */
+};
+struct mta_pick {
+	char spec[MTA_SPEC_MAX]; /* the variant spec */
+	int source;              /* MTA_PICK_* */
+	int rung;                /* MTA_RUNG_*: whose tuning it comes from */
+	int64_t t_bucket, b_bucket; /* the winner's buckets; 0 for the default */
+	/*
+	 * The winner's speed-up over the default variant, measured side by side
+	 * in paired rounds, with its 95% interval: 1 for the default itself,
+	 * NAN when unknown (a winner decided without rounds).
+	 */
+	double speedup, ci_low, ci_high;
+	int rounds;
+	int significant;         /* the interval lies wholly above 1 (by the tuner's margin) */
+};
+
 /*
- * The variant mta_forward would run for (p, T): the recorded winner of this
- * device for p in T's bucket, else the nearest recorded bucket, else the
- * backend's default variant. *source says which: 2 exact bucket, 1 nearest
- * bucket, 0 default. spec receives the variant spec (MTA_SPEC_MAX bytes).
- * The pick for a (problem, T bucket) is made once and kept for the context's
- * life, so mta_forward runs no database query after the first call; create a
- * new context to see winners recorded since.
+ * The variant mta_forward would run for problem p at batch B and length T:
+ * the recorded winner of this device for p in (T, B)'s buckets, else the
+ * nearest recorded buckets; failing any winner of this device, the same
+ * search among devices of the same name and architecture (other driver or
+ * compiler versions), then of the same architecture; else the backend's
+ * default variant. Buckets are powers of two (winners for T in (b/2, b]);
+ * nearest is in log2 distance, T first, then B, ties going to the larger.
+ * The pick for a (problem, T bucket, B bucket) is made once and kept for
+ * the context's life, so mta_forward runs no database query after the first
+ * call; create a new context to see winners recorded since.
  */
-MTA_API int mta_context_pick(mta_context *ctx, const struct mta_problem *p, int64_t T,
-			     char *spec, size_t n, int *source);
+MTA_API int mta_context_pick(mta_context *ctx, const struct mta_problem *p, int64_t B, int64_t T,
+			     struct mta_pick *out);
 
 /*
  * The forward of MTA.md with the picked variant: q, k, v [B,T,H|Hkv,D] of

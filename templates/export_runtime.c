@@ -12,9 +12,9 @@
  * comes from mtatune's core layer shipped beside this file.
  *
  * Lookup: the pick policy of runtime/core/pick.h over the problem's
- * exported buckets (T's own bucket, else the nearest), else the problem's
- * default variant; a problem that was not exported is MTA_ENOTFOUND naming
- * the problem and the library.
+ * exported buckets ((T, B)'s own buckets, else the nearest), else the
+ * problem's default variant; a problem that was not exported is
+ * MTA_ENOTFOUND naming the problem and the library.
  */
 #include "runtime/mta.h"
 #include "runtime/core/error.h"
@@ -126,14 +126,14 @@ static const struct mtx_problem *find(const struct mtx_library *lib, const char 
 	return NULL;
 }
 
-/* The kernel index for (p, T) and where it came from (MTA_PICK_*). */
-static int choose(mta_context *c, const struct mta_problem *p, int64_t T, int *kernel,
-		  int *source)
+/* The kernel index for (p, B, T), and the pick's details into *info (may be NULL). */
+static int choose(mta_context *c, const struct mta_problem *p, int64_t B, int64_t T,
+		  int *kernel, struct mta_pick *info)
 {
 	char key[MTA_KEY_MAX];
 	const struct mtx_problem *e;
-	int64_t buckets[64];
-	int rc;
+	struct mta_pick_cand cand[256];
+	int rc, source, rung;
 
 	if (!c)
 		return mta_fail(MTA_EINVAL, "no context");
@@ -143,23 +143,37 @@ static int choose(mta_context *c, const struct mta_problem *p, int64_t T, int *k
 		return mta_fail(MTA_ENOTFOUND, "problem %s was not exported into library %s "
 				"(it holds %d problems; tune it and export again)", key,
 				c->lib->name, c->lib->nproblems);
-	int n = e->nbuckets < 64 ? e->nbuckets : 64;
-	for (int i = 0; i < n; i++)
-		buckets[i] = e->buckets[i].t_bucket;
-	int best = mta_pick_bucket(buckets, (size_t)n, T, source);
+	int n = e->nbuckets < 256 ? e->nbuckets : 256;
+	for (int i = 0; i < n; i++) /* every winner of the library is of its own device */
+		cand[i] = (struct mta_pick_cand){ MTA_RUNG_DEVICE, e->buckets[i].t_bucket,
+						  e->buckets[i].b_bucket };
+	int best = mta_pick_winner(cand, (size_t)n, B, T, &source, &rung);
 	*kernel = best >= 0 ? e->buckets[best].kernel : e->default_kernel;
+	if (info) {
+		const struct mtx_bucket *b = best >= 0 ? &e->buckets[best] : NULL;
+		memset(info, 0, sizeof *info);
+		snprintf(info->spec, sizeof info->spec, "%s", c->lib->kernels[*kernel].spec);
+		info->source = source;
+		info->rung = rung;
+		info->t_bucket = b ? b->t_bucket : 0;
+		info->b_bucket = b ? b->b_bucket : 0;
+		info->speedup = b ? b->speedup : 1;
+		info->ci_low = b ? b->ci_low : 1;
+		info->ci_high = b ? b->ci_high : 1;
+		info->rounds = b ? b->rounds : 0;
+		info->significant = b ? b->significant : 0;
+	}
 	return MTA_OK;
 }
 
-int mta_context_pick(mta_context *c, const struct mta_problem *p, int64_t T, char *spec,
-		     size_t n, int *source)
+int mta_context_pick(mta_context *c, const struct mta_problem *p, int64_t B, int64_t T,
+		     struct mta_pick *out)
 {
 	int k, rc;
-	if ((rc = choose(c, p, T, &k, source)))
+	if (!out)
+		return mta_fail(MTA_EINVAL, "mta_context_pick: no place for the pick");
+	if ((rc = choose(c, p, B, T, &k, out)))
 		return rc;
-	if (strlen(c->lib->kernels[k].spec) + 1 > n)
-		return mta_fail(MTA_EINVAL, "spec buffer too small");
-	strcpy(spec, c->lib->kernels[k].spec);
 	return mta_done(MTA_OK);
 }
 
@@ -207,12 +221,12 @@ int mta_forward(mta_context *c, const struct mta_problem *p, const struct mta_te
 {
 	struct mta_kargs a;
 	int64_t B, T;
-	int k, source, rc;
+	int k, rc;
 
 	if (!c)
 		return mta_fail(MTA_EINVAL, "mta_forward: no context");
 	if ((rc = mta_check_tensors(p, q, kt, v, o, &B, &T)) ||
-	    (rc = choose(c, p, T, &k, &source)))
+	    (rc = choose(c, p, B, T, &k, NULL)))
 		return rc;
 	if (c->cuda_backend)
 		return mta_done(cuda_forward(c, k, p, q, kt, v, w, o));

@@ -7,8 +7,10 @@
  * so this layout has no ABI of its own to keep stable.
  *
  * Problems are sorted by key (the runtime searches them by bisection), each
- * problem's buckets by t_bucket ascending. A bucket names the kernel that won
- * its sequence lengths (t_bucket/2, t_bucket]; default_kernel is the
+ * problem's buckets by (t_bucket, b_bucket) ascending. A bucket names the
+ * kernel that won its sequence lengths (t_bucket/2, t_bucket] and batch
+ * sizes (b_bucket/2, b_bucket], with the evidence of that decision (speed-up
+ * over the default variant, its 95% interval, rounds); default_kernel is the
  * backend's default variant of the problem, run when the problem has no
  * bucket at all.
  */
@@ -37,12 +39,15 @@ struct mtx_kernel {
 
 struct mtx_bucket {
 	int64_t t_bucket;  /* a power of two */
+	int64_t b_bucket;  /* a power of two */
+	double speedup, ci_low, ci_high; /* NAN: decided without rounds */
+	int rounds, significant;
 	int kernel;        /* index into mtx_library.kernels */
 };
 
 struct mtx_problem {
 	const char *key;                  /* canonical problem key */
-	const struct mtx_bucket *buckets; /* ascending t_bucket */
+	const struct mtx_bucket *buckets; /* ascending (t_bucket, b_bucket) */
 	int nbuckets;
 	int default_kernel;               /* index into mtx_library.kernels */
 };

@@ -90,10 +90,9 @@ TEST(a_successful_call_clears_the_last_error)
 	snprintf(db, sizeof db, "%s/none.db", mt_tmpdir());
 	REQUIRE(mta_context_create(&c, db, "cpu", 0) == MTA_OK);
 	CHECKF(!mta_last_error()[0], "stale message after mta_context_create: %s", mta_last_error());
-	char spec[MTA_SPEC_MAX];
-	int source;
-	CHECK(mta_context_pick(c, &p, 0x7fffffff, spec, 4, &source) == MTA_EINVAL);
-	CHECK(mta_context_pick(c, &p, 100, spec, sizeof spec, &source) == MTA_OK);
+	struct mta_pick pick;
+	CHECK(mta_context_pick(c, &p, 1, 100, NULL) == MTA_EINVAL);
+	CHECK(mta_context_pick(c, &p, 1, 100, &pick) == MTA_OK);
 	CHECKF(!mta_last_error()[0], "stale message after mta_context_pick: %s", mta_last_error());
 	mta_context_free(c);
 }

@@ -1,5 +1,6 @@
 /* test_db.c: the tuning database (db/): opening and refusing files, records, concurrency. */
 #include "tests/harness.h"
+#include "tests/fixtures.h"
 
 #include <fcntl.h>
 #include <sqlite3.h>
@@ -265,6 +266,42 @@ TEST(db_migrate)
 	expect_refused(path, 0, "upgrade mtatune");
 }
 
+/*
+ * A database of schema version 1 (tests/data/schema_v1.sql, the schema as it
+ * shipped) is brought to version 2 when opened: variants become forward
+ * variants, each winner the forward's in the bucket of its batch size, with
+ * no rounds behind it; nothing else changes.
+ */
+TEST(db_migrate_from_version_1)
+{
+	const char *path = tmp_path("v1.db");
+	char *out = NULL;
+	int rc = mt_sh(&out, "python3 -c \"import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); "
+		       "c.executescript(open('tests/data/schema_v1.sql').read()); "
+		       "c.executescript(\\\"INSERT INTO devices (backend, name) VALUES ('cpu', 'Old CPU'); "
+		       "INSERT INTO problems (key) VALUES ('h4kv4d32-both-f32'); "
+		       "INSERT INTO variants (problem_id, spec) VALUES (1, 'cpu:v1,bq=8'); "
+		       "INSERT INTO winners (device_id, problem_id, t_bucket, variant_id, time_ms, T, B, "
+		       "updated_at) VALUES (1, 1, 1024, 1, 2.5, 1000, 3, 1), (1, 1, 64, 1, 0.5, 60, 1, 1);"
+		       "\\\"); c.commit()\" '%s'", path);
+	REQUIRE(rc == 0 || (mt_fail(__FILE__, __LINE__, "%s", out), 0));
+	free(out);
+	CHECK_EQ_INT(raw(path, "PRAGMA user_version"), 1);
+	struct mta_db *db;
+	REQUIRE(mta_db_open(path, 0, &db) == MTA_OK || (mt_fail(__FILE__, __LINE__, "%s",
+							 mta_last_error()), 0));
+	struct mta_db_winner w;
+	CHECK(mta_db_winner_get(db, 1, "h4kv4d32-both-f32", "fwd", 3, 1000, &w) == MTA_OK);
+	CHECK(w.t_bucket == 1024 && w.b_bucket == 4 && w.exact && w.time_ms == 2.5 &&
+	      w.rounds == 0 && isnan(w.ratio) && !w.significant);
+	CHECK(mta_db_winner_get(db, 1, "h4kv4d32-both-f32", "fwd", 1, 50, &w) == MTA_OK);
+	CHECK(w.t_bucket == 64 && w.b_bucket == 1 && w.exact);
+	mta_db_close(db);
+	CHECK_EQ_INT(raw(path, "PRAGMA user_version"), MTA_DB_SCHEMA_VERSION);
+	CHECK_EQ_INT(raw(path, "SELECT count(*) FROM variants WHERE op = 'fwd'"), 1);
+	CHECK_EQ_INT(raw(path, "SELECT count(*) FROM winners"), 2);
+}
+
 TEST(db_readonly)
 {
 	const char *path = tmp_path("ro.db");
@@ -395,7 +432,7 @@ TEST(db_winners_and_lists)
 
 	struct mta_db_winner got, w = { .device_id = dev, .problem_id = prob, .time_ms = 1 };
 	const char *key = "h4kv4d32-both-f32";
-	CHECK(mta_db_winner_get(db, dev, key, 100, &got) == MTA_ENOTFOUND);
+	CHECK(mta_db_winner_get(db, dev, key, "fwd", 1, 100, &got) == MTA_ENOTFOUND);
 	CHECK_STR_CONTAINS(mta_last_error(), key);
 	int64_t buckets[3] = { 64, 1024, 4096 };
 	for (int i = 0; i < 3; i++) {
@@ -411,7 +448,7 @@ TEST(db_winners_and_lists)
 		{ 256, 1024, var[1], 0 }, /* 256: 64 and 1024 both 2 away: the larger */
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-		REQUIRE(mta_db_winner_get(db, dev, key, cases[i].T, &got) == MTA_OK);
+		REQUIRE(mta_db_winner_get(db, dev, key, "fwd", 1, cases[i].T, &got) == MTA_OK);
 		CHECKF(got.t_bucket == cases[i].bucket && got.variant_id == cases[i].var &&
 		       got.exact == cases[i].exact, "T=%lld: bucket %lld exact %d, expected %lld %d",
 		       (long long)cases[i].T, (long long)got.t_bucket, got.exact,
@@ -424,7 +461,7 @@ TEST(db_winners_and_lists)
 	w.T = 1000;
 	w.time_ms = 0.5;
 	CHECK(mta_db_winner_set(db, &w) == MTA_OK);
-	CHECK(mta_db_winner_get(db, dev, key, 1000, &got) == MTA_OK);
+	CHECK(mta_db_winner_get(db, dev, key, "fwd", 1, 1000, &got) == MTA_OK);
 	CHECK(got.variant_id == var[2] && got.time_ms == 0.5);
 	REQUIRE(mta_db_problem_upsert(db, "h8kv8d32-both-f32", &prob2) == MTA_OK);
 	REQUIRE(mta_db_variant_upsert(db, prob2, "cpu:v1,bq=8", "", &var2) == MTA_OK);
@@ -434,26 +471,38 @@ TEST(db_winners_and_lists)
 	w.variant_id = var[0];
 	w.t_bucket = 100;
 	CHECK(mta_db_winner_set(db, &w) == MTA_EINVAL);
-	CHECK(mta_db_winner_get(db, dev + 99, key, 1000, &got) == MTA_ENOTFOUND);
+	CHECK(mta_db_winner_get(db, dev + 99, key, "fwd", 1, 1000, &got) == MTA_ENOTFOUND);
 
-	/* Recompute from results: at T=2000 (4 ok results) var[1] is fastest; at T=1500 one result. */
+	/* Batch buckets keep winners apart; the evidence comes back as written. */
+	w = (struct mta_db_winner){ .device_id = dev, .problem_id = prob, .variant_id = var[1],
+				    .T = 2000, .B = 3, .time_ms = 1.0, .default_ms = 1.25,
+				    .ratio = 0.8, .ci_low = 0.75, .ci_high = 0.85, .rounds = 12,
+				    .significant = 1 };
+	CHECK(mta_db_winner_set(db, &w) == MTA_OK);
+	CHECK(mta_db_winner_get(db, dev, key, "fwd", 4, 2000, &got) == MTA_OK);
+	CHECK(got.t_bucket == 2048 && got.b_bucket == 4 && got.exact && got.variant_id == var[1]);
+	CHECK(got.rounds == 12 && got.significant && got.ratio == 0.8 && got.ci_low == 0.75 &&
+	      got.ci_high == 0.85 && got.default_ms == 1.25 && !strcmp(got.op, "fwd"));
+	/* B=1 at T=2000: the B=1 winners' nearest T bucket (4096) beats an exact T in B=4 */
+	CHECK(mta_db_winner_get(db, dev, key, "fwd", 1, 2000, &got) == MTA_OK);
+	CHECK(got.t_bucket == 2048 && got.b_bucket == 4 && !got.exact);
+	CHECK(mta_db_winner_get(db, dev, key, "fwd", 1, 64, &got) == MTA_OK);
+	CHECK(got.variant_id == var[0] && got.b_bucket == 1 && got.rounds == 0 && isnan(got.ratio));
+	CHECK(mta_db_winner_get(db, dev, key, "bwd", 1, 64, &got) == MTA_ENOTFOUND);
+	w.op = "sideways";
+	CHECK(mta_db_winner_set(db, &w) == MTA_EINVAL);
+	CHECK_STR_CONTAINS(mta_last_error(), "operation 'sideways'");
 	double t2000[3] = { 3.0, 1.0, 2.0 };
 	for (int i = 0; i < 3; i++) {
 		struct mta_db_result r = ok_result(dev, var[i], 2000, t2000[i]);
 		CHECK(mta_db_result_put(db, &r) == MTA_OK);
 	}
 	struct mta_db_result r = ok_result(dev, var[0], 2000, 0.1);
-	r.status = MTA_RESULT_VERIFY_FAILED; /* fast but wrong: never a winner */
+	r.status = MTA_RESULT_VERIFY_FAILED;
 	r.B = 2;
 	CHECK(mta_db_result_put(db, &r) == MTA_OK);
 	r = ok_result(dev, var[2], 1500, 0.01);
 	CHECK(mta_db_result_put(db, &r) == MTA_OK);
-	CHECK(mta_db_winners_recompute(db) == MTA_OK);
-	CHECK(mta_db_winner_get(db, dev, key, 2000, &got) == MTA_OK);
-	CHECK(got.t_bucket == 2048 && got.exact && got.variant_id == var[1] && got.time_ms == 1.0);
-	CHECK(got.T == 2000);
-	CHECK(mta_db_winner_get(db, dev, key, 64, &got) == MTA_OK); /* untouched by recompute */
-	CHECK(got.variant_id == var[0]);
 
 	int n = 0, ndev = 0;
 	CHECK(mta_db_list_results(db, 0, NULL, count_cb, &n) == MTA_OK);
@@ -668,7 +717,11 @@ TEST(db_concurrent_writers)
 	mta_db_close(db);
 }
 
-/* Shard i: device "GPU i" (shard 2 shares shard 0's device), results for T in 1..n, bq=8 fastest on shard i. */
+/*
+ * Shard i: device "GPU i" (shard 2 shares shard 0's device), results for T in
+ * 1..n, bq=8 fastest on shard i and, as a tuning run leaves it, the winner
+ * at T=100*n with the evidence of its rounds.
+ */
 static int make_shard(const char *path, const char *devname, int n, double base)
 {
 	struct mta_db *db;
@@ -688,6 +741,12 @@ static int make_shard(const char *path, const char *devname, int n, double base)
 	struct mta_db_binary_key k = { devname, "x86_64", "gcc", "" };
 	if (!rc)
 		rc = mta_db_binary_put(db, &k, "elf", 3);
+	struct mta_db_winner w = { .device_id = dev, .problem_id = prob, .variant_id = var[0],
+				   .T = 100 * n, .B = 1, .time_ms = base, .default_ms = base + 1,
+				   .ratio = base / (base + 1), .ci_low = 0.5, .ci_high = 0.9,
+				   .rounds = 10 + n, .significant = 1 };
+	if (!rc)
+		rc = mta_db_winner_set(db, &w);
 	mta_db_close(db);
 	return rc;
 }
@@ -719,9 +778,9 @@ TEST(db_merge_shards)
 	dev.name = "GPU 1";
 	REQUIRE(mta_db_device_find(db, &dev, &d1) == MTA_OK);
 	struct mta_db_winner w;
-	REQUIRE(mta_db_winner_get(db, d0, "h4kv4d32-both-f32", 1000, &w) == MTA_OK);
+	REQUIRE(mta_db_winner_get(db, d0, "h4kv4d32-both-f32", "fwd", 1, 1000, &w) == MTA_OK);
 	CHECK(!strcmp(w.spec, "cpu:v1,bq=8") && w.time_ms == 1.0 && w.T == 1000);
-	REQUIRE(mta_db_winner_get(db, d1, "h4kv4d32-both-f32", 1000, &w) == MTA_OK);
+	REQUIRE(mta_db_winner_get(db, d1, "h4kv4d32-both-f32", "fwd", 1, 1000, &w) == MTA_OK);
 	CHECK(!strcmp(w.spec, "cpu:v1,bq=8") && w.time_ms == 2.0 && w.T == 500 && !w.exact);
 	/* Refused inputs leave out untouched. */
 	const char *txt = tmp_path("x.txt");
@@ -734,6 +793,56 @@ TEST(db_merge_shards)
 	CHECK(mta_db_merge(db, tmp_path("missing.db")) == MTA_ENOTFOUND);
 	CHECK_EQ_INT(raw(out, "SELECT count(*) FROM results"), 30);
 	mta_db_close(db);
+}
+
+/* Every winner with its evidence, one line each, by natural keys (not ids). */
+#define WINNERS_SQL "SELECT d.name, p.key, w.op, w.t_bucket, w.b_bucket, v.spec, w.time_ms, " \
+	"w.T, w.B, w.default_ms, w.ratio, w.ci_low, w.ci_high, w.rounds, w.significant, " \
+	"w.updated_at FROM winners w JOIN devices d ON d.id = w.device_id JOIN problems p ON " \
+	"p.id = w.problem_id JOIN variants v ON v.id = w.variant_id ORDER BY 1, 2, 3, 4, 5"
+
+/*
+ * Merging decides winners by the same rule as tuning (the latest decision
+ * of a key stands, with its evidence), not from medians: a database merged
+ * into an empty one has the same winners; merging again changes nothing; of
+ * two decisions for one key the later wins whichever file holds it.
+ */
+TEST(db_merge_keeps_winners_and_is_idempotent)
+{
+	const char *a = tmp_path("a.db"), *b = tmp_path("b.db"), *e = tmp_path("empty.db");
+	REQUIRE(make_shard(a, "GPU 0", 10, 1.0) == MTA_OK);
+	/* a's results say bq=32 (2.0) is slower; a winner decided otherwise keeps its word */
+	struct mta_db *db;
+	REQUIRE(mta_db_open(e, 0, &db) == MTA_OK);
+	CHECK(mta_db_merge(db, a) == MTA_OK);
+	mta_db_close(db);
+	char *wa = mt_sql_rows(a, WINNERS_SQL), *we = mt_sql_rows(e, WINNERS_SQL);
+	CHECKF(wa[0] && !strcmp(wa, we), "winners differ after a merge into an empty database:\n"
+	       "%s--- merged ---\n%s", wa, we);
+	free(we);
+	REQUIRE(mta_db_open(e, 0, &db) == MTA_OK);
+	CHECK(mta_db_merge(db, a) == MTA_OK);
+	mta_db_close(db);
+	we = mt_sql_rows(e, WINNERS_SQL);
+	CHECKF(!strcmp(wa, we), "a second merge changed the winners:\n%s", we);
+	free(we);
+	/* a later decision of the same key in b replaces a's, in either order of merging */
+	usleep(20000);
+	REQUIRE(make_shard(b, "GPU 0", 10, 3.0) == MTA_OK);
+	char *wb = mt_sql_rows(b, WINNERS_SQL);
+	REQUIRE(mta_db_open(a, 0, &db) == MTA_OK);
+	CHECK(mta_db_merge(db, b) == MTA_OK);
+	mta_db_close(db);
+	REQUIRE(mta_db_open(b, 0, &db) == MTA_OK);
+	CHECK(mta_db_merge(db, a) == MTA_OK);
+	mta_db_close(db);
+	char *wa2 = mt_sql_rows(a, WINNERS_SQL), *wb2 = mt_sql_rows(b, WINNERS_SQL);
+	CHECKF(!strcmp(wa2, wb) && !strcmp(wb2, wb), "the later decision did not stand:\n%s---\n%s"
+	       "---\n%s", wb, wa2, wb2);
+	free(wa);
+	free(wb);
+	free(wa2);
+	free(wb2);
 }
 
 TEST(db_changed_source_drops_stale_measurements)

@@ -155,7 +155,7 @@ TEST(export_round_trip_tune_export_build_link_runs_every_golden_case)
 	mta_tune_defaults(&o);
 	o.db_path = db;
 	o.T = 64;
-	o.B = 1;
+	o.B = 2; /* the batch size the runs below use: their buckets are exact */
 	o.reps = 1;
 	o.top = 2;
 	o.threads = 2;
@@ -175,7 +175,7 @@ TEST(export_round_trip_tune_export_build_link_runs_every_golden_case)
 	REQUIRE(mta_db_problem_find(h, SMALL, &prob_id) == MTA_OK);
 	REQUIRE(mta_db_variant_upsert(h, prob_id, OTHER_SPEC, "", &var_id) == MTA_OK);
 	struct mta_db_winner w = { .device_id = dev_id, .problem_id = prob_id,
-				   .variant_id = var_id, .T = 200, .B = 1, .time_ms = 1 };
+				   .variant_id = var_id, .T = 200, .B = 2, .time_ms = 1 };
 	REQUIRE(mta_db_winner_set(h, &w) == MTA_OK);
 	mta_db_close(h);
 

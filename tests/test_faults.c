@@ -230,7 +230,7 @@ TEST(fault_database_damaged_truncated_newer_or_foreign)
 	static const struct { const char *name, *msg; } t[] = {
 		{ "trunc", "is damaged (SQLite: database disk image is malformed)" },
 		{ "garbage", "is damaged" },
-		{ "newer", "has schema version 99; this mtatune understands up to 1; upgrade" },
+		{ "newer", "has schema version 99; this mtatune understands up to 2; upgrade" },
 		{ "text", "is not an mtatune database: it is not an SQLite" },
 	};
 	static const char *const cmds[] = { "tune " QUICK, "list results", "best", "list devices" };

@@ -55,19 +55,20 @@ TEST(tune_records_every_variant_names_a_winner_and_the_runtime_runs_it)
 
 	/* the runtime picks that winner for T's bucket and its output matches the reference */
 	mta_context *ctx;
-	char spec[MTA_SPEC_MAX];
-	int source;
+	struct mta_pick k;
 	REQUIRE(mta_context_create(&ctx, db, "cpu", 0) == MTA_OK);
-	REQUIRE(mta_context_pick(ctx, &p, 70, spec, sizeof spec, &source) == MTA_OK);
-	CHECK_EQ_INT(source, 2);
-	CHECK(!strcmp(spec, s.winner));
-	REQUIRE(mta_context_pick(ctx, &p, 100, spec, sizeof spec, &source) == MTA_OK);
-	CHECK_EQ_INT(source, 2); /* 100 shares 70's bucket, 128 */
-	CHECK(!strcmp(spec, s.winner));
-	REQUIRE(mta_context_pick(ctx, &p, 1000, spec, sizeof spec, &source) == MTA_OK);
-	CHECK_EQ_INT(source, 1); /* nearest bucket */
-	char tiny[8];
-	CHECK(mta_context_pick(ctx, &p, 1000, tiny, sizeof tiny, &source) == MTA_EINVAL);
+	REQUIRE(mta_context_pick(ctx, &p, 2, 70, &k) == MTA_OK); /* tuned at B=2, T=70 */
+	CHECK_EQ_INT(k.source, MTA_PICK_EXACT);
+	CHECK_EQ_INT(k.rung, MTA_RUNG_DEVICE);
+	CHECK(!strcmp(k.spec, s.winner));
+	REQUIRE(mta_context_pick(ctx, &p, 2, 100, &k) == MTA_OK);
+	CHECK_EQ_INT(k.source, MTA_PICK_EXACT); /* 100 shares 70's bucket, 128 */
+	CHECK(!strcmp(k.spec, s.winner));
+	REQUIRE(mta_context_pick(ctx, &p, 2, 1000, &k) == MTA_OK);
+	CHECK_EQ_INT(k.source, MTA_PICK_NEAREST); /* nearest bucket */
+	REQUIRE(mta_context_pick(ctx, &p, 1, 70, &k) == MTA_OK);
+	CHECK_EQ_INT(k.source, MTA_PICK_NEAREST); /* B=1: the nearest B bucket is B=2's */
+	CHECK(mta_context_pick(ctx, &p, 2, 1000, NULL) == MTA_EINVAL);
 	struct mta_runner r = { .ctx = ctx };
 	struct mta_check_opts co = { 2, 37, mt_seed(), 0 };
 	struct mta_compare cmp;
@@ -76,8 +77,9 @@ TEST(tune_records_every_variant_names_a_winner_and_the_runtime_runs_it)
 	/* a problem never tuned runs its default variant */
 	struct mta_problem q2;
 	REQUIRE(mta_problem_from_key("h2kv1d8-both-f32", &q2) == MTA_OK);
-	REQUIRE(mta_context_pick(ctx, &q2, 70, spec, sizeof spec, &source) == MTA_OK);
-	CHECK_EQ_INT(source, 0);
+	REQUIRE(mta_context_pick(ctx, &q2, 1, 70, &k) == MTA_OK);
+	CHECK_EQ_INT(k.source, MTA_PICK_DEFAULT);
+	CHECK_EQ_INT(k.rung, MTA_RUNG_NONE);
 	mta_context_free(ctx);
 
 	/* a second run resumes: nothing is measured again, the winner is re-timed */

@@ -27,7 +27,8 @@ static const char *const pasted[] = { "runtime/core/mta_kargs.h", "templates/mta
 /* The wrapper that turns a kernel into a faulty one (see gen/fault.h). */
 static void put_fault(struct mta_buf *b, int fault)
 {
-	mta_buf_printf(b, "\n/* ---- test-only fault injected by MTATUNE_TEST_FAULT ---- */\n");
+	mta_buf_printf(b, "\n/* ---- test-only fault injected by MTATUNE_TEST_FAULT ---- */\n"
+		       "#include <time.h>\n");
 	if (fault == MTA_FAULT_SYNTAX) {
 		mta_buf_printf(b, "%s", MTA_FAULT_SYNTAX_LINE);
 		return;
@@ -38,6 +39,13 @@ static void put_fault(struct mta_buf *b, int fault)
 			       "\t__builtin_trap();\n");
 	else if (fault == MTA_FAULT_HANG)
 		mta_buf_printf(b, "\tfor (;;)\n\t\t__asm__ volatile(\"\");\n");
+	else if (fault == MTA_FAULT_SLOW) /* its own run time, then a third of it asleep */
+		mta_buf_printf(b, "\tstruct timespec t0, t1;\n\tclock_gettime(CLOCK_MONOTONIC, &t0);\n"
+			       "\tint r = mta_cpu_kernel_real(a);\n"
+			       "\tclock_gettime(CLOCK_MONOTONIC, &t1);\n"
+			       "\tlong ns = (t1.tv_sec - t0.tv_sec) * 1000000000L + (t1.tv_nsec - t0.tv_nsec);\n"
+			       "\tstruct timespec d = { ns / 3 / 1000000000L, ns / 3 %% 1000000000L };\n"
+			       "\tnanosleep(&d, NULL);\n\treturn r;\n");
 	else
 		mta_buf_printf(b, "\tint r = mta_cpu_kernel_real(a);\n\ta->o[0] += 1.0f;\n\treturn r;\n");
 	mta_buf_printf(b, "}\n");

@@ -3,10 +3,10 @@
 
 #include <stdlib.h>
 
-int64_t mta_t_bucket(int64_t T)
+int64_t mta_t_bucket(int64_t n)
 {
 	int64_t b = 1;
-	while (b < T && b < ((int64_t)1 << 62))
+	while (b < n && b < ((int64_t)1 << 62))
 		b <<= 1;
 	return b;
 }
@@ -22,16 +22,25 @@ static int ilog2(int64_t x)
 	return n;
 }
 
-int mta_pick_bucket(const int64_t *buckets, size_t n, int64_t T, int *source)
+int mta_pick_winner(const struct mta_pick_cand *c, size_t n, int64_t B, int64_t T, int *source,
+		    int *rung)
 {
-	int want = ilog2(mta_t_bucket(T)), best = -1, bd = 0;
+	const int wt = ilog2(mta_t_bucket(T)), wb = ilog2(mta_t_bucket(B));
+	int best = -1, bt = 0, bb = 0;
 	for (size_t i = 0; i < n; i++) {
-		int d = abs(ilog2(buckets[i]) - want);
-		if (best < 0 || d < bd || (d == bd && buckets[i] > buckets[best])) {
+		int dt = abs(ilog2(c[i].t_bucket) - wt), db = abs(ilog2(c[i].b_bucket) - wb);
+		int better = best < 0 || c[i].rung < c[best].rung;
+		if (!better && c[i].rung == c[best].rung)
+			better = dt < bt || (dt == bt && (db < bb || (db == bb &&
+				 (c[i].t_bucket > c[best].t_bucket ||
+				  (c[i].t_bucket == c[best].t_bucket && c[i].b_bucket > c[best].b_bucket)))));
+		if (better) {
 			best = (int)i;
-			bd = d;
+			bt = dt;
+			bb = db;
 		}
 	}
-	*source = best < 0 ? MTA_PICK_DEFAULT : bd ? MTA_PICK_NEAREST : MTA_PICK_EXACT;
+	*source = best < 0 ? MTA_PICK_DEFAULT : bt || bb ? MTA_PICK_NEAREST : MTA_PICK_EXACT;
+	*rung = best < 0 ? MTA_RUNG_NONE : c[best].rung;
 	return best;
 }

@@ -1,33 +1,37 @@
 /*
- * pick.h: which recorded winner serves a sequence length: the one policy,
- * shared by the database-backed runtime (through db/, mta_db_winner_get)
- * and an exported library's dispatch table (templates/export_runtime.c).
- * A pure function of its arguments (core layer).
+ * pick.h: which recorded winner serves a problem at (B, T): the one policy,
+ * shared by the database-backed runtime (runtime/context.c) and an exported
+ * library's dispatch table (templates/export_runtime.c). A pure function of
+ * its arguments (core layer).
  *
- * Winners are kept per T bucket, the smallest power of two >= T: one winner
- * covers the sequence lengths (bucket/2, bucket]. For a T whose bucket has
- * no winner, the nearest bucket that has one is taken, nearest in log2
- * distance (so 512 is as near to 1024 as 2048 is), ties going to the larger
- * bucket: a kernel tuned for longer sequences is the safer guess. With no
- * winner at all the backend's default variant runs.
+ * Winners are kept per T bucket and B bucket, the smallest powers of two
+ * >= T and >= B: one winner covers (t_bucket/2, t_bucket] x (b_bucket/2,
+ * b_bucket]. Candidates come with a rung (mta.h, MTA_RUNG_*): how close the
+ * device they were tuned on is to the one asking. The best rung present is
+ * taken; within it, the exact buckets, else the nearest in log2 distance, T
+ * first, then B, ties going to the larger bucket: a kernel tuned for longer
+ * sequences and larger batches is the safer guess. With no candidate the
+ * backend's default variant runs.
  */
 #ifndef MTA_CORE_PICK_H
 #define MTA_CORE_PICK_H
 
-#include <stddef.h>
-#include <stdint.h>
+#include "runtime/mta.h"
 
-/* Where a pick came from (mta_context_pick's *source). */
-enum { MTA_PICK_DEFAULT = 0, MTA_PICK_NEAREST = 1, MTA_PICK_EXACT = 2 };
+/* The bucket of a size: the smallest power of two >= n (n < 1 counts as 1). */
+int64_t mta_t_bucket(int64_t n);
 
-/* The T bucket: the smallest power of two >= T (T < 1 counts as 1). */
-int64_t mta_t_bucket(int64_t T);
+struct mta_pick_cand {
+	int rung;                  /* MTA_RUNG_DEVICE .. MTA_RUNG_ARCH */
+	int64_t t_bucket, b_bucket;
+};
 
 /*
- * The index into buckets[0..n) (powers of two, any order) of the winner
- * for T, and *source (MTA_PICK_EXACT or MTA_PICK_NEAREST); -1 and
- * MTA_PICK_DEFAULT when n is 0.
+ * The index into c[0..n) of the winner for (B, T), with *source
+ * (MTA_PICK_EXACT or MTA_PICK_NEAREST) and *rung (the candidate's); -1,
+ * MTA_PICK_DEFAULT and MTA_RUNG_NONE when there is no candidate.
  */
-int mta_pick_bucket(const int64_t *buckets, size_t n, int64_t T, int *source);
+int mta_pick_winner(const struct mta_pick_cand *c, size_t n, int64_t B, int64_t T, int *source,
+		    int *rung);
 
 #endif

@@ -39,9 +39,10 @@ static float *take(FILE *f, size_t n)
 
 static int run(const char *case_path, const char *out_path)
 {
-	char key[MTA_KEY_MAX], spec[128];
+	char key[MTA_KEY_MAX];
 	long long B, T;
-	int layer, rc, source;
+	int layer, rc;
+	struct mta_pick pick;
 	struct mta_problem p;
 	FILE *f = fopen(case_path, "rb");
 	if (!f || fscanf(f, "%159s %lld %lld %d", key, &B, &T, &layer) != 4 || fgetc(f) != '\n') {
@@ -73,7 +74,7 @@ static int run(const char *case_path, const char *out_path)
 	mta_tensor_init(&to, o, MTA_F32, B, T, p.H, p.D);
 	mta_context *c;
 	if ((rc = mta_context_create(&c, NULL, "cpu", 0)) ||
-	    (rc = mta_context_pick(c, &p, T, spec, sizeof spec, &source)) ||
+	    (rc = mta_context_pick(c, &p, B, T, &pick)) ||
 	    (rc = mta_forward(c, &p, &tq, &tk, &tv, &w, &to)))
 		return fail(rc);
 	mta_context_free(c);
@@ -81,7 +82,7 @@ static int run(const char *case_path, const char *out_path)
 		fprintf(stderr, "cannot write %s\n", out_path);
 		return 2;
 	}
-	printf("%d %s\n", source, spec);
+	printf("%d %s\n", pick.source, pick.spec);
 	return 0; /* buffers go with the process */
 }
 
@@ -89,8 +90,8 @@ int main(int argc, char **argv)
 {
 	mta_context *c;
 	struct mta_problem p;
-	char spec[128];
-	int rc, source;
+	struct mta_pick k;
+	int rc;
 
 	if (argc == 4 && !strcmp(argv[1], "run"))
 		return run(argv[2], argv[3]);
@@ -98,11 +99,11 @@ int main(int argc, char **argv)
 		if ((rc = mta_problem_from_key(argv[2], &p)) ||
 		    (rc = mta_context_create(&c, NULL, NULL, 0)))
 			return fail(rc);
-		rc = mta_context_pick(c, &p, atoll(argv[3]), spec, sizeof spec, &source);
+		rc = mta_context_pick(c, &p, 1, atoll(argv[3]), &k);
 		mta_context_free(c);
 		if (rc)
 			return fail(rc);
-		printf("%d %s\n", source, spec);
+		printf("%d %s\n", k.source, k.spec);
 		return 0;
 	}
 	if ((argc == 3 || argc == 4) && !strcmp(argv[1], "ctx")) {

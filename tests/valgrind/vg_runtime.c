@@ -25,8 +25,7 @@ int main(int argc, char **argv)
 	struct mta_problem p;
 	struct mta_sample s = { 0 };
 	mta_context *ctx = NULL;
-	char spec[128];
-	int source;
+	struct mta_pick pick;
 	int64_t B = 1, T = 24;
 
 	EXPECT(mta_problem_from_key(TINY, &p) == MTA_OK);
@@ -39,12 +38,12 @@ int main(int argc, char **argv)
 
 	/* success: pick the tuned winner (or the default) and run it */
 	EXPECT(mta_context_create(&ctx, db, "cpu", 0) == MTA_OK);
-	EXPECT(mta_context_pick(ctx, &p, T, spec, sizeof spec, &source) == MTA_OK);
+	EXPECT(mta_context_pick(ctx, &p, B, T, &pick) == MTA_OK);
 	for (size_t i = 0; i < n; i++)
 		y[i] = NAN;
 	EXPECT(mta_forward(ctx, &p, &s.q, &s.k, &s.v, &s.w, &o) == MTA_OK);
 	EXPECT(mta_reference(&p, &s.q, &s.k, &s.v, &s.w, ref) == MTA_OK);
-	EXPECT(mta_rel_l2(y, ref, n) < 1e-5);
+	EXPECT(mta_compare(y, ref, n, p.dtype, NULL) == MTA_OK);
 
 	/* errors: a wrong output shape, an unknown backend, a missing database and file */
 	struct mta_tensor bad;

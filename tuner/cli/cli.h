@@ -82,7 +82,8 @@ int cli_parse_positive(const char *s, double *out);
  */
 enum { CLI_O_TUNE = 1000, CLI_O_STRATEGY = CLI_O_TUNE, CLI_O_BUDGET, CLI_O_SEED, CLI_O_REPS,
        CLI_O_WARMUP, CLI_O_TOP, CLI_O_TIMEOUT, CLI_O_THREADS, CLI_O_VSEQ, CLI_O_SEQ,
-       CLI_O_BATCH, CLI_O_DEVICE, CLI_O_TUNE_END };
+       CLI_O_BATCH, CLI_O_DEVICE, CLI_O_ROUNDS, CLI_O_ROUNDS_BUDGET, CLI_O_TIME_BUDGET,
+       CLI_O_TUNE_END };
 
 struct mta_tune_opts;
 /*

@@ -40,20 +40,20 @@ static int run_backend(const struct mta_backend *be, const char *db_path, int de
 		       const struct mta_weights *w, float *o)
 {
 	mta_context *ctx = NULL;
-	char spec[MTA_SPEC_MAX];
+	struct mta_pick pick;
 	struct mta_tensor to;
-	int source, rc;
+	int rc;
 	static const char *from[] = { "default variant, nothing tuned for this problem",
-				      "tuned winner of the nearest T bucket",
-				      "tuned winner of this T bucket" };
+				      "tuned winner of the nearest buckets",
+				      "tuned winner of these T and B buckets" };
 	mta_tensor_init(&to, o, MTA_F32, q->shape[0], q->shape[1], p->H, p->D);
 	if ((rc = mta_context_create(&ctx, db_path, be->name, device)) ||
-	    (rc = mta_context_pick(ctx, p, q->shape[1], spec, sizeof spec, &source)))
+	    (rc = mta_context_pick(ctx, p, q->shape[0], q->shape[1], &pick)))
 		goto out;
 	if (be->timed)
-		fprintf(stderr, "mtatune run: %s (%s)\n", spec, from[source]);
+		fprintf(stderr, "mtatune run: %s (%s)\n", pick.spec, from[pick.source]);
 	else
-		fprintf(stderr, "mtatune run: %s (default variant; %s: %s)\n", spec, be->name,
+		fprintf(stderr, "mtatune run: %s (default variant; %s: %s)\n", pick.spec, be->name,
 			be->summary);
 	rc = mta_forward(ctx, p, q, k, v, w, &to);
 out:

@@ -29,10 +29,13 @@ static const struct cli_opt opts[] = {
 	{ "device", CLI_O_DEVICE, "N", "cuda: device ordinal (default $MTATUNE_CUDA_DEVICE, else 0)" },
 	{ "strategy", CLI_O_STRATEGY, "S", "exhaustive (default) or random" },
 	{ "budget", CLI_O_BUDGET, "N", "random: number of variants to try (default 8)" },
-	{ "variant", O_VARIANT, "SPEC", "tune only this variant" },
+	{ "variant", O_VARIANT, "SPEC", "tune only this variant and the default (repeatable)" },
 	{ "reps", CLI_O_REPS, "N", "timed runs per variant (default 5)" },
 	{ "warmup", CLI_O_WARMUP, "N", "untimed runs first (default 1)" },
-	{ "top", CLI_O_TOP, "N", "best variants re-timed before naming the winner (default 3)" },
+	{ "top", CLI_O_TOP, "N", "best variants timed against the default in paired rounds\n"
+				 "(default 3)" },
+	{ "rounds", CLI_O_ROUNDS, "N", "paired rounds at most (default 40; at least 5)" },
+	{ "rounds-budget", CLI_O_ROUNDS_BUDGET, "S", "seconds the paired rounds may take (default 30)" },
 	{ "timeout", CLI_O_TIMEOUT, "S", "seconds a variant may take, check and timing (default 120)" },
 	{ "threads", CLI_O_THREADS, "N", "CPU worker threads; cuda: NVRTC compile threads (default:\n"
 					 "all cores)" },
@@ -47,12 +50,14 @@ static const struct cli_opt opts[] = {
 static const struct cli_cmd cmd = {
 	"tune",
 	"mtatune tune [--problem KEY] [--seq T] [options]",
-	"Tune one problem at sequence length T: every variant of the backend's space\n"
-	"(or a random sample) is generated, compiled, checked against the float64\n"
-	"reference on fresh random inputs, timed, and recorded in the database as it\n"
-	"finishes; the best few are re-timed and the fastest becomes the winner for T's\n"
-	"bucket. A rerun resumes: recorded variants are skipped. The winner is then run\n"
-	"through the runtime and checked against the reference once more.\n",
+	"Tune one problem at sequence length T and batch size B: every variant of the\n"
+	"backend's space (or a sample) is generated, compiled, checked against the\n"
+	"float64 reference on fresh random inputs, timed, and recorded in the database\n"
+	"as it finishes. The best few are then timed against the default variant in\n"
+	"paired rounds; one replaces the default only when it is faster with 95%\n"
+	"confidence, and becomes the winner for the buckets of T and B with that\n"
+	"evidence. A rerun resumes: recorded variants are skipped. The winner is then\n"
+	"run through the runtime and checked against the reference once more.\n",
 	opts, NULL,
 };
 
@@ -87,13 +92,15 @@ static int verify_winner(const struct mta_problem *p, const struct mta_tune_opts
 	struct mta_runner r = { 0 };
 	struct mta_check_opts co = { 0, 0, (unsigned long long)time(NULL) + 7, 0 };
 	struct mta_compare cmp;
-	int rc, source;
+	int rc;
 
 	mta_check_size(o, &co.B, &co.T);
 	cmp.rel_l2 = NAN;
+	struct mta_pick pick;
 	if ((rc = mta_context_create(&r.ctx, o->db_path, o->backend, o->device_index)) ||
-	    (rc = mta_context_pick(r.ctx, p, o->T, spec, n, &source)))
+	    (rc = mta_context_pick(r.ctx, p, o->B, o->T, &pick)))
 		goto out;
+	snprintf(spec, n, "%s", pick.spec);
 	rc = mta_check(&r, p, &co, &cmp);
 	*err = cmp.rel_l2;
 	if (rc == MTA_EVERIFY)
@@ -103,75 +110,110 @@ out:
 	return rc;
 }
 
-int cmd_tune(int argc, char **argv)
+/* What the tuner found, in words: the winner and how sure that is. */
+static void print_summary(const struct mta_tune_summary *s)
 {
-	const char *key = DEFAULT_PROBLEM;
-	struct mta_tune_opts o;
-	struct progress pr = { isatty(2), 0 };
+	printf("variants: %d (%d measured now, %d already recorded, %d ok, %d failed)\n", s->total,
+	       s->tried, s->skipped, s->ok, s->failed);
+	if (s->significant) {
+		printf("winner: %s  %.3f ms (median of %d paired rounds)\n", s->winner, s->winner_ms,
+		       s->rounds);
+		printf("        %.2fx faster than the default %s, 95%% CI %.2f-%.2f, %d rounds\n",
+		       1 / s->ratio, s->default_spec, 1 / s->ci_high, 1 / s->ci_low, s->rounds);
+	} else if (s->rounds) {
+		printf("winner: %s  %.3f ms (median of %d paired rounds)\n", s->winner, s->winner_ms,
+		       s->rounds);
+		printf("        the default stays: the best other variant, %s, is %.2fx the default's "
+		       "speed (95%% CI %.2f-%.2f, %d rounds): within noise\n", s->challenger,
+		       1 / s->ch_ratio, 1 / s->ch_high, 1 / s->ch_low, s->rounds);
+	} else {
+		printf("winner: %s  %.3f ms (the only variant that ran ok: nothing to compare)\n",
+		       s->winner, s->winner_ms);
+	}
+}
+
+/* The tune itself, once the options are read. */
+static int tune(const char *key, struct mta_tune_opts *o, struct progress *pr)
+{
 	struct mta_problem p;
 	struct mta_tune_summary s;
-	struct cli_getopt g;
-	int c, rc;
+	char spec[MTA_SPEC_MAX];
+	double err = NAN;
+	int rc;
 
-	mta_tune_defaults(&o);
-	o.T = DEFAULT_T;
-	o.budget = 8;
-	o.device_index = cli_default_device();
-	cli_getopt_init(&g, &cmd);
-	while ((c = cli_next(&g, argc, argv)) != -1) {
-		switch (c) {
-		case 'h': cli_help(stdout, &cmd); return CLI_OK;
-		case 'q': pr.quiet = 1; break;
-		case O_PROBLEM: key = optarg; break;
-		case O_VARIANT: o.only_spec = optarg; break;
-		case O_DB: o.db_path = optarg; break;
-		case O_BACKEND: {
-			const struct mta_backend *be;
-			if (mta_backend_find_timed(optarg, &be))
-				return cli_fail("tune", CLI_USAGE, "--backend: %s", mta_last_error());
-			o.backend = be->name;
-			break;
-		}
-		case '?': case ':': return cli_bad_option("tune", c, argv);
-		default:
-			if (cli_tune_option("tune", c, optarg, &o))
-				return CLI_USAGE;
-		}
-	}
-	if (optind < argc)
-		return cli_fail("tune", CLI_USAGE, "unexpected argument '%s' (see 'mtatune tune "
-				"--help')", argv[optind]);
 	if (mta_problem_from_key(key, &p))
 		return cli_fail("tune", CLI_USAGE, "--problem: %s", mta_last_error());
-	struct mta_variant v;
-	if (o.only_spec && (mta_variant_parse(o.only_spec, &v) || mta_variant_check(&p, &v)))
-		return cli_fail("tune", CLI_USAGE, "--variant: %s", mta_last_error());
-	o.progress = on_event;
-	o.progress_ctx = &pr;
-	printf("tuning %s at T=%lld B=%lld on %s\n", key, (long long)o.T, (long long)o.B, o.backend);
+	for (int i = 0; i < o->n_only; i++) {
+		struct mta_variant v;
+		if (mta_variant_parse(o->only_specs[i], &v) || mta_variant_check(&p, &v))
+			return cli_fail("tune", CLI_USAGE, "--variant: %s", mta_last_error());
+	}
+	o->progress = on_event;
+	o->progress_ctx = pr;
+	printf("tuning %s at T=%lld B=%lld on %s\n", key, (long long)o->T, (long long)o->B,
+	       o->backend);
 	fflush(stdout);
-	rc = mta_tune(&p, &o, &s);
-	if (rc) {
+	if ((rc = mta_tune(&p, o, &s))) {
 		if (s.db_path[0])
 			fprintf(stderr, "mtatune tune: results so far are in %s\n", s.db_path);
 		return cli_fail("tune", rc == MTA_EVERIFY ? CLI_VERIFY : cli_exit_status(rc) == CLI_DATA
 				? CLI_RUNTIME : cli_exit_status(rc), "%s", mta_last_error());
 	}
-	printf("variants: %d (%d measured now, %d already recorded, %d ok, %d failed)\n", s.total,
-	       s.tried, s.skipped, s.ok, s.failed);
-	printf("winner: %s  %.3f ms (median, re-timed)\n", s.winner, s.winner_ms);
-	if (!strcmp(s.default_spec, s.winner))
-		printf("default: the winner itself\n");
-	else if (isfinite(s.default_ms))
-		printf("default: %s  %.3f ms  (re-timed beside it: winner %.2fx faster)\n",
-		       s.default_spec, s.default_ms, s.default_ms / s.winner_ms);
+	print_summary(&s);
 	printf("database: %s\n", s.db_path);
-	double err = NAN;
-	char spec[MTA_SPEC_MAX];
-	if ((rc = verify_winner(&p, &o, &err, spec, sizeof spec)))
+	if ((rc = verify_winner(&p, o, &err, spec, sizeof spec)))
 		return cli_fail("tune", rc == MTA_EVERIFY ? CLI_VERIFY : CLI_RUNTIME, "%s",
 				mta_last_error());
 	printf("verified: %s through the runtime, relative L2 error %.2e vs the float64 reference\n",
 	       spec, err);
 	return CLI_OK;
+}
+
+int cmd_tune(int argc, char **argv)
+{
+	const char *key = DEFAULT_PROBLEM;
+	const char **only = calloc((size_t)argc + 1, sizeof *only);
+	struct mta_tune_opts o;
+	struct progress pr = { isatty(2), 0 };
+	struct cli_getopt g;
+	int c, rc = CLI_OK;
+
+	if (!only)
+		return cli_fail("tune", CLI_RUNTIME, "out of memory");
+	mta_tune_defaults(&o);
+	o.only_specs = only;
+	o.T = DEFAULT_T;
+	o.budget = 8;
+	o.device_index = cli_default_device();
+	cli_getopt_init(&g, &cmd);
+	while (rc == CLI_OK && (c = cli_next(&g, argc, argv)) != -1) {
+		switch (c) {
+		case 'h': cli_help(stdout, &cmd); goto out;
+		case 'q': pr.quiet = 1; break;
+		case O_PROBLEM: key = optarg; break;
+		case O_VARIANT: only[o.n_only++] = optarg; break;
+		case O_DB: o.db_path = optarg; break;
+		case O_BACKEND: {
+			const struct mta_backend *be;
+			if (mta_backend_find_timed(optarg, &be))
+				rc = cli_fail("tune", CLI_USAGE, "--backend: %s", mta_last_error());
+			else
+				o.backend = be->name;
+			break;
+		}
+		case '?': case ':': rc = cli_bad_option("tune", c, argv); break;
+		default: rc = cli_tune_option("tune", c, optarg, &o);
+		}
+	}
+	if (rc == CLI_OK && optind < argc)
+		rc = cli_fail("tune", CLI_USAGE, "unexpected argument '%s' (see 'mtatune tune "
+			      "--help')", argv[optind]);
+	if (rc == CLI_OK) {
+		if (!o.n_only)
+			o.only_specs = NULL;
+		rc = tune(key, &o, &pr);
+	}
+out:
+	free(only);
+	return rc;
 }

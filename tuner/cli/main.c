@@ -177,7 +177,7 @@ int cli_tune_option(const char *cmd, int c, const char *arg, struct mta_tune_opt
 {
 	static const char *const names[] = { "strategy", "budget", "seed", "reps", "warmup", "top",
 					     "timeout", "threads", "verify-seq", "seq", "batch",
-					     "device" };
+					     "device", "rounds", "rounds-budget", "time-budget" };
 	long n;
 	double x;
 	if (c == CLI_O_STRATEGY) {
@@ -187,11 +187,25 @@ int cli_tune_option(const char *cmd, int c, const char *arg, struct mta_tune_opt
 		o->strategy = arg[0] == 'r' ? MTA_TUNE_RANDOM : MTA_TUNE_EXHAUSTIVE;
 		return CLI_OK;
 	}
-	if (c == CLI_O_TIMEOUT) {
+	if (c == CLI_O_TIMEOUT || c == CLI_O_ROUNDS_BUDGET || c == CLI_O_TIME_BUDGET) {
 		if (cli_parse_positive(arg, &x))
-			return cli_fail(cmd, CLI_USAGE, "--timeout '%s' is not a positive number of "
-					"seconds", arg);
-		o->timeout_s = x;
+			return cli_fail(cmd, CLI_USAGE, "--%s '%s' is not a positive number of "
+					"seconds", names[c - CLI_O_TUNE], arg);
+		if (c == CLI_O_TIMEOUT)
+			o->timeout_s = x;
+		else if (c == CLI_O_ROUNDS_BUDGET)
+			o->rounds_budget_s = x;
+		else
+			o->time_budget_s = x;
+		return CLI_OK;
+	}
+	if (c == CLI_O_ROUNDS) {
+		if (cli_parse_long(arg, 2, MTA_ROUNDS_MAX, &n))
+			return cli_fail(cmd, CLI_USAGE, "--rounds '%s' is not an integer in 2..%d", arg,
+					MTA_ROUNDS_MAX);
+		o->max_rounds = (int)n;
+		if (o->min_rounds > o->max_rounds)
+			o->min_rounds = o->max_rounds;
 		return CLI_OK;
 	}
 	long lo = c == CLI_O_WARMUP || c == CLI_O_THREADS || c == CLI_O_SEED || c == CLI_O_DEVICE

@@ -9,6 +9,7 @@
 #include "runtime/core/error.h"
 #include "runtime/core/hash.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -112,6 +113,8 @@ struct winners {
 static int winner_cb(void *ctx, const struct mta_db_winner *w)
 {
 	struct winners *ws = ctx;
+	if (strcmp(w->op, "fwd"))
+		return 0; /* the exported runtime serves the forward */
 	struct xproblem *p = problem(ws->x, w->problem_key, ws->add);
 	if (!p)
 		return ws->add ? (ws->rc = mta_fail(MTA_ENOMEM, "out of memory")) : 0;
@@ -120,6 +123,12 @@ static int winner_cb(void *ctx, const struct mta_db_winner *w)
 		return ws->rc = mta_fail(MTA_ENOMEM, "out of memory");
 	p->b = b;
 	b[p->nb].t_bucket = w->t_bucket;
+	b[p->nb].b_bucket = w->b_bucket;
+	b[p->nb].speedup = w->rounds ? 1 / w->ratio : NAN;
+	b[p->nb].ci_low = w->rounds ? 1 / w->ci_high : NAN;
+	b[p->nb].ci_high = w->rounds ? 1 / w->ci_low : NAN;
+	b[p->nb].rounds = w->rounds;
+	b[p->nb].significant = w->significant;
 	snprintf(b[p->nb].spec, sizeof b[p->nb].spec, "%s", w->spec);
 	p->nb++;
 	return 0;
@@ -143,8 +152,10 @@ static int named_problems(const struct mta_export_opts *o, struct xplan *x)
 
 static int cmp_bucket(const void *a, const void *b)
 {
-	int64_t x = ((const struct xbucket *)a)->t_bucket, y = ((const struct xbucket *)b)->t_bucket;
-	return (x > y) - (x < y);
+	const struct xbucket *x = a, *y = b;
+	if (x->t_bucket != y->t_bucket)
+		return (x->t_bucket > y->t_bucket) - (x->t_bucket < y->t_bucket);
+	return (x->b_bucket > y->b_bucket) - (x->b_bucket < y->b_bucket);
 }
 
 /* Index of (problem, spec) among the plan's kernels, added on first sight. */

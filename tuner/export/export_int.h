@@ -16,7 +16,9 @@ struct xdevice {
 };
 
 struct xbucket {
-	int64_t t_bucket;
+	int64_t t_bucket, b_bucket;
+	double speedup, ci_low, ci_high; /* NAN: no rounds behind the decision */
+	int rounds, significant;
 	char spec[MTA_SPEC_MAX];
 	int kernel;          /* index into xplan.k */
 };
@@ -24,7 +26,7 @@ struct xbucket {
 struct xproblem {
 	char key[MTA_KEY_MAX];
 	struct mta_problem p;
-	struct xbucket *b;   /* ascending t_bucket */
+	struct xbucket *b;   /* ascending (t_bucket, b_bucket) */
 	int nb;
 	int def;             /* kernel of the default variant */
 };

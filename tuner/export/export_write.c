@@ -18,6 +18,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -174,8 +175,8 @@ static int write_table(const struct xplan *x, const char *dir)
 	for (int i = 0; i < x->np; i++) {
 		fprintf(f, " *   %s\n", x->p[i].key);
 		for (int j = 0; j < x->p[i].nb; j++)
-			fprintf(f, " *     T <= %lld: %s\n", (long long)x->p[i].b[j].t_bucket,
-				x->p[i].b[j].spec);
+			fprintf(f, " *     T <= %lld, B <= %lld: %s\n", (long long)x->p[i].b[j].t_bucket,
+				(long long)x->p[i].b[j].b_bucket, x->p[i].b[j].spec);
 		fprintf(f, " *     default: %s\n", x->k[x->p[i].def].spec);
 	}
 	fprintf(f, " */\n#include \"templates/export_table.h\"\n\n");
@@ -202,9 +203,19 @@ static int write_table(const struct xplan *x, const char *dir)
 		if (!x->p[i].nb)
 			continue;
 		fprintf(f, "static const struct mtx_bucket buckets_%03d[%d] = {", i, x->p[i].nb);
-		for (int j = 0; j < x->p[i].nb; j++)
-			fprintf(f, "%s{ %lld, %d }", j ? ", " : " ", (long long)x->p[i].b[j].t_bucket,
-				x->p[i].b[j].kernel);
+		for (int j = 0; j < x->p[i].nb; j++) {
+			const struct xbucket *b = &x->p[i].b[j];
+			char e[3][32];
+			double ev[3] = { b->speedup, b->ci_low, b->ci_high };
+			for (int k = 0; k < 3; k++) /* exact hex floats; NAN as the compilers' builtin */
+				if (isfinite(ev[k]))
+					snprintf(e[k], sizeof e[k], "%a", ev[k]);
+				else
+					snprintf(e[k], sizeof e[k], "__builtin_nan(\"\")");
+			fprintf(f, "%s\n\t{ %lld, %lld, %s, %s, %s, %d, %d, %d }", j ? "," : "",
+				(long long)b->t_bucket, (long long)b->b_bucket, e[0], e[1], e[2],
+				b->rounds, b->significant, b->kernel);
+		}
 		fprintf(f, " };\n");
 	}
 	fprintf(f, "\nstatic const struct mtx_problem problems[%d] = {\n", x->np);

@@ -10,6 +10,7 @@
 #include "tuner/measure/check.h"
 #include "runtime/core/error.h"
 #include "tuner/measure/sample.h"
+#include "tuner/measure/stats.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -261,6 +262,72 @@ out:
 	mta_sample_free(&s);
 	free(ob);
 	free(times);
+	free(fbuf);
+	return rc;
+}
+
+/* Is every runner's interval against runner 0 narrower than o->width? */
+static int narrow_enough(const struct mta_rounds *out, const struct mta_rounds_opts *o)
+{
+	for (int c = 1; c < out->n; c++) {
+		struct mta_ratio r;
+		if (mta_paired_ratio(out->ms[c], out->ms[0], out->rounds, &r) || r.hi / r.lo >= 1 + o->width)
+			return 0;
+	}
+	return 1;
+}
+
+int mta_time_rounds(const struct mta_runner *r, int n, const struct mta_problem *p, int64_t B,
+		    int64_t T, unsigned long long seed, const struct mta_rounds_opts *o,
+		    struct mta_rounds *out)
+{
+	struct mta_sample s = { 0 };
+	struct mta_tensor ot;
+	struct bound x[MTA_ROUNDS_MAX_RUNNERS];
+	float *ob = NULL;
+	char *fbuf = NULL;
+	size_t total = 0;
+	double ms;
+	int rc, nbound = 0;
+
+	memset(out, 0, sizeof *out);
+	if (n < 2 || n > MTA_ROUNDS_MAX_RUNNERS || o->min_rounds < 2 ||
+	    o->max_rounds < o->min_rounds || o->max_rounds > MTA_ROUNDS_MAX || o->warmup < 0)
+		return mta_fail(MTA_EINVAL, "paired rounds need 2..%d runners and 2 <= min_rounds <= "
+				"max_rounds <= %d (got %d runners, %d..%d rounds)",
+				MTA_ROUNDS_MAX_RUNNERS, MTA_ROUNDS_MAX, n, o->min_rounds, o->max_rounds);
+	out->n = n;
+	if ((rc = mta_sample_make(p, B, T, seed, &s)))
+		return rc;
+	if (!(ob = output(p, B, T, 0, &ot, &total))) {
+		rc = mta_fail(MTA_ENOMEM, "out of memory for timing at T=%lld", (long long)T);
+		goto out;
+	}
+	for (; nbound < n; nbound++)
+		if ((rc = bind(&r[nbound], p, &s.q, &s.k, &s.v, &s.w, &ot, &x[nbound])))
+			goto out;
+	for (int w = 0; w < o->warmup; w++)
+		for (int c = 0; c < n; c++)
+			if ((rc = launch(&x[c], &ms)))
+				goto out;
+	double t0 = now_ms();
+	while (out->rounds < o->max_rounds) {
+		int k = out->rounds;
+		for (int i = 0; i < n; i++) {
+			int c = (k + i) % n; /* each runner takes each place in turn */
+			if ((rc = flush(&r[c], &fbuf, k * n + i)) || (rc = launch(&x[c], &out->ms[c][k])))
+				goto out;
+		}
+		out->rounds++;
+		if (out->rounds >= o->min_rounds &&
+		    (now_ms() - t0 > 1e3 * o->budget_s || narrow_enough(out, o)))
+			break;
+	}
+out:
+	while (nbound > 0)
+		unbind(&x[--nbound]);
+	mta_sample_free(&s);
+	free(ob);
 	free(fbuf);
 	return rc;
 }

@@ -12,6 +12,12 @@
  *              flush of the caches it would otherwise find warm; median,
  *              20th/80th percentiles and minimum; the last output must be
  *              finite everywhere.
+ *   mta_time_rounds
+ *              several runners timed side by side in paired rounds (each
+ *              round times every runner once, in an order that rotates from
+ *              round to round, a flush before each run), until the ratios
+ *              against the first runner are known well enough (stats.h) or
+ *              a time budget ends.
  *
  * A runner is what is checked: a backend's loaded kernel on its device
  * (runtime/backend.h), or a runtime context (mta_forward, which picks).
@@ -57,5 +63,29 @@ struct mta_timing {
 /* Time runner r on problem p at (B, T): warmup untimed runs, then reps timed ones. */
 int mta_time(const struct mta_runner *r, const struct mta_problem *p, int64_t B, int64_t T,
 	     unsigned long long seed, int warmup, int reps, struct mta_timing *t);
+
+#define MTA_ROUNDS_MAX_RUNNERS 8
+#define MTA_ROUNDS_MAX 64
+
+struct mta_rounds_opts {
+	int warmup;          /* untimed runs of each runner first */
+	int min_rounds;      /* at least this many rounds (>= 2) ... */
+	int max_rounds;      /* ... at most this many (<= MTA_ROUNDS_MAX) */
+	double budget_s;     /* stop after min_rounds once this much time has passed */
+	double width;        /* stop once every interval against runner 0 has hi/lo < 1 + width */
+};
+
+struct mta_rounds {
+	int n, rounds;       /* runners, rounds completed */
+	double ms[MTA_ROUNDS_MAX_RUNNERS][MTA_ROUNDS_MAX]; /* ms[runner][round] */
+};
+
+/*
+ * Time n runners (2 <= n <= MTA_ROUNDS_MAX_RUNNERS) on the same inputs of
+ * problem p at (B, T) in paired rounds; out->ms holds every time.
+ */
+int mta_time_rounds(const struct mta_runner *r, int n, const struct mta_problem *p, int64_t B,
+		    int64_t T, unsigned long long seed, const struct mta_rounds_opts *o,
+		    struct mta_rounds *out);
 
 #endif

@@ -49,3 +49,37 @@ int mta_measure(const struct mta_measure_job *j, struct mta_measure *m, int *tim
 		return mta_fail(MTA_EINVAL, "timing needs reps >= 1 and warmup >= 0");
 	return mta_isolate(job_fn, (void *)j, m, sizeof *m, j->timeout_s, timed_out);
 }
+
+static int rounds_fn(void *ctx, void *out, size_t size)
+{
+	const struct mta_rounds_job *j = ctx;
+	struct mta_runner r[MTA_ROUNDS_MAX_RUNNERS];
+	struct mta_device *dev = NULL;
+	int rc, loaded = 0;
+
+	memset(out, 0, size);
+	if (j->n < 2 || j->n > MTA_ROUNDS_MAX_RUNNERS)
+		return mta_fail(MTA_EINVAL, "paired rounds of %d variants (expected 2..%d)", j->n,
+				MTA_ROUNDS_MAX_RUNNERS);
+	if ((rc = j->be->open(j->device, j->threads, &dev)))
+		return rc;
+	for (; loaded < j->n; loaded++) {
+		r[loaded] = (struct mta_runner){ j->be, dev, NULL, NULL };
+		if ((rc = j->be->load(dev, NULL, j->p, &j->v[loaded], j->binary ? j->binary[loaded] : NULL,
+				      j->binary_size ? j->binary_size[loaded] : 0, &r[loaded].k)))
+			goto out;
+	}
+	rc = mta_time_rounds(r, j->n, j->p, j->B, j->T, j->seed, &j->opts, out);
+out:
+	while (loaded > 0)
+		j->be->unload(r[--loaded].k);
+	j->be->close(dev);
+	return rc;
+}
+
+int mta_measure_rounds(const struct mta_rounds_job *j, struct mta_rounds *out, int *timed_out)
+{
+	memset(out, 0, sizeof *out);
+	*timed_out = 0;
+	return mta_isolate(rounds_fn, (void *)j, out, sizeof *out, j->timeout_s, timed_out);
+}

@@ -15,6 +15,7 @@
 #define MTA_MEASURE_MEASURE_H
 
 #include "runtime/backend.h"
+#include "tuner/measure/check.h"
 
 struct mta_measure {
 	double rel_err, median_ms, p20_ms, p80_ms, min_ms;
@@ -43,5 +44,26 @@ struct mta_measure_job {
  * with its message.
  */
 int mta_measure(const struct mta_measure_job *j, struct mta_measure *m, int *timed_out);
+
+/*
+ * Paired rounds in a child: the n variants of p (v[0] the reference, the
+ * default variant), each loaded on one device of be from its binary (NULL:
+ * built), timed side by side at (B, T) by mta_time_rounds. MTA_OK with out
+ * filled; a crash or the timeout is MTA_EKERNEL (*timed_out).
+ */
+struct mta_rounds_job {
+	const struct mta_backend *be;
+	int device, threads;
+	const struct mta_problem *p;
+	int n;
+	const struct mta_variant *v;             /* [n] */
+	const void *const *binary;               /* [n], entries may be NULL */
+	const size_t *binary_size;               /* [n] */
+	int64_t B, T;
+	unsigned long long seed;
+	struct mta_rounds_opts opts;
+	double timeout_s;
+};
+int mta_measure_rounds(const struct mta_rounds_job *j, struct mta_rounds *out, int *timed_out);
 
 #endif

@@ -141,7 +141,7 @@ static int item_done(struct worker *w, const struct mta_problem *p, const char *
 			any_ok |= r.status == MTA_RESULT_OK;
 		}
 	}
-	*done = (size_t)*found == n && (!any_ok || (mta_db_winner_get(db, dev, key, o->T, &win) ==
+	*done = (size_t)*found == n && (!any_ok || (mta_db_winner_get(db, dev, key, "fwd", o->B, o->T, &win) ==
 						    MTA_OK && win.exact));
 	rc = MTA_OK;
 out:
@@ -163,7 +163,8 @@ static int work_item(struct worker *w, const struct mta_grid_item *it)
 
 	o.T = it->T;
 	o.B = it->B;
-	o.only_spec = NULL;
+	o.only_specs = NULL;
+	o.n_only = 0;
 	o.device_index = w->device;
 	o.stop = &w->sh->stop;
 	o.progress = on_tune;

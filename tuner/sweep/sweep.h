@@ -54,7 +54,7 @@ struct mta_sweep_event {
 };
 
 struct mta_sweep_opts {
-	/* The tuner's settings for every item (T, B and only_spec are set per
+	/* The tuner's settings for every item (T, B and only_specs are set per
 	 * item; a random strategy needs a non-zero seed). db_path is shared. */
 	struct mta_tune_opts tune;
 	int shard, nshards;       /* 0-based shard of nshards; 0 and 1 for all */

@@ -2,6 +2,7 @@
 #include "tuner/tune/tune_int.h"
 #include "runtime/core/error.h"
 #include "tuner/measure/isolate.h"
+#include "tuner/measure/stats.h"
 #include "tuner/tune/prep.h"
 
 #include <math.h>
@@ -20,6 +21,9 @@ void mta_tune_defaults(struct mta_tune_opts *o)
 	o->warmup = 1;
 	o->reps = 5;
 	o->top = 3;
+	o->min_rounds = 5;
+	o->max_rounds = 40;
+	o->rounds_budget_s = 30;
 	o->timeout_s = 120;
 }
 
@@ -52,26 +56,37 @@ int mta_tune_candidates(const struct mta_problem *p, const struct mta_tune_opts 
 	const struct mta_backend *be;
 	struct mta_variant def, *arr = NULL;
 	int rc;
-	if ((rc = mta_backend_find(o->backend, &be)))
+	if ((rc = mta_backend_find(o->backend, &be)) ||
+	    (rc = mta_variant_default(p, be->variants, &def)))
 		return rc;
-	if (o->only_spec) {
-		if (!(arr = malloc(sizeof *arr)))
+	if (o->only_specs) {
+		/* these variants and the default, each once, the default first */
+		if (!(arr = malloc((size_t)(o->n_only + 1) * sizeof *arr)))
 			return mta_fail(MTA_ENOMEM, "out of memory");
-		if ((rc = mta_variant_parse(o->only_spec, arr)) || (rc = mta_variant_check(p, arr))) {
-			free(arr);
-			return rc;
-		}
-		if (arr->backend != be->variants) {
-			free(arr);
-			return mta_fail(MTA_EINVAL, "variant %s is not a %s variant", o->only_spec,
-					mta_backend_name(be->variants));
+		arr[0] = def;
+		*n = 1;
+		for (int i = 0; i < o->n_only; i++) {
+			struct mta_variant v;
+			if ((rc = mta_variant_parse(o->only_specs[i], &v)) ||
+			    (rc = mta_variant_check(p, &v))) {
+				free(arr);
+				return rc;
+			}
+			if (v.backend != be->variants) {
+				free(arr);
+				return mta_fail(MTA_EINVAL, "variant %s is not a %s variant",
+						o->only_specs[i], mta_backend_name(be->variants));
+			}
+			int seen = 0;
+			for (size_t j = 0; j < *n; j++)
+				seen |= !memcmp(&arr[j], &v, sizeof v);
+			if (!seen)
+				arr[(*n)++] = v;
 		}
 		*out = arr;
-		*n = 1;
 		return MTA_OK;
 	}
-	if ((rc = mta_variant_space(p, be->variants, &arr, n)) ||
-	    (rc = mta_variant_default(p, be->variants, &def))) {
+	if ((rc = mta_variant_space(p, be->variants, &arr, n))) {
 		free(arr);
 		return rc;
 	}
@@ -300,14 +315,13 @@ static int stored_binary(struct ctx *c, const struct mta_variant *v, void **bin,
 {
 	struct mta_db_variant row;
 	struct mta_db_binary_key key;
-	char compiler[32];
+	char compiler[32], spec[MTA_SPEC_MAX];
 	int64_t vid;
+	int rc;
 	*bin = NULL;
 	*n = 0;
 	if (!c->be->binary_key)
 		return MTA_OK;
-	char spec[MTA_SPEC_MAX];
-	int rc;
 	if ((rc = mta_variant_format(v, spec, sizeof spec)) ||
 	    (rc = mta_db_variant_upsert(c->db, c->prob, spec, NULL, &vid)) ||
 	    (rc = mta_db_variant_get(c->db, vid, &row)))
@@ -321,10 +335,107 @@ static int stored_binary(struct ctx *c, const struct mta_variant *v, void **bin,
 	return MTA_OK;
 }
 
-/* Re-time the best few side by side and name the winner of T's bucket. */
+/*
+ * The variants of the paired rounds into row[0..*n): the reference first
+ * (the default variant if it ran ok, else the best screened one: there is
+ * nothing else to compare with), then the best `top` others by their
+ * screening median.
+ */
+static void contenders(struct ctx *c, struct oklist *l, struct okrow *row, int *n)
+{
+	size_t ref = 0, top = (size_t)(c->o->top > 0 ? c->o->top : 1);
+	qsort(l->rows, l->n, sizeof *l->rows, by_ms);
+	for (size_t i = 0; i < l->n; i++)
+		if (!strcmp(l->rows[i].spec, c->s->default_spec)) {
+			ref = i;
+			break;
+		}
+	if (top > MTA_ROUNDS_MAX_RUNNERS - 1)
+		top = MTA_ROUNDS_MAX_RUNNERS - 1;
+	row[0] = l->rows[ref];
+	*n = 1;
+	for (size_t i = 0; i < l->n && (size_t)*n <= top; i++)
+		if (i != ref)
+			row[(*n)++] = l->rows[i];
+}
+
+/*
+ * Time the contenders against the reference in paired rounds (in a child)
+ * and decide: the lowest ratio among those faster than the reference with
+ * 95% confidence by MTA_TUNE_MARGIN, else the reference. Fills the summary.
+ */
+static int decide(struct ctx *c, const struct okrow *row, int n, int64_t *win)
+{
+	const struct mta_tune_opts *o = c->o;
+	struct mta_tune_summary *s = c->s;
+	struct mta_variant v[MTA_ROUNDS_MAX_RUNNERS];
+	void *bin[MTA_ROUNDS_MAX_RUNNERS] = { 0 };
+	size_t bn[MTA_ROUNDS_MAX_RUNNERS] = { 0 };
+	struct mta_rounds *r = malloc(sizeof *r);
+	int rc = MTA_OK, to = 0, best = 0;
+
+	if (!r)
+		return mta_fail(MTA_ENOMEM, "out of memory");
+	for (int i = 0; i < n; i++)
+		if ((rc = mta_variant_parse(row[i].spec, &v[i])) ||
+		    (rc = stored_binary(c, &v[i], &bin[i], &bn[i])))
+			goto out;
+	struct mta_rounds_job j = { c->be, o->device_index, o->threads, c->p, n, v,
+		(const void *const *)bin, bn, o->B, o->T,
+		o->seed ? o->seed + 2 : (unsigned long long)time(NULL) ^ (unsigned long long)clock(),
+		{ o->warmup, o->min_rounds, o->max_rounds, o->rounds_budget_s, MTA_TUNE_WIDTH },
+		o->rounds_budget_s * 2 + o->timeout_s };
+	if ((rc = mta_measure_rounds(&j, r, &to)))
+		goto out;
+	struct mta_ratio ratio[MTA_ROUNDS_MAX_RUNNERS];
+	double med[MTA_ROUNDS_MAX_RUNNERS], tmp[MTA_ROUNDS_MAX];
+	ratio[0] = (struct mta_ratio){ 1, 1, 1, r->rounds };
+	for (int i = 0; i < n; i++) {
+		memcpy(tmp, r->ms[i], (size_t)r->rounds * sizeof *tmp);
+		med[i] = mta_median(tmp, r->rounds);
+		if (i && (rc = mta_paired_ratio(r->ms[i], r->ms[0], r->rounds, &ratio[i])))
+			goto out;
+		if (i)
+			report(c, i, n - 1, row[i].spec, ratio[i].hi < 1 - MTA_TUNE_MARGIN ?
+			       "faster" : "within noise", med[i], "rounds");
+	}
+	s->ch_ratio = s->ch_low = s->ch_high = NAN;
+	s->challenger[0] = 0;
+	for (int i = 1; i < n; i++) {
+		if (ratio[i].hi < 1 - MTA_TUNE_MARGIN && (!best || ratio[i].ratio < ratio[best].ratio))
+			best = i;
+		if (!s->challenger[0] || ratio[i].ratio < s->ch_ratio) {
+			snprintf(s->challenger, sizeof s->challenger, "%s", row[i].spec);
+			s->ch_ratio = ratio[i].ratio;
+			s->ch_low = ratio[i].lo;
+			s->ch_high = ratio[i].hi;
+		}
+	}
+	*win = row[best].vid;
+	snprintf(s->winner, sizeof s->winner, "%s", row[best].spec);
+	s->winner_ms = med[best];
+	s->default_ms = strcmp(row[0].spec, s->default_spec) ? NAN : med[0];
+	s->ratio = ratio[best].ratio;
+	s->ci_low = ratio[best].lo;
+	s->ci_high = ratio[best].hi;
+	s->rounds = r->rounds;
+	s->significant = best != 0;
+out:
+	if (rc && to)
+		mta_wrap(rc, "the paired rounds timed out");
+	for (int i = 0; i < n; i++)
+		free(bin[i]);
+	free(r);
+	return rc;
+}
+
+/* Time the best few against the default in paired rounds and name the winner of the buckets. */
 static int retime(struct ctx *c, const char *key)
 {
 	struct oklist l = { c, NULL, 0, 0 };
+	struct okrow row[MTA_ROUNDS_MAX_RUNNERS];
+	int64_t win = 0;
+	int n = 0;
 	int rc = mta_db_list_results(c->db, c->dev_id, key, collect, &l);
 	if (rc)
 		goto out;
@@ -333,48 +444,15 @@ static int retime(struct ctx *c, const char *key)
 			      "T=%lld, B=%lld", key, (long long)c->o->T, (long long)c->o->B);
 		goto out;
 	}
-	qsort(l.rows, l.n, sizeof *l.rows, by_ms);
-	size_t top = (size_t)(c->o->top > 0 ? c->o->top : 1);
-	if (top > l.n)
-		top = l.n;
-	/* The default variant is re-timed beside the best, so the speed-up quoted
-	 * against it comes from measurements taken side by side in one phase. */
-	for (size_t i = top; i < l.n; i++)
-		if (!strcmp(l.rows[i].spec, c->s->default_spec)) {
-			struct okrow t = l.rows[top];
-			l.rows[top++] = l.rows[i];
-			l.rows[i] = t;
-			break;
-		}
-	c->best[0] = 0;
-	int64_t win = 0;
-	for (size_t i = 0; i < top; i++) {
-		struct mta_variant v;
-		struct mta_measure m;
-		void *bin = NULL;
-		size_t bn = 0;
-		int to = 0;
-		double started = mta_tune_now();
-		if ((rc = mta_variant_parse(l.rows[i].spec, &v)) ||
-		    (rc = stored_binary(c, &v, &bin, &bn)))
-			goto out;
-		int mrc = measure(c, &v, bin, bn, &m, &to);
-		free(bin);
-		int st = mta_tune_status_of(mrc, to);
-		if ((rc = record(c, l.rows[i].vid, st, st == MTA_RESULT_OK ? &m : NULL,
-				 st ? mta_last_error() : "", started)))
-			goto out;
-		report(c, (int)i + 1, (int)top, l.rows[i].spec, mta_result_status_name(st),
-		       st ? NAN : m.median_ms, "retime");
-		if (st == MTA_RESULT_OK && (!win || m.median_ms < c->s->winner_ms)) {
-			win = l.rows[i].vid;
-			c->s->winner_ms = m.median_ms;
-			snprintf(c->s->winner, sizeof c->s->winner, "%s", l.rows[i].spec);
-			note_best(c, l.rows[i].spec, m.median_ms);
-		}
-	}
-	if (!win) {
-		rc = mta_fail(MTA_EKERNEL, "every re-timed variant of %s failed on the second run", key);
+	contenders(c, &l, row, &n);
+	if (n < 2) { /* one variant ran ok: nothing to compare it with */
+		win = row[0].vid;
+		snprintf(c->s->winner, sizeof c->s->winner, "%s", row[0].spec);
+		c->s->winner_ms = row[0].ms;
+		c->s->default_ms = strcmp(row[0].spec, c->s->default_spec) ? NAN : row[0].ms;
+		c->s->ratio = c->s->ci_low = c->s->ci_high = 1;
+		c->s->ch_ratio = c->s->ch_low = c->s->ch_high = NAN;
+	} else if ((rc = decide(c, row, n, &win))) {
 		goto out;
 	}
 	struct mta_db_winner w = { 0 };
@@ -384,6 +462,12 @@ static int retime(struct ctx *c, const char *key)
 	w.T = c->o->T;
 	w.B = c->o->B;
 	w.time_ms = c->s->winner_ms;
+	w.default_ms = c->s->default_ms;
+	w.ratio = c->s->ratio;
+	w.ci_low = c->s->ci_low;
+	w.ci_high = c->s->ci_high;
+	w.rounds = c->s->rounds;
+	w.significant = c->s->significant;
 	rc = mta_db_winner_set(c->db, &w);
 out:
 	free(l.rows);
@@ -400,11 +484,17 @@ int mta_tune(const struct mta_problem *p, const struct mta_tune_opts *o, struct 
 	int rc;
 
 	memset(s, 0, sizeof *s);
-	s->winner_ms = s->default_ms = NAN;
+	s->winner_ms = s->default_ms = s->ratio = s->ci_low = s->ci_high = NAN;
+	s->ch_ratio = s->ch_low = s->ch_high = NAN;
 	if (o->T < 1 || o->B < 1 || o->reps < 1 || o->warmup < 0 || o->timeout_s <= 0)
 		return mta_fail(MTA_EINVAL, "tuning needs T >= 1, B >= 1, reps >= 1, warmup >= 0 and "
 				"a positive timeout (got T=%lld, B=%lld, reps=%d, warmup=%d, timeout=%g)",
 				(long long)o->T, (long long)o->B, o->reps, o->warmup, o->timeout_s);
+	if (o->min_rounds < 2 || o->max_rounds < o->min_rounds || o->max_rounds > MTA_ROUNDS_MAX ||
+	    !(o->rounds_budget_s > 0))
+		return mta_fail(MTA_EINVAL, "paired rounds need 2 <= min_rounds <= max_rounds <= %d "
+				"and a positive budget (got %d..%d, %g s)", MTA_ROUNDS_MAX,
+				o->min_rounds, o->max_rounds, o->rounds_budget_s);
 	if ((rc = mta_backend_find_timed(o->backend, &c.be)) || (rc = mta_problem_key(p, key, sizeof key)) ||
 	    (rc = mta_tune_candidates(p, o, &vs, &n)))
 		return rc;
@@ -433,16 +523,7 @@ int mta_tune(const struct mta_problem *p, const struct mta_tune_opts *o, struct 
 			      c.compile_failed, c.first_cerr);
 		goto out;
 	}
-	if ((rc = retime(&c, key)))
-		goto out;
-	/* the default's time at this size, for the speed-up in reports */
-	int64_t dvid;
-	struct mta_db_result dr;
-	if (mta_db_variant_upsert(c.db, c.prob, s->default_spec, NULL, &dvid) == MTA_OK &&
-	    mta_db_result_get(c.db, c.dev_id, dvid, o->T, o->B, &dr) == MTA_OK &&
-	    dr.status == MTA_RESULT_OK)
-		s->default_ms = dr.median_ms;
-	rc = MTA_OK;
+	rc = retime(&c, key);
 out:
 	free(vs);
 	mta_db_close(c.db);

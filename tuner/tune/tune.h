@@ -14,9 +14,19 @@
  * survivor is checked against the float64 reference on fresh random inputs
  * and timed, in a child process with a time limit (tuner/measure/), and its
  * result is written the moment it exists, so a killed run resumes where it
- * stopped. Finally the best few are re-timed side by side, together with the
- * default variant (so speed-ups over it are measured in one phase), and the
- * fastest becomes the winner of the T bucket.
+ * stopped.
+ *
+ * That first screening times each variant once, in sequence, and on a
+ * shared machine whose speed drifts 1.5-2x within a minute its fastest
+ * reading says little. So the best few are timed again against the default
+ * variant in paired rounds (tuner/measure/check.h, mta_time_rounds: each
+ * round runs all of them once, one after the other, a cache flush before
+ * each), until each ratio to the default is known to within
+ * MTA_TUNE_WIDTH or a time budget ends; a variant replaces the default only
+ * when the 95% interval of its ratio (stats.h) lies wholly below
+ * 1 - MTA_TUNE_MARGIN, and of those the lowest ratio wins. Otherwise the
+ * default stays: the difference is within noise. The winner of the (T
+ * bucket, B bucket) is recorded with that evidence.
  */
 #ifndef MTA_TUNE_TUNE_H
 #define MTA_TUNE_TUNE_H
@@ -27,6 +37,11 @@
 #include <signal.h>
 
 enum { MTA_TUNE_EXHAUSTIVE = 0, MTA_TUNE_RANDOM = 1 };
+
+/* A winner must be faster than the default by this much, with 95% confidence. */
+#define MTA_TUNE_MARGIN 0.015
+/* Rounds go on until every interval is this narrow (hi/lo - 1), or the budget ends. */
+#define MTA_TUNE_WIDTH 0.03
 
 struct mta_tune_event {
 	int done, total;          /* variants handled so far, of total */
@@ -45,14 +60,18 @@ struct mta_tune_opts {
 				   * visible ones, CUDA_VISIBLE_DEVICES applies); 0 */
 	int strategy;             /* MTA_TUNE_EXHAUSTIVE | MTA_TUNE_RANDOM */
 	int budget;               /* random: number of variants (0: all) */
+	double time_budget_s;     /* screening stops starting variants after this (0: no limit) */
 	int64_t T, B;
 	int warmup, reps;         /* timing: warm-up runs, timed runs */
-	int top;                  /* best few re-timed before the winner is named */
+	int top;                  /* best few timed against the default in paired rounds */
+	int min_rounds, max_rounds; /* paired rounds: at least, at most (<= MTA_ROUNDS_MAX) */
+	double rounds_budget_s;   /* paired rounds stop after this many seconds (past min_rounds) */
 	double timeout_s;         /* per candidate (verify + timing) */
 	int threads;              /* CPU worker threads (CUDA: NVRTC compile threads), 0: all cores */
 	int64_t verify_T;         /* T of the reference check, 0: min(T, 293) */
 	unsigned long long seed;  /* 0: from the clock (fresh inputs each run) */
-	const char *only_spec;    /* NULL, or tune just this variant */
+	const char *const *only_specs; /* NULL, or tune just these variants (and the default) */
+	int n_only;
 	/*
 	 * Checked before each variant and before the re-timing: once *stop is
 	 * non-zero, mta_tune returns MTA_EINTR after the record in hand is
@@ -66,9 +85,16 @@ struct mta_tune_opts {
 struct mta_tune_summary {
 	int total, tried, skipped, ok, failed;
 	char winner[MTA_SPEC_MAX];
-	double winner_ms;         /* re-timed median */
+	double winner_ms;         /* its median in the paired rounds */
 	char default_spec[MTA_SPEC_MAX];
-	double default_ms;        /* re-timed beside the winner; NAN when it did not run ok */
+	double default_ms;        /* the default's median in the same rounds; NAN when it did
+				   * not run ok */
+	/* The evidence: winner/default time ratio, its 95% interval, rounds (0: none run). */
+	double ratio, ci_low, ci_high;
+	int rounds, significant;
+	/* When the default stays: the best other variant and its ratio (NAN: none compared). */
+	char challenger[MTA_SPEC_MAX];
+	double ch_ratio, ch_low, ch_high;
 	char run_id[48];
 	char db_path[1024];
 };
@@ -82,7 +108,7 @@ int mta_tune(const struct mta_problem *p, const struct mta_tune_opts *o, struct 
 
 /*
  * The variants mta_tune would try for p under o (the whole space, the seeded
- * sample, or only_spec), in its order; *out is malloc'd. A random sample
+ * sample, or only_specs with the default), in its order; *out is malloc'd. A random sample
  * with seed 0 differs from call to call.
  */
 int mta_tune_candidates(const struct mta_problem *p, const struct mta_tune_opts *o,
