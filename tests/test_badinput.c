@@ -59,7 +59,7 @@ TEST(badinput_tune_options)
 		{ "tune --seed 99999999999", 2, "--seed '99999999999' is not an integer" },
 		{ "tune --timeout -1", 2, "--timeout '-1' is not a positive number of seconds" },
 		{ "tune --timeout nan", 2, "--timeout 'nan' is not a positive number" },
-		{ "tune --strategy foo", 2, "--strategy 'foo': expected exhaustive or random" },
+		{ "tune --strategy foo", 2, "--strategy 'foo': expected auto, exhaustive or random" },
 		{ "tune --backend gpu", 2, "--backend: unknown backend 'gpu' (expected cpu or cuda)" },
 		{ "tune --problem bad", 2, "--problem: problem key 'bad': unknown part 'bad'" },
 		{ "tune --problem h4kv4d8-both-s0.00001-f32", 2, "out of the supported range" },

@@ -286,7 +286,7 @@ TEST(sweep_db_and_report_options_are_checked)
 		{ "sweep --grid %s/g.txt --reps 0", "--reps '0' is not an integer in 1..", 2 },
 		{ "sweep --grid %s/bad.txt", "bad.txt:2:5: expected a seq value", 3 },
 		{ "sweep --grid %s/none.txt", "cannot open grid file", 3 },
-		{ "sweep --grid %s/g.txt --strategy best", "--strategy 'best': expected exhaustive or random", 2 },
+		{ "sweep --grid %s/g.txt --strategy best", "--strategy 'best': expected auto, exhaustive or random", 2 },
 		{ "db", "usage: mtatune db", 2 },
 		{ "db frob", "'frob' is not a db sub-command", 2 },
 		{ "db merge %s/out.db", "expected OUT and at least one IN", 2 },

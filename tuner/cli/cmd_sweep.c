@@ -27,8 +27,12 @@ static const struct cli_opt opts[] = {
 					"writing the one database (default 0)" },
 	{ "shard", O_SHARD, "K/N", "only items i with i mod N = K-1 (1 <= K <= N); without it,\n"
 				   "SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT when set" },
-	{ "strategy", CLI_O_STRATEGY, "S", "exhaustive (default) or random" },
-	{ "budget", CLI_O_BUDGET, "N", "random: variants per item (default 8)" },
+	{ "strategy", CLI_O_STRATEGY, "S", "auto, exhaustive or random (default: auto for spaces over\n"
+					   "24 variants, else exhaustive)" },
+	{ "budget", CLI_O_BUDGET, "N", "random: variants to screen (default 8); auto: at most this\n"
+					 "many (default a third of the space, at least 8)" },
+	{ "time-budget", CLI_O_TIME_BUDGET, "S", "seconds screening may take; then the best so far go on\n"
+						  "to the paired rounds (default: no limit)" },
 	{ "seed", CLI_O_SEED, "N", "input seed; random sweeps default to 1 so that shards and\n"
 				   "reruns sample the same variants (default: from the clock)" },
 	{ "reps", CLI_O_REPS, "N", "timed runs per variant (default 5)" },
@@ -164,7 +168,6 @@ int cmd_sweep(int argc, char **argv)
 
 	struct cli_getopt go;
 	mta_tune_defaults(&so.tune);
-	so.tune.budget = 8;
 	cli_getopt_init(&go, &cmd);
 	while ((c = cli_next(&go, argc, argv)) != -1) {
 		switch (c) {
@@ -206,6 +209,8 @@ int cmd_sweep(int argc, char **argv)
 		return cli_fail("sweep", CLI_USAGE, "%s", mta_last_error());
 	if (so.tune.strategy == MTA_TUNE_RANDOM && !so.tune.seed)
 		so.tune.seed = 1;
+	if (so.tune.strategy == MTA_TUNE_RANDOM && !so.tune.budget)
+		so.tune.budget = 8;
 	if ((rc = mta_grid_load(grid_path, &g)))
 		return cli_fail("sweep", rc == MTA_EIO || rc == MTA_EFORMAT ? CLI_DATA : CLI_RUNTIME,
 				"%s", mta_last_error());

@@ -27,8 +27,12 @@ static const struct cli_opt opts[] = {
 	{ "batch", CLI_O_BATCH, "B", "batch size (default 1)" },
 	{ "backend", O_BACKEND, "NAME", "cpu (default) or cuda (a GPU, its driver and NVRTC)" },
 	{ "device", CLI_O_DEVICE, "N", "cuda: device ordinal (default $MTATUNE_CUDA_DEVICE, else 0)" },
-	{ "strategy", CLI_O_STRATEGY, "S", "exhaustive (default) or random" },
-	{ "budget", CLI_O_BUDGET, "N", "random: number of variants to try (default 8)" },
+	{ "strategy", CLI_O_STRATEGY, "S", "auto, exhaustive or random (default: auto for spaces over\n"
+					   "24 variants, else exhaustive)" },
+	{ "budget", CLI_O_BUDGET, "N", "random: variants to screen (default 8); auto: at most this\n"
+					 "many (default a third of the space, at least 8)" },
+	{ "time-budget", CLI_O_TIME_BUDGET, "S", "seconds screening may take; then the best so far go on\n"
+						  "to the paired rounds (default: no limit)" },
 	{ "variant", O_VARIANT, "SPEC", "tune only this variant and the default (repeatable)" },
 	{ "reps", CLI_O_REPS, "N", "timed runs per variant (default 5)" },
 	{ "warmup", CLI_O_WARMUP, "N", "untimed runs first (default 1)" },
@@ -50,14 +54,15 @@ static const struct cli_opt opts[] = {
 static const struct cli_cmd cmd = {
 	"tune",
 	"mtatune tune [--problem KEY] [--seq T] [options]",
-	"Tune one problem at sequence length T and batch size B: every variant of the\n"
-	"backend's space (or a sample) is generated, compiled, checked against the\n"
-	"float64 reference on fresh random inputs, timed, and recorded in the database\n"
-	"as it finishes. The best few are then timed against the default variant in\n"
-	"paired rounds; one replaces the default only when it is faster with 95%\n"
-	"confidence, and becomes the winner for the buckets of T and B with that\n"
-	"evidence. A rerun resumes: recorded variants are skipped. The winner is then\n"
-	"run through the runtime and checked against the reference once more.\n",
+	"Tune one problem at sequence length T and batch size B: the variants of the\n"
+	"backend's space (all, a random sample, or those a model-based search picks:\n"
+	"--strategy) are generated, compiled, checked against the float64 reference on\n"
+	"fresh random inputs, timed, and recorded in the database as each finishes.\n"
+	"The best few are then timed against the default variant in paired rounds; one\n"
+	"replaces the default only when it is faster with 95% confidence, and becomes\n"
+	"the winner for the buckets of T and B with that evidence. A rerun resumes:\n"
+	"recorded variants are skipped. The winner is then run through the runtime and\n"
+	"checked against the reference once more.\n",
 	opts, NULL,
 };
 
@@ -113,8 +118,17 @@ out:
 /* What the tuner found, in words: the winner and how sure that is. */
 static void print_summary(const struct mta_tune_summary *s)
 {
-	printf("variants: %d (%d measured now, %d already recorded, %d ok, %d failed)\n", s->total,
-	       s->tried, s->skipped, s->ok, s->failed);
+	static const char *const how[] = { "exhaustive", "a random sample", "auto search" };
+	printf("variants: %d of %d screened (%s): %d measured now, %d already recorded, %d ok, "
+	       "%d failed\n", s->tried + s->skipped, s->total,
+	       how[s->strategy >= 0 && s->strategy < 3 ? s->strategy : 0], s->tried, s->skipped,
+	       s->ok, s->failed);
+	if (s->warm)
+		printf("          %d winner%s recorded for this or similar problems seeded the search\n",
+		       s->warm, s->warm > 1 ? "s" : "");
+	if (s->out_of_time)
+		printf("          the time budget ended the screening after %d of %d planned\n",
+		       s->tried + s->skipped, s->planned);
 	if (s->significant) {
 		printf("winner: %s  %.3f ms (median of %d paired rounds)\n", s->winner, s->winner_ms,
 		       s->rounds);
@@ -183,7 +197,6 @@ int cmd_tune(int argc, char **argv)
 	mta_tune_defaults(&o);
 	o.only_specs = only;
 	o.T = DEFAULT_T;
-	o.budget = 8;
 	o.device_index = cli_default_device();
 	cli_getopt_init(&g, &cmd);
 	while (rc == CLI_OK && (c = cli_next(&g, argc, argv)) != -1) {
@@ -211,6 +224,8 @@ int cmd_tune(int argc, char **argv)
 	if (rc == CLI_OK) {
 		if (!o.n_only)
 			o.only_specs = NULL;
+		if (o.strategy == MTA_TUNE_RANDOM && !o.budget)
+			o.budget = 8;
 		rc = tune(key, &o, &pr);
 	}
 out:

@@ -181,10 +181,15 @@ int cli_tune_option(const char *cmd, int c, const char *arg, struct mta_tune_opt
 	long n;
 	double x;
 	if (c == CLI_O_STRATEGY) {
-		if (strcmp(arg, "exhaustive") && strcmp(arg, "random"))
-			return cli_fail(cmd, CLI_USAGE, "--strategy '%s': expected exhaustive or "
-					"random", arg);
-		o->strategy = arg[0] == 'r' ? MTA_TUNE_RANDOM : MTA_TUNE_EXHAUSTIVE;
+		if (!strcmp(arg, "auto"))
+			o->strategy = MTA_TUNE_AUTO;
+		else if (!strcmp(arg, "exhaustive"))
+			o->strategy = MTA_TUNE_EXHAUSTIVE;
+		else if (!strcmp(arg, "random"))
+			o->strategy = MTA_TUNE_RANDOM;
+		else
+			return cli_fail(cmd, CLI_USAGE, "--strategy '%s': expected auto, exhaustive "
+					"or random", arg);
 		return CLI_OK;
 	}
 	if (c == CLI_O_TIMEOUT || c == CLI_O_ROUNDS_BUDGET || c == CLI_O_TIME_BUDGET) {

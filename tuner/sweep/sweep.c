@@ -131,6 +131,15 @@ static int item_done(struct worker *w, const struct mta_problem *p, const char *
 		goto out;
 	if (mta_db_device_find(db, &d, &dev) || mta_db_problem_find(db, key, &pid))
 		goto out; /* rc is MTA_OK: nothing recorded yet */
+	size_t planned;
+	if (mta_tune_strategy(o, n, &planned) == MTA_TUNE_AUTO) {
+		/* a search screens what it decides to: done once it decided this size */
+		*done = mta_db_winner_get(db, dev, key, "fwd", o->B, o->T, &win) == MTA_OK &&
+			win.T == o->T && win.B == o->B;
+		*found = *done ? (int)planned : 0;
+		mta_clear_error();
+		goto out;
+	}
 	for (size_t i = 0; i < n; i++) {
 		int64_t vid;
 		struct mta_db_result r;
@@ -344,10 +353,12 @@ static int plan(const struct mta_grid *g, const struct mta_sweep_opts *o, size_t
 		struct mta_variant *vs;
 		size_t n;
 		int rc = mta_problem_from_key(g->keys[k], &p);
+		size_t planned;
 		if (rc || (rc = mta_tune_candidates(&p, &o->tune, &vs, &n)))
 			return rc;
 		free(vs);
-		(*ncand)[k] = (long)n;
+		mta_tune_strategy(&o->tune, n, &planned);
+		(*ncand)[k] = (long)planned;
 	}
 	*np = 0;
 	for (size_t i = 0; i < g->n; i++)

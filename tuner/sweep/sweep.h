@@ -16,8 +16,10 @@
  * o->stop) and die with the calling process (a SIGKILL of it ends them too).
  *
  * Resume: an item is done when every candidate variant has a result for the
- * device at (T, B) and, if any of them ran ok, T's own bucket has a winner;
- * done items are skipped without measuring anything. A partly done item is
+ * device at (T, B) and, if any of them ran ok, T's own bucket has a winner
+ * (with the auto strategy, which screens what it decides to: when a winner
+ * was decided at this very T and B); done items are skipped without
+ * measuring anything. A partly done item is
  * resumed by mta_tune, which skips the variants already recorded.
  */
 #ifndef MTA_SWEEP_H

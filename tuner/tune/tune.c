@@ -4,6 +4,7 @@
 #include "tuner/measure/isolate.h"
 #include "tuner/measure/stats.h"
 #include "tuner/tune/prep.h"
+#include "tuner/tune/search.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -16,6 +17,7 @@ void mta_tune_defaults(struct mta_tune_opts *o)
 {
 	memset(o, 0, sizeof *o);
 	o->backend = "cpu";
+	o->strategy = MTA_TUNE_CHOOSE;
 	o->T = 1024;
 	o->B = 1;
 	o->warmup = 1;
@@ -224,51 +226,219 @@ static int measure(struct ctx *c, const struct mta_variant *v, const void *binar
 	return mta_measure(&j, m, timed_out);
 }
 
+int mta_tune_strategy(const struct mta_tune_opts *o, size_t n, size_t *planned)
+{
+	int st = o->strategy;
+	if (o->only_specs)
+		st = MTA_TUNE_EXHAUSTIVE;
+	else if (st == MTA_TUNE_CHOOSE)
+		st = n > MTA_SEARCH_AUTO_ABOVE ? MTA_TUNE_AUTO : MTA_TUNE_EXHAUSTIVE;
+	if (planned) /* a random sample is drawn by mta_tune_candidates: n is its size */
+		*planned = st == MTA_TUNE_AUTO ? mta_search_plan(st, n, (size_t)(o->budget > 0 ?
+									       o->budget : 0)) : n;
+	return st;
+}
+
+/* A recorded winner that may seed the search, and how far its problem and size are. */
+struct seedrow {
+	double dist;
+	char spec[MTA_SPEC_MAX];
+};
+struct seedlist {
+	const struct mta_problem *p;
+	const char *key;
+	int64_t T, B;
+	struct seedrow rows[64];
+	int n;
+};
+
+/* How unlike p q is: one per differing property (dtype and head size count double). */
+static int problem_distance(const struct mta_problem *p, const struct mta_problem *q)
+{
+	return (p->H != q->H) + (p->Hkv != q->Hkv) + 2 * (p->D != q->D) + (p->cq != q->cq) +
+	       (p->ck != q->ck) + (p->head_pre != q->head_pre) + (p->cq2 != q->cq2) +
+	       (p->ck2 != q->ck2) + (p->head_post != q->head_post) + (p->hc != q->hc) +
+	       (p->pad != q->pad) + (p->gn != q->gn) + (p->gn_rescale != q->gn_rescale) +
+	       (p->gate != q->gate) + 2 * (p->dtype != q->dtype);
+}
+
+static int collect_seed(void *ctx, const struct mta_db_winner *w)
+{
+	struct seedlist *l = ctx;
+	struct mta_problem q;
+	double d;
+	if (!w->spec || !w->problem_key || (w->op && strcmp(w->op, "fwd")))
+		return 0;
+	if (!strcmp(w->problem_key, l->key))
+		d = 0;
+	else if (mta_problem_from_key(w->problem_key, &q) == MTA_OK)
+		d = 100.0 * problem_distance(l->p, &q);
+	else
+		return 0; /* a key this version cannot read seeds nothing */
+	/* then the nearest size, in octaves */
+	d += fabs(log2((double)(w->T > 0 ? w->T : 1) / (double)l->T)) +
+	     fabs(log2((double)(w->B > 0 ? w->B : 1) / (double)l->B));
+	int at = l->n < (int)(sizeof l->rows / sizeof l->rows[0]) ? l->n++ : l->n - 1;
+	if (at == l->n - 1 && l->n == (int)(sizeof l->rows / sizeof l->rows[0]) &&
+	    d >= l->rows[at].dist)
+		return 0; /* full, and farther than the farthest kept */
+	l->rows[at].dist = d;
+	snprintf(l->rows[at].spec, sizeof l->rows[at].spec, "%s", w->spec);
+	for (; at > 0 && l->rows[at - 1].dist > l->rows[at].dist; at--) {
+		struct seedrow t = l->rows[at];
+		l->rows[at] = l->rows[at - 1];
+		l->rows[at - 1] = t;
+	}
+	return 0;
+}
+
+/*
+ * The seeds of the search into seeds[0..*ns): the default variant (always
+ * screened first: speed-ups are quoted against it), then up to
+ * MTA_TUNE_WARM winners recorded on this device, nearest first: this
+ * problem at other sizes, then the most similar other problems. Only
+ * variants among vs count (a winner must also be valid for this problem to
+ * be there). The number of recorded winners used goes to c->s->warm.
+ */
+static int warm_seeds(struct ctx *c, const struct mta_variant *vs, size_t n, size_t *seeds,
+		      size_t *ns)
+{
+	struct seedlist *l = calloc(1, sizeof *l);
+	struct mta_variant def;
+	char key[MTA_KEY_MAX];
+	int rc;
+	*ns = 0;
+	if (!l)
+		return mta_fail(MTA_ENOMEM, "out of memory");
+	if ((rc = mta_variant_default(c->p, c->be->variants, &def)) ||
+	    (rc = mta_problem_key(c->p, key, sizeof key)))
+		goto out;
+	for (size_t i = 0; i < n; i++)
+		if (!memcmp(&vs[i], &def, sizeof def)) {
+			seeds[(*ns)++] = i;
+			break;
+		}
+	l->p = c->p;
+	l->key = key;
+	l->T = c->o->T;
+	l->B = c->o->B;
+	if ((rc = mta_db_list_winners(c->db, c->dev_id, NULL, collect_seed, l)))
+		goto out;
+	for (int r = 0; r < l->n && c->s->warm < MTA_TUNE_WARM; r++) {
+		struct mta_variant v;
+		if (mta_variant_parse(l->rows[r].spec, &v) || v.backend != c->be->variants ||
+		    mta_variant_check(c->p, &v))
+			continue;
+		for (size_t i = 0; i < n; i++)
+			if (!memcmp(&vs[i], &v, sizeof v)) {
+				size_t j = 0;
+				while (j < *ns && seeds[j] != i)
+					j++;
+				if (j == *ns) {
+					seeds[(*ns)++] = i;
+					c->s->warm++;
+				}
+				break;
+			}
+	}
+	mta_clear_error(); /* a winner that does not parse or fit is not an error of this run */
+out:
+	free(l);
+	return rc;
+}
+
+/* Has screening used up o->time_budget_s since start (with at least one variant done)? */
+static int out_of_time(struct ctx *c, double start, size_t done)
+{
+	if (!(c->o->time_budget_s > 0) || !done || mta_tune_now() - start < c->o->time_budget_s)
+		return 0;
+	c->s->out_of_time = 1;
+	return 1;
+}
+
 int mta_tune_loop(struct ctx *c, const struct mta_variant *vs, size_t n)
 {
 	struct mta_prep pp = { c->db, c->be, &c->dev, c->dev_id, c->prob, c->o->T, c->o->B,
 			       c->s->run_id, c->o->threads };
+	struct mta_search *srch = NULL;
+	struct mta_variant *batch = malloc((n ? n : 1) * sizeof *batch);
+	size_t *idx = malloc((n ? n : 1) * sizeof *idx), seeds[1 + MTA_TUNE_WARM], ns = 0, nb = 0;
+	size_t done = 0, planned;
 	struct mta_cand *cs = NULL;
-	int rc = mta_prepare(&pp, c->p, vs, n, &cs);
-	if (rc)
-		return rc;
-	for (size_t i = 0; i < n; i++) {
-		if (cs[i].state == MTA_PREP_RECORDED && cs[i].status == MTA_RESULT_COMPILE_FAILED &&
-		    !c->compile_failed++)
-			snprintf(c->first_cerr, sizeof c->first_cerr, "%s", cs[i].reason);
+	const double start = mta_tune_now();
+	int st = mta_tune_strategy(c->o, n, &planned), rc;
+
+	c->s->strategy = st;
+	c->s->planned = (int)planned;
+	if (!batch || !idx) {
+		rc = mta_fail(MTA_ENOMEM, "out of memory");
+		goto out;
 	}
-	for (size_t i = 0; !rc && !(rc = stopped(c, i, n)) && i < n; i++) {
-		struct mta_cand *k = &cs[i];
-		struct mta_measure m;
-		int to = 0, done = (int)i + 1;
-		double started = mta_tune_now();
-		if (k->state == MTA_PREP_SKIPPED) {
-			c->s->skipped++;
-			if (k->status == MTA_RESULT_OK)
-				note_best(c, k->spec, k->old_ms);
-			report(c, done, (int)n, k->spec, "skipped", k->old_ms, "tune");
-			continue;
+	/* a random sample was drawn already (mta_tune_candidates): screen it whole */
+	if ((rc = warm_seeds(c, vs, n, seeds, &ns)) ||
+	    (rc = mta_search_new(st == MTA_TUNE_AUTO ? MTA_TUNE_AUTO : MTA_TUNE_EXHAUSTIVE, vs, n,
+				 planned, c->o->seed, seeds, ns, &srch)))
+		goto out;
+	while (!rc && !out_of_time(c, start, done) && (nb = mta_search_next(srch, idx, n))) {
+		for (size_t i = 0; i < nb; i++)
+			batch[i] = vs[idx[i]];
+		/* the batch is built on all cores, then timed one by one */
+		if ((rc = mta_prepare(&pp, c->p, batch, nb, &cs)))
+			break;
+		for (size_t i = 0; i < nb; i++)
+			if (cs[i].state == MTA_PREP_RECORDED &&
+			    cs[i].status == MTA_RESULT_COMPILE_FAILED && !c->compile_failed++)
+				snprintf(c->first_cerr, sizeof c->first_cerr, "%s", cs[i].reason);
+		for (size_t i = 0; i < nb; i++) {
+			struct mta_cand *k = &cs[i];
+			struct mta_measure m;
+			int to = 0;
+			double started = mta_tune_now();
+			if (rc || (rc = stopped(c, done, planned)) || out_of_time(c, start, done)) {
+				mta_search_tell(srch, idx[i], NAN); /* not screened; the search ends */
+				continue;
+			}
+			done++;
+			if (k->state == MTA_PREP_SKIPPED) {
+				c->s->skipped++;
+				if (k->status == MTA_RESULT_OK)
+					note_best(c, k->spec, k->old_ms);
+				mta_search_tell(srch, idx[i], k->status == MTA_RESULT_OK ? k->old_ms : NAN);
+				report(c, (int)done, (int)planned, k->spec, "skipped", k->old_ms, "tune");
+				continue;
+			}
+			c->s->tried++;
+			if (k->state == MTA_PREP_RECORDED) {
+				c->s->failed++;
+				mta_search_tell(srch, idx[i], NAN);
+				report(c, (int)done, (int)planned, k->spec,
+				       mta_result_status_name(k->status), NAN, "tune");
+				continue;
+			}
+			int mrc = measure(c, &k->v, k->binary, k->binary_size, &m, &to);
+			int status = mta_tune_status_of(mrc, to);
+			if (status == MTA_RESULT_OK) {
+				c->s->ok++;
+				note_best(c, k->spec, m.median_ms);
+			} else {
+				c->s->failed++;
+			}
+			mta_search_tell(srch, idx[i], status ? NAN : m.median_ms);
+			report(c, (int)done, (int)planned, k->spec, mta_result_status_name(status),
+			       status ? NAN : m.median_ms, "tune");
+			rc = record(c, k->vid, status, status == MTA_RESULT_OK ||
+				    status == MTA_RESULT_VERIFY_FAILED ? &m : NULL,
+				    status ? mta_last_error() : "", started);
 		}
-		c->s->tried++;
-		if (k->state == MTA_PREP_RECORDED) {
-			c->s->failed++;
-			report(c, done, (int)n, k->spec, mta_result_status_name(k->status), NAN, "tune");
-			continue;
-		}
-		int mrc = measure(c, &k->v, k->binary, k->binary_size, &m, &to);
-		int st = mta_tune_status_of(mrc, to);
-		if (st == MTA_RESULT_OK) {
-			c->s->ok++;
-			note_best(c, k->spec, m.median_ms);
-		} else {
-			c->s->failed++;
-		}
-		report(c, done, (int)n, k->spec, mta_result_status_name(st), st ? NAN : m.median_ms,
-		       "tune");
-		rc = record(c, k->vid, st, st == MTA_RESULT_OK || st == MTA_RESULT_VERIFY_FAILED ?
-			    &m : NULL, st ? mta_last_error() : "", started);
+		mta_cands_free(cs, nb);
+		cs = NULL;
 	}
-	mta_cands_free(cs, n);
+	if (!rc && !c->s->out_of_time)
+		rc = stopped(c, done, planned); /* a stop also comes before the re-timing */
+out:
+	mta_search_free(srch);
+	free(batch);
+	free(idx);
 	return rc;
 }
 

@@ -36,7 +36,14 @@
 
 #include <signal.h>
 
-enum { MTA_TUNE_EXHAUSTIVE = 0, MTA_TUNE_RANDOM = 1 };
+/*
+ * Strategies (tuner/tune/search.h): every variant, a seeded random sample,
+ * a model-based search, or (the default) auto for spaces larger than
+ * MTA_SEARCH_AUTO_ABOVE variants and exhaustive for the others.
+ */
+enum { MTA_TUNE_EXHAUSTIVE = 0, MTA_TUNE_RANDOM = 1, MTA_TUNE_AUTO = 2, MTA_TUNE_CHOOSE = 3 };
+/* Warm start: at most this many recorded winners seed a search. */
+#define MTA_TUNE_WARM 4
 
 /* A winner must be faster than the default by this much, with 95% confidence. */
 #define MTA_TUNE_MARGIN 0.015
@@ -58,9 +65,10 @@ struct mta_tune_opts {
 	const char *backend;      /* a timed backend of runtime/backends.c: "cpu" (default), "cuda" */
 	int device_index;         /* the backend's device (CUDA: ordinal among the
 				   * visible ones, CUDA_VISIBLE_DEVICES applies); 0 */
-	int strategy;             /* MTA_TUNE_EXHAUSTIVE | MTA_TUNE_RANDOM */
-	int budget;               /* random: number of variants (0: all) */
-	double time_budget_s;     /* screening stops starting variants after this (0: no limit) */
+	int strategy;             /* MTA_TUNE_* (default MTA_TUNE_CHOOSE) */
+	int budget;               /* random, auto: variants to screen (0: all; auto: a third) */
+	double time_budget_s;     /* screening starts no variant after this many seconds,
+				   * once the default is screened (0: no limit) */
 	int64_t T, B;
 	int warmup, reps;         /* timing: warm-up runs, timed runs */
 	int top;                  /* best few timed against the default in paired rounds */
@@ -84,6 +92,10 @@ struct mta_tune_opts {
 
 struct mta_tune_summary {
 	int total, tried, skipped, ok, failed;
+	int strategy;             /* the strategy used (never MTA_TUNE_CHOOSE) */
+	int planned;              /* variants the strategy would screen (auto: its budget) */
+	int warm;                 /* recorded winners that seeded the search */
+	int out_of_time;          /* screening ended at time_budget_s */
 	char winner[MTA_SPEC_MAX];
 	double winner_ms;         /* its median in the paired rounds */
 	char default_spec[MTA_SPEC_MAX];
@@ -113,6 +125,13 @@ int mta_tune(const struct mta_problem *p, const struct mta_tune_opts *o, struct 
  */
 int mta_tune_candidates(const struct mta_problem *p, const struct mta_tune_opts *o,
 			struct mta_variant **out, size_t *n);
+
+/*
+ * The strategy a tune under o of the n candidates mta_tune_candidates gave
+ * uses (MTA_TUNE_CHOOSE resolved; only_specs and random samples are screened
+ * whole), and into *planned (may be NULL) how many it will screen at most.
+ */
+int mta_tune_strategy(const struct mta_tune_opts *o, size_t n, size_t *planned);
 
 /* The size of the reference check of a tuning run: B min(B, 2), T verify_T or min(T, 293). */
 void mta_check_size(const struct mta_tune_opts *o, int64_t *B, int64_t *T);
