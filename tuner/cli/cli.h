@@ -85,6 +85,16 @@ enum { CLI_O_TUNE = 1000, CLI_O_STRATEGY = CLI_O_TUNE, CLI_O_BUDGET, CLI_O_SEED,
        CLI_O_BATCH, CLI_O_DEVICE, CLI_O_ROUNDS, CLI_O_ROUNDS_BUDGET, CLI_O_TIME_BUDGET,
        CLI_O_TUNE_END };
 
+/* The search options' rows, the same in both commands' tables. */
+#define CLI_SEARCH_OPTS                                                                          \
+	{ "strategy", CLI_O_STRATEGY, "S", "auto, exhaustive or random (default: auto for spaces " \
+					   "over\n24 variants, else exhaustive)" },                 \
+	{ "budget", CLI_O_BUDGET, "N", "random: variants to screen (default 8); auto: at most "    \
+				       "this\nmany (default a third of the space, at least 8)" },   \
+	{ "time-budget", CLI_O_TIME_BUDGET, "S", "seconds screening may take; then the best so "   \
+						 "far go on\nto the paired rounds (default: no "  \
+						 "limit)" }
+
 struct mta_tune_opts;
 /*
  * Check arg, the argument of tuning option c, and set its field of o.

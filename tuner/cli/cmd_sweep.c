@@ -27,12 +27,7 @@ static const struct cli_opt opts[] = {
 					"writing the one database (default 0)" },
 	{ "shard", O_SHARD, "K/N", "only items i with i mod N = K-1 (1 <= K <= N); without it,\n"
 				   "SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT when set" },
-	{ "strategy", CLI_O_STRATEGY, "S", "auto, exhaustive or random (default: auto for spaces over\n"
-					   "24 variants, else exhaustive)" },
-	{ "budget", CLI_O_BUDGET, "N", "random: variants to screen (default 8); auto: at most this\n"
-					 "many (default a third of the space, at least 8)" },
-	{ "time-budget", CLI_O_TIME_BUDGET, "S", "seconds screening may take; then the best so far go on\n"
-						  "to the paired rounds (default: no limit)" },
+	CLI_SEARCH_OPTS,
 	{ "seed", CLI_O_SEED, "N", "input seed; random sweeps default to 1 so that shards and\n"
 				   "reruns sample the same variants (default: from the clock)" },
 	{ "reps", CLI_O_REPS, "N", "timed runs per variant (default 5)" },

@@ -27,12 +27,7 @@ static const struct cli_opt opts[] = {
 	{ "batch", CLI_O_BATCH, "B", "batch size (default 1)" },
 	{ "backend", O_BACKEND, "NAME", "cpu (default) or cuda (a GPU, its driver and NVRTC)" },
 	{ "device", CLI_O_DEVICE, "N", "cuda: device ordinal (default $MTATUNE_CUDA_DEVICE, else 0)" },
-	{ "strategy", CLI_O_STRATEGY, "S", "auto, exhaustive or random (default: auto for spaces over\n"
-					   "24 variants, else exhaustive)" },
-	{ "budget", CLI_O_BUDGET, "N", "random: variants to screen (default 8); auto: at most this\n"
-					 "many (default a third of the space, at least 8)" },
-	{ "time-budget", CLI_O_TIME_BUDGET, "S", "seconds screening may take; then the best so far go on\n"
-						  "to the paired rounds (default: no limit)" },
+	CLI_SEARCH_OPTS,
 	{ "variant", O_VARIANT, "SPEC", "tune only this variant and the default (repeatable)" },
 	{ "reps", CLI_O_REPS, "N", "timed runs per variant (default 5)" },
 	{ "warmup", CLI_O_WARMUP, "N", "untimed runs first (default 1)" },
