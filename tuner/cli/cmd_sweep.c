@@ -34,7 +34,8 @@ static const struct cli_opt opts[] = {
 	{ "warmup", CLI_O_WARMUP, "N", "untimed runs first (default 1)" },
 	{ "top", CLI_O_TOP, "N", "best variants re-timed per item (default 3)" },
 	{ "timeout", CLI_O_TIMEOUT, "S", "seconds a variant may take (default 120)" },
-	{ "threads", CLI_O_THREADS, "N", "CPU threads per worker (default: all cores)" },
+	{ "threads", CLI_O_THREADS, "N", "CPU threads per worker (default: the cores split evenly\n"
+					 "between the workers)" },
 	{ "verify-seq", CLI_O_VSEQ, "T", "sequence length of the reference check (default min(T,293))" },
 	{ "quiet", 'q', NULL, "no progress output" },
 	{ "help", 'h', NULL, "show this text" },

@@ -160,6 +160,14 @@ out:
 	return rc;
 }
 
+int mta_sweep_worker_threads(const struct mta_sweep_opts *o, long cores)
+{
+	int nd = o->devices ? o->ndevices : 1;
+	if (o->tune.threads || nd < 2)
+		return o->tune.threads;
+	return cores > nd ? (int)(cores / nd) : 1;
+}
+
 /* One item: skip it if done, else tune it; MTA_EINTR when stopped. */
 static int work_item(struct worker *w, const struct mta_grid_item *it)
 {
@@ -175,6 +183,7 @@ static int work_item(struct worker *w, const struct mta_grid_item *it)
 	o.only_specs = NULL;
 	o.n_only = 0;
 	o.device_index = w->device;
+	o.threads = mta_sweep_worker_threads(w->o, sysconf(_SC_NPROCESSORS_ONLN));
 	o.stop = &w->sh->stop;
 	o.progress = on_tune;
 	o.progress_ctx = w;

@@ -94,4 +94,12 @@ int mta_sweep(const struct mta_grid *g, const struct mta_sweep_opts *o,
  */
 int mta_sweep_slurm_shard(int *shard, int *nshards, int *found);
 
+/*
+ * The threads each worker of o uses on a host with `cores` cores: the
+ * --threads given, else with several workers an even share of the cores (at
+ * least 1: workers that each take all cores slow each other down many
+ * times over), else 0 (all cores).
+ */
+int mta_sweep_worker_threads(const struct mta_sweep_opts *o, long cores);
+
 #endif

@@ -20,6 +20,7 @@
 
 #define MAX_FEATURES 128
 #define RIDGE 0.05      /* pulls unseen or rarely seen values to the mean */
+#define COVER 2        /* sightings of each tunable value before the model leads */
 #define PROMISING 1.02  /* a prediction within 2% of the best measured is worth measuring */
 
 enum { UNSEEN = 0, ASKED = 1, TOLD = 2 };
@@ -284,12 +285,16 @@ static size_t next_auto(struct mta_search *s, size_t *idx, size_t max)
 	}
 	if (k)
 		return k;
-	/* 2. a covering design: every tunable value seen once, most new values first */
+	/*
+	 * 2. a covering design: every tunable value seen COVER times, the
+	 * variants that add the most unseen values first (one sighting of a
+	 * value leaves its effect confounded with its companions')
+	 */
 	unsigned char seen[MAX_FEATURES] = { 0 };
 	for (size_t i = 0; i < s->n; i++)
 		if (s->state[i] != UNSEEN)
 			for (int f = 0; f < s->nk; f++)
-				seen[s->feat[i * (size_t)s->nk + (size_t)f]] = 1;
+				seen[s->feat[i * (size_t)s->nk + (size_t)f]]++;
 	while (k < max && s->asked < s->budget) {
 		size_t best = s->n;
 		int bestnew = 0;
@@ -297,8 +302,10 @@ static size_t next_auto(struct mta_search *s, size_t *idx, size_t max)
 			int nw = 0;
 			if (s->state[i] != UNSEEN)
 				continue;
-			for (int f = 0; f < s->nk; f++)
-				nw += !seen[s->feat[i * (size_t)s->nk + (size_t)f]];
+			for (int f = 0; f < s->nk; f++) {
+				int c = seen[s->feat[i * (size_t)s->nk + (size_t)f]];
+				nw += c < COVER ? 1 + (COVER - c) * s->nk : 0;
+			}
 			if (nw > bestnew) {
 				best = i;
 				bestnew = nw;
@@ -307,7 +314,7 @@ static size_t next_auto(struct mta_search *s, size_t *idx, size_t max)
 		if (best == s->n)
 			break;
 		for (int f = 0; f < s->nk; f++)
-			seen[s->feat[best * (size_t)s->nk + (size_t)f]] = 1;
+			seen[s->feat[best * (size_t)s->nk + (size_t)f]]++;
 		ask(s, best, idx, &k);
 	}
 	if (k)

@@ -259,7 +259,7 @@ static int problem_distance(const struct mta_problem *p, const struct mta_proble
 	       (p->ck != q->ck) + (p->head_pre != q->head_pre) + (p->cq2 != q->cq2) +
 	       (p->ck2 != q->ck2) + (p->head_post != q->head_post) + (p->hc != q->hc) +
 	       (p->pad != q->pad) + (p->gn != q->gn) + (p->gn_rescale != q->gn_rescale) +
-	       (p->gate != q->gate) + 2 * (p->dtype != q->dtype);
+	       (p->gate != q->gate) + (p->scale != q->scale) + 2 * (p->dtype != q->dtype);
 }
 
 static int collect_seed(void *ctx, const struct mta_db_winner *w)
