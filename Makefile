@@ -6,6 +6,7 @@
 #   make fuzz       run every libFuzzer target (tests/fuzz/) FUZZ_SECONDS each
 #   make valgrind   the CLI and a runtime program under valgrind memcheck
 #   make bench      CPU benchmark (tuned C kernel vs reference vs PyTorch)
+#   make bench-tuner  five fresh tunes, each winner re-measured apart (docs/bench-tuner.md)
 #   make gpu-check  on a GPU machine: CUDA kernels vs the reference, sanitizers,
 #                   one tuning run; writes docs/gpu/gpu-check-<date>.txt
 #   make gpu-bench  GPU benchmark (tuned CUDA kernel vs PyTorch eager, compile, SDPA)
@@ -58,7 +59,7 @@ TEST_OBJ := $(TEST_SRC:%.c=$(B)/%.o)
 
 DEB_PKGS := libsqlite3-dev python3 valgrind clang-14 libclang-rt-14-dev
 
-.PHONY: all deps test test-build san-build fuzz-build bench clean fuzz valgrind gpu-check gpu-bench
+.PHONY: all deps test test-build san-build fuzz-build bench bench-tuner clean fuzz valgrind gpu-check gpu-bench
 all: deps bin/mtatune lib/libmtatune.a lib/libmtatune.so
 
 # Install what is missing, once; does nothing when everything is present.
@@ -150,8 +151,15 @@ bench: all
 	$(MAKE) --no-print-directory B=build/normal build/normal/cpu_bench
 	MTATUNE_CACHE=build/kcache build/normal/cpu_bench $(BENCH_ARGS)
 
-$(B)/cpu_bench $(B)/kbench: $(B)/%: $(B)/bench/%.o $(TOOL_LIBS)
+$(B)/cpu_bench $(B)/kbench $(B)/tune_repeat: $(B)/%: $(B)/bench/%.o $(TOOL_LIBS)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(TOOL_LIBS) $(LDLIBS)
+
+# Are the tuner's winners real? Five fresh tunes, each winner re-measured
+# against the default apart from the tuner (docs/bench-tuner.md). Needs a
+# quiet machine: nothing else running.
+bench-tuner: all
+	$(MAKE) --no-print-directory B=build/normal build/normal/tune_repeat
+	MTATUNE_CACHE=build/kcache build/normal/tune_repeat --bin bin/mtatune $(BENCH_ARGS)
 
 # On a machine with a GPU: every CUDA variant against the reference on the GPU,
 # compute-sanitizer, one tuning run; the report lands in docs/gpu/ (commit it).
