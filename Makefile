@@ -10,6 +10,9 @@
 #   make gpu-check  on a GPU machine: CUDA kernels vs the reference, sanitizers,
 #                   one tuning run; writes docs/gpu/gpu-check-<date>.txt
 #   make gpu-bench  GPU benchmark (tuned CUDA kernel vs PyTorch eager, compile, SDPA)
+#   make test-slurm start a one-node Slurm cluster in a temporary folder, run
+#                   docs/slurm.md's array and merge jobs on it, check the
+#                   results (make test runs it too; installs slurm-wlm, munge)
 #   make deps       install missing Debian packages (run as root)
 #
 # Layers are folders (docs/architecture.md). What goes where:
@@ -59,17 +62,22 @@ TEST_OBJ := $(TEST_SRC:%.c=$(B)/%.o)
 
 DEB_PKGS := libsqlite3-dev python3 valgrind clang-14 libclang-rt-14-dev
 
-.PHONY: all deps test test-build san-build fuzz-build bench bench-tuner clean fuzz valgrind gpu-check gpu-bench
+.PHONY: all deps slurm-deps test test-slurm test-build san-build fuzz-build bench bench-tuner \
+        clean fuzz valgrind gpu-check gpu-bench
 all: deps bin/mtatune lib/libmtatune.a lib/libmtatune.so
 
-# Install what is missing, once; does nothing when everything is present.
-deps:
-	@missing=""; for p in $(DEB_PKGS); do \
+# $(call apt_install,PACKAGES): shell commands that install those of the
+# Debian PACKAGES that are missing; they do nothing when all are present.
+apt_install = missing=""; for p in $(1); do \
 	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
+
+# Install what is missing, once; does nothing when everything is present.
+deps:
+	@$(call apt_install,$(DEB_PKGS))
 
 $(B)/%.o: %.c $(HDRS)
 	@mkdir -p $(dir $@)
@@ -111,8 +119,20 @@ san-build: deps
 	$(MAKE) --no-print-directory B=build/san OPT=-O1 SAN="$(SAN_FLAGS)" \
 	  build/san/mtatune build/san/test_runner
 
-test: all test-build san-build fuzz-build
+test: all test-build san-build fuzz-build slurm-deps
 	@sh tests/run.sh
+
+# The cluster test (tests/slurm/run.sh): Debian's Slurm and munge, installed
+# when missing. Only root can install them; for anyone else, with them
+# missing, make test says the cluster test did not run (make test-slurm fails).
+SLURM_PKGS := slurm-wlm munge
+slurm-deps:
+	@if [ "$$(id -u)" -ne 0 ]; then \
+	  for p in $(SLURM_PKGS); do dpkg -s $$p >/dev/null 2>&1 || \
+	    { echo "not root: cannot install $$p, so the Slurm test will not run"; break; }; done; \
+	else $(call apt_install,$(SLURM_PKGS)); fi
+test-slurm: all slurm-deps
+	@sh tests/slurm/run.sh
 
 # libFuzzer targets: tests/fuzz/fuzz_NAME.c, seeds in tests/fuzz/corpus/NAME/,
 # crash reproducers (kept as regression inputs) in tests/fuzz/crashes/NAME/.
@@ -142,12 +162,7 @@ $(B)/vg_runtime: tests/valgrind/vg_runtime.c $(TOOL_LIBS)
 # The PyTorch peer needs Debian's python3-torch and python3-numpy.
 BENCH_PKGS := python3-torch python3-numpy
 bench: all
-	@missing=""; for p in $(BENCH_PKGS); do \
-	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing:$$missing"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
-	fi
+	@$(call apt_install,$(BENCH_PKGS))
 	$(MAKE) --no-print-directory B=build/normal build/normal/cpu_bench
 	MTATUNE_CACHE=build/kcache build/normal/cpu_bench $(BENCH_ARGS)
 

@@ -1,9 +1,12 @@
 #!/bin/sh
 # run.sh: run the whole suite twice, a normal build then the
 # AddressSanitizer + UndefinedBehaviorSanitizer build, then (when no test
-# names are given) a short run of every libFuzzer target (tests/fuzz/run.sh)
-# and the valgrind checks (tests/valgrind.sh), and print the total as the
-# last line: "N passed, N failed". Exit status 1 on any failure.
+# names are given) a short run of every libFuzzer target (tests/fuzz/run.sh),
+# the valgrind checks (tests/valgrind.sh) and the Slurm cluster test
+# (tests/slurm/run.sh; it says so and counts nothing when Slurm is not
+# installed and the user is not root, who could have installed it), and print
+# the total as the last line: "N passed, N failed". Exit status 1 on any
+# failure.
 cd "$(dirname "$0")/.." || exit 1
 total_p=0; total_f=0
 
@@ -29,13 +32,13 @@ for b in normal san; do
 	rm -f "$out"
 done
 if [ $# -eq 0 ]; then
-	for stage in fuzz valgrind; do
+	for stage in fuzz valgrind slurm; do
 		out=$(mktemp)
-		if [ $stage = fuzz ]; then
-			sh tests/fuzz/run.sh short "${FUZZ_TEST_SECONDS:-5}" 2>&1 | tee "$out"
-		else
-			sh tests/valgrind.sh 2>&1 | tee "$out"
-		fi
+		case $stage in
+		fuzz) sh tests/fuzz/run.sh short "${FUZZ_TEST_SECONDS:-5}" 2>&1 | tee "$out" ;;
+		valgrind) sh tests/valgrind.sh 2>&1 | tee "$out" ;;
+		slurm) sh tests/slurm/run.sh --if-installed 2>&1 | tee "$out" ;;
+		esac
 		tally $stage "$out"
 		rm -f "$out"
 	done

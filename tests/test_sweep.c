@@ -322,7 +322,7 @@ TEST(sweep_db_and_report_options_are_checked)
 		   mt_bin(), mt_bin());
 	CHECK_EQ_INT(rc, 0);
 	CHECK_STR_CONTAINS(out, "seq 256..4096*2");
-	CHECK_STR_CONTAINS(out, "winners are recomputed");
+	CHECK_STR_CONTAINS(out, "winner is copied with the paired rounds");
 	CHECK_STR_CONTAINS(out, "inline SVG, no scripts");
 	free(out);
 }

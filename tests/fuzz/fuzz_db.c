@@ -2,7 +2,8 @@
  * fuzz_db.c: libFuzzer target for database rows read back.
  *
  * The input is written to a file and opened as a tuning database, first
- * read-only with the integrity check, then for writing. Whatever the file
+ * read-only with the integrity check, then for writing, then merged into a
+ * fresh database as `mtatune db merge` merges a shard. Whatever the file
  * holds (not SQLite, a foreign SQLite file, a damaged page, our schema with
  * odd rows: NULLs, wrong types, unknown status names, dangling ids), every
  * call must return a status with a message, never crash or leak; rows that
@@ -15,13 +16,16 @@
 #include <string.h>
 #include <unistd.h>
 
-static char path[64], wal[80], shm[80];
+static char path[64], wal[80], shm[80], out[64], out_wal[80], out_shm[80];
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	snprintf(path, sizeof path, "/tmp/fuzz_db.%d.db", (int)getpid());
 	snprintf(wal, sizeof wal, "%s-wal", path);
 	snprintf(shm, sizeof shm, "%s-shm", path);
+	snprintf(out, sizeof out, "/tmp/fuzz_db.%d.out.db", (int)getpid());
+	snprintf(out_wal, sizeof out_wal, "%s-wal", out);
+	snprintf(out_shm, sizeof out_shm, "%s-shm", out);
 	return 0;
 }
 
@@ -45,7 +49,7 @@ static int on_problem(void *ctx, const struct mta_db_problem_info *p)
 	struct mta_db_winner win;
 	if (!p->key)
 		abort();
-	mta_db_winner_get(w->db, w->dev, p->key, 100, &win);
+	mta_db_winner_get(w->db, w->dev, p->key, "fwd", 1, 100, &win);
 	return 0;
 }
 
@@ -96,13 +100,25 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t n)
 				abort();
 		} else {
 			walk(db);
-			if (!(flags & MTA_DB_READONLY))
-				mta_db_winners_recompute(db);
 			mta_db_close(db);
 		}
 		if (!(flags & MTA_DB_READONLY))
 			break;
 	}
+	/* The merge: every row of the file, matched by natural keys, written into
+	 * a fresh database, which must then read back like any other. */
+	unlink(out);
+	unlink(out_wal);
+	unlink(out_shm);
+	if (mta_db_open(out, 0, &db))
+		abort();
+	if (mta_db_merge(db, path) && !mta_last_error()[0])
+		abort();
+	walk(db);
+	mta_db_close(db);
+	unlink(out);
+	unlink(out_wal);
+	unlink(out_shm);
 	unlink(path);
 	unlink(wal);
 	unlink(shm);

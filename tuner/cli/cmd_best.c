@@ -61,16 +61,35 @@ static void csv_num(double x, const char *sep)
 		printf("%s", sep);
 }
 
+/* s as one CSV field (RFC 4180): quoted when it holds a comma, quote or line
+ * break, as variant specs do ("cpu:v1,bq=64,..."), with quotes doubled. */
+static void csv_str(const char *s, const char *sep)
+{
+	if (!strpbrk(s, ",\"\r\n")) {
+		printf("%s%s", s, sep);
+		return;
+	}
+	putchar('"');
+	for (; *s; s++) {
+		if (*s == '"')
+			putchar('"');
+		putchar(*s);
+	}
+	printf("\"%s", sep);
+}
+
 static int print_winner(void *ctx, const struct mta_db_winner *w)
 {
 	struct listing *l = ctx;
 	if (l->csv) {
-		/* specs and keys are [a-z0-9:,=.-]: no quoting needed (checked on the way in) */
 		if (!l->rows++)
 			printf("device,op,problem,seq,batch,variant,ms,speedup,ci_low,ci_high,rounds,"
 			       "significant\n");
-		printf("%lld,%s,%s,%lld,%lld,%s,", (long long)w->device_id, w->op, w->problem_key,
-		       (long long)w->t_bucket, (long long)w->b_bucket, w->spec);
+		printf("%lld,", (long long)w->device_id);
+		csv_str(w->op, ",");
+		csv_str(w->problem_key, ",");
+		printf("%lld,%lld,", (long long)w->t_bucket, (long long)w->b_bucket);
+		csv_str(w->spec, ",");
 		csv_num(w->time_ms, ",");
 		csv_num(w->rounds ? 1 / w->ratio : NAN, ",");
 		csv_num(w->rounds ? 1 / w->ci_high : NAN, ",");
@@ -95,8 +114,8 @@ static int show_pick(const char *db_path, const char *backend, int device,
 {
 	static const char *from[] = { "default (nothing tuned applies here)",
 				      "nearest tuned buckets", "tuned for these T and B buckets" };
-	static const char *whose[] = { "this device", "this device's name and architecture, "
-				       "other driver or compiler versions",
+	static const char *whose[] = { "this device", ("this device's name and architecture, "
+				       "other driver or compiler versions"),
 				       "another device of this architecture", "none" };
 	mta_context *ctx;
 	struct mta_pick k;

@@ -56,9 +56,10 @@ static const struct cli_cmd merge_cmd = {
 	"Merge the databases IN (e.g. the shards of a sweep) into OUT, which is created\n"
 	"when it does not exist. Rows are matched by their natural keys: every result\n"
 	"is kept (the later measurement wins when two files measured the same variant\n"
-	"on the same device at the same T and B), devices are kept apart, and the\n"
-	"winners are recomputed from the merged results. Each IN is merged in one\n"
-	"transaction and only read.\n",
+	"on the same device at the same T and B), devices are kept apart, and each\n"
+	"winner is copied with the paired rounds that decided it (of two decisions\n"
+	"for one device, problem, T and B bucket, the later stands), never re-decided\n"
+	"from medians. Each IN is merged in one transaction and only read.\n",
 	merge_opts, NULL,
 };
 
