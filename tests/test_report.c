@@ -241,6 +241,11 @@ TEST(report_csv_and_json_hold_every_result_and_the_cli_writes_them)
 	CHECK_EQ_INT(occurrences(json, "\"spec\":"), nres + 3);
 	CHECK_STR_CONTAINS(json, "\"median_ms\": null");
 	CHECK_STR_CONTAINS(json, "\\\"too big\\\"");
+	/* winners with their evidence, results with their operation */
+	CHECK_EQ_INT(occurrences(json, "\"rounds\": 10, \"significant\": "), 3);
+	CHECK_EQ_INT(occurrences(json, "\"ci_low\": "), 3);
+	CHECK_EQ_INT(occurrences(json, "{\"device_id\": 1, \"op\": \"fwd\", \"problem\""),
+		     occurrences(csv, "\r\n1,") + 2);
 	REQUIRE(mta_report_render(db, MTA_REPORT_HTML, &html, &len) == MTA_OK);
 
 	/* the CLI writes the same bytes, to a file or to stdout */

@@ -359,10 +359,19 @@ static void time_chart(const struct rdata *x, const struct rdev *d, struct mta_b
 {
 	const int L = 70, W = 440, Tp = 20, H = 280, R = 440;
 	double tlo = INFINITY, thi = -INFINITY, mlo = INFINITY, mhi = -INFINITY, m, p20, p80;
+	/* each winner's point, looked up once: pt[3 * i + 0, 1, 2] = median, p20, p80 */
+	double *pt = malloc((x->nw ? x->nw : 1) * 3 * sizeof *pt);
+	if (!pt) {
+		b->oom = 1;
+		return;
+	}
+	for (size_t i = 0; i < x->nw; i++)
+		if (x->w[i].dev == d->id)
+			win_point(x, &x->w[i], &pt[3 * i], &pt[3 * i + 1], &pt[3 * i + 2]);
+#define POINT(i) (m = pt[3 * (i)], p20 = pt[3 * (i) + 1], p80 = pt[3 * (i) + 2])
 	for (size_t i = 0; i < x->nw; i++) {
 		const struct rwin *w = &x->w[i];
-		win_point(x, w, &m, &p20, &p80);
-		if (w->dev != d->id || !(m > 0))
+		if (w->dev != d->id || (POINT(i), !(m > 0)))
 			continue;
 		tlo = fmin(tlo, log2((double)w->T));
 		thi = fmax(thi, log2((double)w->T));
@@ -377,7 +386,7 @@ static void time_chart(const struct rdata *x, const struct rdev *d, struct mta_b
 	mta_buf_printf(b, "<h3>Time of the winner against T</h3>\n");
 	if (!isfinite(tlo)) {
 		mta_buf_printf(b, "<p>No winners.</p>\n");
-		return;
+		goto out;
 	}
 	mta_buf_printf(b, "<p>One line per problem and batch size B. Each point: the median time of "
 		       "the winning variant's measurement at that T and B; its bar runs from the "
@@ -414,15 +423,13 @@ static void time_chart(const struct rdata *x, const struct rdev *d, struct mta_b
 		mta_buf_printf(b, "\">\n<polyline class=\"line\" fill=\"none\" stroke=\"%s\" "
 			       "stroke-width=\"2\" points=\"", col);
 		for (size_t j = i; j < x->nw; j++) {
-			win_point(x, &x->w[j], &m, &p20, &p80);
-			if (same_series(&x->w[j], w) && m > 0)
+			if (same_series(&x->w[j], w) && (POINT(j), m > 0))
 				mta_buf_printf(b, "%.1f,%.1f ", PX(log2((double)x->w[j].T)), PY(m));
 		}
 		mta_buf_printf(b, "\"/>\n");
 		for (size_t j = i; j < x->nw; j++) {
 			const struct rwin *v = &x->w[j];
-			win_point(x, v, &m, &p20, &p80);
-			if (!same_series(v, w) || !(m > 0))
+			if (!same_series(v, w) || (POINT(j), !(m > 0)))
 				continue;
 			double px = PX(log2((double)v->T));
 			err_bar(b, &a, px, Tp, H, p20, p80, col);
@@ -454,6 +461,9 @@ static void time_chart(const struct rdata *x, const struct rdev *d, struct mta_b
 	mta_buf_printf(b, "</svg>\n");
 #undef PX
 #undef PY
+#undef POINT
+out:
+	free(pt);
 }
 
 /* ---- heat maps ------------------------------------------------------------------------ */
