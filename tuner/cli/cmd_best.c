@@ -95,8 +95,8 @@ static int show_pick(const char *db_path, const char *backend, int device,
 {
 	static const char *from[] = { "default (nothing tuned applies here)",
 				      "nearest tuned buckets", "tuned for these T and B buckets" };
-	static const char *whose[] = { "this device", "this device's name and architecture, "
-				       "other driver or compiler versions",
+	static const char *whose[] = { "this device", ("this device's name and architecture, "
+				       "other driver or compiler versions"),
 				       "another device of this architecture", "none" };
 	mta_context *ctx;
 	struct mta_pick k;
