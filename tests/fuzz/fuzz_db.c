@@ -45,7 +45,7 @@ static int on_problem(void *ctx, const struct mta_db_problem_info *p)
 	struct mta_db_winner win;
 	if (!p->key)
 		abort();
-	mta_db_winner_get(w->db, w->dev, p->key, 100, &win);
+	mta_db_winner_get(w->db, w->dev, p->key, "fwd", 1, 100, &win);
 	return 0;
 }
 
@@ -96,8 +96,10 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t n)
 				abort();
 		} else {
 			walk(db);
-			if (!(flags & MTA_DB_READONLY))
-				mta_db_winners_recompute(db);
+			if (!(flags & MTA_DB_READONLY)) { /* a write into whatever the file holds */
+				int64_t id;
+				mta_db_problem_upsert(db, "h1kv1d8-both-f32", &id);
+			}
 			mta_db_close(db);
 		}
 		if (!(flags & MTA_DB_READONLY))
