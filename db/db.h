@@ -134,8 +134,8 @@ struct mta_db_result {
 	const char *run_id;  /* the tuning run */
 	double started_at;   /* Unix seconds; 0: unknown */
 	double recorded_at;  /* out: set when written */
-	/* out, filled by mta_db_list_results only: */
-	const char *problem_key, *spec;
+	/* out, filled by mta_db_list_results only (op: the variant's operation): */
+	const char *problem_key, *spec, *op;
 };
 
 /*

@@ -281,7 +281,7 @@ int mta_db_list_results(struct mta_db *db, int64_t device_id, const char *proble
 			mta_db_result_cb cb, void *ctx)
 {
 	sqlite3_stmt *st;
-	int rc = db_prepare(db, &st, "SELECT " RESULT_COLS ", p.key, v.spec FROM results r "
+	int rc = db_prepare(db, &st, "SELECT " RESULT_COLS ", p.key, v.spec, v.op FROM results r "
 			    "JOIN variants v ON v.id = r.variant_id JOIN problems p ON p.id = "
 			    "v.problem_id WHERE (?1 = 0 OR r.device_id = ?1) AND (?2 IS NULL OR "
 			    "p.key = ?2) ORDER BY p.key, r.device_id, r.T, r.B, "
@@ -297,6 +297,7 @@ int mta_db_list_results(struct mta_db *db, int64_t device_id, const char *proble
 		read_result(st, &r);
 		r.problem_key = (const char *)sqlite3_column_text(st, 16);
 		r.spec = (const char *)sqlite3_column_text(st, 17);
+		r.op = (const char *)sqlite3_column_text(st, 18);
 		rc = cb(ctx, &r);
 	}
 	if (!rc && s != SQLITE_DONE)

@@ -165,3 +165,104 @@ TEST(grid_many_repeated_ranges_parse_quickly)
 	mta_grid_free(&g);
 	free(text);
 }
+
+/*
+ * Kernel sizes as axes: each of cq, ck, cq2, ck2 replaces that size in every
+ * problem, nested problems x dtypes x cq x ck x cq2 x ck2 (ck2 fastest).
+ */
+TEST(grid_kernel_sizes_expand_over_the_base_problem)
+{
+	struct mta_grid g;
+	const char *text =
+		"problem h4kv4d32-pre3x5-post3x5-both\n"
+		"cq 2 3 4   # query sizes\n"
+		"ck 3..7+2\n"
+		"ck2 5 3 5\n"
+		"seq 64 128\n"
+		"batch 1 2\n";
+	REQUIRE(parse(text, &g) == MTA_OK);
+	CHECK_EQ_INT(g.nkeys, 3 * 3 * 2);
+	CHECK_EQ_INT(g.n, 3 * 3 * 2 * 2 * 2);
+	static const int cq[] = { 2, 3, 4 }, ck[] = { 3, 5, 7 }, ck2[] = { 5, 3 };
+	for (size_t k = 0; k < g.nkeys && k < 18; k++) {
+		char want[MTA_KEY_MAX];
+		snprintf(want, sizeof want, "h4kv4d32-pre%dx%d-post3x%d-both-f32", cq[k / 6],
+			 ck[k / 2 % 3], ck2[k % 2]);
+		CHECKF(!strcmp(g.keys[k], want), "key %zu: %s, expected %s", k, g.keys[k], want);
+	}
+	/* the items: keys x batches x seqs, as without kernel axes */
+	CHECK_EQ_INT(g.items[5].problem, 1);
+	CHECK_EQ_INT(g.items[5].B, 1);
+	CHECK_EQ_INT(g.items[5].T, 128);
+	CHECK_EQ_INT(g.items[6].B, 2);
+	mta_grid_free(&g);
+
+	/* axes apply to every problem and dtype; a size equal to the base's is not repeated,
+	 * and bases that differ only in a size an axis replaces give the same keys once */
+	REQUIRE(parse("problem h2kv1d8-pre2x3-left h2kv2d8-pre5x3-left h2kv1d8-pre4x9-left\n"
+		      "dtype bf16 f32\nck 3 4\nseq 8\n", &g) == MTA_OK);
+	static const char *const keys[] = {
+		"h2kv1d8-pre2x3-left-bf16", "h2kv1d8-pre2x4-left-bf16",
+		"h2kv1d8-pre2x3-left-f32", "h2kv1d8-pre2x4-left-f32",
+		"h2kv2d8-pre5x3-left-bf16", "h2kv2d8-pre5x4-left-bf16",
+		"h2kv2d8-pre5x3-left-f32", "h2kv2d8-pre5x4-left-f32",
+		"h2kv1d8-pre4x3-left-bf16", "h2kv1d8-pre4x4-left-bf16",
+		"h2kv1d8-pre4x3-left-f32", "h2kv1d8-pre4x4-left-f32",
+	};
+	CHECK_EQ_INT(g.nkeys, 12);
+	for (size_t k = 0; k < g.nkeys && k < 12; k++)
+		CHECKF(!strcmp(g.keys[k], keys[k]), "key %zu: %s, expected %s", k, g.keys[k], keys[k]);
+	mta_grid_free(&g);
+	REQUIRE(parse("problem h2kv1d8-pre2x3-both h2kv1d8-pre4x3-both\ncq 1..2\nseq 8\n", &g) ==
+		MTA_OK);
+	CHECK_EQ_INT(g.nkeys, 2);
+	CHECK(!strcmp(g.keys[0], "h2kv1d8-pre1x3-both-f32"));
+	CHECK(!strcmp(g.keys[1], "h2kv1d8-pre2x3-both-f32"));
+	mta_grid_free(&g);
+	/* without kernel axes nothing changes: each key keeps its sizes */
+	REQUIRE(parse("problem h2kv1d8-pre2x3-post4x5-both\nseq 8\n", &g) == MTA_OK);
+	CHECK_EQ_INT(g.nkeys, 1);
+	CHECK(!strcmp(g.keys[0], "h2kv1d8-pre2x3-post4x5-both-f32"));
+	mta_grid_free(&g);
+}
+
+TEST(grid_kernel_sizes_a_problem_cannot_take_are_errors_naming_the_line)
+{
+	static const struct {
+		const char *text, *msg;
+	} bad[] = {
+		/* the kernel to resize is absent: the keyword's first line, and what was expected */
+		{ "problem h4kv4d32-pre3x5-both\nseq 8\nck2 3 5\n",
+		  "g.txt:3:1: 'ck2' sets a size of the post-softmax key-query kernel, but problem "
+		  "'h4kv4d32-pre3x5-both-f32' (line 1) has no such kernel (expected problem keys "
+		  "with a post<cq2>x<ck2> part)" },
+		{ "seq 8\ncq 2\nproblem h4kv4d32-pre3x5-both h4kv4d32-both\n",
+		  "g.txt:2:1: 'cq' sets a size of the pre-softmax key-query kernel, but problem "
+		  "'h4kv4d32-both-f32' (line 3) has no such kernel (expected problem keys with a "
+		  "pre<cq>x<ck> part)" },
+		/* a size the padding cannot take: the value's own line and column */
+		{ "problem h4kv4d32-pre3x5-both\nseq 8\nck 3\nck 5 3..7\n",
+		  "g.txt:4:6: ck 4 does not fit problem 'h4kv4d32-pre3x5-both-f32' (line 1): "
+		  "pre-softmax key-query kernel 3x4: pad_key both needs an odd key size ck" },
+		{ "problem h2kv1d8-post3x3-left h2kv1d8-post3x3-both\nseq 8\nck2 1 2\n",
+		  "g.txt:3:7: ck2 2 does not fit problem 'h2kv1d8-post3x3-both-f32' (line 1)" },
+		/* sizes beyond the validator's limit are refused where they are written */
+		{ "problem h2kv1d8-pre2x3-both\nseq 8\ncq2 65\n",
+		  "g.txt:3:5: expected a cq2 value: N, A..B, A..B+S or A..B*M with whole numbers "
+		  "in 1..64" },
+		{ "problem h2kv1d8-pre2x3-both\nseq 8\ncq 0\n", "g.txt:3:4: expected a cq value" },
+		{ "problem h2kv1d8-pre2x3-both\nseq 8\nck\n", "g.txt:3:1: 'ck' needs at least one value" },
+		{ "problem h2kv1d8-pre2x3-post2x3-left\nseq 8\ncq 1..64\nck 1..64\ncq2 1..64\n",
+		  "g.txt: the grid has 262144 problems (keys x dtypes x kernel sizes), more than the "
+		  "65536 allowed" },
+		{ "ck3 5\n", "'ck3' is not a grid keyword (expected problem, seq, batch, dtype, cq, ck, "
+		  "cq2 or ck2)" },
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		struct mta_grid g;
+		int rc = parse(bad[i].text, &g);
+		CHECKF(rc == MTA_EFORMAT, "case %zu: rc %d", i, rc);
+		CHECK_STR_CONTAINS(mta_last_error(), bad[i].msg);
+		CHECK(g.n == 0 && g.items == NULL && g.keys == NULL);
+	}
+}

@@ -85,7 +85,7 @@ TEST(sweep_two_shards_merged_equal_the_unsharded_sweep)
 	CHECK_EQ_INT(mt_db_count(m, "SELECT count(*) FROM devices"), 1);
 
 	/* the merged database reports: one winners-table row per winner */
-	rc = mt_sh(&out, "%s report --db %s --out %s/r.html && grep -c '<tr class=\"winner\">' %s/r.html",
+	rc = mt_sh(&out, "%s report --db %s --out %s/r.html && grep -c '<tr class=\"winner\"' %s/r.html",
 		   mt_bin(), m, dir, dir);
 	CHECKF(rc == 0, "report exited %d: %s", rc, out);
 	CHECK_STR_CONTAINS(out, "\n2\n");

@@ -100,6 +100,10 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t n)
 				abort();
 		} else {
 			walk(db);
+			if (!(flags & MTA_DB_READONLY)) { /* a write into whatever the file holds */
+				int64_t id;
+				mta_db_problem_upsert(db, "h1kv1d8-both-f32", &id);
+			}
 			mta_db_close(db);
 		}
 		if (!(flags & MTA_DB_READONLY))

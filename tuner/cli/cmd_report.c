@@ -5,6 +5,7 @@
 #include "tuner/report/report.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -24,22 +25,38 @@ static const struct cli_cmd cmd = {
 	"report",
 	"mtatune report [--db PATH] [--out FILE] [--format html|csv|json]",
 	"html (default): one static page, inline SVG, no scripts: per device, the\n"
-	"winners with their speed-up over the default variant, a bar chart of those\n"
-	"speed-ups, each problem's winning time against T, and per problem and size a\n"
-	"heat map of the best time by tile shape (bq x bk).\n"
-	"csv, json: every result (status, times, error against the reference, ...);\n"
-	"json also lists the devices and winners.\n",
+	"winners with the evidence of their speed-up over the default variant (paired\n"
+	"rounds, 95% interval; n.s. marks one within noise), a chart of those\n"
+	"speed-ups, each problem's winning time against T (one line per batch size,\n"
+	"p20-p80 bars), time against kernel size for problems that differ only in\n"
+	"cq, ck, cq2, ck2, and per problem and size a heat map of the best time by\n"
+	"tile shape (bq x bk), all maps on one colour scale.\n"
+	"csv: a header row, then every result with its problem's parts (op, H, Hkv,\n"
+	"D, cq, ck, cq2, ck2 (0: no such kernel), dtype), T, B, status, times, error\n"
+	"against the reference; json: the same results, the devices and the winners\n"
+	"with their evidence.\n",
 	opts, NULL,
 };
 
-/* Write all of buf to path through path.tmp, renamed into place. */
+/*
+ * Write all of buf to path through path.tmpPID, created new (never through a
+ * file or link already there) and renamed into place.
+ */
 static int write_file(const char *path, const char *buf, size_t n)
 {
 	char tmp[4096];
 	snprintf(tmp, sizeof tmp, "%s.tmp%d", path, (int)getpid());
-	FILE *f = fopen(tmp, "wb");
-	if (!f)
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+	if (fd < 0)
 		return -1;
+	FILE *f = fdopen(fd, "wb");
+	if (!f) {
+		int e = errno;
+		close(fd);
+		unlink(tmp);
+		errno = e;
+		return -1;
+	}
 	int bad = fwrite(buf, 1, n, f) != n;
 	bad |= fclose(f) != 0;
 	if (bad || rename(tmp, path)) {

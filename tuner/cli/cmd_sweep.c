@@ -46,16 +46,18 @@ static const struct cli_cmd cmd = {
 	"sweep",
 	"mtatune sweep --grid FILE [--backend cpu|cuda] [--db PATH]\n"
 	"                     [--devices LIST] [--shard K/N] [tuning options]",
-	"Tune every item of a grid: problems x dtypes x batch sizes x sequence lengths.\n"
-	"Results go to the database as they are measured; a rerun skips the items that\n"
-	"are done and resumes the one that was cut short. Ctrl-C or SIGTERM stops after\n"
-	"the record in hand (exit status 5); a second Ctrl-C stops at once.\n"
+	"Tune every item of a grid: problems x dtypes x kernel sizes x batch sizes x\n"
+	"sequence lengths. Results go to the database as they are measured; a rerun\n"
+	"skips the items that are done and resumes the one that was cut short. Ctrl-C\n"
+	"or SIGTERM stops after the record in hand (exit status 5); a second Ctrl-C\n"
+	"stops at once.\n"
 	"\n"
 	"Grid file (docs/grid.md): one keyword and its values per line, '#' comments:\n"
 	"  problem h16kv16d96-pre6x11-both h2kv1d8-pre2x3-both   # problem keys\n"
 	"  seq 256..4096*2     # T: N, A..B (step 1), A..B+S (step S), A..B*M (times M)\n"
 	"  batch 1 2           # B (default 1)\n"
-	"  dtype f32 bf16      # replaces each key's dtype (default: the key's own)\n",
+	"  dtype f32 bf16      # replaces each key's dtype (default: the key's own)\n"
+	"  ck 5..11+2          # kernel sizes cq, ck, cq2, ck2: replace each key's own\n",
 	opts,
 	"Progress goes to stderr: one updating line on a terminal, otherwise one line\n"
 	"per finished item. Exit status: 0 all items done, 4 some item had no variant\n"

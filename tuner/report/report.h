@@ -2,12 +2,20 @@
  * report.h: what a tuning database holds, for people: one static HTML file
  * with inline SVG charts (no scripts), or the raw results as CSV or JSON.
  *
- * The HTML report has, per device: a table of the winners (time, the
- * default variant's time at the same size, speed-up), a bar chart of those
- * speed-ups, a chart of each problem's winning time against T (log-log),
- * and per (problem, T, B) a heat map of the best time of the variants of
- * each tile shape (bq rows x bk columns). Every time it shows is written by
+ * The HTML report has, per device: a table of the winners with the
+ * evidence recorded for each (the paired-round ratio to the default variant,
+ * its 95% interval and rounds; "n.s." where it is not shown to be faster), a
+ * chart of those speed-ups with their intervals, each problem's winning time
+ * against T (one line per problem and batch size, p20-p80 bars), time
+ * against kernel size for problems that differ only in cq, ck, cq2, ck2, and
+ * per (problem, T, B) a heat map of the best time of the variants of each
+ * tile shape (bq rows x bk columns) on a colour scale all maps share. Axes
+ * have round (1-2-5) ticks and are logarithmic, and say so, where the data
+ * span more than a decade. Every time it shows is written by
  * mta_report_fmt_ms; every text from the database is HTML-escaped.
+ *
+ * The CSV has a header row and one row per result, the problem's parts (op,
+ * H, Hkv, D, cq, ck, cq2, ck2, dtype) as columns beside its key.
  */
 #ifndef MTA_REPORT_H
 #define MTA_REPORT_H

@@ -4,7 +4,9 @@
  * point mta_report_render (see report.h).
  *
  * CSV follows RFC 4180 (fields with a comma, quote or line break are quoted,
- * quotes doubled); unmeasured numbers are empty. JSON numbers are written
+ * quotes doubled), a header row first; unmeasured numbers are empty. Each
+ * row carries its problem's parts as columns (H, Hkv, D, the kernel sizes,
+ * dtype) beside the key, so that a table tool can group by them. JSON numbers are written
  * with 17 significant digits (they read back exactly), unmeasured ones as
  * null.
  */
@@ -79,7 +81,8 @@ static int on_res(void *ctx, const struct mta_db_result *r)
 		return MTA_ENOMEM;
 	struct rres *e = &x->r[x->nr++];
 	*e = (struct rres){ r->device_id, r->T, r->B, dup(r->problem_key, x, &oom),
-			    dup(r->spec, x, &oom), dup(r->error, x, &oom), dup(r->run_id, x, &oom),
+			    dup(r->spec, x, &oom), dup(r->op ? r->op : "fwd", x, &oom),
+			    dup(r->error, x, &oom), dup(r->run_id, x, &oom),
 			    r->status, r->runs, r->median_ms, r->p20_ms, r->p80_ms, r->min_ms,
 			    r->rel_err, r->recorded_at };
 	return oom ? mta_fail(MTA_ENOMEM, "out of memory reading the database") : 0;
@@ -92,8 +95,10 @@ static int on_win(void *ctx, const struct mta_db_winner *w)
 	if (grow((void **)&x->w, &x->capw, x->nw, sizeof *x->w))
 		return MTA_ENOMEM;
 	struct rwin *e = &x->w[x->nw++];
-	*e = (struct rwin){ w->device_id, w->t_bucket, w->T, w->B, dup(w->problem_key, x, &oom),
-			    dup(w->spec, x, &oom), w->time_ms };
+	*e = (struct rwin){ w->device_id, w->t_bucket, w->b_bucket, w->T, w->B,
+			    dup(w->problem_key, x, &oom), dup(w->spec, x, &oom),
+			    dup(w->op ? w->op : "fwd", x, &oom), w->time_ms, w->default_ms, w->ratio,
+			    w->ci_low, w->ci_high, w->rounds, w->significant };
 	return oom ? mta_fail(MTA_ENOMEM, "out of memory reading the database") : 0;
 }
 
@@ -124,12 +129,14 @@ void rdata_free(struct rdata *x)
 	for (size_t i = 0; i < x->nr; i++) {
 		free(x->r[i].key);
 		free(x->r[i].spec);
+		free(x->r[i].op);
 		free(x->r[i].error);
 		free(x->r[i].run_id);
 	}
 	for (size_t i = 0; i < x->nw; i++) {
 		free(x->w[i].key);
 		free(x->w[i].spec);
+		free(x->w[i].op);
 	}
 	free(x->d);
 	free(x->r);
@@ -168,17 +175,35 @@ static void csv_num(struct mta_buf *b, double v, const char *sep)
 		mta_buf_printf(b, "%s", sep);
 }
 
+/*
+ * The problem's parts as columns: op, H, Hkv, D, the kernel sizes (0: no
+ * such kernel) and the dtype; all empty for a key that does not parse.
+ */
+static void csv_problem(struct mta_buf *b, const char *key)
+{
+	struct mta_problem p;
+	if (mta_problem_from_key(key, &p)) {
+		mta_buf_printf(b, ",,,,,,,,");
+		return;
+	}
+	mta_buf_printf(b, "%d,%d,%d,%d,%d,%d,%d,%s,", p.H, p.Hkv, p.D, p.cq, p.ck, p.cq2, p.ck2,
+		       mta_dtype_name(p.dtype));
+}
+
 void report_csv(const struct rdata *x, struct mta_buf *b)
 {
-	mta_buf_printf(b, "device_id,backend,device,problem,spec,T,B,status,median_ms,p20_ms,p80_ms,"
-		     "min_ms,runs,rel_err,error,run_id,recorded_at\r\n");
+	mta_buf_printf(b, "device_id,backend,device,op,problem,H,Hkv,D,cq,ck,cq2,ck2,dtype,spec,T,B,"
+		       "status,median_ms,p20_ms,p80_ms,min_ms,runs,rel_err,error,run_id,"
+		       "recorded_at\r\n");
 	for (size_t i = 0; i < x->nr; i++) {
 		const struct rres *r = &x->r[i];
 		const struct rdev *d = rdata_device(x, r->dev);
 		mta_buf_printf(b, "%lld,", (long long)r->dev);
 		csv_text(b, d ? d->backend : "");
 		csv_text(b, d ? d->name : "");
+		csv_text(b, r->op);
 		csv_text(b, r->key);
+		csv_problem(b, r->key);
 		csv_text(b, r->spec);
 		mta_buf_printf(b, "%lld,%lld,%s,", (long long)r->T, (long long)r->B,
 			  mta_result_status_name(r->status));
@@ -233,6 +258,7 @@ void report_json(const struct rdata *x, struct mta_buf *b)
 	for (size_t i = 0; i < x->nr; i++) {
 		const struct rres *r = &x->r[i];
 		mta_buf_printf(b, "%s\n  {\"device_id\": %lld, ", i ? "," : "", (long long)r->dev);
+		json_str(b, "op", r->op);
 		json_str(b, "problem", r->key);
 		json_str(b, "spec", r->spec);
 		mta_buf_printf(b, "\"T\": %lld, \"B\": %lld, ", (long long)r->T, (long long)r->B);
@@ -251,11 +277,18 @@ void report_json(const struct rdata *x, struct mta_buf *b)
 	for (size_t i = 0; i < x->nw; i++) {
 		const struct rwin *w = &x->w[i];
 		mta_buf_printf(b, "%s\n  {\"device_id\": %lld, ", i ? "," : "", (long long)w->dev);
+		json_str(b, "op", w->op);
 		json_str(b, "problem", w->key);
 		json_str(b, "spec", w->spec);
-		mta_buf_printf(b, "\"t_bucket\": %lld, \"T\": %lld, \"B\": %lld, ", (long long)w->bucket,
-			  (long long)w->T, (long long)w->B);
-		json_num(b, "time_ms", w->ms, "}");
+		mta_buf_printf(b, "\"t_bucket\": %lld, \"b_bucket\": %lld, \"T\": %lld, \"B\": %lld, ",
+			       (long long)w->bucket, (long long)w->bbucket, (long long)w->T,
+			       (long long)w->B);
+		json_num(b, "time_ms", w->ms, ", ");
+		json_num(b, "default_ms", w->default_ms, ", ");
+		json_num(b, "ratio", w->ratio, ", ");
+		json_num(b, "ci_low", w->ci_low, ", ");
+		json_num(b, "ci_high", w->ci_high, ", ");
+		mta_buf_printf(b, "\"rounds\": %d, \"significant\": %d}", w->rounds, w->significant);
 	}
 	mta_buf_printf(b, "\n]\n}\n");
 }

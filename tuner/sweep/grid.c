@@ -4,9 +4,11 @@
  * Line-oriented: each line is a keyword and its values separated by blanks,
  * '#' starts a comment. Lists accumulate over repeated keywords. Values are
  * checked as they are read so that a message can point at the token; the
- * product is built once the whole text is read. The parser takes a buffer
- * and a length, never assumes a terminating NUL, and bounds every list, so
- * that it can be fed arbitrary bytes (fuzzing).
+ * product is built once the whole text is read (a kernel size is checked
+ * against the problems then, since a problem line may come after it, so each
+ * value remembers where it was written). The parser takes a buffer and a
+ * length, never assumes a terminating NUL, and bounds every list, so that it
+ * can be fed arbitrary bytes (fuzzing).
  */
 #define _GNU_SOURCE /* memmem */
 #include "tuner/sweep/grid.h"
@@ -27,32 +29,48 @@
  */
 #define SLOTS (2 * MTA_GRID_MAX_VALUES) /* a power of two, at most half full */
 
+/* Where a token was written: line and column, from 1. */
+struct pos {
+	int line;
+	size_t col;
+};
+
 struct list {
 	int64_t *v;
+	struct pos *at; /* where each value was written */
 	size_t n, cap;
 	uint32_t *slot;
+	struct pos kw;  /* the keyword's first line (line 0: never written) */
 };
+
+/* The kernel-size axes, in their nesting order (ck2 varies fastest). */
+enum { CQ, CK, CQ2, CK2, NAXES };
+static const char *const axis_name[NAXES] = { "cq", "ck", "cq2", "ck2" };
 
 struct parser {
 	const char *name;
 	int line;
-	struct list seq, batch, dtype;
+	struct list seq, batch, dtype, axis[NAXES];
 	struct mta_problem *probs;
+	struct pos *probs_at;
 	size_t nprobs, capprobs;
 };
 
-/* "name:line:col: message" as MTA_EFORMAT. */
-static int at(struct parser *ps, size_t col, const char *fmt, ...)
+/* "name:line:col: message" as MTA_EFORMAT, at a given place. */
+static int at_pos(struct parser *ps, struct pos where, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
-static int at(struct parser *ps, size_t col, const char *fmt, ...)
+static int at_pos(struct parser *ps, struct pos where, const char *fmt, ...)
 {
 	char what[768];
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(what, sizeof what, fmt, ap);
 	va_end(ap);
-	return mta_fail(MTA_EFORMAT, "%s:%d:%zu: %s", ps->name, ps->line, col, what);
+	return mta_fail(MTA_EFORMAT, "%s:%d:%zu: %s", ps->name, where.line, where.col, what);
 }
+
+/* The same at column col of the line being read. */
+#define at(ps, col, ...) at_pos((ps), (struct pos){ (ps)->line, (col) }, __VA_ARGS__)
 
 /* Tokens are quoted in messages up to this many bytes. */
 #define Q(n) (int)((n) > 64 ? 64 : (n))
@@ -76,15 +94,27 @@ static int add(struct parser *ps, struct list *l, int64_t v, size_t col, const c
 		if (!nv)
 			return mta_fail(MTA_ENOMEM, "out of memory");
 		l->v = nv;
+		struct pos *na = realloc(l->at, cap * sizeof *na);
+		if (!na)
+			return mta_fail(MTA_ENOMEM, "out of memory");
+		l->at = na;
 		l->cap = cap;
 	}
+	l->at[l->n] = (struct pos){ ps->line, col };
 	l->v[l->n++] = v;
 	l->slot[h] = (uint32_t)l->n;
 	return MTA_OK;
 }
 
-/* A whole decimal number in 1..MTA_GRID_MAX_SIZE at s[0..n); -1 if not. */
-static int64_t number(const char *s, size_t n)
+static void list_free(struct list *l)
+{
+	free(l->v);
+	free(l->at);
+	free(l->slot);
+}
+
+/* A whole decimal number in 1..max at s[0..n); -1 if not. */
+static int64_t number(const char *s, size_t n, int64_t max)
 {
 	int64_t v = 0;
 	if (!n || n > 9)
@@ -94,33 +124,35 @@ static int64_t number(const char *s, size_t n)
 			return -1;
 		v = 10 * v + (s[i] - '0');
 	}
-	return v >= 1 && v <= MTA_GRID_MAX_SIZE ? v : -1;
+	return v >= 1 && v <= max ? v : -1;
 }
 
-static int bad_size(struct parser *ps, const char *kw, const char *t, size_t n, size_t col)
+static int bad_size(struct parser *ps, const char *kw, int64_t max, const char *t, size_t n,
+		    size_t col)
 {
 	return at(ps, col, "expected a %s value: N, A..B, A..B+S or A..B*M with whole numbers "
-		  "in 1..%d, A <= B, S >= 1, M >= 2; got '%.*s'", kw, MTA_GRID_MAX_SIZE, Q(n), t);
+		  "in 1..%lld, A <= B, S >= 1, M >= 2; got '%.*s'", kw, (long long)max, Q(n), t);
 }
 
-/* N, A..B, A..B+S or A..B*M, appended to l. */
-static int size_value(struct parser *ps, struct list *l, const char *kw, const char *t,
-		      size_t n, size_t col)
+/* N, A..B, A..B+S or A..B*M with numbers in 1..max, appended to l. */
+static int size_value(struct parser *ps, struct list *l, const char *kw, int64_t max,
+		      const char *t, size_t n, size_t col)
 {
 	const char *dots = memmem(t, n, "..", 2);
 	if (!dots) {
-		int64_t v = number(t, n);
-		return v < 0 ? bad_size(ps, kw, t, n, col) : add(ps, l, v, col, t, n);
+		int64_t v = number(t, n, max);
+		return v < 0 ? bad_size(ps, kw, max, t, n, col) : add(ps, l, v, col, t, n);
 	}
 	const char *b = dots + 2, *end = t + n, *op = b;
 	while (op < end && *op != '+' && *op != '*')
 		op++;
-	int64_t lo = number(t, (size_t)(dots - t)), hi = number(b, (size_t)(op - b)), step = 1;
+	int64_t lo = number(t, (size_t)(dots - t), max), hi = number(b, (size_t)(op - b), max);
+	int64_t step = 1;
 	int mul = op < end && *op == '*';
-	if (op < end)
-		step = number(op + 1, (size_t)(end - op - 1));
+	if (op < end) /* a step may exceed max: 1..9+100 is just 1 */
+		step = number(op + 1, (size_t)(end - op - 1), MTA_GRID_MAX_SIZE);
 	if (lo < 0 || hi < 0 || step < 0 || lo > hi || (mul && step < 2))
-		return bad_size(ps, kw, t, n, col);
+		return bad_size(ps, kw, max, t, n, col);
 	for (int64_t v = lo; v <= hi; v = mul ? v * step : v + step) {
 		int rc = add(ps, l, v, col, t, n);
 		if (rc)
@@ -149,8 +181,13 @@ static int problem_value(struct parser *ps, const char *t, size_t n, size_t col)
 		if (!np)
 			return mta_fail(MTA_ENOMEM, "out of memory");
 		ps->probs = np;
+		struct pos *na = realloc(ps->probs_at, cap * sizeof *na);
+		if (!na)
+			return mta_fail(MTA_ENOMEM, "out of memory");
+		ps->probs_at = na;
 		ps->capprobs = cap;
 	}
+	ps->probs_at[ps->nprobs] = (struct pos){ ps->line, col };
 	ps->probs[ps->nprobs++] = p;
 	return MTA_OK;
 }
@@ -165,10 +202,15 @@ static int dtype_value(struct parser *ps, const char *t, size_t n, size_t col)
 	return at(ps, col, "expected a dtype (f32, bf16 or f16), got '%.*s'", Q(n), t);
 }
 
+/* The keywords; a kernel axis k is AXIS + k. */
+enum { NONE, PROBLEM, SEQ, BATCH, DTYPE, AXIS };
+static const char *const kw_name[] = { "", "problem", "seq", "batch", "dtype",
+				       "cq", "ck", "cq2", "ck2" };
+
 /* One line (without its newline): keyword, then values. */
 static int parse_line(struct parser *ps, const char *s, size_t len)
 {
-	enum { NONE, PROBLEM, SEQ, BATCH, DTYPE } kw = NONE;
+	int kw = NONE;
 	size_t i = 0, kwcol = 0;
 	int nvals = 0, rc;
 	for (;;) {
@@ -183,17 +225,14 @@ static int parse_line(struct parser *ps, const char *s, size_t len)
 		size_t n = i - start, col = start + 1;
 		if (kw == NONE) {
 			kwcol = col;
-			if (n == 7 && !memcmp(t, "problem", 7))
-				kw = PROBLEM;
-			else if (n == 3 && !memcmp(t, "seq", 3))
-				kw = SEQ;
-			else if (n == 5 && !memcmp(t, "batch", 5))
-				kw = BATCH;
-			else if (n == 5 && !memcmp(t, "dtype", 5))
-				kw = DTYPE;
-			else
+			for (int k = PROBLEM; k < AXIS + NAXES && kw == NONE; k++)
+				if (strlen(kw_name[k]) == n && !memcmp(t, kw_name[k], n))
+					kw = k;
+			if (kw == NONE)
 				return at(ps, col, "'%.*s' is not a grid keyword (expected problem, "
-					  "seq, batch or dtype)", Q(n), t);
+					  "seq, batch, dtype, cq, ck, cq2 or ck2)", Q(n), t);
+			if (kw >= AXIS && !ps->axis[kw - AXIS].kw.line)
+				ps->axis[kw - AXIS].kw = (struct pos){ ps->line, col };
 			continue;
 		}
 		nvals++;
@@ -201,48 +240,141 @@ static int parse_line(struct parser *ps, const char *s, size_t len)
 			rc = problem_value(ps, t, n, col);
 		else if (kw == DTYPE)
 			rc = dtype_value(ps, t, n, col);
+		else if (kw >= AXIS)
+			rc = size_value(ps, &ps->axis[kw - AXIS], kw_name[kw], MTA_MAX_KERNEL, t, n,
+					col);
 		else
-			rc = size_value(ps, kw == SEQ ? &ps->seq : &ps->batch,
-					kw == SEQ ? "seq" : "batch", t, n, col);
+			rc = size_value(ps, kw == SEQ ? &ps->seq : &ps->batch, kw_name[kw],
+					MTA_GRID_MAX_SIZE, t, n, col);
 		if (rc)
 			return rc;
 	}
 	if (kw != NONE && !nvals)
-		return at(ps, kwcol, "'%.*s' needs at least one value", kw == PROBLEM ? 7 :
-			  kw == SEQ ? 3 : 5, s + kwcol - 1);
+		return at(ps, kwcol, "'%s' needs at least one value", kw_name[kw]);
 	return MTA_OK;
 }
 
-/* The distinct canonical keys of problems x dtypes, in that order. */
+/* The field of p that kernel axis a sets. */
+static int *axis_field(struct mta_problem *p, int a)
+{
+	return a == CQ ? &p->cq : a == CK ? &p->ck : a == CQ2 ? &p->cq2 : &p->ck2;
+}
+
+/*
+ * Check that every kernel size written fits base (the problem written at
+ * where, its dtype applied): the kernel it resizes exists, and the problem
+ * with that one size replaced is valid. A size is checked alone: validity
+ * couples a kernel's sizes only with the padding, never with each other.
+ */
+static int check_axes(struct parser *ps, const struct mta_problem *base, struct pos where)
+{
+	static const char *const kernel[NAXES] = { "pre-softmax", "pre-softmax", "post-softmax",
+						   "post-softmax" };
+	static const char *const part[NAXES] = { "pre<cq>x<ck>", "pre<cq>x<ck>", "post<cq2>x<ck2>",
+						 "post<cq2>x<ck2>" };
+	char key[MTA_KEY_MAX], why[512];
+	if (mta_problem_key(base, key, sizeof key))
+		return mta_fail(MTA_EFORMAT, "%s:%d:%zu: %s", ps->name, where.line, where.col,
+				mta_last_error());
+	for (int a = 0; a < NAXES; a++) {
+		const struct list *l = &ps->axis[a];
+		if (!l->n)
+			continue;
+		if (!(a < CQ2 ? base->cq : base->cq2))
+			return at_pos(ps, l->kw, "'%s' sets a size of the %s key-query kernel, but "
+				      "problem '%s' (line %d) has no such kernel (expected problem "
+				      "keys with a %s part)", axis_name[a], kernel[a], key,
+				      where.line, part[a]);
+		for (size_t i = 0; i < l->n; i++) {
+			struct mta_problem q = *base;
+			*axis_field(&q, a) = (int)l->v[i];
+			if (mta_problem_validate(&q)) {
+				snprintf(why, sizeof why, "%s", mta_last_error());
+				return at_pos(ps, l->at[i], "%s %lld does not fit problem '%s' (line "
+					      "%d): %s", axis_name[a], (long long)l->v[i], key,
+					      where.line, why);
+			}
+		}
+	}
+	return MTA_OK;
+}
+
+/*
+ * The distinct canonical keys of problems x dtypes x cq x ck x cq2 x ck2, in
+ * that nesting order, each kernel axis that is not written keeping the
+ * problem's own size. Two bases (problem, dtype) that agree once the sizes
+ * the axes replace are masked give the same keys, and two that do not give
+ * disjoint sets of keys; so repeats are dropped base by base and the number
+ * of keys is known, and bounded, before any is made.
+ */
 static int make_keys(struct parser *ps, struct mta_grid *g)
 {
-	size_t nd = ps->dtype.n ? ps->dtype.n : 1;
-	if (!(g->keys = calloc(ps->nprobs * nd, sizeof *g->keys)))
-		return mta_fail(MTA_ENOMEM, "out of memory");
-	for (size_t i = 0; i < ps->nprobs; i++)
-		for (size_t d = 0; d < nd; d++) {
-			struct mta_problem p = ps->probs[i];
-			if (ps->dtype.n)
-				p.dtype = (int)ps->dtype.v[d];
-			char key[MTA_KEY_MAX];
-			int rc = mta_problem_key(&p, key, sizeof key);
-			if (rc)
-				return rc;
-			size_t k = 0;
-			while (k < g->nkeys && strcmp(g->keys[k], key))
-				k++;
-			if (k == g->nkeys) /* the string only: the rest stays zero (calloc) */
-				memcpy(g->keys[g->nkeys++], key, strlen(key) + 1);
+	size_t nd = ps->dtype.n ? ps->dtype.n : 1, nb = ps->nprobs * nd, nuniq = 0, ncomb = 1;
+	struct mta_problem *base = malloc(nb * sizeof *base);
+	char (*masked)[MTA_KEY_MAX] = malloc(nb * sizeof *masked);
+	int rc = MTA_OK;
+	if (!base || !masked) {
+		rc = mta_fail(MTA_ENOMEM, "out of memory");
+		goto out;
+	}
+	for (int a = 0; a < NAXES; a++)
+		ncomb *= ps->axis[a].n ? ps->axis[a].n : 1;
+	for (size_t i = 0; i < nb; i++) {
+		struct mta_problem p = ps->probs[i / nd], m;
+		if (ps->dtype.n)
+			p.dtype = (int)ps->dtype.v[i % nd];
+		if ((rc = check_axes(ps, &p, ps->probs_at[i / nd])))
+			goto out;
+		m = p;
+		for (int a = 0; a < NAXES; a++)
+			if (ps->axis[a].n)
+				*axis_field(&m, a) = 1;
+		if ((rc = mta_problem_key(&m, masked[nuniq], sizeof masked[nuniq])))
+			goto out;
+		size_t k = 0;
+		while (k < nuniq && strcmp(masked[k], masked[nuniq]))
+			k++;
+		if (k == nuniq)
+			base[nuniq++] = p;
+	}
+	if (nuniq * ncomb > MTA_GRID_MAX_PROBLEMS) {
+		rc = mta_fail(MTA_EFORMAT, "%s: the grid has %zu problems (keys x dtypes x kernel "
+			      "sizes), more than the %d allowed", ps->name, nuniq * ncomb,
+			      MTA_GRID_MAX_PROBLEMS);
+		goto out;
+	}
+	if (!(g->keys = calloc(nuniq * ncomb, sizeof *g->keys))) {
+		rc = mta_fail(MTA_ENOMEM, "out of memory");
+		goto out;
+	}
+	for (size_t u = 0; u < nuniq; u++)
+		for (size_t c = 0; c < ncomb; c++) {
+			struct mta_problem p = base[u];
+			for (int a = NAXES - 1, r = (int)c; a >= 0; a--) {
+				const struct list *l = &ps->axis[a];
+				if (!l->n)
+					continue;
+				*axis_field(&p, a) = (int)l->v[(size_t)r % l->n];
+				r /= (int)l->n;
+			}
+			if ((rc = mta_problem_key(&p, g->keys[g->nkeys], sizeof g->keys[0])))
+				goto out; /* not reached: each size was checked above */
+			g->nkeys++;
 		}
-	return MTA_OK;
+out:
+	free(base);
+	free(masked);
+	return rc;
 }
 
 int mta_grid_parse(const char *text, size_t len, const char *name, struct mta_grid *g)
 {
-	struct parser ps = { name ? name : "grid", 0, { 0 }, { 0 }, { 0 }, NULL, 0, 0 };
+	struct parser ps;
 	size_t pos = 0;
 	int rc = MTA_OK;
 
+	memset(&ps, 0, sizeof ps);
+	ps.name = name ? name : "grid";
 	memset(g, 0, sizeof *g);
 	while (pos < len) {
 		const char *nl = memchr(text + pos, '\n', len - pos);
@@ -283,13 +415,13 @@ int mta_grid_parse(const char *text, size_t len, const char *name, struct mta_gr
 			for (size_t t = 0; t < ps.seq.n; t++)
 				g->items[g->n++] = (struct mta_grid_item){ k, ps.seq.v[t], ps.batch.v[b] };
 out:
-	free(ps.seq.v);
-	free(ps.batch.v);
-	free(ps.dtype.v);
-	free(ps.seq.slot);
-	free(ps.batch.slot);
-	free(ps.dtype.slot);
+	list_free(&ps.seq);
+	list_free(&ps.batch);
+	list_free(&ps.dtype);
+	for (int a = 0; a < NAXES; a++)
+		list_free(&ps.axis[a]);
 	free(ps.probs);
+	free(ps.probs_at);
 	if (rc)
 		mta_grid_free(g);
 	return rc;

@@ -7,11 +7,15 @@
  *   seq     256..4096*2        # 256 512 1024 2048 4096
  *   batch   1 2
  *   dtype   f32 bf16           # replaces each key's own dtype
+ *   ck      3..7+2             # replaces the pre-softmax kernel's key size
  *
- * A grid is the cartesian product problems x dtypes x batches x seqs, in
- * that nesting order (seq varies fastest), with every list in the order
- * written and repeats dropped: the same file always expands to the same
- * numbered items, which is what shards (item i goes to shard i mod N) rely on.
+ * The problem keys are the product problems x dtypes x cq x ck x cq2 x ck2
+ * (a kernel size, 1..MTA_MAX_KERNEL, replaces that size in every problem, so
+ * each must have that kernel; a size a problem cannot take is an error, never
+ * dropped). A grid is the cartesian product keys x batches x seqs, in that
+ * nesting order (seq varies fastest), with every list in the order written
+ * and repeats dropped: the same file always expands to the same numbered
+ * items, which is what shards (item i goes to shard i mod N) rely on.
  */
 #ifndef MTA_GRID_H
 #define MTA_GRID_H
@@ -23,6 +27,7 @@
 
 #define MTA_GRID_MAX_VALUES 4096     /* values in one list after expanding ranges */
 #define MTA_GRID_MAX_ITEMS 1000000   /* items in one grid */
+#define MTA_GRID_MAX_PROBLEMS 65536  /* distinct problem keys in one grid */
 #define MTA_GRID_MAX_SIZE 16777216  /* largest T or B (2^24) */
 
 struct mta_grid_item {
