@@ -158,7 +158,10 @@ TEST(problem_scale_round_trips_exactly)
 		struct mta_problem p, back;
 		char key[MTA_KEY_MAX];
 		mta_problem_init(&p, 2, 1, 16);
-		p.scale = (float)fabs(mt_uniform() * 10);
+		/* log-uniform over the whole supported range 1e-3 .. 1e4 */
+		p.scale = (float)(1e-3 * pow(10, 7 * fabs(mt_uniform())));
+		if (p.scale < 1e-3f || p.scale > 1e4f)
+			p.scale = 1.0f;
 		REQUIRE(mta_problem_key(&p, key, sizeof key) == MTA_OK);
 		REQUIRE(mta_problem_from_key(key, &back) == MTA_OK);
 		CHECKF(back.scale == p.scale, "%s: %.9g != %.9g", key, back.scale, p.scale);
