@@ -120,9 +120,11 @@ static int write_all(const char *outdir, const struct mta_inputs *in, float *out
 				unlink(tmp[i]);
 		goto out;
 	}
+	/* Renaming within one folder fails only if the folder changes under us. */
 	for (int i = 0; i < MTA_IN_COUNT; i++)
 		if (done[i] && mta_npy_commit(tmp[i], path[i]) && code == CLI_OK)
-			code = cli_fail("grad", CLI_RUNTIME, "%s", mta_last_error());
+			code = cli_fail("grad", CLI_RUNTIME, "%s (the gradients renamed before it are "
+					"new, the others as they were)", mta_last_error());
 out:
 	free(tmp);
 	free(path);
