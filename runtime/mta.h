@@ -191,6 +191,44 @@ MTA_API int mta_reference(const struct mta_problem *p, const struct mta_tensor *
 		  const struct mta_weights *w, double *out);
 
 /*
+ * Where mta_reference_backward writes: contiguous float64 arrays in the
+ * shapes of what they are the gradient of. dq, dk, dv are always written;
+ * a weight's gradient only when the problem uses that weight (the pointer
+ * must then be set; the others are not touched and may be NULL).
+ */
+struct mta_reference_grads {
+	double *dq;               /* [B,T,H,D] */
+	double *dk, *dv;          /* [B,T,Hkv,D]: summed over the heads sharing them */
+	double *kq_pre;           /* [H,1,cq,ck] */
+	double *head_pre;         /* [H,H] */
+	double *kq_post;          /* [H,1,cq2,ck2] */
+	double *head_post;        /* [H/c,c,c] */
+	double *head_post_linear; /* [H,H] */
+	double *gn_weight;        /* [D] */
+	double *gate_w;           /* [1,D] */
+	double *gate_b;           /* [1] */
+};
+
+/*
+ * The float64 reference backward: given the inputs of mta_reference and
+ * dout = dL/do [B,T,H,D] (any dtype and strides, like q), the gradients of
+ * L with respect to q, k, v and every weight the problem uses, into g.
+ * layer_id and the scale are constants, not differentiated. Inputs are
+ * read exactly as mta_reference reads them, so the result is the gradient
+ * of the function mta_reference computes.
+ *
+ * Memory is O(H*(cq+cq2)*T) like the forward, never T x T: query rows are
+ * recomputed forward in order and their gradients flow back through ring
+ * buffers of the cq2-1 and cq-1 rows the convolutions couple them to
+ * (reference_bwd.c gives the exact size). It is slow (a few times the
+ * forward's time): it is the judge of backward kernels, not one.
+ */
+MTA_API int mta_reference_backward(const struct mta_problem *p, const struct mta_tensor *q,
+				   const struct mta_tensor *k, const struct mta_tensor *v,
+				   const struct mta_weights *w, const struct mta_tensor *dout,
+				   const struct mta_reference_grads *g);
+
+/*
  * Relative L2 error ||o - e|| / ||e|| of a float32 output against a float64
  * one; INFINITY if any element of o is NaN or infinite, so NaN never passes.
  */

@@ -46,6 +46,7 @@ enum {
 	X(list, "list the database's devices, problems or results") \
 	X(gen, "print the generated kernel source of a problem and variant") \
 	X(run, "run one forward on a folder of .npy inputs and write o.npy") \
+	X(grad, "run one backward: the gradients of q, k, v and the weights") \
 	X(sweep, "tune a grid of problems and sizes: resumable, many devices, shards") \
 	X(db, "database maintenance: merge shard databases") \
 	X(report, "write an HTML report (inline SVG charts), CSV or JSON of the results") \

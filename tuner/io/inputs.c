@@ -120,6 +120,26 @@ static int check_finite(const char *path, const struct mta_npy *a, const char *w
 	return MTA_OK;
 }
 
+/*
+ * Read path into *a as float32, finite; a tensor (q, k, v, dout) is then
+ * rounded to dtype (MTA_F32: left as is), finite in that type too.
+ */
+static int read_one(const char *path, int tensor, int dtype, struct mta_npy *a)
+{
+	int rc;
+	if ((rc = mta_npy_read(path, a)))
+		return rc;
+	if ((rc = mta_npy_convert(a, MTA_F32)))
+		return mta_wrap(rc, "%s", path);
+	if ((rc = check_finite(path, a, "")))
+		return rc;
+	if (tensor && dtype != MTA_F32 &&
+	    ((rc = mta_npy_convert(a, dtype)) ||
+	     (rc = check_finite(path, a, mta_dtype_name(dtype)))))
+		return rc == MTA_EFORMAT ? rc : mta_wrap(rc, "%s", path);
+	return MTA_OK;
+}
+
 /* Read every known file present; q, k, v must be. */
 static int read_files(const char *dir, int dtype, struct mta_inputs *in)
 {
@@ -134,17 +154,28 @@ static int read_files(const char *dir, int dtype, struct mta_inputs *in)
 						"k.npy, v.npy and the weights)", path);
 			continue;
 		}
-		if ((rc = mta_npy_read(path, &in->file[i])))
+		if ((rc = read_one(path, i <= MTA_IN_V, dtype, &in->file[i])))
 			return rc;
-		if ((rc = mta_npy_convert(&in->file[i], MTA_F32)))
-			return mta_wrap(rc, "%s", path);
-		if ((rc = check_finite(path, &in->file[i], "")))
-			return rc;
-		if (i <= MTA_IN_V && dtype != MTA_F32 &&
-		    ((rc = mta_npy_convert(&in->file[i], dtype)) ||
-		     (rc = check_finite(path, &in->file[i], mta_dtype_name(dtype)))))
-			return rc == MTA_EFORMAT ? rc : mta_wrap(rc, "%s", path);
 	}
+	return MTA_OK;
+}
+
+int mta_inputs_load_dout(const struct mta_inputs *in, const char *path, struct mta_npy *a,
+			 struct mta_tensor *t)
+{
+	const struct mta_problem *p = &in->problem;
+	char s[200];
+	memset(a, 0, sizeof *a);
+	int rc = read_one(path, 1, p->dtype, a);
+	if (rc)
+		return rc;
+	if (a->ndim != 4 || a->shape[0] != in->B || a->shape[1] != in->T || a->shape[2] != p->H ||
+	    a->shape[3] != p->D)
+		return mta_fail(MTA_ESHAPE, "%s has shape %s; the gradient of the output must be "
+				"[B,T,H,D] = [%" PRId64 ",%" PRId64 ",%d,%d] as q.npy is", path,
+				mta_npy_shape_str(a->ndim, a->shape, s, sizeof s), in->B, in->T,
+				p->H, p->D);
+	mta_tensor_init(t, a->data, a->dtype, a->shape[0], a->shape[1], a->shape[2], a->shape[3]);
 	return MTA_OK;
 }
 

@@ -69,6 +69,16 @@ int mta_inputs_load(const char *dir, const struct mta_input_options *opt,
 /* Point w at in's weights (no copies: valid until mta_inputs_free). */
 void mta_inputs_weights(const struct mta_inputs *in, struct mta_weights *w);
 
+/*
+ * The gradient of a loss with respect to the forward's output, dL/do, for
+ * a backward on in: read path into *a (free with mta_npy_free, even on
+ * failure) as q.npy is read (any float dtype; converted to float32, then
+ * rounded to in's element type; NaN and Inf refused by position), check
+ * that it is [B,T,H,D] as in's output is, and point *t at it.
+ */
+int mta_inputs_load_dout(const struct mta_inputs *in, const char *path, struct mta_npy *a,
+			 struct mta_tensor *t);
+
 void mta_inputs_free(struct mta_inputs *in);
 
 #endif

@@ -400,13 +400,13 @@ static int write_all(int fd, const void *buf, size_t n)
 	return 0;
 }
 
-int mta_npy_write(const char *path, int dtype, int ndim, const int64_t *shape,
-		  const void *data)
+int mta_npy_write_temp(const char *path, int dtype, int ndim, const int64_t *shape,
+		       const void *data, char *tmp, size_t tmpn)
 {
 	static const char *descr[] = { [MTA_F32] = "<f4", [MTA_BF16] = "<V2",
 				       [MTA_F16] = "<f2", [MTA_F64] = "<f8" };
 	static unsigned serial;
-	char head[512], tmp[4096];
+	char head[512];
 	int fd = -1, rc = MTA_OK;
 
 	if (dtype < MTA_F32 || dtype > MTA_F64)
@@ -437,13 +437,14 @@ int mta_npy_write(const char *path, int dtype, int ndim, const int64_t *shape,
 	unsigned char prefix[10] = { 0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0,
 				     (unsigned char)(len & 0xff), (unsigned char)(len >> 8) };
 
-	/* O_EXCL on a fresh name: never clobber another writer's temporary. */
+	/* O_EXCL on a fresh name: never clobber another writer's temporary, and
+	 * never follow a link planted under that name. */
 	for (int tries = 0; fd < 0; tries++) {
-		int n = snprintf(tmp, sizeof tmp, "%s.tmp-%ld-%u", path, (long)getpid(),
+		int n = snprintf(tmp, tmpn, "%s.tmp-%ld-%u", path, (long)getpid(),
 				 __atomic_fetch_add(&serial, 1, __ATOMIC_RELAXED));
-		if (n < 0 || (size_t)n >= sizeof tmp)
+		if (n < 0 || (size_t)n >= tmpn)
 			return mta_fail(MTA_EINVAL, "%s: path too long", path);
-		fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+		fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
 		if (fd < 0 && (errno != EEXIST || tries > 100))
 			return mta_fail(MTA_EIO, "%s: cannot create a temporary file next to it: %s",
 					path, strerror(errno));
@@ -455,18 +456,31 @@ int mta_npy_write(const char *path, int dtype, int ndim, const int64_t *shape,
 	}
 	int cfd = fd;
 	fd = -1;
-	if (close(cfd) < 0) {
+	if (close(cfd) < 0)
 		rc = mta_fail(MTA_EIO, "%s: write failed on close: %s", path, strerror(errno));
-		goto out;
-	}
-	if (rename(tmp, path) < 0)
-		rc = mta_fail(MTA_EIO, "%s: cannot replace the file: %s", path, strerror(errno));
 out:
 	if (fd >= 0)
 		close(fd);
 	if (rc)
 		unlink(tmp);
 	return rc;
+}
+
+int mta_npy_commit(const char *tmp, const char *path)
+{
+	if (rename(tmp, path) == 0)
+		return MTA_OK;
+	int rc = mta_fail(MTA_EIO, "%s: cannot replace the file: %s", path, strerror(errno));
+	unlink(tmp);
+	return rc;
+}
+
+int mta_npy_write(const char *path, int dtype, int ndim, const int64_t *shape,
+		  const void *data)
+{
+	char tmp[4096];
+	int rc = mta_npy_write_temp(path, dtype, ndim, shape, data, tmp, sizeof tmp);
+	return rc ? rc : mta_npy_commit(tmp, path);
 }
 
 /* ---- conversion ------------------------------------------------------- */

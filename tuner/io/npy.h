@@ -59,6 +59,19 @@ int mta_npy_parse(const char *name, const void *buf, size_t n, struct mta_npy *o
 int mta_npy_write(const char *path, int dtype, int ndim, const int64_t *shape,
 		  const void *data);
 
+/*
+ * mta_npy_write in two halves, for a set of files that should appear
+ * together: mta_npy_write_temp writes the whole file to a fresh temporary
+ * name next to path (created O_CREAT|O_EXCL|O_NOFOLLOW, synced to disk) and
+ * returns that name in tmp[tmpn]; nothing is left behind on failure.
+ * mta_npy_commit renames tmp over path, removing tmp if it cannot. Write
+ * every temporary first and commit only when all succeeded (unlink them
+ * otherwise), and a failure leaves none of the set half-written.
+ */
+int mta_npy_write_temp(const char *path, int dtype, int ndim, const int64_t *shape,
+		       const void *data, char *tmp, size_t tmpn);
+int mta_npy_commit(const char *tmp, const char *path);
+
 void mta_npy_free(struct mta_npy *a);
 
 /*

@@ -1,0 +1,247 @@
+/*
+ * test_cli_grad.c: `mtatune grad`: gradients written for every input file
+ * present, in its shape, equal to mta_reference_backward on the inputs as
+ * the CLI loads them; refusals named; no half-written output folder.
+ */
+#include "tests/harness.h"
+#include "tests/fixtures.h"
+#include "tuner/io/inputs.h"
+
+#include <dirent.h>
+#include <sys/stat.h>
+
+#define I(x) ((int64_t)(x))
+
+/* A folder of random inputs (every weight kind the flags ask for) and a dO file. */
+struct gcase {
+	const char *sub;
+	int B, T, H, Hkv, D, cq, ck, cq2, ck2, hpre, hc, hpl, gn, gate;
+	const char *args; /* extra options */
+	int layer_id, dtype;
+	const char *pad;
+};
+
+static void make_case(const struct gcase *g, char *dir, size_t n, char *dout, size_t m)
+{
+	snprintf(dir, n, "%s/%s", mt_tmpdir(), g->sub);
+	mkdir(dir, 0777);
+	mt_put_npy(dir, "q", 4, I(g->B), I(g->T), I(g->H), I(g->D));
+	mt_put_npy(dir, "k", 4, I(g->B), I(g->T), I(g->Hkv), I(g->D));
+	mt_put_npy(dir, "v", 4, I(g->B), I(g->T), I(g->Hkv), I(g->D));
+	if (g->cq)
+		mt_put_npy(dir, "kq_pre", 4, I(g->H), I(1), I(g->cq), I(g->ck));
+	if (g->hpre)
+		mt_put_npy(dir, "head_pre", 2, I(g->H), I(g->H));
+	if (g->cq2)
+		mt_put_npy(dir, "kq_post", 4, I(g->H), I(1), I(g->cq2), I(g->ck2));
+	if (g->hc)
+		mt_put_npy(dir, "head_post", 3, I(g->H / g->hc), I(g->hc), I(g->hc));
+	if (g->hpl)
+		mt_put_npy(dir, "head_post_linear", 2, I(g->H), I(g->H));
+	if (g->gn)
+		mt_put_npy(dir, "gn_weight", 1, I(g->D));
+	if (g->gate) {
+		mt_put_npy(dir, "gate_w", 2, I(1), I(g->D));
+		mt_put_npy(dir, "gate_b", 1, I(1));
+	}
+	mt_put_npy(mt_tmpdir(), g->sub, 4, I(g->B), I(g->T), I(g->H), I(g->D));
+	snprintf(dout, m, "%s/%s.npy", mt_tmpdir(), g->sub);
+}
+
+/*
+ * The names in folder dir, sorted, joined by spaces, each followed by
+ * ":<FNV-1a hash of its bytes>" when hash is set (malloc'd).
+ */
+static char *listing(const char *dir, int hash)
+{
+	struct dirent **e;
+	int n = scandir(dir, &e, NULL, alphasort);
+	size_t cap = 8192;
+	char *s = calloc(1, cap);
+	for (int i = 0; i < n; i++) {
+		if (e[i]->d_name[0] != '.') {
+			char path[1200], h[40] = "";
+			if (hash) {
+				unsigned long long v = 14695981039346656037ULL;
+				snprintf(path, sizeof path, "%s/%s", dir, e[i]->d_name);
+				FILE *f = fopen(path, "rb");
+				for (int c; f && (c = fgetc(f)) != EOF;)
+					v = (v ^ (unsigned)c) * 1099511628211ULL;
+				if (f)
+					fclose(f);
+				snprintf(h, sizeof h, ":%016llx", v);
+			}
+			size_t len = strlen(s);
+			snprintf(s + len, cap - len, "%s%s%s", len ? " " : "", e[i]->d_name, h);
+		}
+		free(e[i]);
+	}
+	if (n >= 0)
+		free(e);
+	return s;
+}
+
+TEST(cli_grad_writes_the_reference_gradients_of_every_input)
+{
+	static const struct gcase cases[] = {
+		{ "every", 2, 11, 4, 2, 4, 3, 3, 2, 3, 1, 2, 0, 1, 1, "--pad-key both --layer-id 2",
+		  2, MTA_F32, "both" },
+		{ "linear", 1, 9, 3, 1, 5, 2, 4, 0, 0, 0, 0, 1, 0, 1, "--pad-key left --scale 0.3",
+		  -1, MTA_F32, "left" },
+		{ "bf16", 1, 8, 2, 2, 4, 0, 0, 3, 2, 1, 0, 0, 1, 0, "--pad-key right --dtype bf16",
+		  -1, MTA_BF16, "right" },
+	};
+	for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+		const struct gcase *g = &cases[ci];
+		char dir[700], dout[700], out[800];
+		make_case(g, dir, sizeof dir, dout, sizeof dout);
+		snprintf(out, sizeof out, "%s/grads-%s", mt_tmpdir(), g->sub);
+		char *text = NULL;
+		int code = mt_sh(&text, "%s grad --inputs '%s' --grad-output '%s' --out '%s' %s",
+				 mt_bin(), dir, dout, out, g->args);
+		CHECKF(code == 0, "%s: exit %d:\n%s", g->sub, code, text);
+
+		/* the same inputs as the CLI reads them, and the reference on them */
+		struct mta_input_options opt;
+		struct mta_inputs in;
+		struct mta_npy dfile;
+		struct mta_tensor dt;
+		struct mta_weights w;
+		char key[MTA_KEY_MAX];
+		mta_input_options_init(&opt);
+		mta_pad_parse(g->pad, &opt.pad);
+		opt.layer_id = g->layer_id;
+		opt.dtype = g->dtype;
+		if (strstr(g->args, "--scale"))
+			opt.scale = 0.3f;
+		REQUIRE(mta_inputs_load(dir, &opt, &in) == MTA_OK);
+		REQUIRE(mta_inputs_load_dout(&in, dout, &dfile, &dt) == MTA_OK);
+		REQUIRE(mta_problem_key(&in.problem, key, sizeof key) == MTA_OK);
+		CHECK_STR_CONTAINS(text, key);
+		free(text);
+		mta_inputs_weights(&in, &w);
+		double *d[MTA_IN_COUNT] = { 0 };
+		for (int i = 0; i < MTA_IN_COUNT; i++)
+			if (in.file[i].data)
+				d[i] = malloc(in.file[i].count * sizeof *d[i]);
+		struct mta_reference_grads rg = {
+			d[MTA_IN_Q], d[MTA_IN_K], d[MTA_IN_V], d[MTA_IN_KQ_PRE], d[MTA_IN_HEAD_PRE],
+			d[MTA_IN_KQ_POST], d[MTA_IN_HEAD_POST], d[MTA_IN_HEAD_POST_LINEAR],
+			d[MTA_IN_GN_WEIGHT], d[MTA_IN_GATE_W], d[MTA_IN_GATE_B],
+		};
+		REQUIRE(mta_reference_backward(&in.problem, &in.q, &in.k, &in.v, &w, &dt, &rg) == MTA_OK);
+
+		/* one file per input present, nothing else (no temporaries left) */
+		char want[1024] = "";
+		const char *sorted[] = { "dgate_b", "dgate_w", "dgn_weight", "dhead_post",
+					 "dhead_post_linear", "dhead_pre", "dk", "dkq_post", "dkq_pre",
+					 "dq", "dv" };
+		for (size_t s = 0; s < sizeof sorted / sizeof sorted[0]; s++)
+			for (int i = 0; i < MTA_IN_COUNT; i++)
+				if (in.file[i].data && !strcmp(sorted[s] + 1, mta_input_name(i)))
+					snprintf(want + strlen(want), sizeof want - strlen(want), "%s%s.npy",
+						 want[0] ? " " : "", sorted[s]);
+		char *got = listing(out, 0);
+		CHECKF(!strcmp(got, want), "%s: OUTDIR holds '%s', expected '%s'", g->sub, got, want);
+		free(got);
+
+		for (int i = 0; i < MTA_IN_COUNT; i++) {
+			if (!d[i])
+				continue;
+			char path[900];
+			struct mta_npy a;
+			snprintf(path, sizeof path, "%s/d%s.npy", out, mta_input_name(i));
+			if (mta_npy_read(path, &a)) {
+				mt_fail(__FILE__, __LINE__, "%s: %s", g->sub, mta_last_error());
+				continue;
+			}
+			CHECKF(a.dtype == MTA_F32 && a.ndim == in.file[i].ndim &&
+			       !memcmp(a.shape, in.file[i].shape, (size_t)a.ndim * sizeof a.shape[0]),
+			       "%s: d%s.npy has the wrong type or shape", g->sub, mta_input_name(i));
+			/* float32 of the float64 reference: one rounding per element */
+			size_t n = a.count == in.file[i].count ? a.count : 0;
+			CHECKF(n > 0, "%s: d%s.npy has %zu elements", g->sub, mta_input_name(i), a.count);
+			for (size_t x = 0; x < n; x++) {
+				float f = ((const float *)a.data)[x];
+				CHECKF(f == (float)d[i][x], "%s: d%s[%zu] = %.9g, expected %.9g", g->sub,
+				       mta_input_name(i), x, (double)f, d[i][x]);
+			}
+			mta_npy_free(&a);
+			free(d[i]);
+		}
+		mta_npy_free(&dfile);
+		mta_inputs_free(&in);
+	}
+}
+
+TEST(cli_grad_refuses_bad_input_and_leaves_the_output_alone)
+{
+	static const struct gcase g = { "refuse", 1, 6, 2, 2, 4, 2, 3, 0, 0, 0, 0, 0, 1, 0, "",
+					-1, MTA_F32, "both" };
+	char dir[700], dout[700], out[800], bad[800], nan[800], file[800];
+	make_case(&g, dir, sizeof dir, dout, sizeof dout);
+	snprintf(out, sizeof out, "%s/out", mt_tmpdir());
+	snprintf(bad, sizeof bad, "%s/bad.npy", mt_tmpdir());
+	snprintf(nan, sizeof nan, "%s/nan.npy", mt_tmpdir());
+	snprintf(file, sizeof file, "%s/file", mt_tmpdir());
+	mt_put_npy(mt_tmpdir(), "bad", 4, I(1), I(6), I(3), I(4));
+	float x[48];
+	int64_t shape[4] = { 1, 6, 2, 4 };
+	for (int i = 0; i < 48; i++)
+		x[i] = i == 29 ? NAN : (float)mt_uniform();
+	REQUIRE(mta_npy_write(nan, MTA_F32, 4, shape, x) == MTA_OK);
+	FILE *f = fopen(file, "w");
+	REQUIRE(f);
+	fclose(f);
+
+	/* a first good run: its files must survive every refused one */
+	char *text = NULL;
+	int code = mt_sh(&text, "%s grad --inputs '%s' --grad-output '%s' --out '%s'", mt_bin(),
+			 dir, dout, out);
+	REQUIRE(code == 0);
+	free(text);
+	char *before = listing(out, 1);
+	CHECK_STR_CONTAINS(before, "dkq_pre.npy");
+
+	struct { const char *args; int code; const char *msg; } t[] = {
+		{ "--inputs '%s' --out '%s'", 2, "--grad-output FILE.npy is required" },
+		{ "--inputs '%s' --grad-output '%s' --out '%s' --backend cpu", 2,
+		  "backend cpu has no backward yet; available: ref" },
+		{ "--inputs '%s' --grad-output '%s' --out '%s' --backend nope", 2,
+		  "unknown backend 'nope'" },
+		{ "--inputs '%s' --grad-output '%s' --out '%s' --pad-key up", 2, "unknown pad_key 'up'" },
+		{ "--inputs '%s' --grad-output '%s' --out '%s'", 3,
+		  "bad.npy has shape [1,6,3,4]; the gradient of the output must be [B,T,H,D] = "
+		  "[1,6,2,4]" },
+		{ "--inputs '%s' --grad-output '%s' --out '%s'", 3, "nan.npy: element [0,3,1,1] is nan" },
+		{ "--inputs '%s' --grad-output '%s' --out '%s'", 3, "missing.npy" },
+		{ "--inputs '%s' --grad-output '%s' --out '%s'", 2, "exists and is not a folder" },
+		{ "--inputs '%s' --grad-output '%s' --out '%s'", 1, "cannot create the output folder" },
+		{ "--inputs '%s' --grad-output '%s' --out '%s' --layer-id 1", 3,
+		  "there is no gn_weight.npy" },
+	};
+	for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+		char args[4096], missing[800], deep[800];
+		snprintf(missing, sizeof missing, "%s/missing.npy", mt_tmpdir());
+		snprintf(deep, sizeof deep, "%s/no/such/dir", mt_tmpdir());
+		const char *gp = i == 4 ? bad : i == 5 ? nan : i == 6 ? missing : dout;
+		const char *op = i == 7 ? file : i == 8 ? deep : out;
+		if (i == 0)
+			snprintf(args, sizeof args, t[i].args, dir, op);
+		else
+			snprintf(args, sizeof args, t[i].args, dir, gp, op);
+		if (i == 9) /* a folder without gn_weight: --layer-id contradicts it */
+			snprintf(args, sizeof args, t[i].args, mt_small_case("nogn"), dout, out);
+		code = mt_sh(&text, "%s grad %s", mt_bin(), args);
+		CHECKF(code == t[i].code, "grad %s: exit %d, expected %d:\n%s", args, code, t[i].code,
+		       text);
+		CHECK_STR_CONTAINS(text, t[i].msg);
+		CHECK_STR_CONTAINS(text, "mtatune grad: ");
+		free(text);
+		char *after = listing(out, 1);
+		CHECKF(!strcmp(before, after), "grad %s changed OUTDIR: '%s' -> '%s'", args, before,
+		       after);
+		free(after);
+	}
+	free(before);
+}
