@@ -125,7 +125,7 @@ test: all test-build san-build fuzz-build python
 # `make test`: the Python tests are part of the suite, never skipped.
 VENV := .venv
 VPY  := $(VENV)/bin/python
-python: lib/libmtatune.so
+python: deps lib/libmtatune.so
 	@python3 -c 'import venv, ensurepip' 2>/dev/null || { echo "installing: python3-venv"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null; }
 	@[ -x $(VPY) ] || { echo "python3 -m venv --system-site-packages $(VENV)"; \
