@@ -15,6 +15,7 @@ CPU backend (the tuned winner from the database, else the default variant)
 on the tensors' own memory; CUDA tensors are not supported yet.
 """
 import math
+import numbers
 import os
 from typing import Optional
 
@@ -56,9 +57,10 @@ def _check_args(q, k, v, weights, pad_key, layer_id, scale, db):
             _bad(f"{name} must be a torch.Tensor or None, not {type(t).__name__}")
     if not isinstance(pad_key, str) or pad_key not in _lib.PADS:
         _bad(f"pad_key is {pad_key!r}: expected 'both', 'left' or 'right'")
-    if layer_id is not None and (isinstance(layer_id, bool) or not isinstance(layer_id, int)):
+    if layer_id is not None and (isinstance(layer_id, bool) or
+                                 not isinstance(layer_id, numbers.Integral)):
         _bad(f"layer_id must be an int (the layer's index) or None, not {layer_id!r}")
-    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float))):
+    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, numbers.Real)):
         _bad(f"scale must be a number or None, not {scale!r}")
     if db is not None and not isinstance(db, str):
         _bad(f"db must be a path (str or os.PathLike) or None, not {type(db).__name__}")
@@ -339,7 +341,8 @@ def mta_attention(q: Tensor, k: Tensor, v: Tensor, *, kq_pre: Optional[Tensor] =
     _check_args(q, k, v, weights, pad_key, layer_id, scale, db)
     return _mta_attention_op(q, k, v, kq_pre, head_pre, kq_post, head_post,
                              head_post_linear, gn_weight, gate_w, gate_b, pad_key,
-                             layer_id, None if scale is None else float(scale), db)
+                             None if layer_id is None else int(layer_id),
+                             None if scale is None else float(scale), db)
 
 
 def problem_key(q: Tensor, k: Tensor, v: Tensor, **kw) -> str:
