@@ -5,6 +5,7 @@
 #                   AddressSanitizer + UndefinedBehaviorSanitizer
 #   make fuzz       run every libFuzzer target (tests/fuzz/) FUZZ_SECONDS each
 #   make valgrind   the CLI and a runtime program under valgrind memcheck
+#   make python     .venv/ with PyTorch and the mtatune Python package (python/)
 #   make bench      CPU benchmark (tuned C kernel vs reference vs PyTorch)
 #   make bench-tuner  five fresh tunes, each winner re-measured apart (docs/bench-tuner.md)
 #   make gpu-check  on a GPU machine: CUDA kernels vs the reference, sanitizers,
@@ -63,7 +64,7 @@ TEST_OBJ := $(TEST_SRC:%.c=$(B)/%.o)
 DEB_PKGS := libsqlite3-dev python3 valgrind clang-14 libclang-rt-14-dev
 
 .PHONY: all deps slurm-deps test test-slurm test-build san-build fuzz-build bench bench-tuner \
-        clean fuzz valgrind gpu-check gpu-bench
+        clean fuzz valgrind gpu-check gpu-bench python test-python
 all: deps bin/mtatune lib/libmtatune.a lib/libmtatune.so
 
 # $(call apt_install,PACKAGES): shell commands that install those of the
@@ -119,7 +120,7 @@ san-build: deps
 	$(MAKE) --no-print-directory B=build/san OPT=-O1 SAN="$(SAN_FLAGS)" \
 	  build/san/mtatune build/san/test_runner
 
-test: all test-build san-build fuzz-build slurm-deps
+test: all test-build san-build fuzz-build slurm-deps python
 	@sh tests/run.sh
 
 # The cluster test (tests/slurm/run.sh): Debian's Slurm and munge, installed
@@ -133,6 +134,37 @@ slurm-deps:
 	else $(call apt_install,$(SLURM_PKGS)); fi
 test-slurm: all slurm-deps
 	@sh tests/slurm/run.sh
+
+# The Python package (python/, pure Python + ctypes) in a venv at the root,
+# .venv/, with PyTorch 2.x from PyPI (about 5 GB; installed only when no
+# PyTorch with torch.library.custom_op is importable there: the venv also sees
+# the system's packages, so a machine that has PyTorch and no network, like the
+# GPU machines, uses its own). pip installs the package with a copy of
+# lib/libmtatune.so inside (python/setup.py), every time, so the copy is never
+# stale. Without network on a machine lacking PyTorch this fails, and so does
+# `make test`: the Python tests are part of the suite, never skipped.
+VENV := .venv
+VPY  := $(VENV)/bin/python
+python: deps lib/libmtatune.so
+	@python3 -c 'import venv, ensurepip' 2>/dev/null || { echo "installing: python3-venv"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null; }
+	@[ -x $(VPY) ] || { echo "python3 -m venv --system-site-packages $(VENV)"; \
+	  python3 -m venv --system-site-packages $(VENV); }
+	@$(VPY) -c 'import torch.library; torch.library.custom_op' 2>/dev/null || { \
+	  echo "installing PyTorch from PyPI into $(VENV) (about 5 GB, a few minutes)"; \
+	  $(VPY) -m pip install -q 'torch>=2.4'; }
+	@$(VPY) -c 'import numpy' 2>/dev/null || $(VPY) -m pip install -q numpy
+	@# Without network pip cannot fetch setuptools for an isolated build: use the
+	@# venv's when it builds wheels by itself (70.1 or later, or with wheel).
+	@iso=; $(VPY) -c 'import setuptools as s, importlib.util as u, sys; \
+	  v = tuple(int(x) for x in s.__version__.split(".")[:2]); \
+	  sys.exit(not (v >= (70, 1) or u.find_spec("wheel")))' 2>/dev/null && iso=--no-build-isolation; \
+	  echo "$(VPY) -m pip install $$iso ./python"; \
+	  $(VPY) -m pip install -q $$iso ./python
+
+# The Python tests alone (make test runs them too, see tests/run.sh).
+test-python: python
+	@$(VPY) python/tests/run.py
 
 # libFuzzer targets: tests/fuzz/fuzz_NAME.c, seeds in tests/fuzz/corpus/NAME/,
 # crash reproducers (kept as regression inputs) in tests/fuzz/crashes/NAME/.
@@ -190,4 +222,4 @@ gpu-bench:
 	python3 bench/gpu_bench.py $(BENCH_ARGS)
 
 clean:
-	rm -rf build bin lib
+	rm -rf build bin lib python/build python/mtatune.egg-info

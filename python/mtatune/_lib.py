@@ -1,0 +1,309 @@
+"""_lib.py: libmtatune.so through ctypes.
+
+This module is the only place that knows the C library: where it is, the
+layout of the structs of runtime/mta.h, the signatures of the functions the
+package calls, and how a status becomes a Python exception. It does not
+import torch; mtatune.torch turns tensors into the plain values (pointers,
+shapes, strides) that the functions here take.
+
+Where the library is found (the first that applies, see library_path()):
+  1. $MTATUNE_LIB, the path of a libmtatune.so (it must exist: a wrong
+     value is an error, never a silent fall-back);
+  2. the copy installed inside the package (mtatune/lib/libmtatune.so),
+     made by `pip install ./python` from the repository's lib/;
+  3. the repository's lib/libmtatune.so, when the package is imported from
+     its source folder (python/mtatune/ -> ../../lib/).
+
+Kernels are compiled and cached by the library itself ($MTATUNE_CACHE), and
+tuned winners come from its database ($MTATUNE_DB or the db argument):
+everything the command line documents applies.
+"""
+import ctypes
+import os
+import threading
+
+# ---- status codes and errors (runtime/mta.h) -----------------------------
+MTA_OK = 0
+MTA_EINVAL = 1
+MTA_ESHAPE = 5
+
+# element types (mta_dtype)
+MTA_F32, MTA_BF16, MTA_F16, MTA_F64 = 0, 1, 2, 3
+# pad_key (mta_pad) and head_post kinds (mta_hpost)
+PADS = {"both": 0, "left": 1, "right": 2}
+MTA_HPOST_NONE, MTA_HPOST_CONV, MTA_HPOST_LINEAR = 0, 1, 2
+
+MTA_KEY_MAX = 160
+MTA_SPEC_MAX = 128
+MTA_MAX_HEADS = 256
+MTA_MAX_HEAD_DIM = 1024
+MTA_MAX_KERNEL = 64
+
+
+class MTAError(RuntimeError):
+    """A failure reported by libmtatune: .status is its MTA_E* code,
+    .status_name its short name (e.g. "ECOMPILE"), str() the library's
+    message."""
+
+    def __init__(self, status, status_name, message):
+        super().__init__(f"mtatune: {message} ({status_name})")
+        self.status = status
+        self.status_name = status_name
+
+
+# ---- the structs of runtime/mta.h, field for field -----------------------
+# A test (python/tests/test_lib.py) compiles a C program against
+# runtime/mta.h and compares every size and offset with these.
+class Problem(ctypes.Structure):
+    _fields_ = [
+        ("H", ctypes.c_int), ("Hkv", ctypes.c_int), ("D", ctypes.c_int),
+        ("cq", ctypes.c_int), ("ck", ctypes.c_int),
+        ("head_pre", ctypes.c_int),
+        ("cq2", ctypes.c_int), ("ck2", ctypes.c_int),
+        ("head_post", ctypes.c_int), ("hc", ctypes.c_int),
+        ("pad", ctypes.c_int),
+        ("gn", ctypes.c_int), ("gn_rescale", ctypes.c_int), ("gate", ctypes.c_int),
+        ("scale", ctypes.c_float),
+        ("dtype", ctypes.c_int),
+    ]
+
+
+class Tensor(ctypes.Structure):
+    _fields_ = [
+        ("data", ctypes.c_void_p),
+        ("dtype", ctypes.c_int),
+        ("shape", ctypes.c_int64 * 4),
+        ("stride", ctypes.c_int64 * 4),
+    ]
+
+
+_FP = ctypes.POINTER(ctypes.c_float)
+
+
+class Weights(ctypes.Structure):
+    _fields_ = [
+        ("kq_pre", _FP), ("head_pre", _FP), ("kq_post", _FP), ("head_post", _FP),
+        ("head_post_linear", _FP), ("gn_weight", _FP), ("gate_w", _FP),
+        ("gate_b", ctypes.c_float),
+        ("layer_id", ctypes.c_int),
+    ]
+
+
+def tensor(data_ptr, dtype, shape, stride):
+    """A struct mta_tensor viewing memory at data_ptr (an int address);
+    shape and stride (in elements) are 4 ints each."""
+    t = Tensor()
+    t.data = data_ptr
+    t.dtype = dtype
+    for i in range(4):
+        t.shape[i] = int(shape[i])
+        t.stride[i] = int(stride[i])
+    return t
+
+
+def float_ptr(addr):
+    """A const float * for the Weights struct from an int address (0: NULL)."""
+    return ctypes.cast(ctypes.c_void_p(addr or None), _FP)
+
+
+# ---- finding and loading the library -------------------------------------
+_HERE = os.path.dirname(os.path.abspath(__file__))
+LIB_NAME = "libmtatune.so"
+
+
+def library_candidates():
+    """The places looked at, in order, as (what, path) pairs."""
+    out = []
+    env = os.environ.get("MTATUNE_LIB")
+    if env:
+        out.append(("$MTATUNE_LIB", env))
+    out.append(("the package's copy", os.path.join(_HERE, "lib", LIB_NAME)))
+    out.append(("the repository's lib/",
+                os.path.normpath(os.path.join(_HERE, "..", "..", "lib", LIB_NAME))))
+    return out
+
+
+def library_path():
+    """The path of the libmtatune.so to load (see the module's comment).
+    MTAError(ENOTFOUND) naming every place tried when there is none."""
+    env = os.environ.get("MTATUNE_LIB")
+    if env:
+        if not os.path.isfile(env):
+            raise MTAError(9, "ENOTFOUND", f"$MTATUNE_LIB names {env!r}, which is not a "
+                           "file: point it at a libmtatune.so, or unset it to use the "
+                           "package's copy")
+        return env
+    tried = []
+    for what, path in library_candidates():
+        if os.path.isfile(path):
+            return path
+        tried.append(f"{what} {path}")
+    raise MTAError(9, "ENOTFOUND", "libmtatune.so not found (tried " + ", ".join(tried) +
+                   "): run `make python` in the mtatune repository, or set $MTATUNE_LIB")
+
+
+_lock = threading.Lock()
+_lib = None
+_lib_path = None
+
+
+def _sig(lib, name, res, *args):
+    f = getattr(lib, name)
+    f.restype = res
+    f.argtypes = list(args)
+
+
+def lib():
+    """The loaded library (loaded and typed on first use)."""
+    global _lib, _lib_path
+    if _lib is not None:
+        return _lib
+    with _lock:
+        if _lib is not None:
+            return _lib
+        path = library_path()
+        try:
+            l = ctypes.CDLL(path)
+        except OSError as e:
+            raise MTAError(9, "ENOTFOUND", f"cannot load {path}: {e}") from None
+        P, c_int, c_int64, vp = ctypes.POINTER, ctypes.c_int, ctypes.c_int64, ctypes.c_void_p
+        _sig(l, "mta_last_error", ctypes.c_char_p)
+        _sig(l, "mta_status_name", ctypes.c_char_p, c_int)
+        _sig(l, "mta_problem_init", None, P(Problem), c_int, c_int, c_int)
+        _sig(l, "mta_problem_validate", c_int, P(Problem))
+        _sig(l, "mta_problem_key", c_int, P(Problem), ctypes.c_char_p, ctypes.c_size_t)
+        _sig(l, "mta_layer_rescale", ctypes.c_double, c_int)
+        _sig(l, "mta_tolerance", ctypes.c_double, c_int)
+        _sig(l, "mta_tolerance_elem", None, c_int, P(ctypes.c_double), P(ctypes.c_double))
+        _sig(l, "mta_context_create", c_int, P(vp), ctypes.c_char_p, ctypes.c_char_p, c_int)
+        _sig(l, "mta_context_free", None, vp)
+        _sig(l, "mta_context_pick", c_int, vp, P(Problem), c_int64, ctypes.c_char_p,
+             ctypes.c_size_t, P(c_int))
+        _sig(l, "mta_forward", c_int, vp, P(Problem), P(Tensor), P(Tensor), P(Tensor),
+             P(Weights), P(Tensor))
+        _lib_path = path
+        _lib = l
+    return _lib
+
+
+def loaded_path():
+    """The path the library was loaded from (loading it if needed)."""
+    lib()
+    return _lib_path
+
+
+def _check(rc, what, bad_input=False):
+    """Raise for a non-zero status: ValueError for EINVAL/ESHAPE when the call
+    checks caller input (bad_input), else MTAError, with the library's message."""
+    if rc == MTA_OK:
+        return
+    l = lib()
+    msg = (l.mta_last_error() or b"").decode("utf-8", "replace") or "(no message)"
+    name = (l.mta_status_name(rc) or b"?").decode()
+    if bad_input and rc in (MTA_EINVAL, MTA_ESHAPE):
+        raise ValueError(f"mtatune: {what}: {msg}")
+    raise MTAError(rc, name, f"{what}: {msg}")
+
+
+# ---- problems, tolerances -------------------------------------------------
+def problem_validate(p):
+    """ValueError with the library's message if p breaks one of its rules."""
+    _check(lib().mta_problem_validate(ctypes.byref(p)), "invalid problem", bad_input=True)
+
+
+def problem_key(p):
+    """The canonical key of p (validated), e.g. h4kv4d16-pre3x5-both-f32."""
+    buf = ctypes.create_string_buffer(MTA_KEY_MAX)
+    _check(lib().mta_problem_key(ctypes.byref(p), buf, MTA_KEY_MAX), "problem key",
+           bad_input=True)
+    return buf.value.decode()
+
+
+def tolerance(dtype):
+    """(rel_l2, atol, rtol): the bounds mta_compare applies to dtype's problems."""
+    l = lib()
+    a, r = ctypes.c_double(), ctypes.c_double()
+    l.mta_tolerance_elem(dtype, ctypes.byref(a), ctypes.byref(r))
+    return l.mta_tolerance(dtype), a.value, r.value
+
+
+def layer_rescale(layer_id):
+    return lib().mta_layer_rescale(int(layer_id))
+
+
+# ---- contexts -------------------------------------------------------------
+class Context:
+    """One mta_context: a backend, a device of it, a database, and the
+    kernels loaded so far. Freed when the object is collected; contexts()
+    keeps one per (backend, device, db) for the process's life."""
+
+    def __init__(self, backend, device, db):
+        self.backend, self.device, self.db = backend, device, db
+        self._p = ctypes.c_void_p()
+        self._free = lib().mta_context_free
+        rc = lib().mta_context_create(ctypes.byref(self._p),
+                                      None if db is None else os.fsencode(db),
+                                      backend.encode(), int(device))
+        _check(rc, f"cannot open a {backend} context (device {device}, database "
+               f"{db if db is not None else 'default'})")
+
+    @property
+    def handle(self):
+        return self._p
+
+    def pick(self, p, T):
+        """(spec, source) of the variant forward would run for (p, T)."""
+        spec = ctypes.create_string_buffer(MTA_SPEC_MAX)
+        src = ctypes.c_int()
+        _check(lib().mta_context_pick(self._p, ctypes.byref(p), int(T), spec, MTA_SPEC_MAX,
+                                      ctypes.byref(src)), "pick")
+        return spec.value.decode(), src.value
+
+    def __del__(self):
+        p, self._p = getattr(self, "_p", None), None
+        if p:
+            self._free(p)
+
+
+_contexts = {}
+_contexts_lock = threading.Lock()
+
+
+def context(backend, device, db):
+    """The process's context for (backend, device index, db path or None),
+    created on first use. Contexts are thread-safe in the library, and
+    creating one costs a database open, so one is kept per key."""
+    key = (backend, int(device), None if db is None else os.fspath(db))
+    c = _contexts.get(key)
+    if c is None:
+        with _contexts_lock:
+            c = _contexts.get(key)
+            if c is None:
+                c = Context(*key)
+                _contexts[key] = c
+    return c
+
+
+# ---- running ---------------------------------------------------------------
+def forward_host(ctx, p, q, k, v, w, o):
+    """mta_forward on host memory: q, k, v, o are Tensor structs over memory
+    the caller keeps alive for the call, w a Weights struct (float32 arrays).
+    Returns when o is written (the GIL is released meanwhile)."""
+    rc = lib().mta_forward(ctx.handle, ctypes.byref(p), ctypes.byref(q), ctypes.byref(k),
+                           ctypes.byref(v), ctypes.byref(w), ctypes.byref(o))
+    _check(rc, "mta_forward")
+
+
+def forward_device(ctx, p, q, k, v, w, o, stream):
+    """mta_forward on device memory, enqueued on stream (a CUstream as an
+    int; 0 = the context's default stream), returning without waiting.
+
+    Not available yet: the C runtime's device API (issue 15, Deliver 1)
+    has not landed. When it does, this becomes one call of the new entry
+    point with the same Problem/Tensor/Weights structs (tensors marked as
+    device memory, o in q's dtype) plus ctypes.c_void_p(stream), and
+    mtatune.torch needs no other change than dropping its cast of o."""
+    raise NotImplementedError(
+        "mtatune: CUDA tensors are not supported yet: libmtatune's device API "
+        "(device pointers and a stream, issue 15) has not landed; for now move q, k, v "
+        "and the weights to the CPU, or use `mtatune run --backend cuda` on .npy files")
