@@ -271,35 +271,41 @@ static int make_parent(const char *path)
 
 /*
  * Look at the file before SQLite does: *fresh is set when it is missing or
- * empty. A file that is not SQLite is refused here with a plain reason.
+ * empty. A file that is not SQLite is refused here with a plain reason. It
+ * is opened without blocking (a FIFO would wait for a writer) and its type
+ * checked on that descriptor, before a byte is read.
  */
 static int sniff(const char *path, int flags, int *fresh)
 {
 	struct stat sb;
 	*fresh = 0;
-	if (stat(path, &sb) != 0) {
-		if (errno != ENOENT)
-			return mta_fail(MTA_EIO, "database %s: %s", path, strerror(errno));
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	if (fd < 0 && errno == ENOENT) {
 		if (flags & MTA_DB_READONLY)
 			return mta_fail(MTA_ENOTFOUND, "database %s does not exist", path);
 		*fresh = 1;
 		return MTA_OK;
 	}
-	if (!S_ISREG(sb.st_mode))
+	if (fd < 0 && errno == EISDIR)
+		return mta_fail(MTA_EDB, "database %s is not a regular file (a folder)", path);
+	if (fd < 0)
+		return mta_fail(MTA_EIO, "cannot read database %s: %s", path, strerror(errno));
+	if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+		close(fd);
 		return mta_fail(MTA_EDB, "database %s is not a regular file", path);
+	}
 	if (sb.st_size == 0) {
+		close(fd);
 		if (flags & MTA_DB_READONLY)
-			return mta_fail(MTA_EDB, "database %s is empty: not an mtatune database yet", path);
+			return mta_fail(MTA_EDB, "database %s is empty: not an mtatune database "
+					"yet", path);
 		*fresh = 1;
 		return MTA_OK;
 	}
 	char head[16] = { 0 };
-	FILE *f = fopen(path, "rb");
-	if (!f)
-		return mta_fail(MTA_EIO, "cannot read database %s: %s", path, strerror(errno));
-	size_t got = fread(head, 1, sizeof head, f);
-	fclose(f);
-	if (got < sizeof head || memcmp(head, "SQLite format 3", 16) != 0)
+	ssize_t got = read(fd, head, sizeof head);
+	close(fd);
+	if (got < (ssize_t)sizeof head || memcmp(head, "SQLite format 3", 16) != 0)
 		return mta_fail(MTA_EDB, "%s is not an mtatune database: it is not an SQLite "
 				"file at all", path);
 	return MTA_OK;

@@ -9,6 +9,7 @@
 #include "tests/fixtures.h"
 #include "tuner/io/npy.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 struct row {
@@ -244,4 +245,52 @@ TEST(badinput_report_export_devices_options_and_files)
 	};
 	inputs_for_tables();
 	table(t, sizeof t / sizeof t[0]);
+}
+
+/*
+ * Issue 18: a FIFO (or a device) named as an input blocked the command
+ * until a writer came; it is refused at once as not a regular file. An
+ * inputs folder's names are the user's bytes: the note listing the ignored
+ * ones quotes control characters escaped, never raw to the terminal.
+ */
+TEST(badinput_special_files_as_inputs_never_block)
+{
+	char fifo[700], *out = NULL;
+	snprintf(fifo, sizeof fifo, "%s/fifo", mt_tmpdir());
+	REQUIRE(mkfifo(fifo, 0600) == 0);
+	const char *dir = mt_small_case("f");
+	char q[700];
+	snprintf(q, sizeof q, "%s/q.npy", dir);
+	REQUIRE(unlink(q) == 0 && mkfifo(q, 0600) == 0);
+	int code = mt_sh(&out, "timeout 20 %s run --inputs '%s' --out '%s/o.npy'", mt_bin(), dir,
+			 mt_tmpdir());
+	CHECKF(code == 3, "run with a FIFO q.npy: exit %d\n%s", code, out);
+	CHECK_STR_CONTAINS(out, "q.npy: not a regular file");
+	free(out);
+	const char *good = mt_small_case("g");
+	code = mt_sh(&out, "timeout 20 %s run --inputs '%s' --out '%s/o.npy' --expected '%s'",
+		     mt_bin(), good, mt_tmpdir(), fifo);
+	CHECKF(code == 3, "run --expected FIFO: exit %d\n%s", code, out);
+	CHECK_STR_CONTAINS(out, "not a regular file");
+	free(out);
+	code = mt_sh(&out, "timeout 20 %s sweep --grid '%s' --db '%s/s.db'", mt_bin(), fifo,
+		     mt_tmpdir());
+	CHECKF(code == 3, "sweep --grid FIFO: exit %d\n%s", code, out);
+	CHECK_STR_CONTAINS(out, "not a regular file");
+	free(out);
+	code = mt_sh(&out, "timeout 20 %s sweep --grid /dev/zero --db '%s/s.db'", mt_bin(),
+		     mt_tmpdir());
+	CHECKF(code == 3, "sweep --grid /dev/zero: exit %d\n%s", code, out);
+	free(out);
+	/* a note about an ignored file named with an escape sequence and a newline */
+	char odd[800];
+	snprintf(odd, sizeof odd, "%s/\x1b]0;pwned\a\nx.npy", good);
+	FILE *f = fopen(odd, "w");
+	REQUIRE(f);
+	fclose(f);
+	code = mt_sh(&out, "%s run --inputs '%s' --out '%s/o.npy'", mt_bin(), good, mt_tmpdir());
+	CHECKF(code == 0, "run: exit %d\n%s", code, out);
+	CHECK_STR_CONTAINS(out, "\\x1b]0;pwned\\x07\\nx.npy");
+	CHECK(out && !strchr(out, '\x1b') && !strchr(out, '\a'));
+	free(out);
 }
