@@ -9,7 +9,10 @@
 #include "tests/fixtures.h"
 #include "tuner/io/npy.h"
 
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 struct row {
@@ -293,4 +296,128 @@ TEST(badinput_special_files_as_inputs_never_block)
 	CHECK_STR_CONTAINS(out, "\\x1b]0;pwned\\x07\\nx.npy");
 	CHECK(out && !strchr(out, '\x1b') && !strchr(out, '\a'));
 	free(out);
+}
+
+/*
+ * Start argv with stdout and stderr to log, holding it before exec until
+ * plant(pid, ctx) has run: a test can put a file at a name that holds the
+ * pid before the command runs. Returns the exit status (128 + signal).
+ */
+static int run_planted(char *const argv[], const char *log, void (*plant)(pid_t, void *),
+		       void *ctx)
+{
+	int go[2];
+	if (pipe(go))
+		return -1;
+	pid_t pid = fork();
+	if (pid == 0) {
+		char c;
+		close(go[1]);
+		if (read(go[0], &c, 1) != 1 || !freopen(log, "w", stdout) ||
+		    !freopen(log, "a", stderr))
+			_exit(99);
+		execv(argv[0], argv);
+		_exit(98);
+	}
+	close(go[0]);
+	plant(pid, ctx);
+	if (write(go[1], "x", 1) != 1)
+		kill(pid, SIGKILL);
+	close(go[1]);
+	int st = 0;
+	waitpid(pid, &st, 0);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+struct plant_ctx {
+	const char *out, *victim;
+};
+
+/* Symlinks to the victim at every temporary name the output's writer once used. */
+static void plant_links(pid_t pid, void *ctx)
+{
+	const struct plant_ctx *c = ctx;
+	char name[900];
+	snprintf(name, sizeof name, "%s.tmp%d", c->out, (int)pid); /* report's old name */
+	if (symlink(c->victim, name))
+		mt_fail(__FILE__, __LINE__, "symlink %s", name);
+	for (int i = 0; i < 4; i++) { /* npy's: <path>.tmp-<pid>-<serial> */
+		snprintf(name, sizeof name, "%s.tmp-%d-%d", c->out, (int)pid, i);
+		if (symlink(c->victim, name))
+			mt_fail(__FILE__, __LINE__, "symlink %s", name);
+	}
+}
+
+/* The file is still what it was: kind (S_IFMT bits) and, for regular files, its text. */
+static void check_untouched(const char *path, mode_t kind, const char *text)
+{
+	struct stat st;
+	CHECKF(lstat(path, &st) == 0 && (st.st_mode & S_IFMT) == kind, "%s was replaced", path);
+	if (text) {
+		char buf[256] = "";
+		FILE *f = fopen(path, "r");
+		size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+		if (f)
+			fclose(f);
+		buf[n] = 0;
+		CHECKF(!strcmp(buf, text), "%s was written: '%s'", path, buf);
+	}
+}
+
+/*
+ * Issue 18: `run --out` and `report --out` renamed their temporary over
+ * whatever the name held (as root, `--out /dev/null` replaced the device
+ * node) and report's temporary (path.tmp<pid>) followed a symlink planted
+ * there. An existing output that is not a regular file is refused (exit 1),
+ * and temporaries are created O_EXCL|O_NOFOLLOW under unpredictable names.
+ */
+TEST(badinput_outputs_refuse_special_files_and_planted_links)
+{
+	char fifo[700], link[700], dev[700], victim[700], db[700], *out = NULL;
+	const char *dir = mt_small_case("o");
+	snprintf(fifo, sizeof fifo, "%s/fifo.npy", mt_tmpdir());
+	snprintf(link, sizeof link, "%s/link.npy", mt_tmpdir());
+	snprintf(dev, sizeof dev, "%s/null", mt_tmpdir());
+	snprintf(victim, sizeof victim, "%s/victim", mt_tmpdir());
+	snprintf(db, sizeof db, "%s/w.db", mt_tmpdir());
+	mt_cuda_winner_db(db, "h2kv1d8-both-f32");
+	FILE *f = fopen(victim, "w");
+	REQUIRE(f);
+	fputs("precious", f);
+	fclose(f);
+	REQUIRE(mkfifo(fifo, 0600) == 0 && symlink(victim, link) == 0);
+	int have_dev = geteuid() == 0 && mknod(dev, S_IFCHR | 0666, makedev(1, 3)) == 0;
+	const char *outs[] = { fifo, link, dev };
+	const mode_t kinds[] = { S_IFIFO, S_IFLNK, S_IFCHR };
+	for (int i = 0; i < 3; i++) {
+		if (i == 2 && !have_dev)
+			continue;
+		int code = mt_sh(&out, "timeout 20 %s run --inputs '%s' --out '%s'", mt_bin(), dir,
+				 outs[i]);
+		CHECKF(code == 1, "run --out %s: exit %d\n%s", outs[i], code, out);
+		CHECK_STR_CONTAINS(out, "exists and is not a regular file");
+		free(out);
+		check_untouched(outs[i], kinds[i], NULL);
+		code = mt_sh(&out, "timeout 20 %s report --db '%s' --out '%s'", mt_bin(), db, outs[i]);
+		CHECKF(code == 1, "report --out %s: exit %d\n%s", outs[i], code, out);
+		CHECK_STR_CONTAINS(out, "exists and is not a regular file");
+		free(out);
+		check_untouched(outs[i], kinds[i], NULL);
+	}
+	check_untouched(victim, S_IFREG, "precious");
+	/* a symlink planted at the temporary's name is never followed */
+	char log[700], rep[700], npy[700];
+	snprintf(log, sizeof log, "%s/log", mt_tmpdir());
+	snprintf(rep, sizeof rep, "%s/r.html", mt_tmpdir());
+	snprintf(npy, sizeof npy, "%s/o.npy", mt_tmpdir());
+	char *rargv[] = { (char *)mt_bin(), "report", "--db", db, "--out", rep, NULL };
+	struct plant_ctx pc = { rep, victim };
+	CHECK_EQ_INT(run_planted(rargv, log, plant_links, &pc), 0);
+	check_untouched(victim, S_IFREG, "precious");
+	check_untouched(rep, S_IFREG, NULL);
+	char *nargv[] = { (char *)mt_bin(), "run", "--inputs", (char *)dir, "--out", npy, NULL };
+	pc.out = npy;
+	CHECK_EQ_INT(run_planted(nargv, log, plant_links, &pc), 0);
+	check_untouched(victim, S_IFREG, "precious");
+	check_untouched(npy, S_IFREG, NULL);
 }

@@ -3,11 +3,11 @@
 #include "db/db.h"
 #include "runtime/core/error.h"
 #include "tuner/report/report.h"
+#include "tuner/io/outfile.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 enum { O_DB = 256, O_OUT, O_FORMAT };
 
@@ -32,23 +32,15 @@ static const struct cli_cmd cmd = {
 	opts, NULL,
 };
 
-/* Write all of buf to path through path.tmp, renamed into place. */
+/* Write all of buf to path through a temporary renamed into place (outfile.h). */
 static int write_file(const char *path, const char *buf, size_t n)
 {
-	char tmp[4096];
-	snprintf(tmp, sizeof tmp, "%s.tmp%d", path, (int)getpid());
-	FILE *f = fopen(tmp, "wb");
-	if (!f)
-		return -1;
-	int bad = fwrite(buf, 1, n, f) != n;
-	bad |= fclose(f) != 0;
-	if (bad || rename(tmp, path)) {
-		int e = errno;
-		unlink(tmp);
-		errno = e;
-		return -1;
-	}
-	return 0;
+	struct mta_outfile o;
+	int rc = mta_outfile_open(&o, path);
+	if (rc)
+		return rc;
+	mta_outfile_write(&o, buf, n);
+	return mta_outfile_commit(&o);
 }
 
 int cmd_report(int argc, char **argv)
@@ -82,11 +74,14 @@ int cmd_report(int argc, char **argv)
 	if ((rc = mta_report_render(db_path, format, &text, &len)))
 		return cli_fail("report", rc == MTA_EDB || rc == MTA_ENOTFOUND || rc == MTA_EIO ?
 				CLI_DATA : CLI_RUNTIME, "%s", mta_last_error());
-	if (out ? write_file(out, text, len) : fwrite(text, 1, len, stdout) != len) {
+	if (out && write_file(out, text, len)) {
+		free(text);
+		return cli_fail("report", CLI_RUNTIME, "cannot write %s", mta_last_error());
+	}
+	if (!out && fwrite(text, 1, len, stdout) != len) {
 		int e = errno;
 		free(text);
-		return cli_fail("report", CLI_RUNTIME, "cannot write %s: %s", out ? out : "stdout",
-				strerror(e));
+		return cli_fail("report", CLI_RUNTIME, "cannot write stdout: %s", strerror(e));
 	}
 	free(text);
 	if (out)

@@ -12,6 +12,7 @@
 #include "tuner/io/npy.h"
 #include "runtime/core/error.h"
 #include "runtime/core/strbuf.h"
+#include "tuner/io/outfile.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -409,29 +410,12 @@ out:
 
 /* ---- writing ---------------------------------------------------------- */
 
-static int write_all(int fd, const void *buf, size_t n)
-{
-	const char *b = buf;
-	while (n) {
-		ssize_t w = write(fd, b, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -1;
-		b += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 int mta_npy_write(const char *path, int dtype, int ndim, const int64_t *shape,
 		  const void *data)
 {
 	static const char *descr[] = { [MTA_F32] = "<f4", [MTA_BF16] = "<V2",
 				       [MTA_F16] = "<f2", [MTA_F64] = "<f8" };
-	static unsigned serial;
-	char head[512], tmp[4096];
-	int fd = -1, rc = MTA_OK;
+	char head[512];
 
 	if (dtype < MTA_F32 || dtype > MTA_F64)
 		return mta_fail(MTA_EINVAL, "%s: cannot write element type %d", path, dtype);
@@ -461,36 +445,15 @@ int mta_npy_write(const char *path, int dtype, int ndim, const int64_t *shape,
 	unsigned char prefix[10] = { 0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0,
 				     (unsigned char)(len & 0xff), (unsigned char)(len >> 8) };
 
-	/* O_EXCL on a fresh name: never clobber another writer's temporary. */
-	for (int tries = 0; fd < 0; tries++) {
-		int n = snprintf(tmp, sizeof tmp, "%s.tmp-%ld-%u", path, (long)getpid(),
-				 __atomic_fetch_add(&serial, 1, __ATOMIC_RELAXED));
-		if (n < 0 || (size_t)n >= sizeof tmp)
-			return mta_fail(MTA_EINVAL, "%s: path too long", path);
-		fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-		if (fd < 0 && (errno != EEXIST || tries > 100))
-			return mta_fail(MTA_EIO, "%s: cannot create a temporary file next to it: %s",
-					path, strerror(errno));
-	}
-	if (write_all(fd, prefix, sizeof prefix) || write_all(fd, head, (size_t)len) ||
-	    write_all(fd, data, nbytes) || fsync(fd) < 0) {
-		rc = mta_fail(MTA_EIO, "%s: write failed: %s", path, strerror(errno));
-		goto out;
-	}
-	int cfd = fd;
-	fd = -1;
-	if (close(cfd) < 0) {
-		rc = mta_fail(MTA_EIO, "%s: write failed on close: %s", path, strerror(errno));
-		goto out;
-	}
-	if (rename(tmp, path) < 0)
-		rc = mta_fail(MTA_EIO, "%s: cannot replace the file: %s", path, strerror(errno));
-out:
-	if (fd >= 0)
-		close(fd);
+	/* through a temporary, renamed into place (outfile.h) */
+	struct mta_outfile o;
+	int rc = mta_outfile_open(&o, path);
 	if (rc)
-		unlink(tmp);
-	return rc;
+		return rc;
+	mta_outfile_write(&o, prefix, sizeof prefix);
+	mta_outfile_write(&o, head, (size_t)len);
+	mta_outfile_write(&o, data, nbytes);
+	return mta_outfile_commit(&o);
 }
 
 /* ---- conversion ------------------------------------------------------- */
