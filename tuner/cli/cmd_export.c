@@ -4,6 +4,7 @@
 #include "tuner/cli/cli.h"
 #include "db/db.h"
 #include "runtime/core/error.h"
+#include "runtime/core/strbuf.h"
 #include "tuner/export/export.h"
 
 #include <stdlib.h>
@@ -17,7 +18,8 @@ static const struct cli_opt opts[] = {
 	{ "arch", O_ARCH, "sm_XX", "export CUDA winners as cubins for this architecture" },
 	{ "problem", O_PROBLEM, "KEY", "export only this problem (repeatable); a problem without\n"
 				       "winners is exported with its default variant" },
-	{ "out", O_OUT, "DIR", "the folder to write (created if missing)" },
+	{ "out", O_OUT, "DIR", "the folder to write: a new or empty one, or an earlier\n"
+			       "export, of which only the files it wrote are replaced" },
 	{ "name", O_NAME, "NAME", "library name: libNAME.so (default: mta)" },
 	{ "help", 'h', NULL, "show this text" },
 	{ 0 },
@@ -80,13 +82,16 @@ int cmd_export(int argc, char **argv)
 	}
 	int st = mta_export(&o, &s);
 	if (st) {
-		rc = cli_fail("export", st == MTA_EINVAL ? CLI_USAGE : cli_exit_status(st), "%s",
-			      mta_last_error());
+		/* EIO: the output folder could not be written (the database's own
+		 * failures are EDB, ENOTFOUND, EFORMAT) */
+		rc = cli_fail("export", st == MTA_EINVAL ? CLI_USAGE : st == MTA_EIO ? CLI_RUNTIME
+			      : cli_exit_status(st), "%s", mta_last_error());
 		goto out;
 	}
+	char dev[1100];
 	printf("%s: lib%s for %s%s%s: %d problems, %d buckets, %d kernels", o.out_dir,
-	       o.name ? o.name : "mta", s.backend, s.device[0] ? " on " : "", s.device,
-	       s.problems, s.buckets, s.kernels);
+	       o.name ? o.name : "mta", s.backend, s.device[0] ? " on " : "",
+	       mta_escape_str(s.device, dev, sizeof dev), s.problems, s.buckets, s.kernels);
 	if (!strcmp(s.backend, "cuda"))
 		printf(" (%s cubins: %d from the database, %d compiled)", s.arch, s.cubins_from_db,
 		       s.cubins_compiled);

@@ -8,6 +8,7 @@
 #include "gen/gen.h"
 #include "runtime/core/error.h"
 #include "runtime/core/hash.h"
+#include "runtime/core/strbuf.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,8 +27,10 @@ static int device_cb(void *ctx, const struct mta_db_device *d)
 {
 	struct devices *ds = ctx;
 	size_t l = strlen(ds->all);
-	snprintf(ds->all + l, sizeof ds->all - l, "%s'%s' (%s %s)", l ? ", " : "", d->name,
-		 d->backend, d->arch);
+	char name[300], arch[100];
+	snprintf(ds->all + l, sizeof ds->all - l, "%s'%s' (%s %s)", l ? ", " : "",
+		 mta_escape_str(d->name, name, sizeof name), d->backend,
+		 mta_escape_str(d->arch, arch, sizeof arch));
 	const struct mta_backend *be = NULL;
 	if ((ds->o->device && strcmp(ds->o->device, d->name)) ||
 	    (ds->o->arch && (mta_backend_find(d->backend, &be) || !be->binary_key)))
@@ -35,6 +38,9 @@ static int device_cb(void *ctx, const struct mta_db_device *d)
 	int slot = ds->o->arch && !strcmp(d->arch, ds->o->arch);
 	struct xdevice *f = &ds->found[slot];
 	ds->n[slot]++;
+	/* cut short, the text would no longer be what the database says */
+	f->too_long = strlen(d->name) >= sizeof f->name || strlen(d->arch) >= sizeof f->arch ||
+		      strlen(d->backend) >= sizeof f->backend;
 	f->id = d->id;
 	snprintf(f->backend, sizeof f->backend, "%s", d->backend);
 	snprintf(f->name, sizeof f->name, "%s", d->name);
@@ -75,6 +81,38 @@ static int pick_device(struct mta_db *db, const struct mta_export_opts *o, struc
 	}
 	if (o->arch)
 		snprintf(d->arch, sizeof d->arch, "%s", o->arch);
+	return MTA_OK;
+}
+
+/*
+ * The device's text goes into the library's comments and strings (escaped
+ * there): refuse a control character, which no device name needs and which
+ * could end a line. A binary backend's arch is also a compiler option
+ * (NVRTC's target): it must be an architecture such as sm_90.
+ */
+static int check_device_text(const char *db_path, const struct xdevice *d, int binary)
+{
+	const char *what[] = { "device name", "device arch" }, *text[] = { d->name, d->arch };
+	char shown[1100];
+	int a, b, n = 0;
+	if (d->too_long)
+		return mta_fail(MTA_EFORMAT, "database %s: device %lld has a name, arch or backend "
+				"longer than %zu, %zu or %zu bytes: it is not exported", db_path,
+				(long long)d->id, sizeof d->name - 1, sizeof d->arch - 1,
+				sizeof d->backend - 1);
+	for (int i = 0; i < 2; i++)
+		for (const unsigned char *c = (const unsigned char *)text[i]; *c; c++)
+			if (*c < 0x20 || *c == 0x7f)
+				return mta_fail(MTA_EFORMAT, "database %s: %s '%s' holds a control "
+						"character: it is not written into a library (export "
+						"another device, or fix the name in the database)",
+						db_path, what[i], mta_escape_str(text[i], shown,
+										  sizeof shown));
+	if (binary && d->id && (sscanf(d->arch, "sm_%1d%d%n", &a, &b, &n) != 2 ||
+				(d->arch[n] && strcmp(d->arch + n, "a")) || a < 5))
+		return mta_fail(MTA_EFORMAT, "database %s: device arch '%s' is not a CUDA "
+				"architecture such as sm_90", db_path,
+				mta_escape_str(d->arch, shown, sizeof shown));
 	return MTA_OK;
 }
 
@@ -168,11 +206,60 @@ static int kernel(struct xplan *x, int pi, const char *spec, int *index)
 }
 
 /*
+ * Text that only the database vouches for. A key or a spec must be exactly
+ * what mtatune writes for the struct it parses into (its canonical form:
+ * what goes into the library is re-derived from that struct, and a stored
+ * "bq=\n+64" would not even compile); a T bucket a power of two >= 1.
+ */
+static int canonical_key(const char *db_path, struct xproblem *p)
+{
+	char canon[MTA_KEY_MAX], shown[MTA_KEY_MAX * 4];
+	int rc;
+	if ((rc = mta_problem_from_key(p->key, &p->p)))
+		return mta_wrap(MTA_EFORMAT, "database %s: it is not exported", db_path);
+	if ((rc = mta_problem_key(&p->p, canon, sizeof canon)))
+		return rc;
+	if (strcmp(canon, p->key))
+		return mta_fail(MTA_EFORMAT, "database %s holds the non-canonical problem key '%s' "
+				"(canonical: '%s'): it is not exported", db_path,
+				mta_escape_str(p->key, shown, sizeof shown), canon);
+	return MTA_OK;
+}
+
+static int canonical_bucket(const char *db_path, const struct xplan *x, const struct xproblem *p,
+			    const struct xbucket *b)
+{
+	struct mta_variant v;
+	char canon[MTA_SPEC_MAX], shown[MTA_SPEC_MAX * 4];
+	int rc;
+	if (b->t_bucket < 1 || (b->t_bucket & (b->t_bucket - 1)))
+		return mta_fail(MTA_EFORMAT, "database %s: the winner of %s has T bucket %lld, not a "
+				"power of two >= 1: it is not exported", db_path, p->key,
+				(long long)b->t_bucket);
+	mta_escape_str(b->spec, shown, sizeof shown);
+	if ((rc = mta_variant_parse(b->spec, &v)))
+		return mta_wrap(MTA_EFORMAT, "database %s, winner of %s", db_path, p->key);
+	if (v.backend != x->be->variants)
+		return mta_fail(MTA_EFORMAT, "database %s: the %s device's winner of %s is '%s', not "
+				"a %s variant", db_path, x->be->name, p->key, shown,
+				mta_backend_name(x->be->variants));
+	if ((rc = mta_variant_format(&v, canon, sizeof canon)))
+		return rc;
+	if (strcmp(canon, b->spec))
+		return mta_fail(MTA_EFORMAT, "database %s holds the non-canonical variant spec '%s' "
+				"of %s (canonical: '%s'): it is not exported", db_path, shown, p->key,
+				canon);
+	if ((rc = mta_variant_check(&p->p, &v)))
+		return mta_wrap(MTA_EFORMAT, "database %s, winner %s of %s", db_path, shown, p->key);
+	return MTA_OK;
+}
+
+/*
  * Sort problems by key and buckets by size, and number the kernels in that
  * order: each bucket's winner, then the default variant, one kernel per
  * distinct (problem, spec).
  */
-static int number_kernels(struct xplan *x)
+static int number_kernels(const char *db_path, struct xplan *x)
 {
 	int rc, backend = x->be->variants;
 	qsort(x->p, (size_t)x->np, sizeof *x->p, cmp_problem);
@@ -180,12 +267,13 @@ static int number_kernels(struct xplan *x)
 		struct xproblem *p = &x->p[i];
 		struct mta_variant v;
 		char spec[MTA_SPEC_MAX];
-		if ((rc = mta_problem_from_key(p->key, &p->p)))
-			return mta_wrap(rc, "database problem %s", p->key);
+		if ((rc = canonical_key(db_path, p)))
+			return rc;
 		if (p->nb)
 			qsort(p->b, (size_t)p->nb, sizeof *p->b, cmp_bucket);
 		for (int j = 0; j < p->nb; j++)
-			if ((rc = kernel(x, i, p->b[j].spec, &p->b[j].kernel)))
+			if ((rc = canonical_bucket(db_path, x, p, &p->b[j])) ||
+			    (rc = kernel(x, i, p->b[j].spec, &p->b[j].kernel)))
 				return rc;
 		if ((rc = mta_variant_default(&p->p, backend, &v)) ||
 		    (rc = mta_variant_format(&v, spec, sizeof spec)) ||
@@ -313,9 +401,15 @@ int mta_export(const struct mta_export_opts *opts, struct mta_export_summary *s)
 	if ((rc = check_opts(&o)) || (rc = mta_db_open(o.db_path, MTA_DB_READONLY, &db)) ||
 	    (rc = pick_device(db, &o, &x.dev)))
 		goto out;
-	if ((rc = mta_backend_find(x.dev.backend, &x.be)))
+	if (mta_backend_find(x.dev.backend, &x.be)) {
+		char shown[100];
+		rc = mta_fail(MTA_EFORMAT, "database %s: device backend '%s' is not one this mtatune "
+			      "knows", o.db_path, mta_escape_str(x.dev.backend, shown, sizeof shown));
 		goto out;
+	}
 	x.binary = x.be->binary_key != NULL;
+	if ((rc = check_device_text(o.db_path, &x.dev, x.binary)))
+		goto out;
 	x.name = o.name;
 	struct winners ws = { &x, !o.problems, MTA_OK };
 	if ((rc = named_problems(&o, &x)))
@@ -329,7 +423,7 @@ int mta_export(const struct mta_export_opts *opts, struct mta_export_summary *s)
 			      "name problems with --problem", x.dev.name, o.db_path);
 		goto out;
 	}
-	if ((rc = number_kernels(&x)) || (rc = generate(&x)) ||
+	if ((rc = number_kernels(o.db_path, &x)) || (rc = generate(&x)) ||
 	    (x.binary && (rc = binaries(db, &x, s))) || (rc = mta_export_write(&x, o.out_dir)))
 		goto out;
 	s->problems = x.np;
