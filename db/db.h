@@ -29,6 +29,12 @@
 #define MTA_DB_SCHEMA_VERSION 1
 #define MTA_DB_APPLICATION_ID 0x4d544154 /* "MTAT" */
 #define MTA_DB_BUSY_TIMEOUT_MS 10000 /* $MTATUNE_DB_BUSY_MS overrides (tests) */
+/*
+ * The longest one statement may run (a view or trigger of a hostile file
+ * that never ends): it is then stopped with MTA_EDB. $MTATUNE_DB_QUERY_MS
+ * overrides it.
+ */
+#define MTA_DB_QUERY_TIMEOUT_MS 120000
 
 /* mta_db_open flags */
 #define MTA_DB_READONLY 1 /* never write; the file must exist */
@@ -46,7 +52,10 @@ int mta_db_default_path(char *buf, size_t n);
  * Open (path NULL: the default, creating its folder unless READONLY) and
  * check the file: an empty or new file gets the schema, an older schema is
  * migrated in one transaction; a newer schema, a file that is not SQLite or
- * not ours, and a damaged file are refused with a message saying so.
+ * not ours, and a damaged file (a view in place of one of its tables, say)
+ * are refused with a message saying so. READONLY also reads a read-only copy
+ * of a WAL file in a folder that cannot be written (see db_open.c). Every
+ * statement on the handle runs under MTA_DB_QUERY_TIMEOUT_MS.
  */
 int mta_db_open(const char *path, int flags, struct mta_db **out);
 void mta_db_close(struct mta_db *db); /* NULL is fine; rolls back an open group */

@@ -10,6 +10,7 @@
  */
 #include "db/db_int.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -86,14 +87,19 @@ int mta_db_merge(struct mta_db *db, const char *in_path)
 	int rc = mta_db_open(in_path, MTA_DB_READONLY, &in);
 	if (rc)
 		return mta_wrap(rc, "cannot merge into %s", db->path);
+	/* attached as it was opened: read-only, immutable when it had to be (db_open.c) */
+	char uri[PATH_MAX * 3 + 64];
+	rc = db_uri(in_path, in->immutable ? "?mode=ro&immutable=1" : "?mode=ro", uri, sizeof uri);
 	mta_db_close(in);
+	if (rc)
+		return rc;
 	if (db->readonly)
 		return mta_fail(MTA_EDB, "database %s is open read-only: cannot merge into it",
 				db->path);
 	/* ATTACH cannot run inside a transaction: attach, then one transaction. */
 	if ((rc = db_prepare(db, &st, "ATTACH ?1 AS src")))
 		return rc;
-	db_text(st, 1, in_path);
+	db_text(st, 1, uri);
 	if (sqlite3_step(st) != SQLITE_DONE)
 		rc = db_err(db, "attach the database to merge");
 	sqlite3_finalize(st);
@@ -107,6 +113,7 @@ int mta_db_merge(struct mta_db *db, const char *in_path)
 		rc = mta_db_winners_recompute(db);
 	if (db->group)
 		rc = rc ? (mta_db_rollback(db), rc) : mta_db_commit(db);
+	db_clock_start(db);
 	sqlite3_exec(db->h, "DETACH src", NULL, NULL, NULL);
 	return rc ? mta_wrap(rc, "merging %s", in_path) : MTA_OK;
 }

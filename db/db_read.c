@@ -9,6 +9,7 @@
  */
 #include "db/db_int.h"
 #include "runtime/core/pick.h"
+#include "runtime/core/strbuf.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -309,6 +310,21 @@ int mta_db_list_results(struct mta_db *db, int64_t device_id, const char *proble
 	"w.time_ms, w.updated_at, p.key, v.spec, v.source_hash FROM winners w " \
 	"JOIN problems p ON p.id = w.problem_id JOIN variants v ON v.id = w.variant_id "
 
+/*
+ * A T bucket as the schema allows it: a power of two >= 1. A file without
+ * that CHECK (a hostile one) could hold 0 or -4, which the pick policy
+ * would take as bucket 1: refused as damage instead.
+ */
+static int check_bucket(struct mta_db *db, int64_t b, const char *key)
+{
+	char shown[MTA_KEY_MAX * 4];
+	if (b >= 1 && !(b & (b - 1)))
+		return MTA_OK;
+	return mta_fail(MTA_EDB, "database %s is damaged: a winner of %s has T bucket %lld "
+			"(buckets are powers of two >= 1)", db->path,
+			mta_escape_str(key ? key : "", shown, sizeof shown), (long long)b);
+}
+
 static void read_winner(sqlite3_stmt *st, struct mta_db_winner *w)
 {
 	memset(w, 0, sizeof *w);
@@ -326,8 +342,8 @@ static void read_winner(sqlite3_stmt *st, struct mta_db_winner *w)
 }
 
 /* The bucket the pick policy names among those recorded; 0 if none. */
-static int pick_bucket(struct mta_db *db, int64_t device_id, int64_t problem_id, int64_t T,
-		       int64_t *best)
+static int pick_bucket(struct mta_db *db, int64_t device_id, int64_t problem_id,
+		       const char *key, int64_t T, int64_t *best)
 {
 	sqlite3_stmt *st;
 	int64_t b[64];
@@ -340,9 +356,11 @@ static int pick_bucket(struct mta_db *db, int64_t device_id, int64_t problem_id,
 		return rc;
 	sqlite3_bind_int64(st, 1, device_id);
 	sqlite3_bind_int64(st, 2, problem_id);
-	while ((s = sqlite3_step(st)) == SQLITE_ROW)
-		b[n++] = sqlite3_column_int64(st, 0);
-	if (s != SQLITE_DONE)
+	while (!rc && (s = sqlite3_step(st)) == SQLITE_ROW) {
+		b[n] = sqlite3_column_int64(st, 0);
+		rc = check_bucket(db, b[n++], key);
+	}
+	if (!rc && s != SQLITE_DONE)
 		rc = db_err(db, "look up winners");
 	sqlite3_finalize(st);
 	int i = rc ? -1 : mta_pick_bucket(b, n, T, &source);
@@ -358,7 +376,7 @@ int mta_db_winner_get(struct mta_db *db, int64_t device_id, const char *problem_
 	db_keep_reset(db);
 	int rc = mta_db_problem_find(db, problem_key, &pid);
 	if (!rc)
-		rc = pick_bucket(db, device_id, pid, T, &b);
+		rc = pick_bucket(db, device_id, pid, problem_key, T, &b);
 	if ((!rc && !b) || rc == MTA_ENOTFOUND)
 		rc = mta_fail(MTA_ENOTFOUND, "database %s has no tuned kernel for %s on device "
 			      "%lld", db->path, problem_key ? problem_key : "", (long long)device_id);
@@ -399,7 +417,8 @@ int mta_db_list_winners(struct mta_db *db, int64_t device_id, const char *proble
 		struct mta_db_winner w;
 		read_winner(st, &w);
 		w.exact = 1;
-		rc = cb(ctx, &w);
+		if (!(rc = check_bucket(db, w.t_bucket, w.problem_key)))
+			rc = cb(ctx, &w);
 	}
 	if (!rc && s != SQLITE_DONE)
 		rc = db_err(db, "list winners");

@@ -329,7 +329,8 @@ TEST(export_cuda_sm90_without_gpu_builds_and_says_no_device)
 	free(out);
 	CHECK(mt_sh(&out, "%s export --db %s --device nope --out %s/x", mt_bin(), db,
 		    mt_tmpdir()) == 3);
-	CHECK_STR_CONTAINS(out, "no device named 'nope'; it has 'NVIDIA H100 80GB HBM3' (cuda sm_90)");
+	CHECK_STR_CONTAINS(out, "no device named 'nope'; it has #1 'NVIDIA H100 80GB HBM3' (cuda "
+			   "sm_90, driver '580', nvrtc '13.0', 132 cores)");
 	free(out);
 	CHECK(mt_sh(&out, "%s export --db %s --problem h3kv2d8 --out %s/x", mt_bin(), db,
 		    mt_tmpdir()) == 2);
@@ -522,5 +523,51 @@ TEST(export_out_folder_is_ours_or_refused_and_never_half_written)
 	CHECK(access(dir, F_OK) != 0);
 	rc = mt_sh(&out, "ls -a %s | grep -c half", mt_tmpdir());
 	CHECKF(out && atoi(out) == 0, "left behind: %s", out);
+	free(out);
+}
+
+/*
+ * Issue 18: two device rows that share a name (the compiler was upgraded, or
+ * one tune ran without a compiler identity) could not be told apart by
+ * `export --device NAME`. A number picks the device by id (`mtatune list
+ * devices` shows them); a shared name is refused listing each with its id
+ * and what differs.
+ */
+TEST(export_device_by_id_when_names_are_shared)
+{
+	char db[1024], *out = NULL;
+	snprintf(db, sizeof db, "%s/twins.db", mt_tmpdir());
+	hostile_db(db, "twin cpu", "x86_64", SMALL, NULL);
+	struct mta_db *h;
+	struct mta_db_device dev = { .backend = "cpu", .name = "twin cpu", .arch = "x86_64",
+				     .compiler = "cc 13", .cores = 2 };
+	int64_t dev_id, prob_id, var_id;
+	REQUIRE(mta_db_open(db, 0, &h) == MTA_OK);
+	REQUIRE(mta_db_device_upsert(h, &dev, &dev_id) == MTA_OK);
+	REQUIRE(mta_db_problem_upsert(h, SMALL, &prob_id) == MTA_OK);
+	REQUIRE(mta_db_variant_upsert(h, prob_id, OTHER_SPEC, "", &var_id) == MTA_OK);
+	struct mta_db_winner w = { .device_id = dev_id, .problem_id = prob_id,
+				   .variant_id = var_id, .T = 64, .B = 1, .time_ms = 0.1 };
+	REQUIRE(mta_db_winner_set(h, &w) == MTA_OK);
+	mta_db_close(h);
+	REQUIRE(dev_id == 2);
+
+	int rc = mt_sh(&out, "%s export --db %s --out %s/a --device 'twin cpu'", mt_bin(), db,
+		       mt_tmpdir());
+	CHECKF(rc == 2, "export --device NAME of two devices: exit %d: %s", rc, out);
+	CHECK_STR_CONTAINS(out, "2 devices named 'twin cpu'");
+	CHECK_STR_CONTAINS(out, "#1 'twin cpu' (cpu x86_64, compiler 'cc 12'");
+	CHECK_STR_CONTAINS(out, "#2 'twin cpu' (cpu x86_64, compiler 'cc 13'");
+	CHECK_STR_CONTAINS(out, "--device ID");
+	free(out);
+	rc = mt_sh(&out, "%s export --db %s --out %s/b --device 2 && grep -c '%s' %s/b/src/mta_table.c",
+		   mt_bin(), db, mt_tmpdir(), OTHER_SPEC, mt_tmpdir());
+	CHECKF(rc == 0, "export --device 2: exit %d: %s", rc, out);
+	CHECK_STR_CONTAINS(out, "on twin cpu: 1 problems, 1 buckets, 2 kernels");
+	free(out);
+	rc = mt_sh(&out, "%s export --db %s --out %s/c --device 7", mt_bin(), db, mt_tmpdir());
+	CHECKF(rc == 3, "export --device 7: exit %d: %s", rc, out);
+	CHECK_STR_CONTAINS(out, "has no device 7");
+	CHECK_STR_CONTAINS(out, "#2 'twin cpu'");
 	free(out);
 }

@@ -406,3 +406,183 @@ TEST(fault_sigkill_at_random_points_then_resume)
 				 "T, B FROM results)"), 8);
 	CHECK_EQ_INT(mt_db_count(db, "SELECT count(*) FROM winners"), 2);
 }
+
+/* Run SQL on db with plain SQLite (the CHECK constraints can be turned off first). */
+static int raw_sql(const char *db, const char *sql)
+{
+	sqlite3 *h;
+	int rc = sqlite3_open(db, &h);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_exec(h, sql, NULL, NULL, NULL);
+	sqlite3_close(h);
+	return rc;
+}
+
+/* cmd with @ replaced by dir and # by 'db', into out[n]. */
+static void expand_cmd(const char *cmd, const char *dir, const char *db, char *out, size_t n)
+{
+	size_t k = 0;
+	for (const char *s = cmd; *s && k < n - 1300; s++)
+		if (*s == '@')
+			k += (size_t)snprintf(out + k, n - k, "%s", dir);
+		else if (*s == '#')
+			k += (size_t)snprintf(out + k, n - k, "'%s'", db);
+		else
+			out[k++] = *s;
+	out[k] = 0;
+}
+
+/*
+ * Issue 18: a read-only copy of a WAL database (no -shm beside it, in a
+ * folder the reader cannot write) could not be read at all: SQLite needs
+ * to create the -shm. Every reading command reads it now (opened immutable
+ * when nothing else can write it); one whose -wal still holds changes is
+ * refused with a message saying how to make a copy that can be read.
+ */
+TEST(fault_database_read_only_wal_copy_is_readable_by_every_reader)
+{
+	char good[600], ro[600], db[700], outdir[600], *out = NULL;
+	const char *as = geteuid() == 0 ? "setpriv --reuid=65534 --regid=65534 --clear-groups" : "";
+	snprintf(good, sizeof good, "%s/good.db", mt_tmpdir());
+	good_db(good);
+	REQUIRE(raw_sql(good, "PRAGMA wal_checkpoint(TRUNCATE)") == SQLITE_OK);
+	snprintf(ro, sizeof ro, "%s/ro", mt_tmpdir());
+	snprintf(db, sizeof db, "%s/copy.db", ro);
+	snprintf(outdir, sizeof outdir, "%s/out", mt_tmpdir());
+	REQUIRE(mkdir(ro, 0755) == 0 && mkdir(outdir, 0777) == 0);
+	mt_small_case("out/in");
+	REQUIRE(chmod(mt_tmpdir(), 0755) == 0);
+	REQUIRE(mt_sh(&out, "cp '%s' '%s' && chmod 444 '%s' && chmod 555 '%s' && chmod -R a+rwX '%s'",
+		      good, db, db, ro, outdir) == 0);
+	free(out);
+	char h0[17], h1[17];
+	digest(db, h0);
+	static const char *const cmds[] = {
+		"best --db #", "best --problem " TINY " --seq 8 --db #", "list devices --db #",
+		"list problems --db #", "list results --db #", "report --format csv --db #",
+		"report --format json --db #", "report --out @/r.html --db #",
+		"export --out @/lib --db #", "db merge @/merged.db #",
+		"run --backend cpu --inputs @/in --out @/o.npy --db #",
+	};
+	for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+		char cmd[2000];
+		expand_cmd(cmds[i], outdir, db, cmd, sizeof cmd);
+		int rc = mt_sh(&out, "MTATUNE_CACHE='%s/cache' %s %s %s", outdir, as, mt_bin(), cmd);
+		CHECKF(rc == 0, "%s on a read-only WAL copy: exit %d\n%s", cmds[i], rc, out);
+		free(out);
+	}
+	digest(db, h1);
+	CHECK(!strcmp(h0, h1));
+	CHECK_EQ_INT(mt_db_count(db, "SELECT count(*) FROM results"), 4);
+	/* a -wal that still holds changes cannot be read without its -shm: refused, saying so */
+	char ro2[600], db2[700];
+	snprintf(ro2, sizeof ro2, "%s/ro2", mt_tmpdir());
+	snprintf(db2, sizeof db2, "%s/copy.db", ro2);
+	REQUIRE(mkdir(ro2, 0755) == 0);
+	pid_t pid = fork();
+	if (pid == 0) { /* a writer with changes still in its -wal, copied as it runs */
+		sqlite3 *h;
+		if (sqlite3_open(good, &h) || sqlite3_exec(h, "PRAGMA wal_autocheckpoint = 0; "
+			"UPDATE results SET run_id = 'x'", NULL, NULL, NULL))
+			_exit(1);
+		char cmd[3000];
+		snprintf(cmd, sizeof cmd, "cp '%s' '%s' && cp '%s-wal' '%s-wal'", good, db2, good, db2);
+		_exit(system(cmd) == 0 ? 0 : 1);
+	}
+	int st;
+	waitpid(pid, &st, 0);
+	REQUIRE(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	REQUIRE(mt_sh(&out, "chmod 444 '%s' '%s-wal' && chmod 555 '%s'", db2, db2, ro2) == 0);
+	free(out);
+	int rc = mt_sh(&out, "%s %s best --db '%s'", as, mt_bin(), db2);
+	CHECKF(rc == 1, "best on a copy with a -wal: exit %d\n%s", rc, out);
+	CHECK_STR_CONTAINS(out, "-wal");
+	CHECK_STR_CONTAINS(out, "wal_checkpoint");
+	free(out);
+}
+
+/*
+ * Issue 18: a query that never ends hung the command for ever: a winners
+ * table replaced by a recursive view, or a trigger that recurses. A view
+ * (or anything but a table) in place of one of the schema's tables is
+ * refused when the file is opened; any statement that runs past the time
+ * limit ($MTATUNE_DB_QUERY_MS here) is interrupted.
+ */
+TEST(fault_database_query_that_never_ends_is_stopped)
+{
+	char db[600], other[600], *out = NULL;
+	snprintf(db, sizeof db, "%s/v.db", mt_tmpdir());
+	good_db(db);
+	REQUIRE(raw_sql(db, "PRAGMA foreign_keys = OFF; DROP TABLE winners; CREATE VIEW winners AS "
+			"WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT x AS id, "
+			"1 AS device_id, 1 AS problem_id, 1 AS t_bucket, 1 AS variant_id, 1.0 AS "
+			"time_ms, 1 AS T, 1 AS B, 0.0 AS updated_at FROM c WHERE x < 0") == SQLITE_OK);
+	static const char *const cmds[] = { "best", "list problems", "report --format csv",
+					    "tune " QUICK };
+	for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+		int rc = mt_sh(&out, "MTATUNE_CACHE=build/kcache timeout 60 %s %s --db '%s'",
+			       mt_bin(), cmds[i], db);
+		int want = strncmp(cmds[i], "report", 6) ? 1 : 3;
+		CHECKF(rc == want, "%s on a recursive view: exit %d\n%s", cmds[i], rc, out);
+		CHECK_STR_CONTAINS(out, "winners is a view, not a table");
+		free(out);
+	}
+	/* a trigger that recurses for ever when a result is written (merge updates them) */
+	snprintf(db, sizeof db, "%s/t.db", mt_tmpdir());
+	snprintf(other, sizeof other, "%s/o.db", mt_tmpdir());
+	good_db(db);
+	good_db(other);
+	REQUIRE(raw_sql(db, "CREATE TRIGGER spin AFTER UPDATE ON results BEGIN SELECT count(*) "
+			"FROM (WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) "
+			"SELECT x FROM c WHERE x < 0); END;") == SQLITE_OK);
+	REQUIRE(raw_sql(other, "UPDATE results SET recorded_at = recorded_at + 100") == SQLITE_OK);
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	int rc = mt_sh(&out, "MTATUNE_DB_QUERY_MS=500 timeout 60 %s db merge '%s' '%s'", mt_bin(),
+		       db, other);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	double s = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+	CHECKF(rc == 3, "merge into a database whose trigger never ends: exit %d\n%s", rc, out);
+	CHECK_STR_CONTAINS(out, "ran for over 0.5 s");
+	CHECKF(s < 30, "it took %.1f s", s);
+	free(out);
+	CHECK(integrity_ok(db));
+}
+
+/*
+ * Issue 18: a winner's T bucket of 0 or below (a hostile file without the
+ * schema's CHECK) was taken as bucket 1 and its kernel picked; such a row,
+ * or a bucket that is not a power of two, is refused as damage.
+ */
+TEST(fault_database_bad_t_bucket_is_refused)
+{
+	char db[600], *out = NULL;
+	static const char *const bad[] = { "0", "-4", "3" };
+	static const char *const cmds[] = {
+		"best --problem " TINY " --seq 1 --db #", "best --db #", "export --out @/lib --db #",
+		"run --backend cpu --inputs @/in --out @/o.npy --db #",
+	};
+	char in[700];
+	snprintf(in, sizeof in, "%s/in", mt_tmpdir());
+	REQUIRE(mkdir(in, 0755) == 0);
+	mt_put_npy(in, "q", 4, (int64_t)1, (int64_t)8, (int64_t)2, (int64_t)8); /* TINY at T=8 */
+	mt_put_npy(in, "k", 4, (int64_t)1, (int64_t)8, (int64_t)1, (int64_t)8);
+	mt_put_npy(in, "v", 4, (int64_t)1, (int64_t)8, (int64_t)1, (int64_t)8);
+	for (int i = 0; i < 3; i++) {
+		char sql[200];
+		snprintf(db, sizeof db, "%s/b%d.db", mt_tmpdir(), i);
+		good_db(db);
+		snprintf(sql, sizeof sql, "PRAGMA ignore_check_constraints = ON; UPDATE winners SET "
+			 "t_bucket = %s", bad[i]);
+		REQUIRE(raw_sql(db, sql) == SQLITE_OK);
+		for (size_t c = 0; c < sizeof cmds / sizeof cmds[0]; c++) {
+			char cmd[2000], want[64];
+			expand_cmd(cmds[c], mt_tmpdir(), db, cmd, sizeof cmd);
+			int rc = mt_sh(&out, "MTATUNE_CACHE=build/kcache %s %s", mt_bin(), cmd);
+			CHECKF(rc == 1, "%s with T bucket %s: exit %d\n%s", cmds[c], bad[i], rc, out);
+			snprintf(want, sizeof want, "T bucket %s", bad[i]);
+			CHECK_STR_CONTAINS(out, want);
+			free(out);
+		}
+	}
+}

@@ -26,6 +26,8 @@ int mta_pick_bucket(const int64_t *buckets, size_t n, int64_t T, int *source)
 {
 	int want = ilog2(mta_t_bucket(T)), best = -1, bd = 0;
 	for (size_t i = 0; i < n; i++) {
+		if (buckets[i] < 1)
+			continue; /* not a bucket: never taken for bucket 1 */
 		int d = abs(ilog2(buckets[i]) - want);
 		if (best < 0 || d < bd || (d == bd && buckets[i] > buckets[best])) {
 			best = (int)i;

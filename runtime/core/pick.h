@@ -26,7 +26,8 @@ int64_t mta_t_bucket(int64_t T);
 /*
  * The index into buckets[0..n) (powers of two, any order) of the winner
  * for T, and *source (MTA_PICK_EXACT or MTA_PICK_NEAREST); -1 and
- * MTA_PICK_DEFAULT when n is 0.
+ * MTA_PICK_DEFAULT when n is 0. Entries below 1 are never taken (readers
+ * refuse them as damage before they get here).
  */
 int mta_pick_bucket(const int64_t *buckets, size_t n, int64_t T, int *source);
 

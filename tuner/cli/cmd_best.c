@@ -6,6 +6,7 @@
 #include "db/db.h"
 #include "runtime/backend.h"
 #include "runtime/core/error.h"
+#include "runtime/core/strbuf.h"
 #include "gen/variant.h"
 
 #include <string.h>
@@ -43,8 +44,10 @@ static int print_winner(void *ctx, const struct mta_db_winner *w)
 	if (!n->rows++)
 		printf("%-6s %-60s %8s %8s %10s  %s\n", "device", "problem", "bucket", "T", "ms",
 		       "variant");
-	printf("%-6lld %-60s %8lld %8lld %10.3f  %s\n", (long long)w->device_id, w->problem_key,
-	       (long long)w->t_bucket, (long long)w->T, w->time_ms, w->spec);
+	char key[400], spec[400]; /* the database's text, never raw to a terminal */
+	printf("%-6lld %-60s %8lld %8lld %10.3f  %s\n", (long long)w->device_id,
+	       mta_escape_str(w->problem_key, key, sizeof key), (long long)w->t_bucket,
+	       (long long)w->T, w->time_ms, mta_escape_str(w->spec, spec, sizeof spec));
 	return 0;
 }
 

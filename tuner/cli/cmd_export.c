@@ -14,7 +14,8 @@ enum { O_DB = 256, O_DEVICE, O_ARCH, O_PROBLEM, O_OUT, O_NAME };
 
 static const struct cli_opt opts[] = {
 	{ "db", O_DB, "PATH", "database (default $MTATUNE_DB, else ~/.cache/mtatune/mta.db)" },
-	{ "device", O_DEVICE, "NAME", "the device whose winners to export (when there are several)" },
+	{ "device", O_DEVICE, "ID|NAME", "the device whose winners to export, when there are\n"
+					"several: its id (mtatune list devices) or name" },
 	{ "arch", O_ARCH, "sm_XX", "export CUDA winners as cubins for this architecture" },
 	{ "problem", O_PROBLEM, "KEY", "export only this problem (repeatable); a problem without\n"
 				       "winners is exported with its default variant" },
@@ -27,7 +28,7 @@ static const struct cli_opt opts[] = {
 
 static const struct cli_cmd cmd = {
 	"export",
-	"mtatune export [--db PATH] [--device NAME | --arch sm_XX]\n"
+	"mtatune export [--db PATH] [--device ID|NAME | --arch sm_XX]\n"
 	"                      [--problem KEY ...] --out DIR [--name NAME]",
 	"Write a self-contained folder holding one device's tuned winners: mta.h, the\n"
 	"generated kernels and dispatch table, and a Makefile building libNAME.so and\n"

@@ -18,26 +18,46 @@
 
 struct devices {
 	const struct mta_export_opts *o;
+	long long id;            /* --device as an id (all digits), else -1 */
 	struct xdevice found[2]; /* [1]: of --arch's very arch, [0]: another */
 	int n[2];                /* devices matching the options, per slot */
-	char all[1024];          /* every device, for the message when none fits */
+	char match[2][1024];     /* those devices, for the message when several match */
+	char all[2048];          /* every device, for the message when none fits */
 };
+
+/* "#ID 'NAME' (BACKEND ARCH, compiler '...', driver '...', nvrtc '...', N cores)" */
+static void describe(const struct mta_db_device *d, char *out, size_t n)
+{
+	char name[300], arch[100], cc[300], drv[100], nv[100];
+	snprintf(out, n, "#%lld '%s' (%s %s%s%s%s%s%s%s%s%s%s, %d cores)", (long long)d->id,
+		 mta_escape_str(d->name, name, sizeof name), d->backend,
+		 mta_escape_str(d->arch, arch, sizeof arch), d->compiler[0] ? ", compiler '" : "",
+		 mta_escape_str(d->compiler, cc, sizeof cc), d->compiler[0] ? "'" : "",
+		 d->driver[0] ? ", driver '" : "", mta_escape_str(d->driver, drv, sizeof drv),
+		 d->driver[0] ? "'" : "", d->nvrtc[0] ? ", nvrtc '" : "",
+		 mta_escape_str(d->nvrtc, nv, sizeof nv), d->nvrtc[0] ? "'" : "", d->cores);
+}
+
+static void append(char *buf, size_t n, const char *item)
+{
+	size_t l = strlen(buf);
+	snprintf(buf + l, n - l, "%s%s", l ? ", " : "", item);
+}
 
 static int device_cb(void *ctx, const struct mta_db_device *d)
 {
 	struct devices *ds = ctx;
-	size_t l = strlen(ds->all);
-	char name[300], arch[100];
-	snprintf(ds->all + l, sizeof ds->all - l, "%s'%s' (%s %s)", l ? ", " : "",
-		 mta_escape_str(d->name, name, sizeof name), d->backend,
-		 mta_escape_str(d->arch, arch, sizeof arch));
+	char one[1200];
+	describe(d, one, sizeof one);
+	append(ds->all, sizeof ds->all, one);
 	const struct mta_backend *be = NULL;
-	if ((ds->o->device && strcmp(ds->o->device, d->name)) ||
+	if ((ds->o->device && (ds->id >= 0 ? d->id != ds->id : strcmp(ds->o->device, d->name))) ||
 	    (ds->o->arch && (mta_backend_find(d->backend, &be) || !be->binary_key)))
 		return 0;
 	int slot = ds->o->arch && !strcmp(d->arch, ds->o->arch);
 	struct xdevice *f = &ds->found[slot];
 	ds->n[slot]++;
+	append(ds->match[slot], sizeof ds->match[slot], one);
 	/* cut short, the text would no longer be what the database says */
 	f->too_long = strlen(d->name) >= sizeof f->name || strlen(d->arch) >= sizeof f->arch ||
 		      strlen(d->backend) >= sizeof f->backend;
@@ -49,13 +69,22 @@ static int device_cb(void *ctx, const struct mta_db_device *d)
 }
 
 /*
- * The one device whose winners to export: named by --device, else of
- * --arch's backend (cuda; a device of that very arch first), else the only
- * device. None at all is fine when problems were named (defaults only).
+ * The one device whose winners to export: --device ID (a number: the id
+ * `mtatune list devices` shows) or NAME, else of --arch's backend (cuda; a
+ * device of that very arch first), else the only device. Several devices
+ * may share a name (a compiler upgrade is a new device): then the id tells
+ * them apart, and the message lists them. None at all is fine when problems
+ * were named (defaults only).
  */
 static int pick_device(struct mta_db *db, const struct mta_export_opts *o, struct xdevice *d)
 {
-	struct devices ds = { .o = o };
+	struct devices ds = { .o = o, .id = -1 };
+	char shown[300];
+	if (o->device && o->device[0] && strspn(o->device, "0123456789") == strlen(o->device) &&
+	    strlen(o->device) < 18)
+		ds.id = atoll(o->device);
+	if (o->device)
+		mta_escape_str(o->device, shown, sizeof shown);
 	int rc = mta_db_list_devices(db, device_cb, &ds);
 	if (rc)
 		return rc;
@@ -63,15 +92,19 @@ static int pick_device(struct mta_db *db, const struct mta_export_opts *o, struc
 	memset(d, 0, sizeof *d);
 	if (ds.n[slot] == 1) {
 		*d = ds.found[slot];
+	} else if (ds.n[slot] > 1 && o->device) {
+		return mta_fail(MTA_EINVAL, "database %s has %d devices named '%s'%s: %s; choose one "
+				"with --device ID", o->db_path, ds.n[slot], shown,
+				o->arch ? " for --arch" : "", ds.match[slot]);
 	} else if (ds.n[slot] > 1) {
 		return mta_fail(MTA_EINVAL, "database %s has several devices%s: %s; choose one "
-				"with --device NAME", o->db_path, o->arch ? " for --arch" : "",
-				ds.all);
+				"with --device ID (or NAME)", o->db_path, o->arch ? " for --arch" : "",
+				ds.match[slot]);
 	} else if (o->device || !o->problems) {
-		char what[300];
+		char what[400];
 		if (o->device)
-			snprintf(what, sizeof what, "device named '%s'%s", o->device,
-				 o->arch ? " with cuda kernels" : "");
+			snprintf(what, sizeof what, "device %s%s%s%s", ds.id >= 0 ? "" : "named '",
+				 shown, ds.id >= 0 ? "" : "'", o->arch ? " with cuda kernels" : "");
 		else
 			snprintf(what, sizeof what, "%s device", o->arch ? "cuda" : "tuned");
 		return mta_fail(MTA_ENOTFOUND, "database %s has no %s%s%s", o->db_path, what,
@@ -233,9 +266,8 @@ static int canonical_bucket(const char *db_path, const struct xplan *x, const st
 	char canon[MTA_SPEC_MAX], shown[MTA_SPEC_MAX * 4];
 	int rc;
 	if (b->t_bucket < 1 || (b->t_bucket & (b->t_bucket - 1)))
-		return mta_fail(MTA_EFORMAT, "database %s: the winner of %s has T bucket %lld, not a "
-				"power of two >= 1: it is not exported", db_path, p->key,
-				(long long)b->t_bucket);
+		return mta_fail(MTA_EDB, "database %s is damaged: the winner of %s has T bucket %lld, "
+				"not a power of two >= 1", db_path, p->key, (long long)b->t_bucket);
 	mta_escape_str(b->spec, shown, sizeof shown);
 	if ((rc = mta_variant_parse(b->spec, &v)))
 		return mta_wrap(MTA_EFORMAT, "database %s, winner of %s", db_path, p->key);
