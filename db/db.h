@@ -2,9 +2,11 @@
  * db.h: the tuning database (one SQLite file; the schema is db/schema.sql).
  *
  * Every function returns MTA_OK or an MTA_E* status with a message in
- * mta_last_error() naming the database file and what failed: MTA_EDB for
- * SQLite failures and refused files, MTA_ENOTFOUND for a lookup that found
- * nothing, MTA_EINVAL for bad arguments.
+ * mta_last_error() naming the database file and what failed: MTA_EFORMAT
+ * for a path that holds no mtatune database (not a regular file, not SQLite,
+ * another application's file), MTA_EDB for SQLite failures and files of ours
+ * that are damaged or newer, MTA_ENOTFOUND for a missing file opened
+ * read-only and a lookup that found nothing, MTA_EINVAL for bad arguments.
  *
  * Writes: each write function is one transaction (BEGIN IMMEDIATE, retried
  * while another process holds the write lock, up to the busy timeout), unless

@@ -4,12 +4,13 @@
  *
  * Opening classifies the file before trusting it:
  *   missing or empty file       -> new: gets db/schema.sql (not read-only)
- *   not starting "SQLite format 3" -> refused: not an SQLite file
+ *   not a regular file          -> refused: MTA_EFORMAT (a FIFO is never read)
+ *   not starting "SQLite format 3" -> refused: not an SQLite file (MTA_EFORMAT)
  *   SQLite, application_id ours -> its user_version must be 1..current;
  *                                  older ones are migrated, newer refused
  *   SQLite, no tables, id 0     -> new (an empty database someone made)
- *   any other SQLite file       -> refused: not an mtatune database
- *   unreadable pages            -> refused: damaged (SQLite checks the page
+ *   any other SQLite file       -> refused: not an mtatune database (MTA_EFORMAT)
+ *   unreadable pages            -> refused: damaged, MTA_EDB (SQLite checks the page
  *                                  count in the header against the file size
  *                                  on the first read, so truncation shows)
  *   one of the schema's tables     -> refused: damaged (a view there could
@@ -347,17 +348,17 @@ static int sniff(const char *path, int flags, int *fresh)
 		return MTA_OK;
 	}
 	if (fd < 0 && errno == EISDIR)
-		return mta_fail(MTA_EDB, "database %s is not a regular file (a folder)", path);
+		return mta_fail(MTA_EFORMAT, "database %s is not a regular file (a folder)", path);
 	if (fd < 0)
 		return mta_fail(MTA_EIO, "cannot read database %s: %s", path, strerror(errno));
 	if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
 		close(fd);
-		return mta_fail(MTA_EDB, "database %s is not a regular file", path);
+		return mta_fail(MTA_EFORMAT, "database %s is not a regular file", path);
 	}
 	if (sb.st_size == 0) {
 		close(fd);
 		if (flags & MTA_DB_READONLY)
-			return mta_fail(MTA_EDB, "database %s is empty: not an mtatune database "
+			return mta_fail(MTA_EFORMAT, "database %s is empty: not an mtatune database "
 					"yet", path);
 		*fresh = 1;
 		return MTA_OK;
@@ -366,7 +367,7 @@ static int sniff(const char *path, int flags, int *fresh)
 	ssize_t got = read(fd, head, sizeof head);
 	close(fd);
 	if (got < (ssize_t)sizeof head || memcmp(head, "SQLite format 3", 16) != 0)
-		return mta_fail(MTA_EDB, "%s is not an mtatune database: it is not an SQLite "
+		return mta_fail(MTA_EFORMAT, "%s is not an mtatune database: it is not an SQLite "
 				"file at all", path);
 	return MTA_OK;
 }
@@ -427,7 +428,7 @@ static int judge(struct mta_db *db, const struct marker *m, int want, int *todo)
 		return MTA_OK;
 	}
 	if (m->app != MTA_DB_APPLICATION_ID)
-		return mta_fail(MTA_EDB, "%s is not an mtatune database: it is an SQLite file "
+		return mta_fail(MTA_EFORMAT, "%s is not an mtatune database: it is an SQLite file "
 				"without the mtatune marker (application_id %d, %d schema objects)",
 				db->path, m->app, m->objects);
 	if (m->version > want)
@@ -656,7 +657,7 @@ int mta_db_open_to(const char *path, int flags, int want, mta_db_lookup_fn looku
 	if (rc || (rc = judge(db, &m, want, &todo)))
 		goto out;
 	if (db->readonly && todo)
-		rc = todo == 1 ? mta_fail(MTA_EDB, "database %s has no mtatune schema yet and is "
+		rc = todo == 1 ? mta_fail(MTA_EFORMAT, "database %s has no mtatune schema yet and is "
 					  "open read-only", path)
 			       : mta_fail(MTA_EDB, "database %s has schema version %d and needs "
 					  "migrating to %d; open it once for writing", path,

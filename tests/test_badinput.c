@@ -235,7 +235,7 @@ TEST(badinput_report_export_devices_options_and_files)
 		{ "report --frob", 2, "report: unknown option '--frob'" },
 		{ "export --db @/w.db", 2, "export: --out DIR is required" },
 		{ "export --db @/none.db --out @/e", 3, "mtatune export: database @/none.db does not exist" },
-		{ "export --db @/t.txt --out @/e", 1, "export: @/t.txt is not an mtatune database" },
+		{ "export --db @/t.txt --out @/e", 3, "export: @/t.txt is not an mtatune database" },
 		{ "export --db @/w.db --out @/e --problem nope", 2,
 		  "mtatune export: --problem nope: problem key 'nope': unknown part" },
 		{ "export --db @/w.db --out @/e --arch sm_9x", 2,
@@ -420,4 +420,77 @@ TEST(badinput_outputs_refuse_special_files_and_planted_links)
 	CHECK_EQ_INT(run_planted(nargv, log, plant_links, &pc), 0);
 	check_untouched(victim, S_IFREG, "precious");
 	check_untouched(npy, S_IFREG, NULL);
+}
+
+/*
+ * Issue 18: the same cause gave different exit statuses in different
+ * commands (a text file as the database: 1 from best and export, 3 from
+ * report; a FIFO: 1 or a hang). Now, for every command: a database path
+ * that holds no mtatune database (missing where it is read, a FIFO, a
+ * folder, text, another application's SQLite file) is bad input data, 3; an
+ * mtatune database that is damaged is a runtime failure, 1 (README, "Exit
+ * statuses").
+ */
+TEST(badinput_exit_statuses_agree_across_commands)
+{
+	char dir[700], good[800], *out = NULL;
+	snprintf(dir, sizeof dir, "%s", mt_tmpdir());
+	snprintf(good, sizeof good, "%s/good.db", dir);
+	mt_cuda_winner_db(good, "h2kv1d8-both-f32");
+	const char *in = mt_small_case("in");
+	FILE *f = fopen((snprintf(good, sizeof good, "%s/g.txt", dir), good), "w");
+	REQUIRE(f);
+	fputs("problem h2kv1d8\nseq 8\n", f);
+	fclose(f);
+	static const struct { const char *name; int code, missing_ok; } causes[] = {
+		{ "missing.db", 3, 1 }, { "fifo.db", 3, 0 }, { "folder.db", 3, 0 },
+		{ "text.db", 3, 0 }, { "foreign.db", 3, 0 }, { "damaged.db", 1, 0 },
+	};
+	REQUIRE(mt_sh(&out, "cd '%s' && mkfifo fifo.db && mkdir folder.db && "
+		      "echo 'not a database' > text.db && sqlite3 foreign.db 'CREATE TABLE t(x)' "
+		      "2>/dev/null || python3 -c \"import sqlite3; c = sqlite3.connect('foreign.db'); "
+		      "c.execute('create table t(x)'); c.commit()\"", dir) == 0);
+	free(out);
+	/* damaged: the good file with its every page after the first overwritten */
+	REQUIRE(mt_sh(&out, "cd '%s' && cp good.db damaged.db && yes garbage | head -c 20000 | dd "
+		      "of=damaged.db bs=4096 seek=1 conv=notrunc 2>/dev/null", dir) == 0);
+	free(out);
+	/* creates: a missing database is made (tune, sweep) or is the runtime's "nothing
+	 * tuned" (run, best --seq: the default variant), not an error */
+	static const struct { const char *cmd; int creates; } cmds[] = {
+		{ "tune --problem h2kv1d8-both-f32 --seq 8 --strategy random --budget 1 --seed 1 "
+		  "--reps 1 --warmup 0 --top 1 -q --db @/#", 1 },
+		{ "sweep --grid @/g.txt --strategy random --budget 1 --reps 1 --warmup 0 --top 1 -q "
+		  "--db @/#", 1 },
+		{ "best --db @/#", 0 },
+		{ "best --problem h2kv1d8-both-f32 --seq 8 --db @/#", 1 },
+		{ "list devices --db @/#", 0 },
+		{ "report --format csv --db @/#", 0 },
+		{ "export --out @/lib --db @/#", 0 },
+		{ "db merge @/merged.db @/#", 0 },
+		{ "run --backend cpu --inputs @/in --out @/o.npy --db @/#", 1 },
+	};
+	(void)in;
+	for (size_t c = 0; c < sizeof causes / sizeof causes[0]; c++)
+		for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+			char cmd[3000];
+			size_t k = 0;
+			if (causes[c].missing_ok && cmds[i].creates)
+				continue; /* a missing database is made, or not needed */
+			for (const char *s = cmds[i].cmd; *s && k < sizeof cmd - 800; s++)
+				if (*s == '@')
+					k += (size_t)snprintf(cmd + k, sizeof cmd - k, "%s", dir);
+				else if (*s == '#')
+					k += (size_t)snprintf(cmd + k, sizeof cmd - k, "%s",
+							      causes[c].name);
+				else
+					cmd[k++] = *s;
+			cmd[k] = 0;
+			int code = mt_sh(&out, "rm -rf '%s/lib' '%s/merged.db'; MTATUNE_CACHE=build/kcache "
+					 "timeout 60 %s %s", dir, dir, mt_bin(), cmd);
+			CHECKF(code == causes[c].code, "%s as the database of '%s': exit %d, expected "
+			       "%d\n%s", causes[c].name, cmds[i].cmd, code, causes[c].code, out);
+			CHECK_STR_CONTAINS(out, causes[c].name);
+			free(out);
+		}
 }

@@ -135,27 +135,34 @@ TEST(db_default_path)
 	CHECK_STR_CONTAINS(mta_last_error(), "MTATUNE_DB");
 }
 
-static void expect_refused(const char *path, int flags, const char *needle)
+/* Refused with status want: EFORMAT for a file that is no mtatune database, EDB for damage. */
+static void expect_refused_as(const char *path, int flags, int want, const char *needle)
 {
 	struct mta_db *db = (struct mta_db *)1;
 	int rc = mta_db_open(path, flags, &db);
-	CHECKF(rc == MTA_EDB, "open %s gave %s, expected EDB", path, mta_status_name(rc));
+	CHECKF(rc == want, "open %s gave %s, expected %s", path, mta_status_name(rc),
+	       mta_status_name(want));
 	CHECK(db == NULL);
 	CHECK_STR_CONTAINS(mta_last_error(), needle);
 	CHECK_STR_CONTAINS(mta_last_error(), path);
+}
+
+static void expect_refused(const char *path, int flags, const char *needle)
+{
+	expect_refused_as(path, flags, MTA_EDB, needle);
 }
 
 TEST(db_refuse_foreign_sqlite)
 {
 	const char *path = tmp_path("foreign.db");
 	CHECK_EQ_INT(raw(path, "CREATE TABLE photos (id INTEGER PRIMARY KEY, jpeg BLOB)"), 0);
-	expect_refused(path, 0, "is not an mtatune database");
-	expect_refused(path, MTA_DB_READONLY, "without the mtatune marker");
+	expect_refused_as(path, 0, MTA_EFORMAT, "is not an mtatune database");
+	expect_refused_as(path, MTA_DB_READONLY, MTA_EFORMAT, "without the mtatune marker");
 	CHECK_EQ_INT(raw(path, "SELECT count(*) FROM sqlite_schema WHERE name = 'photos'"), 1);
 	/* Another application's id, no tables: still not ours. */
 	const char *p2 = tmp_path("other.db");
 	CHECK_EQ_INT(raw(p2, "PRAGMA application_id = 42"), 0);
-	expect_refused(p2, 0, "application_id 42");
+	expect_refused_as(p2, 0, MTA_EFORMAT, "application_id 42");
 	/* Our marker but no schema: damaged, not silently recreated. */
 	const char *p3 = tmp_path("half.db");
 	CHECK_EQ_INT(raw(p3, "PRAGMA application_id = 1297367380"), 0);
@@ -169,10 +176,10 @@ TEST(db_refuse_text_file)
 	REQUIRE(f);
 	fputs("these are my notes, not a database\n", f);
 	fclose(f);
-	expect_refused(path, 0, "not an SQLite file");
-	expect_refused(path, MTA_DB_READONLY, "not an SQLite file");
+	expect_refused_as(path, 0, MTA_EFORMAT, "not an SQLite file");
+	expect_refused_as(path, MTA_DB_READONLY, MTA_EFORMAT, "not an SQLite file");
 	struct mta_db *db;
-	CHECK(mta_db_open(mt_tmpdir(), 0, &db) == MTA_EDB);
+	CHECK(mta_db_open(mt_tmpdir(), 0, &db) == MTA_EFORMAT);
 	CHECK_STR_CONTAINS(mta_last_error(), "not a regular file");
 }
 
@@ -729,7 +736,7 @@ TEST(db_merge_shards)
 	REQUIRE(f);
 	fputs("hello", f);
 	fclose(f);
-	CHECK(mta_db_merge(db, txt) == MTA_EDB);
+	CHECK(mta_db_merge(db, txt) == MTA_EFORMAT);
 	CHECK_STR_CONTAINS(mta_last_error(), "not an SQLite file");
 	CHECK(mta_db_merge(db, tmp_path("missing.db")) == MTA_ENOTFOUND);
 	CHECK_EQ_INT(raw(out, "SELECT count(*) FROM results"), 30);

@@ -102,23 +102,22 @@ int cmd_best(int argc, char **argv)
 		static const char *from[] = { "default (nothing tuned for this problem here)",
 					      "nearest tuned T bucket", "tuned for this T bucket" };
 		if ((rc = mta_context_create(&ctx, db_path, backend, device)))
-			return cli_fail("best", CLI_RUNTIME, "%s", mta_last_error());
+			return cli_fail("best", cli_db_status(rc, 1), "%s", mta_last_error());
 		rc = mta_context_pick(ctx, &p, T, spec, sizeof spec, &source);
 		mta_context_free(ctx);
 		if (rc)
-			return cli_fail("best", CLI_RUNTIME, "%s", mta_last_error());
+			return cli_fail("best", cli_db_status(rc, 1), "%s", mta_last_error());
 		printf("%s\t%s\n", spec, from[source]);
 		return CLI_OK;
 	}
 	struct mta_db *db;
 	if ((rc = mta_db_open(db_path, MTA_DB_READONLY, &db)))
-		return cli_fail("best", rc == MTA_ENOTFOUND ? CLI_DATA : CLI_RUNTIME, "%s",
-				mta_last_error());
+		return cli_fail("best", cli_db_status(rc, 1), "%s", mta_last_error());
 	struct names n = { db, 0 };
 	rc = mta_db_list_winners(db, 0, key, print_winner, &n);
 	mta_db_close(db);
 	if (rc)
-		return cli_fail("best", CLI_RUNTIME, "%s", mta_last_error());
+		return cli_fail("best", cli_db_status(rc, 1), "%s", mta_last_error());
 	if (!n.rows)
 		printf("no winners recorded%s%s\n", key ? " for " : "", key ? key : "");
 	return CLI_OK;

@@ -85,8 +85,8 @@ int cmd_export(int argc, char **argv)
 	if (st) {
 		/* EIO: the output folder could not be written (the database's own
 		 * failures are EDB, ENOTFOUND, EFORMAT) */
-		rc = cli_fail("export", st == MTA_EINVAL ? CLI_USAGE : st == MTA_EIO ? CLI_RUNTIME
-			      : cli_exit_status(st), "%s", mta_last_error());
+		rc = cli_fail("export", st == MTA_EIO ? CLI_RUNTIME : cli_db_status(st, 1), "%s",
+			      mta_last_error());
 		goto out;
 	}
 	char dev[1100];

@@ -91,7 +91,7 @@ int cmd_list(int argc, char **argv)
 	}
 	struct mta_db *db;
 	if ((rc = mta_db_open(db_path, MTA_DB_READONLY, &db)))
-		return cli_fail("list", rc == MTA_ENOTFOUND ? CLI_DATA : CLI_RUNTIME, "%s",
+		return cli_fail("list", cli_db_status(rc, 1), "%s",
 				mta_last_error());
 	if (!strcmp(what, "devices"))
 		rc = mta_db_list_devices(db, dev_row, NULL);
@@ -100,5 +100,5 @@ int cmd_list(int argc, char **argv)
 	else
 		rc = mta_db_list_results(db, 0, key, res_row, NULL);
 	mta_db_close(db);
-	return rc ? cli_fail("list", CLI_RUNTIME, "%s", mta_last_error()) : CLI_OK;
+	return rc ? cli_fail("list", cli_db_status(rc, 1), "%s", mta_last_error()) : CLI_OK;
 }

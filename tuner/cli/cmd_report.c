@@ -70,10 +70,9 @@ int cmd_report(int argc, char **argv)
 	if (db_arg)
 		snprintf(db_path, sizeof db_path, "%s", db_arg);
 	else if (mta_db_default_path(db_path, sizeof db_path))
-		return cli_fail("report", CLI_RUNTIME, "%s", mta_last_error());
+		return cli_fail("report", CLI_USAGE, "%s", mta_last_error());
 	if ((rc = mta_report_render(db_path, format, &text, &len)))
-		return cli_fail("report", rc == MTA_EDB || rc == MTA_ENOTFOUND || rc == MTA_EIO ?
-				CLI_DATA : CLI_RUNTIME, "%s", mta_last_error());
+		return cli_fail("report", cli_db_status(rc, 1), "%s", mta_last_error());
 	if (out && write_file(out, text, len)) {
 		free(text);
 		return cli_fail("report", CLI_RUNTIME, "cannot write %s", mta_last_error());

@@ -233,8 +233,8 @@ int cmd_sweep(int argc, char **argv)
 		fputc('\n', stderr);
 	mta_grid_free(&g);
 	if (rc && rc != MTA_EINTR)
-		return cli_fail("sweep", rc == MTA_EINVAL ? CLI_USAGE : CLI_RUNTIME, "%s",
-				mta_last_error());
+		return cli_fail("sweep", rc == MTA_EINVAL ? CLI_USAGE : rc == MTA_EFORMAT ? CLI_DATA
+				: CLI_RUNTIME, "%s", mta_last_error());
 	printf("items: %zu (%zu done before, %zu tuned now, %zu with no passing variant); "
 	       "variants measured: %ld\n", s.items, s.done_before, s.tuned, s.failed, s.measured);
 	if (rc == MTA_EINTR)

@@ -154,8 +154,9 @@ int cmd_tune(int argc, char **argv)
 	if (rc) {
 		if (s.db_path[0])
 			fprintf(stderr, "mtatune tune: results so far are in %s\n", s.db_path);
-		return cli_fail("tune", rc == MTA_EVERIFY ? CLI_VERIFY : cli_exit_status(rc) == CLI_DATA
-				? CLI_RUNTIME : cli_exit_status(rc), "%s", mta_last_error());
+		/* EFORMAT: --db names a file that is not an mtatune database */
+		return cli_fail("tune", rc == MTA_EVERIFY ? CLI_VERIFY : rc == MTA_EFORMAT ? CLI_DATA
+				: CLI_RUNTIME, "%s", mta_last_error());
 	}
 	printf("variants: %d (%d measured now, %d already recorded, %d ok, %d failed)\n", s.total,
 	       s.tried, s.skipped, s.ok, s.failed);
