@@ -586,3 +586,55 @@ TEST(fault_database_bad_t_bucket_is_refused)
 		}
 	}
 }
+
+/*
+ * Issue 18: SIGTERM to a sweep whose measuring child hangs waited for the
+ * child's time limit (--timeout, 120 s by default) before stopping. The stop
+ * now reaches the wait itself: the child is killed at once, its variant is
+ * not recorded (it is measured on the next run), and the sweep exits 5
+ * within a second.
+ */
+TEST(fault_sigterm_to_a_sweep_in_a_hanging_kernel_stops_at_once)
+{
+	char mark[64], log[600], db[600], grid[600];
+	snprintf(mark, sizeof mark, "%llx-term", mt_seed());
+	snprintf(log, sizeof log, "%s/log", mt_tmpdir());
+	snprintf(db, sizeof db, "%s/s.db", mt_tmpdir());
+	snprintf(grid, sizeof grid, "%s/g.txt", mt_tmpdir());
+	FILE *f = fopen(grid, "w");
+	REQUIRE(f);
+	fputs("problem " TINY "\nseq 8\n", f);
+	fclose(f);
+	pid_t pid = fork();
+	if (pid == 0) {
+		setenv("MT_FAULT_MARK", mark, 1);
+		setenv("MTATUNE_TEST_FAULT", "hang", 1);
+		setenv("MTATUNE_CACHE", "build/kcache", 1);
+		if (!freopen(log, "w", stdout) || !freopen(log, "a", stderr))
+			_exit(99);
+		execl(mt_bin(), "mtatune", "sweep", "--grid", grid, "--db", db, "--strategy", "random",
+		      "--budget", "2", "--seed", "3", "--reps", "1", "--warmup", "0", "--threads", "1",
+		      "--timeout", "100", "-q", (char *)NULL);
+		_exit(98);
+	}
+	int n = 0;
+	for (int i = 0; i < 1000 && n < 3; i++) { /* the sweep, its worker, the hanging child */
+		usleep(20000);
+		n = marked_processes(mark);
+	}
+	REQUIRE(n >= 3);
+	usleep(200000);
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	kill(pid, SIGTERM);
+	int st;
+	waitpid(pid, &st, 0);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	double s = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+	CHECKF(WIFEXITED(st) && WEXITSTATUS(st) == 5, "status %d", st);
+	CHECKF(s < 1.0, "the sweep took %.2f s to stop", s);
+	for (int i = 0; i < 50 && (n = marked_processes(mark)); i++)
+		usleep(20000);
+	CHECKF(n == 0, "%d processes left after the sweep stopped", n);
+	CHECK_EQ_INT(mt_db_count(db, "SELECT count(*) FROM results"), 0);
+}

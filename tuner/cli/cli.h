@@ -19,8 +19,8 @@
  *      no mtatune database (cli_db_status)
  *   4  verification failure: an output differs from the expected one by more
  *      than the tolerance (or is NaN); sweep: an item had no passing variant
- *   5  stopped by SIGINT or SIGTERM after finishing the record in hand
- *      (sweep): everything measured is recorded; rerun to resume
+ *   5  stopped by SIGINT or SIGTERM (sweep): everything measured is
+ *      recorded, a variant cut short is not; rerun to resume
  */
 #ifndef MTATUNE_CLI_H
 #define MTATUNE_CLI_H

@@ -2,8 +2,9 @@
  * cmd_sweep.c: `mtatune sweep`: tune every item of a grid file, resumable,
  * on one or more devices, optionally one shard of the grid.
  *
- * SIGINT and SIGTERM raise a flag: the workers finish the record in hand and
- * stop, and the command exits CLI_STOPPED; a second SIGINT stops at once.
+ * SIGINT and SIGTERM raise a flag: the workers kill a measurement in progress
+ * (left unrecorded) and stop, and the command exits CLI_STOPPED; a second
+ * SIGINT stops the command itself at once.
  */
 #include "tuner/cli/cli.h"
 #include "db/db.h"
@@ -48,8 +49,9 @@ static const struct cli_cmd cmd = {
 	"                     [--devices LIST] [--shard K/N] [tuning options]",
 	"Tune every item of a grid: problems x dtypes x batch sizes x sequence lengths.\n"
 	"Results go to the database as they are measured; a rerun skips the items that\n"
-	"are done and resumes the one that was cut short. Ctrl-C or SIGTERM stops after\n"
-	"the record in hand (exit status 5); a second Ctrl-C stops at once.\n"
+	"are done and resumes the one that was cut short. Ctrl-C or SIGTERM stops within\n"
+	"a second (exit status 5): a variant being measured is killed and left\n"
+	"unrecorded; a second Ctrl-C stops at once.\n"
 	"\n"
 	"Grid file (docs/grid.md): one keyword and its values per line, '#' comments:\n"
 	"  problem h16kv16d96-pre6x11-both h2kv1d8-pre2x3-both   # problem keys\n"

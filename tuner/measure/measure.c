@@ -47,5 +47,5 @@ int mta_measure(const struct mta_measure_job *j, struct mta_measure *m, int *tim
 	*timed_out = 0;
 	if (j->time_it && (j->reps < 1 || j->warmup < 0))
 		return mta_fail(MTA_EINVAL, "timing needs reps >= 1 and warmup >= 0");
-	return mta_isolate(job_fn, (void *)j, m, sizeof *m, j->timeout_s, timed_out);
+	return mta_isolate(job_fn, (void *)j, m, sizeof *m, j->timeout_s, j->stop, timed_out);
 }

@@ -16,6 +16,8 @@
 
 #include "runtime/backend.h"
 
+#include <signal.h>
+
 struct mta_measure {
 	double rel_err, median_ms, p20_ms, p80_ms, min_ms;
 	int runs;
@@ -35,11 +37,13 @@ struct mta_measure_job {
 	int time_it;                  /* 0: check only */
 	int warmup, reps;
 	double timeout_s;             /* the child's time limit, check and timing */
+	volatile sig_atomic_t *stop;  /* raised: kill the child now (NULL: never) */
 };
 
 /*
  * MTA_OK with m set; MTA_EVERIFY (the check failed: m->rel_err set),
- * MTA_EKERNEL (crashed, or *timed_out), or another failure of the child,
+ * MTA_EKERNEL (crashed, or *timed_out), MTA_EINTR (j->stop was raised: the
+ * child was killed, nothing measured), or another failure of the child,
  * with its message.
  */
 int mta_measure(const struct mta_measure_job *j, struct mta_measure *m, int *timed_out);

@@ -80,7 +80,8 @@ int mta_sweep_in_shard(size_t item, int shard, int nshards);
  * Run the shard's items. MTA_OK when every item was handled (s->failed may
  * be non-zero), MTA_EINTR when stopped through o->stop (rerun to resume),
  * MTA_EINVAL for bad options, a worker's error (e.g. MTA_EDB) otherwise; the
- * other workers then stop after their record in hand.
+ * other workers then stop too. A stop kills a measurement in progress (its
+ * variant is not recorded), so a hanging kernel does not hold it up.
  */
 int mta_sweep(const struct mta_grid *g, const struct mta_sweep_opts *o,
 	      struct mta_sweep_summary *s);

@@ -114,7 +114,8 @@ int mta_tune_identify(const char *backend, int index, double timeout_s,
 	if ((rc = mta_backend_find_timed(backend, &pr.be)))
 		return rc;
 	pr.index = index;
-	rc = mta_isolate(probe_fn, &pr, info, sizeof *info, timeout_s < 60 ? timeout_s : 60, &to);
+	rc = mta_isolate(probe_fn, &pr, info, sizeof *info, timeout_s < 60 ? timeout_s : 60, NULL,
+			 &to);
 	if (rc && to)
 		return mta_wrap(MTA_ENODEV, "probing %s device %d", backend, index);
 	return rc;
@@ -204,7 +205,7 @@ static int measure(struct ctx *c, const struct mta_variant *v, const void *binar
 				     0, 0, o->T, o->B,
 				     o->seed ? o->seed
 					     : (unsigned long long)time(NULL) ^ (unsigned long long)clock(),
-				     1, o->warmup, o->reps, o->timeout_s };
+				     1, o->warmup, o->reps, o->timeout_s, o->stop };
 	mta_check_size(o, &j.check_B, &j.check_T);
 	return mta_measure(&j, m, timed_out);
 }
@@ -241,6 +242,10 @@ int mta_tune_loop(struct ctx *c, const struct mta_variant *vs, size_t n)
 			continue;
 		}
 		int mrc = measure(c, &k->v, k->binary, k->binary_size, &m, &to);
+		if (mrc == MTA_EINTR) { /* stopped while it ran: not recorded, measured next time */
+			rc = stopped(c, i, n) ? MTA_EINTR : mrc;
+			break;
+		}
 		int st = mta_tune_status_of(mrc, to);
 		if (st == MTA_RESULT_OK) {
 			c->s->ok++;
@@ -360,6 +365,10 @@ static int retime(struct ctx *c, const char *key)
 			goto out;
 		int mrc = measure(c, &v, bin, bn, &m, &to);
 		free(bin);
+		if (mrc == MTA_EINTR) { /* stopped: no winner named from half a re-timing */
+			rc = stopped(c, top, top) ? MTA_EINTR : mrc;
+			goto out;
+		}
 		int st = mta_tune_status_of(mrc, to);
 		if ((rc = record(c, l.rows[i].vid, st, st == MTA_RESULT_OK ? &m : NULL,
 				 st ? mta_last_error() : "", started)))
