@@ -28,7 +28,13 @@
 
 #include "runtime/mta.h"
 
-#define MTA_DB_SCHEMA_VERSION 1
+#define MTA_DB_SCHEMA_VERSION 2
+/*
+ * The oldest schema a read-only handle reads as it is, unmigrated (a copy
+ * that cannot be written is readable all the same): version 2 only added a
+ * result status, which older files never hold.
+ */
+#define MTA_DB_READ_MIN_VERSION 1
 #define MTA_DB_APPLICATION_ID 0x4d544154 /* "MTAT" */
 #define MTA_DB_BUSY_TIMEOUT_MS 10000 /* $MTATUNE_DB_BUSY_MS overrides (tests) */
 /*
@@ -128,6 +134,7 @@ enum {
 	MTA_RESULT_TIMEOUT,
 	MTA_RESULT_PRUNED,
 	MTA_RESULT_ERROR,
+	MTA_RESULT_ENV_ERROR, /* the machine failed, not the kernel: a resumed run measures it again */
 	MTA_RESULT_COUNT
 };
 const char *mta_result_status_name(int status); /* "ok", "verify_failed", ... */

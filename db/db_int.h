@@ -29,12 +29,13 @@ struct mta_db {
 };
 
 /*
- * mta_db_open() with the schema version and the source of the schema and
+ * mta_db_open() with the schema version, the oldest version a read-only
+ * handle reads unmigrated (read_min), and the source of the schema and
  * migrations as parameters: the tests migrate to a version this build does
  * not have.
  */
-int mta_db_open_to(const char *path, int flags, int version, mta_db_lookup_fn lookup,
-		   struct mta_db **out);
+int mta_db_open_to(const char *path, int flags, int version, int read_min,
+		   mta_db_lookup_fn lookup, struct mta_db **out);
 
 /*
  * Start the clock of the time limit for the statement about to run:

@@ -4,7 +4,9 @@
  * Rows are matched by natural keys, never by rowid: devices by their whole
  * identity, problems by key, variants by (problem key, spec), results by
  * (device, variant, T, B), binaries by their key. Every result is kept; when
- * both files measured the same key, the later measurement wins. Devices stay
+ * both files measured the same key, the later measurement wins, except that
+ * an env_error (the machine failed, nothing was measured) never replaces a
+ * measurement. Devices stay
  * apart (a result keeps its own device). Winners are copied where OUT has
  * none and then recomputed from the merged results.
  */
@@ -49,7 +51,8 @@ static const char *merge_sql[] = {
 	"median_ms = excluded.median_ms, p20_ms = excluded.p20_ms, p80_ms = excluded.p80_ms, "
 	"min_ms = excluded.min_ms, runs = excluded.runs, rel_err = excluded.rel_err, "
 	"error = excluded.error, run_id = excluded.run_id, started_at = excluded.started_at, "
-	"recorded_at = excluded.recorded_at WHERE excluded.recorded_at > results.recorded_at",
+	"recorded_at = excluded.recorded_at WHERE excluded.recorded_at > results.recorded_at "
+	"AND (excluded.status <> 'env_error' OR results.status = 'env_error')",
 
 	"INSERT INTO main.winners (device_id, problem_id, t_bucket, variant_id, time_ms, T, B, "
 	"updated_at) SELECT md.id, mp.id, w.t_bucket, mv.id, w.time_ms, w.T, w.B, w.updated_at "

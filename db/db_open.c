@@ -620,8 +620,8 @@ static int check_tables(struct mta_db *db)
 	return rc;
 }
 
-int mta_db_open_to(const char *path, int flags, int want, mta_db_lookup_fn lookup,
-		   struct mta_db **out)
+int mta_db_open_to(const char *path, int flags, int want, int read_min,
+		   mta_db_lookup_fn lookup, struct mta_db **out)
 {
 	char def[PATH_MAX];
 	struct mta_db *db = NULL;
@@ -656,6 +656,9 @@ int mta_db_open_to(const char *path, int flags, int want, mta_db_lookup_fn looku
 	}
 	if (rc || (rc = judge(db, &m, want, &todo)))
 		goto out;
+	/* an older schema that this build reads as it is: no migration to read it */
+	if (db->readonly && todo == 2 && m.version >= read_min)
+		todo = 0;
 	if (db->readonly && todo)
 		rc = todo == 1 ? mta_fail(MTA_EFORMAT, "database %s has no mtatune schema yet and is "
 					  "open read-only", path)
@@ -685,7 +688,8 @@ out:
 
 int mta_db_open(const char *path, int flags, struct mta_db **out)
 {
-	return mta_db_open_to(path, flags, MTA_DB_SCHEMA_VERSION, mta_embedded, out);
+	return mta_db_open_to(path, flags, MTA_DB_SCHEMA_VERSION, MTA_DB_READ_MIN_VERSION,
+			      mta_embedded, out);
 }
 
 void mta_db_close(struct mta_db *db)

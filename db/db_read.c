@@ -17,6 +17,7 @@
 
 static const char *result_names[MTA_RESULT_COUNT] = {
 	"ok", "verify_failed", "compile_failed", "crashed", "timeout", "pruned", "error",
+	"env_error",
 };
 
 const char *const db_compile_names[3] = { "unknown", "ok", "failed" };
@@ -34,7 +35,8 @@ int mta_result_status_parse(const char *s, int *status)
 			return MTA_OK;
 		}
 	return mta_fail(MTA_EINVAL, "unknown result status '%s' (expected ok, verify_failed, "
-			"compile_failed, crashed, timeout, pruned or error)", s ? s : "(null)");
+			"compile_failed, crashed, timeout, pruned, error or env_error)",
+			s ? s : "(null)");
 }
 
 static int parse_compile(const char *s)

@@ -32,6 +32,14 @@
  * <key>.fail.c and <key>.fail.log for inspection (renamed into place, so a
  * symlink there is replaced, not followed); it never stops the caller,
  * which gets MTA_ECOMPILE.
+ *
+ * Not every failed build is the source's fault. A compiler that cannot be
+ * started (MTA_ENODEV), a cache that cannot be written, and a compiler that
+ * fails for lack of disk space or memory or a piece of its own toolchain, or
+ * is killed (MTA_EIO, MTA_ENOMEM; told by its exit and its log, see
+ * environment()) are failures of the machine: the tuner records them as
+ * env_error and measures the variant again on its next run, where
+ * MTA_ECOMPILE would be kept for ever.
  */
 #define _GNU_SOURCE
 #include "runtime/ccompile.h"
@@ -45,6 +53,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <signal.h>
 #include <spawn.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -419,6 +428,34 @@ static int head_len(const char *log, int lines)
 	return (int)(s - log) > 1500 ? 1500 : (int)(s - log);
 }
 
+/*
+ * Did the compiler fail for a reason of the machine rather than of the
+ * source? MTA_EIO (disk, toolchain), MTA_ENOMEM, or MTA_OK when the log reads
+ * as the source's fault. A compiler killed by SIGKILL was most likely the
+ * out-of-memory killer's.
+ */
+static int environment(int status, const char *log)
+{
+	static const char *const disk[] = {
+		"No space left on device", "Disk quota exceeded", "File too large",
+		"Read-only file system", "Input/output error", "cannot find -l",
+		"cannot find crt", "cannot execute '", "error trying to exec",
+	};
+	static const char *const memory[] = {
+		"Cannot allocate memory", "out of memory", "virtual memory exhausted",
+		"memory exhausted", "Killed signal terminated program",
+	};
+	if (status == 128 + SIGKILL)
+		return MTA_ENOMEM;
+	for (size_t i = 0; i < sizeof memory / sizeof memory[0]; i++)
+		if (strstr(log, memory[i]))
+			return MTA_ENOMEM;
+	for (size_t i = 0; i < sizeof disk / sizeof disk[0]; i++)
+		if (strstr(log, disk[i]))
+			return MTA_EIO;
+	return MTA_OK;
+}
+
 /* ---- building ------------------------------------------------------------------------ */
 
 struct job {
@@ -582,6 +619,17 @@ int mta_cc_build(const char *source, int lang, const char *flags, char *so_path,
 		rc = mta_fail(MTA_EIO, "cannot run the compiler %s: %s", cc, strerror(errno));
 		goto out;
 	}
+	if (status == 127 && spawn_err) {
+		rc = mta_fail(MTA_ENODEV, "no C compiler: %.*s (set MTATUNE_%s to one)",
+			      (int)strcspn(out, "\n"), out, lang == MTA_LANG_CXX ? "CXX" : "CC");
+		goto keep_log;
+	}
+	int env = environment(status, out);
+	if (env) {
+		rc = mta_fail(env, "%s failed (status %d) for a reason of this machine, not of the "
+			      "kernel's source:\n%.*s", cc, status, head_len(out, 8), out);
+		goto keep_log;
+	}
 	/* the compiler refused the source: keep it and the log for inspection */
 	char logp[PATH_MAX + 128], fsrc[PATH_MAX + 64], flog[PATH_MAX + 64];
 	snprintf(logp, sizeof logp, "%s/k.log", j.bdir);
@@ -591,6 +639,7 @@ int mta_cc_build(const char *source, int lang, const char *flags, char *so_path,
 		   !move_in(&j, "k.log", ".fail.log");
 	rc = mta_fail(MTA_ECOMPILE, "%s failed (status %d) on %s; log in %s:\n%.*s", cc, status,
 		      kept ? fsrc : "its source", kept ? flog : "(not kept)", head_len(out, 8), out);
+keep_log:
 	if (log) {
 		*log = out;
 		out = NULL;

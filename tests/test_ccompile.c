@@ -62,10 +62,11 @@ TEST(ccompile_failure_returns_log)
 	CHECK_STR_CONTAINS(mta_last_error(), "undeclared_name");
 	CHECK_STR_CONTAINS(mta_last_error(), ".fail.log");
 	free(log);
-	/* a compiler that does not exist is a compile failure, not a crash */
+	/* a compiler that does not exist is the machine's failure (ENODEV), not the source's */
 	setenv("MTATUNE_CC", "/nonexistent/cc", 1);
-	CHECK_EQ_INT(mta_cc_build(ok_src, MTA_LANG_C, NULL, so, sizeof so, &log), MTA_ECOMPILE);
+	CHECK_EQ_INT(mta_cc_build(ok_src, MTA_LANG_C, NULL, so, sizeof so, &log), MTA_ENODEV);
 	CHECK_STR_CONTAINS(log, "cannot run");
+	CHECK_STR_CONTAINS(mta_last_error(), "no C compiler: cannot run '/nonexistent/cc'");
 	free(log);
 	CHECK_STR_CONTAINS(mta_cc_identity(MTA_LANG_C), "unknown");
 	/* and through the kernel loader */
@@ -74,7 +75,7 @@ TEST(ccompile_failure_returns_log)
 	struct mta_cpu_kernel *k = (struct mta_cpu_kernel *)1;
 	mta_problem_init(&p, 2, 2, 8);
 	REQUIRE(mta_variant_default(&p, MTA_BACKEND_CPU, &v) == MTA_OK);
-	CHECK_EQ_INT(mta_cpu_load(&p, &v, &k), MTA_ECOMPILE);
+	CHECK_EQ_INT(mta_cpu_load(&p, &v, &k), MTA_ENODEV);
 	CHECK(k == NULL);
 	CHECK_STR_CONTAINS(mta_last_error(), "cpu kernel cpu:v1");
 	unsetenv("MTATUNE_CC");

@@ -250,9 +250,9 @@ TEST(db_migrate)
 	mta_db_close(db);
 
 	/* A read-only handle cannot migrate. */
-	CHECK(mta_db_open_to(path, MTA_DB_READONLY, v + 1, future, &db) == MTA_EDB);
+	CHECK(mta_db_open_to(path, MTA_DB_READONLY, v + 1, v + 1, future, &db) == MTA_EDB);
 	CHECK_STR_CONTAINS(mta_last_error(), "needs migrating");
-	REQUIRE(mta_db_open_to(path, 0, v + 1, future, &db) == MTA_OK);
+	REQUIRE(mta_db_open_to(path, 0, v + 1, v + 1, future, &db) == MTA_OK);
 	int got = 0;
 	CHECK(mta_db_schema_version(db, &got) == MTA_OK);
 	CHECK_EQ_INT(got, v + 1);
@@ -260,13 +260,13 @@ TEST(db_migrate)
 	CHECK_EQ_INT(raw(path, "SELECT count(*) FROM problems WHERE note = ''"), 1);
 
 	/* A migration failing half way leaves the file as it was. */
-	CHECK(mta_db_open_to(path, 0, v + 2, future, &db) == MTA_EDB);
+	CHECK(mta_db_open_to(path, 0, v + 2, v + 2, future, &db) == MTA_EDB);
 	CHECK_STR_CONTAINS(mta_last_error(), "no_such_table");
 	CHECK_STR_CONTAINS(mta_last_error(), "migrating from schema version");
 	CHECK_EQ_INT(raw(path, "PRAGMA user_version"), v + 1);
 	CHECK_EQ_INT(raw(path, "SELECT count(*) FROM sqlite_schema WHERE name = 'half_done'"), 0);
 	/* A build without the migration says so. */
-	CHECK(mta_db_open_to(path, 0, v + 3, future, &db) == MTA_EDB);
+	CHECK(mta_db_open_to(path, 0, v + 3, v + 3, future, &db) == MTA_EDB);
 	CHECK_STR_CONTAINS(mta_last_error(), "lacks db/migrate_");
 	/* And this build refuses the migrated file as newer. */
 	expect_refused(path, 0, "upgrade mtatune");
@@ -778,4 +778,64 @@ TEST(db_changed_source_drops_stale_measurements)
 	struct mta_db_result got;
 	CHECK(mta_db_result_get(db, dev, var[0], 64, 1, &got) == MTA_ENOTFOUND);
 	mta_db_close(db);
+}
+
+/*
+ * Issue 18, schema version 2 (db/migrate_2.sql): results.status may be
+ * env_error. A version-1 file keeps every result and id when it is opened
+ * for writing, is read as it is (unmigrated) by a read-only handle, and
+ * merges into a version-2 file.
+ */
+TEST(db_migrate_1_to_2_keeps_results_and_v1_files_stay_readable)
+{
+	const char *path = tmp_path("v1.db");
+	struct mta_db *db;
+	int64_t dev, prob, var[2];
+	REQUIRE(mta_db_open(path, 0, &db) == MTA_OK);
+	REQUIRE(seed_db(db, 2, &dev, &prob, var) == MTA_OK);
+	struct mta_db_result r = ok_result(dev, var[0], 128, 2.5);
+	REQUIRE(mta_db_result_put(db, &r) == MTA_OK);
+	r = ok_result(dev, var[1], 128, 3.5);
+	REQUIRE(mta_db_result_put(db, &r) == MTA_OK);
+	mta_db_close(db);
+	/* turned back into version 1: the results table with its old CHECK */
+	CHECK_EQ_INT(raw(path, "PRAGMA writable_schema = ON"), 0);
+	sqlite3 *h;
+	REQUIRE(sqlite3_open(path, &h) == SQLITE_OK);
+	CHECK(sqlite3_exec(h, "PRAGMA writable_schema = ON; UPDATE sqlite_schema SET sql = "
+			   "replace(sql, ', ''env_error''', '') WHERE name = 'results'; "
+			   "PRAGMA writable_schema = OFF; PRAGMA user_version = 1;", NULL, NULL,
+			   NULL) == SQLITE_OK);
+	sqlite3_close(h);
+	CHECK_EQ_INT(raw(path, "PRAGMA user_version"), 1);
+	CHECK_EQ_INT(raw(path, "SELECT count(*) FROM sqlite_schema WHERE sql LIKE '%env_error%'"), 0);
+	long long id0 = raw(path, "SELECT id FROM results WHERE median_ms = 2.5");
+
+	/* read-only: read as it is */
+	REQUIRE(mta_db_open(path, MTA_DB_READONLY, &db) == MTA_OK);
+	struct mta_db_result got;
+	CHECK(mta_db_result_get(db, dev, var[1], 128, 1, &got) == MTA_OK && got.median_ms == 3.5);
+	mta_db_close(db);
+	CHECK_EQ_INT(raw(path, "PRAGMA user_version"), 1);
+	/* merged into a new file */
+	struct mta_db *out;
+	REQUIRE(mta_db_open(tmp_path("merged.db"), 0, &out) == MTA_OK);
+	CHECK(mta_db_merge(out, path) == MTA_OK);
+	mta_db_close(out);
+	CHECK_EQ_INT(raw(tmp_path("merged.db"), "SELECT count(*) FROM results"), 2);
+	/* for writing: migrated, every row and id kept, env_error accepted */
+	REQUIRE(mta_db_open(path, 0, &db) == MTA_OK);
+	int v = 0;
+	CHECK(mta_db_schema_version(db, &v) == MTA_OK && v == 2);
+	r = ok_result(dev, var[1], 256, 1.0);
+	r.status = MTA_RESULT_ENV_ERROR;
+	r.median_ms = NAN;
+	r.error = "no C compiler";
+	CHECK(mta_db_result_put(db, &r) == MTA_OK);
+	mta_db_close(db);
+	CHECK_EQ_INT(raw(path, "SELECT count(*) FROM results"), 3);
+	CHECK_EQ_INT(raw(path, "SELECT id FROM results WHERE median_ms = 2.5"), id0);
+	CHECK_EQ_INT(raw(path, "SELECT count(*) FROM results WHERE status = 'env_error'"), 1);
+	CHECK_EQ_INT(raw(path, "SELECT count(*) FROM sqlite_schema WHERE name = 'results_by_variant'"), 1);
+	CHECK_EQ_INT(raw(path, "PRAGMA integrity_check"), 0);
 }

@@ -105,12 +105,17 @@ static void good_db(const char *path)
 	free(out);
 }
 
+/*
+ * A compiler that refuses every source (false: status 1, no log): compile
+ * failures of the variants, recorded as such. A compiler that is missing is
+ * the machine's failure: fault_environment_failures_are_measured_again.
+ */
 TEST(fault_compiler_missing_or_failing)
 {
-	static const char *const cc[] = { "/nonexistent/cc", "false" };
-	static const char *const why[] = { "cannot run '/nonexistent/cc'", "false failed (status 1)" };
+	static const char *const cc[] = { "false" };
+	static const char *const why[] = { "false failed (status 1)" };
 	const char *small = mt_small_case("in");
-	for (int i = 0; i < 2; i++) {
+	for (int i = 0; i < 1; i++) {
 		char db[600], *out = NULL;
 		snprintf(db, sizeof db, "%s/cc%d.db", mt_tmpdir(), i);
 		/* a fresh cache, so the compiler must run */
@@ -231,7 +236,7 @@ TEST(fault_database_damaged_truncated_newer_or_foreign)
 	static const struct { const char *name, *msg; int code; } t[] = {
 		{ "trunc", "is damaged (SQLite: database disk image is malformed)", 1 },
 		{ "garbage", "is damaged", 1 },
-		{ "newer", "has schema version 99; this mtatune understands up to 1; upgrade", 1 },
+		{ "newer", "has schema version 99; this mtatune understands up to 2; upgrade", 1 },
 		{ "text", "is not an mtatune database: it is not an SQLite", 3 },
 	};
 	static const char *const cmds[] = { "tune " QUICK, "list results", "best", "list devices" };
@@ -637,4 +642,67 @@ TEST(fault_sigterm_to_a_sweep_in_a_hanging_kernel_stops_at_once)
 		usleep(20000);
 	CHECKF(n == 0, "%d processes left after the sweep stopped", n);
 	CHECK_EQ_INT(mt_db_count(db, "SELECT count(*) FROM results"), 0);
+}
+
+/*
+ * Issue 18: failures of the machine were recorded as the kernel's: a
+ * compiler that is missing, or that fails for lack of disk space, gave
+ * compile_failed, and a check that ran out of memory gave error; a resumed
+ * run skips both for ever. They are recorded as env_error now, the tune
+ * says so (exit 1), and a rerun on a sound machine measures them again.
+ */
+TEST(fault_environment_failures_are_measured_again)
+{
+	char fullcc[600], *out = NULL;
+	snprintf(fullcc, sizeof fullcc, "%s/fullcc", mt_tmpdir());
+	FILE *f = fopen(fullcc, "w");
+	REQUIRE(f);
+	/* the system compiler on a disk with room for 1 KiB per file */
+	fputs("#!/bin/sh\ntrap '' XFSZ\ncase \"$1\" in --version) exec cc --version;; esac\n"
+	      "ulimit -f 1\nexec cc \"$@\"\n", f);
+	fclose(f);
+	REQUIRE(chmod(fullcc, 0755) == 0);
+	static const struct { const char *env, *why; } t[] = {
+		{ "MTATUNE_CC=/nonexistent/cc", "cannot run '/nonexistent/cc'" },
+		{ "MTATUNE_CC=@/fullcc", "File too large" },
+	};
+	for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+		char db[600], env[800];
+		snprintf(db, sizeof db, "%s/e%zu.db", mt_tmpdir(), i);
+		snprintf(env, sizeof env, "%s", t[i].env);
+		char *at = strchr(env, '@');
+		if (at)
+			snprintf(at, sizeof env - (size_t)(at - env), "%s/fullcc", mt_tmpdir());
+		int rc = mt_sh(&out, "MTATUNE_CACHE='%s/cache%zu' %s %s tune " QUICK " --db '%s'",
+			       mt_tmpdir(), i, env, mt_bin(), db);
+		CHECKF(rc == 1, "tune with %s: exit %d\n%s", env, rc, out);
+		CHECK_STR_CONTAINS(out, t[i].why);
+		CHECK_STR_CONTAINS(out, "env_error");
+		free(out);
+		CHECK_EQ_INT(mt_db_count(db, "SELECT count(*) FROM results WHERE status = 'env_error'"), 4);
+		CHECK_EQ_INT(mt_db_count(db, "SELECT count(*) FROM variants WHERE compile_status = "
+					 "'failed'"), 0);
+		/* on a sound machine the same command measures them */
+		rc = mt_sh(&out, "MTATUNE_CACHE=build/kcache %s tune " QUICK " --db '%s'", mt_bin(), db);
+		CHECKF(rc == 0, "rerun: exit %d\n%s", rc, out);
+		CHECK_STR_CONTAINS(out, "(4 measured now, 0 already recorded, 4 ok, 0 failed)");
+		free(out);
+		CHECK_EQ_INT(mt_db_count(db, "SELECT count(*) FROM results WHERE status = 'ok'"), 4);
+	}
+	/* a check that runs out of memory (the kernel's workspace) */
+	char db[600];
+	snprintf(db, sizeof db, "%s/m.db", mt_tmpdir());
+	int rc = mt_sh(&out, "MTATUNE_TEST_FAULT=nomem@hpb=0 MTATUNE_CACHE=build/kcache %s tune " QUICK
+		       " --db '%s'", mt_bin(), db);
+	CHECKF(rc == 1, "tune with a check out of memory: exit %d\n%s", rc, out);
+	CHECK_STR_CONTAINS(out, "out of memory");
+	free(out);
+	long long env = mt_db_count(db, "SELECT count(*) FROM results WHERE status = 'env_error' "
+				    "AND error LIKE '%out of memory%'");
+	CHECKF(env >= 1 && env < 4, "%lld env_error results", env);
+	CHECK_EQ_INT(mt_db_count(db, "SELECT count(*) FROM results WHERE status = 'error'"), 0);
+	rc = mt_sh(&out, "MTATUNE_CACHE=build/kcache %s tune " QUICK " --db '%s'", mt_bin(), db);
+	CHECKF(rc == 0, "rerun: exit %d\n%s", rc, out);
+	free(out);
+	CHECK_EQ_INT(mt_db_count(db, "SELECT count(*) FROM results WHERE status = 'ok'"), 4);
 }

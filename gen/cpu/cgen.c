@@ -38,6 +38,8 @@ static void put_fault(struct mta_buf *b, int fault)
 			       "\t__builtin_trap();\n");
 	else if (fault == MTA_FAULT_HANG)
 		mta_buf_printf(b, "\tfor (;;)\n\t\t__asm__ volatile(\"\");\n");
+	else if (fault == MTA_FAULT_NOMEM)
+		mta_buf_printf(b, "\t(void)a;\n\treturn MTA_KERR_NOMEM;\n");
 	else
 		mta_buf_printf(b, "\tint r = mta_cpu_kernel_real(a);\n\ta->o[0] += 1.0f;\n\treturn r;\n");
 	mta_buf_printf(b, "}\n");

@@ -16,7 +16,8 @@
  * o->stop) and die with the calling process (a SIGKILL of it ends them too).
  *
  * Resume: an item is done when every candidate variant has a result for the
- * device at (T, B) and, if any of them ran ok, T's own bucket has a winner;
+ * device at (T, B) other than env_error (a failure of the machine, measured
+ * again) and, if any of them ran ok, T's own bucket has a winner;
  * done items are skipped without measuring anything. A partly done item is
  * resumed by mta_tune, which skips the variants already recorded.
  */

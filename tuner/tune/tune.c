@@ -121,6 +121,11 @@ int mta_tune_identify(const char *backend, int index, double timeout_s,
 	return rc;
 }
 
+int mta_tune_env_failure(int rc)
+{
+	return rc == MTA_ENOMEM || rc == MTA_EIO || rc == MTA_ENODEV;
+}
+
 int mta_tune_status_of(int rc, int timed_out)
 {
 	switch (rc) {
@@ -128,7 +133,16 @@ int mta_tune_status_of(int rc, int timed_out)
 	case MTA_EVERIFY: return MTA_RESULT_VERIFY_FAILED;
 	case MTA_ECOMPILE: return MTA_RESULT_COMPILE_FAILED;
 	case MTA_EKERNEL: return timed_out ? MTA_RESULT_TIMEOUT : MTA_RESULT_CRASHED;
-	default: return MTA_RESULT_ERROR;
+	default: return mta_tune_env_failure(rc) ? MTA_RESULT_ENV_ERROR : MTA_RESULT_ERROR;
+	}
+}
+
+/* Count a variant the machine failed, keeping the first reason. */
+static void note_env(struct ctx *c, int rc, const char *why)
+{
+	if (!c->env_failed++) {
+		c->env_status = rc;
+		snprintf(c->first_eerr, sizeof c->first_eerr, "%s", why);
 	}
 }
 
@@ -222,6 +236,8 @@ int mta_tune_loop(struct ctx *c, const struct mta_variant *vs, size_t n)
 		if (cs[i].state == MTA_PREP_RECORDED && cs[i].status == MTA_RESULT_COMPILE_FAILED &&
 		    !c->compile_failed++)
 			snprintf(c->first_cerr, sizeof c->first_cerr, "%s", cs[i].reason);
+		if (cs[i].state == MTA_PREP_RECORDED && cs[i].status == MTA_RESULT_ENV_ERROR)
+			note_env(c, cs[i].build_rc, cs[i].reason);
 	}
 	for (size_t i = 0; !rc && !(rc = stopped(c, i, n)) && i < n; i++) {
 		struct mta_cand *k = &cs[i];
@@ -253,6 +269,8 @@ int mta_tune_loop(struct ctx *c, const struct mta_variant *vs, size_t n)
 		} else {
 			c->s->failed++;
 		}
+		if (st == MTA_RESULT_ENV_ERROR)
+			note_env(c, mrc, mta_last_error());
 		report(c, done, (int)n, k->spec, mta_result_status_name(st), st ? NAN : m.median_ms,
 		       "tune");
 		rc = record(c, k->vid, st, st == MTA_RESULT_OK || st == MTA_RESULT_VERIFY_FAILED ?
@@ -369,6 +387,11 @@ static int retime(struct ctx *c, const char *key)
 			rc = stopped(c, top, top) ? MTA_EINTR : mrc;
 			goto out;
 		}
+		if (mta_tune_env_failure(mrc)) { /* the machine failed: its ok result stays */
+			rc = mta_wrap(mrc, "re-timing %s (the machine failed, not the kernel; rerun "
+				      "to name the winner)", l.rows[i].spec);
+			goto out;
+		}
 		int st = mta_tune_status_of(mrc, to);
 		if ((rc = record(c, l.rows[i].vid, st, st == MTA_RESULT_OK ? &m : NULL,
 				 st ? mta_last_error() : "", started)))
@@ -435,6 +458,17 @@ int mta_tune(const struct mta_problem *p, const struct mta_tune_opts *o, struct 
 	s->total = (int)n;
 	if ((rc = mta_tune_loop(&c, vs, n)))
 		goto out;
+	/*
+	 * The machine failed some variants (recorded env_error): no winner is
+	 * named from what is left; a rerun on a sound machine measures them.
+	 */
+	if (c.env_failed) {
+		rc = mta_fail(c.env_status, "%d of the %d variants could not be built or measured "
+			      "for a reason of this machine, not of the kernels (recorded as env_error, "
+			      "measured again when you rerun); the first: %s", c.env_failed, s->total,
+			      c.first_eerr);
+		goto out;
+	}
 	/* nothing compiled: say so, rather than that nothing passed the check */
 	if (c.compile_failed && c.compile_failed == s->tried && !s->skipped) {
 		rc = mta_fail(MTA_ECOMPILE, "none of the %d variants compiled, so nothing was tuned "
