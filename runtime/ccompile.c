@@ -392,7 +392,9 @@ static void sweep(const char *dir)
 			char lock[NAME_MAX + 8];
 			snprintf(lock, sizeof lock, "%s/lock", e->d_name);
 			int lfd = openat(cfd, lock, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-			int dead = lfd >= 0 ? flock(lfd, LOCK_EX | LOCK_NB) == 0 : old;
+			/* where the file system has no flock, age alone tells */
+			int dead = lfd < 0 ? old : flock(lfd, LOCK_EX | LOCK_NB) == 0 ? 1
+				 : errno != EWOULDBLOCK && old;
 			if (dead)
 				remove_build_dir(cfd, e->d_name);
 			if (lfd >= 0)
@@ -484,13 +486,25 @@ static int job_start(struct job *j, const char *shown)
 					"%s", shown, strerror(e));
 		}
 	}
+	/*
+	 * Locked under another name, then renamed to "lock": a sweeper that finds
+	 * "lock" finds it held (else it could take an unlocked one for a dead
+	 * builder's). Where the file system has no flock, the sweep goes by age.
+	 */
+	char tmp[PATH_MAX + 96];
+	snprintf(tmp, sizeof tmp, "%s/lock.new", j->bdir);
 	snprintf(lock, sizeof lock, "%s/lock", j->bdir);
-	j->lockfd = open(lock, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (j->lockfd < 0 || flock(j->lockfd, LOCK_EX)) {
-		int e = errno;
+	j->lockfd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (j->lockfd < 0)
+		return mta_fail(MTA_EIO, "cannot create a file in the kernel cache %s: %s", shown,
+				strerror(errno));
+	if (flock(j->lockfd, LOCK_EX) && errno != ENOLCK && errno != EOPNOTSUPP &&
+	    errno != ENOSYS && errno != EINVAL)
 		return mta_fail(MTA_EIO, "cannot lock a build folder in the kernel cache %s: %s",
-				shown, strerror(e));
-	}
+				shown, strerror(errno));
+	if (rename(tmp, lock))
+		return mta_fail(MTA_EIO, "cannot create a file in the kernel cache %s: %s", shown,
+				strerror(errno));
 	return MTA_OK;
 }
 
