@@ -2,9 +2,11 @@
  * db.h: the tuning database (one SQLite file; the schema is db/schema.sql).
  *
  * Every function returns MTA_OK or an MTA_E* status with a message in
- * mta_last_error() naming the database file and what failed: MTA_EDB for
- * SQLite failures and refused files, MTA_ENOTFOUND for a lookup that found
- * nothing, MTA_EINVAL for bad arguments.
+ * mta_last_error() naming the database file and what failed: MTA_EFORMAT
+ * for a path that holds no mtatune database (not a regular file, not SQLite,
+ * another application's file), MTA_EDB for SQLite failures and files of ours
+ * that are damaged or newer, MTA_ENOTFOUND for a missing file opened
+ * read-only and a lookup that found nothing, MTA_EINVAL for bad arguments.
  *
  * Writes: each write function is one transaction (BEGIN IMMEDIATE, retried
  * while another process holds the write lock, up to the busy timeout), unless
@@ -26,9 +28,22 @@
 
 #include "runtime/mta.h"
 
-#define MTA_DB_SCHEMA_VERSION 2
+#define MTA_DB_SCHEMA_VERSION 3
+/*
+ * The oldest schema a read-only handle reads as it is, unmigrated (a copy
+ * that cannot be written is readable all the same): version 3 only added a
+ * result status, which older files never hold; version 2 changed the
+ * winners' table, which the readers need.
+ */
+#define MTA_DB_READ_MIN_VERSION 2
 #define MTA_DB_APPLICATION_ID 0x4d544154 /* "MTAT" */
 #define MTA_DB_BUSY_TIMEOUT_MS 10000 /* $MTATUNE_DB_BUSY_MS overrides (tests) */
+/*
+ * The longest one statement may run (a view or trigger of a hostile file
+ * that never ends): it is then stopped with MTA_EDB. $MTATUNE_DB_QUERY_MS
+ * overrides it.
+ */
+#define MTA_DB_QUERY_TIMEOUT_MS 120000
 
 /* mta_db_open flags */
 #define MTA_DB_READONLY 1 /* never write; the file must exist */
@@ -46,7 +61,10 @@ int mta_db_default_path(char *buf, size_t n);
  * Open (path NULL: the default, creating its folder unless READONLY) and
  * check the file: an empty or new file gets the schema, an older schema is
  * migrated in one transaction; a newer schema, a file that is not SQLite or
- * not ours, and a damaged file are refused with a message saying so.
+ * not ours, and a damaged file (a view in place of one of its tables, say)
+ * are refused with a message saying so. READONLY also reads a read-only copy
+ * of a WAL file in a folder that cannot be written (see db_open.c). Every
+ * statement on the handle runs under MTA_DB_QUERY_TIMEOUT_MS.
  */
 int mta_db_open(const char *path, int flags, struct mta_db **out);
 void mta_db_close(struct mta_db *db); /* NULL is fine; rolls back an open group */
@@ -117,6 +135,7 @@ enum {
 	MTA_RESULT_TIMEOUT,
 	MTA_RESULT_PRUNED,
 	MTA_RESULT_ERROR,
+	MTA_RESULT_ENV_ERROR, /* the machine failed, not the kernel: a resumed run measures it again */
 	MTA_RESULT_COUNT
 };
 const char *mta_result_status_name(int status); /* "ok", "verify_failed", ... */

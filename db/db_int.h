@@ -18,6 +18,10 @@ struct mta_db {
 	sqlite3 *h;
 	char *path;
 	int readonly;
+	int immutable;  /* opened with immutable=1 (a read-only WAL copy, see db_open.c) */
+	double op_t0;   /* when the statement running now began (db_clock_start) */
+	double limit_s; /* how long one may run before the progress handler stops it */
+	int interrupted; /* the last statement was stopped for running too long */
 	int group;      /* inside mta_db_begin() */
 	int failed;     /* the group was rolled back after an error */
 	char **keep;    /* strings handed out until the next call */
@@ -25,12 +29,21 @@ struct mta_db {
 };
 
 /*
- * mta_db_open() with the schema version and the source of the schema and
+ * mta_db_open() with the schema version, the oldest version a read-only
+ * handle reads unmigrated (read_min), and the source of the schema and
  * migrations as parameters: the tests migrate to a version this build does
  * not have.
  */
-int mta_db_open_to(const char *path, int flags, int version, mta_db_lookup_fn lookup,
-		   struct mta_db **out);
+int mta_db_open_to(const char *path, int flags, int version, int read_min,
+		   mta_db_lookup_fn lookup, struct mta_db **out);
+
+/*
+ * Start the clock of the time limit for the statement about to run:
+ * db_prepare and db_exec call it; so must any other way a statement starts.
+ */
+void db_clock_start(struct mta_db *db);
+/* "file:" URI of path for SQLite (every unsafe byte %-escaped), with query q ("" or "?..."). */
+int db_uri(const char *path, const char *q, char *out, size_t n);
 
 /* MTA_EDB naming the file, what failed, and SQLite's reason. */
 int db_err(struct mta_db *db, const char *what);

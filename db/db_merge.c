@@ -4,16 +4,18 @@
  * Rows are matched by natural keys, never by rowid: devices by their whole
  * identity, problems by key, variants by (problem key, spec), results by
  * (device, variant, T, B), binaries by their key. Every result is kept; when
- * both files measured the same key, the later measurement wins. Devices stay
- * apart (a result keeps its own device). Winners are copied with their
- * evidence, keyed by (device, problem, op, T bucket, B bucket); of two
- * decisions for one key the later stands: the rule tuning follows when it
- * decides a key again. Nothing is recomputed from medians, whose noise the
- * paired rounds behind a decision were there to see through, so merging a
- * database into an empty one gives its winners unchanged.
+ * both files measured the same key, the later measurement wins, except that
+ * an env_error (the machine failed, nothing was measured) never replaces a
+ * measurement. Devices stay apart (a result keeps its own device). Winners
+ * are copied with their evidence, keyed by (device, problem, op, T bucket, B
+ * bucket); of two decisions for one key the later stands: the rule tuning
+ * follows when it decides a key again. Nothing is recomputed from medians,
+ * whose noise the paired rounds behind a decision were there to see through,
+ * so merging a database into an empty one gives its winners unchanged.
  */
 #include "db/db_int.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -52,7 +54,8 @@ static const char *merge_sql[] = {
 	"median_ms = excluded.median_ms, p20_ms = excluded.p20_ms, p80_ms = excluded.p80_ms, "
 	"min_ms = excluded.min_ms, runs = excluded.runs, rel_err = excluded.rel_err, "
 	"error = excluded.error, run_id = excluded.run_id, started_at = excluded.started_at, "
-	"recorded_at = excluded.recorded_at WHERE excluded.recorded_at > results.recorded_at",
+	"recorded_at = excluded.recorded_at WHERE excluded.recorded_at > results.recorded_at "
+	"AND (excluded.status <> 'env_error' OR results.status = 'env_error')",
 
 	"INSERT INTO main.winners (device_id, problem_id, op, t_bucket, b_bucket, variant_id, "
 	"time_ms, T, B, default_ms, ratio, ci_low, ci_high, rounds, significant, updated_at) "
@@ -98,14 +101,19 @@ int mta_db_merge(struct mta_db *db, const char *in_path)
 	int rc = mta_db_open(in_path, MTA_DB_READONLY, &in);
 	if (rc)
 		return mta_wrap(rc, "cannot merge into %s", db->path);
+	/* attached as it was opened: read-only, immutable when it had to be (db_open.c) */
+	char uri[PATH_MAX * 3 + 64];
+	rc = db_uri(in_path, in->immutable ? "?mode=ro&immutable=1" : "?mode=ro", uri, sizeof uri);
 	mta_db_close(in);
+	if (rc)
+		return rc;
 	if (db->readonly)
 		return mta_fail(MTA_EDB, "database %s is open read-only: cannot merge into it",
 				db->path);
 	/* ATTACH cannot run inside a transaction: attach, then one transaction. */
 	if ((rc = db_prepare(db, &st, "ATTACH ?1 AS src")))
 		return rc;
-	db_text(st, 1, in_path);
+	db_text(st, 1, uri);
 	if (sqlite3_step(st) != SQLITE_DONE)
 		rc = db_err(db, "attach the database to merge");
 	sqlite3_finalize(st);
@@ -117,6 +125,7 @@ int mta_db_merge(struct mta_db *db, const char *in_path)
 			rc = db_exec(db, sql, "merge");
 	if (db->group)
 		rc = rc ? (mta_db_rollback(db), rc) : mta_db_commit(db);
+	db_clock_start(db);
 	sqlite3_exec(db->h, "DETACH src", NULL, NULL, NULL);
 	return rc ? mta_wrap(rc, "merging %s", in_path) : MTA_OK;
 }

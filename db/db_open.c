@@ -4,19 +4,35 @@
  *
  * Opening classifies the file before trusting it:
  *   missing or empty file       -> new: gets db/schema.sql (not read-only)
- *   not starting "SQLite format 3" -> refused: not an SQLite file
+ *   not a regular file          -> refused: MTA_EFORMAT (a FIFO is never read)
+ *   not starting "SQLite format 3" -> refused: not an SQLite file (MTA_EFORMAT)
  *   SQLite, application_id ours -> its user_version must be 1..current;
  *                                  older ones are migrated, newer refused
  *   SQLite, no tables, id 0     -> new (an empty database someone made)
- *   any other SQLite file       -> refused: not an mtatune database
- *   unreadable pages            -> refused: damaged (SQLite checks the page
+ *   any other SQLite file       -> refused: not an mtatune database (MTA_EFORMAT)
+ *   unreadable pages            -> refused: damaged, MTA_EDB (SQLite checks the page
  *                                  count in the header against the file size
  *                                  on the first read, so truncation shows)
+ *   one of the schema's tables     -> refused: damaged (a view there could
+ *   not a table                       recurse for ever)
  * Creation and migration run inside BEGIN IMMEDIATE and re-read the version
  * there, so two processes opening a new file at once create it once.
+ *
+ * A read-only copy of a WAL database, in a folder the reader cannot write,
+ * cannot be read the usual way: SQLite must create its -shm beside it. Such
+ * a file is opened again with immutable=1 (no locks, no -shm), which is
+ * exact as long as nothing can write it, and nothing can: a writer would
+ * have to create the -wal in that folder. If a -wal with changes is there
+ * already, immutable would not see them: that copy is refused, saying how
+ * to make one that can be read.
+ *
+ * Every statement runs under a time limit (MTA_DB_QUERY_TIMEOUT_MS): the
+ * progress handler stops one that runs longer, so that no view or trigger
+ * of a hostile file can hang a command.
  */
 #define _GNU_SOURCE
 #include "db/db_int.h"
+#include "runtime/core/strbuf.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -31,10 +47,48 @@
 
 /* ---- errors, statements, binding --------------------------------------- */
 
+static double now_s(void);
+
+/* The progress handler: non-zero stops the statement (SQLITE_INTERRUPT). */
+static int progress(void *ctx)
+{
+	struct mta_db *db = ctx;
+	if (now_s() - db->op_t0 <= db->limit_s)
+		return 0;
+	db->interrupted = 1;
+	return 1;
+}
+
+void db_clock_start(struct mta_db *db)
+{
+	db->op_t0 = now_s();
+	db->interrupted = 0;
+}
+
+int db_uri(const char *path, const char *q, char *out, size_t n)
+{
+	size_t k = (size_t)snprintf(out, n, "file:%s", path[0] == '/' ? "//" : "");
+	for (const unsigned char *p = (const unsigned char *)path; *p && k + 4 < n; p++) {
+		if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+		    strchr("/._-~", *p))
+			out[k++] = (char)*p;
+		else
+			k += (size_t)snprintf(out + k, n - k, "%%%02X", *p);
+	}
+	if (k + strlen(q) + 1 > n)
+		return mta_fail(MTA_EINVAL, "database path too long: %s", path);
+	snprintf(out + k, n - k, "%s", q);
+	return MTA_OK;
+}
+
 int db_err(struct mta_db *db, const char *what)
 {
 	int code = sqlite3_errcode(db->h) & 0xff;
 	const char *why = sqlite3_errmsg(db->h);
+	if (code == SQLITE_INTERRUPT && db->interrupted)
+		return mta_fail(MTA_EDB, "database %s: cannot %s: a statement ran for over %.1f s and "
+				"was stopped (a view or trigger of the file that never ends?); "
+				"$MTATUNE_DB_QUERY_MS sets the limit", db->path, what, db->limit_s);
 	if (code == SQLITE_CORRUPT || code == SQLITE_NOTADB)
 		return mta_fail(MTA_EDB, "database %s is damaged (SQLite: %s) while trying to %s; "
 				"it may be truncated or overwritten: restore it from a copy or "
@@ -56,6 +110,7 @@ int db_err(struct mta_db *db, const char *what)
 
 int db_prepare(struct mta_db *db, sqlite3_stmt **st, const char *sql)
 {
+	db_clock_start(db);
 	if (sqlite3_prepare_v2(db->h, sql, -1, st, NULL) != SQLITE_OK) {
 		*st = NULL;
 		return db_err(db, "prepare a statement");
@@ -65,6 +120,7 @@ int db_prepare(struct mta_db *db, sqlite3_stmt **st, const char *sql)
 
 int db_exec(struct mta_db *db, const char *sql, const char *what)
 {
+	db_clock_start(db);
 	if (sqlite3_exec(db->h, sql, NULL, NULL, NULL) != SQLITE_OK)
 		return db_err(db, what);
 	return MTA_OK;
@@ -144,6 +200,7 @@ static int begin_immediate(struct mta_db *db)
 {
 	double t0 = now_s();
 	for (;;) {
+		db_clock_start(db);
 		int rc = sqlite3_exec(db->h, "BEGIN IMMEDIATE", NULL, NULL, NULL);
 		if (rc == SQLITE_OK)
 			return MTA_OK;
@@ -159,8 +216,11 @@ static int begin_immediate(struct mta_db *db)
 
 static void rollback_quietly(struct mta_db *db)
 {
+	int interrupted = db->interrupted;
+	db_clock_start(db);
 	if (!sqlite3_get_autocommit(db->h))
 		sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
+	db->interrupted = interrupted;
 }
 
 int db_write_begin(struct mta_db *db, const char *what)
@@ -183,6 +243,7 @@ int db_write_end(struct mta_db *db, int rc)
 	}
 	if (db->group)
 		return MTA_OK;
+	db_clock_start(db);
 	if (sqlite3_exec(db->h, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
 		rc = db_err(db, "commit");
 		rollback_quietly(db);
@@ -271,36 +332,42 @@ static int make_parent(const char *path)
 
 /*
  * Look at the file before SQLite does: *fresh is set when it is missing or
- * empty. A file that is not SQLite is refused here with a plain reason.
+ * empty. A file that is not SQLite is refused here with a plain reason. It
+ * is opened without blocking (a FIFO would wait for a writer) and its type
+ * checked on that descriptor, before a byte is read.
  */
 static int sniff(const char *path, int flags, int *fresh)
 {
 	struct stat sb;
 	*fresh = 0;
-	if (stat(path, &sb) != 0) {
-		if (errno != ENOENT)
-			return mta_fail(MTA_EIO, "database %s: %s", path, strerror(errno));
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	if (fd < 0 && errno == ENOENT) {
 		if (flags & MTA_DB_READONLY)
 			return mta_fail(MTA_ENOTFOUND, "database %s does not exist", path);
 		*fresh = 1;
 		return MTA_OK;
 	}
-	if (!S_ISREG(sb.st_mode))
-		return mta_fail(MTA_EDB, "database %s is not a regular file", path);
+	if (fd < 0 && errno == EISDIR)
+		return mta_fail(MTA_EFORMAT, "database %s is not a regular file (a folder)", path);
+	if (fd < 0)
+		return mta_fail(MTA_EIO, "cannot read database %s: %s", path, strerror(errno));
+	if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+		close(fd);
+		return mta_fail(MTA_EFORMAT, "database %s is not a regular file", path);
+	}
 	if (sb.st_size == 0) {
+		close(fd);
 		if (flags & MTA_DB_READONLY)
-			return mta_fail(MTA_EDB, "database %s is empty: not an mtatune database yet", path);
+			return mta_fail(MTA_EFORMAT, "database %s is empty: not an mtatune database "
+					"yet", path);
 		*fresh = 1;
 		return MTA_OK;
 	}
 	char head[16] = { 0 };
-	FILE *f = fopen(path, "rb");
-	if (!f)
-		return mta_fail(MTA_EIO, "cannot read database %s: %s", path, strerror(errno));
-	size_t got = fread(head, 1, sizeof head, f);
-	fclose(f);
-	if (got < sizeof head || memcmp(head, "SQLite format 3", 16) != 0)
-		return mta_fail(MTA_EDB, "%s is not an mtatune database: it is not an SQLite "
+	ssize_t got = read(fd, head, sizeof head);
+	close(fd);
+	if (got < (ssize_t)sizeof head || memcmp(head, "SQLite format 3", 16) != 0)
+		return mta_fail(MTA_EFORMAT, "%s is not an mtatune database: it is not an SQLite "
 				"file at all", path);
 	return MTA_OK;
 }
@@ -337,6 +404,7 @@ static int read_marker(struct mta_db *db, struct marker *m)
 	if (rc || m->app != MTA_DB_APPLICATION_ID || m->objects == 0)
 		return rc;
 	sqlite3_stmt *st;
+	db_clock_start(db);
 	if (sqlite3_prepare_v2(db->h, "SELECT value FROM meta WHERE key = 'format'", -1, &st,
 			       NULL) != SQLITE_OK)
 		return MTA_OK; /* no meta table: judged by the caller */
@@ -360,7 +428,7 @@ static int judge(struct mta_db *db, const struct marker *m, int want, int *todo)
 		return MTA_OK;
 	}
 	if (m->app != MTA_DB_APPLICATION_ID)
-		return mta_fail(MTA_EDB, "%s is not an mtatune database: it is an SQLite file "
+		return mta_fail(MTA_EFORMAT, "%s is not an mtatune database: it is an SQLite file "
 				"without the mtatune marker (application_id %d, %d schema objects)",
 				db->path, m->app, m->objects);
 	if (m->version > want)
@@ -422,6 +490,8 @@ static int upgrade(struct mta_db *db, int want, mta_db_lookup_fn lookup)
 		if (rc)
 			mta_wrap(rc, "migrating from schema version %d to %d", v - 1, v);
 	}
+	if (!rc)
+		db_clock_start(db);
 	if (!rc && sqlite3_exec(db->h, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
 		rc = db_err(db, "commit the new schema");
 	if (rc)
@@ -468,8 +538,90 @@ static int quick_check(struct mta_db *db)
 	return rc;
 }
 
-int mta_db_open_to(const char *path, int flags, int want, mta_db_lookup_fn lookup,
-		   struct mta_db **out)
+/* The time limit of one statement: $MTATUNE_DB_QUERY_MS, else MTA_DB_QUERY_TIMEOUT_MS. */
+static double query_limit_s(void)
+{
+	const char *e = getenv("MTATUNE_DB_QUERY_MS");
+	char *end;
+	long v = e && *e ? strtol(e, &end, 10) : -1;
+	return (e && *e && !*end && v > 0 && v <= 86400000 ? v : MTA_DB_QUERY_TIMEOUT_MS) / 1000.0;
+}
+
+/* Open db->h on db->path (as a URI, query q appended): busy timeout, time limit. */
+static int connect_to(struct mta_db *db, const char *q)
+{
+	char uri[PATH_MAX * 3 + 64];
+	int rc = db_uri(db->path, q, uri, sizeof uri);
+	if (rc)
+		return rc;
+	int oflags = (db->readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE)
+		     | SQLITE_OPEN_URI;
+	if (sqlite3_open_v2(uri, &db->h, oflags, NULL) != SQLITE_OK)
+		return db->h ? db_err(db, "open it")
+			     : mta_fail(MTA_ENOMEM, "out of memory opening database %s", db->path);
+	sqlite3_extended_result_codes(db->h, 1);
+	sqlite3_busy_timeout(db->h, busy_ms());
+	sqlite3_progress_handler(db->h, 1000, progress, db);
+	return MTA_OK;
+}
+
+/*
+ * The marker, in one read transaction so that it is one snapshot: another
+ * process may be creating the schema right now.
+ */
+static int first_read(struct mta_db *db, struct marker *m, int *code)
+{
+	int rc = db_exec(db, "BEGIN", "begin reading");
+	if (!rc)
+		rc = read_marker(db, m);
+	*code = sqlite3_errcode(db->h) & 0xff; /* before the rollback resets it */
+	rollback_quietly(db);
+	return rc;
+}
+
+/* A read-only WAL file whose -shm cannot be made: immutable, when that is exact (file comment). */
+static int open_immutable(struct mta_db *db)
+{
+	char wal[PATH_MAX + 8];
+	struct stat st;
+	snprintf(wal, sizeof wal, "%s-wal", db->path);
+	if (stat(wal, &st) == 0 && st.st_size > 0)
+		return mta_fail(MTA_EDB, "database %s cannot be read here: it is in WAL mode, its "
+				"-wal (%s) still holds changes, and its -shm cannot be created beside "
+				"it (the folder is not writable); read it where it can be written, or "
+				"copy it after sqlite3 FILE 'PRAGMA wal_checkpoint(TRUNCATE)'",
+				db->path, wal);
+	sqlite3_close_v2(db->h);
+	db->h = NULL;
+	db->immutable = 1;
+	return connect_to(db, "?immutable=1");
+}
+
+/* The schema's tables must be tables: a view in the place of one could recurse for ever. */
+static int check_tables(struct mta_db *db)
+{
+	sqlite3_stmt *st;
+	int rc = db_prepare(db, &st, "SELECT name, type FROM sqlite_schema WHERE name IN ('meta', "
+			    "'devices', 'problems', 'variants', 'results', 'winners', 'binaries') "
+			    "AND type <> 'table' ORDER BY name LIMIT 1");
+	if (rc)
+		return rc;
+	int s = sqlite3_step(st);
+	if (s == SQLITE_ROW) {
+		char name[64], type[64];
+		mta_escape_str((const char *)sqlite3_column_text(st, 0), name, sizeof name);
+		mta_escape_str((const char *)sqlite3_column_text(st, 1), type, sizeof type);
+		rc = mta_fail(MTA_EDB, "database %s is damaged: %s is a %s, not a table", db->path,
+			      name, type);
+	} else if (s != SQLITE_DONE) {
+		rc = db_err(db, "read its schema");
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int mta_db_open_to(const char *path, int flags, int want, int read_min,
+		   mta_db_lookup_fn lookup, struct mta_db **out)
 {
 	char def[PATH_MAX];
 	struct mta_db *db = NULL;
@@ -492,29 +644,28 @@ int mta_db_open_to(const char *path, int flags, int want, mta_db_lookup_fn looku
 		goto out;
 	}
 	db->readonly = !!(flags & MTA_DB_READONLY);
-	int oflags = db->readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
-	if (sqlite3_open_v2(path, &db->h, oflags, NULL) != SQLITE_OK) {
-		rc = db->h ? db_err(db, "open it")
-			   : mta_fail(MTA_ENOMEM, "out of memory opening database %s", path);
+	db->limit_s = query_limit_s();
+	if ((rc = connect_to(db, "")))
 		goto out;
+	int code;
+	rc = first_read(db, &m, &code);
+	if (rc && db->readonly && (code == SQLITE_READONLY || code == SQLITE_CANTOPEN)) {
+		if ((rc = open_immutable(db)))
+			goto out;
+		rc = first_read(db, &m, &code);
 	}
-	sqlite3_extended_result_codes(db->h, 1);
-	sqlite3_busy_timeout(db->h, busy_ms());
-	/* One read transaction, so the marker is one snapshot: another process may
-	 * be creating the schema right now. */
-	if ((rc = db_exec(db, "BEGIN", "begin reading")))
-		goto out;
-	rc = read_marker(db, &m);
-	rollback_quietly(db);
 	if (rc || (rc = judge(db, &m, want, &todo)))
 		goto out;
+	/* an older schema that this build reads as it is: no migration to read it */
+	if (db->readonly && todo == 2 && m.version >= read_min)
+		todo = 0;
 	if (db->readonly && todo)
-		rc = todo == 1 ? mta_fail(MTA_EDB, "database %s has no mtatune schema yet and is "
+		rc = todo == 1 ? mta_fail(MTA_EFORMAT, "database %s has no mtatune schema yet and is "
 					  "open read-only", path)
 			       : mta_fail(MTA_EDB, "database %s has schema version %d and needs "
 					  "migrating to %d; open it once for writing", path,
 					  m.version, want);
-	if (rc)
+	if (rc || (m.objects && (rc = check_tables(db))))
 		goto out;
 	/* synchronous=NORMAL in WAL mode: a crash of the process loses nothing. */
 	if (!db->readonly && ((rc = set_wal(db)) ||
@@ -537,7 +688,8 @@ out:
 
 int mta_db_open(const char *path, int flags, struct mta_db **out)
 {
-	return mta_db_open_to(path, flags, MTA_DB_SCHEMA_VERSION, mta_embedded, out);
+	return mta_db_open_to(path, flags, MTA_DB_SCHEMA_VERSION, MTA_DB_READ_MIN_VERSION,
+			      mta_embedded, out);
 }
 
 void mta_db_close(struct mta_db *db)

@@ -9,6 +9,7 @@
  */
 #include "db/db_int.h"
 #include "runtime/core/pick.h"
+#include "runtime/core/strbuf.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -16,6 +17,7 @@
 
 static const char *result_names[MTA_RESULT_COUNT] = {
 	"ok", "verify_failed", "compile_failed", "crashed", "timeout", "pruned", "error",
+	"env_error",
 };
 
 const char *const db_compile_names[3] = { "unknown", "ok", "failed" };
@@ -33,7 +35,8 @@ int mta_result_status_parse(const char *s, int *status)
 			return MTA_OK;
 		}
 	return mta_fail(MTA_EINVAL, "unknown result status '%s' (expected ok, verify_failed, "
-			"compile_failed, crashed, timeout, pruned or error)", s ? s : "(null)");
+			"compile_failed, crashed, timeout, pruned, error or env_error)",
+			s ? s : "(null)");
 }
 
 static int parse_compile(const char *s)
@@ -311,6 +314,21 @@ int mta_db_list_results(struct mta_db *db, int64_t device_id, const char *proble
 	"w.ratio, w.ci_low, w.ci_high, w.rounds, w.significant FROM winners w " \
 	"JOIN problems p ON p.id = w.problem_id JOIN variants v ON v.id = w.variant_id "
 
+/*
+ * A bucket as the schema allows it: a power of two >= 1. A file without
+ * that CHECK (a hostile one) could hold 0 or -4, which the pick policy
+ * would take as bucket 1: refused as damage instead.
+ */
+static int check_bucket(struct mta_db *db, int64_t b, const char *what, const char *key)
+{
+	char shown[MTA_KEY_MAX * 4];
+	if (b >= 1 && !(b & (b - 1)))
+		return MTA_OK;
+	return mta_fail(MTA_EDB, "database %s is damaged: a winner of %s has %s bucket %lld "
+			"(buckets are powers of two >= 1)", db->path,
+			mta_escape_str(key ? key : "", shown, sizeof shown), what, (long long)b);
+}
+
 /* Fill w from a row of WINNER_SQL; strings point into the statement's row. */
 static void read_winner(sqlite3_stmt *st, struct mta_db_winner *w)
 {
@@ -339,15 +357,16 @@ static void read_winner(sqlite3_stmt *st, struct mta_db_winner *w)
 /*
  * The buckets the pick policy names among those recorded for (device,
  * problem, op); *t 0 if none. Buckets read from the file are checked: a
- * hostile database cannot hand the policy a bucket that is not a power of two.
+ * hostile database cannot hand the policy a bucket that is not a power of
+ * two (MTA_EDB: damaged).
  */
-static int pick_buckets(struct mta_db *db, int64_t device_id, int64_t problem_id, const char *op,
-			int64_t B, int64_t T, int64_t *t, int64_t *b)
+static int pick_buckets(struct mta_db *db, int64_t device_id, int64_t problem_id, const char *key,
+			const char *op, int64_t B, int64_t T, int64_t *t, int64_t *b)
 {
 	sqlite3_stmt *st;
 	struct mta_pick_cand c[256];
 	size_t n = 0;
-	int s, source, rung;
+	int s = SQLITE_DONE, source, rung;
 	int rc = db_prepare(db, &st, "SELECT t_bucket, b_bucket FROM winners WHERE device_id = ?1 "
 			    "AND problem_id = ?2 AND op = ?3 LIMIT 256");
 	if (rc)
@@ -355,13 +374,13 @@ static int pick_buckets(struct mta_db *db, int64_t device_id, int64_t problem_id
 	sqlite3_bind_int64(st, 1, device_id);
 	sqlite3_bind_int64(st, 2, problem_id);
 	db_text(st, 3, op);
-	while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+	while (!rc && (s = sqlite3_step(st)) == SQLITE_ROW) {
 		int64_t tb = sqlite3_column_int64(st, 0), bb = sqlite3_column_int64(st, 1);
-		if (tb < 1 || (tb & (tb - 1)) || bb < 1 || (bb & (bb - 1)))
-			continue;
+		if ((rc = check_bucket(db, tb, "T", key)) || (rc = check_bucket(db, bb, "B", key)))
+			break;
 		c[n++] = (struct mta_pick_cand){ MTA_RUNG_DEVICE, tb, bb };
 	}
-	if (s != SQLITE_DONE)
+	if (!rc && s != SQLITE_DONE)
 		rc = db_err(db, "look up winners");
 	sqlite3_finalize(st);
 	int i = rc ? -1 : mta_pick_winner(c, n, B, T, &source, &rung);
@@ -380,7 +399,7 @@ int mta_db_winner_get(struct mta_db *db, int64_t device_id, const char *problem_
 	db_keep_reset(db);
 	int rc = mta_db_problem_find(db, problem_key, &pid);
 	if (!rc)
-		rc = pick_buckets(db, device_id, pid, op, B, T, &tb, &bb);
+		rc = pick_buckets(db, device_id, pid, problem_key, op, B, T, &tb, &bb);
 	if ((!rc && !tb) || rc == MTA_ENOTFOUND)
 		rc = mta_fail(MTA_ENOTFOUND, "database %s has no tuned %s kernel for %s on device "
 			      "%lld", db->path, op, problem_key ? problem_key : "",
@@ -426,7 +445,9 @@ int mta_db_list_winners(struct mta_db *db, int64_t device_id, const char *proble
 		struct mta_db_winner w;
 		read_winner(st, &w);
 		w.exact = 1;
-		rc = cb(ctx, &w);
+		if (!(rc = check_bucket(db, w.t_bucket, "T", w.problem_key)) &&
+		    !(rc = check_bucket(db, w.b_bucket, "B", w.problem_key)))
+			rc = cb(ctx, &w);
 	}
 	if (!rc && s != SQLITE_DONE)
 		rc = db_err(db, "list winners");

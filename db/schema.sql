@@ -1,4 +1,4 @@
--- schema.sql: the mtatune tuning database, schema version 2.
+-- schema.sql: the mtatune tuning database, schema version 3.
 --
 -- One SQLite file holds what tuning learned: the devices measured, the
 -- problems (canonical keys, gen/problem.c), their kernel variants (canonical
@@ -23,7 +23,7 @@
 -- UNIQUE treats every NULL as distinct.
 
 PRAGMA application_id = 1297367380;
-PRAGMA user_version = 2;
+PRAGMA user_version = 3;
 
 CREATE TABLE meta (
 	key   TEXT PRIMARY KEY,
@@ -80,7 +80,9 @@ CREATE TABLE variants (
 -- One measurement of a variant on a device at sequence length T, batch B.
 -- A later measurement of the same (device, variant, T, B) replaces the row in
 -- place, so a resumed or repeated run never duplicates. t_bucket is the
--- smallest power of two >= T, kept for the winner queries.
+-- smallest power of two >= T, kept for the winner queries. env_error (since
+-- version 3): the machine failed, not the kernel (no compiler, a full disk,
+-- out of memory); a resumed run measures such a variant again.
 CREATE TABLE results (
 	id         INTEGER PRIMARY KEY,
 	device_id  INTEGER NOT NULL REFERENCES devices (id),
@@ -89,7 +91,7 @@ CREATE TABLE results (
 	B          INTEGER NOT NULL CHECK (B >= 1),
 	t_bucket   INTEGER NOT NULL CHECK (t_bucket >= T AND t_bucket < 2 * T),
 	status     TEXT NOT NULL CHECK (status IN ('ok', 'verify_failed',
-		'compile_failed', 'crashed', 'timeout', 'pruned', 'error')),
+		'compile_failed', 'crashed', 'timeout', 'pruned', 'error', 'env_error')),
 	median_ms  REAL,                      -- NULL: not measured
 	p20_ms     REAL,
 	p80_ms     REAL,

@@ -6,7 +6,7 @@
 
 int mta_test_fault(const char *spec)
 {
-	static const char *const kinds[] = { "crash", "hang", "wrong", "syntax", "slow" };
+	static const char *const kinds[] = { "crash", "hang", "wrong", "syntax", "slow", "nomem" };
 	const char *e = getenv("MTATUNE_TEST_FAULT");
 	if (!e || !*e)
 		return 0;

@@ -4,6 +4,7 @@
  */
 #include "gen/gen.h"
 #include "runtime/core/error.h"
+#include "runtime/core/strbuf.h"
 
 #include <stddef.h>
 #include <stdio.h>
@@ -73,6 +74,11 @@ int mta_variant_parse(const char *spec, struct mta_variant *out)
 
 	if (!spec || strlen(spec) >= sizeof buf)
 		return mta_fail(MTA_EINVAL, "variant spec is missing or too long");
+	if (!mta_is_printable(spec, strlen(spec))) {
+		char shown[sizeof buf * 4];
+		return mta_fail(MTA_EINVAL, "variant spec '%s' holds a byte that is not printable",
+				mta_escape_str(spec, shown, sizeof shown));
+	}
 	strcpy(buf, spec);
 	char *colon = strchr(buf, ':');
 	if (!colon)
@@ -115,8 +121,9 @@ int mta_variant_parse(const char *spec, struct mta_variant *out)
 		if (seen & (1u << idx))
 			return mta_fail(MTA_EINVAL, "variant spec '%s': '%s' given twice", spec, t);
 		seen |= 1u << idx;
-		long n = strtol(eq + 1, &end, 10);
-		if (!eq[1] || *end || n < 0 || n > 1 << 20)
+		/* digits only: strtol alone would take " +64" */
+		long n = eq[1] >= '0' && eq[1] <= '9' ? strtol(eq + 1, &end, 10) : -1;
+		if (!eq[1] || n < 0 || *end || n > 1 << 20)
 			return mta_fail(MTA_EINVAL, "variant spec '%s': %s='%s' is not a number in "
 					"[0, 1048576]", spec, t, eq + 1);
 		*field(&v, tu) = (int)n;

@@ -9,6 +9,10 @@
 #include "tests/fixtures.h"
 #include "tuner/io/npy.h"
 
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 struct row {
@@ -231,7 +235,7 @@ TEST(badinput_report_export_devices_options_and_files)
 		{ "report --frob", 2, "report: unknown option '--frob'" },
 		{ "export --db @/w.db", 2, "export: --out DIR is required" },
 		{ "export --db @/none.db --out @/e", 3, "mtatune export: database @/none.db does not exist" },
-		{ "export --db @/t.txt --out @/e", 1, "export: @/t.txt is not an mtatune database" },
+		{ "export --db @/t.txt --out @/e", 3, "export: @/t.txt is not an mtatune database" },
 		{ "export --db @/w.db --out @/e --problem nope", 2,
 		  "mtatune export: --problem nope: problem key 'nope': unknown part" },
 		{ "export --db @/w.db --out @/e --arch sm_9x", 2,
@@ -244,4 +248,249 @@ TEST(badinput_report_export_devices_options_and_files)
 	};
 	inputs_for_tables();
 	table(t, sizeof t / sizeof t[0]);
+}
+
+/*
+ * Issue 18: a FIFO (or a device) named as an input blocked the command
+ * until a writer came; it is refused at once as not a regular file. An
+ * inputs folder's names are the user's bytes: the note listing the ignored
+ * ones quotes control characters escaped, never raw to the terminal.
+ */
+TEST(badinput_special_files_as_inputs_never_block)
+{
+	char fifo[700], *out = NULL;
+	snprintf(fifo, sizeof fifo, "%s/fifo", mt_tmpdir());
+	REQUIRE(mkfifo(fifo, 0600) == 0);
+	const char *dir = mt_small_case("f");
+	char q[700];
+	snprintf(q, sizeof q, "%s/q.npy", dir);
+	REQUIRE(unlink(q) == 0 && mkfifo(q, 0600) == 0);
+	int code = mt_sh(&out, "timeout 20 %s run --inputs '%s' --out '%s/o.npy'", mt_bin(), dir,
+			 mt_tmpdir());
+	CHECKF(code == 3, "run with a FIFO q.npy: exit %d\n%s", code, out);
+	CHECK_STR_CONTAINS(out, "q.npy: not a regular file");
+	free(out);
+	const char *good = mt_small_case("g");
+	code = mt_sh(&out, "timeout 20 %s run --inputs '%s' --out '%s/o.npy' --expected '%s'",
+		     mt_bin(), good, mt_tmpdir(), fifo);
+	CHECKF(code == 3, "run --expected FIFO: exit %d\n%s", code, out);
+	CHECK_STR_CONTAINS(out, "not a regular file");
+	free(out);
+	code = mt_sh(&out, "timeout 20 %s sweep --grid '%s' --db '%s/s.db'", mt_bin(), fifo,
+		     mt_tmpdir());
+	CHECKF(code == 3, "sweep --grid FIFO: exit %d\n%s", code, out);
+	CHECK_STR_CONTAINS(out, "not a regular file");
+	free(out);
+	code = mt_sh(&out, "timeout 20 %s sweep --grid /dev/zero --db '%s/s.db'", mt_bin(),
+		     mt_tmpdir());
+	CHECKF(code == 3, "sweep --grid /dev/zero: exit %d\n%s", code, out);
+	free(out);
+	/* a note about an ignored file named with an escape sequence and a newline */
+	char odd[800];
+	snprintf(odd, sizeof odd, "%s/\x1b]0;pwned\a\nx.npy", good);
+	FILE *f = fopen(odd, "w");
+	REQUIRE(f);
+	fclose(f);
+	code = mt_sh(&out, "%s run --inputs '%s' --out '%s/o.npy'", mt_bin(), good, mt_tmpdir());
+	CHECKF(code == 0, "run: exit %d\n%s", code, out);
+	CHECK_STR_CONTAINS(out, "\\x1b]0;pwned\\x07\\nx.npy");
+	CHECK(out && !strchr(out, '\x1b') && !strchr(out, '\a'));
+	free(out);
+}
+
+/*
+ * Start argv with stdout and stderr to log, holding it before exec until
+ * plant(pid, ctx) has run: a test can put a file at a name that holds the
+ * pid before the command runs. Returns the exit status (128 + signal).
+ */
+static int run_planted(char *const argv[], const char *log, void (*plant)(pid_t, void *),
+		       void *ctx)
+{
+	int go[2];
+	if (pipe(go))
+		return -1;
+	pid_t pid = fork();
+	if (pid == 0) {
+		char c;
+		close(go[1]);
+		if (read(go[0], &c, 1) != 1 || !freopen(log, "w", stdout) ||
+		    !freopen(log, "a", stderr))
+			_exit(99);
+		execv(argv[0], argv);
+		_exit(98);
+	}
+	close(go[0]);
+	plant(pid, ctx);
+	if (write(go[1], "x", 1) != 1)
+		kill(pid, SIGKILL);
+	close(go[1]);
+	int st = 0;
+	waitpid(pid, &st, 0);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+struct plant_ctx {
+	const char *out, *victim;
+};
+
+/* Symlinks to the victim at every temporary name the output's writer once used. */
+static void plant_links(pid_t pid, void *ctx)
+{
+	const struct plant_ctx *c = ctx;
+	char name[900];
+	snprintf(name, sizeof name, "%s.tmp%d", c->out, (int)pid); /* report's old name */
+	if (symlink(c->victim, name))
+		mt_fail(__FILE__, __LINE__, "symlink %s", name);
+	for (int i = 0; i < 4; i++) { /* npy's: <path>.tmp-<pid>-<serial> */
+		snprintf(name, sizeof name, "%s.tmp-%d-%d", c->out, (int)pid, i);
+		if (symlink(c->victim, name))
+			mt_fail(__FILE__, __LINE__, "symlink %s", name);
+	}
+}
+
+/* The file is still what it was: kind (S_IFMT bits) and, for regular files, its text. */
+static void check_untouched(const char *path, mode_t kind, const char *text)
+{
+	struct stat st;
+	CHECKF(lstat(path, &st) == 0 && (st.st_mode & S_IFMT) == kind, "%s was replaced", path);
+	if (text) {
+		char buf[256] = "";
+		FILE *f = fopen(path, "r");
+		size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+		if (f)
+			fclose(f);
+		buf[n] = 0;
+		CHECKF(!strcmp(buf, text), "%s was written: '%s'", path, buf);
+	}
+}
+
+/*
+ * Issue 18: `run --out` and `report --out` renamed their temporary over
+ * whatever the name held (as root, `--out /dev/null` replaced the device
+ * node) and report's temporary (path.tmp<pid>) followed a symlink planted
+ * there. An existing output that is not a regular file is refused (exit 1),
+ * and temporaries are created O_EXCL|O_NOFOLLOW under unpredictable names.
+ */
+TEST(badinput_outputs_refuse_special_files_and_planted_links)
+{
+	char fifo[700], link[700], dev[700], victim[700], db[700], *out = NULL;
+	const char *dir = mt_small_case("o");
+	snprintf(fifo, sizeof fifo, "%s/fifo.npy", mt_tmpdir());
+	snprintf(link, sizeof link, "%s/link.npy", mt_tmpdir());
+	snprintf(dev, sizeof dev, "%s/null", mt_tmpdir());
+	snprintf(victim, sizeof victim, "%s/victim", mt_tmpdir());
+	snprintf(db, sizeof db, "%s/w.db", mt_tmpdir());
+	mt_cuda_winner_db(db, "h2kv1d8-both-f32");
+	FILE *f = fopen(victim, "w");
+	REQUIRE(f);
+	fputs("precious", f);
+	fclose(f);
+	REQUIRE(mkfifo(fifo, 0600) == 0 && symlink(victim, link) == 0);
+	int have_dev = geteuid() == 0 && mknod(dev, S_IFCHR | 0666, makedev(1, 3)) == 0;
+	const char *outs[] = { fifo, link, dev };
+	const mode_t kinds[] = { S_IFIFO, S_IFLNK, S_IFCHR };
+	for (int i = 0; i < 3; i++) {
+		if (i == 2 && !have_dev)
+			continue;
+		int code = mt_sh(&out, "timeout 20 %s run --inputs '%s' --out '%s'", mt_bin(), dir,
+				 outs[i]);
+		CHECKF(code == 1, "run --out %s: exit %d\n%s", outs[i], code, out);
+		CHECK_STR_CONTAINS(out, "exists and is not a regular file");
+		free(out);
+		check_untouched(outs[i], kinds[i], NULL);
+		code = mt_sh(&out, "timeout 20 %s report --db '%s' --out '%s'", mt_bin(), db, outs[i]);
+		CHECKF(code == 1, "report --out %s: exit %d\n%s", outs[i], code, out);
+		CHECK_STR_CONTAINS(out, "exists and is not a regular file");
+		free(out);
+		check_untouched(outs[i], kinds[i], NULL);
+	}
+	check_untouched(victim, S_IFREG, "precious");
+	/* a symlink planted at the temporary's name is never followed */
+	char log[700], rep[700], npy[700];
+	snprintf(log, sizeof log, "%s/log", mt_tmpdir());
+	snprintf(rep, sizeof rep, "%s/r.html", mt_tmpdir());
+	snprintf(npy, sizeof npy, "%s/o.npy", mt_tmpdir());
+	char *rargv[] = { (char *)mt_bin(), "report", "--db", db, "--out", rep, NULL };
+	struct plant_ctx pc = { rep, victim };
+	CHECK_EQ_INT(run_planted(rargv, log, plant_links, &pc), 0);
+	check_untouched(victim, S_IFREG, "precious");
+	check_untouched(rep, S_IFREG, NULL);
+	char *nargv[] = { (char *)mt_bin(), "run", "--inputs", (char *)dir, "--out", npy, NULL };
+	pc.out = npy;
+	CHECK_EQ_INT(run_planted(nargv, log, plant_links, &pc), 0);
+	check_untouched(victim, S_IFREG, "precious");
+	check_untouched(npy, S_IFREG, NULL);
+}
+
+/*
+ * Issue 18: the same cause gave different exit statuses in different
+ * commands (a text file as the database: 1 from best and export, 3 from
+ * report; a FIFO: 1 or a hang). Now, for every command: a database path
+ * that holds no mtatune database (missing where it is read, a FIFO, a
+ * folder, text, another application's SQLite file) is bad input data, 3; an
+ * mtatune database that is damaged is a runtime failure, 1 (README, "Exit
+ * statuses").
+ */
+TEST(badinput_exit_statuses_agree_across_commands)
+{
+	char dir[700], good[800], *out = NULL;
+	snprintf(dir, sizeof dir, "%s", mt_tmpdir());
+	snprintf(good, sizeof good, "%s/good.db", dir);
+	mt_cuda_winner_db(good, "h2kv1d8-both-f32");
+	const char *in = mt_small_case("in");
+	FILE *f = fopen((snprintf(good, sizeof good, "%s/g.txt", dir), good), "w");
+	REQUIRE(f);
+	fputs("problem h2kv1d8\nseq 8\n", f);
+	fclose(f);
+	static const struct { const char *name; int code, missing_ok; } causes[] = {
+		{ "missing.db", 3, 1 }, { "fifo.db", 3, 0 }, { "folder.db", 3, 0 },
+		{ "text.db", 3, 0 }, { "foreign.db", 3, 0 }, { "damaged.db", 1, 0 },
+	};
+	REQUIRE(mt_sh(&out, "cd '%s' && mkfifo fifo.db && mkdir folder.db && "
+		      "echo 'not a database' > text.db && sqlite3 foreign.db 'CREATE TABLE t(x)' "
+		      "2>/dev/null || python3 -c \"import sqlite3; c = sqlite3.connect('foreign.db'); "
+		      "c.execute('create table t(x)'); c.commit()\"", dir) == 0);
+	free(out);
+	/* damaged: the good file with its every page after the first overwritten */
+	REQUIRE(mt_sh(&out, "cd '%s' && cp good.db damaged.db && yes garbage | head -c 20000 | dd "
+		      "of=damaged.db bs=4096 seek=1 conv=notrunc 2>/dev/null", dir) == 0);
+	free(out);
+	/* creates: a missing database is made (tune, sweep) or is the runtime's "nothing
+	 * tuned" (run, best --seq: the default variant), not an error */
+	static const struct { const char *cmd; int creates; } cmds[] = {
+		{ "tune --problem h2kv1d8-both-f32 --seq 8 --strategy random --budget 1 --seed 1 "
+		  "--reps 1 --warmup 0 --top 1 -q --db @/#", 1 },
+		{ "sweep --grid @/g.txt --strategy random --budget 1 --reps 1 --warmup 0 --top 1 -q "
+		  "--db @/#", 1 },
+		{ "best --db @/#", 0 },
+		{ "best --problem h2kv1d8-both-f32 --seq 8 --db @/#", 1 },
+		{ "list devices --db @/#", 0 },
+		{ "report --format csv --db @/#", 0 },
+		{ "export --out @/lib --db @/#", 0 },
+		{ "db merge @/merged.db @/#", 0 },
+		{ "run --backend cpu --inputs @/in --out @/o.npy --db @/#", 1 },
+	};
+	(void)in;
+	for (size_t c = 0; c < sizeof causes / sizeof causes[0]; c++)
+		for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+			char cmd[3000];
+			size_t k = 0;
+			if (causes[c].missing_ok && cmds[i].creates)
+				continue; /* a missing database is made, or not needed */
+			for (const char *s = cmds[i].cmd; *s && k < sizeof cmd - 800; s++)
+				if (*s == '@')
+					k += (size_t)snprintf(cmd + k, sizeof cmd - k, "%s", dir);
+				else if (*s == '#')
+					k += (size_t)snprintf(cmd + k, sizeof cmd - k, "%s",
+							      causes[c].name);
+				else
+					cmd[k++] = *s;
+			cmd[k] = 0;
+			int code = mt_sh(&out, "rm -rf '%s/lib' '%s/merged.db'; MTATUNE_CACHE=build/kcache "
+					 "timeout 60 %s %s", dir, dir, mt_bin(), cmd);
+			CHECKF(code == causes[c].code, "%s as the database of '%s': exit %d, expected "
+			       "%d\n%s", causes[c].name, cmds[i].cmd, code, causes[c].code, out);
+			CHECK_STR_CONTAINS(out, causes[c].name);
+			free(out);
+		}
 }

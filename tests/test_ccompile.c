@@ -7,8 +7,12 @@
 #include "runtime/core/hash.h"
 #include "gen/cpu/cgen.h"
 #include "tests/cpu_util.h"
+#include "tests/fixtures.h"
 
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 static const char *ok_src = "int answer(void) { return 42; }\n";
 
@@ -58,10 +62,11 @@ TEST(ccompile_failure_returns_log)
 	CHECK_STR_CONTAINS(mta_last_error(), "undeclared_name");
 	CHECK_STR_CONTAINS(mta_last_error(), ".fail.log");
 	free(log);
-	/* a compiler that does not exist is a compile failure, not a crash */
+	/* a compiler that does not exist is the machine's failure (ENODEV), not the source's */
 	setenv("MTATUNE_CC", "/nonexistent/cc", 1);
-	CHECK_EQ_INT(mta_cc_build(ok_src, MTA_LANG_C, NULL, so, sizeof so, &log), MTA_ECOMPILE);
+	CHECK_EQ_INT(mta_cc_build(ok_src, MTA_LANG_C, NULL, so, sizeof so, &log), MTA_ENODEV);
 	CHECK_STR_CONTAINS(log, "cannot run");
+	CHECK_STR_CONTAINS(mta_last_error(), "no C compiler: cannot run '/nonexistent/cc'");
 	free(log);
 	CHECK_STR_CONTAINS(mta_cc_identity(MTA_LANG_C), "unknown");
 	/* and through the kernel loader */
@@ -70,7 +75,7 @@ TEST(ccompile_failure_returns_log)
 	struct mta_cpu_kernel *k = (struct mta_cpu_kernel *)1;
 	mta_problem_init(&p, 2, 2, 8);
 	REQUIRE(mta_variant_default(&p, MTA_BACKEND_CPU, &v) == MTA_OK);
-	CHECK_EQ_INT(mta_cpu_load(&p, &v, &k), MTA_ECOMPILE);
+	CHECK_EQ_INT(mta_cpu_load(&p, &v, &k), MTA_ENODEV);
 	CHECK(k == NULL);
 	CHECK_STR_CONTAINS(mta_last_error(), "cpu kernel cpu:v1");
 	unsetenv("MTATUNE_CC");
@@ -181,4 +186,220 @@ TEST(cpu_space_rules)
 	CHECK_EQ_INT(mta_variant_check(&p, &v), MTA_EINVAL);
 	REQUIRE(mta_variant_parse("cpu:v1,hpb=4,bq=7,bk=9", &v) == MTA_OK);
 	CHECK_EQ_INT(mta_variant_check(&p, &v), MTA_OK);
+}
+
+/* The cache entry name (<key>) of a path dir/<key>.so, into key[64]. */
+static void entry_key(const char *so, char *key)
+{
+	const char *b = strrchr(so, '/');
+	snprintf(key, 64, "%.*s", (int)strcspn(b + 1, "."), b + 1);
+}
+
+static int file_is(const char *path, const char *text)
+{
+	char buf[256] = "";
+	FILE *f = fopen(path, "r");
+	size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+	if (f)
+		fclose(f);
+	buf[n] = 0;
+	return !strcmp(buf, text);
+}
+
+/*
+ * Issue 18: the cache accepted an existing folder whoever owned it and
+ * dlopened what it found there (its constructor runs before any check), and
+ * fell back to /tmp/.cache/mtatune when HOME was unset. A new folder is
+ * made 0700; one owned by another user, or writable by group or others, is
+ * refused with a message naming it; no HOME and no MTATUNE_CACHE is refused.
+ */
+TEST(ccompile_cache_is_private_and_refuses_another_users_folder)
+{
+	char good[600], planted[600], so[4096], key[64], from[4200], to[4200], *out = NULL;
+	struct stat st;
+	snprintf(good, sizeof good, "%s/a/b/good", mt_tmpdir());
+	setenv("MTATUNE_CACHE", good, 1);
+	REQUIRE(mta_cc_build(ok_src, MTA_LANG_C, "-O1", so, sizeof so, NULL) == MTA_OK);
+	REQUIRE(stat(good, &st) == 0);
+	CHECKF((st.st_mode & 0777) == 0700, "new cache folder has mode %o", st.st_mode & 0777);
+	snprintf(from, sizeof from, "%s/a", mt_tmpdir());
+	CHECK(stat(from, &st) == 0 && (st.st_mode & 077) == 0);
+	entry_key(so, key);
+
+	/* the same entries planted in a folder of user nobody's */
+	snprintf(planted, sizeof planted, "%s/planted", mt_tmpdir());
+	REQUIRE(mt_sh(&out, "cp -a '%s' '%s'", good, planted) == 0);
+	free(out);
+	if (geteuid() == 0) {
+		REQUIRE(chown(planted, 65534, 65534) == 0);
+		setenv("MTATUNE_CACHE", planted, 1);
+		CHECK_EQ_INT(mta_cc_build(ok_src, MTA_LANG_C, "-O1", so, sizeof so, NULL), MTA_EIO);
+		CHECK_STR_CONTAINS(mta_last_error(), planted);
+		CHECK_STR_CONTAINS(mta_last_error(), "is owned by uid 65534");
+		/* and through the command line: nothing of it is loaded */
+		int rc = mt_sh(&out, "MTATUNE_CACHE='%s' %s run --backend cpu --inputs '%s' --out "
+			       "'%s/o.npy'", planted, mt_bin(), mt_small_case("in"), mt_tmpdir());
+		CHECKF(rc == 1, "run: exit %d: %s", rc, out);
+		CHECK_STR_CONTAINS(out, "another user could plant code there");
+		free(out);
+		REQUIRE(chown(planted, 0, 0) == 0);
+	}
+	/* writable by others */
+	REQUIRE(chmod(planted, 0777) == 0);
+	setenv("MTATUNE_CACHE", planted, 1);
+	CHECK_EQ_INT(mta_cc_build(ok_src, MTA_LANG_C, "-O1", so, sizeof so, NULL), MTA_EIO);
+	CHECK_STR_CONTAINS(mta_last_error(), "writable by group or others (mode 0777)");
+	CHECK_STR_CONTAINS(mta_last_error(), "chmod go-w");
+	/* no HOME and no MTATUNE_CACHE: no shared fallback */
+	unsetenv("MTATUNE_CACHE");
+	unsetenv("HOME");
+	snprintf(to, sizeof to, "/tmp/.cache/mtatune/kernels/%s.so", key);
+	unlink(to);
+	CHECK_EQ_INT(mta_cc_build(ok_src, MTA_LANG_C, "-O1", so, sizeof so, NULL), MTA_EIO);
+	CHECK_STR_CONTAINS(mta_last_error(), "MTATUNE_CACHE");
+	CHECK(access(to, F_OK) != 0);
+}
+
+/*
+ * Issue 18: a damaged or empty library in the cache failed for good (or
+ * crashed the loader); each is recorded with its digest, checked before
+ * dlopen, and rebuilt when it does not match.
+ */
+TEST(ccompile_damaged_or_empty_library_is_rebuilt)
+{
+	char so[4096], so2[4096];
+	void *dl = NULL, *fn = NULL;
+	setenv("MTATUNE_CACHE", mt_tmpdir(), 1);
+	REQUIRE(mta_cc_build(ok_src, MTA_LANG_C, "-O1", so, sizeof so, NULL) == MTA_OK);
+	struct stat st;
+	REQUIRE(stat(so, &st) == 0 && st.st_size > 100);
+	static const char *const harm[] = { "truncate -s 0", "truncate -s 100",
+					     "printf 'XX' | dd conv=notrunc bs=1 seek=200 of=" };
+	for (int i = 0; i < 3; i++) {
+		char *out = NULL;
+		REQUIRE(mt_sh(&out, "%s%s'%s'", harm[i], i < 2 ? " " : "", so) == 0);
+		free(out);
+		/* loading it as it is now is refused: no dlopen of a file that does not match */
+		CHECK_EQ_INT(mta_cc_open(so, "answer", &dl, &fn), MTA_ECOMPILE);
+		CHECK_STR_CONTAINS(mta_last_error(), "digest");
+		REQUIRE(mta_cc_build(ok_src, MTA_LANG_C, "-O1", so2, sizeof so2, NULL) == MTA_OK);
+		CHECK(!strcmp(so, so2));
+		REQUIRE(mta_cc_open(so2, "answer", &dl, &fn) == MTA_OK);
+		CHECK_EQ_INT(((int (*)(void))fn)(), 42);
+		mta_cc_close(dl);
+	}
+}
+
+/*
+ * Issue 18: the .c source, the .tmp object and the .fail.c/.fail.log files
+ * were opened by predictable names with fopen (following a symlink planted
+ * there), and a symlink in place of the library was dlopened. None is
+ * followed now: the victims keep their contents.
+ */
+TEST(ccompile_planted_symlinks_are_not_followed)
+{
+	char so[4096], key[64], cache[600], p[4400], victim[600];
+	static const char *bad_src = "int broken(void) { return nope; }\n";
+	snprintf(cache, sizeof cache, "%s/c", mt_tmpdir());
+	snprintf(victim, sizeof victim, "%s/victim", mt_tmpdir());
+	FILE *f = fopen(victim, "w");
+	REQUIRE(f);
+	fputs("precious", f);
+	fclose(f);
+	/* the entry names of ok_src and bad_src, from a scratch cache */
+	setenv("MTATUNE_CACHE", mt_tmpdir(), 1);
+	REQUIRE(mta_cc_build(ok_src, MTA_LANG_C, "-O1", so, sizeof so, NULL) == MTA_OK);
+	entry_key(so, key);
+	char bkey[64];
+	char *log = NULL;
+	snprintf(bkey, sizeof bkey, "?");
+	CHECK_EQ_INT(mta_cc_build(bad_src, MTA_LANG_C, "-O1", so, sizeof so, &log), MTA_ECOMPILE);
+	free(log);
+	const char *fl = strstr(mta_last_error(), "/");
+	REQUIRE(fl);
+	{
+		const char *e = strstr(fl, ".fail.");
+		const char *b = e;
+		while (b > fl && b[-1] != '/')
+			b--;
+		snprintf(bkey, sizeof bkey, "%.*s", (int)(e - b), b);
+	}
+	/* the planted cache: every name the old code wrote, a link to the victim */
+	REQUIRE(mkdir(cache, 0700) == 0);
+	static const char *const fmt[] = { "%s/%s.so", "%s/%s.fail.c", "%s/%s.fail.log" };
+	for (int i = 0; i < 3; i++) {
+		snprintf(p, sizeof p, fmt[i], cache, i ? bkey : key);
+		REQUIRE(symlink(victim, p) == 0);
+	}
+	for (int seq = 1; seq < 8; seq++)
+		for (int b = 0; b < 2; b++) {
+			snprintf(p, sizeof p, "%s/%s.%ld.%d.c", cache, b ? bkey : key, (long)getpid(), seq);
+			REQUIRE(symlink(victim, p) == 0);
+			snprintf(p, sizeof p, "%s/%s.%ld.%d.tmp", cache, b ? bkey : key, (long)getpid(),
+				 seq);
+			REQUIRE(symlink(victim, p) == 0);
+		}
+	setenv("MTATUNE_CACHE", cache, 1);
+	REQUIRE(mta_cc_build(ok_src, MTA_LANG_C, "-O1", so, sizeof so, NULL) == MTA_OK);
+	struct stat st;
+	CHECK(lstat(so, &st) == 0 && S_ISREG(st.st_mode));
+	void *dl = NULL, *fn = NULL;
+	REQUIRE(mta_cc_open(so, "answer", &dl, &fn) == MTA_OK);
+	CHECK_EQ_INT(((int (*)(void))fn)(), 42);
+	mta_cc_close(dl);
+	log = NULL;
+	CHECK_EQ_INT(mta_cc_build(bad_src, MTA_LANG_C, "-O1", so, sizeof so, &log), MTA_ECOMPILE);
+	free(log);
+	CHECKF(file_is(victim, "precious"), "the victim was written through a planted link");
+	snprintf(p, sizeof p, "%s/%s.fail.log", cache, bkey);
+	CHECK(lstat(p, &st) == 0 && S_ISREG(st.st_mode));
+}
+
+/*
+ * Issue 18: a compile killed half way left its source and object behind
+ * for ever; the next build sweeps what a dead builder left.
+ */
+TEST(ccompile_killed_compile_leaves_nothing_behind)
+{
+	char cache[600], cc[700], pidf[700], so[4096], *out = NULL;
+	snprintf(cache, sizeof cache, "%s/k", mt_tmpdir());
+	snprintf(cc, sizeof cc, "%s/slowcc", mt_tmpdir());
+	snprintf(pidf, sizeof pidf, "%s/slowcc.pid", mt_tmpdir());
+	FILE *f = fopen(cc, "w");
+	REQUIRE(f);
+	/* a compiler that says who it is and takes its time */
+	fprintf(f, "#!/bin/sh\ncase \"$1\" in --version) echo slowcc 1; exit 0;; esac\n"
+		"echo $$ > '%s.tmp' && mv '%s.tmp' '%s'\nexec sleep 30\n", pidf, pidf, pidf);
+	fclose(f);
+	REQUIRE(chmod(cc, 0755) == 0);
+	setenv("MTATUNE_CACHE", cache, 1);
+	pid_t pid = fork();
+	if (pid == 0) {
+		setenv("MTATUNE_CC", cc, 1);
+		mta_cc_build(ok_src, MTA_LANG_C, "-O1", so, sizeof so, NULL);
+		_exit(0);
+	}
+	/* once the compiler runs, kill the builder, then the compiler (by its pid) */
+	long cpid = 0;
+	for (int i = 0; i < 500 && !cpid; i++) {
+		usleep(20000);
+		FILE *pf = fopen(pidf, "r");
+		if (pf) {
+			if (fscanf(pf, "%ld", &cpid) != 1)
+				cpid = 0;
+			fclose(pf);
+		}
+	}
+	REQUIRE(cpid > 0);
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	kill((pid_t)cpid, SIGKILL);
+	REQUIRE(mta_cc_build(ok_src, MTA_LANG_C, "-O1", so, sizeof so, NULL) == MTA_OK);
+	/* only the entry itself: its library and its digest */
+	mt_sh(&out, "ls -A '%s'", cache);
+	int lines = 0;
+	for (const char *s = out; s && *s; s++)
+		lines += *s == '\n';
+	CHECKF(lines == 2 && strstr(out, ".so\n") && strstr(out, ".sum\n"), "cache holds:\n%s", out);
+	free(out);
 }

@@ -136,27 +136,34 @@ TEST(db_default_path)
 	CHECK_STR_CONTAINS(mta_last_error(), "MTATUNE_DB");
 }
 
-static void expect_refused(const char *path, int flags, const char *needle)
+/* Refused with status want: EFORMAT for a file that is no mtatune database, EDB for damage. */
+static void expect_refused_as(const char *path, int flags, int want, const char *needle)
 {
 	struct mta_db *db = (struct mta_db *)1;
 	int rc = mta_db_open(path, flags, &db);
-	CHECKF(rc == MTA_EDB, "open %s gave %s, expected EDB", path, mta_status_name(rc));
+	CHECKF(rc == want, "open %s gave %s, expected %s", path, mta_status_name(rc),
+	       mta_status_name(want));
 	CHECK(db == NULL);
 	CHECK_STR_CONTAINS(mta_last_error(), needle);
 	CHECK_STR_CONTAINS(mta_last_error(), path);
+}
+
+static void expect_refused(const char *path, int flags, const char *needle)
+{
+	expect_refused_as(path, flags, MTA_EDB, needle);
 }
 
 TEST(db_refuse_foreign_sqlite)
 {
 	const char *path = tmp_path("foreign.db");
 	CHECK_EQ_INT(raw(path, "CREATE TABLE photos (id INTEGER PRIMARY KEY, jpeg BLOB)"), 0);
-	expect_refused(path, 0, "is not an mtatune database");
-	expect_refused(path, MTA_DB_READONLY, "without the mtatune marker");
+	expect_refused_as(path, 0, MTA_EFORMAT, "is not an mtatune database");
+	expect_refused_as(path, MTA_DB_READONLY, MTA_EFORMAT, "without the mtatune marker");
 	CHECK_EQ_INT(raw(path, "SELECT count(*) FROM sqlite_schema WHERE name = 'photos'"), 1);
 	/* Another application's id, no tables: still not ours. */
 	const char *p2 = tmp_path("other.db");
 	CHECK_EQ_INT(raw(p2, "PRAGMA application_id = 42"), 0);
-	expect_refused(p2, 0, "application_id 42");
+	expect_refused_as(p2, 0, MTA_EFORMAT, "application_id 42");
 	/* Our marker but no schema: damaged, not silently recreated. */
 	const char *p3 = tmp_path("half.db");
 	CHECK_EQ_INT(raw(p3, "PRAGMA application_id = 1297367380"), 0);
@@ -170,10 +177,10 @@ TEST(db_refuse_text_file)
 	REQUIRE(f);
 	fputs("these are my notes, not a database\n", f);
 	fclose(f);
-	expect_refused(path, 0, "not an SQLite file");
-	expect_refused(path, MTA_DB_READONLY, "not an SQLite file");
+	expect_refused_as(path, 0, MTA_EFORMAT, "not an SQLite file");
+	expect_refused_as(path, MTA_DB_READONLY, MTA_EFORMAT, "not an SQLite file");
 	struct mta_db *db;
-	CHECK(mta_db_open(mt_tmpdir(), 0, &db) == MTA_EDB);
+	CHECK(mta_db_open(mt_tmpdir(), 0, &db) == MTA_EFORMAT);
 	CHECK_STR_CONTAINS(mta_last_error(), "not a regular file");
 }
 
@@ -244,9 +251,9 @@ TEST(db_migrate)
 	mta_db_close(db);
 
 	/* A read-only handle cannot migrate. */
-	CHECK(mta_db_open_to(path, MTA_DB_READONLY, v + 1, future, &db) == MTA_EDB);
+	CHECK(mta_db_open_to(path, MTA_DB_READONLY, v + 1, v + 1, future, &db) == MTA_EDB);
 	CHECK_STR_CONTAINS(mta_last_error(), "needs migrating");
-	REQUIRE(mta_db_open_to(path, 0, v + 1, future, &db) == MTA_OK);
+	REQUIRE(mta_db_open_to(path, 0, v + 1, v + 1, future, &db) == MTA_OK);
 	int got = 0;
 	CHECK(mta_db_schema_version(db, &got) == MTA_OK);
 	CHECK_EQ_INT(got, v + 1);
@@ -254,13 +261,13 @@ TEST(db_migrate)
 	CHECK_EQ_INT(raw(path, "SELECT count(*) FROM problems WHERE note = ''"), 1);
 
 	/* A migration failing half way leaves the file as it was. */
-	CHECK(mta_db_open_to(path, 0, v + 2, future, &db) == MTA_EDB);
+	CHECK(mta_db_open_to(path, 0, v + 2, v + 2, future, &db) == MTA_EDB);
 	CHECK_STR_CONTAINS(mta_last_error(), "no_such_table");
 	CHECK_STR_CONTAINS(mta_last_error(), "migrating from schema version");
 	CHECK_EQ_INT(raw(path, "PRAGMA user_version"), v + 1);
 	CHECK_EQ_INT(raw(path, "SELECT count(*) FROM sqlite_schema WHERE name = 'half_done'"), 0);
 	/* A build without the migration says so. */
-	CHECK(mta_db_open_to(path, 0, v + 3, future, &db) == MTA_EDB);
+	CHECK(mta_db_open_to(path, 0, v + 3, v + 3, future, &db) == MTA_EDB);
 	CHECK_STR_CONTAINS(mta_last_error(), "lacks db/migrate_");
 	/* And this build refuses the migrated file as newer. */
 	expect_refused(path, 0, "upgrade mtatune");
@@ -788,7 +795,7 @@ TEST(db_merge_shards)
 	REQUIRE(f);
 	fputs("hello", f);
 	fclose(f);
-	CHECK(mta_db_merge(db, txt) == MTA_EDB);
+	CHECK(mta_db_merge(db, txt) == MTA_EFORMAT);
 	CHECK_STR_CONTAINS(mta_last_error(), "not an SQLite file");
 	CHECK(mta_db_merge(db, tmp_path("missing.db")) == MTA_ENOTFOUND);
 	CHECK_EQ_INT(raw(out, "SELECT count(*) FROM results"), 30);
@@ -880,4 +887,64 @@ TEST(db_changed_source_drops_stale_measurements)
 	struct mta_db_result got;
 	CHECK(mta_db_result_get(db, dev, var[0], 64, 1, &got) == MTA_ENOTFOUND);
 	mta_db_close(db);
+}
+
+/*
+ * Schema version 3 (db/migrate_3.sql): results.status may be env_error. A
+ * version-2 file keeps every result and id when it is opened for writing,
+ * is read as it is (unmigrated) by a read-only handle, and merges into a
+ * version-3 file.
+ */
+TEST(db_migrate_2_to_3_keeps_results_and_v2_files_stay_readable)
+{
+	const char *path = tmp_path("v2.db");
+	struct mta_db *db;
+	int64_t dev, prob, var[2];
+	REQUIRE(mta_db_open(path, 0, &db) == MTA_OK);
+	REQUIRE(seed_db(db, 2, &dev, &prob, var) == MTA_OK);
+	struct mta_db_result r = ok_result(dev, var[0], 128, 2.5);
+	REQUIRE(mta_db_result_put(db, &r) == MTA_OK);
+	r = ok_result(dev, var[1], 128, 3.5);
+	REQUIRE(mta_db_result_put(db, &r) == MTA_OK);
+	mta_db_close(db);
+	/* turned back into version 2: the results table with its old CHECK */
+	CHECK_EQ_INT(raw(path, "PRAGMA writable_schema = ON"), 0);
+	sqlite3 *h;
+	REQUIRE(sqlite3_open(path, &h) == SQLITE_OK);
+	CHECK(sqlite3_exec(h, "PRAGMA writable_schema = ON; UPDATE sqlite_schema SET sql = "
+			   "replace(sql, ', ''env_error''', '') WHERE name = 'results'; "
+			   "PRAGMA writable_schema = OFF; PRAGMA user_version = 2;", NULL, NULL,
+			   NULL) == SQLITE_OK);
+	sqlite3_close(h);
+	CHECK_EQ_INT(raw(path, "PRAGMA user_version"), 2);
+	CHECK_EQ_INT(raw(path, "SELECT count(*) FROM sqlite_schema WHERE sql LIKE '%env_error%'"), 0);
+	long long id0 = raw(path, "SELECT id FROM results WHERE median_ms = 2.5");
+
+	/* read-only: read as it is */
+	REQUIRE(mta_db_open(path, MTA_DB_READONLY, &db) == MTA_OK);
+	struct mta_db_result got;
+	CHECK(mta_db_result_get(db, dev, var[1], 128, 1, &got) == MTA_OK && got.median_ms == 3.5);
+	mta_db_close(db);
+	CHECK_EQ_INT(raw(path, "PRAGMA user_version"), 2);
+	/* merged into a new file */
+	struct mta_db *out;
+	REQUIRE(mta_db_open(tmp_path("merged.db"), 0, &out) == MTA_OK);
+	CHECK(mta_db_merge(out, path) == MTA_OK);
+	mta_db_close(out);
+	CHECK_EQ_INT(raw(tmp_path("merged.db"), "SELECT count(*) FROM results"), 2);
+	/* for writing: migrated, every row and id kept, env_error accepted */
+	REQUIRE(mta_db_open(path, 0, &db) == MTA_OK);
+	int v = 0;
+	CHECK(mta_db_schema_version(db, &v) == MTA_OK && v == 3);
+	r = ok_result(dev, var[1], 256, 1.0);
+	r.status = MTA_RESULT_ENV_ERROR;
+	r.median_ms = NAN;
+	r.error = "no C compiler";
+	CHECK(mta_db_result_put(db, &r) == MTA_OK);
+	mta_db_close(db);
+	CHECK_EQ_INT(raw(path, "SELECT count(*) FROM results"), 3);
+	CHECK_EQ_INT(raw(path, "SELECT id FROM results WHERE median_ms = 2.5"), id0);
+	CHECK_EQ_INT(raw(path, "SELECT count(*) FROM results WHERE status = 'env_error'"), 1);
+	CHECK_EQ_INT(raw(path, "SELECT count(*) FROM sqlite_schema WHERE name = 'results_by_variant'"), 1);
+	CHECK_EQ_INT(raw(path, "PRAGMA integrity_check"), 0);
 }

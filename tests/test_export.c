@@ -23,6 +23,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define SMALL "h2kv1d8-pre2x3-hpre-post2x3-hc2-both-gn-gate-f32"
 #define OTHER_SPEC "cpu:v1,bq=32,bk=128,hpb=0,vec=4,thr=1,algo=0"
@@ -327,10 +329,245 @@ TEST(export_cuda_sm90_without_gpu_builds_and_says_no_device)
 	free(out);
 	CHECK(mt_sh(&out, "%s export --db %s --device nope --out %s/x", mt_bin(), db,
 		    mt_tmpdir()) == 3);
-	CHECK_STR_CONTAINS(out, "no device named 'nope'; it has 'NVIDIA H100 80GB HBM3' (cuda sm_90)");
+	CHECK_STR_CONTAINS(out, "no device named 'nope'; it has #1 'NVIDIA H100 80GB HBM3' (cuda "
+			   "sm_90, driver '580', nvrtc '13.0', 132 cores)");
 	free(out);
 	CHECK(mt_sh(&out, "%s export --db %s --problem h3kv2d8 --out %s/x", mt_bin(), db,
 		    mt_tmpdir()) == 2);
 	CHECK_STR_CONTAINS(out, "--problem h3kv2d8");
+	free(out);
+}
+
+/*
+ * A database whose one CPU device (named name, arch arch) has the winner
+ * spec for problem key at T=64: what a shard from anywhere can carry
+ * through `db merge`. spec NULL: the CPU default variant of SMALL; "@TEXT":
+ * that spec with its "bq=" written as TEXT.
+ */
+static void hostile_db(const char *db, const char *name, const char *arch, const char *key,
+		       const char *spec)
+{
+	struct mta_db *h;
+	struct mta_db_device dev = { .backend = "cpu", .name = name, .arch = arch,
+				     .compiler = "cc 12", .cores = 2 };
+	struct mta_problem p;
+	struct mta_variant v;
+	char def[MTA_SPEC_MAX];
+	int64_t dev_id, prob_id, var_id;
+	REQUIRE(mta_problem_from_key(SMALL, &p) == MTA_OK);
+	REQUIRE(mta_variant_default(&p, MTA_BACKEND_CPU, &v) == MTA_OK);
+	REQUIRE(mta_variant_format(&v, def, sizeof def) == MTA_OK);
+	REQUIRE(mta_db_open(db, 0, &h) == MTA_OK);
+	REQUIRE(mta_db_device_upsert(h, &dev, &dev_id) == MTA_OK);
+	REQUIRE(mta_db_problem_upsert(h, key, &prob_id) == MTA_OK);
+	/* "@TEXT": the default spec with "bq=" written as TEXT (a non-canonical form) */
+	char alt[2 * MTA_SPEC_MAX];
+	const char *bq = strstr(def, "bq=");
+	if (spec && spec[0] == '@' && bq) {
+		snprintf(alt, sizeof alt, "%.*s%s%s", (int)(bq - def), def, spec + 1, bq + 3);
+		spec = alt;
+	}
+	REQUIRE(mta_db_variant_upsert(h, prob_id, spec ? spec : def, "", &var_id) == MTA_OK);
+	struct mta_db_winner w = { .device_id = dev_id, .problem_id = prob_id,
+				   .variant_id = var_id, .T = 64, .B = 1, .time_ms = 0.1 };
+	REQUIRE(mta_db_winner_set(h, &w) == MTA_OK);
+	mta_db_close(h);
+}
+
+/*
+ * Issue 18: a device name read from the database was written unescaped into
+ * the exported Makefile and C sources: a newline added Makefile rules, a
+ * "*" "/" added C code (here a constructor that would run in every program
+ * linking the library). Text with control characters is refused; the rest is
+ * escaped for its context, and the tree builds with no extra rule or symbol.
+ * A spec or key stored in a non-canonical form is refused, not exported into
+ * a library that does not compile.
+ */
+TEST(export_writes_no_untrusted_text_into_code)
+{
+	char db[1024], lib[1024], *out = NULL;
+	static const char evil[] =
+		"Evil */ __attribute__((constructor)) static void mtx_pwned(void) { } /* \" \\ "
+		"?\?/ $(shell touch PWNED) # \\";
+	snprintf(db, sizeof db, "%s/evil.db", mt_tmpdir());
+	hostile_db(db, evil, "x86 */ int mtx_arch_pwned; /*", SMALL, NULL);
+	snprintf(lib, sizeof lib, "%s/evil", mt_tmpdir());
+	int rc = mt_sh(&out, "%s export --db %s --out %s --name ev", mt_bin(), db, lib);
+	CHECKF(rc == 0, "export: exit %d: %s", rc, out);
+	free(out);
+	/* the tree builds, with no symbol or rule the database asked for */
+	rc = mt_sh(&out, "cd %s && " MAKE " -s && nm libev.a libev.so | grep -c pwned; "
+		   MAKE " -n -p | grep -c -e PWNED -e mtx_pwned; ls", lib);
+	CHECKF(out && !strncmp(out, "0\n0\n", 4), "make or nm found the injected code:\n%s", out);
+	CHECK(out && !strstr(out, "PWNED"));
+	free(out);
+	/* the name is there, escaped for each context: the device string reads back as it was */
+	rc = mt_sh(&out, "cat > %s/dev.c <<'EOF'\n#include <stdio.h>\n"
+		   "struct mtx_library { const char *name, *backend, *device; };\n"
+		   "extern const struct mtx_library mtx_library;\n"
+		   "int main(void) { fputs(mtx_library.device, stdout); return 0; }\nEOF\n"
+		   "cc -o %s/dev %s/dev.c %s/libev.a -ldl -lm -lpthread && %s/dev", mt_tmpdir(),
+		   mt_tmpdir(), mt_tmpdir(), lib, mt_tmpdir());
+	CHECKF(rc == 0 && out && !strcmp(out, evil), "device string: '%s'", out);
+	free(out);
+
+	/* control characters: refused, nothing written */
+	static const struct { const char *name, *key, *spec, *msg; } bad[] = {
+		{ "cpu\nall: pwn\npwn:\n\ttouch PWNED\n", SMALL, NULL,
+		  "device name 'cpu\\nall: pwn\\npwn:\\n\\ttouch PWNED\\n' holds a control character" },
+		{ "cpu\x1b[2J", SMALL, NULL, "'cpu\\x1b[2J' holds a control character" },
+		{ "cpu", SMALL, "@bq=\n+", "variant spec 'cpu:v1,bq=\\n+" },
+		{ "cpu", SMALL, "@bq=+", "bq='+64' is not a number" },
+		{ "cpu", SMALL, "@bq=0", "non-canonical" },
+		{ "cpu", "h2kv1d8-pre2x3-hpre-post2x3-hc2-both-gn-gate", NULL, "non-canonical" },
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		snprintf(db, sizeof db, "%s/bad%zu.db", mt_tmpdir(), i);
+		hostile_db(db, bad[i].name, "x86_64", bad[i].key, bad[i].spec);
+		snprintf(lib, sizeof lib, "%s/bad%zu", mt_tmpdir(), i);
+		rc = mt_sh(&out, "%s export --db %s --out %s", mt_bin(), db, lib);
+		CHECKF(rc == 3, "case %zu: exit %d: %s", i, rc, out);
+		CHECK_STR_CONTAINS(out, bad[i].msg);
+		CHECK(out && !strchr(out, '\x1b'));
+		free(out);
+		CHECKF(access(lib, F_OK) != 0, "case %zu: %s was created", i, lib);
+	}
+}
+
+/* Names in dir (sorted, one per line, "." entries excluded), malloc'd. */
+static char *listing(const char *dir)
+{
+	char *out = NULL;
+	mt_sh(&out, "cd %s && find . | sort", dir);
+	return out;
+}
+
+/*
+ * Issue 18: export --out wrote into any existing folder, and a failed export
+ * left half a folder. An existing folder must be empty or an earlier export
+ * (its marker and manifest, .mtatune-export); then only the files that export
+ * wrote are replaced. Files are written into a temporary folder beside it
+ * and moved in only when complete.
+ */
+TEST(export_out_folder_is_ours_or_refused_and_never_half_written)
+{
+	char db[1024], dir[1024], path[1200], *out = NULL;
+	snprintf(db, sizeof db, "%s/t.db", mt_tmpdir());
+	hostile_db(db, "a plain cpu", "x86_64", SMALL, NULL);
+	/* a folder of someone else's files */
+	snprintf(dir, sizeof dir, "%s/mine", mt_tmpdir());
+	REQUIRE(mkdir(dir, 0755) == 0);
+	snprintf(path, sizeof path, "%s/Makefile", dir);
+	FILE *f = fopen(path, "w");
+	REQUIRE(f);
+	fputs("my own Makefile\n", f);
+	fclose(f);
+	int rc = mt_sh(&out, "%s export --db %s --out %s", mt_bin(), db, dir);
+	CHECKF(rc == 1, "export into a foreign folder: exit %d: %s", rc, out);
+	CHECK_STR_CONTAINS(out, "is not empty and not an earlier mtatune export");
+	free(out);
+	CHECK(mt_sh(&out, "cat %s", path) == 0 && !strcmp(out, "my own Makefile\n"));
+	free(out);
+	/* special files */
+	char fifo[1100];
+	snprintf(fifo, sizeof fifo, "%s/fifo", mt_tmpdir());
+	REQUIRE(mkfifo(fifo, 0600) == 0);
+	rc = mt_sh(&out, "timeout 20 %s export --db %s --out %s", mt_bin(), db, fifo);
+	CHECKF(rc == 1, "export --out FIFO: exit %d: %s", rc, out);
+	CHECK_STR_CONTAINS(out, "not a folder");
+	free(out);
+
+	/* an empty folder is fine; a second export replaces only its own files */
+	snprintf(dir, sizeof dir, "%s/lib", mt_tmpdir());
+	REQUIRE(mkdir(dir, 0755) == 0);
+	rc = mt_sh(&out, "%s export --db %s --out %s --problem %s --problem h4kv4d8-both-f32",
+		   mt_bin(), db, dir, SMALL);
+	CHECKF(rc == 0, "export: exit %d: %s", rc, out);
+	free(out);
+	snprintf(path, sizeof path, "%s/.mtatune-export", dir);
+	CHECK(access(path, F_OK) == 0);
+	char *first = listing(dir);
+	CHECK(first && strstr(first, "./src/k_001.c"));
+	snprintf(path, sizeof path, "%s/notes.txt", dir);
+	f = fopen(path, "w");
+	REQUIRE(f);
+	fputs("mine\n", f);
+	fclose(f);
+	rc = mt_sh(&out, "%s export --db %s --out %s", mt_bin(), db, dir);
+	CHECKF(rc == 0, "export again: exit %d: %s", rc, out);
+	free(out);
+	char *second = listing(dir);
+	CHECK(second && strstr(second, "./notes.txt") && strstr(second, "./src/k_000.c") &&
+	      !strstr(second, "./src/k_001.c"));
+	free(first);
+	free(second);
+	/* a forged manifest naming files outside the folder removes nothing there */
+	char victim[1100];
+	snprintf(victim, sizeof victim, "%s/victim", mt_tmpdir());
+	f = fopen(victim, "w");
+	REQUIRE(f);
+	fclose(f);
+	REQUIRE(symlink(mt_tmpdir(), (snprintf(path, sizeof path, "%s/up", dir), path)) == 0);
+	rc = mt_sh(&out, "printf 'mtatune export manifest 1\\n../victim\\nup/victim\\n%s/victim\\n' "
+		   ">> %s/.mtatune-export && %s export --db %s --out %s", mt_tmpdir(), dir,
+		   mt_bin(), db, dir);
+	free(out);
+	CHECK(access(victim, F_OK) == 0);
+
+	/* a failure half way (a file size limit) leaves neither a folder nor a temporary */
+	snprintf(dir, sizeof dir, "%s/half", mt_tmpdir());
+	rc = mt_sh(&out, "trap '' XFSZ; ulimit -f 16; %s export --db %s --out %s", mt_bin(), db,
+		   dir);
+	CHECKF(rc == 1, "export with a file size limit: exit %d: %s", rc, out);
+	free(out);
+	CHECK(access(dir, F_OK) != 0);
+	rc = mt_sh(&out, "ls -a %s | grep -c half", mt_tmpdir());
+	CHECKF(out && atoi(out) == 0, "left behind: %s", out);
+	free(out);
+}
+
+/*
+ * Issue 18: two device rows that share a name (the compiler was upgraded, or
+ * one tune ran without a compiler identity) could not be told apart by
+ * `export --device NAME`. A number picks the device by id (`mtatune list
+ * devices` shows them); a shared name is refused listing each with its id
+ * and what differs.
+ */
+TEST(export_device_by_id_when_names_are_shared)
+{
+	char db[1024], *out = NULL;
+	snprintf(db, sizeof db, "%s/twins.db", mt_tmpdir());
+	hostile_db(db, "twin cpu", "x86_64", SMALL, NULL);
+	struct mta_db *h;
+	struct mta_db_device dev = { .backend = "cpu", .name = "twin cpu", .arch = "x86_64",
+				     .compiler = "cc 13", .cores = 2 };
+	int64_t dev_id, prob_id, var_id;
+	REQUIRE(mta_db_open(db, 0, &h) == MTA_OK);
+	REQUIRE(mta_db_device_upsert(h, &dev, &dev_id) == MTA_OK);
+	REQUIRE(mta_db_problem_upsert(h, SMALL, &prob_id) == MTA_OK);
+	REQUIRE(mta_db_variant_upsert(h, prob_id, OTHER_SPEC, "", &var_id) == MTA_OK);
+	struct mta_db_winner w = { .device_id = dev_id, .problem_id = prob_id,
+				   .variant_id = var_id, .T = 64, .B = 1, .time_ms = 0.1 };
+	REQUIRE(mta_db_winner_set(h, &w) == MTA_OK);
+	mta_db_close(h);
+	REQUIRE(dev_id == 2);
+
+	int rc = mt_sh(&out, "%s export --db %s --out %s/a --device 'twin cpu'", mt_bin(), db,
+		       mt_tmpdir());
+	CHECKF(rc == 2, "export --device NAME of two devices: exit %d: %s", rc, out);
+	CHECK_STR_CONTAINS(out, "2 devices named 'twin cpu'");
+	CHECK_STR_CONTAINS(out, "#1 'twin cpu' (cpu x86_64, compiler 'cc 12'");
+	CHECK_STR_CONTAINS(out, "#2 'twin cpu' (cpu x86_64, compiler 'cc 13'");
+	CHECK_STR_CONTAINS(out, "--device ID");
+	free(out);
+	rc = mt_sh(&out, "%s export --db %s --out %s/b --device 2 && grep -c '%s' %s/b/src/mta_table.c",
+		   mt_bin(), db, mt_tmpdir(), OTHER_SPEC, mt_tmpdir());
+	CHECKF(rc == 0, "export --device 2: exit %d: %s", rc, out);
+	CHECK_STR_CONTAINS(out, "on twin cpu: 1 problems, 1 buckets, 2 kernels");
+	free(out);
+	rc = mt_sh(&out, "%s export --db %s --out %s/c --device 7", mt_bin(), db, mt_tmpdir());
+	CHECKF(rc == 3, "export --device 7: exit %d: %s", rc, out);
+	CHECK_STR_CONTAINS(out, "has no device 7");
+	CHECK_STR_CONTAINS(out, "#2 'twin cpu'");
 	free(out);
 }

@@ -345,3 +345,70 @@ TEST(npy_write_is_atomic)
 	CHECK(!memcmp(x, y, sizeof x));
 	mta_npy_free(&a);
 }
+
+/*
+ * Issue 18: an empty descr read past the copied string (uninitialised bytes,
+ * valgrind), a NUL inside the quotes cut the compared text short ('<f4\0junk'
+ * passed as '<f4'), and bytes that are not printable reached the message raw.
+ */
+TEST(npy_refuses_empty_or_nul_descr_and_escapes_bytes)
+{
+#define H(s) s, sizeof(s) - 1
+	static const struct { const char *hdr; size_t len; const char *why; } bad[] = {
+		{ H("{'descr': '', 'fortran_order': False, 'shape': (2,), }\n"), "descr is empty" },
+		{ H("{'descr': '<f4\0junk', 'fortran_order': False, 'shape': (2,), }\n"),
+		  "descr holds a byte that is not printable (\\x00)" },
+		{ H("{'desc\0': '<f4', 'fortran_order': False, 'shape': (2,), }\n"),
+		  "a dict key holds a byte that is not printable (\\x00)" },
+		{ H("{'descr': '\x1b[31m', 'fortran_order': False, 'shape': (2,), }\n"), "(\\x1b)" },
+		{ H("{'descr'\x07 '<f4', 'fortran_order': False, 'shape': (2,), }\n"),
+		  "'\\x07' found where" },
+	};
+#undef H
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		char name[32];
+		size_t hl = bad[i].len;
+		unsigned char b[256];
+		memcpy(b, "\x93NUMPY\x01\x00", 8);
+		b[8] = (unsigned char)hl;
+		b[9] = 0;
+		memcpy(b + 10, bad[i].hdr, hl);
+		memset(b + 10 + hl, 0x3f, 8);
+		snprintf(name, sizeof name, "nul%zu.npy", i);
+		const char *p = path_in(name);
+		put_file(p, b, 10 + hl + 8);
+		struct mta_npy a;
+		int rc = mta_npy_read(p, &a);
+		CHECKF(rc == MTA_EFORMAT, "case %zu: status %s", i, mta_status_name(rc));
+		CHECK_STR_CONTAINS(mta_last_error(), bad[i].why);
+		for (const char *s = mta_last_error(); *s; s++)
+			CHECKF((unsigned char)*s >= 0x20 && (unsigned char)*s < 0x7f,
+			       "case %zu: raw byte 0x%02x in the message", i, (unsigned char)*s);
+		mta_npy_free(&a);
+		rc = mta_npy_parse("mem.npy", b, 10 + hl + 8, &a);
+		CHECK_EQ_INT(rc, MTA_EFORMAT);
+		CHECK_STR_CONTAINS(mta_last_error(), bad[i].why);
+		mta_npy_free(&a);
+	}
+	/* a file name with a control character is quoted escaped too */
+	const char *p = path_in("bell\a.npy");
+	put_file(p, "not numpy", 9);
+	struct mta_npy a;
+	CHECK_EQ_INT(mta_npy_read(p, &a), MTA_EFORMAT);
+	CHECK_STR_CONTAINS(mta_last_error(), "bell\\x07.npy");
+	mta_npy_free(&a);
+}
+
+/* Issue 18: opening a FIFO (or a device) as an input blocked until a writer came. */
+TEST(npy_fifo_or_device_input_never_blocks)
+{
+	const char *p = path_in("fifo.npy");
+	struct mta_npy a;
+	REQUIRE(mkfifo(p, 0600) == 0);
+	alarm(10); /* a blocked open ends the test here (SIGALRM) */
+	CHECK_EQ_INT(mta_npy_read(p, &a), MTA_EIO);
+	CHECK_STR_CONTAINS(mta_last_error(), "not a regular file");
+	CHECK_EQ_INT(mta_npy_read("/dev/zero", &a), MTA_EIO);
+	CHECK_STR_CONTAINS(mta_last_error(), "not a regular file");
+	alarm(300);
+}

@@ -91,7 +91,8 @@ TEST(tune_identical_variants_end_within_noise_and_keep_the_default)
 		       "--threads 2 --variant %s --rounds-budget 4 --db %s/cli.db -q", mt_bin(), copy,
 		       mt_tmpdir());
 	CHECKF(rc == 0, "exit %d: %s", rc, out);
-	CHECK_STR_CONTAINS(out, "within noise");
+	CHECK_STR_CONTAINS(out, "the default stays"); /* "within noise", or rarely (a 95% interval
+						       * misses 1 one time in 40) "the default is faster" */
 	CHECK_STR_CONTAINS(out, "95% CI");
 	free(out);
 }

@@ -38,7 +38,7 @@ check best 0 $bin best --problem h2kv1d8-both-f32 --seq 8 --db "$tmp/t.db"
 check gen 0 $bin gen --problem h4kv4d8-pre3x5-hpre-both-gn-gate-f32
 check run-missing-inputs 3 $bin run --inputs "$tmp/none" --out "$tmp/o.npy"
 echo "not a database" > "$tmp/bad.db"
-check tune-bad-db 1 $bin tune $tiny --db "$tmp/bad.db"
+check tune-bad-db 3 $bin tune $tiny --db "$tmp/bad.db"
 check bad-option 2 $bin tune --seq x
 check runtime-api 0 build/normal/vg_runtime "$tmp/t.db"
 check runtime-api-no-db 0 build/normal/vg_runtime "$tmp/none.db"

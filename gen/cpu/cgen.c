@@ -46,6 +46,8 @@ static void put_fault(struct mta_buf *b, int fault)
 			       "\tlong ns = (t1.tv_sec - t0.tv_sec) * 1000000000L + (t1.tv_nsec - t0.tv_nsec);\n"
 			       "\tstruct timespec d = { ns / 3 / 1000000000L, ns / 3 %% 1000000000L };\n"
 			       "\tnanosleep(&d, NULL);\n\treturn r;\n");
+	else if (fault == MTA_FAULT_NOMEM)
+		mta_buf_printf(b, "\t(void)a;\n\treturn MTA_KERR_NOMEM;\n");
 	else
 		mta_buf_printf(b, "\tint r = mta_cpu_kernel_real(a);\n\ta->o[0] += 1.0f;\n\treturn r;\n");
 	mta_buf_printf(b, "}\n");

@@ -28,6 +28,8 @@ int mta_pick_winner(const struct mta_pick_cand *c, size_t n, int64_t B, int64_t 
 	const int wt = ilog2(mta_t_bucket(T)), wb = ilog2(mta_t_bucket(B));
 	int best = -1, bt = 0, bb = 0;
 	for (size_t i = 0; i < n; i++) {
+		if (c[i].t_bucket < 1 || c[i].b_bucket < 1)
+			continue; /* not a bucket: never taken for bucket 1 */
 		int dt = abs(ilog2(c[i].t_bucket) - wt), db = abs(ilog2(c[i].b_bucket) - wb);
 		int better = best < 0 || c[i].rung < c[best].rung;
 		if (!better && c[i].rung == c[best].rung)

@@ -29,7 +29,9 @@ struct mta_pick_cand {
 /*
  * The index into c[0..n) of the winner for (B, T), with *source
  * (MTA_PICK_EXACT or MTA_PICK_NEAREST) and *rung (the candidate's); -1,
- * MTA_PICK_DEFAULT and MTA_RUNG_NONE when there is no candidate.
+ * MTA_PICK_DEFAULT and MTA_RUNG_NONE when there is no candidate. Buckets
+ * below 1 are never taken (readers refuse them as damage before they get
+ * here).
  */
 int mta_pick_winner(const struct mta_pick_cand *c, size_t n, int64_t B, int64_t T, int *source,
 		    int *rung);

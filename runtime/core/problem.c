@@ -22,6 +22,7 @@
  * canonical keys.
  */
 #include "runtime/core/error.h"
+#include "runtime/core/strbuf.h"
 
 #include <errno.h>
 #include <math.h>
@@ -292,6 +293,11 @@ int mta_problem_from_key(const char *key, struct mta_problem *out)
 	if (strlen(key) >= sizeof buf)
 		return mta_fail(MTA_EINVAL, "problem key is %zu characters long; at most %zu are "
 				"allowed", strlen(key), sizeof buf - 1);
+	if (!mta_is_printable(key, strlen(key))) {
+		char shown[MTA_KEY_MAX * 4];
+		return mta_fail(MTA_EINVAL, "problem key '%s' holds a byte that is not printable",
+				mta_escape_str(key, shown, sizeof shown));
+	}
 	strcpy(buf, key);
 	mta_problem_init(&p, 0, 0, 0);
 	for (char *save = NULL, *t = strtok_r(buf, "-", &save); t; t = strtok_r(NULL, "-", &save))

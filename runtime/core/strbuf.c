@@ -74,3 +74,56 @@ void mta_buf_free(struct mta_buf *b)
 	free(b->s);
 	memset(b, 0, sizeof *b);
 }
+
+const char *mta_escape(const void *s, size_t n, char *out, size_t size)
+{
+	const unsigned char *b = s;
+	size_t k = 0;
+	if (!size)
+		return out;
+	for (size_t i = 0; i < n; i++) {
+		char one[8];
+		unsigned c = b[i];
+		if (c == '\\')
+			snprintf(one, sizeof one, "\\\\");
+		else if (c == '\n')
+			snprintf(one, sizeof one, "\\n");
+		else if (c == '\t')
+			snprintf(one, sizeof one, "\\t");
+		else if (c == '\r')
+			snprintf(one, sizeof one, "\\r");
+		else if (c < 0x20 || c > 0x7e)
+			snprintf(one, sizeof one, "\\x%02x", c);
+		else
+			snprintf(one, sizeof one, "%c", (char)c);
+		size_t l = strlen(one);
+		/* keep room for "..." and the NUL while more bytes follow */
+		if (k + l + (i + 1 < n ? 4 : 1) > size) {
+			if (size >= 4) {
+				while (k + 4 > size)
+					k--;
+				memcpy(out + k, "...", 3);
+				k += 3;
+			}
+			break;
+		}
+		memcpy(out + k, one, l);
+		k += l;
+	}
+	out[k < size ? k : size - 1] = 0;
+	return out;
+}
+
+const char *mta_escape_str(const char *s, char *out, size_t size)
+{
+	return mta_escape(s ? s : "", s ? strlen(s) : 0, out, size);
+}
+
+int mta_is_printable(const void *s, size_t n)
+{
+	const unsigned char *b = s;
+	for (size_t i = 0; i < n; i++)
+		if (b[i] < 0x20 || b[i] > 0x7e)
+			return 0;
+	return 1;
+}

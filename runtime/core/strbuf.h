@@ -27,4 +27,17 @@ void mta_buf_add(struct mta_buf *b, const char *s, size_t n);
 int mta_buf_take(struct mta_buf *b, const char *what, char **out, size_t *len);
 void mta_buf_free(struct mta_buf *b);
 
+/*
+ * Untrusted bytes (file names, .npy headers, database strings) shown in a
+ * message or a generated comment: s[0..n) with printable ASCII as it is,
+ * '\\' doubled, newline, tab and carriage return as \n \t \r and every other
+ * byte as \xNN, so that no byte can end a line, a quote or a comment, or
+ * drive a terminal. Cut with "..." to fit out[size] (size >= 8). Returns out.
+ */
+const char *mta_escape(const void *s, size_t n, char *out, size_t size);
+/* mta_escape of a NUL-terminated string. */
+const char *mta_escape_str(const char *s, char *out, size_t size);
+/* 1 when s[0..n) is printable ASCII only (0x20..0x7e): nothing to escape. */
+int mta_is_printable(const void *s, size_t n);
+
 #endif

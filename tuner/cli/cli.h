@@ -15,11 +15,12 @@
  *      kernel or database failure
  *   2  usage error: unknown command or option, missing or malformed argument
  *   3  bad input data: a missing, unreadable or malformed input file, shapes
- *      that contradict each other or the options
+ *      that contradict each other or the options; a database path that holds
+ *      no mtatune database (cli_db_status)
  *   4  verification failure: an output differs from the expected one by more
  *      than the tolerance (or is NaN); sweep: an item had no passing variant
- *   5  stopped by SIGINT or SIGTERM after finishing the record in hand
- *      (sweep): everything measured is recorded; rerun to resume
+ *   5  stopped by SIGINT or SIGTERM (sweep): everything measured is
+ *      recorded, a variant cut short is not; rerun to resume
  */
 #ifndef MTATUNE_CLI_H
 #define MTATUNE_CLI_H
@@ -69,6 +70,18 @@ int cli_bad_option(const char *cmd, int c, char **argv);
 
 /* The exit status for a library status from reading or checking inputs. */
 int cli_exit_status(int mta_status);
+
+/*
+ * The exit status of a failure to open or use a database, the same in every
+ * command (README, "Exit statuses"): a path that holds no mtatune database
+ * (missing where it must exist, not a regular file, not SQLite, another
+ * application's file; MTA_ENOTFOUND, MTA_EFORMAT) is bad input data, 3, and
+ * so is one that cannot be read (MTA_EIO) when reading is all the command
+ * does; a database of ours that is damaged, newer, read-only or locked
+ * (MTA_EDB), or one that cannot be created, is a runtime failure, 1.
+ */
+int cli_db_status(int mta_status, int reading);
+
 
 /* Parse a whole decimal integer in [lo, hi]; 0 on success. */
 int cli_parse_long(const char *s, long lo, long hi, long *out);

@@ -7,6 +7,7 @@
 #include "db/db.h"
 #include "runtime/backend.h"
 #include "runtime/core/error.h"
+#include "runtime/core/strbuf.h"
 #include "gen/variant.h"
 
 #include <math.h>
@@ -81,15 +82,18 @@ static void csv_str(const char *s, const char *sep)
 static int print_winner(void *ctx, const struct mta_db_winner *w)
 {
 	struct listing *l = ctx;
+	char key[400], spec[400]; /* the database's text, never raw to a terminal */
+	mta_escape_str(w->problem_key, key, sizeof key);
+	mta_escape_str(w->spec, spec, sizeof spec);
 	if (l->csv) {
 		if (!l->rows++)
 			printf("device,op,problem,seq,batch,variant,ms,speedup,ci_low,ci_high,rounds,"
 			       "significant\n");
 		printf("%lld,", (long long)w->device_id);
 		csv_str(w->op, ",");
-		csv_str(w->problem_key, ",");
+		csv_str(key, ",");
 		printf("%lld,%lld,", (long long)w->t_bucket, (long long)w->b_bucket);
-		csv_str(w->spec, ",");
+		csv_str(spec, ",");
 		csv_num(w->time_ms, ",");
 		csv_num(w->rounds ? 1 / w->ratio : NAN, ",");
 		csv_num(w->rounds ? 1 / w->ci_high : NAN, ",");
@@ -103,8 +107,8 @@ static int print_winner(void *ctx, const struct mta_db_winner *w)
 		printf("%-6s %-4s %-56s %6s %5s %10s %6s  %-28s %s\n", "device", "op", "problem",
 		       "T<=", "B<=", "ms", "rounds", "speed-up (95% CI)", "variant");
 	printf("%-6lld %-4s %-56s %6lld %5lld %10.3f %6d  %-28s %s\n", (long long)w->device_id,
-	       w->op, w->problem_key, (long long)w->t_bucket, (long long)w->b_bucket, w->time_ms,
-	       w->rounds, ev, w->spec);
+	       w->op, key, (long long)w->t_bucket, (long long)w->b_bucket, w->time_ms,
+	       w->rounds, ev, spec);
 	return 0;
 }
 
@@ -121,11 +125,11 @@ static int show_pick(const char *db_path, const char *backend, int device,
 	struct mta_pick k;
 	int rc;
 	if ((rc = mta_context_create(&ctx, db_path, backend, device)))
-		return cli_fail("best", CLI_RUNTIME, "%s", mta_last_error());
+		return cli_fail("best", cli_db_status(rc, 1), "%s", mta_last_error());
 	rc = mta_context_pick(ctx, p, B, T, &k);
 	mta_context_free(ctx);
 	if (rc)
-		return cli_fail("best", CLI_RUNTIME, "%s", mta_last_error());
+		return cli_fail("best", cli_db_status(rc, 1), "%s", mta_last_error());
 	printf("%s\t%s", k.spec, from[k.source]);
 	if (k.source != MTA_PICK_DEFAULT) {
 		printf(" (T<=%lld, B<=%lld; tuned on %s)", (long long)k.t_bucket,
@@ -199,12 +203,11 @@ int cmd_best(int argc, char **argv)
 	}
 	struct mta_db *db;
 	if ((rc = mta_db_open(db_path, MTA_DB_READONLY, &db)))
-		return cli_fail("best", rc == MTA_ENOTFOUND ? CLI_DATA : CLI_RUNTIME, "%s",
-				mta_last_error());
+		return cli_fail("best", cli_db_status(rc, 1), "%s", mta_last_error());
 	rc = mta_db_list_winners(db, 0, key, print_winner, &l);
 	mta_db_close(db);
 	if (rc)
-		return cli_fail("best", CLI_RUNTIME, "%s", mta_last_error());
+		return cli_fail("best", cli_db_status(rc, 1), "%s", mta_last_error());
 	if (!l.rows && !l.csv)
 		printf("no winners recorded%s%s\n", key ? " for " : "", key ? key : "");
 	if (!l.rows && l.csv)

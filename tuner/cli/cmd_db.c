@@ -110,18 +110,17 @@ static int db_merge(int argc, char **argv)
 			return cli_fail("db merge", CLI_USAGE, "%s is both OUT and an input",
 					argv[i]);
 		if ((rc = mta_db_open(argv[i], MTA_DB_READONLY, &db)))
-			return cli_fail("db merge", rc == MTA_ENOMEM ? CLI_RUNTIME : CLI_DATA,
-					"input %s", mta_last_error());
+			return cli_fail("db merge", cli_db_status(rc, 1), "input %s",
+					mta_last_error());
 		mta_db_close(db);
 		db = NULL;
 	}
 	if ((rc = mta_db_open(out, 0, &db)))
-		return cli_fail("db merge", CLI_RUNTIME, "%s", mta_last_error());
+		return cli_fail("db merge", cli_db_status(rc, 0), "%s", mta_last_error());
 	for (int i = optind + 1; i < argc; i++) {
 		if ((rc = mta_db_merge(db, argv[i]))) {
 			mta_db_close(db);
-			return cli_fail("db merge", rc == MTA_EDB ? CLI_DATA : CLI_RUNTIME, "%s",
-					mta_last_error());
+			return cli_fail("db merge", cli_db_status(rc, 0), "%s", mta_last_error());
 		}
 		printf("merged %s\n", argv[i]);
 	}

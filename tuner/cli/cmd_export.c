@@ -4,6 +4,7 @@
 #include "tuner/cli/cli.h"
 #include "db/db.h"
 #include "runtime/core/error.h"
+#include "runtime/core/strbuf.h"
 #include "tuner/export/export.h"
 
 #include <stdlib.h>
@@ -13,11 +14,13 @@ enum { O_DB = 256, O_DEVICE, O_ARCH, O_PROBLEM, O_OUT, O_NAME };
 
 static const struct cli_opt opts[] = {
 	{ "db", O_DB, "PATH", "database (default $MTATUNE_DB, else ~/.cache/mtatune/mta.db)" },
-	{ "device", O_DEVICE, "NAME", "the device whose winners to export (when there are several)" },
+	{ "device", O_DEVICE, "ID|NAME", "the device whose winners to export, when there are\n"
+					"several: its id (mtatune list devices) or name" },
 	{ "arch", O_ARCH, "sm_XX", "export CUDA winners as cubins for this architecture" },
 	{ "problem", O_PROBLEM, "KEY", "export only this problem (repeatable); a problem without\n"
 				       "winners is exported with its default variant" },
-	{ "out", O_OUT, "DIR", "the folder to write (created if missing)" },
+	{ "out", O_OUT, "DIR", "the folder to write: a new or empty one, or an earlier\n"
+			       "export, of which only the files it wrote are replaced" },
 	{ "name", O_NAME, "NAME", "library name: libNAME.so (default: mta)" },
 	{ "help", 'h', NULL, "show this text" },
 	{ 0 },
@@ -25,7 +28,7 @@ static const struct cli_opt opts[] = {
 
 static const struct cli_cmd cmd = {
 	"export",
-	"mtatune export [--db PATH] [--device NAME | --arch sm_XX]\n"
+	"mtatune export [--db PATH] [--device ID|NAME | --arch sm_XX]\n"
 	"                      [--problem KEY ...] --out DIR [--name NAME]",
 	"Write a self-contained folder holding one device's tuned winners: mta.h, the\n"
 	"generated kernels and dispatch table, and a Makefile building libNAME.so and\n"
@@ -80,13 +83,16 @@ int cmd_export(int argc, char **argv)
 	}
 	int st = mta_export(&o, &s);
 	if (st) {
-		rc = cli_fail("export", st == MTA_EINVAL ? CLI_USAGE : cli_exit_status(st), "%s",
+		/* EIO: the output folder could not be written (the database's own
+		 * failures are EDB, ENOTFOUND, EFORMAT) */
+		rc = cli_fail("export", st == MTA_EIO ? CLI_RUNTIME : cli_db_status(st, 1), "%s",
 			      mta_last_error());
 		goto out;
 	}
+	char dev[1100];
 	printf("%s: lib%s for %s%s%s: %d problems, %d buckets, %d kernels", o.out_dir,
-	       o.name ? o.name : "mta", s.backend, s.device[0] ? " on " : "", s.device,
-	       s.problems, s.buckets, s.kernels);
+	       o.name ? o.name : "mta", s.backend, s.device[0] ? " on " : "",
+	       mta_escape_str(s.device, dev, sizeof dev), s.problems, s.buckets, s.kernels);
 	if (!strcmp(s.backend, "cuda"))
 		printf(" (%s cubins: %d from the database, %d compiled)", s.arch, s.cubins_from_db,
 		       s.cubins_compiled);

@@ -2,6 +2,7 @@
 #include "tuner/cli/cli.h"
 #include "db/db.h"
 #include "runtime/core/error.h"
+#include "runtime/core/strbuf.h"
 
 #include <math.h>
 #include <string.h>
@@ -24,30 +25,38 @@ static const struct cli_cmd cmd = {
 	opts, NULL,
 };
 
+/* The database's text is shown escaped (strbuf.h): never raw to a terminal. */
+#define ESC(s, buf) mta_escape_str((s), (buf), sizeof (buf))
+
 static int dev_row(void *ctx, const struct mta_db_device *d)
 {
+	char b[6][400];
 	(void)ctx;
-	printf("%-4lld %-5s %-40s %-16s cores=%d compiler=%s%s%s%s%s\n", (long long)d->id, d->backend,
-	       d->name, d->arch, d->cores, d->compiler, d->driver[0] ? " driver=" : "", d->driver,
-	       d->nvrtc[0] ? " nvrtc=" : "", d->nvrtc);
+	printf("%-4lld %-5s %-40s %-16s cores=%d compiler=%s%s%s%s%s\n", (long long)d->id,
+	       ESC(d->backend, b[0]), ESC(d->name, b[1]), ESC(d->arch, b[2]), d->cores,
+	       ESC(d->compiler, b[3]), d->driver[0] ? " driver=" : "", ESC(d->driver, b[4]),
+	       d->nvrtc[0] ? " nvrtc=" : "", ESC(d->nvrtc, b[5]));
 	return 0;
 }
 
 static int prob_row(void *ctx, const struct mta_db_problem_info *p)
 {
+	char key[400];
 	(void)ctx;
-	printf("%-60s variants=%lld results=%lld winners=%lld\n", p->key, (long long)p->variants,
-	       (long long)p->results, (long long)p->winners);
+	printf("%-60s variants=%lld results=%lld winners=%lld\n", ESC(p->key, key),
+	       (long long)p->variants, (long long)p->results, (long long)p->winners);
 	return 0;
 }
 
 static int res_row(void *ctx, const struct mta_db_result *r)
 {
+	char key[400], spec[400], err[2048];
 	(void)ctx;
 	printf("%-4lld %-52s %6lld %3lld %-14s %10.3f %10.2e  %s%s%s\n", (long long)r->device_id,
-	       r->problem_key, (long long)r->T, (long long)r->B, mta_result_status_name(r->status),
-	       isfinite(r->median_ms) ? r->median_ms : -1.0, isfinite(r->rel_err) ? r->rel_err : -1.0,
-	       r->spec, r->error[0] ? "  " : "", r->error);
+	       ESC(r->problem_key, key), (long long)r->T, (long long)r->B,
+	       mta_result_status_name(r->status), isfinite(r->median_ms) ? r->median_ms : -1.0,
+	       isfinite(r->rel_err) ? r->rel_err : -1.0, ESC(r->spec, spec),
+	       r->error[0] ? "  " : "", ESC(r->error, err));
 	return 0;
 }
 
@@ -82,7 +91,7 @@ int cmd_list(int argc, char **argv)
 	}
 	struct mta_db *db;
 	if ((rc = mta_db_open(db_path, MTA_DB_READONLY, &db)))
-		return cli_fail("list", rc == MTA_ENOTFOUND ? CLI_DATA : CLI_RUNTIME, "%s",
+		return cli_fail("list", cli_db_status(rc, 1), "%s",
 				mta_last_error());
 	if (!strcmp(what, "devices"))
 		rc = mta_db_list_devices(db, dev_row, NULL);
@@ -91,5 +100,5 @@ int cmd_list(int argc, char **argv)
 	else
 		rc = mta_db_list_results(db, 0, key, res_row, NULL);
 	mta_db_close(db);
-	return rc ? cli_fail("list", CLI_RUNTIME, "%s", mta_last_error()) : CLI_OK;
+	return rc ? cli_fail("list", cli_db_status(rc, 1), "%s", mta_last_error()) : CLI_OK;
 }

@@ -3,12 +3,12 @@
 #include "db/db.h"
 #include "runtime/core/error.h"
 #include "tuner/report/report.h"
+#include "tuner/io/outfile.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 enum { O_DB = 256, O_OUT, O_FORMAT };
 
@@ -38,34 +38,15 @@ static const struct cli_cmd cmd = {
 	opts, NULL,
 };
 
-/*
- * Write all of buf to path through path.tmpPID, created new (never through a
- * file or link already there) and renamed into place.
- */
+/* Write all of buf to path through a temporary renamed into place (outfile.h). */
 static int write_file(const char *path, const char *buf, size_t n)
 {
-	char tmp[4096];
-	snprintf(tmp, sizeof tmp, "%s.tmp%d", path, (int)getpid());
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
-	if (fd < 0)
-		return -1;
-	FILE *f = fdopen(fd, "wb");
-	if (!f) {
-		int e = errno;
-		close(fd);
-		unlink(tmp);
-		errno = e;
-		return -1;
-	}
-	int bad = fwrite(buf, 1, n, f) != n;
-	bad |= fclose(f) != 0;
-	if (bad || rename(tmp, path)) {
-		int e = errno;
-		unlink(tmp);
-		errno = e;
-		return -1;
-	}
-	return 0;
+	struct mta_outfile o;
+	int rc = mta_outfile_open(&o, path);
+	if (rc)
+		return rc;
+	mta_outfile_write(&o, buf, n);
+	return mta_outfile_commit(&o);
 }
 
 int cmd_report(int argc, char **argv)
@@ -95,15 +76,17 @@ int cmd_report(int argc, char **argv)
 	if (db_arg)
 		snprintf(db_path, sizeof db_path, "%s", db_arg);
 	else if (mta_db_default_path(db_path, sizeof db_path))
-		return cli_fail("report", CLI_RUNTIME, "%s", mta_last_error());
+		return cli_fail("report", CLI_USAGE, "%s", mta_last_error());
 	if ((rc = mta_report_render(db_path, format, &text, &len)))
-		return cli_fail("report", rc == MTA_EDB || rc == MTA_ENOTFOUND || rc == MTA_EIO ?
-				CLI_DATA : CLI_RUNTIME, "%s", mta_last_error());
-	if (out ? write_file(out, text, len) : fwrite(text, 1, len, stdout) != len) {
+		return cli_fail("report", cli_db_status(rc, 1), "%s", mta_last_error());
+	if (out && write_file(out, text, len)) {
+		free(text);
+		return cli_fail("report", CLI_RUNTIME, "cannot write %s", mta_last_error());
+	}
+	if (!out && fwrite(text, 1, len, stdout) != len) {
 		int e = errno;
 		free(text);
-		return cli_fail("report", CLI_RUNTIME, "cannot write %s: %s", out ? out : "stdout",
-				strerror(e));
+		return cli_fail("report", CLI_RUNTIME, "cannot write stdout: %s", strerror(e));
 	}
 	free(text);
 	if (out)

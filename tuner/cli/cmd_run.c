@@ -237,8 +237,9 @@ int cmd_run(int argc, char **argv)
 	rc = be ? run_backend(be, db_path, device, &in.problem, &in.q, &in.k, &in.v, &w, o)
 		: run_ref(&in.problem, &in.q, &in.k, &in.v, &w, o, count);
 	if (rc) {
-		code = cli_fail("run", CLI_RUNTIME, "backend %s failed (%s): %s", bname,
-				mta_status_name(rc), mta_last_error());
+		/* EFORMAT: --db names a file that is not an mtatune database */
+		code = cli_fail("run", rc == MTA_EFORMAT ? CLI_DATA : CLI_RUNTIME, "backend %s "
+				"failed (%s): %s", bname, mta_status_name(rc), mta_last_error());
 		goto out;
 	}
 	if ((rc = mta_npy_write(out, MTA_F32, 4, shape, o))) {

@@ -2,8 +2,9 @@
  * cmd_sweep.c: `mtatune sweep`: tune every item of a grid file, resumable,
  * on one or more devices, optionally one shard of the grid.
  *
- * SIGINT and SIGTERM raise a flag: the workers finish the record in hand and
- * stop, and the command exits CLI_STOPPED; a second SIGINT stops at once.
+ * SIGINT and SIGTERM raise a flag: the workers kill a measurement in progress
+ * (left unrecorded) and stop, and the command exits CLI_STOPPED; a second
+ * SIGINT stops the command itself at once.
  */
 #include "tuner/cli/cli.h"
 #include "db/db.h"
@@ -49,8 +50,8 @@ static const struct cli_cmd cmd = {
 	"Tune every item of a grid: problems x dtypes x kernel sizes x batch sizes x\n"
 	"sequence lengths. Results go to the database as they are measured; a rerun\n"
 	"skips the items that are done and resumes the one that was cut short. Ctrl-C\n"
-	"or SIGTERM stops after the record in hand (exit status 5); a second Ctrl-C\n"
-	"stops at once.\n"
+	"or SIGTERM stops within a second (exit status 5): a variant being measured is\n"
+	"killed and left unrecorded; a second Ctrl-C stops at once.\n"
 	"\n"
 	"Grid file (docs/grid.md): one keyword and its values per line, '#' comments:\n"
 	"  problem h16kv16d96-pre6x11-both h2kv1d8-pre2x3-both   # problem keys\n"
@@ -236,8 +237,8 @@ int cmd_sweep(int argc, char **argv)
 		fputc('\n', stderr);
 	mta_grid_free(&g);
 	if (rc && rc != MTA_EINTR)
-		return cli_fail("sweep", rc == MTA_EINVAL ? CLI_USAGE : CLI_RUNTIME, "%s",
-				mta_last_error());
+		return cli_fail("sweep", rc == MTA_EINVAL ? CLI_USAGE : rc == MTA_EFORMAT ? CLI_DATA
+				: CLI_RUNTIME, "%s", mta_last_error());
 	printf("items: %zu (%zu done before, %zu tuned now, %zu with no passing variant); "
 	       "variants measured: %ld\n", s.items, s.done_before, s.tuned, s.failed, s.measured);
 	if (rc == MTA_EINTR)

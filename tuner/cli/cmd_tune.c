@@ -132,9 +132,11 @@ static void print_summary(const struct mta_tune_summary *s)
 	} else if (s->rounds) {
 		printf("winner: %s  %.3f ms (median of %d paired rounds)\n", s->winner, s->winner_ms,
 		       s->rounds);
+		/* ch_* are time ratios: their speed interval is (1/high, 1/low) */
+		const char *verdict = 1 / s->ch_low < 1 ? "the default is faster" : "within noise";
 		printf("        the default stays: the best other variant, %s, is %.2fx the default's "
-		       "speed (95%% CI %.2f-%.2f, %d rounds): within noise\n", s->challenger,
-		       1 / s->ch_ratio, 1 / s->ch_high, 1 / s->ch_low, s->rounds);
+		       "speed (95%% CI %.2f-%.2f, %d rounds): %s\n", s->challenger,
+		       1 / s->ch_ratio, 1 / s->ch_high, 1 / s->ch_low, s->rounds, verdict);
 	} else {
 		printf("winner: %s  %.3f ms (the only variant that ran ok: nothing to compare)\n",
 		       s->winner, s->winner_ms);
@@ -165,8 +167,9 @@ static int tune(const char *key, struct mta_tune_opts *o, struct progress *pr)
 	if ((rc = mta_tune(&p, o, &s))) {
 		if (s.db_path[0])
 			fprintf(stderr, "mtatune tune: results so far are in %s\n", s.db_path);
-		return cli_fail("tune", rc == MTA_EVERIFY ? CLI_VERIFY : cli_exit_status(rc) == CLI_DATA
-				? CLI_RUNTIME : cli_exit_status(rc), "%s", mta_last_error());
+		/* EFORMAT: --db names a file that is not an mtatune database */
+		return cli_fail("tune", rc == MTA_EVERIFY ? CLI_VERIFY : rc == MTA_EFORMAT ? CLI_DATA
+				: CLI_RUNTIME, "%s", mta_last_error());
 	}
 	print_summary(&s);
 	printf("database: %s\n", s.db_path);

@@ -144,6 +144,19 @@ int cli_exit_status(int mta_status)
 	}
 }
 
+int cli_db_status(int mta_status, int reading)
+{
+	switch (mta_status) {
+	case MTA_OK: return CLI_OK;
+	case MTA_ENOTFOUND:
+	case MTA_EFORMAT: return CLI_DATA;
+	case MTA_EINVAL: return CLI_USAGE;
+	case MTA_EIO: return reading ? CLI_DATA : CLI_RUNTIME;
+	case MTA_EVERIFY: return CLI_VERIFY;
+	default: return CLI_RUNTIME;
+	}
+}
+
 int cli_parse_long(const char *s, long lo, long hi, long *out)
 {
 	char *end;

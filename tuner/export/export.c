@@ -8,6 +8,7 @@
 #include "gen/gen.h"
 #include "runtime/core/error.h"
 #include "runtime/core/hash.h"
+#include "runtime/core/strbuf.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -18,24 +19,49 @@
 
 struct devices {
 	const struct mta_export_opts *o;
+	long long id;            /* --device as an id (all digits), else -1 */
 	struct xdevice found[2]; /* [1]: of --arch's very arch, [0]: another */
 	int n[2];                /* devices matching the options, per slot */
-	char all[1024];          /* every device, for the message when none fits */
+	char match[2][1024];     /* those devices, for the message when several match */
+	char all[2048];          /* every device, for the message when none fits */
 };
+
+/* "#ID 'NAME' (BACKEND ARCH, compiler '...', driver '...', nvrtc '...', N cores)" */
+static void describe(const struct mta_db_device *d, char *out, size_t n)
+{
+	char name[300], arch[100], cc[300], drv[100], nv[100];
+	snprintf(out, n, "#%lld '%s' (%s %s%s%s%s%s%s%s%s%s%s, %d cores)", (long long)d->id,
+		 mta_escape_str(d->name, name, sizeof name), d->backend,
+		 mta_escape_str(d->arch, arch, sizeof arch), d->compiler[0] ? ", compiler '" : "",
+		 mta_escape_str(d->compiler, cc, sizeof cc), d->compiler[0] ? "'" : "",
+		 d->driver[0] ? ", driver '" : "", mta_escape_str(d->driver, drv, sizeof drv),
+		 d->driver[0] ? "'" : "", d->nvrtc[0] ? ", nvrtc '" : "",
+		 mta_escape_str(d->nvrtc, nv, sizeof nv), d->nvrtc[0] ? "'" : "", d->cores);
+}
+
+static void append(char *buf, size_t n, const char *item)
+{
+	size_t l = strlen(buf);
+	snprintf(buf + l, n - l, "%s%s", l ? ", " : "", item);
+}
 
 static int device_cb(void *ctx, const struct mta_db_device *d)
 {
 	struct devices *ds = ctx;
-	size_t l = strlen(ds->all);
-	snprintf(ds->all + l, sizeof ds->all - l, "%s'%s' (%s %s)", l ? ", " : "", d->name,
-		 d->backend, d->arch);
+	char one[1200];
+	describe(d, one, sizeof one);
+	append(ds->all, sizeof ds->all, one);
 	const struct mta_backend *be = NULL;
-	if ((ds->o->device && strcmp(ds->o->device, d->name)) ||
+	if ((ds->o->device && (ds->id >= 0 ? d->id != ds->id : strcmp(ds->o->device, d->name))) ||
 	    (ds->o->arch && (mta_backend_find(d->backend, &be) || !be->binary_key)))
 		return 0;
 	int slot = ds->o->arch && !strcmp(d->arch, ds->o->arch);
 	struct xdevice *f = &ds->found[slot];
 	ds->n[slot]++;
+	append(ds->match[slot], sizeof ds->match[slot], one);
+	/* cut short, the text would no longer be what the database says */
+	f->too_long = strlen(d->name) >= sizeof f->name || strlen(d->arch) >= sizeof f->arch ||
+		      strlen(d->backend) >= sizeof f->backend;
 	f->id = d->id;
 	snprintf(f->backend, sizeof f->backend, "%s", d->backend);
 	snprintf(f->name, sizeof f->name, "%s", d->name);
@@ -44,13 +70,22 @@ static int device_cb(void *ctx, const struct mta_db_device *d)
 }
 
 /*
- * The one device whose winners to export: named by --device, else of
- * --arch's backend (cuda; a device of that very arch first), else the only
- * device. None at all is fine when problems were named (defaults only).
+ * The one device whose winners to export: --device ID (a number: the id
+ * `mtatune list devices` shows) or NAME, else of --arch's backend (cuda; a
+ * device of that very arch first), else the only device. Several devices
+ * may share a name (a compiler upgrade is a new device): then the id tells
+ * them apart, and the message lists them. None at all is fine when problems
+ * were named (defaults only).
  */
 static int pick_device(struct mta_db *db, const struct mta_export_opts *o, struct xdevice *d)
 {
-	struct devices ds = { .o = o };
+	struct devices ds = { .o = o, .id = -1 };
+	char shown[300];
+	if (o->device && o->device[0] && strspn(o->device, "0123456789") == strlen(o->device) &&
+	    strlen(o->device) < 18)
+		ds.id = atoll(o->device);
+	if (o->device)
+		mta_escape_str(o->device, shown, sizeof shown);
 	int rc = mta_db_list_devices(db, device_cb, &ds);
 	if (rc)
 		return rc;
@@ -58,15 +93,19 @@ static int pick_device(struct mta_db *db, const struct mta_export_opts *o, struc
 	memset(d, 0, sizeof *d);
 	if (ds.n[slot] == 1) {
 		*d = ds.found[slot];
+	} else if (ds.n[slot] > 1 && o->device) {
+		return mta_fail(MTA_EINVAL, "database %s has %d devices named '%s'%s: %s; choose one "
+				"with --device ID", o->db_path, ds.n[slot], shown,
+				o->arch ? " for --arch" : "", ds.match[slot]);
 	} else if (ds.n[slot] > 1) {
 		return mta_fail(MTA_EINVAL, "database %s has several devices%s: %s; choose one "
-				"with --device NAME", o->db_path, o->arch ? " for --arch" : "",
-				ds.all);
+				"with --device ID (or NAME)", o->db_path, o->arch ? " for --arch" : "",
+				ds.match[slot]);
 	} else if (o->device || !o->problems) {
-		char what[300];
+		char what[400];
 		if (o->device)
-			snprintf(what, sizeof what, "device named '%s'%s", o->device,
-				 o->arch ? " with cuda kernels" : "");
+			snprintf(what, sizeof what, "device %s%s%s%s", ds.id >= 0 ? "" : "named '",
+				 shown, ds.id >= 0 ? "" : "'", o->arch ? " with cuda kernels" : "");
 		else
 			snprintf(what, sizeof what, "%s device", o->arch ? "cuda" : "tuned");
 		return mta_fail(MTA_ENOTFOUND, "database %s has no %s%s%s", o->db_path, what,
@@ -76,6 +115,38 @@ static int pick_device(struct mta_db *db, const struct mta_export_opts *o, struc
 	}
 	if (o->arch)
 		snprintf(d->arch, sizeof d->arch, "%s", o->arch);
+	return MTA_OK;
+}
+
+/*
+ * The device's text goes into the library's comments and strings (escaped
+ * there): refuse a control character, which no device name needs and which
+ * could end a line. A binary backend's arch is also a compiler option
+ * (NVRTC's target): it must be an architecture such as sm_90.
+ */
+static int check_device_text(const char *db_path, const struct xdevice *d, int binary)
+{
+	const char *what[] = { "device name", "device arch" }, *text[] = { d->name, d->arch };
+	char shown[1100];
+	int a, b, n = 0;
+	if (d->too_long)
+		return mta_fail(MTA_EFORMAT, "database %s: device %lld has a name, arch or backend "
+				"longer than %zu, %zu or %zu bytes: it is not exported", db_path,
+				(long long)d->id, sizeof d->name - 1, sizeof d->arch - 1,
+				sizeof d->backend - 1);
+	for (int i = 0; i < 2; i++)
+		for (const unsigned char *c = (const unsigned char *)text[i]; *c; c++)
+			if (*c < 0x20 || *c == 0x7f)
+				return mta_fail(MTA_EFORMAT, "database %s: %s '%s' holds a control "
+						"character: it is not written into a library (export "
+						"another device, or fix the name in the database)",
+						db_path, what[i], mta_escape_str(text[i], shown,
+										  sizeof shown));
+	if (binary && d->id && (sscanf(d->arch, "sm_%1d%d%n", &a, &b, &n) != 2 ||
+				(d->arch[n] && strcmp(d->arch + n, "a")) || a < 5))
+		return mta_fail(MTA_EFORMAT, "database %s: device arch '%s' is not a CUDA "
+				"architecture such as sm_90", db_path,
+				mta_escape_str(d->arch, shown, sizeof shown));
 	return MTA_OK;
 }
 
@@ -179,11 +250,59 @@ static int kernel(struct xplan *x, int pi, const char *spec, int *index)
 }
 
 /*
+ * Text that only the database vouches for. A key or a spec must be exactly
+ * what mtatune writes for the struct it parses into (its canonical form:
+ * what goes into the library is re-derived from that struct, and a stored
+ * "bq=\n+64" would not even compile); a T bucket a power of two >= 1.
+ */
+static int canonical_key(const char *db_path, struct xproblem *p)
+{
+	char canon[MTA_KEY_MAX], shown[MTA_KEY_MAX * 4];
+	int rc;
+	if ((rc = mta_problem_from_key(p->key, &p->p)))
+		return mta_wrap(MTA_EFORMAT, "database %s: it is not exported", db_path);
+	if ((rc = mta_problem_key(&p->p, canon, sizeof canon)))
+		return rc;
+	if (strcmp(canon, p->key))
+		return mta_fail(MTA_EFORMAT, "database %s holds the non-canonical problem key '%s' "
+				"(canonical: '%s'): it is not exported", db_path,
+				mta_escape_str(p->key, shown, sizeof shown), canon);
+	return MTA_OK;
+}
+
+static int canonical_bucket(const char *db_path, const struct xplan *x, const struct xproblem *p,
+			    const struct xbucket *b)
+{
+	struct mta_variant v;
+	char canon[MTA_SPEC_MAX], shown[MTA_SPEC_MAX * 4];
+	int rc;
+	if (b->t_bucket < 1 || (b->t_bucket & (b->t_bucket - 1)))
+		return mta_fail(MTA_EDB, "database %s is damaged: the winner of %s has T bucket %lld, "
+				"not a power of two >= 1", db_path, p->key, (long long)b->t_bucket);
+	mta_escape_str(b->spec, shown, sizeof shown);
+	if ((rc = mta_variant_parse(b->spec, &v)))
+		return mta_wrap(MTA_EFORMAT, "database %s, winner of %s", db_path, p->key);
+	if (v.backend != x->be->variants)
+		return mta_fail(MTA_EFORMAT, "database %s: the %s device's winner of %s is '%s', not "
+				"a %s variant", db_path, x->be->name, p->key, shown,
+				mta_backend_name(x->be->variants));
+	if ((rc = mta_variant_format(&v, canon, sizeof canon)))
+		return rc;
+	if (strcmp(canon, b->spec))
+		return mta_fail(MTA_EFORMAT, "database %s holds the non-canonical variant spec '%s' "
+				"of %s (canonical: '%s'): it is not exported", db_path, shown, p->key,
+				canon);
+	if ((rc = mta_variant_check(&p->p, &v)))
+		return mta_wrap(MTA_EFORMAT, "database %s, winner %s of %s", db_path, shown, p->key);
+	return MTA_OK;
+}
+
+/*
  * Sort problems by key and buckets by size, and number the kernels in that
  * order: each bucket's winner, then the default variant, one kernel per
  * distinct (problem, spec).
  */
-static int number_kernels(struct xplan *x)
+static int number_kernels(const char *db_path, struct xplan *x)
 {
 	int rc, backend = x->be->variants;
 	qsort(x->p, (size_t)x->np, sizeof *x->p, cmp_problem);
@@ -191,12 +310,13 @@ static int number_kernels(struct xplan *x)
 		struct xproblem *p = &x->p[i];
 		struct mta_variant v;
 		char spec[MTA_SPEC_MAX];
-		if ((rc = mta_problem_from_key(p->key, &p->p)))
-			return mta_wrap(rc, "database problem %s", p->key);
+		if ((rc = canonical_key(db_path, p)))
+			return rc;
 		if (p->nb)
 			qsort(p->b, (size_t)p->nb, sizeof *p->b, cmp_bucket);
 		for (int j = 0; j < p->nb; j++)
-			if ((rc = kernel(x, i, p->b[j].spec, &p->b[j].kernel)))
+			if ((rc = canonical_bucket(db_path, x, p, &p->b[j])) ||
+			    (rc = kernel(x, i, p->b[j].spec, &p->b[j].kernel)))
 				return rc;
 		if ((rc = mta_variant_default(&p->p, backend, &v)) ||
 		    (rc = mta_variant_format(&v, spec, sizeof spec)) ||
@@ -324,9 +444,15 @@ int mta_export(const struct mta_export_opts *opts, struct mta_export_summary *s)
 	if ((rc = check_opts(&o)) || (rc = mta_db_open(o.db_path, MTA_DB_READONLY, &db)) ||
 	    (rc = pick_device(db, &o, &x.dev)))
 		goto out;
-	if ((rc = mta_backend_find(x.dev.backend, &x.be)))
+	if (mta_backend_find(x.dev.backend, &x.be)) {
+		char shown[100];
+		rc = mta_fail(MTA_EFORMAT, "database %s: device backend '%s' is not one this mtatune "
+			      "knows", o.db_path, mta_escape_str(x.dev.backend, shown, sizeof shown));
 		goto out;
+	}
 	x.binary = x.be->binary_key != NULL;
+	if ((rc = check_device_text(o.db_path, &x.dev, x.binary)))
+		goto out;
 	x.name = o.name;
 	struct winners ws = { &x, !o.problems, MTA_OK };
 	if ((rc = named_problems(&o, &x)))
@@ -340,7 +466,7 @@ int mta_export(const struct mta_export_opts *opts, struct mta_export_summary *s)
 			      "name problems with --problem", x.dev.name, o.db_path);
 		goto out;
 	}
-	if ((rc = number_kernels(&x)) || (rc = generate(&x)) ||
+	if ((rc = number_kernels(o.db_path, &x)) || (rc = generate(&x)) ||
 	    (x.binary && (rc = binaries(db, &x, s))) || (rc = mta_export_write(&x, o.out_dir)))
 		goto out;
 	s->problems = x.np;

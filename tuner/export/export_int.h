@@ -13,6 +13,7 @@ struct xdevice {
 	char backend[16];
 	char name[256];
 	char arch[32];       /* binary backends: the binaries' target */
+	int too_long;        /* the database's text did not fit the fields above */
 };
 
 struct xbucket {

@@ -9,6 +9,7 @@
  */
 #include "tuner/io/inputs.h"
 #include "runtime/core/error.h"
+#include "runtime/core/strbuf.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -75,11 +76,14 @@ static int scan(const char *dir, struct mta_inputs *in)
 		int known = 0;
 		for (int i = 0; i < MTA_IN_COUNT; i++)
 			known |= n - 4 == strlen(names[i]) && !strncmp(e->d_name, names[i], n - 4);
-		size_t used = strlen(in->ignored), sep = used ? 2 : 0;
-		if (known || used + sep + n + 1 > sizeof in->ignored)
+		/* a name is the user's bytes: shown escaped, never raw to a terminal */
+		char shown[1100];
+		mta_escape(e->d_name, n, shown, sizeof shown);
+		size_t used = strlen(in->ignored), sep = used ? 2 : 0, sl = strlen(shown);
+		if (known || used + sep + sl + 1 > sizeof in->ignored)
 			continue; /* a note, not a list: past its size, names are dropped */
 		memcpy(in->ignored + used, ", ", sep);
-		memcpy(in->ignored + used + sep, e->d_name, n + 1);
+		memcpy(in->ignored + used + sep, shown, sl + 1);
 	}
 	closedir(d);
 	return MTA_OK;

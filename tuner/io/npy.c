@@ -11,6 +11,8 @@
  */
 #include "tuner/io/npy.h"
 #include "runtime/core/error.h"
+#include "runtime/core/strbuf.h"
+#include "tuner/io/outfile.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -67,14 +69,21 @@ static int expect(struct cur *c, char ch, const char *where)
 	if (c->s >= c->e)
 		return mta_fail(MTA_EFORMAT, "%s: malformed header: it ends where '%c' was expected %s",
 				c->name, ch, where);
-	if (*c->s != ch)
-		return mta_fail(MTA_EFORMAT, "%s: malformed header: '%c' found where '%c' was "
-				"expected %s", c->name, *c->s, ch, where);
+	if (*c->s != ch) {
+		char found[8];
+		return mta_fail(MTA_EFORMAT, "%s: malformed header: '%s' found where '%c' was "
+				"expected %s", c->name, mta_escape(c->s, 1, found, sizeof found), ch,
+				where);
+	}
 	c->s++;
 	return MTA_OK;
 }
 
-/* A quoted string without escapes, into buf[n]. */
+/*
+ * A quoted string without escapes, into buf[n]: printable ASCII only, so
+ * that a NUL cannot cut the compared text short ('<f4\0junk' is not '<f4')
+ * and no byte reaches a message raw.
+ */
 static int string(struct cur *c, char *buf, size_t n, const char *what)
 {
 	skip_ws(c);
@@ -90,6 +99,12 @@ static int string(struct cur *c, char *buf, size_t n, const char *what)
 		if (*c->s == '\\' || len + 1 >= n)
 			return mta_fail(MTA_EFORMAT, "%s: malformed header: %s is too long or has "
 					"escapes", c->name, what);
+		if (!mta_is_printable(c->s, 1)) {
+			char b[8];
+			return mta_fail(MTA_EFORMAT, "%s: malformed header: %s holds a byte that is "
+					"not printable (%s)", c->name, what,
+					mta_escape(c->s, 1, b, sizeof b));
+		}
 		buf[len++] = *c->s++;
 	}
 	if (c->s >= c->e)
@@ -155,9 +170,12 @@ static int shape_tuple(struct cur *c, struct mta_npy *a)
 	return MTA_OK;
 }
 
-/* Map a descr string to an mta_dtype; refuse the rest with a reason. */
+/* Map a descr string (printable, see string()) to an mta_dtype; refuse the rest with a reason. */
 static int descr_dtype(const char *name, const char *d, int *dtype)
 {
+	if (!d[0])
+		return mta_fail(MTA_EFORMAT, "%s: descr is empty (expected '<f4', '<f8', '<f2', "
+				"or bfloat16 as '<V2' or '<u2')", name);
 	static const struct { const char *code; int dtype; int no_order; } types[] = {
 		{ "f4", MTA_F32, 0 }, { "f8", MTA_F64, 0 }, { "f2", MTA_F16, 0 },
 		{ "V2", MTA_BF16, 1 }, { "u2", MTA_BF16, 1 },
@@ -300,12 +318,14 @@ static int check_payload(const char *name, const struct mta_npy *a, size_t n)
 			"of %s needs", name, n, n - a->nbytes, s, mta_dtype_name(a->dtype));
 }
 
-int mta_npy_parse(const char *name, const void *buf, size_t n, struct mta_npy *out)
+int mta_npy_parse(const char *raw_name, const void *buf, size_t n, struct mta_npy *out)
 {
 	const unsigned char *p = buf;
+	char name[1024];
 	size_t hoff, hlen;
 	int rc;
 	memset(out, 0, sizeof *out);
+	mta_escape_str(raw_name, name, sizeof name);
 	if ((rc = parse_prefix(name, p, n, n, &hoff, &hlen)) ||
 	    (rc = parse_dict(name, (const char *)p + hoff, hlen, out)) ||
 	    (rc = check_payload(name, out, n - hoff - hlen)))
@@ -334,16 +354,21 @@ static int read_all(const char *path, int fd, void *buf, size_t n)
 	return MTA_OK;
 }
 
-int mta_npy_read(const char *path, struct mta_npy *out)
+/*
+ * Opened without blocking (O_NONBLOCK: a FIFO would wait for a writer) and
+ * its type checked on the open descriptor before a byte is read.
+ */
+int mta_npy_read(const char *raw_path, struct mta_npy *out)
 {
 	unsigned char prefix[12];
-	char *hdr = NULL;
+	char *hdr = NULL, path[1024];
 	struct stat st;
 	size_t hoff, hlen, total;
 	int rc, fd;
 
 	memset(out, 0, sizeof *out);
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+	mta_escape_str(raw_path, path, sizeof path); /* for messages */
+	if ((fd = open(raw_path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC)) < 0)
 		return mta_fail(MTA_EIO, "%s: cannot open: %s", path, strerror(errno));
 	if (fstat(fd, &st) < 0) {
 		rc = mta_fail(MTA_EIO, "%s: cannot stat: %s", path, strerror(errno));
@@ -411,6 +436,8 @@ int mta_npy_write_temp(const char *path, int dtype, int ndim, const int64_t *sha
 
 	if (dtype < MTA_F32 || dtype > MTA_F64)
 		return mta_fail(MTA_EINVAL, "%s: cannot write element type %d", path, dtype);
+	if ((rc = mta_output_path_ok(path))) /* never replace a FIFO, device or link */
+		return rc;
 	if (ndim < 0 || ndim > MTA_NPY_MAX_DIMS)
 		return mta_fail(MTA_EINVAL, "%s: %d dimensions (at most %d)", path, ndim,
 				MTA_NPY_MAX_DIMS);

@@ -42,10 +42,13 @@ static double now(void)
 	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* How often a waiting parent looks at the stop flag, in ms. */
+#define STOP_POLL_MS 50
+
 int mta_isolate(int (*fn)(void *ctx, void *out, size_t n), void *ctx, void *out, size_t n,
-		double timeout_s, int *timed_out)
+		double timeout_s, volatile sig_atomic_t *stop, int *timed_out)
 {
-	int fds[2], rc, st = 0;
+	int fds[2], rc, st = 0, stopped = 0;
 	size_t cap = sizeof(int) + n + 1024, len = 0;
 	char *buf = NULL;
 	pid_t pid;
@@ -95,8 +98,15 @@ int mta_isolate(int (*fn)(void *ctx, void *out, size_t n), void *ctx, void *out,
 			*timed_out = 1;
 			break;
 		}
+		if (stop && *stop) {
+			stopped = 1;
+			break;
+		}
+		int wait_ms = (int)(left * 1000) + 1;
+		if (stop && wait_ms > STOP_POLL_MS)
+			wait_ms = STOP_POLL_MS;
 		struct pollfd pfd = { fds[0], POLLIN, 0 };
-		int r = poll(&pfd, 1, (int)(left * 1000) + 1);
+		int r = poll(&pfd, 1, wait_ms);
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r <= 0)
@@ -111,13 +121,16 @@ int mta_isolate(int (*fn)(void *ctx, void *out, size_t n), void *ctx, void *out,
 		len += (size_t)got;
 	}
 	close(fds[0]);
-	if (*timed_out) {
+	if (*timed_out || stopped) {
 		kill(-pid, SIGKILL);
 		kill(pid, SIGKILL);
 	}
 	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
 		;
-	if (*timed_out) {
+	if (stopped) {
+		rc = mta_fail(MTA_EINTR, "stopped while it ran (the child was killed; nothing of it "
+			      "is recorded)");
+	} else if (*timed_out) {
 		rc = mta_fail(MTA_EKERNEL, "timed out after %.1f s (killed)", timeout_s);
 	} else if (WIFSIGNALED(st)) {
 		rc = mta_fail(MTA_EKERNEL, "crashed: killed by signal %d (%s)", WTERMSIG(st),

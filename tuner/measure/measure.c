@@ -47,7 +47,7 @@ int mta_measure(const struct mta_measure_job *j, struct mta_measure *m, int *tim
 	*timed_out = 0;
 	if (j->time_it && (j->reps < 1 || j->warmup < 0))
 		return mta_fail(MTA_EINVAL, "timing needs reps >= 1 and warmup >= 0");
-	return mta_isolate(job_fn, (void *)j, m, sizeof *m, j->timeout_s, timed_out);
+	return mta_isolate(job_fn, (void *)j, m, sizeof *m, j->timeout_s, j->stop, timed_out);
 }
 
 static int rounds_fn(void *ctx, void *out, size_t size)
@@ -81,5 +81,5 @@ int mta_measure_rounds(const struct mta_rounds_job *j, struct mta_rounds *out, i
 {
 	memset(out, 0, sizeof *out);
 	*timed_out = 0;
-	return mta_isolate(rounds_fn, (void *)j, out, sizeof *out, j->timeout_s, timed_out);
+	return mta_isolate(rounds_fn, (void *)j, out, sizeof *out, j->timeout_s, j->stop, timed_out);
 }

@@ -17,6 +17,8 @@
 #include "runtime/backend.h"
 #include "tuner/measure/check.h"
 
+#include <signal.h>
+
 struct mta_measure {
 	double rel_err, median_ms, p20_ms, p80_ms, min_ms;
 	int runs;
@@ -36,11 +38,13 @@ struct mta_measure_job {
 	int time_it;                  /* 0: check only */
 	int warmup, reps;
 	double timeout_s;             /* the child's time limit, check and timing */
+	volatile sig_atomic_t *stop;  /* raised: kill the child now (NULL: never) */
 };
 
 /*
  * MTA_OK with m set; MTA_EVERIFY (the check failed: m->rel_err set),
- * MTA_EKERNEL (crashed, or *timed_out), or another failure of the child,
+ * MTA_EKERNEL (crashed, or *timed_out), MTA_EINTR (j->stop was raised: the
+ * child was killed, nothing measured), or another failure of the child,
  * with its message.
  */
 int mta_measure(const struct mta_measure_job *j, struct mta_measure *m, int *timed_out);
@@ -49,7 +53,8 @@ int mta_measure(const struct mta_measure_job *j, struct mta_measure *m, int *tim
  * Paired rounds in a child: the n variants of p (v[0] the reference, the
  * default variant), each loaded on one device of be from its binary (NULL:
  * built), timed side by side at (B, T) by mta_time_rounds. MTA_OK with out
- * filled; a crash or the timeout is MTA_EKERNEL (*timed_out).
+ * filled; a crash or the timeout is MTA_EKERNEL (*timed_out); MTA_EINTR when
+ * j->stop was raised (the child is killed, nothing is returned).
  */
 struct mta_rounds_job {
 	const struct mta_backend *be;
@@ -63,6 +68,7 @@ struct mta_rounds_job {
 	unsigned long long seed;
 	struct mta_rounds_opts opts;
 	double timeout_s;
+	volatile sig_atomic_t *stop;  /* raised: kill the child now, MTA_EINTR (NULL: never) */
 };
 int mta_measure_rounds(const struct mta_rounds_job *j, struct mta_rounds *out, int *timed_out);
 

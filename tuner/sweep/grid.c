@@ -15,10 +15,13 @@
 #include "runtime/core/error.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 /*
  * A list of distinct values in the order first written. The values are also
@@ -427,12 +430,26 @@ out:
 	return rc;
 }
 
+/*
+ * The file is opened without blocking (a FIFO would wait for a writer) and
+ * must be a regular file, checked on the open descriptor.
+ */
 int mta_grid_load(const char *path, struct mta_grid *g)
 {
+	struct stat st;
 	memset(g, 0, sizeof *g);
-	FILE *f = fopen(path, "rb");
-	if (!f)
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	if (fd < 0)
 		return mta_fail(MTA_EIO, "cannot open grid file %s: %s", path, strerror(errno));
+	if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return mta_fail(MTA_EIO, "cannot read grid file %s: not a regular file", path);
+	}
+	FILE *f = fdopen(fd, "rb");
+	if (!f) {
+		close(fd);
+		return mta_fail(MTA_ENOMEM, "cannot read grid file %s: %s", path, strerror(errno));
+	}
 	char *buf = NULL;
 	size_t n = 0, cap = 0;
 	int rc = MTA_OK;

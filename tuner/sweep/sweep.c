@@ -145,7 +145,9 @@ static int item_done(struct worker *w, const struct mta_problem *p, const char *
 		struct mta_db_result r;
 		if ((rc = mta_db_variant_upsert(db, pid, specs[i], NULL, &vid)))
 			goto out;
-		if (mta_db_result_get(db, dev, vid, o->T, o->B, &r) == MTA_OK) {
+		/* an env_error measured nothing: the item is not done */
+		if (mta_db_result_get(db, dev, vid, o->T, o->B, &r) == MTA_OK &&
+		    r.status != MTA_RESULT_ENV_ERROR) {
 			++*found;
 			any_ok |= r.status == MTA_RESULT_OK;
 		}

@@ -16,10 +16,11 @@
  * o->stop) and die with the calling process (a SIGKILL of it ends them too).
  *
  * Resume: an item is done when every candidate variant has a result for the
- * device at (T, B) and, if any of them ran ok, T's own bucket has a winner
- * (with the auto strategy, which screens what it decides to: when a winner
- * was decided at this very T and B); done items are skipped without
- * measuring anything. A partly done item is
+ * device at (T, B) other than env_error (a failure of the machine, measured
+ * again) and, if any of them ran ok, T's own bucket has a winner (with the
+ * auto strategy, which screens what it decides to: when a winner was
+ * decided at this very T and B); done items are skipped without measuring
+ * anything. A partly done item is
  * resumed by mta_tune, which skips the variants already recorded.
  */
 #ifndef MTA_SWEEP_H
@@ -82,7 +83,8 @@ int mta_sweep_in_shard(size_t item, int shard, int nshards);
  * Run the shard's items. MTA_OK when every item was handled (s->failed may
  * be non-zero), MTA_EINTR when stopped through o->stop (rerun to resume),
  * MTA_EINVAL for bad options, a worker's error (e.g. MTA_EDB) otherwise; the
- * other workers then stop after their record in hand.
+ * other workers then stop too. A stop kills a measurement in progress (its
+ * variant is not recorded), so a hanging kernel does not hold it up.
  */
 int mta_sweep(const struct mta_grid *g, const struct mta_sweep_opts *o,
 	      struct mta_sweep_summary *s);

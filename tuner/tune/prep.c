@@ -32,7 +32,9 @@ static int start(const struct mta_prep *pp, const struct mta_problem *p, struct 
 	if ((rc = mta_db_variant_upsert(pp->db, pp->problem_id, c->spec, w->hash, &c->vid)))
 		return rc;
 	c->old_ms = NAN;
-	if (mta_db_result_get(pp->db, pp->device_id, c->vid, pp->T, pp->B, &old) == MTA_OK) {
+	/* an env_error measured nothing: it is measured again */
+	if (mta_db_result_get(pp->db, pp->device_id, c->vid, pp->T, pp->B, &old) == MTA_OK &&
+	    old.status != MTA_RESULT_ENV_ERROR) {
 		c->state = MTA_PREP_SKIPPED;
 		c->status = old.status;
 		c->old_ms = old.median_ms;
@@ -79,6 +81,15 @@ static int record_build(const struct mta_prep *pp, struct mta_cand *c, struct wo
 	int rc;
 
 	c->compiled = 1;
+	c->build_rc = b->status;
+	if (!ok && mta_tune_env_failure(b->status)) {
+		/* the machine failed, not the source: no compile information about it */
+		c->state = MTA_PREP_RECORDED;
+		c->status = MTA_RESULT_ENV_ERROR;
+		snprintf(c->reason, sizeof c->reason, "%s", b->message);
+		return mta_tune_put_result(pp->db, pp->device_id, c->vid, pp->T, pp->B, pp->run_id,
+					   c->status, NULL, c->reason, mta_tune_now());
+	}
 	if ((rc = mta_db_variant_set_compile(pp->db, c->vid, &info)))
 		return rc;
 	if (!ok) {

@@ -11,8 +11,11 @@
  * failure too), store new binaries keyed by source hash, target, compiler
  * and options, and prune the variants the backend says exceed the device's
  * limits. Compile failures and pruned variants are recorded as results
- * (compile_failed, pruned) at once; what is left is the list to check and
- * time.
+ * (compile_failed, pruned) at once, and so are builds that failed for a
+ * reason of the machine (no compiler, a full disk: env_error, which is not
+ * compile information about the source and is measured again by a resumed
+ * run, as is any variant whose stored result is env_error); what is left is
+ * the list to check and time.
  *
  * Nothing here runs a kernel: for CUDA only NVRTC is needed, so it is
  * tested on machines without a GPU.
@@ -35,7 +38,7 @@ struct mta_prep {
 enum {
 	MTA_PREP_TIME = 0,     /* built, within limits: to be checked and timed */
 	MTA_PREP_SKIPPED = 1,  /* a result for this device and size exists already */
-	MTA_PREP_RECORDED = 2, /* compile failure or pruned: its result is written */
+	MTA_PREP_RECORDED = 2, /* compile failure, pruned or env_error: its result is written */
 };
 
 struct mta_cand {
@@ -47,6 +50,7 @@ struct mta_cand {
 	double old_ms;         /* SKIPPED: the stored median (NAN if none) */
 	char reason[512];      /* RECORDED: why it will not be timed */
 	int compiled;          /* built in this call (0: the binary was stored) */
+	int build_rc;          /* the build's status (MTA_OK when not built) */
 	void *binary;          /* TIME: malloc'd binary (backends that store them) */
 	size_t binary_size;
 };

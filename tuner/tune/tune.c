@@ -131,10 +131,16 @@ int mta_tune_identify(const char *backend, int index, double timeout_s,
 	if ((rc = mta_backend_find_timed(backend, &pr.be)))
 		return rc;
 	pr.index = index;
-	rc = mta_isolate(probe_fn, &pr, info, sizeof *info, timeout_s < 60 ? timeout_s : 60, &to);
+	rc = mta_isolate(probe_fn, &pr, info, sizeof *info, timeout_s < 60 ? timeout_s : 60, NULL,
+			 &to);
 	if (rc && to)
 		return mta_wrap(MTA_ENODEV, "probing %s device %d", backend, index);
 	return rc;
+}
+
+int mta_tune_env_failure(int rc)
+{
+	return rc == MTA_ENOMEM || rc == MTA_EIO || rc == MTA_ENODEV;
 }
 
 int mta_tune_status_of(int rc, int timed_out)
@@ -144,7 +150,16 @@ int mta_tune_status_of(int rc, int timed_out)
 	case MTA_EVERIFY: return MTA_RESULT_VERIFY_FAILED;
 	case MTA_ECOMPILE: return MTA_RESULT_COMPILE_FAILED;
 	case MTA_EKERNEL: return timed_out ? MTA_RESULT_TIMEOUT : MTA_RESULT_CRASHED;
-	default: return MTA_RESULT_ERROR;
+	default: return mta_tune_env_failure(rc) ? MTA_RESULT_ENV_ERROR : MTA_RESULT_ERROR;
+	}
+}
+
+/* Count a variant the machine failed, keeping the first reason. */
+static void note_env(struct ctx *c, int rc, const char *why)
+{
+	if (!c->env_failed++) {
+		c->env_status = rc;
+		snprintf(c->first_eerr, sizeof c->first_eerr, "%s", why);
 	}
 }
 
@@ -221,7 +236,7 @@ static int measure(struct ctx *c, const struct mta_variant *v, const void *binar
 				     0, 0, o->T, o->B,
 				     o->seed ? o->seed
 					     : (unsigned long long)time(NULL) ^ (unsigned long long)clock(),
-				     1, o->warmup, o->reps, o->timeout_s };
+				     1, o->warmup, o->reps, o->timeout_s, o->stop };
 	mta_check_size(o, &j.check_B, &j.check_T);
 	return mta_measure(&j, m, timed_out);
 }
@@ -385,10 +400,13 @@ int mta_tune_loop(struct ctx *c, const struct mta_variant *vs, size_t n)
 		/* the batch is built on all cores, then timed one by one */
 		if ((rc = mta_prepare(&pp, c->p, batch, nb, &cs)))
 			break;
-		for (size_t i = 0; i < nb; i++)
+		for (size_t i = 0; i < nb; i++) {
 			if (cs[i].state == MTA_PREP_RECORDED &&
 			    cs[i].status == MTA_RESULT_COMPILE_FAILED && !c->compile_failed++)
 				snprintf(c->first_cerr, sizeof c->first_cerr, "%s", cs[i].reason);
+			if (cs[i].state == MTA_PREP_RECORDED && cs[i].status == MTA_RESULT_ENV_ERROR)
+				note_env(c, cs[i].build_rc, cs[i].reason);
+		}
 		for (size_t i = 0; i < nb; i++) {
 			struct mta_cand *k = &cs[i];
 			struct mta_measure m;
@@ -416,6 +434,11 @@ int mta_tune_loop(struct ctx *c, const struct mta_variant *vs, size_t n)
 				continue;
 			}
 			int mrc = measure(c, &k->v, k->binary, k->binary_size, &m, &to);
+			if (mrc == MTA_EINTR) { /* stopped while it ran: not recorded, measured next time */
+				rc = stopped(c, done - 1, planned) ? MTA_EINTR : mrc;
+				mta_search_tell(srch, idx[i], NAN);
+				continue;
+			}
 			int status = mta_tune_status_of(mrc, to);
 			if (status == MTA_RESULT_OK) {
 				c->s->ok++;
@@ -423,6 +446,8 @@ int mta_tune_loop(struct ctx *c, const struct mta_variant *vs, size_t n)
 			} else {
 				c->s->failed++;
 			}
+			if (status == MTA_RESULT_ENV_ERROR)
+				note_env(c, mrc, mta_last_error());
 			mta_search_tell(srch, idx[i], status ? NAN : m.median_ms);
 			report(c, (int)done, (int)planned, k->spec, mta_result_status_name(status),
 			       status ? NAN : m.median_ms, "tune");
@@ -554,9 +579,15 @@ static int decide(struct ctx *c, const struct okrow *row, int n, int64_t *win)
 		(const void *const *)bin, bn, o->B, o->T,
 		o->seed ? o->seed + 2 : (unsigned long long)time(NULL) ^ (unsigned long long)clock(),
 		{ o->warmup, o->min_rounds, o->max_rounds, o->rounds_budget_s, MTA_TUNE_WIDTH },
-		o->rounds_budget_s * 2 + o->timeout_s };
-	if ((rc = mta_measure_rounds(&j, r, &to)))
+		o->rounds_budget_s * 2 + o->timeout_s, o->stop };
+	if ((rc = mta_measure_rounds(&j, r, &to))) {
+		if (rc == MTA_EINTR) /* stopped: no winner named from half the rounds */
+			rc = stopped(c, (size_t)n, (size_t)n) ? MTA_EINTR : rc;
+		else if (mta_tune_env_failure(rc))
+			mta_wrap(rc, "the paired rounds (the machine failed, not the kernels; rerun "
+				 "to name the winner)");
 		goto out;
+	}
 	struct mta_ratio ratio[MTA_ROUNDS_MAX_RUNNERS];
 	double med[MTA_ROUNDS_MAX_RUNNERS], tmp[MTA_ROUNDS_MAX];
 	ratio[0] = (struct mta_ratio){ 1, 1, 1, r->rounds };
@@ -686,6 +717,17 @@ int mta_tune(const struct mta_problem *p, const struct mta_tune_opts *o, struct 
 	s->total = (int)n;
 	if ((rc = mta_tune_loop(&c, vs, n)))
 		goto out;
+	/*
+	 * The machine failed some variants (recorded env_error): no winner is
+	 * named from what is left; a rerun on a sound machine measures them.
+	 */
+	if (c.env_failed) {
+		rc = mta_fail(c.env_status, "%d of the %d variants could not be built or measured "
+			      "for a reason of this machine, not of the kernels (recorded as env_error, "
+			      "measured again when you rerun); the first: %s", c.env_failed, s->total,
+			      c.first_eerr);
+		goto out;
+	}
 	/* nothing compiled: say so, rather than that nothing passed the check */
 	if (c.compile_failed && c.compile_failed == s->tried && !s->skipped) {
 		rc = mta_fail(MTA_ECOMPILE, "none of the %d variants compiled, so nothing was tuned "

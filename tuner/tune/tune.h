@@ -81,9 +81,10 @@ struct mta_tune_opts {
 	const char *const *only_specs; /* NULL, or tune just these variants (and the default) */
 	int n_only;
 	/*
-	 * Checked before each variant and before the re-timing: once *stop is
-	 * non-zero, mta_tune returns MTA_EINTR after the record in hand is
-	 * written (a signal handler sets it; NULL: never stop).
+	 * Checked before each variant and before the re-timing, and while a
+	 * measuring child runs: once *stop is non-zero, that child is killed
+	 * and mta_tune returns MTA_EINTR; the variant cut short is not recorded
+	 * (a signal handler sets it; NULL: never stop).
 	 */
 	volatile sig_atomic_t *stop;
 	void (*progress)(void *ctx, const struct mta_tune_event *e);
