@@ -75,7 +75,7 @@
 #define K_DTYPE 1    /* 0 f32, 1 bf16, 2 f16 */
 #endif
 #ifndef K_VERSION
-#define K_VERSION 1  /* kernel family: 1 scalar, 2 tensor cores (mta_cuda_tc.cu) */
+#define K_VERSION 1  /* kernel family: 1 scalar, 2 tensor cores (mta_cuda_tc.cu), 3 (mta_cuda_v3.cu) */
 #endif
 #ifndef K_BQ
 #define K_BQ 8       /* query rows per block */
@@ -194,8 +194,52 @@ __device__ __forceinline__ void mix_linear(float *X, int stride, const float *W)
 }
 #endif
 
-/* ---- tensor-core family (v2): gen/cuda/cudagen.c splices it in here ---- */
+/*
+ * Epilogue of one output row (head h, query i < T): o holds d = lane+32e
+ * (already normalised); group norm, gate, store. Every lane of the warp
+ * calls it (the reductions are warp shuffles).
+ */
+__device__ __forceinline__ void finish_row(const mta_args &a, int b, int h, int i, float (&o)[DPL])
+{
+	const int lane = threadIdx.x & 31;
+#if K_GN
+	float ss = 0.f;
+#pragma unroll
+	for (int e = 0; e < DPL; e++)
+		ss += lane + 32 * e < K_D ? o[e] * o[e] : 0.f;
+	const float rn = rsqrtf(warp_sum(ss) * (1.f / K_D) + 1e-5f) * (K_GNR ? a.rescale : 1.f);
+#pragma unroll
+	for (int e = 0; e < DPL; e++)
+		if (lane + 32 * e < K_D)
+			o[e] *= rn * a.gn_w[lane + 32 * e];
+#endif
+#if K_GATE
+	float g = 0.f;
+#pragma unroll
+	for (int e = 0; e < DPL; e++)
+		g += lane + 32 * e < K_D ? o[e] * a.gate_w[lane + 32 * e] : 0.f;
+	g = warp_sum(g) + a.gate_b;
+	const float sg = 1.f / (1.f + __expf(-g));
+#pragma unroll
+	for (int e = 0; e < DPL; e++)
+		o[e] *= sg;
+#endif
+	float *ob = a.o + b * a.so[0] + i * a.so[1] + h * a.so[2];
+#pragma unroll
+	for (int e = 0; e < DPL; e++)
+		if (lane + 32 * e < K_D)
+			ob[lane + 32 * e] = o[e];
+}
+
+/*
+ * ---- the tensor-core families: gen/cuda/cudagen.c splices in here the
+ * mma helpers (mta_cuda_mma.cu) and then v2's text (mta_cuda_tc.cu, which
+ * replaces two products of the kernel below) or v3's (mta_cuda_v3.cu, a
+ * kernel of its own: the rest of this file is then skipped) ----
+ */
 /* @MTA_TC@ */
+
+#if K_VERSION < 3
 
 #ifndef SM_TC
 #define SM_TC 0 /* v1: no staging area */
@@ -322,6 +366,7 @@ __device__ void softmax_tile(int T, int rP0, int cP0, float *S, float *M, float 
 #endif
 		}
 		sum = warp_sum(sum);
+		__syncwarp(); /* every lane has read M[row] and L[row] before lane 0 writes them */
 		if (lane == 0) {
 			const float al = mold == NEG_INF ? 0.f : __expf(mold - mnew);
 			A[row] = al;
@@ -433,43 +478,6 @@ __device__ __forceinline__ void pv_tile(const mta_args &a, int b, int h0, int j0
 }
 #endif
 
-/*
- * Epilogue of one output row (head h, query i < T): o holds d = lane+32e
- * (already normalised); group norm, gate, store. Every lane of the warp
- * calls it (the reductions are warp shuffles).
- */
-__device__ __forceinline__ void finish_row(const mta_args &a, int b, int h, int i, float (&o)[DPL])
-{
-	const int lane = threadIdx.x & 31;
-#if K_GN
-	float ss = 0.f;
-#pragma unroll
-	for (int e = 0; e < DPL; e++)
-		ss += lane + 32 * e < K_D ? o[e] * o[e] : 0.f;
-	const float rn = rsqrtf(warp_sum(ss) * (1.f / K_D) + 1e-5f) * (K_GNR ? a.rescale : 1.f);
-#pragma unroll
-	for (int e = 0; e < DPL; e++)
-		if (lane + 32 * e < K_D)
-			o[e] *= rn * a.gn_w[lane + 32 * e];
-#endif
-#if K_GATE
-	float g = 0.f;
-#pragma unroll
-	for (int e = 0; e < DPL; e++)
-		g += lane + 32 * e < K_D ? o[e] * a.gate_w[lane + 32 * e] : 0.f;
-	g = warp_sum(g) + a.gate_b;
-	const float sg = 1.f / (1.f + __expf(-g));
-#pragma unroll
-	for (int e = 0; e < DPL; e++)
-		o[e] *= sg;
-#endif
-	float *ob = a.o + b * a.so[0] + i * a.so[1] + h * a.so[2];
-#pragma unroll
-	for (int e = 0; e < DPL; e++)
-		if (lane + 32 * e < K_D)
-			ob[lane + 32 * e] = o[e];
-}
-
 extern "C" __global__ void __launch_bounds__(NT, 1) mta_fwd(const mta_args a)
 {
 	extern __shared__ float4 mta_smem[];
@@ -551,6 +559,8 @@ extern "C" __global__ void __launch_bounds__(NT, 1) mta_fwd(const mta_args a)
 	}
 #endif
 }
+
+#endif /* K_VERSION < 3 */
 
 #ifdef MTA_EMU
 MTA_EMU_ENTRY(mta_fwd, mta_args, SMEM_BYTES)

@@ -12,10 +12,47 @@
 #include <string.h>
 
 #define TEMPLATE "templates/mta_cuda.cu"
+#define TEMPLATE_MMA "templates/mta_cuda_mma.cu"
 #define TEMPLATE_TC "templates/mta_cuda_tc.cu"
+#define TEMPLATE_V3 "templates/mta_cuda_v3.cu"
 #define TC_MARK "/* @MTA_TC@ */"
 
 static size_t r16(size_t x) { return (x + 15) / 16 * 16; }
+static size_t r8(size_t x) { return (x + 7) / 8 * 8; }
+static size_t r4(size_t x) { return (x + 3) / 4 * 4; }
+static size_t zmax(size_t a, size_t b) { return a > b ? a : b; }
+static size_t zmin(size_t a, size_t b) { return a < b ? a : b; }
+
+/* Mirrors the SZ_* and V_TOTAL arithmetic of templates/mta_cuda_v3.cu. */
+static size_t v3_smem(const struct mta_problem *p, const struct mta_variant *v, size_t nstg)
+{
+	const size_t bq = (size_t)v->bq, bk = (size_t)v->bk, hpb = (size_t)v->hpb;
+	const size_t qr = p->cq ? (size_t)p->cq - 1 : 0, kr = p->cq ? (size_t)p->ck - 1 : 0;
+	const size_t qp = p->cq2 ? (size_t)p->cq2 - 1 : 0, kp = p->cq2 ? (size_t)p->ck2 - 1 : 0;
+	const int post = p->cq2 || p->head_post;
+	const size_t rp = bq + qp, rz = rp + qr, ds = r16((size_t)p->D) + 8;
+	const size_t zm = p->cq ? r16(rz) : r16(rp), nr8 = (rp + 7) / 8;
+	const size_t tk = p->cq ? (15 + (size_t)p->ck + 15) / 16 : 0;
+	const size_t zr = p->cq ? 8 * nr8 + qr : 0;
+	const size_t zs = p->cq ? r8(zmax(kr + bk, bk - 16 + 16 * tk)) + 8 : 0;
+	const size_t wtn = p->cq ? 16 * tk + 16 : 0, ss = bk + 4, win = r4(8 + kp);
+	const size_t ps = r4(zmax(kp + bk, bk - 8 + win)) + 4, pbs = bk + 8;
+	const size_t ck2p = r4(p->cq2 ? (size_t)p->ck2 : 1);
+	const size_t gs = p->head_post == MTA_HPOST_CONV ? (size_t)p->hc : hpb;
+	const size_t sz_wt = p->cq ? hpb * (size_t)p->cq * wtn * 4 : 0;
+	const size_t sz_w2 = p->cq2 ? hpb * (size_t)p->cq2 * ck2p * 4 : 0;
+	const size_t sz_wm1 = p->head_pre ? hpb * hpb * 4 : 0;
+	const size_t sz_wm2 = p->head_post ? hpb * gs * 4 : 0;
+	const size_t sz_qk = nstg * (zm + bk) * ds * 2;
+	const size_t sz_z = p->cq ? hpb * zr * zs * 2 : 0, sz_zc = p->cq ? hpb * rz * kr * 2 : 0;
+	const size_t sz_s = hpb * rp * ss * 4, sz_p = post ? hpb * rp * ps * 4 : 0;
+	const size_t sz_pb = hpb * bq * pbs * 2, sz_st = (2 * hpb * rp + hpb * bq) * 4;
+	const size_t vg = zmin(hpb, zmax(1, sz_qk / (2 * bk * ds * 2)));
+	const size_t sz_stg = zmax(zmax(sz_qk, 2 * vg * bk * ds * 2), bq * (size_t)p->D * 4);
+	const size_t sz_pbx = sz_pb > sz_z ? sz_pb : 0;
+	return r16(sz_wt) + r16(sz_w2) + r16(sz_wm1) + r16(sz_wm2) + r16(sz_stg) + r16(sz_z) +
+	       r16(sz_zc) + r16(sz_s) + r16(sz_p) + r16(sz_pbx) + r16(sz_st);
+}
 
 /*
  * Mirrors SMEM_BYTES in the templates: for v2 the staging area SM_TC of
@@ -26,6 +63,8 @@ static size_t r16(size_t x) { return (x + 15) / 16 * 16; }
  */
 size_t mta_cuda_smem_bytes(const struct mta_problem *p, const struct mta_variant *v)
 {
+	if (v->version == 3) /* two q/k stages when they fit sm_90's 227 KiB, else one */
+		return v3_smem(p, v, 2) <= 232448 ? v3_smem(p, v, 2) : v3_smem(p, v, 1);
 	size_t qp = p->cq2 ? (size_t)p->cq2 - 1 : 0, kp = p->cq2 ? (size_t)p->ck2 - 1 : 0;
 	size_t qr = p->cq ? (size_t)p->cq - 1 : 0, kr = p->cq ? (size_t)p->ck - 1 : 0;
 	size_t rp = (size_t)v->bq + qp, cp = (size_t)v->bk + kp, hpb = (size_t)v->hpb;
@@ -46,7 +85,8 @@ size_t mta_cuda_smem_bytes(const struct mta_problem *p, const struct mta_variant
 
 int mta_gen_cuda(const struct mta_problem *p, const struct mta_variant *v, char **source)
 {
-	const char *tpl = mta_embedded(TEMPLATE), *tc = mta_embedded(TEMPLATE_TC);
+	const char *tpl = mta_embedded(TEMPLATE), *mma = mta_embedded(TEMPLATE_MMA);
+	const char *fam = mta_embedded(v->version == 3 ? TEMPLATE_V3 : TEMPLATE_TC);
 	char spec[MTA_SPEC_MAX];
 	struct mta_buf b = { 0 };
 	int rc;
@@ -60,17 +100,19 @@ int mta_gen_cuda(const struct mta_problem *p, const struct mta_variant *v, char 
 	if (!tpl)
 		return mta_fail(MTA_ENOTFOUND, "template %s is not embedded in this build", TEMPLATE);
 	const char *mark = strstr(tpl, TC_MARK);
-	if (v->version >= 2 && (!tc || !mark))
-		return mta_fail(MTA_ENOTFOUND, "template %s (or its mark in %s) is not in this build",
-				TEMPLATE_TC, TEMPLATE);
+	if (v->version >= 2 && (!mma || !fam || !mark))
+		return mta_fail(MTA_ENOTFOUND, "template %s or %s (or the mark in %s) is not in this "
+				"build", TEMPLATE_MMA, v->version == 3 ? TEMPLATE_V3 : TEMPLATE_TC,
+				TEMPLATE);
 	if ((rc = mta_gen_defines(&b, TEMPLATE, p, v))) {
 		mta_buf_free(&b);
 		return rc;
 	}
-	/* v2 splices the tensor-core template in at the mark (else it stays a comment) */
+	/* v2 and v3 splice the mma helpers and their family's text in at the
+	 * mark (for v1 it stays a comment) */
 	if (v->version >= 2) {
 		mta_buf_add(&b, tpl, (size_t)(mark - tpl));
-		mta_buf_printf(&b, "%s%s", tc, mark);
+		mta_buf_printf(&b, "%s\n%s%s", mma, fam, mark);
 	} else {
 		mta_buf_printf(&b, "%s", tpl);
 	}

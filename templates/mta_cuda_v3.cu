@@ -1,0 +1,747 @@
+/*
+ * mta_cuda_v3.cu: kernel family v3 of the fused MTA forward (MTA.md),
+ * designed against the hardware's floor for the paper's configuration and
+ * its neighbours (docs/gpu/design.md says why each choice). gen/cuda/cudagen.c
+ * splices mta_cuda_mma.cu and then this text into templates/mta_cuda.cu at
+ * its mark; the v1/v2 kernel after the mark is then compiled out, and this
+ * file's mta_fwd is the kernel. It uses the prelude of mta_cuda.cu (the
+ * constants, struct mta_args, ld, warp_sum, finish_row).
+ *
+ * A block owns batch b, BQ query rows from i0 and HPB heads from h0 (whole
+ * head-mixing groups), with two passes when post-softmax steps exist (pass
+ * 1: row statistics; pass 2: probabilities, post steps, P.V) and one pass
+ * with an online softmax otherwise, as v1. What differs:
+ *
+ *  - Sliding key window: every key tile computes only BK new columns of the
+ *    raw logits Z, of the pre-softmax logits S and of the probabilities P;
+ *    the KR (pre) and KP (post) halo columns the convolutions need are
+ *    carried over from the previous tile (Zc, and the first KP columns of P),
+ *    so no column is computed twice. One or two "pre-roll" tiles before the
+ *    first fill the carries.
+ *  - Pre-softmax convolution on the tensor cores: for kernel row u,
+ *    S^T += T_u Z_u^T, with T_u the 16 x 16*TK Toeplitz band of row u's
+ *    taps (mma A operand, built from a table of f16 weight pairs, the same
+ *    for every column tile) and Z_u the raw logits shifted down u rows
+ *    (B operand, ldmatrix). Z and the taps are rounded to f16 (11-bit
+ *    significand; logits and taps beyond +-65504 saturate): the one rounding
+ *    this family adds to v1's arithmetic.
+ *  - Post-softmax convolution on the FP32 units from register tiles: a
+ *    thread convolves a strip of 8 outputs, loading the (8 + KP)-wide window
+ *    of each kernel row with 16-byte shared loads and the row's taps once,
+ *    so about 8% of its instructions are loads.
+ *  - Head mixing (pre and post) per position from registers, weights from
+ *    shared memory.
+ *  - P.V on the tensor cores, each warp issuing only the accumulator tiles
+ *    it holds (tiles dealt round robin; per head a compile-time range of
+ *    slots and a warp-uniform test), none of another head's.
+ *  - Weights live in shared memory, loaded once per block.
+ *
+ * Shared memory (bytes, each region 16-byte aligned; gen/cuda/cudagen.c
+ * computes the same, mta_cuda_smem_bytes): WT (f16 tap pairs) | W2 (post
+ * taps) | WM1 | WM2 (mixing) | STG (two stages of q and k rows; V rows in
+ * P.V; one head's outputs in the epilogue) | Z (raw logits of every head;
+ * the rounded P tile for P.V once the convolution has read Z) | ZC | S
+ * (pre-softmax logits; post-convolved P in pass 2) | P | ST (M, L, A).
+ */
+
+#if K_DTYPE == 0
+#error "cuda v3 multiplies bf16/f16 operands on the tensor cores"
+#endif
+
+/* ---- sizes -------------------------------------------------------------- */
+#define V_MAX(a, b) ((a) > (b) ? (a) : (b))
+#define V_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define V_R4(x) (((x) + 3) / 4 * 4)
+#define V_AL(x) (((x) + 15) / 16 * 16)
+#define V_DK R16(K_D)                    /* k extent of q.k, zero padded */
+#define V_DS (V_DK + 8)                  /* staged row stride (elements) */
+#define V_NT8 (R8(K_D) / 8)              /* n8 tiles of one head's outputs */
+#define V_MT (K_BQ / 16)                 /* m16 tiles of the output rows */
+/*
+ * Output accumulators: the HPB * TPH 16x8 tiles of (head, query, d) are
+ * dealt to the warps round robin, slot k of warp w holding tile k*WARPS + w,
+ * so every warp holds V_AK of them and no register is idle. A head's tiles
+ * lie in the slots of V_K0(hh) .. V_K1(hh) (compile-time); which of those a
+ * warp holds is a warp-uniform test.
+ */
+#define V_TPH (V_NT8 * V_MT)             /* tiles per head */
+#define V_AK ((K_HPB * V_TPH + K_WARPS - 1) / K_WARPS)
+#define V_K0(hh) ((hh) * V_TPH / K_WARPS)
+#define V_K1(hh) ((((hh) + 1) * V_TPH - 1) / K_WARPS)
+#define V_ZM (K_CQ ? R16(RZ) : R16(RP))  /* q rows staged, rows of the q.k product */
+#define V_NR8 ((RP + 7) / 8)             /* n8 tiles over the conv's output rows */
+#if K_CQ
+#define V_TK ((15 + K_CK + 15) / 16)     /* k-steps of the Toeplitz band */
+#define V_ZR (8 * V_NR8 + QR)            /* rows of Z the convolution reads */
+#define V_ZS (R8(V_MAX(KR + K_BK, K_BK - 16 + 16 * V_TK)) + 8) /* Z row stride */
+#define V_WTN (16 * V_TK + 16)           /* tap pairs per kernel row */
+#else
+#define V_TK 0
+#define V_ZR 0
+#define V_ZS 0
+#define V_WTN 0
+#endif
+#define V_SS (K_BK + 4)                  /* row stride of S (floats) */
+#define V_WIN V_R4(8 + KP)               /* window of one post-conv strip */
+#define V_PS (V_R4(V_MAX(KP + K_BK, K_BK - 8 + V_WIN)) + 4) /* row stride of P */
+#define V_PBS (K_BK + 8)                 /* row stride of the rounded P tile */
+#define V_CK2P V_R4(K_CQ2 ? K_CK2 : 1)
+#define V_GS (K_HPOST == 1 ? K_HC : K_HPB) /* post-mixing group size */
+
+#define SZ_WT (K_CQ ? K_HPB * K_CQ * V_WTN * 4 : 0)
+#define SZ_W2 (K_CQ2 ? K_HPB * K_CQ2 * V_CK2P * 4 : 0)
+#define SZ_WM1 (K_HPRE ? K_HPB * K_HPB * 4 : 0)
+#define SZ_WM2 (K_HPOST ? K_HPB * V_GS * 4 : 0)
+#define SZ_QK(n) ((n) * (V_ZM + K_BK) * V_DS * 2)
+#define SZ_Z (K_CQ ? K_HPB * V_ZR * V_ZS * 2 : 0)
+#define SZ_ZC (K_CQ ? K_HPB * RZ * KR * 2 : 0)
+#define SZ_S (K_HPB * RP * V_SS * 4)
+#define SZ_P (POST ? K_HPB * RP * V_PS * 4 : 0)
+#define SZ_PB (K_HPB * K_BQ * V_PBS * 2)
+#define SZ_ST ((2 * K_HPB * RP + K_HPB * K_BQ) * 4)
+/* V rows of VG heads per stage, two stages, in the q/k staging area */
+#define V_VG1(n) V_MIN(K_HPB, V_MAX(1, SZ_QK(n) / (2 * K_BK * V_DS * 2)))
+#define SZ_STG(n) V_MAX(V_MAX(SZ_QK(n), 2 * V_VG1(n) * K_BK * V_DS * 2), K_BQ * K_D * 4)
+#define SZ_PBX (SZ_PB > SZ_Z ? SZ_PB : 0)  /* P tile outside Z when Z is too small */
+#define V_TOTAL(n) (V_AL(SZ_WT) + V_AL(SZ_W2) + V_AL(SZ_WM1) + V_AL(SZ_WM2) + V_AL(SZ_STG(n)) + \
+		    V_AL(SZ_Z) + V_AL(SZ_ZC) + V_AL(SZ_S) + V_AL(SZ_P) + V_AL(SZ_PBX) + V_AL(SZ_ST))
+/* Two q/k stages when they fit the largest block of any target (sm_90), else one. */
+#if V_TOTAL(2) <= 232448
+#define V_NSTG 2
+#else
+#define V_NSTG 1
+#endif
+#define V_VG V_VG1(V_NSTG)
+#define OFF_WT 0
+#define OFF_W2 (OFF_WT + V_AL(SZ_WT))
+#define OFF_WM1 (OFF_W2 + V_AL(SZ_W2))
+#define OFF_WM2 (OFF_WM1 + V_AL(SZ_WM1))
+#define OFF_STG (OFF_WM2 + V_AL(SZ_WM2))
+#define OFF_Z (OFF_STG + V_AL(SZ_STG(V_NSTG)))
+#define OFF_ZC (OFF_Z + V_AL(SZ_Z))
+#define OFF_S (OFF_ZC + V_AL(SZ_ZC))
+#define OFF_P (OFF_S + V_AL(SZ_S))
+#define OFF_PBX (OFF_P + V_AL(SZ_P))
+#define OFF_ST (OFF_PBX + V_AL(SZ_PBX))
+#define OFF_PB (SZ_PBX ? OFF_PBX : OFF_Z)
+#define SMEM_BYTES V_TOTAL(V_NSTG)
+
+/* Pass-2 probabilities' new columns start DP keys right of the output tile. */
+#define DP (KP - OK2)
+
+/* ---- helpers ------------------------------------------------------------ */
+/* f16 of a float, saturating at +-65504 (the Toeplitz operands). */
+__device__ __forceinline__ unsigned short v3_f16(float x)
+{
+	return mta_f32_to_f16(fminf(fmaxf(x, -65504.f), 65504.f));
+}
+
+/* Whether q, k, v allow 16-byte copies (base and strides), uniform per block. */
+__device__ __forceinline__ bool v3_vec(const mta_args &a)
+{
+	unsigned long long m = (unsigned long long)a.q | (unsigned long long)a.k |
+			       (unsigned long long)a.v;
+	for (int i = 0; i < 3; i++)
+		m |= (unsigned long long)(a.sq[i] | a.sk[i] | a.sv[i]) * 2;
+	return K_D % 8 == 0 && m % 16 == 0;
+}
+
+/*
+ * Stage rows t0 .. t0+n-1 of one head of x (row stride st) as rows of
+ * stride V_DS into dst, then zero rows up to npad: rows outside [0, T) and
+ * columns past D are zero. Whole 16-byte chunks by cp.async when vec; the
+ * caller commits.
+ */
+__device__ void v3_stage(unsigned short *dst, const elem_t *x, long long st, int t0, int n,
+			 int npad, int T, bool vec)
+{
+#pragma unroll 1
+	for (int e = threadIdx.x; e < npad * (V_DK / 8); e += NT) {
+		const int r = e / (V_DK / 8), c = e % (V_DK / 8) * 8, t = t0 + r;
+		unsigned short *d = dst + r * V_DS + c;
+		const bool in = r < n && t >= 0 && t < T;
+		if (in && vec && c + 8 <= K_D) {
+			mta_cp_async16(d, x + t * st + c);
+			continue;
+		}
+		for (int u = 0; u < 8; u++)
+			d[u] = in && c + u < K_D ? ((const unsigned short *)x)[t * st + c + u] : 0;
+	}
+}
+
+/* Stage head h's q rows from rq0 and k rows from zk0 (BK of them) into buffer s. */
+__device__ __forceinline__ void v3_stage_qk(const mta_args &a, unsigned short *stg, int b, int h,
+					    int rq0, int zk0, int s, bool vec)
+{
+	unsigned short *Qs = stg + s * (V_ZM + K_BK) * V_DS, *Ks = Qs + V_ZM * V_DS;
+	v3_stage(Qs, a.q + b * a.sq[0] + h * a.sq[2], a.sq[1], rq0, K_CQ ? RZ : RP, V_ZM, a.T, vec);
+	v3_stage(Ks, a.k + b * a.sk[0] + (h / GQA) * a.sk[2], a.sk[1], zk0, K_BK, K_BK, a.T, vec);
+}
+
+/*
+ * Phase A for head hh: the raw logits s*q.k of q rows rq0 + r (r < V_ZM) and
+ * the tile's BK new keys zk0 + c, 0 outside 0 <= j <= i < T, into Z (f16,
+ * columns KR + c) or, without a pre-softmax convolution, into S. Warps take
+ * 16x8 tiles round robin.
+ */
+__device__ void v3_qk(const mta_args &a, const unsigned short *stg, int s, int rq0, int zk0,
+		      int hh, unsigned short *Z, float *S)
+{
+	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t4 = lane & 3;
+	const unsigned short *Qs = stg + s * (V_ZM + K_BK) * V_DS, *Ks = Qs + V_ZM * V_DS;
+#pragma unroll 1
+	for (int tile = warp; tile < (V_ZM / 16) * (K_BK / 8); tile += K_WARPS) {
+		const int m0 = tile / (K_BK / 8) * 16, n0 = tile % (K_BK / 8) * 8;
+		float d[4] = { 0.f, 0.f, 0.f, 0.f };
+#pragma unroll
+		for (int kk = 0; kk < V_DK; kk += 16) {
+			unsigned af[4], bf[2];
+			mta_ldsm_x4(af, Qs + (m0 + (lane & 15)) * V_DS + kk + (lane >> 4) * 8);
+			mta_ldsm_x2(bf, Ks + (n0 + (lane & 7)) * V_DS + kk + ((lane >> 3) & 1) * 8);
+			mma(d, af, bf);
+		}
+#pragma unroll
+		for (int e = 0; e < 4; e++) {
+			const int r = m0 + g + 8 * (e >> 1), c = n0 + 2 * t4 + (e & 1);
+			const int i = rq0 + r, j = zk0 + c;
+			const float x = i < a.T && j >= 0 && j <= i ? K_SCALE * d[e] : 0.f;
+#if K_CQ
+			if (r < V_ZR)
+				Z[hh * V_ZR * V_ZS + r * V_ZS + KR + c] = v3_f16(x);
+#else
+			if (r < RP)
+				S[hh * RP * V_SS + r * V_SS + c] = x;
+#endif
+		}
+	}
+}
+
+#if K_CQ
+/*
+ * Phase B: S[hh][r][c] (r < RP, c < BK) = sum_u sum_b w[hh][u][b] Z[hh][r+u][c+b]
+ * for every head on the tensor cores, as S^T = sum_u T_u Z_u^T: a work item
+ * is (head, 16 output columns, 8 output rows); a warp takes a contiguous
+ * range of items, builds the band T_u of each kernel row once per run of
+ * items of one head (V_RUN at most, to keep the accumulators few), and issues V_TK mma per item and row.
+ */
+#define V_CT (K_BK / 16)
+#define V_IPH (V_CT * V_NR8)                 /* items per head */
+#define V_ITEMS (K_HPB * V_IPH)
+#define V_IPW ((V_ITEMS + K_WARPS - 1) / K_WARPS)
+#define V_RUN V_MIN(V_IPW, 4)
+__device__ void v3_conv_pre(const unsigned short *Z, const unsigned *WT, float *S)
+{
+	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t4 = lane & 3;
+	const int it1 = V_MIN((warp + 1) * V_IPW, V_ITEMS);
+#pragma unroll 1
+	for (int it = warp * V_IPW; it < it1;) {
+		const int hh = it / V_IPH, n = V_MIN(V_MIN(it1, (hh + 1) * V_IPH) - it, V_RUN);
+		const unsigned short *Zh = Z + hh * V_ZR * V_ZS;
+		const unsigned *W = WT + hh * K_CQ * V_WTN + 16 + 2 * t4 - g;
+		float d[V_RUN][4];
+#pragma unroll
+		for (int i = 0; i < V_RUN; i++)
+			d[i][0] = d[i][1] = d[i][2] = d[i][3] = 0.f;
+#pragma unroll 1
+		for (int u = 0; u < K_CQ; u++) {
+			/* A[m][k] = w[u][k-m]: a0 = a3 at k-m = 16s+2t-g, a1 at -8, a2 at +8 */
+			unsigned af[V_TK][4];
+#pragma unroll
+			for (int s = 0; s < V_TK; s++) {
+				af[s][0] = af[s][3] = W[u * V_WTN + 16 * s];
+				af[s][1] = W[u * V_WTN + 16 * s - 8];
+				af[s][2] = W[u * V_WTN + 16 * s + 8];
+			}
+#pragma unroll
+			for (int i = 0; i < V_RUN; i++) {
+				if (i >= n)
+					break; /* warp-uniform */
+				const int item = it + i - hh * V_IPH, c0 = item / V_NR8 * 16, n0 = item % V_NR8 * 8;
+				const unsigned short *zr = Zh + (n0 + u + (lane & 7)) * V_ZS + c0;
+#pragma unroll
+				for (int s = 0; s < V_TK; s += 2) {
+					unsigned bf[4];
+					if (s + 1 < V_TK) {
+						mta_ldsm_x4(bf, zr + 16 * s + (lane >> 3) * 8);
+						mta_mma_f16(d[i], af[s], bf);
+						mta_mma_f16(d[i], af[s + 1], bf + 2);
+					} else {
+						mta_ldsm_x2(bf, zr + 16 * s + ((lane >> 3) & 1) * 8);
+						mta_mma_f16(d[i], af[s], bf);
+					}
+				}
+			}
+		}
+		/* d = S^T[c0 + g (+8)][n0 + 2t (+1)] */
+#pragma unroll
+		for (int i = 0; i < V_RUN; i++) {
+			if (i >= n)
+				break;
+			const int item = it + i - hh * V_IPH, c0 = item / V_NR8 * 16, n0 = item % V_NR8 * 8;
+			float *Sh = S + hh * RP * V_SS;
+#pragma unroll
+			for (int e = 0; e < 4; e++) {
+				const int r = n0 + 2 * t4 + (e & 1), c = c0 + g + 8 * (e >> 1);
+				if (r < RP)
+					Sh[r * V_SS + c] = d[i][e];
+			}
+		}
+		it += n;
+	}
+}
+#endif
+
+#if K_HPRE || K_HPOST
+/*
+ * Head mixing in place, one position per thread: for every group of GS
+ * heads, X[g*GS + o] <- sum_in W[g][o][in] X[g*GS + in] at each position
+ * (r, c), r < rows, c < BK; X rows stride rs floats, heads hstride. With
+ * out non-NULL, the results go rounded to the operand type into out
+ * ([HPB][BQ][V_PBS]) instead.
+ */
+template <int GS>
+__device__ void v3_mix(float *X, int hstride, int rs, int rows, const float *W, unsigned short *out)
+{
+	float x[GS];
+#pragma unroll 1
+	for (int e = threadIdx.x; e < (K_HPB / GS) * rows * K_BK; e += NT) {
+		const int grp = e / (rows * K_BK), pos = e % (rows * K_BK);
+		const int r = pos / K_BK, c = pos % K_BK;
+		float *base = X + grp * GS * hstride + r * rs + c;
+#pragma unroll
+		for (int hi = 0; hi < GS; hi++)
+			x[hi] = base[hi * hstride];
+		const float *w = W + grp * GS * GS;
+#pragma unroll 1
+		for (int ho = 0; ho < GS; ho++) {
+			float s0 = 0.f;
+#pragma unroll
+			for (int hi = 0; hi < GS; hi++)
+				s0 += w[ho * GS + hi] * x[hi];
+			if (out)
+				out[(grp * GS + ho) * K_BQ * V_PBS + r * V_PBS + c] = to_op(s0);
+			else
+				base[ho * hstride] = s0;
+		}
+	}
+}
+#endif
+
+/*
+ * Phase D. Rows (hh, r) of S, r < nrows, query i_base + r, columns sc0 + c:
+ *   pass 0 (single pass): online max and sum into M, L, the rescale factor
+ *     into A, and exp(S - m) rounded into Pb for P.V;
+ *   pass 1: online max and sum into M, L;
+ *   pass 2: normalised probabilities (L holds 1/l) into P's new columns.
+ * BK/8 consecutive lanes share a row (8 columns each) and reduce with
+ * shuffles; a warp loops while any of its lanes has a row.
+ */
+#define V_CH (K_BK / 8)
+__device__ void v3_softmax(int pass, int T, int i_base, int sc0, int nrows, const float *S,
+			   float *P, float *M, float *L, float *A, unsigned short *Pb)
+{
+	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+	const int ntask = K_HPB * nrows * V_CH;
+#pragma unroll 1
+	for (int base = warp * 32; base < ntask; base += NT) {
+		const int task = base + lane, row = task / V_CH, ch = task % V_CH;
+		const bool act = task < ntask;
+		const int hh = row / nrows, r = row % nrows, i = i_base + r, j0 = sc0 + ch * 8;
+		float v[8];
+		if (act) {
+			const float4 *s4 = (const float4 *)(S + hh * RP * V_SS + r * V_SS + ch * 8);
+			const float4 x0 = s4[0], x1 = s4[1];
+			v[0] = x0.x; v[1] = x0.y; v[2] = x0.z; v[3] = x0.w;
+			v[4] = x1.x; v[5] = x1.y; v[6] = x1.z; v[7] = x1.w;
+		}
+		const int lim = act && i < T ? i - j0 : -1; /* valid columns c <= lim (j0 >= 0) */
+		if (pass == 2) {
+			const float m = act ? M[row] : 0.f, li = act ? L[row] : 0.f;
+			float p[8];
+#pragma unroll
+			for (int c = 0; c < 8; c++)
+				p[c] = c <= lim && j0 + c >= 0 ? __expf(v[c] - m) * li : 0.f;
+			if (act) {
+				float *d = P + hh * RP * V_PS + r * V_PS + KP + ch * 8;
+#pragma unroll
+				for (int c = 0; c < 8; c++)
+					d[c] = p[c];
+			}
+			continue;
+		}
+		float mx = NEG_INF;
+#pragma unroll
+		for (int c = 0; c < 8; c++)
+			if (c <= lim && j0 + c >= 0)
+				mx = fmaxf(mx, v[c]);
+#pragma unroll
+		for (int o = 1; o < V_CH; o <<= 1)
+			mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+		const float mold = act ? M[row] : NEG_INF, mnew = fmaxf(mold, mx);
+		float sum = 0.f, p[8];
+#pragma unroll
+		for (int c = 0; c < 8; c++) {
+			p[c] = c <= lim && j0 + c >= 0 ? __expf(v[c] - mnew) : 0.f;
+			sum += p[c];
+		}
+		if (pass == 0 && act) {
+			unsigned short *o = Pb + hh * K_BQ * V_PBS + r * V_PBS + ch * 8;
+#pragma unroll
+			for (int c = 0; c < 8; c++)
+				o[c] = to_op(p[c]);
+		}
+#pragma unroll
+		for (int o = 1; o < V_CH; o <<= 1)
+			sum += __shfl_xor_sync(0xffffffffu, sum, o);
+		__syncwarp(); /* every lane has read M[row] before the row's first lane writes it */
+		if (act && ch == 0) {
+			const float al = mold == NEG_INF ? 0.f : __expf(mold - mnew);
+			L[row] = L[row] * al + sum;
+			M[row] = mnew;
+			if (pass == 0)
+				A[row] = al;
+		}
+	}
+}
+
+#if K_CQ2
+/*
+ * Phase E: O[hh][r][c] (r < BQ, c < BK) = sum_u sum_b w2[hh][u][b] P[hh][r+u][c+b]
+ * where query i0 + r < T and key j0 + c <= i0 + r, else 0. A thread
+ * convolves a strip of 8 outputs from register windows.
+ */
+__device__ void v3_conv_post(int T, int i0, int j0, const float *P, const float *W2, float *O)
+{
+#pragma unroll 1
+	for (int e = threadIdx.x; e < K_HPB * K_BQ * (K_BK / 8); e += NT) {
+		const int hh = e / (K_BQ * (K_BK / 8)), r = e / (K_BK / 8) % K_BQ, cs = e % (K_BK / 8) * 8;
+		float acc[8];
+#pragma unroll
+		for (int c = 0; c < 8; c++)
+			acc[c] = 0.f;
+#pragma unroll 1
+		for (int u = 0; u < K_CQ2; u++) {
+			const float4 *p4 = (const float4 *)(P + hh * RP * V_PS + (r + u) * V_PS + cs);
+			const float4 *w4 = (const float4 *)(W2 + (hh * K_CQ2 + u) * V_CK2P);
+			float win[V_WIN], w[V_CK2P];
+#pragma unroll
+			for (int x = 0; x < V_WIN / 4; x++) {
+				const float4 t = p4[x];
+				win[4 * x] = t.x; win[4 * x + 1] = t.y; win[4 * x + 2] = t.z; win[4 * x + 3] = t.w;
+			}
+#pragma unroll
+			for (int x = 0; x < V_CK2P / 4; x++) {
+				const float4 t = w4[x];
+				w[4 * x] = t.x; w[4 * x + 1] = t.y; w[4 * x + 2] = t.z; w[4 * x + 3] = t.w;
+			}
+#pragma unroll
+			for (int c = 0; c < 8; c++)
+#pragma unroll
+				for (int t = 0; t < K_CK2; t++)
+					acc[c] += w[t] * win[c + t];
+		}
+		const int lim = i0 + r < T ? i0 + r - (j0 + cs) : -1;
+#pragma unroll
+		for (int c = 0; c < 8; c++)
+			acc[c] = c <= lim ? acc[c] : 0.f;
+		float4 *o = (float4 *)(O + hh * RP * V_SS + r * V_SS + cs);
+		o[0] = make_float4(acc[0], acc[1], acc[2], acc[3]);
+		o[1] = make_float4(acc[4], acc[5], acc[6], acc[7]);
+	}
+}
+#endif
+
+/* Round X[hh][r][c] (r < BQ, row stride rs, head stride hs) into the P.V operand. */
+__device__ void v3_round(const float *X, int hs, int rs, unsigned short *Pb)
+{
+#pragma unroll 1
+	for (int e = threadIdx.x; e < K_HPB * K_BQ * K_BK; e += NT) {
+		const int hh = e / (K_BQ * K_BK), r = e / K_BK % K_BQ, c = e % K_BK;
+		Pb[hh * K_BQ * V_PBS + r * V_PBS + c] = to_op(X[hh * hs + r * rs + c]);
+	}
+}
+
+/*
+ * Phase G: O += P.V for the tile at key j0, every head; V rows staged VG
+ * heads at a time into the staging area (two buffers). Without post steps
+ * the earlier sums are first rescaled by A. Every thread calls it; ends
+ * with a barrier.
+ */
+__device__ __forceinline__ void v3_pv(const mta_args &a, unsigned short *stg, int b, int h0, int j0,
+				      const unsigned short *Pb, const float *A, bool vec,
+				      float (&acc)[V_AK][4])
+{
+	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2;
+	(void)A;
+	(void)g;
+#pragma unroll
+	for (int hh = 0; hh < K_HPB; hh++) {
+		const int gi = hh / V_VG, slot = hh % V_VG;
+		unsigned short *Vs = stg + (gi & 1) * V_VG * K_BK * V_DS;
+		if (slot == 0) {
+			if (hh == 0) {
+				for (int x = 0; x < V_VG && x < K_HPB; x++)
+					v3_stage(Vs + x * K_BK * V_DS,
+						 a.v + b * a.sv[0] + ((h0 + x) / GQA) * a.sv[2], a.sv[1], j0,
+						 K_BK, K_BK, a.T, vec);
+				mta_cp_commit();
+			}
+			mta_cp_wait(0);
+			__syncthreads(); /* this group's V is in; the other buffer is free */
+			if (hh + V_VG < K_HPB) {
+				unsigned short *Vn = stg + ((gi + 1) & 1) * V_VG * K_BK * V_DS;
+				for (int x = 0; x < V_VG && hh + V_VG + x < K_HPB; x++)
+					v3_stage(Vn + x * K_BK * V_DS,
+						 a.v + b * a.sv[0] + ((h0 + hh + V_VG + x) / GQA) * a.sv[2],
+						 a.sv[1], j0, K_BK, K_BK, a.T, vec);
+				mta_cp_commit();
+			}
+		}
+		const unsigned short *V = Vs + slot * K_BK * V_DS;
+		const unsigned short *Ph = Pb + hh * K_BQ * V_PBS;
+#pragma unroll
+		for (int k = V_K0(hh); k <= V_K1(hh); k++) {
+			const int tile = k * K_WARPS + warp - hh * V_TPH;
+			if (tile < 0 || tile >= V_TPH)
+				continue; /* warp-uniform */
+			const int m = tile / V_NT8, nt = tile % V_NT8;
+#if !POST
+			const float a0 = A[hh * K_BQ + 16 * m + g], a1 = A[hh * K_BQ + 16 * m + g + 8];
+			acc[k][0] *= a0;
+			acc[k][1] *= a0;
+			acc[k][2] *= a1;
+			acc[k][3] *= a1;
+#endif
+#pragma unroll
+			for (int kk = 0; kk < K_BK; kk += 16) {
+				unsigned af[4], bf[2];
+				mta_ldsm_x4(af, Ph + (16 * m + (lane & 15)) * V_PBS + kk + (lane >> 4) * 8);
+				mta_ldsm_x2_t(bf, V + (kk + (lane & 15)) * V_DS + nt * 8);
+				mma(acc[k], af, bf);
+			}
+		}
+	}
+	__syncthreads(); /* the staging area is reused by the next tile's q and k */
+}
+
+/*
+ * One pass over the key tiles (pass 0: the only pass, online softmax and
+ * P.V; pass 1: statistics; pass 2: probabilities, post steps, P.V). The
+ * first tiles (t < 0) only fill the carries: t_z computes Z alone, t_s also
+ * S and, in pass 2, P.
+ */
+__device__ void v3_pass(const mta_args &a, int pass, char *sm, int b, int h0, int i0, int nkt,
+			bool vec, float (&acc)[V_AK][4])
+{
+	unsigned short *stg = (unsigned short *)(sm + OFF_STG), *Z = (unsigned short *)(sm + OFF_Z);
+	unsigned short *Zc = (unsigned short *)(sm + OFF_ZC), *Pb = (unsigned short *)(sm + OFF_PB);
+	float *S = (float *)(sm + OFF_S), *P = (float *)(sm + OFF_P), *M = (float *)(sm + OFF_ST);
+	float *L = M + K_HPB * RP, *A = L + K_HPB * RP;
+	const unsigned *WT = (const unsigned *)(sm + OFF_WT);
+	const float *W2 = (const float *)(sm + OFF_W2), *WM1 = (const float *)(sm + OFF_WM1);
+	const float *WM2 = (const float *)(sm + OFF_WM2);
+	const int nrows = pass == 0 ? K_BQ : RP, rq0 = i0 - QP - QR;
+	const int t_s = pass == 2 && KP ? -1 : 0, t_z = K_CQ ? t_s - 1 : t_s;
+	(void)Zc; (void)P; (void)WT; (void)W2; (void)WM1; (void)WM2;
+
+	/* empty carries: keys left of 0 */
+#if K_CQ
+	for (int e = threadIdx.x; e < K_HPB * RZ * KR; e += NT)
+		Zc[e] = 0;
+#endif
+#if POST
+	if (pass == 2)
+		for (int e = threadIdx.x; e < K_HPB * RP; e += NT)
+			for (int x = 0; x < KP; x++)
+				P[e * V_PS + x] = 0.f;
+#endif
+#pragma unroll 1
+	for (int t = t_z; t < nkt; t++) {
+		const int sc0 = t * K_BK + (pass == 2 ? DP : 0); /* first new column of S (and P) */
+		const int zk0 = sc0 - OK1 + KR;                  /* first new key of Z */
+		/* Phase A: q.k per head, staged two heads deep */
+		v3_stage_qk(a, stg, b, h0, rq0, K_CQ ? zk0 : sc0, 0, vec);
+		mta_cp_commit();
+#pragma unroll 1
+		for (int hh = 0; hh < K_HPB; hh++) {
+			mta_cp_wait(0);
+			__syncthreads(); /* head hh is staged; every warp is done with head hh-1 */
+			if (V_NSTG == 2 && hh + 1 < K_HPB) {
+				v3_stage_qk(a, stg, b, h0 + hh + 1, rq0, K_CQ ? zk0 : sc0, (hh + 1) & 1, vec);
+				mta_cp_commit();
+			}
+#if K_CQ
+			/* the carried columns of this head's Z */
+			for (int e = threadIdx.x; e < RZ * KR; e += NT)
+				Z[hh * V_ZR * V_ZS + e / KR * V_ZS + e % KR] = Zc[hh * RZ * KR + e];
+#endif
+			v3_qk(a, stg, V_NSTG == 2 ? hh & 1 : 0, rq0, K_CQ ? zk0 : sc0, hh, Z, S);
+			if (V_NSTG == 1 && hh + 1 < K_HPB) {
+				__syncthreads();
+				v3_stage_qk(a, stg, b, h0 + hh + 1, rq0, K_CQ ? zk0 : sc0, 0, vec);
+				mta_cp_commit();
+			}
+		}
+		__syncthreads();
+		/* the carries for the next tile: Z's last KR columns, P's last KP */
+#if K_CQ
+		for (int e = threadIdx.x; e < K_HPB * RZ * KR; e += NT) {
+			const int hh = e / (RZ * KR), r = e / KR % RZ, x = e % KR;
+			Zc[e] = Z[hh * V_ZR * V_ZS + r * V_ZS + K_BK + x];
+		}
+#endif
+#if POST
+		if (pass == 2)
+			for (int e = threadIdx.x; e < K_HPB * RP * KP; e += NT) {
+				const int row = e / KP, x = e % KP;
+				P[row * V_PS + x] = P[row * V_PS + K_BK + x];
+			}
+#endif
+		__syncthreads(); /* P's carry is shifted before its new columns are written */
+		if (t < t_s)
+			continue; /* Z pre-roll: the carry copy above is all it was for */
+#if K_CQ
+		/* Phase B: the pre-softmax convolution (reads Z, writes S) */
+		v3_conv_pre(Z, WT, S);
+		__syncthreads();
+#endif
+#if K_HPRE
+		/* Phase C: pre-softmax head mixing, in place */
+		v3_mix<K_HPB>(S, RP * V_SS, V_SS, RP, WM1, (unsigned short *)0);
+		__syncthreads();
+#endif
+		/* Phase D: statistics, or probabilities */
+		v3_softmax(pass, a.T, pass == 0 ? i0 : i0 - QP, sc0, nrows, S, P, M, L, A, Pb);
+		__syncthreads();
+		if (pass == 1 || t < 0)
+			continue;
+		const int j0 = t * K_BK;
+#if POST
+		/* Phase E: post-softmax convolution into S's space */
+#if K_CQ2
+		v3_conv_post(a.T, i0, j0, P, W2, S);
+		__syncthreads();
+		float *X = S;
+		const int xs = RP * V_SS, xr = V_SS;
+#else
+		float *X = P; /* no convolution: P itself (QP = KP = 0) */
+		const int xs = RP * V_PS, xr = V_PS;
+#endif
+		/* Phase F: post-softmax head mixing, rounded into the P.V operand */
+#if K_HPOST
+		v3_mix<V_GS>(X, xs, xr, K_BQ, WM2, Pb);
+#else
+		v3_round(X, xs, xr, Pb);
+#endif
+		__syncthreads();
+#endif
+		/* Phase G */
+		v3_pv(a, stg, b, h0, j0, Pb, A, vec, acc);
+	}
+}
+
+extern "C" __global__ void __launch_bounds__(NT, 1) mta_fwd(const mta_args a)
+{
+	extern __shared__ float4 mta_smem[];
+	char *sm = (char *)mta_smem;
+	const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t4 = lane & 3;
+	/* Heaviest (latest) query tiles first: causal work grows with i0. */
+	const int i0 = (gridDim.x - 1 - blockIdx.x) * K_BQ, h0 = blockIdx.y * K_HPB, b = blockIdx.z;
+	const int nkt = ((i0 + K_BQ < a.T ? i0 + K_BQ : a.T) + K_BK - 1) / K_BK;
+	const bool vec = v3_vec(a);
+	float *M = (float *)(sm + OFF_ST), *L = M + K_HPB * RP;
+	float acc[V_AK][4];
+#pragma unroll
+	for (int k = 0; k < V_AK; k++)
+		acc[k][0] = acc[k][1] = acc[k][2] = acc[k][3] = 0.f;
+
+	/* Weights into shared memory, and the regions that must start finite. */
+#if K_CQ
+	{
+		unsigned *WT = (unsigned *)(sm + OFF_WT);
+		for (int e = tid; e < K_HPB * K_CQ * V_WTN; e += NT) {
+			const int hu = e / V_WTN, x = e % V_WTN - 16;
+			const float *w = a.kq_pre + (h0 + hu / K_CQ) * (K_CQ * K_CK) + hu % K_CQ * K_CK;
+			const float lo = x >= 0 && x < K_CK ? w[x] : 0.f;
+			const float hi = x + 1 >= 0 && x + 1 < K_CK ? w[x + 1] : 0.f;
+			WT[e] = (unsigned)v3_f16(lo) | (unsigned)v3_f16(hi) << 16;
+		}
+		/* Z: rows and columns the convolution reads but q.k never writes stay 0 */
+		unsigned short *Z = (unsigned short *)(sm + OFF_Z);
+		for (int e = tid; e < K_HPB * V_ZR * V_ZS; e += NT)
+			Z[e] = 0;
+	}
+#endif
+#if K_CQ2
+	{
+		float *W2 = (float *)(sm + OFF_W2);
+		for (int e = tid; e < K_HPB * K_CQ2 * V_CK2P; e += NT) {
+			const int hu = e / V_CK2P, x = e % V_CK2P;
+			W2[e] = x < K_CK2 ? a.kq_post[(h0 + hu / K_CQ2) * (K_CQ2 * K_CK2) +
+						      hu % K_CQ2 * K_CK2 + x] : 0.f;
+		}
+	}
+#endif
+#if K_HPRE
+	for (int e = tid; e < K_HPB * K_HPB; e += NT) /* HPB == H */
+		((float *)(sm + OFF_WM1))[e] = a.head_pre[e];
+#endif
+#if K_HPOST == 1
+	/* head_post [H/c, c, c], input index first: stored as W[g][out][in] */
+	for (int e = tid; e < K_HPB * K_HC; e += NT) {
+		const int grp = e / (K_HC * K_HC), o = e / K_HC % K_HC, in = e % K_HC;
+		((float *)(sm + OFF_WM2))[e] = a.head_post[(h0 / K_HC + grp) * K_HC * K_HC + in * K_HC + o];
+	}
+#elif K_HPOST == 2
+	for (int e = tid; e < K_HPB * K_HPB; e += NT)
+		((float *)(sm + OFF_WM2))[e] = a.head_post[e];
+#endif
+#if POST
+	for (int e = tid; e < SZ_P / 4; e += NT) /* columns past the carried and new ones stay 0 */
+		((float *)(sm + OFF_P))[e] = 0.f;
+#endif
+	for (int e = tid; e < K_HPB * RP; e += NT) {
+		M[e] = NEG_INF;
+		L[e] = 0.f;
+	}
+	__syncthreads();
+
+#if POST
+	v3_pass(a, 1, sm, b, h0, i0, nkt, vec, acc);
+	for (int e = tid; e < K_HPB * RP; e += NT)
+		L[e] = L[e] > 0.f ? 1.f / L[e] : 0.f;
+	__syncthreads();
+	v3_pass(a, 2, sm, b, h0, i0, nkt, vec, acc);
+#else
+	v3_pass(a, 0, sm, b, h0, i0, nkt, vec, acc);
+#endif
+
+	/* Epilogue, one head at a time through the staging area. */
+	float *Ob = (float *)(sm + OFF_STG);
+#pragma unroll
+	for (int hh = 0; hh < K_HPB; hh++) {
+#pragma unroll
+		for (int k = V_K0(hh); k <= V_K1(hh); k++) {
+			const int tile = k * K_WARPS + warp - hh * V_TPH;
+			if (tile < 0 || tile >= V_TPH)
+				continue;
+			const int m = tile / V_NT8, nt = tile % V_NT8;
+#pragma unroll
+			for (int e = 0; e < 4; e++) {
+				const int r = 16 * m + g + 8 * (e >> 1), c = nt * 8 + 2 * t4 + (e & 1);
+				if (c < K_D)
+					Ob[r * K_D + c] = acc[k][e];
+			}
+		}
+		__syncthreads();
+		for (int r = warp; r < K_BQ && i0 + r < a.T; r += K_WARPS) {
+			const float inv = POST ? 1.f : 1.f / L[hh * RP + r];
+			float o[DPL];
+#pragma unroll
+			for (int e = 0; e < DPL; e++)
+				o[e] = lane + 32 * e < K_D ? Ob[r * K_D + lane + 32 * e] * inv : 0.f;
+			finish_row(a, b, h0 + hh, i0 + r, o);
+		}
+		__syncthreads();
+	}
+}
