@@ -278,10 +278,13 @@ __device__ void logits_tile(const mta_args &a, int b, int h0, int rP0, int cP0, 
 		mta_cp_wait(1);
 		__syncthreads();
 #if K_CQ && K_ALGO == 1
-		if (off_band(rP0, cP0, ncols)) { /* block-uniform */
+		/* Folded where the logit's taps all lie inside the causal triangle,
+		 * decided per logit so that both passes agree on every logit. */
+		const int fold = fold_kind(rP0, cP0, ncols); /* block-uniform */
+		if (fold)
 			fold_tile(a, tc, hh & 1, h, ncols, Sh);
+		if (fold == 2)
 			continue;
-		}
 #endif
 		qk_tile(a, tc, hh & 1, rP0 - QR, NRL, cP0 - OK1, ncols + KR, K_CQ ? Z : Sh,
 			K_CQ ? CZ : CP);
@@ -306,6 +309,10 @@ __device__ void logits_tile(const mta_args &a, int b, int h0, int rP0, int cP0, 
 		const float *w = a.kq_pre + h * (K_CQ * K_CK);
 		for (int e = tid; e < RP * ncols; e += NT) {
 			const int r = e / ncols, c = e % ncols;
+#if K_ALGO == 1
+			if (fold && folded(rP0 + r, cP0 + c))
+				continue; /* fold_tile wrote it */
+#endif
 			float s = 0.f;
 #pragma unroll 1
 			for (int u = 0; u < K_CQ; u++)

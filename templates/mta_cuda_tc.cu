@@ -204,17 +204,32 @@ __device__ void acc_to_smem(int hh, const float (&acc)[ACC_ROWS][ACC_COLS], floa
  * j <= i - QR - (ck-1-ok) (taps with rows i-QR+a < 0 read zero q rows and
  * columns outside [0, T) zero k rows, as Z is 0 there). That is a product
  * of q rows stacked over a with Kc stacked over a (depth cq*D) on the
- * tensor cores. Tiles that reach into the diagonal band take the exact Z
- * path (algo 0's code) instead; for long sequences they are the few tiles
- * near the diagonal. Kc_a is summed in float and rounded to the operand
- * type, one kernel row a at a time.
+ * tensor cores. Logits whose taps reach past the mask take the exact Z path
+ * (algo 0's code): tiles wholly off the diagonal band are only folded, tiles
+ * that straddle its edge run both and keep each logit's own, tiles on the
+ * diagonal only the exact path. Kc_a is summed in float and rounded to the
+ * operand type, one kernel row a at a time.
  */
 #define FT ((R16(RP) / 16 * (NF / 8) + K_WARPS - 1) / K_WARPS)
 
-/* Whether every logit of the tile keeps all its taps inside the causal triangle. */
-__device__ __forceinline__ bool off_band(int rP0, int cP0, int ncols)
+/*
+ * Whether logit (i, j) is folded: all its taps inside the causal triangle,
+ * j - ok + (ck-1) <= i - QR. The decision is the logit's own, so pass 1 and
+ * pass 2 (whose key windows differ: pass 2's reaches OK2 keys left and
+ * KP-OK2 right of its tile) fold the same logits; a decision per tile made
+ * the two passes disagree on the logits near a tile's edge, and a row's
+ * probabilities no longer summed to one (test cuda_emu_tc_fold_passes_agree).
+ */
+__device__ __forceinline__ bool folded(int i, int j)
 {
-	return cP0 + ncols - 1 - rP0 <= -(QR + KR - OK1);
+	return j - i <= -(QR + KR - OK1);
+}
+
+/* For the tile rows rP0.., columns cP0..cP0+ncols-1: 2 when every logit is
+ * folded, 1 when some are, 0 when none is. */
+__device__ __forceinline__ int fold_kind(int rP0, int cP0, int ncols)
+{
+	return folded(rP0, cP0 + ncols - 1) ? 2 : folded(rP0 + RP - 1, cP0) ? 1 : 0;
 }
 
 /*

@@ -299,3 +299,79 @@ TEST(cuda_emu_v3_full)
 	struct mta_problem r = prob("h2kv1d16-pre3x2-hpost-right-bf16");
 	check_case(&r, "cuda:v3,bq=16,bk=16,hpb=2,warps=8", 1, 2); /* T < cq */
 }
+
+/* x rounded to bf16, as a bit pattern (round to nearest even; x finite). */
+static uint16_t bf16_bits(float x)
+{
+	uint32_t u;
+	memcpy(&u, &x, 4);
+	return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+/*
+ * v2 algo 1 must decide per logit, the same way in both passes, whether it
+ * is folded (Kc rounded to bf16) or computed exactly: pass 1's statistics
+ * and pass 2's probabilities must come from the same logits, or a row's
+ * probabilities no longer sum to one. The inputs make that visible: every
+ * 16th key (j % 16 == 15) is large and aligned with every query but those
+ * with i % 16 == 15, so each row's mass sits on a few such keys and the
+ * fold's rounding of them is large (tenths); the post convolution [1, 0, 0]
+ * shifts P one key right and V is all ones, so o[i] = 1 - P[i][i], whatever
+ * the rounding, as long as both passes agree. Pass 2's window of a key tile
+ * reaches one key left, into the previous tile, which pass 1 folded
+ * differently when the tile decision was taken per tile (the defect this
+ * test was written for: o off by several percent on every row tile).
+ */
+TEST(cuda_emu_tc_fold_passes_agree)
+{
+	struct mta_problem p = prob("h1kv1d16-pre3x5-post1x3-both-bf16");
+	struct mta_variant v;
+	const int T = 96, D = 16;
+	uint16_t q[96 * 16], k[96 * 16], vv[96 * 16];
+	float kq_pre[15], kq_post[3] = { 1.f, 0.f, 0.f }, out[96 * 16];
+	double ref[96 * 16];
+	for (int t = 0; t < T; t++)
+		for (int d = 0; d < D; d++) {
+			float r = (float)(int)(mt_uniform() * 64) / 64; /* bf16-exact, |r| < 1 */
+			float big = d == 0 ? 32.f : r;
+			q[t * D + d] = bf16_bits(t % 16 != 15 ? big : r);
+			r = (float)(int)(mt_uniform() * 64) / 64;
+			big = d == 0 ? 32.f : r;
+			k[t * D + d] = bf16_bits(t % 16 == 15 ? big : r);
+			vv[t * D + d] = bf16_bits(1.f);
+		}
+	for (int a = 0; a < 3; a++)
+		for (int b = 0; b < 5; b++)
+			kq_pre[a * 5 + b] = b == 2 ? 0.3f + 0.05f * (float)mt_uniform()
+					   : 0.02f * (float)mt_uniform();
+	struct mta_weights w = { .kq_pre = kq_pre, .kq_post = kq_post };
+	struct mta_tensor tq, tk, tv, to;
+	mta_tensor_init(&tq, q, MTA_BF16, 1, T, 1, D);
+	mta_tensor_init(&tk, k, MTA_BF16, 1, T, 1, D);
+	mta_tensor_init(&tv, vv, MTA_BF16, 1, T, 1, D);
+	mta_tensor_init(&to, out, MTA_F32, 1, T, 1, D);
+	REQUIRE(mta_reference(&p, &tq, &tk, &tv, &w, ref) == MTA_OK);
+	/* the folded family, and two that never fold (the inputs are fair to them) */
+	static const char *specs[] = { "cuda:v2,bq=16,bk=16,hpb=1,warps=4,algo=1",
+				       "cuda:v2,bq=16,bk=16,hpb=1,warps=4,algo=0",
+				       "cuda:v3,bq=16,bk=16,hpb=1,warps=8" };
+	for (int sp = 0; sp < 3; sp++) {
+		REQUIRE(mta_variant_parse(specs[sp], &v) == MTA_OK);
+		for (int i = 0; i < T * D; i++)
+			out[i] = NAN;
+		REQUIRE(mta_emu_run(&p, &v, &tq, &tk, &tv, &w, &to) == MTA_OK ||
+			(mt_fail(__FILE__, __LINE__, "%s", mta_last_error()), 0));
+		double worst = 0;
+		int at = 0;
+		for (int i = 0; i < T * D; i++) {
+			double e = fabs((double)out[i] - ref[i]);
+			if (!(e <= worst)) {
+				worst = e;
+				at = i;
+			}
+		}
+		/* agreeing passes leave only P's bf16 rounding in P.V (about 2e-3) */
+		CHECKF(worst < 1e-2, "%s: row %d: o = %.5f, the reference %.5f (|error| %.3g)",
+		       specs[sp], at / D, out[at], ref[at], worst);
+	}
+}
