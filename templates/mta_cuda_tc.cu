@@ -135,6 +135,11 @@ __device__ void pv_tile_tc(const mta_args &a, unsigned short *tc, int b, int h0,
 	unsigned short *Vs = tc + TC_QK, *Ps = Vs + K_BK * DS;
 	const bool vec = vec_ok(a);
 	(void)A;
+	/* Unrolled over heads, so each head visits only the accumulator slots
+	 * that can hold its tiles (a compile-time range), not every slot with a
+	 * run-time test: that kept all of them live around every head's mma and
+	 * held the paper's configuration at the 255-register cap. */
+#pragma unroll
 	for (int hh = 0; hh < K_HPB; hh++) {
 		const int h = h0 + hh;
 		stage_rows(Vs, a.v + b * a.sv[0] + (h / GQA) * a.sv[2], a.sv[1], j0, K_BK, K_BK,
@@ -145,9 +150,9 @@ __device__ void pv_tile_tc(const mta_args &a, unsigned short *tc, int b, int h0,
 		mta_cp_wait(0);
 		__syncthreads();
 #pragma unroll
-		for (int k = 0; k < ACC_ROWS; k++) {
+		for (int k = hh * TPH / K_WARPS; k <= ((hh + 1) * TPH - 1) / K_WARPS; k++) {
 			const int tile = warp + k * K_WARPS;
-			if (tile >= NTILE || tile / TPH != hh)
+			if (k >= ACC_ROWS || tile / TPH != hh)
 				continue; /* warp-uniform */
 			const int m0 = tile % TPH / NT8 * 16, n0 = tile % NT8 * 8;
 #if !POST
