@@ -169,7 +169,7 @@ __device__ __forceinline__ float dot(const elem_t *x, const elem_t *y)
 {
 	float s = 0.f;
 #pragma unroll 8
-	for (int d = 0; d < K_D; d++)
+	for (int d = 0; d < K_D; d++) /* @model v12.dot */
 		s += ld(x + d) * ld(y + d);
 	return s;
 }
@@ -184,7 +184,7 @@ __device__ __forceinline__ void mix_linear(float *X, int stride, const float *W)
 	for (int hh = 0; hh < K_HPB; hh++)
 		x[hh] = X[hh * stride];
 #pragma unroll 1
-	for (int ho = 0; ho < K_HPB; ho++) {
+	for (int ho = 0; ho < K_HPB; ho++) { /* @model v12.mixo */
 		float s = 0.f;
 #pragma unroll
 		for (int hi = 0; hi < K_HPB; hi++)
@@ -268,7 +268,8 @@ __device__ void logits_tile(const mta_args &a, int b, int h0, int rP0, int cP0, 
 	stage_qk(a, tc, b, h0, rP0 - QR, NRL, cP0 - OK1, ncols + KR, 0);
 	mta_cp_commit();
 #endif
-	for (int hh = 0; hh < K_HPB; hh++) {
+#pragma unroll 1
+	for (int hh = 0; hh < K_HPB; hh++) { /* @model v12.heads */
 		const int h = h0 + hh;
 		float *Sh = S + hh * RP * CP;
 #if K_VERSION >= 2
@@ -277,67 +278,76 @@ __device__ void logits_tile(const mta_args &a, int b, int h0, int rP0, int cP0, 
 		mta_cp_commit();
 		mta_cp_wait(1);
 		__syncthreads();
-#if K_CQ && K_ALGO == 1
+#endif
+#if K_VERSION >= 2 && K_CQ && K_ALGO == 1
 		/* Folded where the logit's taps all lie inside the causal triangle,
 		 * decided per logit so that both passes agree on every logit. */
 		const int fold = fold_kind(rP0, cP0, ncols); /* block-uniform */
-		if (fold)
+		if (fold) /* @model v12.fold */
 			fold_tile(a, tc, hh & 1, h, ncols, Sh);
-		if (fold == 2)
-			continue;
-#endif
-		qk_tile(a, tc, hh & 1, rP0 - QR, NRL, cP0 - OK1, ncols + KR, K_CQ ? Z : Sh,
-			K_CQ ? CZ : CP);
-		__syncthreads(); /* the stage is reloaded two heads on; Z is read below */
 #else
-		const elem_t *qb = a.q + b * a.sq[0] + h * a.sq[2];
-		const elem_t *kb = a.k + b * a.sk[0] + (h / GQA) * a.sk[2];
+		const int fold = 0;
+#endif
+		if (fold != 2) { /* the logits computed exactly; @model v12.exact */
+#if K_VERSION >= 2
+			qk_tile(a, tc, hh & 1, rP0 - QR, NRL, cP0 - OK1, ncols + KR, K_CQ ? Z : Sh,
+				K_CQ ? CZ : CP);
+			__syncthreads(); /* the stage is reloaded two heads on; Z is read below */
+#else
+			const elem_t *qb = a.q + b * a.sq[0] + h * a.sq[2];
+			const elem_t *kb = a.k + b * a.sk[0] + (h / GQA) * a.sk[2];
 #endif
 #if K_CQ
-		/* Raw logits Z (0 outside the causal triangle), then the convolution. */
+			/* Raw logits Z (0 outside the causal triangle), then the convolution. */
 #if K_VERSION == 1
-		const int nz = ncols + KR, rZ0 = rP0 - QR, cZ0 = cP0 - OK1;
-		for (int e = tid; e < RZ * nz; e += NT) {
-			const int r = e / nz, c = e % nz, i = rZ0 + r, j = cZ0 + c;
-			float s = 0.f;
-			if (i >= 0 && i < a.T && j >= 0 && j <= i)
-				s = K_SCALE * dot(qb + i * a.sq[1], kb + j * a.sk[1]);
-			Z[r * CZ + c] = s;
-		}
-		__syncthreads();
-#endif
-		const float *w = a.kq_pre + h * (K_CQ * K_CK);
-		for (int e = tid; e < RP * ncols; e += NT) {
-			const int r = e / ncols, c = e % ncols;
-#if K_ALGO == 1
-			if (fold && folded(rP0 + r, cP0 + c))
-				continue; /* fold_tile wrote it */
-#endif
-			float s = 0.f;
+			const int nz = ncols + KR, rZ0 = rP0 - QR, cZ0 = cP0 - OK1;
 #pragma unroll 1
-			for (int u = 0; u < K_CQ; u++)
-#pragma unroll
-				for (int t = 0; t < K_CK; t++)
-					s += w[u * K_CK + t] * Z[(r + u) * CZ + c + t];
-			Sh[r * CP + c] = s;
-		}
-		__syncthreads(); /* Z is rewritten for the next head */
-#elif K_VERSION == 1
-		for (int e = tid; e < RP * ncols; e += NT) {
-			const int r = e / ncols, c = e % ncols, i = rP0 + r, j = cP0 + c;
-			float s = 0.f;
-			if (i >= 0 && i < a.T && j >= 0 && j <= i)
-				s = K_SCALE * dot(qb + i * a.sq[1], kb + j * a.sk[1]);
-			Sh[r * CP + c] = s;
-		}
+			for (int e = tid; e < RZ * nz; e += NT) { /* @model v12.z */
+				const int r = e / nz, c = e % nz, i = rZ0 + r, j = cZ0 + c;
+				float s = 0.f;
+				if (i >= 0 && i < a.T && j >= 0 && j <= i)
+					s = K_SCALE * dot(qb + i * a.sq[1], kb + j * a.sk[1]);
+				Z[r * CZ + c] = s;
+			}
+			__syncthreads();
 #endif
+			const float *w = a.kq_pre + h * (K_CQ * K_CK);
+#pragma unroll 1
+			for (int e = tid; e < RP * ncols; e += NT) { /* @model v12.conv */
+				const int r = e / ncols, c = e % ncols;
+				(void)fold;
+#if K_ALGO == 1
+				if (fold && folded(rP0 + r, cP0 + c))
+					continue; /* fold_tile wrote it */
+#endif
+				float s = 0.f;
+#pragma unroll 1
+				for (int u = 0; u < K_CQ; u++) /* @model v12.cq */
+#pragma unroll
+					for (int t = 0; t < K_CK; t++)
+						s += w[u * K_CK + t] * Z[(r + u) * CZ + c + t];
+				Sh[r * CP + c] = s;
+			}
+			__syncthreads(); /* Z is rewritten for the next head */
+#elif K_VERSION == 1
+#pragma unroll 1
+			for (int e = tid; e < RP * ncols; e += NT) { /* @model v12.conv */
+				const int r = e / ncols, c = e % ncols, i = rP0 + r, j = cP0 + c;
+				float s = 0.f;
+				if (i >= 0 && i < a.T && j >= 0 && j <= i)
+					s = K_SCALE * dot(qb + i * a.sq[1], kb + j * a.sk[1]);
+				Sh[r * CP + c] = s;
+			}
+#endif
+		}
 	}
 #if K_HPRE
 #if !K_CQ
 	__syncthreads();
 #endif
 	/* HPB == H here: S[h] <- sum_h' head_pre[h,h'] S[h'], element-wise in place. */
-	for (int e = tid; e < RP * ncols; e += NT)
+#pragma unroll 1
+	for (int e = tid; e < RP * ncols; e += NT) /* @model v12.conv */
 		mix_linear(S + (e / ncols) * CP + e % ncols, RP * CP, a.head_pre);
 #endif
 	__syncthreads();
@@ -352,18 +362,18 @@ __device__ void logits_tile(const mta_args &a, int b, int h0, int rP0, int cP0, 
 __device__ void softmax_tile(int T, int rP0, int cP0, float *S, float *M, float *L, float *A)
 {
 	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-	for (int row = warp; row < K_HPB * RP; row += K_WARPS) {
+	for (int row = warp; row < K_HPB * RP; row += K_WARPS) { /* @model v12.smrow */
 		const int r = row % RP, i = rP0 + r;
 		float *Sr = S + row * CP;
 		const int lim = i < T ? i - cP0 : -1; /* valid columns c <= lim */
 		float mx = NEG_INF;
-		for (int c = lane; c < K_BK; c += 32)
+		for (int c = lane; c < K_BK; c += 32) /* @model v12.smcol */
 			if (c <= lim && cP0 + c >= 0)
 				mx = fmaxf(mx, Sr[c]);
 		mx = warp_max(mx);
 		const float mold = M[row], mnew = fmaxf(mold, mx);
 		float sum = 0.f;
-		for (int c = lane; c < K_BK; c += 32) {
+		for (int c = lane; c < K_BK; c += 32) { /* @model v12.smcol */
 			float p = 0.f;
 			if (c <= lim && cP0 + c >= 0)
 				p = __expf(Sr[c] - mnew);
@@ -394,7 +404,7 @@ __device__ void post_tile(const mta_args &a, int h0, int i0, int j0, float *S, f
 			  const float *M, const float *L)
 {
 	const int tid = threadIdx.x, rP0 = i0 - QP, cP0 = j0 - OK2;
-	for (int e = tid; e < K_HPB * RP * CP; e += NT) {
+	for (int e = tid; e < K_HPB * RP * CP; e += NT) { /* @model v12.pnorm */
 		const int row = e / CP, c = e % CP, i = rP0 + row % RP, j = cP0 + c;
 		float p = 0.f;
 		if (i >= 0 && i < a.T && j >= 0 && j <= i)
@@ -403,7 +413,7 @@ __device__ void post_tile(const mta_args &a, int h0, int i0, int j0, float *S, f
 	}
 	__syncthreads();
 #if K_CQ2
-	for (int e = tid; e < K_HPB * K_BQ * K_BK; e += NT) {
+	for (int e = tid; e < K_HPB * K_BQ * K_BK; e += NT) { /* @model v12.pconv */
 		const int hh = e / (K_BQ * K_BK), r = (e / K_BK) % K_BQ, c = e % K_BK;
 		const int i = i0 + r, j = j0 + c;
 		float s = 0.f;
@@ -411,7 +421,7 @@ __device__ void post_tile(const mta_args &a, int h0, int i0, int j0, float *S, f
 			const float *w = a.kq_post + (h0 + hh) * (K_CQ2 * K_CK2);
 			const float *Sh = S + hh * RP * CP;
 #pragma unroll 1
-			for (int u = 0; u < K_CQ2; u++)
+			for (int u = 0; u < K_CQ2; u++) /* @model v12.cq2 */
 #pragma unroll
 				for (int t = 0; t < K_CK2; t++)
 					s += w[u * K_CK2 + t] * Sh[(r + u) * CP + c + t];
@@ -422,7 +432,7 @@ __device__ void post_tile(const mta_args &a, int h0, int i0, int j0, float *S, f
 #endif
 #if K_HPOST == 1
 	/* head_post [H/c, c, c]: P[g*c+o] <- sum_in w[g,in,o] P[g*c+in] */
-	for (int e = tid; e < (K_HPB / K_HC) * K_BQ * K_BK; e += NT) {
+	for (int e = tid; e < (K_HPB / K_HC) * K_BQ * K_BK; e += NT) { /* @model v12.hpost */
 		const int g = e / (K_BQ * K_BK), off = e % (K_BQ * K_BK);
 		const float *w = a.head_post + (h0 / K_HC + g) * K_HC * K_HC;
 		float *base = P2 + g * K_HC * K_BQ * K_BK + off;
@@ -431,7 +441,7 @@ __device__ void post_tile(const mta_args &a, int h0, int i0, int j0, float *S, f
 		for (int u = 0; u < K_HC; u++)
 			x[u] = base[u * K_BQ * K_BK];
 #pragma unroll 1
-		for (int o = 0; o < K_HC; o++) {
+		for (int o = 0; o < K_HC; o++) { /* @model v12.hco */
 			float s = 0.f;
 #pragma unroll
 			for (int u = 0; u < K_HC; u++)
@@ -442,7 +452,7 @@ __device__ void post_tile(const mta_args &a, int h0, int i0, int j0, float *S, f
 	__syncthreads();
 #elif K_HPOST == 2
 	/* head_post_linear [H, H], HPB == H */
-	for (int e = tid; e < K_BQ * K_BK; e += NT)
+	for (int e = tid; e < K_BQ * K_BK; e += NT) /* @model v12.hpostl */
 		mix_linear(P2 + e, K_BQ * K_BK, a.head_post);
 	__syncthreads();
 #endif
@@ -474,7 +484,7 @@ __device__ __forceinline__ void pv_tile(const mta_args &a, int b, int h0, int j0
 		for (int e = 0; e < DPL; e++)
 			acc[k][e] *= al;
 #endif
-		for (int c = 0; c < nc; c++) {
+		for (int c = 0; c < nc; c++) { /* @model v12.pvc */
 			const float p = Pr[c];
 #pragma unroll
 			for (int e = 0; e < DPL; e++)
@@ -502,16 +512,16 @@ extern "C" __global__ void __launch_bounds__(NT, 1) mta_fwd(const mta_args a)
 #pragma unroll
 		for (int e = 0; e < ACC_COLS; e++)
 			acc[k][e] = 0.f;
-	for (int e = tid; e < SM_STAT; e += NT) {
+	for (int e = tid; e < SM_STAT; e += NT) { /* @model v12.stat */
 		M[e] = NEG_INF;
 		L[e] = 0.f;
 	}
 	__syncthreads();
 
 	/* Pass 1 (or the only pass): online softmax over the key tiles. */
-	for (int t = 0; t < nkt; t++) {
+	for (int t = 0; t < nkt; t++) { /* @model v12.kt */
 		const int j0 = t * K_BK;
-		logits_tile(a, b, h0, i0 - QP, j0, K_BK, S, Z, tc);
+		logits_tile(a, b, h0, i0 - QP, j0, K_BK, S, Z, tc); /* @model pass=1 */
 		softmax_tile(a.T, i0 - QP, j0, S, M, L, A);
 #if !POST
 		PV(a, b, h0, j0, S, A, acc);
@@ -519,13 +529,13 @@ extern "C" __global__ void __launch_bounds__(NT, 1) mta_fwd(const mta_args a)
 #endif
 	}
 #if POST
-	for (int e = tid; e < SM_STAT; e += NT)
+	for (int e = tid; e < SM_STAT; e += NT) /* @model v12.stat */
 		L[e] = L[e] > 0.f ? 1.f / L[e] : 0.f;
 	__syncthreads();
 	/* Pass 2: recompute, normalise, post convolution and mixing, P.V. */
-	for (int t = 0; t < nkt; t++) {
+	for (int t = 0; t < nkt; t++) { /* @model v12.kt */
 		const int j0 = t * K_BK;
-		logits_tile(a, b, h0, i0 - QP, j0 - OK2, CP, S, Z, tc);
+		logits_tile(a, b, h0, i0 - QP, j0 - OK2, CP, S, Z, tc); /* @model pass=2 */
 		post_tile(a, h0, i0, j0, S, K_CQ2 ? P2 : S, M, L);
 		PV(a, b, h0, j0, K_CQ2 ? P2 : S, A, acc);
 		__syncthreads();
@@ -552,9 +562,9 @@ extern "C" __global__ void __launch_bounds__(NT, 1) mta_fwd(const mta_args a)
 #else
 	/* One head at a time through shared memory (the staging area is free now). */
 	float *Ob = (float *)mta_smem;
-	for (int hh = 0; hh < K_HPB; hh++) {
+	for (int hh = 0; hh < K_HPB; hh++) { /* @model v12.heads */
 		acc_to_smem(hh, acc, Ob);
-		for (int r = warp; r < K_BQ && i0 + r < a.T; r += K_WARPS) {
+		for (int r = warp; r < K_BQ && i0 + r < a.T; r += K_WARPS) { /* @model v12.erow */
 			const float inv = POST ? 1.f : 1.f / L[hh * RP + r];
 			float o[DPL];
 #pragma unroll

@@ -58,7 +58,7 @@
 __device__ void stage_rows(unsigned short *dst, const elem_t *x, long long st, int r0, int nr,
 			   int npad, int T, bool vec)
 {
-	for (int e = threadIdx.x; e < npad * (DK / 8); e += NT) {
+	for (int e = threadIdx.x; e < npad * (DK / 8); e += NT) { /* @model v12.stage */
 		const int r = e / (DK / 8), c = e % (DK / 8) * 8, t = r0 + r;
 		unsigned short *d = dst + r * DS + c;
 		const bool in = r < nr && t >= 0 && t < T;
@@ -87,8 +87,9 @@ __device__ void stage_qk(const mta_args &a, unsigned short *tc, int b, int h, in
 {
 	const bool vec = vec_ok(a);
 	unsigned short *Qs = tc + s * (MR + NC) * DS, *Ks = Qs + MR * DS;
-	stage_rows(Qs, a.q + b * a.sq[0] + h * a.sq[2], a.sq[1], r0, nr, MR, a.T, vec);
-	stage_rows(Ks, a.k + b * a.sk[0] + (h / GQA) * a.sk[2], a.sk[1], c0, nc, NC, a.T, vec);
+	stage_rows(Qs, a.q + b * a.sq[0] + h * a.sq[2], a.sq[1], r0, nr, MR, a.T, vec); /* @model st=1 */
+	stage_rows(Ks, a.k + b * a.sk[0] + (h / GQA) * a.sk[2], a.sk[1], c0, nc, NC, a.T, /* @model st=2 */
+		   vec);
 }
 
 /*
@@ -102,7 +103,7 @@ __device__ void qk_tile(const mta_args &a, const unsigned short *tc, int s, int 
 	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t4 = lane & 3;
 	const unsigned short *Qs = tc + s * (MR + NC) * DS, *Ks = Qs + MR * DS;
 	const int mt = (nr + 15) / 16, nt = (nc + 7) / 8;
-	for (int tile = warp; tile < mt * nt; tile += K_WARPS) {
+	for (int tile = warp; tile < mt * nt; tile += K_WARPS) { /* @model v12.qkt */
 		const int m0 = tile / nt * 16, n0 = tile % nt * 8;
 		float d[4] = { 0.f, 0.f, 0.f, 0.f };
 #pragma unroll
@@ -142,15 +143,15 @@ __device__ void pv_tile_tc(const mta_args &a, unsigned short *tc, int b, int h0,
 #pragma unroll
 	for (int hh = 0; hh < K_HPB; hh++) {
 		const int h = h0 + hh;
-		stage_rows(Vs, a.v + b * a.sv[0] + (h / GQA) * a.sv[2], a.sv[1], j0, K_BK, K_BK,
-			   a.T, vec);
+		stage_rows(Vs, a.v + b * a.sv[0] + (h / GQA) * a.sv[2], a.sv[1], /* @model st=3 */
+			   j0, K_BK, K_BK, a.T, vec);
 		mta_cp_commit();
-		for (int e = threadIdx.x; e < K_BQ * K_BK; e += NT)
+		for (int e = threadIdx.x; e < K_BQ * K_BK; e += NT) /* @model v12.pround */
 			Ps[e / K_BK * PS + e % K_BK] = to_op(P[hh * K_BQ * K_BK + e]);
 		mta_cp_wait(0);
 		__syncthreads();
 #pragma unroll
-		for (int k = hh * TPH / K_WARPS; k <= ((hh + 1) * TPH - 1) / K_WARPS; k++) {
+		for (int k = hh * TPH / K_WARPS; k <= ((hh + 1) * TPH - 1) / K_WARPS; k++) { /* @model v12.pvk */
 			const int tile = warp + k * K_WARPS;
 			if (k >= ACC_ROWS || tile / TPH != hh)
 				continue; /* warp-uniform */
@@ -254,8 +255,8 @@ __device__ void fold_tile(const mta_args &a, const unsigned short *tc, int s, in
 	for (int k = 0; k < FT; k++)
 		acc[k][0] = acc[k][1] = acc[k][2] = acc[k][3] = 0.f;
 #pragma unroll 1
-	for (int u = 0; u < K_CQ; u++) {
-		for (int e = threadIdx.x; e < NF * DK; e += NT) {
+	for (int u = 0; u < K_CQ; u++) { /* @model v12.cq */
+		for (int e = threadIdx.x; e < NF * DK; e += NT) { /* @model v12.kc */
 			const int c = e / DK, d = e % DK;
 			float x = 0.f;
 			if (c < ncols)
@@ -266,7 +267,7 @@ __device__ void fold_tile(const mta_args &a, const unsigned short *tc, int s, in
 		}
 		__syncthreads();
 #pragma unroll
-		for (int k = 0; k < FT; k++) {
+		for (int k = 0; k < FT; k++) { /* @model v12.ft */
 			const int tile = warp + k * K_WARPS;
 			if (tile >= R16(RP) / 16 * (NF / 8))
 				break; /* warp-uniform */

@@ -94,7 +94,8 @@
 #define SZ_WM2 (K_HPOST ? K_HPB * V_GS * 4 : 0)
 #define SZ_QK(n) ((n) * (V_ZM + K_BK) * V_DS * 2)
 #define SZ_Z (K_CQ ? K_HPB * V_ZR * V_ZS * 2 : 0)
-#define SZ_ZC (K_CQ ? K_HPB * RZ * KR * 2 : 0)
+#define V_KR2 ((KR + 1) / 2)            /* carried Z columns, in pairs */
+#define SZ_ZC (K_CQ ? K_HPB * RZ * V_KR2 * 4 : 0)
 #define SZ_S (K_HPB * RP * V_SS * 4)
 #define SZ_P (POST ? K_HPB * RP * V_PS * 4 : 0)
 #define SZ_PB (K_HPB * K_BQ * V_PBS * 2)
@@ -149,23 +150,32 @@ __device__ __forceinline__ bool v3_vec(const mta_args &a)
 /*
  * Stage rows t0 .. t0+n-1 of one head of x (row stride st) as rows of
  * stride V_DS into dst, then zero rows up to npad: rows outside [0, T) and
- * columns past D are zero. Whole 16-byte chunks by cp.async when vec; the
+ * columns past D are zero. A thread keeps one 16-byte column chunk and
+ * walks rows, so the loop has no division; whole chunks go by cp.async when
+ * vec (the tensors allow 16-byte copies), else element by element. The
  * caller commits.
  */
+#define V_CHK (V_DK / 8)                 /* 16-byte chunks per staged row */
 __device__ void v3_stage(unsigned short *dst, const elem_t *x, long long st, int t0, int n,
 			 int npad, int T, bool vec)
 {
+	if (threadIdx.x >= NT / V_CHK * V_CHK)
+		return;
+	const int c = threadIdx.x % V_CHK * 8;
+	const bool whole = vec && c + 8 <= K_D;
 #pragma unroll 1
-	for (int e = threadIdx.x; e < npad * (V_DK / 8); e += NT) {
-		const int r = e / (V_DK / 8), c = e % (V_DK / 8) * 8, t = t0 + r;
+	for (int r = threadIdx.x / V_CHK; r < npad; r += NT / V_CHK) { /* @model v3.stage */
+		const int t = t0 + r;
 		unsigned short *d = dst + r * V_DS + c;
 		const bool in = r < n && t >= 0 && t < T;
-		if (in && vec && c + 8 <= K_D) {
+		if (in && whole) {
 			mta_cp_async16(d, x + t * st + c);
-			continue;
+		} else if (in) { /* @model v3.stagepart */
+			for (int u = 0; u < 8; u++)
+				d[u] = c + u < K_D ? ((const unsigned short *)x)[t * st + c + u] : 0;
+		} else {
+			*(float4 *)d = make_float4(0.f, 0.f, 0.f, 0.f);
 		}
-		for (int u = 0; u < 8; u++)
-			d[u] = in && c + u < K_D ? ((const unsigned short *)x)[t * st + c + u] : 0;
 	}
 }
 
@@ -174,8 +184,10 @@ __device__ __forceinline__ void v3_stage_qk(const mta_args &a, unsigned short *s
 					    int rq0, int zk0, int s, bool vec)
 {
 	unsigned short *Qs = stg + s * (V_ZM + K_BK) * V_DS, *Ks = Qs + V_ZM * V_DS;
-	v3_stage(Qs, a.q + b * a.sq[0] + h * a.sq[2], a.sq[1], rq0, K_CQ ? RZ : RP, V_ZM, a.T, vec);
-	v3_stage(Ks, a.k + b * a.sk[0] + (h / GQA) * a.sk[2], a.sk[1], zk0, K_BK, K_BK, a.T, vec);
+	v3_stage(Qs, a.q + b * a.sq[0] + h * a.sq[2], a.sq[1], /* @model st=1 */
+		 rq0, K_CQ ? RZ : RP, V_ZM, a.T, vec);
+	v3_stage(Ks, a.k + b * a.sk[0] + (h / GQA) * a.sk[2], a.sk[1], /* @model st=2 */
+		 zk0, K_BK, K_BK, a.T, vec);
 }
 
 /*
@@ -190,7 +202,7 @@ __device__ void v3_qk(const mta_args &a, const unsigned short *stg, int s, int r
 	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t4 = lane & 3;
 	const unsigned short *Qs = stg + s * (V_ZM + K_BK) * V_DS, *Ks = Qs + V_ZM * V_DS;
 #pragma unroll 1
-	for (int tile = warp; tile < (V_ZM / 16) * (K_BK / 8); tile += K_WARPS) {
+	for (int tile = warp; tile < (V_ZM / 16) * (K_BK / 8); tile += K_WARPS) { /* @model v3.qk */
 		const int m0 = tile / (K_BK / 8) * 16, n0 = tile % (K_BK / 8) * 8;
 		float d[4] = { 0.f, 0.f, 0.f, 0.f };
 #pragma unroll
@@ -234,7 +246,7 @@ __device__ void v3_conv_pre(const unsigned short *Z, const unsigned *WT, float *
 	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t4 = lane & 3;
 	const int it1 = V_MIN((warp + 1) * V_IPW, V_ITEMS);
 #pragma unroll 1
-	for (int it = warp * V_IPW; it < it1;) {
+	for (int it = warp * V_IPW; it < it1;) { /* @model v3.cpre */
 		const int hh = it / V_IPH, n = V_MIN(V_MIN(it1, (hh + 1) * V_IPH) - it, V_RUN);
 		const unsigned short *Zh = Z + hh * V_ZR * V_ZS;
 		const unsigned *W = WT + hh * K_CQ * V_WTN + 16 + 2 * t4 - g;
@@ -243,7 +255,7 @@ __device__ void v3_conv_pre(const unsigned short *Z, const unsigned *WT, float *
 		for (int i = 0; i < V_RUN; i++)
 			d[i][0] = d[i][1] = d[i][2] = d[i][3] = 0.f;
 #pragma unroll 1
-		for (int u = 0; u < K_CQ; u++) {
+		for (int u = 0; u < K_CQ; u++) { /* @model v3.cpreu */
 			/* A[m][k] = w[u][k-m]: a0 = a3 at k-m = 16s+2t-g, a1 at -8, a2 at +8 */
 			unsigned af[V_TK][4];
 #pragma unroll
@@ -253,7 +265,7 @@ __device__ void v3_conv_pre(const unsigned short *Z, const unsigned *WT, float *
 				af[s][2] = W[u * V_WTN + 16 * s + 8];
 			}
 #pragma unroll
-			for (int i = 0; i < V_RUN; i++) {
+			for (int i = 0; i < V_RUN; i++) { /* @model v3.crun */
 				if (i >= n)
 					break; /* warp-uniform */
 				const int item = it + i - hh * V_IPH, c0 = item / V_NR8 * 16, n0 = item % V_NR8 * 8;
@@ -274,7 +286,7 @@ __device__ void v3_conv_pre(const unsigned short *Z, const unsigned *WT, float *
 		}
 		/* d = S^T[c0 + g (+8)][n0 + 2t (+1)] */
 #pragma unroll
-		for (int i = 0; i < V_RUN; i++) {
+		for (int i = 0; i < V_RUN; i++) { /* @model v3.crun */
 			if (i >= n)
 				break;
 			const int item = it + i - hh * V_IPH, c0 = item / V_NR8 * 16, n0 = item % V_NR8 * 8;
@@ -304,7 +316,7 @@ __device__ void v3_mix(float *X, int hstride, int rs, int rows, const float *W, 
 {
 	float x[GS];
 #pragma unroll 1
-	for (int e = threadIdx.x; e < (K_HPB / GS) * rows * K_BK; e += NT) {
+	for (int e = threadIdx.x; e < (K_HPB / GS) * rows * K_BK; e += NT) { /* @model v3.mix */
 		const int grp = e / (rows * K_BK), pos = e % (rows * K_BK);
 		const int r = pos / K_BK, c = pos % K_BK;
 		float *base = X + grp * GS * hstride + r * rs + c;
@@ -313,7 +325,7 @@ __device__ void v3_mix(float *X, int hstride, int rs, int rows, const float *W, 
 			x[hi] = base[hi * hstride];
 		const float *w = W + grp * GS * GS;
 #pragma unroll 1
-		for (int ho = 0; ho < GS; ho++) {
+		for (int ho = 0; ho < GS; ho++) { /* @model v3.mixo */
 			float s0 = 0.f;
 #pragma unroll
 			for (int hi = 0; hi < GS; hi++)
@@ -343,7 +355,7 @@ __device__ void v3_softmax(int pass, int T, int i_base, int sc0, int nrows, cons
 	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
 	const int ntask = K_HPB * nrows * V_CH;
 #pragma unroll 1
-	for (int base = warp * 32; base < ntask; base += NT) {
+	for (int base = warp * 32; base < ntask; base += NT) { /* @model v3.smx */
 		const int task = base + lane, row = task / V_CH, ch = task % V_CH;
 		const bool act = task < ntask;
 		const int hh = row / nrows, r = row % nrows, i = i_base + r, j0 = sc0 + ch * 8;
@@ -413,14 +425,14 @@ __device__ void v3_softmax(int pass, int T, int i_base, int sc0, int nrows, cons
 __device__ void v3_conv_post(int T, int i0, int j0, const float *P, const float *W2, float *O)
 {
 #pragma unroll 1
-	for (int e = threadIdx.x; e < K_HPB * K_BQ * (K_BK / 8); e += NT) {
+	for (int e = threadIdx.x; e < K_HPB * K_BQ * (K_BK / 8); e += NT) { /* @model v3.cpost */
 		const int hh = e / (K_BQ * (K_BK / 8)), r = e / (K_BK / 8) % K_BQ, cs = e % (K_BK / 8) * 8;
 		float acc[8];
 #pragma unroll
 		for (int c = 0; c < 8; c++)
 			acc[c] = 0.f;
 #pragma unroll 1
-		for (int u = 0; u < K_CQ2; u++) {
+		for (int u = 0; u < K_CQ2; u++) { /* @model v3.cpostu */
 			const float4 *p4 = (const float4 *)(P + hh * RP * V_PS + (r + u) * V_PS + cs);
 			const float4 *w4 = (const float4 *)(W2 + (hh * K_CQ2 + u) * V_CK2P);
 			float win[V_WIN], w[V_CK2P];
@@ -455,7 +467,7 @@ __device__ void v3_conv_post(int T, int i0, int j0, const float *P, const float 
 __device__ void v3_round(const float *X, int hs, int rs, unsigned short *Pb)
 {
 #pragma unroll 1
-	for (int e = threadIdx.x; e < K_HPB * K_BQ * K_BK; e += NT) {
+	for (int e = threadIdx.x; e < K_HPB * K_BQ * K_BK; e += NT) { /* @model v3.round */
 		const int hh = e / (K_BQ * K_BK), r = e / K_BK % K_BQ, c = e % K_BK;
 		Pb[hh * K_BQ * V_PBS + r * V_PBS + c] = to_op(X[hh * hs + r * rs + c]);
 	}
@@ -480,8 +492,9 @@ __device__ __forceinline__ void v3_pv(const mta_args &a, unsigned short *stg, in
 		unsigned short *Vs = stg + (gi & 1) * V_VG * K_BK * V_DS;
 		if (slot == 0) {
 			if (hh == 0) {
+#pragma unroll
 				for (int x = 0; x < V_VG && x < K_HPB; x++)
-					v3_stage(Vs + x * K_BK * V_DS,
+					v3_stage(Vs + x * K_BK * V_DS, /* @model st=2 */
 						 a.v + b * a.sv[0] + ((h0 + x) / GQA) * a.sv[2], a.sv[1], j0,
 						 K_BK, K_BK, a.T, vec);
 				mta_cp_commit();
@@ -490,8 +503,9 @@ __device__ __forceinline__ void v3_pv(const mta_args &a, unsigned short *stg, in
 			__syncthreads(); /* this group's V is in; the other buffer is free */
 			if (hh + V_VG < K_HPB) {
 				unsigned short *Vn = stg + ((gi + 1) & 1) * V_VG * K_BK * V_DS;
+#pragma unroll
 				for (int x = 0; x < V_VG && hh + V_VG + x < K_HPB; x++)
-					v3_stage(Vn + x * K_BK * V_DS,
+					v3_stage(Vn + x * K_BK * V_DS, /* @model st=2 */
 						 a.v + b * a.sv[0] + ((h0 + hh + V_VG + x) / GQA) * a.sv[2],
 						 a.sv[1], j0, K_BK, K_BK, a.T, vec);
 				mta_cp_commit();
@@ -500,7 +514,7 @@ __device__ __forceinline__ void v3_pv(const mta_args &a, unsigned short *stg, in
 		const unsigned short *V = Vs + slot * K_BK * V_DS;
 		const unsigned short *Ph = Pb + hh * K_BQ * V_PBS;
 #pragma unroll
-		for (int k = V_K0(hh); k <= V_K1(hh); k++) {
+		for (int k = V_K0(hh); k <= V_K1(hh); k++) { /* @model v3.pvk */
 			const int tile = k * K_WARPS + warp - hh * V_TPH;
 			if (tile < 0 || tile >= V_TPH)
 				continue; /* warp-uniform */
@@ -528,7 +542,8 @@ __device__ __forceinline__ void v3_pv(const mta_args &a, unsigned short *stg, in
  * One pass over the key tiles (pass 0: the only pass, online softmax and
  * P.V; pass 1: statistics; pass 2: probabilities, post steps, P.V). The
  * first tiles (t < 0) only fill the carries: t_z computes Z alone, t_s also
- * S and, in pass 2, P.
+ * S and, in pass 2, P. The `@model` comments mark loops and branches for the
+ * static cost model (tuner/model/regions.c has their trip counts).
  */
 __device__ void v3_pass(const mta_args &a, int pass, char *sm, int b, int h0, int i0, int nkt,
 			bool vec, float (&acc)[V_AK][4])
@@ -546,35 +561,38 @@ __device__ void v3_pass(const mta_args &a, int pass, char *sm, int b, int h0, in
 
 	/* empty carries: keys left of 0 */
 #if K_CQ
-	for (int e = threadIdx.x; e < K_HPB * RZ * KR; e += NT)
-		Zc[e] = 0;
+	for (int e = threadIdx.x; e < K_HPB * RZ * V_KR2; e += NT) /* @model v3.zc0 */
+		((unsigned *)Zc)[e] = 0;
 #endif
 #if POST
 	if (pass == 2)
-		for (int e = threadIdx.x; e < K_HPB * RP; e += NT)
+		for (int e = threadIdx.x; e < K_HPB * RP; e += NT) /* @model v3.rows */
+#pragma unroll
 			for (int x = 0; x < KP; x++)
 				P[e * V_PS + x] = 0.f;
 #endif
 #pragma unroll 1
-	for (int t = t_z; t < nkt; t++) {
+	for (int t = t_z; t < nkt; t++) { /* @model v3.kt */
 		const int sc0 = t * K_BK + (pass == 2 ? DP : 0); /* first new column of S (and P) */
 		const int zk0 = sc0 - OK1 + KR;                  /* first new key of Z */
 		/* Phase A: q.k per head, staged two heads deep */
 		v3_stage_qk(a, stg, b, h0, rq0, K_CQ ? zk0 : sc0, 0, vec);
 		mta_cp_commit();
+#if K_CQ
+		/* the carried columns of every head's Z, in pairs (a column more when
+		 * KR is odd: q.k overwrites it) */
+		for (int e = threadIdx.x; e < K_HPB * RZ * V_KR2; e += NT) /* @model v3.carryin */
+			((unsigned *)Z)[e / V_KR2 * (V_ZS / 2) + e % V_KR2 + e / (RZ * V_KR2) *
+					((V_ZR - RZ) * V_ZS / 2)] = ((const unsigned *)Zc)[e];
+#endif
 #pragma unroll 1
-		for (int hh = 0; hh < K_HPB; hh++) {
+		for (int hh = 0; hh < K_HPB; hh++) { /* @model v3.heads */
 			mta_cp_wait(0);
 			__syncthreads(); /* head hh is staged; every warp is done with head hh-1 */
 			if (V_NSTG == 2 && hh + 1 < K_HPB) {
 				v3_stage_qk(a, stg, b, h0 + hh + 1, rq0, K_CQ ? zk0 : sc0, (hh + 1) & 1, vec);
 				mta_cp_commit();
 			}
-#if K_CQ
-			/* the carried columns of this head's Z */
-			for (int e = threadIdx.x; e < RZ * KR; e += NT)
-				Z[hh * V_ZR * V_ZS + e / KR * V_ZS + e % KR] = Zc[hh * RZ * KR + e];
-#endif
 			v3_qk(a, stg, V_NSTG == 2 ? hh & 1 : 0, rq0, K_CQ ? zk0 : sc0, hh, Z, S);
 			if (V_NSTG == 1 && hh + 1 < K_HPB) {
 				__syncthreads();
@@ -585,58 +603,60 @@ __device__ void v3_pass(const mta_args &a, int pass, char *sm, int b, int h0, in
 		__syncthreads();
 		/* the carries for the next tile: Z's last KR columns, P's last KP */
 #if K_CQ
-		for (int e = threadIdx.x; e < K_HPB * RZ * KR; e += NT) {
-			const int hh = e / (RZ * KR), r = e / KR % RZ, x = e % KR;
-			Zc[e] = Z[hh * V_ZR * V_ZS + r * V_ZS + K_BK + x];
-		}
+		for (int e = threadIdx.x; e < K_HPB * RZ * V_KR2; e += NT) /* @model v3.carryout */
+			((unsigned *)Zc)[e] = ((const unsigned *)Z)[e / V_KR2 * (V_ZS / 2) + e % V_KR2 +
+								     e / (RZ * V_KR2) * ((V_ZR - RZ) * V_ZS / 2) +
+								     K_BK / 2];
 #endif
 #if POST
 		if (pass == 2)
-			for (int e = threadIdx.x; e < K_HPB * RP * KP; e += NT) {
-				const int row = e / KP, x = e % KP;
-				P[row * V_PS + x] = P[row * V_PS + K_BK + x];
-			}
+			for (int row = threadIdx.x; row < K_HPB * RP; row += NT) /* @model v3.pshift */
+#pragma unroll
+				for (int x = 0; x < KP; x++)
+					P[row * V_PS + x] = P[row * V_PS + K_BK + x];
 #endif
 		__syncthreads(); /* P's carry is shifted before its new columns are written */
-		if (t < t_s)
-			continue; /* Z pre-roll: the carry copy above is all it was for */
+		/* Before t_s the tile only filled Z's carry. */
+		if (t >= t_s) { /* @model v3.kts */
 #if K_CQ
-		/* Phase B: the pre-softmax convolution (reads Z, writes S) */
-		v3_conv_pre(Z, WT, S);
-		__syncthreads();
+			/* Phase B: the pre-softmax convolution (reads Z, writes S) */
+			v3_conv_pre(Z, WT, S);
+			__syncthreads();
 #endif
 #if K_HPRE
-		/* Phase C: pre-softmax head mixing, in place */
-		v3_mix<K_HPB>(S, RP * V_SS, V_SS, RP, WM1, (unsigned short *)0);
-		__syncthreads();
+			/* Phase C: pre-softmax head mixing, in place */
+			v3_mix<K_HPB>(S, RP * V_SS, V_SS, RP, WM1, (unsigned short *)0); /* @model mix=1 */
+			__syncthreads();
 #endif
-		/* Phase D: statistics, or probabilities */
-		v3_softmax(pass, a.T, pass == 0 ? i0 : i0 - QP, sc0, nrows, S, P, M, L, A, Pb);
-		__syncthreads();
-		if (pass == 1 || t < 0)
-			continue;
-		const int j0 = t * K_BK;
+			/* Phase D: statistics, or probabilities */
+			v3_softmax(pass, a.T, pass == 0 ? i0 : i0 - QP, sc0, nrows, S, P, M, L, A, Pb);
+			__syncthreads();
+			/* Pass 1 ends here; before tile 0 the tile only filled P's carry. */
+			if (pass != 1 && t >= 0) { /* @model v3.ktout */
+				const int j0 = t * K_BK;
 #if POST
-		/* Phase E: post-softmax convolution into S's space */
+				/* Phase E: post-softmax convolution into S's space */
 #if K_CQ2
-		v3_conv_post(a.T, i0, j0, P, W2, S);
-		__syncthreads();
-		float *X = S;
-		const int xs = RP * V_SS, xr = V_SS;
+				v3_conv_post(a.T, i0, j0, P, W2, S);
+				__syncthreads();
+				float *X = S;
+				const int xs = RP * V_SS, xr = V_SS;
 #else
-		float *X = P; /* no convolution: P itself (QP = KP = 0) */
-		const int xs = RP * V_PS, xr = V_PS;
+				float *X = P; /* no convolution: P itself (QP = KP = 0) */
+				const int xs = RP * V_PS, xr = V_PS;
 #endif
-		/* Phase F: post-softmax head mixing, rounded into the P.V operand */
+				/* Phase F: post-softmax head mixing, rounded into the P.V operand */
 #if K_HPOST
-		v3_mix<V_GS>(X, xs, xr, K_BQ, WM2, Pb);
+				v3_mix<V_GS>(X, xs, xr, K_BQ, WM2, Pb); /* @model mix=2 */
 #else
-		v3_round(X, xs, xr, Pb);
+				v3_round(X, xs, xr, Pb);
 #endif
-		__syncthreads();
+				__syncthreads();
 #endif
-		/* Phase G */
-		v3_pv(a, stg, b, h0, j0, Pb, A, vec, acc);
+				/* Phase G */
+				v3_pv(a, stg, b, h0, j0, Pb, A, vec, acc);
+			}
+		}
 	}
 }
 
@@ -659,7 +679,7 @@ extern "C" __global__ void __launch_bounds__(NT, 1) mta_fwd(const mta_args a)
 #if K_CQ
 	{
 		unsigned *WT = (unsigned *)(sm + OFF_WT);
-		for (int e = tid; e < K_HPB * K_CQ * V_WTN; e += NT) {
+		for (int e = tid; e < K_HPB * K_CQ * V_WTN; e += NT) { /* @model v3.wt */
 			const int hu = e / V_WTN, x = e % V_WTN - 16;
 			const float *w = a.kq_pre + (h0 + hu / K_CQ) * (K_CQ * K_CK) + hu % K_CQ * K_CK;
 			const float lo = x >= 0 && x < K_CK ? w[x] : 0.f;
@@ -668,14 +688,14 @@ extern "C" __global__ void __launch_bounds__(NT, 1) mta_fwd(const mta_args a)
 		}
 		/* Z: rows and columns the convolution reads but q.k never writes stay 0 */
 		unsigned short *Z = (unsigned short *)(sm + OFF_Z);
-		for (int e = tid; e < K_HPB * V_ZR * V_ZS; e += NT)
+		for (int e = tid; e < K_HPB * V_ZR * V_ZS; e += NT) /* @model v3.z0 */
 			Z[e] = 0;
 	}
 #endif
 #if K_CQ2
 	{
 		float *W2 = (float *)(sm + OFF_W2);
-		for (int e = tid; e < K_HPB * K_CQ2 * V_CK2P; e += NT) {
+		for (int e = tid; e < K_HPB * K_CQ2 * V_CK2P; e += NT) { /* @model v3.w2 */
 			const int hu = e / V_CK2P, x = e % V_CK2P;
 			W2[e] = x < K_CK2 ? a.kq_post[(h0 + hu / K_CQ2) * (K_CQ2 * K_CK2) +
 						      hu % K_CQ2 * K_CK2 + x] : 0.f;
@@ -683,37 +703,37 @@ extern "C" __global__ void __launch_bounds__(NT, 1) mta_fwd(const mta_args a)
 	}
 #endif
 #if K_HPRE
-	for (int e = tid; e < K_HPB * K_HPB; e += NT) /* HPB == H */
+	for (int e = tid; e < K_HPB * K_HPB; e += NT) /* HPB == H; @model v3.wm1 */
 		((float *)(sm + OFF_WM1))[e] = a.head_pre[e];
 #endif
 #if K_HPOST == 1
 	/* head_post [H/c, c, c], input index first: stored as W[g][out][in] */
-	for (int e = tid; e < K_HPB * K_HC; e += NT) {
+	for (int e = tid; e < K_HPB * K_HC; e += NT) { /* @model v3.wm2 */
 		const int grp = e / (K_HC * K_HC), o = e / K_HC % K_HC, in = e % K_HC;
 		((float *)(sm + OFF_WM2))[e] = a.head_post[(h0 / K_HC + grp) * K_HC * K_HC + in * K_HC + o];
 	}
 #elif K_HPOST == 2
-	for (int e = tid; e < K_HPB * K_HPB; e += NT)
+	for (int e = tid; e < K_HPB * K_HPB; e += NT) /* @model v3.wm2 */
 		((float *)(sm + OFF_WM2))[e] = a.head_post[e];
 #endif
 #if POST
-	for (int e = tid; e < SZ_P / 4; e += NT) /* columns past the carried and new ones stay 0 */
+	for (int e = tid; e < SZ_P / 4; e += NT) /* past the carried and new columns: 0; @model v3.p0 */
 		((float *)(sm + OFF_P))[e] = 0.f;
 #endif
-	for (int e = tid; e < K_HPB * RP; e += NT) {
+	for (int e = tid; e < K_HPB * RP; e += NT) { /* @model v3.rows */
 		M[e] = NEG_INF;
 		L[e] = 0.f;
 	}
 	__syncthreads();
 
 #if POST
-	v3_pass(a, 1, sm, b, h0, i0, nkt, vec, acc);
-	for (int e = tid; e < K_HPB * RP; e += NT)
+	v3_pass(a, 1, sm, b, h0, i0, nkt, vec, acc); /* @model pass=1 */
+	for (int e = tid; e < K_HPB * RP; e += NT) /* @model v3.rows */
 		L[e] = L[e] > 0.f ? 1.f / L[e] : 0.f;
 	__syncthreads();
-	v3_pass(a, 2, sm, b, h0, i0, nkt, vec, acc);
+	v3_pass(a, 2, sm, b, h0, i0, nkt, vec, acc); /* @model pass=2 */
 #else
-	v3_pass(a, 0, sm, b, h0, i0, nkt, vec, acc);
+	v3_pass(a, 0, sm, b, h0, i0, nkt, vec, acc); /* @model pass=0 */
 #endif
 
 	/* Epilogue, one head at a time through the staging area. */
@@ -721,7 +741,7 @@ extern "C" __global__ void __launch_bounds__(NT, 1) mta_fwd(const mta_args a)
 #pragma unroll
 	for (int hh = 0; hh < K_HPB; hh++) {
 #pragma unroll
-		for (int k = V_K0(hh); k <= V_K1(hh); k++) {
+		for (int k = V_K0(hh); k <= V_K1(hh); k++) { /* @model v3.pvk */
 			const int tile = k * K_WARPS + warp - hh * V_TPH;
 			if (tile < 0 || tile >= V_TPH)
 				continue;
@@ -734,7 +754,7 @@ extern "C" __global__ void __launch_bounds__(NT, 1) mta_fwd(const mta_args a)
 			}
 		}
 		__syncthreads();
-		for (int r = warp; r < K_BQ && i0 + r < a.T; r += K_WARPS) {
+		for (int r = warp; r < K_BQ && i0 + r < a.T; r += K_WARPS) { /* @model v3.erow */
 			const float inv = POST ? 1.f : 1.f / L[hh * RP + r];
 			float o[DPL];
 #pragma unroll

@@ -23,35 +23,64 @@ static size_t r4(size_t x) { return (x + 3) / 4 * 4; }
 static size_t zmax(size_t a, size_t b) { return a > b ? a : b; }
 static size_t zmin(size_t a, size_t b) { return a < b ? a : b; }
 
-/* Mirrors the SZ_* and V_TOTAL arithmetic of templates/mta_cuda_v3.cu. */
-static size_t v3_smem(const struct mta_problem *p, const struct mta_variant *v, size_t nstg)
+/* One count of v3's sizes for nstg q/k stages (the template's V_* and SZ_*). */
+static void v3_dims(const struct mta_problem *p, const struct mta_variant *v, size_t nstg,
+		    struct mta_cuda_v3_dims *d)
 {
 	const size_t bq = (size_t)v->bq, bk = (size_t)v->bk, hpb = (size_t)v->hpb;
-	const size_t qr = p->cq ? (size_t)p->cq - 1 : 0, kr = p->cq ? (size_t)p->ck - 1 : 0;
-	const size_t qp = p->cq2 ? (size_t)p->cq2 - 1 : 0, kp = p->cq2 ? (size_t)p->ck2 - 1 : 0;
 	const int post = p->cq2 || p->head_post;
-	const size_t rp = bq + qp, rz = rp + qr, ds = r16((size_t)p->D) + 8;
-	const size_t zm = p->cq ? r16(rz) : r16(rp), nr8 = (rp + 7) / 8;
-	const size_t tk = p->cq ? (15 + (size_t)p->ck + 15) / 16 : 0;
-	const size_t zr = p->cq ? 8 * nr8 + qr : 0;
-	const size_t zs = p->cq ? r8(zmax(kr + bk, bk - 16 + 16 * tk)) + 8 : 0;
-	const size_t wtn = p->cq ? 16 * tk + 16 : 0, ss = bk + 4, win = r4(8 + kp);
-	const size_t ps = r4(zmax(kp + bk, bk - 8 + win)) + 4, pbs = bk + 8;
-	const size_t ck2p = r4(p->cq2 ? (size_t)p->ck2 : 1);
-	const size_t gs = p->head_post == MTA_HPOST_CONV ? (size_t)p->hc : hpb;
-	const size_t sz_wt = p->cq ? hpb * (size_t)p->cq * wtn * 4 : 0;
-	const size_t sz_w2 = p->cq2 ? hpb * (size_t)p->cq2 * ck2p * 4 : 0;
-	const size_t sz_wm1 = p->head_pre ? hpb * hpb * 4 : 0;
-	const size_t sz_wm2 = p->head_post ? hpb * gs * 4 : 0;
-	const size_t sz_qk = nstg * (zm + bk) * ds * 2;
-	const size_t sz_z = p->cq ? hpb * zr * zs * 2 : 0, sz_zc = p->cq ? hpb * rz * kr * 2 : 0;
-	const size_t sz_s = hpb * rp * ss * 4, sz_p = post ? hpb * rp * ps * 4 : 0;
-	const size_t sz_pb = hpb * bq * pbs * 2, sz_st = (2 * hpb * rp + hpb * bq) * 4;
-	const size_t vg = zmin(hpb, zmax(1, sz_qk / (2 * bk * ds * 2)));
-	const size_t sz_stg = zmax(zmax(sz_qk, 2 * vg * bk * ds * 2), bq * (size_t)p->D * 4);
-	const size_t sz_pbx = sz_pb > sz_z ? sz_pb : 0;
-	return r16(sz_wt) + r16(sz_w2) + r16(sz_wm1) + r16(sz_wm2) + r16(sz_stg) + r16(sz_z) +
-	       r16(sz_zc) + r16(sz_s) + r16(sz_p) + r16(sz_pbx) + r16(sz_st);
+	memset(d, 0, sizeof *d);
+	d->qr = p->cq ? p->cq - 1 : 0;
+	d->kr = p->cq ? p->ck - 1 : 0;
+	d->qp = p->cq2 ? p->cq2 - 1 : 0;
+	d->kp = p->cq2 ? p->ck2 - 1 : 0;
+	d->rp = v->bq + d->qp;
+	d->rz = d->rp + d->qr;
+	d->dk = (int)r16((size_t)p->D);
+	d->ds = d->dk + 8;
+	d->zm = (int)(p->cq ? r16((size_t)d->rz) : r16((size_t)d->rp));
+	d->nr8 = (d->rp + 7) / 8;
+	d->tk = p->cq ? (15 + p->ck + 15) / 16 : 0;
+	d->zr = p->cq ? 8 * d->nr8 + d->qr : 0;
+	d->zs = p->cq ? (int)r8(zmax((size_t)d->kr + bk, bk - 16 + 16 * (size_t)d->tk)) + 8 : 0;
+	d->wtn = p->cq ? 16 * d->tk + 16 : 0;
+	d->ss = v->bk + 4;
+	d->win = (int)r4(8 + (size_t)d->kp);
+	d->ps = (int)r4(zmax((size_t)d->kp + bk, bk - 8 + (size_t)d->win)) + 4;
+	d->pbs = v->bk + 8;
+	d->ck2p = (int)r4(p->cq2 ? (size_t)p->ck2 : 1);
+	d->gs = p->head_post == MTA_HPOST_CONV ? p->hc : v->hpb;
+	d->nt8 = (int)(r8((size_t)p->D) / 8);
+	d->tph = d->nt8 * (v->bq / 16);
+	d->ak = (v->hpb * d->tph + v->warps - 1) / v->warps;
+	d->nstg = (int)nstg;
+	d->sz_wt = p->cq ? hpb * (size_t)p->cq * (size_t)d->wtn * 4 : 0;
+	d->sz_w2 = p->cq2 ? hpb * (size_t)p->cq2 * (size_t)d->ck2p * 4 : 0;
+	d->sz_wm1 = p->head_pre ? hpb * hpb * 4 : 0;
+	d->sz_wm2 = p->head_post ? hpb * (size_t)d->gs * 4 : 0;
+	const size_t sz_qk = nstg * ((size_t)d->zm + bk) * (size_t)d->ds * 2;
+	d->sz_z = p->cq ? hpb * (size_t)d->zr * (size_t)d->zs * 2 : 0;
+	d->sz_zc = p->cq ? hpb * (size_t)d->rz * (size_t)((d->kr + 1) / 2) * 4 : 0;
+	d->sz_s = hpb * (size_t)d->rp * (size_t)d->ss * 4;
+	d->sz_p = post ? hpb * (size_t)d->rp * (size_t)d->ps * 4 : 0;
+	d->sz_pb = hpb * bq * (size_t)d->pbs * 2;
+	d->sz_st = (2 * hpb * (size_t)d->rp + hpb * bq) * 4;
+	d->vg = (int)zmin(hpb, zmax(1, sz_qk / (2 * bk * (size_t)d->ds * 2)));
+	d->sz_stg = zmax(zmax(sz_qk, 2 * (size_t)d->vg * bk * (size_t)d->ds * 2),
+			 bq * (size_t)p->D * 4);
+	d->sz_pbx = d->sz_pb > d->sz_z ? d->sz_pb : 0;
+	d->smem = r16(d->sz_wt) + r16(d->sz_w2) + r16(d->sz_wm1) + r16(d->sz_wm2) + r16(d->sz_stg) +
+		  r16(d->sz_z) + r16(d->sz_zc) + r16(d->sz_s) + r16(d->sz_p) + r16(d->sz_pbx) +
+		  r16(d->sz_st);
+}
+
+/* Two q/k stages when they fit sm_90's 227 KiB, else one (the template's V_NSTG). */
+void mta_cuda_v3_dims(const struct mta_problem *p, const struct mta_variant *v,
+		      struct mta_cuda_v3_dims *d)
+{
+	v3_dims(p, v, 2, d);
+	if (d->smem > 232448)
+		v3_dims(p, v, 1, d);
 }
 
 /*
@@ -63,8 +92,11 @@ static size_t v3_smem(const struct mta_problem *p, const struct mta_variant *v, 
  */
 size_t mta_cuda_smem_bytes(const struct mta_problem *p, const struct mta_variant *v)
 {
-	if (v->version == 3) /* two q/k stages when they fit sm_90's 227 KiB, else one */
-		return v3_smem(p, v, 2) <= 232448 ? v3_smem(p, v, 2) : v3_smem(p, v, 1);
+	if (v->version == 3) {
+		struct mta_cuda_v3_dims d;
+		mta_cuda_v3_dims(p, v, &d);
+		return d.smem;
+	}
 	size_t qp = p->cq2 ? (size_t)p->cq2 - 1 : 0, kp = p->cq2 ? (size_t)p->ck2 - 1 : 0;
 	size_t qr = p->cq ? (size_t)p->cq - 1 : 0, kr = p->cq ? (size_t)p->ck - 1 : 0;
 	size_t rp = (size_t)v->bq + qp, cp = (size_t)v->bk + kp, hpb = (size_t)v->hpb;
