@@ -58,7 +58,8 @@ TEST_OBJ := $(TEST_SRC:%.c=$(B)/%.o)
 
 DEB_PKGS := libsqlite3-dev python3 valgrind clang-14 libclang-rt-14-dev
 
-.PHONY: all deps test test-build san-build fuzz-build bench clean fuzz valgrind gpu-check gpu-bench
+.PHONY: all deps test test-build san-build fuzz-build bench clean fuzz valgrind gpu-check gpu-bench \
+	nvdisasm
 all: deps bin/mtatune lib/libmtatune.a lib/libmtatune.so
 
 # Install what is missing, once; does nothing when everything is present.
@@ -110,8 +111,18 @@ san-build: deps
 	$(MAKE) --no-print-directory B=build/san OPT=-O1 SAN="$(SAN_FLAGS)" \
 	  build/san/mtatune build/san/test_runner
 
-test: all test-build san-build fuzz-build
+test: all test-build san-build fuzz-build nvdisasm
 	@sh tests/run.sh
+
+# nvdisasm for the cost model (`mtatune model`, tests/test_model.c): from
+# PyPI into the project's .venv/, once, where mtatune looks for it.
+NVDISASM_STAMP := .venv/.nvdisasm
+nvdisasm: $(NVDISASM_STAMP)
+$(NVDISASM_STAMP):
+	@ls .venv/lib/python3*/site-packages/nvidia/cu*/bin/nvdisasm >/dev/null 2>&1 || \
+	  { echo "installing nvidia-cuda-nvdisasm into .venv/"; \
+	    python3 -m venv .venv && .venv/bin/pip install -q nvidia-cuda-nvdisasm; }
+	@touch $@
 
 # libFuzzer targets: tests/fuzz/fuzz_NAME.c, seeds in tests/fuzz/corpus/NAME/,
 # crash reproducers (kept as regression inputs) in tests/fuzz/crashes/NAME/.

@@ -28,7 +28,7 @@ static const struct cli_opt opts[] = {
 static const struct cli_cmd cmd = {
 	"model",
 	"mtatune model --problem KEY [--variant SPEC] [--arch SM] [--machine NAME]\n"
-	"              [--seq T] [--batch B] [--rows N]",
+	"                     [--seq T] [--batch B] [--rows N]",
 	"Estimate, without a GPU, the time of a CUDA variant: compile it with NVRTC,\n"
 	"disassemble the cubin with nvdisasm, count the instructions of every marked\n"
 	"loop by class (FP32, integer, SFU, conversions, HMMA, shared and global memory,\n"

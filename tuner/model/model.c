@@ -125,15 +125,6 @@ static int inside(const struct mta_region *a, const struct mta_region *b,
 	return a->end - a->start < b->end - b->start;
 }
 
-/* A hash of the call sites that inlined instruction in's line at depth d. */
-static unsigned long long context(const struct mta_sass_insn *in, int d)
-{
-	unsigned long long h = 1469598103934665603ULL;
-	for (int k = d + 1; k < in->nlines; k++)
-		h = (h ^ (unsigned long long)in->lines[k]) * 1099511628211ULL;
-	return h;
-}
-
 /* Whether a region is a loop (its first line has for or while). */
 static int is_loop(const char *source, const struct mta_region *r)
 {
@@ -151,10 +142,10 @@ static int is_loop(const char *source, const struct mta_region *r)
 }
 
 /*
- * The SASS loops and the marked loops they run. A SASS loop (a backward
- * branch and its body) runs the marked loop, in the inlined copy most of
- * its body comes from, that best matches it: most of the body is that copy
- * and most of that copy is in the body (the product of the two shares). An instruction inside a SASS loop's body runs
+ * The SASS loops and the marked loops they run. Outermost first, a SASS
+ * loop (a backward branch and its body) runs the outermost of the marked
+ * loops that hold at least half of its body's instructions (by their inline
+ * chains) and lie inside the marked loop of the SASS loop around it. An instruction inside a SASS loop's body runs
  * as often as that loop whatever line the compiler gave it (hoisted address
  * arithmetic, rematerialised indices), and an instruction the compiler moved
  * out of a loop runs once per enclosing iteration: so a marked loop that has
@@ -211,41 +202,61 @@ static void map_loops(const char *source, const struct mta_sass *s, const struct
 	if (!(L->iv = calloc(nall ? nall : 1, sizeof *L->iv)))
 		goto out;
 	for (size_t q = 0; q < nall; q++) {
-		int t = all[q][0], i = all[q][1], best = -1;
-		double bests = 0;
+		int t = all[q][0], i = all[q][1], best = -1, parent = -1;
 		const size_t body = (size_t)(i - t + 1);
-		for (size_t k = 0; k < nr; k++) {
-			if (!isloop[k])
+		/* the innermost explained SASS loop around this one */
+		for (size_t o = 0; o < q; o++)
+			if (all[o][2] >= 0 && all[o][0] <= t && all[o][1] >= i)
+				parent = all[o][2];
+		/* marked loops holding most of the body, nested in the parent's (or,
+		 * when none does, the one holding the most, if a quarter) */
+		int cand[64], nc = 0, most = -1;
+		size_t mostc = 0;
+		for (size_t k = 0; k < nr && nc < 64; k++) {
+			if (!isloop[k] || (int)k == parent)
 				continue;
-			/* the inlined copy of region k that most of the body is in */
-			unsigned long long key = 0;
-			size_t in = 0, tot = 0, votes = 0;
+			size_t in = 0;
+			int ok = parent < 0;
 			for (int j = t; j <= i; j++) {
 				int d = depth(&rg[k], &s->v[j]);
 				if (d < 0)
 					continue;
-				unsigned long long kj = context(&s->v[j], d);
-				if (!votes || kj == key)
-					votes++, key = kj;
-				else
-					votes--;
+				in++;
+				if (!ok && parent >= 0) {
+					int dp = depth(&rg[parent], &s->v[j]);
+					ok = dp >= 0 && (d < dp || (d == dp && rg[k].start >= rg[parent].start &&
+								   rg[k].end <= rg[parent].end));
+				}
 			}
-			if (!votes)
-				continue;
-			for (size_t j = 0; j < s->n; j++) {
-				int d = depth(&rg[k], &s->v[j]);
-				if (d < 0 || context(&s->v[j], d) != key)
+			if (ok && 2 * in >= body)
+				cand[nc++] = (int)k;
+			if (ok && in > mostc) {
+				most = (int)k;
+				mostc = in;
+			}
+		}
+		if (!nc && most >= 0 && 4 * mostc >= body)
+			cand[nc++] = most;
+		/* the outermost of them: this loop, not one inside it */
+		for (int c = 0; c < nc; c++) {
+			int outer = 1;
+			for (int c2 = 0; c2 < nc && outer; c2++) {
+				if (c2 == c)
 					continue;
-				tot++;
-				in += (int)j >= t && (int)j <= i;
+				for (int j = t; j <= i; j++) {
+					int d1 = depth(&rg[cand[c]], &s->v[j]), d2 = depth(&rg[cand[c2]],
+											 &s->v[j]);
+					if (d1 < 0 || d2 < 0)
+						continue;
+					if (d2 > d1 || (d2 == d1 && rg[cand[c2]].end - rg[cand[c2]].start >
+								   rg[cand[c]].end - rg[cand[c]].start))
+						outer = 0;
+					break;
+				}
 			}
-			/* most of the body is this copy, and most of this copy is the body */
-			double score = (double)in / body * ((double)in / (tot ? tot : 1));
-			if (score > bests * 1.0001 ||
-			    (best >= 0 && score >= bests * 0.9999 &&
-			     rg[k].end - rg[k].start < rg[best].end - rg[best].start)) {
-				best = (int)k;
-				bests = score;
+			if (outer) {
+				best = cand[c];
+				break;
 			}
 		}
 		/* explained already by a SASS loop around this one: not this loop's mark */
