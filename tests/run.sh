@@ -1,9 +1,11 @@
 #!/bin/sh
 # run.sh: run the whole suite twice, a normal build then the
 # AddressSanitizer + UndefinedBehaviorSanitizer build, then (when no test
-# names are given) a short run of every libFuzzer target (tests/fuzz/run.sh)
-# and the valgrind checks (tests/valgrind.sh), and print the total as the
-# last line: "N passed, N failed". Exit status 1 on any failure.
+# names are given) a short run of every libFuzzer target (tests/fuzz/run.sh),
+# the valgrind checks (tests/valgrind.sh) and the rehearsal of the prepared
+# GPU run (bench/gpu_rehearse.sh, the emulator standing in for the GPU; needs
+# `make gpu-pack`), and print the total as the last line: "N passed, N
+# failed". Exit status 1 on any failure.
 cd "$(dirname "$0")/.." || exit 1
 total_p=0; total_f=0
 
@@ -29,12 +31,14 @@ for b in normal san; do
 	rm -f "$out"
 done
 if [ $# -eq 0 ]; then
-	for stage in fuzz valgrind; do
+	for stage in fuzz valgrind gpu-rehearse; do
 		out=$(mktemp)
 		if [ $stage = fuzz ]; then
 			sh tests/fuzz/run.sh short "${FUZZ_TEST_SECONDS:-5}" 2>&1 | tee "$out"
-		else
+		elif [ $stage = valgrind ]; then
 			sh tests/valgrind.sh 2>&1 | tee "$out"
+		else
+			sh bench/gpu_rehearse.sh 2>&1 | tee "$out"
 		fi
 		tally $stage "$out"
 		rm -f "$out"

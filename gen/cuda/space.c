@@ -148,7 +148,7 @@ static const struct mta_tunable tunables[] = {
 	{ T("bq", bq), 16, 2, { 8, 16 }, { tiles_ok, TILES_MSG } },
 	{ T("bk", bk), 32, 2, { 32, 64 }, { tiles_ok, TILES_MSG } },
 	{ T("hpb", hpb), 1, 6, { 1, 2, 4, 8, 16, 32 }, { tiles_ok, TILES_MSG } },
-	{ T("warps", warps), 4, 4, { 4, 8, 12, 16 },
+	{ T("warps", warps), 4, 3, { 4, 8, 12 },
 	  { warps_ok, "warps={warps}: a block has 1 to 32 warps" } },
 	{ T("algo", algo), 0, 2, { 0, 1 },
 	  { algo_ok, "algo={algo}: cuda v1 and v3 have only algo 0; v2 has algo 0 (convolve the "
