@@ -25,10 +25,9 @@
  *    (B operand, ldmatrix). Z and the taps are rounded to f16 (11-bit
  *    significand; logits and taps beyond +-65504 saturate): the one rounding
  *    this family adds to v1's arithmetic.
- *  - Post-softmax convolution on the FP32 units from register tiles: a
- *    thread convolves a strip of 8 outputs, loading the (8 + KP)-wide window
- *    of each kernel row with 16-byte shared loads and the row's taps once,
- *    so about 8% of its instructions are loads.
+ *  - The post-softmax convolution the same way on the probabilities, kept
+ *    in f16 (P is in [0, 1]: 11 significant bits, no range to lose), with
+ *    its taps rounded to f16.
  *  - Head mixing (pre and post) per position from registers, weights from
  *    shared memory.
  *  - P.V on the tensor cores, each warp issuing only the accumulator tiles
@@ -37,11 +36,11 @@
  *  - Weights live in shared memory, loaded once per block.
  *
  * Shared memory (bytes, each region 16-byte aligned; gen/cuda/cudagen.c
- * computes the same, mta_cuda_smem_bytes): WT (f16 tap pairs) | W2 (post
- * taps) | WM1 | WM2 (mixing) | STG (two stages of q and k rows; V rows in
+ * computes the same, mta_cuda_smem_bytes): WT (f16 tap pairs) | W2 (the post
+ * convolution's) | WM1 | WM2 (mixing) | STG (two stages of q and k rows; V rows in
  * P.V; one head's outputs in the epilogue) | Z (raw logits of every head;
  * the rounded P tile for P.V once the convolution has read Z) | ZC | S
- * (pre-softmax logits; post-convolved P in pass 2) | P | ST (M, L, A).
+ * (pre-softmax logits; post-convolved P in pass 2) | P (f16) | ST (M, L, A).
  */
 
 #if K_DTYPE == 0
@@ -82,22 +81,38 @@
 #define V_WTN 0
 #endif
 #define V_SS (K_BK + 4)                  /* row stride of S (floats) */
-#define V_WIN V_R4(8 + KP)               /* window of one post-conv strip */
-#define V_PS (V_R4(V_MAX(KP + K_BK, K_BK - 8 + V_WIN)) + 4) /* row stride of P */
+#if K_CQ2
+#define V_TK2 ((15 + K_CK2 + 15) / 16)   /* k-steps of the post convolution's band */
+#define V_PS (R8(V_MAX(KP + K_BK, K_BK - 16 + 16 * V_TK2)) + 8) /* P row stride (f16) */
+#define V_WTN2 (16 * V_TK2 + 16)
+#else
+#define V_TK2 0
+#define V_PS (K_BK + 8)
+#define V_WTN2 0
+#endif
 #define V_PBS (K_BK + 8)                 /* row stride of the rounded P tile */
-#define V_CK2P V_R4(K_CQ2 ? K_CK2 : 1)
 #define V_GS (K_HPOST == 1 ? K_HC : K_HPB) /* post-mixing group size */
 
 #define SZ_WT (K_CQ ? K_HPB * K_CQ * V_WTN * 4 : 0)
-#define SZ_W2 (K_CQ2 ? K_HPB * K_CQ2 * V_CK2P * 4 : 0)
+#define SZ_W2 (K_CQ2 ? K_HPB * K_CQ2 * V_WTN2 * 4 : 0)
 #define SZ_WM1 (K_HPRE ? K_HPB * K_HPB * 4 : 0)
 #define SZ_WM2 (K_HPOST ? K_HPB * V_GS * 4 : 0)
 #define SZ_QK(n) ((n) * (V_ZM + K_BK) * V_DS * 2)
 #define SZ_Z (K_CQ ? K_HPB * V_ZR * V_ZS * 2 : 0)
 #define V_KR2 ((KR + 1) / 2)            /* carried Z columns, in pairs */
 #define SZ_ZC (K_CQ ? K_HPB * RZ * V_KR2 * 4 : 0)
-#define SZ_S (K_HPB * RP * V_SS * 4)
-#define SZ_P (POST ? K_HPB * RP * V_PS * 4 : 0)
+/*
+ * Head mixing on the tensor cores when a block holds 16 heads: the logits
+ * (pre: split into f16 hi + lo) and the post-convolved P (f16) go to S as
+ * [position][16 heads], position r*BK + c, the B operand of one m16n8k16
+ * per 8 positions with the mixing matrix as A.
+ */
+#define V_TCMIX (K_HPRE && K_HPB == 16)
+#define V_TCMIXP (K_HPOST && K_HPB == 16 && K_CQ2)
+#define V_S32 (!V_TCMIX || (K_CQ2 && !V_TCMIXP)) /* some phase keeps S as floats */
+#define SZ_S V_MAX(V_MAX(V_S32 ? K_HPB * RP * V_SS * 4 : 0, V_TCMIX ? RP * K_BK * 64 : 0), \
+		   V_TCMIXP ? K_BQ * K_BK * 32 : 0)
+#define SZ_P (POST ? K_HPB * RP * V_PS * 2 : 0)
 #define SZ_PB (K_HPB * K_BQ * V_PBS * 2)
 #define SZ_ST ((2 * K_HPB * RP + K_HPB * K_BQ) * 4)
 /* V rows of VG heads per stage, two stages, in the q/k staging area */
@@ -135,6 +150,29 @@
 __device__ __forceinline__ unsigned short v3_f16(float x)
 {
 	return mta_f32_to_f16(fminf(fmaxf(x, -65504.f), 65504.f));
+}
+
+/* Store pre-softmax logit (hh, r, c): floats [hh][r][c], or f16 hi and lo at [r*BK + c][hh]. */
+__device__ __forceinline__ void v3_put_s(void *S, int hh, int r, int c, float x)
+{
+#if V_TCMIX
+	unsigned short *s16 = (unsigned short *)S + (r * K_BK + c) * 16 + hh;
+	const unsigned short hi = v3_f16(x);
+	s16[0] = hi;
+	s16[RP * K_BK * 16] = v3_f16(x - mta_f16_to_f32(hi));
+#else
+	((float *)S)[hh * RP * V_SS + r * V_SS + c] = x;
+#endif
+}
+
+/* Store post-convolved probability (hh, r, c): floats, or f16 at [r*BK + c][hh]. */
+__device__ __forceinline__ void v3_put_p2(void *S, int hh, int r, int c, float x)
+{
+#if V_TCMIXP
+	((unsigned short *)S)[(r * K_BK + c) * 16 + hh] = mta_f32_to_f16(x);
+#else
+	((float *)S)[hh * RP * V_SS + r * V_SS + c] = x;
+#endif
 }
 
 /* Whether q, k, v allow 16-byte copies (base and strides), uniform per block. */
@@ -222,58 +260,68 @@ __device__ void v3_qk(const mta_args &a, const unsigned short *stg, int s, int r
 				Z[hh * V_ZR * V_ZS + r * V_ZS + KR + c] = v3_f16(x);
 #else
 			if (r < RP)
-				S[hh * RP * V_SS + r * V_SS + c] = x;
+				v3_put_s(S, hh, r, c, x);
 #endif
 		}
 	}
 }
 
-#if K_CQ
+#if K_CQ || K_CQ2
 /*
- * Phase B: S[hh][r][c] (r < RP, c < BK) = sum_u sum_b w[hh][u][b] Z[hh][r+u][c+b]
- * for every head on the tensor cores, as S^T = sum_u T_u Z_u^T: a work item
- * is (head, 16 output columns, 8 output rows); a warp takes a contiguous
- * range of items, builds the band T_u of each kernel row once per run of
- * items of one head (V_RUN at most, to keep the accumulators few), and issues V_TK mma per item and row.
+ * The convolutions on the tensor cores. MODE 0, phase B: S[hh][r][c]
+ * (r < RP, c < BK) = sum_u sum_b w[hh][u][b] Z[hh][r+u][c+b]; MODE 1, phase
+ * E: O[hh][r][c] (r < BQ, c < BK) = sum_u sum_b w2[hh][u][b] P[hh][r+u][c+b]
+ * where query i0 + r < T and key j0 + c <= i0 + r, else 0. Both as
+ * S^T = sum_u T_u Z_u^T: a work item is (head, 16 output columns, 8 output
+ * rows); a warp takes a contiguous range of items, builds the band T_u of
+ * each kernel row once per run of items of one head (at most V_RUN, to keep
+ * the accumulators few), and issues TK mma per item and kernel row.
  */
-#define V_CT (K_BK / 16)
-#define V_IPH (V_CT * V_NR8)                 /* items per head */
-#define V_ITEMS (K_HPB * V_IPH)
-#define V_IPW ((V_ITEMS + K_WARPS - 1) / K_WARPS)
-#define V_RUN V_MIN(V_IPW, 4)
-__device__ void v3_conv_pre(const unsigned short *Z, const unsigned *WT, float *S)
+#define V_RUN_MAX 4
+template <int MODE>
+__device__ void v3_toeplitz(const unsigned short *Z, const unsigned *WT, float *S, int i0, int j0,
+			    int T)
 {
+	constexpr int CQX = MODE ? K_CQ2 : K_CQ, TKX = MODE ? V_TK2 : V_TK;
+	constexpr int ZRX = MODE ? RP : V_ZR, ZSX = MODE ? V_PS : V_ZS;
+	constexpr int WTNX = MODE ? V_WTN2 : V_WTN, NR8X = MODE ? K_BQ / 8 : V_NR8;
+	constexpr int NOUT = MODE ? K_BQ : RP, IPH = (K_BK / 16) * NR8X, ITEMS = K_HPB * IPH;
+	constexpr int IPW = (ITEMS + K_WARPS - 1) / K_WARPS;
+	constexpr int RUN = IPW < V_RUN_MAX ? IPW : V_RUN_MAX;
 	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t4 = lane & 3;
-	const int it1 = V_MIN((warp + 1) * V_IPW, V_ITEMS);
+	const int it1 = V_MIN((warp + 1) * IPW, ITEMS);
+	(void)i0;
+	(void)j0;
+	(void)T;
 #pragma unroll 1
-	for (int it = warp * V_IPW; it < it1;) { /* @model v3.cpre */
-		const int hh = it / V_IPH, n = V_MIN(V_MIN(it1, (hh + 1) * V_IPH) - it, V_RUN);
-		const unsigned short *Zh = Z + hh * V_ZR * V_ZS;
-		const unsigned *W = WT + hh * K_CQ * V_WTN + 16 + 2 * t4 - g;
-		float d[V_RUN][4];
+	for (int it = warp * IPW; it < it1;) { /* @model v3.conv */
+		const int hh = it / IPH, n = V_MIN(V_MIN(it1, (hh + 1) * IPH) - it, RUN);
+		const unsigned short *Zh = Z + hh * ZRX * ZSX;
+		const unsigned *W = WT + hh * CQX * WTNX + 16 + 2 * t4 - g;
+		float d[RUN][4];
 #pragma unroll
-		for (int i = 0; i < V_RUN; i++)
+		for (int i = 0; i < RUN; i++)
 			d[i][0] = d[i][1] = d[i][2] = d[i][3] = 0.f;
 #pragma unroll 1
-		for (int u = 0; u < K_CQ; u++) { /* @model v3.cpreu */
+		for (int u = 0; u < CQX; u++) { /* @model v3.convu */
 			/* A[m][k] = w[u][k-m]: a0 = a3 at k-m = 16s+2t-g, a1 at -8, a2 at +8 */
-			unsigned af[V_TK][4];
+			unsigned af[TKX][4];
 #pragma unroll
-			for (int s = 0; s < V_TK; s++) {
-				af[s][0] = af[s][3] = W[u * V_WTN + 16 * s];
-				af[s][1] = W[u * V_WTN + 16 * s - 8];
-				af[s][2] = W[u * V_WTN + 16 * s + 8];
+			for (int s = 0; s < TKX; s++) {
+				af[s][0] = af[s][3] = W[u * WTNX + 16 * s];
+				af[s][1] = W[u * WTNX + 16 * s - 8];
+				af[s][2] = W[u * WTNX + 16 * s + 8];
 			}
 #pragma unroll
-			for (int i = 0; i < V_RUN; i++) { /* @model v3.crun */
+			for (int i = 0; i < RUN; i++) { /* @model v3.crun */
 				if (i >= n)
 					break; /* warp-uniform */
-				const int item = it + i - hh * V_IPH, c0 = item / V_NR8 * 16, n0 = item % V_NR8 * 8;
-				const unsigned short *zr = Zh + (n0 + u + (lane & 7)) * V_ZS + c0;
+				const int item = it + i - hh * IPH, c0 = item / NR8X * 16, n0 = item % NR8X * 8;
+				const unsigned short *zr = Zh + (n0 + u + (lane & 7)) * ZSX + c0;
 #pragma unroll
-				for (int s = 0; s < V_TK; s += 2) {
+				for (int s = 0; s < TKX; s += 2) {
 					unsigned bf[4];
-					if (s + 1 < V_TK) {
+					if (s + 1 < TKX) {
 						mta_ldsm_x4(bf, zr + 16 * s + (lane >> 3) * 8);
 						mta_mma_f16(d[i], af[s], bf);
 						mta_mma_f16(d[i], af[s + 1], bf + 2);
@@ -286,22 +334,30 @@ __device__ void v3_conv_pre(const unsigned short *Z, const unsigned *WT, float *
 		}
 		/* d = S^T[c0 + g (+8)][n0 + 2t (+1)] */
 #pragma unroll
-		for (int i = 0; i < V_RUN; i++) { /* @model v3.crun */
+		for (int i = 0; i < RUN; i++) { /* @model v3.crun */
 			if (i >= n)
 				break;
-			const int item = it + i - hh * V_IPH, c0 = item / V_NR8 * 16, n0 = item % V_NR8 * 8;
-			float *Sh = S + hh * RP * V_SS;
+			const int item = it + i - hh * IPH, c0 = item / NR8X * 16, n0 = item % NR8X * 8;
 #pragma unroll
 			for (int e = 0; e < 4; e++) {
 				const int r = n0 + 2 * t4 + (e & 1), c = c0 + g + 8 * (e >> 1);
-				if (r < RP)
-					Sh[r * V_SS + c] = d[i][e];
+				if (r >= NOUT)
+					continue;
+				if (MODE)
+					v3_put_p2(S, hh, r, c, i0 + r < T && j0 + c <= i0 + r ? d[i][e] : 0.f);
+				else
+					v3_put_s(S, hh, r, c, d[i][e]);
 			}
 		}
 		it += n;
 	}
 }
 #endif
+
+__device__ __forceinline__ float v3_ld(const float *p) { return *p; }
+__device__ __forceinline__ float v3_ld(const unsigned short *p) { return mta_f16_to_f32(*p); }
+__device__ __forceinline__ void v3_st(float *p, float x) { *p = x; }
+__device__ __forceinline__ void v3_st(unsigned short *p, float x) { *p = mta_f32_to_f16(x); }
 
 #if K_HPRE || K_HPOST
 /*
@@ -311,18 +367,18 @@ __device__ void v3_conv_pre(const unsigned short *Z, const unsigned *WT, float *
  * out non-NULL, the results go rounded to the operand type into out
  * ([HPB][BQ][V_PBS]) instead.
  */
-template <int GS>
-__device__ void v3_mix(float *X, int hstride, int rs, int rows, const float *W, unsigned short *out)
+template <int GS, typename X_T>
+__device__ void v3_mix(X_T *X, int hstride, int rs, int rows, const float *W, unsigned short *out)
 {
 	float x[GS];
 #pragma unroll 1
 	for (int e = threadIdx.x; e < (K_HPB / GS) * rows * K_BK; e += NT) { /* @model v3.mix */
 		const int grp = e / (rows * K_BK), pos = e % (rows * K_BK);
 		const int r = pos / K_BK, c = pos % K_BK;
-		float *base = X + grp * GS * hstride + r * rs + c;
+		X_T *base = X + grp * GS * hstride + r * rs + c;
 #pragma unroll
 		for (int hi = 0; hi < GS; hi++)
-			x[hi] = base[hi * hstride];
+			x[hi] = v3_ld(base + hi * hstride);
 		const float *w = W + grp * GS * GS;
 #pragma unroll 1
 		for (int ho = 0; ho < GS; ho++) { /* @model v3.mixo */
@@ -333,7 +389,7 @@ __device__ void v3_mix(float *X, int hstride, int rs, int rows, const float *W, 
 			if (out)
 				out[(grp * GS + ho) * K_BQ * V_PBS + r * V_PBS + c] = to_op(s0);
 			else
-				base[ho * hstride] = s0;
+				v3_st(base + ho * hstride, s0);
 		}
 	}
 }
@@ -344,13 +400,13 @@ __device__ void v3_mix(float *X, int hstride, int rs, int rows, const float *W, 
  *   pass 0 (single pass): online max and sum into M, L, the rescale factor
  *     into A, and exp(S - m) rounded into Pb for P.V;
  *   pass 1: online max and sum into M, L;
- *   pass 2: normalised probabilities (L holds 1/l) into P's new columns.
+ *   pass 2: normalised probabilities (L holds 1/l) into P's new columns (f16).
  * BK/8 consecutive lanes share a row (8 columns each) and reduce with
  * shuffles; a warp loops while any of its lanes has a row.
  */
 #define V_CH (K_BK / 8)
 __device__ void v3_softmax(int pass, int T, int i_base, int sc0, int nrows, const float *S,
-			   float *P, float *M, float *L, float *A, unsigned short *Pb)
+			   unsigned short *P, float *M, float *L, float *A, unsigned short *Pb)
 {
 	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
 	const int ntask = K_HPB * nrows * V_CH;
@@ -374,10 +430,10 @@ __device__ void v3_softmax(int pass, int T, int i_base, int sc0, int nrows, cons
 			for (int c = 0; c < 8; c++)
 				p[c] = c <= lim && j0 + c >= 0 ? __expf(v[c] - m) * li : 0.f;
 			if (act) {
-				float *d = P + hh * RP * V_PS + r * V_PS + KP + ch * 8;
+				unsigned short *d = P + hh * RP * V_PS + r * V_PS + KP + ch * 8;
 #pragma unroll
 				for (int c = 0; c < 8; c++)
-					d[c] = p[c];
+					d[c] = mta_f32_to_f16(p[c]);
 			}
 			continue;
 		}
@@ -416,60 +472,147 @@ __device__ void v3_softmax(int pass, int T, int i_base, int sc0, int nrows, cons
 	}
 }
 
-#if K_CQ2
+
+#if V_TCMIX || V_TCMIXP
 /*
- * Phase E: O[hh][r][c] (r < BQ, c < BK) = sum_u sum_b w2[hh][u][b] P[hh][r+u][c+b]
- * where query i0 + r < T and key j0 + c <= i0 + r, else 0. A thread
- * convolves a strip of 8 outputs from register windows.
+ * The mma A fragment of a 16x16 mixing matrix, f16: W[ho][hi] for linear
+ * mixing (gs = 16), or the block-diagonal matrix of groups of gs heads
+ * (W[g][o][in], zero between groups).
  */
-__device__ void v3_conv_post(int T, int i0, int j0, const float *P, const float *W2, float *O)
+__device__ __forceinline__ float v3_wmix(const float *W, int gs, int ho, int hi)
 {
+	return ho / gs == hi / gs ? W[(ho / gs) * gs * gs + ho % gs * gs + hi % gs] : 0.f;
+}
+__device__ __forceinline__ void v3_wfrag(const float *W, int gs, unsigned af[4])
+{
+	const int lane = threadIdx.x & 31, g = lane >> 2, t2 = (lane & 3) * 2;
+#pragma unroll
+	for (int q = 0; q < 4; q++) {
+		const int ho = g + 8 * (q & 1), hi = t2 + 8 * (q >> 1);
+		af[q] = (unsigned)v3_f16(v3_wmix(W, gs, ho, hi)) |
+			(unsigned)v3_f16(v3_wmix(W, gs, ho, hi + 1)) << 16;
+	}
+}
+#endif
+
+#if V_TCMIX
+/*
+ * Phases C and D fused: for each row r (< nrows) a warp mixes the heads of
+ * its BK logits on the tensor cores (S_mix = W (S_hi + S_lo), 16 heads x 8
+ * positions an mma) and, from the accumulators, does what v3_softmax does:
+ * pass 0 and 1 the online statistics (pass 0 also P for P.V), pass 2 the
+ * normalised probabilities into P's new columns. A lane holds heads g and
+ * g+8, columns 2t, 2t+1 of every 8; the four lanes of a row reduce with
+ * shuffles.
+ */
+__device__ void v3_mixsoft(int pass, int T, int i_base, int sc0, int nrows, const void *S,
+			   const float *W, unsigned short *P, float *M, float *L, float *A,
+			   unsigned short *Pb)
+{
+	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t4 = lane & 3;
+	const unsigned short *hi16 = (const unsigned short *)S, *lo16 = hi16 + RP * K_BK * 16;
+	unsigned af[4];
+	v3_wfrag(W, 16, af);
 #pragma unroll 1
-	for (int e = threadIdx.x; e < K_HPB * K_BQ * (K_BK / 8); e += NT) { /* @model v3.cpost */
-		const int hh = e / (K_BQ * (K_BK / 8)), r = e / (K_BK / 8) % K_BQ, cs = e % (K_BK / 8) * 8;
-		float acc[8];
+	for (int r = warp; r < nrows; r += K_WARPS) { /* @model v3.msrow */
+		float d[K_BK / 8][4];
 #pragma unroll
-		for (int c = 0; c < 8; c++)
-			acc[c] = 0.f;
-#pragma unroll 1
-		for (int u = 0; u < K_CQ2; u++) { /* @model v3.cpostu */
-			const float4 *p4 = (const float4 *)(P + hh * RP * V_PS + (r + u) * V_PS + cs);
-			const float4 *w4 = (const float4 *)(W2 + (hh * K_CQ2 + u) * V_CK2P);
-			float win[V_WIN], w[V_CK2P];
-#pragma unroll
-			for (int x = 0; x < V_WIN / 4; x++) {
-				const float4 t = p4[x];
-				win[4 * x] = t.x; win[4 * x + 1] = t.y; win[4 * x + 2] = t.z; win[4 * x + 3] = t.w;
-			}
-#pragma unroll
-			for (int x = 0; x < V_CK2P / 4; x++) {
-				const float4 t = w4[x];
-				w[4 * x] = t.x; w[4 * x + 1] = t.y; w[4 * x + 2] = t.z; w[4 * x + 3] = t.w;
-			}
-#pragma unroll
-			for (int c = 0; c < 8; c++)
-#pragma unroll
-				for (int t = 0; t < K_CK2; t++)
-					acc[c] += w[t] * win[c + t];
+		for (int nt = 0; nt < K_BK / 8; nt++) {
+			unsigned bf[2];
+			const int pos = r * K_BK + nt * 8 + (lane & 7), off = ((lane >> 3) & 1) * 8;
+			d[nt][0] = d[nt][1] = d[nt][2] = d[nt][3] = 0.f;
+			mta_ldsm_x2(bf, hi16 + pos * 16 + off);
+			mta_mma_f16(d[nt], af, bf);
+			mta_ldsm_x2(bf, lo16 + pos * 16 + off);
+			mta_mma_f16(d[nt], af, bf);
 		}
-		const int lim = i0 + r < T ? i0 + r - (j0 + cs) : -1;
+		const int i = i_base + r, lim = i < T ? i - sc0 : -1; /* valid columns c <= lim */
 #pragma unroll
-		for (int c = 0; c < 8; c++)
-			acc[c] = c <= lim ? acc[c] : 0.f;
-		float4 *o = (float4 *)(O + hh * RP * V_SS + r * V_SS + cs);
-		o[0] = make_float4(acc[0], acc[1], acc[2], acc[3]);
-		o[1] = make_float4(acc[4], acc[5], acc[6], acc[7]);
+		for (int half = 0; half < 2; half++) { /* heads g, then g + 8 */
+			const int hh = g + 8 * half, row = hh * (pass == 0 ? K_BQ : RP) + r;
+			if (pass == 2) {
+				const float m = M[row], li = L[row];
+#pragma unroll
+				for (int nt = 0; nt < K_BK / 8; nt++)
+#pragma unroll
+					for (int e = 0; e < 2; e++) {
+						const int c = nt * 8 + 2 * t4 + e;
+						const float p = c <= lim && sc0 + c >= 0 ?
+							__expf(d[nt][2 * half + e] - m) * li : 0.f;
+						P[hh * RP * V_PS + r * V_PS + KP + c] = mta_f32_to_f16(p);
+					}
+				continue;
+			}
+			float mx = NEG_INF;
+#pragma unroll
+			for (int nt = 0; nt < K_BK / 8; nt++)
+#pragma unroll
+				for (int e = 0; e < 2; e++)
+					if (nt * 8 + 2 * t4 + e <= lim)
+						mx = fmaxf(mx, d[nt][2 * half + e]);
+			mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+			mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+			const float mold = M[row], mnew = fmaxf(mold, mx);
+			float sum = 0.f;
+#pragma unroll
+			for (int nt = 0; nt < K_BK / 8; nt++)
+#pragma unroll
+				for (int e = 0; e < 2; e++) {
+					const int c = nt * 8 + 2 * t4 + e;
+					const float p = c <= lim ? __expf(d[nt][2 * half + e] - mnew) : 0.f;
+					sum += p;
+					if (pass == 0)
+						Pb[hh * K_BQ * V_PBS + r * V_PBS + c] = to_op(p);
+				}
+			sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+			sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+			__syncwarp(); /* the row's lanes have read M before its first lane writes it */
+			if (t4 == 0) {
+				const float al = mold == NEG_INF ? 0.f : __expf(mold - mnew);
+				L[row] = L[row] * al + sum;
+				M[row] = mnew;
+				if (pass == 0)
+					A[row] = al;
+			}
+		}
+	}
+}
+#endif
+
+#if V_TCMIXP
+/*
+ * Phase F on the tensor cores: P3 = W P2 for 8 positions an mma (P2 in f16
+ * at [position][16 heads]), rounded into the P.V operand.
+ */
+__device__ void v3_pmix(const void *S, const float *W, unsigned short *Pb)
+{
+	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t4 = lane & 3;
+	const unsigned short *p16 = (const unsigned short *)S;
+	unsigned af[4];
+	v3_wfrag(W, V_GS, af);
+#pragma unroll 1
+	for (int nt = warp; nt < K_BQ * K_BK / 8; nt += K_WARPS) { /* @model v3.pmix */
+		unsigned bf[2];
+		float d[4] = { 0.f, 0.f, 0.f, 0.f };
+		mta_ldsm_x2(bf, p16 + (nt * 8 + (lane & 7)) * 16 + ((lane >> 3) & 1) * 8);
+		mta_mma_f16(d, af, bf);
+		const int pos = nt * 8 + 2 * t4, r = pos / K_BK, c = pos % K_BK;
+		Pb[g * K_BQ * V_PBS + r * V_PBS + c] = to_op(d[0]);
+		Pb[g * K_BQ * V_PBS + r * V_PBS + c + 1] = to_op(d[1]);
+		Pb[(g + 8) * K_BQ * V_PBS + r * V_PBS + c] = to_op(d[2]);
+		Pb[(g + 8) * K_BQ * V_PBS + r * V_PBS + c + 1] = to_op(d[3]);
 	}
 }
 #endif
 
 /* Round X[hh][r][c] (r < BQ, row stride rs, head stride hs) into the P.V operand. */
-__device__ void v3_round(const float *X, int hs, int rs, unsigned short *Pb)
+template <typename X_T>
+__device__ void v3_round(const X_T *X, int hs, int rs, unsigned short *Pb)
 {
 #pragma unroll 1
 	for (int e = threadIdx.x; e < K_HPB * K_BQ * K_BK; e += NT) { /* @model v3.round */
 		const int hh = e / (K_BQ * K_BK), r = e / K_BK % K_BQ, c = e % K_BK;
-		Pb[hh * K_BQ * V_PBS + r * V_PBS + c] = to_op(X[hh * hs + r * rs + c]);
+		Pb[hh * K_BQ * V_PBS + r * V_PBS + c] = to_op(v3_ld(X + hh * hs + r * rs + c));
 	}
 }
 
@@ -550,10 +693,11 @@ __device__ void v3_pass(const mta_args &a, int pass, char *sm, int b, int h0, in
 {
 	unsigned short *stg = (unsigned short *)(sm + OFF_STG), *Z = (unsigned short *)(sm + OFF_Z);
 	unsigned short *Zc = (unsigned short *)(sm + OFF_ZC), *Pb = (unsigned short *)(sm + OFF_PB);
-	float *S = (float *)(sm + OFF_S), *P = (float *)(sm + OFF_P), *M = (float *)(sm + OFF_ST);
+	float *S = (float *)(sm + OFF_S), *M = (float *)(sm + OFF_ST);
+	unsigned short *P = (unsigned short *)(sm + OFF_P);
 	float *L = M + K_HPB * RP, *A = L + K_HPB * RP;
-	const unsigned *WT = (const unsigned *)(sm + OFF_WT);
-	const float *W2 = (const float *)(sm + OFF_W2), *WM1 = (const float *)(sm + OFF_WM1);
+	const unsigned *WT = (const unsigned *)(sm + OFF_WT), *W2 = (const unsigned *)(sm + OFF_W2);
+	const float *WM1 = (const float *)(sm + OFF_WM1);
 	const float *WM2 = (const float *)(sm + OFF_WM2);
 	const int nrows = pass == 0 ? K_BQ : RP, rq0 = i0 - QP - QR;
 	const int t_s = pass == 2 && KP ? -1 : 0, t_z = K_CQ ? t_s - 1 : t_s;
@@ -569,7 +713,7 @@ __device__ void v3_pass(const mta_args &a, int pass, char *sm, int b, int h0, in
 		for (int e = threadIdx.x; e < K_HPB * RP; e += NT) /* @model v3.rows */
 #pragma unroll
 			for (int x = 0; x < KP; x++)
-				P[e * V_PS + x] = 0.f;
+				P[e * V_PS + x] = 0;
 #endif
 #pragma unroll 1
 	for (int t = t_z; t < nkt; t++) { /* @model v3.kt */
@@ -620,9 +764,16 @@ __device__ void v3_pass(const mta_args &a, int pass, char *sm, int b, int h0, in
 		if (t >= t_s) { /* @model v3.kts */
 #if K_CQ
 			/* Phase B: the pre-softmax convolution (reads Z, writes S) */
-			v3_conv_pre(Z, WT, S);
+			v3_toeplitz<0>(Z, WT, S, 0, 0, 0); /* @model cv=1 */
 			__syncthreads();
 #endif
+#if V_TCMIX
+			/* Phases C and D: head mixing on the tensor cores, then statistics or
+			 * probabilities from its accumulators */
+			v3_mixsoft(pass, a.T, pass == 0 ? i0 : i0 - QP, sc0, nrows, S, WM1, P, M, L, A,
+				   Pb);
+			__syncthreads();
+#else
 #if K_HPRE
 			/* Phase C: pre-softmax head mixing, in place */
 			v3_mix<K_HPB>(S, RP * V_SS, V_SS, RP, WM1, (unsigned short *)0); /* @model mix=1 */
@@ -631,22 +782,28 @@ __device__ void v3_pass(const mta_args &a, int pass, char *sm, int b, int h0, in
 			/* Phase D: statistics, or probabilities */
 			v3_softmax(pass, a.T, pass == 0 ? i0 : i0 - QP, sc0, nrows, S, P, M, L, A, Pb);
 			__syncthreads();
+#endif
 			/* Pass 1 ends here; before tile 0 the tile only filled P's carry. */
 			if (pass != 1 && t >= 0) { /* @model v3.ktout */
 				const int j0 = t * K_BK;
 #if POST
 				/* Phase E: post-softmax convolution into S's space */
 #if K_CQ2
-				v3_conv_post(a.T, i0, j0, P, W2, S);
+				v3_toeplitz<1>(P, W2, S, i0, j0, a.T); /* @model cv=2 */
 				__syncthreads();
 				float *X = S;
 				const int xs = RP * V_SS, xr = V_SS;
 #else
-				float *X = P; /* no convolution: P itself (QP = KP = 0) */
+				unsigned short *X = P; /* no convolution: P itself (QP = KP = 0) */
 				const int xs = RP * V_PS, xr = V_PS;
 #endif
 				/* Phase F: post-softmax head mixing, rounded into the P.V operand */
-#if K_HPOST
+#if V_TCMIXP
+				v3_pmix(S, WM2, Pb);
+				(void)X;
+				(void)xs;
+				(void)xr;
+#elif K_HPOST
 				v3_mix<V_GS>(X, xs, xr, K_BQ, WM2, Pb); /* @model mix=2 */
 #else
 				v3_round(X, xs, xr, Pb);
@@ -694,11 +851,13 @@ extern "C" __global__ void __launch_bounds__(NT, 1) mta_fwd(const mta_args a)
 #endif
 #if K_CQ2
 	{
-		float *W2 = (float *)(sm + OFF_W2);
-		for (int e = tid; e < K_HPB * K_CQ2 * V_CK2P; e += NT) { /* @model v3.w2 */
-			const int hu = e / V_CK2P, x = e % V_CK2P;
-			W2[e] = x < K_CK2 ? a.kq_post[(h0 + hu / K_CQ2) * (K_CQ2 * K_CK2) +
-						      hu % K_CQ2 * K_CK2 + x] : 0.f;
+		unsigned *W2 = (unsigned *)(sm + OFF_W2);
+		for (int e = tid; e < K_HPB * K_CQ2 * V_WTN2; e += NT) { /* @model v3.w2 */
+			const int hu = e / V_WTN2, x = e % V_WTN2 - 16;
+			const float *w = a.kq_post + (h0 + hu / K_CQ2) * (K_CQ2 * K_CK2) + hu % K_CQ2 * K_CK2;
+			const float lo = x >= 0 && x < K_CK2 ? w[x] : 0.f;
+			const float hi = x + 1 >= 0 && x + 1 < K_CK2 ? w[x + 1] : 0.f;
+			W2[e] = (unsigned)v3_f16(lo) | (unsigned)v3_f16(hi) << 16;
 		}
 	}
 #endif
@@ -718,7 +877,7 @@ extern "C" __global__ void __launch_bounds__(NT, 1) mta_fwd(const mta_args a)
 #endif
 #if POST
 	for (int e = tid; e < SZ_P / 4; e += NT) /* past the carried and new columns: 0; @model v3.p0 */
-		((float *)(sm + OFF_P))[e] = 0.f;
+		((unsigned *)(sm + OFF_P))[e] = 0;
 #endif
 	for (int e = tid; e < K_HPB * RP; e += NT) { /* @model v3.rows */
 		M[e] = NEG_INF;

@@ -375,3 +375,19 @@ TEST(cuda_emu_tc_fold_passes_agree)
 		       specs[sp], at / D, out[at], ref[at], worst);
 	}
 }
+
+/*
+ * v3 with 16 heads a block: head mixing on the tensor cores (the logits
+ * split into f16 hi + lo before the pre-softmax mixing, the post-convolved
+ * probabilities in f16 before the post one), fused with the softmax:
+ * two-pass with grouped (hc=4) and linear post mixing, and single-pass.
+ */
+TEST(cuda_emu_v3_tc_mixing)
+{
+	struct mta_problem p = prob("h16kv16d16-pre3x5-hpre-post3x5-hc4-both-gn-gate-bf16");
+	check_case(&p, "cuda:v3,bq=16,bk=32,hpb=16,warps=8", 1, 45);
+	struct mta_problem l = prob("h16kv8d16-pre2x3-hpre-post2x3-hpost-left-f16");
+	check_case(&l, "cuda:v3,bq=16,bk=16,hpb=16,warps=8", 2, 21);
+	struct mta_problem s = prob("h16kv4d24-pre3x5-hpre-both-gate-bf16");
+	check_case(&s, "cuda:v3,bq=16,bk=32,hpb=16,warps=8", 1, 50);
+}

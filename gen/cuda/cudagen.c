@@ -19,7 +19,6 @@
 
 static size_t r16(size_t x) { return (x + 15) / 16 * 16; }
 static size_t r8(size_t x) { return (x + 7) / 8 * 8; }
-static size_t r4(size_t x) { return (x + 3) / 4 * 4; }
 static size_t zmax(size_t a, size_t b) { return a > b ? a : b; }
 static size_t zmin(size_t a, size_t b) { return a < b ? a : b; }
 
@@ -45,24 +44,30 @@ static void v3_dims(const struct mta_problem *p, const struct mta_variant *v, si
 	d->zs = p->cq ? (int)r8(zmax((size_t)d->kr + bk, bk - 16 + 16 * (size_t)d->tk)) + 8 : 0;
 	d->wtn = p->cq ? 16 * d->tk + 16 : 0;
 	d->ss = v->bk + 4;
-	d->win = (int)r4(8 + (size_t)d->kp);
-	d->ps = (int)r4(zmax((size_t)d->kp + bk, bk - 8 + (size_t)d->win)) + 4;
+	d->tk2 = p->cq2 ? (15 + p->ck2 + 15) / 16 : 0;
+	d->ps = p->cq2 ? (int)r8(zmax((size_t)d->kp + bk, bk - 16 + 16 * (size_t)d->tk2)) + 8
+		       : v->bk + 8;
+	d->wtn2 = p->cq2 ? 16 * d->tk2 + 16 : 0;
 	d->pbs = v->bk + 8;
-	d->ck2p = (int)r4(p->cq2 ? (size_t)p->ck2 : 1);
 	d->gs = p->head_post == MTA_HPOST_CONV ? p->hc : v->hpb;
 	d->nt8 = (int)(r8((size_t)p->D) / 8);
 	d->tph = d->nt8 * (v->bq / 16);
 	d->ak = (v->hpb * d->tph + v->warps - 1) / v->warps;
 	d->nstg = (int)nstg;
 	d->sz_wt = p->cq ? hpb * (size_t)p->cq * (size_t)d->wtn * 4 : 0;
-	d->sz_w2 = p->cq2 ? hpb * (size_t)p->cq2 * (size_t)d->ck2p * 4 : 0;
+	d->sz_w2 = p->cq2 ? hpb * (size_t)p->cq2 * (size_t)d->wtn2 * 4 : 0;
 	d->sz_wm1 = p->head_pre ? hpb * hpb * 4 : 0;
 	d->sz_wm2 = p->head_post ? hpb * (size_t)d->gs * 4 : 0;
 	const size_t sz_qk = nstg * ((size_t)d->zm + bk) * (size_t)d->ds * 2;
 	d->sz_z = p->cq ? hpb * (size_t)d->zr * (size_t)d->zs * 2 : 0;
 	d->sz_zc = p->cq ? hpb * (size_t)d->rz * (size_t)((d->kr + 1) / 2) * 4 : 0;
-	d->sz_s = hpb * (size_t)d->rp * (size_t)d->ss * 4;
-	d->sz_p = post ? hpb * (size_t)d->rp * (size_t)d->ps * 4 : 0;
+	/* head mixing on the tensor cores for 16-head blocks (V_TCMIX, V_TCMIXP) */
+	const int tcmix = p->head_pre && v->hpb == 16;
+	const int tcmixp = p->head_post && v->hpb == 16 && p->cq2;
+	const int s32 = !tcmix || (p->cq2 && !tcmixp);
+	d->sz_s = zmax(zmax(s32 ? hpb * (size_t)d->rp * (size_t)d->ss * 4 : 0,
+			    tcmix ? (size_t)d->rp * bk * 64 : 0), tcmixp ? bq * bk * 32 : 0);
+	d->sz_p = post ? hpb * (size_t)d->rp * (size_t)d->ps * 2 : 0;
 	d->sz_pb = hpb * bq * (size_t)d->pbs * 2;
 	d->sz_st = (2 * hpb * (size_t)d->rp + hpb * bq) * 4;
 	d->vg = (int)zmin(hpb, zmax(1, sz_qk / (2 * bk * (size_t)d->ds * 2)));

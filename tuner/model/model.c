@@ -90,7 +90,7 @@ struct group {
 	int inner;       /* innermost region (-1: none) */
 };
 
-static const char *const var_names[4] = { "pass", "st", "mix", "" };
+static const char *const var_names[4] = { "pass", "st", "mix", "cv" };
 
 static int in_chain(const struct mta_sass_insn *in, int line)
 {
@@ -304,7 +304,7 @@ static int regions_of(const struct mta_region *rg, size_t nr, const struct mta_s
 	for (size_t k = 0; k < nr; k++) {
 		if (rg[k].var[0]) {
 			if (in_chain(in, rg[k].start))
-				for (int v = 0; v < 3; v++)
+				for (int v = 0; v < 4; v++)
 					if (!strcmp(rg[k].var, var_names[v]))
 						vars[v] = rg[k].val;
 			continue;

@@ -167,7 +167,7 @@ struct mta_model_block {
 	const struct mta_variant *v;
 	int64_t T;
 	int i0;     /* first query row */
-	int vars[4]; /* values of the @model VAR=N marks in the chain: [0] pass */
+	int vars[4]; /* values of the @model VAR=N marks in the chain: pass, st, mix, cv */
 };
 
 /*

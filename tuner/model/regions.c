@@ -214,12 +214,13 @@ static void v3_first(const struct mta_problem *p, int pass, int *tz, int *ts)
 	*tz = p->cq ? *ts - 1 : *ts;
 }
 
-/* v3_conv_pre: runs (of at most RUN items of one head) per warp, and the
- * mean share of a run's RUN unrolled item copies that run. */
-static void v3_runs(const struct mta_problem *p, const struct mta_variant *v,
-		    const struct mta_cuda_v3_dims *d, double *runs, double *share)
+/* v3_toeplitz (cv 1: the pre-softmax convolution, 2: the post-softmax one):
+ * runs (of at most 4 items of one head) per warp, and the mean share of a
+ * run's unrolled item copies that run. */
+static void v3_runs(const struct mta_variant *v, const struct mta_cuda_v3_dims *d, int cv,
+		    double *runs, double *share)
 {
-	int iph = (v->bk / 16) * d->nr8, items = v->hpb * iph;
+	int iph = (v->bk / 16) * (cv == 2 ? v->bq / 8 : d->nr8), items = v->hpb * iph;
 	int ipw = (items + v->warps - 1) / v->warps, run = ipw < 4 ? ipw : 4;
 	double nr = 0, used = 0;
 	for (int w = 0; w < v->warps; w++) {
@@ -286,6 +287,7 @@ int mta_region_factor(const char *name, const struct mta_model_block *b, double 
 	const struct mta_problem *p = b->p;
 	const struct mta_variant *v = b->v;
 	const int nw = v->warps, pass = b->vars[0], st = b->vars[1], mix = b->vars[2];
+	const int cv = b->vars[3];
 	const int hpb = v->hpb, bq = v->bq, bk = v->bk;
 	const int nkt = key_tiles(b);
 	struct mta_cuda_v3_dims d;
@@ -319,16 +321,12 @@ int mta_region_factor(const char *name, const struct mta_model_block *b, double 
 		*f = tid_loop((double)hpb * d.rz * ((d.kr + 1) / 2), nw);
 	else if (IS("v3.pshift"))
 		*f = tid_loop((double)hpb * d.rp, nw);
-	else if (IS("v3.cpre")) {
+	else if (IS("v3.conv") || IS("v3.crun")) {
 		double runs, share;
-		v3_runs(p, v, &d, &runs, &share);
-		*f = runs;
-	} else if (IS("v3.crun")) {
-		double runs, share;
-		v3_runs(p, v, &d, &runs, &share);
-		*f = share;
-	} else if (IS("v3.cpreu"))
-		*f = p->cq;
+		v3_runs(v, &d, cv, &runs, &share);
+		*f = IS("v3.conv") ? runs : share;
+	} else if (IS("v3.convu"))
+		*f = cv == 2 ? p->cq2 : p->cq;
 	else if (IS("v3.mix")) /* mix: 1 pre-softmax (RP rows, groups of HPB), 2 post (BQ rows) */
 		*f = tid_loop((double)(mix == 1 ? hpb / hpb : hpb / d.gs) * (mix == 1 ? d.rp : bq) * bk,
 			      nw);
@@ -337,10 +335,10 @@ int mta_region_factor(const char *name, const struct mta_model_block *b, double 
 	else if (IS("v3.smx")) {
 		int nrows = pass == 0 ? bq : d.rp, ntask = hpb * nrows * (bk / 8);
 		*f = tid_loop(ntask, nw);
-	} else if (IS("v3.cpost"))
-		*f = tid_loop((double)hpb * bq * (bk / 8), nw);
-	else if (IS("v3.cpostu"))
-		*f = p->cq2;
+	} else if (IS("v3.msrow"))
+		*f = warp_loop(pass == 0 ? bq : d.rp, nw);
+	else if (IS("v3.pmix"))
+		*f = warp_loop((double)bq * bk / 8, nw);
 	else if (IS("v3.round"))
 		*f = tid_loop((double)hpb * bq * bk, nw);
 	else if (IS("v3.pvk")) { /* the share of unrolled (head, slot) copies whose tile a warp holds */
@@ -355,7 +353,7 @@ int mta_region_factor(const char *name, const struct mta_model_block *b, double 
 	else if (IS("v3.z0"))
 		*f = tid_loop((double)hpb * d.zr * d.zs, nw);
 	else if (IS("v3.w2"))
-		*f = tid_loop((double)hpb * p->cq2 * d.ck2p, nw);
+		*f = tid_loop((double)hpb * p->cq2 * d.wtn2, nw);
 	else if (IS("v3.wm1"))
 		*f = tid_loop((double)hpb * hpb, nw);
 	else if (IS("v3.wm2"))

@@ -349,8 +349,14 @@ int mta_sass_parse(const char *text, struct mta_sass *s)
 		const char *p = strstr(t, "*/") + 2;
 		p += strspn(p, " \t");
 		if (*p == '@') {
+			/* @!PT: predicated off for good (the compiler's padding): never issued */
+			int never = !strncmp(p, "@!PT ", 5) || !strncmp(p, "@!PT\t", 5);
 			p += strcspn(p, " \t");
 			p += strspn(p, " \t");
+			if (never) {
+				fresh = 1;
+				continue;
+			}
 		}
 		if (!*p || *p == ';')
 			continue;
