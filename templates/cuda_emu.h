@@ -281,6 +281,14 @@ static inline void mta_cp_async16(void *dst, const void *src)
 	}
 	mta_emu_cpq[mta_emu_ncp++] = (struct mta_emu_cp){ dst, src, 0 };
 }
+/* cp.async with src-size 0 when !full: zeros, the source not read (zero now). */
+static inline void mta_cp_async16z(void *dst, const void *src, bool full)
+{
+	if (full)
+		mta_cp_async16(dst, src);
+	else
+		memset(dst, 0, 16);
+}
 static inline void mta_cp_commit(void)
 {
 	++mta_emu_ngroups;

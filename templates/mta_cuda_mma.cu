@@ -46,6 +46,12 @@ __device__ __forceinline__ void mta_cp_async16(void *dst, const void *src)
 	asm volatile("cp.async.cg.shared.global [%0], [%1], 16;"
 		     :: "r"(mta_smem_addr(dst)), "l"(src) : "memory");
 }
+/* 16 bytes, or 16 zero bytes when !full (the source is then not read). */
+__device__ __forceinline__ void mta_cp_async16z(void *dst, const void *src, bool full)
+{
+	asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;"
+		     :: "r"(mta_smem_addr(dst)), "l"(src), "r"(full ? 16 : 0) : "memory");
+}
 __device__ __forceinline__ void mta_cp_commit(void)
 {
 	asm volatile("cp.async.commit_group;" ::: "memory");

@@ -197,23 +197,34 @@ __device__ __forceinline__ bool v3_vec(const mta_args &a)
 __device__ void v3_stage(unsigned short *dst, const elem_t *x, long long st, int t0, int n,
 			 int npad, int T, bool vec)
 {
-	if (threadIdx.x >= NT / V_CHK * V_CHK)
+	constexpr int ROWS = NT / V_CHK; /* rows a pass of the block covers */
+	if (threadIdx.x >= ROWS * V_CHK)
 		return;
-	const int c = threadIdx.x % V_CHK * 8;
-	const bool whole = vec && c + 8 <= K_D;
+	const int c = threadIdx.x % V_CHK * 8, r0 = threadIdx.x / V_CHK;
+	/* pointers walk the rows: no index arithmetic in the loop */
+	const elem_t *src = x + (long long)(t0 + r0) * st + c;
+	unsigned short *d = dst + r0 * V_DS + c;
+	int t = t0 + r0;
+	if (vec && c + 8 <= K_D) {
+		/* whole chunks; rows outside [0, T) and past n zero-filled by cp.async */
 #pragma unroll 1
-	for (int r = threadIdx.x / V_CHK; r < npad; r += NT / V_CHK) { /* @model v3.stage */
-		const int t = t0 + r;
-		unsigned short *d = dst + r * V_DS + c;
-		const bool in = r < n && t >= 0 && t < T;
-		if (in && whole) {
-			mta_cp_async16(d, x + t * st + c);
-		} else if (in) { /* @model v3.stagepart */
-			for (int u = 0; u < 8; u++)
-				d[u] = c + u < K_D ? ((const unsigned short *)x)[t * st + c + u] : 0;
-		} else {
-			*(float4 *)d = make_float4(0.f, 0.f, 0.f, 0.f);
+		for (int r = r0; r < npad; r += ROWS) { /* @model v3.stage */
+			const bool in = r < n && t >= 0 && t < T;
+			mta_cp_async16z(d, in ? src : x, in);
+			src += ROWS * st;
+			d += ROWS * V_DS;
+			t += ROWS;
 		}
+		return;
+	}
+#pragma unroll 1
+	for (int r = r0; r < npad; r += ROWS) { /* the chunk D ends in, or unaligned: @model v3.stagepart */
+		const bool in = r < n && t >= 0 && t < T;
+		for (int u = 0; u < 8; u++)
+			d[u] = in && c + u < K_D ? ((const unsigned short *)src)[u] : 0;
+		src += ROWS * st;
+		d += ROWS * V_DS;
+		t += ROWS;
 	}
 }
 
@@ -298,6 +309,13 @@ __device__ void v3_toeplitz(const unsigned short *Z, const unsigned *WT, float *
 		const int hh = it / IPH, n = V_MIN(V_MIN(it1, (hh + 1) * IPH) - it, RUN);
 		const unsigned short *Zh = Z + hh * ZRX * ZSX;
 		const unsigned *W = WT + hh * CQX * WTNX + 16 + 2 * t4 - g;
+		/* each item's first input row of this lane, for kernel row 0 */
+		const unsigned short *zb[RUN];
+#pragma unroll
+		for (int i = 0; i < RUN; i++) {
+			const int item = it + i - hh * IPH, c0 = item / NR8X * 16, n0 = item % NR8X * 8;
+			zb[i] = Zh + (n0 + (lane & 7)) * ZSX + c0;
+		}
 		float d[RUN][4];
 #pragma unroll
 		for (int i = 0; i < RUN; i++)
@@ -316,8 +334,7 @@ __device__ void v3_toeplitz(const unsigned short *Z, const unsigned *WT, float *
 			for (int i = 0; i < RUN; i++) { /* @model v3.crun */
 				if (i >= n)
 					break; /* warp-uniform */
-				const int item = it + i - hh * IPH, c0 = item / NR8X * 16, n0 = item % NR8X * 8;
-				const unsigned short *zr = Zh + (n0 + u + (lane & 7)) * ZSX + c0;
+				const unsigned short *zr = zb[i] + u * ZSX;
 #pragma unroll
 				for (int s = 0; s < TKX; s += 2) {
 					unsigned bf[4];

@@ -24,7 +24,7 @@ static const char *space_keys[] = {
  * registers of headroom under the cap of their block size, so that a
  * toolchain that allocates a few more does not push them into spills.
  */
-/* family: compile only variants of this family (0: all), and the default with v1. */
+/* family: compile only variants of this family (0: all), the default with its own. */
 static void space_compiles(size_t pi, int family)
 {
 	static const char *arch[2] = { "sm_80", "sm_90" };
@@ -57,7 +57,7 @@ static void space_compiles(size_t pi, int family)
 		for (size_t i = 0; i < n; i++)
 			if (!family || vs[i].version == family)
 				vs[keep++] = vs[i];
-		const int with_def = !family || family == 1;
+		const int with_def = !family || family == def.version;
 		CHECKF(p.dtype == MTA_F32 ? ntc == 0 : ntc >= 1u + (p.cq > 0),
 		       "%s: %zu v2 variants in the space", space_keys[pi], ntc);
 		CHECKF(p.dtype == MTA_F32 ? n3 == 0 : n3 + (def.version == 3) >= 1,

@@ -314,7 +314,7 @@ int mta_region_factor(const char *name, const struct mta_model_block *b, double 
 	else if (IS("v3.stage")) /* st: 1 the q rows, 2 k or V rows */
 		*f = stage_loop(st == 1 ? d.zm : bk, d.dk / 8, nw);
 	else if (IS("v3.stagepart")) /* the chunk that D ends in, when D % 8 != 0 */
-		*f = p->D % 8 ? 8.0 / d.dk : 0;
+		*f = p->D % 8 ? stage_loop(st == 1 ? d.zm : bk, d.dk / 8, nw) : 0;
 	else if (IS("v3.qk"))
 		*f = warp_loop((double)(d.zm / 16) * (bk / 8), nw);
 	else if (IS("v3.carryin") || IS("v3.carryout") || IS("v3.zc0"))
