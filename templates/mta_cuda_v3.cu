@@ -261,6 +261,20 @@ __device__ void v3_qk(const mta_args &a, const unsigned short *stg, int s, int r
 			mta_ldsm_x2(bf, Ks + (n0 + (lane & 7)) * V_DS + kk + ((lane >> 3) & 1) * 8);
 			mma(d, af, bf);
 		}
+#if K_CQ && KR % 2 == 0
+		/* the two columns of a lane as one 32-bit store of f16 */
+		const int c = n0 + 2 * t4, j = zk0 + c;
+		unsigned short *zh = Z + hh * V_ZR * V_ZS + KR + c;
+#pragma unroll
+		for (int hf = 0; hf < 2; hf++) {
+			const int r = m0 + g + 8 * hf, i = rq0 + r;
+			const bool ok = i < a.T;
+			const float x0 = ok && j >= 0 && j <= i ? K_SCALE * d[2 * hf] : 0.f;
+			const float x1 = ok && j >= -1 && j + 1 <= i ? K_SCALE * d[2 * hf + 1] : 0.f;
+			if (r < V_ZR)
+				*(unsigned *)(zh + r * V_ZS) = (unsigned)v3_f16(x0) | (unsigned)v3_f16(x1) << 16;
+		}
+#else
 #pragma unroll
 		for (int e = 0; e < 4; e++) {
 			const int r = m0 + g + 8 * (e >> 1), c = n0 + 2 * t4 + (e & 1);
@@ -274,6 +288,7 @@ __device__ void v3_qk(const mta_args &a, const unsigned short *stg, int s, int r
 				v3_put_s(S, hh, r, c, x);
 #endif
 		}
+#endif
 	}
 }
 
@@ -742,9 +757,13 @@ __device__ void v3_pass(const mta_args &a, int pass, char *sm, int b, int h0, in
 #if K_CQ
 		/* the carried columns of every head's Z, in pairs (a column more when
 		 * KR is odd: q.k overwrites it) */
-		for (int e = threadIdx.x; e < K_HPB * RZ * V_KR2; e += NT) /* @model v3.carryin */
-			((unsigned *)Z)[e / V_KR2 * (V_ZS / 2) + e % V_KR2 + e / (RZ * V_KR2) *
-					((V_ZR - RZ) * V_ZS / 2)] = ((const unsigned *)Zc)[e];
+		for (int hr = threadIdx.x; hr < K_HPB * RZ; hr += NT) { /* @model v3.carryin */
+			unsigned *z = (unsigned *)Z + (hr / RZ * V_ZR + hr % RZ) * (V_ZS / 2);
+			const unsigned *zc = (const unsigned *)Zc + hr * V_KR2;
+#pragma unroll
+			for (int x = 0; x < V_KR2; x++)
+				z[x] = zc[x];
+		}
 #endif
 #pragma unroll 1
 		for (int hh = 0; hh < K_HPB; hh++) { /* @model v3.heads */
@@ -764,10 +783,14 @@ __device__ void v3_pass(const mta_args &a, int pass, char *sm, int b, int h0, in
 		__syncthreads();
 		/* the carries for the next tile: Z's last KR columns, P's last KP */
 #if K_CQ
-		for (int e = threadIdx.x; e < K_HPB * RZ * V_KR2; e += NT) /* @model v3.carryout */
-			((unsigned *)Zc)[e] = ((const unsigned *)Z)[e / V_KR2 * (V_ZS / 2) + e % V_KR2 +
-								     e / (RZ * V_KR2) * ((V_ZR - RZ) * V_ZS / 2) +
-								     K_BK / 2];
+		for (int hr = threadIdx.x; hr < K_HPB * RZ; hr += NT) { /* @model v3.carryout */
+			const unsigned *z = (const unsigned *)Z + (hr / RZ * V_ZR + hr % RZ) * (V_ZS / 2) +
+					    K_BK / 2;
+			unsigned *zc = (unsigned *)Zc + hr * V_KR2;
+#pragma unroll
+			for (int x = 0; x < V_KR2; x++)
+				zc[x] = z[x];
+		}
 #endif
 #if POST
 		if (pass == 2)

@@ -317,7 +317,9 @@ int mta_region_factor(const char *name, const struct mta_model_block *b, double 
 		*f = p->D % 8 ? stage_loop(st == 1 ? d.zm : bk, d.dk / 8, nw) : 0;
 	else if (IS("v3.qk"))
 		*f = warp_loop((double)(d.zm / 16) * (bk / 8), nw);
-	else if (IS("v3.carryin") || IS("v3.carryout") || IS("v3.zc0"))
+	else if (IS("v3.carryin") || IS("v3.carryout")) /* a thread a (head, row) */
+		*f = tid_loop((double)hpb * d.rz, nw);
+	else if (IS("v3.zc0"))
 		*f = tid_loop((double)hpb * d.rz * ((d.kr + 1) / 2), nw);
 	else if (IS("v3.pshift"))
 		*f = tid_loop((double)hpb * d.rp, nw);
