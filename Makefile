@@ -8,8 +8,10 @@
 #   make python     .venv/ with PyTorch and the mtatune Python package (python/)
 #   make bench      CPU benchmark (tuned C kernel vs reference vs PyTorch)
 #   make bench-tuner  five fresh tunes, each winner re-measured apart (docs/bench-tuner.md)
-#   make gpu-check  on a GPU machine: CUDA kernels vs the reference, sanitizers,
-#                   one tuning run; writes docs/gpu/gpu-check-<date>.txt
+#   make gpu-pack   build/gpu: what the prepared GPU run carries (docs/gpu/README.md)
+#   make gpu-rehearse  that run here, the CPU emulator standing in for the GPU
+#   make gpu-check  on a GPU machine: the prepared run (bench/gpu_run.sh), results
+#                   under $OUT (default build/gpu-out)
 #   make gpu-bench  GPU benchmark (tuned CUDA kernel vs PyTorch eager, compile, SDPA)
 #   make test-slurm start a one-node Slurm cluster in a temporary folder, run
 #                   docs/slurm.md's array and merge jobs on it, check the
@@ -64,7 +66,7 @@ TEST_OBJ := $(TEST_SRC:%.c=$(B)/%.o)
 DEB_PKGS := libsqlite3-dev python3 valgrind clang-14 libclang-rt-14-dev
 
 .PHONY: all deps slurm-deps test test-slurm test-build san-build fuzz-build bench bench-tuner \
-        clean fuzz valgrind gpu-check gpu-bench python test-python
+        clean fuzz valgrind gpu-check gpu-bench python test-python nvdisasm gpu-pack gpu-rehearse
 all: deps bin/mtatune lib/libmtatune.a lib/libmtatune.so
 
 # $(call apt_install,PACKAGES): shell commands that install those of the
@@ -120,7 +122,7 @@ san-build: deps
 	$(MAKE) --no-print-directory B=build/san OPT=-O1 SAN="$(SAN_FLAGS)" \
 	  build/san/mtatune build/san/test_runner
 
-test: all test-build san-build fuzz-build slurm-deps python
+test: all test-build san-build fuzz-build slurm-deps python nvdisasm gpu-pack
 	@sh tests/run.sh
 
 # The cluster test (tests/slurm/run.sh): Debian's Slurm and munge, installed
@@ -166,6 +168,17 @@ python: deps lib/libmtatune.so
 test-python: python
 	@$(VPY) python/tests/run.py
 
+# nvdisasm for the cost model (`mtatune model`, tests/test_model.c): from
+# PyPI into the project's .venv/ (made by `make python`), once, where mtatune
+# looks for it.
+NVDISASM_STAMP := .venv/.nvdisasm
+nvdisasm: $(NVDISASM_STAMP)
+$(NVDISASM_STAMP): | python
+	@ls .venv/lib/python3*/site-packages/nvidia/cu*/bin/nvdisasm >/dev/null 2>&1 || \
+	  { echo "installing nvidia-cuda-nvdisasm into .venv/"; \
+	    $(VPY) -m pip install -q nvidia-cuda-nvdisasm; }
+	@touch $@
+
 # libFuzzer targets: tests/fuzz/fuzz_NAME.c, seeds in tests/fuzz/corpus/NAME/,
 # crash reproducers (kept as regression inputs) in tests/fuzz/crashes/NAME/.
 # The libraries are built with clang for them, in build/fuzz; tuner/cli/main.c
@@ -208,18 +221,38 @@ bench-tuner: all
 	$(MAKE) --no-print-directory B=build/normal build/normal/tune_repeat
 	MTATUNE_CACHE=build/kcache build/normal/tune_repeat --bin bin/mtatune $(BENCH_ARGS)
 
-# On a machine with a GPU: every CUDA variant against the reference on the GPU,
-# compute-sanitizer, one tuning run; the report lands in docs/gpu/ (commit it).
-gpu-check:
-	@sh bench/gpu_check.sh
+# The one prepared GPU run (bench/gpu_run.sh, docs/gpu/README.md). Here:
+# `make gpu-pack` writes build/gpu (bin/mtatune with SQLite linked in, the
+# golden cases, COMMIT): carry it to the GPU machine and run
+# `sh bench/gpu_run.sh` there; nothing is built or installed on it.
+# `make gpu-rehearse` runs the same script here with the CPU emulator
+# standing in for the GPU (part of `make test`).
+GOLDEN_SRC ?= $(firstword $(wildcard shared/golden ../shared/golden))
+PACK := build/gpu
+$(B)/mtatune-static: $(CLI_OBJ) $(TOOL_LIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(CLI_OBJ) $(TOOL_LIBS) \
+	  -Wl,-Bstatic -lsqlite3 -Wl,-Bdynamic -ldl -lm -lpthread -rdynamic
+gpu-pack:
+	@test -n "$(GOLDEN_SRC)" || { echo "gpu-pack: no golden cases (shared/golden or ../shared/golden; set GOLDEN_SRC)"; exit 2; }
+	$(MAKE) --no-print-directory B=build/normal build/normal/mtatune-static
+	@rm -rf $(PACK) && mkdir -p $(PACK)/bin
+	cp build/normal/mtatune-static $(PACK)/bin/mtatune
+	cp -R $(GOLDEN_SRC) $(PACK)/golden && chmod -R u+w $(PACK)/golden
+	@{ git rev-parse HEAD 2>/dev/null || echo unknown; } | tr -d '\n' > $(PACK)/COMMIT
+	@git diff --quiet HEAD 2>/dev/null || printf ' (with uncommitted changes)' >> $(PACK)/COMMIT
+	@echo "packed $(PACK): $$(du -sh $(PACK) | cut -f1), commit $$(cat $(PACK)/COMMIT)"
+gpu-rehearse: gpu-pack nvdisasm
+	@sh bench/gpu_rehearse.sh
 
-# GPU benchmark against PyTorch eager, torch.compile and SDPA (needs a GPU
-# machine with PyTorch; fails fast without one). Report: docs/gpu/bench-<date>.md
-gpu-bench:
-	@command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 || \
-	  { echo "make gpu-bench needs a GPU (nvidia-smi finds none on this machine)"; exit 2; }
-	$(MAKE) --no-print-directory all
-	python3 bench/gpu_bench.py $(BENCH_ARGS)
+# On a GPU machine with the pack in place: the prepared run, results in
+# $(OUT) (default build/gpu-out; commit them under docs/gpu/).
+gpu-check:
+	@sh bench/gpu_run.sh
+
+# The benchmark alone (a GPU machine with PyTorch; fails fast without one).
+gpu-bench: bin/mtatune
+	python3 bench/gpu_bench.py --mtatune bin/mtatune --json build/gpu-bench.json \
+	  --md build/gpu-bench.md $(BENCH_ARGS)
 
 clean:
 	rm -rf build bin lib python/build python/mtatune.egg-info

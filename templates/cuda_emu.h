@@ -6,7 +6,8 @@
  * CUDA: __global__/__device__, threadIdx/blockIdx/blockDim/gridDim,
  * dynamic shared memory (extern __shared__ arrays, mapped to one global
  * buffer: templates must not use static __shared__ arrays), __syncthreads,
- * warp shuffles and votes, the math intrinsics, and a portable twin of each
+ * __syncwarp (a barrier of the warp's 32 threads), warp shuffles and votes,
+ * the math intrinsics, and a portable twin of each
  * inline-PTX helper (mta_f16_to_f32; mma.sync, ldmatrix and cp.async below).
  *
  * Semantics: blocks run one at a time; the threads of a block are real
@@ -43,6 +44,9 @@
 struct uint3 { unsigned x, y, z; };
 struct dim3 { unsigned x, y, z; };
 struct float4 { float x, y, z, w; };
+struct float2 { float x, y; };
+static inline float2 make_float2(float x, float y) { return float2{ x, y }; }
+static inline float4 make_float4(float x, float y, float z, float w) { return float4{ x, y, z, w }; }
 
 static thread_local uint3 threadIdx;
 static thread_local uint3 blockIdx;
@@ -57,6 +61,11 @@ static pthread_barrier_t mta_emu_warp_bar[32];
 static uint32_t mta_emu_xchg[32][32];
 
 static inline void __syncthreads(void) { pthread_barrier_wait(&mta_emu_block_bar); }
+/* Every lane of the calling thread's warp must arrive (the templates pass the full mask). */
+static inline void __syncwarp(unsigned = 0xffffffffu)
+{
+	pthread_barrier_wait(&mta_emu_warp_bar[threadIdx.x >> 5]);
+}
 
 /* Every lane publishes v, then reads lane src's value. */
 static inline uint32_t mta_emu_exchange(uint32_t v, int src)
@@ -271,6 +280,14 @@ static inline void mta_cp_async16(void *dst, const void *src)
 		mta_emu_ncp -= MTA_EMU_CPQ / 2;
 	}
 	mta_emu_cpq[mta_emu_ncp++] = (struct mta_emu_cp){ dst, src, 0 };
+}
+/* cp.async with src-size 0 when !full: zeros, the source not read (zero now). */
+static inline void mta_cp_async16z(void *dst, const void *src, bool full)
+{
+	if (full)
+		mta_cp_async16(dst, src);
+	else
+		memset(dst, 0, 16);
 }
 static inline void mta_cp_commit(void)
 {

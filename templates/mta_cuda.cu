@@ -75,7 +75,7 @@
 #define K_DTYPE 1    /* 0 f32, 1 bf16, 2 f16 */
 #endif
 #ifndef K_VERSION
-#define K_VERSION 1  /* kernel family: 1 scalar, 2 tensor cores (mta_cuda_tc.cu) */
+#define K_VERSION 1  /* kernel family: 1 scalar, 2 tensor cores (mta_cuda_tc.cu), 3 (mta_cuda_v3.cu) */
 #endif
 #ifndef K_BQ
 #define K_BQ 8       /* query rows per block */
@@ -169,7 +169,7 @@ __device__ __forceinline__ float dot(const elem_t *x, const elem_t *y)
 {
 	float s = 0.f;
 #pragma unroll 8
-	for (int d = 0; d < K_D; d++)
+	for (int d = 0; d < K_D; d++) /* @model v12.dot */
 		s += ld(x + d) * ld(y + d);
 	return s;
 }
@@ -184,251 +184,12 @@ __device__ __forceinline__ void mix_linear(float *X, int stride, const float *W)
 	for (int hh = 0; hh < K_HPB; hh++)
 		x[hh] = X[hh * stride];
 #pragma unroll 1
-	for (int ho = 0; ho < K_HPB; ho++) {
+	for (int ho = 0; ho < K_HPB; ho++) { /* @model v12.mixo */
 		float s = 0.f;
 #pragma unroll
 		for (int hi = 0; hi < K_HPB; hi++)
 			s += W[ho * K_H + hi] * x[hi];
 		X[ho * stride] = s;
-	}
-}
-#endif
-
-/* ---- tensor-core family (v2): gen/cuda/cudagen.c splices it in here ---- */
-/* @MTA_TC@ */
-
-#ifndef SM_TC
-#define SM_TC 0 /* v1: no staging area */
-/* Output accumulators: warp w owns rows (head, query) w, w+WARPS, ...; lane l owns d = l, l+32, ... */
-#define ACC_ROWS RPW
-#define ACC_COLS DPL
-#define PV(a, b, h0, j0, P, A, acc) pv_tile(a, b, h0, j0, P, A, acc)
-#endif
-/* Dynamic shared memory: the v2 staging area (16-byte aligned) first, then
- * the float tiles. gen/cuda/cudagen.c computes the same (mta_cuda_smem_bytes);
- * the emulator checks they agree. */
-#define SMEM_BYTES (SM_TC + SM_FLOATS)
-
-/*
- * S[hh][r][c] (row stride CP) for r < RP, c < ncols: the pre-softmax logits,
- * convolved and head-mixed, of query row rP0+r and key column cP0+c, for the
- * block's heads. Entries outside 0 <= col <= row < T are finite garbage the
- * caller masks. Called by every thread; ends with a barrier.
- */
-__device__ void logits_tile(const mta_args &a, int b, int h0, int rP0, int cP0, int ncols,
-			    float *S, float *Z, unsigned short *tc)
-{
-	const int tid = threadIdx.x;
-#if K_VERSION >= 2
-	/* Two-stage pipeline over heads: stage hh+1's rows load during hh's mma. */
-	stage_qk(a, tc, b, h0, rP0 - QR, NRL, cP0 - OK1, ncols + KR, 0);
-	mta_cp_commit();
-#endif
-	for (int hh = 0; hh < K_HPB; hh++) {
-		const int h = h0 + hh;
-		float *Sh = S + hh * RP * CP;
-#if K_VERSION >= 2
-		if (hh + 1 < K_HPB)
-			stage_qk(a, tc, b, h + 1, rP0 - QR, NRL, cP0 - OK1, ncols + KR, (hh + 1) & 1);
-		mta_cp_commit();
-		mta_cp_wait(1);
-		__syncthreads();
-#if K_CQ && K_ALGO == 1
-		if (off_band(rP0, cP0, ncols)) { /* block-uniform */
-			fold_tile(a, tc, hh & 1, h, ncols, Sh);
-			continue;
-		}
-#endif
-		qk_tile(a, tc, hh & 1, rP0 - QR, NRL, cP0 - OK1, ncols + KR, K_CQ ? Z : Sh,
-			K_CQ ? CZ : CP);
-		__syncthreads(); /* the stage is reloaded two heads on; Z is read below */
-#else
-		const elem_t *qb = a.q + b * a.sq[0] + h * a.sq[2];
-		const elem_t *kb = a.k + b * a.sk[0] + (h / GQA) * a.sk[2];
-#endif
-#if K_CQ
-		/* Raw logits Z (0 outside the causal triangle), then the convolution. */
-#if K_VERSION == 1
-		const int nz = ncols + KR, rZ0 = rP0 - QR, cZ0 = cP0 - OK1;
-		for (int e = tid; e < RZ * nz; e += NT) {
-			const int r = e / nz, c = e % nz, i = rZ0 + r, j = cZ0 + c;
-			float s = 0.f;
-			if (i >= 0 && i < a.T && j >= 0 && j <= i)
-				s = K_SCALE * dot(qb + i * a.sq[1], kb + j * a.sk[1]);
-			Z[r * CZ + c] = s;
-		}
-		__syncthreads();
-#endif
-		const float *w = a.kq_pre + h * (K_CQ * K_CK);
-		for (int e = tid; e < RP * ncols; e += NT) {
-			const int r = e / ncols, c = e % ncols;
-			float s = 0.f;
-#pragma unroll 1
-			for (int u = 0; u < K_CQ; u++)
-#pragma unroll
-				for (int t = 0; t < K_CK; t++)
-					s += w[u * K_CK + t] * Z[(r + u) * CZ + c + t];
-			Sh[r * CP + c] = s;
-		}
-		__syncthreads(); /* Z is rewritten for the next head */
-#elif K_VERSION == 1
-		for (int e = tid; e < RP * ncols; e += NT) {
-			const int r = e / ncols, c = e % ncols, i = rP0 + r, j = cP0 + c;
-			float s = 0.f;
-			if (i >= 0 && i < a.T && j >= 0 && j <= i)
-				s = K_SCALE * dot(qb + i * a.sq[1], kb + j * a.sk[1]);
-			Sh[r * CP + c] = s;
-		}
-#endif
-	}
-#if K_HPRE
-#if !K_CQ
-	__syncthreads();
-#endif
-	/* HPB == H here: S[h] <- sum_h' head_pre[h,h'] S[h'], element-wise in place. */
-	for (int e = tid; e < RP * ncols; e += NT)
-		mix_linear(S + (e / ncols) * CP + e % ncols, RP * CP, a.head_pre);
-#endif
-	__syncthreads();
-}
-
-/*
- * Online softmax statistics of rows rP0.. over the key tile at cP0 (BK
- * columns): M (max), L (sum of exp) and A (the factor that rescales earlier
- * sums) per (head, row). Without post steps the tile's probabilities
- * (unnormalised, relative to the new max) replace S for the P.V product.
- */
-__device__ void softmax_tile(int T, int rP0, int cP0, float *S, float *M, float *L, float *A)
-{
-	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-	for (int row = warp; row < K_HPB * RP; row += K_WARPS) {
-		const int r = row % RP, i = rP0 + r;
-		float *Sr = S + row * CP;
-		const int lim = i < T ? i - cP0 : -1; /* valid columns c <= lim */
-		float mx = NEG_INF;
-		for (int c = lane; c < K_BK; c += 32)
-			if (c <= lim && cP0 + c >= 0)
-				mx = fmaxf(mx, Sr[c]);
-		mx = warp_max(mx);
-		const float mold = M[row], mnew = fmaxf(mold, mx);
-		float sum = 0.f;
-		for (int c = lane; c < K_BK; c += 32) {
-			float p = 0.f;
-			if (c <= lim && cP0 + c >= 0)
-				p = __expf(Sr[c] - mnew);
-			sum += p;
-#if !POST
-			Sr[c] = p;
-#endif
-		}
-		sum = warp_sum(sum);
-		if (lane == 0) {
-			const float al = mold == NEG_INF ? 0.f : __expf(mold - mnew);
-			A[row] = al;
-			L[row] = L[row] * al + sum;
-			M[row] = mnew;
-		}
-	}
-	__syncthreads();
-}
-
-#if POST
-/*
- * Pass 2 on one key tile: normalise the probability tile (with halo) using
- * the saved statistics (L holds 1/l by now), apply the post convolution into
- * P2 [HPB][BQ][BK] and the post head mixing in place. Ends with a barrier.
- */
-__device__ void post_tile(const mta_args &a, int h0, int i0, int j0, float *S, float *P2,
-			  const float *M, const float *L)
-{
-	const int tid = threadIdx.x, rP0 = i0 - QP, cP0 = j0 - OK2;
-	for (int e = tid; e < K_HPB * RP * CP; e += NT) {
-		const int row = e / CP, c = e % CP, i = rP0 + row % RP, j = cP0 + c;
-		float p = 0.f;
-		if (i >= 0 && i < a.T && j >= 0 && j <= i)
-			p = __expf(S[e] - M[row]) * L[row];
-		S[e] = p;
-	}
-	__syncthreads();
-#if K_CQ2
-	for (int e = tid; e < K_HPB * K_BQ * K_BK; e += NT) {
-		const int hh = e / (K_BQ * K_BK), r = (e / K_BK) % K_BQ, c = e % K_BK;
-		const int i = i0 + r, j = j0 + c;
-		float s = 0.f;
-		if (i < a.T && j <= i) {
-			const float *w = a.kq_post + (h0 + hh) * (K_CQ2 * K_CK2);
-			const float *Sh = S + hh * RP * CP;
-#pragma unroll 1
-			for (int u = 0; u < K_CQ2; u++)
-#pragma unroll
-				for (int t = 0; t < K_CK2; t++)
-					s += w[u * K_CK2 + t] * Sh[(r + u) * CP + c + t];
-		}
-		P2[e] = s;
-	}
-	__syncthreads();
-#endif
-#if K_HPOST == 1
-	/* head_post [H/c, c, c]: P[g*c+o] <- sum_in w[g,in,o] P[g*c+in] */
-	for (int e = tid; e < (K_HPB / K_HC) * K_BQ * K_BK; e += NT) {
-		const int g = e / (K_BQ * K_BK), off = e % (K_BQ * K_BK);
-		const float *w = a.head_post + (h0 / K_HC + g) * K_HC * K_HC;
-		float *base = P2 + g * K_HC * K_BQ * K_BK + off;
-		float x[K_HC];
-#pragma unroll
-		for (int u = 0; u < K_HC; u++)
-			x[u] = base[u * K_BQ * K_BK];
-#pragma unroll 1
-		for (int o = 0; o < K_HC; o++) {
-			float s = 0.f;
-#pragma unroll
-			for (int u = 0; u < K_HC; u++)
-				s += w[u * K_HC + o] * x[u];
-			base[o * K_BQ * K_BK] = s;
-		}
-	}
-	__syncthreads();
-#elif K_HPOST == 2
-	/* head_post_linear [H, H], HPB == H */
-	for (int e = tid; e < K_BQ * K_BK; e += NT)
-		mix_linear(P2 + e, K_BQ * K_BK, a.head_post);
-	__syncthreads();
-#endif
-}
-#endif
-
-/*
- * Accumulate P.V of one key tile into the register accumulators; P is
- * [HPB][BQ][BK]. Without post steps, earlier sums are first rescaled by A.
- */
-#if K_VERSION == 1
-__device__ __forceinline__ void pv_tile(const mta_args &a, int b, int h0, int j0,
-					const float *P, const float *A, float (&acc)[RPW][DPL])
-{
-	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-	const int nc = a.T - j0 < K_BK ? a.T - j0 : K_BK;
-	(void)A;
-#pragma unroll
-	for (int k = 0; k < RPW; k++) {
-		const int row = warp + k * K_WARPS;
-		if (NROW % K_WARPS && row >= NROW)
-			break;
-		const int hh = row / K_BQ;
-		const float *Pr = P + row * K_BK;
-		const elem_t *vb = a.v + b * a.sv[0] + ((h0 + hh) / GQA) * a.sv[2] + j0 * a.sv[1];
-#if !POST
-		const float al = A[row]; /* RP == BQ without post steps */
-#pragma unroll
-		for (int e = 0; e < DPL; e++)
-			acc[k][e] *= al;
-#endif
-		for (int c = 0; c < nc; c++) {
-			const float p = Pr[c];
-#pragma unroll
-			for (int e = 0; e < DPL; e++)
-				if (lane + 32 * e < K_D)
-					acc[k][e] += p * ld(vb + c * a.sv[1] + lane + 32 * e);
-		}
 	}
 }
 #endif
@@ -470,6 +231,270 @@ __device__ __forceinline__ void finish_row(const mta_args &a, int b, int h, int 
 			ob[lane + 32 * e] = o[e];
 }
 
+/*
+ * ---- the tensor-core families: gen/cuda/cudagen.c splices in here the
+ * mma helpers (mta_cuda_mma.cu) and then v2's text (mta_cuda_tc.cu, which
+ * replaces two products of the kernel below) or v3's (mta_cuda_v3.cu, a
+ * kernel of its own: the rest of this file is then skipped) ----
+ */
+/* @MTA_TC@ */
+
+#if K_VERSION < 3
+
+#ifndef SM_TC
+#define SM_TC 0 /* v1: no staging area */
+/* Output accumulators: warp w owns rows (head, query) w, w+WARPS, ...; lane l owns d = l, l+32, ... */
+#define ACC_ROWS RPW
+#define ACC_COLS DPL
+#define PV(a, b, h0, j0, P, A, acc) pv_tile(a, b, h0, j0, P, A, acc)
+#endif
+/* Dynamic shared memory: the v2 staging area (16-byte aligned) first, then
+ * the float tiles. gen/cuda/cudagen.c computes the same (mta_cuda_smem_bytes);
+ * the emulator checks they agree. */
+#define SMEM_BYTES (SM_TC + SM_FLOATS)
+
+/*
+ * S[hh][r][c] (row stride CP) for r < RP, c < ncols: the pre-softmax logits,
+ * convolved and head-mixed, of query row rP0+r and key column cP0+c, for the
+ * block's heads. Entries outside 0 <= col <= row < T are finite garbage the
+ * caller masks. Called by every thread; ends with a barrier.
+ */
+__device__ void logits_tile(const mta_args &a, int b, int h0, int rP0, int cP0, int ncols,
+			    float *S, float *Z, unsigned short *tc)
+{
+	const int tid = threadIdx.x;
+#if K_VERSION >= 2
+	/* Two-stage pipeline over heads: stage hh+1's rows load during hh's mma. */
+	stage_qk(a, tc, b, h0, rP0 - QR, NRL, cP0 - OK1, ncols + KR, 0);
+	mta_cp_commit();
+#endif
+#pragma unroll 1
+	for (int hh = 0; hh < K_HPB; hh++) { /* @model v12.heads */
+		const int h = h0 + hh;
+		float *Sh = S + hh * RP * CP;
+#if K_VERSION >= 2
+		if (hh + 1 < K_HPB)
+			stage_qk(a, tc, b, h + 1, rP0 - QR, NRL, cP0 - OK1, ncols + KR, (hh + 1) & 1);
+		mta_cp_commit();
+		mta_cp_wait(1);
+		__syncthreads();
+#endif
+#if K_VERSION >= 2 && K_CQ && K_ALGO == 1
+		/* Folded where the logit's taps all lie inside the causal triangle,
+		 * decided per logit so that both passes agree on every logit. */
+		const int fold = fold_kind(rP0, cP0, ncols); /* block-uniform */
+		if (fold) /* @model v12.fold */
+			fold_tile(a, tc, hh & 1, h, ncols, Sh);
+#else
+		const int fold = 0;
+#endif
+		if (fold != 2) { /* the logits computed exactly; @model v12.exact */
+#if K_VERSION >= 2
+			qk_tile(a, tc, hh & 1, rP0 - QR, NRL, cP0 - OK1, ncols + KR, K_CQ ? Z : Sh,
+				K_CQ ? CZ : CP);
+			__syncthreads(); /* the stage is reloaded two heads on; Z is read below */
+#else
+			const elem_t *qb = a.q + b * a.sq[0] + h * a.sq[2];
+			const elem_t *kb = a.k + b * a.sk[0] + (h / GQA) * a.sk[2];
+#endif
+#if K_CQ
+			/* Raw logits Z (0 outside the causal triangle), then the convolution. */
+#if K_VERSION == 1
+			const int nz = ncols + KR, rZ0 = rP0 - QR, cZ0 = cP0 - OK1;
+#pragma unroll 1
+			for (int e = tid; e < RZ * nz; e += NT) { /* @model v12.z */
+				const int r = e / nz, c = e % nz, i = rZ0 + r, j = cZ0 + c;
+				float s = 0.f;
+				if (i >= 0 && i < a.T && j >= 0 && j <= i)
+					s = K_SCALE * dot(qb + i * a.sq[1], kb + j * a.sk[1]);
+				Z[r * CZ + c] = s;
+			}
+			__syncthreads();
+#endif
+			const float *w = a.kq_pre + h * (K_CQ * K_CK);
+#pragma unroll 1
+			for (int e = tid; e < RP * ncols; e += NT) { /* @model v12.conv */
+				const int r = e / ncols, c = e % ncols;
+				(void)fold;
+#if K_ALGO == 1
+				if (fold && folded(rP0 + r, cP0 + c))
+					continue; /* fold_tile wrote it */
+#endif
+				float s = 0.f;
+#pragma unroll 1
+				for (int u = 0; u < K_CQ; u++) /* @model v12.cq */
+#pragma unroll
+					for (int t = 0; t < K_CK; t++)
+						s += w[u * K_CK + t] * Z[(r + u) * CZ + c + t];
+				Sh[r * CP + c] = s;
+			}
+			__syncthreads(); /* Z is rewritten for the next head */
+#elif K_VERSION == 1
+#pragma unroll 1
+			for (int e = tid; e < RP * ncols; e += NT) { /* @model v12.conv */
+				const int r = e / ncols, c = e % ncols, i = rP0 + r, j = cP0 + c;
+				float s = 0.f;
+				if (i >= 0 && i < a.T && j >= 0 && j <= i)
+					s = K_SCALE * dot(qb + i * a.sq[1], kb + j * a.sk[1]);
+				Sh[r * CP + c] = s;
+			}
+#endif
+		}
+	}
+#if K_HPRE
+#if !K_CQ
+	__syncthreads();
+#endif
+	/* HPB == H here: S[h] <- sum_h' head_pre[h,h'] S[h'], element-wise in place. */
+#pragma unroll 1
+	for (int e = tid; e < RP * ncols; e += NT) /* @model v12.conv */
+		mix_linear(S + (e / ncols) * CP + e % ncols, RP * CP, a.head_pre);
+#endif
+	__syncthreads();
+}
+
+/*
+ * Online softmax statistics of rows rP0.. over the key tile at cP0 (BK
+ * columns): M (max), L (sum of exp) and A (the factor that rescales earlier
+ * sums) per (head, row). Without post steps the tile's probabilities
+ * (unnormalised, relative to the new max) replace S for the P.V product.
+ */
+__device__ void softmax_tile(int T, int rP0, int cP0, float *S, float *M, float *L, float *A)
+{
+	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+	for (int row = warp; row < K_HPB * RP; row += K_WARPS) { /* @model v12.smrow */
+		const int r = row % RP, i = rP0 + r;
+		float *Sr = S + row * CP;
+		const int lim = i < T ? i - cP0 : -1; /* valid columns c <= lim */
+		float mx = NEG_INF;
+		for (int c = lane; c < K_BK; c += 32) /* @model v12.smcol */
+			if (c <= lim && cP0 + c >= 0)
+				mx = fmaxf(mx, Sr[c]);
+		mx = warp_max(mx);
+		const float mold = M[row], mnew = fmaxf(mold, mx);
+		float sum = 0.f;
+		for (int c = lane; c < K_BK; c += 32) { /* @model v12.smcol */
+			float p = 0.f;
+			if (c <= lim && cP0 + c >= 0)
+				p = __expf(Sr[c] - mnew);
+			sum += p;
+#if !POST
+			Sr[c] = p;
+#endif
+		}
+		sum = warp_sum(sum);
+		__syncwarp(); /* every lane has read M[row] and L[row] before lane 0 writes them */
+		if (lane == 0) {
+			const float al = mold == NEG_INF ? 0.f : __expf(mold - mnew);
+			A[row] = al;
+			L[row] = L[row] * al + sum;
+			M[row] = mnew;
+		}
+	}
+	__syncthreads();
+}
+
+#if POST
+/*
+ * Pass 2 on one key tile: normalise the probability tile (with halo) using
+ * the saved statistics (L holds 1/l by now), apply the post convolution into
+ * P2 [HPB][BQ][BK] and the post head mixing in place. Ends with a barrier.
+ */
+__device__ void post_tile(const mta_args &a, int h0, int i0, int j0, float *S, float *P2,
+			  const float *M, const float *L)
+{
+	const int tid = threadIdx.x, rP0 = i0 - QP, cP0 = j0 - OK2;
+	for (int e = tid; e < K_HPB * RP * CP; e += NT) { /* @model v12.pnorm */
+		const int row = e / CP, c = e % CP, i = rP0 + row % RP, j = cP0 + c;
+		float p = 0.f;
+		if (i >= 0 && i < a.T && j >= 0 && j <= i)
+			p = __expf(S[e] - M[row]) * L[row];
+		S[e] = p;
+	}
+	__syncthreads();
+#if K_CQ2
+	for (int e = tid; e < K_HPB * K_BQ * K_BK; e += NT) { /* @model v12.pconv */
+		const int hh = e / (K_BQ * K_BK), r = (e / K_BK) % K_BQ, c = e % K_BK;
+		const int i = i0 + r, j = j0 + c;
+		float s = 0.f;
+		if (i < a.T && j <= i) {
+			const float *w = a.kq_post + (h0 + hh) * (K_CQ2 * K_CK2);
+			const float *Sh = S + hh * RP * CP;
+#pragma unroll 1
+			for (int u = 0; u < K_CQ2; u++) /* @model v12.cq2 */
+#pragma unroll
+				for (int t = 0; t < K_CK2; t++)
+					s += w[u * K_CK2 + t] * Sh[(r + u) * CP + c + t];
+		}
+		P2[e] = s;
+	}
+	__syncthreads();
+#endif
+#if K_HPOST == 1
+	/* head_post [H/c, c, c]: P[g*c+o] <- sum_in w[g,in,o] P[g*c+in] */
+	for (int e = tid; e < (K_HPB / K_HC) * K_BQ * K_BK; e += NT) { /* @model v12.hpost */
+		const int g = e / (K_BQ * K_BK), off = e % (K_BQ * K_BK);
+		const float *w = a.head_post + (h0 / K_HC + g) * K_HC * K_HC;
+		float *base = P2 + g * K_HC * K_BQ * K_BK + off;
+		float x[K_HC];
+#pragma unroll
+		for (int u = 0; u < K_HC; u++)
+			x[u] = base[u * K_BQ * K_BK];
+#pragma unroll 1
+		for (int o = 0; o < K_HC; o++) { /* @model v12.hco */
+			float s = 0.f;
+#pragma unroll
+			for (int u = 0; u < K_HC; u++)
+				s += w[u * K_HC + o] * x[u];
+			base[o * K_BQ * K_BK] = s;
+		}
+	}
+	__syncthreads();
+#elif K_HPOST == 2
+	/* head_post_linear [H, H], HPB == H */
+	for (int e = tid; e < K_BQ * K_BK; e += NT) /* @model v12.hpostl */
+		mix_linear(P2 + e, K_BQ * K_BK, a.head_post);
+	__syncthreads();
+#endif
+}
+#endif
+
+/*
+ * Accumulate P.V of one key tile into the register accumulators; P is
+ * [HPB][BQ][BK]. Without post steps, earlier sums are first rescaled by A.
+ */
+#if K_VERSION == 1
+__device__ __forceinline__ void pv_tile(const mta_args &a, int b, int h0, int j0,
+					const float *P, const float *A, float (&acc)[RPW][DPL])
+{
+	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+	const int nc = a.T - j0 < K_BK ? a.T - j0 : K_BK;
+	(void)A;
+#pragma unroll
+	for (int k = 0; k < RPW; k++) {
+		const int row = warp + k * K_WARPS;
+		if (NROW % K_WARPS && row >= NROW)
+			break;
+		const int hh = row / K_BQ;
+		const float *Pr = P + row * K_BK;
+		const elem_t *vb = a.v + b * a.sv[0] + ((h0 + hh) / GQA) * a.sv[2] + j0 * a.sv[1];
+#if !POST
+		const float al = A[row]; /* RP == BQ without post steps */
+#pragma unroll
+		for (int e = 0; e < DPL; e++)
+			acc[k][e] *= al;
+#endif
+		for (int c = 0; c < nc; c++) { /* @model v12.pvc */
+			const float p = Pr[c];
+#pragma unroll
+			for (int e = 0; e < DPL; e++)
+				if (lane + 32 * e < K_D)
+					acc[k][e] += p * ld(vb + c * a.sv[1] + lane + 32 * e);
+		}
+	}
+}
+#endif
+
 extern "C" __global__ void __launch_bounds__(NT, 1) mta_fwd(const mta_args a)
 {
 	extern __shared__ float4 mta_smem[];
@@ -487,16 +512,16 @@ extern "C" __global__ void __launch_bounds__(NT, 1) mta_fwd(const mta_args a)
 #pragma unroll
 		for (int e = 0; e < ACC_COLS; e++)
 			acc[k][e] = 0.f;
-	for (int e = tid; e < SM_STAT; e += NT) {
+	for (int e = tid; e < SM_STAT; e += NT) { /* @model v12.stat */
 		M[e] = NEG_INF;
 		L[e] = 0.f;
 	}
 	__syncthreads();
 
 	/* Pass 1 (or the only pass): online softmax over the key tiles. */
-	for (int t = 0; t < nkt; t++) {
+	for (int t = 0; t < nkt; t++) { /* @model v12.kt */
 		const int j0 = t * K_BK;
-		logits_tile(a, b, h0, i0 - QP, j0, K_BK, S, Z, tc);
+		logits_tile(a, b, h0, i0 - QP, j0, K_BK, S, Z, tc); /* @model pass=1 */
 		softmax_tile(a.T, i0 - QP, j0, S, M, L, A);
 #if !POST
 		PV(a, b, h0, j0, S, A, acc);
@@ -504,13 +529,13 @@ extern "C" __global__ void __launch_bounds__(NT, 1) mta_fwd(const mta_args a)
 #endif
 	}
 #if POST
-	for (int e = tid; e < SM_STAT; e += NT)
+	for (int e = tid; e < SM_STAT; e += NT) /* @model v12.stat */
 		L[e] = L[e] > 0.f ? 1.f / L[e] : 0.f;
 	__syncthreads();
 	/* Pass 2: recompute, normalise, post convolution and mixing, P.V. */
-	for (int t = 0; t < nkt; t++) {
+	for (int t = 0; t < nkt; t++) { /* @model v12.kt */
 		const int j0 = t * K_BK;
-		logits_tile(a, b, h0, i0 - QP, j0 - OK2, CP, S, Z, tc);
+		logits_tile(a, b, h0, i0 - QP, j0 - OK2, CP, S, Z, tc); /* @model pass=2 */
 		post_tile(a, h0, i0, j0, S, K_CQ2 ? P2 : S, M, L);
 		PV(a, b, h0, j0, K_CQ2 ? P2 : S, A, acc);
 		__syncthreads();
@@ -537,9 +562,9 @@ extern "C" __global__ void __launch_bounds__(NT, 1) mta_fwd(const mta_args a)
 #else
 	/* One head at a time through shared memory (the staging area is free now). */
 	float *Ob = (float *)mta_smem;
-	for (int hh = 0; hh < K_HPB; hh++) {
+	for (int hh = 0; hh < K_HPB; hh++) { /* @model v12.heads */
 		acc_to_smem(hh, acc, Ob);
-		for (int r = warp; r < K_BQ && i0 + r < a.T; r += K_WARPS) {
+		for (int r = warp; r < K_BQ && i0 + r < a.T; r += K_WARPS) { /* @model v12.erow */
 			const float inv = POST ? 1.f : 1.f / L[hh * RP + r];
 			float o[DPL];
 #pragma unroll
@@ -551,6 +576,8 @@ extern "C" __global__ void __launch_bounds__(NT, 1) mta_fwd(const mta_args a)
 	}
 #endif
 }
+
+#endif /* K_VERSION < 3 */
 
 #ifdef MTA_EMU
 MTA_EMU_ENTRY(mta_fwd, mta_args, SMEM_BYTES)

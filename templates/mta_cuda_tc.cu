@@ -18,85 +18,12 @@
  * (see fold_tile below); algo 0 computes the raw logits and convolves them.
  *
  * Requires: dtype bf16 or f16, BQ and BK multiples of 16 (the space checks).
- * D is padded to a multiple of 16 with zeros in shared memory.
+ * D is padded to a multiple of 16 with zeros in shared memory. The PTX
+ * helpers (mma.sync, ldmatrix, cp.async) come from mta_cuda_mma.cu, which
+ * the generator splices in first.
  */
 
-/* ---- PTX helpers; templates/cuda_emu.h has a portable twin of each ---- */
-#ifndef MTA_EMU
-__device__ __forceinline__ void mta_mma_bf16(float d[4], const unsigned a[4], const unsigned b[2])
-{
-	asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
-		     "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-		     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-		     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-}
-__device__ __forceinline__ void mta_mma_f16(float d[4], const unsigned a[4], const unsigned b[2])
-{
-	asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
-		     "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-		     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-		     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-}
-__device__ __forceinline__ unsigned mta_smem_addr(const void *p)
-{
-	return (unsigned)__cvta_generic_to_shared(p);
-}
-__device__ __forceinline__ void mta_ldsm_x4(unsigned r[4], const void *p)
-{
-	asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
-		     : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(mta_smem_addr(p)));
-}
-__device__ __forceinline__ void mta_ldsm_x2(unsigned r[2], const void *p)
-{
-	asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];"
-		     : "=r"(r[0]), "=r"(r[1]) : "r"(mta_smem_addr(p)));
-}
-__device__ __forceinline__ void mta_ldsm_x2_t(unsigned r[2], const void *p)
-{
-	asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0,%1}, [%2];"
-		     : "=r"(r[0]), "=r"(r[1]) : "r"(mta_smem_addr(p)));
-}
-__device__ __forceinline__ void mta_cp_async16(void *dst, const void *src)
-{
-	asm volatile("cp.async.cg.shared.global [%0], [%1], 16;"
-		     :: "r"(mta_smem_addr(dst)), "l"(src) : "memory");
-}
-__device__ __forceinline__ void mta_cp_commit(void)
-{
-	asm volatile("cp.async.commit_group;" ::: "memory");
-}
-#define mta_cp_wait(n) asm volatile("cp.async.wait_group %0;" :: "n"(n) : "memory")
-__device__ __forceinline__ unsigned short mta_f32_to_f16(float f)
-{
-	unsigned short h;
-	asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
-	return h;
-}
-#endif
-
-/* Round a float to the operand type, to nearest even (inputs are finite). */
-__device__ __forceinline__ unsigned short to_op(float f)
-{
-#if K_DTYPE == 1
-	unsigned u = __float_as_uint(f);
-	return (unsigned short)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-#else
-	return mta_f32_to_f16(f);
-#endif
-}
-
-__device__ __forceinline__ void mma(float d[4], const unsigned a[4], const unsigned b[2])
-{
-#if K_DTYPE == 1
-	mta_mma_bf16(d, a, b);
-#else
-	mta_mma_f16(d, a, b);
-#endif
-}
-
 /* ---- sizes of the v2 staging area (bytes; gen/cuda/cudagen.c mirrors them) --- */
-#define R16(x) (((x) + 15) / 16 * 16)
-#define R8(x) (((x) + 7) / 8 * 8)
 #define DK R16(K_D)                 /* k extent of q.k, zero padded */
 #define DS (DK + 8)                 /* smem row stride (elements): 16-byte rows, fewer bank conflicts */
 #define DN R8(K_D)                  /* n extent of P.V */
@@ -131,7 +58,7 @@ __device__ __forceinline__ void mma(float d[4], const unsigned a[4], const unsig
 __device__ void stage_rows(unsigned short *dst, const elem_t *x, long long st, int r0, int nr,
 			   int npad, int T, bool vec)
 {
-	for (int e = threadIdx.x; e < npad * (DK / 8); e += NT) {
+	for (int e = threadIdx.x; e < npad * (DK / 8); e += NT) { /* @model v12.stage */
 		const int r = e / (DK / 8), c = e % (DK / 8) * 8, t = r0 + r;
 		unsigned short *d = dst + r * DS + c;
 		const bool in = r < nr && t >= 0 && t < T;
@@ -160,8 +87,9 @@ __device__ void stage_qk(const mta_args &a, unsigned short *tc, int b, int h, in
 {
 	const bool vec = vec_ok(a);
 	unsigned short *Qs = tc + s * (MR + NC) * DS, *Ks = Qs + MR * DS;
-	stage_rows(Qs, a.q + b * a.sq[0] + h * a.sq[2], a.sq[1], r0, nr, MR, a.T, vec);
-	stage_rows(Ks, a.k + b * a.sk[0] + (h / GQA) * a.sk[2], a.sk[1], c0, nc, NC, a.T, vec);
+	stage_rows(Qs, a.q + b * a.sq[0] + h * a.sq[2], a.sq[1], r0, nr, MR, a.T, vec); /* @model st=1 */
+	stage_rows(Ks, a.k + b * a.sk[0] + (h / GQA) * a.sk[2], a.sk[1], c0, nc, NC, a.T, /* @model st=2 */
+		   vec);
 }
 
 /*
@@ -175,7 +103,7 @@ __device__ void qk_tile(const mta_args &a, const unsigned short *tc, int s, int 
 	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t4 = lane & 3;
 	const unsigned short *Qs = tc + s * (MR + NC) * DS, *Ks = Qs + MR * DS;
 	const int mt = (nr + 15) / 16, nt = (nc + 7) / 8;
-	for (int tile = warp; tile < mt * nt; tile += K_WARPS) {
+	for (int tile = warp; tile < mt * nt; tile += K_WARPS) { /* @model v12.qkt */
 		const int m0 = tile / nt * 16, n0 = tile % nt * 8;
 		float d[4] = { 0.f, 0.f, 0.f, 0.f };
 #pragma unroll
@@ -208,19 +136,24 @@ __device__ void pv_tile_tc(const mta_args &a, unsigned short *tc, int b, int h0,
 	unsigned short *Vs = tc + TC_QK, *Ps = Vs + K_BK * DS;
 	const bool vec = vec_ok(a);
 	(void)A;
+	/* Unrolled over heads, so each head visits only the accumulator slots
+	 * that can hold its tiles (a compile-time range), not every slot with a
+	 * run-time test: that kept all of them live around every head's mma and
+	 * held the paper's configuration at the 255-register cap. */
+#pragma unroll
 	for (int hh = 0; hh < K_HPB; hh++) {
 		const int h = h0 + hh;
-		stage_rows(Vs, a.v + b * a.sv[0] + (h / GQA) * a.sv[2], a.sv[1], j0, K_BK, K_BK,
-			   a.T, vec);
+		stage_rows(Vs, a.v + b * a.sv[0] + (h / GQA) * a.sv[2], a.sv[1], /* @model st=3 */
+			   j0, K_BK, K_BK, a.T, vec);
 		mta_cp_commit();
-		for (int e = threadIdx.x; e < K_BQ * K_BK; e += NT)
+		for (int e = threadIdx.x; e < K_BQ * K_BK; e += NT) /* @model v12.pround */
 			Ps[e / K_BK * PS + e % K_BK] = to_op(P[hh * K_BQ * K_BK + e]);
 		mta_cp_wait(0);
 		__syncthreads();
 #pragma unroll
-		for (int k = 0; k < ACC_ROWS; k++) {
+		for (int k = hh * TPH / K_WARPS; k <= ((hh + 1) * TPH - 1) / K_WARPS; k++) { /* @model v12.pvk */
 			const int tile = warp + k * K_WARPS;
-			if (tile >= NTILE || tile / TPH != hh)
+			if (k >= ACC_ROWS || tile / TPH != hh)
 				continue; /* warp-uniform */
 			const int m0 = tile % TPH / NT8 * 16, n0 = tile % NT8 * 8;
 #if !POST
@@ -277,17 +210,32 @@ __device__ void acc_to_smem(int hh, const float (&acc)[ACC_ROWS][ACC_COLS], floa
  * j <= i - QR - (ck-1-ok) (taps with rows i-QR+a < 0 read zero q rows and
  * columns outside [0, T) zero k rows, as Z is 0 there). That is a product
  * of q rows stacked over a with Kc stacked over a (depth cq*D) on the
- * tensor cores. Tiles that reach into the diagonal band take the exact Z
- * path (algo 0's code) instead; for long sequences they are the few tiles
- * near the diagonal. Kc_a is summed in float and rounded to the operand
- * type, one kernel row a at a time.
+ * tensor cores. Logits whose taps reach past the mask take the exact Z path
+ * (algo 0's code): tiles wholly off the diagonal band are only folded, tiles
+ * that straddle its edge run both and keep each logit's own, tiles on the
+ * diagonal only the exact path. Kc_a is summed in float and rounded to the
+ * operand type, one kernel row a at a time.
  */
 #define FT ((R16(RP) / 16 * (NF / 8) + K_WARPS - 1) / K_WARPS)
 
-/* Whether every logit of the tile keeps all its taps inside the causal triangle. */
-__device__ __forceinline__ bool off_band(int rP0, int cP0, int ncols)
+/*
+ * Whether logit (i, j) is folded: all its taps inside the causal triangle,
+ * j - ok + (ck-1) <= i - QR. The decision is the logit's own, so pass 1 and
+ * pass 2 (whose key windows differ: pass 2's reaches OK2 keys left and
+ * KP-OK2 right of its tile) fold the same logits; a decision per tile made
+ * the two passes disagree on the logits near a tile's edge, and a row's
+ * probabilities no longer summed to one (test cuda_emu_tc_fold_passes_agree).
+ */
+__device__ __forceinline__ bool folded(int i, int j)
 {
-	return cP0 + ncols - 1 - rP0 <= -(QR + KR - OK1);
+	return j - i <= -(QR + KR - OK1);
+}
+
+/* For the tile rows rP0.., columns cP0..cP0+ncols-1: 2 when every logit is
+ * folded, 1 when some are, 0 when none is. */
+__device__ __forceinline__ int fold_kind(int rP0, int cP0, int ncols)
+{
+	return folded(rP0, cP0 + ncols - 1) ? 2 : folded(rP0 + RP - 1, cP0) ? 1 : 0;
 }
 
 /*
@@ -307,8 +255,8 @@ __device__ void fold_tile(const mta_args &a, const unsigned short *tc, int s, in
 	for (int k = 0; k < FT; k++)
 		acc[k][0] = acc[k][1] = acc[k][2] = acc[k][3] = 0.f;
 #pragma unroll 1
-	for (int u = 0; u < K_CQ; u++) {
-		for (int e = threadIdx.x; e < NF * DK; e += NT) {
+	for (int u = 0; u < K_CQ; u++) { /* @model v12.cq */
+		for (int e = threadIdx.x; e < NF * DK; e += NT) { /* @model v12.kc */
 			const int c = e / DK, d = e % DK;
 			float x = 0.f;
 			if (c < ncols)
@@ -319,7 +267,7 @@ __device__ void fold_tile(const mta_args &a, const unsigned short *tc, int s, in
 		}
 		__syncthreads();
 #pragma unroll
-		for (int k = 0; k < FT; k++) {
+		for (int k = 0; k < FT; k++) { /* @model v12.ft */
 			const int tile = warp + k * K_WARPS;
 			if (tile >= R16(RP) / 16 * (NF / 8))
 				break; /* warp-uniform */

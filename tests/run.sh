@@ -4,10 +4,12 @@
 # names are given) the Python package's tests in .venv (python/tests/run.py;
 # `make python` makes the venv, and without it they count as failed), a short
 # run of every libFuzzer target (tests/fuzz/run.sh), the valgrind checks
-# (tests/valgrind.sh) and the Slurm cluster test (tests/slurm/run.sh; it says
-# so and counts nothing when Slurm is not installed and the user is not root,
-# who could have installed it), and print the total as the last line:
-# "N passed, N failed". Exit status 1 on any failure.
+# (tests/valgrind.sh), the rehearsal of the prepared GPU run
+# (bench/gpu_rehearse.sh, the emulator standing in for the GPU; needs `make
+# gpu-pack`) and the Slurm cluster test (tests/slurm/run.sh; it says so and
+# counts nothing when Slurm is not installed and the user is not root, who
+# could have installed it), and print the total as the last line: "N passed,
+# N failed". Exit status 1 on any failure.
 cd "$(dirname "$0")/.." || exit 1
 total_p=0; total_f=0
 
@@ -33,7 +35,7 @@ for b in normal san; do
 	rm -f "$out"
 done
 if [ $# -eq 0 ]; then
-	for stage in python fuzz valgrind slurm; do
+	for stage in python fuzz valgrind gpu-rehearse slurm; do
 		out=$(mktemp)
 		case $stage in
 		python)
@@ -44,6 +46,7 @@ if [ $# -eq 0 ]; then
 			fi ;;
 		fuzz) sh tests/fuzz/run.sh short "${FUZZ_TEST_SECONDS:-5}" 2>&1 | tee "$out" ;;
 		valgrind) sh tests/valgrind.sh 2>&1 | tee "$out" ;;
+		gpu-rehearse) sh bench/gpu_rehearse.sh 2>&1 | tee "$out" ;;
 		slurm) sh tests/slurm/run.sh --if-installed 2>&1 | tee "$out" ;;
 		esac
 		tally $stage "$out"

@@ -248,3 +248,41 @@ TEST(cli_run_refuses_missing_paths)
 	CHECK_STR_CONTAINS(out, "--out FILE.npy is required");
 	free(out);
 }
+
+/*
+ * --variant runs that variant (the GPU check's sanitizer runs use it): a v2
+ * and a v3 kernel in the emulator on a golden case, checked against
+ * expected.npy; a variant of another backend, one that does not fit the
+ * problem, and --variant without a backend are refused with 2.
+ */
+TEST(cli_run_variant)
+{
+	char dir[1024], o[700], e[1100], *out = NULL;
+	snprintf(dir, sizeof dir, "%s/dev-full", mt_golden_dir());
+	snprintf(e, sizeof e, "%s/expected.npy", dir);
+	snprintf(o, sizeof o, "%s/o-variant.npy", mt_tmpdir());
+	static const char *ok[] = { "cuda:v2,bq=16,bk=16,hpb=4,warps=4,algo=1",
+				    "cuda:v3,bq=16,bk=32,hpb=4,warps=8" };
+	for (int i = 0; i < 2; i++) {
+		int code = mt_sh(&out, "%s run --backend cuda-emu --variant %s --inputs '%s' --out '%s' "
+				 "--dtype bf16 --expected '%s'", mt_bin(), ok[i], dir, o, e);
+		CHECKF(code == 0, "%s: exit %d:\n%s", ok[i], code, out);
+		CHECK_STR_CONTAINS(out, ok[i]);
+		CHECK_STR_CONTAINS(out, " ok");
+		free(out);
+	}
+	int code = mt_sh(&out, "%s run --backend cuda-emu --variant cpu:v1 --inputs '%s' --out '%s'",
+			 mt_bin(), dir, o);
+	CHECK_EQ_INT(code, 2);
+	CHECK_STR_CONTAINS(out, "not a variant of backend cuda-emu");
+	free(out);
+	code = mt_sh(&out, "%s run --backend cuda-emu --variant cuda:v1,hpb=3 --inputs '%s' --out "
+		     "'%s'", mt_bin(), dir, o);
+	CHECK_EQ_INT(code, 2);
+	CHECK_STR_CONTAINS(out, "does not fit");
+	free(out);
+	code = mt_sh(&out, "%s run --variant cuda:v1 --inputs '%s' --out '%s'", mt_bin(), dir, o);
+	CHECK_EQ_INT(code, 2);
+	CHECK_STR_CONTAINS(out, "needs --backend");
+	free(out);
+}

@@ -266,16 +266,28 @@ TEST(cuda_prepare_pipeline)
 	mta_db_close(db);
 }
 
-/* `make gpu-check` stops at once, saying why, where no GPU can be used. */
-TEST(cuda_gpu_check_needs_gpu)
+/*
+ * The prepared GPU run (bench/gpu_run.sh, `make gpu-check`) stops at once
+ * where no GPU can be used, says why, and leaves a summary.json that says
+ * so under $OUT.
+ */
+TEST(cuda_gpu_run_needs_gpu)
 {
-	char *out = NULL;
-	int st = mt_sh(&out, "MTATUNE=%s MTATUNE_LIBCUDA=%s/none.so sh bench/gpu_check.sh",
-		       mt_bin(), mt_tmpdir());
+	char *out = NULL, path[1200];
+	int st = mt_sh(&out, "OUT=%s/gpu-out MTATUNE=%s MTATUNE_LIBCUDA=%s/none.so sh "
+		       "bench/gpu_run.sh", mt_tmpdir(), mt_bin(), mt_tmpdir());
 	CHECK_EQ_INT(st, 1);
-	CHECK_STR_CONTAINS(out, "gpu-check: no CUDA device: run this on a GPU machine");
-	CHECK(!strstr(out, "report:"));
+	CHECK_STR_CONTAINS(out, "FAIL: mtatune sees no CUDA device");
 	free(out);
+	snprintf(path, sizeof path, "%s/gpu-out/summary.json", mt_tmpdir());
+	FILE *f = fopen(path, "r");
+	REQUIRE(f);
+	char buf[4096] = "";
+	size_t n = fread(buf, 1, sizeof buf - 1, f);
+	buf[n] = 0;
+	fclose(f);
+	CHECK_STR_CONTAINS(buf, "\"ok\": false");
+	CHECK_STR_CONTAINS(buf, "\"step\": \"device\"");
 }
 
 /*

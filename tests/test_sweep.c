@@ -117,7 +117,8 @@ TEST(sweep_two_workers_killed_with_sigkill_resume_every_record_once)
 	const char *opts = "--devices 0,1 --strategy random --budget 8 --seed 3";
 	pid_t pid = spawn_sweep(grid, db, opts, log);
 	long long have = 0, writers = 0;
-	for (int i = 0; i < 600 && (have < 4 || writers < 2); i++) {
+	/* until both workers wrote (up to 2 minutes: compiles are slow on a loaded machine) */
+	for (int i = 0; i < 6000 && (have < 4 || writers < 2); i++) {
 		usleep(20000);
 		have = mt_db_count(db, "SELECT count(*) FROM results");
 		writers = mt_db_count(db, "SELECT count(DISTINCT run_id) FROM results");

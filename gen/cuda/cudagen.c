@@ -12,10 +12,81 @@
 #include <string.h>
 
 #define TEMPLATE "templates/mta_cuda.cu"
+#define TEMPLATE_MMA "templates/mta_cuda_mma.cu"
 #define TEMPLATE_TC "templates/mta_cuda_tc.cu"
+#define TEMPLATE_V3 "templates/mta_cuda_v3.cu"
 #define TC_MARK "/* @MTA_TC@ */"
 
 static size_t r16(size_t x) { return (x + 15) / 16 * 16; }
+static size_t r8(size_t x) { return (x + 7) / 8 * 8; }
+static size_t zmax(size_t a, size_t b) { return a > b ? a : b; }
+static size_t zmin(size_t a, size_t b) { return a < b ? a : b; }
+
+/* One count of v3's sizes for nstg q/k stages (the template's V_* and SZ_*). */
+static void v3_dims(const struct mta_problem *p, const struct mta_variant *v, size_t nstg,
+		    struct mta_cuda_v3_dims *d)
+{
+	const size_t bq = (size_t)v->bq, bk = (size_t)v->bk, hpb = (size_t)v->hpb;
+	const int post = p->cq2 || p->head_post;
+	memset(d, 0, sizeof *d);
+	d->qr = p->cq ? p->cq - 1 : 0;
+	d->kr = p->cq ? p->ck - 1 : 0;
+	d->qp = p->cq2 ? p->cq2 - 1 : 0;
+	d->kp = p->cq2 ? p->ck2 - 1 : 0;
+	d->rp = v->bq + d->qp;
+	d->rz = d->rp + d->qr;
+	d->dk = (int)r16((size_t)p->D);
+	d->ds = d->dk + 8;
+	d->zm = (int)(p->cq ? r16((size_t)d->rz) : r16((size_t)d->rp));
+	d->nr8 = (d->rp + 7) / 8;
+	d->tk = p->cq ? (15 + p->ck + 15) / 16 : 0;
+	d->zr = p->cq ? 8 * d->nr8 + d->qr : 0;
+	d->zs = p->cq ? (int)r8(zmax((size_t)d->kr + bk, bk - 16 + 16 * (size_t)d->tk)) + 8 : 0;
+	d->wtn = p->cq ? 16 * d->tk + 16 : 0;
+	d->ss = v->bk + 4;
+	d->tk2 = p->cq2 ? (15 + p->ck2 + 15) / 16 : 0;
+	d->ps = p->cq2 ? (int)r8(zmax((size_t)d->kp + bk, bk - 16 + 16 * (size_t)d->tk2)) + 8
+		       : v->bk + 8;
+	d->wtn2 = p->cq2 ? 16 * d->tk2 + 16 : 0;
+	d->pbs = v->bk + 8;
+	d->gs = p->head_post == MTA_HPOST_CONV ? p->hc : v->hpb;
+	d->nt8 = (int)(r8((size_t)p->D) / 8);
+	d->tph = d->nt8 * (v->bq / 16);
+	d->ak = (v->hpb * d->tph + v->warps - 1) / v->warps;
+	d->nstg = (int)nstg;
+	d->sz_wt = p->cq ? hpb * (size_t)p->cq * (size_t)d->wtn * 4 : 0;
+	d->sz_w2 = p->cq2 ? hpb * (size_t)p->cq2 * (size_t)d->wtn2 * 4 : 0;
+	d->sz_wm1 = p->head_pre ? hpb * hpb * 4 : 0;
+	d->sz_wm2 = p->head_post ? hpb * (size_t)d->gs * 4 : 0;
+	const size_t sz_qk = nstg * ((size_t)d->zm + bk) * (size_t)d->ds * 2;
+	d->sz_z = p->cq ? hpb * (size_t)d->zr * (size_t)d->zs * 2 : 0;
+	d->sz_zc = p->cq ? hpb * (size_t)d->rz * (size_t)((d->kr + 1) / 2) * 4 : 0;
+	/* head mixing on the tensor cores for 16-head blocks (V_TCMIX, V_TCMIXP) */
+	const int tcmix = p->head_pre && v->hpb == 16;
+	const int tcmixp = p->head_post && v->hpb == 16 && p->cq2;
+	const int s32 = !tcmix || (p->cq2 && !tcmixp);
+	d->sz_s = zmax(zmax(s32 ? hpb * (size_t)d->rp * (size_t)d->ss * 4 : 0,
+			    tcmix ? (size_t)d->rp * bk * 64 : 0), tcmixp ? bq * bk * 32 : 0);
+	d->sz_p = post ? hpb * (size_t)d->rp * (size_t)d->ps * 2 : 0;
+	d->sz_pb = hpb * bq * (size_t)d->pbs * 2;
+	d->sz_st = (2 * hpb * (size_t)d->rp + hpb * bq) * 4;
+	d->vg = (int)zmin(hpb, zmax(1, sz_qk / (2 * bk * (size_t)d->ds * 2)));
+	d->sz_stg = zmax(zmax(sz_qk, 2 * (size_t)d->vg * bk * (size_t)d->ds * 2),
+			 bq * (size_t)p->D * 4);
+	d->sz_pbx = d->sz_pb > d->sz_z ? d->sz_pb : 0;
+	d->smem = r16(d->sz_wt) + r16(d->sz_w2) + r16(d->sz_wm1) + r16(d->sz_wm2) + r16(d->sz_stg) +
+		  r16(d->sz_z) + r16(d->sz_zc) + r16(d->sz_s) + r16(d->sz_p) + r16(d->sz_pbx) +
+		  r16(d->sz_st);
+}
+
+/* Two q/k stages when they fit sm_90's 227 KiB, else one (the template's V_NSTG). */
+void mta_cuda_v3_dims(const struct mta_problem *p, const struct mta_variant *v,
+		      struct mta_cuda_v3_dims *d)
+{
+	v3_dims(p, v, 2, d);
+	if (d->smem > 232448)
+		v3_dims(p, v, 1, d);
+}
 
 /*
  * Mirrors SMEM_BYTES in the templates: for v2 the staging area SM_TC of
@@ -26,6 +97,11 @@ static size_t r16(size_t x) { return (x + 15) / 16 * 16; }
  */
 size_t mta_cuda_smem_bytes(const struct mta_problem *p, const struct mta_variant *v)
 {
+	if (v->version == 3) {
+		struct mta_cuda_v3_dims d;
+		mta_cuda_v3_dims(p, v, &d);
+		return d.smem;
+	}
 	size_t qp = p->cq2 ? (size_t)p->cq2 - 1 : 0, kp = p->cq2 ? (size_t)p->ck2 - 1 : 0;
 	size_t qr = p->cq ? (size_t)p->cq - 1 : 0, kr = p->cq ? (size_t)p->ck - 1 : 0;
 	size_t rp = (size_t)v->bq + qp, cp = (size_t)v->bk + kp, hpb = (size_t)v->hpb;
@@ -46,7 +122,8 @@ size_t mta_cuda_smem_bytes(const struct mta_problem *p, const struct mta_variant
 
 int mta_gen_cuda(const struct mta_problem *p, const struct mta_variant *v, char **source)
 {
-	const char *tpl = mta_embedded(TEMPLATE), *tc = mta_embedded(TEMPLATE_TC);
+	const char *tpl = mta_embedded(TEMPLATE), *mma = mta_embedded(TEMPLATE_MMA);
+	const char *fam = mta_embedded(v->version == 3 ? TEMPLATE_V3 : TEMPLATE_TC);
 	char spec[MTA_SPEC_MAX];
 	struct mta_buf b = { 0 };
 	int rc;
@@ -60,17 +137,19 @@ int mta_gen_cuda(const struct mta_problem *p, const struct mta_variant *v, char 
 	if (!tpl)
 		return mta_fail(MTA_ENOTFOUND, "template %s is not embedded in this build", TEMPLATE);
 	const char *mark = strstr(tpl, TC_MARK);
-	if (v->version >= 2 && (!tc || !mark))
-		return mta_fail(MTA_ENOTFOUND, "template %s (or its mark in %s) is not in this build",
-				TEMPLATE_TC, TEMPLATE);
+	if (v->version >= 2 && (!mma || !fam || !mark))
+		return mta_fail(MTA_ENOTFOUND, "template %s or %s (or the mark in %s) is not in this "
+				"build", TEMPLATE_MMA, v->version == 3 ? TEMPLATE_V3 : TEMPLATE_TC,
+				TEMPLATE);
 	if ((rc = mta_gen_defines(&b, TEMPLATE, p, v))) {
 		mta_buf_free(&b);
 		return rc;
 	}
-	/* v2 splices the tensor-core template in at the mark (else it stays a comment) */
+	/* v2 and v3 splice the mma helpers and their family's text in at the
+	 * mark (for v1 it stays a comment) */
 	if (v->version >= 2) {
 		mta_buf_add(&b, tpl, (size_t)(mark - tpl));
-		mta_buf_printf(&b, "%s%s", tc, mark);
+		mta_buf_printf(&b, "%s\n%s%s", mma, fam, mark);
 	} else {
 		mta_buf_printf(&b, "%s", tpl);
 	}

@@ -24,6 +24,19 @@ struct mta_cuda_launch {
  */
 int mta_gen_cuda(const struct mta_problem *p, const struct mta_variant *v, char **source);
 
+/*
+ * The derived sizes of a v3 kernel (templates/mta_cuda_v3.cu's V_* and SZ_*
+ * macros), for its shared memory and for the cost model's trip counts.
+ */
+struct mta_cuda_v3_dims {
+	int qr, kr, qp, kp, rp, rz, ds, dk, zm, nr8, tk, zr, zs, wtn, ss, tk2, ps, wtn2, pbs, gs;
+	int nt8, tph, ak, nstg, vg;
+	size_t sz_wt, sz_w2, sz_wm1, sz_wm2, sz_stg, sz_z, sz_zc, sz_s, sz_p, sz_pb, sz_pbx, sz_st;
+	size_t smem;
+};
+void mta_cuda_v3_dims(const struct mta_problem *p, const struct mta_variant *v,
+		      struct mta_cuda_v3_dims *d);
+
 /* Dynamic shared memory (bytes) the kernel of (p, v) needs. */
 size_t mta_cuda_smem_bytes(const struct mta_problem *p, const struct mta_variant *v);
 

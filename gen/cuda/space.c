@@ -5,7 +5,10 @@
  * Families: v1 scalar fp32 (templates/mta_cuda.cu), any dtype; v2 tensor
  * cores (templates/mta_cuda_tc.cu spliced into it), bf16/f16 problems only,
  * bq and bk multiples of 16 (mma tiles), D padded to 16 in shared memory;
- * v2 algo 1 folds the pre-softmax convolution into the logit product.
+ * v2 algo 1 folds the pre-softmax convolution into the logit product; v3
+ * (templates/mta_cuda_v3.cu, docs/gpu/design.md) bf16/f16 only: a sliding
+ * key window, the pre-softmax convolution as Toeplitz products on the tensor
+ * cores, the post-softmax one from register tiles, P.V per own head.
  *
  * Tunables: bq (query rows per block), bk (key columns per tile), hpb (heads
  * per block), warps (threads = 32*warps), algo (v1 has only 0: two passes for
@@ -34,16 +37,38 @@
 #define SMEM_MAX_TC (163 * 1024)
 /* Output accumulators per thread (registers): ceil(hpb*bq/warps)*ceil(D/32). */
 #define ACC_MAX 96
+/*
+ * v3's accumulators live across every phase, so they and the registers the
+ * phases need besides them (mma fragments, convolution windows, mixing
+ * inputs: about 100 with NVRTC 13.0, 166 - 64 at the paper's configuration
+ * with 12 warps) must stay under the per-thread cap of the block size,
+ * min(255, 65536 / threads), with headroom: a toolchain that allocates a few
+ * more registers must not push a variant into spills (rule v3_regs).
+ */
+#define ACC_MAX_V3 128
+#define V3_WORK 110
+/* The largest dynamic shared memory of any target (sm_90: 227 KiB); v3 only. */
+#define SMEM_MAX_V3 232448
 /* Register arrays of the linear head mixing hold every head of the block. */
 #define MIX_MAX 32
 
 static long acc_regs(const struct mta_problem *p, const struct mta_variant *v)
 {
+	if (v->version == 3) { /* every head's 16x8 tiles of (query, d), dealt round robin */
+		long tiles = (long)v->hpb * (v->bq / 16) * ((p->D + 7) / 8);
+		return (tiles + v->warps - 1) / v->warps * 4;
+	}
 	if (v->version >= 2) { /* 16x8 mma C tiles of (head, query, d), 4 floats a lane */
 		long tiles = (long)v->hpb * (v->bq / 16) * ((p->D + 7) / 8);
 		return (tiles + v->warps - 1) / v->warps * 4;
 	}
 	return ((long)v->hpb * v->bq + v->warps - 1) / v->warps * ((p->D + 31) / 32);
+}
+
+static int v3_regs(const struct mta_problem *p, const struct mta_variant *v)
+{
+	long cap = 65536 / (32L * v->warps);
+	return v->version != 3 || acc_regs(p, v) + V3_WORK <= (cap < 255 ? cap : 255);
 }
 
 static long mix_regs(const struct mta_problem *p, const struct mta_variant *v)
@@ -60,9 +85,9 @@ static long smem(const struct mta_problem *p, const struct mta_variant *v)
 
 /* Resource limits as data: what is measured, its cap for v1 and for v2. */
 static const struct mta_limit limits[] = {
-	{ "bytes of shared memory", smem, { SMEM_MAX, SMEM_MAX_TC } },
-	{ "output accumulator registers per thread", acc_regs, { ACC_MAX, ACC_MAX } },
-	{ "head-mixing registers per thread", mix_regs, { MIX_MAX, MIX_MAX } },
+	{ "bytes of shared memory", smem, { SMEM_MAX, SMEM_MAX_TC, SMEM_MAX_V3 } },
+	{ "output accumulator registers per thread", acc_regs, { ACC_MAX, ACC_MAX, ACC_MAX_V3 } },
+	{ "head-mixing registers per thread", mix_regs, { MIX_MAX, MIX_MAX, MIX_MAX } },
 	{ 0 },
 };
 
@@ -76,15 +101,25 @@ static int warps_ok(const struct mta_problem *p, const struct mta_variant *v)
 }
 static int algo_ok(const struct mta_problem *p, const struct mta_variant *v)
 {
-	return v->version == 1 ? v->algo == 0 : v->algo == 0 || v->algo == 1;
+	return v->version == 2 ? v->algo == 0 || v->algo == 1 : v->algo == 0;
+}
+static int old_sizes(const struct mta_problem *p, const struct mta_variant *v)
+{
+	return v->version == 3 || (v->warps <= 8 && v->bk <= 32);
 }
 static int tc_dtype(const struct mta_problem *p, const struct mta_variant *v)
 {
-	return v->version != 2 || p->dtype == MTA_BF16 || p->dtype == MTA_F16;
+	return v->version < 2 || p->dtype == MTA_BF16 || p->dtype == MTA_F16;
 }
 static int tc_tiles(const struct mta_problem *p, const struct mta_variant *v)
 {
-	return v->version != 2 || (v->bq % 16 == 0 && v->bk % 16 == 0);
+	return v->version < 2 || (v->bq % 16 == 0 && v->bk % 16 == 0);
+}
+/* v3 carries KR and KP halo columns from one key tile to the next */
+static int v3_halo(const struct mta_problem *p, const struct mta_variant *v)
+{
+	int kr = p->cq ? p->ck - 1 : 0, kp = p->cq2 ? p->ck2 - 1 : 0;
+	return v->version != 3 || (v->bk >= kr && v->bk >= kp && v->bk <= 128 && v->bq <= 32);
 }
 static int fold_needs_pre(const struct mta_problem *p, const struct mta_variant *v)
 {
@@ -111,20 +146,26 @@ static int hpb_groups(const struct mta_problem *p, const struct mta_variant *v)
  */
 static const struct mta_tunable tunables[] = {
 	{ T("bq", bq), 16, 2, { 8, 16 }, { tiles_ok, TILES_MSG } },
-	{ T("bk", bk), 32, 1, { 32 }, { tiles_ok, TILES_MSG } },
+	{ T("bk", bk), 32, 2, { 32, 64 }, { tiles_ok, TILES_MSG } },
 	{ T("hpb", hpb), 1, 6, { 1, 2, 4, 8, 16, 32 }, { tiles_ok, TILES_MSG } },
-	{ T("warps", warps), 4, 2, { 4, 8 }, { warps_ok, "warps={warps}: a block has 1 to 32 warps" } },
+	{ T("warps", warps), 4, 3, { 4, 8, 12 },
+	  { warps_ok, "warps={warps}: a block has 1 to 32 warps" } },
 	{ T("algo", algo), 0, 2, { 0, 1 },
-	  { algo_ok, "algo={algo}: cuda v1 has only algo 0; v2 has algo 0 (convolve the logits) "
-		     "and 1 (fold the pre-softmax convolution)" } },
+	  { algo_ok, "algo={algo}: cuda v1 and v3 have only algo 0; v2 has algo 0 (convolve the "
+		     "logits) and 1 (fold the pre-softmax convolution)" } },
 	{ 0 },
 };
 #undef T
 
 static const struct mta_rule rules[] = {
-	{ tc_dtype, "cuda v2 multiplies bf16/f16 operands on the tensor cores; a {dtype} problem "
+	{ old_sizes, "bk={bk}, warps={warps}: cuda v1 and v2 take bk up to 32 and up to 8 warps" },
+	{ tc_dtype, "cuda v{v} multiplies bf16/f16 operands on the tensor cores; a {dtype} problem "
 		    "takes v1" },
-	{ tc_tiles, "bq={bq}, bk={bk}: cuda v2 needs multiples of 16 (mma tiles)" },
+	{ tc_tiles, "bq={bq}, bk={bk}: cuda v{v} needs multiples of 16 (mma tiles)" },
+	{ v3_halo, "bq={bq}, bk={bk}: cuda v3 needs bk in [kernel width - 1, 128] (it carries the "
+		   "convolutions' halo columns from one key tile to the next) and bq at most 32" },
+	{ v3_regs, "warps={warps}: cuda v3's output accumulators ({hpb} heads x {bq} rows x D={D}) "
+		   "leave too few of the registers a thread of {warps} warps has" },
 	{ fold_needs_pre, "algo=1 folds the pre-softmax convolution; this problem has none" },
 	{ hpb_divides, "hpb={hpb} does not divide H={H}" },
 	{ hpb_linear, "hpb={hpb}: linear head mixing needs all H={H} heads in one block" },
@@ -134,13 +175,15 @@ static const struct mta_rule rules[] = {
 };
 
 /*
- * Default: the smallest head block that holds a mixing group, then the first
- * of a few sound tile shapes that fits the limits.
+ * Default: the smallest head block that holds a mixing group; for bf16/f16
+ * the first tensor-core shape that fits (v3, then v2), else the first of a
+ * few sound v1 shapes.
  */
 static void tailor(const struct mta_problem *p, struct mta_variant *v)
 {
-	static const int shapes[][3] = { /* bq, bk, warps */
-		{ 16, 32, 4 }, { 16, 32, 8 }, { 8, 32, 8 }, { 8, 16, 8 }, { 4, 16, 8 },
+	static const int shapes[][4] = { /* version, bq, bk, warps */
+		{ 3, 16, 32, 8 }, { 3, 16, 32, 12 }, { 3, 16, 32, 16 }, { 2, 16, 32, 8 },
+		{ 1, 16, 32, 4 }, { 1, 16, 32, 8 }, { 1, 8, 32, 8 }, { 1, 8, 16, 8 }, { 1, 4, 16, 8 },
 	};
 	if (p->head_pre || p->head_post == MTA_HPOST_LINEAR)
 		v->hpb = p->H;
@@ -149,13 +192,15 @@ static void tailor(const struct mta_problem *p, struct mta_variant *v)
 	else
 		v->hpb = 1;
 	for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
-		v->bq = shapes[i][0];
-		v->bk = shapes[i][1];
-		v->warps = shapes[i][2];
+		v->version = shapes[i][0];
+		v->bq = shapes[i][1];
+		v->bk = shapes[i][2];
+		v->warps = shapes[i][3];
+		v->algo = 0;
 		if (mta_space_check(&mta_space_cuda, p, v) == MTA_OK)
 			break;
 	}
 	mta_clear_error();
 }
 
-const struct mta_space mta_space_cuda = { "cuda", 2, tunables, rules, limits, tailor };
+const struct mta_space mta_space_cuda = { "cuda", 3, tunables, rules, limits, tailor };

@@ -12,6 +12,7 @@
 #include "db/db.h"
 #include "gen/variant.h"
 #include "runtime/cuda/driver.h"
+#include "runtime/cuda/nvrtc.h"
 
 /*
  * Load the cubin of CUDA variant v of p and find its kernel (module.h).
@@ -63,7 +64,7 @@ int mta_cuda_forward(struct mta_cuda_kernel *k, const struct mta_problem *p,
  * The NVRTC options besides the architecture that shape a cubin (those
  * runtime/cuda/nvrtc.c always passes); part of the key of stored binaries.
  */
-#define MTA_CUDA_BINARY_OPTIONS "--std=c++17 --ptxas-options=-v"
+#define MTA_CUDA_BINARY_OPTIONS MTA_NVRTC_OPTIONS
 
 /*
  * The database key of the cubin of a source (hash from mta_hash_hex) for

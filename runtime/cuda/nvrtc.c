@@ -223,7 +223,7 @@ static double now(void)
 /* The job's compile; every result goes into the job. */
 static int compile(struct mta_nvrtc_job *j)
 {
-	char arch_opt[64], *extra = NULL, *save = NULL;
+	char arch_opt[64], fixed[] = MTA_NVRTC_OPTIONS, *extra = NULL, *save = NULL;
 	const char *opts[40];
 	int nopt = 0, rc, r;
 	prog_t prog = NULL;
@@ -239,8 +239,8 @@ static int compile(struct mta_nvrtc_job *j)
 		return rc;
 	snprintf(arch_opt, sizeof arch_opt, "--gpu-architecture=%s", j->arch);
 	opts[nopt++] = arch_opt;
-	opts[nopt++] = "--ptxas-options=-v";
-	opts[nopt++] = "--std=c++17";
+	for (char *t = strtok_r(fixed, " ", &save); t; t = strtok_r(NULL, " ", &save))
+		opts[nopt++] = t;
 	if (j->options) {
 		if (!(extra = strdup(j->options)))
 			return mta_fail(MTA_ENOMEM, "out of memory");

@@ -7,15 +7,23 @@
  * through the dynamic loader. Without it every call returns MTA_ENODEV with
  * a message naming what was tried.
  *
- * Every compile passes --ptxas-options=-v; the per-kernel resource report in
- * the log (registers, spill stores/loads, stack frame, shared memory) is
- * parsed into struct mta_nvrtc_stats so variants that spill or exceed the
+ * Every compile passes MTA_NVRTC_OPTIONS (below), --ptxas-options=-v among
+ * them; the per-kernel resource report in the log (registers, spill
+ * stores/loads, stack frame, shared memory) is parsed into struct mta_nvrtc_stats so variants that spill or exceed the
  * device's limits are pruned before any GPU times them.
  */
 #ifndef MTA_NVRTC_H
 #define MTA_NVRTC_H
 
 #include <stddef.h>
+
+/*
+ * The options every compile passes besides the architecture (part of the
+ * database key of stored cubins: runtime/cuda/cuda.h). -lineinfo maps SASS
+ * back to source lines, for compute-sanitizer's reports and for the static
+ * cost model (tuner/model/), at no cost in the code generated.
+ */
+#define MTA_NVRTC_OPTIONS "--std=c++17 --ptxas-options=-v -lineinfo"
 
 /* NVRTC's version, e.g. 13 and 0. Loads the library. */
 int mta_nvrtc_version(int *major, int *minor);

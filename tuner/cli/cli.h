@@ -52,6 +52,7 @@ enum {
 	X(db, "database maintenance: merge shard databases") \
 	X(report, "write an HTML report (inline SVG charts), CSV or JSON of the results") \
 	X(export, "write a library of the tuned winners that needs no compiler or database") \
+	X(model, "estimate a CUDA variant's time from its SASS, without a GPU") \
 	X(devices, "list the CPU and the CUDA devices kernels can run on")
 
 #define X(name, summary) int cmd_##name(int argc, char **argv);

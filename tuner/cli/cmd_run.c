@@ -61,6 +61,30 @@ out:
 	return rc;
 }
 
+/* Variant v of p on backend be directly (no database): open, load, forward. */
+static int run_variant(const struct mta_backend *be, int device, const struct mta_variant *v,
+		       const struct mta_problem *p, const struct mta_tensor *q,
+		       const struct mta_tensor *k, const struct mta_tensor *vv,
+		       const struct mta_weights *w, float *o)
+{
+	struct mta_device *dev = NULL;
+	struct mta_kernel *kern = NULL;
+	struct mta_tensor to;
+	char spec[MTA_SPEC_MAX];
+	int rc;
+	mta_tensor_init(&to, o, MTA_F32, q->shape[0], q->shape[1], p->H, p->D);
+	if ((rc = mta_variant_format(v, spec, sizeof spec)))
+		return rc;
+	fprintf(stderr, "mtatune run: %s (--variant)\n", spec);
+	if (!(rc = be->open(device, 0, &dev)) && !(rc = be->load(dev, NULL, p, v, NULL, 0, &kern)))
+		rc = be->forward(kern, p, q, k, vv, w, &to);
+	if (kern && be->unload)
+		be->unload(kern);
+	if (dev && be->close)
+		be->close(dev);
+	return rc;
+}
+
 /* "      NAME   summary" lines of every backend, for --help. */
 static const char *backend_list(void)
 {
@@ -104,7 +128,7 @@ out:
 }
 
 enum { O_INPUTS = 256, O_OUT, O_PAD, O_LAYER, O_SCALE, O_BACKEND, O_DTYPE, O_EXPECTED, O_TOL,
-       O_DB, O_DEVICE };
+       O_DB, O_DEVICE, O_VARIANT };
 
 static struct cli_opt opts[] = {
 	{ "inputs", O_INPUTS, "DIR", "folder of inputs (required)" },
@@ -115,6 +139,8 @@ static struct cli_opt opts[] = {
 	{ "dtype", O_DTYPE, "T", "f32 (default), bf16 or f16: round q, k, v to T first" },
 	{ "backend", O_BACKEND, "NAME", NULL /* backend_list() */ },
 	{ "device", O_DEVICE, "N", "the backend's device (default $MTATUNE_CUDA_DEVICE, else 0)" },
+	{ "variant", O_VARIANT, "SPEC", "run this variant of the backend instead of the tuned\n"
+					"winner (checks, compute-sanitizer)" },
 	{ "db", O_DB, "PATH", "database of tuned winners (default $MTATUNE_DB, else\n"
 			      "~/.cache/mtatune/mta.db)" },
 	{ "expected", O_EXPECTED, "FILE", "compare with FILE [B,T,H,D]; print the relative L2 error" },
@@ -139,6 +165,7 @@ static const struct cli_cmd cmd = {
 int cmd_run(int argc, char **argv)
 {
 	const char *dir = NULL, *out = NULL, *expected = NULL, *bname = "ref", *db_path = NULL;
+	const char *spec = NULL;
 	const struct mta_backend *be = NULL;
 	struct mta_input_options opt;
 	struct cli_getopt g;
@@ -159,6 +186,7 @@ int cmd_run(int argc, char **argv)
 		case O_EXPECTED: expected = optarg; break;
 		case O_BACKEND: bname = optarg; break;
 		case O_DB: db_path = optarg; break;
+		case O_VARIANT: spec = optarg; break;
 		case O_DEVICE:
 			if (cli_parse_long(optarg, 0, 4095, &n))
 				return cli_fail("run", CLI_USAGE, "--device '%s' is not an integer in "
@@ -208,6 +236,15 @@ int cmd_run(int argc, char **argv)
 	}
 	if (tol == 0)
 		tol = mta_tolerance(opt.dtype);
+	struct mta_variant var;
+	if (spec && !be)
+		return cli_fail("run", CLI_USAGE, "--variant needs --backend (the reference has no "
+				"variants)");
+	if (spec && mta_variant_parse(spec, &var))
+		return cli_fail("run", CLI_USAGE, "--variant: %s", mta_last_error());
+	if (spec && var.backend != be->variants)
+		return cli_fail("run", CLI_USAGE, "--variant %s is not a variant of backend %s", spec,
+				be->name);
 
 	struct mta_inputs in;
 	struct mta_weights w;
@@ -234,7 +271,13 @@ int cmd_run(int argc, char **argv)
 	for (size_t i = 0; i < count; i++)
 		o[i] = NAN; /* a backend that skips an element fails verification */
 	mta_inputs_weights(&in, &w);
-	rc = be ? run_backend(be, db_path, device, &in.problem, &in.q, &in.k, &in.v, &w, o)
+	if (spec && (rc = mta_variant_check(&in.problem, &var))) {
+		code = cli_fail("run", CLI_USAGE, "--variant does not fit the problem: %s",
+				mta_last_error());
+		goto out;
+	}
+	rc = spec ? run_variant(be, device, &var, &in.problem, &in.q, &in.k, &in.v, &w, o)
+	   : be ? run_backend(be, db_path, device, &in.problem, &in.q, &in.k, &in.v, &w, o)
 		: run_ref(&in.problem, &in.q, &in.k, &in.v, &w, o, count);
 	if (rc) {
 		/* EFORMAT: --db names a file that is not an mtatune database */

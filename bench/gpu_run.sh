@@ -1,0 +1,323 @@
+#!/bin/sh
+# gpu_run.sh: the one prepared GPU command (docs/gpu/README.md says how to
+# pack, carry and call it). In one run of at most about 8 minutes:
+#
+#   1. every variant of three problems' CUDA spaces checked against the
+#      float64 reference on the GPU at a ragged length (T=300, B=2): an
+#      exhaustive `tune --backend cuda`; pruned and compile_failed variants
+#      count as failures, like verify_failed, crashed, timeout and error;
+#   2. compute-sanitizer memcheck, racecheck and synccheck over
+#      `run --backend cuda --variant SPEC` on a bf16 golden case, for the
+#      paper problem's tuned winner and for one variant of each family
+#      (v1, v2 algo 0 and 1, v3);
+#   3. one tuning run of the paper configuration (T=4096, B=4), and the
+#      cost model's estimate of its winner beside the measured time;
+#   4. the benchmark (bench/gpu_bench.py --short): mtatune against eager
+#      PyTorch, torch.compile and SDPA at T=4096, and T=65536 once.
+#
+# Everything lands under $OUT (at most 8 files: summary.json, gpu-run.log,
+# sanitizer.log, check.txt, bench.json, bench.md, tune.db, model.txt):
+# summary.json is the machine-readable result. Exit status 0 when every check
+# passed, 1 otherwise. The steps share a budget of GPU_RUN_SECONDS (470):
+# each step's time limit is cut to what is left, so the run ends in time and
+# the benchmark, last, keeps the rows it finished (it writes as it goes).
+#
+# Nothing is built or installed here: the binary and the golden cases come
+# from the packed folder `make gpu-pack` writes (build/gpu: bin/mtatune with
+# SQLite linked in, golden/, COMMIT), carried with the call. The CUDA driver
+# is found wherever it lives ($MTATUNE_LIBCUDA, the usual folders, ldconfig),
+# NVRTC in /usr/local/cuda or Python's nvidia-cuda-nvrtc.
+#
+# --rehearse (`make gpu-rehearse`, part of `make test`): the same script on a
+# machine without a GPU, each device step done by the CPU emulator on small
+# problems (cuda-emu; tuning on the cpu backend for the database steps),
+# compute-sanitizer and PyTorch's peers skipped: it proves the plumbing
+# (the pack, the parsing, the files under $OUT) before device time is spent.
+set -u
+cd "$(dirname "$0")/.." || exit 1
+
+REHEARSE=0
+[ "${1:-}" = "--rehearse" ] && REHEARSE=1
+PACK=${MTA_GPU_PACK:-build/gpu}
+MTATUNE=${MTATUNE:-$PACK/bin/mtatune}
+GOLDEN=${MTA_GOLDEN:-$PACK/golden}
+OUT=${OUT:-build/gpu-out}
+mkdir -p "$OUT" || exit 1
+OUT=$(cd "$OUT" && pwd)
+LOG=$OUT/gpu-run.log
+SAN=$OUT/sanitizer.log
+CHECK=$OUT/check.txt
+MODEL=$OUT/model.txt
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/mta-gpu-run-XXXXXX") || exit 1
+DB=$WORK/tune.db   # copied whole into $OUT at the end (no -wal/-shm files there)
+trap 'rm -rf "$WORK"' EXIT
+HOME=$WORK/home
+MTATUNE_CACHE=$WORK/cache
+MTATUNE_DB=$WORK/default.db
+export HOME MTATUNE_CACHE MTATUNE_DB
+mkdir -p "$HOME"
+: >"$LOG"
+: >"$SAN"
+: >"$CHECK"
+: >"$MODEL"
+rm -f "$OUT/tune.db"
+START=$(date +%s)
+BUDGET=${GPU_RUN_SECONDS:-470}  # the whole run; each step's timeout is capped by what is left
+FAILED=0
+STEPS=""   # JSON objects of the steps, comma-separated
+
+say() { echo "$*" | tee -a "$LOG"; }
+elapsed() { echo $(($(date +%s) - START)); }
+# cap SECONDS: SECONDS, or what is left of the budget if less (at least 10)
+cap() { l=$((BUDGET - $(elapsed))); [ $l -lt "$1" ] && echo $((l > 10 ? l : 10)) || echo "$1"; }
+# step NAME OK(0/1) JSON-FIELDS: one entry of summary.json
+step() {
+	[ "$2" -eq 0 ] || FAILED=1
+	STEPS="$STEPS${STEPS:+,}
+  {\"step\": \"$1\", \"ok\": $([ "$2" -eq 0 ] && echo true || echo false), \"seconds\": $(elapsed)${3:+, $3}}"
+}
+# run TIMEOUT CMD...: log the command and its output; the exit status
+run() {
+	t=$1
+	shift
+	echo "\$ $*" >>"$LOG"
+	timeout "$t" "$@" >>"$LOG" 2>&1
+	rc=$?
+	echo "[exit $rc]" >>"$LOG"
+	return $rc
+}
+json_str() { printf '%s' "$1" | sed 's/\\/\\\\/g; s/"/\\"/g' | tr '\n\t' '  '; }
+
+# ---- 0. the machine ----------------------------------------------------------
+say "mtatune gpu run$( [ $REHEARSE -eq 1 ] && echo ' (rehearsal: the emulator stands in for the GPU)')"
+say "date:   $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+say "host:   $(uname -n) $(uname -m)"
+COMMIT=$(cat "$PACK/COMMIT" 2>/dev/null || echo unknown)
+say "commit: $COMMIT"
+if [ ! -x "$MTATUNE" ]; then
+	say "FAIL: no mtatune binary at $MTATUNE: run 'make gpu-pack' here and carry $PACK"
+	step pack 1 "\"error\": \"no binary\""
+	printf '{"ok": false, "rehearsal": %s, "steps": [%s\n]}\n' \
+		"$([ $REHEARSE -eq 1 ] && echo true || echo false)" "$STEPS" >"$OUT/summary.json"
+	exit 1
+fi
+if [ ! -d "$GOLDEN/dev-full" ]; then
+	say "FAIL: no golden cases at $GOLDEN (make gpu-pack copies them)"
+	FAILED=1
+fi
+
+if [ $REHEARSE -eq 0 ]; then
+	# the driver, wherever this machine keeps it
+	if [ -z "${MTATUNE_LIBCUDA:-}" ] || [ ! -e "$MTATUNE_LIBCUDA" ]; then
+		MTATUNE_LIBCUDA=
+		for f in /usr/lib/x86_64-linux-gnu/libcuda.so.1 /usr/local/nvidia/lib64/libcuda.so.1 \
+			 /usr/local/nvidia/lib/libcuda.so.1 /usr/lib64/libcuda.so.1 /usr/lib/libcuda.so.1 \
+			 /usr/local/cuda/compat/libcuda.so.1; do
+			[ -e "$f" ] && { MTATUNE_LIBCUDA=$f; break; }
+		done
+		[ -z "$MTATUNE_LIBCUDA" ] &&
+			MTATUNE_LIBCUDA=$(ldconfig -p 2>/dev/null | awk '/libcuda\.so\.1 /{print $NF; exit}')
+		[ -z "$MTATUNE_LIBCUDA" ] &&
+			MTATUNE_LIBCUDA=$(find /usr /lib /opt -name libcuda.so.1 2>/dev/null | head -n 1)
+	fi
+	export MTATUNE_LIBCUDA
+	# NVRTC: the toolkit's, else the Python wheel's
+	if [ -z "${MTATUNE_NVRTC:-}" ] && ! ls /usr/local/cuda/lib64/libnvrtc.so* >/dev/null 2>&1; then
+		MTATUNE_NVRTC=$(find /usr /opt -name 'libnvrtc.so.1[0-9]*' 2>/dev/null | grep -v builtins |
+				head -n 1)
+		[ -n "$MTATUNE_NVRTC" ] && export MTATUNE_NVRTC
+	fi
+	say "driver: ${MTATUNE_LIBCUDA:-not found}"
+	say "nvrtc:  ${MTATUNE_NVRTC:-/usr/local/cuda/lib64/libnvrtc.so}"
+	command -v nvidia-smi >/dev/null 2>&1 &&
+		say "$(nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader 2>&1)"
+	DEVS=$("$MTATUNE" devices 2>&1)
+	say "$DEVS"
+	if ! echo "$DEVS" | grep -q '^cuda 0:'; then
+		say "FAIL: mtatune sees no CUDA device (driver: ${MTATUNE_LIBCUDA:-none found})"
+		step device 1 "\"error\": \"$(json_str "$DEVS")\""
+		printf '{"ok": false, "rehearsal": false, "commit": "%s", "steps": [%s\n]}\n' \
+			"$COMMIT" "$STEPS" >"$OUT/summary.json"
+		exit 1
+	fi
+	DEVICE=$(echo "$DEVS" | sed -n 's/^cuda 0: //p' | head -n 1)
+	BACKEND=cuda
+else
+	DEVICE="emulator"
+	BACKEND=cuda-emu
+fi
+step setup 0 "\"device\": \"$(json_str "$DEVICE")\""
+
+# ---- 1. every variant against the reference ----------------------------------
+# The problems whose whole spaces tests/test_nvrtc.c compiles without spills.
+if [ $REHEARSE -eq 0 ]; then
+	PROBLEMS="h16kv16d96-pre6x11-hpre-post6x11-hc16-both-gn-gate-bf16
+h4kv2d64-pre3x5-post3x5-hc2-left-gnr-f16
+h2kv1d32-gate-f32"
+else
+	PROBLEMS="h2kv1d8-pre2x3-both-f32"
+fi
+say ""
+say "== 1. every variant against the reference (T=300, B=2) =="
+for P in $PROBLEMS; do
+	if [ $REHEARSE -eq 0 ]; then
+		run "$(cap 150)" "$MTATUNE" tune --backend cuda --problem "$P" --seq 300 --batch 2 \
+			--verify-seq 300 --strategy exhaustive --reps 1 --warmup 0 --top 1 \
+			--db "$DB" --quiet
+	else    # the database and its parsing, on the cpu backend
+		run 120 "$MTATUNE" tune --backend cpu --problem "$P" --seq 40 --batch 2 \
+			--strategy random --budget 2 --reps 1 --warmup 0 --top 1 --db "$DB" --quiet
+	fi
+	rc=$?
+	"$MTATUNE" list results --problem "$P" --db "$DB" >"$WORK/results" 2>&1
+	cat "$WORK/results" >>"$CHECK"
+	# columns: device problem T B status ms rel_err spec [error]
+	n=$(awk 'NF >= 8' "$WORK/results" | wc -l)
+	okn=$(awk 'NF >= 8 && $5 == "ok"' "$WORK/results" | wc -l)
+	bad=$(awk 'NF >= 8 && $5 != "ok"' "$WORK/results" | wc -l)
+	statuses=$(awk 'NF >= 8 {print $5}' "$WORK/results" | sort | uniq -c | awk '{printf "%s\"%s\": %d", (NR>1?", ":""), $2, $1}')
+	say "$P: $n variants, $okn ok, $bad failed (tune exit $rc)"
+	[ "$n" -gt 0 ] && [ "$bad" -eq 0 ] && [ $rc -eq 0 ]
+	step "check $P" $? "\"variants\": $n, \"failed\": $bad, \"statuses\": {$statuses}"
+done
+if [ $REHEARSE -eq 1 ]; then
+	# each CUDA family in the emulator against a golden case's expected output
+	for V in cuda:v1,bq=16,bk=32,hpb=4,warps=4 cuda:v2,bq=16,bk=16,hpb=4,warps=4,algo=1 \
+		 cuda:v3,bq=16,bk=32,hpb=4,warps=8; do
+		run 300 "$MTATUNE" run --backend cuda-emu --variant "$V" --dtype bf16 \
+			--inputs "$GOLDEN/dev-full" --out "$WORK/o.npy" \
+			--expected "$GOLDEN/dev-full/expected.npy"
+		step "emulate $V" $? ""
+	done
+fi
+
+# ---- 2. compute-sanitizer ----------------------------------------------------
+say ""
+say "== 2. compute-sanitizer (memcheck, racecheck, synccheck) =="
+if [ $REHEARSE -eq 0 ]; then
+	if ! command -v compute-sanitizer >/dev/null 2>&1; then
+		for d in /usr/local/cuda/bin /usr/local/cuda/compute-sanitizer; do
+			[ -x "$d/compute-sanitizer" ] && PATH=$d:$PATH
+		done
+	fi
+	SANITIZER=$(command -v compute-sanitizer || true)
+else
+	SANITIZER=
+fi
+# dev-full: every option of MTA.md (6x11 kernels, mixing, norm, gate), H=4, D=16
+FAMILIES="cuda:v1,bq=16,bk=32,hpb=4,warps=4 cuda:v2,bq=16,bk=32,hpb=4,warps=8,algo=0
+cuda:v2,bq=16,bk=16,hpb=4,warps=4,algo=1 cuda:v3,bq=16,bk=32,hpb=4,warps=8"
+[ $REHEARSE -eq 1 ] && FAMILIES="cuda:v1,bq=16,bk=32,hpb=4,warps=4"
+san_total=0
+san_bad=0
+for V in $FAMILIES; do
+	for TOOL in memcheck racecheck synccheck; do
+		san_total=$((san_total + 1))
+		echo "\$ compute-sanitizer --tool $TOOL ... run --variant $V" >>"$SAN"
+		if [ -n "$SANITIZER" ]; then
+			timeout "$(cap 60)" "$SANITIZER" --tool $TOOL --error-exitcode 9 "$MTATUNE" run \
+				--backend cuda --variant "$V" --dtype bf16 --inputs "$GOLDEN/dev-full" \
+				--out "$WORK/o.npy" --expected "$GOLDEN/dev-full/expected.npy" >>"$SAN" 2>&1
+			rc=$?
+		elif [ $REHEARSE -eq 1 ]; then
+			echo "rehearsal: compute-sanitizer skipped" >>"$SAN"
+			rc=0
+			if [ $TOOL = memcheck ]; then
+				timeout 300 "$MTATUNE" run --backend cuda-emu --variant "$V" --dtype bf16 \
+					--inputs "$GOLDEN/dev-full" --out "$WORK/o.npy" \
+					--expected "$GOLDEN/dev-full/expected.npy" >>"$SAN" 2>&1
+				rc=$?
+			fi
+		else
+			echo "FAIL: compute-sanitizer not found" >>"$SAN"
+			rc=127
+		fi
+		echo "[exit $rc]" >>"$SAN"
+		[ $rc -eq 0 ] || san_bad=$((san_bad + 1))
+	done
+done
+say "sanitizer runs: $san_total, failed: $san_bad (sanitizer.log)"
+[ $san_bad -eq 0 ]
+step sanitizer $? "\"runs\": $san_total, \"failed\": $san_bad"
+
+# ---- 3. one tuning run of the paper configuration ----------------------------
+PAPER=h16kv16d96-pre6x11-hpre-post6x11-hc16-both-gn-gate-bf16
+say ""
+if [ $REHEARSE -eq 0 ]; then
+	say "== 3. tuning the paper configuration (T=4096, B=4) =="
+	run "$(cap 100)" "$MTATUNE" tune --backend cuda --problem $PAPER --seq 4096 --batch 4 \
+		--strategy exhaustive --reps 5 --warmup 1 --top 2 --db "$DB" --quiet
+	rc=$?
+	TP=$PAPER
+else
+	say "== 3. one tuning run (rehearsal: cpu backend, small problem) =="
+	TP=h2kv1d8-pre2x3-both-f32
+	run 120 "$MTATUNE" tune --backend cpu --problem $TP --seq 64 --strategy random --budget 2 \
+		--reps 1 --warmup 0 --top 1 --db "$DB" --quiet
+	rc=$?
+fi
+"$MTATUNE" best --db "$DB" --problem "$TP" >"$WORK/best" 2>&1
+cat "$WORK/best" >>"$LOG"
+# columns: device problem bucket T ms variant
+WIN=$(awk -v T="$([ $REHEARSE -eq 0 ] && echo 4096 || echo 64)" \
+	'$1 != "device" && $4 == T {print $5, $6; exit}' "$WORK/best")
+WIN_MS=${WIN%% *}
+WIN_SPEC=${WIN#* }
+say "winner: ${WIN_SPEC:-none} ${WIN_MS:-?} ms"
+[ $rc -eq 0 ] && [ -n "$WIN" ]
+step tune $? "\"problem\": \"$TP\", \"winner\": \"$(json_str "${WIN_SPEC:-}")\", \"ms\": ${WIN_MS:-null}"
+
+# the cost model beside the measurement (nvdisasm is on the GPU machine)
+say ""
+say "== the cost model's estimates (for docs/gpu/model.md's comparison) =="
+MODEL_MS=null
+for V in "${WIN_SPEC:-}" cuda:v2,bq=16,bk=32,hpb=16,warps=8,algo=0; do
+	case "$V" in cuda:*) ;; *) continue ;; esac
+	[ $REHEARSE -eq 1 ] && break
+	echo "\$ mtatune model --problem $PAPER --variant $V --machine h200" >>"$MODEL"
+	timeout "$(cap 60)" "$MTATUNE" model --problem $PAPER --variant "$V" --machine h200 \
+		>>"$MODEL" 2>&1
+	echo "[exit $?]" >>"$MODEL"
+done
+if [ $REHEARSE -eq 1 ]; then
+	# the model on the rehearsal's machine too, when nvdisasm is here
+	timeout 120 "$MTATUNE" model --problem h2kv1d8-pre2x3-both-bf16 --seq 256 --batch 1 \
+		>>"$MODEL" 2>&1
+	echo "[exit $?]" >>"$MODEL"
+fi
+MODEL_MS=$(awk '/^estimate/ {print $2; exit}' "$MODEL")
+say "model estimate of the winner: ${MODEL_MS:-none} ms (measured: ${WIN_MS:-?} ms)"
+step model 0 "\"estimate_ms\": ${MODEL_MS:-null}, \"measured_ms\": ${WIN_MS:-null}"
+
+# ---- 4. the benchmark --------------------------------------------------------
+say ""
+say "== 4. benchmark (bench/gpu_bench.py $([ $REHEARSE -eq 0 ] && echo --short || echo --rehearse)) =="
+if [ $REHEARSE -eq 0 ]; then
+	PY=python3
+	timeout "$(cap 400)" env PYTHONUNBUFFERED=1 $PY bench/gpu_bench.py --short --mtatune "$MTATUNE" \
+		--db "$DB" --json "$OUT/bench.json" --md "$OUT/bench.md" --log "$LOG" \
+		>>"$LOG" 2>&1
+	rc=$?
+else
+	timeout 300 python3 bench/gpu_bench.py --rehearse --mtatune "$MTATUNE" --golden "$GOLDEN" \
+		--json "$OUT/bench.json" --md "$OUT/bench.md" --log "$LOG" >>"$LOG" 2>&1
+	rc=$?
+fi
+say "benchmark exit $rc (bench.md, bench.json)"
+step bench $rc "\"exit\": $rc"
+
+# ---- summary -----------------------------------------------------------------
+# the tuning database as one file (SQLite's online backup folds the WAL in)
+python3 -c 'import sqlite3, sys
+src, dst = sqlite3.connect(sys.argv[1]), sqlite3.connect(sys.argv[2])
+src.backup(dst)
+dst.close()
+src.close()' "$DB" "$OUT/tune.db" >>"$LOG" 2>&1 || say "could not copy the tuning database"
+say ""
+say "gpu run: $([ $FAILED -eq 0 ] && echo 'all checks passed' || echo FAILED) in $(elapsed) s"
+printf '{"ok": %s, "rehearsal": %s, "commit": "%s", "device": "%s", "date": "%s",\n "seconds": %d, "steps": [%s\n]}\n' \
+	"$([ $FAILED -eq 0 ] && echo true || echo false)" \
+	"$([ $REHEARSE -eq 1 ] && echo true || echo false)" "$(json_str "$COMMIT")" \
+	"$(json_str "$DEVICE")" "$(date -u '+%Y-%m-%dT%H:%M:%SZ')" "$(elapsed)" "$STEPS" \
+	>"$OUT/summary.json"
+exit $FAILED

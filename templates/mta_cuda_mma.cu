@@ -1,0 +1,89 @@
+/*
+ * mta_cuda_mma.cu: the tensor-core helpers of the kernel families that use
+ * mma.sync (v2: mta_cuda_tc.cu, v3: mta_cuda_v3.cu). gen/cuda/cudagen.c
+ * splices this text into templates/mta_cuda.cu at its mark, before the
+ * family's own text. templates/cuda_emu.h has a portable twin of each inline
+ * PTX helper, with the PTX ISA's fragment layouts.
+ */
+
+/* ---- PTX helpers; templates/cuda_emu.h has a portable twin of each ---- */
+#ifndef MTA_EMU
+__device__ __forceinline__ void mta_mma_bf16(float d[4], const unsigned a[4], const unsigned b[2])
+{
+	asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+		     "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+		     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+		     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+__device__ __forceinline__ void mta_mma_f16(float d[4], const unsigned a[4], const unsigned b[2])
+{
+	asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
+		     "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+		     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+		     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+__device__ __forceinline__ unsigned mta_smem_addr(const void *p)
+{
+	return (unsigned)__cvta_generic_to_shared(p);
+}
+__device__ __forceinline__ void mta_ldsm_x4(unsigned r[4], const void *p)
+{
+	asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+		     : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(mta_smem_addr(p)));
+}
+__device__ __forceinline__ void mta_ldsm_x2(unsigned r[2], const void *p)
+{
+	asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];"
+		     : "=r"(r[0]), "=r"(r[1]) : "r"(mta_smem_addr(p)));
+}
+__device__ __forceinline__ void mta_ldsm_x2_t(unsigned r[2], const void *p)
+{
+	asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0,%1}, [%2];"
+		     : "=r"(r[0]), "=r"(r[1]) : "r"(mta_smem_addr(p)));
+}
+__device__ __forceinline__ void mta_cp_async16(void *dst, const void *src)
+{
+	asm volatile("cp.async.cg.shared.global [%0], [%1], 16;"
+		     :: "r"(mta_smem_addr(dst)), "l"(src) : "memory");
+}
+/* 16 bytes, or 16 zero bytes when !full (the source is then not read). */
+__device__ __forceinline__ void mta_cp_async16z(void *dst, const void *src, bool full)
+{
+	asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;"
+		     :: "r"(mta_smem_addr(dst)), "l"(src), "r"(full ? 16 : 0) : "memory");
+}
+__device__ __forceinline__ void mta_cp_commit(void)
+{
+	asm volatile("cp.async.commit_group;" ::: "memory");
+}
+#define mta_cp_wait(n) asm volatile("cp.async.wait_group %0;" :: "n"(n) : "memory")
+__device__ __forceinline__ unsigned short mta_f32_to_f16(float f)
+{
+	unsigned short h;
+	asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
+	return h;
+}
+#endif
+
+/* Round a float to the operand type, to nearest even (inputs are finite). */
+__device__ __forceinline__ unsigned short to_op(float f)
+{
+#if K_DTYPE == 1
+	unsigned u = __float_as_uint(f);
+	return (unsigned short)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+#else
+	return mta_f32_to_f16(f);
+#endif
+}
+
+__device__ __forceinline__ void mma(float d[4], const unsigned a[4], const unsigned b[2])
+{
+#if K_DTYPE == 1
+	mta_mma_bf16(d, a, b);
+#else
+	mta_mma_f16(d, a, b);
+#endif
+}
+
+#define R16(x) (((x) + 15) / 16 * 16)
+#define R8(x) (((x) + 7) / 8 * 8)

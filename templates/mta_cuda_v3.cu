@@ -1,0 +1,966 @@
+/*
+ * mta_cuda_v3.cu: kernel family v3 of the fused MTA forward (MTA.md),
+ * designed against the hardware's floor for the paper's configuration and
+ * its neighbours (docs/gpu/design.md says why each choice). gen/cuda/cudagen.c
+ * splices mta_cuda_mma.cu and then this text into templates/mta_cuda.cu at
+ * its mark; the v1/v2 kernel after the mark is then compiled out, and this
+ * file's mta_fwd is the kernel. It uses the prelude of mta_cuda.cu (the
+ * constants, struct mta_args, ld, warp_sum, finish_row).
+ *
+ * A block owns batch b, BQ query rows from i0 and HPB heads from h0 (whole
+ * head-mixing groups), with two passes when post-softmax steps exist (pass
+ * 1: row statistics; pass 2: probabilities, post steps, P.V) and one pass
+ * with an online softmax otherwise, as v1. What differs:
+ *
+ *  - Sliding key window: every key tile computes only BK new columns of the
+ *    raw logits Z, of the pre-softmax logits S and of the probabilities P;
+ *    the KR (pre) and KP (post) halo columns the convolutions need are
+ *    carried over from the previous tile (Zc, and the first KP columns of P),
+ *    so no column is computed twice. One or two "pre-roll" tiles before the
+ *    first fill the carries.
+ *  - Pre-softmax convolution on the tensor cores: for kernel row u,
+ *    S^T += T_u Z_u^T, with T_u the 16 x 16*TK Toeplitz band of row u's
+ *    taps (mma A operand, built from a table of f16 weight pairs, the same
+ *    for every column tile) and Z_u the raw logits shifted down u rows
+ *    (B operand, ldmatrix). Z and the taps are rounded to f16 (11-bit
+ *    significand; logits and taps beyond +-65504 saturate): the one rounding
+ *    this family adds to v1's arithmetic.
+ *  - The post-softmax convolution the same way on the probabilities, kept
+ *    in f16 (P is in [0, 1]: 11 significant bits, no range to lose), with
+ *    its taps rounded to f16.
+ *  - Head mixing (pre and post) per position from registers, weights from
+ *    shared memory.
+ *  - P.V on the tensor cores, each warp issuing only the accumulator tiles
+ *    it holds (tiles dealt round robin; per head a compile-time range of
+ *    slots and a warp-uniform test), none of another head's.
+ *  - Weights live in shared memory, loaded once per block.
+ *
+ * Shared memory (bytes, each region 16-byte aligned; gen/cuda/cudagen.c
+ * computes the same, mta_cuda_smem_bytes): WT (f16 tap pairs) | W2 (the post
+ * convolution's) | WM1 | WM2 (mixing) | STG (two stages of q and k rows; V rows in
+ * P.V; one head's outputs in the epilogue) | Z (raw logits of every head;
+ * the rounded P tile for P.V once the convolution has read Z) | ZC | S
+ * (pre-softmax logits; post-convolved P in pass 2) | P (f16) | ST (M, L, A).
+ */
+
+#if K_DTYPE == 0
+#error "cuda v3 multiplies bf16/f16 operands on the tensor cores"
+#endif
+
+/* ---- sizes -------------------------------------------------------------- */
+#define V_MAX(a, b) ((a) > (b) ? (a) : (b))
+#define V_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define V_R4(x) (((x) + 3) / 4 * 4)
+#define V_AL(x) (((x) + 15) / 16 * 16)
+#define V_DK R16(K_D)                    /* k extent of q.k, zero padded */
+#define V_DS (V_DK + 8)                  /* staged row stride (elements) */
+#define V_NT8 (R8(K_D) / 8)              /* n8 tiles of one head's outputs */
+#define V_MT (K_BQ / 16)                 /* m16 tiles of the output rows */
+/*
+ * Output accumulators: the HPB * TPH 16x8 tiles of (head, query, d) are
+ * dealt to the warps round robin, slot k of warp w holding tile k*WARPS + w,
+ * so every warp holds V_AK of them and no register is idle. A head's tiles
+ * lie in the slots of V_K0(hh) .. V_K1(hh) (compile-time); which of those a
+ * warp holds is a warp-uniform test.
+ */
+#define V_TPH (V_NT8 * V_MT)             /* tiles per head */
+#define V_AK ((K_HPB * V_TPH + K_WARPS - 1) / K_WARPS)
+#define V_K0(hh) ((hh) * V_TPH / K_WARPS)
+#define V_K1(hh) ((((hh) + 1) * V_TPH - 1) / K_WARPS)
+#define V_ZM (K_CQ ? R16(RZ) : R16(RP))  /* q rows staged, rows of the q.k product */
+#define V_NR8 ((RP + 7) / 8)             /* n8 tiles over the conv's output rows */
+#if K_CQ
+#define V_TK ((15 + K_CK + 15) / 16)     /* k-steps of the Toeplitz band */
+#define V_ZR (8 * V_NR8 + QR)            /* rows of Z the convolution reads */
+#define V_ZS (R8(V_MAX(KR + K_BK, K_BK - 16 + 16 * V_TK)) + 8) /* Z row stride */
+#define V_WTN (16 * V_TK + 16)           /* tap pairs per kernel row */
+#else
+#define V_TK 0
+#define V_ZR 0
+#define V_ZS 0
+#define V_WTN 0
+#endif
+#define V_SS (K_BK + 4)                  /* row stride of S (floats) */
+#if K_CQ2
+#define V_TK2 ((15 + K_CK2 + 15) / 16)   /* k-steps of the post convolution's band */
+#define V_PS (R8(V_MAX(KP + K_BK, K_BK - 16 + 16 * V_TK2)) + 8) /* P row stride (f16) */
+#define V_WTN2 (16 * V_TK2 + 16)
+#else
+#define V_TK2 0
+#define V_PS (K_BK + 8)
+#define V_WTN2 0
+#endif
+#define V_PBS (K_BK + 8)                 /* row stride of the rounded P tile */
+#define V_GS (K_HPOST == 1 ? K_HC : K_HPB) /* post-mixing group size */
+
+#define SZ_WT (K_CQ ? K_HPB * K_CQ * V_WTN * 4 : 0)
+#define SZ_W2 (K_CQ2 ? K_HPB * K_CQ2 * V_WTN2 * 4 : 0)
+#define SZ_WM1 (K_HPRE ? K_HPB * K_HPB * 4 : 0)
+#define SZ_WM2 (K_HPOST ? K_HPB * V_GS * 4 : 0)
+#define SZ_QK(n) ((n) * (V_ZM + K_BK) * V_DS * 2)
+#define SZ_Z (K_CQ ? K_HPB * V_ZR * V_ZS * 2 : 0)
+#define V_KR2 ((KR + 1) / 2)            /* carried Z columns, in pairs */
+#define SZ_ZC (K_CQ ? K_HPB * RZ * V_KR2 * 4 : 0)
+/*
+ * Head mixing on the tensor cores when a block holds 16 heads: the logits
+ * (pre: split into f16 hi + lo) and the post-convolved P (f16) go to S as
+ * [position][16 heads], position r*BK + c, the B operand of one m16n8k16
+ * per 8 positions with the mixing matrix as A.
+ */
+#define V_TCMIX (K_HPRE && K_HPB == 16)
+#define V_TCMIXP (K_HPOST && K_HPB == 16 && K_CQ2)
+#define V_S32 (!V_TCMIX || (K_CQ2 && !V_TCMIXP)) /* some phase keeps S as floats */
+#define SZ_S V_MAX(V_MAX(V_S32 ? K_HPB * RP * V_SS * 4 : 0, V_TCMIX ? RP * K_BK * 64 : 0), \
+		   V_TCMIXP ? K_BQ * K_BK * 32 : 0)
+#define SZ_P (POST ? K_HPB * RP * V_PS * 2 : 0)
+#define SZ_PB (K_HPB * K_BQ * V_PBS * 2)
+#define SZ_ST ((2 * K_HPB * RP + K_HPB * K_BQ) * 4)
+/* V rows of VG heads per stage, two stages, in the q/k staging area */
+#define V_VG1(n) V_MIN(K_HPB, V_MAX(1, SZ_QK(n) / (2 * K_BK * V_DS * 2)))
+#define SZ_STG(n) V_MAX(V_MAX(SZ_QK(n), 2 * V_VG1(n) * K_BK * V_DS * 2), K_BQ * K_D * 4)
+#define SZ_PBX (SZ_PB > SZ_Z ? SZ_PB : 0)  /* P tile outside Z when Z is too small */
+#define V_TOTAL(n) (V_AL(SZ_WT) + V_AL(SZ_W2) + V_AL(SZ_WM1) + V_AL(SZ_WM2) + V_AL(SZ_STG(n)) + \
+		    V_AL(SZ_Z) + V_AL(SZ_ZC) + V_AL(SZ_S) + V_AL(SZ_P) + V_AL(SZ_PBX) + V_AL(SZ_ST))
+/* Two q/k stages when they fit the largest block of any target (sm_90), else one. */
+#if V_TOTAL(2) <= 232448
+#define V_NSTG 2
+#else
+#define V_NSTG 1
+#endif
+#define V_VG V_VG1(V_NSTG)
+#define OFF_WT 0
+#define OFF_W2 (OFF_WT + V_AL(SZ_WT))
+#define OFF_WM1 (OFF_W2 + V_AL(SZ_W2))
+#define OFF_WM2 (OFF_WM1 + V_AL(SZ_WM1))
+#define OFF_STG (OFF_WM2 + V_AL(SZ_WM2))
+#define OFF_Z (OFF_STG + V_AL(SZ_STG(V_NSTG)))
+#define OFF_ZC (OFF_Z + V_AL(SZ_Z))
+#define OFF_S (OFF_ZC + V_AL(SZ_ZC))
+#define OFF_P (OFF_S + V_AL(SZ_S))
+#define OFF_PBX (OFF_P + V_AL(SZ_P))
+#define OFF_ST (OFF_PBX + V_AL(SZ_PBX))
+#define OFF_PB (SZ_PBX ? OFF_PBX : OFF_Z)
+#define SMEM_BYTES V_TOTAL(V_NSTG)
+
+/* Pass-2 probabilities' new columns start DP keys right of the output tile. */
+#define DP (KP - OK2)
+
+/* ---- helpers ------------------------------------------------------------ */
+/* f16 of a float, saturating at +-65504 (the Toeplitz operands). */
+__device__ __forceinline__ unsigned short v3_f16(float x)
+{
+	return mta_f32_to_f16(fminf(fmaxf(x, -65504.f), 65504.f));
+}
+
+/* Store pre-softmax logit (hh, r, c): floats [hh][r][c], or f16 hi and lo at [r*BK + c][hh]. */
+__device__ __forceinline__ void v3_put_s(void *S, int hh, int r, int c, float x)
+{
+#if V_TCMIX
+	unsigned short *s16 = (unsigned short *)S + (r * K_BK + c) * 16 + hh;
+	const unsigned short hi = v3_f16(x);
+	s16[0] = hi;
+	s16[RP * K_BK * 16] = v3_f16(x - mta_f16_to_f32(hi));
+#else
+	((float *)S)[hh * RP * V_SS + r * V_SS + c] = x;
+#endif
+}
+
+/* Store post-convolved probability (hh, r, c): floats, or f16 at [r*BK + c][hh]. */
+__device__ __forceinline__ void v3_put_p2(void *S, int hh, int r, int c, float x)
+{
+#if V_TCMIXP
+	((unsigned short *)S)[(r * K_BK + c) * 16 + hh] = mta_f32_to_f16(x);
+#else
+	((float *)S)[hh * RP * V_SS + r * V_SS + c] = x;
+#endif
+}
+
+/* Whether q, k, v allow 16-byte copies (base and strides), uniform per block. */
+__device__ __forceinline__ bool v3_vec(const mta_args &a)
+{
+	unsigned long long m = (unsigned long long)a.q | (unsigned long long)a.k |
+			       (unsigned long long)a.v;
+	for (int i = 0; i < 3; i++)
+		m |= (unsigned long long)(a.sq[i] | a.sk[i] | a.sv[i]) * 2;
+	return K_D % 8 == 0 && m % 16 == 0;
+}
+
+/*
+ * Stage rows t0 .. t0+n-1 of one head of x (row stride st) as rows of
+ * stride V_DS into dst, then zero rows up to npad: rows outside [0, T) and
+ * columns past D are zero. A thread keeps one 16-byte column chunk and
+ * walks rows, so the loop has no division; whole chunks go by cp.async when
+ * vec (the tensors allow 16-byte copies), else element by element. The
+ * caller commits.
+ */
+#define V_CHK (V_DK / 8)                 /* 16-byte chunks per staged row */
+__device__ void v3_stage(unsigned short *dst, const elem_t *x, long long st, int t0, int n,
+			 int npad, int T, bool vec)
+{
+	constexpr int ROWS = NT / V_CHK; /* rows a pass of the block covers */
+	if (threadIdx.x >= ROWS * V_CHK)
+		return;
+	const int c = threadIdx.x % V_CHK * 8, r0 = threadIdx.x / V_CHK;
+	/* pointers walk the rows: no index arithmetic in the loop */
+	const elem_t *src = x + (long long)(t0 + r0) * st + c;
+	unsigned short *d = dst + r0 * V_DS + c;
+	int t = t0 + r0;
+	if (vec && c + 8 <= K_D) {
+		/* whole chunks; rows outside [0, T) and past n zero-filled by cp.async */
+#pragma unroll 1
+		for (int r = r0; r < npad; r += ROWS) { /* @model v3.stage */
+			const bool in = r < n && t >= 0 && t < T;
+			mta_cp_async16z(d, in ? src : x, in);
+			src += ROWS * st;
+			d += ROWS * V_DS;
+			t += ROWS;
+		}
+		return;
+	}
+#pragma unroll 1
+	for (int r = r0; r < npad; r += ROWS) { /* the chunk D ends in, or unaligned: @model v3.stagepart */
+		const bool in = r < n && t >= 0 && t < T;
+		for (int u = 0; u < 8; u++)
+			d[u] = in && c + u < K_D ? ((const unsigned short *)src)[u] : 0;
+		src += ROWS * st;
+		d += ROWS * V_DS;
+		t += ROWS;
+	}
+}
+
+/* Stage head h's q rows from rq0 and k rows from zk0 (BK of them) into buffer s. */
+__device__ __forceinline__ void v3_stage_qk(const mta_args &a, unsigned short *stg, int b, int h,
+					    int rq0, int zk0, int s, bool vec)
+{
+	unsigned short *Qs = stg + s * (V_ZM + K_BK) * V_DS, *Ks = Qs + V_ZM * V_DS;
+	v3_stage(Qs, a.q + b * a.sq[0] + h * a.sq[2], a.sq[1], /* @model st=1 */
+		 rq0, K_CQ ? RZ : RP, V_ZM, a.T, vec);
+	v3_stage(Ks, a.k + b * a.sk[0] + (h / GQA) * a.sk[2], a.sk[1], /* @model st=2 */
+		 zk0, K_BK, K_BK, a.T, vec);
+}
+
+/*
+ * Phase A for head hh: the raw logits s*q.k of q rows rq0 + r (r < V_ZM) and
+ * the tile's BK new keys zk0 + c, 0 outside 0 <= j <= i < T, into Z (f16,
+ * columns KR + c) or, without a pre-softmax convolution, into S. Warps take
+ * 16x8 tiles round robin.
+ */
+__device__ void v3_qk(const mta_args &a, const unsigned short *stg, int s, int rq0, int zk0,
+		      int hh, unsigned short *Z, float *S)
+{
+	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t4 = lane & 3;
+	const unsigned short *Qs = stg + s * (V_ZM + K_BK) * V_DS, *Ks = Qs + V_ZM * V_DS;
+#pragma unroll 1
+	for (int tile = warp; tile < (V_ZM / 16) * (K_BK / 8); tile += K_WARPS) { /* @model v3.qk */
+		const int m0 = tile / (K_BK / 8) * 16, n0 = tile % (K_BK / 8) * 8;
+		float d[4] = { 0.f, 0.f, 0.f, 0.f };
+#pragma unroll
+		for (int kk = 0; kk < V_DK; kk += 16) {
+			unsigned af[4], bf[2];
+			mta_ldsm_x4(af, Qs + (m0 + (lane & 15)) * V_DS + kk + (lane >> 4) * 8);
+			mta_ldsm_x2(bf, Ks + (n0 + (lane & 7)) * V_DS + kk + ((lane >> 3) & 1) * 8);
+			mma(d, af, bf);
+		}
+#if K_CQ && KR % 2 == 0
+		/* the two columns of a lane as one 32-bit store of f16 */
+		const int c = n0 + 2 * t4, j = zk0 + c;
+		unsigned short *zh = Z + hh * V_ZR * V_ZS + KR + c;
+#pragma unroll
+		for (int hf = 0; hf < 2; hf++) {
+			const int r = m0 + g + 8 * hf, i = rq0 + r;
+			const bool ok = i < a.T;
+			const float x0 = ok && j >= 0 && j <= i ? K_SCALE * d[2 * hf] : 0.f;
+			const float x1 = ok && j >= -1 && j + 1 <= i ? K_SCALE * d[2 * hf + 1] : 0.f;
+			if (r < V_ZR)
+				*(unsigned *)(zh + r * V_ZS) = (unsigned)v3_f16(x0) | (unsigned)v3_f16(x1) << 16;
+		}
+#else
+#pragma unroll
+		for (int e = 0; e < 4; e++) {
+			const int r = m0 + g + 8 * (e >> 1), c = n0 + 2 * t4 + (e & 1);
+			const int i = rq0 + r, j = zk0 + c;
+			const float x = i < a.T && j >= 0 && j <= i ? K_SCALE * d[e] : 0.f;
+#if K_CQ
+			if (r < V_ZR)
+				Z[hh * V_ZR * V_ZS + r * V_ZS + KR + c] = v3_f16(x);
+#else
+			if (r < RP)
+				v3_put_s(S, hh, r, c, x);
+#endif
+		}
+#endif
+	}
+}
+
+#if K_CQ || K_CQ2
+/*
+ * The convolutions on the tensor cores. MODE 0, phase B: S[hh][r][c]
+ * (r < RP, c < BK) = sum_u sum_b w[hh][u][b] Z[hh][r+u][c+b]; MODE 1, phase
+ * E: O[hh][r][c] (r < BQ, c < BK) = sum_u sum_b w2[hh][u][b] P[hh][r+u][c+b]
+ * where query i0 + r < T and key j0 + c <= i0 + r, else 0. Both as
+ * S^T = sum_u T_u Z_u^T: a work item is (head, 16 output columns, 8 output
+ * rows); a warp takes a contiguous range of items, builds the band T_u of
+ * each kernel row once per run of items of one head (at most V_RUN, to keep
+ * the accumulators few), and issues TK mma per item and kernel row.
+ */
+#define V_RUN_MAX 4
+template <int MODE>
+__device__ void v3_toeplitz(const unsigned short *Z, const unsigned *WT, float *S, int i0, int j0,
+			    int T)
+{
+	constexpr int CQX = MODE ? K_CQ2 : K_CQ, TKX = MODE ? V_TK2 : V_TK;
+	constexpr int ZRX = MODE ? RP : V_ZR, ZSX = MODE ? V_PS : V_ZS;
+	constexpr int WTNX = MODE ? V_WTN2 : V_WTN, NR8X = MODE ? K_BQ / 8 : V_NR8;
+	constexpr int NOUT = MODE ? K_BQ : RP, IPH = (K_BK / 16) * NR8X, ITEMS = K_HPB * IPH;
+	constexpr int IPW = (ITEMS + K_WARPS - 1) / K_WARPS;
+	constexpr int RUN = IPW < V_RUN_MAX ? IPW : V_RUN_MAX;
+	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t4 = lane & 3;
+	const int it1 = V_MIN((warp + 1) * IPW, ITEMS);
+	(void)i0;
+	(void)j0;
+	(void)T;
+#pragma unroll 1
+	for (int it = warp * IPW; it < it1;) { /* @model v3.conv */
+		const int hh = it / IPH, n = V_MIN(V_MIN(it1, (hh + 1) * IPH) - it, RUN);
+		const unsigned short *Zh = Z + hh * ZRX * ZSX;
+		const unsigned *W = WT + hh * CQX * WTNX + 16 + 2 * t4 - g;
+		/* each item's first input row of this lane, for kernel row 0 */
+		const unsigned short *zb[RUN];
+#pragma unroll
+		for (int i = 0; i < RUN; i++) {
+			const int item = it + i - hh * IPH, c0 = item / NR8X * 16, n0 = item % NR8X * 8;
+			zb[i] = Zh + (n0 + (lane & 7)) * ZSX + c0;
+		}
+		float d[RUN][4];
+#pragma unroll
+		for (int i = 0; i < RUN; i++)
+			d[i][0] = d[i][1] = d[i][2] = d[i][3] = 0.f;
+#pragma unroll 1
+		for (int u = 0; u < CQX; u++) { /* @model v3.convu */
+			/* A[m][k] = w[u][k-m]: a0 = a3 at k-m = 16s+2t-g, a1 at -8, a2 at +8 */
+			unsigned af[TKX][4];
+#pragma unroll
+			for (int s = 0; s < TKX; s++) {
+				af[s][0] = af[s][3] = W[u * WTNX + 16 * s];
+				af[s][1] = W[u * WTNX + 16 * s - 8];
+				af[s][2] = W[u * WTNX + 16 * s + 8];
+			}
+#pragma unroll
+			for (int i = 0; i < RUN; i++) { /* @model v3.crun */
+				if (i >= n)
+					break; /* warp-uniform */
+				const unsigned short *zr = zb[i] + u * ZSX;
+#pragma unroll
+				for (int s = 0; s < TKX; s += 2) {
+					unsigned bf[4];
+					if (s + 1 < TKX) {
+						mta_ldsm_x4(bf, zr + 16 * s + (lane >> 3) * 8);
+						mta_mma_f16(d[i], af[s], bf);
+						mta_mma_f16(d[i], af[s + 1], bf + 2);
+					} else {
+						mta_ldsm_x2(bf, zr + 16 * s + ((lane >> 3) & 1) * 8);
+						mta_mma_f16(d[i], af[s], bf);
+					}
+				}
+			}
+		}
+		/* d = S^T[c0 + g (+8)][n0 + 2t (+1)] */
+#pragma unroll
+		for (int i = 0; i < RUN; i++) { /* @model v3.crun */
+			if (i >= n)
+				break;
+			const int item = it + i - hh * IPH, c0 = item / NR8X * 16, n0 = item % NR8X * 8;
+#pragma unroll
+			for (int e = 0; e < 4; e++) {
+				const int r = n0 + 2 * t4 + (e & 1), c = c0 + g + 8 * (e >> 1);
+				if (r >= NOUT)
+					continue;
+				if (MODE)
+					v3_put_p2(S, hh, r, c, i0 + r < T && j0 + c <= i0 + r ? d[i][e] : 0.f);
+				else
+					v3_put_s(S, hh, r, c, d[i][e]);
+			}
+		}
+		it += n;
+	}
+}
+#endif
+
+__device__ __forceinline__ float v3_ld(const float *p) { return *p; }
+__device__ __forceinline__ float v3_ld(const unsigned short *p) { return mta_f16_to_f32(*p); }
+__device__ __forceinline__ void v3_st(float *p, float x) { *p = x; }
+__device__ __forceinline__ void v3_st(unsigned short *p, float x) { *p = mta_f32_to_f16(x); }
+
+#if K_HPRE || K_HPOST
+/*
+ * Head mixing in place, one position per thread: for every group of GS
+ * heads, X[g*GS + o] <- sum_in W[g][o][in] X[g*GS + in] at each position
+ * (r, c), r < rows, c < BK; X rows stride rs floats, heads hstride. With
+ * out non-NULL, the results go rounded to the operand type into out
+ * ([HPB][BQ][V_PBS]) instead.
+ */
+template <int GS, typename X_T>
+__device__ void v3_mix(X_T *X, int hstride, int rs, int rows, const float *W, unsigned short *out)
+{
+	float x[GS];
+#pragma unroll 1
+	for (int e = threadIdx.x; e < (K_HPB / GS) * rows * K_BK; e += NT) { /* @model v3.mix */
+		const int grp = e / (rows * K_BK), pos = e % (rows * K_BK);
+		const int r = pos / K_BK, c = pos % K_BK;
+		X_T *base = X + grp * GS * hstride + r * rs + c;
+#pragma unroll
+		for (int hi = 0; hi < GS; hi++)
+			x[hi] = v3_ld(base + hi * hstride);
+		const float *w = W + grp * GS * GS;
+#pragma unroll 1
+		for (int ho = 0; ho < GS; ho++) { /* @model v3.mixo */
+			float s0 = 0.f;
+#pragma unroll
+			for (int hi = 0; hi < GS; hi++)
+				s0 += w[ho * GS + hi] * x[hi];
+			if (out)
+				out[(grp * GS + ho) * K_BQ * V_PBS + r * V_PBS + c] = to_op(s0);
+			else
+				v3_st(base + ho * hstride, s0);
+		}
+	}
+}
+#endif
+
+/*
+ * Phase D. Rows (hh, r) of S, r < nrows, query i_base + r, columns sc0 + c:
+ *   pass 0 (single pass): online max and sum into M, L, the rescale factor
+ *     into A, and exp(S - m) rounded into Pb for P.V;
+ *   pass 1: online max and sum into M, L;
+ *   pass 2: normalised probabilities (L holds 1/l) into P's new columns (f16).
+ * BK/8 consecutive lanes share a row (8 columns each) and reduce with
+ * shuffles; a warp loops while any of its lanes has a row.
+ */
+#define V_CH (K_BK / 8)
+__device__ void v3_softmax(int pass, int T, int i_base, int sc0, int nrows, const float *S,
+			   unsigned short *P, float *M, float *L, float *A, unsigned short *Pb)
+{
+	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+	const int ntask = K_HPB * nrows * V_CH;
+#pragma unroll 1
+	for (int base = warp * 32; base < ntask; base += NT) { /* @model v3.smx */
+		const int task = base + lane, row = task / V_CH, ch = task % V_CH;
+		const bool act = task < ntask;
+		const int hh = row / nrows, r = row % nrows, i = i_base + r, j0 = sc0 + ch * 8;
+		float v[8];
+		if (act) {
+			const float4 *s4 = (const float4 *)(S + hh * RP * V_SS + r * V_SS + ch * 8);
+			const float4 x0 = s4[0], x1 = s4[1];
+			v[0] = x0.x; v[1] = x0.y; v[2] = x0.z; v[3] = x0.w;
+			v[4] = x1.x; v[5] = x1.y; v[6] = x1.z; v[7] = x1.w;
+		}
+		const int lim = act && i < T ? i - j0 : -1; /* valid columns c <= lim (j0 >= 0) */
+		if (pass == 2) {
+			const float m = act ? M[row] : 0.f, li = act ? L[row] : 0.f;
+			float p[8];
+#pragma unroll
+			for (int c = 0; c < 8; c++)
+				p[c] = c <= lim && j0 + c >= 0 ? __expf(v[c] - m) * li : 0.f;
+			if (act) {
+				unsigned short *d = P + hh * RP * V_PS + r * V_PS + KP + ch * 8;
+#pragma unroll
+				for (int c = 0; c < 8; c++)
+					d[c] = mta_f32_to_f16(p[c]);
+			}
+			continue;
+		}
+		float mx = NEG_INF;
+#pragma unroll
+		for (int c = 0; c < 8; c++)
+			if (c <= lim && j0 + c >= 0)
+				mx = fmaxf(mx, v[c]);
+#pragma unroll
+		for (int o = 1; o < V_CH; o <<= 1)
+			mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+		const float mold = act ? M[row] : NEG_INF, mnew = fmaxf(mold, mx);
+		float sum = 0.f, p[8];
+#pragma unroll
+		for (int c = 0; c < 8; c++) {
+			p[c] = c <= lim && j0 + c >= 0 ? __expf(v[c] - mnew) : 0.f;
+			sum += p[c];
+		}
+		if (pass == 0 && act) {
+			unsigned short *o = Pb + hh * K_BQ * V_PBS + r * V_PBS + ch * 8;
+#pragma unroll
+			for (int c = 0; c < 8; c++)
+				o[c] = to_op(p[c]);
+		}
+#pragma unroll
+		for (int o = 1; o < V_CH; o <<= 1)
+			sum += __shfl_xor_sync(0xffffffffu, sum, o);
+		__syncwarp(); /* every lane has read M[row] before the row's first lane writes it */
+		if (act && ch == 0) {
+			const float al = mold == NEG_INF ? 0.f : __expf(mold - mnew);
+			L[row] = L[row] * al + sum;
+			M[row] = mnew;
+			if (pass == 0)
+				A[row] = al;
+		}
+	}
+}
+
+
+#if V_TCMIX || V_TCMIXP
+/*
+ * The mma A fragment of a 16x16 mixing matrix, f16: W[ho][hi] for linear
+ * mixing (gs = 16), or the block-diagonal matrix of groups of gs heads
+ * (W[g][o][in], zero between groups).
+ */
+__device__ __forceinline__ float v3_wmix(const float *W, int gs, int ho, int hi)
+{
+	return ho / gs == hi / gs ? W[(ho / gs) * gs * gs + ho % gs * gs + hi % gs] : 0.f;
+}
+__device__ __forceinline__ void v3_wfrag(const float *W, int gs, unsigned af[4])
+{
+	const int lane = threadIdx.x & 31, g = lane >> 2, t2 = (lane & 3) * 2;
+#pragma unroll
+	for (int q = 0; q < 4; q++) {
+		const int ho = g + 8 * (q & 1), hi = t2 + 8 * (q >> 1);
+		af[q] = (unsigned)v3_f16(v3_wmix(W, gs, ho, hi)) |
+			(unsigned)v3_f16(v3_wmix(W, gs, ho, hi + 1)) << 16;
+	}
+}
+#endif
+
+#if V_TCMIX
+/*
+ * Phases C and D fused: for each row r (< nrows) a warp mixes the heads of
+ * its BK logits on the tensor cores (S_mix = W (S_hi + S_lo), 16 heads x 8
+ * positions an mma) and, from the accumulators, does what v3_softmax does:
+ * pass 0 and 1 the online statistics (pass 0 also P for P.V), pass 2 the
+ * normalised probabilities into P's new columns. A lane holds heads g and
+ * g+8, columns 2t, 2t+1 of every 8; the four lanes of a row reduce with
+ * shuffles.
+ */
+__device__ void v3_mixsoft(int pass, int T, int i_base, int sc0, int nrows, const void *S,
+			   const float *W, unsigned short *P, float *M, float *L, float *A,
+			   unsigned short *Pb)
+{
+	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t4 = lane & 3;
+	const unsigned short *hi16 = (const unsigned short *)S, *lo16 = hi16 + RP * K_BK * 16;
+	unsigned af[4];
+	v3_wfrag(W, 16, af);
+#pragma unroll 1
+	for (int r = warp; r < nrows; r += K_WARPS) { /* @model v3.msrow */
+		float d[K_BK / 8][4];
+#pragma unroll
+		for (int nt = 0; nt < K_BK / 8; nt++) {
+			unsigned bf[2];
+			const int pos = r * K_BK + nt * 8 + (lane & 7), off = ((lane >> 3) & 1) * 8;
+			d[nt][0] = d[nt][1] = d[nt][2] = d[nt][3] = 0.f;
+			mta_ldsm_x2(bf, hi16 + pos * 16 + off);
+			mta_mma_f16(d[nt], af, bf);
+			mta_ldsm_x2(bf, lo16 + pos * 16 + off);
+			mta_mma_f16(d[nt], af, bf);
+		}
+		const int i = i_base + r, lim = i < T ? i - sc0 : -1; /* valid columns c <= lim */
+#pragma unroll
+		for (int half = 0; half < 2; half++) { /* heads g, then g + 8 */
+			const int hh = g + 8 * half, row = hh * (pass == 0 ? K_BQ : RP) + r;
+			if (pass == 2) {
+				const float m = M[row], li = L[row];
+#pragma unroll
+				for (int nt = 0; nt < K_BK / 8; nt++)
+#pragma unroll
+					for (int e = 0; e < 2; e++) {
+						const int c = nt * 8 + 2 * t4 + e;
+						const float p = c <= lim && sc0 + c >= 0 ?
+							__expf(d[nt][2 * half + e] - m) * li : 0.f;
+						P[hh * RP * V_PS + r * V_PS + KP + c] = mta_f32_to_f16(p);
+					}
+				continue;
+			}
+			float mx = NEG_INF;
+#pragma unroll
+			for (int nt = 0; nt < K_BK / 8; nt++)
+#pragma unroll
+				for (int e = 0; e < 2; e++)
+					if (nt * 8 + 2 * t4 + e <= lim)
+						mx = fmaxf(mx, d[nt][2 * half + e]);
+			mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+			mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+			const float mold = M[row], mnew = fmaxf(mold, mx);
+			float sum = 0.f;
+#pragma unroll
+			for (int nt = 0; nt < K_BK / 8; nt++)
+#pragma unroll
+				for (int e = 0; e < 2; e++) {
+					const int c = nt * 8 + 2 * t4 + e;
+					const float p = c <= lim ? __expf(d[nt][2 * half + e] - mnew) : 0.f;
+					sum += p;
+					if (pass == 0)
+						Pb[hh * K_BQ * V_PBS + r * V_PBS + c] = to_op(p);
+				}
+			sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+			sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+			__syncwarp(); /* the row's lanes have read M before its first lane writes it */
+			if (t4 == 0) {
+				const float al = mold == NEG_INF ? 0.f : __expf(mold - mnew);
+				L[row] = L[row] * al + sum;
+				M[row] = mnew;
+				if (pass == 0)
+					A[row] = al;
+			}
+		}
+	}
+}
+#endif
+
+#if V_TCMIXP
+/*
+ * Phase F on the tensor cores: P3 = W P2 for 8 positions an mma (P2 in f16
+ * at [position][16 heads]), rounded into the P.V operand.
+ */
+__device__ void v3_pmix(const void *S, const float *W, unsigned short *Pb)
+{
+	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t4 = lane & 3;
+	const unsigned short *p16 = (const unsigned short *)S;
+	unsigned af[4];
+	v3_wfrag(W, V_GS, af);
+#pragma unroll 1
+	for (int nt = warp; nt < K_BQ * K_BK / 8; nt += K_WARPS) { /* @model v3.pmix */
+		unsigned bf[2];
+		float d[4] = { 0.f, 0.f, 0.f, 0.f };
+		mta_ldsm_x2(bf, p16 + (nt * 8 + (lane & 7)) * 16 + ((lane >> 3) & 1) * 8);
+		mta_mma_f16(d, af, bf);
+		const int pos = nt * 8 + 2 * t4, r = pos / K_BK, c = pos % K_BK;
+		Pb[g * K_BQ * V_PBS + r * V_PBS + c] = to_op(d[0]);
+		Pb[g * K_BQ * V_PBS + r * V_PBS + c + 1] = to_op(d[1]);
+		Pb[(g + 8) * K_BQ * V_PBS + r * V_PBS + c] = to_op(d[2]);
+		Pb[(g + 8) * K_BQ * V_PBS + r * V_PBS + c + 1] = to_op(d[3]);
+	}
+}
+#endif
+
+/* Round X[hh][r][c] (r < BQ, row stride rs, head stride hs) into the P.V operand. */
+template <typename X_T>
+__device__ void v3_round(const X_T *X, int hs, int rs, unsigned short *Pb)
+{
+#pragma unroll 1
+	for (int e = threadIdx.x; e < K_HPB * K_BQ * K_BK; e += NT) { /* @model v3.round */
+		const int hh = e / (K_BQ * K_BK), r = e / K_BK % K_BQ, c = e % K_BK;
+		Pb[hh * K_BQ * V_PBS + r * V_PBS + c] = to_op(v3_ld(X + hh * hs + r * rs + c));
+	}
+}
+
+/*
+ * Phase G: O += P.V for the tile at key j0, every head; V rows staged VG
+ * heads at a time into the staging area (two buffers). Without post steps
+ * the earlier sums are first rescaled by A. Every thread calls it; ends
+ * with a barrier.
+ */
+__device__ __forceinline__ void v3_pv(const mta_args &a, unsigned short *stg, int b, int h0, int j0,
+				      const unsigned short *Pb, const float *A, bool vec,
+				      float (&acc)[V_AK][4])
+{
+	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2;
+	(void)A;
+	(void)g;
+#pragma unroll
+	for (int hh = 0; hh < K_HPB; hh++) {
+		const int gi = hh / V_VG, slot = hh % V_VG;
+		unsigned short *Vs = stg + (gi & 1) * V_VG * K_BK * V_DS;
+		if (slot == 0) {
+			if (hh == 0) {
+#pragma unroll
+				for (int x = 0; x < V_VG && x < K_HPB; x++)
+					v3_stage(Vs + x * K_BK * V_DS, /* @model st=2 */
+						 a.v + b * a.sv[0] + ((h0 + x) / GQA) * a.sv[2], a.sv[1], j0,
+						 K_BK, K_BK, a.T, vec);
+				mta_cp_commit();
+			}
+			mta_cp_wait(0);
+			__syncthreads(); /* this group's V is in; the other buffer is free */
+			if (hh + V_VG < K_HPB) {
+				unsigned short *Vn = stg + ((gi + 1) & 1) * V_VG * K_BK * V_DS;
+#pragma unroll
+				for (int x = 0; x < V_VG && hh + V_VG + x < K_HPB; x++)
+					v3_stage(Vn + x * K_BK * V_DS, /* @model st=2 */
+						 a.v + b * a.sv[0] + ((h0 + hh + V_VG + x) / GQA) * a.sv[2],
+						 a.sv[1], j0, K_BK, K_BK, a.T, vec);
+				mta_cp_commit();
+			}
+		}
+		const unsigned short *V = Vs + slot * K_BK * V_DS;
+		const unsigned short *Ph = Pb + hh * K_BQ * V_PBS;
+#pragma unroll
+		for (int k = V_K0(hh); k <= V_K1(hh); k++) { /* @model v3.pvk */
+			const int tile = k * K_WARPS + warp - hh * V_TPH;
+			if (tile < 0 || tile >= V_TPH)
+				continue; /* warp-uniform */
+			const int m = tile / V_NT8, nt = tile % V_NT8;
+#if !POST
+			const float a0 = A[hh * K_BQ + 16 * m + g], a1 = A[hh * K_BQ + 16 * m + g + 8];
+			acc[k][0] *= a0;
+			acc[k][1] *= a0;
+			acc[k][2] *= a1;
+			acc[k][3] *= a1;
+#endif
+#pragma unroll
+			for (int kk = 0; kk < K_BK; kk += 16) {
+				unsigned af[4], bf[2];
+				mta_ldsm_x4(af, Ph + (16 * m + (lane & 15)) * V_PBS + kk + (lane >> 4) * 8);
+				mta_ldsm_x2_t(bf, V + (kk + (lane & 15)) * V_DS + nt * 8);
+				mma(acc[k], af, bf);
+			}
+		}
+	}
+	__syncthreads(); /* the staging area is reused by the next tile's q and k */
+}
+
+/*
+ * One pass over the key tiles (pass 0: the only pass, online softmax and
+ * P.V; pass 1: statistics; pass 2: probabilities, post steps, P.V). The
+ * first tiles (t < 0) only fill the carries: t_z computes Z alone, t_s also
+ * S and, in pass 2, P. The `@model` comments mark loops and branches for the
+ * static cost model (tuner/model/regions.c has their trip counts).
+ */
+__device__ void v3_pass(const mta_args &a, int pass, char *sm, int b, int h0, int i0, int nkt,
+			bool vec, float (&acc)[V_AK][4])
+{
+	unsigned short *stg = (unsigned short *)(sm + OFF_STG), *Z = (unsigned short *)(sm + OFF_Z);
+	unsigned short *Zc = (unsigned short *)(sm + OFF_ZC), *Pb = (unsigned short *)(sm + OFF_PB);
+	float *S = (float *)(sm + OFF_S), *M = (float *)(sm + OFF_ST);
+	unsigned short *P = (unsigned short *)(sm + OFF_P);
+	float *L = M + K_HPB * RP, *A = L + K_HPB * RP;
+	const unsigned *WT = (const unsigned *)(sm + OFF_WT), *W2 = (const unsigned *)(sm + OFF_W2);
+	const float *WM1 = (const float *)(sm + OFF_WM1);
+	const float *WM2 = (const float *)(sm + OFF_WM2);
+	const int nrows = pass == 0 ? K_BQ : RP, rq0 = i0 - QP - QR;
+	const int t_s = pass == 2 && KP ? -1 : 0, t_z = K_CQ ? t_s - 1 : t_s;
+	(void)Zc; (void)P; (void)WT; (void)W2; (void)WM1; (void)WM2;
+
+	/* empty carries: keys left of 0 */
+#if K_CQ
+	for (int e = threadIdx.x; e < K_HPB * RZ * V_KR2; e += NT) /* @model v3.zc0 */
+		((unsigned *)Zc)[e] = 0;
+#endif
+#if POST
+	if (pass == 2)
+		for (int e = threadIdx.x; e < K_HPB * RP; e += NT) /* @model v3.rows */
+#pragma unroll
+			for (int x = 0; x < KP; x++)
+				P[e * V_PS + x] = 0;
+#endif
+#pragma unroll 1
+	for (int t = t_z; t < nkt; t++) { /* @model v3.kt */
+		const int sc0 = t * K_BK + (pass == 2 ? DP : 0); /* first new column of S (and P) */
+		const int zk0 = sc0 - OK1 + KR;                  /* first new key of Z */
+		/* Phase A: q.k per head, staged two heads deep */
+		v3_stage_qk(a, stg, b, h0, rq0, K_CQ ? zk0 : sc0, 0, vec);
+		mta_cp_commit();
+#if K_CQ
+		/* the carried columns of every head's Z, in pairs (a column more when
+		 * KR is odd: q.k overwrites it) */
+		for (int hr = threadIdx.x; hr < K_HPB * RZ; hr += NT) { /* @model v3.carryin */
+			unsigned *z = (unsigned *)Z + (hr / RZ * V_ZR + hr % RZ) * (V_ZS / 2);
+			const unsigned *zc = (const unsigned *)Zc + hr * V_KR2;
+#pragma unroll
+			for (int x = 0; x < V_KR2; x++)
+				z[x] = zc[x];
+		}
+#endif
+#pragma unroll 1
+		for (int hh = 0; hh < K_HPB; hh++) { /* @model v3.heads */
+			mta_cp_wait(0);
+			__syncthreads(); /* head hh is staged; every warp is done with head hh-1 */
+			if (V_NSTG == 2 && hh + 1 < K_HPB) {
+				v3_stage_qk(a, stg, b, h0 + hh + 1, rq0, K_CQ ? zk0 : sc0, (hh + 1) & 1, vec);
+				mta_cp_commit();
+			}
+			v3_qk(a, stg, V_NSTG == 2 ? hh & 1 : 0, rq0, K_CQ ? zk0 : sc0, hh, Z, S);
+			if (V_NSTG == 1 && hh + 1 < K_HPB) {
+				__syncthreads();
+				v3_stage_qk(a, stg, b, h0 + hh + 1, rq0, K_CQ ? zk0 : sc0, 0, vec);
+				mta_cp_commit();
+			}
+		}
+		__syncthreads();
+		/* the carries for the next tile: Z's last KR columns, P's last KP */
+#if K_CQ
+		for (int hr = threadIdx.x; hr < K_HPB * RZ; hr += NT) { /* @model v3.carryout */
+			const unsigned *z = (const unsigned *)Z + (hr / RZ * V_ZR + hr % RZ) * (V_ZS / 2) +
+					    K_BK / 2;
+			unsigned *zc = (unsigned *)Zc + hr * V_KR2;
+#pragma unroll
+			for (int x = 0; x < V_KR2; x++)
+				zc[x] = z[x];
+		}
+#endif
+#if POST
+		if (pass == 2)
+			for (int row = threadIdx.x; row < K_HPB * RP; row += NT) /* @model v3.pshift */
+#pragma unroll
+				for (int x = 0; x < KP; x++)
+					P[row * V_PS + x] = P[row * V_PS + K_BK + x];
+#endif
+		__syncthreads(); /* P's carry is shifted before its new columns are written */
+		/* Before t_s the tile only filled Z's carry. */
+		if (t >= t_s) { /* @model v3.kts */
+#if K_CQ
+			/* Phase B: the pre-softmax convolution (reads Z, writes S) */
+			v3_toeplitz<0>(Z, WT, S, 0, 0, 0); /* @model cv=1 */
+			__syncthreads();
+#endif
+#if V_TCMIX
+			/* Phases C and D: head mixing on the tensor cores, then statistics or
+			 * probabilities from its accumulators */
+			v3_mixsoft(pass, a.T, pass == 0 ? i0 : i0 - QP, sc0, nrows, S, WM1, P, M, L, A,
+				   Pb);
+			__syncthreads();
+#else
+#if K_HPRE
+			/* Phase C: pre-softmax head mixing, in place */
+			v3_mix<K_HPB>(S, RP * V_SS, V_SS, RP, WM1, (unsigned short *)0); /* @model mix=1 */
+			__syncthreads();
+#endif
+			/* Phase D: statistics, or probabilities */
+			v3_softmax(pass, a.T, pass == 0 ? i0 : i0 - QP, sc0, nrows, S, P, M, L, A, Pb);
+			__syncthreads();
+#endif
+			/* Pass 1 ends here; before tile 0 the tile only filled P's carry. */
+			if (pass != 1 && t >= 0) { /* @model v3.ktout */
+				const int j0 = t * K_BK;
+#if POST
+				/* Phase E: post-softmax convolution into S's space */
+#if K_CQ2
+				v3_toeplitz<1>(P, W2, S, i0, j0, a.T); /* @model cv=2 */
+				__syncthreads();
+				float *X = S;
+				const int xs = RP * V_SS, xr = V_SS;
+#else
+				unsigned short *X = P; /* no convolution: P itself (QP = KP = 0) */
+				const int xs = RP * V_PS, xr = V_PS;
+#endif
+				/* Phase F: post-softmax head mixing, rounded into the P.V operand */
+#if V_TCMIXP
+				v3_pmix(S, WM2, Pb);
+				(void)X;
+				(void)xs;
+				(void)xr;
+#elif K_HPOST
+				v3_mix<V_GS>(X, xs, xr, K_BQ, WM2, Pb); /* @model mix=2 */
+#else
+				v3_round(X, xs, xr, Pb);
+#endif
+				__syncthreads();
+#endif
+				/* Phase G */
+				v3_pv(a, stg, b, h0, j0, Pb, A, vec, acc);
+			}
+		}
+	}
+}
+
+extern "C" __global__ void __launch_bounds__(NT, 1) mta_fwd(const mta_args a)
+{
+	extern __shared__ float4 mta_smem[];
+	char *sm = (char *)mta_smem;
+	const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t4 = lane & 3;
+	/* Heaviest (latest) query tiles first: causal work grows with i0. */
+	const int i0 = (gridDim.x - 1 - blockIdx.x) * K_BQ, h0 = blockIdx.y * K_HPB, b = blockIdx.z;
+	const int nkt = ((i0 + K_BQ < a.T ? i0 + K_BQ : a.T) + K_BK - 1) / K_BK;
+	const bool vec = v3_vec(a);
+	float *M = (float *)(sm + OFF_ST), *L = M + K_HPB * RP;
+	float acc[V_AK][4];
+#pragma unroll
+	for (int k = 0; k < V_AK; k++)
+		acc[k][0] = acc[k][1] = acc[k][2] = acc[k][3] = 0.f;
+
+	/* Weights into shared memory, and the regions that must start finite. */
+#if K_CQ
+	{
+		unsigned *WT = (unsigned *)(sm + OFF_WT);
+		for (int e = tid; e < K_HPB * K_CQ * V_WTN; e += NT) { /* @model v3.wt */
+			const int hu = e / V_WTN, x = e % V_WTN - 16;
+			const float *w = a.kq_pre + (h0 + hu / K_CQ) * (K_CQ * K_CK) + hu % K_CQ * K_CK;
+			const float lo = x >= 0 && x < K_CK ? w[x] : 0.f;
+			const float hi = x + 1 >= 0 && x + 1 < K_CK ? w[x + 1] : 0.f;
+			WT[e] = (unsigned)v3_f16(lo) | (unsigned)v3_f16(hi) << 16;
+		}
+		/* Z: rows and columns the convolution reads but q.k never writes stay 0 */
+		unsigned short *Z = (unsigned short *)(sm + OFF_Z);
+		for (int e = tid; e < K_HPB * V_ZR * V_ZS; e += NT) /* @model v3.z0 */
+			Z[e] = 0;
+	}
+#endif
+#if K_CQ2
+	{
+		unsigned *W2 = (unsigned *)(sm + OFF_W2);
+		for (int e = tid; e < K_HPB * K_CQ2 * V_WTN2; e += NT) { /* @model v3.w2 */
+			const int hu = e / V_WTN2, x = e % V_WTN2 - 16;
+			const float *w = a.kq_post + (h0 + hu / K_CQ2) * (K_CQ2 * K_CK2) + hu % K_CQ2 * K_CK2;
+			const float lo = x >= 0 && x < K_CK2 ? w[x] : 0.f;
+			const float hi = x + 1 >= 0 && x + 1 < K_CK2 ? w[x + 1] : 0.f;
+			W2[e] = (unsigned)v3_f16(lo) | (unsigned)v3_f16(hi) << 16;
+		}
+	}
+#endif
+#if K_HPRE
+	for (int e = tid; e < K_HPB * K_HPB; e += NT) /* HPB == H; @model v3.wm1 */
+		((float *)(sm + OFF_WM1))[e] = a.head_pre[e];
+#endif
+#if K_HPOST == 1
+	/* head_post [H/c, c, c], input index first: stored as W[g][out][in] */
+	for (int e = tid; e < K_HPB * K_HC; e += NT) { /* @model v3.wm2 */
+		const int grp = e / (K_HC * K_HC), o = e / K_HC % K_HC, in = e % K_HC;
+		((float *)(sm + OFF_WM2))[e] = a.head_post[(h0 / K_HC + grp) * K_HC * K_HC + in * K_HC + o];
+	}
+#elif K_HPOST == 2
+	for (int e = tid; e < K_HPB * K_HPB; e += NT) /* @model v3.wm2 */
+		((float *)(sm + OFF_WM2))[e] = a.head_post[e];
+#endif
+#if POST
+	for (int e = tid; e < SZ_P / 4; e += NT) /* past the carried and new columns: 0; @model v3.p0 */
+		((unsigned *)(sm + OFF_P))[e] = 0;
+#endif
+	for (int e = tid; e < K_HPB * RP; e += NT) { /* @model v3.rows */
+		M[e] = NEG_INF;
+		L[e] = 0.f;
+	}
+	__syncthreads();
+
+#if POST
+	v3_pass(a, 1, sm, b, h0, i0, nkt, vec, acc); /* @model pass=1 */
+	for (int e = tid; e < K_HPB * RP; e += NT) /* @model v3.rows */
+		L[e] = L[e] > 0.f ? 1.f / L[e] : 0.f;
+	__syncthreads();
+	v3_pass(a, 2, sm, b, h0, i0, nkt, vec, acc); /* @model pass=2 */
+#else
+	v3_pass(a, 0, sm, b, h0, i0, nkt, vec, acc); /* @model pass=0 */
+#endif
+
+	/* Epilogue, one head at a time through the staging area. */
+	float *Ob = (float *)(sm + OFF_STG);
+#pragma unroll
+	for (int hh = 0; hh < K_HPB; hh++) {
+#pragma unroll
+		for (int k = V_K0(hh); k <= V_K1(hh); k++) { /* @model v3.pvk */
+			const int tile = k * K_WARPS + warp - hh * V_TPH;
+			if (tile < 0 || tile >= V_TPH)
+				continue;
+			const int m = tile / V_NT8, nt = tile % V_NT8;
+#pragma unroll
+			for (int e = 0; e < 4; e++) {
+				const int r = 16 * m + g + 8 * (e >> 1), c = nt * 8 + 2 * t4 + (e & 1);
+				if (c < K_D)
+					Ob[r * K_D + c] = acc[k][e];
+			}
+		}
+		__syncthreads();
+		for (int r = warp; r < K_BQ && i0 + r < a.T; r += K_WARPS) { /* @model v3.erow */
+			const float inv = POST ? 1.f : 1.f / L[hh * RP + r];
+			float o[DPL];
+#pragma unroll
+			for (int e = 0; e < DPL; e++)
+				o[e] = lane + 32 * e < K_D ? Ob[r * K_D + lane + 32 * e] * inv : 0.f;
+			finish_row(a, b, h0 + hh, i0 + r, o);
+		}
+		__syncthreads();
+	}
+}

@@ -1,0 +1,204 @@
+/*
+ * test_model.c: the static cost model (tuner/model/) on small problems:
+ * NVRTC compiles, nvdisasm disassembles (`make test` installs it into
+ * .venv/, so its absence is a failure here), every SASS loop is explained by
+ * a marked loop, and the numbers agree with each other and with what the
+ * kernels must do at least: the FP32 FMAs of a scalar kernel, the tensor
+ * FLOPs of q.k and P.V, the pipes under the bound, the bound under the
+ * estimate, the floor under the estimate.
+ */
+#include "tests/harness.h"
+#include "runtime/core/error.h"
+#include "tuner/model/model.h"
+#include "gen/cuda/cudagen.h"
+#include "runtime/cuda/nvrtc.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Model (key, spec) and check what must hold of any report. */
+static void model_case(const char *key, const char *spec, int64_t B, int64_t T,
+		       struct mta_model_report *r)
+{
+	struct mta_problem p;
+	struct mta_variant v;
+	char nvdisasm[4096];
+	REQUIRE(mta_problem_from_key(key, &p) == MTA_OK);
+	REQUIRE(mta_variant_parse(spec, &v) == MTA_OK);
+	REQUIRE(mta_model_nvdisasm(nvdisasm, sizeof nvdisasm) == MTA_OK ||
+		(mt_fail(__FILE__, __LINE__, "%s", mta_last_error()), 0));
+	REQUIRE(mta_model_run(&p, &v, "sm_90", "h100", B, T, nvdisasm, r) == MTA_OK ||
+		(mt_fail(__FILE__, __LINE__, "%s %s: %s", key, spec, mta_last_error()), 0));
+	CHECKF(!r->warnings[0], "%s %s: %s", key, spec, r->warnings);
+	CHECKF(r->registers > 0 && r->registers <= 255 && r->spills == 0, "%s: %d registers, %d "
+	       "spilled", spec, r->registers, r->spills);
+	CHECK(r->statics > 100);
+	/* the rows add up to the totals */
+	for (int cl = 0; cl < MC_N; cl++) {
+		double sum = 0;
+		for (size_t k = 0; k < r->nrows; k++)
+			sum += r->rows[k].count[cl];
+		CHECKF(fabs(sum - r->count[cl]) <= 1e-6 * (r->count[cl] + 1), "%s: class %s rows "
+		       "sum to %g, total %g", spec, mta_model_class_name(cl), sum, r->count[cl]);
+	}
+	/* no pipe is slower than the bound, the bound is under the estimate */
+	const double lpt_slack = 1.0 / r->m->sms * 1e3; /* the LPT packing's coarseness */
+	for (int cl = 0; cl < MC_N; cl++)
+		CHECKF(r->pipe_ms[cl] <= r->bound_ms * 1.0001 + lpt_slack, "%s: %s %.4g ms over the "
+		       "bound %.4g", spec, mta_model_class_name(cl), r->pipe_ms[cl], r->bound_ms);
+	CHECKF(r->issue_ms <= r->bound_ms * 1.0001 + lpt_slack, "%s: issue %.4g ms, bound %.4g",
+	       spec, r->issue_ms, r->bound_ms);
+	CHECKF(r->estimate_ms >= r->bound_ms && r->estimate_ms >= r->l2_ms &&
+	       r->estimate_ms >= r->floor_ms, "%s: estimate %.4g, bound %.4g, L2 %.4g, floor %.4g",
+	       spec, r->estimate_ms, r->bound_ms, r->l2_ms, r->floor_ms);
+	CHECKF(r->estimate_ms < 1e4 * r->floor_ms, "%s: estimate %.4g ms is absurd (floor %.4g)",
+	       spec, r->estimate_ms, r->floor_ms);
+	CHECK(r->l2_bytes > 0 && r->smem_bytes > 0 && r->count[MC_BAR] > 0);
+}
+
+/* Causal (b, h, i, j) of the problem at B, T. */
+static double elements(const struct mta_problem *p, int64_t B, int64_t T)
+{
+	return (double)B * p->H * (double)T * (double)(T + 1) / 2;
+}
+
+#define SMALL "h4kv4d32-pre3x5-hpre-post3x5-hc4-both-gn-gate-bf16"
+
+/*
+ * v1 computes everything on the FP32 units: it must issue at least the
+ * floor's FMAs per causal logit (convolutions and mixing), and not a
+ * hundred times more; it issues no mma.
+ */
+TEST(model_v1_counts)
+{
+	struct mta_model_report r;
+	struct mta_problem p;
+	REQUIRE(mta_problem_from_key(SMALL, &p) == MTA_OK);
+	model_case(SMALL, "cuda:v1,bq=16,bk=32,hpb=4,warps=4", 2, 512, &r);
+	double floor_fma = p.cq * p.ck + p.cq2 * p.ck2 + p.H + p.hc;
+	CHECKF(r.fma_per_elem >= floor_fma && r.fma_per_elem < 100 * floor_fma, "v1 issues %.1f "
+	       "FP32 FMA per logit; the convolutions and mixing need %.0f", r.fma_per_elem, floor_fma);
+	/* q.k on the FP32 units: D FMA per logit more, over the halo */
+	CHECKF(r.fma_per_elem >= floor_fma + p.D, "v1: %.1f FMA per logit, under %.0f + D",
+	       r.fma_per_elem, floor_fma);
+	CHECK_EQ_INT((int)r.count[MC_HMMA], 0);
+	mta_model_free(&r);
+}
+
+/*
+ * v3 puts q.k, the pre-softmax convolution and P.V on the tensor cores: at
+ * least 2*D FMA per logit for q.k and P.V, at least the convolution's
+ * cq*ck more, in m16n8k16 steps; its FP32 FMAs are the post-softmax
+ * convolution and mixing and the softmax, at least cq2*ck2 per logit. The
+ * estimate grows with T about as T^2 (the causal work) once T dwarfs the
+ * tiles.
+ */
+TEST(model_v3_counts)
+{
+	struct mta_model_report r, r2;
+	struct mta_problem p;
+	struct mta_variant v;
+	const char *spec = "cuda:v3,bq=16,bk=32,hpb=4,warps=8";
+	REQUIRE(mta_problem_from_key(SMALL, &p) == MTA_OK);
+	model_case(SMALL, spec, 2, 1024, &r);
+	double e = elements(&p, 2, 1024), tc_fma = r.hmma_flops / 2 / e;
+	CHECKF(tc_fma >= 2.0 * p.D + p.cq * p.ck, "v3: %.1f tensor FMA per logit, q.k, P.V and "
+	       "the convolution need %d", tc_fma, 2 * p.D + p.cq * p.ck);
+	CHECKF(tc_fma < 40.0 * (2 * p.D + p.cq * p.ck), "v3: %.1f tensor FMA per logit", tc_fma);
+	CHECKF(r.fma_per_elem >= p.cq2 * p.ck2, "v3: %.1f FP32 FMA per logit, the post "
+	       "convolution needs %d", r.fma_per_elem, p.cq2 * p.ck2);
+	mta_model_free(&r);
+
+	/* one compile, counted at two lengths with many more blocks than SMs */
+	char nvdisasm[4096], *src = NULL, *text = NULL;
+	struct mta_nvrtc_job job = { 0 };
+	REQUIRE(mta_variant_parse(spec, &v) == MTA_OK);
+	REQUIRE(mta_model_nvdisasm(nvdisasm, sizeof nvdisasm) == MTA_OK);
+	REQUIRE(mta_gen_cuda(&p, &v, &src) == MTA_OK);
+	job.source = src;
+	job.kernel = MTA_CUDA_KERNEL;
+	job.arch = "sm_90";
+	REQUIRE(mta_nvrtc_compile(&job) == MTA_OK);
+	REQUIRE(mta_sass_disasm(nvdisasm, job.cubin, job.cubin_size, &text) == MTA_OK);
+	REQUIRE(mta_model_count(&p, &v, "sm_90", "h200", 16, 1024, src, text, job.stats.registers,
+				0, &r) == MTA_OK);
+	REQUIRE(mta_model_count(&p, &v, "sm_90", "h200", 16, 2048, src, text, job.stats.registers,
+				0, &r2) == MTA_OK);
+	double ratio = r2.bound_ms / r.bound_ms, cratio = r2.count[MC_FP32] / r.count[MC_FP32];
+	CHECKF(ratio > 3.3 && ratio < 4.3, "v3: doubling T multiplied the bound by %.2f", ratio);
+	CHECKF(cratio > 3.3 && cratio < 4.3, "v3: doubling T multiplied the FP32 count by %.2f",
+	       cratio);
+	/* the counts do not depend on the machine; the times do */
+	struct mta_model_report r3;
+	REQUIRE(mta_model_count(&p, &v, "sm_90", "h100", 16, 1024, src, text, job.stats.registers,
+				0, &r3) == MTA_OK);
+	CHECK(r3.count[MC_HMMA] == r.count[MC_HMMA] && r3.hbm_ms > r.hbm_ms);
+	mta_model_free(&r);
+	mta_model_free(&r2);
+	mta_model_free(&r3);
+	mta_nvrtc_job_free(&job);
+	free(src);
+	free(text);
+}
+
+/* The command prints the report; a missing nvdisasm is said plainly, exit 1. */
+TEST(model_cli)
+{
+	char *out = NULL;
+	int st = mt_sh(&out, "%s model --problem h2kv2d16-pre3x5-bf16 --seq 256 --batch 1 --rows 3",
+		       mt_bin());
+	CHECKF(st == 0, "exit %d: %s", st, out);
+	CHECK_STR_CONTAINS(out, "estimate");
+	CHECK_STR_CONTAINS(out, "floor");
+	CHECK_STR_CONTAINS(out, "cuda:v3");
+	CHECK_STR_CONTAINS(out, "heaviest regions");
+	free(out);
+	st = mt_sh(&out, "MTATUNE_NVDISASM=%s/none %s model --problem h2kv2d16-bf16", mt_tmpdir(),
+		   mt_bin());
+	CHECK_EQ_INT(st, 1);
+	CHECK_STR_CONTAINS(out, "MTATUNE_NVDISASM");
+	free(out);
+	st = mt_sh(&out, "%s model --problem h2kv2d16-f32 --variant cpu:v1", mt_bin());
+	CHECK_EQ_INT(st, 2);
+	CHECK_STR_CONTAINS(out, "not a cuda variant");
+	free(out);
+	st = mt_sh(&out, "%s model --problem h2kv2d16-bf16 --machine a100", mt_bin());
+	CHECK_EQ_INT(st, 2);
+	CHECK_STR_CONTAINS(out, "h100");
+	free(out);
+}
+
+/* The marks parse into regions with the statement's extent. */
+TEST(model_regions)
+{
+	static const char src[] =
+		"void f() {\n"
+		"\tfor (int i = 0; i < n; i++) { /* @model a.b */\n"
+		"\t\tx();\n"
+		"\t}\n"
+		"\tg(); /* @model pass=2 */\n"
+		"\tif (c) /* @model a.c */\n"
+		"\t\tfor (;;)\n"
+		"\t\t\ty(\"}\");\n"
+		"}\n";
+	struct mta_region *r = NULL;
+	size_t n = 0;
+	REQUIRE(mta_regions_parse(src, &r, &n) == MTA_OK);
+	REQUIRE(n == 3);
+	CHECK(!strcmp(r[0].name, "a.b") && r[0].start == 2 && r[0].end == 4);
+	CHECK(!strcmp(r[1].var, "pass") && r[1].val == 2 && r[1].start == 5 && r[1].end == 5);
+	CHECK(!strcmp(r[2].name, "a.c") && r[2].start == 6 && r[2].end == 8);
+	free(r);
+	struct mta_problem p;
+	struct mta_variant v;
+	REQUIRE(mta_problem_from_key(SMALL, &p) == MTA_OK);
+	REQUIRE(mta_variant_parse("cuda:v3,bq=16,bk=32,hpb=4,warps=8", &v) == MTA_OK);
+	struct mta_model_block b = { &p, &v, 100, 64, { 2, 0, 0, 0 } };
+	double f = 0;
+	CHECK_EQ_INT(mta_region_factor("v3.kt", &b, &f), MTA_OK);
+	/* pass 2: 3 key tiles (keys < 80) and two pre-roll tiles */
+	CHECKF(f == 5, "v3.kt = %g", f);
+	CHECK_EQ_INT(mta_region_factor("no.such", &b, &f), MTA_EINVAL);
+	CHECK_STR_CONTAINS(mta_last_error(), "no formula");
+}

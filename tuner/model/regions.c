@@ -1,0 +1,431 @@
+/*
+ * regions.c: the `@model` marks of the kernel templates and the trip counts
+ * behind them (see model.h).
+ *
+ * A mark is a comment `@model NAME` on the line of a for, while or if: the
+ * region is that statement (up to its matching brace, or its semicolon when
+ * it has no braces). `@model VAR=N` on a line sets VAR for the regions of
+ * everything inlined through that line (call sites that pass constants the
+ * formulas need: which pass, which staging call). NAME's factor is how many
+ * times the region's body runs per warp each time the enclosing region runs
+ * (a loop's trip count, a branch's fraction, a loop the compiler unrolls
+ * with a run-time exit: the fraction of its copies that run). The formulas
+ * below mirror the templates' loops; a mark without a formula is an error,
+ * and a SASS loop without a mark is reported by the model (model.c).
+ */
+#include "tuner/model/model.h"
+#include "gen/cuda/cudagen.h"
+#include "runtime/core/error.h"
+
+#include <ctype.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Skip a comment or a string literal at s (returns s when there is none). */
+static const char *skip_lexeme(const char *s)
+{
+	if (s[0] == '/' && s[1] == '/')
+		return s + strcspn(s, "\n");
+	if (s[0] == '/' && s[1] == '*') {
+		const char *e = strstr(s + 2, "*/");
+		return e ? e + 2 : s + strlen(s);
+	}
+	if (*s == '"' || *s == '\'') {
+		char q = *s++;
+		while (*s && *s != q && *s != '\n')
+			s += *s == '\\' && s[1] ? 2 : 1;
+		return *s == q ? s + 1 : s;
+	}
+	return s;
+}
+
+static int line_of(const char *src, const char *at)
+{
+	int n = 1;
+	for (const char *c = src; c < at; c++)
+		n += *c == '\n';
+	return n;
+}
+
+/* The end of the statement that starts at s: its closing brace or semicolon. */
+static const char *statement_end(const char *s)
+{
+	int paren = 0, brace = 0;
+	while (*s) {
+		const char *n = skip_lexeme(s);
+		if (n != s) {
+			s = n;
+			continue;
+		}
+		if (*s == '(')
+			paren++;
+		else if (*s == ')')
+			paren--;
+		else if (*s == '{')
+			brace++;
+		else if (*s == '}') {
+			if (--brace == 0 && paren == 0)
+				return s;
+		} else if (*s == ';' && paren == 0 && brace == 0)
+			return s;
+		s++;
+	}
+	return NULL;
+}
+
+/* The first keyword for/while/if on the line starting at ls (before le). */
+static const char *keyword(const char *ls, const char *le)
+{
+	static const char *const kw[] = { "for", "while", "if" };
+	for (const char *c = ls; c < le; c++) {
+		const char *n = skip_lexeme(c);
+		if (n != c) {
+			c = n - 1;
+			continue;
+		}
+		if (c > ls && (isalnum((unsigned char)c[-1]) || c[-1] == '_'))
+			continue;
+		for (int k = 0; k < 3; k++) {
+			size_t len = strlen(kw[k]);
+			if (!strncmp(c, kw[k], len) && !isalnum((unsigned char)c[len]) && c[len] != '_') {
+				const char *p = c + len;
+				while (*p == ' ' || *p == '\t')
+					p++;
+				if (*p == '(')
+					return c;
+			}
+		}
+	}
+	return NULL;
+}
+
+int mta_regions_parse(const char *source, struct mta_region **out, size_t *n)
+{
+	struct mta_region *r = NULL;
+	size_t cnt = 0, cap = 0;
+	*out = NULL;
+	*n = 0;
+	for (const char *m = strstr(source, "@model "); m; m = strstr(m + 1, "@model ")) {
+		const char *ls = m, *le = m + strcspn(m, "\n");
+		while (ls > source && ls[-1] != '\n')
+			ls--;
+		/* the mark must sit in a comment: a preceding comment opener on its line */
+		const char *open = NULL;
+		for (const char *c = ls; c < m; c++)
+			if (c[0] == '/' && (c[1] == '*' || c[1] == '/'))
+				open = c;
+		if (!open)
+			continue;
+		if (cnt == cap) {
+			cap = cap ? 2 * cap : 64;
+			struct mta_region *nr = realloc(r, cap * sizeof *r);
+			if (!nr) {
+				free(r);
+				return mta_fail(MTA_ENOMEM, "out of memory");
+			}
+			r = nr;
+		}
+		struct mta_region *x = &r[cnt];
+		memset(x, 0, sizeof *x);
+		const char *name = m + 7;
+		size_t len = strcspn(name, " \t*\n");
+		const char *eq = memchr(name, '=', len);
+		if (eq) {
+			snprintf(x->var, sizeof x->var, "%.*s", (int)(eq - name), name);
+			x->val = atoi(eq + 1);
+		} else {
+			snprintf(x->name, sizeof x->name, "%.*s", (int)len, name);
+		}
+		x->start = x->end = line_of(source, ls);
+		const char *kw = eq ? NULL : keyword(ls, le);
+		if (kw) {
+			const char *e = statement_end(kw);
+			if (!e) {
+				int line = x->start;
+				char nm[24];
+				snprintf(nm, sizeof nm, "%s", x->name);
+				free(r);
+				return mta_fail(MTA_EFORMAT, "line %d: the statement marked '@model %s' has "
+						"no end", line, nm);
+			}
+			x->end = line_of(source, e);
+		}
+		cnt++;
+	}
+	*out = r;
+	*n = cnt;
+	return MTA_OK;
+}
+
+/* ---- trip counts ------------------------------------------------------------ */
+
+static double cdiv(double a, double b) { return ceil(a / b); }
+
+/* Iterations per warp, averaged over the block's warps, of
+ * `for (e = threadIdx.x; e < n; e += 32*warps)`: a warp runs while any lane has work. */
+static double tid_loop(double n, int warps)
+{
+	double s = 0;
+	for (int w = 0; w < warps; w++)
+		s += n > 32.0 * w ? cdiv(n - 32.0 * w, 32.0 * warps) : 0;
+	return s / warps;
+}
+
+/* `for (x = warp; x < n; x += warps)`, per warp on average. */
+static double warp_loop(double n, int warps)
+{
+	return n > 0 ? n / warps : 0;
+}
+
+/* v3_stage: per warp, the rows loop of threads that keep a 16-byte chunk
+ * each (ch chunks a row, NT/ch rows a pass; the threads past the last whole
+ * row of chunks return). */
+static double stage_loop(int npad, int ch, int warps)
+{
+	int nt = 32 * warps, rows = nt / ch;
+	double s = 0;
+	for (int w = 0; w < warps; w++) {
+		int most = 0;
+		for (int l = 0; l < 32; l++) {
+			int tid = 32 * w + l, r0 = tid / ch;
+			if (tid >= rows * ch || r0 >= npad)
+				continue;
+			int it = (npad - r0 + rows - 1) / rows;
+			most = it > most ? it : most;
+		}
+		s += most;
+	}
+	return s / warps;
+}
+
+/* Key tiles of the block at i0 (every family: ceil(min(i0 + bq, T) / bk)). */
+static int key_tiles(const struct mta_model_block *b)
+{
+	int64_t end = b->i0 + b->v->bq < b->T ? b->i0 + b->v->bq : b->T;
+	return (int)((end + b->v->bk - 1) / b->v->bk);
+}
+
+/* v3: the tile loop's first tiles (t_z: Z only; t_s: S and P, no output). */
+static void v3_first(const struct mta_problem *p, int pass, int *tz, int *ts)
+{
+	int kp = p->cq2 ? p->ck2 - 1 : 0;
+	*ts = pass == 2 && kp ? -1 : 0;
+	*tz = p->cq ? *ts - 1 : *ts;
+}
+
+/* v3_toeplitz (cv 1: the pre-softmax convolution, 2: the post-softmax one):
+ * runs (of at most 4 items of one head) per warp, and the mean share of a
+ * run's unrolled item copies that run. */
+static void v3_runs(const struct mta_variant *v, const struct mta_cuda_v3_dims *d, int cv,
+		    double *runs, double *share)
+{
+	int iph = (v->bk / 16) * (cv == 2 ? v->bq / 8 : d->nr8), items = v->hpb * iph;
+	int ipw = (items + v->warps - 1) / v->warps, run = ipw < 4 ? ipw : 4;
+	double nr = 0, used = 0;
+	for (int w = 0; w < v->warps; w++) {
+		int it = w * ipw, it1 = (w + 1) * ipw < items ? (w + 1) * ipw : items;
+		while (it < it1) {
+			int hh = it / iph, e = (hh + 1) * iph < it1 ? (hh + 1) * iph : it1;
+			int k = e - it < run ? e - it : run;
+			nr++;
+			used += k;
+			it += k;
+		}
+	}
+	*runs = nr / v->warps;
+	*share = nr ? used / (nr * run) : 0;
+}
+
+static int r16(int x) { return (x + 15) / 16 * 16; }
+static int r8(int x) { return (x + 7) / 8 * 8; }
+
+/* v1/v2 (templates/mta_cuda.cu, mta_cuda_tc.cu): the sizes of their macros. */
+struct v12 {
+	int qr, kr, ok1, qp, kp, ok2, rp, cp, rz, cz, dk, nrl, ncl, mr, nc, nf, tph;
+};
+
+static void v12_dims(const struct mta_problem *p, const struct mta_variant *v, struct v12 *d)
+{
+	d->qr = p->cq ? p->cq - 1 : 0;
+	d->kr = p->cq ? p->ck - 1 : 0;
+	d->ok1 = p->cq ? mta_pad_offset(p->pad, p->ck) : 0;
+	d->qp = p->cq2 ? p->cq2 - 1 : 0;
+	d->kp = p->cq2 ? p->ck2 - 1 : 0;
+	d->ok2 = p->cq2 ? mta_pad_offset(p->pad, p->ck2) : 0;
+	d->rp = v->bq + d->qp;
+	d->cp = v->bk + d->kp;
+	d->rz = d->rp + d->qr;
+	d->cz = d->cp + d->kr;
+	d->dk = r16(p->D);
+	d->nrl = p->cq ? d->rz : d->rp;
+	d->ncl = p->cq ? d->cz : d->cp;
+	d->mr = r16(d->rp) + r16(d->qr);
+	d->nc = r8(d->ncl);
+	d->nf = r8(d->cp);
+	d->tph = (v->bq / 16) * (r8(p->D) / 8);
+}
+
+/* v2 algo 1: the share of the block's key tiles (pass 1 or 2) in which some
+ * logit is folded (want 1) or some is not (want 2): fold_kind's tests. */
+static double v12_fold(const struct mta_model_block *b, const struct v12 *d, int pass, int want)
+{
+	const struct mta_variant *v = b->v;
+	int nkt = key_tiles(b), hits = 0;
+	int th = -(d->qr + d->kr - d->ok1), rP0 = b->i0 - d->qp;
+	for (int t = 0; t < nkt; t++) {
+		int cP0 = pass == 2 ? t * v->bk - d->ok2 : t * v->bk;
+		int ncols = pass == 2 ? d->cp : v->bk;
+		int all = cP0 + ncols - 1 - rP0 <= th, some = cP0 - (rP0 + d->rp - 1) <= th;
+		hits += want == 1 ? some : !all;
+	}
+	return nkt ? (double)hits / nkt : 0;
+}
+
+int mta_region_factor(const char *name, const struct mta_model_block *b, double *f)
+{
+	const struct mta_problem *p = b->p;
+	const struct mta_variant *v = b->v;
+	const int nw = v->warps, pass = b->vars[0], st = b->vars[1], mix = b->vars[2];
+	const int cv = b->vars[3];
+	const int hpb = v->hpb, bq = v->bq, bk = v->bk;
+	const int nkt = key_tiles(b);
+	struct mta_cuda_v3_dims d;
+	int tz = 0, ts = 0;
+
+	struct v12 e;
+	v12_dims(p, v, &e);
+	const int ncols = pass == 2 ? e.cp : bk; /* logits_tile's columns in each pass */
+	*f = 1;
+	if (v->version == 3) {
+		mta_cuda_v3_dims(p, v, &d);
+		v3_first(p, pass, &tz, &ts);
+	}
+#define IS(s) (!strcmp(name, s))
+	/* ---- v3 (templates/mta_cuda_v3.cu) ---- */
+	if (IS("v3.kt"))
+		*f = nkt - tz;
+	else if (IS("v3.kts"))
+		*f = nkt - tz > 0 ? (double)(nkt - ts) / (nkt - tz) : 0;
+	else if (IS("v3.ktout"))
+		*f = pass == 1 ? 0 : nkt - ts > 0 ? (double)nkt / (nkt - ts) : 0;
+	else if (IS("v3.heads"))
+		*f = hpb;
+	else if (IS("v3.stage")) /* st: 1 the q rows, 2 k or V rows */
+		*f = stage_loop(st == 1 ? d.zm : bk, d.dk / 8, nw);
+	else if (IS("v3.stagepart")) /* the chunk that D ends in, when D % 8 != 0 */
+		*f = p->D % 8 ? stage_loop(st == 1 ? d.zm : bk, d.dk / 8, nw) : 0;
+	else if (IS("v3.qk"))
+		*f = warp_loop((double)(d.zm / 16) * (bk / 8), nw);
+	else if (IS("v3.carryin") || IS("v3.carryout")) /* a thread a (head, row) */
+		*f = tid_loop((double)hpb * d.rz, nw);
+	else if (IS("v3.zc0"))
+		*f = tid_loop((double)hpb * d.rz * ((d.kr + 1) / 2), nw);
+	else if (IS("v3.pshift"))
+		*f = tid_loop((double)hpb * d.rp, nw);
+	else if (IS("v3.conv") || IS("v3.crun")) {
+		double runs, share;
+		v3_runs(v, &d, cv, &runs, &share);
+		*f = IS("v3.conv") ? runs : share;
+	} else if (IS("v3.convu"))
+		*f = cv == 2 ? p->cq2 : p->cq;
+	else if (IS("v3.mix")) /* mix: 1 pre-softmax (RP rows, groups of HPB), 2 post (BQ rows) */
+		*f = tid_loop((double)(mix == 1 ? hpb / hpb : hpb / d.gs) * (mix == 1 ? d.rp : bq) * bk,
+			      nw);
+	else if (IS("v3.mixo"))
+		*f = mix == 1 ? hpb : d.gs;
+	else if (IS("v3.smx")) {
+		int nrows = pass == 0 ? bq : d.rp, ntask = hpb * nrows * (bk / 8);
+		*f = tid_loop(ntask, nw);
+	} else if (IS("v3.msrow"))
+		*f = warp_loop(pass == 0 ? bq : d.rp, nw);
+	else if (IS("v3.pmix"))
+		*f = warp_loop((double)bq * bk / 8, nw);
+	else if (IS("v3.round"))
+		*f = tid_loop((double)hpb * bq * bk, nw);
+	else if (IS("v3.pvk")) { /* the share of unrolled (head, slot) copies whose tile a warp holds */
+		double copies = 0;
+		for (int hh = 0; hh < hpb; hh++)
+			copies += ((hh + 1) * d.tph - 1) / nw - hh * d.tph / nw + 1;
+		*f = copies ? (double)hpb * d.tph / (nw * copies) : 0;
+	} else if (IS("v3.erow"))
+		*f = warp_loop(b->T - b->i0 < bq ? (double)(b->T - b->i0) : bq, nw);
+	else if (IS("v3.wt"))
+		*f = tid_loop((double)hpb * p->cq * d.wtn, nw);
+	else if (IS("v3.z0"))
+		*f = tid_loop((double)hpb * d.zr * d.zs, nw);
+	else if (IS("v3.w2"))
+		*f = tid_loop((double)hpb * p->cq2 * d.wtn2, nw);
+	else if (IS("v3.wm1"))
+		*f = tid_loop((double)hpb * hpb, nw);
+	else if (IS("v3.wm2"))
+		*f = tid_loop((double)hpb * d.gs, nw);
+	else if (IS("v3.p0"))
+		*f = tid_loop((double)d.sz_p / 4, nw);
+	else if (IS("v3.rows"))
+		*f = tid_loop((double)hpb * d.rp, nw);
+	/* ---- v1 and v2 (templates/mta_cuda.cu, mta_cuda_tc.cu) ---- */
+	else if (IS("v12.kt"))
+		*f = nkt;
+	else if (IS("v12.heads"))
+		*f = hpb;
+	else if (IS("v12.stat"))
+		*f = tid_loop((double)hpb * e.rp, nw);
+	else if (IS("v12.fold"))
+		*f = v->algo == 1 && p->cq ? v12_fold(b, &e, pass, 1) : 0;
+	else if (IS("v12.exact"))
+		*f = v->algo == 1 && p->cq ? v12_fold(b, &e, pass, 2) : 1;
+	else if (IS("v12.z"))
+		*f = tid_loop((double)e.rz * (ncols + e.kr), nw);
+	else if (IS("v12.dot"))
+		*f = p->D > 8 ? cdiv(p->D, 8) : 1;
+	else if (IS("v12.conv"))
+		*f = tid_loop((double)e.rp * ncols, nw);
+	else if (IS("v12.cq"))
+		*f = p->cq;
+	else if (IS("v12.mixo"))
+		*f = hpb;
+	else if (IS("v12.smrow"))
+		*f = warp_loop((double)hpb * e.rp, nw);
+	else if (IS("v12.smcol"))
+		*f = cdiv(bk, 32);
+	else if (IS("v12.pnorm"))
+		*f = tid_loop((double)hpb * e.rp * e.cp, nw);
+	else if (IS("v12.pconv"))
+		*f = tid_loop((double)hpb * bq * bk, nw);
+	else if (IS("v12.cq2"))
+		*f = p->cq2;
+	else if (IS("v12.hpost"))
+		*f = tid_loop((double)(hpb / (p->hc ? p->hc : 1)) * bq * bk, nw);
+	else if (IS("v12.hco"))
+		*f = p->hc;
+	else if (IS("v12.hpostl"))
+		*f = tid_loop((double)bq * bk, nw);
+	else if (IS("v12.pvc")) /* the key tile's columns before T */
+		*f = bk;
+	else if (IS("v12.erow"))
+		*f = warp_loop(b->T - b->i0 < bq ? (double)(b->T - b->i0) : bq, nw);
+	else if (IS("v12.stage")) /* st: 1 q rows, 2 k rows, 3 V rows */
+		*f = tid_loop((double)(st == 1 ? e.mr : st == 2 ? e.nc : bk) * (e.dk / 8), nw);
+	else if (IS("v12.qkt"))
+		*f = warp_loop((double)cdiv(e.nrl, 16) * cdiv(ncols + e.kr, 8), nw);
+	else if (IS("v12.pround"))
+		*f = tid_loop((double)bq * bk, nw);
+	else if (IS("v12.pvk")) {
+		double copies = 0;
+		for (int hh = 0; hh < hpb; hh++)
+			copies += ((hh + 1) * e.tph - 1) / nw - hh * e.tph / nw + 1;
+		*f = copies ? (double)hpb * e.tph / (nw * copies) : 0;
+	} else if (IS("v12.kc"))
+		*f = tid_loop((double)e.nf * e.dk, nw);
+	else if (IS("v12.ft")) {
+		int tiles = r16(e.rp) / 16 * (e.nf / 8), ft = (tiles + nw - 1) / nw;
+		*f = ft ? (double)tiles / (nw * ft) : 0;
+	} else
+		return mta_fail(MTA_EINVAL, "the cost model has no formula for '@model %s' (cuda v%d)",
+				name, v->version);
+#undef IS
+	if (*f < 0)
+		*f = 0;
+	return MTA_OK;
+}
