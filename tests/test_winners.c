@@ -75,9 +75,13 @@ TEST(tune_identical_variants_end_within_noise_and_keep_the_default)
 	CHECK(isfinite(s.ch_ratio) && s.ch_low <= s.ch_ratio && s.ch_ratio <= s.ch_high);
 	CHECKF(!s.significant && !strcmp(s.winner, def), "the default's twin won: ratio %.3f "
 	       "(%.3f-%.3f) over %d rounds", s.ch_ratio, s.ch_low, s.ch_high, s.rounds);
-	/* the interval of the twin's ratio covers 1, give or take the margin */
-	CHECKF(s.ch_low < 1 + MTA_TUNE_MARGIN && s.ch_high > 1 - MTA_TUNE_MARGIN,
-	       "interval %.3f-%.3f", s.ch_low, s.ch_high);
+	/*
+	 * The twin is never called faster: its interval reaches above 1 - margin.
+	 * (Its low end may sit above 1: a 95% interval misses 1 one time in 40,
+	 * more under a sanitizer on a loaded machine (CI saw 1.020-1.737), and a
+	 * twin wrongly called slower only keeps the default, which is harmless.)
+	 */
+	CHECKF(s.ch_high > 1 - MTA_TUNE_MARGIN, "interval %.3f-%.3f", s.ch_low, s.ch_high);
 	/* the winner row says so: the default, ratio 1, not significant, the rounds */
 	char *rows = mt_sql_rows(db, "SELECT v.spec, w.ratio, w.significant, w.rounds > 0 FROM "
 				 "winners w JOIN variants v ON v.id = w.variant_id");
