@@ -121,14 +121,14 @@ TEST(cpu_kernel_refuses_bad_calls)
 	CHECK(src == NULL);
 	REQUIRE(mta_variant_parse("cpu:v1,hpb=1,bq=4,bk=4", &v) == MTA_OK);
 	REQUIRE(mta_cpu_load(&p, &v, &k) == MTA_OK);
-	CHECKF(mta_cpu_workspace(k) > 0, "workspace %lld", mta_cpu_workspace(k));
+	CHECKF(mta_cpu_workspace(k, 5) > 0, "workspace %lld", mta_cpu_workspace(k, 5));
 	void *qb = mt_tensor(MTA_F32, 1, 5, 2, 8, 0, &q), *kb = mt_tensor(MTA_F32, 1, 5, 2, 8, 0, &kt);
 	void *vb = mt_tensor(MTA_F32, 1, 5, 2, 8, 0, &vv), *ob = mt_tensor(MTA_F32, 1, 5, 2, 8, 0, &o);
 	mt_weights(&p, &w);
 	/* a weight the problem needs is missing */
 	const float *keep = w.kq_pre;
 	w.kq_pre = NULL;
-	CHECK_EQ_INT(mta_cpu_run(k, &p, &q, &kt, &vv, &w, &o, 0), MTA_EINVAL);
+	CHECK_EQ_INT(mta_cpu_run(k, &p, &q, &kt, &vv, &w, &o, 0, NULL), MTA_EINVAL);
 	CHECK_STR_CONTAINS(mta_last_error(), "kq_pre");
 	w.kq_pre = keep;
 	/* the head dimension must be contiguous */
@@ -136,18 +136,18 @@ TEST(cpu_kernel_refuses_bad_calls)
 	bad.stride[3] = 2, bad.shape[1] = 2;
 	struct mta_tensor qs = q, vs = vv, os = o;
 	qs.shape[1] = vs.shape[1] = os.shape[1] = 2;
-	CHECK_EQ_INT(mta_cpu_run(k, &p, &qs, &bad, &vs, &w, &os, 0), MTA_ESHAPE);
+	CHECK_EQ_INT(mta_cpu_run(k, &p, &qs, &bad, &vs, &w, &os, 0, NULL), MTA_ESHAPE);
 	CHECK_STR_CONTAINS(mta_last_error(), "contiguous");
 	/* wrong dtype, wrong problem, negative threads */
 	bad = kt;
 	bad.dtype = MTA_BF16;
-	CHECK_EQ_INT(mta_cpu_run(k, &p, &q, &bad, &vv, &w, &o, 0), MTA_ESHAPE);
+	CHECK_EQ_INT(mta_cpu_run(k, &p, &q, &bad, &vv, &w, &o, 0, NULL), MTA_ESHAPE);
 	other = p;
 	other.gate = 1;
-	CHECK_EQ_INT(mta_cpu_run(k, &other, &q, &kt, &vv, &w, &o, 0), MTA_EINVAL);
+	CHECK_EQ_INT(mta_cpu_run(k, &other, &q, &kt, &vv, &w, &o, 0, NULL), MTA_EINVAL);
 	CHECK_STR_CONTAINS(mta_last_error(), "built for");
-	CHECK_EQ_INT(mta_cpu_run(k, &p, &q, &kt, &vv, &w, &o, -1), MTA_EINVAL);
-	CHECK_EQ_INT(mta_cpu_run(k, &p, &q, &kt, &vv, &w, &o, 0), MTA_OK);
+	CHECK_EQ_INT(mta_cpu_run(k, &p, &q, &kt, &vv, &w, &o, -1, NULL), MTA_EINVAL);
+	CHECK_EQ_INT(mta_cpu_run(k, &p, &q, &kt, &vv, &w, &o, 0, NULL), MTA_OK);
 	mta_cpu_free(k);
 	mt_weights_free(&w);
 	free(qb), free(kb), free(vb), free(ob);
@@ -173,8 +173,8 @@ TEST(cpu_kernel_bounded_memory)
 	REQUIRE(mta_cpu_load(&p, &v, &k) == MTA_OK);
 	REQUIRE(mta_cpu_load(&pc, &v, &kc) == MTA_OK);
 	/* workspace: tiles only, well under one T x T row block */
-	CHECKF(mta_cpu_workspace(k) < 64 * 1024, "workspace %lld", mta_cpu_workspace(k));
-	CHECKF(mta_cpu_workspace(kc) < 128 * 1024, "workspace %lld", mta_cpu_workspace(kc));
+	CHECKF(mta_cpu_workspace(k, 5) < 64 * 1024, "workspace %lld", mta_cpu_workspace(k, 5));
+	CHECKF(mta_cpu_workspace(kc, T) < 128 * 1024, "workspace %lld", mta_cpu_workspace(kc, T));
 	/* the convolution kernel stays exact at a T spanning many tiles */
 	double err = mt_cpu_check(conv, spec, 1, 300, 0, 0);
 	CHECKF(err < mta_tolerance(MTA_F32), "conv kernel at T=300: rel L2 %g", err);
@@ -184,7 +184,7 @@ TEST(cpu_kernel_bounded_memory)
 	REQUIRE(qb && kb && vb && ob);
 	for (int64_t i = 0; i < T * D; i++)
 		((float *)ob)[i] = NAN;
-	CHECKF(mta_cpu_run(k, &p, &q, &kt, &vv, NULL, &o, 0) == MTA_OK, "%s", mta_last_error());
+	CHECKF(mta_cpu_run(k, &p, &q, &kt, &vv, NULL, &o, 0, NULL) == MTA_OK, "%s", mta_last_error());
 	const float *qf = qb, *kf = kb, *vf = vb, *of = ob;
 	const int64_t rows[] = { 0, 1, 4097, T / 2 + 3, T - 1 };
 	for (int r = 0; r < 5; r++) {
