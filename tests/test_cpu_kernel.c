@@ -99,6 +99,59 @@ TEST(cpu_kernel_half_inputs)
 		{ "h4kv4d16-pre3x3-hpre-post3x5-hpost-both-gn-gate-bf16",
 		  "cpu:v1,bq=8,bk=16,hpb=0", 1, 33, 0, 0 },
 		{ "h4kv2d8-pre2x3-hc4-left-gnr-f16", "cpu:v1,bq=8,bk=8,hpb=0,vec=16", 2, 20, 1, 0 },
+		{ "h4kv4d16-pre3x3-hpre-post3x5-hpost-both-gn-gate-bf16",
+		  "cpu:v2,bq=8,bk=16,hpb=0", 1, 33, 0, 0 },
+		{ "h4kv2d8-pre2x3-hc4-left-gnr-f16", "cpu:v2,bq=8,bk=16,hpb=0,vec=16", 2, 20, 1, 2 },
+		{ "h4kv2d8-post3x3-hc2-right-f16", "cpu:v2,bq=4,bk=16,hpb=2,vec=8", 2, 300, 1, 2 },
+	};
+	run_cases(c, (int)(sizeof c / sizeof c[0]));
+}
+
+/*
+ * The v2 family (one pass over whole rows, rings of halo rows): every
+ * option, blocks and chunks that do not divide T, chunks barely wider than
+ * the convolutions, GQA, each padding, strided tensors, threads (several
+ * chains per head block, each recomputing its halo rows), T = 1.
+ */
+TEST(cpu_kernel_v2_options)
+{
+	static const struct kcase c[] = {
+		{ "h4kv2d13-pre3x5-post2x3-hc2-right-gn-gate-s0.3-f32",
+		  "cpu:v2,bq=5,bk=16,hpb=2,vec=4", 2, 37, 0, 0 },
+		{ "h4kv2d13-pre3x5-post2x3-hc2-right-gn-gate-s0.3-f32",
+		  "cpu:v2,bq=3,bk=32,hpb=0,vec=16", 1, 41, 1, 2 },
+		{ "h3kv3d6-pre2x3-hpre-post3x3-hpost-both-gnr-f32",
+		  "cpu:v2,bq=4,bk=16,hpb=0,vec=8", 2, 23, 0, 0 },
+		{ "h2kv2d8-both-f32", "cpu:v2,bq=16,bk=16,hpb=1,vec=4", 3, 50, 0, 3 },
+		{ "h2kv2d8-both-f32", "cpu:v2,bq=16,bk=16,hpb=1,vec=4", 1, 1, 0, 0 },
+		{ "h2kv1d6-pre5x7-post4x5-both-f32", "cpu:v2,bq=2,bk=16,hpb=1", 1, 3, 0, 0 },
+		{ "h2kv1d6-pre5x7-post4x5-left-f32", "cpu:v2,bq=2,bk=16,hpb=1,vec=16", 2, 40, 1, 2 },
+		{ "h3kv1d5-pre2x3-left-gate-f32", "cpu:v2,bq=4,bk=16,hpb=1,vec=16", 2, 1, 0, 0 },
+		{ "h3kv1d5-pre2x3-left-gate-f32", "cpu:v2,bq=4,bk=16,hpb=1,vec=16", 1, 9, 1, 0 },
+		{ "h1kv1d1-post2x2-right-gate-f32", "cpu:v2,hpb=0,bq=1,bk=16", 2, 6, 1, 0 },
+		{ "h2kv2d8-hpre-both-f32", "cpu:v2,bq=3,bk=16,hpb=0,vec=8", 1, 35, 0, 2 },
+		{ "h4kv4d8-hc2-both-f32", "cpu:v2,bq=7,bk=32,hpb=2,vec=16", 2, 45, 1, 2 },
+		{ "h2kv2d16-post4x7-both-f32", "cpu:v2,bq=8,bk=16,hpb=1,vec=8", 1, 31, 0, 0 },
+	};
+	run_cases(c, (int)(sizeof c / sizeof c[0]));
+}
+
+/*
+ * v2 at the tile shapes of its tuning space, long enough that two threads
+ * split each head block into several chains (halo rows recomputed at each
+ * chain's start) and that rows span several chunks.
+ */
+TEST(cpu_kernel_v2_space_tiles)
+{
+	static const struct kcase c[] = {
+		{ "h4kv2d13-pre6x11-hpre-post6x11-hc4-both-gn-gate-f32",
+		  "cpu:v2,bq=16,bk=256,hpb=0,vec=16", 1, 600, 0, 2 },
+		{ "h4kv2d13-pre6x11-hpre-post6x11-hc4-both-gn-gate-f32",
+		  "cpu:v2,bq=32,bk=64,hpb=0,vec=8", 1, 329, 1, 2 },
+		{ "h4kv4d16-pre6x11-hpre-post6x11-hc4-both-gn-gate-f32",
+		  "cpu:v2,bq=16,bk=32,hpb=0,vec=16", 1, 1, 0, 0 },
+		{ "h4kv2d13-pre6x11-both-f32", "cpu:v2,bq=16,bk=64,hpb=1,vec=8", 2, 300, 0, 2 },
+		{ "h8kv2d13-post6x11-hc4-both-f32", "cpu:v2,bq=32,bk=512,hpb=4,vec=16", 1, 520, 0, 2 },
 	};
 	run_cases(c, (int)(sizeof c / sizeof c[0]));
 }
