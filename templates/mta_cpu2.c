@@ -139,19 +139,20 @@
 #define CV 4                                    /* column vectors of a q.k / conv block */
 #define QRB MAX2(MIN2(ACC / CV, 8), 1)          /* q.k rows per block */
 #define CQM MAX2(CQ1, CQ2E)
-#define CACC MAX2(ACC - CQM, 4)
+#define CACC MAX2(ACC - CQM - 2, 4)             /* conv accumulators, beside the weights */
 #define CCV (CACC >= 16 ? 4 : 2)                /* conv column vectors */
 #define CRB MAX2(MIN2(CACC / CCV, 8), 1)        /* conv rows per block */
 #define DVN (DP / VL)                           /* vectors of one output row */
 #define PDG MIN2(DVN, ACC)                      /* P.V: output vectors per block */
-#define PRB MAX2(MIN2(ACC / PDG, 8), 1)         /* P.V rows per block */
+#define PRB MAX2(MIN2((ACC - 4) / PDG, 8), 1)   /* P.V rows per block (fewer: GCC spills) */
+#define PJB 64                                  /* P.V columns per pass over the rows (L1) */
 #define XS RUP(BC + RM + VL, VL)                /* row stride of the chunk buffers */
 
 #include "templates/mta_cpu_vec.h"
 
 /* Per-thread workspace, floats: fixed part, and rows of the rings (which grow with T). */
-#define W_FIXED (K_HPB * BR * K_D + 2 * K_HPB * BR * XS + K_HPB * BR * XS + K_HPB * BR * DP + \
-		 K_HPB * BR + 64)
+#define W_FIXED (16 + K_HPB * BR * K_D + 3 * K_HPB * BR * XS + K_HPB * BR * DP + \
+		 2 * RUP(K_HPB * BR, VL) + 64)
 #define W_ROWS (K_HPB * ((HAVEZ ? NZ : 0) + NP))
 static int64_t row_stride(int64_t T)
 {
@@ -192,9 +193,20 @@ static inline float ld(const void *base, int64_t i)
 
 /* ---- micro-kernels (block sizes are constants once inlined) ---- */
 
-/* out[r][c + lanes] = sum_d q[r][d] kt[d][c + lanes], rows r < rb, cv vectors. */
-INLINE void qk_blk(float *const *out, const float *q, const float *kt, int64_t ks, int64_t c,
-		   const int rb, const int cv)
+/*
+ * Packed k^T: panels of KP columns, each [d][KP] contiguous, so that a q.k
+ * block streams through 4*K_D*KP contiguous bytes (rows of k^T a power of
+ * two apart would share cache sets).
+ */
+#define KP (CV * VL)
+static inline int64_t kidx(int d, int64_t c)
+{
+	return c / KP * (K_D * KP) + (int64_t)d * KP + c % KP;
+}
+
+/* out[r][c + lanes] = sum_d q[r][d] k^T[d][c + lanes], rows r < rb, cv vectors (within a panel). */
+INLINE void qk_blk(float *const *out, const float *q, const float *kt, int64_t c, const int rb,
+		   const int cv)
 {
 	vf acc[8][4];
 	COUNT(CNT_QK, rb * cv * VL * K_D);
@@ -204,7 +216,7 @@ INLINE void qk_blk(float *const *out, const float *q, const float *kt, int64_t k
 	for (int d = 0; d < K_D; d++) {
 		vf k[4];
 		for (int v = 0; v < cv; v++)
-			k[v] = vld(kt + d * ks + c + v * VL);
+			k[v] = vld(kt + kidx(d, c) + v * VL);
 		for (int r = 0; r < rb; r++) {
 			const float x = q[r * K_D + d];
 			for (int v = 0; v < cv; v++)
@@ -220,7 +232,9 @@ INLINE void qk_blk(float *const *out, const float *q, const float *kt, int64_t k
  * out[r][c + lanes] = sum_{a<cq, b<ck} w[a*ck + b] src[r + a][c - ok + b + lanes],
  * rows r < rb (src holds rb + cq - 1 rows), cv vectors. Each shifted vector
  * is loaded once and feeds every output row it reaches; the cq weights of
- * one kernel column stay in registers.
+ * one kernel column are broadcast into registers once (as memory operands
+ * of the multiply-adds they would cost a load each, and the loads are what
+ * limits this loop).
  */
 INLINE void conv_blk(float *const *out, const float *const *src, const float *w, const int cq,
 		     const int ck, const int ok, int64_t c, const int rb, const int cv,
@@ -298,16 +312,16 @@ INLINE void mix(float *dst, int64_t ds, const float *src, int64_t ss, const floa
 	}
 }
 
-/* o[r][d0 + lanes] += sum_{j<n} u[r][j] vp[j][d0 + lanes], rows r < rb, dv vectors. */
-INLINE void pv_blk(float *o, const float *const *u, const float *vp, int64_t n, int d0,
-		   const int rb, const int dv)
+/* o[r][d0 + lanes] += sum_{j0<=j<j1} u[r][j] vp[j][d0 + lanes], rows r < rb, dv vectors. */
+INLINE void pv_blk(float *o, const float *const *u, const float *vp, int64_t j0, int64_t j1,
+		   int d0, const int rb, const int dv)
 {
 	vf acc[8][PDG];
-	COUNT(CNT_PV, rb * dv * VL * n);
+	COUNT(CNT_PV, rb * dv * VL * (j1 - j0));
 	for (int r = 0; r < rb; r++)
 		for (int v = 0; v < dv; v++)
 			acc[r][v] = vld(o + r * DP + d0 + v * VL);
-	for (int64_t j = 0; j < n; j++) {
+	for (int64_t j = j0; j < j1; j++) {
 		vf x[PDG];
 		for (int v = 0; v < dv; v++)
 			x[v] = vld(vp + j * DP + d0 + v * VL);
@@ -335,6 +349,17 @@ INLINE void pv_blk(float *o, const float *const *u, const float *vp, int64_t n, 
 	default: call(8); break;                                                             \
 	}
 
+/*
+ * Rows of group g when nr rows are cut into groups of at most m, as evenly
+ * as possible (a group of 2 after five of 6 would run a slow micro-kernel).
+ */
+#define GROUPS(nr, m) (((nr) + (m) - 1) / (m))
+static inline int group_rows(int nr, int m, int g)
+{
+	const int ng = GROUPS(nr, m);
+	return nr / ng + (g < nr % ng);
+}
+
 /* ---- one thread's state ---- */
 
 struct job {
@@ -345,6 +370,7 @@ struct job {
 	int64_t npack, nitems, chains;
 	int64_t next;            /* next item, taken atomically */
 	int64_t bounds[65];      /* chain c covers rows [bounds[c], bounds[c+1]) */
+	float gn[DP], gate[DP];  /* group norm and gate weights, zero-padded to vectors */
 	int err;
 };
 
@@ -357,6 +383,7 @@ struct th {
 	float *x, *y, *u;        /* chunk buffers [hpb][BR][XS] */
 	float *o;                /* [hpb][BR][DP] outputs */
 	float *il;               /* [hpb][BR] 1/sum of each row (no post-softmax step) */
+	float *mx;               /* [hpb][BR] each row's max, found in phase A */
 	const float *kt[K_HPB], *vp[K_HPB]; /* each head's packed k^T and v */
 	int64_t ks;
 };
@@ -387,10 +414,18 @@ static inline int64_t ext(const struct th *t, int64_t i)
 	return e < t->rsw - LP ? e : t->rsw - LP;
 }
 
+/* Columns [from, to) of row set to 0 (0 <= from), by whole vectors: up to RUP(to, VL). */
 static inline void zero(float *row, int64_t from, int64_t to)
 {
-	if (to > from)
-		memset(row + from, 0, sizeof(float) * (size_t)(to - from));
+	if (to <= from)
+		return;
+	int64_t c = from / VL * VL;
+	if (c < from) {
+		vst(row + c, vfirst(vld(row + c), (int)(from - c), vsplat(0.0f)));
+		c += VL;
+	}
+	for (; c < to; c += VL)
+		vst(row + c, vsplat(0.0f));
 }
 
 /* ---- the steps of a block ---- */
@@ -415,17 +450,17 @@ static void qk_rows(struct th *t, int hl, int64_t i0, int nr, int64_t c0, int64_
 	const float *q = t->qb + hl * BR * K_D, *kt = t->kt[hl];
 	for (int64_t c = c0; c < ce;) {
 		const int whole = ce - c >= CV * VL;
-		for (int r0 = 0; r0 < nr; r0 += QRB) {
+		for (int g = 0, r0 = 0, rb; g < GROUPS(nr, QRB); g++, r0 += rb) {
 			float *out[8];
-			const int rb = MIN2(QRB, nr - r0);
+			rb = group_rows(nr, QRB, g);
 			for (int r = 0; r < rb; r++)
 				out[r] = zrow(t, hl, i0 + r0 + r);
 			if (whole) {
-#define QK_CALL(n) qk_blk(out, q + r0 * K_D, kt, t->ks, c, n, CV)
+#define QK_CALL(n) qk_blk(out, q + r0 * K_D, kt, c, n, CV)
 				BY_ROWS(rb, QK_CALL)
 #undef QK_CALL
 			} else {
-#define QK_CALL(n) qk_blk(out, q + r0 * K_D, kt, t->ks, c, n, 1)
+#define QK_CALL(n) qk_blk(out, q + r0 * K_D, kt, c, n, 1)
 				BY_ROWS(rb, QK_CALL)
 #undef QK_CALL
 			}
@@ -444,8 +479,8 @@ INLINE void conv_rows(float *const *out, const float *const *src, const float *w
 {
 	for (int64_t c = 0; c < n;) {
 		const int whole = n - c >= CCV * VL;
-		for (int r0 = 0; r0 < nr; r0 += CRB) {
-			const int rb = MIN2(CRB, nr - r0);
+		for (int g = 0, r0 = 0, rb; g < GROUPS(nr, CRB); g++, r0 += rb) {
+			rb = group_rows(nr, CRB, g);
 			if (whole) {
 #define CONV_CALL(m) conv_blk(out + r0, src + r0, w, cq, ck, ok, c, m, CCV, step)
 				BY_ROWS(rb, CONV_CALL)
@@ -460,33 +495,50 @@ INLINE void conv_rows(float *const *out, const float *const *src, const float *w
 	}
 }
 
-#if HAVEZ
-/* Pre-softmax scores of the block's rows, columns [s0, s1), into the P ring: kq_pre, head_pre. */
-static void pre_chunk(struct th *t, int64_t i0, int nr, int64_t s0, int64_t s1)
-{
-	const struct mta_kargs *a = t->a;
 #if K_CQ
-	for (int hl = 0; hl < K_HPB; hl++) {
-		float *out[BR];
-		const float *src[BR + RH1];
-		for (int r = 0; r < nr; r++)
-			out[r] = K_HPRE ? t->x + (hl * BR + r) * XS : prow(t, hl, i0 + r) + s0;
-		for (int s = 0; s < nr + RH1; s++)
-			src[s] = zrow(t, hl, i0 - RH1 + s) + s0;
-		conv_rows(out, src, a->kq_pre + (t->h0 + hl) * K_CQ * K_CK, K_CQ, K_CK, K_OK, nr,
-			  s1 - s0, CNT_PRE);
-	}
+/* kq_pre of head hl, rows i0..i0+nr, columns [s0, s1): into x (head_pre follows) or the band. */
+static void conv_pre(struct th *t, int hl, int64_t i0, int nr, int64_t s0, int64_t s1)
+{
+	float *out[BR];
+	const float *src[BR + RH1];
+	for (int r = 0; r < nr; r++)
+		out[r] = K_HPRE ? t->x + (hl * BR + r) * XS : prow(t, hl, i0 + r) + s0;
+	for (int s = 0; s < nr + RH1; s++)
+		src[s] = zrow(t, hl, i0 - RH1 + s) + s0;
+	conv_rows(out, src, t->a->kq_pre + (t->h0 + hl) * K_CQ * K_CK, K_CQ, K_CK, K_OK, nr, s1 - s0,
+		  CNT_PRE);
+}
 #endif
+
 #if K_HPRE
+/* head_pre of rows i0..i0+nr, columns [s0, s1): from x (after kq_pre) or Z, into the band. */
+static void mix_pre(struct th *t, int64_t i0, int nr, int64_t s0, int64_t s1)
+{
 	for (int r = 0; r < nr; r++) {
 		const float *src = K_CQ ? t->x + r * XS : zrow(t, 0, i0 + r) + s0;
 		const int64_t ss = K_CQ ? (int64_t)BR * XS : (int64_t)NZ * t->rsw;
-		mix(prow(t, 0, i0 + r) + s0, (int64_t)NP * t->rsw, src, ss, a->head_pre, K_H, 1, K_H,
+		mix(prow(t, 0, i0 + r) + s0, (int64_t)NP * t->rsw, src, ss, t->a->head_pre, K_H, 1, K_H,
 		    s1 - s0, CNT_HPRE);
 	}
-#endif
 }
 #endif
+
+/* Running maxima of the band's rows over columns [s0, s1) (those up to the diagonal). */
+static void row_max(struct th *t, int64_t i0, int nr, int64_t s0, int64_t s1)
+{
+	for (int hl = 0; hl < K_HPB; hl++)
+		for (int r = 0; r < nr; r++) {
+			const int64_t e = MIN2(s1, i0 + r + 1);
+			const float *p = prow(t, hl, i0 + r);
+			vf mx = vsplat(t->mx[hl * BR + r]);
+			int64_t c = s0;
+			for (; c + VL <= e; c += VL)
+				mx = vmax(mx, vld(p + c));
+			if (c < e)
+				mx = vmax(mx, vfirst(vld(p + c), (int)(e - c), vsplat(-INFINITY)));
+			t->mx[hl * BR + r] = vhmax(mx);
+		}
+}
 
 /*
  * Phase A for rows i0..i0+nr: raw logits of every column they need, and
@@ -497,28 +549,35 @@ static void phase_a(struct th *t, int64_t i0, int nr, int zonly)
 {
 	const int64_t lim = i0 + nr, zend = lim + R1;
 	load_q(t, i0, nr);
+	for (int x = 0; x < K_HPB * BR; x++)
+		t->mx[x] = -INFINITY;
 	for (int64_t c0 = 0;; c0 += BC) {
 		const int last = c0 + BC >= zend;
 		const int64_t c1 = last ? zend : c0 + BC, ce = MIN2(c1, lim);
-		for (int hl = 0; hl < K_HPB; hl++) {
+		/* the scores lag the logits by the convolution's right reach */
+		const int64_t s0 = c0 ? c0 - R1 : 0, s1 = last ? lim : c1 - R1;
+		const int scores = !zonly && s1 > s0;
+		for (int hl = 0; hl < K_HPB; hl++) { /* each head's Z chunk is convolved while in L1 */
 			if (ce > c0)
 				qk_rows(t, hl, i0, nr, c0, ce);
 			for (int r = 0; r < nr; r++) { /* zero past the diagonal */
 				const int64_t i = i0 + r;
 				zero(zrow(t, hl, i), MAX2(i + 1, c0), last ? ext(t, i) : c1);
 			}
-		}
-#if HAVEZ
-		if (!zonly) {
-			const int64_t s0 = c0 ? c0 - R1 : 0, s1 = last ? lim : c1 - R1;
-			if (s1 > s0)
-				pre_chunk(t, i0, nr, s0, s1);
-		}
+#if K_CQ
+			if (scores)
+				conv_pre(t, hl, i0, nr, s0, s1);
 #endif
+		}
+#if K_HPRE
+		if (scores)
+			mix_pre(t, i0, nr, s0, s1);
+#endif
+		if (scores)
+			row_max(t, i0, nr, s0, s1);
 		if (last)
 			break;
 	}
-	(void)zonly;
 }
 
 /* Phase B: softmax of rows i0..i0+nr in the P ring (normalised when a step follows). */
@@ -526,37 +585,26 @@ static void phase_b(struct th *t, int64_t i0, int nr)
 {
 	for (int hl = 0; hl < K_HPB; hl++)
 		for (int r = 0; r < nr; r++) {
-			const int64_t i = i0 + r, n = i + 1, nv = RUP(n, VL);
+			const int64_t i = i0 + r, n = i + 1, nw = n / VL * VL, nv = RUP(n, VL);
 			float *p = prow(t, hl, i);
-			vf mx = vsplat(-INFINITY);
-			int64_t c = 0;
-			for (; c + VL <= n; c += VL)
-				mx = vmax(mx, vld(p + c));
-			float m = -INFINITY;
-			for (int l = 0; l < VL; l++)
-				m = mx[l] > m ? mx[l] : m;
-			for (; c < n; c++)
-				m = p[c] > m ? p[c] : m;
+			const vf m = vsplat(t->mx[hl * BR + r]); /* from phase A */
 			vf sum = vsplat(0.0f);
 			COUNT(CNT_EXP, nv);
-			for (c = 0; c < nv; c += VL) {
-				vf e = vexp(vld(p + c) - m);
-				if (c + VL > n) { /* past the diagonal: 0 */
-					vi lane;
-					for (int l = 0; l < VL; l++)
-						lane[l] = l;
-					e = vsel(lane < (vi){ 0 } + (int32_t)(n - c), e, vsplat(0.0f));
-				}
+			for (int64_t c = 0; c < nw; c += VL) {
+				const vf e = vexp_le0(vld(p + c) - m);
 				vst(p + c, e);
 				sum += e;
 			}
-			float l = 0.0f;
-			for (int x = 0; x < VL; x++)
-				l += sum[x];
+			if (nw < n) {
+				const vf e = vfirst(vexp_le0(vld(p + nw) - m), (int)(n - nw), vsplat(0.0f));
+				vst(p + nw, e);
+				sum += e;
+			}
+			const float l = vhsum(sum);
 			zero(p, nv, ext(t, i));
 #if POST
 			const vf il = vsplat(1.0f / l);
-			for (c = 0; c < nv; c += VL)
+			for (int64_t c = 0; c < nv; c += VL)
 				vst(p + c, vld(p + c) * il);
 #else
 			t->il[hl * BR + r] = 1.0f / l;
@@ -619,22 +667,25 @@ static void phase_c(struct th *t, int64_t i0, int nr)
 #endif
 		for (int hl = 0; hl < K_HPB; hl++) {
 			const float *vp = t->vp[hl] + c0 * DP;
-			for (int r0 = 0; r0 < nr; r0 += PRB) {
-				const float *u[8];
-				const int rb = MIN2(PRB, nr - r0);
-				for (int r = 0; r < rb; r++)
-					u[r] = CROW(hl, r0 + r);
-				float *o = t->o + (hl * BR + r0) * DP;
-				for (int d0 = 0; d0 < DVN; d0 += PDG) {
-					if (DVN - d0 >= PDG) {
-#define PV_CALL(m) pv_blk(o, u, vp, n, d0 * VL, m, PDG)
-						BY_ROWS(rb, PV_CALL)
-#undef PV_CALL
-					} else {
-						for (int d = d0; d < DVN; d++) {
-#define PV_CALL(m) pv_blk(o, u, vp, n, d * VL, m, 1)
+			for (int64_t j0 = 0; j0 < n; j0 += PJB) { /* these v rows stay in L1 */
+				const int64_t j1 = MIN2(j0 + PJB, n);
+				for (int g = 0, r0 = 0, rb; g < GROUPS(nr, PRB); g++, r0 += rb) {
+					const float *u[8];
+					rb = group_rows(nr, PRB, g);
+					for (int r = 0; r < rb; r++)
+						u[r] = CROW(hl, r0 + r);
+					float *o = t->o + (hl * BR + r0) * DP;
+					for (int d0 = 0; d0 < DVN; d0 += PDG) {
+						if (DVN - d0 >= PDG) {
+#define PV_CALL(m) pv_blk(o, u, vp, j0, j1, d0 * VL, m, PDG)
 							BY_ROWS(rb, PV_CALL)
 #undef PV_CALL
+						} else {
+							for (int d = d0; d < DVN; d++) {
+#define PV_CALL(m) pv_blk(o, u, vp, j0, j1, d * VL, m, 1)
+								BY_ROWS(rb, PV_CALL)
+#undef PV_CALL
+							}
 						}
 					}
 				}
@@ -643,53 +694,68 @@ static void phase_c(struct th *t, int64_t i0, int nr)
 	}
 }
 
-/* Group norm, gate, store: the outputs of rows i0..i0+nr. */
-static void finish(struct th *t, int64_t i0, int nr)
+/*
+ * Group norm, gate, store: the outputs of rows i0..i0+nr. Sums run lane-wise
+ * over whole vectors (the padding lanes of o and of the weights are 0), and
+ * the block's gates go through one vectorised exp.
+ */
+static void finish(struct th *t, const struct job *j, int64_t i0, int nr)
 {
 	const struct mta_kargs *a = t->a;
-	for (int hl = 0; hl < K_HPB; hl++)
-		for (int r = 0; r < nr; r++) {
-			const float *src = t->o + (hl * BR + r) * DP;
-			float o[K_D];
-#if POST
-			for (int d = 0; d < K_D; d++)
-				o[d] = src[d];
-#else
-			const float il = t->il[hl * BR + r];
-			for (int d = 0; d < K_D; d++)
-				o[d] = src[d] * il;
+	float *o = t->o;
+	for (int x = 0; x < K_HPB * BR; x++) {
+		if (x % BR >= nr)
+			continue;
+		float *ox = o + x * DP;
+#if !POST
+		const vf il = vsplat(t->il[x]);
+		for (int d = 0; d < DP; d += VL)
+			vst(ox + d, vld(ox + d) * il);
 #endif
 #if K_GN
-			float ms = 0.0f;
-			for (int d = 0; d < K_D; d++)
-				ms += o[d] * o[d];
-			const float rs = (1.0f / sqrtf(ms / K_D + 1e-5f)) * (K_GNR ? a->gn_rescale : 1.0f);
-			for (int d = 0; d < K_D; d++)
-				o[d] = o[d] * rs * a->gn_weight[d];
+		vf ss = vsplat(0.0f);
+		for (int d = 0; d < DP; d += VL)
+			ss += vld(ox + d) * vld(ox + d);
+		const vf rs = vsplat((1.0f / sqrtf(vhsum(ss) / K_D + 1e-5f)) *
+				     (K_GNR ? a->gn_rescale : 1.0f));
+		for (int d = 0; d < DP; d += VL)
+			vst(ox + d, vld(ox + d) * rs * vld(j->gn + d));
 #endif
 #if K_GATE
-			float g = a->gate_b;
-			for (int d = 0; d < K_D; d++)
-				g += o[d] * a->gate_w[d];
-			const float sg = 1.0f / (1.0f + expf(-g));
-			for (int d = 0; d < K_D; d++)
-				o[d] *= sg;
+		vf g = vsplat(0.0f);
+		for (int d = 0; d < DP; d += VL)
+			g += vld(ox + d) * vld(j->gate + d);
+		t->il[x] = -(vhsum(g) + a->gate_b); /* the gate's logit, negated */
+#endif
+	}
+#if K_GATE
+	for (int x = 0; x < K_HPB * BR; x += VL) /* sigmoid(g) = 1 / (1 + exp(-g)) */
+		vst(t->il + x, 1.0f / (1.0f + vexp(vld(t->il + x))));
+#endif
+	(void)j;
+	for (int hl = 0; hl < K_HPB; hl++)
+		for (int r = 0; r < nr; r++) {
+			float *ox = o + (hl * BR + r) * DP;
+#if K_GATE
+			const vf sg = vsplat(t->il[hl * BR + r]);
+			for (int d = 0; d < DP; d += VL)
+				vst(ox + d, vld(ox + d) * sg);
 #endif
 			float *dst = a->o + t->b * a->o_sb + (i0 + r) * a->o_st +
 				     (int64_t)(t->h0 + hl) * a->o_sh;
-			memcpy(dst, o, sizeof(float) * K_D);
+			memcpy(dst, ox, sizeof(float) * K_D);
 		}
 }
 
 /* One block: rows i0..i0+nr (nr <= BR) through every step; out 0: halo rows, not stored. */
-static void block(struct th *t, int64_t i0, int nr, int out)
+static void block(struct th *t, const struct job *j, int64_t i0, int nr, int out)
 {
 	phase_a(t, i0, nr, 0);
 	phase_b(t, i0, nr);
 	if (!out)
 		return;
 	phase_c(t, i0, nr);
-	finish(t, i0, nr);
+	finish(t, j, i0, nr);
 }
 
 /*
@@ -697,7 +763,7 @@ static void block(struct th *t, int64_t i0, int nr, int out)
  * zero before row 0, else recomputed here (logits of cq-1 + cq2-1 rows,
  * probabilities of the last cq2-1).
  */
-static void chain(struct th *t, int64_t s, int64_t e)
+static void chain(struct th *t, const struct job *j, int64_t s, int64_t e)
 {
 	if (s == 0) {
 		for (int hl = 0; hl < K_HPB; hl++)
@@ -709,35 +775,59 @@ static void chain(struct th *t, int64_t s, int64_t e)
 		for (int64_t r = s - RH2 - RH1; r < s - RH2; r += BR)
 			phase_a(t, r, (int)MIN2(BR, s - RH2 - r), 1);
 		for (int64_t r = s - RH2; r < s; r += BR)
-			block(t, r, (int)MIN2(BR, s - r), 0);
+			block(t, j, r, (int)MIN2(BR, s - r), 0);
 	}
 	for (int64_t i0 = s; i0 < e; i0 += BR)
-		block(t, i0, (int)MIN2(BR, e - i0), 1);
+		block(t, j, i0, (int)MIN2(BR, e - i0), 1);
 }
 
 /* ---- the two parallel phases ---- */
 
-/* Pack k^T ([d][column], ks columns) and v ([column][DP]) of item w: (b, kv head, 256 columns). */
+/*
+ * Pack k^T ([d][column], ks columns) and v ([column][DP]) of item w: (b, kv
+ * head, 256 columns). Whole VL x VL blocks of k are transposed in registers.
+ */
 static void pack(struct job *j, int64_t w)
 {
 	const struct mta_kargs *a = j->a;
 	const int64_t per = (a->T + 255) / 256, bk = w / per, c0 = w % per * 256;
 	const int64_t b = bk / K_HKV, hk = bk % K_HKV, c1 = MIN2(c0 + 256, j->ks);
 	float *kt = j->shared + bk * j->kvsize, *vp = kt + (int64_t)K_D * j->ks;
-	for (int64_t c = c0; c < c1; c++) {
-		if (c >= a->T) {
-			for (int d = 0; d < K_D; d++)
-				kt[d * j->ks + c] = 0.0f;
-			continue;
+	const int64_t kb = b * a->k_sb + hk * a->k_sh, vb = b * a->v_sb + hk * a->v_sh;
+	int64_t c = c0;
+	for (; c + VL <= MIN2(c1, a->T); c += VL) {
+		int d0 = 0;
+		for (; d0 + VL <= K_D; d0 += VL) {
+			vf x[VL];
+			for (int l = 0; l < VL; l++) {
+#if K_DTYPE == 0
+				x[l] = vld((const float *)a->k + kb + (c + l) * a->k_st + d0);
+#else
+				for (int d = 0; d < VL; d++)
+					x[l][d] = ld(a->k, kb + (c + l) * a->k_st + d0 + d);
+#endif
+			}
+			vtranspose(x);
+			for (int d = 0; d < VL; d++)
+				vst(kt + kidx(d0 + d, c), x[d]);
 		}
-		const int64_t ko = b * a->k_sb + c * a->k_st + hk * a->k_sh;
-		const int64_t vo = b * a->v_sb + c * a->v_st + hk * a->v_sh;
-		for (int d = 0; d < K_D; d++) {
-			kt[d * j->ks + c] = ld(a->k, ko + d);
-			vp[c * DP + d] = ld(a->v, vo + d);
-		}
+		for (int d = d0; d < K_D; d++)
+			for (int l = 0; l < VL; l++)
+				kt[kidx(d, c + l)] = ld(a->k, kb + (c + l) * a->k_st + d);
+	}
+	for (; c < c1; c++)
+		for (int d = 0; d < K_D; d++)
+			kt[kidx(d, c)] = c < a->T ? ld(a->k, kb + c * a->k_st + d) : 0.0f;
+	for (c = c0; c < MIN2(c1, a->T); c++) {
+		float *dst = vp + c * DP;
+#if K_DTYPE == 0
+		memcpy(dst, (const float *)a->v + vb + c * a->v_st, sizeof(float) * K_D);
+#else
+		for (int d = 0; d < K_D; d++)
+			dst[d] = ld(a->v, vb + c * a->v_st + d);
+#endif
 		for (int d = K_D; d < DP; d++)
-			vp[c * DP + d] = 0.0f;
+			dst[d] = 0.0f;
 	}
 }
 
@@ -768,18 +858,30 @@ static void worker(void *arg, int tid)
 		__atomic_store_n(&j->err, MTA_KERR_NOMEM, __ATOMIC_RELAXED);
 		return;
 	}
-	float *at = ws;
+	float *at = ws + 16; /* after the signature */
 	t.qb = at, at += K_HPB * BR * K_D;
 	t.x = at, at += K_HPB * BR * XS;
 	t.y = at, at += K_HPB * BR * XS;
 	t.u = at, at += K_HPB * BR * XS;
 	t.o = at, at += K_HPB * BR * DP;
-	t.il = at, at += K_HPB * BR;
+	t.il = at, at += RUP(K_HPB * BR, VL);
+	t.mx = at, at += RUP(K_HPB * BR, VL);
 	at = ws + RUP(at - ws, 16);
 	t.z = at, at += HAVEZ ? (int64_t)K_HPB * NZ * t.rsw : 0;
 	t.p = at;
-	for (int64_t r = 0; r < W_ROWS && LP; r++) /* the left padding is never written */
-		memset(t.z + r * t.rsw, 0, sizeof(float) * LP);
+	/*
+	 * The rings' left padding is never written, so it is cleared only when
+	 * the workspace was last used otherwise: by another kernel, or by this
+	 * family with another layout (each v2 kernel writes its layout into the
+	 * first bytes; v1 kernels clear the whole workspace, the pool's new
+	 * memory holds garbage).
+	 */
+	int64_t sig[8] = { 0x6d746132706164LL, LP, t.rsw, at - ws, K_HPB, NZ, NP, HAVEZ };
+	if (memcmp(ws, sig, sizeof sig)) {
+		for (int64_t r = 0; r < W_ROWS && LP; r++)
+			memset(t.z + r * t.rsw, 0, sizeof(float) * LP);
+		memcpy(ws, sig, sizeof sig);
+	}
 	const int nhb = K_H / K_HPB;
 	for (;;) {
 		int64_t w = __atomic_fetch_add(&j->next, 1, __ATOMIC_RELAXED);
@@ -793,7 +895,7 @@ static void worker(void *arg, int tid)
 			t.kt[hl] = j->shared + bk * j->kvsize;
 			t.vp[hl] = t.kt[hl] + (int64_t)K_D * j->ks;
 		}
-		chain(&t, j->bounds[c], j->bounds[c + 1]);
+		chain(&t, j, j->bounds[c], j->bounds[c + 1]);
 	}
 	count_flush();
 }
@@ -805,6 +907,10 @@ int mta_cpu_kernel(const struct mta_kargs *a)
 	struct job j;
 	memset(&j, 0, sizeof j);
 	j.a = a;
+	for (int d = 0; d < K_D; d++) {
+		j.gn[d] = K_GN ? a->gn_weight[d] : 0.0f;
+		j.gate[d] = K_GATE ? a->gate_w[d] : 0.0f;
+	}
 	const int64_t T = a->T, nbh = a->B * (K_H / K_HPB);
 	int64_t n = a->nthreads > 0 ? a->nthreads : K_THR > 0 ? K_THR : a->pool_cores;
 	/* a thread is worth waking for about 2 million multiply-adds or more */
@@ -832,7 +938,7 @@ int mta_cpu_kernel(const struct mta_kargs *a)
 	j.chains = m;
 	j.nitems = nbh * m;
 
-	j.ks = RUP(T, VL);
+	j.ks = RUP(T, KP);
 	j.kvsize = RUP((int64_t)K_D * j.ks + T * DP, 16);
 	j.shared = a->pool_mem(a->pool, MTA_POOL_SHARED,
 			       (int64_t)sizeof(float) * a->B * K_HKV * j.kvsize);

@@ -32,9 +32,21 @@ INLINE void vst(float *p, vf x)
 	memcpy(p, &x, sizeof x);
 }
 
+/*
+ * x in every lane: one broadcast. Not (vf){ 0 } + x, which GCC must compute
+ * (-0.0 + 0 is +0.0), and not a loop over the lanes, which GCC 12 builds
+ * from two halves.
+ */
+#if VL == 16
+#define SPLAT_(x) { x, x, x, x, x, x, x, x, x, x, x, x, x, x, x, x }
+#elif VL == 8
+#define SPLAT_(x) { x, x, x, x, x, x, x, x }
+#else
+#define SPLAT_(x) { x, x, x, x }
+#endif
 INLINE vf vsplat(float x)
 {
-	return (vf){ 0 } + x;
+	return (vf)SPLAT_(x);
 }
 
 /* Bitwise select: m ? x : y lane by lane (m all ones or all zeros). */
@@ -43,10 +55,105 @@ INLINE vf vsel(vi m, vf x, vf y)
 	return (vf)(((vi)x & m) | ((vi)y & ~m));
 }
 
+/* x > y ? x : y lane-wise (so y where either is NaN): the max instruction where there is one. */
+#if VL == 16 && defined(__AVX512F__)
+#include <immintrin.h>
+INLINE vf vmax(vf x, vf y)
+{
+	return (vf)_mm512_max_ps((__m512)x, (__m512)y);
+}
+#elif VL == 8 && defined(__AVX__)
+#include <immintrin.h>
+INLINE vf vmax(vf x, vf y)
+{
+	return (vf)_mm256_max_ps((__m256)x, (__m256)y);
+}
+#elif VL == 4 && defined(__SSE__)
+#include <immintrin.h>
+INLINE vf vmax(vf x, vf y)
+{
+	return (vf)_mm_max_ps((__m128)x, (__m128)y);
+}
+#else
 INLINE vf vmax(vf x, vf y)
 {
 	return vsel(x > y, x, y);
 }
+#endif
+
+/*
+ * Constant integer vectors whose lane l is F(h, l): written out lane by lane
+ * so that GCC sees constants (a mask built in a loop stays a run-time
+ * vector, and every shuffle then rebuilds it).
+ */
+#if VL == 16
+#define VCONST(F, h) ((vi){ F(h, 0), F(h, 1), F(h, 2), F(h, 3), F(h, 4), F(h, 5), F(h, 6),     \
+			    F(h, 7), F(h, 8), F(h, 9), F(h, 10), F(h, 11), F(h, 12), F(h, 13),    \
+			    F(h, 14), F(h, 15) })
+#elif VL == 8
+#define VCONST(F, h) ((vi){ F(h, 0), F(h, 1), F(h, 2), F(h, 3), F(h, 4), F(h, 5), F(h, 6),     \
+			    F(h, 7) })
+#else
+#define VCONST(F, h) ((vi){ F(h, 0), F(h, 1), F(h, 2), F(h, 3) })
+#endif
+#define LANE_(h, l) (l)
+#define ROT_(h, l) (((l) + (h)) & (VL - 1))        /* rotate the lanes by h */
+#define LO_(h, l) ((l) & (h) ? VL + (l) - (h) : (l)) /* transpose stage h, first row */
+#define HI_(h, l) ((l) & (h) ? VL + (l) : (l) + (h)) /* and second row */
+
+/* x with lanes >= n (n <= VL) replaced by y. */
+INLINE vf vfirst(vf x, int n, vf y)
+{
+	return vsel(VCONST(LANE_, 0) < (vi){ 0 } + n, x, y);
+}
+
+/* Sum and max of the lanes, by halving rotations (log2 VL steps). */
+INLINE float vhsum(vf x)
+{
+#if VL == 16
+	x += __builtin_shuffle(x, VCONST(ROT_, 8));
+#endif
+#if VL >= 8
+	x += __builtin_shuffle(x, VCONST(ROT_, 4));
+#endif
+	x += __builtin_shuffle(x, VCONST(ROT_, 2));
+	x += __builtin_shuffle(x, VCONST(ROT_, 1));
+	return x[0];
+}
+
+INLINE float vhmax(vf x)
+{
+#if VL == 16
+	x = vmax(x, __builtin_shuffle(x, VCONST(ROT_, 8)));
+#endif
+#if VL >= 8
+	x = vmax(x, __builtin_shuffle(x, VCONST(ROT_, 4)));
+#endif
+	x = vmax(x, __builtin_shuffle(x, VCONST(ROT_, 2)));
+	x = vmax(x, __builtin_shuffle(x, VCONST(ROT_, 1)));
+	return x[0];
+}
+
+/* A VL x VL block transposed in registers: x[l] (its row l) becomes its column l. */
+#define TSTAGE(x, h)                                                                        \
+	for (int i = 0; i < VL; i++)                                                        \
+		if (!(i & (h))) {                                                           \
+			const vf a_ = x[i], b_ = x[i + (h)];                                \
+			x[i] = __builtin_shuffle(a_, b_, VCONST(LO_, h));                   \
+			x[i + (h)] = __builtin_shuffle(a_, b_, VCONST(HI_, h));             \
+		}
+INLINE void vtranspose(vf *x)
+{
+#if VL == 16
+	TSTAGE(x, 8)
+#endif
+#if VL >= 8
+	TSTAGE(x, 4)
+#endif
+	TSTAGE(x, 2)
+	TSTAGE(x, 1)
+}
+#undef TSTAGE
 
 /*
  * exp, lane-wise: 0 below -87.33 (where expf turns subnormal) and for -inf
@@ -73,6 +180,29 @@ INLINE vf vexp(vf x)
 	const vf y = p * r * r + r + 1.0f;
 	const vi e = ((vi)t - 0x4B400000 + 127) << 23;
 	return (vf)((vi)(y * (vf)e) & ok);
+}
+
+/*
+ * exp of softmax arguments (x - max <= 0): the reduction and polynomial of
+ * vexp() without its range checks. Below -87.33 (and for -inf and NaN) the
+ * argument is clamped there, giving 2^-126 * exp(r) ~ 1e-38 instead of 0:
+ * nothing next to a row sum of at least 1.
+ */
+INLINE vf vexp_le0(vf x)
+{
+	x = vmax(x, vsplat(-87.33f));
+	const vf t = x * 1.44269504088896341f + 12582912.0f;
+	const vf n = t - 12582912.0f;
+	vf r = x - n * 0.693359375f;
+	r = r - n * -2.12194440e-4f;
+	vf p = vsplat(1.9875691500e-4f);
+	p = p * r + 1.3981999507e-3f;
+	p = p * r + 8.3334519073e-3f;
+	p = p * r + 4.1665795894e-2f;
+	p = p * r + 1.6666665459e-1f;
+	p = p * r + 5.0000001201e-1f;
+	const vf y = p * r * r + r + 1.0f;
+	return y * (vf)(((vi)t - (0x4B400000 - 127)) << 23);
 }
 
 /*
