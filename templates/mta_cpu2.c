@@ -99,7 +99,7 @@
 #define CK2E (K_CQ2 ? K_CK2 : 1)
 #define OK2E (K_CQ2 ? K_OK2 : 0)
 #define POST (K_CQ2 || K_HPOST) /* a step after the softmax */
-#define HAVEZ (K_CQ || K_HPRE)  /* raw logits kept apart from the band */
+#define HAVEZ (K_CQ || K_HPRE)  /* raw logits kept apart from the band, in chunks */
 #define GQ (K_H / K_HKV)
 #define VL K_VEC
 #define BR K_BQ
@@ -113,7 +113,9 @@
 #define RHM MAX2(RH1, RH2)
 #define RM MAX2(R1, R2)
 #define LP RUP(MAX2(OK1, OK2E), VL) /* zero columns left of column 0 */
-#define NZ (RH1 + BR)               /* rows of the Z ring */
+#define NZ (RH1 + BR)               /* rows of a Z chunk: the halo, then the block's */
+#define ZL (CK1 - 1)                /* columns a Z chunk keeps from the one before */
+#define XZ RUP(ZL + BC + 2 * VL, VL) /* row stride of a Z chunk */
 #define NP (RH2 + BR)               /* rows of the P ring */
 /*
  * Columns a row must read as zero past its diagonal: a row is a halo row
@@ -152,8 +154,8 @@
 
 /* Per-thread workspace, floats: fixed part, and rows of the rings (which grow with T). */
 #define W_FIXED (16 + K_HPB * BR * K_D + 3 * K_HPB * BR * XS + K_HPB * BR * DP + \
-		 2 * RUP(K_HPB * BR, VL) + 64)
-#define W_ROWS (K_HPB * ((HAVEZ ? NZ : 0) + NP))
+		 2 * RUP(K_HPB * BR, VL) + (HAVEZ ? K_HPB * NZ * XZ : 0) + 64)
+#define W_ROWS (K_HPB * (RH1 + NP))
 static int64_t row_stride(int64_t T)
 {
 	return LP + RUP(T + ZX + VL, VL);
@@ -204,9 +206,12 @@ static inline int64_t kidx(int d, int64_t c)
 	return c / KP * (K_D * KP) + (int64_t)d * KP + c % KP;
 }
 
-/* out[r][c + lanes] = sum_d q[r][d] k^T[d][c + lanes], rows r < rb, cv vectors (within a panel). */
-INLINE void qk_blk(float *const *out, const float *q, const float *kt, int64_t c, const int rb,
-		   const int cv)
+/*
+ * out[r][oc + lanes] = sum_d q[r][d] k^T[d][c + lanes], rows r < rb, cv
+ * vectors (within a panel).
+ */
+INLINE void qk_blk(float *const *out, int64_t oc, const float *q, const float *kt, int64_t c,
+		   const int rb, const int cv)
 {
 	vf acc[8][4];
 	COUNT(CNT_QK, rb * cv * VL * K_D);
@@ -225,7 +230,7 @@ INLINE void qk_blk(float *const *out, const float *q, const float *kt, int64_t c
 	}
 	for (int r = 0; r < rb; r++)
 		for (int v = 0; v < cv; v++)
-			vst(out[r] + c + v * VL, acc[r][v]);
+			vst(out[r] + oc + v * VL, acc[r][v]);
 }
 
 /*
@@ -379,7 +384,8 @@ struct th {
 	int64_t b, rsw;          /* batch, row stride of the rings */
 	int h0;                  /* first head of the block */
 	float *qb;               /* [hpb][BR][D] scaled q rows of the block */
-	float *z, *p;            /* rings: [hpb][NZ|NP][rsw], column 0 at +LP */
+	float *z, *p;            /* rings: [hpb][RH1|NP][rsw], column 0 at +LP */
+	float *zb;               /* [hpb][NZ][XZ] the Z chunk: rows i0-RH1.., columns c0-ZL.. */
 	float *x, *y, *u;        /* chunk buffers [hpb][BR][XS] */
 	float *o;                /* [hpb][BR][DP] outputs */
 	float *il;               /* [hpb][BR] 1/sum of each row (no post-softmax step) */
@@ -398,13 +404,16 @@ static inline float *prow(const struct th *t, int hl, int64_t i)
 	return t->p + ((int64_t)hl * NP + slot(i, NP)) * t->rsw + LP;
 }
 
-static inline float *zrow(const struct th *t, int hl, int64_t i)
+/* Ring row of the raw logits of row i (the rows a later block reads as its kq_pre halo). */
+static inline float *hrow(const struct th *t, int hl, int64_t i)
 {
-#if HAVEZ
-	return t->z + ((int64_t)hl * NZ + slot(i, NZ)) * t->rsw + LP;
-#else
-	return prow(t, hl, i);
-#endif
+	return t->z + ((int64_t)hl * RH1 + slot(i, RH1 ? RH1 : 1)) * t->rsw + LP;
+}
+
+/* Row s of head hl's Z chunk (row i0-RH1+s), at the chunk's first column c0-ZL. */
+static inline float *zbrow(const struct th *t, int hl, int s)
+{
+	return t->zb + ((int64_t)hl * NZ + s) * XZ;
 }
 
 /* The last column (exclusive) a ring row i must hold: values, then zeros. */
@@ -444,8 +453,12 @@ static void load_q(struct th *t, int64_t i0, int nr)
 		}
 }
 
-/* Raw logits of rows i0..i0+nr of head hl into zrow(), columns [c0, ce) (c0 a multiple of VL). */
-static void qk_rows(struct th *t, int hl, int64_t i0, int nr, int64_t c0, int64_t ce)
+/*
+ * Raw logits of head hl, the block's rows r < nr, columns [c0, ce) (c0 a
+ * multiple of VL): row r at row(r) + (column - oc).
+ */
+static void qk_rows(struct th *t, int hl, float *(*row)(const struct th *, int, int64_t, int),
+		    int64_t i0, int nr, int64_t oc, int64_t c0, int64_t ce)
 {
 	const float *q = t->qb + hl * BR * K_D, *kt = t->kt[hl];
 	for (int64_t c = c0; c < ce;) {
@@ -454,19 +467,30 @@ static void qk_rows(struct th *t, int hl, int64_t i0, int nr, int64_t c0, int64_
 			float *out[8];
 			rb = group_rows(nr, QRB, g);
 			for (int r = 0; r < rb; r++)
-				out[r] = zrow(t, hl, i0 + r0 + r);
+				out[r] = row(t, hl, i0, r0 + r);
 			if (whole) {
-#define QK_CALL(n) qk_blk(out, q + r0 * K_D, kt, c, n, CV)
+#define QK_CALL(n) qk_blk(out, c - oc, q + r0 * K_D, kt, c, n, CV)
 				BY_ROWS(rb, QK_CALL)
 #undef QK_CALL
 			} else {
-#define QK_CALL(n) qk_blk(out, q + r0 * K_D, kt, c, n, 1)
+#define QK_CALL(n) qk_blk(out, c - oc, q + r0 * K_D, kt, c, n, 1)
 				BY_ROWS(rb, QK_CALL)
 #undef QK_CALL
 			}
 		}
 		c += whole ? CV * VL : VL;
 	}
+}
+
+/* Where q.k writes the block's row r: its Z chunk row, or straight into the band. */
+static float *qk_out(const struct th *t, int hl, int64_t i0, int r)
+{
+#if HAVEZ
+	(void)i0;
+	return zbrow(t, hl, RH1 + r);
+#else
+	return prow(t, hl, i0 + r);
+#endif
 }
 
 /*
@@ -496,15 +520,19 @@ INLINE void conv_rows(float *const *out, const float *const *src, const float *w
 }
 
 #if K_CQ
-/* kq_pre of head hl, rows i0..i0+nr, columns [s0, s1): into x (head_pre follows) or the band. */
-static void conv_pre(struct th *t, int hl, int64_t i0, int nr, int64_t s0, int64_t s1)
+/*
+ * kq_pre of head hl, rows i0..i0+nr, columns [s0, s1): into x (head_pre
+ * follows) or the band, from the Z chunk that starts at column c0 - ZL.
+ */
+static void conv_pre(struct th *t, int hl, int64_t i0, int nr, int64_t c0, int64_t s0,
+		     int64_t s1)
 {
 	float *out[BR];
 	const float *src[BR + RH1];
 	for (int r = 0; r < nr; r++)
 		out[r] = K_HPRE ? t->x + (hl * BR + r) * XS : prow(t, hl, i0 + r) + s0;
 	for (int s = 0; s < nr + RH1; s++)
-		src[s] = zrow(t, hl, i0 - RH1 + s) + s0;
+		src[s] = zbrow(t, hl, s) + (s0 - (c0 - ZL));
 	conv_rows(out, src, t->a->kq_pre + (t->h0 + hl) * K_CQ * K_CK, K_CQ, K_CK, K_OK, nr, s1 - s0,
 		  CNT_PRE);
 }
@@ -515,8 +543,8 @@ static void conv_pre(struct th *t, int hl, int64_t i0, int nr, int64_t s0, int64
 static void mix_pre(struct th *t, int64_t i0, int nr, int64_t s0, int64_t s1)
 {
 	for (int r = 0; r < nr; r++) {
-		const float *src = K_CQ ? t->x + r * XS : zrow(t, 0, i0 + r) + s0;
-		const int64_t ss = K_CQ ? (int64_t)BR * XS : (int64_t)NZ * t->rsw;
+		const float *src = K_CQ ? t->x + r * XS : zbrow(t, 0, r); /* RH1 = 0, ZL = 0 */
+		const int64_t ss = K_CQ ? (int64_t)BR * XS : (int64_t)NZ * XZ;
 		mix(prow(t, 0, i0 + r) + s0, (int64_t)NP * t->rsw, src, ss, t->a->head_pre, K_H, 1, K_H,
 		    s1 - s0, CNT_HPRE);
 	}
@@ -558,15 +586,42 @@ static void phase_a(struct th *t, int64_t i0, int nr, int zonly)
 		const int64_t s0 = c0 ? c0 - R1 : 0, s1 = last ? lim : c1 - R1;
 		const int scores = !zonly && s1 > s0;
 		for (int hl = 0; hl < K_HPB; hl++) { /* each head's Z chunk is convolved while in L1 */
+#if HAVEZ
+			/*
+			 * The chunk holds columns c0-ZL..c1 of rows i0-RH1..lim: the
+			 * previous chunk's last ZL columns (zeros left of column 0),
+			 * the halo rows from their ring, the block's rows from q.k.
+			 */
+			for (int r = 0; r < NZ; r++) {
+				float *z = zbrow(t, hl, r);
+				if (c0)
+					memmove(z, z + BC, sizeof(float) * ZL);
+				else
+					memset(z, 0, sizeof(float) * ZL);
+			}
+			for (int r = 0; r < RH1; r++)
+				memcpy(zbrow(t, hl, r) + ZL, hrow(t, hl, i0 - RH1 + r) + c0,
+				       sizeof(float) * (size_t)(c1 - c0));
+			const int64_t oc = c0 - ZL;
+#else
+			const int64_t oc = 0;
+#endif
 			if (ce > c0)
-				qk_rows(t, hl, i0, nr, c0, ce);
+				qk_rows(t, hl, qk_out, i0, nr, oc, c0, ce);
 			for (int r = 0; r < nr; r++) { /* zero past the diagonal */
 				const int64_t i = i0 + r;
-				zero(zrow(t, hl, i), MAX2(i + 1, c0), last ? ext(t, i) : c1);
+				zero(qk_out(t, hl, i0, r) - oc, MAX2(i + 1, c0), HAVEZ || !last ? c1 : ext(t, i));
 			}
 #if K_CQ
 			if (scores)
-				conv_pre(t, hl, i0, nr, s0, s1);
+				conv_pre(t, hl, i0, nr, c0, s0, s1);
+			/* the last RH1 rows are the next block's halo */
+			for (int r = nr; r < nr + RH1; r++) {
+				float *h = hrow(t, hl, i0 - RH1 + r);
+				memcpy(h + c0, zbrow(t, hl, r) + ZL, sizeof(float) * (size_t)(c1 - c0));
+				if (last)
+					zero(h, c1, ext(t, i0 - RH1 + r));
+			}
 #endif
 		}
 #if K_HPRE
@@ -769,7 +824,8 @@ static void chain(struct th *t, const struct job *j, int64_t s, int64_t e)
 		for (int hl = 0; hl < K_HPB; hl++)
 			for (int64_t i = -RHM; i < 0; i++) {
 				zero(prow(t, hl, i), 0, ext(t, i));
-				zero(zrow(t, hl, i), 0, ext(t, i));
+				if (RH1)
+					zero(hrow(t, hl, i), 0, ext(t, i));
 			}
 	} else {
 		for (int64_t r = s - RH2 - RH1; r < s - RH2; r += BR)
@@ -867,7 +923,9 @@ static void worker(void *arg, int tid)
 	t.il = at, at += RUP(K_HPB * BR, VL);
 	t.mx = at, at += RUP(K_HPB * BR, VL);
 	at = ws + RUP(at - ws, 16);
-	t.z = at, at += HAVEZ ? (int64_t)K_HPB * NZ * t.rsw : 0;
+	t.zb = at, at += HAVEZ ? K_HPB * NZ * XZ : 0;
+	at = ws + RUP(at - ws, 16);
+	t.z = at, at += (int64_t)K_HPB * RH1 * t.rsw;
 	t.p = at;
 	/*
 	 * The rings' left padding is never written, so it is cleared only when
