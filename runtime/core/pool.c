@@ -119,9 +119,20 @@ static void *work(void *arg)
 static int grow(struct mta_pool *p, int n)
 {
 	pid_t pid = getpid();
-	if (pid != p->pid) { /* forked: the threads stayed in the parent */
+	if (pid != p->pid) {
+		/*
+		 * Forked: the threads stayed in the parent, and the parent's
+		 * sleeping workers live on in the copies of the condition
+		 * variables; this process is the only thread using them, so
+		 * they start afresh.
+		 */
 		p->pid = pid;
 		p->nth = 0;
+		p->sleeping = p->waiting = 0;
+		__atomic_store_n(&p->pending, 0, __ATOMIC_RELAXED);
+		pthread_mutex_init(&p->mu, NULL);
+		pthread_cond_init(&p->go, NULL);
+		pthread_cond_init(&p->done, NULL);
 	}
 	while (p->nth < n - 1) {
 		struct worker *w = &p->wk[p->nth + 1];
