@@ -5,7 +5,8 @@
 #                   AddressSanitizer + UndefinedBehaviorSanitizer
 #   make fuzz       run every libFuzzer target (tests/fuzz/) FUZZ_SECONDS each
 #   make valgrind   the CLI and a runtime program under valgrind memcheck
-#   make bench      CPU benchmark (tuned C kernel vs reference vs PyTorch)
+#   make bench      CPU benchmark (tuned C kernel vs SDPA, PyTorch eager and
+#                   torch.compile, and the FMA peak; docs/bench-cpu.md)
 #   make gpu-check  on a GPU machine: CUDA kernels vs the reference, sanitizers,
 #                   one tuning run; writes docs/gpu/gpu-check-<date>.txt
 #   make gpu-bench  GPU benchmark (tuned CUDA kernel vs PyTorch eager, compile, SDPA)
@@ -138,14 +139,16 @@ valgrind: test-build
 $(B)/vg_runtime: tests/valgrind/vg_runtime.c $(TOOL_LIBS)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(TOOL_LIBS) $(LDLIBS)
 
-# The PyTorch peer needs Debian's python3-torch and python3-numpy.
-BENCH_PKGS := python3-torch python3-numpy
+# The PyTorch peers (SDPA, eager, torch.compile) run PyTorch 2.x from the
+# project's .venv; `make bench` creates it when absent (about 70 s and 5 GB
+# from PyPI; BENCH_VENV=0 skips that) and runs without peers, saying so, when
+# it cannot. BENCH_ARGS go to build/normal/cpu_bench (--help: its options).
+BENCH_VENV ?= 1
 bench: all
-	@missing=""; for p in $(BENCH_PKGS); do \
-	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing:$$missing"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	@if [ ! -x .venv/bin/python ] && [ "$(BENCH_VENV)" = 1 ]; then \
+	  echo "creating .venv with PyTorch for the peers (python3 -m venv .venv && .venv/bin/pip install torch numpy)"; \
+	  { python3 -m venv .venv && .venv/bin/pip install -q torch numpy; } || \
+	  { echo "could not install PyTorch into .venv: the benchmark runs without its peers"; rm -rf .venv; }; \
 	fi
 	$(MAKE) --no-print-directory B=build/normal build/normal/cpu_bench
 	MTATUNE_CACHE=build/kcache build/normal/cpu_bench $(BENCH_ARGS)

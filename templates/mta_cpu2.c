@@ -154,7 +154,7 @@
 
 /* Per-thread workspace, floats: fixed part, and rows of the rings (which grow with T). */
 #define W_FIXED (16 + K_HPB * BR * K_D + 3 * K_HPB * BR * XS + K_HPB * BR * DP + \
-		 2 * RUP(K_HPB * BR, VL) + (HAVEZ ? K_HPB * NZ * XZ : 0) + 64)
+		 3 * RUP(K_HPB * BR, VL) + (HAVEZ ? K_HPB * NZ * XZ : 0) + 64)
 #define W_ROWS (K_HPB * (RH1 + NP))
 static int64_t row_stride(int64_t T)
 {
@@ -389,7 +389,7 @@ struct th {
 	float *x, *y, *u;        /* chunk buffers [hpb][BR][XS] */
 	float *o;                /* [hpb][BR][DP] outputs */
 	float *il;               /* [hpb][BR] 1/sum of each row (no post-softmax step) */
-	float *mx;               /* [hpb][BR] each row's max, found in phase A */
+	float *mx, *l;           /* [hpb][BR] each row's softmax reference and sum */
 	const float *kt[K_HPB], *vp[K_HPB]; /* each head's packed k^T and v */
 	int64_t ks;
 };
@@ -551,20 +551,72 @@ static void mix_pre(struct th *t, int64_t i0, int nr, int64_t s0, int64_t s1)
 }
 #endif
 
-/* Running maxima of the band's rows over columns [s0, s1) (those up to the diagonal). */
-static void row_max(struct th *t, int64_t i0, int nr, int64_t s0, int64_t s1)
+/*
+ * The softmax's exps of the band's rows over columns [s0, s1), in place while
+ * the chunk is in cache: e = exp(S - m) against each row's running
+ * reference m, the sums in l. m is the row's first max; a later chunk whose
+ * max exceeds it by more than RESCALE moves it there and rescales what the
+ * row holds so far (rare: logits seldom climb by e^16 along a row). So
+ * e <= e^16 never overflows, each score takes one exp, and P = e / l does
+ * not depend on m. Columns past the diagonal become 0, and the last chunk
+ * pads each row with zeros to ext().
+ */
+#define RESCALE 16.0f
+static void softmax_chunk(struct th *t, int64_t i0, int nr, int64_t s0, int64_t s1, int last)
 {
 	for (int hl = 0; hl < K_HPB; hl++)
 		for (int r = 0; r < nr; r++) {
-			const int64_t e = MIN2(s1, i0 + r + 1);
-			const float *p = prow(t, hl, i0 + r);
-			vf mx = vsplat(t->mx[hl * BR + r]);
-			int64_t c = s0;
-			for (; c + VL <= e; c += VL)
-				mx = vmax(mx, vld(p + c));
-			if (c < e)
-				mx = vmax(mx, vfirst(vld(p + c), (int)(e - c), vsplat(-INFINITY)));
-			t->mx[hl * BR + r] = vhmax(mx);
+			const int64_t i = i0 + r, e = MIN2(s1, i + 1);
+			float *p = prow(t, hl, i), *m = t->mx + hl * BR + r, *l = t->l + hl * BR + r;
+			if (e > s0) {
+				vf mx = vsplat(-INFINITY);
+				int64_t c = s0;
+				for (; c + VL <= e; c += VL)
+					mx = vmax(mx, vld(p + c));
+				if (c < e)
+					mx = vmax(mx, vfirst(vld(p + c), (int)(e - c), vsplat(-INFINITY)));
+				const float cm = vhmax(mx);
+				if (cm > *m + RESCALE) {
+					if (*m > -INFINITY) { /* what the row holds so far, to the new m */
+						const float f = expf(*m - cm);
+						c = 0;
+						for (; c + VL <= s0; c += VL)
+							vst(p + c, vld(p + c) * f);
+						for (; c < s0; c++)
+							p[c] *= f;
+						*l *= f;
+					}
+					*m = cm;
+				}
+				const vf mv = vsplat(*m);
+				vf sum = vsplat(0.0f);
+				COUNT(CNT_EXP, RUP(e - s0, VL));
+				for (c = s0; c + VL <= e; c += VL) {
+					const vf x = vexp_sm(vld(p + c) - mv);
+					vst(p + c, x);
+					sum += x;
+				}
+				if (c < e) { /* lanes past the diagonal: 0 */
+					const vf x = vfirst(vexp_sm(vld(p + c) - mv), (int)(e - c),
+							    vsplat(0.0f));
+					vst(p + c, x);
+					sum += x;
+				}
+				*l += vhsum(sum);
+			}
+			zero(p, MAX2(i + 1, s0), last ? ext(t, i) : s1);
+		}
+}
+
+/* Columns [c0, c1) (multiples of VL) of rows i0..i0+nr divided by their sums: P = e / l. */
+static void normalise(struct th *t, int64_t i0, int nr, int64_t c0, int64_t c1)
+{
+	for (int hl = 0; hl < K_HPB; hl++)
+		for (int r = 0; r < nr; r++) {
+			float *p = prow(t, hl, i0 + r);
+			const vf il = vsplat(t->il[hl * BR + r]);
+			for (int64_t c = c0; c < MIN2(c1, RUP(i0 + r + 1, VL)); c += VL)
+				vst(p + c, vld(p + c) * il);
 		}
 }
 
@@ -577,8 +629,10 @@ static void phase_a(struct th *t, int64_t i0, int nr, int zonly)
 {
 	const int64_t lim = i0 + nr, zend = lim + R1;
 	load_q(t, i0, nr);
-	for (int x = 0; x < K_HPB * BR; x++)
+	for (int x = 0; x < K_HPB * BR; x++) {
 		t->mx[x] = -INFINITY;
+		t->l[x] = 0.0f;
+	}
 	for (int64_t c0 = 0;; c0 += BC) {
 		const int last = c0 + BC >= zend;
 		const int64_t c1 = last ? zend : c0 + BC, ce = MIN2(c1, lim);
@@ -629,42 +683,12 @@ static void phase_a(struct th *t, int64_t i0, int nr, int zonly)
 			mix_pre(t, i0, nr, s0, s1);
 #endif
 		if (scores)
-			row_max(t, i0, nr, s0, s1);
+			softmax_chunk(t, i0, nr, s0, s1, last);
 		if (last)
 			break;
 	}
-}
-
-/* Phase B: softmax of rows i0..i0+nr in the P ring (normalised when a step follows). */
-static void phase_b(struct th *t, int64_t i0, int nr)
-{
-	for (int hl = 0; hl < K_HPB; hl++)
-		for (int r = 0; r < nr; r++) {
-			const int64_t i = i0 + r, n = i + 1, nw = n / VL * VL, nv = RUP(n, VL);
-			float *p = prow(t, hl, i);
-			const vf m = vsplat(t->mx[hl * BR + r]); /* from phase A */
-			vf sum = vsplat(0.0f);
-			COUNT(CNT_EXP, nv);
-			for (int64_t c = 0; c < nw; c += VL) {
-				const vf e = vexp_le0(vld(p + c) - m);
-				vst(p + c, e);
-				sum += e;
-			}
-			if (nw < n) {
-				const vf e = vfirst(vexp_le0(vld(p + nw) - m), (int)(n - nw), vsplat(0.0f));
-				vst(p + nw, e);
-				sum += e;
-			}
-			const float l = vhsum(sum);
-			zero(p, nv, ext(t, i));
-#if POST
-			const vf il = vsplat(1.0f / l);
-			for (int64_t c = 0; c < nv; c += VL)
-				vst(p + c, vld(p + c) * il);
-#else
-			t->il[hl * BR + r] = 1.0f / l;
-#endif
-		}
+	for (int x = 0; x < K_HPB * BR && !zonly; x++)
+		t->il[x] = 1.0f / t->l[x];
 }
 
 /*
@@ -686,8 +710,19 @@ static void phase_c(struct th *t, int64_t i0, int nr)
 	const int64_t lim = i0 + nr;
 	(void)a; /* unused without post-softmax steps */
 	memset(t->o, 0, sizeof(float) * K_HPB * BR * DP);
+#if POST
+	int64_t sc = 0; /* columns [0, sc) of the block's rows are normalised */
+#endif
 	for (int64_t c0 = 0; c0 < lim; c0 += BC) {
 		const int64_t n = MIN2(c0 + BC, lim) - c0;
+#if POST
+		/* normalise ahead of this chunk: kq_post reads R2 columns (and a vector) past it */
+		const int64_t need = RUP(MIN2(c0 + BC + R2 + VL, lim), VL);
+		if (need > sc) {
+			normalise(t, i0, nr, sc, need);
+			sc = need;
+		}
+#endif
 #if K_CQ2
 		for (int hl = 0; hl < K_HPB; hl++) {
 			float *out[BR];
@@ -806,11 +841,12 @@ static void finish(struct th *t, const struct job *j, int64_t i0, int nr)
 static void block(struct th *t, const struct job *j, int64_t i0, int nr, int out)
 {
 	phase_a(t, i0, nr, 0);
-	phase_b(t, i0, nr);
-	if (!out)
-		return;
-	phase_c(t, i0, nr);
-	finish(t, j, i0, nr);
+	if (out) {
+		phase_c(t, i0, nr);
+		finish(t, j, i0, nr);
+	} else if (POST) { /* halo rows: phase C would have normalised them */
+		normalise(t, i0, nr, 0, RUP(i0 + nr, VL));
+	}
 }
 
 /*
@@ -922,6 +958,7 @@ static void worker(void *arg, int tid)
 	t.o = at, at += K_HPB * BR * DP;
 	t.il = at, at += RUP(K_HPB * BR, VL);
 	t.mx = at, at += RUP(K_HPB * BR, VL);
+	t.l = at, at += RUP(K_HPB * BR, VL);
 	at = ws + RUP(at - ws, 16);
 	t.zb = at, at += HAVEZ ? K_HPB * NZ * XZ : 0;
 	at = ws + RUP(at - ws, 16);

@@ -183,12 +183,13 @@ INLINE vf vexp(vf x)
 }
 
 /*
- * exp of softmax arguments (x - max <= 0): the reduction and polynomial of
- * vexp() without its range checks. Below -87.33 (and for -inf and NaN) the
- * argument is clamped there, giving 2^-126 * exp(r) ~ 1e-38 instead of 0:
- * nothing next to a row sum of at least 1.
+ * exp for the softmax, where arguments stay below 80: the reduction and
+ * polynomial of vexp() without its upper clamp and its zeroing. Below
+ * -87.33 (and for -inf and NaN) the argument is clamped there, giving
+ * 2^-126 * exp(r) ~ 1e-38 instead of 0: nothing next to a row sum of at
+ * least 1.
  */
-INLINE vf vexp_le0(vf x)
+INLINE vf vexp_sm(vf x)
 {
 	x = vmax(x, vsplat(-87.33f));
 	const vf t = x * 1.44269504088896341f + 12582912.0f;

@@ -139,6 +139,10 @@ TEST(cpu_kernel_v2_options)
 		{ "h2kv2d8-hpre-both-f32", "cpu:v2,bq=3,bk=16,hpb=0,vec=8", 1, 35, 0, 2 },
 		{ "h4kv4d8-hc2-both-f32", "cpu:v2,bq=7,bk=32,hpb=2,vec=16", 2, 45, 1, 2 },
 		{ "h2kv2d16-post4x7-both-f32", "cpu:v2,bq=8,bk=16,hpb=1,vec=8", 1, 31, 0, 0 },
+		/* logits of +-100 (scale 40): row maxima climb chunk after chunk, so the
+		 * exps already stored are rescaled to a new reference */
+		{ "h2kv2d8-post2x3-hpost-both-s40-f32", "cpu:v2,bq=4,bk=16,hpb=0,vec=4", 1, 90, 0, 0 },
+		{ "h2kv1d8-pre2x3-both-gate-s40-f32", "cpu:v2,bq=8,bk=16,hpb=1,vec=16", 2, 70, 0, 2 },
 	};
 	run_cases(c, (int)(sizeof c / sizeof c[0]));
 }
