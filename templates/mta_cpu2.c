@@ -883,7 +883,8 @@ static void pack(struct job *j, int64_t w)
 {
 	const struct mta_kargs *a = j->a;
 	const int64_t per = (a->T + 255) / 256, bk = w / per, c0 = w % per * 256;
-	const int64_t b = bk / K_HKV, hk = bk % K_HKV, c1 = MIN2(c0 + 256, j->ks);
+	/* q.k reads whole vectors of columns: up to RUP(T, VL), not the rest of the panel */
+	const int64_t b = bk / K_HKV, hk = bk % K_HKV, c1 = MIN2(c0 + 256, RUP(a->T, VL));
 	float *kt = j->shared + bk * j->kvsize, *vp = kt + (int64_t)K_D * j->ks;
 	const int64_t kb = b * a->k_sb + hk * a->k_sh, vb = b * a->v_sb + hk * a->v_sh;
 	int64_t c = c0;
