@@ -41,8 +41,9 @@
  * vector code never reassociates a sum the scalar definition orders. exp is
  * vexp() (Cody-Waite reduction and a degree-6 polynomial, within 2 ulp of
  * expf over the range the softmax uses) because libm's expf does not
- * vectorise without -ffast-math. The vector layer and the micro-kernels are
- * in mta_cpu_simd.h, included once the tile geometry below is defined.
+ * vectorise without -ffast-math. The vector layer is mta_cpu_vec.h (shared
+ * with v2), the micro-kernels mta_cpu_simd.h, included once the tile
+ * geometry below is defined.
  */
 #include <math.h>
 #include <stdint.h>

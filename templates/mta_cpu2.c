@@ -7,13 +7,13 @@
  *
  * Idea. A softmax row is complete once all of its columns are computed, so
  * the kernel computes whole rows: a block of K_BQ query rows over every key
- * column it needs, for a block of K_HPB heads. Its pre-softmax logits go
- * into a band that lives as long as the block, so the row maxima and sums
- * are exact before anything after the softmax runs: no second pass, one
- * exp per score. The halos of the convolutions are rows of earlier blocks,
- * which the same thread has just computed: the band is a ring of rows, K_BQ
- * new ones plus cq-1 (raw logits Z) or cq2-1 (probabilities P) kept from
- * before, so no halo row and no halo column is ever recomputed. The band
+ * column it needs, for a block of K_HPB heads. Its scores go into a band of
+ * rows that lives as long as the block, so the row sums are exact before
+ * anything after the softmax runs: no second pass, one exp per score. The
+ * halos of the convolutions are rows of earlier blocks, which the same
+ * thread has just computed: the band is a ring of rows (K_BQ new ones and
+ * the cq2-1 before them), and so is a store of the last cq-1 rows of raw
+ * logits, so no halo row and no halo column is ever recomputed. Memory
  * grows as T (rows of T floats), never as T^2.
  *
  * Work. Consecutive blocks must run on one thread, so the work items are
@@ -23,31 +23,33 @@
  * logits, cq2-1 of probabilities): the only recomputation, a few rows per
  * chain. Items go to the threads of the caller's pool through an atomic
  * counter. Before them, k and v are packed once per call for all threads
- * (k transposed, [d][column]; v as dense rows of floats), converted from
- * bf16/f16 on the way.
+ * (k transposed in panels, v as dense rows of floats), converted from
+ * bf16/f16 on the way. Small problems run on one thread.
  *
  * Layout. Rows are contiguous and SIMD vectors run over key columns, so
  * each step is a register-blocked micro-kernel over (rows x column
  * vectors): q.k as outer products of broadcast q elements and k^T vectors;
  * the key-query convolutions as shifted loads along the row, each loaded
- * vector feeding every output row it reaches, the kernel row's weights held
- * in registers; head mixing over the heads' rows; P.V as broadcast
+ * vector feeding every output row it reaches, the kernel column's weights
+ * held in registers; head mixing over the heads' rows; P.V as broadcast
  * probabilities times rows of v. Columns past a row's diagonal are kept at
  * zero (the convolutions read them as the padding MTA.md defines) and the
  * softmax only looks at columns 0..row.
  *
  * Per block (rows i0..i0+nr, columns up to lim = i0+nr):
- *   A  for each chunk of K_BK columns: q.k into Z (raw, zero past the
- *      diagonal), kq_pre over Z rows i-cq+1..i (lagging ck-1-ok columns
- *      behind, so its right halo exists), head_pre, into the band P;
- *   B  each row's max, exp and sum; probabilities normalised in place when
- *      a step follows the softmax;
- *   C  for each chunk: kq_post over P rows i-cq2+1..i, masked past the
- *      diagonal, head_post, then P.V into the outputs;
+ *   A  for each chunk of K_BK columns and each head: q.k into the head's Z
+ *      chunk (raw logits, zero past the diagonal; the chunk also holds the
+ *      cq-1 halo rows and the ck-1 columns before it), kq_pre over it
+ *      (lagging ck-1-ok columns behind, so that its right halo exists);
+ *      then head_pre into the band, and the softmax's exps of the chunk
+ *      while it is in cache, against each row's running reference;
+ *   C  for each chunk: the rows normalised just ahead of it (P = e / sum),
+ *      kq_post over P rows i-cq2+1..i, masked past the diagonal,
+ *      head_post, then P.V into the outputs;
  *   then group norm, gate, store.
  *
- * Everything is float32 with float32 accumulation and no fast-math, exp is
- * vexp() of templates/mta_cpu_vec.h, as in v1.
+ * Everything is float32 with float32 accumulation and no fast-math; exp is
+ * vexp_sm() of templates/mta_cpu_vec.h (vexp() for the gate).
  */
 #include <math.h>
 #include <stdint.h>
@@ -887,12 +889,17 @@ static void pack(struct job *j, int64_t w)
 	const int64_t b = bk / K_HKV, hk = bk % K_HKV, c1 = MIN2(c0 + 256, RUP(a->T, VL));
 	float *kt = j->shared + bk * j->kvsize, *vp = kt + (int64_t)K_D * j->ks;
 	const int64_t kb = b * a->k_sb + hk * a->k_sh, vb = b * a->v_sb + hk * a->v_sh;
-	int64_t c = c0;
-	for (; c + VL <= MIN2(c1, a->T); c += VL) {
+	int64_t c;
+	for (c = c0; c < c1; c += VL) { /* c1 and c0 are multiples of VL; rows past T are 0 */
+		const int nv = (int)MIN2(VL, a->T - c);
 		int d0 = 0;
 		for (; d0 + VL <= K_D; d0 += VL) {
 			vf x[VL];
 			for (int l = 0; l < VL; l++) {
+				if (l >= nv) {
+					x[l] = vsplat(0.0f);
+					continue;
+				}
 #if K_DTYPE == 0
 				x[l] = vld((const float *)a->k + kb + (c + l) * a->k_st + d0);
 #else
@@ -906,11 +913,8 @@ static void pack(struct job *j, int64_t w)
 		}
 		for (int d = d0; d < K_D; d++)
 			for (int l = 0; l < VL; l++)
-				kt[kidx(d, c + l)] = ld(a->k, kb + (c + l) * a->k_st + d);
+				kt[kidx(d, c + l)] = l < nv ? ld(a->k, kb + (c + l) * a->k_st + d) : 0.0f;
 	}
-	for (; c < c1; c++)
-		for (int d = 0; d < K_D; d++)
-			kt[kidx(d, c)] = c < a->T ? ld(a->k, kb + c * a->k_st + d) : 0.0f;
 	for (c = c0; c < MIN2(c1, a->T); c++) {
 		float *dst = vp + c * DP;
 #if K_DTYPE == 0
