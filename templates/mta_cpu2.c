@@ -343,17 +343,21 @@ INLINE void pv_blk(float *o, const float *const *u, const float *vp, int64_t j0,
 			vst(o + r * DP + d0 + v * VL, acc[r][v]);
 }
 
-/* Run blk with a constant row count rb in 1..8 (a runtime value), other arguments as given. */
-#define BY_ROWS(rb, call)                                                                    \
+/*
+ * call(n) with the constant n = rb, for rb in 1..max (max <= 8, a constant):
+ * the micro-kernels' block loops then unroll; cases past max compile to
+ * nothing (each instance costs compile time, which the tuner pays per variant).
+ */
+#define BY_ROWS(rb, max, call)                                                               \
 	switch (rb) {                                                                        \
 	case 1: call(1); break;                                                              \
-	case 2: call(2); break;                                                              \
-	case 3: call(3); break;                                                              \
-	case 4: call(4); break;                                                              \
-	case 5: call(5); break;                                                              \
-	case 6: call(6); break;                                                              \
-	case 7: call(7); break;                                                              \
-	default: call(8); break;                                                             \
+	case 2: if (2 <= (max)) call(2); break;                                              \
+	case 3: if (3 <= (max)) call(3); break;                                              \
+	case 4: if (4 <= (max)) call(4); break;                                              \
+	case 5: if (5 <= (max)) call(5); break;                                              \
+	case 6: if (6 <= (max)) call(6); break;                                              \
+	case 7: if (7 <= (max)) call(7); break;                                              \
+	default: if (8 <= (max)) call(8); break;                                             \
 	}
 
 /*
@@ -472,11 +476,11 @@ static void qk_rows(struct th *t, int hl, float *(*row)(const struct th *, int, 
 				out[r] = row(t, hl, i0, r0 + r);
 			if (whole) {
 #define QK_CALL(n) qk_blk(out, c - oc, q + r0 * K_D, kt, c, n, CV)
-				BY_ROWS(rb, QK_CALL)
+				BY_ROWS(rb, QRB, QK_CALL)
 #undef QK_CALL
 			} else {
 #define QK_CALL(n) qk_blk(out, c - oc, q + r0 * K_D, kt, c, n, 1)
-				BY_ROWS(rb, QK_CALL)
+				BY_ROWS(rb, QRB, QK_CALL)
 #undef QK_CALL
 			}
 		}
@@ -509,11 +513,11 @@ INLINE void conv_rows(float *const *out, const float *const *src, const float *w
 			rb = group_rows(nr, CRB, g);
 			if (whole) {
 #define CONV_CALL(m) conv_blk(out + r0, src + r0, w, cq, ck, ok, c, m, CCV, step)
-				BY_ROWS(rb, CONV_CALL)
+				BY_ROWS(rb, CRB, CONV_CALL)
 #undef CONV_CALL
 			} else {
 #define CONV_CALL(m) conv_blk(out + r0, src + r0, w, cq, ck, ok, c, m, 1, step)
-				BY_ROWS(rb, CONV_CALL)
+				BY_ROWS(rb, CRB, CONV_CALL)
 #undef CONV_CALL
 			}
 		}
@@ -770,12 +774,12 @@ static void phase_c(struct th *t, int64_t i0, int nr)
 					for (int d0 = 0; d0 < DVN; d0 += PDG) {
 						if (DVN - d0 >= PDG) {
 #define PV_CALL(m) pv_blk(o, u, vp, j0, j1, d0 * VL, m, PDG)
-							BY_ROWS(rb, PV_CALL)
+							BY_ROWS(rb, PRB, PV_CALL)
 #undef PV_CALL
 						} else {
 							for (int d = d0; d < DVN; d++) {
 #define PV_CALL(m) pv_blk(o, u, vp, j0, j1, d * VL, m, 1)
-								BY_ROWS(rb, PV_CALL)
+								BY_ROWS(rb, PRB, PV_CALL)
 #undef PV_CALL
 							}
 						}
