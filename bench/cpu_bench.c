@@ -375,6 +375,12 @@ static int peer_start(struct peer *pr, const char *python, const char *dir, int 
 		close(in[1]);
 		close(out[0]);
 		setenv("OMP_NUM_THREADS", th, 1);
+		/*
+		 * PyTorch's OpenMP threads would otherwise spin for a while after
+		 * each forward, on the cores the next participant is timed on.
+		 */
+		setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+		setenv("KMP_BLOCKTIME", "0", 1);
 		execl(python, python, "bench/peer_torch.py", dir, "--serve", "--threads", th,
 		      "--pad-key", pad, "--out", outp, (char *)NULL);
 		_exit(127);
