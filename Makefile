@@ -6,7 +6,8 @@
 #   make fuzz       run every libFuzzer target (tests/fuzz/) FUZZ_SECONDS each
 #   make valgrind   the CLI and a runtime program under valgrind memcheck
 #   make python     .venv/ with PyTorch and the mtatune Python package (python/)
-#   make bench      CPU benchmark (tuned C kernel vs reference vs PyTorch)
+#   make bench      CPU benchmark (tuned C kernel vs SDPA, PyTorch eager and
+#                   torch.compile, and the FMA peak; docs/bench-cpu.md)
 #   make bench-tuner  five fresh tunes, each winner re-measured apart (docs/bench-tuner.md)
 #   make gpu-pack   build/gpu: what the prepared GPU run carries (docs/gpu/README.md)
 #   make gpu-rehearse  that run here, the CPU emulator standing in for the GPU
@@ -204,10 +205,14 @@ valgrind: test-build
 $(B)/vg_runtime: tests/valgrind/vg_runtime.c $(TOOL_LIBS)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(TOOL_LIBS) $(LDLIBS)
 
-# The PyTorch peer needs Debian's python3-torch and python3-numpy.
-BENCH_PKGS := python3-torch python3-numpy
+# The PyTorch peers (SDPA, eager, torch.compile) run PyTorch 2.x from the
+# project's .venv; `make bench` creates it when absent (about 70 s and 5 GB
+# from PyPI; BENCH_VENV=0 skips that) and runs without peers, saying so, when
+# it cannot. BENCH_ARGS go to build/normal/cpu_bench (--help: its options).
+BENCH_VENV ?= 1
 bench: all
-	@$(call apt_install,$(BENCH_PKGS))
+	@if [ "$(BENCH_VENV)" = 1 ]; then $(MAKE) --no-print-directory python || \
+	  echo "could not make .venv with PyTorch: the benchmark runs without its peers"; fi
 	$(MAKE) --no-print-directory B=build/normal build/normal/cpu_bench
 	MTATUNE_CACHE=build/kcache build/normal/cpu_bench $(BENCH_ARGS)
 

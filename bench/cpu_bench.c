@@ -1,28 +1,61 @@
 /*
- * cpu_bench.c: the tuned C kernel against the float64 reference and the
- * PyTorch eager peer (bench/peer_torch.py), on the same inputs with the
- * same number of threads, for T = 256 .. 4096.
+ * cpu_bench.c: the tuned C kernels against plain attention and the PyTorch
+ * peers, side by side in one run, with the same threads and inputs, and
+ * against this machine's measured FMA peak (docs/bench-cpu.md is its report).
  *
- * Each measurement runs in its own child process so that its peak resident
- * memory (getrusage of the child) belongs to it alone. The kernel is tuned
- * once per configuration (random sample of 12 variants) at T=1024; other T
- * use the runtime's nearest-bucket pick, as a user's program would.
+ * For each configuration (perf-paper: H8 D64, every option, 6x11 kernels;
+ * paper: H16 D96) and each T:
+ *   - the kernel is tuned at that T (exhaustive over the default space,
+ *     which holds both kernel families) unless --no-tune; the runtime's pick
+ *     for T then runs;
+ *   - executed against useful multiply-adds, per step, counted by the kernel
+ *     itself (a counting build: K_COUNT, templates/mta_cpu_vec.h), for the
+ *     picked variant and for the v1 family at its usual tile (the two-pass
+ *     design the v2 family replaced);
+ *   - rounds, interleaved (peak, mtatune, SDPA, eager, compile, then again),
+ *     because this machine's speed drifts 1.5-2x within a minute: medians
+ *     and the spread of each time and of each per-round ratio.
+ * Then the per-call overhead of mta_forward at T=16 on the default problem.
  *
- * usage: cpu_bench [--threads N] [--max-seq T] [--ref-max-seq T] [--db PATH]
+ * The peers run in one bench/peer_torch.py process per (configuration, T),
+ * answering one forward per request (--serve), with PyTorch from the
+ * project's .venv (--python; skipped with a message when absent): plain
+ * causal F.scaled_dot_product_attention without MTA (the floor), the MTA
+ * reference semantics eager and under torch.compile (compile time not
+ * counted).
+ *
+ * Useful FLOPs: 2 per multiply-add of the operation's definition (MTA.md)
+ * over the T(T+1)/2 causal logits per head (q.k and P.V: D each; kq_pre,
+ * kq_post: cq*ck; head_pre, head_post_linear: H; head_post: c), plus 5 per
+ * logit for the softmax and 6*D per output row for norm and gate; SDPA's
+ * are the q.k, P.V and softmax terms alone.
+ *
+ * usage: cpu_bench [--threads N] [--seqs 1024,2048,4096] [--rounds N]
+ *          [--configs perf-paper,paper] [--db PATH] [--python PATH]
+ *          [--eager-max-seq T] [--no-tune] [--no-peers] [--calls N]
  */
+#include "gen/cpu/cgen.h"
+#include "runtime/backend.h"
+#include "runtime/ccompile.h"
+#include "runtime/core/error.h"
+#include "runtime/core/kargs.h"
+#include "runtime/core/pick.h"
+#include "runtime/core/pool.h"
+#include "runtime/cpu/cpu.h"
+#include "runtime/host.h"
 #include "runtime/mta.h"
 #include "tuner/io/npy.h"
 #include "tuner/measure/sample.h"
 #include "tuner/tune/tune.h"
-#include "gen/variant.h"
 
+#include <dlfcn.h>
 #include <getopt.h>
+#include <limits.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -31,9 +64,11 @@ struct config {
 	const char *name, *key;
 };
 static const struct config configs[] = {
+	{ "perf-paper", "h8kv8d64-pre6x11-hpre-post6x11-hc8-both-gn-gate-f32" },
 	{ "paper", "h16kv16d96-pre6x11-hpre-post6x11-hc16-both-gn-gate-f32" },
-	{ "pre-only", "h16kv16d96-pre6x11-both-f32" },
 };
+#define NCONFIGS (int)(sizeof configs / sizeof configs[0])
+#define DEFAULT_KEY "h4kv4d32-pre3x5-hpre-post3x5-hc4-both-gn-gate-f32"
 
 static double now(void)
 {
@@ -42,141 +77,273 @@ static double now(void)
 	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-struct result {
-	double seconds, rel_err;
-	long peak_kb;
-	int ok;
-};
-
-/* Run fn in a child; its wall time (reported by fn through a pipe) and peak RSS. */
-static struct result in_child(int (*fn)(void *, double *, double *), void *ctx)
+static int cmpd(const void *a, const void *b)
 {
-	struct result r = { NAN, NAN, 0, 0 };
-	int fds[2];
-	if (pipe(fds))
-		return r;
-	fflush(NULL);
-	pid_t pid = fork();
-	if (pid == 0) {
-		double v[2] = { NAN, NAN };
-		int rc = fn(ctx, &v[0], &v[1]);
-		if (rc)
-			fprintf(stderr, "  failed: %s\n", mta_last_error());
-		if (write(fds[1], v, sizeof v) != sizeof v)
-			_exit(3);
-		_exit(rc ? 1 : 0);
-	}
-	close(fds[1]);
-	double v[2];
-	ssize_t got = read(fds[0], v, sizeof v);
-	close(fds[0]);
-	int st;
-	struct rusage ru;
-	wait4(pid, &st, 0, &ru);
-	if (got == sizeof v && WIFEXITED(st) && WEXITSTATUS(st) == 0) {
-		r.seconds = v[0];
-		r.rel_err = v[1];
-		r.ok = 1;
-	}
-	r.peak_kb = ru.ru_maxrss;
-	return r;
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
 }
 
-struct job {
-	const struct mta_problem *p;
-	int64_t T;
-	int threads, reps;
-	const char *db, *dir;
+/* Median, min and max of n values (NAN where none). */
+struct stat3 {
+	double med, lo, hi;
 };
-
-static int run_kernel(void *ctx, double *secs, double *err)
+static struct stat3 stats(const double *v, int n)
 {
-	struct job *j = ctx;
+	double s[256];
+	int m = 0;
+	for (int i = 0; i < n && m < 256; i++)
+		if (isfinite(v[i]))
+			s[m++] = v[i];
+	if (!m)
+		return (struct stat3){ NAN, NAN, NAN };
+	qsort(s, (size_t)m, sizeof *s, cmpd);
+	return (struct stat3){ m % 2 ? s[m / 2] : 0.5 * (s[m / 2 - 1] + s[m / 2]), s[0], s[m - 1] };
+}
+
+/* ---- the FMA peak: independent multiply-add chains on every thread ---- */
+
+#define PEAK_CHAINS 16
+#define PEAK_ITERS 2000000
+
+typedef float v16 __attribute__((vector_size(64)));
+typedef float v8 __attribute__((vector_size(32)));
+
+__attribute__((target("avx512f"), noinline)) static float peak512(long n)
+{
+	v16 acc[PEAK_CHAINS], m = (v16){ 0 } + 0.999999f, a = (v16){ 0 } + 1e-7f;
+#pragma GCC unroll 16
+	for (int i = 0; i < PEAK_CHAINS; i++)
+		acc[i] = (v16){ 0 } + (float)i;
+	for (long k = 0; k < n; k++)
+#pragma GCC unroll 16
+		for (int i = 0; i < PEAK_CHAINS; i++)
+			acc[i] = acc[i] * m + a;
+	float s = 0;
+#pragma GCC unroll 16
+	for (int i = 0; i < PEAK_CHAINS; i++)
+		s += acc[i][0];
+	return s;
+}
+
+__attribute__((target("avx2,fma"), noinline)) static float peak256(long n)
+{
+	v8 acc[PEAK_CHAINS], m = (v8){ 0 } + 0.999999f, a = (v8){ 0 } + 1e-7f;
+#pragma GCC unroll 16
+	for (int i = 0; i < PEAK_CHAINS; i++)
+		acc[i] = (v8){ 0 } + (float)i;
+	for (long k = 0; k < n; k++)
+#pragma GCC unroll 16
+		for (int i = 0; i < PEAK_CHAINS; i++)
+			acc[i] = acc[i] * m + a;
+	float s = 0;
+#pragma GCC unroll 16
+	for (int i = 0; i < PEAK_CHAINS; i++)
+		s += acc[i][0];
+	return s;
+}
+
+static int peak_width(void)
+{
+	__builtin_cpu_init();
+	if (__builtin_cpu_supports("avx512f"))
+		return 16;
+	if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+		return 8;
+	return 0;
+}
+
+static double cpu_now(clockid_t id)
+{
+	struct timespec ts;
+	clock_gettime(id, &ts);
+	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+struct peak_job {
+	long n;
+	double cpu_s; /* the thread's CPU time */
+	float sink;
+};
+static void *peak_thread(void *arg)
+{
+	struct peak_job *j = arg;
+	double c0 = cpu_now(CLOCK_THREAD_CPUTIME_ID);
+	j->sink = peak_width() == 16 ? peak512(j->n) : peak256(j->n);
+	j->cpu_s = cpu_now(CLOCK_THREAD_CPUTIME_ID) - c0;
+	return NULL;
+}
+
+/*
+ * FMA chains on threads threads at once: FLOP/s of them all by the wall
+ * clock, and *per_core the FLOP/s of one core by its CPU time (what time
+ * slicing with other processes does not change). 0 when the CPU has no FMA.
+ */
+static double fma_peak(int threads, double *per_core)
+{
+	int w = peak_width();
+	pthread_t th[64];
+	struct peak_job j[64];
+	*per_core = 0;
+	if (!w)
+		return 0;
+	threads = threads < 1 ? 1 : threads > 64 ? 64 : threads;
+	double t0 = now(), cpu = 0;
+	for (int i = 0; i < threads; i++)
+		j[i].n = PEAK_ITERS;
+	for (int i = 1; i < threads; i++)
+		pthread_create(&th[i], NULL, peak_thread, &j[i]);
+	peak_thread(&j[0]);
+	for (int i = 1; i < threads; i++)
+		pthread_join(th[i], NULL);
+	const double flops = 2.0 * w * PEAK_CHAINS * (double)PEAK_ITERS;
+	for (int i = 0; i < threads; i++)
+		cpu += j[i].cpu_s;
+	*per_core = flops * threads / cpu;
+	return flops * threads / (now() - t0);
+}
+
+/* ---- useful work, and executed work counted by the kernel ---- */
+
+/* The steps as the kernels count them (templates/mta_cpu_vec.h, enum CNT_*). */
+enum { S_QK, S_PRE, S_HPRE, S_EXP, S_POST, S_HPOST, S_PV, S_N };
+static const char *const step_name[S_N] = { "q.k", "kq_pre", "head_pre", "exp", "kq_post",
+					    "head_post", "P.V" };
+
+/* Multiply-adds (exp: exps) of each step by the operation's definition, B = 1. */
+static void useful(const struct mta_problem *p, int64_t T, double u[S_N])
+{
+	const double L = (double)T * (double)(T + 1) / 2 * p->H;
+	u[S_QK] = u[S_PV] = L * p->D;
+	u[S_PRE] = L * p->cq * p->ck;
+	u[S_HPRE] = p->head_pre ? L * p->H : 0;
+	u[S_EXP] = L;
+	u[S_POST] = L * p->cq2 * p->ck2;
+	u[S_HPOST] = p->head_post == MTA_HPOST_CONV ? L * p->hc
+		     : p->head_post == MTA_HPOST_LINEAR ? L * p->H : 0;
+}
+
+static double useful_flops(const struct mta_problem *p, int64_t T)
+{
+	double u[S_N], f = 0;
+	useful(p, T, u);
+	for (int s = 0; s < S_N; s++)
+		if (s != S_EXP)
+			f += 2 * u[s];
+	return f + 5 * u[S_EXP] + (double)T * p->H * ((p->gn ? 4 : 0) + (p->gate ? 2 : 0)) * p->D;
+}
+
+static double sdpa_flops(const struct mta_problem *p, int64_t T)
+{
+	double u[S_N];
+	useful(p, T, u);
+	return 2 * (u[S_QK] + u[S_PV]) + 5 * u[S_EXP];
+}
+
+/* Executed work of spec on p at T (one call, B = 1), from a counting build of its kernel. */
+static int count_exec(const struct mta_problem *p, const char *spec, int64_t T, int threads,
+		      double e[S_N])
+{
+	struct mta_variant v;
 	struct mta_sample s;
-	mta_context *c = NULL;
-	size_t n = (size_t)j->T * (size_t)j->p->H * (size_t)j->p->D;
-	float *o = malloc(n * sizeof *o);
+	struct mta_kargs a;
+	struct mta_pool *pool = NULL;
+	char *src = NULL, *full = NULL, so[PATH_MAX];
+	void *dl = NULL, *fn = NULL;
+	float *o = NULL;
+	int rc, have_s = 0;
+	if ((rc = mta_variant_parse(spec, &v)) || (rc = mta_gen_c(p, &v, &src)))
+		goto out;
+	if (!(full = malloc(strlen(src) + 64))) {
+		rc = MTA_ENOMEM;
+		goto out;
+	}
+	sprintf(full, "#define K_COUNT 1\n%s", src);
+	if ((rc = mta_cc_build(full, MTA_LANG_C, MTA_CPU_CFLAGS, so, sizeof so, NULL)) ||
+	    (rc = mta_cc_open(so, MTA_CPU_ENTRY, &dl, &fn)))
+		goto out;
+	int64_t *cnt = dlsym(dl, "mta_cpu_counts");
+	if (!cnt) {
+		rc = mta_fail(MTA_ECOMPILE, "%s: no mta_cpu_counts in the counting build", spec);
+		goto out;
+	}
 	struct mta_tensor to;
-	int rc;
-	char path[1024];
-	if (!o)
-		return 2;
-	mta_tensor_init(&to, o, MTA_F32, 1, j->T, j->p->H, j->p->D);
-	if ((rc = mta_sample_make(j->p, 1, j->T, 42, &s)) || (rc = mta_context_create(&c, j->db, "cpu", 0)))
-		return rc;
-	setenv("OMP_NUM_THREADS", "1", 1);
-	double best[16];
-	rc = mta_forward(c, j->p, &s.q, &s.k, &s.v, &s.w, &to); /* load + warm */
-	for (int r = 0; !rc && r < j->reps; r++) {
-		double t0 = now();
-		rc = mta_forward(c, j->p, &s.q, &s.k, &s.v, &s.w, &to);
-		best[r] = now() - t0;
+	if (!(o = malloc(sizeof(float) * (size_t)(T * p->H * p->D)))) {
+		rc = MTA_ENOMEM;
+		goto out;
 	}
-	if (rc)
-		return rc;
-	for (int a = 0; a < j->reps; a++) /* median */
-		for (int b = a + 1; b < j->reps; b++)
-			if (best[b] < best[a]) {
-				double t = best[a];
-				best[a] = best[b];
-				best[b] = t;
-			}
-	*secs = best[j->reps / 2];
-	snprintf(path, sizeof path, "%s/mtatune_o.npy", j->dir);
-	int64_t shape[4] = { 1, j->T, j->p->H, j->p->D };
-	rc = mta_npy_write(path, MTA_F32, 4, shape, o);
-	*err = 0;
-	mta_context_free(c);
-	mta_sample_free(&s);
-	free(o);
-	return rc;
-}
-
-static int run_ref(void *ctx, double *secs, double *err)
-{
-	struct job *j = ctx;
-	struct mta_sample s;
-	size_t n = (size_t)j->T * (size_t)j->p->H * (size_t)j->p->D;
-	double *o = malloc(n * sizeof *o);
-	int rc;
-	if (!o || (rc = mta_sample_make(j->p, 1, j->T, 42, &s)))
-		return 2;
-	double t0 = now();
-	rc = mta_reference(j->p, &s.q, &s.k, &s.v, &s.w, o);
-	*secs = now() - t0;
-	/* error of the kernel's output (written by run_kernel) against the reference */
-	char path[1024];
-	struct mta_npy y;
-	snprintf(path, sizeof path, "%s/mtatune_o.npy", j->dir);
-	if (!rc && !(rc = mta_npy_read(path, &y))) {
-		*err = mta_rel_l2(y.data, o, n);
-		mta_npy_free(&y);
-	}
-	mta_sample_free(&s);
-	free(o);
-	return rc;
-}
-
-/* The inputs as .npy files for the PyTorch peer, in the shapes of MTA.md. */
-static int write_inputs(const struct mta_problem *p, int64_t T, const char *dir)
-{
-	struct mta_sample s;
-	char path[1024];
-	int rc, H = p->H, D = p->D;
+	mta_tensor_init(&to, o, MTA_F32, 1, T, p->H, p->D);
 	if ((rc = mta_sample_make(p, 1, T, 42, &s)))
-		return rc;
+		goto out;
+	have_s = 1;
+	if ((rc = mta_kargs_fill(p, &s.q, &s.k, &s.v, &s.w, &to, threads, &a)) ||
+	    (rc = mta_pool_create(&pool)))
+		goto out;
+	memset(cnt, 0, sizeof(int64_t) * S_N);
+	if ((rc = mta_pool_call(pool, (int (*)(const struct mta_kargs *))fn, &a))) {
+		rc = mta_fail(MTA_EKERNEL, "counting kernel %s returned %d", spec, rc);
+		goto out;
+	}
+	for (int i = 0; i < S_N; i++)
+		e[i] = (double)cnt[i];
+out:
+	mta_pool_free(pool);
+	if (have_s)
+		mta_sample_free(&s);
+	free(o);
+	if (dl)
+		mta_cc_close(dl);
+	free(full);
+	free(src);
+	return rc;
+}
+
+/* Print executed/useful per step and in all (exp: exps per logit). */
+static void print_counts(const char *what, const struct mta_problem *p, int64_t T,
+			 const double e[S_N])
+{
+	double u[S_N], eu = 0, uu = 0;
+	useful(p, T, u);
+	printf("    %-34s T=%-5lld", what, (long long)T);
+	for (int s = 0; s < S_N; s++) {
+		if (u[s] <= 0)
+			continue;
+		printf(" %s %.2f", step_name[s], e[s] / u[s]);
+		if (s != S_EXP) {
+			eu += e[s];
+			uu += u[s];
+		}
+	}
+	printf("  | all %.3f\n", eu / uu);
+}
+
+/* ---- the PyTorch peers: one server process per (configuration, T) ---- */
+
+struct peer {
+	FILE *to, *from;
+	pid_t pid;
+	char version[64];
+};
+
+/* Write inputs as .npy files for the peer, in the shapes of MTA.md. */
+static int write_inputs(const struct mta_problem *p, const struct mta_sample *s, int64_t T,
+			const char *dir)
+{
+	char path[1024];
+	int rc = MTA_OK, H = p->H, D = p->D;
 	struct { const char *name; const void *data; int nd; int64_t shape[4]; int use; } f[] = {
-		{ "q", s.q.data, 4, { 1, T, H, D }, 1 },
-		{ "k", s.k.data, 4, { 1, T, p->Hkv, D }, 1 },
-		{ "v", s.v.data, 4, { 1, T, p->Hkv, D }, 1 },
-		{ "kq_pre", s.w.kq_pre, 4, { H, 1, p->cq, p->ck }, p->cq > 0 },
-		{ "head_pre", s.w.head_pre, 2, { H, H }, p->head_pre },
-		{ "kq_post", s.w.kq_post, 4, { H, 1, p->cq2, p->ck2 }, p->cq2 > 0 },
-		{ "head_post", s.w.head_post, 3, { H / (p->hc ? p->hc : 1), p->hc, p->hc },
+		{ "q", s->q.data, 4, { 1, T, H, D }, 1 },
+		{ "k", s->k.data, 4, { 1, T, p->Hkv, D }, 1 },
+		{ "v", s->v.data, 4, { 1, T, p->Hkv, D }, 1 },
+		{ "kq_pre", s->w.kq_pre, 4, { H, 1, p->cq, p->ck }, p->cq > 0 },
+		{ "head_pre", s->w.head_pre, 2, { H, H }, p->head_pre },
+		{ "kq_post", s->w.kq_post, 4, { H, 1, p->cq2, p->ck2 }, p->cq2 > 0 },
+		{ "head_post", s->w.head_post, 3, { H / (p->hc ? p->hc : 1), p->hc, p->hc },
 		  p->head_post == MTA_HPOST_CONV },
-		{ "gn_weight", s.w.gn_weight, 1, { D }, p->gn },
-		{ "gate_w", s.w.gate_w, 2, { 1, D }, p->gate },
-		{ "gate_b", &s.w.gate_b, 1, { 1 }, p->gate },
+		{ "head_post_linear", s->w.head_post_linear, 2, { H, H },
+		  p->head_post == MTA_HPOST_LINEAR },
+		{ "gn_weight", s->w.gn_weight, 1, { D }, p->gn },
+		{ "gate_w", s->w.gate_w, 2, { 1, D }, p->gate },
+		{ "gate_b", &s->w.gate_b, 1, { 1 }, p->gate },
 	};
 	for (size_t i = 0; !rc && i < sizeof f / sizeof f[0]; i++) {
 		if (!f[i].use)
@@ -184,112 +351,411 @@ static int write_inputs(const struct mta_problem *p, int64_t T, const char *dir)
 		snprintf(path, sizeof path, "%s/%s.npy", dir, f[i].name);
 		rc = mta_npy_write(path, MTA_F32, f[i].nd, f[i].shape, f[i].data);
 	}
-	mta_sample_free(&s);
 	return rc;
 }
 
-static int run_torch(const char *dir, int threads, int reps, struct result *r)
+static int peer_start(struct peer *pr, const char *python, const char *dir, int threads,
+		      const struct mta_problem *p)
 {
-	char cmd[2048], line[1024] = "";
-	snprintf(cmd, sizeof cmd, "/usr/bin/python3 bench/peer_torch.py %s --reps %d --threads %d "
-		 "--out %s/torch_o.npy 2>&1", dir, reps, threads, dir);
-	FILE *f = popen(cmd, "r");
-	if (!f)
+	int in[2], out[2];
+	char th[16], outp[1100];
+	const char *pad = p->pad == MTA_PAD_LEFT ? "left" : p->pad == MTA_PAD_RIGHT ? "right" : "both";
+	memset(pr, 0, sizeof *pr);
+	if (pipe(in) || pipe(out))
 		return -1;
-	while (fgets(line, sizeof line, f))
-		if (strstr(line, "median_s"))
-			break;
-	int st = pclose(f);
-	double med, mn, peak;
-	if (st || sscanf(line, "{\"median_s\": %lf, \"min_s\": %lf, \"peak_rss_bytes\": %lf", &med,
-			 &mn, &peak) != 3) {
-		fprintf(stderr, "  torch peer failed: %s", line);
+	snprintf(th, sizeof th, "%d", threads);
+	snprintf(outp, sizeof outp, "%s/eager_o.npy", dir);
+	fflush(NULL);
+	pid_t pid = fork();
+	if (pid < 0)
 		return -1;
+	if (pid == 0) {
+		dup2(in[0], 0);
+		dup2(out[1], 1);
+		close(in[1]);
+		close(out[0]);
+		setenv("OMP_NUM_THREADS", th, 1);
+		/*
+		 * PyTorch's OpenMP threads would otherwise spin for a while after
+		 * each forward, on the cores the next participant is timed on.
+		 */
+		setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+		setenv("KMP_BLOCKTIME", "0", 1);
+		execl(python, python, "bench/peer_torch.py", dir, "--serve", "--threads", th,
+		      "--pad-key", pad, "--out", outp, (char *)NULL);
+		_exit(127);
 	}
-	r->seconds = med;
-	r->peak_kb = (long)(peak / 1024);
-	r->ok = 1;
-	/* its output against the kernel's */
-	char a[1024], b[1024];
-	struct mta_npy x, y;
-	snprintf(a, sizeof a, "%s/torch_o.npy", dir);
-	snprintf(b, sizeof b, "%s/mtatune_o.npy", dir);
-	if (!mta_npy_read(a, &x)) {
-		if (!mta_npy_read(b, &y) && !mta_npy_convert(&x, MTA_F64)) {
-			r->rel_err = mta_rel_l2(y.data, x.data, x.count);
+	close(in[0]);
+	close(out[1]);
+	pr->pid = pid;
+	pr->to = fdopen(in[1], "w");
+	pr->from = fdopen(out[0], "r");
+	char line[512];
+	while (fgets(line, sizeof line, pr->from)) {
+		char *v = strstr(line, "\"torch\": \"");
+		if (strstr(line, "\"ready\"")) {
+			if (v)
+				sscanf(v + 10, "%63[^\"]", pr->version);
+			return 0;
+		}
+	}
+	return -1;
+}
+
+/* One timed forward of the peer ("sdpa", "eager", "compile"): seconds, NAN on failure. */
+static double peer_run(struct peer *pr, const char *which)
+{
+	char line[512];
+	double s = NAN;
+	if (!pr->to)
+		return NAN;
+	fprintf(pr->to, "%s\n", which);
+	fflush(pr->to);
+	if (!fgets(line, sizeof line, pr->from))
+		return NAN;
+	char *at = strstr(line, "\"s\": ");
+	if (at)
+		s = atof(at + 5);
+	return s;
+}
+
+static void peer_stop(struct peer *pr)
+{
+	if (!pr->to)
+		return;
+	fprintf(pr->to, "quit\n");
+	fclose(pr->to);
+	fclose(pr->from);
+	waitpid(pr->pid, NULL, 0);
+	pr->to = NULL;
+}
+
+/* ---- options ---- */
+
+struct opts {
+	int threads, rounds, tune, peers, calls, nseqs, cfg[NCONFIGS];
+	long seqs[16], eager_max;
+	const char *db, *python;
+};
+
+static int parse(int argc, char **argv, struct opts *o)
+{
+	static const struct option lo[] = {
+		{ "threads", required_argument, NULL, 't' }, { "seqs", required_argument, NULL, 's' },
+		{ "rounds", required_argument, NULL, 'r' }, { "configs", required_argument, NULL, 'c' },
+		{ "db", required_argument, NULL, 'd' }, { "python", required_argument, NULL, 'p' },
+		{ "eager-max-seq", required_argument, NULL, 'e' }, { "no-tune", no_argument, NULL, 'n' },
+		{ "no-peers", no_argument, NULL, 'P' }, { "calls", required_argument, NULL, 'C' },
+		{ 0 },
+	};
+	int c;
+	*o = (struct opts){ (int)sysconf(_SC_NPROCESSORS_ONLN), 5, 1, 1, 20000, 3,
+			    { 1, 1 }, { 1024, 2048, 4096 }, 4096, "build/bench.db", ".venv/bin/python" };
+	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+		char *tok, *save = NULL;
+		switch (c) {
+		case 't': o->threads = atoi(optarg); break;
+		case 'r': o->rounds = atoi(optarg); break;
+		case 'd': o->db = optarg; break;
+		case 'p': o->python = optarg; break;
+		case 'e': o->eager_max = atol(optarg); break;
+		case 'n': o->tune = 0; break;
+		case 'P': o->peers = 0; break;
+		case 'C': o->calls = atoi(optarg); break;
+		case 's':
+			o->nseqs = 0;
+			for (tok = strtok_r(optarg, ",", &save); tok && o->nseqs < 16;
+			     tok = strtok_r(NULL, ",", &save))
+				o->seqs[o->nseqs++] = atol(tok);
+			break;
+		case 'c':
+			memset(o->cfg, 0, sizeof o->cfg);
+			for (tok = strtok_r(optarg, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+				int k = 0;
+				while (k < NCONFIGS && strcmp(configs[k].name, tok))
+					k++;
+				if (k == NCONFIGS) {
+					fprintf(stderr, "cpu_bench: unknown configuration '%s' (expected "
+						"perf-paper or paper)\n", tok);
+					return 2;
+				}
+				o->cfg[k] = 1;
+			}
+			break;
+		default:
+			fprintf(stderr, "usage: cpu_bench [--threads N] [--seqs T,T,...] [--rounds N] "
+				"[--configs perf-paper,paper] [--db PATH] [--python PATH] "
+				"[--eager-max-seq T] [--no-tune] [--no-peers] [--calls N]\n");
+			return 2;
+		}
+	}
+	if (o->threads < 1 || o->rounds < 1 || o->rounds > 200 || o->nseqs < 1 || o->calls < 100) {
+		fprintf(stderr, "cpu_bench: expected --threads >= 1, --rounds in 1..200, --calls >= 100 "
+			"and at least one sequence length\n");
+		return 2;
+	}
+	return 0;
+}
+
+/* ---- the measurements ---- */
+
+/* The variant the runtime picks for (p, T) from db. */
+static int pick(const char *db, const struct mta_problem *p, int64_t T, char *spec, int *source)
+{
+	mta_context *c = NULL;
+	int rc = mta_context_create(&c, db, "cpu", 0);
+	if (!rc)
+		rc = mta_context_pick(c, p, T, spec, MTA_SPEC_MAX, source);
+	mta_context_free(c);
+	return rc;
+}
+
+static int tune_at(const struct opts *o, const struct mta_problem *p, int64_t T)
+{
+	struct mta_tune_opts t;
+	struct mta_tune_summary s;
+	mta_tune_defaults(&t);
+	t.db_path = o->db;
+	t.T = T;
+	t.reps = 5;
+	t.top = 3;
+	t.threads = o->threads;
+	t.seed = 7;
+	t.timeout_s = 900;
+	if (mta_tune(p, &t, &s)) {
+		fprintf(stderr, "tuning at T=%lld failed: %s\n", (long long)T, mta_last_error());
+		return 1;
+	}
+	printf("    tuned at T=%-5lld winner %s (%.2f ms), default %s (%.2f ms)\n", (long long)T,
+	       s.winner, s.winner_ms, s.default_spec, s.default_ms);
+	return 0;
+}
+
+enum { P_PEAK, P_CPEAK, P_MT, P_MTCPU, P_SDPA, P_EAGER, P_COMPILE, P_N };
+
+static int bench_T(const struct opts *o, const struct mta_problem *p, int64_t T, const char *dir)
+{
+	struct mta_sample s;
+	struct mta_variant v;
+	struct mta_device *dev = NULL;
+	struct mta_kernel *k = NULL;
+	const struct mta_backend *be = &mta_backend_cpu;
+	struct peer pr;
+	char spec[MTA_SPEC_MAX];
+	int source, rc, peers = 0;
+	double t[P_N][256];
+	float *out = malloc(sizeof(float) * (size_t)(T * p->H * p->D));
+	struct mta_tensor to;
+	memset(&pr, 0, sizeof pr);
+	if (!out || (rc = mta_sample_make(p, 1, T, 42, &s)))
+		return 1;
+	mta_tensor_init(&to, out, MTA_F32, 1, T, p->H, p->D);
+	if ((rc = pick(o->db, p, T, spec, &source)) || (rc = mta_variant_parse(spec, &v)) ||
+	    (rc = be->open(0, o->threads, &dev)) || (rc = be->load(dev, NULL, p, &v, NULL, 0, &k)) ||
+	    (rc = be->forward(k, p, &s.q, &s.k, &s.v, &s.w, &to))) {
+		fprintf(stderr, "mtatune at T=%lld: %s\n", (long long)T, mta_last_error());
+		goto out;
+	}
+	if (o->peers) {
+		if (access(o->python, X_OK)) {
+			static int said;
+			if (!said++)
+				printf("    PyTorch peers skipped: no %s (create it: python3 -m venv .venv "
+				       "&& .venv/bin/pip install torch numpy)\n", o->python);
+		} else if (write_inputs(p, &s, T, dir) || peer_start(&pr, o->python, dir, o->threads, p)) {
+			printf("    PyTorch peers skipped: %s did not start bench/peer_torch.py\n",
+			       o->python);
+			peer_stop(&pr);
+		} else {
+			peers = 1;
+			/* warm each once, untimed (compile compiles) */
+			peer_run(&pr, "sdpa");
+			if (T <= o->eager_max)
+				peer_run(&pr, "eager");
+			peer_run(&pr, "compile");
+		}
+	}
+	for (int r = 0; r < o->rounds; r++) {
+		t[P_PEAK][r] = fma_peak(o->threads, &t[P_CPEAK][r]);
+		double t0 = now(), c0 = cpu_now(CLOCK_PROCESS_CPUTIME_ID);
+		rc = be->forward(k, p, &s.q, &s.k, &s.v, &s.w, &to);
+		t[P_MT][r] = rc ? NAN : now() - t0;
+		t[P_MTCPU][r] = rc ? NAN : cpu_now(CLOCK_PROCESS_CPUTIME_ID) - c0;
+		t[P_SDPA][r] = peers ? peer_run(&pr, "sdpa") : NAN;
+		t[P_EAGER][r] = peers && T <= o->eager_max ? peer_run(&pr, "eager") : NAN;
+		t[P_COMPILE][r] = peers ? peer_run(&pr, "compile") : NAN;
+	}
+	/* per-round ratios, so that drift between rounds cancels */
+	double q_sdpa[256], q_eager[256], q_comp[256], eff[256], gf[256], sgf[256], ceff[256];
+	const double uf = useful_flops(p, T), sf = sdpa_flops(p, T);
+	for (int r = 0; r < o->rounds; r++) {
+		q_sdpa[r] = t[P_MT][r] / t[P_SDPA][r];
+		q_eager[r] = t[P_EAGER][r] / t[P_MT][r];
+		q_comp[r] = t[P_COMPILE][r] / t[P_MT][r];
+		gf[r] = uf / t[P_MT][r] / 1e9;
+		sgf[r] = sf / t[P_SDPA][r] / 1e9;
+		eff[r] = uf / t[P_MT][r] / t[P_PEAK][r];
+		ceff[r] = uf / t[P_MTCPU][r] / t[P_CPEAK][r];
+	}
+	struct stat3 mt = stats(t[P_MT], o->rounds), sd = stats(t[P_SDPA], o->rounds),
+		     ea = stats(t[P_EAGER], o->rounds), co = stats(t[P_COMPILE], o->rounds),
+		     pk = stats(t[P_PEAK], o->rounds), a = stats(q_sdpa, o->rounds),
+		     b = stats(q_eager, o->rounds), c = stats(q_comp, o->rounds),
+		     g = stats(gf, o->rounds), sg = stats(sgf, o->rounds), e = stats(eff, o->rounds),
+		     ce = stats(ceff, o->rounds), cp = stats(t[P_CPEAK], o->rounds);
+	double err = NAN;
+	if (peers) {
+		char path[1100];
+		struct mta_npy y;
+		snprintf(path, sizeof path, "%s/eager_o.npy", dir);
+		if (!mta_npy_read(path, &y)) {
+			if (!mta_npy_convert(&y, MTA_F64) && y.count == (size_t)(T * p->H * p->D))
+				err = mta_rel_l2(out, y.data, y.count);
 			mta_npy_free(&y);
 		}
-		mta_npy_free(&x);
 	}
+	printf("  T=%lld  mtatune %s (%s)\n", (long long)T, spec,
+	       source == MTA_PICK_EXACT ? "tuned at this T" : source == MTA_PICK_NEAREST
+	       ? "nearest tuned T" : "default variant");
+	printf("    seconds, median [min, max] of %d interleaved rounds:\n", o->rounds);
+	printf("      mtatune %.4f [%.4f, %.4f]   SDPA %.4f [%.4f, %.4f]\n", mt.med, mt.lo, mt.hi,
+	       sd.med, sd.lo, sd.hi);
+	printf("      eager   %.4f [%.4f, %.4f]   compile %.4f [%.4f, %.4f]\n", ea.med, ea.lo, ea.hi,
+	       co.med, co.lo, co.hi);
+	printf("    ratios per round, median [min, max]: mtatune/SDPA %.2f [%.2f, %.2f]   "
+	       "eager/mtatune %.1f [%.1f, %.1f]   compile/mtatune %.1f [%.1f, %.1f]\n",
+	       a.med, a.lo, a.hi, b.med, b.lo, b.hi, c.med, c.lo, c.hi);
+	printf("    useful GFLOP/s: mtatune %.1f [%.1f, %.1f] = %.0f%% [%.0f, %.0f] of the FMA peak "
+	       "%.1f [%.1f, %.1f]; SDPA %.1f [%.1f, %.1f]\n", g.med, g.lo, g.hi, 100 * e.med,
+	       100 * e.lo, 100 * e.hi, pk.med / 1e9, pk.lo / 1e9, pk.hi / 1e9, sg.med, sg.lo, sg.hi);
+	printf("    by CPU time (time slicing cancels): mtatune %.0f%% [%.0f, %.0f] of one core's "
+	       "peak %.1f GFLOP/s per core-second\n", 100 * ce.med, 100 * ce.lo, 100 * ce.hi,
+	       cp.med / 1e9);
+	printf("    useful GFLOP per call: mtatune %.2f, SDPA %.2f (MTA/plain attention %.2fx); "
+	       "rel L2 mtatune vs eager %.2e\n", uf / 1e9, sf / 1e9, uf / sf, err);
+	fflush(stdout);
+out:
+	peer_stop(&pr);
+	be->unload(k);
+	be->close(dev);
+	mta_sample_free(&s);
+	free(out);
+	return rc ? 1 : 0;
+}
+
+/* mta_forward at small T: the per-call cost of the runtime and the kernel's setup. */
+static int percall(const struct opts *o, const char *key, int64_t T)
+{
+	struct mta_problem p;
+	struct mta_sample s;
+	mta_context *c = NULL;
+	char spec[MTA_SPEC_MAX];
+	int source, rc;
+	double *t = malloc(sizeof(double) * (size_t)o->calls);
+	float *out = NULL;
+	struct mta_tensor to;
+	if (!t || mta_problem_from_key(key, &p) || mta_sample_make(&p, 1, T, 1, &s))
+		return 1;
+	out = malloc(sizeof(float) * (size_t)(T * p.H * p.D));
+	mta_tensor_init(&to, out, MTA_F32, 1, T, p.H, p.D);
+	if ((rc = mta_context_create(&c, o->db, "cpu", 0)) ||
+	    (rc = mta_context_pick(c, &p, T, spec, sizeof spec, &source)) ||
+	    (rc = mta_forward(c, &p, &s.q, &s.k, &s.v, &s.w, &to))) {
+		fprintf(stderr, "per-call: %s\n", mta_last_error());
+		return 1;
+	}
+	for (int i = 0; i < o->calls; i++) {
+		double t0 = now();
+		mta_forward(c, &p, &s.q, &s.k, &s.v, &s.w, &to);
+		t[i] = now() - t0;
+	}
+	qsort(t, (size_t)o->calls, sizeof *t, cmpd);
+	printf("  %s T=%lld, %s: per call median %.2f us (p20 %.2f, p80 %.2f, min %.2f) over %d "
+	       "calls\n", key, (long long)T, spec, 1e6 * t[o->calls / 2], 1e6 * t[o->calls / 5],
+	       1e6 * t[4 * o->calls / 5], 1e6 * t[0], o->calls);
+	mta_context_free(c);
+	mta_sample_free(&s);
+	free(out);
+	free(t);
 	return 0;
 }
 
 int main(int argc, char **argv)
 {
-	int threads = (int)sysconf(_SC_NPROCESSORS_ONLN), c;
-	long max_T = 4096, ref_max = 1024;
-	const char *db = "build/bench.db";
-	static const struct option opts[] = {
-		{ "threads", required_argument, NULL, 't' }, { "max-seq", required_argument, NULL, 'm' },
-		{ "ref-max-seq", required_argument, NULL, 'r' }, { "db", required_argument, NULL, 'd' },
-		{ 0 },
-	};
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		if (c == 't') threads = atoi(optarg);
-		else if (c == 'm') max_T = atol(optarg);
-		else if (c == 'r') ref_max = atol(optarg);
-		else if (c == 'd') db = optarg;
-		else return 2;
-	}
+	struct opts o;
+	int rc = parse(argc, argv, &o);
+	if (rc)
+		return rc;
 	char dir[] = "/tmp/mtabench-XXXXXX";
 	if (!mkdtemp(dir))
 		return 1;
-	char host[256] = "";
-	gethostname(host, sizeof host);
-	printf("mtatune CPU benchmark: %d threads, kernel and PyTorch medians of 3 runs, reference 1 run\n",
-	       threads);
-	for (size_t ci = 0; ci < sizeof configs / sizeof configs[0]; ci++) {
+	struct mta_db_device d;
+	mta_device_cpu(&d);
+	char date[64], commit[64] = "?";
+	time_t now_t = time(NULL);
+	strftime(date, sizeof date, "%Y-%m-%d %H:%M UTC", gmtime(&now_t));
+	FILE *g = popen("git rev-parse --short HEAD 2>/dev/null && git status --porcelain "
+			"--untracked-files=no 2>/dev/null | head -1", "r");
+	if (g) {
+		char extra[256] = "";
+		if (fgets(commit, sizeof commit, g))
+			commit[strcspn(commit, "\n")] = 0;
+		if (fgets(extra, sizeof extra, g))
+			strcat(commit, " (with uncommitted changes)");
+		pclose(g);
+	}
+	double la[3] = { NAN, NAN, NAN };
+	if (getloadavg(la, 3) < 0)
+		la[0] = NAN;
+	printf("mtatune CPU benchmark, %s, commit %s\n", date, commit);
+	printf("machine: %s, %d cores (%s); compiler %s; load average %.2f %.2f %.2f at start\n",
+	       d.name, d.cores, d.arch, d.compiler, la[0], la[1], la[2]);
+	printf("threads: %d for every participant; %d interleaved rounds per size\n", o.threads,
+	       o.rounds);
+	double pk[5], cpk[5];
+	for (int i = 0; i < 5; i++)
+		pk[i] = fma_peak(o.threads, &cpk[i]);
+	struct stat3 ps = stats(pk, 5), cps = stats(cpk, 5);
+	printf("FMA peak (%d-float FMA chains on %d threads): %.1f GFLOP/s [%.1f, %.1f] by the wall "
+	       "clock, %.1f per core-second of CPU time\n", peak_width(), o.threads, ps.med / 1e9,
+	       ps.lo / 1e9, ps.hi / 1e9, cps.med / 1e9);
+
+	for (int ci = 0; ci < NCONFIGS; ci++) {
 		struct mta_problem p;
+		if (!o.cfg[ci])
+			continue;
 		if (mta_problem_from_key(configs[ci].key, &p))
 			return 1;
-		/* tune once at T=1024 (random sample of 12 points of the space) */
-		struct mta_tune_opts o;
-		struct mta_tune_summary s;
-		mta_tune_defaults(&o);
-		o.db_path = db;
-		o.T = 1024;
-		o.strategy = MTA_TUNE_RANDOM;
-		o.budget = 12;
-		o.reps = 3;
-		o.top = 2;
-		o.threads = threads;
-		o.seed = 7;
-		o.timeout_s = 600;
-		if (mta_tune(&p, &o, &s)) {
-			fprintf(stderr, "tuning %s failed: %s\n", configs[ci].key, mta_last_error());
-			return 1;
-		}
-		printf("\n%s: %s\n  tuned at T=1024: winner %s (%.1f ms), default %.1f ms\n",
-		       configs[ci].name, configs[ci].key, s.winner, s.winner_ms, s.default_ms);
-		printf("  %6s %11s %11s %11s %9s %9s %10s %10s %10s %9s\n", "T", "mtatune_s", "torch_s",
-		       "ref_s", "torch/mt", "ref/mt", "mt_MB", "torch_MB", "ref_MB", "err_ref");
-		for (long T = 256; T <= max_T; T *= 2) {
-			struct job j = { &p, T, threads, 3, db, dir };
-			struct result k = in_child(run_kernel, &j), r = { NAN, NAN, 0, 0 }, t = { NAN, NAN, 0, 0 };
-			if (T <= ref_max)
-				r = in_child(run_ref, &j);
-			if (!write_inputs(&p, T, dir))
-				run_torch(dir, threads, 3, &t);
-			printf("  %6ld %11.4f %11.4f %11.4f %9.2f %9.1f %10.1f %10.1f %10.1f %9.2e\n", T,
-			       k.seconds, t.seconds, r.seconds, t.seconds / k.seconds, r.seconds / k.seconds,
-			       k.peak_kb / 1024.0, t.peak_kb / 1024.0, r.peak_kb / 1024.0, r.rel_err);
-			fflush(stdout);
-			char cmd[600];
-			snprintf(cmd, sizeof cmd, "rm -f %s/*.npy", dir);
-			if (system(cmd))
+		printf("\n%s: %s\n", configs[ci].name, configs[ci].key);
+		for (int i = 0; o.tune && i < o.nseqs; i++)
+			if (tune_at(&o, &p, o.seqs[i]))
 				return 1;
+		/* executed against useful multiply-adds: the pick, and v1 at its usual tile */
+		printf("  executed / useful multiply-adds per step (exp: exps per logit), counted by "
+		       "the kernels:\n");
+		for (int i = 0; i < o.nseqs; i++) {
+			char spec[MTA_SPEC_MAX], v1[MTA_SPEC_MAX];
+			int source;
+			double e[S_N];
+			if (pick(o.db, &p, o.seqs[i], spec, &source))
+				return 1;
+			if (!count_exec(&p, spec, o.seqs[i], o.threads, e))
+				print_counts(spec, &p, o.seqs[i], e);
+			snprintf(v1, sizeof v1, "cpu:v1,bq=96,bk=128,hpb=0,vec=16");
+			if (!count_exec(&p, v1, o.seqs[i], o.threads, e))
+				print_counts(v1, &p, o.seqs[i], e);
 		}
+		for (int i = 0; i < o.nseqs; i++)
+			if (bench_T(&o, &p, o.seqs[i], dir))
+				return 1;
 	}
-	rmdir(dir);
+	printf("\nper-call cost of mta_forward at small T (one thread's work; the pool's threads "
+	       "stay asleep):\n");
+	percall(&o, DEFAULT_KEY, 16);
+	percall(&o, configs[1].key, 16);
+	char cmd[600];
+	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+	if (system(cmd))
+		return 1;
 	return 0;
 }

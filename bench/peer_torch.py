@@ -1,16 +1,24 @@
-#!/usr/bin/python3
-"""PyTorch eager peer of the MTA forward, written from MTA.md.
+#!/usr/bin/env python3
+"""PyTorch peers of the MTA forward, written from MTA.md.
 
-It materialises the T x T logits like the paper's reference code, so it is
-the fair "what people run today" baseline for bench/cpu.sh (CPU, Debian's
-python3-torch) and bench/gpu (CUDA, torch.compile and SDPA too).
+mta_forward materialises the T x T logits like the paper's reference code,
+so it is the fair "what people run today" baseline, eager or under
+torch.compile; plain causal scaled_dot_product_attention (no MTA) is the
+floor. Used by bench/cpu_bench.c (CPU) and bench/gpu_bench.py (CUDA).
 
 usage: peer_torch.py DIR [--reps N] [--threads N] [--device cpu|cuda]
          [--dtype f32|bf16|f16] [--layer-id N] [--pad-key both|left|right]
          [--out FILE.npy] [--check]
+       peer_torch.py DIR --serve [--threads N] [--out FILE.npy]
 DIR holds q.npy, k.npy, v.npy and the weight files named as in MTA.md.
 Prints one JSON line: median/min seconds, peak memory (bytes), and with
 --check the relative L2 error against DIR/expected.npy.
+
+--serve runs one forward per line read from stdin, so that a caller can
+interleave its own runs with these: "sdpa", "eager" or "compile" (the
+first compile call compiles first, untimed), answered by one JSON line
+{"which": ..., "s": seconds}; "quit" ends. With --out, the eager output is
+saved after its first run.
 """
 import argparse, json, math, os, resource, sys, time
 
@@ -64,6 +72,43 @@ def mta_forward(q, k, v, W, pad_key="both", layer_id=None, scale=None):
     return o.transpose(1, 2).contiguous()
 
 
+def serve(a, q, k, v, W):
+    """One timed forward per command on stdin (see the module's doc)."""
+    B, T, H, D = q.shape
+    G = H // k.shape[2]
+    qt = q.transpose(1, 2).contiguous()
+    kt = k.transpose(1, 2).repeat_interleave(G, 1).contiguous()
+    vt = v.transpose(1, 2).repeat_interleave(G, 1).contiguous()
+    compiled, saved = None, False
+    print(json.dumps({"ready": True, "torch": torch.__version__,
+                      "threads": torch.get_num_threads()}), flush=True)
+    for line in sys.stdin:
+        which = line.strip()
+        if which == "quit":
+            break
+        with torch.no_grad():
+            if which == "sdpa":
+                f = lambda: F.scaled_dot_product_attention(qt, kt, vt, is_causal=True)
+            elif which == "eager":
+                f = lambda: mta_forward(q, k, v, W, a.pad_key, a.layer_id)
+            elif which == "compile":
+                if compiled is None:
+                    compiled = torch.compile(mta_forward)
+                    compiled(q, k, v, W, a.pad_key, a.layer_id)  # compiles, untimed
+                f = lambda: compiled(q, k, v, W, a.pad_key, a.layer_id)
+            else:
+                print(json.dumps({"error": "unknown command %r" % which}), flush=True)
+                continue
+            t0 = time.perf_counter()
+            o = f()
+            dt = time.perf_counter() - t0
+        if which == "eager" and a.out and not saved:
+            np.save(a.out, o.cpu().float().numpy())
+            saved = True
+        del o
+        print(json.dumps({"which": which, "s": dt}), flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("dir")
@@ -75,6 +120,7 @@ def main():
     ap.add_argument("--pad-key", default="both")
     ap.add_argument("--out")
     ap.add_argument("--check", action="store_true")
+    ap.add_argument("--serve", action="store_true")
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -85,6 +131,8 @@ def main():
     W = {n: load(a.dir, n) for n in names}
     W = {n: (t.to(dev) if t is not None else None) for n, t in W.items()}
     q, k, v = (load(a.dir, n).to(dev).to(dt) for n in ("q", "k", "v"))
+    if a.serve:
+        return serve(a, q, k, v, W)
     times = []
     with torch.no_grad():
         for _ in range(a.reps):

@@ -9,7 +9,8 @@
  *     the problem, each a predicate with its message;
  *   - limits: resources a variant needs (shared memory, registers) against
  *     the cap of each kernel family: the one place those numbers live;
- *   - families: v1..vN, the kernel families the space walks.
+ *   - families: v1..vN, the kernel families the space walks, and the one
+ *     the default variant belongs to.
  *
  * Messages are templates: {name} is replaced by the value of the variant's
  * tunable of that name (or {v} for its family), and {H}, {Hkv}, {D}, {cq},
@@ -40,6 +41,13 @@ struct mta_tunable {
 	int nvals;
 	int vals[MTA_TUNABLE_MAXVALS]; /* what the tuner tries */
 	struct mta_rule rule;          /* what any value must keep (ok NULL: anything) */
+	/*
+	 * The families the tuner tries each value in, a bit per family (bit 0:
+	 * v1); 0, or the whole array left out, is every family. Families that
+	 * use a tunable differently (v1's bq is a tile, v2's a block of rows)
+	 * thus keep their own lists; other values stay valid in a spec.
+	 */
+	unsigned char tried_in[MTA_TUNABLE_MAXVALS];
 };
 
 /* A resource a variant needs, capped per kernel family. */
@@ -52,6 +60,7 @@ struct mta_limit {
 struct mta_space {
 	const char *backend;                 /* "cpu", "cuda" */
 	int nversions;                       /* kernel families v1..vN */
+	int def_version;                     /* the family of the default variant (0: v1) */
 	const struct mta_tunable *tunables;  /* ends with name == NULL */
 	const struct mta_rule *rules;        /* ends with ok == NULL */
 	const struct mta_limit *limits;      /* ends with what == NULL */

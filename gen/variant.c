@@ -44,7 +44,7 @@ static void defaults(const struct mta_space *s, int backend, struct mta_variant 
 {
 	memset(v, 0, sizeof *v);
 	v->backend = backend;
-	v->version = 1;
+	v->version = s->def_version > 0 ? s->def_version : 1;
 	for (const struct mta_tunable *t = s->tunables; t->name; t++)
 		*field(v, t) = t->def;
 }
@@ -157,9 +157,14 @@ static int walk(const struct mta_problem *p, const struct mta_space *s, int back
 	for (memset(idx, 0, sizeof idx);;) {
 		defaults(s, backend, &v);
 		v.version = ver;
-		for (int i = 0; i < nt; i++)
+		int tried = 1;
+		for (int i = 0; i < nt; i++) {
+			const unsigned char in = s->tunables[i].tried_in[idx[i]];
 			*field(&v, &s->tunables[i]) = s->tunables[i].vals[idx[i]];
-		if (mta_space_check(s, p, &v) == MTA_OK) {
+			if (in && !(in & (1u << (ver - 1))))
+				tried = 0;
+		}
+		if (tried && mta_space_check(s, p, &v) == MTA_OK) {
 			if (cnt == cap) {
 				cap = cap ? cap * 2 : 64;
 				struct mta_variant *na = realloc(arr, cap * sizeof *arr);
@@ -212,13 +217,16 @@ int mta_variant_default(const struct mta_problem *p, int backend, struct mta_var
 		s->tailor(p, v);
 	if (mta_space_check(s, p, v) == MTA_OK)
 		return MTA_OK;
-	if ((rc = walk(p, s, backend, &arr, &n, 1)))
+	if ((rc = walk(p, s, backend, &arr, &n, 0)))
 		return rc;
 	if (!n) {
 		free(arr);
 		return mta_fail(MTA_EUNSUPPORTED, "no %s variant fits this problem", s->backend);
 	}
-	*v = arr[0];
+	*v = arr[0]; /* the first point of the default's family, else the first */
+	for (size_t i = n; i-- > 0;)
+		if (arr[i].version == (s->def_version > 0 ? s->def_version : 1))
+			*v = arr[i];
 	free(arr);
 	return MTA_OK;
 }

@@ -60,7 +60,27 @@ struct mta_context {
 	pthread_mutex_t lock;
 	struct loaded *kernels;
 	struct picked *picks;
+	/* the last problem's key: formatting one costs more than a small forward */
+	struct mta_problem last;
+	char last_key[MTA_KEY_MAX];
 };
+
+/* p's key, from the context's last one when p is the same problem. */
+static int key_of(mta_context *c, const struct mta_problem *p, char *key)
+{
+	int rc = MTA_OK;
+	pthread_mutex_lock(&c->lock);
+	if (!c->last_key[0] || memcmp(&c->last, p, sizeof *p)) {
+		if ((rc = mta_problem_key(p, c->last_key, sizeof c->last_key)))
+			c->last_key[0] = 0;
+		else
+			c->last = *p;
+	}
+	if (!rc)
+		memcpy(key, c->last_key, MTA_KEY_MAX);
+	pthread_mutex_unlock(&c->lock);
+	return rc;
+}
 
 /* How close device d of the database is to this one: a MTA_RUNG_*, or -1 (not at all). */
 static int rung_of(const struct mta_device_info *self, const struct mta_db_device *d)
@@ -224,7 +244,7 @@ int mta_context_pick(mta_context *c, const struct mta_problem *p, int64_t B, int
 
 	if (!c || !out)
 		return mta_fail(MTA_EINVAL, "mta_context_pick: no context or no place for the pick");
-	if ((rc = mta_problem_key(p, key, sizeof key)))
+	if ((rc = key_of(c, p, key)))
 		return rc;
 	pthread_mutex_lock(&c->lock);
 	for (k = c->picks; k; k = k->next)
@@ -298,8 +318,7 @@ int mta_forward(mta_context *c, const struct mta_problem *p, const struct mta_te
 
 	if (!c)
 		return mta_fail(MTA_EINVAL, "mta_forward: no context");
-	if ((rc = mta_check_tensors(p, q, k, v, o, &B, &T)) ||
-	    (rc = mta_problem_key(p, key, sizeof key)) ||
+	if ((rc = mta_check_tensors(p, q, k, v, o, &B, &T)) || (rc = key_of(c, p, key)) ||
 	    (rc = mta_context_pick(c, p, B, T, &pick)) ||
 	    (rc = kernel_for(c, p, key, pick.spec, &kern)))
 		return rc;

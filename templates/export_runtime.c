@@ -15,12 +15,17 @@
  * exported buckets ((T, B)'s own buckets, else the nearest), else the
  * problem's default variant; a problem that was not exported is
  * MTA_ENOTFOUND naming the problem and the library.
+ *
+ * A CPU library's context owns a pool (runtime/core/pool.h): the kernels'
+ * threads start on the first call and wait for the next, and their
+ * workspaces are kept, as in mtatune's own runtime.
  */
 #include "runtime/mta.h"
 #include "runtime/core/error.h"
 #include "runtime/core/kargs.h"
 #include "runtime/core/cuda_args.h"
 #include "runtime/core/pick.h"
+#include "runtime/core/pool.h"
 #include "runtime/cuda/driver.h"
 #include "runtime/cuda/module.h"
 #include "templates/export_table.h"
@@ -35,6 +40,7 @@ struct mta_context {
 	int cuda_backend;              /* 0 cpu, 1 cuda */
 	struct mta_cuda *cu;           /* cuda only: the device in use */
 	struct mta_cuda_module *mods;  /* cuda only: per kernel, loaded on first use */
+	struct mta_pool *pool;         /* cpu only: the kernels' threads and workspaces */
 	pthread_mutex_t lock;
 };
 
@@ -90,7 +96,7 @@ int mta_context_create(mta_context **out, const char *db_path, const char *backe
 	c->lib = lib;
 	c->cuda_backend = cuda;
 	pthread_mutex_init(&c->lock, NULL);
-	if (cuda && (rc = cuda_open(c, device))) {
+	if ((cuda && (rc = cuda_open(c, device))) || (!cuda && (rc = mta_pool_create(&c->pool)))) {
 		mta_context_free(c);
 		return rc;
 	}
@@ -105,6 +111,7 @@ void mta_context_free(mta_context *c)
 	for (int i = 0; c->mods && i < c->lib->nkernels; i++)
 		mta_cuda_module_unload(&c->mods[i]);
 	mta_cuda_close(c->cu);
+	mta_pool_free(c->pool);
 	free(c->mods);
 	pthread_mutex_destroy(&c->lock);
 	free(c);
@@ -237,5 +244,5 @@ int mta_forward(mta_context *c, const struct mta_problem *p, const struct mta_te
 				kn->spec);
 	if ((rc = mta_kargs_fill(p, q, kt, v, w, o, 0, &a)))
 		return rc;
-	return mta_done(mta_kargs_status(kn->fn(&a), (long long)kn->info->ws_bytes, kn->spec));
+	return mta_done(mta_kargs_status(mta_pool_call(c->pool, kn->fn, &a), kn->info, T, kn->spec));
 }

@@ -1,17 +1,21 @@
 /*
- * mta_cpu.c: template of the fused, tiled CPU kernel for the MTA forward
- * (MTA.md). gen/cpu/cgen.c prepends #defines of the K_* constants below and
+ * mta_cpu.c: template of the v1 family of CPU kernels for the MTA forward
+ * (MTA.md): fused tiles, vectors over query rows, two passes when a step
+ * follows the softmax (the v2 family, templates/mta_cpu2.c, does those in
+ * one). gen/cpu/cgen.c prepends #defines of the K_* constants below and
  * pastes mta_kargs.h in place of its #include; on its own, this file compiles
  * with the defaults (every option on), which the tests check.
  *
  * Work. One work item is (batch b, block of K_HPB heads, tile of K_BQ query
- * rows). Items go to pthreads through an atomic counter, heaviest (latest)
- * query tiles first, because causal tiles cost in proportion to their row.
+ * rows). Items go to the threads of the caller's pool (runtime/core/pool.h)
+ * through an atomic counter, heaviest (latest) query tiles first, because
+ * causal tiles cost in proportion to their row.
  *
- * Memory. No T x T matrix exists: each thread owns one workspace of
- * WS_FLOATS floats (a compile-time constant; see mta_cpu_info), allocated
- * once per call: the tile's q rows, one key tile with its halos, the logits
- * and probabilities of one (query tile, key tile) pair, and the outputs.
+ * Memory. No T x T matrix exists: each thread takes one workspace of
+ * WS_FLOATS floats (a compile-time constant; see mta_cpu_info) from the
+ * pool and clears it per call: the tile's q rows, one key tile with its
+ * halos, the logits and probabilities of one (query tile, key tile) pair,
+ * and the outputs.
  *
  * Layout. Every tile is stored transposed, [column][query row], and SIMD
  * vectors (GCC vector extensions, K_VEC floats) run over query rows. Then
@@ -37,15 +41,13 @@
  * vector code never reassociates a sum the scalar definition orders. exp is
  * vexp() (Cody-Waite reduction and a degree-6 polynomial, within 2 ulp of
  * expf over the range the softmax uses) because libm's expf does not
- * vectorise without -ffast-math. The vector layer and the micro-kernels are
- * in mta_cpu_simd.h, included once the tile geometry below is defined.
+ * vectorise without -ffast-math. The vector layer is mta_cpu_vec.h (shared
+ * with v2), the micro-kernels mta_cpu_simd.h, included once the tile
+ * geometry below is defined.
  */
 #include <math.h>
-#include <pthread.h>
 #include <stdint.h>
-#include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "runtime/core/mta_kargs.h"
 
@@ -136,9 +138,10 @@
 #define WS_FLOATS (W_A + AL(K_HPB * DPB * RQP))
 
 const struct mta_kinfo mta_cpu_info = {
-	MTA_KARGS_ABI, (int)sizeof(struct mta_kargs), K_DTYPE, (int64_t)WS_FLOATS * 4
+	MTA_KARGS_ABI, (int)sizeof(struct mta_kargs), K_DTYPE, (int64_t)WS_FLOATS * 4, 0
 };
 
+#include "templates/mta_cpu_vec.h"
 #include "templates/mta_cpu_simd.h"
 
 static inline float ld(const void *base, int64_t i)
@@ -278,7 +281,7 @@ static float *scores(const struct mta_kargs *a, float *ws, int64_t b, int h0, in
 #endif
 	}
 #if K_HPRE
-	mix(ws + W_R2, s, a->head_pre, K_H, 1, K_H, ns * SS);
+	mix(ws + W_R2, s, a->head_pre, K_H, 1, K_H, ns * SS, CNT_HPRE);
 	s = ws + W_R2;
 #endif
 	return s;
@@ -301,6 +304,7 @@ static void stats(float *m, float *l, float *s, int n, float *alpha)
 		const vf sf = vsel(mx == vsplat(-INFINITY), vsplat(0.0f), mx); /* no row yet */
 		const vf al = vexp(m0 - sf);
 		vf sum = vsplat(0.0f);
+		COUNT(CNT_EXP, (int64_t)n * VL);
 		for (int c = 0; c < n; c++) {
 			const vf e = vexp(vld(s + c * SS + v * VL) - sf);
 			if (alpha)
@@ -385,6 +389,7 @@ static void tile_twopass(const struct mta_kargs *a, float *ws, int64_t b, int h0
 			for (int v = 0; v < NRP / VL; v++) {
 				const vf m = vld(ws + W_M + hl * NRP + v * VL);
 				const vf il = vld(ws + W_L + hl * NRP + v * VL);
+				COUNT(CNT_EXP, (int64_t)np * VL);
 				for (int c = 0; c < np; c++)
 					vst(ph + c * SS + v * VL, vexp(vld(ph + c * SS + v * VL) - m) * il);
 			}
@@ -401,10 +406,11 @@ static void tile_twopass(const struct mta_kargs *a, float *ws, int64_t b, int h0
 		/* P[g*c+o] <- sum_i head_post[g,i,o] P[g*c+i] */
 		for (int g0 = 0; g0 < K_HPB; g0 += K_HC)
 			mix(other(ws, p) + g0 * RS, p + g0 * RS,
-			    a->head_post + (h0 + g0) / K_HC * K_HC * K_HC, 1, K_HC, K_HC, nc * SS);
+			    a->head_post + (h0 + g0) / K_HC * K_HC * K_HC, 1, K_HC, K_HC, nc * SS,
+			    CNT_HPOST);
 		p = other(ws, p);
 #elif K_HPOST == 2
-		mix(other(ws, p), p, a->head_post_linear, K_H, 1, K_H, nc * SS);
+		mix(other(ws, p), p, a->head_post_linear, K_H, 1, K_H, nc * SS, CNT_HPOST);
 		p = other(ws, p);
 #endif
 		for (int hl = 0; hl < K_HPB; hl++) {
@@ -445,14 +451,14 @@ static void finish(const struct mta_kargs *a, float *ws, int64_t b, int h0, int6
 		}
 }
 
-static void *worker(void *arg)
+static void worker(void *arg, int tid)
 {
 	struct job *j = arg;
 	const struct mta_kargs *a = j->a;
-	float *ws = aligned_alloc(64, sizeof(float) * WS_FLOATS);
+	float *ws = a->pool_mem(a->pool, tid, sizeof(float) * WS_FLOATS);
 	if (!ws) {
 		__atomic_store_n(&j->err, MTA_KERR_NOMEM, __ATOMIC_RELAXED);
-		return NULL;
+		return;
 	}
 	memset(ws, 0, sizeof(float) * WS_FLOATS); /* padding lanes and rows stay 0 */
 	const int64_t per_tile = a->B * (K_H / K_HPB);
@@ -471,32 +477,20 @@ static void *worker(void *arg)
 #endif
 		finish(a, ws, b, h0, i0, nq);
 	}
-	free(ws);
-	return NULL;
+	count_flush();
 }
 
 int mta_cpu_kernel(const struct mta_kargs *a)
 {
-	if (!a || a->dtype != K_DTYPE || a->B < 1 || a->T < 1)
+	if (!a || a->dtype != K_DTYPE || a->B < 1 || a->T < 1 || !a->pool_run || !a->pool_mem)
 		return MTA_KERR_ARGS;
 	struct job j = { a, 0, (a->T + K_BQ - 1) / K_BQ, 0, 0 };
 	j.nitems = j.ntiles * a->B * (K_H / K_HPB);
-	long n = a->nthreads > 0 ? a->nthreads : K_THR;
-	if (n <= 0)
-		n = sysconf(_SC_NPROCESSORS_ONLN);
-	if (n < 1)
-		n = 1;
+	int64_t n = a->nthreads > 0 ? a->nthreads : K_THR > 0 ? K_THR : a->pool_cores;
 	if (n > j.nitems)
-		n = (long)j.nitems;
+		n = j.nitems;
 	if (n > 256)
 		n = 256;
-	pthread_t tid[256];
-	long started = 0;
-	/* a thread that cannot be started leaves its share to the others */
-	while (started < n - 1 && !pthread_create(&tid[started], NULL, worker, &j))
-		started++;
-	worker(&j);
-	for (long i = 0; i < started; i++)
-		pthread_join(tid[i], NULL);
+	a->pool_run(a->pool, n < 1 ? 1 : (int)n, worker, &j);
 	return j.err;
 }

@@ -1,7 +1,7 @@
 /*
- * mta_cpu_simd.h: the SIMD layer of templates/mta_cpu.c: vector type and
- * helpers, a vectorised exp, and the register-blocked micro-kernels of the
- * tile steps (q.k, the key-query convolutions, head mixing, P.V).
+ * mta_cpu_simd.h: the register-blocked micro-kernels of the tile steps of
+ * templates/mta_cpu.c (the v1 family): q.k, the key-query convolutions,
+ * head mixing, P.V. The vector layer is templates/mta_cpu_vec.h.
  *
  * A fragment of the kernel, not a standalone header: it is included (and
  * pasted by gen/cpu/cgen.c) after mta_cpu.c has defined the K_* constants and the
@@ -12,71 +12,6 @@
 #ifndef MTA_CPU_SIMD_H
 #define MTA_CPU_SIMD_H
 
-#define INLINE static inline __attribute__((always_inline))
-
-/* Vector arguments and returns only cross static, always-inlined helpers,
- * so GCC's note that their ABI differs without AVX does not apply. */
-#pragma GCC diagnostic ignored "-Wpsabi"
-
-typedef float vf __attribute__((vector_size(VL * 4)));
-typedef int32_t vi __attribute__((vector_size(VL * 4)));
-
-INLINE vf vld(const float *p)
-{
-	vf x;
-	memcpy(&x, p, sizeof x); /* any alignment; one vector load */
-	return x;
-}
-
-INLINE void vst(float *p, vf x)
-{
-	memcpy(p, &x, sizeof x);
-}
-
-INLINE vf vsplat(float x)
-{
-	return (vf){ 0 } + x;
-}
-
-/* Bitwise select: m ? x : y lane by lane (m all ones or all zeros). */
-INLINE vf vsel(vi m, vf x, vf y)
-{
-	return (vf)(((vi)x & m) | ((vi)y & ~m));
-}
-
-INLINE vf vmax(vf x, vf y)
-{
-	return vsel(x > y, x, y);
-}
-
-/*
- * exp, lane-wise: 0 below -87.33 (where expf turns subnormal) and for -inf
- * and NaN; arguments above 88 are clamped (never happens: the softmax only
- * takes exp of x - max <= 0). exp(x) = 2^n exp(r), n = round(x log2 e),
- * r = x - n ln 2 in two parts (the first exact in float), exp(r) by the
- * Cephes polynomial on |r| <= ln2/2; 2^n is built in the exponent bits.
- */
-INLINE vf vexp(vf x)
-{
-	const vi ok = x >= vsplat(-87.33f);
-	x = vmax(x, vsplat(-87.33f));
-	x = vsel(x > vsplat(88.0f), vsplat(88.0f), x);
-	const vf t = x * 1.44269504088896341f + 12582912.0f; /* 1.5 * 2^23: rounds */
-	const vf n = t - 12582912.0f;
-	vf r = x - n * 0.693359375f;
-	r = r - n * -2.12194440e-4f;
-	vf p = vsplat(1.9875691500e-4f);
-	p = p * r + 1.3981999507e-3f;
-	p = p * r + 8.3334519073e-3f;
-	p = p * r + 4.1665795894e-2f;
-	p = p * r + 1.6666665459e-1f;
-	p = p * r + 5.0000001201e-1f;
-	const vf y = p * r * r + r + 1.0f;
-	const vi e = ((vi)t - 0x4B400000 + 127) << 23;
-	return (vf)((vi)(y * (vf)e) & ok);
-}
-
-
 /* ---- micro-kernels (block sizes are constants once inlined) ---- */
 
 /* out[c][v] = sum_d kb[c][d] qt[d][v], columns c0..c0+cb-1, vectors v0..v0+rc-1. */
@@ -84,6 +19,7 @@ INLINE void qk_blk(float *out, int os, const float *qt, const float *kb, int c0,
 		   const int rc, const int cb)
 {
 	vf acc[24][4];
+	COUNT(CNT_QK, cb * rc * K_D * VL);
 	for (int c = 0; c < cb; c++)
 		for (int v = 0; v < rc; v++)
 			acc[c][v] = vsplat(0.0f);
@@ -121,9 +57,10 @@ static void qk(float *out, int os, const float *qt, const float *kb, int n)
  * once per kernel row and feeds every output column it touches.
  */
 INLINE void conv_blk(float *out, int os, const float *in, int is, const float *w, const int cq,
-		     const int ck, int c0, int v0, const int rc, const int cb)
+		     const int ck, int c0, int v0, const int rc, const int cb, const int step)
 {
 	vf acc[24][4];
+	COUNT(step, cq * ck * cb * rc * VL);
 	for (int c = 0; c < cb; c++)
 		for (int v = 0; v < rc; v++)
 			acc[c][v] = vsplat(0.0f);
@@ -150,34 +87,35 @@ INLINE void conv_blk(float *out, int os, const float *in, int is, const float *w
  * to cb, nv vectors of lanes, in blocks of rc vectors and a remainder block.
  */
 INLINE void conv(float *out, const float *in, int is, const float *w, const int cq, const int ck,
-		 int n, const int nv, const int rc, const int cb)
+		 int n, const int nv, const int rc, const int cb, const int step)
 {
 	for (int c0 = 0; c0 < n; c0 += cb) {
 		int v0 = 0;
 		for (; v0 + rc <= nv; v0 += rc)
-			conv_blk(out, SS, in, is, w, cq, ck, c0, v0, rc, cb);
+			conv_blk(out, SS, in, is, w, cq, ck, c0, v0, rc, cb, step);
 		if (nv % rc)
-			conv_blk(out, SS, in, is, w, cq, ck, c0, v0, nv % rc, cb);
+			conv_blk(out, SS, in, is, w, cq, ck, c0, v0, nv % rc, cb, step);
 	}
 }
 
 /* kq_pre of one head from Z: NRP lanes (inline: unused without kq_pre). */
 static inline void conv_pre(float *out, const float *z, const float *w, int n)
 {
-	conv(out, z, ZS, w, CQ1, CK1, n, NRP / VL, CRC, CCB);
+	conv(out, z, ZS, w, CQ1, CK1, n, NRP / VL, CRC, CCB, CNT_PRE);
 }
 
 /* kq_post of one head from P: RQP lanes. */
 static inline void conv_post(float *out, const float *p, const float *w, int n)
 {
-	conv(out, p, SS, w, CQ2E, CK2E, n, RQP / VL, PRC, PCB);
+	conv(out, p, SS, w, CQ2E, CK2E, n, RQP / VL, PRC, PCB, CNT_POST);
 }
 
 /* dst[o] = sum_{i<g} w[o*so + i*si] src[i], outputs o0..o0+hb-1, floats x..x+nv*VL-1. */
 INLINE void mix_blk(float *dst, const float *src, const float *w, int so, int si, const int g,
-		    int o0, const int hb, int x, const int nv)
+		    int o0, const int hb, int x, const int nv, const int step)
 {
 	vf acc[8][2];
+	COUNT(step, g * hb * nv * VL);
 	for (int o = 0; o < hb; o++)
 		for (int v = 0; v < nv; v++)
 			acc[o][v] = vsplat(0.0f);
@@ -197,23 +135,24 @@ INLINE void mix_blk(float *dst, const float *src, const float *w, int so, int si
 }
 
 INLINE void mix_at(float *dst, const float *src, const float *w, int so, int si, const int g,
-		   int x, const int nv)
+		   int x, const int nv, const int step)
 {
 	int o0 = 0;
 	for (; o0 + 8 <= g; o0 += 8)
-		mix_blk(dst, src, w, so, si, g, o0, 8, x, nv);
+		mix_blk(dst, src, w, so, si, g, o0, 8, x, nv, step);
 	if (g % 8)
-		mix_blk(dst, src, w, so, si, g, o0, g % 8, x, nv);
+		mix_blk(dst, src, w, so, si, g, o0, g % 8, x, nv, step);
 }
 
 /* Mix g consecutive heads (regions of RS floats), n floats each (n a multiple of VL). */
-INLINE void mix(float *dst, const float *src, const float *w, int so, int si, const int g, int n)
+INLINE void mix(float *dst, const float *src, const float *w, int so, int si, const int g, int n,
+		const int step)
 {
 	int x = 0;
 	for (; x + 2 * VL <= n; x += 2 * VL)
-		mix_at(dst, src, w, so, si, g, x, 2);
+		mix_at(dst, src, w, so, si, g, x, 2, step);
 	if (x < n)
-		mix_at(dst, src, w, so, si, g, x, 1);
+		mix_at(dst, src, w, so, si, g, x, 1, step);
 }
 
 /* acc[d][v] += sum_{c<n} vb[c][d] u[c][v], head dims d0..d0+db-1, vectors v0..v0+rc-1. */
@@ -221,6 +160,7 @@ INLINE void pv_blk(float *acc, const float *u, const float *vb, int n, int d0, i
 		   const int rc, const int db)
 {
 	vf s[24][4];
+	COUNT(CNT_PV, n * db * rc * VL);
 	for (int d = 0; d < db; d++)
 		for (int v = 0; v < rc; v++)
 			s[d][v] = vld(acc + (d0 + d) * RQP + (v0 + v) * VL);

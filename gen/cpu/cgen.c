@@ -1,13 +1,14 @@
 /*
  * cgen.c: generate the C kernel of a (problem, CPU variant) pair.
  *
- * The kernel is templates/mta_cpu.c with every size and option fixed by the
- * #defines of gen/defines.c written in front of it (so loops have constant
- * trip counts the compiler can unroll and vectorise, and unused options
- * vanish in the preprocessor), and with the project files it includes (the
- * kernel ABI runtime/core/mta_kargs.h and the SIMD layer
- * templates/mta_cpu_simd.h) pasted over their #include lines, so the source
- * is self-contained.
+ * The kernel is the template of the variant's family (v1:
+ * templates/mta_cpu.c, v2: templates/mta_cpu2.c) with every size and option
+ * fixed by the #defines of gen/defines.c written in front of it (so loops
+ * have constant trip counts the compiler can unroll and vectorise, and
+ * unused options vanish in the preprocessor), and with the project files it
+ * includes (the kernel ABI runtime/core/mta_kargs.h, the vector layer
+ * templates/mta_cpu_vec.h, v1's micro-kernels templates/mta_cpu_simd.h)
+ * pasted over their #include lines, so the source is self-contained.
  */
 #include "gen/cpu/cgen.h"
 #include "gen/fault.h"
@@ -18,11 +19,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define TEMPLATE "templates/mta_cpu.c"
-
-/* The template's #include lines that the generator replaces by the file. */
-static const char *const pasted[] = { "runtime/core/mta_kargs.h", "templates/mta_cpu_simd.h" };
-#define NPASTED (sizeof pasted / sizeof pasted[0])
+/* The template of each kernel family, v1, v2, ... */
+static const char *const templates[] = { "templates/mta_cpu.c", "templates/mta_cpu2.c" };
+#define NTEMPLATES (int)(sizeof templates / sizeof templates[0])
 
 /* The wrapper that turns a kernel into a faulty one (see gen/fault.h). */
 static void put_fault(struct mta_buf *b, int fault)
@@ -53,9 +52,42 @@ static void put_fault(struct mta_buf *b, int fault)
 	mta_buf_printf(b, "}\n");
 }
 
+/*
+ * The template's text with each project file it includes (an `#include "..."`
+ * line) pasted in place of the line, in order, into b.
+ */
+static int paste(struct mta_buf *b, const char *tpl_path, const char *tpl)
+{
+	static const char inc[] = "#include \"";
+	for (const char *from = tpl;;) {
+		const char *at = strstr(from, inc);
+		while (at && at != tpl && at[-1] != '\n')
+			at = strstr(at + 1, inc);
+		if (!at) {
+			mta_buf_printf(b, "%s", from);
+			return MTA_OK;
+		}
+		const char *name = at + sizeof inc - 1, *end = strchr(name, '"');
+		char path[128];
+		if (!end || (size_t)(end - name) >= sizeof path)
+			return mta_fail(MTA_EUNSUPPORTED, "%s: a malformed #include line", tpl_path);
+		memcpy(path, name, (size_t)(end - name));
+		path[end - name] = 0;
+		const char *text = mta_embedded(path);
+		if (!text)
+			return mta_fail(MTA_EUNSUPPORTED, "this build lacks %s, which %s includes", path,
+					tpl_path);
+		mta_buf_add(b, from, (size_t)(at - from));
+		mta_buf_printf(b, "/* ---- %s, pasted by the generator ---- */\n%s", path, text);
+		mta_buf_printf(b, "/* ---- end of %s ---- */\n", path);
+		from = strchr(end, '\n');
+		from = from ? from + 1 : end + 1;
+	}
+}
+
 int mta_gen_c(const struct mta_problem *p, const struct mta_variant *v, char **source)
 {
-	char spec[MTA_SPEC_MAX], line[NPASTED][128];
+	char spec[MTA_SPEC_MAX];
 	struct mta_buf b = { 0 };
 	int rc;
 
@@ -65,38 +97,22 @@ int mta_gen_c(const struct mta_problem *p, const struct mta_variant *v, char **s
 				mta_backend_name(v->backend));
 	if ((rc = mta_variant_check(p, v)) || (rc = mta_variant_format(v, spec, sizeof spec)))
 		return rc;
-	const char *tpl = mta_embedded(TEMPLATE), *at[NPASTED];
-	for (size_t i = 0; i < NPASTED; i++) {
-		snprintf(line[i], sizeof line[i], "#include \"%s\"\n", pasted[i]);
-		at[i] = tpl ? strstr(tpl, line[i]) : NULL;
-		if (!at[i] || !mta_embedded(pasted[i]))
-			return mta_fail(MTA_EUNSUPPORTED, "this build lacks %s or %s (or its #include "
-					"line there)", TEMPLATE, pasted[i]);
-	}
-	if ((rc = mta_gen_defines(&b, TEMPLATE, p, v))) {
-		mta_buf_free(&b);
-		return rc;
-	}
+	if (v->version < 1 || v->version > NTEMPLATES)
+		return mta_fail(MTA_EUNSUPPORTED, "no template for cpu kernel family v%d", v->version);
+	const char *path = templates[v->version - 1], *tpl = mta_embedded(path);
+	if (!tpl)
+		return mta_fail(MTA_EUNSUPPORTED, "this build lacks %s", path);
+	if ((rc = mta_gen_defines(&b, path, p, v)))
+		goto fail;
 	int fault = mta_test_fault(spec);
 	if (fault)
 		mta_buf_printf(&b, "#define mta_cpu_kernel mta_cpu_kernel_real\n");
-	/* the template, each pasted file in place of its line, in the template's order */
-	for (const char *from = tpl;;) {
-		size_t next = NPASTED;
-		for (size_t i = 0; i < NPASTED; i++)
-			if (at[i] >= from && (next == NPASTED || at[i] < at[next]))
-				next = i;
-		if (next == NPASTED) {
-			mta_buf_printf(&b, "%s", from);
-			break;
-		}
-		mta_buf_add(&b, from, (size_t)(at[next] - from));
-		mta_buf_printf(&b, "/* ---- %s, pasted by the generator ---- */\n%s", pasted[next],
-			       mta_embedded(pasted[next]));
-		mta_buf_printf(&b, "/* ---- end of %s ---- */\n", pasted[next]);
-		from = at[next] + strlen(line[next]);
-	}
+	if ((rc = paste(&b, path, tpl)))
+		goto fail;
 	if (fault)
 		put_fault(&b, fault);
 	return mta_buf_take(&b, "a C kernel", source, NULL);
+fail:
+	mta_buf_free(&b);
+	return rc;
 }

@@ -1,6 +1,7 @@
 /*
  * cgen.h: the C generator: problem + CPU variant -> self-contained kernel
- * source (templates/mta_cpu.c specialised by #defines; its ABI is
+ * source (the template of the variant's family, templates/mta_cpu.c for v1
+ * and templates/mta_cpu2.c for v2, specialised by #defines; its ABI is
  * runtime/core/mta_kargs.h, pasted in).
  */
 #ifndef MTA_GEN_CPU_CGEN_H

@@ -145,14 +145,14 @@ static int hpb_groups(const struct mta_problem *p, const struct mta_variant *v)
  * space of three problems for two architectures with NVRTC on two cores.
  */
 static const struct mta_tunable tunables[] = {
-	{ T("bq", bq), 16, 2, { 8, 16 }, { tiles_ok, TILES_MSG } },
-	{ T("bk", bk), 32, 2, { 32, 64 }, { tiles_ok, TILES_MSG } },
-	{ T("hpb", hpb), 1, 6, { 1, 2, 4, 8, 16, 32 }, { tiles_ok, TILES_MSG } },
+	{ T("bq", bq), 16, 2, { 8, 16 }, { tiles_ok, TILES_MSG }, { 0 } },
+	{ T("bk", bk), 32, 2, { 32, 64 }, { tiles_ok, TILES_MSG }, { 0 } },
+	{ T("hpb", hpb), 1, 6, { 1, 2, 4, 8, 16, 32 }, { tiles_ok, TILES_MSG }, { 0 } },
 	{ T("warps", warps), 4, 3, { 4, 8, 12 },
-	  { warps_ok, "warps={warps}: a block has 1 to 32 warps" } },
+	  { warps_ok, "warps={warps}: a block has 1 to 32 warps" }, { 0 } },
 	{ T("algo", algo), 0, 2, { 0, 1 },
 	  { algo_ok, "algo={algo}: cuda v1 and v3 have only algo 0; v2 has algo 0 (convolve the "
-		     "logits) and 1 (fold the pre-softmax convolution)" } },
+		     "logits) and 1 (fold the pre-softmax convolution)" }, { 0 } },
 	{ 0 },
 };
 #undef T
@@ -203,4 +203,4 @@ static void tailor(const struct mta_problem *p, struct mta_variant *v)
 	mta_clear_error();
 }
 
-const struct mta_space mta_space_cuda = { "cuda", 3, tunables, rules, limits, tailor };
+const struct mta_space mta_space_cuda = { "cuda", 3, 1, tunables, rules, limits, tailor };

@@ -61,12 +61,13 @@ int mta_kargs_fill(const struct mta_problem *p, const struct mta_tensor *q,
 	return MTA_OK;
 }
 
-int mta_kargs_status(int kernel_rc, long long ws_bytes, const char *what)
+int mta_kargs_status(int kernel_rc, const struct mta_kinfo *info, int64_t T, const char *what)
 {
 	if (kernel_rc == 0)
 		return MTA_OK;
 	if (kernel_rc == MTA_KERR_NOMEM)
-		return mta_fail(MTA_ENOMEM, "cpu kernel %s: out of memory for its %lld-byte "
-				"workspace", what, ws_bytes);
+		return mta_fail(MTA_ENOMEM, "cpu kernel %s: out of memory for its workspace (%lld "
+				"bytes per thread at T=%lld)", what,
+				(long long)(info->ws_bytes + info->ws_per_t * T), (long long)T);
 	return mta_fail(MTA_EKERNEL, "cpu kernel %s returned error %d", what, kernel_rc);
 }

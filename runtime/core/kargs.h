@@ -23,8 +23,9 @@ int mta_kargs_fill(const struct mta_problem *p, const struct mta_tensor *q,
 
 /*
  * MTA_OK for a kernel's return code 0; otherwise the matching status with a
- * message naming the kernel (what) and, for MTA_KERR_NOMEM, its workspace.
+ * message naming the kernel (what) and, for MTA_KERR_NOMEM, its workspace
+ * at sequence length T (from the kernel's info).
  */
-int mta_kargs_status(int kernel_rc, long long ws_bytes, const char *what);
+int mta_kargs_status(int kernel_rc, const struct mta_kinfo *info, int64_t T, const char *what);
 
 #endif

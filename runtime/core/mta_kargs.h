@@ -1,10 +1,11 @@
 /*
  * mta_kargs.h: the binary interface between mtatune and a generated C kernel.
  *
- * This is the one definition of the layout: runtime/kernel.h includes it, and
- * the generator (gen/cgen.c) pastes it into every generated kernel in place of
- * its #include line, so a kernel source needs nothing but libc, libm and
- * pthreads. Change the layout only together with MTA_KARGS_ABI: a kernel
+ * This is the one definition of the layout: runtime/cpu/cpu.h and the
+ * exported runtime include it, and the generator (gen/cpu/cgen.c) pastes it
+ * into every generated kernel in place of its #include line, so a kernel
+ * source needs nothing but libc and libm. Kernels start no threads and
+ * allocate nothing: the caller's pool (runtime/core/pool.h) does both. Change the layout only together with MTA_KARGS_ABI: a kernel
  * built for another ABI is refused at load time.
  */
 #ifndef MTA_KARGS_H
@@ -12,11 +13,14 @@
 
 #include <stdint.h>
 
-#define MTA_KARGS_ABI 1
+#define MTA_KARGS_ABI 2
 
 /* Return codes of the entry point (0 is success). */
 #define MTA_KERR_NOMEM 1 /* a thread's workspace could not be allocated */
-#define MTA_KERR_ARGS 2  /* arguments the kernel was not built for */
+#define MTA_KERR_ARGS 2  /* arguments the kernel was not built for, or no pool */
+
+/* pool_mem's slot of the buffer all threads of a call share (others: the thread's tid). */
+#define MTA_POOL_SHARED (-1)
 
 /*
  * One forward call. Sizes B and T stay run-time values; everything else a
@@ -41,6 +45,16 @@ struct mta_kargs {
 	float gn_rescale; /* layer rescale factor, 1 when unused */
 	int dtype;        /* mta_dtype of q, k, v: must match the kernel's */
 	int nthreads;     /* 0: the variant's choice (0 there: all cores) */
+	/*
+	 * ABI 2: the caller's persistent threads and memory (runtime/core/pool.h
+	 * says what each does); a kernel runs all its threads through pool_run
+	 * and takes all its memory from pool_mem. Fields added for other
+	 * operations go after these.
+	 */
+	void *pool;
+	void (*pool_run)(void *pool, int n, void (*fn)(void *arg, int tid), void *arg);
+	void *(*pool_mem)(void *pool, int slot, int64_t bytes);
+	int pool_cores;   /* cores online: what "all cores" means */
 };
 
 /* What a kernel reports about itself (exported as mta_cpu_info). */
@@ -48,7 +62,13 @@ struct mta_kinfo {
 	int abi;           /* MTA_KARGS_ABI it was built with */
 	int args_size;     /* sizeof(struct mta_kargs) it was built with */
 	int dtype;         /* element type of q, k, v */
-	int64_t ws_bytes;  /* workspace per thread: a constant, independent of T */
+	/*
+	 * Workspace per thread, at most ws_bytes + ws_per_t * T bytes: a constant
+	 * for kernels whose memory does not grow with T (ws_per_t 0). Kernels
+	 * that pack k and v also take a shared buffer of about their size.
+	 */
+	int64_t ws_bytes;
+	int64_t ws_per_t;
 };
 
 #endif

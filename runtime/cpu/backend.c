@@ -8,6 +8,7 @@
 #include "runtime/ccompile.h"
 #include "runtime/core/error.h"
 #include "runtime/core/parallel.h"
+#include "runtime/core/pool.h"
 #include "runtime/cpu/cpu.h"
 #include "runtime/host.h"
 
@@ -17,8 +18,14 @@
 #include <string.h>
 
 
+/*
+ * The device owns the kernels' threads and workspaces (a pool): started on
+ * the first call that needs them and kept until the device closes, so a
+ * call costs no thread start and no allocation.
+ */
 struct mta_device {
 	int threads;  /* worker threads per run, 0: the variant's choice */
+	struct mta_pool *pool;
 	struct mta_host_flush flush;
 };
 
@@ -64,12 +71,13 @@ static int build(const struct mta_device_info *info, struct mta_build *b, size_t
 
 static int prune(const struct mta_device_info *info, const struct mta_build *b)
 {
-	return MTA_OK; /* a CPU kernel's workspace is allocated at run time, per thread */
+	return MTA_OK; /* a CPU kernel's workspace comes from the device's pool at run time */
 }
 
 static int dev_open(int index, int threads, struct mta_device **out)
 {
 	struct mta_device *d;
+	int rc;
 	*out = NULL;
 	if (index < 0)
 		return mta_fail(MTA_ENODEV, "device %d: device indices are 0 or more", index);
@@ -77,6 +85,10 @@ static int dev_open(int index, int threads, struct mta_device **out)
 		return mta_fail(MTA_EINVAL, "threads=%d must be 0 (default) or positive", threads);
 	if (!(d = calloc(1, sizeof *d)))
 		return mta_fail(MTA_ENOMEM, "out of memory");
+	if ((rc = mta_pool_create(&d->pool))) {
+		free(d);
+		return rc;
+	}
 	d->threads = threads;
 	*out = d;
 	return MTA_OK;
@@ -87,6 +99,7 @@ static void dev_close(struct mta_device *d)
 	if (!d)
 		return;
 	mta_host_flush_free(&d->flush);
+	mta_pool_free(d->pool);
 	free(d);
 }
 
@@ -119,7 +132,7 @@ static int forward(struct mta_kernel *k, const struct mta_problem *p, const stru
 		   const struct mta_tensor *kt, const struct mta_tensor *v,
 		   const struct mta_weights *w, struct mta_tensor *o)
 {
-	return mta_cpu_run(k->k, p, q, kt, v, w, o, k->dev->threads);
+	return mta_cpu_run(k->k, p, q, kt, v, w, o, k->dev->threads, k->dev->pool);
 }
 
 static int bind(struct mta_kernel *k, const struct mta_problem *p, const struct mta_tensor *q,

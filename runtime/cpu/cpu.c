@@ -7,6 +7,7 @@
 #include "runtime/ccompile.h"
 #include "runtime/core/error.h"
 #include "runtime/core/kargs.h"
+#include "runtime/core/pool.h"
 
 #include <dlfcn.h>
 #include <limits.h>
@@ -79,8 +80,9 @@ int mta_cpu_load(const struct mta_problem *p, const struct mta_variant *v,
 int mta_cpu_run(struct mta_cpu_kernel *k, const struct mta_problem *p,
 		const struct mta_tensor *q, const struct mta_tensor *kt,
 		const struct mta_tensor *v, const struct mta_weights *w,
-		struct mta_tensor *o, int nthreads)
+		struct mta_tensor *o, int nthreads, struct mta_pool *pool)
 {
+	struct mta_pool *own = NULL;
 	struct mta_kargs a;
 	int rc;
 
@@ -94,12 +96,16 @@ int mta_cpu_run(struct mta_cpu_kernel *k, const struct mta_problem *p,
 	}
 	if ((rc = mta_kargs_fill(p, q, kt, v, w, o, nthreads, &a)))
 		return rc;
-	return mta_kargs_status(k->fn(&a), (long long)k->info->ws_bytes, k->path);
+	if (!pool && (rc = mta_pool_create(&own)))
+		return rc;
+	rc = mta_kargs_status(mta_pool_call(pool ? pool : own, k->fn, &a), k->info, a.T, k->path);
+	mta_pool_free(own);
+	return rc;
 }
 
-long long mta_cpu_workspace(const struct mta_cpu_kernel *k)
+long long mta_cpu_workspace(const struct mta_cpu_kernel *k, int64_t T)
 {
-	return k ? (long long)k->info->ws_bytes : 0;
+	return k ? (long long)(k->info->ws_bytes + k->info->ws_per_t * T) : 0;
 }
 
 const char *mta_cpu_path(const struct mta_cpu_kernel *k)

@@ -3,7 +3,8 @@
  * run. runtime/cpu/backend.c puts these behind struct mta_backend.
  *
  * The C kernel ABI: a generated CPU kernel is a shared object that exports
- * two symbols,
+ * two symbols (it starts no threads and allocates nothing: it runs on the
+ * pool in its arguments, runtime/core/pool.h),
  *
  *   int mta_cpu_kernel(const struct mta_kargs *a);   the forward; 0 or MTA_KERR_*
  *   const struct mta_kinfo mta_cpu_info;             ABI, dtype, workspace size
@@ -39,19 +40,23 @@ int mta_cpu_load_log(const struct mta_problem *p, const struct mta_variant *v,
 int mta_cpu_load(const struct mta_problem *p, const struct mta_variant *v,
 		 struct mta_cpu_kernel **k);
 
+struct mta_pool; /* runtime/core/pool.h */
+
 /*
  * Run the forward: q, k, v of the problem's dtype with a contiguous head
  * dimension, o float32 [B,T,H,D] (any strides, d contiguous). nthreads 0
  * takes the variant's choice (0 there: all cores). w may omit the weights the
- * problem does not use.
+ * problem does not use. The kernel runs on pool's threads and memory (the
+ * device's; NULL: a pool made for this call, which costs the thread starts
+ * and allocations a kept pool saves).
  */
 int mta_cpu_run(struct mta_cpu_kernel *k, const struct mta_problem *p,
 		const struct mta_tensor *q, const struct mta_tensor *kt,
 		const struct mta_tensor *v, const struct mta_weights *w,
-		struct mta_tensor *o, int nthreads);
+		struct mta_tensor *o, int nthreads, struct mta_pool *pool);
 
-/* Bytes of workspace each worker thread allocates: a constant of the kernel. */
-long long mta_cpu_workspace(const struct mta_cpu_kernel *k);
+/* Bytes of workspace the kernel takes per thread at sequence length T (at most). */
+long long mta_cpu_workspace(const struct mta_cpu_kernel *k, int64_t T);
 /* Path of the kernel's shared object in the cache. */
 const char *mta_cpu_path(const struct mta_cpu_kernel *k);
 
