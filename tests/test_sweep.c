@@ -5,13 +5,16 @@
  * cleanly with status 5, and the options are checked. Tiny problems, one
  * timed run per variant, so that all of it takes seconds.
  */
+#define _GNU_SOURCE /* sched_setaffinity */
 #include "tests/harness.h"
 #include "tests/cpu_util.h"
 #include "tests/fixtures.h"
+#include "runtime/core/parallel.h"
 #include "tuner/sweep/sweep.h"
 #include "tuner/tune/search.h"
 #include "tuner/tune/tune.h"
 
+#include <sched.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -419,4 +422,32 @@ TEST(sweep_and_tune_stop_when_the_flag_is_raised)
 	CHECK(mta_sweep(&g, &o, &s) == MTA_EINVAL);
 	CHECK_STR_CONTAINS(mta_last_error(), "needs a seed");
 	mta_grid_free(&g);
+}
+
+/*
+ * "All cores" means the cores this process may run on: in a child pinned to
+ * one core (as taskset or a Slurm allocation would), one core, and the
+ * device identity and a sweep's worker threads follow.
+ */
+TEST(cpu_count_follows_the_affinity_mask)
+{
+	pid_t pid = fork();
+	REQUIRE(pid >= 0);
+	if (pid == 0) {
+		cpu_set_t one;
+		CPU_ZERO(&one);
+		CPU_SET(sched_getcpu() >= 0 ? sched_getcpu() : 0, &one);
+		if (sched_setaffinity(0, sizeof one, &one))
+			_exit(2);
+		_exit(mta_cpu_count() == 1 ? 0 : 1);
+	}
+	int st;
+	REQUIRE(waitpid(pid, &st, 0) == pid);
+	CHECKF(WIFEXITED(st) && WEXITSTATUS(st) == 0, "pinned child: status %d", st);
+	CHECK(mta_cpu_count() >= 1);
+	char *out = NULL;
+	int rc = mt_sh(&out, "taskset -c 0 %s devices", mt_bin());
+	CHECKF(rc == 0, "exit %d: %s", rc, out);
+	CHECK_STR_CONTAINS(out, ", 1 cores,");
+	free(out);
 }
