@@ -125,7 +125,8 @@ static void check_heatmap(const char *db, const char *sec, long long dev, long l
 	int cells = 0, nq = 0, nk = 0;
 	/* every tile shape any CPU space has offered; the map's axes are the bq and bk
 	 * values with a result of any status, and each cell holds the best ok time */
-	static const int bqs[] = { 8, 16, 32, 64, 96, 128 }, bks[] = { 32, 64, 128, 256, 512 };
+	static const int bqs[] = { 8, 16, 32, 64, 96, 128 },
+			 bks[] = { 32, 64, 128, 256, 384, 512, 768, 1024 };
 	for (int axis = 0; axis < 2; axis++)
 		for (size_t x = 0; x < (axis ? sizeof bks / sizeof bks[0] : sizeof bqs / sizeof bqs[0]); x++) {
 			snprintf(sql, sizeof sql, "SELECT count(*) FROM results r JOIN variants v ON "
