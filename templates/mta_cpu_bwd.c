@@ -30,7 +30,9 @@
  * variant and thread count give bit-identical gradients.
  *
  * Memory: per thread, rings of H * (2cq + 4cq2 + 5) rows of T floats (cq,
- * cq2 taken as 1 when absent); shared, float copies of k and v and each
+ * cq2 taken as 1 when absent); shared, float copies of k and v (by rows, for
+ * the P.V, dv, dq and dk updates, vectorised over d, and transposed, for the
+ * q.k and dP = dO.v products, vectorised over key columns) and each
  * thread's partial dk and dv: O(T). Intermediates are float32 whatever the
  * input type, so bf16/f16 inputs lose nothing past their own rounding.
  */
@@ -124,6 +126,49 @@ static inline float ld(const void *base, int64_t i)
 #endif
 }
 
+/*
+ * sum_j a[j] * b[j], j < n, in 16 lanes summed at the end: a fixed order
+ * (so deterministic) that GCC vectorises without -ffast-math, which it
+ * cannot do for a plain running sum.
+ */
+static inline float dotv(const float *a, const float *b, int64_t n)
+{
+	float acc[16] = { 0 };
+	int64_t j = 0;
+	for (; j + 16 <= n; j += 16)
+		for (int l = 0; l < 16; l++)
+			acc[l] += a[j + l] * b[j + l];
+	for (int l = 0; j + l < n; l++)
+		acc[l] += a[j + l] * b[j + l];
+	float s = 0.0f;
+	for (int l = 0; l < 16; l++)
+		s += acc[l];
+	return s;
+}
+
+/*
+ * out[j] = sum_d x[d] * m[d][j] for j < n (m's rows T apart): the product of
+ * a row vector with a [D][T] panel, vectorised over j, eight d at a time.
+ */
+static inline void rowmat(const float *x, const float *m, int64_t T, int64_t n, float *out)
+{
+	int d = 0;
+	for (int64_t j = 0; j < n; j++)
+		out[j] = 0.0f;
+	for (; d + 8 <= K_D; d += 8) {
+		const float *m0 = m + d * T;
+		const float x0 = x[d], x1 = x[d + 1], x2 = x[d + 2], x3 = x[d + 3], x4 = x[d + 4],
+			    x5 = x[d + 5], x6 = x[d + 6], x7 = x[d + 7];
+		for (int64_t j = 0; j < n; j++)
+			out[j] += x0 * m0[j] + x1 * m0[T + j] + x2 * m0[2 * T + j] +
+				  x3 * m0[3 * T + j] + x4 * m0[4 * T + j] + x5 * m0[5 * T + j] +
+				  x6 * m0[6 * T + j] + x7 * m0[7 * T + j];
+	}
+	for (; d < K_D; d++)
+		for (int64_t j = 0; j < n; j++)
+			out[j] += x[d] * m[d * T + j];
+}
+
 /* One call: what every thread reads, and where it writes. */
 struct job {
 	const struct mta_bkargs *a;
@@ -131,6 +176,7 @@ struct job {
 	int64_t T, nblk, ntasks;
 	int nth;
 	float *kf, *vf;        /* shared: k, v as float, [B][HKV][T][D] */
+	float *kt, *vt;        /* shared: the same transposed, [B][HKV][D][T] */
 	float *part;           /* shared: per thread dk, dv partials, [nth][2][B][T][HKV][D] */
 	double *wpart;         /* shared: per thread weight-gradient partials, [nth][WG_N] */
 	float *mpost;          /* shared: head_post / head_post_linear as an H x H matrix */
@@ -162,6 +208,17 @@ static inline const float *kfrow(const struct th *t, int hk, int64_t j)
 static inline const float *vfrow(const struct th *t, int hk, int64_t j)
 {
 	return t->j->vf + ((t->b * K_HKV + hk) * t->T + j) * K_D;
+}
+
+/* The [D][T] panels of k and v of kv head hk. */
+static inline const float *ktpanel(const struct th *t, int hk)
+{
+	return t->j->kt + (t->b * K_HKV + hk) * K_D * t->T;
+}
+
+static inline const float *vtpanel(const struct th *t, int hk)
+{
+	return t->j->vt + (t->b * K_HKV + hk) * K_D * t->T;
 }
 
 /*
@@ -207,13 +264,10 @@ static inline void conv_bwd(const float *w, int rows, int cols, int ok, double *
 			const int64_t lo = MAX2(0, ok - c), hi = MIN2(i, r + ok - c);
 			float *dst = drow - ok + c;
 			const float *src = row - ok + c;
-			float g = 0.0f;
-			for (int64_t j = lo; j <= hi; j++) {
+			for (int64_t j = lo; j <= hi; j++)
 				dst[j] += wv * dout[j];
-				g += src[j] * dout[j];
-			}
-			if (gw)
-				gw[a * cols + c] += g;
+			if (gw && hi >= lo)
+				gw[a * cols + c] += dotv(src + lo, dout + lo, hi - lo + 1);
 		}
 	}
 }
@@ -259,10 +313,7 @@ static inline void mix_bwd(const float *M, double *gM, const float *in, int64_t 
 		for (int h = 0; h < K_H; h++)
 			for (int h2 = 0; h2 < K_H; h2++) {
 				const float *x = dout + (int64_t)h * T, *y = in + h2 * in_stride;
-				float s = 0.0f;
-				for (int64_t j = 0; j <= i; j++)
-					s += x[j] * y[j];
-				gM[h * K_H + h2] += s;
+				gM[h * K_H + h2] += dotv(x, y, i + 1);
 			}
 }
 
@@ -274,14 +325,7 @@ static void zrow(struct th *t, int64_t i)
 		const int64_t qo = t->b * a->q_sb + i * a->q_st + h * a->q_sh;
 		for (int d = 0; d < K_D; d++)
 			t->q[d] = ld(a->q, qo + d) * K_SCALE;
-		float *z = ring(t->z, NZR, t->T, h, i);
-		for (int64_t j = 0; j <= i; j++) {
-			const float *kj = kfrow(t, h / GQ, j);
-			float s = 0.0f;
-			for (int d = 0; d < K_D; d++)
-				s += t->q[d] * kj[d];
-			z[j] = s;
-		}
+		rowmat(t->q, ktpanel(t, h / GQ), t->T, i + 1, ring(t->z, NZR, t->T, h, i));
 	}
 }
 
@@ -486,13 +530,7 @@ static void stage1(struct th *t, int64_t i, int own)
 		const float *pr = t->p3 + h * T;
 		float *dpr = t->dp3 + h * T;
 		const int hk = h / GQ;
-		for (int64_t j = 0; j <= i; j++) {
-			const float *vj = vfrow(t, hk, j);
-			float s = 0.0f;
-			for (int d = 0; d < K_D; d++)
-				s += dop[d] * vj[d];
-			dpr[j] = s;
-		}
+		rowmat(dop, vtpanel(t, hk), T, i + 1, dpr);
 		if (own) {
 			float *dv = t->pdv + (t->b * T * K_HKV + hk) * K_D;
 			for (int64_t j = 0; j <= i; j++) {
@@ -529,9 +567,8 @@ static void stage2(struct th *t, int64_t r, int own)
 	const int64_t T = t->T;
 	for (int h = 0; h < K_H; h++) {
 		const float *p = ring(t->p, CQ2E, T, h, r), *dp = ring(t->dp, CQ2E, T, h, r);
-		float *d3 = t->ds3 + h * T, dot = 0.0f;
-		for (int64_t j = 0; j <= r; j++)
-			dot += p[j] * dp[j];
+		float *d3 = t->ds3 + h * T;
+		const float dot = dotv(p, dp, r + 1);
 		for (int64_t j = 0; j <= r; j++)
 			d3[j] = p[j] * (dp[j] - dot);
 	}
@@ -670,9 +707,10 @@ static void pack_worker(void *arg, int tid)
 			float *kd = j->kf + (x * j->T + c) * K_D, *vd = j->vf + (x * j->T + c) * K_D;
 			const int64_t ko = b * a->k_sb + c * a->k_st + hk * a->k_sh;
 			const int64_t vo = b * a->v_sb + c * a->v_st + hk * a->v_sh;
+			float *kt = j->kt + x * K_D * j->T + c, *vt = j->vt + x * K_D * j->T + c;
 			for (int d = 0; d < K_D; d++) {
-				kd[d] = ld(a->k, ko + d);
-				vd[d] = ld(a->v, vo + d);
+				kt[d * j->T] = kd[d] = ld(a->k, ko + d);
+				vt[d * j->T] = vd[d] = ld(a->v, vo + d);
 			}
 		}
 	}
@@ -713,7 +751,7 @@ static int prepare(struct job *j, const struct mta_bkargs *ba, int bwd)
 	n = MIN2(n, j->ntasks);
 	j->nth = (int)(n < 1 ? 1 : n > 256 ? 256 : n);
 	const int64_t kvn = a->B * a->T * K_HKV * K_D;
-	int64_t floats = 2 * kvn + (MIXPOST ? K_H * K_H : 0) + 16;
+	int64_t floats = 4 * kvn + (MIXPOST ? K_H * K_H : 0) + 16;
 	if (bwd)
 		floats += 2 * kvn * j->nth + 2 * (int64_t)WG_N * j->nth;
 	float *sh = a->pool_mem(a->pool, MTA_POOL_SHARED, (int64_t)sizeof(float) * floats);
@@ -724,6 +762,8 @@ static int prepare(struct job *j, const struct mta_bkargs *ba, int bwd)
 	float *at = sh + (bwd ? 2 * (int64_t)WG_N * j->nth : 0);
 	j->kf = at, at += kvn;
 	j->vf = at, at += kvn;
+	j->kt = at, at += kvn;
+	j->vt = at, at += kvn;
 	j->mpost = at, at += MIXPOST ? K_H * K_H : 0;
 	j->part = at;
 #if K_HPOST == 2
