@@ -30,7 +30,8 @@
  * variant and thread count give bit-identical gradients.
  *
  * Memory: per thread, rings of H * (2cq + 4cq2 + 5) rows of T floats (cq,
- * cq2 taken as 1 when absent); shared, float copies of k and v (by rows, for
+ * cq2 taken as 1 when absent) and the task's own P3 and dZ rows, 2 * bq * H
+ * rows of T; shared, float copies of k and v (by rows, for
  * the P.V, dv, dq and dk updates, vectorised over d, and transposed, for the
  * q.k and dP = dO.v products, vectorised over key columns) and each
  * thread's partial dk and dv: O(T). Intermediates are float32 whatever the
@@ -92,8 +93,8 @@
 #define WG_N (WG_GB + 8)
 
 /* Rows of T floats a thread's workspace holds, and its fixed part. */
-#define W_ROWS (K_H * (NZR + 3 * CQ2E + CQ1 + 6))
-#define W_FIXED (K_D * (K_H + 8) + 64)
+#define W_ROWS (K_H * (NZR + 3 * CQ2E + CQ1 + 6 + 2 * BR))
+#define W_FIXED (K_D * (K_H + 8) + 2 * BR * K_H * K_D + 64)
 
 const struct mta_kinfo mta_cpu_bwd_info = {
 	MTA_BKARGS_ABI, (int)sizeof(struct mta_bkargs), K_DTYPE,
@@ -187,10 +188,16 @@ struct job {
 struct th {
 	const struct job *j;
 	const struct mta_bkargs *a;
-	int64_t T, b;
+	int64_t T, b, i0;                   /* i0: the task's first row */
 	float *z, *s2, *p, *dp, *dz;        /* rings */
 	float *s3, *p2, *p3, *dp3, *dp2, *ds3, *ds2;
 	float *q, *dop, *tmp;               /* [D], [H][D], [8][D] */
+	/*
+	 * The task's own rows, kept for the dk and dv products done once per
+	 * task (block_dkdv): P3 and dL/do of each row [BR][H][T], [BR][H][D]
+	 * (for dv), the scaled dZ and q [BR][H][T], [BR][H][D] (for dk).
+	 */
+	float *p3b, *dopb, *dzb, *qb;
 	float *pdk, *pdv;                   /* this thread's partial dk, dv of the whole call */
 	double *wg;                         /* this thread's weight-gradient partials */
 };
@@ -532,13 +539,9 @@ static void stage1(struct th *t, int64_t i, int own)
 		const int hk = h / GQ;
 		rowmat(dop, vtpanel(t, hk), T, i + 1, dpr);
 		if (own) {
-			float *dv = t->pdv + (t->b * T * K_HKV + hk) * K_D;
-			for (int64_t j = 0; j <= i; j++) {
-				float *dvj = dv + j * K_HKV * K_D;
-				const float pj = pr[j];
-				for (int d = 0; d < K_D; d++)
-					dvj[d] += pj * dop[d];
-			}
+			const int64_t x = i - t->i0;
+			memcpy(t->p3b + (x * K_H + h) * T, pr, sizeof(float) * (size_t)(i + 1));
+			memcpy(t->dopb + (x * K_H + h) * K_D, dop, sizeof(float) * K_D);
 		}
 	}
 #if MIXPOST
@@ -593,28 +596,26 @@ static void stage2(struct th *t, int64_t r, int own)
 	(void)a;
 }
 
-/* Stage 3 of row r (its dZ complete): dq, and its share of dk. */
+/* Stage 3 of row r (its dZ complete): dq; its dZ and q are kept for dk (block_dkdv). */
 static void stage3(struct th *t, int64_t r)
 {
 	const struct mta_bkargs *ba = t->a;
 	const struct mta_kargs *a = &ba->f;
-	const int64_t T = t->T;
+	const int64_t T = t->T, x = r - t->i0;
 	for (int h = 0; h < K_H; h++) {
 		const int hk = h / GQ;
 		const float *dz = ring(t->dz, CQ1, T, h, r);
 		const int64_t qo = t->b * a->q_sb + r * a->q_st + h * a->q_sh;
+		float *qs = t->qb + (x * K_H + h) * K_D;
 		for (int d = 0; d < K_D; d++) {
-			t->q[d] = ld(a->q, qo + d) * K_SCALE;
+			qs[d] = ld(a->q, qo + d) * K_SCALE;
 			t->tmp[d] = 0.0f;
 		}
-		float *dk = t->pdk + (t->b * T * K_HKV + hk) * K_D;
+		memcpy(t->dzb + (x * K_H + h) * T, dz, sizeof(float) * (size_t)(r + 1));
 		for (int64_t c = 0; c <= r; c++) {
 			const float g = dz[c], *kc = kfrow(t, hk, c);
-			float *dkc = dk + c * K_HKV * K_D;
-			for (int d = 0; d < K_D; d++) {
+			for (int d = 0; d < K_D; d++)
 				t->tmp[d] += g * kc[d];
-				dkc[d] += g * t->q[d];
-			}
 		}
 		float *dq = ba->dq + ((t->b * T + r) * K_H + h) * K_D;
 		for (int d = 0; d < K_D; d++)
@@ -622,9 +623,48 @@ static void stage3(struct th *t, int64_t r)
 	}
 }
 
+/*
+ * The task's shares of dk and dv, once per key column for the whole block of
+ * rows [i0, i1): dk[c] += sum over its rows r >= c and heads of the kv head of
+ * dZ[r][c] * q[r] (scaled), dv[c] += sum of P3[r][c] * dL/do[r]. Summing in
+ * registers over the block, rather than a read and write of dk and dv per
+ * row, is what makes this step cheap; the order is fixed (deterministic).
+ */
+static void block_dkdv(struct th *t, int64_t i0, int64_t i1)
+{
+	const int64_t T = t->T, n = i1 - i0;
+	for (int hk = 0; hk < K_HKV; hk++) {
+		float *dk = t->pdk + (t->b * T * K_HKV + hk) * K_D;
+		float *dv = t->pdv + (t->b * T * K_HKV + hk) * K_D;
+		for (int64_t c = 0; c < i1; c++) {
+			float ak[K_D], av[K_D];
+			for (int d = 0; d < K_D; d++)
+				ak[d] = av[d] = 0.0f;
+			for (int64_t x = c > i0 ? c - i0 : 0; x < n; x++)
+				for (int g = 0; g < GQ; g++) {
+					const int h = hk * GQ + g;
+					const float z = t->dzb[(x * K_H + h) * T + c];
+					const float pv = t->p3b[(x * K_H + h) * T + c];
+					const float *qs = t->qb + (x * K_H + h) * K_D;
+					const float *ds = t->dopb + (x * K_H + h) * K_D;
+					for (int d = 0; d < K_D; d++) {
+						ak[d] += z * qs[d];
+						av[d] += pv * ds[d];
+					}
+				}
+			float *dkc = dk + c * K_HKV * K_D, *dvc = dv + c * K_HKV * K_D;
+			for (int d = 0; d < K_D; d++) {
+				dkc[d] += ak[d];
+				dvc[d] += av[d];
+			}
+		}
+	}
+}
+
 static void bwd_task(struct th *t, int64_t i0, int64_t i1)
 {
 	const int64_t T = t->T;
+	t->i0 = i0;
 	const int64_t e2 = MIN2(T, i1 + CQ1 - 1), e1 = MIN2(T, e2 + CQ2E - 1);
 	const int64_t fs = MAX2(0, i0 - (CQ2E - 1)), f0 = MAX2(0, fs - (CQ1 - 1));
 	for (int64_t s = f0; s < e1 + (CQ2E - 1) + (CQ1 - 1); s++) {
@@ -641,6 +681,7 @@ static void bwd_task(struct th *t, int64_t i0, int64_t i1)
 		if (rz >= i0 && rz < i1)
 			stage3(t, rz);
 	}
+	block_dkdv(t, i0, i1);
 }
 
 /* ---- threads ---- */
@@ -665,6 +706,8 @@ static void worker(void *arg, int tid)
 	t.q = at, at += K_D;
 	t.dop = at, at += K_H * K_D;
 	t.tmp = at, at += 7 * K_D;
+	t.dopb = at, at += BR * K_H * K_D;
+	t.qb = at, at += BR * K_H * K_D;
 	at = ws + W_FIXED;
 	t.z = at, at += (int64_t)K_H * NZR * T;
 	t.s2 = at, at += (int64_t)K_H * CQ2E * T;
@@ -677,6 +720,8 @@ static void worker(void *arg, int tid)
 	t.dp3 = at, at += (int64_t)K_H * T;
 	t.dp2 = at, at += (int64_t)K_H * T;
 	t.ds3 = at, at += (int64_t)K_H * T;
+	t.p3b = at, at += (int64_t)BR * K_H * T;
+	t.dzb = at, at += (int64_t)BR * K_H * T;
 	t.ds2 = t.s3; /* S3 is dead once P is made, before stage 2 needs dS2 */
 	if (j->bwd) {
 		const int64_t kvn = ba->f.B * T * K_HKV * K_D;
