@@ -241,13 +241,32 @@ static inline void conv_fwd(const float *w, int rows, int cols, int ok, const fl
 		const int64_t r = i - (rows - 1) + a;
 		if (r < 0)
 			continue;
-		const float *row = rg + (r % slots) * T;
-		for (int c = 0; c < cols; c++) {
-			const float wv = w[a * cols + c];
-			const int64_t lo = MAX2(0, ok - c), hi = MIN2(i, r + ok - c);
-			const float *src = row - ok + c;
-			for (int64_t j = lo; j <= hi; j++)
-				out[j] += wv * src[j];
+		const float *row = rg + (r % slots) * T, *wa = w + a * cols;
+		/*
+		 * Interior columns, where every tap's input is inside [0, r]: all
+		 * taps summed for each j (one store per j; the compiler vectorises
+		 * over j with the tap loop unrolled); the edges tap by tap checked.
+		 */
+		const int64_t jlo = ok, jhi = MIN2(i, r + ok - (cols - 1));
+		for (int64_t j = 0; j <= i; j++) {
+			if (j == jlo && jhi >= jlo) {
+				const float *src = row - ok;
+				for (int64_t jj = jlo; jj <= jhi; jj++) {
+					float acc = 0.0f;
+					for (int c = 0; c < cols; c++)
+						acc += wa[c] * src[jj + c];
+					out[jj] += acc;
+				}
+				j = jhi;
+				continue;
+			}
+			float acc = 0.0f;
+			for (int c = 0; c < cols; c++) {
+				const int64_t col = j - ok + c;
+				if (col >= 0 && col <= r)
+					acc += wa[c] * row[col];
+			}
+			out[j] += acc;
 		}
 	}
 }
@@ -264,18 +283,36 @@ static inline void conv_bwd(const float *w, int rows, int cols, int ok, double *
 		const int64_t r = i - (rows - 1) + a;
 		if (r < 0)
 			continue;
-		const float *row = rg + (r % slots) * T;
+		const float *row = rg + (r % slots) * T, *wa = w + a * cols;
 		float *drow = drg + (r % dslots) * T;
-		for (int c = 0; c < cols; c++) {
-			const float wv = w[a * cols + c];
-			const int64_t lo = MAX2(0, ok - c), hi = MIN2(i, r + ok - c);
-			float *dst = drow - ok + c;
-			const float *src = row - ok + c;
-			for (int64_t j = lo; j <= hi; j++)
-				dst[j] += wv * dout[j];
-			if (gw && hi >= lo)
-				gw[a * cols + c] += dotv(src + lo, dout + lo, hi - lo + 1);
+		/* input column col gets w[c] * dout[col + ok - c] for each tap with 0 <= j <= i */
+		const int64_t clo = MAX2(0, cols - 1 - ok), chi = MIN2(r, i - ok);
+		for (int64_t col = 0; col <= r; col++) {
+			if (col == clo && chi >= clo) {
+				const float *g = dout + ok;
+				for (int64_t cc = clo; cc <= chi; cc++) {
+					float acc = 0.0f;
+					for (int c = 0; c < cols; c++)
+						acc += wa[c] * g[cc - c];
+					drow[cc] += acc;
+				}
+				col = chi;
+				continue;
+			}
+			float acc = 0.0f;
+			for (int c = 0; c < cols; c++) {
+				const int64_t j = col + ok - c;
+				if (j >= 0 && j <= i)
+					acc += wa[c] * dout[j];
+			}
+			drow[col] += acc;
 		}
+		if (gw)
+			for (int c = 0; c < cols; c++) {
+				const int64_t lo = MAX2(0, ok - c), hi = MIN2(i, r + ok - c);
+				if (hi >= lo)
+					gw[a * cols + c] += dotv(row - ok + c + lo, dout + lo, hi - lo + 1);
+			}
 	}
 }
 
