@@ -10,7 +10,9 @@
  * element. Problems cover each option alone and all together, the three
  * key paddings, both kinds of post-softmax head mixing, GQA, the layer
  * rescale, the three input types, strided inputs, lengths shorter than the
- * halos and than a block, and several block sizes and thread counts.
+ * halos and than a block, and several block sizes and thread counts. The
+ * harness's backward check (mta_check_bwd) is exercised on a backend kernel
+ * and on a context.
  */
 #include "tests/harness.h"
 #include "tests/cpu_util.h"
@@ -476,4 +478,61 @@ TEST(cpu_bwd_through_the_public_api)
 	free(dq);
 	free(eo);
 	run_free(&r);
+}
+
+/*
+ * The harness's backward check (tuner/measure/check.c, mta_check_bwd) on a
+ * backend's training kernel and on a context, contiguous and strided; it
+ * fails a backend without a backward by name; mta_time_bwd times it.
+ */
+TEST(cpu_bwd_through_the_harness)
+{
+	mt_kcache();
+	static const char *const keys[] = { "h4kv2d16-pre3x3-hpre-post2x3-hc2-both-gnr-gate",
+					    "h3kv1d8-pre2x4-post3x2-hpost-left-gate-bf16" };
+	const struct mta_backend *be = NULL;
+	REQUIRE(mta_backend_find("cpu", &be) == MTA_OK && be->train_load);
+	for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+		struct mta_problem p;
+		struct mta_variant v;
+		struct mta_device *dev = NULL;
+		struct mta_kernel *k = NULL;
+		REQUIRE(mta_problem_from_key(keys[i], &p) == MTA_OK);
+		REQUIRE(mta_variant_default(&p, MTA_BACKEND_CPU, &v) == MTA_OK);
+		REQUIRE(be->open(0, 2, &dev) == MTA_OK);
+		REQUIRE(be->train_load(dev, &p, &v, &k) == MTA_OK);
+		struct mta_runner r = { be, dev, k, NULL };
+		for (int strided = 0; strided < 2; strided++) {
+			struct mta_check_opts o = { 2, 37, mt_seed() + i + 10 * (unsigned)strided,
+						    strided };
+			struct mta_compare c;
+			CHECKF(mta_check_bwd(&r, &p, &o, &c) == MTA_OK, "%s strided=%d: %s", keys[i],
+			       strided, mta_last_error());
+			CHECKF(c.rel_l2 <= mta_tolerance_grad(p.dtype) && c.n > 0, "%s: worst %g",
+			       keys[i], c.rel_l2);
+		}
+		struct mta_timing t;
+		CHECKF(mta_time_bwd(&r, &p, 1, 64, 5, 1, 3, &t) == MTA_OK && t.runs == 3 &&
+		       t.min_ms > 0 && t.median_ms >= t.min_ms, "%s: timing: %s", keys[i],
+		       mta_last_error());
+		be->unload(k);
+		be->close(dev);
+	}
+	/* a context runner */
+	char db[600];
+	snprintf(db, sizeof db, "%s/no-such-harness.db", mt_tmpdir());
+	struct mta_problem p;
+	REQUIRE(mta_problem_from_key(keys[0], &p) == MTA_OK);
+	mta_context *ctx = NULL;
+	REQUIRE(mta_context_create(&ctx, db, "cpu", 0) == MTA_OK);
+	struct mta_runner rc = { NULL, NULL, NULL, ctx };
+	struct mta_check_opts o = { 1, 29, mt_seed() + 99, 1 };
+	CHECKF(mta_check_bwd(&rc, &p, &o, NULL) == MTA_OK, "context: %s", mta_last_error());
+	mta_context_free(ctx);
+	/* a backend without a backward */
+	const struct mta_backend *emu = NULL;
+	REQUIRE(mta_backend_find("cuda-emu", &emu) == MTA_OK);
+	struct mta_runner re = { emu, NULL, NULL, NULL };
+	CHECK(mta_check_bwd(&re, &p, &o, NULL) == MTA_EUNSUPPORTED);
+	CHECK_STR_CONTAINS(mta_last_error(), "cuda-emu backend has no backward");
 }
