@@ -31,7 +31,9 @@ def run_case(name):
     g = gen("bwd_" + name)
     q, k, v = qkv(g, B, T, H, Hkv, D, dtype)
     w = weights(g, H, D, **parts)
-    dout = torch.randn(B, T, H, D, generator=g, dtype=torch.float64)
+    # dL/do in the output's dtype (what autograd hands the operator), the
+    # reference taking the same values: both differentiate the same loss
+    dout = torch.randn(B, T, H, D, generator=g, dtype=torch.float64).to(dtype).to(torch.float64)
     # ours: leaves of the given dtype (weights float32), autograd through the operator
     ins = {"q": q, "k": k, "v": v, **w}
     ours = {n: t.detach().clone().requires_grad_(True) for n, t in ins.items()}
