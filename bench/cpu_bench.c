@@ -783,6 +783,7 @@ static int percall(const struct opts *o, const char *key, int64_t T)
 	struct mta_problem p;
 	struct mta_sample s;
 	mta_context *c = NULL;
+	struct mta_pick pk;
 	int rc;
 	double *t = malloc(sizeof(double) * (size_t)o->calls);
 	float *out = NULL;
@@ -791,7 +792,6 @@ static int percall(const struct opts *o, const char *key, int64_t T)
 		return 1;
 	out = malloc(sizeof(float) * (size_t)(T * p.H * p.D));
 	mta_tensor_init(&to, out, MTA_F32, 1, T, p.H, p.D);
-	struct mta_pick pk;
 	if ((rc = mta_context_create(&c, o->db, "cpu", 0)) ||
 	    (rc = mta_context_pick(c, &p, 1, T, &pk)) ||
 	    (rc = mta_forward(c, &p, &s.q, &s.k, &s.v, &s.w, &to))) {

@@ -416,8 +416,8 @@ TEST(export_writes_no_untrusted_text_into_code)
 		{ "cpu\nall: pwn\npwn:\n\ttouch PWNED\n", SMALL, NULL,
 		  "device name 'cpu\\nall: pwn\\npwn:\\n\\ttouch PWNED\\n' holds a control character" },
 		{ "cpu\x1b[2J", SMALL, NULL, "'cpu\\x1b[2J' holds a control character" },
-		{ "cpu", SMALL, "@bq=\n+", "variant spec 'cpu:v1,bq=\\n+" },
-		{ "cpu", SMALL, "@bq=+", "bq='+64' is not a number" },
+		{ "cpu", SMALL, "@bq=\n+", "variant spec 'cpu:v2,bq=\\n+" },
+		{ "cpu", SMALL, "@bq=+", "bq='+16' is not a number" },
 		{ "cpu", SMALL, "@bq=0", "non-canonical" },
 		{ "cpu", "h2kv1d8-pre2x3-hpre-post2x3-hc2-both-gn-gate", NULL, "non-canonical" },
 	};

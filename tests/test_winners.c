@@ -1,7 +1,9 @@
 /*
  * test_winners.c: winners that are real. The paired rounds keep the default
  * when a challenger is the same kernel ("within noise") and never let a
- * slowed-down copy of the default win; batch sizes get winners of their own;
+ * slowed-down copy of the default win; the screening and the rounds time
+ * the asked size (their medians agree), and kernels sharing the rounds'
+ * device time and compute as they do alone; batch sizes get winners of their own;
  * the pick policy's rungs (this device, the same name under other versions,
  * the same architecture, the default) and buckets (T first, then B, exact,
  * then nearest); `best` shows the buckets, the evidence and the rung, as
@@ -13,6 +15,7 @@
 #include "db/db.h"
 #include "runtime/core/pick.h"
 #include "runtime/host.h"
+#include "tuner/measure/check.h"
 #include "tuner/measure/stats.h"
 #include "tuner/tune/tune.h"
 
@@ -99,6 +102,101 @@ TEST(tune_identical_variants_end_within_noise_and_keep_the_default)
 						       * misses 1 one time in 40) "the default is faster" */
 	CHECK_STR_CONTAINS(out, "95% CI");
 	free(out);
+}
+
+/*
+ * The screening and the paired rounds time the same size: the default's
+ * screening median and its rounds median, measured seconds apart in one
+ * tune, agree within a factor of 3 (the machine drifts 1.5-2x). At T=6144,
+ * B=1 the work is quadratic in T; the tuner once handed the screening
+ * B=T, T=B (a batch of 6144 sequences of T=1, linear in T: 8x too fast
+ * here, 25 against 200 ms), so it ranked variants at a size nobody asked
+ * for and recorded those times as T=6144.
+ */
+TEST(tune_screening_and_rounds_time_the_same_size)
+{
+	char def[MTA_SPEC_MAX], copy[MTA_SPEC_MAX], db[600];
+	default_and_copy(def, copy);
+	snprintf(db, sizeof db, "%s/size.db", mt_tmpdir());
+	const char *only[] = { copy };
+	struct mta_problem p;
+	struct mta_tune_opts o;
+	struct mta_tune_summary s;
+	REQUIRE(mta_problem_from_key(KEY, &p) == MTA_OK);
+	mt_kcache();
+	quick(&o, db, only, 1);
+	o.T = 6144;
+	REQUIRE(mta_tune(&p, &o, &s) == MTA_OK || (mt_fail(__FILE__, __LINE__, "%s",
+							      mta_last_error()), 0));
+	REQUIRE(s.rounds >= o.min_rounds && isfinite(s.default_ms));
+	char sql[400];
+	snprintf(sql, sizeof sql, "SELECT r.T, r.B, r.median_ms FROM results r JOIN variants v ON "
+		 "v.id = r.variant_id WHERE r.status = 'ok' AND v.spec = '%s'", def);
+	char *rows = mt_sql_rows(db, sql);
+	long long T = 0, B = 0;
+	double screen = NAN;
+	CHECKF(sscanf(rows, "%lld|%lld|%lf", &T, &B, &screen) == 3 && T == 6144 && B == 1,
+	       "the default's screening row: %s", rows);
+	CHECKF(screen > s.default_ms / 3 && screen < s.default_ms * 3,
+	       "the default screened at %.3f ms but ran %.3f ms in %d paired rounds at T=6144, B=1",
+	       screen, s.default_ms, s.rounds);
+	free(rows);
+}
+
+/*
+ * The paired rounds as the tuner's child runs them: kernels of two families
+ * (v1 and v2, workspaces of different layouts) on one device, so on one
+ * pool of threads and workspaces. Each runner's rounds median agrees with
+ * its own timing alone within a factor of 3, and after the rounds each
+ * still matches the float64 reference (mta_check on that device).
+ */
+TEST(paired_rounds_on_one_device_time_and_compute_like_each_kernel_alone)
+{
+	const char *spec[2] = { NULL, "cpu:v1,bq=96,bk=128,hpb=0,vec=16" };
+	char def[MTA_SPEC_MAX], copy[MTA_SPEC_MAX];
+	default_and_copy(def, copy);
+	spec[0] = def;
+	struct mta_problem p;
+	struct mta_device *dev = NULL;
+	struct mta_runner r[2] = { { &mta_backend_cpu, NULL, NULL, NULL },
+				   { &mta_backend_cpu, NULL, NULL, NULL } };
+	const int64_t T = 2048;
+	REQUIRE(mta_problem_from_key(KEY, &p) == MTA_OK);
+	mt_kcache();
+	REQUIRE(mta_backend_cpu.open(0, 2, &dev) == MTA_OK);
+	for (int i = 0; i < 2; i++) {
+		struct mta_variant v;
+		r[i].dev = dev;
+		REQUIRE(mta_variant_parse(spec[i], &v) == MTA_OK);
+		REQUIRE(mta_backend_cpu.load(dev, NULL, &p, &v, NULL, 0, &r[i].k) == MTA_OK ||
+			(mt_fail(__FILE__, __LINE__, "%s", mta_last_error()), 0));
+	}
+	struct mta_timing alone[2];
+	for (int i = 0; i < 2; i++)
+		REQUIRE(mta_time(&r[i], &p, 1, T, 11, 1, 3, &alone[i]) == MTA_OK);
+	struct mta_rounds *ro = malloc(sizeof *ro);
+	struct mta_rounds_opts opts = { .warmup = 1, .min_rounds = 5, .max_rounds = 5,
+					.budget_s = 60, .width = 0 };
+	REQUIRE(ro && mta_time_rounds(r, 2, &p, 1, T, 12, &opts, ro) == MTA_OK);
+	REQUIRE(ro->rounds == 5);
+	for (int i = 0; i < 2; i++) {
+		double tmp[MTA_ROUNDS_MAX];
+		memcpy(tmp, ro->ms[i], sizeof(double) * 5);
+		double med = mta_median(tmp, 5);
+		CHECKF(med > alone[i].median_ms / 3 && med < alone[i].median_ms * 3,
+		       "%s: %.3f ms alone, %.3f ms in the rounds at T=%lld", spec[i],
+		       alone[i].median_ms, med, (long long)T);
+	}
+	for (int i = 0; i < 2; i++) {
+		struct mta_check_opts co = { .B = 1, .T = T, .seed = 13, .strided = 0 };
+		struct mta_compare cmp;
+		int rc = mta_check(&r[i], &p, &co, &cmp);
+		CHECKF(rc == MTA_OK, "%s after the rounds: %s", spec[i], mta_last_error());
+	}
+	free(ro);
+	for (int i = 0; i < 2; i++)
+		mta_backend_cpu.unload(r[i].k);
+	mta_backend_cpu.close(dev);
 }
 
 /*

@@ -31,9 +31,13 @@
  *   algo    0, the one algorithm of each family (the field stays so that a
  *           genuinely different one can be added as a value).
  *
- * The default space stays small (at most 36 points: 12 of v1, 24 of v2)
- * because the tuner compiles and times each point; the tried_in column
- * gives each family its own tile values. Each tunable's rule is in its row;
+ * The default space: 4 points of v1 and 24 of v2 per block of heads (28
+ * for problems that mix heads, 84 for those that do not), past what is
+ * worth screening whole (MTA_SEARCH_AUTO_ABOVE), so `tune` searches it
+ * (tuner/tune/search.h) unless told --strategy exhaustive. v2's wider
+ * chunks (bk 384..768) and thinner blocks (bq 8) were added because the
+ * bench's winners sat at the edge of the old list (bk=512, its widest).
+ * The tried_in column gives each family its own tile values. Each tunable's rule is in its row;
  * the rules between hpb and the problem's head mixing, and v2's chunk
  * width, are the cross rules.
  */
@@ -87,12 +91,12 @@ static int hpb_groups(const struct mta_problem *p, const struct mta_variant *v)
 #define V1 1
 #define V2 2
 static const struct mta_tunable tunables[] = {
-	{ T("bq", bq), 16, 4, { 16, 32, 64, 96 },
+	{ T("bq", bq), 16, 5, { 8, 16, 32, 64, 96 },
 	  { tiles_ok, "bq={bq}, bk={bk}: tiles must have 1..256 rows and 1..1024 columns" },
-	  { V2, V2, V1, V1 } },
-	{ T("bk", bk), 256, 3, { 128, 256, 512 },
+	  { V2, V2, V2, V1, V1 } },
+	{ T("bk", bk), 256, 5, { 128, 256, 384, 512, 768 },
 	  { tiles_ok, "bq={bq}, bk={bk}: tiles must have 1..256 rows and 1..1024 columns" },
-	  { V1, V2, V2 } },
+	  { V1, V2, V2, V2, V2 } },
 	{ T("hpb", hpb), 1, 3, { 1, 4, 0 },
 	  { hpb_ok, "hpb={hpb}: expected hpb >= 0 (0 = all heads)" }, { 0 } },
 	{ T("vec", vec), 8, 2, { 8, 16 },

@@ -165,7 +165,7 @@ size_t mta_search_budget(const struct mta_search *s)
 size_t mta_search_plan(int strategy, size_t n, size_t budget)
 {
 	if (!budget && strategy == MTA_TUNE_AUTO) {
-		budget = n / 3 + (n % 3 != 0);
+		budget = n / 3; /* at most a third */
 		if (budget < 8)
 			budget = 8;
 	}

@@ -232,11 +232,19 @@ static int measure(struct ctx *c, const struct mta_variant *v, const void *binar
 		   struct mta_measure *m, int *timed_out)
 {
 	const struct mta_tune_opts *o = c->o;
-	struct mta_measure_job j = { c->be, o->device_index, o->threads, c->p, v, binary, n,
-				     0, 0, o->T, o->B,
-				     o->seed ? o->seed
-					     : (unsigned long long)time(NULL) ^ (unsigned long long)clock(),
-				     1, o->warmup, o->reps, o->timeout_s, o->stop };
+	/*
+	 * Named fields: the job holds two (B, T) pairs, and a positional list
+	 * once gave the timing B=T, T=B (the screening timed T=1 rows of a
+	 * batch of T, linear in T, against rounds at the real size).
+	 */
+	struct mta_measure_job j = {
+		.be = c->be, .device = o->device_index, .threads = o->threads, .p = c->p, .v = v,
+		.binary = binary, .binary_size = n, .B = o->B, .T = o->T,
+		.seed = o->seed ? o->seed
+				: (unsigned long long)time(NULL) ^ (unsigned long long)clock(),
+		.time_it = 1, .warmup = o->warmup, .reps = o->reps, .timeout_s = o->timeout_s,
+		.stop = o->stop,
+	};
 	mta_check_size(o, &j.check_B, &j.check_T);
 	return mta_measure(&j, m, timed_out);
 }
@@ -373,8 +381,9 @@ static int out_of_time(struct ctx *c, double start, size_t done)
 
 int mta_tune_loop(struct ctx *c, const struct mta_variant *vs, size_t n)
 {
-	struct mta_prep pp = { c->db, c->be, &c->dev, c->dev_id, c->prob, c->o->T, c->o->B,
-			       c->s->run_id, c->o->threads };
+	struct mta_prep pp = { .db = c->db, .be = c->be, .dev = &c->dev, .device_id = c->dev_id,
+			       .problem_id = c->prob, .T = c->o->T, .B = c->o->B,
+			       .run_id = c->s->run_id, .threads = c->o->threads };
 	struct mta_search *srch = NULL;
 	struct mta_variant *batch = malloc((n ? n : 1) * sizeof *batch);
 	size_t *idx = malloc((n ? n : 1) * sizeof *idx), seeds[1 + MTA_TUNE_WARM], ns = 0, nb = 0;
@@ -575,11 +584,16 @@ static int decide(struct ctx *c, const struct okrow *row, int n, int64_t *win)
 		if ((rc = mta_variant_parse(row[i].spec, &v[i])) ||
 		    (rc = stored_binary(c, &v[i], &bin[i], &bn[i])))
 			goto out;
-	struct mta_rounds_job j = { c->be, o->device_index, o->threads, c->p, n, v,
-		(const void *const *)bin, bn, o->B, o->T,
-		o->seed ? o->seed + 2 : (unsigned long long)time(NULL) ^ (unsigned long long)clock(),
-		{ o->warmup, o->min_rounds, o->max_rounds, o->rounds_budget_s, MTA_TUNE_WIDTH },
-		o->rounds_budget_s * 2 + o->timeout_s, o->stop };
+	struct mta_rounds_job j = {
+		.be = c->be, .device = o->device_index, .threads = o->threads, .p = c->p, .n = n,
+		.v = v, .binary = (const void *const *)bin, .binary_size = bn, .B = o->B, .T = o->T,
+		.seed = o->seed ? o->seed + 2
+				: (unsigned long long)time(NULL) ^ (unsigned long long)clock(),
+		.opts = { .warmup = o->warmup, .min_rounds = o->min_rounds,
+			  .max_rounds = o->max_rounds, .budget_s = o->rounds_budget_s,
+			  .width = MTA_TUNE_WIDTH },
+		.timeout_s = o->rounds_budget_s * 2 + o->timeout_s, .stop = o->stop,
+	};
 	if ((rc = mta_measure_rounds(&j, r, &to))) {
 		if (rc == MTA_EINTR) /* stopped: no winner named from half the rounds */
 			rc = stopped(c, (size_t)n, (size_t)n) ? MTA_EINTR : rc;
