@@ -2,6 +2,7 @@
 #include "runtime/host.h"
 #include "runtime/ccompile.h"
 #include "runtime/core/error.h"
+#include "runtime/core/parallel.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -54,7 +55,7 @@ int mta_device_cpu(struct mta_db_device *d)
 	d->compiler = mta_cc_identity(MTA_LANG_C);
 	if (!d->compiler)
 		d->compiler = "";
-	d->cores = (int)sysconf(_SC_NPROCESSORS_ONLN);
+	d->cores = mta_cpu_count();
 	return MTA_OK;
 }
 

@@ -625,6 +625,17 @@ TEST(fault_sigterm_to_a_sweep_in_a_hanging_kernel_stops_at_once)
 	REQUIRE(f);
 	fputs("problem " TINY "\nseq 8\n", f);
 	fclose(f);
+	/*
+	 * The hanging kernels compiled first (a compile is not stopped at once, and
+	 * on a loaded machine it could still run when the signal comes): a short
+	 * run with a 1 s limit leaves them in the kernel cache.
+	 */
+	char *warm = NULL;
+	int wrc = mt_sh(&warm, "MTATUNE_TEST_FAULT=hang MTATUNE_CACHE=build/kcache %s sweep --grid %s "
+			"--db %s/warm.db --strategy random --budget 2 --seed 3 --reps 1 --warmup 0 "
+			"--threads 1 --timeout 1 -q", mt_bin(), grid, mt_tmpdir());
+	CHECKF(wrc == 4, "warm-up sweep: exit %d (expected 4: no variant passed): %s", wrc, warm);
+	free(warm);
 	pid_t pid = fork();
 	if (pid == 0) {
 		setenv("MT_FAULT_MARK", mark, 1);

@@ -357,14 +357,14 @@ TEST(sweep_workers_split_the_cores_unless_threads_are_given)
 /*
  * The recorded CPU paper space (PAPER_DATA: every variant of the default
  * CPU space of the paper's problem, screened exhaustively three times on
- * this kind of machine; its header says how): auto, seeded with the default
- * as `tune` seeds it, screens at most a third of the space and ends on a
- * variant faster than the default, among the fastest third. (The issue's
- * bar, within 3% of the optimum, is not met here: auto ends 19% behind it,
- * on a variant the model ranks by main effects while the fastest five lie
- * within 10% of each other, about the recording's own noise. The synthetic
- * spaces above hold auto to 3%.) The file must hold exactly today's space,
- * so a change to gen/cpu/space.c that is not recorded again fails here.
+ * this kind of machine; its header says how). Seeded as `tune` seeds it,
+ * with the default, auto screens at most a third of the space and ends
+ * within 3% of the recorded optimum. The default itself is within 3% of it
+ * here, so a second replay starts from the slowest variant of the default's
+ * family instead: auto must still end faster than that start by the
+ * tuner's margin and among the fastest third. The file must hold exactly
+ * today's space, so a change to gen/cpu/space.c that is not recorded again
+ * fails here.
  */
 TEST(search_auto_on_the_recorded_cpu_paper_space)
 {
@@ -420,14 +420,22 @@ TEST(search_auto_on_the_recorded_cpu_paper_space)
 	/* tune's seeds: the default (no winners recorded elsewhere) */
 	double got = replay(MTA_TUNE_AUTO, space, ms, nspace, 0, &idef, 1, &screened, NULL);
 	CHECKF(screened * 3 <= nspace, "auto screened %zu of %zu", screened, nspace);
+	CHECKF(got <= opt * 1.03, "auto found %.3f ms, the optimum is %.3f ms (%.1f%% behind) after "
+	       "%zu of %zu", got, opt, 100 * (got / opt - 1), screened, nspace);
+	/* from a poor start: the slowest variant of the default's family */
+	size_t slow = idef;
+	for (size_t i = 0; i < nspace; i++)
+		if (space[i].version == space[idef].version && ms[i] > ms[slow])
+			slow = i;
+	got = replay(MTA_TUNE_AUTO, space, ms, nspace, 0, &slow, 1, &screened, NULL);
 	size_t faster = 0;
 	for (size_t i = 0; i < nspace; i++)
 		faster += ms[i] < got;
-	CHECKF(got < ms[idef] * (1 - MTA_TUNE_MARGIN), "auto found %.3f ms, the default is %.3f ms",
-	       got, ms[idef]);
-	CHECKF(faster * 3 < nspace, "auto found %.3f ms, %zu of %zu variants are faster (the "
-	       "optimum %.3f ms)", got, faster, nspace, opt);
-	(void)opt;
+	CHECKF(screened * 3 <= nspace, "auto screened %zu of %zu", screened, nspace);
+	CHECKF(got < ms[slow] * (1 - MTA_TUNE_MARGIN), "auto from %.3f ms found %.3f ms", ms[slow],
+	       got);
+	CHECKF(faster * 3 < nspace, "auto from the slowest start found %.3f ms; %zu of %zu variants "
+	       "are faster (the optimum %.3f ms)", got, faster, nspace, opt);
 out:
 	free(space);
 }

@@ -5,11 +5,16 @@
  * cleanly with status 5, and the options are checked. Tiny problems, one
  * timed run per variant, so that all of it takes seconds.
  */
+#define _GNU_SOURCE /* sched_setaffinity */
 #include "tests/harness.h"
 #include "tests/cpu_util.h"
 #include "tests/fixtures.h"
+#include "runtime/core/parallel.h"
 #include "tuner/sweep/sweep.h"
+#include "tuner/tune/search.h"
+#include "tuner/tune/tune.h"
 
+#include <sched.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -385,9 +390,22 @@ TEST(sweep_and_tune_stop_when_the_flag_is_raised)
 	mta_tune_defaults(&o.tune);
 	o.tune.db_path = db;
 	o.stop = &stop;
+	/* what the item plans to screen: the whole space, or a third of it when it is large */
+	struct mta_problem kp;
+	struct mta_variant *space = NULL;
+	size_t nspace = 0;
+	REQUIRE(mta_problem_from_key(KEY, &kp) == MTA_OK);
+	REQUIRE(mta_variant_space(&kp, MTA_BACKEND_CPU, &space, &nspace) == MTA_OK);
+	free(space);
+	size_t plan = mta_search_plan(nspace > MTA_SEARCH_AUTO_ABOVE ? MTA_TUNE_AUTO :
+				      MTA_TUNE_EXHAUSTIVE, nspace, 0);
+	char want[80];
+	snprintf(want, sizeof want, "stopped after 0 of %zu variants", plan);
 	CHECK(mta_sweep(&g, &o, &s) == MTA_EINTR);
 	CHECK_STR_CONTAINS(mta_last_error(), "stopped after 0 of 1 items");
-	CHECK(s.stopped && s.measured == 0 && s.records_total == 24);
+	CHECKF(s.stopped && s.measured == 0 && s.records_total == (long long)plan, "stopped %d, "
+	       "measured %lld, records_total %lld, plan %zu", s.stopped, (long long)s.measured,
+	       (long long)s.records_total, plan);
 	/* the tuner itself: nothing measured, a message saying where it stopped */
 	struct mta_problem p;
 	struct mta_tune_summary ts;
@@ -395,7 +413,7 @@ TEST(sweep_and_tune_stop_when_the_flag_is_raised)
 	o.tune.stop = &stop;
 	o.tune.T = 32;
 	CHECK(mta_tune(&p, &o.tune, &ts) == MTA_EINTR);
-	CHECK_STR_CONTAINS(mta_last_error(), "stopped after 0 of 24 variants");
+	CHECK_STR_CONTAINS(mta_last_error(), want);
 	CHECK_EQ_INT(ts.tried, 0);
 	/* a random sweep without a seed could sample differently in each shard */
 	o.tune.strategy = MTA_TUNE_RANDOM;
@@ -404,4 +422,32 @@ TEST(sweep_and_tune_stop_when_the_flag_is_raised)
 	CHECK(mta_sweep(&g, &o, &s) == MTA_EINVAL);
 	CHECK_STR_CONTAINS(mta_last_error(), "needs a seed");
 	mta_grid_free(&g);
+}
+
+/*
+ * "All cores" means the cores this process may run on: in a child pinned to
+ * one core (as taskset or a Slurm allocation would), one core, and the
+ * device identity and a sweep's worker threads follow.
+ */
+TEST(cpu_count_follows_the_affinity_mask)
+{
+	pid_t pid = fork();
+	REQUIRE(pid >= 0);
+	if (pid == 0) {
+		cpu_set_t one;
+		CPU_ZERO(&one);
+		CPU_SET(sched_getcpu() >= 0 ? sched_getcpu() : 0, &one);
+		if (sched_setaffinity(0, sizeof one, &one))
+			_exit(2);
+		_exit(mta_cpu_count() == 1 ? 0 : 1);
+	}
+	int st;
+	REQUIRE(waitpid(pid, &st, 0) == pid);
+	CHECKF(WIFEXITED(st) && WEXITSTATUS(st) == 0, "pinned child: status %d", st);
+	CHECK(mta_cpu_count() >= 1);
+	char *out = NULL;
+	int rc = mt_sh(&out, "taskset -c 0 %s devices", mt_bin());
+	CHECKF(rc == 0, "exit %d: %s", rc, out);
+	CHECK_STR_CONTAINS(out, ", 1 cores,");
+	free(out);
 }

@@ -1,7 +1,9 @@
 /* parallel.c: a one-shot pool over a shared counter (see parallel.h). */
+#define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
 #include "runtime/core/parallel.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <unistd.h>
 
 struct pool {
@@ -29,10 +31,8 @@ void mta_parallel(size_t n, int threads, void (*fn)(void *ctx, size_t i), void *
 	struct pool pl = { n, 0, PTHREAD_MUTEX_INITIALIZER, fn, ctx };
 	pthread_t th[MTA_PARALLEL_MAX];
 	int started = 0;
-	if (threads <= 0) {
-		long c = sysconf(_SC_NPROCESSORS_ONLN);
-		threads = c > 0 ? (int)c : 1;
-	}
+	if (threads <= 0)
+		threads = mta_cpu_count();
 	if (threads > MTA_PARALLEL_MAX)
 		threads = MTA_PARALLEL_MAX;
 	if ((size_t)threads > n)
@@ -43,4 +43,13 @@ void mta_parallel(size_t n, int threads, void (*fn)(void *ctx, size_t i), void *
 	for (int i = 0; i < started; i++)
 		pthread_join(th[i], NULL);
 	pthread_mutex_destroy(&pl.mu);
+}
+
+int mta_cpu_count(void)
+{
+	cpu_set_t set;
+	if (!sched_getaffinity(0, sizeof set, &set) && CPU_COUNT(&set) > 0)
+		return CPU_COUNT(&set);
+	long c = sysconf(_SC_NPROCESSORS_ONLN);
+	return c > 0 ? (int)c : 1;
 }

@@ -17,4 +17,12 @@
  */
 void mta_parallel(size_t n, int threads, void (*fn)(void *ctx, size_t i), void *ctx);
 
+/*
+ * The cores this process may run on: its CPU affinity mask (what taskset,
+ * cgroups' cpusets and Slurm's allocations restrict), else the cores online;
+ * at least 1. Every "all cores" default (threads, the pool, compile batches,
+ * a sweep's workers, the device's identity) counts with it.
+ */
+int mta_cpu_count(void);
+
 #endif

@@ -10,6 +10,7 @@
  */
 #include "runtime/core/pool.h"
 #include "runtime/core/error.h"
+#include "runtime/core/parallel.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -214,8 +215,8 @@ int mta_pool_create(struct mta_pool **out)
 	pthread_mutex_init(&p->mu, NULL);
 	pthread_cond_init(&p->go, NULL);
 	pthread_cond_init(&p->done, NULL);
-	long c = sysconf(_SC_NPROCESSORS_ONLN);
-	p->cores = c < 1 ? 1 : c > MTA_POOL_MAX ? MTA_POOL_MAX : (int)c;
+	int c = mta_cpu_count();
+	p->cores = c > MTA_POOL_MAX ? MTA_POOL_MAX : c;
 	p->pid = getpid();
 	*out = p;
 	return MTA_OK;

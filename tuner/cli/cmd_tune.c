@@ -37,7 +37,7 @@ static const struct cli_opt opts[] = {
 	{ "rounds-budget", CLI_O_ROUNDS_BUDGET, "S", "seconds the paired rounds may take (default 30)" },
 	{ "timeout", CLI_O_TIMEOUT, "S", "seconds a variant may take, check and timing (default 120)" },
 	{ "threads", CLI_O_THREADS, "N", "CPU worker threads; cuda: NVRTC compile threads (default:\n"
-					 "all cores)" },
+					 "the cores this process may use: its affinity mask)" },
 	{ "verify-seq", CLI_O_VSEQ, "T", "sequence length of the reference check (default min(T,293))" },
 	{ "seed", CLI_O_SEED, "N", "input seed (default: from the clock)" },
 	{ "db", O_DB, "PATH", "database (default $MTATUNE_DB, else ~/.cache/mtatune/mta.db)" },

@@ -11,6 +11,7 @@
 #include "tuner/sweep/sweep.h"
 #include "db/db.h"
 #include "runtime/core/error.h"
+#include "runtime/core/parallel.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -185,7 +186,7 @@ static int work_item(struct worker *w, const struct mta_grid_item *it)
 	o.only_specs = NULL;
 	o.n_only = 0;
 	o.device_index = w->device;
-	o.threads = mta_sweep_worker_threads(w->o, sysconf(_SC_NPROCESSORS_ONLN));
+	o.threads = mta_sweep_worker_threads(w->o, mta_cpu_count());
 	o.stop = &w->sh->stop;
 	o.progress = on_tune;
 	o.progress_ctx = w;
