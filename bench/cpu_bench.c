@@ -15,6 +15,12 @@
  *   - rounds, interleaved (peak, mtatune, SDPA, eager, compile, then again),
  *     because this machine's speed drifts 1.5-2x within a minute: medians
  *     and the spread of each time and of each per-round ratio.
+ * Then training: the saving forward and the backward of the generated CPU
+ * backward (templates/mta_cpu_bwd.c, the variant the runtime picks) against
+ * the same forward and its autograd backward in eager PyTorch (the peer's
+ * "train"), interleaved rounds, with the working memory of each (ours: the
+ * saved state and the workspaces, computed; the peer's: its process's peak
+ * resident memory) and the rel L2 of dL/dq between them.
  * Then the per-call overhead of mta_forward at T=16 on the default problem.
  *
  * The peers run in one bench/peer_torch.py process per (configuration, T),
@@ -33,6 +39,7 @@
  * usage: cpu_bench [--threads N] [--seqs 1024,2048,4096] [--rounds N]
  *          [--configs perf-paper,paper] [--db PATH] [--python PATH]
  *          [--eager-max-seq T] [--no-tune] [--no-peers] [--calls N]
+ *          [--no-train | --train-only]
  */
 #include "gen/cpu/cgen.h"
 #include "runtime/backend.h"
@@ -42,6 +49,7 @@
 #include "runtime/core/pick.h"
 #include "runtime/core/pool.h"
 #include "runtime/cpu/cpu.h"
+#include "runtime/cpu/cpu_bwd.h"
 #include "runtime/host.h"
 #include "runtime/mta.h"
 #include "tuner/io/npy.h"
@@ -53,6 +61,7 @@
 #include <limits.h>
 #include <math.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -433,7 +442,7 @@ static void peer_stop(struct peer *pr)
 /* ---- options ---- */
 
 struct opts {
-	int threads, rounds, tune, peers, calls, nseqs, cfg[NCONFIGS];
+	int threads, rounds, tune, peers, calls, nseqs, cfg[NCONFIGS], train; /* train 2: only */
 	long seqs[16], eager_max;
 	const char *db, *python;
 };
@@ -446,11 +455,12 @@ static int parse(int argc, char **argv, struct opts *o)
 		{ "db", required_argument, NULL, 'd' }, { "python", required_argument, NULL, 'p' },
 		{ "eager-max-seq", required_argument, NULL, 'e' }, { "no-tune", no_argument, NULL, 'n' },
 		{ "no-peers", no_argument, NULL, 'P' }, { "calls", required_argument, NULL, 'C' },
+		{ "no-train", no_argument, NULL, 'N' }, { "train-only", no_argument, NULL, 'O' },
 		{ 0 },
 	};
 	int c;
 	*o = (struct opts){ (int)sysconf(_SC_NPROCESSORS_ONLN), 5, 1, 1, 20000, 3,
-			    { 1, 1 }, { 1024, 2048, 4096 }, 4096, "build/bench.db", ".venv/bin/python" };
+			    { 1, 1 }, 1, { 1024, 2048, 4096 }, 4096, "build/bench.db", ".venv/bin/python" };
 	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
 		char *tok, *save = NULL;
 		switch (c) {
@@ -462,6 +472,8 @@ static int parse(int argc, char **argv, struct opts *o)
 		case 'n': o->tune = 0; break;
 		case 'P': o->peers = 0; break;
 		case 'C': o->calls = atoi(optarg); break;
+		case 'N': o->train = 0; break;
+		case 'O': o->train = 2; break;
 		case 's':
 			o->nseqs = 0;
 			for (tok = strtok_r(optarg, ",", &save); tok && o->nseqs < 16;
@@ -485,7 +497,8 @@ static int parse(int argc, char **argv, struct opts *o)
 		default:
 			fprintf(stderr, "usage: cpu_bench [--threads N] [--seqs T,T,...] [--rounds N] "
 				"[--configs perf-paper,paper] [--db PATH] [--python PATH] "
-				"[--eager-max-seq T] [--no-tune] [--no-peers] [--calls N]\n");
+				"[--eager-max-seq T] [--no-tune] [--no-peers] [--calls N] "
+				"[--no-train | --train-only]\n");
 			return 2;
 		}
 	}
@@ -646,6 +659,124 @@ out:
 	return rc ? 1 : 0;
 }
 
+/*
+ * Training at T: our saving forward + backward against eager PyTorch's
+ * forward + autograd backward, interleaved rounds, the same inputs and dL/do.
+ */
+static int bench_train(const struct opts *o, const struct mta_problem *p, int64_t T,
+		       const char *dir)
+{
+	const struct mta_backend *be = &mta_backend_cpu;
+	struct mta_sample s;
+	struct mta_variant v;
+	struct mta_device *dev = NULL;
+	struct mta_kernel *k = NULL;
+	struct peer pr;
+	char spec[MTA_SPEC_MAX];
+	int source, rc = 1, peers = 0;
+	const size_t no = (size_t)T * (size_t)p->H * (size_t)p->D,
+		     nkv = (size_t)T * (size_t)p->Hkv * (size_t)p->D;
+	const int64_t sb = mta_saved_bytes(p, 1, T);
+	float *out = malloc(no * sizeof *out), *dout = malloc(no * sizeof *dout);
+	float *g[11] = { 0 };
+	const size_t gn[11] = { no, nkv, nkv, (size_t)(p->H * p->cq * p->ck), (size_t)(p->H * p->H),
+				(size_t)(p->H * p->cq2 * p->ck2), (size_t)(p->H * p->H),
+				(size_t)(p->H * p->H), (size_t)p->D, (size_t)p->D, 1 };
+	void *saved = sb > 0 ? malloc((size_t)sb) : NULL;
+	double t[2][256], rss = NAN;
+	struct mta_tensor to, td;
+	memset(&pr, 0, sizeof pr);
+	memset(&s, 0, sizeof s);
+	for (int i = 0; i < 11; i++)
+		g[i] = malloc((gn[i] ? gn[i] : 1) * sizeof(float));
+	if (!out || !dout || !saved || mta_sample_make(p, 1, T, 43, &s))
+		goto out;
+	srand(44);
+	for (size_t i = 0; i < no; i++)
+		dout[i] = (float)rand() / (float)RAND_MAX - 0.5f;
+	mta_tensor_init(&to, out, MTA_F32, 1, T, p->H, p->D);
+	mta_tensor_init(&td, dout, MTA_F32, 1, T, p->H, p->D);
+	struct mta_grads gr = { g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7], g[8], g[9], g[10] };
+	if (pick(o->db, p, T, spec, &source) || mta_variant_parse(spec, &v) ||
+	    be->open(0, o->threads, &dev) || be->train_load(dev, p, &v, &k) ||
+	    be->fwd_save(k, p, &s.q, &s.k, &s.v, &s.w, &to, saved) ||
+	    be->backward(k, p, &s.q, &s.k, &s.v, &s.w, saved, &td, &gr)) {
+		fprintf(stderr, "mtatune training at T=%lld: %s\n", (long long)T, mta_last_error());
+		goto out;
+	}
+	char path[1100];
+	int64_t shape[4] = { 1, T, p->H, p->D };
+	snprintf(path, sizeof path, "%s/dout.npy", dir);
+	if (o->peers && T <= o->eager_max && !access(o->python, X_OK) &&
+	    !write_inputs(p, &s, T, dir) && !mta_npy_write(path, MTA_F32, 4, shape, dout) &&
+	    !peer_start(&pr, o->python, dir, o->threads, p)) {
+		peers = 1;
+		peer_run(&pr, "train"); /* warm, untimed */
+	} else if (o->peers) {
+		printf("    training peer skipped (no %s, or T above --eager-max-seq)\n", o->python);
+		peer_stop(&pr);
+	}
+	for (int r = 0; r < o->rounds; r++) {
+		double t0 = now();
+		int e = be->fwd_save(k, p, &s.q, &s.k, &s.v, &s.w, &to, saved) ||
+			be->backward(k, p, &s.q, &s.k, &s.v, &s.w, saved, &td, &gr);
+		t[0][r] = e ? NAN : now() - t0;
+		t[1][r] = NAN;
+		if (peers) {
+			char line[512];
+			fprintf(pr.to, "train\n");
+			fflush(pr.to);
+			if (fgets(line, sizeof line, pr.from)) {
+				char *at = strstr(line, "\"s\": "), *m = strstr(line, "\"rss\": ");
+				t[1][r] = at ? atof(at + 5) : NAN;
+				rss = m ? atof(m + 7) : NAN;
+			}
+		}
+	}
+	double q[256], err = NAN;
+	for (int r = 0; r < o->rounds; r++)
+		q[r] = t[1][r] / t[0][r];
+	struct stat3 mt = stats(t[0], o->rounds), ea = stats(t[1], o->rounds),
+		     qq = stats(q, o->rounds);
+	if (peers) {
+		struct mta_npy y;
+		snprintf(path, sizeof path, "%s/eager_dq.npy", dir);
+		if (!mta_npy_read(path, &y)) {
+			if (!mta_npy_convert(&y, MTA_F64) && y.count == no)
+				err = mta_rel_l2(g[0], y.data, y.count);
+			mta_npy_free(&y);
+		}
+	}
+	/* ours: the saved state, each thread's workspace, the shared k, v copies and partials */
+	double ws = (double)sb + 4.0 * (4 + 2 * o->threads) * (double)nkv;
+	struct mta_cpu_bwd *kb = NULL;
+	if (!mta_cpu_bwd_load(p, &v, &kb))
+		ws += (double)o->threads * (double)mta_cpu_bwd_workspace(kb, T);
+	mta_cpu_bwd_free(kb);
+	printf("  training T=%lld  forward+backward, %s (%s)\n", (long long)T, spec,
+	       source == MTA_PICK_EXACT ? "tuned forward winner" : "default variant");
+	printf("    seconds, median [min, max] of %d interleaved rounds: mtatune %.4f [%.4f, %.4f]"
+	       "   eager autograd %.4f [%.4f, %.4f]\n", o->rounds, mt.med, mt.lo, mt.hi, ea.med,
+	       ea.lo, ea.hi);
+	printf("    eager/mtatune per round %.2f [%.2f, %.2f]; memory: mtatune %.1f MB (saved %.1f "
+	       "MB + workspaces), eager process peak RSS %.0f MB; dL/dq rel L2 vs eager %.2e\n",
+	       qq.med, qq.lo, qq.hi, ws / 1e6, (double)sb / 1e6, rss / 1e6, err);
+	fflush(stdout);
+	rc = 0;
+out:
+	peer_stop(&pr);
+	if (be->unload)
+		be->unload(k);
+	be->close(dev);
+	mta_sample_free(&s);
+	for (int i = 0; i < 11; i++)
+		free(g[i]);
+	free(out);
+	free(dout);
+	free(saved);
+	return rc;
+}
+
 /* mta_forward at small T: the per-call cost of the runtime and the kernel's setup. */
 static int percall(const struct opts *o, const char *key, int64_t T)
 {
@@ -689,6 +820,7 @@ int main(int argc, char **argv)
 	int rc = parse(argc, argv, &o);
 	if (rc)
 		return rc;
+	signal(SIGPIPE, SIG_IGN); /* a peer that died is a failed read, not the end of the run */
 	char dir[] = "/tmp/mtabench-XXXXXX";
 	if (!mkdtemp(dir))
 		return 1;
@@ -730,9 +862,15 @@ int main(int argc, char **argv)
 		if (mta_problem_from_key(configs[ci].key, &p))
 			return 1;
 		printf("\n%s: %s\n", configs[ci].name, configs[ci].key);
-		for (int i = 0; o.tune && i < o.nseqs; i++)
+		for (int i = 0; o.tune && o.train < 2 && i < o.nseqs; i++)
 			if (tune_at(&o, &p, o.seqs[i]))
 				return 1;
+		if (o.train == 2) {
+			for (int i = 0; i < o.nseqs; i++)
+				if (bench_train(&o, &p, o.seqs[i], dir))
+					return 1;
+			continue;
+		}
 		/* executed against useful multiply-adds: the pick, and v1 at its usual tile */
 		printf("  executed / useful multiply-adds per step (exp: exps per logit), counted by "
 		       "the kernels:\n");
@@ -751,11 +889,17 @@ int main(int argc, char **argv)
 		for (int i = 0; i < o.nseqs; i++)
 			if (bench_T(&o, &p, o.seqs[i], dir))
 				return 1;
+		for (int i = 0; o.train && i < o.nseqs; i++)
+			if (bench_train(&o, &p, o.seqs[i], dir))
+				return 1;
 	}
+	if (o.train == 2)
+		goto done;
 	printf("\nper-call cost of mta_forward at small T (one thread's work; the pool's threads "
 	       "stay asleep):\n");
 	percall(&o, DEFAULT_KEY, 16);
 	percall(&o, configs[1].key, 16);
+done:;
 	char cmd[600];
 	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
 	if (system(cmd))

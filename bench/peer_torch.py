@@ -18,7 +18,10 @@ Prints one JSON line: median/min seconds, peak memory (bytes), and with
 interleave its own runs with these: "sdpa", "eager" or "compile" (the
 first compile call compiles first, untimed), answered by one JSON line
 {"which": ..., "s": seconds}; "quit" ends. With --out, the eager output is
-saved after its first run.
+saved after its first run. "train" runs the eager forward and its autograd
+backward from DIR/dout.npy (dL/do), timing both together; its answer adds
+"rss": the process's peak resident bytes so far, and the first one saves
+dL/dq as DIR/eager_dq.npy.
 """
 import argparse, json, math, os, resource, sys, time
 
@@ -79,13 +82,29 @@ def serve(a, q, k, v, W):
     qt = q.transpose(1, 2).contiguous()
     kt = k.transpose(1, 2).repeat_interleave(G, 1).contiguous()
     vt = v.transpose(1, 2).repeat_interleave(G, 1).contiguous()
-    compiled, saved = None, False
+    compiled, saved, saved_dq = None, False, False
     print(json.dumps({"ready": True, "torch": torch.__version__,
                       "threads": torch.get_num_threads()}), flush=True)
     for line in sys.stdin:
         which = line.strip()
         if which == "quit":
             break
+        if which == "train":
+            dout = load(a.dir, "dout").to(q.device)
+            t0 = time.perf_counter()
+            qq, kk, vv = (x.detach().requires_grad_(True) for x in (q, k, v))
+            Wg = {n: (t.detach().requires_grad_(True) if t is not None else None)
+                  for n, t in W.items()}
+            o = mta_forward(qq, kk, vv, Wg, a.pad_key, a.layer_id)
+            o.backward(dout)
+            dt = time.perf_counter() - t0
+            if not saved_dq:
+                np.save(os.path.join(a.dir, "eager_dq.npy"), qq.grad.float().numpy())
+                saved_dq = True
+            del o, qq, kk, vv, Wg
+            rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+            print(json.dumps({"which": which, "s": dt, "rss": rss}), flush=True)
+            continue
         with torch.no_grad():
             if which == "sdpa":
                 f = lambda: F.scaled_dot_product_attention(qt, kt, vt, is_causal=True)

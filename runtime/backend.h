@@ -154,6 +154,25 @@ struct mta_backend {
 	int (*fetch)(struct mta_bound *b);
 	void (*unbind)(struct mta_bound *b); /* NULL is fine */
 	int (*flush)(struct mta_device *dev);
+
+	/*
+	 * Training (NULL where the backend has no backward yet): train_load
+	 * loads the backward library of (p, v) on dev (released by unload);
+	 * fwd_save runs its forward, o float32, filling saved
+	 * (mta_saved_bytes); backward takes saved and dout (float32, d
+	 * contiguous) and writes g (mta.h: struct mta_grads). Host tensors.
+	 */
+	int (*train_load)(struct mta_device *dev, const struct mta_problem *p,
+			  const struct mta_variant *v, struct mta_kernel **k);
+	int (*fwd_save)(struct mta_kernel *k, const struct mta_problem *p,
+			const struct mta_tensor *q, const struct mta_tensor *kt,
+			const struct mta_tensor *v, const struct mta_weights *w,
+			struct mta_tensor *o, void *saved);
+	int (*backward)(struct mta_kernel *k, const struct mta_problem *p,
+			const struct mta_tensor *q, const struct mta_tensor *kt,
+			const struct mta_tensor *v, const struct mta_weights *w,
+			const void *saved, const struct mta_tensor *dout,
+			const struct mta_grads *g);
 };
 
 /* The backend named name ("cpu", "cuda", "cuda-emu"), or MTA_EINVAL listing them. */

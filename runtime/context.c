@@ -32,6 +32,7 @@
 struct loaded {
 	char key[MTA_KEY_MAX];
 	char spec[MTA_SPEC_MAX];
+	int train;               /* 1: the backend's train_load (forward saving, backward) */
 	struct mta_kernel *k;
 	struct loaded *next;
 };
@@ -281,7 +282,7 @@ static int kernel_for(mta_context *c, const struct mta_problem *p, const char *k
 
 	pthread_mutex_lock(&c->lock);
 	for (l = c->kernels; l; l = l->next)
-		if (!strcmp(l->key, key) && !strcmp(l->spec, spec))
+		if (!l->train && !strcmp(l->key, key) && !strcmp(l->spec, spec))
 			break;
 	if (!l) {
 		if ((rc = mta_variant_parse(spec, &v)) || (rc = mta_variant_check(p, &v)))
@@ -323,4 +324,82 @@ int mta_forward(mta_context *c, const struct mta_problem *p, const struct mta_te
 	    (rc = kernel_for(c, p, key, pick.spec, &kern)))
 		return rc;
 	return mta_done(c->be->forward(kern->k, p, q, k, v, w, o));
+}
+
+/* ---- training: the forward that saves, and the backward ---- */
+
+/*
+ * The training library for (p, B, T), loaded on first use: the variant is
+ * the context's pick for the forward (winners keyed by op "fwd"), whose
+ * tunables the backward template reads too.
+ */
+static int train_kernel(mta_context *c, const struct mta_problem *p, int64_t B, int64_t T,
+			const char *what, struct loaded **out)
+{
+	char key[MTA_KEY_MAX];
+	struct mta_pick pick;
+	struct mta_variant v;
+	struct loaded *l;
+	int rc;
+
+	if (!c)
+		return mta_fail(MTA_EINVAL, "%s: no context", what);
+	if (!c->be->train_load)
+		return mta_fail(MTA_EUNSUPPORTED, "%s: the %s backend has no backward yet (cpu has)",
+				what, c->be->name);
+	if ((rc = key_of(c, p, key)) || (rc = mta_context_pick(c, p, B, T, &pick)))
+		return rc;
+	pthread_mutex_lock(&c->lock);
+	for (l = c->kernels; l; l = l->next)
+		if (l->train && !strcmp(l->key, key) && !strcmp(l->spec, pick.spec))
+			break;
+	if (!l) {
+		if ((rc = mta_variant_parse(pick.spec, &v)) || (rc = mta_variant_check(p, &v)))
+			goto out;
+		if (!(l = calloc(1, sizeof *l))) {
+			rc = mta_fail(MTA_ENOMEM, "out of memory");
+			goto out;
+		}
+		if ((rc = c->be->train_load(c->dev, p, &v, &l->k))) {
+			free(l);
+			l = NULL;
+			goto out;
+		}
+		strcpy(l->key, key);
+		strcpy(l->spec, pick.spec);
+		l->train = 1;
+		l->next = c->kernels;
+		c->kernels = l;
+	}
+	*out = l;
+out:
+	pthread_mutex_unlock(&c->lock);
+	return rc;
+}
+
+int mta_forward_train(mta_context *c, const struct mta_problem *p, const struct mta_tensor *q,
+		      const struct mta_tensor *k, const struct mta_tensor *v,
+		      const struct mta_weights *w, struct mta_tensor *o, void *saved)
+{
+	struct loaded *kern = NULL;
+	int64_t B, T;
+	int rc;
+	if ((rc = mta_check_tensors(p, q, k, v, o, &B, &T)) ||
+	    (rc = train_kernel(c, p, B, T, "mta_forward_train", &kern)))
+		return rc;
+	return mta_done(c->be->fwd_save(kern->k, p, q, k, v, w, o, saved));
+}
+
+int mta_backward(mta_context *c, const struct mta_problem *p, const struct mta_tensor *q,
+		 const struct mta_tensor *k, const struct mta_tensor *v,
+		 const struct mta_weights *w, const void *saved, const struct mta_tensor *dout,
+		 const struct mta_grads *g)
+{
+	struct loaded *kern = NULL;
+	int64_t B, T;
+	int rc;
+	if ((rc = mta_check_tensors(p, q, k, v, NULL, &B, &T)) ||
+	    (rc = train_kernel(c, p, B, T, "mta_backward", &kern)))
+		return rc;
+	return mta_done(c->be->backward(kern->k, p, q, k, v, w, saved, dout, g));
 }

@@ -353,6 +353,72 @@ MTA_API int mta_forward(mta_context *ctx, const struct mta_problem *p,
 			const struct mta_tensor *v, const struct mta_weights *w,
 			struct mta_tensor *o);
 
+/* ---- training: the forward that saves state, and the backward ----------- */
+
+/*
+ * Where a backward writes: float32, contiguous, in the shapes of what each is
+ * the gradient of, overwritten. dq, dk, dv always; a weight's gradient only
+ * when the problem uses that weight (its pointer must then be set; the others
+ * are not touched and may be NULL). gate_b is one float.
+ */
+struct mta_grads {
+	float *dq;               /* [B,T,H,D] */
+	float *dk, *dv;          /* [B,T,Hkv,D]: summed over the heads sharing them */
+	float *kq_pre;           /* [H,1,cq,ck] */
+	float *head_pre;         /* [H,H] */
+	float *kq_post;          /* [H,1,cq2,ck2] */
+	float *head_post;        /* [H/c,c,c] */
+	float *head_post_linear; /* [H,H] */
+	float *gn_weight;        /* [D] */
+	float *gate_w;           /* [1,D] */
+	float *gate_b;           /* [1] */
+};
+
+/*
+ * Bytes of the state mta_forward_train saves for mta_backward at batch B and
+ * length T: B*T*H*(D+1) floats (each softmax row's log-sum-exp and each
+ * output row before group norm and gate). Linear in T: the backward
+ * recomputes the logits instead of keeping a T x T matrix. -1 for an invalid
+ * problem or sizes below 1.
+ */
+MTA_API int64_t mta_saved_bytes(const struct mta_problem *p, int64_t B, int64_t T);
+
+/*
+ * The forward of mta_forward that also fills saved (mta_saved_bytes(p, B, T)
+ * bytes, any alignment of float) with what mta_backward needs. cpu contexts
+ * only so far (others: MTA_EUNSUPPORTED). The backward kernel runs the
+ * context's CPU variant for p (its picked one), generated from
+ * templates/mta_cpu_bwd.c.
+ */
+MTA_API int mta_forward_train(mta_context *ctx, const struct mta_problem *p,
+			      const struct mta_tensor *q, const struct mta_tensor *k,
+			      const struct mta_tensor *v, const struct mta_weights *w,
+			      struct mta_tensor *o, void *saved);
+
+/*
+ * The gradients of L = sum(dout * o) for the o of the mta_forward_train call
+ * that filled saved with the same q, k, v and w: dout float32 [B,T,H,D] (d
+ * contiguous), results into g (struct mta_grads). The weight gradients are
+ * summed in a fixed order: the same inputs and thread count give the same
+ * bits. Checked against mta_reference_backward by the tests.
+ */
+MTA_API int mta_backward(mta_context *ctx, const struct mta_problem *p,
+			 const struct mta_tensor *q, const struct mta_tensor *k,
+			 const struct mta_tensor *v, const struct mta_weights *w,
+			 const void *saved, const struct mta_tensor *dout,
+			 const struct mta_grads *g);
+
+/*
+ * Gradients are judged like outputs (mta_compare) but with their own bounds,
+ * since they sum longer chains of rounded terms: relative L2 1e-4 for f32,
+ * 2e-2 for bf16/f16; element-wise (as mta_tolerance_elem) atol = rtol = 1e-3
+ * for f32, 1e-1 for bf16/f16. mta_compare_grad is mta_compare under them.
+ */
+MTA_API double mta_tolerance_grad(int dtype);
+MTA_API void mta_tolerance_grad_elem(int dtype, double *atol, double *rtol);
+MTA_API int mta_compare_grad(const float *o, const double *e, size_t n, int dtype,
+			     struct mta_compare *r);
+
 #ifdef __cplusplus
 }
 #endif

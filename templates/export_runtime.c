@@ -246,3 +246,29 @@ int mta_forward(mta_context *c, const struct mta_problem *p, const struct mta_te
 		return rc;
 	return mta_done(mta_kargs_status(mta_pool_call(c->pool, kn->fn, &a), kn->info, T, kn->spec));
 }
+
+/* ---- training: not shipped yet ------------------------------------------ */
+
+/*
+ * An exported library carries forward winners only: the backward (issue 16)
+ * is not exported yet, so its entry points say so rather than leave a
+ * caller of mta.h with an undefined symbol.
+ */
+int mta_forward_train(mta_context *c, const struct mta_problem *p, const struct mta_tensor *q,
+		      const struct mta_tensor *k, const struct mta_tensor *v,
+		      const struct mta_weights *w, struct mta_tensor *o, void *saved)
+{
+	(void)c, (void)p, (void)q, (void)k, (void)v, (void)w, (void)o, (void)saved;
+	return mta_fail(MTA_EUNSUPPORTED, "mta_forward_train: this exported library has no "
+			"backward (export ships forward kernels only so far)");
+}
+
+int mta_backward(mta_context *c, const struct mta_problem *p, const struct mta_tensor *q,
+		 const struct mta_tensor *k, const struct mta_tensor *v,
+		 const struct mta_weights *w, const void *saved, const struct mta_tensor *dout,
+		 const struct mta_grads *g)
+{
+	(void)c, (void)p, (void)q, (void)k, (void)v, (void)w, (void)saved, (void)dout, (void)g;
+	return mta_fail(MTA_EUNSUPPORTED, "mta_backward: this exported library has no backward "
+			"(export ships forward kernels only so far)");
+}

@@ -116,3 +116,27 @@ fail:
 	mta_buf_free(&b);
 	return rc;
 }
+
+/* ---- the backward (templates/mta_cpu_bwd.c) ---- */
+
+int mta_gen_c_bwd(const struct mta_problem *p, const struct mta_variant *v, char **source)
+{
+	static const char path[] = "templates/mta_cpu_bwd.c";
+	struct mta_buf b = { 0 };
+	int rc;
+
+	*source = NULL;
+	if (v->backend != MTA_BACKEND_CPU)
+		return mta_fail(MTA_EINVAL, "the C backward generator needs a cpu variant, not %s",
+				mta_backend_name(v->backend));
+	if ((rc = mta_variant_check(p, v)))
+		return rc;
+	const char *tpl = mta_embedded(path);
+	if (!tpl)
+		return mta_fail(MTA_EUNSUPPORTED, "this build lacks %s", path);
+	if ((rc = mta_gen_defines(&b, path, p, v)) || (rc = paste(&b, path, tpl))) {
+		mta_buf_free(&b);
+		return rc;
+	}
+	return mta_buf_take(&b, "a C backward kernel", source, NULL);
+}

@@ -15,4 +15,12 @@
  */
 int mta_gen_c(const struct mta_problem *p, const struct mta_variant *v, char **source);
 
+/*
+ * Source of the backward library of problem p with CPU variant v
+ * (templates/mta_cpu_bwd.c: the saving forward and the backward, ABI
+ * runtime/core/mta_bkargs.h). Of v's tunables it uses bq (query rows per
+ * task) and thr (threads); the others stay part of the spec that names it.
+ */
+int mta_gen_c_bwd(const struct mta_problem *p, const struct mta_variant *v, char **source);
+
 #endif

@@ -89,6 +89,16 @@ class Weights(ctypes.Structure):
     ]
 
 
+# struct mta_grads: where mta_backward writes (float32, contiguous; NULL where
+# the problem has no such weight).
+GRAD_NAMES = ("dq", "dk", "dv", "kq_pre", "head_pre", "kq_post", "head_post",
+              "head_post_linear", "gn_weight", "gate_w", "gate_b")
+
+
+class Grads(ctypes.Structure):
+    _fields_ = [(n, ctypes.POINTER(ctypes.c_float)) for n in GRAD_NAMES]
+
+
 def tensor(data_ptr, dtype, shape, stride):
     """A struct mta_tensor viewing memory at data_ptr (an int address);
     shape and stride (in elements) are 4 ints each."""
@@ -175,12 +185,20 @@ def lib():
         _sig(l, "mta_layer_rescale", ctypes.c_double, c_int)
         _sig(l, "mta_tolerance", ctypes.c_double, c_int)
         _sig(l, "mta_tolerance_elem", None, c_int, P(ctypes.c_double), P(ctypes.c_double))
+        _sig(l, "mta_tolerance_grad", ctypes.c_double, c_int)
+        _sig(l, "mta_tolerance_grad_elem", None, c_int, P(ctypes.c_double),
+             P(ctypes.c_double))
         _sig(l, "mta_context_create", c_int, P(vp), ctypes.c_char_p, ctypes.c_char_p, c_int)
         _sig(l, "mta_context_free", None, vp)
         _sig(l, "mta_context_pick", c_int, vp, P(Problem), c_int64, ctypes.c_char_p,
              ctypes.c_size_t, P(c_int))
         _sig(l, "mta_forward", c_int, vp, P(Problem), P(Tensor), P(Tensor), P(Tensor),
              P(Weights), P(Tensor))
+        _sig(l, "mta_saved_bytes", c_int64, P(Problem), c_int64, c_int64)
+        _sig(l, "mta_forward_train", c_int, vp, P(Problem), P(Tensor), P(Tensor), P(Tensor),
+             P(Weights), P(Tensor), vp)
+        _sig(l, "mta_backward", c_int, vp, P(Problem), P(Tensor), P(Tensor), P(Tensor),
+             P(Weights), vp, P(Tensor), P(Grads))
         _lib_path = path
         _lib = l
     return _lib
@@ -225,6 +243,14 @@ def tolerance(dtype):
     a, r = ctypes.c_double(), ctypes.c_double()
     l.mta_tolerance_elem(dtype, ctypes.byref(a), ctypes.byref(r))
     return l.mta_tolerance(dtype), a.value, r.value
+
+
+def tolerance_grad(dtype):
+    """(rel_l2, atol, rtol): the bounds mta_compare_grad applies to gradients."""
+    l = lib()
+    a, r = ctypes.c_double(), ctypes.c_double()
+    l.mta_tolerance_grad_elem(dtype, ctypes.byref(a), ctypes.byref(r))
+    return l.mta_tolerance_grad(dtype), a.value, r.value
 
 
 def layer_rescale(layer_id):
@@ -292,6 +318,29 @@ def forward_host(ctx, p, q, k, v, w, o):
     rc = lib().mta_forward(ctx.handle, ctypes.byref(p), ctypes.byref(q), ctypes.byref(k),
                            ctypes.byref(v), ctypes.byref(w), ctypes.byref(o))
     _check(rc, "mta_forward")
+
+
+def saved_bytes(p, B, T):
+    """Bytes of the state mta_forward_train saves for mta_backward at (B, T)."""
+    n = lib().mta_saved_bytes(ctypes.byref(p), int(B), int(T))
+    if n < 0:
+        raise ValueError(f"mtatune: no saved-state size for B={B}, T={T}")
+    return n
+
+
+def backward_host(ctx, p, q, k, v, w, o, saved, dout, grads):
+    """mta_forward_train into o and saved (an int address of saved_bytes
+    bytes), then mta_backward from dout into grads (a Grads struct): the
+    recomputed forward and the backward, on host memory."""
+    l = lib()
+    rc = l.mta_forward_train(ctx.handle, ctypes.byref(p), ctypes.byref(q), ctypes.byref(k),
+                             ctypes.byref(v), ctypes.byref(w), ctypes.byref(o),
+                             ctypes.c_void_p(saved))
+    _check(rc, "mta_forward_train")
+    rc = l.mta_backward(ctx.handle, ctypes.byref(p), ctypes.byref(q), ctypes.byref(k),
+                        ctypes.byref(v), ctypes.byref(w), ctypes.c_void_p(saved),
+                        ctypes.byref(dout), ctypes.byref(grads))
+    _check(rc, "mta_backward")
 
 
 def forward_device(ctx, p, q, k, v, w, o, stream):

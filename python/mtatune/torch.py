@@ -5,8 +5,10 @@
 
 mta_attention is registered as the custom operator mtatune::mta_attention
 (torch.library.custom_op) with a fake implementation, so torch.compile
-(fullgraph=True) traces through it. It is forward-only until the backward
-lands (issue 16): calling backward raises NotImplementedError.
+(fullgraph=True) traces through it. On CPU tensors it has a backward
+(register_autograd): the library's generated CPU backward gives the
+gradients of q, k, v and of every weight given; on CUDA tensors calling
+backward raises NotImplementedError (no CUDA backward yet).
 
 The operation is MTA.md's: q [B,T,H,D], k and v [B,T,Hkv,D]; the optional
 weights have the shapes of the paper's reference parameters, and which of
@@ -268,37 +270,75 @@ def _mta_attention_fake(q, k, v, kq_pre, head_pre, kq_post, head_post, head_post
     return q.new_empty(q.shape)  # contiguous [B,T,H,D] in q's dtype, like the real one
 
 
-# ---- autograd: forward-only until issue 16 --------------------------------
+# ---- autograd: the generated CPU backward --------------------------------
 # The backward is an operator of its own, so that torch.compile can trace a
 # graph whose inputs require grad (its fake returns gradients of the right
-# shapes); running it raises. Issue 16 replaces its implementation.
-NO_BACKWARD = ("mtatune has no backward yet (issue 16): mta_attention is forward-only; "
-               "call it under torch.no_grad() / torch.inference_mode(), or detach its "
-               "inputs")
+# shapes). On the CPU it runs the library's saving forward again (the
+# forward operator keeps its one output) and then the backward
+# (mta_forward_train, mta_backward: templates/mta_cpu_bwd.c), so nothing but
+# the inputs is kept between forward and backward. Gradients of absent
+# weights come back as empty tensors, turned into None below.
+NO_BACKWARD = ("mtatune has no CUDA backward yet (issue 16): on CUDA, mta_attention is "
+               "forward-only; call it under torch.no_grad() / torch.inference_mode(), or "
+               "detach its inputs")
 
 
 @torch.library.custom_op("mtatune::mta_attention_backward", mutates_args=())
-def _mta_attention_backward_op(grad_o: Tensor, q: Tensor, k: Tensor,
-                               v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    raise NotImplementedError(NO_BACKWARD)
+def _mta_attention_backward_op(grad_o: Tensor, q: Tensor, k: Tensor, v: Tensor,
+                               kq_pre: Optional[Tensor], head_pre: Optional[Tensor],
+                               kq_post: Optional[Tensor], head_post: Optional[Tensor],
+                               head_post_linear: Optional[Tensor],
+                               gn_weight: Optional[Tensor], gate_w: Optional[Tensor],
+                               gate_b: Optional[Tensor], pad_key: str,
+                               layer_id: Optional[int], scale: Optional[float],
+                               db: Optional[str]) -> list[Tensor]:
+    if q.device.type != "cpu":
+        raise NotImplementedError(NO_BACKWARD)
+    ws = (kq_pre, head_pre, kq_post, head_post, head_post_linear, gn_weight, gate_w, gate_b)
+    w = dict(zip(WEIGHTS, ws))
+    p = _problem(q, k, v, w, pad_key, layer_id, scale)
+    ctx = _lib.context("cpu", 0, db)
+    W, keep = _weights_struct(w, layer_id)
+    B, T, H, D = q.shape
+    f32 = torch.float32
+    o = torch.empty((B, T, H, D), dtype=f32)
+    saved = torch.empty(_lib.saved_bytes(p, B, T) // 4, dtype=f32)
+    dout = grad_o.to(f32).contiguous()
+    outs = [torch.empty((B, T, H, D), dtype=f32), torch.empty(k.shape, dtype=f32),
+            torch.empty(v.shape, dtype=f32)]
+    outs += [torch.empty(t.shape, dtype=f32) if t is not None else torch.empty(0, dtype=f32)
+             for t in ws]
+    G = _lib.Grads()
+    for name, t in zip(_lib.GRAD_NAMES, outs):
+        if t.numel():
+            setattr(G, name, _lib.float_ptr(t.data_ptr()))
+    _lib.backward_host(ctx, p, _tensor_struct(q), _tensor_struct(k), _tensor_struct(v), W,
+                       _tensor_struct(o), saved.data_ptr(), _tensor_struct(dout), G)
+    del keep
+    ins = (q, k, v) + ws
+    return [g.to(x.dtype) if x is not None and g.numel() else g for g, x in zip(outs, ins)]
 
 
 @_mta_attention_backward_op.register_fake
-def _mta_attention_backward_fake(grad_o, q, k, v):
-    return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+def _mta_attention_backward_fake(grad_o, q, k, v, kq_pre, head_pre, kq_post, head_post,
+                                 head_post_linear, gn_weight, gate_w, gate_b, pad_key,
+                                 layer_id, scale, db):
+    ws = (kq_pre, head_pre, kq_post, head_post, head_post_linear, gn_weight, gate_w, gate_b)
+    return [torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)] + \
+        [torch.empty_like(t) if t is not None else q.new_empty(0) for t in ws]
 
 
 def _setup_context(ctx, inputs, output):
-    q, k, v = inputs[:3]
-    ctx.save_for_backward(q, k, v)
+    ctx.save_for_backward(*[t if t is not None else None for t in inputs[:11]])
+    ctx.rest = inputs[11:]
+    ctx.present = [t is not None for t in inputs[:11]]
 
 
 def _backward(ctx, grad_o):
-    q, k, v = ctx.saved_tensors
-    dq, dk, dv = _mta_attention_backward_op(grad_o, q, k, v)
-    # The weights' gradients would come from the same kernel; the op above
-    # raises before any of these is used.
-    return (dq, dk, dv) + (None,) * 12
+    saved = ctx.saved_tensors
+    g = _mta_attention_backward_op(grad_o, *saved, *ctx.rest)
+    grads = [gi if present else None for gi, present in zip(g, ctx.present)]
+    return tuple(grads) + (None,) * 4
 
 
 _mta_attention_op.register_autograd(_backward, setup_context=_setup_context)

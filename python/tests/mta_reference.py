@@ -38,8 +38,11 @@ def mta_forward(q, k, v, kq_pre=None, head_pre=None, kq_post=None, head_post=Non
                 head_post_linear=None, gn_weight=None, gate_w=None, gate_b=None,
                 pad_key="both", layer_id=None, scale=None):
     """o [B,T,H,D] float64 from q [B,T,H,D], k, v [B,T,Hkv,D] of any float
-    dtype (taken exactly) and weights in the reference's shapes."""
-    d = lambda t: None if t is None else t.detach().to(TORCH)
+    dtype (taken exactly) and weights in the reference's shapes. Differentiable
+    in its float64 inputs."""
+    # float64 tensors pass as they are, so torch.autograd differentiates the
+    # reference (test_backward.py); others are converted, detached
+    d = lambda t: None if t is None else t if t.dtype == TORCH else t.detach().to(TORCH)
     q, k, v = d(q), d(k), d(v)
     kq_pre, head_pre, kq_post, head_post = d(kq_pre), d(head_pre), d(kq_post), d(head_post)
     head_post_linear, gn_weight, gate_w, gate_b = (d(head_post_linear), d(gn_weight),

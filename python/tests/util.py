@@ -89,12 +89,13 @@ def qkv(g, B, T, H, Hkv, D, dtype):
             uniform(g, (B, T, Hkv, D), 1.0, dtype))
 
 
-def compare(o, e, dtype):
+def compare(o, e, dtype, grad=False):
     """(ok, message): o (any dtype) against the float64 reference e under the
     bounds mta_compare applies to dtype's problems, with the numbers taken
-    from the library (mta_tolerance, mta_tolerance_elem): relative L2 error
-    <= tol and every element |o-e| <= atol*rms(e) + rtol*|e|. NaN fails."""
-    tol, atol, rtol = _lib.tolerance(DTYPE_CODE[dtype])
+    from the library (mta_tolerance, mta_tolerance_elem; with grad, those of
+    mta_compare_grad): relative L2 error <= tol and every element
+    |o-e| <= atol*rms(e) + rtol*|e|. NaN fails."""
+    tol, atol, rtol = (_lib.tolerance_grad if grad else _lib.tolerance)(DTYPE_CODE[dtype])
     o = o.detach().to(torch.float64).reshape(-1)
     e = e.detach().to(torch.float64).reshape(-1)
     if o.shape != e.shape:

@@ -40,14 +40,31 @@ void mta_tolerance_elem(int dtype, double *atol, double *rtol)
 		*rtol = t;
 }
 
-int mta_compare(const float *o, const double *e, size_t n, int dtype, struct mta_compare *out)
+double mta_tolerance_grad(int dtype)
+{
+	return dtype == MTA_F32 ? 1e-4 : 2e-2;
+}
+
+void mta_tolerance_grad_elem(int dtype, double *atol, double *rtol)
+{
+	double t = dtype == MTA_F32 ? 1e-3 : 1e-1;
+	if (atol)
+		*atol = t;
+	if (rtol)
+		*rtol = t;
+}
+
+/* Both comparisons: o against e under relative L2 tol and the element bound atol, rtol. */
+static int compare(const float *o, const double *e, size_t n, double tol, double atol,
+		   double rtol, struct mta_compare *out)
 {
 	struct mta_compare r = { 0 };
 	double sq = 0, worst_x = -1;
 
 	r.n = n;
-	r.tol = mta_tolerance(dtype);
-	mta_tolerance_elem(dtype, &r.atol, &r.rtol);
+	r.tol = tol;
+	r.atol = atol;
+	r.rtol = rtol;
 	for (size_t i = 0; i < n; i++)
 		sq += e[i] * e[i];
 	r.rms = n ? sqrt(sq / (double)n) : 0;
@@ -77,4 +94,18 @@ int mta_compare(const float *o, const double *e, size_t n, int dtype, struct mta
 				r.tol, r.bad, n, r.atol, r.rtol, r.rms, r.worst, r.worst_value,
 				r.worst_expected);
 	return mta_done(MTA_OK);
+}
+
+int mta_compare(const float *o, const double *e, size_t n, int dtype, struct mta_compare *out)
+{
+	double atol, rtol;
+	mta_tolerance_elem(dtype, &atol, &rtol);
+	return compare(o, e, n, mta_tolerance(dtype), atol, rtol, out);
+}
+
+int mta_compare_grad(const float *o, const double *e, size_t n, int dtype, struct mta_compare *out)
+{
+	double atol, rtol;
+	mta_tolerance_grad_elem(dtype, &atol, &rtol);
+	return compare(o, e, n, mta_tolerance_grad(dtype), atol, rtol, out);
 }

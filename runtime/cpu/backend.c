@@ -10,6 +10,7 @@
 #include "runtime/core/parallel.h"
 #include "runtime/core/pool.h"
 #include "runtime/cpu/cpu.h"
+#include "runtime/cpu/cpu_bwd.h"
 #include "runtime/host.h"
 
 #include <limits.h>
@@ -32,6 +33,7 @@ struct mta_device {
 struct mta_kernel {
 	struct mta_device *dev;
 	struct mta_cpu_kernel *k;
+	struct mta_cpu_bwd *bwd; /* train_load's instead of k */
 };
 
 static int identify(int index, struct mta_device_info *info)
@@ -125,6 +127,7 @@ static void unload(struct mta_kernel *k)
 	if (!k)
 		return;
 	mta_cpu_free(k->k);
+	mta_cpu_bwd_free(k->bwd);
 	free(k);
 }
 
@@ -147,10 +150,46 @@ static int flush(struct mta_device *d)
 	return mta_host_flush(&d->flush);
 }
 
+/* ---- training: the generated backward (runtime/cpu/cpu_bwd.h) on the device's pool ---- */
+
+static int train_load(struct mta_device *d, const struct mta_problem *p,
+		      const struct mta_variant *v, struct mta_kernel **out)
+{
+	struct mta_kernel *k = calloc(1, sizeof *k);
+	int rc;
+	*out = NULL;
+	if (!k)
+		return mta_fail(MTA_ENOMEM, "out of memory");
+	if ((rc = mta_cpu_bwd_load(p, v, &k->bwd))) {
+		free(k);
+		return rc;
+	}
+	k->dev = d;
+	*out = k;
+	return MTA_OK;
+}
+
+static int fwd_save(struct mta_kernel *k, const struct mta_problem *p, const struct mta_tensor *q,
+		    const struct mta_tensor *kt, const struct mta_tensor *v,
+		    const struct mta_weights *w, struct mta_tensor *o, void *saved)
+{
+	return mta_cpu_fwd_save(k->bwd, p, q, kt, v, w, o, saved, k->dev->threads, k->dev->pool);
+}
+
+static int backward(struct mta_kernel *k, const struct mta_problem *p, const struct mta_tensor *q,
+		    const struct mta_tensor *kt, const struct mta_tensor *v,
+		    const struct mta_weights *w, const void *saved, const struct mta_tensor *dout,
+		    const struct mta_grads *g)
+{
+	return mta_cpu_bwd_run(k->bwd, p, q, kt, v, w, saved, dout, g, k->dev->threads,
+			       k->dev->pool);
+}
+
 const struct mta_backend mta_backend_cpu = {
 	"cpu", "the generated C kernel: the tuned winner, else the default",
 	MTA_BACKEND_CPU, 1,
 	identify, build, prune, NULL, NULL, NULL,
 	dev_open, dev_close, load, unload, forward,
 	bind, mta_host_launch, mta_host_fetch, mta_host_unbind, flush,
+	train_load, fwd_save, backward,
 };

@@ -9,9 +9,11 @@
  * appear together or not at all: every one is written to a temporary name
  * first, and renamed into place only when all were written.
  *
- * How the backward is computed is a row of grad_backends[]: today the
- * float64 reference; a backend of runtime/backends.c that gains a backward
- * becomes one more row. Naming a backend without one says so.
+ * How the backward is computed is a row of grad_backends[]: the float64
+ * reference, and each backend of runtime/backends.c with a backward
+ * (struct mta_backend's train_load: cpu), run through the public API
+ * (mta_forward_train, then mta_backward, on a context of that backend), so
+ * `grad` also checks that path. Naming a backend without one says so.
  */
 #include "tuner/cli/cli.h"
 #include "runtime/backend.h"
@@ -58,11 +60,77 @@ static int grad_ref(const struct mta_inputs *in, const struct mta_weights *w,
 	return rc;
 }
 
+/*
+ * A backend's generated backward through the public API: a context of it
+ * (the default database picks the variant), the saving forward, then the
+ * backward from dL/do as float32 (converted when --dtype rounded it).
+ */
+static int grad_api(const char *backend, const struct mta_inputs *in,
+		    const struct mta_weights *w, const struct mta_tensor *dout,
+		    float *out[MTA_IN_COUNT])
+{
+	const struct mta_problem *p = &in->problem;
+	const int64_t B = in->q.shape[0], T = in->q.shape[1];
+	const size_t no = (size_t)B * (size_t)T * (size_t)p->H * (size_t)p->D;
+	int64_t sb = mta_saved_bytes(p, B, T);
+	float *o = malloc(no * sizeof *o), *d32 = NULL;
+	void *saved = sb > 0 ? malloc((size_t)sb) : NULL;
+	mta_context *ctx = NULL;
+	struct mta_tensor to, td = *dout;
+	int rc = MTA_OK;
+	if (!o || !saved) {
+		rc = mta_fail(MTA_ENOMEM, "out of memory for the output and saved state (%lld bytes)",
+			      (long long)sb);
+		goto out;
+	}
+	if (dout->dtype != MTA_F32) {
+		if (!(d32 = malloc(no * sizeof *d32))) {
+			rc = mta_fail(MTA_ENOMEM, "out of memory for dL/do as float32");
+			goto out;
+		}
+		size_t x = 0;
+		for (int64_t b = 0; b < B; b++)
+			for (int64_t t = 0; t < T; t++)
+				for (int h = 0; h < p->H; h++)
+					for (int e = 0; e < p->D; e++) {
+						int64_t off = b * dout->stride[0] + t * dout->stride[1] +
+							      h * dout->stride[2] + e * dout->stride[3];
+						uint16_t u = ((const uint16_t *)dout->data)[off];
+						d32[x++] = dout->dtype == MTA_BF16 ? mta_bf16_to_f32(u)
+										   : mta_f16_to_f32(u);
+					}
+		mta_tensor_init(&td, d32, MTA_F32, B, T, p->H, p->D);
+	}
+	mta_tensor_init(&to, o, MTA_F32, B, T, p->H, p->D);
+	struct mta_grads g = {
+		out[MTA_IN_Q], out[MTA_IN_K], out[MTA_IN_V], out[MTA_IN_KQ_PRE], out[MTA_IN_HEAD_PRE],
+		out[MTA_IN_KQ_POST], out[MTA_IN_HEAD_POST], out[MTA_IN_HEAD_POST_LINEAR],
+		out[MTA_IN_GN_WEIGHT], out[MTA_IN_GATE_W], out[MTA_IN_GATE_B],
+	};
+	if ((rc = mta_context_create(&ctx, NULL, backend, 0)) ||
+	    (rc = mta_forward_train(ctx, p, &in->q, &in->k, &in->v, w, &to, saved)) ||
+	    (rc = mta_backward(ctx, p, &in->q, &in->k, &in->v, w, saved, &td, &g)))
+		goto out;
+out:
+	mta_context_free(ctx);
+	free(o);
+	free(d32);
+	free(saved);
+	return rc;
+}
+
+static int grad_cpu(const struct mta_inputs *in, const struct mta_weights *w,
+		    const struct mta_tensor *dout, float *out[MTA_IN_COUNT])
+{
+	return grad_api("cpu", in, w, dout, out);
+}
+
 static const struct {
 	const char *name, *summary;
 	grad_fn fn;
 } grad_backends[] = {
 	{ "ref", "the float64 reference (slow, exact)", grad_ref },
+	{ "cpu", "the generated C backward (templates/mta_cpu_bwd.c)", grad_cpu },
 };
 #define N_GRAD_BACKENDS (int)(sizeof grad_backends / sizeof grad_backends[0])
 
@@ -76,6 +144,8 @@ static const char *backend_list(void)
 					grad_backends[i].name, grad_backends[i].summary);
 	const char *sep = "\nno backward yet: ";
 	for (int i = 0; mta_backend_at(i); i++) {
+		if (mta_backend_at(i)->train_load)
+			continue;
 		len += (size_t)snprintf(list + len, sizeof list - len, "%s%s", sep,
 					mta_backend_at(i)->name);
 		sep = ", ";

@@ -331,3 +331,230 @@ out:
 	free(fbuf);
 	return rc;
 }
+
+/* ---- the backward (check.h: mta_check_bwd, mta_time_bwd) ---- */
+
+enum { G_N = 11 };
+static const char *const gname[G_N] = { "dq", "dk", "dv", "dkq_pre", "dhead_pre", "dkq_post",
+					"dhead_post", "dhead_post_linear", "dgn_weight",
+					"dgate_w", "dgate_b" };
+
+/* Elements of each gradient of p at (B, T); 0 when p has no such weight. */
+static size_t gcount(const struct mta_problem *p, int64_t B, int64_t T, int i)
+{
+	const size_t bt = (size_t)B * (size_t)T, H = (size_t)p->H;
+	switch (i) {
+	case 0: return bt * H * (size_t)p->D;
+	case 1:
+	case 2: return bt * (size_t)p->Hkv * (size_t)p->D;
+	case 3: return H * (size_t)(p->cq * p->ck);
+	case 4: return p->head_pre ? H * H : 0;
+	case 5: return H * (size_t)(p->cq2 * p->ck2);
+	case 6: return p->head_post == MTA_HPOST_CONV ? H * (size_t)p->hc : 0;
+	case 7: return p->head_post == MTA_HPOST_LINEAR ? H * H : 0;
+	case 8: return p->gn ? (size_t)p->D : 0;
+	case 9: return p->gate ? (size_t)p->D : 0;
+	case 10: return p->gate ? 1 : 0;
+	}
+	return 0;
+}
+
+static int run_fwd_save(const struct mta_runner *r, const struct mta_problem *p,
+			const struct mta_tensor *q, const struct mta_tensor *k,
+			const struct mta_tensor *v, const struct mta_weights *w,
+			struct mta_tensor *o, void *saved)
+{
+	if (r->ctx)
+		return mta_forward_train(r->ctx, p, q, k, v, w, o, saved);
+	if (!r->be->fwd_save)
+		return mta_fail(MTA_EUNSUPPORTED, "the %s backend has no backward", r->be->name);
+	return r->be->fwd_save(r->k, p, q, k, v, w, o, saved);
+}
+
+static int run_bwd(const struct mta_runner *r, const struct mta_problem *p,
+		   const struct mta_tensor *q, const struct mta_tensor *k,
+		   const struct mta_tensor *v, const struct mta_weights *w, const void *saved,
+		   const struct mta_tensor *dout, const struct mta_grads *g)
+{
+	if (r->ctx)
+		return mta_backward(r->ctx, p, q, k, v, w, saved, dout, g);
+	if (!r->be->backward)
+		return mta_fail(MTA_EUNSUPPORTED, "the %s backend has no backward", r->be->name);
+	return r->be->backward(r->k, p, q, k, v, w, saved, dout, g);
+}
+
+/* Everything one backward check or timing holds; bwd_free releases it. */
+struct bwd_case {
+	struct mta_sample s;
+	struct mta_tensor q, k, v, out, dout;
+	void *sq, *sk, *sv, *saved;
+	float *ob, *dob, *g[G_N];
+	double *e[G_N];
+	struct mta_grads grads;
+	struct mta_reference_grads rg;
+	size_t total;
+};
+
+static void bwd_free(struct bwd_case *c)
+{
+	mta_sample_free(&c->s);
+	free(c->sq);
+	free(c->sk);
+	free(c->sv);
+	free(c->saved);
+	free(c->ob);
+	free(c->dob);
+	for (int i = 0; i < G_N; i++) {
+		free(c->g[i]);
+		free(c->e[i]);
+	}
+}
+
+/* Inputs, dL/do, output, saved state and gradients (poisoned) for (p, B, T); refs: also e[]. */
+static int bwd_make(const struct mta_problem *p, int64_t B, int64_t T, int strided,
+		    unsigned long long seed, int refs, struct bwd_case *c)
+{
+	int rc;
+	memset(c, 0, sizeof *c);
+	if ((rc = mta_sample_make(p, B, T, seed, &c->s)))
+		return rc;
+	const size_t no = gcount(p, B, T, 0);
+	const int64_t sb = mta_saved_bytes(p, B, T);
+	c->q = c->s.q;
+	c->k = c->s.k;
+	c->v = c->s.v;
+	if (strided && (!(c->sq = strided_copy(&c->s.q, &c->q)) ||
+			!(c->sk = strided_copy(&c->s.k, &c->k)) ||
+			!(c->sv = strided_copy(&c->s.v, &c->v))))
+		goto nomem;
+	if (sb < 0 || !(c->saved = malloc((size_t)sb)) || !(c->dob = malloc(no * sizeof *c->dob)) ||
+	    !(c->ob = output(p, B, T, strided, &c->out, &c->total)))
+		goto nomem;
+	/* dL/do: uniform in [-1, 1), never 0, from the seed (not the sample's stream) */
+	unsigned long long x = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+	for (size_t i = 0; i < no; i++) {
+		x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+		float f = (float)((double)(x >> 11) * 0x1p-53 * 2 - 1);
+		c->dob[i] = f != 0.0f ? f : 0.5f;
+	}
+	mta_tensor_init(&c->dout, c->dob, MTA_F32, B, T, p->H, p->D);
+	for (int i = 0; i < G_N; i++) {
+		size_t n = gcount(p, B, T, i);
+		if (!n)
+			continue;
+		if (!(c->g[i] = malloc(n * sizeof *c->g[i])) ||
+		    (refs && !(c->e[i] = malloc(n * sizeof *c->e[i]))))
+			goto nomem;
+		for (size_t j = 0; j < n; j++)
+			c->g[i][j] = NAN;
+	}
+	c->grads = (struct mta_grads){ c->g[0], c->g[1], c->g[2], c->g[3], c->g[4], c->g[5],
+				       c->g[6], c->g[7], c->g[8], c->g[9], c->g[10] };
+	c->rg = (struct mta_reference_grads){ c->e[0], c->e[1], c->e[2], c->e[3], c->e[4],
+					      c->e[5], c->e[6], c->e[7], c->e[8], c->e[9],
+					      c->e[10] };
+	return MTA_OK;
+nomem:
+	bwd_free(c);
+	return mta_fail(MTA_ENOMEM, "out of memory for a backward check at T=%lld, B=%lld",
+			(long long)T, (long long)B);
+}
+
+int mta_check_bwd(const struct mta_runner *r, const struct mta_problem *p,
+		  const struct mta_check_opts *o, struct mta_compare *res)
+{
+	struct bwd_case c;
+	double *ref = NULL;
+	float *flat = NULL;
+	int rc;
+	if ((rc = bwd_make(p, o->B, o->T, o->strided, o->seed, 1, &c)))
+		return rc;
+	const size_t cnt = gcount(p, o->B, o->T, 0);
+	if (!(ref = malloc(cnt * sizeof *ref)) || !(flat = malloc(cnt * sizeof *flat))) {
+		rc = mta_fail(MTA_ENOMEM, "out of memory for the reference check");
+		goto out;
+	}
+	if ((rc = mta_reference(p, &c.q, &c.k, &c.v, &c.s.w, ref)) ||
+	    (rc = mta_reference_backward(p, &c.q, &c.k, &c.v, &c.s.w, &c.dout, &c.rg)))
+		goto out;
+	if ((rc = run_fwd_save(r, p, &c.q, &c.k, &c.v, &c.s.w, &c.out, c.saved)))
+		goto out;
+	gather(&c.out, flat);
+	if ((rc = mta_compare(flat, ref, cnt, p->dtype, res))) {
+		mta_wrap(rc, "the saving forward's output against the float64 reference at T=%lld, "
+			 "B=%lld", (long long)o->T, (long long)o->B);
+		goto out;
+	}
+	if ((rc = run_bwd(r, p, &c.q, &c.k, &c.v, &c.s.w, c.saved, &c.dout, &c.grads)))
+		goto out;
+	double worst = -1;
+	for (int i = 0; i < G_N; i++) {
+		size_t n = gcount(p, o->B, o->T, i);
+		struct mta_compare cmp;
+		if (!n)
+			continue;
+		if ((rc = mta_compare_grad(c.g[i], c.e[i], n, p->dtype, &cmp))) {
+			if (res)
+				*res = cmp;
+			mta_wrap(rc, "gradient %s against the float64 reference backward at T=%lld, "
+				 "B=%lld", gname[i], (long long)o->T, (long long)o->B);
+			goto out;
+		}
+		if (cmp.rel_l2 > worst) {
+			worst = cmp.rel_l2;
+			if (res)
+				*res = cmp;
+		}
+	}
+out:
+	bwd_free(&c);
+	free(ref);
+	free(flat);
+	return rc;
+}
+
+int mta_time_bwd(const struct mta_runner *r, const struct mta_problem *p, int64_t B, int64_t T,
+		 unsigned long long seed, int warmup, int reps, struct mta_timing *t)
+{
+	struct bwd_case c;
+	char *fbuf = NULL;
+	double *ms = NULL;
+	int rc;
+	memset(t, 0, sizeof *t);
+	if (reps < 1 || warmup < 0)
+		return mta_fail(MTA_EINVAL, "timing the backward: expected reps >= 1, warmup >= 0");
+	if ((rc = bwd_make(p, B, T, 0, seed, 0, &c)))
+		return rc;
+	if (!(ms = malloc((size_t)reps * sizeof *ms))) {
+		rc = mta_fail(MTA_ENOMEM, "out of memory");
+		goto out;
+	}
+	if ((rc = run_fwd_save(r, p, &c.q, &c.k, &c.v, &c.s.w, &c.out, c.saved)))
+		goto out;
+	for (int i = 0; i < warmup + reps; i++) {
+		if ((rc = flush(r, &fbuf, i)))
+			goto out;
+		double t0 = now_ms();
+		if ((rc = run_bwd(r, p, &c.q, &c.k, &c.v, &c.s.w, c.saved, &c.dout, &c.grads)))
+			goto out;
+		if (i >= warmup)
+			ms[i - warmup] = now_ms() - t0;
+	}
+	for (size_t x = 0; x < gcount(p, B, T, 0); x++)
+		if (!isfinite(c.g[0][x])) {
+			rc = mta_fail(MTA_EVERIFY, "timing the backward: dq[%zu] is %g", x,
+				      (double)c.g[0][x]);
+			goto out;
+		}
+	qsort(ms, (size_t)reps, sizeof *ms, cmp_d);
+	t->median_ms = pct(ms, reps, 0.5);
+	t->p20_ms = pct(ms, reps, 0.2);
+	t->p80_ms = pct(ms, reps, 0.8);
+	t->min_ms = ms[0];
+	t->runs = reps;
+out:
+	bwd_free(&c);
+	free(fbuf);
+	free(ms);
+	return rc;
+}

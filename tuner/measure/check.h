@@ -21,6 +21,7 @@
  *
  * A runner is what is checked: a backend's loaded kernel on its device
  * (runtime/backend.h), or a runtime context (mta_forward, which picks).
+ * The backward has its twins, mta_check_bwd and mta_time_bwd (below).
  */
 #ifndef MTA_MEASURE_CHECK_H
 #define MTA_MEASURE_CHECK_H
@@ -87,5 +88,27 @@ struct mta_rounds {
 int mta_time_rounds(const struct mta_runner *r, int n, const struct mta_problem *p, int64_t B,
 		    int64_t T, unsigned long long seed, const struct mta_rounds_opts *o,
 		    struct mta_rounds *out);
+
+/* ---- the backward ---------------------------------------------------------- */
+
+/*
+ * Check runner r's backward on problem p: r is a backend's training kernel
+ * (be->train_load's, on dev) or a context (mta_forward_train, mta_backward).
+ * Fresh random inputs (strided as o->strided says), a random dL/do, the
+ * output and every gradient poisoned with NaN first; the saving forward,
+ * whose output is held to mta_reference (mta_compare), then the backward,
+ * every gradient the problem has held to mta_reference_backward
+ * (mta_compare_grad: relative L2 and every element). MTA_OK, or MTA_EVERIFY
+ * naming the tensor; res (may be NULL) gets the worst gradient's comparison.
+ */
+int mta_check_bwd(const struct mta_runner *r, const struct mta_problem *p,
+		  const struct mta_check_opts *o, struct mta_compare *res);
+
+/*
+ * Time runner r's backward at (B, T): one saving forward, then warmup
+ * untimed and reps timed backwards, each after a cache flush.
+ */
+int mta_time_bwd(const struct mta_runner *r, const struct mta_problem *p, int64_t B, int64_t T,
+		 unsigned long long seed, int warmup, int reps, struct mta_timing *t);
 
 #endif

@@ -1,0 +1,26 @@
+/*
+ * kargs_bwd.h: fill a C backward kernel's arguments (runtime/core/mta_bkargs.h)
+ * from the public tensors, weights and gradients (runtime/mta.h), the way
+ * kargs.h does for the forward. Core layer: an exported library can ship it.
+ */
+#ifndef MTA_KARGS_BWD_H
+#define MTA_KARGS_BWD_H
+
+#include "runtime/mta.h"
+#include "runtime/core/mta_kargs.h"
+#include "runtime/core/mta_bkargs.h"
+
+/*
+ * For the saving forward: o set, dout and g NULL. For the backward: dout
+ * (float32 [B,T,H,D], d contiguous) and g set, o NULL. saved must be
+ * mta_saved_bytes(p, B, T) bytes. Checks shapes, dtypes, the weights and
+ * the gradient buffers the problem needs (naming the first one missing),
+ * and fills *a. MTA_OK or MTA_EINVAL / MTA_ESHAPE with a message.
+ */
+int mta_bkargs_fill(const struct mta_problem *p, const struct mta_tensor *q,
+		    const struct mta_tensor *k, const struct mta_tensor *v,
+		    const struct mta_weights *w, struct mta_tensor *o, void *saved,
+		    const struct mta_tensor *dout, const struct mta_grads *g, int nthreads,
+		    struct mta_bkargs *a);
+
+#endif
