@@ -154,7 +154,29 @@ struct mta_backend {
 	int (*fetch)(struct mta_bound *b);
 	void (*unbind)(struct mta_bound *b); /* NULL is fine */
 	int (*flush)(struct mta_device *dev);
+
+	/*
+	 * Packed documents (mta.h, mta_forward_varlen): one forward of every
+	 * document on host tensors with B = 1, cu_seqlens checked by the caller.
+	 * NULL: the backend has no packed kernel, and mta_backend_forward_varlen
+	 * runs each document through forward on a view.
+	 */
+	int (*forward_varlen)(struct mta_kernel *k, const struct mta_problem *p,
+			      const struct mta_tensor *q, const struct mta_tensor *kt,
+			      const struct mta_tensor *v, const struct mta_weights *w,
+			      const int64_t *cu_seqlens, int64_t ndocs, struct mta_tensor *o);
 };
+
+/*
+ * The packed forward of kernel k on backend be: checks the call
+ * (runtime/core/varlen.h), then be->forward_varlen, or one be->forward per
+ * non-empty document on views when the backend has none.
+ */
+int mta_backend_forward_varlen(const struct mta_backend *be, struct mta_kernel *k,
+			       const struct mta_problem *p, const struct mta_tensor *q,
+			       const struct mta_tensor *kt, const struct mta_tensor *v,
+			       const struct mta_weights *w, const int64_t *cu_seqlens,
+			       int64_t ndocs, struct mta_tensor *o);
 
 /* The backend named name ("cpu", "cuda", "cuda-emu"), or MTA_EINVAL listing them. */
 int mta_backend_find(const char *name, const struct mta_backend **b);

@@ -21,6 +21,7 @@
 #include "runtime/backend.h"
 #include "runtime/core/error.h"
 #include "runtime/core/pick.h"
+#include "runtime/core/varlen.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -323,4 +324,28 @@ int mta_forward(mta_context *c, const struct mta_problem *p, const struct mta_te
 	    (rc = kernel_for(c, p, key, pick.spec, &kern)))
 		return rc;
 	return mta_done(c->be->forward(kern->k, p, q, k, v, w, o));
+}
+
+/* ---- packed documents (mta.h, mta_forward_varlen) ---- */
+
+int mta_forward_varlen(mta_context *c, const struct mta_problem *p, const struct mta_tensor *q,
+		       const struct mta_tensor *k, const struct mta_tensor *v,
+		       const struct mta_weights *w, const int64_t *cu_seqlens, int64_t ndocs,
+		       struct mta_tensor *o)
+{
+	char key[MTA_KEY_MAX];
+	struct mta_pick pick;
+	struct loaded *kern = NULL;
+	int64_t tmax;
+	int rc;
+
+	if (!c)
+		return mta_fail(MTA_EINVAL, "mta_forward_varlen: no context");
+	if ((rc = mta_varlen_check(p, q, k, v, o, cu_seqlens, ndocs, &tmax)) ||
+	    (rc = key_of(c, p, key)) ||
+	    (rc = mta_context_pick(c, p, ndocs, tmax > 0 ? tmax : 1, &pick)) ||
+	    (rc = kernel_for(c, p, key, pick.spec, &kern)))
+		return rc;
+	return mta_done(mta_backend_forward_varlen(c->be, kern->k, p, q, k, v, w, cu_seqlens,
+						   ndocs, o));
 }

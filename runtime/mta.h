@@ -353,6 +353,51 @@ MTA_API int mta_forward(mta_context *ctx, const struct mta_problem *p,
 			const struct mta_tensor *v, const struct mta_weights *w,
 			struct mta_tensor *o);
 
+/* ---- packed documents (varlen) ------------------------------------------ */
+/*
+ * Several documents packed into one sequence, as FlashAttention's varlen
+ * API takes them: q [1,total_T,H,D], k and v [1,total_T,Hkv,D], and
+ * cu_seqlens [ndocs+1] int64 with cu_seqlens[0] = 0, cu_seqlens[ndocs] =
+ * total_T, non-decreasing (an empty document is allowed and produces
+ * nothing). Document d is rows [cu_seqlens[d], cu_seqlens[d+1]) and is
+ * attended and convolved exactly as if it were run alone with B=1: no
+ * attention weight and no convolution tap crosses a boundary (the halo of
+ * a document's first rows and columns is zero, as at the start of a
+ * sequence). Callers holding int32 offsets widen them first
+ * (mta_cu_seqlens_from_i32).
+ */
+
+/*
+ * MTA_OK, or MTA_EINVAL naming the first broken rule (ndocs >= 1, first
+ * element 0, non-decreasing, last element total_T) and the offending index.
+ */
+MTA_API int mta_check_cu_seqlens(const int64_t *cu_seqlens, int64_t ndocs, int64_t total_T);
+/* Widen n int32 offsets into out (n elements); no check. */
+MTA_API void mta_cu_seqlens_from_i32(const int32_t *in, int64_t n, int64_t *out);
+
+/*
+ * The float64 reference of the packed forward: each document through
+ * mta_reference on its own (views of q, k, v; B must be 1). out is
+ * contiguous [1,total_T,H,D] doubles.
+ */
+MTA_API int mta_reference_varlen(const struct mta_problem *p, const struct mta_tensor *q,
+				 const struct mta_tensor *k, const struct mta_tensor *v,
+				 const struct mta_weights *w, const int64_t *cu_seqlens,
+				 int64_t ndocs, double *out);
+
+/*
+ * The packed forward with the picked variant (picked as for B = ndocs and
+ * T = the longest document). On the cpu backend one kernel call runs every
+ * document (the kernel takes the offsets: its work items are the
+ * documents' tiles, on one pool run); on cuda and cuda-emu each document
+ * is one launch of the forward kernel on a view. Tensors as mta_forward,
+ * with B = 1 and T = total_T; o [1,total_T,H,D] float32.
+ */
+MTA_API int mta_forward_varlen(mta_context *ctx, const struct mta_problem *p,
+			       const struct mta_tensor *q, const struct mta_tensor *k,
+			       const struct mta_tensor *v, const struct mta_weights *w,
+			       const int64_t *cu_seqlens, int64_t ndocs, struct mta_tensor *o);
+
 #ifdef __cplusplus
 }
 #endif

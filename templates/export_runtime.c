@@ -26,6 +26,7 @@
 #include "runtime/core/cuda_args.h"
 #include "runtime/core/pick.h"
 #include "runtime/core/pool.h"
+#include "runtime/core/varlen.h"
 #include "runtime/cuda/driver.h"
 #include "runtime/cuda/module.h"
 #include "templates/export_table.h"
@@ -245,4 +246,49 @@ int mta_forward(mta_context *c, const struct mta_problem *p, const struct mta_te
 	if ((rc = mta_kargs_fill(p, q, kt, v, w, o, 0, &a)))
 		return rc;
 	return mta_done(mta_kargs_status(mta_pool_call(c->pool, kn->fn, &a), kn->info, T, kn->spec));
+}
+
+/*
+ * Packed documents (mta.h): a CPU library's kernel takes the offsets (one
+ * call); a CUDA library launches its kernel once per document, on views of
+ * the device tensors.
+ */
+int mta_forward_varlen(mta_context *c, const struct mta_problem *p, const struct mta_tensor *q,
+		       const struct mta_tensor *kt, const struct mta_tensor *v,
+		       const struct mta_weights *w, const int64_t *cu, int64_t ndocs,
+		       struct mta_tensor *o)
+{
+	struct mta_kargs a;
+	int64_t tmax;
+	int k, rc;
+
+	if (!c)
+		return mta_fail(MTA_EINVAL, "mta_forward_varlen: no context");
+	if ((rc = mta_varlen_check(p, q, kt, v, o, cu, ndocs, &tmax)) ||
+	    (rc = choose(c, p, ndocs, tmax > 0 ? tmax : 1, &k, NULL)))
+		return rc;
+	if (c->cuda_backend) {
+		for (int64_t d = 0; d < ndocs; d++) {
+			struct mta_tensor qd, kd, vd, od;
+			const int64_t s = cu[d], n = cu[d + 1] - cu[d];
+			if (!n)
+				continue;
+			mta_varlen_view(q, s, n, &qd);
+			mta_varlen_view(kt, s, n, &kd);
+			mta_varlen_view(v, s, n, &vd);
+			mta_varlen_view(o, s, n, &od);
+			if ((rc = cuda_forward(c, k, p, &qd, &kd, &vd, w, &od)))
+				return rc;
+		}
+		return mta_done(MTA_OK);
+	}
+	const struct mtx_kernel *kn = &c->lib->kernels[k];
+	if (kn->info->abi != MTA_KARGS_ABI || kn->info->args_size != (int)sizeof a ||
+	    kn->info->dtype != p->dtype)
+		return mta_fail(MTA_EKERNEL, "cpu kernel %s was built for another ABI or dtype",
+				kn->spec);
+	if ((rc = mta_kargs_fill_varlen(p, q, kt, v, w, o, 0, cu, ndocs, &a)))
+		return rc;
+	return mta_done(mta_kargs_status(mta_pool_call(c->pool, kn->fn, &a), kn->info, tmax,
+					 kn->spec));
 }

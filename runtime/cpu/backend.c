@@ -135,6 +135,15 @@ static int forward(struct mta_kernel *k, const struct mta_problem *p, const stru
 	return mta_cpu_run(k->k, p, q, kt, v, w, o, k->dev->threads, k->dev->pool);
 }
 
+static int forward_varlen(struct mta_kernel *k, const struct mta_problem *p,
+			  const struct mta_tensor *q, const struct mta_tensor *kt,
+			  const struct mta_tensor *v, const struct mta_weights *w,
+			  const int64_t *cu_seqlens, int64_t ndocs, struct mta_tensor *o)
+{
+	return mta_cpu_run_varlen(k->k, p, q, kt, v, w, cu_seqlens, ndocs, o, k->dev->threads,
+				  k->dev->pool);
+}
+
 static int bind(struct mta_kernel *k, const struct mta_problem *p, const struct mta_tensor *q,
 		const struct mta_tensor *kt, const struct mta_tensor *v,
 		const struct mta_weights *w, struct mta_tensor *o, struct mta_bound **out)
@@ -153,4 +162,5 @@ const struct mta_backend mta_backend_cpu = {
 	identify, build, prune, NULL, NULL, NULL,
 	dev_open, dev_close, load, unload, forward,
 	bind, mta_host_launch, mta_host_fetch, mta_host_unbind, flush,
+	forward_varlen,
 };

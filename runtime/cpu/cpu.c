@@ -77,10 +77,12 @@ int mta_cpu_load(const struct mta_problem *p, const struct mta_variant *v,
 	return mta_cpu_load_log(p, v, k, NULL);
 }
 
-int mta_cpu_run(struct mta_cpu_kernel *k, const struct mta_problem *p,
-		const struct mta_tensor *q, const struct mta_tensor *kt,
-		const struct mta_tensor *v, const struct mta_weights *w,
-		struct mta_tensor *o, int nthreads, struct mta_pool *pool)
+/* The forward, packed when cu_seqlens is set (mta_cpu_run, mta_cpu_run_varlen). */
+static int run(struct mta_cpu_kernel *k, const struct mta_problem *p,
+	       const struct mta_tensor *q, const struct mta_tensor *kt,
+	       const struct mta_tensor *v, const struct mta_weights *w,
+	       struct mta_tensor *o, int nthreads, struct mta_pool *pool,
+	       const int64_t *cu_seqlens, int64_t ndocs)
 {
 	struct mta_pool *own = NULL;
 	struct mta_kargs a;
@@ -94,13 +96,35 @@ int mta_cpu_run(struct mta_cpu_kernel *k, const struct mta_problem *p,
 		mta_problem_key(&k->p, have, sizeof have);
 		return mta_fail(MTA_EINVAL, "kernel was built for %s, not %s", have, want);
 	}
-	if ((rc = mta_kargs_fill(p, q, kt, v, w, o, nthreads, &a)))
+	if ((rc = cu_seqlens ? mta_kargs_fill_varlen(p, q, kt, v, w, o, nthreads, cu_seqlens,
+						     ndocs, &a)
+			     : mta_kargs_fill(p, q, kt, v, w, o, nthreads, &a)))
 		return rc;
 	if (!pool && (rc = mta_pool_create(&own)))
 		return rc;
-	rc = mta_kargs_status(mta_pool_call(pool ? pool : own, k->fn, &a), k->info, a.T, k->path);
+	rc = mta_kargs_status(mta_pool_call(pool ? pool : own, k->fn, &a), k->info, a.tmax,
+			      k->path);
 	mta_pool_free(own);
 	return rc;
+}
+
+int mta_cpu_run(struct mta_cpu_kernel *k, const struct mta_problem *p,
+		const struct mta_tensor *q, const struct mta_tensor *kt,
+		const struct mta_tensor *v, const struct mta_weights *w,
+		struct mta_tensor *o, int nthreads, struct mta_pool *pool)
+{
+	return run(k, p, q, kt, v, w, o, nthreads, pool, NULL, 0);
+}
+
+int mta_cpu_run_varlen(struct mta_cpu_kernel *k, const struct mta_problem *p,
+		       const struct mta_tensor *q, const struct mta_tensor *kt,
+		       const struct mta_tensor *v, const struct mta_weights *w,
+		       const int64_t *cu_seqlens, int64_t ndocs, struct mta_tensor *o,
+		       int nthreads, struct mta_pool *pool)
+{
+	if (!cu_seqlens)
+		return mta_fail(MTA_EINVAL, "packed forward: cu_seqlens is missing");
+	return run(k, p, q, kt, v, w, o, nthreads, pool, cu_seqlens, ndocs);
 }
 
 long long mta_cpu_workspace(const struct mta_cpu_kernel *k, int64_t T)

@@ -55,6 +55,17 @@ int mta_cpu_run(struct mta_cpu_kernel *k, const struct mta_problem *p,
 		const struct mta_tensor *v, const struct mta_weights *w,
 		struct mta_tensor *o, int nthreads, struct mta_pool *pool);
 
+/*
+ * The packed forward (mta.h, packed documents): q, k, v, o with B = 1 and
+ * T = total_T, document d rows [cu_seqlens[d], cu_seqlens[d+1]). One kernel
+ * call: the kernel takes the offsets.
+ */
+int mta_cpu_run_varlen(struct mta_cpu_kernel *k, const struct mta_problem *p,
+		       const struct mta_tensor *q, const struct mta_tensor *kt,
+		       const struct mta_tensor *v, const struct mta_weights *w,
+		       const int64_t *cu_seqlens, int64_t ndocs, struct mta_tensor *o,
+		       int nthreads, struct mta_pool *pool);
+
 /* Bytes of workspace the kernel takes per thread at sequence length T (at most). */
 long long mta_cpu_workspace(const struct mta_cpu_kernel *k, int64_t T);
 /* Path of the kernel's shared object in the cache. */

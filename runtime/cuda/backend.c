@@ -252,4 +252,5 @@ const struct mta_backend mta_backend_cuda = {
 	identify, build, prune, binary_key, launch_dims, target,
 	dev_open, dev_close, load, unload, forward,
 	bind, launch, fetch, unbind, flush,
+	NULL, /* forward_varlen: one forward per document */
 };
