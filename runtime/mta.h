@@ -398,6 +398,44 @@ MTA_API int mta_forward_varlen(mta_context *ctx, const struct mta_problem *p,
 			       const struct mta_tensor *v, const struct mta_weights *w,
 			       const int64_t *cu_seqlens, int64_t ndocs, struct mta_tensor *o);
 
+/* ---- decode: a cache per sequence, one token (or a chunk) at a time ------ */
+/*
+ * A cache holds, for each of its B sequences, k and v of every token so far
+ * and exactly the state the convolutions reach back to: the raw logit rows
+ * of the last cq-1 queries (pre-softmax convolution) and the probability
+ * rows of the last cq2-1 (post-softmax), each O(T). Appending a token costs
+ * one row of the forward, O(T) per head, never the T x T matrix; memory
+ * grows by doubling, O(T). Sequences advance independently (ragged
+ * lengths, like flash_attn_with_kvcache's cache_seqlens). The weights must
+ * be the same at every call of one cache.
+ *
+ * The output row of position t equals row t of the forward of the same
+ * prefix (mta_forward / mta_reference), within the forward's tolerance.
+ * This version computes in float64 on the CPU (runtime/core/decode.c) for
+ * every backend; no generated decode kernel exists yet.
+ */
+typedef struct mta_cache mta_cache;
+
+/* An empty cache of batch sequences for problem p (validated). */
+MTA_API int mta_cache_create(const struct mta_problem *p, int64_t batch, mta_cache **out);
+MTA_API void mta_cache_free(mta_cache *c);
+/* Each sequence's length so far into lens[0..batch) (cache_seqlens). */
+MTA_API int mta_cache_seqlens(const mta_cache *c, int64_t *lens);
+/* Empty sequence b (its memory is kept for the next one). */
+MTA_API int mta_cache_reset(mta_cache *c, int64_t b);
+
+/*
+ * Append n_new[b] tokens to each sequence b (n_new NULL: Tn each; 0: that
+ * sequence does not advance) and write their outputs: q [B,Tn,H,D], k and v
+ * [B,Tn,Hkv,D] (any dtype of the problem, any strides; rows past n_new[b]
+ * are not read), o float32 [B,Tn,H,D] (rows past n_new[b] not written).
+ * One token is Tn = 1; a chunk (chunked prefill) is Tn > 1. On failure no
+ * sequence has advanced.
+ */
+MTA_API int mta_decode(mta_cache *c, const struct mta_tensor *q, const struct mta_tensor *k,
+		       const struct mta_tensor *v, const struct mta_weights *w,
+		       const int64_t *n_new, struct mta_tensor *o);
+
 #ifdef __cplusplus
 }
 #endif

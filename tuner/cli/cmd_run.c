@@ -97,6 +97,36 @@ static int run_variant(const struct mta_backend *be, int device, const struct mt
 	return rc;
 }
 
+/*
+ * --decode-from N: every sequence of q, k, v through a decode cache, rows
+ * [0, N) as one chunk (the prefill), then one token per call, outputs into
+ * o [B,T,H,D]. The decode engine is the same on every backend (mta.h).
+ */
+static int run_decode(const struct mta_problem *p, const struct mta_tensor *q,
+		      const struct mta_tensor *k, const struct mta_tensor *v,
+		      const struct mta_weights *w, int64_t N, float *o)
+{
+	mta_cache *c = NULL;
+	struct mta_tensor to;
+	const int64_t T = q->shape[1];
+	int rc;
+	mta_tensor_init(&to, o, MTA_F32, q->shape[0], T, p->H, p->D);
+	if ((rc = mta_cache_create(p, q->shape[0], &c)))
+		return rc;
+	for (int64_t s = 0; s < T && !rc; s = s < N ? N : s + 1) {
+		const int64_t n = s < N ? N : 1;
+		struct mta_tensor qs, ks, vs, os;
+		mta_varlen_view(q, s, n, &qs);
+		mta_varlen_view(k, s, n, &ks);
+		mta_varlen_view(v, s, n, &vs);
+		mta_varlen_view(&to, s, n, &os);
+		if ((rc = mta_decode(c, &qs, &ks, &vs, w, NULL, &os)))
+			mta_wrap(rc, "decode of rows %lld..%lld", (long long)s, (long long)(s + n));
+	}
+	mta_cache_free(c);
+	return rc;
+}
+
 /* "      NAME   summary" lines of every backend, for --help. */
 static const char *backend_list(void)
 {
@@ -140,7 +170,7 @@ out:
 }
 
 enum { O_INPUTS = 256, O_OUT, O_PAD, O_LAYER, O_SCALE, O_BACKEND, O_DTYPE, O_EXPECTED, O_TOL,
-       O_DB, O_DEVICE, O_VARIANT, O_CU_SEQLENS };
+       O_DB, O_DEVICE, O_VARIANT, O_CU_SEQLENS, O_DECODE_FROM };
 
 static struct cli_opt opts[] = {
 	{ "inputs", O_INPUTS, "DIR", "folder of inputs (required)" },
@@ -158,6 +188,9 @@ static struct cli_opt opts[] = {
 	{ "cu-seqlens", O_CU_SEQLENS, "FILE", "packed documents: FILE.npy holds int32 or int64\n"
 					      "offsets [ndocs+1] (0 first, T last, non-decreasing)\n"
 					      "into q, k, v of B=1; each document runs alone" },
+	{ "decode-from", O_DECODE_FROM, "N", "rows [0,N) as a prefill into a decode cache, then\n"
+					     "one token at a time; the output is the whole\n"
+					     "[B,T,H,D] (equal to the forward's)" },
 	{ "expected", O_EXPECTED, "FILE", "compare with FILE [B,T,H,D]; print the relative L2 error" },
 	{ "tol", O_TOL, "X", "fail (exit 4) above this error (default 1e-5 for f32,\n"
 			     "1e-2 for bf16 and f16)" },
@@ -183,7 +216,7 @@ int cmd_run(int argc, char **argv)
 	const char *spec = NULL, *cu_path = NULL;
 	const struct mta_backend *be = NULL;
 	struct docs docs = { NULL, 0 };
-	int64_t *cu = NULL, ncu = 0;
+	int64_t *cu = NULL, ncu = 0, decode_from = -1;
 	struct mta_input_options opt;
 	struct cli_getopt g;
 	double tol = 0, x;
@@ -205,6 +238,12 @@ int cmd_run(int argc, char **argv)
 		case O_DB: db_path = optarg; break;
 		case O_VARIANT: spec = optarg; break;
 		case O_CU_SEQLENS: cu_path = optarg; break;
+		case O_DECODE_FROM:
+			if (cli_parse_long(optarg, 0, (long)1 << 40, &n))
+				return cli_fail("run", CLI_USAGE, "--decode-from '%s' is not a "
+						"non-negative integer", optarg);
+			decode_from = n;
+			break;
 		case O_DEVICE:
 			if (cli_parse_long(optarg, 0, 4095, &n))
 				return cli_fail("run", CLI_USAGE, "--device '%s' is not an integer in "
@@ -254,6 +293,9 @@ int cmd_run(int argc, char **argv)
 	}
 	if (tol == 0)
 		tol = mta_tolerance(opt.dtype);
+	if (decode_from >= 0 && (cu_path || spec))
+		return cli_fail("run", CLI_USAGE, "--decode-from cannot be combined with %s",
+				cu_path ? "--cu-seqlens" : "--variant (decode has no variants yet)");
 	struct mta_variant var;
 	if (spec && !be)
 		return cli_fail("run", CLI_USAGE, "--variant needs --backend (the reference has no "
@@ -297,6 +339,11 @@ int cmd_run(int argc, char **argv)
 		docs.cu = cu;
 		docs.ndocs = ncu - 1;
 	}
+	if (decode_from > in.T) {
+		code = cli_fail("run", CLI_USAGE, "--decode-from %lld is beyond T=%lld of %s",
+				(long long)decode_from, (long long)in.T, dir);
+		goto out;
+	}
 	printf("%s\n", key);
 	fflush(stdout);
 
@@ -314,7 +361,21 @@ int cmd_run(int argc, char **argv)
 				mta_last_error());
 		goto out;
 	}
-	rc = spec ? run_variant(be, device, &var, &in.problem, &in.q, &in.k, &in.v, &w, &docs, o)
+	if (decode_from >= 0)
+		fprintf(stderr, "mtatune run: decode from row %lld: prefill, then one token at a "
+			"time (the float64 decode engine; %s has no decode kernel yet)\n",
+			(long long)decode_from, bname);
+	if (decode_from >= 0 && be) { /* the backend's device must exist all the same */
+		mta_context *ctx = NULL;
+		if ((rc = mta_context_create(&ctx, db_path, be->name, device))) {
+			code = cli_fail("run", CLI_RUNTIME, "backend %s failed (%s): %s", bname,
+					mta_status_name(rc), mta_last_error());
+			goto out;
+		}
+		mta_context_free(ctx);
+	}
+	rc = decode_from >= 0 ? run_decode(&in.problem, &in.q, &in.k, &in.v, &w, decode_from, o)
+	   : spec ? run_variant(be, device, &var, &in.problem, &in.q, &in.k, &in.v, &w, &docs, o)
 	   : be ? run_backend(be, db_path, device, &in.problem, &in.q, &in.k, &in.v, &w, &docs, o)
 		: run_ref(&in.problem, &in.q, &in.k, &in.v, &w, &docs, o, count);
 	if (rc) {
