@@ -38,6 +38,7 @@
 
 #include "db/db.h"
 #include "gen/variant.h"
+#include "runtime/core/decode.h"
 
 struct mta_device; /* a device in use; each backend defines its own */
 struct mta_kernel; /* a loaded kernel */
@@ -165,6 +166,16 @@ struct mta_backend {
 			      const struct mta_tensor *q, const struct mta_tensor *kt,
 			      const struct mta_tensor *v, const struct mta_weights *w,
 			      const int64_t *cu_seqlens, int64_t ndocs, struct mta_tensor *o);
+
+	/*
+	 * Decode (mta.h, mta_cache_create_ctx): the decode kernel of p, whose
+	 * entry *fn computes new rows (runtime/core/mta_dargs.h); *handle keeps
+	 * it loaded until decode_unload. NULL: no decode kernel, the float64
+	 * engine serves (runtime/core/decode.c).
+	 */
+	int (*decode_load)(struct mta_device *dev, const struct mta_problem *p, void **handle,
+			   mta_decode_fn *fn);
+	void (*decode_unload)(void *handle);
 };
 
 /*

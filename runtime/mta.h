@@ -411,13 +411,22 @@ MTA_API int mta_forward_varlen(mta_context *ctx, const struct mta_problem *p,
  *
  * The output row of position t equals row t of the forward of the same
  * prefix (mta_forward / mta_reference), within the forward's tolerance.
- * This version computes in float64 on the CPU (runtime/core/decode.c) for
- * every backend; no generated decode kernel exists yet.
+ * mta_cache_create's caches compute in float64 (runtime/core/decode.c, the
+ * reference of decode); mta_cache_create_ctx's run the backend's generated
+ * decode kernel where it has one (cpu).
  */
 typedef struct mta_cache mta_cache;
 
-/* An empty cache of batch sequences for problem p (validated). */
+/* An empty cache of batch sequences for problem p (validated): the float64 engine. */
 MTA_API int mta_cache_create(const struct mta_problem *p, int64_t batch, mta_cache **out);
+/*
+ * The same computed by ctx's backend's decode kernel: on cpu the generated
+ * C decode kernel (templates/mta_cpu_decode.c, float32 caches, compiled on
+ * first use and kept in the context); backends without one (cuda,
+ * cuda-emu) get the float64 engine. The cache must be freed before ctx.
+ */
+MTA_API int mta_cache_create_ctx(mta_context *ctx, const struct mta_problem *p, int64_t batch,
+				 mta_cache **out);
 MTA_API void mta_cache_free(mta_cache *c);
 /* Each sequence's length so far into lens[0..batch) (cache_seqlens). */
 MTA_API int mta_cache_seqlens(const mta_cache *c, int64_t *lens);

@@ -292,3 +292,15 @@ int mta_forward_varlen(mta_context *c, const struct mta_problem *p, const struct
 	return mta_done(mta_kargs_status(mta_pool_call(c->pool, kn->fn, &a), kn->info, tmax,
 					 kn->spec));
 }
+
+/*
+ * Decode (mta.h): an exported library ships no decode kernel yet, so its
+ * caches are the float64 engine of the core it ships (runtime/core/decode.c).
+ */
+int mta_cache_create_ctx(mta_context *c, const struct mta_problem *p, int64_t batch,
+			 mta_cache **out)
+{
+	if (!c)
+		return mta_fail(MTA_EINVAL, "mta_cache_create_ctx: no context");
+	return mta_cache_create(p, batch, out);
+}

@@ -13,13 +13,22 @@
 
 #include <stdint.h>
 
+#define REQUIRE_MSG_CACHE(call)                                                  \
+	do {                                                                     \
+		int rc_ = (call);                                                \
+		CHECKF(rc_ == MTA_OK, "%s: %s", #call, mta_last_error());        \
+		if (rc_)                                                         \
+			return;                                                  \
+	} while (0)
+
 /*
  * Sequences b < B of lengths T[b], prefilled with N[b] tokens in one chunk
  * call (ragged: each its own count), then one token per call (a finished
  * sequence passes 0); every output row compared with mta_reference of the
  * whole sequence.
  */
-static void check_decode(const char *key, int B, const int64_t *T, const int64_t *N)
+static void check_decode_on(mta_context *ctx, const char *key, int B, const int64_t *T,
+			    const int64_t *N)
 {
 	struct mta_problem p;
 	struct mta_weights w;
@@ -37,7 +46,10 @@ static void check_decode(const char *key, int B, const int64_t *T, const int64_t
 		((float *)bo)[i] = NAN;
 	mt_weights(&p, &w);
 	mta_cache *c = NULL;
-	REQUIRE(mta_cache_create(&p, B, &c) == MTA_OK);
+	if (ctx)
+		REQUIRE_MSG_CACHE(mta_cache_create_ctx(ctx, &p, B, &c));
+	else
+		REQUIRE(mta_cache_create(&p, B, &c) == MTA_OK);
 
 	/* the prefill chunk: rows [0, N[b]) of each */
 	int64_t nmax = 0, n_new[16], lens[16];
@@ -127,6 +139,17 @@ static void check_decode(const char *key, int B, const int64_t *T, const int64_t
 	free(bk);
 	free(bv);
 	free(bo);
+}
+
+/* The float64 engine (mta_cache_create), then the cpu backend's generated decode kernel. */
+static void check_decode(const char *key, int B, const int64_t *T, const int64_t *N)
+{
+	mta_context *ctx = NULL;
+	check_decode_on(NULL, key, B, T, N);
+	mt_kcache();
+	REQUIRE(mta_context_create(&ctx, "/nonexistent/mta.db", "cpu", 0) == MTA_OK);
+	check_decode_on(ctx, key, B, T, N);
+	mta_context_free(ctx);
 }
 
 static const char *keys[] = {

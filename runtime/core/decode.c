@@ -19,6 +19,7 @@
  */
 #include "runtime/core/decode.h"
 #include "runtime/core/error.h"
+#include "runtime/core/mta_dargs.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -27,10 +28,15 @@
 
 struct seq {
 	int64_t len, cap;
+	float *fk, *fv, *fz, *fp; /* kernel caches: the same layouts in float32 */
 	double *kd, *vd; /* [cap][Hkv][D] */
 	double *z;       /* [H][rows1][cap]: raw logits of the last rows1 rows */
 	double *pr;      /* [H][rows2][cap]: probabilities of the last rows2 rows */
 };
+
+static int kernel_decode(mta_cache *c, const struct mta_tensor *q, const struct mta_tensor *k,
+			 const struct mta_tensor *v, const struct mta_weights *w,
+			 const int64_t *n_new, int64_t Tn, struct mta_tensor *o);
 
 struct mta_cache {
 	struct mta_problem p;
@@ -40,6 +46,11 @@ struct mta_cache {
 	int64_t scap;    /* columns of the scratch rows */
 	double *s, *m;   /* [H][scap] one row's scores, scratch */
 	double *qd, *o;  /* [H*D], [D] */
+	/* a generated decode kernel (NULL: the float64 engine) and its float32 buffers */
+	mta_decode_fn kfn;
+	float *fs, *fm;  /* [H][scap] scratch */
+	float *fq, *fo;  /* [batch][H][D] */
+	struct mta_dseq *dseq; /* [batch] */
 };
 
 static double get(const struct mta_tensor *t, int64_t off)
@@ -86,6 +97,10 @@ int mta_cache_create(const struct mta_problem *p, int64_t batch, mta_cache **out
 
 static void seq_free(struct seq *s)
 {
+	free(s->fk);
+	free(s->fv);
+	free(s->fz);
+	free(s->fp);
 	free(s->kd);
 	free(s->vd);
 	free(s->z);
@@ -104,6 +119,11 @@ void mta_cache_free(mta_cache *c)
 	free(c->m);
 	free(c->qd);
 	free(c->o);
+	free(c->fs);
+	free(c->fm);
+	free(c->fq);
+	free(c->fo);
+	free(c->dseq);
 	free(c);
 }
 
@@ -131,9 +151,11 @@ int64_t mta_cache_bytes(const mta_cache *c)
 	for (int64_t b = 0; c && b < c->batch; b++) {
 		const struct seq *s = &c->seq[b];
 		n += s->cap * (2 * (int64_t)c->p.Hkv * c->p.D +
-			       (int64_t)c->p.H * (c->rows1 + c->rows2)) * (int64_t)sizeof(double);
+			       (int64_t)c->p.H * (c->rows1 + c->rows2)) *
+		     (c->kfn ? (int64_t)sizeof(float) : (int64_t)sizeof(double));
 	}
-	return c ? n + 2 * c->scap * c->p.H * (int64_t)sizeof(double) : 0;
+	return c ? n + 2 * c->scap * c->p.H *
+			       (c->kfn ? (int64_t)sizeof(float) : (int64_t)sizeof(double)) : 0;
 }
 
 /* A ring [H][rows][cap] re-laid with a wider row stride; the old one freed. */
@@ -346,6 +368,9 @@ int mta_decode_f64(mta_cache *c, const struct mta_tensor *q, const struct mta_te
 	int rc;
 	if ((rc = check_call(c, q, k, v, NULL, n_new, &Tn)))
 		return rc;
+	if (c->kfn)
+		return mta_fail(MTA_EINVAL, "decode: this cache runs a kernel (float32), not the "
+				"float64 engine");
 	if (!w)
 		w = &none;
 	if ((rc = mta_check_weights(&c->p, w)))
@@ -385,6 +410,14 @@ int mta_decode(mta_cache *c, const struct mta_tensor *q, const struct mta_tensor
 		return rc;
 	if (!o)
 		return mta_fail(MTA_EINVAL, "decode: output tensor o is missing");
+	if (c->kfn) {
+		static const struct mta_weights none;
+		if (!w)
+			w = &none;
+		if ((rc = mta_check_weights(&c->p, w)))
+			return mta_wrap(rc, "decode");
+		return mta_done(kernel_decode(c, q, k, v, w, n_new, Tn, o));
+	}
 	const int64_t B = c->batch, H = c->p.H, D = c->p.D;
 	double *d = malloc((size_t)(B * Tn * H * D) * sizeof *d + 1);
 	if (!d)
@@ -398,4 +431,147 @@ int mta_decode(mta_cache *c, const struct mta_tensor *q, const struct mta_tensor
 							(float)d[((b * Tn + r) * H + h) * D + x];
 	free(d);
 	return rc;
+}
+
+/* ---- a generated decode kernel (runtime/core/mta_dargs.h) ---- */
+
+int mta_cache_create_kernel(const struct mta_problem *p, int64_t batch, mta_decode_fn fn,
+			    mta_cache **out)
+{
+	int rc;
+	if (!fn)
+		return mta_fail(MTA_EINVAL, "mta_cache_create_kernel: no kernel");
+	if ((rc = mta_cache_create(p, batch, out)))
+		return rc;
+	mta_cache *c = *out;
+	c->kfn = fn;
+	const size_t hd = (size_t)p->H * (size_t)p->D;
+	if (!(c->fq = malloc((size_t)batch * hd * sizeof *c->fq)) ||
+	    !(c->fo = malloc((size_t)batch * hd * sizeof *c->fo)) ||
+	    !(c->dseq = calloc((size_t)batch, sizeof *c->dseq))) {
+		mta_cache_free(c);
+		*out = NULL;
+		return mta_fail(MTA_ENOMEM, "mta_cache_create: out of memory");
+	}
+	return MTA_OK;
+}
+
+/* A float ring [H][rows][cap] re-laid with a wider row stride; the old one freed. */
+static float *fregrow(float *old, int H, int rows, int64_t cap, int64_t ncap, int64_t used)
+{
+	float *x = calloc((size_t)H * (size_t)rows * (size_t)ncap, sizeof *x);
+	if (!x)
+		return NULL;
+	for (int64_t r = 0; old && r < (int64_t)H * rows; r++)
+		memcpy(x + r * ncap, old + r * cap, (size_t)(used < cap ? used : cap) * sizeof *x);
+	free(old);
+	return x;
+}
+
+/* Room for need tokens in sequence s of a kernel cache (and its scratch rows). */
+static int freserve(mta_cache *c, struct seq *s, int64_t need)
+{
+	const struct mta_problem *p = &c->p;
+	if (need > s->cap) {
+		int64_t ncap = s->cap ? s->cap : 16;
+		while (ncap < need)
+			ncap *= 2;
+		const size_t kv = (size_t)p->Hkv * (size_t)p->D;
+		float *k = realloc(s->fk, (size_t)ncap * kv * sizeof *k);
+		if (k)
+			s->fk = k;
+		float *v = k ? realloc(s->fv, (size_t)ncap * kv * sizeof *v) : NULL;
+		if (v)
+			s->fv = v;
+		float *z = v ? fregrow(s->fz, p->H, c->rows1, s->cap, ncap, s->len) : NULL;
+		if (z)
+			s->fz = z;
+		float *pr = z ? fregrow(s->fp, p->H, c->rows2, s->cap, ncap, s->len) : NULL;
+		if (!pr)
+			return mta_fail(MTA_ENOMEM, "decode: out of memory for a cache of %" PRId64
+					" tokens", ncap);
+		s->fp = pr;
+		s->cap = ncap;
+	}
+	if (s->cap > c->scap) {
+		float *ns = realloc(c->fs, (size_t)p->H * (size_t)s->cap * sizeof *ns);
+		if (ns)
+			c->fs = ns;
+		float *nm = ns ? realloc(c->fm, (size_t)p->H * (size_t)s->cap * sizeof *nm) : NULL;
+		if (!nm)
+			return mta_fail(MTA_ENOMEM, "decode: out of memory for the scratch rows");
+		c->fm = nm;
+		c->scap = s->cap;
+	}
+	return MTA_OK;
+}
+
+/* mta_decode through the kernel: row r of every sequence that has one, one call per r. */
+static int kernel_decode(mta_cache *c, const struct mta_tensor *q, const struct mta_tensor *k,
+			 const struct mta_tensor *v, const struct mta_weights *w,
+			 const int64_t *n_new, int64_t Tn, struct mta_tensor *o)
+{
+	const struct mta_problem *p = &c->p;
+	const int H = p->H, D = p->D;
+	int64_t nmax = 0;
+	int rc;
+	for (int64_t b = 0; b < c->batch; b++) {
+		const int64_t n = n_new ? n_new[b] : Tn;
+		nmax = n > nmax ? n : nmax;
+		if ((rc = freserve(c, &c->seq[b], c->seq[b].len + n)))
+			return rc;
+	}
+	struct mta_dargs a;
+	memset(&a, 0, sizeof a);
+	a.seq = c->dseq;
+	a.q = c->fq;
+	a.o = c->fo;
+	a.s = c->fs;
+	a.m = c->fm;
+	a.scap = c->scap;
+	a.kq_pre = w->kq_pre;
+	a.head_pre = w->head_pre;
+	a.kq_post = w->kq_post;
+	a.head_post = w->head_post;
+	a.head_post_linear = w->head_post_linear;
+	a.gn_weight = w->gn_weight;
+	a.gate_w = w->gate_w;
+	a.gate_b = w->gate_b;
+	a.gn_rescale = p->gn_rescale ? (float)mta_layer_rescale(w->layer_id) : 1.0f;
+	for (int64_t r = 0; r < nmax; r++) {
+		int64_t n = 0, who[1 << 10], *wh = who;
+		int64_t *big = NULL;
+		if (c->batch > (1 << 10) && !(wh = big = malloc((size_t)c->batch * sizeof *big)))
+			return mta_fail(MTA_ENOMEM, "decode: out of memory");
+		for (int64_t b = 0; b < c->batch; b++) {
+			if (r >= (n_new ? n_new[b] : Tn))
+				continue;
+			struct seq *s = &c->seq[b];
+			const int64_t i = s->len;
+			for (int hk = 0; hk < p->Hkv; hk++)
+				for (int d = 0; d < D; d++) {
+					s->fk[(i * p->Hkv + hk) * D + d] = (float)get(k, at(k, b, r, hk, d));
+					s->fv[(i * p->Hkv + hk) * D + d] = (float)get(v, at(v, b, r, hk, d));
+				}
+			for (int h = 0; h < H; h++)
+				for (int d = 0; d < D; d++)
+					c->fq[(n * H + h) * D + d] = (float)get(q, at(q, b, r, h, d));
+			c->dseq[n] = (struct mta_dseq){ i, s->cap, s->fk, s->fv, s->fz, s->fp };
+			wh[n++] = b;
+		}
+		a.n = n;
+		rc = c->kfn(&a);
+		for (int64_t x = 0; !rc && x < n; x++) {
+			const int64_t b = wh[x];
+			c->seq[b].len++;
+			for (int h = 0; h < H; h++)
+				for (int d = 0; d < D; d++)
+					((float *)o->data)[at(o, b, r, h, d)] = c->fo[(x * H + h) * D + d];
+		}
+		free(big);
+		if (rc)
+			return mta_fail(MTA_EKERNEL, "decode kernel returned error %d at row %" PRId64,
+					rc, r);
+	}
+	return MTA_OK;
 }

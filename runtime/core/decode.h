@@ -18,4 +18,15 @@ int mta_decode_f64(mta_cache *c, const struct mta_tensor *q, const struct mta_te
 /* Bytes the cache holds now (its k, v, rings and scratch rows): O(T). */
 int64_t mta_cache_bytes(const mta_cache *c);
 
+/* A generated decode kernel's entry (runtime/core/mta_dargs.h): 0 or an error code. */
+struct mta_dargs;
+typedef int (*mta_decode_fn)(const struct mta_dargs *a);
+
+/*
+ * A cache whose rows a generated decode kernel computes (float32 caches and
+ * rings), for mta_decode. fn must stay loaded while the cache lives.
+ */
+int mta_cache_create_kernel(const struct mta_problem *p, int64_t batch, mta_decode_fn fn,
+			    mta_cache **out);
+
 #endif

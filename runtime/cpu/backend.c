@@ -144,6 +144,21 @@ static int forward_varlen(struct mta_kernel *k, const struct mta_problem *p,
 				  k->dev->pool);
 }
 
+static int decode_load(struct mta_device *d, const struct mta_problem *p, void **handle,
+		       mta_decode_fn *fn)
+{
+	struct mta_cpu_decode *k = NULL;
+	int rc = mta_cpu_decode_load(p, &k);
+	*handle = k;
+	*fn = mta_cpu_decode_entry(k);
+	return rc;
+}
+
+static void decode_unload(void *handle)
+{
+	mta_cpu_decode_free(handle);
+}
+
 static int bind(struct mta_kernel *k, const struct mta_problem *p, const struct mta_tensor *q,
 		const struct mta_tensor *kt, const struct mta_tensor *v,
 		const struct mta_weights *w, struct mta_tensor *o, struct mta_bound **out)
@@ -163,4 +178,5 @@ const struct mta_backend mta_backend_cpu = {
 	dev_open, dev_close, load, unload, forward,
 	bind, mta_host_launch, mta_host_fetch, mta_host_unbind, flush,
 	forward_varlen,
+	decode_load, decode_unload,
 };

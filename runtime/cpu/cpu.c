@@ -7,6 +7,7 @@
 #include "runtime/ccompile.h"
 #include "runtime/core/error.h"
 #include "runtime/core/kargs.h"
+#include "runtime/core/mta_dargs.h"
 #include "runtime/core/pool.h"
 
 #include <dlfcn.h>
@@ -138,6 +139,57 @@ const char *mta_cpu_path(const struct mta_cpu_kernel *k)
 }
 
 void mta_cpu_free(struct mta_cpu_kernel *k)
+{
+	if (!k)
+		return;
+	mta_cc_close(k->dl);
+	free(k);
+}
+
+/* ---- the decode kernel (templates/mta_cpu_decode.c) ---- */
+
+struct mta_cpu_decode {
+	void *dl;
+	mta_decode_fn fn;
+	char path[PATH_MAX];
+};
+
+int mta_cpu_decode_load(const struct mta_problem *p, struct mta_cpu_decode **out)
+{
+	struct mta_cpu_decode *k = calloc(1, sizeof *k);
+	char *src = NULL;
+	int rc;
+	*out = NULL;
+	if (!k)
+		return mta_fail(MTA_ENOMEM, "out of memory loading a CPU decode kernel");
+	if ((rc = mta_gen_c_decode(p, &src)) ||
+	    (rc = mta_cc_build(src, MTA_LANG_C, MTA_CPU_CFLAGS, k->path, sizeof k->path, NULL)) ||
+	    (rc = mta_cc_open(k->path, "mta_cpu_decode", &k->dl, (void **)&k->fn)))
+		goto out;
+	const struct mta_dinfo *info = dlsym(k->dl, "mta_cpu_decode_info");
+	if (!info || info->abi != MTA_DARGS_ABI || info->args_size != (int)sizeof(struct mta_dargs) ||
+	    info->seq_size != (int)sizeof(struct mta_dseq)) {
+		rc = mta_fail(MTA_ECOMPILE, "%s: decode kernel ABI does not match this library's "
+			      "(ABI %d, %d-byte args)", k->path, MTA_DARGS_ABI,
+			      (int)sizeof(struct mta_dargs));
+		goto out;
+	}
+	*out = k;
+	k = NULL;
+out:
+	free(src);
+	if (rc)
+		mta_wrap(rc, "cpu decode kernel");
+	mta_cpu_decode_free(k);
+	return rc;
+}
+
+mta_decode_fn mta_cpu_decode_entry(const struct mta_cpu_decode *k)
+{
+	return k ? k->fn : NULL;
+}
+
+void mta_cpu_decode_free(struct mta_cpu_decode *k)
 {
 	if (!k)
 		return;

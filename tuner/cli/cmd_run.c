@@ -100,9 +100,10 @@ static int run_variant(const struct mta_backend *be, int device, const struct mt
 /*
  * --decode-from N: every sequence of q, k, v through a decode cache, rows
  * [0, N) as one chunk (the prefill), then one token per call, outputs into
- * o [B,T,H,D]. The decode engine is the same on every backend (mta.h).
+ * o [B,T,H,D]. ctx NULL (ref): the float64 engine; else the context's
+ * backend's decode kernel (mta_cache_create_ctx).
  */
-static int run_decode(const struct mta_problem *p, const struct mta_tensor *q,
+static int run_decode(mta_context *ctx, const struct mta_problem *p, const struct mta_tensor *q,
 		      const struct mta_tensor *k, const struct mta_tensor *v,
 		      const struct mta_weights *w, int64_t N, float *o)
 {
@@ -111,7 +112,8 @@ static int run_decode(const struct mta_problem *p, const struct mta_tensor *q,
 	const int64_t T = q->shape[1];
 	int rc;
 	mta_tensor_init(&to, o, MTA_F32, q->shape[0], T, p->H, p->D);
-	if ((rc = mta_cache_create(p, q->shape[0], &c)))
+	if ((rc = ctx ? mta_cache_create_ctx(ctx, p, q->shape[0], &c)
+		      : mta_cache_create(p, q->shape[0], &c)))
 		return rc;
 	for (int64_t s = 0; s < T && !rc; s = s < N ? N : s + 1) {
 		const int64_t n = s < N ? N : 1;
@@ -217,6 +219,7 @@ int cmd_run(int argc, char **argv)
 	const struct mta_backend *be = NULL;
 	struct docs docs = { NULL, 0 };
 	int64_t *cu = NULL, ncu = 0, decode_from = -1;
+	mta_context *dctx = NULL;
 	struct mta_input_options opt;
 	struct cli_getopt g;
 	double tol = 0, x;
@@ -363,18 +366,16 @@ int cmd_run(int argc, char **argv)
 	}
 	if (decode_from >= 0)
 		fprintf(stderr, "mtatune run: decode from row %lld: prefill, then one token at a "
-			"time (the float64 decode engine; %s has no decode kernel yet)\n",
-			(long long)decode_from, bname);
-	if (decode_from >= 0 && be) { /* the backend's device must exist all the same */
-		mta_context *ctx = NULL;
-		if ((rc = mta_context_create(&ctx, db_path, be->name, device))) {
-			code = cli_fail("run", CLI_RUNTIME, "backend %s failed (%s): %s", bname,
-					mta_status_name(rc), mta_last_error());
-			goto out;
-		}
-		mta_context_free(ctx);
+			"time (%s)\n", (long long)decode_from,
+			!be ? "the float64 decode engine"
+			: be->decode_load ? "the generated decode kernel"
+					  : "the float64 decode engine: this backend has no decode kernel");
+	if (decode_from >= 0 && be && (rc = mta_context_create(&dctx, db_path, be->name, device))) {
+		code = cli_fail("run", CLI_RUNTIME, "backend %s failed (%s): %s", bname,
+				mta_status_name(rc), mta_last_error());
+		goto out;
 	}
-	rc = decode_from >= 0 ? run_decode(&in.problem, &in.q, &in.k, &in.v, &w, decode_from, o)
+	rc = decode_from >= 0 ? run_decode(dctx, &in.problem, &in.q, &in.k, &in.v, &w, decode_from, o)
 	   : spec ? run_variant(be, device, &var, &in.problem, &in.q, &in.k, &in.v, &w, &docs, o)
 	   : be ? run_backend(be, db_path, device, &in.problem, &in.q, &in.k, &in.v, &w, &docs, o)
 		: run_ref(&in.problem, &in.q, &in.k, &in.v, &w, &docs, o, count);
@@ -391,6 +392,7 @@ int cmd_run(int argc, char **argv)
 	if (expected)
 		code = verify(expected, o, shape, count, tol);
 out:
+	mta_context_free(dctx);
 	free(o);
 	free(cu);
 	mta_inputs_free(&in);
