@@ -955,13 +955,13 @@ static void pack(struct job *j, int64_t w)
 
 /*
  * Packed documents: a cursor over the documents, moved forward only (a
- * thread takes items in increasing order). Document doc's items are
- * [first, first + items); its packed k^T and v start at koff in the shared
- * buffer (every document's pairs, in order, each pack_size(len) floats).
+ * thread takes items in increasing order). Document doc (rows start..
+ * start+len) has items [first, first + items): its head blocks times its m
+ * chains, cut at bounds.
  */
 struct dcur {
-	int64_t doc, first, items, koff, len, start;
-	int64_t m, bounds[65];   /* the document's chains (worker items only) */
+	int64_t doc, first, items, len, start;
+	int64_t m, bounds[65];
 };
 
 static void dcur_init(struct dcur *c)
@@ -987,50 +987,29 @@ static int64_t chain_bounds(int64_t T, int64_t c, int64_t *bounds)
 	return m;
 }
 
-/* Move c to the document holding item w: pack items (chains 0) or chain items. */
-static void dcur_seek(const struct job *j, struct dcur *c, int64_t w, int chains)
+/* Move c to the document holding item w. */
+static void dcur_seek(const struct job *j, struct dcur *c, int64_t w)
 {
 	const struct mta_kargs *a = j->a;
 	while (c->doc < 0 || w >= c->first + c->items) {
-		if (c->doc >= 0)
-			c->koff += K_HKV * pack_size(c->len);
 		c->first += c->items;
 		c->doc++;
 		c->start = a->cu_seqlens[c->doc];
 		c->len = a->cu_seqlens[c->doc + 1] - c->start;
-		if (!chains) {
-			c->items = K_HKV * ((c->len + 255) / 256);
-		} else {
-			c->m = c->len ? chain_bounds(c->len, j->chains, c->bounds) : 0;
-			c->items = (K_H / K_HPB) * c->m;
-		}
+		c->m = c->len ? chain_bounds(c->len, j->chains, c->bounds) : 0;
+		c->items = (K_H / K_HPB) * c->m;
 	}
-}
-
-/* Pack item w of a packed call: (document, kv head, 256 columns). */
-static void pack_doc(struct job *j, struct dcur *c, int64_t w)
-{
-	const struct mta_kargs *a = j->a;
-	dcur_seek(j, c, w, 0);
-	const int64_t per = (c->len + 255) / 256, r = w - c->first, hk = r / per;
-	pack_cols(a, c->start * a->k_st + hk * a->k_sh, c->start * a->v_st + hk * a->v_sh, c->len,
-		  j->shared + c->koff + hk * pack_size(c->len), pack_ks(c->len), r % per * 256);
 }
 
 static void pack_worker(void *arg, int tid)
 {
 	struct job *j = arg;
-	struct dcur c;
 	(void)tid;
-	dcur_init(&c);
 	for (;;) {
 		int64_t w = __atomic_fetch_add(&j->next, 1, __ATOMIC_RELAXED);
 		if (w >= j->npack)
 			return;
-		if (j->a->cu_seqlens)
-			pack_doc(j, &c, w);
-		else
-			pack(j, w);
+		pack(j, w);
 	}
 }
 
@@ -1044,7 +1023,15 @@ static void worker(void *arg, int tid)
 	t.rsw = row_stride(a->tmax);
 	t.ks = j->ks;
 	const int64_t rows = (int64_t)W_ROWS * t.rsw;
-	float *ws = a->pool_mem(a->pool, tid, (int64_t)sizeof(float) * (W_FIXED + rows));
+	/*
+	 * Packed documents: each item packs its document's k^T and v for its heads
+	 * into the thread's own buffer (after the rings) right before using them,
+	 * so a sequence of many short documents stays in cache (one shared buffer
+	 * of every document's panels, each padded to KP columns, did not).
+	 */
+	const int64_t kvloc = a->cu_seqlens ? K_HPB * pack_size(a->tmax) : 0;
+	float *ws = a->pool_mem(a->pool, tid,
+				(int64_t)sizeof(float) * (W_FIXED + rows + 32 + kvloc));
 	if (!ws) {
 		__atomic_store_n(&j->err, MTA_KERR_NOMEM, __ATOMIC_RELAXED);
 		return;
@@ -1084,16 +1071,27 @@ static void worker(void *arg, int tid)
 		if (w >= j->nitems)
 			break;
 		if (a->cu_seqlens) { /* item: (document, head block, chain of the document) */
-			dcur_seek(j, &dc, w, 1);
+			dcur_seek(j, &dc, w);
 			const int64_t r = w - dc.first, c = r % dc.m;
+			float *kvb = ws + RUP(W_FIXED + rows + 16, 16);
 			t.b = 0;
 			t.h0 = (int)(r / dc.m) * K_HPB;
 			t.qbase = dc.start * a->q_st;
 			t.obase = dc.start * a->o_st;
 			t.ks = pack_ks(dc.len);
 			for (int hl = 0; hl < K_HPB; hl++) {
-				t.kt[hl] = j->shared + dc.koff + (t.h0 + hl) / GQ * pack_size(dc.len);
+				const int64_t hk = (t.h0 + hl) / GQ;
+				t.kt[hl] = kvb + (int64_t)hl * pack_size(dc.len);
 				t.vp[hl] = t.kt[hl] + (int64_t)K_D * t.ks;
+				if (hl && hk == (t.h0 + hl - 1) / GQ) { /* the same kv head as hl-1 */
+					t.kt[hl] = t.kt[hl - 1];
+					t.vp[hl] = t.vp[hl - 1];
+					continue;
+				}
+				for (int64_t c0 = 0; c0 < dc.len; c0 += 256)
+					pack_cols(a, dc.start * a->k_st + hk * a->k_sh,
+						  dc.start * a->v_st + hk * a->v_sh, dc.len, t.kt[hl],
+						  t.ks, c0);
 			}
 			chain(&t, j, dc.bounds[c], dc.bounds[c + 1]);
 			continue;
@@ -1150,18 +1148,17 @@ int mta_cpu_kernel(const struct mta_kargs *a)
 	if (n == 1)
 		c = 1;
 	if (a->cu_seqlens) {
-		/* documents are chained like batches: c chains each at most; sizes by document */
-		int64_t size = 0;
+		/*
+		 * documents are chained like batches, c chains each at most; no
+		 * packing phase: each item packs its own document (see worker)
+		 */
 		j.chains = c;
 		j.npack = j.nitems = 0;
 		for (int64_t d = 0; d < a->ndocs; d++) {
 			const int64_t l = a->cu_seqlens[d + 1] - a->cu_seqlens[d];
 			int64_t bounds[65];
-			size += K_HKV * pack_size(l);
-			j.npack += K_HKV * ((l + 255) / 256);
 			j.nitems += l ? (K_H / K_HPB) * chain_bounds(l, c, bounds) : 0;
 		}
-		j.shared = a->pool_mem(a->pool, MTA_POOL_SHARED, (int64_t)sizeof(float) * size);
 	} else {
 		j.chains = chain_bounds(T, c, j.bounds);
 		j.nitems = nbh * j.chains;
@@ -1170,9 +1167,9 @@ int mta_cpu_kernel(const struct mta_kargs *a)
 		j.shared = a->pool_mem(a->pool, MTA_POOL_SHARED,
 				       (int64_t)sizeof(float) * a->B * K_HKV * j.kvsize);
 		j.npack = a->B * K_HKV * ((T + 255) / 256);
+		if (!j.shared)
+			return MTA_KERR_NOMEM;
 	}
-	if (!j.shared)
-		return MTA_KERR_NOMEM;
 	if (j.npack)
 		a->pool_run(a->pool, (int)MIN2(n, j.npack), pack_worker, &j);
 	j.next = 0;
