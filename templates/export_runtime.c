@@ -27,6 +27,7 @@
 #include "runtime/core/pick.h"
 #include "runtime/core/pool.h"
 #include "runtime/core/varlen.h"
+#include "runtime/core/decode.h"
 #include "runtime/cuda/driver.h"
 #include "runtime/cuda/module.h"
 #include "templates/export_table.h"
@@ -294,13 +295,24 @@ int mta_forward_varlen(mta_context *c, const struct mta_problem *p, const struct
 }
 
 /*
- * Decode (mta.h): an exported library ships no decode kernel yet, so its
- * caches are the float64 engine of the core it ships (runtime/core/decode.c).
+ * Decode (mta.h): a CPU library ships each exported problem's decode kernel
+ * (src/d_<i>.c); a CUDA library has none, and its caches are the float64
+ * engine of the core it ships (runtime/core/decode.c).
  */
 int mta_cache_create_ctx(mta_context *c, const struct mta_problem *p, int64_t batch,
 			 mta_cache **out)
 {
+	char key[MTA_KEY_MAX];
+	const struct mtx_problem *e;
+	int rc;
 	if (!c)
 		return mta_fail(MTA_EINVAL, "mta_cache_create_ctx: no context");
-	return mta_cache_create(p, batch, out);
+	if ((rc = mta_problem_key(p, key, sizeof key)))
+		return rc;
+	if (!(e = find(c->lib, key)))
+		return mta_fail(MTA_ENOTFOUND, "problem %s was not exported into library %s", key,
+				c->lib->name);
+	if (!e->decode)
+		return mta_cache_create(p, batch, out);
+	return mta_done(mta_cache_create_kernel(p, batch, e->decode, out));
 }

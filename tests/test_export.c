@@ -75,6 +75,9 @@ static void write_case(const char *path, const struct mta_problem *p, int64_t B,
  * relative L2 error (INFINITY on any failure) and leaves prog's "SOURCE SPEC"
  * line in pick.
  */
+/* prog's MTX_DECODE_FROM for the next run ("": the forward). */
+static const char *decode_from = "";
+
 static double run_case_cu(const char *prog, const struct mta_problem *p, int64_t B, int64_t T,
 			  const struct mta_tensor *q, const struct mta_tensor *k,
 			  const struct mta_tensor *v, const struct mta_weights *w, char *pick,
@@ -92,7 +95,8 @@ static double run_case_cu(const char *prog, const struct mta_problem *p, int64_t
 	for (int64_t d = 0; cu && d <= ndocs; d++)
 		snprintf(env + strlen(env), sizeof env - strlen(env), "%s%lld", d ? "," : "",
 			 (long long)cu[d]);
-	int rc = mt_sh(&out, "MTX_CU_SEQLENS='%s' %s run %s %s", env, prog, cpath, opath);
+	int rc = mt_sh(&out, "MTX_CU_SEQLENS='%s' MTX_DECODE_FROM='%s' %s run %s %s", env,
+		       decode_from, prog, cpath, opath);
 	CHECKF(rc == 0, "%s: exit %d: %s", prog, rc, out);
 	FILE *f = fopen(opath, "rb");
 	if (rc == 0 && f && fread(o, 4, no, f) == no && ref &&
@@ -244,6 +248,10 @@ TEST(export_round_trip_tune_export_build_link_runs_every_golden_case)
 		mta_inputs_free(&in);
 	}
 	CHECK(seen >= 11);
+	/* a CPU library ships one decode kernel per problem, linked in */
+	CHECK(mt_sh(&out, "nm %s/libmtx.a | grep -c 'mtx_d[0-9]*_decode$'", lib) == 0);
+	CHECKF(out && atoi(out) >= 12, "decode kernels in libmtx.a: %s", out ? out : "");
+	free(out);
 	mt_golden_free(cases);
 
 	/* the tuned problem: exact buckets 64 and 256, then the nearest (256) for 3000 */
@@ -281,6 +289,12 @@ TEST(export_round_trip_tune_export_build_link_runs_every_golden_case)
 		double err = run_case_cu(prog_so, &p, 1, 70, &q, &k, &v, &wt, pick, sizeof pick, cu,
 					 5);
 		CHECKF(err < mta_tolerance(MTA_F32), "packed: relative L2 %.3g", err);
+		/* decode through the library's own decode kernel: prefill 30, then tokens */
+		decode_from = "30";
+		err = run_case(prog_a, &p, 1, 70, &q, &k, &v, &wt, pick, sizeof pick);
+		decode_from = "";
+		CHECKF(err < mta_tolerance(MTA_F32), "decode: relative L2 %.3g", err);
+		CHECK_STR_CONTAINS(pick, "decode");
 		mt_weights_free(&wt);
 		free(bq);
 		free(bk);

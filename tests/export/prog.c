@@ -8,6 +8,8 @@
  *
  * With MTX_CU_SEQLENS="0,a,b,...,T" in the environment (and B = 1), run
  * runs the packed-documents forward (mta_forward_varlen) with those offsets.
+ * With MTX_DECODE_FROM=N, run decodes instead: rows [0,N) of every sequence
+ * as one chunk into a cache of mta_cache_create_ctx, then one token at a time.
  *
  * CASE: a text line "KEY B T LAYER_ID\n", then float32 q [B,T,H,D], k and v
  * [B,T,Hkv,D], and the weights the problem uses in struct mta_weights order
@@ -81,7 +83,28 @@ static int run(const char *case_path, const char *out_path)
 	const char *env = getenv("MTX_CU_SEQLENS");
 	for (char *e = (char *)env; env && ncu < 64 && *e; e += *e == ',')
 		cu[ncu++] = strtoll(e, &e, 10);
-	if ((rc = mta_context_create(&c, NULL, "cpu", 0)) ||
+	const char *dec = getenv("MTX_DECODE_FROM");
+	if (dec && *dec) {
+		long long N = atoll(dec);
+		mta_cache *cache = NULL;
+		if ((rc = mta_context_create(&c, NULL, "cpu", 0)) ||
+		    (rc = mta_cache_create_ctx(c, &p, B, &cache)))
+			return fail(rc);
+		for (long long s = 0; s < T; s = s < N ? N : s + 1) {
+			long long n = s < N ? N : 1;
+			struct mta_tensor qs = tq, ks = tk, vs = tv, os = to;
+			qs.shape[1] = ks.shape[1] = vs.shape[1] = os.shape[1] = n;
+			qs.data = q + s * tq.stride[1];
+			ks.data = k + s * tk.stride[1];
+			vs.data = v + s * tv.stride[1];
+			os.data = o + s * to.stride[1];
+			if ((rc = mta_decode(cache, &qs, &ks, &vs, &w, NULL, &os)))
+				return fail(rc);
+		}
+		mta_cache_free(cache);
+		pick.source = 0;
+		snprintf(pick.spec, sizeof pick.spec, "decode");
+	} else if ((rc = mta_context_create(&c, NULL, "cpu", 0)) ||
 	    (rc = mta_context_pick(c, &p, B, T, &pick)) ||
 	    (rc = ncu ? mta_forward_varlen(c, &p, &tq, &tk, &tv, &w, cu, ncu - 1, &to)
 		      : mta_forward(c, &p, &tq, &tk, &tv, &w, &to)))
