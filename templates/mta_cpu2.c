@@ -1081,17 +1081,17 @@ static void worker(void *arg, int tid)
 			t.ks = pack_ks(dc.len);
 			for (int hl = 0; hl < K_HPB; hl++) {
 				const int64_t hk = (t.h0 + hl) / GQ;
-				t.kt[hl] = kvb + (int64_t)hl * pack_size(dc.len);
-				t.vp[hl] = t.kt[hl] + (int64_t)K_D * t.ks;
+				float *dst = kvb + (int64_t)hl * pack_size(dc.len);
 				if (hl && hk == (t.h0 + hl - 1) / GQ) { /* the same kv head as hl-1 */
 					t.kt[hl] = t.kt[hl - 1];
 					t.vp[hl] = t.vp[hl - 1];
 					continue;
 				}
+				t.kt[hl] = dst;
+				t.vp[hl] = dst + (int64_t)K_D * t.ks;
 				for (int64_t c0 = 0; c0 < dc.len; c0 += 256)
 					pack_cols(a, dc.start * a->k_st + hk * a->k_sh,
-						  dc.start * a->v_st + hk * a->v_sh, dc.len, t.kt[hl],
-						  t.ks, c0);
+						  dc.start * a->v_st + hk * a->v_sh, dc.len, dst, t.ks, c0);
 			}
 			chain(&t, j, dc.bounds[c], dc.bounds[c + 1]);
 			continue;

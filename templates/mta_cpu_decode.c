@@ -13,6 +13,26 @@
 #include <math.h>
 #include <string.h>
 
+/* Defaults so that the template compiles on its own (the generator defines them all). */
+#ifndef K_H
+#define K_H 4          /* heads */
+#define K_HKV 2        /* key/value heads */
+#define K_D 16         /* head size */
+#define K_CQ 3         /* kq_pre rows (0: none) */
+#define K_CK 5         /* kq_pre columns */
+#define K_OK 2         /* kq_pre key offset */
+#define K_HPRE 1       /* head_pre linear mixing */
+#define K_CQ2 2        /* kq_post rows (0: none) */
+#define K_CK2 3        /* kq_post columns */
+#define K_OK2 1        /* kq_post key offset */
+#define K_HPOST 1      /* 0 none, 1 head_post conv, 2 head_post_linear */
+#define K_HC 2         /* head_post group size */
+#define K_GN 1         /* group norm */
+#define K_GNR 1        /* group norm layer rescale */
+#define K_GATE 1       /* sigmoid gate */
+#define K_SCALE 0.25f  /* softmax scale */
+#endif
+
 #define R1 (K_CQ ? K_CQ : 1)
 #define R2 (K_CQ2 ? K_CQ2 : 1)
 #define GQ (K_H / K_HKV)
