@@ -21,7 +21,10 @@
  * "train"), interleaved rounds, with the working memory of each (ours: the
  * saved state and the workspaces, computed; the peer's: its process's peak
  * resident memory) and the rel L2 of dL/dq between them.
- * Then the per-call overhead of mta_forward at T=16 on the default problem.
+ * Then the per-call overhead of mta_forward at T=16 on the default problem,
+ * and serving: decode time per token against cache length (the generated
+ * decode kernel, against recomputing the full forward per token) and packed
+ * documents against the same documents one by one (--serving: only these).
  *
  * The peers run in one bench/peer_torch.py process per (configuration, T),
  * answering one forward per request (--serve), with PyTorch from the
@@ -40,6 +43,7 @@
  *          [--configs perf-paper,paper] [--db PATH] [--python PATH]
  *          [--eager-max-seq T] [--no-tune] [--no-peers] [--calls N]
  *          [--no-train | --train-only]
+ *          [--serving] [--decode-seqs 1024,...,32768]
  */
 #include "gen/cpu/cgen.h"
 #include "runtime/backend.h"
@@ -445,6 +449,9 @@ struct opts {
 	int threads, rounds, tune, peers, calls, nseqs, cfg[NCONFIGS], train; /* train 2: only */
 	long seqs[16], eager_max;
 	const char *db, *python;
+	int only_serving;          /* --serving: the decode and packed sections alone */
+	int ndec;                  /* --decode-seqs: cache lengths of the decode section */
+	long dec[16];
 };
 
 static int parse(int argc, char **argv, struct opts *o)
@@ -456,11 +463,13 @@ static int parse(int argc, char **argv, struct opts *o)
 		{ "eager-max-seq", required_argument, NULL, 'e' }, { "no-tune", no_argument, NULL, 'n' },
 		{ "no-peers", no_argument, NULL, 'P' }, { "calls", required_argument, NULL, 'C' },
 		{ "no-train", no_argument, NULL, 'N' }, { "train-only", no_argument, NULL, 'O' },
+		{ "serving", no_argument, NULL, 'S' }, { "decode-seqs", required_argument, NULL, 'D' },
 		{ 0 },
 	};
 	int c;
 	*o = (struct opts){ (int)sysconf(_SC_NPROCESSORS_ONLN), 5, 1, 1, 20000, 3,
-			    { 1, 1 }, 1, { 1024, 2048, 4096 }, 4096, "build/bench.db", ".venv/bin/python" };
+			    { 1, 1 }, 1, { 1024, 2048, 4096 }, 4096, "build/bench.db", ".venv/bin/python",
+			    0, 6, { 1024, 2048, 4096, 8192, 16384, 32768 } };
 	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
 		char *tok, *save = NULL;
 		switch (c) {
@@ -474,6 +483,13 @@ static int parse(int argc, char **argv, struct opts *o)
 		case 'C': o->calls = atoi(optarg); break;
 		case 'N': o->train = 0; break;
 		case 'O': o->train = 2; break;
+		case 'S': o->only_serving = 1; break;
+		case 'D':
+			o->ndec = 0;
+			for (tok = strtok_r(optarg, ",", &save); tok && o->ndec < 16;
+			     tok = strtok_r(NULL, ",", &save))
+				o->dec[o->ndec++] = atol(tok);
+			break;
 		case 's':
 			o->nseqs = 0;
 			for (tok = strtok_r(optarg, ",", &save); tok && o->nseqs < 16;
@@ -498,10 +514,15 @@ static int parse(int argc, char **argv, struct opts *o)
 			fprintf(stderr, "usage: cpu_bench [--threads N] [--seqs T,T,...] [--rounds N] "
 				"[--configs perf-paper,paper] [--db PATH] [--python PATH] "
 				"[--eager-max-seq T] [--no-tune] [--no-peers] [--calls N] "
-				"[--no-train | --train-only]\n");
+				"[--no-train | --train-only] [--serving] [--decode-seqs T,T,...]\n");
 			return 2;
 		}
 	}
+	for (int i = 0; i < o->ndec; i++)
+		if (o->dec[i] < 2 || o->dec[i] > (1L << 24)) {
+			fprintf(stderr, "cpu_bench: --decode-seqs %ld is outside 2..2^24\n", o->dec[i]);
+			return 2;
+		}
 	if (o->threads < 1 || o->rounds < 1 || o->rounds > 200 || o->nseqs < 1 || o->calls < 100) {
 		fprintf(stderr, "cpu_bench: expected --threads >= 1, --rounds in 1..200, --calls >= 100 "
 			"and at least one sequence length\n");
@@ -814,6 +835,182 @@ static int percall(const struct opts *o, const char *key, int64_t T)
 	return 0;
 }
 
+/* ---- serving: decode per token against cache length, packed documents ---- */
+
+/*
+ * Decode at cache length T: the cache is prefilled with T-1 tokens (one
+ * chunk), then, interleaved over rounds, one token through the decode kernel
+ * (mta_decode on a mta_cache_create_ctx cache, then the token is dropped by
+ * refilling: each round measures the step at the same length) and the full
+ * forward of the T tokens (what recomputing per token costs, as the
+ * reference implementation does). Prints medians, spreads and the per-round
+ * ratio. T up to --decode-seqs; the forward is skipped above 8192 (minutes
+ * per call on a shared machine) and said so.
+ */
+static int decode_T(const struct opts *o, const struct mta_problem *p, int64_t T)
+{
+	struct mta_sample s;
+	mta_context *c = NULL;
+	mta_cache *cache = NULL;
+	struct mta_tensor to, qp, kp, vp, op, q1, k1, v1, o1;
+	float *out = NULL;
+	int rc = 1, rounds = o->rounds;
+	double td[200] = { 0 }, tf[200] = { 0 }, ratio[200] = { 0 };
+	const int full = T <= 8192;
+	if (mta_sample_make(p, 1, T, 7, &s))
+		return 1;
+	if (!(out = malloc(sizeof(float) * (size_t)(T * p->H * p->D))))
+		goto out;
+	mta_tensor_init(&to, out, MTA_F32, 1, T, p->H, p->D);
+	if (mta_context_create(&c, o->db, "cpu", 0) || mta_cache_create_ctx(c, p, 1, &cache))
+		goto fail;
+	/* views: rows [0, T-1) as the prefill, row T-1 as the token */
+	qp = s.q, kp = s.k, vp = s.v, op = to;
+	qp.shape[1] = kp.shape[1] = vp.shape[1] = op.shape[1] = T - 1;
+	q1 = s.q, k1 = s.k, v1 = s.v, o1 = to;
+	q1.shape[1] = k1.shape[1] = v1.shape[1] = o1.shape[1] = 1;
+	q1.data = (float *)s.q.data + (T - 1) * s.q.stride[1];
+	k1.data = (float *)s.k.data + (T - 1) * s.k.stride[1];
+	v1.data = (float *)s.v.data + (T - 1) * s.v.stride[1];
+	o1.data = out + (T - 1) * to.stride[1];
+	if (mta_decode(cache, &qp, &kp, &vp, &s.w, NULL, &op))
+		goto fail;
+	if (full && mta_forward(c, p, &s.q, &s.k, &s.v, &s.w, &to)) /* warm: compile, pool */
+		goto fail;
+	for (int r = 0; r < rounds; r++) {
+		/* the token, then back to T-1 tokens for the next round (reset + prefill untimed) */
+		double t0 = now();
+		if (mta_decode(cache, &q1, &k1, &v1, &s.w, NULL, &o1))
+			goto fail;
+		td[r] = now() - t0;
+		if (mta_cache_reset(cache, 0) || mta_decode(cache, &qp, &kp, &vp, &s.w, NULL, &op))
+			goto fail;
+		tf[r] = NAN;
+		if (full) {
+			t0 = now();
+			if (mta_forward(c, p, &s.q, &s.k, &s.v, &s.w, &to))
+				goto fail;
+			tf[r] = now() - t0;
+		}
+		ratio[r] = tf[r] / td[r];
+	}
+	struct stat3 d = stats(td, rounds), f = stats(tf, rounds), x = stats(ratio, rounds);
+	if (full)
+		printf("  T=%6lld  decode %9.3f ms/token [%.3f, %.3f]   full forward %10.2f ms "
+		       "[%.2f, %.2f]   forward/decode %8.1fx [%.1f, %.1f]\n", (long long)T,
+		       1e3 * d.med, 1e3 * d.lo, 1e3 * d.hi, 1e3 * f.med, 1e3 * f.lo, 1e3 * f.hi,
+		       x.med, x.lo, x.hi);
+	else
+		printf("  T=%6lld  decode %9.3f ms/token [%.3f, %.3f]   full forward not run above "
+		       "T=8192 (O(T^2) per token)\n", (long long)T, 1e3 * d.med, 1e3 * d.lo,
+		       1e3 * d.hi);
+	rc = 0;
+	goto out;
+fail:
+	fprintf(stderr, "decode T=%lld: %s\n", (long long)T, mta_last_error());
+out:
+	mta_cache_free(cache);
+	mta_context_free(c);
+	mta_sample_free(&s);
+	free(out);
+	return rc;
+}
+
+/*
+ * Packed documents against the same documents one by one: ndocs documents
+ * of random lengths (mean T/ndocs) in one sequence of T, mta_forward_varlen
+ * (one kernel call) and mta_forward per document on views, interleaved.
+ */
+static int packed_T(const struct opts *o, const struct mta_problem *p, int64_t T, int64_t ndocs)
+{
+	struct mta_sample s;
+	mta_context *c = NULL;
+	float *out = NULL;
+	int64_t cu[257];
+	double tp[200] = { 0 }, ts[200] = { 0 }, ratio[200] = { 0 };
+	int rc = 1;
+	if (ndocs > 256 || mta_sample_make(p, 1, T, 9, &s))
+		return 1;
+	srand(11);
+	cu[0] = 0;
+	for (int64_t d = 1; d < ndocs; d++) /* cut points: sorted random offsets */
+		cu[d] = rand() % (T + 1);
+	cu[ndocs] = T;
+	for (int64_t i = 1; i < ndocs; i++)
+		for (int64_t j = i; j > 1 && cu[j] < cu[j - 1]; j--) {
+			int64_t t = cu[j];
+			cu[j] = cu[j - 1];
+			cu[j - 1] = t;
+		}
+	struct mta_tensor to;
+	if (!(out = malloc(sizeof(float) * (size_t)(T * p->H * p->D))))
+		goto out;
+	mta_tensor_init(&to, out, MTA_F32, 1, T, p->H, p->D);
+	if (mta_context_create(&c, o->db, "cpu", 0) ||
+	    mta_forward_varlen(c, p, &s.q, &s.k, &s.v, &s.w, cu, ndocs, &to))
+		goto fail;
+	for (int r = 0; r < o->rounds; r++) {
+		double t0 = now();
+		if (mta_forward_varlen(c, p, &s.q, &s.k, &s.v, &s.w, cu, ndocs, &to))
+			goto fail;
+		tp[r] = now() - t0;
+		t0 = now();
+		for (int64_t d = 0; d < ndocs; d++) {
+			struct mta_tensor qd = s.q, kd = s.k, vd = s.v, od = to;
+			const int64_t n = cu[d + 1] - cu[d];
+			if (!n)
+				continue;
+			qd.shape[1] = kd.shape[1] = vd.shape[1] = od.shape[1] = n;
+			qd.data = (float *)s.q.data + cu[d] * s.q.stride[1];
+			kd.data = (float *)s.k.data + cu[d] * s.k.stride[1];
+			vd.data = (float *)s.v.data + cu[d] * s.v.stride[1];
+			od.data = out + cu[d] * to.stride[1];
+			if (mta_forward(c, p, &qd, &kd, &vd, &s.w, &od))
+				goto fail;
+		}
+		ts[r] = now() - t0;
+		ratio[r] = ts[r] / tp[r];
+	}
+	struct stat3 a = stats(tp, o->rounds), b = stats(ts, o->rounds), x = stats(ratio, o->rounds);
+	printf("  T=%6lld, %3lld documents: packed %9.2f ms [%.2f, %.2f]   one by one %9.2f ms "
+	       "[%.2f, %.2f]   one-by-one/packed %.2fx [%.2f, %.2f]\n", (long long)T,
+	       (long long)ndocs, 1e3 * a.med, 1e3 * a.lo, 1e3 * a.hi, 1e3 * b.med, 1e3 * b.lo,
+	       1e3 * b.hi, x.med, x.lo, x.hi);
+	rc = 0;
+	goto out;
+fail:
+	fprintf(stderr, "packed T=%lld: %s\n", (long long)T, mta_last_error());
+out:
+	mta_context_free(c);
+	mta_sample_free(&s);
+	free(out);
+	return rc;
+}
+
+static int serving(const struct opts *o)
+{
+	for (int ci = 0; ci < NCONFIGS; ci++) {
+		struct mta_problem p;
+		if (!o->cfg[ci])
+			continue;
+		if (mta_problem_from_key(configs[ci].key, &p))
+			return 1;
+		printf("\ndecode, %s (%s): one token at cache length T through the generated decode "
+		       "kernel, against the full forward of T tokens (the runtime's pick), %d "
+		       "interleaved rounds; median [min, max]\n", configs[ci].name,
+		       configs[ci].key, o->rounds);
+		for (int i = 0; i < o->ndec; i++)
+			if (decode_T(o, &p, o->dec[i]))
+				return 1;
+		printf("packed documents, %s: mta_forward_varlen (one call) against mta_forward per "
+		       "document\n", configs[ci].name);
+		for (int i = 0; i < o->nseqs; i++)
+			if (packed_T(o, &p, o->seqs[i], 8) || packed_T(o, &p, o->seqs[i], 64))
+				return 1;
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct opts o;
@@ -851,6 +1048,8 @@ int main(int argc, char **argv)
 	for (int i = 0; i < 5; i++)
 		pk[i] = fma_peak(o.threads, &cpk[i]);
 	struct stat3 ps = stats(pk, 5), cps = stats(cpk, 5);
+	if (o.only_serving)
+		return serving(&o);
 	printf("FMA peak (%d-float FMA chains on %d threads): %.1f GFLOP/s [%.1f, %.1f] by the wall "
 	       "clock, %.1f per core-second of CPU time\n", peak_width(), o.threads, ps.med / 1e9,
 	       ps.lo / 1e9, ps.hi / 1e9, cps.med / 1e9);
@@ -899,6 +1098,8 @@ int main(int argc, char **argv)
 	       "stay asleep):\n");
 	percall(&o, DEFAULT_KEY, 16);
 	percall(&o, configs[1].key, 16);
+	if (serving(&o))
+		return 1;
 done:;
 	char cmd[600];
 	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);

@@ -38,6 +38,7 @@
 
 #include "db/db.h"
 #include "gen/variant.h"
+#include "runtime/core/decode.h"
 
 struct mta_device; /* a device in use; each backend defines its own */
 struct mta_kernel; /* a loaded kernel */
@@ -173,7 +174,39 @@ struct mta_backend {
 			const struct mta_tensor *v, const struct mta_weights *w,
 			const void *saved, const struct mta_tensor *dout,
 			const struct mta_grads *g);
+
+	/*
+	 * Packed documents (mta.h, mta_forward_varlen): one forward of every
+	 * document on host tensors with B = 1, cu_seqlens checked by the caller.
+	 * NULL: the backend has no packed kernel, and mta_backend_forward_varlen
+	 * runs each document through forward on a view.
+	 */
+	int (*forward_varlen)(struct mta_kernel *k, const struct mta_problem *p,
+			      const struct mta_tensor *q, const struct mta_tensor *kt,
+			      const struct mta_tensor *v, const struct mta_weights *w,
+			      const int64_t *cu_seqlens, int64_t ndocs, struct mta_tensor *o);
+
+	/*
+	 * Decode (mta.h, mta_cache_create_ctx): the decode kernel of p, whose
+	 * entry *fn computes new rows (runtime/core/mta_dargs.h); *handle keeps
+	 * it loaded until decode_unload. NULL: no decode kernel, the float64
+	 * engine serves (runtime/core/decode.c).
+	 */
+	int (*decode_load)(struct mta_device *dev, const struct mta_problem *p, void **handle,
+			   mta_decode_fn *fn);
+	void (*decode_unload)(void *handle);
 };
+
+/*
+ * The packed forward of kernel k on backend be: checks the call
+ * (runtime/core/varlen.h), then be->forward_varlen, or one be->forward per
+ * non-empty document on views when the backend has none.
+ */
+int mta_backend_forward_varlen(const struct mta_backend *be, struct mta_kernel *k,
+			       const struct mta_problem *p, const struct mta_tensor *q,
+			       const struct mta_tensor *kt, const struct mta_tensor *v,
+			       const struct mta_weights *w, const int64_t *cu_seqlens,
+			       int64_t ndocs, struct mta_tensor *o);
 
 /* The backend named name ("cpu", "cuda", "cuda-emu"), or MTA_EINVAL listing them. */
 int mta_backend_find(const char *name, const struct mta_backend **b);

@@ -5,6 +5,7 @@
  */
 #include "runtime/backend.h"
 #include "runtime/core/error.h"
+#include "runtime/core/varlen.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,4 +78,31 @@ void mta_build_free(struct mta_build *b)
 	b->log = NULL;
 	b->binary = NULL;
 	b->binary_size = 0;
+}
+
+int mta_backend_forward_varlen(const struct mta_backend *be, struct mta_kernel *k,
+			       const struct mta_problem *p, const struct mta_tensor *q,
+			       const struct mta_tensor *kt, const struct mta_tensor *v,
+			       const struct mta_weights *w, const int64_t *cu, int64_t ndocs,
+			       struct mta_tensor *o)
+{
+	int rc;
+	if ((rc = mta_varlen_check(p, q, kt, v, o, cu, ndocs, NULL)))
+		return rc;
+	if (be->forward_varlen)
+		return be->forward_varlen(k, p, q, kt, v, w, cu, ndocs, o);
+	for (int64_t d = 0; d < ndocs; d++) {
+		struct mta_tensor qd, kd, vd, od;
+		const int64_t s = cu[d], n = cu[d + 1] - cu[d];
+		if (!n)
+			continue;
+		mta_varlen_view(q, s, n, &qd);
+		mta_varlen_view(kt, s, n, &kd);
+		mta_varlen_view(v, s, n, &vd);
+		mta_varlen_view(o, s, n, &od);
+		if ((rc = be->forward(k, p, &qd, &kd, &vd, w, &od)))
+			return mta_wrap(rc, "document %lld (rows %lld..%lld)", (long long)d,
+					(long long)s, (long long)(s + n));
+	}
+	return MTA_OK;
 }

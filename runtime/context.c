@@ -21,6 +21,7 @@
 #include "runtime/backend.h"
 #include "runtime/core/error.h"
 #include "runtime/core/pick.h"
+#include "runtime/core/varlen.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -64,7 +65,9 @@ struct mta_context {
 	/* the last problem's key: formatting one costs more than a small forward */
 	struct mta_problem last;
 	char last_key[MTA_KEY_MAX];
+	struct dloaded *decoders; /* decode kernels (mta_cache_create_ctx) */
 };
+static void free_decoders(mta_context *c);
 
 /* p's key, from the context's last one when p is the same problem. */
 static int key_of(mta_context *c, const struct mta_problem *p, char *key)
@@ -156,6 +159,7 @@ void mta_context_free(mta_context *c)
 		nx = k->next;
 		free(k);
 	}
+	free_decoders(c);
 	if (c->be)
 		c->be->close(c->dev);
 	free(c->devices);
@@ -402,4 +406,94 @@ int mta_backward(mta_context *c, const struct mta_problem *p, const struct mta_t
 	    (rc = train_kernel(c, p, B, T, "mta_backward", &kern)))
 		return rc;
 	return mta_done(c->be->backward(kern->k, p, q, k, v, w, saved, dout, g));
+}
+
+/* ---- packed documents (mta.h, mta_forward_varlen) ---- */
+
+int mta_forward_varlen(mta_context *c, const struct mta_problem *p, const struct mta_tensor *q,
+		       const struct mta_tensor *k, const struct mta_tensor *v,
+		       const struct mta_weights *w, const int64_t *cu_seqlens, int64_t ndocs,
+		       struct mta_tensor *o)
+{
+	char key[MTA_KEY_MAX];
+	struct mta_pick pick;
+	struct loaded *kern = NULL;
+	int64_t tmax;
+	int rc;
+
+	if (!c)
+		return mta_fail(MTA_EINVAL, "mta_forward_varlen: no context");
+	if ((rc = mta_varlen_check(p, q, k, v, o, cu_seqlens, ndocs, &tmax)) ||
+	    (rc = key_of(c, p, key)) ||
+	    (rc = mta_context_pick(c, p, ndocs, tmax > 0 ? tmax : 1, &pick)) ||
+	    (rc = kernel_for(c, p, key, pick.spec, &kern)))
+		return rc;
+	return mta_done(mta_backend_forward_varlen(c->be, kern->k, p, q, k, v, w, cu_seqlens,
+						   ndocs, o));
+}
+
+/* ---- decode (mta.h, mta_cache_create_ctx) ---- */
+
+/* A decode kernel loaded into the context, kept until it is freed. */
+struct dloaded {
+	char key[MTA_KEY_MAX];
+	void *handle;
+	mta_decode_fn fn;
+	struct dloaded *next;
+};
+
+/* The context's decode kernels (one list per context, guarded by its lock). */
+static int decode_kernel(mta_context *c, const struct mta_problem *p, const char *key,
+			 mta_decode_fn *fn)
+{
+	struct dloaded *l;
+	int rc = MTA_OK;
+	pthread_mutex_lock(&c->lock);
+	for (l = c->decoders; l && strcmp(l->key, key); l = l->next)
+		;
+	if (!l) {
+		if (!(l = calloc(1, sizeof *l))) {
+			rc = mta_fail(MTA_ENOMEM, "out of memory");
+			goto out;
+		}
+		if ((rc = c->be->decode_load(c->dev, p, &l->handle, &l->fn))) {
+			free(l);
+			goto out;
+		}
+		strcpy(l->key, key);
+		l->next = c->decoders;
+		c->decoders = l;
+	}
+	*fn = l->fn;
+out:
+	pthread_mutex_unlock(&c->lock);
+	return rc;
+}
+
+int mta_cache_create_ctx(mta_context *c, const struct mta_problem *p, int64_t batch,
+			 mta_cache **out)
+{
+	char key[MTA_KEY_MAX];
+	mta_decode_fn fn = NULL;
+	int rc;
+	if (!c || !out)
+		return mta_fail(MTA_EINVAL, "mta_cache_create_ctx: no context or no place for the "
+				"cache");
+	*out = NULL;
+	if ((rc = key_of(c, p, key)))
+		return rc;
+	if (!c->be->decode_load)
+		return mta_cache_create(p, batch, out);
+	if ((rc = decode_kernel(c, p, key, &fn)))
+		return rc;
+	return mta_done(mta_cache_create_kernel(p, batch, fn, out));
+}
+
+static void free_decoders(mta_context *c)
+{
+	for (struct dloaded *l = c->decoders, *nx; l; l = nx) {
+		nx = l->next;
+		c->be->decode_unload(l->handle);
+		free(l);
+	}
 }

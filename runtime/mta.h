@@ -419,6 +419,98 @@ MTA_API void mta_tolerance_grad_elem(int dtype, double *atol, double *rtol);
 MTA_API int mta_compare_grad(const float *o, const double *e, size_t n, int dtype,
 			     struct mta_compare *r);
 
+/* ---- packed documents (varlen) ------------------------------------------ */
+/*
+ * Several documents packed into one sequence, as FlashAttention's varlen
+ * API takes them: q [1,total_T,H,D], k and v [1,total_T,Hkv,D], and
+ * cu_seqlens [ndocs+1] int64 with cu_seqlens[0] = 0, cu_seqlens[ndocs] =
+ * total_T, non-decreasing (an empty document is allowed and produces
+ * nothing). Document d is rows [cu_seqlens[d], cu_seqlens[d+1]) and is
+ * attended and convolved exactly as if it were run alone with B=1: no
+ * attention weight and no convolution tap crosses a boundary (the halo of
+ * a document's first rows and columns is zero, as at the start of a
+ * sequence). Callers holding int32 offsets widen them first
+ * (mta_cu_seqlens_from_i32).
+ */
+
+/*
+ * MTA_OK, or MTA_EINVAL naming the first broken rule (ndocs >= 1, first
+ * element 0, non-decreasing, last element total_T) and the offending index.
+ */
+MTA_API int mta_check_cu_seqlens(const int64_t *cu_seqlens, int64_t ndocs, int64_t total_T);
+/* Widen n int32 offsets into out (n elements); no check. */
+MTA_API void mta_cu_seqlens_from_i32(const int32_t *in, int64_t n, int64_t *out);
+
+/*
+ * The float64 reference of the packed forward: each document through
+ * mta_reference on its own (views of q, k, v; B must be 1). out is
+ * contiguous [1,total_T,H,D] doubles.
+ */
+MTA_API int mta_reference_varlen(const struct mta_problem *p, const struct mta_tensor *q,
+				 const struct mta_tensor *k, const struct mta_tensor *v,
+				 const struct mta_weights *w, const int64_t *cu_seqlens,
+				 int64_t ndocs, double *out);
+
+/*
+ * The packed forward with the picked variant (picked as for B = ndocs and
+ * T = the longest document). On the cpu backend one kernel call runs every
+ * document (the kernel takes the offsets: its work items are the
+ * documents' tiles, on one pool run); on cuda and cuda-emu each document
+ * is one launch of the forward kernel on a view. Tensors as mta_forward,
+ * with B = 1 and T = total_T; o [1,total_T,H,D] float32.
+ */
+MTA_API int mta_forward_varlen(mta_context *ctx, const struct mta_problem *p,
+			       const struct mta_tensor *q, const struct mta_tensor *k,
+			       const struct mta_tensor *v, const struct mta_weights *w,
+			       const int64_t *cu_seqlens, int64_t ndocs, struct mta_tensor *o);
+
+/* ---- decode: a cache per sequence, one token (or a chunk) at a time ------ */
+/*
+ * A cache holds, for each of its B sequences, k and v of every token so far
+ * and exactly the state the convolutions reach back to: the raw logit rows
+ * of the last cq-1 queries (pre-softmax convolution) and the probability
+ * rows of the last cq2-1 (post-softmax), each O(T). Appending a token costs
+ * one row of the forward, O(T) per head, never the T x T matrix; memory
+ * grows by doubling, O(T). Sequences advance independently (ragged
+ * lengths, like flash_attn_with_kvcache's cache_seqlens). The weights must
+ * be the same at every call of one cache.
+ *
+ * The output row of position t equals row t of the forward of the same
+ * prefix (mta_forward / mta_reference), within the forward's tolerance.
+ * mta_cache_create's caches compute in float64 (runtime/core/decode.c, the
+ * reference of decode); mta_cache_create_ctx's run the backend's generated
+ * decode kernel where it has one (cpu).
+ */
+typedef struct mta_cache mta_cache;
+
+/* An empty cache of batch sequences for problem p (validated): the float64 engine. */
+MTA_API int mta_cache_create(const struct mta_problem *p, int64_t batch, mta_cache **out);
+/*
+ * The same computed by ctx's backend's decode kernel: on cpu the generated
+ * C decode kernel (templates/mta_cpu_decode.c, float32 caches, compiled on
+ * first use and kept in the context); backends without one (cuda,
+ * cuda-emu) get the float64 engine. The cache must be freed before ctx.
+ */
+MTA_API int mta_cache_create_ctx(mta_context *ctx, const struct mta_problem *p, int64_t batch,
+				 mta_cache **out);
+MTA_API void mta_cache_free(mta_cache *c);
+/* Each sequence's length so far into lens[0..batch) (cache_seqlens). */
+MTA_API int mta_cache_seqlens(const mta_cache *c, int64_t *lens);
+/* Empty sequence b (its memory is kept for the next one). */
+MTA_API int mta_cache_reset(mta_cache *c, int64_t b);
+
+/*
+ * Append n_new[b] tokens to each sequence b (n_new NULL: Tn each; 0: that
+ * sequence does not advance) and write their outputs: q [B,Tn,H,D], k and v
+ * [B,Tn,Hkv,D] (any dtype of the problem, any strides; rows past n_new[b]
+ * are not read), o float32 [B,Tn,H,D] (rows past n_new[b] not written).
+ * One token is Tn = 1; a chunk (chunked prefill) is Tn > 1. On failure no
+ * sequence has advanced.
+ */
+MTA_API int mta_decode(mta_cache *c, const struct mta_tensor *q, const struct mta_tensor *k,
+		       const struct mta_tensor *v, const struct mta_weights *w,
+		       const int64_t *n_new, struct mta_tensor *o);
+
 #ifdef __cplusplus
 }
 #endif

@@ -26,6 +26,8 @@
 #include "runtime/core/cuda_args.h"
 #include "runtime/core/pick.h"
 #include "runtime/core/pool.h"
+#include "runtime/core/varlen.h"
+#include "runtime/core/decode.h"
 #include "runtime/cuda/driver.h"
 #include "runtime/cuda/module.h"
 #include "templates/export_table.h"
@@ -271,4 +273,71 @@ int mta_backward(mta_context *c, const struct mta_problem *p, const struct mta_t
 	(void)c, (void)p, (void)q, (void)k, (void)v, (void)w, (void)saved, (void)dout, (void)g;
 	return mta_fail(MTA_EUNSUPPORTED, "mta_backward: this exported library has no backward "
 			"(export ships forward kernels only so far)");
+
+/*
+ * Packed documents (mta.h): a CPU library's kernel takes the offsets (one
+ * call); a CUDA library launches its kernel once per document, on views of
+ * the device tensors.
+ */
+int mta_forward_varlen(mta_context *c, const struct mta_problem *p, const struct mta_tensor *q,
+		       const struct mta_tensor *kt, const struct mta_tensor *v,
+		       const struct mta_weights *w, const int64_t *cu, int64_t ndocs,
+		       struct mta_tensor *o)
+{
+	struct mta_kargs a;
+	int64_t tmax;
+	int k, rc;
+
+	if (!c)
+		return mta_fail(MTA_EINVAL, "mta_forward_varlen: no context");
+	if ((rc = mta_varlen_check(p, q, kt, v, o, cu, ndocs, &tmax)) ||
+	    (rc = choose(c, p, ndocs, tmax > 0 ? tmax : 1, &k, NULL)))
+		return rc;
+	if (c->cuda_backend) {
+		for (int64_t d = 0; d < ndocs; d++) {
+			struct mta_tensor qd, kd, vd, od;
+			const int64_t s = cu[d], n = cu[d + 1] - cu[d];
+			if (!n)
+				continue;
+			mta_varlen_view(q, s, n, &qd);
+			mta_varlen_view(kt, s, n, &kd);
+			mta_varlen_view(v, s, n, &vd);
+			mta_varlen_view(o, s, n, &od);
+			if ((rc = cuda_forward(c, k, p, &qd, &kd, &vd, w, &od)))
+				return rc;
+		}
+		return mta_done(MTA_OK);
+	}
+	const struct mtx_kernel *kn = &c->lib->kernels[k];
+	if (kn->info->abi != MTA_KARGS_ABI || kn->info->args_size != (int)sizeof a ||
+	    kn->info->dtype != p->dtype)
+		return mta_fail(MTA_EKERNEL, "cpu kernel %s was built for another ABI or dtype",
+				kn->spec);
+	if ((rc = mta_kargs_fill_varlen(p, q, kt, v, w, o, 0, cu, ndocs, &a)))
+		return rc;
+	return mta_done(mta_kargs_status(mta_pool_call(c->pool, kn->fn, &a), kn->info, tmax,
+					 kn->spec));
+}
+
+/*
+ * Decode (mta.h): a CPU library ships each exported problem's decode kernel
+ * (src/d_<i>.c); a CUDA library has none, and its caches are the float64
+ * engine of the core it ships (runtime/core/decode.c).
+ */
+int mta_cache_create_ctx(mta_context *c, const struct mta_problem *p, int64_t batch,
+			 mta_cache **out)
+{
+	char key[MTA_KEY_MAX];
+	const struct mtx_problem *e;
+	int rc;
+	if (!c)
+		return mta_fail(MTA_EINVAL, "mta_cache_create_ctx: no context");
+	if ((rc = mta_problem_key(p, key, sizeof key)))
+		return rc;
+	if (!(e = find(c->lib, key)))
+		return mta_fail(MTA_ENOTFOUND, "problem %s was not exported into library %s", key,
+				c->lib->name);
+	if (!e->decode)
+		return mta_cache_create(p, batch, out);
+	return mta_done(mta_cache_create_kernel(p, batch, e->decode, out));
 }

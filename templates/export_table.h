@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "runtime/core/mta_kargs.h"
+#include "runtime/core/mta_dargs.h"
 
 /* One compiled kernel: a C function (cpu) or a cubin (cuda). */
 struct mtx_kernel {
@@ -50,6 +51,8 @@ struct mtx_problem {
 	const struct mtx_bucket *buckets; /* ascending (t_bucket, b_bucket) */
 	int nbuckets;
 	int default_kernel;               /* index into mtx_library.kernels */
+	/* cpu: the problem's decode kernel (templates/mta_cpu_decode.c); NULL for cuda */
+	int (*decode)(const struct mta_dargs *a);
 };
 
 struct mtx_library {

@@ -451,6 +451,24 @@ static void finish(const struct mta_kargs *a, float *ws, int64_t b, int h0, int6
 		}
 }
 
+/*
+ * Packed documents: document d's rows of a's tensors as a plain B=1 call of
+ * T = its length (the tile steps read nothing outside [0,T), so nothing
+ * crosses a boundary).
+ */
+static void doc_args(const struct mta_kargs *a, int64_t d, struct mta_kargs *x)
+{
+	const int64_t s = a->cu_seqlens[d], es = K_DTYPE == 0 ? 4 : 2;
+	*x = *a;
+	x->B = 1;
+	x->T = a->cu_seqlens[d + 1] - s;
+	x->q = (const char *)a->q + s * a->q_st * es;
+	x->k = (const char *)a->k + s * a->k_st * es;
+	x->v = (const char *)a->v + s * a->v_st * es;
+	x->o = a->o + s * a->o_st;
+	x->cu_seqlens = 0;
+}
+
 static void worker(void *arg, int tid)
 {
 	struct job *j = arg;
@@ -462,35 +480,58 @@ static void worker(void *arg, int tid)
 	}
 	memset(ws, 0, sizeof(float) * WS_FLOATS); /* padding lanes and rows stay 0 */
 	const int64_t per_tile = a->B * (K_H / K_HPB);
+	/* packed documents: a cursor over them, moving forward only (items come in order) */
+	int64_t doc = -1, doc_tiles = 0, doc_first = 0;
+	struct mta_kargs da;
 	for (;;) {
 		int64_t w = __atomic_fetch_add(&j->next, 1, __ATOMIC_RELAXED);
 		if (w >= j->nitems)
 			break;
-		const int64_t qt = j->ntiles - 1 - w / per_tile, rest = w % per_tile;
+		const struct mta_kargs *x = a;
+		int64_t qt = j->ntiles - 1 - w / per_tile;
+		const int64_t rest = w % per_tile;
+		if (a->cu_seqlens) { /* tile w / per_tile of all documents, each from its last */
+			const int64_t g = w / per_tile;
+			while (doc < 0 || g >= doc_first + doc_tiles) {
+				doc_first += doc_tiles;
+				doc++;
+				doc_tiles = (a->cu_seqlens[doc + 1] - a->cu_seqlens[doc] + K_BQ - 1) / K_BQ;
+			}
+			doc_args(a, doc, &da);
+			x = &da;
+			qt = doc_tiles - 1 - (g - doc_first);
+		}
 		const int64_t b = rest / (K_H / K_HPB), i0 = qt * K_BQ;
 		const int h0 = (int)(rest % (K_H / K_HPB)) * K_HPB;
-		const int nq = a->T - i0 < K_BQ ? (int)(a->T - i0) : K_BQ;
+		const int nq = x->T - i0 < K_BQ ? (int)(x->T - i0) : K_BQ;
 #if TWOPASS
-		tile_twopass(a, ws, b, h0, i0, nq);
+		tile_twopass(x, ws, b, h0, i0, nq);
 #else
-		tile_onepass(a, ws, b, h0, i0, nq);
+		tile_onepass(x, ws, b, h0, i0, nq);
 #endif
-		finish(a, ws, b, h0, i0, nq);
+		finish(x, ws, b, h0, i0, nq);
 	}
 	count_flush();
 }
 
 int mta_cpu_kernel(const struct mta_kargs *a)
 {
-	if (!a || a->dtype != K_DTYPE || a->B < 1 || a->T < 1 || !a->pool_run || !a->pool_mem)
+	if (!a || a->dtype != K_DTYPE || a->B < 1 || a->T < 1 || !a->pool_run || !a->pool_mem ||
+	    (a->cu_seqlens && (a->B != 1 || a->ndocs < 1)))
 		return MTA_KERR_ARGS;
 	struct job j = { a, 0, (a->T + K_BQ - 1) / K_BQ, 0, 0 };
+	if (a->cu_seqlens) {
+		j.ntiles = 0;
+		for (int64_t d = 0; d < a->ndocs; d++)
+			j.ntiles += (a->cu_seqlens[d + 1] - a->cu_seqlens[d] + K_BQ - 1) / K_BQ;
+	}
 	j.nitems = j.ntiles * a->B * (K_H / K_HPB);
 	int64_t n = a->nthreads > 0 ? a->nthreads : K_THR > 0 ? K_THR : a->pool_cores;
 	if (n > j.nitems)
 		n = j.nitems;
 	if (n > 256)
 		n = 256;
-	a->pool_run(a->pool, n < 1 ? 1 : (int)n, worker, &j);
+	if (j.nitems)
+		a->pool_run(a->pool, n < 1 ? 1 : (int)n, worker, &j);
 	return j.err;
 }

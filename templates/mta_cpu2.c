@@ -388,6 +388,7 @@ struct job {
 struct th {
 	const struct mta_kargs *a;
 	int64_t b, rsw;          /* batch, row stride of the rings */
+	int64_t qbase, obase;    /* offsets of row 0 of the batch (or document) in q and o */
 	int h0;                  /* first head of the block */
 	float *qb;               /* [hpb][BR][D] scaled q rows of the block */
 	float *z, *p;            /* rings: [hpb][RH1|NP][rsw], column 0 at +LP */
@@ -451,7 +452,7 @@ static void load_q(struct th *t, int64_t i0, int nr)
 	const struct mta_kargs *a = t->a;
 	for (int hl = 0; hl < K_HPB; hl++)
 		for (int r = 0; r < nr; r++) {
-			const int64_t off = t->b * a->q_sb + (i0 + r) * a->q_st +
+			const int64_t off = t->qbase + (i0 + r) * a->q_st +
 					    (int64_t)(t->h0 + hl) * a->q_sh;
 			float *dst = t->qb + (hl * BR + r) * K_D;
 			for (int d = 0; d < K_D; d++)
@@ -837,7 +838,7 @@ static void finish(struct th *t, const struct job *j, int64_t i0, int nr)
 			for (int d = 0; d < DP; d += VL)
 				vst(ox + d, vld(ox + d) * sg);
 #endif
-			float *dst = a->o + t->b * a->o_sb + (i0 + r) * a->o_st +
+			float *dst = a->o + t->obase + (i0 + r) * a->o_st +
 				     (int64_t)(t->h0 + hl) * a->o_sh;
 			memcpy(dst, ox, sizeof(float) * K_D);
 		}
@@ -882,20 +883,20 @@ static void chain(struct th *t, const struct job *j, int64_t s, int64_t e)
 /* ---- the two parallel phases ---- */
 
 /*
- * Pack k^T ([d][column], ks columns) and v ([column][DP]) of item w: (b, kv
- * head, 256 columns). Whole VL x VL blocks of k are transposed in registers.
+ * Pack k^T ([d][column], ks columns) and v ([column][DP]) of columns
+ * [c0, c0+256) of one (batch or document, kv head) whose row 0 is at k + kb
+ * and v + vb, T rows, into kt (v after ks columns of k^T). Whole VL x VL
+ * blocks of k are transposed in registers.
  */
-static void pack(struct job *j, int64_t w)
+static void pack_cols(const struct mta_kargs *a, int64_t kb, int64_t vb, int64_t T, float *kt,
+		      int64_t ks, int64_t c0)
 {
-	const struct mta_kargs *a = j->a;
-	const int64_t per = (a->T + 255) / 256, bk = w / per, c0 = w % per * 256;
 	/* q.k reads whole vectors of columns: up to RUP(T, VL), not the rest of the panel */
-	const int64_t b = bk / K_HKV, hk = bk % K_HKV, c1 = MIN2(c0 + 256, RUP(a->T, VL));
-	float *kt = j->shared + bk * j->kvsize, *vp = kt + (int64_t)K_D * j->ks;
-	const int64_t kb = b * a->k_sb + hk * a->k_sh, vb = b * a->v_sb + hk * a->v_sh;
+	const int64_t c1 = MIN2(c0 + 256, RUP(T, VL));
+	float *vp = kt + (int64_t)K_D * ks;
 	int64_t c;
 	for (c = c0; c < c1; c += VL) { /* c1 and c0 are multiples of VL; rows past T are 0 */
-		const int nv = (int)MIN2(VL, a->T - c);
+		const int nv = (int)MIN2(VL, T - c);
 		int d0 = 0;
 		for (; d0 + VL <= K_D; d0 += VL) {
 			vf x[VL];
@@ -919,7 +920,7 @@ static void pack(struct job *j, int64_t w)
 			for (int l = 0; l < VL; l++)
 				kt[kidx(d, c + l)] = l < nv ? ld(a->k, kb + (c + l) * a->k_st + d) : 0.0f;
 	}
-	for (c = c0; c < MIN2(c1, a->T); c++) {
+	for (c = c0; c < MIN2(c1, T); c++) {
 		float *dst = vp + c * DP;
 #if K_DTYPE == 0
 		memcpy(dst, (const float *)a->v + vb + c * a->v_st, sizeof(float) * K_D);
@@ -929,6 +930,74 @@ static void pack(struct job *j, int64_t w)
 #endif
 		for (int d = K_D; d < DP; d++)
 			dst[d] = 0.0f;
+	}
+}
+
+/* Column stride of packed k^T and floats of one packed (k^T, v) pair, for T rows. */
+static inline int64_t pack_ks(int64_t T)
+{
+	return RUP(T, KP);
+}
+static inline int64_t pack_size(int64_t T)
+{
+	return RUP((int64_t)K_D * pack_ks(T) + T * DP, 16);
+}
+
+/* Pack item w of a plain call: (b, kv head, 256 columns). */
+static void pack(struct job *j, int64_t w)
+{
+	const struct mta_kargs *a = j->a;
+	const int64_t per = (a->T + 255) / 256, bk = w / per, c0 = w % per * 256;
+	const int64_t b = bk / K_HKV, hk = bk % K_HKV;
+	pack_cols(a, b * a->k_sb + hk * a->k_sh, b * a->v_sb + hk * a->v_sh, a->T,
+		  j->shared + bk * j->kvsize, j->ks, c0);
+}
+
+/*
+ * Packed documents: a cursor over the documents, moved forward only (a
+ * thread takes items in increasing order). Document doc (rows start..
+ * start+len) has items [first, first + items): its head blocks times its m
+ * chains, cut at bounds.
+ */
+struct dcur {
+	int64_t doc, first, items, len, start;
+	int64_t m, bounds[65];
+};
+
+static void dcur_init(struct dcur *c)
+{
+	memset(c, 0, sizeof *c);
+	c->doc = -1;
+}
+
+/* Chains of equal causal work over rows [0, T): c wanted, m made, into bounds. */
+static int64_t chain_bounds(int64_t T, int64_t c, int64_t *bounds)
+{
+	const int64_t minrows = MAX2(64, 4 * (RH1 + RH2 + BR));
+	c = MIN2(c, T / minrows);
+	c = c < 1 ? 1 : c > 64 ? 64 : c;
+	bounds[0] = 0;
+	int64_t m = 1;
+	for (int64_t k = 1; k < c; k++) {
+		int64_t r = (int64_t)((double)T * sqrt((double)k / (double)c)) / BR * BR;
+		if (r > bounds[m - 1] && r < T && r >= RH1 + RH2)
+			bounds[m++] = r;
+	}
+	bounds[m] = T;
+	return m;
+}
+
+/* Move c to the document holding item w. */
+static void dcur_seek(const struct job *j, struct dcur *c, int64_t w)
+{
+	const struct mta_kargs *a = j->a;
+	while (c->doc < 0 || w >= c->first + c->items) {
+		c->first += c->items;
+		c->doc++;
+		c->start = a->cu_seqlens[c->doc];
+		c->len = a->cu_seqlens[c->doc + 1] - c->start;
+		c->m = c->len ? chain_bounds(c->len, j->chains, c->bounds) : 0;
+		c->items = (K_H / K_HPB) * c->m;
 	}
 }
 
@@ -951,10 +1020,18 @@ static void worker(void *arg, int tid)
 	struct th t;
 	memset(&t, 0, sizeof t);
 	t.a = a;
-	t.rsw = row_stride(a->T);
+	t.rsw = row_stride(a->tmax);
 	t.ks = j->ks;
 	const int64_t rows = (int64_t)W_ROWS * t.rsw;
-	float *ws = a->pool_mem(a->pool, tid, (int64_t)sizeof(float) * (W_FIXED + rows));
+	/*
+	 * Packed documents: each item packs its document's k^T and v for its heads
+	 * into the thread's own buffer (after the rings) right before using them,
+	 * so a sequence of many short documents stays in cache (one shared buffer
+	 * of every document's panels, each padded to KP columns, did not).
+	 */
+	const int64_t kvloc = a->cu_seqlens ? K_HPB * pack_size(a->tmax) : 0;
+	float *ws = a->pool_mem(a->pool, tid,
+				(int64_t)sizeof(float) * (W_FIXED + rows + 32 + kvloc));
 	if (!ws) {
 		__atomic_store_n(&j->err, MTA_KERR_NOMEM, __ATOMIC_RELAXED);
 		return;
@@ -987,13 +1064,43 @@ static void worker(void *arg, int tid)
 		memcpy(ws, sig, sizeof sig);
 	}
 	const int nhb = K_H / K_HPB;
+	struct dcur dc;
+	dcur_init(&dc);
 	for (;;) {
 		int64_t w = __atomic_fetch_add(&j->next, 1, __ATOMIC_RELAXED);
 		if (w >= j->nitems)
 			break;
+		if (a->cu_seqlens) { /* item: (document, head block, chain of the document) */
+			dcur_seek(j, &dc, w);
+			const int64_t r = w - dc.first, c = r % dc.m;
+			float *kvb = ws + RUP(W_FIXED + rows + 16, 16);
+			t.b = 0;
+			t.h0 = (int)(r / dc.m) * K_HPB;
+			t.qbase = dc.start * a->q_st;
+			t.obase = dc.start * a->o_st;
+			t.ks = pack_ks(dc.len);
+			for (int hl = 0; hl < K_HPB; hl++) {
+				const int64_t hk = (t.h0 + hl) / GQ;
+				float *dst = kvb + (int64_t)hl * pack_size(dc.len);
+				if (hl && hk == (t.h0 + hl - 1) / GQ) { /* the same kv head as hl-1 */
+					t.kt[hl] = t.kt[hl - 1];
+					t.vp[hl] = t.vp[hl - 1];
+					continue;
+				}
+				t.kt[hl] = dst;
+				t.vp[hl] = dst + (int64_t)K_D * t.ks;
+				for (int64_t c0 = 0; c0 < dc.len; c0 += 256)
+					pack_cols(a, dc.start * a->k_st + hk * a->k_sh,
+						  dc.start * a->v_st + hk * a->v_sh, dc.len, dst, t.ks, c0);
+			}
+			chain(&t, j, dc.bounds[c], dc.bounds[c + 1]);
+			continue;
+		}
 		const int64_t c = w % j->chains, bh = w / j->chains;
 		t.b = bh / nhb;
 		t.h0 = (int)(bh % nhb) * K_HPB;
+		t.qbase = t.b * a->q_sb;
+		t.obase = t.b * a->o_sb;
 		for (int hl = 0; hl < K_HPB; hl++) {
 			const int64_t bk = t.b * K_HKV + (t.h0 + hl) / GQ;
 			t.kt[hl] = j->shared + bk * j->kvsize;
@@ -1006,7 +1113,8 @@ static void worker(void *arg, int tid)
 
 int mta_cpu_kernel(const struct mta_kargs *a)
 {
-	if (!a || a->dtype != K_DTYPE || a->B < 1 || a->T < 1 || !a->pool_run || !a->pool_mem)
+	if (!a || a->dtype != K_DTYPE || a->B < 1 || a->T < 1 || !a->pool_run || !a->pool_mem ||
+	    (a->cu_seqlens && (a->B != 1 || a->ndocs < 1 || a->tmax < 0 || a->tmax > a->T)))
 		return MTA_KERR_ARGS;
 	struct job j;
 	memset(&j, 0, sizeof j);
@@ -1017,40 +1125,55 @@ int mta_cpu_kernel(const struct mta_kargs *a)
 	}
 	const int64_t T = a->T, nbh = a->B * (K_H / K_HPB);
 	int64_t n = a->nthreads > 0 ? a->nthreads : K_THR > 0 ? K_THR : a->pool_cores;
-	/* a thread is worth waking for about 2 million multiply-adds or more */
-	const double work = (double)a->B * K_H * (double)T * (double)(T + 1) / 2 *
-			    (2.0 * K_D + (K_CQ ? K_CQ * K_CK : 0) + (K_CQ2 ? K_CQ2 * K_CK2 : 0) +
-			     (K_HPRE ? K_H : 0) + (K_HPOST ? K_H : 0) + 10);
+	/*
+	 * a thread is worth waking for about 2 million multiply-adds or more
+	 * (packed documents: their causal work is smaller; T^2/2 bounds it)
+	 */
+	double work = 0;
+	if (a->cu_seqlens)
+		for (int64_t d = 0; d < a->ndocs; d++) {
+			const double l = (double)(a->cu_seqlens[d + 1] - a->cu_seqlens[d]);
+			work += l * (l + 1) / 2;
+		}
+	else
+		work = (double)a->B * (double)T * (double)(T + 1) / 2;
+	work *= K_H * (2.0 * K_D + (K_CQ ? K_CQ * K_CK : 0) + (K_CQ2 ? K_CQ2 * K_CK2 : 0) +
+		       (K_HPRE ? K_H : 0) + (K_HPOST ? K_H : 0) + 10);
 	if (n > 1 + (int64_t)(work / 2e6))
 		n = 1 + (int64_t)(work / 2e6);
 	n = n < 1 ? 1 : n > 256 ? 256 : n;
 
 	/* chains of equal causal work: about 4 per thread, none shorter than its halo needs */
-	int64_t c = (4 * n + nbh - 1) / nbh, minrows = MAX2(64, 4 * (RH1 + RH2 + BR));
-	c = MIN2(c, T / minrows);
-	c = c < 1 ? 1 : c > 64 ? 64 : c;
+	int64_t c = (4 * n + nbh - 1) / nbh;
 	if (n == 1)
 		c = 1;
-	j.bounds[0] = 0;
-	int64_t m = 1;
-	for (int64_t k = 1; k < c; k++) {
-		int64_t r = (int64_t)((double)T * sqrt((double)k / (double)c)) / BR * BR;
-		if (r > j.bounds[m - 1] && r < T && r >= RH1 + RH2)
-			j.bounds[m++] = r;
+	if (a->cu_seqlens) {
+		/*
+		 * documents are chained like batches, c chains each at most; no
+		 * packing phase: each item packs its own document (see worker)
+		 */
+		j.chains = c;
+		j.npack = j.nitems = 0;
+		for (int64_t d = 0; d < a->ndocs; d++) {
+			const int64_t l = a->cu_seqlens[d + 1] - a->cu_seqlens[d];
+			int64_t bounds[65];
+			j.nitems += l ? (K_H / K_HPB) * chain_bounds(l, c, bounds) : 0;
+		}
+	} else {
+		j.chains = chain_bounds(T, c, j.bounds);
+		j.nitems = nbh * j.chains;
+		j.ks = pack_ks(T);
+		j.kvsize = pack_size(T);
+		j.shared = a->pool_mem(a->pool, MTA_POOL_SHARED,
+				       (int64_t)sizeof(float) * a->B * K_HKV * j.kvsize);
+		j.npack = a->B * K_HKV * ((T + 255) / 256);
+		if (!j.shared)
+			return MTA_KERR_NOMEM;
 	}
-	j.bounds[m] = T;
-	j.chains = m;
-	j.nitems = nbh * m;
-
-	j.ks = RUP(T, KP);
-	j.kvsize = RUP((int64_t)K_D * j.ks + T * DP, 16);
-	j.shared = a->pool_mem(a->pool, MTA_POOL_SHARED,
-			       (int64_t)sizeof(float) * a->B * K_HKV * j.kvsize);
-	if (!j.shared)
-		return MTA_KERR_NOMEM;
-	j.npack = a->B * K_HKV * ((T + 255) / 256);
-	a->pool_run(a->pool, (int)MIN2(n, j.npack), pack_worker, &j);
+	if (j.npack)
+		a->pool_run(a->pool, (int)MIN2(n, j.npack), pack_worker, &j);
 	j.next = 0;
-	a->pool_run(a->pool, (int)MIN2(n, j.nitems), worker, &j);
+	if (j.nitems)
+		a->pool_run(a->pool, (int)MIN2(n, j.nitems), worker, &j);
 	return j.err;
 }

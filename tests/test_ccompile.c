@@ -97,7 +97,8 @@ TEST(ccompile_hash_and_identity)
 /* Each family's template compiles on its own, warning-free, with its default constants. */
 TEST(ccompile_template_standalone)
 {
-	static const char *const tpl[] = { "templates/mta_cpu.c", "templates/mta_cpu2.c" };
+	static const char *const tpl[] = { "templates/mta_cpu.c", "templates/mta_cpu2.c",
+					   "templates/mta_cpu_decode.c" };
 	for (size_t i = 0; i < sizeof tpl / sizeof tpl[0]; i++) {
 		char *out = NULL;
 		int rc = mt_sh(&out, "cc -std=gnu11 -fsyntax-only -Wall -Wextra -Werror -I. %s && "
@@ -150,6 +151,20 @@ TEST(ccompile_generated_sources)
 			       "-nostdinc -isystem /usr/include -isystem \"$(cc -print-file-name=include)\" "
 			       "-isystem /usr/include/$(cc -dumpmachine) k%zu.c", mt_tmpdir(), i);
 		CHECKF(rc == 0, "%s %s:\n%s", c[i].key, c[i].spec, out);
+		free(out);
+		free(src);
+		/* the problem's decode kernel, likewise */
+		REQUIRE(mta_gen_c_decode(&p, &src) == MTA_OK);
+		CHECK(!strstr(src, "#include \""));
+		CHECK_STR_CONTAINS(src, "struct mta_dargs {");
+		snprintf(path, sizeof path, "%s/d%zu.c", mt_tmpdir(), i);
+		REQUIRE((f = fopen(path, "w")) != NULL);
+		fputs(src, f);
+		fclose(f);
+		rc = mt_sh(&out, "cd '%s' && cc -std=gnu11 -fsyntax-only -Wall -Wextra -Werror "
+			   "-nostdinc -isystem /usr/include -isystem \"$(cc -print-file-name=include)\" "
+			   "-isystem /usr/include/$(cc -dumpmachine) d%zu.c", mt_tmpdir(), i);
+		CHECKF(rc == 0, "decode %s:\n%s", c[i].key, out);
 		free(out);
 		free(src);
 	}

@@ -75,10 +75,13 @@ static void write_case(const char *path, const struct mta_problem *p, int64_t B,
  * relative L2 error (INFINITY on any failure) and leaves prog's "SOURCE SPEC"
  * line in pick.
  */
-static double run_case(const char *prog, const struct mta_problem *p, int64_t B, int64_t T,
-		       const struct mta_tensor *q, const struct mta_tensor *k,
-		       const struct mta_tensor *v, const struct mta_weights *w, char *pick,
-		       size_t n)
+/* prog's MTX_DECODE_FROM for the next run ("": the forward). */
+static const char *decode_from = "";
+
+static double run_case_cu(const char *prog, const struct mta_problem *p, int64_t B, int64_t T,
+			  const struct mta_tensor *q, const struct mta_tensor *k,
+			  const struct mta_tensor *v, const struct mta_weights *w, char *pick,
+			  size_t n, const int64_t *cu, int64_t ndocs)
 {
 	char cpath[1024], opath[1024], *out = NULL;
 	size_t no = (size_t)(B * T * p->H * p->D);
@@ -88,11 +91,17 @@ static double run_case(const char *prog, const struct mta_problem *p, int64_t B,
 	snprintf(opath, sizeof opath, "%s/out.bin", mt_tmpdir());
 	remove(opath);
 	write_case(cpath, p, B, T, q->data, k->data, v->data, w);
-	int rc = mt_sh(&out, "%s run %s %s", prog, cpath, opath);
+	char env[600] = "";
+	for (int64_t d = 0; cu && d <= ndocs; d++)
+		snprintf(env + strlen(env), sizeof env - strlen(env), "%s%lld", d ? "," : "",
+			 (long long)cu[d]);
+	int rc = mt_sh(&out, "MTX_CU_SEQLENS='%s' MTX_DECODE_FROM='%s' %s run %s %s", env,
+		       decode_from, prog, cpath, opath);
 	CHECKF(rc == 0, "%s: exit %d: %s", prog, rc, out);
 	FILE *f = fopen(opath, "rb");
 	if (rc == 0 && f && fread(o, 4, no, f) == no && ref &&
-	    mta_reference(p, q, k, v, w, ref) == MTA_OK) {
+	    (cu ? mta_reference_varlen(p, q, k, v, w, cu, ndocs, ref)
+		: mta_reference(p, q, k, v, w, ref)) == MTA_OK) {
 		struct mta_compare cmp;
 		CHECKF(mta_compare(o, ref, no, p->dtype, &cmp) == MTA_OK || cmp.bad == 0, "%s: %s",
 		       prog, mta_last_error());
@@ -105,6 +114,19 @@ static double run_case(const char *prog, const struct mta_problem *p, int64_t B,
 	free(ref);
 	free(o);
 	return err;
+}
+
+/*
+ * Run prog on one case and compare its output with mta_reference (see
+ * run_case_cu, which with cu runs the packed forward against
+ * mta_reference_varlen).
+ */
+static double run_case(const char *prog, const struct mta_problem *p, int64_t B, int64_t T,
+		       const struct mta_tensor *q, const struct mta_tensor *k,
+		       const struct mta_tensor *v, const struct mta_weights *w, char *pick,
+		       size_t n)
+{
+	return run_case_cu(prog, p, B, T, q, k, v, w, pick, n, NULL, 0);
 }
 
 /* The folder's library built, and prog linked against .a (prog_a) and .so (prog_so). */
@@ -226,6 +248,10 @@ TEST(export_round_trip_tune_export_build_link_runs_every_golden_case)
 		mta_inputs_free(&in);
 	}
 	CHECK(seen >= 11);
+	/* a CPU library ships one decode kernel per problem, linked in */
+	CHECK(mt_sh(&out, "nm %s/libmtx.a | grep -c 'mtx_d[0-9]*_decode$'", lib) == 0);
+	CHECKF(out && atoi(out) >= 12, "decode kernels in libmtx.a: %s", out ? out : "");
+	free(out);
 	mt_golden_free(cases);
 
 	/* the tuned problem: exact buckets 64 and 256, then the nearest (256) for 3000 */
@@ -245,6 +271,30 @@ TEST(export_round_trip_tune_export_build_link_runs_every_golden_case)
 		CHECK_STR_CONTAINS(pick, runs[i].want);
 		if (runs[i].T == 64)
 			CHECK_STR_CONTAINS(pick, s.winner);
+		mt_weights_free(&wt);
+		free(bq);
+		free(bk);
+		free(bv);
+	}
+
+	/* packed documents through the library: one kernel call, each document alone */
+	{
+		static const int64_t cu[] = { 0, 1, 20, 20, 64, 70 };
+		struct mta_tensor q, k, v;
+		struct mta_weights wt;
+		void *bq = mt_tensor(MTA_F32, 1, 70, p.H, p.D, 0, &q);
+		void *bk = mt_tensor(MTA_F32, 1, 70, p.Hkv, p.D, 0, &k);
+		void *bv = mt_tensor(MTA_F32, 1, 70, p.Hkv, p.D, 0, &v);
+		mt_weights(&p, &wt);
+		double err = run_case_cu(prog_so, &p, 1, 70, &q, &k, &v, &wt, pick, sizeof pick, cu,
+					 5);
+		CHECKF(err < mta_tolerance(MTA_F32), "packed: relative L2 %.3g", err);
+		/* decode through the library's own decode kernel: prefill 30, then tokens */
+		decode_from = "30";
+		err = run_case(prog_a, &p, 1, 70, &q, &k, &v, &wt, pick, sizeof pick);
+		decode_from = "";
+		CHECKF(err < mta_tolerance(MTA_F32), "decode: relative L2 %.3g", err);
+		CHECK_STR_CONTAINS(pick, "decode");
 		mt_weights_free(&wt);
 		free(bq);
 		free(bk);

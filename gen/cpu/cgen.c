@@ -140,3 +140,25 @@ int mta_gen_c_bwd(const struct mta_problem *p, const struct mta_variant *v, char
 	}
 	return mta_buf_take(&b, "a C backward kernel", source, NULL);
 }
+
+/* ---- decode (templates/mta_cpu_decode.c) ---- */
+
+int mta_gen_c_decode(const struct mta_problem *p, char **source)
+{
+	static const char path[] = "templates/mta_cpu_decode.c";
+	struct mta_variant v;
+	struct mta_buf b = { 0 };
+	int rc;
+
+	*source = NULL;
+	const char *tpl = mta_embedded(path);
+	if (!tpl)
+		return mta_fail(MTA_EUNSUPPORTED, "this build lacks %s", path);
+	/* the default variant's #defines: the decode kernel has no tunables of its own yet */
+	if ((rc = mta_variant_default(p, MTA_BACKEND_CPU, &v)) ||
+	    (rc = mta_gen_defines(&b, path, p, &v)) || (rc = paste(&b, path, tpl))) {
+		mta_buf_free(&b);
+		return rc;
+	}
+	return mta_buf_take(&b, "a C decode kernel", source, NULL);
+}

@@ -23,4 +23,10 @@ int mta_gen_c(const struct mta_problem *p, const struct mta_variant *v, char **s
  */
 int mta_gen_c_bwd(const struct mta_problem *p, const struct mta_variant *v, char **source);
 
+/*
+ * Source of the decode kernel of problem p (templates/mta_cpu_decode.c,
+ * ABI runtime/core/mta_dargs.h pasted in), malloc'd into *source.
+ */
+int mta_gen_c_decode(const struct mta_problem *p, char **source);
+
 #endif

@@ -199,6 +199,15 @@ def lib():
              P(Weights), P(Tensor), vp)
         _sig(l, "mta_backward", c_int, vp, P(Problem), P(Tensor), P(Tensor), P(Tensor),
              P(Weights), vp, P(Tensor), P(Grads))
+        # packed documents and decode (mta.h)
+        _sig(l, "mta_forward_varlen", c_int, vp, P(Problem), P(Tensor), P(Tensor), P(Tensor),
+             P(Weights), P(c_int64), c_int64, P(Tensor))
+        _sig(l, "mta_cache_create_ctx", c_int, vp, P(Problem), c_int64, P(vp))
+        _sig(l, "mta_cache_free", None, vp)
+        _sig(l, "mta_cache_seqlens", c_int, vp, P(c_int64))
+        _sig(l, "mta_cache_reset", c_int, vp, c_int64)
+        _sig(l, "mta_decode", c_int, vp, P(Tensor), P(Tensor), P(Tensor), P(Weights),
+             P(c_int64), P(Tensor))
         _lib_path = path
         _lib = l
     return _lib
@@ -356,3 +365,50 @@ def forward_device(ctx, p, q, k, v, w, o, stream):
         "mtatune: CUDA tensors are not supported yet: libmtatune's device API "
         "(device pointers and a stream, issue 15) has not landed; for now move q, k, v "
         "and the weights to the CPU, or use `mtatune run --backend cuda` on .npy files")
+
+
+# ---- packed documents and decode (mta.h) -----------------------------------
+def forward_varlen_host(ctx, p, q, k, v, w, cu_seqlens, o):
+    """mta_forward_varlen on host memory: q, k, v, o Tensor structs with
+    B = 1; cu_seqlens a sequence of ints (ndocs+1 offsets, checked by the
+    library)."""
+    n = len(cu_seqlens)
+    cu = (ctypes.c_int64 * max(n, 1))(*[int(x) for x in cu_seqlens])
+    rc = lib().mta_forward_varlen(ctx.handle, ctypes.byref(p), ctypes.byref(q),
+                                  ctypes.byref(k), ctypes.byref(v), ctypes.byref(w), cu,
+                                  n - 1, ctypes.byref(o))
+    _check(rc, "mta_forward_varlen", bad_input=True)
+
+
+class Cache:
+    """One mta_cache of a context's backend (mta_cache_create_ctx): batch
+    sequences of problem p. Freed when collected; it keeps its context."""
+
+    def __init__(self, ctx, p, batch):
+        self.ctx, self.batch = ctx, int(batch)
+        self._p = ctypes.c_void_p()
+        self._free = lib().mta_cache_free
+        _check(lib().mta_cache_create_ctx(ctx.handle, ctypes.byref(p), self.batch,
+                                          ctypes.byref(self._p)), "mta_cache_create_ctx",
+               bad_input=True)
+
+    def seqlens(self):
+        lens = (ctypes.c_int64 * self.batch)()
+        _check(lib().mta_cache_seqlens(self._p, lens), "mta_cache_seqlens")
+        return list(lens)
+
+    def reset(self, b):
+        _check(lib().mta_cache_reset(self._p, int(b)), "mta_cache_reset", bad_input=True)
+
+    def decode(self, q, k, v, w, n_new, o):
+        """mta_decode: Tensor structs q, k, v [B,Tn,...], o float32; n_new a
+        sequence of B ints or None."""
+        nn = None if n_new is None else (ctypes.c_int64 * self.batch)(*[int(x) for x in n_new])
+        _check(lib().mta_decode(self._p, ctypes.byref(q), ctypes.byref(k), ctypes.byref(v),
+                                ctypes.byref(w), nn, ctypes.byref(o)), "mta_decode",
+               bad_input=True)
+
+    def __del__(self):
+        p, self._p = getattr(self, "_p", None), None
+        if p:
+            self._free(p)

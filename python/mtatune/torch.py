@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from . import _lib
 from ._lib import MTAError
 
-__all__ = ["mta_attention", "problem_key", "MTAttention", "MTAError"]
+__all__ = ["mta_attention", "problem_key", "MTAttention", "MTAError", "DecodeCache"]
 
 _DTYPES = {torch.float32: _lib.MTA_F32, torch.bfloat16: _lib.MTA_BF16,
            torch.float16: _lib.MTA_F16}
@@ -227,6 +227,31 @@ def _forward_cpu(p, q, k, v, w, layer_id, db):
     return o if q.dtype == torch.float32 else o.to(q.dtype)
 
 
+def _forward_cpu_varlen(p, q, k, v, w, layer_id, db, cu_seqlens):
+    """The packed-documents forward on the CPU backend (one kernel call)."""
+    ctx = _lib.context("cpu", 0, db)
+    W, keep = _weights_struct(w, layer_id)
+    o = torch.empty(q.shape, dtype=torch.float32)
+    if _poison_output:
+        o.fill_(float("nan"))
+    _lib.forward_varlen_host(ctx, p, _tensor_struct(q), _tensor_struct(k), _tensor_struct(v),
+                             W, cu_seqlens.tolist(), _tensor_struct(o))
+    del keep
+    return o if q.dtype == torch.float32 else o.to(q.dtype)
+
+
+def _check_cu_seqlens(q, cu_seqlens):
+    if not isinstance(cu_seqlens, Tensor):
+        _bad(f"cu_seqlens must be a torch.Tensor or None, not {type(cu_seqlens).__name__}")
+    if cu_seqlens.dtype not in (torch.int32, torch.int64):
+        _bad(f"cu_seqlens has dtype {cu_seqlens.dtype}: expected torch.int32 or torch.int64")
+    if cu_seqlens.dim() != 1 or cu_seqlens.shape[0] < 2:
+        _bad(f"cu_seqlens has shape {_shp(cu_seqlens)}: expected [ndocs+1] offsets "
+             "(0 first, total_T last)")
+    if q.dim() == 4 and q.shape[0] != 1:
+        _bad(f"with cu_seqlens, q must be [1,total_T,H,D] (packed documents), not {_shp(q)}")
+
+
 def _forward_cuda(p, q, k, v, w, layer_id, db):
     """The CUDA backend on the tensors' device memory, enqueued on the
     current stream of q's device, o allocated in q's dtype, no copies and
@@ -250,10 +275,16 @@ def _mta_attention_op(q: Tensor, k: Tensor, v: Tensor, kq_pre: Optional[Tensor],
                       head_post: Optional[Tensor], head_post_linear: Optional[Tensor],
                       gn_weight: Optional[Tensor], gate_w: Optional[Tensor],
                       gate_b: Optional[Tensor], pad_key: str, layer_id: Optional[int],
-                      scale: Optional[float], db: Optional[str]) -> Tensor:
+                      scale: Optional[float], db: Optional[str],
+                      cu_seqlens: Optional[Tensor] = None) -> Tensor:
     w = dict(zip(WEIGHTS, (kq_pre, head_pre, kq_post, head_post, head_post_linear,
                            gn_weight, gate_w, gate_b)))
     p = _problem(q, k, v, w, pad_key, layer_id, scale)
+    if cu_seqlens is not None:
+        if q.device.type != "cpu" or cu_seqlens.device.type != "cpu":
+            raise NotImplementedError("mta_attention: cu_seqlens (packed documents) runs on "
+                                      "the CPU only for now")
+        return _forward_cpu_varlen(p, q, k, v, w, layer_id, db, cu_seqlens)
     if q.device.type == "cpu":
         return _forward_cpu(p, q, k, v, w, layer_id, db)
     if q.device.type == "cuda":
@@ -263,7 +294,8 @@ def _mta_attention_op(q: Tensor, k: Tensor, v: Tensor, kq_pre: Optional[Tensor],
 
 @_mta_attention_op.register_fake
 def _mta_attention_fake(q, k, v, kq_pre, head_pre, kq_post, head_post, head_post_linear,
-                        gn_weight, gate_w, gate_b, pad_key, layer_id, scale, db):
+                        gn_weight, gate_w, gate_b, pad_key, layer_id, scale, db,
+                        cu_seqlens=None):
     w = dict(zip(WEIGHTS, (kq_pre, head_pre, kq_post, head_post, head_post_linear,
                            gn_weight, gate_w, gate_b)))
     _problem(q, k, v, w, pad_key, layer_id, scale)
@@ -351,7 +383,7 @@ def mta_attention(q: Tensor, k: Tensor, v: Tensor, *, kq_pre: Optional[Tensor] =
                   gn_weight: Optional[Tensor] = None, gate_w: Optional[Tensor] = None,
                   gate_b: Optional[Tensor] = None, pad_key: str = "both",
                   layer_id: Optional[int] = None, scale: Optional[float] = None,
-                  db=None) -> Tensor:
+                  db=None, cu_seqlens: Optional[Tensor] = None) -> Tensor:
     """Multi-Token Attention forward (MTA.md): o [B,T,H,D] in q's dtype.
 
     q [B,T,H,D]; k, v [B,T,Hkv,D] with H a multiple of Hkv; one dtype
@@ -369,6 +401,10 @@ def mta_attention(q: Tensor, k: Tensor, v: Tensor, *, kq_pre: Optional[Tensor] =
     adds the layer rescale 1-(0.8-0.6*exp(-0.3*layer_id)); scale defaults
     to 1/sqrt(D); db is the database of tuned winners (default $MTATUNE_DB,
     else ~/.cache/mtatune/mta.db; a missing one means default variants).
+    cu_seqlens (int32 or int64 [ndocs+1], CPU): packed documents, as
+    FlashAttention's varlen API: q [1,total_T,H,D], k, v [1,total_T,Hkv,D],
+    document d rows [cu[d], cu[d+1]), each attended and convolved alone
+    (forward only; CPU tensors only).
 
     Bad input raises ValueError naming the tensor and what was expected; a
     failure inside the library raises MTAError. A kernel is compiled on the
@@ -379,10 +415,12 @@ def mta_attention(q: Tensor, k: Tensor, v: Tensor, *, kq_pre: Optional[Tensor] =
                "head_post": head_post, "head_post_linear": head_post_linear,
                "gn_weight": gn_weight, "gate_w": gate_w, "gate_b": gate_b}
     _check_args(q, k, v, weights, pad_key, layer_id, scale, db)
+    if cu_seqlens is not None:
+        _check_cu_seqlens(q, cu_seqlens)
     return _mta_attention_op(q, k, v, kq_pre, head_pre, kq_post, head_post,
                              head_post_linear, gn_weight, gate_w, gate_b, pad_key,
                              None if layer_id is None else int(layer_id),
-                             None if scale is None else float(scale), db)
+                             None if scale is None else float(scale), db, cu_seqlens)
 
 
 def problem_key(q: Tensor, k: Tensor, v: Tensor, **kw) -> str:
@@ -572,3 +610,75 @@ class MTAttention(nn.Module):
         if self.scale is not None:
             parts.append(f"scale={self.scale}")
         return ", ".join(parts)
+
+
+class DecodeCache:
+    """Incremental decode (mta.h, mta_decode): a cache of `batch` sequences
+    holding k, v and only the rows the convolutions reach back to, on the
+    CPU backend's generated decode kernel.
+
+        cache = DecodeCache(batch, kq_pre=w_pre, head_pre=w_head, ...)
+        o = cache.append(q, k, v)            # q [B,Tn,H,D]: Tn new tokens each
+        o = cache.append(q1, k1, v1, n_new=[1, 0, 1])  # ragged: who advances
+
+    The output row of each new token equals that row of mta_attention over
+    the whole sequence so far. The problem is fixed by the first append
+    (shapes, dtype and the weights given here); every later append must
+    match it. Rows past n_new[b] of sequence b are neither read nor written
+    (they come back as zeros). CPU tensors only; no autograd."""
+
+    def __init__(self, batch, *, kq_pre=None, head_pre=None, kq_post=None, head_post=None,
+                 head_post_linear=None, gn_weight=None, gate_w=None, gate_b=None,
+                 pad_key="both", layer_id=None, scale=None, db=None):
+        if isinstance(batch, bool) or not isinstance(batch, numbers.Integral) or batch < 1:
+            raise ValueError(f"DecodeCache: batch must be a positive int, not {batch!r}")
+        self.batch = int(batch)
+        self._w = {"kq_pre": kq_pre, "head_pre": head_pre, "kq_post": kq_post,
+                   "head_post": head_post, "head_post_linear": head_post_linear,
+                   "gn_weight": gn_weight, "gate_w": gate_w, "gate_b": gate_b}
+        self._pad, self._layer, self._scale = pad_key, layer_id, scale
+        self._db = None if db is None else os.fspath(db)
+        self._cache = self._p = self._W = self._keep = None
+
+    def seqlens(self):
+        """Each sequence's length so far (cache_seqlens), as a list of ints."""
+        return [0] * self.batch if self._cache is None else self._cache.seqlens()
+
+    def reset(self, b):
+        """Empty sequence b."""
+        if self._cache is not None:
+            self._cache.reset(b)
+
+    def append(self, q, k, v, n_new=None):
+        """Append tokens and return their outputs [B,Tn,H,D] in q's dtype."""
+        with torch.no_grad():
+            _check_args(q, k, v, self._w, self._pad, self._layer, self._scale, self._db)
+            for name, t in (("q", q), ("k", k), ("v", v)):
+                if t.device.type != "cpu":
+                    raise NotImplementedError(f"DecodeCache: {name} is on {t.device}; decode "
+                                              "runs on CPU tensors only for now")
+            if q.shape[0] != self.batch:
+                raise ValueError(f"DecodeCache.append: q has B={int(q.shape[0])}, the cache "
+                                 f"holds {self.batch} sequences")
+            if n_new is not None and len(n_new) != self.batch:
+                raise ValueError(f"DecodeCache.append: n_new has {len(n_new)} entries, "
+                                 f"expected {self.batch}")
+            p = _problem(q, k, v, self._w, self._pad, self._layer, self._scale)
+            if self._cache is None:
+                ctx = _lib.context("cpu", 0, self._db)
+                self._cache = _lib.Cache(ctx, p, self.batch)
+                self._p = p
+                self._W, self._keep = _weights_struct(self._w, self._layer)
+            elif _lib.problem_key(p) != _lib.problem_key(self._p):
+                raise ValueError(f"DecodeCache.append: the tokens make problem "
+                                 f"{_lib.problem_key(p)}, but this cache holds "
+                                 f"{_lib.problem_key(self._p)}")
+            o = torch.zeros(q.shape, dtype=torch.float32)
+            if _poison_output:
+                o.fill_(float("nan"))
+                for b in range(self.batch):
+                    if n_new is not None:
+                        o[b, int(n_new[b]):] = 0
+            self._cache.decode(_tensor_struct(q), _tensor_struct(k), _tensor_struct(v),
+                               self._W, n_new, _tensor_struct(o))
+            return o if q.dtype == torch.float32 else o.to(q.dtype)

@@ -3,6 +3,7 @@
  */
 #include "runtime/core/kargs.h"
 #include "runtime/core/error.h"
+#include "runtime/core/varlen.h"
 
 #include <string.h>
 
@@ -58,6 +59,23 @@ int mta_kargs_fill(const struct mta_problem *p, const struct mta_tensor *q,
 	a->gn_rescale = p->gn_rescale ? (float)mta_layer_rescale(w->layer_id) : 1.0f;
 	a->dtype = q->dtype;
 	a->nthreads = nthreads;
+	a->tmax = a->T;
+	return MTA_OK;
+}
+
+int mta_kargs_fill_varlen(const struct mta_problem *p, const struct mta_tensor *q,
+			  const struct mta_tensor *k, const struct mta_tensor *v,
+			  const struct mta_weights *w, struct mta_tensor *o, int nthreads,
+			  const int64_t *cu_seqlens, int64_t ndocs, struct mta_kargs *a)
+{
+	int64_t tmax;
+	int rc;
+	if ((rc = mta_kargs_fill(p, q, k, v, w, o, nthreads, a)) ||
+	    (rc = mta_varlen_check(p, q, k, v, o, cu_seqlens, ndocs, &tmax)))
+		return rc;
+	a->cu_seqlens = cu_seqlens;
+	a->ndocs = ndocs;
+	a->tmax = tmax;
 	return MTA_OK;
 }
 

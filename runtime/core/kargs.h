@@ -22,6 +22,16 @@ int mta_kargs_fill(const struct mta_problem *p, const struct mta_tensor *q,
 		   struct mta_kargs *a);
 
 /*
+ * The same for a packed call (mta.h, packed documents): also checks B = 1
+ * and cu_seqlens against total_T, and sets the kernel's cu_seqlens, ndocs
+ * and tmax.
+ */
+int mta_kargs_fill_varlen(const struct mta_problem *p, const struct mta_tensor *q,
+			  const struct mta_tensor *k, const struct mta_tensor *v,
+			  const struct mta_weights *w, struct mta_tensor *o, int nthreads,
+			  const int64_t *cu_seqlens, int64_t ndocs, struct mta_kargs *a);
+
+/*
  * MTA_OK for a kernel's return code 0; otherwise the matching status with a
  * message naming the kernel (what) and, for MTA_KERR_NOMEM, its workspace
  * at sequence length T (from the kernel's info).

@@ -13,7 +13,7 @@
 
 #include <stdint.h>
 
-#define MTA_KARGS_ABI 2
+#define MTA_KARGS_ABI 3
 
 /* Return codes of the entry point (0 is success). */
 #define MTA_KERR_NOMEM 1 /* a thread's workspace could not be allocated */
@@ -55,6 +55,16 @@ struct mta_kargs {
 	void (*pool_run)(void *pool, int n, void (*fn)(void *arg, int tid), void *arg);
 	void *(*pool_mem)(void *pool, int slot, int64_t bytes);
 	int pool_cores;   /* cores online: what "all cores" means */
+	/*
+	 * Packed documents (mta.h, mta_forward_varlen): NULL for a plain
+	 * forward. Otherwise B is 1, T is total_T and document d is rows
+	 * [cu_seqlens[d], cu_seqlens[d+1]), d < ndocs (checked by the caller),
+	 * each computed as if it were alone. The kernel's work items are the
+	 * documents' tiles, so one call runs them all.
+	 */
+	const int64_t *cu_seqlens;
+	int64_t ndocs;
+	int64_t tmax;     /* the longest document (T when cu_seqlens is NULL) */
 };
 
 /* What a kernel reports about itself (exported as mta_cpu_info). */

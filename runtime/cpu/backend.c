@@ -138,6 +138,30 @@ static int forward(struct mta_kernel *k, const struct mta_problem *p, const stru
 	return mta_cpu_run(k->k, p, q, kt, v, w, o, k->dev->threads, k->dev->pool);
 }
 
+static int forward_varlen(struct mta_kernel *k, const struct mta_problem *p,
+			  const struct mta_tensor *q, const struct mta_tensor *kt,
+			  const struct mta_tensor *v, const struct mta_weights *w,
+			  const int64_t *cu_seqlens, int64_t ndocs, struct mta_tensor *o)
+{
+	return mta_cpu_run_varlen(k->k, p, q, kt, v, w, cu_seqlens, ndocs, o, k->dev->threads,
+				  k->dev->pool);
+}
+
+static int decode_load(struct mta_device *d, const struct mta_problem *p, void **handle,
+		       mta_decode_fn *fn)
+{
+	struct mta_cpu_decode *k = NULL;
+	int rc = mta_cpu_decode_load(p, &k);
+	*handle = k;
+	*fn = mta_cpu_decode_entry(k);
+	return rc;
+}
+
+static void decode_unload(void *handle)
+{
+	mta_cpu_decode_free(handle);
+}
+
 static int bind(struct mta_kernel *k, const struct mta_problem *p, const struct mta_tensor *q,
 		const struct mta_tensor *kt, const struct mta_tensor *v,
 		const struct mta_weights *w, struct mta_tensor *o, struct mta_bound **out)
@@ -192,4 +216,6 @@ const struct mta_backend mta_backend_cpu = {
 	dev_open, dev_close, load, unload, forward,
 	bind, mta_host_launch, mta_host_fetch, mta_host_unbind, flush,
 	train_load, fwd_save, backward,
+	forward_varlen,
+	decode_load, decode_unload,
 };

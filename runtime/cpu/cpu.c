@@ -7,6 +7,7 @@
 #include "runtime/ccompile.h"
 #include "runtime/core/error.h"
 #include "runtime/core/kargs.h"
+#include "runtime/core/mta_dargs.h"
 #include "runtime/core/pool.h"
 
 #include <dlfcn.h>
@@ -77,10 +78,12 @@ int mta_cpu_load(const struct mta_problem *p, const struct mta_variant *v,
 	return mta_cpu_load_log(p, v, k, NULL);
 }
 
-int mta_cpu_run(struct mta_cpu_kernel *k, const struct mta_problem *p,
-		const struct mta_tensor *q, const struct mta_tensor *kt,
-		const struct mta_tensor *v, const struct mta_weights *w,
-		struct mta_tensor *o, int nthreads, struct mta_pool *pool)
+/* The forward, packed when cu_seqlens is set (mta_cpu_run, mta_cpu_run_varlen). */
+static int run(struct mta_cpu_kernel *k, const struct mta_problem *p,
+	       const struct mta_tensor *q, const struct mta_tensor *kt,
+	       const struct mta_tensor *v, const struct mta_weights *w,
+	       struct mta_tensor *o, int nthreads, struct mta_pool *pool,
+	       const int64_t *cu_seqlens, int64_t ndocs)
 {
 	struct mta_pool *own = NULL;
 	struct mta_kargs a;
@@ -94,13 +97,35 @@ int mta_cpu_run(struct mta_cpu_kernel *k, const struct mta_problem *p,
 		mta_problem_key(&k->p, have, sizeof have);
 		return mta_fail(MTA_EINVAL, "kernel was built for %s, not %s", have, want);
 	}
-	if ((rc = mta_kargs_fill(p, q, kt, v, w, o, nthreads, &a)))
+	if ((rc = cu_seqlens ? mta_kargs_fill_varlen(p, q, kt, v, w, o, nthreads, cu_seqlens,
+						     ndocs, &a)
+			     : mta_kargs_fill(p, q, kt, v, w, o, nthreads, &a)))
 		return rc;
 	if (!pool && (rc = mta_pool_create(&own)))
 		return rc;
-	rc = mta_kargs_status(mta_pool_call(pool ? pool : own, k->fn, &a), k->info, a.T, k->path);
+	rc = mta_kargs_status(mta_pool_call(pool ? pool : own, k->fn, &a), k->info, a.tmax,
+			      k->path);
 	mta_pool_free(own);
 	return rc;
+}
+
+int mta_cpu_run(struct mta_cpu_kernel *k, const struct mta_problem *p,
+		const struct mta_tensor *q, const struct mta_tensor *kt,
+		const struct mta_tensor *v, const struct mta_weights *w,
+		struct mta_tensor *o, int nthreads, struct mta_pool *pool)
+{
+	return run(k, p, q, kt, v, w, o, nthreads, pool, NULL, 0);
+}
+
+int mta_cpu_run_varlen(struct mta_cpu_kernel *k, const struct mta_problem *p,
+		       const struct mta_tensor *q, const struct mta_tensor *kt,
+		       const struct mta_tensor *v, const struct mta_weights *w,
+		       const int64_t *cu_seqlens, int64_t ndocs, struct mta_tensor *o,
+		       int nthreads, struct mta_pool *pool)
+{
+	if (!cu_seqlens)
+		return mta_fail(MTA_EINVAL, "packed forward: cu_seqlens is missing");
+	return run(k, p, q, kt, v, w, o, nthreads, pool, cu_seqlens, ndocs);
 }
 
 long long mta_cpu_workspace(const struct mta_cpu_kernel *k, int64_t T)
@@ -114,6 +139,57 @@ const char *mta_cpu_path(const struct mta_cpu_kernel *k)
 }
 
 void mta_cpu_free(struct mta_cpu_kernel *k)
+{
+	if (!k)
+		return;
+	mta_cc_close(k->dl);
+	free(k);
+}
+
+/* ---- the decode kernel (templates/mta_cpu_decode.c) ---- */
+
+struct mta_cpu_decode {
+	void *dl;
+	mta_decode_fn fn;
+	char path[PATH_MAX];
+};
+
+int mta_cpu_decode_load(const struct mta_problem *p, struct mta_cpu_decode **out)
+{
+	struct mta_cpu_decode *k = calloc(1, sizeof *k);
+	char *src = NULL;
+	int rc;
+	*out = NULL;
+	if (!k)
+		return mta_fail(MTA_ENOMEM, "out of memory loading a CPU decode kernel");
+	if ((rc = mta_gen_c_decode(p, &src)) ||
+	    (rc = mta_cc_build(src, MTA_LANG_C, MTA_CPU_CFLAGS, k->path, sizeof k->path, NULL)) ||
+	    (rc = mta_cc_open(k->path, "mta_cpu_decode", &k->dl, (void **)&k->fn)))
+		goto out;
+	const struct mta_dinfo *info = dlsym(k->dl, "mta_cpu_decode_info");
+	if (!info || info->abi != MTA_DARGS_ABI || info->args_size != (int)sizeof(struct mta_dargs) ||
+	    info->seq_size != (int)sizeof(struct mta_dseq)) {
+		rc = mta_fail(MTA_ECOMPILE, "%s: decode kernel ABI does not match this library's "
+			      "(ABI %d, %d-byte args)", k->path, MTA_DARGS_ABI,
+			      (int)sizeof(struct mta_dargs));
+		goto out;
+	}
+	*out = k;
+	k = NULL;
+out:
+	free(src);
+	if (rc)
+		mta_wrap(rc, "cpu decode kernel");
+	mta_cpu_decode_free(k);
+	return rc;
+}
+
+mta_decode_fn mta_cpu_decode_entry(const struct mta_cpu_decode *k)
+{
+	return k ? k->fn : NULL;
+}
+
+void mta_cpu_decode_free(struct mta_cpu_decode *k)
 {
 	if (!k)
 		return;

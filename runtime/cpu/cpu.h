@@ -19,6 +19,7 @@
 
 #include "gen/variant.h"
 #include "runtime/core/mta_kargs.h"
+#include "runtime/core/decode.h"
 
 #define MTA_CPU_ENTRY "mta_cpu_kernel"
 #define MTA_CPU_INFO "mta_cpu_info"
@@ -55,11 +56,33 @@ int mta_cpu_run(struct mta_cpu_kernel *k, const struct mta_problem *p,
 		const struct mta_tensor *v, const struct mta_weights *w,
 		struct mta_tensor *o, int nthreads, struct mta_pool *pool);
 
+/*
+ * The packed forward (mta.h, packed documents): q, k, v, o with B = 1 and
+ * T = total_T, document d rows [cu_seqlens[d], cu_seqlens[d+1]). One kernel
+ * call: the kernel takes the offsets.
+ */
+int mta_cpu_run_varlen(struct mta_cpu_kernel *k, const struct mta_problem *p,
+		       const struct mta_tensor *q, const struct mta_tensor *kt,
+		       const struct mta_tensor *v, const struct mta_weights *w,
+		       const int64_t *cu_seqlens, int64_t ndocs, struct mta_tensor *o,
+		       int nthreads, struct mta_pool *pool);
+
 /* Bytes of workspace the kernel takes per thread at sequence length T (at most). */
 long long mta_cpu_workspace(const struct mta_cpu_kernel *k, int64_t T);
 /* Path of the kernel's shared object in the cache. */
 const char *mta_cpu_path(const struct mta_cpu_kernel *k);
 
 void mta_cpu_free(struct mta_cpu_kernel *k);
+
+/*
+ * The decode kernel of problem p (gen/cpu/cgen.c, mta_gen_c_decode):
+ * generated, built through the cache, loaded, its ABI
+ * (runtime/core/mta_dargs.h) checked. Its entry feeds
+ * mta_cache_create_kernel (runtime/core/decode.h).
+ */
+struct mta_cpu_decode;
+int mta_cpu_decode_load(const struct mta_problem *p, struct mta_cpu_decode **k);
+mta_decode_fn mta_cpu_decode_entry(const struct mta_cpu_decode *k);
+void mta_cpu_decode_free(struct mta_cpu_decode *k);
 
 #endif

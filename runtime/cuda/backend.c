@@ -253,4 +253,6 @@ const struct mta_backend mta_backend_cuda = {
 	dev_open, dev_close, load, unload, forward,
 	bind, launch, fetch, unbind, flush,
 	NULL, NULL, NULL, /* no backward yet */
+	NULL, /* forward_varlen: one forward per document */
+	NULL, NULL, /* decode: the float64 engine */
 };

@@ -200,6 +200,8 @@ const struct mta_backend mta_backend_cuda_emu = {
 	dev_open, dev_close, load, unload, forward,
 	bind, mta_host_launch, mta_host_fetch, mta_host_unbind, flush,
 	NULL, NULL, NULL, /* no backward yet */
+	NULL, /* forward_varlen: one forward per document */
+	NULL, NULL, /* decode: the float64 engine */
 };
 
 int mta_emu_run(const struct mta_problem *p, const struct mta_variant *var,

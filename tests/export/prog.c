@@ -6,6 +6,11 @@
  *   prog pick KEY T      print "SOURCE SPEC" of mta_context_pick
  *   prog ctx BACKEND [DB]  create a context and say how it went
  *
+ * With MTX_CU_SEQLENS="0,a,b,...,T" in the environment (and B = 1), run
+ * runs the packed-documents forward (mta_forward_varlen) with those offsets.
+ * With MTX_DECODE_FROM=N, run decodes instead: rows [0,N) of every sequence
+ * as one chunk into a cache of mta_cache_create_ctx, then one token at a time.
+ *
  * CASE: a text line "KEY B T LAYER_ID\n", then float32 q [B,T,H,D], k and v
  * [B,T,Hkv,D], and the weights the problem uses in struct mta_weights order
  * (kq_pre, head_pre, kq_post, head_post or head_post_linear, gn_weight,
@@ -73,9 +78,36 @@ static int run(const char *case_path, const char *out_path)
 	mta_tensor_init(&tv, v, MTA_F32, B, T, p.Hkv, p.D);
 	mta_tensor_init(&to, o, MTA_F32, B, T, p.H, p.D);
 	mta_context *c;
-	if ((rc = mta_context_create(&c, NULL, "cpu", 0)) ||
+	int64_t cu[64];
+	int ncu = 0;
+	const char *env = getenv("MTX_CU_SEQLENS");
+	for (char *e = (char *)env; env && ncu < 64 && *e; e += *e == ',')
+		cu[ncu++] = strtoll(e, &e, 10);
+	const char *dec = getenv("MTX_DECODE_FROM");
+	if (dec && *dec) {
+		long long N = atoll(dec);
+		mta_cache *cache = NULL;
+		if ((rc = mta_context_create(&c, NULL, "cpu", 0)) ||
+		    (rc = mta_cache_create_ctx(c, &p, B, &cache)))
+			return fail(rc);
+		for (long long s = 0; s < T; s = s < N ? N : s + 1) {
+			long long n = s < N ? N : 1;
+			struct mta_tensor qs = tq, ks = tk, vs = tv, os = to;
+			qs.shape[1] = ks.shape[1] = vs.shape[1] = os.shape[1] = n;
+			qs.data = q + s * tq.stride[1];
+			ks.data = k + s * tk.stride[1];
+			vs.data = v + s * tv.stride[1];
+			os.data = o + s * to.stride[1];
+			if ((rc = mta_decode(cache, &qs, &ks, &vs, &w, NULL, &os)))
+				return fail(rc);
+		}
+		mta_cache_free(cache);
+		pick.source = 0;
+		snprintf(pick.spec, sizeof pick.spec, "decode");
+	} else if ((rc = mta_context_create(&c, NULL, "cpu", 0)) ||
 	    (rc = mta_context_pick(c, &p, B, T, &pick)) ||
-	    (rc = mta_forward(c, &p, &tq, &tk, &tv, &w, &to)))
+	    (rc = ncu ? mta_forward_varlen(c, &p, &tq, &tk, &tv, &w, cu, ncu - 1, &to)
+		      : mta_forward(c, &p, &tq, &tk, &tv, &w, &to)))
 		return fail(rc);
 	mta_context_free(c);
 	if (!(f = fopen(out_path, "wb")) || fwrite(o, sizeof *o, nq, f) != nq || fclose(f)) {

@@ -11,6 +11,8 @@
 #include "runtime/backend.h"
 #include "runtime/core/error.h"
 #include "runtime/core/pick.h"
+#include "runtime/core/strbuf.h"
+#include "runtime/core/varlen.h"
 #include "tuner/io/inputs.h"
 #include "tuner/io/npy.h"
 
@@ -19,14 +21,21 @@
 #include <string.h>
 
 /* The float64 reference, rounded once to float32. */
+/* Packed documents (--cu-seqlens): cu[0..ndocs], NULL for a plain forward. */
+struct docs {
+	const int64_t *cu;
+	int64_t ndocs;
+};
+
 static int run_ref(const struct mta_problem *p, const struct mta_tensor *q,
 		   const struct mta_tensor *k, const struct mta_tensor *v,
-		   const struct mta_weights *w, float *o, size_t n)
+		   const struct mta_weights *w, const struct docs *docs, float *o, size_t n)
 {
 	double *d = malloc(n * sizeof *d + 1);
 	if (!d)
 		return mta_fail(MTA_ENOMEM, "out of memory for %zu doubles", n);
-	int rc = mta_reference(p, q, k, v, w, d);
+	int rc = docs->cu ? mta_reference_varlen(p, q, k, v, w, docs->cu, docs->ndocs, d)
+			  : mta_reference(p, q, k, v, w, d);
 	for (size_t i = 0; !rc && i < n; i++)
 		o[i] = (float)d[i];
 	free(d);
@@ -37,7 +46,7 @@ static int run_ref(const struct mta_problem *p, const struct mta_tensor *q,
 static int run_backend(const struct mta_backend *be, const char *db_path, int device,
 		       const struct mta_problem *p, const struct mta_tensor *q,
 		       const struct mta_tensor *k, const struct mta_tensor *v,
-		       const struct mta_weights *w, float *o)
+		       const struct mta_weights *w, const struct docs *docs, float *o)
 {
 	mta_context *ctx = NULL;
 	struct mta_pick pick;
@@ -55,7 +64,8 @@ static int run_backend(const struct mta_backend *be, const char *db_path, int de
 	else
 		fprintf(stderr, "mtatune run: %s (default variant; %s: %s)\n", pick.spec, be->name,
 			be->summary);
-	rc = mta_forward(ctx, p, q, k, v, w, &to);
+	rc = docs->cu ? mta_forward_varlen(ctx, p, q, k, v, w, docs->cu, docs->ndocs, &to)
+		      : mta_forward(ctx, p, q, k, v, w, &to);
 out:
 	mta_context_free(ctx);
 	return rc;
@@ -65,7 +75,7 @@ out:
 static int run_variant(const struct mta_backend *be, int device, const struct mta_variant *v,
 		       const struct mta_problem *p, const struct mta_tensor *q,
 		       const struct mta_tensor *k, const struct mta_tensor *vv,
-		       const struct mta_weights *w, float *o)
+		       const struct mta_weights *w, const struct docs *docs, float *o)
 {
 	struct mta_device *dev = NULL;
 	struct mta_kernel *kern = NULL;
@@ -77,11 +87,45 @@ static int run_variant(const struct mta_backend *be, int device, const struct mt
 		return rc;
 	fprintf(stderr, "mtatune run: %s (--variant)\n", spec);
 	if (!(rc = be->open(device, 0, &dev)) && !(rc = be->load(dev, NULL, p, v, NULL, 0, &kern)))
-		rc = be->forward(kern, p, q, k, vv, w, &to);
+		rc = docs->cu ? mta_backend_forward_varlen(be, kern, p, q, k, vv, w, docs->cu,
+							   docs->ndocs, &to)
+			      : be->forward(kern, p, q, k, vv, w, &to);
 	if (kern && be->unload)
 		be->unload(kern);
 	if (dev && be->close)
 		be->close(dev);
+	return rc;
+}
+
+/*
+ * --decode-from N: every sequence of q, k, v through a decode cache, rows
+ * [0, N) as one chunk (the prefill), then one token per call, outputs into
+ * o [B,T,H,D]. ctx NULL (ref): the float64 engine; else the context's
+ * backend's decode kernel (mta_cache_create_ctx).
+ */
+static int run_decode(mta_context *ctx, const struct mta_problem *p, const struct mta_tensor *q,
+		      const struct mta_tensor *k, const struct mta_tensor *v,
+		      const struct mta_weights *w, int64_t N, float *o)
+{
+	mta_cache *c = NULL;
+	struct mta_tensor to;
+	const int64_t T = q->shape[1];
+	int rc;
+	mta_tensor_init(&to, o, MTA_F32, q->shape[0], T, p->H, p->D);
+	if ((rc = ctx ? mta_cache_create_ctx(ctx, p, q->shape[0], &c)
+		      : mta_cache_create(p, q->shape[0], &c)))
+		return rc;
+	for (int64_t s = 0; s < T && !rc; s = s < N ? N : s + 1) {
+		const int64_t n = s < N ? N : 1;
+		struct mta_tensor qs, ks, vs, os;
+		mta_varlen_view(q, s, n, &qs);
+		mta_varlen_view(k, s, n, &ks);
+		mta_varlen_view(v, s, n, &vs);
+		mta_varlen_view(&to, s, n, &os);
+		if ((rc = mta_decode(c, &qs, &ks, &vs, w, NULL, &os)))
+			mta_wrap(rc, "decode of rows %lld..%lld", (long long)s, (long long)(s + n));
+	}
+	mta_cache_free(c);
 	return rc;
 }
 
@@ -128,7 +172,7 @@ out:
 }
 
 enum { O_INPUTS = 256, O_OUT, O_PAD, O_LAYER, O_SCALE, O_BACKEND, O_DTYPE, O_EXPECTED, O_TOL,
-       O_DB, O_DEVICE, O_VARIANT };
+       O_DB, O_DEVICE, O_VARIANT, O_CU_SEQLENS, O_DECODE_FROM };
 
 static struct cli_opt opts[] = {
 	{ "inputs", O_INPUTS, "DIR", "folder of inputs (required)" },
@@ -143,6 +187,12 @@ static struct cli_opt opts[] = {
 					"winner (checks, compute-sanitizer)" },
 	{ "db", O_DB, "PATH", "database of tuned winners (default $MTATUNE_DB, else\n"
 			      "~/.cache/mtatune/mta.db)" },
+	{ "cu-seqlens", O_CU_SEQLENS, "FILE", "packed documents: FILE.npy holds int32 or int64\n"
+					      "offsets [ndocs+1] (0 first, T last, non-decreasing)\n"
+					      "into q, k, v of B=1; each document runs alone" },
+	{ "decode-from", O_DECODE_FROM, "N", "rows [0,N) as a prefill into a decode cache, then\n"
+					     "one token at a time; the output is the whole\n"
+					     "[B,T,H,D] (equal to the forward's)" },
 	{ "expected", O_EXPECTED, "FILE", "compare with FILE [B,T,H,D]; print the relative L2 error" },
 	{ "tol", O_TOL, "X", "fail (exit 4) above this error (default 1e-5 for f32,\n"
 			     "1e-2 for bf16 and f16)" },
@@ -165,8 +215,11 @@ static const struct cli_cmd cmd = {
 int cmd_run(int argc, char **argv)
 {
 	const char *dir = NULL, *out = NULL, *expected = NULL, *bname = "ref", *db_path = NULL;
-	const char *spec = NULL;
+	const char *spec = NULL, *cu_path = NULL;
 	const struct mta_backend *be = NULL;
+	struct docs docs = { NULL, 0 };
+	int64_t *cu = NULL, ncu = 0, decode_from = -1;
+	mta_context *dctx = NULL;
 	struct mta_input_options opt;
 	struct cli_getopt g;
 	double tol = 0, x;
@@ -187,6 +240,13 @@ int cmd_run(int argc, char **argv)
 		case O_BACKEND: bname = optarg; break;
 		case O_DB: db_path = optarg; break;
 		case O_VARIANT: spec = optarg; break;
+		case O_CU_SEQLENS: cu_path = optarg; break;
+		case O_DECODE_FROM:
+			if (cli_parse_long(optarg, 0, (long)1 << 40, &n))
+				return cli_fail("run", CLI_USAGE, "--decode-from '%s' is not a "
+						"non-negative integer", optarg);
+			decode_from = n;
+			break;
 		case O_DEVICE:
 			if (cli_parse_long(optarg, 0, 4095, &n))
 				return cli_fail("run", CLI_USAGE, "--device '%s' is not an integer in "
@@ -236,6 +296,9 @@ int cmd_run(int argc, char **argv)
 	}
 	if (tol == 0)
 		tol = mta_tolerance(opt.dtype);
+	if (decode_from >= 0 && (cu_path || spec))
+		return cli_fail("run", CLI_USAGE, "--decode-from cannot be combined with %s",
+				cu_path ? "--cu-seqlens" : "--variant (decode has no variants yet)");
 	struct mta_variant var;
 	if (spec && !be)
 		return cli_fail("run", CLI_USAGE, "--variant needs --backend (the reference has no "
@@ -259,6 +322,31 @@ int cmd_run(int argc, char **argv)
 		code = cli_fail("run", cli_exit_status(rc), "%s", mta_last_error());
 		goto out;
 	}
+	if (cu_path) {
+		char esc[1024];
+		mta_escape_str(cu_path, esc, sizeof esc);
+		if ((rc = mta_npy_read_offsets(cu_path, &cu, &ncu))) {
+			code = cli_fail("run", cli_exit_status(rc), "--cu-seqlens: %s", mta_last_error());
+			goto out;
+		}
+		if (in.B != 1) {
+			code = cli_fail("run", CLI_DATA, "--cu-seqlens %s: packed documents need q, k, "
+					"v with B=1 ([1,total_T,H,D]), but %s has B=%lld", esc, dir,
+					(long long)in.B);
+			goto out;
+		}
+		if (mta_check_cu_seqlens(cu, ncu - 1, in.T)) {
+			code = cli_fail("run", CLI_DATA, "--cu-seqlens %s: %s", esc, mta_last_error());
+			goto out;
+		}
+		docs.cu = cu;
+		docs.ndocs = ncu - 1;
+	}
+	if (decode_from > in.T) {
+		code = cli_fail("run", CLI_USAGE, "--decode-from %lld is beyond T=%lld of %s",
+				(long long)decode_from, (long long)in.T, dir);
+		goto out;
+	}
 	printf("%s\n", key);
 	fflush(stdout);
 
@@ -276,9 +364,21 @@ int cmd_run(int argc, char **argv)
 				mta_last_error());
 		goto out;
 	}
-	rc = spec ? run_variant(be, device, &var, &in.problem, &in.q, &in.k, &in.v, &w, o)
-	   : be ? run_backend(be, db_path, device, &in.problem, &in.q, &in.k, &in.v, &w, o)
-		: run_ref(&in.problem, &in.q, &in.k, &in.v, &w, o, count);
+	if (decode_from >= 0)
+		fprintf(stderr, "mtatune run: decode from row %lld: prefill, then one token at a "
+			"time (%s)\n", (long long)decode_from,
+			!be ? "the float64 decode engine"
+			: be->decode_load ? "the generated decode kernel"
+					  : "the float64 decode engine: this backend has no decode kernel");
+	if (decode_from >= 0 && be && (rc = mta_context_create(&dctx, db_path, be->name, device))) {
+		code = cli_fail("run", CLI_RUNTIME, "backend %s failed (%s): %s", bname,
+				mta_status_name(rc), mta_last_error());
+		goto out;
+	}
+	rc = decode_from >= 0 ? run_decode(dctx, &in.problem, &in.q, &in.k, &in.v, &w, decode_from, o)
+	   : spec ? run_variant(be, device, &var, &in.problem, &in.q, &in.k, &in.v, &w, &docs, o)
+	   : be ? run_backend(be, db_path, device, &in.problem, &in.q, &in.k, &in.v, &w, &docs, o)
+		: run_ref(&in.problem, &in.q, &in.k, &in.v, &w, &docs, o, count);
 	if (rc) {
 		/* EFORMAT: --db names a file that is not an mtatune database */
 		code = cli_fail("run", rc == MTA_EFORMAT ? CLI_DATA : CLI_RUNTIME, "backend %s "
@@ -292,7 +392,9 @@ int cmd_run(int argc, char **argv)
 	if (expected)
 		code = verify(expected, o, shape, count, tol);
 out:
+	mta_context_free(dctx);
 	free(o);
+	free(cu);
 	mta_inputs_free(&in);
 	return code;
 }

@@ -29,6 +29,7 @@
  */
 #include "tuner/export/export_int.h"
 #include "gen/gen.h"
+#include "gen/cpu/cgen.h"
 #include "runtime/core/cuda_args.h"
 #include "runtime/core/error.h"
 #include "runtime/core/strbuf.h"
@@ -233,6 +234,34 @@ static int write_kernel(struct wctx *w, const struct xplan *x, int i)
 	return out_close(&o);
 }
 
+/* src/d_<i>.c: problem i's decode kernel, entry points renamed and hidden likewise. */
+static int write_decode(struct wctx *w, const struct xplan *x, int i)
+{
+	char name[32], *src = NULL;
+	struct out o;
+	int rc;
+
+	if ((rc = mta_gen_c_decode(&x->p[i].p, &src)))
+		return rc;
+	snprintf(name, sizeof name, "src/d_%03d.c", i);
+	if ((rc = out_open(w, &o, name))) {
+		free(src);
+		return rc;
+	}
+	fprintf(o.f, "/*\n * %s\n * Decode kernel of problem %d of library %s: %s.\n */\n", BANNER,
+		i, x->name, x->p[i].key);
+	fprintf(o.f, "struct mta_dargs;\nstruct mta_dinfo;\n");
+	fprintf(o.f, "#define mta_cpu_decode mtx_d%03d_decode\n"
+		"#define mta_cpu_decode_info mtx_d%03d_info\n", i, i);
+	fprintf(o.f, "__attribute__((visibility(\"hidden\"))) int mta_cpu_decode(const struct "
+		"mta_dargs *a);\n");
+	fprintf(o.f, "__attribute__((visibility(\"hidden\"))) extern const struct mta_dinfo "
+		"mta_cpu_decode_info;\n\n");
+	fputs(src, o.f);
+	free(src);
+	return out_close(&o);
+}
+
 /* A cubin as a byte array (aligned: the driver reads it as an ELF image). */
 static void put_cubin(FILE *f, int i, const unsigned char *b, size_t n)
 {
@@ -274,6 +303,8 @@ static int write_table(struct wctx *w, const struct xplan *x)
 			fprintf(f, "int mtx_k%03d_kernel(const struct mta_kargs *a);\n"
 				"extern const struct mta_kinfo mtx_k%03d_info;\n", i, i);
 	}
+	for (int i = 0; !x->binary && i < x->np; i++)
+		fprintf(f, "int mtx_d%03d_decode(const struct mta_dargs *a);\n", i);
 	fprintf(f, "\nstatic const struct mtx_kernel kernels[%d] = {\n", x->nk);
 	for (int i = 0; i < x->nk; i++) {
 		const struct xkernel *k = &x->k[i];
@@ -307,10 +338,13 @@ static int write_table(struct wctx *w, const struct xplan *x)
 	}
 	fprintf(f, "\nstatic const struct mtx_problem problems[%d] = {\n", x->np);
 	for (int i = 0; i < x->np; i++) {
-		char b[32] = "0";
+		char b[32] = "0", d[32] = "0";
 		if (x->p[i].nb)
 			snprintf(b, sizeof b, "buckets_%03d", i);
-		fprintf(f, "\t{ \"%s\", %s, %d, %d },\n", x->p[i].key, b, x->p[i].nb, x->p[i].def);
+		if (!x->binary)
+			snprintf(d, sizeof d, "mtx_d%03d_decode", i);
+		fprintf(f, "\t{ \"%s\", %s, %d, %d, %s },\n", x->p[i].key, b, x->p[i].nb, x->p[i].def,
+			d);
 	}
 	fprintf(f, "};\n\nconst struct mtx_library mtx_library = {\n\t\"%s\", \"%s\", \"%s\", "
 		"\"%s\",\n\tproblems, %d, kernels, %d,\n};\n", x->name, x->be->name,
@@ -349,9 +383,13 @@ static int write_makefile(struct wctx *w, const struct xplan *x)
 	fprintf(f, " \\\n\tsrc/%s_table.c\nKERNELS =", n);
 	for (int i = 0; !x->binary && i < x->nk; i++)
 		fprintf(f, " \\\n\tsrc/k_%03d.c", i);
+	for (int i = 0; !x->binary && i < x->np; i++)
+		fprintf(f, " \\\n\tsrc/d_%03d.c", i);
 	fprintf(f, "\nOBJ = $(patsubst src/%%.c,build/%%.o,$(RUNTIME) $(KERNELS))\n\n");
 	fprintf(f, "all: lib%s.so lib%s.a\n\n", n, n);
 	fprintf(f, "build/k_%%.o: src/k_%%.c\n\t@mkdir -p build\n"
+		"\t$(CC) $(BASE) $(KFLAGS) -c $< -o $@\n");
+	fprintf(f, "build/d_%%.o: src/d_%%.c\n\t@mkdir -p build\n"
 		"\t$(CC) $(BASE) $(KFLAGS) -c $< -o $@\n");
 	fprintf(f, "build/%%.o: src/%%.c $(wildcard src/*/*.h src/*/*/*.h)\n\t@mkdir -p $(dir $@)\n"
 		"\t$(CC) $(BASE) $(CFLAGS) -c $< -o $@\n\n");
@@ -749,6 +787,9 @@ int mta_export_write(const struct xplan *x, const char *out_dir)
 		goto out;
 	for (int i = 0; !x->binary && i < x->nk; i++)
 		if ((rc = write_kernel(w, x, i)))
+			goto out;
+	for (int i = 0; !x->binary && i < x->np; i++)
+		if ((rc = write_decode(w, x, i)))
 			goto out;
 	if ((rc = write_marker(w, w->files, w->nfiles)))
 		goto out;

@@ -170,6 +170,29 @@ static int shape_tuple(struct cur *c, struct mta_npy *a)
 	return MTA_OK;
 }
 
+/*
+ * Integer element types, read only by mta_npy_read_offsets: codes of this
+ * file, outside mta_dtype (no kernel takes integers).
+ */
+#define NPY_I32 100
+#define NPY_I64 101
+static size_t elem_size(int dtype)
+{
+	return dtype == NPY_I32 ? 4 : dtype == NPY_I64 ? 8 : mta_dtype_size(dtype);
+}
+static const char *elem_name(int dtype)
+{
+	return dtype == NPY_I32 ? "int32" : dtype == NPY_I64 ? "int64" : mta_dtype_name(dtype);
+}
+
+/* The integer descrs ('<i4', '<i8', '=' too): NPY_I32, NPY_I64, or -1. */
+static int descr_int(const char *d)
+{
+	if (d[0] != '<' && d[0] != '=')
+		return -1;
+	return !strcmp(d + 1, "i4") ? NPY_I32 : !strcmp(d + 1, "i8") ? NPY_I64 : -1;
+}
+
 /* Map a descr string (printable, see string()) to an mta_dtype; refuse the rest with a reason. */
 static int descr_dtype(const char *name, const char *d, int *dtype)
 {
@@ -201,7 +224,7 @@ static int descr_dtype(const char *name, const char *d, int *dtype)
  * Version 3 allows UTF-8 in the header, but no valid key or value needs
  * non-ASCII text, so all versions are parsed alike.
  */
-static int parse_dict(const char *name, const char *h, size_t len, struct mta_npy *a)
+static int parse_dict(const char *name, const char *h, size_t len, int ints, struct mta_npy *a)
 {
 	struct cur c = { h, h + len, name };
 	char key[32], descr[32];
@@ -256,8 +279,13 @@ static int parse_dict(const char *name, const char *h, size_t len, struct mta_np
 	if (seen != (DESCR | FORTRAN | SHAPE))
 		return mta_fail(MTA_EFORMAT, "%s: malformed header: no '%s' key", name,
 				!(seen & DESCR) ? "descr" : !(seen & FORTRAN) ? "fortran_order" : "shape");
-	if ((rc = descr_dtype(name, descr, &a->dtype)))
+	if (ints) {
+		if ((a->dtype = descr_int(descr)) < 0)
+			return mta_fail(MTA_EFORMAT, "%s: dtype descr '%s', expected integer offsets "
+					"('<i4' int32 or '<i8' int64)", name, descr);
+	} else if ((rc = descr_dtype(name, descr, &a->dtype))) {
 		return rc;
+	}
 	if (fortran)
 		return mta_fail(MTA_EFORMAT, "%s: fortran_order is True; only C-order arrays are "
 				"read (save np.ascontiguousarray(x))", name);
@@ -267,7 +295,7 @@ static int parse_dict(const char *name, const char *h, size_t len, struct mta_np
 		    count > (size_t)MAX_DIM)
 			return mta_fail(MTA_EFORMAT, "%s: shape has more than 2^48 elements", name);
 	a->count = count;
-	a->nbytes = count * mta_dtype_size(a->dtype);
+	a->nbytes = count * elem_size(a->dtype);
 	return MTA_OK;
 }
 
@@ -313,9 +341,9 @@ static int check_payload(const char *name, const struct mta_npy *a, size_t n)
 	mta_npy_shape_str(a->ndim, a->shape, s, sizeof s);
 	if (n < a->nbytes)
 		return mta_fail(MTA_EFORMAT, "%s: truncated payload: %zu bytes, but shape %s of %s "
-				"needs %zu", name, n, s, mta_dtype_name(a->dtype), a->nbytes);
+				"needs %zu", name, n, s, elem_name(a->dtype), a->nbytes);
 	return mta_fail(MTA_EFORMAT, "%s: oversized payload: %zu bytes, %zu more than shape %s "
-			"of %s needs", name, n, n - a->nbytes, s, mta_dtype_name(a->dtype));
+			"of %s needs", name, n, n - a->nbytes, s, elem_name(a->dtype));
 }
 
 int mta_npy_parse(const char *raw_name, const void *buf, size_t n, struct mta_npy *out)
@@ -327,7 +355,7 @@ int mta_npy_parse(const char *raw_name, const void *buf, size_t n, struct mta_np
 	memset(out, 0, sizeof *out);
 	mta_escape_str(raw_name, name, sizeof name);
 	if ((rc = parse_prefix(name, p, n, n, &hoff, &hlen)) ||
-	    (rc = parse_dict(name, (const char *)p + hoff, hlen, out)) ||
+	    (rc = parse_dict(name, (const char *)p + hoff, hlen, 0, out)) ||
 	    (rc = check_payload(name, out, n - hoff - hlen)))
 		return rc;
 	if (!(out->data = malloc(out->nbytes ? out->nbytes : 1)))
@@ -358,7 +386,7 @@ static int read_all(const char *path, int fd, void *buf, size_t n)
  * Opened without blocking (O_NONBLOCK: a FIFO would wait for a writer) and
  * its type checked on the open descriptor before a byte is read.
  */
-int mta_npy_read(const char *raw_path, struct mta_npy *out)
+static int read_npy(const char *raw_path, int ints, struct mta_npy *out)
 {
 	unsigned char prefix[12];
 	char *hdr = NULL, path[1024];
@@ -392,7 +420,7 @@ int mta_npy_read(const char *raw_path, struct mta_npy *out)
 		goto out;
 	}
 	if ((rc = read_all(path, fd, hdr, hlen)) ||
-	    (rc = parse_dict(path, hdr, hlen, out)) ||
+	    (rc = parse_dict(path, hdr, hlen, ints, out)) ||
 	    (rc = check_payload(path, out, total - hoff - hlen)))
 		goto out;
 	if (!(out->data = malloc(out->nbytes ? out->nbytes : 1))) {
@@ -405,6 +433,52 @@ out:
 	close(fd);
 	if (rc)
 		mta_npy_free(out);
+	return rc;
+}
+
+int mta_npy_read(const char *raw_path, struct mta_npy *out)
+{
+	return read_npy(raw_path, 0, out);
+}
+
+int mta_npy_read_offsets(const char *raw_path, int64_t **out, int64_t *n)
+{
+	struct mta_npy a;
+	char path[1024];
+	int rc;
+	*out = NULL;
+	*n = 0;
+	mta_escape_str(raw_path, path, sizeof path);
+	if ((rc = read_npy(raw_path, 1, &a)))
+		return rc;
+	if (a.ndim != 1) {
+		char sh[200];
+		rc = mta_fail(MTA_EFORMAT, "%s: shape %s, expected one dimension [ndocs+1]", path,
+			      mta_npy_shape_str(a.ndim, a.shape, sh, sizeof sh));
+		goto out;
+	}
+	if (!(*out = malloc((a.count ? a.count : 1) * sizeof **out))) {
+		rc = mta_fail(MTA_ENOMEM, "%s: out of memory", path);
+		goto out;
+	}
+	for (size_t i = 0; i < a.count; i++) {
+		int32_t x32;
+		int64_t x64;
+		if (a.dtype == NPY_I32) {
+			memcpy(&x32, (const char *)a.data + 4 * i, 4);
+			(*out)[i] = x32;
+		} else {
+			memcpy(&x64, (const char *)a.data + 8 * i, 8);
+			(*out)[i] = x64;
+		}
+	}
+	*n = (int64_t)a.count;
+out:
+	mta_npy_free(&a);
+	if (rc) {
+		free(*out);
+		*out = NULL;
+	}
 	return rc;
 }
 

@@ -45,6 +45,14 @@ struct mta_npy {
 int mta_npy_read(const char *path, struct mta_npy *out);
 
 /*
+ * Read a one-dimensional array of integer offsets ('<i4' int32 or '<i8'
+ * int64, e.g. cu_seqlens) into *out (malloc'd, *n elements; the caller
+ * frees). Any other dtype or shape is MTA_EFORMAT naming the file and what
+ * was expected; the values are not judged here.
+ */
+int mta_npy_read_offsets(const char *path, int64_t **out, int64_t *n);
+
+/*
  * Parse a whole .npy file held in memory; name is used in messages only.
  * The payload is copied, so buf may be freed afterwards.
  */

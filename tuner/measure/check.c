@@ -144,8 +144,10 @@ static void gather(const struct mta_tensor *o, float *flat)
 									    h * st[2] + d * st[3]];
 }
 
-int mta_check(const struct mta_runner *r, const struct mta_problem *p,
-	      const struct mta_check_opts *o, struct mta_compare *res)
+/* mta_check, or mta_check_varlen when cu is set. */
+static int check(const struct mta_runner *r, const struct mta_problem *p,
+		 const struct mta_check_opts *o, const int64_t *cu, int64_t ndocs,
+		 struct mta_compare *res)
 {
 	struct mta_sample s = { 0 };
 	struct mta_tensor q, k, v, out;
@@ -172,18 +174,28 @@ int mta_check(const struct mta_runner *r, const struct mta_problem *p,
 		rc = mta_fail(MTA_ENOMEM, "out of memory for the reference check");
 		goto out;
 	}
-	if ((rc = mta_reference(p, &q, &k, &v, &s.w, ref)))
-		goto out;
-	double ms;
-	if ((rc = bind(r, p, &q, &k, &v, &s.w, &out, &x)))
-		goto out;
-	bound = 1;
-	if ((rc = launch(&x, &ms)) || (rc = fetch(&x)))
-		goto out;
+	if (cu) { /* packed documents: one call of the packed forward, no binding */
+		if ((rc = mta_reference_varlen(p, &q, &k, &v, &s.w, cu, ndocs, ref)))
+			goto out;
+		rc = r->ctx ? mta_forward_varlen(r->ctx, p, &q, &k, &v, &s.w, cu, ndocs, &out)
+			    : mta_backend_forward_varlen(r->be, r->k, p, &q, &k, &v, &s.w, cu, ndocs,
+							 &out);
+		if (rc)
+			goto out;
+	} else {
+		if ((rc = mta_reference(p, &q, &k, &v, &s.w, ref)))
+			goto out;
+		double ms;
+		if ((rc = bind(r, p, &q, &k, &v, &s.w, &out, &x)))
+			goto out;
+		bound = 1;
+		if ((rc = launch(&x, &ms)) || (rc = fetch(&x)))
+			goto out;
+	}
 	gather(&out, flat);
 	if ((rc = mta_compare(flat, ref, cnt, p->dtype, res)))
-		mta_wrap(rc, "against the float64 reference at T=%lld, B=%lld", (long long)o->T,
-			 (long long)o->B);
+		mta_wrap(rc, "against the float64 reference at T=%lld, B=%lld%s", (long long)o->T,
+			 (long long)o->B, cu ? " (packed documents)" : "");
 out:
 	if (bound)
 		unbind(&x);
@@ -195,6 +207,23 @@ out:
 	free(ob);
 	free(flat);
 	return rc;
+}
+
+int mta_check(const struct mta_runner *r, const struct mta_problem *p,
+	      const struct mta_check_opts *o, struct mta_compare *res)
+{
+	return check(r, p, o, NULL, 0, res);
+}
+
+int mta_check_varlen(const struct mta_runner *r, const struct mta_problem *p,
+		     const struct mta_check_opts *o, const int64_t *cu_seqlens, int64_t ndocs,
+		     struct mta_compare *res)
+{
+	if (!cu_seqlens)
+		return mta_fail(MTA_EINVAL, "packed check: cu_seqlens is missing");
+	if (o->B != 1)
+		return mta_fail(MTA_EINVAL, "packed check: B must be 1, not %lld", (long long)o->B);
+	return check(r, p, o, cu_seqlens, ndocs, res);
 }
 
 static int cmp_d(const void *a, const void *b)

@@ -56,6 +56,16 @@ struct mta_check_opts {
 int mta_check(const struct mta_runner *r, const struct mta_problem *p,
 	      const struct mta_check_opts *o, struct mta_compare *res);
 
+/*
+ * The same for packed documents (runtime/mta.h): o->B must be 1 and o->T is
+ * total_T; the runner's packed forward (mta_forward_varlen, or the backend's
+ * through mta_backend_forward_varlen) against mta_reference_varlen, so every
+ * element of every document is compared, poisoned first.
+ */
+int mta_check_varlen(const struct mta_runner *r, const struct mta_problem *p,
+		     const struct mta_check_opts *o, const int64_t *cu_seqlens, int64_t ndocs,
+		     struct mta_compare *res);
+
 struct mta_timing {
 	double median_ms, p20_ms, p80_ms, min_ms;
 	int runs;

@@ -1,0 +1,577 @@
+/*
+ * decode.c: incremental decode with a cache (mta.h, "decode"): the float64
+ * engine behind mta_decode.
+ *
+ * Row i of the forward (MTA.md) needs, besides k and v of rows <= i:
+ *   - the raw logits Z of the cq-1 rows before it (the pre-softmax
+ *     convolution reaches back cq-1 query rows, and only to columns <= each
+ *     row's own index, which were all known when that row was computed);
+ *   - the probabilities P of the cq2-1 rows before it (the post-softmax
+ *     convolution), likewise complete when those rows were computed.
+ * So a sequence keeps k, v and two rings of rows (cq-1 logit rows and
+ * cq2-1 probability rows, plus the current one), each O(T), and a new row
+ * costs O(T * H * (D + cq*ck + cq2*ck2 + H)): one row of the forward. The
+ * rings and caches grow by doubling, copied once per doubling.
+ *
+ * The engine is written apart from reference.c on purpose: the tests hold
+ * every row it produces against mta_reference of the whole prefix, two
+ * implementations of MTA.md that share no code but the problem's rules.
+ */
+#include "runtime/core/decode.h"
+#include "runtime/core/error.h"
+#include "runtime/core/mta_dargs.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct seq {
+	int64_t len, cap;
+	float *fk, *fv, *fz, *fp; /* kernel caches: the same layouts in float32 */
+	double *kd, *vd; /* [cap][Hkv][D] */
+	double *z;       /* [H][rows1][cap]: raw logits of the last rows1 rows */
+	double *pr;      /* [H][rows2][cap]: probabilities of the last rows2 rows */
+};
+
+static int kernel_decode(mta_cache *c, const struct mta_tensor *q, const struct mta_tensor *k,
+			 const struct mta_tensor *v, const struct mta_weights *w,
+			 const int64_t *n_new, int64_t Tn, struct mta_tensor *o);
+
+struct mta_cache {
+	struct mta_problem p;
+	int64_t batch;
+	int rows1, rows2;
+	struct seq *seq;
+	int64_t scap;    /* columns of the scratch rows */
+	double *s, *m;   /* [H][scap] one row's scores, scratch */
+	double *qd, *o;  /* [H*D], [D] */
+	/* a generated decode kernel (NULL: the float64 engine) and its float32 buffers */
+	mta_decode_fn kfn;
+	float *fs, *fm;  /* [H][scap] scratch */
+	float *fq, *fo;  /* [batch][H][D] */
+	struct mta_dseq *dseq; /* [batch] */
+};
+
+static double get(const struct mta_tensor *t, int64_t off)
+{
+	switch (t->dtype) {
+	case MTA_F32: return ((const float *)t->data)[off];
+	case MTA_F64: return ((const double *)t->data)[off];
+	case MTA_BF16: return mta_bf16_to_f32(((const uint16_t *)t->data)[off]);
+	case MTA_F16: return mta_f16_to_f32(((const uint16_t *)t->data)[off]);
+	}
+	return NAN;
+}
+
+static int64_t at(const struct mta_tensor *t, int64_t b, int64_t i, int64_t h, int64_t d)
+{
+	return b * t->stride[0] + i * t->stride[1] + h * t->stride[2] + d * t->stride[3];
+}
+
+int mta_cache_create(const struct mta_problem *p, int64_t batch, mta_cache **out)
+{
+	int rc;
+	if (!out)
+		return mta_fail(MTA_EINVAL, "mta_cache_create: no place for the cache");
+	*out = NULL;
+	if ((rc = mta_problem_validate(p)))
+		return rc;
+	if (batch < 1 || batch > (1 << 20))
+		return mta_fail(MTA_EINVAL, "mta_cache_create: batch %" PRId64 " must be in 1..%d",
+				batch, 1 << 20);
+	mta_cache *c = calloc(1, sizeof *c);
+	if (!c || !(c->seq = calloc((size_t)batch, sizeof *c->seq)) ||
+	    !(c->qd = calloc((size_t)p->H * (size_t)p->D, sizeof *c->qd)) ||
+	    !(c->o = calloc((size_t)p->D, sizeof *c->o))) {
+		mta_cache_free(c);
+		return mta_fail(MTA_ENOMEM, "mta_cache_create: out of memory");
+	}
+	c->p = *p;
+	c->batch = batch;
+	c->rows1 = p->cq ? p->cq : 1;
+	c->rows2 = p->cq2 ? p->cq2 : 1;
+	*out = c;
+	return mta_done(MTA_OK);
+}
+
+static void seq_free(struct seq *s)
+{
+	free(s->fk);
+	free(s->fv);
+	free(s->fz);
+	free(s->fp);
+	free(s->kd);
+	free(s->vd);
+	free(s->z);
+	free(s->pr);
+	memset(s, 0, sizeof *s);
+}
+
+void mta_cache_free(mta_cache *c)
+{
+	if (!c)
+		return;
+	for (int64_t b = 0; c->seq && b < c->batch; b++)
+		seq_free(&c->seq[b]);
+	free(c->seq);
+	free(c->s);
+	free(c->m);
+	free(c->qd);
+	free(c->o);
+	free(c->fs);
+	free(c->fm);
+	free(c->fq);
+	free(c->fo);
+	free(c->dseq);
+	free(c);
+}
+
+int mta_cache_seqlens(const mta_cache *c, int64_t *lens)
+{
+	if (!c || !lens)
+		return mta_fail(MTA_EINVAL, "mta_cache_seqlens: no cache or no place for the lengths");
+	for (int64_t b = 0; b < c->batch; b++)
+		lens[b] = c->seq[b].len;
+	return mta_done(MTA_OK);
+}
+
+int mta_cache_reset(mta_cache *c, int64_t b)
+{
+	if (!c || b < 0 || b >= c->batch)
+		return mta_fail(MTA_EINVAL, "mta_cache_reset: no cache, or sequence %" PRId64
+				" outside 0..%" PRId64, b, c ? c->batch - 1 : -1);
+	c->seq[b].len = 0;
+	return mta_done(MTA_OK);
+}
+
+int64_t mta_cache_bytes(const mta_cache *c)
+{
+	int64_t n = 0;
+	for (int64_t b = 0; c && b < c->batch; b++) {
+		const struct seq *s = &c->seq[b];
+		n += s->cap * (2 * (int64_t)c->p.Hkv * c->p.D +
+			       (int64_t)c->p.H * (c->rows1 + c->rows2)) *
+		     (c->kfn ? (int64_t)sizeof(float) : (int64_t)sizeof(double));
+	}
+	return c ? n + 2 * c->scap * c->p.H *
+			       (c->kfn ? (int64_t)sizeof(float) : (int64_t)sizeof(double)) : 0;
+}
+
+/* A ring [H][rows][cap] re-laid with a wider row stride; the old one freed. */
+static double *regrow(double *old, int H, int rows, int64_t cap, int64_t ncap, int64_t used)
+{
+	double *x = calloc((size_t)H * (size_t)rows * (size_t)ncap, sizeof *x);
+	if (!x)
+		return NULL;
+	for (int64_t r = 0; old && r < (int64_t)H * rows; r++)
+		memcpy(x + r * ncap, old + r * cap, (size_t)(used < cap ? used : cap) * sizeof *x);
+	free(old);
+	return x;
+}
+
+/* Room for need tokens in sequence s (and the scratch rows). */
+static int reserve(mta_cache *c, struct seq *s, int64_t need)
+{
+	const struct mta_problem *p = &c->p;
+	if (need > s->cap) {
+		int64_t ncap = s->cap ? s->cap : 16;
+		while (ncap < need)
+			ncap *= 2;
+		const size_t kv = (size_t)p->Hkv * (size_t)p->D;
+		double *kd = realloc(s->kd, (size_t)ncap * kv * sizeof *kd);
+		if (kd)
+			s->kd = kd;
+		double *vd = kd ? realloc(s->vd, (size_t)ncap * kv * sizeof *vd) : NULL;
+		if (vd)
+			s->vd = vd;
+		double *z = vd ? regrow(s->z, p->H, c->rows1, s->cap, ncap, s->len) : NULL;
+		if (z)
+			s->z = z;
+		double *pr = z ? regrow(s->pr, p->H, c->rows2, s->cap, ncap, s->len) : NULL;
+		if (!pr)
+			return mta_fail(MTA_ENOMEM, "decode: out of memory for a cache of %" PRId64
+					" tokens", ncap);
+		s->pr = pr;
+		s->cap = ncap;
+	}
+	if (s->cap > c->scap) {
+		double *ns = realloc(c->s, (size_t)p->H * (size_t)s->cap * sizeof *ns);
+		if (ns)
+			c->s = ns;
+		double *nm = ns ? realloc(c->m, (size_t)p->H * (size_t)s->cap * sizeof *nm) : NULL;
+		if (!nm)
+			return mta_fail(MTA_ENOMEM, "decode: out of memory for the scratch rows");
+		c->m = nm;
+		c->scap = s->cap;
+	}
+	return MTA_OK;
+}
+
+/*
+ * Row i of a convolution (cross-correlation, kernel row cq-1 = row i, key
+ * offset ok) over the ring rows [H-slice] of stride cap: out[0..i].
+ * Values above their own row's diagonal, or before row 0, count as zero.
+ */
+static void conv_row(const double *ring, int rows, int64_t cap, int64_t i, const float *w, int cq,
+		     int ck, int ok, double *out)
+{
+	for (int64_t j = 0; j <= i; j++) {
+		double acc = 0;
+		for (int a = 0; a < cq; a++) {
+			const int64_t r = i - (cq - 1) + a;
+			if (r < 0)
+				continue;
+			const double *row = ring + (r % rows) * cap;
+			for (int b = 0; b < ck; b++) {
+				const int64_t col = j - ok + b;
+				if (col >= 0 && col <= r)
+					acc += (double)w[a * ck + b] * row[col];
+			}
+		}
+		out[j] = acc;
+	}
+}
+
+/* One new row of sequence s (k, v of row i = s->len already stored; q in c->qd) into dst[H][D]. */
+static void step(mta_cache *c, struct seq *s, const struct mta_weights *w, double *dst)
+{
+	const struct mta_problem *p = &c->p;
+	const int H = p->H, D = p->D, G = p->H / p->Hkv, r1 = c->rows1, r2 = c->rows2;
+	const int64_t i = s->len, cap = s->cap, sc = c->scap;
+	const double scale = mta_problem_scale(p);
+	const int ok1 = mta_pad_offset(p->pad, p->ck), ok2 = mta_pad_offset(p->pad, p->ck2);
+
+	for (int h = 0; h < H; h++) { /* steps 1-2: logits of row i, pre-softmax convolution */
+		double *zr = s->z + ((int64_t)h * r1 + i % r1) * cap;
+		const double *qh = c->qd + (int64_t)h * D;
+		for (int64_t j = 0; j <= i; j++) {
+			const double *kj = s->kd + (j * p->Hkv + h / G) * D;
+			double dot = 0;
+			for (int d = 0; d < D; d++)
+				dot += qh[d] * kj[d];
+			zr[j] = scale * dot;
+		}
+		double *sr = c->s + (int64_t)h * sc;
+		if (p->cq)
+			conv_row(s->z + (int64_t)h * r1 * cap, r1, cap, i,
+				 w->kq_pre + (size_t)h * (size_t)(p->cq * p->ck), p->cq, p->ck, ok1, sr);
+		else
+			memcpy(sr, zr, (size_t)(i + 1) * sizeof *sr);
+	}
+	if (p->head_pre) { /* step 3 */
+		for (int h = 0; h < H; h++)
+			for (int64_t j = 0; j <= i; j++) {
+				double acc = 0;
+				for (int h2 = 0; h2 < H; h2++)
+					acc += (double)w->head_pre[h * H + h2] * c->s[(int64_t)h2 * sc + j];
+				c->m[(int64_t)h * sc + j] = acc;
+			}
+		for (int h = 0; h < H; h++)
+			memcpy(c->s + (int64_t)h * sc, c->m + (int64_t)h * sc, (size_t)(i + 1) * sizeof *c->s);
+	}
+	for (int h = 0; h < H; h++) { /* step 4: softmax over j <= i into the ring */
+		const double *sr = c->s + (int64_t)h * sc;
+		double *pw = s->pr + ((int64_t)h * r2 + i % r2) * cap, mx = -INFINITY, sum = 0;
+		for (int64_t j = 0; j <= i; j++)
+			mx = sr[j] > mx ? sr[j] : mx;
+		for (int64_t j = 0; j <= i; j++)
+			sum += (pw[j] = exp(sr[j] - mx));
+		for (int64_t j = 0; j <= i; j++)
+			pw[j] /= sum;
+	}
+	for (int h = 0; h < H; h++) { /* step 5 into m */
+		double *mr = c->m + (int64_t)h * sc;
+		const double *ring = s->pr + (int64_t)h * r2 * cap;
+		if (p->cq2)
+			conv_row(ring, r2, cap, i, w->kq_post + (size_t)h * (size_t)(p->cq2 * p->ck2),
+				 p->cq2, p->ck2, ok2, mr);
+		else
+			memcpy(mr, ring + (i % r2) * cap, (size_t)(i + 1) * sizeof *mr);
+	}
+	for (int h = 0; h < H; h++) { /* step 6: m -> s */
+		double *sr = c->s + (int64_t)h * sc;
+		for (int64_t j = 0; j <= i; j++) {
+			double acc = 0;
+			if (p->head_post == MTA_HPOST_CONV) {
+				const int hc = p->hc, g = h / hc, oo = h % hc;
+				for (int in = 0; in < hc; in++)
+					acc += (double)w->head_post[((int64_t)g * hc + in) * hc + oo] *
+					       c->m[(int64_t)(g * hc + in) * sc + j];
+			} else if (p->head_post == MTA_HPOST_LINEAR) {
+				for (int h2 = 0; h2 < H; h2++)
+					acc += (double)w->head_post_linear[h * H + h2] * c->m[(int64_t)h2 * sc + j];
+			} else {
+				acc = c->m[(int64_t)h * sc + j];
+			}
+			sr[j] = acc;
+		}
+	}
+	for (int h = 0; h < H; h++) { /* steps 7-9 */
+		const double *sr = c->s + (int64_t)h * sc;
+		double *o = c->o;
+		memset(o, 0, (size_t)D * sizeof *o);
+		for (int64_t j = 0; j <= i; j++) {
+			const double *vj = s->vd + (j * p->Hkv + h / G) * D;
+			for (int d = 0; d < D; d++)
+				o[d] += sr[j] * vj[d];
+		}
+		if (p->gn) {
+			double ms = 0;
+			for (int d = 0; d < D; d++)
+				ms += o[d] * o[d];
+			const double r = 1.0 / sqrt(ms / D + 1e-5);
+			const double resc = p->gn_rescale ? mta_layer_rescale(w->layer_id) : 1.0;
+			for (int d = 0; d < D; d++)
+				o[d] = o[d] * r * (double)w->gn_weight[d] * resc;
+		}
+		if (p->gate) {
+			double g = (double)w->gate_b;
+			for (int d = 0; d < D; d++)
+				g += o[d] * (double)w->gate_w[d];
+			const double sg = 1.0 / (1.0 + exp(-g));
+			for (int d = 0; d < D; d++)
+				o[d] *= sg;
+		}
+		memcpy(dst + (int64_t)h * D, o, (size_t)D * sizeof *o);
+	}
+	s->len = i + 1;
+}
+
+/* Check a decode call's tensors: q [B,Tn,H,D], k, v [B,Tn,Hkv,D], o NULL or [B,Tn,H,D] f32. */
+static int check_call(const mta_cache *c, const struct mta_tensor *q, const struct mta_tensor *k,
+		      const struct mta_tensor *v, const struct mta_tensor *o, const int64_t *n_new,
+		      int64_t *Tn)
+{
+	int64_t B;
+	int rc;
+	if (!c)
+		return mta_fail(MTA_EINVAL, "decode: no cache");
+	if ((rc = mta_check_tensors(&c->p, q, k, v, o, &B, Tn)))
+		return rc;
+	if (B != c->batch)
+		return mta_fail(MTA_ESHAPE, "decode: q has B=%" PRId64 " but the cache holds %" PRId64
+				" sequences", B, c->batch);
+	for (int64_t b = 0; n_new && b < B; b++)
+		if (n_new[b] < 0 || n_new[b] > *Tn)
+			return mta_fail(MTA_EINVAL, "decode: n_new[%" PRId64 "] = %" PRId64 " is outside "
+					"0..%" PRId64 " (the rows q, k, v hold)", b, n_new[b], *Tn);
+	return MTA_OK;
+}
+
+int mta_decode_f64(mta_cache *c, const struct mta_tensor *q, const struct mta_tensor *k,
+		   const struct mta_tensor *v, const struct mta_weights *w, const int64_t *n_new,
+		   double *out)
+{
+	static const struct mta_weights none;
+	int64_t Tn;
+	int rc;
+	if ((rc = check_call(c, q, k, v, NULL, n_new, &Tn)))
+		return rc;
+	if (c->kfn)
+		return mta_fail(MTA_EINVAL, "decode: this cache runs a kernel (float32), not the "
+				"float64 engine");
+	if (!w)
+		w = &none;
+	if ((rc = mta_check_weights(&c->p, w)))
+		return mta_wrap(rc, "decode");
+	const struct mta_problem *p = &c->p;
+	const int H = p->H, D = p->D;
+	/* room first, for every sequence: a call that fails leaves every cache as it was */
+	for (int64_t b = 0; b < c->batch; b++)
+		if ((rc = reserve(c, &c->seq[b], c->seq[b].len + (n_new ? n_new[b] : Tn))))
+			return rc;
+	for (int64_t b = 0; b < c->batch; b++) {
+		struct seq *s = &c->seq[b];
+		const int64_t n = n_new ? n_new[b] : Tn;
+		for (int64_t r = 0; r < n; r++) {
+			const int64_t i = s->len;
+			for (int hk = 0; hk < p->Hkv; hk++)
+				for (int d = 0; d < D; d++) {
+					s->kd[(i * p->Hkv + hk) * D + d] = get(k, at(k, b, r, hk, d));
+					s->vd[(i * p->Hkv + hk) * D + d] = get(v, at(v, b, r, hk, d));
+				}
+			for (int h = 0; h < H; h++)
+				for (int d = 0; d < D; d++)
+					c->qd[h * D + d] = get(q, at(q, b, r, h, d));
+			step(c, s, w, out + ((b * Tn + r) * H) * D);
+		}
+	}
+	return mta_done(MTA_OK);
+}
+
+int mta_decode(mta_cache *c, const struct mta_tensor *q, const struct mta_tensor *k,
+	       const struct mta_tensor *v, const struct mta_weights *w, const int64_t *n_new,
+	       struct mta_tensor *o)
+{
+	int64_t Tn;
+	int rc;
+	if ((rc = check_call(c, q, k, v, o, n_new, &Tn)))
+		return rc;
+	if (!o)
+		return mta_fail(MTA_EINVAL, "decode: output tensor o is missing");
+	if (c->kfn) {
+		static const struct mta_weights none;
+		if (!w)
+			w = &none;
+		if ((rc = mta_check_weights(&c->p, w)))
+			return mta_wrap(rc, "decode");
+		return mta_done(kernel_decode(c, q, k, v, w, n_new, Tn, o));
+	}
+	const int64_t B = c->batch, H = c->p.H, D = c->p.D;
+	double *d = malloc((size_t)(B * Tn * H * D) * sizeof *d + 1);
+	if (!d)
+		return mta_fail(MTA_ENOMEM, "decode: out of memory for the outputs");
+	if (!(rc = mta_decode_f64(c, q, k, v, w, n_new, d)))
+		for (int64_t b = 0; b < B; b++)
+			for (int64_t r = 0; r < (n_new ? n_new[b] : Tn); r++)
+				for (int64_t h = 0; h < H; h++)
+					for (int64_t x = 0; x < D; x++)
+						((float *)o->data)[at(o, b, r, h, x)] =
+							(float)d[((b * Tn + r) * H + h) * D + x];
+	free(d);
+	return rc;
+}
+
+/* ---- a generated decode kernel (runtime/core/mta_dargs.h) ---- */
+
+int mta_cache_create_kernel(const struct mta_problem *p, int64_t batch, mta_decode_fn fn,
+			    mta_cache **out)
+{
+	int rc;
+	if (!fn)
+		return mta_fail(MTA_EINVAL, "mta_cache_create_kernel: no kernel");
+	if ((rc = mta_cache_create(p, batch, out)))
+		return rc;
+	mta_cache *c = *out;
+	c->kfn = fn;
+	const size_t hd = (size_t)p->H * (size_t)p->D;
+	if (!(c->fq = malloc((size_t)batch * hd * sizeof *c->fq)) ||
+	    !(c->fo = malloc((size_t)batch * hd * sizeof *c->fo)) ||
+	    !(c->dseq = calloc((size_t)batch, sizeof *c->dseq))) {
+		mta_cache_free(c);
+		*out = NULL;
+		return mta_fail(MTA_ENOMEM, "mta_cache_create: out of memory");
+	}
+	return MTA_OK;
+}
+
+/* A float ring [H][rows][cap] re-laid with a wider row stride; the old one freed. */
+static float *fregrow(float *old, int H, int rows, int64_t cap, int64_t ncap, int64_t used)
+{
+	float *x = calloc((size_t)H * (size_t)rows * (size_t)ncap, sizeof *x);
+	if (!x)
+		return NULL;
+	for (int64_t r = 0; old && r < (int64_t)H * rows; r++)
+		memcpy(x + r * ncap, old + r * cap, (size_t)(used < cap ? used : cap) * sizeof *x);
+	free(old);
+	return x;
+}
+
+/* Room for need tokens in sequence s of a kernel cache (and its scratch rows). */
+static int freserve(mta_cache *c, struct seq *s, int64_t need)
+{
+	const struct mta_problem *p = &c->p;
+	if (need > s->cap) {
+		int64_t ncap = s->cap ? s->cap : 16;
+		while (ncap < need)
+			ncap *= 2;
+		const size_t kv = (size_t)p->Hkv * (size_t)p->D;
+		float *k = realloc(s->fk, (size_t)ncap * kv * sizeof *k);
+		if (k)
+			s->fk = k;
+		float *v = k ? realloc(s->fv, (size_t)ncap * kv * sizeof *v) : NULL;
+		if (v)
+			s->fv = v;
+		float *z = v ? fregrow(s->fz, p->H, c->rows1, s->cap, ncap, s->len) : NULL;
+		if (z)
+			s->fz = z;
+		float *pr = z ? fregrow(s->fp, p->H, c->rows2, s->cap, ncap, s->len) : NULL;
+		if (!pr)
+			return mta_fail(MTA_ENOMEM, "decode: out of memory for a cache of %" PRId64
+					" tokens", ncap);
+		s->fp = pr;
+		s->cap = ncap;
+	}
+	if (s->cap > c->scap) {
+		float *ns = realloc(c->fs, (size_t)p->H * (size_t)s->cap * sizeof *ns);
+		if (ns)
+			c->fs = ns;
+		float *nm = ns ? realloc(c->fm, (size_t)p->H * (size_t)s->cap * sizeof *nm) : NULL;
+		if (!nm)
+			return mta_fail(MTA_ENOMEM, "decode: out of memory for the scratch rows");
+		c->fm = nm;
+		c->scap = s->cap;
+	}
+	return MTA_OK;
+}
+
+/* mta_decode through the kernel: row r of every sequence that has one, one call per r. */
+static int kernel_decode(mta_cache *c, const struct mta_tensor *q, const struct mta_tensor *k,
+			 const struct mta_tensor *v, const struct mta_weights *w,
+			 const int64_t *n_new, int64_t Tn, struct mta_tensor *o)
+{
+	const struct mta_problem *p = &c->p;
+	const int H = p->H, D = p->D;
+	int64_t nmax = 0;
+	int rc;
+	for (int64_t b = 0; b < c->batch; b++) {
+		const int64_t n = n_new ? n_new[b] : Tn;
+		nmax = n > nmax ? n : nmax;
+		if ((rc = freserve(c, &c->seq[b], c->seq[b].len + n)))
+			return rc;
+	}
+	struct mta_dargs a;
+	memset(&a, 0, sizeof a);
+	a.seq = c->dseq;
+	a.q = c->fq;
+	a.o = c->fo;
+	a.s = c->fs;
+	a.m = c->fm;
+	a.scap = c->scap;
+	a.kq_pre = w->kq_pre;
+	a.head_pre = w->head_pre;
+	a.kq_post = w->kq_post;
+	a.head_post = w->head_post;
+	a.head_post_linear = w->head_post_linear;
+	a.gn_weight = w->gn_weight;
+	a.gate_w = w->gate_w;
+	a.gate_b = w->gate_b;
+	a.gn_rescale = p->gn_rescale ? (float)mta_layer_rescale(w->layer_id) : 1.0f;
+	for (int64_t r = 0; r < nmax; r++) {
+		int64_t n = 0, who[1 << 10], *wh = who;
+		int64_t *big = NULL;
+		if (c->batch > (1 << 10) && !(wh = big = malloc((size_t)c->batch * sizeof *big)))
+			return mta_fail(MTA_ENOMEM, "decode: out of memory");
+		for (int64_t b = 0; b < c->batch; b++) {
+			if (r >= (n_new ? n_new[b] : Tn))
+				continue;
+			struct seq *s = &c->seq[b];
+			const int64_t i = s->len;
+			for (int hk = 0; hk < p->Hkv; hk++)
+				for (int d = 0; d < D; d++) {
+					s->fk[(i * p->Hkv + hk) * D + d] = (float)get(k, at(k, b, r, hk, d));
+					s->fv[(i * p->Hkv + hk) * D + d] = (float)get(v, at(v, b, r, hk, d));
+				}
+			for (int h = 0; h < H; h++)
+				for (int d = 0; d < D; d++)
+					c->fq[(n * H + h) * D + d] = (float)get(q, at(q, b, r, h, d));
+			c->dseq[n] = (struct mta_dseq){ i, s->cap, s->fk, s->fv, s->fz, s->fp };
+			wh[n++] = b;
+		}
+		a.n = n;
+		rc = c->kfn(&a);
+		for (int64_t x = 0; !rc && x < n; x++) {
+			const int64_t b = wh[x];
+			c->seq[b].len++;
+			for (int h = 0; h < H; h++)
+				for (int d = 0; d < D; d++)
+					((float *)o->data)[at(o, b, r, h, d)] = c->fo[(x * H + h) * D + d];
+		}
+		free(big);
+		if (rc)
+			return mta_fail(MTA_EKERNEL, "decode kernel returned error %d at row %" PRId64,
+					rc, r);
+	}
+	return MTA_OK;
+}

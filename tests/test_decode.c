@@ -1,0 +1,326 @@
+/*
+ * test_decode.c: decode with a cache (runtime/mta.h, "decode"): every row
+ * equals the forward of the same prefix (mta_reference, an implementation
+ * that shares no code with the decode engine) under mta_compare, for
+ * prefills N = 0, 1, cq-1, T-1 and random, B > 1 with ragged lengths and
+ * chunks, every option, fresh random inputs, outputs poisoned; bad calls
+ * refused with nothing advanced; memory linear in T.
+ */
+#include "tests/harness.h"
+#include "tests/cpu_util.h"
+#include "runtime/core/decode.h"
+#include "runtime/core/varlen.h"
+
+#include <stdint.h>
+
+#define REQUIRE_MSG_CACHE(call)                                                  \
+	do {                                                                     \
+		int rc_ = (call);                                                \
+		CHECKF(rc_ == MTA_OK, "%s: %s", #call, mta_last_error());        \
+		if (rc_)                                                         \
+			return;                                                  \
+	} while (0)
+
+/*
+ * Sequences b < B of lengths T[b], prefilled with N[b] tokens in one chunk
+ * call (ragged: each its own count), then one token per call (a finished
+ * sequence passes 0); every output row compared with mta_reference of the
+ * whole sequence.
+ */
+static void check_decode_on(mta_context *ctx, const char *key, int B, const int64_t *T,
+			    const int64_t *N)
+{
+	struct mta_problem p;
+	struct mta_weights w;
+	REQUIRE(mta_problem_from_key(key, &p) == MTA_OK);
+	int64_t Tmax = 0;
+	for (int b = 0; b < B; b++)
+		Tmax = T[b] > Tmax ? T[b] : Tmax;
+	struct mta_tensor q, k, v, o;
+	void *bq = mt_tensor(p.dtype, B, Tmax, p.H, p.D, 1, &q);
+	void *bk = mt_tensor(p.dtype, B, Tmax, p.Hkv, p.D, 0, &k);
+	void *bv = mt_tensor(p.dtype, B, Tmax, p.Hkv, p.D, 1, &v);
+	void *bo = mt_tensor(MTA_F32, B, Tmax, p.H, p.D, 0, &o);
+	const size_t no = (size_t)(B * Tmax * p.H * p.D);
+	for (size_t i = 0; i < no; i++)
+		((float *)bo)[i] = NAN;
+	mt_weights(&p, &w);
+	mta_cache *c = NULL;
+	if (ctx)
+		REQUIRE_MSG_CACHE(mta_cache_create_ctx(ctx, &p, B, &c));
+	else
+		REQUIRE(mta_cache_create(&p, B, &c) == MTA_OK);
+
+	/* the prefill chunk: rows [0, N[b]) of each */
+	int64_t nmax = 0, n_new[16], lens[16];
+	for (int b = 0; b < B; b++)
+		nmax = N[b] > nmax ? N[b] : nmax;
+	if (nmax) {
+		struct mta_tensor qc = q, kc = k, vc = v, oc = o;
+		qc.shape[1] = kc.shape[1] = vc.shape[1] = oc.shape[1] = nmax;
+		for (int b = 0; b < B; b++)
+			n_new[b] = N[b];
+		CHECKF(mta_decode(c, &qc, &kc, &vc, &w, n_new, &oc) == MTA_OK, "%s: %s", key,
+		       mta_last_error());
+	}
+	/* then one token per call, each sequence at its own position */
+	REQUIRE(mta_cache_seqlens(c, lens) == MTA_OK);
+	for (int b = 0; b < B; b++)
+		CHECK_EQ_INT(lens[b], N[b]);
+	for (int64_t step = 0;; step++) {
+		int any = 0;
+		/* row r_b = lens[b] of each sequence, gathered into a [B,1,...] call */
+		struct mta_tensor q1, k1, v1, o1;
+		void *a = mt_tensor(p.dtype, B, 1, p.H, p.D, 0, &q1);
+		void *ak = mt_tensor(p.dtype, B, 1, p.Hkv, p.D, 0, &k1);
+		void *av = mt_tensor(p.dtype, B, 1, p.Hkv, p.D, 0, &v1);
+		void *ao = mt_tensor(MTA_F32, B, 1, p.H, p.D, 0, &o1);
+		size_t es = mta_dtype_size(p.dtype);
+		for (int b = 0; b < B; b++) {
+			n_new[b] = lens[b] < T[b];
+			any |= (int)n_new[b];
+			if (!n_new[b])
+				continue;
+			const int64_t r = lens[b];
+			for (int64_t h = 0; h < p.H; h++)
+				memcpy((char *)a + (size_t)((b * p.H + h) * p.D) * es,
+				       (char *)q.data + (size_t)(b * q.stride[0] + r * q.stride[1] +
+								 h * q.stride[2]) * es, (size_t)p.D * es);
+			for (int64_t h = 0; h < p.Hkv; h++) {
+				memcpy((char *)ak + (size_t)((b * p.Hkv + h) * p.D) * es,
+				       (char *)k.data + (size_t)(b * k.stride[0] + r * k.stride[1] +
+								 h * k.stride[2]) * es, (size_t)p.D * es);
+				memcpy((char *)av + (size_t)((b * p.Hkv + h) * p.D) * es,
+				       (char *)v.data + (size_t)(b * v.stride[0] + r * v.stride[1] +
+								 h * v.stride[2]) * es, (size_t)p.D * es);
+			}
+		}
+		for (int64_t i = 0; i < B * p.H * p.D; i++)
+			((float *)ao)[i] = NAN;
+		if (any)
+			CHECKF(mta_decode(c, &q1, &k1, &v1, &w, n_new, &o1) == MTA_OK, "%s: %s", key,
+			       mta_last_error());
+		for (int b = 0; b < B; b++)
+			if (n_new[b])
+				memcpy((float *)bo + (size_t)((b * Tmax + lens[b]) * p.H * p.D),
+				       (float *)ao + (size_t)(b * p.H * p.D),
+				       (size_t)(p.H * p.D) * sizeof(float));
+		free(a);
+		free(ak);
+		free(av);
+		free(ao);
+		REQUIRE(mta_cache_seqlens(c, lens) == MTA_OK);
+		if (!any)
+			break;
+	}
+	/* each sequence against the forward of all of it */
+	for (int b = 0; b < B; b++) {
+		CHECK_EQ_INT(lens[b], T[b]);
+		struct mta_tensor qb = q, kb = k, vb = v;
+		const size_t es = mta_dtype_size(p.dtype);
+		qb.data = (char *)q.data + (size_t)(b * q.stride[0]) * es;
+		kb.data = (char *)k.data + (size_t)(b * k.stride[0]) * es;
+		vb.data = (char *)v.data + (size_t)(b * v.stride[0]) * es;
+		qb.shape[0] = kb.shape[0] = vb.shape[0] = 1;
+		qb.shape[1] = kb.shape[1] = vb.shape[1] = T[b];
+		const size_t n = (size_t)(T[b] * p.H * p.D);
+		double *ref = malloc(n * sizeof *ref);
+		REQUIRE(ref && mta_reference(&p, &qb, &kb, &vb, &w, ref) == MTA_OK);
+		struct mta_compare cmp;
+		CHECKF(mta_compare((float *)bo + (size_t)(b * Tmax * p.H * p.D), ref, n, p.dtype,
+				   &cmp) == MTA_OK, "%s b=%d T=%lld N=%lld: %s", key, b,
+		       (long long)T[b], (long long)N[b], mta_last_error());
+		CHECKF(cmp.rel_l2 < mta_tolerance(p.dtype), "%s: rel L2 %g", key, cmp.rel_l2);
+		free(ref);
+	}
+	mta_cache_free(c);
+	mt_weights_free(&w);
+	free(bq);
+	free(bk);
+	free(bv);
+	free(bo);
+}
+
+/* The float64 engine (mta_cache_create), then the cpu backend's generated decode kernel. */
+static void check_decode(const char *key, int B, const int64_t *T, const int64_t *N)
+{
+	mta_context *ctx = NULL;
+	check_decode_on(NULL, key, B, T, N);
+	mt_kcache();
+	REQUIRE(mta_context_create(&ctx, "/nonexistent/mta.db", "cpu", 0) == MTA_OK);
+	check_decode_on(ctx, key, B, T, N);
+	mta_context_free(ctx);
+}
+
+static const char *keys[] = {
+	"h4kv2d8-pre3x5-hpre-post2x3-hc2-both-gn-gate-f32",
+	"h3kv3d6-pre2x3-hpre-post3x3-hpost-right-gnr-f32",
+	"h2kv1d5-pre4x3-left-gate-bf16",
+	"h2kv2d4-post4x5-hpost-both-s0.7-f16",
+	"h2kv2d8-both-f32",
+	"h4kv1d13-pre6x11-hpre-post6x11-hc4-both-gn-gate-f32",
+};
+
+/* One sequence, prefills N = 0, 1, cq-1, T-1 and random, every option. */
+TEST(decode_equals_forward_every_prefill)
+{
+	for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+		struct mta_problem p;
+		REQUIRE(mta_problem_from_key(keys[i], &p) == MTA_OK);
+		const int64_t T = 23;
+		int64_t Ns[] = { 0, 1, p.cq > 1 ? p.cq - 1 : 2, T - 1,
+				 (int64_t)((mt_uniform() + 1) / 2 * (double)T) };
+		for (size_t j = 0; j < sizeof Ns / sizeof Ns[0]; j++) {
+			int64_t t[1] = { T }, n[1] = { Ns[j] };
+			check_decode(keys[i], 1, t, n);
+		}
+	}
+}
+
+/* B > 1: ragged lengths and prefills in the same calls, sequences finishing apart. */
+TEST(decode_batched_ragged)
+{
+	for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+		int64_t T[4] = { 17, 1, 30, 9 }, N[4] = { 5, 0, 29, 9 };
+		check_decode(keys[i], 4, T, N);
+	}
+}
+
+/* Bad calls are refused with a message, and no sequence advances. */
+TEST(decode_refuses_bad_calls)
+{
+	struct mta_problem p;
+	struct mta_weights w;
+	REQUIRE(mta_problem_from_key("h2kv2d4-pre2x3-both-gate-f32", &p) == MTA_OK);
+	mt_weights(&p, &w);
+	struct mta_tensor q, k, v, o;
+	void *bq = mt_tensor(MTA_F32, 2, 3, 2, 4, 0, &q), *bk = mt_tensor(MTA_F32, 2, 3, 2, 4, 0, &k);
+	void *bv = mt_tensor(MTA_F32, 2, 3, 2, 4, 0, &v), *bo = mt_tensor(MTA_F32, 2, 3, 2, 4, 0, &o);
+	mta_cache *c = NULL;
+	int64_t lens[3];
+	CHECK(mta_cache_create(&p, 0, &c) == MTA_EINVAL && !c);
+	REQUIRE(mta_cache_create(&p, 3, &c) == MTA_OK);
+	CHECK(mta_decode(c, &q, &k, &v, &w, NULL, &o) == MTA_ESHAPE); /* B=2, cache of 3 */
+	CHECK_STR_CONTAINS(mta_last_error(), "the cache holds 3 sequences");
+	mta_cache_free(c);
+	REQUIRE(mta_cache_create(&p, 2, &c) == MTA_OK);
+	int64_t bad[2] = { 1, 4 };
+	CHECK(mta_decode(c, &q, &k, &v, &w, bad, &o) == MTA_EINVAL);
+	CHECK_STR_CONTAINS(mta_last_error(), "n_new[1] = 4 is outside 0..3");
+	struct mta_weights now = w;
+	now.kq_pre = NULL;
+	CHECK(mta_decode(c, &q, &k, &v, &now, NULL, &o) == MTA_EINVAL);
+	CHECK_STR_CONTAINS(mta_last_error(), "kq_pre");
+	CHECK(mta_cache_seqlens(c, lens) == MTA_OK);
+	CHECK(lens[0] == 0 && lens[1] == 0);
+	int64_t two[2] = { 3, 2 };
+	CHECK(mta_decode(c, &q, &k, &v, &w, two, &o) == MTA_OK);
+	CHECK(mta_cache_seqlens(c, lens) == MTA_OK);
+	CHECK(lens[0] == 3 && lens[1] == 2);
+	CHECK(mta_cache_reset(c, 0) == MTA_OK);
+	CHECK(mta_cache_reset(c, 2) == MTA_EINVAL);
+	CHECK(mta_cache_seqlens(c, lens) == MTA_OK);
+	CHECK(lens[0] == 0 && lens[1] == 2);
+	mta_cache_free(c);
+	mt_weights_free(&w);
+	free(bq);
+	free(bk);
+	free(bv);
+	free(bo);
+}
+
+/* The cache holds O(T): doubling the tokens at most doubles its bytes (plus the growth step). */
+TEST(decode_memory_linear)
+{
+	struct mta_problem p;
+	struct mta_weights w;
+	REQUIRE(mta_problem_from_key("h2kv1d8-pre3x5-post2x3-both-f32", &p) == MTA_OK);
+	mt_weights(&p, &w);
+	struct mta_tensor q, k, v, o;
+	void *bq = mt_tensor(MTA_F32, 1, 1024, 2, 8, 0, &q), *bk = mt_tensor(MTA_F32, 1, 1024, 1, 8, 0, &k);
+	void *bv = mt_tensor(MTA_F32, 1, 1024, 1, 8, 0, &v), *bo = mt_tensor(MTA_F32, 1, 1024, 2, 8, 0, &o);
+	mta_cache *c = NULL;
+	REQUIRE(mta_cache_create(&p, 1, &c) == MTA_OK);
+	struct mta_tensor qc = q, kc = k, vc = v, oc = o;
+	qc.shape[1] = kc.shape[1] = vc.shape[1] = oc.shape[1] = 512;
+	REQUIRE(mta_decode(c, &qc, &kc, &vc, &w, NULL, &oc) == MTA_OK);
+	int64_t at512 = mta_cache_bytes(c);
+	REQUIRE(mta_decode(c, &qc, &kc, &vc, &w, NULL, &oc) == MTA_OK);
+	int64_t at1024 = mta_cache_bytes(c);
+	/* per token: k, v (2*Hkv*D) + rings (H*(cq+cq2)) + scratch (2*H) doubles */
+	const int64_t per = (2 * 1 * 8 + 2 * (3 + 2) + 2 * 2) * 8;
+	CHECKF(at1024 <= 1024 * per && at1024 <= 2 * at512 + per, "%lld bytes at 512, %lld at 1024",
+	       (long long)at512, (long long)at1024);
+	mta_cache_free(c);
+	mt_weights_free(&w);
+	free(bq);
+	free(bk);
+	free(bv);
+	free(bo);
+}
+
+/* ---- the command line: mtatune run --decode-from N ---- */
+
+#include "tests/fixtures.h"
+#include "tuner/io/inputs.h"
+#include "tuner/io/npy.h"
+
+#include <sys/stat.h>
+
+/* Every backend, prefills 0, 1, cq-1, T-1 and random: the whole output equals the forward. */
+TEST(decode_cli_every_backend)
+{
+	char dir[600];
+	const int64_t T = 15;
+	snprintf(dir, sizeof dir, "%s/dec", mt_tmpdir());
+	mkdir(dir, 0777);
+	mt_put_npy(dir, "q", 4, (int64_t)2, T, (int64_t)2, (int64_t)8);
+	mt_put_npy(dir, "k", 4, (int64_t)2, T, (int64_t)1, (int64_t)8);
+	mt_put_npy(dir, "v", 4, (int64_t)2, T, (int64_t)1, (int64_t)8);
+	mt_put_npy(dir, "kq_pre", 4, (int64_t)2, (int64_t)1, (int64_t)3, (int64_t)5);
+	mt_put_npy(dir, "kq_post", 4, (int64_t)2, (int64_t)1, (int64_t)2, (int64_t)3);
+	mt_put_npy(dir, "head_post_linear", 2, (int64_t)2, (int64_t)2);
+	mt_put_npy(dir, "gn_weight", 1, (int64_t)8);
+	struct mta_inputs in;
+	struct mta_weights w;
+	struct mta_input_options io;
+	mta_input_options_init(&io);
+	io.layer_id = 4;
+	REQUIRE(mta_inputs_load(dir, &io, &in) == MTA_OK);
+	mta_inputs_weights(&in, &w);
+	const size_t n = (size_t)(2 * T * 2 * 8);
+	double *ref = malloc(n * sizeof *ref);
+	REQUIRE(ref && mta_reference(&in.problem, &in.q, &in.k, &in.v, &w, ref) == MTA_OK);
+	static const char *be[] = { "ref", "cpu", "cuda-emu" };
+	const int64_t Ns[] = { 0, 1, 2, T - 1, T, 1 + (int64_t)((mt_uniform() + 1) / 2 * 12) };
+	for (size_t i = 0; i < sizeof Ns / sizeof Ns[0]; i++) {
+		char out[700], *o = NULL;
+		snprintf(out, sizeof out, "%s/o%zu.npy", mt_tmpdir(), i);
+		int rc = mt_sh(&o, "%s run --inputs %s --out %s --layer-id 4 --backend %s "
+			       "--decode-from %lld --db %s/none.db", mt_bin(), dir, out, be[i % 3],
+			       (long long)Ns[i], mt_tmpdir());
+		CHECKF(rc == 0, "N=%lld: exit %d: %s", (long long)Ns[i], rc, o);
+		free(o);
+		struct mta_npy a;
+		REQUIRE(mta_npy_read(out, &a) == MTA_OK);
+		struct mta_compare cmp;
+		CHECKF(a.count == n && mta_compare(a.data, ref, n, MTA_F32, &cmp) == MTA_OK,
+		       "%s N=%lld: %s", be[i % 3], (long long)Ns[i], mta_last_error());
+		mta_npy_free(&a);
+	}
+	/* refused: beyond T, with --cu-seqlens, not a number */
+	char *o = NULL;
+	CHECK(mt_sh(&o, "%s run --inputs %s --out %s/x.npy --decode-from 16", mt_bin(), dir,
+		    mt_tmpdir()) == 2);
+	CHECK_STR_CONTAINS(o, "--decode-from 16 is beyond T=15");
+	free(o);
+	CHECK(mt_sh(&o, "%s run --inputs %s --out %s/x.npy --decode-from 2 --cu-seqlens %s/c.npy",
+		    mt_bin(), dir, mt_tmpdir(), mt_tmpdir()) == 2);
+	CHECK_STR_CONTAINS(o, "cannot be combined with --cu-seqlens");
+	free(o);
+	CHECK(mt_sh(&o, "%s run --inputs %s --out %s/x.npy --decode-from -1", mt_bin(), dir,
+		    mt_tmpdir()) == 2);
+	free(o);
+	free(ref);
+	mta_inputs_free(&in);
+}

@@ -1,0 +1,398 @@
+/*
+ * test_varlen.c: packed documents (runtime/mta.h, "packed documents"): the
+ * reference equals the plain reference run document by document; every CPU
+ * kernel family and option, and the CUDA kernels on the emulator, equal the
+ * reference through the harness (mta_check_varlen: fresh random inputs,
+ * output poisoned, relative L2 and every element); documents of length 0,
+ * 1 and shorter than the kernels and tiles; bad cu_seqlens refused.
+ */
+#include "tests/harness.h"
+#include "tests/cpu_util.h"
+#include "tests/fixtures.h"
+#include "runtime/backend.h"
+#include "runtime/core/varlen.h"
+
+#include <stdint.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/*
+ * Random document lengths summing to at most 'total' into cu (cap nmax
+ * documents): lengths drawn from 0..maxlen with 0, 1 and 2 forced among
+ * the first ones, so boundaries sit everywhere. Returns ndocs.
+ */
+static int64_t random_docs(int64_t total, int64_t maxlen, int64_t *cu, int64_t nmax)
+{
+	static const int64_t forced[] = { 1, 0, 2, 1 };
+	int64_t n = 0, at = 0;
+	cu[0] = 0;
+	while (at < total && n + 1 < nmax) {
+		int64_t l = n < 4 ? forced[(n + (int64_t)(mt_seed() % 4)) % 4]
+				  : (int64_t)((mt_uniform() + 1) / 2 * (double)(maxlen + 1));
+		if (l > total - at)
+			l = total - at;
+		at += l;
+		cu[++n] = at;
+	}
+	if (at < total)
+		cu[n] = total; /* the last document takes the rest */
+	return n;
+}
+
+/* The packed reference equals mta_reference on each document copied out alone. */
+TEST(varlen_reference_equals_per_document)
+{
+	static const char *keys[] = {
+		"h4kv2d8-pre3x5-hpre-post2x3-hc2-both-gn-gate-f32",
+		"h2kv1d5-pre2x3-post3x3-hpost-left-gnr-bf16",
+		"h3kv3d4-both-f32",
+	};
+	for (size_t ki = 0; ki < sizeof keys / sizeof keys[0]; ki++) {
+		struct mta_problem p;
+		struct mta_tensor q, k, v;
+		struct mta_weights w;
+		int64_t cu[32], T = 40;
+		REQUIRE(mta_problem_from_key(keys[ki], &p) == MTA_OK);
+		int64_t nd = random_docs(T, 9, cu, 32);
+		void *bq = mt_tensor(p.dtype, 1, T, p.H, p.D, 0, &q);
+		void *bk = mt_tensor(p.dtype, 1, T, p.Hkv, p.D, 0, &k);
+		void *bv = mt_tensor(p.dtype, 1, T, p.Hkv, p.D, 0, &v);
+		mt_weights(&p, &w);
+		size_t n = (size_t)(T * p.H * p.D);
+		double *packed = malloc(n * sizeof *packed), *alone = malloc(n * sizeof *alone);
+		double *whole = malloc(n * sizeof *whole);
+		REQUIRE(packed && alone && whole);
+		for (size_t i = 0; i < n; i++)
+			packed[i] = alone[i] = NAN;
+		CHECKF(mta_reference_varlen(&p, &q, &k, &v, &w, cu, nd, packed) == MTA_OK, "%s",
+		       mta_last_error());
+		for (int64_t d = 0; d < nd; d++) {
+			const int64_t s = cu[d], l = cu[d + 1] - cu[d];
+			if (!l)
+				continue;
+			/* the document copied into tensors of its own */
+			struct mta_tensor qd, kd, vd, x;
+			size_t es = mta_dtype_size(p.dtype);
+			void *cq = malloc((size_t)(l * p.H * p.D) * es);
+			void *ck = malloc((size_t)(l * p.Hkv * p.D) * es);
+			void *cv = malloc((size_t)(l * p.Hkv * p.D) * es);
+			REQUIRE(cq && ck && cv);
+			mta_varlen_view(&q, s, l, &x);
+			memcpy(cq, x.data, (size_t)(l * p.H * p.D) * es);
+			mta_varlen_view(&k, s, l, &x);
+			memcpy(ck, x.data, (size_t)(l * p.Hkv * p.D) * es);
+			mta_varlen_view(&v, s, l, &x);
+			memcpy(cv, x.data, (size_t)(l * p.Hkv * p.D) * es);
+			mta_tensor_init(&qd, cq, p.dtype, 1, l, p.H, p.D);
+			mta_tensor_init(&kd, ck, p.dtype, 1, l, p.Hkv, p.D);
+			mta_tensor_init(&vd, cv, p.dtype, 1, l, p.Hkv, p.D);
+			CHECK(mta_reference(&p, &qd, &kd, &vd, &w, alone + s * p.H * p.D) == MTA_OK);
+			free(cq);
+			free(ck);
+			free(cv);
+		}
+		for (size_t i = 0; i < n; i++)
+			CHECKF(packed[i] == alone[i], "%s element %zu: packed %g, alone %g", keys[ki],
+			       i, packed[i], alone[i]);
+		/* the boundaries matter: the unpacked forward differs after the first document */
+		CHECK(mta_reference(&p, &q, &k, &v, &w, whole) == MTA_OK);
+		CHECKF(mt_rel_l2_f64(whole, packed, n) > 1e-3, "%s: packing changed nothing",
+		       keys[ki]);
+		free(packed);
+		free(alone);
+		free(whole);
+		free(bq);
+		free(bk);
+		free(bv);
+		mt_weights_free(&w);
+	}
+}
+
+/*
+ * Backend be's kernel (spec NULL: the default) on a packed sequence of
+ * documents cu, through the harness; the relative L2 error checked against
+ * the dtype's tolerance and the element-wise bound, both from mta.h.
+ */
+static void check_packed(const struct mta_backend *be, const char *key, const char *spec,
+			 const int64_t *cu, int64_t nd, int strided, int nthreads)
+{
+	struct mta_problem p;
+	struct mta_variant v;
+	struct mta_runner r = { be, NULL, NULL, NULL };
+	struct mta_check_opts o = { 1, cu[nd], mt_seed() ^ (unsigned long long)cu[nd], strided };
+	struct mta_compare cmp;
+	int rc;
+	mt_kcache();
+	if ((rc = mta_problem_from_key(key, &p)) ||
+	    (rc = spec ? mta_variant_parse(spec, &v) : mta_variant_default(&p, be->variants, &v)) ||
+	    (rc = be->open(0, nthreads, &r.dev)) ||
+	    (rc = be->load(r.dev, NULL, &p, &v, NULL, 0, &r.k))) {
+		CHECKF(0, "%s %s %s: %s", be->name, key, spec ? spec : "(default)", mta_last_error());
+		goto out;
+	}
+	cmp.rel_l2 = INFINITY;
+	cmp.bad = 1;
+	rc = mta_check_varlen(&r, &p, &o, cu, nd, &cmp);
+	CHECKF(rc == MTA_OK, "%s %s %s T=%lld ndocs=%lld: %s", be->name, key,
+	       spec ? spec : "(default)", (long long)cu[nd], (long long)nd, mta_last_error());
+	CHECKF(cmp.bad == 0 && cmp.rel_l2 < mta_tolerance(p.dtype), "%s %s: rel L2 %g, %zu bad",
+	       key, spec ? spec : "(default)", cmp.rel_l2, cmp.bad);
+out:
+	be->unload(r.k);
+	be->close(r.dev);
+}
+
+struct vcase {
+	const char *key, *spec;
+	int64_t T, maxlen;
+	int strided, threads;
+};
+
+static void run_packed(const struct mta_backend *be, const struct vcase *c, int n)
+{
+	for (int i = 0; i < n; i++) {
+		int64_t cu[64];
+		int64_t nd = random_docs(c[i].T, c[i].maxlen, cu, 64);
+		check_packed(be, c[i].key, c[i].spec, cu, nd, c[i].strided, c[i].threads);
+	}
+}
+
+/* Both CPU families, every option, tiles and kernels longer than many documents. */
+TEST(varlen_cpu_kernels)
+{
+	static const struct vcase c[] = {
+		{ "h4kv2d13-pre3x5-post2x3-hc2-right-gn-gate-s0.3-f32",
+		  "cpu:v1,bq=5,bk=7,hpb=2,vec=4,algo=0", 60, 12, 0, 0 },
+		{ "h4kv2d13-pre3x5-post2x3-hc2-right-gn-gate-s0.3-f32",
+		  "cpu:v2,bq=5,bk=16,hpb=2,vec=4", 60, 12, 1, 2 },
+		{ "h3kv3d6-pre2x3-hpre-post3x3-hpost-both-gnr-f32",
+		  "cpu:v1,bq=4,bk=5,hpb=0,vec=16", 50, 9, 1, 2 },
+		{ "h3kv3d6-pre2x3-hpre-post3x3-hpost-both-gnr-f32",
+		  "cpu:v2,bq=4,bk=16,hpb=0,vec=8", 50, 9, 0, 0 },
+		{ "h2kv2d8-both-f32", "cpu:v1,bq=16,bk=16,hpb=1,vec=4", 70, 40, 0, 3 },
+		{ "h2kv2d8-both-f32", "cpu:v2,bq=16,bk=16,hpb=1,vec=4", 70, 40, 0, 3 },
+		{ "h2kv1d6-pre5x7-post4x5-left-f32", "cpu:v1,bq=2,bk=2,hpb=1", 45, 6, 0, 0 },
+		{ "h2kv1d6-pre5x7-post4x5-left-f32", "cpu:v2,bq=2,bk=16,hpb=1,vec=16", 45, 6, 1, 2 },
+		{ "h4kv4d8-hc2-both-f32", "cpu:v2,bq=7,bk=32,hpb=2,vec=16", 80, 30, 1, 2 },
+		{ "h4kv4d16-pre3x3-hpre-post3x5-hpost-both-gn-gate-bf16",
+		  "cpu:v2,bq=8,bk=16,hpb=0", 40, 15, 0, 0 },
+		{ "h4kv2d8-pre2x3-hc4-left-gnr-f16", "cpu:v1,bq=8,bk=8,hpb=0,vec=16", 40, 15, 1, 0 },
+		{ "h4kv2d13-pre6x11-hpre-post6x11-hc4-both-gn-gate-f32", NULL, 90, 25, 0, 0 },
+	};
+	run_packed(&mta_backend_cpu, c, (int)(sizeof c / sizeof c[0]));
+}
+
+/* Long documents: v2 cuts each into several chains (halo rows recomputed at each start). */
+TEST(varlen_cpu_long_documents)
+{
+	static const int64_t cu[] = { 0, 1, 330, 332, 700 };
+	check_packed(&mta_backend_cpu, "h4kv2d13-pre6x11-hpre-post6x11-hc4-both-gn-gate-f32",
+		     "cpu:v2,bq=16,bk=64,hpb=0,vec=8", cu, 4, 0, 2);
+	check_packed(&mta_backend_cpu, "h4kv2d13-pre6x11-both-f32",
+		     "cpu:v1,bq=32,bk=64,hpb=1,vec=8", cu, 4, 1, 2);
+	/* one document: the packed call is the plain forward */
+	static const int64_t one[] = { 0, 77 };
+	check_packed(&mta_backend_cpu, "h2kv2d8-post2x3-hpost-both-s40-f32",
+		     "cpu:v2,bq=4,bk=16,hpb=0,vec=4", one, 1, 0, 0);
+}
+
+/* The CUDA kernels on the emulator (one launch per document), small sizes. */
+TEST(varlen_cuda_emu)
+{
+	static const int64_t cu[] = { 0, 1, 1, 4, 13, 14, 30 };
+	check_packed(&mta_backend_cuda_emu, "h2kv1d8-pre3x5-hpre-post2x3-hc2-both-gn-gate-f32",
+		     NULL, cu, 6, 0, 0);
+	check_packed(&mta_backend_cuda_emu, "h2kv2d8-both-f32", NULL, cu, 6, 1, 0);
+}
+
+/* Bad offsets and shapes are refused with what was wrong and what was expected. */
+TEST(varlen_refuses_bad_cu_seqlens)
+{
+	static const int64_t ok[] = { 0, 3, 3, 8 };
+	static const int64_t start[] = { 1, 3, 8 }, dec[] = { 0, 5, 4, 8 }, end[] = { 0, 3, 7 };
+	CHECK(mta_check_cu_seqlens(ok, 3, 8) == MTA_OK);
+	CHECK(mta_check_cu_seqlens(start, 2, 8) == MTA_EINVAL);
+	CHECK_STR_CONTAINS(mta_last_error(), "cu_seqlens[0] is 1, expected 0");
+	CHECK(mta_check_cu_seqlens(dec, 3, 8) == MTA_EINVAL);
+	CHECK_STR_CONTAINS(mta_last_error(), "decreases at index 2");
+	CHECK(mta_check_cu_seqlens(end, 2, 8) == MTA_EINVAL);
+	CHECK_STR_CONTAINS(mta_last_error(), "expected total_T = 8");
+	CHECK(mta_check_cu_seqlens(ok, 0, 8) == MTA_EINVAL);
+	CHECK(mta_check_cu_seqlens(NULL, 3, 8) == MTA_EINVAL);
+	int32_t i32[] = { 0, 3, 3, 8 };
+	int64_t wide[4];
+	mta_cu_seqlens_from_i32(i32, 4, wide);
+	CHECK(!memcmp(wide, ok, sizeof wide));
+
+	/* B = 2 is refused by the packed forward, and nothing is written */
+	struct mta_problem p;
+	struct mta_tensor q, k, v, o;
+	mta_problem_init(&p, 2, 2, 4);
+	void *bq = mt_tensor(MTA_F32, 2, 8, 2, 4, 0, &q), *bk = mt_tensor(MTA_F32, 2, 8, 2, 4, 0, &k);
+	void *bv = mt_tensor(MTA_F32, 2, 8, 2, 4, 0, &v), *bo = mt_tensor(MTA_F32, 2, 8, 2, 4, 0, &o);
+	mta_context *ctx = NULL;
+	mt_kcache();
+	REQUIRE(mta_context_create(&ctx, "/nonexistent/mta.db", "cpu", 0) == MTA_OK);
+	float first = ((float *)bo)[0];
+	CHECK(mta_forward_varlen(ctx, &p, &q, &k, &v, NULL, ok, 3, &o) == MTA_ESHAPE);
+	CHECK_STR_CONTAINS(mta_last_error(), "B=1");
+	CHECK(((float *)bo)[0] == first);
+	q.shape[0] = k.shape[0] = v.shape[0] = o.shape[0] = 1;
+	CHECK(mta_forward_varlen(ctx, &p, &q, &k, &v, NULL, dec, 3, &o) == MTA_EINVAL);
+	CHECK_STR_CONTAINS(mta_last_error(), "decreases");
+	CHECK(mta_forward_varlen(ctx, &p, &q, &k, &v, NULL, ok, 3, &o) == MTA_OK);
+	mta_context_free(ctx);
+	free(bq);
+	free(bk);
+	free(bv);
+	free(bo);
+}
+
+/* ---- the command line: mtatune run --cu-seqlens ---- */
+
+#include "tuner/io/inputs.h"
+#include "tuner/io/npy.h"
+
+/* dir/name: a .npy of n integers (descr '<i4' or '<i8'), shape given as text, e.g. "(4,)". */
+static void put_ints(const char *path, const char *descr, const char *shape, const int64_t *x,
+		     int n)
+{
+	char hdr[128];
+	int len = snprintf(hdr, sizeof hdr, "{'descr': '%s', 'fortran_order': False, 'shape': %s, }",
+			   descr, shape);
+	while ((10 + len + 1) % 64)
+		hdr[len++] = ' ';
+	hdr[len++] = '\n';
+	FILE *f = fopen(path, "wb");
+	REQUIRE(f);
+	unsigned char pre[10] = { 0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, (unsigned char)len,
+				  (unsigned char)(len >> 8) };
+	fwrite(pre, 1, 10, f);
+	fwrite(hdr, 1, (size_t)len, f);
+	for (int i = 0; i < n; i++) {
+		int32_t v32 = (int32_t)x[i];
+		if (descr[2] == '4')
+			fwrite(&v32, 4, 1, f);
+		else
+			fwrite(&x[i], 8, 1, f);
+	}
+	REQUIRE(fclose(f) == 0);
+}
+
+/*
+ * A packed case: q, k, v [1,T,...] and every weight kind the key uses, for
+ * h2kv1d8-pre3x5-hpre-post2x3-hc2-both-gn-gate.
+ */
+static const char *packed_case(int64_t T)
+{
+	static char dir[600];
+	snprintf(dir, sizeof dir, "%s/packed", mt_tmpdir());
+	mkdir(dir, 0777);
+	mt_put_npy(dir, "q", 4, (int64_t)1, T, (int64_t)2, (int64_t)8);
+	mt_put_npy(dir, "k", 4, (int64_t)1, T, (int64_t)1, (int64_t)8);
+	mt_put_npy(dir, "v", 4, (int64_t)1, T, (int64_t)1, (int64_t)8);
+	mt_put_npy(dir, "kq_pre", 4, (int64_t)2, (int64_t)1, (int64_t)3, (int64_t)5);
+	mt_put_npy(dir, "head_pre", 2, (int64_t)2, (int64_t)2);
+	mt_put_npy(dir, "kq_post", 4, (int64_t)2, (int64_t)1, (int64_t)2, (int64_t)3);
+	mt_put_npy(dir, "head_post", 3, (int64_t)1, (int64_t)2, (int64_t)2);
+	mt_put_npy(dir, "gn_weight", 1, (int64_t)8);
+	mt_put_npy(dir, "gate_w", 2, (int64_t)1, (int64_t)8);
+	mt_put_npy(dir, "gate_b", 1, (int64_t)1);
+	return dir;
+}
+
+/* ref, cpu (tuned pick and --variant of each family) and cuda-emu equal the packed reference. */
+TEST(varlen_cli_every_backend)
+{
+	const int64_t T = 26;
+	const char *dir = packed_case(T);
+	static const int64_t cu[] = { 0, 1, 4, 4, 12, 13, 26 };
+	char c32[700], c64[700], out[700];
+	snprintf(c32, sizeof c32, "%s/cu32.npy", mt_tmpdir());
+	snprintf(c64, sizeof c64, "%s/cu64.npy", mt_tmpdir());
+	put_ints(c32, "<i4", "(7,)", cu, 7);
+	put_ints(c64, "<i8", "(7,)", cu, 7);
+
+	struct mta_inputs in;
+	struct mta_weights w;
+	REQUIRE(mta_inputs_load(dir, NULL, &in) == MTA_OK);
+	mta_inputs_weights(&in, &w);
+	size_t n = (size_t)(T * 2 * 8);
+	double *ref = malloc(n * sizeof *ref);
+	REQUIRE(ref && mta_reference_varlen(&in.problem, &in.q, &in.k, &in.v, &w, cu, 6, ref) == 0);
+	static const char *runs[] = {
+		"--backend ref --cu-seqlens %s",
+		"--backend cpu --cu-seqlens %s",
+		"--backend cpu --variant cpu:v1,bq=2,bk=4,hpb=0 --cu-seqlens %s",
+		"--backend cpu --variant cpu:v2,bq=3,bk=16,hpb=0 --cu-seqlens %s",
+		"--backend cuda-emu --cu-seqlens %s",
+	};
+	mt_kcache();
+	for (size_t i = 0; i < sizeof runs / sizeof runs[0]; i++) {
+		char opts[900], *o = NULL;
+		snprintf(opts, sizeof opts, runs[i], i % 2 ? c32 : c64);
+		snprintf(out, sizeof out, "%s/o%zu.npy", mt_tmpdir(), i);
+		int rc = mt_sh(&o, "%s run --inputs %s --out %s --db %s/none.db %s", mt_bin(), dir,
+			       out, mt_tmpdir(), opts);
+		CHECKF(rc == 0, "%s: exit %d: %s", opts, rc, o);
+		free(o);
+		struct mta_npy a;
+		REQUIRE(mta_npy_read(out, &a) == MTA_OK);
+		CHECK(a.dtype == MTA_F32 && a.count == n);
+		struct mta_compare cmp;
+		CHECKF(a.count == n && mta_compare(a.data, ref, n, MTA_F32, &cmp) == MTA_OK, "%s: %s",
+		       opts, mta_last_error());
+		mta_npy_free(&a);
+	}
+	free(ref);
+	mta_inputs_free(&in);
+}
+
+/* Bad cu_seqlens files: exit 3 naming the file and what was expected; no output written. */
+TEST(varlen_cli_refuses_bad_cu_seqlens)
+{
+	const char *dir = packed_case(10);
+	static const int64_t start[] = { 2, 5, 10 }, dec[] = { 0, 6, 5, 10 }, end[] = { 0, 5, 9 },
+			     good[] = { 0, 5, 10 };
+	static const struct {
+		const char *descr, *shape;
+		const int64_t *x;
+		int n;
+		const char *says;
+	} bad[] = {
+		{ "<i8", "(3,)", start, 3, "cu_seqlens[0] is 2, expected 0" },
+		{ "<i4", "(4,)", dec, 4, "decreases at index 2 (5 after 6)" },
+		{ "<i8", "(3,)", end, 3, "expected total_T = 10" },
+		{ "<f8", "(3,)", good, 3, "expected integer offsets ('<i4' int32 or '<i8' int64)" },
+		{ "<i2", "(3,)", good, 3, "expected integer offsets" },
+		{ "<i8", "(1, 3)", good, 3, "expected one dimension [ndocs+1]" },
+		{ "<i8", "(1,)", good, 1, "expected at least 2" },
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		char cu[700], out[700], *o = NULL;
+		snprintf(cu, sizeof cu, "%s/bad%zu.npy", mt_tmpdir(), i);
+		snprintf(out, sizeof out, "%s/out%zu.npy", mt_tmpdir(), i);
+		put_ints(cu, bad[i].descr, bad[i].shape, bad[i].x, bad[i].n);
+		int rc = mt_sh(&o, "%s run --inputs %s --out %s --cu-seqlens %s", mt_bin(), dir, out,
+			       cu);
+		CHECKF(rc == 3, "case %zu: exit %d, expected 3: %s", i, rc, o);
+		CHECK_STR_CONTAINS(o, cu);
+		CHECK_STR_CONTAINS(o, bad[i].says);
+		CHECKF(access(out, F_OK) != 0, "case %zu: %s was written", i, out);
+		free(o);
+	}
+	/* q, k, v with B = 2 are refused: packed documents are one sequence */
+	char d2[700], cu[700], *o = NULL;
+	snprintf(d2, sizeof d2, "%s/b2", mt_tmpdir());
+	mkdir(d2, 0777);
+	mt_put_npy(d2, "q", 4, (int64_t)2, (int64_t)10, (int64_t)2, (int64_t)8);
+	mt_put_npy(d2, "k", 4, (int64_t)2, (int64_t)10, (int64_t)2, (int64_t)8);
+	mt_put_npy(d2, "v", 4, (int64_t)2, (int64_t)10, (int64_t)2, (int64_t)8);
+	snprintf(cu, sizeof cu, "%s/good.npy", mt_tmpdir());
+	put_ints(cu, "<i8", "(3,)", good, 3);
+	int rc = mt_sh(&o, "%s run --inputs %s --out %s/b2.npy --backend cpu --cu-seqlens %s",
+		       mt_bin(), d2, mt_tmpdir(), cu);
+	CHECKF(rc == 3, "B=2: exit %d: %s", rc, o);
+	CHECK_STR_CONTAINS(o, "B=1");
+	free(o);
+}
