@@ -75,10 +75,29 @@ static void write_case(const char *path, const struct mta_problem *p, int64_t B,
  * relative L2 error (INFINITY on any failure) and leaves prog's "SOURCE SPEC"
  * line in pick.
  */
+static double run_case_as(const char *prog, const char *mode, int tol_dtype,
+			  const struct mta_problem *p, int64_t B, int64_t T,
+			  const struct mta_tensor *q, const struct mta_tensor *k,
+			  const struct mta_tensor *v, const struct mta_weights *w, char *pick,
+			  size_t n);
+
 static double run_case(const char *prog, const struct mta_problem *p, int64_t B, int64_t T,
 		       const struct mta_tensor *q, const struct mta_tensor *k,
 		       const struct mta_tensor *v, const struct mta_weights *w, char *pick,
 		       size_t n)
+{
+	return run_case_as(prog, "run %s %s", p->dtype, p, B, T, q, k, v, w, pick, n);
+}
+
+/*
+ * The same with prog's mode: a format taking the case and output paths
+ * ("attn %s %s bf16"); the output is compared under tol_dtype's bounds.
+ */
+static double run_case_as(const char *prog, const char *mode, int tol_dtype,
+			  const struct mta_problem *p, int64_t B, int64_t T,
+			  const struct mta_tensor *q, const struct mta_tensor *k,
+			  const struct mta_tensor *v, const struct mta_weights *w, char *pick,
+			  size_t n)
 {
 	char cpath[1024], opath[1024], *out = NULL;
 	size_t no = (size_t)(B * T * p->H * p->D);
@@ -88,13 +107,15 @@ static double run_case(const char *prog, const struct mta_problem *p, int64_t B,
 	snprintf(opath, sizeof opath, "%s/out.bin", mt_tmpdir());
 	remove(opath);
 	write_case(cpath, p, B, T, q->data, k->data, v->data, w);
-	int rc = mt_sh(&out, "%s run %s %s", prog, cpath, opath);
+	char cmd[512];
+	snprintf(cmd, sizeof cmd, mode, cpath, opath);
+	int rc = mt_sh(&out, "%s %s", prog, cmd);
 	CHECKF(rc == 0, "%s: exit %d: %s", prog, rc, out);
 	FILE *f = fopen(opath, "rb");
 	if (rc == 0 && f && fread(o, 4, no, f) == no && ref &&
 	    mta_reference(p, q, k, v, w, ref) == MTA_OK) {
 		struct mta_compare cmp;
-		CHECKF(mta_compare(o, ref, no, p->dtype, &cmp) == MTA_OK || cmp.bad == 0, "%s: %s",
+		CHECKF(mta_compare(o, ref, no, tol_dtype, &cmp) == MTA_OK || cmp.bad == 0, "%s: %s",
 		       prog, mta_last_error());
 		err = cmp.rel_l2;
 	}
@@ -245,6 +266,15 @@ TEST(export_round_trip_tune_export_build_link_runs_every_golden_case)
 		CHECK_STR_CONTAINS(pick, runs[i].want);
 		if (runs[i].T == 64)
 			CHECK_STR_CONTAINS(pick, s.winner);
+		/* mta_attention through a weights handle, every output type, nothing per call */
+		static const char *modes[] = { "attn %s %s f32", "attn %s %s bf16", "attn %s %s f16" };
+		for (int m = 0; runs[i].T <= 200 && m < 3; m++) {
+			err = run_case_as(m ? prog_so : prog_a, modes[m], m ? m : MTA_F32, &p, 2,
+					  runs[i].T, &q, &k, &v, &wt, pick, sizeof pick);
+			CHECKF(err < mta_tolerance(m ? m : MTA_F32), "%s T=%lld: relative L2 %.3g",
+			       modes[m], (long long)runs[i].T, err);
+			CHECK_STR_CONTAINS(pick, runs[i].want);
+		}
 		mt_weights_free(&wt);
 		free(bq);
 		free(bk);
