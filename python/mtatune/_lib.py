@@ -94,6 +94,17 @@ class Weights(ctypes.Structure):
     ]
 
 
+class Pick(ctypes.Structure):
+    _fields_ = [
+        ("spec", ctypes.c_char * MTA_SPEC_MAX),
+        ("source", ctypes.c_int), ("rung", ctypes.c_int),
+        ("t_bucket", ctypes.c_int64), ("b_bucket", ctypes.c_int64),
+        ("speedup", ctypes.c_double), ("ci_low", ctypes.c_double),
+        ("ci_high", ctypes.c_double),
+        ("rounds", ctypes.c_int), ("significant", ctypes.c_int),
+    ]
+
+
 class Stats(ctypes.Structure):
     _fields_ = [(n, ctypes.c_uint64) for n in
                 ("calls", "device_allocs", "host_allocs", "kernel_loads", "syncs")]
@@ -189,8 +200,7 @@ def lib():
         _sig(l, "mta_tolerance_elem", None, c_int, P(ctypes.c_double), P(ctypes.c_double))
         _sig(l, "mta_context_create", c_int, P(vp), ctypes.c_char_p, ctypes.c_char_p, c_int)
         _sig(l, "mta_context_free", None, vp)
-        _sig(l, "mta_context_pick", c_int, vp, P(Problem), c_int64, ctypes.c_char_p,
-             ctypes.c_size_t, P(c_int))
+        _sig(l, "mta_context_pick", c_int, vp, P(Problem), c_int64, c_int64, P(Pick))
         _sig(l, "mta_forward", c_int, vp, P(Problem), P(Tensor), P(Tensor), P(Tensor),
              P(Weights), P(Tensor))
         _sig(l, "mta_weights_load", c_int, vp, P(Problem), P(Weights), c_int, P(vp))
@@ -270,13 +280,12 @@ class Context:
     def handle(self):
         return self._p
 
-    def pick(self, p, T):
-        """(spec, source) of the variant forward would run for (p, T)."""
-        spec = ctypes.create_string_buffer(MTA_SPEC_MAX)
-        src = ctypes.c_int()
-        _check(lib().mta_context_pick(self._p, ctypes.byref(p), int(T), spec, MTA_SPEC_MAX,
-                                      ctypes.byref(src)), "pick")
-        return spec.value.decode(), src.value
+    def pick(self, p, B, T):
+        """(spec, source) of the variant a call at (B, T) runs (mta_context_pick)."""
+        k = Pick()
+        _check(lib().mta_context_pick(self._p, ctypes.byref(p), int(B), int(T),
+                                      ctypes.byref(k)), "pick")
+        return k.spec.decode(), k.source
 
     def __del__(self):
         p, self._p = getattr(self, "_p", None), None
