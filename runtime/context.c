@@ -14,8 +14,14 @@
  *
  * CUDA kernels load their cubins from the database's binaries, compiled with
  * NVRTC only when none is stored (the database is read-only here, so such a
- * cubin lives in the context only). mta_forward takes and returns host
- * tensors.
+ * cubin lives in the context only).
+ *
+ * mta_attention runs a loaded kernel on tensors already in the kernel's
+ * memory through the backend's device path (attach: the caller's stream, no
+ * copy, no wait), with weights from a handle made once; after the first call
+ * of a problem at a bucket nothing is allocated (the counters of
+ * mta_context_stats prove it in tests). mta_forward, host tensors in and
+ * out, is built on it.
  */
 #include "runtime/mta.h"
 #include "runtime/backend.h"
