@@ -116,9 +116,11 @@ lib/libmtatune.so: $(LIB_OBJ)
 	@mkdir -p lib
 	$(CC) $(CFLAGS) -shared -Wl,--no-undefined -o $@ $(LIB_OBJ) $(LDLIBS)
 
+# The benchmarks are built too (not run), so that an API change cannot leave them behind.
 test-build: deps
 	$(MAKE) --no-print-directory B=build/normal build/normal/mtatune \
-	  build/normal/test_runner build/normal/vg_runtime
+	  build/normal/test_runner build/normal/vg_runtime build/normal/cpu_bench \
+	  build/normal/kbench build/normal/tune_repeat
 san-build: deps
 	$(MAKE) --no-print-directory B=build/san OPT=-O1 SAN="$(SAN_FLAGS)" \
 	  build/san/mtatune build/san/test_runner

@@ -503,9 +503,12 @@ static int parse(int argc, char **argv, struct opts *o)
 static int pick(const char *db, const struct mta_problem *p, int64_t T, char *spec, int *source)
 {
 	mta_context *c = NULL;
+	struct mta_pick pk;
 	int rc = mta_context_create(&c, db, "cpu", 0);
-	if (!rc)
-		rc = mta_context_pick(c, p, T, spec, MTA_SPEC_MAX, source);
+	if (!rc && !(rc = mta_context_pick(c, p, 1, T, &pk))) {
+		snprintf(spec, MTA_SPEC_MAX, "%s", pk.spec);
+		*source = pk.source;
+	}
 	mta_context_free(c);
 	return rc;
 }
@@ -649,8 +652,8 @@ static int percall(const struct opts *o, const char *key, int64_t T)
 	struct mta_problem p;
 	struct mta_sample s;
 	mta_context *c = NULL;
-	char spec[MTA_SPEC_MAX];
-	int source, rc;
+	struct mta_pick pk;
+	int rc;
 	double *t = malloc(sizeof(double) * (size_t)o->calls);
 	float *out = NULL;
 	struct mta_tensor to;
@@ -659,7 +662,7 @@ static int percall(const struct opts *o, const char *key, int64_t T)
 	out = malloc(sizeof(float) * (size_t)(T * p.H * p.D));
 	mta_tensor_init(&to, out, MTA_F32, 1, T, p.H, p.D);
 	if ((rc = mta_context_create(&c, o->db, "cpu", 0)) ||
-	    (rc = mta_context_pick(c, &p, T, spec, sizeof spec, &source)) ||
+	    (rc = mta_context_pick(c, &p, 1, T, &pk)) ||
 	    (rc = mta_forward(c, &p, &s.q, &s.k, &s.v, &s.w, &to))) {
 		fprintf(stderr, "per-call: %s\n", mta_last_error());
 		return 1;
@@ -671,7 +674,7 @@ static int percall(const struct opts *o, const char *key, int64_t T)
 	}
 	qsort(t, (size_t)o->calls, sizeof *t, cmpd);
 	printf("  %s T=%lld, %s: per call median %.2f us (p20 %.2f, p80 %.2f, min %.2f) over %d "
-	       "calls\n", key, (long long)T, spec, 1e6 * t[o->calls / 2], 1e6 * t[o->calls / 5],
+	       "calls\n", key, (long long)T, pk.spec, 1e6 * t[o->calls / 2], 1e6 * t[o->calls / 5],
 	       1e6 * t[4 * o->calls / 5], 1e6 * t[0], o->calls);
 	mta_context_free(c);
 	mta_sample_free(&s);

@@ -2,7 +2,8 @@
 # run.sh: run the whole suite twice, a normal build then the
 # AddressSanitizer + UndefinedBehaviorSanitizer build, then (when no test
 # names are given) the Python package's tests in .venv (python/tests/run.py;
-# `make python` makes the venv, and without it they count as failed), a short
+# `make python` makes the venv, and without it they count as failed), every
+# example of README.md (tests/readme.py), a short
 # run of every libFuzzer target (tests/fuzz/run.sh), the valgrind checks
 # (tests/valgrind.sh), the rehearsal of the prepared GPU run
 # (bench/gpu_rehearse.sh, the emulator standing in for the GPU; needs `make
@@ -35,7 +36,7 @@ for b in normal san; do
 	rm -f "$out"
 done
 if [ $# -eq 0 ]; then
-	for stage in python fuzz valgrind gpu-rehearse slurm; do
+	for stage in python readme fuzz valgrind gpu-rehearse slurm; do
 		out=$(mktemp)
 		case $stage in
 		python)
@@ -44,6 +45,7 @@ if [ $# -eq 0 ]; then
 			else
 				echo "[python]: no .venv/bin/python: run make python (needs PyTorch)"
 			fi ;;
+		readme) python3 tests/readme.py 2>&1 | tee "$out" ;;
 		fuzz) sh tests/fuzz/run.sh short "${FUZZ_TEST_SECONDS:-5}" 2>&1 | tee "$out" ;;
 		valgrind) sh tests/valgrind.sh 2>&1 | tee "$out" ;;
 		gpu-rehearse) sh bench/gpu_rehearse.sh 2>&1 | tee "$out" ;;

@@ -17,13 +17,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Model (key, spec) and check what must hold of any report. */
+/*
+ * Model (key, spec) and check what must hold of any report. r is zeroed
+ * first: when a REQUIRE here fails, r->m stays NULL and the caller stops.
+ */
 static void model_case(const char *key, const char *spec, int64_t B, int64_t T,
 		       struct mta_model_report *r)
 {
 	struct mta_problem p;
 	struct mta_variant v;
 	char nvdisasm[4096];
+	memset(r, 0, sizeof *r);
 	REQUIRE(mta_problem_from_key(key, &p) == MTA_OK);
 	REQUIRE(mta_variant_parse(spec, &v) == MTA_OK);
 	REQUIRE(mta_model_nvdisasm(nvdisasm, sizeof nvdisasm) == MTA_OK ||
@@ -76,6 +80,8 @@ TEST(model_v1_counts)
 	struct mta_problem p;
 	REQUIRE(mta_problem_from_key(SMALL, &p) == MTA_OK);
 	model_case(SMALL, "cuda:v1,bq=16,bk=32,hpb=4,warps=4", 2, 512, &r);
+	if (!r.m)
+		return;
 	double floor_fma = p.cq * p.ck + p.cq2 * p.ck2 + p.H + p.hc;
 	CHECKF(r.fma_per_elem >= floor_fma && r.fma_per_elem < 100 * floor_fma, "v1 issues %.1f "
 	       "FP32 FMA per logit; the convolutions and mixing need %.0f", r.fma_per_elem, floor_fma);
@@ -102,6 +108,8 @@ TEST(model_v3_counts)
 	const char *spec = "cuda:v3,bq=16,bk=32,hpb=4,warps=8";
 	REQUIRE(mta_problem_from_key(SMALL, &p) == MTA_OK);
 	model_case(SMALL, spec, 2, 1024, &r);
+	if (!r.m)
+		return;
 	double e = elements(&p, 2, 1024), tc_fma = r.hmma_flops / 2 / e;
 	CHECKF(tc_fma >= 2.0 * p.D + p.cq * p.ck, "v3: %.1f tensor FMA per logit, q.k, P.V and "
 	       "the convolution need %d", tc_fma, 2 * p.D + p.cq * p.ck);
