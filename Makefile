@@ -239,11 +239,12 @@ PACK := build/gpu
 $(B)/mtatune-static: $(CLI_OBJ) $(TOOL_LIBS)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(CLI_OBJ) $(TOOL_LIBS) \
 	  -Wl,-Bstatic -lsqlite3 -Wl,-Bdynamic -ldl -lm -lpthread -rdynamic
-gpu-pack:
+gpu-pack: lib/libmtatune.so
 	@test -n "$(GOLDEN_SRC)" || { echo "gpu-pack: no golden cases (shared/golden or ../shared/golden; set GOLDEN_SRC)"; exit 2; }
 	$(MAKE) --no-print-directory B=build/normal build/normal/mtatune-static
-	@rm -rf $(PACK) && mkdir -p $(PACK)/bin
+	@rm -rf $(PACK) && mkdir -p $(PACK)/bin $(PACK)/lib
 	cp build/normal/mtatune-static $(PACK)/bin/mtatune
+	cp lib/libmtatune.so $(PACK)/lib/libmtatune.so
 	cp -R $(GOLDEN_SRC) $(PACK)/golden && chmod -R u+w $(PACK)/golden
 	@{ git rev-parse HEAD 2>/dev/null || echo unknown; } | tr -d '\n' > $(PACK)/COMMIT
 	@git diff --quiet HEAD 2>/dev/null || printf ' (with uncommitted changes)' >> $(PACK)/COMMIT

@@ -12,6 +12,9 @@
 #      (v1, v2 algo 0 and 1, v3);
 #   3. one tuning run of the paper configuration (T=4096, B=4), and the
 #      cost model's estimate of its winner beside the measured time;
+#   3b. the Python binding (mtatune.torch) on CUDA tensors against a
+#      pure-PyTorch MTA.md: default stream, another stream, a CUDA graph
+#      capture replayed (bench/gpu_binding.py);
 #   4. the benchmark (bench/gpu_bench.py --short): mtatune against eager
 #      PyTorch, torch.compile and SDPA at T=4096, and T=65536 once.
 #
@@ -24,7 +27,8 @@
 #
 # Nothing is built or installed here: the binary and the golden cases come
 # from the packed folder `make gpu-pack` writes (build/gpu: bin/mtatune with
-# SQLite linked in, golden/, COMMIT), carried with the call. The CUDA driver
+# SQLite linked in, lib/libmtatune.so for the Python binding, golden/,
+# COMMIT), carried with the call. The CUDA driver
 # is found wherever it lives ($MTATUNE_LIBCUDA, the usual folders, ldconfig),
 # NVRTC in /usr/local/cuda or Python's nvidia-cuda-nvrtc.
 #
@@ -288,6 +292,23 @@ fi
 MODEL_MS=$(awk '/^estimate/ {print $2; exit}' "$MODEL")
 say "model estimate of the winner: ${MODEL_MS:-none} ms (measured: ${WIN_MS:-?} ms)"
 step model 0 "\"estimate_ms\": ${MODEL_MS:-null}, \"measured_ms\": ${WIN_MS:-null}"
+
+# ---- 3b. the Python binding on CUDA tensors (issue 15) --------------------------
+# mtatune.torch on CUDA tensors against the pure-PyTorch MTA.md, on the
+# default stream, on another stream, captured in a CUDA graph and replayed
+# (bench/gpu_binding.py); the library from the pack, the package from python/.
+# Rehearsed on CPU tensors with the project's venv.
+say ""
+say "== 3b. Python binding on CUDA tensors (bench/gpu_binding.py) =="
+BPY=python3
+[ $REHEARSE -eq 1 ] && [ -x .venv/bin/python ] && BPY=.venv/bin/python
+timeout "$(cap 150)" env PYTHONUNBUFFERED=1 "$BPY" bench/gpu_binding.py --lib "$PACK/lib/libmtatune.so" \
+	$([ $REHEARSE -eq 1 ] && echo --rehearse) >"$WORK/binding.txt" 2>&1
+rc=$?
+cat "$WORK/binding.txt" >>"$LOG"
+BIND=$(tail -n 1 "$WORK/binding.txt" | grep '^{' || echo '{}')
+say "binding exit $rc: $BIND"
+step binding $rc "\"result\": $BIND"
 
 # ---- 4. the benchmark --------------------------------------------------------
 say ""

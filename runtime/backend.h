@@ -195,6 +195,38 @@ struct mta_backend {
 	int (*decode_load)(struct mta_device *dev, const struct mta_problem *p, void **handle,
 			   mta_decode_fn *fn);
 	void (*decode_unload)(void *handle);
+
+	/*
+	 * ---- the device path of mta_attention (runtime/context.c) ----
+	 * memory    where the kernels read and write: MTA_MEM_HOST (cpu) or
+	 *           MTA_MEM_DEVICE (cuda; cuda-emu's emulated device memory);
+	 * host_ok   1: the kernels read host memory too (cpu, cuda-emu), so
+	 *           host tensors and weights are used where they are;
+	 * out16     1: the kernels write a bf16 or f16 o themselves (cuda,
+	 *           cuda-emu); else the context lends them a float32 o and
+	 *           converts;
+	 * attach    enqueue one launch of k on tensors and weights already in
+	 *           the kernel's memory (w's pointers, gate_b_ptr included),
+	 *           on stream (NULL: the device's own), without copying,
+	 *           allocating or waiting; the caller's CUDA context restored;
+	 * mem_alloc, mem_free, mem_copy (in stream order), sync (a stream);
+	 * mem_check MTA_OK when bytes at ptr are memory of the kind the tensor
+	 *           or weight name says (MTA_MEM_*), else MTA_EINVAL naming it;
+	 *           cuda-emu checks against its registry of allocations, the
+	 *           others only that the kind is one their kernels read.
+	 */
+	int memory, host_ok, out16;
+	int (*attach)(struct mta_kernel *k, const struct mta_problem *p,
+		      const struct mta_tensor *q, const struct mta_tensor *kt,
+		      const struct mta_tensor *v, const struct mta_weights *w,
+		      struct mta_tensor *o, void *stream);
+	int (*mem_alloc)(struct mta_device *dev, size_t bytes, void **ptr);
+	void (*mem_free)(struct mta_device *dev, void *ptr);
+	int (*mem_copy)(struct mta_device *dev, void *dst, int dst_memory, const void *src,
+			int src_memory, size_t bytes, void *stream);
+	int (*mem_check)(struct mta_device *dev, const char *name, const void *ptr, size_t bytes,
+			 int memory);
+	int (*sync)(struct mta_device *dev, void *stream);
 };
 
 /*

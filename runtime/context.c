@@ -14,11 +14,18 @@
  *
  * CUDA kernels load their cubins from the database's binaries, compiled with
  * NVRTC only when none is stored (the database is read-only here, so such a
- * cubin lives in the context only). mta_forward takes and returns host
- * tensors.
+ * cubin lives in the context only).
+ *
+ * mta_attention runs a loaded kernel on tensors already in the kernel's
+ * memory through the backend's device path (attach: the caller's stream, no
+ * copy, no wait), with weights from a handle made once; after the first call
+ * of a problem at a bucket nothing is allocated (the counters of
+ * mta_context_stats prove it in tests). mta_forward, host tensors in and
+ * out, is built on it.
  */
 #include "runtime/mta.h"
 #include "runtime/backend.h"
+#include "runtime/core/attention.h"
 #include "runtime/core/error.h"
 #include "runtime/core/pick.h"
 #include "runtime/core/varlen.h"
@@ -66,8 +73,19 @@ struct mta_context {
 	struct mta_problem last;
 	char last_key[MTA_KEY_MAX];
 	struct dloaded *decoders; /* decode kernels (mta_cache_create_ctx) */
+	/* mta_attention: the float32 o lent to kernels that write no 16-bit o */
+	pthread_mutex_t ws_lock;
+	float *ws;
+	size_t ws_cap;         /* floats */
+	struct mta_stats stats; /* counted with atomics (count()) */
 };
 static void free_decoders(mta_context *c);
+
+/* One more of a counter of mta_context_stats. */
+static void count(uint64_t *counter)
+{
+	__atomic_fetch_add(counter, 1, __ATOMIC_RELAXED);
+}
 
 /* p's key, from the context's last one when p is the same problem. */
 static int key_of(mta_context *c, const struct mta_problem *p, char *key)
@@ -126,6 +144,7 @@ int mta_context_create(mta_context **out, const char *db_path, const char *backe
 	if (!(c = calloc(1, sizeof *c)))
 		return mta_fail(MTA_ENOMEM, "out of memory");
 	pthread_mutex_init(&c->lock, NULL);
+	pthread_mutex_init(&c->ws_lock, NULL);
 	if ((rc = mta_backend_find(backend ? backend : "cpu", &c->be)) ||
 	    (rc = c->be->open(device, 0, &c->dev)))
 		goto fail;
@@ -164,6 +183,8 @@ void mta_context_free(mta_context *c)
 		c->be->close(c->dev);
 	free(c->devices);
 	mta_db_close(c->db);
+	free(c->ws);
+	pthread_mutex_destroy(&c->ws_lock);
 	pthread_mutex_destroy(&c->lock);
 	free(c);
 }
@@ -260,6 +281,7 @@ int mta_context_pick(mta_context *c, const struct mta_problem *p, int64_t B, int
 			rc = mta_fail(MTA_ENOMEM, "out of memory");
 			goto out;
 		}
+		count(&c->stats.host_allocs);
 		if ((rc = pick_now(c, p, key, B, T, &k->pick))) {
 			free(k);
 			goto out;
@@ -295,6 +317,8 @@ static int kernel_for(mta_context *c, const struct mta_problem *p, const char *k
 			rc = mta_fail(MTA_ENOMEM, "out of memory");
 			goto out;
 		}
+		count(&c->stats.host_allocs);
+		count(&c->stats.kernel_loads);
 		if ((rc = c->be->load(c->dev, c->db, p, &v, NULL, 0, &l->k))) {
 			free(l);
 			l = NULL;
@@ -311,23 +335,331 @@ out:
 	return rc;
 }
 
-int mta_forward(mta_context *c, const struct mta_problem *p, const struct mta_tensor *q,
-		const struct mta_tensor *k, const struct mta_tensor *v,
-		const struct mta_weights *w, struct mta_tensor *o)
+/* ---- mta_attention: device tensors, streams, weights handles ------------- */
+
+struct mta_wts {
+	mta_context *c;
+	struct mta_problem p;
+	struct mta_weights w; /* what the kernels read: pointers in their memory */
+	void *block;          /* device memory the handle owns (uploaded weights), or NULL */
+	float gate_b;         /* the value, for kernels that read host memory */
+};
+
+void mta_weights_free(mta_wts *h)
+{
+	if (!h)
+		return;
+	if (h->block)
+		h->c->be->mem_free(h->c->dev, h->block);
+	free(h);
+}
+
+int mta_weights_load(mta_context *c, const struct mta_problem *p, const struct mta_weights *w,
+		     int memory, mta_wts **out)
+{
+	static const struct mta_weights none;
+	struct mta_wpart part[MTA_WPARTS_MAX];
+	mta_wts *h = NULL;
+	int rc, n;
+
+	if (!c || !out)
+		return mta_fail(MTA_EINVAL, "mta_weights_load: no context or no place for the handle");
+	*out = NULL;
+	if (memory != MTA_MEM_HOST && memory != MTA_MEM_DEVICE)
+		return mta_fail(MTA_EINVAL, "mta_weights_load: memory %d is neither MTA_MEM_HOST (0) "
+				"nor MTA_MEM_DEVICE (1)", memory);
+	if ((rc = mta_problem_validate(p)) || (rc = mta_check_weights(p, w)))
+		return rc;
+	if (!(h = calloc(1, sizeof *h)))
+		return mta_fail(MTA_ENOMEM, "out of memory");
+	count(&c->stats.host_allocs);
+	h->c = c;
+	h->p = *p;
+	h->w = w ? *w : none;
+	h->gate_b = h->w.gate_b;
+	n = mta_weight_parts(p, &h->w, part);
+	/* host weights a device that reads no host memory cannot use: upload them */
+	int upload = memory == MTA_MEM_HOST && !c->be->host_ok;
+	int own_gate_b = p->gate && !h->w.gate_b_ptr;
+	if (!upload) {
+		for (int i = 0; i < n; i++)
+			if ((rc = c->be->mem_check(c->dev, part[i].name, *part[i].ptr,
+						   part[i].n * sizeof(float), memory)))
+				goto out;
+		if (p->gate && h->w.gate_b_ptr &&
+		    (rc = c->be->mem_check(c->dev, "weight gate_b", h->w.gate_b_ptr, sizeof(float),
+					   memory)))
+			goto out;
+	}
+	if (upload || (own_gate_b && !c->be->host_ok)) {
+		/* one block: the uploaded weights, then gate_b */
+		size_t total = 1, at = 0;
+		for (int i = 0; upload && i < n; i++)
+			total += part[i].n;
+		if ((rc = c->be->mem_alloc(c->dev, total * sizeof(float), &h->block)))
+			goto out;
+		count(&c->stats.device_allocs);
+		float *dst = h->block;
+		for (int i = 0; upload && i < n; i++) {
+			if ((rc = c->be->mem_copy(c->dev, dst + at, MTA_MEM_DEVICE, *part[i].ptr,
+						  MTA_MEM_HOST, part[i].n * sizeof(float), NULL)))
+				goto out;
+			*part[i].ptr = dst + at;
+			at += part[i].n;
+		}
+		if (p->gate) {
+			const float *src = own_gate_b ? &h->gate_b : h->w.gate_b_ptr;
+			if ((rc = c->be->mem_copy(c->dev, dst + at, MTA_MEM_DEVICE, src, memory,
+						  sizeof(float), NULL)))
+				goto out;
+			h->w.gate_b_ptr = dst + at;
+		}
+		/* the copies read the caller's memory: done before the handle is used */
+		count(&c->stats.syncs);
+		if ((rc = c->be->sync(c->dev, NULL)))
+			goto out;
+	} else if (own_gate_b) {
+		h->w.gate_b_ptr = &h->gate_b;
+	}
+	if (h->p.head_post == MTA_HPOST_LINEAR)
+		h->w.head_post = NULL;
+	*out = h;
+	h = NULL;
+out:
+	mta_weights_free(h);
+	return mta_done(rc);
+}
+
+/* The float32 workspace, at least n floats; the caller holds ws_lock. */
+static int workspace(mta_context *c, size_t n)
+{
+	if (n <= c->ws_cap)
+		return MTA_OK;
+	float *w = malloc(n * sizeof *w);
+	if (!w)
+		return mta_fail(MTA_ENOMEM, "out of memory for a %zu-byte workspace", n * sizeof *w);
+	count(&c->stats.host_allocs);
+	free(c->ws);
+	c->ws = w;
+	c->ws_cap = n;
+	return MTA_OK;
+}
+
+/* The checks of mta_attention's arguments that need no kernel. */
+static int check_call(mta_context *c, const struct mta_problem *p, const mta_wts *w,
+		      const struct mta_tensor *q, const struct mta_tensor *k,
+		      const struct mta_tensor *v, struct mta_tensor *o, float scale,
+		      int64_t *B, int64_t *T)
+{
+	const struct mta_tensor *all[4] = { q, k, v, o };
+	static const char *names[4] = { "tensor q", "tensor k", "tensor v", "tensor o" };
+	int rc;
+
+	if ((rc = mta_attention_check(p, q, k, v, o, scale, B, T)))
+		return rc;
+	for (int i = 0; i < 4; i++)
+		if ((rc = c->be->mem_check(c->dev, names[i], all[i]->data,
+					   mta_tensor_extent(all[i]), all[i]->memory)))
+			return rc;
+	if (w && (w->c != c || memcmp(&w->p, p, sizeof *p)))
+		return mta_fail(MTA_EINVAL, "the weights handle was loaded for another %s",
+				w->c != c ? "context" : "problem");
+	if (!w && (rc = mta_check_weights(p, NULL)))
+		return mta_wrap(rc, "no weights handle (mta_weights_load)");
+	return MTA_OK;
+}
+
+/* The kernel of (p, B, T), picked and loaded on first use. */
+static int kernel_of(mta_context *c, const struct mta_problem *p, int64_t B, int64_t T,
+		     struct loaded **kern)
 {
 	char key[MTA_KEY_MAX];
 	struct mta_pick pick;
+	int rc;
+	if ((rc = key_of(c, p, key)) || (rc = mta_context_pick(c, p, B, T, &pick)) ||
+	    (rc = kernel_for(c, p, key, pick.spec, kern)))
+		return rc;
+	return MTA_OK;
+}
+
+int mta_attention(mta_context *c, const struct mta_problem *p, const mta_wts *w,
+		  const struct mta_tensor *q, const struct mta_tensor *k,
+		  const struct mta_tensor *v, struct mta_tensor *o, float scale, void *stream)
+{
+	static const struct mta_weights none;
 	struct loaded *kern = NULL;
 	int64_t B, T;
 	int rc;
 
 	if (!c)
-		return mta_fail(MTA_EINVAL, "mta_forward: no context");
-	if ((rc = mta_check_tensors(p, q, k, v, o, &B, &T)) || (rc = key_of(c, p, key)) ||
-	    (rc = mta_context_pick(c, p, B, T, &pick)) ||
-	    (rc = kernel_for(c, p, key, pick.spec, &kern)))
+		return mta_fail(MTA_EINVAL, "mta_attention: no context");
+	count(&c->stats.calls);
+	if ((rc = check_call(c, p, w, q, k, v, o, scale, &B, &T)) ||
+	    (rc = kernel_of(c, p, B, T, &kern)))
 		return rc;
-	return mta_done(c->be->forward(kern->k, p, q, k, v, w, o));
+	const struct mta_weights *kw = w ? &w->w : &none;
+	if (o->dtype == MTA_F32 || c->be->out16)
+		return mta_done(c->be->attach(kern->k, p, q, k, v, kw, o, stream));
+	/* a host kernel writing float32: into the workspace, then narrowed into o */
+	struct mta_tensor o32;
+	size_t n = (size_t)B * (size_t)T * (size_t)p->H * (size_t)p->D;
+	pthread_mutex_lock(&c->ws_lock);
+	if (!(rc = workspace(c, n))) {
+		mta_tensor_init(&o32, c->ws, MTA_F32, B, T, p->H, p->D);
+		if (!(rc = c->be->attach(kern->k, p, q, k, v, kw, &o32, stream)))
+			mta_tensor_narrow(c->ws, o);
+	}
+	pthread_mutex_unlock(&c->ws_lock);
+	return mta_done(rc);
+}
+
+int mta_context_reserve(mta_context *c, const struct mta_problem *p, int64_t B, int64_t T)
+{
+	struct loaded *kern;
+	int rc;
+	if (!c)
+		return mta_fail(MTA_EINVAL, "mta_context_reserve: no context");
+	if (B < 1 || T < 1)
+		return mta_fail(MTA_EINVAL, "mta_context_reserve: B=%lld, T=%lld; expected both 1 "
+				"or more", (long long)B, (long long)T);
+	if ((rc = kernel_of(c, p, B, T, &kern)))
+		return rc;
+	if (!c->be->out16) {
+		pthread_mutex_lock(&c->ws_lock);
+		rc = workspace(c, (size_t)B * (size_t)T * (size_t)p->H * (size_t)p->D);
+		pthread_mutex_unlock(&c->ws_lock);
+	}
+	return mta_done(rc);
+}
+
+int mta_device_alloc(mta_context *c, size_t bytes, void **ptr)
+{
+	int rc;
+	if (!c || !ptr)
+		return mta_fail(MTA_EINVAL, "mta_device_alloc: no context or no place for the pointer");
+	if ((rc = c->be->mem_alloc(c->dev, bytes, ptr)))
+		return rc;
+	count(&c->stats.device_allocs);
+	return mta_done(MTA_OK);
+}
+
+void mta_device_free(mta_context *c, void *ptr)
+{
+	if (c && ptr)
+		c->be->mem_free(c->dev, ptr);
+}
+
+int mta_memcpy(mta_context *c, void *dst, int dst_memory, const void *src, int src_memory,
+	       size_t bytes, void *stream)
+{
+	if (!c)
+		return mta_fail(MTA_EINVAL, "mta_memcpy: no context");
+	if (!bytes)
+		return mta_done(MTA_OK);
+	if (!dst || !src)
+		return mta_fail(MTA_EINVAL, "mta_memcpy: no %s", dst ? "source" : "destination");
+	return mta_done(c->be->mem_copy(c->dev, dst, dst_memory, src, src_memory, bytes, stream));
+}
+
+int mta_stream_synchronize(mta_context *c, void *stream)
+{
+	if (!c)
+		return mta_fail(MTA_EINVAL, "mta_stream_synchronize: no context");
+	count(&c->stats.syncs);
+	return mta_done(c->be->sync(c->dev, stream));
+}
+
+void mta_context_stats(mta_context *c, struct mta_stats *out)
+{
+	if (!out)
+		return;
+	memset(out, 0, sizeof *out);
+	if (!c)
+		return;
+	out->calls = __atomic_load_n(&c->stats.calls, __ATOMIC_RELAXED);
+	out->device_allocs = __atomic_load_n(&c->stats.device_allocs, __ATOMIC_RELAXED);
+	out->host_allocs = __atomic_load_n(&c->stats.host_allocs, __ATOMIC_RELAXED);
+	out->kernel_loads = __atomic_load_n(&c->stats.kernel_loads, __ATOMIC_RELAXED);
+	out->syncs = __atomic_load_n(&c->stats.syncs, __ATOMIC_RELAXED);
+}
+
+/* ---- mta_forward: host tensors, built on mta_attention ------------------- */
+
+/*
+ * One forward with host tensors on a context whose kernels read device
+ * memory: q, k, v packed and copied to device allocations, o copied back.
+ */
+static int staged(mta_context *c, const struct mta_problem *p, const mta_wts *w,
+		  const struct mta_tensor *host[4])
+{
+	struct mta_tensor dev[4];
+	void *mem[4] = { 0 }, *dense = NULL;
+	size_t bytes[4], most = 0;
+	int rc = MTA_OK;
+
+	for (int i = 0; i < 4; i++) {
+		const struct mta_tensor *t = host[i];
+		bytes[i] = (size_t)(t->shape[0] * t->shape[1] * t->shape[2] * t->shape[3]) *
+			   mta_dtype_size(t->dtype);
+		most = bytes[i] > most ? bytes[i] : most;
+	}
+	if (!(dense = malloc(most))) {
+		rc = mta_fail(MTA_ENOMEM, "out of memory for a %zu-byte staging buffer", most);
+		goto out;
+	}
+	for (int i = 0; i < 4; i++) {
+		const struct mta_tensor *t = host[i];
+		if ((rc = mta_device_alloc(c, bytes[i], &mem[i])))
+			goto out;
+		mta_tensor_init(&dev[i], mem[i], t->dtype, t->shape[0], t->shape[1], t->shape[2],
+				t->shape[3]);
+		dev[i].memory = MTA_MEM_DEVICE;
+		if (i == 3)
+			break;
+		mta_tensor_pack(t, dense, 0);
+		if ((rc = c->be->mem_copy(c->dev, mem[i], MTA_MEM_DEVICE, dense, MTA_MEM_HOST,
+					  bytes[i], NULL)) ||
+		    (rc = mta_stream_synchronize(c, NULL))) /* dense is reused */
+			goto out;
+	}
+	if ((rc = mta_attention(c, p, w, &dev[0], &dev[1], &dev[2], &dev[3], 0, NULL)) ||
+	    (rc = c->be->mem_copy(c->dev, dense, MTA_MEM_HOST, mem[3], MTA_MEM_DEVICE, bytes[3],
+				  NULL)) ||
+	    (rc = mta_stream_synchronize(c, NULL)))
+		goto out;
+	mta_tensor_pack(host[3], dense, 1);
+out:
+	for (int i = 0; i < 4; i++)
+		mta_device_free(c, mem[i]);
+	free(dense);
+	return rc;
+}
+
+int mta_forward(mta_context *c, const struct mta_problem *p, const struct mta_tensor *q,
+		const struct mta_tensor *k, const struct mta_tensor *v,
+		const struct mta_weights *w, struct mta_tensor *o)
+{
+	const struct mta_tensor *all[4] = { q, k, v, o };
+	static const char *names[4] = { "tensor q", "tensor k", "tensor v", "tensor o" };
+	mta_wts *h = NULL;
+	int rc;
+
+	if (!c)
+		return mta_fail(MTA_EINVAL, "mta_forward: no context");
+	if ((rc = mta_check_tensors(p, q, k, v, o, NULL, NULL)))
+		return rc;
+	for (int i = 0; i < 4; i++)
+		if (all[i]->memory != MTA_MEM_HOST)
+			return mta_fail(MTA_EINVAL, "mta_forward takes host tensors; %s says device "
+					"memory (call mta_attention)", names[i]);
+	if ((rc = mta_weights_load(c, p, w, MTA_MEM_HOST, &h)))
+		return rc;
+	if (c->be->memory == MTA_MEM_HOST)
+		rc = mta_attention(c, p, h, q, k, v, o, 0, NULL);
+	else
+		rc = staged(c, p, h, all);
+	mta_weights_free(h);
+	return mta_done(rc);
 }
 
 /* ---- training: the forward that saves, and the backward ---- */

@@ -132,18 +132,28 @@ MTA_API int mta_pad_parse(const char *s, int *pad);
 MTA_API int mta_dtype_parse(const char *s, int *dtype); /* f32|bf16|f16 (+ aliases) */
 
 /* ---- tensors and weights ---------------------------------------------- */
+/* Where a tensor's or a weight's memory is (struct mta_tensor's memory). */
+enum mta_memory {
+	MTA_MEM_HOST = 0,   /* host memory (the default: 0) */
+	MTA_MEM_DEVICE = 1, /* device memory of the context's device (mta_attention) */
+};
+
 /*
  * A 4-d strided view. Strides are in elements, not bytes. q is [B,T,H,D],
- * k and v [B,T,Hkv,D], o [B,T,H,D] float32.
+ * k and v [B,T,Hkv,D], o [B,T,H,D] (float32 for mta_forward; float32,
+ * bf16 or f16 for mta_attention). memory says where data points (enum
+ * mta_memory); it comes last, so initialisers written before it existed
+ * still mean host memory.
  */
 struct mta_tensor {
 	void *data;
 	int dtype;          /* mta_dtype */
 	int64_t shape[4];
 	int64_t stride[4];
+	int memory;         /* enum mta_memory; 0: host */
 };
 
-/* Fill a contiguous (C-order) view. */
+/* Fill a contiguous (C-order) view of host memory (memory = MTA_MEM_HOST). */
 MTA_API void mta_tensor_init(struct mta_tensor *t, void *data, int dtype,
 		     int64_t d0, int64_t d1, int64_t d2, int64_t d3);
 
@@ -161,6 +171,13 @@ struct mta_weights {
 	const float *gate_w;           /* [1,D] */
 	float gate_b;                  /* gate_b[0] */
 	int layer_id;                  /* for gn_rescale */
+	/*
+	 * Optional: gate_b as a [1] array in the weights' memory. When set it
+	 * is read where the kernel runs, at each call (mta_attention), instead
+	 * of the value gate_b: a device-resident bias is then never read by
+	 * the host (no synchronisation) and an update in place is seen.
+	 */
+	const float *gate_b_ptr;
 };
 
 /* The group-norm layer rescale factor 1-(0.8-0.6*exp(-0.3*layer_id)). */
@@ -341,12 +358,15 @@ MTA_API int mta_context_pick(mta_context *ctx, const struct mta_problem *p, int6
 			     struct mta_pick *out);
 
 /*
- * The forward of MTA.md with the picked variant: q, k, v [B,T,H|Hkv,D] of
- * the problem's dtype with d contiguous, o float32 [B,T,H,D]. Kernels are
- * compiled on first use (cached on disk) and kept loaded in the context.
- * On a cuda context too the tensors are host memory (any strides): each
- * call copies q, k, v and the weights to the device and o back, and
- * returns when o is written. (Device-resident tensors are not supported yet.)
+ * The forward of MTA.md with the picked variant, host memory in and out,
+ * finished on return: the convenience path of the command line and simple
+ * callers. q, k, v [B,T,H|Hkv,D] of the problem's dtype with d contiguous,
+ * o float32 [B,T,H,D], all host memory. Kernels are compiled on first use
+ * (cached on disk) and kept loaded in the context. Built on mta_attention
+ * below: it loads w into a handle for the call and, on a context with
+ * device memory (cuda, cuda-emu), copies q, k, v to the device and o back
+ * (so it allocates and synchronises each call; a serving loop calls
+ * mta_attention).
  */
 MTA_API int mta_forward(mta_context *ctx, const struct mta_problem *p,
 			const struct mta_tensor *q, const struct mta_tensor *k,
@@ -510,6 +530,97 @@ MTA_API int mta_cache_reset(mta_cache *c, int64_t b);
 MTA_API int mta_decode(mta_cache *c, const struct mta_tensor *q, const struct mta_tensor *k,
 		       const struct mta_tensor *v, const struct mta_weights *w,
 		       const int64_t *n_new, struct mta_tensor *o);
+
+/* ---- device tensors, streams, weights handles (mta_attention) ------------ */
+/*
+ * The call a model makes in its forward pass, the way FlashAttention is
+ * called: tensors where the model keeps them (device memory for a cuda
+ * context), the caller's stream, weights uploaded once, nothing allocated
+ * and no synchronisation per call. mta_forward above is built on it.
+ */
+
+/*
+ * Weights uploaded (or referenced) once for a problem, reused by every
+ * mta_attention call. w's pointers are float32, contiguous, in the shapes of
+ * struct mta_weights, in `memory` (enum mta_memory). On a cuda context host
+ * weights are copied into device memory the handle owns; device weights are
+ * referenced, not copied (a training step that updates them in place is seen
+ * by the next call). On cpu and cuda-emu contexts host pointers are
+ * referenced (the same holds: an update in place is seen); cuda-emu device
+ * pointers must lie in its emulated device memory. layer_id and the value
+ * gate_b are copied (gate_b into memory the kernel reads); gate_b_ptr, when
+ * set, is referenced. The handle belongs to ctx and must be freed before it.
+ */
+typedef struct mta_wts mta_wts;
+MTA_API int mta_weights_load(mta_context *ctx, const struct mta_problem *p,
+			     const struct mta_weights *w, int memory, mta_wts **out);
+MTA_API void mta_weights_free(mta_wts *w); /* NULL is fine */
+
+/*
+ * Enqueue the forward of problem p on stream and return without waiting.
+ * stream is a CUstream as an opaque pointer (NULL: the context's own
+ * stream); cpu and cuda-emu contexts run the call on the calling thread (the
+ * cpu's pool) and ignore it. w: a handle of p from mta_weights_load on this
+ * context (NULL only when p uses no weight). q, k, v of p's dtype, o float32,
+ * bf16 or f16 ([B,T,H,D]), all with D contiguous (stride 1) and any other
+ * strides; their memory: device on a cuda context, host on a cpu context,
+ * either on cuda-emu (whose device memory is emulated: a tensor marked
+ * device must lie in an mta_device_alloc block, one marked host outside
+ * every such block, else MTA_EINVAL naming the tensor).
+ *
+ * scale: the softmax scale, 0 meaning the problem's (mta_problem_scale).
+ * The kernels of this version compile the scale in (it is part of the
+ * problem's key), so any other value is refused with MTA_EUNSUPPORTED
+ * saying so: set p->scale instead.
+ *
+ * The first call for a problem at a (B, T) bucket picks and loads its
+ * kernel (mta_context_reserve does it ahead); after that a call allocates
+ * nothing and does not synchronise (mta_context_stats counts both), so it
+ * can be captured in a CUDA graph. The calling thread's current CUDA
+ * context is the same on return as on entry. o is written when the stream
+ * reaches the launch (on cpu and cuda-emu, on return).
+ */
+MTA_API int mta_attention(mta_context *ctx, const struct mta_problem *p, const mta_wts *w,
+			  const struct mta_tensor *q, const struct mta_tensor *k,
+			  const struct mta_tensor *v, struct mta_tensor *o, float scale,
+			  void *stream);
+
+/*
+ * Do now what the first mta_attention of p at (B, T) would do: pick and load
+ * the kernel, grow the context's workspace for a B x T call. Call it before
+ * capturing a CUDA graph.
+ */
+MTA_API int mta_context_reserve(mta_context *ctx, const struct mta_problem *p, int64_t B,
+				int64_t T);
+
+/*
+ * Device memory of the context's device, for callers without a framework
+ * (tests, C programs). cuda: cuMemAlloc; cuda-emu: host memory registered as
+ * its emulated device memory; cpu: MTA_EUNSUPPORTED (a cpu context runs on
+ * host memory). mta_memcpy copies bytes between host and device memory in
+ * stream order (a host destination is written when the stream gets there:
+ * mta_stream_synchronize before reading it); mta_stream_synchronize waits
+ * for everything enqueued on stream (NULL: the context's stream).
+ */
+MTA_API int mta_device_alloc(mta_context *ctx, size_t bytes, void **ptr);
+MTA_API void mta_device_free(mta_context *ctx, void *ptr); /* NULL is fine */
+MTA_API int mta_memcpy(mta_context *ctx, void *dst, int dst_memory, const void *src,
+		       int src_memory, size_t bytes, void *stream);
+MTA_API int mta_stream_synchronize(mta_context *ctx, void *stream);
+
+/*
+ * What a context has done, counted since it was created: mta_attention
+ * calls (mta_forward's included), allocations of device memory (weights
+ * handles, mta_forward's staging, mta_device_alloc) and of host memory by
+ * the context (its records of picks, kernels and handles, its workspace),
+ * kernels loaded, and synchronisations it made (mta_forward,
+ * mta_stream_synchronize). A serving loop of mta_attention calls on one
+ * problem leaves all but calls unchanged after the first.
+ */
+struct mta_stats {
+	uint64_t calls, device_allocs, host_allocs, kernel_loads, syncs;
+};
+MTA_API void mta_context_stats(mta_context *ctx, struct mta_stats *out);
 
 #ifdef __cplusplus
 }

@@ -19,8 +19,18 @@
  * A CPU library's context owns a pool (runtime/core/pool.h): the kernels'
  * threads start on the first call and wait for the next, and their
  * workspaces are kept, as in mtatune's own runtime.
+ *
+ * mta_attention is the call a model makes: a CUDA library's takes device
+ * pointers (with strides) on the device given at mta_context_create, enqueues
+ * the kernel on the caller's stream and returns without waiting; weights
+ * are uploaded once into a handle (mta_weights_load); after the first call
+ * of a problem (or mta_context_reserve) nothing is allocated. The caller's
+ * current CUDA context is restored on return. A CPU library's takes host
+ * memory and returns when done. mta_forward (host tensors, waits) is built
+ * on it.
  */
 #include "runtime/mta.h"
+#include "runtime/core/attention.h"
 #include "runtime/core/error.h"
 #include "runtime/core/kargs.h"
 #include "runtime/core/cuda_args.h"
@@ -33,6 +43,7 @@
 #include "templates/export_table.h"
 
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,7 +55,17 @@ struct mta_context {
 	struct mta_cuda_module *mods;  /* cuda only: per kernel, loaded on first use */
 	struct mta_pool *pool;         /* cpu only: the kernels' threads and workspaces */
 	pthread_mutex_t lock;
+	/* mta_attention: cpu only, the float32 o narrowed into a bf16/f16 o */
+	pthread_mutex_t ws_lock;
+	float *ws;
+	size_t ws_cap;
+	struct mta_stats stats;        /* counted with atomics */
 };
+
+static void count(uint64_t *counter)
+{
+	__atomic_fetch_add(counter, 1, __ATOMIC_RELAXED);
+}
 
 /*
  * Open device index and check that it runs cubins of the library's arch
@@ -98,6 +119,7 @@ int mta_context_create(mta_context **out, const char *db_path, const char *backe
 	c->lib = lib;
 	c->cuda_backend = cuda;
 	pthread_mutex_init(&c->lock, NULL);
+	pthread_mutex_init(&c->ws_lock, NULL);
 	if ((cuda && (rc = cuda_open(c, device))) || (!cuda && (rc = mta_pool_create(&c->pool)))) {
 		mta_context_free(c);
 		return rc;
@@ -115,6 +137,8 @@ void mta_context_free(mta_context *c)
 	mta_cuda_close(c->cu);
 	mta_pool_free(c->pool);
 	free(c->mods);
+	free(c->ws);
+	pthread_mutex_destroy(&c->ws_lock);
 	pthread_mutex_destroy(&c->lock);
 	free(c);
 }
@@ -193,34 +217,348 @@ static int cuda_module(mta_context *c, int k, const struct mta_cuda_module **m)
 	int rc = MTA_OK;
 
 	pthread_mutex_lock(&c->lock);
-	if (!c->mods[k].mod &&
-	    (rc = mta_cuda_module_load(c->cu, kn->cubin, kn->entry, kn->block, kn->smem, kn->bq,
-				       kn->hpb, &c->mods[k])))
-		mta_wrap(rc, "cuda kernel %s", kn->spec);
+	if (!c->mods[k].mod) {
+		count(&c->stats.kernel_loads);
+		if ((rc = mta_cuda_module_load(c->cu, kn->cubin, kn->entry, kn->block, kn->smem,
+					       kn->bq, kn->hpb, &c->mods[k])))
+			mta_wrap(rc, "cuda kernel %s", kn->spec);
+	}
 	*m = &c->mods[k];
 	pthread_mutex_unlock(&c->lock);
 	return rc;
 }
 
-/* Launch kernel k on device pointers and wait for it. */
-static int cuda_forward(mta_context *c, int k, const struct mta_problem *p,
-			const struct mta_tensor *q, const struct mta_tensor *kt,
-			const struct mta_tensor *v, const struct mta_weights *w,
-			struct mta_tensor *o)
+/* ---- mta_attention: device pointers, the caller's stream, weights handles ---- */
+
+struct mta_wts {
+	mta_context *c;
+	struct mta_problem p;
+	struct mta_weights w; /* what the kernels read: pointers in their memory */
+	void *block;          /* cuda: device memory the handle owns, or NULL */
+	float gate_b;         /* cpu: the value, read through w.gate_b_ptr */
+};
+
+static int drv(cu_result r, const char *what)
 {
+	if (!r)
+		return MTA_OK;
+	return mta_fail(r == CU_ERROR_OUT_OF_MEMORY ? MTA_ENOMEM : MTA_EKERNEL, "%s: %s", what,
+			mta_cu_error(r));
+}
+
+/* Memory of the kind the context's kernels read, else MTA_EINVAL naming it. */
+static int mem_check(mta_context *c, const char *name, int memory)
+{
+	if (c->cuda_backend && memory != MTA_MEM_DEVICE)
+		return mta_fail(MTA_EINVAL, "%s is host memory; library %s runs CUDA kernels on "
+				"device memory (copy it with mta_memcpy, or call mta_forward)", name,
+				c->lib->name);
+	if (!c->cuda_backend && memory != MTA_MEM_HOST)
+		return mta_fail(MTA_EINVAL, "%s says device memory; library %s runs CPU kernels on "
+				"host memory", name, c->lib->name);
+	return MTA_OK;
+}
+
+int mta_device_alloc(mta_context *c, size_t bytes, void **ptr)
+{
+	cu_ptr x = 0;
+	int rc;
+	if (!c || !ptr)
+		return mta_fail(MTA_EINVAL, "mta_device_alloc: no context or no place for the pointer");
+	*ptr = NULL;
+	if (!c->cuda_backend)
+		return mta_fail(MTA_EUNSUPPORTED, "library %s runs CPU kernels: it has no device "
+				"memory", c->lib->name);
+	if ((rc = mta_cu_push(c->cu)))
+		return rc;
+	rc = drv(mta_cu.mem_alloc(&x, bytes ? bytes : 1), "cuMemAlloc");
+	mta_cu_pop();
+	if (rc)
+		return rc;
+	count(&c->stats.device_allocs);
+	*ptr = (void *)(uintptr_t)x;
+	return mta_done(MTA_OK);
+}
+
+void mta_device_free(mta_context *c, void *ptr)
+{
+	if (!c || !ptr || !c->cuda_backend || mta_cu_push(c->cu))
+		return;
+	mta_cu.mem_free((cu_ptr)(uintptr_t)ptr);
+	mta_cu_pop();
+}
+
+int mta_memcpy(mta_context *c, void *dst, int dst_memory, const void *src, int src_memory,
+	       size_t bytes, void *stream)
+{
+	int rc;
+	if (!c)
+		return mta_fail(MTA_EINVAL, "mta_memcpy: no context");
+	if (!bytes)
+		return mta_done(MTA_OK);
+	if (!dst || !src)
+		return mta_fail(MTA_EINVAL, "mta_memcpy: no %s", dst ? "source" : "destination");
+	if (!c->cuda_backend) {
+		if ((rc = mem_check(c, "the copy's destination", dst_memory)) ||
+		    (rc = mem_check(c, "the copy's source", src_memory)))
+			return rc;
+		memmove(dst, src, bytes);
+		return mta_done(MTA_OK);
+	}
+	if ((rc = mta_cu_push(c->cu)))
+		return rc;
+	rc = drv(mta_cu.memcpy_async((cu_ptr)(uintptr_t)dst, (cu_ptr)(uintptr_t)src, bytes,
+				     stream ? (cu_stream)stream : c->cu->stream), "cuMemcpyAsync");
+	mta_cu_pop();
+	return mta_done(rc);
+}
+
+int mta_stream_synchronize(mta_context *c, void *stream)
+{
+	int rc;
+	if (!c)
+		return mta_fail(MTA_EINVAL, "mta_stream_synchronize: no context");
+	count(&c->stats.syncs);
+	if (!c->cuda_backend)
+		return mta_done(MTA_OK);
+	if ((rc = mta_cu_push(c->cu)))
+		return rc;
+	rc = drv(mta_cu.stream_sync(stream ? (cu_stream)stream : c->cu->stream),
+		 "cuStreamSynchronize");
+	mta_cu_pop();
+	return mta_done(rc);
+}
+
+void mta_context_stats(mta_context *c, struct mta_stats *out)
+{
+	if (!out)
+		return;
+	memset(out, 0, sizeof *out);
+	if (!c)
+		return;
+	out->calls = __atomic_load_n(&c->stats.calls, __ATOMIC_RELAXED);
+	out->device_allocs = __atomic_load_n(&c->stats.device_allocs, __ATOMIC_RELAXED);
+	out->host_allocs = __atomic_load_n(&c->stats.host_allocs, __ATOMIC_RELAXED);
+	out->kernel_loads = __atomic_load_n(&c->stats.kernel_loads, __ATOMIC_RELAXED);
+	out->syncs = __atomic_load_n(&c->stats.syncs, __ATOMIC_RELAXED);
+}
+
+void mta_weights_free(mta_wts *h)
+{
+	if (!h)
+		return;
+	mta_device_free(h->c, h->block);
+	free(h);
+}
+
+int mta_weights_load(mta_context *c, const struct mta_problem *p, const struct mta_weights *w,
+		     int memory, mta_wts **out)
+{
+	static const struct mta_weights none;
+	struct mta_wpart part[MTA_WPARTS_MAX];
+	mta_wts *h = NULL;
+	int rc, n;
+
+	if (!c || !out)
+		return mta_fail(MTA_EINVAL, "mta_weights_load: no context or no place for the handle");
+	*out = NULL;
+	if (memory != MTA_MEM_HOST && memory != MTA_MEM_DEVICE)
+		return mta_fail(MTA_EINVAL, "mta_weights_load: memory %d is neither MTA_MEM_HOST (0) "
+				"nor MTA_MEM_DEVICE (1)", memory);
+	if ((rc = mta_problem_validate(p)) || (rc = mta_check_weights(p, w)))
+		return rc;
+	if (!c->cuda_backend && (rc = mem_check(c, "the weights", memory)))
+		return rc;
+	if (!(h = calloc(1, sizeof *h)))
+		return mta_fail(MTA_ENOMEM, "out of memory");
+	count(&c->stats.host_allocs);
+	h->c = c;
+	h->p = *p;
+	h->w = w ? *w : none;
+	h->gate_b = h->w.gate_b;
+	n = mta_weight_parts(p, &h->w, part);
+	int upload = c->cuda_backend && memory == MTA_MEM_HOST;
+	int own_gate_b = p->gate && !h->w.gate_b_ptr;
+	if (upload || (c->cuda_backend && own_gate_b)) {
+		/* one device block: the uploaded weights, then gate_b */
+		size_t total = 1, at = 0;
+		for (int i = 0; upload && i < n; i++)
+			total += part[i].n;
+		if ((rc = mta_device_alloc(c, total * sizeof(float), &h->block)))
+			goto out;
+		float *dst = h->block;
+		for (int i = 0; upload && i < n; i++) {
+			if ((rc = mta_memcpy(c, dst + at, MTA_MEM_DEVICE, *part[i].ptr, MTA_MEM_HOST,
+					     part[i].n * sizeof(float), NULL)))
+				goto out;
+			*part[i].ptr = dst + at;
+			at += part[i].n;
+		}
+		if (p->gate) {
+			if ((rc = mta_memcpy(c, dst + at, MTA_MEM_DEVICE,
+					     own_gate_b ? &h->gate_b : h->w.gate_b_ptr, memory,
+					     sizeof(float), NULL)))
+				goto out;
+			h->w.gate_b_ptr = dst + at;
+		}
+		/* the copies read the caller's memory: done before the handle is used */
+		if ((rc = mta_stream_synchronize(c, NULL)))
+			goto out;
+	} else if (own_gate_b) {
+		h->w.gate_b_ptr = &h->gate_b;
+	}
+	*out = h;
+	h = NULL;
+out:
+	mta_weights_free(h);
+	return mta_done(rc);
+}
+
+/* The float32 workspace of the narrowing, at least n floats; ws_lock held. */
+static int workspace(mta_context *c, size_t n)
+{
+	if (n <= c->ws_cap)
+		return MTA_OK;
+	float *w = malloc(n * sizeof *w);
+	if (!w)
+		return mta_fail(MTA_ENOMEM, "out of memory for a %zu-byte workspace", n * sizeof *w);
+	count(&c->stats.host_allocs);
+	free(c->ws);
+	c->ws = w;
+	c->ws_cap = n;
+	return MTA_OK;
+}
+
+/* CPU kernel k on host tensors, o float32. */
+static int cpu_run(mta_context *c, int k, const struct mta_problem *p,
+		   const struct mta_tensor *q, const struct mta_tensor *kt,
+		   const struct mta_tensor *v, const struct mta_weights *w, struct mta_tensor *o)
+{
+	const struct mtx_kernel *kn = &c->lib->kernels[k];
+	struct mta_kargs a;
+	int rc;
+	if (kn->info->abi != MTA_KARGS_ABI || kn->info->args_size != (int)sizeof a ||
+	    kn->info->dtype != p->dtype)
+		return mta_fail(MTA_EKERNEL, "cpu kernel %s was built for another ABI or dtype",
+				kn->spec);
+	if ((rc = mta_kargs_fill(p, q, kt, v, w, o, 0, &a)))
+		return rc;
+	return mta_kargs_status(mta_pool_call(c->pool, kn->fn, &a), kn->info, a.T, kn->spec);
+}
+
+int mta_attention(mta_context *c, const struct mta_problem *p, const mta_wts *w,
+		  const struct mta_tensor *q, const struct mta_tensor *kt,
+		  const struct mta_tensor *v, struct mta_tensor *o, float scale, void *stream)
+{
+	static const struct mta_weights none;
+	const struct mta_tensor *all[4] = { q, kt, v, o };
+	static const char *names[4] = { "tensor q", "tensor k", "tensor v", "tensor o" };
 	const struct mta_cuda_module *m;
 	struct mta_cuda_args a;
-	cu_result r;
-	int rc;
+	int64_t B, T;
+	int k, rc;
 
-	if ((rc = mta_cuda_args_fill(p, q, kt, v, w, o, &a)) || (rc = cuda_module(c, k, &m)) ||
+	if (!c)
+		return mta_fail(MTA_EINVAL, "mta_attention: no context");
+	count(&c->stats.calls);
+	if ((rc = mta_attention_check(p, q, kt, v, o, scale, &B, &T)))
+		return rc;
+	for (int i = 0; i < 4; i++)
+		if ((rc = mem_check(c, names[i], all[i]->memory)))
+			return rc;
+	if (w && (w->c != c || memcmp(&w->p, p, sizeof *p)))
+		return mta_fail(MTA_EINVAL, "the weights handle was loaded for another %s",
+				w->c != c ? "context" : "problem");
+	if (!w && (rc = mta_check_weights(p, NULL)))
+		return mta_wrap(rc, "no weights handle (mta_weights_load)");
+	if ((rc = choose(c, p, B, T, &k, NULL)))
+		return rc;
+	const struct mta_weights *kw = w ? &w->w : &none;
+	if (!c->cuda_backend) {
+		if (o->dtype == MTA_F32)
+			return mta_done(cpu_run(c, k, p, q, kt, v, kw, o));
+		struct mta_tensor o32;
+		pthread_mutex_lock(&c->ws_lock);
+		if (!(rc = workspace(c, (size_t)B * (size_t)T * (size_t)p->H * (size_t)p->D))) {
+			mta_tensor_init(&o32, c->ws, MTA_F32, B, T, p->H, p->D);
+			if (!(rc = cpu_run(c, k, p, q, kt, v, kw, &o32)))
+				mta_tensor_narrow(c->ws, o);
+		}
+		pthread_mutex_unlock(&c->ws_lock);
+		return mta_done(rc);
+	}
+	if ((rc = mta_cuda_args_fill(p, q, kt, v, kw, o, &a)) || (rc = cuda_module(c, k, &m)) ||
 	    (rc = mta_cu_push(c->cu)))
 		return rc;
-	if (!(rc = mta_cuda_module_launch(m, &a, p->H, c->cu->stream)) &&
-	    (r = mta_cu.stream_sync(c->cu->stream)))
-		rc = mta_fail(MTA_EKERNEL, "cuda kernel %s failed: %s", c->lib->kernels[k].spec,
-			      mta_cu_error(r));
+	rc = mta_cuda_module_launch(m, &a, p->H, stream ? (cu_stream)stream : c->cu->stream);
 	mta_cu_pop();
+	return mta_done(rc);
+}
+
+int mta_context_reserve(mta_context *c, const struct mta_problem *p, int64_t B, int64_t T)
+{
+	const struct mta_cuda_module *m;
+	int k, rc;
+	if (!c)
+		return mta_fail(MTA_EINVAL, "mta_context_reserve: no context");
+	if (B < 1 || T < 1)
+		return mta_fail(MTA_EINVAL, "mta_context_reserve: B=%lld, T=%lld; expected both 1 "
+				"or more", (long long)B, (long long)T);
+	if ((rc = choose(c, p, B, T, &k, NULL)))
+		return rc;
+	if (c->cuda_backend)
+		return mta_done(cuda_module(c, k, &m));
+	pthread_mutex_lock(&c->ws_lock);
+	rc = workspace(c, (size_t)B * (size_t)T * (size_t)p->H * (size_t)p->D);
+	pthread_mutex_unlock(&c->ws_lock);
+	return mta_done(rc);
+}
+
+/* ---- mta_forward: host tensors, built on mta_attention ------------------- */
+
+/* A CUDA library's forward on host tensors: copied to the device and back. */
+static int staged(mta_context *c, const struct mta_problem *p, const mta_wts *w,
+		  const struct mta_tensor *host[4])
+{
+	struct mta_tensor dev[4];
+	void *mem[4] = { 0 }, *dense = NULL;
+	size_t bytes[4], most = 0;
+	int rc = MTA_OK;
+
+	for (int i = 0; i < 4; i++) {
+		const struct mta_tensor *t = host[i];
+		bytes[i] = (size_t)(t->shape[0] * t->shape[1] * t->shape[2] * t->shape[3]) *
+			   mta_dtype_size(t->dtype);
+		most = bytes[i] > most ? bytes[i] : most;
+	}
+	if (!(dense = malloc(most))) {
+		rc = mta_fail(MTA_ENOMEM, "out of memory for a %zu-byte staging buffer", most);
+		goto out;
+	}
+	for (int i = 0; i < 4; i++) {
+		const struct mta_tensor *t = host[i];
+		if ((rc = mta_device_alloc(c, bytes[i], &mem[i])))
+			goto out;
+		mta_tensor_init(&dev[i], mem[i], t->dtype, t->shape[0], t->shape[1], t->shape[2],
+				t->shape[3]);
+		dev[i].memory = MTA_MEM_DEVICE;
+		if (i == 3)
+			break;
+		mta_tensor_pack(t, dense, 0);
+		if ((rc = mta_memcpy(c, mem[i], MTA_MEM_DEVICE, dense, MTA_MEM_HOST, bytes[i],
+				     NULL)) ||
+		    (rc = mta_stream_synchronize(c, NULL))) /* dense is reused */
+			goto out;
+	}
+	if ((rc = mta_attention(c, p, w, &dev[0], &dev[1], &dev[2], &dev[3], 0, NULL)) ||
+	    (rc = mta_memcpy(c, dense, MTA_MEM_HOST, mem[3], MTA_MEM_DEVICE, bytes[3], NULL)) ||
+	    (rc = mta_stream_synchronize(c, NULL)))
+		goto out;
+	mta_tensor_pack(host[3], dense, 1);
+out:
+	for (int i = 0; i < 4; i++)
+		mta_device_free(c, mem[i]);
+	free(dense);
 	return rc;
 }
 
@@ -228,25 +566,24 @@ int mta_forward(mta_context *c, const struct mta_problem *p, const struct mta_te
 		const struct mta_tensor *kt, const struct mta_tensor *v,
 		const struct mta_weights *w, struct mta_tensor *o)
 {
-	struct mta_kargs a;
-	int64_t B, T;
-	int k, rc;
+	const struct mta_tensor *all[4] = { q, kt, v, o };
+	static const char *names[4] = { "tensor q", "tensor k", "tensor v", "tensor o" };
+	mta_wts *h = NULL;
+	int rc;
 
 	if (!c)
 		return mta_fail(MTA_EINVAL, "mta_forward: no context");
-	if ((rc = mta_check_tensors(p, q, kt, v, o, &B, &T)) ||
-	    (rc = choose(c, p, B, T, &k, NULL)))
+	if ((rc = mta_check_tensors(p, q, kt, v, o, NULL, NULL)))
 		return rc;
-	if (c->cuda_backend)
-		return mta_done(cuda_forward(c, k, p, q, kt, v, w, o));
-	const struct mtx_kernel *kn = &c->lib->kernels[k];
-	if (kn->info->abi != MTA_KARGS_ABI || kn->info->args_size != (int)sizeof a ||
-	    kn->info->dtype != p->dtype)
-		return mta_fail(MTA_EKERNEL, "cpu kernel %s was built for another ABI or dtype",
-				kn->spec);
-	if ((rc = mta_kargs_fill(p, q, kt, v, w, o, 0, &a)))
+	for (int i = 0; i < 4; i++)
+		if (all[i]->memory != MTA_MEM_HOST)
+			return mta_fail(MTA_EINVAL, "mta_forward takes host tensors; %s says device "
+					"memory (call mta_attention)", names[i]);
+	if ((rc = mta_weights_load(c, p, w, MTA_MEM_HOST, &h)))
 		return rc;
-	return mta_done(mta_kargs_status(mta_pool_call(c->pool, kn->fn, &a), kn->info, T, kn->spec));
+	rc = c->cuda_backend ? staged(c, p, h, all) : mta_attention(c, p, h, q, kt, v, o, 0, NULL);
+	mta_weights_free(h);
+	return mta_done(rc);
 }
 
 /* ---- training: not shipped yet ------------------------------------------ */
@@ -273,11 +610,12 @@ int mta_backward(mta_context *c, const struct mta_problem *p, const struct mta_t
 	(void)c, (void)p, (void)q, (void)k, (void)v, (void)w, (void)saved, (void)dout, (void)g;
 	return mta_fail(MTA_EUNSUPPORTED, "mta_backward: this exported library has no backward "
 			"(export ships forward kernels only so far)");
+}
 
 /*
- * Packed documents (mta.h): a CPU library's kernel takes the offsets (one
- * call); a CUDA library launches its kernel once per document, on views of
- * the device tensors.
+ * Packed documents (mta.h): host tensors, as mta_forward takes them. A CPU
+ * library's kernel takes the offsets (one call); a CUDA library runs
+ * mta_forward once per document, on views of the tensors.
  */
 int mta_forward_varlen(mta_context *c, const struct mta_problem *p, const struct mta_tensor *q,
 		       const struct mta_tensor *kt, const struct mta_tensor *v,
@@ -303,7 +641,7 @@ int mta_forward_varlen(mta_context *c, const struct mta_problem *p, const struct
 			mta_varlen_view(kt, s, n, &kd);
 			mta_varlen_view(v, s, n, &vd);
 			mta_varlen_view(o, s, n, &od);
-			if ((rc = cuda_forward(c, k, p, &qd, &kd, &vd, w, &od)))
+			if ((rc = mta_forward(c, p, &qd, &kd, &vd, w, &od)))
 				return rc;
 		}
 		return mta_done(MTA_OK);

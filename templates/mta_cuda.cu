@@ -121,11 +121,13 @@ typedef unsigned short elem_t;
  * head_post carries head_post or head_post_linear, whichever the problem uses. */
 struct mta_args {
 	const elem_t *q, *k, *v;
-	float *o;
+	void *o;                              /* of o_dtype */
 	long long sq[3], sk[3], sv[3], so[3]; /* strides (elements) of b, t, h; d is contiguous */
 	const float *kq_pre, *head_pre, *kq_post, *head_post, *gn_w, *gate_w;
-	float gate_b, rescale;
+	const float *gate_b;                  /* [1]: read here, so the host never reads it */
+	float rescale;
 	int B, T;
+	int o_dtype;                          /* 0 f32, 1 bf16, 2 f16 (mta_dtype) */
 };
 
 /* ---- helpers; the emulator header gives each a portable twin ----------- */
@@ -146,6 +148,27 @@ __device__ __forceinline__ float ld(const elem_t *p)
 	return __uint_as_float((unsigned)*p << 16);
 #else
 	return mta_f16_to_f32(*p);
+#endif
+}
+
+/* An output element in o's type (a run-time choice: one kernel serves all
+ * three), rounded to nearest even; bf16 keeps NaN a NaN. */
+__device__ __forceinline__ unsigned short out_bf16(float f)
+{
+	unsigned u = __float_as_uint(f);
+	if ((u & 0x7fffffffu) > 0x7f800000u)
+		return (unsigned short)((u >> 16) | 0x40u);
+	return (unsigned short)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+__device__ __forceinline__ unsigned short out_f16(float f)
+{
+#ifdef MTA_EMU
+	return mta_f32_to_f16(f);
+#else
+	unsigned short h;
+	asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
+	return h;
 #endif
 }
 
@@ -218,17 +241,26 @@ __device__ __forceinline__ void finish_row(const mta_args &a, int b, int h, int 
 #pragma unroll
 	for (int e = 0; e < DPL; e++)
 		g += lane + 32 * e < K_D ? o[e] * a.gate_w[lane + 32 * e] : 0.f;
-	g = warp_sum(g) + a.gate_b;
+	g = warp_sum(g) + a.gate_b[0];
 	const float sg = 1.f / (1.f + __expf(-g));
 #pragma unroll
 	for (int e = 0; e < DPL; e++)
 		o[e] *= sg;
 #endif
-	float *ob = a.o + b * a.so[0] + i * a.so[1] + h * a.so[2];
+	const long long off = b * a.so[0] + i * a.so[1] + h * a.so[2];
+	if (a.o_dtype == 0) {
+		float *ob = (float *)a.o + off;
 #pragma unroll
-	for (int e = 0; e < DPL; e++)
-		if (lane + 32 * e < K_D)
-			ob[lane + 32 * e] = o[e];
+		for (int e = 0; e < DPL; e++)
+			if (lane + 32 * e < K_D)
+				ob[lane + 32 * e] = o[e];
+	} else {
+		unsigned short *ob = (unsigned short *)a.o + off;
+#pragma unroll
+		for (int e = 0; e < DPL; e++)
+			if (lane + 32 * e < K_D)
+				ob[lane + 32 * e] = a.o_dtype == 1 ? out_bf16(o[e]) : out_f16(o[e]);
+	}
 }
 
 /*

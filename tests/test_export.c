@@ -69,19 +69,22 @@ static void write_case(const char *path, const struct mta_problem *p, int64_t B,
 	REQUIRE(fclose(f) == 0);
 }
 
-/*
- * Run prog on one case and compare its output with mta_reference on the same
- * inputs (mta_compare: the element-wise bound is CHECKed here); returns the
- * relative L2 error (INFINITY on any failure) and leaves prog's "SOURCE SPEC"
- * line in pick.
- */
 /* prog's MTX_DECODE_FROM for the next run ("": the forward). */
 static const char *decode_from = "";
 
-static double run_case_cu(const char *prog, const struct mta_problem *p, int64_t B, int64_t T,
-			  const struct mta_tensor *q, const struct mta_tensor *k,
-			  const struct mta_tensor *v, const struct mta_weights *w, char *pick,
-			  size_t n, const int64_t *cu, int64_t ndocs)
+/*
+ * Run prog in mode (a format taking the case and output paths: "run %s %s",
+ * or "attn %s %s bf16") on one case, with cu the packed documents' offsets
+ * (NULL: none), and compare its output with mta_reference (with cu,
+ * mta_reference_varlen) under tol_dtype's bounds (mta_compare: the
+ * element-wise bound is CHECKed here); returns the relative L2 error
+ * (INFINITY on any failure) and leaves prog's "SOURCE SPEC" line in pick.
+ */
+static double run_case_full(const char *prog, const char *mode, int tol_dtype,
+			    const struct mta_problem *p, int64_t B, int64_t T,
+			    const struct mta_tensor *q, const struct mta_tensor *k,
+			    const struct mta_tensor *v, const struct mta_weights *w, char *pick,
+			    size_t n, const int64_t *cu, int64_t ndocs)
 {
 	char cpath[1024], opath[1024], *out = NULL;
 	size_t no = (size_t)(B * T * p->H * p->D);
@@ -91,19 +94,20 @@ static double run_case_cu(const char *prog, const struct mta_problem *p, int64_t
 	snprintf(opath, sizeof opath, "%s/out.bin", mt_tmpdir());
 	remove(opath);
 	write_case(cpath, p, B, T, q->data, k->data, v->data, w);
-	char env[600] = "";
+	char env[600] = "", cmd[512];
 	for (int64_t d = 0; cu && d <= ndocs; d++)
 		snprintf(env + strlen(env), sizeof env - strlen(env), "%s%lld", d ? "," : "",
 			 (long long)cu[d]);
-	int rc = mt_sh(&out, "MTX_CU_SEQLENS='%s' MTX_DECODE_FROM='%s' %s run %s %s", env,
-		       decode_from, prog, cpath, opath);
+	snprintf(cmd, sizeof cmd, mode, cpath, opath);
+	int rc = mt_sh(&out, "MTX_CU_SEQLENS='%s' MTX_DECODE_FROM='%s' %s %s", env, decode_from,
+		       prog, cmd);
 	CHECKF(rc == 0, "%s: exit %d: %s", prog, rc, out);
 	FILE *f = fopen(opath, "rb");
 	if (rc == 0 && f && fread(o, 4, no, f) == no && ref &&
 	    (cu ? mta_reference_varlen(p, q, k, v, w, cu, ndocs, ref)
 		: mta_reference(p, q, k, v, w, ref)) == MTA_OK) {
 		struct mta_compare cmp;
-		CHECKF(mta_compare(o, ref, no, p->dtype, &cmp) == MTA_OK || cmp.bad == 0, "%s: %s",
+		CHECKF(mta_compare(o, ref, no, tol_dtype, &cmp) == MTA_OK || cmp.bad == 0, "%s: %s",
 		       prog, mta_last_error());
 		err = cmp.rel_l2;
 	}
@@ -116,17 +120,32 @@ static double run_case_cu(const char *prog, const struct mta_problem *p, int64_t
 	return err;
 }
 
-/*
- * Run prog on one case and compare its output with mta_reference (see
- * run_case_cu, which with cu runs the packed forward against
- * mta_reference_varlen).
- */
+/* The packed forward (cu, ndocs) of prog's "run" mode. */
+static double run_case_cu(const char *prog, const struct mta_problem *p, int64_t B, int64_t T,
+			  const struct mta_tensor *q, const struct mta_tensor *k,
+			  const struct mta_tensor *v, const struct mta_weights *w, char *pick,
+			  size_t n, const int64_t *cu, int64_t ndocs)
+{
+	return run_case_full(prog, "run %s %s", p->dtype, p, B, T, q, k, v, w, pick, n, cu, ndocs);
+}
+
+/* One forward in prog's mode, compared under tol_dtype's bounds. */
+static double run_case_as(const char *prog, const char *mode, int tol_dtype,
+			  const struct mta_problem *p, int64_t B, int64_t T,
+			  const struct mta_tensor *q, const struct mta_tensor *k,
+			  const struct mta_tensor *v, const struct mta_weights *w, char *pick,
+			  size_t n)
+{
+	return run_case_full(prog, mode, tol_dtype, p, B, T, q, k, v, w, pick, n, NULL, 0);
+}
+
+/* One forward of prog's "run" mode, compared with mta_reference. */
 static double run_case(const char *prog, const struct mta_problem *p, int64_t B, int64_t T,
 		       const struct mta_tensor *q, const struct mta_tensor *k,
 		       const struct mta_tensor *v, const struct mta_weights *w, char *pick,
 		       size_t n)
 {
-	return run_case_cu(prog, p, B, T, q, k, v, w, pick, n, NULL, 0);
+	return run_case_full(prog, "run %s %s", p->dtype, p, B, T, q, k, v, w, pick, n, NULL, 0);
 }
 
 /* The folder's library built, and prog linked against .a (prog_a) and .so (prog_so). */
@@ -271,6 +290,15 @@ TEST(export_round_trip_tune_export_build_link_runs_every_golden_case)
 		CHECK_STR_CONTAINS(pick, runs[i].want);
 		if (runs[i].T == 64)
 			CHECK_STR_CONTAINS(pick, s.winner);
+		/* mta_attention through a weights handle, every output type, nothing per call */
+		static const char *modes[] = { "attn %s %s f32", "attn %s %s bf16", "attn %s %s f16" };
+		for (int m = 0; runs[i].T <= 200 && m < 3; m++) {
+			err = run_case_as(m ? prog_so : prog_a, modes[m], m ? m : MTA_F32, &p, 2,
+					  runs[i].T, &q, &k, &v, &wt, pick, sizeof pick);
+			CHECKF(err < mta_tolerance(m ? m : MTA_F32), "%s T=%lld: relative L2 %.3g",
+			       modes[m], (long long)runs[i].T, err);
+			CHECK_STR_CONTAINS(pick, runs[i].want);
+		}
 		mt_weights_free(&wt);
 		free(bq);
 		free(bk);

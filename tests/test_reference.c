@@ -38,7 +38,7 @@ static void setup(struct case_data *c, int B, int T)
 	c->gn = rnd((size_t)p->D, 1.0);
 	c->gw = rnd((size_t)p->D, 1.0);
 	c->w = (struct mta_weights){ c->kq_pre, c->head_pre, c->kq_post, c->head_post, c->hpl,
-				     c->gn, c->gw, (float)mt_uniform(), 3 };
+				     c->gn, c->gw, (float)mt_uniform(), 3, NULL };
 	mta_tensor_init(&c->tq, c->q, MTA_F32, B, T, p->H, p->D);
 	mta_tensor_init(&c->tk, c->k, MTA_F32, B, T, p->Hkv, p->D);
 	mta_tensor_init(&c->tv, c->v, MTA_F32, B, T, p->Hkv, p->D);

@@ -85,7 +85,7 @@ static void setup(struct bcase *c, int B, int T)
 	}
 	c->w = (struct mta_weights){ c->wt[P_KQ_PRE], c->wt[P_HEAD_PRE], c->wt[P_KQ_POST],
 				     c->wt[P_HEAD_POST], c->wt[P_HPL], c->wt[P_GN], c->wt[P_GW],
-				     p->gate ? c->wt[P_GB][0] : 0.0f, 1 + (int)(4 * (mt_uniform() + 1)) };
+				     p->gate ? c->wt[P_GB][0] : 0.0f, 1 + (int)(4 * (mt_uniform() + 1)), NULL };
 	mta_tensor_init(&c->tq, c->q, MTA_F64, B, T, p->H, p->D);
 	mta_tensor_init(&c->tk, c->k, MTA_F64, B, T, p->Hkv, p->D);
 	mta_tensor_init(&c->tv, c->v, MTA_F64, B, T, p->Hkv, p->D);

@@ -33,6 +33,9 @@ MTA_F32, MTA_BF16, MTA_F16, MTA_F64 = 0, 1, 2, 3
 PADS = {"both": 0, "left": 1, "right": 2}
 MTA_HPOST_NONE, MTA_HPOST_CONV, MTA_HPOST_LINEAR = 0, 1, 2
 
+# where a tensor's memory is (enum mta_memory)
+MTA_MEM_HOST, MTA_MEM_DEVICE = 0, 1
+
 MTA_KEY_MAX = 160
 MTA_SPEC_MAX = 128
 MTA_MAX_HEADS = 256
@@ -74,6 +77,7 @@ class Tensor(ctypes.Structure):
         ("dtype", ctypes.c_int),
         ("shape", ctypes.c_int64 * 4),
         ("stride", ctypes.c_int64 * 4),
+        ("memory", ctypes.c_int),
     ]
 
 
@@ -86,6 +90,7 @@ class Weights(ctypes.Structure):
         ("head_post_linear", _FP), ("gn_weight", _FP), ("gate_w", _FP),
         ("gate_b", ctypes.c_float),
         ("layer_id", ctypes.c_int),
+        ("gate_b_ptr", _FP),
     ]
 
 
@@ -99,12 +104,30 @@ class Grads(ctypes.Structure):
     _fields_ = [(n, ctypes.POINTER(ctypes.c_float)) for n in GRAD_NAMES]
 
 
-def tensor(data_ptr, dtype, shape, stride):
+class Pick(ctypes.Structure):
+    _fields_ = [
+        ("spec", ctypes.c_char * MTA_SPEC_MAX),
+        ("source", ctypes.c_int), ("rung", ctypes.c_int),
+        ("t_bucket", ctypes.c_int64), ("b_bucket", ctypes.c_int64),
+        ("speedup", ctypes.c_double), ("ci_low", ctypes.c_double),
+        ("ci_high", ctypes.c_double),
+        ("rounds", ctypes.c_int), ("significant", ctypes.c_int),
+    ]
+
+
+class Stats(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_uint64) for n in
+                ("calls", "device_allocs", "host_allocs", "kernel_loads", "syncs")]
+
+
+def tensor(data_ptr, dtype, shape, stride, memory=MTA_MEM_HOST):
     """A struct mta_tensor viewing memory at data_ptr (an int address);
-    shape and stride (in elements) are 4 ints each."""
+    shape and stride (in elements) are 4 ints each; memory MTA_MEM_HOST or
+    MTA_MEM_DEVICE."""
     t = Tensor()
     t.data = data_ptr
     t.dtype = dtype
+    t.memory = memory
     for i in range(4):
         t.shape[i] = int(shape[i])
         t.stride[i] = int(stride[i])
@@ -190,8 +213,7 @@ def lib():
              P(ctypes.c_double))
         _sig(l, "mta_context_create", c_int, P(vp), ctypes.c_char_p, ctypes.c_char_p, c_int)
         _sig(l, "mta_context_free", None, vp)
-        _sig(l, "mta_context_pick", c_int, vp, P(Problem), c_int64, ctypes.c_char_p,
-             ctypes.c_size_t, P(c_int))
+        _sig(l, "mta_context_pick", c_int, vp, P(Problem), c_int64, c_int64, P(Pick))
         _sig(l, "mta_forward", c_int, vp, P(Problem), P(Tensor), P(Tensor), P(Tensor),
              P(Weights), P(Tensor))
         _sig(l, "mta_saved_bytes", c_int64, P(Problem), c_int64, c_int64)
@@ -208,6 +230,13 @@ def lib():
         _sig(l, "mta_cache_reset", c_int, vp, c_int64)
         _sig(l, "mta_decode", c_int, vp, P(Tensor), P(Tensor), P(Tensor), P(Weights),
              P(c_int64), P(Tensor))
+        _sig(l, "mta_weights_load", c_int, vp, P(Problem), P(Weights), c_int, P(vp))
+        _sig(l, "mta_weights_free", None, vp)
+        _sig(l, "mta_attention", c_int, vp, P(Problem), vp, P(Tensor), P(Tensor), P(Tensor),
+             P(Tensor), ctypes.c_float, vp)
+        _sig(l, "mta_context_reserve", c_int, vp, P(Problem), c_int64, c_int64)
+        _sig(l, "mta_stream_synchronize", c_int, vp, vp)
+        _sig(l, "mta_context_stats", None, vp, P(Stats))
         _lib_path = path
         _lib = l
     return _lib
@@ -286,13 +315,12 @@ class Context:
     def handle(self):
         return self._p
 
-    def pick(self, p, T):
-        """(spec, source) of the variant forward would run for (p, T)."""
-        spec = ctypes.create_string_buffer(MTA_SPEC_MAX)
-        src = ctypes.c_int()
-        _check(lib().mta_context_pick(self._p, ctypes.byref(p), int(T), spec, MTA_SPEC_MAX,
-                                      ctypes.byref(src)), "pick")
-        return spec.value.decode(), src.value
+    def pick(self, p, B, T):
+        """(spec, source) of the variant a call at (B, T) runs (mta_context_pick)."""
+        k = Pick()
+        _check(lib().mta_context_pick(self._p, ctypes.byref(p), int(B), int(T),
+                                      ctypes.byref(k)), "pick")
+        return k.spec.decode(), k.source
 
     def __del__(self):
         p, self._p = getattr(self, "_p", None), None
@@ -412,3 +440,44 @@ class Cache:
         p, self._p = getattr(self, "_p", None), None
         if p:
             self._free(p)
+class WeightsHandle:
+    """An mta_wts of ctx for problem p: the Weights struct W's arrays, in
+    memory (MTA_MEM_HOST or MTA_MEM_DEVICE). Device arrays (and host ones
+    on a cpu context) are referenced, not copied: the caller keeps them
+    alive as long as the handle. Freed when collected."""
+
+    def __init__(self, ctx, p, W, memory):
+        self.ctx = ctx  # the handle belongs to the context: keep it alive
+        self._h = ctypes.c_void_p()
+        self._free = lib().mta_weights_free
+        _check(lib().mta_weights_load(ctx.handle, ctypes.byref(p), ctypes.byref(W), memory,
+                                      ctypes.byref(self._h)), "mta_weights_load")
+
+    @property
+    def handle(self):
+        return self._h
+
+    def __del__(self):
+        h, self._h = getattr(self, "_h", None), None
+        if h:
+            self._free(h)
+
+
+def attention(ctx, p, wts, q, k, v, o, stream=0):
+    """mta_attention: q, k, v, o are Tensor structs (memory marked) over
+    memory the caller keeps alive until the stream has run the call; wts a
+    WeightsHandle (or None when p uses no weight); stream a CUstream as an
+    int (0: the context's own; ignored on cpu). On a cuda context it
+    enqueues and returns; on cpu it returns when o is written. The scale is
+    p's (mta_attention's scale argument 0)."""
+    rc = lib().mta_attention(ctx.handle, ctypes.byref(p), wts.handle if wts else None,
+                             ctypes.byref(q), ctypes.byref(k), ctypes.byref(v),
+                             ctypes.byref(o), 0.0, ctypes.c_void_p(stream or None))
+    _check(rc, "mta_attention", bad_input=True)
+
+
+def stats(ctx):
+    """mta_context_stats as a dict."""
+    s = Stats()
+    lib().mta_context_stats(ctx.handle, ctypes.byref(s))
+    return {n: getattr(s, n) for n, _ in Stats._fields_}

@@ -14,11 +14,16 @@ The operation is MTA.md's: q [B,T,H,D], k and v [B,T,Hkv,D]; the optional
 weights have the shapes of the paper's reference parameters, and which of
 them are given decides the problem (see problem_key()). CPU tensors run the
 CPU backend (the tuned winner from the database, else the default variant)
-on the tensors' own memory; CUDA tensors are not supported yet.
+on the tensors' own memory; CUDA tensors run the CUDA backend on their
+device memory (pointers and strides, no copies), enqueued on the current
+stream of q's device without synchronising, so the call can be captured in
+a CUDA graph. Both go through the library's mta_attention with o allocated
+in q's dtype, and the weights in a handle kept per set of weight tensors.
 """
 import math
 import numbers
 import os
+import threading
 from typing import Optional
 
 import torch
@@ -191,40 +196,78 @@ def _problem(q, k, v, w, pad_key, layer_id, scale):
     return p
 
 
-def _tensor_struct(t):
-    return _lib.tensor(t.data_ptr(), _DTYPES.get(t.dtype, _lib.MTA_F32), t.shape, t.stride())
+def _tensor_struct(t, memory=_lib.MTA_MEM_HOST):
+    return _lib.tensor(t.data_ptr(), _DTYPES.get(t.dtype, _lib.MTA_F32), t.shape, t.stride(),
+                       memory)
 
 
 def _weights_struct(w, layer_id):
-    """(Weights struct, tensors to keep alive): float32 contiguous copies of
-    the (small) weights; gate_b read as a number."""
+    """(Weights struct, tensors to keep alive): the weights as float32
+    contiguous tensors on their own device (no copy when they are already
+    so, as parameters of an MTAttention in float32 are). gate_b is passed
+    by pointer (gate_b_ptr), so it is read where the kernel runs: a CUDA
+    bias is never read by the host (no synchronisation)."""
     W = _lib.Weights()
     keep = []
-    for name in WEIGHTS[:-1]:
+    for name in WEIGHTS:
         t = w[name]
         if t is not None:
             t = t.detach().to(torch.float32).contiguous()
             keep.append(t)
-            setattr(W, name, _lib.float_ptr(t.data_ptr()))
-    if w["gate_b"] is not None:
-        W.gate_b = float(w["gate_b"].detach().reshape(-1)[0])
+            setattr(W, "gate_b_ptr" if name == "gate_b" else name,
+                    _lib.float_ptr(t.data_ptr()))
     W.layer_id = layer_id if layer_id is not None else 0
     return W, keep
 
 
-def _forward_cpu(p, q, k, v, w, layer_id, db):
-    """The CPU backend on q, k, v's own memory (pointers and strides, no
-    copies); o is written in float32 and cast to q's dtype if it differs."""
-    ctx = _lib.context("cpu", 0, db)
+# Weights handles, by (context, problem key, layer_id, every weight's address):
+# a handle references the arrays (device memory on cuda, host memory on cpu),
+# so one made for the same addresses serves every later call, and the call
+# loads nothing. Parameters keep their addresses across training steps (an
+# optimizer updates them in place: the kernels read the new values).
+_handles = {}
+_handles_lock = threading.Lock()
+_HANDLES_MAX = 256
+
+
+def _handle(ctx, p, W, layer_id, memory):
+    key = (id(ctx), _lib.problem_key(p), layer_id,
+           tuple(ctypes_addr(getattr(W, n)) for n in
+                 ("kq_pre", "head_pre", "kq_post", "head_post", "head_post_linear",
+                  "gn_weight", "gate_w", "gate_b_ptr")))
+    h = _handles.get(key)
+    if h is None:
+        h = _lib.WeightsHandle(ctx, p, W, memory)
+        with _handles_lock:
+            if len(_handles) >= _HANDLES_MAX:
+                _handles.clear()
+            _handles[key] = h
+    return h
+
+
+def ctypes_addr(ptr):
+    return _lib.ctypes.cast(ptr, _lib.ctypes.c_void_p).value or 0
+
+
+def _run(ctx, p, q, k, v, w, layer_id, memory, stream):
+    """mta_attention on q, k, v's own memory (pointers and strides, no
+    copies) into o allocated in q's dtype on q's device."""
     W, keep = _weights_struct(w, layer_id)
-    B, T, H, D = q.shape
-    o = torch.empty((B, T, H, D), dtype=torch.float32)
+    h = _handle(ctx, p, W, layer_id, memory) if keep else None
+    o = torch.empty(q.shape, dtype=q.dtype, device=q.device)
     if _poison_output:
         o.fill_(float("nan"))
-    _lib.forward_host(ctx, p, _tensor_struct(q), _tensor_struct(k), _tensor_struct(v), W,
-                      _tensor_struct(o))
+    _lib.attention(ctx, p, h, _tensor_struct(q, memory), _tensor_struct(k, memory),
+                   _tensor_struct(v, memory), _tensor_struct(o, memory), stream)
+    # keep: converted weights (if any) were allocated on this stream, so the
+    # caching allocator reuses their memory only after the kernel in stream order
     del keep
-    return o if q.dtype == torch.float32 else o.to(q.dtype)
+    return o
+
+
+def _forward_cpu(p, q, k, v, w, layer_id, db):
+    """The CPU backend: returns when o is written."""
+    return _run(_lib.context("cpu", 0, db), p, q, k, v, w, layer_id, _lib.MTA_MEM_HOST, 0)
 
 
 def _forward_cpu_varlen(p, q, k, v, w, layer_id, db, cu_seqlens):
@@ -253,20 +296,15 @@ def _check_cu_seqlens(q, cu_seqlens):
 
 
 def _forward_cuda(p, q, k, v, w, layer_id, db):
-    """The CUDA backend on the tensors' device memory, enqueued on the
-    current stream of q's device, o allocated in q's dtype, no copies and
-    no synchronisation (so a CUDA graph can capture it).
-
-    The one function to complete when the C device API lands: open the
-    context with _lib.context("cuda", q.device.index, db), pass the weights
-    as a handle uploaded once (cached per parameter and version, instead of
-    the None below), and _lib.forward_device does the call. Until then
-    _lib.forward_device raises NotImplementedError."""
+    """The CUDA backend on q's device (its index is the context's device),
+    enqueued on that device's current stream; no copy, no synchronisation,
+    nothing allocated by the library after the first call of a problem.
+    (Not run by the package's tests on a machine without a GPU: the GPU
+    check, bench/gpu_run.sh, runs it against PyTorch.)"""
+    index = q.device.index if q.device.index is not None else torch.cuda.current_device()
     stream = torch.cuda.current_stream(q.device).cuda_stream
-    o = torch.empty(q.shape, dtype=q.dtype, device=q.device)
-    _lib.forward_device(None, p, _tensor_struct(q), _tensor_struct(k), _tensor_struct(v),
-                        None, _tensor_struct(o), stream)
-    return o
+    return _run(_lib.context("cuda", index, db), p, q, k, v, w, layer_id,
+                _lib.MTA_MEM_DEVICE, stream)
 
 
 @torch.library.custom_op("mtatune::mta_attention", mutates_args=())

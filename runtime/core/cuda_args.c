@@ -20,11 +20,17 @@ int mta_cuda_args_fill(const struct mta_problem *p, const struct mta_tensor *q,
 		       struct mta_cuda_args *a)
 {
 	int64_t B, T;
-	int rc = mta_check_tensors(p, q, k, v, o, &B, &T);
-	if (rc)
-		return rc;
+	struct mta_tensor o32;
+	int rc;
 	if (!o)
 		return mta_fail(MTA_EINVAL, "the CUDA kernel needs an output tensor");
+	if (o->dtype != MTA_F32 && o->dtype != MTA_BF16 && o->dtype != MTA_F16)
+		return mta_fail(MTA_ESHAPE, "tensor o has element type %s, expected f32, bf16 or f16",
+				mta_dtype_name(o->dtype));
+	o32 = *o; /* the shape check with the dtype taken as checked */
+	o32.dtype = MTA_F32;
+	if ((rc = mta_check_tensors(p, q, k, v, &o32, &B, &T)))
+		return rc;
 	if (q->dtype != p->dtype)
 		return mta_fail(MTA_ESHAPE, "q, k, v are %s but the problem's kernels take %s",
 				mta_dtype_name(q->dtype), mta_dtype_name(p->dtype));
@@ -59,9 +65,10 @@ int mta_cuda_args_fill(const struct mta_problem *p, const struct mta_tensor *q,
 	a->head_post = hp;
 	a->gn_w = p->gn ? w->gn_weight : NULL;
 	a->gate_w = p->gate ? w->gate_w : NULL;
-	a->gate_b = p->gate ? w->gate_b : 0.0f;
+	a->gate_b = !p->gate ? NULL : w->gate_b_ptr ? w->gate_b_ptr : &w->gate_b;
 	a->rescale = p->gn_rescale ? (float)mta_layer_rescale(w->layer_id) : 1.0f;
 	a->B = (int)B;
 	a->T = (int)T;
+	a->o_dtype = o->dtype;
 	return MTA_OK;
 }

@@ -19,17 +19,22 @@
 
 struct mta_cuda_args {
 	const void *q, *k, *v;
-	float *o;
+	void *o;                 /* of o_dtype */
 	long long sq[3], sk[3], sv[3], so[3];
 	const float *kq_pre, *head_pre, *kq_post, *head_post, *gn_w, *gate_w;
-	float gate_b, rescale;
+	const float *gate_b;     /* [1], read by the kernel (device memory on a GPU) */
+	float rescale;
 	int B, T;
+	int o_dtype;             /* mta_dtype of o: MTA_F32, MTA_BF16 or MTA_F16 */
 };
 
 /*
  * Fill the kernel arguments from tensors (q, k, v of p's dtype, o float32,
- * all with contiguous d) and weights; checks shapes and that every weight the
- * problem needs is present.
+ * bf16 or f16, all with contiguous d) and weights; checks shapes and that
+ * every weight the problem needs is present. The kernel reads gate_b
+ * through a pointer: w->gate_b_ptr when set, else &w->gate_b, which only a
+ * kernel running in host memory (the emulator) can read, so a caller
+ * launching on a GPU sets gate_b_ptr to device memory.
  */
 int mta_cuda_args_fill(const struct mta_problem *p, const struct mta_tensor *q,
 		       const struct mta_tensor *k, const struct mta_tensor *v,

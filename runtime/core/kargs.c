@@ -55,7 +55,7 @@ int mta_kargs_fill(const struct mta_problem *p, const struct mta_tensor *q,
 	a->head_post_linear = w->head_post_linear;
 	a->gn_weight = w->gn_weight;
 	a->gate_w = w->gate_w;
-	a->gate_b = w->gate_b;
+	a->gate_b = w->gate_b_ptr ? *w->gate_b_ptr : w->gate_b; /* host memory here */
 	a->gn_rescale = p->gn_rescale ? (float)mta_layer_rescale(w->layer_id) : 1.0f;
 	a->dtype = q->dtype;
 	a->nthreads = nthreads;

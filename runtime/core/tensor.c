@@ -18,6 +18,7 @@ void mta_tensor_init(struct mta_tensor *t, void *data, int dtype,
 	t->stride[2] = d3;
 	t->stride[1] = d2 * d3;
 	t->stride[0] = d1 * d2 * d3;
+	t->memory = MTA_MEM_HOST;
 }
 
 static int check(const char *name, const struct mta_tensor *t, int dtype, int64_t B, int64_t T,

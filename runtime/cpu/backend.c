@@ -209,6 +209,50 @@ static int backward(struct mta_kernel *k, const struct mta_problem *p, const str
 			       k->dev->pool);
 }
 
+/* ---- mta_attention's path: host memory, the device's pool, no stream ---- */
+
+static int attach(struct mta_kernel *k, const struct mta_problem *p, const struct mta_tensor *q,
+		  const struct mta_tensor *kt, const struct mta_tensor *v,
+		  const struct mta_weights *w, struct mta_tensor *o, void *stream)
+{
+	return forward(k, p, q, kt, v, w, o);
+}
+
+static int mem_alloc(struct mta_device *d, size_t n, void **out)
+{
+	*out = NULL;
+	return mta_fail(MTA_EUNSUPPORTED, "a cpu context has no device memory: its kernels "
+			"run on host memory");
+}
+
+static void mem_free(struct mta_device *d, void *ptr)
+{
+}
+
+static int mem_copy(struct mta_device *d, void *dst, int dm, const void *src, int sm, size_t n,
+		    void *stream)
+{
+	if (dm != MTA_MEM_HOST || sm != MTA_MEM_HOST)
+		return mta_fail(MTA_EINVAL, "a cpu context copies host memory only, not %s to %s",
+				sm == MTA_MEM_HOST ? "host" : "device",
+				dm == MTA_MEM_HOST ? "host" : "device");
+	memmove(dst, src, n);
+	return MTA_OK;
+}
+
+static int mem_check(struct mta_device *d, const char *name, const void *ptr, size_t n, int memory)
+{
+	if (memory != MTA_MEM_HOST)
+		return mta_fail(MTA_EINVAL, "%s says device memory; a cpu context runs on host "
+				"memory (memory = MTA_MEM_HOST)", name);
+	return MTA_OK;
+}
+
+static int sync(struct mta_device *d, void *stream)
+{
+	return MTA_OK; /* every call has finished when it returns */
+}
+
 const struct mta_backend mta_backend_cpu = {
 	"cpu", "the generated C kernel: the tuned winner, else the default",
 	MTA_BACKEND_CPU, 1,
@@ -218,4 +262,5 @@ const struct mta_backend mta_backend_cpu = {
 	train_load, fwd_save, backward,
 	forward_varlen,
 	decode_load, decode_unload,
+	MTA_MEM_HOST, 1, 0, attach, mem_alloc, mem_free, mem_copy, mem_check, sync,
 };

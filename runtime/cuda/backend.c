@@ -10,6 +10,7 @@
 #include "runtime/cuda/cuda.h"
 #include "runtime/cuda/nvrtc.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -246,6 +247,82 @@ static int flush(struct mta_device *d)
 	return mta_cuda_flush_l2(d->c);
 }
 
+/* ---- mta_attention's device path: device pointers, the caller's stream ---- */
+
+static int attach(struct mta_kernel *k, const struct mta_problem *p, const struct mta_tensor *q,
+		  const struct mta_tensor *kt, const struct mta_tensor *v,
+		  const struct mta_weights *w, struct mta_tensor *o, void *stream)
+{
+	struct mta_cuda_args a;
+	int rc = mta_cuda_args_fill(p, q, kt, v, w, o, &a);
+	if (rc)
+		return rc;
+	if (p->gate && (!w || !w->gate_b_ptr)) /* &w->gate_b is host memory */
+		return mta_fail(MTA_EINVAL, "cuda: gate_b must be in device memory (gate_b_ptr)");
+	return mta_cuda_launch_async(k->k, &a, stream);
+}
+
+static int drv(cu_result r, const char *what)
+{
+	if (!r)
+		return MTA_OK;
+	return mta_fail(r == CU_ERROR_OUT_OF_MEMORY ? MTA_ENOMEM : MTA_EKERNEL, "%s: %s", what,
+			mta_cu_error(r));
+}
+
+static int mem_alloc(struct mta_device *d, size_t n, void **out)
+{
+	cu_ptr x = 0;
+	int rc = mta_cu_push(d->c);
+	*out = NULL;
+	if (rc)
+		return rc;
+	rc = drv(mta_cu.mem_alloc(&x, n ? n : 1), "cuMemAlloc");
+	mta_cu_pop();
+	if (!rc)
+		*out = (void *)(uintptr_t)x;
+	return rc;
+}
+
+static void mem_free(struct mta_device *d, void *ptr)
+{
+	if (!ptr || mta_cu_push(d->c))
+		return;
+	mta_cu.mem_free((cu_ptr)(uintptr_t)ptr);
+	mta_cu_pop();
+}
+
+static int mem_copy(struct mta_device *d, void *dst, int dm, const void *src, int sm, size_t n,
+		    void *stream)
+{
+	int rc = mta_cu_push(d->c);
+	if (rc)
+		return rc;
+	rc = drv(mta_cu.memcpy_async((cu_ptr)(uintptr_t)dst, (cu_ptr)(uintptr_t)src, n,
+				     stream ? (cu_stream)stream : d->c->stream), "cuMemcpyAsync");
+	mta_cu_pop();
+	return rc;
+}
+
+static int mem_check(struct mta_device *d, const char *name, const void *ptr, size_t n, int memory)
+{
+	if (memory != MTA_MEM_DEVICE)
+		return mta_fail(MTA_EINVAL, "%s is host memory; a cuda context's kernels take device "
+				"memory (copy it with mta_memcpy, or call mta_forward)", name);
+	return MTA_OK;
+}
+
+static int sync(struct mta_device *d, void *stream)
+{
+	int rc = mta_cu_push(d->c);
+	if (rc)
+		return rc;
+	rc = drv(mta_cu.stream_sync(stream ? (cu_stream)stream : d->c->stream),
+		 "cuStreamSynchronize");
+	mta_cu_pop();
+	return rc;
+}
+
 const struct mta_backend mta_backend_cuda = {
 	"cuda", "the CUDA kernel on the GPU: the tuned winner, else the default",
 	MTA_BACKEND_CUDA, 1,
@@ -255,4 +332,5 @@ const struct mta_backend mta_backend_cuda = {
 	NULL, NULL, NULL, /* no backward yet */
 	NULL, /* forward_varlen: one forward per document */
 	NULL, NULL, /* decode: the float64 engine */
+	MTA_MEM_DEVICE, 0, 1, attach, mem_alloc, mem_free, mem_copy, mem_check, sync,
 };

@@ -11,6 +11,7 @@
 
 #include "db/db.h"
 #include "gen/variant.h"
+#include "runtime/core/cuda_args.h"
 #include "runtime/cuda/driver.h"
 #include "runtime/cuda/nvrtc.h"
 
@@ -58,6 +59,14 @@ int mta_cuda_forward(struct mta_cuda_kernel *k, const struct mta_problem *p,
 		     const struct mta_tensor *q, const struct mta_tensor *kt,
 		     const struct mta_tensor *v, const struct mta_weights *w,
 		     struct mta_tensor *o);
+
+/* ---- mta_attention's device path (no copy, no wait) ---------------------- */
+/*
+ * Enqueue k with arguments a (device pointers) on stream (NULL: the
+ * device's own stream) and return; pushes the device's context and pops it,
+ * so the caller's current context is unchanged.
+ */
+int mta_cuda_launch_async(struct mta_cuda_kernel *k, const struct mta_cuda_args *a, void *stream);
 
 /* ---- cubins --------------------------------------------------------------- */
 /*

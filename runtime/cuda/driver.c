@@ -78,6 +78,7 @@ static void load_once(void)
 	S(event_elapsed, "cuEventElapsedTime_v2", "cuEventElapsedTime");
 	S(event_destroy, "cuEventDestroy_v2", "cuEventDestroy");
 	S(errstr, "cuGetErrorString", NULL);
+	S(memcpy_async, "cuMemcpyAsync", NULL);
 #undef S
 	mta_cu = f;
 	if ((r = mta_cu.init(0))) {

@@ -87,6 +87,8 @@ struct mta_cu {
 	cu_result (*event_elapsed)(float *, cu_event, cu_event);
 	cu_result (*event_destroy)(cu_event);
 	cu_result (*errstr)(cu_result, const char **);
+	/* mta_attention's device path: copies in stream order (unified addressing) */
+	cu_result (*memcpy_async)(cu_ptr, cu_ptr, size_t, cu_stream);
 };
 
 /* The loaded driver; valid after mta_cuda_driver_load() returned MTA_OK. */

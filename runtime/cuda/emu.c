@@ -15,6 +15,7 @@
 #include "runtime/host.h"
 
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,8 +26,21 @@
 typedef int (*launch_fn)(const void *args, size_t args_size, const unsigned grid[3],
 			 unsigned threads, size_t smem_bytes);
 
+/*
+ * The emulated device memory: host blocks, registered, so that a tensor
+ * marked device that lies outside them (or host that lies inside) is
+ * refused as a GPU would crash on it.
+ */
+struct emu_block {
+	char *p;
+	size_t n;
+};
+
 struct mta_device {
 	struct mta_host_flush flush;
+	pthread_mutex_t lock;
+	struct emu_block *blocks;
+	size_t nblocks, cap;
 };
 
 struct mta_kernel {
@@ -103,6 +117,7 @@ static int dev_open(int index, int threads, struct mta_device **out)
 		return mta_fail(MTA_ENODEV, "device %d: device indices are 0 or more", index);
 	if (!(*out = calloc(1, sizeof **out)))
 		return mta_fail(MTA_ENOMEM, "out of memory");
+	pthread_mutex_init(&(*out)->lock, NULL);
 	return MTA_OK;
 }
 
@@ -111,6 +126,10 @@ static void dev_close(struct mta_device *d)
 	if (!d)
 		return;
 	mta_host_flush_free(&d->flush);
+	for (size_t i = 0; i < d->nblocks; i++)
+		free(d->blocks[i].p);
+	free(d->blocks);
+	pthread_mutex_destroy(&d->lock);
 	free(d);
 }
 
@@ -193,6 +212,104 @@ static int flush(struct mta_device *d)
 	return mta_host_flush(&d->flush);
 }
 
+/* ---- mta_attention's path: emulated device memory, checked ---- */
+
+static int attach(struct mta_kernel *k, const struct mta_problem *p, const struct mta_tensor *q,
+		  const struct mta_tensor *kt, const struct mta_tensor *v,
+		  const struct mta_weights *w, struct mta_tensor *o, void *stream)
+{
+	return forward(k, p, q, kt, v, w, o); /* runs now: the stream is only a handle */
+}
+
+static int mem_alloc(struct mta_device *d, size_t n, void **out)
+{
+	int rc = MTA_OK;
+	*out = NULL;
+	pthread_mutex_lock(&d->lock);
+	if (d->nblocks == d->cap) {
+		size_t cap = d->cap ? 2 * d->cap : 16;
+		struct emu_block *b = realloc(d->blocks, cap * sizeof *b);
+		if (!b) {
+			rc = mta_fail(MTA_ENOMEM, "out of memory");
+			goto out;
+		}
+		d->blocks = b;
+		d->cap = cap;
+	}
+	if (!(*out = malloc(n ? n : 1))) {
+		rc = mta_fail(MTA_ENOMEM, "cuda-emu: out of memory for %zu bytes of device memory", n);
+		goto out;
+	}
+	memset(*out, 0xff, n); /* NaN bytes: what nothing wrote shows */
+	d->blocks[d->nblocks++] = (struct emu_block){ *out, n ? n : 1 };
+out:
+	pthread_mutex_unlock(&d->lock);
+	return rc;
+}
+
+static void mem_free(struct mta_device *d, void *ptr)
+{
+	if (!ptr)
+		return;
+	pthread_mutex_lock(&d->lock);
+	for (size_t i = 0; i < d->nblocks; i++)
+		if (d->blocks[i].p == ptr) {
+			free(ptr);
+			d->blocks[i] = d->blocks[--d->nblocks];
+			break;
+		}
+	pthread_mutex_unlock(&d->lock);
+}
+
+/* 2: [ptr, ptr+n) lies in one block; 1: it overlaps some; 0: it touches none. */
+static int where(struct mta_device *d, const void *ptr, size_t n)
+{
+	const char *a = ptr, *z = a + (n ? n : 1);
+	int r = 0;
+	pthread_mutex_lock(&d->lock);
+	for (size_t i = 0; i < d->nblocks && r < 2; i++) {
+		const char *b = d->blocks[i].p, *e = b + d->blocks[i].n;
+		if (a >= b && z <= e)
+			r = 2;
+		else if (a < e && z > b)
+			r = 1;
+	}
+	pthread_mutex_unlock(&d->lock);
+	return r;
+}
+
+static int mem_check(struct mta_device *d, const char *name, const void *ptr, size_t n, int memory)
+{
+	int w = where(d, ptr, n);
+	if (memory == MTA_MEM_DEVICE && w != 2)
+		return mta_fail(MTA_EINVAL, "%s says device memory but its %zu bytes at %p %s", name,
+				n, ptr, w ? "run past the end of the device allocation they start in"
+					  : "are not in any device allocation (host memory?)");
+	if (memory == MTA_MEM_HOST && w)
+		return mta_fail(MTA_EINVAL, "%s says host memory but points into device memory "
+				"(set memory = MTA_MEM_DEVICE)", name);
+	if (memory != MTA_MEM_HOST && memory != MTA_MEM_DEVICE)
+		return mta_fail(MTA_EINVAL, "%s: memory %d is neither MTA_MEM_HOST (0) nor "
+				"MTA_MEM_DEVICE (1)", name, memory);
+	return MTA_OK;
+}
+
+static int mem_copy(struct mta_device *d, void *dst, int dm, const void *src, int sm, size_t n,
+		    void *stream)
+{
+	int rc;
+	if ((rc = mem_check(d, "the copy's destination", dst, n, dm)) ||
+	    (rc = mem_check(d, "the copy's source", src, n, sm)))
+		return rc;
+	memmove(dst, src, n);
+	return MTA_OK;
+}
+
+static int sync(struct mta_device *d, void *stream)
+{
+	return MTA_OK; /* launches and copies finish before they return */
+}
+
 const struct mta_backend mta_backend_cuda_emu = {
 	"cuda-emu", "the CUDA kernel's source emulated on the CPU (slow)",
 	MTA_BACKEND_CUDA, 0,
@@ -202,6 +319,7 @@ const struct mta_backend mta_backend_cuda_emu = {
 	NULL, NULL, NULL, /* no backward yet */
 	NULL, /* forward_varlen: one forward per document */
 	NULL, NULL, /* decode: the float64 engine */
+	MTA_MEM_DEVICE, 1, 1, attach, mem_alloc, mem_free, mem_copy, mem_check, sync,
 };
 
 int mta_emu_run(const struct mta_problem *p, const struct mta_variant *var,

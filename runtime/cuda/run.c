@@ -21,7 +21,7 @@ struct mta_cuda_kernel {
 	struct mta_cuda_module m;
 };
 
-enum { W_KQ_PRE, W_HEAD_PRE, W_KQ_POST, W_HEAD_POST, W_GN, W_GATE, W_COUNT };
+enum { W_KQ_PRE, W_HEAD_PRE, W_KQ_POST, W_HEAD_POST, W_GN, W_GATE, W_GATE_B, W_COUNT };
 
 struct mta_cuda_io {
 	struct mta_cuda *c;
@@ -140,12 +140,13 @@ static int upload(struct mta_cuda_io *io, const struct mta_tensor *q, const stru
 		p->head_post == MTA_HPOST_CONV ? H * (size_t)p->hc : p->head_post ? H * H : 0,
 		p->gn ? D : 0,
 		p->gate ? D : 0,
+		p->gate ? 1 : 0, /* gate_b: the kernel reads it from device memory */
 	};
 	const float *wh[W_COUNT] = { 0 };
 	if (w) {
 		const float *hw[W_COUNT] = { w->kq_pre, w->head_pre, w->kq_post,
 			p->head_post == MTA_HPOST_CONV ? w->head_post : w->head_post_linear,
-			w->gn_weight, w->gate_w };
+			w->gn_weight, w->gate_w, w->gate_b_ptr ? w->gate_b_ptr : &w->gate_b };
 		memcpy(wh, hw, sizeof wh);
 	}
 	size_t on = (size_t)io->B * (size_t)io->T * H * D * f;
@@ -168,7 +169,7 @@ static int upload(struct mta_cuda_io *io, const struct mta_tensor *q, const stru
 	dw.head_post = dw.head_post_linear = dptr(io->w[W_HEAD_POST]);
 	dw.gn_weight = dptr(io->w[W_GN]);
 	dw.gate_w = dptr(io->w[W_GATE]);
-	dw.gate_b = w ? w->gate_b : 0.0f;
+	dw.gate_b_ptr = dptr(io->w[W_GATE_B]);
 	dw.layer_id = w ? w->layer_id : 0;
 	return mta_cuda_args_fill(p, &dq, &dk, &dv, &dw, &dout, &io->args);
 }
@@ -319,5 +320,16 @@ int mta_cuda_forward(struct mta_cuda_kernel *k, const struct mta_problem *p,
 	    !(rc = mta_cuda_io_upload(k->m.c, p, q, kt, v, w, &io)) && !(rc = mta_cuda_run(k, io, NULL)))
 		rc = mta_cuda_io_download(io, o);
 	mta_cuda_io_free(io);
+	return rc;
+}
+
+int mta_cuda_launch_async(struct mta_cuda_kernel *k, const struct mta_cuda_args *a, void *stream)
+{
+	struct mta_cuda *c = k->m.c;
+	int rc = mta_cu_push(c);
+	if (rc)
+		return rc;
+	rc = mta_cuda_module_launch(&k->m, a, k->p.H, stream ? (cu_stream)stream : c->stream);
+	mta_cu_pop();
 	return rc;
 }

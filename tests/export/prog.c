@@ -3,6 +3,11 @@
  * against lib<NAME>.a and lib<NAME>.so with nothing but -ldl -lm -lpthread).
  *
  *   prog run CASE OUT    forward on CASE, output written raw to OUT
+ *   prog attn CASE OUT ODT  the same through a weights handle and
+ *                        mta_attention with o of type ODT (f32, bf16, f16),
+ *                        three calls after mta_context_reserve, which must
+ *                        count no allocation, sync or kernel load; OUT
+ *                        gets o widened to float32
  *   prog pick KEY T      print "SOURCE SPEC" of mta_context_pick
  *   prog ctx BACKEND [DB]  create a context and say how it went
  *
@@ -19,6 +24,7 @@
 #include "mta.h" /* the exported library's header (-I<library>) */
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,7 +48,7 @@ static float *take(FILE *f, size_t n)
 	return x;
 }
 
-static int run(const char *case_path, const char *out_path)
+static int run(const char *case_path, const char *out_path, int odt)
 {
 	char key[MTA_KEY_MAX];
 	long long B, T;
@@ -107,8 +113,42 @@ static int run(const char *case_path, const char *out_path)
 	} else if ((rc = mta_context_create(&c, NULL, "cpu", 0)) ||
 	    (rc = mta_context_pick(c, &p, B, T, &pick)) ||
 	    (rc = ncu ? mta_forward_varlen(c, &p, &tq, &tk, &tv, &w, cu, ncu - 1, &to)
-		      : mta_forward(c, &p, &tq, &tk, &tv, &w, &to)))
+		      : odt < 0 ? mta_forward(c, &p, &tq, &tk, &tv, &w, &to) : MTA_OK))
 		return fail(rc);
+	if (odt >= 0) {
+		mta_wts *h = NULL;
+		struct mta_stats a, b;
+		struct mta_tensor t16;
+		void *o16 = malloc(nq * mta_dtype_size(odt));
+		memset(o16, 0xff, nq * mta_dtype_size(odt)); /* NaN in every type */
+		mta_tensor_init(&t16, o16, odt, B, T, p.H, p.D);
+		if ((rc = mta_weights_load(c, &p, &w, MTA_MEM_HOST, &h)) ||
+		    (rc = mta_context_reserve(c, &p, B, T)))
+			return fail(rc);
+		mta_context_stats(c, &a);
+		for (int i = 0; i < 3; i++)
+			if ((rc = mta_attention(c, &p, h, &tq, &tk, &tv, &t16, 0, NULL)))
+				return fail(rc);
+		mta_context_stats(c, &b);
+		if (b.calls != a.calls + 3 || b.host_allocs != a.host_allocs ||
+		    b.device_allocs != a.device_allocs || b.syncs != a.syncs ||
+		    b.kernel_loads != a.kernel_loads) {
+			printf("ESTATS: 3 calls counted %llu calls, %llu host and %llu device "
+			       "allocations, %llu syncs, %llu kernel loads\n",
+			       (unsigned long long)(b.calls - a.calls),
+			       (unsigned long long)(b.host_allocs - a.host_allocs),
+			       (unsigned long long)(b.device_allocs - a.device_allocs),
+			       (unsigned long long)(b.syncs - a.syncs),
+			       (unsigned long long)(b.kernel_loads - a.kernel_loads));
+			return 1;
+		}
+		for (size_t i = 0; i < nq; i++) {
+			uint16_t x = ((uint16_t *)o16)[i];
+			o[i] = odt == MTA_F32 ? ((float *)o16)[i]
+			       : odt == MTA_BF16 ? mta_bf16_to_f32(x) : mta_f16_to_f32(x);
+		}
+		mta_weights_free(h);
+	}
 	mta_context_free(c);
 	if (!(f = fopen(out_path, "wb")) || fwrite(o, sizeof *o, nq, f) != nq || fclose(f)) {
 		fprintf(stderr, "cannot write %s\n", out_path);
@@ -126,7 +166,13 @@ int main(int argc, char **argv)
 	int rc;
 
 	if (argc == 4 && !strcmp(argv[1], "run"))
-		return run(argv[2], argv[3]);
+		return run(argv[2], argv[3], -1);
+	if (argc == 5 && !strcmp(argv[1], "attn")) {
+		int odt;
+		if ((rc = mta_dtype_parse(argv[4], &odt)))
+			return fail(rc);
+		return run(argv[2], argv[3], odt);
+	}
 	if (argc == 4 && !strcmp(argv[1], "pick")) {
 		if ((rc = mta_problem_from_key(argv[2], &p)) ||
 		    (rc = mta_context_create(&c, NULL, NULL, 0)))
@@ -145,6 +191,6 @@ int main(int argc, char **argv)
 		printf("ok\n");
 		return 0;
 	}
-	fprintf(stderr, "usage: prog run CASE OUT | pick KEY T | ctx BACKEND [DB]\n");
+	fprintf(stderr, "usage: prog run CASE OUT | attn CASE OUT ODT | pick KEY T | ctx BACKEND [DB]\n");
 	return 2;
 }

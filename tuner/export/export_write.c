@@ -189,7 +189,44 @@ static int write_text(struct wctx *w, const char *rel, const char *text)
 
 /* ---- the files ----------------------------------------------------------------------- */
 
-/* The shipped runtime files under src/, and mta.h at the top. */
+/*
+ * What the top-level mta.h of an exported library says first: the header is
+ * mtatune's own (one definition of the types), and this says how the
+ * library that ships it behaves where the two differ. Fixed text: nothing
+ * from the database goes into it.
+ */
+static const char export_preamble[] =
+	"/*\n"
+	" * mta.h of a library exported by `mtatune export` (libNAME.so / libNAME.a).\n"
+	" *\n"
+	" * The library holds the tuned kernels of the problems it was exported with\n"
+	" * and their dispatch table; it reads no database, runs no compiler and\n"
+	" * loads no NVRTC. Where the comments below speak of mtatune's runtime,\n"
+	" * this library differs as follows:\n"
+	" *   mta_context_create  db_path must be NULL; backend is the library's own\n"
+	" *       (\"cpu\" or \"cuda\"); device is the CUDA device index (among the\n"
+	" *       visible devices) whose primary context the library uses;\n"
+	" *   mta_context_pick, mta_attention, mta_forward  a problem that was not\n"
+	" *       exported is MTA_ENOTFOUND naming it; the pick is among the\n"
+	" *       exported buckets, else the problem's default variant;\n"
+	" *   mta_attention  (CUDA library) q, k, v, o and the weights handle in\n"
+	" *       device memory, enqueued on the given stream (NULL: the library's\n"
+	" *       own stream on that device) without synchronising; nothing is\n"
+	" *       allocated after the first call of a problem (or after\n"
+	" *       mta_context_reserve), so a CUDA graph can capture it; the\n"
+	" *       caller's current CUDA context is restored. (CPU library) host\n"
+	" *       memory, finished on return, on the library's thread pool;\n"
+	" *   mta_weights_load  host weights are uploaded once into device memory\n"
+	" *       the handle owns (CUDA library), device weights are referenced;\n"
+	" *   mta_forward  host tensors; a CUDA library copies them to the device\n"
+	" *       and back and waits;\n"
+	" *   mta_device_alloc, mta_memcpy, mta_stream_synchronize  cuMemAlloc,\n"
+	" *       cuMemcpyAsync, cuStreamSynchronize on the context's device (a CPU\n"
+	" *       library has no device memory).\n"
+	" * The reference, comparison, problem and dtype functions are mtatune's own.\n"
+	" */\n";
+
+/* The shipped runtime files under src/, and mta.h at the top (with export_preamble). */
 static int write_shipped(struct wctx *w)
 {
 	char to[512];
@@ -202,8 +239,17 @@ static int write_shipped(struct wctx *w)
 		snprintf(to, sizeof to, "src/%s", mta_shipped[i]);
 		if ((rc = write_text(w, to, text)))
 			return rc;
-		if (!strcmp(mta_shipped[i], "runtime/mta.h") && (rc = write_text(w, "mta.h", text)))
-			return rc;
+		if (!strcmp(mta_shipped[i], "runtime/mta.h")) {
+			size_t n = sizeof export_preamble + strlen(text);
+			char *top = malloc(n);
+			if (!top)
+				return mta_fail(MTA_ENOMEM, "out of memory");
+			snprintf(top, n, "%s%s", export_preamble, text);
+			rc = write_text(w, "mta.h", top);
+			free(top);
+			if (rc)
+				return rc;
+		}
 	}
 	return MTA_OK;
 }

@@ -1,0 +1,560 @@
+/*
+ * test_attention.c: mta_attention, the call a GPU model makes (runtime/mta.h):
+ * device and host tensors (the cuda-emu backend's registry of allocations
+ * stands in for device memory where no GPU is present), streams as opaque
+ * handles, float32/bf16/f16 outputs against the float64 reference, weights
+ * handles reused and updated in place, no allocation or synchronisation per
+ * call (counted by mta_context_stats), bad input named; and mta_forward,
+ * rebuilt on it, through the check harness.
+ *
+ * Every output is poisoned (NaN bytes) before the call and compared in full
+ * with mta_compare under the tolerance of the coarser of the problem's and
+ * the output's element types (a bf16 output cannot hold float32 accuracy).
+ */
+#include "tests/harness.h"
+#include "tests/cpu_util.h"
+#include "tuner/measure/check.h"
+#include "tuner/measure/sample.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* REQUIRE for helpers that return a value: the test's child process ends failed. */
+#define NEED(c)                                                                         \
+	do {                                                                            \
+		if (!(c)) {                                                             \
+			fprintf(stderr, "%s:%d: NEED(%s) failed: %s\n", __FILE__, __LINE__, \
+				#c, mta_last_error());                                  \
+			exit(1);                                                        \
+		}                                                                       \
+	} while (0)
+
+static struct mta_problem prob(const char *key)
+{
+	struct mta_problem p;
+	if (mta_problem_from_key(key, &p) != MTA_OK)
+		mt_fail(__FILE__, __LINE__, "bad key %s: %s", key, mta_last_error());
+	return p;
+}
+
+static mta_context *context(const char *backend)
+{
+	mta_context *c = NULL;
+	char db[1024];
+	mt_kcache();
+	snprintf(db, sizeof db, "%s/none.db", mt_tmpdir()); /* no database: defaults */
+	int rc = mta_context_create(&c, db, backend, 0);
+	CHECKF(rc == MTA_OK, "%s context: %s", backend, mta_last_error());
+	return c;
+}
+
+/* The tolerance dtype of a call: the coarser of the problem's and o's. */
+static int tol_dtype(const struct mta_problem *p, int odt)
+{
+	return p->dtype != MTA_F32 ? p->dtype : odt;
+}
+
+/* o (host, any dtype and strides) as dense float32. */
+static float *widen(const struct mta_tensor *o)
+{
+	const int64_t *sh = o->shape, *st = o->stride;
+	size_t n = (size_t)(sh[0] * sh[1] * sh[2] * sh[3]), at = 0;
+	float *f = malloc(n * sizeof *f);
+	NEED(f);
+	for (int64_t b = 0; b < sh[0]; b++)
+		for (int64_t i = 0; i < sh[1]; i++)
+			for (int64_t h = 0; h < sh[2]; h++)
+				for (int64_t x = 0; x < sh[3]; x++) {
+					int64_t off = b * st[0] + i * st[1] + h * st[2] + x;
+					f[at++] = o->dtype == MTA_F32 ? ((float *)o->data)[off]
+						  : o->dtype == MTA_BF16 ? mta_bf16_to_f32(((uint16_t *)o->data)[off])
+									 : mta_f16_to_f32(((uint16_t *)o->data)[off]);
+				}
+	return f;
+}
+
+/* An output view [B,T,H,D] of dtype with padded rows (D+3), so strides matter. */
+static void out_view(struct mta_tensor *o, void *mem, int dtype, const struct mta_problem *p,
+		     int64_t B, int64_t T)
+{
+	mta_tensor_init(o, mem, dtype, B, T, p->H, p->D);
+	o->stride[2] = p->D + 3;
+	o->stride[1] = (int64_t)p->H * (p->D + 3);
+	o->stride[0] = T * o->stride[1];
+}
+
+static size_t out_bytes(const struct mta_problem *p, int64_t B, int64_t T, int dtype)
+{
+	return (size_t)(B * T * p->H * (p->D + 3)) * mta_dtype_size(dtype);
+}
+
+/*
+ * Compare host output o with the reference of (s's inputs, w); MTA_OK or
+ * the comparison's failure, CHECKed with the details.
+ */
+static int compare(const struct mta_problem *p, const struct mta_sample *s,
+		   const struct mta_weights *w, const struct mta_tensor *o, const char *what)
+{
+	size_t n = (size_t)(s->B * s->T * p->H * p->D);
+	double *ref = malloc(n * sizeof *ref);
+	float *got = widen(o);
+	struct mta_compare r;
+	NEED(ref);
+	NEED(mta_reference(p, &s->q, &s->k, &s->v, w, ref) == MTA_OK);
+	int rc = mta_compare(got, ref, n, tol_dtype(p, o->dtype), &r);
+	CHECKF(rc == MTA_OK, "%s (o %s): %s", what, mta_dtype_name(o->dtype), mta_last_error());
+	free(ref);
+	free(got);
+	return rc;
+}
+
+/* Device copies (cuda-emu: registered host blocks) of s's q, k, v. */
+struct dev_in {
+	struct mta_tensor q, k, v;
+	void *mem[3];
+};
+
+static void to_device(mta_context *c, const struct mta_sample *s, struct dev_in *d)
+{
+	const struct mta_tensor *h[3] = { &s->q, &s->k, &s->v };
+	struct mta_tensor *t[3] = { &d->q, &d->k, &d->v };
+	for (int i = 0; i < 3; i++) {
+		size_t n = (size_t)(h[i]->shape[0] * h[i]->shape[1] * h[i]->shape[2] * h[i]->shape[3]) *
+			   mta_dtype_size(h[i]->dtype);
+		NEED(mta_device_alloc(c, n, &d->mem[i]) == MTA_OK);
+		NEED(mta_memcpy(c, d->mem[i], MTA_MEM_DEVICE, h[i]->data, MTA_MEM_HOST, n, NULL) ==
+			MTA_OK);
+		*t[i] = *h[i];
+		t[i]->data = d->mem[i];
+		t[i]->memory = MTA_MEM_DEVICE;
+	}
+}
+
+static void free_device(mta_context *c, struct dev_in *d)
+{
+	for (int i = 0; i < 3; i++)
+		mta_device_free(c, d->mem[i]);
+}
+
+/* Device copies of every weight of w, in one block; *dw points into it. */
+static void *weights_to_device(mta_context *c, const struct mta_problem *p,
+			       const struct mta_weights *w, struct mta_weights *dw, float **gate_b)
+{
+	size_t H = (size_t)p->H, D = (size_t)p->D;
+	size_t n[7] = { H * (size_t)(p->cq * p->ck), H * H, H * (size_t)(p->cq2 * p->ck2),
+			H * (size_t)(p->hc ? p->hc : 1), H * H, D, D };
+	const float *src[7] = { w->kq_pre, w->head_pre, w->kq_post, w->head_post,
+				w->head_post_linear, w->gn_weight, w->gate_w };
+	const float **dst[7] = { &dw->kq_pre, &dw->head_pre, &dw->kq_post, &dw->head_post,
+				 &dw->head_post_linear, &dw->gn_weight, &dw->gate_w };
+	size_t total = 1, at = 0;
+	for (int i = 0; i < 7; i++)
+		total += n[i];
+	float *mem = NULL;
+	NEED(mta_device_alloc(c, total * sizeof(float), (void **)&mem) == MTA_OK);
+	memset(dw, 0, sizeof *dw);
+	for (int i = 0; i < 7; i++) {
+		if (src[i] && n[i]) {
+			NEED(mta_memcpy(c, mem + at, MTA_MEM_DEVICE, src[i], MTA_MEM_HOST,
+					   n[i] * sizeof(float), NULL) == MTA_OK);
+			*dst[i] = mem + at;
+		}
+		at += n[i];
+	}
+	NEED(mta_memcpy(c, mem + at, MTA_MEM_DEVICE, &w->gate_b, MTA_MEM_HOST, sizeof(float),
+			   NULL) == MTA_OK);
+	dw->gate_b_ptr = mem + at;
+	dw->layer_id = w->layer_id;
+	*gate_b = mem + at;
+	return mem;
+}
+
+static const char *const FULL = "h4kv2d16-pre3x5-hpre-post2x3-hc2-both-gn-gate-f32";
+
+/* Host tensors on a cpu context: every output type, strided o. */
+TEST(attention_cpu_host_tensors_every_output_dtype)
+{
+	const char *keys[] = { FULL, "h4kv2d16-pre3x5-both-gn-gate-bf16" };
+	for (int ki = 0; ki < 2; ki++) {
+		struct mta_problem p = prob(keys[ki]);
+		mta_context *c = context("cpu");
+		struct mta_sample s;
+		mta_wts *w = NULL;
+		REQUIRE(c && mta_sample_make(&p, 2, 37, mt_seed() + ki, &s) == MTA_OK);
+		REQUIRE(mta_weights_load(c, &p, &s.w, MTA_MEM_HOST, &w) == MTA_OK);
+		for (int odt = MTA_F32; odt <= MTA_F16; odt++) {
+			void *mem = malloc(out_bytes(&p, s.B, s.T, odt));
+			struct mta_tensor o;
+			REQUIRE(mem);
+			memset(mem, 0xff, out_bytes(&p, s.B, s.T, odt));
+			out_view(&o, mem, odt, &p, s.B, s.T);
+			int rc = mta_attention(c, &p, w, &s.q, &s.k, &s.v, &o, 0, NULL);
+			CHECKF(rc == MTA_OK, "%s: %s", keys[ki], mta_last_error());
+			if (!rc)
+				compare(&p, &s, &s.w, &o, keys[ki]);
+			free(mem);
+		}
+		mta_weights_free(w);
+		mta_sample_free(&s);
+		mta_context_free(c);
+	}
+}
+
+/*
+ * Device tensors and device weights on cuda-emu, on a stream handle the
+ * emulator never dereferences, outputs of every type written by the CUDA
+ * kernel itself, copied back with mta_memcpy.
+ */
+TEST(attention_emu_device_tensors_streams_every_output_dtype)
+{
+	const char *keys[] = { FULL, "h4kv2d16-pre3x5-both-gn-gate-f16" };
+	void *stream = (void *)(uintptr_t)0x5eed; /* an opaque handle: never dereferenced */
+	for (int ki = 0; ki < 2; ki++) {
+		struct mta_problem p = prob(keys[ki]);
+		mta_context *c = context("cuda-emu");
+		struct mta_sample s;
+		struct mta_weights dw;
+		struct dev_in d;
+		float *gate_b;
+		mta_wts *w = NULL;
+		REQUIRE(c && mta_sample_make(&p, 2, 33, mt_seed() + ki, &s) == MTA_OK);
+		to_device(c, &s, &d);
+		void *wmem = weights_to_device(c, &p, &s.w, &dw, &gate_b);
+		int rc = mta_weights_load(c, &p, &dw, MTA_MEM_DEVICE, &w);
+		CHECKF(rc == MTA_OK, "%s", mta_last_error());
+		for (int odt = MTA_F32; w && odt <= MTA_F16; odt++) {
+			size_t nb = out_bytes(&p, s.B, s.T, odt);
+			void *dev = NULL, *host = malloc(nb);
+			struct mta_tensor o, oh;
+			REQUIRE(host && mta_device_alloc(c, nb, &dev) == MTA_OK);
+			out_view(&o, dev, odt, &p, s.B, s.T);
+			o.memory = MTA_MEM_DEVICE;
+			rc = mta_attention(c, &p, w, &d.q, &d.k, &d.v, &o, 0, stream);
+			CHECKF(rc == MTA_OK, "%s: %s", keys[ki], mta_last_error());
+			REQUIRE(mta_memcpy(c, host, MTA_MEM_HOST, dev, MTA_MEM_DEVICE, nb, stream) ==
+				MTA_OK);
+			REQUIRE(mta_stream_synchronize(c, stream) == MTA_OK);
+			out_view(&oh, host, odt, &p, s.B, s.T);
+			if (!rc)
+				compare(&p, &s, &s.w, &oh, keys[ki]);
+			mta_device_free(c, dev);
+			free(host);
+		}
+		mta_weights_free(w);
+		mta_device_free(c, wmem);
+		free_device(c, &d);
+		mta_sample_free(&s);
+		mta_context_free(c);
+	}
+}
+
+/*
+ * A handle is loaded once and reused; a weight changed in place (host
+ * weights on cpu, device weights and gate_b on cuda-emu) is seen by the
+ * next call, which then matches the reference of the new weights.
+ */
+TEST(attention_weights_handle_reused_and_updates_seen)
+{
+	struct mta_problem p = prob(FULL);
+	const char *backends[] = { "cpu", "cuda-emu" };
+	for (int bi = 0; bi < 2; bi++) {
+		mta_context *c = context(backends[bi]);
+		struct mta_sample s;
+		struct mta_weights dw, hw, *used = &hw;
+		struct dev_in d = { 0 };
+		float gb, *gate_b = &gb;
+		void *wmem = NULL;
+		mta_wts *w = NULL;
+		int dev = bi == 1;
+		REQUIRE(c && mta_sample_make(&p, 1, 29, mt_seed() + bi, &s) == MTA_OK);
+		hw = s.w; /* host weights, gate_b read through a pointer at each call */
+		gb = s.w.gate_b;
+		hw.gate_b_ptr = &gb;
+		if (dev) {
+			to_device(c, &s, &d);
+			wmem = weights_to_device(c, &p, &s.w, &dw, &gate_b);
+			used = &dw;
+		}
+		REQUIRE(mta_weights_load(c, &p, used, dev ? MTA_MEM_DEVICE : MTA_MEM_HOST, &w) ==
+			MTA_OK);
+		size_t n = (size_t)(s.B * s.T * p.H * p.D);
+		float *o1 = malloc(n * 4), *o2 = malloc(n * 4), *odev = NULL;
+		REQUIRE(o1 && o2);
+		if (dev)
+			REQUIRE(mta_device_alloc(c, n * 4, (void **)&odev) == MTA_OK);
+		struct mta_tensor o;
+		for (int round = 0; round < 2; round++) {
+			float *host = round ? o2 : o1;
+			memset(host, 0xff, n * 4);
+			mta_tensor_init(&o, dev ? (void *)odev : host, MTA_F32, s.B, s.T, p.H, p.D);
+			o.memory = dev ? MTA_MEM_DEVICE : MTA_MEM_HOST;
+			int rc = dev ? mta_attention(c, &p, w, &d.q, &d.k, &d.v, &o, 0, NULL)
+				     : mta_attention(c, &p, w, &s.q, &s.k, &s.v, &o, 0, NULL);
+			CHECKF(rc == MTA_OK, "%s round %d: %s", backends[bi], round, mta_last_error());
+			if (dev)
+				REQUIRE(mta_memcpy(c, host, MTA_MEM_HOST, odev, MTA_MEM_DEVICE, n * 4,
+						   NULL) == MTA_OK);
+			mta_tensor_init(&o, host, MTA_F32, s.B, s.T, p.H, p.D);
+			compare(&p, &s, &s.w, &o, backends[bi]);
+			if (round == 0) {
+				/* a training step's update, in place, where the weights live */
+				float *gn = (float *)(dev ? dw.gn_weight : s.w.gn_weight);
+				float *kq = (float *)(dev ? dw.kq_pre : s.w.kq_pre);
+				for (int i = 0; i < p.D; i++) {
+					gn[i] *= -1.5f;
+					((float *)s.w.gn_weight)[i] = gn[i];
+				}
+				for (int i = 0; i < p.H * p.cq * p.ck; i++) {
+					kq[i] += 0.25f;
+					((float *)s.w.kq_pre)[i] = kq[i];
+				}
+				s.w.gate_b += 2.0f;
+				*gate_b = s.w.gate_b; /* (emulated) device memory on cuda-emu */
+			}
+		}
+		/* the second call saw the new weights: its output differs from the first */
+		size_t differ = 0;
+		for (size_t i = 0; i < n; i++)
+			differ += o1[i] != o2[i];
+		CHECKF(differ > n / 2, "%s: only %zu of %zu elements changed after the update",
+		       backends[bi], differ, n);
+		free(o1);
+		free(o2);
+		mta_device_free(c, odev);
+		mta_weights_free(w);
+		mta_device_free(c, wmem);
+		free_device(c, &d);
+		mta_sample_free(&s);
+		mta_context_free(c);
+	}
+}
+
+/*
+ * After the first call (or mta_context_reserve), calls allocate nothing and
+ * synchronise nothing: counted over many calls on cpu and cuda-emu, with a
+ * bf16 output on cpu (its workspace is the context's, grown once).
+ */
+TEST(attention_no_allocation_or_sync_per_call)
+{
+	struct mta_problem p = prob("h4kv2d16-pre3x5-both-gn-gate-f32");
+	const char *backends[] = { "cpu", "cuda-emu" };
+	for (int bi = 0; bi < 2; bi++) {
+		mta_context *c = context(backends[bi]);
+		struct mta_sample s;
+		struct mta_stats a, b;
+		mta_wts *w = NULL;
+		int odt = bi ? MTA_F16 : MTA_BF16, calls = bi ? 8 : 40;
+		REQUIRE(c && mta_sample_make(&p, 1, 24, mt_seed() + bi, &s) == MTA_OK);
+		REQUIRE(mta_weights_load(c, &p, &s.w, MTA_MEM_HOST, &w) == MTA_OK);
+		void *mem = malloc(out_bytes(&p, s.B, s.T, odt));
+		struct mta_tensor o;
+		REQUIRE(mem);
+		out_view(&o, mem, odt, &p, s.B, s.T);
+		REQUIRE(mta_context_reserve(c, &p, s.B, s.T) == MTA_OK);
+		mta_context_stats(c, &a);
+		CHECK(a.kernel_loads == 1);
+		for (int i = 0; i < calls; i++) {
+			memset(mem, 0xff, out_bytes(&p, s.B, s.T, odt));
+			int rc = mta_attention(c, &p, w, &s.q, &s.k, &s.v, &o, 0, NULL);
+			CHECKF(rc == MTA_OK, "%s call %d: %s", backends[bi], i, mta_last_error());
+		}
+		mta_context_stats(c, &b);
+		CHECKF(b.calls == a.calls + (uint64_t)calls, "%s: %llu calls counted, expected %d",
+		       backends[bi], (unsigned long long)(b.calls - a.calls), calls);
+		CHECKF(b.host_allocs == a.host_allocs && b.device_allocs == a.device_allocs &&
+		       b.syncs == a.syncs && b.kernel_loads == a.kernel_loads,
+		       "%s over %d calls: host allocs %llu -> %llu, device allocs %llu -> %llu, syncs "
+		       "%llu -> %llu, kernel loads %llu -> %llu", backends[bi], calls,
+		       (unsigned long long)a.host_allocs, (unsigned long long)b.host_allocs,
+		       (unsigned long long)a.device_allocs, (unsigned long long)b.device_allocs,
+		       (unsigned long long)a.syncs, (unsigned long long)b.syncs,
+		       (unsigned long long)a.kernel_loads, (unsigned long long)b.kernel_loads);
+		compare(&p, &s, &s.w, &o, backends[bi]); /* the last call's output is right */
+		/* mta_forward, the host path, does allocate and synchronise on a device */
+		if (bi == 1) {
+			struct mta_tensor of;
+			float *f = malloc((size_t)(s.B * s.T * p.H * p.D) * 4);
+			REQUIRE(f);
+			mta_tensor_init(&of, f, MTA_F32, s.B, s.T, p.H, p.D);
+			REQUIRE(mta_forward(c, &p, &s.q, &s.k, &s.v, &s.w, &of) == MTA_OK);
+			mta_context_stats(c, &a);
+			CHECK(a.device_allocs > b.device_allocs && a.syncs > b.syncs);
+			compare(&p, &s, &s.w, &of, "mta_forward on cuda-emu");
+			free(f);
+		}
+		free(mem);
+		mta_weights_free(w);
+		mta_sample_free(&s);
+		mta_context_free(c);
+	}
+}
+
+/* Host/device mix-ups, which a GPU would turn into a crash, are refused by name. */
+TEST(attention_emu_refuses_host_device_mixups)
+{
+	struct mta_problem p = prob("h4kv2d16-pre3x5-both-f32");
+	mta_context *c = context("cuda-emu");
+	struct mta_sample s;
+	struct dev_in d;
+	mta_wts *w = NULL;
+	REQUIRE(c && mta_sample_make(&p, 1, 16, mt_seed(), &s) == MTA_OK);
+	to_device(c, &s, &d);
+	REQUIRE(mta_weights_load(c, &p, &s.w, MTA_MEM_HOST, &w) == MTA_OK);
+	size_t n = (size_t)(s.B * s.T * p.H * p.D) * 4;
+	void *odev = NULL, *ohost = malloc(n);
+	REQUIRE(ohost && mta_device_alloc(c, n, &odev) == MTA_OK);
+	struct mta_tensor o, q = d.q, k = d.k;
+	mta_tensor_init(&o, odev, MTA_F32, s.B, s.T, p.H, p.D);
+	o.memory = MTA_MEM_DEVICE;
+
+	/* host memory marked device */
+	q = s.q;
+	q.memory = MTA_MEM_DEVICE;
+	CHECK_EQ_INT(mta_attention(c, &p, w, &q, &d.k, &d.v, &o, 0, NULL), MTA_EINVAL);
+	CHECK_STR_CONTAINS(mta_last_error(), "tensor q says device memory");
+	/* device memory marked host */
+	k = d.k;
+	k.memory = MTA_MEM_HOST;
+	CHECK_EQ_INT(mta_attention(c, &p, w, &d.q, &k, &d.v, &o, 0, NULL), MTA_EINVAL);
+	CHECK_STR_CONTAINS(mta_last_error(), "tensor k says host memory but points into device");
+	/* a device tensor larger than its allocation */
+	k = d.k;
+	k.stride[0] *= 2;
+	k.shape[0] = 1;
+	k.stride[1] *= 2;
+	CHECK_EQ_INT(mta_attention(c, &p, w, &d.q, &k, &d.v, &o, 0, NULL), MTA_EINVAL);
+	CHECK_STR_CONTAINS(mta_last_error(), "tensor k says device memory but its");
+	CHECK_STR_CONTAINS(mta_last_error(), "run past the end");
+	/* a host output marked device */
+	struct mta_tensor oh;
+	mta_tensor_init(&oh, ohost, MTA_F32, s.B, s.T, p.H, p.D);
+	oh.memory = MTA_MEM_DEVICE;
+	CHECK_EQ_INT(mta_attention(c, &p, w, &d.q, &d.k, &d.v, &oh, 0, NULL), MTA_EINVAL);
+	CHECK_STR_CONTAINS(mta_last_error(), "tensor o says device memory");
+	/* weights said to be on the device that are not */
+	mta_wts *bad = NULL;
+	CHECK_EQ_INT(mta_weights_load(c, &p, &s.w, MTA_MEM_DEVICE, &bad), MTA_EINVAL);
+	CHECK_STR_CONTAINS(mta_last_error(), "weight kq_pre says device memory");
+	CHECK(bad == NULL);
+	/* copies check both sides */
+	CHECK_EQ_INT(mta_memcpy(c, ohost, MTA_MEM_DEVICE, odev, MTA_MEM_DEVICE, 16, NULL),
+		     MTA_EINVAL);
+	CHECK_STR_CONTAINS(mta_last_error(), "destination says device memory");
+	/* after all that, the right call still works and is right */
+	memset(ohost, 0xff, n);
+	CHECK_EQ_INT(mta_attention(c, &p, w, &d.q, &d.k, &d.v, &o, 0, NULL), MTA_OK);
+	REQUIRE(mta_memcpy(c, ohost, MTA_MEM_HOST, odev, MTA_MEM_DEVICE, n, NULL) == MTA_OK);
+	mta_tensor_init(&oh, ohost, MTA_F32, s.B, s.T, p.H, p.D);
+	compare(&p, &s, &s.w, &oh, "after refusals");
+
+	/* a cpu context has host memory only */
+	mta_context *cpu = context("cpu");
+	mta_wts *cw = NULL;
+	void *x = NULL;
+	REQUIRE(cpu);
+	CHECK_EQ_INT(mta_device_alloc(cpu, 64, &x), MTA_EUNSUPPORTED);
+	CHECK_STR_CONTAINS(mta_last_error(), "a cpu context has no device memory");
+	REQUIRE(mta_weights_load(cpu, &p, &s.w, MTA_MEM_HOST, &cw) == MTA_OK);
+	q = s.q;
+	q.memory = MTA_MEM_DEVICE;
+	mta_tensor_init(&oh, ohost, MTA_F32, s.B, s.T, p.H, p.D);
+	CHECK_EQ_INT(mta_attention(cpu, &p, cw, &q, &s.k, &s.v, &oh, 0, NULL), MTA_EINVAL);
+	CHECK_STR_CONTAINS(mta_last_error(), "tensor q says device memory; a cpu context");
+	/* a handle belongs to its context */
+	CHECK_EQ_INT(mta_attention(cpu, &p, w, &s.q, &s.k, &s.v, &oh, 0, NULL), MTA_EINVAL);
+	CHECK_STR_CONTAINS(mta_last_error(), "loaded for another context");
+	mta_weights_free(cw);
+	mta_context_free(cpu);
+
+	mta_device_free(c, odev);
+	free(ohost);
+	mta_weights_free(w);
+	free_device(c, &d);
+	mta_sample_free(&s);
+	mta_context_free(c);
+}
+
+/* Bad arguments: a message naming what was wrong and what was expected. */
+TEST(attention_bad_input_is_named)
+{
+	struct mta_problem p = prob("h4kv2d16-pre3x5-both-gn-gate-f32");
+	mta_context *c = context("cpu");
+	struct mta_sample s;
+	mta_wts *w = NULL, *other = NULL;
+	REQUIRE(c && mta_sample_make(&p, 1, 12, mt_seed(), &s) == MTA_OK);
+	REQUIRE(mta_weights_load(c, &p, &s.w, MTA_MEM_HOST, &w) == MTA_OK);
+	size_t n = (size_t)(s.B * s.T * p.H * p.D);
+	double *o64 = malloc(n * 8);
+	REQUIRE(o64);
+	struct mta_tensor o, bad;
+	mta_tensor_init(&o, o64, MTA_F32, s.B, s.T, p.H, p.D);
+
+	bad = o;
+	bad.dtype = MTA_F64;
+	CHECK_EQ_INT(mta_attention(c, &p, w, &s.q, &s.k, &s.v, &bad, 0, NULL), MTA_ESHAPE);
+	CHECK_STR_CONTAINS(mta_last_error(), "tensor o has element type f64, expected f32, bf16 or f16");
+	bad = s.q;
+	bad.stride[3] = 2;
+	CHECK_EQ_INT(mta_attention(c, &p, w, &bad, &s.k, &s.v, &o, 0, NULL), MTA_ESHAPE);
+	CHECK_STR_CONTAINS(mta_last_error(), "tensor q has stride 2 along D; expected 1");
+	CHECK_EQ_INT(mta_attention(c, &p, w, &s.q, &s.k, &s.v, &o, 0.5f, NULL), MTA_EUNSUPPORTED);
+	CHECK_STR_CONTAINS(mta_last_error(), "scale 0.5: this version's kernels compile the softmax "
+			   "scale in");
+	CHECK_STR_CONTAINS(mta_last_error(), "set p->scale to 0.5");
+	CHECK_EQ_INT(mta_attention(c, &p, w, &s.q, &s.k, &s.v, &o, -1.0f, NULL), MTA_EINVAL);
+	CHECK_STR_CONTAINS(mta_last_error(), "scale -1: expected 0");
+	CHECK_EQ_INT(mta_attention(c, &p, NULL, &s.q, &s.k, &s.v, &o, 0, NULL), MTA_EINVAL);
+	CHECK_STR_CONTAINS(mta_last_error(), "no weights handle (mta_weights_load)");
+	CHECK_STR_CONTAINS(mta_last_error(), "kq_pre");
+	struct mta_problem p2 = p;
+	p2.gate = 0;
+	REQUIRE(mta_weights_load(c, &p2, &s.w, MTA_MEM_HOST, &other) == MTA_OK);
+	CHECK_EQ_INT(mta_attention(c, &p, other, &s.q, &s.k, &s.v, &o, 0, NULL), MTA_EINVAL);
+	CHECK_STR_CONTAINS(mta_last_error(), "the weights handle was loaded for another problem");
+	CHECK_EQ_INT(mta_weights_load(c, &p, &s.w, 7, &other), MTA_EINVAL);
+	CHECK_STR_CONTAINS(mta_last_error(), "memory 7 is neither");
+	struct mta_weights nogate = s.w;
+	nogate.gate_w = NULL;
+	mta_wts *x = NULL;
+	CHECK_EQ_INT(mta_weights_load(c, &p, &nogate, MTA_MEM_HOST, &x), MTA_EINVAL);
+	CHECK_STR_CONTAINS(mta_last_error(), "gate_w");
+	CHECK(x == NULL);
+	/* the problem's own scale, given explicitly, is accepted and right */
+	float *o32 = (float *)o64;
+	memset(o32, 0xff, n * 4);
+	CHECK_EQ_INT(mta_attention(c, &p, w, &s.q, &s.k, &s.v, &o, (float)mta_problem_scale(&p),
+				   NULL), MTA_OK);
+	compare(&p, &s, &s.w, &o, "explicit scale");
+	mta_weights_free(other);
+	mta_weights_free(w);
+	free(o64);
+	mta_sample_free(&s);
+	mta_context_free(c);
+}
+
+/*
+ * mta_forward, now built on mta_attention (staged through emulated device
+ * memory on cuda-emu), through the check harness: non-contiguous tensors,
+ * the element-wise bound and the relative L2 tolerance.
+ */
+TEST(attention_forward_on_top_through_the_harness)
+{
+	const char *backends[] = { "cpu", "cuda-emu" };
+	const char *keys[] = { FULL, "h4kv2d16-pre3x5-both-gn-gate-bf16" };
+	for (int bi = 0; bi < 2; bi++)
+		for (int ki = 0; ki < 2; ki++) {
+			struct mta_problem p = prob(keys[ki]);
+			struct mta_runner r = { 0 };
+			struct mta_check_opts o = { 2, 31, mt_seed() + ki, 1 };
+			struct mta_compare res;
+			r.ctx = context(backends[bi]);
+			REQUIRE(r.ctx);
+			int rc = mta_check(&r, &p, &o, &res);
+			CHECKF(rc == MTA_OK && res.rel_l2 < mta_tolerance(p.dtype), "%s %s: %s (rel L2 "
+			       "%.3g)", backends[bi], keys[ki], mta_last_error(), res.rel_l2);
+			mta_context_free(r.ctx);
+		}
+}
