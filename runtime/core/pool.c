@@ -14,6 +14,7 @@
 
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -201,6 +202,14 @@ static void *mem(void *pool, int slot, int64_t bytes)
 		free(s->p);
 		s->p = aligned_alloc(64, (size_t)(nb ? nb : 64));
 		s->bytes = s->p ? nb : 0;
+		/*
+		 * New memory holds garbage, but its first 64 bytes are defined: a v2
+		 * kernel compares its layout signature there to know whether it must
+		 * clear its rings (a comparison with garbage would pick the right
+		 * branch, but on undefined bytes, which valgrind rightly reports).
+		 */
+		if (s->p)
+			memset(s->p, 0, 64);
 	}
 	return s->p;
 }
