@@ -175,7 +175,9 @@ struct mta_weights {
 	 * Optional: gate_b as a [1] array in the weights' memory. When set it
 	 * is read where the kernel runs, at each call (mta_attention), instead
 	 * of the value gate_b: a device-resident bias is then never read by
-	 * the host (no synchronisation) and an update in place is seen.
+	 * the host (no synchronisation) and an update in place is seen. The
+	 * host functions (the references, decode, the CPU backward) read it
+	 * too when set, as host memory.
 	 */
 	const float *gate_b_ptr;
 };

@@ -400,15 +400,19 @@ def _mta_attention_backward_fake(grad_o, q, k, v, kq_pre, head_pre, kq_post, hea
 
 def _setup_context(ctx, inputs, output):
     ctx.save_for_backward(*[t if t is not None else None for t in inputs[:11]])
-    ctx.rest = inputs[11:]
+    ctx.rest = inputs[11:15]  # pad_key, layer_id, scale, db
+    ctx.packed = inputs[15] is not None  # cu_seqlens
     ctx.present = [t is not None for t in inputs[:11]]
 
 
 def _backward(ctx, grad_o):
+    if ctx.packed:
+        raise NotImplementedError("mta_attention: no backward for packed documents "
+                                  "(cu_seqlens) yet")
     saved = ctx.saved_tensors
     g = _mta_attention_backward_op(grad_o, *saved, *ctx.rest)
     grads = [gi if present else None for gi, present in zip(g, ctx.present)]
-    return tuple(grads) + (None,) * 4
+    return tuple(grads) + (None,) * (len(ctx.rest) + 1)
 
 
 _mta_attention_op.register_autograd(_backward, setup_context=_setup_context)

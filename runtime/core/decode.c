@@ -326,7 +326,7 @@ static void step(mta_cache *c, struct seq *s, const struct mta_weights *w, doubl
 				o[d] = o[d] * r * (double)w->gn_weight[d] * resc;
 		}
 		if (p->gate) {
-			double g = (double)w->gate_b;
+			double g = (double)(w->gate_b_ptr ? *w->gate_b_ptr : w->gate_b);
 			for (int d = 0; d < D; d++)
 				g += o[d] * (double)w->gate_w[d];
 			const double sg = 1.0 / (1.0 + exp(-g));
@@ -536,7 +536,7 @@ static int kernel_decode(mta_cache *c, const struct mta_tensor *q, const struct 
 	a.head_post_linear = w->head_post_linear;
 	a.gn_weight = w->gn_weight;
 	a.gate_w = w->gate_w;
-	a.gate_b = w->gate_b;
+	a.gate_b = (w->gate_b_ptr ? *w->gate_b_ptr : w->gate_b);
 	a.gn_rescale = p->gn_rescale ? (float)mta_layer_rescale(w->layer_id) : 1.0f;
 	for (int64_t r = 0; r < nmax; r++) {
 		int64_t n = 0, who[1 << 10], *wh = who;

@@ -215,7 +215,7 @@ int mta_reference(const struct mta_problem *p, const struct mta_tensor *q,
 						o[d] = o[d] * r * (double)w->gn_weight[d] * resc;
 				}
 				if (p->gate) {
-					double g = (double)w->gate_b;
+					double g = (double)(w->gate_b_ptr ? *w->gate_b_ptr : w->gate_b);
 					for (int d = 0; d < D; d++)
 						g += o[d] * (double)w->gate_w[d];
 					double sg = 1.0 / (1.0 + exp(-g));

@@ -187,7 +187,7 @@ static void norm_gate_bwd(const struct mta_problem *p, const struct mta_weights 
 		memcpy(n, o, (size_t)D * sizeof *n);
 	}
 	if (p->gate) {
-		double z = (double)w->gate_b, dot = 0;
+		double z = (double)(w->gate_b_ptr ? *w->gate_b_ptr : w->gate_b), dot = 0;
 		for (int e = 0; e < D; e++)
 			z += n[e] * (double)w->gate_w[e];
 		double sg = 1.0 / (1.0 + exp(-z));
