@@ -322,3 +322,78 @@ TEST(cuda_bwd_workspace_is_linear_in_T)
 	CHECK(d4.part_floats == 2 * d2.part_floats);
 	CHECK(mta_cuda_bwd_dims(&p, 0, 16, &d1) == MTA_EINVAL);
 }
+
+/*
+ * One saved state for both backwards: the CPU's saving forward, then the
+ * CUDA backward on the emulator, gives the reference's gradients (and the
+ * other way round), as mta_saved_bytes' one layout promises.
+ */
+TEST(cuda_bwd_emu_reads_the_cpu_forwards_saved_state)
+{
+	mt_kcache();
+	const struct mta_backend *bes[2] = { &mta_backend_cpu, &mta_backend_cuda_emu };
+	struct mta_problem p;
+	REQUIRE(mta_problem_from_key("h4kv2d8-pre2x3-hpre-post2x3-hc2-both-gnr-gate", &p) == MTA_OK);
+	struct mta_device *dev[2] = { 0 };
+	struct mta_kernel *k[2] = { 0 };
+	for (int i = 0; i < 2; i++) {
+		struct mta_variant v;
+		REQUIRE(mta_variant_default(&p, i ? MTA_BACKEND_CUDA : MTA_BACKEND_CPU, &v) == MTA_OK);
+		REQUIRE(bes[i]->open(0, 1, &dev[i]) == MTA_OK);
+		REQUIRE(bes[i]->train_load(dev[i], &p, &v, &k[i]) == MTA_OK ||
+			(mt_fail(__FILE__, __LINE__, "train_load: %s", mta_last_error()), 0));
+	}
+	const int64_t B = 2, T = 18;
+	struct mta_tensor q, kt, vt, o, dout;
+	void *qb = mt_tensor(p.dtype, B, T, p.H, p.D, 0, &q);
+	void *kb = mt_tensor(p.dtype, B, T, p.Hkv, p.D, 0, &kt);
+	void *vb = mt_tensor(p.dtype, B, T, p.Hkv, p.D, 0, &vt);
+	void *db = mt_tensor(MTA_F32, B, T, p.H, p.D, 0, &dout);
+	struct mta_weights w;
+	mt_weights(&p, &w);
+	const size_t n[11] = { (size_t)(B * T * p.H * p.D), (size_t)(B * T * p.Hkv * p.D),
+			       (size_t)(B * T * p.Hkv * p.D), (size_t)(p.H * p.cq * p.ck),
+			       (size_t)(p.H * p.H), (size_t)(p.H * p.cq2 * p.ck2),
+			       (size_t)(p.H * p.hc), 0, (size_t)p.D, (size_t)p.D, 1 };
+	float *g[11] = { 0 }, *ob = malloc(n[0] * sizeof *ob);
+	double *e[11] = { 0 };
+	for (int i = 0; i < 11; i++) {
+		g[i] = n[i] ? malloc(n[i] * sizeof(float)) : NULL;
+		e[i] = n[i] ? malloc(n[i] * sizeof(double)) : NULL;
+	}
+	struct mta_grads gr = { g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7], g[8], g[9], g[10] };
+	struct mta_reference_grads rg = { e[0], e[1], e[2], e[3], e[4], e[5], e[6], e[7], e[8],
+					  e[9], e[10] };
+	REQUIRE(mta_reference_backward(&p, &q, &kt, &vt, &w, &dout, &rg) == MTA_OK);
+	const size_t sb = (size_t)mta_saved_bytes(&p, B, T);
+	float *saved = malloc(sb);
+	mta_tensor_init(&o, ob, MTA_F32, B, T, p.H, p.D);
+	for (int f = 0; f < 2; f++) {
+		memset(saved, 0xff, sb); /* NaN: a value the forward skipped shows */
+		REQUIRE(bes[f]->fwd_save(k[f], &p, &q, &kt, &vt, &w, &o, saved) == MTA_OK);
+		for (int i = 0; i < 11; i++)
+			for (size_t x = 0; x < n[i]; x++)
+				g[i][x] = NAN;
+		REQUIRE(bes[1 - f]->backward(k[1 - f], &p, &q, &kt, &vt, &w, saved, &dout, &gr) ==
+			MTA_OK);
+		for (int i = 0; i < 11; i++)
+			CHECKF(!n[i] || mta_compare_grad(g[i], e[i], n[i], p.dtype, NULL) == MTA_OK,
+			       "%s forward, %s backward: gradient %d: %s", bes[f]->name,
+			       bes[1 - f]->name, i, mta_last_error());
+	}
+	for (int i = 0; i < 2; i++) {
+		bes[i]->unload(k[i]);
+		bes[i]->close(dev[i]);
+	}
+	for (int i = 0; i < 11; i++) {
+		free(g[i]);
+		free(e[i]);
+	}
+	free(qb);
+	free(kb);
+	free(vb);
+	free(db);
+	free(ob);
+	free(saved);
+	mt_weights_free(&w);
+}
