@@ -211,8 +211,9 @@ __device__ __forceinline__ float mpost(const mta_bargs &a, int h, int h2)
  * ring rg (MTA.md step 2: inputs outside [0,T) or above their own row's
  * diagonal are zero).
  */
-__device__ __forceinline__ float conv_at(const float *w, int rows, int cols, int ok, const float *rg, int slots,
-			 long long T, long long i, long long j)
+__device__ __forceinline__ float conv_at(const float *w, int rows, int cols, int ok,
+					 const float *rg, int slots, long long T, long long i,
+					 long long j)
 {
 	float acc = 0.0f;
 #pragma unroll 1
@@ -235,8 +236,8 @@ __device__ __forceinline__ float conv_at(const float *w, int rows, int cols, int
  * The adjoint of conv_at for output row i, for input row r = i-(rows-1)+a
  * at column col: sum over taps c of w[a][c] * dout[col+ok-c], j in [0, i].
  */
-__device__ __forceinline__ float conv_bwd_at(const float *wa, int cols, int ok, long long i, long long col,
-			     const float *dout)
+__device__ __forceinline__ float conv_bwd_at(const float *wa, int cols, int ok, long long i,
+					     long long col, const float *dout)
 {
 	float acc = 0.0f;
 #pragma unroll 1
@@ -254,9 +255,10 @@ __device__ __forceinline__ float conv_bwd_at(const float *wa, int cols, int ok, 
  * writes), then, when gw, the taps' gradient: one thread per (head, a, c).
  * in: the input ring, din: its gradient ring; dout [H][T].
  */
-__device__ __forceinline__ void conv_bwd_rows(const float *w, int rows, int cols, int ok, double *gw,
-			      const float *in, int slots, float *din, int dslots, long long T,
-			      long long i, const float *dout)
+__device__ __forceinline__ void conv_bwd_rows(const float *w, int rows, int cols, int ok,
+					      double *gw, const float *in, int slots, float *din,
+					      int dslots, long long T, long long i,
+					      const float *dout)
 {
 	const long long n = i + 1;
 	for (long long x = threadIdx.x; x < K_H * n; x += NT) {
@@ -290,8 +292,8 @@ __device__ __forceinline__ void conv_bwd_rows(const float *w, int rows, int cols
 }
 
 /* out[h][j] = sum_h2 M[h][h2] in[h2][j], j <= i; in's rows in_stride apart. */
-__device__ __forceinline__ void mix_pre(const float *M, const float *in, long long in_stride, long long T,
-			long long i, float *out)
+__device__ __forceinline__ void mix_pre(const float *M, const float *in, long long in_stride,
+					long long T, long long i, float *out)
 {
 	const long long n = i + 1;
 	for (long long x = threadIdx.x; x < K_H * n; x += NT) {
