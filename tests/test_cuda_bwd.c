@@ -471,3 +471,52 @@ TEST(cuda_bwd_on_the_gpu)
 	mt_weights_free(&w);
 	mta_context_free(ctx);
 }
+
+/*
+ * Random problems on the emulator: every option on or off, random sizes and
+ * lengths (a fresh draw each run). Not drawn: group norm with a post-softmax
+ * weight whose whole gradient lies along its own direction (one element, or
+ * T = 1), which float32 cannot resolve (test_cpu_bwd.c: degenerate()).
+ */
+TEST(cuda_bwd_emu_matches_reference_random_problems)
+{
+	mt_kcache();
+	for (int n = 0; n < 3; n++) {
+		struct mta_problem p;
+		int64_t T = 1 + (int64_t)((mt_uniform() + 1) * 20);
+		int hkv = 1 + (int)((mt_uniform() + 1) * 1.5) % 2;
+		int H = hkv * (1 + (int)((mt_uniform() + 1)) % 2);
+		mta_problem_init(&p, H, hkv, 4 + 4 * ((int)((mt_uniform() + 1) * 2) % 3));
+		p.pad = (int)((mt_uniform() + 1) * 1.5) % 3;
+		if (mt_uniform() > -0.3) {
+			p.cq = 1 + (int)((mt_uniform() + 1) * 2) % 4;
+			p.ck = (1 + (int)((mt_uniform() + 1) * 2) % 4) | (p.pad == MTA_PAD_BOTH);
+		}
+		p.head_pre = mt_uniform() > 0;
+		if (mt_uniform() > -0.3) {
+			p.cq2 = 1 + (int)((mt_uniform() + 1) * 2) % 4;
+			p.ck2 = (1 + (int)((mt_uniform() + 1) * 2) % 4) | (p.pad == MTA_PAD_BOTH);
+		}
+		double hp = mt_uniform();
+		if (hp > 0.3) {
+			p.head_post = MTA_HPOST_LINEAR;
+		} else if (hp > -0.3 && H % 2 == 0) {
+			p.head_post = MTA_HPOST_CONV;
+			p.hc = 2;
+		}
+		p.gn = mt_uniform() > 0;
+		p.gn_rescale = p.gn && mt_uniform() > 0;
+		p.gate = mt_uniform() > 0;
+		const int post = p.cq2 || p.head_post;
+		if (p.gn && post &&
+		    (T == 1 || (p.cq2 && p.cq2 * p.ck2 == 1) ||
+		     (p.head_post == MTA_HPOST_LINEAR && p.H == 1) ||
+		     (p.head_post == MTA_HPOST_CONV && p.hc == 1))) {
+			n--; /* draw again */
+			continue;
+		}
+		char key[MTA_KEY_MAX];
+		REQUIRE(mta_problem_key(&p, key, sizeof key) == MTA_OK);
+		emu_check(key, 1 + (n % 2), T, n == 1, 200 + (unsigned)n);
+	}
+}
