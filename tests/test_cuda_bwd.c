@@ -251,7 +251,7 @@ TEST(cuda_bwd_emu_through_the_public_api)
  * spill and no stack frame, on small problems and the paper's, every input
  * type; its dynamic shared memory is what the generator says.
  */
-TEST(cuda_bwd_nvrtc_compiles_without_spills)
+TEST_COMPILE_BOUND(cuda_bwd_nvrtc_compiles_without_spills)
 {
 	static const char *const keys[] = {
 		"h16kv16d96-pre6x11-hpre-post6x11-hc16-both-gn-gate-bf16", /* the paper's */
