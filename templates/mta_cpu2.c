@@ -319,15 +319,19 @@ INLINE void mix(float *dst, int64_t ds, const float *src, int64_t ss, const floa
 	}
 }
 
-/* o[r][d0 + lanes] += sum_{j0<=j<j1} u[r][j] vp[j][d0 + lanes], rows r < rb, dv vectors. */
+/*
+ * o[r][d0 + lanes] += sum_{j0<=j<j1} u[r][j] vp[j][d0 + lanes], rows r < rb,
+ * dv vectors; fresh: o starts at 0 (the first columns of the block's rows),
+ * so the outputs are neither cleared beforehand nor loaded.
+ */
 INLINE void pv_blk(float *o, const float *const *u, const float *vp, int64_t j0, int64_t j1,
-		   int d0, const int rb, const int dv)
+		   int d0, const int rb, const int dv, int fresh)
 {
 	vf acc[8][PDG];
 	COUNT(CNT_PV, rb * dv * VL * (j1 - j0));
 	for (int r = 0; r < rb; r++)
 		for (int v = 0; v < dv; v++)
-			acc[r][v] = vld(o + r * DP + d0 + v * VL);
+			acc[r][v] = fresh ? vsplat(0.0f) : vld(o + r * DP + d0 + v * VL);
 	for (int64_t j = j0; j < j1; j++) {
 		vf x[PDG];
 		for (int v = 0; v < dv; v++)
@@ -401,9 +405,14 @@ struct th {
 	int64_t ks;
 };
 
+/*
+ * Ring slot of row i (i >= -RING_BIAS): one unsigned remainder by a constant
+ * (a multiply and a shift), not the two signed ones that a negative i needs.
+ */
+#define RING_BIAS ((int64_t)1 << 20) /* rows before 0 a ring is ever asked for: a few halo rows */
 static inline int64_t slot(int64_t i, int n)
 {
-	return ((i % n) + n) % n;
+	return (int64_t)((uint64_t)(i + (RING_BIAS / n + 1) * n) % (uint64_t)n);
 }
 
 static inline float *prow(const struct th *t, int hl, int64_t i)
@@ -716,7 +725,6 @@ static void phase_c(struct th *t, int64_t i0, int nr)
 	const struct mta_kargs *a = t->a;
 	const int64_t lim = i0 + nr;
 	(void)a; /* unused without post-softmax steps */
-	memset(t->o, 0, sizeof(float) * K_HPB * BR * DP);
 #if POST
 	int64_t sc = 0; /* columns [0, sc) of the block's rows are normalised */
 #endif
@@ -766,6 +774,7 @@ static void phase_c(struct th *t, int64_t i0, int nr)
 			const float *vp = t->vp[hl] + c0 * DP;
 			for (int64_t j0 = 0; j0 < n; j0 += PJB) { /* these v rows stay in L1 */
 				const int64_t j1 = MIN2(j0 + PJB, n);
+				const int fresh = c0 == 0 && j0 == 0;
 				for (int g = 0, r0 = 0, rb; g < GROUPS(nr, PRB); g++, r0 += rb) {
 					const float *u[8];
 					rb = group_rows(nr, PRB, g);
@@ -774,12 +783,12 @@ static void phase_c(struct th *t, int64_t i0, int nr)
 					float *o = t->o + (hl * BR + r0) * DP;
 					for (int d0 = 0; d0 < DVN; d0 += PDG) {
 						if (DVN - d0 >= PDG) {
-#define PV_CALL(m) pv_blk(o, u, vp, j0, j1, d0 * VL, m, PDG)
+#define PV_CALL(m) pv_blk(o, u, vp, j0, j1, d0 * VL, m, PDG, fresh)
 							BY_ROWS(rb, PRB, PV_CALL)
 #undef PV_CALL
 						} else {
 							for (int d = d0; d < DVN; d++) {
-#define PV_CALL(m) pv_blk(o, u, vp, j0, j1, d * VL, m, 1)
+#define PV_CALL(m) pv_blk(o, u, vp, j0, j1, d * VL, m, 1, fresh)
 								BY_ROWS(rb, PRB, PV_CALL)
 #undef PV_CALL
 							}
