@@ -141,7 +141,7 @@
 #define VREGS (VL > NATIVE ? VL / NATIVE : 1) /* registers one vector takes */
 #define ACC MAX2(NREGS * 3 / 4 / VREGS, 2)
 #define CV 4                                    /* column vectors of a q.k / conv block */
-#define QRB MAX2(MIN2(ACC / CV, 8), 1)          /* q.k rows per block */
+#define QRBN(cv) MAX2(MIN2(ACC / (cv), 8), 1)   /* q.k rows per block of cv column vectors */
 #define CQM MAX2(CQ1, CQ2E)
 #define CACC MAX2(ACC - CQM - 2, 4)             /* conv accumulators, beside the weights */
 #define CCV (CACC >= 16 ? 4 : 2)                /* conv column vectors */
@@ -220,6 +220,7 @@ INLINE void qk_blk(float *const *out, int64_t oc, const float *q, const float *k
 	for (int r = 0; r < rb; r++)
 		for (int v = 0; v < cv; v++)
 			acc[r][v] = vsplat(0.0f);
+#pragma GCC unroll 2
 	for (int d = 0; d < K_D; d++) {
 		vf k[4];
 		for (int v = 0; v < cv; v++)
@@ -478,23 +479,43 @@ static void qk_rows(struct th *t, int hl, float *(*row)(const struct th *, int, 
 {
 	const float *q = t->qb + hl * BR * K_D, *kt = t->kt[hl];
 	for (int64_t c = c0; c < ce;) {
-		const int whole = ce - c >= CV * VL;
-		for (int g = 0, r0 = 0, rb; g < GROUPS(nr, QRB); g++, r0 += rb) {
+		/*
+		 * Whole panels take CV vectors; the last columns of a row block (the
+		 * diagonal, or all of a small T) take what is left, 1..CV-1 vectors
+		 * within the panel, with more rows per block (the accumulators the
+		 * narrower block leaves free), so k is loaded and the loop counted
+		 * for fewer rows.
+		 */
+		const int cv = (int)MIN2((ce - c + VL - 1) / VL, CV - c % KP / VL);
+		for (int g = 0, r0 = 0, rb; g < GROUPS(nr, QRBN(cv)); g++, r0 += rb) {
 			float *out[8];
-			rb = group_rows(nr, QRB, g);
+			rb = group_rows(nr, QRBN(cv), g);
 			for (int r = 0; r < rb; r++)
 				out[r] = row(t, hl, i0, r0 + r);
-			if (whole) {
-#define QK_CALL(n) qk_blk(out, c - oc, q + r0 * K_D, kt, c, n, CV)
-				BY_ROWS(rb, QRB, QK_CALL)
-#undef QK_CALL
-			} else {
-#define QK_CALL(n) qk_blk(out, c - oc, q + r0 * K_D, kt, c, n, 1)
-				BY_ROWS(rb, QRB, QK_CALL)
+			switch (cv) {
+#define QK_CALL(n) qk_blk(out, c - oc, q + r0 * K_D, kt, c, n, CVN)
+#define CVN CV
+			default: BY_ROWS(rb, QRBN(CV), QK_CALL) break;
+#if CV > 1
+#undef CVN
+#define CVN 1
+			case 1: BY_ROWS(rb, QRBN(1), QK_CALL) break;
+#endif
+#if CV > 2
+#undef CVN
+#define CVN 2
+			case 2: BY_ROWS(rb, QRBN(2), QK_CALL) break;
+#endif
+#if CV > 3
+#undef CVN
+#define CVN 3
+			case 3: BY_ROWS(rb, QRBN(3), QK_CALL) break;
+#endif
+#undef CVN
 #undef QK_CALL
 			}
 		}
-		c += whole ? CV * VL : VL;
+		c += cv * VL;
 	}
 }
 
