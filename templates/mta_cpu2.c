@@ -84,6 +84,15 @@
 #define K_ALGO 0       /* the one algorithm above */
 #define K_VERSION 2    /* kernel family (this file is v2) */
 #endif
+/*
+ * Software prefetch of the next k^T panel (q.k) and of the next PJB rows of
+ * v (P.V), spread over the row groups that reuse the current ones from L1.
+ * Not a tunable (yet): prepend #define K_PF 0 to a generated source to
+ * compare (bench/kprof.c; docs/bench-cpu.md has the measurement).
+ */
+#ifndef K_PF
+#define K_PF 1
+#endif
 #if K_HPB == 0         /* hpb=0 in a spec means all heads */
 #undef K_HPB
 #define K_HPB K_H
@@ -210,10 +219,11 @@ static inline int64_t kidx(int d, int64_t c)
 
 /*
  * out[r][oc + lanes] = sum_d q[r][d] k^T[d][c + lanes], rows r < rb, cv
- * vectors (within a panel).
+ * vectors (within a panel). pf (or NULL): 2*K_D cache lines from there are
+ * prefetched, two per d (see qk_rows).
  */
 INLINE void qk_blk(float *const *out, int64_t oc, const float *q, const float *kt, int64_t c,
-		   const int rb, const int cv)
+		   const int rb, const int cv, const float *pf)
 {
 	vf acc[8][4];
 	COUNT(CNT_QK, rb * cv * VL * K_D);
@@ -225,6 +235,10 @@ INLINE void qk_blk(float *const *out, int64_t oc, const float *q, const float *k
 		vf k[4];
 		for (int v = 0; v < cv; v++)
 			k[v] = vld(kt + kidx(d, c) + v * VL);
+		if (pf) {
+			__builtin_prefetch(pf + d * 32, 0, 2);
+			__builtin_prefetch(pf + d * 32 + 16, 0, 2);
+		}
 		for (int r = 0; r < rb; r++) {
 			const float x = q[r * K_D + d];
 			for (int v = 0; v < cv; v++)
@@ -323,10 +337,11 @@ INLINE void mix(float *dst, int64_t ds, const float *src, int64_t ss, const floa
 /*
  * o[r][d0 + lanes] += sum_{j0<=j<j1} u[r][j] vp[j][d0 + lanes], rows r < rb,
  * dv vectors; fresh: o starts at 0 (the first columns of the block's rows),
- * so the outputs are neither cleared beforehand nor loaded.
+ * so the outputs are neither cleared beforehand nor loaded. pf (or NULL):
+ * two cache lines per j from there are prefetched (see phase_c).
  */
 INLINE void pv_blk(float *o, const float *const *u, const float *vp, int64_t j0, int64_t j1,
-		   int d0, const int rb, const int dv, int fresh)
+		   int d0, const int rb, const int dv, int fresh, const float *pf)
 {
 	vf acc[8][PDG];
 	COUNT(CNT_PV, rb * dv * VL * (j1 - j0));
@@ -337,6 +352,10 @@ INLINE void pv_blk(float *o, const float *const *u, const float *vp, int64_t j0,
 		vf x[PDG];
 		for (int v = 0; v < dv; v++)
 			x[v] = vld(vp + j * DP + d0 + v * VL);
+		if (pf) {
+			__builtin_prefetch(pf + (j - j0) * 32, 0, 2);
+			__builtin_prefetch(pf + (j - j0) * 32 + 16, 0, 2);
+		}
 		for (int r = 0; r < rb; r++) {
 			const float p = u[r][j];
 			for (int v = 0; v < dv; v++)
@@ -487,13 +506,21 @@ static void qk_rows(struct th *t, int hl, float *(*row)(const struct th *, int, 
 		 * for fewer rows.
 		 */
 		const int cv = (int)MIN2((ce - c + VL - 1) / VL, CV - c % KP / VL);
+		/*
+		 * A whole panel's row groups share the prefetch of the next panel
+		 * (K_PF), two lines per d each until it is covered: spread over the
+		 * panel's groups, the next panel streams in from L3 while this one is
+		 * reused from L1, instead of all at once under the first group.
+		 */
+		const float *next = K_PF && cv == CV && c + KP < ce ? kt + (c / KP + 1) * (K_D * KP) : NULL;
 		for (int g = 0, r0 = 0, rb; g < GROUPS(nr, QRBN(cv)); g++, r0 += rb) {
 			float *out[8];
+			const float *pf = next && g * 32 < KP ? next + g * 32 * K_D : NULL;
 			rb = group_rows(nr, QRBN(cv), g);
 			for (int r = 0; r < rb; r++)
 				out[r] = row(t, hl, i0, r0 + r);
 			switch (cv) {
-#define QK_CALL(n) qk_blk(out, c - oc, q + r0 * K_D, kt, c, n, CVN)
+#define QK_CALL(n) qk_blk(out, c - oc, q + r0 * K_D, kt, c, n, CVN, pf)
 #define CVN CV
 			default: BY_ROWS(rb, QRBN(CV), QK_CALL) break;
 #if CV > 1
@@ -796,20 +823,23 @@ static void phase_c(struct th *t, int64_t i0, int nr)
 			for (int64_t j0 = 0; j0 < n; j0 += PJB) { /* these v rows stay in L1 */
 				const int64_t j1 = MIN2(j0 + PJB, n);
 				const int fresh = c0 == 0 && j0 == 0;
+				/* the next PJB rows of v, prefetched as q.k's next panel is */
+				const float *next = K_PF && j1 < lim - c0 ? vp + j1 * DP : NULL;
 				for (int g = 0, r0 = 0, rb; g < GROUPS(nr, PRB); g++, r0 += rb) {
 					const float *u[8];
+					const float *pf = next && g * 32 < DP ? next + g * 32 * PJB : NULL;
 					rb = group_rows(nr, PRB, g);
 					for (int r = 0; r < rb; r++)
 						u[r] = CROW(hl, r0 + r);
 					float *o = t->o + (hl * BR + r0) * DP;
 					for (int d0 = 0; d0 < DVN; d0 += PDG) {
 						if (DVN - d0 >= PDG) {
-#define PV_CALL(m) pv_blk(o, u, vp, j0, j1, d0 * VL, m, PDG, fresh)
+#define PV_CALL(m) pv_blk(o, u, vp, j0, j1, d0 * VL, m, PDG, fresh, d0 ? NULL : pf)
 							BY_ROWS(rb, PRB, PV_CALL)
 #undef PV_CALL
 						} else {
 							for (int d = d0; d < DVN; d++) {
-#define PV_CALL(m) pv_blk(o, u, vp, j0, j1, d * VL, m, 1, fresh)
+#define PV_CALL(m) pv_blk(o, u, vp, j0, j1, d * VL, m, 1, fresh, d ? NULL : pf)
 								BY_ROWS(rb, PRB, PV_CALL)
 #undef PV_CALL
 							}
