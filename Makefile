@@ -120,7 +120,7 @@ lib/libmtatune.so: $(LIB_OBJ)
 test-build: deps
 	$(MAKE) --no-print-directory B=build/normal build/normal/mtatune \
 	  build/normal/test_runner build/normal/vg_runtime build/normal/cpu_bench \
-	  build/normal/kbench build/normal/tune_repeat
+	  build/normal/kbench build/normal/kprof build/normal/tune_repeat
 san-build: deps
 	$(MAKE) --no-print-directory B=build/san OPT=-O1 SAN="$(SAN_FLAGS)" \
 	  build/san/mtatune build/san/test_runner
@@ -218,7 +218,7 @@ bench: all
 	$(MAKE) --no-print-directory B=build/normal build/normal/cpu_bench
 	MTATUNE_CACHE=build/kcache build/normal/cpu_bench $(BENCH_ARGS)
 
-$(B)/cpu_bench $(B)/kbench $(B)/tune_repeat: $(B)/%: $(B)/bench/%.o $(TOOL_LIBS)
+$(B)/cpu_bench $(B)/kbench $(B)/kprof $(B)/tune_repeat: $(B)/%: $(B)/bench/%.o $(TOOL_LIBS)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(TOOL_LIBS) $(LDLIBS)
 
 # Are the tuner's winners real? Five fresh tunes, each winner re-measured

@@ -84,6 +84,15 @@
 #define K_ALGO 0       /* the one algorithm above */
 #define K_VERSION 2    /* kernel family (this file is v2) */
 #endif
+/*
+ * Software prefetch of the next k^T panel (q.k) and of the next PJB rows of
+ * v (P.V), spread over the row groups that reuse the current ones from L1.
+ * Not a tunable (yet): prepend #define K_PF 0 to a generated source to
+ * compare (bench/kprof.c; docs/bench-cpu.md has the measurement).
+ */
+#ifndef K_PF
+#define K_PF 1
+#endif
 #if K_HPB == 0         /* hpb=0 in a spec means all heads */
 #undef K_HPB
 #define K_HPB K_H
@@ -141,7 +150,7 @@
 #define VREGS (VL > NATIVE ? VL / NATIVE : 1) /* registers one vector takes */
 #define ACC MAX2(NREGS * 3 / 4 / VREGS, 2)
 #define CV 4                                    /* column vectors of a q.k / conv block */
-#define QRB MAX2(MIN2(ACC / CV, 8), 1)          /* q.k rows per block */
+#define QRBN(cv) MAX2(MIN2(ACC / (cv), 8), 1)   /* q.k rows per block of cv column vectors */
 #define CQM MAX2(CQ1, CQ2E)
 #define CACC MAX2(ACC - CQM - 2, 4)             /* conv accumulators, beside the weights */
 #define CCV (CACC >= 16 ? 4 : 2)                /* conv column vectors */
@@ -210,20 +219,26 @@ static inline int64_t kidx(int d, int64_t c)
 
 /*
  * out[r][oc + lanes] = sum_d q[r][d] k^T[d][c + lanes], rows r < rb, cv
- * vectors (within a panel).
+ * vectors (within a panel). pf (or NULL): 2*K_D cache lines from there are
+ * prefetched, two per d (see qk_rows).
  */
 INLINE void qk_blk(float *const *out, int64_t oc, const float *q, const float *kt, int64_t c,
-		   const int rb, const int cv)
+		   const int rb, const int cv, const float *pf)
 {
 	vf acc[8][4];
 	COUNT(CNT_QK, rb * cv * VL * K_D);
 	for (int r = 0; r < rb; r++)
 		for (int v = 0; v < cv; v++)
 			acc[r][v] = vsplat(0.0f);
+#pragma GCC unroll 2
 	for (int d = 0; d < K_D; d++) {
 		vf k[4];
 		for (int v = 0; v < cv; v++)
 			k[v] = vld(kt + kidx(d, c) + v * VL);
+		if (pf) {
+			__builtin_prefetch(pf + d * 32, 0, 2);
+			__builtin_prefetch(pf + d * 32 + 16, 0, 2);
+		}
 		for (int r = 0; r < rb; r++) {
 			const float x = q[r * K_D + d];
 			for (int v = 0; v < cv; v++)
@@ -319,19 +334,28 @@ INLINE void mix(float *dst, int64_t ds, const float *src, int64_t ss, const floa
 	}
 }
 
-/* o[r][d0 + lanes] += sum_{j0<=j<j1} u[r][j] vp[j][d0 + lanes], rows r < rb, dv vectors. */
+/*
+ * o[r][d0 + lanes] += sum_{j0<=j<j1} u[r][j] vp[j][d0 + lanes], rows r < rb,
+ * dv vectors; fresh: o starts at 0 (the first columns of the block's rows),
+ * so the outputs are neither cleared beforehand nor loaded. pf (or NULL):
+ * two cache lines per j from there are prefetched (see phase_c).
+ */
 INLINE void pv_blk(float *o, const float *const *u, const float *vp, int64_t j0, int64_t j1,
-		   int d0, const int rb, const int dv)
+		   int d0, const int rb, const int dv, int fresh, const float *pf)
 {
 	vf acc[8][PDG];
 	COUNT(CNT_PV, rb * dv * VL * (j1 - j0));
 	for (int r = 0; r < rb; r++)
 		for (int v = 0; v < dv; v++)
-			acc[r][v] = vld(o + r * DP + d0 + v * VL);
+			acc[r][v] = fresh ? vsplat(0.0f) : vld(o + r * DP + d0 + v * VL);
 	for (int64_t j = j0; j < j1; j++) {
 		vf x[PDG];
 		for (int v = 0; v < dv; v++)
 			x[v] = vld(vp + j * DP + d0 + v * VL);
+		if (pf) {
+			__builtin_prefetch(pf + (j - j0) * 32, 0, 2);
+			__builtin_prefetch(pf + (j - j0) * 32 + 16, 0, 2);
+		}
 		for (int r = 0; r < rb; r++) {
 			const float p = u[r][j];
 			for (int v = 0; v < dv; v++)
@@ -401,9 +425,14 @@ struct th {
 	int64_t ks;
 };
 
+/*
+ * Ring slot of row i (i >= -RING_BIAS): one unsigned remainder by a constant
+ * (a multiply and a shift), not the two signed ones that a negative i needs.
+ */
+#define RING_BIAS ((int64_t)1 << 20) /* rows before 0 a ring is ever asked for: a few halo rows */
 static inline int64_t slot(int64_t i, int n)
 {
-	return ((i % n) + n) % n;
+	return (int64_t)((uint64_t)(i + (RING_BIAS / n + 1) * n) % (uint64_t)n);
 }
 
 static inline float *prow(const struct th *t, int hl, int64_t i)
@@ -469,23 +498,51 @@ static void qk_rows(struct th *t, int hl, float *(*row)(const struct th *, int, 
 {
 	const float *q = t->qb + hl * BR * K_D, *kt = t->kt[hl];
 	for (int64_t c = c0; c < ce;) {
-		const int whole = ce - c >= CV * VL;
-		for (int g = 0, r0 = 0, rb; g < GROUPS(nr, QRB); g++, r0 += rb) {
+		/*
+		 * Whole panels take CV vectors; the last columns of a row block (the
+		 * diagonal, or all of a small T) take what is left, 1..CV-1 vectors
+		 * within the panel, with more rows per block (the accumulators the
+		 * narrower block leaves free), so k is loaded and the loop counted
+		 * for fewer rows.
+		 */
+		const int cv = (int)MIN2((ce - c + VL - 1) / VL, CV - c % KP / VL);
+		/*
+		 * A whole panel's row groups share the prefetch of the next panel
+		 * (K_PF), two lines per d each until it is covered: spread over the
+		 * panel's groups, the next panel streams in from L3 while this one is
+		 * reused from L1, instead of all at once under the first group.
+		 */
+		const float *next = K_PF && cv == CV && c + KP < ce ? kt + (c / KP + 1) * (K_D * KP) : NULL;
+		for (int g = 0, r0 = 0, rb; g < GROUPS(nr, QRBN(cv)); g++, r0 += rb) {
 			float *out[8];
-			rb = group_rows(nr, QRB, g);
+			const float *pf = next && g * 32 < KP ? next + g * 32 * K_D : NULL;
+			rb = group_rows(nr, QRBN(cv), g);
 			for (int r = 0; r < rb; r++)
 				out[r] = row(t, hl, i0, r0 + r);
-			if (whole) {
-#define QK_CALL(n) qk_blk(out, c - oc, q + r0 * K_D, kt, c, n, CV)
-				BY_ROWS(rb, QRB, QK_CALL)
-#undef QK_CALL
-			} else {
-#define QK_CALL(n) qk_blk(out, c - oc, q + r0 * K_D, kt, c, n, 1)
-				BY_ROWS(rb, QRB, QK_CALL)
+			switch (cv) {
+#define QK_CALL(n) qk_blk(out, c - oc, q + r0 * K_D, kt, c, n, CVN, pf)
+#define CVN CV
+			default: BY_ROWS(rb, QRBN(CV), QK_CALL) break;
+#if CV > 1
+#undef CVN
+#define CVN 1
+			case 1: BY_ROWS(rb, QRBN(1), QK_CALL) break;
+#endif
+#if CV > 2
+#undef CVN
+#define CVN 2
+			case 2: BY_ROWS(rb, QRBN(2), QK_CALL) break;
+#endif
+#if CV > 3
+#undef CVN
+#define CVN 3
+			case 3: BY_ROWS(rb, QRBN(3), QK_CALL) break;
+#endif
+#undef CVN
 #undef QK_CALL
 			}
 		}
-		c += whole ? CV * VL : VL;
+		c += cv * VL;
 	}
 }
 
@@ -716,7 +773,6 @@ static void phase_c(struct th *t, int64_t i0, int nr)
 	const struct mta_kargs *a = t->a;
 	const int64_t lim = i0 + nr;
 	(void)a; /* unused without post-softmax steps */
-	memset(t->o, 0, sizeof(float) * K_HPB * BR * DP);
 #if POST
 	int64_t sc = 0; /* columns [0, sc) of the block's rows are normalised */
 #endif
@@ -766,20 +822,24 @@ static void phase_c(struct th *t, int64_t i0, int nr)
 			const float *vp = t->vp[hl] + c0 * DP;
 			for (int64_t j0 = 0; j0 < n; j0 += PJB) { /* these v rows stay in L1 */
 				const int64_t j1 = MIN2(j0 + PJB, n);
+				const int fresh = c0 == 0 && j0 == 0;
+				/* the next PJB rows of v, prefetched as q.k's next panel is */
+				const float *next = K_PF && j1 < lim - c0 ? vp + j1 * DP : NULL;
 				for (int g = 0, r0 = 0, rb; g < GROUPS(nr, PRB); g++, r0 += rb) {
 					const float *u[8];
+					const float *pf = next && g * 32 < DP ? next + g * 32 * PJB : NULL;
 					rb = group_rows(nr, PRB, g);
 					for (int r = 0; r < rb; r++)
 						u[r] = CROW(hl, r0 + r);
 					float *o = t->o + (hl * BR + r0) * DP;
 					for (int d0 = 0; d0 < DVN; d0 += PDG) {
 						if (DVN - d0 >= PDG) {
-#define PV_CALL(m) pv_blk(o, u, vp, j0, j1, d0 * VL, m, PDG)
+#define PV_CALL(m) pv_blk(o, u, vp, j0, j1, d0 * VL, m, PDG, fresh, d0 ? NULL : pf)
 							BY_ROWS(rb, PRB, PV_CALL)
 #undef PV_CALL
 						} else {
 							for (int d = d0; d < DVN; d++) {
-#define PV_CALL(m) pv_blk(o, u, vp, j0, j1, d * VL, m, 1)
+#define PV_CALL(m) pv_blk(o, u, vp, j0, j1, d * VL, m, 1, fresh, d ? NULL : pf)
 								BY_ROWS(rb, PRB, PV_CALL)
 #undef PV_CALL
 							}

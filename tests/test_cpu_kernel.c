@@ -167,6 +167,27 @@ TEST(cpu_kernel_v2_space_tiles)
 	run_cases(c, (int)(sizeof c / sizeof c[0]));
 }
 
+/*
+ * v2's q.k blocks at every width: chunks that are not a multiple of a
+ * packed k^T panel (CV vectors: 64 columns at vec=16, 32 at 8), so a chunk
+ * starts inside a panel and q.k takes 1..3 vectors there, and rows that end
+ * in 1..3 vectors of a panel (ragged T). bk=80 at vec=16 once read past the
+ * panel (rel L2 0.017 on the first case).
+ */
+TEST(cpu_kernel_v2_qk_widths)
+{
+	static const struct kcase c[] = {
+		{ "h4kv2d13-pre6x11-hpre-post6x11-hc4-both-gn-gate-f32",
+		  "cpu:v2,bq=16,bk=80,hpb=0,vec=16", 2, 300, 0, 2 },
+		{ "h4kv2d13-pre3x5-hpre-post2x3-hc2-right-gnr-gate-f32",
+		  "cpu:v2,bq=8,bk=48,hpb=0,vec=16", 2, 211, 1, 0 },
+		{ "h4kv2d13-pre3x5-post2x3-hc2-left-gn-gate-f32",
+		  "cpu:v2,bq=5,bk=48,hpb=2,vec=8", 2, 173, 0, 2 },
+		{ "h2kv1d9-pre2x3-post3x3-both-gate-f32", "cpu:v2,bq=8,bk=16,hpb=1,vec=4", 2, 97, 0, 0 },
+	};
+	run_cases(c, (int)(sizeof c / sizeof c[0]));
+}
+
 TEST(cpu_kernel_refuses_bad_calls)
 {
 	struct mta_problem p, other;
