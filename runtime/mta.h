@@ -360,6 +360,16 @@ MTA_API int mta_context_pick(mta_context *ctx, const struct mta_problem *p, int6
 			     struct mta_pick *out);
 
 /*
+ * The same for operation op: "fwd" (mta_context_pick) or "bwd", the
+ * variant mta_forward_train and mta_backward run: the recorded backward
+ * winner (`mtatune tune --op bwd`) by the same policy, else the backend's
+ * default backward variant. MTA_EINVAL for another op, MTA_EUNSUPPORTED
+ * for a backend without a backward.
+ */
+MTA_API int mta_context_pick_op(mta_context *ctx, const struct mta_problem *p, const char *op,
+				int64_t B, int64_t T, struct mta_pick *out);
+
+/*
  * The forward of MTA.md with the picked variant, host memory in and out,
  * finished on return: the convenience path of the command line and simple
  * callers. q, k, v [B,T,H|Hkv,D] of the problem's dtype with d contiguous,
@@ -408,9 +418,10 @@ MTA_API int64_t mta_saved_bytes(const struct mta_problem *p, int64_t B, int64_t 
 /*
  * The forward of mta_forward that also fills saved (mta_saved_bytes(p, B, T)
  * bytes, any alignment of float) with what mta_backward needs. cpu contexts
- * only so far (others: MTA_EUNSUPPORTED). The backward kernel runs the
- * context's CPU variant for p (its picked one), generated from
- * templates/mta_cpu_bwd.c.
+ * and exported cpu libraries only so far (others: MTA_EUNSUPPORTED). Both
+ * calls run the backward library of the context's backward pick for p at
+ * (B, T) (mta_context_pick_op with "bwd": the tuned backward winner, else
+ * the default), generated from templates/mta_cpu_bwd.c.
  */
 MTA_API int mta_forward_train(mta_context *ctx, const struct mta_problem *p,
 			      const struct mta_tensor *q, const struct mta_tensor *k,
