@@ -170,6 +170,14 @@ TEST(tune_bwd_records_backward_winners_beside_the_forward_and_the_runtime_runs_t
 	CHECK_EQ_INT(s.skipped, 2);
 	CHECK_EQ_INT(mt_db_count(db, "SELECT count(*) FROM results"), 4);
 
+	/* best names each operation's winner and, with --op bwd, the backward's pick */
+	char *out = NULL;
+	int code = mt_sh(&out, "%s best --db %s --op bwd && %s best --db %s --problem " SMALL
+			 " --seq 70 --batch 2 --op bwd", mt_bin(), db, mt_bin(), db);
+	CHECKF(code == 0 && out && strstr(out, "bwd ") && !strstr(out, "fwd "), "best: %s", out);
+	CHECK_STR_CONTAINS(out, s.winner);
+	CHECK_STR_CONTAINS(out, "tuned for these T and B buckets");
+	free(out);
 	/* the runtime: each operation its own winner, the backward checked through it */
 	mta_context *ctx;
 	struct mta_pick k;
