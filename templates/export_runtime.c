@@ -182,8 +182,12 @@ static int choose_op(mta_context *c, const struct mta_problem *p, int bwd, int64
 				"(it holds %d problems; tune it and export again)", key,
 				c->lib->name, c->lib->nproblems);
 	if (bwd && e->bwd_default < 0)
-		return mta_fail(MTA_EUNSUPPORTED, "library %s has no backward (%s kernels have "
-				"none yet; export a cpu library)", c->lib->name, c->lib->backend);
+		return c->cuda_backend
+			? mta_fail(MTA_EUNSUPPORTED, "library %s has no backward (cuda kernels have "
+				   "none yet; export a cpu library)", c->lib->name)
+			: mta_fail(MTA_EUNSUPPORTED, "library %s has no backward for %s: it ships "
+				   "the backward of problems tuned for it (mtatune tune --op bwd, "
+				   "then export again)", c->lib->name, key);
 	const struct mtx_bucket *bk = bwd ? e->bwd_buckets : e->buckets;
 	int nb = bwd ? e->nbwd : e->nbuckets;
 	int n = nb < 256 ? nb : 256;

@@ -62,7 +62,8 @@ struct mtx_problem {
 	int (*decode)(const struct mta_dargs *a);
 	/*
 	 * cpu: the backward's buckets (its winners, `tune --op bwd`) and its
-	 * default backward kernel; -1 for cuda, which has no backward.
+	 * default backward kernel; -1 when the problem ships no backward (not
+	 * tuned for it, or cuda, which has none).
 	 */
 	const struct mtx_bucket *bwd_buckets;
 	int nbwd;

@@ -384,9 +384,11 @@ TEST(export_ships_the_backward_winner_and_its_gradients_match_the_reference)
 
 	char lib[1024];
 	snprintf(lib, sizeof lib, "%s/fblib", mt_tmpdir());
-	int rc = mt_sh(&out, "%s export --db %s --out %s --name fb", mt_bin(), db, lib);
+	/* with a problem not tuned for the backward: it ships none */
+	int rc = mt_sh(&out, "%s export --db %s --out %s --name fb --problem " SMALL
+		       " --problem h2kv1d8-both-f32", mt_bin(), db, lib);
 	CHECKF(rc == 0, "export: exit %d: %s", rc, out);
-	CHECK_STR_CONTAINS(out, "1 problems, 2 buckets, ");
+	CHECK_STR_CONTAINS(out, "2 problems, 2 buckets, ");
 	CHECK_STR_CONTAINS(out, "(1 of the buckets the backward's)");
 	free(out);
 	CHECK(mt_sh(&out, "grep -c 'backward, T <= 64, B <= 2: %s' %s/src/fb_table.c", s.winner,
@@ -465,6 +467,30 @@ TEST(export_ships_the_backward_winner_and_its_gradients_match_the_reference)
 		free(bd);
 		mt_weights_free(&wt);
 	}
+	/* the forward-only problem: its training calls say it has no backward */
+	struct mta_problem p2;
+	struct mta_tensor q2, k2, v2;
+	struct mta_weights wt2;
+	REQUIRE(mta_problem_from_key("h2kv1d8-both-f32", &p2) == MTA_OK);
+	void *bq = mt_tensor(MTA_F32, 1, 16, p2.H, p2.D, 0, &q2);
+	void *bk = mt_tensor(MTA_F32, 1, 16, p2.Hkv, p2.D, 0, &k2);
+	void *bv = mt_tensor(MTA_F32, 1, 16, p2.Hkv, p2.D, 0, &v2);
+	mt_weights(&p2, &wt2);
+	char cpath[1024];
+	const size_t nq2 = (size_t)(16 * p2.H * p2.D);
+	snprintf(cpath, sizeof cpath, "%s/gcase2.bin", mt_tmpdir());
+	write_case(cpath, &p2, 1, 16, q2.data, k2.data, v2.data, &wt2);
+	FILE *f = fopen(cpath, "ab");
+	REQUIRE(f && fwrite(q2.data, 4, nq2, f) == nq2);
+	fclose(f);
+	rc = mt_sh(&out, "%s/prog_a grad %s %s/gout2.bin", mt_tmpdir(), cpath, mt_tmpdir());
+	CHECK(rc != 0);
+	CHECK_STR_CONTAINS(out, "EUNSUPPORTED: library fb has no backward for h2kv1d8-both-f32");
+	free(out);
+	free(bq);
+	free(bk);
+	free(bv);
+	mt_weights_free(&wt2);
 }
 
 TEST(export_cuda_sm90_without_gpu_builds_and_says_no_device)

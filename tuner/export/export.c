@@ -309,8 +309,8 @@ static int canonical_bucket(const char *db_path, const struct xplan *x, const st
 /*
  * Sort problems by key and buckets by size, and number the kernels in that
  * order: each bucket's winner, then the default variant, one kernel per
- * distinct (problem, op, spec); then, where the backend has a backward
- * (cpu), the backward's winners and its default variant likewise.
+ * distinct (problem, op, spec); then, for problems with backward winners
+ * (cpu), those winners and the default backward variant likewise.
  */
 static int number_kernels(const char *db_path, struct xplan *x)
 {
@@ -332,8 +332,13 @@ static int number_kernels(const char *db_path, struct xplan *x)
 		    (rc = mta_variant_format(&v, spec, sizeof spec)) ||
 		    (rc = kernel(x, i, MTA_OP_FWD, spec, &p->def)))
 			return rc;
+		/*
+		 * The backward only for problems tuned for it: a backward library
+		 * compiles several times longer than a forward kernel, and a
+		 * forward-only database exports as it did.
+		 */
 		p->bdef = -1;
-		if (!x->be->train_load)
+		if (!x->be->train_load || !p->nbb)
 			continue;
 		if (p->nbb)
 			qsort(p->bb, (size_t)p->nbb, sizeof *p->bb, cmp_bucket);
