@@ -261,8 +261,8 @@ static int op_space(int backend, int op, const struct mta_op_space **out)
 	if (!space_of(backend))
 		return mta_fail(MTA_EINVAL, "unknown backend %d", backend);
 	if (!(*out = mta_gen_op_space(backend, op)))
-		return mta_fail(MTA_EUNSUPPORTED, "the %s kernels have no backward yet (cpu has)",
-				mta_backend_name(backend));
+		return mta_fail(MTA_EUNSUPPORTED, "the %s kernels have no backward space (tunables "
+				"to tune) yet (cpu has)", mta_backend_name(backend));
 	return MTA_OK;
 }
 

@@ -417,11 +417,15 @@ MTA_API int64_t mta_saved_bytes(const struct mta_problem *p, int64_t B, int64_t 
 
 /*
  * The forward of mta_forward that also fills saved (mta_saved_bytes(p, B, T)
- * bytes, any alignment of float) with what mta_backward needs. cpu contexts
- * and exported cpu libraries only so far (others: MTA_EUNSUPPORTED). Both
- * calls run the backward library of the context's backward pick for p at
- * (B, T) (mta_context_pick_op with "bwd": the tuned backward winner, else
- * the default), generated from templates/mta_cpu_bwd.c.
+ * bytes, any alignment of float) with what mta_backward needs. Both calls
+ * run the backward library of the context's backward pick for p at (B, T)
+ * (mta_context_pick_op with "bwd": the tuned backward winner, else the
+ * default backward variant). On a cpu context (and in an exported cpu
+ * library, for problems exported with a backward) the kernels are generated
+ * from templates/mta_cpu_bwd.c; on cuda and cuda-emu contexts from
+ * templates/mta_cuda_bwd.cu (host tensors and weights, copied to the device
+ * and back; gate_b read from the host). Both save the same state, so either
+ * backward reads either forward's.
  */
 MTA_API int mta_forward_train(mta_context *ctx, const struct mta_problem *p,
 			      const struct mta_tensor *q, const struct mta_tensor *k,
@@ -432,8 +436,9 @@ MTA_API int mta_forward_train(mta_context *ctx, const struct mta_problem *p,
  * The gradients of L = sum(dout * o) for the o of the mta_forward_train call
  * that filled saved with the same q, k, v and w: dout float32 [B,T,H,D] (d
  * contiguous), results into g (struct mta_grads). The weight gradients are
- * summed in a fixed order: the same inputs and thread count give the same
- * bits. Checked against mta_reference_backward by the tests.
+ * summed in a fixed order: the same inputs and thread count (cpu) or B and
+ * T (cuda) give the same bits. Checked against mta_reference_backward by
+ * the tests.
  */
 MTA_API int mta_backward(mta_context *ctx, const struct mta_problem *p,
 			 const struct mta_tensor *q, const struct mta_tensor *k,

@@ -16,6 +16,7 @@
 
 typedef void (*mt_fn)(void);
 void mt_register(const char *name, const char *file, mt_fn fn);
+void mt_register_compile_bound(const char *name, const char *file, mt_fn fn);
 void mt_fail(const char *file, int line, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 extern int mt_failures;
@@ -25,6 +26,22 @@ extern int mt_failures;
 	__attribute__((constructor)) static void mt_reg_##name(void)        \
 	{                                                                   \
 		mt_register(#name, __FILE__, name);                          \
+	}                                                                   \
+	static void name(void)
+
+/*
+ * TEST_COMPILE_BOUND(name): a test whose time goes to an external compiler
+ * or disassembler (NVRTC, ptxas, nvdisasm) over a whole variant space, not to
+ * our code. The sanitizer build leaves it to the normal build and says so:
+ * the host code it drives (source generation, job batching, log parsing)
+ * runs under the sanitizer in the lighter tests of the same file, and
+ * repeating minutes of compiles under ASan checks nothing more.
+ */
+#define TEST_COMPILE_BOUND(name)                                            \
+	static void name(void);                                             \
+	__attribute__((constructor)) static void mt_reg_##name(void)        \
+	{                                                                   \
+		mt_register_compile_bound(#name, __FILE__, name);            \
 	}                                                                   \
 	static void name(void)
 

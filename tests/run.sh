@@ -1,6 +1,8 @@
 #!/bin/sh
 # run.sh: run the whole suite twice, a normal build then the
-# AddressSanitizer + UndefinedBehaviorSanitizer build, then (when no test
+# AddressSanitizer + UndefinedBehaviorSanitizer build (which leaves the
+# compile-bound tests, TEST_COMPILE_BOUND in tests/harness.h, to the normal
+# build: their minutes go to NVRTC, not to our code), then (when no test
 # names are given) the Python package's tests in .venv (python/tests/run.py;
 # `make python` makes the venv, and without it they count as failed), every
 # example of README.md (tests/readme.py), a short

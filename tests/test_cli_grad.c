@@ -2,7 +2,7 @@
  * test_cli_grad.c: `mtatune grad`: gradients written for every input file
  * present, in its shape, equal to mta_reference_backward on the inputs as
  * the CLI loads them (--backend ref), within the gradient bounds of it
- * (--backend cpu); refusals named; no half-written output folder.
+ * (--backend cpu and cuda-emu); refusals named; no half-written output folder.
  */
 #include "tests/harness.h"
 #include "tests/fixtures.h"
@@ -147,35 +147,40 @@ TEST(cli_grad_writes_the_reference_gradients_of_every_input)
 		free(got);
 
 		/*
-		 * --backend cpu (the generated backward through mta_forward_train and
-		 * mta_backward): the same files, each within the gradient bounds of
-		 * the problem's dtype against the reference (relative L2 and every
+		 * --backend cpu and cuda-emu (the generated C and CUDA backwards
+		 * through mta_forward_train and mta_backward): the same files, each
+		 * within the gradient bounds of the problem's dtype against the reference (relative L2 and every
 		 * element, mta_compare_grad).
 		 */
-		char outc[900];
-		snprintf(outc, sizeof outc, "%s-cpu", out);
-		code = mt_sh(&text, "%s grad --inputs '%s' --grad-output '%s' --out '%s' --backend cpu %s",
-			     mt_bin(), dir, dout, outc, g->args);
-		CHECKF(code == 0, "%s --backend cpu: exit %d:\n%s", g->sub, code, text);
-		CHECK_STR_CONTAINS(text, key);
-		free(text);
-		got = listing(outc, 0);
-		CHECKF(!strcmp(got, want), "%s: cpu OUTDIR holds '%s', expected '%s'", g->sub, got, want);
-		free(got);
-		for (int i = 0; i < MTA_IN_COUNT; i++) {
-			if (!d[i])
-				continue;
-			char path[1000];
-			struct mta_npy a;
-			snprintf(path, sizeof path, "%s/d%s.npy", outc, mta_input_name(i));
-			if (mta_npy_read(path, &a)) {
-				mt_fail(__FILE__, __LINE__, "%s: %s", g->sub, mta_last_error());
-				continue;
+		for (int bi = 0; bi < 2; bi++) {
+			const char *bn = bi ? "cuda-emu" : "cpu";
+			char outc[900];
+			snprintf(outc, sizeof outc, "%s-%s", out, bn);
+			code = mt_sh(&text, "%s grad --inputs '%s' --grad-output '%s' --out '%s' "
+				     "--backend %s %s", mt_bin(), dir, dout, outc, bn, g->args);
+			CHECKF(code == 0, "%s --backend %s: exit %d:\n%s", g->sub, bn, code, text);
+			CHECK_STR_CONTAINS(text, key);
+			free(text);
+			got = listing(outc, 0);
+			CHECKF(!strcmp(got, want), "%s: %s OUTDIR holds '%s', expected '%s'", g->sub, bn,
+			       got, want);
+			free(got);
+			for (int i = 0; i < MTA_IN_COUNT; i++) {
+				if (!d[i])
+					continue;
+				char path[1000];
+				struct mta_npy a;
+				snprintf(path, sizeof path, "%s/d%s.npy", outc, mta_input_name(i));
+				if (mta_npy_read(path, &a)) {
+					mt_fail(__FILE__, __LINE__, "%s: %s", g->sub, mta_last_error());
+					continue;
+				}
+				CHECKF(a.dtype == MTA_F32 && a.count == in.file[i].count &&
+				       mta_compare_grad(a.data, d[i], a.count, g->dtype, NULL) == MTA_OK,
+				       "%s --backend %s: d%s: %s", g->sub, bn, mta_input_name(i),
+				       mta_last_error());
+				mta_npy_free(&a);
 			}
-			CHECKF(a.dtype == MTA_F32 && a.count == in.file[i].count &&
-			       mta_compare_grad(a.data, d[i], a.count, g->dtype, NULL) == MTA_OK,
-			       "%s --backend cpu: d%s: %s", g->sub, mta_input_name(i), mta_last_error());
-			mta_npy_free(&a);
 		}
 
 		for (int i = 0; i < MTA_IN_COUNT; i++) {
@@ -238,8 +243,8 @@ TEST(cli_grad_refuses_bad_input_and_leaves_the_output_alone)
 
 	struct { const char *args; int code; const char *msg; } t[] = {
 		{ "--inputs '%s' --out '%s'", 2, "--grad-output FILE.npy is required" },
-		{ "--inputs '%s' --grad-output '%s' --out '%s' --backend cuda", 2,
-		  "backend cuda has no backward yet; available: ref cpu" },
+		{ "--inputs '%s' --grad-output '%s' --out '%s' --backend cuda-emux", 2,
+		  "unknown backend 'cuda-emux'; available: ref cpu cuda-emu cuda" },
 		{ "--inputs '%s' --grad-output '%s' --out '%s' --backend nope", 2,
 		  "unknown backend 'nope'" },
 		{ "--inputs '%s' --grad-output '%s' --out '%s' --pad-key up", 2, "unknown pad_key 'up'" },

@@ -127,12 +127,12 @@ static void space_compiles(size_t pi, int family)
  * One test per problem and family, so that each stays a few minutes of
  * compiles on two busy cores (the paper's v1 kernels take 15-30 s each).
  */
-TEST(nvrtc_space_paper_v1) { space_compiles(0, 1); }
-TEST(nvrtc_space_paper_v2) { space_compiles(0, 2); }
-TEST(nvrtc_space_paper_v3) { space_compiles(0, 3); }
-TEST(nvrtc_space_f16_gqa_left_v1) { space_compiles(1, 1); }
-TEST(nvrtc_space_f16_gqa_left_v2) { space_compiles(1, 2); }
-TEST(nvrtc_space_f16_gqa_left_v3) { space_compiles(1, 3); }
+TEST_COMPILE_BOUND(nvrtc_space_paper_v1) { space_compiles(0, 1); }
+TEST_COMPILE_BOUND(nvrtc_space_paper_v2) { space_compiles(0, 2); }
+TEST_COMPILE_BOUND(nvrtc_space_paper_v3) { space_compiles(0, 3); }
+TEST_COMPILE_BOUND(nvrtc_space_f16_gqa_left_v1) { space_compiles(1, 1); }
+TEST_COMPILE_BOUND(nvrtc_space_f16_gqa_left_v2) { space_compiles(1, 2); }
+TEST_COMPILE_BOUND(nvrtc_space_f16_gqa_left_v3) { space_compiles(1, 3); }
 TEST(nvrtc_space_f32) { space_compiles(2, 0); }
 
 /* The parser reads ptxas -v output as NVRTC 13 prints it. */

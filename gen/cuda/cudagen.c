@@ -178,3 +178,62 @@ int mta_cuda_geometry(const struct mta_problem *p, const struct mta_variant *v, 
 	g->smem_bytes = mta_cuda_smem_bytes(p, v);
 	return MTA_OK;
 }
+
+/* ---- the backward ---- */
+
+#define TEMPLATE_BWD "templates/mta_cuda_bwd.cu"
+
+int mta_cuda_bwd_dims(const struct mta_problem *p, int64_t B, int64_t T,
+		      struct mta_cuda_bwd_dims *d)
+{
+	int rc;
+	memset(d, 0, sizeof *d);
+	if ((rc = mta_problem_validate(p)))
+		return rc;
+	if (B < 1 || B > 65535 || T < 1 || T > (1 << 30))
+		return mta_fail(MTA_EINVAL, "B=%lld, T=%lld: the CUDA backward takes 1 <= B <= 65535 "
+				"and 1 <= T <= 2^30", (long long)B, (long long)T);
+	const long long H = p->H, D = p->D, br = MTA_CUDA_BWD_BQ;
+	const long long cq1 = p->cq ? p->cq : 1, ck1 = p->cq ? p->ck : 1;
+	const long long cq2 = p->cq2 ? p->cq2 : 1, ck2 = p->cq2 ? p->ck2 : 1;
+	const long long nzr = cq1 + cq2 - 1, ntasks = B * ((T + br - 1) / br);
+	const long long kvn = B * T * p->Hkv * D;
+	d->threads = 32u * MTA_CUDA_BWD_WARPS;
+	d->nb = (unsigned)(ntasks < MTA_CUDA_BWD_NB ? ntasks : MTA_CUDA_BWD_NB);
+	d->smem_bytes = 4 * (size_t)(4 * H * D + 2 * H + 32);
+	d->ws_stride = 2 * br * H * D + H * (nzr + 3 * cq2 + cq1 + 6 + 2 * br) * T;
+	d->part_floats = (long long)d->nb * 2 * kvn;
+	d->wg_k1 = 0;
+	d->wg_pre = d->wg_k1 + (int)(H * cq1 * ck1);
+	d->wg_k2 = d->wg_pre + (int)(H * H);
+	d->wg_post = d->wg_k2 + (int)(H * cq2 * ck2);
+	d->wg_gn = d->wg_post + (int)(H * H);
+	d->wg_gw = d->wg_gn + (int)D;
+	d->wg_gb = d->wg_gw + (int)D;
+	d->wg_n = d->wg_gb + 1;
+	d->reduce_blocks = (unsigned)((2 * kvn + d->wg_n + d->threads - 1) / d->threads);
+	return MTA_OK;
+}
+
+int mta_gen_cuda_bwd(const struct mta_problem *p, const struct mta_variant *v, char **source)
+{
+	const char *tpl = mta_embedded(TEMPLATE_BWD);
+	struct mta_buf b = { 0 };
+	int rc;
+
+	*source = NULL;
+	if (v->backend != MTA_BACKEND_CUDA)
+		return mta_fail(MTA_EINVAL, "the CUDA backward generator got a %s variant",
+				mta_backend_name(v->backend));
+	if ((rc = mta_variant_check(p, v)))
+		return rc;
+	if (!tpl)
+		return mta_fail(MTA_ENOTFOUND, "template %s is not embedded in this build", TEMPLATE_BWD);
+	if ((rc = mta_gen_defines(&b, TEMPLATE_BWD, p, v))) {
+		mta_buf_free(&b);
+		return rc;
+	}
+	mta_buf_printf(&b, "#define K_BWD_BQ %d\n#define K_BWD_WARPS %d\n#define K_BWD_NB %d\n\n%s",
+		       MTA_CUDA_BWD_BQ, MTA_CUDA_BWD_WARPS, MTA_CUDA_BWD_NB, tpl);
+	return mta_buf_take(&b, "the CUDA backward source", source, NULL);
+}

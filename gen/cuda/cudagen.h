@@ -44,4 +44,39 @@ size_t mta_cuda_smem_bytes(const struct mta_problem *p, const struct mta_variant
 int mta_cuda_geometry(const struct mta_problem *p, const struct mta_variant *v, int64_t B,
 		      int64_t T, struct mta_cuda_launch *g);
 
+/* ---- the backward (templates/mta_cuda_bwd.cu) ---- */
+
+/* The backward's extern "C" kernel: modes 0 (saving forward), 1 (backward), 2 (reduction). */
+#define MTA_CUDA_BWD_KERNEL "mta_bwd"
+
+/*
+ * The backward's fixed geometry (the template's K_BWD_* defaults, emitted by
+ * mta_gen_cuda_bwd): query rows per task, warps per block, most blocks.
+ */
+#define MTA_CUDA_BWD_BQ 16
+#define MTA_CUDA_BWD_WARPS 4
+#define MTA_CUDA_BWD_NB 64
+
+/* What a launcher of the backward of p for B batches of length T allocates and launches. */
+struct mta_cuda_bwd_dims {
+	unsigned threads;      /* per block */
+	unsigned nb;           /* blocks of modes 0 and 1 (the persistent grid) */
+	unsigned reduce_blocks; /* blocks of mode 2 */
+	size_t smem_bytes;     /* dynamic shared memory */
+	long long ws_stride;   /* workspace floats per block (the template's W_FIXED + W_ROWS*T) */
+	long long part_floats; /* partial dk, dv: nb * 2 * B*T*Hkv*D */
+	int wg_n;              /* weight-gradient partials per block (doubles), = floats of dw */
+	/* offsets into dw of each weight's gradient (the template's WG_*) */
+	int wg_k1, wg_pre, wg_k2, wg_post, wg_gn, wg_gw, wg_gb;
+};
+int mta_cuda_bwd_dims(const struct mta_problem *p, int64_t B, int64_t T,
+		      struct mta_cuda_bwd_dims *d);
+
+/*
+ * The CUDA backward source of p (templates/mta_cuda_bwd.cu with the
+ * defines of gen/defines.c for variant v, a cuda variant whose tunables it
+ * does not read yet, and the K_BWD_* geometry). *source malloc'd.
+ */
+int mta_gen_cuda_bwd(const struct mta_problem *p, const struct mta_variant *v, char **source);
+
 #endif

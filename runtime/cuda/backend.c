@@ -7,6 +7,7 @@
 #include "runtime/backend.h"
 #include "gen/cuda/cudagen.h"
 #include "runtime/core/error.h"
+#include "runtime/cuda/bwd.h"
 #include "runtime/cuda/cuda.h"
 #include "runtime/cuda/nvrtc.h"
 
@@ -21,6 +22,7 @@ struct mta_device {
 
 struct mta_kernel {
 	struct mta_cuda_kernel *k;
+	struct mta_cuda_train *train; /* train_load's, instead of k (runtime/cuda/bwd.h) */
 };
 
 struct mta_bound {
@@ -194,6 +196,7 @@ static void unload(struct mta_kernel *k)
 	if (!k)
 		return;
 	mta_cuda_kernel_free(k->k);
+	mta_cuda_train_free(k->train);
 	free(k);
 }
 
@@ -323,13 +326,46 @@ static int sync(struct mta_device *d, void *stream)
 	return rc;
 }
 
+/* ---- training: the generated CUDA backward (runtime/cuda/bwd.h) on the GPU ---- */
+
+static int train_load(struct mta_device *d, const struct mta_problem *p,
+		      const struct mta_variant *v, struct mta_kernel **out)
+{
+	struct mta_kernel *k = calloc(1, sizeof *k);
+	int rc;
+	*out = NULL;
+	if (!k)
+		return mta_fail(MTA_ENOMEM, "out of memory");
+	if ((rc = mta_cuda_train_load(d->c, p, v, &k->train))) {
+		free(k);
+		return rc;
+	}
+	*out = k;
+	return MTA_OK;
+}
+
+static int fwd_save(struct mta_kernel *k, const struct mta_problem *p, const struct mta_tensor *q,
+		    const struct mta_tensor *kt, const struct mta_tensor *v,
+		    const struct mta_weights *w, struct mta_tensor *o, void *saved)
+{
+	return mta_cuda_train_fwd_save(k->train, p, q, kt, v, w, o, saved);
+}
+
+static int backward(struct mta_kernel *k, const struct mta_problem *p, const struct mta_tensor *q,
+		    const struct mta_tensor *kt, const struct mta_tensor *v,
+		    const struct mta_weights *w, const void *saved, const struct mta_tensor *dout,
+		    const struct mta_grads *g)
+{
+	return mta_cuda_train_backward(k->train, p, q, kt, v, w, saved, dout, g);
+}
+
 const struct mta_backend mta_backend_cuda = {
 	"cuda", "the CUDA kernel on the GPU: the tuned winner, else the default",
 	MTA_BACKEND_CUDA, 1,
 	identify, build, prune, binary_key, launch_dims, target,
 	dev_open, dev_close, load, unload, forward,
 	bind, launch, fetch, unbind, flush,
-	NULL, NULL, NULL, /* no backward yet */
+	train_load, fwd_save, backward,
 	NULL, /* forward_varlen: one forward per document */
 	NULL, NULL, /* decode: the float64 engine */
 	MTA_MEM_DEVICE, 0, 1, attach, mem_alloc, mem_free, mem_copy, mem_check, sync,

@@ -6,6 +6,7 @@
  * GPU, so the tuner does not tune it (timed = 0).
  */
 #include "runtime/cuda/emu.h"
+#include "runtime/cuda/bwd.h"
 #include "gen/cuda/cudagen.h"
 #include "gen/gen.h"
 #include "runtime/backend.h"
@@ -310,13 +311,122 @@ static int sync(struct mta_device *d, void *stream)
 	return MTA_OK; /* launches and copies finish before they return */
 }
 
+/* ---- training: the CUDA backward's source (runtime/cuda/bwd.h) on the emulator ---- */
+
+static int train_load(struct mta_device *d, const struct mta_problem *p,
+		      const struct mta_variant *v, struct mta_kernel **out)
+{
+	const char *hdr = mta_embedded(EMU_HEADER);
+	struct mta_kernel *k = NULL;
+	char *cuda = NULL, *src = NULL, *log = NULL, so[PATH_MAX];
+	struct mta_buf b = { 0 };
+	void *fn = NULL;
+	int rc;
+
+	*out = NULL;
+	if (v->backend != MTA_BACKEND_CUDA)
+		return mta_fail(MTA_EINVAL, "the CUDA emulator runs cuda variants, not %s",
+				mta_backend_name(v->backend));
+	if (!hdr)
+		return mta_fail(MTA_ENOTFOUND, "%s is not embedded in this build", EMU_HEADER);
+	if ((rc = mta_gen_cuda_bwd(p, v, &cuda)))
+		goto out;
+	mta_buf_printf(&b, "%s\n#line 1 \"mta_generated_bwd.cu\"\n%s", hdr, cuda);
+	if ((rc = mta_buf_take(&b, "the emulator source", &src, NULL)))
+		goto out;
+	if ((rc = mta_cc_build(src, MTA_LANG_CXX, EMU_FLAGS, so, sizeof so, &log))) {
+		if (rc == MTA_ECOMPILE)
+			rc = mta_fail(rc, "cuda-emu: the host compiler refused the backward: %.600s",
+				      log ? log : "(no log)");
+		goto out;
+	}
+	if (!(k = calloc(1, sizeof *k))) {
+		rc = mta_fail(MTA_ENOMEM, "out of memory");
+		goto out;
+	}
+	if ((rc = mta_cc_open(so, "mta_emu_launch", &k->dl, &fn)))
+		goto out;
+	k->fn = (launch_fn)fn;
+	k->p = *p;
+	k->v = *v;
+	*out = k;
+	k = NULL;
+out:
+	free(k);
+	free(cuda);
+	free(src);
+	free(log);
+	return rc;
+}
+
+/* The emulator as a device of the backward's runner: host memory, launches that finish. */
+static int emu_alloc(void *ctx, size_t n, void **p)
+{
+	if (!(*p = malloc(n ? n : 1)))
+		return mta_fail(MTA_ENOMEM, "cuda-emu: out of memory for %zu bytes", n);
+	memset(*p, 0xff, n); /* NaN bytes: what nothing wrote shows */
+	return MTA_OK;
+}
+
+static void emu_release(void *ctx, void *p)
+{
+	free(p);
+}
+
+static int emu_copy(void *ctx, void *dst, const void *src, size_t n)
+{
+	memcpy(dst, src, n);
+	return MTA_OK;
+}
+
+static int emu_bwd_launch(void *ctx, const struct mta_cuda_bargs *a, const unsigned grid[3],
+			  unsigned threads, size_t smem)
+{
+	const struct mta_kernel *k = ctx;
+	int r = k->fn(a, sizeof *a, grid, threads, smem);
+	if (r)
+		return mta_fail(MTA_EKERNEL, "cuda-emu backward launch failed: %s",
+				r == -1 ? "kernel argument layout differs from struct mta_cuda_bargs"
+				: r == -2 ? "dynamic shared memory size differs from the kernel's need"
+					  : "could not start the block's threads");
+	return MTA_OK;
+}
+
+static int same_problem(const struct mta_kernel *k, const struct mta_problem *p)
+{
+	if (memcmp(p, &k->p, sizeof *p))
+		return mta_fail(MTA_EINVAL, "cuda-emu: the backward was built for another problem");
+	return MTA_OK;
+}
+
+static int fwd_save(struct mta_kernel *k, const struct mta_problem *p, const struct mta_tensor *q,
+		    const struct mta_tensor *kt, const struct mta_tensor *v,
+		    const struct mta_weights *w, struct mta_tensor *o, void *saved)
+{
+	const struct mta_cuda_bwd_dev dev = { k, emu_alloc, emu_release, emu_copy, emu_copy,
+					      emu_bwd_launch };
+	int rc = same_problem(k, p);
+	return rc ? rc : mta_cuda_bwd_forward(&dev, p, q, kt, v, w, o, saved);
+}
+
+static int backward(struct mta_kernel *k, const struct mta_problem *p, const struct mta_tensor *q,
+		    const struct mta_tensor *kt, const struct mta_tensor *v,
+		    const struct mta_weights *w, const void *saved, const struct mta_tensor *dout,
+		    const struct mta_grads *g)
+{
+	const struct mta_cuda_bwd_dev dev = { k, emu_alloc, emu_release, emu_copy, emu_copy,
+					      emu_bwd_launch };
+	int rc = same_problem(k, p);
+	return rc ? rc : mta_cuda_bwd_backward(&dev, p, q, kt, v, w, saved, dout, g);
+}
+
 const struct mta_backend mta_backend_cuda_emu = {
 	"cuda-emu", "the CUDA kernel's source emulated on the CPU (slow)",
 	MTA_BACKEND_CUDA, 0,
 	identify, build, prune, NULL, NULL, NULL,
 	dev_open, dev_close, load, unload, forward,
 	bind, mta_host_launch, mta_host_fetch, mta_host_unbind, flush,
-	NULL, NULL, NULL, /* no backward yet */
+	train_load, fwd_save, backward,
 	NULL, /* forward_varlen: one forward per document */
 	NULL, NULL, /* decode: the float64 engine */
 	MTA_MEM_DEVICE, 1, 1, attach, mem_alloc, mem_free, mem_copy, mem_check, sync,

@@ -11,7 +11,7 @@
  *
  * How the backward is computed is a row of grad_backends[]: the float64
  * reference, and each backend of runtime/backends.c with a backward
- * (struct mta_backend's train_load: cpu), run through the public API
+ * (struct mta_backend's train_load: cpu, cuda-emu, cuda), run through the public API
  * (mta_forward_train, then mta_backward, on a context of that backend), so
  * `grad` also checks that path. Naming a backend without one says so.
  */
@@ -125,12 +125,27 @@ static int grad_cpu(const struct mta_inputs *in, const struct mta_weights *w,
 	return grad_api("cpu", in, w, dout, out);
 }
 
+static int grad_cuda_emu(const struct mta_inputs *in, const struct mta_weights *w,
+			 const struct mta_tensor *dout, float *out[MTA_IN_COUNT])
+{
+	return grad_api("cuda-emu", in, w, dout, out);
+}
+
+static int grad_cuda(const struct mta_inputs *in, const struct mta_weights *w,
+		     const struct mta_tensor *dout, float *out[MTA_IN_COUNT])
+{
+	return grad_api("cuda", in, w, dout, out);
+}
+
 static const struct {
 	const char *name, *summary;
 	grad_fn fn;
 } grad_backends[] = {
 	{ "ref", "the float64 reference (slow, exact)", grad_ref },
 	{ "cpu", "the generated C backward (templates/mta_cpu_bwd.c)", grad_cpu },
+	{ "cuda-emu", "the CUDA backward (templates/mta_cuda_bwd.cu), emulated (slow)",
+	  grad_cuda_emu },
+	{ "cuda", "the generated CUDA backward on the GPU", grad_cuda },
 };
 #define N_GRAD_BACKENDS (int)(sizeof grad_backends / sizeof grad_backends[0])
 
@@ -140,7 +155,7 @@ static const char *backend_list(void)
 	static char list[1024];
 	size_t len = (size_t)snprintf(list, sizeof list, "how to compute it (default ref):");
 	for (int i = 0; i < N_GRAD_BACKENDS; i++)
-		len += (size_t)snprintf(list + len, sizeof list - len, "\n%-6s %s",
+		len += (size_t)snprintf(list + len, sizeof list - len, "\n%-8s %s",
 					grad_backends[i].name, grad_backends[i].summary);
 	const char *sep = "\nno backward yet: ";
 	for (int i = 0; mta_backend_at(i); i++) {

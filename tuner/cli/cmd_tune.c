@@ -6,6 +6,7 @@
  * every part of MTA on), which is the README's one-command demonstration.
  */
 #include "tuner/cli/cli.h"
+#include "gen/gen.h"
 #include "runtime/core/error.h"
 #include "tuner/measure/check.h"
 #include "tuner/tune/tune.h"
@@ -167,7 +168,8 @@ static int tune(const char *key, struct mta_tune_opts *o, struct progress *pr)
 			return cli_fail("tune", CLI_USAGE, "--variant: %s", mta_last_error());
 	}
 	const struct mta_backend *be;
-	if (o->op == MTA_OP_BWD && (mta_backend_find_timed(o->backend, &be) || !be->train_load))
+	if (o->op == MTA_OP_BWD && (mta_backend_find_timed(o->backend, &be) || !be->train_load ||
+				    !mta_gen_op_space(be->variants, MTA_OP_BWD)))
 		return cli_fail("tune", CLI_USAGE, "--op bwd: the %s backend has no backward to tune "
 				"yet (--backend cpu has)", o->backend);
 	o->progress = on_event;

@@ -175,6 +175,15 @@ static struct xproblem *problem(struct xplan *x, const char *key, int add)
 	return p;
 }
 
+/*
+ * Does the plan's library ship backwards? CPU libraries do (the exported
+ * runtime runs C backward kernels); binary (cuda) ones not yet.
+ */
+static int ships_backward(const struct xplan *x)
+{
+	return !x->binary && x->be->train_load && mta_gen_op_space(x->be->variants, MTA_OP_BWD);
+}
+
 struct winners {
 	struct xplan *x;
 	int add;      /* problems not yet in the plan are added */
@@ -188,7 +197,7 @@ static int winner_cb(void *ctx, const struct mta_db_winner *w)
 	int bwd = !strcmp(w->op, "bwd");
 	if (!bwd && strcmp(w->op, "fwd"))
 		return 0;
-	if (bwd && !ws->x->be->train_load)
+	if (bwd && !ships_backward(ws->x))
 		return 0;
 	/* a problem tuned for the backward alone is exported for both */
 	struct xproblem *p = problem(ws->x, w->problem_key, ws->add);
@@ -338,7 +347,7 @@ static int number_kernels(const char *db_path, struct xplan *x)
 		 * forward-only database exports as it did.
 		 */
 		p->bdef = -1;
-		if (!x->be->train_load || !p->nbb)
+		if (!ships_backward(x) || !p->nbb)
 			continue;
 		if (p->nbb)
 			qsort(p->bb, (size_t)p->nbb, sizeof *p->bb, cmp_bucket);

@@ -1,5 +1,6 @@
 /* tune.c: the tuning loop (see tune.h for the contract). */
 #include "tuner/tune/tune_int.h"
+#include "gen/gen.h"
 #include "runtime/core/error.h"
 #include "tuner/measure/isolate.h"
 #include "tuner/measure/stats.h"
@@ -719,7 +720,7 @@ int mta_tune(const struct mta_problem *p, const struct mta_tune_opts *o, struct 
 				o->op);
 	if ((rc = mta_backend_find_timed(o->backend, &c.be)) || (rc = mta_problem_key(p, key, sizeof key)))
 		return rc;
-	if (o->op == MTA_OP_BWD && !c.be->train_load)
+	if (o->op == MTA_OP_BWD && (!c.be->train_load || !mta_gen_op_space(c.be->variants, o->op)))
 		return mta_fail(MTA_EUNSUPPORTED, "the %s backend has no backward to tune yet (cpu has)",
 				c.be->name);
 	if ((rc = mta_tune_candidates(p, o, &vs, &n)))
