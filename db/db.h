@@ -28,12 +28,13 @@
 
 #include "runtime/mta.h"
 
-#define MTA_DB_SCHEMA_VERSION 3
+#define MTA_DB_SCHEMA_VERSION 4
 /*
  * The oldest schema a read-only handle reads as it is, unmigrated (a copy
- * that cannot be written is readable all the same): version 3 only added a
- * result status, which older files never hold; version 2 changed the
- * winners' table, which the readers need.
+ * that cannot be written is readable all the same): version 4 only widened
+ * the variants' identity to (problem, op, spec) and version 3 only added a
+ * result status, neither of which the readers depend on; version 2 changed
+ * the winners' table, which the readers need.
  */
 #define MTA_DB_READ_MIN_VERSION 2
 #define MTA_DB_APPLICATION_ID 0x4d544154 /* "MTAT" */
@@ -109,12 +110,15 @@ struct mta_db_compile {
 struct mta_db_variant {
 	int64_t id, problem_id;
 	const char *spec;        /* canonical spec, e.g. cuda:v1,bq=16,... */
+	const char *op;          /* out: the operation, "fwd", "bwd" or "decode" */
 	const char *source_hash; /* digest of the generated source; "" unknown */
 	struct mta_db_compile compile;
 };
 
 /*
- * Find or insert (problem, spec). A non-empty source_hash that differs from
+ * Find or insert (problem, op, spec); mta_db_variant_upsert is op "fwd". op
+ * is "fwd", "bwd" or "decode" (NULL: "fwd"); the forward and the backward of
+ * one spec are two variants with their own results. A non-empty source_hash that differs from
  * the stored one replaces it and clears the compile information (the source
  * changed; what compiling the old one said no longer holds); when the stored
  * hash was non-empty, the variant's results and winners are deleted too, in
@@ -122,6 +126,8 @@ struct mta_db_variant {
  */
 int mta_db_variant_upsert(struct mta_db *db, int64_t problem_id, const char *spec,
 			  const char *source_hash, int64_t *id);
+int mta_db_variant_upsert_op(struct mta_db *db, int64_t problem_id, const char *op,
+			     const char *spec, const char *source_hash, int64_t *id);
 int mta_db_variant_set_compile(struct mta_db *db, int64_t variant_id,
 			       const struct mta_db_compile *c);
 int mta_db_variant_get(struct mta_db *db, int64_t variant_id, struct mta_db_variant *out);
@@ -192,7 +198,8 @@ struct mta_db_winner {
 
 /*
  * Set the winner of (device, problem, op, t_bucket, b_bucket), replacing the
- * earlier decision for that key; the variant must be one of the problem's.
+ * earlier decision for that key; the variant must be one of the problem's,
+ * of the same op.
  */
 int mta_db_winner_set(struct mta_db *db, const struct mta_db_winner *w);
 /*
@@ -228,7 +235,7 @@ int mta_db_list_winners(struct mta_db *db, int64_t device_id, const char *proble
 
 /* ---- merging shards ------------------------------------------------------------
  * Merge the database at in_path into db in one transaction (see db_merge.c):
- * rows matched by natural keys, every result kept (the later measurement of
+ * rows matched by natural keys (variants by problem, op and spec), every result kept (the later measurement of
  * the same key wins), devices kept apart, winners kept with their evidence
  * (of two decisions for one key the later stands, as when a key is tuned
  * again). in_path must be an mtatune database of this schema version; it is

@@ -2,7 +2,7 @@
  * db_merge.c: merging shard databases (mtatune db merge OUT IN...).
  *
  * Rows are matched by natural keys, never by rowid: devices by their whole
- * identity, problems by key, variants by (problem key, spec), results by
+ * identity, problems by key, variants by (problem key, op, spec), results by
  * (device, variant, T, B), binaries by their key. Every result is kept; when
  * both files measured the same key, the later measurement wins, except that
  * an env_error (the machine failed, nothing was measured) never replaces a
@@ -25,7 +25,7 @@
 /* src variant sv -> main variant mv (through the problem key). */
 #define VAR_MATCH "JOIN src.variants sv ON sv.id = %s JOIN src.problems sp ON sp.id = " \
 	"sv.problem_id JOIN main.problems mp ON mp.key = sp.key JOIN main.variants mv ON " \
-	"mv.problem_id = mp.id AND mv.spec = sv.spec "
+	"mv.problem_id = mp.id AND mv.op = sv.op AND mv.spec = sv.spec "
 
 /* "WHERE true" keeps SQLite from reading ON CONFLICT as a join constraint. */
 static const char *merge_sql[] = {

@@ -671,9 +671,15 @@ int mta_db_open_to(const char *path, int flags, int want, int read_min,
 	if (!db->readonly && ((rc = set_wal(db)) ||
 			      (rc = db_exec(db, "PRAGMA synchronous = NORMAL", "set synchronous"))))
 		goto out;
-	if ((rc = db_exec(db, "PRAGMA foreign_keys = ON", "enable foreign keys")))
-		goto out;
+	/*
+	 * Foreign keys are enforced from here on, not during a migration: one
+	 * that rebuilds a table others refer to (migrate_4.sql: variants) drops
+	 * the old table, which with them on would be a delete through its
+	 * children. The rebuilt table keeps every id, so the references hold.
+	 */
 	if ((fresh || todo) && (rc = upgrade(db, want, lookup)))
+		goto out;
+	if ((rc = db_exec(db, "PRAGMA foreign_keys = ON", "enable foreign keys")))
 		goto out;
 	if (flags & MTA_DB_CHECK)
 		rc = quick_check(db);

@@ -121,7 +121,7 @@ int mta_db_variant_get(struct mta_db *db, int64_t variant_id, struct mta_db_vari
 	db_keep_reset(db);
 	int rc = db_prepare(db, &st, "SELECT id, problem_id, spec, source_hash, compile_status, "
 			    "compile_target, registers, spill_stores, spill_loads, shared_bytes, "
-			    "stack_bytes, compile_ms, compile_log FROM variants WHERE id = ?1");
+			    "stack_bytes, compile_ms, compile_log, op FROM variants WHERE id = ?1");
 	if (rc)
 		return rc;
 	sqlite3_bind_int64(st, 1, variant_id);
@@ -141,6 +141,7 @@ int mta_db_variant_get(struct mta_db *db, int64_t variant_id, struct mta_db_vari
 		out->compile.stack_bytes = col_opt_int(st, 10);
 		out->compile.ms = db_col_real(st, 11);
 		out->compile.log = db_keep(db, sqlite3_column_text(st, 12));
+		out->op = db_keep(db, sqlite3_column_text(st, 13));
 	} else if (s == SQLITE_DONE) {
 		rc = mta_fail(MTA_ENOTFOUND, "database %s has no variant %lld", db->path,
 			      (long long)variant_id);

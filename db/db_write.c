@@ -71,26 +71,47 @@ int mta_db_problem_upsert(struct mta_db *db, const char *key, int64_t *id)
 	return db_write_end(db, rc);
 }
 
+static int check_op(struct mta_db *db, const char *op, const char *what)
+{
+	if (strcmp(op, "fwd") && strcmp(op, "bwd") && strcmp(op, "decode"))
+		return mta_fail(MTA_EINVAL, "database %s: %s of operation '%s' (expected fwd, bwd "
+				"or decode)", db->path, what, op);
+	return MTA_OK;
+}
+
 int mta_db_variant_upsert(struct mta_db *db, int64_t problem_id, const char *spec,
 			  const char *source_hash, int64_t *id)
 {
+	return mta_db_variant_upsert_op(db, problem_id, "fwd", spec, source_hash, id);
+}
+
+int mta_db_variant_upsert_op(struct mta_db *db, int64_t problem_id, const char *op,
+			     const char *spec, const char *source_hash, int64_t *id)
+{
 	sqlite3_stmt *st;
 	int64_t stale = 0;
+	if (!op)
+		op = "fwd";
 	if (!spec || !*spec)
 		return mta_fail(MTA_EINVAL, "empty variant spec");
+	int rc0 = check_op(db, op, "variant");
+	if (rc0)
+		return rc0;
 	int rc = db_write_begin(db, "record a variant");
 	if (rc)
 		return rc;
 	/* A new source for a known spec makes its measurements stale (below). */
 	if (!(rc = db_prepare(db, &st, "SELECT count(*) FROM variants WHERE problem_id = ?1 AND "
-			      "spec = ?2 AND source_hash <> '' AND ?3 <> '' AND source_hash <> ?3"))) {
+			      "spec = ?2 AND op = ?4 AND source_hash <> '' AND ?3 <> '' AND "
+			      "source_hash <> ?3"))) {
 		sqlite3_bind_int64(st, 1, problem_id);
 		db_text(st, 2, spec);
 		db_text(st, 3, source_hash);
+		db_text(st, 4, op);
 		rc = db_step_find(db, st, &stale, "count stale variants");
 	}
 	if (!rc && !(rc = db_prepare(db, &st,
-		"INSERT INTO variants (problem_id, spec, source_hash) VALUES (?1, ?2, ?3) "
+		"INSERT INTO variants (problem_id, spec, source_hash, op) VALUES (?1, ?2, ?3, ?4) "
 		"ON CONFLICT DO UPDATE SET source_hash = excluded.source_hash, "
 		"compile_status = 'unknown', compile_target = '', registers = NULL, "
 		"spill_stores = NULL, spill_loads = NULL, shared_bytes = NULL, "
@@ -99,13 +120,15 @@ int mta_db_variant_upsert(struct mta_db *db, int64_t problem_id, const char *spe
 		sqlite3_bind_int64(st, 1, problem_id);
 		db_text(st, 2, spec);
 		db_text(st, 3, source_hash);
+		db_text(st, 4, op);
 		rc = step_write(db, st, "record a variant", NULL);
 	}
 	/* The conflict branch may update nothing, so no RETURNING: look it up. */
 	if (!rc && !(rc = db_prepare(db, &st, "SELECT id FROM variants WHERE problem_id = ?1 "
-				     "AND spec = ?2"))) {
+				     "AND spec = ?2 AND op = ?3"))) {
 		sqlite3_bind_int64(st, 1, problem_id);
 		db_text(st, 2, spec);
+		db_text(st, 3, op);
 		rc = db_step_find(db, st, id, "the variant just recorded is missing");
 	}
 	/*
@@ -252,18 +275,18 @@ int mta_db_winner_set(struct mta_db *db, const struct mta_db_winner *w)
 		return mta_fail(MTA_EINVAL, "database %s: winner with T bucket %lld, B bucket %lld and "
 				"time %g (expected powers of two and a finite time)", db->path,
 				(long long)b, (long long)bb, w->time_ms);
-	if (strcmp(op, "fwd") && strcmp(op, "bwd") && strcmp(op, "decode"))
-		return mta_fail(MTA_EINVAL, "database %s: winner of operation '%s' (expected fwd, bwd "
-				"or decode)", db->path, op);
-	int rc = db_write_begin(db, "record a winner");
+	int rc = check_op(db, op, "winner");
 	if (rc)
 		return rc;
-	/* Inserting from variants checks that the variant is one of the problem's. */
+	rc = db_write_begin(db, "record a winner");
+	if (rc)
+		return rc;
+	/* Inserting from variants checks that the variant is one of the problem's, of op. */
 	rc = db_prepare(db, &st,
 		"INSERT INTO winners (device_id, problem_id, op, t_bucket, b_bucket, variant_id, "
 		"time_ms, T, B, default_ms, ratio, ci_low, ci_high, rounds, significant, updated_at) "
 		"SELECT ?1, problem_id, ?8, ?3, ?9, id, ?5, ?6, ?7, ?10, ?11, ?12, ?13, ?14, ?15, "
-		NOW_SQL " FROM variants WHERE id = ?4 AND problem_id = ?2 "
+		NOW_SQL " FROM variants WHERE id = ?4 AND problem_id = ?2 AND op = ?8 "
 		"ON CONFLICT (device_id, problem_id, op, t_bucket, b_bucket) DO UPDATE SET "
 		"variant_id = excluded.variant_id, time_ms = excluded.time_ms, T = excluded.T, "
 		"B = excluded.B, default_ms = excluded.default_ms, ratio = excluded.ratio, "
@@ -289,8 +312,8 @@ int mta_db_winner_set(struct mta_db *db, const struct mta_db_winner *w)
 		if (sqlite3_step(st) != SQLITE_DONE)
 			rc = db_err(db, "record a winner");
 		else if (sqlite3_changes(db->h) != 1)
-			rc = mta_fail(MTA_EINVAL, "database %s: variant %lld is not a variant of "
-				      "problem %lld", db->path, (long long)w->variant_id,
+			rc = mta_fail(MTA_EINVAL, "database %s: variant %lld is not a %s variant "
+				      "of problem %lld", db->path, (long long)w->variant_id, op,
 				      (long long)w->problem_id);
 		sqlite3_finalize(st);
 	}

@@ -1,4 +1,4 @@
--- schema.sql: the mtatune tuning database, schema version 3.
+-- schema.sql: the mtatune tuning database, schema version 4.
 --
 -- One SQLite file holds what tuning learned: the devices measured, the
 -- problems (canonical keys, gen/problem.c), their kernel variants (canonical
@@ -23,7 +23,7 @@
 -- UNIQUE treats every NULL as distinct.
 
 PRAGMA application_id = 1297367380;
-PRAGMA user_version = 3;
+PRAGMA user_version = 4;
 
 CREATE TABLE meta (
 	key   TEXT PRIMARY KEY,
@@ -57,7 +57,9 @@ CREATE TABLE problems (
 -- A kernel variant of a problem, and what the last compile of its source
 -- reported (for compile_target). A changed source_hash means the generator
 -- changed the source: the compile information is cleared with it. op is the
--- operation its kernel computes (fwd: the forward).
+-- operation its kernel computes (fwd: the forward, bwd: the backward); a
+-- variant is identified by (problem, op, spec) since version 4, so the
+-- forward and the backward of one spec are two rows.
 CREATE TABLE variants (
 	id          INTEGER PRIMARY KEY,
 	problem_id  INTEGER NOT NULL REFERENCES problems (id),
@@ -74,7 +76,7 @@ CREATE TABLE variants (
 	stack_bytes  INTEGER,
 	compile_ms   REAL,
 	compile_log  TEXT,
-	UNIQUE (problem_id, spec)
+	UNIQUE (problem_id, op, spec)
 );
 
 -- One measurement of a variant on a device at sequence length T, batch B.

@@ -9,8 +9,8 @@
 #include "runtime/core/error.h"
 
 static const struct mta_gen_backend backends[] = {
-	[MTA_BACKEND_CPU] = { "cpu", &mta_space_cpu, mta_gen_c },
-	[MTA_BACKEND_CUDA] = { "cuda", &mta_space_cuda, mta_gen_cuda },
+	[MTA_BACKEND_CPU] = { "cpu", &mta_space_cpu, mta_gen_c, &mta_space_cpu_bwd, mta_gen_c_bwd },
+	[MTA_BACKEND_CUDA] = { "cuda", &mta_space_cuda, mta_gen_cuda, NULL, NULL },
 };
 
 int mta_gen_backend_count(void)
@@ -32,4 +32,30 @@ int mta_gen_source(const struct mta_problem *p, const struct mta_variant *v, cha
 	if (!g)
 		return mta_fail(MTA_EINVAL, "variant has unknown backend %d", v->backend);
 	return g->generate(p, v, source);
+}
+
+const struct mta_op_space *mta_gen_op_space(int backend, int op)
+{
+	const struct mta_gen_backend *g = mta_gen_backend(backend);
+	return g && op == MTA_OP_BWD ? g->bwd_space : NULL;
+}
+
+int mta_gen_source_op(const struct mta_problem *p, const struct mta_variant *v, int op,
+		      char **source)
+{
+	const struct mta_gen_backend *g = mta_gen_backend(v->backend);
+	int rc;
+	*source = NULL;
+	if (op == MTA_OP_FWD)
+		return mta_gen_source(p, v, source);
+	/*
+	 * Only the forward's rules: they are all the generator needs, and a
+	 * recorded winner stays buildable when the default's other tunables change.
+	 */
+	if ((rc = mta_variant_check(p, v)))
+		return rc;
+	if (op != MTA_OP_BWD || !g->generate_bwd)
+		return mta_fail(MTA_EUNSUPPORTED, "the %s kernels have no %s generator",
+				mta_backend_name(v->backend), mta_op_name(op));
+	return g->generate_bwd(p, v, source);
 }

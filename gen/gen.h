@@ -21,6 +21,10 @@ struct mta_gen_backend {
 	const struct mta_space *space;
 	/* Source of (p, v) into *source (malloc'd); MTA_EINVAL if v does not fit p. */
 	int (*generate)(const struct mta_problem *p, const struct mta_variant *v, char **source);
+	/* The backward: its space and generator (NULL: this backend has none yet). */
+	const struct mta_op_space *bwd_space;
+	int (*generate_bwd)(const struct mta_problem *p, const struct mta_variant *v,
+			    char **source);
 };
 
 /* The row of backend (MTA_BACKEND_*), or NULL. */
@@ -29,6 +33,15 @@ int mta_gen_backend_count(void);
 
 /* The source of (p, v) from v's backend's generator. */
 int mta_gen_source(const struct mta_problem *p, const struct mta_variant *v, char **source);
+/*
+ * The same for operation op (MTA_OP_*): the forward's or the backward's
+ * generator; v is held to the backend's rules (mta_variant_check), not to
+ * the operation's space, whose other tunables the backward does not read.
+ */
+int mta_gen_source_op(const struct mta_problem *p, const struct mta_variant *v, int op,
+		      char **source);
+/* The space of op (MTA_OP_BWD) of backend; NULL when the backend has none. */
+const struct mta_op_space *mta_gen_op_space(int backend, int op);
 
 /*
  * The banner naming the template, problem key and variant spec, then every

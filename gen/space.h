@@ -68,6 +68,27 @@ struct mta_space {
 	void (*tailor)(const struct mta_problem *p, struct mta_variant *v);
 };
 
+/*
+ * The space of another operation over a backend's variants (the backward):
+ * the tunables its template reads, each with its default and the values
+ * the tuner tries (names of the backend's tunables). A variant of the
+ * operation is the backend's default variant for the problem (tailored)
+ * with these tunables set, so it parses, formats and checks as any variant
+ * of the backend, under the same rules; the tunables its template does not
+ * read keep the default's values, so that no two specs name one kernel.
+ */
+struct mta_op_tunable {
+	const char *name;   /* a tunable of the backend's space, e.g. "bq" */
+	int def;
+	int nvals;
+	int vals[MTA_TUNABLE_MAXVALS];
+};
+
+struct mta_op_space {
+	const char *op;                          /* "bwd" */
+	const struct mta_op_tunable *tunables;   /* ends with name == NULL */
+};
+
 /* A variant's field for tunable t. */
 int *mta_tunable_field(struct mta_variant *v, const struct mta_tunable *t);
 
@@ -80,5 +101,6 @@ int mta_space_check(const struct mta_space *s, const struct mta_problem *p,
 
 extern const struct mta_space mta_space_cpu;
 extern const struct mta_space mta_space_cuda;
+extern const struct mta_op_space mta_space_cpu_bwd; /* gen/cpu/space.c */
 
 #endif

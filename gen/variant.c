@@ -230,3 +230,134 @@ int mta_variant_default(const struct mta_problem *p, int backend, struct mta_var
 	free(arr);
 	return MTA_OK;
 }
+
+/* ---- operations (variant.h: the backward's variants) ---- */
+
+const char *mta_op_name(int op)
+{
+	return op == MTA_OP_FWD ? "fwd" : op == MTA_OP_BWD ? "bwd" : "?";
+}
+
+int mta_op_parse(const char *s, int *op)
+{
+	for (int i = 0; i < MTA_OP_COUNT; i++)
+		if (s && !strcmp(s, mta_op_name(i))) {
+			*op = i;
+			return MTA_OK;
+		}
+	char shown[64];
+	return mta_fail(MTA_EINVAL, "unknown operation '%s' (expected fwd or bwd)",
+			mta_escape_str(s ? s : "", shown, sizeof shown));
+}
+
+/* The op space of (backend, op), or a message: NULL for the forward. */
+static int op_space(int backend, int op, const struct mta_op_space **out)
+{
+	*out = NULL;
+	if (op == MTA_OP_FWD)
+		return MTA_OK;
+	if (op != MTA_OP_BWD)
+		return mta_fail(MTA_EINVAL, "unknown operation %d", op);
+	if (!space_of(backend))
+		return mta_fail(MTA_EINVAL, "unknown backend %d", backend);
+	if (!(*out = mta_gen_op_space(backend, op)))
+		return mta_fail(MTA_EUNSUPPORTED, "the %s kernels have no backward space (tunables "
+				"to tune) yet (cpu has)", mta_backend_name(backend));
+	return MTA_OK;
+}
+
+/* The backend tunable named t->name (the op space's rows name them). */
+static const struct mta_tunable *base_tunable(const struct mta_space *s,
+					      const struct mta_op_tunable *t)
+{
+	for (const struct mta_tunable *b = s->tunables; b->name; b++)
+		if (!strcmp(b->name, t->name))
+			return b;
+	return NULL;
+}
+
+int mta_variant_default_op(const struct mta_problem *p, int backend, int op,
+			   struct mta_variant *v)
+{
+	const struct mta_op_space *os;
+	int rc;
+	if ((rc = op_space(backend, op, &os)) || (rc = mta_variant_default(p, backend, v)) || !os)
+		return rc;
+	for (const struct mta_op_tunable *t = os->tunables; t->name; t++) {
+		const struct mta_tunable *b = base_tunable(space_of(backend), t);
+		if (!b)
+			return mta_fail(MTA_EINVAL, "the %s %s space names tunable '%s', which %s "
+					"variants lack", mta_backend_name(backend), os->op, t->name,
+					mta_backend_name(backend));
+		*field(v, b) = t->def;
+	}
+	return mta_variant_check(p, v);
+}
+
+int mta_variant_check_op(const struct mta_problem *p, const struct mta_variant *v, int op)
+{
+	const struct mta_op_space *os;
+	struct mta_variant d;
+	int rc;
+	if ((rc = mta_variant_check(p, v)) || (rc = op_space(v->backend, op, &os)) || !os ||
+	    (rc = mta_variant_default_op(p, v->backend, op, &d)))
+		return rc;
+	const struct mta_space *s = space_of(v->backend);
+	char names[128] = "";
+	for (const struct mta_op_tunable *t = os->tunables; t->name; t++)
+		snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s",
+			 t == os->tunables ? "" : " and ", t->name);
+	if (v->version != d.version)
+		return mta_fail(MTA_EINVAL, "a %s %s variant reads only %s: its family must be the "
+				"default's, v%d (got v%d)", s->backend, os->op, names, d.version,
+				v->version);
+	for (const struct mta_tunable *b = s->tunables; b->name; b++) {
+		int in = 0;
+		for (const struct mta_op_tunable *t = os->tunables; t->name; t++)
+			in |= !strcmp(t->name, b->name);
+		if (!in && *field((struct mta_variant *)v, b) != *field(&d, b))
+			return mta_fail(MTA_EINVAL, "a %s %s variant reads only %s: %s must keep the "
+					"default's value %d (got %d)", s->backend, os->op, names,
+					b->name, *field(&d, b), *field((struct mta_variant *)v, b));
+	}
+	return MTA_OK;
+}
+
+int mta_variant_space_op(const struct mta_problem *p, int backend, int op,
+			 struct mta_variant **out, size_t *n)
+{
+	const struct mta_op_space *os;
+	struct mta_variant d, *arr = NULL;
+	int rc, nt = 0, idx[16] = { 0 };
+	size_t cnt = 0, cap = 1;
+	*out = NULL;
+	*n = 0;
+	if ((rc = op_space(backend, op, &os)))
+		return rc;
+	if (!os)
+		return mta_variant_space(p, backend, out, n);
+	if ((rc = mta_variant_default_op(p, backend, op, &d)))
+		return rc;
+	for (; os->tunables[nt].name; nt++)
+		cap *= (size_t)os->tunables[nt].nvals;
+	if (!(arr = malloc((cap ? cap : 1) * sizeof *arr)))
+		return mta_fail(MTA_ENOMEM, "out of memory enumerating variants");
+	/* every point of the product of the value lists, on the default */
+	for (;;) {
+		struct mta_variant v = d;
+		for (int i = 0; i < nt; i++)
+			*field(&v, base_tunable(space_of(backend), &os->tunables[i])) =
+				os->tunables[i].vals[idx[i]];
+		if (mta_variant_check(p, &v) == MTA_OK)
+			arr[cnt++] = v;
+		int i = 0;
+		while (i < nt && ++idx[i] >= os->tunables[i].nvals)
+			idx[i++] = 0;
+		if (i == nt)
+			break;
+	}
+	mta_clear_error();
+	*out = arr;
+	*n = cnt;
+	return MTA_OK;
+}

@@ -48,6 +48,7 @@ struct loaded {
 /* A pick made once per (problem key, T bucket, B bucket) and kept (see mta_context_pick). */
 struct picked {
 	char key[MTA_KEY_MAX];
+	int op;                  /* MTA_OP_* */
 	int64_t t_bucket, b_bucket;
 	struct mta_pick pick;
 	struct picked *next;
@@ -192,6 +193,7 @@ void mta_context_free(mta_context *c)
 /* The winners of a problem that apply here, gathered for the pick policy. */
 struct cands {
 	mta_context *c;
+	const char *op;          /* the winners' operation */
 	struct mta_pick_cand *cand;
 	struct mta_pick *info;   /* spec and evidence of each */
 	size_t n, cap;
@@ -201,7 +203,7 @@ static int add_winner(void *ctx, const struct mta_db_winner *w)
 {
 	struct cands *x = ctx;
 	size_t i;
-	if (strcmp(w->op, "fwd"))
+	if (strcmp(w->op, x->op))
 		return 0;
 	for (i = 0; i < x->c->ndevices && x->c->devices[i].id != w->device_id; i++)
 		;
@@ -233,11 +235,11 @@ static int add_winner(void *ctx, const struct mta_db_winner *w)
 	return 0;
 }
 
-/* The pick for (p, B, T), asking the database (see mta_context_pick). */
-static int pick_now(mta_context *c, const struct mta_problem *p, const char *key, int64_t B,
-		    int64_t T, struct mta_pick *out)
+/* The pick of op for (p, B, T), asking the database (see mta_context_pick_op). */
+static int pick_now(mta_context *c, const struct mta_problem *p, const char *key, int op,
+		    int64_t B, int64_t T, struct mta_pick *out)
 {
-	struct cands x = { c, NULL, NULL, 0, 0 };
+	struct cands x = { c, mta_op_name(op), NULL, NULL, 0, 0 };
 	struct mta_variant v;
 	int rc = MTA_OK, source, rung, i = -1;
 	if (c->db && c->ndevices && (rc = mta_db_list_winners(c->db, 0, key, add_winner, &x)))
@@ -248,8 +250,14 @@ static int pick_now(mta_context *c, const struct mta_problem *p, const char *key
 	} else {
 		memset(out, 0, sizeof *out);
 		out->speedup = out->ci_low = out->ci_high = 1;
-		if ((rc = mta_variant_default(p, c->be->variants, &v)) ||
-		    (rc = mta_variant_format(&v, out->spec, sizeof out->spec)))
+		/*
+		 * A backward without a space of its own (cuda: no tunables yet) runs
+		 * with the forward's default variant, whose defines it reads.
+		 */
+		rc = mta_variant_default_op(p, c->be->variants, op, &v);
+		if (rc == MTA_EUNSUPPORTED && op != MTA_OP_FWD)
+			rc = mta_variant_default(p, c->be->variants, &v);
+		if (rc || (rc = mta_variant_format(&v, out->spec, sizeof out->spec)))
 			goto out;
 	}
 	out->source = source;
@@ -260,8 +268,9 @@ out:
 	return rc;
 }
 
-int mta_context_pick(mta_context *c, const struct mta_problem *p, int64_t B, int64_t T,
-		     struct mta_pick *out)
+/* The pick of op (MTA_OP_*), made once per (problem, op, buckets) and kept. */
+static int pick_op(mta_context *c, const struct mta_problem *p, int op, int64_t B, int64_t T,
+		   struct mta_pick *out)
 {
 	char key[MTA_KEY_MAX];
 	struct picked *k;
@@ -274,7 +283,7 @@ int mta_context_pick(mta_context *c, const struct mta_problem *p, int64_t B, int
 		return rc;
 	pthread_mutex_lock(&c->lock);
 	for (k = c->picks; k; k = k->next)
-		if (k->t_bucket == tb && k->b_bucket == bb && !strcmp(k->key, key))
+		if (k->t_bucket == tb && k->b_bucket == bb && k->op == op && !strcmp(k->key, key))
 			break;
 	if (!k) {
 		if (!(k = calloc(1, sizeof *k))) {
@@ -282,11 +291,12 @@ int mta_context_pick(mta_context *c, const struct mta_problem *p, int64_t B, int
 			goto out;
 		}
 		count(&c->stats.host_allocs);
-		if ((rc = pick_now(c, p, key, B, T, &k->pick))) {
+		if ((rc = pick_now(c, p, key, op, B, T, &k->pick))) {
 			free(k);
 			goto out;
 		}
 		strcpy(k->key, key);
+		k->op = op;
 		k->t_bucket = tb;
 		k->b_bucket = bb;
 		k->next = c->picks;
@@ -296,6 +306,21 @@ int mta_context_pick(mta_context *c, const struct mta_problem *p, int64_t B, int
 out:
 	pthread_mutex_unlock(&c->lock);
 	return mta_done(rc);
+}
+
+int mta_context_pick(mta_context *c, const struct mta_problem *p, int64_t B, int64_t T,
+		     struct mta_pick *out)
+{
+	return pick_op(c, p, MTA_OP_FWD, B, T, out);
+}
+
+int mta_context_pick_op(mta_context *c, const struct mta_problem *p, const char *op, int64_t B,
+			int64_t T, struct mta_pick *out)
+{
+	int o, rc;
+	if ((rc = mta_op_parse(op, &o)))
+		return mta_wrap(rc, "mta_context_pick_op");
+	return pick_op(c, p, o, B, T, out);
 }
 
 /* The loaded kernel for (key, spec), loading it on first use. */
@@ -666,8 +691,10 @@ int mta_forward(mta_context *c, const struct mta_problem *p, const struct mta_te
 
 /*
  * The training library for (p, B, T), loaded on first use: the variant is
- * the context's pick for the forward (winners keyed by op "fwd"), whose
- * tunables the backward template reads too.
+ * the context's pick for the backward (winners keyed by op "bwd", by the
+ * forward's policy; else the default backward variant). Its spec is held
+ * to the forward's rules only, which are all the backward generator needs:
+ * a recorded winner stays usable when the default's other tunables change.
  */
 static int train_kernel(mta_context *c, const struct mta_problem *p, int64_t B, int64_t T,
 			const char *what, struct loaded **out)
@@ -683,7 +710,7 @@ static int train_kernel(mta_context *c, const struct mta_problem *p, int64_t B, 
 	if (!c->be->train_load)
 		return mta_fail(MTA_EUNSUPPORTED, "%s: the %s backend has no backward yet (cpu has)",
 				what, c->be->name);
-	if ((rc = key_of(c, p, key)) || (rc = mta_context_pick(c, p, B, T, &pick)))
+	if ((rc = key_of(c, p, key)) || (rc = pick_op(c, p, MTA_OP_BWD, B, T, &pick)))
 		return rc;
 	pthread_mutex_lock(&c->lock);
 	for (l = c->kernels; l; l = l->next)

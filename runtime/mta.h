@@ -360,6 +360,16 @@ MTA_API int mta_context_pick(mta_context *ctx, const struct mta_problem *p, int6
 			     struct mta_pick *out);
 
 /*
+ * The same for operation op: "fwd" (mta_context_pick) or "bwd", the
+ * variant mta_forward_train and mta_backward run: the recorded backward
+ * winner (`mtatune tune --op bwd`) by the same policy, else the backend's
+ * default backward variant. MTA_EINVAL for another op, MTA_EUNSUPPORTED
+ * for a backend without a backward.
+ */
+MTA_API int mta_context_pick_op(mta_context *ctx, const struct mta_problem *p, const char *op,
+				int64_t B, int64_t T, struct mta_pick *out);
+
+/*
  * The forward of MTA.md with the picked variant, host memory in and out,
  * finished on return: the convenience path of the command line and simple
  * callers. q, k, v [B,T,H|Hkv,D] of the problem's dtype with d contiguous,
@@ -407,9 +417,12 @@ MTA_API int64_t mta_saved_bytes(const struct mta_problem *p, int64_t B, int64_t 
 
 /*
  * The forward of mta_forward that also fills saved (mta_saved_bytes(p, B, T)
- * bytes, any alignment of float) with what mta_backward needs. On a cpu
- * context the kernels are generated from templates/mta_cpu_bwd.c with the
- * context's picked CPU variant for p; on cuda and cuda-emu contexts from
+ * bytes, any alignment of float) with what mta_backward needs. Both calls
+ * run the backward library of the context's backward pick for p at (B, T)
+ * (mta_context_pick_op with "bwd": the tuned backward winner, else the
+ * default backward variant). On a cpu context (and in an exported cpu
+ * library, for problems exported with a backward) the kernels are generated
+ * from templates/mta_cpu_bwd.c; on cuda and cuda-emu contexts from
  * templates/mta_cuda_bwd.cu (host tensors and weights, copied to the device
  * and back; gate_b read from the host). Both save the same state, so either
  * backward reads either forward's.

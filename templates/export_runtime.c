@@ -2,7 +2,8 @@
  * export_runtime.c: the runtime of a library written by `mtatune export`.
  *
  * It implements the running part of mta.h (mta_context_create,
- * mta_context_pick, mta_forward, mta_context_free) over the dispatch table
+ * mta_context_pick, mta_forward, mta_forward_train, mta_backward,
+ * mta_context_free) over the dispatch table
  * the exporter generated (templates/export_table.h), with no database, no
  * compiler and no NVRTC: CPU kernels are C functions linked into the
  * library, CUDA kernels are cubins loaded through mtatune's own driver
@@ -33,6 +34,7 @@
 #include "runtime/core/attention.h"
 #include "runtime/core/error.h"
 #include "runtime/core/kargs.h"
+#include "runtime/core/kargs_bwd.h"
 #include "runtime/core/cuda_args.h"
 #include "runtime/core/pick.h"
 #include "runtime/core/pool.h"
@@ -159,9 +161,12 @@ static const struct mtx_problem *find(const struct mtx_library *lib, const char 
 	return NULL;
 }
 
-/* The kernel index for (p, B, T), and the pick's details into *info (may be NULL). */
-static int choose(mta_context *c, const struct mta_problem *p, int64_t B, int64_t T,
-		  int *kernel, struct mta_pick *info)
+/*
+ * The kernel index of the forward (bwd 0) or the backward (bwd 1) for
+ * (p, B, T), and the pick's details into *info (may be NULL).
+ */
+static int choose_op(mta_context *c, const struct mta_problem *p, int bwd, int64_t B, int64_t T,
+		     int *kernel, struct mta_pick *info)
 {
 	char key[MTA_KEY_MAX];
 	const struct mtx_problem *e;
@@ -176,14 +181,22 @@ static int choose(mta_context *c, const struct mta_problem *p, int64_t B, int64_
 		return mta_fail(MTA_ENOTFOUND, "problem %s was not exported into library %s "
 				"(it holds %d problems; tune it and export again)", key,
 				c->lib->name, c->lib->nproblems);
-	int n = e->nbuckets < 256 ? e->nbuckets : 256;
+	if (bwd && e->bwd_default < 0)
+		return c->cuda_backend
+			? mta_fail(MTA_EUNSUPPORTED, "library %s has no backward (cuda kernels have "
+				   "none yet; export a cpu library)", c->lib->name)
+			: mta_fail(MTA_EUNSUPPORTED, "library %s has no backward for %s: it ships "
+				   "the backward of problems tuned for it (mtatune tune --op bwd, "
+				   "then export again)", c->lib->name, key);
+	const struct mtx_bucket *bk = bwd ? e->bwd_buckets : e->buckets;
+	int nb = bwd ? e->nbwd : e->nbuckets;
+	int n = nb < 256 ? nb : 256;
 	for (int i = 0; i < n; i++) /* every winner of the library is of its own device */
-		cand[i] = (struct mta_pick_cand){ MTA_RUNG_DEVICE, e->buckets[i].t_bucket,
-						  e->buckets[i].b_bucket };
+		cand[i] = (struct mta_pick_cand){ MTA_RUNG_DEVICE, bk[i].t_bucket, bk[i].b_bucket };
 	int best = mta_pick_winner(cand, (size_t)n, B, T, &source, &rung);
-	*kernel = best >= 0 ? e->buckets[best].kernel : e->default_kernel;
+	*kernel = best >= 0 ? bk[best].kernel : bwd ? e->bwd_default : e->default_kernel;
 	if (info) {
-		const struct mtx_bucket *b = best >= 0 ? &e->buckets[best] : NULL;
+		const struct mtx_bucket *b = best >= 0 ? &bk[best] : NULL;
 		memset(info, 0, sizeof *info);
 		snprintf(info->spec, sizeof info->spec, "%s", c->lib->kernels[*kernel].spec);
 		info->source = source;
@@ -199,6 +212,12 @@ static int choose(mta_context *c, const struct mta_problem *p, int64_t B, int64_
 	return MTA_OK;
 }
 
+static int choose(mta_context *c, const struct mta_problem *p, int64_t B, int64_t T,
+		  int *kernel, struct mta_pick *info)
+{
+	return choose_op(c, p, 0, B, T, kernel, info);
+}
+
 int mta_context_pick(mta_context *c, const struct mta_problem *p, int64_t B, int64_t T,
 		     struct mta_pick *out)
 {
@@ -206,6 +225,20 @@ int mta_context_pick(mta_context *c, const struct mta_problem *p, int64_t B, int
 	if (!out)
 		return mta_fail(MTA_EINVAL, "mta_context_pick: no place for the pick");
 	if ((rc = choose(c, p, B, T, &k, out)))
+		return rc;
+	return mta_done(MTA_OK);
+}
+
+int mta_context_pick_op(mta_context *c, const struct mta_problem *p, const char *op, int64_t B,
+			int64_t T, struct mta_pick *out)
+{
+	int k, rc, bwd = op && !strcmp(op, "bwd");
+	if (!out)
+		return mta_fail(MTA_EINVAL, "mta_context_pick_op: no place for the pick");
+	if (!bwd && (!op || strcmp(op, "fwd")))
+		return mta_fail(MTA_EINVAL, "mta_context_pick_op: unknown operation '%s' (expected "
+				"fwd or bwd)", op ? op : "(null)");
+	if ((rc = choose_op(c, p, bwd, B, T, &k, out)))
 		return rc;
 	return mta_done(MTA_OK);
 }
@@ -586,20 +619,44 @@ int mta_forward(mta_context *c, const struct mta_problem *p, const struct mta_te
 	return mta_done(rc);
 }
 
-/* ---- training: not shipped yet ------------------------------------------ */
+/* ---- training: the shipped backward (cpu) ------------------------------- */
 
 /*
- * An exported library carries forward winners only: the backward (issue 16)
- * is not exported yet, so its entry points say so rather than leave a
- * caller of mta.h with an undefined symbol.
+ * The backward kernel of (p, B, T) and its arguments: the saving forward
+ * (o set) or the backward (dout, g set), through kargs_bwd.c as mtatune's
+ * runtime fills them (runtime/cpu/cpu_bwd.c).
  */
+static int train_call(mta_context *c, const struct mta_problem *p, const struct mta_tensor *q,
+		      const struct mta_tensor *kt, const struct mta_tensor *v,
+		      const struct mta_weights *w, struct mta_tensor *o, void *saved,
+		      const struct mta_tensor *dout, const struct mta_grads *g, const char *what)
+{
+	struct mta_bkargs a;
+	int64_t B, T;
+	int k, rc;
+	if (!c)
+		return mta_fail(MTA_EINVAL, "%s: no context", what);
+	if ((rc = mta_check_tensors(p, q, kt, v, o, &B, &T)) ||
+	    (rc = choose_op(c, p, 1, B, T, &k, NULL)))
+		return rc;
+	const struct mtx_kernel *kn = &c->lib->kernels[k];
+	if (!kn->fwd_save || !kn->bwd || kn->info->abi != MTA_BKARGS_ABI ||
+	    kn->info->args_size != (int)sizeof a || kn->info->dtype != p->dtype)
+		return mta_fail(MTA_EKERNEL, "%s: backward kernel %s was built for another ABI or "
+				"dtype", what, kn->spec);
+	if ((rc = mta_bkargs_fill(p, q, kt, v, w, o, saved, dout, g, 0, &a)))
+		return rc;
+	return mta_kargs_status(mta_pool_call(c->pool, o ? kn->fwd_save : kn->bwd, &a.f), kn->info,
+				a.f.T, kn->spec);
+}
+
 int mta_forward_train(mta_context *c, const struct mta_problem *p, const struct mta_tensor *q,
 		      const struct mta_tensor *k, const struct mta_tensor *v,
 		      const struct mta_weights *w, struct mta_tensor *o, void *saved)
 {
-	(void)c, (void)p, (void)q, (void)k, (void)v, (void)w, (void)o, (void)saved;
-	return mta_fail(MTA_EUNSUPPORTED, "mta_forward_train: this exported library has no "
-			"backward (export ships forward kernels only so far)");
+	if (!o)
+		return mta_fail(MTA_EINVAL, "mta_forward_train: no output tensor");
+	return mta_done(train_call(c, p, q, k, v, w, o, saved, NULL, NULL, "mta_forward_train"));
 }
 
 int mta_backward(mta_context *c, const struct mta_problem *p, const struct mta_tensor *q,
@@ -607,9 +664,8 @@ int mta_backward(mta_context *c, const struct mta_problem *p, const struct mta_t
 		 const struct mta_weights *w, const void *saved, const struct mta_tensor *dout,
 		 const struct mta_grads *g)
 {
-	(void)c, (void)p, (void)q, (void)k, (void)v, (void)w, (void)saved, (void)dout, (void)g;
-	return mta_fail(MTA_EUNSUPPORTED, "mta_backward: this exported library has no backward "
-			"(export ships forward kernels only so far)");
+	return mta_done(train_call(c, p, q, k, v, w, NULL, (void *)saved, dout, g,
+				   "mta_backward"));
 }
 
 /*

@@ -12,7 +12,8 @@
  * sizes (b_bucket/2, b_bucket], with the evidence of that decision (speed-up
  * over the default variant, its 95% interval, rounds); default_kernel is the
  * backend's default variant of the problem, run when the problem has no
- * bucket at all.
+ * bucket at all. The backward's buckets and default (cpu) are the same for
+ * mta_forward_train and mta_backward.
  */
 #ifndef MTX_TABLE_H
 #define MTX_TABLE_H
@@ -23,12 +24,18 @@
 #include "runtime/core/mta_kargs.h"
 #include "runtime/core/mta_dargs.h"
 
-/* One compiled kernel: a C function (cpu) or a cubin (cuda). */
+/*
+ * One compiled kernel: a C function (cpu) or a cubin (cuda); or a CPU
+ * backward (templates/mta_cpu_bwd.c, ABI runtime/core/mta_bkargs.h): fn
+ * NULL, fwd_save and bwd its entry points, info its mta_cpu_bwd_info.
+ */
 struct mtx_kernel {
 	const char *spec;                          /* variant spec it was built from */
 	/* cpu */
 	int (*fn)(const struct mta_kargs *a);      /* entry point */
 	const struct mta_kinfo *info;              /* what the kernel says of itself */
+	int (*fwd_save)(const struct mta_kargs *a); /* the backward's saving forward */
+	int (*bwd)(const struct mta_kargs *a);      /* the backward */
 	/* cuda */
 	const unsigned char *cubin;                /* ELF image for the library's arch */
 	size_t cubin_size;
@@ -53,6 +60,14 @@ struct mtx_problem {
 	int default_kernel;               /* index into mtx_library.kernels */
 	/* cpu: the problem's decode kernel (templates/mta_cpu_decode.c); NULL for cuda */
 	int (*decode)(const struct mta_dargs *a);
+	/*
+	 * cpu: the backward's buckets (its winners, `tune --op bwd`) and its
+	 * default backward kernel; -1 when the problem ships no backward (not
+	 * tuned for it, or cuda, which has none).
+	 */
+	const struct mtx_bucket *bwd_buckets;
+	int nbwd;
+	int bwd_default;
 };
 
 struct mtx_library {

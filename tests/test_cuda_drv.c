@@ -179,7 +179,7 @@ TEST(cuda_prepare_pipeline)
 					.smem_per_block = (int)((small + big) / 2),
 					.regs_per_block = 65536, .max_threads = 1024 };
 	snprintf(info.nvrtc, sizeof info.nvrtc, "%s", nv);
-	struct mta_prep pp = { db, &mta_backend_cuda, &info, 0, 0, 256, 1, "test-run", 2 };
+	struct mta_prep pp = { db, &mta_backend_cuda, &info, 0, 0, 256, 1, "test-run", 2, MTA_OP_FWD };
 	REQUIRE(mta_db_device_upsert(db, &dev, &pp.device_id) == MTA_OK);
 	REQUIRE(mta_db_problem_upsert(db, SMALL, &pp.problem_id) == MTA_OK);
 

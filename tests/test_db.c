@@ -474,7 +474,7 @@ TEST(db_winners_and_lists)
 	REQUIRE(mta_db_variant_upsert(db, prob2, "cpu:v1,bq=8", "", &var2) == MTA_OK);
 	w.variant_id = var2;
 	CHECK(mta_db_winner_set(db, &w) == MTA_EINVAL);
-	CHECK_STR_CONTAINS(mta_last_error(), "not a variant of");
+	CHECK_STR_CONTAINS(mta_last_error(), "not a fwd variant of");
 	w.variant_id = var[0];
 	w.t_bucket = 100;
 	CHECK(mta_db_winner_set(db, &w) == MTA_EINVAL);
@@ -852,6 +852,131 @@ TEST(db_merge_keeps_winners_and_is_idempotent)
 	free(wb2);
 }
 
+/*
+ * A database of schema version 3 (tests/data/schema_v3.sql, variants unique
+ * on (problem, spec)) is brought to version 4 when opened: the variants'
+ * table is rebuilt with every row and id, results and winners still refer to
+ * their variants, the index stays, and a backward variant of a forward
+ * variant's spec can then be recorded beside it.
+ */
+TEST(db_migrate_from_version_3)
+{
+	const char *path = tmp_path("v3.db");
+	char *out = NULL;
+	int rc = mt_sh(&out, "python3 -c \"import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); "
+		       "c.executescript(open('tests/data/schema_v3.sql').read()); "
+		       "c.executescript(\\\"INSERT INTO devices (backend, name) VALUES ('cpu', 'Old CPU'); "
+		       "INSERT INTO problems (key) VALUES ('h4kv4d32-both-f32'); "
+		       "INSERT INTO variants (id, problem_id, spec, source_hash, compile_status, "
+		       "compile_ms) VALUES (7, 1, 'cpu:v1,bq=8', 'h8', 'ok', 12.5), "
+		       "(9, 1, 'cpu:v1,bq=16', 'h16', 'unknown', NULL); "
+		       "INSERT INTO results (device_id, variant_id, T, B, t_bucket, status, median_ms, "
+		       "recorded_at) VALUES (1, 7, 100, 1, 128, 'ok', 1.5, 1), (1, 9, 100, 1, 128, 'ok', "
+		       "2.5, 1), (1, 9, 200, 1, 256, 'env_error', NULL, 1); "
+		       "INSERT INTO winners (device_id, problem_id, t_bucket, variant_id, time_ms, T, B, "
+		       "updated_at) VALUES (1, 1, 128, 7, 1.5, 100, 1, 1);"
+		       "\\\"); c.commit()\" '%s'", path);
+	REQUIRE(rc == 0 || (mt_fail(__FILE__, __LINE__, "%s", out), 0));
+	free(out);
+	CHECK_EQ_INT(raw(path, "PRAGMA user_version"), 3);
+	struct mta_db *db;
+	REQUIRE(mta_db_open(path, 0, &db) == MTA_OK || (mt_fail(__FILE__, __LINE__, "%s",
+							 mta_last_error()), 0));
+	struct mta_db_variant v;
+	REQUIRE(mta_db_variant_get(db, 7, &v) == MTA_OK);
+	CHECK(!strcmp(v.spec, "cpu:v1,bq=8") && !strcmp(v.op, "fwd") &&
+	      !strcmp(v.source_hash, "h8") && v.compile.status == MTA_COMPILE_OK &&
+	      v.compile.ms == 12.5);
+	int64_t again = 0, bwd = 0;
+	CHECK(mta_db_variant_upsert(db, 1, "cpu:v1,bq=8", "h8", &again) == MTA_OK);
+	CHECK_EQ_INT(again, 7);
+	CHECK(mta_db_variant_upsert_op(db, 1, "bwd", "cpu:v1,bq=8", "b8", &bwd) == MTA_OK);
+	CHECK(bwd != 7 && bwd != 9);
+	struct mta_db_winner w;
+	CHECK(mta_db_winner_get(db, 1, "h4kv4d32-both-f32", "fwd", 1, 100, &w) == MTA_OK);
+	CHECK(w.variant_id == 7 && !strcmp(w.spec, "cpu:v1,bq=8") && w.time_ms == 1.5);
+	mta_db_close(db);
+	CHECK_EQ_INT(raw(path, "PRAGMA user_version"), MTA_DB_SCHEMA_VERSION);
+	CHECK_EQ_INT(raw(path, "SELECT count(*) FROM variants"), 3);
+	CHECK_EQ_INT(raw(path, "SELECT count(*) FROM results r JOIN variants v ON v.id = "
+			 "r.variant_id WHERE (v.id = 7 AND r.median_ms = 1.5) OR (v.id = 9 AND "
+			 "v.spec = 'cpu:v1,bq=16')"), 3);
+	CHECK_EQ_INT(raw(path, "SELECT count(*) FROM pragma_foreign_key_check"), 0);
+	CHECK_EQ_INT(raw(path, "SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND "
+			 "name = 'results_by_variant'"), 1);
+	CHECK_EQ_INT(raw(path, "SELECT count(*) FROM sqlite_schema WHERE name = 'variants' AND "
+			 "sql LIKE '%UNIQUE (problem_id, op, spec)%'"), 1);
+	CHECK_EQ_INT(raw(path, "SELECT count(*) FROM sqlite_schema WHERE name LIKE 'variants_%'"),
+		     0);
+}
+
+/*
+ * The forward and the backward of one spec are two variants: their own ids,
+ * results and winners; a winner must name a variant of its own operation; a
+ * new source for the backward leaves the forward's measurements alone.
+ * Merging keeps them apart: each result and winner goes to the variant of
+ * its own operation.
+ */
+TEST(db_fwd_bwd_variants)
+{
+	const char *a = tmp_path("fb-a.db"), *out = tmp_path("fb-out.db");
+	for (int f = 0; f < 2; f++) {
+		struct mta_db *db;
+		int64_t dev, prob, fwd, bwd, again;
+		REQUIRE(mta_db_open(f ? out : a, 0, &db) == MTA_OK);
+		REQUIRE(seed_db(db, 0, &dev, &prob, NULL) == MTA_OK);
+		/* out gets its variants in the other order: ids differ between the files */
+		if (f)
+			REQUIRE(mta_db_variant_upsert_op(db, prob, "bwd", "cpu:v1,bq=8", "hb", &bwd) == MTA_OK);
+		REQUIRE(mta_db_variant_upsert_op(db, prob, "fwd", "cpu:v1,bq=8", "hf", &fwd) == MTA_OK);
+		REQUIRE(mta_db_variant_upsert_op(db, prob, "bwd", "cpu:v1,bq=8", "hb", &bwd) == MTA_OK);
+		CHECK(fwd != bwd);
+		CHECK(mta_db_variant_upsert(db, prob, "cpu:v1,bq=8", "hf", &again) == MTA_OK &&
+		      again == fwd);
+		CHECK(mta_db_variant_upsert_op(db, prob, "bwd", "cpu:v1,bq=8", "hb", &again) ==
+		      MTA_OK && again == bwd);
+		CHECK(mta_db_variant_upsert_op(db, prob, "sideways", "cpu:v1,bq=8", "", &again) ==
+		      MTA_EINVAL);
+		CHECK_STR_CONTAINS(mta_last_error(), "sideways");
+		struct mta_db_variant v;
+		CHECK(mta_db_variant_get(db, bwd, &v) == MTA_OK && !strcmp(v.op, "bwd"));
+		if (f)
+			continue;
+		struct mta_db_result r = ok_result(dev, fwd, 100, 1.0);
+		REQUIRE(mta_db_result_put(db, &r) == MTA_OK);
+		r = ok_result(dev, bwd, 100, 3.0);
+		REQUIRE(mta_db_result_put(db, &r) == MTA_OK);
+		struct mta_db_winner w = { .device_id = dev, .problem_id = prob, .variant_id = fwd,
+					   .op = "bwd", .T = 100, .B = 1, .time_ms = 3.0 };
+		CHECK(mta_db_winner_set(db, &w) == MTA_EINVAL); /* a forward variant as bwd winner */
+		CHECK_STR_CONTAINS(mta_last_error(), "not a bwd variant");
+		w.variant_id = bwd;
+		CHECK(mta_db_winner_set(db, &w) == MTA_OK);
+		w.variant_id = fwd;
+		w.op = "fwd";
+		w.time_ms = 1.0;
+		CHECK(mta_db_winner_set(db, &w) == MTA_OK);
+		struct mta_db_winner got;
+		CHECK(mta_db_winner_get(db, dev, "h4kv4d32-both-f32", "bwd", 1, 100, &got) == MTA_OK &&
+		      got.variant_id == bwd && got.time_ms == 3.0 && !strcmp(got.op, "bwd"));
+		CHECK(mta_db_winner_get(db, dev, "h4kv4d32-both-f32", "fwd", 1, 100, &got) == MTA_OK &&
+		      got.variant_id == fwd && got.time_ms == 1.0);
+		mta_db_close(db);
+		CHECK_EQ_INT(raw(a, "SELECT count(*) FROM results"), 2);
+	}
+	struct mta_db *db;
+	REQUIRE(mta_db_open(out, 0, &db) == MTA_OK);
+	CHECK(mta_db_merge(db, a) == MTA_OK);
+	mta_db_close(db);
+	CHECK_EQ_INT(raw(out, "SELECT count(*) FROM variants"), 2);
+	CHECK_EQ_INT(raw(out, "SELECT count(*) FROM results r JOIN variants v ON v.id = "
+			 "r.variant_id WHERE (v.op = 'fwd' AND r.median_ms = 1.0) OR (v.op = 'bwd' "
+			 "AND r.median_ms = 3.0)"), 2);
+	CHECK_EQ_INT(raw(out, "SELECT count(*) FROM winners w JOIN variants v ON v.id = "
+			 "w.variant_id WHERE v.op = w.op AND ((w.op = 'fwd' AND w.time_ms = 1.0) OR "
+			 "(w.op = 'bwd' AND w.time_ms = 3.0))"), 2);
+}
+
 TEST(db_changed_source_drops_stale_measurements)
 {
 	const char *path = tmp_path("stale.db");
@@ -935,7 +1060,7 @@ TEST(db_migrate_2_to_3_keeps_results_and_v2_files_stay_readable)
 	/* for writing: migrated, every row and id kept, env_error accepted */
 	REQUIRE(mta_db_open(path, 0, &db) == MTA_OK);
 	int v = 0;
-	CHECK(mta_db_schema_version(db, &v) == MTA_OK && v == 3);
+	CHECK(mta_db_schema_version(db, &v) == MTA_OK && v == MTA_DB_SCHEMA_VERSION);
 	r = ok_result(dev, var[1], 256, 1.0);
 	r.status = MTA_RESULT_ENV_ERROR;
 	r.median_ms = NAN;

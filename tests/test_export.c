@@ -345,6 +345,172 @@ TEST(export_round_trip_tune_export_build_link_runs_every_golden_case)
 	free(out);
 }
 
+/*
+ * A database tuned for the forward and the backward (tune --op bwd) exports
+ * a CPU library that ships both: its mta_forward_train and mta_backward run
+ * the backward winner (exact bucket, then the nearest) and every gradient,
+ * and the output, match the float64 references.
+ */
+TEST(export_ships_the_backward_winner_and_its_gradients_match_the_reference)
+{
+	char db[1024], spec[MTA_SPEC_MAX], want[MTA_SPEC_MAX + 8], pick[512], *out = NULL;
+	struct mta_problem p;
+	struct mta_tune_opts o;
+	struct mta_tune_summary s;
+	struct mta_variant v;
+
+	mt_kcache();
+	snprintf(db, sizeof db, "%s/fb.db", mt_tmpdir());
+	REQUIRE(mta_problem_from_key(SMALL, &p) == MTA_OK);
+	REQUIRE(mta_variant_default_op(&p, MTA_BACKEND_CPU, MTA_OP_BWD, &v) == MTA_OK);
+	v.bq = 8;
+	REQUIRE(mta_variant_format(&v, spec, sizeof spec) == MTA_OK);
+	const char *only[] = { spec };
+	mta_tune_defaults(&o);
+	o.db_path = db;
+	o.T = 64;
+	o.B = 2;
+	o.reps = 1;
+	o.threads = 2;
+	o.min_rounds = 2;
+	o.max_rounds = 3;
+	o.rounds_budget_s = 2;
+	o.only_specs = only;
+	o.n_only = 1;
+	REQUIRE_MSG(mta_tune(&p, &o, &s) == MTA_OK, mta_last_error());
+	o.op = MTA_OP_BWD;
+	REQUIRE_MSG(mta_tune(&p, &o, &s) == MTA_OK, mta_last_error());
+	snprintf(want, sizeof want, "2 %s", s.winner);
+	/* a second backward winner (bucket 256) of bq=8, so the lookup has two to choose from */
+	struct mta_db *h;
+	struct mta_db_device dev;
+	int64_t dev_id, prob_id, var_id;
+	REQUIRE(mta_db_open(db, 0, &h) == MTA_OK);
+	mta_device_cpu(&dev);
+	REQUIRE(mta_db_device_find(h, &dev, &dev_id) == MTA_OK);
+	REQUIRE(mta_db_problem_find(h, SMALL, &prob_id) == MTA_OK);
+	REQUIRE(mta_db_variant_upsert_op(h, prob_id, "bwd", spec, NULL, &var_id) == MTA_OK);
+	struct mta_db_winner bw = { .device_id = dev_id, .problem_id = prob_id, .op = "bwd",
+				    .variant_id = var_id, .T = 200, .B = 2, .time_ms = 1 };
+	REQUIRE(mta_db_winner_set(h, &bw) == MTA_OK);
+	mta_db_close(h);
+
+	char lib[1024];
+	snprintf(lib, sizeof lib, "%s/fblib", mt_tmpdir());
+	/* with a problem not tuned for the backward: it ships none */
+	int rc = mt_sh(&out, "%s export --db %s --out %s --name fb --problem " SMALL
+		       " --problem h2kv1d8-both-f32", mt_bin(), db, lib);
+	CHECKF(rc == 0, "export: exit %d: %s", rc, out);
+	CHECK_STR_CONTAINS(out, "2 problems, 3 buckets, ");
+	CHECK_STR_CONTAINS(out, "(2 of the buckets the backward's)");
+	free(out);
+	CHECK(mt_sh(&out, "grep -c 'backward, T <= 64, B <= 2: %s' %s/src/fb_table.c", s.winner,
+		    lib) == 0);
+	free(out);
+	build(lib, "fb");
+
+	/* T=64 and 150: the backward's own buckets (64: the tuned winner, 256: bq=8); 400: the nearest */
+	static const int64_t Ts[] = { 64, 150, 400 };
+	for (size_t t = 0; t < 3; t++) {
+		const int64_t B = 2, T = Ts[t];
+		struct mta_tensor q, k, v, d;
+		struct mta_weights wt;
+		void *bq = mt_tensor(MTA_F32, B, T, p.H, p.D, 0, &q);
+		void *bk = mt_tensor(MTA_F32, B, T, p.Hkv, p.D, 0, &k);
+		void *bv = mt_tensor(MTA_F32, B, T, p.Hkv, p.D, 0, &v);
+		void *bd = mt_tensor(MTA_F32, B, T, p.H, p.D, 0, &d);
+		mt_weights(&p, &wt);
+		char cpath[1024], opath[1024];
+		snprintf(cpath, sizeof cpath, "%s/gcase.bin", mt_tmpdir());
+		snprintf(opath, sizeof opath, "%s/gout.bin", mt_tmpdir());
+		remove(opath);
+		write_case(cpath, &p, B, T, q.data, k.data, v.data, &wt);
+		FILE *f = fopen(cpath, "ab");
+		REQUIRE(f);
+		const size_t nq = (size_t)(B * T * p.H * p.D);
+		REQUIRE(fwrite(d.data, 4, nq, f) == nq && fclose(f) == 0);
+		rc = mt_sh(&out, "%s/prog_so grad %s %s", mt_tmpdir(), cpath, opath);
+		CHECKF(rc == 0, "prog grad T=%lld: exit %d: %s", (long long)T, rc, out);
+		if (!t)
+			CHECKF(out && !strncmp(out, want, strlen(want)), "T=%lld: the backward pick "
+			       "was '%s', expected %s", (long long)T, out, want);
+		else
+			CHECKF(out && !strncmp(out, t == 1 ? "2 " : "1 ", 2) && strstr(out, spec),
+			       "T=%lld: the backward pick was '%s', expected %s", (long long)T, out,
+			       spec);
+		snprintf(pick, sizeof pick, "%s", out ? out : "");
+		free(out);
+		/* the references: o, then each gradient in struct mta_grads order */
+		const size_t nk = (size_t)(B * T * p.Hkv * p.D);
+		size_t n[12] = { nq, nq, nk, nk,
+				 p.cq ? (size_t)(p.H * p.cq * p.ck) : 0,
+				 p.head_pre ? (size_t)(p.H * p.H) : 0,
+				 p.cq2 ? (size_t)(p.H * p.cq2 * p.ck2) : 0,
+				 p.head_post == MTA_HPOST_CONV ? (size_t)(p.H * p.hc) : 0,
+				 p.head_post == MTA_HPOST_LINEAR ? (size_t)(p.H * p.H) : 0,
+				 p.gn ? (size_t)p.D : 0, p.gate ? (size_t)p.D : 0, p.gate ? 1 : 0 };
+		double *e[12];
+		size_t total = 0;
+		for (int i = 0; i < 12; i++) {
+			e[i] = n[i] ? calloc(n[i], sizeof *e[i]) : NULL;
+			total += n[i];
+		}
+		struct mta_reference_grads rg = { e[1], e[2], e[3], e[4], e[5], e[6], e[7], e[8],
+						  e[9], e[10], e[11] };
+		REQUIRE(mta_reference(&p, &q, &k, &v, &wt, e[0]) == MTA_OK);
+		REQUIRE(mta_reference_backward(&p, &q, &k, &v, &wt, &d, &rg) == MTA_OK);
+		float *got = malloc(total * sizeof *got);
+		f = fopen(opath, "rb");
+		REQUIRE(f && got && fread(got, 4, total, f) == total);
+		fclose(f);
+		size_t at = 0;
+		int checked = 0;
+		for (int i = 0; i < 12; i++) {
+			struct mta_compare cmp;
+			if (!n[i])
+				continue;
+			rc = i ? mta_compare_grad(got + at, e[i], n[i], MTA_F32, &cmp)
+			       : mta_compare(got + at, e[i], n[i], MTA_F32, &cmp);
+			CHECKF(rc == MTA_OK, "T=%lld, tensor %d of the exported backward (%s): %s",
+			       (long long)T, i, pick, mta_last_error());
+			at += n[i];
+			checked++;
+			free(e[i]);
+		}
+		CHECK(checked == 11); /* o, dq, dk, dv and the 7 weights SMALL uses */
+		free(got);
+		free(bq);
+		free(bk);
+		free(bv);
+		free(bd);
+		mt_weights_free(&wt);
+	}
+	/* the forward-only problem: its training calls say it has no backward */
+	struct mta_problem p2;
+	struct mta_tensor q2, k2, v2;
+	struct mta_weights wt2;
+	REQUIRE(mta_problem_from_key("h2kv1d8-both-f32", &p2) == MTA_OK);
+	void *bq = mt_tensor(MTA_F32, 1, 16, p2.H, p2.D, 0, &q2);
+	void *bk = mt_tensor(MTA_F32, 1, 16, p2.Hkv, p2.D, 0, &k2);
+	void *bv = mt_tensor(MTA_F32, 1, 16, p2.Hkv, p2.D, 0, &v2);
+	mt_weights(&p2, &wt2);
+	char cpath[1024];
+	const size_t nq2 = (size_t)(16 * p2.H * p2.D);
+	snprintf(cpath, sizeof cpath, "%s/gcase2.bin", mt_tmpdir());
+	write_case(cpath, &p2, 1, 16, q2.data, k2.data, v2.data, &wt2);
+	FILE *f = fopen(cpath, "ab");
+	REQUIRE(f && fwrite(q2.data, 4, nq2, f) == nq2);
+	fclose(f);
+	rc = mt_sh(&out, "%s/prog_a grad %s %s/gout2.bin", mt_tmpdir(), cpath, mt_tmpdir());
+	CHECK(rc != 0);
+	CHECK_STR_CONTAINS(out, "EUNSUPPORTED: library fb has no backward for h2kv1d8-both-f32");
+	free(out);
+	free(bq);
+	free(bk);
+	free(bv);
+	mt_weights_free(&wt2);
+}
+
 TEST(export_cuda_sm90_without_gpu_builds_and_says_no_device)
 {
 	char db[1024], *out = NULL;

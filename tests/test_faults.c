@@ -249,7 +249,7 @@ TEST(fault_database_damaged_truncated_newer_or_foreign)
 	static const struct { const char *name, *msg; int code; } t[] = {
 		{ "trunc", "is damaged (SQLite: database disk image is malformed)", 1 },
 		{ "garbage", "is damaged", 1 },
-		{ "newer", "has schema version 99; this mtatune understands up to 3; upgrade", 1 },
+		{ "newer", "has schema version 99; this mtatune understands up to 4; upgrade", 1 },
 		{ "text", "is not an mtatune database: it is not an SQLite", 3 },
 	};
 	static const char *const cmds[] = { "tune " QUICK, "list results", "best", "list devices" };

@@ -82,7 +82,7 @@ TEST(fault_nvrtc_not_a_library_compile_and_prepare_say_enodev)
 	REQUIRE(mta_db_open(path, 0, &db) == MTA_OK);
 	struct mta_db_device dev = { 0, "cuda", "test GPU", "sm_90", "13.0", "", "", 132 };
 	struct mta_device_info info = { .backend = "cuda", .arch = "sm_90", .nvrtc = "13.0" };
-	struct mta_prep pp = { db, &mta_backend_cuda, &info, 0, 0, 64, 1, "run", 1 };
+	struct mta_prep pp = { db, &mta_backend_cuda, &info, 0, 0, 64, 1, "run", 1, MTA_OP_FWD };
 	REQUIRE(mta_db_device_upsert(db, &dev, &pp.device_id) == MTA_OK);
 	REQUIRE(mta_db_problem_upsert(db, SMALL, &pp.problem_id) == MTA_OK);
 	CHECK_EQ_INT(mta_prepare(&pp, &p, &v, 1, &cs), MTA_ENODEV);
@@ -112,7 +112,7 @@ TEST(fault_nvrtc_compile_error_recorded_with_its_log)
 	struct mta_db_device dev = { 0, "cuda", "test GPU", "sm_90", nv, "", "", 132 };
 	struct mta_device_info info = { .backend = "cuda", .arch = "sm_90" };
 	snprintf(info.nvrtc, sizeof info.nvrtc, "%s", nv);
-	struct mta_prep pp = { db, &mta_backend_cuda, &info, 0, 0, 64, 1, "run", 2 };
+	struct mta_prep pp = { db, &mta_backend_cuda, &info, 0, 0, 64, 1, "run", 2, MTA_OP_FWD };
 	REQUIRE(mta_db_device_upsert(db, &dev, &pp.device_id) == MTA_OK);
 	REQUIRE(mta_db_problem_upsert(db, TINY, &pp.problem_id) == MTA_OK);
 	REQUIRE(mta_prepare(&pp, &p, vs, 2, &cs) == MTA_OK ||

@@ -57,6 +57,39 @@ TEST(grid_defaults_batch_one_and_each_keys_own_dtype)
 	mta_grid_free(&g);
 }
 
+/*
+ * op is an axis (inside the problems, outside batch and seq); without it
+ * every item is the forward, numbered as before; a bad value is named.
+ */
+TEST(grid_op_is_an_axis_of_forward_and_backward_items)
+{
+	struct mta_grid g;
+	REQUIRE(parse("problem h2kv1d8 h2kv2d8\nop fwd bwd fwd\nbatch 1 2\nseq 32 64", &g) ==
+		MTA_OK);
+	CHECK_EQ_INT(g.nkeys, 2);
+	CHECK_EQ_INT(g.n, 2 * 2 * 2 * 2);
+	for (size_t i = 0; i < g.n && i < 16; i++) {
+		CHECK_EQ_INT(g.items[i].problem, i / 8);
+		CHECK_EQ_INT(g.items[i].op, i / 4 % 2 ? MTA_OP_BWD : MTA_OP_FWD);
+		CHECK_EQ_INT(g.items[i].B, 1 + (int64_t)(i / 2 % 2));
+		CHECK_EQ_INT(g.items[i].T, i % 2 ? 64 : 32);
+	}
+	mta_grid_free(&g);
+	REQUIRE(parse("problem h2kv1d8\nbatch 1 2\nseq 32 64", &g) == MTA_OK);
+	CHECK_EQ_INT(g.n, 4);
+	for (size_t i = 0; i < g.n; i++)
+		CHECK_EQ_INT(g.items[i].op, MTA_OP_FWD);
+	mta_grid_free(&g);
+	REQUIRE(parse("problem h2kv1d8\nop bwd\nseq 32", &g) == MTA_OK);
+	CHECK(g.n == 1 && g.items[0].op == MTA_OP_BWD);
+	mta_grid_free(&g);
+	CHECK(parse("problem h2kv1d8\nseq 32\nop fwd sideways", &g) == MTA_EFORMAT);
+	CHECK_STR_CONTAINS(mta_last_error(), "g.txt:3:8: expected an operation (fwd or bwd), got "
+			   "'sideways'");
+	CHECK(parse("problem h2kv1d8\nseq 32\nop", &g) == MTA_EFORMAT);
+	CHECK_STR_CONTAINS(mta_last_error(), "g.txt:3:1: 'op' needs at least one value");
+}
+
 TEST(grid_errors_name_file_line_column_and_what_was_expected)
 {
 	static const struct {
@@ -255,7 +288,7 @@ TEST(grid_kernel_sizes_a_problem_cannot_take_are_errors_naming_the_line)
 		{ "problem h2kv1d8-pre2x3-post2x3-left\nseq 8\ncq 1..64\nck 1..64\ncq2 1..64\n",
 		  "g.txt: the grid has 262144 problems (keys x dtypes x kernel sizes), more than the "
 		  "65536 allowed" },
-		{ "ck3 5\n", "'ck3' is not a grid keyword (expected problem, seq, batch, dtype, cq, ck, "
+		{ "ck3 5\n", "'ck3' is not a grid keyword (expected problem, seq, batch, dtype, op, cq, ck, "
 		  "cq2 or ck2)" },
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {

@@ -272,6 +272,84 @@ TEST(report_csv_and_json_hold_every_result_and_the_cli_writes_them)
 	free(html);
 }
 
+/* Lines of text holding needle. */
+static int count_lines(const char *text, const char *needle)
+{
+	int n = 0;
+	for (const char *l = text; l && *l;) {
+		const char *e = strchr(l, '\n');
+		size_t len = e ? (size_t)(e - l) : strlen(l);
+		const char *hit = strstr(l, needle);
+		n += hit && hit < l + len;
+		l = e ? e + 1 : NULL;
+	}
+	return n;
+}
+
+/*
+ * A problem tuned for the forward and the backward: every result and winner
+ * names its op, and --op keeps one operation's rows only.
+ */
+TEST(report_shows_each_rows_op_and_filters_by_op)
+{
+	char path[600], *out = NULL;
+	struct mta_db *db;
+	struct mta_db_device d;
+	struct mta_problem p;
+	struct mta_variant v;
+	char spec[MTA_SPEC_MAX];
+	int64_t dev, prob, vid[2];
+	snprintf(path, sizeof path, "%s/ops.db", mt_tmpdir());
+	REQUIRE(mta_problem_from_key(KEY, &p) == MTA_OK);
+	REQUIRE(mta_variant_default_op(&p, MTA_BACKEND_CPU, MTA_OP_BWD, &v) == MTA_OK);
+	REQUIRE(mta_variant_format(&v, spec, sizeof spec) == MTA_OK);
+	REQUIRE(mta_db_open(path, 0, &db) == MTA_OK);
+	mta_device_cpu(&d);
+	REQUIRE(mta_db_device_upsert(db, &d, &dev) == MTA_OK);
+	REQUIRE(mta_db_problem_upsert(db, KEY, &prob) == MTA_OK);
+	for (int i = 0; i < 2; i++) {
+		REQUIRE(mta_db_variant_upsert_op(db, prob, i ? "bwd" : "fwd", spec, "", &vid[i]) ==
+			MTA_OK);
+		struct mta_db_result r = { .device_id = dev, .variant_id = vid[i], .T = 64, .B = 1,
+					   .status = MTA_RESULT_OK, .median_ms = 1.0 + i,
+					   .p20_ms = 1.0 + i, .p80_ms = 1.0 + i, .min_ms = 1.0 + i,
+					   .runs = 3, .rel_err = 1e-6 };
+		REQUIRE(mta_db_result_put(db, &r) == MTA_OK);
+		struct mta_db_winner w = { .device_id = dev, .problem_id = prob, .variant_id = vid[i],
+					   .op = i ? "bwd" : "fwd", .T = 64, .B = 1,
+					   .time_ms = 1.0 + i };
+		REQUIRE(mta_db_winner_set(db, &w) == MTA_OK);
+	}
+	mta_db_close(db);
+	char *csv = NULL, *html = NULL;
+	size_t len;
+	REQUIRE(mta_report_render_op(path, MTA_REPORT_CSV, NULL, &csv, &len) == MTA_OK);
+	CHECK_EQ_INT(count_lines(csv, ",fwd," KEY ","), 1);
+	CHECK_EQ_INT(count_lines(csv, ",bwd," KEY ","), 1);
+	free(csv);
+	REQUIRE(mta_report_render_op(path, MTA_REPORT_CSV, "bwd", &csv, &len) == MTA_OK);
+	CHECK_EQ_INT(count_lines(csv, ",fwd,"), 0);
+	CHECK_EQ_INT(count_lines(csv, ",bwd," KEY ","), 1);
+	free(csv);
+	REQUIRE(mta_report_render_op(path, MTA_REPORT_HTML, NULL, &html, &len) == MTA_OK);
+	CHECK_STR_CONTAINS(html, "<td>bwd</td>");
+	CHECK_STR_CONTAINS(html, "<td>fwd</td>");
+	free(html);
+	REQUIRE(mta_report_render_op(path, MTA_REPORT_HTML, "fwd", &html, &len) == MTA_OK);
+	CHECK(!strstr(html, "<td>bwd</td>"));
+	CHECK_STR_CONTAINS(html, "<td>fwd</td>");
+	free(html);
+	CHECK(mta_report_render_op(path, MTA_REPORT_CSV, "sideways", &csv, &len) == MTA_EINVAL);
+	int rc = mt_sh(&out, "%s report --db %s --format json --op bwd", mt_bin(), path);
+	CHECKF(rc == 0 && out && strstr(out, "bwd") && !strstr(out, "\"fwd\""), "exit %d: %s", rc,
+	       out);
+	free(out);
+	rc = mt_sh(&out, "%s report --db %s --op sideways", mt_bin(), path);
+	CHECK_EQ_INT(rc, 2);
+	CHECK_STR_CONTAINS(out, "--op: unknown operation 'sideways' (expected fwd or bwd)");
+	free(out);
+}
+
 TEST(report_of_an_empty_database_says_so)
 {
 	char db[600], *html = NULL;

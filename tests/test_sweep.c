@@ -97,6 +97,40 @@ TEST(sweep_two_shards_merged_equal_the_unsharded_sweep)
 	free(out);
 }
 
+/*
+ * op fwd bwd in a grid: each problem and size tuned for the forward and the
+ * backward, results and winners of each op, the backward's checked on its
+ * gradients; a rerun finds both items done.
+ */
+TEST(sweep_op_axis_tunes_forward_and_backward_items)
+{
+	char dir[512], grid[600], db[600], *out = NULL;
+	int rc;
+	mt_kcache();
+	snprintf(dir, sizeof dir, "%s", mt_tmpdir());
+	snprintf(grid, sizeof grid, "%s/g.txt", dir);
+	snprintf(db, sizeof db, "%s/ops.db", dir);
+	write_grid(grid, "problem " KEY "\nop fwd bwd\nseq 40\n");
+	const char *opts = "--strategy random --budget 2 --seed 7 " QUICK;
+	rc = mt_sh(&out, "%s sweep --grid %s --db %s %s", mt_bin(), grid, db, opts);
+	CHECKF(rc == 0, "sweep exited %d: %s", rc, out);
+	CHECK_STR_CONTAINS(out, "item 2/2 tuned " KEY "-f32 (backward) T=40");
+	free(out);
+	CHECK_EQ_INT(mt_db_count(db, "SELECT count(*) FROM results r JOIN variants v ON v.id = "
+				 "r.variant_id WHERE v.op = 'fwd' AND r.status = 'ok'"), 2);
+	CHECK_EQ_INT(mt_db_count(db, "SELECT count(*) FROM results r JOIN variants v ON v.id = "
+				 "r.variant_id WHERE v.op = 'bwd' AND r.status = 'ok' AND "
+				 "r.rel_err < 1e-4"), 2);
+	CHECK_EQ_INT(mt_db_count(db, "SELECT count(*) FROM winners w JOIN variants v ON v.id = "
+				 "w.variant_id WHERE v.op = w.op"), 2);
+	CHECK_EQ_INT(mt_db_count(db, "SELECT count(DISTINCT op) FROM winners"), 2);
+	rc = mt_sh(&out, "%s sweep --grid %s --db %s %s", mt_bin(), grid, db, opts);
+	CHECKF(rc == 0, "rerun exited %d: %s", rc, out);
+	CHECK_STR_CONTAINS(out, "item 2/2 done " KEY "-f32 (backward)");
+	free(out);
+	CHECK_EQ_INT(mt_db_count(db, "SELECT count(*) FROM results"), 4);
+}
+
 /* Start `mtatune sweep` in the background with output to log; its pid. */
 static pid_t spawn_sweep(const char *grid, const char *db, const char *extra, const char *log)
 {

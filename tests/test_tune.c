@@ -8,6 +8,7 @@
 #include "db/db.h"
 #include "runtime/host.h"
 #include "tests/fixtures.h"
+#include "tuner/measure/check.h"
 #include "tuner/measure/sample.h"
 #include "tuner/tune/search.h"
 #include "tuner/tune/tune.h"
@@ -96,6 +97,140 @@ TEST(tune_records_every_variant_names_a_winner_and_the_runtime_runs_it)
 	CHECK_EQ_INT(s.tried, 0);
 	CHECK_EQ_INT(s.skipped, (long long)n);
 	CHECK_EQ_INT(mt_db_count(db, "SELECT count(*) FROM results"), (long long)n);
+}
+
+/* Run sql on db (a test's own file), failing the test when it fails. */
+static void exec_sql(const char *db, const char *sql)
+{
+	sqlite3 *h;
+	char *err = NULL;
+	REQUIRE(sqlite3_open(db, &h) == SQLITE_OK);
+	CHECKF(sqlite3_exec(h, sql, NULL, NULL, &err) == SQLITE_OK, "%s: %s", sql, err);
+	sqlite3_free(err);
+	sqlite3_close(h);
+}
+
+/*
+ * The backward tuned like the forward (tune --op bwd): its own variants,
+ * even of the same spec as a forward one, each checked on every gradient
+ * and timed, results and a winner of op bwd beside the forward's; a rerun
+ * resumes; the runtime's training calls run the backward winner (a winner
+ * that cannot be built fails them by name), falling back along the device
+ * ladder and to the default backward variant as the forward does.
+ */
+TEST(tune_bwd_records_backward_winners_beside_the_forward_and_the_runtime_runs_them)
+{
+	char db[512], same[MTA_SPEC_MAX];
+	struct mta_problem p;
+	struct mta_tune_opts o;
+	struct mta_tune_summary s, sf;
+	struct mta_variant v;
+	mt_kcache();
+	snprintf(db, sizeof db, "%s/bwd.db", mt_tmpdir());
+	REQUIRE(mta_problem_from_key(SMALL, &p) == MTA_OK);
+	/* bq=32 on the backward default: a valid spec of both operations */
+	REQUIRE(mta_variant_default_op(&p, MTA_BACKEND_CPU, MTA_OP_BWD, &v) == MTA_OK);
+	v.bq = 32;
+	REQUIRE(mta_variant_format(&v, same, sizeof same) == MTA_OK);
+	const char *only[] = { same };
+	quick(&o, db);
+	o.only_specs = only;
+	o.n_only = 1;
+	o.seed = 77;
+	CHECKF(mta_tune(&p, &o, &sf) == MTA_OK, "forward: %s", mta_last_error());
+	o.op = MTA_OP_BWD;
+	CHECKF(mta_tune(&p, &o, &s) == MTA_OK, "backward: %s", mta_last_error());
+	CHECK_EQ_INT(s.total, 2);
+	CHECK_EQ_INT(s.ok, 2);
+	CHECK(s.winner[0] && s.winner_ms > 0);
+	CHECK_EQ_INT(mt_db_count(db, "SELECT count(*) FROM variants WHERE op = 'bwd'"), 2);
+	CHECK_EQ_INT(mt_db_count(db, "SELECT count(*) FROM variants WHERE op = 'fwd'"), 2);
+	CHECK_EQ_INT(mt_db_count(db, "SELECT count(DISTINCT spec) FROM variants"), 2);
+	/* every backward result checked against the gradients' tolerance, rel_err recorded */
+	CHECK_EQ_INT(mt_db_count(db, "SELECT count(*) FROM results r JOIN variants v ON v.id = "
+				 "r.variant_id WHERE v.op = 'bwd' AND r.status = 'ok' AND "
+				 "r.rel_err > 0 AND r.rel_err < 1e-4 AND r.T = 70 AND r.B = 2"), 2);
+	CHECK_EQ_INT(mt_db_count(db, "SELECT count(*) FROM winners w JOIN variants v ON v.id = "
+				 "w.variant_id WHERE w.op = v.op"), 2);
+	CHECK_EQ_INT(mt_db_count(db, "SELECT count(*) FROM winners WHERE op = 'bwd' AND "
+				 "rounds >= 5"), 1);
+	/* a spec that changes what the backward does not read is refused, naming it */
+	char other[MTA_SPEC_MAX];
+	v.vec = 8; /* a valid forward variant, but vec is not the backward's */
+	REQUIRE(mta_variant_format(&v, other, sizeof other) == MTA_OK);
+	const char *bad[] = { other };
+	o.only_specs = bad;
+	CHECK(mta_tune(&p, &o, &s) == MTA_EINVAL);
+	CHECK_STR_CONTAINS(mta_last_error(), "reads only bq and thr: vec must keep the default's "
+			   "value 16 (got 8)");
+	o.only_specs = only;
+	/* a rerun resumes */
+	CHECKF(mta_tune(&p, &o, &s) == MTA_OK, "%s", mta_last_error());
+	CHECK_EQ_INT(s.tried, 0);
+	CHECK_EQ_INT(s.skipped, 2);
+	CHECK_EQ_INT(mt_db_count(db, "SELECT count(*) FROM results"), 4);
+
+	/* best names each operation's winner and, with --op bwd, the backward's pick */
+	char *out = NULL;
+	int code = mt_sh(&out, "%s best --db %s --op bwd && %s best --db %s --problem " SMALL
+			 " --seq 70 --batch 2 --op bwd", mt_bin(), db, mt_bin(), db);
+	CHECKF(code == 0 && out && strstr(out, "bwd ") && !strstr(out, "fwd "), "best: %s", out);
+	CHECK_STR_CONTAINS(out, s.winner);
+	CHECK_STR_CONTAINS(out, "tuned for these T and B buckets");
+	free(out);
+	/* the runtime: each operation its own winner, the backward checked through it */
+	mta_context *ctx;
+	struct mta_pick k;
+	REQUIRE(mta_context_create(&ctx, db, "cpu", 0) == MTA_OK);
+	REQUIRE(mta_context_pick_op(ctx, &p, "bwd", 2, 70, &k) == MTA_OK);
+	CHECK(k.source == MTA_PICK_EXACT && k.rung == MTA_RUNG_DEVICE && !strcmp(k.spec, s.winner));
+	REQUIRE(mta_context_pick_op(ctx, &p, "fwd", 2, 70, &k) == MTA_OK);
+	CHECK(k.source == MTA_PICK_EXACT && !strcmp(k.spec, sf.winner));
+	CHECK(mta_context_pick_op(ctx, &p, "sideways", 2, 70, &k) == MTA_EINVAL);
+	struct mta_runner r = { .ctx = ctx };
+	struct mta_check_opts co = { 2, 41, mt_seed(), 0 };
+	struct mta_compare cmp;
+	CHECKF(mta_check_bwd(&r, &p, &co, &cmp) == MTA_OK, "runtime backward: %s", mta_last_error());
+	mta_context_free(ctx);
+	/* a backward winner that cannot be built: the training calls fail naming it */
+	exec_sql(db, "INSERT INTO variants (problem_id, spec, op) SELECT problem_id, "
+		 "'cpu:v2,bq=300', 'bwd' FROM variants LIMIT 1; UPDATE winners SET variant_id = "
+		 "(SELECT id FROM variants WHERE spec = 'cpu:v2,bq=300') WHERE op = 'bwd'");
+	REQUIRE(mta_context_create(&ctx, db, "cpu", 0) == MTA_OK);
+	r.ctx = ctx;
+	CHECK(mta_check_bwd(&r, &p, &co, NULL) == MTA_EINVAL);
+	CHECK_STR_CONTAINS(mta_last_error(), "bq=300");
+	CHECKF(mta_check(&r, &p, &co, NULL) == MTA_OK, "the forward: %s", mta_last_error());
+	mta_context_free(ctx);
+	/* another device of this architecture: its backward winner, rung ARCH */
+	exec_sql(db, "UPDATE devices SET name = name || ' (another)'");
+	REQUIRE(mta_context_create(&ctx, db, "cpu", 0) == MTA_OK);
+	REQUIRE(mta_context_pick_op(ctx, &p, "bwd", 2, 70, &k) == MTA_OK);
+	CHECK(k.rung == MTA_RUNG_ARCH && !strcmp(k.spec, "cpu:v2,bq=300"));
+	mta_context_free(ctx);
+	/* no backward winner: the default backward variant */
+	exec_sql(db, "DELETE FROM winners WHERE op = 'bwd'");
+	REQUIRE(mta_context_create(&ctx, db, "cpu", 0) == MTA_OK);
+	REQUIRE(mta_context_pick_op(ctx, &p, "bwd", 2, 70, &k) == MTA_OK);
+	CHECK(k.source == MTA_PICK_DEFAULT && !strcmp(k.spec, s.default_spec));
+	r.ctx = ctx;
+	CHECKF(mta_check_bwd(&r, &p, &co, NULL) == MTA_OK, "default backward: %s", mta_last_error());
+	mta_context_free(ctx);
+}
+
+/* tune --op: a bad value, and a backend without a backward, are usage errors (status 2). */
+TEST(cli_tune_op_is_checked)
+{
+	char *out = NULL;
+	int code = mt_sh(&out, "%s tune --op sideways --seq 16", mt_bin());
+	CHECK_EQ_INT(code, 2);
+	CHECK_STR_CONTAINS(out, "mtatune tune: --op: unknown operation 'sideways' (expected fwd "
+			   "or bwd)");
+	free(out);
+	code = mt_sh(&out, "%s tune --op bwd --backend cuda --seq 16", mt_bin());
+	CHECK_EQ_INT(code, 2);
+	CHECK_STR_CONTAINS(out, "the cuda backend has no backward to tune");
+	free(out);
 }
 
 TEST(tune_random_strategy_respects_the_budget_and_keeps_the_default)

@@ -133,3 +133,18 @@ static void tailor(const struct mta_problem *p, struct mta_variant *v)
 }
 
 const struct mta_space mta_space_cpu = { "cpu", 2, 2, tunables, rules, NULL, tailor };
+
+/*
+ * The backward's space (templates/mta_cpu_bwd.c): it reads bq, the query
+ * rows of one task (a task recomputes its rows' halos, cq-1 + cq2-1 rows
+ * before them, so thin tasks repeat more work while wide ones give the
+ * threads fewer, longer tasks and grow the rings), and thr. Its other
+ * tunables stay at the forward default's values.
+ */
+static const struct mta_op_tunable bwd_tunables[] = {
+	{ "bq", 16, 5, { 4, 8, 16, 32, 64 } },
+	{ "thr", 0, 1, { 0 } },
+	{ 0 },
+};
+
+const struct mta_op_space mta_space_cpu_bwd = { "bwd", bwd_tunables };

@@ -214,6 +214,8 @@ def lib():
         _sig(l, "mta_context_create", c_int, P(vp), ctypes.c_char_p, ctypes.c_char_p, c_int)
         _sig(l, "mta_context_free", None, vp)
         _sig(l, "mta_context_pick", c_int, vp, P(Problem), c_int64, c_int64, P(Pick))
+        _sig(l, "mta_context_pick_op", c_int, vp, P(Problem), ctypes.c_char_p, c_int64, c_int64,
+             P(Pick))
         _sig(l, "mta_forward", c_int, vp, P(Problem), P(Tensor), P(Tensor), P(Tensor),
              P(Weights), P(Tensor))
         _sig(l, "mta_saved_bytes", c_int64, P(Problem), c_int64, c_int64)
@@ -315,11 +317,12 @@ class Context:
     def handle(self):
         return self._p
 
-    def pick(self, p, B, T):
-        """(spec, source) of the variant a call at (B, T) runs (mta_context_pick)."""
+    def pick(self, p, B, T, op="fwd"):
+        """(spec, source) of the variant a call at (B, T) runs: the forward's
+        (mta_context_pick), or with op="bwd" the backward's (mta_context_pick_op)."""
         k = Pick()
-        _check(lib().mta_context_pick(self._p, ctypes.byref(p), int(B), int(T),
-                                      ctypes.byref(k)), "pick")
+        _check(lib().mta_context_pick_op(self._p, ctypes.byref(p), op.encode(), int(B),
+                                         int(T), ctypes.byref(k)), "pick")
         return k.spec.decode(), k.source
 
     def __del__(self):

@@ -8,6 +8,11 @@
  *                        three calls after mta_context_reserve, which must
  *                        count no allocation, sync or kernel load; OUT
  *                        gets o widened to float32
+ *   prog grad CASE OUT   mta_forward_train then mta_backward on CASE, whose
+ *                        weights are followed by dL/do [B,T,H,D]: OUT gets o,
+ *                        dq, dk, dv and the gradient of each weight the
+ *                        problem uses (struct mta_grads order), raw float32;
+ *                        prints "SOURCE SPEC" of the backward's pick
  *   prog pick KEY T      print "SOURCE SPEC" of mta_context_pick
  *   prog ctx BACKEND [DB]  create a context and say how it went
  *
@@ -158,6 +163,88 @@ static int run(const char *case_path, const char *out_path, int odt)
 	return 0; /* buffers go with the process */
 }
 
+/* Gradient sizes of p at (B, T) in struct mta_grads order (0: unused). */
+static void grad_sizes(const struct mta_problem *p, long long B, long long T, size_t n[11])
+{
+	n[0] = (size_t)(B * T * p->H * p->D);
+	n[1] = n[2] = (size_t)(B * T * p->Hkv * p->D);
+	n[3] = p->cq ? (size_t)(p->H * p->cq * p->ck) : 0;
+	n[4] = p->head_pre ? (size_t)(p->H * p->H) : 0;
+	n[5] = p->cq2 ? (size_t)(p->H * p->cq2 * p->ck2) : 0;
+	n[6] = p->head_post == MTA_HPOST_CONV ? (size_t)(p->H * p->hc) : 0;
+	n[7] = p->head_post == MTA_HPOST_LINEAR ? (size_t)(p->H * p->H) : 0;
+	n[8] = p->gn ? (size_t)p->D : 0;
+	n[9] = n[10] = p->gate ? (size_t)(p->D) : 0;
+	if (p->gate)
+		n[10] = 1;
+}
+
+static int grad(const char *case_path, const char *out_path)
+{
+	char key[MTA_KEY_MAX];
+	long long B, T;
+	int layer, rc;
+	struct mta_pick pick;
+	struct mta_problem p;
+	FILE *f = fopen(case_path, "rb");
+	if (!f || fscanf(f, "%159s %lld %lld %d", key, &B, &T, &layer) != 4 || fgetc(f) != '\n') {
+		fprintf(stderr, "cannot read %s\n", case_path);
+		return 2;
+	}
+	if ((rc = mta_problem_from_key(key, &p)))
+		return fail(rc);
+	size_t n[11], nq = (size_t)(B * T * p.H * p.D), nk = (size_t)(B * T * p.Hkv * p.D);
+	grad_sizes(&p, B, T, n);
+	float *q = take(f, nq), *k = take(f, nk), *v = take(f, nk), *o = malloc(nq * sizeof *o);
+	struct mta_weights w = { 0 };
+	w.kq_pre = take(f, n[3]);
+	w.head_pre = take(f, n[4]);
+	w.kq_post = take(f, n[5]);
+	w.head_post = take(f, n[6]);
+	w.head_post_linear = take(f, n[7]);
+	w.gn_weight = take(f, n[8]);
+	w.gate_w = take(f, n[9]);
+	if (p.gate)
+		w.gate_b = *take(f, 1);
+	w.layer_id = layer;
+	float *dout = take(f, nq), *g[11];
+	fclose(f);
+	for (int i = 0; i < 11; i++) {
+		g[i] = n[i] ? malloc(n[i] * sizeof *g[i]) : NULL;
+		for (size_t j = 0; j < n[i]; j++)
+			g[i][j] = NAN;
+	}
+	for (size_t i = 0; i < nq; i++)
+		o[i] = NAN;
+	int64_t sb = mta_saved_bytes(&p, B, T);
+	void *saved = sb > 0 ? malloc((size_t)sb) : NULL;
+	struct mta_tensor tq, tk, tv, to, td;
+	mta_tensor_init(&tq, q, MTA_F32, B, T, p.H, p.D);
+	mta_tensor_init(&tk, k, MTA_F32, B, T, p.Hkv, p.D);
+	mta_tensor_init(&tv, v, MTA_F32, B, T, p.Hkv, p.D);
+	mta_tensor_init(&to, o, MTA_F32, B, T, p.H, p.D);
+	mta_tensor_init(&td, dout, MTA_F32, B, T, p.H, p.D);
+	struct mta_grads gr = { g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7], g[8], g[9], g[10] };
+	mta_context *c;
+	if ((rc = mta_context_create(&c, NULL, "cpu", 0)) ||
+	    (rc = mta_context_pick_op(c, &p, "bwd", B, T, &pick)) ||
+	    (rc = mta_forward_train(c, &p, &tq, &tk, &tv, &w, &to, saved)) ||
+	    (rc = mta_backward(c, &p, &tq, &tk, &tv, &w, saved, &td, &gr)))
+		return fail(rc);
+	mta_context_free(c);
+	if (!(f = fopen(out_path, "wb")) || fwrite(o, sizeof *o, nq, f) != nq) {
+		fprintf(stderr, "cannot write %s\n", out_path);
+		return 2;
+	}
+	for (int i = 0; i < 11; i++)
+		if (n[i] && fwrite(g[i], sizeof *g[i], n[i], f) != n[i])
+			return 2;
+	if (fclose(f))
+		return 2;
+	printf("%d %s\n", pick.source, pick.spec);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	mta_context *c;
@@ -167,6 +254,8 @@ int main(int argc, char **argv)
 
 	if (argc == 4 && !strcmp(argv[1], "run"))
 		return run(argv[2], argv[3], -1);
+	if (argc == 4 && !strcmp(argv[1], "grad"))
+		return grad(argv[2], argv[3]);
 	if (argc == 5 && !strcmp(argv[1], "attn")) {
 		int odt;
 		if ((rc = mta_dtype_parse(argv[4], &odt)))
@@ -191,6 +280,6 @@ int main(int argc, char **argv)
 		printf("ok\n");
 		return 0;
 	}
-	fprintf(stderr, "usage: prog run CASE OUT | attn CASE OUT ODT | pick KEY T | ctx BACKEND [DB]\n");
+	fprintf(stderr, "usage: prog run CASE OUT | attn CASE OUT ODT | grad CASE OUT | pick KEY T | ctx BACKEND [DB]\n");
 	return 2;
 }

@@ -3,9 +3,10 @@
  *
  * Any bytes are accepted or refused with MTA_EFORMAT and a message that
  * starts with the file's name, leaving the grid empty. An accepted grid is
- * a full product keys x batches x seqs of canonical keys and sizes in range;
- * written back as a grid file (its keys, its batches, its seqs) it parses to
- * the same keys and the same numbered items (a fixed point).
+ * a full product keys x ops x batches x seqs of canonical keys, operations
+ * and sizes in range; written back as a grid file (its keys, ops, batches,
+ * seqs) it parses to the same keys and the same numbered items (a fixed
+ * point).
  */
 #include "tuner/sweep/grid.h"
 
@@ -13,21 +14,26 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Check g's shape; the number of seqs and batches through *ns, *nb. */
-static void check(const struct mta_grid *g, size_t *ns, size_t *nb)
+/* Check g's shape; the number of seqs, batches and ops through *ns, *nb, *no. */
+static void check(const struct mta_grid *g, size_t *ns, size_t *nb, size_t *no)
 {
-	size_t s = 0, b;
+	size_t s = 0, b = 0, o;
 	if (!g->nkeys || !g->n || !g->keys || !g->items)
 		abort();
-	while (s < g->n && g->items[s].B == g->items[0].B && g->items[s].problem == 0)
+	while (s < g->n && g->items[s].B == g->items[0].B && g->items[s].problem == 0 &&
+	       g->items[s].op == g->items[0].op)
 		s++;
-	b = g->n / g->nkeys / s;
-	if (s * b * g->nkeys != g->n)
+	while (b * s < g->n && g->items[b * s].problem == 0 && g->items[b * s].op == g->items[0].op)
+		b++;
+	o = g->n / g->nkeys / (s * b);
+	if (s * b * o * g->nkeys != g->n)
 		abort();
 	for (size_t i = 0; i < g->n; i++) {
 		const struct mta_grid_item *it = &g->items[i];
-		if (it->problem != i / (s * b) || it->T != g->items[i % s].T ||
-		    it->B != g->items[i / s % b * s].B || it->T < 1 || it->B < 1 ||
+		if (it->problem != i / (s * b * o) || it->T != g->items[i % s].T ||
+		    it->B != g->items[i / s % b * s].B ||
+		    it->op != g->items[i / (s * b) % o * s * b].op ||
+		    (it->op != MTA_OP_FWD && it->op != MTA_OP_BWD) || it->T < 1 || it->B < 1 ||
 		    it->T > MTA_GRID_MAX_SIZE || it->B > MTA_GRID_MAX_SIZE)
 			abort();
 	}
@@ -43,12 +49,13 @@ static void check(const struct mta_grid *g, size_t *ns, size_t *nb)
 	}
 	*ns = s;
 	*nb = b;
+	*no = o;
 }
 
 /* g written back as grid text (malloc'd). */
-static char *unparse(const struct mta_grid *g, size_t ns, size_t nb, size_t *len)
+static char *unparse(const struct mta_grid *g, size_t ns, size_t nb, size_t no, size_t *len)
 {
-	size_t cap = g->nkeys * (MTA_KEY_MAX + 1) + (ns + nb) * 10 + 64, n = 0;
+	size_t cap = g->nkeys * (MTA_KEY_MAX + 1) + (ns + nb + no) * 10 + 64, n = 0;
 	char *t = malloc(cap);
 	if (!t)
 		abort();
@@ -61,6 +68,9 @@ static char *unparse(const struct mta_grid *g, size_t ns, size_t nb, size_t *len
 	n += (size_t)snprintf(t + n, cap - n, "\nbatch");
 	for (size_t i = 0; i < nb; i++)
 		n += (size_t)snprintf(t + n, cap - n, " %lld", (long long)g->items[i * ns].B);
+	n += (size_t)snprintf(t + n, cap - n, "\nop");
+	for (size_t i = 0; i < no; i++)
+		n += (size_t)snprintf(t + n, cap - n, " %s", mta_op_name(g->items[i * ns * nb].op));
 	n += (size_t)snprintf(t + n, cap - n, "\n");
 	if (n >= cap)
 		abort();
@@ -71,7 +81,7 @@ static char *unparse(const struct mta_grid *g, size_t ns, size_t nb, size_t *len
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t n)
 {
 	struct mta_grid g, h;
-	size_t ns, nb, len;
+	size_t ns, nb, no, len;
 	/* an exact-size copy, so that ASan sees any read past len */
 	char *s = malloc(n ? n : 1);
 	if (!s)
@@ -85,8 +95,8 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t n)
 			abort();
 		goto out;
 	}
-	check(&g, &ns, &nb);
-	char *t = unparse(&g, ns, nb, &len);
+	check(&g, &ns, &nb, &no);
+	char *t = unparse(&g, ns, nb, no, &len);
 	if (mta_grid_parse(t, len, "back", &h) || h.nkeys != g.nkeys || h.n != g.n ||
 	    memcmp(h.items, g.items, g.n * sizeof *g.items))
 		abort();

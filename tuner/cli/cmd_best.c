@@ -13,12 +13,14 @@
 #include <math.h>
 #include <string.h>
 
-enum { O_PROBLEM = 256, O_SEQ, O_BATCH, O_DB, O_BACKEND, O_DEVICE, O_FORMAT };
+enum { O_PROBLEM = 256, O_SEQ, O_BATCH, O_DB, O_BACKEND, O_DEVICE, O_FORMAT, O_OP };
 
 static const struct cli_opt opts[] = {
 	{ "problem", O_PROBLEM, "KEY", "only this problem" },
 	{ "seq", O_SEQ, "T", "the sequence length to pick for (needs --problem)" },
 	{ "batch", O_BATCH, "B", "with --seq: the batch size to pick for (default 1)" },
+	{ "op", O_OP, "OP", "fwd or bwd: only that operation's winners; with --seq, the\n"
+			     "pick of mta_forward (fwd, the default) or of mta_backward (bwd)" },
 	{ "backend", O_BACKEND, "NAME", "cpu (default) or cuda: the runtime whose pick --seq shows" },
 	{ "device", O_DEVICE, "N", "its device (default $MTATUNE_CUDA_DEVICE, else 0)" },
 	{ "format", O_FORMAT, "F", "text (default) or csv: a header row, then one row per winner" },
@@ -42,6 +44,7 @@ static const struct cli_cmd cmd = {
 
 struct listing {
 	int csv, rows;
+	const char *op; /* only winners of this op; NULL: all */
 };
 
 /* "1.06 (1.04-1.08)" of a winner's speed-up, or what there is of it. */
@@ -83,6 +86,8 @@ static int print_winner(void *ctx, const struct mta_db_winner *w)
 {
 	struct listing *l = ctx;
 	char key[400], spec[400]; /* the database's text, never raw to a terminal */
+	if (l->op && strcmp(w->op, l->op))
+		return 0;
 	mta_escape_str(w->problem_key, key, sizeof key);
 	mta_escape_str(w->spec, spec, sizeof spec);
 	if (l->csv) {
@@ -114,7 +119,7 @@ static int print_winner(void *ctx, const struct mta_db_winner *w)
 
 /* The runtime's pick for (key, B, T), in words. */
 static int show_pick(const char *db_path, const char *backend, int device,
-		     const struct mta_problem *p, long B, long T)
+		     const struct mta_problem *p, const char *op, long B, long T)
 {
 	static const char *from[] = { "default (nothing tuned applies here)",
 				      "nearest tuned buckets", "tuned for these T and B buckets" };
@@ -126,7 +131,7 @@ static int show_pick(const char *db_path, const char *backend, int device,
 	int rc;
 	if ((rc = mta_context_create(&ctx, db_path, backend, device)))
 		return cli_fail("best", cli_db_status(rc, 1), "%s", mta_last_error());
-	rc = mta_context_pick(ctx, p, B, T, &k);
+	rc = mta_context_pick_op(ctx, p, op ? op : "fwd", B, T, &k);
 	mta_context_free(ctx);
 	if (rc)
 		return cli_fail("best", cli_db_status(rc, 1), "%s", mta_last_error());
@@ -147,7 +152,7 @@ int cmd_best(int argc, char **argv)
 	const char *key = NULL, *db_path = NULL, *backend = "cpu";
 	const struct mta_backend *be;
 	struct cli_getopt g;
-	struct listing l = { 0, 0 };
+	struct listing l = { 0, 0, NULL };
 	long T = 0, B = 1, num;
 	int c, rc, device = cli_default_device();
 
@@ -156,6 +161,12 @@ int cmd_best(int argc, char **argv)
 		switch (c) {
 		case 'h': cli_help(stdout, &cmd); return CLI_OK;
 		case O_PROBLEM: key = optarg; break;
+		case O_OP:
+			if (strcmp(optarg, "fwd") && strcmp(optarg, "bwd"))
+				return cli_fail("best", CLI_USAGE, "--op: unknown operation '%s' "
+						"(expected fwd or bwd)", optarg);
+			l.op = optarg;
+			break;
 		case O_DB: db_path = optarg; break;
 		case O_BACKEND:
 			if (mta_backend_find(optarg, &be))
@@ -199,7 +210,7 @@ int cmd_best(int argc, char **argv)
 	if (T) {
 		if (!key)
 			return cli_fail("best", CLI_USAGE, "--seq needs --problem");
-		return show_pick(db_path, backend, device, &p, B, T);
+		return show_pick(db_path, backend, device, &p, l.op, B, T);
 	}
 	struct mta_db *db;
 	if ((rc = mta_db_open(db_path, MTA_DB_READONLY, &db)))
@@ -209,7 +220,8 @@ int cmd_best(int argc, char **argv)
 	if (rc)
 		return cli_fail("best", cli_db_status(rc, 1), "%s", mta_last_error());
 	if (!l.rows && !l.csv)
-		printf("no winners recorded%s%s\n", key ? " for " : "", key ? key : "");
+		printf("no %s%swinners recorded%s%s\n", l.op ? l.op : "", l.op ? " " : "",
+		       key ? " for " : "", key ? key : "");
 	if (!l.rows && l.csv)
 		printf("device,op,problem,seq,batch,variant,ms,speedup,ci_low,ci_high,rounds,"
 		       "significant\n");

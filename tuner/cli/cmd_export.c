@@ -93,6 +93,8 @@ int cmd_export(int argc, char **argv)
 	printf("%s: lib%s for %s%s%s: %d problems, %d buckets, %d kernels", o.out_dir,
 	       o.name ? o.name : "mta", s.backend, s.device[0] ? " on " : "",
 	       mta_escape_str(s.device, dev, sizeof dev), s.problems, s.buckets, s.kernels);
+	if (s.bwd_buckets)
+		printf(" (%d of the buckets the backward's)", s.bwd_buckets);
 	if (!strcmp(s.backend, "cuda"))
 		printf(" (%s cubins: %d from the database, %d compiled)", s.arch, s.cubins_from_db,
 		       s.cubins_compiled);

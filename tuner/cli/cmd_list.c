@@ -20,8 +20,8 @@ static const struct cli_cmd cmd = {
 	"list",
 	"mtatune list [devices|problems|results] [--problem KEY] [--db PATH]",
 	"List the devices, the problems (default) with their counts of variants,\n"
-	"results and winners, or every result (status, times, error against the\n"
-	"reference, and the error text of failures).\n",
+	"results and winners, or every result (its operation, fwd or bwd, status,\n"
+	"times, error against the reference, and the error text of failures).\n",
 	opts, NULL,
 };
 
@@ -52,8 +52,9 @@ static int res_row(void *ctx, const struct mta_db_result *r)
 {
 	char key[400], spec[400], err[2048];
 	(void)ctx;
-	printf("%-4lld %-52s %6lld %3lld %-14s %10.3f %10.2e  %s%s%s\n", (long long)r->device_id,
-	       ESC(r->problem_key, key), (long long)r->T, (long long)r->B,
+	printf("%-4lld %-3s %-52s %6lld %3lld %-14s %10.3f %10.2e  %s%s%s\n",
+	       (long long)r->device_id, r->op ? r->op : "fwd", ESC(r->problem_key, key),
+	       (long long)r->T, (long long)r->B,
 	       mta_result_status_name(r->status), isfinite(r->median_ms) ? r->median_ms : -1.0,
 	       isfinite(r->rel_err) ? r->rel_err : -1.0, ESC(r->spec, spec),
 	       r->error[0] ? "  " : "", ESC(r->error, err));

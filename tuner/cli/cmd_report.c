@@ -10,13 +10,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { O_DB = 256, O_OUT, O_FORMAT };
+enum { O_DB = 256, O_OUT, O_FORMAT, O_OP };
 
 static const struct cli_opt opts[] = {
 	{ "db", O_DB, "PATH", "database (default $MTATUNE_DB, else ~/.cache/mtatune/mta.db)" },
 	{ "out", O_OUT, "FILE", "write FILE (through a temporary file renamed into place);\n"
 				"default: standard output" },
 	{ "format", O_FORMAT, "F", "html, csv or json (default html)" },
+	{ "op", O_OP, "OP", "only the results and winners of fwd (the forward) or bwd\n"
+			     "(the backward; default: both, each row naming its op)" },
 	{ "help", 'h', NULL, "show this text" },
 	{ 0 },
 };
@@ -51,7 +53,7 @@ static int write_file(const char *path, const char *buf, size_t n)
 
 int cmd_report(int argc, char **argv)
 {
-	const char *db_arg = NULL, *out = NULL;
+	const char *db_arg = NULL, *out = NULL, *op = NULL;
 	char db_path[1024], *text = NULL;
 	size_t len;
 	int c, rc, format = MTA_REPORT_HTML;
@@ -63,6 +65,12 @@ int cmd_report(int argc, char **argv)
 		case 'h': cli_help(stdout, &cmd); return CLI_OK;
 		case O_DB: db_arg = optarg; break;
 		case O_OUT: out = optarg; break;
+		case O_OP:
+			if (strcmp(optarg, "fwd") && strcmp(optarg, "bwd"))
+				return cli_fail("report", CLI_USAGE, "--op: unknown operation '%s' "
+						"(expected fwd or bwd)", optarg);
+			op = optarg;
+			break;
 		case O_FORMAT:
 			if (mta_report_format_parse(optarg, &format))
 				return cli_fail("report", CLI_USAGE, "--format: %s", mta_last_error());
@@ -77,7 +85,7 @@ int cmd_report(int argc, char **argv)
 		snprintf(db_path, sizeof db_path, "%s", db_arg);
 	else if (mta_db_default_path(db_path, sizeof db_path))
 		return cli_fail("report", CLI_USAGE, "%s", mta_last_error());
-	if ((rc = mta_report_render(db_path, format, &text, &len)))
+	if ((rc = mta_report_render_op(db_path, format, op, &text, &len)))
 		return cli_fail("report", cli_db_status(rc, 1), "%s", mta_last_error());
 	if (out && write_file(out, text, len)) {
 		free(text);

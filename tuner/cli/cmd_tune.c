@@ -6,6 +6,7 @@
  * every part of MTA on), which is the README's one-command demonstration.
  */
 #include "tuner/cli/cli.h"
+#include "gen/gen.h"
 #include "runtime/core/error.h"
 #include "tuner/measure/check.h"
 #include "tuner/tune/tune.h"
@@ -19,12 +20,14 @@
 #define DEFAULT_PROBLEM "h4kv4d32-pre3x5-hpre-post3x5-hc4-both-gn-gate-f32"
 #define DEFAULT_T 512
 
-enum { O_PROBLEM = 256, O_BACKEND, O_VARIANT, O_DB };
+enum { O_PROBLEM = 256, O_BACKEND, O_VARIANT, O_DB, O_OP };
 
 static const struct cli_opt opts[] = {
 	{ "problem", O_PROBLEM, "KEY", "problem key (default " DEFAULT_PROBLEM ")" },
 	{ "seq", CLI_O_SEQ, "T", "sequence length (default 512)" },
 	{ "batch", CLI_O_BATCH, "B", "batch size (default 1)" },
+	{ "op", O_OP, "OP", "fwd (default): the forward; bwd: the backward (cpu), each\n"
+			     "variant's gradients checked against the float64 reference" },
 	{ "backend", O_BACKEND, "NAME", "cpu (default) or cuda (a GPU, its driver and NVRTC)" },
 	{ "device", CLI_O_DEVICE, "N", "cuda: device ordinal (default $MTATUNE_CUDA_DEVICE, else 0)" },
 	CLI_SEARCH_OPTS,
@@ -57,7 +60,9 @@ static const struct cli_cmd cmd = {
 	"replaces the default only when it is faster with 95% confidence, and becomes\n"
 	"the winner for the buckets of T and B with that evidence. A rerun resumes:\n"
 	"recorded variants are skipped. The winner is then run through the runtime and\n"
-	"checked against the reference once more.\n",
+	"checked against the reference once more. --op bwd does the same for the\n"
+	"backward (mta_forward_train + mta_backward): its own variants, every gradient\n"
+	"checked, timed against the default backward, its own winner.\n",
 	opts, NULL,
 };
 
@@ -85,7 +90,10 @@ static void on_event(void *ctx, const struct mta_tune_event *e)
 	fflush(stderr);
 }
 
-/* Check the winner through the runtime (mta_forward) with the harness, on fresh inputs. */
+/*
+ * Check the winner through the runtime with the harness, on fresh inputs:
+ * mta_forward, or for the backward mta_forward_train + mta_backward.
+ */
 static int verify_winner(const struct mta_problem *p, const struct mta_tune_opts *o, double *err,
 			 char *spec, size_t n)
 {
@@ -98,10 +106,10 @@ static int verify_winner(const struct mta_problem *p, const struct mta_tune_opts
 	cmp.rel_l2 = NAN;
 	struct mta_pick pick;
 	if ((rc = mta_context_create(&r.ctx, o->db_path, o->backend, o->device_index)) ||
-	    (rc = mta_context_pick(r.ctx, p, o->B, o->T, &pick)))
+	    (rc = mta_context_pick_op(r.ctx, p, mta_op_name(o->op), o->B, o->T, &pick)))
 		goto out;
 	snprintf(spec, n, "%s", pick.spec);
-	rc = mta_check(&r, p, &co, &cmp);
+	rc = o->op == MTA_OP_BWD ? mta_check_bwd(&r, p, &co, &cmp) : mta_check(&r, p, &co, &cmp);
 	*err = cmp.rel_l2;
 	if (rc == MTA_EVERIFY)
 		mta_wrap(rc, "the winner run through the runtime differs from the reference");
@@ -156,13 +164,18 @@ static int tune(const char *key, struct mta_tune_opts *o, struct progress *pr)
 		return cli_fail("tune", CLI_USAGE, "--problem: %s", mta_last_error());
 	for (int i = 0; i < o->n_only; i++) {
 		struct mta_variant v;
-		if (mta_variant_parse(o->only_specs[i], &v) || mta_variant_check(&p, &v))
+		if (mta_variant_parse(o->only_specs[i], &v) || mta_variant_check_op(&p, &v, o->op))
 			return cli_fail("tune", CLI_USAGE, "--variant: %s", mta_last_error());
 	}
+	const struct mta_backend *be;
+	if (o->op == MTA_OP_BWD && (mta_backend_find_timed(o->backend, &be) || !be->train_load ||
+				    !mta_gen_op_space(be->variants, MTA_OP_BWD)))
+		return cli_fail("tune", CLI_USAGE, "--op bwd: the %s backend has no backward to tune "
+				"yet (--backend cpu has)", o->backend);
 	o->progress = on_event;
 	o->progress_ctx = pr;
-	printf("tuning %s at T=%lld B=%lld on %s\n", key, (long long)o->T, (long long)o->B,
-	       o->backend);
+	printf("tuning %s%s at T=%lld B=%lld on %s\n", o->op == MTA_OP_BWD ? "the backward of " : "",
+	       key, (long long)o->T, (long long)o->B, o->backend);
 	fflush(stdout);
 	if ((rc = mta_tune(&p, o, &s))) {
 		if (s.db_path[0])
@@ -204,6 +217,10 @@ int cmd_tune(int argc, char **argv)
 		case O_PROBLEM: key = optarg; break;
 		case O_VARIANT: only[o.n_only++] = optarg; break;
 		case O_DB: o.db_path = optarg; break;
+		case O_OP:
+			if (mta_op_parse(optarg, &o.op))
+				rc = cli_fail("tune", CLI_USAGE, "--op: %s", mta_last_error());
+			break;
 		case O_BACKEND: {
 			const struct mta_backend *be;
 			if (mta_backend_find_timed(optarg, &be))

@@ -175,6 +175,15 @@ static struct xproblem *problem(struct xplan *x, const char *key, int add)
 	return p;
 }
 
+/*
+ * Does the plan's library ship backwards? CPU libraries do (the exported
+ * runtime runs C backward kernels); binary (cuda) ones not yet.
+ */
+static int ships_backward(const struct xplan *x)
+{
+	return !x->binary && x->be->train_load && mta_gen_op_space(x->be->variants, MTA_OP_BWD);
+}
+
 struct winners {
 	struct xplan *x;
 	int add;      /* problems not yet in the plan are added */
@@ -184,24 +193,32 @@ struct winners {
 static int winner_cb(void *ctx, const struct mta_db_winner *w)
 {
 	struct winners *ws = ctx;
-	if (strcmp(w->op, "fwd"))
-		return 0; /* the exported runtime serves the forward */
+	/* the forward's winners, and the backward's where the backend has one (cpu) */
+	int bwd = !strcmp(w->op, "bwd");
+	if (!bwd && strcmp(w->op, "fwd"))
+		return 0;
+	if (bwd && !ships_backward(ws->x))
+		return 0;
+	/* a problem tuned for the backward alone is exported for both */
 	struct xproblem *p = problem(ws->x, w->problem_key, ws->add);
 	if (!p)
 		return ws->add ? (ws->rc = mta_fail(MTA_ENOMEM, "out of memory")) : 0;
-	struct xbucket *b = realloc(p->b, (size_t)(p->nb + 1) * sizeof *b);
+	struct xbucket **list = bwd ? &p->bb : &p->b;
+	int *n = bwd ? &p->nbb : &p->nb;
+	struct xbucket *b = realloc(*list, (size_t)(*n + 1) * sizeof *b);
 	if (!b)
 		return ws->rc = mta_fail(MTA_ENOMEM, "out of memory");
-	p->b = b;
-	b[p->nb].t_bucket = w->t_bucket;
-	b[p->nb].b_bucket = w->b_bucket;
-	b[p->nb].speedup = w->rounds ? 1 / w->ratio : NAN;
-	b[p->nb].ci_low = w->rounds ? 1 / w->ci_high : NAN;
-	b[p->nb].ci_high = w->rounds ? 1 / w->ci_low : NAN;
-	b[p->nb].rounds = w->rounds;
-	b[p->nb].significant = w->significant;
-	snprintf(b[p->nb].spec, sizeof b[p->nb].spec, "%s", w->spec);
-	p->nb++;
+	*list = b;
+	b += *n;
+	b->t_bucket = w->t_bucket;
+	b->b_bucket = w->b_bucket;
+	b->speedup = w->rounds ? 1 / w->ratio : NAN;
+	b->ci_low = w->rounds ? 1 / w->ci_high : NAN;
+	b->ci_high = w->rounds ? 1 / w->ci_low : NAN;
+	b->rounds = w->rounds;
+	b->significant = w->significant;
+	snprintf(b->spec, sizeof b->spec, "%s", w->spec);
+	(*n)++;
 	return 0;
 }
 
@@ -229,11 +246,11 @@ static int cmp_bucket(const void *a, const void *b)
 	return (x->b_bucket > y->b_bucket) - (x->b_bucket < y->b_bucket);
 }
 
-/* Index of (problem, spec) among the plan's kernels, added on first sight. */
-static int kernel(struct xplan *x, int pi, const char *spec, int *index)
+/* Index of (problem, op, spec) among the plan's kernels, added on first sight. */
+static int kernel(struct xplan *x, int pi, int op, const char *spec, int *index)
 {
 	for (int i = 0; i < x->nk; i++)
-		if (x->k[i].problem == pi && !strcmp(x->k[i].spec, spec)) {
+		if (x->k[i].problem == pi && x->k[i].op == op && !strcmp(x->k[i].spec, spec)) {
 			*index = i;
 			return MTA_OK;
 		}
@@ -244,6 +261,7 @@ static int kernel(struct xplan *x, int pi, const char *spec, int *index)
 	k = &x->k[x->nk];
 	memset(k, 0, sizeof *k);
 	k->problem = pi;
+	k->op = op;
 	snprintf(k->spec, sizeof k->spec, "%s", spec);
 	*index = x->nk++;
 	return MTA_OK;
@@ -300,7 +318,8 @@ static int canonical_bucket(const char *db_path, const struct xplan *x, const st
 /*
  * Sort problems by key and buckets by size, and number the kernels in that
  * order: each bucket's winner, then the default variant, one kernel per
- * distinct (problem, spec).
+ * distinct (problem, op, spec); then, for problems with backward winners
+ * (cpu), those winners and the default backward variant likewise.
  */
 static int number_kernels(const char *db_path, struct xplan *x)
 {
@@ -316,11 +335,29 @@ static int number_kernels(const char *db_path, struct xplan *x)
 			qsort(p->b, (size_t)p->nb, sizeof *p->b, cmp_bucket);
 		for (int j = 0; j < p->nb; j++)
 			if ((rc = canonical_bucket(db_path, x, p, &p->b[j])) ||
-			    (rc = kernel(x, i, p->b[j].spec, &p->b[j].kernel)))
+			    (rc = kernel(x, i, MTA_OP_FWD, p->b[j].spec, &p->b[j].kernel)))
 				return rc;
 		if ((rc = mta_variant_default(&p->p, backend, &v)) ||
 		    (rc = mta_variant_format(&v, spec, sizeof spec)) ||
-		    (rc = kernel(x, i, spec, &p->def)))
+		    (rc = kernel(x, i, MTA_OP_FWD, spec, &p->def)))
+			return rc;
+		/*
+		 * The backward only for problems tuned for it: a backward library
+		 * compiles several times longer than a forward kernel, and a
+		 * forward-only database exports as it did.
+		 */
+		p->bdef = -1;
+		if (!ships_backward(x) || !p->nbb)
+			continue;
+		if (p->nbb)
+			qsort(p->bb, (size_t)p->nbb, sizeof *p->bb, cmp_bucket);
+		for (int j = 0; j < p->nbb; j++)
+			if ((rc = canonical_bucket(db_path, x, p, &p->bb[j])) ||
+			    (rc = kernel(x, i, MTA_OP_BWD, p->bb[j].spec, &p->bb[j].kernel)))
+				return rc;
+		if ((rc = mta_variant_default_op(&p->p, backend, MTA_OP_BWD, &v)) ||
+		    (rc = mta_variant_format(&v, spec, sizeof spec)) ||
+		    (rc = kernel(x, i, MTA_OP_BWD, spec, &p->bdef)))
 			return rc;
 	}
 	return MTA_OK;
@@ -336,7 +373,8 @@ static int generate(struct xplan *x)
 		const struct mta_problem *p = &x->p[k->problem].p;
 		struct mta_variant v;
 		int rc;
-		if ((rc = mta_variant_parse(k->spec, &v)) || (rc = mta_gen_source(p, &v, &k->source)) ||
+		if ((rc = mta_variant_parse(k->spec, &v)) ||
+		    (rc = mta_gen_source_op(p, &v, k->op, &k->source)) ||
 		    (x->binary && (rc = x->be->launch_dims(p, &v, &k->block, &k->smem, &k->bq,
 							   &k->hpb))))
 			return mta_wrap(rc, "problem %s, variant %s", x->p[k->problem].key, k->spec);
@@ -470,15 +508,19 @@ int mta_export(const struct mta_export_opts *opts, struct mta_export_summary *s)
 	    (x.binary && (rc = binaries(db, &x, s))) || (rc = mta_export_write(&x, o.out_dir)))
 		goto out;
 	s->problems = x.np;
-	for (int i = 0; i < x.np; i++)
-		s->buckets += x.p[i].nb;
+	for (int i = 0; i < x.np; i++) {
+		s->buckets += x.p[i].nb + x.p[i].nbb;
+		s->bwd_buckets += x.p[i].nbb;
+	}
 	s->kernels = x.nk;
 	snprintf(s->backend, sizeof s->backend, "%s", x.dev.backend);
 	snprintf(s->device, sizeof s->device, "%s", x.dev.name);
 	snprintf(s->arch, sizeof s->arch, "%s", x.dev.arch);
 out:
-	for (int i = 0; i < x.np; i++)
+	for (int i = 0; i < x.np; i++) {
 		free(x.p[i].b);
+		free(x.p[i].bb);
+	}
 	for (int i = 0; i < x.nk; i++) {
 		free(x.k[i].source);
 		free(x.k[i].cubin);

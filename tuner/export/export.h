@@ -18,7 +18,10 @@
  *
  * Each exported problem keeps its winners' buckets and its backend's default
  * variant (run when T's bucket and every other bucket are missing, i.e. for
- * a problem exported by --problem without winners). CUDA cubins come from
+ * a problem exported by --problem without winners). A CPU export does the
+ * same for the backward of each problem that has backward winners (op bwd:
+ * those and the default backward, each a src/k_<N>.c), which its
+ * mta_forward_train and mta_backward run; other problems ship no backward. CUDA cubins come from
  * the database's binaries table, keyed (source hash = mta_hash_hex of the
  * generated source, target = the arch, compiler = "nvrtc MAJOR.MINOR",
  * options = ""), else from any compiler's binary of that source and arch,
@@ -44,6 +47,7 @@ struct mta_export_opts {
 
 struct mta_export_summary {
 	int problems, buckets, kernels;
+	int bwd_buckets;      /* of the buckets, the backward's (cpu) */
 	int cubins_from_db, cubins_compiled;
 	char backend[16];              /* "cpu" or "cuda" */
 	char device[256];              /* "" when no device had winners (defaults only) */

@@ -30,10 +30,14 @@ struct xproblem {
 	struct xbucket *b;   /* ascending (t_bucket, b_bucket) */
 	int nb;
 	int def;             /* kernel of the default variant */
+	struct xbucket *bb;  /* the backward's (cpu), ascending likewise */
+	int nbb;
+	int bdef;            /* kernel of the default backward variant; -1: none (cuda) */
 };
 
 struct xkernel {
 	int problem;         /* index into xplan.p */
+	int op;              /* MTA_OP_FWD, or MTA_OP_BWD: a backward library (cpu) */
 	char spec[MTA_SPEC_MAX];
 	char *source;        /* generated C or CUDA source */
 	void *cubin;         /* binary backends: the kernel's image */

@@ -220,6 +220,10 @@ static const char export_preamble[] =
 	" *       the handle owns (CUDA library), device weights are referenced;\n"
 	" *   mta_forward  host tensors; a CUDA library copies them to the device\n"
 	" *       and back and waits;\n"
+	" *   mta_forward_train, mta_backward, mta_context_pick_op  (CPU library)\n"
+	" *       the exported backward of problems tuned for it (tune --op bwd): its\n"
+	" *       winners' buckets, else the default backward variant; other problems\n"
+	" *       and CUDA libraries have none (MTA_EUNSUPPORTED naming the problem);\n"
 	" *   mta_device_alloc, mta_memcpy, mta_stream_synchronize  cuMemAlloc,\n"
 	" *       cuMemcpyAsync, cuStreamSynchronize on the context's device (a CPU\n"
 	" *       library has no device memory).\n"
@@ -265,6 +269,22 @@ static int write_kernel(struct wctx *w, const struct xplan *x, int i)
 	snprintf(name, sizeof name, "src/k_%03d.c", i);
 	if ((rc = out_open(w, &o, name)))
 		return rc;
+	if (k->op == MTA_OP_BWD) {
+		fprintf(o.f, "/*\n * %s\n * Kernel %d of library %s: the backward of problem %s, "
+			"variant %s.\n * Its three entry points are renamed, so that many kernels "
+			"link into one\n * library, and hidden outside it.\n */\n", BANNER, i, x->name,
+			x->p[k->problem].key, k->spec);
+		fprintf(o.f, "struct mta_kargs;\nstruct mta_kinfo;\n");
+		fprintf(o.f, "#define mta_cpu_fwd_save mtx_k%03d_fwd_save\n#define mta_cpu_bwd "
+			"mtx_k%03d_bwd\n#define mta_cpu_bwd_info mtx_k%03d_info\n", i, i, i);
+		fprintf(o.f, "__attribute__((visibility(\"hidden\"))) int mta_cpu_fwd_save(const "
+			"struct mta_kargs *a);\n__attribute__((visibility(\"hidden\"))) int "
+			"mta_cpu_bwd(const struct mta_kargs *a);\n");
+		fprintf(o.f, "__attribute__((visibility(\"hidden\"))) extern const struct mta_kinfo "
+			"mta_cpu_bwd_info;\n\n");
+		fputs(k->source, o.f);
+		return out_close(&o);
+	}
 	fprintf(o.f, "/*\n * %s\n * Kernel %d of library %s: problem %s, variant %s.\n"
 		" * Its two entry points are renamed, so that many kernels link into one\n"
 		" * library, and hidden outside it.\n */\n", BANNER, i, x->name,
@@ -340,11 +360,21 @@ static int write_table(struct wctx *w, const struct xplan *x)
 			fprintf(f, " *     T <= %lld, B <= %lld: %s\n", (long long)x->p[i].b[j].t_bucket,
 				(long long)x->p[i].b[j].b_bucket, x->p[i].b[j].spec);
 		fprintf(f, " *     default: %s\n", x->k[x->p[i].def].spec);
+		for (int j = 0; j < x->p[i].nbb; j++)
+			fprintf(f, " *     backward, T <= %lld, B <= %lld: %s\n",
+				(long long)x->p[i].bb[j].t_bucket, (long long)x->p[i].bb[j].b_bucket,
+				x->p[i].bb[j].spec);
+		if (x->p[i].bdef >= 0)
+			fprintf(f, " *     backward default: %s\n", x->k[x->p[i].bdef].spec);
 	}
 	fprintf(f, " */\n#include \"templates/export_table.h\"\n\n");
 	for (int i = 0; i < x->nk; i++) {
 		if (x->binary)
 			put_cubin(f, i, x->k[i].cubin, x->k[i].cubin_size);
+		else if (x->k[i].op == MTA_OP_BWD)
+			fprintf(f, "int mtx_k%03d_fwd_save(const struct mta_kargs *a);\n"
+				"int mtx_k%03d_bwd(const struct mta_kargs *a);\n"
+				"extern const struct mta_kinfo mtx_k%03d_info;\n", i, i, i);
 		else
 			fprintf(f, "int mtx_k%03d_kernel(const struct mta_kargs *a);\n"
 				"extern const struct mta_kinfo mtx_k%03d_info;\n", i, i);
@@ -355,20 +385,27 @@ static int write_table(struct wctx *w, const struct xplan *x)
 	for (int i = 0; i < x->nk; i++) {
 		const struct xkernel *k = &x->k[i];
 		if (x->binary)
-			fprintf(f, "\t{ \"%s\", 0, 0, cubin_%03d, sizeof cubin_%03d, \"%s\", %u, %u, "
-				"%u, %u },\n", k->spec, i, i, MTA_CUDA_KERNEL, k->block, k->smem,
+			fprintf(f, "\t{ \"%s\", 0, 0, 0, 0, cubin_%03d, sizeof cubin_%03d, \"%s\", %u, "
+				"%u, %u, %u },\n", k->spec, i, i, MTA_CUDA_KERNEL, k->block, k->smem,
 				k->bq, k->hpb);
+		else if (k->op == MTA_OP_BWD)
+			fprintf(f, "\t{ \"%s\", 0, &mtx_k%03d_info, mtx_k%03d_fwd_save, mtx_k%03d_bwd, "
+				"0, 0, 0, 0, 0, 0, 0 },\n", k->spec, i, i, i);
 		else
 			fprintf(f, "\t{ \"%s\", mtx_k%03d_kernel, &mtx_k%03d_info, 0, 0, 0, 0, 0, 0, "
-				"0 },\n", k->spec, i, i);
+				"0, 0, 0 },\n", k->spec, i, i);
 	}
 	fprintf(f, "};\n\n");
-	for (int i = 0; i < x->np; i++) {
-		if (!x->p[i].nb)
+	for (int i = 0; i < 2 * x->np; i++) {
+		/* each problem's forward buckets, then its backward's (bwd_NNN) */
+		const struct xproblem *xp = &x->p[i % x->np];
+		const int nb = i < x->np ? xp->nb : xp->nbb;
+		if (!nb)
 			continue;
-		fprintf(f, "static const struct mtx_bucket buckets_%03d[%d] = {", i, x->p[i].nb);
-		for (int j = 0; j < x->p[i].nb; j++) {
-			const struct xbucket *b = &x->p[i].b[j];
+		fprintf(f, "static const struct mtx_bucket %sbuckets_%03d[%d] = {", i < x->np ? "" :
+			"bwd_", i % x->np, nb);
+		for (int j = 0; j < nb; j++) {
+			const struct xbucket *b = i < x->np ? &xp->b[j] : &xp->bb[j];
 			char e[3][32];
 			double ev[3] = { b->speedup, b->ci_low, b->ci_high };
 			for (int k = 0; k < 3; k++) /* exact hex floats; NAN as the compilers' builtin */
@@ -384,13 +421,15 @@ static int write_table(struct wctx *w, const struct xplan *x)
 	}
 	fprintf(f, "\nstatic const struct mtx_problem problems[%d] = {\n", x->np);
 	for (int i = 0; i < x->np; i++) {
-		char b[32] = "0", d[32] = "0";
+		char b[32] = "0", d[32] = "0", bb[32] = "0";
 		if (x->p[i].nb)
 			snprintf(b, sizeof b, "buckets_%03d", i);
+		if (x->p[i].nbb)
+			snprintf(bb, sizeof bb, "bwd_buckets_%03d", i);
 		if (!x->binary)
 			snprintf(d, sizeof d, "mtx_d%03d_decode", i);
-		fprintf(f, "\t{ \"%s\", %s, %d, %d, %s },\n", x->p[i].key, b, x->p[i].nb, x->p[i].def,
-			d);
+		fprintf(f, "\t{ \"%s\", %s, %d, %d, %s, %s, %d, %d },\n", x->p[i].key, b, x->p[i].nb,
+			x->p[i].def, d, bb, x->p[i].nbb, x->p[i].bdef);
 	}
 	fprintf(f, "};\n\nconst struct mtx_library mtx_library = {\n\t\"%s\", \"%s\", \"%s\", "
 		"\"%s\",\n\tproblems, %d, kernels, %d,\n};\n", x->name, x->be->name,

@@ -587,3 +587,78 @@ out:
 	free(ms);
 	return rc;
 }
+
+/* Is every gradient of c (of p at (B, T)) finite? MTA_EVERIFY naming the first that is not. */
+static int grads_finite(const struct bwd_case *c, const struct mta_problem *p, int64_t B,
+			int64_t T, const char *what)
+{
+	for (int i = 0; i < G_N; i++)
+		for (size_t x = 0, n = gcount(p, B, T, i); x < n; x++)
+			if (!isfinite(c->g[i][x]))
+				return mta_fail(MTA_EVERIFY, "%s: %s[%zu] is %g", what, gname[i], x,
+						(double)c->g[i][x]);
+	return MTA_OK;
+}
+
+int mta_time_rounds_bwd(const struct mta_runner *r, int n, const struct mta_problem *p,
+			int64_t B, int64_t T, unsigned long long seed,
+			const struct mta_rounds_opts *o, struct mta_rounds *out)
+{
+	struct bwd_case c;
+	void *saved[MTA_ROUNDS_MAX_RUNNERS] = { 0 };
+	char *fbuf = NULL;
+	double ms;
+	int rc;
+
+	memset(out, 0, sizeof *out);
+	if (n < 2 || n > MTA_ROUNDS_MAX_RUNNERS || o->min_rounds < 2 ||
+	    o->max_rounds < o->min_rounds || o->max_rounds > MTA_ROUNDS_MAX || o->warmup < 0)
+		return mta_fail(MTA_EINVAL, "paired rounds need 2..%d runners and 2 <= min_rounds <= "
+				"max_rounds <= %d (got %d runners, %d..%d rounds)",
+				MTA_ROUNDS_MAX_RUNNERS, MTA_ROUNDS_MAX, n, o->min_rounds, o->max_rounds);
+	out->n = n;
+	if ((rc = bwd_make(p, B, T, 0, seed, 0, &c)))
+		return rc;
+	/* each runner's own saved state: the layout is the ABI's, its making the runner's */
+	const int64_t sb = mta_saved_bytes(p, B, T);
+	for (int i = 0; i < n; i++) {
+		if (!(saved[i] = malloc((size_t)sb))) {
+			rc = mta_fail(MTA_ENOMEM, "out of memory for the saved state at T=%lld",
+				      (long long)T);
+			goto out;
+		}
+		if ((rc = run_fwd_save(&r[i], p, &c.q, &c.k, &c.v, &c.s.w, &c.out, saved[i])))
+			goto out;
+	}
+	for (int w = 0; w < o->warmup; w++)
+		for (int i = 0; i < n; i++)
+			if ((rc = run_bwd(&r[i], p, &c.q, &c.k, &c.v, &c.s.w, saved[i], &c.dout,
+					  &c.grads)))
+				goto out;
+	double t0 = now_ms();
+	while (out->rounds < o->max_rounds) {
+		int k = out->rounds;
+		for (int i = 0; i < n; i++) {
+			int x = (k + i) % n; /* each runner takes each place in turn */
+			if ((rc = flush(&r[x], &fbuf, k * n + i)))
+				goto out;
+			ms = now_ms();
+			if ((rc = run_bwd(&r[x], p, &c.q, &c.k, &c.v, &c.s.w, saved[x], &c.dout,
+					  &c.grads)))
+				goto out;
+			out->ms[x][k] = now_ms() - ms;
+			if (k == 0 && (rc = grads_finite(&c, p, B, T, "timing the backward")))
+				goto out;
+		}
+		out->rounds++;
+		if (out->rounds >= o->min_rounds &&
+		    (now_ms() - t0 > 1e3 * o->budget_s || narrow_enough(out, o)))
+			break;
+	}
+out:
+	for (int i = 0; i < n; i++)
+		free(saved[i]);
+	bwd_free(&c);
+	free(fbuf);
+	return rc;
+}

@@ -121,4 +121,14 @@ int mta_check_bwd(const struct mta_runner *r, const struct mta_problem *p,
 int mta_time_bwd(const struct mta_runner *r, const struct mta_problem *p, int64_t B, int64_t T,
 		 unsigned long long seed, int warmup, int reps, struct mta_timing *t);
 
+/*
+ * Paired rounds of n runners' backwards (as mta_time_rounds): each runner's
+ * saving forward once on the same inputs into its own saved state, then
+ * rounds of backwards, each after a cache flush, in an order that rotates.
+ * The last gradients of every runner must be finite.
+ */
+int mta_time_rounds_bwd(const struct mta_runner *r, int n, const struct mta_problem *p,
+			int64_t B, int64_t T, unsigned long long seed,
+			const struct mta_rounds_opts *o, struct mta_rounds *out);
+
 #endif

@@ -7,6 +7,19 @@
 #include <math.h>
 #include <string.h>
 
+/* The kernel of v for op on dev: the forward's (from binary), or the backward library. */
+static int load(const struct mta_backend *be, struct mta_device *dev, int op,
+		const struct mta_problem *p, const struct mta_variant *v, const void *binary,
+		size_t n, struct mta_kernel **k)
+{
+	if (op == MTA_OP_FWD)
+		return be->load(dev, NULL, p, v, binary, n, k);
+	if (op != MTA_OP_BWD || !be->train_load)
+		return mta_fail(MTA_EUNSUPPORTED, "the %s backend has no %s kernels", be->name,
+				mta_op_name(op));
+	return be->train_load(dev, p, v, k);
+}
+
 static int job_fn(void *ctx, void *out, size_t n)
 {
 	const struct mta_measure_job *j = ctx;
@@ -19,15 +32,17 @@ static int job_fn(void *ctx, void *out, size_t n)
 
 	memset(m, 0, n);
 	m->rel_err = m->median_ms = m->p20_ms = m->p80_ms = m->min_ms = NAN;
-	if ((rc = j->be->open(j->device, j->threads, &r.dev)) ||
-	    (rc = j->be->load(r.dev, NULL, j->p, j->v, j->binary, j->binary_size, &r.k)))
+	if ((rc = j->be->open(j->device, j->threads, &r.dev)) || (rc = load(j->be, r.dev, j->op, j->p,
+			j->v, j->binary, j->binary_size, &r.k)))
 		goto out;
 	cmp.rel_l2 = NAN;
-	rc = mta_check(&r, j->p, &co, &cmp);
+	rc = j->op == MTA_OP_BWD ? mta_check_bwd(&r, j->p, &co, &cmp) : mta_check(&r, j->p, &co, &cmp);
 	m->rel_err = cmp.rel_l2;
 	if (rc || !j->time_it)
 		goto out;
-	if ((rc = mta_time(&r, j->p, j->B, j->T, j->seed + 1, j->warmup, j->reps, &t)))
+	if ((rc = j->op == MTA_OP_BWD
+			  ? mta_time_bwd(&r, j->p, j->B, j->T, j->seed + 1, j->warmup, j->reps, &t)
+			  : mta_time(&r, j->p, j->B, j->T, j->seed + 1, j->warmup, j->reps, &t)))
 		goto out;
 	m->median_ms = t.median_ms;
 	m->p20_ms = t.p20_ms;
@@ -65,11 +80,13 @@ static int rounds_fn(void *ctx, void *out, size_t size)
 		return rc;
 	for (; loaded < j->n; loaded++) {
 		r[loaded] = (struct mta_runner){ j->be, dev, NULL, NULL };
-		if ((rc = j->be->load(dev, NULL, j->p, &j->v[loaded], j->binary ? j->binary[loaded] : NULL,
-				      j->binary_size ? j->binary_size[loaded] : 0, &r[loaded].k)))
+		if ((rc = load(j->be, dev, j->op, j->p, &j->v[loaded], j->binary ? j->binary[loaded]
+			       : NULL, j->binary_size ? j->binary_size[loaded] : 0, &r[loaded].k)))
 			goto out;
 	}
-	rc = mta_time_rounds(r, j->n, j->p, j->B, j->T, j->seed, &j->opts, out);
+	rc = j->op == MTA_OP_BWD
+		? mta_time_rounds_bwd(r, j->n, j->p, j->B, j->T, j->seed, &j->opts, out)
+		: mta_time_rounds(r, j->n, j->p, j->B, j->T, j->seed, &j->opts, out);
 out:
 	while (loaded > 0)
 		j->be->unload(r[--loaded].k);

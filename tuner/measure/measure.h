@@ -30,6 +30,8 @@ struct mta_measure_job {
 	int threads;                  /* CPU worker threads, 0: the variant's choice */
 	const struct mta_problem *p;
 	const struct mta_variant *v;
+	int op;                       /* MTA_OP_FWD, or MTA_OP_BWD: the backward (be->train_load,
+				       * mta_check_bwd, mta_time_bwd; no binary) */
 	const void *binary;           /* the kernel's binary, or NULL: build it */
 	size_t binary_size;
 	int64_t check_B, check_T;     /* size of the reference check */
@@ -60,6 +62,7 @@ struct mta_rounds_job {
 	const struct mta_backend *be;
 	int device, threads;
 	const struct mta_problem *p;
+	int op;                                  /* MTA_OP_*: as in mta_measure_job */
 	int n;
 	const struct mta_variant *v;             /* [n] */
 	const void *const *binary;               /* [n], entries may be NULL */

@@ -32,6 +32,9 @@ int mta_report_format_parse(const char *s, int *format);
  * format. *out is malloc'd and NUL-terminated, *len its length.
  */
 int mta_report_render(const char *db_path, int format, char **out, size_t *len);
+/* The same with only the results and winners of operation op ("fwd", "bwd"; NULL: all). */
+int mta_report_render_op(const char *db_path, int format, const char *op, char **out,
+			 size_t *len);
 
 /* How the HTML report writes a time in ms: "%.4g" ("-" when not finite). */
 void mta_report_fmt_ms(double ms, char *buf, size_t n);

@@ -77,6 +77,8 @@ static int on_res(void *ctx, const struct mta_db_result *r)
 {
 	struct rdata *x = ctx;
 	int oom = 0;
+	if (x->op && strcmp(r->op ? r->op : "fwd", x->op))
+		return 0;
 	if (grow((void **)&x->r, &x->capr, x->nr, sizeof *x->r))
 		return MTA_ENOMEM;
 	struct rres *e = &x->r[x->nr++];
@@ -92,6 +94,8 @@ static int on_win(void *ctx, const struct mta_db_winner *w)
 {
 	struct rdata *x = ctx;
 	int oom = 0;
+	if (x->op && strcmp(w->op ? w->op : "fwd", x->op))
+		return 0;
 	if (grow((void **)&x->w, &x->capw, x->nw, sizeof *x->w))
 		return MTA_ENOMEM;
 	struct rwin *e = &x->w[x->nw++];
@@ -102,11 +106,12 @@ static int on_win(void *ctx, const struct mta_db_winner *w)
 	return oom ? mta_fail(MTA_ENOMEM, "out of memory reading the database") : 0;
 }
 
-int rdata_load(const char *path, struct rdata *x)
+int rdata_load(const char *path, const char *op, struct rdata *x)
 {
 	struct mta_db *db = NULL;
 	int rc;
 	memset(x, 0, sizeof *x);
+	x->op = op;
 	if (!(x->path = strdup(path)))
 		return mta_fail(MTA_ENOMEM, "out of memory");
 	if ((rc = mta_db_open(path, MTA_DB_READONLY, &db)) ||
@@ -316,6 +321,12 @@ void mta_report_fmt_ms(double ms, char *buf, size_t n)
 
 int mta_report_render(const char *db_path, int format, char **out, size_t *len)
 {
+	return mta_report_render_op(db_path, format, NULL, out, len);
+}
+
+int mta_report_render_op(const char *db_path, int format, const char *op, char **out,
+			 size_t *len)
+{
 	struct rdata x;
 	struct mta_buf b = { 0 };
 	int rc;
@@ -323,7 +334,9 @@ int mta_report_render(const char *db_path, int format, char **out, size_t *len)
 	*len = 0;
 	if (format < MTA_REPORT_HTML || format > MTA_REPORT_JSON)
 		return mta_fail(MTA_EINVAL, "report format %d is not MTA_REPORT_*", format);
-	if ((rc = rdata_load(db_path, &x)))
+	if (op && strcmp(op, "fwd") && strcmp(op, "bwd"))
+		return mta_fail(MTA_EINVAL, "report of operation '%s' (expected fwd or bwd)", op);
+	if ((rc = rdata_load(db_path, op, &x)))
 		return rc;
 	if (format == MTA_REPORT_CSV)
 		report_csv(&x, &b);

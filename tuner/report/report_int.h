@@ -33,13 +33,14 @@ struct rwin {
 
 struct rdata {
 	char *path;
+	const char *op;   /* only results and winners of this operation ("fwd", "bwd"); NULL: all */
 	struct rdev *d;
 	struct rres *r;
 	struct rwin *w;
 	size_t nd, nr, nw, capd, capr, capw;
 };
 
-int rdata_load(const char *path, struct rdata *x);
+int rdata_load(const char *path, const char *op, struct rdata *x);
 void rdata_free(struct rdata *x);
 const struct rdev *rdata_device(const struct rdata *x, int64_t id);
 

@@ -53,7 +53,7 @@ static const char *const axis_name[NAXES] = { "cq", "ck", "cq2", "ck2" };
 struct parser {
 	const char *name;
 	int line;
-	struct list seq, batch, dtype, axis[NAXES];
+	struct list seq, batch, dtype, op, axis[NAXES];
 	struct mta_problem *probs;
 	struct pos *probs_at;
 	size_t nprobs, capprobs;
@@ -205,9 +205,18 @@ static int dtype_value(struct parser *ps, const char *t, size_t n, size_t col)
 	return at(ps, col, "expected a dtype (f32, bf16 or f16), got '%.*s'", Q(n), t);
 }
 
+/* An operation: fwd or bwd (MTA_OP_*, gen/variant.h). */
+static int op_value(struct parser *ps, const char *t, size_t n, size_t col)
+{
+	for (int i = 0; i < MTA_OP_COUNT; i++)
+		if (strlen(mta_op_name(i)) == n && !memcmp(mta_op_name(i), t, n))
+			return add(ps, &ps->op, i, col, t, n);
+	return at(ps, col, "expected an operation (fwd or bwd), got '%.*s'", Q(n), t);
+}
+
 /* The keywords; a kernel axis k is AXIS + k. */
-enum { NONE, PROBLEM, SEQ, BATCH, DTYPE, AXIS };
-static const char *const kw_name[] = { "", "problem", "seq", "batch", "dtype",
+enum { NONE, PROBLEM, SEQ, BATCH, DTYPE, OP, AXIS };
+static const char *const kw_name[] = { "", "problem", "seq", "batch", "dtype", "op",
 				       "cq", "ck", "cq2", "ck2" };
 
 /* One line (without its newline): keyword, then values. */
@@ -233,7 +242,7 @@ static int parse_line(struct parser *ps, const char *s, size_t len)
 					kw = k;
 			if (kw == NONE)
 				return at(ps, col, "'%.*s' is not a grid keyword (expected problem, "
-					  "seq, batch, dtype, cq, ck, cq2 or ck2)", Q(n), t);
+					  "seq, batch, dtype, op, cq, ck, cq2 or ck2)", Q(n), t);
 			if (kw >= AXIS && !ps->axis[kw - AXIS].kw.line)
 				ps->axis[kw - AXIS].kw = (struct pos){ ps->line, col };
 			continue;
@@ -243,6 +252,8 @@ static int parse_line(struct parser *ps, const char *s, size_t len)
 			rc = problem_value(ps, t, n, col);
 		else if (kw == DTYPE)
 			rc = dtype_value(ps, t, n, col);
+		else if (kw == OP)
+			rc = op_value(ps, t, n, col);
 		else if (kw >= AXIS)
 			rc = size_value(ps, &ps->axis[kw - AXIS], kw_name[kw], MTA_MAX_KERNEL, t, n,
 					col);
@@ -402,25 +413,31 @@ int mta_grid_parse(const char *text, size_t len, const char *name, struct mta_gr
 	}
 	if (!ps.batch.n && (rc = add(&ps, &ps.batch, 1, 1, "", 0)))
 		goto out;
+	if (!ps.op.n && (rc = add(&ps, &ps.op, MTA_OP_FWD, 1, "", 0)))
+		goto out;
 	if ((rc = make_keys(&ps, g)))
 		goto out;
-	if (g->nkeys * ps.batch.n * ps.seq.n > MTA_GRID_MAX_ITEMS) {
+	const size_t total = g->nkeys * ps.op.n * ps.batch.n * ps.seq.n;
+	if (total > MTA_GRID_MAX_ITEMS) {
 		rc = mta_fail(MTA_EFORMAT, "%s: the grid has %zu items, more than the %d allowed",
-			      ps.name, g->nkeys * ps.batch.n * ps.seq.n, MTA_GRID_MAX_ITEMS);
+			      ps.name, total, MTA_GRID_MAX_ITEMS);
 		goto out;
 	}
-	if (!(g->items = malloc(g->nkeys * ps.batch.n * ps.seq.n * sizeof *g->items))) {
+	if (!(g->items = malloc(total * sizeof *g->items))) {
 		rc = mta_fail(MTA_ENOMEM, "out of memory");
 		goto out;
 	}
 	for (size_t k = 0; k < g->nkeys; k++)
-		for (size_t b = 0; b < ps.batch.n; b++)
-			for (size_t t = 0; t < ps.seq.n; t++)
-				g->items[g->n++] = (struct mta_grid_item){ k, ps.seq.v[t], ps.batch.v[b] };
+		for (size_t o = 0; o < ps.op.n; o++)
+			for (size_t b = 0; b < ps.batch.n; b++)
+				for (size_t t = 0; t < ps.seq.n; t++)
+					g->items[g->n++] = (struct mta_grid_item){
+						k, ps.seq.v[t], ps.batch.v[b], (int)ps.op.v[o] };
 out:
 	list_free(&ps.seq);
 	list_free(&ps.batch);
 	list_free(&ps.dtype);
+	list_free(&ps.op);
 	for (int a = 0; a < NAXES; a++)
 		list_free(&ps.axis[a]);
 	free(ps.probs);

@@ -7,13 +7,15 @@
  *   seq     256..4096*2        # 256 512 1024 2048 4096
  *   batch   1 2
  *   dtype   f32 bf16           # replaces each key's own dtype
+ *   op      fwd bwd            # the operations tuned (default fwd)
  *   ck      3..7+2             # replaces the pre-softmax kernel's key size
  *
  * The problem keys are the product problems x dtypes x cq x ck x cq2 x ck2
  * (a kernel size, 1..MTA_MAX_KERNEL, replaces that size in every problem, so
  * each must have that kernel; a size a problem cannot take is an error, never
- * dropped). A grid is the cartesian product keys x batches x seqs, in that
- * nesting order (seq varies fastest), with every list in the order written
+ * dropped). A grid is the cartesian product keys x ops x batches x seqs, in
+ * that nesting order (seq varies fastest; without an op line every item is
+ * the forward, numbered as before ops were an axis), with every list in the order written
  * and repeats dropped: the same file always expands to the same numbered
  * items, which is what shards (item i goes to shard i mod N) rely on.
  */
@@ -23,6 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "gen/variant.h"
 #include "runtime/mta.h"
 
 #define MTA_GRID_MAX_VALUES 4096     /* values in one list after expanding ranges */
@@ -33,6 +36,7 @@
 struct mta_grid_item {
 	size_t problem;  /* index into keys */
 	int64_t T, B;
+	int op;          /* MTA_OP_FWD or MTA_OP_BWD (gen/variant.h) */
 };
 
 struct mta_grid {

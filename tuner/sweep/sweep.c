@@ -135,7 +135,8 @@ static int item_done(struct worker *w, const struct mta_problem *p, const char *
 	size_t planned;
 	if (mta_tune_strategy(o, n, &planned) == MTA_TUNE_AUTO) {
 		/* a search screens what it decides to: done once it decided this size */
-		*done = mta_db_winner_get(db, dev, key, "fwd", o->B, o->T, &win) == MTA_OK &&
+		*done = mta_db_winner_get(db, dev, key, mta_op_name(o->op), o->B, o->T, &win) ==
+				MTA_OK &&
 			win.T == o->T && win.B == o->B;
 		*found = *done ? (int)planned : 0;
 		mta_clear_error();
@@ -144,7 +145,8 @@ static int item_done(struct worker *w, const struct mta_problem *p, const char *
 	for (size_t i = 0; i < n; i++) {
 		int64_t vid;
 		struct mta_db_result r;
-		if ((rc = mta_db_variant_upsert(db, pid, specs[i], NULL, &vid)))
+		if ((rc = mta_db_variant_upsert_op(db, pid, mta_op_name(o->op), specs[i], NULL,
+						   &vid)))
 			goto out;
 		/* an env_error measured nothing: the item is not done */
 		if (mta_db_result_get(db, dev, vid, o->T, o->B, &r) == MTA_OK &&
@@ -153,8 +155,8 @@ static int item_done(struct worker *w, const struct mta_problem *p, const char *
 			any_ok |= r.status == MTA_RESULT_OK;
 		}
 	}
-	*done = (size_t)*found == n && (!any_ok || (mta_db_winner_get(db, dev, key, "fwd", o->B, o->T, &win) ==
-						    MTA_OK && win.exact));
+	*done = (size_t)*found == n && (!any_ok || (mta_db_winner_get(db, dev, key,
+				mta_op_name(o->op), o->B, o->T, &win) == MTA_OK && win.exact));
 	rc = MTA_OK;
 out:
 	mta_db_close(db);
@@ -183,6 +185,7 @@ static int work_item(struct worker *w, const struct mta_grid_item *it)
 
 	o.T = it->T;
 	o.B = it->B;
+	o.op = it->op;
 	o.only_specs = NULL;
 	o.n_only = 0;
 	o.device_index = w->device;
@@ -248,7 +251,7 @@ struct tally {
 	const struct mta_grid *g;
 	const struct mta_sweep_opts *o;
 	struct mta_sweep_summary *s;
-	const long *ncand;        /* candidates per key */
+	const long *ncand;        /* candidates per key and op ([key * MTA_OP_COUNT + op]) */
 	size_t items_done;
 	long records_done;
 	double t0;
@@ -289,6 +292,7 @@ static void account(struct tally *t, const struct msg *m)
 	e.key = t->g->keys[it->problem];
 	e.T = it->T;
 	e.B = it->B;
+	e.op = mta_op_name(it->op);
 	e.spec = m->spec[0] ? m->spec : NULL;
 	e.status = m->status;
 	e.ms = m->ms;
@@ -358,25 +362,34 @@ static int plan(const struct mta_grid *g, const struct mta_sweep_opts *o, size_t
 		return mta_fail(MTA_EINVAL, "a random sweep needs a seed, so that every shard and "
 				"every rerun samples the same variants");
 	if (!(*pending = malloc((g->n ? g->n : 1) * sizeof **pending)) ||
-	    !(*ncand = calloc(g->nkeys ? g->nkeys : 1, sizeof **ncand)))
+	    !(*ncand = calloc(g->nkeys ? g->nkeys * MTA_OP_COUNT : 1, sizeof **ncand)))
 		return mta_fail(MTA_ENOMEM, "out of memory");
-	for (size_t k = 0; k < g->nkeys; k++) {
-		struct mta_problem p;
-		struct mta_variant *vs;
-		size_t n;
-		int rc = mta_problem_from_key(g->keys[k], &p);
-		size_t planned;
-		if (rc || (rc = mta_tune_candidates(&p, &o->tune, &vs, &n)))
-			return rc;
-		free(vs);
-		mta_tune_strategy(&o->tune, n, &planned);
-		(*ncand)[k] = (long)planned;
-	}
+	/* the operations the grid tunes: a backward on a backend without one fails here */
+	int used[MTA_OP_COUNT] = { 0 };
+	for (size_t i = 0; i < g->n; i++)
+		used[g->items[i].op] = 1;
+	for (size_t k = 0; k < g->nkeys; k++)
+		for (int op = 0; op < MTA_OP_COUNT; op++) {
+			struct mta_problem p;
+			struct mta_tune_opts to = o->tune;
+			struct mta_variant *vs;
+			size_t n, planned;
+			if (!used[op])
+				continue;
+			to.op = op;
+			int rc = mta_problem_from_key(g->keys[k], &p);
+			if (rc || (rc = mta_tune_candidates(&p, &to, &vs, &n)))
+				return mta_wrap(rc, "%s items of %s", mta_op_name(op), g->keys[k]);
+			free(vs);
+			mta_tune_strategy(&to, n, &planned);
+			(*ncand)[k * MTA_OP_COUNT + (size_t)op] = (long)planned;
+		}
 	*np = 0;
 	for (size_t i = 0; i < g->n; i++)
 		if (mta_sweep_in_shard(i, o->shard, o->nshards)) {
 			(*pending)[(*np)++] = i;
-			s->records_total += (*ncand)[g->items[i].problem];
+			s->records_total += (*ncand)[g->items[i].problem * MTA_OP_COUNT +
+						      (size_t)g->items[i].op];
 		}
 	s->items = *np;
 	return MTA_OK;

@@ -45,6 +45,7 @@ struct mta_sweep_event {
 	size_t item;              /* index into the grid's items */
 	const char *key;          /* the item's problem key */
 	int64_t T, B;
+	const char *op;           /* the item's operation: "fwd" or "bwd" */
 	const char *spec;         /* RECORD: the variant; ITEM: the winner or NULL */
 	const char *status;       /* RECORD: "ok", ..., "skipped"; ITEM: see above */
 	double ms;                /* its time, NAN if none */

@@ -26,10 +26,11 @@ static int start(const struct mta_prep *pp, const struct mta_problem *p, struct 
 	struct mta_db_result old;
 	int rc;
 	if ((rc = mta_variant_format(&c->v, c->spec, sizeof c->spec)) ||
-	    (rc = mta_gen_source(p, &c->v, &w->src)))
+	    (rc = mta_gen_source_op(p, &c->v, pp->op, &w->src)))
 		return rc;
 	mta_hash_hex(w->src, strlen(w->src), w->hash);
-	if ((rc = mta_db_variant_upsert(pp->db, pp->problem_id, c->spec, w->hash, &c->vid)))
+	if ((rc = mta_db_variant_upsert_op(pp->db, pp->problem_id, mta_op_name(pp->op), c->spec,
+					   w->hash, &c->vid)))
 		return rc;
 	c->old_ms = NAN;
 	/* an env_error measured nothing: it is measured again */

@@ -33,6 +33,7 @@ struct mta_prep {
 	int64_t T, B;          /* the size results are recorded at */
 	const char *run_id;
 	int threads;           /* compile threads, 0: all cores */
+	int op;                /* MTA_OP_*: which kernel of each variant is generated and built */
 };
 
 enum {

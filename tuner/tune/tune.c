@@ -1,5 +1,6 @@
 /* tune.c: the tuning loop (see tune.h for the contract). */
 #include "tuner/tune/tune_int.h"
+#include "gen/gen.h"
 #include "runtime/core/error.h"
 #include "tuner/measure/isolate.h"
 #include "tuner/measure/stats.h"
@@ -59,7 +60,7 @@ int mta_tune_candidates(const struct mta_problem *p, const struct mta_tune_opts 
 	struct mta_variant def, *arr = NULL;
 	int rc;
 	if ((rc = mta_backend_find(o->backend, &be)) ||
-	    (rc = mta_variant_default(p, be->variants, &def)))
+	    (rc = mta_variant_default_op(p, be->variants, o->op, &def)))
 		return rc;
 	if (o->only_specs) {
 		/* these variants and the default, each once, the default first */
@@ -70,7 +71,7 @@ int mta_tune_candidates(const struct mta_problem *p, const struct mta_tune_opts 
 		for (int i = 0; i < o->n_only; i++) {
 			struct mta_variant v;
 			if ((rc = mta_variant_parse(o->only_specs[i], &v)) ||
-			    (rc = mta_variant_check(p, &v))) {
+			    (rc = mta_variant_check_op(p, &v, o->op))) {
 				free(arr);
 				return rc;
 			}
@@ -88,7 +89,7 @@ int mta_tune_candidates(const struct mta_problem *p, const struct mta_tune_opts 
 		*out = arr;
 		return MTA_OK;
 	}
-	if ((rc = mta_variant_space(p, be->variants, &arr, n))) {
+	if ((rc = mta_variant_space_op(p, be->variants, o->op, &arr, n))) {
 		free(arr);
 		return rc;
 	}
@@ -239,7 +240,7 @@ static int measure(struct ctx *c, const struct mta_variant *v, const void *binar
 	 */
 	struct mta_measure_job j = {
 		.be = c->be, .device = o->device_index, .threads = o->threads, .p = c->p, .v = v,
-		.binary = binary, .binary_size = n, .B = o->B, .T = o->T,
+		.op = o->op, .binary = binary, .binary_size = n, .B = o->B, .T = o->T,
 		.seed = o->seed ? o->seed
 				: (unsigned long long)time(NULL) ^ (unsigned long long)clock(),
 		.time_it = 1, .warmup = o->warmup, .reps = o->reps, .timeout_s = o->timeout_s,
@@ -269,7 +270,7 @@ struct seedrow {
 };
 struct seedlist {
 	const struct mta_problem *p;
-	const char *key;
+	const char *key, *op;
 	int64_t T, B;
 	struct seedrow rows[64];
 	int n;
@@ -290,7 +291,7 @@ static int collect_seed(void *ctx, const struct mta_db_winner *w)
 	struct seedlist *l = ctx;
 	struct mta_problem q;
 	double d;
-	if (!w->spec || !w->problem_key || (w->op && strcmp(w->op, "fwd")))
+	if (!w->spec || !w->problem_key || strcmp(w->op ? w->op : "fwd", l->op))
 		return 0;
 	if (!strcmp(w->problem_key, l->key))
 		d = 0;
@@ -333,7 +334,7 @@ static int warm_seeds(struct ctx *c, const struct mta_variant *vs, size_t n, siz
 	*ns = 0;
 	if (!l)
 		return mta_fail(MTA_ENOMEM, "out of memory");
-	if ((rc = mta_variant_default(c->p, c->be->variants, &def)) ||
+	if ((rc = mta_variant_default_op(c->p, c->be->variants, c->o->op, &def)) ||
 	    (rc = mta_problem_key(c->p, key, sizeof key)))
 		goto out;
 	for (size_t i = 0; i < n; i++)
@@ -343,6 +344,7 @@ static int warm_seeds(struct ctx *c, const struct mta_variant *vs, size_t n, siz
 		}
 	l->p = c->p;
 	l->key = key;
+	l->op = mta_op_name(c->o->op);
 	l->T = c->o->T;
 	l->B = c->o->B;
 	if ((rc = mta_db_list_winners(c->db, c->dev_id, NULL, collect_seed, l)))
@@ -350,7 +352,7 @@ static int warm_seeds(struct ctx *c, const struct mta_variant *vs, size_t n, siz
 	for (int r = 0; r < l->n && c->s->warm < MTA_TUNE_WARM; r++) {
 		struct mta_variant v;
 		if (mta_variant_parse(l->rows[r].spec, &v) || v.backend != c->be->variants ||
-		    mta_variant_check(c->p, &v))
+		    mta_variant_check_op(c->p, &v, c->o->op))
 			continue;
 		for (size_t i = 0; i < n; i++)
 			if (!memcmp(&vs[i], &v, sizeof v)) {
@@ -383,7 +385,7 @@ int mta_tune_loop(struct ctx *c, const struct mta_variant *vs, size_t n)
 {
 	struct mta_prep pp = { .db = c->db, .be = c->be, .dev = &c->dev, .device_id = c->dev_id,
 			       .problem_id = c->prob, .T = c->o->T, .B = c->o->B,
-			       .run_id = c->s->run_id, .threads = c->o->threads };
+			       .run_id = c->s->run_id, .threads = c->o->threads, .op = c->o->op };
 	struct mta_search *srch = NULL;
 	struct mta_variant *batch = malloc((n ? n : 1) * sizeof *batch);
 	size_t *idx = malloc((n ? n : 1) * sizeof *idx), seeds[1 + MTA_TUNE_WARM], ns = 0, nb = 0;
@@ -491,7 +493,7 @@ static int collect(void *ctx, const struct mta_db_result *r)
 {
 	struct oklist *l = ctx;
 	if (r->status != MTA_RESULT_OK || r->T != l->c->o->T || r->B != l->c->o->B ||
-	    r->device_id != l->c->dev_id)
+	    r->device_id != l->c->dev_id || strcmp(r->op, mta_op_name(l->c->o->op)))
 		return 0;
 	if (l->n == l->cap) {
 		size_t cap = l->cap ? l->cap * 2 : 32;
@@ -527,7 +529,8 @@ static int stored_binary(struct ctx *c, const struct mta_variant *v, void **bin,
 	if (!c->be->binary_key)
 		return MTA_OK;
 	if ((rc = mta_variant_format(v, spec, sizeof spec)) ||
-	    (rc = mta_db_variant_upsert(c->db, c->prob, spec, NULL, &vid)) ||
+	    (rc = mta_db_variant_upsert_op(c->db, c->prob, mta_op_name(c->o->op), spec, NULL,
+					   &vid)) ||
 	    (rc = mta_db_variant_get(c->db, vid, &row)))
 		return rc;
 	c->be->binary_key(&c->dev, row.source_hash, compiler, &key);
@@ -585,7 +588,8 @@ static int decide(struct ctx *c, const struct okrow *row, int n, int64_t *win)
 		    (rc = stored_binary(c, &v[i], &bin[i], &bn[i])))
 			goto out;
 	struct mta_rounds_job j = {
-		.be = c->be, .device = o->device_index, .threads = o->threads, .p = c->p, .n = n,
+		.be = c->be, .device = o->device_index, .threads = o->threads, .p = c->p,
+		.op = o->op, .n = n,
 		.v = v, .binary = (const void *const *)bin, .binary_size = bn, .B = o->B, .T = o->T,
 		.seed = o->seed ? o->seed + 2
 				: (unsigned long long)time(NULL) ^ (unsigned long long)clock(),
@@ -673,6 +677,7 @@ static int retime(struct ctx *c, const char *key)
 	struct mta_db_winner w = { 0 };
 	w.device_id = c->dev_id;
 	w.problem_id = c->prob;
+	w.op = mta_op_name(c->o->op);
 	w.variant_id = win;
 	w.T = c->o->T;
 	w.B = c->o->B;
@@ -710,10 +715,17 @@ int mta_tune(const struct mta_problem *p, const struct mta_tune_opts *o, struct 
 		return mta_fail(MTA_EINVAL, "paired rounds need 2 <= min_rounds <= max_rounds <= %d "
 				"and a positive budget (got %d..%d, %g s)", MTA_ROUNDS_MAX,
 				o->min_rounds, o->max_rounds, o->rounds_budget_s);
-	if ((rc = mta_backend_find_timed(o->backend, &c.be)) || (rc = mta_problem_key(p, key, sizeof key)) ||
-	    (rc = mta_tune_candidates(p, o, &vs, &n)))
+	if (o->op != MTA_OP_FWD && o->op != MTA_OP_BWD)
+		return mta_fail(MTA_EINVAL, "tuning operation %d (expected MTA_OP_FWD or MTA_OP_BWD)",
+				o->op);
+	if ((rc = mta_backend_find_timed(o->backend, &c.be)) || (rc = mta_problem_key(p, key, sizeof key)))
 		return rc;
-	if ((rc = mta_variant_default(p, c.be->variants, &def)) ||
+	if (o->op == MTA_OP_BWD && (!c.be->train_load || !mta_gen_op_space(c.be->variants, o->op)))
+		return mta_fail(MTA_EUNSUPPORTED, "the %s backend has no backward to tune yet (cpu has)",
+				c.be->name);
+	if ((rc = mta_tune_candidates(p, o, &vs, &n)))
+		return rc;
+	if ((rc = mta_variant_default_op(p, c.be->variants, o->op, &def)) ||
 	    (rc = mta_variant_format(&def, s->default_spec, sizeof s->default_spec)))
 		goto out;
 	/* The device first (in a child), so that a machine without it fails

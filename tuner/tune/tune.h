@@ -63,6 +63,9 @@ struct mta_tune_event {
 struct mta_tune_opts {
 	const char *db_path;      /* NULL: the default database */
 	const char *backend;      /* a timed backend of runtime/backends.c: "cpu" (default), "cuda" */
+	int op;                   /* MTA_OP_FWD (default) or MTA_OP_BWD: the backward over its
+				   * space (gen/space.h), each variant checked by mta_check_bwd
+				   * and timed by mta_time_bwd; results and winners op "bwd" */
 	int device_index;         /* the backend's device (CUDA: ordinal among the
 				   * visible ones, CUDA_VISIBLE_DEVICES applies); 0 */
 	int strategy;             /* MTA_TUNE_* (default MTA_TUNE_CHOOSE) */
