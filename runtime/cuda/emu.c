@@ -200,6 +200,41 @@ static int forward(struct mta_kernel *k, const struct mta_problem *p, const stru
 	return MTA_OK;
 }
 
+/*
+ * Packed documents in one launch: the kernel maps its blocks to (document,
+ * query tile) through tile_off (templates/mta_cuda.cu, doc_tile); the
+ * emulated device reads the host arrays where they are.
+ */
+static int forward_varlen(struct mta_kernel *k, const struct mta_problem *p,
+			  const struct mta_tensor *q, const struct mta_tensor *kt,
+			  const struct mta_tensor *v, const struct mta_weights *w,
+			  const int64_t *cu, int64_t ndocs, struct mta_tensor *o)
+{
+	struct mta_cuda_args args;
+	struct mta_cuda_launch g;
+	int *tiles = NULL, rc;
+	if (memcmp(p, &k->p, sizeof *p))
+		return mta_fail(MTA_EINVAL, "cuda-emu: the kernel was built for another problem");
+	if (!cu[ndocs])
+		return MTA_OK; /* no rows at all */
+	if (!(tiles = malloc((size_t)(ndocs + 1) * sizeof *tiles)))
+		return mta_fail(MTA_ENOMEM, "out of memory");
+	if ((rc = mta_cuda_args_fill(p, q, kt, v, w, o, &args)) ||
+	    (rc = mta_cuda_varlen_tiles(cu, ndocs, k->v.bq, tiles)) ||
+	    (rc = mta_cuda_geometry(p, &k->v, 1, 1, &g))) {
+		rc = mta_wrap(rc, "cuda-emu");
+		goto out;
+	}
+	mta_cuda_args_varlen(&args, cu, ndocs, tiles);
+	g.grid[0] = (unsigned)tiles[ndocs];
+	int r = k->fn(&args, sizeof args, g.grid, g.block[0], g.smem_bytes);
+	if (r)
+		rc = mta_fail(MTA_EKERNEL, "cuda-emu packed launch failed (%d)", r);
+out:
+	free(tiles);
+	return rc;
+}
+
 static int bind(struct mta_kernel *k, const struct mta_problem *p, const struct mta_tensor *q,
 		const struct mta_tensor *kt, const struct mta_tensor *v,
 		const struct mta_weights *w, struct mta_tensor *o, struct mta_bound **out)
@@ -317,7 +352,7 @@ const struct mta_backend mta_backend_cuda_emu = {
 	dev_open, dev_close, load, unload, forward,
 	bind, mta_host_launch, mta_host_fetch, mta_host_unbind, flush,
 	NULL, NULL, NULL, /* no backward yet */
-	NULL, /* forward_varlen: one forward per document */
+	forward_varlen,
 	NULL, NULL, /* decode: the float64 engine */
 	MTA_MEM_DEVICE, 1, 1, attach, mem_alloc, mem_free, mem_copy, mem_check, sync,
 };
