@@ -482,6 +482,6 @@ TEST(decode_cuda_emu)
 		check_decode_be("cuda-emu", keys[i], 3, TB, NB);
 	}
 	/* a row longer than the block's 128 threads: each thread takes several columns */
-	int64_t TL[2] = { 300, 140 }, NL[2] = { 296, 136 };
-	check_decode_be("cuda-emu", keys[0], 2, TL, NL);
+	int64_t TL[1] = { 133 }, NL[1] = { 129 };
+	check_decode_be("cuda-emu", keys[0], 1, TL, NL);
 }
