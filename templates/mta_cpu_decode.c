@@ -80,7 +80,8 @@ static void conv_cols(const float *ring, int64_t cap, int64_t i, const float *w,
 /* The phases of one call; items are (sequence, key block), phase 6 one per sequence. */
 struct job {
 	const struct mta_dargs *a;
-	int phase, nthr;
+	int phase;
+	int64_t next; /* the next item to claim (atomic) */
 };
 
 /* Scratch of sequence x: score rows s, m [H][scap], per block maxima, sums, partial outputs. */
@@ -246,22 +247,43 @@ static void finish(const struct mta_dargs *a, int64_t x)
 	}
 }
 
-/* Thread tid of nthr: the items g with g % nthr == tid, in every sequence's block order. */
+/* Items of sequence x in a phase. */
+static int64_t nitems(const struct mta_dargs *a, int phase, int64_t x)
+{
+	return phase == 6 ? 1 : MTA_DNB(a->seq[x].pos + 1);
+}
+
+/*
+ * A thread claims items from a shared counter until none is left (so a pool
+ * that starts fewer threads than asked still does every item) and walks a
+ * forward-only cursor (sequence x, block b) to each: the counter only grows.
+ * Which thread computes an item changes nothing in its result.
+ */
 static void worker(void *arg, int tid)
 {
-	const struct job *jb = arg;
+	struct job *jb = arg;
 	const struct mta_dargs *a = jb->a;
-	int64_t g = 0;
-	for (int64_t x = 0; x < a->n; x++) {
-		if (jb->phase == 6) {
-			if (g++ % jb->nthr == tid)
-				finish(a, x);
-			continue;
+	int64_t x = 0, b = 0, g = 0; /* item g is block b of sequence x */
+	(void)tid;
+	for (;;) {
+		const int64_t w = __atomic_fetch_add(&jb->next, 1, __ATOMIC_RELAXED);
+		while (x < a->n) {
+			const int64_t left = nitems(a, jb->phase, x) - b;
+			if (w < g + left) {
+				b += w - g;
+				g = w;
+				break;
+			}
+			g += left;
+			x++;
+			b = 0;
 		}
-		const int64_t nblk = MTA_DNB(a->seq[x].pos + 1);
-		for (int64_t b = 0; b < nblk; b++, g++)
-			if (g % jb->nthr == tid)
-				item(a, jb->phase, x, b);
+		if (x >= a->n)
+			return;
+		if (jb->phase == 6)
+			finish(a, x);
+		else
+			item(a, jb->phase, x, b);
 	}
 }
 
@@ -280,7 +302,7 @@ int mta_cpu_decode(const struct mta_dargs *a)
 	if (nthr > items)
 		nthr = items > 0 ? (int)items : 1;
 	for (int phase = 1; phase <= 6; phase++) {
-		struct job jb = { a, phase, nthr };
+		struct job jb = { a, phase, 0 };
 		if (nthr > 1)
 			a->pool_run(a->pool, nthr, worker, &jb);
 		else

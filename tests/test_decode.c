@@ -417,7 +417,7 @@ TEST(decode_cli_every_backend)
 }
 
 /*
- * The generated CPU decode kernel on one and on two threads of a pool:
+ * The generated CPU decode kernel on one, two and three threads of a pool:
  * rows longer than a key block (MTA_DBLOCK columns) are split over the
  * threads, several sequences at once; the outputs are identical bit for
  * bit (block sums are added in block order whatever thread made them),
@@ -453,6 +453,15 @@ TEST(decode_cpu_threads_identical)
 		for (size_t e = 0; e < no; e++)
 			diff += memcmp(&o1[e], &o2[e], sizeof(float)) != 0;
 		CHECKF(diff == 0, "%s: %zu of %zu elements differ between 1 and 2 threads", tk[i],
+		       diff, no);
+		/* three threads: items do not divide evenly */
+		struct mta_decoder d3 = { mta_cpu_decode_entry(k), pool, 3, NULL };
+		mt_rng_restore(st);
+		check_decode_on(NULL, &d3, tk[i], 3, T, N, o2);
+		diff = 0;
+		for (size_t e = 0; e < no; e++)
+			diff += memcmp(&o1[e], &o2[e], sizeof(float)) != 0;
+		CHECKF(diff == 0, "%s: %zu of %zu elements differ between 1 and 3 threads", tk[i],
 		       diff, no);
 		free(o1);
 		free(o2);
