@@ -845,17 +845,22 @@ static int percall(const struct opts *o, const char *key, int64_t T)
  * forward of the T tokens (what recomputing per token costs, as the
  * reference implementation does). Prints medians, spreads and the per-round
  * ratio. T up to --decode-seqs; the forward is skipped above 8192 (minutes
- * per call on a shared machine) and said so.
+ * per call on a shared machine) and said so. The same token through the
+ * decode kernel on one thread (a pool of its own) gives the speedup of the
+ * context's threads (the kernel splits a row's key blocks over them).
  */
 static int decode_T(const struct opts *o, const struct mta_problem *p, int64_t T)
 {
 	struct mta_sample s;
 	mta_context *c = NULL;
-	mta_cache *cache = NULL;
+	mta_cache *cache = NULL, *one = NULL; /* one: the decode kernel on one thread */
+	struct mta_cpu_decode *dk = NULL;
+	struct mta_pool *pool = NULL;
 	struct mta_tensor to, qp, kp, vp, op, q1, k1, v1, o1;
 	float *out = NULL;
 	int rc = 1, rounds = o->rounds;
-	double td[200] = { 0 }, tf[200] = { 0 }, ratio[200] = { 0 };
+	double td[200] = { 0 }, tf[200] = { 0 }, ratio[200] = { 0 }, t1[200] = { 0 };
+	double sp[200] = { 0 };
 	const int full = T <= 8192;
 	if (mta_sample_make(p, 1, T, 7, &s))
 		return 1;
@@ -877,6 +882,13 @@ static int decode_T(const struct opts *o, const struct mta_problem *p, int64_t T
 		goto fail;
 	if (full && mta_forward(c, p, &s.q, &s.k, &s.v, &s.w, &to)) /* warm: compile, pool */
 		goto fail;
+	/* the same kernel on one thread of a pool of its own, for the threads' speedup */
+	if (mta_cpu_decode_load(p, &dk) || mta_pool_create(&pool))
+		goto fail;
+	const struct mta_decoder d1 = { mta_cpu_decode_entry(dk), pool, 1, NULL };
+	if (mta_cache_create_kernel(p, 1, &d1, &one) ||
+	    mta_decode(one, &qp, &kp, &vp, &s.w, NULL, &op))
+		goto fail;
 	for (int r = 0; r < rounds; r++) {
 		/* the token, then back to T-1 tokens for the next round (reset + prefill untimed) */
 		double t0 = now();
@@ -893,8 +905,16 @@ static int decode_T(const struct opts *o, const struct mta_problem *p, int64_t T
 			tf[r] = now() - t0;
 		}
 		ratio[r] = tf[r] / td[r];
+		t0 = now();
+		if (mta_decode(one, &q1, &k1, &v1, &s.w, NULL, &o1))
+			goto fail;
+		t1[r] = now() - t0;
+		sp[r] = t1[r] / td[r];
+		if (mta_cache_reset(one, 0) || mta_decode(one, &qp, &kp, &vp, &s.w, NULL, &op))
+			goto fail;
 	}
 	struct stat3 d = stats(td, rounds), f = stats(tf, rounds), x = stats(ratio, rounds);
+	struct stat3 d1s = stats(t1, rounds), sps = stats(sp, rounds);
 	if (full)
 		printf("  T=%6lld  decode %9.3f ms/token [%.3f, %.3f]   full forward %10.2f ms "
 		       "[%.2f, %.2f]   forward/decode %8.1fx [%.1f, %.1f]\n", (long long)T,
@@ -904,12 +924,18 @@ static int decode_T(const struct opts *o, const struct mta_problem *p, int64_t T
 		printf("  T=%6lld  decode %9.3f ms/token [%.3f, %.3f]   full forward not run above "
 		       "T=8192 (O(T^2) per token)\n", (long long)T, 1e3 * d.med, 1e3 * d.lo,
 		       1e3 * d.hi);
+	printf("  T=%6lld  decode on 1 thread %9.3f ms/token [%.3f, %.3f]   1 thread/context's "
+	       "threads %5.2fx [%.2f, %.2f]\n", (long long)T, 1e3 * d1s.med, 1e3 * d1s.lo,
+	       1e3 * d1s.hi, sps.med, sps.lo, sps.hi);
 	rc = 0;
 	goto out;
 fail:
 	fprintf(stderr, "decode T=%lld: %s\n", (long long)T, mta_last_error());
 out:
 	mta_cache_free(cache);
+	mta_cache_free(one);
+	mta_cpu_decode_free(dk);
+	mta_pool_free(pool);
 	mta_context_free(c);
 	mta_sample_free(&s);
 	free(out);

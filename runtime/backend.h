@@ -187,13 +187,15 @@ struct mta_backend {
 			      const int64_t *cu_seqlens, int64_t ndocs, struct mta_tensor *o);
 
 	/*
-	 * Decode (mta.h, mta_cache_create_ctx): the decode kernel of p, whose
-	 * entry *fn computes new rows (runtime/core/mta_dargs.h); *handle keeps
-	 * it loaded until decode_unload. NULL: no decode kernel, the float64
-	 * engine serves (runtime/core/decode.c).
+	 * Decode (mta.h, mta_cache_create_ctx): the decode kernel of p, how a
+	 * cache calls it in *dec (its entry computes new rows,
+	 * runtime/core/mta_dargs.h; the pool and threads a CPU kernel runs on;
+	 * the backend's own state); *handle keeps it loaded until
+	 * decode_unload. NULL: no decode kernel, the float64 engine serves
+	 * (runtime/core/decode.c).
 	 */
 	int (*decode_load)(struct mta_device *dev, const struct mta_problem *p, void **handle,
-			   mta_decode_fn *fn);
+			   struct mta_decoder *dec);
 	void (*decode_unload)(void *handle);
 
 	/*

@@ -797,13 +797,13 @@ int mta_forward_varlen(mta_context *c, const struct mta_problem *p, const struct
 struct dloaded {
 	char key[MTA_KEY_MAX];
 	void *handle;
-	mta_decode_fn fn;
+	struct mta_decoder dec;
 	struct dloaded *next;
 };
 
 /* The context's decode kernels (one list per context, guarded by its lock). */
 static int decode_kernel(mta_context *c, const struct mta_problem *p, const char *key,
-			 mta_decode_fn *fn)
+			 struct mta_decoder *dec)
 {
 	struct dloaded *l;
 	int rc = MTA_OK;
@@ -815,7 +815,7 @@ static int decode_kernel(mta_context *c, const struct mta_problem *p, const char
 			rc = mta_fail(MTA_ENOMEM, "out of memory");
 			goto out;
 		}
-		if ((rc = c->be->decode_load(c->dev, p, &l->handle, &l->fn))) {
+		if ((rc = c->be->decode_load(c->dev, p, &l->handle, &l->dec))) {
 			free(l);
 			goto out;
 		}
@@ -823,7 +823,7 @@ static int decode_kernel(mta_context *c, const struct mta_problem *p, const char
 		l->next = c->decoders;
 		c->decoders = l;
 	}
-	*fn = l->fn;
+	*dec = l->dec;
 out:
 	pthread_mutex_unlock(&c->lock);
 	return rc;
@@ -833,7 +833,7 @@ int mta_cache_create_ctx(mta_context *c, const struct mta_problem *p, int64_t ba
 			 mta_cache **out)
 {
 	char key[MTA_KEY_MAX];
-	mta_decode_fn fn = NULL;
+	struct mta_decoder dec;
 	int rc;
 	if (!c || !out)
 		return mta_fail(MTA_EINVAL, "mta_cache_create_ctx: no context or no place for the "
@@ -843,9 +843,9 @@ int mta_cache_create_ctx(mta_context *c, const struct mta_problem *p, int64_t ba
 		return rc;
 	if (!c->be->decode_load)
 		return mta_cache_create(p, batch, out);
-	if ((rc = decode_kernel(c, p, key, &fn)))
+	if ((rc = decode_kernel(c, p, key, &dec)))
 		return rc;
-	return mta_done(mta_cache_create_kernel(p, batch, fn, out));
+	return mta_done(mta_cache_create_kernel(p, batch, &dec, out));
 }
 
 static void free_decoders(mta_context *c)

@@ -733,5 +733,7 @@ int mta_cache_create_ctx(mta_context *c, const struct mta_problem *p, int64_t ba
 				c->lib->name);
 	if (!e->decode)
 		return mta_cache_create(p, batch, out);
-	return mta_done(mta_cache_create_kernel(p, batch, e->decode, out));
+	/* the context's pool: the kernel splits each row's key blocks over its cores */
+	const struct mta_decoder dec = { e->decode, c->pool, 0, NULL };
+	return mta_done(mta_cache_create_kernel(p, batch, &dec, out));
 }

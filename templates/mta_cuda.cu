@@ -128,6 +128,9 @@ struct mta_args {
 	float rescale;
 	int B, T;
 	int o_dtype;                          /* 0 f32, 1 bf16, 2 f16 (mta_dtype) */
+	int ndocs;                            /* packed documents: cu == NULL for a plain forward */
+	const long long *cu;                  /* [ndocs+1] document offsets (cu_seqlens) */
+	const int *tile_off;                  /* [ndocs+1] each document's first query tile */
 };
 
 /* ---- helpers; the emulator header gives each a portable twin ----------- */
@@ -264,6 +267,40 @@ __device__ __forceinline__ void finish_row(const mta_args &a, int b, int h, int 
 }
 
 /*
+ * The block's document. A plain forward: batch blockIdx.z, T = a.T, query
+ * rows from g*BQ, where g is the block's query tile in the grid's x order.
+ * Packed documents (a.cu set, B = 1, grid z = 1; the host set each tensor's
+ * batch stride to its row stride): the document holding tile g (the last
+ * d with tile_off[d] <= g: empty documents own no tile); *b is its first
+ * row, so b * s?[0] starts every tensor there, and A_T is its length: the
+ * block computes exactly what a forward of that document alone computes,
+ * and no convolution tap, key or probability row outside it is read.
+ * Every thread computes the same and stores the same A_T (so no barrier
+ * is needed before a thread reads it). Returns the tile's first row.
+ */
+__shared__ int mta_doc_T;
+#define A_T mta_doc_T
+__device__ __forceinline__ int doc_tile(const mta_args &a, int g, int *b)
+{
+	if (!a.cu) {
+		*b = blockIdx.z;
+		mta_doc_T = a.T;
+		return g * K_BQ;
+	}
+	int lo = 0, hi = a.ndocs - 1;
+	while (lo < hi) {
+		const int mid = (lo + hi + 1) >> 1;
+		if (a.tile_off[mid] <= g)
+			lo = mid;
+		else
+			hi = mid - 1;
+	}
+	*b = (int)a.cu[lo];
+	mta_doc_T = (int)(a.cu[lo + 1] - a.cu[lo]);
+	return (g - a.tile_off[lo]) * K_BQ;
+}
+
+/*
  * ---- the tensor-core families: gen/cuda/cudagen.c splices in here the
  * mma helpers (mta_cuda_mma.cu) and then v2's text (mta_cuda_tc.cu, which
  * replaces two products of the kernel below) or v3's (mta_cuda_v3.cu, a
@@ -337,7 +374,7 @@ __device__ void logits_tile(const mta_args &a, int b, int h0, int rP0, int cP0, 
 			for (int e = tid; e < RZ * nz; e += NT) { /* @model v12.z */
 				const int r = e / nz, c = e % nz, i = rZ0 + r, j = cZ0 + c;
 				float s = 0.f;
-				if (i >= 0 && i < a.T && j >= 0 && j <= i)
+				if (i >= 0 && i < A_T && j >= 0 && j <= i)
 					s = K_SCALE * dot(qb + i * a.sq[1], kb + j * a.sk[1]);
 				Z[r * CZ + c] = s;
 			}
@@ -366,7 +403,7 @@ __device__ void logits_tile(const mta_args &a, int b, int h0, int rP0, int cP0, 
 			for (int e = tid; e < RP * ncols; e += NT) { /* @model v12.conv */
 				const int r = e / ncols, c = e % ncols, i = rP0 + r, j = cP0 + c;
 				float s = 0.f;
-				if (i >= 0 && i < a.T && j >= 0 && j <= i)
+				if (i >= 0 && i < A_T && j >= 0 && j <= i)
 					s = K_SCALE * dot(qb + i * a.sq[1], kb + j * a.sk[1]);
 				Sh[r * CP + c] = s;
 			}
@@ -439,7 +476,7 @@ __device__ void post_tile(const mta_args &a, int h0, int i0, int j0, float *S, f
 	for (int e = tid; e < K_HPB * RP * CP; e += NT) { /* @model v12.pnorm */
 		const int row = e / CP, c = e % CP, i = rP0 + row % RP, j = cP0 + c;
 		float p = 0.f;
-		if (i >= 0 && i < a.T && j >= 0 && j <= i)
+		if (i >= 0 && i < A_T && j >= 0 && j <= i)
 			p = __expf(S[e] - M[row]) * L[row];
 		S[e] = p;
 	}
@@ -449,7 +486,7 @@ __device__ void post_tile(const mta_args &a, int h0, int i0, int j0, float *S, f
 		const int hh = e / (K_BQ * K_BK), r = (e / K_BK) % K_BQ, c = e % K_BK;
 		const int i = i0 + r, j = j0 + c;
 		float s = 0.f;
-		if (i < a.T && j <= i) {
+		if (i < A_T && j <= i) {
 			const float *w = a.kq_post + (h0 + hh) * (K_CQ2 * K_CK2);
 			const float *Sh = S + hh * RP * CP;
 #pragma unroll 1
@@ -500,7 +537,7 @@ __device__ __forceinline__ void pv_tile(const mta_args &a, int b, int h0, int j0
 					const float *P, const float *A, float (&acc)[RPW][DPL])
 {
 	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-	const int nc = a.T - j0 < K_BK ? a.T - j0 : K_BK;
+	const int nc = A_T - j0 < K_BK ? A_T - j0 : K_BK;
 	(void)A;
 #pragma unroll
 	for (int k = 0; k < RPW; k++) {
@@ -530,13 +567,15 @@ __device__ __forceinline__ void pv_tile(const mta_args &a, int b, int h0, int j0
 extern "C" __global__ void __launch_bounds__(NT, 1) mta_fwd(const mta_args a)
 {
 	extern __shared__ float4 mta_smem[];
+	int b;
+	/* Heaviest (latest) query tiles first: causal work grows with i0. */
+	const int i0 = doc_tile(a, gridDim.x - 1 - blockIdx.x, &b);
 	unsigned short *tc = (unsigned short *)mta_smem;
 	float *S = (float *)((char *)mta_smem + SM_TC), *Z = S + SM_S, *P2 = Z + SM_Z;
 	float *M = P2 + SM_P2, *L = M + SM_STAT, *A = L + SM_STAT;
 	const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-	/* Heaviest (latest) query tiles first: causal work grows with i0. */
-	const int i0 = (gridDim.x - 1 - blockIdx.x) * K_BQ, h0 = blockIdx.y * K_HPB, b = blockIdx.z;
-	const int nkt = ((i0 + K_BQ < a.T ? i0 + K_BQ : a.T) + K_BK - 1) / K_BK; /* key tiles */
+	const int h0 = blockIdx.y * K_HPB;
+	const int nkt = ((i0 + K_BQ < A_T ? i0 + K_BQ : A_T) + K_BK - 1) / K_BK; /* key tiles */
 	float acc[ACC_ROWS][ACC_COLS];
 	(void)tc;
 #pragma unroll
@@ -554,7 +593,7 @@ extern "C" __global__ void __launch_bounds__(NT, 1) mta_fwd(const mta_args a)
 	for (int t = 0; t < nkt; t++) { /* @model v12.kt */
 		const int j0 = t * K_BK;
 		logits_tile(a, b, h0, i0 - QP, j0, K_BK, S, Z, tc); /* @model pass=1 */
-		softmax_tile(a.T, i0 - QP, j0, S, M, L, A);
+		softmax_tile(A_T, i0 - QP, j0, S, M, L, A);
 #if !POST
 		PV(a, b, h0, j0, S, A, acc);
 		__syncthreads();
@@ -582,7 +621,7 @@ extern "C" __global__ void __launch_bounds__(NT, 1) mta_fwd(const mta_args a)
 		if (NROW % K_WARPS && row >= NROW)
 			break;
 		const int hh = row / K_BQ, r = row % K_BQ, i = i0 + r;
-		if (i >= a.T)
+		if (i >= A_T)
 			continue; /* warp-uniform: the shuffles see whole warps */
 		const float inv = POST ? 1.f : 1.f / L[hh * RP + r];
 		float o[DPL];
@@ -596,7 +635,7 @@ extern "C" __global__ void __launch_bounds__(NT, 1) mta_fwd(const mta_args a)
 	float *Ob = (float *)mta_smem;
 	for (int hh = 0; hh < K_HPB; hh++) { /* @model v12.heads */
 		acc_to_smem(hh, acc, Ob);
-		for (int r = warp; r < K_BQ && i0 + r < a.T; r += K_WARPS) { /* @model v12.erow */
+		for (int r = warp; r < K_BQ && i0 + r < A_T; r += K_WARPS) { /* @model v12.erow */
 			const float inv = POST ? 1.f : 1.f / L[hh * RP + r];
 			float o[DPL];
 #pragma unroll

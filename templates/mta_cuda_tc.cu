@@ -87,8 +87,8 @@ __device__ void stage_qk(const mta_args &a, unsigned short *tc, int b, int h, in
 {
 	const bool vec = vec_ok(a);
 	unsigned short *Qs = tc + s * (MR + NC) * DS, *Ks = Qs + MR * DS;
-	stage_rows(Qs, a.q + b * a.sq[0] + h * a.sq[2], a.sq[1], r0, nr, MR, a.T, vec); /* @model st=1 */
-	stage_rows(Ks, a.k + b * a.sk[0] + (h / GQA) * a.sk[2], a.sk[1], c0, nc, NC, a.T, /* @model st=2 */
+	stage_rows(Qs, a.q + b * a.sq[0] + h * a.sq[2], a.sq[1], r0, nr, MR, A_T, vec); /* @model st=1 */
+	stage_rows(Ks, a.k + b * a.sk[0] + (h / GQA) * a.sk[2], a.sk[1], c0, nc, NC, A_T, /* @model st=2 */
 		   vec);
 }
 
@@ -118,7 +118,7 @@ __device__ void qk_tile(const mta_args &a, const unsigned short *tc, int s, int 
 			const int r = m0 + g + 8 * (e >> 1), c = n0 + 2 * t4 + (e & 1);
 			const int i = r0 + r, j = c0 + c;
 			if (r < nr && c < nc)
-				out[r * ld + c] = i < a.T && j >= 0 && j <= i ? K_SCALE * d[e] : 0.f;
+				out[r * ld + c] = i < A_T && j >= 0 && j <= i ? K_SCALE * d[e] : 0.f;
 		}
 	}
 }
@@ -144,7 +144,7 @@ __device__ void pv_tile_tc(const mta_args &a, unsigned short *tc, int b, int h0,
 	for (int hh = 0; hh < K_HPB; hh++) {
 		const int h = h0 + hh;
 		stage_rows(Vs, a.v + b * a.sv[0] + (h / GQA) * a.sv[2], a.sv[1], /* @model st=3 */
-			   j0, K_BK, K_BK, a.T, vec);
+			   j0, K_BK, K_BK, A_T, vec);
 		mta_cp_commit();
 		for (int e = threadIdx.x; e < K_BQ * K_BK; e += NT) /* @model v12.pround */
 			Ps[e / K_BK * PS + e % K_BK] = to_op(P[hh * K_BQ * K_BK + e]);

@@ -234,9 +234,9 @@ __device__ __forceinline__ void v3_stage_qk(const mta_args &a, unsigned short *s
 {
 	unsigned short *Qs = stg + s * (V_ZM + K_BK) * V_DS, *Ks = Qs + V_ZM * V_DS;
 	v3_stage(Qs, a.q + b * a.sq[0] + h * a.sq[2], a.sq[1], /* @model st=1 */
-		 rq0, K_CQ ? RZ : RP, V_ZM, a.T, vec);
+		 rq0, K_CQ ? RZ : RP, V_ZM, A_T, vec);
 	v3_stage(Ks, a.k + b * a.sk[0] + (h / GQA) * a.sk[2], a.sk[1], /* @model st=2 */
-		 zk0, K_BK, K_BK, a.T, vec);
+		 zk0, K_BK, K_BK, A_T, vec);
 }
 
 /*
@@ -268,7 +268,7 @@ __device__ void v3_qk(const mta_args &a, const unsigned short *stg, int s, int r
 #pragma unroll
 		for (int hf = 0; hf < 2; hf++) {
 			const int r = m0 + g + 8 * hf, i = rq0 + r;
-			const bool ok = i < a.T;
+			const bool ok = i < A_T;
 			const float x0 = ok && j >= 0 && j <= i ? K_SCALE * d[2 * hf] : 0.f;
 			const float x1 = ok && j >= -1 && j + 1 <= i ? K_SCALE * d[2 * hf + 1] : 0.f;
 			if (r < V_ZR)
@@ -279,7 +279,7 @@ __device__ void v3_qk(const mta_args &a, const unsigned short *stg, int s, int r
 		for (int e = 0; e < 4; e++) {
 			const int r = m0 + g + 8 * (e >> 1), c = n0 + 2 * t4 + (e & 1);
 			const int i = rq0 + r, j = zk0 + c;
-			const float x = i < a.T && j >= 0 && j <= i ? K_SCALE * d[e] : 0.f;
+			const float x = i < A_T && j >= 0 && j <= i ? K_SCALE * d[e] : 0.f;
 #if K_CQ
 			if (r < V_ZR)
 				Z[hh * V_ZR * V_ZS + r * V_ZS + KR + c] = v3_f16(x);
@@ -671,7 +671,7 @@ __device__ __forceinline__ void v3_pv(const mta_args &a, unsigned short *stg, in
 				for (int x = 0; x < V_VG && x < K_HPB; x++)
 					v3_stage(Vs + x * K_BK * V_DS, /* @model st=2 */
 						 a.v + b * a.sv[0] + ((h0 + x) / GQA) * a.sv[2], a.sv[1], j0,
-						 K_BK, K_BK, a.T, vec);
+						 K_BK, K_BK, A_T, vec);
 				mta_cp_commit();
 			}
 			mta_cp_wait(0);
@@ -682,7 +682,7 @@ __device__ __forceinline__ void v3_pv(const mta_args &a, unsigned short *stg, in
 				for (int x = 0; x < V_VG && hh + V_VG + x < K_HPB; x++)
 					v3_stage(Vn + x * K_BK * V_DS, /* @model st=2 */
 						 a.v + b * a.sv[0] + ((h0 + hh + V_VG + x) / GQA) * a.sv[2],
-						 a.sv[1], j0, K_BK, K_BK, a.T, vec);
+						 a.sv[1], j0, K_BK, K_BK, A_T, vec);
 				mta_cp_commit();
 			}
 		}
@@ -810,7 +810,7 @@ __device__ void v3_pass(const mta_args &a, int pass, char *sm, int b, int h0, in
 #if V_TCMIX
 			/* Phases C and D: head mixing on the tensor cores, then statistics or
 			 * probabilities from its accumulators */
-			v3_mixsoft(pass, a.T, pass == 0 ? i0 : i0 - QP, sc0, nrows, S, WM1, P, M, L, A,
+			v3_mixsoft(pass, A_T, pass == 0 ? i0 : i0 - QP, sc0, nrows, S, WM1, P, M, L, A,
 				   Pb);
 			__syncthreads();
 #else
@@ -820,7 +820,7 @@ __device__ void v3_pass(const mta_args &a, int pass, char *sm, int b, int h0, in
 			__syncthreads();
 #endif
 			/* Phase D: statistics, or probabilities */
-			v3_softmax(pass, a.T, pass == 0 ? i0 : i0 - QP, sc0, nrows, S, P, M, L, A, Pb);
+			v3_softmax(pass, A_T, pass == 0 ? i0 : i0 - QP, sc0, nrows, S, P, M, L, A, Pb);
 			__syncthreads();
 #endif
 			/* Pass 1 ends here; before tile 0 the tile only filled P's carry. */
@@ -829,7 +829,7 @@ __device__ void v3_pass(const mta_args &a, int pass, char *sm, int b, int h0, in
 #if POST
 				/* Phase E: post-softmax convolution into S's space */
 #if K_CQ2
-				v3_toeplitz<1>(P, W2, S, i0, j0, a.T); /* @model cv=2 */
+				v3_toeplitz<1>(P, W2, S, i0, j0, A_T); /* @model cv=2 */
 				__syncthreads();
 				float *X = S;
 				const int xs = RP * V_SS, xr = V_SS;
@@ -861,10 +861,12 @@ extern "C" __global__ void __launch_bounds__(NT, 1) mta_fwd(const mta_args a)
 {
 	extern __shared__ float4 mta_smem[];
 	char *sm = (char *)mta_smem;
-	const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t4 = lane & 3;
+	int b; /* packed documents: the document's first row (doc_tile, mta_cuda.cu) */
 	/* Heaviest (latest) query tiles first: causal work grows with i0. */
-	const int i0 = (gridDim.x - 1 - blockIdx.x) * K_BQ, h0 = blockIdx.y * K_HPB, b = blockIdx.z;
-	const int nkt = ((i0 + K_BQ < a.T ? i0 + K_BQ : a.T) + K_BK - 1) / K_BK;
+	const int i0 = doc_tile(a, gridDim.x - 1 - blockIdx.x, &b);
+	const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t4 = lane & 3;
+	const int h0 = blockIdx.y * K_HPB;
+	const int nkt = ((i0 + K_BQ < A_T ? i0 + K_BQ : A_T) + K_BK - 1) / K_BK;
 	const bool vec = v3_vec(a);
 	float *M = (float *)(sm + OFF_ST), *L = M + K_HPB * RP;
 	float acc[V_AK][4];
@@ -953,7 +955,7 @@ extern "C" __global__ void __launch_bounds__(NT, 1) mta_fwd(const mta_args a)
 			}
 		}
 		__syncthreads();
-		for (int r = warp; r < K_BQ && i0 + r < a.T; r += K_WARPS) { /* @model v3.erow */
+		for (int r = warp; r < K_BQ && i0 + r < A_T; r += K_WARPS) { /* @model v3.erow */
 			const float inv = POST ? 1.f : 1.f / L[hh * RP + r];
 			float o[DPL];
 #pragma unroll

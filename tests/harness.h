@@ -85,6 +85,9 @@ const char *mt_tmpdir(void);
 /* Deterministic per-test RNG seeded from time and pid (seed printed on failure). */
 double mt_uniform(void); /* in [-1, 1), never exactly 0 */
 unsigned long long mt_seed(void);
+/* The RNG's state, and back to it: draw the same inputs twice. */
+unsigned long long mt_rng_save(void);
+void mt_rng_restore(unsigned long long s);
 /* Relative L2 error ||a-b|| / ||b||; returns INFINITY if any a is NaN/inf. */
 double mt_rel_l2_f32(const float *a, const double *b, size_t n);
 double mt_rel_l2_f64(const double *a, const double *b, size_t n);

@@ -10,6 +10,8 @@
 #include "tests/cpu_util.h"
 #include "runtime/core/decode.h"
 #include "runtime/core/varlen.h"
+#include "runtime/core/pool.h"
+#include "runtime/cpu/cpu.h"
 
 #include <stdint.h>
 
@@ -27,8 +29,8 @@
  * sequence passes 0); every output row compared with mta_reference of the
  * whole sequence.
  */
-static void check_decode_on(mta_context *ctx, const char *key, int B, const int64_t *T,
-			    const int64_t *N)
+static void check_decode_on(mta_context *ctx, const struct mta_decoder *dec, const char *key,
+			    int B, const int64_t *T, const int64_t *N, float *keep)
 {
 	struct mta_problem p;
 	struct mta_weights w;
@@ -48,6 +50,8 @@ static void check_decode_on(mta_context *ctx, const char *key, int B, const int6
 	mta_cache *c = NULL;
 	if (ctx)
 		REQUIRE_MSG_CACHE(mta_cache_create_ctx(ctx, &p, B, &c));
+	else if (dec)
+		REQUIRE_MSG_CACHE(mta_cache_create_kernel(&p, B, dec, &c));
 	else
 		REQUIRE(mta_cache_create(&p, B, &c) == MTA_OK);
 
@@ -130,9 +134,13 @@ static void check_decode_on(mta_context *ctx, const char *key, int B, const int6
 		CHECKF(mta_compare((float *)bo + (size_t)(b * Tmax * p.H * p.D), ref, n, p.dtype,
 				   &cmp) == MTA_OK, "%s b=%d T=%lld N=%lld: %s", key, b,
 		       (long long)T[b], (long long)N[b], mta_last_error());
-		CHECKF(cmp.rel_l2 < mta_tolerance(p.dtype), "%s: rel L2 %g", key, cmp.rel_l2);
+		CHECKF(cmp.rel_l2 < mta_tolerance(p.dtype) && cmp.bad == 0,
+		       "%s b=%d T=%lld N=%lld: rel L2 %g, %zu elements beyond the bound", key, b,
+		       (long long)T[b], (long long)N[b], cmp.rel_l2, cmp.bad);
 		free(ref);
 	}
+	if (keep)
+		memcpy(keep, bo, no * sizeof(float));
 	mta_cache_free(c);
 	mt_weights_free(&w);
 	free(bq);
@@ -145,10 +153,21 @@ static void check_decode_on(mta_context *ctx, const char *key, int B, const int6
 static void check_decode(const char *key, int B, const int64_t *T, const int64_t *N)
 {
 	mta_context *ctx = NULL;
-	check_decode_on(NULL, key, B, T, N);
+	check_decode_on(NULL, NULL, key, B, T, N, NULL);
 	mt_kcache();
 	REQUIRE(mta_context_create(&ctx, "/nonexistent/mta.db", "cpu", 0) == MTA_OK);
-	check_decode_on(ctx, key, B, T, N);
+	check_decode_on(ctx, NULL, key, B, T, N, NULL);
+	mta_context_free(ctx);
+}
+
+/* Through a context of backend be's decode kernel (mta_cache_create_ctx). */
+static void check_decode_be(const char *be, const char *key, int B, const int64_t *T,
+			    const int64_t *N)
+{
+	mta_context *ctx = NULL;
+	mt_kcache();
+	REQUIRE(mta_context_create(&ctx, "/nonexistent/mta.db", be, 0) == MTA_OK);
+	check_decode_on(ctx, NULL, key, B, T, N, NULL);
 	mta_context_free(ctx);
 }
 
@@ -267,6 +286,78 @@ TEST(decode_memory_linear)
 
 #include <sys/stat.h>
 
+/*
+ * `run --backend cuda-emu --decode-from N` (the CUDA decode kernel on the
+ * emulator) equals the plain `run --backend cuda-emu` forward: both within
+ * the forward's tolerances of the float64 reference, every element, and
+ * within them of each other, for N = 0, 1, cq-1, T-1 and random.
+ */
+TEST(decode_cli_cuda_emu_equals_forward)
+{
+	char dir[600], plain[700], *o = NULL;
+	const int64_t T = 11;
+	int rc;
+	snprintf(dir, sizeof dir, "%s/dec", mt_tmpdir());
+	mkdir(dir, 0777);
+	mt_put_npy(dir, "q", 4, (int64_t)2, T, (int64_t)4, (int64_t)8);
+	mt_put_npy(dir, "k", 4, (int64_t)2, T, (int64_t)2, (int64_t)8);
+	mt_put_npy(dir, "v", 4, (int64_t)2, T, (int64_t)2, (int64_t)8);
+	mt_put_npy(dir, "kq_pre", 4, (int64_t)4, (int64_t)1, (int64_t)3, (int64_t)5);
+	mt_put_npy(dir, "head_pre", 2, (int64_t)4, (int64_t)4);
+	mt_put_npy(dir, "kq_post", 4, (int64_t)4, (int64_t)1, (int64_t)2, (int64_t)3);
+	mt_put_npy(dir, "head_post", 3, (int64_t)2, (int64_t)2, (int64_t)2);
+	mt_put_npy(dir, "gn_weight", 1, (int64_t)8);
+	mt_put_npy(dir, "gate_w", 2, (int64_t)1, (int64_t)8);
+	mt_put_npy(dir, "gate_b", 1, (int64_t)1);
+	struct mta_inputs in;
+	struct mta_weights w;
+	struct mta_input_options io;
+	mta_input_options_init(&io);
+	io.layer_id = 3;
+	rc = mta_inputs_load(dir, &io, &in);
+	CHECKF(rc == MTA_OK, "%s", mta_last_error());
+	if (rc)
+		return;
+	mta_inputs_weights(&in, &w);
+	const size_t n = (size_t)(2 * T * 4 * 8);
+	double *ref = malloc(n * sizeof *ref), *pd = malloc(n * sizeof *pd);
+	REQUIRE(ref && pd && mta_reference(&in.problem, &in.q, &in.k, &in.v, &w, ref) == MTA_OK);
+	snprintf(plain, sizeof plain, "%s/plain.npy", mt_tmpdir());
+	rc = mt_sh(&o, "%s run --inputs %s --out %s --layer-id 3 --backend cuda-emu --db "
+		       "%s/none.db", mt_bin(), dir, plain, mt_tmpdir());
+	CHECKF(rc == 0, "plain forward: exit %d: %s", rc, o);
+	free(o);
+	struct mta_npy pa;
+	REQUIRE(mta_npy_read(plain, &pa) == MTA_OK && pa.count == n);
+	for (size_t e = 0; e < n; e++)
+		pd[e] = ((const float *)pa.data)[e];
+	const int64_t Ns[] = { 0, 1, in.problem.cq - 1, T - 1,
+			       1 + (int64_t)((mt_uniform() + 1) / 2 * (double)(T - 2)) };
+	for (size_t i = 0; i < sizeof Ns / sizeof Ns[0]; i++) {
+		char out[700];
+		snprintf(out, sizeof out, "%s/o%zu.npy", mt_tmpdir(), i);
+		rc = mt_sh(&o, "%s run --inputs %s --out %s --layer-id 3 --backend cuda-emu "
+			   "--decode-from %lld --db %s/none.db", mt_bin(), dir, out,
+			   (long long)Ns[i], mt_tmpdir());
+		CHECKF(rc == 0, "N=%lld: exit %d: %s", (long long)Ns[i], rc, o);
+		free(o);
+		struct mta_npy a;
+		REQUIRE(mta_npy_read(out, &a) == MTA_OK);
+		struct mta_compare c1, c2;
+		CHECKF(a.count == n && mta_compare(a.data, ref, n, MTA_F32, &c1) == MTA_OK &&
+		       mta_compare(a.data, pd, n, MTA_F32, &c2) == MTA_OK,
+		       "N=%lld: %s", (long long)Ns[i], mta_last_error());
+		CHECKF(c1.bad == 0 && c1.rel_l2 < mta_tolerance(MTA_F32) && c2.bad == 0 &&
+		       c2.rel_l2 < mta_tolerance(MTA_F32), "N=%lld: rel L2 %g / %g against the "
+		       "reference / the plain forward", (long long)Ns[i], c1.rel_l2, c2.rel_l2);
+		mta_npy_free(&a);
+	}
+	mta_npy_free(&pa);
+	free(ref);
+	free(pd);
+	mta_inputs_free(&in);
+}
+
 /* Every backend, prefills 0, 1, cq-1, T-1 and random: the whole output equals the forward. */
 TEST(decode_cli_every_backend)
 {
@@ -323,4 +414,83 @@ TEST(decode_cli_every_backend)
 	free(o);
 	free(ref);
 	mta_inputs_free(&in);
+}
+
+/*
+ * The generated CPU decode kernel on one, two and three threads of a pool:
+ * rows longer than a key block (MTA_DBLOCK columns) are split over the
+ * threads, several sequences at once; the outputs are identical bit for
+ * bit (block sums are added in block order whatever thread made them),
+ * and each equals the forward.
+ */
+TEST(decode_cpu_threads_identical)
+{
+	static const char *tk[] = {
+		"h4kv2d8-pre3x5-hpre-post2x3-hc2-both-gn-gate-f32",
+		"h2kv1d5-pre4x3-left-gate-bf16",
+		"h2kv2d4-post4x5-hpost-both-s0.7-f16",
+	};
+	mt_kcache();
+	for (size_t i = 0; i < sizeof tk / sizeof tk[0]; i++) {
+		struct mta_problem p;
+		struct mta_cpu_decode *k = NULL;
+		struct mta_pool *pool = NULL;
+		REQUIRE(mta_problem_from_key(tk[i], &p) == MTA_OK);
+		CHECKF(mta_cpu_decode_load(&p, &k) == MTA_OK, "%s: %s", tk[i], mta_last_error());
+		REQUIRE(k && mta_pool_create(&pool) == MTA_OK);
+		int64_t T[3] = { 2 * MTA_DBLOCK + 37, 5, MTA_DBLOCK + 1 };
+		int64_t N[3] = { MTA_DBLOCK - 3, 0, MTA_DBLOCK };
+		const size_t no = (size_t)(3 * T[0] * p.H * p.D);
+		float *o1 = malloc(no * sizeof *o1), *o2 = malloc(no * sizeof *o2);
+		REQUIRE(o1 && o2);
+		struct mta_decoder d1 = { mta_cpu_decode_entry(k), pool, 1, NULL };
+		struct mta_decoder d2 = { mta_cpu_decode_entry(k), pool, 2, NULL };
+		const unsigned long long st = mt_rng_save();
+		check_decode_on(NULL, &d1, tk[i], 3, T, N, o1);
+		mt_rng_restore(st); /* the same inputs */
+		check_decode_on(NULL, &d2, tk[i], 3, T, N, o2);
+		size_t diff = 0;
+		for (size_t e = 0; e < no; e++)
+			diff += memcmp(&o1[e], &o2[e], sizeof(float)) != 0;
+		CHECKF(diff == 0, "%s: %zu of %zu elements differ between 1 and 2 threads", tk[i],
+		       diff, no);
+		/* three threads: items do not divide evenly */
+		struct mta_decoder d3 = { mta_cpu_decode_entry(k), pool, 3, NULL };
+		mt_rng_restore(st);
+		check_decode_on(NULL, &d3, tk[i], 3, T, N, o2);
+		diff = 0;
+		for (size_t e = 0; e < no; e++)
+			diff += memcmp(&o1[e], &o2[e], sizeof(float)) != 0;
+		CHECKF(diff == 0, "%s: %zu of %zu elements differ between 1 and 3 threads", tk[i],
+		       diff, no);
+		free(o1);
+		free(o2);
+		mta_pool_free(pool);
+		mta_cpu_decode_free(k);
+	}
+}
+
+/*
+ * The CUDA decode kernel (templates/mta_cuda_decode.cu) on the emulator:
+ * every option, prefills N = 0, 1, cq-1, T-1 and random, then B > 1 with
+ * ragged lengths, each row equal to the forward.
+ */
+TEST(decode_cuda_emu)
+{
+	for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+		struct mta_problem p;
+		REQUIRE(mta_problem_from_key(keys[i], &p) == MTA_OK);
+		const int64_t T = 12;
+		int64_t Ns[] = { 0, 1, p.cq > 1 ? p.cq - 1 : 2, T - 1,
+				 (int64_t)((mt_uniform() + 1) / 2 * (double)T) };
+		for (size_t j = 0; j < sizeof Ns / sizeof Ns[0]; j++) {
+			int64_t t[1] = { T }, n[1] = { Ns[j] };
+			check_decode_be("cuda-emu", keys[i], 1, t, n);
+		}
+		int64_t TB[3] = { 9, 1, 14 }, NB[3] = { 4, 0, 13 };
+		check_decode_be("cuda-emu", keys[i], 3, TB, NB);
+	}
+	/* a row longer than the block's 128 threads: each thread takes several columns */
+	int64_t TL[1] = { 133 }, NL[1] = { 129 };
+	check_decode_be("cuda-emu", keys[0], 1, TL, NL);
 }

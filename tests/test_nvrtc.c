@@ -187,3 +187,48 @@ TEST(nvrtc_missing_library)
 	CHECK_EQ_INT(mta_nvrtc_compile(&j), MTA_ENODEV);
 	CHECK_EQ_INT(mta_nvrtc_compile_batch(&j, 1, 1), MTA_ENODEV);
 }
+
+/*
+ * The CUDA decode kernel (templates/mta_cuda_decode.cu) compiles with NVRTC
+ * for sm_80 and sm_90 and spills nothing, within the limits of its 128
+ * threads: the emulator (which runs it in the tests) compiles it with g++,
+ * which accepts what NVRTC may not.
+ */
+TEST(nvrtc_decode_kernel_compiles)
+{
+	static const char *arch[2] = { "sm_80", "sm_90" };
+	static const char *keys[] = {
+		"h16kv16d96-pre6x11-hpre-post6x11-hc16-both-gn-gate-bf16",
+		"h4kv2d64-pre3x5-post3x5-hc2-left-gnr-f16",
+		"h8kv2d128-pre6x11-post6x11-hpost-both-gn-gate-f32",
+		"h2kv1d32-gate-f32",
+	};
+	const size_t nk = sizeof keys / sizeof keys[0];
+	struct mta_nvrtc_job jobs[2 * 4];
+	char *src[4] = { 0 };
+	memset(jobs, 0, sizeof jobs);
+	for (size_t i = 0; i < nk; i++) {
+		struct mta_problem p;
+		REQUIRE(mta_problem_from_key(keys[i], &p) == MTA_OK);
+		REQUIRE(mta_gen_cuda_decode(&p, &src[i]) == MTA_OK);
+		for (int a = 0; a < 2; a++)
+			jobs[2 * i + a] = (struct mta_nvrtc_job){ .source = src[i],
+				.kernel = MTA_CUDA_DECODE_KERNEL, .arch = arch[a] };
+	}
+	REQUIRE(mta_nvrtc_compile_batch(jobs, 2 * nk, 0) == MTA_OK);
+	for (size_t j = 0; j < 2 * nk; j++) {
+		CHECKF(jobs[j].status == MTA_OK && jobs[j].cubin_size > 0, "%s %s: %s",
+		       keys[j / 2], jobs[j].arch, jobs[j].message);
+		if (jobs[j].status == MTA_OK) {
+			CHECKF(jobs[j].stats.spill_stores == 0 && jobs[j].stats.spill_loads == 0,
+			       "%s spills on %s: %d/%d bytes", keys[j / 2], jobs[j].arch,
+			       jobs[j].stats.spill_stores, jobs[j].stats.spill_loads);
+			CHECKF(mta_nvrtc_prune(&jobs[j].stats, jobs[j].arch, MTA_CUDA_DECODE_THREADS,
+					       MTA_CUDA_DECODE_SMEM) == MTA_OK, "%s on %s pruned: %s",
+			       keys[j / 2], jobs[j].arch, mta_last_error());
+		}
+		mta_nvrtc_job_free(&jobs[j]);
+	}
+	for (size_t i = 0; i < nk; i++)
+		free(src[i]);
+}

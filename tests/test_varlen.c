@@ -196,13 +196,36 @@ TEST(varlen_cpu_long_documents)
 		     "cpu:v2,bq=4,bk=16,hpb=0,vec=4", one, 1, 0, 0);
 }
 
-/* The CUDA kernels on the emulator (one launch per document), small sizes. */
+/*
+ * The CUDA kernels on the emulator: every family takes the packed documents
+ * in one launch (blocks mapped to (document, query tile)); documents of
+ * length 0, 1, 2, shorter than the tiles (bq) and longer, ragged; small
+ * sizes (the emulator is slow).
+ */
 TEST(varlen_cuda_emu)
 {
 	static const int64_t cu[] = { 0, 1, 1, 4, 13, 14, 30 };
+	/* 0, 2, 1, 20, 0, 5, 1, 19: boundaries inside, at and past 16-row tiles */
+	static const int64_t cu16[] = { 0, 0, 2, 3, 23, 23, 28, 29, 48 };
+	REQUIRE(mta_backend_cuda_emu.forward_varlen != NULL); /* one launch, not one per document */
 	check_packed(&mta_backend_cuda_emu, "h2kv1d8-pre3x5-hpre-post2x3-hc2-both-gn-gate-f32",
 		     NULL, cu, 6, 0, 0);
 	check_packed(&mta_backend_cuda_emu, "h2kv2d8-both-f32", NULL, cu, 6, 1, 0);
+	check_packed(&mta_backend_cuda_emu, "h2kv1d8-pre3x5-hpre-post2x3-hc2-both-gn-gate-f32",
+		     "cuda:v1,bq=4,bk=8,hpb=2,warps=2", cu16, 8, 1, 0);
+	check_packed(&mta_backend_cuda_emu, "h2kv2d8-pre2x3-post3x3-hpost-left-gnr-bf16",
+		     "cuda:v1,bq=8,bk=16,hpb=2,warps=1", cu16, 8, 0, 0);
+	check_packed(&mta_backend_cuda_emu, "h2kv1d16-pre3x5-hpre-post2x3-hc2-both-gn-gate-bf16",
+		     "cuda:v2,bq=16,bk=16,hpb=2,warps=2", cu16, 8, 0, 0);
+	check_packed(&mta_backend_cuda_emu, "h2kv1d16-pre3x5-hpre-post2x3-hc2-both-gn-gate-bf16",
+		     "cuda:v3,bq=16,bk=16,hpb=2,warps=2", cu16, 8, 1, 0);
+	check_packed(&mta_backend_cuda_emu, "h2kv2d16-both-f16", "cuda:v3,bq=16,bk=16,hpb=1,warps=1",
+		     cu16, 8, 0, 0);
+	/* random documents */
+	int64_t rc[64];
+	int64_t nd = random_docs(40, 12, rc, 64);
+	check_packed(&mta_backend_cuda_emu, "h2kv1d8-pre3x5-hpre-post2x3-hc2-both-gn-gate-f32",
+		     "cuda:v1,bq=4,bk=8,hpb=2,warps=2", rc, nd, 0, 0);
 }
 
 /* Bad offsets and shapes are refused with what was wrong and what was expected. */

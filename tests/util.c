@@ -37,6 +37,8 @@ void mt_util_end(void)
 }
 
 unsigned long long mt_seed(void) { return seed; }
+unsigned long long mt_rng_save(void) { return state; }
+void mt_rng_restore(unsigned long long s) { state = s; }
 const char *mt_tmpdir(void) { return tmpdir; }
 
 const char *mt_golden_dir(void)

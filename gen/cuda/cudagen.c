@@ -15,6 +15,7 @@
 #define TEMPLATE_MMA "templates/mta_cuda_mma.cu"
 #define TEMPLATE_TC "templates/mta_cuda_tc.cu"
 #define TEMPLATE_V3 "templates/mta_cuda_v3.cu"
+#define TEMPLATE_DECODE "templates/mta_cuda_decode.cu"
 #define TC_MARK "/* @MTA_TC@ */"
 
 static size_t r16(size_t x) { return (x + 15) / 16 * 16; }
@@ -236,4 +237,27 @@ int mta_gen_cuda_bwd(const struct mta_problem *p, const struct mta_variant *v, c
 	mta_buf_printf(&b, "#define K_BWD_BQ %d\n#define K_BWD_WARPS %d\n#define K_BWD_NB %d\n\n%s",
 		       MTA_CUDA_BWD_BQ, MTA_CUDA_BWD_WARPS, MTA_CUDA_BWD_NB, tpl);
 	return mta_buf_take(&b, "the CUDA backward source", source, NULL);
+}
+
+/* ---- decode (templates/mta_cuda_decode.cu) ---- */
+
+int mta_gen_cuda_decode(const struct mta_problem *p, char **source)
+{
+	static const char path[] = TEMPLATE_DECODE;
+	struct mta_variant v;
+	struct mta_buf b = { 0 };
+	int rc;
+
+	*source = NULL;
+	const char *tpl = mta_embedded(path);
+	if (!tpl)
+		return mta_fail(MTA_EUNSUPPORTED, "this build lacks %s", path);
+	/* the problem's #defines; the decode kernel has no tunables of its own yet */
+	if ((rc = mta_variant_default(p, MTA_BACKEND_CUDA, &v)) ||
+	    (rc = mta_gen_defines(&b, path, p, &v))) {
+		mta_buf_free(&b);
+		return rc;
+	}
+	mta_buf_printf(&b, "%s", tpl);
+	return mta_buf_take(&b, "a CUDA decode kernel", source, NULL);
 }

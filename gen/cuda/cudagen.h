@@ -40,6 +40,17 @@ void mta_cuda_v3_dims(const struct mta_problem *p, const struct mta_variant *v,
 /* Dynamic shared memory (bytes) the kernel of (p, v) needs. */
 size_t mta_cuda_smem_bytes(const struct mta_problem *p, const struct mta_variant *v);
 
+/*
+ * The CUDA decode kernel of p (templates/mta_cuda_decode.cu, entry
+ * MTA_CUDA_DECODE_KERNEL, arguments runtime/core/mta_dargs.h): the
+ * problem's #defines, then the template. One block of MTA_CUDA_DECODE_THREADS
+ * threads per sequence, MTA_CUDA_DECODE_SMEM bytes of dynamic shared memory.
+ */
+#define MTA_CUDA_DECODE_KERNEL "mta_decode_row"
+#define MTA_CUDA_DECODE_THREADS 128
+#define MTA_CUDA_DECODE_SMEM 32
+int mta_gen_cuda_decode(const struct mta_problem *p, char **source);
+
 /* Launch geometry of (p, v) for B batches of length T. */
 int mta_cuda_geometry(const struct mta_problem *p, const struct mta_variant *v, int64_t B,
 		      int64_t T, struct mta_cuda_launch *g);

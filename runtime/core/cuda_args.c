@@ -72,3 +72,32 @@ int mta_cuda_args_fill(const struct mta_problem *p, const struct mta_tensor *q,
 	a->o_dtype = o->dtype;
 	return MTA_OK;
 }
+
+int mta_cuda_varlen_tiles(const int64_t *cu, int64_t ndocs, int bq, int *tile_off)
+{
+	int64_t n = 0;
+	if (bq < 1 || ndocs < 1 || ndocs > (1 << 30))
+		return mta_fail(MTA_EINVAL, "packed documents: %lld documents, %d rows per tile",
+				(long long)ndocs, bq);
+	for (int64_t d = 0; d < ndocs; d++) {
+		tile_off[d] = (int)n;
+		n += (cu[d + 1] - cu[d] + bq - 1) / bq;
+		if (n > 2147483647)
+			return mta_fail(MTA_EINVAL, "packed documents: %lld query tiles exceed the "
+					"CUDA grid's 2^31-1", (long long)n);
+	}
+	tile_off[ndocs] = (int)n;
+	return MTA_OK;
+}
+
+void mta_cuda_args_varlen(struct mta_cuda_args *a, const int64_t *cu, int64_t ndocs,
+			  const int *tile_off)
+{
+	a->cu = (const long long *)cu;
+	a->tile_off = tile_off;
+	a->ndocs = (int)ndocs;
+	a->sq[0] = a->sq[1];
+	a->sk[0] = a->sk[1];
+	a->sv[0] = a->sv[1];
+	a->so[0] = a->so[1];
+}

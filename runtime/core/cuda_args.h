@@ -26,6 +26,17 @@ struct mta_cuda_args {
 	float rescale;
 	int B, T;
 	int o_dtype;             /* mta_dtype of o: MTA_F32, MTA_BF16 or MTA_F16 */
+	/*
+	 * Packed documents (mta_forward_varlen): NULL for a plain forward. Else
+	 * B = 1, T = total_T, cu the document offsets [ndocs+1] (cu_seqlens)
+	 * and tile_off [ndocs+1] each document's first query tile in the grid
+	 * (prefix sums of ceil(len / bq), mta_cuda_varlen_tiles): a block finds
+	 * its document from its tile, and works inside it as in a forward of
+	 * that document alone. Both arrays in the kernel's memory.
+	 */
+	int ndocs;
+	const long long *cu;
+	const int *tile_off;
 };
 
 /*
@@ -40,5 +51,21 @@ int mta_cuda_args_fill(const struct mta_problem *p, const struct mta_tensor *q,
 		       const struct mta_tensor *k, const struct mta_tensor *v,
 		       const struct mta_weights *w, struct mta_tensor *o,
 		       struct mta_cuda_args *a);
+
+/*
+ * Packed documents: tile_off[d] (d <= ndocs) = the query tiles of bq rows
+ * of the documents before d, so tile_off[ndocs] is the grid's x. MTA_EINVAL
+ * when that exceeds the grid's limit (2^31 - 1).
+ */
+int mta_cuda_varlen_tiles(const int64_t *cu, int64_t ndocs, int bq, int *tile_off);
+
+/*
+ * Turn a's plain forward (B = 1, T = total_T) into the packed one: cu and
+ * tile_off as the kernel will read them (device pointers on a GPU), and
+ * each tensor's batch stride set to its row stride, so the kernel's batch
+ * index is a document's first row.
+ */
+void mta_cuda_args_varlen(struct mta_cuda_args *a, const int64_t *cu, int64_t ndocs,
+			  const int *tile_off);
 
 #endif

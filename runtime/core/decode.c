@@ -20,6 +20,7 @@
 #include "runtime/core/decode.h"
 #include "runtime/core/error.h"
 #include "runtime/core/mta_dargs.h"
+#include "runtime/core/pool.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -48,7 +49,8 @@ struct mta_cache {
 	double *qd, *o;  /* [H*D], [D] */
 	/* a generated decode kernel (NULL: the float64 engine) and its float32 buffers */
 	mta_decode_fn kfn;
-	float *fs, *fm;  /* [H][scap] scratch */
+	struct mta_decoder dec;
+	float *fw;       /* [batch][MTA_DWORK(H, D, scap)] scratch */
 	float *fq, *fo;  /* [batch][H][D] */
 	struct mta_dseq *dseq; /* [batch] */
 };
@@ -119,8 +121,7 @@ void mta_cache_free(mta_cache *c)
 	free(c->m);
 	free(c->qd);
 	free(c->o);
-	free(c->fs);
-	free(c->fm);
+	free(c->fw);
 	free(c->fq);
 	free(c->fo);
 	free(c->dseq);
@@ -154,8 +155,10 @@ int64_t mta_cache_bytes(const mta_cache *c)
 			       (int64_t)c->p.H * (c->rows1 + c->rows2)) *
 		     (c->kfn ? (int64_t)sizeof(float) : (int64_t)sizeof(double));
 	}
-	return c ? n + 2 * c->scap * c->p.H *
-			       (c->kfn ? (int64_t)sizeof(float) : (int64_t)sizeof(double)) : 0;
+	if (c && c->kfn) /* the kernel's scratch: every sequence's rows and block sums */
+		return n + (c->scap ? c->batch * MTA_DWORK(c->p.H, c->p.D, c->scap) : 0) *
+				   (int64_t)sizeof(float);
+	return c ? n + 2 * c->scap * c->p.H * (int64_t)sizeof(double) : 0;
 }
 
 /* A ring [H][rows][cap] re-laid with a wider row stride; the old one freed. */
@@ -435,16 +438,17 @@ int mta_decode(mta_cache *c, const struct mta_tensor *q, const struct mta_tensor
 
 /* ---- a generated decode kernel (runtime/core/mta_dargs.h) ---- */
 
-int mta_cache_create_kernel(const struct mta_problem *p, int64_t batch, mta_decode_fn fn,
-			    mta_cache **out)
+int mta_cache_create_kernel(const struct mta_problem *p, int64_t batch,
+			    const struct mta_decoder *d, mta_cache **out)
 {
 	int rc;
-	if (!fn)
+	if (!d || !d->fn)
 		return mta_fail(MTA_EINVAL, "mta_cache_create_kernel: no kernel");
 	if ((rc = mta_cache_create(p, batch, out)))
 		return rc;
 	mta_cache *c = *out;
-	c->kfn = fn;
+	c->kfn = d->fn;
+	c->dec = *d;
 	const size_t hd = (size_t)p->H * (size_t)p->D;
 	if (!(c->fq = malloc((size_t)batch * hd * sizeof *c->fq)) ||
 	    !(c->fo = malloc((size_t)batch * hd * sizeof *c->fo)) ||
@@ -494,13 +498,11 @@ static int freserve(mta_cache *c, struct seq *s, int64_t need)
 		s->cap = ncap;
 	}
 	if (s->cap > c->scap) {
-		float *ns = realloc(c->fs, (size_t)p->H * (size_t)s->cap * sizeof *ns);
-		if (ns)
-			c->fs = ns;
-		float *nm = ns ? realloc(c->fm, (size_t)p->H * (size_t)s->cap * sizeof *nm) : NULL;
-		if (!nm)
+		float *nw = realloc(c->fw, (size_t)c->batch * (size_t)MTA_DWORK(p->H, p->D, s->cap) *
+					   sizeof *nw);
+		if (!nw)
 			return mta_fail(MTA_ENOMEM, "decode: out of memory for the scratch rows");
-		c->fm = nm;
+		c->fw = nw;
 		c->scap = s->cap;
 	}
 	return MTA_OK;
@@ -526,9 +528,10 @@ static int kernel_decode(mta_cache *c, const struct mta_tensor *q, const struct 
 	a.seq = c->dseq;
 	a.q = c->fq;
 	a.o = c->fo;
-	a.s = c->fs;
-	a.m = c->fm;
+	a.work = c->fw;
 	a.scap = c->scap;
+	a.nthreads = c->dec.nthreads;
+	a.impl = c->dec.impl;
 	a.kq_pre = w->kq_pre;
 	a.head_pre = w->head_pre;
 	a.kq_post = w->kq_post;
@@ -560,7 +563,7 @@ static int kernel_decode(mta_cache *c, const struct mta_tensor *q, const struct 
 			wh[n++] = b;
 		}
 		a.n = n;
-		rc = c->kfn(&a);
+		rc = c->dec.pool ? mta_pool_call_decode(c->dec.pool, c->kfn, &a) : c->kfn(&a);
 		for (int64_t x = 0; !rc && x < n; x++) {
 			const int64_t b = wh[x];
 			c->seq[b].len++;

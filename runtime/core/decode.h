@@ -23,10 +23,25 @@ struct mta_dargs;
 typedef int (*mta_decode_fn)(const struct mta_dargs *a);
 
 /*
- * A cache whose rows a generated decode kernel computes (float32 caches and
- * rings), for mta_decode. fn must stay loaded while the cache lives.
+ * A loaded decode kernel as a cache calls it: fn, and what the cache puts
+ * into every call's arguments: with pool set, the call runs through
+ * mta_pool_call_decode (runtime/core/pool.h) on nthreads threads (0: all
+ * cores); impl is the backend's (mta_dargs.impl).
  */
-int mta_cache_create_kernel(const struct mta_problem *p, int64_t batch, mta_decode_fn fn,
-			    mta_cache **out);
+struct mta_pool;
+struct mta_decoder {
+	mta_decode_fn fn;
+	struct mta_pool *pool;
+	int nthreads;
+	void *impl;
+};
+
+/*
+ * A cache whose rows a generated decode kernel computes (float32 caches and
+ * rings), for mta_decode. The kernel (and its pool) must stay loaded while
+ * the cache lives.
+ */
+int mta_cache_create_kernel(const struct mta_problem *p, int64_t batch,
+			    const struct mta_decoder *d, mta_cache **out);
 
 #endif

@@ -264,3 +264,16 @@ int mta_pool_call(struct mta_pool *p, int (*fn)(const struct mta_kargs *a), stru
 	pthread_mutex_unlock(&p->call);
 	return rc;
 }
+
+int mta_pool_call_decode(struct mta_pool *p, int (*fn)(const struct mta_dargs *a),
+			 struct mta_dargs *a)
+{
+	pthread_mutex_lock(&p->call);
+	a->pool = p;
+	a->pool_run = run;
+	if (a->nthreads <= 0)
+		a->nthreads = p->cores;
+	int rc = fn(a);
+	pthread_mutex_unlock(&p->call);
+	return rc;
+}

@@ -29,6 +29,7 @@
 #ifndef MTA_CORE_POOL_H
 #define MTA_CORE_POOL_H
 
+#include "runtime/core/mta_dargs.h"
 #include "runtime/core/mta_kargs.h"
 
 #define MTA_POOL_MAX 256 /* threads per call, as the kernels cap them */
@@ -46,5 +47,12 @@ void mta_pool_free(struct mta_pool *p);
  * Returns fn's code (0, MTA_KERR_*).
  */
 int mta_pool_call(struct mta_pool *p, int (*fn)(const struct mta_kargs *a), struct mta_kargs *a);
+
+/*
+ * The same for a decode kernel (runtime/core/mta_dargs.h): a's pool and
+ * pool_run set to p, a->nthreads 0 taken as p's cores.
+ */
+int mta_pool_call_decode(struct mta_pool *p, int (*fn)(const struct mta_dargs *a),
+			 struct mta_dargs *a);
 
 #endif

@@ -148,12 +148,13 @@ static int forward_varlen(struct mta_kernel *k, const struct mta_problem *p,
 }
 
 static int decode_load(struct mta_device *d, const struct mta_problem *p, void **handle,
-		       mta_decode_fn *fn)
+		       struct mta_decoder *dec)
 {
 	struct mta_cpu_decode *k = NULL;
 	int rc = mta_cpu_decode_load(p, &k);
 	*handle = k;
-	*fn = mta_cpu_decode_entry(k);
+	/* the device's threads and pool: decode splits each row's key blocks over them */
+	*dec = (struct mta_decoder){ mta_cpu_decode_entry(k), d->pool, d->threads, NULL };
 	return rc;
 }
 

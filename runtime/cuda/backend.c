@@ -207,6 +207,14 @@ static int forward(struct mta_kernel *k, const struct mta_problem *p, const stru
 	return mta_cuda_forward(k->k, p, q, kt, v, w, o);
 }
 
+static int forward_varlen(struct mta_kernel *k, const struct mta_problem *p,
+			  const struct mta_tensor *q, const struct mta_tensor *kt,
+			  const struct mta_tensor *v, const struct mta_weights *w,
+			  const int64_t *cu, int64_t ndocs, struct mta_tensor *o)
+{
+	return mta_cuda_forward_varlen(k->k, p, q, kt, v, w, cu, ndocs, o);
+}
+
 static int bind(struct mta_kernel *k, const struct mta_problem *p, const struct mta_tensor *q,
 		const struct mta_tensor *kt, const struct mta_tensor *v,
 		const struct mta_weights *w, struct mta_tensor *o, struct mta_bound **out)
@@ -366,7 +374,7 @@ const struct mta_backend mta_backend_cuda = {
 	dev_open, dev_close, load, unload, forward,
 	bind, launch, fetch, unbind, flush,
 	train_load, fwd_save, backward,
-	NULL, /* forward_varlen: one forward per document */
+	forward_varlen,
 	NULL, NULL, /* decode: the float64 engine */
 	MTA_MEM_DEVICE, 0, 1, attach, mem_alloc, mem_free, mem_copy, mem_check, sync,
 };

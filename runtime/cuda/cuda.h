@@ -60,6 +60,16 @@ int mta_cuda_forward(struct mta_cuda_kernel *k, const struct mta_problem *p,
 		     const struct mta_tensor *v, const struct mta_weights *w,
 		     struct mta_tensor *o);
 
+/*
+ * Packed documents (cu_seqlens checked by the caller, B = 1): one launch
+ * over every document's query tiles (templates/mta_cuda.cu, doc_tile),
+ * with host tensors in and out as mta_cuda_forward.
+ */
+int mta_cuda_forward_varlen(struct mta_cuda_kernel *k, const struct mta_problem *p,
+			    const struct mta_tensor *q, const struct mta_tensor *kt,
+			    const struct mta_tensor *v, const struct mta_weights *w,
+			    const int64_t *cu, int64_t ndocs, struct mta_tensor *o);
+
 /* ---- mta_attention's device path (no copy, no wait) ---------------------- */
 /*
  * Enqueue k with arguments a (device pointers) on stream (NULL: the

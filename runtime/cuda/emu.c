@@ -12,9 +12,11 @@
 #include "runtime/backend.h"
 #include "runtime/ccompile.h"
 #include "runtime/core/error.h"
+#include "runtime/core/mta_dargs.h"
 #include "runtime/core/parallel.h"
 #include "runtime/host.h"
 
+#include <dlfcn.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -199,6 +201,112 @@ static int forward(struct mta_kernel *k, const struct mta_problem *p, const stru
 				: r == -2 ? "dynamic shared memory size differs from the kernel's need"
 					  : "could not start the block's threads");
 	return MTA_OK;
+}
+
+/*
+ * Packed documents in one launch: the kernel maps its blocks to (document,
+ * query tile) through tile_off (templates/mta_cuda.cu, doc_tile); the
+ * emulated device reads the host arrays where they are.
+ */
+static int forward_varlen(struct mta_kernel *k, const struct mta_problem *p,
+			  const struct mta_tensor *q, const struct mta_tensor *kt,
+			  const struct mta_tensor *v, const struct mta_weights *w,
+			  const int64_t *cu, int64_t ndocs, struct mta_tensor *o)
+{
+	struct mta_cuda_args args;
+	struct mta_cuda_launch g;
+	int *tiles = NULL, rc;
+	if (memcmp(p, &k->p, sizeof *p))
+		return mta_fail(MTA_EINVAL, "cuda-emu: the kernel was built for another problem");
+	if (!cu[ndocs])
+		return MTA_OK; /* no rows at all */
+	if (!(tiles = malloc((size_t)(ndocs + 1) * sizeof *tiles)))
+		return mta_fail(MTA_ENOMEM, "out of memory");
+	if ((rc = mta_cuda_args_fill(p, q, kt, v, w, o, &args)) ||
+	    (rc = mta_cuda_varlen_tiles(cu, ndocs, k->v.bq, tiles)) ||
+	    (rc = mta_cuda_geometry(p, &k->v, 1, 1, &g))) {
+		rc = mta_wrap(rc, "cuda-emu");
+		goto out;
+	}
+	mta_cuda_args_varlen(&args, cu, ndocs, tiles);
+	g.grid[0] = (unsigned)tiles[ndocs];
+	int r = k->fn(&args, sizeof args, g.grid, g.block[0], g.smem_bytes);
+	if (r)
+		rc = mta_fail(MTA_EKERNEL, "cuda-emu packed launch failed (%d)", r);
+out:
+	free(tiles);
+	return rc;
+}
+
+/* ---- decode: templates/mta_cuda_decode.cu on the emulator ---- */
+
+struct emu_decode {
+	void *dl;
+};
+
+/*
+ * The CUDA decode kernel of p built for the emulator; its host entry
+ * (mta_cuda_decode: the grid of one block per sequence) is the cache's
+ * kernel, checked against this library's struct sizes first.
+ */
+static int decode_load(struct mta_device *d, const struct mta_problem *p, void **handle,
+		       struct mta_decoder *dec)
+{
+	const char *hdr = mta_embedded(EMU_HEADER);
+	char *cuda = NULL, *src = NULL, *log = NULL, so[PATH_MAX];
+	struct emu_decode *k = NULL;
+	struct mta_buf b = { 0 };
+	void *fn = NULL;
+	int rc;
+	*handle = NULL;
+	memset(dec, 0, sizeof *dec);
+	if (!hdr)
+		return mta_fail(MTA_ENOTFOUND, "%s is not embedded in this build", EMU_HEADER);
+	if ((rc = mta_gen_cuda_decode(p, &cuda)))
+		goto out;
+	mta_buf_printf(&b, "%s\n#line 1 \"mta_decode.cu\"\n%s", hdr, cuda);
+	if ((rc = mta_buf_take(&b, "the emulator source", &src, NULL)))
+		goto out;
+	if ((rc = mta_cc_build(src, MTA_LANG_CXX, EMU_FLAGS, so, sizeof so, &log))) {
+		if (rc == MTA_ECOMPILE)
+			rc = mta_fail(rc, "cuda-emu: the host compiler refused the decode kernel: "
+				      "%.600s", log ? log : "(no log)");
+		goto out;
+	}
+	if (!(k = calloc(1, sizeof *k))) {
+		rc = mta_fail(MTA_ENOMEM, "out of memory");
+		goto out;
+	}
+	if ((rc = mta_cc_open(so, "mta_cuda_decode", &k->dl, &fn)))
+		goto out;
+	const int *sizes = dlsym(k->dl, "mta_cuda_decode_sizes");
+	if (!sizes || sizes[0] != MTA_DARGS_ABI || sizes[1] != (int)sizeof(struct mta_dargs) ||
+	    sizes[2] != (int)sizeof(struct mta_dseq)) {
+		rc = mta_fail(MTA_ECOMPILE, "cuda-emu: the decode kernel's arguments differ from "
+			      "this library's (ABI %d, %zu-byte args)", MTA_DARGS_ABI,
+			      sizeof(struct mta_dargs));
+		goto out;
+	}
+	dec->fn = (mta_decode_fn)fn;
+	*handle = k;
+	k = NULL;
+out:
+	if (k)
+		mta_cc_close(k->dl);
+	free(k);
+	free(cuda);
+	free(src);
+	free(log);
+	return rc;
+}
+
+static void decode_unload(void *handle)
+{
+	struct emu_decode *k = handle;
+	if (!k)
+		return;
+	mta_cc_close(k->dl);
+	free(k);
 }
 
 static int bind(struct mta_kernel *k, const struct mta_problem *p, const struct mta_tensor *q,
@@ -427,8 +535,8 @@ const struct mta_backend mta_backend_cuda_emu = {
 	dev_open, dev_close, load, unload, forward,
 	bind, mta_host_launch, mta_host_fetch, mta_host_unbind, flush,
 	train_load, fwd_save, backward,
-	NULL, /* forward_varlen: one forward per document */
-	NULL, NULL, /* decode: the float64 engine */
+	forward_varlen,
+	decode_load, decode_unload,
 	MTA_MEM_DEVICE, 1, 1, attach, mem_alloc, mem_free, mem_copy, mem_check, sync,
 };
 

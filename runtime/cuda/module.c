@@ -67,3 +67,18 @@ int mta_cuda_module_launch(const struct mta_cuda_module *m, const struct mta_cud
 		return mta_fail(MTA_EKERNEL, "cuLaunchKernel: %s", mta_cu_error(r));
 	return MTA_OK;
 }
+
+int mta_cuda_module_launch_varlen(const struct mta_cuda_module *m, const struct mta_cuda_args *a,
+				  int H, int ntiles, cu_stream stream)
+{
+	void *params[1] = { (void *)a };
+	if (!a->cu || !a->tile_off || a->ndocs < 1 || a->B != 1 || ntiles < 1 || H < 1 ||
+	    H % (int)m->hpb)
+		return mta_fail(MTA_EINVAL, "packed launch of %d documents, %d tiles, H=%d with %u "
+				"heads per block", a->ndocs, ntiles, H, m->hpb);
+	cu_result r = mta_cu.launch(m->fn, (unsigned)ntiles, (unsigned)H / m->hpb, 1, m->block, 1,
+				    1, m->smem, stream, params, NULL);
+	if (r)
+		return mta_fail(MTA_EKERNEL, "cuLaunchKernel: %s", mta_cu_error(r));
+	return MTA_OK;
+}

@@ -42,4 +42,11 @@ void mta_cuda_module_unload(struct mta_cuda_module *m);
 int mta_cuda_module_launch(const struct mta_cuda_module *m, const struct mta_cuda_args *a, int H,
 			   cu_stream stream);
 
+/*
+ * The same for packed documents (a->cu and a->tile_off set, in device
+ * memory): ntiles = tile_off[ndocs] query tiles along x, batch 1.
+ */
+int mta_cuda_module_launch_varlen(const struct mta_cuda_module *m, const struct mta_cuda_args *a,
+				  int H, int ntiles, cu_stream stream);
+
 #endif

@@ -333,3 +333,48 @@ int mta_cuda_launch_async(struct mta_cuda_kernel *k, const struct mta_cuda_args 
 	mta_cu_pop();
 	return rc;
 }
+
+/* ---- packed documents in one launch (mta_forward_varlen) ---- */
+
+int mta_cuda_forward_varlen(struct mta_cuda_kernel *k, const struct mta_problem *p,
+			    const struct mta_tensor *q, const struct mta_tensor *kt,
+			    const struct mta_tensor *v, const struct mta_weights *w,
+			    const int64_t *cu, int64_t ndocs, struct mta_tensor *o)
+{
+	struct mta_cuda_io *io = NULL;
+	struct mta_cuda_args a;
+	cu_ptr dcu = 0, dtiles = 0;
+	int *tiles = NULL, rc;
+	cu_result r;
+	if (!cu[ndocs])
+		return MTA_OK; /* no rows at all */
+	if (!(tiles = malloc((size_t)(ndocs + 1) * sizeof *tiles)))
+		return mta_fail(MTA_ENOMEM, "out of memory");
+	if ((rc = mta_cuda_varlen_tiles(cu, ndocs, (int)k->v.bq, tiles)) ||
+	    (rc = mta_cuda_io_upload(k->m.c, p, q, kt, v, w, &io))) {
+		free(tiles);
+		return rc;
+	}
+	if ((rc = mta_cu_push(k->m.c)))
+		goto out;
+	if (!(rc = put(&dcu, cu, (size_t)(ndocs + 1) * sizeof *cu)) &&
+	    !(rc = put(&dtiles, tiles, (size_t)(ndocs + 1) * sizeof *tiles))) {
+		a = io->args;
+		mta_cuda_args_varlen(&a, dptr(dcu), ndocs, dptr(dtiles));
+		if (!(rc = mta_cuda_module_launch_varlen(&k->m, &a, p->H, tiles[ndocs],
+							 k->m.c->stream)) &&
+		    (r = mta_cu.stream_sync(k->m.c->stream)))
+			rc = drv_fail(MTA_EKERNEL, r, "the packed kernel failed");
+	}
+	if (dcu)
+		mta_cu.mem_free(dcu);
+	if (dtiles)
+		mta_cu.mem_free(dtiles);
+	mta_cu_pop();
+	if (!rc)
+		rc = mta_cuda_io_download(io, o);
+out:
+	mta_cuda_io_free(io);
+	free(tiles);
+	return rc;
+}
