@@ -161,14 +161,22 @@ int64_t mta_cache_bytes(const mta_cache *c)
 	return c ? n + 2 * c->scap * c->p.H * (int64_t)sizeof(double) : 0;
 }
 
-/* A ring [H][rows][cap] re-laid with a wider row stride; the old one freed. */
-static double *regrow(double *old, int H, int rows, int64_t cap, int64_t ncap, int64_t used)
+/*
+ * A ring [H][rows][cap] of elements of size es (double for the engine, float
+ * for a kernel's cache) re-laid with a wider row stride ncap, keeping the
+ * first used entries of each row; the old one freed. NULL when out of memory
+ * (old is then kept).
+ */
+static void *regrow(void *old, size_t es, int H, int rows, int64_t cap, int64_t ncap,
+		    int64_t used)
 {
-	double *x = calloc((size_t)H * (size_t)rows * (size_t)ncap, sizeof *x);
+	char *x = calloc((size_t)H * (size_t)rows * (size_t)ncap, es);
 	if (!x)
 		return NULL;
-	for (int64_t r = 0; old && r < (int64_t)H * rows; r++)
-		memcpy(x + r * ncap, old + r * cap, (size_t)(used < cap ? used : cap) * sizeof *x);
+	const char *o = old;
+	for (int64_t r = 0; o && r < (int64_t)H * rows; r++)
+		memcpy(x + (size_t)(r * ncap) * es, o + (size_t)(r * cap) * es,
+		       (size_t)(used < cap ? used : cap) * es);
 	free(old);
 	return x;
 }
@@ -188,10 +196,12 @@ static int reserve(mta_cache *c, struct seq *s, int64_t need)
 		double *vd = kd ? realloc(s->vd, (size_t)ncap * kv * sizeof *vd) : NULL;
 		if (vd)
 			s->vd = vd;
-		double *z = vd ? regrow(s->z, p->H, c->rows1, s->cap, ncap, s->len) : NULL;
+		double *z = vd ? regrow(s->z, sizeof(double), p->H, c->rows1, s->cap, ncap,
+					   s->len) : NULL;
 		if (z)
 			s->z = z;
-		double *pr = z ? regrow(s->pr, p->H, c->rows2, s->cap, ncap, s->len) : NULL;
+		double *pr = z ? regrow(s->pr, sizeof(double), p->H, c->rows2, s->cap, ncap,
+					   s->len) : NULL;
 		if (!pr)
 			return mta_fail(MTA_ENOMEM, "decode: out of memory for a cache of %" PRId64
 					" tokens", ncap);
@@ -460,18 +470,6 @@ int mta_cache_create_kernel(const struct mta_problem *p, int64_t batch,
 	return MTA_OK;
 }
 
-/* A float ring [H][rows][cap] re-laid with a wider row stride; the old one freed. */
-static float *fregrow(float *old, int H, int rows, int64_t cap, int64_t ncap, int64_t used)
-{
-	float *x = calloc((size_t)H * (size_t)rows * (size_t)ncap, sizeof *x);
-	if (!x)
-		return NULL;
-	for (int64_t r = 0; old && r < (int64_t)H * rows; r++)
-		memcpy(x + r * ncap, old + r * cap, (size_t)(used < cap ? used : cap) * sizeof *x);
-	free(old);
-	return x;
-}
-
 /* Room for need tokens in sequence s of a kernel cache (and its scratch rows). */
 static int freserve(mta_cache *c, struct seq *s, int64_t need)
 {
@@ -487,10 +485,12 @@ static int freserve(mta_cache *c, struct seq *s, int64_t need)
 		float *v = k ? realloc(s->fv, (size_t)ncap * kv * sizeof *v) : NULL;
 		if (v)
 			s->fv = v;
-		float *z = v ? fregrow(s->fz, p->H, c->rows1, s->cap, ncap, s->len) : NULL;
+		float *z = v ? regrow(s->fz, sizeof(float), p->H, c->rows1, s->cap, ncap,
+					   s->len) : NULL;
 		if (z)
 			s->fz = z;
-		float *pr = z ? fregrow(s->fp, p->H, c->rows2, s->cap, ncap, s->len) : NULL;
+		float *pr = z ? regrow(s->fp, sizeof(float), p->H, c->rows2, s->cap, ncap,
+					   s->len) : NULL;
 		if (!pr)
 			return mta_fail(MTA_ENOMEM, "decode: out of memory for a cache of %" PRId64
 					" tokens", ncap);
