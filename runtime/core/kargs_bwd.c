@@ -16,7 +16,8 @@ int64_t mta_saved_bytes(const struct mta_problem *p, int64_t B, int64_t T)
 }
 
 /* MTA_EINVAL naming the first gradient buffer p needs that g lacks. */
-static int check_grads(const struct mta_problem *p, const struct mta_grads *g)
+const char *mta_grads_missing_buffer(const struct mta_problem *p,
+				    const struct mta_grad_buffers *g)
 {
 	const char *miss = NULL;
 	if (!g)
@@ -43,6 +44,12 @@ static int check_grads(const struct mta_problem *p, const struct mta_grads *g)
 		miss = "gate_w [1,D]";
 	else if (p->gate && !g->gate_b)
 		miss = "gate_b [1]";
+	return miss;
+}
+
+static int check_grads(const struct mta_problem *p, const struct mta_grads *g)
+{
+	const char *miss = MTA_GRADS_MISSING(p, g);
 	if (miss)
 		return mta_fail(MTA_EINVAL, "backward: no buffer for the gradient %s, which the "
 				"problem needs", miss);

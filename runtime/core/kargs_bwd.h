@@ -23,4 +23,25 @@ int mta_bkargs_fill(const struct mta_problem *p, const struct mta_tensor *q,
 		    const struct mta_tensor *dout, const struct mta_grads *g, int nthreads,
 		    struct mta_bkargs *a);
 
+/*
+ * Which gradient buffer a problem needs is missing: the same rule for the
+ * kernels' float gradients (struct mta_grads) and the reference's double
+ * ones (struct mta_reference_grads), so it is written once over the
+ * buffers' addresses. NULL when none is missing (g NULL counts as missing),
+ * else the buffer's name and shape for a message.
+ */
+struct mta_grad_buffers {
+	const void *dq, *dk, *dv, *kq_pre, *head_pre, *kq_post, *head_post,
+		*head_post_linear, *gn_weight, *gate_w, *gate_b;
+};
+const char *mta_grads_missing_buffer(const struct mta_problem *p,
+				    const struct mta_grad_buffers *g);
+/* The same for any struct g with those fields (either gradients struct). */
+#define MTA_GRADS_MISSING(p, g)                                                        \
+	((g) ? mta_grads_missing_buffer((p), &(const struct mta_grad_buffers){           \
+		       (g)->dq, (g)->dk, (g)->dv, (g)->kq_pre, (g)->head_pre, (g)->kq_post, \
+		       (g)->head_post, (g)->head_post_linear, (g)->gn_weight, (g)->gate_w,  \
+		       (g)->gate_b })                                                     \
+	     : mta_grads_missing_buffer((p), NULL))
+
 #endif

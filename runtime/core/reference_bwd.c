@@ -36,6 +36,7 @@
  * place.
  */
 #include "runtime/core/error.h"
+#include "runtime/core/kargs_bwd.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -220,31 +221,7 @@ static void norm_gate_bwd(const struct mta_problem *p, const struct mta_weights 
 /* MTA_EINVAL naming the first gradient buffer the problem needs but g lacks. */
 static int check_grads(const struct mta_problem *p, const struct mta_reference_grads *g)
 {
-	const char *miss = NULL;
-	if (!g)
-		miss = "(the gradients struct itself)";
-	else if (!g->dq)
-		miss = "dq [B,T,H,D]";
-	else if (!g->dk)
-		miss = "dk [B,T,Hkv,D]";
-	else if (!g->dv)
-		miss = "dv [B,T,Hkv,D]";
-	else if (p->cq && !g->kq_pre)
-		miss = "kq_pre [H,1,cq,ck]";
-	else if (p->head_pre && !g->head_pre)
-		miss = "head_pre [H,H]";
-	else if (p->cq2 && !g->kq_post)
-		miss = "kq_post [H,1,cq2,ck2]";
-	else if (p->head_post == MTA_HPOST_CONV && !g->head_post)
-		miss = "head_post [H/c,c,c]";
-	else if (p->head_post == MTA_HPOST_LINEAR && !g->head_post_linear)
-		miss = "head_post_linear [H,H]";
-	else if (p->gn && !g->gn_weight)
-		miss = "gn_weight [D]";
-	else if (p->gate && !g->gate_w)
-		miss = "gate_w [1,D]";
-	else if (p->gate && !g->gate_b)
-		miss = "gate_b [1]";
+	const char *miss = MTA_GRADS_MISSING(p, g);
 	if (miss)
 		return mta_fail(MTA_EINVAL, "reference backward: no buffer for the gradient %s, "
 				"which the problem needs", miss);
