@@ -27,6 +27,8 @@ Writes --json (all numbers) and --md (a table). Exit status: 0 when every
 mtatune measurement and check succeeded, 1 otherwise, 2 without a GPU (or
 PyTorch) outside --rehearse.
 """
+import csv
+import io
 import argparse, datetime, json, math, os, shutil, subprocess, sys, tempfile, time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -89,20 +91,18 @@ class Mtatune:
         return p.stdout
 
     def winner(self, key, T):
-        """(ms, spec) of the winner recorded for key at T, from `best`'s table
-        (columns: device problem bucket T ms variant)."""
-        out = self.call("best", "--db", self.db, "--problem", key)
-        rows = [l.split() for l in out.splitlines()]
-        head = next((r for r in rows if r[:2] == ["device", "problem"]), None)
-        if not head:
+        """(ms, spec) of the forward winner recorded for key at T (its T
+        bucket, else the last one listed), from `best --format csv`."""
+        out = self.call("best", "--db", self.db, "--problem", key, "--format", "csv")
+        rows = list(csv.DictReader(io.StringIO(out)))
+        if not rows or "variant" not in rows[0]:
             raise RuntimeError("mtatune best printed no table:\n" + out)
-        iT, ims, ivar = head.index("T"), head.index("ms"), head.index("variant")
         best = None
         for r in rows:
-            if r is head or len(r) <= ivar or r[1] != key:
+            if r.get("problem") != key or r.get("op", "fwd") != "fwd":
                 continue
-            if int(r[iT]) == T or best is None:
-                best = (float(r[ims]), r[ivar])
+            if int(r["seq"]) == T or best is None:
+                best = (float(r["ms"]), r["variant"])
         if best is None:
             raise RuntimeError("no winner for %s in:\n%s" % (key, out))
         return best

@@ -34,7 +34,8 @@ except Exception as e:
     s = {}
     check(False, "summary.json does not parse: %s" % e)
 steps = {x["step"].split()[0]: x for x in s.get("steps", [])}
-for name in ("setup", "check", "emulate", "sanitizer", "tune", "model", "binding", "bench"):
+for name in ("setup", "check", "emulate", "sanitizer", "tune", "model", "binding", "bench",
+             "serving"):
     check(name in steps, "no step %r in summary.json" % name)
 check(s.get("ok") is True and s.get("rehearsal") is True, "summary.json: ok %r" % s.get("ok"))
 for x in s.get("steps", []):
@@ -44,6 +45,9 @@ check(c.get("variants", 0) >= 1 and c.get("failed") == 0, "check step counted %r
 check(steps.get("tune", {}).get("ms") is not None, "the tuning step named no winner time")
 bind = steps.get("binding", {}).get("result", {})
 check(bind.get("checks", 0) >= 2 and bind.get("failed") == 0, "binding step: %r" % bind)
+sv = steps.get("serving", {})
+check(sv.get("runs", 0) >= 7 and sv.get("failed") == 0 and sv.get("grad_worst") is not None,
+      "serving step: %r" % sv)
 m = steps.get("model", {})
 check(m.get("estimate_ms") is not None, "the model step read no estimate (nvdisasm?)")
 try:

@@ -175,11 +175,11 @@ for P in $PROBLEMS; do
 	rc=$?
 	"$MTATUNE" list results --problem "$P" --db "$DB" >"$WORK/results" 2>&1
 	cat "$WORK/results" >>"$CHECK"
-	# columns: device problem T B status ms rel_err spec [error]
-	n=$(awk 'NF >= 8' "$WORK/results" | wc -l)
-	okn=$(awk 'NF >= 8 && $5 == "ok"' "$WORK/results" | wc -l)
-	bad=$(awk 'NF >= 8 && $5 != "ok"' "$WORK/results" | wc -l)
-	statuses=$(awk 'NF >= 8 {print $5}' "$WORK/results" | sort | uniq -c | awk '{printf "%s\"%s\": %d", (NR>1?", ":""), $2, $1}')
+	# columns: device op problem T B status ms rel_err spec [error]
+	n=$(awk 'NF >= 9' "$WORK/results" | wc -l)
+	okn=$(awk 'NF >= 9 && $6 == "ok"' "$WORK/results" | wc -l)
+	bad=$(awk 'NF >= 9 && $6 != "ok"' "$WORK/results" | wc -l)
+	statuses=$(awk 'NF >= 9 {print $6}' "$WORK/results" | sort | uniq -c | awk '{printf "%s\"%s\": %d", (NR>1?", ":""), $2, $1}')
 	say "$P: $n variants, $okn ok, $bad failed (tune exit $rc)"
 	[ "$n" -gt 0 ] && [ "$bad" -eq 0 ] && [ $rc -eq 0 ]
 	step "check $P" $? "\"variants\": $n, \"failed\": $bad, \"statuses\": {$statuses}"
@@ -262,9 +262,9 @@ else
 fi
 "$MTATUNE" best --db "$DB" --problem "$TP" >"$WORK/best" 2>&1
 cat "$WORK/best" >>"$LOG"
-# columns: device problem bucket T ms variant
+# columns: device op problem T-bucket B-bucket ms rounds speed-up... variant (last)
 WIN=$(awk -v T="$([ $REHEARSE -eq 0 ] && echo 4096 || echo 64)" \
-	'$1 != "device" && $4 == T {print $5, $6; exit}' "$WORK/best")
+	'$1 != "device" && $2 == "fwd" && $4 == T {print $6, $NF; exit}' "$WORK/best")
 WIN_MS=${WIN%% *}
 WIN_SPEC=${WIN#* }
 say "winner: ${WIN_SPEC:-none} ${WIN_MS:-?} ms"
@@ -326,6 +326,67 @@ else
 fi
 say "benchmark exit $rc (bench.md, bench.json)"
 step bench $rc "\"exit\": $rc"
+
+# ---- 5. the backward, packed documents and decode (issues 16 and 17) ----------
+# On the device backend against the float64 reference, on a golden case's
+# inputs: `mtatune grad` (every gradient file within the float32 gradient
+# tolerance, bench/grad_compare.py), `run --cu-seqlens` (documents of length
+# 1, 2 and longer) and `run --decode-from N` (N = 0, 5, T-1) checked by
+# `run --expected`; the packed forward also in bf16. After the benchmark, so
+# that it never takes the benchmark's time: each command is capped by what is
+# left of the budget.
+say ""
+say "== 5. backward, packed documents and decode on $BACKEND against the reference =="
+G="$GOLDEN/dev-full"
+SRV=0; SRV_BAD=0
+T5=$(python3 - "$G/q.npy" "$WORK/cu.npy" <<'PY'
+import ast, struct, sys
+d = open(sys.argv[1], "rb").read(4096)
+n = struct.unpack("<H", d[8:10])[0]
+T = ast.literal_eval(d[10:10 + n].decode("latin1"))["shape"][1]
+cu = sorted({0, 1, 3, T // 3, T // 3 + 1, (2 * T) // 3, T})
+h = "{'descr': '<i8', 'fortran_order': False, 'shape': (%d,), }" % len(cu)
+h += " " * (63 - (10 + len(h)) % 64) + "\n"
+open(sys.argv[2], "wb").write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(h)) + h.encode()
+                              + struct.pack("<%dq" % len(cu), *cu))
+print(T)
+PY
+)
+# srv NAME COMMAND...: one checked command of this step
+srv() {
+	n=$1; shift
+	SRV=$((SRV + 1))
+	if run "$(cap 90)" "$@"; then say "  ok    $n"; else SRV_BAD=$((SRV_BAD + 1)); say "  FAIL  $n"; fi
+}
+GW=null
+if [ -n "$T5" ]; then
+	"$MTATUNE" grad --backend ref --inputs "$G" --grad-output "$G/expected.npy" \
+		--out "$WORK/gref" >>"$LOG" 2>&1
+	srv "grad $BACKEND" "$MTATUNE" grad --backend "$BACKEND" --inputs "$G" \
+		--grad-output "$G/expected.npy" --out "$WORK/gdev"
+	python3 bench/grad_compare.py "$WORK/gref" "$WORK/gdev" 1e-4 >"$WORK/gcmp" 2>&1
+	rc=$?
+	cat "$WORK/gcmp" >>"$LOG"
+	GW=$(tail -n 1 "$WORK/gcmp" | sed -n 's/.*"worst": \([^,}]*\).*/\1/p')
+	SRV=$((SRV + 1)); [ $rc -eq 0 ] || SRV_BAD=$((SRV_BAD + 1))
+	say "  gradients vs the reference: worst rel L2 ${GW:-?} (exit $rc)"
+	for DT in f32 bf16; do
+		"$MTATUNE" run --backend ref --dtype $DT --inputs "$G" --cu-seqlens "$WORK/cu.npy" \
+			--out "$WORK/vref.npy" >>"$LOG" 2>&1
+		srv "packed documents $DT" "$MTATUNE" run --backend "$BACKEND" --dtype $DT --inputs "$G" \
+			--cu-seqlens "$WORK/cu.npy" --out "$WORK/vdev.npy" --expected "$WORK/vref.npy"
+	done
+	"$MTATUNE" run --backend ref --inputs "$G" --out "$WORK/fref.npy" >>"$LOG" 2>&1
+	for N in 0 5 $((T5 - 1)); do
+		srv "decode from $N" "$MTATUNE" run --backend "$BACKEND" --inputs "$G" --decode-from $N \
+			--out "$WORK/ddev.npy" --expected "$WORK/fref.npy"
+	done
+else
+	SRV_BAD=1
+	say "  could not read T from $G/q.npy"
+fi
+[ $SRV_BAD -eq 0 ]
+step serving $? "\"runs\": $SRV, \"failed\": $SRV_BAD, \"grad_worst\": ${GW:-null}"
 
 # ---- summary -----------------------------------------------------------------
 # the tuning database as one file (SQLite's online backup folds the WAL in)
