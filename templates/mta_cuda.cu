@@ -288,7 +288,7 @@ __device__ __forceinline__ int doc_tile(const mta_args &a, int g, int *b)
 		return g * K_BQ;
 	}
 	int lo = 0, hi = a.ndocs - 1;
-	while (lo < hi) {
+	while (lo < hi) { /* @model doc.search */
 		const int mid = (lo + hi + 1) >> 1;
 		if (a.tile_off[mid] <= g)
 			lo = mid;

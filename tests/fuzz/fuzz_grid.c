@@ -97,9 +97,13 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t n)
 	}
 	check(&g, &ns, &nb, &no);
 	char *t = unparse(&g, ns, nb, no, &len);
-	if (mta_grid_parse(t, len, "back", &h) || h.nkeys != g.nkeys || h.n != g.n ||
-	    memcmp(h.items, g.items, g.n * sizeof *g.items))
+	if (mta_grid_parse(t, len, "back", &h) || h.nkeys != g.nkeys || h.n != g.n)
 		abort();
+	/* field by field: an item's padding (after op) is not part of its value */
+	for (size_t i = 0; i < g.n; i++)
+		if (h.items[i].problem != g.items[i].problem || h.items[i].T != g.items[i].T ||
+		    h.items[i].B != g.items[i].B || h.items[i].op != g.items[i].op)
+			abort();
 	for (size_t k = 0; k < g.nkeys; k++)
 		if (strcmp(h.keys[k], g.keys[k]))
 			abort();

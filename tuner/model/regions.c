@@ -302,8 +302,16 @@ int mta_region_factor(const char *name, const struct mta_model_block *b, double 
 		v3_first(p, pass, &tz, &ts);
 	}
 #define IS(s) (!strcmp(name, s))
+	/*
+	 * ---- every family: a packed launch's block finds its document by a
+	 * binary search (doc_tile in templates/mta_cuda.cu, about log2(ndocs)
+	 * steps); the model prices launches of whole sequences, where the
+	 * search does not run ----
+	 */
+	if (IS("doc.search"))
+		*f = 0;
 	/* ---- v3 (templates/mta_cuda_v3.cu) ---- */
-	if (IS("v3.kt"))
+	else if (IS("v3.kt"))
 		*f = nkt - tz;
 	else if (IS("v3.kts"))
 		*f = nkt - tz > 0 ? (double)(nkt - ts) / (nkt - tz) : 0;
