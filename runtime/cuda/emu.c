@@ -53,21 +53,50 @@ struct mta_kernel {
 	launch_fn fn;
 };
 
-/* Emulator header + the generated source of (p, v), with line numbers of the latter. */
-static int emu_source(const struct mta_problem *p, const struct mta_variant *v, char **out)
+/*
+ * The emulator's source of a generated CUDA source: the emulator header, then
+ * cuda under its own line numbers (as file name, for the compiler's messages).
+ */
+static int emu_wrap(const char *cuda, const char *name, char **out)
 {
 	const char *hdr = mta_embedded(EMU_HEADER);
-	char *cuda = NULL;
 	struct mta_buf b = { 0 };
-	int rc;
 	*out = NULL;
 	if (!hdr)
 		return mta_fail(MTA_ENOTFOUND, "%s is not embedded in this build", EMU_HEADER);
+	mta_buf_printf(&b, "%s\n#line 1 \"%s\"\n%s", hdr, name, cuda);
+	return mta_buf_take(&b, "the emulator source", out, NULL);
+}
+
+/* Emulator header + the generated forward of (p, v). */
+static int emu_source(const struct mta_problem *p, const struct mta_variant *v, char **out)
+{
+	char *cuda = NULL;
+	int rc;
+	*out = NULL;
 	if ((rc = mta_gen_cuda(p, v, &cuda)))
 		return rc;
-	mta_buf_printf(&b, "%s\n#line 1 \"mta_generated.cu\"\n%s", hdr, cuda);
+	rc = emu_wrap(cuda, "mta_generated.cu", out);
 	free(cuda);
-	return mta_buf_take(&b, "the emulator source", out, NULL);
+	return rc;
+}
+
+/*
+ * Compile an emulator source (through the kernel cache) and open its entry
+ * sym: *dl and *fn, or a failure naming what (the kernel, the backward...)
+ * with the compiler's log when it refused the source.
+ */
+static int emu_open(const char *src, const char *what, const char *sym, void **dl, void **fn)
+{
+	char *log = NULL, so[PATH_MAX];
+	int rc = mta_cc_build(src, MTA_LANG_CXX, EMU_FLAGS, so, sizeof so, &log);
+	if (rc == MTA_ECOMPILE)
+		rc = mta_fail(rc, "cuda-emu: the host compiler refused %s: %.600s", what,
+			      log ? log : "(no log)");
+	if (!rc)
+		rc = mta_cc_open(so, sym, dl, fn);
+	free(log);
+	return rc;
 }
 
 static int identify(int index, struct mta_device_info *info)
@@ -140,7 +169,7 @@ static int load(struct mta_device *d, struct mta_db *db, const struct mta_proble
 		const struct mta_variant *v, const void *binary, size_t n, struct mta_kernel **out)
 {
 	struct mta_kernel *k = NULL;
-	char *src = NULL, *log = NULL, so[PATH_MAX];
+	char *src = NULL;
 	void *fn = NULL;
 	int rc;
 
@@ -150,17 +179,11 @@ static int load(struct mta_device *d, struct mta_db *db, const struct mta_proble
 				mta_backend_name(v->backend));
 	if ((rc = mta_variant_check(p, v)) || (rc = emu_source(p, v, &src)))
 		goto out;
-	if ((rc = mta_cc_build(src, MTA_LANG_CXX, EMU_FLAGS, so, sizeof so, &log))) {
-		if (rc == MTA_ECOMPILE)
-			rc = mta_fail(rc, "cuda-emu: the host compiler refused the kernel: %.600s",
-				      log ? log : "(no log)");
-		goto out;
-	}
 	if (!(k = calloc(1, sizeof *k))) {
 		rc = mta_fail(MTA_ENOMEM, "out of memory");
 		goto out;
 	}
-	if ((rc = mta_cc_open(so, "mta_emu_launch", &k->dl, &fn)))
+	if ((rc = emu_open(src, "the kernel", "mta_emu_launch", &k->dl, &fn)))
 		goto out;
 	k->fn = (launch_fn)fn;
 	k->p = *p;
@@ -170,7 +193,6 @@ static int load(struct mta_device *d, struct mta_db *db, const struct mta_proble
 out:
 	free(k);
 	free(src);
-	free(log);
 	return rc;
 }
 
@@ -252,32 +274,19 @@ struct emu_decode {
 static int decode_load(struct mta_device *d, const struct mta_problem *p, void **handle,
 		       struct mta_decoder *dec)
 {
-	const char *hdr = mta_embedded(EMU_HEADER);
-	char *cuda = NULL, *src = NULL, *log = NULL, so[PATH_MAX];
+	char *cuda = NULL, *src = NULL;
 	struct emu_decode *k = NULL;
-	struct mta_buf b = { 0 };
 	void *fn = NULL;
 	int rc;
 	*handle = NULL;
 	memset(dec, 0, sizeof *dec);
-	if (!hdr)
-		return mta_fail(MTA_ENOTFOUND, "%s is not embedded in this build", EMU_HEADER);
-	if ((rc = mta_gen_cuda_decode(p, &cuda)))
+	if ((rc = mta_gen_cuda_decode(p, &cuda)) || (rc = emu_wrap(cuda, "mta_decode.cu", &src)))
 		goto out;
-	mta_buf_printf(&b, "%s\n#line 1 \"mta_decode.cu\"\n%s", hdr, cuda);
-	if ((rc = mta_buf_take(&b, "the emulator source", &src, NULL)))
-		goto out;
-	if ((rc = mta_cc_build(src, MTA_LANG_CXX, EMU_FLAGS, so, sizeof so, &log))) {
-		if (rc == MTA_ECOMPILE)
-			rc = mta_fail(rc, "cuda-emu: the host compiler refused the decode kernel: "
-				      "%.600s", log ? log : "(no log)");
-		goto out;
-	}
 	if (!(k = calloc(1, sizeof *k))) {
 		rc = mta_fail(MTA_ENOMEM, "out of memory");
 		goto out;
 	}
-	if ((rc = mta_cc_open(so, "mta_cuda_decode", &k->dl, &fn)))
+	if ((rc = emu_open(src, "the decode kernel", "mta_cuda_decode", &k->dl, &fn)))
 		goto out;
 	const int *sizes = dlsym(k->dl, "mta_cuda_decode_sizes");
 	if (!sizes || sizes[0] != MTA_DARGS_ABI || sizes[1] != (int)sizeof(struct mta_dargs) ||
@@ -296,7 +305,6 @@ out:
 	free(k);
 	free(cuda);
 	free(src);
-	free(log);
 	return rc;
 }
 
@@ -424,10 +432,8 @@ static int sync(struct mta_device *d, void *stream)
 static int train_load(struct mta_device *d, const struct mta_problem *p,
 		      const struct mta_variant *v, struct mta_kernel **out)
 {
-	const char *hdr = mta_embedded(EMU_HEADER);
 	struct mta_kernel *k = NULL;
-	char *cuda = NULL, *src = NULL, *log = NULL, so[PATH_MAX];
-	struct mta_buf b = { 0 };
+	char *cuda = NULL, *src = NULL;
 	void *fn = NULL;
 	int rc;
 
@@ -435,24 +441,14 @@ static int train_load(struct mta_device *d, const struct mta_problem *p,
 	if (v->backend != MTA_BACKEND_CUDA)
 		return mta_fail(MTA_EINVAL, "the CUDA emulator runs cuda variants, not %s",
 				mta_backend_name(v->backend));
-	if (!hdr)
-		return mta_fail(MTA_ENOTFOUND, "%s is not embedded in this build", EMU_HEADER);
-	if ((rc = mta_gen_cuda_bwd(p, v, &cuda)))
+	if ((rc = mta_gen_cuda_bwd(p, v, &cuda)) ||
+	    (rc = emu_wrap(cuda, "mta_generated_bwd.cu", &src)))
 		goto out;
-	mta_buf_printf(&b, "%s\n#line 1 \"mta_generated_bwd.cu\"\n%s", hdr, cuda);
-	if ((rc = mta_buf_take(&b, "the emulator source", &src, NULL)))
-		goto out;
-	if ((rc = mta_cc_build(src, MTA_LANG_CXX, EMU_FLAGS, so, sizeof so, &log))) {
-		if (rc == MTA_ECOMPILE)
-			rc = mta_fail(rc, "cuda-emu: the host compiler refused the backward: %.600s",
-				      log ? log : "(no log)");
-		goto out;
-	}
 	if (!(k = calloc(1, sizeof *k))) {
 		rc = mta_fail(MTA_ENOMEM, "out of memory");
 		goto out;
 	}
-	if ((rc = mta_cc_open(so, "mta_emu_launch", &k->dl, &fn)))
+	if ((rc = emu_open(src, "the backward", "mta_emu_launch", &k->dl, &fn)))
 		goto out;
 	k->fn = (launch_fn)fn;
 	k->p = *p;
@@ -463,7 +459,6 @@ out:
 	free(k);
 	free(cuda);
 	free(src);
-	free(log);
 	return rc;
 }
 
