@@ -150,7 +150,7 @@ static int finish(struct mt_run *r, int st)
 		printf("  FAIL  %-48s killed by signal %d%s (seed %llu)\n", t->name, WTERMSIG(st),
 		       WTERMSIG(st) == SIGALRM ? " (timeout)" : "", r->seed);
 	else
-		printf("  FAIL  %-48s (%s)\n", t->name, t->file);
+		printf("  FAIL  %-48s (%s, seed %llu)\n", t->name, t->file, r->seed);
 	fflush(stdout);
 	return ok;
 }

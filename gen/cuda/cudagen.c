@@ -202,7 +202,7 @@ int mta_cuda_bwd_dims(const struct mta_problem *p, int64_t B, int64_t T,
 	d->threads = 32u * MTA_CUDA_BWD_WARPS;
 	d->nb = (unsigned)(ntasks < MTA_CUDA_BWD_NB ? ntasks : MTA_CUDA_BWD_NB);
 	d->smem_bytes = 4 * (size_t)(4 * H * D + 2 * H + 32);
-	d->ws_stride = 2 * br * H * D + H * (nzr + 3 * cq2 + cq1 + 6 + 2 * br) * T;
+	d->ws_stride = 2 * br * H * D + H * (nzr + 3 * cq2 + cq1 + 7 + 2 * br) * T;
 	d->part_floats = (long long)d->nb * 2 * kvn;
 	d->wg_k1 = 0;
 	d->wg_pre = d->wg_k1 + (int)(H * cq1 * ck1);
