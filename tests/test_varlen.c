@@ -620,32 +620,6 @@ TEST(varlen_bwd_deterministic_and_refuses_bad_input)
 #include "tuner/io/inputs.h"
 #include "tuner/io/npy.h"
 
-/* dir/name: a .npy of n integers (descr '<i4' or '<i8'), shape given as text, e.g. "(4,)". */
-static void put_ints(const char *path, const char *descr, const char *shape, const int64_t *x,
-		     int n)
-{
-	char hdr[128];
-	int len = snprintf(hdr, sizeof hdr, "{'descr': '%s', 'fortran_order': False, 'shape': %s, }",
-			   descr, shape);
-	while ((10 + len + 1) % 64)
-		hdr[len++] = ' ';
-	hdr[len++] = '\n';
-	FILE *f = fopen(path, "wb");
-	REQUIRE(f);
-	unsigned char pre[10] = { 0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, (unsigned char)len,
-				  (unsigned char)(len >> 8) };
-	fwrite(pre, 1, 10, f);
-	fwrite(hdr, 1, (size_t)len, f);
-	for (int i = 0; i < n; i++) {
-		int32_t v32 = (int32_t)x[i];
-		if (descr[2] == '4')
-			fwrite(&v32, 4, 1, f);
-		else
-			fwrite(&x[i], 8, 1, f);
-	}
-	REQUIRE(fclose(f) == 0);
-}
-
 /*
  * A packed case: q, k, v [1,T,...] and every weight kind the key uses, for
  * h2kv1d8-pre3x5-hpre-post2x3-hc2-both-gn-gate.
@@ -677,8 +651,8 @@ TEST(varlen_cli_every_backend)
 	char c32[700], c64[700], out[700];
 	snprintf(c32, sizeof c32, "%s/cu32.npy", mt_tmpdir());
 	snprintf(c64, sizeof c64, "%s/cu64.npy", mt_tmpdir());
-	put_ints(c32, "<i4", "(7,)", cu, 7);
-	put_ints(c64, "<i8", "(7,)", cu, 7);
+	mt_put_ints(c32, "<i4", "(7,)", cu, 7);
+	mt_put_ints(c64, "<i8", "(7,)", cu, 7);
 
 	struct mta_inputs in;
 	struct mta_weights w;
@@ -739,7 +713,7 @@ TEST(varlen_cli_refuses_bad_cu_seqlens)
 		char cu[700], out[700], *o = NULL;
 		snprintf(cu, sizeof cu, "%s/bad%zu.npy", mt_tmpdir(), i);
 		snprintf(out, sizeof out, "%s/out%zu.npy", mt_tmpdir(), i);
-		put_ints(cu, bad[i].descr, bad[i].shape, bad[i].x, bad[i].n);
+		mt_put_ints(cu, bad[i].descr, bad[i].shape, bad[i].x, bad[i].n);
 		int rc = mt_sh(&o, "%s run --inputs %s --out %s --cu-seqlens %s", mt_bin(), dir, out,
 			       cu);
 		CHECKF(rc == 3, "case %zu: exit %d, expected 3: %s", i, rc, o);
@@ -756,7 +730,7 @@ TEST(varlen_cli_refuses_bad_cu_seqlens)
 	mt_put_npy(d2, "k", 4, (int64_t)2, (int64_t)10, (int64_t)2, (int64_t)8);
 	mt_put_npy(d2, "v", 4, (int64_t)2, (int64_t)10, (int64_t)2, (int64_t)8);
 	snprintf(cu, sizeof cu, "%s/good.npy", mt_tmpdir());
-	put_ints(cu, "<i8", "(3,)", good, 3);
+	mt_put_ints(cu, "<i8", "(3,)", good, 3);
 	int rc = mt_sh(&o, "%s run --inputs %s --out %s/b2.npy --backend cpu --cu-seqlens %s",
 		       mt_bin(), d2, mt_tmpdir(), cu);
 	CHECKF(rc == 3, "B=2: exit %d: %s", rc, o);
