@@ -583,6 +583,15 @@ TEST(varlen_bwd_deterministic_and_refuses_bad_input)
 	CHECK(mta_backward_varlen(ctx, &p, &q, &k, &v, &w, saved, &dout, cu, 4, &miss) ==
 	      MTA_EINVAL);
 	CHECK_STR_CONTAINS(mta_last_error(), "kq_post [H,1,cq2,ck2]");
+	struct mta_tensor d16 = dout, dshort = dout;
+	d16.dtype = MTA_BF16;
+	dshort.shape[1] = T - 1;
+	CHECK(mta_backward_varlen(ctx, &p, &q, &k, &v, &w, saved, &d16, cu, 4, &gr[1]) ==
+	      MTA_ESHAPE);
+	CHECK_STR_CONTAINS(mta_last_error(), "dout is bf16, expected f32");
+	CHECK(mta_backward_varlen(ctx, &p, &q, &k, &v, &w, saved, &dshort, cu, 4, &gr[1]) ==
+	      MTA_ESHAPE);
+	CHECK_STR_CONTAINS(mta_last_error(), "expected the output's [1,24,2,8]");
 	struct mta_tensor q2 = q, k2 = k, v2 = v, d2 = dout;
 	q2.shape[0] = k2.shape[0] = v2.shape[0] = d2.shape[0] = 2;
 	q2.shape[1] = k2.shape[1] = v2.shape[1] = d2.shape[1] = T / 2;

@@ -186,10 +186,14 @@ int mta_varlen_train(const struct mta_problem *p, const struct mta_tensor *q,
 	if (bwd && (o || !g))
 		return mta_fail(MTA_EINVAL, "%s: %s", what, o ? "an output tensor given to the "
 				"backward" : "no gradients struct");
-	/* dout is float32 [1,total_T,H,D] like o: the forward's checks judge it in o's place */
-	if ((rc = mta_varlen_check(p, q, k, v, bwd ? dout : o, cu, ndocs, NULL)))
+	if ((rc = mta_varlen_check(p, q, k, v, bwd ? NULL : o, cu, ndocs, NULL)))
 		return mta_wrap(rc, "%s", what);
 	T = q->shape[1];
+	if (bwd && (rc = check_dout(p, dout, T)))
+		return mta_wrap(rc, "%s", what);
+	if (bwd && dout->dtype != MTA_F32)
+		return mta_fail(MTA_ESHAPE, "%s: dout is %s, expected f32 [1,total_T,H,D]", what,
+				mta_dtype_name((mta_dtype)dout->dtype));
 	if (!saved)
 		return mta_fail(MTA_EINVAL, "%s: no saved state (mta_saved_bytes(p, 1, total_T) = "
 				"%" PRId64 " bytes)", what, mta_saved_bytes(p, 1, T));
