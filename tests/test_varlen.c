@@ -4,7 +4,11 @@
  * kernel family and option, and the CUDA kernels on the emulator, equal the
  * reference through the harness (mta_check_varlen: fresh random inputs,
  * output poisoned, relative L2 and every element); documents of length 0,
- * 1 and shorter than the kernels and tiles; bad cu_seqlens refused.
+ * 1 and shorter than the kernels and tiles; bad cu_seqlens refused. The
+ * packed backward: its reference equals the plain one run document by
+ * document (weight gradients summed in order), the CPU and emulated CUDA
+ * backwards equal it through the harness (mta_check_bwd_varlen), it is
+ * deterministic and refuses bad input before writing.
  */
 #include "tests/harness.h"
 #include "tests/cpu_util.h"
