@@ -741,6 +741,45 @@ int mta_forward_varlen(mta_context *c, const struct mta_problem *p, const struct
 						   ndocs, o));
 }
 
+/*
+ * Packed training (mta.h, mta_forward_train_varlen, mta_backward_varlen):
+ * core's loop over the documents (varlen.c, mta_varlen_train), each one
+ * through this context's whole-sequence training calls.
+ */
+static int train_doc(void *arg, const struct mta_problem *p, const struct mta_tensor *q,
+		     const struct mta_tensor *k, const struct mta_tensor *v,
+		     const struct mta_weights *w, struct mta_tensor *o, void *saved,
+		     const struct mta_tensor *dout, const struct mta_grads *g)
+{
+	mta_context *c = arg;
+	return o ? mta_forward_train(c, p, q, k, v, w, o, saved)
+		 : mta_backward(c, p, q, k, v, w, saved, dout, g);
+}
+
+int mta_forward_train_varlen(mta_context *c, const struct mta_problem *p,
+			     const struct mta_tensor *q, const struct mta_tensor *k,
+			     const struct mta_tensor *v, const struct mta_weights *w,
+			     const int64_t *cu_seqlens, int64_t ndocs, struct mta_tensor *o,
+			     void *saved)
+{
+	if (!c)
+		return mta_fail(MTA_EINVAL, "mta_forward_train_varlen: no context");
+	return mta_done(mta_varlen_train(p, q, k, v, w, o, saved, NULL, NULL, cu_seqlens, ndocs,
+					 train_doc, c));
+}
+
+int mta_backward_varlen(mta_context *c, const struct mta_problem *p, const struct mta_tensor *q,
+			const struct mta_tensor *k, const struct mta_tensor *v,
+			const struct mta_weights *w, const void *saved,
+			const struct mta_tensor *dout, const int64_t *cu_seqlens, int64_t ndocs,
+			const struct mta_grads *g)
+{
+	if (!c)
+		return mta_fail(MTA_EINVAL, "mta_backward_varlen: no context");
+	return mta_done(mta_varlen_train(p, q, k, v, w, NULL, (void *)saved, dout, g, cu_seqlens,
+					 ndocs, train_doc, c));
+}
+
 /* ---- decode (mta.h, mta_cache_create_ctx) ---- */
 
 /* A decode kernel loaded into the context, kept until it is freed. */

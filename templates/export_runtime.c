@@ -2,8 +2,8 @@
  * export_runtime.c: the runtime of a library written by `mtatune export`.
  *
  * It implements the running part of mta.h (mta_context_create,
- * mta_context_pick, mta_forward, mta_forward_train, mta_backward,
- * mta_context_free) over the dispatch table
+ * mta_context_pick, mta_forward, mta_forward_train, mta_backward, their
+ * packed-documents twins, mta_context_free) over the dispatch table
  * the exporter generated (templates/export_table.h), with no database, no
  * compiler and no NVRTC: CPU kernels are C functions linked into the
  * library, CUDA kernels are cubins loaded through mtatune's own driver
@@ -666,6 +666,43 @@ int mta_forward_varlen(mta_context *c, const struct mta_problem *p, const struct
 		return rc;
 	return mta_done(mta_kargs_status(mta_pool_call(c->pool, kn->fn, &a), kn->info, tmax,
 					 kn->spec));
+}
+
+/*
+ * Packed training (mta.h): core's loop over the documents (varlen.c), each
+ * through this library's mta_forward_train / mta_backward above.
+ */
+static int train_doc(void *arg, const struct mta_problem *p, const struct mta_tensor *q,
+		     const struct mta_tensor *kt, const struct mta_tensor *v,
+		     const struct mta_weights *w, struct mta_tensor *o, void *saved,
+		     const struct mta_tensor *dout, const struct mta_grads *g)
+{
+	mta_context *c = arg;
+	return o ? mta_forward_train(c, p, q, kt, v, w, o, saved)
+		 : mta_backward(c, p, q, kt, v, w, saved, dout, g);
+}
+
+int mta_forward_train_varlen(mta_context *c, const struct mta_problem *p,
+			     const struct mta_tensor *q, const struct mta_tensor *kt,
+			     const struct mta_tensor *v, const struct mta_weights *w,
+			     const int64_t *cu, int64_t ndocs, struct mta_tensor *o, void *saved)
+{
+	if (!c)
+		return mta_fail(MTA_EINVAL, "mta_forward_train_varlen: no context");
+	return mta_done(mta_varlen_train(p, q, kt, v, w, o, saved, NULL, NULL, cu, ndocs,
+					 train_doc, c));
+}
+
+int mta_backward_varlen(mta_context *c, const struct mta_problem *p, const struct mta_tensor *q,
+			const struct mta_tensor *kt, const struct mta_tensor *v,
+			const struct mta_weights *w, const void *saved,
+			const struct mta_tensor *dout, const int64_t *cu, int64_t ndocs,
+			const struct mta_grads *g)
+{
+	if (!c)
+		return mta_fail(MTA_EINVAL, "mta_backward_varlen: no context");
+	return mta_done(mta_varlen_train(p, q, kt, v, w, NULL, (void *)saved, dout, g, cu, ndocs,
+					 train_doc, c));
 }
 
 /*
