@@ -883,9 +883,9 @@ static int decode_T(const struct opts *o, const struct mta_problem *p, int64_t T
 	if (full && mta_forward(c, p, &s.q, &s.k, &s.v, &s.w, &to)) /* warm: compile, pool */
 		goto fail;
 	/* the same kernel on one thread of a pool of its own, for the threads' speedup */
-	if (mta_cpu_decode_load(p, &dk) || mta_pool_create(&pool))
+	if (mta_cpu_decode_load(p, NULL, &dk) || mta_pool_create(&pool))
 		goto fail;
-	const struct mta_decoder d1 = { mta_cpu_decode_entry(dk), pool, 1, NULL };
+	const struct mta_decoder d1 = { .fn = mta_cpu_decode_entry(dk), .pool = pool, .nthreads = 1 };
 	if (mta_cache_create_kernel(p, 1, &d1, &one) ||
 	    mta_decode(one, &qp, &kp, &vp, &s.w, NULL, &op))
 		goto fail;

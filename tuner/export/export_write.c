@@ -307,7 +307,7 @@ static int write_decode(struct wctx *w, const struct xplan *x, int i)
 	struct out o;
 	int rc;
 
-	if ((rc = mta_gen_c_decode(&x->p[i].p, &src)))
+	if ((rc = mta_gen_c_decode(&x->p[i].p, NULL, &src)))
 		return rc;
 	snprintf(name, sizeof name, "src/d_%03d.c", i);
 	if ((rc = out_open(w, &o, name))) {
