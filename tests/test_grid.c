@@ -84,7 +84,7 @@ TEST(grid_op_is_an_axis_of_forward_and_backward_items)
 	CHECK(g.n == 1 && g.items[0].op == MTA_OP_BWD);
 	mta_grid_free(&g);
 	CHECK(parse("problem h2kv1d8\nseq 32\nop fwd sideways", &g) == MTA_EFORMAT);
-	CHECK_STR_CONTAINS(mta_last_error(), "g.txt:3:8: expected an operation (fwd or bwd), got "
+	CHECK_STR_CONTAINS(mta_last_error(), "g.txt:3:8: expected an operation (fwd, bwd or decode), got "
 			   "'sideways'");
 	CHECK(parse("problem h2kv1d8\nseq 32\nop", &g) == MTA_EFORMAT);
 	CHECK_STR_CONTAINS(mta_last_error(), "g.txt:3:1: 'op' needs at least one value");

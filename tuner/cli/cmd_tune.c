@@ -27,7 +27,9 @@ static const struct cli_opt opts[] = {
 	{ "seq", CLI_O_SEQ, "T", "sequence length (default 512)" },
 	{ "batch", CLI_O_BATCH, "B", "batch size (default 1)" },
 	{ "op", O_OP, "OP", "fwd (default): the forward; bwd: the backward (cpu), each\n"
-			     "variant's gradients checked against the float64 reference" },
+			     "variant's gradients checked against the float64 reference;\n"
+			     "decode: one token at cache length T (cpu), each variant's\n"
+			     "decoded rows checked against the float64 forward" },
 	{ "backend", O_BACKEND, "NAME", "cpu (default) or cuda (a GPU, its driver and NVRTC)" },
 	{ "device", CLI_O_DEVICE, "N", "cuda: device ordinal (default $MTATUNE_CUDA_DEVICE, else 0)" },
 	CLI_SEARCH_OPTS,
@@ -62,7 +64,10 @@ static const struct cli_cmd cmd = {
 	"recorded variants are skipped. The winner is then run through the runtime and\n"
 	"checked against the reference once more. --op bwd does the same for the\n"
 	"backward (mta_forward_train + mta_backward): its own variants, every gradient\n"
-	"checked, timed against the default backward, its own winner.\n",
+	"checked, timed against the default backward, its own winner. --op decode\n"
+	"tunes the decode kernel: the time of one token at cache length T, its\n"
+	"winner kept for T's bucket (a decode cache runs the winner of the bucket\n"
+	"its length is in).\n",
 	opts, NULL,
 };
 
