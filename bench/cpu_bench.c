@@ -840,14 +840,17 @@ static int percall(const struct opts *o, const char *key, int64_t T)
 /*
  * Decode at cache length T: the cache is prefilled with T-1 tokens (one
  * chunk), then, interleaved over rounds, one token through the decode kernel
- * (mta_decode on a mta_cache_create_ctx cache, then the token is dropped by
- * refilling: each round measures the step at the same length) and the full
- * forward of the T tokens (what recomputing per token costs, as the
- * reference implementation does). Prints medians, spreads and the per-round
- * ratio. T up to --decode-seqs; the forward is skipped above 8192 (minutes
- * per call on a shared machine) and said so. The same token through the
- * decode kernel on one thread (a pool of its own) gives the speedup of the
- * context's threads (the kernel splits a row's key blocks over them).
+ * (mta_decode on a mta_cache_create_ctx cache, then the token is dropped
+ * again, mta_cache_drop_last: each round measures the step at the same
+ * length), the full forward of the T tokens (what recomputing per token
+ * costs, as the reference implementation does) and the prefill of T-1
+ * tokens into the emptied cache (the context's forward, then the last rows
+ * through the decode kernel to seed the rings). Prints medians, spreads and
+ * the per-round ratio. T up to --decode-seqs; the forward is skipped above
+ * 8192 (minutes per call on a shared machine) and said so. The same token
+ * through the decode kernel on one thread (a pool of its own, its cache
+ * filled by mta_cache_fill) gives the speedup of the context's threads (the
+ * kernel splits a row's key blocks over them).
  */
 static int decode_T(const struct opts *o, const struct mta_problem *p, int64_t T)
 {
@@ -860,7 +863,7 @@ static int decode_T(const struct opts *o, const struct mta_problem *p, int64_t T
 	float *out = NULL;
 	int rc = 1, rounds = o->rounds;
 	double td[200] = { 0 }, tf[200] = { 0 }, ratio[200] = { 0 }, t1[200] = { 0 };
-	double sp[200] = { 0 };
+	double sp[200] = { 0 }, tpre[200] = { 0 };
 	const int full = T <= 8192;
 	if (mta_sample_make(p, 1, T, 7, &s))
 		return 1;
@@ -883,20 +886,19 @@ static int decode_T(const struct opts *o, const struct mta_problem *p, int64_t T
 	if (full && mta_forward(c, p, &s.q, &s.k, &s.v, &s.w, &to)) /* warm: compile, pool */
 		goto fail;
 	/* the same kernel on one thread of a pool of its own, for the threads' speedup */
-	if (mta_cpu_decode_load(p, &dk) || mta_pool_create(&pool))
+	if (mta_cpu_decode_load(p, NULL, &dk) || mta_pool_create(&pool))
 		goto fail;
-	const struct mta_decoder d1 = { mta_cpu_decode_entry(dk), pool, 1, NULL };
+	const struct mta_decoder d1 = { .fn = mta_cpu_decode_entry(dk), .pool = pool, .nthreads = 1 };
 	if (mta_cache_create_kernel(p, 1, &d1, &one) ||
-	    mta_decode(one, &qp, &kp, &vp, &s.w, NULL, &op))
+	    mta_cache_fill(one, &qp, &kp, &vp, &s.w, NULL))
 		goto fail;
 	for (int r = 0; r < rounds; r++) {
-		/* the token, then back to T-1 tokens for the next round (reset + prefill untimed) */
+		/* the token, then back to T-1 tokens for the next round */
 		double t0 = now();
 		if (mta_decode(cache, &q1, &k1, &v1, &s.w, NULL, &o1))
 			goto fail;
 		td[r] = now() - t0;
-		if (mta_cache_reset(cache, 0) || mta_decode(cache, &qp, &kp, &vp, &s.w, NULL, &op))
-			goto fail;
+		mta_cache_drop_last(cache);
 		tf[r] = NAN;
 		if (full) {
 			t0 = now();
@@ -910,11 +912,17 @@ static int decode_T(const struct opts *o, const struct mta_problem *p, int64_t T
 			goto fail;
 		t1[r] = now() - t0;
 		sp[r] = t1[r] / td[r];
-		if (mta_cache_reset(one, 0) || mta_decode(one, &qp, &kp, &vp, &s.w, NULL, &op))
+		mta_cache_drop_last(one);
+		/* the prefill of T-1 tokens into the emptied cache */
+		if (mta_cache_reset(cache, 0))
 			goto fail;
+		t0 = now();
+		if (mta_decode(cache, &qp, &kp, &vp, &s.w, NULL, &op))
+			goto fail;
+		tpre[r] = now() - t0;
 	}
 	struct stat3 d = stats(td, rounds), f = stats(tf, rounds), x = stats(ratio, rounds);
-	struct stat3 d1s = stats(t1, rounds), sps = stats(sp, rounds);
+	struct stat3 d1s = stats(t1, rounds), sps = stats(sp, rounds), pre = stats(tpre, rounds);
 	if (full)
 		printf("  T=%6lld  decode %9.3f ms/token [%.3f, %.3f]   full forward %10.2f ms "
 		       "[%.2f, %.2f]   forward/decode %8.1fx [%.1f, %.1f]\n", (long long)T,
@@ -927,6 +935,8 @@ static int decode_T(const struct opts *o, const struct mta_problem *p, int64_t T
 	printf("  T=%6lld  decode on 1 thread %9.3f ms/token [%.3f, %.3f]   1 thread/context's "
 	       "threads %5.2fx [%.2f, %.2f]\n", (long long)T, 1e3 * d1s.med, 1e3 * d1s.lo,
 	       1e3 * d1s.hi, sps.med, sps.lo, sps.hi);
+	printf("  T=%6lld  prefill of %lld tokens into an empty cache %10.2f ms [%.2f, %.2f]\n",
+	       (long long)T, (long long)(T - 1), 1e3 * pre.med, 1e3 * pre.lo, 1e3 * pre.hi);
 	rc = 0;
 	goto out;
 fail:

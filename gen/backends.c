@@ -9,8 +9,9 @@
 #include "runtime/core/error.h"
 
 static const struct mta_gen_backend backends[] = {
-	[MTA_BACKEND_CPU] = { "cpu", &mta_space_cpu, mta_gen_c, &mta_space_cpu_bwd, mta_gen_c_bwd },
-	[MTA_BACKEND_CUDA] = { "cuda", &mta_space_cuda, mta_gen_cuda, NULL, NULL },
+	[MTA_BACKEND_CPU] = { "cpu", &mta_space_cpu, mta_gen_c, &mta_space_cpu_bwd, mta_gen_c_bwd,
+			      &mta_space_cpu_decode, mta_gen_c_decode },
+	[MTA_BACKEND_CUDA] = { "cuda", &mta_space_cuda, mta_gen_cuda, NULL, NULL, NULL, NULL },
 };
 
 int mta_gen_backend_count(void)
@@ -37,7 +38,8 @@ int mta_gen_source(const struct mta_problem *p, const struct mta_variant *v, cha
 const struct mta_op_space *mta_gen_op_space(int backend, int op)
 {
 	const struct mta_gen_backend *g = mta_gen_backend(backend);
-	return g && op == MTA_OP_BWD ? g->bwd_space : NULL;
+	return !g ? NULL : op == MTA_OP_BWD ? g->bwd_space : op == MTA_OP_DECODE ? g->decode_space
+									  : NULL;
 }
 
 int mta_gen_source_op(const struct mta_problem *p, const struct mta_variant *v, int op,
@@ -54,8 +56,10 @@ int mta_gen_source_op(const struct mta_problem *p, const struct mta_variant *v, 
 	 */
 	if ((rc = mta_variant_check(p, v)))
 		return rc;
-	if (op != MTA_OP_BWD || !g->generate_bwd)
+	int (*gen)(const struct mta_problem *, const struct mta_variant *, char **) =
+		op == MTA_OP_BWD ? g->generate_bwd : op == MTA_OP_DECODE ? g->generate_decode : NULL;
+	if (!gen)
 		return mta_fail(MTA_EUNSUPPORTED, "the %s kernels have no %s generator",
 				mta_backend_name(v->backend), mta_op_name(op));
-	return g->generate_bwd(p, v, source);
+	return gen(p, v, source);
 }

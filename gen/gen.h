@@ -25,6 +25,10 @@ struct mta_gen_backend {
 	const struct mta_op_space *bwd_space;
 	int (*generate_bwd)(const struct mta_problem *p, const struct mta_variant *v,
 			    char **source);
+	/* Decode: its space and generator (NULL: none tunable; see mta_gen_source_op). */
+	const struct mta_op_space *decode_space;
+	int (*generate_decode)(const struct mta_problem *p, const struct mta_variant *v,
+			       char **source);
 };
 
 /* The row of backend (MTA_BACKEND_*), or NULL. */
@@ -40,7 +44,7 @@ int mta_gen_source(const struct mta_problem *p, const struct mta_variant *v, cha
  */
 int mta_gen_source_op(const struct mta_problem *p, const struct mta_variant *v, int op,
 		      char **source);
-/* The space of op (MTA_OP_BWD) of backend; NULL when the backend has none. */
+/* The space of op (MTA_OP_BWD, MTA_OP_DECODE) of backend; NULL when the backend has none. */
 const struct mta_op_space *mta_gen_op_space(int backend, int op);
 
 /*

@@ -85,7 +85,7 @@ struct mta_op_tunable {
 };
 
 struct mta_op_space {
-	const char *op;                          /* "bwd" */
+	const char *op;                          /* "bwd", "decode" */
 	const struct mta_op_tunable *tunables;   /* ends with name == NULL */
 };
 
@@ -102,5 +102,6 @@ int mta_space_check(const struct mta_space *s, const struct mta_problem *p,
 extern const struct mta_space mta_space_cpu;
 extern const struct mta_space mta_space_cuda;
 extern const struct mta_op_space mta_space_cpu_bwd; /* gen/cpu/space.c */
+extern const struct mta_op_space mta_space_cpu_decode;
 
 #endif

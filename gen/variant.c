@@ -235,7 +235,8 @@ int mta_variant_default(const struct mta_problem *p, int backend, struct mta_var
 
 const char *mta_op_name(int op)
 {
-	return op == MTA_OP_FWD ? "fwd" : op == MTA_OP_BWD ? "bwd" : "?";
+	return op == MTA_OP_FWD ? "fwd" : op == MTA_OP_BWD ? "bwd" : op == MTA_OP_DECODE ? "decode"
+											  : "?";
 }
 
 int mta_op_parse(const char *s, int *op)
@@ -246,7 +247,7 @@ int mta_op_parse(const char *s, int *op)
 			return MTA_OK;
 		}
 	char shown[64];
-	return mta_fail(MTA_EINVAL, "unknown operation '%s' (expected fwd or bwd)",
+	return mta_fail(MTA_EINVAL, "unknown operation '%s' (expected fwd, bwd or decode)",
 			mta_escape_str(s ? s : "", shown, sizeof shown));
 }
 
@@ -256,13 +257,14 @@ static int op_space(int backend, int op, const struct mta_op_space **out)
 	*out = NULL;
 	if (op == MTA_OP_FWD)
 		return MTA_OK;
-	if (op != MTA_OP_BWD)
+	if (op != MTA_OP_BWD && op != MTA_OP_DECODE)
 		return mta_fail(MTA_EINVAL, "unknown operation %d", op);
 	if (!space_of(backend))
 		return mta_fail(MTA_EINVAL, "unknown backend %d", backend);
 	if (!(*out = mta_gen_op_space(backend, op)))
-		return mta_fail(MTA_EUNSUPPORTED, "the %s kernels have no backward space (tunables "
-				"to tune) yet (cpu has)", mta_backend_name(backend));
+		return mta_fail(MTA_EUNSUPPORTED, "the %s kernels have no %s space (tunables "
+				"to tune) yet (cpu has)", mta_backend_name(backend),
+				op == MTA_OP_BWD ? "backward" : "decode");
 	return MTA_OK;
 }
 

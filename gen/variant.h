@@ -58,15 +58,16 @@ int mta_variant_check(const struct mta_problem *p, const struct mta_variant *v);
 int mta_variant_space(const struct mta_problem *p, int backend, struct mta_variant **out, size_t *n);
 
 /*
- * Operations a variant's kernel computes: the forward, the backward (the
- * database's op column names them so). The backward of a backend with a
- * backward space (gen/space.h, struct mta_op_space) is a variant of that
- * backend whose tunables outside the space keep the default's values; the
- * _op functions are the ones above for op, MTA_EUNSUPPORTED for a backend
- * without that operation.
+ * Operations a variant's kernel computes: the forward, the backward, decode
+ * (one new row per sequence of a cache; the database's op column names
+ * them so). The backward or decode of a backend with a space for it
+ * (gen/space.h, struct mta_op_space) is a variant of that backend whose
+ * tunables outside the space keep the default's values; the _op functions
+ * are the ones above for op, MTA_EUNSUPPORTED for a backend without that
+ * operation.
  */
-enum { MTA_OP_FWD = 0, MTA_OP_BWD = 1, MTA_OP_COUNT };
-const char *mta_op_name(int op); /* "fwd", "bwd" ("?" for others) */
+enum { MTA_OP_FWD = 0, MTA_OP_BWD = 1, MTA_OP_DECODE = 2, MTA_OP_COUNT };
+const char *mta_op_name(int op); /* "fwd", "bwd", "decode" ("?" for others) */
 int mta_op_parse(const char *s, int *op); /* MTA_EINVAL naming what was expected */
 int mta_variant_default_op(const struct mta_problem *p, int backend, int op,
 			   struct mta_variant *v);

@@ -187,15 +187,16 @@ struct mta_backend {
 			      const int64_t *cu_seqlens, int64_t ndocs, struct mta_tensor *o);
 
 	/*
-	 * Decode (mta.h, mta_cache_create_ctx): the decode kernel of p, how a
-	 * cache calls it in *dec (its entry computes new rows,
+	 * Decode (mta.h, mta_cache_create_ctx): the decode kernel of p and
+	 * decode variant v (NULL: the default; a backend without a decode space
+	 * ignores it), how a cache calls it in *dec (its entry computes new rows,
 	 * runtime/core/mta_dargs.h; the pool and threads a CPU kernel runs on;
 	 * the backend's own state); *handle keeps it loaded until
 	 * decode_unload. NULL: no decode kernel, the float64 engine serves
 	 * (runtime/core/decode.c).
 	 */
-	int (*decode_load)(struct mta_device *dev, const struct mta_problem *p, void **handle,
-			   struct mta_decoder *dec);
+	int (*decode_load)(struct mta_device *dev, const struct mta_problem *p,
+			   const struct mta_variant *v, void **handle, struct mta_decoder *dec);
 	void (*decode_unload)(void *handle);
 
 	/*

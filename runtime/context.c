@@ -785,30 +785,50 @@ int mta_backward_varlen(mta_context *c, const struct mta_problem *p, const struc
 /* A decode kernel loaded into the context, kept until it is freed. */
 struct dloaded {
 	char key[MTA_KEY_MAX];
+	char spec[MTA_SPEC_MAX];
 	void *handle;
 	struct mta_decoder dec;
 	struct dloaded *next;
 };
 
-/* The context's decode kernels (one list per context, guarded by its lock). */
-static int decode_kernel(mta_context *c, const struct mta_problem *p, const char *key,
-			 struct mta_decoder *dec)
+static int ctx_forward(void *ctx, const struct mta_problem *p, const struct mta_tensor *q,
+		       const struct mta_tensor *k, const struct mta_tensor *v,
+		       const struct mta_weights *w, struct mta_tensor *o)
 {
+	return mta_forward(ctx, p, q, k, v, w, o);
+}
+
+static int ctx_select(void *ctx, const struct mta_problem *p, int64_t B, int64_t T,
+		      struct mta_decoder *out);
+
+/* The context's decode kernel of (key, spec), loaded on first use (one list, under its lock). */
+static int decode_kernel(mta_context *c, const struct mta_problem *p, const char *key,
+			 const char *spec, struct mta_decoder *dec)
+{
+	struct mta_variant v;
 	struct dloaded *l;
 	int rc = MTA_OK;
+	if ((rc = mta_variant_parse(spec, &v)))
+		return rc;
 	pthread_mutex_lock(&c->lock);
-	for (l = c->decoders; l && strcmp(l->key, key); l = l->next)
+	for (l = c->decoders; l && (strcmp(l->key, key) || strcmp(l->spec, spec)); l = l->next)
 		;
 	if (!l) {
 		if (!(l = calloc(1, sizeof *l))) {
 			rc = mta_fail(MTA_ENOMEM, "out of memory");
 			goto out;
 		}
-		if ((rc = c->be->decode_load(c->dev, p, &l->handle, &l->dec))) {
+		if ((rc = c->be->decode_load(c->dev, p, &v, &l->handle, &l->dec))) {
 			free(l);
 			goto out;
 		}
+		count(&c->stats.kernel_loads);
 		strcpy(l->key, key);
+		snprintf(l->spec, sizeof l->spec, "%s", spec);
+		l->dec.ctx = c;
+		l->dec.forward = ctx_forward;
+		l->dec.select = ctx_select;
+		l->dec.spec = l->spec;
 		l->next = c->decoders;
 		c->decoders = l;
 	}
@@ -818,21 +838,34 @@ out:
 	return rc;
 }
 
+/* The decoder of the decode winner for (p, B, T) (op "decode", by the forward's policy). */
+static int ctx_select(void *ctx, const struct mta_problem *p, int64_t B, int64_t T,
+		      struct mta_decoder *out)
+{
+	mta_context *c = ctx;
+	char key[MTA_KEY_MAX];
+	struct mta_pick pick;
+	int rc;
+	if ((rc = key_of(c, p, key)) || (rc = pick_op(c, p, MTA_OP_DECODE, B, T, &pick)))
+		return rc;
+	return decode_kernel(c, p, key, pick.spec, out);
+}
+
 int mta_cache_create_ctx(mta_context *c, const struct mta_problem *p, int64_t batch,
 			 mta_cache **out)
 {
-	char key[MTA_KEY_MAX];
 	struct mta_decoder dec;
 	int rc;
 	if (!c || !out)
 		return mta_fail(MTA_EINVAL, "mta_cache_create_ctx: no context or no place for the "
 				"cache");
 	*out = NULL;
-	if ((rc = key_of(c, p, key)))
+	if ((rc = mta_problem_validate(p)))
 		return rc;
 	if (!c->be->decode_load)
 		return mta_cache_create(p, batch, out);
-	if ((rc = decode_kernel(c, p, key, &dec)))
+	/* the winner for short rows; the cache asks again as it grows (decode.c, reselect) */
+	if ((rc = ctx_select(c, p, batch, 1, &dec)))
 		return rc;
 	return mta_done(mta_cache_create_kernel(p, batch, &dec, out));
 }

@@ -566,8 +566,14 @@ MTA_API int mta_cache_create(const struct mta_problem *p, int64_t batch, mta_cac
 /*
  * The same computed by ctx's backend's decode kernel: on cpu the generated
  * C decode kernel (templates/mta_cpu_decode.c, float32 caches, compiled on
- * first use and kept in the context); backends without one (cuda,
- * cuda-emu) get the float64 engine. The cache must be freed before ctx.
+ * first use and kept in the context), the decode winner of the T bucket of
+ * the cache's longest sequence (op "decode", mta_context_pick_op; asked
+ * again as the cache grows), else the default decode variant; on cuda-emu
+ * the CUDA decode kernel; backends without one (cuda) get the float64
+ * engine. Tokens into an empty sequence (a prefill) take their outputs
+ * from ctx's forward (mta_forward), and only their last cq2-1 rows run
+ * through the decode kernel, to fill the rings. The cache must be freed
+ * before ctx.
  */
 MTA_API int mta_cache_create_ctx(mta_context *ctx, const struct mta_problem *p, int64_t batch,
 				 mta_cache **out);

@@ -726,6 +726,6 @@ int mta_cache_create_ctx(mta_context *c, const struct mta_problem *p, int64_t ba
 	if (!e->decode)
 		return mta_cache_create(p, batch, out);
 	/* the context's pool: the kernel splits each row's key blocks over its cores */
-	const struct mta_decoder dec = { e->decode, c->pool, 0, NULL };
+	const struct mta_decoder dec = { .fn = e->decode, .pool = c->pool, .nthreads = 0 };
 	return mta_done(mta_cache_create_kernel(p, batch, &dec, out));
 }

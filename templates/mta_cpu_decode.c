@@ -6,8 +6,8 @@
  * unroll). float32 throughout; the steps are MTA.md's, for one query row:
  * logits against every cached key, the convolutions over the rings of the
  * previous rows' logits and probabilities, head mixing, softmax, P.V, group
- * norm and gate. ABI 2: the row is cut into key blocks of MTA_DBLOCK
- * columns, and six phases (each a pass over every sequence's blocks on the
+ * norm and gate. ABI 3: the row is cut into key blocks of K_BK columns
+ * (the decode operation's tunable bk, gen/cpu/space.c), and six phases (each a pass over every sequence's blocks on the
  * caller's pool, a barrier between them: a convolution reads neighbouring
  * columns, softmax needs every block's maximum and sum) compute it; sums
  * over blocks are added in block order, so the result is the same on any
@@ -37,6 +37,14 @@
 #define K_GATE 1       /* sigmoid gate */
 #define K_SCALE 0.25f  /* softmax scale */
 #endif
+#ifndef K_BK
+#define K_BK 128       /* key columns per work item (tunable) */
+#define K_THR 0        /* threads at most (tunable; 0: the caller's count) */
+#endif
+#if K_BK < MTA_DBLOCK_MIN
+#error "decode key blocks must have at least MTA_DBLOCK_MIN columns (the caller's scratch)"
+#endif
+#define DNB(scap) MTA_DNB_BK(scap, K_BK)
 
 #define R1 (K_CQ ? K_CQ : 1)
 #define R2 (K_CQ2 ? K_CQ2 : 1)
@@ -85,7 +93,7 @@ struct job {
 };
 
 /* Scratch of sequence x: score rows s, m [H][scap], per block maxima, sums, partial outputs. */
-#define WS(a, x) ((a)->work + (x) * MTA_DWORK(K_H, K_D, (a)->scap))
+#define WS(a, x) ((a)->work + (x) * MTA_DWORK_BK(K_H, K_D, (a)->scap, K_BK))
 #define SM(a, x) (WS(a, x) + (int64_t)K_H * (a)->scap)
 #define RED(a, x) (SM(a, x) + (int64_t)K_H * (a)->scap)
 #define RMAX(r, blk) ((r) + (blk) * K_H * (K_D + 2))
@@ -96,8 +104,8 @@ static void item(const struct mta_dargs *a, int phase, int64_t x, int64_t blk)
 {
 	const struct mta_dseq *sq = &a->seq[x];
 	const int64_t i = sq->pos, cap = sq->cap, sc = a->scap;
-	const int64_t j0 = blk * MTA_DBLOCK, j1 = j0 + MTA_DBLOCK < i + 1 ? j0 + MTA_DBLOCK : i + 1;
-	const int64_t nblk = MTA_DNB(i + 1);
+	const int64_t j0 = blk * K_BK, j1 = j0 + K_BK < i + 1 ? j0 + K_BK : i + 1;
+	const int64_t nblk = DNB(i + 1);
 	float *s = WS(a, x), *m = SM(a, x), *red = RED(a, x);
 	switch (phase) {
 	case 1: /* step 1: raw logits of row i into the logit ring */
@@ -218,7 +226,7 @@ static void item(const struct mta_dargs *a, int phase, int64_t x, int64_t blk)
 static void finish(const struct mta_dargs *a, int64_t x)
 {
 	const float *red = RED(a, x);
-	const int64_t nblk = MTA_DNB(a->seq[x].pos + 1);
+	const int64_t nblk = DNB(a->seq[x].pos + 1);
 	float *o = a->o + x * K_H * K_D;
 	for (int h = 0; h < K_H; h++) {
 		float ov[K_D];
@@ -250,7 +258,7 @@ static void finish(const struct mta_dargs *a, int64_t x)
 /* Items of sequence x in a phase. */
 static int64_t nitems(const struct mta_dargs *a, int phase, int64_t x)
 {
-	return phase == 6 ? 1 : MTA_DNB(a->seq[x].pos + 1);
+	return phase == 6 ? 1 : DNB(a->seq[x].pos + 1);
 }
 
 /*
@@ -295,10 +303,12 @@ int mta_cpu_decode(const struct mta_dargs *a)
 	for (int64_t b = 0; b < a->n; b++) {
 		if (a->seq[b].pos < 0 || a->seq[b].pos >= a->scap || a->seq[b].pos >= a->seq[b].cap)
 			return 2;
-		items += MTA_DNB(a->seq[b].pos + 1);
+		items += DNB(a->seq[b].pos + 1);
 	}
 	/* threads: as many as asked, never more than the items (so a short row stays on one) */
 	int nthr = a->pool_run && a->nthreads > 1 ? a->nthreads : 1;
+	if (K_THR > 0 && nthr > K_THR)
+		nthr = K_THR;
 	if (nthr > items)
 		nthr = items > 0 ? (int)items : 1;
 	for (int phase = 1; phase <= 6; phase++) {

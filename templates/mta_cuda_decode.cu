@@ -46,12 +46,12 @@
 #define R1 (K_CQ ? K_CQ : 1)
 #define R2 (K_CQ2 ? K_CQ2 : 1)
 #define GQ (K_H / K_HKV)
-#define DBLOCK 128                 /* MTA_DBLOCK of mta_dargs.h */
+#define DBLOCK 128                 /* its key block: DWORK(scap) <= the caller's MTA_DWORK */
 #define DNB(scap) (((scap) + DBLOCK - 1) / DBLOCK)
 #define DWORK(scap) (2LL * K_H * (scap) + DNB(scap) * K_H * (K_D + 2LL))
 #define DSMEM (4 * 2 * DW)        /* dynamic shared memory: the reductions' partials */
 
-/* struct mta_dseq and struct mta_dargs (runtime/core/mta_dargs.h, ABI 2), field for field. */
+/* struct mta_dseq and struct mta_dargs (runtime/core/mta_dargs.h, ABI 3), field for field. */
 struct mta_dseq_cu {
 	long long pos, cap;
 	const float *k, *v;
@@ -277,7 +277,7 @@ static void mta_decode_body(const void *p)
 	mta_decode_row(*(const mta_dargs_cu *)p);
 }
 
-extern "C" const int mta_cuda_decode_sizes[3] = { 2, (int)sizeof(mta_dargs_cu),
+extern "C" const int mta_cuda_decode_sizes[3] = { 3, (int)sizeof(mta_dargs_cu),
 						  (int)sizeof(mta_dseq_cu) };
 
 extern "C" int mta_cuda_decode(const void *args)

@@ -154,7 +154,7 @@ TEST(ccompile_generated_sources)
 		free(out);
 		free(src);
 		/* the problem's decode kernel, likewise */
-		REQUIRE(mta_gen_c_decode(&p, &src) == MTA_OK);
+		REQUIRE(mta_gen_c_decode(&p, NULL, &src) == MTA_OK);
 		CHECK(!strstr(src, "#include \""));
 		CHECK_STR_CONTAINS(src, "struct mta_dargs {");
 		snprintf(path, sizeof path, "%s/d%zu.c", mt_tmpdir(), i);

@@ -61,11 +61,21 @@ static void check_decode_on(mta_context *ctx, const struct mta_decoder *dec, con
 		nmax = N[b] > nmax ? N[b] : nmax;
 	if (nmax) {
 		struct mta_tensor qc = q, kc = k, vc = v, oc = o;
+		struct mta_stats s0, s1;
 		qc.shape[1] = kc.shape[1] = vc.shape[1] = oc.shape[1] = nmax;
+		int prefills = 0;
 		for (int b = 0; b < B; b++)
-			n_new[b] = N[b];
+			prefills += (n_new[b] = N[b]) > 0;
+		if (ctx)
+			mta_context_stats(ctx, &s0);
 		CHECKF(mta_decode(c, &qc, &kc, &vc, &w, n_new, &oc) == MTA_OK, "%s: %s", key,
 		       mta_last_error());
+		/* through a context, each prefill into an empty cache is one forward call */
+		if (ctx) {
+			mta_context_stats(ctx, &s1);
+			CHECKF(s1.calls - s0.calls == (uint64_t)prefills, "%s: %llu forward calls for "
+			       "%d prefills", key, (unsigned long long)(s1.calls - s0.calls), prefills);
+		}
 	}
 	/* then one token per call, each sequence at its own position */
 	REQUIRE(mta_cache_seqlens(c, lens) == MTA_OK);
@@ -180,14 +190,20 @@ static const char *keys[] = {
 	"h4kv1d13-pre6x11-hpre-post6x11-hc4-both-gn-gate-f32",
 };
 
-/* One sequence, prefills N = 0, 1, cq-1, T-1 and random, every option. */
+/*
+ * One sequence, prefills N = 0, 1, cq-1, cq+cq2-2, T-1 and random, every
+ * option. Through a context, a prefill into an empty cache takes its
+ * outputs from the forward and seeds the rings from its last rows
+ * (decode.c, kernel_prefill): the rows decoded after it check that seeding
+ * (cq+cq2-2 is the shortest prefill whose rings are full).
+ */
 TEST(decode_equals_forward_every_prefill)
 {
 	for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
 		struct mta_problem p;
 		REQUIRE(mta_problem_from_key(keys[i], &p) == MTA_OK);
 		const int64_t T = 23;
-		int64_t Ns[] = { 0, 1, p.cq > 1 ? p.cq - 1 : 2, T - 1,
+		int64_t Ns[] = { 0, 1, p.cq > 1 ? p.cq - 1 : 2, p.cq + p.cq2 > 2 ? p.cq + p.cq2 - 2 : 3, T - 1,
 				 (int64_t)((mt_uniform() + 1) / 2 * (double)T) };
 		for (size_t j = 0; j < sizeof Ns / sizeof Ns[0]; j++) {
 			int64_t t[1] = { T }, n[1] = { Ns[j] };
@@ -436,15 +452,15 @@ TEST(decode_cpu_threads_identical)
 		struct mta_cpu_decode *k = NULL;
 		struct mta_pool *pool = NULL;
 		REQUIRE(mta_problem_from_key(tk[i], &p) == MTA_OK);
-		CHECKF(mta_cpu_decode_load(&p, &k) == MTA_OK, "%s: %s", tk[i], mta_last_error());
+		CHECKF(mta_cpu_decode_load(&p, NULL, &k) == MTA_OK, "%s: %s", tk[i], mta_last_error());
 		REQUIRE(k && mta_pool_create(&pool) == MTA_OK);
 		int64_t T[3] = { 2 * MTA_DBLOCK + 37, 5, MTA_DBLOCK + 1 };
 		int64_t N[3] = { MTA_DBLOCK - 3, 0, MTA_DBLOCK };
 		const size_t no = (size_t)(3 * T[0] * p.H * p.D);
 		float *o1 = malloc(no * sizeof *o1), *o2 = malloc(no * sizeof *o2);
 		REQUIRE(o1 && o2);
-		struct mta_decoder d1 = { mta_cpu_decode_entry(k), pool, 1, NULL };
-		struct mta_decoder d2 = { mta_cpu_decode_entry(k), pool, 2, NULL };
+		struct mta_decoder d1 = { .fn = mta_cpu_decode_entry(k), .pool = pool, .nthreads = 1 };
+		struct mta_decoder d2 = { .fn = mta_cpu_decode_entry(k), .pool = pool, .nthreads = 2 };
 		const unsigned long long st = mt_rng_save();
 		check_decode_on(NULL, &d1, tk[i], 3, T, N, o1);
 		mt_rng_restore(st); /* the same inputs */
@@ -455,7 +471,7 @@ TEST(decode_cpu_threads_identical)
 		CHECKF(diff == 0, "%s: %zu of %zu elements differ between 1 and 2 threads", tk[i],
 		       diff, no);
 		/* three threads: items do not divide evenly */
-		struct mta_decoder d3 = { mta_cpu_decode_entry(k), pool, 3, NULL };
+		struct mta_decoder d3 = { .fn = mta_cpu_decode_entry(k), .pool = pool, .nthreads = 3 };
 		mt_rng_restore(st);
 		check_decode_on(NULL, &d3, tk[i], 3, T, N, o2);
 		diff = 0;
@@ -481,7 +497,7 @@ TEST(decode_cuda_emu)
 		struct mta_problem p;
 		REQUIRE(mta_problem_from_key(keys[i], &p) == MTA_OK);
 		const int64_t T = 12;
-		int64_t Ns[] = { 0, 1, p.cq > 1 ? p.cq - 1 : 2, T - 1,
+		int64_t Ns[] = { 0, 1, p.cq > 1 ? p.cq - 1 : 2, p.cq + p.cq2 > 2 ? p.cq + p.cq2 - 2 : 3, T - 1,
 				 (int64_t)((mt_uniform() + 1) / 2 * (double)T) };
 		for (size_t j = 0; j < sizeof Ns / sizeof Ns[0]; j++) {
 			int64_t t[1] = { T }, n[1] = { Ns[j] };

@@ -20,6 +20,7 @@
 #include "tuner/tune/tune.h"
 
 #include <math.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -828,5 +829,87 @@ TEST(export_device_by_id_when_names_are_shared)
 	CHECKF(rc == 3, "export --device 7: exit %d: %s", rc, out);
 	CHECK_STR_CONTAINS(out, "has no device 7");
 	CHECK_STR_CONTAINS(out, "#2 'twin cpu'");
+	free(out);
+}
+
+/*
+ * A CPU library's decode kernel (src/d_<i>.c) is made of the problem's
+ * decode winner of the largest T bucket (tune --op decode), else the
+ * default decode variant; a decode winner that is no decode variant (it
+ * changes a tunable decode does not read) is refused, naming it.
+ */
+TEST(export_ships_the_decode_winner_of_the_largest_bucket)
+{
+	char db[1024], lib[1024], w64[MTA_SPEC_MAX], w256[MTA_SPEC_MAX], *out = NULL;
+	struct mta_problem p;
+	struct mta_variant v;
+	struct mta_db *h;
+	struct mta_db_device dev;
+	int64_t dev_id, prob_id, id64, id256;
+
+	snprintf(db, sizeof db, "%s/dw.db", mt_tmpdir());
+	REQUIRE(mta_problem_from_key(SMALL, &p) == MTA_OK);
+	REQUIRE(mta_variant_default_op(&p, MTA_BACKEND_CPU, MTA_OP_DECODE, &v) == MTA_OK);
+	v.bk = 64;
+	REQUIRE(mta_variant_format(&v, w64, sizeof w64) == MTA_OK);
+	v.bk = 256;
+	v.threads = 1;
+	REQUIRE(mta_variant_format(&v, w256, sizeof w256) == MTA_OK);
+	REQUIRE(mta_db_open(db, 0, &h) == MTA_OK);
+	mta_device_cpu(&dev);
+	REQUIRE(mta_db_device_upsert(h, &dev, &dev_id) == MTA_OK);
+	REQUIRE(mta_db_problem_upsert(h, SMALL, &prob_id) == MTA_OK);
+	REQUIRE(mta_db_variant_upsert_op(h, prob_id, "decode", w64, NULL, &id64) == MTA_OK);
+	REQUIRE(mta_db_variant_upsert_op(h, prob_id, "decode", w256, NULL, &id256) == MTA_OK);
+	/* bk=64 wins at 4096 tokens, bk=256 with one thread at 512: the library takes bk=64 */
+	struct mta_db_winner a = { .device_id = dev_id, .problem_id = prob_id, .op = "decode",
+				   .variant_id = id64, .T = 4096, .B = 1, .time_ms = 1 };
+	struct mta_db_winner b = a;
+	b.variant_id = id256;
+	b.T = 512;
+	REQUIRE(mta_db_winner_set(h, &a) == MTA_OK && mta_db_winner_set(h, &b) == MTA_OK);
+	mta_db_close(h);
+	snprintf(lib, sizeof lib, "%s/dwlib", mt_tmpdir());
+	int rc = mt_sh(&out, "%s export --db %s --out %s --name dw", mt_bin(), db, lib);
+	CHECKF(rc == 0, "export: exit %d: %s", rc, out);
+	free(out);
+	rc = mt_sh(&out, "grep -c -e '^#define K_BK 64$' -e '^#define K_THR 0$' -e 'decode winner "
+		   "%s' %s/src/d_000.c", w64, lib);
+	CHECKF(rc == 0 && out && atoi(out) == 3, "src/d_000.c: %s", out);
+	free(out);
+	/* the library builds, and its decode (key blocks of 64: rows of 70 take two) equals the forward */
+	build(lib, "dw");
+	{
+		char prog[1024], pick[512];
+		struct mta_tensor q, k, vt;
+		struct mta_weights wt;
+		void *bq = mt_tensor(MTA_F32, 1, 70, p.H, p.D, 0, &q);
+		void *bk = mt_tensor(MTA_F32, 1, 70, p.Hkv, p.D, 0, &k);
+		void *bv = mt_tensor(MTA_F32, 1, 70, p.Hkv, p.D, 0, &vt);
+		mt_weights(&p, &wt);
+		snprintf(prog, sizeof prog, "%s/prog_a", mt_tmpdir());
+		decode_from = "5";
+		double err = run_case(prog, &p, 1, 70, &q, &k, &vt, &wt, pick, sizeof pick);
+		decode_from = "";
+		CHECKF(err < mta_tolerance(MTA_F32), "decode: relative L2 %.3g", err);
+		mt_weights_free(&wt);
+		free(bq);
+		free(bk);
+		free(bv);
+	}
+	/* a decode winner with a tunable decode does not read: refused, naming it */
+	v.vec = 8;
+	char bad[MTA_SPEC_MAX], sql[1024];
+	REQUIRE(mta_variant_format(&v, bad, sizeof bad) == MTA_OK);
+	snprintf(sql, sizeof sql, "UPDATE variants SET spec = '%s' WHERE id = %lld", bad,
+		 (long long)id64);
+	sqlite3 *s = NULL;
+	REQUIRE(sqlite3_open(db, &s) == SQLITE_OK);
+	CHECK(sqlite3_exec(s, sql, NULL, NULL, NULL) == SQLITE_OK);
+	sqlite3_close(s);
+	rc = mt_sh(&out, "%s export --db %s --out %s --name dw", mt_bin(), db, lib);
+	CHECK(rc != 0);
+	CHECK_STR_CONTAINS(out, "the decode winner of " SMALL);
+	CHECK_STR_CONTAINS(out, "vec must keep the default's value 16 (got 8)");
 	free(out);
 }

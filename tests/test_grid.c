@@ -83,9 +83,12 @@ TEST(grid_op_is_an_axis_of_forward_and_backward_items)
 	REQUIRE(parse("problem h2kv1d8\nop bwd\nseq 32", &g) == MTA_OK);
 	CHECK(g.n == 1 && g.items[0].op == MTA_OP_BWD);
 	mta_grid_free(&g);
+	REQUIRE(parse("problem h2kv1d8\nop decode fwd\nseq 32", &g) == MTA_OK);
+	CHECK(g.n == 2 && g.items[0].op == MTA_OP_DECODE && g.items[1].op == MTA_OP_FWD);
+	mta_grid_free(&g);
 	CHECK(parse("problem h2kv1d8\nseq 32\nop fwd sideways", &g) == MTA_EFORMAT);
-	CHECK_STR_CONTAINS(mta_last_error(), "g.txt:3:8: expected an operation (fwd or bwd), got "
-			   "'sideways'");
+	CHECK_STR_CONTAINS(mta_last_error(), "g.txt:3:8: expected an operation (fwd, bwd or "
+			   "decode), got 'sideways'");
 	CHECK(parse("problem h2kv1d8\nseq 32\nop", &g) == MTA_EFORMAT);
 	CHECK_STR_CONTAINS(mta_last_error(), "g.txt:3:1: 'op' needs at least one value");
 }

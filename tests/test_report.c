@@ -346,7 +346,7 @@ TEST(report_shows_each_rows_op_and_filters_by_op)
 	free(out);
 	rc = mt_sh(&out, "%s report --db %s --op sideways", mt_bin(), path);
 	CHECK_EQ_INT(rc, 2);
-	CHECK_STR_CONTAINS(out, "--op: unknown operation 'sideways' (expected fwd or bwd)");
+	CHECK_STR_CONTAINS(out, "--op: unknown operation 'sideways' (expected fwd, bwd or decode)");
 	free(out);
 }
 

@@ -224,13 +224,117 @@ TEST(cli_tune_op_is_checked)
 	char *out = NULL;
 	int code = mt_sh(&out, "%s tune --op sideways --seq 16", mt_bin());
 	CHECK_EQ_INT(code, 2);
-	CHECK_STR_CONTAINS(out, "mtatune tune: --op: unknown operation 'sideways' (expected fwd "
-			   "or bwd)");
+	CHECK_STR_CONTAINS(out, "mtatune tune: --op: unknown operation 'sideways' (expected fwd, "
+			   "bwd or decode)");
 	free(out);
 	code = mt_sh(&out, "%s tune --op bwd --backend cuda --seq 16", mt_bin());
 	CHECK_EQ_INT(code, 2);
 	CHECK_STR_CONTAINS(out, "the cuda backend has no backward to tune");
 	free(out);
+	code = mt_sh(&out, "%s tune --op decode --backend cuda --seq 16", mt_bin());
+	CHECK_EQ_INT(code, 2);
+	CHECK_STR_CONTAINS(out, "--op decode: the cuda backend has no decode kernel to tune");
+	free(out);
+	code = mt_sh(&out, "%s best --op decod", mt_bin());
+	CHECK_EQ_INT(code, 2);
+	CHECK_STR_CONTAINS(out, "unknown operation 'decod' (expected fwd, bwd or decode)");
+	free(out);
+}
+
+/*
+ * tune --op decode: the decode kernel's variants (bk and thr on the
+ * default) checked by mta_check_decode, timed one token at cache length T,
+ * recorded with op 'decode' and a winner for T's bucket; the runtime's
+ * pick of op "decode" names it and a context's cache runs it (the
+ * decoder's spec), checked against the forward through the harness.
+ */
+TEST(tune_decode_records_decode_winners_and_the_cache_runs_them)
+{
+	char db[512], other[MTA_SPEC_MAX], bad[MTA_SPEC_MAX], def[MTA_SPEC_MAX];
+	struct mta_problem p;
+	struct mta_tune_opts o;
+	struct mta_tune_summary s;
+	struct mta_variant v;
+	mt_kcache();
+	snprintf(db, sizeof db, "%s/decode.db", mt_tmpdir());
+	REQUIRE(mta_problem_from_key(SMALL, &p) == MTA_OK);
+	REQUIRE(mta_variant_default_op(&p, MTA_BACKEND_CPU, MTA_OP_DECODE, &v) == MTA_OK);
+	CHECK_EQ_INT(v.bk, 128);
+	REQUIRE(mta_variant_format(&v, def, sizeof def) == MTA_OK);
+	v.bk = 64;
+	v.threads = 1;
+	REQUIRE(mta_variant_format(&v, other, sizeof other) == MTA_OK);
+	const char *only[] = { other };
+	quick(&o, db);
+	o.op = MTA_OP_DECODE;
+	o.only_specs = only;
+	o.n_only = 1;
+	o.seed = 78;
+	CHECKF(mta_tune(&p, &o, &s) == MTA_OK, "decode: %s", mta_last_error());
+	CHECK_EQ_INT(s.total, 2);
+	CHECK_EQ_INT(s.ok, 2);
+	CHECK(s.winner[0] && s.winner_ms > 0);
+	CHECK_EQ_INT(mt_db_count(db, "SELECT count(*) FROM variants WHERE op = 'decode'"), 2);
+	CHECK_EQ_INT(mt_db_count(db, "SELECT count(*) FROM variants WHERE op <> 'decode'"), 0);
+	CHECK_EQ_INT(mt_db_count(db, "SELECT count(*) FROM results r JOIN variants v ON v.id = "
+				 "r.variant_id WHERE v.op = 'decode' AND r.status = 'ok' AND "
+				 "r.rel_err > 0 AND r.rel_err < 1e-5 AND r.T = 70 AND r.B = 2"), 2);
+	CHECK_EQ_INT(mt_db_count(db, "SELECT count(*) FROM winners WHERE op = 'decode' AND "
+				 "t_bucket = 128 AND b_bucket = 2"), 1);
+	/* a spec that changes what decode does not read is refused, naming it */
+	v.vec = 8;
+	REQUIRE(mta_variant_format(&v, bad, sizeof bad) == MTA_OK);
+	const char *badv[] = { bad };
+	o.only_specs = badv;
+	CHECK(mta_tune(&p, &o, &s) == MTA_EINVAL);
+	CHECK_STR_CONTAINS(mta_last_error(), "reads only bk and thr: vec must keep the default's "
+			   "value 16 (got 8)");
+	/* best shows the decode winner */
+	char *out = NULL;
+	int code = mt_sh(&out, "%s best --db %s --op decode", mt_bin(), db);
+	CHECKF(code == 0 && out && strstr(out, "decode ") && strstr(out, s.winner), "best: %s",
+	       out);
+	free(out);
+	/* the winner made the non-default variant, so that the cache's choice shows */
+	exec_sql(db, "UPDATE winners SET variant_id = (SELECT id FROM variants WHERE op = "
+		 "'decode' AND spec LIKE '%bk=64%') WHERE op = 'decode'");
+	mta_context *ctx;
+	struct mta_pick k;
+	REQUIRE(mta_context_create(&ctx, db, "cpu", 0) == MTA_OK);
+	REQUIRE(mta_context_pick_op(ctx, &p, "decode", 2, 70, &k) == MTA_OK);
+	CHECK(k.source == MTA_PICK_EXACT && !strcmp(k.spec, other));
+	mta_cache *c = NULL;
+	REQUIRE(mta_cache_create_ctx(ctx, &p, 2, &c) == MTA_OK);
+	const struct mta_decoder *d = mta_cache_decoder(c);
+	CHECKF(d && d->spec && !strcmp(d->spec, other), "the cache runs %s, not the winner %s",
+	       d && d->spec ? d->spec : "(none)", other);
+	mta_cache_free(c);
+	struct mta_runner r = { .ctx = ctx };
+	struct mta_check_opts co = { 2, 70, mt_seed(), 0 };
+	struct mta_compare cmp;
+	CHECKF(mta_check_decode(&r, NULL, &p, &co, &cmp) == MTA_OK, "runtime decode: %s",
+	       mta_last_error());
+	mta_context_free(ctx);
+	/* a decode winner the generator refuses (narrower than MTA_DBLOCK_MIN): the cache fails */
+	char sql[1024], narrow[MTA_SPEC_MAX];
+	v.vec = 16;
+	v.bk = 16;
+	REQUIRE(mta_variant_format(&v, narrow, sizeof narrow) == MTA_OK);
+	snprintf(sql, sizeof sql, "INSERT INTO variants (problem_id, spec, op) SELECT problem_id, "
+		 "'%s', 'decode' FROM variants LIMIT 1; UPDATE winners SET variant_id = (SELECT id "
+		 "FROM variants WHERE spec = '%s') WHERE op = 'decode'", narrow, narrow);
+	exec_sql(db, sql);
+	REQUIRE(mta_context_create(&ctx, db, "cpu", 0) == MTA_OK);
+	r.ctx = ctx;
+	CHECK(mta_check_decode(&r, NULL, &p, &co, NULL) != MTA_OK);
+	CHECK_STR_CONTAINS(mta_last_error(), "bk=16: decode key blocks need at least 32 columns");
+	mta_context_free(ctx);
+	/* no decode winner: the default decode variant */
+	exec_sql(db, "DELETE FROM winners WHERE op = 'decode'");
+	REQUIRE(mta_context_create(&ctx, db, "cpu", 0) == MTA_OK);
+	REQUIRE(mta_context_pick_op(ctx, &p, "decode", 2, 70, &k) == MTA_OK);
+	CHECK(k.source == MTA_PICK_DEFAULT && !strcmp(k.spec, def));
+	mta_context_free(ctx);
 }
 
 TEST(tune_random_strategy_respects_the_budget_and_keeps_the_default)

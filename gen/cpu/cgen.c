@@ -14,6 +14,7 @@
 #include "gen/fault.h"
 #include "gen/gen.h"
 #include "runtime/core/error.h"
+#include "runtime/core/mta_dargs.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -143,20 +144,31 @@ int mta_gen_c_bwd(const struct mta_problem *p, const struct mta_variant *v, char
 
 /* ---- decode (templates/mta_cpu_decode.c) ---- */
 
-int mta_gen_c_decode(const struct mta_problem *p, char **source)
+int mta_gen_c_decode(const struct mta_problem *p, const struct mta_variant *v, char **source)
 {
 	static const char path[] = "templates/mta_cpu_decode.c";
-	struct mta_variant v;
+	struct mta_variant d;
 	struct mta_buf b = { 0 };
 	int rc;
 
 	*source = NULL;
+	if (!v) {
+		if ((rc = mta_variant_default_op(p, MTA_BACKEND_CPU, MTA_OP_DECODE, &d)))
+			return rc;
+		v = &d;
+	}
+	if (v->backend != MTA_BACKEND_CPU)
+		return mta_fail(MTA_EINVAL, "the C decode generator needs a cpu variant, not %s",
+				mta_backend_name(v->backend));
+	if ((rc = mta_variant_check(p, v)))
+		return rc;
+	if (v->bk < MTA_DBLOCK_MIN)
+		return mta_fail(MTA_EINVAL, "bk=%d: decode key blocks need at least %d columns (the "
+				"scratch a cache gives is sized for them)", v->bk, MTA_DBLOCK_MIN);
 	const char *tpl = mta_embedded(path);
 	if (!tpl)
 		return mta_fail(MTA_EUNSUPPORTED, "this build lacks %s", path);
-	/* the default variant's #defines: the decode kernel has no tunables of its own yet */
-	if ((rc = mta_variant_default(p, MTA_BACKEND_CPU, &v)) ||
-	    (rc = mta_gen_defines(&b, path, p, &v)) || (rc = paste(&b, path, tpl))) {
+	if ((rc = mta_gen_defines(&b, path, p, v)) || (rc = paste(&b, path, tpl))) {
 		mta_buf_free(&b);
 		return rc;
 	}

@@ -25,8 +25,11 @@ int mta_gen_c_bwd(const struct mta_problem *p, const struct mta_variant *v, char
 
 /*
  * Source of the decode kernel of problem p (templates/mta_cpu_decode.c,
- * ABI runtime/core/mta_dargs.h pasted in), malloc'd into *source.
+ * ABI runtime/core/mta_dargs.h pasted in), malloc'd into *source. Of v's
+ * tunables it uses bk (key columns per work item, at least MTA_DBLOCK_MIN)
+ * and thr (threads at most); NULL v: the decode space's default
+ * (mta_variant_default_op, MTA_OP_DECODE).
  */
-int mta_gen_c_decode(const struct mta_problem *p, char **source);
+int mta_gen_c_decode(const struct mta_problem *p, const struct mta_variant *v, char **source);
 
 #endif

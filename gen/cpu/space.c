@@ -148,3 +148,23 @@ static const struct mta_op_tunable bwd_tunables[] = {
 };
 
 const struct mta_op_space mta_space_cpu_bwd = { "bwd", bwd_tunables };
+
+/*
+ * The decode kernel's space (templates/mta_cpu_decode.c): bk, the key
+ * columns of one work item (K_BK; at least MTA_DBLOCK_MIN, the block the
+ * caller sizes its scratch for): narrow blocks give the threads more items
+ * of a row, but every block adds a maximum, a sum and a partial P.V row of
+ * H*(D+2) floats that the last phase adds up, and six pool runs per token
+ * cost the same whatever the cut; and thr, the threads at most (0: the
+ * context's; 1 keeps a row on the caller's thread, saving the pool's
+ * barriers when rows are short). Its other tunables keep the forward
+ * default's values; the v2 rule on bk (a multiple of 16, wider than ck and
+ * ck2) holds for these values on every problem the forward's does.
+ */
+static const struct mta_op_tunable decode_tunables[] = {
+	{ "bk", 128, 4, { 64, 128, 256, 512 } },
+	{ "thr", 0, 2, { 0, 1 } },
+	{ 0 },
+};
+
+const struct mta_op_space mta_space_cpu_decode = { "decode", decode_tunables };

@@ -20,6 +20,7 @@
 #include "runtime/core/decode.h"
 #include "runtime/core/error.h"
 #include "runtime/core/mta_dargs.h"
+#include "runtime/core/pick.h"
 #include "runtime/core/pool.h"
 
 #include <inttypes.h>
@@ -35,9 +36,9 @@ struct seq {
 	double *pr;      /* [H][rows2][cap]: probabilities of the last rows2 rows */
 };
 
-static int kernel_decode(mta_cache *c, const struct mta_tensor *q, const struct mta_tensor *k,
-			 const struct mta_tensor *v, const struct mta_weights *w,
-			 const int64_t *n_new, int64_t Tn, struct mta_tensor *o);
+static int kernel_prefill(mta_cache *c, const struct mta_tensor *q, const struct mta_tensor *k,
+			  const struct mta_tensor *v, const struct mta_weights *w,
+			  const int64_t *n_new, int64_t Tn, struct mta_tensor *o);
 
 struct mta_cache {
 	struct mta_problem p;
@@ -50,6 +51,7 @@ struct mta_cache {
 	/* a generated decode kernel (NULL: the float64 engine) and its float32 buffers */
 	mta_decode_fn kfn;
 	struct mta_decoder dec;
+	int64_t tb;      /* the T bucket dec was selected for (0: not yet) */
 	float *fw;       /* [batch][MTA_DWORK(H, D, scap)] scratch */
 	float *fq, *fo;  /* [batch][H][D] */
 	struct mta_dseq *dseq; /* [batch] */
@@ -429,7 +431,7 @@ int mta_decode(mta_cache *c, const struct mta_tensor *q, const struct mta_tensor
 			w = &none;
 		if ((rc = mta_check_weights(&c->p, w)))
 			return mta_wrap(rc, "decode");
-		return mta_done(kernel_decode(c, q, k, v, w, n_new, Tn, o));
+		return mta_done(kernel_prefill(c, q, k, v, w, n_new, Tn, o));
 	}
 	const int64_t B = c->batch, H = c->p.H, D = c->p.D;
 	double *d = malloc((size_t)(B * Tn * H * D) * sizeof *d + 1);
@@ -508,10 +510,46 @@ static int freserve(mta_cache *c, struct seq *s, int64_t need)
 	return MTA_OK;
 }
 
-/* mta_decode through the kernel: row r of every sequence that has one, one call per r. */
+const struct mta_decoder *mta_cache_decoder(const mta_cache *c)
+{
+	return c && c->kfn ? &c->dec : NULL;
+}
+
+void mta_cache_drop_last(mta_cache *c)
+{
+	for (int64_t b = 0; c && b < c->batch; b++)
+		if (c->seq[b].len > 0)
+			c->seq[b].len--;
+}
+
+/* The decode winner's decoder for a call whose longest row is T (select hook, if any). */
+static int reselect(mta_cache *c, int64_t T)
+{
+	const int64_t tb = mta_t_bucket(T);
+	struct mta_decoder nd;
+	int rc;
+	if (!c->dec.select || tb == c->tb)
+		return MTA_OK;
+	if ((rc = c->dec.select(c->dec.ctx, &c->p, c->batch, T, &nd)))
+		return rc;
+	if (!nd.fn)
+		return mta_fail(MTA_EINVAL, "decode: the context gave no kernel for T=%" PRId64, T);
+	c->dec = nd;
+	c->kfn = nd.fn;
+	c->tb = tb;
+	return MTA_OK;
+}
+
+/*
+ * mta_decode through the kernel: row r of every sequence that has one, one
+ * call per r. Sequence b runs its rows [first[b], n_new[b]) (first NULL: 0;
+ * its cache holds first[b] tokens then) and writes the outputs of rows
+ * r >= wfrom[b] into o (wfrom NULL: all; o NULL: none).
+ */
 static int kernel_decode(mta_cache *c, const struct mta_tensor *q, const struct mta_tensor *k,
 			 const struct mta_tensor *v, const struct mta_weights *w,
-			 const int64_t *n_new, int64_t Tn, struct mta_tensor *o)
+			 const int64_t *n_new, int64_t Tn, struct mta_tensor *o,
+			 const int64_t *first, const int64_t *wfrom)
 {
 	const struct mta_problem *p = &c->p;
 	const int H = p->H, D = p->D;
@@ -520,8 +558,6 @@ static int kernel_decode(mta_cache *c, const struct mta_tensor *q, const struct 
 	for (int64_t b = 0; b < c->batch; b++) {
 		const int64_t n = n_new ? n_new[b] : Tn;
 		nmax = n > nmax ? n : nmax;
-		if ((rc = freserve(c, &c->seq[b], c->seq[b].len + n)))
-			return rc;
 	}
 	struct mta_dargs a;
 	memset(&a, 0, sizeof a);
@@ -530,8 +566,6 @@ static int kernel_decode(mta_cache *c, const struct mta_tensor *q, const struct 
 	a.o = c->fo;
 	a.work = c->fw;
 	a.scap = c->scap;
-	a.nthreads = c->dec.nthreads;
-	a.impl = c->dec.impl;
 	a.kq_pre = w->kq_pre;
 	a.head_pre = w->head_pre;
 	a.kq_post = w->kq_post;
@@ -542,12 +576,12 @@ static int kernel_decode(mta_cache *c, const struct mta_tensor *q, const struct 
 	a.gate_b = (w->gate_b_ptr ? *w->gate_b_ptr : w->gate_b);
 	a.gn_rescale = p->gn_rescale ? (float)mta_layer_rescale(w->layer_id) : 1.0f;
 	for (int64_t r = 0; r < nmax; r++) {
-		int64_t n = 0, who[1 << 10], *wh = who;
+		int64_t n = 0, who[1 << 10], *wh = who, tmax = 0;
 		int64_t *big = NULL;
 		if (c->batch > (1 << 10) && !(wh = big = malloc((size_t)c->batch * sizeof *big)))
 			return mta_fail(MTA_ENOMEM, "decode: out of memory");
 		for (int64_t b = 0; b < c->batch; b++) {
-			if (r >= (n_new ? n_new[b] : Tn))
+			if (r >= (n_new ? n_new[b] : Tn) || (first && r < first[b]))
 				continue;
 			struct seq *s = &c->seq[b];
 			const int64_t i = s->len;
@@ -560,13 +594,26 @@ static int kernel_decode(mta_cache *c, const struct mta_tensor *q, const struct 
 				for (int d = 0; d < D; d++)
 					c->fq[(n * H + h) * D + d] = (float)get(q, at(q, b, r, h, d));
 			c->dseq[n] = (struct mta_dseq){ i, s->cap, s->fk, s->fv, s->fz, s->fp };
+			tmax = i + 1 > tmax ? i + 1 : tmax;
 			wh[n++] = b;
 		}
+		if (!n) {
+			free(big);
+			continue;
+		}
+		if ((rc = reselect(c, tmax))) {
+			free(big);
+			return rc;
+		}
 		a.n = n;
+		a.nthreads = c->dec.nthreads;
+		a.impl = c->dec.impl;
 		rc = c->dec.pool ? mta_pool_call_decode(c->dec.pool, c->kfn, &a) : c->kfn(&a);
 		for (int64_t x = 0; !rc && x < n; x++) {
 			const int64_t b = wh[x];
 			c->seq[b].len++;
+			if (!o || (wfrom && r < wfrom[b]))
+				continue;
 			for (int h = 0; h < H; h++)
 				for (int d = 0; d < D; d++)
 					((float *)o->data)[at(o, b, r, h, d)] = c->fo[(x * H + h) * D + d];
@@ -577,4 +624,127 @@ static int kernel_decode(mta_cache *c, const struct mta_tensor *q, const struct 
 					rc, r);
 	}
 	return MTA_OK;
+}
+
+/*
+ * The state a prefill of n tokens into the empty sequence b leaves (k, v
+ * and the rings), but for the rows the decode kernel will still run: k
+ * and v of rows [0, s0) copied, and the raw logit rows [l0, s0) the first
+ * kernel row's pre-softmax convolution reads computed directly (q.k, the
+ * kernel's float32 order). The kernel then runs rows [s0, n), s0 = n -
+ * (cq2-1): each writes its logit and probability rows into the rings, so
+ * after them the rings hold the last cq-1 logit rows and the last cq2-1
+ * probability rows, all that a later row reads. Their outputs are not
+ * kept (their post-softmax convolution reads probability rows before s0,
+ * which nobody computed): the prefill's outputs come from the forward.
+ * Returns s0 (the sequence's length now).
+ */
+static int64_t seed(mta_cache *c, int64_t b, const struct mta_tensor *q,
+		    const struct mta_tensor *k, const struct mta_tensor *v, int64_t n)
+{
+	const struct mta_problem *p = &c->p;
+	struct seq *s = &c->seq[b];
+	const int H = p->H, D = p->D, G = p->H / p->Hkv, R1 = c->rows1;
+	const float scale = (float)mta_problem_scale(p);
+	int64_t s0 = n - (p->cq2 > 1 ? p->cq2 - 1 : 0), l0;
+	s0 = s0 < 0 ? 0 : s0;
+	l0 = s0 - (p->cq > 1 ? p->cq - 1 : 0);
+	l0 = l0 < 0 ? 0 : l0;
+	for (int64_t r = 0; r < s0; r++)
+		for (int hk = 0; hk < p->Hkv; hk++)
+			for (int d = 0; d < D; d++) {
+				s->fk[(r * p->Hkv + hk) * D + d] = (float)get(k, at(k, b, r, hk, d));
+				s->fv[(r * p->Hkv + hk) * D + d] = (float)get(v, at(v, b, r, hk, d));
+			}
+	for (int64_t r = l0; r < s0; r++)
+		for (int h = 0; h < H; h++) {
+			float qh[D];
+			for (int d = 0; d < D; d++)
+				qh[d] = (float)get(q, at(q, b, r, h, d));
+			float *zr = s->fz + ((int64_t)h * R1 + r % R1) * s->cap;
+			for (int64_t j = 0; j <= r; j++) {
+				const float *kj = s->fk + (j * p->Hkv + h / G) * D;
+				float dot = 0.0f;
+				for (int d = 0; d < D; d++)
+					dot += qh[d] * kj[d];
+				zr[j] = scale * dot;
+			}
+		}
+	s->len = s0;
+	return s0;
+}
+
+/*
+ * mta_decode (o set) or mta_cache_fill (o NULL) through the kernel. Each
+ * empty sequence taking tokens is a prefill: with o, its outputs come from
+ * the context's forward on the sequence's rows (the tiled kernels: O(n^2)
+ * at the forward's speed instead of n rows of decode), and only the last
+ * cq2-1 rows run through the decode kernel, to seed the rings (seed()).
+ * Every other sequence runs row by row. Without a forward hook (a cache
+ * made by mta_cache_create_kernel alone) a prefill with outputs runs row by
+ * row too. The forwards run first: one that fails leaves every cache as it
+ * was.
+ */
+static int kernel_prefill(mta_cache *c, const struct mta_tensor *q, const struct mta_tensor *k,
+			  const struct mta_tensor *v, const struct mta_weights *w,
+			  const int64_t *n_new, int64_t Tn, struct mta_tensor *o)
+{
+	const struct mta_problem *p = &c->p;
+	int64_t *first = NULL, *wfrom = NULL;
+	int rc = MTA_OK, any = 0;
+	for (int64_t b = 0; b < c->batch; b++)
+		if ((rc = freserve(c, &c->seq[b], c->seq[b].len + (n_new ? n_new[b] : Tn))))
+			return rc;
+	if (!(first = calloc((size_t)c->batch, sizeof *first)) ||
+	    !(wfrom = calloc((size_t)c->batch, sizeof *wfrom))) {
+		rc = mta_fail(MTA_ENOMEM, "decode: out of memory");
+		goto out;
+	}
+	for (int64_t b = 0; b < c->batch; b++) {
+		const int64_t n = n_new ? n_new[b] : Tn;
+		if (c->seq[b].len || n < 1 || (o && !c->dec.forward))
+			continue;
+		wfrom[b] = n;
+		first[b] = -1; /* marked: seeded below */
+		any = 1;
+		if (!o)
+			continue;
+		struct mta_tensor qb = *q, kb = *k, vb = *v, ob = *o;
+		qb.data = (char *)q->data + (size_t)(b * q->stride[0]) * mta_dtype_size(q->dtype);
+		kb.data = (char *)k->data + (size_t)(b * k->stride[0]) * mta_dtype_size(k->dtype);
+		vb.data = (char *)v->data + (size_t)(b * v->stride[0]) * mta_dtype_size(v->dtype);
+		ob.data = (float *)o->data + b * o->stride[0];
+		qb.shape[0] = kb.shape[0] = vb.shape[0] = ob.shape[0] = 1;
+		qb.shape[1] = kb.shape[1] = vb.shape[1] = ob.shape[1] = n;
+		if ((rc = c->dec.forward(c->dec.ctx, p, &qb, &kb, &vb, w, &ob))) {
+			mta_wrap(rc, "decode: the prefill's forward of sequence %" PRId64
+				 " (%" PRId64 " tokens)", b, n);
+			goto out;
+		}
+	}
+	for (int64_t b = 0; any && b < c->batch; b++)
+		if (first[b] < 0)
+			first[b] = seed(c, b, q, k, v, n_new ? n_new[b] : Tn);
+	rc = kernel_decode(c, q, k, v, w, n_new, Tn, o, first, wfrom);
+out:
+	free(first);
+	free(wfrom);
+	return rc;
+}
+
+int mta_cache_fill(mta_cache *c, const struct mta_tensor *q, const struct mta_tensor *k,
+		   const struct mta_tensor *v, const struct mta_weights *w, const int64_t *n_new)
+{
+	static const struct mta_weights none;
+	int64_t Tn;
+	int rc;
+	if ((rc = check_call(c, q, k, v, NULL, n_new, &Tn)))
+		return rc;
+	if (!c->kfn)
+		return mta_fail(MTA_EINVAL, "mta_cache_fill: the cache runs no kernel");
+	if (!w)
+		w = &none;
+	if ((rc = mta_check_weights(&c->p, w)))
+		return mta_wrap(rc, "decode");
+	return mta_done(kernel_prefill(c, q, k, v, w, n_new, Tn, NULL));
 }

@@ -27,6 +27,18 @@ typedef int (*mta_decode_fn)(const struct mta_dargs *a);
  * into every call's arguments: with pool set, the call runs through
  * mta_pool_call_decode (runtime/core/pool.h) on nthreads threads (0: all
  * cores); impl is the backend's (mta_dargs.impl).
+ *
+ * A context (mta_cache_create_ctx) also gives, with ctx its first argument:
+ *   forward  the context's forward (mta_forward): a prefill into an empty
+ *            sequence takes its outputs from it, and the cache keeps only
+ *            what later rows need (k, v, and the ring rows, computed for
+ *            the last few rows alone: see kernel_prefill in decode.c);
+ *   select   the decoder of the decode winner for a cache at batch B and
+ *            length T (runtime/context.c: op "decode", T bucket); the
+ *            cache asks again whenever its longest row enters another T
+ *            bucket;
+ *   spec     the variant this decoder runs (NULL: unnamed).
+ * NULL hooks: every row through fn, one decoder for the cache's life.
  */
 struct mta_pool;
 struct mta_decoder {
@@ -34,6 +46,13 @@ struct mta_decoder {
 	struct mta_pool *pool;
 	int nthreads;
 	void *impl;
+	void *ctx;
+	int (*forward)(void *ctx, const struct mta_problem *p, const struct mta_tensor *q,
+		       const struct mta_tensor *k, const struct mta_tensor *v,
+		       const struct mta_weights *w, struct mta_tensor *o);
+	int (*select)(void *ctx, const struct mta_problem *p, int64_t B, int64_t T,
+		      struct mta_decoder *out);
+	const char *spec;
 };
 
 /*
@@ -43,5 +62,23 @@ struct mta_decoder {
  */
 int mta_cache_create_kernel(const struct mta_problem *p, int64_t batch,
 			    const struct mta_decoder *d, mta_cache **out);
+
+/* The decoder a kernel cache runs now (NULL for the float64 engine). */
+const struct mta_decoder *mta_cache_decoder(const mta_cache *c);
+
+/*
+ * mta_decode of a kernel cache without outputs: the cache takes the tokens
+ * (each empty sequence as a prefill: k and v copied, the ring rows computed
+ * for the last rows alone). For timing a cache of a given length.
+ */
+int mta_cache_fill(mta_cache *c, const struct mta_tensor *q, const struct mta_tensor *k,
+		   const struct mta_tensor *v, const struct mta_weights *w, const int64_t *n_new);
+
+/*
+ * Every non-empty sequence forgets its last token. Its rings keep what the
+ * rows before it need, so decoding the same token again gives the same
+ * row (a timing loop decodes one token at a fixed length this way).
+ */
+void mta_cache_drop_last(mta_cache *c);
 
 #endif

@@ -12,29 +12,37 @@
  * sequence; the kernel allocates nothing: the caller gives its scratch,
  * MTA_DWORK floats per sequence of the call.
  *
- * ABI 2: the work of a call is cut into items of MTA_DBLOCK key columns of
- * one sequence, a fixed cut, so the sums over key blocks (softmax
- * denominators, P.V) are added in the same order whatever the number of
- * threads: results do not depend on it. A CPU kernel runs the items on
- * the caller's pool (pool_run, as struct mta_kargs's) with nthreads
- * threads; a CUDA kernel on its blocks and threads.
+ * ABI 3: the work of a call is cut into items of a kernel's key block
+ * (K_BK columns of one sequence, at least MTA_DBLOCK_MIN: a tunable of the
+ * decode operation, gen/cpu/space.c), a cut fixed per kernel, so the sums
+ * over key blocks (softmax denominators, P.V) are added in the same order
+ * whatever the number of threads: results do not depend on it. A CPU
+ * kernel runs the items on the caller's pool (pool_run, as struct
+ * mta_kargs's) with nthreads threads; a CUDA kernel on its blocks and
+ * threads. The caller sizes the scratch for the smallest block
+ * (MTA_DWORK), so any kernel's fits: a kernel of block bk uses
+ * MTA_DWORK_BK(H, D, scap, bk) <= MTA_DWORK floats per sequence.
  */
 #ifndef MTA_DARGS_H
 #define MTA_DARGS_H
 
 #include <stdint.h>
 
-#define MTA_DARGS_ABI 2
+#define MTA_DARGS_ABI 3
 
-/* Key columns of one work item (fixed: see above). */
+/* Key columns of one work item: the default block, and the smallest a kernel may take. */
 #define MTA_DBLOCK 128
-#define MTA_DNB(scap) (((int64_t)(scap) + MTA_DBLOCK - 1) / MTA_DBLOCK)
+#define MTA_DBLOCK_MIN 32
+#define MTA_DNB_BK(scap, bk) (((int64_t)(scap) + (bk) - 1) / (bk))
 /*
- * Scratch floats per sequence of a call: two score rows [H][scap] (s, m),
- * then per key block [H] maxima, [H] sums and [H][D] partial outputs.
+ * Scratch floats per sequence of a kernel with key blocks of bk columns:
+ * two score rows [H][scap] (s, m), then per key block [H] maxima, [H] sums
+ * and [H][D] partial outputs. MTA_DWORK: what a caller gives (any kernel's fits).
  */
-#define MTA_DWORK(H, D, scap) \
-	(2 * (int64_t)(H) * (int64_t)(scap) + MTA_DNB(scap) * (int64_t)(H) * ((int64_t)(D) + 2))
+#define MTA_DWORK_BK(H, D, scap, bk) \
+	(2 * (int64_t)(H) * (int64_t)(scap) + \
+	 MTA_DNB_BK(scap, bk) * (int64_t)(H) * ((int64_t)(D) + 2))
+#define MTA_DWORK(H, D, scap) MTA_DWORK_BK(H, D, scap, MTA_DBLOCK_MIN)
 
 struct mta_dseq {
 	int64_t pos;   /* the new row's index (tokens before it) */
@@ -55,7 +63,7 @@ struct mta_dargs {
 	const float *gn_weight, *gate_w;
 	float gate_b;
 	float gn_rescale;         /* 1 when unused */
-	/* ABI 2: threads (CPU kernels) */
+	/* threads (CPU kernels) */
 	int nthreads;             /* threads to use; pool_run NULL: the caller's only */
 	void *pool;
 	void (*pool_run)(void *pool, int n, void (*fn)(void *arg, int tid), void *arg);

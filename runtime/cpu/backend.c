@@ -147,14 +147,14 @@ static int forward_varlen(struct mta_kernel *k, const struct mta_problem *p,
 				  k->dev->pool);
 }
 
-static int decode_load(struct mta_device *d, const struct mta_problem *p, void **handle,
-		       struct mta_decoder *dec)
+static int decode_load(struct mta_device *d, const struct mta_problem *p,
+		       const struct mta_variant *v, void **handle, struct mta_decoder *dec)
 {
 	struct mta_cpu_decode *k = NULL;
-	int rc = mta_cpu_decode_load(p, &k);
+	int rc = mta_cpu_decode_load(p, v, &k);
 	*handle = k;
 	/* the device's threads and pool: decode splits each row's key blocks over them */
-	*dec = (struct mta_decoder){ mta_cpu_decode_entry(k), d->pool, d->threads, NULL };
+	*dec = (struct mta_decoder){ .fn = mta_cpu_decode_entry(k), .pool = d->pool, .nthreads = d->threads };
 	return rc;
 }
 

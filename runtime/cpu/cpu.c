@@ -154,7 +154,8 @@ struct mta_cpu_decode {
 	char path[PATH_MAX];
 };
 
-int mta_cpu_decode_load(const struct mta_problem *p, struct mta_cpu_decode **out)
+int mta_cpu_decode_load(const struct mta_problem *p, const struct mta_variant *v,
+			struct mta_cpu_decode **out)
 {
 	struct mta_cpu_decode *k = calloc(1, sizeof *k);
 	char *src = NULL;
@@ -162,7 +163,7 @@ int mta_cpu_decode_load(const struct mta_problem *p, struct mta_cpu_decode **out
 	*out = NULL;
 	if (!k)
 		return mta_fail(MTA_ENOMEM, "out of memory loading a CPU decode kernel");
-	if ((rc = mta_gen_c_decode(p, &src)) ||
+	if ((rc = mta_gen_c_decode(p, v, &src)) ||
 	    (rc = mta_cc_build(src, MTA_LANG_C, MTA_CPU_CFLAGS, k->path, sizeof k->path, NULL)) ||
 	    (rc = mta_cc_open(k->path, "mta_cpu_decode", &k->dl, (void **)&k->fn)))
 		goto out;

@@ -75,13 +75,15 @@ const char *mta_cpu_path(const struct mta_cpu_kernel *k);
 void mta_cpu_free(struct mta_cpu_kernel *k);
 
 /*
- * The decode kernel of problem p (gen/cpu/cgen.c, mta_gen_c_decode):
- * generated, built through the cache, loaded, its ABI
+ * The decode kernel of problem p and decode variant v (NULL: the default;
+ * gen/cpu/cgen.c, mta_gen_c_decode): generated, built through the cache,
+ * loaded, its ABI
  * (runtime/core/mta_dargs.h) checked. Its entry feeds
  * mta_cache_create_kernel (runtime/core/decode.h).
  */
 struct mta_cpu_decode;
-int mta_cpu_decode_load(const struct mta_problem *p, struct mta_cpu_decode **k);
+int mta_cpu_decode_load(const struct mta_problem *p, const struct mta_variant *v,
+			struct mta_cpu_decode **k);
 mta_decode_fn mta_cpu_decode_entry(const struct mta_cpu_decode *k);
 void mta_cpu_decode_free(struct mta_cpu_decode *k);
 

@@ -272,9 +272,10 @@ struct emu_decode {
  * (mta_cuda_decode: the grid of one block per sequence) is the cache's
  * kernel, checked against this library's struct sizes first.
  */
-static int decode_load(struct mta_device *d, const struct mta_problem *p, void **handle,
-		       struct mta_decoder *dec)
+static int decode_load(struct mta_device *d, const struct mta_problem *p,
+		       const struct mta_variant *v, void **handle, struct mta_decoder *dec)
 {
+	(void)v; /* the CUDA decode kernel has no tunables yet */
 	char *cuda = NULL, *src = NULL;
 	struct emu_decode *k = NULL;
 	void *fn = NULL;

@@ -33,7 +33,7 @@ static void check(const struct mta_grid *g, size_t *ns, size_t *nb, size_t *no)
 		if (it->problem != i / (s * b * o) || it->T != g->items[i % s].T ||
 		    it->B != g->items[i / s % b * s].B ||
 		    it->op != g->items[i / (s * b) % o * s * b].op ||
-		    (it->op != MTA_OP_FWD && it->op != MTA_OP_BWD) || it->T < 1 || it->B < 1 ||
+		    (it->op < MTA_OP_FWD || it->op >= MTA_OP_COUNT) || it->T < 1 || it->B < 1 ||
 		    it->T > MTA_GRID_MAX_SIZE || it->B > MTA_GRID_MAX_SIZE)
 			abort();
 	}

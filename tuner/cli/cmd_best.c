@@ -19,8 +19,9 @@ static const struct cli_opt opts[] = {
 	{ "problem", O_PROBLEM, "KEY", "only this problem" },
 	{ "seq", O_SEQ, "T", "the sequence length to pick for (needs --problem)" },
 	{ "batch", O_BATCH, "B", "with --seq: the batch size to pick for (default 1)" },
-	{ "op", O_OP, "OP", "fwd or bwd: only that operation's winners; with --seq, the\n"
-			     "pick of mta_forward (fwd, the default) or of mta_backward (bwd)" },
+	{ "op", O_OP, "OP", "fwd, bwd or decode: only that operation's winners; with --seq,\n"
+			     "the pick of mta_forward (fwd, the default), of mta_backward\n"
+			     "(bwd) or of a decode cache at length T (decode)" },
 	{ "backend", O_BACKEND, "NAME", "cpu (default) or cuda: the runtime whose pick --seq shows" },
 	{ "device", O_DEVICE, "N", "its device (default $MTATUNE_CUDA_DEVICE, else 0)" },
 	{ "format", O_FORMAT, "F", "text (default) or csv: a header row, then one row per winner" },
@@ -162,9 +163,9 @@ int cmd_best(int argc, char **argv)
 		case 'h': cli_help(stdout, &cmd); return CLI_OK;
 		case O_PROBLEM: key = optarg; break;
 		case O_OP:
-			if (strcmp(optarg, "fwd") && strcmp(optarg, "bwd"))
+			if (strcmp(optarg, "fwd") && strcmp(optarg, "bwd") && strcmp(optarg, "decode"))
 				return cli_fail("best", CLI_USAGE, "--op: unknown operation '%s' "
-						"(expected fwd or bwd)", optarg);
+						"(expected fwd, bwd or decode)", optarg);
 			l.op = optarg;
 			break;
 		case O_DB: db_path = optarg; break;

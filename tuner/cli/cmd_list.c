@@ -20,7 +20,7 @@ static const struct cli_cmd cmd = {
 	"list",
 	"mtatune list [devices|problems|results] [--problem KEY] [--db PATH]",
 	"List the devices, the problems (default) with their counts of variants,\n"
-	"results and winners, or every result (its operation, fwd or bwd, status,\n"
+	"results and winners, or every result (its operation, fwd, bwd or decode, status,\n"
 	"times, error against the reference, and the error text of failures).\n",
 	opts, NULL,
 };

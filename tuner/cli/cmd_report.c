@@ -17,8 +17,8 @@ static const struct cli_opt opts[] = {
 	{ "out", O_OUT, "FILE", "write FILE (through a temporary file renamed into place);\n"
 				"default: standard output" },
 	{ "format", O_FORMAT, "F", "html, csv or json (default html)" },
-	{ "op", O_OP, "OP", "only the results and winners of fwd (the forward) or bwd\n"
-			     "(the backward; default: both, each row naming its op)" },
+	{ "op", O_OP, "OP", "only the results and winners of fwd (the forward), bwd (the\n"
+			     "backward) or decode (default: all, each row naming its op)" },
 	{ "help", 'h', NULL, "show this text" },
 	{ 0 },
 };
@@ -66,9 +66,9 @@ int cmd_report(int argc, char **argv)
 		case O_DB: db_arg = optarg; break;
 		case O_OUT: out = optarg; break;
 		case O_OP:
-			if (strcmp(optarg, "fwd") && strcmp(optarg, "bwd"))
+			if (strcmp(optarg, "fwd") && strcmp(optarg, "bwd") && strcmp(optarg, "decode"))
 				return cli_fail("report", CLI_USAGE, "--op: unknown operation '%s' "
-						"(expected fwd or bwd)", optarg);
+						"(expected fwd, bwd or decode)", optarg);
 			op = optarg;
 			break;
 		case O_FORMAT:

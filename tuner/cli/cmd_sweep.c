@@ -109,7 +109,8 @@ static void on_event(void *ctx, const struct mta_sweep_event *e)
 			stop_flag ? " (stopping)" : "");
 	} else if (e->kind == MTA_SWEEP_ITEM) {
 		fprintf(stderr, "item %zu/%zu %s %s%s T=%lld B=%lld", e->items_done, e->items_total,
-			e->status, e->key, strcmp(e->op, "fwd") ? " (backward)" : "", (long long)e->T,
+			e->status, e->key, !strcmp(e->op, "bwd") ? " (backward)"
+			: !strcmp(e->op, "decode") ? " (decode)" : "", (long long)e->T,
 			(long long)e->B);
 		if (e->spec)
 			fprintf(stderr, " winner %s %.4g ms", e->spec, e->ms);

@@ -27,7 +27,9 @@ static const struct cli_opt opts[] = {
 	{ "seq", CLI_O_SEQ, "T", "sequence length (default 512)" },
 	{ "batch", CLI_O_BATCH, "B", "batch size (default 1)" },
 	{ "op", O_OP, "OP", "fwd (default): the forward; bwd: the backward (cpu), each\n"
-			     "variant's gradients checked against the float64 reference" },
+			     "variant's gradients checked against the float64 reference;\n"
+			     "decode: one token at cache length T (cpu), each variant's\n"
+			     "decoded rows checked against the float64 forward" },
 	{ "backend", O_BACKEND, "NAME", "cpu (default) or cuda (a GPU, its driver and NVRTC)" },
 	{ "device", CLI_O_DEVICE, "N", "cuda: device ordinal (default $MTATUNE_CUDA_DEVICE, else 0)" },
 	CLI_SEARCH_OPTS,
@@ -62,7 +64,10 @@ static const struct cli_cmd cmd = {
 	"recorded variants are skipped. The winner is then run through the runtime and\n"
 	"checked against the reference once more. --op bwd does the same for the\n"
 	"backward (mta_forward_train + mta_backward): its own variants, every gradient\n"
-	"checked, timed against the default backward, its own winner.\n",
+	"checked, timed against the default backward, its own winner. --op decode\n"
+	"tunes the decode kernel: the time of one token at cache length T, its\n"
+	"winner kept for T's bucket (a decode cache runs the winner of the bucket\n"
+	"its length is in).\n",
 	opts, NULL,
 };
 
@@ -92,7 +97,9 @@ static void on_event(void *ctx, const struct mta_tune_event *e)
 
 /*
  * Check the winner through the runtime with the harness, on fresh inputs:
- * mta_forward, or for the backward mta_forward_train + mta_backward.
+ * mta_forward, or for the backward mta_forward_train + mta_backward, or
+ * for decode a cache of the context (mta_cache_create_ctx, which runs the
+ * decode winner of each length bucket it reaches).
  */
 static int verify_winner(const struct mta_problem *p, const struct mta_tune_opts *o, double *err,
 			 char *spec, size_t n)
@@ -109,7 +116,9 @@ static int verify_winner(const struct mta_problem *p, const struct mta_tune_opts
 	    (rc = mta_context_pick_op(r.ctx, p, mta_op_name(o->op), o->B, o->T, &pick)))
 		goto out;
 	snprintf(spec, n, "%s", pick.spec);
-	rc = o->op == MTA_OP_BWD ? mta_check_bwd(&r, p, &co, &cmp) : mta_check(&r, p, &co, &cmp);
+	rc = o->op == MTA_OP_BWD      ? mta_check_bwd(&r, p, &co, &cmp)
+	     : o->op == MTA_OP_DECODE ? mta_check_decode(&r, NULL, p, &co, &cmp)
+				      : mta_check(&r, p, &co, &cmp);
 	*err = cmp.rel_l2;
 	if (rc == MTA_EVERIFY)
 		mta_wrap(rc, "the winner run through the runtime differs from the reference");
@@ -172,9 +181,15 @@ static int tune(const char *key, struct mta_tune_opts *o, struct progress *pr)
 				    !mta_gen_op_space(be->variants, MTA_OP_BWD)))
 		return cli_fail("tune", CLI_USAGE, "--op bwd: the %s backend has no backward to tune "
 				"yet (--backend cpu has)", o->backend);
+	if (o->op == MTA_OP_DECODE &&
+	    (mta_backend_find_timed(o->backend, &be) || !be->decode_load ||
+	     !mta_gen_op_space(be->variants, MTA_OP_DECODE)))
+		return cli_fail("tune", CLI_USAGE, "--op decode: the %s backend has no decode kernel "
+				"to tune yet (--backend cpu has)", o->backend);
 	o->progress = on_event;
 	o->progress_ctx = pr;
-	printf("tuning %s%s at T=%lld B=%lld on %s\n", o->op == MTA_OP_BWD ? "the backward of " : "",
+	printf("tuning %s%s at T=%lld B=%lld on %s\n", o->op == MTA_OP_BWD ? "the backward of "
+	       : o->op == MTA_OP_DECODE ? "decode (one token at cache length T) of " : "",
 	       key, (long long)o->T, (long long)o->B, o->backend);
 	fflush(stdout);
 	if ((rc = mta_tune(&p, o, &s))) {

@@ -195,6 +195,20 @@ static int winner_cb(void *ctx, const struct mta_db_winner *w)
 	struct winners *ws = ctx;
 	/* the forward's winners, and the backward's where the backend has one (cpu) */
 	int bwd = !strcmp(w->op, "bwd");
+	if (!strcmp(w->op, "decode")) { /* a CPU library's decode kernel: one per problem */
+		if (ws->x->binary)
+			return 0;
+		struct xproblem *p = problem(ws->x, w->problem_key, ws->add);
+		if (!p)
+			return ws->add ? (ws->rc = mta_fail(MTA_ENOMEM, "out of memory")) : 0;
+		if ((!p->dw.spec[0] || w->t_bucket > p->dw.t_bucket ||
+			  (w->t_bucket == p->dw.t_bucket && w->b_bucket > p->dw.b_bucket))) {
+			p->dw.t_bucket = w->t_bucket;
+			p->dw.b_bucket = w->b_bucket;
+			snprintf(p->dw.spec, sizeof p->dw.spec, "%s", w->spec);
+		}
+		return 0;
+	}
 	if (!bwd && strcmp(w->op, "fwd"))
 		return 0;
 	if (bwd && !ships_backward(ws->x))
@@ -341,6 +355,12 @@ static int number_kernels(const char *db_path, struct xplan *x)
 		    (rc = mta_variant_format(&v, spec, sizeof spec)) ||
 		    (rc = kernel(x, i, MTA_OP_FWD, spec, &p->def)))
 			return rc;
+		struct mta_variant dv;
+		if (p->dw.spec[0] && ((rc = canonical_bucket(db_path, x, p, &p->dw)) ||
+				      (rc = mta_variant_parse(p->dw.spec, &dv)) ||
+				      (rc = mta_variant_check_op(&p->p, &dv, MTA_OP_DECODE))))
+			return mta_wrap(rc == MTA_EFORMAT ? rc : MTA_EFORMAT, "database %s, the decode "
+					"winner of %s", db_path, p->key);
 		/*
 		 * The backward only for problems tuned for it: a backward library
 		 * compiles several times longer than a forward kernel, and a

@@ -33,6 +33,12 @@ struct xproblem {
 	struct xbucket *bb;  /* the backward's (cpu), ascending likewise */
 	int nbb;
 	int bdef;            /* kernel of the default backward variant; -1: none (cuda) */
+	/*
+	 * The decode winner a CPU library's decode kernel (src/d_<i>.c) is made
+	 * of: the one of the largest T bucket (long caches are where a token's
+	 * time is), then the largest B bucket; spec "" for none (the default).
+	 */
+	struct xbucket dw;
 };
 
 struct xkernel {

@@ -300,22 +300,29 @@ static int write_kernel(struct wctx *w, const struct xplan *x, int i)
 	return out_close(&o);
 }
 
-/* src/d_<i>.c: problem i's decode kernel, entry points renamed and hidden likewise. */
+/*
+ * src/d_<i>.c: problem i's decode kernel (its decode winner, else the
+ * default decode variant), entry points renamed and hidden likewise.
+ */
 static int write_decode(struct wctx *w, const struct xplan *x, int i)
 {
 	char name[32], *src = NULL;
+	struct mta_variant v;
 	struct out o;
 	int rc;
 
-	if ((rc = mta_gen_c_decode(&x->p[i].p, &src)))
+	if (x->p[i].dw.spec[0] && (rc = mta_variant_parse(x->p[i].dw.spec, &v)))
+		return rc;
+	if ((rc = mta_gen_c_decode(&x->p[i].p, x->p[i].dw.spec[0] ? &v : NULL, &src)))
 		return rc;
 	snprintf(name, sizeof name, "src/d_%03d.c", i);
 	if ((rc = out_open(w, &o, name))) {
 		free(src);
 		return rc;
 	}
-	fprintf(o.f, "/*\n * %s\n * Decode kernel of problem %d of library %s: %s.\n */\n", BANNER,
-		i, x->name, x->p[i].key);
+	fprintf(o.f, "/*\n * %s\n * Decode kernel of problem %d of library %s: %s, %s%s.\n */\n",
+		BANNER, i, x->name, x->p[i].key, x->p[i].dw.spec[0] ? "decode winner " :
+		"the default decode variant", x->p[i].dw.spec);
 	fprintf(o.f, "struct mta_dargs;\nstruct mta_dinfo;\n");
 	fprintf(o.f, "#define mta_cpu_decode mtx_d%03d_decode\n"
 		"#define mta_cpu_decode_info mtx_d%03d_info\n", i, i);

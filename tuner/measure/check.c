@@ -8,6 +8,7 @@
  * element like contiguous ones.
  */
 #include "tuner/measure/check.h"
+#include "runtime/core/decode.h"
 #include "runtime/core/error.h"
 #include "runtime/core/varlen.h"
 #include "tuner/measure/sample.h"
@@ -711,6 +712,274 @@ out:
 	for (int i = 0; i < n; i++)
 		free(saved[i]);
 	bwd_free(&c);
+	free(fbuf);
+	return rc;
+}
+
+/* ---- decode (check.h: mta_check_decode, mta_time_decode) ---- */
+
+/* A decode cache of runner r for B sequences of p. */
+static int dec_cache(const struct mta_runner *r, const struct mta_decoder *dec,
+		     const struct mta_problem *p, int64_t B, mta_cache **c)
+{
+	if (r->ctx)
+		return mta_cache_create_ctx(r->ctx, p, B, c);
+	if (!dec)
+		return mta_fail(MTA_EINVAL, "decode: the runner has no decode kernel");
+	return mta_cache_create_kernel(p, B, dec, c);
+}
+
+/* t's rows [r0, r0 + n) as a view. */
+static struct mta_tensor rows(const struct mta_tensor *t, int64_t r0, int64_t n)
+{
+	struct mta_tensor x = *t;
+	x.data = (char *)t->data + (size_t)(r0 * t->stride[1]) * mta_dtype_size(t->dtype);
+	x.shape[1] = n;
+	return x;
+}
+
+/* Row pos[b] of sequence b of t (contiguous, from the sample) into row b of dst ([B,1,..]). */
+static void gather_rows(const struct mta_tensor *t, const int64_t *pos, struct mta_tensor *dst)
+{
+	const size_t es = mta_dtype_size(t->dtype), row = (size_t)(t->shape[2] * t->shape[3]) * es;
+	for (int64_t b = 0; b < t->shape[0]; b++)
+		memcpy((char *)dst->data + (size_t)b * row,
+		       (const char *)t->data + (size_t)(b * t->stride[0] + pos[b] * t->stride[1]) * es,
+		       row);
+}
+
+int mta_check_decode(const struct mta_runner *r, const struct mta_decoder *dec,
+		     const struct mta_problem *p, const struct mta_check_opts *o,
+		     struct mta_compare *res)
+{
+	const int64_t B = o->B, T = o->T, H = p->H, D = p->D;
+	struct mta_sample s = { 0 };
+	struct mta_tensor out, q1, k1, v1, o1;
+	mta_cache *c = NULL;
+	double *ref = NULL;
+	float *ob = NULL, *b1 = NULL;
+	void *bq = NULL, *bk = NULL, *bv = NULL;
+	int64_t *n_new = NULL, *lens = NULL;
+	int rc;
+
+	if ((rc = mta_sample_make(p, B, T, o->seed, &s)))
+		return rc;
+	const size_t cnt = (size_t)(B * T * H * D), es = mta_dtype_size(p->dtype);
+	if (!(ref = malloc(cnt * sizeof *ref)) || !(ob = malloc(cnt * sizeof *ob)) ||
+	    !(b1 = malloc((size_t)(B * H * D) * sizeof *b1)) ||
+	    !(bq = malloc((size_t)(B * H * D) * es)) || !(bk = malloc((size_t)(B * p->Hkv * D) * es)) ||
+	    !(bv = malloc((size_t)(B * p->Hkv * D) * es)) ||
+	    !(n_new = calloc((size_t)B, sizeof *n_new)) || !(lens = calloc((size_t)B, sizeof *lens))) {
+		rc = mta_fail(MTA_ENOMEM, "out of memory for a decode check at T=%lld, B=%lld",
+			      (long long)T, (long long)B);
+		goto out;
+	}
+	for (size_t i = 0; i < cnt; i++)
+		ob[i] = NAN;
+	mta_tensor_init(&out, ob, MTA_F32, B, T, H, D);
+	mta_tensor_init(&q1, bq, p->dtype, B, 1, H, D);
+	mta_tensor_init(&k1, bk, p->dtype, B, 1, p->Hkv, D);
+	mta_tensor_init(&v1, bv, p->dtype, B, 1, p->Hkv, D);
+	mta_tensor_init(&o1, b1, MTA_F32, B, 1, H, D);
+	if ((rc = mta_reference(p, &s.q, &s.k, &s.v, &s.w, ref)) || (rc = dec_cache(r, dec, p, B, &c)))
+		goto out;
+	/* the prefill: sequence b takes T/2 - b tokens (at least 0) in one chunk */
+	for (int64_t b = 0; b < B; b++)
+		n_new[b] = T / 2 - b > 0 ? T / 2 - b : 0;
+	if (T / 2 > 0) {
+		struct mta_tensor qc = rows(&s.q, 0, T / 2), kc = rows(&s.k, 0, T / 2),
+				  vc = rows(&s.v, 0, T / 2), oc = rows(&out, 0, T / 2);
+		if ((rc = mta_decode(c, &qc, &kc, &vc, &s.w, n_new, &oc)))
+			goto out;
+	}
+	/* then one token per call, each sequence at its own position */
+	for (;;) {
+		int any = 0;
+		if ((rc = mta_cache_seqlens(c, lens)))
+			goto out;
+		for (int64_t b = 0; b < B; b++) {
+			n_new[b] = lens[b] < T;
+			any |= (int)n_new[b];
+			if (!n_new[b])
+				lens[b] = T - 1; /* a row to copy; the cache does not take it */
+		}
+		if (!any)
+			break;
+		gather_rows(&s.q, lens, &q1);
+		gather_rows(&s.k, lens, &k1);
+		gather_rows(&s.v, lens, &v1);
+		for (int64_t i = 0; i < B * H * D; i++)
+			b1[i] = NAN;
+		if ((rc = mta_decode(c, &q1, &k1, &v1, &s.w, n_new, &o1)))
+			goto out;
+		for (int64_t b = 0; b < B; b++)
+			if (n_new[b])
+				memcpy(ob + (size_t)((b * T + lens[b]) * H * D), b1 + (size_t)(b * H * D),
+				       (size_t)(H * D) * sizeof *ob);
+	}
+	if ((rc = mta_compare(ob, ref, cnt, p->dtype, res)))
+		mta_wrap(rc, "decode against the float64 reference at T=%lld, B=%lld", (long long)T,
+			 (long long)B);
+out:
+	mta_cache_free(c);
+	mta_sample_free(&s);
+	free(ref);
+	free(ob);
+	free(b1);
+	free(bq);
+	free(bk);
+	free(bv);
+	free(n_new);
+	free(lens);
+	return rc;
+}
+
+/* Everything one runner's decode timing holds: its cache filled to T-1, the token's views. */
+struct dec_case {
+	mta_cache *c;
+	struct mta_tensor q1, k1, v1, o1;
+	float *ob;
+};
+
+static int dec_make(const struct mta_runner *r, const struct mta_decoder *dec,
+		    const struct mta_problem *p, const struct mta_sample *s, int64_t B, int64_t T,
+		    struct dec_case *x)
+{
+	int rc;
+	memset(x, 0, sizeof *x);
+	if (!(x->ob = malloc((size_t)(B * p->H * p->D) * sizeof *x->ob)))
+		return mta_fail(MTA_ENOMEM, "out of memory timing decode");
+	mta_tensor_init(&x->o1, x->ob, MTA_F32, B, 1, p->H, p->D);
+	x->q1 = rows(&s->q, T - 1, 1);
+	x->k1 = rows(&s->k, T - 1, 1);
+	x->v1 = rows(&s->v, T - 1, 1);
+	if ((rc = dec_cache(r, dec, p, B, &x->c)))
+		return rc;
+	if (T > 1) {
+		struct mta_tensor qc = rows(&s->q, 0, T - 1), kc = rows(&s->k, 0, T - 1),
+				  vc = rows(&s->v, 0, T - 1);
+		if ((rc = mta_cache_fill(x->c, &qc, &kc, &vc, &s->w, NULL)))
+			return rc;
+	}
+	return MTA_OK;
+}
+
+static void dec_free(struct dec_case *x)
+{
+	mta_cache_free(x->c);
+	free(x->ob);
+}
+
+/* One token at length T, timed into *ms, then dropped again. */
+static int dec_token(struct dec_case *x, const struct mta_weights *w, double *ms)
+{
+	double t0 = now_ms();
+	int rc = mta_decode(x->c, &x->q1, &x->k1, &x->v1, w, NULL, &x->o1);
+	*ms = now_ms() - t0;
+	mta_cache_drop_last(x->c);
+	return rc;
+}
+
+static int dec_finite(const struct dec_case *x, const struct mta_problem *p, int64_t B, int64_t T)
+{
+	for (int64_t i = 0; i < B * p->H * p->D; i++)
+		if (!isfinite(x->ob[i]))
+			return mta_fail(MTA_EVERIFY, "timing decode at T=%lld: output element %lld "
+					"is %g", (long long)T, (long long)i, (double)x->ob[i]);
+	return MTA_OK;
+}
+
+int mta_time_decode(const struct mta_runner *r, const struct mta_decoder *dec,
+		    const struct mta_problem *p, int64_t B, int64_t T, unsigned long long seed,
+		    int warmup, int reps, struct mta_timing *t)
+{
+	struct mta_sample s = { 0 };
+	struct dec_case x = { 0 };
+	char *fbuf = NULL;
+	double *ms = NULL, m;
+	int rc;
+	memset(t, 0, sizeof *t);
+	t->median_ms = t->p20_ms = t->p80_ms = t->min_ms = NAN;
+	if (reps < 1 || warmup < 0)
+		return mta_fail(MTA_EINVAL, "timing decode: expected reps >= 1, warmup >= 0");
+	if ((rc = mta_sample_make(p, B, T, seed, &s)))
+		return rc;
+	if (!(ms = malloc((size_t)reps * sizeof *ms))) {
+		rc = mta_fail(MTA_ENOMEM, "out of memory");
+		goto out;
+	}
+	if ((rc = dec_make(r, dec, p, &s, B, T, &x)))
+		goto out;
+	for (int i = 0; i < warmup; i++)
+		if ((rc = dec_token(&x, &s.w, &m)))
+			goto out;
+	for (int i = 0; i < reps; i++)
+		if ((rc = flush(r, &fbuf, i)) || (rc = dec_token(&x, &s.w, &ms[i])))
+			goto out;
+	if ((rc = dec_finite(&x, p, B, T)))
+		goto out;
+	qsort(ms, (size_t)reps, sizeof *ms, cmp_d);
+	t->runs = reps;
+	t->min_ms = ms[0];
+	t->median_ms = pct(ms, reps, 0.5);
+	t->p20_ms = pct(ms, reps, 0.2);
+	t->p80_ms = pct(ms, reps, 0.8);
+out:
+	dec_free(&x);
+	mta_sample_free(&s);
+	free(ms);
+	free(fbuf);
+	return rc;
+}
+
+int mta_time_rounds_decode(const struct mta_runner *r, const struct mta_decoder *dec, int n,
+			   const struct mta_problem *p, int64_t B, int64_t T,
+			   unsigned long long seed, const struct mta_rounds_opts *o,
+			   struct mta_rounds *out)
+{
+	struct mta_sample s = { 0 };
+	struct dec_case x[MTA_ROUNDS_MAX_RUNNERS];
+	char *fbuf = NULL;
+	double ms;
+	int rc, made = 0;
+
+	memset(out, 0, sizeof *out);
+	if (n < 2 || n > MTA_ROUNDS_MAX_RUNNERS || o->min_rounds < 2 ||
+	    o->max_rounds < o->min_rounds || o->max_rounds > MTA_ROUNDS_MAX || o->warmup < 0)
+		return mta_fail(MTA_EINVAL, "paired rounds need 2..%d runners and 2 <= min_rounds <= "
+				"max_rounds <= %d (got %d runners, %d..%d rounds)",
+				MTA_ROUNDS_MAX_RUNNERS, MTA_ROUNDS_MAX, n, o->min_rounds, o->max_rounds);
+	out->n = n;
+	if ((rc = mta_sample_make(p, B, T, seed, &s)))
+		return rc;
+	for (; made < n; made++) /* each runner's own cache of the same tokens */
+		if ((rc = dec_make(&r[made], dec ? &dec[made] : NULL, p, &s, B, T, &x[made]))) {
+			made++;
+			goto out;
+		}
+	for (int w = 0; w < o->warmup; w++)
+		for (int i = 0; i < n; i++)
+			if ((rc = dec_token(&x[i], &s.w, &ms)))
+				goto out;
+	double t0 = now_ms();
+	while (out->rounds < o->max_rounds) {
+		int k = out->rounds;
+		for (int i = 0; i < n; i++) {
+			int c = (k + i) % n; /* each runner takes each place in turn */
+			if ((rc = flush(&r[c], &fbuf, k * n + i)) ||
+			    (rc = dec_token(&x[c], &s.w, &out->ms[c][k])) ||
+			    (k == 0 && (rc = dec_finite(&x[c], p, B, T))))
+				goto out;
+		}
+		out->rounds++;
+		if (out->rounds >= o->min_rounds &&
+		    (now_ms() - t0 > 1e3 * o->budget_s || narrow_enough(out, o)))
+			break;
+	}
+out:
+	while (made > 0)
+		dec_free(&x[--made]);
+	mta_sample_free(&s);
 	free(fbuf);
 	return rc;
 }

@@ -143,4 +143,40 @@ int mta_time_rounds_bwd(const struct mta_runner *r, int n, const struct mta_prob
 			int64_t B, int64_t T, unsigned long long seed,
 			const struct mta_rounds_opts *o, struct mta_rounds *out);
 
+/* ---- decode --------------------------------------------------------------- */
+
+/*
+ * Check runner r's decode (a context's cache, mta_cache_create_ctx, or
+ * without a context a cache of dec, a backend's decode kernel loaded by
+ * be->decode_load: mta_cache_create_kernel) on problem p: fresh random
+ * inputs at (o->B, o->T), sequence b prefilled with a chunk of its own
+ * length (about T/2 - b: ragged, 0 included when B > T/2), then one token
+ * per call up to T; every output row, poisoned with NaN first, held to
+ * mta_reference of the whole sequences (mta_compare: relative L2 and every
+ * element). MTA_OK or MTA_EVERIFY; res (may be NULL) gets the comparison.
+ */
+int mta_check_decode(const struct mta_runner *r, const struct mta_decoder *dec,
+		     const struct mta_problem *p, const struct mta_check_opts *o,
+		     struct mta_compare *res);
+
+/*
+ * The time of one decode token at cache length T: B sequences filled with
+ * T-1 tokens (mta_cache_fill), then warmup untimed and reps timed calls
+ * decoding token T-1 of every sequence, each after a cache flush, the token
+ * dropped again after each (mta_cache_drop_last). The last outputs must be
+ * finite.
+ */
+int mta_time_decode(const struct mta_runner *r, const struct mta_decoder *dec,
+		    const struct mta_problem *p, int64_t B, int64_t T, unsigned long long seed,
+		    int warmup, int reps, struct mta_timing *t);
+
+/*
+ * Paired rounds of n runners' decode tokens at cache length T (as
+ * mta_time_rounds); runner i without a context runs dec[i].
+ */
+int mta_time_rounds_decode(const struct mta_runner *r, const struct mta_decoder *dec, int n,
+			   const struct mta_problem *p, int64_t B, int64_t T,
+			   unsigned long long seed, const struct mta_rounds_opts *o,
+			   struct mta_rounds *out);
+
 #endif

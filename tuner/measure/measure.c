@@ -7,13 +7,22 @@
 #include <math.h>
 #include <string.h>
 
-/* The kernel of v for op on dev: the forward's (from binary), or the backward library. */
+/*
+ * The kernel of v for op on dev into runner r: the forward's (from binary),
+ * the backward library, or the decode kernel (into *dec, its handle *dh).
+ */
 static int load(const struct mta_backend *be, struct mta_device *dev, int op,
 		const struct mta_problem *p, const struct mta_variant *v, const void *binary,
-		size_t n, struct mta_kernel **k)
+		size_t n, struct mta_kernel **k, struct mta_decoder *dec, void **dh)
 {
 	if (op == MTA_OP_FWD)
 		return be->load(dev, NULL, p, v, binary, n, k);
+	if (op == MTA_OP_DECODE) {
+		if (!be->decode_load)
+			return mta_fail(MTA_EUNSUPPORTED, "the %s backend has no decode kernels",
+					be->name);
+		return be->decode_load(dev, p, v, dh, dec);
+	}
 	if (op != MTA_OP_BWD || !be->train_load)
 		return mta_fail(MTA_EUNSUPPORTED, "the %s backend has no %s kernels", be->name,
 				mta_op_name(op));
@@ -28,20 +37,26 @@ static int job_fn(void *ctx, void *out, size_t n)
 	struct mta_check_opts co = { j->check_B, j->check_T, j->seed, 0 };
 	struct mta_compare cmp;
 	struct mta_timing t;
+	struct mta_decoder dec;
+	void *dh = NULL;
 	int rc;
 
 	memset(m, 0, n);
 	m->rel_err = m->median_ms = m->p20_ms = m->p80_ms = m->min_ms = NAN;
 	if ((rc = j->be->open(j->device, j->threads, &r.dev)) || (rc = load(j->be, r.dev, j->op, j->p,
-			j->v, j->binary, j->binary_size, &r.k)))
+			j->v, j->binary, j->binary_size, &r.k, &dec, &dh)))
 		goto out;
 	cmp.rel_l2 = NAN;
-	rc = j->op == MTA_OP_BWD ? mta_check_bwd(&r, j->p, &co, &cmp) : mta_check(&r, j->p, &co, &cmp);
+	rc = j->op == MTA_OP_BWD      ? mta_check_bwd(&r, j->p, &co, &cmp)
+	     : j->op == MTA_OP_DECODE ? mta_check_decode(&r, &dec, j->p, &co, &cmp)
+				      : mta_check(&r, j->p, &co, &cmp);
 	m->rel_err = cmp.rel_l2;
 	if (rc || !j->time_it)
 		goto out;
 	if ((rc = j->op == MTA_OP_BWD
 			  ? mta_time_bwd(&r, j->p, j->B, j->T, j->seed + 1, j->warmup, j->reps, &t)
+		  : j->op == MTA_OP_DECODE
+			  ? mta_time_decode(&r, &dec, j->p, j->B, j->T, j->seed + 1, j->warmup, j->reps, &t)
 			  : mta_time(&r, j->p, j->B, j->T, j->seed + 1, j->warmup, j->reps, &t)))
 		goto out;
 	m->median_ms = t.median_ms;
@@ -50,6 +65,8 @@ static int job_fn(void *ctx, void *out, size_t n)
 	m->min_ms = t.min_ms;
 	m->runs = t.runs;
 out:
+	if (dh)
+		j->be->decode_unload(dh);
 	j->be->unload(r.k);
 	j->be->close(r.dev);
 	return rc;
@@ -69,6 +86,8 @@ static int rounds_fn(void *ctx, void *out, size_t size)
 {
 	const struct mta_rounds_job *j = ctx;
 	struct mta_runner r[MTA_ROUNDS_MAX_RUNNERS];
+	struct mta_decoder dec[MTA_ROUNDS_MAX_RUNNERS];
+	void *dh[MTA_ROUNDS_MAX_RUNNERS] = { 0 };
 	struct mta_device *dev = NULL;
 	int rc, loaded = 0;
 
@@ -81,13 +100,19 @@ static int rounds_fn(void *ctx, void *out, size_t size)
 	for (; loaded < j->n; loaded++) {
 		r[loaded] = (struct mta_runner){ j->be, dev, NULL, NULL };
 		if ((rc = load(j->be, dev, j->op, j->p, &j->v[loaded], j->binary ? j->binary[loaded]
-			       : NULL, j->binary_size ? j->binary_size[loaded] : 0, &r[loaded].k)))
+			       : NULL, j->binary_size ? j->binary_size[loaded] : 0, &r[loaded].k,
+			       &dec[loaded], &dh[loaded])))
 			goto out;
 	}
 	rc = j->op == MTA_OP_BWD
 		? mta_time_rounds_bwd(r, j->n, j->p, j->B, j->T, j->seed, &j->opts, out)
+	     : j->op == MTA_OP_DECODE
+		? mta_time_rounds_decode(r, dec, j->n, j->p, j->B, j->T, j->seed, &j->opts, out)
 		: mta_time_rounds(r, j->n, j->p, j->B, j->T, j->seed, &j->opts, out);
 out:
+	for (int i = 0; i < MTA_ROUNDS_MAX_RUNNERS; i++)
+		if (dh[i])
+			j->be->decode_unload(dh[i]);
 	while (loaded > 0)
 		j->be->unload(r[--loaded].k);
 	j->be->close(dev);

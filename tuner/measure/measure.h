@@ -31,7 +31,9 @@ struct mta_measure_job {
 	const struct mta_problem *p;
 	const struct mta_variant *v;
 	int op;                       /* MTA_OP_FWD, or MTA_OP_BWD: the backward (be->train_load,
-				       * mta_check_bwd, mta_time_bwd; no binary) */
+				       * mta_check_bwd, mta_time_bwd; no binary), or
+				       * MTA_OP_DECODE (be->decode_load, mta_check_decode,
+				       * mta_time_decode at cache length T; no binary) */
 	const void *binary;           /* the kernel's binary, or NULL: build it */
 	size_t binary_size;
 	int64_t check_B, check_T;     /* size of the reference check */

@@ -334,8 +334,9 @@ int mta_report_render_op(const char *db_path, int format, const char *op, char *
 	*len = 0;
 	if (format < MTA_REPORT_HTML || format > MTA_REPORT_JSON)
 		return mta_fail(MTA_EINVAL, "report format %d is not MTA_REPORT_*", format);
-	if (op && strcmp(op, "fwd") && strcmp(op, "bwd"))
-		return mta_fail(MTA_EINVAL, "report of operation '%s' (expected fwd or bwd)", op);
+	if (op && strcmp(op, "fwd") && strcmp(op, "bwd") && strcmp(op, "decode"))
+		return mta_fail(MTA_EINVAL, "report of operation '%s' (expected fwd, bwd or decode)",
+				op);
 	if ((rc = rdata_load(db_path, op, &x)))
 		return rc;
 	if (format == MTA_REPORT_CSV)

@@ -205,13 +205,13 @@ static int dtype_value(struct parser *ps, const char *t, size_t n, size_t col)
 	return at(ps, col, "expected a dtype (f32, bf16 or f16), got '%.*s'", Q(n), t);
 }
 
-/* An operation: fwd or bwd (MTA_OP_*, gen/variant.h). */
+/* An operation: fwd, bwd or decode (MTA_OP_*, gen/variant.h). */
 static int op_value(struct parser *ps, const char *t, size_t n, size_t col)
 {
 	for (int i = 0; i < MTA_OP_COUNT; i++)
 		if (strlen(mta_op_name(i)) == n && !memcmp(mta_op_name(i), t, n))
 			return add(ps, &ps->op, i, col, t, n);
-	return at(ps, col, "expected an operation (fwd or bwd), got '%.*s'", Q(n), t);
+	return at(ps, col, "expected an operation (fwd, bwd or decode), got '%.*s'", Q(n), t);
 }
 
 /* The keywords; a kernel axis k is AXIS + k. */

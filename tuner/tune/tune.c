@@ -715,14 +715,18 @@ int mta_tune(const struct mta_problem *p, const struct mta_tune_opts *o, struct 
 		return mta_fail(MTA_EINVAL, "paired rounds need 2 <= min_rounds <= max_rounds <= %d "
 				"and a positive budget (got %d..%d, %g s)", MTA_ROUNDS_MAX,
 				o->min_rounds, o->max_rounds, o->rounds_budget_s);
-	if (o->op != MTA_OP_FWD && o->op != MTA_OP_BWD)
-		return mta_fail(MTA_EINVAL, "tuning operation %d (expected MTA_OP_FWD or MTA_OP_BWD)",
-				o->op);
+	if (o->op != MTA_OP_FWD && o->op != MTA_OP_BWD && o->op != MTA_OP_DECODE)
+		return mta_fail(MTA_EINVAL, "tuning operation %d (expected MTA_OP_FWD, MTA_OP_BWD or "
+				"MTA_OP_DECODE)", o->op);
 	if ((rc = mta_backend_find_timed(o->backend, &c.be)) || (rc = mta_problem_key(p, key, sizeof key)))
 		return rc;
 	if (o->op == MTA_OP_BWD && (!c.be->train_load || !mta_gen_op_space(c.be->variants, o->op)))
 		return mta_fail(MTA_EUNSUPPORTED, "the %s backend has no backward to tune yet (cpu has)",
 				c.be->name);
+	if (o->op == MTA_OP_DECODE &&
+	    (!c.be->decode_load || !mta_gen_op_space(c.be->variants, o->op)))
+		return mta_fail(MTA_EUNSUPPORTED, "the %s backend has no decode kernel to tune yet "
+				"(cpu has)", c.be->name);
 	if ((rc = mta_tune_candidates(p, o, &vs, &n)))
 		return rc;
 	if ((rc = mta_variant_default_op(p, c.be->variants, o->op, &def)) ||

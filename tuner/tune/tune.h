@@ -65,7 +65,11 @@ struct mta_tune_opts {
 	const char *backend;      /* a timed backend of runtime/backends.c: "cpu" (default), "cuda" */
 	int op;                   /* MTA_OP_FWD (default) or MTA_OP_BWD: the backward over its
 				   * space (gen/space.h), each variant checked by mta_check_bwd
-				   * and timed by mta_time_bwd; results and winners op "bwd" */
+				   * and timed by mta_time_bwd; results and winners op "bwd";
+				   * or MTA_OP_DECODE: the decode kernel over its space,
+				   * checked by mta_check_decode, timed by mta_time_decode (one
+				   * token at cache length T, the winners' T bucket); op
+				   * "decode" */
 	int device_index;         /* the backend's device (CUDA: ordinal among the
 				   * visible ones, CUDA_VISIBLE_DEVICES applies); 0 */
 	int strategy;             /* MTA_TUNE_* (default MTA_TUNE_CHOOSE) */
