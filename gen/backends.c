@@ -10,7 +10,8 @@
 
 static const struct mta_gen_backend backends[] = {
 	[MTA_BACKEND_CPU] = { "cpu", &mta_space_cpu, mta_gen_c, &mta_space_cpu_bwd, mta_gen_c_bwd },
-	[MTA_BACKEND_CUDA] = { "cuda", &mta_space_cuda, mta_gen_cuda, NULL, NULL },
+	[MTA_BACKEND_CUDA] = { "cuda", &mta_space_cuda, mta_gen_cuda, &mta_space_cuda_bwd,
+			       mta_gen_cuda_bwd },
 };
 
 int mta_gen_backend_count(void)
@@ -49,10 +50,10 @@ int mta_gen_source_op(const struct mta_problem *p, const struct mta_variant *v, 
 	if (op == MTA_OP_FWD)
 		return mta_gen_source(p, v, source);
 	/*
-	 * Only the forward's rules: they are all the generator needs, and a
-	 * recorded winner stays buildable when the default's other tunables change.
+	 * Only the rules of what the kernel reads (variant.h): a recorded
+	 * winner stays buildable when the default's other tunables change.
 	 */
-	if ((rc = mta_variant_check(p, v)))
+	if ((rc = mta_variant_check_kernel(p, v, op)))
 		return rc;
 	if (op != MTA_OP_BWD || !g->generate_bwd)
 		return mta_fail(MTA_EUNSUPPORTED, "the %s kernels have no %s generator",

@@ -31,7 +31,7 @@ static double emu_check(const char *key, int64_t B, int64_t T, int strided, unsi
 	struct mta_kernel *k = NULL;
 	struct mta_compare c = { 0 };
 	double worst = INFINITY;
-	if (mta_problem_from_key(key, &p) || mta_variant_default(&p, MTA_BACKEND_CUDA, &v)) {
+	if (mta_problem_from_key(key, &p) || mta_variant_default_op(&p, MTA_BACKEND_CUDA, MTA_OP_BWD, &v)) {
 		mt_fail(__FILE__, __LINE__, "%s: %s", key, mta_last_error());
 		return INFINITY;
 	}
@@ -109,7 +109,7 @@ TEST(cuda_bwd_emu_is_deterministic)
 	struct mta_kernel *k = NULL;
 	/* 4 tasks on 4 blocks (T=20: tiles of 16 and 4 rows), each adding into dk, dv, weights */
 	REQUIRE(mta_problem_from_key("h4kv2d8-pre3x3-hpre-post2x3-hc2-both-gnr-gate", &p) == MTA_OK);
-	REQUIRE(mta_variant_default(&p, MTA_BACKEND_CUDA, &v) == MTA_OK);
+	REQUIRE(mta_variant_default_op(&p, MTA_BACKEND_CUDA, MTA_OP_BWD, &v) == MTA_OK);
 	REQUIRE(be->open(0, 0, &dev) == MTA_OK);
 	REQUIRE(be->train_load(dev, &p, &v, &k) == MTA_OK ||
 		(mt_fail(__FILE__, __LINE__, "train_load: %s", mta_last_error()), 0));
@@ -173,7 +173,7 @@ TEST(cuda_bwd_emu_check_fails_a_wrong_gradient)
 	struct mta_device *dev = NULL;
 	struct mta_kernel *k = NULL;
 	REQUIRE(mta_problem_from_key("h2kv2d8-pre3x3-both", &p) == MTA_OK);
-	REQUIRE(mta_variant_default(&p, MTA_BACKEND_CUDA, &v) == MTA_OK);
+	REQUIRE(mta_variant_default_op(&p, MTA_BACKEND_CUDA, MTA_OP_BWD, &v) == MTA_OK);
 	REQUIRE(be->open(0, 0, &dev) == MTA_OK);
 	REQUIRE(be->train_load(dev, &p, &v, &k) == MTA_OK ||
 		(mt_fail(__FILE__, __LINE__, "train_load: %s", mta_last_error()), 0));
@@ -270,7 +270,7 @@ TEST_COMPILE_BOUND(cuda_bwd_nvrtc_compiles_without_spills)
 		struct mta_problem p;
 		struct mta_variant v;
 		REQUIRE(mta_problem_from_key(keys[i], &p) == MTA_OK);
-		REQUIRE(mta_variant_default(&p, MTA_BACKEND_CUDA, &v) == MTA_OK);
+		REQUIRE(mta_variant_default_op(&p, MTA_BACKEND_CUDA, MTA_OP_BWD, &v) == MTA_OK);
 		REQUIRE(mta_gen_cuda_bwd(&p, &v, &src[i]) == MTA_OK);
 		for (int a = 0; a < 2; a++) {
 			jobs[2 * i + a].source = src[i];
@@ -285,9 +285,11 @@ TEST_COMPILE_BOUND(cuda_bwd_nvrtc_compiles_without_spills)
 		       x->message);
 		if (x->status == MTA_OK) {
 			struct mta_problem p;
+			struct mta_variant v;
 			struct mta_cuda_bwd_dims d;
 			REQUIRE(mta_problem_from_key(keys[j / 2], &p) == MTA_OK);
-			REQUIRE(mta_cuda_bwd_dims(&p, 1, 2048, &d) == MTA_OK);
+			REQUIRE(mta_variant_default_op(&p, MTA_BACKEND_CUDA, MTA_OP_BWD, &v) == MTA_OK);
+			REQUIRE(mta_cuda_bwd_dims(&p, &v, 1, 2048, &d, NULL) == MTA_OK);
 			CHECKF(x->stats.spill_stores == 0 && x->stats.spill_loads == 0 &&
 			       x->stats.stack_bytes == 0, "%s spills on %s: %d/%d bytes, stack %d",
 			       keys[j / 2], x->arch, x->stats.spill_stores, x->stats.spill_loads,
@@ -304,23 +306,67 @@ TEST_COMPILE_BOUND(cuda_bwd_nvrtc_compiles_without_spills)
 		free(src[i]);
 }
 
-/* Memory: the workspace grows linearly in T (a block's rows, the blocks' partial dk, dv). */
+/*
+ * Memory: the workspace grows linearly in T (a block's rows, the blocks'
+ * partial dk, dv), and the partials stay under (B - 1 + nb) T rows, where
+ * one partial per block over all B T keys took nb B T; the plan gives every
+ * block tasks, in order, and its partial rows are what its range reaches.
+ */
 TEST(cuda_bwd_workspace_is_linear_in_T)
 {
 	struct mta_problem p;
+	struct mta_variant v;
 	struct mta_cuda_bwd_dims d1, d2, d4;
 	REQUIRE(mta_problem_from_key("h8kv8d64-pre6x11-hpre-post6x11-hc8-both-gnr-gate", &p) ==
 		MTA_OK);
-	REQUIRE(mta_cuda_bwd_dims(&p, 1, 1024, &d1) == MTA_OK);
-	REQUIRE(mta_cuda_bwd_dims(&p, 1, 2048, &d2) == MTA_OK);
-	REQUIRE(mta_cuda_bwd_dims(&p, 1, 4096, &d4) == MTA_OK);
+	REQUIRE(mta_variant_default_op(&p, MTA_BACKEND_CUDA, MTA_OP_BWD, &v) == MTA_OK);
+	REQUIRE(mta_cuda_bwd_dims(&p, &v, 1, 1024, &d1, NULL) == MTA_OK);
+	REQUIRE(mta_cuda_bwd_dims(&p, &v, 1, 2048, &d2, NULL) == MTA_OK);
+	REQUIRE(mta_cuda_bwd_dims(&p, &v, 1, 4096, &d4, NULL) == MTA_OK);
 	CHECK(d4.ws_stride - d2.ws_stride == 2 * (d2.ws_stride - d1.ws_stride));
-	CHECK(d4.nb == d2.nb && d2.nb == MTA_CUDA_BWD_NB);
+	CHECK(d4.nb == (unsigned)v.nb && d1.nb == (unsigned)(1024 / v.bq < v.nb ? 1024 / v.bq : v.nb));
 	/* a block's rows: a constant number of rows of T, below one T x T matrix */
 	CHECKF(d4.ws_stride < 4096LL * 4096, "workspace %lld floats per block at T=4096",
 	       d4.ws_stride);
-	CHECK(d4.part_floats == 2 * d2.part_floats);
-	CHECK(mta_cuda_bwd_dims(&p, 0, 16, &d1) == MTA_EINVAL);
+	CHECK(mta_cuda_bwd_dims(&p, &v, 0, 16, &d1, NULL) == MTA_EINVAL);
+	struct mta_variant f;
+	REQUIRE(mta_variant_default(&p, MTA_BACKEND_CUDA, &f) == MTA_OK);
+	CHECK(mta_cuda_bwd_dims(&p, &f, 1, 16, &d1, NULL) == MTA_EINVAL); /* a forward variant: nb 0 */
+	/* the plan, over batch sizes and grids */
+	static const struct { int B, T, bq, nb; } cs[] = {
+		{ 1, 4096, 16, 132 }, { 8, 4096, 16, 132 }, { 3, 100, 16, 7 }, { 2, 5, 16, 132 },
+		{ 64, 2048, 32, 264 }, { 1, 33, 32, 2 }, { 1, 4096, 16, 264 },
+	};
+	for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
+		struct mta_variant b = v;
+		struct mta_cuda_bwd_dims d;
+		b.bq = cs[i].bq;
+		b.nb = cs[i].nb;
+		REQUIRE(mta_cuda_bwd_dims(&p, &b, cs[i].B, cs[i].T, &d, NULL) == MTA_OK);
+		long long *plan = malloc(sizeof *plan * 2 * (d.nb + 1));
+		REQUIRE(plan && mta_cuda_bwd_dims(&p, &b, cs[i].B, cs[i].T, &d, plan) == MTA_OK);
+		const long long nblk = (cs[i].T + cs[i].bq - 1) / cs[i].bq, nt = cs[i].B * nblk;
+		CHECK(d.ntasks == nt && d.nb == (unsigned)(nt < cs[i].nb ? nt : cs[i].nb));
+		CHECK(plan[0] == 0 && plan[d.nb] == nt);
+		long long rows = 0;
+		for (unsigned w = 0; w < d.nb; w++) {
+			CHECKF(plan[w + 1] > plan[w], "case %zu: block %u has no task", i, w);
+			CHECK(plan[d.nb + 1 + w] == rows);
+			const long long t1 = plan[w + 1] - 1, e1 = (t1 % nblk + 1) * cs[i].bq;
+			rows += (t1 / nblk - plan[w] / nblk) * cs[i].T + (e1 < cs[i].T ? e1 : cs[i].T);
+		}
+		CHECK(plan[2 * d.nb + 1] == rows && d.part_rows == rows);
+		CHECKF(rows <= (cs[i].B - 1 + (long long)d.nb) * cs[i].T,
+		       "case %zu: %lld partial rows, bound %lld", i, rows,
+		       (cs[i].B - 1 + (long long)d.nb) * cs[i].T);
+		CHECK(d.part_floats == 2 * rows * p.Hkv * p.D);
+		if (i < 2)
+			printf("  partial dk, dv at B=%d T=%d nb=%u: %lld rows (%.2f x B T; one per block "
+			       "over B T: %u x), %.1f MiB\n", cs[i].B, cs[i].T, d.nb, rows,
+			       (double)rows / (cs[i].B * cs[i].T), d.nb,
+			       (double)d.part_floats * 4 / (1 << 20));
+		free(plan);
+	}
 }
 
 /*
@@ -338,7 +384,8 @@ TEST(cuda_bwd_emu_reads_the_cpu_forwards_saved_state)
 	struct mta_kernel *k[2] = { 0 };
 	for (int i = 0; i < 2; i++) {
 		struct mta_variant v;
-		REQUIRE(mta_variant_default(&p, i ? MTA_BACKEND_CUDA : MTA_BACKEND_CPU, &v) == MTA_OK);
+		REQUIRE(mta_variant_default_op(&p, i ? MTA_BACKEND_CUDA : MTA_BACKEND_CPU, MTA_OP_BWD,
+					       &v) == MTA_OK);
 		REQUIRE(bes[i]->open(0, 1, &dev[i]) == MTA_OK);
 		REQUIRE(bes[i]->train_load(dev[i], &p, &v, &k[i]) == MTA_OK ||
 			(mt_fail(__FILE__, __LINE__, "train_load: %s", mta_last_error()), 0));

@@ -147,4 +147,4 @@ static const struct mta_op_tunable bwd_tunables[] = {
 	{ 0 },
 };
 
-const struct mta_op_space mta_space_cpu_bwd = { "bwd", bwd_tunables };
+const struct mta_op_space mta_space_cpu_bwd = { "bwd", bwd_tunables, NULL };

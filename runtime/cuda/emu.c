@@ -509,7 +509,7 @@ static int fwd_save(struct mta_kernel *k, const struct mta_problem *p, const str
 	const struct mta_cuda_bwd_dev dev = { k, emu_alloc, emu_release, emu_copy, emu_copy,
 					      emu_bwd_launch };
 	int rc = same_problem(k, p);
-	return rc ? rc : mta_cuda_bwd_forward(&dev, p, q, kt, v, w, o, saved);
+	return rc ? rc : mta_cuda_bwd_forward(&dev, &k->v, p, q, kt, v, w, o, saved);
 }
 
 static int backward(struct mta_kernel *k, const struct mta_problem *p, const struct mta_tensor *q,
@@ -520,7 +520,7 @@ static int backward(struct mta_kernel *k, const struct mta_problem *p, const str
 	const struct mta_cuda_bwd_dev dev = { k, emu_alloc, emu_release, emu_copy, emu_copy,
 					      emu_bwd_launch };
 	int rc = same_problem(k, p);
-	return rc ? rc : mta_cuda_bwd_backward(&dev, p, q, kt, v, w, saved, dout, g);
+	return rc ? rc : mta_cuda_bwd_backward(&dev, &k->v, p, q, kt, v, w, saved, dout, g);
 }
 
 const struct mta_backend mta_backend_cuda_emu = {
