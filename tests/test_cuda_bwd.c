@@ -247,6 +247,170 @@ TEST(cuda_bwd_emu_through_the_public_api)
 }
 
 /*
+ * The backward's space: every point of a small problem's checked on the
+ * emulator against the reference (the variants that differ only in nb share
+ * one compiled kernel, so this compiles one per (bq, warps)); T and B give
+ * more tasks than the smallest nb, so nb changes the plan.
+ */
+TEST(cuda_bwd_emu_every_point_of_the_space)
+{
+	mt_kcache();
+	const struct mta_backend *be = &mta_backend_cuda_emu;
+	struct mta_problem p;
+	struct mta_variant *vs = NULL;
+	struct mta_device *dev = NULL;
+	size_t n = 0;
+	REQUIRE(mta_problem_from_key("h2kv1d8-pre2x3-hpre-post2x3-hc2-both-gn-gate", &p) == MTA_OK);
+	REQUIRE(mta_variant_space_op(&p, MTA_BACKEND_CUDA, MTA_OP_BWD, &vs, &n) == MTA_OK);
+	CHECK_EQ_INT((int)n, 18); /* bq 8, 16, 32 x warps 4, 8 x nb 66, 132, 264 */
+	REQUIRE(be->open(0, 0, &dev) == MTA_OK);
+	double worst = 0;
+	for (size_t i = 0; i < n; i++) {
+		char spec[MTA_SPEC_MAX];
+		struct mta_kernel *k = NULL;
+		struct mta_compare c = { 0 };
+		REQUIRE(mta_variant_format(&vs[i], spec, sizeof spec) == MTA_OK);
+		CHECKF(mta_variant_check_op(&p, &vs[i], MTA_OP_BWD) == MTA_OK, "%s: %s", spec,
+		       mta_last_error());
+		if (be->train_load(dev, &p, &vs[i], &k)) {
+			mt_fail(__FILE__, __LINE__, "%s: load: %s", spec, mta_last_error());
+			continue;
+		}
+		struct mta_runner r = { be, dev, k, NULL };
+		/* 2 x 17 to 33 rows: 2 to 5 tasks a batch (the plan of every nb is one task a block) */
+		struct mta_check_opts o = { 2, 17 + (int64_t)(i % 3) * 8, mt_seed() + 300 + i, (int)(i % 2) };
+		CHECKF(mta_check_bwd(&r, &p, &o, &c) == MTA_OK && c.rel_l2 <= mta_tolerance_grad(p.dtype),
+		       "%s T=%lld: %s (rel L2 %g)", spec, (long long)o.T, mta_last_error(), c.rel_l2);
+		worst = c.rel_l2 > worst ? c.rel_l2 : worst;
+		be->unload(k);
+	}
+	printf("  cuda-emu backward space: %zu points, worst gradient rel L2 %.3g\n", n, worst);
+	be->close(dev);
+	free(vs);
+}
+
+/* Backward specs: printed and parsed back; nb refused on a forward, bad values named. */
+TEST(cuda_bwd_specs_parse_print_and_refuse)
+{
+	struct mta_problem p;
+	struct mta_variant v, w, f;
+	char spec[MTA_SPEC_MAX], fs[MTA_SPEC_MAX];
+	REQUIRE(mta_problem_from_key("h8kv8d64-pre6x11-hpre-post6x11-hc8-both-gnr-gate", &p) ==
+		MTA_OK);
+	REQUIRE(mta_variant_default_op(&p, MTA_BACKEND_CUDA, MTA_OP_BWD, &v) == MTA_OK);
+	REQUIRE(mta_variant_default(&p, MTA_BACKEND_CUDA, &f) == MTA_OK);
+	REQUIRE(mta_variant_format(&v, spec, sizeof spec) == MTA_OK);
+	REQUIRE(mta_variant_format(&f, fs, sizeof fs) == MTA_OK);
+	CHECKF(strstr(spec, ",nb=132") && !strstr(fs, "nb="), "bwd %s, fwd %s", spec, fs);
+	REQUIRE(mta_variant_parse(spec, &w) == MTA_OK);
+	CHECK(!memcmp(&v, &w, sizeof v));
+	/* bq=32, warps=8: over the forward's accumulator limit here, the backward's own rules hold */
+	v.bq = 32;
+	v.warps = 8;
+	v.nb = 264;
+	CHECKF(mta_variant_check_op(&p, &v, MTA_OP_BWD) == MTA_OK, "%s", mta_last_error());
+	CHECK(mta_variant_check(&p, &v) == MTA_EINVAL); /* nb: not a forward's */
+	CHECK_STR_CONTAINS(mta_last_error(), "nb=264 is a tunable of the cuda bwd alone");
+	static const struct { const char *tail, *msg; } bad[] = {
+		{ ",nb=0", "nb=0: the cuda backward's grid has 1 to 1024 blocks" },
+		{ ",nb=5000", "nb=5000: the cuda backward's grid has 1 to 1024 blocks" },
+		{ ",nb=64,nb=64", "'nb' given twice" },
+		{ ",nb=x", "nb='x' is not a number" },
+		{ ",nbb=3", "unknown cuda tunable 'nbb' (expected bq, bk, hpb, warps, algo, nb (bwd "
+			    "only))" },
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		char s2[MTA_SPEC_MAX * 2];
+		snprintf(s2, sizeof s2, "%s%s", fs, bad[i].tail);
+		int rc = mta_variant_parse(s2, &w);
+		if (rc == MTA_OK)
+			rc = mta_variant_check_op(&p, &w, MTA_OP_BWD);
+		CHECKF(rc == MTA_EINVAL, "%s accepted", s2);
+		CHECK_STR_CONTAINS(mta_last_error(), bad[i].msg);
+	}
+	/* the halo rule: cq-1 + cq2-1 = 10 rows before a task's own */
+	w = v;
+	w.bq = 8;
+	CHECK(mta_variant_check_op(&p, &w, MTA_OP_BWD) == MTA_EINVAL);
+	CHECK_STR_CONTAINS(mta_last_error(), "bq=8: a cuda backward task recomputes the "
+			   "convolutions' halo rows before its own, cq-1 + cq2-1 (cq=6, cq2=6)");
+	w = v;
+	w.warps = 32;
+	CHECK(mta_variant_check_op(&p, &w, MTA_OP_BWD) == MTA_EINVAL);
+	CHECK_STR_CONTAINS(mta_last_error(), "1 to 16 warps");
+	w.warps = 16; /* 128 registers a thread: the kernel's 188 would spill */
+	CHECK(mta_variant_check_op(&p, &w, MTA_OP_BWD) == MTA_EINVAL);
+	CHECK_STR_CONTAINS(mta_last_error(), "fewer than the kernel's 192");
+	/* a tunable the backward does not read keeps the default's value */
+	w = v;
+	w.bk = 64;
+	CHECK(mta_variant_check_op(&p, &w, MTA_OP_BWD) == MTA_EINVAL);
+	CHECK_STR_CONTAINS(mta_last_error(), "reads only bq, warps and nb: bk must keep");
+	/* the forward's generator refuses a backward variant; the backward's a forward one */
+	char *src = NULL;
+	CHECK(mta_gen_cuda(&p, &v, &src) == MTA_EINVAL && !src);
+	CHECK(mta_gen_cuda_bwd(&p, &f, &src) == MTA_EINVAL && !src);
+	CHECK_STR_CONTAINS(mta_last_error(), "nb=0");
+}
+
+/*
+ * Every point of the backward's space compiles with NVRTC for sm_80 and
+ * sm_90 with no spill and no stack frame, on the paper's problem (the
+ * largest rings and mixing loops); one source per (bq, warps).
+ */
+TEST_COMPILE_BOUND(cuda_bwd_nvrtc_every_point_without_spills)
+{
+	static const char *const key = "h16kv16d96-pre6x11-hpre-post6x11-hc16-both-gn-gate-bf16";
+	static const char *arch[2] = { "sm_80", "sm_90" };
+	struct mta_problem p;
+	struct mta_variant *vs = NULL;
+	size_t n = 0, nj = 0;
+	int maj = 0, min = 0;
+	REQUIRE(mta_nvrtc_version(&maj, &min) == MTA_OK || (mt_fail(__FILE__, __LINE__, "%s",
+			mta_last_error()), 0));
+	REQUIRE(mta_problem_from_key(key, &p) == MTA_OK);
+	REQUIRE(mta_variant_space_op(&p, MTA_BACKEND_CUDA, MTA_OP_BWD, &vs, &n) == MTA_OK);
+	REQUIRE(n > 0);
+	struct mta_nvrtc_job *jobs = calloc(2 * n, sizeof *jobs);
+	char **src = calloc(n, sizeof *src);
+	REQUIRE(jobs && src);
+	for (size_t i = 0; i < n; i++) {
+		int dup = 0;
+		for (size_t j = 0; j < i; j++)
+			dup |= vs[j].bq == vs[i].bq && vs[j].warps == vs[i].warps;
+		if (dup)
+			continue;
+		REQUIRE(mta_gen_cuda_bwd(&p, &vs[i], &src[i]) == MTA_OK);
+		for (int a = 0; a < 2; a++) {
+			jobs[nj].source = src[i];
+			jobs[nj].kernel = MTA_CUDA_BWD_KERNEL;
+			jobs[nj].arch = arch[a];
+			nj++;
+		}
+	}
+	REQUIRE(mta_nvrtc_compile_batch(jobs, nj, 0) == MTA_OK);
+	for (size_t j = 0; j < nj; j++) {
+		struct mta_nvrtc_job *x = &jobs[j];
+		CHECKF(x->status == MTA_OK && x->cubin_size > 0, "%s: %s", x->arch, x->message);
+		CHECKF(x->stats.spill_stores == 0 && x->stats.spill_loads == 0 &&
+		       x->stats.stack_bytes == 0, "job %zu spills on %s: %d/%d bytes, stack %d", j,
+		       x->arch, x->stats.spill_stores, x->stats.spill_loads, x->stats.stack_bytes);
+		int bq = 0, warps = 0;
+		const char *d = strstr(x->source, "#define K_BWD_BQ");
+		if (d)
+			sscanf(d, "#define K_BWD_BQ %d\n#define K_BWD_WARPS %d", &bq, &warps);
+		printf("  bq=%d warps=%d %s: %d registers, no spill\n", bq, warps, x->arch,
+		       x->stats.registers);
+		mta_nvrtc_job_free(x);
+	}
+	for (size_t i = 0; i < n; i++)
+		free(src[i]);
+	free(src);
+	free(jobs);
+	free(vs);
+}
+
+/*
  * The backward's source compiles with NVRTC for sm_80 and sm_90 with no
  * spill and no stack frame, on small problems and the paper's, every input
  * type; its dynamic shared memory is what the generator says.
