@@ -26,7 +26,7 @@ static const struct cli_opt opts[] = {
 	{ "problem", O_PROBLEM, "KEY", "problem key (default " DEFAULT_PROBLEM ")" },
 	{ "seq", CLI_O_SEQ, "T", "sequence length (default 512)" },
 	{ "batch", CLI_O_BATCH, "B", "batch size (default 1)" },
-	{ "op", O_OP, "OP", "fwd (default): the forward; bwd: the backward (cpu), each\n"
+	{ "op", O_OP, "OP", "fwd (default): the forward; bwd: the backward (cpu, cuda), each\n"
 			     "variant's gradients checked against the float64 reference" },
 	{ "backend", O_BACKEND, "NAME", "cpu (default) or cuda (a GPU, its driver and NVRTC)" },
 	{ "device", CLI_O_DEVICE, "N", "cuda: device ordinal (default $MTATUNE_CUDA_DEVICE, else 0)" },
@@ -171,7 +171,7 @@ static int tune(const char *key, struct mta_tune_opts *o, struct progress *pr)
 	if (o->op == MTA_OP_BWD && (mta_backend_find_timed(o->backend, &be) || !be->train_load ||
 				    !mta_gen_op_space(be->variants, MTA_OP_BWD)))
 		return cli_fail("tune", CLI_USAGE, "--op bwd: the %s backend has no backward to tune "
-				"yet (--backend cpu has)", o->backend);
+				"yet (--backend cpu and cuda have)", o->backend);
 	o->progress = on_event;
 	o->progress_ctx = pr;
 	printf("tuning %s%s at T=%lld B=%lld on %s\n", o->op == MTA_OP_BWD ? "the backward of " : "",
