@@ -105,10 +105,16 @@ static int key_of(mta_context *c, const struct mta_problem *p, char *key)
 	return rc;
 }
 
-/* How close device d of the database is to this one: a MTA_RUNG_*, or -1 (not at all). */
+/*
+ * How close device d of the database is to this one: a MTA_RUNG_*, or -1
+ * (not at all). Devices are recorded by the kernels they run
+ * (mta_device_info_db): the emulator's as cuda of arch "emu".
+ */
 static int rung_of(const struct mta_device_info *self, const struct mta_db_device *d)
 {
-	if (strcmp(self->backend, d->backend) || strcmp(self->arch, d->arch))
+	struct mta_db_device me;
+	mta_device_info_db(self, &me);
+	if (strcmp(me.backend, d->backend) || strcmp(self->arch, d->arch))
 		return -1;
 	if (strcmp(self->name, d->name))
 		return MTA_RUNG_ARCH;

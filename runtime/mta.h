@@ -444,7 +444,7 @@ MTA_API int mta_forward_train(mta_context *ctx, const struct mta_problem *p,
  * of q, k, v, saved, dout and the gradients, a device workspace for the
  * picked backward variant (bq rows per task, nb blocks: the spec's nb, at
  * most B * ceil(T / bq)), in floats:
- *   nb * (2 bq H D + H (cq1 + cq2 - 1 + 3 cq2 + cq1 + 6 + 2 bq) T)   rings
+ *   nb * (2 bq H D + H (cq1 + cq2 - 1 + 3 cq2 + cq1 + 7 + 2 bq) T)   rings
  * + 2 * R * Hkv * D, R <= (B - 1 + nb) * T                            partial dk, dv
  * + 2 * nb * W + W + a few                                            weight partials
  * with cq1 = cq or 1, cq2 = cq2 or 1 (ck1, ck2 likewise) and

@@ -249,8 +249,10 @@ TEST(cuda_bwd_emu_through_the_public_api)
 /*
  * The backward's space: every point of a small problem's checked on the
  * emulator against the reference (the variants that differ only in nb share
- * one compiled kernel, so this compiles one per (bq, warps)); T and B give
- * more tasks than the smallest nb, so nb changes the plan.
+ * one compiled kernel, so this compiles one per (bq, warps)), at lengths
+ * that are multiples of bq (a full last task: the workspace's last row);
+ * then grids of 1 to 3 blocks, each taking several tasks in turn, across a
+ * batch boundary.
  */
 TEST(cuda_bwd_emu_every_point_of_the_space)
 {
@@ -263,6 +265,15 @@ TEST(cuda_bwd_emu_every_point_of_the_space)
 	REQUIRE(mta_problem_from_key("h2kv1d8-pre2x3-hpre-post2x3-hc2-both-gn-gate", &p) == MTA_OK);
 	REQUIRE(mta_variant_space_op(&p, MTA_BACKEND_CUDA, MTA_OP_BWD, &vs, &n) == MTA_OK);
 	CHECK_EQ_INT((int)n, 18); /* bq 8, 16, 32 x warps 4, 8 x nb 66, 132, 264 */
+	const size_t nspace = n;
+	struct mta_variant *more = realloc(vs, (n + 3) * sizeof *vs);
+	REQUIRE(more);
+	vs = more;
+	for (int nb = 1; nb <= 3; nb++) {
+		vs[n] = vs[0];
+		vs[n].nb = nb;
+		vs[n++].bq = 8 * nb;
+	}
 	REQUIRE(be->open(0, 0, &dev) == MTA_OK);
 	double worst = 0;
 	for (size_t i = 0; i < n; i++) {
@@ -277,14 +288,16 @@ TEST(cuda_bwd_emu_every_point_of_the_space)
 			continue;
 		}
 		struct mta_runner r = { be, dev, k, NULL };
-		/* 2 x 17 to 33 rows: 2 to 5 tasks a batch (the plan of every nb is one task a block) */
-		struct mta_check_opts o = { 2, 17 + (int64_t)(i % 3) * 8, mt_seed() + 300 + i, (int)(i % 2) };
+		/* the space: 2 x 16, 24 or 32 rows; the small grids: 2 x 27 */
+		struct mta_check_opts o = { 2, i < nspace ? 16 + (int64_t)(i % 3) * 8 : 27,
+					    mt_seed() + 300 + i, (int)(i % 2) };
 		CHECKF(mta_check_bwd(&r, &p, &o, &c) == MTA_OK && c.rel_l2 <= mta_tolerance_grad(p.dtype),
 		       "%s T=%lld: %s (rel L2 %g)", spec, (long long)o.T, mta_last_error(), c.rel_l2);
 		worst = c.rel_l2 > worst ? c.rel_l2 : worst;
 		be->unload(k);
 	}
-	printf("  cuda-emu backward space: %zu points, worst gradient rel L2 %.3g\n", n, worst);
+	printf("  cuda-emu backward space: %zu points and 3 small grids, worst gradient rel L2 %.3g\n",
+	       nspace, worst);
 	be->close(dev);
 	free(vs);
 }

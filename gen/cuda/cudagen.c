@@ -214,7 +214,7 @@ int mta_cuda_bwd_dims(const struct mta_problem *p, const struct mta_variant *v, 
 	d->nb = (unsigned)(ntasks < v->nb ? ntasks : v->nb);
 	d->ntasks = ntasks;
 	d->smem_bytes = 4 * (size_t)(4 * H * D + 2 * H + 32);
-	d->ws_stride = 2 * br * H * D + H * (nzr + 3 * cq2 + cq1 + 6 + 2 * br) * T;
+	d->ws_stride = 2 * br * H * D + H * (nzr + 3 * cq2 + cq1 + 7 + 2 * br) * T;
 	/*
 	 * The plan: cut the tasks where the running cost passes w/nb of the
 	 * total, each block at least one task; then each block's partial rows.

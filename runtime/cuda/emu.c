@@ -120,7 +120,9 @@ static void build_one(void *ctx, size_t i)
 	char *src = NULL, so[PATH_MAX];
 	double t0 = mta_host_now();
 	b->stats = (struct mta_kstats){ -1, -1, -1, -1, -1 };
-	b->status = emu_source(&b->p, &b->v, &src);
+	/* the backward's source wrapped as train_load wraps it: one cache entry */
+	b->status = b->op == MTA_OP_BWD ? emu_wrap(b->source, "mta_generated_bwd.cu", &src)
+					: emu_source(&b->p, &b->v, &src);
 	if (!b->status)
 		b->status = mta_cc_build(src, MTA_LANG_CXX, EMU_FLAGS, so, sizeof so, &b->log);
 	b->seconds = mta_host_now() - t0;
