@@ -330,12 +330,13 @@ step bench $rc "\"exit\": $rc"
 # ---- 5. the backward, packed documents and decode (issues 16 and 17) ----------
 # On the device backend against the float64 reference, on a golden case's
 # inputs: `mtatune grad` (every gradient file within the float32 gradient
-# tolerance, bench/grad_compare.py), `run --cu-seqlens` (documents of length
-# 1, 2 and longer) and `run --decode-from N` (N = 0, 5, T-1) checked by
-# `run --expected`; the packed forward also in bf16; and the CUDA backward's
-# space tuned (`tune --op bwd`: two random points and the default, each
-# built for the device and checked against the reference gradients, a
-# winner recorded in tune.db). After the benchmark, so
+# tolerance, bench/grad_compare.py), the same on packed documents (`grad
+# --cu-seqlens`), `run --cu-seqlens` (documents of length 1, 2 and longer)
+# and `run --decode-from N` (N = 0, 5, T-1) checked by `run --expected`;
+# the packed forward also in bf16; and the CUDA backward's space tuned
+# (`tune --op bwd`: two random points and the default, each built for the
+# device and checked against the reference gradients, a winner recorded in
+# tune.db). After the benchmark, so
 # that it never takes the benchmark's time: each command is capped by what is
 # left of the budget.
 say ""
@@ -373,6 +374,14 @@ if [ -n "$T5" ]; then
 	GW=$(tail -n 1 "$WORK/gcmp" | sed -n 's/.*"worst": \([^,}]*\).*/\1/p')
 	SRV=$((SRV + 1)); [ $rc -eq 0 ] || SRV_BAD=$((SRV_BAD + 1))
 	say "  gradients vs the reference: worst rel L2 ${GW:-?} (exit $rc)"
+	"$MTATUNE" grad --backend ref --inputs "$G" --grad-output "$G/expected.npy" \
+		--cu-seqlens "$WORK/cu.npy" --out "$WORK/gvref" >>"$LOG" 2>&1
+	srv "packed grad $BACKEND" "$MTATUNE" grad --backend "$BACKEND" --inputs "$G" \
+		--grad-output "$G/expected.npy" --cu-seqlens "$WORK/cu.npy" --out "$WORK/gvdev"
+	python3 bench/grad_compare.py "$WORK/gvref" "$WORK/gvdev" 1e-4 >>"$LOG" 2>&1
+	rc=$?
+	SRV=$((SRV + 1)); [ $rc -eq 0 ] || SRV_BAD=$((SRV_BAD + 1))
+	say "  packed gradients vs the reference: exit $rc"
 	for DT in f32 bf16; do
 		"$MTATUNE" run --backend ref --dtype $DT --inputs "$G" --cu-seqlens "$WORK/cu.npy" \
 			--out "$WORK/vref.npy" >>"$LOG" 2>&1

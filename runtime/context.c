@@ -610,56 +610,6 @@ void mta_context_stats(mta_context *c, struct mta_stats *out)
 
 /* ---- mta_forward: host tensors, built on mta_attention ------------------- */
 
-/*
- * One forward with host tensors on a context whose kernels read device
- * memory: q, k, v packed and copied to device allocations, o copied back.
- */
-static int staged(mta_context *c, const struct mta_problem *p, const mta_wts *w,
-		  const struct mta_tensor *host[4])
-{
-	struct mta_tensor dev[4];
-	void *mem[4] = { 0 }, *dense = NULL;
-	size_t bytes[4], most = 0;
-	int rc = MTA_OK;
-
-	for (int i = 0; i < 4; i++) {
-		const struct mta_tensor *t = host[i];
-		bytes[i] = (size_t)(t->shape[0] * t->shape[1] * t->shape[2] * t->shape[3]) *
-			   mta_dtype_size(t->dtype);
-		most = bytes[i] > most ? bytes[i] : most;
-	}
-	if (!(dense = malloc(most))) {
-		rc = mta_fail(MTA_ENOMEM, "out of memory for a %zu-byte staging buffer", most);
-		goto out;
-	}
-	for (int i = 0; i < 4; i++) {
-		const struct mta_tensor *t = host[i];
-		if ((rc = mta_device_alloc(c, bytes[i], &mem[i])))
-			goto out;
-		mta_tensor_init(&dev[i], mem[i], t->dtype, t->shape[0], t->shape[1], t->shape[2],
-				t->shape[3]);
-		dev[i].memory = MTA_MEM_DEVICE;
-		if (i == 3)
-			break;
-		mta_tensor_pack(t, dense, 0);
-		if ((rc = c->be->mem_copy(c->dev, mem[i], MTA_MEM_DEVICE, dense, MTA_MEM_HOST,
-					  bytes[i], NULL)) ||
-		    (rc = mta_stream_synchronize(c, NULL))) /* dense is reused */
-			goto out;
-	}
-	if ((rc = mta_attention(c, p, w, &dev[0], &dev[1], &dev[2], &dev[3], 0, NULL)) ||
-	    (rc = c->be->mem_copy(c->dev, dense, MTA_MEM_HOST, mem[3], MTA_MEM_DEVICE, bytes[3],
-				  NULL)) ||
-	    (rc = mta_stream_synchronize(c, NULL)))
-		goto out;
-	mta_tensor_pack(host[3], dense, 1);
-out:
-	for (int i = 0; i < 4; i++)
-		mta_device_free(c, mem[i]);
-	free(dense);
-	return rc;
-}
-
 int mta_forward(mta_context *c, const struct mta_problem *p, const struct mta_tensor *q,
 		const struct mta_tensor *k, const struct mta_tensor *v,
 		const struct mta_weights *w, struct mta_tensor *o)
@@ -682,7 +632,7 @@ int mta_forward(mta_context *c, const struct mta_problem *p, const struct mta_te
 	if (c->be->memory == MTA_MEM_HOST)
 		rc = mta_attention(c, p, h, q, k, v, o, 0, NULL);
 	else
-		rc = staged(c, p, h, all);
+		rc = mta_forward_staged(c, p, h, all);
 	mta_weights_free(h);
 	return mta_done(rc);
 }
@@ -791,6 +741,45 @@ int mta_forward_varlen(mta_context *c, const struct mta_problem *p, const struct
 		return rc;
 	return mta_done(mta_backend_forward_varlen(c->be, kern->k, p, q, k, v, w, cu_seqlens,
 						   ndocs, o));
+}
+
+/*
+ * Packed training (mta.h, mta_forward_train_varlen, mta_backward_varlen):
+ * core's loop over the documents (varlen.c, mta_varlen_train), each one
+ * through this context's whole-sequence training calls.
+ */
+static int train_doc(void *arg, const struct mta_problem *p, const struct mta_tensor *q,
+		     const struct mta_tensor *k, const struct mta_tensor *v,
+		     const struct mta_weights *w, struct mta_tensor *o, void *saved,
+		     const struct mta_tensor *dout, const struct mta_grads *g)
+{
+	mta_context *c = arg;
+	return o ? mta_forward_train(c, p, q, k, v, w, o, saved)
+		 : mta_backward(c, p, q, k, v, w, saved, dout, g);
+}
+
+int mta_forward_train_varlen(mta_context *c, const struct mta_problem *p,
+			     const struct mta_tensor *q, const struct mta_tensor *k,
+			     const struct mta_tensor *v, const struct mta_weights *w,
+			     const int64_t *cu_seqlens, int64_t ndocs, struct mta_tensor *o,
+			     void *saved)
+{
+	if (!c)
+		return mta_fail(MTA_EINVAL, "mta_forward_train_varlen: no context");
+	return mta_done(mta_varlen_train(p, q, k, v, w, o, saved, NULL, NULL, cu_seqlens, ndocs,
+					 train_doc, c));
+}
+
+int mta_backward_varlen(mta_context *c, const struct mta_problem *p, const struct mta_tensor *q,
+			const struct mta_tensor *k, const struct mta_tensor *v,
+			const struct mta_weights *w, const void *saved,
+			const struct mta_tensor *dout, const int64_t *cu_seqlens, int64_t ndocs,
+			const struct mta_grads *g)
+{
+	if (!c)
+		return mta_fail(MTA_EINVAL, "mta_backward_varlen: no context");
+	return mta_done(mta_varlen_train(p, q, k, v, w, NULL, (void *)saved, dout, g, cu_seqlens,
+					 ndocs, train_doc, c));
 }
 
 /* ---- decode (mta.h, mta_cache_create_ctx) ---- */

@@ -514,6 +514,46 @@ MTA_API int mta_forward_varlen(mta_context *ctx, const struct mta_problem *p,
 			       const struct mta_tensor *v, const struct mta_weights *w,
 			       const int64_t *cu_seqlens, int64_t ndocs, struct mta_tensor *o);
 
+/*
+ * Training on packed documents: the saving forward and the backward of the
+ * packed forward, each document run as if alone (the whole-sequence
+ * mta_forward_train and mta_backward on views of it, B = 1, T = its
+ * length), so every backend with a backward has them. Tensors as
+ * mta_forward_varlen; dout float32 [1,total_T,H,D] (d contiguous). dq, dk,
+ * dv are written in each document's rows; each weight's gradient is the sum
+ * over the documents, added in document order (deterministic). Each
+ * document's kernel is the backward pick for (B = 1, T = its length).
+ *
+ * saved: mta_saved_bytes(p, 1, total_T) bytes, total_T*H*(D+1) floats:
+ * the documents' states one after another, document d's at float offset
+ * cu_seqlens[d]*H*(D+1); an empty document has none. Filled by
+ * mta_forward_train_varlen, read by mta_backward_varlen with the same
+ * cu_seqlens. Bad input (tensors, cu_seqlens, weights, a missing gradient
+ * buffer) is refused before anything is written.
+ */
+MTA_API int mta_forward_train_varlen(mta_context *ctx, const struct mta_problem *p,
+				     const struct mta_tensor *q, const struct mta_tensor *k,
+				     const struct mta_tensor *v, const struct mta_weights *w,
+				     const int64_t *cu_seqlens, int64_t ndocs, struct mta_tensor *o,
+				     void *saved);
+MTA_API int mta_backward_varlen(mta_context *ctx, const struct mta_problem *p,
+				const struct mta_tensor *q, const struct mta_tensor *k,
+				const struct mta_tensor *v, const struct mta_weights *w,
+				const void *saved, const struct mta_tensor *dout,
+				const int64_t *cu_seqlens, int64_t ndocs, const struct mta_grads *g);
+
+/*
+ * The float64 reference of the packed backward: mta_reference_backward on
+ * each document alone (views; dout any dtype [1,total_T,H,D]), dq, dk, dv
+ * in each document's rows, the weights' gradients summed over documents in
+ * document order.
+ */
+MTA_API int mta_reference_backward_varlen(const struct mta_problem *p, const struct mta_tensor *q,
+					  const struct mta_tensor *k, const struct mta_tensor *v,
+					  const struct mta_weights *w, const struct mta_tensor *dout,
+					  const int64_t *cu_seqlens, int64_t ndocs,
+					  const struct mta_reference_grads *g);
+
 /* ---- decode: a cache per sequence, one token (or a chunk) at a time ------ */
 /*
  * A cache holds, for each of its B sequences, k and v of every token so far

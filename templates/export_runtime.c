@@ -2,8 +2,8 @@
  * export_runtime.c: the runtime of a library written by `mtatune export`.
  *
  * It implements the running part of mta.h (mta_context_create,
- * mta_context_pick, mta_forward, mta_forward_train, mta_backward,
- * mta_context_free) over the dispatch table
+ * mta_context_pick, mta_forward, mta_forward_train, mta_backward, their
+ * packed-documents twins, mta_context_free) over the dispatch table
  * the exporter generated (templates/export_table.h), with no database, no
  * compiler and no NVRTC: CPU kernels are C functions linked into the
  * library, CUDA kernels are cubins loaded through mtatune's own driver
@@ -549,52 +549,6 @@ int mta_context_reserve(mta_context *c, const struct mta_problem *p, int64_t B, 
 
 /* ---- mta_forward: host tensors, built on mta_attention ------------------- */
 
-/* A CUDA library's forward on host tensors: copied to the device and back. */
-static int staged(mta_context *c, const struct mta_problem *p, const mta_wts *w,
-		  const struct mta_tensor *host[4])
-{
-	struct mta_tensor dev[4];
-	void *mem[4] = { 0 }, *dense = NULL;
-	size_t bytes[4], most = 0;
-	int rc = MTA_OK;
-
-	for (int i = 0; i < 4; i++) {
-		const struct mta_tensor *t = host[i];
-		bytes[i] = (size_t)(t->shape[0] * t->shape[1] * t->shape[2] * t->shape[3]) *
-			   mta_dtype_size(t->dtype);
-		most = bytes[i] > most ? bytes[i] : most;
-	}
-	if (!(dense = malloc(most))) {
-		rc = mta_fail(MTA_ENOMEM, "out of memory for a %zu-byte staging buffer", most);
-		goto out;
-	}
-	for (int i = 0; i < 4; i++) {
-		const struct mta_tensor *t = host[i];
-		if ((rc = mta_device_alloc(c, bytes[i], &mem[i])))
-			goto out;
-		mta_tensor_init(&dev[i], mem[i], t->dtype, t->shape[0], t->shape[1], t->shape[2],
-				t->shape[3]);
-		dev[i].memory = MTA_MEM_DEVICE;
-		if (i == 3)
-			break;
-		mta_tensor_pack(t, dense, 0);
-		if ((rc = mta_memcpy(c, mem[i], MTA_MEM_DEVICE, dense, MTA_MEM_HOST, bytes[i],
-				     NULL)) ||
-		    (rc = mta_stream_synchronize(c, NULL))) /* dense is reused */
-			goto out;
-	}
-	if ((rc = mta_attention(c, p, w, &dev[0], &dev[1], &dev[2], &dev[3], 0, NULL)) ||
-	    (rc = mta_memcpy(c, dense, MTA_MEM_HOST, mem[3], MTA_MEM_DEVICE, bytes[3], NULL)) ||
-	    (rc = mta_stream_synchronize(c, NULL)))
-		goto out;
-	mta_tensor_pack(host[3], dense, 1);
-out:
-	for (int i = 0; i < 4; i++)
-		mta_device_free(c, mem[i]);
-	free(dense);
-	return rc;
-}
-
 int mta_forward(mta_context *c, const struct mta_problem *p, const struct mta_tensor *q,
 		const struct mta_tensor *kt, const struct mta_tensor *v,
 		const struct mta_weights *w, struct mta_tensor *o)
@@ -614,7 +568,8 @@ int mta_forward(mta_context *c, const struct mta_problem *p, const struct mta_te
 					"memory (call mta_attention)", names[i]);
 	if ((rc = mta_weights_load(c, p, w, MTA_MEM_HOST, &h)))
 		return rc;
-	rc = c->cuda_backend ? staged(c, p, h, all) : mta_attention(c, p, h, q, kt, v, o, 0, NULL);
+	rc = c->cuda_backend ? mta_forward_staged(c, p, h, all)
+			     : mta_attention(c, p, h, q, kt, v, o, 0, NULL);
 	mta_weights_free(h);
 	return mta_done(rc);
 }
@@ -711,6 +666,43 @@ int mta_forward_varlen(mta_context *c, const struct mta_problem *p, const struct
 		return rc;
 	return mta_done(mta_kargs_status(mta_pool_call(c->pool, kn->fn, &a), kn->info, tmax,
 					 kn->spec));
+}
+
+/*
+ * Packed training (mta.h): core's loop over the documents (varlen.c), each
+ * through this library's mta_forward_train / mta_backward above.
+ */
+static int train_doc(void *arg, const struct mta_problem *p, const struct mta_tensor *q,
+		     const struct mta_tensor *kt, const struct mta_tensor *v,
+		     const struct mta_weights *w, struct mta_tensor *o, void *saved,
+		     const struct mta_tensor *dout, const struct mta_grads *g)
+{
+	mta_context *c = arg;
+	return o ? mta_forward_train(c, p, q, kt, v, w, o, saved)
+		 : mta_backward(c, p, q, kt, v, w, saved, dout, g);
+}
+
+int mta_forward_train_varlen(mta_context *c, const struct mta_problem *p,
+			     const struct mta_tensor *q, const struct mta_tensor *kt,
+			     const struct mta_tensor *v, const struct mta_weights *w,
+			     const int64_t *cu, int64_t ndocs, struct mta_tensor *o, void *saved)
+{
+	if (!c)
+		return mta_fail(MTA_EINVAL, "mta_forward_train_varlen: no context");
+	return mta_done(mta_varlen_train(p, q, kt, v, w, o, saved, NULL, NULL, cu, ndocs,
+					 train_doc, c));
+}
+
+int mta_backward_varlen(mta_context *c, const struct mta_problem *p, const struct mta_tensor *q,
+			const struct mta_tensor *kt, const struct mta_tensor *v,
+			const struct mta_weights *w, const void *saved,
+			const struct mta_tensor *dout, const int64_t *cu, int64_t ndocs,
+			const struct mta_grads *g)
+{
+	if (!c)
+		return mta_fail(MTA_EINVAL, "mta_backward_varlen: no context");
+	return mta_done(mta_varlen_train(p, q, kt, v, w, NULL, (void *)saved, dout, g, cu, ndocs,
+					 train_doc, c));
 }
 
 /*

@@ -93,7 +93,7 @@
 #define WG_N (WG_GB + 1)
 
 /* A block's workspace in floats: W_FIXED + W_ROWS * T (gen/cuda/cudagen.c: mta_cuda_bwd_dims). */
-#define W_ROWS (K_H * (NZR + 3 * CQ2E + CQ1 + 7 + 2 * BR)) /* rings, 7 rows [H][T], 2 x BR rows */
+#define W_ROWS (K_H * (NZR + 3 * CQ2E + CQ1 + 7 + 2 * BR))
 #define W_FIXED (2 * BR * K_H * K_D)
 
 /* Dynamic shared memory, floats: q row, dL/do rows, norm/gate partials, per-head scalars. */
@@ -842,10 +842,10 @@ extern "C" __global__ void __launch_bounds__(NT, 1) mta_bwd(const __grid_constan
 	t.ds2 = at, at += (long long)K_H * T;
 	t.p3b = at, at += (long long)BR * K_H * T;
 	t.dzb = at, at += (long long)BR * K_H * T;
-	/* the layout above is W_FIXED + W_ROWS * T floats: a stale formula must fail, not overflow */
-	if (at - (a.ws + (long long)blockIdx.x * a.ws_stride) > a.ws_stride) {
+	/* The layout above must be what W_ROWS and W_FIXED count (status 2 if not). */
+	if (at != a.ws + (long long)blockIdx.x * a.ws_stride + W_FIXED + (long long)W_ROWS * T) {
 		if (threadIdx.x == 0)
-			*a.status = 1;
+			*a.status = 2;
 		return;
 	}
 	t.pdk = t.pdv = 0;

@@ -33,6 +33,14 @@ int mt_golden_load(const char *name, struct mta_inputs *in, struct mta_npy *e);
 void mt_put_npy(const char *dir, const char *name, int ndim, ...);
 
 /*
+ * Write path: a .npy of n integers x with descr '<i4' or '<i8' (other
+ * descrs write 8-byte values under that header, for refusals) and the
+ * shape given as text, e.g. "(4,)": cu_seqlens files.
+ */
+void mt_put_ints(const char *path, const char *descr, const char *shape, const int64_t *x,
+		 int n);
+
+/*
  * A fresh folder mt_tmpdir()/sub holding q [1,5,4,8], k and v [1,5,2,8]
  * (random float32); returns its path (static buffer, valid until the next call).
  */

@@ -1,8 +1,9 @@
 /*
  * main.c: the test runner. Runs every registered test (or those whose name
- * contains one of argv[1..]) in a child process with a time limit, then
- * prints "<label>: N passed, N failed". The label keeps this line apart from
- * the suite-wide total that tests/run.sh prints last.
+ * contains one of argv[1..]) in a child process with a time limit, MT_JOBS
+ * of them at once (jobs() below), each test's output printed in one piece
+ * when it ends, then prints "<label>: N ok, N failing". The label keeps
+ * this line apart from the suite-wide total that tests/run.sh prints last.
  */
 #include "tests/harness.h"
 
@@ -73,56 +74,156 @@ static int selected(const char *name, int argc, char **argv)
 	return 0;
 }
 
-extern void mt_util_begin(const char *name);
+extern void mt_util_begin(const char *name, unsigned long long seed);
+extern unsigned long long mt_util_seed(void);
 extern void mt_util_end(void);
+
+/* A test running in a child: its index, start time and captured output. */
+struct mt_run {
+	pid_t pid;
+	int test;
+	unsigned long long seed;
+	struct timespec t0;
+	FILE *out;
+};
+
+/*
+ * Start test i in a child whose stdout and stderr go to a private temporary
+ * file, so that tests running side by side do not interleave their lines;
+ * the parent copies the file out when the test ends.
+ */
+static int start(struct mt_run *r, int i, int limit)
+{
+	r->test = i;
+	r->seed = mt_util_seed();
+	r->out = tmpfile();
+	if (!r->out) {
+		fprintf(stderr, "test runner: no temporary file for %s's output: %s\n",
+			tests[i].name, strerror(errno));
+		return -1;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &r->t0);
+	fflush(stdout);
+	fflush(stderr);
+	r->pid = fork();
+	if (r->pid < 0) {
+		fprintf(stderr, "test runner: fork for %s: %s\n", tests[i].name, strerror(errno));
+		fclose(r->out);
+		return -1;
+	}
+	if (r->pid == 0) {
+		int fd = fileno(r->out);
+		if (dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
+			_exit(127);
+		setvbuf(stdout, NULL, _IOLBF, 0);
+		alarm((unsigned)limit);
+		mt_util_begin(tests[i].name, r->seed);
+		tests[i].fn();
+		mt_util_end();
+		fflush(stdout);
+		fflush(stderr);
+		_exit(mt_failures ? 1 : 0);
+	}
+	return 0;
+}
+
+/* Print finished run r's output and verdict; returns whether it passed. */
+static int finish(struct mt_run *r, int st)
+{
+	struct timespec t1;
+	char buf[4096];
+	size_t n;
+
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	double s = (double)(t1.tv_sec - r->t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - r->t0.tv_nsec);
+	rewind(r->out);
+	while ((n = fread(buf, 1, sizeof buf, r->out)) > 0)
+		fwrite(buf, 1, n, stdout);
+	fclose(r->out);
+	r->out = NULL;
+	r->pid = 0;
+	const struct mt_test *t = &tests[r->test];
+	int ok = WIFEXITED(st) && WEXITSTATUS(st) == 0;
+	if (ok)
+		printf("  ok    %-48s %7.2fs\n", t->name, s);
+	else if (WIFSIGNALED(st))
+		printf("  FAIL  %-48s killed by signal %d%s (seed %llu)\n", t->name, WTERMSIG(st),
+		       WTERMSIG(st) == SIGALRM ? " (timeout)" : "", r->seed);
+	else
+		printf("  FAIL  %-48s (%s, seed %llu)\n", t->name, t->file, r->seed);
+	fflush(stdout);
+	return ok;
+}
+
+/*
+ * How many tests run at once: MT_JOBS, else one per online CPU (at most
+ * 8). Each test is its own process with its own temporary directory, and
+ * the kernel caches they share are built for concurrent use (locks, files
+ * renamed into place), so side by side is safe; most of a test's time goes
+ * to single-threaded compilers, so two at once on two cores nearly halves
+ * the suite's wall time. MT_JOBS=1 runs them one after another.
+ */
+static int jobs(void)
+{
+	const char *e = getenv("MT_JOBS");
+	long n = e && *e ? strtol(e, NULL, 10) : sysconf(_SC_NPROCESSORS_ONLN);
+	return n < 1 ? 1 : n > 8 ? 8 : (int)n;
+}
 
 int main(int argc, char **argv)
 {
 	const char *label = getenv("MT_LABEL") ? getenv("MT_LABEL") : "tests";
 	int limit = getenv("MT_TIMEOUT") ? atoi(getenv("MT_TIMEOUT")) : 300;
-	int passed = 0, failed = 0, left = 0;
+	int passed = 0, failed = 0, left = 0, nj = jobs(), running = 0;
+	struct mt_run run[8] = { { 0 } };
+	int order[MT_MAX], norder = 0;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	for (int i = 0; i < ntests; i++) {
-		if (!selected(tests[i].name, argc, argv))
-			continue;
-		if (tests[i].compile_bound && sanitized()) {
-			printf("  --    %-48s compile-bound: runs in the normal build\n",
-			       tests[i].name);
-			left++;
-			continue;
+	/*
+	 * The compile-bound tests are the longest: started first, they do not
+	 * leave one core idle at the end while the other finishes a long test.
+	 */
+	for (int pass = 0; pass < 2; pass++)
+		for (int i = 0; i < ntests; i++) {
+			if (tests[i].compile_bound != !pass || !selected(tests[i].name, argc, argv))
+				continue;
+			if (tests[i].compile_bound && sanitized()) {
+				printf("  --    %-48s compile-bound: runs in the normal build\n",
+				       tests[i].name);
+				left++;
+				continue;
+			}
+			order[norder++] = i;
 		}
-		struct timespec t0, t1;
-		clock_gettime(CLOCK_MONOTONIC, &t0);
-		fflush(stdout);
-		fflush(stderr);
-		pid_t pid = fork();
-		if (pid == 0) {
-			alarm((unsigned)limit);
-			mt_util_begin(tests[i].name);
-			tests[i].fn();
-			mt_util_end();
-			fflush(stdout);
-			fflush(stderr);
-			_exit(mt_failures ? 1 : 0);
+	for (int next = 0; next < norder || running;) {
+		while (next < norder && running < nj) {
+			struct mt_run *r = run;
+			while (r->pid)
+				r++;
+			if (start(r, order[next++], limit)) {
+				failed++;
+				continue;
+			}
+			running++;
 		}
 		int st = 0;
-		while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+		pid_t pid;
+		while ((pid = waitpid(-1, &st, 0)) < 0 && errno == EINTR)
 			;
-		clock_gettime(CLOCK_MONOTONIC, &t1);
-		double s = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
-		int ok = WIFEXITED(st) && WEXITSTATUS(st) == 0;
-		if (ok) {
-			passed++;
-			printf("  ok    %-48s %7.2fs\n", tests[i].name, s);
-		} else {
-			failed++;
-			if (WIFSIGNALED(st))
-				printf("  FAIL  %-48s killed by signal %d%s\n", tests[i].name,
-				       WTERMSIG(st), WTERMSIG(st) == SIGALRM ? " (timeout)" : "");
-			else
-				printf("  FAIL  %-48s (%s)\n", tests[i].name, tests[i].file);
+		if (pid < 0) {
+			fprintf(stderr, "test runner: waitpid: %s\n", strerror(errno));
+			failed += running;
+			break;
 		}
+		for (int j = 0; j < nj; j++)
+			if (run[j].pid == pid) {
+				if (finish(&run[j], st))
+					passed++;
+				else
+					failed++;
+				running--;
+				break;
+			}
 	}
 	if (left)
 		printf("%s: %d compile-bound tests left to the normal build\n", label, left);

@@ -11,8 +11,8 @@
 # (bench/gpu_rehearse.sh, the emulator standing in for the GPU; needs `make
 # gpu-pack`) and the Slurm cluster test (tests/slurm/run.sh; it says so and
 # counts nothing when Slurm is not installed and the user is not root, who
-# could have installed it), and print the total as the last line: "N passed,
-# N failed". Exit status 1 on any failure.
+# could have installed it), those six two at a time, and print the total as
+# the last line: "N passed, N failed". Exit status 1 on any failure.
 cd "$(dirname "$0")/.." || exit 1
 total_p=0; total_f=0
 
@@ -37,25 +37,37 @@ for b in normal san; do
 	tally "$b" "$out"
 	rm -f "$out"
 done
+# One stage's output into $2 (the tally reads it).
+stage() {
+	case $1 in
+	python)
+		if [ -x .venv/bin/python ]; then
+			MT_LABEL="[python]" .venv/bin/python python/tests/run.py
+		else
+			echo "[python]: no .venv/bin/python: run make python (needs PyTorch)"
+		fi ;;
+	readme) python3 tests/readme.py ;;
+	fuzz) sh tests/fuzz/run.sh short "${FUZZ_TEST_SECONDS:-5}" ;;
+	valgrind) sh tests/valgrind.sh ;;
+	gpu-rehearse) sh bench/gpu_rehearse.sh ;;
+	slurm) sh tests/slurm/run.sh --if-installed ;;
+	esac >"$2" 2>&1
+}
+
 if [ $# -eq 0 ]; then
-	for stage in python readme fuzz valgrind gpu-rehearse slurm; do
-		out=$(mktemp)
-		case $stage in
-		python)
-			if [ -x .venv/bin/python ]; then
-				MT_LABEL="[python]" .venv/bin/python python/tests/run.py 2>&1 | tee "$out"
-			else
-				echo "[python]: no .venv/bin/python: run make python (needs PyTorch)"
-			fi ;;
-		readme) python3 tests/readme.py 2>&1 | tee "$out" ;;
-		fuzz) sh tests/fuzz/run.sh short "${FUZZ_TEST_SECONDS:-5}" 2>&1 | tee "$out" ;;
-		valgrind) sh tests/valgrind.sh 2>&1 | tee "$out" ;;
-		gpu-rehearse) sh bench/gpu_rehearse.sh 2>&1 | tee "$out" ;;
-		slurm) sh tests/slurm/run.sh --if-installed 2>&1 | tee "$out" ;;
-		esac
-		tally $stage "$out"
-		rm -f "$out"
+	# The other stages in two lanes at once (each mostly one process on one
+	# core; the README's tuning run is the longest), each stage's output
+	# printed whole when both lanes are done.
+	dir=$(mktemp -d)
+	echo "stages python, readme, fuzz, valgrind, gpu-rehearse and slurm: two at a time..."
+	( for s in readme python slurm; do stage $s "$dir/$s"; done ) &
+	( for s in gpu-rehearse valgrind fuzz; do stage $s "$dir/$s"; done ) &
+	wait
+	for s in python readme fuzz valgrind gpu-rehearse slurm; do
+		cat "$dir/$s"
+		tally $s "$dir/$s"
 	done
+	rm -rf "$dir"
 fi
 echo "$total_p passed, $total_f failed"
 [ "$total_f" -eq 0 ]

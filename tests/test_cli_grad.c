@@ -3,9 +3,12 @@
  * present, in its shape, equal to mta_reference_backward on the inputs as
  * the CLI loads them (--backend ref), within the gradient bounds of it
  * (--backend cpu and cuda-emu); refusals named; no half-written output folder.
+ * With --cu-seqlens (packed documents) the same against
+ * mta_reference_backward_varlen, and bad offset files refused by name.
  */
 #include "tests/harness.h"
 #include "tests/fixtures.h"
+#include "tests/cpu_util.h"
 #include "tuner/io/inputs.h"
 
 #include <dirent.h>
@@ -281,5 +284,170 @@ TEST(cli_grad_refuses_bad_input_and_leaves_the_output_alone)
 		       after);
 		free(after);
 	}
+	free(before);
+}
+
+/*
+ * --cu-seqlens: the packed backward on every backend. ref writes
+ * mta_reference_backward_varlen rounded once to float32; cpu and cuda-emu
+ * (mta_forward_train_varlen, mta_backward_varlen) are within the gradient
+ * bounds of it; int32 and int64 offsets; documents of length 1, 0 and
+ * shorter than the kernels (cq=3, ck=3), ragged. The packed gradients
+ * differ from the whole sequence's (the boundaries are honoured).
+ */
+TEST(cli_grad_packed_documents_every_backend)
+{
+	static const struct gcase g = { "packed", 1, 23, 4, 2, 4, 3, 3, 2, 3, 1, 2, 0, 1, 1,
+					"--layer-id 2", 2, MTA_F32, "both" };
+	static const int64_t cu[] = { 0, 1, 1, 3, 12, 13, 23 };
+	char dir[700], dout[700], c32[800], c64[800];
+	make_case(&g, dir, sizeof dir, dout, sizeof dout);
+	snprintf(c32, sizeof c32, "%s/gcu32.npy", mt_tmpdir());
+	snprintf(c64, sizeof c64, "%s/gcu64.npy", mt_tmpdir());
+	mt_put_ints(c32, "<i4", "(7,)", cu, 7);
+	mt_put_ints(c64, "<i8", "(7,)", cu, 7);
+
+	struct mta_input_options opt;
+	struct mta_inputs in;
+	struct mta_npy dfile;
+	struct mta_tensor dt;
+	struct mta_weights w;
+	mta_input_options_init(&opt);
+	opt.layer_id = 2;
+	REQUIRE(mta_inputs_load(dir, &opt, &in) == MTA_OK);
+	REQUIRE(mta_inputs_load_dout(&in, dout, &dfile, &dt) == MTA_OK);
+	mta_inputs_weights(&in, &w);
+	double *d[MTA_IN_COUNT] = { 0 }, *whole[MTA_IN_COUNT] = { 0 };
+	for (int i = 0; i < MTA_IN_COUNT; i++)
+		if (in.file[i].data) {
+			d[i] = malloc(in.file[i].count * sizeof *d[i]);
+			whole[i] = malloc(in.file[i].count * sizeof *d[i]);
+		}
+	struct mta_reference_grads rg = {
+		d[MTA_IN_Q], d[MTA_IN_K], d[MTA_IN_V], d[MTA_IN_KQ_PRE], d[MTA_IN_HEAD_PRE],
+		d[MTA_IN_KQ_POST], d[MTA_IN_HEAD_POST], d[MTA_IN_HEAD_POST_LINEAR],
+		d[MTA_IN_GN_WEIGHT], d[MTA_IN_GATE_W], d[MTA_IN_GATE_B],
+	};
+	struct mta_reference_grads wg = {
+		whole[MTA_IN_Q], whole[MTA_IN_K], whole[MTA_IN_V], whole[MTA_IN_KQ_PRE],
+		whole[MTA_IN_HEAD_PRE], whole[MTA_IN_KQ_POST], whole[MTA_IN_HEAD_POST],
+		whole[MTA_IN_HEAD_POST_LINEAR], whole[MTA_IN_GN_WEIGHT], whole[MTA_IN_GATE_W],
+		whole[MTA_IN_GATE_B],
+	};
+	REQUIRE(mta_reference_backward_varlen(&in.problem, &in.q, &in.k, &in.v, &w, &dt, cu, 6,
+					      &rg) == MTA_OK);
+	REQUIRE(mta_reference_backward(&in.problem, &in.q, &in.k, &in.v, &w, &dt, &wg) == MTA_OK);
+	CHECK(mt_rel_l2_f64(whole[MTA_IN_Q], d[MTA_IN_Q], in.file[MTA_IN_Q].count) > 1e-3);
+	CHECK(mt_rel_l2_f64(whole[MTA_IN_KQ_PRE], d[MTA_IN_KQ_PRE], in.file[MTA_IN_KQ_PRE].count) >
+	      1e-3);
+
+	static const char *const backends[] = { "ref", "cpu", "cuda-emu" };
+	mt_kcache();
+	for (int bi = 0; bi < 3; bi++) {
+		char out[900], *text = NULL;
+		snprintf(out, sizeof out, "%s/pgrads-%s", mt_tmpdir(), backends[bi]);
+		int code = mt_sh(&text, "%s grad --inputs '%s' --grad-output '%s' --out '%s' "
+				 "--layer-id 2 --backend %s --cu-seqlens '%s'", mt_bin(), dir, dout,
+				 out, backends[bi], bi % 2 ? c32 : c64);
+		CHECKF(code == 0, "--backend %s: exit %d:\n%s", backends[bi], code, text);
+		free(text);
+		for (int i = 0; i < MTA_IN_COUNT; i++) {
+			if (!d[i])
+				continue;
+			char path[1000];
+			struct mta_npy a;
+			snprintf(path, sizeof path, "%s/d%s.npy", out, mta_input_name(i));
+			if (mta_npy_read(path, &a)) {
+				mt_fail(__FILE__, __LINE__, "%s: %s", backends[bi], mta_last_error());
+				continue;
+			}
+			CHECKF(a.dtype == MTA_F32 && a.count == in.file[i].count, "%s: d%s: %zu elements",
+			       backends[bi], mta_input_name(i), a.count);
+			if (a.count != in.file[i].count) {
+				mta_npy_free(&a);
+				continue;
+			}
+			if (bi == 0) {
+				for (size_t x = 0; x < a.count; x++)
+					CHECKF(((const float *)a.data)[x] == (float)d[i][x],
+					       "ref: d%s[%zu] = %.9g, expected %.9g", mta_input_name(i), x,
+					       (double)((const float *)a.data)[x], d[i][x]);
+			} else {
+				CHECKF(mta_compare_grad(a.data, d[i], a.count, MTA_F32, NULL) == MTA_OK,
+				       "--backend %s: d%s: %s", backends[bi], mta_input_name(i),
+				       mta_last_error());
+			}
+			mta_npy_free(&a);
+		}
+	}
+	for (int i = 0; i < MTA_IN_COUNT; i++) {
+		free(d[i]);
+		free(whole[i]);
+	}
+	mta_npy_free(&dfile);
+	mta_inputs_free(&in);
+}
+
+/* Bad --cu-seqlens files: exit 3 naming the file and what was expected; OUTDIR untouched. */
+TEST(cli_grad_refuses_bad_cu_seqlens)
+{
+	static const struct gcase g = { "pbad", 1, 10, 2, 2, 4, 2, 3, 0, 0, 0, 0, 0, 1, 0, "",
+					-1, MTA_F32, "both" };
+	static const int64_t start[] = { 2, 5, 10 }, dec[] = { 0, 6, 5, 10 }, end[] = { 0, 5, 9 },
+			     good[] = { 0, 5, 10 };
+	static const struct {
+		const char *descr, *shape;
+		const int64_t *x;
+		int n;
+		const char *says;
+	} bad[] = {
+		{ "<i8", "(3,)", start, 3, "cu_seqlens[0] is 2, expected 0" },
+		{ "<i4", "(4,)", dec, 4, "decreases at index 2 (5 after 6)" },
+		{ "<i8", "(3,)", end, 3, "expected total_T = 10" },
+		{ "<f8", "(3,)", good, 3, "expected integer offsets ('<i4' int32 or '<i8' int64)" },
+		{ "<i8", "(1, 3)", good, 3, "expected one dimension [ndocs+1]" },
+		{ "<i8", "(1,)", good, 1, "expected at least 2" },
+	};
+	char dir[700], dout[700], out[800], *text = NULL;
+	make_case(&g, dir, sizeof dir, dout, sizeof dout);
+	snprintf(out, sizeof out, "%s/pbad-out", mt_tmpdir());
+	int code = mt_sh(&text, "%s grad --inputs '%s' --grad-output '%s' --out '%s'", mt_bin(),
+			 dir, dout, out);
+	REQUIRE(code == 0);
+	free(text);
+	char *before = listing(out, 1);
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		char cu[800];
+		snprintf(cu, sizeof cu, "%s/gbad%zu.npy", mt_tmpdir(), i);
+		mt_put_ints(cu, bad[i].descr, bad[i].shape, bad[i].x, bad[i].n);
+		for (int bi = 0; bi < 2; bi++) {
+			code = mt_sh(&text, "%s grad --inputs '%s' --grad-output '%s' --out '%s' "
+				     "--backend %s --cu-seqlens '%s'", mt_bin(), dir, dout, out,
+				     bi ? "cpu" : "ref", cu);
+			CHECKF(code == 3, "case %zu: exit %d, expected 3: %s", i, code, text);
+			CHECK_STR_CONTAINS(text, "mtatune grad: --cu-seqlens");
+			CHECK_STR_CONTAINS(text, cu);
+			CHECK_STR_CONTAINS(text, bad[i].says);
+			free(text);
+		}
+		char *after = listing(out, 1);
+		CHECKF(!strcmp(before, after), "case %zu changed OUTDIR", i);
+		free(after);
+	}
+	/* B = 2: packed documents are one sequence */
+	static const struct gcase g2 = { "pbad2", 2, 10, 2, 2, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, "",
+					 -1, MTA_F32, "both" };
+	char dir2[700], dout2[700], cu[800];
+	make_case(&g2, dir2, sizeof dir2, dout2, sizeof dout2);
+	snprintf(cu, sizeof cu, "%s/ggood.npy", mt_tmpdir());
+	mt_put_ints(cu, "<i8", "(3,)", good, 3);
+	code = mt_sh(&text, "%s grad --inputs '%s' --grad-output '%s' --out '%s' --cu-seqlens '%s'",
+		     mt_bin(), dir2, dout2, out, cu);
+	CHECKF(code == 3, "B=2: exit %d: %s", code, text);
+	CHECK_STR_CONTAINS(text, "B=1");
+	free(text);
+	char *after = listing(out, 1);
+	CHECKF(!strcmp(before, after), "B=2 changed OUTDIR");
+	free(after);
 	free(before);
 }

@@ -56,6 +56,20 @@ out:
 	return worst;
 }
 
+/*
+ * The last block's last task a full tile of rows (T = 32, two tasks, two
+ * blocks): its rows fill the workspace to the end, so a layout longer than
+ * the size formula writes past the buffer, which the emulator's guards
+ * catch. (The workspace once held one row of T floats too few: on a GPU
+ * each block then overwrote the next block's q rows.)
+ */
+TEST(cuda_bwd_emu_full_last_tile_stays_in_its_workspace)
+{
+	mt_kcache();
+	emu_check("h1kv1d8-hpre-post1x2-right-f32", 1, 32, 0, 7);
+	emu_check("h2kv1d8-pre2x3-post2x3-gn-gate-f32", 1, 48, 0, 8);
+}
+
 /* Each option alone (T=19 and 21: not multiples of the 16-row tile; B=2). */
 TEST(cuda_bwd_emu_matches_reference_option_by_option)
 {

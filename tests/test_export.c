@@ -409,10 +409,17 @@ TEST(export_ships_the_backward_winner_and_its_gradients_match_the_reference)
 	free(out);
 	build(lib, "fb");
 
-	/* T=64 and 150: the backward's own buckets (64: the tuned winner, 256: bq=8); 400: the nearest */
-	static const int64_t Ts[] = { 64, 150, 400 };
-	for (size_t t = 0; t < 3; t++) {
-		const int64_t B = 2, T = Ts[t];
+	/*
+	 * T=64 and 150: the backward's own buckets (64: the tuned winner, 256:
+	 * bq=8); 400: the nearest; then packed documents (B=1, T=50, lengths 1,
+	 * 3, 0, 16, 30: mta_forward_train_varlen and mta_backward_varlen of the
+	 * library, against the packed references).
+	 */
+	static const int64_t Ts[] = { 64, 150, 400, 50 };
+	static const int64_t cu[] = { 0, 1, 4, 4, 20, 50 };
+	for (size_t t = 0; t < 4; t++) {
+		const int packed = t == 3;
+		const int64_t B = packed ? 1 : 2, T = Ts[t];
 		struct mta_tensor q, k, v, d;
 		struct mta_weights wt;
 		void *bq = mt_tensor(MTA_F32, B, T, p.H, p.D, 0, &q);
@@ -429,12 +436,14 @@ TEST(export_ships_the_backward_winner_and_its_gradients_match_the_reference)
 		REQUIRE(f);
 		const size_t nq = (size_t)(B * T * p.H * p.D);
 		REQUIRE(fwrite(d.data, 4, nq, f) == nq && fclose(f) == 0);
-		rc = mt_sh(&out, "%s/prog_so grad %s %s", mt_tmpdir(), cpath, opath);
+		rc = mt_sh(&out, "%s%s/prog_so grad %s %s",
+			   packed ? "MTX_CU_SEQLENS=0,1,4,4,20,50 " : "", mt_tmpdir(), cpath, opath);
 		CHECKF(rc == 0, "prog grad T=%lld: exit %d: %s", (long long)T, rc, out);
-		if (!t)
+		/* (packed: each document picks for its own length; no pick to compare) */
+		if (!packed && !t)
 			CHECKF(out && !strncmp(out, want, strlen(want)), "T=%lld: the backward pick "
 			       "was '%s', expected %s", (long long)T, out, want);
-		else
+		else if (!packed)
 			CHECKF(out && !strncmp(out, t == 1 ? "2 " : "1 ", 2) && strstr(out, spec),
 			       "T=%lld: the backward pick was '%s', expected %s", (long long)T, out,
 			       spec);
@@ -457,8 +466,14 @@ TEST(export_ships_the_backward_winner_and_its_gradients_match_the_reference)
 		}
 		struct mta_reference_grads rg = { e[1], e[2], e[3], e[4], e[5], e[6], e[7], e[8],
 						  e[9], e[10], e[11] };
-		REQUIRE(mta_reference(&p, &q, &k, &v, &wt, e[0]) == MTA_OK);
-		REQUIRE(mta_reference_backward(&p, &q, &k, &v, &wt, &d, &rg) == MTA_OK);
+		if (packed) {
+			REQUIRE(mta_reference_varlen(&p, &q, &k, &v, &wt, cu, 5, e[0]) == MTA_OK);
+			REQUIRE(mta_reference_backward_varlen(&p, &q, &k, &v, &wt, &d, cu, 5, &rg) ==
+				MTA_OK);
+		} else {
+			REQUIRE(mta_reference(&p, &q, &k, &v, &wt, e[0]) == MTA_OK);
+			REQUIRE(mta_reference_backward(&p, &q, &k, &v, &wt, &d, &rg) == MTA_OK);
+		}
 		float *got = malloc(total * sizeof *got);
 		f = fopen(opath, "rb");
 		REQUIRE(f && got && fread(got, 4, total, f) == total);

@@ -4,7 +4,11 @@
  * kernel family and option, and the CUDA kernels on the emulator, equal the
  * reference through the harness (mta_check_varlen: fresh random inputs,
  * output poisoned, relative L2 and every element); documents of length 0,
- * 1 and shorter than the kernels and tiles; bad cu_seqlens refused.
+ * 1 and shorter than the kernels and tiles; bad cu_seqlens refused. The
+ * packed backward: its reference equals the plain one run document by
+ * document (weight gradients summed in order), the CPU and emulated CUDA
+ * backwards equal it through the harness (mta_check_bwd_varlen), it is
+ * deterministic and refuses bad input before writing.
  */
 #include "tests/harness.h"
 #include "tests/cpu_util.h"
@@ -12,7 +16,10 @@
 #include "runtime/backend.h"
 #include "runtime/core/varlen.h"
 
+#include <math.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -271,36 +278,360 @@ TEST(varlen_refuses_bad_cu_seqlens)
 	free(bo);
 }
 
+/* ---- the packed backward (mta_forward_train_varlen, mta_backward_varlen) ---- */
+
+enum { VG_N = 11 };
+
+/* Elements of gradient i (dq, dk, dv, then the weights in struct order) of p at T. */
+static size_t vgcount(const struct mta_problem *p, int64_t T, int i)
+{
+	const size_t H = (size_t)p->H;
+	switch (i) {
+	case 0: return (size_t)T * H * (size_t)p->D;
+	case 1:
+	case 2: return (size_t)T * (size_t)p->Hkv * (size_t)p->D;
+	case 3: return H * (size_t)(p->cq * p->ck);
+	case 4: return p->head_pre ? H * H : 0;
+	case 5: return H * (size_t)(p->cq2 * p->ck2);
+	case 6: return p->head_post == MTA_HPOST_CONV ? H * (size_t)p->hc : 0;
+	case 7: return p->head_post == MTA_HPOST_LINEAR ? H * H : 0;
+	case 8: return p->gn ? (size_t)p->D : 0;
+	case 9: return p->gate ? (size_t)p->D : 0;
+	case 10: return p->gate ? 1 : 0;
+	}
+	return 0;
+}
+
+/* Double gradients of p at T (NaN-poisoned) as a reference gradients struct; free with vg_free. */
+static void vg_alloc(const struct mta_problem *p, int64_t T, double *e[VG_N],
+		     struct mta_reference_grads *g)
+{
+	for (int i = 0; i < VG_N; i++) {
+		size_t n = vgcount(p, T, i);
+		e[i] = n ? malloc(n * sizeof *e[i]) : NULL;
+		REQUIRE(!n || e[i]);
+		for (size_t x = 0; x < n; x++)
+			e[i][x] = NAN;
+	}
+	*g = (struct mta_reference_grads){ e[0], e[1], e[2], e[3], e[4], e[5],
+					   e[6], e[7], e[8], e[9], e[10] };
+}
+
+static void vg_free(double *e[VG_N])
+{
+	for (int i = 0; i < VG_N; i++)
+		free(e[i]);
+}
+
+/*
+ * The packed reference backward equals mta_reference_backward on each
+ * document copied out alone (dq, dk, dv in its rows, bit for bit), with
+ * each weight's gradient the sum over documents in document order (bit for
+ * bit); and the boundaries matter (the unpacked backward differs).
+ */
+TEST(varlen_bwd_reference_equals_per_document)
+{
+	static const char *keys[] = {
+		"h4kv2d8-pre3x5-hpre-post2x3-hc2-both-gn-gate-f32",
+		"h2kv1d5-pre2x3-post3x3-hpost-left-gnr-bf16",
+		"h3kv3d4-pre4x2-right-gate-f32",
+	};
+	for (size_t ki = 0; ki < sizeof keys / sizeof keys[0]; ki++) {
+		struct mta_problem p;
+		struct mta_tensor q, k, v, dout;
+		struct mta_weights w;
+		int64_t cu[32], T = 36;
+		REQUIRE(mta_problem_from_key(keys[ki], &p) == MTA_OK);
+		int64_t nd = random_docs(T, 9, cu, 32);
+		void *bq = mt_tensor(p.dtype, 1, T, p.H, p.D, 0, &q);
+		void *bk = mt_tensor(p.dtype, 1, T, p.Hkv, p.D, 0, &k);
+		void *bv = mt_tensor(p.dtype, 1, T, p.Hkv, p.D, 0, &v);
+		void *bd = mt_tensor(MTA_F32, 1, T, p.H, p.D, 0, &dout);
+		mt_weights(&p, &w);
+		double *pk[VG_N], *al[VG_N], *wh[VG_N];
+		struct mta_reference_grads gp, ga, gw;
+		vg_alloc(&p, T, pk, &gp);
+		vg_alloc(&p, T, al, &ga);
+		vg_alloc(&p, T, wh, &gw);
+		for (int i = 3; i < VG_N; i++) /* the weights' sums start at 0 */
+			for (size_t x = 0; x < vgcount(&p, T, i); x++)
+				al[i][x] = 0;
+		CHECKF(mta_reference_backward_varlen(&p, &q, &k, &v, &w, &dout, cu, nd, &gp) ==
+		       MTA_OK, "%s: %s", keys[ki], mta_last_error());
+		int first = 1;
+		for (int64_t d = 0; d < nd; d++) {
+			const int64_t s = cu[d], l = cu[d + 1] - cu[d];
+			if (!l)
+				continue;
+			/* the document copied into tensors of its own */
+			struct mta_tensor qd, kd, vd, dd, x;
+			size_t es = mta_dtype_size(p.dtype);
+			void *cq = malloc((size_t)(l * p.H * p.D) * es);
+			void *ck = malloc((size_t)(l * p.Hkv * p.D) * es);
+			void *cv = malloc((size_t)(l * p.Hkv * p.D) * es);
+			float *cd = malloc((size_t)(l * p.H * p.D) * sizeof *cd);
+			REQUIRE(cq && ck && cv && cd);
+			mta_varlen_view(&q, s, l, &x);
+			memcpy(cq, x.data, (size_t)(l * p.H * p.D) * es);
+			mta_varlen_view(&k, s, l, &x);
+			memcpy(ck, x.data, (size_t)(l * p.Hkv * p.D) * es);
+			mta_varlen_view(&v, s, l, &x);
+			memcpy(cv, x.data, (size_t)(l * p.Hkv * p.D) * es);
+			mta_varlen_view(&dout, s, l, &x);
+			memcpy(cd, x.data, (size_t)(l * p.H * p.D) * sizeof *cd);
+			mta_tensor_init(&qd, cq, p.dtype, 1, l, p.H, p.D);
+			mta_tensor_init(&kd, ck, p.dtype, 1, l, p.Hkv, p.D);
+			mta_tensor_init(&vd, cv, p.dtype, 1, l, p.Hkv, p.D);
+			mta_tensor_init(&dd, cd, MTA_F32, 1, l, p.H, p.D);
+			double *one[VG_N];
+			struct mta_reference_grads g1;
+			vg_alloc(&p, l, one, &g1);
+			CHECK(mta_reference_backward(&p, &qd, &kd, &vd, &w, &dd, &g1) == MTA_OK);
+			memcpy(al[0] + s * p.H * p.D, one[0], vgcount(&p, l, 0) * sizeof(double));
+			memcpy(al[1] + s * p.Hkv * p.D, one[1], vgcount(&p, l, 1) * sizeof(double));
+			memcpy(al[2] + s * p.Hkv * p.D, one[2], vgcount(&p, l, 2) * sizeof(double));
+			for (int i = 3; i < VG_N; i++)
+				for (size_t e = 0; e < vgcount(&p, l, i); e++)
+					al[i][e] = first ? one[i][e] : al[i][e] + one[i][e];
+			first = 0;
+			vg_free(one);
+			free(cq);
+			free(ck);
+			free(cv);
+			free(cd);
+		}
+		for (int i = 0; i < VG_N; i++)
+			for (size_t e = 0; e < vgcount(&p, T, i); e++)
+				CHECKF(pk[i][e] == al[i][e], "%s gradient %d element %zu: packed %g, "
+				       "alone %g", keys[ki], i, e, pk[i][e], al[i][e]);
+		/* the boundaries matter: the unpacked backward differs */
+		CHECK(mta_reference_backward(&p, &q, &k, &v, &w, &dout, &gw) == MTA_OK);
+		CHECKF(mt_rel_l2_f64(wh[0], pk[0], vgcount(&p, T, 0)) > 1e-3,
+		       "%s: packing changed nothing in dq", keys[ki]);
+		vg_free(pk);
+		vg_free(al);
+		vg_free(wh);
+		free(bq);
+		free(bk);
+		free(bv);
+		free(bd);
+		mt_weights_free(&w);
+	}
+}
+
+/*
+ * Backend be's training kernel (the default backward variant) on packed
+ * documents cu through the harness (mta_check_bwd_varlen: fresh inputs,
+ * output and gradients poisoned, every gradient against
+ * mta_reference_backward_varlen by mta_compare_grad); and, when ctx is
+ * set, the public API on that context. Returns the worst rel L2.
+ */
+static double check_packed_bwd(const struct mta_backend *be, mta_context *ctx, const char *key,
+			       const int64_t *cu, int64_t nd, int strided)
+{
+	struct mta_problem p;
+	struct mta_variant v;
+	struct mta_runner r = { be, NULL, NULL, ctx };
+	struct mta_check_opts o = { 1, cu[nd], mt_seed() ^ (unsigned long long)(cu[nd] * 7 + nd),
+				    strided };
+	struct mta_compare cmp = { .rel_l2 = INFINITY, .bad = 1 };
+	double worst = INFINITY;
+	int rc;
+	mt_kcache();
+	if ((rc = mta_problem_from_key(key, &p)) ||
+	    (!ctx && ((rc = mta_variant_default(&p, be->variants, &v)) ||
+		      (rc = be->open(0, 2, &r.dev)) || (rc = be->train_load(r.dev, &p, &v, &r.k))))) {
+		CHECKF(0, "%s %s: %s", be ? be->name : "context", key, mta_last_error());
+		goto out;
+	}
+	rc = mta_check_bwd_varlen(&r, &p, &o, cu, nd, &cmp);
+	CHECKF(rc == MTA_OK, "%s %s T=%lld ndocs=%lld strided=%d: %s", ctx ? "context" : be->name,
+	       key, (long long)cu[nd], (long long)nd, strided, mta_last_error());
+	CHECKF(rc || (cmp.n > 0 && cmp.bad == 0 && cmp.rel_l2 <= mta_tolerance_grad(p.dtype)),
+	       "%s: worst gradient rel L2 %g, %zu bad", key, cmp.rel_l2, cmp.bad);
+	if (!rc)
+		worst = cmp.rel_l2;
+out:
+	if (!ctx) {
+		if (r.k)
+			be->unload(r.k);
+		if (r.dev)
+			be->close(r.dev);
+	}
+	return worst;
+}
+
+/*
+ * The CPU backward on packed documents: every option on (both head mixings
+ * after the softmax, the three paddings, GQA, group norm with rescale,
+ * gate), documents of length 0, 1, 2 and shorter than cq and ck, ragged,
+ * strided inputs; through a backend kernel and through a context.
+ */
+TEST(varlen_bwd_cpu)
+{
+	static const char *keys[] = {
+		"h4kv2d16-pre3x5-hpre-post2x3-hc2-both-gnr-gate",
+		"h4kv2d8-pre4x3-hpre-post3x3-hpost-left-gn-gate",
+		"h2kv1d8-pre2x4-post2x2-right-gate-s0.6",
+		"h4kv4d16-pre3x3-hpre-post2x3-hc2-both-gn-gate-bf16",
+	};
+	/* lengths 1, 0, 2, 4 (< ck=5), 13, 1, 9: every boundary kind */
+	static const int64_t fixed[] = { 0, 1, 1, 3, 7, 20, 21, 30 };
+	double worst = 0;
+	const struct mta_backend *be = NULL;
+	REQUIRE(mta_backend_find("cpu", &be) == MTA_OK && be->train_load);
+	for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+		int64_t cu[64];
+		int64_t nd = random_docs(45, 11, cu, 64);
+		double e1 = check_packed_bwd(be, NULL, keys[i], fixed, 7, (int)(i % 2));
+		double e2 = check_packed_bwd(be, NULL, keys[i], cu, nd, (int)((i + 1) % 2));
+		if (strstr(keys[i], "bf16"))
+			continue;
+		worst = e1 > worst ? e1 : worst;
+		worst = e2 > worst ? e2 : worst;
+	}
+	/* through the public API on a context (mta_forward_train_varlen, mta_backward_varlen) */
+	char db[600];
+	snprintf(db, sizeof db, "%s/no-such-varlen-bwd.db", mt_tmpdir());
+	mta_context *ctx = NULL;
+	REQUIRE(mta_context_create(&ctx, db, "cpu", 0) == MTA_OK);
+	double e = check_packed_bwd(NULL, ctx, keys[0], fixed, 7, 1);
+	worst = e > worst ? e : worst;
+	mta_context_free(ctx);
+	printf("  packed documents, every option, f32: worst gradient rel L2 %.3g (tolerance %g)\n",
+	       worst, mta_tolerance_grad(MTA_F32));
+}
+
+/* The CUDA backward on the emulator, packed: small sizes (the emulator is slow). */
+TEST(varlen_bwd_cuda_emu)
+{
+	/* lengths 1, 0, 3 (< cq, ck), 17 (past a 16-row task), 1, 6 */
+	static const int64_t cu[] = { 0, 1, 1, 4, 21, 22, 28 };
+	check_packed_bwd(&mta_backend_cuda_emu, NULL,
+			 "h2kv1d8-pre3x5-hpre-post2x3-hc2-both-gnr-gate", cu, 6, 0);
+	check_packed_bwd(&mta_backend_cuda_emu, NULL,
+			 "h2kv2d8-pre2x3-hpre-post3x3-hpost-left-gn-gate", cu, 6, 1);
+	mta_context *ctx = NULL;
+	char db[600];
+	snprintf(db, sizeof db, "%s/no-such-varlen-bwd-emu.db", mt_tmpdir());
+	REQUIRE(mta_context_create(&ctx, db, "cuda-emu", 0) == MTA_OK);
+	static const int64_t cu2[] = { 0, 2, 3, 12 };
+	check_packed_bwd(NULL, ctx, "h2kv1d8-pre3x5-hpre-post2x3-hc2-both-gn-gate-bf16", cu2, 3, 0);
+	mta_context_free(ctx);
+}
+
+/*
+ * The packed backward is deterministic (same bits twice), refuses bad
+ * input before writing anything (B=2, bad cu_seqlens, a missing gradient
+ * buffer, no saved state), and its saved state is mta_saved_bytes(p, 1,
+ * total_T) bytes: the call reads nothing past it (the buffer is exact).
+ */
+TEST(varlen_bwd_deterministic_and_refuses_bad_input)
+{
+	struct mta_problem p;
+	struct mta_tensor q, k, v, o, dout;
+	struct mta_weights w;
+	const int64_t T = 24;
+	static const int64_t cu[] = { 0, 5, 5, 6, 24 }, dec[] = { 0, 6, 5, 6, 24 };
+	REQUIRE(mta_problem_from_key("h2kv1d8-pre3x3-hpre-post2x3-hc2-both-gn-gate", &p) == MTA_OK);
+	void *bq = mt_tensor(p.dtype, 1, T, p.H, p.D, 0, &q);
+	void *bk = mt_tensor(p.dtype, 1, T, p.Hkv, p.D, 0, &k);
+	void *bv = mt_tensor(p.dtype, 1, T, p.Hkv, p.D, 0, &v);
+	void *bd = mt_tensor(MTA_F32, 1, T, p.H, p.D, 0, &dout);
+	mt_weights(&p, &w);
+	float *ob = malloc((size_t)(T * p.H * p.D) * sizeof *ob);
+	mta_tensor_init(&o, ob, MTA_F32, 1, T, p.H, p.D);
+	int64_t sb = mta_saved_bytes(&p, 1, T);
+	REQUIRE(sb == (int64_t)sizeof(float) * T * p.H * (p.D + 1));
+	float *saved = malloc((size_t)sb);
+	float *g[2][VG_N];
+	struct mta_grads gr[2];
+	for (int r = 0; r < 2; r++) {
+		for (int i = 0; i < VG_N; i++) {
+			size_t n = vgcount(&p, T, i);
+			g[r][i] = n ? malloc(n * sizeof(float)) : NULL;
+			for (size_t x = 0; x < n; x++)
+				g[r][i][x] = NAN;
+		}
+		gr[r] = (struct mta_grads){ g[r][0], g[r][1], g[r][2], g[r][3], g[r][4], g[r][5],
+					    g[r][6], g[r][7], g[r][8], g[r][9], g[r][10] };
+	}
+	char db[600];
+	snprintf(db, sizeof db, "%s/no-such-varlen-bwd2.db", mt_tmpdir());
+	mta_context *ctx = NULL;
+	mt_kcache();
+	REQUIRE(mta_context_create(&ctx, db, "cpu", 0) == MTA_OK);
+	REQUIRE(mta_forward_train_varlen(ctx, &p, &q, &k, &v, &w, cu, 4, &o, saved) == MTA_OK);
+	for (int r = 0; r < 2; r++)
+		CHECKF(mta_backward_varlen(ctx, &p, &q, &k, &v, &w, saved, &dout, cu, 4, &gr[r]) ==
+		       MTA_OK, "%s", mta_last_error());
+	for (int i = 0; i < VG_N; i++)
+		CHECKF(!g[0][i] || !memcmp(g[0][i], g[1][i], vgcount(&p, T, i) * sizeof(float)),
+		       "gradient %d differs between two calls", i);
+
+	/* bad input: refused, nothing written (gr[1] poisoned again) */
+	for (int i = 0; i < VG_N; i++)
+		for (size_t x = 0; x < vgcount(&p, T, i); x++)
+			g[1][i][x] = NAN;
+	CHECK(mta_backward_varlen(ctx, &p, &q, &k, &v, &w, saved, &dout, dec, 4, &gr[1]) ==
+	      MTA_EINVAL);
+	CHECK_STR_CONTAINS(mta_last_error(), "decreases at index 2");
+	CHECK(mta_backward_varlen(ctx, &p, &q, &k, &v, &w, saved, &dout, cu, 3, &gr[1]) ==
+	      MTA_EINVAL);
+	CHECK_STR_CONTAINS(mta_last_error(), "expected total_T = 24");
+	CHECK(mta_backward_varlen(ctx, &p, &q, &k, &v, &w, NULL, &dout, cu, 4, &gr[1]) ==
+	      MTA_EINVAL);
+	CHECK_STR_CONTAINS(mta_last_error(), "no saved state");
+	struct mta_grads miss = gr[1];
+	miss.kq_post = NULL;
+	CHECK(mta_backward_varlen(ctx, &p, &q, &k, &v, &w, saved, &dout, cu, 4, &miss) ==
+	      MTA_EINVAL);
+	CHECK_STR_CONTAINS(mta_last_error(), "kq_post [H,1,cq2,ck2]");
+	struct mta_tensor d16 = dout, dshort = dout;
+	d16.dtype = MTA_BF16;
+	dshort.shape[1] = T - 1;
+	CHECK(mta_backward_varlen(ctx, &p, &q, &k, &v, &w, saved, &d16, cu, 4, &gr[1]) ==
+	      MTA_ESHAPE);
+	CHECK_STR_CONTAINS(mta_last_error(), "dout is bf16, expected f32");
+	CHECK(mta_backward_varlen(ctx, &p, &q, &k, &v, &w, saved, &dshort, cu, 4, &gr[1]) ==
+	      MTA_ESHAPE);
+	CHECK_STR_CONTAINS(mta_last_error(), "expected the output's [1,24,2,8]");
+	struct mta_tensor q2 = q, k2 = k, v2 = v, d2 = dout;
+	q2.shape[0] = k2.shape[0] = v2.shape[0] = d2.shape[0] = 2;
+	q2.shape[1] = k2.shape[1] = v2.shape[1] = d2.shape[1] = T / 2;
+	CHECK(mta_backward_varlen(ctx, &p, &q2, &k2, &v2, &w, saved, &d2, cu, 4, &gr[1]) ==
+	      MTA_ESHAPE);
+	CHECK_STR_CONTAINS(mta_last_error(), "B=1");
+	for (int i = 0; i < VG_N; i++)
+		for (size_t x = 0; x < vgcount(&p, T, i); x++)
+			CHECKF(isnan(g[1][i][x]), "gradient %d element %zu written by a refused call",
+			       i, x);
+	/* the reference refuses the same */
+	double *e[VG_N];
+	struct mta_reference_grads rg;
+	vg_alloc(&p, T, e, &rg);
+	CHECK(mta_reference_backward_varlen(&p, &q, &k, &v, &w, &dout, dec, 4, &rg) == MTA_EINVAL);
+	rg.gate_b = NULL;
+	CHECK(mta_reference_backward_varlen(&p, &q, &k, &v, &w, &dout, cu, 4, &rg) == MTA_EINVAL);
+	CHECK_STR_CONTAINS(mta_last_error(), "gate_b");
+	vg_free(e);
+	mta_context_free(ctx);
+	for (int r = 0; r < 2; r++)
+		for (int i = 0; i < VG_N; i++)
+			free(g[r][i]);
+	free(saved);
+	free(ob);
+	free(bq);
+	free(bk);
+	free(bv);
+	free(bd);
+	mt_weights_free(&w);
+}
+
 /* ---- the command line: mtatune run --cu-seqlens ---- */
 
 #include "tuner/io/inputs.h"
 #include "tuner/io/npy.h"
-
-/* dir/name: a .npy of n integers (descr '<i4' or '<i8'), shape given as text, e.g. "(4,)". */
-static void put_ints(const char *path, const char *descr, const char *shape, const int64_t *x,
-		     int n)
-{
-	char hdr[128];
-	int len = snprintf(hdr, sizeof hdr, "{'descr': '%s', 'fortran_order': False, 'shape': %s, }",
-			   descr, shape);
-	while ((10 + len + 1) % 64)
-		hdr[len++] = ' ';
-	hdr[len++] = '\n';
-	FILE *f = fopen(path, "wb");
-	REQUIRE(f);
-	unsigned char pre[10] = { 0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, (unsigned char)len,
-				  (unsigned char)(len >> 8) };
-	fwrite(pre, 1, 10, f);
-	fwrite(hdr, 1, (size_t)len, f);
-	for (int i = 0; i < n; i++) {
-		int32_t v32 = (int32_t)x[i];
-		if (descr[2] == '4')
-			fwrite(&v32, 4, 1, f);
-		else
-			fwrite(&x[i], 8, 1, f);
-	}
-	REQUIRE(fclose(f) == 0);
-}
 
 /*
  * A packed case: q, k, v [1,T,...] and every weight kind the key uses, for
@@ -333,8 +664,8 @@ TEST(varlen_cli_every_backend)
 	char c32[700], c64[700], out[700];
 	snprintf(c32, sizeof c32, "%s/cu32.npy", mt_tmpdir());
 	snprintf(c64, sizeof c64, "%s/cu64.npy", mt_tmpdir());
-	put_ints(c32, "<i4", "(7,)", cu, 7);
-	put_ints(c64, "<i8", "(7,)", cu, 7);
+	mt_put_ints(c32, "<i4", "(7,)", cu, 7);
+	mt_put_ints(c64, "<i8", "(7,)", cu, 7);
 
 	struct mta_inputs in;
 	struct mta_weights w;
@@ -395,7 +726,7 @@ TEST(varlen_cli_refuses_bad_cu_seqlens)
 		char cu[700], out[700], *o = NULL;
 		snprintf(cu, sizeof cu, "%s/bad%zu.npy", mt_tmpdir(), i);
 		snprintf(out, sizeof out, "%s/out%zu.npy", mt_tmpdir(), i);
-		put_ints(cu, bad[i].descr, bad[i].shape, bad[i].x, bad[i].n);
+		mt_put_ints(cu, bad[i].descr, bad[i].shape, bad[i].x, bad[i].n);
 		int rc = mt_sh(&o, "%s run --inputs %s --out %s --cu-seqlens %s", mt_bin(), dir, out,
 			       cu);
 		CHECKF(rc == 3, "case %zu: exit %d, expected 3: %s", i, rc, o);
@@ -412,7 +743,7 @@ TEST(varlen_cli_refuses_bad_cu_seqlens)
 	mt_put_npy(d2, "k", 4, (int64_t)2, (int64_t)10, (int64_t)2, (int64_t)8);
 	mt_put_npy(d2, "v", 4, (int64_t)2, (int64_t)10, (int64_t)2, (int64_t)8);
 	snprintf(cu, sizeof cu, "%s/good.npy", mt_tmpdir());
-	put_ints(cu, "<i8", "(3,)", good, 3);
+	mt_put_ints(cu, "<i8", "(3,)", good, 3);
 	int rc = mt_sh(&o, "%s run --inputs %s --out %s/b2.npy --backend cpu --cu-seqlens %s",
 		       mt_bin(), d2, mt_tmpdir(), cu);
 	CHECKF(rc == 3, "B=2: exit %d: %s", rc, o);

@@ -12,18 +12,32 @@
 static char tmpdir[512];
 static unsigned long long seed, state;
 
-void mt_util_begin(const char *name)
+/*
+ * Begin a test in its child: seed its random numbers (s, chosen by the
+ * runner so that it can name the seed of a test that crashes) and make its
+ * temporary directory.
+ */
+void mt_util_begin(const char *name, unsigned long long s)
 {
-	const char *s = getenv("MT_SEED");
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	seed = s ? strtoull(s, NULL, 10)
-		 : (unsigned long long)ts.tv_nsec ^ ((unsigned long long)getpid() << 32);
+	seed = s;
 	state = seed ? seed : 1;
 	const char *base = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
 	snprintf(tmpdir, sizeof tmpdir, "%s/mt-%s-XXXXXX", base, name);
 	if (!mkdtemp(tmpdir))
 		tmpdir[0] = 0;
+}
+
+/* The seed of a test: MT_SEED when set, else fresh from the clock and a counter. */
+unsigned long long mt_util_seed(void)
+{
+	static unsigned long long n;
+	const char *s = getenv("MT_SEED");
+	struct timespec ts;
+	if (s)
+		return strtoull(s, NULL, 10);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (unsigned long long)ts.tv_nsec ^ ((unsigned long long)getpid() << 32) ^
+	       (++n * 0x9e3779b97f4a7c15ull);
 }
 
 void mt_util_end(void)

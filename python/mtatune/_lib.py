@@ -226,6 +226,10 @@ def lib():
         # packed documents and decode (mta.h)
         _sig(l, "mta_forward_varlen", c_int, vp, P(Problem), P(Tensor), P(Tensor), P(Tensor),
              P(Weights), P(c_int64), c_int64, P(Tensor))
+        _sig(l, "mta_forward_train_varlen", c_int, vp, P(Problem), P(Tensor), P(Tensor),
+             P(Tensor), P(Weights), P(c_int64), c_int64, P(Tensor), vp)
+        _sig(l, "mta_backward_varlen", c_int, vp, P(Problem), P(Tensor), P(Tensor), P(Tensor),
+             P(Weights), vp, P(Tensor), P(c_int64), c_int64, P(Grads))
         _sig(l, "mta_cache_create_ctx", c_int, vp, P(Problem), c_int64, P(vp))
         _sig(l, "mta_cache_free", None, vp)
         _sig(l, "mta_cache_seqlens", c_int, vp, P(c_int64))
@@ -409,6 +413,24 @@ def forward_varlen_host(ctx, p, q, k, v, w, cu_seqlens, o):
                                   ctypes.byref(k), ctypes.byref(v), ctypes.byref(w), cu,
                                   n - 1, ctypes.byref(o))
     _check(rc, "mta_forward_varlen", bad_input=True)
+
+
+def backward_varlen_host(ctx, p, q, k, v, w, cu_seqlens, o, saved, dout, grads):
+    """backward_host on packed documents: mta_forward_train_varlen into o
+    and saved (saved_bytes(p, 1, total_T) bytes), then mta_backward_varlen
+    from dout into grads; cu_seqlens a sequence of ints (checked by the
+    library)."""
+    l = lib()
+    n = len(cu_seqlens)
+    cu = (ctypes.c_int64 * max(n, 1))(*[int(x) for x in cu_seqlens])
+    rc = l.mta_forward_train_varlen(ctx.handle, ctypes.byref(p), ctypes.byref(q),
+                                    ctypes.byref(k), ctypes.byref(v), ctypes.byref(w), cu,
+                                    n - 1, ctypes.byref(o), ctypes.c_void_p(saved))
+    _check(rc, "mta_forward_train_varlen", bad_input=True)
+    rc = l.mta_backward_varlen(ctx.handle, ctypes.byref(p), ctypes.byref(q), ctypes.byref(k),
+                               ctypes.byref(v), ctypes.byref(w), ctypes.c_void_p(saved),
+                               ctypes.byref(dout), cu, n - 1, ctypes.byref(grads))
+    _check(rc, "mta_backward_varlen", bad_input=True)
 
 
 class Cache:

@@ -7,8 +7,9 @@ mta_attention is registered as the custom operator mtatune::mta_attention
 (torch.library.custom_op) with a fake implementation, so torch.compile
 (fullgraph=True) traces through it. On CPU tensors it has a backward
 (register_autograd): the library's generated CPU backward gives the
-gradients of q, k, v and of every weight given; on CUDA tensors calling
-backward raises NotImplementedError (no CUDA backward yet).
+gradients of q, k, v and of every weight given, packed documents
+(cu_seqlens) included; on CUDA tensors calling backward raises
+NotImplementedError (no CUDA backward yet).
 
 The operation is MTA.md's: q [B,T,H,D], k and v [B,T,Hkv,D]; the optional
 weights have the shapes of the paper's reference parameters, and which of
@@ -347,7 +348,9 @@ def _mta_attention_fake(q, k, v, kq_pre, head_pre, kq_post, head_post, head_post
 # forward operator keeps its one output) and then the backward
 # (mta_forward_train, mta_backward: templates/mta_cpu_bwd.c), so nothing but
 # the inputs is kept between forward and backward. Gradients of absent
-# weights come back as empty tensors, turned into None below.
+# weights come back as empty tensors, turned into None below. With
+# cu_seqlens, the packed twins (mta_forward_train_varlen,
+# mta_backward_varlen): each document alone, weight gradients summed.
 NO_BACKWARD = ("mtatune has no CUDA backward yet (issue 16): on CUDA, mta_attention is "
                "forward-only; call it under torch.no_grad() / torch.inference_mode(), or "
                "detach its inputs")
@@ -361,7 +364,8 @@ def _mta_attention_backward_op(grad_o: Tensor, q: Tensor, k: Tensor, v: Tensor,
                                gn_weight: Optional[Tensor], gate_w: Optional[Tensor],
                                gate_b: Optional[Tensor], pad_key: str,
                                layer_id: Optional[int], scale: Optional[float],
-                               db: Optional[str]) -> list[Tensor]:
+                               db: Optional[str],
+                               cu_seqlens: Optional[Tensor] = None) -> list[Tensor]:
     if q.device.type != "cpu":
         raise NotImplementedError(NO_BACKWARD)
     ws = (kq_pre, head_pre, kq_post, head_post, head_post_linear, gn_weight, gate_w, gate_b)
@@ -382,8 +386,13 @@ def _mta_attention_backward_op(grad_o: Tensor, q: Tensor, k: Tensor, v: Tensor,
     for name, t in zip(_lib.GRAD_NAMES, outs):
         if t.numel():
             setattr(G, name, _lib.float_ptr(t.data_ptr()))
-    _lib.backward_host(ctx, p, _tensor_struct(q), _tensor_struct(k), _tensor_struct(v), W,
-                       _tensor_struct(o), saved.data_ptr(), _tensor_struct(dout), G)
+    if cu_seqlens is None:
+        _lib.backward_host(ctx, p, _tensor_struct(q), _tensor_struct(k), _tensor_struct(v), W,
+                           _tensor_struct(o), saved.data_ptr(), _tensor_struct(dout), G)
+    else:  # B = 1: saved_bytes(p, 1, total_T), the documents' states back to back
+        _lib.backward_varlen_host(ctx, p, _tensor_struct(q), _tensor_struct(k),
+                                  _tensor_struct(v), W, cu_seqlens.tolist(), _tensor_struct(o),
+                                  saved.data_ptr(), _tensor_struct(dout), G)
     del keep
     ins = (q, k, v) + ws
     return [g.to(x.dtype) if x is not None and g.numel() else g for g, x in zip(outs, ins)]
@@ -392,25 +401,22 @@ def _mta_attention_backward_op(grad_o: Tensor, q: Tensor, k: Tensor, v: Tensor,
 @_mta_attention_backward_op.register_fake
 def _mta_attention_backward_fake(grad_o, q, k, v, kq_pre, head_pre, kq_post, head_post,
                                  head_post_linear, gn_weight, gate_w, gate_b, pad_key,
-                                 layer_id, scale, db):
+                                 layer_id, scale, db, cu_seqlens=None):
     ws = (kq_pre, head_pre, kq_post, head_post, head_post_linear, gn_weight, gate_w, gate_b)
     return [torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)] + \
         [torch.empty_like(t) if t is not None else q.new_empty(0) for t in ws]
 
 
 def _setup_context(ctx, inputs, output):
-    ctx.save_for_backward(*[t if t is not None else None for t in inputs[:11]])
+    # q, k, v, the weights and cu_seqlens (None for whole sequences)
+    ctx.save_for_backward(*inputs[:11], inputs[15])
     ctx.rest = inputs[11:15]  # pad_key, layer_id, scale, db
-    ctx.packed = inputs[15] is not None  # cu_seqlens
     ctx.present = [t is not None for t in inputs[:11]]
 
 
 def _backward(ctx, grad_o):
-    if ctx.packed:
-        raise NotImplementedError("mta_attention: no backward for packed documents "
-                                  "(cu_seqlens) yet")
     saved = ctx.saved_tensors
-    g = _mta_attention_backward_op(grad_o, *saved, *ctx.rest)
+    g = _mta_attention_backward_op(grad_o, *saved[:11], *ctx.rest, saved[11])
     grads = [gi if present else None for gi, present in zip(g, ctx.present)]
     return tuple(grads) + (None,) * (len(ctx.rest) + 1)
 
@@ -445,8 +451,9 @@ def mta_attention(q: Tensor, k: Tensor, v: Tensor, *, kq_pre: Optional[Tensor] =
     else ~/.cache/mtatune/mta.db; a missing one means default variants).
     cu_seqlens (int32 or int64 [ndocs+1], CPU): packed documents, as
     FlashAttention's varlen API: q [1,total_T,H,D], k, v [1,total_T,Hkv,D],
-    document d rows [cu[d], cu[d+1]), each attended and convolved alone
-    (forward only; CPU tensors only).
+    document d rows [cu[d], cu[d+1]), each attended and convolved alone;
+    differentiable (each document's backward alone, the weights' gradients
+    summed over documents); CPU tensors only.
 
     Bad input raises ValueError naming the tensor and what was expected; a
     failure inside the library raises MTAError. A kernel is compiled on the

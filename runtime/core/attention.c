@@ -5,6 +5,7 @@
 #include "runtime/core/attention.h"
 #include "runtime/core/error.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 int mta_attention_check(const struct mta_problem *p, const struct mta_tensor *q,
@@ -106,4 +107,49 @@ void mta_tensor_narrow(const float *src, struct mta_tensor *o)
 					row[x] = o->dtype == MTA_BF16 ? mta_f32_to_bf16(*src)
 								      : mta_f32_to_f16(*src);
 			}
+}
+
+int mta_forward_staged(mta_context *c, const struct mta_problem *p, const mta_wts *w,
+		       const struct mta_tensor *host[4])
+{
+	struct mta_tensor dev[4];
+	void *mem[4] = { 0 }, *dense = NULL;
+	size_t bytes[4], most = 0;
+	int rc = MTA_OK;
+
+	for (int i = 0; i < 4; i++) {
+		const struct mta_tensor *t = host[i];
+		bytes[i] = (size_t)(t->shape[0] * t->shape[1] * t->shape[2] * t->shape[3]) *
+			   mta_dtype_size(t->dtype);
+		most = bytes[i] > most ? bytes[i] : most;
+	}
+	if (!(dense = malloc(most))) {
+		rc = mta_fail(MTA_ENOMEM, "out of memory for a %zu-byte staging buffer", most);
+		goto out;
+	}
+	for (int i = 0; i < 4; i++) {
+		const struct mta_tensor *t = host[i];
+		if ((rc = mta_device_alloc(c, bytes[i], &mem[i])))
+			goto out;
+		mta_tensor_init(&dev[i], mem[i], t->dtype, t->shape[0], t->shape[1], t->shape[2],
+				t->shape[3]);
+		dev[i].memory = MTA_MEM_DEVICE;
+		if (i == 3)
+			break;
+		mta_tensor_pack(t, dense, 0);
+		if ((rc = mta_memcpy(c, mem[i], MTA_MEM_DEVICE, dense, MTA_MEM_HOST, bytes[i],
+				     NULL)) ||
+		    (rc = mta_stream_synchronize(c, NULL))) /* dense is reused */
+			goto out;
+	}
+	if ((rc = mta_attention(c, p, w, &dev[0], &dev[1], &dev[2], &dev[3], 0, NULL)) ||
+	    (rc = mta_memcpy(c, dense, MTA_MEM_HOST, mem[3], MTA_MEM_DEVICE, bytes[3], NULL)) ||
+	    (rc = mta_stream_synchronize(c, NULL)))
+		goto out;
+	mta_tensor_pack(host[3], dense, 1);
+out:
+	for (int i = 0; i < 4; i++)
+		mta_device_free(c, mem[i]);
+	free(dense);
+	return rc;
 }

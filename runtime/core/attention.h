@@ -2,9 +2,10 @@
  * attention.h: what mta_attention's two implementations share (core layer:
  * runtime/context.c, and an exported library's templates/export_runtime.c,
  * which ships this file): the checks of a call's arguments, the weights a
- * problem uses, the extent of a strided tensor, host packing, and the
+ * problem uses, the extent of a strided tensor, host packing, the
  * float32 -> bf16/f16 narrowing of an output for kernels that write
- * float32 only (the CPU kernels).
+ * float32 only (the CPU kernels), and the host forward staged through
+ * device memory.
  */
 #ifndef MTA_CORE_ATTENTION_H
 #define MTA_CORE_ATTENTION_H
@@ -42,5 +43,16 @@ void mta_tensor_pack(const struct mta_tensor *t, void *dense, int back);
 
 /* Host tensor o (bf16 or f16, any strides) from dense float32 [B,T,H,D] src. */
 void mta_tensor_narrow(const float *src, struct mta_tensor *o);
+
+/*
+ * mta_forward on a context whose kernels read device memory: host q, k, v
+ * (host[0..2], any strides) packed and copied to device allocations, the
+ * forward run there with weights w, and o (host[3]) copied back. Built on
+ * the public API only (mta_device_alloc, mta_memcpy, mta_attention, ...),
+ * which each implementation defines, so both use this one copy. Checked
+ * arguments are the caller's job; everything allocated is freed.
+ */
+int mta_forward_staged(mta_context *c, const struct mta_problem *p, const mta_wts *w,
+		       const struct mta_tensor *host[4]);
 
 #endif

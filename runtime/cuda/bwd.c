@@ -158,7 +158,10 @@ static int run(struct bufs *b, struct mta_cuda_bargs *a, unsigned blocks,
 	int st = 0, rc = b->dev->launch(b->dev->ctx, a, grid, d->threads, d->smem_bytes);
 	if (!rc)
 		rc = b->dev->get(b->dev->ctx, &st, b->status, sizeof st);
-	if (!rc && st)
+	if (!rc && st == 2)
+		rc = mta_fail(MTA_EKERNEL, "CUDA backward (mode %d): the kernel's workspace layout "
+			      "differs from its own size formula (W_ROWS, W_FIXED)", a->mode);
+	else if (!rc && st)
 		rc = mta_fail(MTA_EKERNEL, "CUDA backward (mode %d): the kernel found its workspace "
 			      "too small (%lld floats per block)", a->mode, a->ws_stride);
 	return rc;

@@ -51,6 +51,7 @@ struct mta_kernel {
 	struct mta_variant v;
 	void *dl;
 	launch_fn fn;
+	size_t overrun; /* size of a buffer the backward wrote past the end of (guard()) */
 };
 
 /*
@@ -464,18 +465,56 @@ out:
 	return rc;
 }
 
-/* The emulator as a device of the backward's runner: host memory, launches that finish. */
+/*
+ * The emulator as a device of the backward's runner: host memory, launches
+ * that finish. Each buffer is guarded: a header holding its size before it
+ * and EMU_GUARD bytes of a pattern after it, checked when it is released, so
+ * a kernel that writes past the end of a buffer fails the call that ran it
+ * (fwd_save, backward below) every time, instead of corrupting the heap now
+ * and then (on a GPU it would overwrite a neighbour's memory silently).
+ */
+#define EMU_HEAD 64
+#define EMU_GUARD 256
+#define EMU_PAT 0xa5
+
 static int emu_alloc(void *ctx, size_t n, void **p)
 {
-	if (!(*p = malloc(n ? n : 1)))
+	unsigned char *m = malloc(EMU_HEAD + n + EMU_GUARD);
+	*p = NULL;
+	if (!m)
 		return mta_fail(MTA_ENOMEM, "cuda-emu: out of memory for %zu bytes", n);
-	memset(*p, 0xff, n); /* NaN bytes: what nothing wrote shows */
+	memcpy(m, &n, sizeof n);
+	memset(m + EMU_HEAD, 0xff, n); /* NaN bytes: what nothing wrote shows */
+	memset(m + EMU_HEAD + n, EMU_PAT, EMU_GUARD);
+	*p = m + EMU_HEAD;
 	return MTA_OK;
 }
 
 static void emu_release(void *ctx, void *p)
 {
-	free(p);
+	struct mta_kernel *k = ctx;
+	unsigned char *m;
+	size_t n;
+	if (!p)
+		return;
+	m = (unsigned char *)p - EMU_HEAD;
+	memcpy(&n, m, sizeof n);
+	for (size_t i = 0; i < EMU_GUARD; i++)
+		if (m[EMU_HEAD + n + i] != EMU_PAT) {
+			__atomic_store_n(&k->overrun, n ? n : 1, __ATOMIC_RELAXED);
+			break;
+		}
+	free(m);
+}
+
+/* rc, or the failure of a backward kernel that wrote past a buffer's end. */
+static int guarded(struct mta_kernel *k, int rc)
+{
+	size_t n = __atomic_exchange_n(&k->overrun, 0, __ATOMIC_RELAXED);
+	if (rc || !n)
+		return rc;
+	return mta_fail(MTA_EKERNEL, "cuda-emu: the backward kernel wrote past the end of a "
+			"%zu-byte device buffer", n);
 }
 
 static int emu_copy(void *ctx, void *dst, const void *src, size_t n)
@@ -511,7 +550,7 @@ static int fwd_save(struct mta_kernel *k, const struct mta_problem *p, const str
 	const struct mta_cuda_bwd_dev dev = { k, emu_alloc, emu_release, emu_copy, emu_copy,
 					      emu_bwd_launch };
 	int rc = same_problem(k, p);
-	return rc ? rc : mta_cuda_bwd_forward(&dev, &k->v, p, q, kt, v, w, o, saved);
+	return rc ? rc : guarded(k, mta_cuda_bwd_forward(&dev, &k->v, p, q, kt, v, w, o, saved));
 }
 
 static int backward(struct mta_kernel *k, const struct mta_problem *p, const struct mta_tensor *q,
@@ -522,7 +561,8 @@ static int backward(struct mta_kernel *k, const struct mta_problem *p, const str
 	const struct mta_cuda_bwd_dev dev = { k, emu_alloc, emu_release, emu_copy, emu_copy,
 					      emu_bwd_launch };
 	int rc = same_problem(k, p);
-	return rc ? rc : mta_cuda_bwd_backward(&dev, &k->v, p, q, kt, v, w, saved, dout, g);
+	return rc ? rc : guarded(k, mta_cuda_bwd_backward(&dev, &k->v, p, q, kt, v, w, saved, dout,
+							  g));
 }
 
 const struct mta_backend mta_backend_cuda_emu = {

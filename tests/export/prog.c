@@ -17,7 +17,9 @@
  *   prog ctx BACKEND [DB]  create a context and say how it went
  *
  * With MTX_CU_SEQLENS="0,a,b,...,T" in the environment (and B = 1), run
- * runs the packed-documents forward (mta_forward_varlen) with those offsets.
+ * runs the packed-documents forward (mta_forward_varlen) with those offsets,
+ * and grad the packed training calls (mta_forward_train_varlen, then
+ * mta_backward_varlen).
  * With MTX_DECODE_FROM=N, run decodes instead: rows [0,N) of every sequence
  * as one chunk into a cache of mta_cache_create_ctx, then one token at a time.
  *
@@ -226,11 +228,24 @@ static int grad(const char *case_path, const char *out_path)
 	mta_tensor_init(&td, dout, MTA_F32, B, T, p.H, p.D);
 	struct mta_grads gr = { g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7], g[8], g[9], g[10] };
 	mta_context *c;
+	int64_t cu[64];
+	int ncu = 0;
+	const char *env = getenv("MTX_CU_SEQLENS");
+	for (char *e = (char *)env; env && ncu < 64 && *e; e += *e == ',')
+		cu[ncu++] = strtoll(e, &e, 10);
 	if ((rc = mta_context_create(&c, NULL, "cpu", 0)) ||
-	    (rc = mta_context_pick_op(c, &p, "bwd", B, T, &pick)) ||
-	    (rc = mta_forward_train(c, &p, &tq, &tk, &tv, &w, &to, saved)) ||
-	    (rc = mta_backward(c, &p, &tq, &tk, &tv, &w, saved, &td, &gr)))
+	    (rc = mta_context_pick_op(c, &p, "bwd", B, T, &pick)))
 		return fail(rc);
+	if (ncu) {
+		if ((rc = mta_forward_train_varlen(c, &p, &tq, &tk, &tv, &w, cu, ncu - 1, &to,
+						   saved)) ||
+		    (rc = mta_backward_varlen(c, &p, &tq, &tk, &tv, &w, saved, &td, cu, ncu - 1,
+					      &gr)))
+			return fail(rc);
+	} else if ((rc = mta_forward_train(c, &p, &tq, &tk, &tv, &w, &to, saved)) ||
+		   (rc = mta_backward(c, &p, &tq, &tk, &tv, &w, saved, &td, &gr))) {
+		return fail(rc);
+	}
 	mta_context_free(c);
 	if (!(f = fopen(out_path, "wb")) || fwrite(o, sizeof *o, nq, f) != nq) {
 		fprintf(stderr, "cannot write %s\n", out_path);

@@ -25,6 +25,7 @@
 #ifndef MTATUNE_CLI_H
 #define MTATUNE_CLI_H
 
+#include <stdint.h>
 #include <stdio.h>
 
 #include "tuner/cli/opts.h"
@@ -123,5 +124,17 @@ int cli_tune_option(const char *cmd, int c, const char *arg, struct mta_tune_opt
  * itself reads no environment for it), else 0.
  */
 int cli_default_device(void);
+
+/*
+ * A command's --cu-seqlens FILE for q, k, v of total length T and batch B
+ * loaded from dir: the offsets read (.npy of int32 or int64, one
+ * dimension), B = 1 required, and the offsets held to
+ * mta_check_cu_seqlens. CLI_OK with *cu (malloc'd, ndocs+1 elements; the
+ * caller frees it) and *ndocs, or the exit status (3 for bad data) after a
+ * message naming FILE and what was expected. The one loader of run and
+ * grad.
+ */
+int cli_load_cu_seqlens(const char *cmd, const char *path, const char *dir, int64_t B,
+			int64_t T, int64_t **cu, int64_t *ndocs);
 
 #endif

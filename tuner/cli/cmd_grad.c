@@ -14,6 +14,9 @@
  * (struct mta_backend's train_load: cpu, cuda-emu, cuda), run through the public API
  * (mta_forward_train, then mta_backward, on a context of that backend), so
  * `grad` also checks that path. Naming a backend without one says so.
+ * With --cu-seqlens (packed documents, B = 1) the same rows run the packed
+ * backward: mta_reference_backward_varlen, or mta_forward_train_varlen and
+ * mta_backward_varlen.
  */
 #include "tuner/cli/cli.h"
 #include "runtime/backend.h"
@@ -32,12 +35,19 @@
  * A way to compute the backward: fill out[i] (float32, the size of input
  * file i) for every input i whose file in holds. A library status.
  */
+/* Packed documents (--cu-seqlens): cu[0..ndocs], NULL for whole sequences. */
+struct docs {
+	const int64_t *cu;
+	int64_t ndocs;
+};
+
 typedef int (*grad_fn)(const struct mta_inputs *in, const struct mta_weights *w,
-		       const struct mta_tensor *dout, float *out[MTA_IN_COUNT]);
+		       const struct mta_tensor *dout, const struct docs *docs,
+		       float *out[MTA_IN_COUNT]);
 
 /* The float64 reference backward, each gradient rounded once to float32. */
 static int grad_ref(const struct mta_inputs *in, const struct mta_weights *w,
-		    const struct mta_tensor *dout, float *out[MTA_IN_COUNT])
+		    const struct mta_tensor *dout, const struct docs *docs, float *out[MTA_IN_COUNT])
 {
 	double *d[MTA_IN_COUNT] = { 0 };
 	int rc = MTA_OK;
@@ -51,7 +61,10 @@ static int grad_ref(const struct mta_inputs *in, const struct mta_weights *w,
 		d[MTA_IN_GN_WEIGHT], d[MTA_IN_GATE_W], d[MTA_IN_GATE_B],
 	};
 	if (!rc)
-		rc = mta_reference_backward(&in->problem, &in->q, &in->k, &in->v, w, dout, &g);
+		rc = docs->cu ? mta_reference_backward_varlen(&in->problem, &in->q, &in->k, &in->v,
+							      w, dout, docs->cu, docs->ndocs, &g)
+			      : mta_reference_backward(&in->problem, &in->q, &in->k, &in->v, w,
+						       dout, &g);
 	for (int i = 0; i < MTA_IN_COUNT && !rc; i++)
 		for (size_t x = 0; out[i] && x < in->file[i].count; x++)
 			out[i][x] = (float)d[i][x];
@@ -67,7 +80,7 @@ static int grad_ref(const struct mta_inputs *in, const struct mta_weights *w,
  */
 static int grad_api(const char *backend, const struct mta_inputs *in,
 		    const struct mta_weights *w, const struct mta_tensor *dout,
-		    float *out[MTA_IN_COUNT])
+		    const struct docs *docs, float *out[MTA_IN_COUNT])
 {
 	const struct mta_problem *p = &in->problem;
 	const int64_t B = in->q.shape[0], T = in->q.shape[1];
@@ -107,10 +120,17 @@ static int grad_api(const char *backend, const struct mta_inputs *in,
 		out[MTA_IN_KQ_POST], out[MTA_IN_HEAD_POST], out[MTA_IN_HEAD_POST_LINEAR],
 		out[MTA_IN_GN_WEIGHT], out[MTA_IN_GATE_W], out[MTA_IN_GATE_B],
 	};
-	if ((rc = mta_context_create(&ctx, NULL, backend, 0)) ||
-	    (rc = mta_forward_train(ctx, p, &in->q, &in->k, &in->v, w, &to, saved)) ||
-	    (rc = mta_backward(ctx, p, &in->q, &in->k, &in->v, w, saved, &td, &g)))
+	if ((rc = mta_context_create(&ctx, NULL, backend, 0)))
 		goto out;
+	/* packed: B = 1, and the saved state has the size of one sequence of total_T */
+	if (docs->cu) {
+		if (!(rc = mta_forward_train_varlen(ctx, p, &in->q, &in->k, &in->v, w, docs->cu,
+						    docs->ndocs, &to, saved)))
+			rc = mta_backward_varlen(ctx, p, &in->q, &in->k, &in->v, w, saved, &td,
+						 docs->cu, docs->ndocs, &g);
+	} else if (!(rc = mta_forward_train(ctx, p, &in->q, &in->k, &in->v, w, &to, saved))) {
+		rc = mta_backward(ctx, p, &in->q, &in->k, &in->v, w, saved, &td, &g);
+	}
 out:
 	mta_context_free(ctx);
 	free(o);
@@ -120,21 +140,23 @@ out:
 }
 
 static int grad_cpu(const struct mta_inputs *in, const struct mta_weights *w,
-		    const struct mta_tensor *dout, float *out[MTA_IN_COUNT])
+		    const struct mta_tensor *dout, const struct docs *docs, float *out[MTA_IN_COUNT])
 {
-	return grad_api("cpu", in, w, dout, out);
+	return grad_api("cpu", in, w, dout, docs, out);
 }
 
 static int grad_cuda_emu(const struct mta_inputs *in, const struct mta_weights *w,
-			 const struct mta_tensor *dout, float *out[MTA_IN_COUNT])
+			 const struct mta_tensor *dout, const struct docs *docs,
+			 float *out[MTA_IN_COUNT])
 {
-	return grad_api("cuda-emu", in, w, dout, out);
+	return grad_api("cuda-emu", in, w, dout, docs, out);
 }
 
 static int grad_cuda(const struct mta_inputs *in, const struct mta_weights *w,
-		     const struct mta_tensor *dout, float *out[MTA_IN_COUNT])
+		     const struct mta_tensor *dout, const struct docs *docs,
+		     float *out[MTA_IN_COUNT])
 {
-	return grad_api("cuda", in, w, dout, out);
+	return grad_api("cuda", in, w, dout, docs, out);
 }
 
 static const struct {
@@ -216,7 +238,7 @@ out:
 	return code;
 }
 
-enum { O_INPUTS = 256, O_GRAD, O_OUT, O_PAD, O_LAYER, O_SCALE, O_BACKEND, O_DTYPE };
+enum { O_INPUTS = 256, O_GRAD, O_OUT, O_PAD, O_LAYER, O_SCALE, O_BACKEND, O_DTYPE, O_CU_SEQLENS };
 
 static struct cli_opt opts[] = {
 	{ "inputs", O_INPUTS, "DIR", "folder of inputs, as for run (required)" },
@@ -228,6 +250,10 @@ static struct cli_opt opts[] = {
 	{ "scale", O_SCALE, "X", "softmax scale (default 1/sqrt(D))" },
 	{ "dtype", O_DTYPE, "T", "f32 (default), bf16 or f16: round q, k, v and dL/do to T first" },
 	{ "backend", O_BACKEND, "NAME", NULL /* backend_list() */ },
+	{ "cu-seqlens", O_CU_SEQLENS, "FILE", "packed documents, as for run: FILE.npy holds int32\n"
+					      "or int64 offsets [ndocs+1] into q, k, v of B=1;\n"
+					      "each document's backward runs alone, the weight\n"
+					      "gradients are summed over documents" },
 	{ "help", 'h', NULL, "show this text" },
 	{ 0 },
 };
@@ -247,7 +273,7 @@ static const struct cli_cmd cmd = {
 
 int cmd_grad(int argc, char **argv)
 {
-	const char *dir = NULL, *gpath = NULL, *outdir = NULL, *bname = "ref";
+	const char *dir = NULL, *gpath = NULL, *outdir = NULL, *bname = "ref", *cu_path = NULL;
 	struct mta_input_options opt;
 	struct cli_getopt g;
 	double x;
@@ -266,6 +292,7 @@ int cmd_grad(int argc, char **argv)
 		case O_GRAD: gpath = optarg; break;
 		case O_OUT: outdir = optarg; break;
 		case O_BACKEND: bname = optarg; break;
+		case O_CU_SEQLENS: cu_path = optarg; break;
 		case O_PAD:
 			if (mta_pad_parse(optarg, &opt.pad))
 				return cli_fail("grad", CLI_USAGE, "--pad-key: %s", mta_last_error());
@@ -320,6 +347,8 @@ int cmd_grad(int argc, char **argv)
 	struct mta_weights w;
 	char key[MTA_KEY_MAX];
 	float *out[MTA_IN_COUNT] = { 0 };
+	int64_t *cu = NULL;
+	struct docs docs = { NULL, 0 };
 	int code = CLI_OK, rc = mta_inputs_load(dir, &opt, &in);
 	if (rc)
 		return cli_fail("grad", cli_exit_status(rc), "%s", mta_last_error());
@@ -329,6 +358,11 @@ int cmd_grad(int argc, char **argv)
 	    (rc = mta_inputs_load_dout(&in, gpath, &dfile, &dout))) {
 		code = cli_fail("grad", cli_exit_status(rc), "%s", mta_last_error());
 		goto out;
+	}
+	if (cu_path) {
+		if ((code = cli_load_cu_seqlens("grad", cu_path, dir, in.B, in.T, &cu, &docs.ndocs)))
+			goto out;
+		docs.cu = cu;
 	}
 	printf("%s\n", key);
 	fflush(stdout);
@@ -344,7 +378,7 @@ int cmd_grad(int argc, char **argv)
 			out[i][e] = NAN; /* an element a backend skips cannot pass for a value */
 	}
 	mta_inputs_weights(&in, &w);
-	if ((rc = grad_backends[be].fn(&in, &w, &dout, out))) {
+	if ((rc = grad_backends[be].fn(&in, &w, &dout, &docs, out))) {
 		code = cli_fail("grad", CLI_RUNTIME, "backend %s failed (%s): %s", bname,
 				mta_status_name(rc), mta_last_error());
 		goto out;
@@ -353,6 +387,7 @@ int cmd_grad(int argc, char **argv)
 out:
 	for (int i = 0; i < MTA_IN_COUNT; i++)
 		free(out[i]);
+	free(cu);
 	mta_npy_free(&dfile);
 	mta_inputs_free(&in);
 	return code;

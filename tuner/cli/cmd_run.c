@@ -323,24 +323,10 @@ int cmd_run(int argc, char **argv)
 		goto out;
 	}
 	if (cu_path) {
-		char esc[1024];
-		mta_escape_str(cu_path, esc, sizeof esc);
-		if ((rc = mta_npy_read_offsets(cu_path, &cu, &ncu))) {
-			code = cli_fail("run", cli_exit_status(rc), "--cu-seqlens: %s", mta_last_error());
+		if ((code = cli_load_cu_seqlens("run", cu_path, dir, in.B, in.T, &cu, &ncu)))
 			goto out;
-		}
-		if (in.B != 1) {
-			code = cli_fail("run", CLI_DATA, "--cu-seqlens %s: packed documents need q, k, "
-					"v with B=1 ([1,total_T,H,D]), but %s has B=%lld", esc, dir,
-					(long long)in.B);
-			goto out;
-		}
-		if (mta_check_cu_seqlens(cu, ncu - 1, in.T)) {
-			code = cli_fail("run", CLI_DATA, "--cu-seqlens %s: %s", esc, mta_last_error());
-			goto out;
-		}
 		docs.cu = cu;
-		docs.ndocs = ncu - 1;
+		docs.ndocs = ncu;
 	}
 	if (decode_from > in.T) {
 		code = cli_fail("run", CLI_USAGE, "--decode-from %lld is beyond T=%lld of %s",

@@ -6,6 +6,8 @@
 #include "tuner/cli/cli.h"
 #include "runtime/mta.h"
 #include "tuner/tune/tune.h"
+#include "tuner/io/npy.h"
+#include "runtime/core/strbuf.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -244,5 +246,30 @@ int cli_tune_option(const char *cmd, int c, const char *arg, struct mta_tune_opt
 	case CLI_O_BATCH: o->B = n; break;
 	case CLI_O_DEVICE: o->device_index = (int)n; break;
 	}
+	return CLI_OK;
+}
+
+int cli_load_cu_seqlens(const char *cmd, const char *path, const char *dir, int64_t B,
+			int64_t T, int64_t **cu, int64_t *ndocs)
+{
+	char esc[1024];
+	int64_t n = 0;
+	int rc;
+	*cu = NULL;
+	mta_escape_str(path, esc, sizeof esc);
+	if ((rc = mta_npy_read_offsets(path, cu, &n)))
+		return cli_fail(cmd, cli_exit_status(rc), "--cu-seqlens: %s", mta_last_error());
+	if (B != 1) {
+		free(*cu);
+		*cu = NULL;
+		return cli_fail(cmd, CLI_DATA, "--cu-seqlens %s: packed documents need q, k, v with "
+				"B=1 ([1,total_T,H,D]), but %s has B=%lld", esc, dir, (long long)B);
+	}
+	if (mta_check_cu_seqlens(*cu, n - 1, T)) {
+		free(*cu);
+		*cu = NULL;
+		return cli_fail(cmd, CLI_DATA, "--cu-seqlens %s: %s", esc, mta_last_error());
+	}
+	*ndocs = n - 1;
 	return CLI_OK;
 }

@@ -9,6 +9,7 @@
  */
 #include "tuner/measure/check.h"
 #include "runtime/core/error.h"
+#include "runtime/core/varlen.h"
 #include "tuner/measure/sample.h"
 #include "tuner/measure/stats.h"
 
@@ -489,8 +490,21 @@ nomem:
 			(long long)T, (long long)B);
 }
 
-int mta_check_bwd(const struct mta_runner *r, const struct mta_problem *p,
-		  const struct mta_check_opts *o, struct mta_compare *res)
+/* One document of a packed check on a backend's kernel (varlen.h, mta_varlen_train). */
+static int runner_doc(void *arg, const struct mta_problem *p, const struct mta_tensor *q,
+		      const struct mta_tensor *k, const struct mta_tensor *v,
+		      const struct mta_weights *w, struct mta_tensor *o, void *saved,
+		      const struct mta_tensor *dout, const struct mta_grads *g)
+{
+	const struct mta_runner *r = arg;
+	return o ? run_fwd_save(r, p, q, k, v, w, o, saved)
+		 : run_bwd(r, p, q, k, v, w, saved, dout, g);
+}
+
+/* mta_check_bwd, or mta_check_bwd_varlen when cu is set. */
+static int check_bwd(const struct mta_runner *r, const struct mta_problem *p,
+		     const struct mta_check_opts *o, const int64_t *cu, int64_t ndocs,
+		     struct mta_compare *res)
 {
 	struct bwd_case c;
 	double *ref = NULL;
@@ -503,18 +517,38 @@ int mta_check_bwd(const struct mta_runner *r, const struct mta_problem *p,
 		rc = mta_fail(MTA_ENOMEM, "out of memory for the reference check");
 		goto out;
 	}
-	if ((rc = mta_reference(p, &c.q, &c.k, &c.v, &c.s.w, ref)) ||
-	    (rc = mta_reference_backward(p, &c.q, &c.k, &c.v, &c.s.w, &c.dout, &c.rg)))
-		goto out;
-	if ((rc = run_fwd_save(r, p, &c.q, &c.k, &c.v, &c.s.w, &c.out, c.saved)))
+	const char *packed = cu ? " (packed documents)" : "";
+	if (cu) {
+		if ((rc = mta_reference_varlen(p, &c.q, &c.k, &c.v, &c.s.w, cu, ndocs, ref)) ||
+		    (rc = mta_reference_backward_varlen(p, &c.q, &c.k, &c.v, &c.s.w, &c.dout, cu,
+							ndocs, &c.rg)))
+			goto out;
+		rc = r->ctx ? mta_forward_train_varlen(r->ctx, p, &c.q, &c.k, &c.v, &c.s.w, cu, ndocs,
+						       &c.out, c.saved)
+			    : mta_varlen_train(p, &c.q, &c.k, &c.v, &c.s.w, &c.out, c.saved, NULL,
+					       NULL, cu, ndocs, runner_doc, (void *)r);
+	} else {
+		if ((rc = mta_reference(p, &c.q, &c.k, &c.v, &c.s.w, ref)) ||
+		    (rc = mta_reference_backward(p, &c.q, &c.k, &c.v, &c.s.w, &c.dout, &c.rg)))
+			goto out;
+		rc = run_fwd_save(r, p, &c.q, &c.k, &c.v, &c.s.w, &c.out, c.saved);
+	}
+	if (rc)
 		goto out;
 	gather(&c.out, flat);
 	if ((rc = mta_compare(flat, ref, cnt, p->dtype, res))) {
 		mta_wrap(rc, "the saving forward's output against the float64 reference at T=%lld, "
-			 "B=%lld", (long long)o->T, (long long)o->B);
+			 "B=%lld%s", (long long)o->T, (long long)o->B, packed);
 		goto out;
 	}
-	if ((rc = run_bwd(r, p, &c.q, &c.k, &c.v, &c.s.w, c.saved, &c.dout, &c.grads)))
+	if (cu)
+		rc = r->ctx ? mta_backward_varlen(r->ctx, p, &c.q, &c.k, &c.v, &c.s.w, c.saved,
+						  &c.dout, cu, ndocs, &c.grads)
+			    : mta_varlen_train(p, &c.q, &c.k, &c.v, &c.s.w, NULL, c.saved, &c.dout,
+					       &c.grads, cu, ndocs, runner_doc, (void *)r);
+	else
+		rc = run_bwd(r, p, &c.q, &c.k, &c.v, &c.s.w, c.saved, &c.dout, &c.grads);
+	if (rc)
 		goto out;
 	double worst = -1;
 	for (int i = 0; i < G_N; i++) {
@@ -526,7 +560,7 @@ int mta_check_bwd(const struct mta_runner *r, const struct mta_problem *p,
 			if (res)
 				*res = cmp;
 			mta_wrap(rc, "gradient %s against the float64 reference backward at T=%lld, "
-				 "B=%lld", gname[i], (long long)o->T, (long long)o->B);
+				 "B=%lld%s", gname[i], (long long)o->T, (long long)o->B, packed);
 			goto out;
 		}
 		if (cmp.rel_l2 > worst) {
@@ -540,6 +574,24 @@ out:
 	free(ref);
 	free(flat);
 	return rc;
+}
+
+int mta_check_bwd(const struct mta_runner *r, const struct mta_problem *p,
+		  const struct mta_check_opts *o, struct mta_compare *res)
+{
+	return check_bwd(r, p, o, NULL, 0, res);
+}
+
+int mta_check_bwd_varlen(const struct mta_runner *r, const struct mta_problem *p,
+			 const struct mta_check_opts *o, const int64_t *cu_seqlens, int64_t ndocs,
+			 struct mta_compare *res)
+{
+	if (!cu_seqlens)
+		return mta_fail(MTA_EINVAL, "packed backward check: cu_seqlens is missing");
+	if (o->B != 1)
+		return mta_fail(MTA_EINVAL, "packed backward check: B must be 1, not %lld",
+				(long long)o->B);
+	return check_bwd(r, p, o, cu_seqlens, ndocs, res);
 }
 
 int mta_time_bwd(const struct mta_runner *r, const struct mta_problem *p, int64_t B, int64_t T,

@@ -115,6 +115,18 @@ int mta_check_bwd(const struct mta_runner *r, const struct mta_problem *p,
 		  const struct mta_check_opts *o, struct mta_compare *res);
 
 /*
+ * The same on packed documents cu_seqlens [ndocs+1] (o->B must be 1, o->T
+ * is total_T): a context runs mta_forward_train_varlen and
+ * mta_backward_varlen; a backend's kernel the same loop over documents
+ * (runtime/core/varlen.h, mta_varlen_train) through its fwd_save and
+ * backward. Judged against mta_reference_varlen and
+ * mta_reference_backward_varlen.
+ */
+int mta_check_bwd_varlen(const struct mta_runner *r, const struct mta_problem *p,
+			 const struct mta_check_opts *o, const int64_t *cu_seqlens, int64_t ndocs,
+			 struct mta_compare *res);
+
+/*
  * Time runner r's backward at (B, T): one saving forward, then warmup
  * untimed and reps timed backwards, each after a cache flush.
  */
