@@ -46,7 +46,7 @@ check(steps.get("tune", {}).get("ms") is not None, "the tuning step named no win
 bind = steps.get("binding", {}).get("result", {})
 check(bind.get("checks", 0) >= 2 and bind.get("failed") == 0, "binding step: %r" % bind)
 sv = steps.get("serving", {})
-check(sv.get("runs", 0) >= 7 and sv.get("failed") == 0 and sv.get("grad_worst") is not None,
+check(sv.get("runs", 0) >= 8 and sv.get("failed") == 0 and sv.get("grad_worst") is not None,
       "serving step: %r" % sv)
 m = steps.get("model", {})
 check(m.get("estimate_ms") is not None, "the model step read no estimate (nvdisasm?)")

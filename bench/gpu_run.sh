@@ -331,8 +331,12 @@ step bench $rc "\"exit\": $rc"
 # On the device backend against the float64 reference, on a golden case's
 # inputs: `mtatune grad` (every gradient file within the float32 gradient
 # tolerance, bench/grad_compare.py), the same on packed documents (`grad
-# --cu-seqlens`), `run --cu-seqlens` (documents of length 1, 2 and longer) and `run --decode-from N` (N = 0, 5, T-1) checked by
-# `run --expected`; the packed forward also in bf16. After the benchmark, so
+# --cu-seqlens`), `run --cu-seqlens` (documents of length 1, 2 and longer)
+# and `run --decode-from N` (N = 0, 5, T-1) checked by `run --expected`;
+# the packed forward also in bf16; and the CUDA backward's space tuned
+# (`tune --op bwd`: two random points and the default, each built for the
+# device and checked against the reference gradients, a winner recorded in
+# tune.db). After the benchmark, so
 # that it never takes the benchmark's time: each command is capped by what is
 # left of the budget.
 say ""
@@ -389,6 +393,14 @@ if [ -n "$T5" ]; then
 		srv "decode from $N" "$MTATUNE" run --backend "$BACKEND" --inputs "$G" --decode-from $N \
 			--out "$WORK/ddev.npy" --expected "$WORK/fref.npy"
 	done
+	if [ $REHEARSE -eq 0 ]; then
+		BP=h4kv2d32-pre3x5-hpre-post3x3-hc2-both-gnr-gate; BT=512; BB=2
+	else
+		BP=h2kv1d8-pre2x3-hpre-post2x3-hc2-both-gn-gate; BT=24; BB=1
+	fi
+	srv "tune --op bwd $BACKEND" "$MTATUNE" tune --op bwd --backend "$BACKEND" --problem $BP \
+		--seq $BT --batch $BB --strategy random --budget 2 --reps 2 --warmup 0 --top 1 \
+		--rounds 5 --rounds-budget 10 --timeout 60 --db "$DB" --quiet
 else
 	SRV_BAD=1
 	say "  could not read T from $G/q.npy"

@@ -11,7 +11,8 @@
 static const struct mta_gen_backend backends[] = {
 	[MTA_BACKEND_CPU] = { "cpu", &mta_space_cpu, mta_gen_c, &mta_space_cpu_bwd, mta_gen_c_bwd,
 			      &mta_space_cpu_decode, mta_gen_c_decode },
-	[MTA_BACKEND_CUDA] = { "cuda", &mta_space_cuda, mta_gen_cuda, NULL, NULL, NULL, NULL },
+	[MTA_BACKEND_CUDA] = { "cuda", &mta_space_cuda, mta_gen_cuda, &mta_space_cuda_bwd,
+			       mta_gen_cuda_bwd, NULL, NULL },
 };
 
 int mta_gen_backend_count(void)
@@ -51,10 +52,10 @@ int mta_gen_source_op(const struct mta_problem *p, const struct mta_variant *v, 
 	if (op == MTA_OP_FWD)
 		return mta_gen_source(p, v, source);
 	/*
-	 * Only the forward's rules: they are all the generator needs, and a
-	 * recorded winner stays buildable when the default's other tunables change.
+	 * Only the rules of what the kernel reads (variant.h): a recorded
+	 * winner stays buildable when the default's other tunables change.
 	 */
-	if ((rc = mta_variant_check(p, v)))
+	if ((rc = mta_variant_check_kernel(p, v, op)))
 		return rc;
 	int (*gen)(const struct mta_problem *, const struct mta_variant *, char **) =
 		op == MTA_OP_BWD ? g->generate_bwd : op == MTA_OP_DECODE ? g->generate_decode : NULL;

@@ -87,6 +87,18 @@ struct mta_op_tunable {
 struct mta_op_space {
 	const char *op;                          /* "bwd", "decode" */
 	const struct mta_op_tunable *tunables;   /* ends with name == NULL */
+	/*
+	 * Optional (NULL: the backend's rules hold the operation's variants, as
+	 * on the cpu): the operation's own rules, as a space whose tunables are
+	 * the rows its template reads (the names of tunables above), each with
+	 * its rule, and whose rules and limits are the operation's resource
+	 * limits. With it the backend's rules do not judge the operation's
+	 * variants (the CUDA forward's shared-memory and register limits are not
+	 * the backward's), and its rows that the backend's space lacks (cuda's
+	 * nb) are the operation's alone: 0 in every other variant, written after
+	 * the backend's tunables in a spec when set, parsed by name.
+	 */
+	const struct mta_space *check;
 };
 
 /* A variant's field for tunable t. */
@@ -103,5 +115,6 @@ extern const struct mta_space mta_space_cpu;
 extern const struct mta_space mta_space_cuda;
 extern const struct mta_op_space mta_space_cpu_bwd; /* gen/cpu/space.c */
 extern const struct mta_op_space mta_space_cpu_decode;
+extern const struct mta_op_space mta_space_cuda_bwd; /* gen/cuda/space.c */
 
 #endif

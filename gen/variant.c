@@ -40,6 +40,35 @@ static const struct mta_space *space_of(int backend)
 
 #define field mta_tunable_field
 
+static const struct mta_tunable *base_row(const struct mta_space *s, const char *name)
+{
+	for (const struct mta_tunable *b = s->tunables; b->name; b++)
+		if (!strcmp(b->name, name))
+			return b;
+	return NULL;
+}
+
+/*
+ * The i-th tunable of an operation of backend that the backend's space
+ * lacks (gen/space.h: an op space's check rows, such as cuda's nb), with
+ * *op its operation; NULL past the last.
+ */
+static const struct mta_tunable *own_row(int backend, int i, int *op)
+{
+	const struct mta_space *s = space_of(backend);
+	for (int o = MTA_OP_FWD + 1; s && o < MTA_OP_COUNT; o++) {
+		const struct mta_op_space *os = mta_gen_op_space(backend, o);
+		for (const struct mta_tunable *t = os && os->check ? os->check->tunables : NULL;
+		     t && t->name; t++)
+			if (!base_row(s, t->name) && i-- == 0) {
+				if (op)
+					*op = o;
+				return t;
+			}
+	}
+	return NULL;
+}
+
 static void defaults(const struct mta_space *s, int backend, struct mta_variant *v)
 {
 	memset(v, 0, sizeof *v);
@@ -55,10 +84,15 @@ int mta_variant_format(const struct mta_variant *v, char *buf, size_t n)
 	if (!s)
 		return mta_fail(MTA_EINVAL, "variant has unknown backend %d", v->backend);
 	char tmp[MTA_SPEC_MAX * 2];
-	int len = snprintf(tmp, sizeof tmp, "%s:v%d", s->backend, v->version);
+	int len = snprintf(tmp, sizeof tmp, "%s:v%d", s->backend, v->version), i_own = 0;
 	for (const struct mta_tunable *t = s->tunables; t->name; t++)
 		len += snprintf(tmp + len, sizeof tmp - (size_t)len, ",%s=%d", t->name,
 				*field((struct mta_variant *)v, t));
+	/* an operation's own tunables, when set (0 in every other variant) */
+	for (const struct mta_tunable *t; (t = own_row(v->backend, i_own, NULL)); i_own++)
+		if (*field((struct mta_variant *)v, t))
+			len += snprintf(tmp + len, sizeof tmp - (size_t)len, ",%s=%d", t->name,
+					*field((struct mta_variant *)v, t));
 	if ((size_t)len + 1 > n || len + 1 > MTA_SPEC_MAX)
 		return mta_fail(MTA_EINVAL, "variant spec needs %d bytes, buffer holds %zu", len + 1, n);
 	memcpy(buf, tmp, (size_t)len + 1);
@@ -106,15 +140,23 @@ int mta_variant_parse(const char *spec, struct mta_variant *out)
 		if (!eq)
 			return mta_fail(MTA_EINVAL, "variant spec '%s': '%s' is not key=value", spec, t);
 		*eq = 0;
-		const struct mta_tunable *tu = s->tunables;
-		int idx = 1;
+		const struct mta_tunable *tu = s->tunables, *own = NULL;
+		int idx = 1, op = 0;
 		for (; tu->name && strcmp(tu->name, t); tu++)
 			idx++;
+		for (int i = 0; !tu->name && (own = own_row(backend, i, &op)); i++, idx++)
+			if (!strcmp(own->name, t)) {
+				tu = own;
+				break;
+			}
 		if (!tu->name) {
 			char names[256] = "";
 			for (const struct mta_tunable *x = s->tunables; x->name; x++)
 				snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s",
 					 x == s->tunables ? "" : ", ", x->name);
+			for (int i = 0; (own = own_row(backend, i, &op)); i++)
+				snprintf(names + strlen(names), sizeof names - strlen(names),
+					 ", %s (%s only)", own->name, mta_op_name(op));
 			return mta_fail(MTA_EINVAL, "variant spec '%s': unknown %s tunable '%s' "
 					"(expected %s)", spec, s->backend, t, names);
 		}
@@ -132,6 +174,21 @@ int mta_variant_parse(const char *spec, struct mta_variant *out)
 	return MTA_OK;
 }
 
+/* MTA_OK, or why v, a variant of the forward, carries an operation's own tunable. */
+static int own_unset(const struct mta_variant *v)
+{
+	int op = 0;
+	for (int i = 0; own_row(v->backend, i, &op); i++) {
+		const struct mta_tunable *t = own_row(v->backend, i, &op);
+		if (*field((struct mta_variant *)v, t))
+			return mta_fail(MTA_EINVAL, "%s=%d is a tunable of the %s %s alone; a %s "
+					"forward variant has none", t->name,
+					*field((struct mta_variant *)v, t), mta_backend_name(v->backend),
+					mta_op_name(op), mta_backend_name(v->backend));
+	}
+	return MTA_OK;
+}
+
 int mta_variant_check(const struct mta_problem *p, const struct mta_variant *v)
 {
 	const struct mta_space *s = space_of(v->backend);
@@ -140,7 +197,9 @@ int mta_variant_check(const struct mta_problem *p, const struct mta_variant *v)
 		return mta_fail(MTA_EINVAL, "variant has unknown backend %d", v->backend);
 	if ((rc = mta_problem_validate(p)))
 		return rc;
-	return mta_space_check(s, p, v);
+	if ((rc = mta_space_check(s, p, v)))
+		return rc;
+	return own_unset(v);
 }
 
 /* Visit every point of the cartesian product of the value lists. */
@@ -268,14 +327,38 @@ static int op_space(int backend, int op, const struct mta_op_space **out)
 	return MTA_OK;
 }
 
-/* The backend tunable named t->name (the op space's rows name them). */
+/*
+ * The row of the tunable the op space's row t names: the backend's, or the
+ * operation's own (its check's).
+ */
 static const struct mta_tunable *base_tunable(const struct mta_space *s,
+					      const struct mta_op_space *os,
 					      const struct mta_op_tunable *t)
 {
-	for (const struct mta_tunable *b = s->tunables; b->name; b++)
-		if (!strcmp(b->name, t->name))
-			return b;
-	return NULL;
+	const struct mta_tunable *b = base_row(s, t->name);
+	return b ? b : os->check ? base_row(os->check, t->name) : NULL;
+}
+
+/*
+ * The rules that judge the tunables op's kernel reads: with an op space
+ * that has its own (gen/space.h), those, the family's range and the
+ * problem; else the backend's.
+ */
+int mta_variant_check_kernel(const struct mta_problem *p, const struct mta_variant *v, int op)
+{
+	const struct mta_op_space *os;
+	int rc;
+	if (op == MTA_OP_FWD || !space_of(v->backend))
+		return mta_variant_check(p, v);
+	if ((rc = op_space(v->backend, op, &os)))
+		return rc;
+	if (!os->check)
+		return mta_variant_check(p, v);
+	if ((rc = mta_problem_validate(p)))
+		return rc;
+	if (v->version < 1 || v->version > space_of(v->backend)->nversions)
+		return mta_space_check(space_of(v->backend), p, v); /* its message */
+	return mta_space_check(os->check, p, v);
 }
 
 int mta_variant_default_op(const struct mta_problem *p, int backend, int op,
@@ -286,14 +369,14 @@ int mta_variant_default_op(const struct mta_problem *p, int backend, int op,
 	if ((rc = op_space(backend, op, &os)) || (rc = mta_variant_default(p, backend, v)) || !os)
 		return rc;
 	for (const struct mta_op_tunable *t = os->tunables; t->name; t++) {
-		const struct mta_tunable *b = base_tunable(space_of(backend), t);
+		const struct mta_tunable *b = base_tunable(space_of(backend), os, t);
 		if (!b)
 			return mta_fail(MTA_EINVAL, "the %s %s space names tunable '%s', which %s "
 					"variants lack", mta_backend_name(backend), os->op, t->name,
 					mta_backend_name(backend));
 		*field(v, b) = t->def;
 	}
-	return mta_variant_check(p, v);
+	return mta_variant_check_kernel(p, v, op);
 }
 
 int mta_variant_check_op(const struct mta_problem *p, const struct mta_variant *v, int op)
@@ -301,14 +384,14 @@ int mta_variant_check_op(const struct mta_problem *p, const struct mta_variant *
 	const struct mta_op_space *os;
 	struct mta_variant d;
 	int rc;
-	if ((rc = mta_variant_check(p, v)) || (rc = op_space(v->backend, op, &os)) || !os ||
-	    (rc = mta_variant_default_op(p, v->backend, op, &d)))
+	if ((rc = mta_variant_check_kernel(p, v, op)) || (rc = op_space(v->backend, op, &os)) ||
+	    !os || (rc = mta_variant_default_op(p, v->backend, op, &d)))
 		return rc;
 	const struct mta_space *s = space_of(v->backend);
 	char names[128] = "";
 	for (const struct mta_op_tunable *t = os->tunables; t->name; t++)
 		snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s",
-			 t == os->tunables ? "" : " and ", t->name);
+			 t == os->tunables ? "" : t[1].name ? ", " : " and ", t->name);
 	if (v->version != d.version)
 		return mta_fail(MTA_EINVAL, "a %s %s variant reads only %s: its family must be the "
 				"default's, v%d (got v%d)", s->backend, os->op, names, d.version,
@@ -348,9 +431,9 @@ int mta_variant_space_op(const struct mta_problem *p, int backend, int op,
 	for (;;) {
 		struct mta_variant v = d;
 		for (int i = 0; i < nt; i++)
-			*field(&v, base_tunable(space_of(backend), &os->tunables[i])) =
+			*field(&v, base_tunable(space_of(backend), os, &os->tunables[i])) =
 				os->tunables[i].vals[idx[i]];
-		if (mta_variant_check(p, &v) == MTA_OK)
+		if (mta_variant_check_kernel(p, &v, op) == MTA_OK)
 			arr[cnt++] = v;
 		int i = 0;
 		while (i < nt && ++idx[i] >= os->tunables[i].nvals)

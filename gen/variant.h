@@ -10,6 +10,9 @@
  * Text form ("variant spec"), canonical order, comma separated key=value:
  *   cpu:v1,bq=16,bk=64,hpb=4,vec=8,thr=0,algo=0
  *   cuda:v1,bq=16,bk=32,hpb=4,warps=4,algo=0
+ * A CUDA backward variant adds its own tunable (gen/space.h, struct
+ * mta_op_space's check):
+ *   cuda:v1,bq=16,bk=32,hpb=4,warps=4,algo=0,nb=128
  * Unknown keys, repeated keys and missing backends are refused; keys left out
  * take the backend's default.
  */
@@ -36,6 +39,8 @@ struct mta_variant {
 	int threads;   /* CPU: worker threads, 0 = all cores */
 	int warps;     /* CUDA: warps per block */
 	int algo;      /* family-specific algorithm choice (see the family's doc) */
+	int nb;        /* CUDA backward: most blocks of its persistent grid; 0 in every
+			* other variant (an operation's own tunable, gen/space.h) */
 };
 
 int mta_backend_parse(const char *s, int *backend);  /* "cpu", "cuda" */
@@ -74,5 +79,13 @@ int mta_variant_default_op(const struct mta_problem *p, int backend, int op,
 int mta_variant_check_op(const struct mta_problem *p, const struct mta_variant *v, int op);
 int mta_variant_space_op(const struct mta_problem *p, int backend, int op,
 			 struct mta_variant **out, size_t *n);
+/*
+ * What a generator or a loader of op's kernel holds v to: the rules that
+ * judge the tunables the kernel reads (the forward's, mta_variant_check;
+ * for a backward with its own rules, those), not the default's other
+ * values, so a recorded winner stays buildable when the default changes.
+ * mta_variant_check_op is this plus the default's values elsewhere.
+ */
+int mta_variant_check_kernel(const struct mta_problem *p, const struct mta_variant *v, int op);
 
 #endif

@@ -63,7 +63,12 @@ struct mta_device_info {
 	long long l2_bytes;      /* last-level cache */
 };
 
-/* The database's view of info (strings point into info). */
+/*
+ * The database's view of info (strings point into info, or are constant):
+ * its backend column names the kernels the device runs (the runtime
+ * backend's kernel backend, gen/variant.h), so the CUDA emulator's device
+ * is a cuda device of arch "emu", which no GPU shares.
+ */
 void mta_device_info_db(const struct mta_device_info *info, struct mta_db_device *d);
 
 /* What a compiler reported of one kernel; -1 where it said nothing. */
@@ -78,6 +83,7 @@ struct mta_build {
 	struct mta_problem p;    /* in */
 	struct mta_variant v;    /* in */
 	const char *source;      /* in: its generated source */
+	int op;                  /* in: MTA_OP_* the source computes (mta_gen_source_op) */
 	/* out */
 	int status;              /* MTA_OK, MTA_ECOMPILE (the source was refused), ... */
 	char message[512];       /* mta_last_error() of a failure */

@@ -61,8 +61,13 @@ int mta_backend_find_timed(const char *name, const struct mta_backend **b)
 
 void mta_device_info_db(const struct mta_device_info *i, struct mta_db_device *d)
 {
+	const struct mta_backend *b = NULL;
 	memset(d, 0, sizeof *d);
 	d->backend = i->backend;
+	if (mta_backend_find(i->backend, &b) == MTA_OK)
+		d->backend = mta_backend_name(b->variants);
+	else
+		mta_clear_error();
 	d->name = i->name;
 	d->arch = i->arch;
 	d->driver = i->driver;

@@ -105,10 +105,16 @@ static int key_of(mta_context *c, const struct mta_problem *p, char *key)
 	return rc;
 }
 
-/* How close device d of the database is to this one: a MTA_RUNG_*, or -1 (not at all). */
+/*
+ * How close device d of the database is to this one: a MTA_RUNG_*, or -1
+ * (not at all). Devices are recorded by the kernels they run
+ * (mta_device_info_db): the emulator's as cuda of arch "emu".
+ */
 static int rung_of(const struct mta_device_info *self, const struct mta_db_device *d)
 {
-	if (strcmp(self->backend, d->backend) || strcmp(self->arch, d->arch))
+	struct mta_db_device me;
+	mta_device_info_db(self, &me);
+	if (strcmp(me.backend, d->backend) || strcmp(self->arch, d->arch))
 		return -1;
 	if (strcmp(self->name, d->name))
 		return MTA_RUNG_ARCH;
@@ -250,13 +256,7 @@ static int pick_now(mta_context *c, const struct mta_problem *p, const char *key
 	} else {
 		memset(out, 0, sizeof *out);
 		out->speedup = out->ci_low = out->ci_high = 1;
-		/*
-		 * A backward without a space of its own (cuda: no tunables yet) runs
-		 * with the forward's default variant, whose defines it reads.
-		 */
 		rc = mta_variant_default_op(p, c->be->variants, op, &v);
-		if (rc == MTA_EUNSUPPORTED && op != MTA_OP_FWD)
-			rc = mta_variant_default(p, c->be->variants, &v);
 		if (rc || (rc = mta_variant_format(&v, out->spec, sizeof out->spec)))
 			goto out;
 	}
@@ -643,8 +643,9 @@ int mta_forward(mta_context *c, const struct mta_problem *p, const struct mta_te
  * The training library for (p, B, T), loaded on first use: the variant is
  * the context's pick for the backward (winners keyed by op "bwd", by the
  * forward's policy; else the default backward variant). Its spec is held
- * to the forward's rules only, which are all the backward generator needs:
- * a recorded winner stays usable when the default's other tunables change.
+ * to the rules of what the backward's kernel reads only
+ * (mta_variant_check_kernel): a recorded winner stays usable when the
+ * default's other tunables change.
  */
 static int train_kernel(mta_context *c, const struct mta_problem *p, int64_t B, int64_t T,
 			const char *what, struct loaded **out)
@@ -667,7 +668,8 @@ static int train_kernel(mta_context *c, const struct mta_problem *p, int64_t B, 
 		if (l->train && !strcmp(l->key, key) && !strcmp(l->spec, pick.spec))
 			break;
 	if (!l) {
-		if ((rc = mta_variant_parse(pick.spec, &v)) || (rc = mta_variant_check(p, &v)))
+		if ((rc = mta_variant_parse(pick.spec, &v)) ||
+		    (rc = mta_variant_check_kernel(p, &v, MTA_OP_BWD)))
 			goto out;
 		if (!(l = calloc(1, sizeof *l))) {
 			rc = mta_fail(MTA_ENOMEM, "out of memory");

@@ -439,6 +439,18 @@ MTA_API int mta_forward_train(mta_context *ctx, const struct mta_problem *p,
  * summed in a fixed order: the same inputs and thread count (cpu) or B and
  * T (cuda) give the same bits. Checked against mta_reference_backward by
  * the tests.
+ *
+ * Memory: on a cuda or cuda-emu context each call allocates, besides copies
+ * of q, k, v, saved, dout and the gradients, a device workspace for the
+ * picked backward variant (bq rows per task, nb blocks: the spec's nb, at
+ * most B * ceil(T / bq)), in floats:
+ *   nb * (2 bq H D + H (cq1 + cq2 - 1 + 3 cq2 + cq1 + 7 + 2 bq) T)   rings
+ * + 2 * R * Hkv * D, R <= (B - 1 + nb) * T                            partial dk, dv
+ * + 2 * nb * W + W + a few                                            weight partials
+ * with cq1 = cq or 1, cq2 = cq2 or 1 (ck1, ck2 likewise) and
+ * W = H cq1 ck1 + H cq2 ck2 + 2 H H + 2 D + 1.
+ * R, the partials' rows, is what each block's contiguous range of tasks
+ * reaches (keys below its last row in each batch it touches).
  */
 MTA_API int mta_backward(mta_context *ctx, const struct mta_problem *p,
 			 const struct mta_tensor *q, const struct mta_tensor *k,

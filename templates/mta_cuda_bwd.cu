@@ -21,21 +21,24 @@
  *     gradients in block order.
  *
  * Work: a task is batch b and a tile of BR query rows (with the halo rows
- * the convolutions need, as on the CPU). A persistent grid of NB blocks
- * (NB = min(tasks, K_BWD_NB), fixed by the problem and B, T) takes tasks
- * blockIdx.x, +NB, ... in order; all heads of a task are in its block.
+ * the convolutions need, as on the CPU). A persistent grid of nb blocks
+ * (the variant's nb, at most the tasks; the launcher's, so not a define)
+ * takes contiguous ranges of the tasks in order, of about equal cost (the
+ * host's plan, gen/cuda/cudagen.h: mta_cuda_bwd_dims); all heads of a task
+ * are in its block.
  * Inside a block the threads split each row's (head, key column) elements;
  * reductions over a row (softmax, the softmax gradient's dot, group norm
  * and gate) take one warp per head with shuffles in a fixed order; each
  * weight-gradient element has one owning thread that sums in order.
  *
- * Deterministic: each block adds into its own partial dk, dv and weight
- * gradients (a workspace sized by the grid: NB x (2 B T Hkv D floats +
- * WG_N doubles)), and mode 2 sums them in block order. Same inputs, variant
- * and B, T: the same bits.
+ * Deterministic: each block adds into its own partial dk, dv (for each batch
+ * its range touches, the keys below its last row there: at most
+ * (B - 1 + nb) T rows of HKV D floats each for all blocks) and weight
+ * gradients (WG_N doubles), and mode 2 sums them in block order. Same
+ * inputs, variant and B, T: the same bits.
  *
  * Memory (global, per block): the rows of the rings, W_ROWS * T floats, and
- * W_FIXED floats; O(T) per block, NB blocks. Float32 throughout, whatever
+ * W_FIXED floats; O(T) per block, nb blocks. Float32 throughout, whatever
  * the input type (bf16/f16 inputs lose nothing past their own rounding).
  * Speed is secondary in this first version: scalar math, rings in global
  * memory (L2 holds a block's rows at the sizes trained).
@@ -63,7 +66,6 @@
 #ifndef K_BWD_BQ
 #define K_BWD_BQ 16   /* query rows per task */
 #define K_BWD_WARPS 4 /* warps per block */
-#define K_BWD_NB 64   /* most blocks of the persistent grid */
 #endif
 
 #define NT (32 * K_BWD_WARPS)
@@ -117,9 +119,11 @@ struct mta_bargs {
 	float *dw;                            /* mode 2: the weight gradients, WG_N floats */
 	const float *kq_pre, *head_pre, *kq_post, *head_post, *gn_w, *gate_w, *gate_b;
 	float rescale;
-	float *ws;                            /* NB x ws_stride floats */
-	float *part;                          /* NB x 2 x B*T*HKV*D floats */
-	double *wpart;                        /* NB x WG_N doubles */
+	float *ws;                            /* nb x ws_stride floats */
+	float *part;                          /* dk's rows, then dv's: 2 x plan[2 nb + 1] x HKV*D */
+	double *wpart;                        /* nb x WG_N doubles */
+	const long long *plan;                /* [nb + 1] first task of each block, then
+					       * [nb + 1] first partial row of each block */
 	long long ws_stride;                  /* floats per block in ws */
 	int B, T, mode, nb;
 	int *status;                          /* set to 1 when the workspace is too small */
@@ -166,7 +170,7 @@ __device__ __forceinline__ float warp_max(float x)
 /* One block's view of its task and buffers. */
 struct blk {
 	const mta_bargs *a;
-	long long T, b, i0;
+	long long T, b, i0, b0;               /* b0: the first batch of the block's range */
 	float *z, *s2, *p, *dp, *dz;          /* rings [H][slots][T] */
 	float *s3, *p2, *p3, *dp3, *dp2, *ds3, *ds2;   /* [H][T] */
 	float *p3b, *dzb;                     /* the task's rows [BR][H][T] */
@@ -713,7 +717,7 @@ __device__ __forceinline__ void stage3(blk &t, long long r)
 /*
  * The task's shares of dk and dv for key columns c < i1: one thread per
  * (column, kv head, d) sums over the task's rows and the heads sharing the
- * kv head, in order, into the block's partials.
+ * kv head, in order, into the block's partials (row (b - b0) T + c).
  */
 __device__ __forceinline__ void block_dkdv(blk &t, long long i0, long long i1)
 {
@@ -729,7 +733,7 @@ __device__ __forceinline__ void block_dkdv(blk &t, long long i0, long long i1)
 				ak += t.dzb[(xr * K_H + h) * T + c] * t.qb[(xr * K_H + h) * K_D + d];
 				av += t.p3b[(xr * K_H + h) * T + c] * t.dopb[(xr * K_H + h) * K_D + d];
 			}
-		const long long e = ((t.b * T + c) * K_HKV + hk) * K_D + d;
+		const long long e = (((t.b - t.b0) * T + c) * K_HKV + hk) * K_D + d;
 		t.pdk[e] += ak;
 		t.pdv[e] += av;
 	}
@@ -761,15 +765,30 @@ __device__ __forceinline__ void bwd_task(blk &t, long long i0, long long i1)
 	block_dkdv(t, i0, i1);
 }
 
-/* mode 2: dk, dv and the weights' gradients, the blocks' partials summed in block order. */
+/*
+ * mode 2: dk, dv and the weights' gradients, the blocks' partials summed in
+ * block order; a (batch, key) is in the partial of each block whose range
+ * holds a row of that batch at or after the key.
+ */
 __device__ __forceinline__ void reduce(const mta_bargs &a)
 {
-	const long long kvn = (long long)a.B * a.T * K_HKV * K_D;
+	const long long T = a.T, nblk = (T + BR - 1) / BR, kvd = (long long)K_HKV * K_D;
+	const long long kvn = (long long)a.B * T * kvd, rows = a.plan[2 * a.nb + 1];
 	const long long e = (long long)blockIdx.x * NT + threadIdx.x;
 	if (e < 2 * kvn) {
+		const long long x = e % kvn, bc = x / kvd, b = bc / T, c = bc % T;
+		const float *part = a.part + (e < kvn ? 0 : rows * kvd);
 		float s = 0.0f;
-		for (int w = 0; w < a.nb; w++)
-			s += a.part[(long long)w * 2 * kvn + e];
+		for (int w = 0; w < a.nb; w++) {
+			const long long t0 = a.plan[w], t1 = a.plan[w + 1];
+			const long long b0 = t0 / nblk, b1 = (t1 - 1) / nblk;
+			const long long e1 = ((t1 - 1) % nblk + 1) * BR;
+			if (b0 > b)
+				break;
+			if (b > b1 || (b == b1 && c >= e1))
+				continue;
+			s += part[(a.plan[a.nb + 1 + w] + (b - b0) * T + c) * kvd + x % kvd];
+		}
 		if (e < kvn)
 			a.dk[e] = s;
 		else
@@ -790,7 +809,7 @@ extern "C" __global__ void __launch_bounds__(NT, 1) mta_bwd(const __grid_constan
 		reduce(a);
 		return;
 	}
-	const long long T = a.T, nblk = (T + BR - 1) / BR, ntasks = (long long)a.B * nblk;
+	const long long T = a.T, nblk = (T + BR - 1) / BR;
 	if (a.ws_stride < W_FIXED + (long long)W_ROWS * T) {
 		if (blockIdx.x == 0 && threadIdx.x == 0)
 			*a.status = 1;
@@ -831,18 +850,23 @@ extern "C" __global__ void __launch_bounds__(NT, 1) mta_bwd(const __grid_constan
 	}
 	t.pdk = t.pdv = 0;
 	t.wg = 0;
+	const long long x0 = a.plan[blockIdx.x], x1 = a.plan[blockIdx.x + 1];
+	t.b0 = x0 / nblk;
 	if (a.mode == 1) {
-		const long long kvn = (long long)a.B * T * K_HKV * K_D;
-		t.pdk = a.part + (long long)blockIdx.x * 2 * kvn;
-		t.pdv = t.pdk + kvn;
+		const long long kvd = (long long)K_HKV * K_D, *pr = a.plan + a.nb + 1;
+		const long long n = (pr[blockIdx.x + 1] - pr[blockIdx.x]) * kvd;
+		t.pdk = a.part + pr[blockIdx.x] * kvd;
+		t.pdv = a.part + (pr[a.nb] + pr[blockIdx.x]) * kvd;
 		t.wg = a.wpart + (long long)blockIdx.x * WG_N;
-		for (long long x = threadIdx.x; x < 2 * kvn; x += NT)
+		for (long long x = threadIdx.x; x < n; x += NT) {
 			t.pdk[x] = 0.0f;
+			t.pdv[x] = 0.0f;
+		}
 		for (int x = threadIdx.x; x < WG_N; x += NT)
 			t.wg[x] = 0.0;
 		__syncthreads();
 	}
-	for (long long x = blockIdx.x; x < ntasks; x += gridDim.x) {
+	for (long long x = x0; x < x1; x++) {
 		t.b = x / nblk;
 		const long long i0 = x % nblk * BR, i1 = i0 + BR < T ? i0 + BR : T;
 		if (a.mode == 1)

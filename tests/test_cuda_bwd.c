@@ -31,7 +31,7 @@ static double emu_check(const char *key, int64_t B, int64_t T, int strided, unsi
 	struct mta_kernel *k = NULL;
 	struct mta_compare c = { 0 };
 	double worst = INFINITY;
-	if (mta_problem_from_key(key, &p) || mta_variant_default(&p, MTA_BACKEND_CUDA, &v)) {
+	if (mta_problem_from_key(key, &p) || mta_variant_default_op(&p, MTA_BACKEND_CUDA, MTA_OP_BWD, &v)) {
 		mt_fail(__FILE__, __LINE__, "%s: %s", key, mta_last_error());
 		return INFINITY;
 	}
@@ -123,7 +123,7 @@ TEST(cuda_bwd_emu_is_deterministic)
 	struct mta_kernel *k = NULL;
 	/* 4 tasks on 4 blocks (T=20: tiles of 16 and 4 rows), each adding into dk, dv, weights */
 	REQUIRE(mta_problem_from_key("h4kv2d8-pre3x3-hpre-post2x3-hc2-both-gnr-gate", &p) == MTA_OK);
-	REQUIRE(mta_variant_default(&p, MTA_BACKEND_CUDA, &v) == MTA_OK);
+	REQUIRE(mta_variant_default_op(&p, MTA_BACKEND_CUDA, MTA_OP_BWD, &v) == MTA_OK);
 	REQUIRE(be->open(0, 0, &dev) == MTA_OK);
 	REQUIRE(be->train_load(dev, &p, &v, &k) == MTA_OK ||
 		(mt_fail(__FILE__, __LINE__, "train_load: %s", mta_last_error()), 0));
@@ -187,7 +187,7 @@ TEST(cuda_bwd_emu_check_fails_a_wrong_gradient)
 	struct mta_device *dev = NULL;
 	struct mta_kernel *k = NULL;
 	REQUIRE(mta_problem_from_key("h2kv2d8-pre3x3-both", &p) == MTA_OK);
-	REQUIRE(mta_variant_default(&p, MTA_BACKEND_CUDA, &v) == MTA_OK);
+	REQUIRE(mta_variant_default_op(&p, MTA_BACKEND_CUDA, MTA_OP_BWD, &v) == MTA_OK);
 	REQUIRE(be->open(0, 0, &dev) == MTA_OK);
 	REQUIRE(be->train_load(dev, &p, &v, &k) == MTA_OK ||
 		(mt_fail(__FILE__, __LINE__, "train_load: %s", mta_last_error()), 0));
@@ -261,6 +261,183 @@ TEST(cuda_bwd_emu_through_the_public_api)
 }
 
 /*
+ * The backward's space: every point of a small problem's checked on the
+ * emulator against the reference (the variants that differ only in nb share
+ * one compiled kernel, so this compiles one per (bq, warps)), at lengths
+ * that are multiples of bq (a full last task: the workspace's last row);
+ * then grids of 1 to 3 blocks, each taking several tasks in turn, across a
+ * batch boundary.
+ */
+TEST(cuda_bwd_emu_every_point_of_the_space)
+{
+	mt_kcache();
+	const struct mta_backend *be = &mta_backend_cuda_emu;
+	struct mta_problem p;
+	struct mta_variant *vs = NULL;
+	struct mta_device *dev = NULL;
+	size_t n = 0;
+	REQUIRE(mta_problem_from_key("h2kv1d8-pre2x3-hpre-post2x3-hc2-both-gn-gate", &p) == MTA_OK);
+	REQUIRE(mta_variant_space_op(&p, MTA_BACKEND_CUDA, MTA_OP_BWD, &vs, &n) == MTA_OK);
+	CHECK_EQ_INT((int)n, 18); /* bq 8, 16, 32 x warps 4, 8 x nb 66, 132, 264 */
+	const size_t nspace = n;
+	struct mta_variant *more = realloc(vs, (n + 3) * sizeof *vs);
+	REQUIRE(more);
+	vs = more;
+	for (int nb = 1; nb <= 3; nb++) {
+		vs[n] = vs[0];
+		vs[n].nb = nb;
+		vs[n++].bq = 8 * nb;
+	}
+	REQUIRE(be->open(0, 0, &dev) == MTA_OK);
+	double worst = 0;
+	for (size_t i = 0; i < n; i++) {
+		char spec[MTA_SPEC_MAX];
+		struct mta_kernel *k = NULL;
+		struct mta_compare c = { 0 };
+		REQUIRE(mta_variant_format(&vs[i], spec, sizeof spec) == MTA_OK);
+		CHECKF(mta_variant_check_op(&p, &vs[i], MTA_OP_BWD) == MTA_OK, "%s: %s", spec,
+		       mta_last_error());
+		if (be->train_load(dev, &p, &vs[i], &k)) {
+			mt_fail(__FILE__, __LINE__, "%s: load: %s", spec, mta_last_error());
+			continue;
+		}
+		struct mta_runner r = { be, dev, k, NULL };
+		/* the space: 2 x 16, 24 or 32 rows; the small grids: 2 x 27 */
+		struct mta_check_opts o = { 2, i < nspace ? 16 + (int64_t)(i % 3) * 8 : 27,
+					    mt_seed() + 300 + i, (int)(i % 2) };
+		CHECKF(mta_check_bwd(&r, &p, &o, &c) == MTA_OK && c.rel_l2 <= mta_tolerance_grad(p.dtype),
+		       "%s T=%lld: %s (rel L2 %g)", spec, (long long)o.T, mta_last_error(), c.rel_l2);
+		worst = c.rel_l2 > worst ? c.rel_l2 : worst;
+		be->unload(k);
+	}
+	printf("  cuda-emu backward space: %zu points and 3 small grids, worst gradient rel L2 %.3g\n",
+	       nspace, worst);
+	be->close(dev);
+	free(vs);
+}
+
+/* Backward specs: printed and parsed back; nb refused on a forward, bad values named. */
+TEST(cuda_bwd_specs_parse_print_and_refuse)
+{
+	struct mta_problem p;
+	struct mta_variant v, w, f;
+	char spec[MTA_SPEC_MAX], fs[MTA_SPEC_MAX];
+	REQUIRE(mta_problem_from_key("h8kv8d64-pre6x11-hpre-post6x11-hc8-both-gnr-gate", &p) ==
+		MTA_OK);
+	REQUIRE(mta_variant_default_op(&p, MTA_BACKEND_CUDA, MTA_OP_BWD, &v) == MTA_OK);
+	REQUIRE(mta_variant_default(&p, MTA_BACKEND_CUDA, &f) == MTA_OK);
+	REQUIRE(mta_variant_format(&v, spec, sizeof spec) == MTA_OK);
+	REQUIRE(mta_variant_format(&f, fs, sizeof fs) == MTA_OK);
+	CHECKF(strstr(spec, ",nb=132") && !strstr(fs, "nb="), "bwd %s, fwd %s", spec, fs);
+	REQUIRE(mta_variant_parse(spec, &w) == MTA_OK);
+	CHECK(!memcmp(&v, &w, sizeof v));
+	/* bq=32, warps=8: over the forward's accumulator limit here, the backward's own rules hold */
+	v.bq = 32;
+	v.warps = 8;
+	v.nb = 264;
+	CHECKF(mta_variant_check_op(&p, &v, MTA_OP_BWD) == MTA_OK, "%s", mta_last_error());
+	CHECK(mta_variant_check(&p, &v) == MTA_EINVAL); /* nb: not a forward's */
+	CHECK_STR_CONTAINS(mta_last_error(), "nb=264 is a tunable of the cuda bwd alone");
+	static const struct { const char *tail, *msg; } bad[] = {
+		{ ",nb=0", "nb=0: the cuda backward's grid has 1 to 1024 blocks" },
+		{ ",nb=5000", "nb=5000: the cuda backward's grid has 1 to 1024 blocks" },
+		{ ",nb=64,nb=64", "'nb' given twice" },
+		{ ",nb=x", "nb='x' is not a number" },
+		{ ",nbb=3", "unknown cuda tunable 'nbb' (expected bq, bk, hpb, warps, algo, nb (bwd "
+			    "only))" },
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		char s2[MTA_SPEC_MAX * 2];
+		snprintf(s2, sizeof s2, "%s%s", fs, bad[i].tail);
+		int rc = mta_variant_parse(s2, &w);
+		if (rc == MTA_OK)
+			rc = mta_variant_check_op(&p, &w, MTA_OP_BWD);
+		CHECKF(rc == MTA_EINVAL, "%s accepted", s2);
+		CHECK_STR_CONTAINS(mta_last_error(), bad[i].msg);
+	}
+	/* the halo rule: cq-1 + cq2-1 = 10 rows before a task's own */
+	w = v;
+	w.bq = 8;
+	CHECK(mta_variant_check_op(&p, &w, MTA_OP_BWD) == MTA_EINVAL);
+	CHECK_STR_CONTAINS(mta_last_error(), "bq=8: a cuda backward task recomputes the "
+			   "convolutions' halo rows before its own, cq-1 + cq2-1 (cq=6, cq2=6)");
+	w = v;
+	w.warps = 32;
+	CHECK(mta_variant_check_op(&p, &w, MTA_OP_BWD) == MTA_EINVAL);
+	CHECK_STR_CONTAINS(mta_last_error(), "1 to 16 warps");
+	w.warps = 16; /* 128 registers a thread: the kernel's 188 would spill */
+	CHECK(mta_variant_check_op(&p, &w, MTA_OP_BWD) == MTA_EINVAL);
+	CHECK_STR_CONTAINS(mta_last_error(), "fewer than the kernel's 192");
+	/* a tunable the backward does not read keeps the default's value */
+	w = v;
+	w.bk = 64;
+	CHECK(mta_variant_check_op(&p, &w, MTA_OP_BWD) == MTA_EINVAL);
+	CHECK_STR_CONTAINS(mta_last_error(), "reads only bq, warps and nb: bk must keep");
+	/* the forward's generator refuses a backward variant; the backward's a forward one */
+	char *src = NULL;
+	CHECK(mta_gen_cuda(&p, &v, &src) == MTA_EINVAL && !src);
+	CHECK(mta_gen_cuda_bwd(&p, &f, &src) == MTA_EINVAL && !src);
+	CHECK_STR_CONTAINS(mta_last_error(), "nb=0");
+}
+
+/*
+ * Every point of the backward's space compiles with NVRTC for sm_80 and
+ * sm_90 with no spill and no stack frame, on the paper's problem (the
+ * largest rings and mixing loops); one source per (bq, warps).
+ */
+TEST_COMPILE_BOUND(cuda_bwd_nvrtc_every_point_without_spills)
+{
+	static const char *const key = "h16kv16d96-pre6x11-hpre-post6x11-hc16-both-gn-gate-bf16";
+	static const char *arch[2] = { "sm_80", "sm_90" };
+	struct mta_problem p;
+	struct mta_variant *vs = NULL;
+	size_t n = 0, nj = 0;
+	int maj = 0, min = 0;
+	REQUIRE(mta_nvrtc_version(&maj, &min) == MTA_OK || (mt_fail(__FILE__, __LINE__, "%s",
+			mta_last_error()), 0));
+	REQUIRE(mta_problem_from_key(key, &p) == MTA_OK);
+	REQUIRE(mta_variant_space_op(&p, MTA_BACKEND_CUDA, MTA_OP_BWD, &vs, &n) == MTA_OK);
+	REQUIRE(n > 0);
+	struct mta_nvrtc_job *jobs = calloc(2 * n, sizeof *jobs);
+	char **src = calloc(n, sizeof *src);
+	REQUIRE(jobs && src);
+	for (size_t i = 0; i < n; i++) {
+		int dup = 0;
+		for (size_t j = 0; j < i; j++)
+			dup |= vs[j].bq == vs[i].bq && vs[j].warps == vs[i].warps;
+		if (dup)
+			continue;
+		REQUIRE(mta_gen_cuda_bwd(&p, &vs[i], &src[i]) == MTA_OK);
+		for (int a = 0; a < 2; a++) {
+			jobs[nj].source = src[i];
+			jobs[nj].kernel = MTA_CUDA_BWD_KERNEL;
+			jobs[nj].arch = arch[a];
+			nj++;
+		}
+	}
+	REQUIRE(mta_nvrtc_compile_batch(jobs, nj, 0) == MTA_OK);
+	for (size_t j = 0; j < nj; j++) {
+		struct mta_nvrtc_job *x = &jobs[j];
+		CHECKF(x->status == MTA_OK && x->cubin_size > 0, "%s: %s", x->arch, x->message);
+		CHECKF(x->stats.spill_stores == 0 && x->stats.spill_loads == 0 &&
+		       x->stats.stack_bytes == 0, "job %zu spills on %s: %d/%d bytes, stack %d", j,
+		       x->arch, x->stats.spill_stores, x->stats.spill_loads, x->stats.stack_bytes);
+		int bq = 0, warps = 0;
+		const char *d = strstr(x->source, "#define K_BWD_BQ");
+		if (d)
+			sscanf(d, "#define K_BWD_BQ %d\n#define K_BWD_WARPS %d", &bq, &warps);
+		printf("  bq=%d warps=%d %s: %d registers, no spill\n", bq, warps, x->arch,
+		       x->stats.registers);
+		mta_nvrtc_job_free(x);
+	}
+	for (size_t i = 0; i < n; i++)
+		free(src[i]);
+	free(src);
+	free(jobs);
+	free(vs);
+}
+
+/*
  * The backward's source compiles with NVRTC for sm_80 and sm_90 with no
  * spill and no stack frame, on small problems and the paper's, every input
  * type; its dynamic shared memory is what the generator says.
@@ -284,7 +461,7 @@ TEST_COMPILE_BOUND(cuda_bwd_nvrtc_compiles_without_spills)
 		struct mta_problem p;
 		struct mta_variant v;
 		REQUIRE(mta_problem_from_key(keys[i], &p) == MTA_OK);
-		REQUIRE(mta_variant_default(&p, MTA_BACKEND_CUDA, &v) == MTA_OK);
+		REQUIRE(mta_variant_default_op(&p, MTA_BACKEND_CUDA, MTA_OP_BWD, &v) == MTA_OK);
 		REQUIRE(mta_gen_cuda_bwd(&p, &v, &src[i]) == MTA_OK);
 		for (int a = 0; a < 2; a++) {
 			jobs[2 * i + a].source = src[i];
@@ -299,9 +476,11 @@ TEST_COMPILE_BOUND(cuda_bwd_nvrtc_compiles_without_spills)
 		       x->message);
 		if (x->status == MTA_OK) {
 			struct mta_problem p;
+			struct mta_variant v;
 			struct mta_cuda_bwd_dims d;
 			REQUIRE(mta_problem_from_key(keys[j / 2], &p) == MTA_OK);
-			REQUIRE(mta_cuda_bwd_dims(&p, 1, 2048, &d) == MTA_OK);
+			REQUIRE(mta_variant_default_op(&p, MTA_BACKEND_CUDA, MTA_OP_BWD, &v) == MTA_OK);
+			REQUIRE(mta_cuda_bwd_dims(&p, &v, 1, 2048, &d, NULL) == MTA_OK);
 			CHECKF(x->stats.spill_stores == 0 && x->stats.spill_loads == 0 &&
 			       x->stats.stack_bytes == 0, "%s spills on %s: %d/%d bytes, stack %d",
 			       keys[j / 2], x->arch, x->stats.spill_stores, x->stats.spill_loads,
@@ -318,23 +497,67 @@ TEST_COMPILE_BOUND(cuda_bwd_nvrtc_compiles_without_spills)
 		free(src[i]);
 }
 
-/* Memory: the workspace grows linearly in T (a block's rows, the blocks' partial dk, dv). */
+/*
+ * Memory: the workspace grows linearly in T (a block's rows, the blocks'
+ * partial dk, dv), and the partials stay under (B - 1 + nb) T rows, where
+ * one partial per block over all B T keys took nb B T; the plan gives every
+ * block tasks, in order, and its partial rows are what its range reaches.
+ */
 TEST(cuda_bwd_workspace_is_linear_in_T)
 {
 	struct mta_problem p;
+	struct mta_variant v;
 	struct mta_cuda_bwd_dims d1, d2, d4;
 	REQUIRE(mta_problem_from_key("h8kv8d64-pre6x11-hpre-post6x11-hc8-both-gnr-gate", &p) ==
 		MTA_OK);
-	REQUIRE(mta_cuda_bwd_dims(&p, 1, 1024, &d1) == MTA_OK);
-	REQUIRE(mta_cuda_bwd_dims(&p, 1, 2048, &d2) == MTA_OK);
-	REQUIRE(mta_cuda_bwd_dims(&p, 1, 4096, &d4) == MTA_OK);
+	REQUIRE(mta_variant_default_op(&p, MTA_BACKEND_CUDA, MTA_OP_BWD, &v) == MTA_OK);
+	REQUIRE(mta_cuda_bwd_dims(&p, &v, 1, 1024, &d1, NULL) == MTA_OK);
+	REQUIRE(mta_cuda_bwd_dims(&p, &v, 1, 2048, &d2, NULL) == MTA_OK);
+	REQUIRE(mta_cuda_bwd_dims(&p, &v, 1, 4096, &d4, NULL) == MTA_OK);
 	CHECK(d4.ws_stride - d2.ws_stride == 2 * (d2.ws_stride - d1.ws_stride));
-	CHECK(d4.nb == d2.nb && d2.nb == MTA_CUDA_BWD_NB);
+	CHECK(d4.nb == (unsigned)v.nb && d1.nb == (unsigned)(1024 / v.bq < v.nb ? 1024 / v.bq : v.nb));
 	/* a block's rows: a constant number of rows of T, below one T x T matrix */
 	CHECKF(d4.ws_stride < 4096LL * 4096, "workspace %lld floats per block at T=4096",
 	       d4.ws_stride);
-	CHECK(d4.part_floats == 2 * d2.part_floats);
-	CHECK(mta_cuda_bwd_dims(&p, 0, 16, &d1) == MTA_EINVAL);
+	CHECK(mta_cuda_bwd_dims(&p, &v, 0, 16, &d1, NULL) == MTA_EINVAL);
+	struct mta_variant f;
+	REQUIRE(mta_variant_default(&p, MTA_BACKEND_CUDA, &f) == MTA_OK);
+	CHECK(mta_cuda_bwd_dims(&p, &f, 1, 16, &d1, NULL) == MTA_EINVAL); /* a forward variant: nb 0 */
+	/* the plan, over batch sizes and grids */
+	static const struct { int B, T, bq, nb; } cs[] = {
+		{ 1, 4096, 16, 132 }, { 8, 4096, 16, 132 }, { 3, 100, 16, 7 }, { 2, 5, 16, 132 },
+		{ 64, 2048, 32, 264 }, { 1, 33, 32, 2 }, { 1, 4096, 16, 264 },
+	};
+	for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
+		struct mta_variant b = v;
+		struct mta_cuda_bwd_dims d;
+		b.bq = cs[i].bq;
+		b.nb = cs[i].nb;
+		REQUIRE(mta_cuda_bwd_dims(&p, &b, cs[i].B, cs[i].T, &d, NULL) == MTA_OK);
+		long long *plan = malloc(sizeof *plan * 2 * (d.nb + 1));
+		REQUIRE(plan && mta_cuda_bwd_dims(&p, &b, cs[i].B, cs[i].T, &d, plan) == MTA_OK);
+		const long long nblk = (cs[i].T + cs[i].bq - 1) / cs[i].bq, nt = cs[i].B * nblk;
+		CHECK(d.ntasks == nt && d.nb == (unsigned)(nt < cs[i].nb ? nt : cs[i].nb));
+		CHECK(plan[0] == 0 && plan[d.nb] == nt);
+		long long rows = 0;
+		for (unsigned w = 0; w < d.nb; w++) {
+			CHECKF(plan[w + 1] > plan[w], "case %zu: block %u has no task", i, w);
+			CHECK(plan[d.nb + 1 + w] == rows);
+			const long long t1 = plan[w + 1] - 1, e1 = (t1 % nblk + 1) * cs[i].bq;
+			rows += (t1 / nblk - plan[w] / nblk) * cs[i].T + (e1 < cs[i].T ? e1 : cs[i].T);
+		}
+		CHECK(plan[2 * d.nb + 1] == rows && d.part_rows == rows);
+		CHECKF(rows <= (cs[i].B - 1 + (long long)d.nb) * cs[i].T,
+		       "case %zu: %lld partial rows, bound %lld", i, rows,
+		       (cs[i].B - 1 + (long long)d.nb) * cs[i].T);
+		CHECK(d.part_floats == 2 * rows * p.Hkv * p.D);
+		if (i < 2)
+			printf("  partial dk, dv at B=%d T=%d nb=%u: %lld rows (%.2f x B T; one per block "
+			       "over B T: %u x), %.1f MiB\n", cs[i].B, cs[i].T, d.nb, rows,
+			       (double)rows / (cs[i].B * cs[i].T), d.nb,
+			       (double)d.part_floats * 4 / (1 << 20));
+		free(plan);
+	}
 }
 
 /*
@@ -352,7 +575,8 @@ TEST(cuda_bwd_emu_reads_the_cpu_forwards_saved_state)
 	struct mta_kernel *k[2] = { 0 };
 	for (int i = 0; i < 2; i++) {
 		struct mta_variant v;
-		REQUIRE(mta_variant_default(&p, i ? MTA_BACKEND_CUDA : MTA_BACKEND_CPU, &v) == MTA_OK);
+		REQUIRE(mta_variant_default_op(&p, i ? MTA_BACKEND_CUDA : MTA_BACKEND_CPU, MTA_OP_BWD,
+					       &v) == MTA_OK);
 		REQUIRE(bes[i]->open(0, 1, &dev[i]) == MTA_OK);
 		REQUIRE(bes[i]->train_load(dev[i], &p, &v, &k[i]) == MTA_OK ||
 			(mt_fail(__FILE__, __LINE__, "train_load: %s", mta_last_error()), 0));

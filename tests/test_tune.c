@@ -218,7 +218,92 @@ TEST(tune_bwd_records_backward_winners_beside_the_forward_and_the_runtime_runs_t
 	mta_context_free(ctx);
 }
 
-/* tune --op: a bad value, and a backend without a backward, are usage errors (status 2). */
+/*
+ * The CUDA backward tuned on the emulator (tune --op bwd --backend cuda-emu):
+ * its variants built and checked against the reference gradients, results
+ * and a winner of op bwd under the emulator's device (cuda, arch emu); the
+ * runtime of a cuda-emu context then runs the recorded winner, whichever it
+ * is (a winner swapped for another variant is run and checked; one swapped
+ * for an unbuildable spec makes the training calls fail naming it).
+ */
+TEST(tune_bwd_cuda_emu_records_a_winner_and_the_runtime_runs_it)
+{
+	char db[512], other[MTA_SPEC_MAX];
+	struct mta_problem p;
+	struct mta_tune_opts o;
+	struct mta_tune_summary s;
+	struct mta_variant v;
+	mt_kcache();
+	snprintf(db, sizeof db, "%s/bwd-emu.db", mt_tmpdir());
+	REQUIRE(mta_problem_from_key(SMALL, &p) == MTA_OK);
+	REQUIRE(mta_variant_default_op(&p, MTA_BACKEND_CUDA, MTA_OP_BWD, &v) == MTA_OK);
+	v.bq = 8;
+	v.warps = 8;
+	v.nb = 2;
+	REQUIRE(mta_variant_format(&v, other, sizeof other) == MTA_OK);
+	const char *only[] = { other };
+	quick(&o, db);
+	o.backend = "cuda-emu";
+	o.op = MTA_OP_BWD;
+	o.T = 24;
+	o.B = 1;
+	o.min_rounds = 2;
+	o.max_rounds = 3;
+	o.rounds_budget_s = 5;
+	o.only_specs = only;
+	o.n_only = 1;
+	CHECKF(mta_tune(&p, &o, &s) == MTA_OK, "%s", mta_last_error());
+	CHECK_EQ_INT(s.total, 2);
+	CHECK_EQ_INT(s.ok, 2);
+	CHECK(s.winner[0] && strstr(s.winner, ",nb="));
+	CHECK_EQ_INT(mt_db_count(db, "SELECT count(*) FROM results r JOIN variants v ON v.id = "
+				 "r.variant_id WHERE v.op = 'bwd' AND r.status = 'ok' AND "
+				 "r.rel_err > 0 AND r.rel_err < 1e-4 AND r.T = 24 AND r.B = 1"), 2);
+	CHECK_EQ_INT(mt_db_count(db, "SELECT count(*) FROM winners w JOIN variants v ON v.id = "
+				 "w.variant_id WHERE w.op = 'bwd' AND v.op = 'bwd'"), 1);
+	CHECK_EQ_INT(mt_db_count(db, "SELECT count(*) FROM devices WHERE backend = 'cuda' AND "
+				 "arch = 'emu'"), 1);
+	/* the runtime: the recorded winner, then another variant put in its place */
+	mta_context *ctx;
+	struct mta_pick k;
+	struct mta_runner r = { .ctx = NULL };
+	struct mta_check_opts co = { 2, 24, mt_seed(), 1 };
+	struct mta_compare cmp;
+	REQUIRE(mta_context_create(&ctx, db, "cuda-emu", 0) == MTA_OK);
+	REQUIRE(mta_context_pick_op(ctx, &p, "bwd", 1, 24, &k) == MTA_OK);
+	CHECK(k.source == MTA_PICK_EXACT && k.rung == MTA_RUNG_DEVICE && !strcmp(k.spec, s.winner));
+	mta_context_free(ctx);
+	char sql[1024];
+	snprintf(sql, sizeof sql, "UPDATE winners SET variant_id = (SELECT id FROM variants WHERE "
+		 "spec = '%s' AND op = 'bwd') WHERE op = 'bwd'", other);
+	exec_sql(db, sql);
+	REQUIRE(mta_context_create(&ctx, db, "cuda-emu", 0) == MTA_OK);
+	REQUIRE(mta_context_pick_op(ctx, &p, "bwd", 1, 24, &k) == MTA_OK);
+	CHECK(!strcmp(k.spec, other));
+	r.ctx = ctx;
+	CHECKF(mta_check_bwd(&r, &p, &co, &cmp) == MTA_OK, "runtime backward: %s", mta_last_error());
+	mta_context_free(ctx);
+	/* a winner the backward's rules refuse: the training calls fail naming it */
+	v.nb = 5000;
+	REQUIRE(mta_variant_format(&v, other, sizeof other) == MTA_OK);
+	snprintf(sql, sizeof sql, "INSERT INTO variants (problem_id, spec, op) SELECT problem_id, "
+		 "'%s', 'bwd' FROM variants LIMIT 1; UPDATE winners SET variant_id = (SELECT id FROM "
+		 "variants WHERE spec = '%s') WHERE op = 'bwd'", other, other);
+	exec_sql(db, sql);
+	REQUIRE(mta_context_create(&ctx, db, "cuda-emu", 0) == MTA_OK);
+	r.ctx = ctx;
+	CHECK(mta_check_bwd(&r, &p, &co, NULL) == MTA_EINVAL);
+	CHECK_STR_CONTAINS(mta_last_error(), "nb=5000");
+	mta_context_free(ctx);
+	/* no GPU context matches the emulator's device: its winners stay the emulator's */
+	exec_sql(db, "UPDATE devices SET name = 'NVIDIA H200', arch = 'sm_90'");
+	REQUIRE(mta_context_create(&ctx, db, "cuda-emu", 0) == MTA_OK);
+	REQUIRE(mta_context_pick_op(ctx, &p, "bwd", 1, 24, &k) == MTA_OK);
+	CHECK(k.source == MTA_PICK_DEFAULT && !strcmp(k.spec, s.default_spec));
+	mta_context_free(ctx);
+}
+
+/* tune --op: a bad value, and the forward on an untimed backend, are usage errors (status 2). */
 TEST(cli_tune_op_is_checked)
 {
 	char *out = NULL;
@@ -227,13 +312,14 @@ TEST(cli_tune_op_is_checked)
 	CHECK_STR_CONTAINS(out, "mtatune tune: --op: unknown operation 'sideways' (expected fwd, "
 			   "bwd or decode)");
 	free(out);
-	code = mt_sh(&out, "%s tune --op bwd --backend cuda --seq 16", mt_bin());
+	/* the emulator tunes the backward only (tune.h, mta_tune_backend) */
+	code = mt_sh(&out, "%s tune --backend cuda-emu --seq 16", mt_bin());
 	CHECK_EQ_INT(code, 2);
-	CHECK_STR_CONTAINS(out, "the cuda backend has no backward to tune");
+	CHECK_STR_CONTAINS(out, "--backend: the cuda-emu backend cannot be tuned");
 	free(out);
 	code = mt_sh(&out, "%s tune --op decode --backend cuda --seq 16", mt_bin());
 	CHECK_EQ_INT(code, 2);
-	CHECK_STR_CONTAINS(out, "--op decode: the cuda backend has no decode kernel to tune");
+	CHECK_STR_CONTAINS(out, "--backend: the cuda backend has no decode kernel to tune");
 	free(out);
 	code = mt_sh(&out, "%s best --op decod", mt_bin());
 	CHECK_EQ_INT(code, 2);

@@ -147,7 +147,7 @@ static const struct mta_op_tunable bwd_tunables[] = {
 	{ 0 },
 };
 
-const struct mta_op_space mta_space_cpu_bwd = { "bwd", bwd_tunables };
+const struct mta_op_space mta_space_cpu_bwd = { "bwd", bwd_tunables, NULL };
 
 /*
  * The decode kernel's space (templates/mta_cpu_decode.c): bk, the key
@@ -167,4 +167,4 @@ static const struct mta_op_tunable decode_tunables[] = {
 	{ 0 },
 };
 
-const struct mta_op_space mta_space_cpu_decode = { "decode", decode_tunables };
+const struct mta_op_space mta_space_cpu_decode = { "decode", decode_tunables, NULL };

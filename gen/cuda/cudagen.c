@@ -184,26 +184,72 @@ int mta_cuda_geometry(const struct mta_problem *p, const struct mta_variant *v, 
 
 #define TEMPLATE_BWD "templates/mta_cuda_bwd.cu"
 
-int mta_cuda_bwd_dims(const struct mta_problem *p, int64_t B, int64_t T,
-		      struct mta_cuda_bwd_dims *d)
+/* What a task costs, about: its rows and halo rows, each as long as its index. */
+static double task_cost(long long i0, long long i1, long long halo)
+{
+	return (double)(i1 - i0 + halo) * (double)((i0 + i1) / 2 + 64);
+}
+
+int mta_cuda_bwd_dims(const struct mta_problem *p, const struct mta_variant *v, int64_t B,
+		      int64_t T, struct mta_cuda_bwd_dims *d, long long *plan)
 {
 	int rc;
 	memset(d, 0, sizeof *d);
 	if ((rc = mta_problem_validate(p)))
 		return rc;
+	if (!v || v->backend != MTA_BACKEND_CUDA)
+		return mta_fail(MTA_EINVAL, "the CUDA backward's sizes asked for a %s variant",
+				v ? mta_backend_name(v->backend) : "missing");
+	if ((rc = mta_variant_check_kernel(p, v, MTA_OP_BWD)))
+		return rc;
 	if (B < 1 || B > 65535 || T < 1 || T > (1 << 30))
 		return mta_fail(MTA_EINVAL, "B=%lld, T=%lld: the CUDA backward takes 1 <= B <= 65535 "
 				"and 1 <= T <= 2^30", (long long)B, (long long)T);
-	const long long H = p->H, D = p->D, br = MTA_CUDA_BWD_BQ;
+	const long long H = p->H, D = p->D, br = v->bq;
 	const long long cq1 = p->cq ? p->cq : 1, ck1 = p->cq ? p->ck : 1;
 	const long long cq2 = p->cq2 ? p->cq2 : 1, ck2 = p->cq2 ? p->ck2 : 1;
-	const long long nzr = cq1 + cq2 - 1, ntasks = B * ((T + br - 1) / br);
-	const long long kvn = B * T * p->Hkv * D;
-	d->threads = 32u * MTA_CUDA_BWD_WARPS;
-	d->nb = (unsigned)(ntasks < MTA_CUDA_BWD_NB ? ntasks : MTA_CUDA_BWD_NB);
+	const long long nzr = cq1 + cq2 - 1, nblk = (T + br - 1) / br, ntasks = B * nblk;
+	const long long kvn = B * T * p->Hkv * D, halo = nzr - 1;
+	d->threads = 32u * (unsigned)v->warps;
+	d->nb = (unsigned)(ntasks < v->nb ? ntasks : v->nb);
+	d->ntasks = ntasks;
 	d->smem_bytes = 4 * (size_t)(4 * H * D + 2 * H + 32);
 	d->ws_stride = 2 * br * H * D + H * (nzr + 3 * cq2 + cq1 + 7 + 2 * br) * T;
-	d->part_floats = (long long)d->nb * 2 * kvn;
+	/*
+	 * The plan: cut the tasks where the running cost passes w/nb of the
+	 * total, each block at least one task; then each block's partial rows.
+	 */
+	const long long nb = d->nb;
+	long long *own = NULL;
+	if (!plan && !(plan = own = malloc(sizeof *plan * 2 * (size_t)(nb + 1))))
+		return mta_fail(MTA_ENOMEM, "out of memory for the CUDA backward's plan");
+	double total = 0, run = 0;
+	for (long long x = 0; x < ntasks; x++) {
+		const long long i0 = x % nblk * br, i1 = i0 + br < T ? i0 + br : T;
+		total += task_cost(i0, i1, halo);
+	}
+	long long w = 0, rows = 0;
+	for (long long x = 0; x < ntasks; x++) {
+		/* block w starts at x when the cost before x reaches its share, or must */
+		if (w < nb && (w == 0 || x == ntasks - (nb - w) ||
+			       run >= total * (double)w / (double)nb))
+			plan[w++] = x;
+		const long long i0 = x % nblk * br, i1 = i0 + br < T ? i0 + br : T;
+		run += task_cost(i0, i1, halo);
+	}
+	plan[nb] = ntasks;
+	/* block w's partial: for each batch of its range, keys [0, its last row there) */
+	for (w = 0; w < nb; w++) {
+		const long long t0 = plan[w], t1 = plan[w + 1];
+		const long long b0 = t0 / nblk, b1 = (t1 - 1) / nblk;
+		const long long e1 = ((t1 - 1) % nblk + 1) * br;
+		plan[nb + 1 + w] = rows;
+		rows += (b1 - b0) * T + (e1 < T ? e1 : T);
+	}
+	plan[2 * nb + 1] = rows;
+	free(own);
+	d->part_rows = rows;
+	d->part_floats = 2 * rows * p->Hkv * D;
 	d->wg_k1 = 0;
 	d->wg_pre = d->wg_k1 + (int)(H * cq1 * ck1);
 	d->wg_k2 = d->wg_pre + (int)(H * H);
@@ -216,9 +262,20 @@ int mta_cuda_bwd_dims(const struct mta_problem *p, int64_t B, int64_t T,
 	return MTA_OK;
 }
 
+int64_t mta_cuda_bwd_work_bytes(const struct mta_problem *p, const struct mta_variant *v,
+				int64_t B, int64_t T)
+{
+	struct mta_cuda_bwd_dims d;
+	if (mta_cuda_bwd_dims(p, v, B, T, &d, NULL))
+		return -1;
+	return (int64_t)d.nb * d.ws_stride * 4 + d.part_floats * 4 + (int64_t)d.nb * d.wg_n * 8 +
+	       (int64_t)sizeof(long long) * 2 * (d.nb + 1) + (int64_t)d.wg_n * 4 + 4;
+}
+
 int mta_gen_cuda_bwd(const struct mta_problem *p, const struct mta_variant *v, char **source)
 {
 	const char *tpl = mta_embedded(TEMPLATE_BWD);
+	struct mta_variant k;
 	struct mta_buf b = { 0 };
 	int rc;
 
@@ -226,16 +283,19 @@ int mta_gen_cuda_bwd(const struct mta_problem *p, const struct mta_variant *v, c
 	if (v->backend != MTA_BACKEND_CUDA)
 		return mta_fail(MTA_EINVAL, "the CUDA backward generator got a %s variant",
 				mta_backend_name(v->backend));
-	if ((rc = mta_variant_check(p, v)))
+	if ((rc = mta_variant_check_kernel(p, v, MTA_OP_BWD)))
 		return rc;
 	if (!tpl)
 		return mta_fail(MTA_ENOTFOUND, "template %s is not embedded in this build", TEMPLATE_BWD);
-	if ((rc = mta_gen_defines(&b, TEMPLATE_BWD, p, v))) {
+	/* nb is the launcher's (cudagen.h): the source is nb's alone */
+	k = *v;
+	k.nb = 0;
+	if ((rc = mta_gen_defines(&b, TEMPLATE_BWD, p, &k))) {
 		mta_buf_free(&b);
 		return rc;
 	}
-	mta_buf_printf(&b, "#define K_BWD_BQ %d\n#define K_BWD_WARPS %d\n#define K_BWD_NB %d\n\n%s",
-		       MTA_CUDA_BWD_BQ, MTA_CUDA_BWD_WARPS, MTA_CUDA_BWD_NB, tpl);
+	mta_buf_printf(&b, "#define K_BWD_BQ %d\n#define K_BWD_WARPS %d\n\n%s", v->bq, v->warps,
+		       tpl);
 	return mta_buf_take(&b, "the CUDA backward source", source, NULL);
 }
 

@@ -61,32 +61,57 @@ int mta_cuda_geometry(const struct mta_problem *p, const struct mta_variant *v, 
 #define MTA_CUDA_BWD_KERNEL "mta_bwd"
 
 /*
- * The backward's fixed geometry (the template's K_BWD_* defaults, emitted by
- * mta_gen_cuda_bwd): query rows per task, warps per block, most blocks.
+ * The backward's geometry comes from its variant (the cuda backward space,
+ * gen/cuda/space.c: bq query rows per task, warps per block, nb most blocks).
+ *
+ * Work and memory: the tasks (batch, tile of bq rows), in order, are cut
+ * into nb contiguous ranges of about equal cost (a row costs its length),
+ * one per block of the persistent grid. A block adds its rows' shares of
+ * dk and dv into its own partial, which covers only the keys its rows
+ * reach: for each batch its range touches, keys [0, its last row there)
+ * (causal: a row reaches no later key). The partials of all blocks hold
+ * at most (B - 1 + nb) * T rows of Hkv*D floats for dk and as many for dv
+ * (a batch boundary falls inside at most one block's range, and a block's
+ * last batch adds at most T), where one partial per block over all of
+ * B*T keys took nb * B * T: the bound no longer grows with B * nb.
  */
-#define MTA_CUDA_BWD_BQ 16
-#define MTA_CUDA_BWD_WARPS 4
-#define MTA_CUDA_BWD_NB 64
-
-/* What a launcher of the backward of p for B batches of length T allocates and launches. */
 struct mta_cuda_bwd_dims {
 	unsigned threads;      /* per block */
-	unsigned nb;           /* blocks of modes 0 and 1 (the persistent grid) */
+	unsigned nb;           /* blocks of modes 0 and 1: min(variant's nb, tasks) */
 	unsigned reduce_blocks; /* blocks of mode 2 */
 	size_t smem_bytes;     /* dynamic shared memory */
+	long long ntasks;      /* B * ceil(T / bq) */
 	long long ws_stride;   /* workspace floats per block (the template's W_FIXED + W_ROWS*T) */
-	long long part_floats; /* partial dk, dv: nb * 2 * B*T*Hkv*D */
+	long long part_rows;   /* rows of the partials (the plan's last offset) */
+	long long part_floats; /* partial dk, dv: 2 * part_rows * Hkv*D */
 	int wg_n;              /* weight-gradient partials per block (doubles), = floats of dw */
 	/* offsets into dw of each weight's gradient (the template's WG_*) */
 	int wg_k1, wg_pre, wg_k2, wg_post, wg_gn, wg_gw, wg_gb;
 };
-int mta_cuda_bwd_dims(const struct mta_problem *p, int64_t B, int64_t T,
-		      struct mta_cuda_bwd_dims *d);
+/*
+ * The sizes above for the backward variant v of p at B batches of length
+ * T; with plan (2 * (nb + 1) long longs, the dims' nb: at most v->nb + 1
+ * each), also the plan the kernel reads: plan[w] the first task of block w
+ * (plan[nb] = tasks), plan[nb + 1 + w] the first partial row of block w
+ * (plan[2 nb + 1] = part_rows). Deterministic in (p, v, B, T).
+ */
+int mta_cuda_bwd_dims(const struct mta_problem *p, const struct mta_variant *v, int64_t B,
+		      int64_t T, struct mta_cuda_bwd_dims *d, long long *plan);
 
 /*
- * The CUDA backward source of p (templates/mta_cuda_bwd.cu with the
- * defines of gen/defines.c for variant v, a cuda variant whose tunables it
- * does not read yet, and the K_BWD_* geometry). *source malloc'd.
+ * Device bytes the CUDA backward of v allocates for a call at (B, T) beyond
+ * the tensors it copies (q, k, v, dout, the gradients, saved): workspace,
+ * partials, weight partials, plan (runtime/mta.h documents the formula).
+ */
+int64_t mta_cuda_bwd_work_bytes(const struct mta_problem *p, const struct mta_variant *v,
+				int64_t B, int64_t T);
+
+/*
+ * The CUDA backward source of (p, v), v a cuda backward variant
+ * (mta_variant_check_kernel with MTA_OP_BWD): templates/mta_cuda_bwd.cu with
+ * the defines of gen/defines.c and K_BWD_BQ, K_BWD_WARPS. nb is the
+ * launcher's: the source, banner included, is the same for every nb, so
+ * variants that differ only in nb share one compiled kernel. *source malloc'd.
  */
 int mta_gen_cuda_bwd(const struct mta_problem *p, const struct mta_variant *v, char **source);
 

@@ -204,3 +204,95 @@ static void tailor(const struct mta_problem *p, struct mta_variant *v)
 }
 
 const struct mta_space mta_space_cuda = { "cuda", 3, 1, tunables, rules, limits, tailor };
+
+/* ---- the backward (templates/mta_cuda_bwd.cu, mta_gen_cuda_bwd) ---- */
+
+/*
+ * Its kernel reads three tunables: bq (K_BWD_BQ), the query rows of one task;
+ * warps (K_BWD_WARPS), the block's; nb, the most blocks of its persistent
+ * grid (the launcher's alone: the kernel takes its grid as it comes, so
+ * variants that differ only in nb share one compiled kernel). Its rules
+ * are its own: the forward's shared-memory and accumulator limits do not
+ * bound it, and its other tunables keep the forward default's values.
+ *
+ * Halo: a task recomputes the (cq-1) + (cq2-1) rows before its own and
+ * after them (the convolutions reach back that far), so a task thinner than
+ * its halo spends more on the halo than on its rows: bq must be at least
+ * that. Registers: the kernel is launched with __launch_bounds__(threads,
+ * 1), so a thread may take min(255, 65536 / threads) registers; it takes
+ * 188 (NVRTC 13, sm_80 and sm_90, the paper's problem, every bq and warps:
+ * tests/test_cuda_bwd.c compiles every point and refuses spills), which up
+ * to 8 warps (255) allow and 16 (128) not. nb: a grid fills a GPU with at
+ * least one block per SM (132 on an H100/H200; two blocks of 4 warps fit an
+ * SM at 188 registers), and each block holds its own partial dk, dv (at most
+ * (B - 1 + nb) T rows in all: gen/cuda/cudagen.h, runtime/mta.h), so the
+ * values stop at two blocks per SM.
+ */
+#define BWD_SMEM_MAX (48 * 1024) /* static launch: no opt-in to more */
+#define BWD_REGS_NEED 192 /* 188 measured, and a little room */
+
+static long bwd_smem(const struct mta_problem *p, const struct mta_variant *v)
+{
+	return 4L * (4L * p->H * p->D + 2L * p->H + 32);
+}
+
+static int bwd_regs(const struct mta_problem *p, const struct mta_variant *v)
+{
+	long cap = 65536 / (32L * v->warps);
+	return (cap < 255 ? cap : 255) >= BWD_REGS_NEED;
+}
+
+static int bwd_bq_ok(const struct mta_problem *p, const struct mta_variant *v)
+{
+	return v->bq >= 1 && v->bq <= 64;
+}
+static int bwd_halo(const struct mta_problem *p, const struct mta_variant *v)
+{
+	const int halo = (p->cq ? p->cq - 1 : 0) + (p->cq2 ? p->cq2 - 1 : 0);
+	return v->bq >= halo;
+}
+static int bwd_warps_ok(const struct mta_problem *p, const struct mta_variant *v)
+{
+	return v->warps >= 1 && v->warps <= 16;
+}
+static int bwd_nb_ok(const struct mta_problem *p, const struct mta_variant *v)
+{
+	return v->nb >= 1 && v->nb <= 1024;
+}
+
+#define T(name, field) name, offsetof(struct mta_variant, field)
+static const struct mta_tunable bwd_rows[] = {
+	{ T("bq", bq), 16, 0, { 0 }, { bwd_bq_ok, "bq={bq}: a cuda backward task has 1 to 64 query rows" },
+	  { 0 } },
+	{ T("warps", warps), 4, 0, { 0 },
+	  { bwd_warps_ok, "warps={warps}: a cuda backward block has 1 to 16 warps" }, { 0 } },
+	{ T("nb", nb), 132, 0, { 0 },
+	  { bwd_nb_ok, "nb={nb}: the cuda backward's grid has 1 to 1024 blocks" }, { 0 } },
+	{ 0 },
+};
+#undef T
+
+static const struct mta_rule bwd_rules[] = {
+	{ bwd_halo, "bq={bq}: a cuda backward task recomputes the convolutions' halo rows "
+		    "before its own, cq-1 + cq2-1 (cq={cq}, cq2={cq2}); bq must be at least that" },
+	{ bwd_regs, "warps={warps}: a cuda backward thread of {warps} warps may take "
+		    "min(255, 65536 / threads) registers, fewer than the kernel's 192" },
+	{ 0 },
+};
+
+static const struct mta_limit bwd_limits[] = {
+	{ "bytes of shared memory (cuda backward: 4 H D + 2 H + 32 floats)", bwd_smem,
+	  { BWD_SMEM_MAX, BWD_SMEM_MAX, BWD_SMEM_MAX } },
+	{ 0 },
+};
+
+static const struct mta_space bwd_check = { "cuda", 3, 1, bwd_rows, bwd_rules, bwd_limits, NULL };
+
+static const struct mta_op_tunable bwd_tunables[] = {
+	{ "bq", 16, 3, { 8, 16, 32 } },
+	{ "warps", 4, 2, { 4, 8 } },
+	{ "nb", 132, 3, { 66, 132, 264 } },
+	{ 0 },
+};
+
+const struct mta_op_space mta_space_cuda_bwd = { "bwd", bwd_tunables, &bwd_check };

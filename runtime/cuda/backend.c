@@ -51,6 +51,35 @@ static int identify(int index, struct mta_device_info *info)
 	return MTA_OK;
 }
 
+/* The dynamic shared memory and threads of b's kernel (forward or backward). */
+static int launch_of(const struct mta_build *b, size_t *smem, int *threads)
+{
+	struct mta_cuda_launch g;
+	struct mta_cuda_bwd_dims d;
+	int rc;
+	if (b->op == MTA_OP_BWD) {
+		if ((rc = mta_cuda_bwd_dims(&b->p, &b->v, 1, 1, &d, NULL)))
+			return rc;
+		*smem = d.smem_bytes;
+		*threads = (int)d.threads;
+		return MTA_OK;
+	}
+	if ((rc = mta_cuda_geometry(&b->p, &b->v, 1, 1, &g)))
+		return rc;
+	*smem = g.smem_bytes;
+	*threads = (int)g.block[0];
+	return MTA_OK;
+}
+
+static size_t dyn_smem(const struct mta_build *b)
+{
+	size_t smem = 0;
+	int threads;
+	if (launch_of(b, &smem, &threads))
+		mta_clear_error();
+	return smem;
+}
+
 static int build(const struct mta_device_info *info, struct mta_build *b, size_t n, int threads)
 {
 	struct mta_nvrtc_job *jobs = calloc(n ? n : 1, sizeof *jobs);
@@ -59,7 +88,7 @@ static int build(const struct mta_device_info *info, struct mta_build *b, size_t
 		return mta_fail(MTA_ENOMEM, "out of memory for %zu compiles", n);
 	for (size_t i = 0; i < n; i++) {
 		jobs[i].source = b[i].source;
-		jobs[i].kernel = MTA_CUDA_KERNEL;
+		jobs[i].kernel = b[i].op == MTA_OP_BWD ? MTA_CUDA_BWD_KERNEL : MTA_CUDA_KERNEL;
 		jobs[i].arch = info->arch;
 	}
 	if ((rc = mta_nvrtc_compile_batch(jobs, n, threads)) == MTA_OK)
@@ -76,7 +105,7 @@ static int build(const struct mta_device_info *info, struct mta_build *b, size_t
 				/* shared memory recorded as static + dynamic */
 				x->stats = (struct mta_kstats){ j->stats.registers, j->stats.spill_stores,
 					j->stats.spill_loads,
-					j->stats.smem_bytes + (int)mta_cuda_smem_bytes(&x->p, &x->v),
+					j->stats.smem_bytes + (int)dyn_smem(x),
 					j->stats.stack_bytes };
 				x->binary = j->cubin;
 				x->binary_size = j->cubin_size;
@@ -92,16 +121,15 @@ static int build(const struct mta_device_info *info, struct mta_build *b, size_t
 /* Prune on ptxas's report against the architecture's and the device's limits. */
 static int prune(const struct mta_device_info *info, const struct mta_build *b)
 {
-	struct mta_cuda_launch g;
-	int rc = mta_cuda_geometry(&b->p, &b->v, 1, 1, &g);
+	size_t dyn = 0;
+	int threads = 0, rc = launch_of(b, &dyn, &threads);
 	if (rc)
 		return rc;
-	int threads = (int)g.block[0];
 	struct mta_nvrtc_stats st = { b->stats.registers, b->stats.spill_stores,
 				      b->stats.spill_loads, b->stats.stack_bytes,
-				      b->stats.smem_bytes - (int)g.smem_bytes };
+				      b->stats.smem_bytes - (int)dyn };
 	size_t smem = (size_t)b->stats.smem_bytes;
-	if ((rc = mta_nvrtc_prune(&st, info->arch, threads, g.smem_bytes)))
+	if ((rc = mta_nvrtc_prune(&st, info->arch, threads, dyn)))
 		return rc;
 	if (info->smem_per_block > 0 && smem > (size_t)info->smem_per_block)
 		return mta_fail(MTA_EUNSUPPORTED, "needs %zu bytes of shared memory, the device "

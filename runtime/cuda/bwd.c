@@ -16,14 +16,14 @@ enum { W_KQ_PRE, W_HEAD_PRE, W_KQ_POST, W_HEAD_POST, W_GN, W_GATE_W, W_GATE_B, W
 /* Device buffers of one call, released together. */
 struct bufs {
 	const struct mta_cuda_bwd_dev *dev;
-	void *q, *k, *v, *o, *saved, *dout, *dq, *dk, *dv, *dw, *ws, *part, *wpart, *status;
+	void *q, *k, *v, *o, *saved, *dout, *dq, *dk, *dv, *dw, *ws, *part, *wpart, *status, *plan;
 	void *w[W_N];
 };
 
 static void bufs_free(struct bufs *b)
 {
 	void **all[] = { &b->q, &b->k, &b->v, &b->o, &b->saved, &b->dout, &b->dq, &b->dk, &b->dv,
-			 &b->dw, &b->ws, &b->part, &b->wpart, &b->status };
+			 &b->dw, &b->ws, &b->part, &b->wpart, &b->status, &b->plan };
 	for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
 		if (*all[i])
 			b->dev->release(b->dev->ctx, *all[i]);
@@ -83,19 +83,33 @@ static int put_tensor(struct bufs *b, void **p, const struct mta_tensor *t, long
 	return rc;
 }
 
-/* q, k, v, the weights, the workspace: what both modes read. */
-static int setup(struct bufs *b, const struct mta_problem *p, const struct mta_tensor *q,
-		 const struct mta_tensor *k, const struct mta_tensor *v,
-		 const struct mta_weights *w, const struct mta_cuda_bwd_dims *d,
+/*
+ * The sizes and plan of var for p at q's B, T into *d, then q, k, v, the
+ * weights, the workspace and the plan on the device: what both modes read.
+ */
+static int setup(struct bufs *b, const struct mta_variant *var, const struct mta_problem *p,
+		 const struct mta_tensor *q, const struct mta_tensor *k, const struct mta_tensor *v,
+		 const struct mta_weights *w, struct mta_cuda_bwd_dims *d,
 		 struct mta_cuda_bargs *a)
 {
 	static const struct mta_weights none;
 	const int H = p->H, D = p->D;
+	long long *plan = NULL;
 	int rc;
 	if (!w)
 		w = &none;
 	memset(a, 0, sizeof *a);
-	if ((rc = put_tensor(b, &b->q, q, a->sq)) || (rc = put_tensor(b, &b->k, k, a->sk)) ||
+	if ((rc = mta_cuda_bwd_dims(p, var, q->shape[0], q->shape[1], d, NULL)))
+		return rc;
+	const size_t np = sizeof *plan * 2 * (d->nb + 1);
+	if (!(plan = malloc(np)))
+		return mta_fail(MTA_ENOMEM, "out of memory for the backward's plan");
+	rc = mta_cuda_bwd_dims(p, var, q->shape[0], q->shape[1], d, plan);
+	if (!rc)
+		rc = dput(b, &b->plan, plan, np);
+	free(plan);
+	a->plan = b->plan;
+	if (rc || (rc = put_tensor(b, &b->q, q, a->sq)) || (rc = put_tensor(b, &b->k, k, a->sk)) ||
 	    (rc = put_tensor(b, &b->v, v, a->sv)))
 		return rc;
 	const float gb = w->gate_b_ptr ? *w->gate_b_ptr : w->gate_b;
@@ -153,8 +167,8 @@ static int run(struct bufs *b, struct mta_cuda_bargs *a, unsigned blocks,
 	return rc;
 }
 
-int mta_cuda_bwd_forward(const struct mta_cuda_bwd_dev *dev, const struct mta_problem *p,
-			 const struct mta_tensor *q, const struct mta_tensor *k,
+int mta_cuda_bwd_forward(const struct mta_cuda_bwd_dev *dev, const struct mta_variant *var,
+			 const struct mta_problem *p, const struct mta_tensor *q, const struct mta_tensor *k,
 			 const struct mta_tensor *v, const struct mta_weights *w,
 			 struct mta_tensor *o, void *saved)
 {
@@ -169,7 +183,7 @@ int mta_cuda_bwd_forward(const struct mta_cuda_bwd_dev *dev, const struct mta_pr
 	const int64_t B = q->shape[0], T = q->shape[1];
 	const size_t no = (size_t)B * (size_t)T * (size_t)p->H * (size_t)p->D;
 	const size_t sb = (size_t)mta_saved_bytes(p, B, T);
-	if ((rc = mta_cuda_bwd_dims(p, B, T, &d)) || (rc = setup(&b, p, q, k, v, w, &d, &a)) ||
+	if ((rc = setup(&b, var, p, q, k, v, w, &d, &a)) ||
 	    (rc = dput(&b, &b.o, NULL, no * sizeof(float))) || (rc = dput(&b, &b.saved, NULL, sb)))
 		goto out;
 	a.o = b.o;
@@ -194,7 +208,8 @@ out:
 	return rc;
 }
 
-int mta_cuda_bwd_backward(const struct mta_cuda_bwd_dev *dev, const struct mta_problem *p,
+int mta_cuda_bwd_backward(const struct mta_cuda_bwd_dev *dev, const struct mta_variant *var,
+			  const struct mta_problem *p,
 			  const struct mta_tensor *q, const struct mta_tensor *k,
 			  const struct mta_tensor *v, const struct mta_weights *w,
 			  const void *saved, const struct mta_tensor *dout,
@@ -215,7 +230,7 @@ int mta_cuda_bwd_backward(const struct mta_cuda_bwd_dev *dev, const struct mta_p
 	const size_t nq = (size_t)B * (size_t)T * (size_t)p->H * (size_t)p->D;
 	const size_t kvn = (size_t)B * (size_t)T * (size_t)p->Hkv * (size_t)p->D;
 	const size_t sb = (size_t)mta_saved_bytes(p, B, T);
-	if ((rc = mta_cuda_bwd_dims(p, B, T, &d)) || (rc = setup(&b, p, q, k, v, w, &d, &a)) ||
+	if ((rc = setup(&b, var, p, q, k, v, w, &d, &a)) ||
 	    (rc = dput(&b, &b.saved, saved, sb)) || (rc = put_tensor(&b, &b.dout, dout, a.sdo)) ||
 	    (rc = dput(&b, &b.dq, NULL, nq * sizeof(float))) ||
 	    (rc = dput(&b, &b.dk, NULL, kvn * sizeof(float))) ||

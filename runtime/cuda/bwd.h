@@ -32,6 +32,7 @@ struct mta_cuda_bargs {
 	float *ws;
 	float *part;
 	double *wpart;
+	const long long *plan;
 	long long ws_stride;
 	int B, T, mode, nb;
 	int *status;
@@ -50,15 +51,18 @@ struct mta_cuda_bwd_dev {
 
 /*
  * The saving forward: o float32 [B,T,H,D] (any strides), saved
- * mta_saved_bytes(p, B, T) host bytes (lse, then pre-norm rows).
+ * mta_saved_bytes(p, B, T) host bytes (lse, then pre-norm rows). var: the
+ * backward variant the device's kernel was generated from (its bq, warps
+ * and nb shape the launch, gen/cuda/cudagen.h).
  */
-int mta_cuda_bwd_forward(const struct mta_cuda_bwd_dev *dev, const struct mta_problem *p,
-			 const struct mta_tensor *q, const struct mta_tensor *k,
+int mta_cuda_bwd_forward(const struct mta_cuda_bwd_dev *dev, const struct mta_variant *var,
+			 const struct mta_problem *p, const struct mta_tensor *q, const struct mta_tensor *k,
 			 const struct mta_tensor *v, const struct mta_weights *w,
 			 struct mta_tensor *o, void *saved);
 
 /* The backward: dout float32 [B,T,H,D]; g the gradients (mta.h), overwritten. */
-int mta_cuda_bwd_backward(const struct mta_cuda_bwd_dev *dev, const struct mta_problem *p,
+int mta_cuda_bwd_backward(const struct mta_cuda_bwd_dev *dev, const struct mta_variant *var,
+			  const struct mta_problem *p,
 			  const struct mta_tensor *q, const struct mta_tensor *k,
 			  const struct mta_tensor *v, const struct mta_weights *w,
 			  const void *saved, const struct mta_tensor *dout,

@@ -17,6 +17,7 @@
 
 struct mta_cuda_train {
 	struct mta_problem p;
+	struct mta_variant v; /* the backward variant: its bq, warps, nb shape the launch */
 	struct mta_cuda_module m;
 };
 
@@ -30,7 +31,7 @@ int mta_cuda_train_load(struct mta_cuda *c, const struct mta_problem *p,
 	int rc;
 
 	*out = NULL;
-	if ((rc = mta_cuda_bwd_dims(p, 1, 1, &d)) || (rc = mta_gen_cuda_bwd(p, v, &src)))
+	if ((rc = mta_cuda_bwd_dims(p, v, 1, 1, &d, NULL)) || (rc = mta_gen_cuda_bwd(p, v, &src)))
 		goto out;
 	job.source = src;
 	job.kernel = MTA_CUDA_BWD_KERNEL;
@@ -46,6 +47,7 @@ int mta_cuda_train_load(struct mta_cuda *c, const struct mta_problem *p,
 				       (unsigned)d.smem_bytes, 1, 1, &t->m)))
 		goto out;
 	t->p = *p;
+	t->v = *v;
 	*out = t;
 	t = NULL;
 out:
@@ -123,7 +125,7 @@ int mta_cuda_train_fwd_save(struct mta_cuda_train *t, const struct mta_problem *
 	int rc;
 	if ((rc = same_problem(t, p)) || (rc = mta_cu_push(t->m.c)))
 		return rc;
-	rc = mta_cuda_bwd_forward(&dev, p, q, k, v, w, o, saved);
+	rc = mta_cuda_bwd_forward(&dev, &t->v, p, q, k, v, w, o, saved);
 	mta_cu_pop();
 	return rc;
 }
@@ -138,7 +140,7 @@ int mta_cuda_train_backward(struct mta_cuda_train *t, const struct mta_problem *
 	int rc;
 	if ((rc = same_problem(t, p)) || (rc = mta_cu_push(t->m.c)))
 		return rc;
-	rc = mta_cuda_bwd_backward(&dev, p, q, k, v, w, saved, dout, g);
+	rc = mta_cuda_bwd_backward(&dev, &t->v, p, q, k, v, w, saved, dout, g);
 	mta_cu_pop();
 	return rc;
 }

@@ -121,7 +121,9 @@ static void build_one(void *ctx, size_t i)
 	char *src = NULL, so[PATH_MAX];
 	double t0 = mta_host_now();
 	b->stats = (struct mta_kstats){ -1, -1, -1, -1, -1 };
-	b->status = emu_source(&b->p, &b->v, &src);
+	/* the backward's source wrapped as train_load wraps it: one cache entry */
+	b->status = b->op == MTA_OP_BWD ? emu_wrap(b->source, "mta_generated_bwd.cu", &src)
+					: emu_source(&b->p, &b->v, &src);
 	if (!b->status)
 		b->status = mta_cc_build(src, MTA_LANG_CXX, EMU_FLAGS, so, sizeof so, &b->log);
 	b->seconds = mta_host_now() - t0;
@@ -549,7 +551,7 @@ static int fwd_save(struct mta_kernel *k, const struct mta_problem *p, const str
 	const struct mta_cuda_bwd_dev dev = { k, emu_alloc, emu_release, emu_copy, emu_copy,
 					      emu_bwd_launch };
 	int rc = same_problem(k, p);
-	return rc ? rc : guarded(k, mta_cuda_bwd_forward(&dev, p, q, kt, v, w, o, saved));
+	return rc ? rc : guarded(k, mta_cuda_bwd_forward(&dev, &k->v, p, q, kt, v, w, o, saved));
 }
 
 static int backward(struct mta_kernel *k, const struct mta_problem *p, const struct mta_tensor *q,
@@ -560,7 +562,8 @@ static int backward(struct mta_kernel *k, const struct mta_problem *p, const str
 	const struct mta_cuda_bwd_dev dev = { k, emu_alloc, emu_release, emu_copy, emu_copy,
 					      emu_bwd_launch };
 	int rc = same_problem(k, p);
-	return rc ? rc : guarded(k, mta_cuda_bwd_backward(&dev, p, q, kt, v, w, saved, dout, g));
+	return rc ? rc : guarded(k, mta_cuda_bwd_backward(&dev, &k->v, p, q, kt, v, w, saved, dout,
+							  g));
 }
 
 const struct mta_backend mta_backend_cuda_emu = {

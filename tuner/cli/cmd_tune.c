@@ -26,11 +26,13 @@ static const struct cli_opt opts[] = {
 	{ "problem", O_PROBLEM, "KEY", "problem key (default " DEFAULT_PROBLEM ")" },
 	{ "seq", CLI_O_SEQ, "T", "sequence length (default 512)" },
 	{ "batch", CLI_O_BATCH, "B", "batch size (default 1)" },
-	{ "op", O_OP, "OP", "fwd (default): the forward; bwd: the backward (cpu), each\n"
+	{ "op", O_OP, "OP", "fwd (default): the forward; bwd: the backward (cpu, cuda), each\n"
 			     "variant's gradients checked against the float64 reference;\n"
 			     "decode: one token at cache length T (cpu), each variant's\n"
 			     "decoded rows checked against the float64 forward" },
-	{ "backend", O_BACKEND, "NAME", "cpu (default) or cuda (a GPU, its driver and NVRTC)" },
+	{ "backend", O_BACKEND, "NAME", "cpu (default) or cuda (a GPU, its driver and NVRTC);\n"
+				       "with --op bwd also cuda-emu (the emulator: every point\n"
+				       "checked and recorded, its times rank only the emulator)" },
 	{ "device", CLI_O_DEVICE, "N", "cuda: device ordinal (default $MTATUNE_CUDA_DEVICE, else 0)" },
 	CLI_SEARCH_OPTS,
 	{ "variant", O_VARIANT, "SPEC", "tune only this variant and the default (repeatable)" },
@@ -177,15 +179,8 @@ static int tune(const char *key, struct mta_tune_opts *o, struct progress *pr)
 			return cli_fail("tune", CLI_USAGE, "--variant: %s", mta_last_error());
 	}
 	const struct mta_backend *be;
-	if (o->op == MTA_OP_BWD && (mta_backend_find_timed(o->backend, &be) || !be->train_load ||
-				    !mta_gen_op_space(be->variants, MTA_OP_BWD)))
-		return cli_fail("tune", CLI_USAGE, "--op bwd: the %s backend has no backward to tune "
-				"yet (--backend cpu has)", o->backend);
-	if (o->op == MTA_OP_DECODE &&
-	    (mta_backend_find_timed(o->backend, &be) || !be->decode_load ||
-	     !mta_gen_op_space(be->variants, MTA_OP_DECODE)))
-		return cli_fail("tune", CLI_USAGE, "--op decode: the %s backend has no decode kernel "
-				"to tune yet (--backend cpu has)", o->backend);
+	if (mta_tune_backend(o->backend, o->op, &be))
+		return cli_fail("tune", CLI_USAGE, "--backend: %s", mta_last_error());
 	o->progress = on_event;
 	o->progress_ctx = pr;
 	printf("tuning %s%s at T=%lld B=%lld on %s\n", o->op == MTA_OP_BWD ? "the backward of "
@@ -238,7 +233,7 @@ int cmd_tune(int argc, char **argv)
 			break;
 		case O_BACKEND: {
 			const struct mta_backend *be;
-			if (mta_backend_find_timed(optarg, &be))
+			if (mta_backend_find(optarg, &be)) /* which ops: mta_tune_backend, later */
 				rc = cli_fail("tune", CLI_USAGE, "--backend: %s", mta_last_error());
 			else
 				o.backend = be->name;

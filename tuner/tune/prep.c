@@ -117,7 +117,7 @@ static int record_build(const struct mta_prep *pp, struct mta_cand *c, struct wo
 static int prune(const struct mta_prep *pp, const struct mta_problem *p, struct mta_cand *c,
 		 const struct work *w)
 {
-	struct mta_build b = { .p = *p, .v = c->v, .stats = w->stats };
+	struct mta_build b = { .p = *p, .v = c->v, .op = pp->op, .stats = w->stats };
 	if (pp->be->prune(pp->dev, &b) == MTA_OK) {
 		c->state = MTA_PREP_TIME;
 		return MTA_OK;
@@ -165,6 +165,7 @@ int mta_prepare(const struct mta_prep *pp, const struct mta_problem *p,
 		bs[nb].p = *p;
 		bs[nb].v = vs[i];
 		bs[nb].source = ws[i].src;
+		bs[nb].op = pp->op;
 		nb++;
 	}
 	if (nb && (rc = pp->be->build(pp->dev, bs, nb, pp->threads)))

@@ -123,13 +123,36 @@ static int probe_fn(void *ctx, void *out, size_t n)
 	return pr->be->identify(pr->index, out);
 }
 
+int mta_tune_backend(const char *name, int op, const struct mta_backend **be)
+{
+	int rc = mta_backend_find_timed(name, be);
+	if (rc != MTA_EUNSUPPORTED || op != MTA_OP_BWD)
+		goto out;
+	/* untimed (cuda-emu): its backward only, see tune.h */
+	if ((rc = mta_backend_find(name, be)))
+		return rc;
+	if (!(*be)->train_load || !mta_gen_op_space((*be)->variants, MTA_OP_BWD))
+		return mta_fail(MTA_EUNSUPPORTED, "the %s backend has no backward to tune", name);
+	return MTA_OK;
+out:
+	if (!rc && op == MTA_OP_BWD &&
+	    (!(*be)->train_load || !mta_gen_op_space((*be)->variants, MTA_OP_BWD)))
+		rc = mta_fail(MTA_EUNSUPPORTED, "the %s backend has no backward to tune yet (cpu, "
+			      "cuda and cuda-emu have)", name);
+	if (!rc && op == MTA_OP_DECODE &&
+	    (!(*be)->decode_load || !mta_gen_op_space((*be)->variants, MTA_OP_DECODE)))
+		rc = mta_fail(MTA_EUNSUPPORTED, "the %s backend has no decode kernel to tune yet "
+			      "(cpu has)", name);
+	return rc;
+}
+
 int mta_tune_identify(const char *backend, int index, double timeout_s,
 		      struct mta_device_info *info)
 {
 	struct probe pr;
 	int to = 0, rc;
 	memset(info, 0, sizeof *info);
-	if ((rc = mta_backend_find_timed(backend, &pr.be)))
+	if ((rc = mta_backend_find(backend, &pr.be)))
 		return rc;
 	pr.index = index;
 	rc = mta_isolate(probe_fn, &pr, info, sizeof *info, timeout_s < 60 ? timeout_s : 60, NULL,
@@ -718,15 +741,9 @@ int mta_tune(const struct mta_problem *p, const struct mta_tune_opts *o, struct 
 	if (o->op != MTA_OP_FWD && o->op != MTA_OP_BWD && o->op != MTA_OP_DECODE)
 		return mta_fail(MTA_EINVAL, "tuning operation %d (expected MTA_OP_FWD, MTA_OP_BWD or "
 				"MTA_OP_DECODE)", o->op);
-	if ((rc = mta_backend_find_timed(o->backend, &c.be)) || (rc = mta_problem_key(p, key, sizeof key)))
+	if ((rc = mta_tune_backend(o->backend, o->op, &c.be)) ||
+	    (rc = mta_problem_key(p, key, sizeof key)))
 		return rc;
-	if (o->op == MTA_OP_BWD && (!c.be->train_load || !mta_gen_op_space(c.be->variants, o->op)))
-		return mta_fail(MTA_EUNSUPPORTED, "the %s backend has no backward to tune yet (cpu has)",
-				c.be->name);
-	if (o->op == MTA_OP_DECODE &&
-	    (!c.be->decode_load || !mta_gen_op_space(c.be->variants, o->op)))
-		return mta_fail(MTA_EUNSUPPORTED, "the %s backend has no decode kernel to tune yet "
-				"(cpu has)", c.be->name);
 	if ((rc = mta_tune_candidates(p, o, &vs, &n)))
 		return rc;
 	if ((rc = mta_variant_default_op(p, c.be->variants, o->op, &def)) ||

@@ -145,10 +145,23 @@ int mta_tune_strategy(const struct mta_tune_opts *o, size_t n, size_t *planned);
 void mta_check_size(const struct mta_tune_opts *o, int64_t *B, int64_t *T);
 
 /*
+ * The backend named name if the tuner tunes op on it: a timed backend (cpu,
+ * cuda); for the backward also cuda-emu, whose times rank the emulator, not
+ * a GPU, but whose tuning walks the CUDA backward's space, checks every
+ * point against the reference and records results and a winner under the
+ * emulator's device (whose architecture no GPU shares, so no GPU context
+ * picks them): the whole loop, tune to runtime, where no GPU is. The
+ * forward on cuda-emu stays refused: its space is the GPU's, and nothing
+ * but a GPU ranks it. MTA_EINVAL for an unknown name, MTA_EUNSUPPORTED for
+ * a backend the tuner does not tune op on (naming those it does).
+ */
+int mta_tune_backend(const char *name, int op, const struct mta_backend **be);
+
+/*
  * The identity of device index of backend (a name of runtime/backends.c),
  * asked in a child process with a time limit, so that the caller never
  * initialises a driver and may fork afterwards. MTA_EINVAL for an unknown
- * backend, MTA_EUNSUPPORTED for one the tuner cannot time (cuda-emu).
+ * backend.
  */
 int mta_tune_identify(const char *backend, int index, double timeout_s,
 		      struct mta_device_info *info);
