@@ -81,6 +81,7 @@
 #define NZR (CQ1 + CQ2E - 1) /* rows of Z stage 2's kq_pre gradient reaches back over */
 #define RG 8                 /* rows of a group: their Z and dP rows made together */
 #define ZS (NZR + RG - 1)    /* slots of the Z ring: NZR rows back and a group ahead */
+#define CKM MAX2(CK1, CK2E)  /* the most taps of a convolution row */
 #define GQ (K_H / K_HKV)
 #define BR (K_BQ > 0 ? K_BQ : 16)
 #define MIXPOST (K_HPOST != 0)
@@ -177,8 +178,20 @@ INLINE void vdst(float *p, vd x)
 	memcpy(p, &x, sizeof x);
 }
 
-#define CB 4 /* column vectors of a panel_rows block */
-#define RB 4 /* rows of a panel_rows block */
+#define CB 4       /* column vectors of a panel_rows block */
+#define RB 4       /* rows of a panel_rows block */
+#define CW (CB * VL) /* key columns of a panel chunk */
+
+/*
+ * A panel, k or v of one kv head transposed for the products vectorised
+ * over key columns, is stored in chunks of CW columns, each [D][CW]
+ * contiguous (16 KB for D = 64, VL = 16), so that a block streams one
+ * contiguous chunk rather than D rows T apart (D streams, more than a
+ * prefetcher follows). Column j, dimension d is at PIDX(j, d); a panel
+ * takes PANEL(T) floats.
+ */
+#define PIDX(j, d) ((j) / CW * (K_D * CW) + (int64_t)(d) * CW + (j) % CW)
+#define PANEL(T) (((T) + CW - 1) / CW * CW * K_D)
 
 /*
  * out[r][j..j + nc*VL) = sum_d x[r][d] m[d][j..] for r < nr: nc vectors of m
@@ -191,8 +204,9 @@ INLINE void pr_block(const float *x, const float *m, int64_t T, int64_t j, float
 	for (int r = 0; r < nr; r++)
 		for (int c = 0; c < nc; c++)
 			acc[r][c] = vsplat(0.0f);
+	const float *m0 = m + PIDX(j, 0);
 	for (int d = 0; d < K_D; d++) {
-		const float *md = m + (int64_t)d * T + j;
+		const float *md = m0 + d * CW;
 		vf mv[CB];
 		for (int c = 0; c < nc; c++)
 			mv[c] = vld(md + c * VL);
@@ -209,8 +223,8 @@ INLINE void pr_block(const float *x, const float *m, int64_t T, int64_t j, float
 
 /*
  * out[r][j] = sum_d x[r][d] * m[d][j] for r < g, j < n: g rows (x's rows D
- * apart) times a [D][T] panel, vectorised over j, the panel's columns
- * streamed once per block of RB rows and read from L1 by the others.
+ * apart) times a panel (PIDX), vectorised over j, each chunk streamed once
+ * from memory and read from L1 by the other blocks of RB rows.
  */
 static void panel_rows(const float *x, int g, const float *m, int64_t T, int64_t n,
 		       float *const *out)
@@ -234,7 +248,7 @@ static void panel_rows(const float *x, int g, const float *m, int64_t T, int64_t
 		for (int r = 0; r < g; r++) {
 			float acc = 0.0f;
 			for (int d = 0; d < K_D; d++)
-				acc += x[r * K_D + d] * m[(int64_t)d * T + j];
+				acc += x[r * K_D + d] * m[PIDX(j, d)];
 			out[r][j] = acc;
 		}
 }
@@ -289,15 +303,15 @@ static inline const float *vfrow(const struct th *t, int hk, int64_t j)
 	return t->j->vf + ((t->b * K_HKV + hk) * t->T + j) * K_D;
 }
 
-/* The [D][T] panels of k and v of kv head hk. */
+/* The panels (PIDX) of k and v of kv head hk. */
 static inline const float *ktpanel(const struct th *t, int hk)
 {
-	return t->j->kt + (t->b * K_HKV + hk) * K_D * t->T;
+	return t->j->kt + (t->b * K_HKV + hk) * PANEL(t->T);
 }
 
 static inline const float *vtpanel(const struct th *t, int hk)
 {
-	return t->j->vt + (t->b * K_HKV + hk) * K_D * t->T;
+	return t->j->vt + (t->b * K_HKV + hk) * PANEL(t->T);
 }
 
 /*
@@ -344,6 +358,37 @@ static inline void conv_fwd(const float *w, int rows, int cols, int ok, const fl
 }
 
 /*
+ * The taps' gradient of one input row r for output row i: gw[c] += sum over
+ * 0 <= j <= i with 0 <= j-ok+c <= r of row[j-ok+c] * dout[j]. The columns
+ * every tap reaches are summed for all taps in one pass (each dout vector
+ * loaded once for the cols taps), the edges tap by tap; per row in float,
+ * across rows in double.
+ */
+static inline void conv_gw(double *gw, const int cols, int ok, const float *row, int64_t r,
+			   int64_t i, const float *dout)
+{
+	vf acc[CKM];
+	for (int c = 0; c < cols; c++)
+		acc[c] = vsplat(0.0f);
+	const int64_t jlo = ok, jhi = MIN2(i, r + ok - (cols - 1));
+	int64_t jv = jlo;
+	for (; jv + VL - 1 <= jhi; jv += VL) {
+		const vf g = vld(dout + jv);
+		for (int c = 0; c < cols; c++)
+			acc[c] += vld(row - ok + c + jv) * g;
+	}
+	for (int c = 0; c < cols; c++) {
+		const int64_t lo = MAX2(0, ok - c), hi = MIN2(i, r + ok - c);
+		float sum = vhsum(acc[c]);
+		for (int64_t j = lo; j <= MIN2(hi, jlo - 1); j++)
+			sum += row[j - ok + c] * dout[j];
+		for (int64_t j = jv; j <= hi; j++)
+			sum += row[j - ok + c] * dout[j];
+		gw[c] += (double)sum;
+	}
+}
+
+/*
  * The adjoint of conv_fwd for output row i: dring rows (the inputs' gradient)
  * += w * dout; when gw, gw[a][c] += sum_j in * dout (the taps' gradient).
  */
@@ -380,11 +425,7 @@ static inline void conv_bwd(const float *w, int rows, int cols, int ok, double *
 			drow[col] += acc;
 		}
 		if (gw)
-			for (int c = 0; c < cols; c++) {
-				const int64_t lo = MAX2(0, ok - c), hi = MIN2(i, r + ok - c);
-				if (hi >= lo)
-					gw[a * cols + c] += dotv(row - ok + c + lo, dout + lo, hi - lo + 1);
-			}
+			conv_gw(gw + a * cols, cols, ok, row, r, i, dout);
 	}
 }
 
@@ -454,6 +495,32 @@ static void zrows(struct th *t, int64_t s, int g)
 }
 
 /*
+ * p[j] = exp(s[j] - m) for j < n, vectorised (vexp_sm: the arguments stay
+ * below 80), the last partial vector through a padded copy so that every
+ * column takes the same exp; returns the sum of the p[j].
+ */
+static float vexp_row(const float *s, float m, int64_t n, float *p)
+{
+	vf acc = vsplat(0.0f);
+	int64_t j = 0;
+	for (; j + VL <= n; j += VL) {
+		const vf e = vexp_sm(vld(s + j) - m);
+		vst(p + j, e);
+		acc += e;
+	}
+	if (j < n) {
+		float x[VL];
+		for (int l = 0; l < VL; l++)
+			x[l] = j + l < n ? s[j + l] - m : -INFINITY;
+		const vf e = vfirst(vexp_sm(vld(x)), (int)(n - j), vsplat(0.0f));
+		vst(x, e);
+		memcpy(p + j, x, sizeof(float) * (size_t)(n - j));
+		acc += e;
+	}
+	return vhsum(acc);
+}
+
+/*
  * Row i's S2 (into its ring), S3 and P (into its ring). save: the forward,
  * which finds each row's maximum and sum and, when lse is set, stores the
  * log-sum-exp; otherwise P = exp(S3 - lse) from the saved one.
@@ -482,20 +549,17 @@ static void srow(struct th *t, int64_t i, int save, float *lse)
 		const float *s = t->s3 + h * T;
 		float *p = ring(t->p, CQ2E, T, h, i);
 		if (save) {
-			float mx = -INFINITY, sum = 0.0f;
+			float mx = -INFINITY;
 			for (int64_t j = 0; j <= i; j++)
 				mx = s[j] > mx ? s[j] : mx;
-			for (int64_t j = 0; j <= i; j++)
-				sum += (p[j] = expf(s[j] - mx));
+			const float sum = vexp_row(s, mx, i + 1, p);
 			const float inv = 1.0f / sum;
 			for (int64_t j = 0; j <= i; j++)
 				p[j] *= inv;
 			if (lse)
 				lse[(t->b * K_H + h) * T + i] = mx + logf(sum);
 		} else {
-			const float l = saved[h * T + i];
-			for (int64_t j = 0; j <= i; j++)
-				p[j] = expf(s[j] - l);
+			vexp_row(s, saved[h * T + i], i + 1, p);
 		}
 	}
 }
@@ -956,7 +1020,7 @@ static void worker(void *arg, int tid)
 	}
 }
 
-/* k and v as float, [B][HKV][T][D]: one batch and kv head per item. */
+/* k and v as float, [B][HKV][T][D] and as panels: one batch and kv head per item. */
 static void pack_worker(void *arg, int tid)
 {
 	struct job *j = arg;
@@ -964,13 +1028,13 @@ static void pack_worker(void *arg, int tid)
 	for (int64_t x = tid; x < a->B * K_HKV; x += j->nth) {
 		const int64_t b = x / K_HKV, hk = x % K_HKV;
 		for (int64_t c = 0; c < j->T; c++) {
-			float *kd = j->kf + (x * j->T + c) * K_D, *vd = j->vf + (x * j->T + c) * K_D;
+			float *kr = j->kf + (x * j->T + c) * K_D, *vr = j->vf + (x * j->T + c) * K_D;
 			const int64_t ko = b * a->k_sb + c * a->k_st + hk * a->k_sh;
 			const int64_t vo = b * a->v_sb + c * a->v_st + hk * a->v_sh;
-			float *kt = j->kt + x * K_D * j->T + c, *vt = j->vt + x * K_D * j->T + c;
+			float *kt = j->kt + x * PANEL(j->T), *vt = j->vt + x * PANEL(j->T);
 			for (int d = 0; d < K_D; d++) {
-				kt[d * j->T] = kd[d] = ld(a->k, ko + d);
-				vt[d * j->T] = vd[d] = ld(a->v, vo + d);
+				kt[PIDX(c, d)] = kr[d] = ld(a->k, ko + d);
+				vt[PIDX(c, d)] = vr[d] = ld(a->v, vo + d);
 			}
 		}
 	}
@@ -1010,8 +1074,8 @@ static int prepare(struct job *j, const struct mta_bkargs *ba, int bwd)
 	int64_t n = a->nthreads > 0 ? a->nthreads : K_THR > 0 ? K_THR : a->pool_cores;
 	n = MIN2(n, j->ntasks);
 	j->nth = (int)(n < 1 ? 1 : n > 256 ? 256 : n);
-	const int64_t kvn = a->B * a->T * K_HKV * K_D;
-	int64_t floats = 4 * kvn + (MIXPOST ? K_H * K_H : 0) + 16;
+	const int64_t kvn = a->B * a->T * K_HKV * K_D, kvp = a->B * K_HKV * PANEL(a->T);
+	int64_t floats = 2 * kvn + 2 * kvp + (MIXPOST ? K_H * K_H : 0) + 16;
 	if (bwd)
 		floats += 2 * kvn * j->nth + 2 * (int64_t)WG_N * j->nth;
 	float *sh = a->pool_mem(a->pool, MTA_POOL_SHARED, (int64_t)sizeof(float) * floats);
@@ -1022,8 +1086,8 @@ static int prepare(struct job *j, const struct mta_bkargs *ba, int bwd)
 	float *at = sh + (bwd ? 2 * (int64_t)WG_N * j->nth : 0);
 	j->kf = at, at += kvn;
 	j->vf = at, at += kvn;
-	j->kt = at, at += kvn;
-	j->vt = at, at += kvn;
+	j->kt = at, at += kvp;
+	j->vt = at, at += kvp;
 	j->mpost = at, at += MIXPOST ? K_H * K_H : 0;
 	j->part = at;
 #if K_HPOST == 2
