@@ -244,12 +244,15 @@ static void panel_rows(const float *x, int g, const float *m, int64_t T, int64_t
 		for (; r < g; r++)
 			pr_block(x + r * K_D, m, T, j, out + r, 1, 1);
 	}
-	for (; j < n; j++)
+	if (j < n) /* the last n - j < VL columns: a whole vector (the chunk is padded), stored in part */
 		for (int r = 0; r < g; r++) {
-			float acc = 0.0f;
+			const float *m0 = m + PIDX(j, 0);
+			vf acc = vsplat(0.0f);
+			float part[VL];
 			for (int d = 0; d < K_D; d++)
-				acc += x[r * K_D + d] * m[PIDX(j, d)];
-			out[r][j] = acc;
+				acc += vsplat(x[r * K_D + d]) * vld(m0 + d * CW);
+			vst(part, acc);
+			memcpy(out[r] + j, part, sizeof(float) * (size_t)(n - j));
 		}
 }
 
@@ -1036,6 +1039,12 @@ static void pack_worker(void *arg, int tid)
 				kt[PIDX(c, d)] = kr[d] = ld(a->k, ko + d);
 				vt[PIDX(c, d)] = vr[d] = ld(a->v, vo + d);
 			}
+		}
+		/* the last chunk's padding, read (and discarded) by panel_rows' last vector */
+		for (int64_t c = j->T; c % CW; c++) {
+			float *kt = j->kt + x * PANEL(j->T), *vt = j->vt + x * PANEL(j->T);
+			for (int d = 0; d < K_D; d++)
+				kt[PIDX(c, d)] = vt[PIDX(c, d)] = 0.0f;
 		}
 	}
 }
