@@ -2,7 +2,8 @@
  * mta_cpu_bwd.c: template of the generated CPU backward of MTA (MTA.md),
  * with the forward that saves what it needs. Specialised by the #defines of
  * gen/defines.c (problem constants K_H.., the CPU variant's tunables K_BQ,
- * K_THR); ABI in runtime/core/mta_bkargs.h.
+ * K_THR, and K_VEC, the floats of the vectors over key columns); ABI in
+ * runtime/core/mta_bkargs.h.
  *
  * Flash-style. The forward (mta_cpu_fwd_save) writes the output and saves,
  * per row, the softmax's log-sum-exp and the output before group norm and
@@ -15,27 +16,50 @@
  * explains the three stages): the convolutions couple a row with the cq-1
  * and cq2-1 rows before it, so row t's forward, its gradient back to dP2
  * (stage 1), row t-(cq2-1)'s softmax and head_pre gradient (stage 2) and row
- * t-(cq2-1)-(cq-1)'s dq and dk share (stage 3) run in one step, each row's
+ * t-(cq2-1)-(cq-1)'s dZ complete (stage 3) run in one step, each row's
  * intermediates kept in rings of rows (all heads: head mixing needs them).
  *
  * Parallel work: a task is a block of K_BQ query rows of one batch; it owns
  * those rows' dq, their contributions to dk, dv and to every weight's
  * gradient. To complete dZ of its rows it also runs stages 1 and 2 of the
  * next cq+cq2-2 rows (their contributions to anything else dropped) and the
- * forward of the cq+cq2-2 rows before it: the halo a bigger block amortises.
+ * forward of the cq+cq2-2 rows before it: the halo a bigger block amortises
+ * (the backward space's default bq is 64 for that reason, gen/cpu/space.c).
+ *
+ * Reuse (the products with D-long rows are where a row at a time is
+ * load-bound: each row streamed k or v once for D multiply-adds per key):
+ *   - Z = q.k and dP3 = dL/do . v^T are made for groups of RG consecutive
+ *     rows at once (zrows, dprows through panel_rows): register blocks of
+ *     RB rows x CB vectors of key columns, each vector of the k (v) panel
+ *     loaded once for RB rows. The panels are k and v transposed and cut
+ *     into chunks of CW key columns, each [D][CW] contiguous (PIDX), so a
+ *     block streams one contiguous chunk. The Z ring holds a group ahead.
+ *   - dq, dk and dv are made once per task from the task's kept rows (dZ
+ *     and P3, zeroed past each row's diagonal up to the task's end, scaled q
+ *     and dL/do): dq by blocks of RBD rows x D (each k row loaded once for
+ *     RBD rows), dk and dv by blocks of RBD key columns x D summed over the
+ *     task's rows (each q, dL/do row loaded once for RBD columns).
+ *   - the convolutions' taps' gradients sum all taps of a row in one pass
+ *     (conv_gw); the softmax's exp is vectorised (vexp_sm).
+ * Vectors over d are DW floats (the widest of VL, 8, 4 dividing D; 1 when
+ * none does), so any D compiles; the tails of every block run through the
+ * same code with fewer rows, columns or lanes.
  *
  * Deterministic: thread w takes tasks w, w+n, w+2n, ... in order and sums
  * into its own partial dk, dv and weight gradients (in the pool's shared
- * buffer); the partials are then summed in thread order. The same inputs,
- * variant and thread count give bit-identical gradients.
+ * buffer); the partials are then summed in thread order. Every sum above
+ * runs in a fixed order, so the same inputs, variant and thread count give
+ * bit-identical gradients. The group norm and gate backward of each row runs
+ * in double, and every weight gradient is summed over rows in double.
  *
- * Memory: per thread, rings of H * (2cq + 4cq2 + 5) rows of T floats (cq,
- * cq2 taken as 1 when absent) and the task's own P3 and dZ rows, 2 * bq * H
- * rows of T; shared, float copies of k and v (by rows, for
- * the P.V, dv, dq and dk updates, vectorised over d, and transposed, for the
- * q.k and dP = dO.v products, vectorised over key columns) and each
- * thread's partial dk and dv: O(T). Intermediates are float32 whatever the
- * input type, so bf16/f16 inputs lose nothing past their own rounding.
+ * Memory: per thread, rings of H * (cq+cq2-1 + RG-1 + 3cq2 + cq + 5) rows of
+ * T floats (cq, cq2 taken as 1 when absent), the group's dP3 rows (RG * H
+ * rows of T) and the task's own P3 and dZ rows, 2 * bq * H rows of T;
+ * shared, float copies of k and v (by rows, for the P.V, dq and dk
+ * products, vectorised over d, and as panels, for the q.k and dP = dO.v
+ * products, vectorised over key columns) and each thread's partial dk and
+ * dv: O(T), never T x T. Intermediates are float32 whatever the input type,
+ * so bf16/f16 inputs lose nothing past their own rounding.
  */
 #include <math.h>
 #include <stdint.h>
