@@ -39,6 +39,8 @@
  *     and dL/do): dq by blocks of RBD rows x D (each k row loaded once for
  *     RBD rows), dk and dv by blocks of RBD key columns x D summed over the
  *     task's rows (each q, dL/do row loaded once for RBD columns).
+ *   - the saving forward makes its P3 . v products for the same groups of
+ *     rows (fwd_group: RBD rows x D per block, each v row loaded once).
  *   - the convolutions' taps' gradients sum all taps of a row in one pass
  *     (conv_gw); the softmax's exp is vectorised (vexp_sm).
  * Vectors over d are DW floats (the widest of VL, 8, 4 dividing D; 1 when
@@ -318,16 +320,6 @@ struct th {
 static inline float *ring(float *r, int slots, int64_t T, int h, int64_t row)
 {
 	return r + ((int64_t)h * slots + row % slots) * T;
-}
-
-static inline const float *kfrow(const struct th *t, int hk, int64_t j)
-{
-	return t->j->kf + ((t->b * K_HKV + hk) * t->T + j) * K_D;
-}
-
-static inline const float *vfrow(const struct th *t, int hk, int64_t j)
-{
-	return t->j->vf + ((t->b * K_HKV + hk) * t->T + j) * K_D;
 }
 
 /* The panels (PIDX) of k and v of kv head hk. */
@@ -702,12 +694,62 @@ static void norm_gate_bwd(const struct mta_kargs *a, const float *o, const float
 
 /* ---- the saving forward ---- */
 
+/*
+ * o of rows s+r0 .. s+r0+nr-1 (nr <= RBD) of head h, the P3 . v product,
+ * from the group's P3 rows (dp3g, zero past each row's diagonal up to the
+ * group's end): each v row loaded once for nr rows; into out's rows.
+ */
+INLINE void pv_block(struct th *t, int h, int64_t s, int r0, const int nr, float *out)
+{
+	const int64_t T = t->T, cend = s + r0 + nr;
+	const float *vp = t->j->vf + (t->b * K_HKV + h / GQ) * T * K_D, *pr[RBD];
+	vd acc[RBD][DV];
+	for (int r = 0; r < nr; r++) {
+		pr[r] = t->dp3g + ((int64_t)(r0 + r) * K_H + h) * T;
+		for (int v = 0; v < DV; v++)
+			acc[r][v] = (vd){ 0 };
+	}
+	for (int64_t c = 0; c < cend; c++) {
+		vd vv[DV];
+		for (int v = 0; v < DV; v++)
+			vv[v] = vdld(vp + c * K_D + v * DW);
+		for (int r = 0; r < nr; r++) {
+			const float g = pr[r][c];
+			for (int v = 0; v < DV; v++)
+				acc[r][v] += g * vv[v];
+		}
+	}
+	for (int r = 0; r < nr; r++)
+		for (int v = 0; v < DV; v++)
+			vdst(out + (r0 + r) * K_D + v * DW, acc[r][v]);
+}
+
+/* The outputs of rows s..s+g-1 (g <= RG), their P3 rows in dp3g: saved before norm and gate, and o. */
+static void fwd_group(struct th *t, int64_t s, int g)
+{
+	const struct mta_kargs *a = &t->a->f;
+	const int64_t T = t->T;
+	float *opre = t->a->saved + a->B * K_H * T, *ob = t->dopg; /* [RG][D] */
+	for (int h = 0; h < K_H; h++) {
+		int r = 0;
+		for (; r + RBD <= g; r += RBD)
+			pv_block(t, h, s, r, RBD, ob);
+		for (; r < g; r++)
+			pv_block(t, h, s, r, 1, ob);
+		for (r = 0; r < g; r++) {
+			const int64_t i = s + r;
+			memcpy(opre + ((t->b * T + i) * K_H + h) * K_D, ob + r * K_D, sizeof(float) * K_D);
+			norm_gate(a, ob + r * K_D, a->o + t->b * a->o_sb + i * a->o_st + h * a->o_sh);
+		}
+	}
+}
+
 static void fwd_task(struct th *t, int64_t i0, int64_t i1)
 {
 	const struct mta_kargs *a = &t->a->f;
 	const int64_t T = t->T;
 	const int64_t fs = MAX2(0, i0 - (CQ2E - 1)), f0 = MAX2(0, fs - (CQ1 - 1));
-	float *lse = t->a->saved, *opre = t->a->saved + a->B * K_H * T;
+	float *lse = t->a->saved;
 	for (int64_t i = f0, zend = f0; i < i1; i++) {
 		if (i >= zend) {
 			const int g = (int)MIN2(RG, i1 - i);
@@ -720,20 +762,17 @@ static void fwd_task(struct th *t, int64_t i0, int64_t i1)
 		if (i < i0)
 			continue;
 		post_rows(t, i);
+		/* P3 kept for the group's P.V (fwd_group), zero past the diagonal to the group's end */
+		const int64_t slot = (i - i0) % RG, gs = i - slot, ge = MIN2(gs + RG, i1);
 		for (int h = 0; h < K_H; h++) {
-			const float *pr = t->p3 + h * T;
-			float *o = opre + ((t->b * T + i) * K_H + h) * K_D;
-			for (int d = 0; d < K_D; d++)
-				t->tmp[d] = 0.0f;
-			for (int64_t j = 0; j <= i; j++) {
-				const float *vj = vfrow(t, h / GQ, j), pj = pr[j];
-				for (int d = 0; d < K_D; d++)
-					t->tmp[d] += pj * vj[d];
-			}
-			memcpy(o, t->tmp, sizeof(float) * K_D);
-			norm_gate(a, t->tmp, a->o + t->b * a->o_sb + i * a->o_st + h * a->o_sh);
+			float *p3 = t->dp3g + (slot * K_H + h) * T;
+			memcpy(p3, t->p3 + h * T, sizeof(float) * (size_t)(i + 1));
+			memset(p3 + i + 1, 0, sizeof(float) * (size_t)(ge - 1 - i));
 		}
+		if (i == ge - 1)
+			fwd_group(t, gs, (int)(ge - gs));
 	}
+	(void)a;
 }
 
 /* ---- the backward ---- */
