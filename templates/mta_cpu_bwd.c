@@ -2,8 +2,7 @@
  * mta_cpu_bwd.c: template of the generated CPU backward of MTA (MTA.md),
  * with the forward that saves what it needs. Specialised by the #defines of
  * gen/defines.c (problem constants K_H.., the CPU variant's tunables K_BQ,
- * K_THR, and K_VEC, the floats of the vectors over key columns); ABI in
- * runtime/core/mta_bkargs.h.
+ * K_THR); ABI in runtime/core/mta_bkargs.h.
  *
  * Flash-style. The forward (mta_cpu_fwd_save) writes the output and saves,
  * per row, the softmax's log-sum-exp and the output before group norm and
@@ -91,7 +90,6 @@
 #define K_DTYPE 0
 #define K_BQ 16
 #define K_THR 0
-#define K_VEC 16
 #endif
 
 #define MIN2(x, y) ((x) < (y) ? (x) : (y))
@@ -179,7 +177,18 @@ static inline float dotv(const float *a, const float *b, int64_t n)
 
 /* ---- register-blocked products: a group of rows or columns at once ---- */
 
-#define VL K_VEC
+/*
+ * Vectors over key columns: the machine's widest (the compiler's target),
+ * not the variant's vec, which the backward's space leaves at the forward
+ * default's value (gen/cpu/space.c: the backward reads bq and thr only).
+ */
+#if defined(__AVX512F__)
+#define VL 16
+#elif defined(__AVX__)
+#define VL 8
+#else
+#define VL 4
+#endif
 #include "templates/mta_cpu_vec.h"
 
 /*
