@@ -533,13 +533,14 @@ static int parse(int argc, char **argv, struct opts *o)
 
 /* ---- the measurements ---- */
 
-/* The variant the runtime picks for (p, T) from db. */
-static int pick(const char *db, const struct mta_problem *p, int64_t T, char *spec, int *source)
+/* The variant the runtime picks for operation op ("fwd", "bwd") of (p, T) from db. */
+static int pick(const char *db, const struct mta_problem *p, const char *op, int64_t T, char *spec,
+		int *source)
 {
 	mta_context *c = NULL;
 	struct mta_pick pk;
 	int rc = mta_context_create(&c, db, "cpu", 0);
-	if (!rc && !(rc = mta_context_pick(c, p, 1, T, &pk))) {
+	if (!rc && !(rc = mta_context_pick_op(c, p, op, 1, T, &pk))) {
 		snprintf(spec, MTA_SPEC_MAX, "%s", pk.spec);
 		*source = pk.source;
 	}
@@ -587,7 +588,7 @@ static int bench_T(const struct opts *o, const struct mta_problem *p, int64_t T,
 	if (!out || (rc = mta_sample_make(p, 1, T, 42, &s)))
 		return 1;
 	mta_tensor_init(&to, out, MTA_F32, 1, T, p->H, p->D);
-	if ((rc = pick(o->db, p, T, spec, &source)) || (rc = mta_variant_parse(spec, &v)) ||
+	if ((rc = pick(o->db, p, "fwd", T, spec, &source)) || (rc = mta_variant_parse(spec, &v)) ||
 	    (rc = be->open(0, o->threads, &dev)) || (rc = be->load(dev, NULL, p, &v, NULL, 0, &k)) ||
 	    (rc = be->forward(k, p, &s.q, &s.k, &s.v, &s.w, &to))) {
 		fprintf(stderr, "mtatune at T=%lld: %s\n", (long long)T, mta_last_error());
@@ -718,7 +719,7 @@ static int bench_train(const struct opts *o, const struct mta_problem *p, int64_
 	mta_tensor_init(&to, out, MTA_F32, 1, T, p->H, p->D);
 	mta_tensor_init(&td, dout, MTA_F32, 1, T, p->H, p->D);
 	struct mta_grads gr = { g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7], g[8], g[9], g[10] };
-	if (pick(o->db, p, T, spec, &source) || mta_variant_parse(spec, &v) ||
+	if (pick(o->db, p, "bwd", T, spec, &source) || mta_variant_parse(spec, &v) ||
 	    be->open(0, o->threads, &dev) || be->train_load(dev, p, &v, &k) ||
 	    be->fwd_save(k, p, &s.q, &s.k, &s.v, &s.w, &to, saved) ||
 	    be->backward(k, p, &s.q, &s.k, &s.v, &s.w, saved, &td, &gr)) {
@@ -775,7 +776,7 @@ static int bench_train(const struct opts *o, const struct mta_problem *p, int64_
 		ws += (double)o->threads * (double)mta_cpu_bwd_workspace(kb, T);
 	mta_cpu_bwd_free(kb);
 	printf("  training T=%lld  forward+backward, %s (%s)\n", (long long)T, spec,
-	       source == MTA_PICK_EXACT ? "tuned forward winner" : "default variant");
+	       source == MTA_PICK_EXACT ? "tuned backward winner" : "default backward variant");
 	printf("    seconds, median [min, max] of %d interleaved rounds: mtatune %.4f [%.4f, %.4f]"
 	       "   eager autograd %.4f [%.4f, %.4f]\n", o->rounds, mt.med, mt.lo, mt.hi, ea.med,
 	       ea.lo, ea.hi);
@@ -1113,7 +1114,7 @@ int main(int argc, char **argv)
 			char spec[MTA_SPEC_MAX], v1[MTA_SPEC_MAX];
 			int source;
 			double e[S_N];
-			if (pick(o.db, &p, o.seqs[i], spec, &source))
+			if (pick(o.db, &p, "fwd", o.seqs[i], spec, &source))
 				return 1;
 			if (!count_exec(&p, spec, o.seqs[i], o.threads, e))
 				print_counts(spec, &p, o.seqs[i], e);

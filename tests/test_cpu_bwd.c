@@ -277,6 +277,23 @@ TEST(cpu_bwd_matches_reference_blocks_lengths_threads)
 				   specs[s], 1 + (int64_t)(t % 2), Ts[t], 0, 1 + (int)(t % 3));
 }
 
+/*
+ * The register blocks of the template at a head size that fills them (D=64:
+ * four d-vectors of 16), lengths that leave every kind of tail: groups of 8
+ * rows cut by the task's end (bq=13, 64), rows and key columns past the
+ * last block of 4, a partial chunk of 64 key columns with a whole vector
+ * and single columns after it (T=150), GQA (two heads per k, v row).
+ */
+TEST(cpu_bwd_matches_reference_register_blocks)
+{
+	mt_kcache();
+	static const char *const specs[] = { "cpu:v2,bq=13,hpb=0", "cpu:v2,bq=64,hpb=0" };
+	for (size_t s = 0; s < sizeof specs / sizeof specs[0]; s++) {
+		check_case("h4kv2d64-pre3x5-hpre-post2x3-hc2-both-gn-gate", specs[s], 1, 150, 0, 2);
+		check_case("h2kv2d20-pre2x3-post2x2-left-gate", specs[s], 2, 37, 0, 1 + (int)s);
+	}
+}
+
 /* Random problems: every option on or off, random sizes. */
 TEST(cpu_bwd_matches_reference_random_problems)
 {

@@ -145,7 +145,15 @@ TEST(tune_bwd_records_backward_winners_beside_the_forward_and_the_runtime_runs_t
 	CHECK(s.winner[0] && s.winner_ms > 0);
 	CHECK_EQ_INT(mt_db_count(db, "SELECT count(*) FROM variants WHERE op = 'bwd'"), 2);
 	CHECK_EQ_INT(mt_db_count(db, "SELECT count(*) FROM variants WHERE op = 'fwd'"), 2);
-	CHECK_EQ_INT(mt_db_count(db, "SELECT count(DISTINCT spec) FROM variants"), 2);
+	/* the two defaults (the backward's bq differs from the forward's) and bq=32 */
+	struct mta_variant fd, bd;
+	char fds[MTA_SPEC_MAX], bds[MTA_SPEC_MAX];
+	REQUIRE(mta_variant_default(&p, MTA_BACKEND_CPU, &fd) == MTA_OK &&
+		mta_variant_default_op(&p, MTA_BACKEND_CPU, MTA_OP_BWD, &bd) == MTA_OK);
+	mta_variant_format(&fd, fds, sizeof fds);
+	mta_variant_format(&bd, bds, sizeof bds);
+	CHECK_EQ_INT(mt_db_count(db, "SELECT count(DISTINCT spec) FROM variants"),
+		     2 + (strcmp(fds, bds) != 0));
 	/* every backward result checked against the gradients' tolerance, rel_err recorded */
 	CHECK_EQ_INT(mt_db_count(db, "SELECT count(*) FROM results r JOIN variants v ON v.id = "
 				 "r.variant_id WHERE v.op = 'bwd' AND r.status = 'ok' AND "

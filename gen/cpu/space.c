@@ -138,11 +138,14 @@ const struct mta_space mta_space_cpu = { "cpu", 2, 2, tunables, rules, NULL, tai
  * The backward's space (templates/mta_cpu_bwd.c): it reads bq, the query
  * rows of one task (a task recomputes its rows' halos, cq-1 + cq2-1 rows
  * before them, so thin tasks repeat more work while wide ones give the
- * threads fewer, longer tasks and grow the rings), and thr. Its other
- * tunables stay at the forward default's values.
+ * threads fewer, longer tasks and grow the task's kept rows, 2 * bq * H
+ * rows of T floats), and thr. Its other tunables stay at the forward
+ * default's values. Default 64: on the paper-like problem (6x11 kernels,
+ * H=8, D=64) at T=1024 and 2048, 64 took the least CPU time of 16..128
+ * (docs/bench-cpu.md).
  */
 static const struct mta_op_tunable bwd_tunables[] = {
-	{ "bq", 16, 5, { 4, 8, 16, 32, 64 } },
+	{ "bq", 64, 5, { 8, 16, 32, 64, 128 } },
 	{ "thr", 0, 1, { 0 } },
 	{ 0 },
 };
