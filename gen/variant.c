@@ -350,9 +350,13 @@ int mta_variant_check_kernel(const struct mta_problem *p, const struct mta_varia
 	int rc;
 	if (op == MTA_OP_FWD || !space_of(v->backend))
 		return mta_variant_check(p, v);
-	if ((rc = op_space(v->backend, op, &os)))
-		return rc;
-	if (!os->check)
+	if (op != MTA_OP_BWD && op != MTA_OP_DECODE)
+		return mta_fail(MTA_EINVAL, "unknown operation %d", op);
+	/*
+	 * No space of its own for op (cuda's decode kernel has no tunables): the
+	 * kernel is built for the backend's default rules, as the forward's.
+	 */
+	if (!(os = mta_gen_op_space(v->backend, op)) || !os->check)
 		return mta_variant_check(p, v);
 	if ((rc = mta_problem_validate(p)))
 		return rc;

@@ -439,7 +439,7 @@ static double check_packed_bwd(const struct mta_backend *be, mta_context *ctx, c
 	int rc;
 	mt_kcache();
 	if ((rc = mta_problem_from_key(key, &p)) ||
-	    (!ctx && ((rc = mta_variant_default(&p, be->variants, &v)) ||
+	    (!ctx && ((rc = mta_variant_default_op(&p, be->variants, MTA_OP_BWD, &v)) ||
 		      (rc = be->open(0, 2, &r.dev)) || (rc = be->train_load(r.dev, &p, &v, &r.k))))) {
 		CHECKF(0, "%s %s: %s", be ? be->name : "context", key, mta_last_error());
 		goto out;
