@@ -64,7 +64,7 @@ TEST(badinput_tune_options)
 		{ "tune --timeout -1", 2, "--timeout '-1' is not a positive number of seconds" },
 		{ "tune --timeout nan", 2, "--timeout 'nan' is not a positive number" },
 		{ "tune --strategy foo", 2, "--strategy 'foo': expected auto, exhaustive or random" },
-		{ "tune --backend gpu", 2, "--backend: unknown backend 'gpu' (expected cpu or cuda)" },
+		{ "tune --backend gpu", 2, "--backend: unknown backend 'gpu' (expected cpu, cuda or cuda-emu)" },
 		{ "tune --problem bad", 2, "--problem: problem key 'bad': unknown part 'bad'" },
 		{ "tune --problem h4kv4d8-both-s0.00001-f32", 2, "out of the supported range" },
 		{ "tune --variant cpu:v9", 2, "--variant: cpu kernel family v9 does not exist" },
