@@ -15,6 +15,7 @@
 #include "tests/fixtures.h"
 #include "runtime/backend.h"
 #include "runtime/core/varlen.h"
+#include "runtime/core/kargs_bwd.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -282,32 +283,12 @@ TEST(varlen_refuses_bad_cu_seqlens)
 
 enum { VG_N = 11 };
 
-/* Elements of gradient i (dq, dk, dv, then the weights in struct order) of p at T. */
-static size_t vgcount(const struct mta_problem *p, int64_t T, int i)
-{
-	const size_t H = (size_t)p->H;
-	switch (i) {
-	case 0: return (size_t)T * H * (size_t)p->D;
-	case 1:
-	case 2: return (size_t)T * (size_t)p->Hkv * (size_t)p->D;
-	case 3: return H * (size_t)(p->cq * p->ck);
-	case 4: return p->head_pre ? H * H : 0;
-	case 5: return H * (size_t)(p->cq2 * p->ck2);
-	case 6: return p->head_post == MTA_HPOST_CONV ? H * (size_t)p->hc : 0;
-	case 7: return p->head_post == MTA_HPOST_LINEAR ? H * H : 0;
-	case 8: return p->gn ? (size_t)p->D : 0;
-	case 9: return p->gate ? (size_t)p->D : 0;
-	case 10: return p->gate ? 1 : 0;
-	}
-	return 0;
-}
-
 /* Double gradients of p at T (NaN-poisoned) as a reference gradients struct; free with vg_free. */
 static void vg_alloc(const struct mta_problem *p, int64_t T, double *e[VG_N],
 		     struct mta_reference_grads *g)
 {
 	for (int i = 0; i < VG_N; i++) {
-		size_t n = vgcount(p, T, i);
+		size_t n = mta_grad_elems(p, 1, T, i);
 		e[i] = n ? malloc(n * sizeof *e[i]) : NULL;
 		REQUIRE(!n || e[i]);
 		for (size_t x = 0; x < n; x++)
@@ -354,7 +335,7 @@ TEST(varlen_bwd_reference_equals_per_document)
 		vg_alloc(&p, T, al, &ga);
 		vg_alloc(&p, T, wh, &gw);
 		for (int i = 3; i < VG_N; i++) /* the weights' sums start at 0 */
-			for (size_t x = 0; x < vgcount(&p, T, i); x++)
+			for (size_t x = 0; x < mta_grad_elems(&p, 1, T, i); x++)
 				al[i][x] = 0;
 		CHECKF(mta_reference_backward_varlen(&p, &q, &k, &v, &w, &dout, cu, nd, &gp) ==
 		       MTA_OK, "%s: %s", keys[ki], mta_last_error());
@@ -387,11 +368,11 @@ TEST(varlen_bwd_reference_equals_per_document)
 			struct mta_reference_grads g1;
 			vg_alloc(&p, l, one, &g1);
 			CHECK(mta_reference_backward(&p, &qd, &kd, &vd, &w, &dd, &g1) == MTA_OK);
-			memcpy(al[0] + s * p.H * p.D, one[0], vgcount(&p, l, 0) * sizeof(double));
-			memcpy(al[1] + s * p.Hkv * p.D, one[1], vgcount(&p, l, 1) * sizeof(double));
-			memcpy(al[2] + s * p.Hkv * p.D, one[2], vgcount(&p, l, 2) * sizeof(double));
+			memcpy(al[0] + s * p.H * p.D, one[0], mta_grad_elems(&p, 1, l, 0) * sizeof(double));
+			memcpy(al[1] + s * p.Hkv * p.D, one[1], mta_grad_elems(&p, 1, l, 1) * sizeof(double));
+			memcpy(al[2] + s * p.Hkv * p.D, one[2], mta_grad_elems(&p, 1, l, 2) * sizeof(double));
 			for (int i = 3; i < VG_N; i++)
-				for (size_t e = 0; e < vgcount(&p, l, i); e++)
+				for (size_t e = 0; e < mta_grad_elems(&p, 1, l, i); e++)
 					al[i][e] = first ? one[i][e] : al[i][e] + one[i][e];
 			first = 0;
 			vg_free(one);
@@ -401,12 +382,12 @@ TEST(varlen_bwd_reference_equals_per_document)
 			free(cd);
 		}
 		for (int i = 0; i < VG_N; i++)
-			for (size_t e = 0; e < vgcount(&p, T, i); e++)
+			for (size_t e = 0; e < mta_grad_elems(&p, 1, T, i); e++)
 				CHECKF(pk[i][e] == al[i][e], "%s gradient %d element %zu: packed %g, "
 				       "alone %g", keys[ki], i, e, pk[i][e], al[i][e]);
 		/* the boundaries matter: the unpacked backward differs */
 		CHECK(mta_reference_backward(&p, &q, &k, &v, &w, &dout, &gw) == MTA_OK);
-		CHECKF(mt_rel_l2_f64(wh[0], pk[0], vgcount(&p, T, 0)) > 1e-3,
+		CHECKF(mt_rel_l2_f64(wh[0], pk[0], mta_grad_elems(&p, 1, T, 0)) > 1e-3,
 		       "%s: packing changed nothing in dq", keys[ki]);
 		vg_free(pk);
 		vg_free(al);
@@ -548,7 +529,7 @@ TEST(varlen_bwd_deterministic_and_refuses_bad_input)
 	struct mta_grads gr[2];
 	for (int r = 0; r < 2; r++) {
 		for (int i = 0; i < VG_N; i++) {
-			size_t n = vgcount(&p, T, i);
+			size_t n = mta_grad_elems(&p, 1, T, i);
 			g[r][i] = n ? malloc(n * sizeof(float)) : NULL;
 			for (size_t x = 0; x < n; x++)
 				g[r][i][x] = NAN;
@@ -566,12 +547,12 @@ TEST(varlen_bwd_deterministic_and_refuses_bad_input)
 		CHECKF(mta_backward_varlen(ctx, &p, &q, &k, &v, &w, saved, &dout, cu, 4, &gr[r]) ==
 		       MTA_OK, "%s", mta_last_error());
 	for (int i = 0; i < VG_N; i++)
-		CHECKF(!g[0][i] || !memcmp(g[0][i], g[1][i], vgcount(&p, T, i) * sizeof(float)),
+		CHECKF(!g[0][i] || !memcmp(g[0][i], g[1][i], mta_grad_elems(&p, 1, T, i) * sizeof(float)),
 		       "gradient %d differs between two calls", i);
 
 	/* bad input: refused, nothing written (gr[1] poisoned again) */
 	for (int i = 0; i < VG_N; i++)
-		for (size_t x = 0; x < vgcount(&p, T, i); x++)
+		for (size_t x = 0; x < mta_grad_elems(&p, 1, T, i); x++)
 			g[1][i][x] = NAN;
 	CHECK(mta_backward_varlen(ctx, &p, &q, &k, &v, &w, saved, &dout, dec, 4, &gr[1]) ==
 	      MTA_EINVAL);
@@ -603,7 +584,7 @@ TEST(varlen_bwd_deterministic_and_refuses_bad_input)
 	      MTA_ESHAPE);
 	CHECK_STR_CONTAINS(mta_last_error(), "B=1");
 	for (int i = 0; i < VG_N; i++)
-		for (size_t x = 0; x < vgcount(&p, T, i); x++)
+		for (size_t x = 0; x < mta_grad_elems(&p, 1, T, i); x++)
 			CHECKF(isnan(g[1][i][x]), "gradient %d element %zu written by a refused call",
 			       i, x);
 	/* the reference refuses the same */

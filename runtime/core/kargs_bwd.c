@@ -97,3 +97,22 @@ int mta_bkargs_fill(const struct mta_problem *p, const struct mta_tensor *q,
 	a->dgate_b = g->gate_b;
 	return MTA_OK;
 }
+
+size_t mta_grad_elems(const struct mta_problem *p, int64_t B, int64_t T, int i)
+{
+	const size_t bt = (size_t)B * (size_t)T, H = (size_t)p->H;
+	switch (i) {
+	case 0: return bt * H * (size_t)p->D;
+	case 1:
+	case 2: return bt * (size_t)p->Hkv * (size_t)p->D;
+	case 3: return H * (size_t)(p->cq * p->ck);
+	case 4: return p->head_pre ? H * H : 0;
+	case 5: return H * (size_t)(p->cq2 * p->ck2);
+	case 6: return p->head_post == MTA_HPOST_CONV ? H * (size_t)p->hc : 0;
+	case 7: return p->head_post == MTA_HPOST_LINEAR ? H * H : 0;
+	case 8: return p->gn ? (size_t)p->D : 0;
+	case 9: return p->gate ? (size_t)p->D : 0;
+	case 10: return p->gate ? 1 : 0;
+	}
+	return 0;
+}

@@ -36,6 +36,13 @@ struct mta_grad_buffers {
 };
 const char *mta_grads_missing_buffer(const struct mta_problem *p,
 				    const struct mta_grad_buffers *g);
+/*
+ * Elements of gradient i of p at (B, T), in the fields' order above (0 dq,
+ * 1 dk, 2 dv, then the weights: 3 kq_pre .. 10 gate_b); 0 for a weight p
+ * does not use, or i out of range. One count for every loop over them.
+ */
+size_t mta_grad_elems(const struct mta_problem *p, int64_t B, int64_t T, int i);
+
 /* The same for any struct g with those fields (either gradients struct). */
 #define MTA_GRADS_MISSING(p, g)                                                        \
 	((g) ? mta_grads_missing_buffer((p), &(const struct mta_grad_buffers){           \

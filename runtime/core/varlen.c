@@ -112,18 +112,7 @@ enum { NW = 8 };
 /* Elements of weight gradient i (0..NW) of p; 0 when p does not use it. */
 static size_t wcount(const struct mta_problem *p, int i)
 {
-	const size_t H = (size_t)p->H;
-	switch (i) {
-	case 0: return H * (size_t)(p->cq * p->ck);
-	case 1: return p->head_pre ? H * H : 0;
-	case 2: return H * (size_t)(p->cq2 * p->ck2);
-	case 3: return p->head_post == MTA_HPOST_CONV ? H * (size_t)p->hc : 0;
-	case 4: return p->head_post == MTA_HPOST_LINEAR ? H * H : 0;
-	case 5: return p->gn ? (size_t)p->D : 0;
-	case 6: return p->gate ? (size_t)p->D : 0;
-	case 7: return p->gate ? 1 : 0;
-	}
-	return 0;
+	return mta_grad_elems(p, 1, 1, 3 + i); /* weights follow dq, dk, dv */
 }
 
 /* The NW weight-gradient pointers of either gradients struct, in order. */

@@ -8,6 +8,7 @@
  * element like contiguous ones.
  */
 #include "tuner/measure/check.h"
+#include "runtime/core/kargs_bwd.h"
 #include "runtime/core/decode.h"
 #include "runtime/core/error.h"
 #include "runtime/core/varlen.h"
@@ -370,26 +371,6 @@ static const char *const gname[G_N] = { "dq", "dk", "dv", "dkq_pre", "dhead_pre"
 					"dhead_post", "dhead_post_linear", "dgn_weight",
 					"dgate_w", "dgate_b" };
 
-/* Elements of each gradient of p at (B, T); 0 when p has no such weight. */
-static size_t gcount(const struct mta_problem *p, int64_t B, int64_t T, int i)
-{
-	const size_t bt = (size_t)B * (size_t)T, H = (size_t)p->H;
-	switch (i) {
-	case 0: return bt * H * (size_t)p->D;
-	case 1:
-	case 2: return bt * (size_t)p->Hkv * (size_t)p->D;
-	case 3: return H * (size_t)(p->cq * p->ck);
-	case 4: return p->head_pre ? H * H : 0;
-	case 5: return H * (size_t)(p->cq2 * p->ck2);
-	case 6: return p->head_post == MTA_HPOST_CONV ? H * (size_t)p->hc : 0;
-	case 7: return p->head_post == MTA_HPOST_LINEAR ? H * H : 0;
-	case 8: return p->gn ? (size_t)p->D : 0;
-	case 9: return p->gate ? (size_t)p->D : 0;
-	case 10: return p->gate ? 1 : 0;
-	}
-	return 0;
-}
-
 static int run_fwd_save(const struct mta_runner *r, const struct mta_problem *p,
 			const struct mta_tensor *q, const struct mta_tensor *k,
 			const struct mta_tensor *v, const struct mta_weights *w,
@@ -449,7 +430,7 @@ static int bwd_make(const struct mta_problem *p, int64_t B, int64_t T, int strid
 	memset(c, 0, sizeof *c);
 	if ((rc = mta_sample_make(p, B, T, seed, &c->s)))
 		return rc;
-	const size_t no = gcount(p, B, T, 0);
+	const size_t no = mta_grad_elems(p, B, T, 0);
 	const int64_t sb = mta_saved_bytes(p, B, T);
 	c->q = c->s.q;
 	c->k = c->s.k;
@@ -470,7 +451,7 @@ static int bwd_make(const struct mta_problem *p, int64_t B, int64_t T, int strid
 	}
 	mta_tensor_init(&c->dout, c->dob, MTA_F32, B, T, p->H, p->D);
 	for (int i = 0; i < G_N; i++) {
-		size_t n = gcount(p, B, T, i);
+		size_t n = mta_grad_elems(p, B, T, i);
 		if (!n)
 			continue;
 		if (!(c->g[i] = malloc(n * sizeof *c->g[i])) ||
@@ -513,7 +494,7 @@ static int check_bwd(const struct mta_runner *r, const struct mta_problem *p,
 	int rc;
 	if ((rc = bwd_make(p, o->B, o->T, o->strided, o->seed, 1, &c)))
 		return rc;
-	const size_t cnt = gcount(p, o->B, o->T, 0);
+	const size_t cnt = mta_grad_elems(p, o->B, o->T, 0);
 	if (!(ref = malloc(cnt * sizeof *ref)) || !(flat = malloc(cnt * sizeof *flat))) {
 		rc = mta_fail(MTA_ENOMEM, "out of memory for the reference check");
 		goto out;
@@ -553,7 +534,7 @@ static int check_bwd(const struct mta_runner *r, const struct mta_problem *p,
 		goto out;
 	double worst = -1;
 	for (int i = 0; i < G_N; i++) {
-		size_t n = gcount(p, o->B, o->T, i);
+		size_t n = mta_grad_elems(p, o->B, o->T, i);
 		struct mta_compare cmp;
 		if (!n)
 			continue;
@@ -622,7 +603,7 @@ int mta_time_bwd(const struct mta_runner *r, const struct mta_problem *p, int64_
 		if (i >= warmup)
 			ms[i - warmup] = now_ms() - t0;
 	}
-	for (size_t x = 0; x < gcount(p, B, T, 0); x++)
+	for (size_t x = 0; x < mta_grad_elems(p, B, T, 0); x++)
 		if (!isfinite(c.g[0][x])) {
 			rc = mta_fail(MTA_EVERIFY, "timing the backward: dq[%zu] is %g", x,
 				      (double)c.g[0][x]);
@@ -646,7 +627,7 @@ static int grads_finite(const struct bwd_case *c, const struct mta_problem *p, i
 			int64_t T, const char *what)
 {
 	for (int i = 0; i < G_N; i++)
-		for (size_t x = 0, n = gcount(p, B, T, i); x < n; x++)
+		for (size_t x = 0, n = mta_grad_elems(p, B, T, i); x < n; x++)
 			if (!isfinite(c->g[i][x]))
 				return mta_fail(MTA_EVERIFY, "%s: %s[%zu] is %g", what, gname[i], x,
 						(double)c->g[i][x]);
