@@ -15,8 +15,9 @@
 #include <math.h>
 
 typedef void (*mt_fn)(void);
-void mt_register(const char *name, const char *file, mt_fn fn);
-void mt_register_compile_bound(const char *name, const char *file, mt_fn fn);
+/* How the runner schedules a test: TEST, TEST_COMPILE_BOUND, TEST_TIMED. */
+enum mt_kind { MT_PLAIN, MT_COMPILE_BOUND, MT_TIMED };
+void mt_register(const char *name, const char *file, mt_fn fn, enum mt_kind kind);
 void mt_fail(const char *file, int line, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 extern int mt_failures;
@@ -25,7 +26,7 @@ extern int mt_failures;
 	static void name(void);                                             \
 	__attribute__((constructor)) static void mt_reg_##name(void)        \
 	{                                                                   \
-		mt_register(#name, __FILE__, name);                          \
+		mt_register(#name, __FILE__, name, MT_PLAIN);                \
 	}                                                                   \
 	static void name(void)
 
@@ -41,7 +42,23 @@ extern int mt_failures;
 	static void name(void);                                             \
 	__attribute__((constructor)) static void mt_reg_##name(void)        \
 	{                                                                   \
-		mt_register_compile_bound(#name, __FILE__, name);            \
+		mt_register(#name, __FILE__, name, MT_COMPILE_BOUND);        \
+	}                                                                   \
+	static void name(void)
+
+/*
+ * TEST_TIMED(name): a test whose verdict rests on wall-clock times (paired
+ * rounds that must find twins alike, a slowed copy that must lose). The
+ * runner starts it only when no other test runs and starts none beside it:
+ * a neighbour compiling on the other core is not noise the tuner has to
+ * survive in a test, and CI once saw a twin called 1.10x faster (95% CI
+ * 1.04-1.17) with one running.
+ */
+#define TEST_TIMED(name)                                                    \
+	static void name(void);                                             \
+	__attribute__((constructor)) static void mt_reg_##name(void)        \
+	{                                                                   \
+		mt_register(#name, __FILE__, name, MT_TIMED);                \
 	}                                                                   \
 	static void name(void)
 

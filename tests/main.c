@@ -2,7 +2,8 @@
  * main.c: the test runner. Runs every registered test (or those whose name
  * contains one of argv[1..]) in a child process with a time limit, MT_JOBS
  * of them at once (jobs() below), each test's output printed in one piece
- * when it ends, then prints "<label>: N ok, N failing". The label keeps
+ * when it ends (TEST_TIMED tests last, each alone), then prints
+ * "<label>: N ok, N failing". The label keeps
  * this line apart from the suite-wide total that tests/run.sh prints last.
  */
 #include "tests/harness.h"
@@ -19,22 +20,16 @@
 struct mt_test {
 	const char *name, *file;
 	mt_fn fn;
-	int compile_bound; /* harness.h: TEST_COMPILE_BOUND */
+	enum mt_kind kind;
 };
 static struct mt_test tests[MT_MAX];
 static int ntests;
 int mt_failures;
 
-void mt_register(const char *name, const char *file, mt_fn fn)
+void mt_register(const char *name, const char *file, mt_fn fn, enum mt_kind kind)
 {
 	if (ntests < MT_MAX)
-		tests[ntests++] = (struct mt_test){ name, file, fn, 0 };
-}
-
-void mt_register_compile_bound(const char *name, const char *file, mt_fn fn)
-{
-	if (ntests < MT_MAX)
-		tests[ntests++] = (struct mt_test){ name, file, fn, 1 };
+		tests[ntests++] = (struct mt_test){ name, file, fn, kind };
 }
 
 /* Whether this runner was built with AddressSanitizer (gcc or clang). */
@@ -174,7 +169,7 @@ int main(int argc, char **argv)
 {
 	const char *label = getenv("MT_LABEL") ? getenv("MT_LABEL") : "tests";
 	int limit = getenv("MT_TIMEOUT") ? atoi(getenv("MT_TIMEOUT")) : 300;
-	int passed = 0, failed = 0, left = 0, nj = jobs(), running = 0;
+	int passed = 0, failed = 0, left = 0, nj = jobs(), running = 0, alone = 0;
 	struct mt_run run[8] = { { 0 } };
 	int order[MT_MAX], norder = 0;
 
@@ -182,12 +177,14 @@ int main(int argc, char **argv)
 	/*
 	 * The compile-bound tests are the longest: started first, they do not
 	 * leave one core idle at the end while the other finishes a long test.
+	 * The timed ones come last, each with the machine to itself.
 	 */
-	for (int pass = 0; pass < 2; pass++)
+	static const enum mt_kind pass_kind[3] = { MT_COMPILE_BOUND, MT_PLAIN, MT_TIMED };
+	for (int pass = 0; pass < 3; pass++)
 		for (int i = 0; i < ntests; i++) {
-			if (tests[i].compile_bound != !pass || !selected(tests[i].name, argc, argv))
+			if (tests[i].kind != pass_kind[pass] || !selected(tests[i].name, argc, argv))
 				continue;
-			if (tests[i].compile_bound && sanitized()) {
+			if (tests[i].kind == MT_COMPILE_BOUND && sanitized()) {
 				printf("  --    %-48s compile-bound: runs in the normal build\n",
 				       tests[i].name);
 				left++;
@@ -196,7 +193,10 @@ int main(int argc, char **argv)
 			order[norder++] = i;
 		}
 	for (int next = 0; next < norder || running;) {
-		while (next < norder && running < nj) {
+		while (next < norder && running < nj && !alone) {
+			int timed = tests[order[next]].kind == MT_TIMED;
+			if (timed && running)
+				break; /* wait for the machine to empty */
 			struct mt_run *r = run;
 			while (r->pid)
 				r++;
@@ -205,6 +205,7 @@ int main(int argc, char **argv)
 				continue;
 			}
 			running++;
+			alone = timed;
 		}
 		int st = 0;
 		pid_t pid;
@@ -222,6 +223,7 @@ int main(int argc, char **argv)
 				else
 					failed++;
 				running--;
+				alone = 0;
 				break;
 			}
 	}

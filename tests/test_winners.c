@@ -60,7 +60,7 @@ static void quick(struct mta_tune_opts *o, const char *db, const char *const *on
  * The same computation twice: whatever the screening said, the rounds find
  * no difference beyond noise and the default stays.
  */
-TEST(tune_identical_variants_end_within_noise_and_keep_the_default)
+TEST_TIMED(tune_identical_variants_end_within_noise_and_keep_the_default)
 {
 	char def[MTA_SPEC_MAX], copy[MTA_SPEC_MAX], db[600];
 	default_and_copy(def, copy);
@@ -113,7 +113,7 @@ TEST(tune_identical_variants_end_within_noise_and_keep_the_default)
  * here, 25 against 200 ms), so it ranked variants at a size nobody asked
  * for and recorded those times as T=6144.
  */
-TEST(tune_screening_and_rounds_time_the_same_size)
+TEST_TIMED(tune_screening_and_rounds_time_the_same_size)
 {
 	char def[MTA_SPEC_MAX], copy[MTA_SPEC_MAX], db[600];
 	default_and_copy(def, copy);
@@ -150,7 +150,7 @@ TEST(tune_screening_and_rounds_time_the_same_size)
  * its own timing alone within a factor of 3, and after the rounds each
  * still matches the float64 reference (mta_check on that device).
  */
-TEST(paired_rounds_on_one_device_time_and_compute_like_each_kernel_alone)
+TEST_TIMED(paired_rounds_on_one_device_time_and_compute_like_each_kernel_alone)
 {
 	const char *spec[2] = { NULL, "cpu:v1,bq=96,bk=128,hpb=0,vec=16" };
 	char def[MTA_SPEC_MAX], copy[MTA_SPEC_MAX];
@@ -204,7 +204,7 @@ TEST(paired_rounds_on_one_device_time_and_compute_like_each_kernel_alone)
  * third of its own run time after each call): it never wins, and the rounds
  * see it slower with confidence.
  */
-TEST(tune_a_slowed_variant_never_wins)
+TEST_TIMED(tune_a_slowed_variant_never_wins)
 {
 	char def[MTA_SPEC_MAX], copy[MTA_SPEC_MAX], db[600];
 	default_and_copy(def, copy);
