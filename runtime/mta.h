@@ -226,6 +226,17 @@ struct mta_reference_grads {
 	double *gn_weight;        /* [D] */
 	double *gate_w;           /* [1,D] */
 	double *gate_b;           /* [1] */
+	/*
+	 * Optional (NULL: not computed): buffers like the above, in the same
+	 * shapes and for the same gradients, into which the reference writes
+	 * each gradient element's magnitude: the sum of |term| over the terms
+	 * that element adds up (over rows, keys, heads and batches), each term
+	 * the product of its factors' magnitudes. A float32 kernel's rounding
+	 * error in a sum is bounded by a multiple of epsilon times this, not
+	 * times the sum, which cancellation can make arbitrarily small:
+	 * mta_compare_grad_mag judges against it. Its own mag is not read.
+	 */
+	struct mta_reference_grads *mag;
 };
 
 /*
@@ -468,6 +479,20 @@ MTA_API double mta_tolerance_grad(int dtype);
 MTA_API void mta_tolerance_grad_elem(int dtype, double *atol, double *rtol);
 MTA_API int mta_compare_grad(const float *o, const double *e, size_t n, int dtype,
 			     struct mta_compare *r);
+/*
+ * mta_compare_grad with each element judged on the scale
+ *     s_i = max(|e_i|, MTA_GRAD_CANCEL * mag_i)
+ * in place of |e_i| (relative L2 error ||o-e|| / ||s||, element bound
+ * atol*rms(s) + rtol*s_i), mag from mta_reference_grads.mag. Where the terms
+ * of a sum cancel by less than 1/MTA_GRAD_CANCEL this is mta_compare_grad;
+ * beyond, the bound becomes tol * 1e-2 * (the terms' magnitudes): for f32,
+ * 1e-6 of them, about 17 epsilons, while a kernel that drops or doubles
+ * one term in a few hundred is off by more than 1e-3 of them. mag NULL:
+ * mta_compare_grad.
+ */
+#define MTA_GRAD_CANCEL 1e-2
+MTA_API int mta_compare_grad_mag(const float *o, const double *e, const double *mag, size_t n,
+				 int dtype, struct mta_compare *r);
 
 /* ---- packed documents (varlen) ------------------------------------------ */
 /*

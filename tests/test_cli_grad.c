@@ -124,14 +124,21 @@ TEST(cli_grad_writes_the_reference_gradients_of_every_input)
 		CHECK_STR_CONTAINS(text, key);
 		free(text);
 		mta_inputs_weights(&in, &w);
-		double *d[MTA_IN_COUNT] = { 0 };
+		double *d[MTA_IN_COUNT] = { 0 }, *m[MTA_IN_COUNT] = { 0 };
 		for (int i = 0; i < MTA_IN_COUNT; i++)
-			if (in.file[i].data)
+			if (in.file[i].data) {
 				d[i] = malloc(in.file[i].count * sizeof *d[i]);
+				m[i] = malloc(in.file[i].count * sizeof *m[i]);
+			}
+		struct mta_reference_grads mg = {
+			m[MTA_IN_Q], m[MTA_IN_K], m[MTA_IN_V], m[MTA_IN_KQ_PRE], m[MTA_IN_HEAD_PRE],
+			m[MTA_IN_KQ_POST], m[MTA_IN_HEAD_POST], m[MTA_IN_HEAD_POST_LINEAR],
+			m[MTA_IN_GN_WEIGHT], m[MTA_IN_GATE_W], m[MTA_IN_GATE_B], NULL,
+		};
 		struct mta_reference_grads rg = {
 			d[MTA_IN_Q], d[MTA_IN_K], d[MTA_IN_V], d[MTA_IN_KQ_PRE], d[MTA_IN_HEAD_PRE],
 			d[MTA_IN_KQ_POST], d[MTA_IN_HEAD_POST], d[MTA_IN_HEAD_POST_LINEAR],
-			d[MTA_IN_GN_WEIGHT], d[MTA_IN_GATE_W], d[MTA_IN_GATE_B],
+			d[MTA_IN_GN_WEIGHT], d[MTA_IN_GATE_W], d[MTA_IN_GATE_B], &mg,
 		};
 		REQUIRE(mta_reference_backward(&in.problem, &in.q, &in.k, &in.v, &w, &dt, &rg) == MTA_OK);
 
@@ -179,7 +186,8 @@ TEST(cli_grad_writes_the_reference_gradients_of_every_input)
 					continue;
 				}
 				CHECKF(a.dtype == MTA_F32 && a.count == in.file[i].count &&
-				       mta_compare_grad(a.data, d[i], a.count, g->dtype, NULL) == MTA_OK,
+				       mta_compare_grad_mag(a.data, d[i], m[i], a.count, g->dtype, NULL) ==
+				       MTA_OK,
 				       "%s --backend %s: d%s: %s", g->sub, bn, mta_input_name(i),
 				       mta_last_error());
 				mta_npy_free(&a);
@@ -209,6 +217,7 @@ TEST(cli_grad_writes_the_reference_gradients_of_every_input)
 			}
 			mta_npy_free(&a);
 			free(d[i]);
+			free(m[i]);
 		}
 		mta_npy_free(&dfile);
 		mta_inputs_free(&in);
@@ -317,22 +326,28 @@ TEST(cli_grad_packed_documents_every_backend)
 	REQUIRE(mta_inputs_load(dir, &opt, &in) == MTA_OK);
 	REQUIRE(mta_inputs_load_dout(&in, dout, &dfile, &dt) == MTA_OK);
 	mta_inputs_weights(&in, &w);
-	double *d[MTA_IN_COUNT] = { 0 }, *whole[MTA_IN_COUNT] = { 0 };
+	double *d[MTA_IN_COUNT] = { 0 }, *whole[MTA_IN_COUNT] = { 0 }, *m[MTA_IN_COUNT] = { 0 };
 	for (int i = 0; i < MTA_IN_COUNT; i++)
 		if (in.file[i].data) {
 			d[i] = malloc(in.file[i].count * sizeof *d[i]);
 			whole[i] = malloc(in.file[i].count * sizeof *d[i]);
+			m[i] = malloc(in.file[i].count * sizeof *m[i]);
 		}
+	struct mta_reference_grads mg = {
+		m[MTA_IN_Q], m[MTA_IN_K], m[MTA_IN_V], m[MTA_IN_KQ_PRE], m[MTA_IN_HEAD_PRE],
+		m[MTA_IN_KQ_POST], m[MTA_IN_HEAD_POST], m[MTA_IN_HEAD_POST_LINEAR],
+		m[MTA_IN_GN_WEIGHT], m[MTA_IN_GATE_W], m[MTA_IN_GATE_B], NULL,
+	};
 	struct mta_reference_grads rg = {
 		d[MTA_IN_Q], d[MTA_IN_K], d[MTA_IN_V], d[MTA_IN_KQ_PRE], d[MTA_IN_HEAD_PRE],
 		d[MTA_IN_KQ_POST], d[MTA_IN_HEAD_POST], d[MTA_IN_HEAD_POST_LINEAR],
-		d[MTA_IN_GN_WEIGHT], d[MTA_IN_GATE_W], d[MTA_IN_GATE_B],
+		d[MTA_IN_GN_WEIGHT], d[MTA_IN_GATE_W], d[MTA_IN_GATE_B], &mg,
 	};
 	struct mta_reference_grads wg = {
 		whole[MTA_IN_Q], whole[MTA_IN_K], whole[MTA_IN_V], whole[MTA_IN_KQ_PRE],
 		whole[MTA_IN_HEAD_PRE], whole[MTA_IN_KQ_POST], whole[MTA_IN_HEAD_POST],
 		whole[MTA_IN_HEAD_POST_LINEAR], whole[MTA_IN_GN_WEIGHT], whole[MTA_IN_GATE_W],
-		whole[MTA_IN_GATE_B],
+		whole[MTA_IN_GATE_B], NULL,
 	};
 	REQUIRE(mta_reference_backward_varlen(&in.problem, &in.q, &in.k, &in.v, &w, &dt, cu, 6,
 					      &rg) == MTA_OK);
@@ -373,7 +388,8 @@ TEST(cli_grad_packed_documents_every_backend)
 					       "ref: d%s[%zu] = %.9g, expected %.9g", mta_input_name(i), x,
 					       (double)((const float *)a.data)[x], d[i][x]);
 			} else {
-				CHECKF(mta_compare_grad(a.data, d[i], a.count, MTA_F32, NULL) == MTA_OK,
+				CHECKF(mta_compare_grad_mag(a.data, d[i], m[i], a.count, MTA_F32, NULL) ==
+				       MTA_OK,
 				       "--backend %s: d%s: %s", backends[bi], mta_input_name(i),
 				       mta_last_error());
 			}
@@ -383,6 +399,7 @@ TEST(cli_grad_packed_documents_every_backend)
 	for (int i = 0; i < MTA_IN_COUNT; i++) {
 		free(d[i]);
 		free(whole[i]);
+		free(m[i]);
 	}
 	mta_npy_free(&dfile);
 	mta_inputs_free(&in);

@@ -594,14 +594,17 @@ TEST(cuda_bwd_emu_reads_the_cpu_forwards_saved_state)
 			       (size_t)(p.H * p.H), (size_t)(p.H * p.cq2 * p.ck2),
 			       (size_t)(p.H * p.hc), 0, (size_t)p.D, (size_t)p.D, 1 };
 	float *g[11] = { 0 }, *ob = malloc(n[0] * sizeof *ob);
-	double *e[11] = { 0 };
+	double *e[11] = { 0 }, *m[11] = { 0 };
 	for (int i = 0; i < 11; i++) {
 		g[i] = n[i] ? malloc(n[i] * sizeof(float)) : NULL;
 		e[i] = n[i] ? malloc(n[i] * sizeof(double)) : NULL;
+		m[i] = n[i] ? malloc(n[i] * sizeof(double)) : NULL;
 	}
 	struct mta_grads gr = { g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7], g[8], g[9], g[10] };
+	struct mta_reference_grads mg = { m[0], m[1], m[2], m[3], m[4], m[5], m[6], m[7], m[8],
+					  m[9], m[10], NULL };
 	struct mta_reference_grads rg = { e[0], e[1], e[2], e[3], e[4], e[5], e[6], e[7], e[8],
-					  e[9], e[10] };
+					  e[9], e[10], &mg };
 	REQUIRE(mta_reference_backward(&p, &q, &kt, &vt, &w, &dout, &rg) == MTA_OK);
 	const size_t sb = (size_t)mta_saved_bytes(&p, B, T);
 	float *saved = malloc(sb);
@@ -615,7 +618,7 @@ TEST(cuda_bwd_emu_reads_the_cpu_forwards_saved_state)
 		REQUIRE(bes[1 - f]->backward(k[1 - f], &p, &q, &kt, &vt, &w, saved, &dout, &gr) ==
 			MTA_OK);
 		for (int i = 0; i < 11; i++)
-			CHECKF(!n[i] || mta_compare_grad(g[i], e[i], n[i], p.dtype, NULL) == MTA_OK,
+			CHECKF(!n[i] || mta_compare_grad_mag(g[i], e[i], m[i], n[i], p.dtype, NULL) == MTA_OK,
 			       "%s forward, %s backward: gradient %d: %s", bes[f]->name,
 			       bes[1 - f]->name, i, mta_last_error());
 	}
@@ -626,6 +629,7 @@ TEST(cuda_bwd_emu_reads_the_cpu_forwards_saved_state)
 	for (int i = 0; i < 11; i++) {
 		free(g[i]);
 		free(e[i]);
+		free(m[i]);
 	}
 	free(qb);
 	free(kb);

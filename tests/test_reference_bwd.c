@@ -118,7 +118,8 @@ static void grads_alloc(const struct bcase *c, struct gbuf *b)
 	}
 	b->g = (struct mta_reference_grads){ b->d[P_Q], b->d[P_K], b->d[P_V], b->d[P_KQ_PRE],
 					      b->d[P_HEAD_PRE], b->d[P_KQ_POST], b->d[P_HEAD_POST],
-					      b->d[P_HPL], b->d[P_GN], b->d[P_GW], b->d[P_GB] };
+					      b->d[P_HPL], b->d[P_GN], b->d[P_GW], b->d[P_GB],
+					      NULL };
 }
 
 static void grads_free(struct gbuf *b)
@@ -705,6 +706,159 @@ TEST(reference_bwd_matches_whole_matrix_backward)
 		check_whole(&c, "random");
 		release(&c);
 	}
+}
+
+/* ---- magnitudes (mta_reference_grads.mag) -------------------------------------- */
+
+/* The paper-like problem scaled down, every option on. */
+static void every_option(struct bcase *c)
+{
+	problem(c, 4, 2, 8);
+	c->p.pad = MTA_PAD_BOTH;
+	conv_pre(c, 3, 5);
+	conv_post(c, 3, 3);
+	c->p.head_pre = 1;
+	c->p.head_post = MTA_HPOST_CONV;
+	c->p.hc = 2;
+	c->p.gn = 1;
+	c->p.gate = 1;
+	REQUIRE(mta_problem_validate(&c->p) == MTA_OK);
+}
+
+/* Gradients and their magnitudes of c (both poisoned first); 0 on success. */
+static int ref_bwd_mag(const struct bcase *c, struct gbuf *b, struct gbuf *m)
+{
+	grads_alloc(c, b);
+	grads_alloc(c, m);
+	b->g.mag = &m->g;
+	int rc = mta_reference_backward(&c->p, &c->tq, &c->tk, &c->tv, &c->w, &c->tdo, &b->g);
+	if (rc)
+		mt_fail(__FILE__, __LINE__, "mta_reference_backward: %s", mta_last_error());
+	return rc;
+}
+
+/*
+ * The magnitudes bound the gradients (|g| <= mag, every element, since a
+ * sum of terms is at most the sum of their magnitudes), and they see what
+ * the sums hide: two batches that mirror each other (batch 1 the inputs of
+ * batch 0, dout negated) leave every weight's gradient exactly 0, while
+ * its magnitude is twice that of batch 0 alone, and batch 1's rows have
+ * the magnitudes of batch 0's. This cancellation is what a float32 kernel
+ * cannot be judged against |g| for (a gate bias gradient of -0.006 from
+ * terms of total magnitude 91 failed a correct kernel).
+ */
+TEST(reference_bwd_magnitudes_bound_the_gradients_and_see_cancellation)
+{
+	struct bcase c, one;
+	struct gbuf g2, m2, g1, m1;
+	every_option(&c);
+	const int T = 23;
+	setup(&c, 2, T);
+	REQUIRE(ref_bwd_mag(&c, &g1, &m1) == 0);
+	for (int t = 0; t < P_COUNT; t++)
+		for (size_t x = 0; x < count(&c, t); x++)
+			CHECKF(isfinite(m1.d[t][x]) && m1.d[t][x] > 0 &&
+			       fabs(g1.d[t][x]) <= m1.d[t][x] * (1 + 1e-12),
+			       "%s[%zu]: gradient %g, magnitude %g", pname[t], x, g1.d[t][x],
+			       m1.d[t][x]);
+	grads_free(&g1);
+	grads_free(&m1);
+
+	/* batch 1 mirrors batch 0 */
+	const size_t rq = (size_t)T * (size_t)(c.p.H * c.p.D), rk = (size_t)T * (size_t)(c.p.Hkv * c.p.D);
+	memcpy(c.q + rq, c.q, rq * sizeof *c.q);
+	memcpy(c.k + rk, c.k, rk * sizeof *c.k);
+	memcpy(c.v + rk, c.v, rk * sizeof *c.v);
+	for (size_t x = 0; x < rq; x++)
+		c.dout[rq + x] = -c.dout[x];
+	one = c;
+	one.B = 1;
+	mta_tensor_init(&one.tq, one.q, MTA_F64, 1, T, c.p.H, c.p.D);
+	mta_tensor_init(&one.tk, one.k, MTA_F64, 1, T, c.p.Hkv, c.p.D);
+	mta_tensor_init(&one.tv, one.v, MTA_F64, 1, T, c.p.Hkv, c.p.D);
+	mta_tensor_init(&one.tdo, one.dout, MTA_F64, 1, T, c.p.H, c.p.D);
+	REQUIRE(ref_bwd_mag(&c, &g2, &m2) == 0);
+	REQUIRE(ref_bwd_mag(&one, &g1, &m1) == 0);
+	int weights = 0;
+	for (int t = P_KQ_PRE; t < P_COUNT; t++) {
+		weights += count(&c, t) > 0;
+		for (size_t x = 0; x < count(&c, t); x++) {
+			CHECKF(fabs(g2.d[t][x]) <= 1e-12 * m2.d[t][x], "%s[%zu]: mirrored batches "
+			       "leave %g (magnitude %g)", pname[t], x, g2.d[t][x], m2.d[t][x]);
+			CHECKF(fabs(m2.d[t][x] - 2 * m1.d[t][x]) <= 1e-12 * m2.d[t][x],
+			       "%s[%zu]: magnitude %g over two batches, %g over one", pname[t], x,
+			       m2.d[t][x], m1.d[t][x]);
+		}
+	}
+	CHECK(weights == 7); /* kq_pre, head_pre, kq_post, head_post, gn_weight, gate_w, gate_b */
+	for (int t = P_Q; t <= P_V; t++) {
+		size_t n = count(&one, t);
+		for (size_t x = 0; x < n; x++)
+			CHECKF(fabs(m2.d[t][n + x] - m1.d[t][x]) <= 1e-12 * m1.d[t][x] &&
+			       fabs(m2.d[t][x] - m1.d[t][x]) <= 1e-12 * m1.d[t][x],
+			       "%s[%zu]: batch magnitudes %g, %g; alone %g", pname[t], x, m2.d[t][x],
+			       m2.d[t][n + x], m1.d[t][x]);
+	}
+	grads_free(&g1);
+	grads_free(&m1);
+	grads_free(&g2);
+	grads_free(&m2);
+	release(&c);
+}
+
+/*
+ * The packed reference's magnitudes: each document's rows of dq, dk, dv
+ * and the weights' summed over documents, as each document alone gives.
+ */
+TEST(reference_bwd_varlen_magnitudes_sum_the_documents)
+{
+	struct bcase c;
+	every_option(&c);
+	const int T = 31, cut = 12;
+	setup(&c, 1, T);
+	const int64_t cu[3] = { 0, cut, T };
+	struct gbuf g, m;
+	grads_alloc(&c, &g);
+	grads_alloc(&c, &m);
+	g.g.mag = &m.g;
+	REQUIRE(mta_reference_backward_varlen(&c.p, &c.tq, &c.tk, &c.tv, &c.w, &c.tdo, cu, 2,
+					      &g.g) == MTA_OK);
+	double *sum[P_COUNT] = { 0 };
+	for (int t = P_KQ_PRE; t < P_COUNT; t++)
+		sum[t] = calloc(count(&c, t) + 1, sizeof *sum[t]);
+	for (int d = 0; d < 2; d++) {
+		struct bcase doc = c;
+		const int64_t s0 = cu[d], len = cu[d + 1] - cu[d];
+		const size_t rq = (size_t)(c.p.H * c.p.D), rk = (size_t)(c.p.Hkv * c.p.D);
+		doc.T = (int)len;
+		mta_tensor_init(&doc.tq, c.q + (size_t)s0 * rq, MTA_F64, 1, len, c.p.H, c.p.D);
+		mta_tensor_init(&doc.tk, c.k + (size_t)s0 * rk, MTA_F64, 1, len, c.p.Hkv, c.p.D);
+		mta_tensor_init(&doc.tv, c.v + (size_t)s0 * rk, MTA_F64, 1, len, c.p.Hkv, c.p.D);
+		mta_tensor_init(&doc.tdo, c.dout + (size_t)s0 * rq, MTA_F64, 1, len, c.p.H, c.p.D);
+		struct gbuf gd, md;
+		REQUIRE(ref_bwd_mag(&doc, &gd, &md) == 0);
+		for (int t = P_Q; t <= P_V; t++) {
+			size_t row = t == P_Q ? rq : rk;
+			for (size_t x = 0; x < (size_t)len * row; x++)
+				CHECKF(m.d[t][(size_t)s0 * row + x] == md.d[t][x], "document %d: %s "
+				       "magnitude [%zu] %g, alone %g", d, pname[t], x,
+				       m.d[t][(size_t)s0 * row + x], md.d[t][x]);
+		}
+		for (int t = P_KQ_PRE; t < P_COUNT; t++)
+			for (size_t x = 0; x < count(&c, t); x++)
+				sum[t][x] += md.d[t][x];
+		grads_free(&gd);
+		grads_free(&md);
+	}
+	for (int t = P_KQ_PRE; t < P_COUNT; t++) {
+		for (size_t x = 0; x < count(&c, t); x++)
+			CHECKF(m.d[t][x] == sum[t][x], "%s[%zu]: packed magnitude %g, documents' sum %g",
+			       pname[t], x, m.d[t][x], sum[t][x]);
+		free(sum[t]);
+	}
+	grads_free(&g);
+	grads_free(&m);
+	release(&c);
 }
 
 /* ---- contract ---------------------------------------------------------------- */

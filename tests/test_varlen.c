@@ -295,7 +295,7 @@ static void vg_alloc(const struct mta_problem *p, int64_t T, double *e[VG_N],
 			e[i][x] = NAN;
 	}
 	*g = (struct mta_reference_grads){ e[0], e[1], e[2], e[3], e[4], e[5],
-					   e[6], e[7], e[8], e[9], e[10] };
+					   e[6], e[7], e[8], e[9], e[10], NULL };
 }
 
 static void vg_free(double *e[VG_N])

@@ -34,6 +34,17 @@
  *     H*T*(2*cq + 4*cq2 + 5) + 2*T*Hkv*D + 6*D + 4*H*H + 2*H*(cq*ck + cq2*ck2)
  * i.e. O(H*(cq+cq2)*T): linear in T. The caller's dk, dv are accumulated in
  * place.
+ *
+ * Magnitudes (g->mag, optional). Every gradient is a sum of terms (a
+ * weight's over every row, key and batch), and a float32 kernel's rounding
+ * error in a sum is bounded by a multiple of the float32 epsilon times the
+ * sum of the terms' magnitudes, not times the sum itself. When the terms
+ * cancel (a gate bias gradient of -0.006 summing terms of total magnitude
+ * 91 was seen), a correct kernel's relative error against the sum is
+ * large. So next to each gradient element the reference can add up
+ * |term|, each term taken as the product of its factors' magnitudes (for
+ * the gate, the logit's gradient's own dot product in magnitudes too), for
+ * mta_compare_grad_mag to judge the kernel against.
  */
 #include "runtime/core/error.h"
 #include "runtime/core/kargs_bwd.h"
@@ -68,6 +79,7 @@ struct conv {
 	int rows, cols, ok;
 	double *w;    /* [H][rows][cols] */
 	double *grad; /* [H][rows][cols], or NULL */
+	double *gmag; /* [H][rows][cols]: grad's term magnitudes, or NULL */
 };
 
 /*
@@ -98,11 +110,13 @@ static void conv_fwd(const struct conv *c, const double *w, const double *ring, 
 /*
  * The adjoint of conv_fwd for output row i: given dout[j] (j <= i), add
  * w * dout into the gradient rings of the input rows (dring, dslots) and,
- * when gw is set, the input values times dout into the taps' gradient gw.
- * Exactly the (a, b, j) terms conv_fwd summed, read in reverse.
+ * when gw is set, the input values times dout into the taps' gradient gw
+ * (and their magnitudes into gm, when set). Exactly the (a, b, j) terms
+ * conv_fwd summed, read in reverse.
  */
-static void conv_bwd(const struct conv *c, const double *w, double *gw, const double *ring,
-		     int slots, double *dring, int dslots, int64_t T, int64_t i, const double *dout)
+static void conv_bwd(const struct conv *c, const double *w, double *gw, double *gm,
+		     const double *ring, int slots, double *dring, int dslots, int64_t T,
+		     int64_t i, const double *dout)
 {
 	for (int64_t j = 0; j <= i; j++) {
 		double g = dout[j];
@@ -119,6 +133,8 @@ static void conv_bwd(const struct conv *c, const double *w, double *gw, const do
 				drow[col] += w[a * c->cols + b] * g;
 				if (gw)
 					gw[a * c->cols + b] += row[col] * g;
+				if (gm)
+					gm[a * c->cols + b] += fabs(row[col] * g);
 			}
 		}
 	}
@@ -143,10 +159,10 @@ static void mix(const double *M, int H, const double *in, size_t in_stride, int6
 /*
  * The adjoint of mix: din[h'] = sum_h M[h][h'] dout[h]; when gM is set, also
  * gM[h][h'] += sum_j dout[h][j] * in[h'][j] (in: the forward's input rows,
- * row h' at in + h' * in_stride).
+ * row h' at in + h' * in_stride), and the terms' magnitudes into gMm when set.
  */
-static void mix_bwd(const double *M, double *gM, int H, const double *in, size_t in_stride,
-		    const double *dout, size_t stride, int64_t i, double *din)
+static void mix_bwd(const double *M, double *gM, double *gMm, int H, const double *in,
+		    size_t in_stride, const double *dout, size_t stride, int64_t i, double *din)
 {
 	for (int h2 = 0; h2 < H; h2++)
 		for (int64_t j = 0; j <= i; j++) {
@@ -159,21 +175,34 @@ static void mix_bwd(const double *M, double *gM, int H, const double *in, size_t
 		for (int h = 0; h < H; h++)
 			for (int h2 = 0; h2 < H; h2++) {
 				double s = 0;
-				for (int64_t j = 0; j <= i; j++)
-					s += dout[(size_t)h * stride + (size_t)j] *
-					     in[(size_t)h2 * in_stride + (size_t)j];
+				double m = 0;
+				for (int64_t j = 0; j <= i; j++) {
+					double x = dout[(size_t)h * stride + (size_t)j] *
+						   in[(size_t)h2 * in_stride + (size_t)j];
+					s += x;
+					m += fabs(x);
+				}
 				gM[h * H + h2] += s;
+				if (gMm)
+					gMm[h * H + h2] += m;
 			}
 }
+
+/* Where norm_gate_bwd adds its weights' term magnitudes; dn is scratch [D]. */
+struct ng_mag {
+	double *dgn, *dgw, *dgb, *dn;
+};
 
 /*
  * Steps 8-9 and their gradient for one output row o[D] (before the group
  * norm), given dy = dL/d(final output): writes dL/do into d and adds the
- * weights' gradients into dgn, dgw, *dgb.
+ * weights' gradients into dgn, dgw, *dgb, and when m is set their terms'
+ * magnitudes into m's (the gate logit's gradient dz = sg' * sum_e dy_e n_e
+ * taken as sg' * sum_e |dy_e n_e|: a kernel rounds each product).
  */
 static void norm_gate_bwd(const struct mta_problem *p, const struct mta_weights *w,
 			  const double *o, const double *dy, double *n, double *dn, double *d,
-			  double *dgn, double *dgw, double *dgb)
+			  double *dgn, double *dgw, double *dgb, const struct ng_mag *m)
 {
 	const int D = p->D;
 	double rs = 0, resc = p->gn_rescale ? mta_layer_rescale(w->layer_id) : 1.0;
@@ -200,14 +229,30 @@ static void norm_gate_bwd(const struct mta_problem *p, const struct mta_weights 
 			dgw[e] += dz * n[e];
 		}
 		*dgb += dz;
+		if (m) {
+			double mz = 0;
+			for (int e = 0; e < D; e++)
+				mz += fabs(dy[e] * n[e]);
+			mz *= sg * (1.0 - sg);
+			for (int e = 0; e < D; e++) {
+				m->dn[e] = fabs(dy[e]) * sg + mz * fabs((double)w->gate_w[e]);
+				m->dgw[e] += mz * fabs(n[e]);
+			}
+			*m->dgb += mz;
+		}
 	} else {
 		memcpy(dn, dy, (size_t)D * sizeof *dn);
+		if (m)
+			for (int e = 0; e < D; e++)
+				m->dn[e] = fabs(dy[e]);
 	}
 	if (p->gn) {
 		/* n = o * rs * g * resc with rs = (mean(o^2) + eps)^-1/2, drs/do_e = -rs^3 o_e / D */
 		double dot = 0;
 		for (int e = 0; e < D; e++) {
 			dgn[e] += dn[e] * o[e] * rs * resc;
+			if (m)
+				m->dgn[e] += m->dn[e] * fabs(o[e] * rs * resc);
 			dn[e] *= (double)w->gn_weight[e] * resc; /* now dL/d(o * rs) */
 			dot += dn[e] * o[e];
 		}
@@ -226,6 +271,41 @@ static int check_grads(const struct mta_problem *p, const struct mta_reference_g
 		return mta_fail(MTA_EINVAL, "reference backward: no buffer for the gradient %s, "
 				"which the problem needs", miss);
 	return MTA_OK;
+}
+
+/*
+ * The weights' gradients (or their magnitudes) from the accumulators into
+ * g's buffers, in the weights' own shapes: taps [H][rows][cols], head
+ * mixing [H][H] (head_post's grouped convolution [H/c][c][c] from the
+ * block-diagonal matrix it acts as), gn and gate vectors, the gate bias.
+ */
+static void put_weights(const struct mta_problem *p, const struct mta_reference_grads *g,
+			const double *c1, const double *c2, const double *Mpre,
+			const double *Mpost, const double *gn, const double *gw, double gb)
+{
+	const size_t H = (size_t)p->H, HH = H * H;
+	if (p->cq)
+		memcpy(g->kq_pre, c1, H * (size_t)(p->cq * p->ck) * sizeof *c1);
+	if (p->cq2)
+		memcpy(g->kq_post, c2, H * (size_t)(p->cq2 * p->ck2) * sizeof *c2);
+	if (p->head_pre)
+		memcpy(g->head_pre, Mpre, HH * sizeof *Mpre);
+	if (p->head_post == MTA_HPOST_LINEAR)
+		memcpy(g->head_post_linear, Mpost, HH * sizeof *Mpost);
+	if (p->head_post == MTA_HPOST_CONV) {
+		int c = p->hc;
+		for (int grp = 0; grp < p->H / c; grp++)
+			for (int in = 0; in < c; in++)
+				for (int on = 0; on < c; on++)
+					g->head_post[((size_t)grp * c + (size_t)in) * c + (size_t)on] =
+						Mpost[(grp * c + on) * p->H + grp * c + in];
+	}
+	if (p->gn)
+		memcpy(g->gn_weight, gn, (size_t)p->D * sizeof *gn);
+	if (p->gate) {
+		memcpy(g->gate_w, gw, (size_t)p->D * sizeof *gw);
+		g->gate_b[0] = gb;
+	}
 }
 
 /* dout must be [B,T,H,D] of a known element type with strides >= 0. */
@@ -265,13 +345,16 @@ int mta_reference_backward(const struct mta_problem *p, const struct mta_tensor 
 		return mta_wrap(rc, "reference backward");
 	if ((rc = check_dout(p, dout, B, T)) || (rc = check_grads(p, g)))
 		return rc;
+	const struct mta_reference_grads *m = g->mag; /* the magnitudes, or NULL */
+	if (m && (rc = check_grads(p, m)))
+		return mta_wrap(rc, "reference backward's magnitudes");
 
 	const int H = p->H, Hkv = p->Hkv, D = p->D, G = p->H / p->Hkv;
 	const double scale = mta_problem_scale(p);
 	struct conv c1 = { p->cq ? p->cq : 1, p->cq ? p->ck : 1, p->cq ? mta_pad_offset(p->pad, p->ck) : 0,
-			   NULL, NULL };
+			   NULL, NULL, NULL };
 	struct conv c2 = { p->cq2 ? p->cq2 : 1, p->cq2 ? p->ck2 : 1,
-			   p->cq2 ? mta_pad_offset(p->pad, p->ck2) : 0, NULL, NULL };
+			   p->cq2 ? mta_pad_offset(p->pad, p->ck2) : 0, NULL, NULL, NULL };
 	const int r1 = c1.rows, r2 = c2.rows, NZ = r1 + r2 - 1;
 	const size_t HT = (size_t)H * (size_t)T, HH = (size_t)H * (size_t)H;
 	const size_t kvn = (size_t)T * (size_t)Hkv * (size_t)D, nt1 = (size_t)(r1 * c1.cols),
@@ -297,9 +380,22 @@ int mta_reference_backward(const struct mta_problem *p, const struct mta_tensor 
 	c2.w = calloc((size_t)H * nt2, sizeof *c2.w);
 	c1.grad = p->cq ? calloc((size_t)H * nt1, sizeof *c1.grad) : NULL;
 	c2.grad = p->cq2 ? calloc((size_t)H * nt2, sizeof *c2.grad) : NULL;
+	/* the magnitudes' accumulators, when asked for */
+	double *mMpre = NULL, *mMpost = NULL, mdgb = 0;
+	struct ng_mag mg = { NULL, NULL, &mdgb, NULL };
+	if (m) {
+		c1.gmag = p->cq ? calloc((size_t)H * nt1, sizeof *c1.gmag) : NULL;
+		c2.gmag = p->cq2 ? calloc((size_t)H * nt2, sizeof *c2.gmag) : NULL;
+		mMpre = calloc(HH, sizeof *mMpre);
+		mMpost = calloc(HH, sizeof *mMpost);
+		mg.dgn = calloc((size_t)D * 3, sizeof *mg.dgn);
+		mg.dgw = mg.dgn ? mg.dgn + D : NULL;
+		mg.dn = mg.dgn ? mg.dgn + 2 * D : NULL;
+	}
 	if (!zr || !s2r || !pr || !dpr || !dzr || !s3 || !p2 || !p3 || !dp3 || !dp2 ||
 	    !ds3 || !kd || !vd || !orow || !qd || !Mpre || !Mpost || !gMpre || !gMpost || !dgn ||
-	    !dgw || !c1.w || !c2.w || (p->cq && !c1.grad) || (p->cq2 && !c2.grad)) {
+	    !dgw || !c1.w || !c2.w || (p->cq && !c1.grad) || (p->cq2 && !c2.grad) ||
+	    (m && (!mMpre || !mMpost || !mg.dgn || (p->cq && !c1.gmag) || (p->cq2 && !c2.gmag)))) {
 		rc = mta_fail(MTA_ENOMEM, "reference backward: out of memory for T=%" PRId64
 			      ", H=%d", T, H);
 		goto out;
@@ -328,11 +424,17 @@ int mta_reference_backward(const struct mta_problem *p, const struct mta_tensor 
 		}
 	}
 	double *gpre = p->head_pre ? gMpre : NULL, *gpost = p->head_post ? gMpost : NULL;
+	double *mpre = m && p->head_pre ? mMpre : NULL, *mpost = m && p->head_post ? mMpost : NULL;
 
 	memset(g->dk, 0, (size_t)B * kvn * sizeof *g->dk);
 	memset(g->dv, 0, (size_t)B * kvn * sizeof *g->dv);
+	if (m) {
+		memset(m->dk, 0, (size_t)B * kvn * sizeof *m->dk);
+		memset(m->dv, 0, (size_t)B * kvn * sizeof *m->dv);
+	}
 	for (int64_t b = 0; b < B; b++) {
 		double *dk = g->dk + (size_t)b * kvn, *dv = g->dv + (size_t)b * kvn;
+		double *mk = m ? m->dk + (size_t)b * kvn : NULL, *mv = m ? m->dv + (size_t)b * kvn : NULL;
 		for (int64_t t = 0; t < T; t++)
 			for (int hk = 0; hk < Hkv; hk++)
 				for (int e = 0; e < D; e++) {
@@ -392,7 +494,7 @@ int mta_reference_backward(const struct mta_problem *p, const struct mta_tensor 
 					}
 					for (int e = 0; e < D; e++)
 						dy[e] = get(dout, at(dout, b, i, h, e));
-					norm_gate_bwd(p, w, o, dy, nrm, dn, dop, dgn, dgw, &dgb);
+					norm_gate_bwd(p, w, o, dy, nrm, dn, dop, dgn, dgw, &dgb, m ? &mg : NULL);
 					/* o = sum_j P3[j] v[j]: dP3[j] = dop . v[j], dv[j] += P3[j] dop */
 					for (int64_t j = 0; j <= i; j++) {
 						const double *vj = vd + ((size_t)j * (size_t)Hkv + (size_t)hk) * (size_t)D;
@@ -403,14 +505,19 @@ int mta_reference_backward(const struct mta_problem *p, const struct mta_tensor 
 							dvj[e] += prow[j] * dop[e];
 						}
 						dprow[j] = s;
+						if (mv) {
+							double *mvj = mv + ((size_t)j * (size_t)Hkv + (size_t)hk) * (size_t)D;
+							for (int e = 0; e < D; e++)
+								mvj[e] += fabs(prow[j] * dop[e]);
+						}
 					}
 				}
-				mix_bwd(Mpost, gpost, H, p2, (size_t)T, dp3, (size_t)T, i, dp2);
+				mix_bwd(Mpost, gpost, mpost, H, p2, (size_t)T, dp3, (size_t)T, i, dp2);
 				for (int h = 0; h < H; h++) {
 					double *dring = dpr + (size_t)h * (size_t)r2 * (size_t)T;
 					memset(dring + (size_t)(i % r2) * (size_t)T, 0, (size_t)T * sizeof *dring);
 					conv_bwd(&c2, c2.w + (size_t)h * nt2, c2.grad ? c2.grad + (size_t)h * nt2 : NULL,
-						 pr + (size_t)h * (size_t)r2 * (size_t)T, r2, dring, r2, T, i,
+						 c2.gmag ? c2.gmag + (size_t)h * nt2 : NULL, pr + (size_t)h * (size_t)r2 * (size_t)T, r2, dring, r2, T, i,
 						 dp2 + (size_t)h * (size_t)T);
 				}
 			}
@@ -428,13 +535,13 @@ int mta_reference_backward(const struct mta_problem *p, const struct mta_tensor 
 						d3[j] = prow[j] * (dprow[j] - dot);
 				}
 				/* S2 row r, for head_pre's gradient, is in slot r % r2 of s2r */
-				mix_bwd(Mpre, gpre, H, s2r + (size_t)(r % r2) * (size_t)T, (size_t)r2 * (size_t)T,
+				mix_bwd(Mpre, gpre, mpre, H, s2r + (size_t)(r % r2) * (size_t)T, (size_t)r2 * (size_t)T,
 					ds3, (size_t)T, r, ds2);
 				for (int h = 0; h < H; h++) {
 					double *dring = dzr + (size_t)h * (size_t)r1 * (size_t)T;
 					memset(dring + (size_t)(r % r1) * (size_t)T, 0, (size_t)T * sizeof *dring);
 					conv_bwd(&c1, c1.w + (size_t)h * nt1, c1.grad ? c1.grad + (size_t)h * nt1 : NULL,
-						 zr + (size_t)h * (size_t)NZ * (size_t)T, NZ, dring, r1, T, r,
+						 c1.gmag ? c1.gmag + (size_t)h * nt1 : NULL, zr + (size_t)h * (size_t)NZ * (size_t)T, NZ, dring, r1, T, r,
 						 ds2 + (size_t)h * (size_t)T);
 				}
 			}
@@ -450,6 +557,9 @@ int mta_reference_backward(const struct mta_problem *p, const struct mta_tensor 
 						qd[e] = get(q, at(q, b, rz, h, e));
 						dqr[e] = 0;
 					}
+					double *mqr = m ? m->dq + (dqr - g->dq) : NULL;
+					if (mqr)
+						memset(mqr, 0, (size_t)D * sizeof *mqr);
 					for (int64_t c = 0; c <= rz; c++) {
 						double gz = scale * dzrow[c];
 						const double *kc = kd + ((size_t)c * (size_t)Hkv + (size_t)hk) * (size_t)D;
@@ -458,35 +568,22 @@ int mta_reference_backward(const struct mta_problem *p, const struct mta_tensor 
 							dqr[e] += gz * kc[e];
 							dkc[e] += gz * qd[e];
 						}
+						if (mqr) {
+							double *mkc = mk + (dkc - dk);
+							for (int e = 0; e < D; e++) {
+								mqr[e] += fabs(gz * kc[e]);
+								mkc[e] += fabs(gz * qd[e]);
+							}
+						}
 					}
 				}
 			}
 		}
 	}
 
-	/* The weights' gradients, in their own shapes. */
-	if (p->cq)
-		memcpy(g->kq_pre, c1.grad, (size_t)H * nt1 * sizeof *g->kq_pre);
-	if (p->cq2)
-		memcpy(g->kq_post, c2.grad, (size_t)H * nt2 * sizeof *g->kq_post);
-	if (p->head_pre)
-		memcpy(g->head_pre, gMpre, HH * sizeof *g->head_pre);
-	if (p->head_post == MTA_HPOST_LINEAR)
-		memcpy(g->head_post_linear, gMpost, HH * sizeof *g->head_post_linear);
-	if (p->head_post == MTA_HPOST_CONV) {
-		int c = p->hc;
-		for (int grp = 0; grp < H / c; grp++)
-			for (int in = 0; in < c; in++)
-				for (int on = 0; on < c; on++)
-					g->head_post[((size_t)grp * c + (size_t)in) * c + (size_t)on] =
-						gMpost[(grp * c + on) * H + grp * c + in];
-	}
-	if (p->gn)
-		memcpy(g->gn_weight, dgn, (size_t)D * sizeof *dgn);
-	if (p->gate) {
-		memcpy(g->gate_w, dgw, (size_t)D * sizeof *dgw);
-		g->gate_b[0] = dgb;
-	}
+	put_weights(p, g, c1.grad, c2.grad, gMpre, gMpost, dgn, dgw, dgb);
+	if (m)
+		put_weights(p, m, c1.gmag, c2.gmag, mMpre, mMpost, mg.dgn, mg.dgw, mdgb);
 	rc = MTA_OK;
 out:
 	free(zr);
@@ -514,5 +611,10 @@ out:
 	free(c2.w);
 	free(c1.grad);
 	free(c2.grad);
+	free(c1.gmag);
+	free(c2.gmag);
+	free(mMpre);
+	free(mMpost);
+	free(mg.dgn);
 	return mta_done(rc);
 }

@@ -249,27 +249,33 @@ int mta_reference_backward_varlen(const struct mta_problem *p, const struct mta_
 				  const int64_t *cu, int64_t ndocs,
 				  const struct mta_reference_grads *g)
 {
-	void *part[NW] = { 0 }, *scratch = NULL;
+	void *part[NW] = { 0 }, *mpart[NW] = { 0 }, *scratch = NULL, *mscratch = NULL;
 	size_t n[NW] = { 0 };
 	const char *miss;
 	int rc, first = 1;
+	const struct mta_reference_grads *m = g ? g->mag : NULL; /* magnitudes, or NULL */
 
 	if ((rc = mta_varlen_check(p, q, k, v, NULL, cu, ndocs, NULL)) ||
 	    (rc = check_dout(p, dout, q->shape[1])))
 		return rc;
 	if ((rc = mta_check_weights(p, w)))
 		return rc;
-	if ((miss = MTA_GRADS_MISSING(p, g)))
-		return mta_fail(MTA_EINVAL, "reference backward: no buffer for the gradient %s, "
-				"which the problem needs", miss);
+	if ((miss = MTA_GRADS_MISSING(p, g)) || (m && (miss = MTA_GRADS_MISSING(p, m))))
+		return mta_fail(MTA_EINVAL, "reference backward: no buffer for the gradient %s%s, "
+				"which the problem needs", miss, g->mag ? " (or its magnitudes)" : "");
 	for (int i = 0; i < NW; i++)
 		n[i] = wcount(p, i);
 	if (ndocs > 1 && !(scratch = scratch_for(n, sizeof(double), part, &rc)) && rc)
 		return rc;
+	if (m && ndocs > 1 && !(mscratch = scratch_for(n, sizeof(double), mpart, &rc)) && rc)
+		goto out;
 	double *const gw[NW] = WEIGHT_GRADS(g);
-	double *pw[NW];
-	for (int i = 0; i < NW; i++)
+	double *const mw[NW] = WEIGHT_GRADS(m ? m : g); /* read only when m is set */
+	double *pw[NW], *pm[NW];
+	for (int i = 0; i < NW; i++) {
 		pw[i] = part[i];
+		pm[i] = mpart[i];
+	}
 	for (int64_t d = 0; d < ndocs; d++) {
 		const int64_t s = cu[d], len = cu[d + 1] - cu[d];
 		struct mta_tensor qd, kd, vd, dd;
@@ -279,12 +285,20 @@ int mta_reference_backward_varlen(const struct mta_problem *p, const struct mta_
 		mta_varlen_view(k, s, len, &kd);
 		mta_varlen_view(v, s, len, &vd);
 		mta_varlen_view(dout, s, len, &dd);
-		double *const *wd = first ? gw : pw;
+		double *const *wd = first ? gw : pw, *const *wm = first ? mw : pm;
+		struct mta_reference_grads md = { 0 };
+		if (m)
+			md = (struct mta_reference_grads){
+				m->dq + (size_t)s * (size_t)p->H * (size_t)p->D,
+				m->dk + (size_t)s * (size_t)p->Hkv * (size_t)p->D,
+				m->dv + (size_t)s * (size_t)p->Hkv * (size_t)p->D,
+				wm[0], wm[1], wm[2], wm[3], wm[4], wm[5], wm[6], wm[7], NULL,
+			};
 		const struct mta_reference_grads gd = {
 			g->dq + (size_t)s * (size_t)p->H * (size_t)p->D,
 			g->dk + (size_t)s * (size_t)p->Hkv * (size_t)p->D,
 			g->dv + (size_t)s * (size_t)p->Hkv * (size_t)p->D,
-			wd[0], wd[1], wd[2], wd[3], wd[4], wd[5], wd[6], wd[7],
+			wd[0], wd[1], wd[2], wd[3], wd[4], wd[5], wd[6], wd[7], m ? &md : NULL,
 		};
 		if ((rc = mta_reference_backward(p, &qd, &kd, &vd, w, &dd, &gd))) {
 			mta_wrap(rc, "document %" PRId64 " (rows %" PRId64 "..%" PRId64 ")", d, s,
@@ -293,12 +307,16 @@ int mta_reference_backward_varlen(const struct mta_problem *p, const struct mta_
 		}
 		if (!first)
 			for (int i = 0; i < NW; i++)
-				for (size_t x = 0; x < n[i]; x++)
+				for (size_t x = 0; x < n[i]; x++) {
 					gw[i][x] += pw[i][x];
+					if (m)
+						mw[i][x] += pm[i][x];
+				}
 		first = 0;
 	}
 	rc = mta_done(MTA_OK);
 out:
 	free(scratch);
+	free(mscratch);
 	return rc;
 }

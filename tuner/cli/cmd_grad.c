@@ -58,7 +58,7 @@ static int grad_ref(const struct mta_inputs *in, const struct mta_weights *w,
 	struct mta_reference_grads g = {
 		d[MTA_IN_Q], d[MTA_IN_K], d[MTA_IN_V], d[MTA_IN_KQ_PRE], d[MTA_IN_HEAD_PRE],
 		d[MTA_IN_KQ_POST], d[MTA_IN_HEAD_POST], d[MTA_IN_HEAD_POST_LINEAR],
-		d[MTA_IN_GN_WEIGHT], d[MTA_IN_GATE_W], d[MTA_IN_GATE_B],
+		d[MTA_IN_GN_WEIGHT], d[MTA_IN_GATE_W], d[MTA_IN_GATE_B], NULL,
 	};
 	if (!rc)
 		rc = docs->cu ? mta_reference_backward_varlen(&in->problem, &in->q, &in->k, &in->v,

@@ -401,9 +401,9 @@ struct bwd_case {
 	struct mta_tensor q, k, v, out, dout;
 	void *sq, *sk, *sv, *saved;
 	float *ob, *dob, *g[G_N];
-	double *e[G_N];
+	double *e[G_N], *m[G_N]; /* the reference's gradients and their terms' magnitudes */
 	struct mta_grads grads;
-	struct mta_reference_grads rg;
+	struct mta_reference_grads rg, mg; /* rg.mag points at mg */
 	size_t total;
 };
 
@@ -419,6 +419,7 @@ static void bwd_free(struct bwd_case *c)
 	for (int i = 0; i < G_N; i++) {
 		free(c->g[i]);
 		free(c->e[i]);
+		free(c->m[i]);
 	}
 }
 
@@ -455,16 +456,20 @@ static int bwd_make(const struct mta_problem *p, int64_t B, int64_t T, int strid
 		if (!n)
 			continue;
 		if (!(c->g[i] = malloc(n * sizeof *c->g[i])) ||
-		    (refs && !(c->e[i] = malloc(n * sizeof *c->e[i]))))
+		    (refs && (!(c->e[i] = malloc(n * sizeof *c->e[i])) ||
+			      !(c->m[i] = malloc(n * sizeof *c->m[i])))))
 			goto nomem;
 		for (size_t j = 0; j < n; j++)
 			c->g[i][j] = NAN;
 	}
 	c->grads = (struct mta_grads){ c->g[0], c->g[1], c->g[2], c->g[3], c->g[4], c->g[5],
 				       c->g[6], c->g[7], c->g[8], c->g[9], c->g[10] };
+	c->mg = (struct mta_reference_grads){ c->m[0], c->m[1], c->m[2], c->m[3], c->m[4],
+					      c->m[5], c->m[6], c->m[7], c->m[8], c->m[9],
+					      c->m[10], NULL };
 	c->rg = (struct mta_reference_grads){ c->e[0], c->e[1], c->e[2], c->e[3], c->e[4],
 					      c->e[5], c->e[6], c->e[7], c->e[8], c->e[9],
-					      c->e[10] };
+					      c->e[10], refs ? &c->mg : NULL };
 	return MTA_OK;
 nomem:
 	bwd_free(c);
@@ -538,7 +543,7 @@ static int check_bwd(const struct mta_runner *r, const struct mta_problem *p,
 		struct mta_compare cmp;
 		if (!n)
 			continue;
-		if ((rc = mta_compare_grad(c.g[i], c.e[i], n, p->dtype, &cmp))) {
+		if ((rc = mta_compare_grad_mag(c.g[i], c.e[i], c.m[i], n, p->dtype, &cmp))) {
 			if (res)
 				*res = cmp;
 			mta_wrap(rc, "gradient %s against the float64 reference backward at T=%lld, "

@@ -108,7 +108,8 @@ int mta_time_rounds(const struct mta_runner *r, int n, const struct mta_problem 
  * output and every gradient poisoned with NaN first; the saving forward,
  * whose output is held to mta_reference (mta_compare), then the backward,
  * every gradient the problem has held to mta_reference_backward
- * (mta_compare_grad: relative L2 and every element). MTA_OK, or MTA_EVERIFY
+ * (mta_compare_grad_mag on the reference's terms' magnitudes: relative L2
+ * and every element, a sum that cancels judged on its terms). MTA_OK, or MTA_EVERIFY
  * naming the tensor; res (may be NULL) gets the worst gradient's comparison.
  */
 int mta_check_bwd(const struct mta_runner *r, const struct mta_problem *p,
