@@ -36,10 +36,11 @@ def kq_conv(Z, w, pad_key):
 
 def mta_forward(q, k, v, kq_pre=None, head_pre=None, kq_post=None, head_post=None,
                 head_post_linear=None, gn_weight=None, gate_w=None, gate_b=None,
-                pad_key="both", layer_id=None, scale=None):
+                pad_key="both", layer_id=None, scale=None, taps=None):
     """o [B,T,H,D] float64 from q [B,T,H,D], k, v [B,T,Hkv,D] of any float
     dtype (taken exactly) and weights in the reference's shapes. Differentiable
-    in its float64 inputs."""
+    in its float64 inputs. taps (a dict, optional) receives the gate's input
+    "gate_in" [B,T,H,D] and logit "gate_z" [B,T,H] when the problem has one."""
     # float64 tensors pass as they are, so torch.autograd differentiates the
     # reference (test_backward.py); others are converted, detached
     d = lambda t: None if t is None else t if t.dtype == TORCH else t.detach().to(TORCH)
@@ -82,5 +83,8 @@ def mta_forward(q, k, v, kq_pre=None, head_pre=None, kq_post=None, head_post=Non
             o = o * (1 - (0.8 - 0.6 * math.exp(-0.3 * layer_id)))
     # 9. gate
     if gate_w is not None:
-        o = o * torch.sigmoid(o @ gate_w[0] + gate_b[0]).unsqueeze(-1)
+        z = o @ gate_w[0] + gate_b[0]
+        if taps is not None:
+            taps["gate_in"], taps["gate_z"] = o, z
+        o = o * torch.sigmoid(z).unsqueeze(-1)
     return o

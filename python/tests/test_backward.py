@@ -7,7 +7,7 @@ import torch
 
 import mtatune.torch as mt
 from mta_reference import mta_forward
-from util import compare, gen, qkv, require, test, weights
+from util import compare, gate_magnitudes, gen, qkv, require, test, weights
 
 B, T = 2, 29
 
@@ -42,9 +42,11 @@ def run_case(name):
     o.backward(dout.to(o.dtype))
     # the reference: the same values in float64
     ref = {n: t.detach().to(torch.float64).requires_grad_(True) for n, t in ins.items()}
+    taps = {}
     e = mta_forward(ref["q"], ref["k"], ref["v"], pad_key=pad_key, layer_id=layer_id,
-                    scale=scale, **{n: ref[n] for n in w})
+                    scale=scale, taps=taps, **{n: ref[n] for n in w})
     e.backward(dout)
+    mags = gate_magnitudes(taps, dout)
     for n in ins:
         got = ours[n].grad
         require(got is not None, f"{name}: no gradient for {n}")
@@ -52,7 +54,7 @@ def run_case(name):
                 f"{name}: d{n} has shape {tuple(got.shape)} {got.dtype}")
         # bf16 gradients of q, k, v are rounded to bf16 on the way out: judge under
         # bf16's bounds; the weights' (float32) under the problem's dtype too
-        ok, msg = compare(got, ref[n].grad, dtype, grad=True)
+        ok, msg = compare(got, ref[n].grad, dtype, grad=True, mag=mags.get(n))
         require(ok, f"{name}: d{n}: {msg}")
 
 
@@ -80,3 +82,19 @@ def test_backward_bf16():
 def test_backward_cuda_says_no_backward():
     # the message the CUDA path raises is the library's plain statement
     require("no CUDA backward" in mt.NO_BACKWARD, mt.NO_BACKWARD)
+
+
+@test
+def test_backward_compare_judges_cancelling_sums_by_their_terms():
+    # the gate bias gradient that failed a correct C kernel: terms of total
+    # magnitude 90.8 summing to -0.006, the kernel 8e-7 off (1e-8 of them)
+    e = torch.tensor([-0.00606925], dtype=torch.float64)
+    mag = torch.tensor([90.7649], dtype=torch.float64)
+    o = torch.tensor([-0.00607005], dtype=torch.float32)
+    require(not compare(o, e, torch.float32, grad=True)[0], "judged on |e| it fails")
+    ok, msg = compare(o, e, torch.float32, grad=True, mag=mag)
+    require(ok, msg)
+    # one term in a thousand missing fails; NaN fails
+    require(not compare(e + mag / 1000, e, torch.float32, grad=True, mag=mag)[0], "1e-3 passed")
+    require(not compare(torch.tensor([float("nan")]), e, torch.float32, grad=True, mag=mag)[0],
+            "NaN passed")

@@ -29,11 +29,16 @@ def _docs(g, total):
     return cu
 
 
-def _per_document(q, k, v, w, cu, **kw):
+def _per_document(q, k, v, w, cu, taps=None, **kw):
+    """The reference on each document alone; taps (a list, optional) gets
+    each document's (start, end, mta_forward's taps)."""
     out = torch.zeros(q.shape, dtype=torch.float64)
     for a, b in zip(cu[:-1], cu[1:]):
         if b > a:
-            out[:, a:b] = mta_forward(q[:, a:b], k[:, a:b], v[:, a:b], **w, **kw)
+            t = {}
+            out[:, a:b] = mta_forward(q[:, a:b], k[:, a:b], v[:, a:b], **w, **kw, taps=t)
+            if taps is not None:
+                taps.append((a, b, t))
     return out
 
 
@@ -87,7 +92,7 @@ def test_cu_seqlens_backward_equals_per_document():
     gradient is the sum over documents): every gradient under the library's
     gradient bounds. Documents of length 1, 0, 2 (shorter than cq=3, ck=5)
     and random ones; int32 and int64 offsets; f32 and bf16."""
-    from util import compare
+    from util import compare, gate_magnitudes
     for dtype, idt in ((torch.float32, torch.int64), (torch.bfloat16, torch.int32)):
         g = gen(f"varlen_bwd{dtype}")
         q, k, v = qkv(g, 1, 40, 4, 2, 8, dtype)
@@ -101,14 +106,19 @@ def test_cu_seqlens_backward_equals_per_document():
                              **{n: ours[n] for n in w})
         o.backward(dout.to(o.dtype))
         ref = {n: t.detach().to(torch.float64).requires_grad_(True) for n, t in ins.items()}
-        e = _per_document(ref["q"], ref["k"], ref["v"], {n: ref[n] for n in w}, cu,
+        taps = []
+        e = _per_document(ref["q"], ref["k"], ref["v"], {n: ref[n] for n in w}, cu, taps=taps,
                           layer_id=2)
         e.backward(dout.to(torch.float64))
+        mags = {}  # the gate's terms' magnitudes, summed over documents as its gradient is
+        for a, b, t in taps:
+            for n, m in gate_magnitudes(t, dout.to(torch.float64)[:, a:b]).items():
+                mags[n] = mags[n] + m if n in mags else m
         for n in ins:
             got = ours[n].grad
             require(got is not None and got.shape == ins[n].shape and got.dtype == ins[n].dtype,
                     f"packed {dtype}: d{n} is {None if got is None else (got.shape, got.dtype)}")
-            ok, msg = compare(got, ref[n].grad, dtype, grad=True)
+            ok, msg = compare(got, ref[n].grad, dtype, grad=True, mag=mags.get(n))
             require(ok, f"packed {dtype} {cu}: d{n}: {msg}")
         # the boundaries matter: the whole sequence's dq is another gradient
         whole = {n: t.detach().to(torch.float64).requires_grad_(True) for n, t in ins.items()}

@@ -89,12 +89,26 @@ def qkv(g, B, T, H, Hkv, D, dtype):
             uniform(g, (B, T, Hkv, D), 1.0, dtype))
 
 
-def compare(o, e, dtype, grad=False):
+def _grad_cancel():
+    """MTA_GRAD_CANCEL, read from runtime/mta.h (a #define, not a symbol)."""
+    with open(os.path.join(REPO, "runtime", "mta.h")) as f:
+        for line in f:
+            if line.startswith("#define MTA_GRAD_CANCEL "):
+                return float(line.split()[2])
+    raise RuntimeError("runtime/mta.h defines no MTA_GRAD_CANCEL")
+
+
+GRAD_CANCEL = _grad_cancel()
+
+
+def compare(o, e, dtype, grad=False, mag=None):
     """(ok, message): o (any dtype) against the float64 reference e under the
     bounds mta_compare applies to dtype's problems, with the numbers taken
     from the library (mta_tolerance, mta_tolerance_elem; with grad, those of
     mta_compare_grad): relative L2 error <= tol and every element
-    |o-e| <= atol*rms(e) + rtol*|e|. NaN fails."""
+    |o-e| <= atol*rms(e) + rtol*|e|. NaN fails. mag (a gradient's terms'
+    magnitudes, as mta_compare_grad_mag takes them) judges each element on
+    s = max(|e|, MTA_GRAD_CANCEL * mag) in place of |e|."""
     tol, atol, rtol = (_lib.tolerance_grad if grad else _lib.tolerance)(DTYPE_CODE[dtype])
     o = o.detach().to(torch.float64).reshape(-1)
     e = e.detach().to(torch.float64).reshape(-1)
@@ -104,9 +118,12 @@ def compare(o, e, dtype, grad=False):
     if not finite.all():
         i = int((~finite).nonzero()[0])
         return False, f"{int((~finite).sum())} non-finite elements, first [{i}] = {o[i]}"
-    rel = float((o - e).norm() / e.norm())
-    rms = float(e.pow(2).mean().sqrt())
-    bound = atol * rms + rtol * e.abs()
+    s = e.abs()
+    if mag is not None:
+        s = torch.maximum(s, GRAD_CANCEL * mag.detach().to(torch.float64).reshape(-1))
+    rel = float((o - e).norm() / s.norm())
+    rms = float(s.pow(2).mean().sqrt())
+    bound = atol * rms + rtol * s
     excess = (o - e).abs() - bound
     bad = int((excess > 0).sum())
     w = int(excess.argmax())
@@ -114,6 +131,22 @@ def compare(o, e, dtype, grad=False):
            f"|o-e| <= {atol:g}*rms + {rtol:g}*|e| (rms {rms:.3g}); worst [{w}] {float(o[w]):.6g} "
            f"expected {float(e[w]):.6g}")
     return rel <= tol and bad == 0, msg
+
+
+def gate_magnitudes(taps, dout):
+    """The gate weights' gradients' terms' magnitudes, as the C reference
+    backward adds them up (mta_reference_grads.mag): the gate bias sums
+    dz = sg'(z) * sum_e dout_e n_e over every row and head, its terms taken
+    as sg'(z) * sum_e |dout_e n_e|; gate_w[e] sums dz * n_e likewise. The
+    bias's gradient is one number whose terms can cancel far below float32's
+    rounding of them; {} when the problem has no gate."""
+    if "gate_z" not in taps:
+        return {}
+    n = taps["gate_in"].detach()
+    sg = torch.sigmoid(taps["gate_z"].detach())
+    dz = sg * (1 - sg) * (dout.abs() * n.abs()).sum(-1)
+    return {"gate_b": dz.sum().reshape(1), "gate_w": (dz.unsqueeze(-1) * n.abs()).sum((0, 1, 2))
+            .reshape(1, -1)}
 
 
 def check(o, e, dtype, what=""):
