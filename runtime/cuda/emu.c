@@ -550,8 +550,9 @@ static int fwd_save(struct mta_kernel *k, const struct mta_problem *p, const str
 {
 	const struct mta_cuda_bwd_dev dev = { k, emu_alloc, emu_release, emu_copy, emu_copy,
 					      emu_bwd_launch };
+	const struct mta_cuda_bwd_shape bs = mta_cuda_bwd_shape_of(&k->v);
 	int rc = same_problem(k, p);
-	return rc ? rc : guarded(k, mta_cuda_bwd_forward(&dev, &k->v, p, q, kt, v, w, o, saved));
+	return rc ? rc : guarded(k, mta_cuda_bwd_forward(&dev, &bs, p, q, kt, v, w, o, saved));
 }
 
 static int backward(struct mta_kernel *k, const struct mta_problem *p, const struct mta_tensor *q,
@@ -561,8 +562,9 @@ static int backward(struct mta_kernel *k, const struct mta_problem *p, const str
 {
 	const struct mta_cuda_bwd_dev dev = { k, emu_alloc, emu_release, emu_copy, emu_copy,
 					      emu_bwd_launch };
+	const struct mta_cuda_bwd_shape bs = mta_cuda_bwd_shape_of(&k->v);
 	int rc = same_problem(k, p);
-	return rc ? rc : guarded(k, mta_cuda_bwd_backward(&dev, &k->v, p, q, kt, v, w, saved, dout,
+	return rc ? rc : guarded(k, mta_cuda_bwd_backward(&dev, &bs, p, q, kt, v, w, saved, dout,
 							  g));
 }
 
