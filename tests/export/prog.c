@@ -19,7 +19,8 @@
  * With MTX_CU_SEQLENS="0,a,b,...,T" in the environment (and B = 1), run
  * runs the packed-documents forward (mta_forward_varlen) with those offsets,
  * and grad the packed training calls (mta_forward_train_varlen, then
- * mta_backward_varlen).
+ * mta_backward_varlen). With MTX_BACKEND=cuda, grad's context is a CUDA
+ * library's (default cpu).
  * With MTX_DECODE_FROM=N, run decodes instead: rows [0,N) of every sequence
  * as one chunk into a cache of mta_cache_create_ctx, then one token at a time.
  *
@@ -233,7 +234,8 @@ static int grad(const char *case_path, const char *out_path)
 	const char *env = getenv("MTX_CU_SEQLENS");
 	for (char *e = (char *)env; env && ncu < 64 && *e; e += *e == ',')
 		cu[ncu++] = strtoll(e, &e, 10);
-	if ((rc = mta_context_create(&c, NULL, "cpu", 0)) ||
+	const char *be = getenv("MTX_BACKEND");
+	if ((rc = mta_context_create(&c, NULL, be && *be ? be : "cpu", 0)) ||
 	    (rc = mta_context_pick_op(c, &p, "bwd", B, T, &pick)))
 		return fail(rc);
 	if (ncu) {
