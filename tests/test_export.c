@@ -624,7 +624,10 @@ TEST(export_cuda_sm90_without_gpu_builds_and_says_no_device)
 	free(out);
 }
 
-/* The cubin NVRTC makes for sm_90 of p's op kernel of spec: its hash and size into out ("HASH SIZE"). */
+/*
+ * The cubin NVRTC makes for sm_90 of p's op kernel of spec: "SIZE HASH" into
+ * out; with store, also kept there as a tuner with another NVRTC keeps it.
+ */
 static void nvrtc_cubin(const struct mta_problem *p, const char *spec, int op, char *out, size_t n,
 			struct mta_db *store)
 {
@@ -637,7 +640,7 @@ static void nvrtc_cubin(const struct mta_problem *p, const char *spec, int op, c
 	REQUIRE_MSG(mta_nvrtc_compile(&job) == MTA_OK, job.message);
 	mta_hash_hex(job.cubin, job.cubin_size, hash);
 	snprintf(out, n, "%zu %s", job.cubin_size, hash);
-	if (store) { /* under another NVRTC's name, as a tuner elsewhere stored it */
+	if (store) {
 		struct mta_db_binary_key key;
 		char compiler[32];
 		mta_hash_hex(src, strlen(src), shash);
