@@ -32,16 +32,19 @@
 typedef int (*emu_fn)(const void *args, size_t args_size, const unsigned grid[3],
 		      unsigned threads, size_t smem_bytes);
 
+struct fmod;
+struct ffunc {
+	struct fmod *m;
+	char name[64];
+};
+
 struct fmod {
 	char hash[17];
 	const unsigned char *image;
 	size_t size;
 	emu_fn fn; /* NULL: no emulator for this cubin */
-};
-
-struct ffunc {
-	struct fmod *m;
-	char name[64];
+	struct ffunc funcs[4]; /* its functions, gone with it as a driver's are */
+	int nfuncs;
 };
 
 static void logf_(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -153,11 +156,12 @@ int cuModuleUnload(struct fmod *m) { free(m); return 0; }
 int cuModuleGetFunction(struct ffunc **out, struct fmod *m, const char *name)
 {
 	size_t l = strlen(name);
-	struct ffunc *f;
+	if (m->nfuncs == 4)
+		return 2;
+	struct ffunc *f = &m->funcs[m->nfuncs];
 	if (l >= sizeof f->name || !memmem(m->image, m->size, name, l + 1))
 		return 500; /* not found */
-	if (!(f = calloc(1, sizeof *f)))
-		return 2;
+	m->nfuncs++;
 	f->m = m;
 	memcpy(f->name, name, l + 1);
 	logf_("func %s %s\n", name, m->hash);
