@@ -813,6 +813,15 @@ TEST(export_cuda_ships_the_backward_and_runs_it_on_a_stand_in_driver)
 	free(out);
 	/* packed documents: core's loop, each document through the library's training calls */
 	grad_check(prog, env, &p, 1, 40, cu, 5, pick, sizeof pick);
+	/* host tensors only (the library copies them across itself), and its header says so */
+	CHECK(mt_sh(&out, "MTX_Q_DEVICE=1 %s %s grad %s/gcase.bin %s/gout.bin", env, prog,
+		    mt_tmpdir(), mt_tmpdir()) == 1);
+	CHECK_STR_CONTAINS(out, "EINVAL: mta_forward_train takes host tensors; tensor q says "
+			   "device memory (library cub copies them to its device itself)");
+	free(out);
+	CHECK(mt_sh(&out, "grep -c 'backward cubins (mtatune.s runtime/cuda/bwd.c, shipped' "
+		    "%s/mta.h", lib) == 0);
+	free(out);
 }
 
 /*

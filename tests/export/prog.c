@@ -20,7 +20,8 @@
  * runs the packed-documents forward (mta_forward_varlen) with those offsets,
  * and grad the packed training calls (mta_forward_train_varlen, then
  * mta_backward_varlen). With MTX_BACKEND=cuda, grad's context is a CUDA
- * library's (default cpu).
+ * library's (default cpu); with MTX_Q_DEVICE=1, grad's q says it is in
+ * device memory.
  * With MTX_DECODE_FROM=N, run decodes instead: rows [0,N) of every sequence
  * as one chunk into a cache of mta_cache_create_ctx, then one token at a time.
  *
@@ -227,6 +228,8 @@ static int grad(const char *case_path, const char *out_path)
 	mta_tensor_init(&tv, v, MTA_F32, B, T, p.Hkv, p.D);
 	mta_tensor_init(&to, o, MTA_F32, B, T, p.H, p.D);
 	mta_tensor_init(&td, dout, MTA_F32, B, T, p.H, p.D);
+	if (getenv("MTX_Q_DEVICE")) /* q claims device memory: a CUDA library refuses it */
+		tq.memory = MTA_MEM_DEVICE;
 	struct mta_grads gr = { g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7], g[8], g[9], g[10] };
 	mta_context *c;
 	int64_t cu[64];
