@@ -53,7 +53,8 @@ HDRS     := $(wildcard runtime/*.h runtime/*/*.h gen/*.h gen/*/*.h db/*.h tuner/
 # runtime/core/ uses nothing but libc, libm and pthreads, so it all ships.
 SHIP     := runtime/mta.h $(sort $(wildcard runtime/core/*.h runtime/core/*.c)) \
             runtime/cuda/driver.h runtime/cuda/driver.c runtime/cuda/module.h \
-            runtime/cuda/module.c templates/export_runtime.c templates/export_table.h
+            runtime/cuda/module.c runtime/cuda/bwd.h runtime/cuda/bwd.c runtime/cuda/bwd_drv.c \
+            templates/export_runtime.c templates/export_table.h
 # Files embedded into the library as C strings: schema, templates, and SHIP.
 EMBED    := $(wildcard db/*.sql) $(filter-out $(SHIP),$(wildcard templates/*))
 

@@ -431,12 +431,13 @@ MTA_API int64_t mta_saved_bytes(const struct mta_problem *p, int64_t B, int64_t 
  * bytes, any alignment of float) with what mta_backward needs. Both calls
  * run the backward library of the context's backward pick for p at (B, T)
  * (mta_context_pick_op with "bwd": the tuned backward winner, else the
- * default backward variant). On a cpu context (and in an exported cpu
- * library, for problems exported with a backward) the kernels are generated
+ * default backward variant). On a cpu context the kernels are generated
  * from templates/mta_cpu_bwd.c; on cuda and cuda-emu contexts from
  * templates/mta_cuda_bwd.cu (host tensors and weights, copied to the device
- * and back; gate_b read from the host). Both save the same state, so either
- * backward reads either forward's.
+ * and back; gate_b read from the host). An exported library (cpu or cuda)
+ * runs the same kernels, built at export time, for the problems exported
+ * with a backward. Both save the same state, so either backward reads
+ * either forward's.
  */
 MTA_API int mta_forward_train(mta_context *ctx, const struct mta_problem *p,
 			      const struct mta_tensor *q, const struct mta_tensor *k,

@@ -9,8 +9,11 @@
  * library, CUDA kernels are cubins loaded through mtatune's own driver
  * loader (runtime/cuda/driver.c, which finds libcuda.so.1 with dlopen, so
  * the library starts, and says "no CUDA driver", on machines without one)
- * and launched by its launch code (runtime/cuda/module.c). The rest of mta.h
- * comes from mtatune's core layer shipped beside this file.
+ * and launched by its launch code (runtime/cuda/module.c); the CUDA
+ * backward's cubins run through mtatune's own host side of the backward
+ * (runtime/cuda/bwd.c, bwd_drv.c: checks, copies, the plan of the launch,
+ * the kernel's modes). The rest of mta.h comes from mtatune's core layer
+ * shipped beside this file.
  *
  * Lookup: the pick policy of runtime/core/pick.h over the problem's
  * exported buckets ((T, B)'s own buckets, else the nearest), else the
@@ -40,6 +43,7 @@
 #include "runtime/core/pool.h"
 #include "runtime/core/varlen.h"
 #include "runtime/core/decode.h"
+#include "runtime/cuda/bwd.h"
 #include "runtime/cuda/driver.h"
 #include "runtime/cuda/module.h"
 #include "templates/export_table.h"
@@ -55,6 +59,7 @@ struct mta_context {
 	int cuda_backend;              /* 0 cpu, 1 cuda */
 	struct mta_cuda *cu;           /* cuda only: the device in use */
 	struct mta_cuda_module *mods;  /* cuda only: per kernel, loaded on first use */
+	struct mta_cuda_train **trains; /* cuda only: per backward kernel, loaded on first use */
 	struct mta_pool *pool;         /* cpu only: the kernels' threads and workspaces */
 	pthread_mutex_t lock;
 	/* mta_attention: cpu only, the float32 o narrowed into a bf16/f16 o */
@@ -78,7 +83,8 @@ static int cuda_open(mta_context *c, int index)
 	const struct mtx_library *lib = c->lib;
 	int want_major = 0, want_minor = 0, rc;
 
-	if (!(c->mods = calloc((size_t)lib->nkernels + 1, sizeof *c->mods)))
+	if (!(c->mods = calloc((size_t)lib->nkernels + 1, sizeof *c->mods)) ||
+	    !(c->trains = calloc((size_t)lib->nkernels + 1, sizeof *c->trains)))
 		return mta_fail(MTA_ENOMEM, "out of memory");
 	if ((rc = mta_cuda_open(index, &c->cu)))
 		return rc;
@@ -136,6 +142,9 @@ void mta_context_free(mta_context *c)
 		return;
 	for (int i = 0; c->mods && i < c->lib->nkernels; i++)
 		mta_cuda_module_unload(&c->mods[i]);
+	for (int i = 0; c->trains && i < c->lib->nkernels; i++)
+		mta_cuda_train_free(c->trains[i]);
+	free(c->trains);
 	mta_cuda_close(c->cu);
 	mta_pool_free(c->pool);
 	free(c->mods);
@@ -182,12 +191,10 @@ static int choose_op(mta_context *c, const struct mta_problem *p, int bwd, int64
 				"(it holds %d problems; tune it and export again)", key,
 				c->lib->name, c->lib->nproblems);
 	if (bwd && e->bwd_default < 0)
-		return c->cuda_backend
-			? mta_fail(MTA_EUNSUPPORTED, "library %s has no backward (cuda kernels have "
-				   "none yet; export a cpu library)", c->lib->name)
-			: mta_fail(MTA_EUNSUPPORTED, "library %s has no backward for %s: it ships "
-				   "the backward of problems tuned for it (mtatune tune --op bwd, "
-				   "then export again)", c->lib->name, key);
+		return mta_fail(MTA_EUNSUPPORTED, "library %s has no backward for %s: it ships the "
+				"backward of problems tuned for it (mtatune tune --op bwd%s, then "
+				"export again)", c->lib->name, key,
+				c->cuda_backend ? " --backend cuda" : "");
 	const struct mtx_bucket *bk = bwd ? e->bwd_buckets : e->buckets;
 	int nb = bwd ? e->nbwd : e->nbuckets;
 	int n = nb < 256 ? nb : 256;
@@ -574,12 +581,59 @@ int mta_forward(mta_context *c, const struct mta_problem *p, const struct mta_te
 	return mta_done(rc);
 }
 
-/* ---- training: the shipped backward (cpu) ------------------------------- */
+/* ---- training: the shipped backward ------------------------------------ */
+
+/* Backward kernel k's loaded cubin (cuda), loading it on first use. */
+static int cuda_train(mta_context *c, int k, const struct mta_problem *p,
+		      struct mta_cuda_train **t)
+{
+	const struct mtx_kernel *kn = &c->lib->kernels[k];
+	int rc = MTA_OK;
+	if (!kn->cubin || !kn->entry || strcmp(kn->entry, MTA_CUDA_BWD_KERNEL))
+		return mta_fail(MTA_EKERNEL, "kernel %s of library %s is not a CUDA backward",
+				kn->spec, c->lib->name);
+	pthread_mutex_lock(&c->lock);
+	if (!c->trains[k]) {
+		count(&c->stats.kernel_loads);
+		if ((rc = mta_cuda_train_open(c->cu, p, &kn->shape, kn->cubin, &c->trains[k])))
+			mta_wrap(rc, "cuda backward %s", kn->spec);
+	}
+	*t = c->trains[k];
+	pthread_mutex_unlock(&c->lock);
+	return rc;
+}
+
+/*
+ * A CUDA library's training call: host tensors, as mtatune's cuda context
+ * takes them (runtime/cuda/bwd.c copies them to the device and back).
+ */
+static int cuda_train_call(mta_context *c, int k, const struct mta_problem *p,
+			   const struct mta_tensor *q, const struct mta_tensor *kt,
+			   const struct mta_tensor *v, const struct mta_weights *w,
+			   struct mta_tensor *o, void *saved, const struct mta_tensor *dout,
+			   const struct mta_grads *g, const char *what)
+{
+	const struct mta_tensor *all[5] = { q, kt, v, o, dout };
+	static const char *names[5] = { "tensor q", "tensor k", "tensor v", "tensor o",
+					"tensor dout" };
+	struct mta_cuda_train *t;
+	int rc;
+	for (int i = 0; i < 5; i++)
+		if (all[i] && all[i]->memory != MTA_MEM_HOST)
+			return mta_fail(MTA_EINVAL, "%s takes host tensors; %s says device memory "
+					"(library %s copies them to its device itself)", what,
+					names[i], c->lib->name);
+	if ((rc = cuda_train(c, k, p, &t)))
+		return rc;
+	return o ? mta_cuda_train_fwd_save(t, p, q, kt, v, w, o, saved)
+		 : mta_cuda_train_backward(t, p, q, kt, v, w, saved, dout, g);
+}
 
 /*
  * The backward kernel of (p, B, T) and its arguments: the saving forward
  * (o set) or the backward (dout, g set), through kargs_bwd.c as mtatune's
- * runtime fills them (runtime/cpu/cpu_bwd.c).
+ * runtime fills them (runtime/cpu/cpu_bwd.c); on a CUDA library the
+ * backward's cubin, through runtime/cuda/bwd.c as mtatune's runtime runs it.
  */
 static int train_call(mta_context *c, const struct mta_problem *p, const struct mta_tensor *q,
 		      const struct mta_tensor *kt, const struct mta_tensor *v,
@@ -594,6 +648,8 @@ static int train_call(mta_context *c, const struct mta_problem *p, const struct 
 	if ((rc = mta_check_tensors(p, q, kt, v, o, &B, &T)) ||
 	    (rc = choose_op(c, p, 1, B, T, &k, NULL)))
 		return rc;
+	if (c->cuda_backend)
+		return cuda_train_call(c, k, p, q, kt, v, w, o, saved, dout, g, what);
 	const struct mtx_kernel *kn = &c->lib->kernels[k];
 	if (!kn->fwd_save || !kn->bwd || kn->info->abi != MTA_BKARGS_ABI ||
 	    kn->info->args_size != (int)sizeof a || kn->info->dtype != p->dtype)

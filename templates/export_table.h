@@ -12,7 +12,7 @@
  * sizes (b_bucket/2, b_bucket], with the evidence of that decision (speed-up
  * over the default variant, its 95% interval, rounds); default_kernel is the
  * backend's default variant of the problem, run when the problem has no
- * bucket at all. The backward's buckets and default (cpu) are the same for
+ * bucket at all. The backward's buckets and default are the same for
  * mta_forward_train and mta_backward.
  */
 #ifndef MTX_TABLE_H
@@ -21,13 +21,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "runtime/core/cuda_bwd.h"
 #include "runtime/core/mta_kargs.h"
 #include "runtime/core/mta_dargs.h"
 
 /*
  * One compiled kernel: a C function (cpu) or a cubin (cuda); or a CPU
  * backward (templates/mta_cpu_bwd.c, ABI runtime/core/mta_bkargs.h): fn
- * NULL, fwd_save and bwd its entry points, info its mta_cpu_bwd_info.
+ * NULL, fwd_save and bwd its entry points, info its mta_cpu_bwd_info; or a
+ * CUDA backward (templates/mta_cuda_bwd.cu): a cubin whose entry is
+ * MTA_CUDA_BWD_KERNEL, block and smem its threads and shared memory, shape
+ * the backward's bq, warps, nb, which plan each call (runtime/core/cuda_bwd.h).
  */
 struct mtx_kernel {
 	const char *spec;                          /* variant spec it was built from */
@@ -43,6 +47,7 @@ struct mtx_kernel {
 	unsigned block;                            /* threads per block (32 * warps) */
 	unsigned smem;                             /* dynamic shared memory, bytes */
 	unsigned bq, hpb;                          /* query rows per block, heads per block */
+	struct mta_cuda_bwd_shape shape;           /* a backward's shape; zeros for a forward */
 };
 
 struct mtx_bucket {
@@ -61,9 +66,9 @@ struct mtx_problem {
 	/* cpu: the problem's decode kernel (templates/mta_cpu_decode.c); NULL for cuda */
 	int (*decode)(const struct mta_dargs *a);
 	/*
-	 * cpu: the backward's buckets (its winners, `tune --op bwd`) and its
-	 * default backward kernel; -1 when the problem ships no backward (not
-	 * tuned for it, or cuda, which has none).
+	 * The backward's buckets (its winners, `tune --op bwd`) and its default
+	 * backward kernel; -1 when the problem ships no backward (not tuned for
+	 * it).
 	 */
 	const struct mtx_bucket *bwd_buckets;
 	int nbwd;

@@ -561,6 +561,53 @@ TEST(cuda_bwd_workspace_is_linear_in_T)
 }
 
 /*
+ * The plan from a shape (runtime/core/cuda_bwd.c, what the host side and an
+ * exported library use) is the variant's plan (gen's mta_cuda_bwd_dims):
+ * the same sizes and the same cuts for every point of the space's values,
+ * at several B and T; a shape no backward has is refused by name.
+ */
+TEST(cuda_bwd_plan_from_the_shape_is_the_variants)
+{
+	struct mta_problem p;
+	struct mta_variant v;
+	REQUIRE(mta_problem_from_key("h4kv2d16-pre3x5-hpre-post2x3-hc2-both-gn-gate", &p) == MTA_OK);
+	REQUIRE(mta_variant_default_op(&p, MTA_BACKEND_CUDA, MTA_OP_BWD, &v) == MTA_OK);
+	static const int bqs[] = { 8, 16, 32 }, warps[] = { 2, 4, 8 }, nbs[] = { 1, 7, 132 };
+	static const int64_t BT[][2] = { { 1, 1 }, { 1, 100 }, { 3, 257 } };
+	int n = 0;
+	for (int a = 0; a < 3; a++)
+		for (int b = 0; b < 3; b++)
+			for (int c = 0; c < 3; c++)
+				for (int t = 0; t < 3; t++) {
+					struct mta_variant x = v;
+					struct mta_cuda_bwd_dims dv, ds;
+					long long pv[2 * 133], ps[2 * 133];
+					x.bq = bqs[a];
+					x.warps = warps[b];
+					x.nb = nbs[c];
+					const struct mta_cuda_bwd_shape s = mta_cuda_bwd_shape_of(&x);
+					CHECK(s.bq == x.bq && s.warps == x.warps && s.nb == x.nb);
+					REQUIRE(mta_cuda_bwd_dims(&p, &x, BT[t][0], BT[t][1], &dv,
+								  pv) == MTA_OK);
+					REQUIRE(mta_cuda_bwd_plan(&p, &s, BT[t][0], BT[t][1], &ds, ps) ==
+						MTA_OK);
+					CHECK(!memcmp(&dv, &ds, sizeof dv));
+					CHECK(!memcmp(pv, ps, sizeof *pv * 2 * (dv.nb + 1)));
+					n++;
+				}
+	CHECK(n == 81);
+	struct mta_cuda_bwd_dims d;
+	const struct mta_cuda_bwd_shape bad[] = { { 0, 4, 132 }, { 16, 0, 132 }, { 16, 4, 0 },
+						  { 16, 33, 132 } };
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		CHECK(mta_cuda_bwd_plan(&p, &bad[i], 1, 16, &d, NULL) == MTA_EINVAL);
+		CHECK_STR_CONTAINS(mta_last_error(), "expected bq and nb 1 or more, warps 1 to 32");
+	}
+	const struct mta_cuda_bwd_shape ok = { 16, 4, 132 };
+	CHECK(mta_cuda_bwd_plan(&p, &ok, 0, 16, &d, NULL) == MTA_EINVAL);
+}
+
+/*
  * One saved state for both backwards: the CPU's saving forward, then the
  * CUDA backward on the emulator, gives the reference's gradients (and the
  * other way round), as mta_saved_bytes' one layout promises.

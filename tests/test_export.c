@@ -9,6 +9,7 @@
 #include "tests/harness.h"
 #include "tests/cpu_util.h"
 #include "gen/cuda/cudagen.h"
+#include "gen/gen.h"
 #include "db/db.h"
 #include "runtime/host.h"
 #include "tuner/io/inputs.h"
@@ -17,6 +18,7 @@
 #include "runtime/ccompile.h"
 #include "runtime/core/hash.h"
 #include "runtime/cuda/cuda.h"
+#include "runtime/cuda/emu.h"
 #include "tuner/tune/tune.h"
 
 #include <math.h>
@@ -352,6 +354,102 @@ TEST(export_round_trip_tune_export_build_link_runs_every_golden_case)
  * the backward winner (exact bucket, then the nearest) and every gradient,
  * and the output, match the float64 references.
  */
+/*
+ * prog grad (prog a path, env its environment's prefix) on fresh random
+ * inputs of p at (B, T), packed documents cu (ndocs of them) when cu is
+ * set: o and every gradient compared with the float64 references
+ * (mta_compare, mta_compare_grad_mag: relative L2 and the element-wise
+ * bound, a sum whose terms cancel judged on their magnitudes);
+ * prog's pick line into pick.
+ */
+static void grad_check(const char *prog, const char *env, const struct mta_problem *p, int64_t B,
+		       int64_t T, const int64_t *cu, int64_t ndocs, char *pick, size_t npick)
+{
+	char *out = NULL;
+	struct mta_tensor q, k, v, d;
+	struct mta_weights wt;
+	void *bq = mt_tensor(MTA_F32, B, T, p->H, p->D, 0, &q);
+	void *bk = mt_tensor(MTA_F32, B, T, p->Hkv, p->D, 0, &k);
+	void *bv = mt_tensor(MTA_F32, B, T, p->Hkv, p->D, 0, &v);
+	void *bd = mt_tensor(MTA_F32, B, T, p->H, p->D, 0, &d);
+	mt_weights(p, &wt);
+	char cpath[1024], opath[1024], cus[600] = "";
+	snprintf(cpath, sizeof cpath, "%s/gcase.bin", mt_tmpdir());
+	snprintf(opath, sizeof opath, "%s/gout.bin", mt_tmpdir());
+	remove(opath);
+	pick[0] = 0;
+	write_case(cpath, p, B, T, q.data, k.data, v.data, &wt);
+	FILE *f = fopen(cpath, "ab");
+	REQUIRE(f);
+	const size_t nq = (size_t)(B * T * p->H * p->D);
+	REQUIRE(fwrite(d.data, 4, nq, f) == nq && fclose(f) == 0);
+	for (int64_t i = 0; cu && i <= ndocs; i++)
+		snprintf(cus + strlen(cus), sizeof cus - strlen(cus), "%s%lld", i ? "," : "",
+			 (long long)cu[i]);
+	int rc = mt_sh(&out, "%s MTX_CU_SEQLENS=%s %s grad %s %s", env, cus, prog, cpath, opath);
+	CHECKF(rc == 0, "prog grad T=%lld: exit %d: %s", (long long)T, rc, out);
+	snprintf(pick, npick, "%s", out ? out : "");
+	free(out);
+	/* the references: o, then each gradient in struct mta_grads order */
+	const size_t nk = (size_t)(B * T * p->Hkv * p->D);
+	size_t n[12] = { nq, nq, nk, nk,
+			 p->cq ? (size_t)(p->H * p->cq * p->ck) : 0,
+			 p->head_pre ? (size_t)(p->H * p->H) : 0,
+			 p->cq2 ? (size_t)(p->H * p->cq2 * p->ck2) : 0,
+			 p->head_post == MTA_HPOST_CONV ? (size_t)(p->H * p->hc) : 0,
+			 p->head_post == MTA_HPOST_LINEAR ? (size_t)(p->H * p->H) : 0,
+			 p->gn ? (size_t)p->D : 0, p->gate ? (size_t)p->D : 0, p->gate ? 1 : 0 };
+	double *e[12], *m[12]; /* the references and the gradients' terms' magnitudes */
+	size_t total = 0;
+	for (int i = 0; i < 12; i++) {
+		e[i] = n[i] ? calloc(n[i], sizeof *e[i]) : NULL;
+		m[i] = n[i] ? calloc(n[i], sizeof *m[i]) : NULL;
+		total += n[i];
+	}
+	struct mta_reference_grads mg = { m[1], m[2], m[3], m[4], m[5], m[6], m[7], m[8],
+					  m[9], m[10], m[11], NULL };
+	struct mta_reference_grads rg = { e[1], e[2], e[3], e[4], e[5], e[6], e[7], e[8],
+					  e[9], e[10], e[11], &mg };
+	if (cu) {
+		REQUIRE(mta_reference_varlen(p, &q, &k, &v, &wt, cu, ndocs, e[0]) == MTA_OK);
+		REQUIRE(mta_reference_backward_varlen(p, &q, &k, &v, &wt, &d, cu, ndocs, &rg) ==
+			MTA_OK);
+	} else {
+		REQUIRE(mta_reference(p, &q, &k, &v, &wt, e[0]) == MTA_OK);
+		REQUIRE(mta_reference_backward(p, &q, &k, &v, &wt, &d, &rg) == MTA_OK);
+	}
+	float *got = malloc(total * sizeof *got);
+	f = rc == 0 ? fopen(opath, "rb") : NULL;
+	CHECKF(f && got && fread(got, 4, total, f) == total, "T=%lld: no full output from %s",
+	       (long long)T, prog);
+	if (f)
+		fclose(f);
+	size_t at = 0;
+	int checked = 0;
+	for (int i = 0; i < 12; i++) {
+		struct mta_compare cmp;
+		if (!n[i])
+			continue;
+		if (f) {
+			rc = i ? mta_compare_grad_mag(got + at, e[i], m[i], n[i], MTA_F32, &cmp)
+			       : mta_compare(got + at, e[i], n[i], MTA_F32, &cmp);
+			CHECKF(rc == MTA_OK, "T=%lld, tensor %d of the exported backward (%s): %s",
+			       (long long)T, i, pick, mta_last_error());
+			checked++;
+		}
+		at += n[i];
+		free(e[i]);
+		free(m[i]);
+	}
+	CHECK(!f || checked == 11); /* o, dq, dk, dv and the 7 weights SMALL uses */
+	free(got);
+	free(bq);
+	free(bk);
+	free(bv);
+	free(bd);
+	mt_weights_free(&wt);
+}
+
 TEST(export_ships_the_backward_winner_and_its_gradients_match_the_reference)
 {
 	char db[1024], spec[MTA_SPEC_MAX], want[MTA_SPEC_MAX + 8], pick[512], *out = NULL;
@@ -420,90 +518,19 @@ TEST(export_ships_the_backward_winner_and_its_gradients_match_the_reference)
 	static const int64_t cu[] = { 0, 1, 4, 4, 20, 50 };
 	for (size_t t = 0; t < 4; t++) {
 		const int packed = t == 3;
-		const int64_t B = packed ? 1 : 2, T = Ts[t];
-		struct mta_tensor q, k, v, d;
-		struct mta_weights wt;
-		void *bq = mt_tensor(MTA_F32, B, T, p.H, p.D, 0, &q);
-		void *bk = mt_tensor(MTA_F32, B, T, p.Hkv, p.D, 0, &k);
-		void *bv = mt_tensor(MTA_F32, B, T, p.Hkv, p.D, 0, &v);
-		void *bd = mt_tensor(MTA_F32, B, T, p.H, p.D, 0, &d);
-		mt_weights(&p, &wt);
-		char cpath[1024], opath[1024];
-		snprintf(cpath, sizeof cpath, "%s/gcase.bin", mt_tmpdir());
-		snprintf(opath, sizeof opath, "%s/gout.bin", mt_tmpdir());
-		remove(opath);
-		write_case(cpath, &p, B, T, q.data, k.data, v.data, &wt);
-		FILE *f = fopen(cpath, "ab");
-		REQUIRE(f);
-		const size_t nq = (size_t)(B * T * p.H * p.D);
-		REQUIRE(fwrite(d.data, 4, nq, f) == nq && fclose(f) == 0);
-		rc = mt_sh(&out, "%s%s/prog_so grad %s %s",
-			   packed ? "MTX_CU_SEQLENS=0,1,4,4,20,50 " : "", mt_tmpdir(), cpath, opath);
-		CHECKF(rc == 0, "prog grad T=%lld: exit %d: %s", (long long)T, rc, out);
+		const int64_t T = Ts[t];
+		char prog[1100];
+		snprintf(prog, sizeof prog, "%s/prog_so", mt_tmpdir());
+		grad_check(prog, "", &p, packed ? 1 : 2, T, packed ? cu : NULL, 5, pick,
+			   sizeof pick);
 		/* (packed: each document picks for its own length; no pick to compare) */
 		if (!packed && !t)
-			CHECKF(out && !strncmp(out, want, strlen(want)), "T=%lld: the backward pick "
-			       "was '%s', expected %s", (long long)T, out, want);
+			CHECKF(!strncmp(pick, want, strlen(want)), "T=%lld: the backward pick was "
+			       "'%s', expected %s", (long long)T, pick, want);
 		else if (!packed)
-			CHECKF(out && !strncmp(out, t == 1 ? "2 " : "1 ", 2) && strstr(out, spec),
-			       "T=%lld: the backward pick was '%s', expected %s", (long long)T, out,
+			CHECKF(!strncmp(pick, t == 1 ? "2 " : "1 ", 2) && strstr(pick, spec),
+			       "T=%lld: the backward pick was '%s', expected %s", (long long)T, pick,
 			       spec);
-		snprintf(pick, sizeof pick, "%s", out ? out : "");
-		free(out);
-		/* the references: o, then each gradient in struct mta_grads order */
-		const size_t nk = (size_t)(B * T * p.Hkv * p.D);
-		size_t n[12] = { nq, nq, nk, nk,
-				 p.cq ? (size_t)(p.H * p.cq * p.ck) : 0,
-				 p.head_pre ? (size_t)(p.H * p.H) : 0,
-				 p.cq2 ? (size_t)(p.H * p.cq2 * p.ck2) : 0,
-				 p.head_post == MTA_HPOST_CONV ? (size_t)(p.H * p.hc) : 0,
-				 p.head_post == MTA_HPOST_LINEAR ? (size_t)(p.H * p.H) : 0,
-				 p.gn ? (size_t)p.D : 0, p.gate ? (size_t)p.D : 0, p.gate ? 1 : 0 };
-		double *e[12], *m[12]; /* the references and the gradients' terms' magnitudes */
-		size_t total = 0;
-		for (int i = 0; i < 12; i++) {
-			e[i] = n[i] ? calloc(n[i], sizeof *e[i]) : NULL;
-			m[i] = n[i] ? calloc(n[i], sizeof *m[i]) : NULL;
-			total += n[i];
-		}
-		struct mta_reference_grads mg = { m[1], m[2], m[3], m[4], m[5], m[6], m[7], m[8],
-						  m[9], m[10], m[11], NULL };
-		struct mta_reference_grads rg = { e[1], e[2], e[3], e[4], e[5], e[6], e[7], e[8],
-						  e[9], e[10], e[11], &mg };
-		if (packed) {
-			REQUIRE(mta_reference_varlen(&p, &q, &k, &v, &wt, cu, 5, e[0]) == MTA_OK);
-			REQUIRE(mta_reference_backward_varlen(&p, &q, &k, &v, &wt, &d, cu, 5, &rg) ==
-				MTA_OK);
-		} else {
-			REQUIRE(mta_reference(&p, &q, &k, &v, &wt, e[0]) == MTA_OK);
-			REQUIRE(mta_reference_backward(&p, &q, &k, &v, &wt, &d, &rg) == MTA_OK);
-		}
-		float *got = malloc(total * sizeof *got);
-		f = fopen(opath, "rb");
-		REQUIRE(f && got && fread(got, 4, total, f) == total);
-		fclose(f);
-		size_t at = 0;
-		int checked = 0;
-		for (int i = 0; i < 12; i++) {
-			struct mta_compare cmp;
-			if (!n[i])
-				continue;
-			rc = i ? mta_compare_grad_mag(got + at, e[i], m[i], n[i], MTA_F32, &cmp)
-			       : mta_compare(got + at, e[i], n[i], MTA_F32, &cmp);
-			CHECKF(rc == MTA_OK, "T=%lld, tensor %d of the exported backward (%s): %s",
-			       (long long)T, i, pick, mta_last_error());
-			at += n[i];
-			checked++;
-			free(e[i]);
-			free(m[i]);
-		}
-		CHECK(checked == 11); /* o, dq, dk, dv and the 7 weights SMALL uses */
-		free(got);
-		free(bq);
-		free(bk);
-		free(bv);
-		free(bd);
-		mt_weights_free(&wt);
 	}
 	/* the forward-only problem: its training calls say it has no backward */
 	struct mta_problem p2;
@@ -599,6 +626,209 @@ TEST(export_cuda_sm90_without_gpu_builds_and_says_no_device)
 	CHECK(mt_sh(&out, "%s export --db %s --problem h3kv2d8 --out %s/x", mt_bin(), db,
 		    mt_tmpdir()) == 2);
 	CHECK_STR_CONTAINS(out, "--problem h3kv2d8");
+	free(out);
+}
+
+/*
+ * The cubin NVRTC makes for sm_90 of p's op kernel of spec: "SIZE HASH" into
+ * out; with store, also kept there as a tuner with another NVRTC keeps it.
+ */
+static void nvrtc_cubin(const struct mta_problem *p, const char *spec, int op, char *out, size_t n,
+			struct mta_db *store)
+{
+	struct mta_variant v;
+	char *src = NULL, hash[17], shash[17];
+	REQUIRE(mta_variant_parse(spec, &v) == MTA_OK);
+	REQUIRE(mta_gen_source_op(p, &v, op, &src) == MTA_OK);
+	struct mta_nvrtc_job job = { .source = src, .arch = "sm_90",
+				     .kernel = op == MTA_OP_BWD ? MTA_CUDA_BWD_KERNEL : MTA_CUDA_KERNEL };
+	REQUIRE_MSG(mta_nvrtc_compile(&job) == MTA_OK, job.message);
+	mta_hash_hex(job.cubin, job.cubin_size, hash);
+	snprintf(out, n, "%zu %s", job.cubin_size, hash);
+	if (store) {
+		struct mta_db_binary_key key;
+		char compiler[32];
+		mta_hash_hex(src, strlen(src), shash);
+		mta_cuda_binary_key(shash, "sm_90", "12.9", compiler, &key);
+		REQUIRE(mta_db_binary_put(store, &key, job.cubin, job.cubin_size) == MTA_OK);
+	}
+	mta_nvrtc_job_free(&job);
+	free(src);
+}
+
+/*
+ * Issue 16: an exported CUDA library ships the backward of problems tuned
+ * for it (tune --op bwd --backend cuda): the winners' cubins and the default
+ * backward's, from the database or compiled by NVRTC at export time, with
+ * their launch shape in the table (read by tests/export/table.c); its
+ * mta_forward_train and mta_backward run them through the shipped
+ * runtime/cuda/bwd.c. Without a driver they say so (MTA_ENODEV); on a
+ * stand-in driver (tests/export/fakecuda.c) whose launches run the
+ * emulator's build of the same source, the library's gradients, plain and
+ * packed, match the float64 reference, and the launches are the plan's.
+ */
+TEST(export_cuda_ships_the_backward_and_runs_it_on_a_stand_in_driver)
+{
+	char db[1024], lib[1024], *out = NULL, want[4096], line[600], cub[3][64];
+	const char *wspec = "cuda:v1,bq=8,bk=32,hpb=2,warps=2,algo=0,nb=5";
+	struct mta_problem p;
+	struct mta_variant fv, bv, wv;
+	char fspec[MTA_SPEC_MAX], bspec[MTA_SPEC_MAX];
+	mt_kcache();
+	REQUIRE(mta_problem_from_key(SMALL, &p) == MTA_OK);
+	snprintf(db, sizeof db, "%s/cudab.db", mt_tmpdir());
+	mt_cuda_winner_db(db, SMALL);
+	REQUIRE(mta_variant_default(&p, MTA_BACKEND_CUDA, &fv) == MTA_OK);
+	REQUIRE(mta_variant_format(&fv, fspec, sizeof fspec) == MTA_OK);
+	REQUIRE(mta_variant_default_op(&p, MTA_BACKEND_CUDA, MTA_OP_BWD, &bv) == MTA_OK);
+	REQUIRE(mta_variant_format(&bv, bspec, sizeof bspec) == MTA_OK);
+	REQUIRE(mta_variant_parse(wspec, &wv) == MTA_OK);
+	REQUIRE(mta_variant_check_op(&p, &wv, MTA_OP_BWD) == MTA_OK);
+	{ /* the backward's winner at T=64, B=2, as tune --op bwd --backend cuda records it */
+		struct mta_db *h;
+		int64_t dev_id = 1, prob_id, var_id;
+		REQUIRE(mta_db_open(db, 0, &h) == MTA_OK);
+		REQUIRE(mta_db_problem_find(h, SMALL, &prob_id) == MTA_OK);
+		REQUIRE(mta_db_variant_upsert_op(h, prob_id, "bwd", wspec, NULL, &var_id) == MTA_OK);
+		struct mta_db_winner w = { .device_id = dev_id, .problem_id = prob_id, .op = "bwd",
+					   .variant_id = var_id, .T = 64, .B = 2, .time_ms = 1 };
+		REQUIRE(mta_db_winner_set(h, &w) == MTA_OK);
+		mta_db_close(h);
+	}
+	snprintf(lib, sizeof lib, "%s/cub1", mt_tmpdir());
+	CHECK(mt_sh(&out, "%s export --db %s --arch sm_90 --out %s --name cub", mt_bin(), db,
+		    lib) == 0);
+	CHECK_STR_CONTAINS(out, "1 problems, 2 buckets, 3 kernels (1 of the buckets the backward's) "
+			   "(sm_90 cubins: 0 from the database, 3 compiled)");
+	free(out);
+	CHECK(mt_sh(&out, "grep -c 'libcub: MTA forward and backward kernels' %s/Makefile", lib) == 0);
+	free(out);
+	build(lib, "cub");
+
+	/* the table: each kernel's entry, launch, shape and cubin (NVRTC's bytes for its source) */
+	struct mta_db *store;
+	REQUIRE(mta_db_open(db, 0, &store) == MTA_OK);
+	nvrtc_cubin(&p, fspec, MTA_OP_FWD, cub[0], sizeof cub[0], store);
+	nvrtc_cubin(&p, wspec, MTA_OP_BWD, cub[1], sizeof cub[1], store);
+	nvrtc_cubin(&p, bspec, MTA_OP_BWD, cub[2], sizeof cub[2], store);
+	mta_db_close(store);
+	struct mta_cuda_bwd_dims dw, db1;
+	struct mta_cuda_launch g;
+	REQUIRE(mta_cuda_bwd_dims(&p, &wv, 1, 1, &dw, NULL) == MTA_OK);
+	REQUIRE(mta_cuda_bwd_dims(&p, &bv, 1, 1, &db1, NULL) == MTA_OK);
+	REQUIRE(mta_cuda_geometry(&p, &fv, 1, 1, &g) == MTA_OK);
+	snprintf(want, sizeof want,
+		 "library cub cuda sm_90 1 3\n"
+		 "kernel 0 %s %s %u %zu %d %d 0 0 0 %s\n"
+		 "kernel 1 %s %s %u %zu 0 0 %d %d %d %s\n"
+		 "kernel 2 %s %s %u %zu 0 0 %d %d %d %s\n"
+		 "problem %s 0 2\n"
+		 "bucket %s fwd 1024 1 0\n"
+		 "bucket %s bwd 64 2 1\n",
+		 fspec, MTA_CUDA_KERNEL, g.block[0], g.smem_bytes, fv.bq, fv.hpb, cub[0],
+		 wspec, MTA_CUDA_BWD_KERNEL, dw.threads, dw.smem_bytes, wv.bq, wv.warps, wv.nb, cub[1],
+		 bspec, MTA_CUDA_BWD_KERNEL, db1.threads, db1.smem_bytes, bv.bq, bv.warps, bv.nb,
+		 cub[2], SMALL, SMALL, SMALL);
+	char table[1100];
+	snprintf(table, sizeof table, "%s/table", mt_tmpdir());
+	int rc = mt_sh(&out, "cc -std=gnu11 -O1 -I%s/src tests/export/table.c %s/libcub.a -ldl -lm "
+		       "-lpthread -o %s && %s", lib, lib, table, table);
+	CHECKF(rc == 0, "table: exit %d: %s", rc, out);
+	CHECKF(out && !strcmp(out, want), "the exported table:\n%s\nexpected:\n%s", out, want);
+	free(out);
+
+	/* the cubins from the database when this machine has no NVRTC: the same library */
+	CHECK(mt_sh(&out, "MTATUNE_NVRTC=/nonexistent/libnvrtc.so %s export --db %s --arch sm_90 "
+		    "--out %s/cub2 --name cub", mt_bin(), db, mt_tmpdir()) == 0);
+	CHECK_STR_CONTAINS(out, "(sm_90 cubins: 3 from the database, 0 compiled)");
+	free(out);
+	CHECK(mt_sh(&out, "diff -r -x build -x '*.a' -x '*.so' %s %s/cub2", lib, mt_tmpdir()) == 0);
+	free(out);
+
+	/* the training entry points are the library's own, and without a driver say so */
+	CHECK(mt_sh(&out, "nm -D --defined-only %s/libcub.so", lib) == 0);
+	static const char *const syms[] = { " mta_forward_train\n", " mta_backward\n",
+					    " mta_forward_train_varlen\n", " mta_backward_varlen\n",
+					    " mta_context_pick_op\n", " mta_saved_bytes\n" };
+	for (size_t i = 0; i < sizeof syms / sizeof syms[0]; i++)
+		CHECKF(out && strstr(out, syms[i]), "libcub.so does not export%s", syms[i]);
+	free(out);
+	char prog[1100], env[8192];
+	snprintf(prog, sizeof prog, "%s/prog_a", mt_tmpdir());
+	snprintf(env, sizeof env, "MTATUNE_LIBCUDA=%s/none.so MTX_BACKEND=cuda", mt_tmpdir());
+	{
+		struct mta_tensor q, k, v, d;
+		struct mta_weights wt;
+		char cpath[1024];
+		void *b0 = mt_tensor(MTA_F32, 1, 8, p.H, p.D, 0, &q);
+		void *b1 = mt_tensor(MTA_F32, 1, 8, p.Hkv, p.D, 0, &k);
+		void *b2 = mt_tensor(MTA_F32, 1, 8, p.Hkv, p.D, 0, &v);
+		void *b3 = mt_tensor(MTA_F32, 1, 8, p.H, p.D, 0, &d);
+		mt_weights(&p, &wt);
+		snprintf(cpath, sizeof cpath, "%s/ncase.bin", mt_tmpdir());
+		write_case(cpath, &p, 1, 8, q.data, k.data, v.data, &wt);
+		FILE *f = fopen(cpath, "ab");
+		REQUIRE(f && fwrite(d.data, 4, (size_t)(8 * p.H * p.D), f) == (size_t)(8 * p.H * p.D));
+		fclose(f);
+		CHECK(mt_sh(&out, "%s %s grad %s %s/nout.bin", env, prog, cpath, mt_tmpdir()) == 1);
+		CHECK_STR_CONTAINS(out, "ENODEV: no CUDA driver (libcuda.so.1) found");
+		free(out);
+		free(b0);
+		free(b1);
+		free(b2);
+		free(b3);
+		mt_weights_free(&wt);
+	}
+
+	/* on the stand-in driver, the winner's cubin runs as the emulator's build of its source */
+	char fake[1100], so[4096], log[1100], whash[17];
+	snprintf(fake, sizeof fake, "%s/fakecuda.so", mt_tmpdir());
+	snprintf(log, sizeof log, "%s/fakecuda.log", mt_tmpdir());
+	rc = mt_sh(&out, "cc -std=gnu11 -O1 -shared -fPIC -I. tests/export/fakecuda.c "
+		   "runtime/core/hash.c -o %s -ldl", fake);
+	CHECKF(rc == 0, "fakecuda: exit %d: %s", rc, out);
+	free(out);
+	char rel[4096];
+	REQUIRE_MSG(mta_emu_bwd_library(&p, &wv, rel, sizeof rel) == MTA_OK, mta_last_error());
+	REQUIRE(realpath(rel, so)); /* the kernel cache may be a relative folder */
+	REQUIRE(sscanf(cub[1], "%*s %16s", whash) == 1);
+	snprintf(env, sizeof env, "MTATUNE_LIBCUDA=%s FAKECUDA_LOG=%s FAKECUDA_EMU='%s=%s' "
+		 "MTX_BACKEND=cuda", fake, log, whash, so);
+	static const int64_t cu[] = { 0, 1, 4, 4, 20, 40 };
+	char pick[512];
+	remove(log);
+	grad_check(prog, env, &p, 2, 64, NULL, 0, pick, sizeof pick);
+	snprintf(line, sizeof line, "2 %s\n", wspec);
+	CHECKF(!strcmp(pick, line), "the backward pick was '%s', expected '%s'", pick, line);
+	/* the launches: the saving forward (mode 0), the backward (1), the reduction (2) */
+	struct mta_cuda_bwd_dims d;
+	REQUIRE(mta_cuda_bwd_dims(&p, &wv, 2, 64, &d, NULL) == MTA_OK);
+	CHECK(d.nb == 5); /* the winner's nb: the plan cuts 16 tasks into 5 ranges */
+	/* (cub[1] is "SIZE HASH"; the log says "HASH SIZE") */
+	char size[32];
+	REQUIRE(sscanf(cub[1], "%31s", size) == 1);
+	snprintf(want, sizeof want,
+		 "load %s %s\nfunc %s %s\n"
+		 "launch %s %u 1 1 %u %zu 0 2 64 %u\n"
+		 "launch %s %u 1 1 %u %zu 1 2 64 %u\n"
+		 "launch %s %u 1 1 %u %zu 2 2 64 %u\n",
+		 whash, size, MTA_CUDA_BWD_KERNEL, whash,
+		 MTA_CUDA_BWD_KERNEL, d.nb, d.threads, d.smem_bytes, d.nb,
+		 MTA_CUDA_BWD_KERNEL, d.nb, d.threads, d.smem_bytes, d.nb,
+		 MTA_CUDA_BWD_KERNEL, d.reduce_blocks, d.threads, d.smem_bytes, d.nb);
+	REQUIRE(mt_sh(&out, "cat %s", log) == 0);
+	CHECKF(out && !strcmp(out, want), "the stand-in driver saw:\n%s\nexpected:\n%s", out, want);
+	free(out);
+	/* packed documents: core's loop, each document through the library's training calls */
+	grad_check(prog, env, &p, 1, 40, cu, 5, pick, sizeof pick);
+	/* host tensors only (the library copies them across itself), and its header says so */
+	CHECK(mt_sh(&out, "MTX_Q_DEVICE=1 %s %s grad %s/gcase.bin %s/gout.bin", env, prog,
+		    mt_tmpdir(), mt_tmpdir()) == 1);
+	CHECK_STR_CONTAINS(out, "EINVAL: mta_forward_train takes host tensors; tensor q says "
+			   "device memory (library cub copies them to its device itself)");
+	free(out);
+	CHECK(mt_sh(&out, "grep -c 'backward cubins (mtatune.s runtime/cuda/bwd.c, shipped' "
+		    "%s/mta.h", lib) == 0);
 	free(out);
 }
 

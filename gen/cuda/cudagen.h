@@ -9,6 +9,7 @@
 
 #include "gen/variant.h"
 #include "runtime/core/cuda_args.h"
+#include "runtime/core/cuda_bwd.h"
 
 struct mta_cuda_launch {
 	unsigned grid[3];   /* query tiles, head blocks, batch */
@@ -57,46 +58,18 @@ int mta_cuda_geometry(const struct mta_problem *p, const struct mta_variant *v, 
 
 /* ---- the backward (templates/mta_cuda_bwd.cu) ---- */
 
-/* The backward's extern "C" kernel: modes 0 (saving forward), 1 (backward), 2 (reduction). */
-#define MTA_CUDA_BWD_KERNEL "mta_bwd"
-
 /*
  * The backward's geometry comes from its variant (the cuda backward space,
- * gen/cuda/space.c: bq query rows per task, warps per block, nb most blocks).
+ * gen/cuda/space.c): its shape (bq, warps, nb) makes the launch and its
+ * plan, runtime/core/cuda_bwd.h (struct mta_cuda_bwd_dims, MTA_CUDA_BWD_KERNEL).
  *
- * Work and memory: the tasks (batch, tile of bq rows), in order, are cut
- * into nb contiguous ranges of about equal cost (a row costs its length),
- * one per block of the persistent grid. A block adds its rows' shares of
- * dk and dv into its own partial, which covers only the keys its rows
- * reach: for each batch its range touches, keys [0, its last row there)
- * (causal: a row reaches no later key). The partials of all blocks hold
- * at most (B - 1 + nb) * T rows of Hkv*D floats for dk and as many for dv
- * (a batch boundary falls inside at most one block's range, and a block's
- * last batch adds at most T), where one partial per block over all of
- * B*T keys took nb * B * T: the bound no longer grows with B * nb.
- */
-struct mta_cuda_bwd_dims {
-	unsigned threads;      /* per block */
-	unsigned nb;           /* blocks of modes 0 and 1: min(variant's nb, tasks) */
-	unsigned reduce_blocks; /* blocks of mode 2 */
-	size_t smem_bytes;     /* dynamic shared memory */
-	long long ntasks;      /* B * ceil(T / bq) */
-	long long ws_stride;   /* workspace floats per block (the template's W_FIXED + W_ROWS*T) */
-	long long part_rows;   /* rows of the partials (the plan's last offset) */
-	long long part_floats; /* partial dk, dv: 2 * part_rows * Hkv*D */
-	int wg_n;              /* weight-gradient partials per block (doubles), = floats of dw */
-	/* offsets into dw of each weight's gradient (the template's WG_*) */
-	int wg_k1, wg_pre, wg_k2, wg_post, wg_gn, wg_gw, wg_gb;
-};
-/*
- * The sizes above for the backward variant v of p at B batches of length
- * T; with plan (2 * (nb + 1) long longs, the dims' nb: at most v->nb + 1
- * each), also the plan the kernel reads: plan[w] the first task of block w
- * (plan[nb] = tasks), plan[nb + 1 + w] the first partial row of block w
- * (plan[2 nb + 1] = part_rows). Deterministic in (p, v, B, T).
+ * mta_cuda_bwd_plan (runtime/core/cuda_bwd.h) for the backward variant v
+ * of p, after holding v to the kernel's rules (mta_variant_check_kernel).
  */
 int mta_cuda_bwd_dims(const struct mta_problem *p, const struct mta_variant *v, int64_t B,
 		      int64_t T, struct mta_cuda_bwd_dims *d, long long *plan);
+/* The shape of backward variant v (its bq, warps, nb): what the host side and exports carry. */
+struct mta_cuda_bwd_shape mta_cuda_bwd_shape_of(const struct mta_variant *v);
 
 /*
  * Device bytes the CUDA backward of v allocates for a call at (B, T) beyond

@@ -1,9 +1,11 @@
 /*
  * bwd.c: the host side of the CUDA backward (bwd.h): check, pack, move,
- * launch the template's modes, unpack. Shared by cuda and cuda-emu.
+ * launch the template's modes, unpack. Shared by cuda and cuda-emu, and
+ * shipped in exported CUDA libraries (the Makefile's SHIP): it includes
+ * only the core layer and its own header.
  */
 #include "runtime/cuda/bwd.h"
-#include "gen/cuda/cudagen.h"
+#include "runtime/core/cuda_bwd.h"
 #include "runtime/core/error.h"
 #include "runtime/core/kargs_bwd.h"
 
@@ -84,10 +86,10 @@ static int put_tensor(struct bufs *b, void **p, const struct mta_tensor *t, long
 }
 
 /*
- * The sizes and plan of var for p at q's B, T into *d, then q, k, v, the
+ * The sizes and plan of shape s for p at q's B, T into *d, then q, k, v, the
  * weights, the workspace and the plan on the device: what both modes read.
  */
-static int setup(struct bufs *b, const struct mta_variant *var, const struct mta_problem *p,
+static int setup(struct bufs *b, const struct mta_cuda_bwd_shape *s, const struct mta_problem *p,
 		 const struct mta_tensor *q, const struct mta_tensor *k, const struct mta_tensor *v,
 		 const struct mta_weights *w, struct mta_cuda_bwd_dims *d,
 		 struct mta_cuda_bargs *a)
@@ -99,12 +101,12 @@ static int setup(struct bufs *b, const struct mta_variant *var, const struct mta
 	if (!w)
 		w = &none;
 	memset(a, 0, sizeof *a);
-	if ((rc = mta_cuda_bwd_dims(p, var, q->shape[0], q->shape[1], d, NULL)))
+	if ((rc = mta_cuda_bwd_plan(p, s, q->shape[0], q->shape[1], d, NULL)))
 		return rc;
 	const size_t np = sizeof *plan * 2 * (d->nb + 1);
 	if (!(plan = malloc(np)))
 		return mta_fail(MTA_ENOMEM, "out of memory for the backward's plan");
-	rc = mta_cuda_bwd_dims(p, var, q->shape[0], q->shape[1], d, plan);
+	rc = mta_cuda_bwd_plan(p, s, q->shape[0], q->shape[1], d, plan);
 	if (!rc)
 		rc = dput(b, &b->plan, plan, np);
 	free(plan);
@@ -167,7 +169,7 @@ static int run(struct bufs *b, struct mta_cuda_bargs *a, unsigned blocks,
 	return rc;
 }
 
-int mta_cuda_bwd_forward(const struct mta_cuda_bwd_dev *dev, const struct mta_variant *var,
+int mta_cuda_bwd_forward(const struct mta_cuda_bwd_dev *dev, const struct mta_cuda_bwd_shape *s,
 			 const struct mta_problem *p, const struct mta_tensor *q, const struct mta_tensor *k,
 			 const struct mta_tensor *v, const struct mta_weights *w,
 			 struct mta_tensor *o, void *saved)
@@ -183,7 +185,7 @@ int mta_cuda_bwd_forward(const struct mta_cuda_bwd_dev *dev, const struct mta_va
 	const int64_t B = q->shape[0], T = q->shape[1];
 	const size_t no = (size_t)B * (size_t)T * (size_t)p->H * (size_t)p->D;
 	const size_t sb = (size_t)mta_saved_bytes(p, B, T);
-	if ((rc = setup(&b, var, p, q, k, v, w, &d, &a)) ||
+	if ((rc = setup(&b, s, p, q, k, v, w, &d, &a)) ||
 	    (rc = dput(&b, &b.o, NULL, no * sizeof(float))) || (rc = dput(&b, &b.saved, NULL, sb)))
 		goto out;
 	a.o = b.o;
@@ -208,7 +210,7 @@ out:
 	return rc;
 }
 
-int mta_cuda_bwd_backward(const struct mta_cuda_bwd_dev *dev, const struct mta_variant *var,
+int mta_cuda_bwd_backward(const struct mta_cuda_bwd_dev *dev, const struct mta_cuda_bwd_shape *s,
 			  const struct mta_problem *p,
 			  const struct mta_tensor *q, const struct mta_tensor *k,
 			  const struct mta_tensor *v, const struct mta_weights *w,
@@ -230,7 +232,7 @@ int mta_cuda_bwd_backward(const struct mta_cuda_bwd_dev *dev, const struct mta_v
 	const size_t nq = (size_t)B * (size_t)T * (size_t)p->H * (size_t)p->D;
 	const size_t kvn = (size_t)B * (size_t)T * (size_t)p->Hkv * (size_t)p->D;
 	const size_t sb = (size_t)mta_saved_bytes(p, B, T);
-	if ((rc = setup(&b, var, p, q, k, v, w, &d, &a)) ||
+	if ((rc = setup(&b, s, p, q, k, v, w, &d, &a)) ||
 	    (rc = dput(&b, &b.saved, saved, sb)) || (rc = put_tensor(&b, &b.dout, dout, a.sdo)) ||
 	    (rc = dput(&b, &b.dq, NULL, nq * sizeof(float))) ||
 	    (rc = dput(&b, &b.dk, NULL, kvn * sizeof(float))) ||

@@ -8,12 +8,14 @@
  * through a device's memory, launches the kernel's modes, and unpacks the
  * gradients; a device is the few operations of struct mta_cuda_bwd_dev
  * (the driver's, or the emulator's on host memory), so the emulator runs
- * the very host code a GPU does.
+ * the very host code a GPU does. An exported CUDA library ships this
+ * header, bwd.c and bwd_drv.c (the Makefile's SHIP) and runs its cubins
+ * through them: they include only the core layer and the driver's files.
  */
 #ifndef MTA_CUDA_BWD_H
 #define MTA_CUDA_BWD_H
 
-#include "gen/variant.h"
+#include "runtime/core/cuda_bwd.h"
 #include "runtime/mta.h"
 
 /* Mirrors struct mta_bargs of templates/mta_cuda_bwd.cu field for field. */
@@ -51,17 +53,17 @@ struct mta_cuda_bwd_dev {
 
 /*
  * The saving forward: o float32 [B,T,H,D] (any strides), saved
- * mta_saved_bytes(p, B, T) host bytes (lse, then pre-norm rows). var: the
- * backward variant the device's kernel was generated from (its bq, warps
- * and nb shape the launch, gen/cuda/cudagen.h).
+ * mta_saved_bytes(p, B, T) host bytes (lse, then pre-norm rows). s: the
+ * shape of the backward variant the device's kernel was generated from
+ * (its bq, warps and nb shape the launch, runtime/core/cuda_bwd.h).
  */
-int mta_cuda_bwd_forward(const struct mta_cuda_bwd_dev *dev, const struct mta_variant *var,
+int mta_cuda_bwd_forward(const struct mta_cuda_bwd_dev *dev, const struct mta_cuda_bwd_shape *s,
 			 const struct mta_problem *p, const struct mta_tensor *q, const struct mta_tensor *k,
 			 const struct mta_tensor *v, const struct mta_weights *w,
 			 struct mta_tensor *o, void *saved);
 
 /* The backward: dout float32 [B,T,H,D]; g the gradients (mta.h), overwritten. */
-int mta_cuda_bwd_backward(const struct mta_cuda_bwd_dev *dev, const struct mta_variant *var,
+int mta_cuda_bwd_backward(const struct mta_cuda_bwd_dev *dev, const struct mta_cuda_bwd_shape *s,
 			  const struct mta_problem *p,
 			  const struct mta_tensor *q, const struct mta_tensor *k,
 			  const struct mta_tensor *v, const struct mta_weights *w,
@@ -72,12 +74,15 @@ int mta_cuda_bwd_backward(const struct mta_cuda_bwd_dev *dev, const struct mta_v
 struct mta_cuda;
 struct mta_cuda_train;
 /*
- * Generate the backward of (p, v), compile it with NVRTC for c's
- * architecture and load it. MTA_ECOMPILE, MTA_ENODEV (no NVRTC),
- * MTA_EKERNEL (the driver refused it).
+ * Load cubin, the backward of shape s generated for p (entry
+ * MTA_CUDA_BWD_KERNEL), on c's device: what mta_cuda_train_load
+ * (runtime/cuda/cuda.h: generated and compiled by NVRTC) and an exported
+ * library (its stored cubin) both end in. MTA_EINVAL for a shape no
+ * backward has, MTA_EKERNEL when the driver refuses the image.
  */
-int mta_cuda_train_load(struct mta_cuda *c, const struct mta_problem *p,
-			const struct mta_variant *v, struct mta_cuda_train **out);
+int mta_cuda_train_open(struct mta_cuda *c, const struct mta_problem *p,
+			const struct mta_cuda_bwd_shape *s, const void *cubin,
+			struct mta_cuda_train **out);
 void mta_cuda_train_free(struct mta_cuda_train *t); /* NULL is fine */
 /* mta_cuda_bwd_forward and mta_cuda_bwd_backward on t's GPU (host tensors in and out). */
 int mta_cuda_train_fwd_save(struct mta_cuda_train *t, const struct mta_problem *p,

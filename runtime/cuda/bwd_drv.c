@@ -1,15 +1,15 @@
 /*
- * bwd_drv.c: the CUDA backward on a GPU (bwd.h): the source of
- * mta_gen_cuda_bwd compiled by NVRTC for the device, loaded by the driver,
- * and the driver as a device of the runner in bwd.c (memory, copies, a
- * launch on the device's stream that waits).
+ * bwd_drv.c: the CUDA backward on a GPU (bwd.h): a cubin of the backward
+ * loaded by the driver, and the driver as a device of the runner in bwd.c
+ * (memory, copies, a launch on the device's stream that waits). The cubin
+ * comes from NVRTC in mtatune's runtime (bwd_nvrtc.c) and from the table of
+ * an exported library, which ships this file: it includes only the core
+ * layer and the driver's files.
  */
 #include "runtime/cuda/bwd.h"
-#include "gen/cuda/cudagen.h"
 #include "runtime/core/error.h"
 #include "runtime/cuda/driver.h"
 #include "runtime/cuda/module.h"
-#include "runtime/cuda/nvrtc.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -17,44 +17,33 @@
 
 struct mta_cuda_train {
 	struct mta_problem p;
-	struct mta_variant v; /* the backward variant: its bq, warps, nb shape the launch */
+	struct mta_cuda_bwd_shape s; /* the backward variant's bq, warps, nb: the launch */
 	struct mta_cuda_module m;
 };
 
-int mta_cuda_train_load(struct mta_cuda *c, const struct mta_problem *p,
-			const struct mta_variant *v, struct mta_cuda_train **out)
+int mta_cuda_train_open(struct mta_cuda *c, const struct mta_problem *p,
+			const struct mta_cuda_bwd_shape *s, const void *cubin,
+			struct mta_cuda_train **out)
 {
-	struct mta_nvrtc_job job = { 0 };
 	struct mta_cuda_bwd_dims d;
 	struct mta_cuda_train *t = NULL;
-	char *src = NULL;
 	int rc;
 
 	*out = NULL;
-	if ((rc = mta_cuda_bwd_dims(p, v, 1, 1, &d, NULL)) || (rc = mta_gen_cuda_bwd(p, v, &src)))
-		goto out;
-	job.source = src;
-	job.kernel = MTA_CUDA_BWD_KERNEL;
-	job.arch = c->dev.arch;
-	if ((rc = mta_nvrtc_compile(&job)))
-		goto out;
-	if (!(t = calloc(1, sizeof *t))) {
-		rc = mta_fail(MTA_ENOMEM, "out of memory");
-		goto out;
-	}
+	if ((rc = mta_cuda_bwd_plan(p, s, 1, 1, &d, NULL)))
+		return rc;
+	if (!(t = calloc(1, sizeof *t)))
+		return mta_fail(MTA_ENOMEM, "out of memory");
 	/* the grid is the runner's (bwd.c); bq and hpb are not used */
-	if ((rc = mta_cuda_module_load(c, job.cubin, MTA_CUDA_BWD_KERNEL, d.threads,
-				       (unsigned)d.smem_bytes, 1, 1, &t->m)))
-		goto out;
+	if ((rc = mta_cuda_module_load(c, cubin, MTA_CUDA_BWD_KERNEL, d.threads,
+				       (unsigned)d.smem_bytes, 1, 1, &t->m))) {
+		free(t);
+		return rc;
+	}
 	t->p = *p;
-	t->v = *v;
+	t->s = *s;
 	*out = t;
-	t = NULL;
-out:
-	free(t);
-	mta_nvrtc_job_free(&job);
-	free(src);
-	return rc ? mta_wrap(rc, "cuda backward") : MTA_OK;
+	return MTA_OK;
 }
 
 void mta_cuda_train_free(struct mta_cuda_train *t)
@@ -125,7 +114,7 @@ int mta_cuda_train_fwd_save(struct mta_cuda_train *t, const struct mta_problem *
 	int rc;
 	if ((rc = same_problem(t, p)) || (rc = mta_cu_push(t->m.c)))
 		return rc;
-	rc = mta_cuda_bwd_forward(&dev, &t->v, p, q, k, v, w, o, saved);
+	rc = mta_cuda_bwd_forward(&dev, &t->s, p, q, k, v, w, o, saved);
 	mta_cu_pop();
 	return rc;
 }
@@ -140,7 +129,7 @@ int mta_cuda_train_backward(struct mta_cuda_train *t, const struct mta_problem *
 	int rc;
 	if ((rc = same_problem(t, p)) || (rc = mta_cu_push(t->m.c)))
 		return rc;
-	rc = mta_cuda_bwd_backward(&dev, &t->v, p, q, k, v, w, saved, dout, g);
+	rc = mta_cuda_bwd_backward(&dev, &t->s, p, q, k, v, w, saved, dout, g);
 	mta_cu_pop();
 	return rc;
 }

@@ -28,6 +28,15 @@ void mta_cuda_kernel_free(struct mta_cuda_kernel *k);
 struct mta_cuda *mta_cuda_kernel_device(const struct mta_cuda_kernel *k);
 
 /*
+ * The backward (bwd.h) of CUDA backward variant v of p: generated, compiled
+ * with NVRTC for c's architecture and loaded (mta_cuda_train_open).
+ * MTA_ECOMPILE, MTA_ENODEV (no NVRTC), MTA_EKERNEL (the driver refused it).
+ */
+struct mta_cuda_train;
+int mta_cuda_train_load(struct mta_cuda *c, const struct mta_problem *p,
+			const struct mta_variant *v, struct mta_cuda_train **out);
+
+/*
  * Device copies of one forward's q, k, v (made contiguous), weights and a
  * contiguous float32 output [B,T,H,D] filled with NaN bytes, so an element
  * the kernel skips shows.

@@ -433,6 +433,26 @@ static int sync(struct mta_device *d, void *stream)
 
 /* ---- training: the CUDA backward's source (runtime/cuda/bwd.h) on the emulator ---- */
 
+int mta_emu_bwd_library(const struct mta_problem *p, const struct mta_variant *v, char *so,
+			size_t n)
+{
+	char *cuda = NULL, *src = NULL, *log = NULL;
+	int rc;
+	if (v->backend != MTA_BACKEND_CUDA)
+		return mta_fail(MTA_EINVAL, "the CUDA emulator runs cuda variants, not %s",
+				mta_backend_name(v->backend));
+	if (!(rc = mta_gen_cuda_bwd(p, v, &cuda)) &&
+	    !(rc = emu_wrap(cuda, "mta_generated_bwd.cu", &src)))
+		rc = mta_cc_build(src, MTA_LANG_CXX, EMU_FLAGS, so, n, &log);
+	if (rc == MTA_ECOMPILE)
+		rc = mta_fail(rc, "cuda-emu: the host compiler refused the backward: %.600s",
+			      log ? log : "(no log)");
+	free(log);
+	free(cuda);
+	free(src);
+	return rc;
+}
+
 static int train_load(struct mta_device *d, const struct mta_problem *p,
 		      const struct mta_variant *v, struct mta_kernel **out)
 {
@@ -550,8 +570,9 @@ static int fwd_save(struct mta_kernel *k, const struct mta_problem *p, const str
 {
 	const struct mta_cuda_bwd_dev dev = { k, emu_alloc, emu_release, emu_copy, emu_copy,
 					      emu_bwd_launch };
+	const struct mta_cuda_bwd_shape bs = mta_cuda_bwd_shape_of(&k->v);
 	int rc = same_problem(k, p);
-	return rc ? rc : guarded(k, mta_cuda_bwd_forward(&dev, &k->v, p, q, kt, v, w, o, saved));
+	return rc ? rc : guarded(k, mta_cuda_bwd_forward(&dev, &bs, p, q, kt, v, w, o, saved));
 }
 
 static int backward(struct mta_kernel *k, const struct mta_problem *p, const struct mta_tensor *q,
@@ -561,8 +582,9 @@ static int backward(struct mta_kernel *k, const struct mta_problem *p, const str
 {
 	const struct mta_cuda_bwd_dev dev = { k, emu_alloc, emu_release, emu_copy, emu_copy,
 					      emu_bwd_launch };
+	const struct mta_cuda_bwd_shape bs = mta_cuda_bwd_shape_of(&k->v);
 	int rc = same_problem(k, p);
-	return rc ? rc : guarded(k, mta_cuda_bwd_backward(&dev, &k->v, p, q, kt, v, w, saved, dout,
+	return rc ? rc : guarded(k, mta_cuda_bwd_backward(&dev, &bs, p, q, kt, v, w, saved, dout,
 							  g));
 }
 

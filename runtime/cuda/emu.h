@@ -25,4 +25,16 @@ int mta_emu_run(const struct mta_problem *p, const struct mta_variant *var,
 		const struct mta_tensor *v, const struct mta_weights *w,
 		struct mta_tensor *o);
 
+/*
+ * The emulator's shared library of the CUDA backward of (p, v), built (or
+ * found in the kernel cache) as the cuda-emu backend's train_load builds it:
+ * its path into so (n bytes). Its entry "mta_emu_launch" takes (const struct
+ * mta_cuda_bargs *, its size, grid, threads, shared bytes) as a launch of
+ * the cubin NVRTC makes of the same source takes that struct: what lets a
+ * test stand in for a GPU under an exported library's backward
+ * (tests/export/fakecuda.c). Errors as mta_emu_run's.
+ */
+int mta_emu_bwd_library(const struct mta_problem *p, const struct mta_variant *v, char *so,
+			size_t n);
+
 #endif

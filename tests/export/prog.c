@@ -19,7 +19,9 @@
  * With MTX_CU_SEQLENS="0,a,b,...,T" in the environment (and B = 1), run
  * runs the packed-documents forward (mta_forward_varlen) with those offsets,
  * and grad the packed training calls (mta_forward_train_varlen, then
- * mta_backward_varlen).
+ * mta_backward_varlen). With MTX_BACKEND=cuda, grad's context is a CUDA
+ * library's (default cpu); with MTX_Q_DEVICE=1, grad's q says it is in
+ * device memory.
  * With MTX_DECODE_FROM=N, run decodes instead: rows [0,N) of every sequence
  * as one chunk into a cache of mta_cache_create_ctx, then one token at a time.
  *
@@ -226,6 +228,8 @@ static int grad(const char *case_path, const char *out_path)
 	mta_tensor_init(&tv, v, MTA_F32, B, T, p.Hkv, p.D);
 	mta_tensor_init(&to, o, MTA_F32, B, T, p.H, p.D);
 	mta_tensor_init(&td, dout, MTA_F32, B, T, p.H, p.D);
+	if (getenv("MTX_Q_DEVICE")) /* q claims device memory: a CUDA library refuses it */
+		tq.memory = MTA_MEM_DEVICE;
 	struct mta_grads gr = { g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7], g[8], g[9], g[10] };
 	mta_context *c;
 	int64_t cu[64];
@@ -233,7 +237,8 @@ static int grad(const char *case_path, const char *out_path)
 	const char *env = getenv("MTX_CU_SEQLENS");
 	for (char *e = (char *)env; env && ncu < 64 && *e; e += *e == ',')
 		cu[ncu++] = strtoll(e, &e, 10);
-	if ((rc = mta_context_create(&c, NULL, "cpu", 0)) ||
+	const char *be = getenv("MTX_BACKEND");
+	if ((rc = mta_context_create(&c, NULL, be && *be ? be : "cpu", 0)) ||
 	    (rc = mta_context_pick_op(c, &p, "bwd", B, T, &pick)))
 		return fail(rc);
 	if (ncu) {

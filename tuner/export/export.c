@@ -6,6 +6,7 @@
  */
 #include "tuner/export/export_int.h"
 #include "gen/gen.h"
+#include "gen/cuda/cudagen.h"
 #include "runtime/core/error.h"
 #include "runtime/core/hash.h"
 #include "runtime/core/strbuf.h"
@@ -176,12 +177,13 @@ static struct xproblem *problem(struct xplan *x, const char *key, int add)
 }
 
 /*
- * Does the plan's library ship backwards? CPU libraries do (the exported
- * runtime runs C backward kernels); binary (cuda) ones not yet.
+ * Does the plan's library ship backwards? Where the backend has one: a CPU
+ * library's are C backward kernels, a CUDA library's cubins of the
+ * backward template, run by the host side it ships (runtime/cuda/bwd.c).
  */
 static int ships_backward(const struct xplan *x)
 {
-	return !x->binary && x->be->train_load && mta_gen_op_space(x->be->variants, MTA_OP_BWD);
+	return x->be->train_load && mta_gen_op_space(x->be->variants, MTA_OP_BWD);
 }
 
 struct winners {
@@ -193,7 +195,7 @@ struct winners {
 static int winner_cb(void *ctx, const struct mta_db_winner *w)
 {
 	struct winners *ws = ctx;
-	/* the forward's winners, and the backward's where the backend has one (cpu) */
+	/* the forward's winners, and the backward's where the backend has one */
 	int bwd = !strcmp(w->op, "bwd");
 	if (!strcmp(w->op, "decode")) { /* a CPU library's decode kernel: one per problem */
 		if (ws->x->binary)
@@ -302,8 +304,14 @@ static int canonical_key(const char *db_path, struct xproblem *p)
 	return MTA_OK;
 }
 
+/*
+ * A winner's spec held to the rules of its operation: a forward's (or
+ * decode's) to the forward's, a backward's to those of what the backward's
+ * kernel reads (mta_variant_check_kernel, as the runtime holds its pick: a
+ * CUDA backward's nb is no forward tunable).
+ */
 static int canonical_bucket(const char *db_path, const struct xplan *x, const struct xproblem *p,
-			    const struct xbucket *b)
+			    const struct xbucket *b, int op)
 {
 	struct mta_variant v;
 	char canon[MTA_SPEC_MAX], shown[MTA_SPEC_MAX * 4];
@@ -324,7 +332,8 @@ static int canonical_bucket(const char *db_path, const struct xplan *x, const st
 		return mta_fail(MTA_EFORMAT, "database %s holds the non-canonical variant spec '%s' "
 				"of %s (canonical: '%s'): it is not exported", db_path, shown, p->key,
 				canon);
-	if ((rc = mta_variant_check(&p->p, &v)))
+	if ((rc = op == MTA_OP_BWD ? mta_variant_check_kernel(&p->p, &v, MTA_OP_BWD)
+				   : mta_variant_check(&p->p, &v)))
 		return mta_wrap(MTA_EFORMAT, "database %s, winner %s of %s", db_path, shown, p->key);
 	return MTA_OK;
 }
@@ -332,8 +341,8 @@ static int canonical_bucket(const char *db_path, const struct xplan *x, const st
 /*
  * Sort problems by key and buckets by size, and number the kernels in that
  * order: each bucket's winner, then the default variant, one kernel per
- * distinct (problem, op, spec); then, for problems with backward winners
- * (cpu), those winners and the default backward variant likewise.
+ * distinct (problem, op, spec); then, for problems with backward winners,
+ * those winners and the default backward variant likewise.
  */
 static int number_kernels(const char *db_path, struct xplan *x)
 {
@@ -348,7 +357,7 @@ static int number_kernels(const char *db_path, struct xplan *x)
 		if (p->nb)
 			qsort(p->b, (size_t)p->nb, sizeof *p->b, cmp_bucket);
 		for (int j = 0; j < p->nb; j++)
-			if ((rc = canonical_bucket(db_path, x, p, &p->b[j])) ||
+			if ((rc = canonical_bucket(db_path, x, p, &p->b[j], MTA_OP_FWD)) ||
 			    (rc = kernel(x, i, MTA_OP_FWD, p->b[j].spec, &p->b[j].kernel)))
 				return rc;
 		if ((rc = mta_variant_default(&p->p, backend, &v)) ||
@@ -356,7 +365,7 @@ static int number_kernels(const char *db_path, struct xplan *x)
 		    (rc = kernel(x, i, MTA_OP_FWD, spec, &p->def)))
 			return rc;
 		struct mta_variant dv;
-		if (p->dw.spec[0] && ((rc = canonical_bucket(db_path, x, p, &p->dw)) ||
+		if (p->dw.spec[0] && ((rc = canonical_bucket(db_path, x, p, &p->dw, MTA_OP_DECODE)) ||
 				      (rc = mta_variant_parse(p->dw.spec, &dv)) ||
 				      (rc = mta_variant_check_op(&p->p, &dv, MTA_OP_DECODE))))
 			return mta_wrap(rc == MTA_EFORMAT ? rc : MTA_EFORMAT, "database %s, the decode "
@@ -372,7 +381,7 @@ static int number_kernels(const char *db_path, struct xplan *x)
 		if (p->nbb)
 			qsort(p->bb, (size_t)p->nbb, sizeof *p->bb, cmp_bucket);
 		for (int j = 0; j < p->nbb; j++)
-			if ((rc = canonical_bucket(db_path, x, p, &p->bb[j])) ||
+			if ((rc = canonical_bucket(db_path, x, p, &p->bb[j], MTA_OP_BWD)) ||
 			    (rc = kernel(x, i, MTA_OP_BWD, p->bb[j].spec, &p->bb[j].kernel)))
 				return rc;
 		if ((rc = mta_variant_default_op(&p->p, backend, MTA_OP_BWD, &v)) ||
@@ -385,6 +394,30 @@ static int number_kernels(const char *db_path, struct xplan *x)
 
 /* ---- kernel sources and binaries --------------------------------------------------- */
 
+/*
+ * The launch of binary kernel k of variant v: the forward's from the
+ * backend, the backward's (cuda, the one binary backend with one) from its
+ * plan at B = T = 1 (threads and shared memory do not depend on them) and
+ * its shape, which the exported runtime plans each call with.
+ */
+static int launch_of(const struct xplan *x, struct xkernel *k, const struct mta_problem *p,
+		     const struct mta_variant *v)
+{
+	struct mta_cuda_bwd_dims d;
+	int rc;
+	if (k->op != MTA_OP_BWD)
+		return x->be->launch_dims(p, v, &k->block, &k->smem, &k->bq, &k->hpb);
+	if (v->backend != MTA_BACKEND_CUDA)
+		return mta_fail(MTA_EUNSUPPORTED, "a binary %s backward is not exported",
+				mta_backend_name(v->backend));
+	if ((rc = mta_cuda_bwd_dims(p, v, 1, 1, &d, NULL)))
+		return rc;
+	k->block = d.threads;
+	k->smem = (unsigned)d.smem_bytes;
+	k->shape = mta_cuda_bwd_shape_of(v);
+	return MTA_OK;
+}
+
 /* Generate every kernel's source and, for binary backends, its launch numbers. */
 static int generate(struct xplan *x)
 {
@@ -395,8 +428,7 @@ static int generate(struct xplan *x)
 		int rc;
 		if ((rc = mta_variant_parse(k->spec, &v)) ||
 		    (rc = mta_gen_source_op(p, &v, k->op, &k->source)) ||
-		    (x->binary && (rc = x->be->launch_dims(p, &v, &k->block, &k->smem, &k->bq,
-							   &k->hpb))))
+		    (x->binary && (rc = launch_of(x, k, p, &v))))
 			return mta_wrap(rc, "problem %s, variant %s", x->p[k->problem].key, k->spec);
 	}
 	return MTA_OK;
@@ -442,6 +474,7 @@ static int binaries(struct mta_db *db, struct xplan *x, struct mta_export_summar
 		if ((rc = mta_variant_parse(k->spec, &bs[nb].v)))
 			goto out;
 		bs[nb].source = k->source;
+		bs[nb].op = k->op; /* the backward's entry point and launch */
 		which[nb++] = i;
 	}
 	rc = MTA_OK;

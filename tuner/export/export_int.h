@@ -7,6 +7,7 @@
 
 #include "tuner/export/export.h"
 #include "runtime/backend.h"
+#include "runtime/core/cuda_bwd.h"
 
 struct xdevice {
 	int64_t id;          /* 0: none (defaults only) */
@@ -30,9 +31,9 @@ struct xproblem {
 	struct xbucket *b;   /* ascending (t_bucket, b_bucket) */
 	int nb;
 	int def;             /* kernel of the default variant */
-	struct xbucket *bb;  /* the backward's (cpu), ascending likewise */
+	struct xbucket *bb;  /* the backward's, ascending likewise */
 	int nbb;
-	int bdef;            /* kernel of the default backward variant; -1: none (cuda) */
+	int bdef;            /* kernel of the default backward variant; -1: none (not tuned) */
 	/*
 	 * The decode winner a CPU library's decode kernel (src/d_<i>.c) is made
 	 * of: the one of the largest T bucket (long caches are where a token's
@@ -43,12 +44,13 @@ struct xproblem {
 
 struct xkernel {
 	int problem;         /* index into xplan.p */
-	int op;              /* MTA_OP_FWD, or MTA_OP_BWD: a backward library (cpu) */
+	int op;              /* MTA_OP_FWD, or MTA_OP_BWD: a backward library (cpu) or cubin */
 	char spec[MTA_SPEC_MAX];
 	char *source;        /* generated C or CUDA source */
 	void *cubin;         /* binary backends: the kernel's image */
 	size_t cubin_size;
 	unsigned block, smem, bq, hpb; /* binary backends: its launch (launch_dims) */
+	struct mta_cuda_bwd_shape shape; /* a CUDA backward's bq, warps, nb; zeros otherwise */
 };
 
 struct xplan {

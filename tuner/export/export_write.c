@@ -220,10 +220,14 @@ static const char export_preamble[] =
 	" *       the handle owns (CUDA library), device weights are referenced;\n"
 	" *   mta_forward  host tensors; a CUDA library copies them to the device\n"
 	" *       and back and waits;\n"
-	" *   mta_forward_train, mta_backward, mta_context_pick_op  (CPU library)\n"
+	" *   mta_forward_train, mta_backward, their _varlen twins, mta_context_pick_op\n"
 	" *       the exported backward of problems tuned for it (tune --op bwd): its\n"
 	" *       winners' buckets, else the default backward variant; other problems\n"
-	" *       and CUDA libraries have none (MTA_EUNSUPPORTED naming the problem);\n"
+	" *       have none (MTA_EUNSUPPORTED naming the problem). Host tensors; a\n"
+	" *       CPU library runs C backward kernels on its pool, a CUDA library its\n"
+	" *       backward cubins (mtatune's runtime/cuda/bwd.c, shipped: the tensors\n"
+	" *       copied to the device, the kernel's modes launched, waited for, the\n"
+	" *       results copied back);\n"
 	" *   mta_device_alloc, mta_memcpy, mta_stream_synchronize  cuMemAlloc,\n"
 	" *       cuMemcpyAsync, cuStreamSynchronize on the context's device (a CPU\n"
 	" *       library has no device memory).\n"
@@ -391,16 +395,20 @@ static int write_table(struct wctx *w, const struct xplan *x)
 	fprintf(f, "\nstatic const struct mtx_kernel kernels[%d] = {\n", x->nk);
 	for (int i = 0; i < x->nk; i++) {
 		const struct xkernel *k = &x->k[i];
-		if (x->binary)
+		if (x->binary && k->op == MTA_OP_BWD)
 			fprintf(f, "\t{ \"%s\", 0, 0, 0, 0, cubin_%03d, sizeof cubin_%03d, \"%s\", %u, "
-				"%u, %u, %u },\n", k->spec, i, i, MTA_CUDA_KERNEL, k->block, k->smem,
-				k->bq, k->hpb);
+				"%u, 0, 0, { %d, %d, %d } },\n", k->spec, i, i, MTA_CUDA_BWD_KERNEL,
+				k->block, k->smem, k->shape.bq, k->shape.warps, k->shape.nb);
+		else if (x->binary)
+			fprintf(f, "\t{ \"%s\", 0, 0, 0, 0, cubin_%03d, sizeof cubin_%03d, \"%s\", %u, "
+				"%u, %u, %u, { 0, 0, 0 } },\n", k->spec, i, i, MTA_CUDA_KERNEL, k->block,
+				k->smem, k->bq, k->hpb);
 		else if (k->op == MTA_OP_BWD)
 			fprintf(f, "\t{ \"%s\", 0, &mtx_k%03d_info, mtx_k%03d_fwd_save, mtx_k%03d_bwd, "
-				"0, 0, 0, 0, 0, 0, 0 },\n", k->spec, i, i, i);
+				"0, 0, 0, 0, 0, 0, 0, { 0, 0, 0 } },\n", k->spec, i, i, i);
 		else
 			fprintf(f, "\t{ \"%s\", mtx_k%03d_kernel, &mtx_k%03d_info, 0, 0, 0, 0, 0, 0, "
-				"0, 0, 0 },\n", k->spec, i, i);
+				"0, 0, 0, { 0, 0, 0 } },\n", k->spec, i, i);
 	}
 	fprintf(f, "};\n\n");
 	for (int i = 0; i < 2 * x->np; i++) {
@@ -455,14 +463,18 @@ static int write_makefile(struct wctx *w, const struct xplan *x)
 		return rc;
 	FILE *f = o.f;
 	const char *n = x->name;
-	fprintf(f, "# %s\n#\n# lib%s: MTA forward kernels for \"%s\" (%s %s), tuned by mtatune.\n"
+	int bwd = 0;
+	for (int i = 0; i < x->np; i++)
+		bwd |= x->p[i].bdef >= 0;
+	fprintf(f, "# %s\n#\n# lib%s: MTA %s kernels for \"%s\" (%s %s), tuned by mtatune.\n"
 		"#\n#   make       lib%s.so and lib%s.a\n"
 		"#   use        cc prog.c -I<this folder> -L<this folder> -l%s -ldl -lm -lpthread\n"
 		"#\n# Run time needs libc, libm, libpthread and libdl only; CUDA kernels find the\n"
 		"# driver (libcuda.so.1) with dlopen. CPU kernels are built with KFLAGS, which\n"
 		"# tune them for the machine that runs make (-march=native).\n\n",
-		BANNER, n, x->dev.name[0] ? make_comment(x->dev.name, mname, sizeof mname)
-		: "default variants", x->be->name, make_comment(x->dev.arch, march, sizeof march),
+		BANNER, n, bwd ? "forward and backward" : "forward",
+		x->dev.name[0] ? make_comment(x->dev.name, mname, sizeof mname) : "default variants",
+		x->be->name, make_comment(x->dev.arch, march, sizeof march),
 		n, n, n);
 	fprintf(f, "CC ?= cc\nCFLAGS ?= -O2\nKFLAGS ?= %s\nBASE = -std=gnu11 -fPIC -pthread "
 		"-fvisibility=hidden -Isrc\n\n", MTA_CPU_CFLAGS);
