@@ -87,11 +87,16 @@
 /*
  * Software prefetch of the next k^T panel (q.k) and of the next PJB rows of
  * v (P.V), spread over the row groups that reuse the current ones from L1.
- * Not a tunable (yet): prepend #define K_PF 0 to a generated source to
- * compare (bench/kprof.c; docs/bench-cpu.md has the measurement).
+ * 0: none; 1: within a chunk of one head only (the last panel of each
+ * head's chunk prefetched nothing, and the last slab of v the same head's
+ * next chunk, used only after the other heads); 2: the next in the order of
+ * use, across heads and chunks (the last panel of a head's chunk prefetches
+ * the next head's first, the last head's the next chunk's first).
+ * Not a tunable (yet): prepend #define K_PF N to a generated source to
+ * compare (bench/kprof.c --ab; docs/bench-cpu.md has the measurements).
  */
 #ifndef K_PF
-#define K_PF 1
+#define K_PF 2
 #endif
 #if K_HPB == 0         /* hpb=0 in a spec means all heads */
 #undef K_HPB
@@ -491,10 +496,11 @@ static void load_q(struct th *t, int64_t i0, int nr)
 
 /*
  * Raw logits of head hl, the block's rows r < nr, columns [c0, ce) (c0 a
- * multiple of VL): row r at row(r) + (column - oc).
+ * multiple of VL): row r at row(r) + (column - oc). after (or NULL): the
+ * k^T panel q.k reads next after this call's last one (K_PF 2).
  */
 static void qk_rows(struct th *t, int hl, float *(*row)(const struct th *, int, int64_t, int),
-		    int64_t i0, int nr, int64_t oc, int64_t c0, int64_t ce)
+		    int64_t i0, int nr, int64_t oc, int64_t c0, int64_t ce, const float *after)
 {
 	const float *q = t->qb + hl * BR * K_D, *kt = t->kt[hl];
 	for (int64_t c = c0; c < ce;) {
@@ -512,7 +518,8 @@ static void qk_rows(struct th *t, int hl, float *(*row)(const struct th *, int, 
 		 * panel's groups, the next panel streams in from L3 while this one is
 		 * reused from L1, instead of all at once under the first group.
 		 */
-		const float *next = K_PF && cv == CV && c + KP < ce ? kt + (c / KP + 1) * (K_D * KP) : NULL;
+		const float *next = K_PF && cv == CV && c + KP < ce ? kt + (c / KP + 1) * (K_D * KP)
+				    : K_PF >= 2 && c + cv * VL >= ce ? after : NULL;
 		for (int g = 0, r0 = 0, rb; g < GROUPS(nr, QRBN(cv)); g++, r0 += rb) {
 			float *out[8];
 			const float *pf = next && g * 32 < KP ? next + g * 32 * K_D : NULL;
@@ -724,8 +731,13 @@ static void phase_a(struct th *t, int64_t i0, int nr, int zonly)
 #else
 			const int64_t oc = 0;
 #endif
-			if (ce > c0)
-				qk_rows(t, hl, qk_out, i0, nr, oc, c0, ce);
+			if (ce > c0) {
+				/* the panel q.k reads next: the next head's, or the next chunk's */
+				const float *after = hl + 1 < K_HPB ? t->kt[hl + 1] + c0 / KP * (K_D * KP)
+						     : !last && c1 < lim ? t->kt[0] + c1 / KP * (K_D * KP)
+						     : NULL;
+				qk_rows(t, hl, qk_out, i0, nr, oc, c0, ce, after);
+			}
 			for (int r = 0; r < nr; r++) { /* zero past the diagonal */
 				const int64_t i = i0 + r;
 				zero(qk_out(t, hl, i0, r) - oc, MAX2(i + 1, c0), HAVEZ || !last ? c1 : ext(t, i));
@@ -823,8 +835,16 @@ static void phase_c(struct th *t, int64_t i0, int nr)
 			for (int64_t j0 = 0; j0 < n; j0 += PJB) { /* these v rows stay in L1 */
 				const int64_t j1 = MIN2(j0 + PJB, n);
 				const int fresh = c0 == 0 && j0 == 0;
-				/* the next PJB rows of v, prefetched as q.k's next panel is */
-				const float *next = K_PF && j1 < lim - c0 ? vp + j1 * DP : NULL;
+				/*
+				 * the next PJB rows of v, prefetched as q.k's next panel is; after
+				 * the chunk's last (K_PF 2), the next head's first, or the next
+				 * chunk's first
+				 */
+				const float *next = K_PF == 1 && j1 < lim - c0 ? vp + j1 * DP
+						    : !K_PF ? NULL
+						    : j1 < n ? vp + j1 * DP
+						    : hl + 1 < K_HPB ? t->vp[hl + 1] + c0 * DP
+						    : c0 + BC < lim ? t->vp[0] + (c0 + BC) * DP : NULL;
 				for (int g = 0, r0 = 0, rb; g < GROUPS(nr, PRB); g++, r0 += rb) {
 					const float *u[8];
 					const float *pf = next && g * 32 < DP ? next + g * 32 * PJB : NULL;
