@@ -98,6 +98,19 @@
 #ifndef K_PF
 #define K_PF 2
 #endif
+/*
+ * Scores through a chunk buffer (K_SB 1): kq_pre or head_pre write a chunk's
+ * pre-softmax scores into the chunk buffer y (free in phase A, in L1/L2),
+ * and the softmax reads them there and writes the exps into the band, so
+ * each band line is written once, by a sequential pass, instead of first by
+ * the head mixing's interleaved stores (the band's lines come from L3: its
+ * rows were last used a block ago) and then again by the softmax in place.
+ * 0: the scores go straight into the band. Only with raw logits kept apart
+ * (HAVEZ); not a tunable (yet), like K_PF.
+ */
+#ifndef K_SB
+#define K_SB 1
+#endif
 #if K_HPB == 0         /* hpb=0 in a spec means all heads */
 #undef K_HPB
 #define K_HPB K_H
@@ -116,6 +129,7 @@
 #define OK2E (K_CQ2 ? K_OK2 : 0)
 #define POST (K_CQ2 || K_HPOST) /* a step after the softmax */
 #define HAVEZ (K_CQ || K_HPRE)  /* raw logits kept apart from the band, in chunks */
+#define SB (K_SB && HAVEZ)      /* scores through the chunk buffer y */
 #define GQ (K_H / K_HKV)
 #define VL K_VEC
 #define BR K_BQ
@@ -601,7 +615,9 @@ static void conv_pre(struct th *t, int hl, int64_t i0, int nr, int64_t c0, int64
 	float *out[BR];
 	const float *src[BR + RH1];
 	for (int r = 0; r < nr; r++)
-		out[r] = K_HPRE ? t->x + (hl * BR + r) * XS : prow(t, hl, i0 + r) + s0;
+		out[r] = K_HPRE ? t->x + (hl * BR + r) * XS
+			 : SB	? t->y + (hl * BR + r) * XS
+				: prow(t, hl, i0 + r) + s0;
 	for (int s = 0; s < nr + RH1; s++)
 		src[s] = zbrow(t, hl, s) + (s0 - (c0 - ZL));
 	conv_rows(out, src, t->a->kq_pre + (t->h0 + hl) * K_CQ * K_CK, K_CQ, K_CK, K_OK, nr, s1 - s0,
@@ -610,21 +626,29 @@ static void conv_pre(struct th *t, int hl, int64_t i0, int nr, int64_t c0, int64
 #endif
 
 #if K_HPRE
-/* head_pre of rows i0..i0+nr, columns [s0, s1): from x (after kq_pre) or Z, into the band. */
+/*
+ * head_pre of rows i0..i0+nr, columns [s0, s1): from x (after kq_pre) or Z,
+ * into y (SB) or the band.
+ */
 static void mix_pre(struct th *t, int64_t i0, int nr, int64_t s0, int64_t s1)
 {
 	for (int r = 0; r < nr; r++) {
 		const float *src = K_CQ ? t->x + r * XS : zbrow(t, 0, r); /* RH1 = 0, ZL = 0 */
 		const int64_t ss = K_CQ ? (int64_t)BR * XS : (int64_t)NZ * XZ;
-		mix(prow(t, 0, i0 + r) + s0, (int64_t)NP * t->rsw, src, ss, t->a->head_pre, K_H, 1, K_H,
-		    s1 - s0, CNT_HPRE);
+		if (SB)
+			mix(t->y + r * XS, (int64_t)BR * XS, src, ss, t->a->head_pre, K_H, 1, K_H,
+			    s1 - s0, CNT_HPRE);
+		else
+			mix(prow(t, 0, i0 + r) + s0, (int64_t)NP * t->rsw, src, ss, t->a->head_pre, K_H,
+			    1, K_H, s1 - s0, CNT_HPRE);
 	}
 }
 #endif
 
 /*
- * The softmax's exps of the band's rows over columns [s0, s1), in place while
- * the chunk is in cache: e = exp(S - m) against each row's running
+ * The softmax's exps of the band's rows over columns [s0, s1), from the
+ * scores in y (SB) or in place, while the chunk is in cache: e = exp(S - m)
+ * against each row's running
  * reference m, the sums in l. m is the row's first max; a later chunk whose
  * max exceeds it by more than RESCALE moves it there and rescales what the
  * row holds so far (rare: logits seldom climb by e^16 along a row). So
@@ -639,13 +663,15 @@ static void softmax_chunk(struct th *t, int64_t i0, int nr, int64_t s0, int64_t 
 		for (int r = 0; r < nr; r++) {
 			const int64_t i = i0 + r, e = MIN2(s1, i + 1);
 			float *p = prow(t, hl, i), *m = t->mx + hl * BR + r, *l = t->l + hl * BR + r;
+			/* the scores: column c at src + c, in y (SB) or in place */
+			const float *src = SB ? t->y + (hl * BR + r) * XS - s0 : p;
 			if (e > s0) {
 				vf mx = vsplat(-INFINITY);
 				int64_t c = s0;
 				for (; c + VL <= e; c += VL)
-					mx = vmax(mx, vld(p + c));
+					mx = vmax(mx, vld(src + c));
 				if (c < e)
-					mx = vmax(mx, vfirst(vld(p + c), (int)(e - c), vsplat(-INFINITY)));
+					mx = vmax(mx, vfirst(vld(src + c), (int)(e - c), vsplat(-INFINITY)));
 				const float cm = vhmax(mx);
 				if (cm > *m + RESCALE) {
 					if (*m > -INFINITY) { /* what the row holds so far, to the new m */
@@ -663,12 +689,12 @@ static void softmax_chunk(struct th *t, int64_t i0, int nr, int64_t s0, int64_t 
 				vf sum = vsplat(0.0f);
 				COUNT(CNT_EXP, RUP(e - s0, VL));
 				for (c = s0; c + VL <= e; c += VL) {
-					const vf x = vexp_sm(vld(p + c) - mv);
+					const vf x = vexp_sm(vld(src + c) - mv);
 					vst(p + c, x);
 					sum += x;
 				}
 				if (c < e) { /* lanes past the diagonal: 0 */
-					const vf x = vfirst(vexp_sm(vld(p + c) - mv), (int)(e - c),
+					const vf x = vfirst(vexp_sm(vld(src + c) - mv), (int)(e - c),
 							    vsplat(0.0f));
 					vst(p + c, x);
 					sum += x;
