@@ -176,7 +176,21 @@
 #define CRB MAX2(MIN2(CACC / CCV, 8), 1)        /* conv rows per block */
 #define DVN (DP / VL)                           /* vectors of one output row */
 #define PDG MIN2(DVN, ACC)                      /* P.V: output vectors per block */
-#define PRB MAX2(MIN2((ACC - 4) / PDG, 8), 1)   /* P.V rows per block (fewer: GCC spills) */
+/*
+ * P.V rows per block. With 32 registers, as many rows as fill the register
+ * file with accumulators (8 rows at D=64, 5 at D=96, vec=16): GCC then keeps
+ * one accumulator and the row pointers on the stack, but each v slab is
+ * read from L1 half as often, and that measured 1.045x [0.995, 1.082]
+ * faster (perf-paper T=4096) and 1.055x [0.965, 1.213] (paper T=2048) than
+ * the 5 and 3 rows of a quarter of the registers kept free (kprof --ab,
+ * docs/bench-cpu.md). With 16 registers, or rows of more than 6 registers
+ * (not measured), that rule (fewer: GCC spills).
+ */
+#if NREGS >= 32 && PDG * VREGS <= 6
+#define PRB MAX2(MIN2(NREGS / VREGS / PDG, 8), 1)
+#else
+#define PRB MAX2(MIN2((ACC - 4) / PDG, 8), 1)
+#endif
 #define PJB 64                                  /* P.V columns per pass over the rows (L1) */
 #define XS RUP(BC + RM + VL, VL)                /* row stride of the chunk buffers */
 
@@ -663,15 +677,16 @@ static void softmax_chunk(struct th *t, int64_t i0, int nr, int64_t s0, int64_t 
 		for (int r = 0; r < nr; r++) {
 			const int64_t i = i0 + r, e = MIN2(s1, i + 1);
 			float *p = prow(t, hl, i), *m = t->mx + hl * BR + r, *l = t->l + hl * BR + r;
-			/* the scores: column c at src + c, in y (SB) or in place */
-			const float *src = SB ? t->y + (hl * BR + r) * XS - s0 : p;
+			/* the scores: column c at src + (c - s0), in y (SB) or in place */
+			const float *src = SB ? t->y + (hl * BR + r) * XS : p + s0;
 			if (e > s0) {
 				vf mx = vsplat(-INFINITY);
 				int64_t c = s0;
 				for (; c + VL <= e; c += VL)
-					mx = vmax(mx, vld(src + c));
+					mx = vmax(mx, vld(src + (c - s0)));
 				if (c < e)
-					mx = vmax(mx, vfirst(vld(src + c), (int)(e - c), vsplat(-INFINITY)));
+					mx = vmax(mx, vfirst(vld(src + (c - s0)), (int)(e - c),
+							     vsplat(-INFINITY)));
 				const float cm = vhmax(mx);
 				if (cm > *m + RESCALE) {
 					if (*m > -INFINITY) { /* what the row holds so far, to the new m */
@@ -689,12 +704,12 @@ static void softmax_chunk(struct th *t, int64_t i0, int nr, int64_t s0, int64_t 
 				vf sum = vsplat(0.0f);
 				COUNT(CNT_EXP, RUP(e - s0, VL));
 				for (c = s0; c + VL <= e; c += VL) {
-					const vf x = vexp_sm(vld(src + c) - mv);
+					const vf x = vexp_sm(vld(src + (c - s0)) - mv);
 					vst(p + c, x);
 					sum += x;
 				}
 				if (c < e) { /* lanes past the diagonal: 0 */
-					const vf x = vfirst(vexp_sm(vld(src + c) - mv), (int)(e - c),
+					const vf x = vfirst(vexp_sm(vld(src + (c - s0)) - mv), (int)(e - c),
 							    vsplat(0.0f));
 					vst(p + c, x);
 					sum += x;
