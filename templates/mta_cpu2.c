@@ -87,11 +87,29 @@
 /*
  * Software prefetch of the next k^T panel (q.k) and of the next PJB rows of
  * v (P.V), spread over the row groups that reuse the current ones from L1.
- * Not a tunable (yet): prepend #define K_PF 0 to a generated source to
- * compare (bench/kprof.c; docs/bench-cpu.md has the measurement).
+ * 0: none; 1: within a chunk of one head only (the last panel of each
+ * head's chunk prefetched nothing, and the last slab of v the same head's
+ * next chunk, used only after the other heads); 2: the next in the order of
+ * use, across heads and chunks (the last panel of a head's chunk prefetches
+ * the next head's first, the last head's the next chunk's first).
+ * Not a tunable (yet): prepend #define K_PF N to a generated source to
+ * compare (bench/kprof.c --ab; docs/bench-cpu.md has the measurements).
  */
 #ifndef K_PF
-#define K_PF 1
+#define K_PF 2
+#endif
+/*
+ * Scores through a chunk buffer (K_SB 1): kq_pre or head_pre write a chunk's
+ * pre-softmax scores into the chunk buffer y (free in phase A, in L1/L2),
+ * and the softmax reads them there and writes the exps into the band, so
+ * each band line is written once, by a sequential pass, instead of first by
+ * the head mixing's interleaved stores (the band's lines come from L3: its
+ * rows were last used a block ago) and then again by the softmax in place.
+ * 0: the scores go straight into the band. Only with raw logits kept apart
+ * (HAVEZ); not a tunable (yet), like K_PF.
+ */
+#ifndef K_SB
+#define K_SB 1
 #endif
 #if K_HPB == 0         /* hpb=0 in a spec means all heads */
 #undef K_HPB
@@ -111,6 +129,7 @@
 #define OK2E (K_CQ2 ? K_OK2 : 0)
 #define POST (K_CQ2 || K_HPOST) /* a step after the softmax */
 #define HAVEZ (K_CQ || K_HPRE)  /* raw logits kept apart from the band, in chunks */
+#define SB (K_SB && HAVEZ)      /* scores through the chunk buffer y */
 #define GQ (K_H / K_HKV)
 #define VL K_VEC
 #define BR K_BQ
@@ -157,7 +176,21 @@
 #define CRB MAX2(MIN2(CACC / CCV, 8), 1)        /* conv rows per block */
 #define DVN (DP / VL)                           /* vectors of one output row */
 #define PDG MIN2(DVN, ACC)                      /* P.V: output vectors per block */
-#define PRB MAX2(MIN2((ACC - 4) / PDG, 8), 1)   /* P.V rows per block (fewer: GCC spills) */
+/*
+ * P.V rows per block. With 32 registers, as many rows as fill the register
+ * file with accumulators (8 rows at D=64, 5 at D=96, vec=16): GCC then keeps
+ * one accumulator and the row pointers on the stack, but each v slab is
+ * read from L1 half as often, and that measured 1.045x [0.995, 1.082]
+ * faster (perf-paper T=4096) and 1.055x [0.965, 1.213] (paper T=2048) than
+ * the 5 and 3 rows of a quarter of the registers kept free (kprof --ab,
+ * docs/bench-cpu.md). With 16 registers, or rows of more than 6 registers
+ * (not measured), that rule (fewer: GCC spills).
+ */
+#if NREGS >= 32 && PDG * VREGS <= 6
+#define PRB MAX2(MIN2(NREGS / VREGS / PDG, 8), 1)
+#else
+#define PRB MAX2(MIN2((ACC - 4) / PDG, 8), 1)
+#endif
 #define PJB 64                                  /* P.V columns per pass over the rows (L1) */
 #define XS RUP(BC + RM + VL, VL)                /* row stride of the chunk buffers */
 
@@ -491,10 +524,11 @@ static void load_q(struct th *t, int64_t i0, int nr)
 
 /*
  * Raw logits of head hl, the block's rows r < nr, columns [c0, ce) (c0 a
- * multiple of VL): row r at row(r) + (column - oc).
+ * multiple of VL): row r at row(r) + (column - oc). after (or NULL): the
+ * k^T panel q.k reads next after this call's last one (K_PF 2).
  */
 static void qk_rows(struct th *t, int hl, float *(*row)(const struct th *, int, int64_t, int),
-		    int64_t i0, int nr, int64_t oc, int64_t c0, int64_t ce)
+		    int64_t i0, int nr, int64_t oc, int64_t c0, int64_t ce, const float *after)
 {
 	const float *q = t->qb + hl * BR * K_D, *kt = t->kt[hl];
 	for (int64_t c = c0; c < ce;) {
@@ -512,7 +546,8 @@ static void qk_rows(struct th *t, int hl, float *(*row)(const struct th *, int, 
 		 * panel's groups, the next panel streams in from L3 while this one is
 		 * reused from L1, instead of all at once under the first group.
 		 */
-		const float *next = K_PF && cv == CV && c + KP < ce ? kt + (c / KP + 1) * (K_D * KP) : NULL;
+		const float *next = K_PF && cv == CV && c + KP < ce ? kt + (c / KP + 1) * (K_D * KP)
+				    : K_PF >= 2 && c + cv * VL >= ce ? after : NULL;
 		for (int g = 0, r0 = 0, rb; g < GROUPS(nr, QRBN(cv)); g++, r0 += rb) {
 			float *out[8];
 			const float *pf = next && g * 32 < KP ? next + g * 32 * K_D : NULL;
@@ -594,7 +629,9 @@ static void conv_pre(struct th *t, int hl, int64_t i0, int nr, int64_t c0, int64
 	float *out[BR];
 	const float *src[BR + RH1];
 	for (int r = 0; r < nr; r++)
-		out[r] = K_HPRE ? t->x + (hl * BR + r) * XS : prow(t, hl, i0 + r) + s0;
+		out[r] = K_HPRE ? t->x + (hl * BR + r) * XS
+			 : SB	? t->y + (hl * BR + r) * XS
+				: prow(t, hl, i0 + r) + s0;
 	for (int s = 0; s < nr + RH1; s++)
 		src[s] = zbrow(t, hl, s) + (s0 - (c0 - ZL));
 	conv_rows(out, src, t->a->kq_pre + (t->h0 + hl) * K_CQ * K_CK, K_CQ, K_CK, K_OK, nr, s1 - s0,
@@ -603,21 +640,29 @@ static void conv_pre(struct th *t, int hl, int64_t i0, int nr, int64_t c0, int64
 #endif
 
 #if K_HPRE
-/* head_pre of rows i0..i0+nr, columns [s0, s1): from x (after kq_pre) or Z, into the band. */
+/*
+ * head_pre of rows i0..i0+nr, columns [s0, s1): from x (after kq_pre) or Z,
+ * into y (SB) or the band.
+ */
 static void mix_pre(struct th *t, int64_t i0, int nr, int64_t s0, int64_t s1)
 {
 	for (int r = 0; r < nr; r++) {
 		const float *src = K_CQ ? t->x + r * XS : zbrow(t, 0, r); /* RH1 = 0, ZL = 0 */
 		const int64_t ss = K_CQ ? (int64_t)BR * XS : (int64_t)NZ * XZ;
-		mix(prow(t, 0, i0 + r) + s0, (int64_t)NP * t->rsw, src, ss, t->a->head_pre, K_H, 1, K_H,
-		    s1 - s0, CNT_HPRE);
+		if (SB)
+			mix(t->y + r * XS, (int64_t)BR * XS, src, ss, t->a->head_pre, K_H, 1, K_H,
+			    s1 - s0, CNT_HPRE);
+		else
+			mix(prow(t, 0, i0 + r) + s0, (int64_t)NP * t->rsw, src, ss, t->a->head_pre, K_H,
+			    1, K_H, s1 - s0, CNT_HPRE);
 	}
 }
 #endif
 
 /*
- * The softmax's exps of the band's rows over columns [s0, s1), in place while
- * the chunk is in cache: e = exp(S - m) against each row's running
+ * The softmax's exps of the band's rows over columns [s0, s1), from the
+ * scores in y (SB) or in place, while the chunk is in cache: e = exp(S - m)
+ * against each row's running
  * reference m, the sums in l. m is the row's first max; a later chunk whose
  * max exceeds it by more than RESCALE moves it there and rescales what the
  * row holds so far (rare: logits seldom climb by e^16 along a row). So
@@ -632,13 +677,16 @@ static void softmax_chunk(struct th *t, int64_t i0, int nr, int64_t s0, int64_t 
 		for (int r = 0; r < nr; r++) {
 			const int64_t i = i0 + r, e = MIN2(s1, i + 1);
 			float *p = prow(t, hl, i), *m = t->mx + hl * BR + r, *l = t->l + hl * BR + r;
+			/* the scores: column c at src + (c - s0), in y (SB) or in place */
+			const float *src = SB ? t->y + (hl * BR + r) * XS : p + s0;
 			if (e > s0) {
 				vf mx = vsplat(-INFINITY);
 				int64_t c = s0;
 				for (; c + VL <= e; c += VL)
-					mx = vmax(mx, vld(p + c));
+					mx = vmax(mx, vld(src + (c - s0)));
 				if (c < e)
-					mx = vmax(mx, vfirst(vld(p + c), (int)(e - c), vsplat(-INFINITY)));
+					mx = vmax(mx, vfirst(vld(src + (c - s0)), (int)(e - c),
+							     vsplat(-INFINITY)));
 				const float cm = vhmax(mx);
 				if (cm > *m + RESCALE) {
 					if (*m > -INFINITY) { /* what the row holds so far, to the new m */
@@ -656,12 +704,12 @@ static void softmax_chunk(struct th *t, int64_t i0, int nr, int64_t s0, int64_t 
 				vf sum = vsplat(0.0f);
 				COUNT(CNT_EXP, RUP(e - s0, VL));
 				for (c = s0; c + VL <= e; c += VL) {
-					const vf x = vexp_sm(vld(p + c) - mv);
+					const vf x = vexp_sm(vld(src + (c - s0)) - mv);
 					vst(p + c, x);
 					sum += x;
 				}
 				if (c < e) { /* lanes past the diagonal: 0 */
-					const vf x = vfirst(vexp_sm(vld(p + c) - mv), (int)(e - c),
+					const vf x = vfirst(vexp_sm(vld(src + (c - s0)) - mv), (int)(e - c),
 							    vsplat(0.0f));
 					vst(p + c, x);
 					sum += x;
@@ -724,8 +772,13 @@ static void phase_a(struct th *t, int64_t i0, int nr, int zonly)
 #else
 			const int64_t oc = 0;
 #endif
-			if (ce > c0)
-				qk_rows(t, hl, qk_out, i0, nr, oc, c0, ce);
+			if (ce > c0) {
+				/* the panel q.k reads next: the next head's, or the next chunk's */
+				const float *after = hl + 1 < K_HPB ? t->kt[hl + 1] + c0 / KP * (K_D * KP)
+						     : !last && c1 < lim ? t->kt[0] + c1 / KP * (K_D * KP)
+						     : NULL;
+				qk_rows(t, hl, qk_out, i0, nr, oc, c0, ce, after);
+			}
 			for (int r = 0; r < nr; r++) { /* zero past the diagonal */
 				const int64_t i = i0 + r;
 				zero(qk_out(t, hl, i0, r) - oc, MAX2(i + 1, c0), HAVEZ || !last ? c1 : ext(t, i));
@@ -823,8 +876,16 @@ static void phase_c(struct th *t, int64_t i0, int nr)
 			for (int64_t j0 = 0; j0 < n; j0 += PJB) { /* these v rows stay in L1 */
 				const int64_t j1 = MIN2(j0 + PJB, n);
 				const int fresh = c0 == 0 && j0 == 0;
-				/* the next PJB rows of v, prefetched as q.k's next panel is */
-				const float *next = K_PF && j1 < lim - c0 ? vp + j1 * DP : NULL;
+				/*
+				 * the next PJB rows of v, prefetched as q.k's next panel is; after
+				 * the chunk's last (K_PF 2), the next head's first, or the next
+				 * chunk's first
+				 */
+				const float *next = K_PF == 1 && j1 < lim - c0 ? vp + j1 * DP
+						    : !K_PF ? NULL
+						    : j1 < n ? vp + j1 * DP
+						    : hl + 1 < K_HPB ? t->vp[hl + 1] + c0 * DP
+						    : c0 + BC < lim ? t->vp[0] + (c0 + BC) * DP : NULL;
 				for (int g = 0, r0 = 0, rb; g < GROUPS(nr, PRB); g++, r0 += rb) {
 					const float *u[8];
 					const float *pf = next && g * 32 < DP ? next + g * 32 * PJB : NULL;
