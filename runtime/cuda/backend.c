@@ -395,6 +395,22 @@ static int backward(struct mta_kernel *k, const struct mta_problem *p, const str
 	return mta_cuda_train_backward(k->train, p, q, kt, v, w, saved, dout, g);
 }
 
+/* ---- decode: the CUDA decode kernel on the GPU, its caches in device memory ---- */
+
+static int decode_load(struct mta_device *d, const struct mta_problem *p,
+		       const struct mta_variant *v, void **handle, struct mta_decoder *dec)
+{
+	struct mta_cuda_decode *k = NULL;
+	int rc = mta_cuda_decode_load(d ? d->c : NULL, p, v, &k, dec);
+	*handle = k;
+	return rc;
+}
+
+static void decode_unload(void *handle)
+{
+	mta_cuda_decode_free(handle);
+}
+
 const struct mta_backend mta_backend_cuda = {
 	"cuda", "the CUDA kernel on the GPU: the tuned winner, else the default",
 	MTA_BACKEND_CUDA, 1,
@@ -403,6 +419,6 @@ const struct mta_backend mta_backend_cuda = {
 	bind, launch, fetch, unbind, flush,
 	train_load, fwd_save, backward,
 	forward_varlen,
-	NULL, NULL, /* decode: the float64 engine */
+	decode_load, decode_unload,
 	MTA_MEM_DEVICE, 0, 1, attach, mem_alloc, mem_free, mem_copy, mem_check, sync,
 };
