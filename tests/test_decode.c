@@ -516,7 +516,9 @@ TEST(decode_cuda_emu)
 }
 
 #include "runtime/core/attention.h"
+#include "runtime/backend.h"
 #include "runtime/cuda/cuda.h"
+#include "gen/cuda/cudagen.h"
 
 /*
  * A device cache copies the weights to the device only when they change
@@ -630,4 +632,42 @@ TEST(decode_cuda_on_the_gpu)
 		int64_t TB[3] = { 9, 1, 300 }, NB[3] = { 4, 0, 200 };
 		check_decode_be("cuda", keys[i], 3, TB, NB);
 	}
+}
+
+/*
+ * Every point of the CUDA decode space (gen/cuda/space.c: warps 2, 4, 8;
+ * P.V chunks of 32, 128, 512 keys) on the emulator, through the backend's
+ * decode_load: the kernel loaded is the variant's (its block and chunk,
+ * which the loader reads back from it), and its rows, up to 70 columns
+ * (three chunks of 32, two columns a thread of 2 warps), B=2 ragged, equal
+ * the forward.
+ */
+TEST(decode_cuda_emu_every_point)
+{
+	static const char key[] = "h4kv2d8-pre3x5-hpre-post2x3-hc2-both-gn-gate-f32";
+	const struct mta_backend *be = &mta_backend_cuda_emu;
+	struct mta_device *dev = NULL;
+	struct mta_problem p;
+	struct mta_variant *all = NULL;
+	size_t n = 0;
+	mt_kcache();
+	REQUIRE(mta_problem_from_key(key, &p) == MTA_OK);
+	REQUIRE(mta_variant_space_op(&p, MTA_BACKEND_CUDA, MTA_OP_DECODE, &all, &n) == MTA_OK);
+	CHECK_EQ_INT(n, 9);
+	REQUIRE(be->open(0, 0, &dev) == MTA_OK);
+	for (size_t i = 0; i < n; i++) {
+		struct mta_decoder dec;
+		void *h = NULL;
+		char spec[MTA_SPEC_MAX];
+		REQUIRE(mta_variant_format(&all[i], spec, sizeof spec) == MTA_OK);
+		int rc = be->decode_load(dev, &p, &all[i], &h, &dec);
+		CHECKF(rc == MTA_OK, "%s: %s", spec, mta_last_error());
+		if (rc)
+			continue;
+		int64_t T[2] = { 70, 20 }, N[2] = { 0, 3 };
+		check_decode_on(NULL, &dec, key, 2, T, N, NULL);
+		be->decode_unload(h);
+	}
+	be->close(dev);
+	free(all);
 }

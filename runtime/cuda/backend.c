@@ -51,12 +51,19 @@ static int identify(int index, struct mta_device_info *info)
 	return MTA_OK;
 }
 
-/* The dynamic shared memory and threads of b's kernel (forward or backward). */
+/* The dynamic shared memory and threads of b's kernel (forward, backward or decode). */
 static int launch_of(const struct mta_build *b, size_t *smem, int *threads)
 {
 	struct mta_cuda_launch g;
 	struct mta_cuda_bwd_dims d;
 	int rc;
+	if (b->op == MTA_OP_DECODE) {
+		unsigned t = 0;
+		if ((rc = mta_cuda_decode_dims(&b->p, &b->v, &t, smem)))
+			return rc;
+		*threads = (int)t;
+		return MTA_OK;
+	}
 	if (b->op == MTA_OP_BWD) {
 		if ((rc = mta_cuda_bwd_dims(&b->p, &b->v, 1, 1, &d, NULL)))
 			return rc;
@@ -88,7 +95,9 @@ static int build(const struct mta_device_info *info, struct mta_build *b, size_t
 		return mta_fail(MTA_ENOMEM, "out of memory for %zu compiles", n);
 	for (size_t i = 0; i < n; i++) {
 		jobs[i].source = b[i].source;
-		jobs[i].kernel = b[i].op == MTA_OP_BWD ? MTA_CUDA_BWD_KERNEL : MTA_CUDA_KERNEL;
+		jobs[i].kernel = b[i].op == MTA_OP_BWD      ? MTA_CUDA_BWD_KERNEL
+				 : b[i].op == MTA_OP_DECODE ? MTA_CUDA_DECODE_KERNEL
+							    : MTA_CUDA_KERNEL;
 		jobs[i].arch = info->arch;
 	}
 	if ((rc = mta_nvrtc_compile_batch(jobs, n, threads)) == MTA_OK)

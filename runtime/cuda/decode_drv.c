@@ -122,14 +122,16 @@ int mta_cuda_decode_load(struct mta_cuda *c, const struct mta_problem *p,
 	struct mta_nvrtc_job job = { 0 };
 	struct mta_cuda_decode *k = NULL;
 	char *src = NULL;
+	unsigned threads = 0;
+	size_t smem = 0;
 	int rc;
 
-	(void)v; /* the decode kernel's tunables come with its space */
 	*out = NULL;
 	memset(dec, 0, sizeof *dec);
 	if (!c)
 		return mta_fail(MTA_ENODEV, "cuda decode: no CUDA device");
-	if ((rc = mta_gen_cuda_decode(p, &src)))
+	if ((rc = mta_cuda_decode_dims(p, v, &threads, &smem)) ||
+	    (rc = mta_gen_cuda_decode(p, v, &src)))
 		goto out;
 	job.source = src;
 	job.kernel = MTA_CUDA_DECODE_KERNEL;
@@ -141,8 +143,8 @@ int mta_cuda_decode_load(struct mta_cuda *c, const struct mta_problem *p,
 		goto out;
 	}
 	/* the grid is the call's (a block per sequence); bq and hpb are not used */
-	if ((rc = mta_cuda_module_load(c, job.cubin, MTA_CUDA_DECODE_KERNEL,
-				       MTA_CUDA_DECODE_THREADS, MTA_CUDA_DECODE_SMEM, 1, 1, &k->m)))
+	if ((rc = mta_cuda_module_load(c, job.cubin, MTA_CUDA_DECODE_KERNEL, threads,
+				       (unsigned)smem, 1, 1, &k->m)))
 		goto out;
 	k->mem = (struct mta_dmem){ c, dm_alloc, dm_release, dm_put, dm_get, dm_move };
 	dec->fn = decode_call;

@@ -122,9 +122,10 @@ static void build_one(void *ctx, size_t i)
 	char *src = NULL, so[PATH_MAX];
 	double t0 = mta_host_now();
 	b->stats = (struct mta_kstats){ -1, -1, -1, -1, -1 };
-	/* the backward's source wrapped as train_load wraps it: one cache entry */
-	b->status = b->op == MTA_OP_BWD ? emu_wrap(b->source, "mta_generated_bwd.cu", &src)
-					: emu_source(&b->p, &b->v, &src);
+	/* the backward's and decode's sources wrapped as their loaders wrap them: one cache entry */
+	b->status = b->op == MTA_OP_BWD      ? emu_wrap(b->source, "mta_generated_bwd.cu", &src)
+		    : b->op == MTA_OP_DECODE ? emu_wrap(b->source, "mta_decode.cu", &src)
+					     : emu_source(&b->p, &b->v, &src);
 	if (!b->status)
 		b->status = mta_cc_build(src, MTA_LANG_CXX, EMU_FLAGS, so, sizeof so, &b->log);
 	b->seconds = mta_host_now() - t0;
@@ -370,7 +371,8 @@ static int emu_decode_call(const struct mta_dargs *a)
 }
 
 /*
- * The CUDA decode kernel of p built for the emulator; its host entry
+ * The CUDA decode kernel of p and decode variant v (NULL: the default)
+ * built for the emulator; its host entry
  * (mta_cuda_decode: the grid of one block per sequence), checked against
  * this library's struct sizes first, runs behind emu_decode_call, on a
  * cache kept in the emulated device memory (dec->mem): the host code of
@@ -379,14 +381,14 @@ static int emu_decode_call(const struct mta_dargs *a)
 static int decode_load(struct mta_device *d, const struct mta_problem *p,
 		       const struct mta_variant *v, void **handle, struct mta_decoder *dec)
 {
-	(void)v; /* the CUDA decode kernel has no tunables yet */
 	char *cuda = NULL, *src = NULL;
 	struct emu_decode *k = NULL;
 	void *fn = NULL;
 	int rc;
 	*handle = NULL;
 	memset(dec, 0, sizeof *dec);
-	if ((rc = mta_gen_cuda_decode(p, &cuda)) || (rc = emu_wrap(cuda, "mta_decode.cu", &src)))
+	if ((rc = mta_gen_cuda_decode(p, v, &cuda)) ||
+	    (rc = emu_wrap(cuda, "mta_decode.cu", &src)))
 		goto out;
 	if (!(k = calloc(1, sizeof *k))) {
 		rc = mta_fail(MTA_ENOMEM, "out of memory");
@@ -400,6 +402,20 @@ static int decode_load(struct mta_device *d, const struct mta_problem *p,
 		rc = mta_fail(MTA_ECOMPILE, "cuda-emu: the decode kernel's arguments differ from "
 			      "this library's (ABI %d, %zu-byte args)", MTA_DARGS_ABI,
 			      sizeof(struct mta_dargs));
+		goto out;
+	}
+	/* the kernel is the variant's: its block as the launch's, its P.V chunk as asked */
+	unsigned threads = 0;
+	size_t smem = 0;
+	struct mta_variant dv;
+	if (!v && (rc = mta_variant_default_op(p, MTA_BACKEND_CUDA, MTA_OP_DECODE, &dv)))
+		goto out;
+	if ((rc = mta_cuda_decode_dims(p, v ? v : &dv, &threads, &smem)))
+		goto out;
+	if (sizes[3] != (int)threads || sizes[4] != (v ? v : &dv)->bk) {
+		rc = mta_fail(MTA_ECOMPILE, "cuda-emu: the decode kernel has %d threads and P.V "
+			      "chunks of %d keys; its variant asks %u and %d", sizes[3], sizes[4],
+			      threads, (v ? v : &dv)->bk);
 		goto out;
 	}
 	k->kfn = (mta_decode_fn)fn;
