@@ -332,11 +332,16 @@ step bench $rc "\"exit\": $rc"
 # inputs: `mtatune grad` (every gradient file within the float32 gradient
 # tolerance, bench/grad_compare.py), the same on packed documents (`grad
 # --cu-seqlens`), `run --cu-seqlens` (documents of length 1, 2 and longer)
-# and `run --decode-from N` (N = 0, 5, T-1) checked by `run --expected`;
-# the packed forward also in bf16; and the CUDA backward's space tuned
+# and `run --decode-from N` (N = 0, 5, T-1) checked by `run --expected`
+# (on cuda the CUDA decode kernel on the GPU, runtime/cuda/decode_drv.c:
+# caches in device memory, a launch per token);
+# the packed forward also in bf16; the CUDA backward's space tuned
 # (`tune --op bwd`: two random points and the default, each built for the
 # device and checked against the reference gradients, a winner recorded in
-# tune.db). After the benchmark, so
+# tune.db); and the CUDA decode space likewise (`tune --op decode`: two
+# random points of warps x bk and the default, each checked row by row
+# against the forward, one token at cache length T timed, a winner for T's
+# bucket in tune.db). After the benchmark, so
 # that it never takes the benchmark's time: each command is capped by what is
 # left of the budget.
 say ""
@@ -401,6 +406,10 @@ if [ -n "$T5" ]; then
 	srv "tune --op bwd $BACKEND" "$MTATUNE" tune --op bwd --backend "$BACKEND" --problem $BP \
 		--seq $BT --batch $BB --strategy random --budget 2 --reps 2 --warmup 0 --top 1 \
 		--rounds 5 --rounds-budget 10 --timeout 60 --db "$DB" --quiet
+	if [ $REHEARSE -eq 0 ]; then DT=2048; else DT=40; fi
+	srv "tune --op decode $BACKEND" "$MTATUNE" tune --op decode --backend "$BACKEND" \
+		--problem $BP --seq $DT --batch $BB --strategy random --budget 2 --reps 3 \
+		--warmup 1 --top 1 --rounds 5 --rounds-budget 10 --timeout 60 --db "$DB" --quiet
 else
 	SRV_BAD=1
 	say "  could not read T from $G/q.npy"

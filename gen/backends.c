@@ -12,7 +12,7 @@ static const struct mta_gen_backend backends[] = {
 	[MTA_BACKEND_CPU] = { "cpu", &mta_space_cpu, mta_gen_c, &mta_space_cpu_bwd, mta_gen_c_bwd,
 			      &mta_space_cpu_decode, mta_gen_c_decode },
 	[MTA_BACKEND_CUDA] = { "cuda", &mta_space_cuda, mta_gen_cuda, &mta_space_cuda_bwd,
-			       mta_gen_cuda_bwd, NULL, NULL },
+			       mta_gen_cuda_bwd, &mta_space_cuda_decode, mta_gen_cuda_decode },
 };
 
 int mta_gen_backend_count(void)

@@ -116,5 +116,6 @@ extern const struct mta_space mta_space_cuda;
 extern const struct mta_op_space mta_space_cpu_bwd; /* gen/cpu/space.c */
 extern const struct mta_op_space mta_space_cpu_decode;
 extern const struct mta_op_space mta_space_cuda_bwd; /* gen/cuda/space.c */
+extern const struct mta_op_space mta_space_cuda_decode;
 
 #endif

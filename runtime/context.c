@@ -257,8 +257,9 @@ static int pick_now(mta_context *c, const struct mta_problem *p, const char *key
 		memset(out, 0, sizeof *out);
 		out->speedup = out->ci_low = out->ci_high = 1;
 		/*
-		 * An operation without a space of its own (cuda's decode: no tunables
-		 * yet) runs with the forward's default variant, whose defines it reads.
+		 * An operation without a space of its own (none today: every backend
+		 * that has a backward or decode kernel has its space) runs with the
+		 * forward's default variant, whose defines it reads.
 		 */
 		rc = mta_variant_default_op(p, c->be->variants, op, &v);
 		if (rc == MTA_EUNSUPPORTED && op != MTA_OP_FWD)

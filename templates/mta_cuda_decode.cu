@@ -7,18 +7,27 @@
  * convolutions reading the rings of the previous rows' logits and
  * probabilities, which the kernel extends by the new row.
  *
- * One block per sequence (grid x = n), NT threads. A thread owns the key
- * columns j = tid, tid+NT, ... for the steps that are column-wise (logits,
- * convolutions, head mixing: every head of a column in one thread, so the
- * mixing needs no barrier); softmax reduces over the block; P.V gives each
- * thread (head, d) outputs; group norm and gate a warp per head. Barriers
- * separate the steps that read neighbouring columns of the new row. The
- * scratch rows s, m of sequence x are the first 2*H*scap floats of its
- * MTA_DWORK share of work; the next H*D hold its P.V row. float32 math.
+ * One block per sequence (grid x = n), DNT = 32 * K_DEC_WARPS threads. A
+ * thread owns the key columns j = tid, tid+DNT, ... for the steps that are
+ * column-wise (logits, convolutions, head mixing: every head of a column in
+ * one thread, so the mixing needs no barrier); softmax reduces over the
+ * block; P.V is cut into chunks of K_DEC_BK keys, a thread per (chunk,
+ * head, d) item writing the chunk's partial row, then a thread per (head,
+ * d) adds the partials in chunk order (the same bits whatever the thread
+ * count); group norm and gate a warp per head. Barriers separate the steps
+ * that read neighbouring columns of the new row. The scratch rows s, m of
+ * sequence x are the first 2*H*scap floats of its MTA_DWORK share of work;
+ * then per chunk [H] unused floats (the CPU kernel's maxima and sums:
+ * the layout of MTA_DWORK_BK) and the chunk's [H][D] partial P.V row, the
+ * first of which receives the sum. float32 math.
+ *
+ * Tunables (the decode space, gen/cuda/space.c): K_DEC_WARPS, warps per
+ * block; K_DEC_BK, keys per P.V chunk (at least MTA_DBLOCK_MIN, so the
+ * caller's scratch holds the partials).
  *
  * The generator (gen/cuda/cudagen.c, mta_gen_cuda_decode) prepends the
- * K_* #defines of the problem; the defaults below let this file compile
- * alone. On the emulator (templates/cuda_emu.h) it also exports the host
+ * K_* #defines of the problem and the variant; the defaults below let this
+ * file compile alone. On the emulator (templates/cuda_emu.h) it also exports the host
  * entry mta_cuda_decode, a struct mta_dargs pointer in (mta_decode_fn).
  */
 
@@ -41,12 +50,17 @@
 #define K_SCALE 0.25f
 #endif
 
-#define DNT 128                    /* threads per block */
-#define DW (DNT / 32)
+#ifndef K_DEC_WARPS
+#define K_DEC_WARPS 4
+#define K_DEC_BK 128
+#endif
+
+#define DNT (32 * K_DEC_WARPS)     /* threads per block */
+#define DW K_DEC_WARPS
 #define R1 (K_CQ ? K_CQ : 1)
 #define R2 (K_CQ2 ? K_CQ2 : 1)
 #define GQ (K_H / K_HKV)
-#define DBLOCK 128                 /* its key block: DWORK(scap) <= the caller's MTA_DWORK */
+#define DBLOCK K_DEC_BK            /* keys per P.V chunk: DWORK(scap) <= the caller's MTA_DWORK */
 #define DNB(scap) (((scap) + DBLOCK - 1) / DBLOCK)
 #define DWORK(scap) (2LL * K_H * (scap) + DNB(scap) * K_H * (K_D + 2LL))
 #define DSMEM (4 * 2 * DW)        /* dynamic shared memory: the reductions' partials */
@@ -139,7 +153,9 @@ extern "C" __global__ void __launch_bounds__(DNT, 1) mta_decode_row(const mta_da
 	const long long x = blockIdx.x;
 	const mta_dseq_cu sq = a.seq[x];
 	const long long i = sq.pos, cap = sq.cap, sc = a.scap;
-	float *s = a.work + x * DWORK(sc), *m = s + K_H * sc, *ob = m + K_H * sc;
+	float *s = a.work + x * DWORK(sc), *m = s + K_H * sc;
+	float *part = m + K_H * sc + 2 * K_H; /* chunk c's partial row at part + c * K_H * (K_D + 2) */
+	float *ob = part;                     /* chunk 0's, which receives the sum */
 	const float *q = a.q + x * K_H * K_D;
 
 	/* step 1: raw logits of row i into the logit ring */
@@ -159,6 +175,7 @@ extern "C" __global__ void __launch_bounds__(DNT, 1) mta_decode_row(const mta_da
 	/* steps 2-3: pre-softmax convolution and head mixing, column by column */
 	for (long long j = tid; j <= i; j += DNT) {
 		float xs[K_H];
+		#pragma unroll
 		for (int h = 0; h < K_H; h++) {
 #if K_CQ
 			xs[h] = dconv(sq.z + (long long)h * R1 * cap, cap, i, j,
@@ -167,9 +184,11 @@ extern "C" __global__ void __launch_bounds__(DNT, 1) mta_decode_row(const mta_da
 			xs[h] = sq.z[((long long)h * R1 + i % R1) * cap + j];
 #endif
 		}
+		#pragma unroll
 		for (int h = 0; h < K_H; h++) {
 #if K_HPRE
 			float t = 0.f;
+			#pragma unroll
 			for (int h2 = 0; h2 < K_H; h2++)
 				t += a.head_pre[h * K_H + h2] * xs[h2];
 			s[h * sc + j] = t;
@@ -197,6 +216,7 @@ extern "C" __global__ void __launch_bounds__(DNT, 1) mta_decode_row(const mta_da
 	/* steps 5-6: post-softmax convolution and head mixing, column by column, into s */
 	for (long long j = tid; j <= i; j += DNT) {
 		float xs[K_H];
+		#pragma unroll
 		for (int h = 0; h < K_H; h++) {
 #if K_CQ2
 			xs[h] = dconv(sq.p + (long long)h * R2 * cap, cap, i, j,
@@ -205,15 +225,18 @@ extern "C" __global__ void __launch_bounds__(DNT, 1) mta_decode_row(const mta_da
 			xs[h] = sq.p[((long long)h * R2 + i % R2) * cap + j];
 #endif
 		}
+		#pragma unroll
 		for (int h = 0; h < K_H; h++) {
 #if K_HPOST == 1
 			const int g = h / K_HC, oo = h % K_HC;
 			float t = 0.f;
+			#pragma unroll
 			for (int in = 0; in < K_HC; in++)
 				t += a.head_post[(g * K_HC + in) * K_HC + oo] * xs[g * K_HC + in];
 			s[h * sc + j] = t;
 #elif K_HPOST == 2
 			float t = 0.f;
+			#pragma unroll
 			for (int h2 = 0; h2 < K_H; h2++)
 				t += a.head_post_linear[h * K_H + h2] * xs[h2];
 			s[h * sc + j] = t;
@@ -224,16 +247,28 @@ extern "C" __global__ void __launch_bounds__(DNT, 1) mta_decode_row(const mta_da
 	}
 	__syncthreads();
 
-	/* step 7: P.V, a thread per (head, d) */
-	for (int e = tid; e < K_H * K_D; e += DNT) {
-		const int h = e / K_D, d = e % K_D;
+	/* step 7: P.V, a thread per (chunk, head, d), then the chunks' sum in chunk order */
+	const long long nch = i / DBLOCK + 1;
+	for (long long it = tid; it < nch * K_H * K_D; it += DNT) {
+		const long long c = it / (K_H * K_D);
+		const int e = (int)(it % (K_H * K_D)), h = e / K_D, d = e % K_D;
+		const long long j1 = (c + 1) * DBLOCK - 1 < i ? (c + 1) * DBLOCK - 1 : i;
 		const float *sr = s + h * sc;
 		float acc = 0.f;
-		for (long long j = 0; j <= i; j++)
+		for (long long j = c * DBLOCK; j <= j1; j++)
 			acc += sr[j] * sq.v[(j * K_HKV + h / GQ) * K_D + d];
-		ob[e] = acc;
+		part[c * (K_H * (K_D + 2LL)) + e] = acc;
 	}
 	__syncthreads();
+	if (nch > 1) {
+		for (int e = tid; e < K_H * K_D; e += DNT) {
+			float acc = part[e];
+			for (long long c = 1; c < nch; c++)
+				acc += part[c * (K_H * (K_D + 2LL)) + e];
+			ob[e] = acc;
+		}
+		__syncthreads();
+	}
 
 	/* steps 8-9: group norm and gate, a warp per head */
 	for (int h = warp; h < K_H; h += DW) {
@@ -277,8 +312,9 @@ static void mta_decode_body(const void *p)
 	mta_decode_row(*(const mta_dargs_cu *)p);
 }
 
-extern "C" const int mta_cuda_decode_sizes[3] = { 3, (int)sizeof(mta_dargs_cu),
-						  (int)sizeof(mta_dseq_cu) };
+/* ABI, argument sizes, then the variant the kernel was built for: threads, P.V chunk */
+extern "C" const int mta_cuda_decode_sizes[5] = { 3, (int)sizeof(mta_dargs_cu),
+						  (int)sizeof(mta_dseq_cu), DNT, DBLOCK };
 
 extern "C" int mta_cuda_decode(const void *args)
 {

@@ -509,4 +509,165 @@ TEST(decode_cuda_emu)
 	/* a row longer than the block's 128 threads: each thread takes several columns */
 	int64_t TL[1] = { 133 }, NL[1] = { 129 };
 	check_decode_be("cuda-emu", keys[0], 1, TL, NL);
+	/* caches that grow (16, 32 tokens) while decoding: the rings moved into new memory */
+	int64_t TG[2] = { 37, 20 }, NG[2] = { 2, 15 };
+	check_decode_be("cuda-emu", keys[0], 2, TG, NG);
+	check_decode_be("cuda-emu", keys[1], 2, TG, NG);
+}
+
+#include "runtime/core/attention.h"
+#include "runtime/backend.h"
+#include "runtime/cuda/cuda.h"
+#include "gen/cuda/cudagen.h"
+
+/*
+ * A device cache copies the weights to the device only when they change
+ * (decode.c, dweights): weights changed in place, at the same addresses,
+ * between two passes over one cache reach the kernel. One token per call
+ * (every row after the first through the kernel), each pass checked
+ * against the reference with the weights it ran with.
+ */
+TEST(decode_cuda_emu_weights_change_in_place)
+{
+	static const char key[] = "h4kv2d8-pre3x5-hpre-post2x3-hc2-both-gn-gate-f32";
+	const int64_t T = 9;
+	struct mta_problem p;
+	struct mta_weights w;
+	struct mta_wpart parts[MTA_WPARTS_MAX];
+	mta_context *ctx = NULL;
+	mta_cache *c = NULL;
+	REQUIRE(mta_problem_from_key(key, &p) == MTA_OK);
+	mt_kcache();
+	REQUIRE(mta_context_create(&ctx, "/nonexistent/mta.db", "cuda-emu", 0) == MTA_OK);
+	struct mta_tensor q, k, v, o;
+	void *bq = mt_tensor(p.dtype, 1, T, p.H, p.D, 0, &q);
+	void *bk = mt_tensor(p.dtype, 1, T, p.Hkv, p.D, 0, &k);
+	void *bv = mt_tensor(p.dtype, 1, T, p.Hkv, p.D, 0, &v);
+	void *bo = mt_tensor(MTA_F32, 1, T, p.H, p.D, 0, &o);
+	const size_t no = (size_t)(T * p.H * p.D), es = mta_dtype_size(p.dtype);
+	double *ref = malloc(no * sizeof *ref);
+	mt_weights(&p, &w);
+	REQUIRE(ref && mta_cache_create_ctx(ctx, &p, 1, &c) == MTA_OK);
+	REQUIRE(mta_cache_decoder(c) && mta_cache_decoder(c)->mem);
+	for (int pass = 0; pass < 2; pass++) {
+		if (pass) { /* new values at the same addresses, and the sequence started again */
+			const int np = mta_weight_parts(&p, &w, parts);
+			for (int i = 0; i < np; i++)
+				for (size_t e = 0; e < parts[i].n; e++)
+					((float *)*parts[i].ptr)[e] *= (float)(1.5 + 0.5 * mt_uniform());
+			REQUIRE(mta_cache_reset(c, 0) == MTA_OK);
+		}
+		for (size_t e = 0; e < no; e++)
+			((float *)bo)[e] = NAN;
+		for (int64_t r = 0; r < T; r++) {
+			struct mta_tensor q1 = q, k1 = k, v1 = v, o1 = o;
+			q1.data = (char *)q.data + (size_t)(r * q.stride[1]) * es;
+			k1.data = (char *)k.data + (size_t)(r * k.stride[1]) * es;
+			v1.data = (char *)v.data + (size_t)(r * v.stride[1]) * es;
+			o1.data = (float *)o.data + r * o.stride[1];
+			q1.shape[1] = k1.shape[1] = v1.shape[1] = o1.shape[1] = 1;
+			CHECKF(mta_decode(c, &q1, &k1, &v1, &w, NULL, &o1) == MTA_OK, "pass %d row %lld: %s",
+			       pass, (long long)r, mta_last_error());
+		}
+		struct mta_compare cmp;
+		REQUIRE(mta_reference(&p, &q, &k, &v, &w, ref) == MTA_OK);
+		CHECKF(mta_compare(bo, ref, no, p.dtype, &cmp) == MTA_OK, "%s", mta_last_error());
+		CHECKF(cmp.rel_l2 < mta_tolerance(p.dtype) && cmp.bad == 0,
+		       "pass %d: rel L2 %g, %zu elements beyond the bound", pass, cmp.rel_l2, cmp.bad);
+	}
+	mta_cache_free(c);
+	mta_context_free(ctx);
+	mt_weights_free(&w);
+	free(ref);
+	free(bq);
+	free(bk);
+	free(bv);
+	free(bo);
+}
+
+/*
+ * The cuda backend's decode kernel (runtime/cuda/decode_drv.c): its loader
+ * refuses a missing device with MTA_ENODEV; without a GPU a cuda context
+ * is refused the same way (and `run --backend cuda --decode-from` exits 1
+ * naming the missing driver); on a GPU machine, every option, prefills
+ * 0, 1, cq-1 and T-1, ragged batches and rows longer than a block's
+ * threads, each row equal to the forward.
+ */
+TEST(decode_cuda_on_the_gpu)
+{
+	struct mta_problem p;
+	struct mta_decoder dec;
+	struct mta_cuda_decode *kd = (struct mta_cuda_decode *)&dec;
+	mta_context *ctx = NULL;
+	char *out = NULL;
+	int n = 0;
+	REQUIRE(mta_problem_from_key(keys[0], &p) == MTA_OK);
+	memset(&dec, 0xff, sizeof dec);
+	CHECK_EQ_INT(mta_cuda_decode_load(NULL, &p, NULL, &kd, &dec), MTA_ENODEV);
+	CHECK(kd == NULL && dec.fn == NULL && dec.mem == NULL);
+	CHECK_STR_CONTAINS(mta_last_error(), "no CUDA device");
+	int st = mt_sh(&out, "MTATUNE_LIBCUDA=%s/none.so %s run --backend cuda --inputs %s/dev-gqa "
+		       "--decode-from 3 --out %s/o.npy --db %s/none.db", mt_tmpdir(), mt_bin(),
+		       mt_golden_dir(), mt_tmpdir(), mt_tmpdir());
+	CHECK_EQ_INT(st, 1);
+	CHECK_STR_CONTAINS(out, "backend cuda failed (ENODEV): no CUDA driver (libcuda.so.1) found");
+	free(out);
+	const int have = mta_cuda_device_count(&n) == MTA_OK;
+	const int rc = mta_context_create(&ctx, NULL, "cuda", 0);
+	if (!have) {
+		CHECK_EQ_INT(rc, MTA_ENODEV);
+		CHECK(ctx == NULL);
+		return;
+	}
+	REQUIRE(rc == MTA_OK || (mt_fail(__FILE__, __LINE__, "%s", mta_last_error()), 0));
+	mta_context_free(ctx);
+	for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+		REQUIRE(mta_problem_from_key(keys[i], &p) == MTA_OK);
+		const int64_t T = 40;
+		int64_t Ns[] = { 0, 1, p.cq > 1 ? p.cq - 1 : 2, T - 1 };
+		for (size_t j = 0; j < sizeof Ns / sizeof Ns[0]; j++) {
+			int64_t t[1] = { T }, nn[1] = { Ns[j] };
+			check_decode_be("cuda", keys[i], 1, t, nn);
+		}
+		int64_t TB[3] = { 9, 1, 300 }, NB[3] = { 4, 0, 200 };
+		check_decode_be("cuda", keys[i], 3, TB, NB);
+	}
+}
+
+/*
+ * Every point of the CUDA decode space (gen/cuda/space.c: warps 2, 4, 8;
+ * P.V chunks of 32, 128, 512 keys) on the emulator, through the backend's
+ * decode_load: the kernel loaded is the variant's (its block and chunk,
+ * which the loader reads back from it), and its rows, up to 70 columns
+ * (three chunks of 32, two columns a thread of 2 warps), B=2 ragged, equal
+ * the forward.
+ */
+TEST(decode_cuda_emu_every_point)
+{
+	static const char key[] = "h4kv2d8-pre3x5-hpre-post2x3-hc2-both-gn-gate-f32";
+	const struct mta_backend *be = &mta_backend_cuda_emu;
+	struct mta_device *dev = NULL;
+	struct mta_problem p;
+	struct mta_variant *all = NULL;
+	size_t n = 0;
+	mt_kcache();
+	REQUIRE(mta_problem_from_key(key, &p) == MTA_OK);
+	REQUIRE(mta_variant_space_op(&p, MTA_BACKEND_CUDA, MTA_OP_DECODE, &all, &n) == MTA_OK);
+	CHECK_EQ_INT(n, 9);
+	REQUIRE(be->open(0, 0, &dev) == MTA_OK);
+	for (size_t i = 0; i < n; i++) {
+		struct mta_decoder dec;
+		void *h = NULL;
+		char spec[MTA_SPEC_MAX];
+		REQUIRE(mta_variant_format(&all[i], spec, sizeof spec) == MTA_OK);
+		int rc = be->decode_load(dev, &p, &all[i], &h, &dec);
+		CHECKF(rc == MTA_OK, "%s: %s", spec, mta_last_error());
+		if (rc)
+			continue;
+		int64_t T[2] = { 70, 20 }, N[2] = { 0, 3 };
+		check_decode_on(NULL, &dec, key, 2, T, N, NULL);
+		be->decode_unload(h);
+	}
+	be->close(dev);
+	free(all);
 }

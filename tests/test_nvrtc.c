@@ -210,7 +210,7 @@ TEST(nvrtc_decode_kernel_compiles)
 	for (size_t i = 0; i < nk; i++) {
 		struct mta_problem p;
 		REQUIRE(mta_problem_from_key(keys[i], &p) == MTA_OK);
-		REQUIRE(mta_gen_cuda_decode(&p, &src[i]) == MTA_OK);
+		REQUIRE(mta_gen_cuda_decode(&p, NULL, &src[i]) == MTA_OK);
 		for (int a = 0; a < 2; a++)
 			jobs[2 * i + a] = (struct mta_nvrtc_job){ .source = src[i],
 				.kernel = MTA_CUDA_DECODE_KERNEL, .arch = arch[a] };
@@ -223,12 +223,95 @@ TEST(nvrtc_decode_kernel_compiles)
 			CHECKF(jobs[j].stats.spill_stores == 0 && jobs[j].stats.spill_loads == 0,
 			       "%s spills on %s: %d/%d bytes", keys[j / 2], jobs[j].arch,
 			       jobs[j].stats.spill_stores, jobs[j].stats.spill_loads);
-			CHECKF(mta_nvrtc_prune(&jobs[j].stats, jobs[j].arch, MTA_CUDA_DECODE_THREADS,
-					       MTA_CUDA_DECODE_SMEM) == MTA_OK, "%s on %s pruned: %s",
+			struct mta_problem p;
+			unsigned threads = 0;
+			size_t smem = 0;
+			REQUIRE(mta_problem_from_key(keys[j / 2], &p) == MTA_OK);
+			REQUIRE(mta_cuda_decode_dims(&p, NULL, &threads, &smem) == MTA_OK);
+			CHECKF(mta_nvrtc_prune(&jobs[j].stats, jobs[j].arch, (int)threads,
+					       smem) == MTA_OK, "%s on %s pruned: %s",
 			       keys[j / 2], jobs[j].arch, mta_last_error());
 		}
 		mta_nvrtc_job_free(&jobs[j]);
 	}
 	for (size_t i = 0; i < nk; i++)
+		free(src[i]);
+}
+
+/*
+ * Every point of the CUDA decode space (gen/cuda/space.c: warps 2, 4, 8
+ * and P.V chunks of 32, 128, 512 keys) compiles with NVRTC for sm_80 and
+ * sm_90 with no spill and no stack frame on the paper's problem and a
+ * float32 one with D=128, within the limits of its launch
+ * (mta_cuda_decode_dims); the registers it takes stay under the space's
+ * rule (DEC_REGS_NEED, 200), and 16 warps are refused by that rule.
+ */
+TEST_COMPILE_BOUND(nvrtc_decode_every_point_without_spills)
+{
+	static const char *arch[2] = { "sm_80", "sm_90" };
+	static const char *keys[] = {
+		"h16kv16d96-pre6x11-hpre-post6x11-hc16-both-gn-gate-bf16",
+		"h8kv2d128-pre6x11-post6x11-hpost-both-gn-gate-f32",
+	};
+	struct mta_nvrtc_job jobs[2 * 2 * 16];
+	struct mta_variant vs[2 * 16];
+	char *src[2 * 16] = { 0 };
+	size_t nj = 0, nsrc = 0;
+	int maxreg = 0;
+	memset(jobs, 0, sizeof jobs);
+	for (size_t i = 0; i < 2; i++) {
+		struct mta_problem p;
+		struct mta_variant *all = NULL, v;
+		size_t n = 0;
+		REQUIRE(mta_problem_from_key(keys[i], &p) == MTA_OK);
+		REQUIRE(mta_variant_space_op(&p, MTA_BACKEND_CUDA, MTA_OP_DECODE, &all, &n) == MTA_OK);
+		CHECK_EQ_INT(n, 9);
+		for (size_t j = 0; j < n && nsrc < 2 * 16; j++) {
+			vs[nsrc] = all[j];
+			REQUIRE(mta_gen_cuda_decode(&p, &all[j], &src[nsrc]) == MTA_OK);
+			for (int a = 0; a < 2; a++)
+				jobs[nj++] = (struct mta_nvrtc_job){ .source = src[nsrc],
+					.kernel = MTA_CUDA_DECODE_KERNEL, .arch = arch[a] };
+			nsrc++;
+		}
+		/* 16 warps: 128 registers a thread, fewer than the kernel takes */
+		REQUIRE(mta_variant_default_op(&p, MTA_BACKEND_CUDA, MTA_OP_DECODE, &v) == MTA_OK);
+		v.warps = 16;
+		CHECK(mta_variant_check_op(&p, &v, MTA_OP_DECODE) == MTA_EINVAL);
+		CHECK_STR_CONTAINS(mta_last_error(), "fewer than the kernel's 200");
+		v.warps = 4;
+		v.bk = 16;
+		CHECK(mta_variant_check_op(&p, &v, MTA_OP_DECODE) == MTA_EINVAL);
+		CHECK_STR_CONTAINS(mta_last_error(), "bk=16: a cuda decode P.V chunk has 32");
+		free(all);
+	}
+	REQUIRE(mta_nvrtc_compile_batch(jobs, nj, 0) == MTA_OK);
+	for (size_t j = 0; j < nj; j++) {
+		const struct mta_nvrtc_job *x = &jobs[j];
+		const struct mta_variant *v = &vs[j / 2];
+		struct mta_problem p;
+		unsigned threads = 0;
+		size_t smem = 0;
+		REQUIRE(mta_problem_from_key(keys[j / 2 >= 9], &p) == MTA_OK);
+		CHECKF(x->status == MTA_OK && x->cubin_size > 0, "%s warps=%d bk=%d %s: %s",
+		       keys[j / 2 >= 9], v->warps, v->bk, x->arch, x->message);
+		if (x->status != MTA_OK)
+			continue;
+		REQUIRE(mta_cuda_decode_dims(&p, v, &threads, &smem) == MTA_OK);
+		CHECK_EQ_INT(threads, 32 * v->warps);
+		CHECKF(x->stats.spill_stores == 0 && x->stats.spill_loads == 0 &&
+		       x->stats.stack_bytes == 0, "%s warps=%d bk=%d spills on %s: %d/%d bytes, "
+		       "stack %d", keys[j / 2 >= 9], v->warps, v->bk, x->arch, x->stats.spill_stores,
+		       x->stats.spill_loads, x->stats.stack_bytes);
+		CHECKF(mta_nvrtc_prune(&x->stats, x->arch, (int)threads, smem) == MTA_OK,
+		       "%s warps=%d bk=%d pruned on %s: %s", keys[j / 2 >= 9], v->warps, v->bk,
+		       x->arch, mta_last_error());
+		maxreg = x->stats.registers > maxreg ? x->stats.registers : maxreg;
+	}
+	CHECKF(maxreg > 0 && maxreg <= 200, "the decode kernel takes %d registers", maxreg);
+	printf("  decode space: %zu compiles, at most %d registers a thread\n", nj, maxreg);
+	for (size_t j = 0; j < nj; j++)
+		mta_nvrtc_job_free(&jobs[j]);
+	for (size_t i = 0; i < nsrc; i++)
 		free(src[i]);
 }

@@ -320,14 +320,15 @@ TEST(cli_tune_op_is_checked)
 	CHECK_STR_CONTAINS(out, "mtatune tune: --op: unknown operation 'sideways' (expected fwd, "
 			   "bwd or decode)");
 	free(out);
-	/* the emulator tunes the backward only (tune.h, mta_tune_backend) */
+	/* the emulator tunes the backward and decode only (tune.h, mta_tune_backend) */
 	code = mt_sh(&out, "%s tune --backend cuda-emu --seq 16", mt_bin());
 	CHECK_EQ_INT(code, 2);
 	CHECK_STR_CONTAINS(out, "--backend: the cuda-emu backend cannot be tuned");
 	free(out);
-	code = mt_sh(&out, "%s tune --op decode --backend cuda --seq 16", mt_bin());
+	/* and decode: the forward alone is refused, naming the backends that tune it */
+	code = mt_sh(&out, "%s tune --op fwd --backend cuda-emu --seq 16", mt_bin());
 	CHECK_EQ_INT(code, 2);
-	CHECK_STR_CONTAINS(out, "--backend: the cuda backend has no decode kernel to tune");
+	CHECK_STR_CONTAINS(out, "--backend: the cuda-emu backend cannot be tuned");
 	free(out);
 	code = mt_sh(&out, "%s best --op decod", mt_bin());
 	CHECK_EQ_INT(code, 2);
@@ -428,6 +429,102 @@ TEST(tune_decode_records_decode_winners_and_the_cache_runs_them)
 	REQUIRE(mta_context_create(&ctx, db, "cpu", 0) == MTA_OK);
 	REQUIRE(mta_context_pick_op(ctx, &p, "decode", 2, 70, &k) == MTA_OK);
 	CHECK(k.source == MTA_PICK_DEFAULT && !strcmp(k.spec, def));
+	mta_context_free(ctx);
+}
+
+/*
+ * tune --op decode --backend cuda-emu: the CUDA decode space (warps, bk:
+ * gen/cuda/space.c) on the emulator, each variant checked by
+ * mta_check_decode and recorded with op 'decode' under the emulator's
+ * device, a winner for T's bucket; a context's cache runs the winner of
+ * its length's bucket (the decoder's spec once its rows reach it), which
+ * the harness then checks against the forward; a winner the decode rules
+ * refuse fails the cache, naming it.
+ */
+TEST(tune_decode_cuda_emu_records_winners_and_the_cache_runs_them)
+{
+	char db[512], other[MTA_SPEC_MAX], sql[1024];
+	struct mta_problem p;
+	struct mta_tune_opts o;
+	struct mta_tune_summary s;
+	struct mta_variant v;
+	mt_kcache();
+	snprintf(db, sizeof db, "%s/decode-emu.db", mt_tmpdir());
+	REQUIRE(mta_problem_from_key(SMALL, &p) == MTA_OK);
+	REQUIRE(mta_variant_default_op(&p, MTA_BACKEND_CUDA, MTA_OP_DECODE, &v) == MTA_OK);
+	CHECK(v.bk == 128 && v.warps == 4);
+	v.bk = 32;
+	v.warps = 2;
+	REQUIRE(mta_variant_format(&v, other, sizeof other) == MTA_OK);
+	const char *only[] = { other };
+	quick(&o, db);
+	o.backend = "cuda-emu";
+	o.op = MTA_OP_DECODE;
+	o.B = 1;
+	o.min_rounds = 2;
+	o.max_rounds = 3;
+	o.rounds_budget_s = 5;
+	o.only_specs = only;
+	o.n_only = 1;
+	CHECKF(mta_tune(&p, &o, &s) == MTA_OK, "%s", mta_last_error());
+	CHECK_EQ_INT(s.total, 2);
+	CHECK_EQ_INT(s.ok, 2);
+	CHECK(s.winner[0]);
+	CHECK_EQ_INT(mt_db_count(db, "SELECT count(*) FROM results r JOIN variants v ON v.id = "
+				 "r.variant_id WHERE v.op = 'decode' AND r.status = 'ok' AND "
+				 "r.rel_err > 0 AND r.rel_err < 1e-5 AND r.T = 70 AND r.B = 1"), 2);
+	CHECK_EQ_INT(mt_db_count(db, "SELECT count(*) FROM winners w JOIN variants v ON v.id = "
+				 "w.variant_id WHERE w.op = 'decode' AND v.op = 'decode' AND "
+				 "w.t_bucket = 128"), 1);
+	CHECK_EQ_INT(mt_db_count(db, "SELECT count(*) FROM devices WHERE backend = 'cuda' AND "
+				 "arch = 'emu'"), 1);
+	/* the non-default variant as the winner, so that the cache's choice shows */
+	snprintf(sql, sizeof sql, "UPDATE winners SET variant_id = (SELECT id FROM variants WHERE "
+		 "spec = '%s' AND op = 'decode') WHERE op = 'decode'", other);
+	exec_sql(db, sql);
+	mta_context *ctx;
+	struct mta_pick k;
+	REQUIRE(mta_context_create(&ctx, db, "cuda-emu", 0) == MTA_OK);
+	REQUIRE(mta_context_pick_op(ctx, &p, "decode", 1, 70, &k) == MTA_OK);
+	CHECK(k.source == MTA_PICK_EXACT && k.rung == MTA_RUNG_DEVICE && !strcmp(k.spec, other));
+	/* a cache whose rows reach T=70 runs the winner of that bucket */
+	mta_cache *c = NULL;
+	struct mta_tensor q, kt, vt, ot;
+	struct mta_weights w;
+	void *bq = mt_tensor(p.dtype, 1, 70, p.H, p.D, 0, &q);
+	void *bk = mt_tensor(p.dtype, 1, 70, p.Hkv, p.D, 0, &kt);
+	void *bv = mt_tensor(p.dtype, 1, 70, p.Hkv, p.D, 0, &vt);
+	void *bo = mt_tensor(MTA_F32, 1, 70, p.H, p.D, 0, &ot);
+	mt_weights(&p, &w);
+	REQUIRE(mta_cache_create_ctx(ctx, &p, 1, &c) == MTA_OK);
+	CHECKF(mta_decode(c, &q, &kt, &vt, &w, NULL, &ot) == MTA_OK, "%s", mta_last_error());
+	const struct mta_decoder *d = mta_cache_decoder(c);
+	CHECKF(d && d->spec && !strcmp(d->spec, other), "the cache runs %s, not the winner %s",
+	       d && d->spec ? d->spec : "(none)", other);
+	mta_cache_free(c);
+	mt_weights_free(&w);
+	free(bq);
+	free(bk);
+	free(bv);
+	free(bo);
+	struct mta_runner r = { .ctx = ctx };
+	struct mta_check_opts co = { 1, 70, mt_seed(), 0 };
+	struct mta_compare cmp;
+	CHECKF(mta_check_decode(&r, NULL, &p, &co, &cmp) == MTA_OK, "runtime decode: %s",
+	       mta_last_error());
+	mta_context_free(ctx);
+	/* a winner the decode rules refuse (16 warps: the kernel's registers do not fit) */
+	char bad[MTA_SPEC_MAX];
+	v.warps = 16;
+	REQUIRE(mta_variant_format(&v, bad, sizeof bad) == MTA_OK);
+	snprintf(sql, sizeof sql, "INSERT INTO variants (problem_id, spec, op) SELECT problem_id, "
+		 "'%s', 'decode' FROM variants LIMIT 1; UPDATE winners SET variant_id = (SELECT id "
+		 "FROM variants WHERE spec = '%s') WHERE op = 'decode'", bad, bad);
+	exec_sql(db, sql);
+	REQUIRE(mta_context_create(&ctx, db, "cuda-emu", 0) == MTA_OK);
+	r.ctx = ctx;
+	CHECK(mta_check_decode(&r, NULL, &p, &co, NULL) != MTA_OK);
+	CHECK_STR_CONTAINS(mta_last_error(), "warps=16: a cuda decode thread of 16 warps");
 	mta_context_free(ctx);
 }
 

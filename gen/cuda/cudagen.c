@@ -244,10 +244,27 @@ int mta_gen_cuda_bwd(const struct mta_problem *p, const struct mta_variant *v, c
 
 /* ---- decode (templates/mta_cuda_decode.cu) ---- */
 
-int mta_gen_cuda_decode(const struct mta_problem *p, char **source)
+int mta_cuda_decode_dims(const struct mta_problem *p, const struct mta_variant *v,
+			 unsigned *threads, size_t *smem_bytes)
+{
+	struct mta_variant d;
+	int rc;
+	if (!v) {
+		if ((rc = mta_variant_default_op(p, MTA_BACKEND_CUDA, MTA_OP_DECODE, &d)))
+			return rc;
+		v = &d;
+	} else if ((rc = mta_variant_check_kernel(p, v, MTA_OP_DECODE))) {
+		return rc;
+	}
+	*threads = 32u * (unsigned)v->warps;
+	*smem_bytes = 4u * 2u * (size_t)v->warps; /* the block reductions' partials */
+	return MTA_OK;
+}
+
+int mta_gen_cuda_decode(const struct mta_problem *p, const struct mta_variant *v, char **source)
 {
 	static const char path[] = TEMPLATE_DECODE;
-	struct mta_variant v;
+	struct mta_variant d;
 	struct mta_buf b = { 0 };
 	int rc;
 
@@ -255,12 +272,21 @@ int mta_gen_cuda_decode(const struct mta_problem *p, char **source)
 	const char *tpl = mta_embedded(path);
 	if (!tpl)
 		return mta_fail(MTA_EUNSUPPORTED, "this build lacks %s", path);
-	/* the problem's #defines; the decode kernel has no tunables of its own yet */
-	if ((rc = mta_variant_default(p, MTA_BACKEND_CUDA, &v)) ||
-	    (rc = mta_gen_defines(&b, path, p, &v))) {
+	if (!v) {
+		if ((rc = mta_variant_default_op(p, MTA_BACKEND_CUDA, MTA_OP_DECODE, &d)))
+			return rc;
+		v = &d;
+	}
+	if (v->backend != MTA_BACKEND_CUDA)
+		return mta_fail(MTA_EINVAL, "the CUDA decode generator got a %s variant",
+				mta_backend_name(v->backend));
+	if ((rc = mta_variant_check_kernel(p, v, MTA_OP_DECODE)))
+		return rc;
+	/* the problem's #defines, then the two tunables the kernel reads */
+	if ((rc = mta_gen_defines(&b, path, p, v))) {
 		mta_buf_free(&b);
 		return rc;
 	}
-	mta_buf_printf(&b, "%s", tpl);
+	mta_buf_printf(&b, "#define K_DEC_WARPS %d\n#define K_DEC_BK %d\n\n%s", v->warps, v->bk, tpl);
 	return mta_buf_take(&b, "a CUDA decode kernel", source, NULL);
 }

@@ -42,15 +42,18 @@ void mta_cuda_v3_dims(const struct mta_problem *p, const struct mta_variant *v,
 size_t mta_cuda_smem_bytes(const struct mta_problem *p, const struct mta_variant *v);
 
 /*
- * The CUDA decode kernel of p (templates/mta_cuda_decode.cu, entry
- * MTA_CUDA_DECODE_KERNEL, arguments runtime/core/mta_dargs.h): the
- * problem's #defines, then the template. One block of MTA_CUDA_DECODE_THREADS
- * threads per sequence, MTA_CUDA_DECODE_SMEM bytes of dynamic shared memory.
+ * The CUDA decode kernel of p and decode variant v (NULL: the default;
+ * templates/mta_cuda_decode.cu, entry MTA_CUDA_DECODE_KERNEL, arguments
+ * runtime/core/mta_dargs.h): the problem's and the variant's #defines, then
+ * K_DEC_WARPS and K_DEC_BK (the decode space's warps and bk, gen/cuda/
+ * space.c), then the template. v is held to mta_variant_check_kernel.
+ * mta_cuda_decode_dims: its launch, one block of *threads threads per
+ * sequence with *smem_bytes of dynamic shared memory.
  */
 #define MTA_CUDA_DECODE_KERNEL "mta_decode_row"
-#define MTA_CUDA_DECODE_THREADS 128
-#define MTA_CUDA_DECODE_SMEM 32
-int mta_gen_cuda_decode(const struct mta_problem *p, char **source);
+int mta_gen_cuda_decode(const struct mta_problem *p, const struct mta_variant *v, char **source);
+int mta_cuda_decode_dims(const struct mta_problem *p, const struct mta_variant *v,
+			 unsigned *threads, size_t *smem_bytes);
 
 /* Launch geometry of (p, v) for B batches of length T. */
 int mta_cuda_geometry(const struct mta_problem *p, const struct mta_variant *v, int64_t B,

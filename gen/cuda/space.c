@@ -296,3 +296,67 @@ static const struct mta_op_tunable bwd_tunables[] = {
 };
 
 const struct mta_op_space mta_space_cuda_bwd = { "bwd", bwd_tunables, &bwd_check };
+
+/* ---- decode (templates/mta_cuda_decode.cu, mta_gen_cuda_decode) ---- */
+
+/*
+ * Its kernel reads two tunables: warps (K_DEC_WARPS), the warps of the one
+ * block each sequence gets, whose threads take a row's key columns in turn;
+ * and bk (K_DEC_BK), the keys of one chunk of its P.V step, whose (chunk,
+ * head, d) items the threads share before a thread per (head, d) adds the
+ * chunks in order: narrow chunks spread a long row's P.V over more threads
+ * when H*D is smaller than the block, at one more partial row of H*D
+ * floats each. Its rules are its own (the forward's tile rules on bk and
+ * warps do not judge it): bk at least MTA_DBLOCK_MIN (32: the scratch a
+ * cache gives holds that many partials, runtime/core/mta_dargs.h) and at
+ * most 4096; warps 1 to 16, and few enough that the kernel's registers fit
+ * (__launch_bounds__(threads, 1): min(255, 65536 / threads) a thread; it
+ * takes 192 on the paper's problem, H=16, and 90 on h8 d128 f32, every
+ * point, sm_80 and sm_90, no spill and no stack frame: tests/test_nvrtc.c,
+ * nvrtc_decode_every_point_without_spills; so 16 warps, 128 a thread,
+ * would spill). The dynamic shared memory is two floats a warp.
+ */
+#define DEC_REGS_NEED 200 /* 192 measured (NVRTC 13, sm_80 and sm_90), and a little room */
+
+static int dec_bk_ok(const struct mta_problem *p, const struct mta_variant *v)
+{
+	return v->bk >= 32 && v->bk <= 4096;
+}
+static int dec_warps_ok(const struct mta_problem *p, const struct mta_variant *v)
+{
+	return v->warps >= 1 && v->warps <= 16;
+}
+static int dec_regs(const struct mta_problem *p, const struct mta_variant *v)
+{
+	long cap = 65536 / (32L * v->warps);
+	return (cap < 255 ? cap : 255) >= DEC_REGS_NEED;
+}
+
+#define T(name, field) name, offsetof(struct mta_variant, field)
+static const struct mta_tunable dec_rows[] = {
+	{ T("bk", bk), 128, 0, { 0 },
+	  { dec_bk_ok, "bk={bk}: a cuda decode P.V chunk has 32 (MTA_DBLOCK_MIN) to 4096 keys" },
+	  { 0 } },
+	{ T("warps", warps), 4, 0, { 0 },
+	  { dec_warps_ok, "warps={warps}: a cuda decode block has 1 to 16 warps" }, { 0 } },
+	{ 0 },
+};
+#undef T
+
+static const struct mta_rule dec_rules[] = {
+	{ dec_regs, "warps={warps}: a cuda decode thread of {warps} warps may take "
+		    "min(255, 65536 / threads) registers, fewer than the kernel's 200" },
+	{ 0 },
+};
+
+static const struct mta_limit dec_limits[] = { { 0 } };
+
+static const struct mta_space dec_check = { "cuda", 3, 1, dec_rows, dec_rules, dec_limits, NULL };
+
+static const struct mta_op_tunable dec_tunables[] = {
+	{ "bk", 128, 3, { 32, 128, 512 } },
+	{ "warps", 4, 3, { 2, 4, 8 } },
+	{ 0 },
+};
+
+const struct mta_op_space mta_space_cuda_decode = { "decode", dec_tunables, &dec_check };

@@ -18,6 +18,7 @@
  * implementations of MTA.md that share no code but the problem's rules.
  */
 #include "runtime/core/decode.h"
+#include "runtime/core/attention.h"
 #include "runtime/core/error.h"
 #include "runtime/core/mta_dargs.h"
 #include "runtime/core/pick.h"
@@ -55,7 +56,35 @@ struct mta_cache {
 	float *fw;       /* [batch][MTA_DWORK(H, D, scap)] scratch */
 	float *fq, *fo;  /* [batch][H][D] */
 	struct mta_dseq *dseq; /* [batch] */
+	/*
+	 * A device cache (dec.mem set, mem its copy): fk, fv, fz, fp and fw
+	 * are device memory; fq, fo and dseq stay on the host, staging the
+	 * device's dq, dout and ddseq; dw holds the weights packed, hw the
+	 * host copy of what dw holds (wok: it does), so that unchanged weights
+	 * cross once; hrow stages one row's k and v.
+	 */
+	struct mta_dmem mem;
+	float *dq, *dout, *dw, *hw, *hrow;
+	struct mta_dseq *ddseq;
+	size_t nw;
+	int wok;
 };
+
+static int on_dev(const mta_cache *c)
+{
+	return c->mem.alloc != NULL;
+}
+
+/* Free a kernel cache's buffer p of either memory. */
+static void kfree(mta_cache *c, void *p)
+{
+	if (!p)
+		return;
+	if (on_dev(c))
+		c->mem.release(c->mem.ctx, p);
+	else
+		free(p);
+}
 
 static double get(const struct mta_tensor *t, int64_t off)
 {
@@ -99,12 +128,12 @@ int mta_cache_create(const struct mta_problem *p, int64_t batch, mta_cache **out
 	return mta_done(MTA_OK);
 }
 
-static void seq_free(struct seq *s)
+static void seq_free(mta_cache *c, struct seq *s)
 {
-	free(s->fk);
-	free(s->fv);
-	free(s->fz);
-	free(s->fp);
+	kfree(c, s->fk);
+	kfree(c, s->fv);
+	kfree(c, s->fz);
+	kfree(c, s->fp);
 	free(s->kd);
 	free(s->vd);
 	free(s->z);
@@ -117,16 +146,22 @@ void mta_cache_free(mta_cache *c)
 	if (!c)
 		return;
 	for (int64_t b = 0; c->seq && b < c->batch; b++)
-		seq_free(&c->seq[b]);
+		seq_free(c, &c->seq[b]);
 	free(c->seq);
 	free(c->s);
 	free(c->m);
 	free(c->qd);
 	free(c->o);
-	free(c->fw);
+	kfree(c, c->fw);
 	free(c->fq);
 	free(c->fo);
 	free(c->dseq);
+	kfree(c, c->dq);
+	kfree(c, c->dout);
+	kfree(c, c->dw);
+	kfree(c, c->ddseq);
+	free(c->hw);
+	free(c->hrow);
 	free(c);
 }
 
@@ -465,10 +500,87 @@ int mta_cache_create_kernel(const struct mta_problem *p, int64_t batch,
 	if (!(c->fq = malloc((size_t)batch * hd * sizeof *c->fq)) ||
 	    !(c->fo = malloc((size_t)batch * hd * sizeof *c->fo)) ||
 	    !(c->dseq = calloc((size_t)batch, sizeof *c->dseq))) {
-		mta_cache_free(c);
-		*out = NULL;
-		return mta_fail(MTA_ENOMEM, "mta_cache_create: out of memory");
+		rc = mta_fail(MTA_ENOMEM, "mta_cache_create: out of memory");
+		goto fail;
 	}
+	if (d->mem) {
+		struct mta_weights none;
+		struct mta_wpart parts[MTA_WPARTS_MAX];
+		memset(&none, 0, sizeof none);
+		const int np = mta_weight_parts(p, &none, parts);
+		for (int i = 0; i < np; i++)
+			c->nw += parts[i].n;
+		if (!d->mem->alloc || !d->mem->release || !d->mem->put || !d->mem->get ||
+		    !d->mem->move) {
+			rc = mta_fail(MTA_EINVAL, "mta_cache_create_kernel: the decoder's memory "
+				      "lacks an operation");
+			goto fail;
+		}
+		c->mem = *d->mem;
+		c->dec.mem = &c->mem;
+		if (!(c->hw = malloc((c->nw + 1) * sizeof *c->hw)) ||
+		    !(c->hrow = malloc(2 * (size_t)p->Hkv * (size_t)p->D * sizeof *c->hrow))) {
+			rc = mta_fail(MTA_ENOMEM, "mta_cache_create: out of memory");
+			goto fail;
+		}
+		if ((rc = c->mem.alloc(c->mem.ctx, (size_t)batch * hd * sizeof(float),
+				       (void **)&c->dq)) ||
+		    (rc = c->mem.alloc(c->mem.ctx, (size_t)batch * hd * sizeof(float),
+				       (void **)&c->dout)) ||
+		    (rc = c->mem.alloc(c->mem.ctx, (c->nw + 1) * sizeof(float), (void **)&c->dw)) ||
+		    (rc = c->mem.alloc(c->mem.ctx, (size_t)batch * sizeof(struct mta_dseq),
+				       (void **)&c->ddseq))) {
+			mta_wrap(rc, "mta_cache_create: the decode kernel's device memory");
+			goto fail;
+		}
+	}
+	return MTA_OK;
+fail:
+	mta_cache_free(c);
+	*out = NULL;
+	return rc;
+}
+
+/*
+ * Sequence s of a device cache re-laid for ncap tokens: new device
+ * buffers, the used part of k, v and of each ring row moved in, the old
+ * ones released. On failure s is as it was.
+ */
+static int dgrow(mta_cache *c, struct seq *s, int64_t ncap)
+{
+	const struct mta_problem *p = &c->p;
+	const size_t f = sizeof(float), kv = (size_t)p->Hkv * (size_t)p->D;
+	const size_t used = (size_t)(s->len < s->cap ? s->len : s->cap);
+	void *n[4] = { 0 }, *old[4] = { s->fk, s->fv, s->fz, s->fp };
+	const size_t bytes[4] = { (size_t)ncap * kv * f, (size_t)ncap * kv * f,
+				  (size_t)p->H * (size_t)c->rows1 * (size_t)ncap * f,
+				  (size_t)p->H * (size_t)c->rows2 * (size_t)ncap * f };
+	int rc = MTA_OK;
+	for (int i = 0; i < 4 && !rc; i++)
+		rc = c->mem.alloc(c->mem.ctx, bytes[i], &n[i]);
+	if (!rc && used) {
+		rc = c->mem.move(c->mem.ctx, n[0], s->fk, (size_t)s->len * kv * f);
+		if (!rc)
+			rc = c->mem.move(c->mem.ctx, n[1], s->fv, (size_t)s->len * kv * f);
+		for (int i = 2; i < 4 && !rc; i++) {
+			const int64_t rows = (int64_t)p->H * (i == 2 ? c->rows1 : c->rows2);
+			for (int64_t r = 0; r < rows && !rc; r++)
+				rc = c->mem.move(c->mem.ctx, (float *)n[i] + r * ncap,
+						 (float *)old[i] + r * s->cap, used * f);
+		}
+	}
+	if (rc) {
+		for (int i = 0; i < 4; i++)
+			kfree(c, n[i]);
+		return mta_wrap(rc, "decode: growing a cache to %" PRId64 " tokens", ncap);
+	}
+	for (int i = 0; i < 4; i++)
+		kfree(c, old[i]);
+	s->fk = n[0];
+	s->fv = n[1];
+	s->fz = n[2];
+	s->fp = n[3];
+	s->cap = ncap;
 	return MTA_OK;
 }
 
@@ -476,6 +588,14 @@ int mta_cache_create_kernel(const struct mta_problem *p, int64_t batch,
 static int freserve(mta_cache *c, struct seq *s, int64_t need)
 {
 	const struct mta_problem *p = &c->p;
+	if (need > s->cap && on_dev(c)) {
+		int64_t ncap = s->cap ? s->cap : 16;
+		while (ncap < need)
+			ncap *= 2;
+		int rc = dgrow(c, s, ncap);
+		if (rc)
+			return rc;
+	}
 	if (need > s->cap) {
 		int64_t ncap = s->cap ? s->cap : 16;
 		while (ncap < need)
@@ -498,6 +618,16 @@ static int freserve(mta_cache *c, struct seq *s, int64_t need)
 					" tokens", ncap);
 		s->fp = pr;
 		s->cap = ncap;
+	}
+	if (s->cap > c->scap && on_dev(c)) {
+		void *nw = NULL;
+		int rc = c->mem.alloc(c->mem.ctx, (size_t)c->batch *
+				      (size_t)MTA_DWORK(p->H, p->D, s->cap) * sizeof(float), &nw);
+		if (rc)
+			return mta_wrap(rc, "decode: the scratch rows");
+		kfree(c, c->fw);
+		c->fw = nw;
+		c->scap = s->cap;
 	}
 	if (s->cap > c->scap) {
 		float *nw = realloc(c->fw, (size_t)c->batch * (size_t)MTA_DWORK(p->H, p->D, s->cap) *
@@ -534,10 +664,56 @@ static int reselect(mta_cache *c, int64_t T)
 		return rc;
 	if (!nd.fn)
 		return mta_fail(MTA_EINVAL, "decode: the context gave no kernel for T=%" PRId64, T);
+	/* the cache's buffers stay where they are: the new kernel must read the same memory */
+	if (!nd.mem != !on_dev(c) ||
+	    (nd.mem && (nd.mem->ctx != c->mem.ctx || nd.mem->alloc != c->mem.alloc)))
+		return mta_fail(MTA_EINVAL, "decode: the kernel for T=%" PRId64 " reads another "
+				"memory than the cache's", T);
+	nd.mem = on_dev(c) ? &c->mem : NULL;
 	c->dec = nd;
 	c->kfn = nd.fn;
 	c->tb = tb;
 	return MTA_OK;
+}
+
+/*
+ * A device cache's weights: w's packed into dw when they differ from what
+ * dw holds, and a's weight pointers set to dw's parts.
+ */
+static int dweights(mta_cache *c, const struct mta_weights *w, struct mta_dargs *a)
+{
+	struct mta_weights dw = *w;
+	struct mta_wpart parts[MTA_WPARTS_MAX];
+	const int np = mta_weight_parts(&c->p, &dw, parts);
+	float *pack = malloc((c->nw + 1) * sizeof *pack);
+	size_t off = 0;
+	int rc = MTA_OK;
+	if (!pack)
+		return mta_fail(MTA_ENOMEM, "decode: out of memory");
+	for (int i = 0; i < np; i++) {
+		memcpy(pack + off, *parts[i].ptr, parts[i].n * sizeof *pack);
+		*parts[i].ptr = c->dw + off;
+		off += parts[i].n;
+	}
+	if (off && (!c->wok || memcmp(pack, c->hw, off * sizeof *pack))) {
+		c->wok = 0;
+		if ((rc = c->mem.put(c->mem.ctx, c->dw, pack, off * sizeof *pack))) {
+			mta_wrap(rc, "decode: copying the weights to the device");
+			goto out;
+		}
+		memcpy(c->hw, pack, off * sizeof *pack);
+		c->wok = 1;
+	}
+	a->kq_pre = dw.kq_pre;
+	a->head_pre = dw.head_pre;
+	a->kq_post = dw.kq_post;
+	a->head_post = dw.head_post;
+	a->head_post_linear = dw.head_post_linear;
+	a->gn_weight = dw.gn_weight;
+	a->gate_w = dw.gate_w;
+out:
+	free(pack);
+	return rc;
 }
 
 /*
@@ -575,6 +751,9 @@ static int kernel_decode(mta_cache *c, const struct mta_tensor *q, const struct 
 	a.gate_w = w->gate_w;
 	a.gate_b = (w->gate_b_ptr ? *w->gate_b_ptr : w->gate_b);
 	a.gn_rescale = p->gn_rescale ? (float)mta_layer_rescale(w->layer_id) : 1.0f;
+	if (on_dev(c) && (rc = dweights(c, w, &a)))
+		return rc;
+	const size_t kv = (size_t)p->Hkv * (size_t)D, hd = (size_t)H * (size_t)D;
 	for (int64_t r = 0; r < nmax; r++) {
 		int64_t n = 0, who[1 << 10], *wh = who, tmax = 0;
 		int64_t *big = NULL;
@@ -585,11 +764,21 @@ static int kernel_decode(mta_cache *c, const struct mta_tensor *q, const struct 
 				continue;
 			struct seq *s = &c->seq[b];
 			const int64_t i = s->len;
+			/* a device cache's row is staged on the host, then copied in */
+			float *kr = on_dev(c) ? c->hrow : s->fk + (size_t)i * kv;
+			float *vr = on_dev(c) ? c->hrow + kv : s->fv + (size_t)i * kv;
 			for (int hk = 0; hk < p->Hkv; hk++)
 				for (int d = 0; d < D; d++) {
-					s->fk[(i * p->Hkv + hk) * D + d] = (float)get(k, at(k, b, r, hk, d));
-					s->fv[(i * p->Hkv + hk) * D + d] = (float)get(v, at(v, b, r, hk, d));
+					kr[hk * D + d] = (float)get(k, at(k, b, r, hk, d));
+					vr[hk * D + d] = (float)get(v, at(v, b, r, hk, d));
 				}
+			if (on_dev(c) &&
+			    ((rc = c->mem.put(c->mem.ctx, s->fk + (size_t)i * kv, kr, kv * sizeof *kr)) ||
+			     (rc = c->mem.put(c->mem.ctx, s->fv + (size_t)i * kv, vr, kv * sizeof *vr)))) {
+				free(big);
+				return mta_wrap(rc, "decode: copying row %" PRId64 "'s k and v to the "
+						"device", i);
+			}
 			for (int h = 0; h < H; h++)
 				for (int d = 0; d < D; d++)
 					c->fq[(n * H + h) * D + d] = (float)get(q, at(q, b, r, h, d));
@@ -608,7 +797,22 @@ static int kernel_decode(mta_cache *c, const struct mta_tensor *q, const struct 
 		a.n = n;
 		a.nthreads = c->dec.nthreads;
 		a.impl = c->dec.impl;
-		rc = c->dec.pool ? mta_pool_call_decode(c->dec.pool, c->kfn, &a) : c->kfn(&a);
+		if (on_dev(c)) {
+			/* every pointer the kernel reads is the device's; o comes back */
+			a.seq = c->ddseq;
+			a.q = c->dq;
+			a.o = c->dout;
+			if ((rc = c->mem.put(c->mem.ctx, c->ddseq, c->dseq,
+					     (size_t)n * sizeof *c->dseq)) ||
+			    (rc = c->mem.put(c->mem.ctx, c->dq, c->fq, (size_t)n * hd * sizeof *c->fq)) ||
+			    (rc = c->kfn(&a)) ||
+			    (rc = c->mem.get(c->mem.ctx, c->fo, c->dout, (size_t)n * hd * sizeof *c->fo))) {
+				free(big);
+				return mta_wrap(rc, "decode kernel at row %" PRId64, r);
+			}
+		} else {
+			rc = c->dec.pool ? mta_pool_call_decode(c->dec.pool, c->kfn, &a) : c->kfn(&a);
+		}
 		for (int64_t x = 0; !rc && x < n; x++) {
 			const int64_t b = wh[x];
 			c->seq[b].len++;
@@ -637,41 +841,67 @@ static int kernel_decode(mta_cache *c, const struct mta_tensor *q, const struct 
  * probability rows, all that a later row reads. Their outputs are not
  * kept (their post-softmax convolution reads probability rows before s0,
  * which nobody computed): the prefill's outputs come from the forward.
- * Returns s0 (the sequence's length now).
+ * A device cache's rows are made on the host and copied in.
+ * Sets *s0 (the sequence's length now).
  */
-static int64_t seed(mta_cache *c, int64_t b, const struct mta_tensor *q,
-		    const struct mta_tensor *k, const struct mta_tensor *v, int64_t n)
+static int seed(mta_cache *c, int64_t b, const struct mta_tensor *q,
+		const struct mta_tensor *k, const struct mta_tensor *v, int64_t n, int64_t *s0p)
 {
 	const struct mta_problem *p = &c->p;
 	struct seq *s = &c->seq[b];
-	const int H = p->H, D = p->D, G = p->H / p->Hkv, R1 = c->rows1;
+	const int H = p->H, D = p->D, G = p->H / p->Hkv, R1 = c->rows1, dev = on_dev(c);
 	const float scale = (float)mta_problem_scale(p);
+	const size_t kv = (size_t)p->Hkv * (size_t)D;
 	int64_t s0 = n - (p->cq2 > 1 ? p->cq2 - 1 : 0), l0;
+	int rc = MTA_OK;
 	s0 = s0 < 0 ? 0 : s0;
 	l0 = s0 - (p->cq > 1 ? p->cq - 1 : 0);
 	l0 = l0 < 0 ? 0 : l0;
+	float *fk = dev ? malloc((size_t)s0 * kv * sizeof *fk + 1) : s->fk;
+	float *fv = dev ? malloc((size_t)s0 * kv * sizeof *fv + 1) : s->fv;
+	float *zrow = dev ? malloc((size_t)(s0 + 1) * sizeof *zrow) : NULL;
+	if (dev && (!fk || !fv || !zrow)) {
+		rc = mta_fail(MTA_ENOMEM, "decode: out of memory for a prefill's %" PRId64 " rows",
+			      s0);
+		goto out;
+	}
 	for (int64_t r = 0; r < s0; r++)
 		for (int hk = 0; hk < p->Hkv; hk++)
 			for (int d = 0; d < D; d++) {
-				s->fk[(r * p->Hkv + hk) * D + d] = (float)get(k, at(k, b, r, hk, d));
-				s->fv[(r * p->Hkv + hk) * D + d] = (float)get(v, at(v, b, r, hk, d));
+				fk[(r * p->Hkv + hk) * D + d] = (float)get(k, at(k, b, r, hk, d));
+				fv[(r * p->Hkv + hk) * D + d] = (float)get(v, at(v, b, r, hk, d));
 			}
-	for (int64_t r = l0; r < s0; r++)
-		for (int h = 0; h < H; h++) {
+	if (dev && s0 &&
+	    ((rc = c->mem.put(c->mem.ctx, s->fk, fk, (size_t)s0 * kv * sizeof *fk)) ||
+	     (rc = c->mem.put(c->mem.ctx, s->fv, fv, (size_t)s0 * kv * sizeof *fv))))
+		goto out;
+	for (int64_t r = l0; r < s0 && !rc; r++)
+		for (int h = 0; h < H && !rc; h++) {
 			float qh[D];
 			for (int d = 0; d < D; d++)
 				qh[d] = (float)get(q, at(q, b, r, h, d));
-			float *zr = s->fz + ((int64_t)h * R1 + r % R1) * s->cap;
+			float *ring = s->fz + ((int64_t)h * R1 + r % R1) * s->cap;
+			float *zr = dev ? zrow : ring;
 			for (int64_t j = 0; j <= r; j++) {
-				const float *kj = s->fk + (j * p->Hkv + h / G) * D;
+				const float *kj = fk + (j * p->Hkv + h / G) * D;
 				float dot = 0.0f;
 				for (int d = 0; d < D; d++)
 					dot += qh[d] * kj[d];
 				zr[j] = scale * dot;
 			}
+			if (dev)
+				rc = c->mem.put(c->mem.ctx, ring, zr, (size_t)(r + 1) * sizeof *zr);
 		}
-	s->len = s0;
-	return s0;
+	if (!rc)
+		s->len = s0;
+	*s0p = s0;
+out:
+	if (dev) {
+		free(fk);
+		free(fv);
+		free(zrow);
+	}
+	return rc ? mta_wrap(rc, "decode: seeding sequence %" PRId64 "'s cache", b) : MTA_OK;
 }
 
 /*
@@ -723,8 +953,8 @@ static int kernel_prefill(mta_cache *c, const struct mta_tensor *q, const struct
 		}
 	}
 	for (int64_t b = 0; any && b < c->batch; b++)
-		if (first[b] < 0)
-			first[b] = seed(c, b, q, k, v, n_new ? n_new[b] : Tn);
+		if (first[b] < 0 && (rc = seed(c, b, q, k, v, n_new ? n_new[b] : Tn, &first[b])))
+			goto out;
 	rc = kernel_decode(c, q, k, v, w, n_new, Tn, o, first, wfrom);
 out:
 	free(first);

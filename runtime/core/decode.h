@@ -7,6 +7,8 @@
 
 #include "runtime/mta.h"
 
+#include <stddef.h>
+
 /*
  * mta_decode with float64 outputs: out is contiguous [B,Tn,H,D] doubles;
  * rows r >= n_new[b] of sequence b are not written.
@@ -41,6 +43,24 @@ typedef int (*mta_decode_fn)(const struct mta_dargs *a);
  * NULL hooks: every row through fn, one decoder for the cache's life.
  */
 struct mta_pool;
+
+/*
+ * Where a kernel's cache lives (struct mta_decoder's mem): a device's
+ * memory, given as a few operations on it (ctx the device: every decoder
+ * of one device gives the same). alloc leaves the bytes undefined;
+ * release takes NULL; put copies host to device, get device to host, move
+ * device to device, each finished when it returns. Failures are MTA_*
+ * statuses with their message set.
+ */
+struct mta_dmem {
+	void *ctx;
+	int (*alloc)(void *ctx, size_t bytes, void **ptr);
+	void (*release)(void *ctx, void *ptr);
+	int (*put)(void *ctx, void *dst, const void *src, size_t bytes);
+	int (*get)(void *ctx, void *dst, const void *src, size_t bytes);
+	int (*move)(void *ctx, void *dst, const void *src, size_t bytes);
+};
+
 struct mta_decoder {
 	mta_decode_fn fn;
 	struct mta_pool *pool;
@@ -53,6 +73,16 @@ struct mta_decoder {
 	int (*select)(void *ctx, const struct mta_problem *p, int64_t B, int64_t T,
 		      struct mta_decoder *out);
 	const char *spec;
+	/*
+	 * mem NULL: the kernel reads and writes host memory. Set (a CUDA
+	 * kernel): the cache keeps its k, v, rings and scratch, the rows' q
+	 * and o, the sequences' descriptors (struct mta_dseq) and the weights
+	 * in that memory, copies each new row's k, v and q in and its o out,
+	 * and passes fn arguments whose every pointer is the device's; fn then
+	 * returns an MTA_* status with its message set. A decoder selected
+	 * later must give the same memory.
+	 */
+	const struct mta_dmem *mem;
 };
 
 /*

@@ -51,12 +51,19 @@ static int identify(int index, struct mta_device_info *info)
 	return MTA_OK;
 }
 
-/* The dynamic shared memory and threads of b's kernel (forward or backward). */
+/* The dynamic shared memory and threads of b's kernel (forward, backward or decode). */
 static int launch_of(const struct mta_build *b, size_t *smem, int *threads)
 {
 	struct mta_cuda_launch g;
 	struct mta_cuda_bwd_dims d;
 	int rc;
+	if (b->op == MTA_OP_DECODE) {
+		unsigned t = 0;
+		if ((rc = mta_cuda_decode_dims(&b->p, &b->v, &t, smem)))
+			return rc;
+		*threads = (int)t;
+		return MTA_OK;
+	}
 	if (b->op == MTA_OP_BWD) {
 		if ((rc = mta_cuda_bwd_dims(&b->p, &b->v, 1, 1, &d, NULL)))
 			return rc;
@@ -88,7 +95,9 @@ static int build(const struct mta_device_info *info, struct mta_build *b, size_t
 		return mta_fail(MTA_ENOMEM, "out of memory for %zu compiles", n);
 	for (size_t i = 0; i < n; i++) {
 		jobs[i].source = b[i].source;
-		jobs[i].kernel = b[i].op == MTA_OP_BWD ? MTA_CUDA_BWD_KERNEL : MTA_CUDA_KERNEL;
+		jobs[i].kernel = b[i].op == MTA_OP_BWD      ? MTA_CUDA_BWD_KERNEL
+				 : b[i].op == MTA_OP_DECODE ? MTA_CUDA_DECODE_KERNEL
+							    : MTA_CUDA_KERNEL;
 		jobs[i].arch = info->arch;
 	}
 	if ((rc = mta_nvrtc_compile_batch(jobs, n, threads)) == MTA_OK)
@@ -395,6 +404,22 @@ static int backward(struct mta_kernel *k, const struct mta_problem *p, const str
 	return mta_cuda_train_backward(k->train, p, q, kt, v, w, saved, dout, g);
 }
 
+/* ---- decode: the CUDA decode kernel on the GPU, its caches in device memory ---- */
+
+static int decode_load(struct mta_device *d, const struct mta_problem *p,
+		       const struct mta_variant *v, void **handle, struct mta_decoder *dec)
+{
+	struct mta_cuda_decode *k = NULL;
+	int rc = mta_cuda_decode_load(d ? d->c : NULL, p, v, &k, dec);
+	*handle = k;
+	return rc;
+}
+
+static void decode_unload(void *handle)
+{
+	mta_cuda_decode_free(handle);
+}
+
 const struct mta_backend mta_backend_cuda = {
 	"cuda", "the CUDA kernel on the GPU: the tuned winner, else the default",
 	MTA_BACKEND_CUDA, 1,
@@ -403,6 +428,6 @@ const struct mta_backend mta_backend_cuda = {
 	bind, launch, fetch, unbind, flush,
 	train_load, fwd_save, backward,
 	forward_varlen,
-	NULL, NULL, /* decode: the float64 engine */
+	decode_load, decode_unload,
 	MTA_MEM_DEVICE, 0, 1, attach, mem_alloc, mem_free, mem_copy, mem_check, sync,
 };

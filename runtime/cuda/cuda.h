@@ -112,6 +112,22 @@ void mta_cuda_binary_key(const char *source_hash, const char *arch, const char *
 int mta_cuda_cubin(struct mta_db *db, const struct mta_problem *p, const struct mta_variant *v,
 		   const char *arch, void **cubin, size_t *n);
 
+/*
+ * The decode kernel (templates/mta_cuda_decode.cu) of p and decode variant v
+ * (NULL: the default) on c's GPU (decode_drv.c): generated, compiled by
+ * NVRTC for c's architecture, loaded by the driver; *dec is how a cache
+ * calls it (runtime/core/decode.h): its caches live in c's device memory
+ * (dec->mem), each call is one launch of a block per sequence on c's
+ * stream, waited for. MTA_ENODEV without NVRTC, MTA_ECOMPILE when NVRTC
+ * refuses the source, MTA_EKERNEL when the driver refuses the cubin.
+ */
+struct mta_decoder;
+struct mta_cuda_decode;
+int mta_cuda_decode_load(struct mta_cuda *c, const struct mta_problem *p,
+			 const struct mta_variant *v, struct mta_cuda_decode **out,
+			 struct mta_decoder *dec);
+void mta_cuda_decode_free(struct mta_cuda_decode *k); /* NULL is fine */
+
 /* NVRTC's version as "13.0" into buf (16 bytes). */
 int mta_cuda_nvrtc_version(char *buf, size_t n);
 

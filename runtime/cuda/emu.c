@@ -11,6 +11,7 @@
 #include "gen/gen.h"
 #include "runtime/backend.h"
 #include "runtime/ccompile.h"
+#include "runtime/core/attention.h"
 #include "runtime/core/error.h"
 #include "runtime/core/mta_dargs.h"
 #include "runtime/core/parallel.h"
@@ -121,9 +122,10 @@ static void build_one(void *ctx, size_t i)
 	char *src = NULL, so[PATH_MAX];
 	double t0 = mta_host_now();
 	b->stats = (struct mta_kstats){ -1, -1, -1, -1, -1 };
-	/* the backward's source wrapped as train_load wraps it: one cache entry */
-	b->status = b->op == MTA_OP_BWD ? emu_wrap(b->source, "mta_generated_bwd.cu", &src)
-					: emu_source(&b->p, &b->v, &src);
+	/* the backward's and decode's sources wrapped as their loaders wrap them: one cache entry */
+	b->status = b->op == MTA_OP_BWD      ? emu_wrap(b->source, "mta_generated_bwd.cu", &src)
+		    : b->op == MTA_OP_DECODE ? emu_wrap(b->source, "mta_decode.cu", &src)
+					     : emu_source(&b->p, &b->v, &src);
 	if (!b->status)
 		b->status = mta_cc_build(src, MTA_LANG_CXX, EMU_FLAGS, so, sizeof so, &b->log);
 	b->seconds = mta_host_now() - t0;
@@ -265,26 +267,128 @@ out:
 
 /* ---- decode: templates/mta_cuda_decode.cu on the emulator ---- */
 
+static int mem_alloc(struct mta_device *d, size_t n, void **out);
+static void mem_free(struct mta_device *d, void *ptr);
+static int mem_check(struct mta_device *d, const char *name, const void *ptr, size_t n,
+		     int memory);
+static int mem_copy(struct mta_device *d, void *dst, int dm, const void *src, int sm, size_t n,
+		    void *stream);
+
+/*
+ * A decode cache's memory on the emulator (struct mta_dmem): the emulated
+ * device memory, each copy checked against the registry, so that a cache
+ * that hands the kernel a host pointer, or copies the wrong way, is caught
+ * here as a GPU would fault on it.
+ */
+static int dm_alloc(void *ctx, size_t n, void **p)
+{
+	return mem_alloc(ctx, n, p);
+}
+
+static void dm_release(void *ctx, void *p)
+{
+	mem_free(ctx, p);
+}
+
+static int dm_put(void *ctx, void *dst, const void *src, size_t n)
+{
+	return mem_copy(ctx, dst, MTA_MEM_DEVICE, src, MTA_MEM_HOST, n, NULL);
+}
+
+static int dm_get(void *ctx, void *dst, const void *src, size_t n)
+{
+	return mem_copy(ctx, dst, MTA_MEM_HOST, src, MTA_MEM_DEVICE, n, NULL);
+}
+
+static int dm_move(void *ctx, void *dst, const void *src, size_t n)
+{
+	return mem_copy(ctx, dst, MTA_MEM_DEVICE, src, MTA_MEM_DEVICE, n, NULL);
+}
+
 struct emu_decode {
 	void *dl;
+	mta_decode_fn kfn; /* the kernel's host entry, mta_cuda_decode */
+	struct mta_device *dev;
+	struct mta_problem p;
+	struct mta_dmem mem;
 };
 
 /*
- * The CUDA decode kernel of p built for the emulator; its host entry
- * (mta_cuda_decode: the grid of one block per sequence) is the cache's
- * kernel, checked against this library's struct sizes first.
+ * The cache's call (mta_dargs.impl: the emu_decode): every pointer the
+ * kernel will read or write held to the registry of device allocations
+ * for the bytes it reaches (the cuda backend's kernel reads nothing else),
+ * then the kernel's grid.
+ */
+static int emu_decode_call(const struct mta_dargs *a)
+{
+	const struct emu_decode *k = a ? a->impl : NULL;
+	struct mta_device *d = k ? k->dev : NULL;
+	int rc;
+	if (!k)
+		return mta_fail(MTA_EINVAL, "cuda-emu decode: the call carries no kernel");
+	if (a->n < 1)
+		return a->n ? mta_fail(MTA_EINVAL, "cuda-emu decode: %lld sequences",
+				       (long long)a->n) : MTA_OK;
+	const struct mta_problem *p = &k->p;
+	const size_t n = (size_t)a->n, f = sizeof(float), hd = (size_t)p->H * (size_t)p->D;
+	const size_t r1 = (size_t)(p->cq ? p->cq : 1), r2 = (size_t)(p->cq2 ? p->cq2 : 1);
+	if ((rc = mem_check(d, "the decode's sequences", a->seq, n * sizeof *a->seq,
+			    MTA_MEM_DEVICE)) ||
+	    (rc = mem_check(d, "the decode's q", a->q, n * hd * f, MTA_MEM_DEVICE)) ||
+	    (rc = mem_check(d, "the decode's o", a->o, n * hd * f, MTA_MEM_DEVICE)) ||
+	    (rc = mem_check(d, "the decode's scratch", a->work,
+			    n * (size_t)MTA_DWORK(p->H, p->D, a->scap) * f, MTA_MEM_DEVICE)))
+		return mta_wrap(rc, "cuda-emu decode");
+	for (size_t b = 0; b < n; b++) {
+		const struct mta_dseq *s = &a->seq[b];
+		const size_t cap = (size_t)(s->cap > 0 ? s->cap : 0);
+		const size_t kv = cap * (size_t)p->Hkv * (size_t)p->D * f;
+		if ((rc = mem_check(d, "a sequence's k", s->k, kv, MTA_MEM_DEVICE)) ||
+		    (rc = mem_check(d, "a sequence's v", s->v, kv, MTA_MEM_DEVICE)) ||
+		    (rc = mem_check(d, "a sequence's logit ring", s->z, (size_t)p->H * r1 * cap * f,
+				    MTA_MEM_DEVICE)) ||
+		    (rc = mem_check(d, "a sequence's probability ring", s->p,
+				    (size_t)p->H * r2 * cap * f, MTA_MEM_DEVICE)))
+			return mta_wrap(rc, "cuda-emu decode, sequence %zu", b);
+	}
+	struct mta_weights w;
+	struct mta_wpart parts[MTA_WPARTS_MAX];
+	memset(&w, 0, sizeof w);
+	w.kq_pre = a->kq_pre;
+	w.head_pre = a->head_pre;
+	w.kq_post = a->kq_post;
+	w.head_post = a->head_post;
+	w.head_post_linear = a->head_post_linear;
+	w.gn_weight = a->gn_weight;
+	w.gate_w = a->gate_w;
+	const int np = mta_weight_parts(p, &w, parts);
+	for (int i = 0; i < np; i++)
+		if ((rc = mem_check(d, parts[i].name, *parts[i].ptr, parts[i].n * f,
+				    MTA_MEM_DEVICE)))
+			return mta_wrap(rc, "cuda-emu decode");
+	int r = k->kfn(a);
+	return r ? mta_fail(MTA_EKERNEL, "cuda-emu: the decode kernel failed (%d)", r) : MTA_OK;
+}
+
+/*
+ * The CUDA decode kernel of p and decode variant v (NULL: the default)
+ * built for the emulator; its host entry
+ * (mta_cuda_decode: the grid of one block per sequence), checked against
+ * this library's struct sizes first, runs behind emu_decode_call, on a
+ * cache kept in the emulated device memory (dec->mem): the host code of
+ * the cuda backend's decode, runtime/cuda/decode_drv.c.
  */
 static int decode_load(struct mta_device *d, const struct mta_problem *p,
 		       const struct mta_variant *v, void **handle, struct mta_decoder *dec)
 {
-	(void)v; /* the CUDA decode kernel has no tunables yet */
 	char *cuda = NULL, *src = NULL;
 	struct emu_decode *k = NULL;
 	void *fn = NULL;
 	int rc;
 	*handle = NULL;
 	memset(dec, 0, sizeof *dec);
-	if ((rc = mta_gen_cuda_decode(p, &cuda)) || (rc = emu_wrap(cuda, "mta_decode.cu", &src)))
+	if ((rc = mta_gen_cuda_decode(p, v, &cuda)) ||
+	    (rc = emu_wrap(cuda, "mta_decode.cu", &src)))
 		goto out;
 	if (!(k = calloc(1, sizeof *k))) {
 		rc = mta_fail(MTA_ENOMEM, "out of memory");
@@ -300,7 +404,27 @@ static int decode_load(struct mta_device *d, const struct mta_problem *p,
 			      sizeof(struct mta_dargs));
 		goto out;
 	}
-	dec->fn = (mta_decode_fn)fn;
+	/* the kernel is the variant's: its block as the launch's, its P.V chunk as asked */
+	unsigned threads = 0;
+	size_t smem = 0;
+	struct mta_variant dv;
+	if (!v && (rc = mta_variant_default_op(p, MTA_BACKEND_CUDA, MTA_OP_DECODE, &dv)))
+		goto out;
+	if ((rc = mta_cuda_decode_dims(p, v ? v : &dv, &threads, &smem)))
+		goto out;
+	if (sizes[3] != (int)threads || sizes[4] != (v ? v : &dv)->bk) {
+		rc = mta_fail(MTA_ECOMPILE, "cuda-emu: the decode kernel has %d threads and P.V "
+			      "chunks of %d keys; its variant asks %u and %d", sizes[3], sizes[4],
+			      threads, (v ? v : &dv)->bk);
+		goto out;
+	}
+	k->kfn = (mta_decode_fn)fn;
+	k->dev = d;
+	k->p = *p;
+	k->mem = (struct mta_dmem){ d, dm_alloc, dm_release, dm_put, dm_get, dm_move };
+	dec->fn = emu_decode_call;
+	dec->impl = k;
+	dec->mem = &k->mem;
 	*handle = k;
 	k = NULL;
 out:

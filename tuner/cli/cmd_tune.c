@@ -28,10 +28,10 @@ static const struct cli_opt opts[] = {
 	{ "batch", CLI_O_BATCH, "B", "batch size (default 1)" },
 	{ "op", O_OP, "OP", "fwd (default): the forward; bwd: the backward (cpu, cuda), each\n"
 			     "variant's gradients checked against the float64 reference;\n"
-			     "decode: one token at cache length T (cpu), each variant's\n"
+			     "decode: one token at cache length T (cpu, cuda), each variant's\n"
 			     "decoded rows checked against the float64 forward" },
 	{ "backend", O_BACKEND, "NAME", "cpu (default) or cuda (a GPU, its driver and NVRTC);\n"
-				       "with --op bwd also cuda-emu (the emulator: every point\n"
+				       "with --op bwd or decode also cuda-emu (the emulator: every point\n"
 				       "checked and recorded, its times rank only the emulator)" },
 	{ "device", CLI_O_DEVICE, "N", "cuda: device ordinal (default $MTATUNE_CUDA_DEVICE, else 0)" },
 	CLI_SEARCH_OPTS,

@@ -126,13 +126,17 @@ static int probe_fn(void *ctx, void *out, size_t n)
 int mta_tune_backend(const char *name, int op, const struct mta_backend **be)
 {
 	int rc = mta_backend_find_timed(name, be);
-	if (rc != MTA_EUNSUPPORTED || op != MTA_OP_BWD)
+	if (rc != MTA_EUNSUPPORTED || op == MTA_OP_FWD)
 		goto out;
-	/* untimed (cuda-emu): its backward only, see tune.h */
+	/* untimed (cuda-emu): its backward and decode only, see tune.h */
 	if ((rc = mta_backend_find(name, be)))
 		return rc;
-	if (!(*be)->train_load || !mta_gen_op_space((*be)->variants, MTA_OP_BWD))
+	if (op == MTA_OP_BWD &&
+	    (!(*be)->train_load || !mta_gen_op_space((*be)->variants, MTA_OP_BWD)))
 		return mta_fail(MTA_EUNSUPPORTED, "the %s backend has no backward to tune", name);
+	if (op == MTA_OP_DECODE &&
+	    (!(*be)->decode_load || !mta_gen_op_space((*be)->variants, MTA_OP_DECODE)))
+		return mta_fail(MTA_EUNSUPPORTED, "the %s backend has no decode kernel to tune", name);
 	return MTA_OK;
 out:
 	if (!rc && op == MTA_OP_BWD &&
@@ -142,7 +146,7 @@ out:
 	if (!rc && op == MTA_OP_DECODE &&
 	    (!(*be)->decode_load || !mta_gen_op_space((*be)->variants, MTA_OP_DECODE)))
 		rc = mta_fail(MTA_EUNSUPPORTED, "the %s backend has no decode kernel to tune yet "
-			      "(cpu has)", name);
+			      "(cpu, cuda and cuda-emu have)", name);
 	return rc;
 }
 

@@ -146,8 +146,8 @@ void mta_check_size(const struct mta_tune_opts *o, int64_t *B, int64_t *T);
 
 /*
  * The backend named name if the tuner tunes op on it: a timed backend (cpu,
- * cuda); for the backward also cuda-emu, whose times rank the emulator, not
- * a GPU, but whose tuning walks the CUDA backward's space, checks every
+ * cuda); for the backward and decode also cuda-emu, whose times rank the
+ * emulator, not a GPU, but whose tuning walks the CUDA operation's space, checks every
  * point against the reference and records results and a winner under the
  * emulator's device (whose architecture no GPU shares, so no GPU context
  * picks them): the whole loop, tune to runtime, where no GPU is. The
