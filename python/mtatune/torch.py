@@ -9,7 +9,9 @@ mta_attention is registered as the custom operator mtatune::mta_attention
 (register_autograd): the library's generated CPU backward gives the
 gradients of q, k, v and of every weight given, packed documents
 (cu_seqlens) included; on CUDA tensors calling backward raises
-NotImplementedError (no CUDA backward yet).
+NotImplementedError: the library's CUDA backward (mta_forward_train and
+mta_backward on a cuda context) takes host tensors, and the binding has no
+device-tensor path for it yet.
 
 The operation is MTA.md's: q [B,T,H,D], k and v [B,T,Hkv,D]; the optional
 weights have the shapes of the paper's reference parameters, and which of
@@ -351,9 +353,10 @@ def _mta_attention_fake(q, k, v, kq_pre, head_pre, kq_post, head_post, head_post
 # weights come back as empty tensors, turned into None below. With
 # cu_seqlens, the packed twins (mta_forward_train_varlen,
 # mta_backward_varlen): each document alone, weight gradients summed.
-NO_BACKWARD = ("mtatune has no CUDA backward yet (issue 16): on CUDA, mta_attention is "
-               "forward-only; call it under torch.no_grad() / torch.inference_mode(), or "
-               "detach its inputs")
+NO_BACKWARD = ("mtatune's Python binding has no CUDA backward yet (the C library's CUDA "
+               "backward takes host tensors; a device-tensor path for autograd is not "
+               "written): on CUDA, mta_attention is forward-only; call it under "
+               "torch.no_grad() / torch.inference_mode(), or detach its inputs")
 
 
 @torch.library.custom_op("mtatune::mta_attention_backward", mutates_args=())
