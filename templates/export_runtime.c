@@ -3,7 +3,7 @@
  *
  * It implements the running part of mta.h (mta_context_create,
  * mta_context_pick, mta_forward, mta_forward_train, mta_backward, their
- * packed-documents twins, mta_context_free) over the dispatch table
+ * packed-documents twins, mta_cache_create_ctx, mta_context_free) over the dispatch table
  * the exporter generated (templates/export_table.h), with no database, no
  * compiler and no NVRTC: CPU kernels are C functions linked into the
  * library, CUDA kernels are cubins loaded through mtatune's own driver
@@ -12,8 +12,10 @@
  * and launched by its launch code (runtime/cuda/module.c); the CUDA
  * backward's cubins run through mtatune's own host side of the backward
  * (runtime/cuda/bwd.c, bwd_drv.c: checks, copies, the plan of the launch,
- * the kernel's modes). The rest of mta.h comes from mtatune's core layer
- * shipped beside this file.
+ * the kernel's modes), and its decode cubins through mtatune's own host
+ * side of the CUDA decode (runtime/cuda/decode_dev.c: the cache in device
+ * memory, a launch of a block per sequence; mta_cache_create_ctx). The rest
+ * of mta.h comes from mtatune's core layer shipped beside this file.
  *
  * Lookup: the pick policy of runtime/core/pick.h over the problem's
  * exported buckets ((T, B)'s own buckets, else the nearest), else the
