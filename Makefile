@@ -54,6 +54,7 @@ HDRS     := $(wildcard runtime/*.h runtime/*/*.h gen/*.h gen/*/*.h db/*.h tuner/
 SHIP     := runtime/mta.h $(sort $(wildcard runtime/core/*.h runtime/core/*.c)) \
             runtime/cuda/driver.h runtime/cuda/driver.c runtime/cuda/module.h \
             runtime/cuda/module.c runtime/cuda/bwd.h runtime/cuda/bwd.c runtime/cuda/bwd_drv.c \
+            runtime/cuda/decode_dev.h runtime/cuda/decode_dev.c \
             templates/export_runtime.c templates/export_table.h
 # Files embedded into the library as C strings: schema, templates, and SHIP.
 EMBED    := $(wildcard db/*.sql) $(filter-out $(SHIP),$(wildcard templates/*))

@@ -3,7 +3,7 @@
  *
  * It implements the running part of mta.h (mta_context_create,
  * mta_context_pick, mta_forward, mta_forward_train, mta_backward, their
- * packed-documents twins, mta_context_free) over the dispatch table
+ * packed-documents twins, mta_cache_create_ctx, mta_context_free) over the dispatch table
  * the exporter generated (templates/export_table.h), with no database, no
  * compiler and no NVRTC: CPU kernels are C functions linked into the
  * library, CUDA kernels are cubins loaded through mtatune's own driver
@@ -12,8 +12,10 @@
  * and launched by its launch code (runtime/cuda/module.c); the CUDA
  * backward's cubins run through mtatune's own host side of the backward
  * (runtime/cuda/bwd.c, bwd_drv.c: checks, copies, the plan of the launch,
- * the kernel's modes). The rest of mta.h comes from mtatune's core layer
- * shipped beside this file.
+ * the kernel's modes), and its decode cubins through mtatune's own host
+ * side of the CUDA decode (runtime/cuda/decode_dev.c: the cache in device
+ * memory, a launch of a block per sequence; mta_cache_create_ctx). The rest
+ * of mta.h comes from mtatune's core layer shipped beside this file.
  *
  * Lookup: the pick policy of runtime/core/pick.h over the problem's
  * exported buckets ((T, B)'s own buckets, else the nearest), else the
@@ -44,6 +46,7 @@
 #include "runtime/core/varlen.h"
 #include "runtime/core/decode.h"
 #include "runtime/cuda/bwd.h"
+#include "runtime/cuda/decode_dev.h"
 #include "runtime/cuda/driver.h"
 #include "runtime/cuda/module.h"
 #include "templates/export_table.h"
@@ -60,6 +63,8 @@ struct mta_context {
 	struct mta_cuda *cu;           /* cuda only: the device in use */
 	struct mta_cuda_module *mods;  /* cuda only: per kernel, loaded on first use */
 	struct mta_cuda_train **trains; /* cuda only: per backward kernel, loaded on first use */
+	struct mta_cuda_decode **decs; /* cuda only: per decode kernel, loaded on first use */
+	struct mta_decoder *decoders;  /* cuda only: how a cache calls decs[k] */
 	struct mta_pool *pool;         /* cpu only: the kernels' threads and workspaces */
 	pthread_mutex_t lock;
 	/* mta_attention: cpu only, the float32 o narrowed into a bf16/f16 o */
@@ -84,7 +89,9 @@ static int cuda_open(mta_context *c, int index)
 	int want_major = 0, want_minor = 0, rc;
 
 	if (!(c->mods = calloc((size_t)lib->nkernels + 1, sizeof *c->mods)) ||
-	    !(c->trains = calloc((size_t)lib->nkernels + 1, sizeof *c->trains)))
+	    !(c->trains = calloc((size_t)lib->nkernels + 1, sizeof *c->trains)) ||
+	    !(c->decs = calloc((size_t)lib->nkernels + 1, sizeof *c->decs)) ||
+	    !(c->decoders = calloc((size_t)lib->nkernels + 1, sizeof *c->decoders)))
 		return mta_fail(MTA_ENOMEM, "out of memory");
 	if ((rc = mta_cuda_open(index, &c->cu)))
 		return rc;
@@ -144,7 +151,11 @@ void mta_context_free(mta_context *c)
 		mta_cuda_module_unload(&c->mods[i]);
 	for (int i = 0; c->trains && i < c->lib->nkernels; i++)
 		mta_cuda_train_free(c->trains[i]);
+	for (int i = 0; c->decs && i < c->lib->nkernels; i++)
+		mta_cuda_decode_free(c->decs[i]);
 	free(c->trains);
+	free(c->decs);
+	free(c->decoders);
 	mta_cuda_close(c->cu);
 	mta_pool_free(c->pool);
 	free(c->mods);
@@ -763,9 +774,65 @@ int mta_backward_varlen(mta_context *c, const struct mta_problem *p, const struc
 
 /*
  * Decode (mta.h): a CPU library ships each exported problem's decode kernel
- * (src/d_<i>.c); a CUDA library has none, and its caches are the float64
- * engine of the core it ships (runtime/core/decode.c).
+ * (src/d_<i>.c), run on the context's pool. A CUDA library ships decode
+ * cubins (the winners of their T and B buckets, and the default decode
+ * variant), run by mtatune's own host side of the CUDA decode
+ * (runtime/cuda/decode_dev.c: the cache in device memory, a block per
+ * sequence); a cache asks again for its kernel whenever its longest row
+ * enters another T bucket (runtime/core/decode.c), as mtatune's runtime
+ * does, and takes a prefill's outputs from this library's mta_forward.
  */
+static int dec_forward(void *ctx, const struct mta_problem *p, const struct mta_tensor *q,
+		       const struct mta_tensor *k, const struct mta_tensor *v,
+		       const struct mta_weights *w, struct mta_tensor *o)
+{
+	return mta_forward(ctx, p, q, k, v, w, o);
+}
+
+/* The decoder of the CUDA decode kernel for (p, B, T), its cubin loaded on first use. */
+static int dec_select(void *ctx, const struct mta_problem *p, int64_t B, int64_t T,
+		      struct mta_decoder *out)
+{
+	mta_context *c = ctx;
+	char key[MTA_KEY_MAX];
+	const struct mtx_problem *e;
+	struct mta_pick_cand cand[256];
+	int rc = MTA_OK, source, rung;
+
+	if ((rc = mta_problem_key(p, key, sizeof key)))
+		return rc;
+	if (!(e = find(c->lib, key)) || e->dec_default < 0)
+		return mta_fail(MTA_ENOTFOUND, "problem %s has no decode kernel in library %s", key,
+				c->lib->name);
+	int n = e->ndec < 256 ? e->ndec : 256;
+	for (int i = 0; i < n; i++)
+		cand[i] = (struct mta_pick_cand){ MTA_RUNG_DEVICE, e->dec_buckets[i].t_bucket,
+						  e->dec_buckets[i].b_bucket };
+	int best = mta_pick_winner(cand, (size_t)n, B, T, &source, &rung);
+	int k = best >= 0 ? e->dec_buckets[best].kernel : e->dec_default;
+	const struct mtx_kernel *kn = &c->lib->kernels[k];
+	if (!kn->cubin || !kn->entry || strcmp(kn->entry, "mta_decode_row"))
+		return mta_fail(MTA_EKERNEL, "kernel %s of library %s is not a CUDA decode kernel",
+				kn->spec, c->lib->name);
+	pthread_mutex_lock(&c->lock);
+	if (!c->decs[k]) {
+		count(&c->stats.kernel_loads);
+		if ((rc = mta_cuda_decode_open(c->cu, kn->cubin, kn->block, kn->smem, &c->decs[k],
+					       &c->decoders[k]))) {
+			mta_wrap(rc, "cuda decode %s", kn->spec);
+		} else {
+			c->decoders[k].ctx = c;
+			c->decoders[k].forward = dec_forward;
+			c->decoders[k].select = dec_select;
+			c->decoders[k].spec = kn->spec;
+		}
+	}
+	if (!rc)
+		*out = c->decoders[k];
+	pthread_mutex_unlock(&c->lock);
+	return rc;
+}
+
 int mta_cache_create_ctx(mta_context *c, const struct mta_problem *p, int64_t batch,
 			 mta_cache **out)
 {
@@ -779,7 +846,14 @@ int mta_cache_create_ctx(mta_context *c, const struct mta_problem *p, int64_t ba
 	if (!(e = find(c->lib, key)))
 		return mta_fail(MTA_ENOTFOUND, "problem %s was not exported into library %s", key,
 				c->lib->name);
-	if (!e->decode)
+	if (c->cuda_backend && e->dec_default >= 0) {
+		/* the winner for short rows; the cache asks again as it grows */
+		struct mta_decoder dec;
+		if ((rc = dec_select(c, p, batch, 1, &dec)))
+			return rc;
+		return mta_done(mta_cache_create_kernel(p, batch, &dec, out));
+	}
+	if (!e->decode) /* no decode kernel shipped: the float64 engine of the core */
 		return mta_cache_create(p, batch, out);
 	/* the context's pool: the kernel splits each row's key blocks over its cores */
 	const struct mta_decoder dec = { .fn = e->decode, .pool = c->pool, .nthreads = 0 };

@@ -31,7 +31,9 @@
  * NULL, fwd_save and bwd its entry points, info its mta_cpu_bwd_info; or a
  * CUDA backward (templates/mta_cuda_bwd.cu): a cubin whose entry is
  * MTA_CUDA_BWD_KERNEL, block and smem its threads and shared memory, shape
- * the backward's bq, warps, nb, which plan each call (runtime/core/cuda_bwd.h).
+ * the backward's bq, warps, nb, which plan each call (runtime/core/cuda_bwd.h);
+ * or a CUDA decode kernel (templates/mta_cuda_decode.cu): a cubin whose entry
+ * is "mta_decode_row", block and smem its launch, bq and hpb zero.
  */
 struct mtx_kernel {
 	const char *spec;                          /* variant spec it was built from */
@@ -73,6 +75,15 @@ struct mtx_problem {
 	const struct mtx_bucket *bwd_buckets;
 	int nbwd;
 	int bwd_default;
+	/*
+	 * cuda: the decode's buckets (its winners per cache length, `tune --op
+	 * decode --backend cuda`) and its default decode kernel, cubins of
+	 * templates/mta_cuda_decode.cu (entry "mta_decode_row", block and smem
+	 * their launch, a block per sequence); -1 and none for a cpu library.
+	 */
+	const struct mtx_bucket *dec_buckets;
+	int ndec;
+	int dec_default;
 };
 
 struct mtx_library {

@@ -558,6 +558,9 @@ TEST(export_ships_the_backward_winner_and_its_gradients_match_the_reference)
 	mt_weights_free(&wt2);
 }
 
+static void nvrtc_cubin(const struct mta_problem *p, const char *spec, int op, char *out, size_t n,
+			struct mta_db *store);
+
 TEST(export_cuda_sm90_without_gpu_builds_and_says_no_device)
 {
 	char db[1024], *out = NULL;
@@ -569,8 +572,9 @@ TEST(export_cuda_sm90_without_gpu_builds_and_says_no_device)
 	/* no binary stored: NVRTC compiles the cubin now */
 	CHECK(mt_sh(&out, "%s export --db %s --arch sm_90 --out %s/cu1 --name mtacu", mt_bin(),
 		    db, mt_tmpdir()) == 0);
-	CHECK_STR_CONTAINS(out, "1 problems, 1 buckets, 1 kernels (sm_90 cubins: 0 from the "
-			   "database, 1 compiled)");
+	/* the forward winner and the default decode variant (a CUDA library's decode) */
+	CHECK_STR_CONTAINS(out, "1 problems, 1 buckets, 2 kernels (sm_90 cubins: 0 from the "
+			   "database, 2 compiled)");
 	free(out);
 
 	/* store that cubin under another NVRTC's name; with no NVRTC at all the export takes it */
@@ -587,12 +591,19 @@ TEST(export_cuda_sm90_without_gpu_builds_and_says_no_device)
 	mta_cuda_binary_key(hash, "sm_90", "12.9", compiler, &key); /* as the tuner stores it */
 	REQUIRE(mta_db_open(db, 0, &h) == MTA_OK);
 	REQUIRE(mta_db_binary_put(h, &key, job.cubin, job.cubin_size) == MTA_OK);
+	{
+		struct mta_variant dv;
+		char dspec[MTA_SPEC_MAX], dcub[64];
+		REQUIRE(mta_variant_default_op(&p, MTA_BACKEND_CUDA, MTA_OP_DECODE, &dv) == MTA_OK);
+		REQUIRE(mta_variant_format(&dv, dspec, sizeof dspec) == MTA_OK);
+		nvrtc_cubin(&p, dspec, MTA_OP_DECODE, dcub, sizeof dcub, h);
+	}
 	mta_db_close(h);
 	mta_nvrtc_job_free(&job);
 	free(src);
 	CHECK(mt_sh(&out, "MTATUNE_NVRTC=/nonexistent/libnvrtc.so %s export --db %s --arch sm_90 "
 		    "--out %s/cu2 --name mtacu", mt_bin(), db, mt_tmpdir()) == 0);
-	CHECK_STR_CONTAINS(out, "(sm_90 cubins: 1 from the database, 0 compiled)");
+	CHECK_STR_CONTAINS(out, "(sm_90 cubins: 2 from the database, 0 compiled)");
 	free(out);
 	/* same source, same NVRTC: the same bytes either way */
 	CHECK(mt_sh(&out, "diff -r %s/cu1 %s/cu2", mt_tmpdir(), mt_tmpdir()) == 0);
@@ -641,7 +652,9 @@ static void nvrtc_cubin(const struct mta_problem *p, const char *spec, int op, c
 	REQUIRE(mta_variant_parse(spec, &v) == MTA_OK);
 	REQUIRE(mta_gen_source_op(p, &v, op, &src) == MTA_OK);
 	struct mta_nvrtc_job job = { .source = src, .arch = "sm_90",
-				     .kernel = op == MTA_OP_BWD ? MTA_CUDA_BWD_KERNEL : MTA_CUDA_KERNEL };
+				     .kernel = op == MTA_OP_BWD      ? MTA_CUDA_BWD_KERNEL
+					       : op == MTA_OP_DECODE ? MTA_CUDA_DECODE_KERNEL
+								     : MTA_CUDA_KERNEL };
 	REQUIRE_MSG(mta_nvrtc_compile(&job) == MTA_OK, job.message);
 	mta_hash_hex(job.cubin, job.cubin_size, hash);
 	snprintf(out, n, "%zu %s", job.cubin_size, hash);
@@ -669,7 +682,7 @@ static void nvrtc_cubin(const struct mta_problem *p, const char *spec, int op, c
  */
 TEST(export_cuda_ships_the_backward_and_runs_it_on_a_stand_in_driver)
 {
-	char db[1024], lib[1024], *out = NULL, want[4096], line[600], cub[3][64];
+	char db[1024], lib[1024], *out = NULL, want[4096], line[600], cub[4][64];
 	const char *wspec = "cuda:v1,bq=8,bk=32,hpb=2,warps=2,algo=0,nb=5";
 	struct mta_problem p;
 	struct mta_variant fv, bv, wv;
@@ -698,8 +711,8 @@ TEST(export_cuda_ships_the_backward_and_runs_it_on_a_stand_in_driver)
 	snprintf(lib, sizeof lib, "%s/cub1", mt_tmpdir());
 	CHECK(mt_sh(&out, "%s export --db %s --arch sm_90 --out %s --name cub", mt_bin(), db,
 		    lib) == 0);
-	CHECK_STR_CONTAINS(out, "1 problems, 2 buckets, 3 kernels (1 of the buckets the backward's) "
-			   "(sm_90 cubins: 0 from the database, 3 compiled)");
+	CHECK_STR_CONTAINS(out, "1 problems, 2 buckets, 4 kernels (1 of the buckets the backward's) "
+			   "(sm_90 cubins: 0 from the database, 4 compiled)");
 	free(out);
 	CHECK(mt_sh(&out, "grep -c 'libcub: MTA forward and backward kernels' %s/Makefile", lib) == 0);
 	free(out);
@@ -711,6 +724,14 @@ TEST(export_cuda_ships_the_backward_and_runs_it_on_a_stand_in_driver)
 	nvrtc_cubin(&p, fspec, MTA_OP_FWD, cub[0], sizeof cub[0], store);
 	nvrtc_cubin(&p, wspec, MTA_OP_BWD, cub[1], sizeof cub[1], store);
 	nvrtc_cubin(&p, bspec, MTA_OP_BWD, cub[2], sizeof cub[2], store);
+	struct mta_variant dv;
+	char dspec[MTA_SPEC_MAX];
+	unsigned dthreads;
+	size_t dsmem;
+	REQUIRE(mta_variant_default_op(&p, MTA_BACKEND_CUDA, MTA_OP_DECODE, &dv) == MTA_OK);
+	REQUIRE(mta_variant_format(&dv, dspec, sizeof dspec) == MTA_OK);
+	REQUIRE(mta_cuda_decode_dims(&p, &dv, &dthreads, &dsmem) == MTA_OK);
+	nvrtc_cubin(&p, dspec, MTA_OP_DECODE, cub[3], sizeof cub[3], store);
 	mta_db_close(store);
 	struct mta_cuda_bwd_dims dw, db1;
 	struct mta_cuda_launch g;
@@ -718,17 +739,18 @@ TEST(export_cuda_ships_the_backward_and_runs_it_on_a_stand_in_driver)
 	REQUIRE(mta_cuda_bwd_dims(&p, &bv, 1, 1, &db1, NULL) == MTA_OK);
 	REQUIRE(mta_cuda_geometry(&p, &fv, 1, 1, &g) == MTA_OK);
 	snprintf(want, sizeof want,
-		 "library cub cuda sm_90 1 3\n"
+		 "library cub cuda sm_90 1 4\n"
 		 "kernel 0 %s %s %u %zu %d %d 0 0 0 %s\n"
 		 "kernel 1 %s %s %u %zu 0 0 %d %d %d %s\n"
 		 "kernel 2 %s %s %u %zu 0 0 %d %d %d %s\n"
-		 "problem %s 0 2\n"
+		 "kernel 3 %s %s %u %zu 0 0 0 0 0 %s\n"
+		 "problem %s 0 2 3\n"
 		 "bucket %s fwd 1024 1 0\n"
 		 "bucket %s bwd 64 2 1\n",
 		 fspec, MTA_CUDA_KERNEL, g.block[0], g.smem_bytes, fv.bq, fv.hpb, cub[0],
 		 wspec, MTA_CUDA_BWD_KERNEL, dw.threads, dw.smem_bytes, wv.bq, wv.warps, wv.nb, cub[1],
 		 bspec, MTA_CUDA_BWD_KERNEL, db1.threads, db1.smem_bytes, bv.bq, bv.warps, bv.nb,
-		 cub[2], SMALL, SMALL, SMALL);
+		 cub[2], dspec, MTA_CUDA_DECODE_KERNEL, dthreads, dsmem, cub[3], SMALL, SMALL, SMALL);
 	char table[1100];
 	snprintf(table, sizeof table, "%s/table", mt_tmpdir());
 	int rc = mt_sh(&out, "cc -std=gnu11 -O1 -I%s/src tests/export/table.c %s/libcub.a -ldl -lm "
@@ -740,7 +762,7 @@ TEST(export_cuda_ships_the_backward_and_runs_it_on_a_stand_in_driver)
 	/* the cubins from the database when this machine has no NVRTC: the same library */
 	CHECK(mt_sh(&out, "MTATUNE_NVRTC=/nonexistent/libnvrtc.so %s export --db %s --arch sm_90 "
 		    "--out %s/cub2 --name cub", mt_bin(), db, mt_tmpdir()) == 0);
-	CHECK_STR_CONTAINS(out, "(sm_90 cubins: 3 from the database, 0 compiled)");
+	CHECK_STR_CONTAINS(out, "(sm_90 cubins: 4 from the database, 0 compiled)");
 	free(out);
 	CHECK(mt_sh(&out, "diff -r -x build -x '*.a' -x '*.so' %s %s/cub2", lib, mt_tmpdir()) == 0);
 	free(out);
@@ -830,6 +852,159 @@ TEST(export_cuda_ships_the_backward_and_runs_it_on_a_stand_in_driver)
 	CHECK(mt_sh(&out, "grep -c 'backward cubins (mtatune.s runtime/cuda/bwd.c, shipped' "
 		    "%s/mta.h", lib) == 0);
 	free(out);
+}
+
+/*
+ * Issue 17: an exported CUDA library ships the decode: the decode winners'
+ * cubins per cache-length bucket (tune --op decode --backend cuda) and the
+ * default decode variant's, from NVRTC at export time (or the database),
+ * with their launch in the table; its caches run them through the shipped
+ * runtime/cuda/decode_dev.c (the cache in device memory, a block per
+ * sequence), choosing again as a cache's longest row enters another T
+ * bucket. Without a driver the decode says so (MTA_ENODEV); on the stand-in
+ * driver, whose launches run the emulator's builds of the same sources, a
+ * prefill (the library's forward) then one token at a time equals the
+ * float64 forward, and each bucket's cubin ran.
+ */
+TEST(export_cuda_ships_the_decode_and_runs_it_on_a_stand_in_driver)
+{
+	char db[1024], lib[1024], *out = NULL, want[4096], cub[4][64], hash[4][17];
+	char spec[3][MTA_SPEC_MAX], fspec[MTA_SPEC_MAX];
+	struct mta_problem p;
+	struct mta_variant fv, dv[3];
+	unsigned threads[3];
+	size_t smem[3];
+	mt_kcache();
+	REQUIRE(mta_problem_from_key(SMALL, &p) == MTA_OK);
+	snprintf(db, sizeof db, "%s/cudad.db", mt_tmpdir());
+	mt_cuda_winner_db(db, SMALL);
+	REQUIRE(mta_variant_default(&p, MTA_BACKEND_CUDA, &fv) == MTA_OK);
+	REQUIRE(mta_variant_format(&fv, fspec, sizeof fspec) == MTA_OK);
+	/* the decode winners at T=32 and T=128 (B=2), and the default decode variant */
+	for (int i = 0; i < 3; i++) {
+		REQUIRE(mta_variant_default_op(&p, MTA_BACKEND_CUDA, MTA_OP_DECODE, &dv[i]) ==
+			MTA_OK);
+		if (i == 0)
+			dv[i].bk = 32, dv[i].warps = 2;
+		if (i == 1)
+			dv[i].bk = 64, dv[i].warps = 8;
+		REQUIRE(mta_variant_check_op(&p, &dv[i], MTA_OP_DECODE) == MTA_OK);
+		REQUIRE(mta_variant_format(&dv[i], spec[i], sizeof spec[i]) == MTA_OK);
+		REQUIRE(mta_cuda_decode_dims(&p, &dv[i], &threads[i], &smem[i]) == MTA_OK);
+	}
+	CHECK(strcmp(spec[0], spec[2]) && strcmp(spec[1], spec[2]) && strcmp(spec[0], spec[1]));
+	{
+		struct mta_db *h;
+		int64_t prob_id, var_id;
+		REQUIRE(mta_db_open(db, 0, &h) == MTA_OK);
+		REQUIRE(mta_db_problem_find(h, SMALL, &prob_id) == MTA_OK);
+		for (int i = 0; i < 2; i++) {
+			REQUIRE(mta_db_variant_upsert_op(h, prob_id, "decode", spec[i], NULL,
+							 &var_id) == MTA_OK);
+			struct mta_db_winner w = { .device_id = 1, .problem_id = prob_id,
+						   .op = "decode", .variant_id = var_id,
+						   .T = i ? 128 : 32, .B = 2, .time_ms = 1 };
+			REQUIRE(mta_db_winner_set(h, &w) == MTA_OK);
+		}
+		mta_db_close(h);
+	}
+	snprintf(lib, sizeof lib, "%s/cud1", mt_tmpdir());
+	int rc = mt_sh(&out, "%s export --db %s --arch sm_90 --out %s --name cud", mt_bin(), db,
+		       lib);
+	CHECKF(rc == 0, "export: exit %d: %s", rc, out);
+	CHECK_STR_CONTAINS(out, "1 problems, 1 buckets, 4 kernels (sm_90 cubins: 0 from the "
+			   "database, 4 compiled)");
+	free(out);
+	build(lib, "cud");
+
+	/* the table: the decode cubins are NVRTC's own bytes for their sources, with their launch */
+	nvrtc_cubin(&p, fspec, MTA_OP_FWD, cub[0], sizeof cub[0], NULL);
+	for (int i = 0; i < 3; i++)
+		nvrtc_cubin(&p, spec[i], MTA_OP_DECODE, cub[i + 1], sizeof cub[i + 1], NULL);
+	for (int i = 0; i < 4; i++)
+		REQUIRE(sscanf(cub[i], "%*s %16s", hash[i]) == 1);
+	struct mta_cuda_launch g;
+	REQUIRE(mta_cuda_geometry(&p, &fv, 1, 1, &g) == MTA_OK);
+	snprintf(want, sizeof want,
+		 "library cud cuda sm_90 1 4\n"
+		 "kernel 0 %s %s %u %zu %d %d 0 0 0 %s\n"
+		 "kernel 1 %s %s %u %zu 0 0 0 0 0 %s\n"
+		 "kernel 2 %s %s %u %zu 0 0 0 0 0 %s\n"
+		 "kernel 3 %s %s %u %zu 0 0 0 0 0 %s\n"
+		 "problem %s 0 -1 3\n"
+		 "bucket %s fwd 1024 1 0\n"
+		 "bucket %s dec 32 2 1\n"
+		 "bucket %s dec 128 2 2\n",
+		 fspec, MTA_CUDA_KERNEL, g.block[0], g.smem_bytes, fv.bq, fv.hpb, cub[0],
+		 spec[0], MTA_CUDA_DECODE_KERNEL, threads[0], smem[0], cub[1],
+		 spec[1], MTA_CUDA_DECODE_KERNEL, threads[1], smem[1], cub[2],
+		 spec[2], MTA_CUDA_DECODE_KERNEL, threads[2], smem[2], cub[3],
+		 SMALL, SMALL, SMALL, SMALL);
+	char table[1100];
+	snprintf(table, sizeof table, "%s/dtable", mt_tmpdir());
+	rc = mt_sh(&out, "cc -std=gnu11 -O1 -I%s/src tests/export/table.c %s/libcud.a -ldl -lm "
+		   "-lpthread -o %s && %s", lib, lib, table, table);
+	CHECKF(rc == 0, "table: exit %d: %s", rc, out);
+	CHECKF(out && !strcmp(out, want), "the exported table:\n%s\nexpected:\n%s", out, want);
+	free(out);
+
+	const int64_t B = 2, T = 140;
+	struct mta_tensor q, k, v;
+	struct mta_weights wt;
+	void *bq = mt_tensor(MTA_F32, B, T, p.H, p.D, 0, &q);
+	void *bk = mt_tensor(MTA_F32, B, T, p.Hkv, p.D, 0, &k);
+	void *bv = mt_tensor(MTA_F32, B, T, p.Hkv, p.D, 0, &v);
+	mt_weights(&p, &wt);
+	char prog[20480], pick[512], fake[1100], log[1100], so[4][4096], rel[4096];
+
+	/* without a driver the decode says so */
+	snprintf(prog, sizeof prog, "MTATUNE_LIBCUDA=%s/none.so MTX_BACKEND=cuda %s/prog_a",
+		 mt_tmpdir(), mt_tmpdir());
+	char cpath[1024];
+	snprintf(cpath, sizeof cpath, "%s/dcase.bin", mt_tmpdir());
+	write_case(cpath, &p, B, T, q.data, k.data, v.data, &wt);
+	CHECK(mt_sh(&out, "MTX_DECODE_FROM=5 %s run %s %s/dout.bin", prog, cpath, mt_tmpdir()) == 1);
+	CHECK_STR_CONTAINS(out, "ENODEV: no CUDA driver (libcuda.so.1) found");
+	free(out);
+	decode_from = "5";
+
+	/* on the stand-in driver: the prefill's forward, then every token, as the reference */
+	snprintf(fake, sizeof fake, "%s/fakecuda.so", mt_tmpdir());
+	snprintf(log, sizeof log, "%s/fakecuda_d.log", mt_tmpdir());
+	rc = mt_sh(&out, "cc -std=gnu11 -O1 -shared -fPIC -I. tests/export/fakecuda.c "
+		   "runtime/core/hash.c -o %s -ldl", fake);
+	CHECKF(rc == 0, "fakecuda: exit %d: %s", rc, out);
+	free(out);
+	REQUIRE_MSG(mta_emu_fwd_library(&p, &fv, rel, sizeof rel) == MTA_OK, mta_last_error());
+	REQUIRE(realpath(rel, so[0]));
+	for (int i = 0; i < 3; i++) {
+		REQUIRE_MSG(mta_emu_decode_library(&p, &dv[i], rel, sizeof rel) == MTA_OK,
+			    mta_last_error());
+		REQUIRE(realpath(rel, so[i + 1]));
+	}
+	snprintf(prog, sizeof prog, "MTATUNE_LIBCUDA=%s FAKECUDA_LOG=%s FAKECUDA_EMU='%s=%s;%s=%s;"
+		 "%s=%s;%s=%s' MTX_BACKEND=cuda %s/prog_a", fake, log, hash[0], so[0], hash[1],
+		 so[1], hash[2], so[2], hash[3], so[3], mt_tmpdir());
+	remove(log);
+	double err = run_case(prog, &p, B, T, &q, &k, &v, &wt, pick, sizeof pick);
+	decode_from = "";
+	CHECKF(err < mta_tolerance(MTA_F32), "decode: relative L2 %.3g (%s)", err, pick);
+	/* the T=32 winner for short rows, the T=128 winner for long ones, a block per sequence */
+	REQUIRE(mt_sh(&out, "cat %s", log) == 0);
+	for (int i = 0; i < 2; i++) {
+		char line[256];
+		snprintf(line, sizeof line, "launch %s %lld 1 1 %u %zu\n", MTA_CUDA_DECODE_KERNEL,
+			 (long long)B, threads[i], smem[i]);
+		CHECKF(out && strstr(out, line), "the stand-in driver saw no '%.*s':\n%.2000s",
+		       (int)strlen(line) - 1, line, out);
+		snprintf(line, sizeof line, "load %s ", hash[i + 1]);
+		CHECKF(out && strstr(out, line), "decode cubin %d was not loaded", i);
+	}
+	free(out);
+	mt_weights_free(&wt);
+	free(bq);
+	free(bk);
+	free(bv);
 }
 
 /*

@@ -12,6 +12,7 @@
 #include "db/db.h"
 #include "gen/variant.h"
 #include "runtime/core/cuda_args.h"
+#include "runtime/cuda/decode_dev.h"
 #include "runtime/cuda/driver.h"
 #include "runtime/cuda/nvrtc.h"
 
@@ -126,7 +127,7 @@ struct mta_cuda_decode;
 int mta_cuda_decode_load(struct mta_cuda *c, const struct mta_problem *p,
 			 const struct mta_variant *v, struct mta_cuda_decode **out,
 			 struct mta_decoder *dec);
-void mta_cuda_decode_free(struct mta_cuda_decode *k); /* NULL is fine */
+/* freed by mta_cuda_decode_free (decode_dev.h) */
 
 /* NVRTC's version as "13.0" into buf (16 bytes). */
 int mta_cuda_nvrtc_version(char *buf, size_t n);

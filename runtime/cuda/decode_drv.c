@@ -1,126 +1,27 @@
 /*
  * decode_drv.c: the CUDA decode kernel on a GPU (cuda.h,
  * mta_cuda_decode_load): the source of mta_gen_cuda_decode compiled by
- * NVRTC for the device and loaded by the driver, the device's memory as a
- * decode cache's (struct mta_dmem: runtime/core/decode.c keeps the cache
- * there and runs the same host code on cuda-emu's emulated memory), and
- * the cache's call: one launch of a block per sequence, waited for, so a
- * fault in the kernel is reported by the call that caused it.
+ * NVRTC for the device, then loaded as a cache's kernel by decode_dev.c
+ * (the device's memory as the cache's and the launch), which exported
+ * CUDA libraries ship to run their decode cubins the same way.
  */
 #include "runtime/cuda/cuda.h"
 #include "gen/cuda/cudagen.h"
 #include "runtime/core/decode.h"
 #include "runtime/core/error.h"
 #include "runtime/core/mta_dargs.h"
-#include "runtime/cuda/module.h"
+#include "runtime/cuda/decode_dev.h"
 
 #include <inttypes.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-struct mta_cuda_decode {
-	struct mta_cuda_module m;
-	struct mta_dmem mem;
-};
-
-static int drv(cu_result r, const char *what)
-{
-	if (!r)
-		return MTA_OK;
-	return mta_fail(r == CU_ERROR_OUT_OF_MEMORY ? MTA_ENOMEM : MTA_EKERNEL, "cuda decode: %s: %s",
-			what, mta_cu_error(r));
-}
-
-/* ---- the device's memory as a decode cache's (ctx: the struct mta_cuda) ---- */
-
-static int dm_alloc(void *ctx, size_t n, void **p)
-{
-	cu_ptr x = 0;
-	int rc = mta_cu_push(ctx);
-	*p = NULL;
-	if (rc)
-		return rc;
-	rc = drv(mta_cu.mem_alloc(&x, n ? n : 1), "cuMemAlloc");
-	mta_cu_pop();
-	if (!rc)
-		*p = (void *)(uintptr_t)x;
-	return rc;
-}
-
-static void dm_release(void *ctx, void *p)
-{
-	if (!p || mta_cu_push(ctx))
-		return;
-	mta_cu.mem_free((cu_ptr)(uintptr_t)p);
-	mta_cu_pop();
-}
-
-static int dm_put(void *ctx, void *dst, const void *src, size_t n)
-{
-	int rc = mta_cu_push(ctx);
-	if (rc)
-		return rc;
-	rc = drv(mta_cu.htod((cu_ptr)(uintptr_t)dst, src, n), "copy to the device");
-	mta_cu_pop();
-	return rc;
-}
-
-static int dm_get(void *ctx, void *dst, const void *src, size_t n)
-{
-	int rc = mta_cu_push(ctx);
-	if (rc)
-		return rc;
-	rc = drv(mta_cu.dtoh(dst, (cu_ptr)(uintptr_t)src, n), "copy from the device");
-	mta_cu_pop();
-	return rc;
-}
-
-static int dm_move(void *ctx, void *dst, const void *src, size_t n)
-{
-	struct mta_cuda *c = ctx;
-	int rc = mta_cu_push(c);
-	if (rc)
-		return rc;
-	rc = drv(mta_cu.memcpy_async((cu_ptr)(uintptr_t)dst, (cu_ptr)(uintptr_t)src, n, c->stream),
-		 "copy within the device");
-	if (!rc)
-		rc = drv(mta_cu.stream_sync(c->stream), "copy within the device");
-	mta_cu_pop();
-	return rc;
-}
-
-/*
- * The cache's call: a's pointers are all device memory (decode.c with
- * dec->mem set); the arguments travel by value as the kernel's one
- * parameter (struct mta_dargs_cu, the same layout).
- */
-static int decode_call(const struct mta_dargs *a)
-{
-	const struct mta_cuda_decode *k = a ? a->impl : NULL;
-	int rc;
-	if (!k)
-		return mta_fail(MTA_EINVAL, "cuda decode: the call carries no kernel");
-	if (a->n < 1 || a->n > INT32_MAX)
-		return a->n ? mta_fail(MTA_EINVAL, "cuda decode: %" PRId64 " sequences in one call "
-				       "(1..%d)", a->n, INT32_MAX) : MTA_OK;
-	if ((rc = mta_cu_push(k->m.c)))
-		return rc;
-	void *params[1] = { (void *)a };
-	rc = drv(mta_cu.launch(k->m.fn, (unsigned)a->n, 1, 1, k->m.block, 1, 1, k->m.smem,
-			       k->m.c->stream, params, NULL), "cuLaunchKernel");
-	if (!rc)
-		rc = drv(mta_cu.stream_sync(k->m.c->stream), "the decode kernel");
-	mta_cu_pop();
-	return rc;
-}
-
 int mta_cuda_decode_load(struct mta_cuda *c, const struct mta_problem *p,
 			 const struct mta_variant *v, struct mta_cuda_decode **out,
 			 struct mta_decoder *dec)
 {
 	struct mta_nvrtc_job job = { 0 };
-	struct mta_cuda_decode *k = NULL;
 	char *src = NULL;
 	unsigned threads = 0;
 	size_t smem = 0;
@@ -136,33 +37,11 @@ int mta_cuda_decode_load(struct mta_cuda *c, const struct mta_problem *p,
 	job.source = src;
 	job.kernel = MTA_CUDA_DECODE_KERNEL;
 	job.arch = c->dev.arch;
-	if ((rc = mta_nvrtc_compile(&job)))
+	if ((rc = mta_nvrtc_compile(&job)) ||
+	    (rc = mta_cuda_decode_open(c, job.cubin, threads, (unsigned)smem, out, dec)))
 		goto out;
-	if (!(k = calloc(1, sizeof *k))) {
-		rc = mta_fail(MTA_ENOMEM, "out of memory");
-		goto out;
-	}
-	/* the grid is the call's (a block per sequence); bq and hpb are not used */
-	if ((rc = mta_cuda_module_load(c, job.cubin, MTA_CUDA_DECODE_KERNEL, threads,
-				       (unsigned)smem, 1, 1, &k->m)))
-		goto out;
-	k->mem = (struct mta_dmem){ c, dm_alloc, dm_release, dm_put, dm_get, dm_move };
-	dec->fn = decode_call;
-	dec->impl = k;
-	dec->mem = &k->mem;
-	*out = k;
-	k = NULL;
 out:
-	free(k);
 	mta_nvrtc_job_free(&job);
 	free(src);
 	return rc ? mta_wrap(rc, "cuda decode kernel") : MTA_OK;
-}
-
-void mta_cuda_decode_free(struct mta_cuda_decode *k)
-{
-	if (!k)
-		return;
-	mta_cuda_module_unload(&k->m);
-	free(k);
 }

@@ -577,6 +577,44 @@ int mta_emu_bwd_library(const struct mta_problem *p, const struct mta_variant *v
 	return rc;
 }
 
+int mta_emu_fwd_library(const struct mta_problem *p, const struct mta_variant *v, char *so,
+			size_t n)
+{
+	char *src = NULL, *log = NULL;
+	int rc;
+	if (v->backend != MTA_BACKEND_CUDA)
+		return mta_fail(MTA_EINVAL, "the CUDA emulator runs cuda variants, not %s",
+				mta_backend_name(v->backend));
+	if (!(rc = mta_variant_check(p, v)) && !(rc = emu_source(p, v, &src)))
+		rc = mta_cc_build(src, MTA_LANG_CXX, EMU_FLAGS, so, n, &log);
+	if (rc == MTA_ECOMPILE)
+		rc = mta_fail(rc, "cuda-emu: the host compiler refused the kernel: %.600s",
+			      log ? log : "(no log)");
+	free(log);
+	free(src);
+	return rc;
+}
+
+int mta_emu_decode_library(const struct mta_problem *p, const struct mta_variant *v, char *so,
+			   size_t n)
+{
+	char *cuda = NULL, *src = NULL, *log = NULL;
+	int rc;
+	if (v && v->backend != MTA_BACKEND_CUDA)
+		return mta_fail(MTA_EINVAL, "the CUDA emulator runs cuda variants, not %s",
+				mta_backend_name(v->backend));
+	if (!(rc = mta_gen_cuda_decode(p, v, &cuda)) &&
+	    !(rc = emu_wrap(cuda, "mta_decode.cu", &src)))
+		rc = mta_cc_build(src, MTA_LANG_CXX, EMU_FLAGS, so, n, &log);
+	if (rc == MTA_ECOMPILE)
+		rc = mta_fail(rc, "cuda-emu: the host compiler refused the decode kernel: %.600s",
+			      log ? log : "(no log)");
+	free(log);
+	free(cuda);
+	free(src);
+	return rc;
+}
+
 static int train_load(struct mta_device *d, const struct mta_problem *p,
 		      const struct mta_variant *v, struct mta_kernel **out)
 {

@@ -37,4 +37,26 @@ int mta_emu_run(const struct mta_problem *p, const struct mta_variant *var,
 int mta_emu_bwd_library(const struct mta_problem *p, const struct mta_variant *v, char *so,
 			size_t n);
 
+/*
+ * The forward kernel of p and v built for the emulator as the cuda-emu
+ * backend's load builds it: its path into so (n bytes); its entry
+ * "mta_emu_launch" takes (const struct mta_cuda_args *, its size, grid,
+ * threads, shared bytes), as mta_emu_bwd_library's does. Errors likewise.
+ */
+int mta_emu_fwd_library(const struct mta_problem *p, const struct mta_variant *v, char *so,
+			size_t n);
+
+/*
+ * The CUDA decode kernel of p and decode variant v (NULL: the default)
+ * built for the emulator as the cuda-emu backend's decode_load builds it:
+ * its path into so (n bytes). Its entry "mta_cuda_decode" takes the struct
+ * mta_dargs a launch of the cubin NVRTC makes of the same source takes
+ * (host pointers: the emulator's device memory is the host's) and runs its
+ * grid of a block per sequence: a test's stand-in driver runs an exported
+ * library's decode with it (tests/export/fakecuda.c). Errors as
+ * mta_emu_bwd_library's.
+ */
+int mta_emu_decode_library(const struct mta_problem *p, const struct mta_variant *v, char *so,
+			   size_t n);
+
 #endif

@@ -17,9 +17,16 @@
  *   load HASH BYTES
  *   func NAME HASH
  *   launch NAME GX GY GZ THREADS SMEM [MODE B T NB]   (MODE... for the backward)
+ * A forward's launch runs mta_emu_fwd_library's build likewise. A decode
+ * launch (entry "mta_decode_row", templates/mta_cuda_decode.cu)
+ * runs the emulator's decode library (mta_emu_decode_library: its entry
+ * mta_cuda_decode takes the launch's one parameter, struct mta_dargs, and
+ * runs its grid of a block per sequence); its line's GX is the sequences.
  */
 #define _GNU_SOURCE /* memmem */
 #include "runtime/core/hash.h"
+#include "runtime/core/cuda_args.h"
+#include "runtime/core/mta_dargs.h"
 #include "runtime/cuda/bwd.h"
 
 #include <dlfcn.h>
@@ -43,6 +50,7 @@ struct fmod {
 	const unsigned char *image;
 	size_t size;
 	emu_fn fn; /* NULL: no emulator for this cubin */
+	int (*dfn)(const struct mta_dargs *a); /* a decode cubin's emulator entry, or NULL */
 	struct ffunc funcs[4]; /* its functions, gone with it as a driver's are */
 	int nfuncs;
 };
@@ -148,6 +156,7 @@ int cuModuleLoadData(struct fmod **out, const void *image)
 		path[n] = 0;
 		void *dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
 		m->fn = dl ? (emu_fn)dlsym(dl, "mta_emu_launch") : NULL;
+		m->dfn = dl ? (int (*)(const struct mta_dargs *))dlsym(dl, "mta_cuda_decode") : NULL;
 	}
 	*out = m;
 	return 0;
@@ -183,7 +192,20 @@ int cuLaunchKernel(struct ffunc *f, unsigned gx, unsigned gy, unsigned gz, unsig
 		return f->m->fn(a, sizeof *a, grid, bx, smem) ? 719 : 0; /* launch failed */
 	}
 	logf_("launch %s %u %u %u %u %u\n", f->name, gx, gy, gz, bx, smem);
-	return 98; /* only the backward runs here */
+	if (!strcmp(f->name, MTA_CUDA_KERNEL)) { /* the forward: mta_emu_fwd_library's entry */
+		if (!f->m->fn)
+			return 98;
+		return f->m->fn(params[0], sizeof(struct mta_cuda_args), grid, bx, smem) ? 719 : 0;
+	}
+	if (!strcmp(f->name, "mta_decode_row")) {
+		const struct mta_dargs *a = params[0];
+		if (!f->m->dfn)
+			return 98;
+		if (a->n != (int64_t)gx || gy != 1 || gz != 1)
+			return 1; /* invalid value: a block per sequence */
+		return f->m->dfn(a) ? 719 : 0;
+	}
+	return 98;
 }
 
 int cuMemAlloc_v2(unsigned long long *p, size_t n)

@@ -23,7 +23,8 @@
  * library's (default cpu); with MTX_Q_DEVICE=1, grad's q says it is in
  * device memory.
  * With MTX_DECODE_FROM=N, run decodes instead: rows [0,N) of every sequence
- * as one chunk into a cache of mta_cache_create_ctx, then one token at a time.
+ * as one chunk into a cache of mta_cache_create_ctx, then one token at a time
+ * (on a context of MTX_BACKEND, default cpu).
  *
  * CASE: a text line "KEY B T LAYER_ID\n", then float32 q [B,T,H,D], k and v
  * [B,T,Hkv,D], and the weights the problem uses in struct mta_weights order
@@ -102,7 +103,8 @@ static int run(const char *case_path, const char *out_path, int odt)
 	if (dec && *dec) {
 		long long N = atoll(dec);
 		mta_cache *cache = NULL;
-		if ((rc = mta_context_create(&c, NULL, "cpu", 0)) ||
+		const char *be = getenv("MTX_BACKEND");
+		if ((rc = mta_context_create(&c, NULL, be && *be ? be : "cpu", 0)) ||
 		    (rc = mta_cache_create_ctx(c, &p, B, &cache)))
 			return fail(rc);
 		for (long long s = 0; s < T; s = s < N ? N : s + 1) {

@@ -10,8 +10,8 @@
  *   library NAME BACKEND ARCH NPROBLEMS NKERNELS
  *   kernel I SPEC ENTRY BLOCK SMEM BQ HPB BWD_BQ BWD_WARPS BWD_NB CUBIN_BYTES CUBIN_HASH
  *     (ENTRY "-" for a CPU kernel; BWD_* 0 for a forward; CUBIN_* 0 and "-" without one)
- *   problem KEY DEFAULT BWD_DEFAULT
- *   bucket KEY fwd|bwd T_BUCKET B_BUCKET KERNEL
+ *   problem KEY DEFAULT BWD_DEFAULT DEC_DEFAULT
+ *   bucket KEY fwd|bwd|dec T_BUCKET B_BUCKET KERNEL
  */
 #include "templates/export_table.h"
 #include "runtime/core/hash.h"
@@ -34,7 +34,8 @@ int main(void)
 	}
 	for (int i = 0; i < l->nproblems; i++) {
 		const struct mtx_problem *p = &l->problems[i];
-		printf("problem %s %d %d\n", p->key, p->default_kernel, p->bwd_default);
+		printf("problem %s %d %d %d\n", p->key, p->default_kernel, p->bwd_default,
+		       p->dec_default);
 		for (int j = 0; j < p->nbuckets; j++)
 			printf("bucket %s fwd %lld %lld %d\n", p->key, (long long)p->buckets[j].t_bucket,
 			       (long long)p->buckets[j].b_bucket, p->buckets[j].kernel);
@@ -42,6 +43,10 @@ int main(void)
 			printf("bucket %s bwd %lld %lld %d\n", p->key,
 			       (long long)p->bwd_buckets[j].t_bucket,
 			       (long long)p->bwd_buckets[j].b_bucket, p->bwd_buckets[j].kernel);
+		for (int j = 0; j < p->ndec; j++)
+			printf("bucket %s dec %lld %lld %d\n", p->key,
+			       (long long)p->dec_buckets[j].t_bucket,
+			       (long long)p->dec_buckets[j].b_bucket, p->dec_buckets[j].kernel);
 	}
 	return 0;
 }

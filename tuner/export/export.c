@@ -186,6 +186,17 @@ static int ships_backward(const struct xplan *x)
 	return x->be->train_load && mta_gen_op_space(x->be->variants, MTA_OP_BWD);
 }
 
+/*
+ * Does the plan's library ship decode cubins? A binary (CUDA) library
+ * whose backend has a decode kernel: its caches run them through the host
+ * side it ships (runtime/cuda/decode_dev.c). A CPU library's decode kernel
+ * is C source (src/d_<i>.c), one per problem.
+ */
+static int ships_decode(const struct xplan *x)
+{
+	return x->binary && x->be->decode_load && mta_gen_op_space(x->be->variants, MTA_OP_DECODE);
+}
+
 struct winners {
 	struct xplan *x;
 	int add;      /* problems not yet in the plan are added */
@@ -197,9 +208,8 @@ static int winner_cb(void *ctx, const struct mta_db_winner *w)
 	struct winners *ws = ctx;
 	/* the forward's winners, and the backward's where the backend has one */
 	int bwd = !strcmp(w->op, "bwd");
-	if (!strcmp(w->op, "decode")) { /* a CPU library's decode kernel: one per problem */
-		if (ws->x->binary)
-			return 0;
+	int dec = !strcmp(w->op, "decode");
+	if (dec && !ws->x->binary) { /* a CPU library's decode kernel: one per problem */
 		struct xproblem *p = problem(ws->x, w->problem_key, ws->add);
 		if (!p)
 			return ws->add ? (ws->rc = mta_fail(MTA_ENOMEM, "out of memory")) : 0;
@@ -211,16 +221,16 @@ static int winner_cb(void *ctx, const struct mta_db_winner *w)
 		}
 		return 0;
 	}
-	if (!bwd && strcmp(w->op, "fwd"))
+	if (!bwd && !dec && strcmp(w->op, "fwd"))
 		return 0;
-	if (bwd && !ships_backward(ws->x))
+	if ((bwd && !ships_backward(ws->x)) || (dec && !ships_decode(ws->x)))
 		return 0;
-	/* a problem tuned for the backward alone is exported for both */
+	/* a problem tuned for the backward (or decode) alone is exported for all */
 	struct xproblem *p = problem(ws->x, w->problem_key, ws->add);
 	if (!p)
 		return ws->add ? (ws->rc = mta_fail(MTA_ENOMEM, "out of memory")) : 0;
-	struct xbucket **list = bwd ? &p->bb : &p->b;
-	int *n = bwd ? &p->nbb : &p->nb;
+	struct xbucket **list = bwd ? &p->bb : dec ? &p->dk : &p->b;
+	int *n = bwd ? &p->nbb : dec ? &p->ndk : &p->nb;
 	struct xbucket *b = realloc(*list, (size_t)(*n + 1) * sizeof *b);
 	if (!b)
 		return ws->rc = mta_fail(MTA_ENOMEM, "out of memory");
@@ -305,8 +315,8 @@ static int canonical_key(const char *db_path, struct xproblem *p)
 }
 
 /*
- * A winner's spec held to the rules of its operation: a forward's (or
- * decode's) to the forward's, a backward's to those of what the backward's
+ * A winner's spec held to the rules of its operation: a forward's to the
+ * forward's, a decode's to its space's, a backward's to those of what the backward's
  * kernel reads (mta_variant_check_kernel, as the runtime holds its pick: a
  * CUDA backward's nb is no forward tunable).
  */
@@ -332,8 +342,9 @@ static int canonical_bucket(const char *db_path, const struct xplan *x, const st
 		return mta_fail(MTA_EFORMAT, "database %s holds the non-canonical variant spec '%s' "
 				"of %s (canonical: '%s'): it is not exported", db_path, shown, p->key,
 				canon);
-	if ((rc = op == MTA_OP_BWD ? mta_variant_check_kernel(&p->p, &v, MTA_OP_BWD)
-				   : mta_variant_check(&p->p, &v)))
+	if ((rc = op == MTA_OP_BWD      ? mta_variant_check_kernel(&p->p, &v, MTA_OP_BWD)
+		  : op == MTA_OP_DECODE ? mta_variant_check_op(&p->p, &v, MTA_OP_DECODE)
+					: mta_variant_check(&p->p, &v)))
 		return mta_wrap(MTA_EFORMAT, "database %s, winner %s of %s", db_path, shown, p->key);
 	return MTA_OK;
 }
@@ -342,7 +353,8 @@ static int canonical_bucket(const char *db_path, const struct xplan *x, const st
  * Sort problems by key and buckets by size, and number the kernels in that
  * order: each bucket's winner, then the default variant, one kernel per
  * distinct (problem, op, spec); then, for problems with backward winners,
- * those winners and the default backward variant likewise.
+ * those winners and the default backward variant likewise; last, in a CUDA
+ * library, each problem's decode winners and its default decode variant.
  */
 static int number_kernels(const char *db_path, struct xplan *x)
 {
@@ -389,6 +401,28 @@ static int number_kernels(const char *db_path, struct xplan *x)
 		    (rc = kernel(x, i, MTA_OP_BWD, spec, &p->bdef)))
 			return rc;
 	}
+	/* a CUDA library's decode, after every forward and backward: its winners, its default */
+	for (int i = 0; i < x->np; i++) {
+		struct xproblem *p = &x->p[i];
+		struct mta_variant v, dv;
+		char spec[MTA_SPEC_MAX];
+		p->ddef = -1;
+		if (!ships_decode(x))
+			continue;
+		if (p->ndk)
+			qsort(p->dk, (size_t)p->ndk, sizeof *p->dk, cmp_bucket);
+		for (int j = 0; j < p->ndk; j++)
+			if ((rc = canonical_bucket(db_path, x, p, &p->dk[j], MTA_OP_DECODE)) ||
+			    (rc = mta_variant_parse(p->dk[j].spec, &dv)) ||
+			    (rc = mta_variant_check_op(&p->p, &dv, MTA_OP_DECODE)) ||
+			    (rc = kernel(x, i, MTA_OP_DECODE, p->dk[j].spec, &p->dk[j].kernel)))
+				return mta_wrap(rc == MTA_ENOMEM ? rc : MTA_EFORMAT, "database %s, a "
+						"decode winner of %s", db_path, p->key);
+		if ((rc = mta_variant_default_op(&p->p, backend, MTA_OP_DECODE, &v)) ||
+		    (rc = mta_variant_format(&v, spec, sizeof spec)) ||
+		    (rc = kernel(x, i, MTA_OP_DECODE, spec, &p->ddef)))
+			return rc;
+	}
 	return MTA_OK;
 }
 
@@ -405,6 +439,16 @@ static int launch_of(const struct xplan *x, struct xkernel *k, const struct mta_
 {
 	struct mta_cuda_bwd_dims d;
 	int rc;
+	if (k->op == MTA_OP_DECODE) { /* a block per sequence: bq and hpb unused */
+		size_t smem = 0;
+		if (v->backend != MTA_BACKEND_CUDA)
+			return mta_fail(MTA_EUNSUPPORTED, "a binary %s decode is not exported",
+					mta_backend_name(v->backend));
+		if ((rc = mta_cuda_decode_dims(p, v, &k->block, &smem)))
+			return rc;
+		k->smem = (unsigned)smem;
+		return MTA_OK;
+	}
 	if (k->op != MTA_OP_BWD)
 		return x->be->launch_dims(p, v, &k->block, &k->smem, &k->bq, &k->hpb);
 	if (v->backend != MTA_BACKEND_CUDA)
@@ -573,6 +617,7 @@ out:
 	for (int i = 0; i < x.np; i++) {
 		free(x.p[i].b);
 		free(x.p[i].bb);
+		free(x.p[i].dk);
 	}
 	for (int i = 0; i < x.nk; i++) {
 		free(x.k[i].source);

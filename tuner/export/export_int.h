@@ -40,11 +40,20 @@ struct xproblem {
 	 * time is), then the largest B bucket; spec "" for none (the default).
 	 */
 	struct xbucket dw;
+	/*
+	 * A CUDA library's decode: its winners per (T bucket, B bucket), each a
+	 * cubin of the decode template, ascending likewise, and the default
+	 * decode variant's kernel (-1: the library ships no decode cubins: cpu).
+	 */
+	struct xbucket *dk;
+	int ndk;
+	int ddef;
 };
 
 struct xkernel {
 	int problem;         /* index into xplan.p */
-	int op;              /* MTA_OP_FWD, or MTA_OP_BWD: a backward library (cpu) or cubin */
+	int op;              /* MTA_OP_FWD, MTA_OP_BWD (a backward library (cpu) or cubin), or
+			      * MTA_OP_DECODE (cuda: a decode cubin) */
 	char spec[MTA_SPEC_MAX];
 	char *source;        /* generated C or CUDA source */
 	void *cubin;         /* binary backends: the kernel's image */

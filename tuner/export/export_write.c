@@ -30,6 +30,7 @@
 #include "tuner/export/export_int.h"
 #include "gen/gen.h"
 #include "gen/cpu/cgen.h"
+#include "gen/cuda/cudagen.h"
 #include "runtime/core/cuda_args.h"
 #include "runtime/core/error.h"
 #include "runtime/core/strbuf.h"
@@ -228,6 +229,11 @@ static const char export_preamble[] =
 	" *       backward cubins (mtatune's runtime/cuda/bwd.c, shipped: the tensors\n"
 	" *       copied to the device, the kernel's modes launched, waited for, the\n"
 	" *       results copied back);\n"
+	" *   mta_cache_create_ctx, mta_decode  a CPU library's caches run the\n"
+	" *       problem's decode kernel on its pool; a CUDA library's its decode\n"
+	" *       cubins on the device (mtatune's runtime/cuda/decode_dev.c, shipped:\n"
+	" *       the cache kept in device memory, a block per sequence), the winner\n"
+	" *       of the cache's T bucket, else the default decode variant;\n"
 	" *   mta_device_alloc, mta_memcpy, mta_stream_synchronize  cuMemAlloc,\n"
 	" *       cuMemcpyAsync, cuStreamSynchronize on the context's device (a CPU\n"
 	" *       library has no device memory).\n"
@@ -377,6 +383,12 @@ static int write_table(struct wctx *w, const struct xplan *x)
 				x->p[i].bb[j].spec);
 		if (x->p[i].bdef >= 0)
 			fprintf(f, " *     backward default: %s\n", x->k[x->p[i].bdef].spec);
+		for (int j = 0; j < x->p[i].ndk; j++)
+			fprintf(f, " *     decode, T <= %lld, B <= %lld: %s\n",
+				(long long)x->p[i].dk[j].t_bucket, (long long)x->p[i].dk[j].b_bucket,
+				x->p[i].dk[j].spec);
+		if (x->p[i].ddef >= 0)
+			fprintf(f, " *     decode default: %s\n", x->k[x->p[i].ddef].spec);
 	}
 	fprintf(f, " */\n#include \"templates/export_table.h\"\n\n");
 	for (int i = 0; i < x->nk; i++) {
@@ -395,7 +407,11 @@ static int write_table(struct wctx *w, const struct xplan *x)
 	fprintf(f, "\nstatic const struct mtx_kernel kernels[%d] = {\n", x->nk);
 	for (int i = 0; i < x->nk; i++) {
 		const struct xkernel *k = &x->k[i];
-		if (x->binary && k->op == MTA_OP_BWD)
+		if (x->binary && k->op == MTA_OP_DECODE)
+			fprintf(f, "\t{ \"%s\", 0, 0, 0, 0, cubin_%03d, sizeof cubin_%03d, \"%s\", %u, "
+				"%u, 0, 0, { 0, 0, 0 } },\n", k->spec, i, i, MTA_CUDA_DECODE_KERNEL,
+				k->block, k->smem);
+		else if (x->binary && k->op == MTA_OP_BWD)
 			fprintf(f, "\t{ \"%s\", 0, 0, 0, 0, cubin_%03d, sizeof cubin_%03d, \"%s\", %u, "
 				"%u, 0, 0, { %d, %d, %d } },\n", k->spec, i, i, MTA_CUDA_BWD_KERNEL,
 				k->block, k->smem, k->shape.bq, k->shape.warps, k->shape.nb);
@@ -411,16 +427,17 @@ static int write_table(struct wctx *w, const struct xplan *x)
 				"0, 0, 0, { 0, 0, 0 } },\n", k->spec, i, i);
 	}
 	fprintf(f, "};\n\n");
-	for (int i = 0; i < 2 * x->np; i++) {
-		/* each problem's forward buckets, then its backward's (bwd_NNN) */
+	for (int i = 0; i < 3 * x->np; i++) {
+		/* each problem's forward buckets, its backward's (bwd_NNN), its decode's (dec_NNN) */
 		const struct xproblem *xp = &x->p[i % x->np];
-		const int nb = i < x->np ? xp->nb : xp->nbb;
+		const int op = i / x->np;
+		const int nb = op == 0 ? xp->nb : op == 1 ? xp->nbb : xp->ndk;
 		if (!nb)
 			continue;
-		fprintf(f, "static const struct mtx_bucket %sbuckets_%03d[%d] = {", i < x->np ? "" :
-			"bwd_", i % x->np, nb);
+		fprintf(f, "static const struct mtx_bucket %sbuckets_%03d[%d] = {",
+			op == 0 ? "" : op == 1 ? "bwd_" : "dec_", i % x->np, nb);
 		for (int j = 0; j < nb; j++) {
-			const struct xbucket *b = i < x->np ? &xp->b[j] : &xp->bb[j];
+			const struct xbucket *b = op == 0 ? &xp->b[j] : op == 1 ? &xp->bb[j] : &xp->dk[j];
 			char e[3][32];
 			double ev[3] = { b->speedup, b->ci_low, b->ci_high };
 			for (int k = 0; k < 3; k++) /* exact hex floats; NAN as the compilers' builtin */
@@ -436,15 +453,18 @@ static int write_table(struct wctx *w, const struct xplan *x)
 	}
 	fprintf(f, "\nstatic const struct mtx_problem problems[%d] = {\n", x->np);
 	for (int i = 0; i < x->np; i++) {
-		char b[32] = "0", d[32] = "0", bb[32] = "0";
+		char b[32] = "0", d[32] = "0", bb[32] = "0", db[32] = "0";
 		if (x->p[i].nb)
 			snprintf(b, sizeof b, "buckets_%03d", i);
 		if (x->p[i].nbb)
 			snprintf(bb, sizeof bb, "bwd_buckets_%03d", i);
+		if (x->p[i].ndk)
+			snprintf(db, sizeof db, "dec_buckets_%03d", i);
 		if (!x->binary)
 			snprintf(d, sizeof d, "mtx_d%03d_decode", i);
-		fprintf(f, "\t{ \"%s\", %s, %d, %d, %s, %s, %d, %d },\n", x->p[i].key, b, x->p[i].nb,
-			x->p[i].def, d, bb, x->p[i].nbb, x->p[i].bdef);
+		fprintf(f, "\t{ \"%s\", %s, %d, %d, %s, %s, %d, %d, %s, %d, %d },\n", x->p[i].key, b,
+			x->p[i].nb, x->p[i].def, d, bb, x->p[i].nbb, x->p[i].bdef, db, x->p[i].ndk,
+			x->binary ? x->p[i].ddef : -1);
 	}
 	fprintf(f, "};\n\nconst struct mtx_library mtx_library = {\n\t\"%s\", \"%s\", \"%s\", "
 		"\"%s\",\n\tproblems, %d, kernels, %d,\n};\n", x->name, x->be->name,
