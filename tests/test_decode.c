@@ -671,3 +671,55 @@ TEST(decode_cuda_emu_every_point)
 	be->close(dev);
 	free(all);
 }
+
+/* ---- the pool under jobs of changing width ---- */
+
+struct pool_stress {
+	int runs[8]; /* atomic: how often each tid ran the current job */
+};
+
+static void pool_stress_job(void *arg, int tid)
+{
+	struct pool_stress *s = arg;
+	__atomic_add_fetch(&s->runs[tid], 1, __ATOMIC_RELAXED);
+}
+
+/*
+ * Jobs of 8, 2, 8, 2, ... threads (more than the cores, so that workers
+ * are preempted between reads); each tid of a job runs it exactly once.
+ */
+static int pool_stress_kernel(const struct mta_kargs *a)
+{
+	for (int j = 0; j < 20000; j++) {
+		const int n = j % 2 ? 2 : 8;
+		struct pool_stress s = { { 0 } };
+		a->pool_run(a->pool, n, pool_stress_job, &s);
+		for (int t = 0; t < 8; t++)
+			if (s.runs[t] != (t < n)) {
+				fprintf(stderr, "job %d of %d threads: tid %d ran %d times\n", j, n, t,
+					s.runs[t]);
+				return 1;
+			}
+	}
+	return 0;
+}
+
+/*
+ * A worker left out of a job (tid 2 of a 2-thread job) may wake after the
+ * caller has written the next job's thread count. It once read that count
+ * for the old job, ran the next job's function twice, drove the pending
+ * count below zero, and the caller waited forever: a rare hang of
+ * decode_cpu_threads_identical (2 threads, then 3, then 2). Now a job's
+ * count travels with its generation. 20000 jobs of alternating width (8
+ * and 2 threads): every tid of every job runs once, none of the rest, no
+ * hang.
+ */
+TEST(pool_jobs_of_changing_width_run_each_tid_once)
+{
+	struct mta_pool *pool = NULL;
+	REQUIRE(mta_pool_create(&pool) == MTA_OK);
+	struct mta_kargs a;
+	memset(&a, 0, sizeof a);
+	CHECK(mta_pool_call(pool, pool_stress_kernel, &a) == 0);
+	mta_pool_free(pool);
+}

@@ -7,6 +7,14 @@
  * caller spins while the others finish before it sleeps: a call that finds
  * its workers awake costs no system call. A pool used after fork() (its
  * threads did not follow the child) starts new ones.
+ *
+ * The generation word carries the job's thread count (GEN_N bits): a
+ * worker decides whether it is in a job from the word it woke for, never
+ * from p->n. A worker left out of a job may wake late, after the caller
+ * has already written the next job's count; reading that count for the
+ * old generation made it run the next job's function twice and drove
+ * pending below zero, so the caller waited forever (seen as a rare hang
+ * of decode_cpu_threads_identical, which runs 2 threads, then 3, then 2).
  */
 #include "runtime/core/pool.h"
 #include "runtime/core/error.h"
@@ -19,6 +27,7 @@
 #include <unistd.h>
 
 #define SPIN_NS 100000 /* how long a worker, or the waiting caller, spins before it sleeps */
+#define GEN_N 16       /* low bits of the generation word: the job's thread count */
 
 struct slot {
 	void *p;
@@ -28,7 +37,7 @@ struct slot {
 struct worker {
 	struct mta_pool *p;
 	int tid;
-	unsigned gen0; /* the generation when it started */
+	uint64_t gen0; /* the generation word when it started */
 };
 
 struct mta_pool {
@@ -44,7 +53,7 @@ struct mta_pool {
 	void (*fn)(void *arg, int tid);
 	void *arg;
 	int n;                /* threads in the job, the caller's included */
-	unsigned gen;         /* atomic */
+	uint64_t gen;         /* atomic: job number << GEN_N | the job's n */
 	int pending;          /* atomic: workers still in the job */
 	int quit;             /* atomic */
 	int sleeping, waiting; /* under mu */
@@ -67,9 +76,9 @@ static inline void relax(void)
 }
 
 /* Spin until *x != v, at most SPIN_NS; the last value read. */
-static unsigned spin_while(const unsigned *x, unsigned v, const int *quit)
+static uint64_t spin_while(const uint64_t *x, uint64_t v, const int *quit)
 {
-	unsigned g = __atomic_load_n(x, __ATOMIC_ACQUIRE);
+	uint64_t g = __atomic_load_n(x, __ATOMIC_ACQUIRE);
 	double t0 = 0;
 	for (int i = 0; g == v && !__atomic_load_n(quit, __ATOMIC_RELAXED); i++) {
 		if ((i & 63) == 0) {
@@ -89,9 +98,9 @@ static void *work(void *arg)
 {
 	struct worker *w = arg;
 	struct mta_pool *p = w->p;
-	unsigned seen = w->gen0;
+	uint64_t seen = w->gen0;
 	for (;;) {
-		unsigned g = spin_while(&p->gen, seen, &p->quit);
+		uint64_t g = spin_while(&p->gen, seen, &p->quit);
 		if (g == seen) {
 			pthread_mutex_lock(&p->mu);
 			while ((g = __atomic_load_n(&p->gen, __ATOMIC_ACQUIRE)) == seen &&
@@ -105,8 +114,8 @@ static void *work(void *arg)
 		if (__atomic_load_n(&p->quit, __ATOMIC_ACQUIRE))
 			return NULL;
 		seen = g;
-		if (w->tid >= p->n)
-			continue; /* not in this job */
+		if (w->tid >= (int)(g & ((1u << GEN_N) - 1)))
+			continue; /* not in this job (its n travels with its generation) */
 		p->fn(p->arg, w->tid);
 		if (__atomic_sub_fetch(&p->pending, 1, __ATOMIC_ACQ_REL) == 0) {
 			pthread_mutex_lock(&p->mu);
@@ -164,7 +173,8 @@ static void run(void *pool, int n, void (*fn)(void *arg, int tid), void *arg)
 	p->n = n;
 	__atomic_store_n(&p->pending, n - 1, __ATOMIC_RELAXED);
 	pthread_mutex_lock(&p->mu);
-	__atomic_store_n(&p->gen, p->gen + 1, __ATOMIC_RELEASE);
+	__atomic_store_n(&p->gen, (((p->gen >> GEN_N) + 1) << GEN_N) | (uint64_t)n,
+			 __ATOMIC_RELEASE);
 	if (p->sleeping)
 		pthread_cond_broadcast(&p->go);
 	pthread_mutex_unlock(&p->mu);
