@@ -198,7 +198,7 @@
 
 /* Per-thread workspace, floats: fixed part, and rows of the rings (which grow with T). */
 #define W_FIXED (16 + K_HPB * BR * K_D + 3 * K_HPB * BR * XS + K_HPB * BR * DP + \
-		 3 * RUP(K_HPB * BR, VL) + (HAVEZ ? K_HPB * NZ * XZ : 0) + 64)
+		 2 * RUP(K_HPB * BR, VL) + K_HPB * BR * VL + (HAVEZ ? K_HPB * NZ * XZ : 0) + 64)
 #define W_ROWS (K_HPB * (RH1 + NP))
 static int64_t row_stride(int64_t T)
 {
@@ -453,7 +453,8 @@ struct th {
 	float *x, *y, *u;        /* chunk buffers [hpb][BR][XS] */
 	float *o;                /* [hpb][BR][DP] outputs */
 	float *il;               /* [hpb][BR] 1/sum of each row (no post-softmax step) */
-	float *mx, *l;           /* [hpb][BR] each row's softmax reference and sum */
+	float *mx;               /* [hpb][BR] each row's softmax reference */
+	float *l;                /* [hpb][BR][VL] each row's sum, lane-wise (vhsums() at the end) */
 	const float *kt[K_HPB], *vp[K_HPB]; /* each head's packed k^T and v */
 	int64_t ks;
 };
@@ -498,12 +499,14 @@ static inline void zero(float *row, int64_t from, int64_t to)
 	if (to <= from)
 		return;
 	int64_t c = from / VL * VL;
+	vf z = vsplat(0.0f);
+	VOPAQUE(z); /* else GCC may make the loop a memset, expanded as 8-byte stores */
 	if (c < from) {
-		vst(row + c, vfirst(vld(row + c), (int)(from - c), vsplat(0.0f)));
+		vst(row + c, vfirst(vld(row + c), (int)(from - c), z));
 		c += VL;
 	}
 	for (; c < to; c += VL)
-		vst(row + c, vsplat(0.0f));
+		vst(row + c, z);
 }
 
 /* ---- the steps of a block ---- */
@@ -517,7 +520,12 @@ static void load_q(struct th *t, int64_t i0, int nr)
 			const int64_t off = t->qbase + (i0 + r) * a->q_st +
 					    (int64_t)(t->h0 + hl) * a->q_sh;
 			float *dst = t->qb + (hl * BR + r) * K_D;
-			for (int d = 0; d < K_D; d++)
+			int d = 0;
+#if K_DTYPE == 0 /* by vectors: GCC leaves this loop scalar (dst may alias q) */
+			for (; d + VL <= K_D; d += VL)
+				vst(dst + d, vld((const float *)a->q + off + d) * K_SCALE);
+#endif
+			for (; d < K_D; d++)
 				dst[d] = K_SCALE * ld(a->q, off + d);
 		}
 }
@@ -662,8 +670,9 @@ static void mix_pre(struct th *t, int64_t i0, int nr, int64_t s0, int64_t s1)
 /*
  * The softmax's exps of the band's rows over columns [s0, s1), from the
  * scores in y (SB) or in place, while the chunk is in cache: e = exp(S - m)
- * against each row's running
- * reference m, the sums in l. m is the row's first max; a later chunk whose
+ * against each row's running reference m, the sums in l lane by lane (a
+ * short row's one horizontal sum per chunk cost more than its exps; phase_a
+ * reduces VL rows' sums at once). m is the row's first max; a later chunk whose
  * max exceeds it by more than RESCALE moves it there and rescales what the
  * row holds so far (rare: logits seldom climb by e^16 along a row). So
  * e <= e^16 never overflows, each score takes one exp, and P = e / l does
@@ -676,7 +685,8 @@ static void softmax_chunk(struct th *t, int64_t i0, int nr, int64_t s0, int64_t 
 	for (int hl = 0; hl < K_HPB; hl++)
 		for (int r = 0; r < nr; r++) {
 			const int64_t i = i0 + r, e = MIN2(s1, i + 1);
-			float *p = prow(t, hl, i), *m = t->mx + hl * BR + r, *l = t->l + hl * BR + r;
+			float *p = prow(t, hl, i), *m = t->mx + hl * BR + r;
+			float *l = t->l + (hl * BR + r) * VL;
 			/* the scores: column c at src + (c - s0), in y (SB) or in place */
 			const float *src = SB ? t->y + (hl * BR + r) * XS : p + s0;
 			if (e > s0) {
@@ -696,7 +706,7 @@ static void softmax_chunk(struct th *t, int64_t i0, int nr, int64_t s0, int64_t 
 							vst(p + c, vld(p + c) * f);
 						for (; c < s0; c++)
 							p[c] *= f;
-						*l *= f;
+						vst(l, vld(l) * f);
 					}
 					*m = cm;
 				}
@@ -714,7 +724,7 @@ static void softmax_chunk(struct th *t, int64_t i0, int nr, int64_t s0, int64_t 
 					vst(p + c, x);
 					sum += x;
 				}
-				*l += vhsum(sum);
+				vst(l, vld(l) + sum);
 			}
 			zero(p, MAX2(i + 1, s0), last ? ext(t, i) : s1);
 		}
@@ -743,7 +753,7 @@ static void phase_a(struct th *t, int64_t i0, int nr, int zonly)
 	load_q(t, i0, nr);
 	for (int x = 0; x < K_HPB * BR; x++) {
 		t->mx[x] = -INFINITY;
-		t->l[x] = 0.0f;
+		vst(t->l + x * VL, vsplat(0.0f));
 	}
 	for (int64_t c0 = 0;; c0 += BC) {
 		const int last = c0 + BC >= zend;
@@ -804,8 +814,12 @@ static void phase_a(struct th *t, int64_t i0, int nr, int zonly)
 		if (last)
 			break;
 	}
-	for (int x = 0; x < K_HPB * BR && !zonly; x++)
-		t->il[x] = 1.0f / t->l[x];
+	for (int x0 = 0; x0 < K_HPB * BR && !zonly; x0 += VL) { /* 1 / sum, VL rows at once */
+		vf s[VL];
+		for (int k = 0; k < VL; k++)
+			s[k] = x0 + k < K_HPB * BR ? vld(t->l + (x0 + k) * VL) : vsplat(1.0f);
+		vst(t->il + x0, 1.0f / vhsums(s));
+	}
 }
 
 /*
@@ -914,42 +928,58 @@ static void phase_c(struct th *t, int64_t i0, int nr)
 
 /*
  * Group norm, gate, store: the outputs of rows i0..i0+nr. Sums run lane-wise
- * over whole vectors (the padding lanes of o and of the weights are 0), and
- * the block's gates go through one vectorised exp.
+ * over whole vectors (the padding lanes of o and of the weights are 0); rows
+ * go in groups of VL, whose sums one vhsums() reduces and whose gates go
+ * through one vectorised exp.
  */
 static void finish(struct th *t, const struct job *j, int64_t i0, int nr)
 {
 	const struct mta_kargs *a = t->a;
 	float *o = t->o;
-	for (int x = 0; x < K_HPB * BR; x++) {
-		if (x % BR >= nr)
-			continue;
-		float *ox = o + x * DP;
+	/* rows in groups of VL, so that their sums come out of one vhsums() each */
+	for (int x0 = 0; x0 < K_HPB * BR; x0 += VL) {
+		const int n = MIN2(VL, K_HPB * BR - x0);
+		int live[VL];
+		vf s[VL];
+		for (int k = 0; k < VL; k++) {
+			live[k] = k < n && (x0 + k) % BR < nr;
+			s[k] = vsplat(0.0f);
+		}
+		(void)s, (void)live;
 #if !POST
-		const vf il = vsplat(t->il[x]);
-		for (int d = 0; d < DP; d += VL)
-			vst(ox + d, vld(ox + d) * il);
+		for (int k = 0; k < n; k++) {
+			float *ox = o + (x0 + k) * DP;
+			const vf il = vsplat(t->il[x0 + k]);
+			for (int d = 0; d < DP && live[k]; d += VL)
+				vst(ox + d, vld(ox + d) * il);
+		}
 #endif
 #if K_GN
-		vf ss = vsplat(0.0f);
-		for (int d = 0; d < DP; d += VL)
-			ss += vld(ox + d) * vld(ox + d);
-		const vf rs = vsplat((1.0f / sqrtf(vhsum(ss) / K_D + 1e-5f)) *
-				     (K_GNR ? a->gn_rescale : 1.0f));
-		for (int d = 0; d < DP; d += VL)
-			vst(ox + d, vld(ox + d) * rs * vld(j->gn + d));
+		for (int k = 0; k < n; k++) {
+			const float *ox = o + (x0 + k) * DP;
+			for (int d = 0; d < DP && live[k]; d += VL)
+				s[k] += vld(ox + d) * vld(ox + d);
+		}
+		const vf ss = vhsums(s);
+		for (int k = 0; k < n; k++) {
+			float *ox = o + (x0 + k) * DP;
+			const vf rs = vsplat((1.0f / sqrtf(ss[k] / K_D + 1e-5f)) *
+					     (K_GNR ? a->gn_rescale : 1.0f));
+			for (int d = 0; d < DP && live[k]; d += VL)
+				vst(ox + d, vld(ox + d) * rs * vld(j->gn + d));
+		}
 #endif
 #if K_GATE
-		vf g = vsplat(0.0f);
-		for (int d = 0; d < DP; d += VL)
-			g += vld(ox + d) * vld(j->gate + d);
-		t->il[x] = -(vhsum(g) + a->gate_b); /* the gate's logit, negated */
+		for (int k = 0; k < VL; k++) {
+			const float *ox = o + (x0 + k) * DP;
+			s[k] = vsplat(0.0f);
+			for (int d = 0; d < DP && live[k]; d += VL)
+				s[k] += vld(ox + d) * vld(j->gate + d);
+		}
+		/* the gates: sigmoid(g) = 1 / (1 + exp(-g)) */
+		vst(t->il + x0, 1.0f / (1.0f + vexp(-(vhsums(s) + a->gate_b))));
 #endif
 	}
-#if K_GATE
-	for (int x = 0; x < K_HPB * BR; x += VL) /* sigmoid(g) = 1 / (1 + exp(-g)) */
-		vst(t->il + x, 1.0f / (1.0f + vexp(vld(t->il + x))));
-#endif
 	(void)j;
 	for (int hl = 0; hl < K_HPB; hl++)
 		for (int r = 0; r < nr; r++) {
@@ -1165,7 +1195,7 @@ static void worker(void *arg, int tid)
 	t.o = at, at += K_HPB * BR * DP;
 	t.il = at, at += RUP(K_HPB * BR, VL);
 	t.mx = at, at += RUP(K_HPB * BR, VL);
-	t.l = at, at += RUP(K_HPB * BR, VL);
+	t.l = at, at += K_HPB * BR * VL;
 	at = ws + RUP(at - ws, 16);
 	t.zb = at, at += HAVEZ ? K_HPB * NZ * XZ : 0;
 	at = ws + RUP(at - ws, 16);

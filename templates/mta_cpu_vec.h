@@ -101,6 +101,18 @@ INLINE vf vmax(vf x, vf y)
 #define LO_(h, l) ((l) & (h) ? VL + (l) - (h) : (l)) /* transpose stage h, first row */
 #define HI_(h, l) ((l) & (h) ? VL + (l) : (l) + (h)) /* and second row */
 
+/*
+ * x, as a value GCC cannot see through: a loop storing a known constant
+ * vector can become a memset call, or an inline expansion of 8-byte stores.
+ */
+#if defined(__GNUC__) && defined(__AVX512F__)
+#define VOPAQUE(x) __asm__("" : "+v"(x))
+#elif defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#define VOPAQUE(x) __asm__("" : "+x"(x))
+#else
+#define VOPAQUE(x) ((void)0)
+#endif
+
 /* x with lanes >= n (n <= VL) replaced by y. */
 INLINE vf vfirst(vf x, int n, vf y)
 {
@@ -133,6 +145,32 @@ INLINE float vhmax(vf x)
 	x = vmax(x, __builtin_shuffle(x, VCONST(ROT_, 1)));
 	return x[0];
 }
+
+/*
+ * The lane sums of VL vectors at once: lane r of the result is the sum of
+ * x[r]'s lanes (x is overwritten). The transpose's network below, adding
+ * each pair instead of keeping both halves: VL-1 shuffle pairs and adds in
+ * log2 VL independent stages, where VL calls of vhsum() cost VL log2 VL
+ * dependent ones. Rows whose sums are needed one by one (short softmax rows,
+ * group norm, the gate) take them here in groups of VL.
+ */
+#define SSTAGE(x, h)                                                                        \
+	for (int i = 0; i < (h); i++)                                                       \
+		x[i] = __builtin_shuffle(x[i], x[i + (h)], VCONST(LO_, h)) +                \
+		       __builtin_shuffle(x[i], x[i + (h)], VCONST(HI_, h));
+INLINE vf vhsums(vf *x)
+{
+#if VL == 16
+	SSTAGE(x, 8)
+#endif
+#if VL >= 8
+	SSTAGE(x, 4)
+#endif
+	SSTAGE(x, 2)
+	SSTAGE(x, 1)
+	return x[0];
+}
+#undef SSTAGE
 
 /* A VL x VL block transposed in registers: x[l] (its row l) becomes its column l. */
 #define TSTAGE(x, h)                                                                        \
