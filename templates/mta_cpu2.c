@@ -436,7 +436,8 @@ struct job {
 	int64_t ks;              /* column stride of packed k^T */
 	int64_t kvsize;          /* floats of one (batch, kv head) */
 	int64_t npack, nitems, chains;
-	int64_t next;            /* next item, taken atomically */
+	int64_t next;            /* next item, taken atomically (see take) */
+	int solo;                /* the phase runs on one thread: no atomics */
 	int64_t bounds[65];      /* chain c covers rows [bounds[c], bounds[c+1]) */
 	float gn[DP], gate[DP];  /* group norm and gate weights, zero-padded to vectors */
 	int err;
@@ -456,6 +457,7 @@ struct th {
 	float *mx;               /* [hpb][BR] each row's softmax reference */
 	float *l;                /* [hpb][BR][VL] each row's sum, lane-wise (vhsums() at the end) */
 	const float *kt[K_HPB], *vp[K_HPB]; /* each head's packed k^T and v */
+	int64_t normed;          /* phase C: columns [0, normed) of the block's rows are P already */
 	int64_t ks;
 };
 
@@ -841,7 +843,7 @@ static void phase_c(struct th *t, int64_t i0, int nr)
 	const int64_t lim = i0 + nr;
 	(void)a; /* unused without post-softmax steps */
 #if POST
-	int64_t sc = 0; /* columns [0, sc) of the block's rows are normalised */
+	int64_t sc = t->normed; /* columns [0, sc) of the block's rows are normalised */
 #endif
 	for (int64_t c0 = 0; c0 < lim; c0 += BC) {
 		const int64_t n = MIN2(c0 + BC, lim) - c0;
@@ -1008,12 +1010,82 @@ static void block(struct th *t, const struct job *j, int64_t i0, int nr, int out
 }
 
 /*
+ * A whole sequence of n <= min(VL, BR) rows: one block whose rows are one
+ * vector of columns each. Phase A without chunks or rings: no halo rows
+ * kept for a next block, ring rows padded only as far as this block's
+ * phase C reads (VL + RM columns, not ext()), and each head's rows' maxima
+ * and sums reduced VL at a time (vhmaxs, vhsums) instead of row by row.
+ * Phase C and finish() are the general ones. At T=16 this is most of a
+ * call: the general path's per-row steps cost more than the arithmetic.
+ */
+static void small(struct th *t, const struct job *j, int n)
+{
+	for (int hl = 0; hl < K_HPB; hl++) /* the kq_post halo above row 0 */
+		for (int64_t i = -RH2; i < 0; i++)
+			zero(prow(t, hl, i), 0, VL + RM);
+	load_q(t, 0, n);
+	for (int hl = 0; hl < K_HPB; hl++) {
+#if HAVEZ
+		/* Z rows (the RH1 halo rows are 0): ZL zeros, then the columns */
+		for (int s = 0; s < RH1 + n; s++) {
+			float *z = zbrow(t, hl, s);
+			memset(z, 0, sizeof(float) * ZL);
+			if (s < RH1)
+				zero(z + ZL, 0, VL + RM);
+		}
+		const int64_t oc = -ZL;
+#else
+		const int64_t oc = 0;
+#endif
+		qk_rows(t, hl, qk_out, 0, n, oc, 0, n, NULL);
+		for (int r = 0; r < n; r++) /* 0 past the diagonal, and in the convolution's reach */
+			zero(qk_out(t, hl, 0, r) - oc, r + 1, VL + RM);
+#if K_CQ
+		conv_pre(t, hl, 0, n, 0, 0, n);
+#endif
+	}
+#if K_HPRE
+	mix_pre(t, 0, n, 0, n);
+#endif
+	for (int hl = 0; hl < K_HPB; hl++) {
+		vf x[VL], m[VL], e[VL];
+		for (int r = 0; r < VL; r++) {
+			const float *src = SB ? t->y + (hl * BR + r) * XS : prow(t, hl, r);
+			x[r] = r < n ? vfirst(vld(src), r + 1, vsplat(-INFINITY)) : vsplat(0.0f);
+			m[r] = x[r];
+		}
+		const vf mx = vhmaxs(m);
+		COUNT(CNT_EXP, n * VL);
+		for (int r = 0; r < VL; r++) {
+			e[r] = vfirst(vexp_sm(x[r] - mx[r]), r < n ? r + 1 : 0, vsplat(0.0f));
+			m[r] = e[r];
+		}
+		const vf il = 1.0f / vhsums(m); /* rows past n: 1/0, unused */
+		for (int r = 0; r < n; r++) {
+			float *p = prow(t, hl, r);
+			/* with a step after the softmax it reads P (phase C's normalise, done here) */
+			vst(p, POST ? e[r] * il[r] : e[r]);
+			zero(p, VL, VL + RM);
+			t->il[hl * BR + r] = il[r];
+		}
+	}
+	t->normed = POST ? VL : 0;
+	phase_c(t, 0, n);
+	t->normed = 0;
+	finish(t, j, 0, n);
+}
+
+/*
  * Rows [s, e) of the thread's (batch, head block). Rows before s are halo:
  * zero before row 0, else recomputed here (logits of cq-1 + cq2-1 rows,
  * probabilities of the last cq2-1).
  */
 static void chain(struct th *t, const struct job *j, int64_t s, int64_t e)
 {
+	if (s == 0 && e <= MIN2(VL, BR)) {
+		small(t, j, (int)e);
+		return;
+	}
 	if (s == 0) {
 		for (int hl = 0; hl < K_HPB; hl++)
 			for (int64_t i = -RHM; i < 0; i++) {
@@ -1152,12 +1224,21 @@ static void dcur_seek(const struct job *j, struct dcur *c, int64_t w)
 	}
 }
 
+/*
+ * The next work item. A locked add costs more than a T=16 call's packing
+ * of one head, so a phase that runs on one thread takes items without it.
+ */
+static inline int64_t take(struct job *j)
+{
+	return j->solo ? j->next++ : __atomic_fetch_add(&j->next, 1, __ATOMIC_RELAXED);
+}
+
 static void pack_worker(void *arg, int tid)
 {
 	struct job *j = arg;
 	(void)tid;
 	for (;;) {
-		int64_t w = __atomic_fetch_add(&j->next, 1, __ATOMIC_RELAXED);
+		int64_t w = take(j);
 		if (w >= j->npack)
 			return;
 		pack(j, w);
@@ -1218,7 +1299,7 @@ static void worker(void *arg, int tid)
 	struct dcur dc;
 	dcur_init(&dc);
 	for (;;) {
-		int64_t w = __atomic_fetch_add(&j->next, 1, __ATOMIC_RELAXED);
+		int64_t w = take(j);
 		if (w >= j->nitems)
 			break;
 		if (a->cu_seqlens) { /* item: (document, head block, chain of the document) */
@@ -1321,9 +1402,11 @@ int mta_cpu_kernel(const struct mta_kargs *a)
 		if (!j.shared)
 			return MTA_KERR_NOMEM;
 	}
+	j.solo = MIN2(n, j.npack) == 1;
 	if (j.npack)
 		a->pool_run(a->pool, (int)MIN2(n, j.npack), pack_worker, &j);
 	j.next = 0;
+	j.solo = MIN2(n, j.nitems) == 1;
 	if (j.nitems)
 		a->pool_run(a->pool, (int)MIN2(n, j.nitems), worker, &j);
 	return j.err;

@@ -154,22 +154,32 @@ INLINE float vhmax(vf x)
  * dependent ones. Rows whose sums are needed one by one (short softmax rows,
  * group norm, the gate) take them here in groups of VL.
  */
-#define SSTAGE(x, h)                                                                        \
+#define SSTAGE(x, h, op)                                                                    \
 	for (int i = 0; i < (h); i++)                                                       \
-		x[i] = __builtin_shuffle(x[i], x[i + (h)], VCONST(LO_, h)) +                \
-		       __builtin_shuffle(x[i], x[i + (h)], VCONST(HI_, h));
+		x[i] = op(__builtin_shuffle(x[i], x[i + (h)], VCONST(LO_, h)),              \
+			  __builtin_shuffle(x[i], x[i + (h)], VCONST(HI_, h)));
+#define SADD_(a, b) ((a) + (b))
+#if VL == 16
+#define SNET(x, op) SSTAGE(x, 8, op) SSTAGE(x, 4, op) SSTAGE(x, 2, op) SSTAGE(x, 1, op)
+#elif VL == 8
+#define SNET(x, op) SSTAGE(x, 4, op) SSTAGE(x, 2, op) SSTAGE(x, 1, op)
+#else
+#define SNET(x, op) SSTAGE(x, 2, op) SSTAGE(x, 1, op)
+#endif
 INLINE vf vhsums(vf *x)
 {
-#if VL == 16
-	SSTAGE(x, 8)
-#endif
-#if VL >= 8
-	SSTAGE(x, 4)
-#endif
-	SSTAGE(x, 2)
-	SSTAGE(x, 1)
+	SNET(x, SADD_)
 	return x[0];
 }
+
+/* The same for the maxima: lane r of the result is the largest lane of x[r]. */
+INLINE vf vhmaxs(vf *x)
+{
+	SNET(x, vmax)
+	return x[0];
+}
+#undef SNET
+#undef SADD_
 #undef SSTAGE
 
 /* A VL x VL block transposed in registers: x[l] (its row l) becomes its column l. */
