@@ -21,7 +21,9 @@
  * "train"), interleaved rounds, with the working memory of each (ours: the
  * saved state and the workspaces, computed; the peer's: its process's peak
  * resident memory) and the rel L2 of dL/dq between them.
- * Then the per-call overhead of mta_forward at T=16 on the default problem,
+ * Then the per-call cost of mta_forward at T=16 on the default problem and
+ * the paper's (rounds of --calls calls each timed alone: the median of each
+ * round, then their median and range; --per-call: this section alone),
  * and serving: decode time per token against cache length (the generated
  * decode kernel, against recomputing the full forward per token) and packed
  * documents against the same documents one by one (--serving: only these).
@@ -43,7 +45,7 @@
  *          [--configs perf-paper,paper] [--db PATH] [--python PATH]
  *          [--eager-max-seq T] [--no-tune] [--no-peers] [--calls N]
  *          [--no-train | --train-only]
- *          [--serving] [--decode-seqs 1024,...,32768]
+ *          [--serving | --per-call] [--decode-seqs 1024,...,32768]
  */
 #include "gen/cpu/cgen.h"
 #include "runtime/backend.h"
@@ -452,6 +454,7 @@ struct opts {
 	int only_serving;          /* --serving: the decode and packed sections alone */
 	int ndec;                  /* --decode-seqs: cache lengths of the decode section */
 	long dec[16];
+	int only_percall;          /* --per-call: the per-call section alone */
 };
 
 static int parse(int argc, char **argv, struct opts *o)
@@ -464,12 +467,13 @@ static int parse(int argc, char **argv, struct opts *o)
 		{ "no-peers", no_argument, NULL, 'P' }, { "calls", required_argument, NULL, 'C' },
 		{ "no-train", no_argument, NULL, 'N' }, { "train-only", no_argument, NULL, 'O' },
 		{ "serving", no_argument, NULL, 'S' }, { "decode-seqs", required_argument, NULL, 'D' },
+		{ "per-call", no_argument, NULL, 'K' },
 		{ 0 },
 	};
 	int c;
 	*o = (struct opts){ (int)sysconf(_SC_NPROCESSORS_ONLN), 5, 1, 1, 20000, 3,
 			    { 1, 1 }, 1, { 1024, 2048, 4096 }, 4096, "build/bench.db", ".venv/bin/python",
-			    0, 6, { 1024, 2048, 4096, 8192, 16384, 32768 } };
+			    0, 6, { 1024, 2048, 4096, 8192, 16384, 32768 }, 0 };
 	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
 		char *tok, *save = NULL;
 		switch (c) {
@@ -484,6 +488,7 @@ static int parse(int argc, char **argv, struct opts *o)
 		case 'N': o->train = 0; break;
 		case 'O': o->train = 2; break;
 		case 'S': o->only_serving = 1; break;
+		case 'K': o->only_percall = 1; break;
 		case 'D':
 			o->ndec = 0;
 			for (tok = strtok_r(optarg, ",", &save); tok && o->ndec < 16;
@@ -514,7 +519,8 @@ static int parse(int argc, char **argv, struct opts *o)
 			fprintf(stderr, "usage: cpu_bench [--threads N] [--seqs T,T,...] [--rounds N] "
 				"[--configs perf-paper,paper] [--db PATH] [--python PATH] "
 				"[--eager-max-seq T] [--no-tune] [--no-peers] [--calls N] "
-				"[--no-train | --train-only] [--serving] [--decode-seqs T,T,...]\n");
+				"[--no-train | --train-only] [--serving | --per-call] "
+				"[--decode-seqs T,T,...]\n");
 			return 2;
 		}
 	}
@@ -799,41 +805,80 @@ out:
 	return rc;
 }
 
-/* mta_forward at small T: the per-call cost of the runtime and the kernel's setup. */
-static int percall(const struct opts *o, const char *key, int64_t T)
+/*
+ * mta_forward at small T: the per-call cost of the runtime and the kernel.
+ * The problems take turns, round by round (o->rounds rounds of o->calls
+ * calls, each call timed alone), so that the machine's drift falls on both;
+ * each round's median is kept, and their median and range printed.
+ */
+#define PC_N 2
+static int percall(const struct opts *o, const char *const *keys, int64_t T)
 {
-	struct mta_problem p;
-	struct mta_sample s;
-	mta_context *c = NULL;
-	struct mta_pick pk;
-	int rc;
+	struct mta_problem p[PC_N];
+	struct mta_sample s[PC_N];
+	mta_context *c[PC_N] = { NULL };
+	struct mta_pick pk[PC_N];
+	float *out[PC_N] = { NULL };
+	struct mta_tensor to[PC_N];
 	double *t = malloc(sizeof(double) * (size_t)o->calls);
-	float *out = NULL;
-	struct mta_tensor to;
-	if (!t || mta_problem_from_key(key, &p) || mta_sample_make(&p, 1, T, 1, &s))
-		return 1;
-	out = malloc(sizeof(float) * (size_t)(T * p.H * p.D));
-	mta_tensor_init(&to, out, MTA_F32, 1, T, p.H, p.D);
-	if ((rc = mta_context_create(&c, o->db, "cpu", 0)) ||
-	    (rc = mta_context_pick(c, &p, 1, T, &pk)) ||
-	    (rc = mta_forward(c, &p, &s.q, &s.k, &s.v, &s.w, &to))) {
-		fprintf(stderr, "per-call: %s\n", mta_last_error());
-		return 1;
+	double *med = malloc(sizeof(double) * (size_t)(PC_N * o->rounds)), lo[PC_N];
+	int rc = 1, made = 0;
+	if (!t || !med)
+		goto out;
+	for (; made < PC_N; made++) {
+		const int k = made;
+		if (mta_problem_from_key(keys[k], &p[k]) || mta_sample_make(&p[k], 1, T, 1, &s[k]))
+			goto out;
+		out[k] = malloc(sizeof(float) * (size_t)(T * p[k].H * p[k].D));
+		if (!out[k]) {
+			made++;
+			goto out;
+		}
+		mta_tensor_init(&to[k], out[k], MTA_F32, 1, T, p[k].H, p[k].D);
+		if (mta_context_create(&c[k], o->db, "cpu", 0) ||
+		    mta_context_pick(c[k], &p[k], 1, T, &pk[k]) ||
+		    mta_forward(c[k], &p[k], &s[k].q, &s[k].k, &s[k].v, &s[k].w, &to[k])) {
+			fprintf(stderr, "per-call: %s\n", mta_last_error());
+			made++;
+			goto out;
+		}
+		lo[k] = INFINITY;
 	}
-	for (int i = 0; i < o->calls; i++) {
-		double t0 = now();
-		mta_forward(c, &p, &s.q, &s.k, &s.v, &s.w, &to);
-		t[i] = now() - t0;
+	for (int r = 0; r < o->rounds; r++)
+		for (int k = 0; k < PC_N; k++) {
+			for (int i = 0; i < o->calls; i++) {
+				const double t0 = now();
+				mta_forward(c[k], &p[k], &s[k].q, &s[k].k, &s[k].v, &s[k].w, &to[k]);
+				t[i] = now() - t0;
+			}
+			qsort(t, (size_t)o->calls, sizeof *t, cmpd);
+			med[k * o->rounds + r] = t[o->calls / 2];
+			lo[k] = fmin(lo[k], t[0]);
+		}
+	for (int k = 0; k < PC_N; k++) {
+		const struct stat3 m = stats(med + k * o->rounds, o->rounds);
+		printf("  %s T=%lld, %s: per call median %.2f us [%.2f, %.2f] over %d rounds of %d "
+		       "calls (fastest call %.2f us)\n", keys[k], (long long)T, pk[k].spec,
+		       1e6 * m.med, 1e6 * m.lo, 1e6 * m.hi, o->rounds, o->calls, 1e6 * lo[k]);
 	}
-	qsort(t, (size_t)o->calls, sizeof *t, cmpd);
-	printf("  %s T=%lld, %s: per call median %.2f us (p20 %.2f, p80 %.2f, min %.2f) over %d "
-	       "calls\n", key, (long long)T, pk.spec, 1e6 * t[o->calls / 2], 1e6 * t[o->calls / 5],
-	       1e6 * t[4 * o->calls / 5], 1e6 * t[0], o->calls);
-	mta_context_free(c);
-	mta_sample_free(&s);
-	free(out);
+	rc = 0;
+out:
+	for (int k = 0; k < made; k++) {
+		mta_context_free(c[k]);
+		mta_sample_free(&s[k]);
+		free(out[k]);
+	}
 	free(t);
-	return 0;
+	free(med);
+	return rc;
+}
+
+static int percall_section(const struct opts *o)
+{
+	const char *keys[PC_N] = { DEFAULT_KEY, configs[1].key };
+	printf("\nper-call cost of mta_forward at small T (one thread's work; the pool's threads "
+	       "stay asleep):\n");
+	return percall(o, keys, 16);
 }
 
 /* ---- serving: decode per token against cache length, packed documents ---- */
@@ -1081,6 +1126,8 @@ int main(int argc, char **argv)
 	       d.name, d.cores, d.arch, d.compiler, la[0], la[1], la[2]);
 	printf("threads: %d for every participant; %d interleaved rounds per size\n", o.threads,
 	       o.rounds);
+	if (o.only_percall)
+		return percall_section(&o);
 	double pk[5], cpk[5];
 	for (int i = 0; i < 5; i++)
 		pk[i] = fma_peak(o.threads, &cpk[i]);
@@ -1131,10 +1178,8 @@ int main(int argc, char **argv)
 	}
 	if (o.train == 2)
 		goto done;
-	printf("\nper-call cost of mta_forward at small T (one thread's work; the pool's threads "
-	       "stay asleep):\n");
-	percall(&o, DEFAULT_KEY, 16);
-	percall(&o, configs[1].key, 16);
+	if (percall_section(&o))
+		return 1;
 	if (serving(&o))
 		return 1;
 done:;
