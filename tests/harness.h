@@ -32,11 +32,15 @@ extern int mt_failures;
 
 /*
  * TEST_COMPILE_BOUND(name): a test whose time goes to an external compiler
- * or disassembler (NVRTC, ptxas, nvdisasm) over a whole variant space, not to
- * our code. The sanitizer build leaves it to the normal build and says so:
- * the host code it drives (source generation, job batching, log parsing)
- * runs under the sanitizer in the lighter tests of the same file, and
- * repeating minutes of compiles under ASan checks nothing more.
+ * or disassembler (NVRTC, ptxas, nvdisasm) over a whole variant space, or
+ * to kernels the host compiler built outside the sanitizer and the CUDA
+ * emulator runs, point after point of a space, not to our code. The
+ * sanitizer build leaves it to the normal build and says so: the host code
+ * it drives (source generation, job batching, log parsing, the emulator
+ * backend's loading and launching) runs under the sanitizer in the lighter
+ * tests of the same file, and repeating minutes of compiles, or of
+ * uninstrumented kernels on emulated threads (whose creation ASan makes
+ * dearer still), under ASan checks nothing more.
  */
 #define TEST_COMPILE_BOUND(name)                                            \
 	static void name(void);                                             \
