@@ -116,5 +116,12 @@ double mt_rel_l2_f64(const double *a, const double *b, size_t n);
 int mt_sh(char **output, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Path of the CLI under test ($MTATUNE_BIN, else bin/mtatune). */
 const char *mt_bin(void);
+/*
+ * Whether this runner was built with AddressSanitizer (gcc or clang). A test
+ * whose later part builds and runs code outside the sanitizer (an exported
+ * library compiled by make, programs linked with it) stops before that part
+ * under the sanitizer and leaves it to the normal build, which runs it all.
+ */
+int mt_sanitized(void);
 
 #endif

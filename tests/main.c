@@ -32,22 +32,6 @@ void mt_register(const char *name, const char *file, mt_fn fn, enum mt_kind kind
 		tests[ntests++] = (struct mt_test){ name, file, fn, kind };
 }
 
-/* Whether this runner was built with AddressSanitizer (gcc or clang). */
-static int sanitized(void)
-{
-#if defined(__SANITIZE_ADDRESS__)
-	return 1;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-	return 1;
-#else
-	return 0;
-#endif
-#else
-	return 0;
-#endif
-}
-
 void mt_fail(const char *file, int line, const char *fmt, ...)
 {
 	va_list ap;
@@ -184,7 +168,7 @@ int main(int argc, char **argv)
 		for (int i = 0; i < ntests; i++) {
 			if (tests[i].kind != pass_kind[pass] || !selected(tests[i].name, argc, argv))
 				continue;
-			if (tests[i].kind == MT_COMPILE_BOUND && sanitized()) {
+			if (tests[i].kind == MT_COMPILE_BOUND && mt_sanitized()) {
 				printf("  --    %-48s compile-bound: runs in the normal build\n",
 				       tests[i].name);
 				left++;
