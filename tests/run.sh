@@ -2,7 +2,8 @@
 # run.sh: run the whole suite twice, a normal build then the
 # AddressSanitizer + UndefinedBehaviorSanitizer build (which leaves the
 # compile-bound tests, TEST_COMPILE_BOUND in tests/harness.h, to the normal
-# build: their minutes go to NVRTC, not to our code), then (when no test
+# build: their minutes go to NVRTC, the C compiler or uninstrumented kernels
+# on the emulator, not to our code; see also mt_sanitized()), then (when no test
 # names are given) the Python package's tests in .venv (python/tests/run.py;
 # `make python` makes the venv, and without it they count as failed), every
 # example of README.md (tests/readme.py), a short
