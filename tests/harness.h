@@ -32,11 +32,15 @@ extern int mt_failures;
 
 /*
  * TEST_COMPILE_BOUND(name): a test whose time goes to an external compiler
- * or disassembler (NVRTC, ptxas, nvdisasm) over a whole variant space, not to
- * our code. The sanitizer build leaves it to the normal build and says so:
- * the host code it drives (source generation, job batching, log parsing)
- * runs under the sanitizer in the lighter tests of the same file, and
- * repeating minutes of compiles under ASan checks nothing more.
+ * or disassembler (NVRTC, ptxas, nvdisasm) over a whole variant space, or
+ * to kernels the host compiler built outside the sanitizer and the CUDA
+ * emulator runs, point after point of a space, not to our code. The
+ * sanitizer build leaves it to the normal build and says so: the host code
+ * it drives (source generation, job batching, log parsing, the emulator
+ * backend's loading and launching) runs under the sanitizer in the lighter
+ * tests of the same file, and repeating minutes of compiles, or of
+ * uninstrumented kernels on emulated threads (whose creation ASan makes
+ * dearer still), under ASan checks nothing more.
  */
 #define TEST_COMPILE_BOUND(name)                                            \
 	static void name(void);                                             \
@@ -112,5 +116,12 @@ double mt_rel_l2_f64(const double *a, const double *b, size_t n);
 int mt_sh(char **output, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Path of the CLI under test ($MTATUNE_BIN, else bin/mtatune). */
 const char *mt_bin(void);
+/*
+ * Whether this runner was built with AddressSanitizer (gcc or clang). A test
+ * whose later part builds and runs code outside the sanitizer (an exported
+ * library compiled by make, programs linked with it) stops before that part
+ * under the sanitizer and leaves it to the normal build, which runs it all.
+ */
+int mt_sanitized(void);
 
 #endif

@@ -32,22 +32,6 @@ void mt_register(const char *name, const char *file, mt_fn fn, enum mt_kind kind
 		tests[ntests++] = (struct mt_test){ name, file, fn, kind };
 }
 
-/* Whether this runner was built with AddressSanitizer (gcc or clang). */
-static int sanitized(void)
-{
-#if defined(__SANITIZE_ADDRESS__)
-	return 1;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-	return 1;
-#else
-	return 0;
-#endif
-#else
-	return 0;
-#endif
-}
-
 void mt_fail(const char *file, int line, const char *fmt, ...)
 {
 	va_list ap;
@@ -165,11 +149,35 @@ static int jobs(void)
 	return n < 1 ? 1 : n > 8 ? 8 : (int)n;
 }
 
+/*
+ * MT_TIMED_AFTER: a file whose existence says that work the runner did not
+ * start is over (tests/run.sh runs the Slurm test in the background beside
+ * the suite and creates the file when it ends). The first TEST_TIMED test
+ * waits for it, as it waits for the runner's own tests, at most ten
+ * minutes, then runs anyway and says so.
+ */
+static void wait_for_quiet(void)
+{
+	const char *f = getenv("MT_TIMED_AFTER");
+	int waited = 0;
+	if (!f || !*f)
+		return;
+	while (access(f, F_OK) != 0 && waited < 600) {
+		if (waited == 0)
+			printf("  ..    timed tests wait for %s\n", f);
+		sleep(1);
+		waited++;
+	}
+	if (access(f, F_OK) != 0)
+		printf("  ..    %s still missing after %d s: the timed tests run anyway\n", f,
+		       waited);
+}
+
 int main(int argc, char **argv)
 {
 	const char *label = getenv("MT_LABEL") ? getenv("MT_LABEL") : "tests";
 	int limit = getenv("MT_TIMEOUT") ? atoi(getenv("MT_TIMEOUT")) : 300;
-	int passed = 0, failed = 0, left = 0, nj = jobs(), running = 0, alone = 0;
+	int passed = 0, failed = 0, left = 0, nj = jobs(), running = 0, alone = 0, quiet = 0;
 	struct mt_run run[8] = { { 0 } };
 	int order[MT_MAX], norder = 0;
 
@@ -184,7 +192,7 @@ int main(int argc, char **argv)
 		for (int i = 0; i < ntests; i++) {
 			if (tests[i].kind != pass_kind[pass] || !selected(tests[i].name, argc, argv))
 				continue;
-			if (tests[i].kind == MT_COMPILE_BOUND && sanitized()) {
+			if (tests[i].kind == MT_COMPILE_BOUND && mt_sanitized()) {
 				printf("  --    %-48s compile-bound: runs in the normal build\n",
 				       tests[i].name);
 				left++;
@@ -197,6 +205,10 @@ int main(int argc, char **argv)
 			int timed = tests[order[next]].kind == MT_TIMED;
 			if (timed && running)
 				break; /* wait for the machine to empty */
+			if (timed && !quiet) {
+				wait_for_quiet();
+				quiet = 1;
+			}
 			struct mt_run *r = run;
 			while (r->pid)
 				r++;

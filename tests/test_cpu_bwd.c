@@ -299,8 +299,14 @@ TEST(cpu_bwd_matches_reference_register_blocks)
 	}
 }
 
-/* Random problems: every option on or off, random sizes. */
-TEST(cpu_bwd_matches_reference_random_problems)
+/*
+ * Random problems: every option on or off, random sizes. Compile-bound: six
+ * fresh kernels for the C compiler each run (about 38 s); under the
+ * sanitizer the same loader and harness run in the tests above, and the
+ * reference's backward on random problems in
+ * reference_bwd_matches_finite_differences_random_problems.
+ */
+TEST_COMPILE_BOUND(cpu_bwd_matches_reference_random_problems)
 {
 	mt_kcache();
 	for (int n = 0; n < 6; n++) {

@@ -266,9 +266,10 @@ TEST(cuda_bwd_emu_through_the_public_api)
  * one compiled kernel, so this compiles one per (bq, warps)), at lengths
  * that are multiples of bq (a full last task: the workspace's last row);
  * then grids of 1 to 3 blocks, each taking several tasks in turn, across a
- * batch boundary.
+ * batch boundary. Emulator-bound (about 75 s): the sanitizer build runs the
+ * same train_load and mta_check_bwd in the option tests above.
  */
-TEST(cuda_bwd_emu_every_point_of_the_space)
+TEST_COMPILE_BOUND(cuda_bwd_emu_every_point_of_the_space)
 {
 	mt_kcache();
 	const struct mta_backend *be = &mta_backend_cuda_emu;

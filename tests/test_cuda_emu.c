@@ -14,6 +14,15 @@
 #include <stdint.h>
 
 /*
+ * The four longest kernel tests here (tc_fold, v3_full, v3_tc_mixing,
+ * tc_fold_passes_agree: 10-23 s each, nearly all of it the emulator running
+ * uninstrumented kernels) are TEST_COMPILE_BOUND: the sanitizer build runs
+ * the same host path (the emulator backend, mt_kernel_check, the reference)
+ * in the shorter tests of each family (tc_plain, tc_full, v3_plain,
+ * v3_pre, v3_post), and the normal build runs them all.
+ */
+
+/*
  * p with variant spec (NULL: the default CUDA variant) through the emulator
  * and the harness: non-contiguous inputs, the element-wise bound and the
  * dtype's relative L2 tolerance.
@@ -240,7 +249,7 @@ TEST(cuda_tc_space_rules)
  * diagonal band exactly): sequences long enough that most tiles are off the
  * band, every pad, T < cq, with and without post steps and head mixing.
  */
-TEST(cuda_emu_tc_fold)
+TEST_COMPILE_BOUND(cuda_emu_tc_fold)
 {
 	struct mta_problem p = prob("h2kv1d16-pre3x5-both-bf16");
 	check_case(&p, "cuda:v2,bq=16,bk=16,hpb=1,warps=4,algo=1", 1, 83);
@@ -289,7 +298,7 @@ TEST(cuda_emu_v3_post)
 	check_case(&l, "cuda:v3,bq=16,bk=32,hpb=4,warps=8", 1, 27);
 }
 
-TEST(cuda_emu_v3_full)
+TEST_COMPILE_BOUND(cuda_emu_v3_full)
 {
 	struct mta_problem p = prob("h4kv4d16-pre6x11-hpre-post6x11-hc4-both-gn-gate-bf16");
 	check_case(&p, "cuda:v3,bq=16,bk=32,hpb=4,warps=8", 1, 70);
@@ -322,7 +331,7 @@ static uint16_t bf16_bits(float x)
  * differently when the tile decision was taken per tile (the defect this
  * test was written for: o off by several percent on every row tile).
  */
-TEST(cuda_emu_tc_fold_passes_agree)
+TEST_COMPILE_BOUND(cuda_emu_tc_fold_passes_agree)
 {
 	struct mta_problem p = prob("h1kv1d16-pre3x5-post1x3-both-bf16");
 	struct mta_variant v;
@@ -382,7 +391,7 @@ TEST(cuda_emu_tc_fold_passes_agree)
  * probabilities in f16 before the post one), fused with the softmax:
  * two-pass with grouped (hc=4) and linear post mixing, and single-pass.
  */
-TEST(cuda_emu_v3_tc_mixing)
+TEST_COMPILE_BOUND(cuda_emu_v3_tc_mixing)
 {
 	struct mta_problem p = prob("h16kv16d16-pre3x5-hpre-post3x5-hc4-both-gn-gate-bf16");
 	check_case(&p, "cuda:v3,bq=16,bk=32,hpb=16,warps=8", 1, 45);

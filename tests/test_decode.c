@@ -640,9 +640,11 @@ TEST(decode_cuda_on_the_gpu)
  * decode_load: the kernel loaded is the variant's (its block and chunk,
  * which the loader reads back from it), and its rows, up to 70 columns
  * (three chunks of 32, two columns a thread of 2 warps), B=2 ragged, equal
- * the forward.
+ * the forward. Emulator-bound (about 70 s of emulated threads): the
+ * sanitizer build runs the same decode_load and launches in
+ * decode_cuda_emu and decode_cuda_emu_weights_change_in_place.
  */
-TEST(decode_cuda_emu_every_point)
+TEST_COMPILE_BOUND(decode_cuda_emu_every_point)
 {
 	static const char key[] = "h4kv2d8-pre3x5-hpre-post2x3-hc2-both-gn-gate-f32";
 	const struct mta_backend *be = &mta_backend_cuda_emu;

@@ -246,6 +246,13 @@ TEST(export_round_trip_tune_export_build_link_runs_every_golden_case)
 	/* reproducible: the same database gives the same bytes */
 	CHECK(mt_sh(&out, "diff -r %s %s", lib, again) == 0);
 	free(out);
+	if (mt_sanitized()) {
+		/* the rest makes the library and runs programs linked with it: no sanitized code */
+		printf("  sanitizer build: the tune and both exports checked; the library's build "
+		       "and runs are the normal build's\n");
+		mt_golden_free(cases);
+		return;
+	}
 	build(lib, "mtx");
 
 	char prog_a[1024], prog_so[1024];
@@ -506,6 +513,12 @@ TEST(export_ships_the_backward_winner_and_its_gradients_match_the_reference)
 	CHECK(mt_sh(&out, "grep -c 'backward, T <= 64, B <= 2: %s' %s/src/fb_table.c", s.winner,
 		    lib) == 0);
 	free(out);
+	if (mt_sanitized()) {
+		/* the rest makes the library and runs programs linked with it: no sanitized code */
+		printf("  sanitizer build: the tunes and the export checked; the library's build "
+		       "and runs are the normal build's\n");
+		return;
+	}
 	build(lib, "fb");
 
 	/*
@@ -609,16 +622,21 @@ TEST(export_cuda_sm90_without_gpu_builds_and_says_no_device)
 	CHECK(mt_sh(&out, "diff -r %s/cu1 %s/cu2", mt_tmpdir(), mt_tmpdir()) == 0);
 	free(out);
 
-	/* builds, links without the driver, and says so at context creation */
+	/*
+	 * builds, links without the driver, and says so at context creation
+	 * (make and the library's programs: no sanitized code, the normal build's)
+	 */
 	char lib[1024];
 	snprintf(lib, sizeof lib, "%s/cu1", mt_tmpdir());
-	build(lib, "mtacu");
-	CHECK(mt_sh(&out, "%s/prog_a ctx cuda", mt_tmpdir()) == 1);
-	CHECK_STR_CONTAINS(out, "ENODEV: no CUDA driver (libcuda.so.1) found");
-	free(out);
-	CHECK(mt_sh(&out, "%s/prog_so ctx cpu", mt_tmpdir()) == 1);
-	CHECK_STR_CONTAINS(out, "EUNSUPPORTED: library mtacu holds cuda kernels only");
-	free(out);
+	if (!mt_sanitized()) {
+		build(lib, "mtacu");
+		CHECK(mt_sh(&out, "%s/prog_a ctx cuda", mt_tmpdir()) == 1);
+		CHECK_STR_CONTAINS(out, "ENODEV: no CUDA driver (libcuda.so.1) found");
+		free(out);
+		CHECK(mt_sh(&out, "%s/prog_so ctx cpu", mt_tmpdir()) == 1);
+		CHECK_STR_CONTAINS(out, "EUNSUPPORTED: library mtacu holds cuda kernels only");
+		free(out);
+	}
 
 	/* options refused with a reason */
 	CHECK(mt_sh(&out, "%s export --db %s --arch sm90 --out %s/x", mt_bin(), db,
@@ -716,7 +734,14 @@ TEST(export_cuda_ships_the_backward_and_runs_it_on_a_stand_in_driver)
 	free(out);
 	CHECK(mt_sh(&out, "grep -c 'libcub: MTA forward and backward kernels' %s/Makefile", lib) == 0);
 	free(out);
-	build(lib, "cub");
+	/*
+	 * Under the sanitizer: the export, NVRTC's cubins and the export from the
+	 * database (sanitized code); the library's make, its table and its runs on
+	 * the stand-in driver (none of it sanitized) are the normal build's.
+	 */
+	const int whole = !mt_sanitized();
+	if (whole)
+		build(lib, "cub");
 
 	/* the table: each kernel's entry, launch, shape and cubin (NVRTC's bytes for its source) */
 	struct mta_db *store;
@@ -752,12 +777,16 @@ TEST(export_cuda_ships_the_backward_and_runs_it_on_a_stand_in_driver)
 		 bspec, MTA_CUDA_BWD_KERNEL, db1.threads, db1.smem_bytes, bv.bq, bv.warps, bv.nb,
 		 cub[2], dspec, MTA_CUDA_DECODE_KERNEL, dthreads, dsmem, cub[3], SMALL, SMALL, SMALL);
 	char table[1100];
+	int rc = 0;
 	snprintf(table, sizeof table, "%s/table", mt_tmpdir());
-	int rc = mt_sh(&out, "cc -std=gnu11 -O1 -I%s/src tests/export/table.c %s/libcub.a -ldl -lm "
-		       "-lpthread -o %s && %s", lib, lib, table, table);
-	CHECKF(rc == 0, "table: exit %d: %s", rc, out);
-	CHECKF(out && !strcmp(out, want), "the exported table:\n%s\nexpected:\n%s", out, want);
-	free(out);
+	if (whole) {
+		rc = mt_sh(&out, "cc -std=gnu11 -O1 -I%s/src tests/export/table.c %s/libcub.a -ldl "
+			   "-lm -lpthread -o %s && %s", lib, lib, table, table);
+		CHECKF(rc == 0, "table: exit %d: %s", rc, out);
+		CHECKF(out && !strcmp(out, want), "the exported table:\n%s\nexpected:\n%s", out,
+		       want);
+		free(out);
+	}
 
 	/* the cubins from the database when this machine has no NVRTC: the same library */
 	CHECK(mt_sh(&out, "MTATUNE_NVRTC=/nonexistent/libnvrtc.so %s export --db %s --arch sm_90 "
@@ -766,6 +795,11 @@ TEST(export_cuda_ships_the_backward_and_runs_it_on_a_stand_in_driver)
 	free(out);
 	CHECK(mt_sh(&out, "diff -r -x build -x '*.a' -x '*.so' %s %s/cub2", lib, mt_tmpdir()) == 0);
 	free(out);
+	if (!whole) {
+		printf("  sanitizer build: both exports and the cubins checked; the library's build, "
+		       "table and runs are the normal build's\n");
+		return;
+	}
 
 	/* the training entry points are the library's own, and without a driver say so */
 	CHECK(mt_sh(&out, "nm -D --defined-only %s/libcub.so", lib) == 0);
@@ -915,7 +949,10 @@ TEST(export_cuda_ships_the_decode_and_runs_it_on_a_stand_in_driver)
 	CHECK_STR_CONTAINS(out, "1 problems, 1 buckets, 4 kernels (sm_90 cubins: 0 from the "
 			   "database, 4 compiled)");
 	free(out);
-	build(lib, "cud");
+	/* under the sanitizer: the export and NVRTC's cubins (as in the backward's test above) */
+	const int whole = !mt_sanitized();
+	if (whole)
+		build(lib, "cud");
 
 	/* the table: the decode cubins are NVRTC's own bytes for their sources, with their launch */
 	nvrtc_cubin(&p, fspec, MTA_OP_FWD, cub[0], sizeof cub[0], NULL);
@@ -940,6 +977,11 @@ TEST(export_cuda_ships_the_decode_and_runs_it_on_a_stand_in_driver)
 		 spec[1], MTA_CUDA_DECODE_KERNEL, threads[1], smem[1], cub[2],
 		 spec[2], MTA_CUDA_DECODE_KERNEL, threads[2], smem[2], cub[3],
 		 SMALL, SMALL, SMALL, SMALL);
+	if (!whole) {
+		printf("  sanitizer build: the export and the cubins checked; the library's build, "
+		       "table and runs are the normal build's\n");
+		return;
+	}
 	char table[1100];
 	snprintf(table, sizeof table, "%s/dtable", mt_tmpdir());
 	rc = mt_sh(&out, "cc -std=gnu11 -O1 -I%s/src tests/export/table.c %s/libcud.a -ldl -lm "
@@ -1064,21 +1106,28 @@ TEST(export_writes_no_untrusted_text_into_code)
 	int rc = mt_sh(&out, "%s export --db %s --out %s --name ev", mt_bin(), db, lib);
 	CHECKF(rc == 0, "export: exit %d: %s", rc, out);
 	free(out);
-	/* the tree builds, with no symbol or rule the database asked for */
-	rc = mt_sh(&out, "cd %s && " MAKE " -s && nm libev.a libev.so | grep -c pwned; "
-		   MAKE " -n -p | grep -c -e PWNED -e mtx_pwned; ls", lib);
-	CHECKF(out && !strncmp(out, "0\n0\n", 4), "make or nm found the injected code:\n%s", out);
-	CHECK(out && !strstr(out, "PWNED"));
-	free(out);
-	/* the name is there, escaped for each context: the device string reads back as it was */
-	rc = mt_sh(&out, "cat > %s/dev.c <<'EOF'\n#include <stdio.h>\n"
-		   "struct mtx_library { const char *name, *backend, *device; };\n"
-		   "extern const struct mtx_library mtx_library;\n"
-		   "int main(void) { fputs(mtx_library.device, stdout); return 0; }\nEOF\n"
-		   "cc -o %s/dev %s/dev.c %s/libev.a -ldl -lm -lpthread && %s/dev", mt_tmpdir(),
-		   mt_tmpdir(), mt_tmpdir(), lib, mt_tmpdir());
-	CHECKF(rc == 0 && out && !strcmp(out, evil), "device string: '%s'", out);
-	free(out);
+	/*
+	 * the tree builds, with no symbol or rule the database asked for, and the
+	 * name is there, escaped for each context: the device string reads back
+	 * as it was (make, nm and the program: no sanitized code, so the normal
+	 * build's; the sanitizer build goes on to the refusals)
+	 */
+	if (!mt_sanitized()) {
+		rc = mt_sh(&out, "cd %s && " MAKE " -s && nm libev.a libev.so | grep -c pwned; "
+			   MAKE " -n -p | grep -c -e PWNED -e mtx_pwned; ls", lib);
+		CHECKF(out && !strncmp(out, "0\n0\n", 4), "make or nm found the injected code:\n%s",
+		       out);
+		CHECK(out && !strstr(out, "PWNED"));
+		free(out);
+		rc = mt_sh(&out, "cat > %s/dev.c <<'EOF'\n#include <stdio.h>\n"
+			   "struct mtx_library { const char *name, *backend, *device; };\n"
+			   "extern const struct mtx_library mtx_library;\n"
+			   "int main(void) { fputs(mtx_library.device, stdout); return 0; }\nEOF\n"
+			   "cc -o %s/dev %s/dev.c %s/libev.a -ldl -lm -lpthread && %s/dev",
+			   mt_tmpdir(), mt_tmpdir(), mt_tmpdir(), lib, mt_tmpdir());
+		CHECKF(rc == 0 && out && !strcmp(out, evil), "device string: '%s'", out);
+		free(out);
+	}
 
 	/* control characters: refused, nothing written */
 	static const struct { const char *name, *key, *spec, *msg; } bad[] = {
@@ -1286,9 +1335,13 @@ TEST(export_ships_the_decode_winner_of_the_largest_bucket)
 		   "%s' %s/src/d_000.c", w64, lib);
 	CHECKF(rc == 0 && out && atoi(out) == 3, "src/d_000.c: %s", out);
 	free(out);
-	/* the library builds, and its decode (key blocks of 64: rows of 70 take two) equals the forward */
-	build(lib, "dw");
-	{
+	/*
+	 * the library builds, and its decode (key blocks of 64: rows of 70 take
+	 * two) equals the forward; not under the sanitizer, where none of it
+	 * would be sanitized code (the normal build runs it)
+	 */
+	if (!mt_sanitized()) {
+		build(lib, "dw");
 		char prog[1024], pick[512];
 		struct mta_tensor q, k, vt;
 		struct mta_weights wt;

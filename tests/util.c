@@ -61,6 +61,21 @@ const char *mt_golden_dir(void)
 	return g ? g : "../shared/golden";
 }
 
+int mt_sanitized(void)
+{
+#if defined(__SANITIZE_ADDRESS__)
+	return 1;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+	return 1;
+#else
+	return 0;
+#endif
+#else
+	return 0;
+#endif
+}
+
 const char *mt_bin(void)
 {
 	const char *b = getenv("MTATUNE_BIN");
