@@ -100,6 +100,29 @@ static int emu_source(int op, const struct mta_problem *p, const struct mta_vari
 	return rc;
 }
 
+/* What a failure to build operation op's source calls it. */
+static const char *const emu_what[MTA_OP_COUNT] = { "the kernel", "the backward",
+						    "the decode kernel" };
+
+/*
+ * emu_source for a library or a loaded kernel of op: a variant that is not
+ * cuda refused first, naming the emulator, and a forward variant held to
+ * mta_variant_check, as the runtime's loads and the tests' libraries hold
+ * them alike.
+ */
+static int emu_checked_source(int op, const struct mta_problem *p, const struct mta_variant *v,
+			      char **src)
+{
+	int rc;
+	*src = NULL;
+	if (v && v->backend != MTA_BACKEND_CUDA)
+		return mta_fail(MTA_EINVAL, "the CUDA emulator runs cuda variants, not %s",
+				mta_backend_name(v->backend));
+	if (op == MTA_OP_FWD && (rc = mta_variant_check(p, v)))
+		return rc;
+	return emu_source(op, p, v, src);
+}
+
 /*
  * Compile an emulator source (through the kernel cache): the library's path
  * into so (n bytes), or a failure naming what (the kernel, the backward...)
@@ -193,8 +216,13 @@ static void dev_close(struct mta_device *d)
 	free(d);
 }
 
-static int load(struct mta_device *d, struct mta_db *db, const struct mta_problem *p,
-		const struct mta_variant *v, const void *binary, size_t n, struct mta_kernel **out)
+/*
+ * The forward's or the backward's (op) kernel of (p, v) built and opened:
+ * its entry mta_emu_launch in *out, for the problem and variant it was
+ * built for.
+ */
+static int emu_load(int op, const struct mta_problem *p, const struct mta_variant *v,
+		    struct mta_kernel **out)
 {
 	struct mta_kernel *k = NULL;
 	char *src = NULL;
@@ -202,16 +230,13 @@ static int load(struct mta_device *d, struct mta_db *db, const struct mta_proble
 	int rc;
 
 	*out = NULL;
-	if (v->backend != MTA_BACKEND_CUDA)
-		return mta_fail(MTA_EINVAL, "the CUDA emulator runs cuda variants, not %s",
-				mta_backend_name(v->backend));
-	if ((rc = mta_variant_check(p, v)) || (rc = emu_source(MTA_OP_FWD, p, v, &src)))
+	if ((rc = emu_checked_source(op, p, v, &src)))
 		goto out;
 	if (!(k = calloc(1, sizeof *k))) {
 		rc = mta_fail(MTA_ENOMEM, "out of memory");
 		goto out;
 	}
-	if ((rc = emu_open(src, "the kernel", "mta_emu_launch", &k->dl, &fn)))
+	if ((rc = emu_open(src, emu_what[op], "mta_emu_launch", &k->dl, &fn)))
 		goto out;
 	k->fn = (launch_fn)fn;
 	k->p = *p;
@@ -222,6 +247,12 @@ out:
 	free(k);
 	free(src);
 	return rc;
+}
+
+static int load(struct mta_device *d, struct mta_db *db, const struct mta_problem *p,
+		const struct mta_variant *v, const void *binary, size_t n, struct mta_kernel **out)
+{
+	return emu_load(MTA_OP_FWD, p, v, out);
 }
 
 static void unload(struct mta_kernel *k)
@@ -416,7 +447,7 @@ static int decode_load(struct mta_device *d, const struct mta_problem *p,
 		rc = mta_fail(MTA_ENOMEM, "out of memory");
 		goto out;
 	}
-	if ((rc = emu_open(src, "the decode kernel", "mta_cuda_decode", &k->dl, &fn)))
+	if ((rc = emu_open(src, emu_what[MTA_OP_DECODE], "mta_cuda_decode", &k->dl, &fn)))
 		goto out;
 	const int *sizes = dlsym(k->dl, "mta_cuda_decode_sizes");
 	if (!sizes || sizes[0] != MTA_DARGS_ABI || sizes[1] != (int)sizeof(struct mta_dargs) ||
@@ -580,24 +611,17 @@ static int sync(struct mta_device *d, void *stream)
 
 /*
  * The emulator's library of operation op (MTA_OP_FWD, _BWD, _DECODE) of
- * (p, v), built from the source the backend's loaders build (emu_source):
- * its path into so (n bytes). v NULL is the default variant, for decode
- * only. A forward variant is held to mta_variant_check first, as load does.
+ * (p, v), built from the source the backend's loaders build, checked as
+ * they check it (emu_checked_source): its path into so (n bytes). v NULL
+ * is the default variant, for decode only.
  */
 static int emu_build(int op, const struct mta_problem *p, const struct mta_variant *v, char *so,
 		     size_t n)
 {
-	static const char *const what[MTA_OP_COUNT] = { "the kernel", "the backward",
-							 "the decode kernel" };
 	char *src = NULL;
-	int rc;
-	if (v && v->backend != MTA_BACKEND_CUDA)
-		return mta_fail(MTA_EINVAL, "the CUDA emulator runs cuda variants, not %s",
-				mta_backend_name(v->backend));
-	if (op == MTA_OP_FWD && (rc = mta_variant_check(p, v)))
-		return rc;
-	if (!(rc = emu_source(op, p, v, &src)))
-		rc = emu_compile(src, what[op], so, n);
+	int rc = emu_checked_source(op, p, v, &src);
+	if (!rc)
+		rc = emu_compile(src, emu_what[op], so, n);
 	free(src);
 	return rc;
 }
@@ -623,32 +647,7 @@ int mta_emu_decode_library(const struct mta_problem *p, const struct mta_variant
 static int train_load(struct mta_device *d, const struct mta_problem *p,
 		      const struct mta_variant *v, struct mta_kernel **out)
 {
-	struct mta_kernel *k = NULL;
-	char *src = NULL;
-	void *fn = NULL;
-	int rc;
-
-	*out = NULL;
-	if (v->backend != MTA_BACKEND_CUDA)
-		return mta_fail(MTA_EINVAL, "the CUDA emulator runs cuda variants, not %s",
-				mta_backend_name(v->backend));
-	if ((rc = emu_source(MTA_OP_BWD, p, v, &src)))
-		goto out;
-	if (!(k = calloc(1, sizeof *k))) {
-		rc = mta_fail(MTA_ENOMEM, "out of memory");
-		goto out;
-	}
-	if ((rc = emu_open(src, "the backward", "mta_emu_launch", &k->dl, &fn)))
-		goto out;
-	k->fn = (launch_fn)fn;
-	k->p = *p;
-	k->v = *v;
-	*out = k;
-	k = NULL;
-out:
-	free(k);
-	free(src);
-	return rc;
+	return emu_load(MTA_OP_BWD, p, v, out);
 }
 
 /*
