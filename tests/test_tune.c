@@ -337,6 +337,77 @@ TEST(cli_tune_op_is_checked)
 }
 
 /*
+ * What the two decode tune tests share. decode_tune_init: SMALL, the
+ * default decode variant of backend in t->v (its spec in t->def) and
+ * tune options for op decode in a fresh database t->db (file under the
+ * test's folder) on backend's tuner ("cpu" or "cuda-emu"); the test then
+ * sets t->v to the other variant and adjusts t->o. decode_tune_run: tune
+ * the default and t->v (its spec in t->other), both checked and recorded
+ * at T=70 and t->o.B, with a winner for their buckets. t->ready says the
+ * step got through (a REQUIRE failed otherwise).
+ */
+struct decode_tune {
+	char db[512], def[MTA_SPEC_MAX], other[MTA_SPEC_MAX];
+	const char *only[1];
+	struct mta_problem p;
+	struct mta_variant v;
+	struct mta_tune_opts o;
+	struct mta_tune_summary s;
+	int ready;
+};
+
+static void decode_tune_init(struct decode_tune *t, int backend, const char *file)
+{
+	memset(t, 0, sizeof *t);
+	mt_kcache();
+	snprintf(t->db, sizeof t->db, "%s/%s", mt_tmpdir(), file);
+	REQUIRE(mta_problem_from_key(SMALL, &t->p) == MTA_OK);
+	REQUIRE(mta_variant_default_op(&t->p, backend, MTA_OP_DECODE, &t->v) == MTA_OK);
+	REQUIRE(mta_variant_format(&t->v, t->def, sizeof t->def) == MTA_OK);
+	quick(&t->o, t->db);
+	t->o.backend = backend == MTA_BACKEND_CUDA ? "cuda-emu" : "cpu";
+	t->o.op = MTA_OP_DECODE;
+	t->ready = 1;
+}
+
+static void decode_tune_run(struct decode_tune *t)
+{
+	char sql[512];
+	t->ready = 0;
+	REQUIRE(mta_variant_format(&t->v, t->other, sizeof t->other) == MTA_OK);
+	t->only[0] = t->other;
+	t->o.only_specs = t->only;
+	t->o.n_only = 1;
+	CHECKF(mta_tune(&t->p, &t->o, &t->s) == MTA_OK, "decode on %s: %s", t->o.backend,
+	       mta_last_error());
+	CHECK_EQ_INT(t->s.total, 2);
+	CHECK_EQ_INT(t->s.ok, 2);
+	CHECK(t->s.winner[0]);
+	snprintf(sql, sizeof sql, "SELECT count(*) FROM results r JOIN variants v ON v.id = "
+		 "r.variant_id WHERE v.op = 'decode' AND r.status = 'ok' AND r.rel_err > 0 AND "
+		 "r.rel_err < 1e-5 AND r.T = 70 AND r.B = %lld", (long long)t->o.B);
+	CHECK_EQ_INT(mt_db_count(t->db, sql), 2);
+	snprintf(sql, sizeof sql, "SELECT count(*) FROM winners w JOIN variants v ON v.id = "
+		 "w.variant_id WHERE w.op = 'decode' AND v.op = 'decode' AND w.t_bucket = 128 AND "
+		 "w.b_bucket = %lld", (long long)t->o.B);
+	CHECK_EQ_INT(mt_db_count(t->db, sql), 1);
+	t->ready = 1;
+}
+
+/* Make spec the decode winner of db; add: insert it as a decode variant first. */
+static void decode_winner(const char *db, const char *spec, int add)
+{
+	char sql[1024];
+	int n = 0;
+	if (add)
+		n = snprintf(sql, sizeof sql, "INSERT INTO variants (problem_id, spec, op) SELECT "
+			     "problem_id, '%s', 'decode' FROM variants LIMIT 1; ", spec);
+	snprintf(sql + n, sizeof sql - (size_t)n, "UPDATE winners SET variant_id = (SELECT id FROM "
+		 "variants WHERE spec = '%s' AND op = 'decode') WHERE op = 'decode'", spec);
+	exec_sql(db, sql);
+}
+
+/*
  * tune --op decode: the decode kernel's variants (bk and thr on the
  * default) checked by mta_check_decode, timed one token at cache length T,
  * recorded with op 'decode' and a winner for T's bucket; the runtime's
@@ -345,90 +416,68 @@ TEST(cli_tune_op_is_checked)
  */
 TEST(tune_decode_records_decode_winners_and_the_cache_runs_them)
 {
-	char db[512], other[MTA_SPEC_MAX], bad[MTA_SPEC_MAX], def[MTA_SPEC_MAX];
-	struct mta_problem p;
-	struct mta_tune_opts o;
-	struct mta_tune_summary s;
-	struct mta_variant v;
-	mt_kcache();
-	snprintf(db, sizeof db, "%s/decode.db", mt_tmpdir());
-	REQUIRE(mta_problem_from_key(SMALL, &p) == MTA_OK);
-	REQUIRE(mta_variant_default_op(&p, MTA_BACKEND_CPU, MTA_OP_DECODE, &v) == MTA_OK);
-	CHECK_EQ_INT(v.bk, 128);
-	REQUIRE(mta_variant_format(&v, def, sizeof def) == MTA_OK);
-	v.bk = 64;
-	v.threads = 1;
-	REQUIRE(mta_variant_format(&v, other, sizeof other) == MTA_OK);
-	const char *only[] = { other };
-	quick(&o, db);
-	o.op = MTA_OP_DECODE;
-	o.only_specs = only;
-	o.n_only = 1;
-	o.seed = 78;
-	CHECKF(mta_tune(&p, &o, &s) == MTA_OK, "decode: %s", mta_last_error());
-	CHECK_EQ_INT(s.total, 2);
-	CHECK_EQ_INT(s.ok, 2);
-	CHECK(s.winner[0] && s.winner_ms > 0);
-	CHECK_EQ_INT(mt_db_count(db, "SELECT count(*) FROM variants WHERE op = 'decode'"), 2);
-	CHECK_EQ_INT(mt_db_count(db, "SELECT count(*) FROM variants WHERE op <> 'decode'"), 0);
-	CHECK_EQ_INT(mt_db_count(db, "SELECT count(*) FROM results r JOIN variants v ON v.id = "
-				 "r.variant_id WHERE v.op = 'decode' AND r.status = 'ok' AND "
-				 "r.rel_err > 0 AND r.rel_err < 1e-5 AND r.T = 70 AND r.B = 2"), 2);
-	CHECK_EQ_INT(mt_db_count(db, "SELECT count(*) FROM winners WHERE op = 'decode' AND "
-				 "t_bucket = 128 AND b_bucket = 2"), 1);
+	char bad[MTA_SPEC_MAX];
+	struct decode_tune t;
+	decode_tune_init(&t, MTA_BACKEND_CPU, "decode.db");
+	REQUIRE(t.ready);
+	CHECK_EQ_INT(t.v.bk, 128);
+	t.v.bk = 64;
+	t.v.threads = 1;
+	t.o.seed = 78;
+	decode_tune_run(&t);
+	REQUIRE(t.ready);
+	CHECK(t.s.winner_ms > 0);
+	CHECK_EQ_INT(mt_db_count(t.db, "SELECT count(*) FROM variants WHERE op = 'decode'"), 2);
+	CHECK_EQ_INT(mt_db_count(t.db, "SELECT count(*) FROM variants WHERE op <> 'decode'"), 0);
 	/* a spec that changes what decode does not read is refused, naming it */
-	v.vec = 8;
-	REQUIRE(mta_variant_format(&v, bad, sizeof bad) == MTA_OK);
+	t.v.vec = 8;
+	REQUIRE(mta_variant_format(&t.v, bad, sizeof bad) == MTA_OK);
 	const char *badv[] = { bad };
-	o.only_specs = badv;
-	CHECK(mta_tune(&p, &o, &s) == MTA_EINVAL);
+	t.o.only_specs = badv;
+	CHECK(mta_tune(&t.p, &t.o, &t.s) == MTA_EINVAL);
 	CHECK_STR_CONTAINS(mta_last_error(), "reads only bk and thr: vec must keep the default's "
 			   "value 16 (got 8)");
 	/* best shows the decode winner */
 	char *out = NULL;
-	int code = mt_sh(&out, "%s best --db %s --op decode", mt_bin(), db);
-	CHECKF(code == 0 && out && strstr(out, "decode ") && strstr(out, s.winner), "best: %s",
+	int code = mt_sh(&out, "%s best --db %s --op decode", mt_bin(), t.db);
+	CHECKF(code == 0 && out && strstr(out, "decode ") && strstr(out, t.s.winner), "best: %s",
 	       out);
 	free(out);
 	/* the winner made the non-default variant, so that the cache's choice shows */
-	exec_sql(db, "UPDATE winners SET variant_id = (SELECT id FROM variants WHERE op = "
-		 "'decode' AND spec LIKE '%bk=64%') WHERE op = 'decode'");
+	decode_winner(t.db, t.other, 0);
 	mta_context *ctx;
 	struct mta_pick k;
-	REQUIRE(mta_context_create(&ctx, db, "cpu", 0) == MTA_OK);
-	REQUIRE(mta_context_pick_op(ctx, &p, "decode", 2, 70, &k) == MTA_OK);
-	CHECK(k.source == MTA_PICK_EXACT && !strcmp(k.spec, other));
+	REQUIRE(mta_context_create(&ctx, t.db, "cpu", 0) == MTA_OK);
+	REQUIRE(mta_context_pick_op(ctx, &t.p, "decode", 2, 70, &k) == MTA_OK);
+	CHECK(k.source == MTA_PICK_EXACT && !strcmp(k.spec, t.other));
 	mta_cache *c = NULL;
-	REQUIRE(mta_cache_create_ctx(ctx, &p, 2, &c) == MTA_OK);
+	REQUIRE(mta_cache_create_ctx(ctx, &t.p, 2, &c) == MTA_OK);
 	const struct mta_decoder *d = mta_cache_decoder(c);
-	CHECKF(d && d->spec && !strcmp(d->spec, other), "the cache runs %s, not the winner %s",
-	       d && d->spec ? d->spec : "(none)", other);
+	CHECKF(d && d->spec && !strcmp(d->spec, t.other), "the cache runs %s, not the winner %s",
+	       d && d->spec ? d->spec : "(none)", t.other);
 	mta_cache_free(c);
 	struct mta_runner r = { .ctx = ctx };
 	struct mta_check_opts co = { 2, 70, mt_seed(), 0 };
 	struct mta_compare cmp;
-	CHECKF(mta_check_decode(&r, NULL, &p, &co, &cmp) == MTA_OK, "runtime decode: %s",
+	CHECKF(mta_check_decode(&r, NULL, &t.p, &co, &cmp) == MTA_OK, "runtime decode: %s",
 	       mta_last_error());
 	mta_context_free(ctx);
 	/* a decode winner the generator refuses (narrower than MTA_DBLOCK_MIN): the cache fails */
-	char sql[1024], narrow[MTA_SPEC_MAX];
-	v.vec = 16;
-	v.bk = 16;
-	REQUIRE(mta_variant_format(&v, narrow, sizeof narrow) == MTA_OK);
-	snprintf(sql, sizeof sql, "INSERT INTO variants (problem_id, spec, op) SELECT problem_id, "
-		 "'%s', 'decode' FROM variants LIMIT 1; UPDATE winners SET variant_id = (SELECT id "
-		 "FROM variants WHERE spec = '%s') WHERE op = 'decode'", narrow, narrow);
-	exec_sql(db, sql);
-	REQUIRE(mta_context_create(&ctx, db, "cpu", 0) == MTA_OK);
+	char narrow[MTA_SPEC_MAX];
+	t.v.vec = 16;
+	t.v.bk = 16;
+	REQUIRE(mta_variant_format(&t.v, narrow, sizeof narrow) == MTA_OK);
+	decode_winner(t.db, narrow, 1);
+	REQUIRE(mta_context_create(&ctx, t.db, "cpu", 0) == MTA_OK);
 	r.ctx = ctx;
-	CHECK(mta_check_decode(&r, NULL, &p, &co, NULL) != MTA_OK);
+	CHECK(mta_check_decode(&r, NULL, &t.p, &co, NULL) != MTA_OK);
 	CHECK_STR_CONTAINS(mta_last_error(), "bk=16: decode key blocks need at least 32 columns");
 	mta_context_free(ctx);
 	/* no decode winner: the default decode variant */
-	exec_sql(db, "DELETE FROM winners WHERE op = 'decode'");
-	REQUIRE(mta_context_create(&ctx, db, "cpu", 0) == MTA_OK);
-	REQUIRE(mta_context_pick_op(ctx, &p, "decode", 2, 70, &k) == MTA_OK);
-	CHECK(k.source == MTA_PICK_DEFAULT && !strcmp(k.spec, def));
+	exec_sql(t.db, "DELETE FROM winners WHERE op = 'decode'");
+	REQUIRE(mta_context_create(&ctx, t.db, "cpu", 0) == MTA_OK);
+	REQUIRE(mta_context_pick_op(ctx, &t.p, "decode", 2, 70, &k) == MTA_OK);
+	CHECK(k.source == MTA_PICK_DEFAULT && !strcmp(k.spec, t.def));
 	mta_context_free(ctx);
 }
 
@@ -443,50 +492,28 @@ TEST(tune_decode_records_decode_winners_and_the_cache_runs_them)
  */
 TEST(tune_decode_cuda_emu_records_winners_and_the_cache_runs_them)
 {
-	char db[512], other[MTA_SPEC_MAX], sql[1024];
-	struct mta_problem p;
-	struct mta_tune_opts o;
-	struct mta_tune_summary s;
-	struct mta_variant v;
-	mt_kcache();
-	snprintf(db, sizeof db, "%s/decode-emu.db", mt_tmpdir());
-	REQUIRE(mta_problem_from_key(SMALL, &p) == MTA_OK);
-	REQUIRE(mta_variant_default_op(&p, MTA_BACKEND_CUDA, MTA_OP_DECODE, &v) == MTA_OK);
-	CHECK(v.bk == 128 && v.warps == 4);
-	v.bk = 32;
-	v.warps = 2;
-	REQUIRE(mta_variant_format(&v, other, sizeof other) == MTA_OK);
-	const char *only[] = { other };
-	quick(&o, db);
-	o.backend = "cuda-emu";
-	o.op = MTA_OP_DECODE;
-	o.B = 1;
-	o.min_rounds = 2;
-	o.max_rounds = 3;
-	o.rounds_budget_s = 5;
-	o.only_specs = only;
-	o.n_only = 1;
-	CHECKF(mta_tune(&p, &o, &s) == MTA_OK, "%s", mta_last_error());
-	CHECK_EQ_INT(s.total, 2);
-	CHECK_EQ_INT(s.ok, 2);
-	CHECK(s.winner[0]);
-	CHECK_EQ_INT(mt_db_count(db, "SELECT count(*) FROM results r JOIN variants v ON v.id = "
-				 "r.variant_id WHERE v.op = 'decode' AND r.status = 'ok' AND "
-				 "r.rel_err > 0 AND r.rel_err < 1e-5 AND r.T = 70 AND r.B = 1"), 2);
-	CHECK_EQ_INT(mt_db_count(db, "SELECT count(*) FROM winners w JOIN variants v ON v.id = "
-				 "w.variant_id WHERE w.op = 'decode' AND v.op = 'decode' AND "
-				 "w.t_bucket = 128"), 1);
-	CHECK_EQ_INT(mt_db_count(db, "SELECT count(*) FROM devices WHERE backend = 'cuda' AND "
+	struct decode_tune t;
+	decode_tune_init(&t, MTA_BACKEND_CUDA, "decode-emu.db");
+	REQUIRE(t.ready);
+	CHECK(t.v.bk == 128 && t.v.warps == 4);
+	t.v.bk = 32;
+	t.v.warps = 2;
+	t.o.B = 1;
+	t.o.min_rounds = 2;
+	t.o.max_rounds = 3;
+	t.o.rounds_budget_s = 5;
+	decode_tune_run(&t);
+	REQUIRE(t.ready);
+	CHECK_EQ_INT(mt_db_count(t.db, "SELECT count(*) FROM devices WHERE backend = 'cuda' AND "
 				 "arch = 'emu'"), 1);
 	/* the non-default variant as the winner, so that the cache's choice shows */
-	snprintf(sql, sizeof sql, "UPDATE winners SET variant_id = (SELECT id FROM variants WHERE "
-		 "spec = '%s' AND op = 'decode') WHERE op = 'decode'", other);
-	exec_sql(db, sql);
+	decode_winner(t.db, t.other, 0);
+	const struct mta_problem p = t.p;
 	mta_context *ctx;
 	struct mta_pick k;
-	REQUIRE(mta_context_create(&ctx, db, "cuda-emu", 0) == MTA_OK);
+	REQUIRE(mta_context_create(&ctx, t.db, "cuda-emu", 0) == MTA_OK);
 	REQUIRE(mta_context_pick_op(ctx, &p, "decode", 1, 70, &k) == MTA_OK);
-	CHECK(k.source == MTA_PICK_EXACT && k.rung == MTA_RUNG_DEVICE && !strcmp(k.spec, other));
+	CHECK(k.source == MTA_PICK_EXACT && k.rung == MTA_RUNG_DEVICE && !strcmp(k.spec, t.other));
 	/* a cache whose rows reach T=70 runs the winner of that bucket */
 	mta_cache *c = NULL;
 	struct mta_tensor q, kt, vt, ot;
@@ -499,8 +526,8 @@ TEST(tune_decode_cuda_emu_records_winners_and_the_cache_runs_them)
 	REQUIRE(mta_cache_create_ctx(ctx, &p, 1, &c) == MTA_OK);
 	CHECKF(mta_decode(c, &q, &kt, &vt, &w, NULL, &ot) == MTA_OK, "%s", mta_last_error());
 	const struct mta_decoder *d = mta_cache_decoder(c);
-	CHECKF(d && d->spec && !strcmp(d->spec, other), "the cache runs %s, not the winner %s",
-	       d && d->spec ? d->spec : "(none)", other);
+	CHECKF(d && d->spec && !strcmp(d->spec, t.other), "the cache runs %s, not the winner %s",
+	       d && d->spec ? d->spec : "(none)", t.other);
 	mta_cache_free(c);
 	mt_weights_free(&w);
 	free(bq);
@@ -515,13 +542,10 @@ TEST(tune_decode_cuda_emu_records_winners_and_the_cache_runs_them)
 	mta_context_free(ctx);
 	/* a winner the decode rules refuse (16 warps: the kernel's registers do not fit) */
 	char bad[MTA_SPEC_MAX];
-	v.warps = 16;
-	REQUIRE(mta_variant_format(&v, bad, sizeof bad) == MTA_OK);
-	snprintf(sql, sizeof sql, "INSERT INTO variants (problem_id, spec, op) SELECT problem_id, "
-		 "'%s', 'decode' FROM variants LIMIT 1; UPDATE winners SET variant_id = (SELECT id "
-		 "FROM variants WHERE spec = '%s') WHERE op = 'decode'", bad, bad);
-	exec_sql(db, sql);
-	REQUIRE(mta_context_create(&ctx, db, "cuda-emu", 0) == MTA_OK);
+	t.v.warps = 16;
+	REQUIRE(mta_variant_format(&t.v, bad, sizeof bad) == MTA_OK);
+	decode_winner(t.db, bad, 1);
+	REQUIRE(mta_context_create(&ctx, t.db, "cuda-emu", 0) == MTA_OK);
 	r.ctx = ctx;
 	CHECK(mta_check_decode(&r, NULL, &p, &co, NULL) != MTA_OK);
 	CHECK_STR_CONTAINS(mta_last_error(), "warps=16: a cuda decode thread of 16 warps");

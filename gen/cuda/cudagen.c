@@ -184,17 +184,27 @@ int mta_cuda_geometry(const struct mta_problem *p, const struct mta_variant *v, 
 
 #define TEMPLATE_BWD "templates/mta_cuda_bwd.cu"
 
+/*
+ * The one check of a backward variant, for its generator and its sizes:
+ * a cuda variant (else "<who> a <backend> variant") that keeps the
+ * backward's rules, mta_variant_check_kernel, which validates p first.
+ * The plan (mta_cuda_bwd_plan) checks p, the shape and (B, T) on its own,
+ * for an exported library, which has no variants.
+ */
+static int bwd_check(const struct mta_problem *p, const struct mta_variant *v, const char *who)
+{
+	if (!v || v->backend != MTA_BACKEND_CUDA)
+		return mta_fail(MTA_EINVAL, "%s a %s variant", who,
+				v ? mta_backend_name(v->backend) : "missing");
+	return mta_variant_check_kernel(p, v, MTA_OP_BWD);
+}
+
 int mta_cuda_bwd_dims(const struct mta_problem *p, const struct mta_variant *v, int64_t B,
 		      int64_t T, struct mta_cuda_bwd_dims *d, long long *plan)
 {
 	int rc;
-	memset(d, 0, sizeof *d);
-	if ((rc = mta_problem_validate(p)))
-		return rc;
-	if (!v || v->backend != MTA_BACKEND_CUDA)
-		return mta_fail(MTA_EINVAL, "the CUDA backward's sizes asked for a %s variant",
-				v ? mta_backend_name(v->backend) : "missing");
-	if ((rc = mta_variant_check_kernel(p, v, MTA_OP_BWD)))
+	memset(d, 0, sizeof *d); /* zero on every failure, the variant's too */
+	if ((rc = bwd_check(p, v, "the CUDA backward's sizes asked for")))
 		return rc;
 	const struct mta_cuda_bwd_shape s = mta_cuda_bwd_shape_of(v);
 	return mta_cuda_bwd_plan(p, &s, B, T, d, plan);
@@ -223,10 +233,7 @@ int mta_gen_cuda_bwd(const struct mta_problem *p, const struct mta_variant *v, c
 	int rc;
 
 	*source = NULL;
-	if (v->backend != MTA_BACKEND_CUDA)
-		return mta_fail(MTA_EINVAL, "the CUDA backward generator got a %s variant",
-				mta_backend_name(v->backend));
-	if ((rc = mta_variant_check_kernel(p, v, MTA_OP_BWD)))
+	if ((rc = bwd_check(p, v, "the CUDA backward generator got")))
 		return rc;
 	if (!tpl)
 		return mta_fail(MTA_ENOTFOUND, "template %s is not embedded in this build", TEMPLATE_BWD);

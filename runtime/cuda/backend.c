@@ -320,24 +320,12 @@ static int drv(cu_result r, const char *what)
 
 static int mem_alloc(struct mta_device *d, size_t n, void **out)
 {
-	cu_ptr x = 0;
-	int rc = mta_cu_push(d->c);
-	*out = NULL;
-	if (rc)
-		return rc;
-	rc = drv(mta_cu.mem_alloc(&x, n ? n : 1), "cuMemAlloc");
-	mta_cu_pop();
-	if (!rc)
-		*out = (void *)(uintptr_t)x;
-	return rc;
+	return mta_cuda_mem_alloc(d->c, n, out);
 }
 
 static void mem_free(struct mta_device *d, void *ptr)
 {
-	if (!ptr || mta_cu_push(d->c))
-		return;
-	mta_cu.mem_free((cu_ptr)(uintptr_t)ptr);
-	mta_cu_pop();
+	mta_cuda_mem_free(d->c, ptr);
 }
 
 static int mem_copy(struct mta_device *d, void *dst, int dm, const void *src, int sm, size_t n,

@@ -40,24 +40,13 @@ static int drv(cu_result r, const char *what)
 
 static int dm_alloc(void *ctx, size_t n, void **p)
 {
-	cu_ptr x = 0;
-	int rc = mta_cu_push(ctx);
-	*p = NULL;
-	if (rc)
-		return rc;
-	rc = drv(mta_cu.mem_alloc(&x, n ? n : 1), "cuMemAlloc");
-	mta_cu_pop();
-	if (!rc)
-		*p = (void *)(uintptr_t)x;
-	return rc;
+	int rc = mta_cuda_mem_alloc(ctx, n, p);
+	return rc ? mta_wrap(rc, "cuda decode") : MTA_OK;
 }
 
 static void dm_release(void *ctx, void *p)
 {
-	if (!p || mta_cu_push(ctx))
-		return;
-	mta_cu.mem_free((cu_ptr)(uintptr_t)p);
-	mta_cu_pop();
+	mta_cuda_mem_free(ctx, p);
 }
 
 static int dm_put(void *ctx, void *dst, const void *src, size_t n)

@@ -9,6 +9,7 @@
 
 #include <dlfcn.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -171,6 +172,31 @@ void mta_cu_pop(void)
 {
 	cu_ctx old;
 	mta_cu.ctx_pop(&old);
+}
+
+int mta_cuda_mem_alloc(struct mta_cuda *c, size_t n, void **out)
+{
+	cu_ptr x = 0;
+	cu_result r;
+	int rc = mta_cu_push(c);
+	*out = NULL;
+	if (rc)
+		return rc;
+	r = mta_cu.mem_alloc(&x, n ? n : 1);
+	mta_cu_pop();
+	if (r)
+		return mta_fail(r == CU_ERROR_OUT_OF_MEMORY ? MTA_ENOMEM : MTA_EKERNEL,
+				"cuMemAlloc: %s", mta_cu_error(r));
+	*out = (void *)(uintptr_t)x;
+	return MTA_OK;
+}
+
+void mta_cuda_mem_free(struct mta_cuda *c, void *p)
+{
+	if (!p || mta_cu_push(c))
+		return;
+	mta_cu.mem_free((cu_ptr)(uintptr_t)p);
+	mta_cu_pop();
 }
 
 int mta_cuda_open(int index, struct mta_cuda **out)

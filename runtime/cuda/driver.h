@@ -143,4 +143,16 @@ void mta_cuda_close(struct mta_cuda *c); /* NULL is fine */
 int mta_cu_push(struct mta_cuda *c);
 void mta_cu_pop(void);
 
+/*
+ * n bytes of device memory on c (at least 1, so that every allocation has an
+ * address of its own), with c's context pushed for the call: *out, or NULL
+ * and MTA_ENOMEM when the device is full, MTA_EKERNEL on another failure of
+ * the driver ("cuMemAlloc: ..."). mta_cuda_mem_free releases it (NULL is
+ * fine; a failure to release cannot be reported and is ignored). The one
+ * allocator of the cuda backend's device memory and of a decode cache's,
+ * in mtatune and in exported libraries alike.
+ */
+int mta_cuda_mem_alloc(struct mta_cuda *c, size_t n, void **out);
+void mta_cuda_mem_free(struct mta_cuda *c, void *p);
+
 #endif

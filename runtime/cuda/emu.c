@@ -70,35 +70,81 @@ static int emu_wrap(const char *cuda, const char *name, char **out)
 	return mta_buf_take(&b, "the emulator source", out, NULL);
 }
 
-/* Emulator header + the generated forward of (p, v). */
-static int emu_source(const struct mta_problem *p, const struct mta_variant *v, char **out)
+/*
+ * The file name the source of operation op carries: every build of an op's
+ * source wraps it under the same one, so that a batch's build, a loader and
+ * a test's library share one kernel-cache entry.
+ */
+static const char *emu_file(int op)
+{
+	return op == MTA_OP_BWD ? "mta_generated_bwd.cu"
+	       : op == MTA_OP_DECODE ? "mta_decode.cu" : "mta_generated.cu";
+}
+
+/*
+ * Emulator header + the generated source of operation op (MTA_OP_FWD, _BWD,
+ * _DECODE) of (p, v); v NULL is the default variant, for decode only.
+ */
+static int emu_source(int op, const struct mta_problem *p, const struct mta_variant *v,
+		      char **out)
 {
 	char *cuda = NULL;
 	int rc;
 	*out = NULL;
-	if ((rc = mta_gen_cuda(p, v, &cuda)))
-		return rc;
-	rc = emu_wrap(cuda, "mta_generated.cu", out);
+	rc = op == MTA_OP_BWD      ? mta_gen_cuda_bwd(p, v, &cuda)
+	     : op == MTA_OP_DECODE ? mta_gen_cuda_decode(p, v, &cuda)
+				   : mta_gen_cuda(p, v, &cuda);
+	if (!rc)
+		rc = emu_wrap(cuda, emu_file(op), out);
 	free(cuda);
 	return rc;
 }
 
+/* What a failure to build operation op's source calls it. */
+static const char *const emu_what[MTA_OP_COUNT] = { "the kernel", "the backward",
+						    "the decode kernel" };
+
 /*
- * Compile an emulator source (through the kernel cache) and open its entry
- * sym: *dl and *fn, or a failure naming what (the kernel, the backward...)
+ * emu_source for a library or a loaded kernel of op: a variant that is not
+ * cuda refused first, naming the emulator, and a forward variant held to
+ * mta_variant_check, as the runtime's loads and the tests' libraries hold
+ * them alike.
+ */
+static int emu_checked_source(int op, const struct mta_problem *p, const struct mta_variant *v,
+			      char **src)
+{
+	int rc;
+	*src = NULL;
+	if (v && v->backend != MTA_BACKEND_CUDA)
+		return mta_fail(MTA_EINVAL, "the CUDA emulator runs cuda variants, not %s",
+				mta_backend_name(v->backend));
+	if (op == MTA_OP_FWD && (rc = mta_variant_check(p, v)))
+		return rc;
+	return emu_source(op, p, v, src);
+}
+
+/*
+ * Compile an emulator source (through the kernel cache): the library's path
+ * into so (n bytes), or a failure naming what (the kernel, the backward...)
  * with the compiler's log when it refused the source.
  */
-static int emu_open(const char *src, const char *what, const char *sym, void **dl, void **fn)
+static int emu_compile(const char *src, const char *what, char *so, size_t n)
 {
-	char *log = NULL, so[PATH_MAX];
-	int rc = mta_cc_build(src, MTA_LANG_CXX, EMU_FLAGS, so, sizeof so, &log);
+	char *log = NULL;
+	int rc = mta_cc_build(src, MTA_LANG_CXX, EMU_FLAGS, so, n, &log);
 	if (rc == MTA_ECOMPILE)
 		rc = mta_fail(rc, "cuda-emu: the host compiler refused %s: %.600s", what,
 			      log ? log : "(no log)");
-	if (!rc)
-		rc = mta_cc_open(so, sym, dl, fn);
 	free(log);
 	return rc;
+}
+
+/* emu_compile, then open the library's entry sym: *dl and *fn. */
+static int emu_open(const char *src, const char *what, const char *sym, void **dl, void **fn)
+{
+	char so[PATH_MAX];
+	int rc = emu_compile(src, what, so, sizeof so);
+	return rc ? rc : mta_cc_open(so, sym, dl, fn);
 }
 
 static int identify(int index, struct mta_device_info *info)
@@ -123,9 +169,9 @@ static void build_one(void *ctx, size_t i)
 	double t0 = mta_host_now();
 	b->stats = (struct mta_kstats){ -1, -1, -1, -1, -1 };
 	/* the backward's and decode's sources wrapped as their loaders wrap them: one cache entry */
-	b->status = b->op == MTA_OP_BWD      ? emu_wrap(b->source, "mta_generated_bwd.cu", &src)
-		    : b->op == MTA_OP_DECODE ? emu_wrap(b->source, "mta_decode.cu", &src)
-					     : emu_source(&b->p, &b->v, &src);
+	b->status = b->op == MTA_OP_BWD || b->op == MTA_OP_DECODE
+			    ? emu_wrap(b->source, emu_file(b->op), &src)
+			    : emu_source(MTA_OP_FWD, &b->p, &b->v, &src);
 	if (!b->status)
 		b->status = mta_cc_build(src, MTA_LANG_CXX, EMU_FLAGS, so, sizeof so, &b->log);
 	b->seconds = mta_host_now() - t0;
@@ -170,8 +216,13 @@ static void dev_close(struct mta_device *d)
 	free(d);
 }
 
-static int load(struct mta_device *d, struct mta_db *db, const struct mta_problem *p,
-		const struct mta_variant *v, const void *binary, size_t n, struct mta_kernel **out)
+/*
+ * The forward's or the backward's (op) kernel of (p, v) built and opened:
+ * its entry mta_emu_launch in *out, for the problem and variant it was
+ * built for.
+ */
+static int emu_load(int op, const struct mta_problem *p, const struct mta_variant *v,
+		    struct mta_kernel **out)
 {
 	struct mta_kernel *k = NULL;
 	char *src = NULL;
@@ -179,16 +230,13 @@ static int load(struct mta_device *d, struct mta_db *db, const struct mta_proble
 	int rc;
 
 	*out = NULL;
-	if (v->backend != MTA_BACKEND_CUDA)
-		return mta_fail(MTA_EINVAL, "the CUDA emulator runs cuda variants, not %s",
-				mta_backend_name(v->backend));
-	if ((rc = mta_variant_check(p, v)) || (rc = emu_source(p, v, &src)))
+	if ((rc = emu_checked_source(op, p, v, &src)))
 		goto out;
 	if (!(k = calloc(1, sizeof *k))) {
 		rc = mta_fail(MTA_ENOMEM, "out of memory");
 		goto out;
 	}
-	if ((rc = emu_open(src, "the kernel", "mta_emu_launch", &k->dl, &fn)))
+	if ((rc = emu_open(src, emu_what[op], "mta_emu_launch", &k->dl, &fn)))
 		goto out;
 	k->fn = (launch_fn)fn;
 	k->p = *p;
@@ -199,6 +247,12 @@ out:
 	free(k);
 	free(src);
 	return rc;
+}
+
+static int load(struct mta_device *d, struct mta_db *db, const struct mta_problem *p,
+		const struct mta_variant *v, const void *binary, size_t n, struct mta_kernel **out)
+{
+	return emu_load(MTA_OP_FWD, p, v, out);
 }
 
 static void unload(struct mta_kernel *k)
@@ -381,20 +435,19 @@ static int emu_decode_call(const struct mta_dargs *a)
 static int decode_load(struct mta_device *d, const struct mta_problem *p,
 		       const struct mta_variant *v, void **handle, struct mta_decoder *dec)
 {
-	char *cuda = NULL, *src = NULL;
+	char *src = NULL;
 	struct emu_decode *k = NULL;
 	void *fn = NULL;
 	int rc;
 	*handle = NULL;
 	memset(dec, 0, sizeof *dec);
-	if ((rc = mta_gen_cuda_decode(p, v, &cuda)) ||
-	    (rc = emu_wrap(cuda, "mta_decode.cu", &src)))
+	if ((rc = emu_source(MTA_OP_DECODE, p, v, &src)))
 		goto out;
 	if (!(k = calloc(1, sizeof *k))) {
 		rc = mta_fail(MTA_ENOMEM, "out of memory");
 		goto out;
 	}
-	if ((rc = emu_open(src, "the decode kernel", "mta_cuda_decode", &k->dl, &fn)))
+	if ((rc = emu_open(src, emu_what[MTA_OP_DECODE], "mta_cuda_decode", &k->dl, &fn)))
 		goto out;
 	const int *sizes = dlsym(k->dl, "mta_cuda_decode_sizes");
 	if (!sizes || sizes[0] != MTA_DARGS_ABI || sizes[1] != (int)sizeof(struct mta_dargs) ||
@@ -431,7 +484,6 @@ out:
 	if (k)
 		mta_cc_close(k->dl);
 	free(k);
-	free(cuda);
 	free(src);
 	return rc;
 }
@@ -557,95 +609,45 @@ static int sync(struct mta_device *d, void *stream)
 
 /* ---- training: the CUDA backward's source (runtime/cuda/bwd.h) on the emulator ---- */
 
+/*
+ * The emulator's library of operation op (MTA_OP_FWD, _BWD, _DECODE) of
+ * (p, v), built from the source the backend's loaders build, checked as
+ * they check it (emu_checked_source): its path into so (n bytes). v NULL
+ * is the default variant, for decode only.
+ */
+static int emu_build(int op, const struct mta_problem *p, const struct mta_variant *v, char *so,
+		     size_t n)
+{
+	char *src = NULL;
+	int rc = emu_checked_source(op, p, v, &src);
+	if (!rc)
+		rc = emu_compile(src, emu_what[op], so, n);
+	free(src);
+	return rc;
+}
+
 int mta_emu_bwd_library(const struct mta_problem *p, const struct mta_variant *v, char *so,
 			size_t n)
 {
-	char *cuda = NULL, *src = NULL, *log = NULL;
-	int rc;
-	if (v->backend != MTA_BACKEND_CUDA)
-		return mta_fail(MTA_EINVAL, "the CUDA emulator runs cuda variants, not %s",
-				mta_backend_name(v->backend));
-	if (!(rc = mta_gen_cuda_bwd(p, v, &cuda)) &&
-	    !(rc = emu_wrap(cuda, "mta_generated_bwd.cu", &src)))
-		rc = mta_cc_build(src, MTA_LANG_CXX, EMU_FLAGS, so, n, &log);
-	if (rc == MTA_ECOMPILE)
-		rc = mta_fail(rc, "cuda-emu: the host compiler refused the backward: %.600s",
-			      log ? log : "(no log)");
-	free(log);
-	free(cuda);
-	free(src);
-	return rc;
+	return emu_build(MTA_OP_BWD, p, v, so, n);
 }
 
 int mta_emu_fwd_library(const struct mta_problem *p, const struct mta_variant *v, char *so,
 			size_t n)
 {
-	char *src = NULL, *log = NULL;
-	int rc;
-	if (v->backend != MTA_BACKEND_CUDA)
-		return mta_fail(MTA_EINVAL, "the CUDA emulator runs cuda variants, not %s",
-				mta_backend_name(v->backend));
-	if (!(rc = mta_variant_check(p, v)) && !(rc = emu_source(p, v, &src)))
-		rc = mta_cc_build(src, MTA_LANG_CXX, EMU_FLAGS, so, n, &log);
-	if (rc == MTA_ECOMPILE)
-		rc = mta_fail(rc, "cuda-emu: the host compiler refused the kernel: %.600s",
-			      log ? log : "(no log)");
-	free(log);
-	free(src);
-	return rc;
+	return emu_build(MTA_OP_FWD, p, v, so, n);
 }
 
 int mta_emu_decode_library(const struct mta_problem *p, const struct mta_variant *v, char *so,
 			   size_t n)
 {
-	char *cuda = NULL, *src = NULL, *log = NULL;
-	int rc;
-	if (v && v->backend != MTA_BACKEND_CUDA)
-		return mta_fail(MTA_EINVAL, "the CUDA emulator runs cuda variants, not %s",
-				mta_backend_name(v->backend));
-	if (!(rc = mta_gen_cuda_decode(p, v, &cuda)) &&
-	    !(rc = emu_wrap(cuda, "mta_decode.cu", &src)))
-		rc = mta_cc_build(src, MTA_LANG_CXX, EMU_FLAGS, so, n, &log);
-	if (rc == MTA_ECOMPILE)
-		rc = mta_fail(rc, "cuda-emu: the host compiler refused the decode kernel: %.600s",
-			      log ? log : "(no log)");
-	free(log);
-	free(cuda);
-	free(src);
-	return rc;
+	return emu_build(MTA_OP_DECODE, p, v, so, n);
 }
 
 static int train_load(struct mta_device *d, const struct mta_problem *p,
 		      const struct mta_variant *v, struct mta_kernel **out)
 {
-	struct mta_kernel *k = NULL;
-	char *cuda = NULL, *src = NULL;
-	void *fn = NULL;
-	int rc;
-
-	*out = NULL;
-	if (v->backend != MTA_BACKEND_CUDA)
-		return mta_fail(MTA_EINVAL, "the CUDA emulator runs cuda variants, not %s",
-				mta_backend_name(v->backend));
-	if ((rc = mta_gen_cuda_bwd(p, v, &cuda)) ||
-	    (rc = emu_wrap(cuda, "mta_generated_bwd.cu", &src)))
-		goto out;
-	if (!(k = calloc(1, sizeof *k))) {
-		rc = mta_fail(MTA_ENOMEM, "out of memory");
-		goto out;
-	}
-	if ((rc = emu_open(src, "the backward", "mta_emu_launch", &k->dl, &fn)))
-		goto out;
-	k->fn = (launch_fn)fn;
-	k->p = *p;
-	k->v = *v;
-	*out = k;
-	k = NULL;
-out:
-	free(k);
-	free(cuda);
-	free(src);
-	return rc;
+	return emu_load(MTA_OP_BWD, p, v, out);
 }
 
 /*
