@@ -219,8 +219,9 @@ static int ab_main(int argc, char **argv)
 		stats(tmp, rounds, &cm, &cl, &ch);
 		memcpy(tmp, wall + k * rounds, sizeof *tmp * (size_t)rounds);
 		stats(tmp, rounds, &wm, &wl, &wh);
-		printf("  [%d] cpu %.3f ms [%.3f, %.3f] (%.1f useful GFLOP per cpu-s)   wall %.3f ms "
-		       "[%.3f, %.3f] (%.1f GFLOP/s)\n", k, 1e3 * cm, 1e3 * cl, 1e3 * ch, fl * 1e-9 / cm,
+		/* 4 significant digits: a call at small T is some microseconds */
+		printf("  [%d] cpu %.4g ms [%.4g, %.4g] (%.1f useful GFLOP per cpu-s)   wall %.4g ms "
+		       "[%.4g, %.4g] (%.1f GFLOP/s)\n", k, 1e3 * cm, 1e3 * cl, 1e3 * ch, fl * 1e-9 / cm,
 		       1e3 * wm, 1e3 * wl, 1e3 * wh, fl * 1e-9 / wm);
 	}
 	for (int k = 1; k < nso; k++) {
