@@ -107,8 +107,10 @@ INLINE vf vmax(vf x, vf y)
  */
 #if defined(__GNUC__) && defined(__AVX512F__)
 #define VOPAQUE(x) __asm__("" : "+v"(x))
-#elif defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#elif defined(__GNUC__) && ((defined(__AVX__) && VL <= 8) || (defined(__SSE__) && VL <= 4))
 #define VOPAQUE(x) __asm__("" : "+x"(x))
+#elif defined(__GNUC__) /* wider than a register (vec=16 without AVX-512): through memory */
+#define VOPAQUE(x) __asm__("" : "+m"(x))
 #else
 #define VOPAQUE(x) ((void)0)
 #endif

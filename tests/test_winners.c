@@ -92,14 +92,29 @@ TEST_TIMED(tune_identical_variants_end_within_noise_and_keep_the_default)
 	snprintf(want, sizeof want, "%s|1.0|0|1\n", def);
 	CHECKF(!strcmp(rows, want), "winners: %s", rows);
 	free(rows);
-	/* and the command line words it */
+	/*
+	 * and the command line words it. A 95% interval misses 1 one time in 40,
+	 * half of those on the twin's side, and the machine's drift makes it
+	 * more (CI and a full run each saw the twin called 1.10-1.14x faster
+	 * once): so a second tune, on a database of its own, gets the last word.
+	 * A tuner that really favoured the twin would be wrong both times.
+	 */
 	char *out = NULL;
-	int rc = mt_sh(&out, "MTATUNE_CACHE=build/kcache %s tune --problem " KEY " --seq 64 --reps 3 "
-		       "--threads 2 --variant %s --rounds-budget 4 --db %s/cli.db -q", mt_bin(), copy,
-		       mt_tmpdir());
+	int rc = 0;
+	for (int attempt = 0; attempt < 2; attempt++) {
+		free(out);
+		out = NULL;
+		rc = mt_sh(&out, "MTATUNE_CACHE=build/kcache %s tune --problem " KEY " --seq 64 "
+			   "--reps 3 --threads 2 --variant %s --rounds-budget 4 --db %s/cli%d.db -q",
+			   mt_bin(), copy, mt_tmpdir(), attempt);
+		if (rc || strstr(out, "the default stays"))
+			break;
+		fprintf(stderr, "    the twin was called faster once (a 95%% interval's miss); "
+				"tuning again:\n%s", out);
+	}
 	CHECKF(rc == 0, "exit %d: %s", rc, out);
-	CHECK_STR_CONTAINS(out, "the default stays"); /* "within noise", or rarely (a 95% interval
-						       * misses 1 one time in 40) "the default is faster" */
+	CHECK_STR_CONTAINS(out, "the default stays"); /* "within noise", or rarely "the default
+						       * is faster" */
 	CHECK_STR_CONTAINS(out, "95% CI");
 	free(out);
 }
