@@ -122,3 +122,16 @@ double mt_cpu_check(const char *key, const char *spec, int64_t B, int64_t T, int
 {
 	return mt_kernel_check(&mta_backend_cpu, key, spec, B, T, strided, nthreads);
 }
+
+void mt_cpu_cases(const struct mt_kcase *c, int n)
+{
+	for (int i = 0; i < n; i++) {
+		struct mta_problem p;
+		REQUIRE(mta_problem_from_key(c[i].key, &p) == MTA_OK);
+		double tol = mta_tolerance(p.dtype);
+		double err = mt_cpu_check(c[i].key, c[i].spec, c[i].B, c[i].T, c[i].strided,
+					  c[i].threads);
+		CHECKF(err < tol, "%s %s B=%d T=%d: rel L2 %g, expected < %g", c[i].key,
+		       c[i].spec ? c[i].spec : "(default)", c[i].B, c[i].T, err, tol);
+	}
+}

@@ -39,4 +39,13 @@ double mt_kernel_check(const struct mta_backend *be, const char *key, const char
 double mt_cpu_check(const char *key, const char *spec, int64_t B, int64_t T, int strided,
 		    int nthreads);
 
+/* One case of a CPU kernel table: problem, variant (NULL: the default), sizes, options. */
+struct mt_kcase {
+	const char *key, *spec;
+	int B, T, strided, threads;
+};
+
+/* mt_cpu_check on each of the n cases, each held to mta_tolerance of its dtype. */
+void mt_cpu_cases(const struct mt_kcase *c, int n);
+
 #endif

@@ -14,28 +14,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-struct kcase {
-	const char *key, *spec; /* spec NULL: the default variant */
-	int B, T, strided, threads;
-};
-
-static void run_cases(const struct kcase *c, int n)
-{
-	for (int i = 0; i < n; i++) {
-		struct mta_problem p;
-		REQUIRE(mta_problem_from_key(c[i].key, &p) == MTA_OK);
-		double tol = mta_tolerance(p.dtype);
-		double err = mt_cpu_check(c[i].key, c[i].spec, c[i].B, c[i].T, c[i].strided,
-					  c[i].threads);
-		CHECKF(err < tol, "%s %s B=%d T=%d: rel L2 %g, expected < %g", c[i].key,
-		       c[i].spec ? c[i].spec : "(default)", c[i].B, c[i].T, err, tol);
-	}
-}
-
 /* The problems of ../shared/golden (same sizes), with random inputs. */
 TEST(cpu_kernel_golden_problems)
 {
-	static const struct kcase c[] = {
+	static const struct mt_kcase c[] = {
 		{ "h4kv4d16-pre6x11-hpre-post6x11-hc4-both-gn-gate-f32", NULL, 1, 70, 0, 0 },
 		{ "h2kv2d16-pre3x3-both-gnr-gate-f32", NULL, 1, 25, 0, 0 },
 		{ "h4kv1d8-pre2x5-both-f32", NULL, 1, 27, 0, 0 },
@@ -48,13 +30,13 @@ TEST(cpu_kernel_golden_problems)
 		{ "h2kv2d8-pre3x2-right-f32", NULL, 1, 21, 0, 0 },
 		{ "h2kv2d4-pre6x11-post6x11-both-f32", NULL, 1, 2, 0, 0 },
 	};
-	run_cases(c, (int)(sizeof c / sizeof c[0]));
+	mt_cpu_cases(c, (int)(sizeof c / sizeof c[0]));
 }
 
 /* Every option with tiles that do not divide T, several hpb, every vector width. */
 TEST(cpu_kernel_options)
 {
-	static const struct kcase c[] = {
+	static const struct mt_kcase c[] = {
 		/* pre + post conv, head conv, gn, gate, custom scale, GQA, odd D */
 		{ "h4kv2d13-pre3x5-post2x3-hc2-right-gn-gate-s0.3-f32",
 		  "cpu:v1,bq=5,bk=7,hpb=2,vec=4,algo=0", 2, 37, 0, 0 },
@@ -73,7 +55,7 @@ TEST(cpu_kernel_options)
 		/* D = 1, one-row and one-column tiles, post conv alone */
 		{ "h1kv1d1-post2x2-right-gate-f32", "cpu:v1,hpb=0,bq=1,bk=1", 2, 6, 1, 0 },
 	};
-	run_cases(c, (int)(sizeof c / sizeof c[0]));
+	mt_cpu_cases(c, (int)(sizeof c / sizeof c[0]));
 }
 
 /*
@@ -83,7 +65,7 @@ TEST(cpu_kernel_options)
  */
 TEST(cpu_kernel_space_tiles)
 {
-	static const struct kcase c[] = {
+	static const struct mt_kcase c[] = {
 		{ "h4kv2d13-pre6x11-hpre-post6x11-hc4-both-gn-gate-f32",
 		  "cpu:v1,bq=64,bk=128,hpb=0,vec=16", 1, 300, 0, 0 },
 		{ "h4kv2d13-pre6x11-hpre-post6x11-hc4-both-gn-gate-f32",
@@ -96,13 +78,13 @@ TEST(cpu_kernel_space_tiles)
 		{ "h4kv2d13-pre6x11-both-f32", "cpu:v1,bq=64,bk=128,hpb=1,vec=8", 1, 200, 0, 2 },
 		{ "h8kv2d13-pre6x11-both-f32", "cpu:v1,bq=32,bk=64,hpb=4,vec=4", 1, 1, 0, 0 },
 	};
-	run_cases(c, (int)(sizeof c / sizeof c[0]));
+	mt_cpu_cases(c, (int)(sizeof c / sizeof c[0]));
 }
 
 /* bf16 and f16 inputs: the reference reads the same rounded values. */
 TEST(cpu_kernel_half_inputs)
 {
-	static const struct kcase c[] = {
+	static const struct mt_kcase c[] = {
 		{ "h4kv4d16-pre3x3-hpre-post3x5-hpost-both-gn-gate-bf16",
 		  "cpu:v1,bq=8,bk=16,hpb=0", 1, 33, 0, 0 },
 		{ "h4kv2d8-pre2x3-hc4-left-gnr-f16", "cpu:v1,bq=8,bk=8,hpb=0,vec=16", 2, 20, 1, 0 },
@@ -111,7 +93,7 @@ TEST(cpu_kernel_half_inputs)
 		{ "h4kv2d8-pre2x3-hc4-left-gnr-f16", "cpu:v2,bq=8,bk=16,hpb=0,vec=16", 2, 20, 1, 2 },
 		{ "h4kv2d8-post3x3-hc2-right-f16", "cpu:v2,bq=4,bk=16,hpb=2,vec=8", 2, 300, 1, 2 },
 	};
-	run_cases(c, (int)(sizeof c / sizeof c[0]));
+	mt_cpu_cases(c, (int)(sizeof c / sizeof c[0]));
 }
 
 /*
@@ -122,7 +104,7 @@ TEST(cpu_kernel_half_inputs)
  */
 TEST(cpu_kernel_v2_options)
 {
-	static const struct kcase c[] = {
+	static const struct mt_kcase c[] = {
 		{ "h4kv2d13-pre3x5-post2x3-hc2-right-gn-gate-s0.3-f32",
 		  "cpu:v2,bq=5,bk=16,hpb=2,vec=4", 2, 37, 0, 0 },
 		{ "h4kv2d13-pre3x5-post2x3-hc2-right-gn-gate-s0.3-f32",
@@ -144,7 +126,7 @@ TEST(cpu_kernel_v2_options)
 		{ "h2kv2d8-post2x3-hpost-both-s40-f32", "cpu:v2,bq=4,bk=16,hpb=0,vec=4", 1, 90, 0, 0 },
 		{ "h2kv1d8-pre2x3-both-gate-s40-f32", "cpu:v2,bq=8,bk=16,hpb=1,vec=16", 2, 70, 0, 2 },
 	};
-	run_cases(c, (int)(sizeof c / sizeof c[0]));
+	mt_cpu_cases(c, (int)(sizeof c / sizeof c[0]));
 }
 
 /*
@@ -154,7 +136,7 @@ TEST(cpu_kernel_v2_options)
  */
 TEST(cpu_kernel_v2_space_tiles)
 {
-	static const struct kcase c[] = {
+	static const struct mt_kcase c[] = {
 		{ "h4kv2d13-pre6x11-hpre-post6x11-hc4-both-gn-gate-f32",
 		  "cpu:v2,bq=16,bk=256,hpb=0,vec=16", 1, 600, 0, 2 },
 		{ "h4kv2d13-pre6x11-hpre-post6x11-hc4-both-gn-gate-f32",
@@ -164,7 +146,7 @@ TEST(cpu_kernel_v2_space_tiles)
 		{ "h4kv2d13-pre6x11-both-f32", "cpu:v2,bq=16,bk=64,hpb=1,vec=8", 2, 300, 0, 2 },
 		{ "h8kv2d13-post6x11-hc4-both-f32", "cpu:v2,bq=32,bk=512,hpb=4,vec=16", 1, 520, 0, 2 },
 	};
-	run_cases(c, (int)(sizeof c / sizeof c[0]));
+	mt_cpu_cases(c, (int)(sizeof c / sizeof c[0]));
 }
 
 /*
@@ -176,7 +158,7 @@ TEST(cpu_kernel_v2_space_tiles)
  */
 TEST(cpu_kernel_v2_qk_widths)
 {
-	static const struct kcase c[] = {
+	static const struct mt_kcase c[] = {
 		{ "h4kv2d13-pre6x11-hpre-post6x11-hc4-both-gn-gate-f32",
 		  "cpu:v2,bq=16,bk=80,hpb=0,vec=16", 2, 300, 0, 2 },
 		{ "h4kv2d13-pre3x5-hpre-post2x3-hc2-right-gnr-gate-f32",
@@ -185,7 +167,7 @@ TEST(cpu_kernel_v2_qk_widths)
 		  "cpu:v2,bq=5,bk=48,hpb=2,vec=8", 2, 173, 0, 2 },
 		{ "h2kv1d9-pre2x3-post3x3-both-gate-f32", "cpu:v2,bq=8,bk=16,hpb=1,vec=4", 2, 97, 0, 0 },
 	};
-	run_cases(c, (int)(sizeof c / sizeof c[0]));
+	mt_cpu_cases(c, (int)(sizeof c / sizeof c[0]));
 }
 
 TEST(cpu_kernel_refuses_bad_calls)

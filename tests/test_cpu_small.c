@@ -10,24 +10,6 @@
 #include "tests/harness.h"
 #include "tests/cpu_util.h"
 
-struct scase {
-	const char *key, *spec;
-	int B, T, strided, threads;
-};
-
-static void run(const struct scase *c, int n)
-{
-	for (int i = 0; i < n; i++) {
-		struct mta_problem p;
-		REQUIRE(mta_problem_from_key(c[i].key, &p) == MTA_OK);
-		const double tol = mta_tolerance(p.dtype);
-		const double err = mt_cpu_check(c[i].key, c[i].spec, c[i].B, c[i].T, c[i].strided,
-						c[i].threads);
-		CHECKF(err < tol, "%s %s B=%d T=%d: rel L2 %g, expected < %g", c[i].key, c[i].spec,
-		       c[i].B, c[i].T, err, tol);
-	}
-}
-
 #define DEF "h4kv4d32-pre3x5-hpre-post3x5-hc4-both-gn-gate-f32"
 #define V16 "cpu:v2,bq=16,bk=256,hpb=0,vec=16"
 
@@ -35,15 +17,15 @@ static void run(const struct scase *c, int n)
 TEST(cpu_small_every_length)
 {
 	for (int T = 1; T <= 17; T++) {
-		const struct scase c = { DEF, V16, 1 + T % 2, T, T % 3 == 0, T % 4 == 0 ? 2 : 0 };
-		run(&c, 1);
+		const struct mt_kcase c = { DEF, V16, 1 + T % 2, T, T % 3 == 0, T % 4 == 0 ? 2 : 0 };
+		mt_cpu_cases(&c, 1);
 	}
 }
 
 /* Every option alone and together, each vector width at its limit and below. */
 TEST(cpu_small_options)
 {
-	static const struct scase c[] = {
+	static const struct mt_kcase c[] = {
 		/* everything, GQA, odd D, custom scale, right pad */
 		{ "h4kv2d13-pre3x5-post2x3-hc2-right-gn-gate-s0.3-f32",
 		  "cpu:v2,bq=16,bk=32,hpb=0,vec=16", 2, 16, 1, 2 },
@@ -75,5 +57,5 @@ TEST(cpu_small_options)
 		  "cpu:v2,bq=16,bk=16,hpb=0,vec=16", 2, 12, 0, 0 },
 		{ "h4kv2d8-pre2x3-hc4-left-gnr-f16", "cpu:v2,bq=8,bk=16,hpb=0,vec=8", 2, 6, 1, 2 },
 	};
-	run(c, (int)(sizeof c / sizeof c[0]));
+	mt_cpu_cases(c, (int)(sizeof c / sizeof c[0]));
 }
