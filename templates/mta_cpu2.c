@@ -457,7 +457,6 @@ struct th {
 	float *mx;               /* [hpb][BR] each row's softmax reference */
 	float *l;                /* [hpb][BR][VL] each row's sum, lane-wise (vhsums() at the end) */
 	const float *kt[K_HPB], *vp[K_HPB]; /* each head's packed k^T and v */
-	int64_t normed;          /* phase C: columns [0, normed) of the block's rows are P already */
 	int64_t ks;
 };
 
@@ -836,14 +835,19 @@ static void phase_a(struct th *t, int64_t i0, int nr, int zonly)
 #define CROW(hl, r) (prow(t, hl, i0 + (r)) + c0)
 #endif
 
-/* Phase C: post-softmax steps and P.V for rows i0..i0+nr, columns [0, i0+nr). */
-static void phase_c(struct th *t, int64_t i0, int nr)
+/*
+ * Phase C: post-softmax steps and P.V for rows i0..i0+nr, columns [0, i0+nr);
+ * columns [0, normed) of the rows hold P already (small()), the rest e.
+ */
+static void phase_c(struct th *t, int64_t i0, int nr, int64_t normed)
 {
 	const struct mta_kargs *a = t->a;
 	const int64_t lim = i0 + nr;
 	(void)a; /* unused without post-softmax steps */
 #if POST
-	int64_t sc = t->normed; /* columns [0, sc) of the block's rows are normalised */
+	int64_t sc = normed; /* columns [0, sc) of the block's rows are normalised */
+#else
+	(void)normed;
 #endif
 	for (int64_t c0 = 0; c0 < lim; c0 += BC) {
 		const int64_t n = MIN2(c0 + BC, lim) - c0;
@@ -1002,7 +1006,7 @@ static void block(struct th *t, const struct job *j, int64_t i0, int nr, int out
 {
 	phase_a(t, i0, nr, 0);
 	if (out) {
-		phase_c(t, i0, nr);
+		phase_c(t, i0, nr, 0);
 		finish(t, j, i0, nr);
 	} else if (POST) { /* halo rows: phase C would have normalised them */
 		normalise(t, i0, nr, 0, RUP(i0 + nr, VL));
@@ -1069,9 +1073,7 @@ static void small(struct th *t, const struct job *j, int n)
 			t->il[hl * BR + r] = il[r];
 		}
 	}
-	t->normed = POST ? VL : 0;
-	phase_c(t, 0, n);
-	t->normed = 0;
+	phase_c(t, 0, n, POST ? VL : 0);
 	finish(t, j, 0, n);
 }
 
