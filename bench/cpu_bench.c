@@ -825,21 +825,17 @@ static int percall(const struct opts *o, const char *const *keys, int64_t T)
 	int rc = 1, made = 0;
 	if (!t || !med)
 		goto out;
-	for (; made < PC_N; made++) {
-		const int k = made;
+	for (int k = 0; k < PC_N; k++) {
 		if (mta_problem_from_key(keys[k], &p[k]) || mta_sample_make(&p[k], 1, T, 1, &s[k]))
 			goto out;
-		out[k] = malloc(sizeof(float) * (size_t)(T * p[k].H * p[k].D));
-		if (!out[k]) {
-			made++;
+		made = k + 1; /* s[k] to free, and out[k], c[k] where not NULL */
+		if (!(out[k] = malloc(sizeof(float) * (size_t)(T * p[k].H * p[k].D))))
 			goto out;
-		}
 		mta_tensor_init(&to[k], out[k], MTA_F32, 1, T, p[k].H, p[k].D);
 		if (mta_context_create(&c[k], o->db, "cpu", 0) ||
 		    mta_context_pick(c[k], &p[k], 1, T, &pk[k]) ||
 		    mta_forward(c[k], &p[k], &s[k].q, &s[k].k, &s[k].v, &s[k].w, &to[k])) {
 			fprintf(stderr, "per-call: %s\n", mta_last_error());
-			made++;
 			goto out;
 		}
 		lo[k] = INFINITY;
