@@ -168,7 +168,7 @@
 #endif
 #define VREGS (VL > NATIVE ? VL / NATIVE : 1) /* registers one vector takes */
 #define ACC MAX2(NREGS * 3 / 4 / VREGS, 2)
-#define CV 4                                    /* column vectors of a q.k / conv block */
+#define CV 4                                    /* column vectors of a q.k block */
 #define QRBN(cv) MAX2(MIN2(ACC / (cv), 8), 1)   /* q.k rows per block of cv column vectors */
 #define CQM MAX2(CQ1, CQ2E)
 #define CACC MAX2(ACC - CQM - 2, 4)             /* conv accumulators, beside the weights */
@@ -302,7 +302,7 @@ INLINE void qk_blk(float *const *out, int64_t oc, const float *q, const float *k
 INLINE void conv_blk(float *const *out, const float *const *src, const float *w, const int cq,
 		     const int ck, const int ok, int64_t c, const int rb, const int step)
 {
-	vf acc[MAX2(CRB, 8)];
+	vf acc[CRB]; /* rb <= CRB: groups of CRB, or of MIN2(CRB, 8) */
 	COUNT(step, rb * VL * cq * ck);
 	for (int r = 0; r < rb; r++)
 		acc[r] = vsplat(0.0f);
