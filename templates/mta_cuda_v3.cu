@@ -240,6 +240,113 @@ __device__ __forceinline__ void v3_stage_qk(const mta_args &a, unsigned short *s
 }
 
 /*
+ * Staging with 16-byte copies (vec), planned: the first V_WQ warps stage a
+ * head's q rows (V_ZM rows of V_CHK chunks), the others a tile's k rows (BK
+ * rows); a thread's chunks are e = lt + s*n (s < V_PS_N; lt its index among
+ * the n threads of its role), chunk e is row e / V_CHK, column
+ * e % V_CHK * 8. Each keeps its destination and a source pointer, set once a
+ * pass (q) or a key tile (k) and stepped a head at a time, so staging a head
+ * is a cp.async and a pointer step a chunk: v3_stage's per-head index
+ * arithmetic (64-bit row products) was a fifth of v3's instructions at the
+ * paper's configuration. The roles split the warps in proportion to the
+ * chunks, so at the paper's configuration (384 chunks each) every slot of
+ * every warp copies. A chunk whose row is outside [0, T), past the rows
+ * needed or past D is zero-filled, its pointer on the head's row 0 (a valid
+ * address, never read); a destination of -1 is no chunk.
+ */
+#define V_QCH (V_ZM * V_CHK)   /* q chunks a head */
+#define V_KCH (K_BK * V_CHK)   /* k chunks a head and tile */
+#define V_WQ V_MIN(V_MAX((K_WARPS * V_QCH + (V_QCH + V_KCH) / 2) / (V_QCH + V_KCH), 1), K_WARPS - 1)
+#define V_PS_N V_MAX((V_QCH + 32 * V_WQ - 1) / (32 * V_WQ), \
+		     (V_KCH + 32 * (K_WARPS - V_WQ) - 1) / (32 * (K_WARPS - V_WQ)))
+struct v3_plan {
+	const elem_t *p[V_PS_N]; /* the next head's sources */
+	int d[V_PS_N];           /* destinations in a stage buffer (elements), -1 none */
+	unsigned ok;             /* bit s: chunk s is copied, not zero-filled */
+};
+
+/*
+ * Plan the chunks: a q warp's, rows rq0 + r (r < nq) of head h0 (q0: its row
+ * 0), once a pass; a k warp's, rows zk0 + r (r < BK) of head h0 (k0), once a
+ * tile.
+ */
+__device__ __forceinline__ void v3_plan_q(v3_plan &pl, const elem_t *q0, long long sq, int rq0,
+					  int nq, int T)
+{
+	if (threadIdx.x >= 32 * V_WQ)
+		return;
+	pl.ok = 0;
+#pragma unroll
+	for (int s = 0; s < V_PS_N; s++) {
+		const int e = threadIdx.x + s * 32 * V_WQ, r = e / V_CHK, c = e % V_CHK * 8;
+		const int t = rq0 + r;
+		const bool ok = e < V_QCH && r < nq && c < K_D && t >= 0 && t < T;
+		pl.d[s] = e < V_QCH ? r * V_DS + c : -1;
+		pl.p[s] = q0 + (ok ? (long long)t * sq + c : 0);
+		pl.ok |= (unsigned)ok << s;
+	}
+}
+__device__ __forceinline__ void v3_plan_k(v3_plan &pl, const elem_t *k0, long long sk, int zk0,
+					  int T)
+{
+	if (threadIdx.x < 32 * V_WQ)
+		return;
+	pl.ok = 0;
+#pragma unroll
+	for (int s = 0; s < V_PS_N; s++) {
+		const int e = threadIdx.x - 32 * V_WQ + s * 32 * (K_WARPS - V_WQ);
+		const int r = e / V_CHK, c = e % V_CHK * 8, t = zk0 + r;
+		const bool ok = e < V_KCH && c < K_D && t >= 0 && t < T;
+		pl.d[s] = e < V_KCH ? (V_ZM + r) * V_DS + c : -1;
+		pl.p[s] = k0 + (ok ? (long long)t * sk + c : 0);
+		pl.ok |= (unsigned)ok << s;
+	}
+}
+
+/*
+ * Stage the next head's q rows and the tile's k rows into stage buffer s,
+ * as planned, and step the sources to the head after it (h: this head): q
+ * by the head stride, k when the next head reads another kv head.
+ */
+__device__ __forceinline__ void v3_stage_plan(v3_plan &pl, const mta_args &a,
+					      unsigned short *stg, int h, int s)
+{
+	unsigned short *buf = stg + s * (V_ZM + K_BK) * V_DS;
+	const long long step = threadIdx.x < 32 * V_WQ ? a.sq[2] :
+			       (h + 1) % GQA == 0 ? a.sk[2] : 0;
+#pragma unroll
+	for (int x = 0; x < V_PS_N; x++) {
+		if (pl.d[x] >= 0)
+			mta_cp_async16z(buf + pl.d[x], pl.p[x], pl.ok >> x & 1);
+		pl.p[x] += step;
+	}
+}
+
+/* After a tile's last head: the q sources back on head h0. */
+__device__ __forceinline__ void v3_plan_rewind(v3_plan &pl, const mta_args &a)
+{
+	if (threadIdx.x < 32 * V_WQ)
+#pragma unroll
+		for (int x = 0; x < V_PS_N; x++)
+			pl.p[x] -= K_HPB * a.sq[2];
+}
+
+/*
+ * Stage head h's q rows and the tile's k rows (from key zk0) into stage
+ * buffer s, and commit: as planned when vec, else through v3_stage (the
+ * model prices the aligned tensors' path).
+ */
+__device__ __forceinline__ void v3_stage_head(v3_plan &pl, const mta_args &a, unsigned short *stg,
+					      int b, int h, int rq0, int zk0, int s, bool vec)
+{
+	if (vec) /* @model v3.vec */
+		v3_stage_plan(pl, a, stg, h, s);
+	if (!vec) /* @model v3.novec */
+		v3_stage_qk(a, stg, b, h, rq0, zk0, s, vec);
+	mta_cp_commit();
+}
+
+/*
  * Phase A for head hh: the raw logits s*q.k of q rows rq0 + r (r < V_ZM) and
  * the tile's BK new keys zk0 + c, 0 outside 0 <= j <= i < T, into Z (f16,
  * columns KR + c) or, without a pre-softmax convolution, into S. Warps take
@@ -747,13 +854,18 @@ __device__ void v3_pass(const mta_args &a, int pass, char *sm, int b, int h0, in
 			for (int x = 0; x < KP; x++)
 				P[e * V_PS + x] = 0;
 #endif
+	v3_plan pl;
+	const elem_t *q0 = a.q + b * a.sq[0] + h0 * a.sq[2];
+	const elem_t *k0 = a.k + b * a.sk[0] + (h0 / GQA) * a.sk[2];
+	v3_plan_q(pl, q0, a.sq[1], rq0, K_CQ ? RZ : RP, A_T);
 #pragma unroll 1
 	for (int t = t_z; t < nkt; t++) { /* @model v3.kt */
 		const int sc0 = t * K_BK + (pass == 2 ? DP : 0); /* first new column of S (and P) */
 		const int zk0 = sc0 - OK1 + KR;                  /* first new key of Z */
+		const int zq = K_CQ ? zk0 : sc0;                 /* the tile's first staged key */
 		/* Phase A: q.k per head, staged two heads deep */
-		v3_stage_qk(a, stg, b, h0, rq0, K_CQ ? zk0 : sc0, 0, vec);
-		mta_cp_commit();
+		v3_plan_k(pl, k0, a.sk[1], zq, A_T);
+		v3_stage_head(pl, a, stg, b, h0, rq0, zq, 0, vec);
 #if K_CQ
 		/* the carried columns of every head's Z, in pairs (a column more when
 		 * KR is odd: q.k overwrites it) */
@@ -769,17 +881,16 @@ __device__ void v3_pass(const mta_args &a, int pass, char *sm, int b, int h0, in
 		for (int hh = 0; hh < K_HPB; hh++) { /* @model v3.heads */
 			mta_cp_wait(0);
 			__syncthreads(); /* head hh is staged; every warp is done with head hh-1 */
-			if (V_NSTG == 2 && hh + 1 < K_HPB) {
-				v3_stage_qk(a, stg, b, h0 + hh + 1, rq0, K_CQ ? zk0 : sc0, (hh + 1) & 1, vec);
-				mta_cp_commit();
-			}
-			v3_qk(a, stg, V_NSTG == 2 ? hh & 1 : 0, rq0, K_CQ ? zk0 : sc0, hh, Z, S);
+			if (V_NSTG == 2 && hh + 1 < K_HPB)
+				v3_stage_head(pl, a, stg, b, h0 + hh + 1, rq0, zq, (hh + 1) & 1, vec);
+			v3_qk(a, stg, V_NSTG == 2 ? hh & 1 : 0, rq0, zq, hh, Z, S);
 			if (V_NSTG == 1 && hh + 1 < K_HPB) {
 				__syncthreads();
-				v3_stage_qk(a, stg, b, h0 + hh + 1, rq0, K_CQ ? zk0 : sc0, 0, vec);
-				mta_cp_commit();
+				v3_stage_head(pl, a, stg, b, h0 + hh + 1, rq0, zq, 0, vec);
 			}
 		}
+		if (vec)
+			v3_plan_rewind(pl, a);
 		__syncthreads();
 		/* the carries for the next tile: Z's last KR columns, P's last KP */
 #if K_CQ

@@ -321,6 +321,10 @@ int mta_region_factor(const char *name, const struct mta_model_block *b, double 
 		*f = hpb;
 	else if (IS("v3.stage")) /* st: 1 the q rows, 2 k or V rows */
 		*f = stage_loop(st == 1 ? d.zm : bk, d.dk / 8, nw);
+	else if (IS("v3.vec")) /* 16-byte copies: D % 8 == 0 and aligned tensors, priced */
+		*f = p->D % 8 ? 0 : 1;
+	else if (IS("v3.novec"))
+		*f = p->D % 8 ? 1 : 0;
 	else if (IS("v3.stagepart")) /* the chunk that D ends in, when D % 8 != 0 */
 		*f = p->D % 8 ? stage_loop(st == 1 ? d.zm : bk, d.dk / 8, nw) : 0;
 	else if (IS("v3.qk"))
