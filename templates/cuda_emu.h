@@ -158,6 +158,19 @@ static inline unsigned short mta_f32_to_f16(float f)
 	return (unsigned short)(s | r);
 }
 
+/* Twin of cvt.rn.satfinite.f16.f32: as above, but a result beyond the
+ * largest finite half (+-65504) is that value, not infinity; NaN stays NaN. */
+static inline unsigned short mta_f32_to_f16_sat(float f)
+{
+	const unsigned short h = mta_f32_to_f16(f);
+	return (h & 0x7fff) == 0x7c00 ? (unsigned short)((h & 0x8000) | 0x7bff) : h;
+}
+/* Twin of cvt.rn.satfinite.f16x2.f32 d, hi, lo: lo in the low half. */
+static inline unsigned mta_f16x2_sat(float lo, float hi)
+{
+	return (unsigned)mta_f32_to_f16_sat(lo) | (unsigned)mta_f32_to_f16_sat(hi) << 16;
+}
+
 /*
  * Tensor-core twins, following the PTX ISA fragment layouts exactly
  * (groupID g = lane>>2, threadID_in_group t = lane%4; a .b32 register holds

@@ -63,6 +63,20 @@ __device__ __forceinline__ unsigned short mta_f32_to_f16(float f)
 	asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
 	return h;
 }
+/* Float to f16, to nearest even, a result beyond +-65504 saturating there. */
+__device__ __forceinline__ unsigned short mta_f32_to_f16_sat(float f)
+{
+	unsigned short h;
+	asm("cvt.rn.satfinite.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
+	return h;
+}
+/* Two of them as f16x2: lo in the low half (cvt's second operand), hi in the high. */
+__device__ __forceinline__ unsigned mta_f16x2_sat(float lo, float hi)
+{
+	unsigned r;
+	asm("cvt.rn.satfinite.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+	return r;
+}
 #endif
 
 /* Round a float to the operand type, to nearest even (inputs are finite). */

@@ -146,10 +146,10 @@
 #define DP (KP - OK2)
 
 /* ---- helpers ------------------------------------------------------------ */
-/* f16 of a float, saturating at +-65504 (the Toeplitz operands). */
+/* f16 of a float, saturating at +-65504 (the Toeplitz operands): one cvt. */
 __device__ __forceinline__ unsigned short v3_f16(float x)
 {
-	return mta_f32_to_f16(fminf(fmaxf(x, -65504.f), 65504.f));
+	return mta_f32_to_f16_sat(x);
 }
 
 /* Store pre-softmax logit (hh, r, c): floats [hh][r][c], or f16 hi and lo at [r*BK + c][hh]. */
@@ -372,14 +372,26 @@ __device__ void v3_qk(const mta_args &a, const unsigned short *stg, int s, int r
 		/* the two columns of a lane as one 32-bit store of f16 */
 		const int c = n0 + 2 * t4, j = zk0 + c;
 		unsigned short *zh = Z + hh * V_ZR * V_ZS + KR + c;
+		/* warp-uniform: the whole 16x8 tile is causal (0 <= j <= i), its rows
+		 * are before T and Z keeps them: no mask (most tiles off the diagonal) */
+		const bool full = zk0 + n0 >= 0 && zk0 + n0 + 7 <= rq0 + m0 && rq0 + m0 + 15 < A_T &&
+				  m0 + 16 <= V_ZR;
+		if (full) { /* @model v3.qkfull */
 #pragma unroll
-		for (int hf = 0; hf < 2; hf++) {
-			const int r = m0 + g + 8 * hf, i = rq0 + r;
-			const bool ok = i < A_T;
-			const float x0 = ok && j >= 0 && j <= i ? K_SCALE * d[2 * hf] : 0.f;
-			const float x1 = ok && j >= -1 && j + 1 <= i ? K_SCALE * d[2 * hf + 1] : 0.f;
-			if (r < V_ZR)
-				*(unsigned *)(zh + r * V_ZS) = (unsigned)v3_f16(x0) | (unsigned)v3_f16(x1) << 16;
+			for (int hf = 0; hf < 2; hf++)
+				*(unsigned *)(zh + (m0 + g + 8 * hf) * V_ZS) =
+					mta_f16x2_sat(K_SCALE * d[2 * hf], K_SCALE * d[2 * hf + 1]);
+		}
+		if (!full) { /* @model v3.qkedge */
+#pragma unroll
+			for (int hf = 0; hf < 2; hf++) {
+				const int r = m0 + g + 8 * hf, i = rq0 + r;
+				const bool ok = i < A_T;
+				const float x0 = ok && j >= 0 && j <= i ? K_SCALE * d[2 * hf] : 0.f;
+				const float x1 = ok && j >= -1 && j + 1 <= i ? K_SCALE * d[2 * hf + 1] : 0.f;
+				if (r < V_ZR)
+					*(unsigned *)(zh + r * V_ZS) = mta_f16x2_sat(x0, x1);
+			}
 		}
 #else
 #pragma unroll
@@ -628,8 +640,7 @@ __device__ __forceinline__ void v3_wfrag(const float *W, int gs, unsigned af[4])
 #pragma unroll
 	for (int q = 0; q < 4; q++) {
 		const int ho = g + 8 * (q & 1), hi = t2 + 8 * (q >> 1);
-		af[q] = (unsigned)v3_f16(v3_wmix(W, gs, ho, hi)) |
-			(unsigned)v3_f16(v3_wmix(W, gs, ho, hi + 1)) << 16;
+		af[q] = mta_f16x2_sat(v3_wmix(W, gs, ho, hi), v3_wmix(W, gs, ho, hi + 1));
 	}
 }
 #endif
@@ -994,7 +1005,7 @@ extern "C" __global__ void __launch_bounds__(NT, 1) mta_fwd(const mta_args a)
 			const float *w = a.kq_pre + (h0 + hu / K_CQ) * (K_CQ * K_CK) + hu % K_CQ * K_CK;
 			const float lo = x >= 0 && x < K_CK ? w[x] : 0.f;
 			const float hi = x + 1 >= 0 && x + 1 < K_CK ? w[x + 1] : 0.f;
-			WT[e] = (unsigned)v3_f16(lo) | (unsigned)v3_f16(hi) << 16;
+			WT[e] = mta_f16x2_sat(lo, hi);
 		}
 		/* Z: rows and columns the convolution reads but q.k never writes stay 0 */
 		unsigned short *Z = (unsigned short *)(sm + OFF_Z);
@@ -1010,7 +1021,7 @@ extern "C" __global__ void __launch_bounds__(NT, 1) mta_fwd(const mta_args a)
 			const float *w = a.kq_post + (h0 + hu / K_CQ2) * (K_CQ2 * K_CK2) + hu % K_CQ2 * K_CK2;
 			const float lo = x >= 0 && x < K_CK2 ? w[x] : 0.f;
 			const float hi = x + 1 >= 0 && x + 1 < K_CK2 ? w[x + 1] : 0.f;
-			W2[e] = (unsigned)v3_f16(lo) | (unsigned)v3_f16(hi) << 16;
+			W2[e] = mta_f16x2_sat(lo, hi);
 		}
 	}
 #endif

@@ -7,6 +7,7 @@
 #include "runtime/ccompile.h"
 #include "tests/cpu_util.h"
 
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -132,5 +133,79 @@ TEST(cuda_mma_twins)
 		}
 		CHECKF(bad == 0, "%s: %d fragment, product or cp.async mismatches", f16 ? "f16" : "bf16", bad);
 	}
+	mta_cc_close(dl);
+}
+
+/*
+ * The twins of cvt.rn.satfinite.f16.f32 and .f16x2.f32 (v3 rounds its
+ * Toeplitz operands with them): to nearest even as cvt.rn.f16.f32 (the
+ * library's conversion) wherever that is finite, +-65504 where it would be
+ * infinite, NaN kept; the pair's first operand in the low half.
+ */
+static const char sat_src[] =
+	"struct sargs { const float *x; unsigned short *h; unsigned *p; int n; };\n"
+	"__global__ void k(const sargs a) {\n"
+	"  for (int i = threadIdx.x; i < a.n; i += 32) {\n"
+	"    a.h[i] = mta_f32_to_f16_sat(a.x[i]);\n"
+	"    a.p[i] = mta_f16x2_sat(a.x[i], a.x[(i + 1) % a.n]);\n"
+	"  }\n"
+	"}\n"
+	"MTA_EMU_ENTRY(k, sargs, 0)\n";
+
+TEST(cuda_emu_f16_satfinite)
+{
+	struct sargs {
+		const float *x;
+		uint16_t *h;
+		unsigned *p;
+		int n;
+	};
+	mt_kcache();
+	const char *hdr = mta_embedded("templates/cuda_emu.h");
+	REQUIRE(hdr);
+	char *src = malloc(strlen(hdr) + sizeof sat_src);
+	strcpy(src, hdr);
+	strcat(src, sat_src);
+	char so[4096], *log = NULL;
+	void *dl = NULL, *fn = NULL;
+	int rc = mta_cc_build(src, MTA_LANG_CXX, "-O1 -std=c++17", so, sizeof so, &log);
+	CHECKF(rc == MTA_OK, "satfinite kernel: %s %.600s", mta_last_error(), log ? log : "");
+	free(src);
+	free(log);
+	REQUIRE(rc == MTA_OK && mta_cc_open(so, "mta_emu_launch", &dl, &fn) == MTA_OK);
+	enum { N = 64 };
+	float x[N] = { 1.f, -2.5f, 65504.f, -65504.f, 65519.f, 65520.f, -65520.f, 1e30f, -1e30f,
+		       INFINITY, -INFINITY, NAN, 3e-8f, -6e-5f, 0.f, -0.f };
+	for (int i = 16; i < N; i++) /* random magnitudes up to 2^20 */
+		x[i] = (float)((mt_uniform() * 2 - 1) * ldexp(1, (int)(mt_uniform() * 20)));
+	uint16_t h[N];
+	unsigned pr[N];
+	for (int i = 0; i < N; i++) {
+		h[i] = 0x5555;
+		pr[i] = 0x55555555u;
+	}
+	struct sargs a = { x, h, pr, N };
+	const unsigned grid[3] = { 1, 1, 1 };
+	REQUIRE(((launch_fn)fn)(&a, sizeof a, grid, 32, 0) == 0);
+	int bad = 0;
+	for (int i = 0; i < N; i++) {
+		uint16_t want = mta_f32_to_f16(x[i]);
+		if (x[i] != x[i])
+			want = 0x7e00; /* any NaN: compared by class below */
+		else if ((want & 0x7fff) == 0x7c00)
+			want = (uint16_t)((want & 0x8000) | 0x7bff);
+		int ok = x[i] != x[i] ? (h[i] & 0x7c00) == 0x7c00 && (h[i] & 0x3ff) : h[i] == want;
+		const uint16_t l2 = (uint16_t)(pr[i] & 0xffff), h2 = (uint16_t)(pr[i] >> 16);
+		const uint16_t next = h[(i + 1) % N];
+		ok = ok && l2 == h[i] && h2 == next;
+		if (!ok && bad++ < 4)
+			mt_fail(__FILE__, __LINE__, "x = %g: half 0x%04x (want 0x%04x), pair 0x%08x",
+				(double)x[i], h[i], want, pr[i]);
+	}
+	CHECK_EQ_INT(bad, 0);
+	CHECK_EQ_INT(h[5], 0x7bff);  /* 65520 rounds to infinity: saturates */
+	CHECK_EQ_INT(h[4], 0x7bff);  /* 65519 rounds to 65504 */
+	CHECK_EQ_INT(h[7], 0x7bff);
+	CHECK_EQ_INT(h[8], 0xfbff);
 	mta_cc_close(dl);
 }

@@ -282,6 +282,28 @@ static double v12_fold(const struct mta_model_block *b, const struct v12 *d, int
 	return nkt ? (double)hits / nkt : 0;
 }
 
+/* v3_qk: the share of a pass's 16x8 q.k tiles (over its key tiles) that need
+ * no mask: causal throughout, rows before T and kept by Z (v3.qkfull). */
+static double v3_qk_full(const struct mta_problem *p, const struct mta_variant *v,
+			 const struct mta_cuda_v3_dims *d, const struct mta_model_block *b, int pass,
+			 int tz, int nkt)
+{
+	int ok1 = p->cq ? mta_pad_offset(p->pad, p->ck) : 0;
+	int ok2 = p->cq2 ? mta_pad_offset(p->pad, p->ck2) : 0;
+	int rq0 = b->i0 - d->qp - d->qr, full = 0, all = 0;
+	for (int t = tz; t < nkt; t++) {
+		int sc0 = t * v->bk + (pass == 2 ? d->kp - ok2 : 0);
+		int zq = p->cq ? sc0 - ok1 + d->kr : sc0;
+		for (int m0 = 0; m0 < d->zm; m0 += 16)
+			for (int n0 = 0; n0 < v->bk; n0 += 8) {
+				all++;
+				full += zq + n0 >= 0 && zq + n0 + 7 <= rq0 + m0 &&
+					rq0 + m0 + 15 < b->T && m0 + 16 <= d->zr;
+			}
+	}
+	return all ? (double)full / all : 0;
+}
+
 int mta_region_factor(const char *name, const struct mta_model_block *b, double *f)
 {
 	const struct mta_problem *p = b->p;
@@ -321,7 +343,10 @@ int mta_region_factor(const char *name, const struct mta_model_block *b, double 
 		*f = hpb;
 	else if (IS("v3.stage")) /* st: 1 the q rows, 2 k or V rows */
 		*f = stage_loop(st == 1 ? d.zm : bk, d.dk / 8, nw);
-	else if (IS("v3.vec")) /* 16-byte copies: D % 8 == 0 and aligned tensors, priced */
+	else if (IS("v3.qkfull") || IS("v3.qkedge")) {
+		double full = v3_qk_full(p, v, &d, b, pass, tz, nkt);
+		*f = IS("v3.qkfull") ? full : 1 - full;
+	} else if (IS("v3.vec")) /* 16-byte copies: D % 8 == 0 and aligned tensors, priced */
 		*f = p->D % 8 ? 0 : 1;
 	else if (IS("v3.novec"))
 		*f = p->D % 8 ? 1 : 0;
