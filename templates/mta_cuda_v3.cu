@@ -352,62 +352,98 @@ __device__ __forceinline__ void v3_stage_head(v3_plan &pl, const mta_args &a, un
  * columns KR + c) or, without a pre-softmax convolution, into S. Warps take
  * 16x8 tiles round robin.
  */
+/*
+ * The 16x8 q.k tile at rows m0, columns n0 (d: its accumulators), scaled and
+ * masked to 0 outside 0 <= j <= i < T, into Z (f16, columns KR + c) or,
+ * without a pre-softmax convolution, into S.
+ */
+__device__ __forceinline__ void v3_qk_out(const float d[4], int m0, int n0, int rq0, int zk0,
+					  int hh, unsigned short *Z, float *S)
+{
+	const int lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;
+	(void)Z;
+	(void)S;
+#if K_CQ && KR % 2 == 0
+	/* the two columns of a lane as one 32-bit store of f16 */
+	const int c = n0 + 2 * t4, j = zk0 + c;
+	unsigned short *zh = Z + hh * V_ZR * V_ZS + KR + c;
+	/* warp-uniform: the whole 16x8 tile is causal (0 <= j <= i), its rows
+	 * are before T and Z keeps them: no mask (most tiles off the diagonal) */
+	const bool full = zk0 + n0 >= 0 && zk0 + n0 + 7 <= rq0 + m0 && rq0 + m0 + 15 < A_T &&
+			  m0 + 16 <= V_ZR;
+	if (full) { /* @model v3.qkfull */
+#pragma unroll
+		for (int hf = 0; hf < 2; hf++)
+			*(unsigned *)(zh + (m0 + g + 8 * hf) * V_ZS) =
+				mta_f16x2_sat(K_SCALE * d[2 * hf], K_SCALE * d[2 * hf + 1]);
+	}
+	if (!full) { /* @model v3.qkedge */
+#pragma unroll
+		for (int hf = 0; hf < 2; hf++) {
+			const int r = m0 + g + 8 * hf, i = rq0 + r;
+			const bool ok = i < A_T;
+			const float x0 = ok && j >= 0 && j <= i ? K_SCALE * d[2 * hf] : 0.f;
+			const float x1 = ok && j >= -1 && j + 1 <= i ? K_SCALE * d[2 * hf + 1] : 0.f;
+			if (r < V_ZR)
+				*(unsigned *)(zh + r * V_ZS) = mta_f16x2_sat(x0, x1);
+		}
+	}
+#else
+#pragma unroll
+	for (int e = 0; e < 4; e++) {
+		const int r = m0 + g + 8 * (e >> 1), c = n0 + 2 * t4 + (e & 1);
+		const int i = rq0 + r, j = zk0 + c;
+		const float x = i < A_T && j >= 0 && j <= i ? K_SCALE * d[e] : 0.f;
+#if K_CQ
+		if (r < V_ZR)
+			Z[hh * V_ZR * V_ZS + r * V_ZS + KR + c] = v3_f16(x);
+#else
+		if (r < RP)
+			v3_put_s(S, hh, r, c, x);
+#endif
+	}
+#endif
+}
+
+#define V_QM (V_ZM / 16) /* m16 tiles of the q.k product */
 __device__ void v3_qk(const mta_args &a, const unsigned short *stg, int s, int rq0, int zk0,
 		      int hh, unsigned short *Z, float *S)
 {
 	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t4 = lane & 3;
 	const unsigned short *Qs = stg + s * (V_ZM + K_BK) * V_DS, *Ks = Qs + V_ZM * V_DS;
+	/*
+	 * A warp takes every row and 16 columns: each k row of its columns is
+	 * read from shared memory once and each q row once per warp (16x8 tiles
+	 * read the q rows four times and the k rows twice: q.k was a third of
+	 * v3's shared-memory bytes). Fewer warps work, on a short phase.
+	 */
 #pragma unroll 1
-	for (int tile = warp; tile < (V_ZM / 16) * (K_BK / 8); tile += K_WARPS) { /* @model v3.qk */
-		const int m0 = tile / (K_BK / 8) * 16, n0 = tile % (K_BK / 8) * 8;
-		float d[4] = { 0.f, 0.f, 0.f, 0.f };
+	for (int tile = warp; tile < K_BK / 16; tile += K_WARPS) { /* @model v3.qk */
+		const int nb = tile * 16;
+		float d[V_QM][2][4];
+#pragma unroll
+		for (int m = 0; m < V_QM; m++)
+#pragma unroll
+			for (int n = 0; n < 2; n++)
+				d[m][n][0] = d[m][n][1] = d[m][n][2] = d[m][n][3] = 0.f;
 #pragma unroll
 		for (int kk = 0; kk < V_DK; kk += 16) {
-			unsigned af[4], bf[2];
-			mta_ldsm_x4(af, Qs + (m0 + (lane & 15)) * V_DS + kk + (lane >> 4) * 8);
-			mta_ldsm_x2(bf, Ks + (n0 + (lane & 7)) * V_DS + kk + ((lane >> 3) & 1) * 8);
-			mma(d, af, bf);
-		}
-#if K_CQ && KR % 2 == 0
-		/* the two columns of a lane as one 32-bit store of f16 */
-		const int c = n0 + 2 * t4, j = zk0 + c;
-		unsigned short *zh = Z + hh * V_ZR * V_ZS + KR + c;
-		/* warp-uniform: the whole 16x8 tile is causal (0 <= j <= i), its rows
-		 * are before T and Z keeps them: no mask (most tiles off the diagonal) */
-		const bool full = zk0 + n0 >= 0 && zk0 + n0 + 7 <= rq0 + m0 && rq0 + m0 + 15 < A_T &&
-				  m0 + 16 <= V_ZR;
-		if (full) { /* @model v3.qkfull */
+			unsigned bf[4]; /* columns nb..nb+7 (k lo, k hi), then nb+8..nb+15 */
+			mta_ldsm_x4(bf, Ks + (nb + (lane & 7) + (lane >> 4) * 8) * V_DS + kk +
+						((lane >> 3) & 1) * 8);
 #pragma unroll
-			for (int hf = 0; hf < 2; hf++)
-				*(unsigned *)(zh + (m0 + g + 8 * hf) * V_ZS) =
-					mta_f16x2_sat(K_SCALE * d[2 * hf], K_SCALE * d[2 * hf + 1]);
-		}
-		if (!full) { /* @model v3.qkedge */
-#pragma unroll
-			for (int hf = 0; hf < 2; hf++) {
-				const int r = m0 + g + 8 * hf, i = rq0 + r;
-				const bool ok = i < A_T;
-				const float x0 = ok && j >= 0 && j <= i ? K_SCALE * d[2 * hf] : 0.f;
-				const float x1 = ok && j >= -1 && j + 1 <= i ? K_SCALE * d[2 * hf + 1] : 0.f;
-				if (r < V_ZR)
-					*(unsigned *)(zh + r * V_ZS) = mta_f16x2_sat(x0, x1);
+			for (int m = 0; m < V_QM; m++) {
+				unsigned af[4];
+				mta_ldsm_x4(af, Qs + (16 * m + (lane & 15)) * V_DS + kk + (lane >> 4) * 8);
+				mma(d[m][0], af, bf);
+				mma(d[m][1], af, bf + 2);
 			}
 		}
-#else
 #pragma unroll
-		for (int e = 0; e < 4; e++) {
-			const int r = m0 + g + 8 * (e >> 1), c = n0 + 2 * t4 + (e & 1);
-			const int i = rq0 + r, j = zk0 + c;
-			const float x = i < A_T && j >= 0 && j <= i ? K_SCALE * d[e] : 0.f;
-#if K_CQ
-			if (r < V_ZR)
-				Z[hh * V_ZR * V_ZS + r * V_ZS + KR + c] = v3_f16(x);
-#else
-			if (r < RP)
-				v3_put_s(S, hh, r, c, x);
-#endif
-		}
-#endif
+		for (int m = 0; m < V_QM; m++)
+#pragma unroll
+			for (int n = 0; n < 2; n++)
+				v3_qk_out(d[m][n], 16 * m, nb + 8 * n, rq0, zk0, hh, Z, S);
 	}
 }
 

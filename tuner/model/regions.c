@@ -352,8 +352,8 @@ int mta_region_factor(const char *name, const struct mta_model_block *b, double 
 		*f = p->D % 8 ? 1 : 0;
 	else if (IS("v3.stagepart")) /* the chunk that D ends in, when D % 8 != 0 */
 		*f = p->D % 8 ? stage_loop(st == 1 ? d.zm : bk, d.dk / 8, nw) : 0;
-	else if (IS("v3.qk"))
-		*f = warp_loop((double)(d.zm / 16) * (bk / 8), nw);
+	else if (IS("v3.qk")) /* a warp every row and 16 columns */
+		*f = warp_loop((double)bk / 16, nw);
 	else if (IS("v3.carryin") || IS("v3.carryout")) /* a thread a (head, row) */
 		*f = tid_loop((double)hpb * d.rz, nw);
 	else if (IS("v3.zc0"))
