@@ -472,6 +472,8 @@ int mta_model_count(const struct mta_problem *p, const struct mta_variant *v, co
 				bytes[cl] += g[k].bytes[cl] * f;
 				r->rows[k].count[cl] += g[k].stat[cl] * f * weight * v->warps;
 			}
+			r->rows[k].smem += (g[k].bytes[MC_LDS] + g[k].bytes[MC_STS] +
+					    g[k].bytes[MC_LDG]) * f * weight * v->warps;
 		}
 		/* warp instructions of one block, summed over its warps */
 		const double nw = v->warps;
@@ -670,7 +672,7 @@ void mta_model_print(FILE *f, const struct mta_model_report *r, int rows)
 					ord[b] = t;
 				}
 			fprintf(f, "\nheaviest regions (share of issued instructions; fp32 hmma lds sts "
-				   "ldg alu+imad, millions of warp instructions):\n");
+				   "ldg alu+imad, millions of warp instructions; L1/shared GB):\n");
 			for (size_t k = 0; k < r->nrows && (int)k < rows; k++) {
 				const struct mta_model_row *w = &r->rows[ord[k]];
 				double x = 0;
@@ -679,11 +681,11 @@ void mta_model_print(FILE *f, const struct mta_model_report *r, int rows)
 				if (x <= 0)
 					break;
 				fprintf(f, "  %5.1f%%  %-34s %5.0f static  %8.2f %8.2f %8.2f %8.2f %8.2f "
-					   "%8.2f\n", 100 * x / tot, w->where, w->statics,
+					   "%8.2f %7.2f\n", 100 * x / tot, w->where, w->statics,
 					w->count[MC_FP32] / 1e6, w->count[MC_HMMA] / 1e6,
 					w->count[MC_LDS] / 1e6, w->count[MC_STS] / 1e6,
 					w->count[MC_LDG] / 1e6,
-					(w->count[MC_ALU] + w->count[MC_IMAD]) / 1e6);
+					(w->count[MC_ALU] + w->count[MC_IMAD]) / 1e6, w->smem / 1e9);
 			}
 			free(ord);
 		}

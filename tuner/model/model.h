@@ -98,6 +98,7 @@ struct mta_model_row {
 	char where[96];       /* innermost annotated region (or "once per block") */
 	double count[MC_N];   /* warp instructions, whole grid */
 	double statics;       /* static instructions */
+	double smem;          /* bytes on the L1/shared path (LDS, STS, LDG), whole grid */
 };
 
 struct mta_model_report {
