@@ -260,15 +260,17 @@ __device__ __forceinline__ void v3_stage_qk(const mta_args &a, unsigned short *s
 #define V_PS_N V_MAX((V_QCH + 32 * V_WQ - 1) / (32 * V_WQ), \
 		     (V_KCH + 32 * (K_WARPS - V_WQ) - 1) / (32 * (K_WARPS - V_WQ)))
 struct v3_plan {
-	const elem_t *p[V_PS_N]; /* the next head's sources */
-	int d[V_PS_N];           /* destinations in a stage buffer (elements), -1 none */
-	unsigned ok;             /* bit s: chunk s is copied, not zero-filled */
+	const char *base;       /* the next head's row 0 (q or k, by the warp's role) */
+	unsigned o[V_PS_N];     /* source byte offsets from base: 0 when zero-filled */
+	int d[V_PS_N];          /* destinations in a stage buffer (elements), -1 none */
+	unsigned ok;            /* bit s: chunk s is copied, not zero-filled */
 };
 
 /*
  * Plan the chunks: a q warp's, rows rq0 + r (r < nq) of head h0 (q0: its row
  * 0), once a pass; a k warp's, rows zk0 + r (r < BK) of head h0 (k0), once a
- * tile.
+ * tile. Offsets are 32-bit (fewer registers: the plan lives beside the
+ * output accumulators); v3_off32 holds every row's offset under 2^31 bytes.
  */
 __device__ __forceinline__ void v3_plan_q(v3_plan &pl, const elem_t *q0, long long sq, int rq0,
 					  int nq, int T)
@@ -276,13 +278,14 @@ __device__ __forceinline__ void v3_plan_q(v3_plan &pl, const elem_t *q0, long lo
 	if (threadIdx.x >= 32 * V_WQ)
 		return;
 	pl.ok = 0;
+	pl.base = (const char *)q0;
 #pragma unroll
 	for (int s = 0; s < V_PS_N; s++) {
 		const int e = threadIdx.x + s * 32 * V_WQ, r = e / V_CHK, c = e % V_CHK * 8;
 		const int t = rq0 + r;
 		const bool ok = e < V_QCH && r < nq && c < K_D && t >= 0 && t < T;
 		pl.d[s] = e < V_QCH ? r * V_DS + c : -1;
-		pl.p[s] = q0 + (ok ? (long long)t * sq + c : 0);
+		pl.o[s] = ok ? (unsigned)(((long long)t * sq + c) * 2) : 0u;
 		pl.ok |= (unsigned)ok << s;
 	}
 }
@@ -292,43 +295,47 @@ __device__ __forceinline__ void v3_plan_k(v3_plan &pl, const elem_t *k0, long lo
 	if (threadIdx.x < 32 * V_WQ)
 		return;
 	pl.ok = 0;
+	pl.base = (const char *)k0;
 #pragma unroll
 	for (int s = 0; s < V_PS_N; s++) {
 		const int e = threadIdx.x - 32 * V_WQ + s * 32 * (K_WARPS - V_WQ);
 		const int r = e / V_CHK, c = e % V_CHK * 8, t = zk0 + r;
 		const bool ok = e < V_KCH && c < K_D && t >= 0 && t < T;
 		pl.d[s] = e < V_KCH ? (V_ZM + r) * V_DS + c : -1;
-		pl.p[s] = k0 + (ok ? (long long)t * sk + c : 0);
+		pl.o[s] = ok ? (unsigned)(((long long)t * sk + c) * 2) : 0u;
 		pl.ok |= (unsigned)ok << s;
 	}
 }
 
+/* Whether the plan's 32-bit offsets hold every row of q and k (T rows). */
+__device__ __forceinline__ bool v3_off32(const mta_args &a, int T)
+{
+	const long long lim = 1ll << 30; /* elements: 2^31 bytes */
+	return a.sq[1] >= 0 && a.sk[1] >= 0 && (long long)T * a.sq[1] + K_D < lim &&
+	       (long long)T * a.sk[1] + K_D < lim;
+}
+
 /*
  * Stage the next head's q rows and the tile's k rows into stage buffer s,
- * as planned, and step the sources to the head after it (h: this head): q
+ * as planned, and step the source to the head after it (h: this head): q
  * by the head stride, k when the next head reads another kv head.
  */
 __device__ __forceinline__ void v3_stage_plan(v3_plan &pl, const mta_args &a,
 					      unsigned short *stg, int h, int s)
 {
 	unsigned short *buf = stg + s * (V_ZM + K_BK) * V_DS;
-	const long long step = threadIdx.x < 32 * V_WQ ? a.sq[2] :
-			       (h + 1) % GQA == 0 ? a.sk[2] : 0;
 #pragma unroll
-	for (int x = 0; x < V_PS_N; x++) {
+	for (int x = 0; x < V_PS_N; x++)
 		if (pl.d[x] >= 0)
-			mta_cp_async16z(buf + pl.d[x], pl.p[x], pl.ok >> x & 1);
-		pl.p[x] += step;
-	}
+			mta_cp_async16z(buf + pl.d[x], pl.base + pl.o[x], pl.ok >> x & 1);
+	pl.base += 2 * (threadIdx.x < 32 * V_WQ ? a.sq[2] : (h + 1) % GQA == 0 ? a.sk[2] : 0);
 }
 
-/* After a tile's last head: the q sources back on head h0. */
+/* After a tile's last head: the q source back on head h0. */
 __device__ __forceinline__ void v3_plan_rewind(v3_plan &pl, const mta_args &a)
 {
 	if (threadIdx.x < 32 * V_WQ)
-#pragma unroll
-		for (int x = 0; x < V_PS_N; x++)
-			pl.p[x] -= K_HPB * a.sq[2];
+		pl.base -= 2 * K_HPB * a.sq[2];
 }
 
 /*
@@ -455,10 +462,12 @@ __device__ void v3_qk(const mta_args &a, const unsigned short *stg, int s, int r
  * where query i0 + r < T and key j0 + c <= i0 + r, else 0. Both as
  * S^T = sum_u T_u Z_u^T: a work item is (head, 16 output columns, 8 output
  * rows); a warp takes a contiguous range of items, builds the band T_u of
- * each kernel row once per run of items of one head (at most V_RUN, to keep
+ * each kernel row once per run of items of one head (at most V_RUN_MAX, to keep
  * the accumulators few), and issues TK mma per item and kernel row.
  */
-#define V_RUN_MAX 4
+/* a run's items: six (a head's at the paper's configuration, its taps loaded
+ * once) unless the output accumulators leave too few registers (D=128) */
+#define V_RUN_MAX (V_AK * 4 > 96 ? 3 : 6)
 template <int MODE>
 __device__ void v3_toeplitz(const unsigned short *Z, const unsigned *WT, float *S, int i0, int j0,
 			    int T)
@@ -468,7 +477,8 @@ __device__ void v3_toeplitz(const unsigned short *Z, const unsigned *WT, float *
 	constexpr int WTNX = MODE ? V_WTN2 : V_WTN, NR8X = MODE ? K_BQ / 8 : V_NR8;
 	constexpr int NOUT = MODE ? K_BQ : RP, IPH = (K_BK / 16) * NR8X, ITEMS = K_HPB * IPH;
 	constexpr int IPW = (ITEMS + K_WARPS - 1) / K_WARPS;
-	constexpr int RUN = IPW < V_RUN_MAX ? IPW : V_RUN_MAX;
+	/* a run: a whole head's items when they fit (its taps loaded once) */
+	constexpr int RUN = V_MIN(V_MIN(IPW, IPH), V_RUN_MAX);
 	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t4 = lane & 3;
 	const int it1 = V_MIN((warp + 1) * IPW, ITEMS);
 	(void)i0;
@@ -1025,7 +1035,7 @@ extern "C" __global__ void __launch_bounds__(NT, 1) mta_fwd(const mta_args a)
 	const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t4 = lane & 3;
 	const int h0 = blockIdx.y * K_HPB;
 	const int nkt = ((i0 + K_BQ < A_T ? i0 + K_BQ : A_T) + K_BK - 1) / K_BK;
-	const bool vec = v3_vec(a);
+	const bool vec = v3_vec(a) && v3_off32(a, A_T); /* 16-byte copies, planned offsets */
 	float *M = (float *)(sm + OFF_ST), *L = M + K_HPB * RP;
 	float acc[V_AK][4];
 #pragma unroll

@@ -14,6 +14,7 @@ static const char *space_keys[] = {
 	"h16kv16d96-pre6x11-hpre-post6x11-hc16-both-gn-gate-bf16", /* the paper's */
 	"h4kv2d64-pre3x5-post3x5-hc2-left-gnr-f16",
 	"h2kv1d32-gate-f32",
+	"h16kv16d128-pre6x11-hpre-post6x11-hc16-both-gn-gate-bf16", /* D=128: 128 accumulators */
 };
 
 /*
@@ -39,7 +40,8 @@ static void space_compiles(size_t pi, int family)
 		REQUIRE(mta_problem_from_key(space_keys[pi], &p) == MTA_OK);
 		REQUIRE(mta_variant_space(&p, MTA_BACKEND_CUDA, &vs, &n) == MTA_OK);
 		REQUIRE(mta_variant_default(&p, MTA_BACKEND_CUDA, &def) == MTA_OK);
-		CHECKF(n >= 3, "%s: only %zu variants in the default space", space_keys[pi], n);
+		CHECKF(n >= (p.D <= 96 ? 3u : 2u), "%s: only %zu variants in the default space",
+		       space_keys[pi], n);
 		/* the default first, then every other variant of the space */
 		size_t nv = 0, ntc = 0, algo1 = 0, n3 = 0;
 		for (size_t i = 0; i < n; i++) {
@@ -58,11 +60,13 @@ static void space_compiles(size_t pi, int family)
 			if (!family || vs[i].version == family)
 				vs[keep++] = vs[i];
 		const int with_def = !family || family == def.version;
-		CHECKF(p.dtype == MTA_F32 ? ntc == 0 : ntc >= 1u + (p.cq > 0),
+		/* v2 holds at most 96 accumulators: none at D=128 (v3 is its tensor-core family) */
+		const int v2fits = p.D <= 96;
+		CHECKF(p.dtype == MTA_F32 || !v2fits ? ntc == 0 : ntc >= 1u + (p.cq > 0),
 		       "%s: %zu v2 variants in the space", space_keys[pi], ntc);
 		CHECKF(p.dtype == MTA_F32 ? n3 == 0 : n3 + (def.version == 3) >= 1,
 		       "%s: %zu v3 variants in the space", space_keys[pi], n3);
-		CHECKF(p.dtype == MTA_F32 || !p.cq || algo1 > 0,
+		CHECKF(p.dtype == MTA_F32 || !p.cq || !v2fits || algo1 > 0,
 		       "%s: no folded (algo 1) variant in the space", space_keys[pi]);
 		CHECKF(p.dtype == MTA_F32 ? def.version == 1 : def.version == 3,
 		       "%s: the default is v%d", space_keys[pi], def.version);
@@ -134,6 +138,7 @@ TEST_COMPILE_BOUND(nvrtc_space_f16_gqa_left_v1) { space_compiles(1, 1); }
 TEST_COMPILE_BOUND(nvrtc_space_f16_gqa_left_v2) { space_compiles(1, 2); }
 TEST_COMPILE_BOUND(nvrtc_space_f16_gqa_left_v3) { space_compiles(1, 3); }
 TEST(nvrtc_space_f32) { space_compiles(2, 0); }
+TEST_COMPILE_BOUND(nvrtc_space_paper128_v3) { space_compiles(3, 3); }
 
 /* The parser reads ptxas -v output as NVRTC 13 prints it. */
 TEST(nvrtc_parse_stats)

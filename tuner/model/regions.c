@@ -215,13 +215,15 @@ static void v3_first(const struct mta_problem *p, int pass, int *tz, int *ts)
 }
 
 /* v3_toeplitz (cv 1: the pre-softmax convolution, 2: the post-softmax one):
- * runs (of at most 4 items of one head) per warp, and the mean share of a
+ * runs (of at most 6 items of one head) per warp, and the mean share of a
  * run's unrolled item copies that run. */
 static void v3_runs(const struct mta_variant *v, const struct mta_cuda_v3_dims *d, int cv,
 		    double *runs, double *share)
 {
 	int iph = (v->bk / 16) * (cv == 2 ? v->bq / 8 : d->nr8), items = v->hpb * iph;
-	int ipw = (items + v->warps - 1) / v->warps, run = ipw < 4 ? ipw : 4;
+	int ipw = (items + v->warps - 1) / v->warps, run = ipw < iph ? ipw : iph;
+	int rmax = d->ak * 4 > 96 ? 3 : 6; /* V_RUN_MAX */
+	run = run < rmax ? run : rmax;
 	double nr = 0, used = 0;
 	for (int w = 0; w < v->warps; w++) {
 		int it = w * ipw, it1 = (w + 1) * ipw < items ? (w + 1) * ipw : items;
