@@ -460,14 +460,21 @@ __device__ void v3_qk(const mta_args &a, const unsigned short *stg, int s, int r
  * (r < RP, c < BK) = sum_u sum_b w[hh][u][b] Z[hh][r+u][c+b]; MODE 1, phase
  * E: O[hh][r][c] (r < BQ, c < BK) = sum_u sum_b w2[hh][u][b] P[hh][r+u][c+b]
  * where query i0 + r < T and key j0 + c <= i0 + r, else 0. Both as
- * S^T = sum_u T_u Z_u^T: a work item is (head, 16 output columns, 8 output
- * rows); a warp takes a contiguous range of items, builds the band T_u of
- * each kernel row once per run of items of one head (at most V_RUN_MAX, to keep
- * the accumulators few), and issues TK mma per item and kernel row.
+ * S^T = sum_u T_u Z_u^T: a work item is (head, 16*V_TW output columns, 8
+ * output rows); a warp takes a contiguous range of items, builds the band T_u
+ * of each kernel row once per run of items of one head (at most V_RUN_MAX, to
+ * keep the accumulators few), and issues TK mma per item, m16 tile and
+ * kernel row. An item's V_TW m16 tiles share their B operands: tile w reads
+ * k steps w .. w+TK-1 of the same loaded Z rows, so an item loads V_TW+TK-1
+ * k steps for V_TW tiles (one item a tile loaded TK each: the convolution's
+ * Z loads were a quarter of v3's shared-memory bytes).
  */
-/* a run's items: six (a head's at the paper's configuration, its taps loaded
- * once) unless the output accumulators leave too few registers (D=128) */
-#define V_RUN_MAX (V_AK * 4 > 96 ? 3 : 6)
+/* m16 tiles an item: two when BK allows, unless the output accumulators
+ * leave too few registers (D=128) */
+#define V_TW (K_BK >= 32 && V_AK * 4 <= 96 ? 2 : 1)
+/* a run's m16 tiles: six (a head's at the paper's configuration, its taps
+ * loaded once) unless the output accumulators leave too few registers */
+#define V_RUN_MAX ((V_AK * 4 > 96 ? 3 : 6) / V_TW)
 template <int MODE>
 __device__ void v3_toeplitz(const unsigned short *Z, const unsigned *WT, float *S, int i0, int j0,
 			    int T)
@@ -475,7 +482,8 @@ __device__ void v3_toeplitz(const unsigned short *Z, const unsigned *WT, float *
 	constexpr int CQX = MODE ? K_CQ2 : K_CQ, TKX = MODE ? V_TK2 : V_TK;
 	constexpr int ZRX = MODE ? RP : V_ZR, ZSX = MODE ? V_PS : V_ZS;
 	constexpr int WTNX = MODE ? V_WTN2 : V_WTN, NR8X = MODE ? K_BQ / 8 : V_NR8;
-	constexpr int NOUT = MODE ? K_BQ : RP, IPH = (K_BK / 16) * NR8X, ITEMS = K_HPB * IPH;
+	constexpr int NOUT = MODE ? K_BQ : RP, IPH = (K_BK / (16 * V_TW)) * NR8X;
+	constexpr int ITEMS = K_HPB * IPH, KS = V_TW + TKX - 1; /* k steps an item loads */
 	constexpr int IPW = (ITEMS + K_WARPS - 1) / K_WARPS;
 	/* a run: a whole head's items when they fit (its taps loaded once) */
 	constexpr int RUN = V_MIN(V_MIN(IPW, IPH), V_RUN_MAX);
@@ -493,13 +501,16 @@ __device__ void v3_toeplitz(const unsigned short *Z, const unsigned *WT, float *
 		const unsigned short *zb[RUN];
 #pragma unroll
 		for (int i = 0; i < RUN; i++) {
-			const int item = it + i - hh * IPH, c0 = item / NR8X * 16, n0 = item % NR8X * 8;
+			const int item = it + i - hh * IPH, c0 = item / NR8X * 16 * V_TW;
+			const int n0 = item % NR8X * 8;
 			zb[i] = Zh + (n0 + (lane & 7)) * ZSX + c0;
 		}
-		float d[RUN][4];
+		float d[RUN][V_TW][4];
 #pragma unroll
 		for (int i = 0; i < RUN; i++)
-			d[i][0] = d[i][1] = d[i][2] = d[i][3] = 0.f;
+#pragma unroll
+			for (int w = 0; w < V_TW; w++)
+				d[i][w][0] = d[i][w][1] = d[i][w][2] = d[i][w][3] = 0.f;
 #pragma unroll 1
 		for (int u = 0; u < CQX; u++) { /* @model v3.convu */
 			/* A[m][k] = w[u][k-m]: a0 = a3 at k-m = 16s+2t-g, a1 at -8, a2 at +8 */
@@ -515,36 +526,41 @@ __device__ void v3_toeplitz(const unsigned short *Z, const unsigned *WT, float *
 				if (i >= n)
 					break; /* warp-uniform */
 				const unsigned short *zr = zb[i] + u * ZSX;
+				unsigned bf[KS + 1][2]; /* k step k: Z^T rows 16k.., this lane's pair */
 #pragma unroll
-				for (int s = 0; s < TKX; s += 2) {
-					unsigned bf[4];
-					if (s + 1 < TKX) {
-						mta_ldsm_x4(bf, zr + 16 * s + (lane >> 3) * 8);
-						mta_mma_f16(d[i], af[s], bf);
-						mta_mma_f16(d[i], af[s + 1], bf + 2);
-					} else {
-						mta_ldsm_x2(bf, zr + 16 * s + ((lane >> 3) & 1) * 8);
-						mta_mma_f16(d[i], af[s], bf);
-					}
+				for (int k = 0; k < KS; k += 2) {
+					if (k + 1 < KS)
+						mta_ldsm_x4(&bf[k][0], zr + 16 * k + (lane >> 3) * 8);
+					else
+						mta_ldsm_x2(&bf[k][0], zr + 16 * k + ((lane >> 3) & 1) * 8);
 				}
+#pragma unroll
+				for (int w = 0; w < V_TW; w++)
+#pragma unroll
+					for (int s = 0; s < TKX; s++)
+						mta_mma_f16(d[i][w], af[s], bf[w + s]);
 			}
 		}
-		/* d = S^T[c0 + g (+8)][n0 + 2t (+1)] */
+		/* d[i][w] = S^T[c0 + 16w + g (+8)][n0 + 2t (+1)] */
 #pragma unroll
 		for (int i = 0; i < RUN; i++) { /* @model v3.crun */
 			if (i >= n)
 				break;
-			const int item = it + i - hh * IPH, c0 = item / NR8X * 16, n0 = item % NR8X * 8;
+			const int item = it + i - hh * IPH, c0 = item / NR8X * 16 * V_TW;
+			const int n0 = item % NR8X * 8;
 #pragma unroll
-			for (int e = 0; e < 4; e++) {
-				const int r = n0 + 2 * t4 + (e & 1), c = c0 + g + 8 * (e >> 1);
-				if (r >= NOUT)
-					continue;
-				if (MODE)
-					v3_put_p2(S, hh, r, c, i0 + r < T && j0 + c <= i0 + r ? d[i][e] : 0.f);
-				else
-					v3_put_s(S, hh, r, c, d[i][e]);
-			}
+			for (int w = 0; w < V_TW; w++)
+#pragma unroll
+				for (int e = 0; e < 4; e++) {
+					const int r = n0 + 2 * t4 + (e & 1), c = c0 + 16 * w + g + 8 * (e >> 1);
+					if (r >= NOUT)
+						continue;
+					if (MODE)
+						v3_put_p2(S, hh, r, c,
+							  i0 + r < T && j0 + c <= i0 + r ? d[i][w][e] : 0.f);
+					else
+						v3_put_s(S, hh, r, c, d[i][w][e]);
+				}
 		}
 		it += n;
 	}

@@ -303,6 +303,8 @@ TEST_COMPILE_BOUND(cuda_emu_v3_full)
 	struct mta_problem p = prob("h4kv4d16-pre6x11-hpre-post6x11-hc4-both-gn-gate-bf16");
 	check_case(&p, "cuda:v3,bq=16,bk=32,hpb=4,warps=8", 1, 70);
 	check_case(&p, "cuda:v3,bq=16,bk=16,hpb=4,warps=16", 2, 5); /* T < ck */
+	/* bk=64: two items a row of tiles, each two m16 tiles sharing their Z loads */
+	check_case(&p, "cuda:v3,bq=16,bk=64,hpb=4,warps=8", 1, 150);
 	struct mta_problem l = prob("h4kv2d24-pre3x4-post2x3-hc2-left-gnr-f16");
 	check_case(&l, "cuda:v3,bq=16,bk=32,hpb=2,warps=8", 2, 35);
 	struct mta_problem r = prob("h2kv1d16-pre3x2-hpost-right-bf16");

@@ -215,14 +215,15 @@ static void v3_first(const struct mta_problem *p, int pass, int *tz, int *ts)
 }
 
 /* v3_toeplitz (cv 1: the pre-softmax convolution, 2: the post-softmax one):
- * runs (of at most 6 items of one head) per warp, and the mean share of a
+ * runs (of at most V_RUN_MAX items of one head) per warp, and the mean share of a
  * run's unrolled item copies that run. */
 static void v3_runs(const struct mta_variant *v, const struct mta_cuda_v3_dims *d, int cv,
 		    double *runs, double *share)
 {
-	int iph = (v->bk / 16) * (cv == 2 ? v->bq / 8 : d->nr8), items = v->hpb * iph;
+	int tw = v->bk >= 32 && d->ak * 4 <= 96 ? 2 : 1; /* V_TW */
+	int iph = (v->bk / (16 * tw)) * (cv == 2 ? v->bq / 8 : d->nr8), items = v->hpb * iph;
 	int ipw = (items + v->warps - 1) / v->warps, run = ipw < iph ? ipw : iph;
-	int rmax = d->ak * 4 > 96 ? 3 : 6; /* V_RUN_MAX */
+	int rmax = (d->ak * 4 > 96 ? 3 : 6) / tw; /* V_RUN_MAX */
 	run = run < rmax ? run : rmax;
 	double nr = 0, used = 0;
 	for (int w = 0; w < v->warps; w++) {
