@@ -63,6 +63,15 @@ __device__ __forceinline__ unsigned short mta_f32_to_f16(float f)
 	asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
 	return h;
 }
+/* e^x by ex2.approx.ftz (one MUFU after the scaling multiply): a result
+ * under 2^-126 is 0, as softmax weights that small are (__expf's denormal
+ * handling costs a compare and predicate juggling per call). */
+__device__ __forceinline__ float mta_exp_ftz(float x)
+{
+	float y;
+	asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x * 1.4426950408889634f));
+	return y;
+}
 /* Float to f16, to nearest even, a result beyond +-65504 saturating there. */
 __device__ __forceinline__ unsigned short mta_f32_to_f16_sat(float f)
 {

@@ -641,7 +641,7 @@ __device__ void v3_softmax(int pass, int T, int i_base, int sc0, int nrows, cons
 			float p[8];
 #pragma unroll
 			for (int c = 0; c < 8; c++)
-				p[c] = c <= lim && j0 + c >= 0 ? __expf(v[c] - m) * li : 0.f;
+				p[c] = c <= lim && j0 + c >= 0 ? mta_exp_ftz(v[c] - m) * li : 0.f;
 			if (act) {
 				unsigned short *d = P + hh * RP * V_PS + r * V_PS + KP + ch * 8;
 #pragma unroll
@@ -662,7 +662,7 @@ __device__ void v3_softmax(int pass, int T, int i_base, int sc0, int nrows, cons
 		float sum = 0.f, p[8];
 #pragma unroll
 		for (int c = 0; c < 8; c++) {
-			p[c] = c <= lim && j0 + c >= 0 ? __expf(v[c] - mnew) : 0.f;
+			p[c] = c <= lim && j0 + c >= 0 ? mta_exp_ftz(v[c] - mnew) : 0.f;
 			sum += p[c];
 		}
 		if (pass == 0 && act) {
@@ -676,7 +676,7 @@ __device__ void v3_softmax(int pass, int T, int i_base, int sc0, int nrows, cons
 			sum += __shfl_xor_sync(0xffffffffu, sum, o);
 		__syncwarp(); /* every lane has read M[row] before the row's first lane writes it */
 		if (act && ch == 0) {
-			const float al = mold == NEG_INF ? 0.f : __expf(mold - mnew);
+			const float al = mold == NEG_INF ? 0.f : mta_exp_ftz(mold - mnew);
 			L[row] = L[row] * al + sum;
 			M[row] = mnew;
 			if (pass == 0)
@@ -709,6 +709,77 @@ __device__ __forceinline__ void v3_wfrag(const float *W, int gs, unsigned af[4])
 
 #if V_TCMIX
 /*
+ * v3_mixsoft's work on row r's mixed logits d (heads g and g+8, columns
+ * 2t, 2t+1 of every 8): FULL when every column is a valid key (0 <= j <= i,
+ * i < T), so no column is tested.
+ */
+template <bool FULL>
+__device__ __forceinline__ void v3_msrow(int pass, int r, int lim, int sc0,
+					 const float (&d)[K_BK / 8][4], unsigned short *P, float *M,
+					 float *L, float *A, unsigned short *Pb)
+{
+	const int lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;
+	(void)lim;
+	(void)sc0;
+#pragma unroll
+	for (int half = 0; half < 2; half++) { /* heads g, then g + 8 */
+		const int hh = g + 8 * half, row = hh * (pass == 0 ? K_BQ : RP) + r;
+		if (pass == 2) {
+			const float m = M[row], li = L[row];
+#pragma unroll
+			for (int nt = 0; nt < K_BK / 8; nt++) {
+				float p[2];
+#pragma unroll
+				for (int e = 0; e < 2; e++) {
+					const int c = nt * 8 + 2 * t4 + e;
+					p[e] = (FULL || (c <= lim && sc0 + c >= 0)) ?
+						mta_exp_ftz(d[nt][2 * half + e] - m) * li : 0.f;
+				}
+				unsigned short *pp = P + hh * RP * V_PS + r * V_PS + KP + nt * 8 + 2 * t4;
+				if (KP % 2 == 0) { /* the pair as one 32-bit store (p <= 1: no saturation) */
+					*(unsigned *)pp = mta_f16x2_sat(p[0], p[1]);
+				} else {
+					pp[0] = mta_f32_to_f16(p[0]);
+					pp[1] = mta_f32_to_f16(p[1]);
+				}
+			}
+			continue;
+		}
+		float mx = NEG_INF;
+#pragma unroll
+		for (int nt = 0; nt < K_BK / 8; nt++)
+#pragma unroll
+			for (int e = 0; e < 2; e++)
+				if (FULL || nt * 8 + 2 * t4 + e <= lim)
+					mx = fmaxf(mx, d[nt][2 * half + e]);
+		mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+		mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+		const float mold = M[row], mnew = fmaxf(mold, mx);
+		float sum = 0.f;
+#pragma unroll
+		for (int nt = 0; nt < K_BK / 8; nt++)
+#pragma unroll
+			for (int e = 0; e < 2; e++) {
+				const int c = nt * 8 + 2 * t4 + e;
+				const float p = FULL || c <= lim ? mta_exp_ftz(d[nt][2 * half + e] - mnew) : 0.f;
+				sum += p;
+				if (pass == 0)
+					Pb[hh * K_BQ * V_PBS + r * V_PBS + c] = to_op(p);
+			}
+		sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+		sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+		__syncwarp(); /* the row's lanes have read M before its first lane writes it */
+		if (t4 == 0) {
+			const float al = mold == NEG_INF ? 0.f : mta_exp_ftz(mold - mnew);
+			L[row] = L[row] * al + sum;
+			M[row] = mnew;
+			if (pass == 0)
+				A[row] = al;
+		}
+	}
+}
+
+/*
  * Phases C and D fused: for each row r (< nrows) a warp mixes the heads of
  * its BK logits on the tensor cores (S_mix = W (S_hi + S_lo), 16 heads x 8
  * positions an mma) and, from the accumulators, does what v3_softmax does:
@@ -739,54 +810,12 @@ __device__ void v3_mixsoft(int pass, int T, int i_base, int sc0, int nrows, cons
 			mta_mma_f16(d[nt], af, bf);
 		}
 		const int i = i_base + r, lim = i < T ? i - sc0 : -1; /* valid columns c <= lim */
-#pragma unroll
-		for (int half = 0; half < 2; half++) { /* heads g, then g + 8 */
-			const int hh = g + 8 * half, row = hh * (pass == 0 ? K_BQ : RP) + r;
-			if (pass == 2) {
-				const float m = M[row], li = L[row];
-#pragma unroll
-				for (int nt = 0; nt < K_BK / 8; nt++)
-#pragma unroll
-					for (int e = 0; e < 2; e++) {
-						const int c = nt * 8 + 2 * t4 + e;
-						const float p = c <= lim && sc0 + c >= 0 ?
-							__expf(d[nt][2 * half + e] - m) * li : 0.f;
-						P[hh * RP * V_PS + r * V_PS + KP + c] = mta_f32_to_f16(p);
-					}
-				continue;
-			}
-			float mx = NEG_INF;
-#pragma unroll
-			for (int nt = 0; nt < K_BK / 8; nt++)
-#pragma unroll
-				for (int e = 0; e < 2; e++)
-					if (nt * 8 + 2 * t4 + e <= lim)
-						mx = fmaxf(mx, d[nt][2 * half + e]);
-			mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-			mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-			const float mold = M[row], mnew = fmaxf(mold, mx);
-			float sum = 0.f;
-#pragma unroll
-			for (int nt = 0; nt < K_BK / 8; nt++)
-#pragma unroll
-				for (int e = 0; e < 2; e++) {
-					const int c = nt * 8 + 2 * t4 + e;
-					const float p = c <= lim ? __expf(d[nt][2 * half + e] - mnew) : 0.f;
-					sum += p;
-					if (pass == 0)
-						Pb[hh * K_BQ * V_PBS + r * V_PBS + c] = to_op(p);
-				}
-			sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-			sum += __shfl_xor_sync(0xffffffffu, sum, 2);
-			__syncwarp(); /* the row's lanes have read M before its first lane writes it */
-			if (t4 == 0) {
-				const float al = mold == NEG_INF ? 0.f : __expf(mold - mnew);
-				L[row] = L[row] * al + sum;
-				M[row] = mnew;
-				if (pass == 0)
-					A[row] = al;
-			}
-		}
+		/* warp-uniform: every column of the row a valid key (most rows) */
+		const bool full = lim >= K_BK - 1 && sc0 >= 0;
+		if (full) /* @model v3.msfull */
+			v3_msrow<true>(pass, r, lim, sc0, d, P, M, L, A, Pb);
+		if (!full) /* @model v3.msedge */
+			v3_msrow<false>(pass, r, lim, sc0, d, P, M, L, A, Pb);
 	}
 }
 #endif

@@ -307,6 +307,26 @@ static double v3_qk_full(const struct mta_problem *p, const struct mta_variant *
 	return all ? (double)full / all : 0;
 }
 
+/* v3_mixsoft: the share of a pass's (row, key tile) pairs from tile ts on
+ * whose every column is a valid key (v3.msfull: no column tested). */
+static double v3_ms_full(const struct mta_problem *p, const struct mta_variant *v,
+			 const struct mta_cuda_v3_dims *d, const struct mta_model_block *b, int pass,
+			 int ts, int nkt)
+{
+	int ok2 = p->cq2 ? mta_pad_offset(p->pad, p->ck2) : 0;
+	int nrows = pass == 0 ? v->bq : d->rp, ib = pass == 0 ? b->i0 : b->i0 - d->qp;
+	long full = 0, all = 0;
+	for (int t = ts; t < nkt; t++) {
+		int sc0 = t * v->bk + (pass == 2 ? d->kp - ok2 : 0);
+		for (int r = 0; r < nrows; r++) {
+			int i = ib + r, lim = i < b->T ? i - sc0 : -1;
+			all++;
+			full += lim >= v->bk - 1 && sc0 >= 0;
+		}
+	}
+	return all ? (double)full / all : 0;
+}
+
 int mta_region_factor(const char *name, const struct mta_model_block *b, double *f)
 {
 	const struct mta_problem *p = b->p;
@@ -349,6 +369,9 @@ int mta_region_factor(const char *name, const struct mta_model_block *b, double 
 	else if (IS("v3.qkfull") || IS("v3.qkedge")) {
 		double full = v3_qk_full(p, v, &d, b, pass, tz, nkt);
 		*f = IS("v3.qkfull") ? full : 1 - full;
+	} else if (IS("v3.msfull") || IS("v3.msedge")) {
+		double full = v3_ms_full(p, v, &d, b, pass, ts, nkt);
+		*f = IS("v3.msfull") ? full : 1 - full;
 	} else if (IS("v3.vec")) /* 16-byte copies: D % 8 == 0 and aligned tensors, priced */
 		*f = p->D % 8 ? 0 : 1;
 	else if (IS("v3.novec"))
