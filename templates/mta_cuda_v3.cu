@@ -100,7 +100,7 @@
 #define SZ_QK(n) ((n) * (V_ZM + K_BK) * V_DS * 2)
 #define SZ_Z (K_CQ ? K_HPB * V_ZR * V_ZS * 2 : 0)
 #define V_KR2 ((KR + 1) / 2)            /* carried Z columns, in pairs */
-#define SZ_ZC (K_CQ ? K_HPB * RZ * V_KR2 * 4 : 0)
+/* SZ_ZC: below, once V_ZIN is known */
 /*
  * Head mixing on the tensor cores when a block holds 16 heads: the logits
  * (pre: split into f16 hi + lo) and the post-convolved P (f16) go to S as
@@ -118,7 +118,17 @@
 /* V rows of VG heads per stage, two stages, in the q/k staging area */
 #define V_VG1(n) V_MIN(K_HPB, V_MAX(1, SZ_QK(n) / (2 * K_BK * V_DS * 2)))
 #define SZ_STG(n) V_MAX(V_MAX(SZ_QK(n), 2 * V_VG1(n) * K_BK * V_DS * 2), K_BQ * K_D * 4)
-#define SZ_PBX (SZ_PB > SZ_Z ? SZ_PB : 0)  /* P tile outside Z when Z is too small */
+/*
+ * The rounded P tile (P.V's operand) goes into S past the post-convolved P
+ * when both mixings run on the tensor cores and it fits (the paper's
+ * configuration): then nothing overwrites Z, which keeps its carried columns
+ * in place, shifted left a tile (V_ZIN), instead of saving them to ZC and
+ * back (two shared copies a tile) while the tile lives in Z.
+ */
+#define V_PBINS (V_TCMIX && V_TCMIXP && V_AL(K_BQ * K_BK * 32) + SZ_PB <= SZ_S)
+#define V_ZIN (K_CQ && V_PBINS)
+#define SZ_ZC (K_CQ && !V_ZIN ? K_HPB * RZ * V_KR2 * 4 : 0)
+#define SZ_PBX (!V_PBINS && SZ_PB > SZ_Z ? SZ_PB : 0)  /* P tile outside Z when Z is too small */
 #define V_TOTAL(n) (V_AL(SZ_WT) + V_AL(SZ_W2) + V_AL(SZ_WM1) + V_AL(SZ_WM2) + V_AL(SZ_STG(n)) + \
 		    V_AL(SZ_Z) + V_AL(SZ_ZC) + V_AL(SZ_S) + V_AL(SZ_P) + V_AL(SZ_PBX) + V_AL(SZ_ST))
 /* Two q/k stages when they fit the largest block of any target (sm_90), else one. */
@@ -139,7 +149,7 @@
 #define OFF_P (OFF_S + V_AL(SZ_S))
 #define OFF_PBX (OFF_P + V_AL(SZ_P))
 #define OFF_ST (OFF_PBX + V_AL(SZ_PBX))
-#define OFF_PB (SZ_PBX ? OFF_PBX : OFF_Z)
+#define OFF_PB (V_PBINS ? OFF_S + V_AL(K_BQ * K_BK * 32) : SZ_PBX ? OFF_PBX : OFF_Z)
 #define SMEM_BYTES V_TOTAL(V_NSTG)
 
 /* Pass-2 probabilities' new columns start DP keys right of the output tile. */
@@ -944,10 +954,15 @@ __device__ void v3_pass(const mta_args &a, int pass, char *sm, int b, int h0, in
 	const int t_s = pass == 2 && KP ? -1 : 0, t_z = K_CQ ? t_s - 1 : t_s;
 	(void)Zc; (void)P; (void)WT; (void)W2; (void)WM1; (void)WM2;
 
-	/* empty carries: keys left of 0 */
+	/* empty carries: keys left of 0 (in place: the columns the first tile
+	 * shifts in) */
 #if K_CQ
 	for (int e = threadIdx.x; e < K_HPB * RZ * V_KR2; e += NT) /* @model v3.zc0 */
-		((unsigned *)Zc)[e] = 0;
+		if (V_ZIN)
+			((unsigned *)Z)[(e / V_KR2 / RZ * V_ZR + e / V_KR2 % RZ) * (V_ZS / 2) +
+					K_BK / 2 + e % V_KR2] = 0;
+		else
+			((unsigned *)Zc)[e] = 0;
 #endif
 #if POST
 	if (pass == 2)
@@ -973,7 +988,9 @@ __device__ void v3_pass(const mta_args &a, int pass, char *sm, int b, int h0, in
 		 * KR is odd: q.k overwrites it) */
 		for (int hr = threadIdx.x; hr < K_HPB * RZ; hr += NT) { /* @model v3.carryin */
 			unsigned *z = (unsigned *)Z + (hr / RZ * V_ZR + hr % RZ) * (V_ZS / 2);
-			const unsigned *zc = (const unsigned *)Zc + hr * V_KR2;
+			/* in place: the last tile's last columns; their reader, the last
+			 * tile's convolution, finished before a barrier */
+			const unsigned *zc = V_ZIN ? z + K_BK / 2 : (const unsigned *)Zc + hr * V_KR2;
 #pragma unroll
 			for (int x = 0; x < V_KR2; x++)
 				z[x] = zc[x];
@@ -995,7 +1012,7 @@ __device__ void v3_pass(const mta_args &a, int pass, char *sm, int b, int h0, in
 			v3_plan_rewind(pl, a);
 		__syncthreads();
 		/* the carries for the next tile: Z's last KR columns, P's last KP */
-#if K_CQ
+#if K_CQ && !V_ZIN
 		for (int hr = threadIdx.x; hr < K_HPB * RZ; hr += NT) { /* @model v3.carryout */
 			const unsigned *z = (const unsigned *)Z + (hr / RZ * V_ZR + hr % RZ) * (V_ZS / 2) +
 					    K_BK / 2;

@@ -61,7 +61,6 @@ static void v3_dims(const struct mta_problem *p, const struct mta_variant *v, si
 	d->sz_wm2 = p->head_post ? hpb * (size_t)d->gs * 4 : 0;
 	const size_t sz_qk = nstg * ((size_t)d->zm + bk) * (size_t)d->ds * 2;
 	d->sz_z = p->cq ? hpb * (size_t)d->zr * (size_t)d->zs * 2 : 0;
-	d->sz_zc = p->cq ? hpb * (size_t)d->rz * (size_t)((d->kr + 1) / 2) * 4 : 0;
 	/* head mixing on the tensor cores for 16-head blocks (V_TCMIX, V_TCMIXP) */
 	const int tcmix = p->head_pre && v->hpb == 16;
 	const int tcmixp = p->head_post && v->hpb == 16 && p->cq2;
@@ -70,11 +69,14 @@ static void v3_dims(const struct mta_problem *p, const struct mta_variant *v, si
 			    tcmix ? (size_t)d->rp * bk * 64 : 0), tcmixp ? bq * bk * 32 : 0);
 	d->sz_p = post ? hpb * (size_t)d->rp * (size_t)d->ps * 2 : 0;
 	d->sz_pb = hpb * bq * (size_t)d->pbs * 2;
+	/* the P tile in S, Z's carry in place (V_PBINS, V_ZIN) */
+	const int pbins = tcmix && tcmixp && r16(bq * bk * 32) + d->sz_pb <= d->sz_s;
+	d->sz_zc = p->cq && !pbins ? hpb * (size_t)d->rz * (size_t)((d->kr + 1) / 2) * 4 : 0;
 	d->sz_st = (2 * hpb * (size_t)d->rp + hpb * bq) * 4;
 	d->vg = (int)zmin(hpb, zmax(1, sz_qk / (2 * bk * (size_t)d->ds * 2)));
 	d->sz_stg = zmax(zmax(sz_qk, 2 * (size_t)d->vg * bk * (size_t)d->ds * 2),
 			 bq * (size_t)p->D * 4);
-	d->sz_pbx = d->sz_pb > d->sz_z ? d->sz_pb : 0;
+	d->sz_pbx = !pbins && d->sz_pb > d->sz_z ? d->sz_pb : 0;
 	d->smem = r16(d->sz_wt) + r16(d->sz_w2) + r16(d->sz_wm1) + r16(d->sz_wm2) + r16(d->sz_stg) +
 		  r16(d->sz_z) + r16(d->sz_zc) + r16(d->sz_s) + r16(d->sz_p) + r16(d->sz_pbx) +
 		  r16(d->sz_st);
