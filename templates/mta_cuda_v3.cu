@@ -957,12 +957,13 @@ __device__ void v3_pass(const mta_args &a, int pass, char *sm, int b, int h0, in
 	/* empty carries: keys left of 0 (in place: the columns the first tile
 	 * shifts in) */
 #if K_CQ
-	for (int e = threadIdx.x; e < K_HPB * RZ * V_KR2; e += NT) /* @model v3.zc0 */
+	for (int e = threadIdx.x; e < K_HPB * RZ * V_KR2; e += NT) { /* @model v3.zc0 */
 		if (V_ZIN)
 			((unsigned *)Z)[(e / V_KR2 / RZ * V_ZR + e / V_KR2 % RZ) * (V_ZS / 2) +
 					K_BK / 2 + e % V_KR2] = 0;
 		else
 			((unsigned *)Zc)[e] = 0;
+	}
 #endif
 #if POST
 	if (pass == 2)
