@@ -158,6 +158,8 @@ static inline unsigned short mta_f32_to_f16(float f)
 	return (unsigned short)(s | r);
 }
 
+/* Twin of mta_keep (an identity prmt.b32). */
+static inline unsigned mta_keep(unsigned x) { return x; }
 /* Twin of ex2.approx.ftz.f32 (x log2 e): exact here; a result under 2^-126 is 0. */
 static inline float mta_exp_ftz(float x)
 {

@@ -72,6 +72,14 @@ __device__ __forceinline__ float mta_exp_ftz(float x)
 	asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x * 1.4426950408889634f));
 	return y;
 }
+/* x, in a register of its own: an identity byte permute the compiler does
+ * not see through (a copy it would coalesce with x). */
+__device__ __forceinline__ unsigned mta_keep(unsigned x)
+{
+	unsigned v;
+	asm volatile("prmt.b32 %0, %1, 0, 0x3210;" : "=r"(v) : "r"(x));
+	return v;
+}
 /* Float to f16, to nearest even, a result beyond +-65504 saturating there. */
 __device__ __forceinline__ unsigned short mta_f32_to_f16_sat(float f)
 {

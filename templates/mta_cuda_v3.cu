@@ -527,9 +527,15 @@ __device__ void v3_toeplitz(const unsigned short *Z, const unsigned *WT, float *
 			unsigned af[TKX][4];
 #pragma unroll
 			for (int s = 0; s < TKX; s++) {
-				af[s][0] = af[s][3] = W[u * WTNX + 16 * s];
+				/* a0 and a3 are the same tap pair: a copy the compiler keeps
+				 * gives the fragment four registers of its own (sharing one
+				 * made it copy every fragment into place before each mma) */
+				af[s][0] = W[u * WTNX + 16 * s];
 				af[s][1] = W[u * WTNX + 16 * s - 8];
 				af[s][2] = W[u * WTNX + 16 * s + 8];
+				af[s][3] = mta_keep(af[s][0]);
+				if (s > 0) /* the previous fragment's a2 */
+					af[s][1] = mta_keep(af[s][1]);
 			}
 #pragma unroll
 			for (int i = 0; i < RUN; i++) { /* @model v3.crun */
