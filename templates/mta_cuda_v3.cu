@@ -423,43 +423,51 @@ __device__ __forceinline__ void v3_qk_out(const float d[4], int m0, int n0, int 
 }
 
 #define V_QM (V_ZM / 16) /* m16 tiles of the q.k product */
+/* a warp's columns of q.k, in pairs of n8 tiles: 32 when BK and the
+ * registers allow (D <= 96, at most 8 warps: 255 a thread), else 16 */
+#define V_QN (K_BK % 32 == 0 && V_QM <= 2 && V_AK * 4 <= 96 && NT <= 256 ? 2 : 1)
 __device__ void v3_qk(const mta_args &a, const unsigned short *stg, int s, int rq0, int zk0,
 		      int hh, unsigned short *Z, float *S)
 {
 	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t4 = lane & 3;
 	const unsigned short *Qs = stg + s * (V_ZM + K_BK) * V_DS, *Ks = Qs + V_ZM * V_DS;
 	/*
-	 * A warp takes every row and 16 columns: each k row of its columns is
-	 * read from shared memory once and each q row once per warp (16x8 tiles
-	 * read the q rows four times and the k rows twice: q.k was a third of
-	 * v3's shared-memory bytes). Fewer warps work, on a short phase.
+	 * A warp takes every row and 16*V_QN columns: each k row of its columns
+	 * is read from shared memory once and each q row once per warp (16x8
+	 * tiles read the q rows four times and the k rows twice: q.k was a third
+	 * of v3's shared-memory bytes). Fewer warps work, on a short phase.
 	 */
 #pragma unroll 1
-	for (int tile = warp; tile < K_BK / 16; tile += K_WARPS) { /* @model v3.qk */
-		const int nb = tile * 16;
-		float d[V_QM][2][4];
+	for (int tile = warp; tile < K_BK / (16 * V_QN); tile += K_WARPS) { /* @model v3.qk */
+		const int nb = tile * 16 * V_QN;
+		float d[V_QM][2 * V_QN][4];
 #pragma unroll
 		for (int m = 0; m < V_QM; m++)
 #pragma unroll
-			for (int n = 0; n < 2; n++)
+			for (int n = 0; n < 2 * V_QN; n++)
 				d[m][n][0] = d[m][n][1] = d[m][n][2] = d[m][n][3] = 0.f;
 #pragma unroll
 		for (int kk = 0; kk < V_DK; kk += 16) {
-			unsigned bf[4]; /* columns nb..nb+7 (k lo, k hi), then nb+8..nb+15 */
-			mta_ldsm_x4(bf, Ks + (nb + (lane & 7) + (lane >> 4) * 8) * V_DS + kk +
-						((lane >> 3) & 1) * 8);
+			unsigned bf[V_QN][4]; /* columns nb+16p..+7 (k lo, k hi), then +8..+15 */
+#pragma unroll
+			for (int p = 0; p < V_QN; p++)
+				mta_ldsm_x4(bf[p], Ks + (nb + 16 * p + (lane & 7) + (lane >> 4) * 8) * V_DS +
+							   kk + ((lane >> 3) & 1) * 8);
 #pragma unroll
 			for (int m = 0; m < V_QM; m++) {
 				unsigned af[4];
 				mta_ldsm_x4(af, Qs + (16 * m + (lane & 15)) * V_DS + kk + (lane >> 4) * 8);
-				mma(d[m][0], af, bf);
-				mma(d[m][1], af, bf + 2);
+#pragma unroll
+				for (int p = 0; p < V_QN; p++) {
+					mma(d[m][2 * p], af, bf[p]);
+					mma(d[m][2 * p + 1], af, bf[p] + 2);
+				}
 			}
 		}
 #pragma unroll
 		for (int m = 0; m < V_QM; m++)
 #pragma unroll
-			for (int n = 0; n < 2; n++)
+			for (int n = 0; n < 2 * V_QN; n++)
 				v3_qk_out(d[m][n], 16 * m, nb + 8 * n, rq0, zk0, hh, Z, S);
 	}
 }

@@ -378,8 +378,10 @@ int mta_region_factor(const char *name, const struct mta_model_block *b, double 
 		*f = p->D % 8 ? 1 : 0;
 	else if (IS("v3.stagepart")) /* the chunk that D ends in, when D % 8 != 0 */
 		*f = p->D % 8 ? stage_loop(st == 1 ? d.zm : bk, d.dk / 8, nw) : 0;
-	else if (IS("v3.qk")) /* a warp every row and 16 columns */
-		*f = warp_loop((double)bk / 16, nw);
+	else if (IS("v3.qk")) { /* a warp every row and 16*V_QN columns */
+		int qn = bk % 32 == 0 && d.zm / 16 <= 2 && d.ak * 4 <= 96 && nw <= 8 ? 2 : 1;
+		*f = warp_loop((double)bk / (16 * qn), nw);
+	}
 	else if (IS("v3.carryin") || IS("v3.carryout")) /* a thread a (head, row) */
 		*f = tid_loop((double)hpb * d.rz, nw);
 	else if (IS("v3.zc0"))
