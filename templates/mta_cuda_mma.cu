@@ -36,6 +36,11 @@ __device__ __forceinline__ void mta_ldsm_x2(unsigned r[2], const void *p)
 	asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];"
 		     : "=r"(r[0]), "=r"(r[1]) : "r"(mta_smem_addr(p)));
 }
+__device__ __forceinline__ void mta_ldsm_x4_t(unsigned r[4], const void *p)
+{
+	asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
+		     : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(mta_smem_addr(p)));
+}
 __device__ __forceinline__ void mta_ldsm_x2_t(unsigned r[2], const void *p)
 {
 	asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0,%1}, [%2];"

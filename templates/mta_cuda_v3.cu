@@ -57,16 +57,28 @@
 #define V_NT8 (R8(K_D) / 8)              /* n8 tiles of one head's outputs */
 #define V_MT (K_BQ / 16)                 /* m16 tiles of the output rows */
 /*
- * Output accumulators: the HPB * TPH 16x8 tiles of (head, query, d) are
- * dealt to the warps round robin, slot k of warp w holding tile k*WARPS + w,
- * so every warp holds V_AK of them and no register is idle. A head's tiles
- * lie in the slots of V_K0(hh) .. V_K1(hh) (compile-time); which of those a
- * warp holds is a warp-uniform test.
+ * Output accumulators: the HPB * TPH 16x8 tiles of (head, query, d), in
+ * units of V_PW tiles side by side in d (two when the n8 tiles pair up: a
+ * unit's P.V reads P's fragments once for both), are dealt to the warps
+ * round robin, unit slot k of warp w holding unit k*WARPS + w (tiles
+ * V_PW*unit ..), accumulator slots V_PW*k ..; so every warp holds V_AK
+ * accumulator tiles and no register is idle. A head's units lie in the unit
+ * slots V_K0(hh) .. V_K1(hh) (compile-time); which of those a warp holds is
+ * a warp-uniform test.
  */
 #define V_TPH (V_NT8 * V_MT)             /* tiles per head */
-#define V_AK ((K_HPB * V_TPH + K_WARPS - 1) / K_WARPS)
-#define V_K0(hh) ((hh) * V_TPH / K_WARPS)
-#define V_K1(hh) ((((hh) + 1) * V_TPH - 1) / K_WARPS)
+#define V_AK1 ((K_HPB * V_TPH + K_WARPS - 1) / K_WARPS) /* accumulator tiles, dealt singly */
+/* a warp's columns of q.k, in pairs of n8 tiles: 32 when BK and the
+ * registers allow (D <= 96, at most 8 warps: 255 a thread), else 16 */
+#define V_QN (K_BK % 32 == 0 && V_ZM <= 32 && V_AK1 * 4 <= 96 && NT <= 256 ? 2 : 1)
+/* tiles a unit: two when the n8 tiles pair up, unless q.k's wide tiles
+ * already take the registers (then pairs push the paper's variant past the
+ * 16 registers of headroom) */
+#define V_PW (V_NT8 % 2 == 0 && V_QN == 1 ? 2 : 1)
+#define V_UPH (V_TPH / V_PW)             /* units per head */
+#define V_AK (V_PW * ((K_HPB * V_UPH + K_WARPS - 1) / K_WARPS))
+#define V_K0(hh) ((hh) * V_UPH / K_WARPS)
+#define V_K1(hh) ((((hh) + 1) * V_UPH - 1) / K_WARPS)
 #define V_ZM (K_CQ ? R16(RZ) : R16(RP))  /* q rows staged, rows of the q.k product */
 #define V_NR8 ((RP + 7) / 8)             /* n8 tiles over the conv's output rows */
 #if K_CQ
@@ -423,9 +435,6 @@ __device__ __forceinline__ void v3_qk_out(const float d[4], int m0, int n0, int 
 }
 
 #define V_QM (V_ZM / 16) /* m16 tiles of the q.k product */
-/* a warp's columns of q.k, in pairs of n8 tiles: 32 when BK and the
- * registers allow (D <= 96, at most 8 warps: 255 a thread), else 16 */
-#define V_QN (K_BK % 32 == 0 && V_QM <= 2 && V_AK * 4 <= 96 && NT <= 256 ? 2 : 1)
 __device__ void v3_qk(const mta_args &a, const unsigned short *stg, int s, int rq0, int zk0,
 		      int hh, unsigned short *Z, float *S)
 {
@@ -923,23 +932,33 @@ __device__ __forceinline__ void v3_pv(const mta_args &a, unsigned short *stg, in
 		const unsigned short *Ph = Pb + hh * K_BQ * V_PBS;
 #pragma unroll
 		for (int k = V_K0(hh); k <= V_K1(hh); k++) { /* @model v3.pvk */
-			const int tile = k * K_WARPS + warp - hh * V_TPH;
-			if (tile < 0 || tile >= V_TPH)
+			const int unit = k * K_WARPS + warp - hh * V_UPH;
+			if (unit < 0 || unit >= V_UPH)
 				continue; /* warp-uniform */
-			const int m = tile / V_NT8, nt = tile % V_NT8;
+			const int m = unit * V_PW / V_NT8, nt = unit * V_PW % V_NT8;
 #if !POST
 			const float a0 = A[hh * K_BQ + 16 * m + g], a1 = A[hh * K_BQ + 16 * m + g + 8];
-			acc[k][0] *= a0;
-			acc[k][1] *= a0;
-			acc[k][2] *= a1;
-			acc[k][3] *= a1;
+#pragma unroll
+			for (int p = 0; p < V_PW; p++) {
+				acc[V_PW * k + p][0] *= a0;
+				acc[V_PW * k + p][1] *= a0;
+				acc[V_PW * k + p][2] *= a1;
+				acc[V_PW * k + p][3] *= a1;
+			}
 #endif
 #pragma unroll
 			for (int kk = 0; kk < K_BK; kk += 16) {
-				unsigned af[4], bf[2];
+				unsigned af[4], bf[2 * V_PW];
 				mta_ldsm_x4(af, Ph + (16 * m + (lane & 15)) * V_PBS + kk + (lane >> 4) * 8);
-				mta_ldsm_x2_t(bf, V + (kk + (lane & 15)) * V_DS + nt * 8);
-				mma(acc[k], af, bf);
+				/* V^T fragments: rows kk.. of the unit's d columns, k lo and hi */
+				if (V_PW == 2)
+					mta_ldsm_x4_t(bf, V + (kk + (lane & 15)) * V_DS + nt * 8 +
+								(lane >> 4) * 8);
+				else
+					mta_ldsm_x2_t(bf, V + (kk + (lane & 15)) * V_DS + nt * 8);
+#pragma unroll
+				for (int p = 0; p < V_PW; p++)
+					mma(acc[V_PW * k + p], af, bf + 2 * p);
 			}
 		}
 	}
@@ -1188,15 +1207,18 @@ extern "C" __global__ void __launch_bounds__(NT, 1) mta_fwd(const mta_args a)
 	for (int hh = 0; hh < K_HPB; hh++) {
 #pragma unroll
 		for (int k = V_K0(hh); k <= V_K1(hh); k++) { /* @model v3.pvk */
-			const int tile = k * K_WARPS + warp - hh * V_TPH;
-			if (tile < 0 || tile >= V_TPH)
+			const int unit = k * K_WARPS + warp - hh * V_UPH;
+			if (unit < 0 || unit >= V_UPH)
 				continue;
-			const int m = tile / V_NT8, nt = tile % V_NT8;
 #pragma unroll
-			for (int e = 0; e < 4; e++) {
-				const int r = 16 * m + g + 8 * (e >> 1), c = nt * 8 + 2 * t4 + (e & 1);
-				if (c < K_D)
-					Ob[r * K_D + c] = acc[k][e];
+			for (int p = 0; p < V_PW; p++) {
+				const int m = unit * V_PW / V_NT8, nt = unit * V_PW % V_NT8 + p;
+#pragma unroll
+				for (int e = 0; e < 4; e++) {
+					const int r = 16 * m + g + 8 * (e >> 1), c = nt * 8 + 2 * t4 + (e & 1);
+					if (c < K_D)
+						Ob[r * K_D + c] = acc[V_PW * k + p][e];
+				}
 			}
 		}
 		__syncthreads();

@@ -53,7 +53,11 @@ static void v3_dims(const struct mta_problem *p, const struct mta_variant *v, si
 	d->gs = p->head_post == MTA_HPOST_CONV ? p->hc : v->hpb;
 	d->nt8 = (int)(r8((size_t)p->D) / 8);
 	d->tph = d->nt8 * (v->bq / 16);
-	d->ak = (v->hpb * d->tph + v->warps - 1) / v->warps;
+	/* q.k's tile width (V_QN) and the accumulator units of V_PW tiles */
+	const int ak1 = (v->hpb * d->tph + v->warps - 1) / v->warps;
+	d->qn = v->bk % 32 == 0 && d->zm <= 32 && ak1 * 4 <= 96 && v->warps <= 8 ? 2 : 1;
+	d->pw = d->nt8 % 2 == 0 && d->qn == 1 ? 2 : 1;
+	d->ak = d->pw * ((v->hpb * (d->tph / d->pw) + v->warps - 1) / v->warps);
 	d->nstg = (int)nstg;
 	d->sz_wt = p->cq ? hpb * (size_t)p->cq * (size_t)d->wtn * 4 : 0;
 	d->sz_w2 = p->cq2 ? hpb * (size_t)p->cq2 * (size_t)d->wtn2 * 4 : 0;

@@ -54,9 +54,11 @@
 
 static long acc_regs(const struct mta_problem *p, const struct mta_variant *v)
 {
-	if (v->version == 3) { /* every head's 16x8 tiles of (query, d), dealt round robin */
-		long tiles = (long)v->hpb * (v->bq / 16) * ((p->D + 7) / 8);
-		return (tiles + v->warps - 1) / v->warps * 4;
+	if (v->version == 3) { /* every head's 16x8 tiles of (query, d), dealt round robin,
+				* singly or in units of two (cudagen's v3 dims) */
+		struct mta_cuda_v3_dims d;
+		mta_cuda_v3_dims(p, v, &d);
+		return (long)d.ak * 4;
 	}
 	if (v->version >= 2) { /* 16x8 mma C tiles of (head, query, d), 4 floats a lane */
 		long tiles = (long)v->hpb * (v->bq / 16) * ((p->D + 7) / 8);

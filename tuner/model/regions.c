@@ -379,8 +379,7 @@ int mta_region_factor(const char *name, const struct mta_model_block *b, double 
 	else if (IS("v3.stagepart")) /* the chunk that D ends in, when D % 8 != 0 */
 		*f = p->D % 8 ? stage_loop(st == 1 ? d.zm : bk, d.dk / 8, nw) : 0;
 	else if (IS("v3.qk")) { /* a warp every row and 16*V_QN columns */
-		int qn = bk % 32 == 0 && d.zm / 16 <= 2 && d.ak * 4 <= 96 && nw <= 8 ? 2 : 1;
-		*f = warp_loop((double)bk / (16 * qn), nw);
+		*f = warp_loop((double)bk / (16 * d.qn), nw);
 	}
 	else if (IS("v3.carryin") || IS("v3.carryout")) /* a thread a (head, row) */
 		*f = tid_loop((double)hpb * d.rz, nw);
@@ -408,11 +407,12 @@ int mta_region_factor(const char *name, const struct mta_model_block *b, double 
 		*f = warp_loop((double)bq * bk / 8, nw);
 	else if (IS("v3.round"))
 		*f = tid_loop((double)hpb * bq * bk, nw);
-	else if (IS("v3.pvk")) { /* the share of unrolled (head, slot) copies whose tile a warp holds */
+	else if (IS("v3.pvk")) { /* the share of unrolled (head, slot) copies whose unit a warp holds */
+		int uph = d.tph / d.pw; /* V_UPH */
 		double copies = 0;
 		for (int hh = 0; hh < hpb; hh++)
-			copies += ((hh + 1) * d.tph - 1) / nw - hh * d.tph / nw + 1;
-		*f = copies ? (double)hpb * d.tph / (nw * copies) : 0;
+			copies += ((hh + 1) * uph - 1) / nw - hh * uph / nw + 1;
+		*f = copies ? (double)hpb * uph / (nw * copies) : 0;
 	} else if (IS("v3.erow"))
 		*f = warp_loop(b->T - b->i0 < bq ? (double)(b->T - b->i0) : bq, nw);
 	else if (IS("v3.wt"))
