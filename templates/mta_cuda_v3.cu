@@ -278,9 +278,12 @@ __device__ __forceinline__ void v3_stage_qk(const mta_args &a, unsigned short *s
  */
 #define V_QCH (V_ZM * V_CHK)   /* q chunks a head */
 #define V_KCH (K_BK * V_CHK)   /* k chunks a head and tile */
-#define V_WQ V_MIN(V_MAX((K_WARPS * V_QCH + (V_QCH + V_KCH) / 2) / (V_QCH + V_KCH), 1), K_WARPS - 1)
-#define V_PS_N V_MAX((V_QCH + 32 * V_WQ - 1) / (32 * V_WQ), \
-		     (V_KCH + 32 * (K_WARPS - V_WQ) - 1) / (32 * (K_WARPS - V_WQ)))
+/* the plan needs a warp for each role; a one-warp block stages unplanned */
+#define V_PLAN (K_WARPS >= 2)
+#define V_WQ (V_PLAN ? V_MIN(V_MAX((K_WARPS * V_QCH + (V_QCH + V_KCH) / 2) / (V_QCH + V_KCH), \
+				    1), K_WARPS - 1) : 1)
+#define V_PS_N (V_PLAN ? V_MAX((V_QCH + 32 * V_WQ - 1) / (32 * V_WQ), \
+			       (V_KCH + 32 * (K_WARPS - V_WQ) - 1) / (32 * (K_WARPS - V_WQ))) : 1)
 struct v3_plan {
 	const char *base;       /* the next head's row 0 (q or k, by the warp's role) */
 	unsigned o[V_PS_N];     /* source byte offsets from base: 0 when zero-filled */
@@ -362,25 +365,19 @@ __device__ __forceinline__ void v3_plan_rewind(v3_plan &pl, const mta_args &a)
 
 /*
  * Stage head h's q rows and the tile's k rows (from key zk0) into stage
- * buffer s, and commit: as planned when vec, else through v3_stage (the
- * model prices the aligned tensors' path).
+ * buffer s, and commit: as planned when vec (and the block has two warps or
+ * more), else through v3_stage (the model prices the aligned tensors' path).
  */
 __device__ __forceinline__ void v3_stage_head(v3_plan &pl, const mta_args &a, unsigned short *stg,
 					      int b, int h, int rq0, int zk0, int s, bool vec)
 {
-	if (vec) /* @model v3.vec */
+	if (V_PLAN && vec) /* @model v3.vec */
 		v3_stage_plan(pl, a, stg, h, s);
-	if (!vec) /* @model v3.novec */
+	if (!V_PLAN || !vec) /* @model v3.novec */
 		v3_stage_qk(a, stg, b, h, rq0, zk0, s, vec);
 	mta_cp_commit();
 }
 
-/*
- * Phase A for head hh: the raw logits s*q.k of q rows rq0 + r (r < V_ZM) and
- * the tile's BK new keys zk0 + c, 0 outside 0 <= j <= i < T, into Z (f16,
- * columns KR + c) or, without a pre-softmax convolution, into S. Warps take
- * 16x8 tiles round robin.
- */
 /*
  * The 16x8 q.k tile at rows m0, columns n0 (d: its accumulators), scaled and
  * masked to 0 outside 0 <= j <= i < T, into Z (f16, columns KR + c) or,
@@ -434,6 +431,11 @@ __device__ __forceinline__ void v3_qk_out(const float d[4], int m0, int n0, int 
 #endif
 }
 
+/*
+ * Phase A for head hh: the raw logits s*q.k of q rows rq0 + r (r < V_ZM) and
+ * the tile's BK new keys zk0 + c, 0 outside 0 <= j <= i < T, into Z (f16,
+ * columns KR + c) or, without a pre-softmax convolution, into S.
+ */
 #define V_QM (V_ZM / 16) /* m16 tiles of the q.k product */
 __device__ void v3_qk(const mta_args &a, const unsigned short *stg, int s, int rq0, int zk0,
 		      int hh, unsigned short *Z, float *S)

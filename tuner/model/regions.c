@@ -372,10 +372,10 @@ int mta_region_factor(const char *name, const struct mta_model_block *b, double 
 	} else if (IS("v3.msfull") || IS("v3.msedge")) {
 		double full = v3_ms_full(p, v, &d, b, pass, ts, nkt);
 		*f = IS("v3.msfull") ? full : 1 - full;
-	} else if (IS("v3.vec")) /* 16-byte copies: D % 8 == 0 and aligned tensors, priced */
-		*f = p->D % 8 ? 0 : 1;
+	} else if (IS("v3.vec")) /* planned 16-byte copies: D % 8 == 0, aligned tensors */
+		*f = p->D % 8 || nw < 2 ? 0 : 1;  /* (priced), two warps or more (V_PLAN) */
 	else if (IS("v3.novec"))
-		*f = p->D % 8 ? 1 : 0;
+		*f = p->D % 8 || nw < 2 ? 1 : 0;
 	else if (IS("v3.stagepart")) /* the chunk that D ends in, when D % 8 != 0 */
 		*f = p->D % 8 ? stage_loop(st == 1 ? d.zm : bk, d.dk / 8, nw) : 0;
 	else if (IS("v3.qk")) { /* a warp every row and 16*V_QN columns */
