@@ -498,11 +498,11 @@ __device__ void v3_qk(const mta_args &a, const unsigned short *stg, int s, int r
  * k steps for V_TW tiles (one item a tile loaded TK each: the convolution's
  * Z loads were a quarter of v3's shared-memory bytes).
  */
-/* m16 tiles an item: two when BK allows, unless the output accumulators
- * leave too few registers (D=128) */
-#define V_TW (K_BK >= 32 && V_AK * 4 <= 96 ? 2 : 1)
+/* m16 tiles an item: two when BK allows */
+#define V_TW (K_BK >= 32 ? 2 : 1)
 /* a run's m16 tiles: six (a head's at the paper's configuration, its taps
- * loaded once) unless the output accumulators leave too few registers */
+ * loaded once) unless the output accumulators leave too few registers
+ * (D=128: three, so runs of one two-tile item) */
 #define V_RUN_MAX ((V_AK * 4 > 96 ? 3 : 6) / V_TW)
 template <int MODE>
 __device__ void v3_toeplitz(const unsigned short *Z, const unsigned *WT, float *S, int i0, int j0,

@@ -220,7 +220,7 @@ static void v3_first(const struct mta_problem *p, int pass, int *tz, int *ts)
 static void v3_runs(const struct mta_variant *v, const struct mta_cuda_v3_dims *d, int cv,
 		    double *runs, double *share)
 {
-	int tw = v->bk >= 32 && d->ak * 4 <= 96 ? 2 : 1; /* V_TW */
+	int tw = v->bk >= 32 ? 2 : 1; /* V_TW */
 	int iph = (v->bk / (16 * tw)) * (cv == 2 ? v->bq / 8 : d->nr8), items = v->hpb * iph;
 	int ipw = (items + v->warps - 1) / v->warps, run = ipw < iph ? ipw : iph;
 	int rmax = (d->ak * 4 > 96 ? 3 : 6) / tw; /* V_RUN_MAX */
