@@ -61,6 +61,31 @@ struct margs {
 
 typedef int (*launch_fn)(const void *, size_t, const unsigned[3], unsigned, size_t);
 
+/*
+ * Build kernel (its text after the emulator header) as a host library and
+ * open its launcher into *dl, *fn; a refusal is a test failure with the
+ * compiler's log. MTA_OK or the failing status.
+ */
+static int emu_kernel(const char *kernel, void **dl, void **fn)
+{
+	mt_kcache();
+	const char *hdr = mta_embedded("templates/cuda_emu.h");
+	if (!hdr) {
+		mt_fail(__FILE__, __LINE__, "templates/cuda_emu.h is not embedded");
+		return MTA_EINVAL;
+	}
+	char *src = malloc(strlen(hdr) + strlen(kernel) + 1), so[4096], *log = NULL;
+	if (!src)
+		return MTA_ENOMEM;
+	strcpy(src, hdr);
+	strcat(src, kernel);
+	int rc = mta_cc_build(src, MTA_LANG_CXX, "-O1 -std=c++17", so, sizeof so, &log);
+	CHECKF(rc == MTA_OK, "emulator test kernel: %s %.600s", mta_last_error(), log ? log : "");
+	free(src);
+	free(log);
+	return rc == MTA_OK ? mta_cc_open(so, "mta_emu_launch", dl, fn) : rc;
+}
+
 static float half_val(uint16_t h, int f16)
 {
 	if (!f16) {
@@ -77,19 +102,8 @@ static uint16_t hi(unsigned r) { return (uint16_t)(r >> 16); }
 
 TEST(cuda_mma_twins)
 {
-	mt_kcache();
-	const char *hdr = mta_embedded("templates/cuda_emu.h");
-	REQUIRE(hdr);
-	char *src = malloc(strlen(hdr) + sizeof kernel_src);
-	strcpy(src, hdr);
-	strcat(src, kernel_src);
-	char so[4096], *log = NULL;
 	void *dl = NULL, *fn = NULL;
-	int rc = mta_cc_build(src, MTA_LANG_CXX, "-O1 -std=c++17", so, sizeof so, &log);
-	CHECKF(rc == MTA_OK, "emulator test kernel: %s %.600s", mta_last_error(), log ? log : "");
-	free(src);
-	free(log);
-	REQUIRE(rc == MTA_OK && mta_cc_open(so, "mta_emu_launch", &dl, &fn) == MTA_OK);
+	REQUIRE(emu_kernel(kernel_src, &dl, &fn) == MTA_OK);
 	for (int f16 = 0; f16 < 2; f16++) {
 		uint16_t A[256], B[128], Bt[128];
 		float D1[128], D2[128], cps[128], before[32], after[32];
@@ -160,19 +174,8 @@ TEST(cuda_emu_f16_satfinite)
 		unsigned *p;
 		int n;
 	};
-	mt_kcache();
-	const char *hdr = mta_embedded("templates/cuda_emu.h");
-	REQUIRE(hdr);
-	char *src = malloc(strlen(hdr) + sizeof sat_src);
-	strcpy(src, hdr);
-	strcat(src, sat_src);
-	char so[4096], *log = NULL;
 	void *dl = NULL, *fn = NULL;
-	int rc = mta_cc_build(src, MTA_LANG_CXX, "-O1 -std=c++17", so, sizeof so, &log);
-	CHECKF(rc == MTA_OK, "satfinite kernel: %s %.600s", mta_last_error(), log ? log : "");
-	free(src);
-	free(log);
-	REQUIRE(rc == MTA_OK && mta_cc_open(so, "mta_emu_launch", &dl, &fn) == MTA_OK);
+	REQUIRE(emu_kernel(sat_src, &dl, &fn) == MTA_OK);
 	enum { N = 64 };
 	float x[N] = { 1.f, -2.5f, 65504.f, -65504.f, 65519.f, 65520.f, -65520.f, 1e30f, -1e30f,
 		       INFINITY, -INFINITY, NAN, 3e-8f, -6e-5f, 0.f, -0.f };
