@@ -220,11 +220,9 @@ static void v3_first(const struct mta_problem *p, int pass, int *tz, int *ts)
 static void v3_runs(const struct mta_variant *v, const struct mta_cuda_v3_dims *d, int cv,
 		    double *runs, double *share)
 {
-	int tw = v->bk >= 32 ? 2 : 1; /* V_TW */
-	int iph = (v->bk / (16 * tw)) * (cv == 2 ? v->bq / 8 : d->nr8), items = v->hpb * iph;
+	int iph = (v->bk / (16 * d->tw)) * (cv == 2 ? v->bq / 8 : d->nr8), items = v->hpb * iph;
 	int ipw = (items + v->warps - 1) / v->warps, run = ipw < iph ? ipw : iph;
-	int rmax = (d->ak * 4 > 96 ? 3 : 6) / tw; /* V_RUN_MAX */
-	run = run < rmax ? run : rmax;
+	run = run < d->runmax ? run : d->runmax;
 	double nr = 0, used = 0;
 	for (int w = 0; w < v->warps; w++) {
 		int it = w * ipw, it1 = (w + 1) * ipw < items ? (w + 1) * ipw : items;
@@ -288,11 +286,10 @@ static double v12_fold(const struct mta_model_block *b, const struct v12 *d, int
 /* v3_qk: the share of a pass's 16x8 q.k tiles (over its key tiles) that need
  * no mask: causal throughout, rows before T and kept by Z (v3.qkfull). */
 static double v3_qk_full(const struct mta_problem *p, const struct mta_variant *v,
-			 const struct mta_cuda_v3_dims *d, const struct mta_model_block *b, int pass,
-			 int tz, int nkt)
+			 const struct mta_cuda_v3_dims *d, const struct v12 *e,
+			 const struct mta_model_block *b, int pass, int tz, int nkt)
 {
-	int ok1 = p->cq ? mta_pad_offset(p->pad, p->ck) : 0;
-	int ok2 = p->cq2 ? mta_pad_offset(p->pad, p->ck2) : 0;
+	const int ok1 = e->ok1, ok2 = e->ok2;
 	int rq0 = b->i0 - d->qp - d->qr, full = 0, all = 0;
 	for (int t = tz; t < nkt; t++) {
 		int sc0 = t * v->bk + (pass == 2 ? d->kp - ok2 : 0);
@@ -309,11 +306,11 @@ static double v3_qk_full(const struct mta_problem *p, const struct mta_variant *
 
 /* v3_mixsoft: the share of a pass's (row, key tile) pairs from tile ts on
  * whose every column is a valid key (v3.msfull: no column tested). */
-static double v3_ms_full(const struct mta_problem *p, const struct mta_variant *v,
-			 const struct mta_cuda_v3_dims *d, const struct mta_model_block *b, int pass,
-			 int ts, int nkt)
+static double v3_ms_full(const struct mta_variant *v, const struct mta_cuda_v3_dims *d,
+			 const struct v12 *e, const struct mta_model_block *b, int pass, int ts,
+			 int nkt)
 {
-	int ok2 = p->cq2 ? mta_pad_offset(p->pad, p->ck2) : 0;
+	const int ok2 = e->ok2;
 	int nrows = pass == 0 ? v->bq : d->rp, ib = pass == 0 ? b->i0 : b->i0 - d->qp;
 	long full = 0, all = 0;
 	for (int t = ts; t < nkt; t++) {
@@ -367,10 +364,10 @@ int mta_region_factor(const char *name, const struct mta_model_block *b, double 
 	else if (IS("v3.stage")) /* st: 1 the q rows, 2 k or V rows */
 		*f = stage_loop(st == 1 ? d.zm : bk, d.dk / 8, nw);
 	else if (IS("v3.qkfull") || IS("v3.qkedge")) {
-		double full = v3_qk_full(p, v, &d, b, pass, tz, nkt);
+		double full = v3_qk_full(p, v, &d, &e, b, pass, tz, nkt);
 		*f = IS("v3.qkfull") ? full : 1 - full;
 	} else if (IS("v3.msfull") || IS("v3.msedge")) {
-		double full = v3_ms_full(p, v, &d, b, pass, ts, nkt);
+		double full = v3_ms_full(v, &d, &e, b, pass, ts, nkt);
 		*f = IS("v3.msfull") ? full : 1 - full;
 	} else if (IS("v3.vec")) /* planned 16-byte copies: D % 8 == 0, aligned tensors */
 		*f = p->D % 8 || nw < 2 ? 0 : 1;  /* (priced), two warps or more (V_PLAN) */
