@@ -58,6 +58,13 @@ static void model_case(const char *key, const char *spec, int64_t B, int64_t T,
 	       spec, r->estimate_ms, r->bound_ms, r->l2_ms, r->floor_ms);
 	CHECKF(r->estimate_ms < 1e4 * r->floor_ms, "%s: estimate %.4g ms is absurd (floor %.4g)",
 	       spec, r->estimate_ms, r->floor_ms);
+	/* the latency path: v3's staged phases only, under the estimate, its
+	 * waits and lone warps a part of it */
+	CHECKF(r->estimate_ms >= r->path_ms && r->path_ms >= r->serial_ms && r->serial_ms >= 0,
+	       "%s: estimate %.4g, path %.4g, serial %.4g", spec, r->estimate_ms, r->path_ms,
+	       r->serial_ms);
+	CHECKF((r->serial_ms > 0) == (strstr(spec, ":v3") != NULL), "%s: serial %.4g ms", spec,
+	       r->serial_ms);
 	CHECK(r->l2_bytes > 0 && r->smem_bytes > 0 && r->count[MC_BAR] > 0);
 }
 
@@ -148,6 +155,47 @@ TEST(model_v3_counts)
 	mta_nvrtc_job_free(&job);
 	free(src);
 	free(text);
+}
+
+/*
+ * v3's latency path (model.c, staged_clocks): each key tile of each pass
+ * waits for a whole copy from L2 in phase A (the first head's rows: nothing
+ * was issued before it), and its other hpb - 1 heads' copies fly nstg - 1
+ * steps ahead, so a step lasts at least a copy's latency over nstg - 1: the
+ * staged phases take at least the tiles times the L2 latency times
+ * 1 + (hpb - 1) / (nstg - 1). And the path grows with T like the work.
+ */
+TEST(model_v3_path)
+{
+	struct mta_model_report r, r2;
+	struct mta_problem p;
+	const char *spec = "cuda:v3,bq=16,bk=32,hpb=4,warps=8";
+	REQUIRE(mta_problem_from_key(SMALL, &p) == MTA_OK);
+	model_case(SMALL, spec, 2, 2048, &r);
+	if (!r.m)
+		return;
+	model_case(SMALL, spec, 2, 4096, &r2);
+	if (!r2.m) {
+		mta_model_free(&r);
+		return;
+	}
+	/* B * H / hpb blocks a query tile; two passes (a pre-softmax convolution) */
+	struct mta_variant v;
+	struct mta_cuda_v3_dims d;
+	REQUIRE(mta_variant_parse(spec, &v) == MTA_OK);
+	mta_cuda_v3_dims(&p, &v, &d);
+	CHECK(d.nstg >= 2);
+	double waits = 0, per = 1 + (v.hpb - 1.0) / (d.nstg > 1 ? d.nstg - 1 : 1);
+	for (int i0 = 0; i0 < 2048; i0 += 16)
+		waits += 2.0 * ((i0 + 16 + 31) / 32) * (2 * p.H / v.hpb) * per;
+	double low = waits * r.m->l2_lat_clk / r.blocks_sm / (r.m->sms * r.m->ghz * 1e9) * 1e3;
+	CHECKF(r.serial_ms >= low, "serial %.4g ms under the tiles' first waits, %.4g ms",
+	       r.serial_ms, low);
+	CHECKF(r.serial_ms < r.path_ms, "serial %.4g ms, path %.4g ms", r.serial_ms, r.path_ms);
+	double ratio = r2.path_ms / r.path_ms;
+	CHECKF(ratio > 3.3 && ratio < 4.3, "doubling T multiplied the path by %.2f", ratio);
+	mta_model_free(&r);
+	mta_model_free(&r2);
 }
 
 /*

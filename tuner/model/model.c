@@ -30,7 +30,10 @@
  * L2 about 7 TB/s to the SMs (an estimate: 5.5 to 5.8 TB/s were measured on
  * the slower, 114-SM PCIe H100), HBM 3.35 / 4.8 TB/s (the datasheets; 4.3
  * was copied device to device on an H200 here). A barrier costs a block
- * about 24 clocks of drain and restart. eff: the fraction of its binding
+ * about 24 clocks of drain and restart. A copy from L2 lands about 300
+ * clocks after its issue (microbenchmarks put an H100's L2 hit at 260 to
+ * 300 clocks, more from the far half of the L2), and one SM draws at most
+ * about 64 bytes a clock from L2. eff: the fraction of its binding
  * pipe a kernel of a few warps per scheduler keeps busy, to be checked
  * against the device (docs/gpu/model.md).
  */
@@ -39,12 +42,12 @@ static const struct mta_machine machines[] = {
 	  64, 32,
 	  { [MC_FP32] = 4, [MC_IMAD] = 2, [MC_ALU] = 2, [MC_MUFU] = 0.5, [MC_CVT] = 0.5,
 	    [MC_HMMA] = 1, [MC_SHFL] = 1 },
-	  128, 7.0, 3.35, 24, 989, 0.7 },
+	  128, 7.0, 3.35, 24, 300, 64, 989, 0.7 },
 	{ "h200", "H200 SXM (132 SMs, 1.98 GHz, HBM3e 4.8 TB/s)", 132, 1.98, 233472, 232448, 65536,
 	  64, 32,
 	  { [MC_FP32] = 4, [MC_IMAD] = 2, [MC_ALU] = 2, [MC_MUFU] = 0.5, [MC_CVT] = 0.5,
 	    [MC_HMMA] = 1, [MC_SHFL] = 1 },
-	  128, 7.0, 4.8, 24, 989, 0.7 },
+	  128, 7.0, 4.8, 24, 300, 64, 989, 0.7 },
 };
 
 const struct mta_machine *mta_machine_find(const char *name)
@@ -88,7 +91,22 @@ struct group {
 	int vars[4];
 	double stat[MC_N], bytes[MC_N], l2; /* l2: bytes of the asynchronous copies */
 	int inner;       /* innermost region (-1: none) */
+	int phase;       /* PH_*: its part in a staged phase (v3), see staged_clocks */
+	int at;          /* PH_QK, PH_PV: the index in regs of v3.qk or v3.pvk */
 };
+
+/*
+ * The staged phases of v3 (templates/mta_cuda_v3.cu), whose time is not
+ * their throughput: phase A stages one head's q and k rows with cp.async and
+ * waits for them (a head at a time, the next one in flight) while a few warps
+ * compute its q.k; P.V stages the V rows of VG heads a group at a time the
+ * same way. Such a phase lasts, per step, the longer of the busiest warp's
+ * work and the copy's flight (latency plus bytes at one SM's L2 rate); the
+ * first step's copy has nothing to hide behind. PH_QK: q.k (v3.qk), PH_PV:
+ * P.V (v3.pvk), PH_CPA and PH_CPV: the copies of phase A and of P.V (st set;
+ * inside v3.ktout: P.V's).
+ */
+enum { PH_NONE, PH_QK, PH_PV, PH_CPA, PH_CPV };
 
 static const char *const var_names[4] = { "pass", "st", "mix", "cv" };
 
@@ -357,6 +375,76 @@ static double lpt(double *t, size_t n, int sms)
 	return worst;
 }
 
+/* A block's pipe-bound clocks: its warp instructions c and bytes by class
+ * (all warps) at the rates of m, issue at four a clock, the L1/shared path. */
+static double pipe_clocks(const struct mta_machine *m, const double *c, const double *bytes)
+{
+	double issue = 0, pipe;
+	for (int cl = 0; cl < MC_N; cl++)
+		issue += c[cl];
+	pipe = issue / 4;
+	for (int cl = 0; cl < MC_N; cl++) {
+		double t = 0;
+		if (cl == MC_HMMA)
+			t = bytes[cl] / m->rate[cl];
+		else if (m->rate[cl] > 0)
+			t = c[cl] / m->rate[cl];
+		if (t > pipe)
+			pipe = t;
+	}
+	double smem_t = (bytes[MC_LDS] + bytes[MC_STS] + bytes[MC_LDG]) / m->smem_bpc;
+	return smem_t > pipe ? smem_t : pipe;
+}
+
+/* The clocks of one warp alone on its scheduler: an instruction a clock at
+ * most, its mma at a quarter of the SM's rate, its shared bytes at the SM's. */
+static double lone_clocks(const struct mta_machine *m, const double *c, const double *bytes)
+{
+	double n = 0;
+	for (int cl = 0; cl < MC_N; cl++)
+		n += c[cl];
+	double t = bytes[MC_HMMA] / (m->rate[MC_HMMA] / 4);
+	double sm = (bytes[MC_LDS] + bytes[MC_STS] + bytes[MC_LDG]) / m->smem_bpc;
+	return n > t ? (n > sm ? n : sm) : (t > sm ? t : sm);
+}
+
+/* One pass's staged phase in a block: steps (head iterations of phase A, or
+ * tiles that run P.V), the busiest warp's instructions and bytes over all of
+ * them, and the bytes its copies bring from L2. */
+struct staged {
+	double steps, c[MC_N], bytes[MC_N], l2;
+};
+
+/*
+ * The clocks of a pass's staged phase: per tile, `per` steps, each the
+ * busiest warp's work on one copy's rows (staged.c over staged.steps). With
+ * `depth` buffers a step's copy is issued depth - 1 steps ahead; the first
+ * `hidden` copies were issued before the phase, behind other work (none:
+ * the first step waits for its whole copy). A step lasts the longest of its
+ * work, its bytes at one SM's L2 rate and its copy's flight over the steps
+ * it is ahead; with one buffer, work and copy add.
+ */
+static double staged_clocks(const struct mta_machine *m, const struct staged *x, int per,
+			    int depth, int hidden)
+{
+	if (x->steps <= 0 || per < 1)
+		return 0;
+	const double work = lone_clocks(m, x->c, x->bytes) / x->steps;
+	const double bytes = x->l2 / x->steps / m->sm_l2_bpc, copy = m->l2_lat_clk + bytes;
+	const double tiles = x->steps / per;
+	if (depth < 2)
+		return tiles * per * (work + copy);
+	double step = work > bytes ? work : bytes;
+	if (copy / (depth - 1) > step)
+		step = copy / (depth - 1);
+	if (hidden <= 0)
+		return tiles * (copy + (per - 1) * step + work);
+	/* the hidden copies' steps only work; a later one waits what its copy
+	 * needs beyond the steps it is ahead */
+	int later = per > hidden ? per - hidden : 0;
+	return tiles * (per * work + later * (step - work));
+}
+
 int mta_model_count(const struct mta_problem *p, const struct mta_variant *v, const char *arch,
 		    const char *machine, int64_t B, int64_t T, const char *source,
 		    const char *sass_text, int registers, int spills, struct mta_model_report *r)
@@ -367,7 +455,7 @@ int mta_model_count(const struct mta_problem *p, const struct mta_variant *v, co
 	struct loops lp = { NULL, 0, NULL };
 	struct mta_cuda_launch geo;
 	size_t nr = 0, ng = 0, cg = 0;
-	double *btime = NULL;
+	double *btime = NULL, *ptime = NULL;
 	int rc;
 
 	memset(r, 0, sizeof *r);
@@ -429,19 +517,40 @@ int mta_model_count(const struct mta_problem *p, const struct mta_variant *v, co
 			g[ng].nregs = n;
 			memcpy(g[ng].vars, vars, sizeof vars);
 			g[ng].inner = n ? idx[n - 1] : -1;
+			g[ng].phase = PH_NONE;
+			int ktout = 0;
+			for (int q = 0; q < n; q++) {
+				const char *nm = rg[idx[q]].name;
+				ktout |= !strcmp(nm, "v3.ktout") || !strcmp(nm, "v3.vpre");
+				/* (P.V's loop in the epilogue stores, outside any tile) */
+				if (!strcmp(nm, "v3.qk") || (ktout && !strcmp(nm, "v3.pvk"))) {
+					g[ng].phase = nm[3] == 'q' ? PH_QK : PH_PV;
+					g[ng].at = q;
+					break;
+				}
+			}
+			/* the copies: set once their instructions are in (l2) */
+			if (g[ng].phase == PH_NONE && v->version == 3)
+				g[ng].phase = ktout ? -PH_CPV : -PH_CPA;
 			ng++;
 		}
 		const struct mta_sass_insn *in = &s.v[i];
+		if (g[k].phase < 0 && in->async)
+			g[k].phase = -g[k].phase;
 		g[k].stat[in->cls] += 1;
 		g[k].bytes[in->cls] += in->cls == MC_HMMA ? in->width : 32.0 * in->width;
 		if (in->async)
 			g[k].l2 += 32.0 * in->width;
 	}
 
+	for (size_t k = 0; k < ng; k++)
+		if (g[k].phase < 0)
+			g[k].phase = PH_NONE;
 	/* one block per query tile, weighed by the batches and head blocks */
 	const int gx = (int)geo.grid[0];
 	const double weight = (double)geo.grid[1] * geo.grid[2];
 	if (!(btime = calloc((size_t)gx, sizeof *btime)) ||
+	    !(ptime = calloc((size_t)gx, sizeof *ptime)) ||
 	    !(r->rows = calloc(ng ? ng : 1, sizeof *r->rows))) {
 		rc = mta_fail(MTA_ENOMEM, "out of memory");
 		goto out;
@@ -452,18 +561,33 @@ int mta_model_count(const struct mta_problem *p, const struct mta_variant *v, co
 		goto out;
 	}
 	double bars_total = 0;
+	struct mta_cuda_v3_dims d3;
+	memset(&d3, 0, sizeof d3);
+	if (v->version == 3)
+		mta_cuda_v3_dims(p, v, &d3);
+	double serial_total = 0;
 	for (int bx = 0; bx < gx; bx++) {
 		struct mta_model_block blk = { p, v, T, bx * v->bq, { 0, 0, 0, 0 } };
 		double c[MC_N] = { 0 }, bytes[MC_N] = { 0 }, l2 = 0;
+		/* the staged phases' instructions leave the rest (rc_, rb_) */
+		double rc_[MC_N] = { 0 }, rb_[MC_N] = { 0 };
+		struct staged sa[3], sv[3];
+		memset(sa, 0, sizeof sa);
+		memset(sv, 0, sizeof sv);
+		const double nw = v->warps;
 		for (size_t k = 0; k < ng; k++) {
-			double f = 1, x;
+			double f = 1, fo = 1, x;
 			memcpy(blk.vars, g[k].vars, sizeof blk.vars);
+			const int ph = g[k].phase, pass = g[k].vars[0] >= 0 && g[k].vars[0] < 3 ?
+							   g[k].vars[0] : 0;
 			for (int q = 0; q < g[k].nregs && f > 0; q++) {
 				if ((rc = mta_region_factor(rg[g[k].regs[q]].name, &blk, &x))) {
 					free(fac);
 					goto out;
 				}
 				f *= x;
+				if ((ph == PH_QK || ph == PH_PV) && q < g[k].at)
+					fo *= x;
 			}
 			fac[k] = f;
 			l2 += g[k].l2 * f;
@@ -471,18 +595,33 @@ int mta_model_count(const struct mta_problem *p, const struct mta_variant *v, co
 				c[cl] += g[k].stat[cl] * f;
 				bytes[cl] += g[k].bytes[cl] * f;
 				r->rows[k].count[cl] += g[k].stat[cl] * f * weight * v->warps;
+				if (ph != PH_QK && ph != PH_PV) {
+					rc_[cl] += g[k].stat[cl] * f * nw;
+					rb_[cl] += g[k].bytes[cl] * f * nw;
+				}
 			}
 			r->rows[k].smem += (g[k].bytes[MC_LDS] + g[k].bytes[MC_STS] +
 					    g[k].bytes[MC_LDG]) * f * weight * v->warps;
+			if (ph == PH_QK || ph == PH_PV) {
+				/* the busiest warp's share of the phase's work */
+				struct staged *x2 = ph == PH_QK ? &sa[pass] : &sv[pass];
+				double busy = mta_region_busiest(rg[g[k].regs[g[k].at]].name, &blk);
+				for (int cl = 0; cl < MC_N; cl++) {
+					x2->c[cl] += g[k].stat[cl] * f * busy;
+					x2->bytes[cl] += g[k].bytes[cl] * f * busy;
+				}
+				if (fo > x2->steps)
+					x2->steps = fo;
+			} else if (ph == PH_CPA || ph == PH_CPV) {
+				(ph == PH_CPA ? &sa[pass] : &sv[pass])->l2 += g[k].l2 * f * nw;
+			}
 		}
 		/* warp instructions of one block, summed over its warps */
-		const double nw = v->warps;
-		double issue = 0, pipe = 0;
+		double pipe = 0;
 		for (int cl = 0; cl < MC_N; cl++) {
 			c[cl] *= nw;
 			bytes[cl] *= nw;
 			r->count[cl] += c[cl] * weight;
-			issue += c[cl];
 		}
 		l2 *= nw;
 		/* the unified L1/shared path carries shared loads and stores, the
@@ -493,23 +632,34 @@ int mta_model_count(const struct mta_problem *p, const struct mta_variant *v, co
 		r->smem_bytes += l1 * weight;
 		r->l2_bytes += (l2 + bytes[MC_STG]) * weight;
 		r->hmma_flops += bytes[MC_HMMA] * 2048.0 * weight; /* width: m16n8k8 units */
-		pipe = issue / 4;
-		for (int cl = 0; cl < MC_N; cl++) {
-			double t = 0;
-			if (cl == MC_HMMA)
-				t = bytes[cl] / m->rate[cl];
-			else if (m->rate[cl] > 0)
-				t = c[cl] / m->rate[cl];
-			if (t > pipe)
-				pipe = t;
-		}
-		double smem_t = l1 / m->smem_bpc;
-		if (smem_t > pipe)
-			pipe = smem_t;
+		pipe = pipe_clocks(m, c, bytes);
 		/* barriers: each stalls the block; other resident blocks fill the gap */
 		double bars = c[MC_BAR] / nw;
 		bars_total += bars * weight;
 		btime[bx] = pipe + bars * m->bar_clk / r->blocks_sm;
+		/*
+		 * The latency path: the rest of the block at its pipes' rate (and
+		 * eff), then the staged phases one step after another; other
+		 * resident blocks fill their waits.
+		 */
+		double serial = 0;
+		if (v->version == 3) {
+			/* phase A: a head a step, nstg buffers; P.V: VG heads a step,
+			 * two buffers, two groups staged after phase A */
+			int per_v = d3.vg > 0 ? (v->hpb + d3.vg - 1) / d3.vg : 1;
+			for (int q = 0; q < 3; q++) {
+				serial += staged_clocks(m, &sa[q], v->hpb, d3.nstg, 0);
+				if (sv[q].steps > 0) {
+					/* steps counted tiles: a tile has per_v */
+					sv[q].steps *= per_v;
+					serial += staged_clocks(m, &sv[q], per_v, 2, 2);
+				}
+			}
+			serial /= r->blocks_sm;
+		}
+		serial_total += serial * weight;
+		ptime[bx] = (pipe_clocks(m, rc_, rb_) + bars * m->bar_clk / r->blocks_sm) / m->eff +
+			    serial;
 	}
 	free(fac);
 	/* every (head block, batch) repeats the query tiles: deal them all */
@@ -523,6 +673,12 @@ int mta_model_count(const struct mta_problem *p, const struct mta_variant *v, co
 		all[i] = btime[i % (size_t)gx];
 	const double clk = m->ghz * 1e9;
 	r->bound_ms = lpt(all, nb, m->sms) / clk * 1e3;
+	for (size_t i = 0; i < nb; i++)
+		all[i] = ptime[i % (size_t)gx];
+	if (serial_total > 0) {
+		r->path_ms = lpt(all, nb, m->sms) / clk * 1e3;
+		r->serial_ms = serial_total / (m->sms * clk) * 1e3;
+	}
 	free(all);
 	for (int cl = 0; cl < MC_N; cl++) {
 		double units = cl == MC_HMMA ? r->hmma_flops / 2048.0 : r->count[cl];
@@ -541,6 +697,8 @@ int mta_model_count(const struct mta_problem *p, const struct mta_variant *v, co
 	if (r->hbm_ms > t)
 		t = r->hbm_ms;
 	r->estimate_ms = t / m->eff;
+	if (r->path_ms > r->estimate_ms)
+		r->estimate_ms = r->path_ms;
 	r->fma_per_elem = r->count[MC_FP32] * 32 / ((double)B * p->H * (double)T * (T + 1) / 2);
 	/* rows: by innermost region */
 	r->nrows = ng;
@@ -566,6 +724,7 @@ out:
 	free(g);
 	free(rg);
 	free(btime);
+	free(ptime);
 	free(lp.iv);
 	free(lp.has);
 	mta_sass_free(&s);
@@ -642,8 +801,11 @@ void mta_model_print(FILE *f, const struct mta_model_report *r, int rows)
 	fprintf(f, "  FP32 FMA issued per causal (b,h,i,j): %.1f\n", r->fma_per_elem);
 	fprintf(f, "\nbound    %.3f ms (blocks dealt to %d SMs, heaviest first: busiest pipe plus "
 		   "barriers)\n", r->bound_ms, m->sms);
-	fprintf(f, "estimate %.3f ms (max of bound, L2 %.3f, HBM %.3f; over %.2f of peak)\n",
-		r->estimate_ms, r->l2_ms, r->hbm_ms, m->eff);
+	if (r->path_ms > 0)
+		fprintf(f, "path     %.3f ms (the rest at its pipes, then the staged phases' steps "
+			   "in turn: %.3f ms of waits and lone warps)\n", r->path_ms, r->serial_ms);
+	fprintf(f, "estimate %.3f ms (max of bound, L2 %.3f, HBM %.3f over %.2f of peak%s)\n",
+		r->estimate_ms, r->l2_ms, r->hbm_ms, m->eff, r->path_ms > 0 ? "; path" : "");
 	fprintf(f, "floor    %.3f ms (FP32 convolutions and mixing %.3f + tensor %.3f + exp %.3f; "
 		   "HBM %.3f)\n", r->floor_ms, r->floor_fp32_ms, r->floor_tc_ms, r->floor_exp_ms,
 		r->floor_hbm_ms);

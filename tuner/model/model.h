@@ -85,6 +85,8 @@ struct mta_machine {
 	double smem_bpc;         /* shared memory bytes per clock per SM */
 	double l2_tbs, hbm_tbs;  /* TB/s */
 	double bar_clk;          /* clocks a block waits at a barrier */
+	double l2_lat_clk;       /* clocks from a copy's issue to its data in shared memory */
+	double sm_l2_bpc;        /* bytes per clock one SM's copies can draw from L2 */
 	double tc_tflops;        /* dense bf16 tensor peak (the floor), TFLOP/s */
 	double eff;              /* fraction of the binding pipe a kernel reaches */
 };
@@ -113,7 +115,9 @@ struct mta_model_report {
 	double issue_ms, bar_ms;
 	double bound_ms;      /* LPT makespan of the blocks' pipe-bound times + barriers */
 	double l2_ms, hbm_ms;
-	double estimate_ms;   /* max(bound, L2, HBM) / eff */
+	double path_ms;       /* the staged phases' latency path (0: none), see model.c */
+	double serial_ms;     /* of it: the staged phases' waits and lone warps */
+	double estimate_ms;   /* max(max(bound, L2, HBM) / eff, path) */
 	double floor_fp32_ms, floor_tc_ms, floor_exp_ms, floor_hbm_ms, floor_ms;
 	double fma_per_elem;  /* issued FP32 FMA per causal (b, h, i, j), for the check */
 	struct mta_model_row *rows;
@@ -177,5 +181,12 @@ struct mta_model_block {
  * unknown name.
  */
 int mta_region_factor(const char *name, const struct mta_model_block *b, double *f);
+
+/*
+ * The busiest warp's factor over the average (mta_region_factor) for a
+ * region whose iterations are dealt to warps (1 for the rest): what the
+ * latency path of a phase few warps work in needs (model.c).
+ */
+double mta_region_busiest(const char *name, const struct mta_model_block *b);
 
 #endif

@@ -359,7 +359,12 @@ int mta_region_factor(const char *name, const struct mta_model_block *b, double 
 		*f = nkt - tz > 0 ? (double)(nkt - ts) / (nkt - tz) : 0;
 	else if (IS("v3.ktout"))
 		*f = pass == 1 ? 0 : nkt - ts > 0 ? (double)nkt / (nkt - ts) : 0;
-	else if (IS("v3.heads"))
+	else if (IS("v3.vpre")) /* P.V's first copies: the tiles t >= 0 of passes 0 and 2 */
+		*f = pass == 1 || nkt - tz <= 0 ? 0 : (double)nkt / (nkt - tz);
+	else if (IS("v3.ahead")) { /* the heads whose copy a head issues: all but the first nstg-1 */
+		int ahead = d.nstg > 1 ? d.nstg - 1 : 0;
+		*f = hpb > ahead ? (double)(hpb - ahead) / hpb : 0;
+	} else if (IS("v3.heads"))
 		*f = hpb;
 	else if (IS("v3.stage")) /* st: 1 the q rows, 2 k or V rows */
 		*f = stage_loop(st == 1 ? d.zm : bk, d.dk / 8, nw);
@@ -490,4 +495,24 @@ int mta_region_factor(const char *name, const struct mta_model_block *b, double 
 	if (*f < 0)
 		*f = 0;
 	return MTA_OK;
+}
+
+double mta_region_busiest(const char *name, const struct mta_model_block *b)
+{
+	const struct mta_problem *p = b->p;
+	const struct mta_variant *v = b->v;
+	const int nw = v->warps;
+	double n = 0;
+	struct mta_cuda_v3_dims d;
+
+	if (v->version != 3 || nw < 1)
+		return 1;
+	mta_cuda_v3_dims(p, v, &d);
+	if (!strcmp(name, "v3.qk")) /* a warp a column group of a head: bk/(16 qn) groups */
+		n = (double)v->bk / (16 * d.qn);
+	else if (!strcmp(name, "v3.pvk")) /* a step's units, dealt in turn */
+		n = (double)(d.vg > 0 ? d.vg : 1) * (d.tph / (d.pw > 0 ? d.pw : 1));
+	if (n <= 0)
+		return 1;
+	return cdiv(n, nw) / (n / nw);
 }
