@@ -68,9 +68,16 @@
  */
 #define V_TPH (V_NT8 * V_MT)             /* tiles per head */
 #define V_AK1 ((K_HPB * V_TPH + K_WARPS - 1) / K_WARPS) /* accumulator tiles, dealt singly */
-/* a warp's columns of q.k, in pairs of n8 tiles: 32 when BK and the
- * registers allow (D <= 96, at most 8 warps: 255 a thread), else 16 */
-#define V_QN (K_BK % 32 == 0 && V_ZM <= 32 && V_AK1 * 4 <= 96 && NT <= 256 ? 2 : 1)
+/*
+ * A warp's columns of q.k, in pairs of n8 tiles: 16, or 32 when every warp
+ * still gets columns and the registers allow (D <= 96, at most 8 warps: 255
+ * a thread). Wide tiles read each k row once per warp, not twice, but at
+ * BK = 32 they leave q.k (phase A, a head a step) to one warp, whose work
+ * then outlasts the copy of the next head's rows: two warps on 16 columns
+ * each take half the time for half again the shared-memory bytes.
+ */
+#define V_QN (K_BK % 32 == 0 && K_BK / 32 >= K_WARPS && V_ZM <= 32 && V_AK1 * 4 <= 96 && \
+	      NT <= 256 ? 2 : 1)
 /* tiles a unit: two when the n8 tiles pair up, unless q.k's wide tiles
  * already take the registers (then pairs push the paper's variant past the
  * 16 registers of headroom) */
@@ -143,8 +150,17 @@
 #define SZ_PBX (!V_PBINS && SZ_PB > SZ_Z ? SZ_PB : 0)  /* P tile outside Z when Z is too small */
 #define V_TOTAL(n) (V_AL(SZ_WT) + V_AL(SZ_W2) + V_AL(SZ_WM1) + V_AL(SZ_WM2) + V_AL(SZ_STG(n)) + \
 		    V_AL(SZ_Z) + V_AL(SZ_ZC) + V_AL(SZ_S) + V_AL(SZ_P) + V_AL(SZ_PBX) + V_AL(SZ_ST))
-/* Two q/k stages when they fit the largest block of any target (sm_90), else one. */
-#if V_TOTAL(2) <= 232448
+/*
+ * q/k stages: four when they fit the largest block of any target (sm_90),
+ * else three, two or one. Phase A keeps V_NSTG - 1 heads' copies in flight
+ * while a head's q.k runs: one head's copy (about 12 KB at the paper's
+ * configuration) takes longer to land than its q.k takes on one warp.
+ */
+#if V_TOTAL(4) <= 232448
+#define V_NSTG 4
+#elif V_TOTAL(3) <= 232448
+#define V_NSTG 3
+#elif V_TOTAL(2) <= 232448
 #define V_NSTG 2
 #else
 #define V_NSTG 1
@@ -892,11 +908,37 @@ __device__ void v3_round(const X_T *X, int hs, int rs, unsigned short *Pb)
 	}
 }
 
+#define V_NG ((K_HPB + V_VG - 1) / V_VG) /* groups of V_VG heads' V rows */
+
 /*
- * Phase G: O += P.V for the tile at key j0, every head; V rows staged VG
- * heads at a time into the staging area (two buffers). Without post steps
- * the earlier sums are first rescaled by A. Every thread calls it; ends
- * with a barrier.
+ * Stage the V rows (keys j0 ..) of group gi, heads h0 + VG*gi .., into
+ * buffer gi & 1 of the staging area and commit: an empty commit for a group
+ * past the last head, so that P.V waits by one count whatever V_NG is.
+ */
+__device__ __forceinline__ void v3_stage_v(const mta_args &a, unsigned short *stg, int b, int h0,
+					   int j0, int gi, bool vec)
+{
+	unsigned short *Vs = stg + (gi & 1) * V_VG * K_BK * V_DS;
+	/* b opaque: the heads' source addresses are made here, at each call,
+	 * not hoisted out of the tile loop to stay live beside the accumulators
+	 * (about 20 registers at the paper's configuration) */
+	asm volatile("" : "+r"(b));
+#pragma unroll
+	for (int x = 0; x < V_VG; x++)
+		if (gi * V_VG + x < K_HPB)
+			v3_stage(Vs + x * K_BK * V_DS, /* @model st=2 */
+				 a.v + b * a.sv[0] + ((h0 + gi * V_VG + x) / GQA) * a.sv[2], a.sv[1],
+				 j0, K_BK, K_BK, A_T, vec);
+	mta_cp_commit();
+}
+
+/*
+ * Phase G: O += P.V for the tile at key j0, every head. The V rows of the
+ * first two groups of VG heads were staged (v3_stage_v) into the two
+ * buffers of the staging area after phase A and are the only copies in
+ * flight; group gi + 1 >= 2 is staged as group gi starts, into the buffer
+ * group gi - 1 has left. Without post steps the earlier sums are first
+ * rescaled by A. Every thread calls it; ends with a barrier.
  */
 __device__ __forceinline__ void v3_pv(const mta_args &a, unsigned short *stg, int b, int h0, int j0,
 				      const unsigned short *Pb, const float *A, bool vec,
@@ -910,25 +952,13 @@ __device__ __forceinline__ void v3_pv(const mta_args &a, unsigned short *stg, in
 		const int gi = hh / V_VG, slot = hh % V_VG;
 		unsigned short *Vs = stg + (gi & 1) * V_VG * K_BK * V_DS;
 		if (slot == 0) {
-			if (hh == 0) {
-#pragma unroll
-				for (int x = 0; x < V_VG && x < K_HPB; x++)
-					v3_stage(Vs + x * K_BK * V_DS, /* @model st=2 */
-						 a.v + b * a.sv[0] + ((h0 + x) / GQA) * a.sv[2], a.sv[1], j0,
-						 K_BK, K_BK, A_T, vec);
-				mta_cp_commit();
-			}
-			mta_cp_wait(0);
-			__syncthreads(); /* this group's V is in; the other buffer is free */
-			if (hh + V_VG < K_HPB) {
-				unsigned short *Vn = stg + ((gi + 1) & 1) * V_VG * K_BK * V_DS;
-#pragma unroll
-				for (int x = 0; x < V_VG && hh + V_VG + x < K_HPB; x++)
-					v3_stage(Vn + x * K_BK * V_DS, /* @model st=2 */
-						 a.v + b * a.sv[0] + ((h0 + hh + V_VG + x) / GQA) * a.sv[2],
-						 a.sv[1], j0, K_BK, K_BK, A_T, vec);
-				mta_cp_commit();
-			}
+			if (gi == 0)
+				mta_cp_wait(1); /* group 1 may still fly */
+			else
+				mta_cp_wait(0);
+			__syncthreads(); /* group gi is in; group gi - 1's buffer is free */
+			if (gi >= 1 && gi + 1 < V_NG)
+				v3_stage_v(a, stg, b, h0, j0, gi + 1, vec);
 		}
 		const unsigned short *V = Vs + slot * K_BK * V_DS;
 		const unsigned short *Ph = Pb + hh * K_BQ * V_PBS;
@@ -1016,9 +1046,16 @@ __device__ void v3_pass(const mta_args &a, int pass, char *sm, int b, int h0, in
 		const int sc0 = t * K_BK + (pass == 2 ? DP : 0); /* first new column of S (and P) */
 		const int zk0 = sc0 - OK1 + KR;                  /* first new key of Z */
 		const int zq = K_CQ ? zk0 : sc0;                 /* the tile's first staged key */
-		/* Phase A: q.k per head, staged two heads deep */
+		/* Phase A: q.k per head, V_NSTG - 1 heads' copies in flight (a
+		 * commit for each head past the last, to keep the waits' count) */
 		v3_plan_k(pl, k0, a.sk[1], zq, A_T);
-		v3_stage_head(pl, a, stg, b, h0, rq0, zq, 0, vec);
+#pragma unroll
+		for (int x = 0; x < V_MAX(V_NSTG - 1, 1); x++) {
+			if (x < K_HPB)
+				v3_stage_head(pl, a, stg, b, h0 + x, rq0, zq, x, vec);
+			else
+				mta_cp_commit();
+		}
 #if K_CQ
 		/* the carried columns of every head's Z, in pairs (a column more when
 		 * KR is odd: q.k overwrites it) */
@@ -1034,11 +1071,17 @@ __device__ void v3_pass(const mta_args &a, int pass, char *sm, int b, int h0, in
 #endif
 #pragma unroll 1
 		for (int hh = 0; hh < K_HPB; hh++) { /* @model v3.heads */
-			mta_cp_wait(0);
+			mta_cp_wait(V_MAX(V_NSTG - 2, 0));
 			__syncthreads(); /* head hh is staged; every warp is done with head hh-1 */
-			if (V_NSTG == 2 && hh + 1 < K_HPB)
-				v3_stage_head(pl, a, stg, b, h0 + hh + 1, rq0, zq, (hh + 1) & 1, vec);
-			v3_qk(a, stg, V_NSTG == 2 ? hh & 1 : 0, rq0, zq, hh, Z, S);
+			if (V_NSTG >= 2) {
+				/* into head hh-1's buffer */
+				if (hh + V_NSTG - 1 < K_HPB) /* @model v3.ahead */
+					v3_stage_head(pl, a, stg, b, h0 + hh + V_NSTG - 1, rq0, zq,
+						      (hh + V_NSTG - 1) % V_NSTG, vec);
+				else
+					mta_cp_commit();
+			}
+			v3_qk(a, stg, hh % V_NSTG, rq0, zq, hh, Z, S);
 			if (V_NSTG == 1 && hh + 1 < K_HPB) {
 				__syncthreads();
 				v3_stage_head(pl, a, stg, b, h0 + hh + 1, rq0, zq, 0, vec);
@@ -1047,6 +1090,12 @@ __device__ void v3_pass(const mta_args &a, int pass, char *sm, int b, int h0, in
 		if (vec)
 			v3_plan_rewind(pl, a);
 		__syncthreads();
+		/* The staging area is free until P.V: its first two groups of V
+		 * rows land behind phases B to F. */
+		if (pass != 1 && t >= 0 && t >= t_s) { /* @model v3.vpre */
+			v3_stage_v(a, stg, b, h0, t * K_BK, 0, vec);
+			v3_stage_v(a, stg, b, h0, t * K_BK, 1, vec);
+		}
 		/* the carries for the next tile: Z's last KR columns, P's last KP */
 #if K_CQ && !V_ZIN
 		for (int hr = threadIdx.x; hr < K_HPB * RZ; hr += NT) { /* @model v3.carryout */

@@ -36,6 +36,21 @@ static void check_case(const struct mta_problem *p, const char *spec, int B, int
 	       spec ? spec : "(default)", B, T, err, mta_tolerance(p->dtype));
 }
 
+/*
+ * The same with contiguous q, k, v and o: 16-byte aligned rows (D % 8 == 0),
+ * so that v3 stages by cp.async, its planned path and its pipelines (the
+ * strided inputs of check_case take the element-wise copies).
+ */
+static void check_contig(const struct mta_problem *p, const char *spec, int B, int T)
+{
+	char key[MTA_KEY_MAX];
+	REQUIRE(mta_problem_key(p, key, sizeof key) == MTA_OK);
+	double err = mt_kernel_check(&mta_backend_cuda_emu, key, spec, B, T, 0, 0);
+	CHECKF(err < mta_tolerance(p->dtype), "%s %s B=%d T=%d contiguous: rel L2 %.3g "
+	       "(tolerance %g)", key, spec ? spec : "(default)", B, T, err,
+	       mta_tolerance(p->dtype));
+}
+
 static struct mta_problem prob(const char *key)
 {
 	struct mta_problem p;
@@ -286,6 +301,8 @@ TEST(cuda_emu_v3_pre)
 	check_case(&l, "cuda:v3,bq=16,bk=32,hpb=2,warps=8", 2, 77);
 	struct mta_problem r = prob("h2kv2d16-pre2x4-right-bf16");
 	check_case(&r, "cuda:v3,bq=32,bk=16,hpb=1,warps=8", 1, 50);
+	/* by cp.async: four q/k stages, V staged ahead (hpb=2: one group) */
+	check_contig(&l, "cuda:v3,bq=16,bk=32,hpb=2,warps=8", 2, 77);
 }
 
 TEST(cuda_emu_v3_post)
@@ -305,6 +322,7 @@ TEST_COMPILE_BOUND(cuda_emu_v3_full)
 	check_case(&p, "cuda:v3,bq=16,bk=16,hpb=4,warps=16", 2, 5); /* T < ck */
 	/* bk=64: two items a row of tiles, each two m16 tiles sharing their Z loads */
 	check_case(&p, "cuda:v3,bq=16,bk=64,hpb=4,warps=8", 1, 150);
+	check_contig(&p, "cuda:v3,bq=16,bk=32,hpb=4,warps=8", 2, 70);
 	struct mta_problem l = prob("h4kv2d24-pre3x4-post2x3-hc2-left-gnr-f16");
 	check_case(&l, "cuda:v3,bq=16,bk=32,hpb=2,warps=8", 2, 35);
 	struct mta_problem r = prob("h2kv1d16-pre3x2-hpost-right-bf16");
@@ -401,4 +419,7 @@ TEST_COMPILE_BOUND(cuda_emu_v3_tc_mixing)
 	check_case(&l, "cuda:v3,bq=16,bk=16,hpb=16,warps=8", 2, 21);
 	struct mta_problem s = prob("h16kv4d24-pre3x5-hpre-both-gate-bf16");
 	check_case(&s, "cuda:v3,bq=16,bk=32,hpb=16,warps=8", 1, 50);
+	/* by cp.async, 16 heads: phase A's pipeline runs past its prologue and
+	 * P.V stages the groups after the first two */
+	check_contig(&p, "cuda:v3,bq=16,bk=32,hpb=16,warps=8", 1, 45);
 }

@@ -55,7 +55,8 @@ static void v3_dims(const struct mta_problem *p, const struct mta_variant *v, si
 	d->tph = d->nt8 * (v->bq / 16);
 	/* q.k's tile width (V_QN) and the accumulator units of V_PW tiles */
 	const int ak1 = (v->hpb * d->tph + v->warps - 1) / v->warps;
-	d->qn = v->bk % 32 == 0 && d->zm <= 32 && ak1 * 4 <= 96 && v->warps <= 8 ? 2 : 1;
+	d->qn = v->bk % 32 == 0 && v->bk / 32 >= v->warps && d->zm <= 32 && ak1 * 4 <= 96 &&
+			 v->warps <= 8 ? 2 : 1;
 	d->pw = d->nt8 % 2 == 0 && d->qn == 1 ? 2 : 1;
 	d->ak = d->pw * ((v->hpb * (d->tph / d->pw) + v->warps - 1) / v->warps);
 	/* the convolutions' m16 tiles an item and most items a run (V_TW, V_RUN_MAX) */
@@ -89,13 +90,16 @@ static void v3_dims(const struct mta_problem *p, const struct mta_variant *v, si
 		  r16(d->sz_st);
 }
 
-/* Two q/k stages when they fit sm_90's 227 KiB, else one (the template's V_NSTG). */
+/* Four q/k stages when they fit sm_90's 227 KiB, else three, two or one (the
+ * template's V_NSTG). */
 void mta_cuda_v3_dims(const struct mta_problem *p, const struct mta_variant *v,
 		      struct mta_cuda_v3_dims *d)
 {
-	v3_dims(p, v, 2, d);
-	if (d->smem > 232448)
-		v3_dims(p, v, 1, d);
+	for (size_t n = 4; n >= 1; n--) {
+		v3_dims(p, v, n, d);
+		if (d->smem <= 232448)
+			return;
+	}
 }
 
 /*
