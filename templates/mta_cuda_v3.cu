@@ -348,12 +348,12 @@ __device__ __forceinline__ void v3_plan_k(v3_plan &pl, const elem_t *k0, long lo
 	}
 }
 
-/* Whether the plan's 32-bit offsets hold every row of q and k (T rows). */
+/* Whether the plans' 32-bit offsets hold every row of q, k and v (T rows). */
 __device__ __forceinline__ bool v3_off32(const mta_args &a, int T)
 {
 	const long long lim = 1ll << 30; /* elements: 2^31 bytes */
-	return a.sq[1] >= 0 && a.sk[1] >= 0 && (long long)T * a.sq[1] + K_D < lim &&
-	       (long long)T * a.sk[1] + K_D < lim;
+	return a.sq[1] >= 0 && a.sk[1] >= 0 && a.sv[1] >= 0 && (long long)T * a.sq[1] + K_D < lim &&
+	       (long long)T * a.sk[1] + K_D < lim && (long long)T * a.sv[1] + K_D < lim;
 }
 
 /*
@@ -909,6 +909,8 @@ __device__ void v3_round(const X_T *X, int hs, int rs, unsigned short *Pb)
 }
 
 #define V_NG ((K_HPB + V_VG - 1) / V_VG) /* groups of V_VG heads' V rows */
+#define V_VS_N ((V_KCH + NT - 1) / NT)    /* a thread's chunks of a head's V rows */
+#define V_VLAST (V_KCH - (V_VS_N - 1) * NT) /* the threads with a chunk in the last slot */
 
 /*
  * Stage the V rows (keys j0 ..) of group gi, heads h0 + VG*gi .., into
@@ -919,16 +921,52 @@ __device__ __forceinline__ void v3_stage_v(const mta_args &a, unsigned short *st
 					   int j0, int gi, bool vec)
 {
 	unsigned short *Vs = stg + (gi & 1) * V_VG * K_BK * V_DS;
-	/* b opaque: the heads' source addresses are made here, at each call,
-	 * not hoisted out of the tile loop to stay live beside the accumulators
+	/* b opaque: the source addresses are made here, at each call, not
+	 * hoisted out of the tile loop to stay live beside the accumulators
 	 * (about 20 registers at the paper's configuration) */
 	asm volatile("" : "+r"(b));
+	if (V_PLAN && vec) { /* @model v3.vplan */
+		/*
+		 * Planned, as phase A's copies: a thread's chunks (16 bytes of a
+		 * row; rows past T and columns past D zero-filled) sit at the
+		 * same offsets in every head, so a head costs its copies and a
+		 * step of the source.
+		 */
+		unsigned o[V_VS_N], ok = 0;
+		int d[V_VS_N];
 #pragma unroll
-	for (int x = 0; x < V_VG; x++)
-		if (gi * V_VG + x < K_HPB)
-			v3_stage(Vs + x * K_BK * V_DS, /* @model st=2 */
-				 a.v + b * a.sv[0] + ((h0 + gi * V_VG + x) / GQA) * a.sv[2], a.sv[1],
-				 j0, K_BK, K_BK, A_T, vec);
+		for (int s = 0; s < V_VS_N; s++) {
+			const int e = threadIdx.x + s * NT, r = e / V_CHK, c = e % V_CHK * 8;
+			const bool in = e < V_KCH && c < K_D && j0 + r < A_T;
+			d[s] = r * V_DS + c;
+			o[s] = in ? (unsigned)(((long long)(j0 + r) * a.sv[1] + c) * 2) : 0u;
+			ok |= (unsigned)in << s;
+		}
+		const int hv = h0 + gi * V_VG;
+		const char *base = (const char *)(a.v + b * a.sv[0] + (hv / GQA) * a.sv[2]);
+#pragma unroll
+		for (int x = 0; x < V_VG; x++) {
+			if (gi * V_VG + x >= K_HPB)
+				break;
+			unsigned short *dst = Vs + x * K_BK * V_DS;
+			/* every thread has a chunk in the slots before the last */
+#pragma unroll
+			for (int s = 0; s + 1 < V_VS_N; s++)
+				mta_cp_async16z(dst + d[s], base + o[s], ok >> s & 1);
+			if (threadIdx.x < V_VLAST) /* @model v3.vlast */
+				mta_cp_async16z(dst + d[V_VS_N - 1], base + o[V_VS_N - 1],
+						ok >> (V_VS_N - 1) & 1);
+			base += (hv + x + 1) % GQA == 0 ? 2 * a.sv[2] : 0;
+		}
+	}
+	if (!V_PLAN || !vec) { /* @model v3.vnoplan */
+#pragma unroll
+		for (int x = 0; x < V_VG; x++)
+			if (gi * V_VG + x < K_HPB)
+				v3_stage(Vs + x * K_BK * V_DS, /* @model st=2 */
+					 a.v + b * a.sv[0] + ((h0 + gi * V_VG + x) / GQA) * a.sv[2],
+					 a.sv[1], j0, K_BK, K_BK, A_T, vec);
+	}
 	mta_cp_commit();
 }
 

@@ -422,4 +422,6 @@ TEST_COMPILE_BOUND(cuda_emu_v3_tc_mixing)
 	/* by cp.async, 16 heads: phase A's pipeline runs past its prologue and
 	 * P.V stages the groups after the first two */
 	check_contig(&p, "cuda:v3,bq=16,bk=32,hpb=16,warps=8", 1, 45);
+	/* four query heads a kv head: the planned sources step every fourth head */
+	check_contig(&s, "cuda:v3,bq=16,bk=32,hpb=16,warps=8", 1, 50);
 }
