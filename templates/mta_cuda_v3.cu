@@ -151,14 +151,16 @@
 #define V_TOTAL(n) (V_AL(SZ_WT) + V_AL(SZ_W2) + V_AL(SZ_WM1) + V_AL(SZ_WM2) + V_AL(SZ_STG(n)) + \
 		    V_AL(SZ_Z) + V_AL(SZ_ZC) + V_AL(SZ_S) + V_AL(SZ_P) + V_AL(SZ_PBX) + V_AL(SZ_ST))
 /*
- * q/k stages: four when they fit the largest block of any target (sm_90),
- * else three, two or one. Phase A keeps V_NSTG - 1 heads' copies in flight
- * while a head's q.k runs: one head's copy (about 12 KB at the paper's
- * configuration) takes longer to land than its q.k takes on one warp.
+ * q/k stages: four when they fit the largest block of any target (sm_90)
+ * and leave as many blocks on an SM's 228 KB as two stages do, else three,
+ * else two or one. Phase A keeps V_NSTG - 1 heads' copies in flight while a
+ * head's q.k runs: one head's copy (about 12 KB at the paper's
+ * configuration) takes longer to land than its q.k takes.
  */
-#if V_TOTAL(4) <= 232448
+#define V_BPS(n) (233472 / (V_TOTAL(n) + 1024)) /* blocks an SM's shared memory holds */
+#if V_TOTAL(4) <= 232448 && V_BPS(4) >= V_BPS(2)
 #define V_NSTG 4
-#elif V_TOTAL(3) <= 232448
+#elif V_TOTAL(3) <= 232448 && V_BPS(3) >= V_BPS(2)
 #define V_NSTG 3
 #elif V_TOTAL(2) <= 232448
 #define V_NSTG 2

@@ -90,16 +90,22 @@ static void v3_dims(const struct mta_problem *p, const struct mta_variant *v, si
 		  r16(d->sz_st);
 }
 
-/* Four q/k stages when they fit sm_90's 227 KiB, else three, two or one (the
- * template's V_NSTG). */
+/* Four q/k stages when they fit sm_90's 227 KiB and leave an SM's 228 KiB
+ * as many blocks as two do, else three, else two or one (the template's
+ * V_NSTG). */
 void mta_cuda_v3_dims(const struct mta_problem *p, const struct mta_variant *v,
 		      struct mta_cuda_v3_dims *d)
 {
-	for (size_t n = 4; n >= 1; n--) {
+	struct mta_cuda_v3_dims two;
+	v3_dims(p, v, 2, &two);
+	for (size_t n = 4; n >= 3; n--) {
 		v3_dims(p, v, n, d);
-		if (d->smem <= 232448)
+		if (d->smem <= 232448 && 233472 / (d->smem + 1024) >= 233472 / (two.smem + 1024))
 			return;
 	}
+	*d = two;
+	if (d->smem > 232448)
+		v3_dims(p, v, 1, d);
 }
 
 /*
