@@ -37,8 +37,8 @@
  *
  * Shared memory (bytes, each region 16-byte aligned; gen/cuda/cudagen.c
  * computes the same, mta_cuda_smem_bytes): WT (f16 tap pairs) | W2 (the post
- * convolution's) | WM1 | WM2 (mixing) | STG (two stages of q and k rows; V rows in
- * P.V; one head's outputs in the epilogue) | Z (raw logits of every head;
+ * convolution's) | WM1 | WM2 (mixing) | STG (V_NSTG stages of q and k rows; two
+ * groups of V rows in P.V; one head's outputs in the epilogue) | Z (raw logits of every head;
  * the rounded P tile for P.V once the convolution has read Z) | ZC | S
  * (pre-softmax logits; post-convolved P in pass 2) | P (f16) | ST (M, L, A).
  */
@@ -71,16 +71,17 @@
 /*
  * A warp's columns of q.k, in pairs of n8 tiles: 16, or 32 when every warp
  * still gets columns and the registers allow (D <= 96, at most 8 warps: 255
- * a thread). Wide tiles read each k row once per warp, not twice, but at
- * BK = 32 they leave q.k (phase A, a head a step) to one warp, whose work
- * then outlasts the copy of the next head's rows: two warps on 16 columns
- * each take half the time for half again the shared-memory bytes.
+ * a thread). Every warp of q.k reads all the staged q rows, so wide tiles
+ * read q half as often, but at BK = 32 they leave q.k (phase A, a head a
+ * step) to one warp, whose work then outlasts the copy of the next head's
+ * rows: two warps on 16 columns each take half the time for half again the
+ * shared-memory bytes.
  */
 #define V_QN (K_BK % 32 == 0 && K_BK / 32 >= K_WARPS && V_ZM <= 32 && V_AK1 * 4 <= 96 && \
 	      NT <= 256 ? 2 : 1)
 /* tiles a unit: two when the n8 tiles pair up, unless q.k's wide tiles
- * already take the registers (then pairs push the paper's variant past the
- * 16 registers of headroom) */
+ * already take the registers (wide tiles and pairs together left the paper's
+ * variant, when it had wide tiles, under 16 registers of headroom) */
 #define V_PW (V_NT8 % 2 == 0 && V_QN == 1 ? 2 : 1)
 #define V_UPH (V_TPH / V_PW)             /* units per head */
 #define V_AK (V_PW * ((K_HPB * V_UPH + K_WARPS - 1) / K_WARPS))

@@ -301,8 +301,17 @@ TEST(cuda_emu_v3_pre)
 	check_case(&l, "cuda:v3,bq=16,bk=32,hpb=2,warps=8", 2, 77);
 	struct mta_problem r = prob("h2kv2d16-pre2x4-right-bf16");
 	check_case(&r, "cuda:v3,bq=32,bk=16,hpb=1,warps=8", 1, 50);
-	/* by cp.async: four q/k stages, V staged ahead (hpb=2: one group) */
+	/* by cp.async (two q/k stages here: four would leave an SM fewer blocks),
+	 * V staged ahead (hpb=2: one group) */
 	check_contig(&l, "cuda:v3,bq=16,bk=32,hpb=2,warps=8", 2, 77);
+	/* four stages and two heads: the prologue commits an empty group */
+	struct mta_problem w = prob("h2kv2d16-pre6x11-both-bf16");
+	struct mta_variant v4;
+	struct mta_cuda_v3_dims d4;
+	REQUIRE(mta_variant_parse("cuda:v3,bq=32,bk=64,hpb=2,warps=8", &v4) == MTA_OK);
+	mta_cuda_v3_dims(&w, &v4, &d4);
+	CHECKF(d4.nstg == 4, "%d stages, the case wants 4", d4.nstg);
+	check_contig(&w, "cuda:v3,bq=32,bk=64,hpb=2,warps=8", 1, 100);
 }
 
 TEST(cuda_emu_v3_post)

@@ -97,14 +97,12 @@ struct group {
 
 /*
  * The staged phases of v3 (templates/mta_cuda_v3.cu), whose time is not
- * their throughput: phase A stages one head's q and k rows with cp.async and
- * waits for them (a head at a time, the next one in flight) while a few warps
- * compute its q.k; P.V stages the V rows of VG heads a group at a time the
- * same way. Such a phase lasts, per step, the longer of the busiest warp's
- * work and the copy's flight (latency plus bytes at one SM's L2 rate); the
- * first step's copy has nothing to hide behind. PH_QK: q.k (v3.qk), PH_PV:
- * P.V (v3.pvk), PH_CPA and PH_CPV: the copies of phase A and of P.V (st set;
- * inside v3.ktout: P.V's).
+ * their throughput: phase A stages each head's q and k rows with cp.async,
+ * a few heads ahead, and waits for each while a few warps compute that
+ * head's q.k; P.V stages the V rows of VG heads a group at a time the same
+ * way. staged_clocks walks such a phase step by step. PH_QK: q.k (v3.qk),
+ * PH_PV: P.V (v3.pvk), PH_CPA and PH_CPV: the copies of phase A and of P.V
+ * (inside v3.ktout or v3.vpre: P.V's).
  */
 enum { PH_NONE, PH_QK, PH_PV, PH_CPA, PH_CPV };
 
@@ -409,40 +407,50 @@ static double lone_clocks(const struct mta_machine *m, const double *c, const do
 }
 
 /* One pass's staged phase in a block: steps (head iterations of phase A, or
- * tiles that run P.V), the busiest warp's instructions and bytes over all of
- * them, and the bytes its copies bring from L2. */
+ * groups of P.V), over all of them the busiest warp's instructions and bytes
+ * (c, bytes) and all warps' (tc, tb), and the bytes its copies bring from L2. */
 struct staged {
-	double steps, c[MC_N], bytes[MC_N], l2;
+	double steps, c[MC_N], bytes[MC_N], tc[MC_N], tb[MC_N], l2;
 };
 
+#define STAGED_MAX 512 /* steps a tile walks at most (heads of a block) */
+
 /*
- * The clocks of a pass's staged phase: per tile, `per` steps, each the
- * busiest warp's work on one copy's rows (staged.c over staged.steps). With
- * `depth` buffers a step's copy is issued depth - 1 steps ahead; the first
- * `hidden` copies were issued before the phase, behind other work (none:
- * the first step waits for its whole copy). A step lasts the longest of its
- * work, its bytes at one SM's L2 rate and its copy's flight over the steps
- * it is ahead; with one buffer, work and copy add.
+ * The clocks of a pass's staged phase, by a walk through a tile's `per`
+ * steps (the tiles alike). A step starts when the step before has ended
+ * (a barrier) and its own copy has landed, and lasts its work: the longer
+ * of its busiest warp alone on a scheduler and all its warps at the SM's
+ * pipes. The first `hidden` copies were issued before the phase, behind
+ * other work, and have landed; with depth buffers, step s's copy is issued
+ * as step s - (depth - 1) starts, or as the phase starts when that is
+ * before its first step (the prologue); with one buffer, as step s - 1
+ * ends. A copy lands the L2 latency plus its bytes at one SM's L2 rate after
+ * its issue, and not before the copy before it has had its bytes.
  */
 static double staged_clocks(const struct mta_machine *m, const struct staged *x, int per,
 			    int depth, int hidden)
 {
+	double start[STAGED_MAX], end = 0, landed = 0;
 	if (x->steps <= 0 || per < 1)
 		return 0;
-	const double work = lone_clocks(m, x->c, x->bytes) / x->steps;
-	const double bytes = x->l2 / x->steps / m->sm_l2_bpc, copy = m->l2_lat_clk + bytes;
-	const double tiles = x->steps / per;
-	if (depth < 2)
-		return tiles * per * (work + copy);
-	double step = work > bytes ? work : bytes;
-	if (copy / (depth - 1) > step)
-		step = copy / (depth - 1);
-	if (hidden <= 0)
-		return tiles * (copy + (per - 1) * step + work);
-	/* the hidden copies' steps only work; a later one waits what its copy
-	 * needs beyond the steps it is ahead */
-	int later = per > hidden ? per - hidden : 0;
-	return tiles * (per * work + later * (step - work));
+	if (per > STAGED_MAX)
+		per = STAGED_MAX;
+	const double lone = lone_clocks(m, x->c, x->bytes) / x->steps;
+	const double all = pipe_clocks(m, x->tc, x->tb) / x->steps;
+	const double work = lone > all ? lone : all, bytes = x->l2 / x->steps / m->sm_l2_bpc;
+	for (int s = 0; s < per; s++) {
+		double land = 0;
+		if (s >= hidden) {
+			double issue = depth < 2 ? end : s - (depth - 1) >= 0 ? start[s - (depth - 1)] : 0;
+			land = issue + m->l2_lat_clk + bytes;
+			if (landed + bytes > land)
+				land = landed + bytes;
+			landed = land;
+		}
+		start[s] = end > land ? end : land;
+		end = start[s] + work;
+	}
+	return x->steps / per * end;
 }
 
 int mta_model_count(const struct mta_problem *p, const struct mta_variant *v, const char *arch,
@@ -609,6 +617,8 @@ int mta_model_count(const struct mta_problem *p, const struct mta_variant *v, co
 				for (int cl = 0; cl < MC_N; cl++) {
 					x2->c[cl] += g[k].stat[cl] * f * busy;
 					x2->bytes[cl] += g[k].bytes[cl] * f * busy;
+					x2->tc[cl] += g[k].stat[cl] * f * nw;
+					x2->tb[cl] += g[k].bytes[cl] * f * nw;
 				}
 				if (fo > x2->steps)
 					x2->steps = fo;

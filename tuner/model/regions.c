@@ -516,10 +516,19 @@ double mta_region_busiest(const char *name, const struct mta_model_block *b)
 	if (v->version != 3 || nw < 1)
 		return 1;
 	mta_cuda_v3_dims(p, v, &d);
-	if (!strcmp(name, "v3.qk")) /* a warp a column group of a head: bk/(16 qn) groups */
+	if (!strcmp(name, "v3.qk")) { /* a warp a column group of a head: bk/(16 qn) groups */
 		n = (double)v->bk / (16 * d.qn);
-	else if (!strcmp(name, "v3.pvk")) /* a step's units, dealt in turn */
-		n = (double)(d.vg > 0 ? d.vg : 1) * (d.tph / (d.pw > 0 ? d.pw : 1));
+	} else if (!strcmp(name, "v3.pvk")) {
+		/* a group's units dealt in turn, over the groups (the last may be short) */
+		int vg = d.vg > 0 ? d.vg : 1, uph = d.tph / (d.pw > 0 ? d.pw : 1);
+		double most = 0, units = 0;
+		for (int h = 0; h < v->hpb; h += vg) {
+			int u = (v->hpb - h < vg ? v->hpb - h : vg) * uph;
+			most += cdiv(u, nw);
+			units += u;
+		}
+		return units > 0 ? most / (units / nw) : 1;
+	}
 	if (n <= 0)
 		return 1;
 	return cdiv(n, nw) / (n / nw);
