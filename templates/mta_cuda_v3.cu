@@ -111,6 +111,9 @@
 #define V_WTN2 0
 #endif
 #define V_PBS (K_BK + 8)                 /* row stride of the rounded P tile */
+/* its head stride: 4 words past a multiple of 32, so that stores of the same
+ * (row, column) of 8 heads fall in 8 bank groups (v3_pmix) */
+#define V_PBH (K_BQ * V_PBS + 8)
 #define V_GS (K_HPOST == 1 ? K_HC : K_HPB) /* post-mixing group size */
 
 #define SZ_WT (K_CQ ? K_HPB * K_CQ * V_WTN * 4 : 0)
@@ -130,10 +133,25 @@
 #define V_TCMIX (K_HPRE && K_HPB == 16)
 #define V_TCMIXP (K_HPOST && K_HPB == 16 && K_CQ2)
 #define V_S32 (!V_TCMIX || (K_CQ2 && !V_TCMIXP)) /* some phase keeps S as floats */
-#define SZ_S V_MAX(V_MAX(V_S32 ? K_HPB * RP * V_SS * 4 : 0, V_TCMIX ? RP * K_BK * 64 : 0), \
-		   V_TCMIXP ? K_BQ * K_BK * 32 : 0)
+/*
+ * The tensor-core mixings' operands in S: per head a tile of positions (row
+ * r, column c at r * V_SR + c), heads V_SH (pre: RP rows) or V_SH2 (post:
+ * BQ rows) apart, f16; the mma's B operand is read across 8 heads by
+ * ldmatrix.trans. A row is BK + 8 halves, so the 4 rows a store of the
+ * convolution's accumulators touches start 8 banks apart; a head is 8
+ * halves past a multiple of 16 (4 words past a multiple of 8), so the 8
+ * head rows of an ldmatrix start in 8 different groups of 4 banks: neither
+ * conflicts. (Positions of 16 heads in 32 bytes, the layout before, put a
+ * store's 32 lanes in 4 banks: 8 wavefronts a store.)
+ */
+#define V_SR (K_BK + 8)
+#define V_SH (R16(RP * V_SR) + 8)
+#define V_SH2 (R16(K_BQ * V_SR) + 8)
+#define SZ_P2 (V_TCMIXP ? K_HPB * V_SH2 * 2 : 0) /* the post-convolved P, f16 */
+#define SZ_S V_MAX(V_MAX(V_S32 ? K_HPB * RP * V_SS * 4 : 0, V_TCMIX ? 2 * K_HPB * V_SH * 2 : 0), \
+		   SZ_P2)
 #define SZ_P (POST ? K_HPB * RP * V_PS * 2 : 0)
-#define SZ_PB (K_HPB * K_BQ * V_PBS * 2)
+#define SZ_PB (K_HPB * V_PBH * 2)
 #define SZ_ST ((2 * K_HPB * RP + K_HPB * K_BQ) * 4)
 /* V rows of VG heads per stage, two stages, in the q/k staging area */
 #define V_VG1(n) V_MIN(K_HPB, V_MAX(1, SZ_QK(n) / (2 * K_BK * V_DS * 2)))
@@ -145,7 +163,7 @@
  * in place, shifted left a tile (V_ZIN), instead of saving them to ZC and
  * back (two shared copies a tile) while the tile lives in Z.
  */
-#define V_PBINS (V_TCMIX && V_TCMIXP && V_AL(K_BQ * K_BK * 32) + SZ_PB <= SZ_S)
+#define V_PBINS (V_TCMIX && V_TCMIXP && V_AL(SZ_P2) + SZ_PB <= SZ_S)
 #define V_ZIN (K_CQ && V_PBINS)
 #define SZ_ZC (K_CQ && !V_ZIN ? K_HPB * RZ * V_KR2 * 4 : 0)
 #define SZ_PBX (!V_PBINS && SZ_PB > SZ_Z ? SZ_PB : 0)  /* P tile outside Z when Z is too small */
@@ -180,7 +198,7 @@
 #define OFF_P (OFF_S + V_AL(SZ_S))
 #define OFF_PBX (OFF_P + V_AL(SZ_P))
 #define OFF_ST (OFF_PBX + V_AL(SZ_PBX))
-#define OFF_PB (V_PBINS ? OFF_S + V_AL(K_BQ * K_BK * 32) : SZ_PBX ? OFF_PBX : OFF_Z)
+#define OFF_PB (V_PBINS ? OFF_S + V_AL(SZ_P2) : SZ_PBX ? OFF_PBX : OFF_Z)
 #define SMEM_BYTES V_TOTAL(V_NSTG)
 
 /* Pass-2 probabilities' new columns start DP keys right of the output tile. */
@@ -197,10 +215,10 @@ __device__ __forceinline__ unsigned short v3_f16(float x)
 __device__ __forceinline__ void v3_put_s(void *S, int hh, int r, int c, float x)
 {
 #if V_TCMIX
-	unsigned short *s16 = (unsigned short *)S + (r * K_BK + c) * 16 + hh;
+	unsigned short *s16 = (unsigned short *)S + hh * V_SH + r * V_SR + c;
 	const unsigned short hi = v3_f16(x);
 	s16[0] = hi;
-	s16[RP * K_BK * 16] = v3_f16(x - mta_f16_to_f32(hi));
+	s16[K_HPB * V_SH] = v3_f16(x - mta_f16_to_f32(hi));
 #else
 	((float *)S)[hh * RP * V_SS + r * V_SS + c] = x;
 #endif
@@ -210,7 +228,7 @@ __device__ __forceinline__ void v3_put_s(void *S, int hh, int r, int c, float x)
 __device__ __forceinline__ void v3_put_p2(void *S, int hh, int r, int c, float x)
 {
 #if V_TCMIXP
-	((unsigned short *)S)[(r * K_BK + c) * 16 + hh] = mta_f32_to_f16(x);
+	((unsigned short *)S)[hh * V_SH2 + r * V_SR + c] = mta_f32_to_f16(x);
 #else
 	((float *)S)[hh * RP * V_SS + r * V_SS + c] = x;
 #endif
@@ -654,7 +672,7 @@ __device__ void v3_mix(X_T *X, int hstride, int rs, int rows, const float *W, un
 			for (int hi = 0; hi < GS; hi++)
 				s0 += w[ho * GS + hi] * x[hi];
 			if (out)
-				out[(grp * GS + ho) * K_BQ * V_PBS + r * V_PBS + c] = to_op(s0);
+				out[(grp * GS + ho) * V_PBH + r * V_PBS + c] = to_op(s0);
 			else
 				v3_st(base + ho * hstride, s0);
 		}
@@ -720,7 +738,7 @@ __device__ void v3_softmax(int pass, int T, int i_base, int sc0, int nrows, cons
 			sum += p[c];
 		}
 		if (pass == 0 && act) {
-			unsigned short *o = Pb + hh * K_BQ * V_PBS + r * V_PBS + ch * 8;
+			unsigned short *o = Pb + hh * V_PBH + r * V_PBS + ch * 8;
 #pragma unroll
 			for (int c = 0; c < 8; c++)
 				o[c] = to_op(p[c]);
@@ -818,7 +836,7 @@ __device__ __forceinline__ void v3_msrow(int pass, int r, int lim, int sc0,
 				const float p = FULL || c <= lim ? mta_exp_ftz(d[nt][2 * half + e] - mnew) : 0.f;
 				sum += p;
 				if (pass == 0)
-					Pb[hh * K_BQ * V_PBS + r * V_PBS + c] = to_op(p);
+					Pb[hh * V_PBH + r * V_PBS + c] = to_op(p);
 			}
 		sum += __shfl_xor_sync(0xffffffffu, sum, 1);
 		sum += __shfl_xor_sync(0xffffffffu, sum, 2);
@@ -847,7 +865,7 @@ __device__ void v3_mixsoft(int pass, int T, int i_base, int sc0, int nrows, cons
 			   unsigned short *Pb)
 {
 	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t4 = lane & 3;
-	const unsigned short *hi16 = (const unsigned short *)S, *lo16 = hi16 + RP * K_BK * 16;
+	const unsigned short *hi16 = (const unsigned short *)S, *lo16 = hi16 + K_HPB * V_SH;
 	unsigned af[4];
 	v3_wfrag(W, 16, af);
 #pragma unroll 1
@@ -856,11 +874,12 @@ __device__ void v3_mixsoft(int pass, int T, int i_base, int sc0, int nrows, cons
 #pragma unroll
 		for (int nt = 0; nt < K_BK / 8; nt++) {
 			unsigned bf[2];
-			const int pos = r * K_BK + nt * 8 + (lane & 7), off = ((lane >> 3) & 1) * 8;
+			/* B: heads (lane & 15) by the 8 positions from column nt * 8 */
+			const int at = (lane & 15) * V_SH + r * V_SR + nt * 8;
 			d[nt][0] = d[nt][1] = d[nt][2] = d[nt][3] = 0.f;
-			mta_ldsm_x2(bf, hi16 + pos * 16 + off);
+			mta_ldsm_x2_t(bf, hi16 + at);
 			mta_mma_f16(d[nt], af, bf);
-			mta_ldsm_x2(bf, lo16 + pos * 16 + off);
+			mta_ldsm_x2_t(bf, lo16 + at);
 			mta_mma_f16(d[nt], af, bf);
 		}
 		const int i = i_base + r, lim = i < T ? i - sc0 : -1; /* valid columns c <= lim */
@@ -889,13 +908,14 @@ __device__ void v3_pmix(const void *S, const float *W, unsigned short *Pb)
 	for (int nt = warp; nt < K_BQ * K_BK / 8; nt += K_WARPS) { /* @model v3.pmix */
 		unsigned bf[2];
 		float d[4] = { 0.f, 0.f, 0.f, 0.f };
-		mta_ldsm_x2(bf, p16 + (nt * 8 + (lane & 7)) * 16 + ((lane >> 3) & 1) * 8);
+		/* B: heads (lane & 15) by 8 positions, as v3_mixsoft's */
+		mta_ldsm_x2_t(bf, p16 + (lane & 15) * V_SH2 + nt * 8 / K_BK * V_SR + nt * 8 % K_BK);
 		mta_mma_f16(d, af, bf);
 		const int pos = nt * 8 + 2 * t4, r = pos / K_BK, c = pos % K_BK;
-		Pb[g * K_BQ * V_PBS + r * V_PBS + c] = to_op(d[0]);
-		Pb[g * K_BQ * V_PBS + r * V_PBS + c + 1] = to_op(d[1]);
-		Pb[(g + 8) * K_BQ * V_PBS + r * V_PBS + c] = to_op(d[2]);
-		Pb[(g + 8) * K_BQ * V_PBS + r * V_PBS + c + 1] = to_op(d[3]);
+		/* a lane's two columns as one word; the heads g apart by V_PBH */
+		unsigned short *o = Pb + g * V_PBH + r * V_PBS + c;
+		*(unsigned *)o = (unsigned)to_op(d[0]) | (unsigned)to_op(d[1]) << 16;
+		*(unsigned *)(o + 8 * V_PBH) = (unsigned)to_op(d[2]) | (unsigned)to_op(d[3]) << 16;
 	}
 }
 #endif
@@ -907,7 +927,7 @@ __device__ void v3_round(const X_T *X, int hs, int rs, unsigned short *Pb)
 #pragma unroll 1
 	for (int e = threadIdx.x; e < K_HPB * K_BQ * K_BK; e += NT) { /* @model v3.round */
 		const int hh = e / (K_BQ * K_BK), r = e / K_BK % K_BQ, c = e % K_BK;
-		Pb[hh * K_BQ * V_PBS + r * V_PBS + c] = to_op(v3_ld(X + hh * hs + r * rs + c));
+		Pb[hh * V_PBH + r * V_PBS + c] = to_op(v3_ld(X + hh * hs + r * rs + c));
 	}
 }
 
@@ -1002,7 +1022,7 @@ __device__ __forceinline__ void v3_pv(const mta_args &a, unsigned short *stg, in
 				v3_stage_v(a, stg, b, h0, j0, gi + 1, vec);
 		}
 		const unsigned short *V = Vs + slot * K_BK * V_DS;
-		const unsigned short *Ph = Pb + hh * K_BQ * V_PBS;
+		const unsigned short *Ph = Pb + hh * V_PBH;
 #pragma unroll
 		for (int k = V_K0(hh); k <= V_K1(hh); k++) { /* @model v3.pvk */
 			const int unit = k * K_WARPS + warp - hh * V_UPH;

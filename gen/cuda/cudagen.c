@@ -73,12 +73,15 @@ static void v3_dims(const struct mta_problem *p, const struct mta_variant *v, si
 	const int tcmix = p->head_pre && v->hpb == 16;
 	const int tcmixp = p->head_post && v->hpb == 16 && p->cq2;
 	const int s32 = !tcmix || (p->cq2 && !tcmixp);
+	/* the tensor-core mixings' operands: heads V_SH, V_SH2 apart (rows of bk + 8) */
+	const size_t sh = r16((size_t)d->rp * (bk + 8)) + 8, sh2 = r16(bq * (bk + 8)) + 8;
+	const size_t sz_p2 = tcmixp ? hpb * sh2 * 2 : 0;
 	d->sz_s = zmax(zmax(s32 ? hpb * (size_t)d->rp * (size_t)d->ss * 4 : 0,
-			    tcmix ? (size_t)d->rp * bk * 64 : 0), tcmixp ? bq * bk * 32 : 0);
+			    tcmix ? 2 * hpb * sh * 2 : 0), sz_p2);
 	d->sz_p = post ? hpb * (size_t)d->rp * (size_t)d->ps * 2 : 0;
-	d->sz_pb = hpb * bq * (size_t)d->pbs * 2;
+	d->sz_pb = hpb * (bq * (size_t)d->pbs + 8) * 2; /* the head stride V_PBH */
 	/* the P tile in S, Z's carry in place (V_PBINS, V_ZIN) */
-	const int pbins = tcmix && tcmixp && r16(bq * bk * 32) + d->sz_pb <= d->sz_s;
+	const int pbins = tcmix && tcmixp && r16(sz_p2) + d->sz_pb <= d->sz_s;
 	d->sz_zc = p->cq && !pbins ? hpb * (size_t)d->rz * (size_t)((d->kr + 1) / 2) * 4 : 0;
 	d->sz_st = (2 * hpb * (size_t)d->rp + hpb * bq) * 4;
 	d->vg = (int)zmin(hpb, zmax(1, sz_qk / (2 * bk * (size_t)d->ds * 2)));

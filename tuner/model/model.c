@@ -88,8 +88,9 @@ void mta_model_floor(const struct mta_problem *p, const struct mta_machine *m, i
 struct group {
 	int *regs;       /* region indices, outermost first */
 	int nregs;
-	int vars[4];
+	int vars[5];
 	double stat[MC_N], bytes[MC_N], l2; /* l2: bytes of the asynchronous copies */
+	double wave;     /* wavefronts of its shared-memory and L1 accesses (clocks) */
 	int inner;       /* innermost region (-1: none) */
 	int phase;       /* PH_*: its part in a staged phase (v3), see staged_clocks */
 	int at;          /* PH_QK, PH_PV: the index in regs of v3.qk or v3.pvk */
@@ -106,7 +107,7 @@ struct group {
  */
 enum { PH_NONE, PH_QK, PH_PV, PH_CPA, PH_CPV };
 
-static const char *const var_names[4] = { "pass", "st", "mix", "cv" };
+static const char *const var_names[5] = { "pass", "st", "mix", "cv", "ways" };
 
 static int in_chain(const struct mta_sass_insn *in, int line)
 {
@@ -320,7 +321,7 @@ static int regions_of(const struct mta_region *rg, size_t nr, const struct mta_s
 	for (size_t k = 0; k < nr; k++) {
 		if (rg[k].var[0]) {
 			if (in_chain(in, rg[k].start))
-				for (int v = 0; v < 4; v++)
+				for (int v = 0; v < 5; v++)
 					if (!strcmp(rg[k].var, var_names[v]))
 						vars[v] = rg[k].val;
 			continue;
@@ -374,8 +375,10 @@ static double lpt(double *t, size_t n, int sms)
 }
 
 /* A block's pipe-bound clocks: its warp instructions c and bytes by class
- * (all warps) at the rates of m, issue at four a clock, the L1/shared path. */
-static double pipe_clocks(const struct mta_machine *m, const double *c, const double *bytes)
+ * (all warps) at the rates of m, issue at four a clock, the L1/shared path
+ * a wavefront a clock. */
+static double pipe_clocks(const struct mta_machine *m, const double *c, const double *bytes,
+			  double waves)
 {
 	double issue = 0, pipe;
 	for (int cl = 0; cl < MC_N; cl++)
@@ -390,19 +393,19 @@ static double pipe_clocks(const struct mta_machine *m, const double *c, const do
 		if (t > pipe)
 			pipe = t;
 	}
-	double smem_t = (bytes[MC_LDS] + bytes[MC_STS] + bytes[MC_LDG]) / m->smem_bpc;
-	return smem_t > pipe ? smem_t : pipe;
+	return waves > pipe ? waves : pipe;
 }
 
 /* The clocks of one warp alone on its scheduler: an instruction a clock at
  * most, its mma at a quarter of the SM's rate, its shared bytes at the SM's. */
-static double lone_clocks(const struct mta_machine *m, const double *c, const double *bytes)
+static double lone_clocks(const struct mta_machine *m, const double *c, const double *bytes,
+			  double waves)
 {
 	double n = 0;
 	for (int cl = 0; cl < MC_N; cl++)
 		n += c[cl];
 	double t = bytes[MC_HMMA] / (m->rate[MC_HMMA] / 4);
-	double sm = (bytes[MC_LDS] + bytes[MC_STS] + bytes[MC_LDG]) / m->smem_bpc;
+	double sm = waves;
 	return n > t ? (n > sm ? n : sm) : (t > sm ? t : sm);
 }
 
@@ -410,7 +413,7 @@ static double lone_clocks(const struct mta_machine *m, const double *c, const do
  * groups of P.V), over all of them the busiest warp's instructions and bytes
  * (c, bytes) and all warps' (tc, tb), and the bytes its copies bring from L2. */
 struct staged {
-	double steps, c[MC_N], bytes[MC_N], tc[MC_N], tb[MC_N], l2;
+	double steps, c[MC_N], bytes[MC_N], tc[MC_N], tb[MC_N], l2, wave, twave;
 };
 
 #define STAGED_MAX 512 /* steps a tile walks at most (heads of a block) */
@@ -435,8 +438,8 @@ static double staged_clocks(const struct mta_machine *m, const struct staged *x,
 		return 0;
 	if (per > STAGED_MAX)
 		per = STAGED_MAX;
-	const double lone = lone_clocks(m, x->c, x->bytes) / x->steps;
-	const double all = pipe_clocks(m, x->tc, x->tb) / x->steps;
+	const double lone = lone_clocks(m, x->c, x->bytes, x->wave) / x->steps;
+	const double all = pipe_clocks(m, x->tc, x->tb, x->twave) / x->steps;
 	const double work = lone > all ? lone : all, bytes = x->l2 / x->steps / m->sm_l2_bpc;
 	for (int s = 0; s < per; s++) {
 		double land = 0;
@@ -499,7 +502,7 @@ int mta_model_count(const struct mta_problem *p, const struct mta_variant *v, co
 	map_loops(source, &s, rg, nr, &lp, r);
 	/* group the instructions by their regions and variables */
 	for (size_t i = 0; i < s.n; i++) {
-		int idx[32], vars[4] = { 0, 0, 0, 0 };
+		int idx[32], vars[5] = { 0, 0, 0, 0, 0 };
 		int n = regions_of(rg, nr, &s, i, &lp, idx, vars);
 		size_t k = 0;
 		for (; k < ng; k++)
@@ -547,6 +550,12 @@ int mta_model_count(const struct mta_problem *p, const struct mta_variant *v, co
 			g[k].phase = -g[k].phase;
 		g[k].stat[in->cls] += 1;
 		g[k].bytes[in->cls] += in->cls == MC_HMMA ? in->width : 32.0 * in->width;
+		if (in->cls == MC_LDS || in->cls == MC_STS || in->cls == MC_LDG) {
+			/* a clock for each 128 bytes, at least one, times the bank
+			 * conflicts a `@model ways=N` mark states for its line */
+			double w = ceil(32.0 * in->width / m->smem_bpc);
+			g[k].wave += (w < 1 ? 1 : w) * (g[k].vars[4] > 1 ? g[k].vars[4] : 1);
+		}
 		if (in->async)
 			g[k].l2 += 32.0 * in->width;
 	}
@@ -575,10 +584,10 @@ int mta_model_count(const struct mta_problem *p, const struct mta_variant *v, co
 		mta_cuda_v3_dims(p, v, &d3);
 	double serial_total = 0;
 	for (int bx = 0; bx < gx; bx++) {
-		struct mta_model_block blk = { p, v, T, bx * v->bq, { 0, 0, 0, 0 } };
-		double c[MC_N] = { 0 }, bytes[MC_N] = { 0 }, l2 = 0;
-		/* the staged phases' instructions leave the rest (rc_, rb_) */
-		double rc_[MC_N] = { 0 }, rb_[MC_N] = { 0 };
+		struct mta_model_block blk = { p, v, T, bx * v->bq, { 0, 0, 0, 0, 0 } };
+		double c[MC_N] = { 0 }, bytes[MC_N] = { 0 }, l2 = 0, waves = 0;
+		/* the staged phases' instructions leave the rest (rc_, rb_, rw_) */
+		double rc_[MC_N] = { 0 }, rb_[MC_N] = { 0 }, rw_ = 0;
 		struct staged sa[3], sv[3];
 		memset(sa, 0, sizeof sa);
 		memset(sv, 0, sizeof sv);
@@ -599,6 +608,10 @@ int mta_model_count(const struct mta_problem *p, const struct mta_variant *v, co
 			}
 			fac[k] = f;
 			l2 += g[k].l2 * f;
+			waves += g[k].wave * f * nw;
+			r->rows[k].waves += g[k].wave * f * weight * nw;
+			if (ph != PH_QK && ph != PH_PV)
+				rw_ += g[k].wave * f * nw;
 			for (int cl = 0; cl < MC_N; cl++) {
 				c[cl] += g[k].stat[cl] * f;
 				bytes[cl] += g[k].bytes[cl] * f;
@@ -620,6 +633,8 @@ int mta_model_count(const struct mta_problem *p, const struct mta_variant *v, co
 					x2->tc[cl] += g[k].stat[cl] * f * nw;
 					x2->tb[cl] += g[k].bytes[cl] * f * nw;
 				}
+				x2->wave += g[k].wave * f * busy;
+				x2->twave += g[k].wave * f * nw;
 				if (fo > x2->steps)
 					x2->steps = fo;
 			} else if (ph == PH_CPA || ph == PH_CPV) {
@@ -640,9 +655,10 @@ int mta_model_count(const struct mta_problem *p, const struct mta_variant *v, co
 		 * carries the asynchronous copies and the stores */
 		const double l1 = bytes[MC_LDS] + bytes[MC_STS] + bytes[MC_LDG];
 		r->smem_bytes += l1 * weight;
+		r->smem_waves += waves * weight;
 		r->l2_bytes += (l2 + bytes[MC_STG]) * weight;
 		r->hmma_flops += bytes[MC_HMMA] * 2048.0 * weight; /* width: m16n8k8 units */
-		pipe = pipe_clocks(m, c, bytes);
+		pipe = pipe_clocks(m, c, bytes, waves);
 		/* barriers: each stalls the block; other resident blocks fill the gap */
 		double bars = c[MC_BAR] / nw;
 		bars_total += bars * weight;
@@ -668,7 +684,7 @@ int mta_model_count(const struct mta_problem *p, const struct mta_variant *v, co
 			serial /= r->blocks_sm;
 		}
 		serial_total += serial * weight;
-		ptime[bx] = (pipe_clocks(m, rc_, rb_) + bars * m->bar_clk / r->blocks_sm) / m->eff +
+		ptime[bx] = (pipe_clocks(m, rc_, rb_, rw_) + bars * m->bar_clk / r->blocks_sm) / m->eff +
 			    serial;
 	}
 	free(fac);
@@ -802,8 +818,8 @@ void mta_model_print(FILE *f, const struct mta_model_report *r, int rows)
 		fputc('\n', f);
 	}
 	fprintf(f, "  issue (all, 4 a clock per SM)     %8.3f ms\n", r->issue_ms);
-	fprintf(f, "  L1/shared memory %.4g bytes       %8.3f ms\n", r->smem_bytes,
-		r->smem_bytes / (m->smem_bpc * m->sms * m->ghz * 1e9) * 1e3);
+	fprintf(f, "  L1/shared memory %.4g bytes, %.4g wavefronts %8.3f ms\n", r->smem_bytes,
+		r->smem_waves, r->smem_waves / (m->sms * m->ghz * 1e9) * 1e3);
 	fprintf(f, "  barriers (%.4g clocks each)       %8.3f ms\n", m->bar_clk, r->bar_ms);
 	fprintf(f, "  L2 traffic %.4g bytes at %.1f TB/s %8.3f ms\n", r->l2_bytes, m->l2_tbs,
 		r->l2_ms);

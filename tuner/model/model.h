@@ -101,6 +101,7 @@ struct mta_model_row {
 	double count[MC_N];   /* warp instructions, whole grid */
 	double statics;       /* static instructions */
 	double smem;          /* bytes on the L1/shared path (LDS, STS, LDG), whole grid */
+	double waves;         /* their wavefronts (clocks), whole grid */
 };
 
 struct mta_model_report {
@@ -111,6 +112,7 @@ struct mta_model_report {
 	size_t smem;
 	double count[MC_N];   /* warp instructions, whole grid */
 	double smem_bytes, l2_bytes, hmma_flops; /* smem_bytes: shared memory and L1 */
+	double smem_waves;    /* their wavefronts (clocks of the L1/shared path), whole grid */
 	double pipe_ms[MC_N]; /* each class's time at its rate over the whole chip */
 	double issue_ms, bar_ms;
 	double bound_ms;      /* LPT makespan of the blocks' pipe-bound times + barriers */
@@ -172,7 +174,7 @@ struct mta_model_block {
 	const struct mta_variant *v;
 	int64_t T;
 	int i0;     /* first query row */
-	int vars[4]; /* values of the @model VAR=N marks in the chain: pass, st, mix, cv */
+	int vars[5]; /* values of the @model VAR=N marks in the chain: pass, st, mix, cv, ways */
 };
 
 /*
