@@ -123,6 +123,8 @@
 #define SZ_QK(n) ((n) * (V_ZM + K_BK) * V_DS * 2)
 #define SZ_Z (K_CQ ? K_HPB * V_ZR * V_ZS * 2 : 0)
 #define V_KR2 ((KR + 1) / 2)            /* carried Z columns, in pairs */
+#define V_CRW (V_KR2 ? 32 / V_KR2 : 0)   /* rows of Z a warp shifts at once */
+#define V_PRW (KP / 2 ? 32 / (KP / 2) : 0) /* rows of P a warp shifts at once */
 /* SZ_ZC: below, once V_ZIN is known */
 /*
  * Head mixing on the tensor cores when a block holds 16 heads: the logits
@@ -1120,15 +1122,34 @@ __device__ void v3_pass(const mta_args &a, int pass, char *sm, int b, int h0, in
 #if K_CQ
 		/* the carried columns of every head's Z, in pairs (a column more when
 		 * KR is odd: q.k overwrites it) */
+#if V_ZIN
+		/*
+		 * In place: the last tile's last columns (their reader, the last
+		 * tile's convolution, finished before a barrier), every row of Z
+		 * (padding rows too: no division). A lane a word, a row's words on
+		 * neighbouring lanes, V_CRW rows a warp: rows are 4 words past a
+		 * multiple of 8 apart, so a lane a row put 4 lanes in a bank; this
+		 * way at most 2.
+		 */
+		if ((threadIdx.x & 31) < V_CRW * V_KR2) {
+			const int lane = threadIdx.x & 31;
+			const int r0 = (threadIdx.x >> 5) * V_CRW + lane / V_KR2;
+			unsigned *z = (unsigned *)Z + r0 * (V_ZS / 2) + lane % V_KR2;
+#pragma unroll 1
+			for (int r = r0; r < K_HPB * V_ZR; r += K_WARPS * V_CRW) { /* @model v3.carryin */
+				z[0] = z[K_BK / 2]; /* @model ways=2 */
+				z += K_WARPS * V_CRW * (V_ZS / 2);
+			}
+		}
+#else
 		for (int hr = threadIdx.x; hr < K_HPB * RZ; hr += NT) { /* @model v3.carryin */
 			unsigned *z = (unsigned *)Z + (hr / RZ * V_ZR + hr % RZ) * (V_ZS / 2);
-			/* in place: the last tile's last columns; their reader, the last
-			 * tile's convolution, finished before a barrier */
-			const unsigned *zc = V_ZIN ? z + K_BK / 2 : (const unsigned *)Zc + hr * V_KR2;
+			const unsigned *zc = (const unsigned *)Zc + hr * V_KR2;
 #pragma unroll
 			for (int x = 0; x < V_KR2; x++)
-				z[x] = zc[x];
+				z[x] = zc[x]; /* @model ways=4 */
 		}
+#endif
 #endif
 #pragma unroll 1
 		for (int hh = 0; hh < K_HPB; hh++) { /* @model v3.heads */
@@ -1165,15 +1186,29 @@ __device__ void v3_pass(const mta_args &a, int pass, char *sm, int b, int h0, in
 			unsigned *zc = (unsigned *)Zc + hr * V_KR2;
 #pragma unroll
 			for (int x = 0; x < V_KR2; x++)
-				zc[x] = z[x];
+				zc[x] = z[x]; /* rows of Z 4 words past a multiple of 8 apart: @model ways=4 */
 		}
 #endif
 #if POST
 		if (pass == 2)
+#if KP % 2 == 0 && KP / 2 <= 32
+			/* by words, a row's on neighbouring lanes (as Z's carry) */
+			if ((threadIdx.x & 31) < V_PRW * (KP / 2)) {
+				const int lane = threadIdx.x & 31;
+				const int r0 = (threadIdx.x >> 5) * V_PRW + lane / (KP / 2);
+				unsigned *pw = (unsigned *)P + r0 * (V_PS / 2) + lane % (KP / 2);
+#pragma unroll 1
+				for (int r = r0; r < K_HPB * RP; r += K_WARPS * V_PRW) { /* @model v3.pshiftw */
+					pw[0] = pw[K_BK / 2]; /* @model ways=2 */
+					pw += K_WARPS * V_PRW * (V_PS / 2);
+				}
+			}
+#else
 			for (int row = threadIdx.x; row < K_HPB * RP; row += NT) /* @model v3.pshift */
 #pragma unroll
 				for (int x = 0; x < KP; x++)
-					P[row * V_PS + x] = P[row * V_PS + K_BK + x];
+					P[row * V_PS + x] = P[row * V_PS + K_BK + x]; /* @model ways=4 */
+#endif
 #endif
 		__syncthreads(); /* P's carry is shifted before its new columns are written */
 		/* Before t_s the tile only filled Z's carry. */

@@ -391,8 +391,16 @@ int mta_region_factor(const char *name, const struct mta_model_block *b, double 
 	else if (IS("v3.qk")) { /* a warp every row and 16*V_QN columns */
 		*f = warp_loop((double)bk / (16 * d.qn), nw);
 	}
-	else if (IS("v3.carryin") || IS("v3.carryout")) /* a thread a (head, row) */
+	else if (IS("v3.carryout")) /* a thread a (head, row) */
 		*f = tid_loop((double)hpb * d.rz, nw);
+	else if (IS("v3.carryin")) { /* in place: every row of Z, 32/words rows a warp */
+		int w = (d.kr + 1) / 2, crw = w ? 32 / w : 1;
+		*f = d.zs && v->bq && d.sz_zc == 0 ? cdiv((double)hpb * d.zr, (double)crw * nw)
+						     : tid_loop((double)hpb * d.rz, nw);
+	} else if (IS("v3.pshiftw")) { /* every row of P, 32/words rows a warp */
+		int w = d.kp / 2, prw = w ? 32 / w : 1;
+		*f = cdiv((double)hpb * d.rp, (double)prw * nw);
+	}
 	else if (IS("v3.zc0"))
 		*f = tid_loop((double)hpb * d.rz * ((d.kr + 1) / 2), nw);
 	else if (IS("v3.pshift"))
