@@ -123,8 +123,6 @@
 #define SZ_QK(n) ((n) * (V_ZM + K_BK) * V_DS * 2)
 #define SZ_Z (K_CQ ? K_HPB * V_ZR * V_ZS * 2 : 0)
 #define V_KR2 ((KR + 1) / 2)            /* carried Z columns, in pairs */
-#define V_CRW (V_KR2 ? 32 / V_KR2 : 0)   /* rows of Z a warp shifts at once */
-#define V_PRW (KP / 2 ? 32 / (KP / 2) : 0) /* rows of P a warp shifts at once */
 /* SZ_ZC: below, once V_ZIN is known */
 /*
  * Head mixing on the tensor cores when a block holds 16 heads: the logits
@@ -156,8 +154,12 @@
 #define SZ_PB (K_HPB * V_PBH * 2)
 #define SZ_ST ((2 * K_HPB * RP + K_HPB * K_BQ) * 4)
 /* V rows of VG heads per stage, two stages, in the q/k staging area */
-#define V_VG1(n) V_MIN(K_HPB, V_MAX(1, SZ_QK(n) / (2 * K_BK * V_DS * 2)))
-#define SZ_STG(n) V_MAX(V_MAX(SZ_QK(n), 2 * V_VG1(n) * K_BK * V_DS * 2), K_BQ * K_D * 4)
+/* V rows in the same area: V_VB buffers (three when the area holds three
+ * heads' rows) of V_VG heads each */
+#define V_VCAP(n) (SZ_QK(n) / (K_BK * V_DS * 2))
+#define V_VB1(n) (V_VCAP(n) >= 3 ? 3 : 2)
+#define V_VG1(n) V_MIN(K_HPB, V_MAX(1, V_VCAP(n) / V_VB1(n)))
+#define SZ_STG(n) V_MAX(V_MAX(SZ_QK(n), V_VB1(n) * V_VG1(n) * K_BK * V_DS * 2), K_BQ * K_D * 4)
 /*
  * The rounded P tile (P.V's operand) goes into S past the post-convolved P
  * when both mixings run on the tensor cores and it fits (the paper's
@@ -167,7 +169,8 @@
  */
 #define V_PBINS (V_TCMIX && V_TCMIXP && V_AL(SZ_P2) + SZ_PB <= SZ_S)
 #define V_ZIN (K_CQ && V_PBINS)
-#define SZ_ZC (K_CQ && !V_ZIN ? K_HPB * RZ * V_KR2 * 4 : 0)
+#define V_ZROWS (K_HPB * V_ZR)          /* rows of Z, padding included */
+#define SZ_ZC (K_CQ && !V_ZIN ? V_ZROWS * V_KR2 * 4 : 0)
 #define SZ_PBX (!V_PBINS && SZ_PB > SZ_Z ? SZ_PB : 0)  /* P tile outside Z when Z is too small */
 #define V_TOTAL(n) (V_AL(SZ_WT) + V_AL(SZ_W2) + V_AL(SZ_WM1) + V_AL(SZ_WM2) + V_AL(SZ_STG(n)) + \
 		    V_AL(SZ_Z) + V_AL(SZ_ZC) + V_AL(SZ_S) + V_AL(SZ_P) + V_AL(SZ_PBX) + V_AL(SZ_ST))
@@ -189,6 +192,7 @@
 #define V_NSTG 1
 #endif
 #define V_VG V_VG1(V_NSTG)
+#define V_VB V_VB1(V_NSTG)
 #define OFF_WT 0
 #define OFF_W2 (OFF_WT + V_AL(SZ_WT))
 #define OFF_WM1 (OFF_W2 + V_AL(SZ_W2))
@@ -933,6 +937,32 @@ __device__ void v3_round(const X_T *X, int hs, int rs, unsigned short *Pb)
 	}
 }
 
+/*
+ * Copy NW words of each of nrows rows, row r's from src + r * ss to dst +
+ * r * ds, a lane a word with a row's words on neighbouring lanes, 32 / NW
+ * rows a warp at once: the rows of Z and P are 4 words past a multiple of 8
+ * apart (16-byte rows for ldmatrix), so a lane a row put 4 lanes in a bank;
+ * this way at most 2. No division in the loop. Ends without a barrier.
+ */
+template <int NW>
+__device__ __forceinline__ void v3_rows_copy(unsigned *dst, int ds, const unsigned *src, int ss,
+					     int nrows)
+{
+	constexpr int RW = 32 / NW;
+	const int lane = threadIdx.x & 31;
+	if (lane >= RW * NW)
+		return;
+	const int r0 = (threadIdx.x >> 5) * RW + lane / NW;
+	dst += r0 * ds + lane % NW;
+	src += r0 * ss + lane % NW;
+#pragma unroll 1
+	for (int r = r0; r < nrows; r += K_WARPS * RW) { /* @model v3.rcopy */
+		*dst = *src; /* @model ways=2 */
+		dst += K_WARPS * RW * ds;
+		src += K_WARPS * RW * ss;
+	}
+}
+
 #define V_NG ((K_HPB + V_VG - 1) / V_VG) /* groups of V_VG heads' V rows */
 #define V_VS_N ((V_KCH + NT - 1) / NT)    /* a thread's chunks of a head's V rows */
 #define V_VLAST (V_KCH - (V_VS_N - 1) * NT) /* the threads with a chunk in the last slot */
@@ -945,7 +975,7 @@ __device__ void v3_round(const X_T *X, int hs, int rs, unsigned short *Pb)
 __device__ __forceinline__ void v3_stage_v(const mta_args &a, unsigned short *stg, int b, int h0,
 					   int j0, int gi, bool vec)
 {
-	unsigned short *Vs = stg + (gi & 1) * V_VG * K_BK * V_DS;
+	unsigned short *Vs = stg + gi % V_VB * V_VG * K_BK * V_DS;
 	/* b opaque: the source addresses are made here, at each call, not
 	 * hoisted out of the tile loop to stay live beside the accumulators
 	 * (about 20 registers at the paper's configuration) */
@@ -1013,15 +1043,17 @@ __device__ __forceinline__ void v3_pv(const mta_args &a, unsigned short *stg, in
 #pragma unroll
 	for (int hh = 0; hh < K_HPB; hh++) {
 		const int gi = hh / V_VG, slot = hh % V_VG;
-		unsigned short *Vs = stg + (gi & 1) * V_VG * K_BK * V_DS;
+		unsigned short *Vs = stg + gi % V_VB * V_VG * K_BK * V_DS;
 		if (slot == 0) {
+			/* groups committed: V_VB before P.V, one as each group from 1
+			 * starts; group gi is in when at most the newer ones fly */
 			if (gi == 0)
-				mta_cp_wait(1); /* group 1 may still fly */
+				mta_cp_wait(V_VB - 1);
 			else
-				mta_cp_wait(0);
+				mta_cp_wait(V_VB - 2);
 			__syncthreads(); /* group gi is in; group gi - 1's buffer is free */
-			if (gi >= 1 && gi + 1 < V_NG)
-				v3_stage_v(a, stg, b, h0, j0, gi + 1, vec);
+			if (gi >= 1)     /* into group gi - 1's buffer (empty past the last) */
+				v3_stage_v(a, stg, b, h0, j0, gi + V_VB - 1, vec);
 		}
 		const unsigned short *V = Vs + slot * K_BK * V_DS;
 		const unsigned short *Ph = Pb + hh * V_PBH;
@@ -1085,10 +1117,9 @@ __device__ void v3_pass(const mta_args &a, int pass, char *sm, int b, int h0, in
 	/* empty carries: keys left of 0 (in place: the columns the first tile
 	 * shifts in) */
 #if K_CQ
-	for (int e = threadIdx.x; e < K_HPB * RZ * V_KR2; e += NT) { /* @model v3.zc0 */
+	for (int e = threadIdx.x; e < V_ZROWS * V_KR2; e += NT) { /* @model v3.zc0 */
 		if (V_ZIN)
-			((unsigned *)Z)[(e / V_KR2 / RZ * V_ZR + e / V_KR2 % RZ) * (V_ZS / 2) +
-					K_BK / 2 + e % V_KR2] = 0;
+			((unsigned *)Z)[e / V_KR2 * (V_ZS / 2) + K_BK / 2 + e % V_KR2] = 0;
 		else
 			((unsigned *)Zc)[e] = 0;
 	}
@@ -1120,36 +1151,14 @@ __device__ void v3_pass(const mta_args &a, int pass, char *sm, int b, int h0, in
 				mta_cp_commit();
 		}
 #if K_CQ
-		/* the carried columns of every head's Z, in pairs (a column more when
-		 * KR is odd: q.k overwrites it) */
-#if V_ZIN
-		/*
-		 * In place: the last tile's last columns (their reader, the last
-		 * tile's convolution, finished before a barrier), every row of Z
-		 * (padding rows too: no division). A lane a word, a row's words on
-		 * neighbouring lanes, V_CRW rows a warp: rows are 4 words past a
-		 * multiple of 8 apart, so a lane a row put 4 lanes in a bank; this
-		 * way at most 2.
-		 */
-		if ((threadIdx.x & 31) < V_CRW * V_KR2) {
-			const int lane = threadIdx.x & 31;
-			const int r0 = (threadIdx.x >> 5) * V_CRW + lane / V_KR2;
-			unsigned *z = (unsigned *)Z + r0 * (V_ZS / 2) + lane % V_KR2;
-#pragma unroll 1
-			for (int r = r0; r < K_HPB * V_ZR; r += K_WARPS * V_CRW) { /* @model v3.carryin */
-				z[0] = z[K_BK / 2]; /* @model ways=2 */
-				z += K_WARPS * V_CRW * (V_ZS / 2);
-			}
-		}
-#else
-		for (int hr = threadIdx.x; hr < K_HPB * RZ; hr += NT) { /* @model v3.carryin */
-			unsigned *z = (unsigned *)Z + (hr / RZ * V_ZR + hr % RZ) * (V_ZS / 2);
-			const unsigned *zc = (const unsigned *)Zc + hr * V_KR2;
-#pragma unroll
-			for (int x = 0; x < V_KR2; x++)
-				z[x] = zc[x]; /* @model ways=4 */
-		}
-#endif
+		/* the carried columns of every head's Z (and its padding rows: they
+		 * feed only discarded outputs), in pairs (a column more when KR is
+		 * odd: q.k overwrites it); in place, the last tile's last columns,
+		 * whose reader, the last tile's convolution, finished before a
+		 * barrier; else from ZC */
+		unsigned *zw = (unsigned *)Z;
+		const unsigned *zsrc = V_ZIN ? zw + K_BK / 2 : (const unsigned *)Zc;
+		v3_rows_copy<V_KR2>(zw, V_ZS / 2, zsrc, V_ZIN ? V_ZS / 2 : V_KR2, V_ZROWS); /* @model rc=1 */
 #endif
 #pragma unroll 1
 		for (int hh = 0; hh < K_HPB; hh++) { /* @model v3.heads */
@@ -1172,43 +1181,29 @@ __device__ void v3_pass(const mta_args &a, int pass, char *sm, int b, int h0, in
 		if (vec)
 			v3_plan_rewind(pl, a);
 		__syncthreads();
-		/* The staging area is free until P.V: its first two groups of V
+		/* The staging area is free until P.V: its first V_VB groups of V
 		 * rows land behind phases B to F. */
 		if (pass != 1 && t >= 0 && t >= t_s) { /* @model v3.vpre */
-			v3_stage_v(a, stg, b, h0, t * K_BK, 0, vec);
-			v3_stage_v(a, stg, b, h0, t * K_BK, 1, vec);
+#pragma unroll
+			for (int x = 0; x < V_VB; x++)
+				v3_stage_v(a, stg, b, h0, t * K_BK, x, vec);
 		}
 		/* the carries for the next tile: Z's last KR columns, P's last KP */
 #if K_CQ && !V_ZIN
-		for (int hr = threadIdx.x; hr < K_HPB * RZ; hr += NT) { /* @model v3.carryout */
-			const unsigned *z = (const unsigned *)Z + (hr / RZ * V_ZR + hr % RZ) * (V_ZS / 2) +
-					    K_BK / 2;
-			unsigned *zc = (unsigned *)Zc + hr * V_KR2;
-#pragma unroll
-			for (int x = 0; x < V_KR2; x++)
-				zc[x] = z[x]; /* rows of Z 4 words past a multiple of 8 apart: @model ways=4 */
-		}
+		const unsigned *zt = (const unsigned *)Z + K_BK / 2; /* the tile's last columns */
+		v3_rows_copy<V_KR2>((unsigned *)Zc, V_KR2, zt, V_ZS / 2, V_ZROWS); /* @model rc=1 */
 #endif
-#if POST
+#if POST && KP > 0 && KP % 2 == 0
+		/* P's carry by words (as Z's) */
+		unsigned *pw = (unsigned *)P;
 		if (pass == 2)
-#if KP % 2 == 0 && KP / 2 <= 32
-			/* by words, a row's on neighbouring lanes (as Z's carry) */
-			if ((threadIdx.x & 31) < V_PRW * (KP / 2)) {
-				const int lane = threadIdx.x & 31;
-				const int r0 = (threadIdx.x >> 5) * V_PRW + lane / (KP / 2);
-				unsigned *pw = (unsigned *)P + r0 * (V_PS / 2) + lane % (KP / 2);
-#pragma unroll 1
-				for (int r = r0; r < K_HPB * RP; r += K_WARPS * V_PRW) { /* @model v3.pshiftw */
-					pw[0] = pw[K_BK / 2]; /* @model ways=2 */
-					pw += K_WARPS * V_PRW * (V_PS / 2);
-				}
-			}
-#else
+			v3_rows_copy<KP / 2>(pw, V_PS / 2, pw + K_BK / 2, V_PS / 2, K_HPB * RP); /* @model rc=2 */
+#elif POST
+		if (pass == 2)
 			for (int row = threadIdx.x; row < K_HPB * RP; row += NT) /* @model v3.pshift */
 #pragma unroll
 				for (int x = 0; x < KP; x++)
 					P[row * V_PS + x] = P[row * V_PS + K_BK + x]; /* @model ways=4 */
-#endif
 #endif
 		__syncthreads(); /* P's carry is shifted before its new columns are written */
 		/* Before t_s the tile only filled Z's carry. */

@@ -82,10 +82,12 @@ static void v3_dims(const struct mta_problem *p, const struct mta_variant *v, si
 	d->sz_pb = hpb * (bq * (size_t)d->pbs + 8) * 2; /* the head stride V_PBH */
 	/* the P tile in S, Z's carry in place (V_PBINS, V_ZIN) */
 	const int pbins = tcmix && tcmixp && r16(sz_p2) + d->sz_pb <= d->sz_s;
-	d->sz_zc = p->cq && !pbins ? hpb * (size_t)d->rz * (size_t)((d->kr + 1) / 2) * 4 : 0;
+	d->sz_zc = p->cq && !pbins ? hpb * (size_t)d->zr * (size_t)((d->kr + 1) / 2) * 4 : 0;
 	d->sz_st = (2 * hpb * (size_t)d->rp + hpb * bq) * 4;
-	d->vg = (int)zmin(hpb, zmax(1, sz_qk / (2 * bk * (size_t)d->ds * 2)));
-	d->sz_stg = zmax(zmax(sz_qk, 2 * (size_t)d->vg * bk * (size_t)d->ds * 2),
+	const size_t vcap = sz_qk / (bk * (size_t)d->ds * 2); /* V_VCAP: heads of V rows */
+	d->vb = vcap >= 3 ? 3 : 2;
+	d->vg = (int)zmin(hpb, zmax(1, vcap / (size_t)d->vb));
+	d->sz_stg = zmax(zmax(sz_qk, (size_t)d->vb * (size_t)d->vg * bk * (size_t)d->ds * 2),
 			 bq * (size_t)p->D * 4);
 	d->sz_pbx = !pbins && d->sz_pb > d->sz_z ? d->sz_pb : 0;
 	d->smem = r16(d->sz_wt) + r16(d->sz_w2) + r16(d->sz_wm1) + r16(d->sz_wm2) + r16(d->sz_stg) +

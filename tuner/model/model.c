@@ -88,7 +88,7 @@ void mta_model_floor(const struct mta_problem *p, const struct mta_machine *m, i
 struct group {
 	int *regs;       /* region indices, outermost first */
 	int nregs;
-	int vars[5];
+	int vars[6];
 	double stat[MC_N], bytes[MC_N], l2; /* l2: bytes of the asynchronous copies */
 	double wave;     /* wavefronts of its shared-memory and L1 accesses (clocks) */
 	int inner;       /* innermost region (-1: none) */
@@ -107,7 +107,7 @@ struct group {
  */
 enum { PH_NONE, PH_QK, PH_PV, PH_CPA, PH_CPV };
 
-static const char *const var_names[5] = { "pass", "st", "mix", "cv", "ways" };
+static const char *const var_names[6] = { "pass", "st", "mix", "cv", "ways", "rc" };
 
 static int in_chain(const struct mta_sass_insn *in, int line)
 {
@@ -321,7 +321,7 @@ static int regions_of(const struct mta_region *rg, size_t nr, const struct mta_s
 	for (size_t k = 0; k < nr; k++) {
 		if (rg[k].var[0]) {
 			if (in_chain(in, rg[k].start))
-				for (int v = 0; v < 5; v++)
+				for (int v = 0; v < 6; v++)
 					if (!strcmp(rg[k].var, var_names[v]))
 						vars[v] = rg[k].val;
 			continue;
@@ -502,7 +502,7 @@ int mta_model_count(const struct mta_problem *p, const struct mta_variant *v, co
 	map_loops(source, &s, rg, nr, &lp, r);
 	/* group the instructions by their regions and variables */
 	for (size_t i = 0; i < s.n; i++) {
-		int idx[32], vars[5] = { 0, 0, 0, 0, 0 };
+		int idx[32], vars[6] = { 0, 0, 0, 0, 0, 0 };
 		int n = regions_of(rg, nr, &s, i, &lp, idx, vars);
 		size_t k = 0;
 		for (; k < ng; k++)
@@ -584,7 +584,7 @@ int mta_model_count(const struct mta_problem *p, const struct mta_variant *v, co
 		mta_cuda_v3_dims(p, v, &d3);
 	double serial_total = 0;
 	for (int bx = 0; bx < gx; bx++) {
-		struct mta_model_block blk = { p, v, T, bx * v->bq, { 0, 0, 0, 0, 0 } };
+		struct mta_model_block blk = { p, v, T, bx * v->bq, { 0, 0, 0, 0, 0, 0 } };
 		double c[MC_N] = { 0 }, bytes[MC_N] = { 0 }, l2 = 0, waves = 0;
 		/* the staged phases' instructions leave the rest (rc_, rb_, rw_) */
 		double rc_[MC_N] = { 0 }, rb_[MC_N] = { 0 }, rw_ = 0;
@@ -671,14 +671,14 @@ int mta_model_count(const struct mta_problem *p, const struct mta_variant *v, co
 		double serial = 0;
 		if (v->version == 3) {
 			/* phase A: a head a step, nstg buffers; P.V: VG heads a step,
-			 * two buffers, two groups staged after phase A */
+			 * vb buffers, vb groups staged after phase A */
 			int per_v = d3.vg > 0 ? (v->hpb + d3.vg - 1) / d3.vg : 1;
 			for (int q = 0; q < 3; q++) {
 				serial += staged_clocks(m, &sa[q], v->hpb, d3.nstg, 0);
 				if (sv[q].steps > 0) {
 					/* steps counted tiles: a tile has per_v */
 					sv[q].steps *= per_v;
-					serial += staged_clocks(m, &sv[q], per_v, 2, 2);
+					serial += staged_clocks(m, &sv[q], per_v, d3.vb, d3.vb);
 				}
 			}
 			serial /= r->blocks_sm;

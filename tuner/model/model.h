@@ -174,7 +174,7 @@ struct mta_model_block {
 	const struct mta_variant *v;
 	int64_t T;
 	int i0;     /* first query row */
-	int vars[5]; /* values of the @model VAR=N marks in the chain: pass, st, mix, cv, ways */
+	int vars[6]; /* values of the @model VAR=N marks in the chain: pass, st, mix, cv, ways, rc */
 };
 
 /*

@@ -391,18 +391,13 @@ int mta_region_factor(const char *name, const struct mta_model_block *b, double 
 	else if (IS("v3.qk")) { /* a warp every row and 16*V_QN columns */
 		*f = warp_loop((double)bk / (16 * d.qn), nw);
 	}
-	else if (IS("v3.carryout")) /* a thread a (head, row) */
-		*f = tid_loop((double)hpb * d.rz, nw);
-	else if (IS("v3.carryin")) { /* in place: every row of Z, 32/words rows a warp */
-		int w = (d.kr + 1) / 2, crw = w ? 32 / w : 1;
-		*f = d.zs && v->bq && d.sz_zc == 0 ? cdiv((double)hpb * d.zr, (double)crw * nw)
-						     : tid_loop((double)hpb * d.rz, nw);
-	} else if (IS("v3.pshiftw")) { /* every row of P, 32/words rows a warp */
-		int w = d.kp / 2, prw = w ? 32 / w : 1;
-		*f = cdiv((double)hpb * d.rp, (double)prw * nw);
+	else if (IS("v3.rcopy")) { /* v3_rows_copy: rc 1 Z's rows (words of KR), 2 P's (of KP) */
+		int w = b->vars[5] == 1 ? (d.kr + 1) / 2 : d.kp / 2;
+		double rows = b->vars[5] == 1 ? (double)hpb * d.zr : (double)hpb * d.rp;
+		*f = w > 0 ? cdiv(rows, 32 / w) / nw : 0;
 	}
 	else if (IS("v3.zc0"))
-		*f = tid_loop((double)hpb * d.rz * ((d.kr + 1) / 2), nw);
+		*f = tid_loop((double)hpb * d.zr * ((d.kr + 1) / 2), nw);
 	else if (IS("v3.pshift"))
 		*f = tid_loop((double)hpb * d.rp, nw);
 	else if (IS("v3.conv") || IS("v3.crun")) {
