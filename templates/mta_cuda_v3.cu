@@ -319,6 +319,27 @@ __device__ __forceinline__ void v3_stage_qk(const mta_args &a, unsigned short *s
  * needed or past D is zero-filled, its pointer on the head's row 0 (a valid
  * address, never read); a destination of -1 is no chunk.
  */
+/*
+ * Chunk e of a head's staged rows (rows in blocks of 8): its row r and first
+ * column c. Rows are V_CHK + 1 chunks apart (odd, for ldmatrix), so 8 lanes
+ * taking row-major chunks across a row's end put two chunks 8 slots apart,
+ * one bank group (cp.async: 16 bytes a lane, 8 lanes a wavefront). With
+ * 4 | V_CHK, 8 lanes take 4 chunks of row r and the same 4 of row r + 4
+ * (4 (V_CHK + 1) = 4 mod 8 chunks on): 8 bank groups, and whole 32-byte
+ * sectors of the source.
+ */
+__device__ __forceinline__ void v3_chunk(int e, int &r, int &c)
+{
+#if V_CHK % 4 == 0
+	const int m = e >> 3, rem = m % V_CHK; /* V_CHK units of 8 chunks a block of 8 rows */
+	r = 8 * (m / V_CHK) + rem / (V_CHK / 4) + 4 * (e >> 2 & 1);
+	c = (4 * (rem % (V_CHK / 4)) + (e & 3)) * 8;
+#else
+	r = e / V_CHK;
+	c = e % V_CHK * 8;
+#endif
+}
+
 #define V_QCH (V_ZM * V_CHK)   /* q chunks a head */
 #define V_KCH (K_BK * V_CHK)   /* k chunks a head and tile */
 /* the plan needs a warp for each role; a one-warp block stages unplanned */
@@ -349,7 +370,9 @@ __device__ __forceinline__ void v3_plan_q(v3_plan &pl, const elem_t *q0, long lo
 	pl.base = (const char *)q0;
 #pragma unroll
 	for (int s = 0; s < V_PS_N; s++) {
-		const int e = threadIdx.x + s * 32 * V_WQ, r = e / V_CHK, c = e % V_CHK * 8;
+		const int e = threadIdx.x + s * 32 * V_WQ;
+		int r, c;
+		v3_chunk(e, r, c);
 		const int t = rq0 + r;
 		const bool ok = e < V_QCH && r < nq && c < K_D && t >= 0 && t < T;
 		pl.d[s] = e < V_QCH ? r * V_DS + c : -1;
@@ -367,7 +390,9 @@ __device__ __forceinline__ void v3_plan_k(v3_plan &pl, const elem_t *k0, long lo
 #pragma unroll
 	for (int s = 0; s < V_PS_N; s++) {
 		const int e = threadIdx.x - 32 * V_WQ + s * 32 * (K_WARPS - V_WQ);
-		const int r = e / V_CHK, c = e % V_CHK * 8, t = zk0 + r;
+		int r, c;
+		v3_chunk(e, r, c);
+		const int t = zk0 + r;
 		const bool ok = e < V_KCH && c < K_D && t >= 0 && t < T;
 		pl.d[s] = e < V_KCH ? (V_ZM + r) * V_DS + c : -1;
 		pl.o[s] = ok ? (unsigned)(((long long)t * sk + c) * 2) : 0u;
@@ -780,7 +805,8 @@ __device__ __forceinline__ void v3_wfrag(const float *W, int gs, unsigned af[4])
 #pragma unroll
 	for (int q = 0; q < 4; q++) {
 		const int ho = g + 8 * (q & 1), hi = t2 + 8 * (q >> 1);
-		af[q] = mta_f16x2_sat(v3_wmix(W, gs, ho, hi), v3_wmix(W, gs, ho, hi + 1));
+		/* rows of 16 floats: lanes g and g + 2 share a bank, 4 lanes a bank */
+		af[q] = mta_f16x2_sat(v3_wmix(W, gs, ho, hi), v3_wmix(W, gs, ho, hi + 1)); /* @model ways=4 */
 	}
 }
 #endif
@@ -991,7 +1017,9 @@ __device__ __forceinline__ void v3_stage_v(const mta_args &a, unsigned short *st
 		int d[V_VS_N];
 #pragma unroll
 		for (int s = 0; s < V_VS_N; s++) {
-			const int e = threadIdx.x + s * NT, r = e / V_CHK, c = e % V_CHK * 8;
+			const int e = threadIdx.x + s * NT;
+			int r, c;
+			v3_chunk(e, r, c);
 			const bool in = e < V_KCH && c < K_D && j0 + r < A_T;
 			d[s] = r * V_DS + c;
 			o[s] = in ? (unsigned)(((long long)(j0 + r) * a.sv[1] + c) * 2) : 0u;
