@@ -37,7 +37,7 @@
  *
  * Shared memory (bytes, each region 16-byte aligned; gen/cuda/cudagen.c
  * computes the same, mta_cuda_smem_bytes): WT (f16 tap pairs) | W2 (the post
- * convolution's) | WM1 | WM2 (mixing) | STG (V_NSTG stages of q and k rows; two
+ * convolution's) | WM1 | WM2 (mixing) | STG (V_NSTG stages of q and k rows; V_VB
  * groups of V rows in P.V; one head's outputs in the epilogue) | Z (raw logits of every head;
  * the rounded P tile for P.V once the convolution has read Z) | ZC | S
  * (pre-softmax logits; post-convolved P in pass 2) | P (f16) | ST (M, L, A).
@@ -153,7 +153,6 @@
 #define SZ_P (POST ? K_HPB * RP * V_PS * 2 : 0)
 #define SZ_PB (K_HPB * V_PBH * 2)
 #define SZ_ST ((2 * K_HPB * RP + K_HPB * K_BQ) * 4)
-/* V rows of VG heads per stage, two stages, in the q/k staging area */
 /* V rows in the same area: V_VB buffers (three when the area holds three
  * heads' rows) of V_VG heads each */
 #define V_VCAP(n) (SZ_QK(n) / (K_BK * V_DS * 2))
@@ -995,7 +994,7 @@ __device__ __forceinline__ void v3_rows_copy(unsigned *dst, int ds, const unsign
 
 /*
  * Stage the V rows (keys j0 ..) of group gi, heads h0 + VG*gi .., into
- * buffer gi & 1 of the staging area and commit: an empty commit for a group
+ * buffer gi % V_VB of the staging area and commit: an empty commit for a group
  * past the last head, so that P.V waits by one count whatever V_NG is.
  */
 __device__ __forceinline__ void v3_stage_v(const mta_args &a, unsigned short *stg, int b, int h0,
@@ -1055,10 +1054,10 @@ __device__ __forceinline__ void v3_stage_v(const mta_args &a, unsigned short *st
 
 /*
  * Phase G: O += P.V for the tile at key j0, every head. The V rows of the
- * first two groups of VG heads were staged (v3_stage_v) into the two
+ * first V_VB groups of VG heads were staged (v3_stage_v) into the V_VB
  * buffers of the staging area after phase A and are the only copies in
- * flight; group gi + 1 >= 2 is staged as group gi starts, into the buffer
- * group gi - 1 has left. Without post steps the earlier sums are first
+ * flight; group gi + V_VB - 1 is staged as group gi >= 1 starts, into the
+ * buffer group gi - 1 has left. Without post steps the earlier sums are first
  * rescaled by A. Every thread calls it; ends with a barrier.
  */
 __device__ __forceinline__ void v3_pv(const mta_args &a, unsigned short *stg, int b, int h0, int j0,

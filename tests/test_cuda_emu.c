@@ -24,31 +24,31 @@
 
 /*
  * p with variant spec (NULL: the default CUDA variant) through the emulator
- * and the harness: non-contiguous inputs, the element-wise bound and the
- * dtype's relative L2 tolerance.
+ * and the harness: strided or contiguous inputs, the element-wise bound and
+ * the dtype's relative L2 tolerance. Contiguous rows are 16-byte aligned
+ * (D % 8 == 0), so v3 stages by cp.async, its planned path and pipelines;
+ * strided ones take the element-wise copies.
  */
-static void check_case(const struct mta_problem *p, const char *spec, int B, int T)
+static void check_inputs(const struct mta_problem *p, const char *spec, int B, int T, int strided)
 {
 	char key[MTA_KEY_MAX];
 	REQUIRE(mta_problem_key(p, key, sizeof key) == MTA_OK);
-	double err = mt_kernel_check(&mta_backend_cuda_emu, key, spec, B, T, 1, 0);
-	CHECKF(err < mta_tolerance(p->dtype), "%s %s B=%d T=%d: rel L2 %.3g (tolerance %g)", key,
-	       spec ? spec : "(default)", B, T, err, mta_tolerance(p->dtype));
+	double err = mt_kernel_check(&mta_backend_cuda_emu, key, spec, B, T, strided, 0);
+	CHECKF(err < mta_tolerance(p->dtype), "%s %s B=%d T=%d%s: rel L2 %.3g (tolerance %g)", key,
+	       spec ? spec : "(default)", B, T, strided ? "" : " contiguous", err,
+	       mta_tolerance(p->dtype));
 }
 
-/*
- * The same with contiguous q, k, v and o: 16-byte aligned rows (D % 8 == 0),
- * so that v3 stages by cp.async, its planned path and its pipelines (the
- * strided inputs of check_case take the element-wise copies).
- */
+/* Non-contiguous q, k, v and o (every family's usual case). */
+static void check_case(const struct mta_problem *p, const char *spec, int B, int T)
+{
+	check_inputs(p, spec, B, T, 1);
+}
+
+/* Contiguous ones: v3's cp.async paths. */
 static void check_contig(const struct mta_problem *p, const char *spec, int B, int T)
 {
-	char key[MTA_KEY_MAX];
-	REQUIRE(mta_problem_key(p, key, sizeof key) == MTA_OK);
-	double err = mt_kernel_check(&mta_backend_cuda_emu, key, spec, B, T, 0, 0);
-	CHECKF(err < mta_tolerance(p->dtype), "%s %s B=%d T=%d contiguous: rel L2 %.3g "
-	       "(tolerance %g)", key, spec ? spec : "(default)", B, T, err,
-	       mta_tolerance(p->dtype));
+	check_inputs(p, spec, B, T, 0);
 }
 
 static struct mta_problem prob(const char *key)
@@ -429,7 +429,7 @@ TEST_COMPILE_BOUND(cuda_emu_v3_tc_mixing)
 	struct mta_problem s = prob("h16kv4d24-pre3x5-hpre-both-gate-bf16");
 	check_case(&s, "cuda:v3,bq=16,bk=32,hpb=16,warps=8", 1, 50);
 	/* by cp.async, 16 heads: phase A's pipeline runs past its prologue and
-	 * P.V stages the groups after the first two */
+	 * P.V stages the groups after the first V_VB */
 	check_contig(&p, "cuda:v3,bq=16,bk=32,hpb=16,warps=8", 1, 45);
 	/* four query heads a kv head: the planned sources step every fourth head */
 	check_contig(&s, "cuda:v3,bq=16,bk=32,hpb=16,warps=8", 1, 50);

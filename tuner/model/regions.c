@@ -374,19 +374,15 @@ int mta_region_factor(const char *name, const struct mta_model_block *b, double 
 	} else if (IS("v3.msfull") || IS("v3.msedge")) {
 		double full = v3_ms_full(v, &d, &e, b, pass, ts, nkt);
 		*f = IS("v3.msfull") ? full : 1 - full;
-	} else if (IS("v3.vec")) /* planned 16-byte copies: D % 8 == 0, aligned tensors */
+	} else if (IS("v3.vec") || IS("v3.vplan")) /* planned 16-byte copies (q, k; V): D % 8 == 0 */
 		*f = p->D % 8 || nw < 2 ? 0 : 1;  /* (priced), two warps or more (V_PLAN) */
-	else if (IS("v3.novec"))
+	else if (IS("v3.novec") || IS("v3.vnoplan"))
 		*f = p->D % 8 || nw < 2 ? 1 : 0;
-	else if (IS("v3.vplan")) /* V's planned copies: as v3.vec */
-		*f = p->D % 8 || nw < 2 ? 0 : 1;
 	else if (IS("v3.vlast")) { /* the threads with a V chunk in the last slot: whole warps */
 		int kch = bk * (d.dk / 8), nt = 32 * nw, slots = (kch + nt - 1) / nt;
 		int last = kch - (slots - 1) * nt;
 		*f = (double)((last + 31) / 32 < nw ? (last + 31) / 32 : nw) / nw;
-	} else if (IS("v3.vnoplan"))
-		*f = p->D % 8 || nw < 2 ? 1 : 0;
-	else if (IS("v3.stagepart")) /* the chunk that D ends in, when D % 8 != 0 */
+	} else if (IS("v3.stagepart")) /* the chunk that D ends in, when D % 8 != 0 */
 		*f = p->D % 8 ? stage_loop(st == 1 ? d.zm : bk, d.dk / 8, nw) : 0;
 	else if (IS("v3.qk")) { /* a warp every row and 16*V_QN columns */
 		*f = warp_loop((double)bk / (16 * d.qn), nw);
