@@ -66,6 +66,13 @@ struct mta_space {
 	const struct mta_limit *limits;      /* ends with what == NULL */
 	/* Optional: adjust defaults for a problem before checking (may be NULL). */
 	void (*tailor)(const struct mta_problem *p, struct mta_variant *v);
+	/*
+	 * Optional: whether the tuner tries a valid point (NULL: every one). A
+	 * point it skips stays valid in a spec: this is for points that work
+	 * but are predicted to sit too near a resource's edge (registers) to
+	 * be tried on every problem.
+	 */
+	int (*tried)(const struct mta_problem *p, const struct mta_variant *v);
 };
 
 /*

@@ -223,7 +223,7 @@ static int walk(const struct mta_problem *p, const struct mta_space *s, int back
 			if (in && !(in & (1u << (ver - 1))))
 				tried = 0;
 		}
-		if (tried && mta_space_check(s, p, &v) == MTA_OK) {
+		if (tried && mta_space_check(s, p, &v) == MTA_OK && (!s->tried || s->tried(p, &v))) {
 			if (cnt == cap) {
 				cap = cap ? cap * 2 : 64;
 				struct mta_variant *na = realloc(arr, cap * sizeof *arr);

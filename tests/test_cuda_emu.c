@@ -260,6 +260,49 @@ TEST(cuda_tc_space_rules)
 }
 
 /*
+ * v3's tall query tiles: valid up to bq=64 (not 80); the tuner tries 32 and
+ * 64 at 8 warps where the register prediction leaves headroom (never for the
+ * paper's 16-head block, whose accumulators fill the registers at bq=16),
+ * not at 4 or 12 warps; a spec may still ask for those; the default of a
+ * problem without all-head mixing is tall.
+ */
+TEST(cuda_v3_tall_tiles_space)
+{
+	struct mta_variant v, *vs = NULL;
+	size_t n = 0, tall = 0, tall_bad = 0;
+	struct mta_problem g = prob("h4kv2d64-pre3x5-post3x5-hc2-left-gnr-f16");
+	REQUIRE(mta_variant_parse("cuda:v3,bq=64,bk=32,hpb=2,warps=8", &v) == MTA_OK);
+	CHECK_EQ_INT(mta_variant_check(&g, &v), MTA_OK);
+	v.bq = 48;
+	CHECK_EQ_INT(mta_variant_check(&g, &v), MTA_OK);
+	v.warps = 4;
+	CHECK_EQ_INT(mta_variant_check(&g, &v), MTA_OK);
+	v.bq = 80;
+	CHECK_EQ_INT(mta_variant_check(&g, &v), MTA_EINVAL);
+	CHECK_STR_CONTAINS(mta_last_error(), "bq at most 64");
+	REQUIRE(mta_variant_space(&g, MTA_BACKEND_CUDA, &vs, &n) == MTA_OK);
+	for (size_t i = 0; i < n; i++)
+		if (vs[i].bq > 16) {
+			tall++;
+			tall_bad += vs[i].version != 3 || vs[i].warps < 8 || vs[i].bq % 32;
+		}
+	CHECKF(tall >= 4 && !tall_bad, "%zu tall points tried, %zu of them not v3 at 8+ warps",
+	       tall, tall_bad);
+	free(vs);
+	struct mta_problem pp = prob("h16kv16d96-pre6x11-hpre-post6x11-hc16-both-gn-gate-bf16");
+	REQUIRE(mta_variant_space(&pp, MTA_BACKEND_CUDA, &vs, &n) == MTA_OK);
+	for (size_t i = 0; i < n; i++)
+		CHECK(vs[i].bq <= 16);
+	free(vs);
+	struct mta_problem d = prob("h16kv16d64-pre6x11-post6x11-bf16");
+	REQUIRE(mta_variant_default(&d, MTA_BACKEND_CUDA, &v) == MTA_OK);
+	CHECKF(v.version == 3 && v.bq == 64, "default v%d bq=%d", v.version, v.bq);
+	REQUIRE(mta_variant_default(&pp, MTA_BACKEND_CUDA, &v) == MTA_OK);
+	CHECKF(v.version == 3 && v.bq == 16 && v.hpb == 16, "paper default v%d bq=%d hpb=%d",
+	       v.version, v.bq, v.hpb);
+}
+
+/*
  * v2 algo 1 (the pre-softmax convolution folded into the logit product, the
  * diagonal band exactly): sequences long enough that most tiles are off the
  * band, every pad, T < cq, with and without post steps and head mixing.
@@ -433,4 +476,27 @@ TEST_COMPILE_BOUND(cuda_emu_v3_tc_mixing)
 	check_contig(&p, "cuda:v3,bq=16,bk=32,hpb=16,warps=8", 1, 45);
 	/* four query heads a kv head: the planned sources step every fourth head */
 	check_contig(&s, "cuda:v3,bq=16,bk=32,hpb=16,warps=8", 1, 50);
+}
+
+/*
+ * Tall query tiles (bq 32 to 64, where the accumulators fit: fewer heads a
+ * block), every option: a pre- and post-softmax convolution without head
+ * mixing, plain GQA with the gate, post-softmax mixing in groups, both
+ * mixings on the tensor cores (16 heads, D=16), a sequence shorter than a
+ * tile, ragged tails, strided and contiguous inputs (the planned copies of
+ * 48 and 64 rows: more chunk slots a lane).
+ */
+TEST_COMPILE_BOUND(cuda_emu_v3_tall)
+{
+	struct mta_problem p = prob("h4kv2d16-pre6x11-post6x11-both-bf16");
+	check_case(&p, "cuda:v3,bq=64,bk=32,hpb=4,warps=8", 1, 150);
+	check_contig(&p, "cuda:v3,bq=48,bk=32,hpb=2,warps=8", 2, 131);
+	check_contig(&p, "cuda:v3,bq=64,bk=64,hpb=4,warps=4", 1, 200);
+	check_case(&p, "cuda:v3,bq=64,bk=32,hpb=2,warps=8", 1, 20); /* T < bq */
+	struct mta_problem g = prob("h4kv2d40-gn-gate-bf16");
+	check_contig(&g, "cuda:v3,bq=64,bk=64,hpb=4,warps=8", 2, 100);
+	struct mta_problem h = prob("h4kv4d16-post3x3-hc2-right-f16");
+	check_case(&h, "cuda:v3,bq=32,bk=32,hpb=2,warps=8", 1, 70);
+	struct mta_problem t = prob("h16kv16d16-pre3x5-hpre-post3x3-hpost-left-bf16");
+	check_contig(&t, "cuda:v3,bq=32,bk=16,hpb=16,warps=8", 1, 75);
 }

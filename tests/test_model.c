@@ -233,6 +233,37 @@ TEST_COMPILE_BOUND(model_paper_v3_against_v2)
 	mta_model_free(&r3);
 }
 
+/*
+ * Tall query tiles, the default where no mixing needs all 16 heads in a
+ * block: a block at bq=16 recomputes the convolutions' halo rows and
+ * restages its keys every 16 rows; at bq=64 the model puts the pre- and
+ * post-softmax convolutions (no mixing) at under two thirds of bq=16's time.
+ */
+TEST_COMPILE_BOUND(model_v3_tall_against_short)
+{
+	static const char key[] = "h16kv16d64-pre6x11-post6x11-bf16";
+	struct mta_problem p;
+	struct mta_variant def;
+	char spec[MTA_SPEC_MAX];
+	struct mta_model_report rt, rs;
+	REQUIRE(mta_problem_from_key(key, &p) == MTA_OK);
+	REQUIRE(mta_variant_default(&p, MTA_BACKEND_CUDA, &def) == MTA_OK);
+	CHECKF(def.version == 3 && def.bq == 64, "default v%d bq=%d", def.version, def.bq);
+	mta_variant_format(&def, spec, sizeof spec);
+	model_case(key, spec, 4, 4096, &rt);
+	if (!rt.m)
+		return;
+	model_case(key, "cuda:v3,bq=16,bk=32,hpb=1,warps=8,algo=0", 4, 4096, &rs);
+	if (rs.m) {
+		CHECKF(rt.estimate_ms * 1.5 <= rs.estimate_ms, "bq=64 %.2f ms, bq=16 %.2f ms",
+		       rt.estimate_ms, rs.estimate_ms);
+		CHECKF(rt.smem_waves < rs.smem_waves, "bq=64 %.4g wavefronts, bq=16 %.4g",
+		       rt.smem_waves, rs.smem_waves);
+		mta_model_free(&rs);
+	}
+	mta_model_free(&rt);
+}
+
 /* The command prints the report; a missing nvdisasm is said plainly, exit 1. */
 TEST(model_cli)
 {

@@ -229,6 +229,10 @@ TEST(varlen_cuda_emu)
 		     "cuda:v3,bq=16,bk=16,hpb=2,warps=2", cu16, 8, 1, 0);
 	check_packed(&mta_backend_cuda_emu, "h2kv2d16-both-f16", "cuda:v3,bq=16,bk=16,hpb=1,warps=1",
 		     cu16, 8, 0, 0);
+	/* tall tiles: boundaries inside, at and past 64-row tiles */
+	static const int64_t cu64[] = { 0, 0, 2, 3, 70, 70, 75, 76, 140 };
+	check_packed(&mta_backend_cuda_emu, "h2kv1d16-pre3x5-hpre-post2x3-hc2-both-gn-gate-bf16",
+		     "cuda:v3,bq=64,bk=32,hpb=2,warps=8", cu64, 8, 0, 0);
 	/* random documents */
 	int64_t rc[64];
 	int64_t nd = random_docs(40, 12, rc, 64);

@@ -132,7 +132,7 @@ static void tailor(const struct mta_problem *p, struct mta_variant *v)
 	v->hpb = g == p->H ? 0 : g;
 }
 
-const struct mta_space mta_space_cpu = { "cpu", 2, 2, tunables, rules, NULL, tailor };
+const struct mta_space mta_space_cpu = { "cpu", 2, 2, tunables, rules, NULL, tailor, NULL };
 
 /*
  * The backward's space (templates/mta_cpu_bwd.c): it reads bq, the query

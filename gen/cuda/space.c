@@ -121,7 +121,7 @@ static int tc_tiles(const struct mta_problem *p, const struct mta_variant *v)
 static int v3_halo(const struct mta_problem *p, const struct mta_variant *v)
 {
 	int kr = p->cq ? p->ck - 1 : 0, kp = p->cq2 ? p->ck2 - 1 : 0;
-	return v->version != 3 || (v->bk >= kr && v->bk >= kp && v->bk <= 128 && v->bq <= 32);
+	return v->version != 3 || (v->bk >= kr && v->bk >= kp && v->bk <= 128 && v->bq <= 64);
 }
 static int fold_needs_pre(const struct mta_problem *p, const struct mta_variant *v)
 {
@@ -147,7 +147,9 @@ static int hpb_groups(const struct mta_problem *p, const struct mta_variant *v)
  * space of three problems for two architectures with NVRTC on two cores.
  */
 static const struct mta_tunable tunables[] = {
-	{ T("bq", bq), 16, 2, { 8, 16 }, { tiles_ok, TILES_MSG }, { 0 } },
+	/* tall query tiles in v3 only (v1's and v2's registers hold a row each;
+	 * bq=48, valid, lost to 64 wherever both were tried at 8 warps) */
+	{ T("bq", bq), 16, 4, { 8, 16, 32, 64 }, { tiles_ok, TILES_MSG }, { 0, 0, 4, 4 } },
 	{ T("bk", bk), 32, 2, { 32, 64 }, { tiles_ok, TILES_MSG }, { 0 } },
 	{ T("hpb", hpb), 1, 6, { 1, 2, 4, 8, 16, 32 }, { tiles_ok, TILES_MSG }, { 0 } },
 	{ T("warps", warps), 4, 3, { 4, 8, 12 },
@@ -165,7 +167,7 @@ static const struct mta_rule rules[] = {
 		    "takes v1" },
 	{ tc_tiles, "bq={bq}, bk={bk}: cuda v{v} needs multiples of 16 (mma tiles)" },
 	{ v3_halo, "bq={bq}, bk={bk}: cuda v3 needs bk in [kernel width - 1, 128] (it carries the "
-		   "convolutions' halo columns from one key tile to the next) and bq at most 32" },
+		   "convolutions' halo columns from one key tile to the next) and bq at most 64" },
 	{ v3_regs, "warps={warps}: cuda v3's output accumulators ({hpb} heads x {bq} rows x D={D}) "
 		   "leave too few of the registers a thread of {warps} warps has" },
 	{ fold_needs_pre, "algo=1 folds the pre-softmax convolution; this problem has none" },
@@ -177,14 +179,40 @@ static const struct mta_rule rules[] = {
 };
 
 /*
+ * Which valid points the tuner tries: v3's tall query tiles (bq above 16)
+ * only where they are predicted to keep 16 registers of headroom under the
+ * cap (test_nvrtc.c holds every tried tensor-core point to that). Their
+ * registers grow with bq besides the accumulators (the staging plan's chunk
+ * slots, q.k's m16 tiles, the softmax's rows) and with D; fitted to NVRTC
+ * 13's counts over bq 32-64, hpb 1-8, warps 4-12, D 64-128 (2026-12-03):
+ * acc + 110 + 2 (bq - 16) + max(0, D - 64), which no point exceeded at 8
+ * warps. At 4 warps (cap 255) ptxas takes up to the cap whatever the need,
+ * and at 12 (cap 170) the accumulators leave no room: the tuner tries tall
+ * tiles at 8 warps or more (a spec may still ask for any).
+ */
+static int v3_tried(const struct mta_problem *p, const struct mta_variant *v)
+{
+	if (v->version != 3 || v->bq <= 16)
+		return 1;
+	long cap = 65536 / (32L * v->warps);
+	cap = cap < 255 ? cap : 255;
+	long need = acc_regs(p, v) + V3_WORK + 2L * (v->bq - 16) + (p->D > 64 ? p->D - 64 : 0);
+	return v->warps >= 8 && need + 16 <= cap;
+}
+
+/*
  * Default: the smallest head block that holds a mixing group; for bf16/f16
- * the first tensor-core shape that fits (v3, then v2), else the first of a
- * few sound v1 shapes.
+ * the first tensor-core shape that fits and that the tuner would try (v3,
+ * its tallest query tiles first: at bq=16 a block recomputes the
+ * convolutions' halo rows and restages its keys for every 16 rows, and
+ * the cost model puts bq=64 at a half to a third of bq=16's time where the
+ * accumulators let it in; then v2), else the first of a few sound v1
+ * shapes.
  */
 static void tailor(const struct mta_problem *p, struct mta_variant *v)
 {
 	static const int shapes[][4] = { /* version, bq, bk, warps */
-		{ 3, 16, 32, 8 }, { 3, 16, 32, 12 }, { 3, 16, 32, 16 }, { 2, 16, 32, 8 },
+		{ 3, 64, 32, 8 }, { 3, 32, 32, 8 }, { 3, 16, 32, 8 }, { 3, 16, 32, 12 }, { 3, 16, 32, 16 }, { 2, 16, 32, 8 },
 		{ 1, 16, 32, 4 }, { 1, 16, 32, 8 }, { 1, 8, 32, 8 }, { 1, 8, 16, 8 }, { 1, 4, 16, 8 },
 	};
 	if (p->head_pre || p->head_post == MTA_HPOST_LINEAR)
@@ -199,13 +227,14 @@ static void tailor(const struct mta_problem *p, struct mta_variant *v)
 		v->bk = shapes[i][2];
 		v->warps = shapes[i][3];
 		v->algo = 0;
-		if (mta_space_check(&mta_space_cuda, p, v) == MTA_OK)
+		if (mta_space_check(&mta_space_cuda, p, v) == MTA_OK && v3_tried(p, v))
 			break;
 	}
 	mta_clear_error();
 }
 
-const struct mta_space mta_space_cuda = { "cuda", 3, 1, tunables, rules, limits, tailor };
+const struct mta_space mta_space_cuda = { "cuda", 3, 1, tunables, rules, limits, tailor,
+					   v3_tried };
 
 /* ---- the backward (templates/mta_cuda_bwd.cu, mta_gen_cuda_bwd) ---- */
 
@@ -288,7 +317,8 @@ static const struct mta_limit bwd_limits[] = {
 	{ 0 },
 };
 
-static const struct mta_space bwd_check = { "cuda", 3, 1, bwd_rows, bwd_rules, bwd_limits, NULL };
+static const struct mta_space bwd_check = { "cuda", 3, 1, bwd_rows, bwd_rules, bwd_limits, NULL,
+					    NULL };
 
 static const struct mta_op_tunable bwd_tunables[] = {
 	{ "bq", 16, 3, { 8, 16, 32 } },
@@ -353,7 +383,8 @@ static const struct mta_rule dec_rules[] = {
 
 static const struct mta_limit dec_limits[] = { { 0 } };
 
-static const struct mta_space dec_check = { "cuda", 3, 1, dec_rows, dec_rules, dec_limits, NULL };
+static const struct mta_space dec_check = { "cuda", 3, 1, dec_rows, dec_rules, dec_limits, NULL,
+					    NULL };
 
 static const struct mta_op_tunable dec_tunables[] = {
 	{ "bk", 128, 3, { 32, 128, 512 } },
