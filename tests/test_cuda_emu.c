@@ -490,8 +490,8 @@ TEST_COMPILE_BOUND(cuda_emu_v3_tall)
 {
 	struct mta_problem p = prob("h4kv2d16-pre6x11-post6x11-both-bf16");
 	check_case(&p, "cuda:v3,bq=64,bk=32,hpb=4,warps=8", 1, 150);
-	check_contig(&p, "cuda:v3,bq=48,bk=32,hpb=2,warps=8", 2, 131);
-	check_contig(&p, "cuda:v3,bq=64,bk=64,hpb=4,warps=4", 1, 200);
+	check_contig(&p, "cuda:v3,bq=48,bk=32,hpb=2,warps=8", 2, 61);
+	check_contig(&p, "cuda:v3,bq=64,bk=64,hpb=4,warps=4", 1, 150);
 	check_case(&p, "cuda:v3,bq=64,bk=32,hpb=2,warps=8", 1, 20); /* T < bq */
 	struct mta_problem g = prob("h4kv2d40-gn-gate-bf16");
 	check_contig(&g, "cuda:v3,bq=64,bk=64,hpb=4,warps=8", 2, 100);
