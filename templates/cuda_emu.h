@@ -10,19 +10,30 @@
  * the math intrinsics, and a portable twin of each
  * inline-PTX helper (mta_f16_to_f32; mma.sync, ldmatrix and cp.async below).
  *
- * Semantics: blocks run one at a time; the threads of a block are real
- * pthreads, so __syncthreads is a real barrier (pthread_barrier_t). A shuffle
+ * Semantics: blocks run one at a time (a cluster's blocks together, below);
+ * the threads of a block are real pthreads, so __syncthreads is a real
+ * barrier (pthread_barrier_t). A shuffle
  * writes the lane's value into a per-warp buffer, waits at a per-warp
  * barrier, reads the partner's slot, and waits again; so every lane of the
  * warp must take part, as the *_sync intrinsics require with a full mask.
  * Shared memory is filled with NaN before each block, so a read of a slot
  * the block never wrote shows up in the output.
  *
+ * Clusters (sm_90): MTA_EMU_ENTRY_CLUSTER(kernel, argtype, smem_needed, n)
+ * runs the n blocks of each cluster (consecutive in x) at once, each with
+ * shared memory of its own: a cluster kernel reaches its own through
+ * mta_dyn_smem() (the extern array mta_smem is rank 0's), a peer's through
+ * mta_cluster_map(p, rank) (PTX mapa), and waits for the whole cluster at
+ * mta_cluster_sync() (barrier.cluster arrive + wait). Each block's shared
+ * memory is NaN-filled before the cluster starts, and a cluster starts only
+ * when the one before it has finished, as on the device.
+ *
  * MTA_EMU_ENTRY(kernel, argtype, smem_needed) at the end of a template
  * exports: extern "C" int mta_emu_launch(const void *args, size_t args_size,
  *   const unsigned grid[3], unsigned threads, size_t smem_bytes);
  * returning 0, or -1 for a wrong argument size, -2 for too little shared
- * memory, -3 when threads cannot be started.
+ * memory, -3 when threads cannot be started, -4 for a grid that is not
+ * whole clusters.
  */
 #ifndef MTA_CUDA_EMU_H
 #define MTA_CUDA_EMU_H
@@ -31,6 +42,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define __global__
@@ -40,6 +52,8 @@
 #define __forceinline__ inline
 #define __restrict__ __restrict
 #define __launch_bounds__(...)
+#define __cluster_dims__(...)
+#define MTA_CLUSTER_DIMS(n)
 
 struct uint3 { unsigned x, y, z; };
 struct dim3 { unsigned x, y, z; };
@@ -53,24 +67,58 @@ static thread_local uint3 blockIdx;
 static dim3 blockDim, gridDim;
 
 #define MTA_EMU_SMEM_MAX (232448 / 16)
-/* The dynamic shared memory every extern __shared__ declaration names. */
+#define MTA_EMU_CLUSTER_MAX 8 /* the portable cluster size of sm_90 */
+/* The dynamic shared memory every extern __shared__ declaration names:
+ * that of rank 0 in a cluster; the other ranks' follow. */
 float4 mta_smem[MTA_EMU_SMEM_MAX];
+static float4 mta_emu_smem_peer[MTA_EMU_CLUSTER_MAX - 1][MTA_EMU_SMEM_MAX];
 
-static pthread_barrier_t mta_emu_block_bar;
-static pthread_barrier_t mta_emu_warp_bar[32];
-static uint32_t mta_emu_xchg[32][32];
+static unsigned mta_emu_csize = 1;          /* blocks a cluster (x) */
+static thread_local unsigned mta_emu_rank;  /* the calling thread's block in its cluster */
+static pthread_barrier_t mta_emu_block_bar[MTA_EMU_CLUSTER_MAX];
+static pthread_barrier_t mta_emu_cluster_bar;
+static pthread_barrier_t mta_emu_warp_bar[MTA_EMU_CLUSTER_MAX * 32];
+static uint32_t mta_emu_xchg[MTA_EMU_CLUSTER_MAX * 32][32];
 
-static inline void __syncthreads(void) { pthread_barrier_wait(&mta_emu_block_bar); }
+static inline char *mta_emu_cta_smem(unsigned rank)
+{
+	return rank ? (char *)mta_emu_smem_peer[rank - 1] : (char *)mta_smem;
+}
+/* The calling thread's warp, numbered across the cluster's blocks. */
+static inline unsigned mta_emu_warp(void) { return mta_emu_rank * 32 + (threadIdx.x >> 5); }
+
+static inline void __syncthreads(void) { pthread_barrier_wait(&mta_emu_block_bar[mta_emu_rank]); }
 /* Every lane of the calling thread's warp must arrive (the templates pass the full mask). */
 static inline void __syncwarp(unsigned = 0xffffffffu)
 {
-	pthread_barrier_wait(&mta_emu_warp_bar[threadIdx.x >> 5]);
+	pthread_barrier_wait(&mta_emu_warp_bar[mta_emu_warp()]);
+}
+
+/* ---- clusters: the twins of the PTX helpers in mta_cuda_mma.cu ---- */
+/* This block's dynamic shared memory (its own in a cluster). */
+static inline char *mta_dyn_smem(void) { return mta_emu_cta_smem(mta_emu_rank); }
+static inline unsigned mta_cluster_rank(void) { return mta_emu_rank; }
+static inline unsigned mta_cluster_nblocks(void) { return mta_emu_csize; }
+/* Every thread of every block of the cluster; memory ordered across it. */
+static inline void mta_cluster_sync(void) { pthread_barrier_wait(&mta_emu_cluster_bar); }
+/*
+ * The address in block rank's shared memory of what p is in this block's
+ * (mapa). A pointer outside this block's shared memory, or a rank outside
+ * the cluster, maps to NULL: the kernel faults here as mapa's result would
+ * on the device.
+ */
+template <typename T> static inline T *mta_cluster_map(T *p, unsigned rank)
+{
+	const char *own = mta_emu_cta_smem(mta_emu_rank), *c = (const char *)p;
+	if (rank >= mta_emu_csize || c < own || c >= own + sizeof mta_smem)
+		return (T *)0;
+	return (T *)(mta_emu_cta_smem(rank) + (c - own));
 }
 
 /* Every lane publishes v, then reads lane src's value. */
 static inline uint32_t mta_emu_exchange(uint32_t v, int src)
 {
-	const unsigned w = threadIdx.x >> 5, l = threadIdx.x & 31;
+	const unsigned w = mta_emu_warp(), l = threadIdx.x & 31;
 	mta_emu_xchg[w][l] = v;
 	pthread_barrier_wait(&mta_emu_warp_bar[w]);
 	uint32_t r = mta_emu_xchg[w][src & 31];
@@ -105,7 +153,7 @@ static inline int __shfl_sync(unsigned, int v, int src)
 static inline unsigned __ballot_sync(unsigned, int pred)
 {
 	unsigned r = 0;
-	const unsigned w = threadIdx.x >> 5, l = threadIdx.x & 31;
+	const unsigned w = mta_emu_warp(), l = threadIdx.x & 31;
 	mta_emu_xchg[w][l] = pred != 0;
 	pthread_barrier_wait(&mta_emu_warp_bar[w]);
 	for (int i = 0; i < 32; i++)
@@ -193,8 +241,8 @@ static inline unsigned mta_f16x2_sat(float lo, float hi)
  * between two warp barriers (every lane must call it, as on the GPU) and
  * each lane computes its four results in float32, k in ascending order.
  */
-static uint32_t mta_emu_frag[32][32][6];
-static const void *mta_emu_addr[32][32];
+static uint32_t mta_emu_frag[MTA_EMU_CLUSTER_MAX * 32][32][6];
+static const void *mta_emu_addr[MTA_EMU_CLUSTER_MAX * 32][32];
 
 static inline float mta_emu_half(uint32_t r, int hi, int f16)
 {
@@ -204,7 +252,7 @@ static inline float mta_emu_half(uint32_t r, int hi, int f16)
 
 static inline void mta_emu_mma(float d[4], const unsigned a[4], const unsigned b[2], int f16)
 {
-	const unsigned w = threadIdx.x >> 5, l = threadIdx.x & 31, g = l >> 2, t = l & 3;
+	const unsigned w = mta_emu_warp(), l = threadIdx.x & 31, g = l >> 2, t = l & 3;
 	for (int i = 0; i < 4; i++)
 		mta_emu_frag[w][l][i] = a[i];
 	mta_emu_frag[w][l][4] = b[0];
@@ -246,7 +294,7 @@ static inline void mta_mma_f16(float d[4], const unsigned a[4], const unsigned b
  */
 static inline void mta_emu_ldsm(unsigned *r, int nmat, int trans, const void *p)
 {
-	const unsigned w = threadIdx.x >> 5, l = threadIdx.x & 31;
+	const unsigned w = mta_emu_warp(), l = threadIdx.x & 31;
 	mta_emu_addr[w][l] = p;
 	pthread_barrier_wait(&mta_emu_warp_bar[w]);
 	for (int m = 0; m < nmat; m++) {
@@ -327,15 +375,18 @@ static size_t mta_emu_smem_bytes;
 struct mta_emu_launch_ctx {
 	void (*body)(const void *);
 	const void *args;
-	unsigned tid;
+	unsigned tid; /* in its block */
+	unsigned rank; /* its block in the cluster */
 };
 
-/* One emulated thread: all blocks of the grid in order, in lock step. */
+/* One emulated thread: its rank's block of every cluster of the grid, in
+ * order, in lock step (a block is a cluster of one). */
 static void *mta_emu_thread(void *p)
 {
 	struct mta_emu_launch_ctx *c = (struct mta_emu_launch_ctx *)p;
 	threadIdx.x = c->tid;
 	threadIdx.y = threadIdx.z = 0;
+	mta_emu_rank = c->rank;
 	pthread_mutex_lock(&mta_emu_gate_mu);
 	while (!mta_emu_gate)
 		pthread_cond_wait(&mta_emu_gate_cv, &mta_emu_gate_mu);
@@ -345,67 +396,89 @@ static void *mta_emu_thread(void *p)
 		return 0;
 	for (unsigned z = 0; z < gridDim.z; z++)
 		for (unsigned y = 0; y < gridDim.y; y++)
-			for (unsigned x = 0; x < gridDim.x; x++) {
+			for (unsigned x = 0; x < gridDim.x; x += mta_emu_csize) {
 				if (c->tid == 0) {
 					const uint32_t nan = 0x7fc00000u;
+					char *sm = mta_emu_cta_smem(c->rank);
 					for (size_t i = 0; i < mta_emu_smem_bytes / 4; i++)
-						memcpy((char *)mta_smem + 4 * i, &nan, 4);
+						memcpy(sm + 4 * i, &nan, 4);
 				}
-				blockIdx.x = x;
+				blockIdx.x = x + c->rank;
 				blockIdx.y = y;
 				blockIdx.z = z;
-				pthread_barrier_wait(&mta_emu_block_bar);
+				pthread_barrier_wait(&mta_emu_cluster_bar);
 				c->body(c->args);
-				pthread_barrier_wait(&mta_emu_block_bar);
+				pthread_barrier_wait(&mta_emu_cluster_bar);
 			}
 	return 0;
 }
 
+/* The grid in clusters of mta_emu_csize blocks: csize * threads pthreads. */
 static int mta_emu_grid(void (*body)(const void *), const void *args, const unsigned grid[3],
 			unsigned threads)
 {
-	struct mta_emu_launch_ctx ctx[1024];
-	pthread_t th[1024];
+	const unsigned cs = mta_emu_csize, all = cs * threads;
+	struct mta_emu_launch_ctx *ctx = 0;
+	pthread_t *th = 0;
 	unsigned started = 0;
 	int rc = 0;
 	if (threads < 32 || threads > 1024 || threads % 32)
 		return -3;
+	if (cs < 1 || cs > MTA_EMU_CLUSTER_MAX || grid[0] % cs)
+		return -4;
+	ctx = (struct mta_emu_launch_ctx *)calloc(all, sizeof *ctx);
+	th = (pthread_t *)calloc(all, sizeof *th);
+	if (!ctx || !th) {
+		free(ctx);
+		free(th);
+		return -3;
+	}
 	gridDim.x = grid[0];
 	gridDim.y = grid[1];
 	gridDim.z = grid[2];
 	blockDim.x = threads;
 	blockDim.y = blockDim.z = 1;
-	pthread_barrier_init(&mta_emu_block_bar, 0, threads);
-	for (unsigned w = 0; w < threads / 32; w++)
-		pthread_barrier_init(&mta_emu_warp_bar[w], 0, 32);
+	for (unsigned r = 0; r < cs; r++) {
+		pthread_barrier_init(&mta_emu_block_bar[r], 0, threads);
+		for (unsigned w = 0; w < threads / 32; w++)
+			pthread_barrier_init(&mta_emu_warp_bar[r * 32 + w], 0, 32);
+	}
+	pthread_barrier_init(&mta_emu_cluster_bar, 0, all);
 	pthread_attr_t attr;
 	pthread_attr_init(&attr);
 	pthread_attr_setstacksize(&attr, 256 * 1024);
 	mta_emu_gate = 0;
-	for (; started < threads; started++) {
+	for (; started < all; started++) {
 		ctx[started].body = body;
 		ctx[started].args = args;
-		ctx[started].tid = started;
+		ctx[started].tid = started % threads;
+		ctx[started].rank = started / threads;
 		if (pthread_create(&th[started], &attr, mta_emu_thread, &ctx[started]))
 			break;
 	}
 	pthread_attr_destroy(&attr);
 	/* Open the gate only when every thread exists; else send them home. */
 	pthread_mutex_lock(&mta_emu_gate_mu);
-	mta_emu_gate = started < threads ? -1 : 1;
+	mta_emu_gate = started < all ? -1 : 1;
 	pthread_cond_broadcast(&mta_emu_gate_cv);
 	pthread_mutex_unlock(&mta_emu_gate_mu);
-	if (started < threads)
+	if (started < all)
 		rc = -3;
 	for (unsigned i = 0; i < started; i++)
 		pthread_join(th[i], 0);
-	pthread_barrier_destroy(&mta_emu_block_bar);
-	for (unsigned w = 0; w < threads / 32; w++)
-		pthread_barrier_destroy(&mta_emu_warp_bar[w]);
+	for (unsigned r = 0; r < cs; r++) {
+		pthread_barrier_destroy(&mta_emu_block_bar[r]);
+		for (unsigned w = 0; w < threads / 32; w++)
+			pthread_barrier_destroy(&mta_emu_warp_bar[r * 32 + w]);
+	}
+	pthread_barrier_destroy(&mta_emu_cluster_bar);
+	free(ctx);
+	free(th);
 	return rc;
 }
 
-#define MTA_EMU_ENTRY(kernel, argtype, smem_needed)                                        \
+/* The launcher of a kernel whose clusters are csize blocks (1: none). */
+#define MTA_EMU_ENTRY_CLUSTER(kernel, argtype, smem_needed, csize)                        \
 	static void mta_emu_body(const void *p) { kernel(*(const argtype *)p); }               \
 	extern "C" int mta_emu_launch(const void *args, size_t args_size, const unsigned grid[3], \
 				      unsigned threads, size_t smem_bytes)                     \
@@ -415,7 +488,10 @@ static int mta_emu_grid(void (*body)(const void *), const void *args, const unsi
 		if (smem_bytes < (size_t)(smem_needed) || smem_bytes > sizeof mta_smem)    \
 			return -2;                                                         \
 		mta_emu_smem_bytes = smem_bytes;                                            \
+		mta_emu_csize = (csize);                                                   \
 		return mta_emu_grid(mta_emu_body, args, grid, threads);                    \
 	}
+#define MTA_EMU_ENTRY(kernel, argtype, smem_needed) \
+	MTA_EMU_ENTRY_CLUSTER(kernel, argtype, smem_needed, 1)
 
 #endif

@@ -99,6 +99,70 @@ __device__ __forceinline__ unsigned mta_f16x2_sat(float lo, float hi)
 	asm("cvt.rn.satfinite.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
 	return r;
 }
+
+/*
+ * Clusters (sm_90; a kernel declares its size with MTA_CLUSTER_DIMS). Below
+ * sm_90 they are a cluster of one: rank 0, the block's own shared memory,
+ * a block barrier; so a source compiles for every target, and the space
+ * keeps cluster variants to sm_90.
+ */
+/* A kernel's cluster size (sm_80 refuses __cluster_dims__). */
+#if __CUDA_ARCH__ >= 900
+#define MTA_CLUSTER_DIMS(n) __cluster_dims__(n, 1, 1)
+#else
+#define MTA_CLUSTER_DIMS(n)
+#endif
+/* This block's dynamic shared memory. */
+__device__ __forceinline__ char *mta_dyn_smem(void)
+{
+	extern __shared__ float4 mta_smem[];
+	return (char *)mta_smem;
+}
+__device__ __forceinline__ unsigned mta_cluster_rank(void)
+{
+#if __CUDA_ARCH__ >= 900
+	unsigned r;
+	asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(r));
+	return r;
+#else
+	return 0;
+#endif
+}
+__device__ __forceinline__ unsigned mta_cluster_nblocks(void)
+{
+#if __CUDA_ARCH__ >= 900
+	unsigned n;
+	asm volatile("mov.u32 %0, %%cluster_nctarank;" : "=r"(n));
+	return n;
+#else
+	return 1;
+#endif
+}
+/* Every thread of every block of the cluster arrives and waits; the
+ * release/acquire pair orders shared-memory writes before it (own and
+ * distributed) with reads after it. */
+__device__ __forceinline__ void mta_cluster_sync(void)
+{
+#if __CUDA_ARCH__ >= 900
+	asm volatile("barrier.cluster.arrive.release.aligned;\n\t"
+		     "barrier.cluster.wait.acquire.aligned;" ::: "memory");
+#else
+	__syncthreads();
+#endif
+}
+/* The generic address, in block rank's shared memory, of what p is in this
+ * block's (mapa): loads and stores through it reach the peer's memory. */
+template <typename T> __device__ __forceinline__ T *mta_cluster_map(T *p, unsigned rank)
+{
+#if __CUDA_ARCH__ >= 900
+	unsigned long long r;
+	asm volatile("mapa.u64 %0, %1, %2;" : "=l"(r) : "l"(p), "r"(rank));
+	return (T *)r;
+#else
+	(void)rank;
+	return p;
+#endif
+}
 #endif
 
 /* Round a float to the operand type, to nearest even (inputs are finite). */

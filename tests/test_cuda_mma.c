@@ -6,6 +6,8 @@
 #include "tests/harness.h"
 #include "runtime/ccompile.h"
 #include "tests/cpu_util.h"
+#include "runtime/core/cuda_args.h"
+#include "runtime/cuda/nvrtc.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -211,4 +213,110 @@ TEST(cuda_emu_f16_satfinite)
 	CHECK_EQ_INT(h[7], 0x7bff);
 	CHECK_EQ_INT(h[8], 0xfbff);
 	mta_cc_close(dl);
+}
+
+/*
+ * Clusters: blocks of 64 threads in clusters of four. Each block fills its
+ * own shared memory and sums it behind its own __syncthreads; after a
+ * cluster barrier it reads the next block's memory and writes into the
+ * previous block's through mta_cluster_map (distributed shared memory);
+ * after a second barrier it reads what the next block wrote there. The
+ * same text compiles with NVRTC for sm_90 (clusters) and sm_80 (a cluster
+ * of one), the helpers of templates/mta_cuda_mma.cu before it.
+ */
+static const char cluster_src[] =
+	"struct cargs { unsigned *peer, *given, *sums, *ranks, *flags; int *shfl; };\n"
+	"extern \"C\" __global__ void MTA_CLUSTER_DIMS(4) mta_fwd(const cargs a) {\n"
+	"  unsigned *sm = (unsigned *)mta_dyn_smem();\n"
+	"  const unsigned r = mta_cluster_rank(), n = mta_cluster_nblocks(), t = threadIdx.x;\n"
+	"  const unsigned b = blockIdx.x;\n"
+	"  sm[t] = b * 1000 + t;\n"
+	"  __syncthreads();\n"
+	"  if (t == 0) { unsigned s = 0; for (int i = 0; i < 64; i++) s += sm[i]; sm[64] = s; }\n"
+	"  mta_cluster_sync();\n"
+	"  a.peer[b * 64 + t] = mta_cluster_map(sm, (r + 1) % n)[t];\n"
+	"  mta_cluster_map(sm, (r + n - 1) % n)[128 + t] = b * 7 + t;\n"
+	"  mta_cluster_sync();\n"
+	"  a.given[b * 64 + t] = sm[128 + t];\n"
+	"  if (t == 0) { a.sums[b] = sm[64]; a.ranks[b] = r | n << 8; }\n"
+	"  a.shfl[b * 64 + t] = __shfl_xor_sync(0xffffffffu, (int)(b * 100 + t), 1);\n"
+	"#ifdef MTA_EMU\n"
+	"  if (t == 0) a.flags[b] = mta_cluster_map(a.peer, 0) == 0 && mta_cluster_map(sm, n) == 0;\n"
+	"#endif\n"
+	"}\n"
+	"#ifdef MTA_EMU\n"
+	"MTA_EMU_ENTRY_CLUSTER(mta_fwd, cargs, 1024, 4)\n"
+	"#endif\n";
+
+struct cargs {
+	unsigned *peer, *given, *sums, *ranks, *flags;
+	int *shfl;
+};
+
+TEST(cuda_emu_clusters)
+{
+	void *dl = NULL, *fn = NULL;
+	REQUIRE(emu_kernel(cluster_src, &dl, &fn) == MTA_OK);
+	enum { NB = 8, NT = 64 };
+	unsigned peer[NB * NT], given[NB * NT], sums[NB], ranks[NB], flags[NB];
+	int shfl[NB * NT];
+	memset(peer, 0xff, sizeof peer);
+	memset(given, 0xff, sizeof given);
+	memset(sums, 0xff, sizeof sums);
+	memset(ranks, 0xff, sizeof ranks);
+	memset(flags, 0xff, sizeof flags);
+	memset(shfl, 0xff, sizeof shfl);
+	struct cargs a = { peer, given, sums, ranks, flags, shfl };
+	const unsigned grid[3] = { NB, 1, 1 };
+	REQUIRE(((launch_fn)fn)(&a, sizeof a, grid, NT, 1024) == 0);
+	int bad = 0;
+	for (unsigned b = 0; b < NB; b++) {
+		const unsigned r = b % 4, base = b - r, next = base + (r + 1) % 4;
+		bad += sums[b] != NT * b * 1000 + NT * (NT - 1) / 2;
+		bad += ranks[b] != (r | 4u << 8);
+		bad += flags[b] != 1;
+		for (unsigned t = 0; t < NT; t++) {
+			bad += peer[b * NT + t] != next * 1000 + t;
+			bad += given[b * NT + t] != next * 7 + t;
+			bad += shfl[b * NT + t] != (int)(b * 100 + (t ^ 1));
+		}
+		if (bad)
+			mt_fail(__FILE__, __LINE__, "block %u: sum %u rank 0x%x flag %u peer[0] %u "
+				"given[0] %u shfl[0] %d", b, sums[b], ranks[b], flags[b], peer[b * NT],
+				given[b * NT], shfl[b * NT]);
+		if (bad)
+			break;
+	}
+	/* a grid that is not whole clusters is refused */
+	const unsigned part[3] = { 6, 1, 1 };
+	CHECK_EQ_INT(((launch_fn)fn)(&a, sizeof a, part, NT, 1024), -4);
+	mta_cc_close(dl);
+}
+
+TEST_COMPILE_BOUND(cuda_cluster_helpers_compile)
+{
+	const char *mma = mta_embedded("templates/mta_cuda_mma.cu");
+	REQUIRE(mma != NULL);
+	static const char pre[] = "#define K_DTYPE 1\n";
+	char *src = malloc(strlen(pre) + strlen(mma) + strlen(cluster_src) + 1);
+	REQUIRE(src != NULL);
+	strcpy(src, pre);
+	strcat(src, mma);
+	strcat(src, cluster_src);
+	struct mta_nvrtc_job jobs[2];
+	memset(jobs, 0, sizeof jobs);
+	static const char *arch[2] = { "sm_90", "sm_80" };
+	for (int i = 0; i < 2; i++) {
+		jobs[i].source = src;
+		jobs[i].kernel = MTA_CUDA_KERNEL;
+		jobs[i].arch = arch[i];
+	}
+	REQUIRE(mta_nvrtc_compile_batch(jobs, 2, 0) == MTA_OK);
+	for (int i = 0; i < 2; i++) {
+		CHECKF(jobs[i].status == MTA_OK && jobs[i].cubin_size > 0, "%s: %s %.400s", arch[i],
+		       jobs[i].message, jobs[i].log ? jobs[i].log : "");
+		CHECKF(jobs[i].stats.spill_stores == 0, "%s spills", arch[i]);
+		mta_nvrtc_job_free(&jobs[i]);
+	}
+	free(src);
 }
