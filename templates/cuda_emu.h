@@ -33,7 +33,7 @@
  *   const unsigned grid[3], unsigned threads, size_t smem_bytes);
  * returning 0, or -1 for a wrong argument size, -2 for too little shared
  * memory, -3 when threads cannot be started, -4 for a grid that is not
- * whole clusters.
+ * whole clusters, -5 for a named barrier used wrongly (mta_bar_sync).
  */
 #ifndef MTA_CUDA_EMU_H
 #define MTA_CUDA_EMU_H
@@ -101,6 +101,50 @@ static inline unsigned mta_cluster_rank(void) { return mta_emu_rank; }
 static inline unsigned mta_cluster_nblocks(void) { return mta_emu_csize; }
 /* Every thread of every block of the cluster; memory ordered across it. */
 static inline void mta_cluster_sync(void) { pthread_barrier_wait(&mta_emu_cluster_bar); }
+
+/*
+ * Named barriers 1-15 of a block (bar.sync / bar.arrive id, n; 0 is
+ * __syncthreads'): one completes when n threads have arrived by either, n
+ * a multiple of 32 (whole warps, as on the GPU), the same n at every
+ * arrival; bar.sync waits for the completion, bar.arrive does not. A wrong
+ * id or a count that disagrees marks the launch failed (mta_emu_launch
+ * returns -5) and lets the thread through.
+ */
+struct mta_emu_nbar {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	unsigned count, gen, n;
+};
+static struct mta_emu_nbar mta_emu_nbars[MTA_EMU_CLUSTER_MAX][16];
+static int mta_emu_nbar_bad;
+static inline void mta_emu_named(unsigned id, unsigned n, int wait)
+{
+	if (id < 1 || id > 15 || n < 32 || n % 32 || n > blockDim.x) {
+		__atomic_store_n(&mta_emu_nbar_bad, 1, __ATOMIC_RELAXED);
+		return;
+	}
+	struct mta_emu_nbar *b = &mta_emu_nbars[mta_emu_rank][id];
+	pthread_mutex_lock(&b->mu);
+	if (b->count == 0)
+		b->n = n;
+	if (b->n != n) {
+		__atomic_store_n(&mta_emu_nbar_bad, 1, __ATOMIC_RELAXED);
+		pthread_mutex_unlock(&b->mu);
+		return;
+	}
+	const unsigned gen = b->gen;
+	if (++b->count == n) {
+		b->count = 0;
+		b->gen++;
+		pthread_cond_broadcast(&b->cv);
+	} else if (wait) {
+		while (gen == b->gen)
+			pthread_cond_wait(&b->cv, &b->mu);
+	}
+	pthread_mutex_unlock(&b->mu);
+}
+static inline void mta_bar_sync(unsigned id, unsigned n) { mta_emu_named(id, n, 1); }
+static inline void mta_bar_arrive(unsigned id, unsigned n) { mta_emu_named(id, n, 0); }
 /*
  * The address in block rank's shared memory of what p is in this block's
  * (mapa). A pointer outside this block's shared memory, or a rank outside
@@ -444,6 +488,13 @@ static int mta_emu_grid(void (*body)(const void *), const void *args, const unsi
 			pthread_barrier_init(&mta_emu_warp_bar[r * 32 + w], 0, 32);
 	}
 	pthread_barrier_init(&mta_emu_cluster_bar, 0, all);
+	for (unsigned r = 0; r < cs; r++)
+		for (int i = 0; i < 16; i++) {
+			pthread_mutex_init(&mta_emu_nbars[r][i].mu, 0);
+			pthread_cond_init(&mta_emu_nbars[r][i].cv, 0);
+			mta_emu_nbars[r][i].count = mta_emu_nbars[r][i].gen = 0;
+		}
+	mta_emu_nbar_bad = 0;
 	pthread_attr_t attr;
 	pthread_attr_init(&attr);
 	pthread_attr_setstacksize(&attr, 256 * 1024);
@@ -472,6 +523,13 @@ static int mta_emu_grid(void (*body)(const void *), const void *args, const unsi
 			pthread_barrier_destroy(&mta_emu_warp_bar[r * 32 + w]);
 	}
 	pthread_barrier_destroy(&mta_emu_cluster_bar);
+	for (unsigned r = 0; r < cs; r++)
+		for (int i = 0; i < 16; i++) {
+			pthread_mutex_destroy(&mta_emu_nbars[r][i].mu);
+			pthread_cond_destroy(&mta_emu_nbars[r][i].cv);
+		}
+	if (!rc && mta_emu_nbar_bad)
+		rc = -5;
 	free(ctx);
 	free(th);
 	return rc;

@@ -106,6 +106,19 @@ __device__ __forceinline__ unsigned mta_f16x2_sat(float lo, float hi)
  * a block barrier; so a source compiles for every target, and the space
  * keeps cluster variants to sm_90.
  */
+/*
+ * Named barrier id (1-15; 0 is __syncthreads') of n threads, whole warps:
+ * bar.sync waits for the n, bar.arrive counts itself in and goes on (a
+ * producer warp signals its consumers without waiting for them).
+ */
+__device__ __forceinline__ void mta_bar_sync(unsigned id, unsigned n)
+{
+	asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(n) : "memory");
+}
+__device__ __forceinline__ void mta_bar_arrive(unsigned id, unsigned n)
+{
+	asm volatile("bar.arrive %0, %1;" ::"r"(id), "r"(n) : "memory");
+}
 /* A kernel's cluster size (sm_80 refuses __cluster_dims__). */
 #if __CUDA_ARCH__ >= 900
 #define MTA_CLUSTER_DIMS(n) __cluster_dims__(n, 1, 1)

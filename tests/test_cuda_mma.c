@@ -293,30 +293,96 @@ TEST(cuda_emu_clusters)
 	mta_cc_close(dl);
 }
 
+/*
+ * Named barriers: two producer warps fill two slots in turn and announce
+ * each by bar.arrive; two consumer warps bar.sync on it, copy the slot out
+ * and hand it back by bar.arrive on a second pair of barriers, on which the
+ * producers bar.sync before refilling. A barrier that did not count an
+ * arrival, or did not hold a bar.sync, shows as NaN (the poison) or a
+ * stale round. bad: a thread uses barrier 0 (__syncthreads'), refused.
+ */
+static const char named_src[] =
+	"struct nargs { float *out; int rounds, bad; };\n"
+	"extern \"C\" __global__ void mta_fwd(const nargs a) {\n"
+	"  float *sm = (float *)mta_dyn_smem();\n"
+	"  const int t = threadIdx.x, w = t >> 5;\n"
+	"  if (a.bad) { if (t == 0) mta_bar_sync(0, 128); return; }\n"
+	"  if (w < 2) {\n"
+	"    for (int r = 0; r < a.rounds; r++) {\n"
+	"      if (r >= 2) mta_bar_sync(2 + (r & 1), 128);\n"
+	"      sm[(r & 1) * 64 + t] = (float)(r * 1000 + t);\n"
+	"      mta_bar_arrive(4 + (r & 1), 128);\n"
+	"    }\n"
+	"  } else {\n"
+	"    for (int r = 0; r < a.rounds; r++) {\n"
+	"      mta_bar_sync(4 + (r & 1), 128);\n"
+	"      a.out[r * 64 + t - 64] = sm[(r & 1) * 64 + t - 64];\n"
+	"      if (r + 2 < a.rounds) mta_bar_arrive(2 + (r & 1), 128);\n"
+	"    }\n"
+	"  }\n"
+	"}\n"
+	"#ifdef MTA_EMU\n"
+	"MTA_EMU_ENTRY(mta_fwd, nargs, 512)\n"
+	"#endif\n";
+
+struct nargs {
+	float *out;
+	int rounds, bad;
+};
+
+TEST(cuda_emu_named_barriers)
+{
+	void *dl = NULL, *fn = NULL;
+	REQUIRE(emu_kernel(named_src, &dl, &fn) == MTA_OK);
+	enum { R = 9 };
+	float out[R * 64];
+	for (int i = 0; i < R * 64; i++)
+		out[i] = -1.f;
+	struct nargs a = { out, R, 0 };
+	const unsigned grid[3] = { 2, 1, 1 };
+	REQUIRE(((launch_fn)fn)(&a, sizeof a, grid, 128, 512) == 0);
+	int bad = 0;
+	for (int r = 0; r < R; r++)
+		for (int i = 0; i < 64; i++)
+			if (out[r * 64 + i] != (float)(r * 1000 + i) && bad++ < 4)
+				mt_fail(__FILE__, __LINE__, "round %d slot %d: %g", r, i,
+					(double)out[r * 64 + i]);
+	CHECK_EQ_INT(bad, 0);
+	a.bad = 1;
+	CHECK_EQ_INT(((launch_fn)fn)(&a, sizeof a, grid, 128, 512), -5);
+	mta_cc_close(dl);
+}
+
 TEST_COMPILE_BOUND(cuda_cluster_helpers_compile)
 {
 	const char *mma = mta_embedded("templates/mta_cuda_mma.cu");
 	REQUIRE(mma != NULL);
 	static const char pre[] = "#define K_DTYPE 1\n";
-	char *src = malloc(strlen(pre) + strlen(mma) + strlen(cluster_src) + 1);
-	REQUIRE(src != NULL);
-	strcpy(src, pre);
-	strcat(src, mma);
-	strcat(src, cluster_src);
-	struct mta_nvrtc_job jobs[2];
+	const char *kernels[2] = { cluster_src, named_src };
+	char *src[2];
+	struct mta_nvrtc_job jobs[4];
 	memset(jobs, 0, sizeof jobs);
 	static const char *arch[2] = { "sm_90", "sm_80" };
-	for (int i = 0; i < 2; i++) {
-		jobs[i].source = src;
-		jobs[i].kernel = MTA_CUDA_KERNEL;
-		jobs[i].arch = arch[i];
+	for (int k = 0; k < 2; k++) {
+		src[k] = malloc(strlen(pre) + strlen(mma) + strlen(kernels[k]) + 1);
+		REQUIRE(src[k] != NULL);
+		strcpy(src[k], pre);
+		strcat(src[k], mma);
+		strcat(src[k], kernels[k]);
+		for (int i = 0; i < 2; i++) {
+			jobs[2 * k + i].source = src[k];
+			jobs[2 * k + i].kernel = MTA_CUDA_KERNEL;
+			jobs[2 * k + i].arch = arch[i];
+		}
 	}
-	REQUIRE(mta_nvrtc_compile_batch(jobs, 2, 0) == MTA_OK);
-	for (int i = 0; i < 2; i++) {
-		CHECKF(jobs[i].status == MTA_OK && jobs[i].cubin_size > 0, "%s: %s %.400s", arch[i],
-		       jobs[i].message, jobs[i].log ? jobs[i].log : "");
-		CHECKF(jobs[i].stats.spill_stores == 0, "%s spills", arch[i]);
-		mta_nvrtc_job_free(&jobs[i]);
+	REQUIRE(mta_nvrtc_compile_batch(jobs, 4, 0) == MTA_OK);
+	for (int j = 0; j < 4; j++) {
+		CHECKF(jobs[j].status == MTA_OK && jobs[j].cubin_size > 0, "%s %s: %s %.400s",
+		       j < 2 ? "clusters" : "named barriers", arch[j % 2], jobs[j].message,
+		       jobs[j].log ? jobs[j].log : "");
+		CHECKF(jobs[j].stats.spill_stores == 0, "%s spills", arch[j % 2]);
+		mta_nvrtc_job_free(&jobs[j]);
 	}
-	free(src);
+	free(src[0]);
+	free(src[1]);
 }
