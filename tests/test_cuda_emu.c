@@ -264,7 +264,7 @@ TEST(cuda_tc_space_rules)
  * 64 at 8 warps where the register prediction leaves headroom (never for the
  * paper's 16-head block, whose accumulators fill the registers at bq=16),
  * not at 4 or 12 warps; a spec may still ask for those; the default of a
- * problem without all-head mixing is tall.
+ * problem without all-head mixing is tall (gen/cuda/space.c, tailor).
  */
 TEST(cuda_v3_tall_tiles_space)
 {
@@ -294,9 +294,16 @@ TEST(cuda_v3_tall_tiles_space)
 	for (size_t i = 0; i < n; i++)
 		CHECK(vs[i].bq <= 16);
 	free(vs);
+	/* with convolutions: more heads a block and 64 keys a tile where they fit;
+	 * without: one head and 32 keys */
 	struct mta_problem d = prob("h16kv16d64-pre6x11-post6x11-bf16");
 	REQUIRE(mta_variant_default(&d, MTA_BACKEND_CUDA, &v) == MTA_OK);
-	CHECKF(v.version == 3 && v.bq == 64, "default v%d bq=%d", v.version, v.bq);
+	CHECKF(v.version == 3 && v.bq == 64 && v.hpb == 2 && v.bk == 64, "default v%d bq=%d hpb=%d "
+	       "bk=%d", v.version, v.bq, v.hpb, v.bk);
+	struct mta_problem e = prob("h16kv16d128-bf16");
+	REQUIRE(mta_variant_default(&e, MTA_BACKEND_CUDA, &v) == MTA_OK);
+	CHECKF(v.version == 3 && v.bq == 32 && v.hpb == 1 && v.bk == 32, "plain default v%d bq=%d "
+	       "hpb=%d bk=%d", v.version, v.bq, v.hpb, v.bk);
 	REQUIRE(mta_variant_default(&pp, MTA_BACKEND_CUDA, &v) == MTA_OK);
 	CHECKF(v.version == 3 && v.bq == 16 && v.hpb == 16, "paper default v%d bq=%d hpb=%d",
 	       v.version, v.bq, v.hpb);
