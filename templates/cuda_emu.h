@@ -74,6 +74,7 @@ float4 mta_smem[MTA_EMU_SMEM_MAX];
 static float4 mta_emu_smem_peer[MTA_EMU_CLUSTER_MAX - 1][MTA_EMU_SMEM_MAX];
 
 static unsigned mta_emu_csize = 1;          /* blocks a cluster (x) */
+static size_t mta_emu_smem_bytes;           /* a block's dynamic shared memory */
 static thread_local unsigned mta_emu_rank;  /* the calling thread's block in its cluster */
 static pthread_barrier_t mta_emu_block_bar[MTA_EMU_CLUSTER_MAX];
 static pthread_barrier_t mta_emu_cluster_bar;
@@ -107,8 +108,10 @@ static inline void mta_cluster_sync(void) { pthread_barrier_wait(&mta_emu_cluste
  * __syncthreads'): one completes when n threads have arrived by either, n
  * a multiple of 32 (whole warps, as on the GPU), the same n at every
  * arrival; bar.sync waits for the completion, bar.arrive does not. A wrong
- * id or a count that disagrees marks the launch failed (mta_emu_launch
- * returns -5) and lets the thread through.
+ * id or count, or a barrier a block leaves half arrived, fails the launch
+ * (mta_emu_launch returns -5): the misuse lets every waiter of the launch
+ * through (where the GPU would hang or misbehave), and the arrivals left
+ * at a block's end are counted and cleared before its rank's next block.
  */
 struct mta_emu_nbar {
 	pthread_mutex_t mu;
@@ -117,10 +120,21 @@ struct mta_emu_nbar {
 };
 static struct mta_emu_nbar mta_emu_nbars[MTA_EMU_CLUSTER_MAX][16];
 static int mta_emu_nbar_bad;
+/* Mark the launch failed and wake every waiter (each checks the mark). */
+static inline void mta_emu_nbar_fail(void)
+{
+	__atomic_store_n(&mta_emu_nbar_bad, 1, __ATOMIC_SEQ_CST);
+	for (unsigned r = 0; r < mta_emu_csize; r++)
+		for (int i = 1; i < 16; i++) {
+			pthread_mutex_lock(&mta_emu_nbars[r][i].mu);
+			pthread_cond_broadcast(&mta_emu_nbars[r][i].cv);
+			pthread_mutex_unlock(&mta_emu_nbars[r][i].mu);
+		}
+}
 static inline void mta_emu_named(unsigned id, unsigned n, int wait)
 {
 	if (id < 1 || id > 15 || n < 32 || n % 32 || n > blockDim.x) {
-		__atomic_store_n(&mta_emu_nbar_bad, 1, __ATOMIC_RELAXED);
+		mta_emu_nbar_fail();
 		return;
 	}
 	struct mta_emu_nbar *b = &mta_emu_nbars[mta_emu_rank][id];
@@ -128,8 +142,8 @@ static inline void mta_emu_named(unsigned id, unsigned n, int wait)
 	if (b->count == 0)
 		b->n = n;
 	if (b->n != n) {
-		__atomic_store_n(&mta_emu_nbar_bad, 1, __ATOMIC_RELAXED);
 		pthread_mutex_unlock(&b->mu);
+		mta_emu_nbar_fail();
 		return;
 	}
 	const unsigned gen = b->gen;
@@ -138,7 +152,7 @@ static inline void mta_emu_named(unsigned id, unsigned n, int wait)
 		b->gen++;
 		pthread_cond_broadcast(&b->cv);
 	} else if (wait) {
-		while (gen == b->gen)
+		while (gen == b->gen && !__atomic_load_n(&mta_emu_nbar_bad, __ATOMIC_SEQ_CST))
 			pthread_cond_wait(&b->cv, &b->mu);
 	}
 	pthread_mutex_unlock(&b->mu);
@@ -154,7 +168,7 @@ static inline void mta_bar_arrive(unsigned id, unsigned n) { mta_emu_named(id, n
 template <typename T> static inline T *mta_cluster_map(T *p, unsigned rank)
 {
 	const char *own = mta_emu_cta_smem(mta_emu_rank), *c = (const char *)p;
-	if (rank >= mta_emu_csize || c < own || c >= own + sizeof mta_smem)
+	if (rank >= mta_emu_csize || c < own || c >= own + mta_emu_smem_bytes)
 		return (T *)0;
 	return (T *)(mta_emu_cta_smem(rank) + (c - own));
 }
@@ -414,7 +428,6 @@ static inline void mta_cp_commit(void)
 static pthread_mutex_t mta_emu_gate_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t mta_emu_gate_cv = PTHREAD_COND_INITIALIZER;
 static int mta_emu_gate; /* 0 wait, 1 run, -1 abort */
-static size_t mta_emu_smem_bytes;
 
 struct mta_emu_launch_ctx {
 	void (*body)(const void *);
@@ -446,6 +459,12 @@ static void *mta_emu_thread(void *p)
 					char *sm = mta_emu_cta_smem(c->rank);
 					for (size_t i = 0; i < mta_emu_smem_bytes / 4; i++)
 						memcpy(sm + 4 * i, &nan, 4);
+					/* the previous block's barriers: none half arrived */
+					for (int i = 1; i < 16; i++) {
+						if (mta_emu_nbars[c->rank][i].count)
+							mta_emu_nbar_bad = 1;
+						mta_emu_nbars[c->rank][i].count = 0;
+					}
 				}
 				blockIdx.x = x + c->rank;
 				blockIdx.y = y;
@@ -517,6 +536,10 @@ static int mta_emu_grid(void (*body)(const void *), const void *args, const unsi
 		rc = -3;
 	for (unsigned i = 0; i < started; i++)
 		pthread_join(th[i], 0);
+	for (unsigned r = 0; r < cs; r++) /* the last blocks' barriers */
+		for (int i = 1; i < 16; i++)
+			if (mta_emu_nbars[r][i].count)
+				mta_emu_nbar_bad = 1;
 	for (unsigned r = 0; r < cs; r++) {
 		pthread_barrier_destroy(&mta_emu_block_bar[r]);
 		for (unsigned w = 0; w < threads / 32; w++)

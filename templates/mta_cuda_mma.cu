@@ -103,8 +103,9 @@ __device__ __forceinline__ unsigned mta_f16x2_sat(float lo, float hi)
 /*
  * Clusters (sm_90; a kernel declares its size with MTA_CLUSTER_DIMS). Below
  * sm_90 they are a cluster of one: rank 0, the block's own shared memory,
- * a block barrier; so a source compiles for every target, and the space
- * keeps cluster variants to sm_90.
+ * a block barrier; so a source compiles for every target (a cluster
+ * variant, when one exists, must be kept to sm_90 by its space: on sm_80 it
+ * would run its blocks alone).
  */
 /*
  * Named barrier id (1-15; 0 is __syncthreads') of n threads, whole warps:

@@ -347,6 +347,8 @@ __device__ __forceinline__ void v3_chunk(int e, int &r, int &c)
 				    1), K_WARPS - 1) : 1)
 #define V_PS_N (V_PLAN ? V_MAX((V_QCH + 32 * V_WQ - 1) / (32 * V_WQ), \
 			       (V_KCH + 32 * (K_WARPS - V_WQ) - 1) / (32 * (K_WARPS - V_WQ))) : 1)
+/* pl.ok and V's ok hold a bit a slot (gen/cuda/space.c keeps them to 32) */
+static_assert(V_PS_N <= 32, "v3: more than 32 staging chunk slots a thread");
 struct v3_plan {
 	const char *base;       /* the next head's row 0 (q or k, by the warp's role) */
 	unsigned o[V_PS_N];     /* source byte offsets from base: 0 when zero-filled */
@@ -991,6 +993,7 @@ __device__ __forceinline__ void v3_rows_copy(unsigned *dst, int ds, const unsign
 #define V_NG ((K_HPB + V_VG - 1) / V_VG) /* groups of V_VG heads' V rows */
 #define V_VS_N ((V_KCH + NT - 1) / NT)    /* a thread's chunks of a head's V rows */
 #define V_VLAST (V_KCH - (V_VS_N - 1) * NT) /* the threads with a chunk in the last slot */
+static_assert(V_VS_N <= 32, "v3: more than 32 V chunk slots a thread");
 
 /*
  * Stage the V rows (keys j0 ..) of group gi, heads h0 + VG*gi .., into

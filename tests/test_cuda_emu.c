@@ -261,9 +261,9 @@ TEST(cuda_tc_space_rules)
 
 /*
  * v3's tall query tiles: valid up to bq=64 (not 80); the tuner tries 32 and
- * 64 at 8 warps where the register prediction leaves headroom (never for the
- * paper's 16-head block, whose accumulators fill the registers at bq=16),
- * not at 4 or 12 warps; a spec may still ask for those; the default of a
+ * 64 at 8 warps or more where the register prediction leaves headroom (never
+ * for the paper's 16-head block, whose accumulators fill the registers at
+ * bq=16, nor at 4 warps); a spec may still ask for those; the default of a
  * problem without all-head mixing is tall (gen/cuda/space.c, tailor).
  */
 TEST(cuda_v3_tall_tiles_space)
@@ -294,13 +294,32 @@ TEST(cuda_v3_tall_tiles_space)
 	for (size_t i = 0; i < n; i++)
 		CHECK(vs[i].bq <= 16);
 	free(vs);
+	/* valid but predicted too near the register cap: not tried (D=128, bq=64) */
+	struct mta_problem e = prob("h16kv16d128-bf16");
+	REQUIRE(mta_variant_parse("cuda:v3,bq=64,bk=32,hpb=1,warps=8,algo=0", &v) == MTA_OK);
+	CHECK_EQ_INT(mta_variant_check(&e, &v), MTA_OK);
+	REQUIRE(mta_variant_space(&e, MTA_BACKEND_CUDA, &vs, &n) == MTA_OK);
+	size_t found = 0, tall32 = 0;
+	for (size_t i = 0; i < n; i++) {
+		found += vs[i].version == 3 && vs[i].bq == 64 && vs[i].bk == 32 && vs[i].hpb == 1 &&
+			 vs[i].warps == 8;
+		tall32 += vs[i].version == 3 && vs[i].bq == 32;
+	}
+	CHECKF(!found && tall32 >= 1, "D=128 bq=64 tried: %zu; bq=32 points: %zu", found, tall32);
+	free(vs);
+	/* a thread stages at most 32 chunks: D=128, bq=64 on two warps needs 40 */
+	struct mta_problem c = prob("h1kv1d128-pre2x3-bf16");
+	REQUIRE(mta_variant_parse("cuda:v3,bq=64,bk=32,hpb=1,warps=2", &v) == MTA_OK);
+	CHECK_EQ_INT(mta_variant_check(&c, &v), MTA_EINVAL);
+	CHECK_STR_CONTAINS(mta_last_error(), "at most 32 16-byte chunks");
+	v.warps = 8;
+	CHECK_EQ_INT(mta_variant_check(&c, &v), MTA_OK);
 	/* with convolutions: more heads a block and 64 keys a tile where they fit;
 	 * without: one head and 32 keys */
 	struct mta_problem d = prob("h16kv16d64-pre6x11-post6x11-bf16");
 	REQUIRE(mta_variant_default(&d, MTA_BACKEND_CUDA, &v) == MTA_OK);
 	CHECKF(v.version == 3 && v.bq == 64 && v.hpb == 2 && v.bk == 64, "default v%d bq=%d hpb=%d "
 	       "bk=%d", v.version, v.bq, v.hpb, v.bk);
-	struct mta_problem e = prob("h16kv16d128-bf16");
 	REQUIRE(mta_variant_default(&e, MTA_BACKEND_CUDA, &v) == MTA_OK);
 	CHECKF(v.version == 3 && v.bq == 32 && v.hpb == 1 && v.bk == 32, "plain default v%d bq=%d "
 	       "hpb=%d bk=%d", v.version, v.bq, v.hpb, v.bk);
@@ -503,7 +522,7 @@ TEST_COMPILE_BOUND(cuda_emu_v3_tall)
 	struct mta_problem g = prob("h4kv2d40-gn-gate-bf16");
 	check_contig(&g, "cuda:v3,bq=64,bk=64,hpb=4,warps=8", 2, 100);
 	struct mta_problem h = prob("h4kv4d16-post3x3-hc2-right-f16");
-	check_case(&h, "cuda:v3,bq=32,bk=32,hpb=2,warps=8", 1, 70);
+	check_case(&h, "cuda:v3,bq=48,bk=32,hpb=2,warps=8", 1, 70);
 	struct mta_problem t = prob("h16kv16d16-pre3x5-hpre-post3x3-hpost-left-bf16");
 	check_contig(&t, "cuda:v3,bq=32,bk=16,hpb=16,warps=8", 1, 75);
 }

@@ -8,6 +8,7 @@
 #include "tests/cpu_util.h"
 #include "runtime/core/cuda_args.h"
 #include "runtime/cuda/nvrtc.h"
+#include "tuner/model/model.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -225,8 +226,9 @@ TEST(cuda_emu_f16_satfinite)
  * of one), the helpers of templates/mta_cuda_mma.cu before it.
  */
 static const char cluster_src[] =
-	"struct cargs { unsigned *peer, *given, *sums, *ranks, *flags; int *shfl; };\n"
-	"extern \"C\" __global__ void MTA_CLUSTER_DIMS(4) mta_fwd(const cargs a) {\n"
+	"#define CS 4\n"
+	"struct cargs { unsigned *peer, *given, *sums, *ranks, *flags, *unwritten; int *shfl; };\n"
+	"extern \"C\" __global__ void MTA_CLUSTER_DIMS(CS) mta_fwd(const cargs a) {\n"
 	"  unsigned *sm = (unsigned *)mta_dyn_smem();\n"
 	"  const unsigned r = mta_cluster_rank(), n = mta_cluster_nblocks(), t = threadIdx.x;\n"
 	"  const unsigned b = blockIdx.x;\n"
@@ -239,17 +241,18 @@ static const char cluster_src[] =
 	"  mta_cluster_sync();\n"
 	"  a.given[b * 64 + t] = sm[128 + t];\n"
 	"  if (t == 0) { a.sums[b] = sm[64]; a.ranks[b] = r | n << 8; }\n"
+	"  if (t == 0) a.unwritten[b] = mta_cluster_map(sm, (r + 1) % n)[200];\n"
 	"  a.shfl[b * 64 + t] = __shfl_xor_sync(0xffffffffu, (int)(b * 100 + t), 1);\n"
 	"#ifdef MTA_EMU\n"
 	"  if (t == 0) a.flags[b] = mta_cluster_map(a.peer, 0) == 0 && mta_cluster_map(sm, n) == 0;\n"
 	"#endif\n"
 	"}\n"
 	"#ifdef MTA_EMU\n"
-	"MTA_EMU_ENTRY_CLUSTER(mta_fwd, cargs, 1024, 4)\n"
+	"MTA_EMU_ENTRY_CLUSTER(mta_fwd, cargs, 1024, CS)\n"
 	"#endif\n";
 
 struct cargs {
-	unsigned *peer, *given, *sums, *ranks, *flags;
+	unsigned *peer, *given, *sums, *ranks, *flags, *unwritten;
 	int *shfl;
 };
 
@@ -258,15 +261,16 @@ TEST(cuda_emu_clusters)
 	void *dl = NULL, *fn = NULL;
 	REQUIRE(emu_kernel(cluster_src, &dl, &fn) == MTA_OK);
 	enum { NB = 8, NT = 64 };
-	unsigned peer[NB * NT], given[NB * NT], sums[NB], ranks[NB], flags[NB];
+	unsigned peer[NB * NT], given[NB * NT], sums[NB], ranks[NB], flags[NB], unwritten[NB];
 	int shfl[NB * NT];
 	memset(peer, 0xff, sizeof peer);
 	memset(given, 0xff, sizeof given);
 	memset(sums, 0xff, sizeof sums);
 	memset(ranks, 0xff, sizeof ranks);
 	memset(flags, 0xff, sizeof flags);
+	memset(unwritten, 0, sizeof unwritten);
 	memset(shfl, 0xff, sizeof shfl);
-	struct cargs a = { peer, given, sums, ranks, flags, shfl };
+	struct cargs a = { peer, given, sums, ranks, flags, unwritten, shfl };
 	const unsigned grid[3] = { NB, 1, 1 };
 	REQUIRE(((launch_fn)fn)(&a, sizeof a, grid, NT, 1024) == 0);
 	int bad = 0;
@@ -275,6 +279,7 @@ TEST(cuda_emu_clusters)
 		bad += sums[b] != NT * b * 1000 + NT * (NT - 1) / 2;
 		bad += ranks[b] != (r | 4u << 8);
 		bad += flags[b] != 1;
+		bad += unwritten[b] != 0x7fc00000u; /* a peer's slot nothing wrote: its NaN fill */
 		for (unsigned t = 0; t < NT; t++) {
 			bad += peer[b * NT + t] != next * 1000 + t;
 			bad += given[b * NT + t] != next * 7 + t;
@@ -299,14 +304,19 @@ TEST(cuda_emu_clusters)
  * and hand it back by bar.arrive on a second pair of barriers, on which the
  * producers bar.sync before refilling. A barrier that did not count an
  * arrival, or did not hold a bar.sync, shows as NaN (the poison) or a
- * stale round. bad: a thread uses barrier 0 (__syncthreads'), refused.
+ * stale round. bad: 1, a thread uses barrier 0 (__syncthreads'); 2, two
+ * warps disagree on a barrier's count (each would wait for ever); 3, a
+ * block ends with a barrier half arrived (on the GPU a later bar.sync
+ * would hang): each fails the launch, and nothing hangs.
  */
 static const char named_src[] =
 	"struct nargs { float *out; int rounds, bad; };\n"
 	"extern \"C\" __global__ void mta_fwd(const nargs a) {\n"
 	"  float *sm = (float *)mta_dyn_smem();\n"
 	"  const int t = threadIdx.x, w = t >> 5;\n"
-	"  if (a.bad) { if (t == 0) mta_bar_sync(0, 128); return; }\n"
+	"  if (a.bad == 1) { if (t == 0) mta_bar_sync(0, 128); return; }\n"
+	"  if (a.bad == 2) { if (w == 0) mta_bar_sync(1, 64); else if (w == 1) mta_bar_sync(1, 96); return; }\n"
+	"  if (a.bad == 3) { if (w < 2) mta_bar_arrive(1, 128); return; }\n"
 	"  if (w < 2) {\n"
 	"    for (int r = 0; r < a.rounds; r++) {\n"
 	"      if (r >= 2) mta_bar_sync(2 + (r & 1), 128);\n"
@@ -348,8 +358,11 @@ TEST(cuda_emu_named_barriers)
 				mt_fail(__FILE__, __LINE__, "round %d slot %d: %g", r, i,
 					(double)out[r * 64 + i]);
 	CHECK_EQ_INT(bad, 0);
-	a.bad = 1;
-	CHECK_EQ_INT(((launch_fn)fn)(&a, sizeof a, grid, 128, 512), -5);
+	for (a.bad = 1; a.bad <= 3; a.bad++)
+		CHECKF(((launch_fn)fn)(&a, sizeof a, grid, 128, 512) == -5, "misuse %d not refused",
+		       a.bad);
+	a.bad = 0; /* and the barriers are whole again for the next launch */
+	REQUIRE(((launch_fn)fn)(&a, sizeof a, grid, 128, 512) == 0);
 	mta_cc_close(dl);
 }
 
@@ -376,11 +389,31 @@ TEST_COMPILE_BOUND(cuda_cluster_helpers_compile)
 		}
 	}
 	REQUIRE(mta_nvrtc_compile_batch(jobs, 4, 0) == MTA_OK);
+	/* the SASS: sm_90's clusters have the cluster barrier, sm_80's are a block;
+	 * the named barriers are BAR.SYNC and BAR.ARV with an id */
+	char nvd[4096];
+	const int have = mta_model_nvdisasm(nvd, sizeof nvd) == MTA_OK;
+	CHECKF(have, "nvdisasm: %s", mta_last_error());
+	static const char *want[4][2] = { { "UCGABAR_WAIT", NULL }, { NULL, "UCGABAR" },
+					  { "BAR.ARV", NULL }, { "BAR.ARV", NULL } };
 	for (int j = 0; j < 4; j++) {
 		CHECKF(jobs[j].status == MTA_OK && jobs[j].cubin_size > 0, "%s %s: %s %.400s",
 		       j < 2 ? "clusters" : "named barriers", arch[j % 2], jobs[j].message,
 		       jobs[j].log ? jobs[j].log : "");
 		CHECKF(jobs[j].stats.spill_stores == 0, "%s spills", arch[j % 2]);
+		char *sass = NULL;
+		if (have && jobs[j].status == MTA_OK &&
+		    mta_sass_disasm(nvd, jobs[j].cubin, jobs[j].cubin_size, &sass) == MTA_OK) {
+			if (want[j][0])
+				CHECKF(strstr(sass, want[j][0]) != NULL, "job %d (%s): no %s", j,
+				       arch[j % 2], want[j][0]);
+			if (want[j][1])
+				CHECKF(strstr(sass, want[j][1]) == NULL, "job %d (%s): %s", j,
+				       arch[j % 2], want[j][1]);
+		} else if (have) {
+			CHECKF(0, "job %d: disassembly failed: %s", j, mta_last_error());
+		}
+		free(sass);
 		mta_nvrtc_job_free(&jobs[j]);
 	}
 	free(src[0]);

@@ -58,6 +58,21 @@ static void v3_dims(const struct mta_problem *p, const struct mta_variant *v, si
 	d->qn = v->bk % 32 == 0 && v->bk / 32 >= v->warps && d->zm <= 32 && ak1 * 4 <= 96 &&
 			 v->warps <= 8 ? 2 : 1;
 	d->pw = d->nt8 % 2 == 0 && d->qn == 1 ? 2 : 1;
+	/* a thread's chunk slots in the staging plan (V_PS_N) and in V's (V_VS_N):
+	 * one bit each in a 32-bit mask */
+	{
+		const int chk = d->dk / 8, qch = d->zm * chk, kch = v->bk * chk, w = v->warps;
+		if (w >= 2) {
+			int wq = (w * qch + (qch + kch) / 2) / (qch + kch);
+			wq = wq < 1 ? 1 : wq > w - 1 ? w - 1 : wq;
+			const int a = (qch + 32 * wq - 1) / (32 * wq);
+			const int b = (kch + 32 * (w - wq) - 1) / (32 * (w - wq));
+			d->ps_n = a > b ? a : b;
+		} else {
+			d->ps_n = 1;
+		}
+		d->vs_n = (kch + 32 * w - 1) / (32 * w);
+	}
 	d->ak = d->pw * ((v->hpb * (d->tph / d->pw) + v->warps - 1) / v->warps);
 	/* the convolutions' m16 tiles an item and most items a run (V_TW, V_RUN_MAX) */
 	d->tw = v->bk >= 32 ? 2 : 1;

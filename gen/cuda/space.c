@@ -123,6 +123,15 @@ static int v3_halo(const struct mta_problem *p, const struct mta_variant *v)
 	int kr = p->cq ? p->ck - 1 : 0, kp = p->cq2 ? p->ck2 - 1 : 0;
 	return v->version != 3 || (v->bk >= kr && v->bk >= kp && v->bk <= 128 && v->bq <= 64);
 }
+/* v3's staging keeps a bit for each of a thread's chunk slots in 32 (q/k, V) */
+static int v3_slots(const struct mta_problem *p, const struct mta_variant *v)
+{
+	struct mta_cuda_v3_dims d;
+	if (v->version != 3 || v->warps < 1)
+		return 1;
+	mta_cuda_v3_dims(p, v, &d);
+	return d.ps_n <= 32 && d.vs_n <= 32;
+}
 static int fold_needs_pre(const struct mta_problem *p, const struct mta_variant *v)
 {
 	return v->algo != 1 || p->cq;
@@ -168,6 +177,8 @@ static const struct mta_rule rules[] = {
 	{ tc_tiles, "bq={bq}, bk={bk}: cuda v{v} needs multiples of 16 (mma tiles)" },
 	{ v3_halo, "bq={bq}, bk={bk}: cuda v3 needs bk in [kernel width - 1, 128] (it carries the "
 		   "convolutions' halo columns from one key tile to the next) and bq at most 64" },
+	{ v3_slots, "bq={bq}, bk={bk}, warps={warps}: cuda v3 stages at most 32 16-byte chunks a "
+		    "thread; D={D} needs more warps or smaller tiles" },
 	{ v3_regs, "warps={warps}: cuda v3's output accumulators ({hpb} heads x {bq} rows x D={D}) "
 		   "leave too few of the registers a thread of {warps} warps has" },
 	{ fold_needs_pre, "algo=1 folds the pre-softmax convolution; this problem has none" },
