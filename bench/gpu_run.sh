@@ -11,7 +11,8 @@
 #      paper problem's tuned winner and for one variant of each family
 #      (v1, v2 algo 0 and 1, v3);
 #   3. one tuning run of the paper configuration (T=4096, B=4), and the
-#      cost model's estimate of its winner beside the measured time;
+#      cost model's estimate of its winner beside the measured time (and
+#      of the pre96 config's tall default and a bq=16 variant);
 #   3b. the Python binding (mtatune.torch) on CUDA tensors against a
 #      pure-PyTorch MTA.md: default stream, another stream, a CUDA graph
 #      capture replayed (bench/gpu_binding.py);
@@ -280,6 +281,16 @@ for V in "${WIN_SPEC:-}" cuda:v2,bq=16,bk=32,hpb=16,warps=8,algo=0; do
 	[ $REHEARSE -eq 1 ] && break
 	echo "\$ mtatune model --problem $PAPER --variant $V --machine h200" >>"$MODEL"
 	timeout "$(cap 60)" "$MTATUNE" model --problem $PAPER --variant "$V" --machine h200 \
+		>>"$MODEL" 2>&1
+	echo "[exit $?]" >>"$MODEL"
+done
+# tall query tiles (the default where no mixing needs all 16 heads in a
+# block) beside bq=16, on the bench's pre-softmax-only config (pre96)
+PRE=h16kv16d96-pre6x11-bf16
+for V in "" cuda:v3,bq=16,bk=64,hpb=4,warps=8,algo=0; do
+	[ $REHEARSE -eq 1 ] && break
+	echo "\$ mtatune model --problem $PRE ${V:+--variant $V} --machine h200" >>"$MODEL"
+	timeout "$(cap 60)" "$MTATUNE" model --problem $PRE ${V:+--variant "$V"} --machine h200 \
 		>>"$MODEL" 2>&1
 	echo "[exit $?]" >>"$MODEL"
 done

@@ -198,8 +198,8 @@ static const struct mta_rule rules[] = {
  * 13's counts over bq 32-64, hpb 1-8, warps 4-12, D 64-128 (2026-12-03):
  * acc + 110 + 2 (bq - 16) + max(0, D - 64), which no point exceeded at 8
  * warps. At 4 warps (cap 255) ptxas takes up to the cap whatever the need,
- * and at 12 (cap 170) the accumulators leave no room: the tuner tries tall
- * tiles at 8 warps or more (a spec may still ask for any).
+ * so the tuner tries tall tiles at 8 warps or more (at 12, cap 170, the
+ * prediction lets only small heads and D through); a spec may ask for any.
  */
 static int v3_tried(const struct mta_problem *p, const struct mta_variant *v)
 {
