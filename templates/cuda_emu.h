@@ -459,12 +459,6 @@ static void *mta_emu_thread(void *p)
 					char *sm = mta_emu_cta_smem(c->rank);
 					for (size_t i = 0; i < mta_emu_smem_bytes / 4; i++)
 						memcpy(sm + 4 * i, &nan, 4);
-					/* the previous block's barriers: none half arrived */
-					for (int i = 1; i < 16; i++) {
-						if (mta_emu_nbars[c->rank][i].count)
-							mta_emu_nbar_bad = 1;
-						mta_emu_nbars[c->rank][i].count = 0;
-					}
 				}
 				blockIdx.x = x + c->rank;
 				blockIdx.y = y;
@@ -472,6 +466,14 @@ static void *mta_emu_thread(void *p)
 				pthread_barrier_wait(&mta_emu_cluster_bar);
 				c->body(c->args);
 				pthread_barrier_wait(&mta_emu_cluster_bar);
+				/* every thread is past the block: none of its named
+				 * barriers may be left half arrived, nor carry over */
+				if (c->tid == 0)
+					for (int i = 1; i < 16; i++) {
+						if (mta_emu_nbars[c->rank][i].count)
+							mta_emu_nbar_bad = 1;
+						mta_emu_nbars[c->rank][i].count = 0;
+					}
 			}
 	return 0;
 }
@@ -536,10 +538,6 @@ static int mta_emu_grid(void (*body)(const void *), const void *args, const unsi
 		rc = -3;
 	for (unsigned i = 0; i < started; i++)
 		pthread_join(th[i], 0);
-	for (unsigned r = 0; r < cs; r++) /* the last blocks' barriers */
-		for (int i = 1; i < 16; i++)
-			if (mta_emu_nbars[r][i].count)
-				mta_emu_nbar_bad = 1;
 	for (unsigned r = 0; r < cs; r++) {
 		pthread_barrier_destroy(&mta_emu_block_bar[r]);
 		for (unsigned w = 0; w < threads / 32; w++)

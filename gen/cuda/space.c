@@ -67,10 +67,16 @@ static long acc_regs(const struct mta_problem *p, const struct mta_variant *v)
 	return ((long)v->hpb * v->bq + v->warps - 1) / v->warps * ((p->D + 31) / 32);
 }
 
+/* The registers a thread of a block of `warps` warps may take: min(255, 65536 / threads). */
+static long reg_cap(int warps)
+{
+	long cap = 65536 / (32L * warps);
+	return cap < 255 ? cap : 255;
+}
+
 static int v3_regs(const struct mta_problem *p, const struct mta_variant *v)
 {
-	long cap = 65536 / (32L * v->warps);
-	return v->version != 3 || acc_regs(p, v) + V3_WORK <= (cap < 255 ? cap : 255);
+	return v->version != 3 || acc_regs(p, v) + V3_WORK <= reg_cap(v->warps);
 }
 
 static long mix_regs(const struct mta_problem *p, const struct mta_variant *v)
@@ -205,10 +211,8 @@ static int v3_tried(const struct mta_problem *p, const struct mta_variant *v)
 {
 	if (v->version != 3 || v->bq <= 16)
 		return 1;
-	long cap = 65536 / (32L * v->warps);
-	cap = cap < 255 ? cap : 255;
 	long need = acc_regs(p, v) + V3_WORK + 2L * (v->bq - 16) + (p->D > 64 ? p->D - 64 : 0);
-	return v->warps >= 8 && need + 16 <= cap;
+	return v->warps >= 8 && need + 16 <= reg_cap(v->warps);
 }
 
 /*
@@ -291,8 +295,7 @@ static long bwd_smem(const struct mta_problem *p, const struct mta_variant *v)
 
 static int bwd_regs(const struct mta_problem *p, const struct mta_variant *v)
 {
-	long cap = 65536 / (32L * v->warps);
-	return (cap < 255 ? cap : 255) >= BWD_REGS_NEED;
+	return reg_cap(v->warps) >= BWD_REGS_NEED;
 }
 
 static int bwd_bq_ok(const struct mta_problem *p, const struct mta_variant *v)
@@ -382,8 +385,7 @@ static int dec_warps_ok(const struct mta_problem *p, const struct mta_variant *v
 }
 static int dec_regs(const struct mta_problem *p, const struct mta_variant *v)
 {
-	long cap = 65536 / (32L * v->warps);
-	return (cap < 255 ? cap : 255) >= DEC_REGS_NEED;
+	return reg_cap(v->warps) >= DEC_REGS_NEED;
 }
 
 #define T(name, field) name, offsetof(struct mta_variant, field)
