@@ -3,7 +3,9 @@
 #include "tests/cpu_util.h"
 #include "runtime/core/error.h"
 
+#include <math.h>
 #include <stdint.h>
+#include <string.h>
 
 void mt_kcache(void)
 {
@@ -134,4 +136,76 @@ void mt_cpu_cases(const struct mt_kcase *c, int n)
 		CHECKF(err < tol, "%s %s B=%d T=%d: rel L2 %g, expected < %g", c[i].key,
 		       c[i].spec ? c[i].spec : "(default)", c[i].B, c[i].T, err, tol);
 	}
+}
+
+/*
+ * A copy of n floats, each moved by one ulp up or down at random (every
+ * element moves: a relative draw of FLT_EPSILON would round most back).
+ */
+static float *wobble(const float *a, size_t n)
+{
+	float *c = a ? malloc(n * sizeof *c) : NULL;
+	for (size_t i = 0; c && i < n; i++)
+		c[i] = nextafterf(a[i], mt_uniform() < 0 ? -INFINITY : INFINITY);
+	return c;
+}
+
+/* a copy of tensor t's memory (every element its strides reach), wobbled when float32 */
+static void *wobble_tensor(const struct mta_tensor *t, struct mta_tensor *c)
+{
+	size_t n = 1;
+	for (int d = 0; d < 4; d++)
+		n += (size_t)((t->shape[d] - 1) * t->stride[d]);
+	*c = *t;
+	if (t->dtype == MTA_F32)
+		return c->data = wobble(t->data, n);
+	size_t bytes = n * mta_dtype_size(t->dtype);
+	if ((c->data = malloc(bytes)))
+		memcpy(c->data, t->data, bytes);
+	return c->data;
+}
+
+/* one draw of mt_condition's distance */
+static double condition1(const struct mta_problem *p, const struct mta_tensor *q,
+			 const struct mta_tensor *k, const struct mta_tensor *v,
+			 const struct mta_weights *w, const double *ref)
+{
+	const size_t H = (size_t)p->H, n = (size_t)(q->shape[0] * q->shape[1]) * H *
+		(size_t)p->D;
+	struct mta_weights ww = *w;
+	struct mta_tensor qc, kc, vc;
+	double *r = malloc(n * sizeof *r), s = INFINITY;
+	ww.kq_pre = wobble(w->kq_pre, H * (size_t)(p->cq * p->ck));
+	ww.head_pre = wobble(w->head_pre, H * H);
+	ww.kq_post = wobble(w->kq_post, H * (size_t)(p->cq2 * p->ck2));
+	ww.head_post = wobble(w->head_post, H * (size_t)p->hc);
+	ww.head_post_linear = wobble(w->head_post_linear, H * H);
+	ww.gn_weight = wobble(w->gn_weight, (size_t)p->D);
+	ww.gate_w = wobble(w->gate_w, (size_t)p->D);
+	void *bq = wobble_tensor(q, &qc), *bk = wobble_tensor(k, &kc), *bv = wobble_tensor(v, &vc);
+	if (r && bq && bk && bv && mta_reference(p, &qc, &kc, &vc, &ww, r) == MTA_OK) {
+		double num = 0, den = 0;
+		for (size_t i = 0; i < n; i++) {
+			num += (r[i] - ref[i]) * (r[i] - ref[i]);
+			den += ref[i] * ref[i];
+		}
+		s = den > 0 ? sqrt(num / den) : sqrt(num);
+	}
+	free(r);
+	free(bq);
+	free(bk);
+	free(bv);
+	mt_weights_free(&ww);
+	return s;
+}
+
+double mt_condition(const struct mta_problem *p, const struct mta_tensor *q,
+		    const struct mta_tensor *k, const struct mta_tensor *v,
+		    const struct mta_weights *w, const double *ref)
+{
+	double s = 0;
+	/* the largest of four draws: one draw's ulps can cancel each other */
+	for (int i = 0; i < 4; i++)
+		s = fmax(s, condition1(p, q, k, v, w, ref));
+	return s;
 }

@@ -25,6 +25,20 @@ void mt_weights(const struct mta_problem *p, struct mta_weights *w);
 void mt_weights_free(struct mta_weights *w);
 
 /*
+ * How far the float64 reference ref of (p, q, k, v, w) (all B = q's shape[0]
+ * and T = shape[1] rows) moves, as a relative L2 distance, when every float32
+ * weight and input moves by one ulp, up or down at random (the largest of
+ * four such draws). A float32 kernel
+ * rounds its intermediates by about that much, so its error
+ * cannot be held below this: a draw whose mixing or convolution sums nearly
+ * cancel (a condition number in the hundreds) moves by more than the 1e-5 of
+ * mta_tolerance. INFINITY when out of memory or the reference fails.
+ */
+double mt_condition(const struct mta_problem *p, const struct mta_tensor *q,
+		    const struct mta_tensor *k, const struct mta_tensor *v,
+		    const struct mta_weights *w, const double *ref);
+
+/*
  * Check backend be's kernel of problem key and variant spec (NULL: the
  * default) on fresh random inputs of size B x T with the harness: the
  * element-wise bound is CHECKed here, the relative L2 error returned

@@ -13,6 +13,7 @@
 #include "runtime/core/pool.h"
 #include "runtime/cpu/cpu.h"
 
+#include <math.h>
 #include <stdint.h>
 
 #define REQUIRE_MSG_CACHE(call)                                                  \
@@ -141,12 +142,30 @@ static void check_decode_on(mta_context *ctx, const struct mta_decoder *dec, con
 		double *ref = malloc(n * sizeof *ref);
 		REQUIRE(ref && mta_reference(&p, &qb, &kb, &vb, &w, ref) == MTA_OK);
 		struct mta_compare cmp;
-		CHECKF(mta_compare((float *)bo + (size_t)(b * Tmax * p.H * p.D), ref, n, p.dtype,
-				   &cmp) == MTA_OK, "%s b=%d T=%lld N=%lld: %s", key, b,
+		/* MTA_EVERIFY: judged below, against the draw's condition */
+		int rc = mta_compare((float *)bo + (size_t)(b * Tmax * p.H * p.D), ref, n, p.dtype,
+				     &cmp);
+		CHECKF(rc == MTA_OK || rc == MTA_EVERIFY, "%s b=%d T=%lld N=%lld: %s", key, b,
 		       (long long)T[b], (long long)N[b], mta_last_error());
-		CHECKF(cmp.rel_l2 < mta_tolerance(p.dtype) && cmp.bad == 0,
-		       "%s b=%d T=%lld N=%lld: rel L2 %g, %zu elements beyond the bound", key, b,
-		       (long long)T[b], (long long)N[b], cmp.rel_l2, cmp.bad);
+		/*
+		 * float32: 1e-5 unless the draw itself is ill-conditioned. A
+		 * float32 kernel rounds each intermediate, so no kernel beats
+		 * the distance the reference moves when the inputs and weights
+		 * move by an ulp (mt_condition); a one-row sequence, whose P is
+		 * exactly 1 and whose output is a sum of a few mixing-weight
+		 * products, moves by 2.4e-5 when those products nearly cancel
+		 * (seed 10708013886934922686). The bound then is 8x that
+		 * distance, the element-wise bound unchanged.
+		 */
+		double tol = mta_tolerance(p.dtype), cond = 0;
+		if (p.dtype == MTA_F32 && cmp.rel_l2 >= tol) {
+			cond = mt_condition(&p, &qb, &kb, &vb, &w, ref);
+			tol = fmax(tol, 8 * cond);
+		}
+		CHECKF(cmp.rel_l2 < tol && cmp.bad == 0,
+		       "%s b=%d T=%lld N=%lld: rel L2 %g (bound %g; an ulp of the inputs moves the "
+		       "reference by %g), %zu elements beyond the bound", key, b, (long long)T[b],
+		       (long long)N[b], cmp.rel_l2, tol, cond, cmp.bad);
 		free(ref);
 	}
 	if (keep)
@@ -491,6 +510,71 @@ TEST(decode_cpu_threads_identical)
  * every option, prefills N = 0, 1, cq-1, T-1 and random, then B > 1 with
  * ragged lengths, each row equal to the forward.
  */
+/*
+ * mt_condition, which widens decode's float32 bound for ill-conditioned
+ * draws, measures what it says: a one-row output whose mixing sums cancel
+ * to 1/4096 of their terms moves by over 1e-4 under an ulp of the weights,
+ * while most ordinary draws of the decode tests' problems move by under
+ * 1e-6, so their bound stays mta_tolerance's 1e-5.
+ */
+TEST(decode_condition_of_a_cancelling_draw)
+{
+	struct mta_problem p;
+	struct mta_weights w;
+	struct mta_tensor q, k, v;
+	REQUIRE(mta_problem_from_key("h2kv2d8-post1x1-hc2-f32", &p) == MTA_OK);
+	mt_weights(&p, &w);
+	void *a = mt_tensor(p.dtype, 1, 1, p.H, p.D, 0, &q);
+	void *ak = mt_tensor(p.dtype, 1, 1, p.Hkv, p.D, 0, &k);
+	void *av = mt_tensor(p.dtype, 1, 1, p.Hkv, p.D, 0, &v);
+	REQUIRE(a && ak && av);
+	/* P is 1 at T = 1: head h's weight is sum over h' of head_post[0][h'][h] * kq_post[h'] */
+	float *kp = (float *)w.kq_post, *hp = (float *)w.head_post;
+	kp[0] = kp[1] = 1;
+	hp[0] = 1;                         /* in 0 -> out 0 */
+	hp[1] = 1;                         /* in 0 -> out 1 */
+	hp[2] = -(1 - 1.0f / 4096);        /* in 1 -> out 0 */
+	hp[3] = -(1 - 1.0f / 2048);        /* in 1 -> out 1 */
+	const size_t n = (size_t)(p.H * p.D);
+	double *ref = malloc(n * sizeof *ref);
+	REQUIRE(ref && mta_reference(&p, &q, &k, &v, &w, ref) == MTA_OK);
+	double c = mt_condition(&p, &q, &k, &v, &w, ref);
+	CHECKF(c > 1e-4 && c < 1e-1, "a draw cancelling to 1/4096 moves by %g", c);
+	free(ref);
+	free(a);
+	free(ak);
+	free(av);
+	mt_weights_free(&w);
+	/* the median of 7 draws: one in a hundred draws moves by 1e-6 or more */
+	for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+		const int64_t T = 12;
+		double m[7];
+		REQUIRE(mta_problem_from_key(keys[i], &p) == MTA_OK);
+		if (p.dtype != MTA_F32)
+			continue;
+		for (int d = 0; d < 7; d++) {
+			mt_weights(&p, &w);
+			a = mt_tensor(p.dtype, 1, T, p.H, p.D, 0, &q);
+			ak = mt_tensor(p.dtype, 1, T, p.Hkv, p.D, 0, &k);
+			av = mt_tensor(p.dtype, 1, T, p.Hkv, p.D, 0, &v);
+			ref = malloc((size_t)(T * p.H * p.D) * sizeof *ref);
+			REQUIRE(a && ak && av && ref &&
+				mta_reference(&p, &q, &k, &v, &w, ref) == MTA_OK);
+			m[d] = mt_condition(&p, &q, &k, &v, &w, ref);
+			CHECKF(m[d] > 0, "%s: a draw moves by %g", keys[i], m[d]);
+			free(ref);
+			free(a);
+			free(ak);
+			free(av);
+			mt_weights_free(&w);
+		}
+		int below = 0;
+		for (int d = 0; d < 7; d++)
+			below += m[d] < 1e-6;
+		CHECKF(below >= 4, "%s: %d of 7 ordinary draws move by under 1e-6", keys[i], below);
+	}
+}
+
 TEST(decode_cuda_emu)
 {
 	for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
