@@ -33,7 +33,8 @@
  *   const unsigned grid[3], unsigned threads, size_t smem_bytes);
  * returning 0, or -1 for a wrong argument size, -2 for too little shared
  * memory, -3 when threads cannot be started, -4 for a grid that is not
- * whole clusters, -5 for a named barrier used wrongly (mta_bar_sync).
+ * whole clusters, -5 for a named barrier used wrongly (mta_bar_sync), -6
+ * for an mbarrier used wrongly or waited on forever (mta_mbar_wait).
  */
 #ifndef MTA_CUDA_EMU_H
 #define MTA_CUDA_EMU_H
@@ -44,6 +45,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define __global__
 #define __device__
@@ -102,6 +104,8 @@ static inline unsigned mta_cluster_rank(void) { return mta_emu_rank; }
 static inline unsigned mta_cluster_nblocks(void) { return mta_emu_csize; }
 /* Every thread of every block of the cluster; memory ordered across it. */
 static inline void mta_cluster_sync(void) { pthread_barrier_wait(&mta_emu_cluster_bar); }
+/* The relaxed cluster barrier of mbarrier set-up: here the same barrier. */
+static inline void mta_cluster_start(void) { pthread_barrier_wait(&mta_emu_cluster_bar); }
 
 /*
  * Named barriers 1-15 of a block (bar.sync / bar.arrive id, n; 0 is
@@ -171,6 +175,183 @@ template <typename T> static inline T *mta_cluster_map(T *p, unsigned rank)
 	if (rank >= mta_emu_csize || c < own || c >= own + mta_emu_smem_bytes)
 		return (T *)0;
 	return (T *)(mta_emu_cta_smem(rank) + (c - own));
+}
+
+/*
+ * mbarriers (the twins of mta_mbar_*, mta_st_async16 and mta_bulk_copy):
+ * a table beside shared memory, keyed by the barrier's address, under one
+ * lock. Data moved by st.async and bulk copies is held with its barrier
+ * and written only when the barrier's phase completes, the latest the
+ * device may land it: a kernel that reads it before its wait returns reads
+ * the NaN poison or old data. Misuse fails the launch (-6) and never
+ * hangs: a barrier used before mta_mbar_init, an arrival past the count, a
+ * wait that nothing completes in MTA_EMU_MBAR_WAIT_S seconds, or bytes
+ * still expected when the cluster ends. The table is cleared after each
+ * cluster.
+ */
+#define MTA_EMU_MBAR_MAX 256
+#ifndef MTA_EMU_MBAR_WAIT_S
+#define MTA_EMU_MBAR_WAIT_S 30
+#endif
+struct mta_emu_mrec { char *dst; const void *src; unsigned n; unsigned char v[16]; };
+struct mta_emu_mbar {
+	const void *addr;
+	unsigned count, pending;
+	unsigned long phase;          /* phases completed */
+	long tx;                      /* bytes expected and not yet landed */
+	struct mta_emu_mrec *rec;     /* data landing at the phase's end */
+	size_t nrec, caprec;
+};
+static struct mta_emu_mbar mta_emu_mbars[MTA_EMU_MBAR_MAX];
+static int mta_emu_nmbar, mta_emu_mbar_bad;
+static pthread_mutex_t mta_emu_mbar_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t mta_emu_mbar_cv = PTHREAD_COND_INITIALIZER;
+
+/* under the lock: the barrier at a (NULL, and the launch failed, if none) */
+static inline struct mta_emu_mbar *mta_emu_mbar_at(const void *a)
+{
+	for (int i = 0; a && i < mta_emu_nmbar; i++)
+		if (mta_emu_mbars[i].addr == a)
+			return &mta_emu_mbars[i];
+	mta_emu_mbar_bad = 1;
+	pthread_cond_broadcast(&mta_emu_mbar_cv);
+	return 0;
+}
+/* under the lock: complete m's phase when every arrival and byte is in */
+static inline void mta_emu_mbar_step(struct mta_emu_mbar *m)
+{
+	if (m->pending || m->tx)
+		return;
+	for (size_t i = 0; i < m->nrec; i++)
+		memcpy(m->rec[i].dst, m->rec[i].src ? m->rec[i].src : m->rec[i].v, m->rec[i].n);
+	m->nrec = 0;
+	m->pending = m->count;
+	m->phase++;
+	pthread_cond_broadcast(&mta_emu_mbar_cv);
+}
+static inline void mta_emu_mbar_arrive(struct mta_emu_mbar *m, long bytes)
+{
+	if (!m)
+		return;
+	if (!m->pending) { /* an arrival past the count */
+		mta_emu_mbar_bad = 1;
+		pthread_cond_broadcast(&mta_emu_mbar_cv);
+		return;
+	}
+	m->tx += bytes;
+	m->pending--;
+	mta_emu_mbar_step(m);
+}
+/* under the lock: n bytes for dst (from src, or the bytes at v) landing on m */
+static inline void mta_emu_mbar_data(struct mta_emu_mbar *m, void *dst, const void *src,
+				     const void *v, unsigned n)
+{
+	if (!m || !dst)
+		return;
+	if (m->nrec == m->caprec) {
+		size_t cap = m->caprec ? 2 * m->caprec : 64;
+		struct mta_emu_mrec *r =
+			(struct mta_emu_mrec *)realloc(m->rec, cap * sizeof *r);
+		if (!r) {
+			mta_emu_mbar_bad = 1;
+			return;
+		}
+		m->rec = r;
+		m->caprec = cap;
+	}
+	struct mta_emu_mrec *r = &m->rec[m->nrec++];
+	r->dst = (char *)dst;
+	r->src = src;
+	r->n = n;
+	if (v)
+		memcpy(r->v, v, n);
+	m->tx -= n;
+	mta_emu_mbar_step(m);
+}
+static inline void mta_mbar_init(unsigned long long *bar, unsigned count)
+{
+	pthread_mutex_lock(&mta_emu_mbar_mu);
+	struct mta_emu_mbar *m = 0;
+	for (int i = 0; i < mta_emu_nmbar; i++)
+		if (mta_emu_mbars[i].addr == bar)
+			m = &mta_emu_mbars[i];
+	if (!m && mta_emu_nmbar < MTA_EMU_MBAR_MAX)
+		m = &mta_emu_mbars[mta_emu_nmbar++];
+	if (m && count) {
+		m->addr = bar;
+		m->count = m->pending = count;
+		m->phase = 0;
+		m->tx = 0;
+		m->nrec = 0;
+	} else {
+		mta_emu_mbar_bad = 1;
+	}
+	pthread_mutex_unlock(&mta_emu_mbar_mu);
+}
+static inline void mta_mbar_fence_init(void) {}
+static inline void mta_mbar_expect(unsigned long long *bar, unsigned bytes)
+{
+	pthread_mutex_lock(&mta_emu_mbar_mu);
+	mta_emu_mbar_arrive(mta_emu_mbar_at(bar), bytes);
+	pthread_mutex_unlock(&mta_emu_mbar_mu);
+}
+static inline void mta_mbar_arrive(unsigned long long *bar) { mta_mbar_expect(bar, 0); }
+static inline void mta_mbar_arrive_peer(unsigned long long *bar, unsigned rank)
+{
+	pthread_mutex_lock(&mta_emu_mbar_mu);
+	mta_emu_mbar_arrive(mta_emu_mbar_at(mta_cluster_map(bar, rank)), 0);
+	pthread_mutex_unlock(&mta_emu_mbar_mu);
+}
+static inline void mta_mbar_wait(unsigned long long *bar, unsigned parity)
+{
+	struct timespec dl;
+	clock_gettime(CLOCK_REALTIME, &dl);
+	dl.tv_sec += MTA_EMU_MBAR_WAIT_S;
+	pthread_mutex_lock(&mta_emu_mbar_mu);
+	struct mta_emu_mbar *m = mta_emu_mbar_at(bar);
+	while (m && (m->phase & 1) == (parity & 1) && !mta_emu_mbar_bad)
+		if (pthread_cond_timedwait(&mta_emu_mbar_cv, &mta_emu_mbar_mu, &dl)) {
+			mta_emu_mbar_bad = 1; /* nothing completes it */
+			pthread_cond_broadcast(&mta_emu_mbar_cv);
+		}
+	pthread_mutex_unlock(&mta_emu_mbar_mu);
+}
+static inline void mta_st_async16(void *p, unsigned rank, const unsigned v[4],
+				  unsigned long long *bar)
+{
+	pthread_mutex_lock(&mta_emu_mbar_mu);
+	void *d = mta_cluster_map(p, rank);
+	struct mta_emu_mbar *m = mta_emu_mbar_at(mta_cluster_map(bar, rank));
+	if (!d || ((uintptr_t)p & 15))
+		mta_emu_mbar_bad = 1;
+	else
+		mta_emu_mbar_data(m, d, 0, v, 16);
+	pthread_mutex_unlock(&mta_emu_mbar_mu);
+}
+static inline void mta_bulk_copy(void *dst, const void *src, unsigned bytes,
+				 unsigned long long *bar)
+{
+	pthread_mutex_lock(&mta_emu_mbar_mu);
+	struct mta_emu_mbar *m = mta_emu_mbar_at(bar);
+	if (!mta_cluster_map(dst, mta_emu_rank) || !bytes || bytes % 16 || ((uintptr_t)dst & 15) ||
+	    ((uintptr_t)src & 15))
+		mta_emu_mbar_bad = 1;
+	else
+		mta_emu_mbar_data(m, dst, src, 0, bytes);
+	pthread_mutex_unlock(&mta_emu_mbar_mu);
+}
+/* After a cluster: bytes still expected are a misuse; the table is cleared. */
+static inline void mta_emu_mbar_reset(void)
+{
+	pthread_mutex_lock(&mta_emu_mbar_mu);
+	for (int i = 0; i < mta_emu_nmbar; i++) {
+		if (mta_emu_mbars[i].tx || mta_emu_mbars[i].nrec)
+			mta_emu_mbar_bad = 1;
+		free(mta_emu_mbars[i].rec);
+		memset(&mta_emu_mbars[i], 0, sizeof mta_emu_mbars[i]);
+	}
+	mta_emu_nmbar = 0;
+	pthread_mutex_unlock(&mta_emu_mbar_mu);
 }
 
 /* Every lane publishes v, then reads lane src's value. */
@@ -474,6 +655,8 @@ static void *mta_emu_thread(void *p)
 							mta_emu_nbar_bad = 1;
 						mta_emu_nbars[c->rank][i].count = 0;
 					}
+				if (c->tid == 0 && c->rank == 0)
+					mta_emu_mbar_reset();
 			}
 	return 0;
 }
@@ -516,6 +699,8 @@ static int mta_emu_grid(void (*body)(const void *), const void *args, const unsi
 			mta_emu_nbars[r][i].count = mta_emu_nbars[r][i].gen = 0;
 		}
 	mta_emu_nbar_bad = 0;
+	mta_emu_mbar_reset();
+	mta_emu_mbar_bad = 0;
 	pthread_attr_t attr;
 	pthread_attr_init(&attr);
 	pthread_attr_setstacksize(&attr, 256 * 1024);
@@ -551,6 +736,9 @@ static int mta_emu_grid(void (*body)(const void *), const void *args, const unsi
 		}
 	if (!rc && mta_emu_nbar_bad)
 		rc = -5;
+	mta_emu_mbar_reset();
+	if (!rc && mta_emu_mbar_bad)
+		rc = -6;
 	free(ctx);
 	free(th);
 	return rc;

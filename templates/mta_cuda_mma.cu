@@ -164,6 +164,18 @@ __device__ __forceinline__ void mta_cluster_sync(void)
 	__syncthreads();
 #endif
 }
+/* Every thread of every block of the cluster arrives and waits, ordering
+ * nothing but the mbarriers' initialisation (mta_mbar_fence_init): after it
+ * every block's barriers may be used by its peers. No MEMBAR. */
+__device__ __forceinline__ void mta_cluster_start(void)
+{
+#if __CUDA_ARCH__ >= 900
+	asm volatile("barrier.cluster.arrive.relaxed.aligned;\n\t"
+		     "barrier.cluster.wait.aligned;" ::: "memory");
+#else
+	__syncthreads();
+#endif
+}
 /* The generic address, in block rank's shared memory, of what p is in this
  * block's (mapa): loads and stores through it reach the peer's memory. */
 template <typename T> __device__ __forceinline__ T *mta_cluster_map(T *p, unsigned rank)
@@ -177,6 +189,93 @@ template <typename T> __device__ __forceinline__ T *mta_cluster_map(T *p, unsign
 	return p;
 #endif
 }
+#if __CUDA_ARCH__ >= 900
+/*
+ * mbarriers (sm_90 only: a source that uses them must be kept to sm_90 by
+ * its space). An mbarrier is an 8-byte object in shared memory that
+ * completes a phase when `count` arrivals have come and every byte
+ * expected of it (expect_tx) has landed; phases alternate parity 0, 1, 0,
+ * ... from 0. Data moved by st.async and bulk copies is visible to a
+ * thread once its wait on the barrier the data completes returns: point
+ * to point, with no cluster barrier, whose release/acquire compiles to
+ * MEMBAR.ALL.GPU and an L1 invalidation (docs/gpu/design.md).
+ */
+__device__ __forceinline__ unsigned mta_smem_u32(const void *p)
+{
+	return (unsigned)__cvta_generic_to_shared(p);
+}
+/* Set bar to expect count arrivals a phase; mta_mbar_fence_init before
+ * another block of the cluster uses it (after a cluster barrier). */
+__device__ __forceinline__ void mta_mbar_init(unsigned long long *bar, unsigned count)
+{
+	asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(mta_smem_u32(bar)),
+		     "r"(count) : "memory");
+}
+__device__ __forceinline__ void mta_mbar_fence_init(void)
+{
+	asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+}
+/* Arrive on this block's bar, expecting bytes more to land this phase. */
+__device__ __forceinline__ void mta_mbar_expect(unsigned long long *bar, unsigned bytes)
+{
+	asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;"
+		     ::"r"(mta_smem_u32(bar)), "r"(bytes) : "memory");
+}
+/* Arrive on this block's bar. */
+__device__ __forceinline__ void mta_mbar_arrive(unsigned long long *bar)
+{
+	asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(mta_smem_u32(bar)) : "memory");
+}
+/* Arrive on block rank's copy of bar (this block's address of it): a
+ * consumer tells a producer that a buffer is free. Release at the CTA
+ * scope, as CUTLASS's cluster pipelines do: the consumer's reads of its own
+ * shared memory are ordered before the arrival; .release.cluster would put
+ * MEMBAR.ALL.GPU before every arrival (tests/test_cuda_mma.c counts). */
+__device__ __forceinline__ void mta_mbar_arrive_peer(unsigned long long *bar, unsigned rank)
+{
+	unsigned r;
+	asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(r) : "r"(mta_smem_u32(bar)),
+		     "r"(rank));
+	asm volatile("mbarrier.arrive.shared::cluster.b64 _, [%0];" ::"r"(r) : "memory");
+}
+/* Wait until bar's phase of this parity has completed, and see what it
+ * brought (st.async and bulk copies from any block of the cluster: their
+ * bytes complete the phase). Acquire at the CTA scope: .acquire.cluster
+ * would invalidate L1 (CCTL.IVALL) after every wait. */
+__device__ __forceinline__ void mta_mbar_wait(unsigned long long *bar, unsigned parity)
+{
+	unsigned done;
+	do
+		asm volatile("{ .reg .pred p;\n\t"
+			     "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n\t"
+			     "selp.u32 %0, 1, 0, p; }"
+			     : "=r"(done) : "r"(mta_smem_u32(bar)), "r"(parity) : "memory");
+	while (!done);
+}
+/* Store 16 bytes (4 words) at block rank's copy of p, completing 16 bytes
+ * of rank's copy of bar (both given by this block's addresses). */
+__device__ __forceinline__ void mta_st_async16(void *p, unsigned rank, const unsigned v[4],
+					       unsigned long long *bar)
+{
+	unsigned d, b;
+	asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(d) : "r"(mta_smem_u32(p)),
+		     "r"(rank));
+	asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(b) : "r"(mta_smem_u32(bar)),
+		     "r"(rank));
+	asm volatile("st.async.shared::cluster.mbarrier::complete_tx::bytes.v4.b32 [%0], "
+		     "{%1, %2, %3, %4}, [%5];" ::"r"(d), "r"(v[0]), "r"(v[1]), "r"(v[2]),
+		     "r"(v[3]), "r"(b) : "memory");
+}
+/* Copy bytes (a multiple of 16, both addresses 16-byte aligned) from global
+ * src to this block's dst by the bulk copy engine, completing on bar. */
+__device__ __forceinline__ void mta_bulk_copy(void *dst, const void *src, unsigned bytes,
+					      unsigned long long *bar)
+{
+	asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes "
+		     "[%0], [%1], %2, [%3];" ::"r"(mta_smem_u32(dst)), "l"(src), "r"(bytes),
+		     "r"(mta_smem_u32(bar)) : "memory");
+}
+#endif
 #endif
 
 /* Round a float to the operand type, to nearest even (inputs are finite). */

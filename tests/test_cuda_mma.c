@@ -69,7 +69,8 @@ typedef int (*launch_fn)(const void *, size_t, const unsigned[3], unsigned, size
  * open its launcher into *dl, *fn; a refusal is a test failure with the
  * compiler's log. MTA_OK or the failing status.
  */
-static int emu_kernel(const char *kernel, void **dl, void **fn)
+/* The emulator's build of kernel, with pre (macros the header reads) before its header. */
+static int emu_kernel_pre(const char *pre, const char *kernel, void **dl, void **fn)
 {
 	mt_kcache();
 	const char *hdr = mta_embedded("templates/cuda_emu.h");
@@ -77,16 +78,22 @@ static int emu_kernel(const char *kernel, void **dl, void **fn)
 		mt_fail(__FILE__, __LINE__, "templates/cuda_emu.h is not embedded");
 		return MTA_EINVAL;
 	}
-	char *src = malloc(strlen(hdr) + strlen(kernel) + 1), so[4096], *log = NULL;
+	char *src = malloc(strlen(pre) + strlen(hdr) + strlen(kernel) + 1), so[4096], *log = NULL;
 	if (!src)
 		return MTA_ENOMEM;
-	strcpy(src, hdr);
+	strcpy(src, pre);
+	strcat(src, hdr);
 	strcat(src, kernel);
 	int rc = mta_cc_build(src, MTA_LANG_CXX, "-O1 -std=c++17", so, sizeof so, &log);
 	CHECKF(rc == MTA_OK, "emulator test kernel: %s %.600s", mta_last_error(), log ? log : "");
 	free(src);
 	free(log);
 	return rc == MTA_OK ? mta_cc_open(so, "mta_emu_launch", dl, fn) : rc;
+}
+
+static int emu_kernel(const char *kernel, void **dl, void **fn)
+{
+	return emu_kernel_pre("", kernel, dl, fn);
 }
 
 static float half_val(uint16_t h, int f16)
@@ -366,6 +373,133 @@ TEST(cuda_emu_named_barriers)
 	mta_cc_close(dl);
 }
 
+/*
+ * mbarriers in a cluster of 2: each block copies 1 KB of src by four bulk
+ * copies on one barrier, then passes rounds of 64 words to the next block
+ * of its cluster by st.async into two slots, each slot a "full" barrier at
+ * the receiver (one arrival, expecting 256 bytes) and an "empty" one at the
+ * sender (the receiver's remote arrival once it has read the slot). bad
+ * selects a misuse: 1 waits on a barrier never initialised, 2 waits on one
+ * nothing completes, 3 leaves 16 bytes expected at the block's end, 4 reads
+ * a slot before its arrival (a kernel bug the emulator must show: the data
+ * lands only when the phase completes).
+ */
+static const char mbar_src[] =
+	"struct mbargs { unsigned *out, *copied; const unsigned *src; int rounds, bad; };\n"
+	"extern \"C\" __global__ void MTA_CLUSTER_DIMS(2) mta_fwd(const mbargs a) {\n"
+	"  char *base = mta_dyn_smem();\n"
+	"  unsigned long long *full = (unsigned long long *)base, *empty = full + 2, *cp = full + 4;\n"
+	"  unsigned *buf = (unsigned *)(base + 64), *got = buf + 128;\n"
+	"  const unsigned t = threadIdx.x, r = mta_cluster_rank(), n = mta_cluster_nblocks();\n"
+	"  const unsigned b = blockIdx.x, to = (r + 1) % n, from = (r + n - 1) % n;\n"
+	"#ifndef MBAR_LOOP_ONLY\n"
+	"  if (a.bad == 1) { if (t == 0) mta_mbar_wait(cp, 0); return; }\n"
+	"#endif\n"
+	"  if (t == 0) {\n"
+	"    mta_mbar_init(full, 1); mta_mbar_init(full + 1, 1);\n"
+	"    mta_mbar_init(empty, 1); mta_mbar_init(empty + 1, 1); mta_mbar_init(cp, 1);\n"
+	"    mta_mbar_fence_init();\n"
+	"  }\n"
+	"  mta_cluster_start();\n"
+	"#ifndef MBAR_LOOP_ONLY\n"
+	"  if (a.bad == 2) { if (t == 0) mta_mbar_wait(cp, 0); mta_cluster_sync(); return; }\n"
+	"  if (a.bad == 3) { if (t == 0) mta_mbar_expect(cp, 16); mta_cluster_sync(); return; }\n"
+	"#endif\n"
+	"  if (t == 0) {\n"
+	"    mta_mbar_expect(cp, 1024);\n"
+	"    for (int c = 0; c < 4; c++) mta_bulk_copy(got + 64 * c, a.src + (b * 4 + c) * 64, 256, cp);\n"
+	"  }\n"
+	"  mta_mbar_wait(cp, 0);\n"
+	"  for (unsigned i = t; i < 256; i += blockDim.x) a.copied[b * 256 + i] = got[i];\n"
+	"  for (int k = 0; k < a.rounds; k++) {\n"
+	"    const int s = k & 1;\n"
+	"    const unsigned ph = (k >> 1) & 1;\n"
+	"    if (t < 16) {\n"
+	"      mta_mbar_wait(empty + s, ph ^ 1);\n"
+	"      unsigned v[4];\n"
+	"      for (int e = 0; e < 4; e++) v[e] = b * 100000 + k * 1000 + t * 4 + e;\n"
+	"      mta_st_async16(buf + s * 64 + t * 4, to, v, full + s);\n"
+	"    }\n"
+	"    if (a.bad == 4) {\n"
+	"      if (t < 64) a.out[(b * a.rounds + k) * 64 + t] = buf[s * 64 + t];\n"
+	"      __syncthreads();\n"
+	"    }\n"
+	"    if (t == 0) mta_mbar_expect(full + s, 256);\n"
+	"    mta_mbar_wait(full + s, ph);\n"
+	"    if (t < 64 && a.bad != 4) a.out[(b * a.rounds + k) * 64 + t] = buf[s * 64 + t];\n"
+	"    __syncthreads();\n"
+	"    if (t == 0) mta_mbar_arrive_peer(empty + s, from);\n"
+	"  }\n"
+	"#ifndef MBAR_LOOP_ONLY\n"
+	"  mta_cluster_sync(); /* no peer exits while its memory may be reached */\n"
+	"#endif\n"
+	"}\n"
+	"#ifdef MTA_EMU\n"
+	"MTA_EMU_ENTRY_CLUSTER(mta_fwd, mbargs, 2048, 2)\n"
+	"#endif\n";
+
+struct mbargs {
+	unsigned *out, *copied;
+	const unsigned *src;
+	int rounds, bad;
+};
+
+TEST(cuda_emu_mbarriers)
+{
+	void *dl = NULL, *fn = NULL;
+	/* a wait nothing completes fails after 2 s, not the default 30 */
+	REQUIRE(emu_kernel_pre("#define MTA_EMU_MBAR_WAIT_S 2\n", mbar_src, &dl, &fn) == MTA_OK);
+	enum { NB = 4, R = 7, NT = 128 };
+	static unsigned out[NB * R * 64], copied[NB * 256], src[NB * 256] __attribute__((aligned(16)));
+	const uint32_t seed = (uint32_t)mt_seed();
+	for (int i = 0; i < NB * 256; i++)
+		src[i] = seed * 2654435761u + (uint32_t)i * 40503u;
+	memset(out, 0xff, sizeof out);
+	memset(copied, 0xff, sizeof copied);
+	struct mbargs a = { out, copied, src, R, 0 };
+	const unsigned grid[3] = { NB, 1, 1 };
+	REQUIRE(((launch_fn)fn)(&a, sizeof a, grid, NT, 2048) == 0);
+	int bad = 0;
+	for (int i = 0; i < NB * 256; i++)
+		if (copied[i] != src[i] && bad++ < 4)
+			mt_fail(__FILE__, __LINE__, "bulk copy word %d: %#x, expected %#x", i, copied[i],
+				src[i]);
+	/* block b received the rounds of the block before it in its cluster */
+	for (int b = 0; b < NB; b++)
+		for (int k = 0; k < R; k++)
+			for (int i = 0; i < 64; i++) {
+				const unsigned from = (unsigned)(b ^ 1), got = out[(b * R + k) * 64 + i];
+				if (got != from * 100000 + (unsigned)k * 1000 + (unsigned)i && bad++ < 8)
+					mt_fail(__FILE__, __LINE__, "block %d round %d word %d: %u", b, k,
+						i, got);
+			}
+	CHECK_EQ_INT(bad, 0);
+	/* a slot read before its phase completes holds the poison (round 0) or an
+	 * older round's words, never this round's */
+	a.bad = 4;
+	memset(out, 0xff, sizeof out);
+	REQUIRE(((launch_fn)fn)(&a, sizeof a, grid, NT, 2048) == 0);
+	int early = 0;
+	for (int b = 0; b < NB; b++)
+		for (int k = 0; k < R; k++)
+			for (int i = 0; i < 64; i++) {
+				const unsigned from = (unsigned)(b ^ 1), got = out[(b * R + k) * 64 + i];
+				early += got == from * 100000 + (unsigned)k * 1000 + (unsigned)i;
+				if (k == 0)
+					CHECKF(got == 0x7fc00000u, "block %d word %d read early: %#x", b,
+					       i, got);
+			}
+	CHECK_EQ_INT(early, 0);
+	for (a.bad = 1; a.bad <= 3; a.bad++)
+		CHECKF(((launch_fn)fn)(&a, sizeof a, grid, NT, 2048) == -6, "misuse %d not refused",
+		       a.bad);
+	a.bad = 0; /* and the next launch starts clean */
+	memset(copied, 0xff, sizeof copied);
+	REQUIRE(((launch_fn)fn)(&a, sizeof a, grid, NT, 2048) == 0);
+	CHECK(memcmp(copied, src, sizeof src) == 0);
+	mta_cc_close(dl);
+}
+
 TEST_COMPILE_BOUND(cuda_cluster_helpers_compile)
 {
 	const char *mma = mta_embedded("templates/mta_cuda_mma.cu");
@@ -418,4 +552,44 @@ TEST_COMPILE_BOUND(cuda_cluster_helpers_compile)
 	}
 	free(src[0]);
 	free(src[1]);
+	/*
+	 * The mbarrier helpers (sm_90 only), without the misuse paths and the
+	 * closing cluster barrier: the exchange is bulk copies (UBLKCP),
+	 * st.async (STAS), arrivals local and remote and phase waits (SYNCS),
+	 * and no memory barrier at all (MEMBAR) nor L1 invalidation past the
+	 * one relaxed cluster barrier's (CCTL.IVALL): the reason to exchange
+	 * through mbarriers rather than mta_cluster_sync.
+	 */
+	static const char lpre[] = "#define K_DTYPE 1\n#define MBAR_LOOP_ONLY 1\n";
+	char *ms = malloc(strlen(lpre) + strlen(mma) + strlen(mbar_src) + 1);
+	REQUIRE(ms != NULL);
+	strcpy(ms, lpre);
+	strcat(ms, mma);
+	strcat(ms, mbar_src);
+	struct mta_nvrtc_job mj;
+	memset(&mj, 0, sizeof mj);
+	mj.source = ms;
+	mj.kernel = MTA_CUDA_KERNEL;
+	mj.arch = "sm_90";
+	REQUIRE(mta_nvrtc_compile_batch(&mj, 1, 0) == MTA_OK);
+	CHECKF(mj.status == MTA_OK && mj.cubin_size > 0, "mbarriers sm_90: %s %.400s", mj.message,
+	       mj.log ? mj.log : "");
+	char *sass = NULL;
+	if (have && mj.status == MTA_OK &&
+	    mta_sass_disasm(nvd, mj.cubin, mj.cubin_size, &sass) == MTA_OK) {
+		static const char *has[] = { "UBLKCP", "STAS.128", "SYNCS.PHASECHK",
+					     "SYNCS.ARRIVE.TRANS64.RED", "UCGABAR_WAIT" };
+		for (size_t i = 0; i < sizeof has / sizeof has[0]; i++)
+			CHECKF(strstr(sass, has[i]) != NULL, "mbarriers: no %s", has[i]);
+		CHECKF(strstr(sass, "MEMBAR") == NULL, "mbarriers: a MEMBAR in the exchange");
+		int cctl = 0;
+		for (const char *x = sass; (x = strstr(x, "CCTL")); x++)
+			cctl++;
+		CHECKF(cctl == 1, "mbarriers: %d CCTL, expected only the cluster barrier's", cctl);
+	} else if (have) {
+		CHECKF(0, "mbarriers: disassembly failed: %s", mta_last_error());
+	}
+	free(sass);
+	mta_nvrtc_job_free(&mj);
+	free(ms);
 }
