@@ -324,3 +324,38 @@ TEST(model_regions)
 	CHECK_EQ_INT(mta_region_factor("no.such", &b, &f), MTA_EINVAL);
 	CHECK_STR_CONTAINS(mta_last_error(), "no formula");
 }
+
+/*
+ * The classes of sm_90's asynchronous and cluster instructions: st.async
+ * (STAS) is a shared store of its width; the bulk copy (UBLKCP), the TMA
+ * load and LDGSTS are global loads flagged asynchronous (L2 traffic); the
+ * cluster barrier and the mbarrier's SYNCS are neither memory nor barriers
+ * of the block (their cost is their wait).
+ */
+TEST(model_sass_classes)
+{
+	static const char text[] =
+		"\t.text.mta_fwd:\n"
+		"        /*0000*/                   STAS.128 [R16.64], R4 ;\n"
+		"        /*0010*/                   STAS [R16.64], R4 ;\n"
+		"        /*0020*/                   UBLKCP.S.G [UR14], [UR4], UR11 ;\n"
+		"        /*0030*/                   LDGSTS.E.BYPASS.LTC128B.128 [R3], desc[UR4][R4.64] ;\n"
+		"        /*0040*/                   SYNCS.PHASECHK.TRANS64.TRYWAIT P3, [UR4+0x20], R2 ;\n"
+		"        /*0050*/                   UCGABAR_WAIT ;\n"
+		"        /*0060*/                   LDSM.16.MT88.4 R4, [R3] ;\n"
+		"        /*0070*/                   BAR.SYNC.DEFER_BLOCKING 0x0 ;\n"
+		"        /*0080*/                   EXIT ;\n";
+	static const struct { int cls, width, async; } want[] = {
+		{ MC_STS, 16, 0 }, { MC_STS, 4, 0 }, { MC_LDG, 4, 1 }, { MC_LDG, 16, 1 },
+		{ MC_CTRL, 0, 0 }, { MC_CTRL, 0, 0 }, { MC_LDS, 16, 0 }, { MC_BAR, 0, 0 },
+		{ MC_CTRL, 0, 0 },
+	};
+	struct mta_sass s = { 0 };
+	REQUIRE(mta_sass_parse(text, &s) == MTA_OK);
+	CHECK_EQ_INT(s.n, sizeof want / sizeof want[0]);
+	for (size_t i = 0; i < s.n && i < sizeof want / sizeof want[0]; i++)
+		CHECKF(s.v[i].cls == want[i].cls && s.v[i].width == want[i].width &&
+		       s.v[i].async == want[i].async, "%s: class %d width %d async %d", s.v[i].op,
+		       s.v[i].cls, s.v[i].width, s.v[i].async);
+	mta_sass_free(&s);
+}

@@ -229,10 +229,15 @@ out:
 	return MTA_OK;
 }
 
-/* The opcode's class and width from its text (opcode and modifiers). */
-static void classify(const char *op, int *cls, int *width)
+/*
+ * The class and width of an instruction from its text: the opcode and its
+ * modifiers, which end at the first blank (an operand's ".64", a 64-bit
+ * address as in [R10.64], is not a width).
+ */
+static void classify(const char *text, int *cls, int *width)
 {
-	char base[24];
+	char base[24], op[64];
+	snprintf(op, sizeof op, "%.*s", (int)strcspn(text, " \t;"), text);
 	size_t k = strcspn(op, ". ");
 	snprintf(base, sizeof base, "%.*s", (int)(k < sizeof base ? k : sizeof base - 1), op);
 	*width = 0;
@@ -257,7 +262,8 @@ static void classify(const char *op, int *cls, int *width)
 		*cls = MC_LDS;
 		*width = IS("LDSM") ? (strstr(op, ".4") ? 16 : strstr(op, ".2") ? 8 : 4)
 			: strstr(op, ".128") ? 16 : strstr(op, ".64") ? 8 : 4;
-	} else if (IS("STS") || IS("STSM")) {
+	} else if (IS("STS") || IS("STSM") || IS("STAS")) {
+		/* STAS: st.async into a cluster peer's shared memory */
 		*cls = MC_STS;
 		*width = strstr(op, ".128") ? 16 : strstr(op, ".64") ? 8 : 4;
 	} else if (IS("LDG") || IS("LDGSTS") || IS("LDL") || IS("LD") || IS("UBLKCP") ||
