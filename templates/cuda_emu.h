@@ -178,7 +178,8 @@ template <typename T> static inline T *mta_cluster_map(T *p, unsigned rank)
 }
 
 /*
- * mbarriers (the twins of mta_mbar_*, mta_st_async16 and mta_bulk_copy):
+ * mbarriers (the twins of mta_mbar_*, mta_st_async16, mta_bulk_copy and
+ * mta_bulk_copy_peer with its commit and read wait):
  * a table beside shared memory, keyed by the barrier's address, under one
  * lock. Data moved by st.async and bulk copies is held with its barrier
  * and written only when the barrier's phase completes, the latest the
@@ -193,7 +194,20 @@ template <typename T> static inline T *mta_cluster_map(T *p, unsigned rank)
 #ifndef MTA_EMU_MBAR_WAIT_S
 #define MTA_EMU_MBAR_WAIT_S 30
 #endif
-struct mta_emu_mrec { char *dst; const void *src; unsigned n; unsigned char v[16]; };
+/*
+ * A transfer landing at its barrier's phase end: n bytes for dst from src
+ * (read then: a peer copy's source is read as late as the device may, until
+ * its issuer's mta_bulk_wait_read takes a copy of it into own) or from v.
+ */
+struct mta_emu_mrec {
+	char *dst;
+	const void *src;
+	unsigned n;
+	unsigned char v[16];
+	int issuer;    /* a peer copy's thread (rank * 1024 + tid), -1 none */
+	int committed; /* its issuer has committed it */
+	void *own;     /* the source, copied at mta_bulk_wait_read */
+};
 struct mta_emu_mbar {
 	const void *addr;
 	unsigned count, pending;
@@ -222,8 +236,11 @@ static inline void mta_emu_mbar_step(struct mta_emu_mbar *m)
 {
 	if (m->pending || m->tx)
 		return;
-	for (size_t i = 0; i < m->nrec; i++)
-		memcpy(m->rec[i].dst, m->rec[i].src ? m->rec[i].src : m->rec[i].v, m->rec[i].n);
+	for (size_t i = 0; i < m->nrec; i++) {
+		struct mta_emu_mrec *r = &m->rec[i];
+		memcpy(r->dst, r->own ? r->own : r->src ? r->src : r->v, r->n);
+		free(r->own);
+	}
 	m->nrec = 0;
 	m->pending = m->count;
 	m->phase++;
@@ -260,9 +277,11 @@ static inline void mta_emu_mbar_data(struct mta_emu_mbar *m, void *dst, const vo
 		m->caprec = cap;
 	}
 	struct mta_emu_mrec *r = &m->rec[m->nrec++];
+	memset(r, 0, sizeof *r);
 	r->dst = (char *)dst;
 	r->src = src;
 	r->n = n;
+	r->issuer = -1;
 	if (v)
 		memcpy(r->v, v, n);
 	m->tx -= n;
@@ -340,6 +359,48 @@ static inline void mta_bulk_copy(void *dst, const void *src, unsigned bytes,
 		mta_emu_mbar_data(m, dst, src, 0, bytes);
 	pthread_mutex_unlock(&mta_emu_mbar_mu);
 }
+static inline void mta_fence_async_smem(void) {}
+static inline void mta_bulk_copy_peer(void *dst, unsigned rank, const void *src, unsigned bytes,
+				      unsigned long long *bar)
+{
+	pthread_mutex_lock(&mta_emu_mbar_mu);
+	void *d = mta_cluster_map(dst, rank);
+	struct mta_emu_mbar *m = mta_emu_mbar_at(mta_cluster_map(bar, rank));
+	if (!d || !mta_cluster_map((void *)src, mta_emu_rank) || !bytes || bytes % 16 ||
+	    ((uintptr_t)dst & 15) || ((uintptr_t)src & 15)) {
+		mta_emu_mbar_bad = 1;
+	} else if (m) {
+		const size_t at = m->nrec;
+		mta_emu_mbar_data(m, d, src, 0, bytes);
+		/* still pending (its phase not completed by it): its issuer's */
+		if (m->nrec > at)
+			m->rec[at].issuer = (int)(mta_emu_rank * 1024 + threadIdx.x);
+	}
+	pthread_mutex_unlock(&mta_emu_mbar_mu);
+}
+/* the calling thread's pending peer copies: commit them, or take copies of their sources */
+static inline void mta_emu_bulk_mine(int read)
+{
+	const int me = (int)(mta_emu_rank * 1024 + threadIdx.x);
+	pthread_mutex_lock(&mta_emu_mbar_mu);
+	for (int i = 0; i < mta_emu_nmbar; i++)
+		for (size_t k = 0; k < mta_emu_mbars[i].nrec; k++) {
+			struct mta_emu_mrec *r = &mta_emu_mbars[i].rec[k];
+			if (r->issuer != me || r->own)
+				continue;
+			if (!read) {
+				r->committed = 1;
+			} else if (r->committed) {
+				if ((r->own = malloc(r->n)))
+					memcpy(r->own, r->src, r->n);
+				else
+					mta_emu_mbar_bad = 1;
+			}
+		}
+	pthread_mutex_unlock(&mta_emu_mbar_mu);
+}
+static inline void mta_bulk_commit(void) { mta_emu_bulk_mine(0); }
+static inline void mta_bulk_wait_read(void) { mta_emu_bulk_mine(1); }
 /* After a cluster: bytes still expected are a misuse; the table is cleared. */
 static inline void mta_emu_mbar_reset(void)
 {
@@ -347,6 +408,8 @@ static inline void mta_emu_mbar_reset(void)
 	for (int i = 0; i < mta_emu_nmbar; i++) {
 		if (mta_emu_mbars[i].tx || mta_emu_mbars[i].nrec)
 			mta_emu_mbar_bad = 1;
+		for (size_t k = 0; k < mta_emu_mbars[i].nrec; k++)
+			free(mta_emu_mbars[i].rec[k].own);
 		free(mta_emu_mbars[i].rec);
 		memset(&mta_emu_mbars[i], 0, sizeof mta_emu_mbars[i]);
 	}

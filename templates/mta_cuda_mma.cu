@@ -275,6 +275,40 @@ __device__ __forceinline__ void mta_bulk_copy(void *dst, const void *src, unsign
 		     "[%0], [%1], %2, [%3];" ::"r"(mta_smem_u32(dst)), "l"(src), "r"(bytes),
 		     "r"(mta_smem_u32(bar)) : "memory");
 }
+/* Order this thread's ordinary writes of its shared memory before a bulk
+ * copy (the async proxy) reads them: each writing thread, then a barrier,
+ * then the copy (SASS FENCE.VIEW.ASYNC.S). */
+__device__ __forceinline__ void mta_fence_async_smem(void)
+{
+	asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+}
+/* Copy bytes (a multiple of 16, 16-byte aligned) of this block's shared src
+ * to block rank's copy of dst by the bulk copy engine, completing on rank's
+ * copy of bar (dst and bar given by this block's addresses): a block of
+ * rows to a cluster peer in one instruction. The source may be written
+ * again only after mta_bulk_commit and mta_bulk_wait_read. */
+__device__ __forceinline__ void mta_bulk_copy_peer(void *dst, unsigned rank, const void *src,
+						   unsigned bytes, unsigned long long *bar)
+{
+	unsigned d, b;
+	asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(d) : "r"(mta_smem_u32(dst)),
+		     "r"(rank));
+	asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(b) : "r"(mta_smem_u32(bar)),
+		     "r"(rank));
+	asm volatile("cp.async.bulk.shared::cluster.shared::cta.mbarrier::complete_tx::bytes "
+		     "[%0], [%1], %2, [%3];" ::"r"(d), "r"(mta_smem_u32(src)), "r"(bytes), "r"(b)
+		     : "memory");
+}
+/* Close this thread's bulk copies into a group; wait until every group has
+ * read its sources (the copies may still be landing). */
+__device__ __forceinline__ void mta_bulk_commit(void)
+{
+	asm volatile("cp.async.bulk.commit_group;" ::: "memory");
+}
+__device__ __forceinline__ void mta_bulk_wait_read(void)
+{
+	asm volatile("cp.async.bulk.wait_group.read 0;" ::: "memory");
+}
 #endif
 #endif
 

@@ -378,18 +378,21 @@ TEST(cuda_emu_named_barriers)
  * copies on one barrier, then passes rounds of 64 words to the next block
  * of its cluster by st.async into two slots, each slot a "full" barrier at
  * the receiver (one arrival, expecting 256 bytes) and an "empty" one at the
- * sender (the receiver's remote arrival once it has read the slot). bad
- * selects a misuse: 1 waits on a barrier never initialised, 2 waits on one
- * nothing completes, 3 leaves 16 bytes expected at the block's end, 4 reads
- * a slot before its arrival (a kernel bug the emulator must show: the data
- * lands only when the phase completes).
+ * sender (the receiver's remote arrival once it has read the slot); then
+ * 256 bytes of its shared memory to the peer by one bulk copy. bad selects
+ * a misuse: 1 waits on a barrier never initialised, 2 waits on one nothing
+ * completes, 3 leaves 16 bytes expected at the block's end, 4 reads a slot
+ * before its arrival (a kernel bug the emulator must show: the data lands
+ * only when the phase completes), 5 writes the bulk copy's source again
+ * before waiting for the copy to have read it.
  */
 static const char mbar_src[] =
-	"struct mbargs { unsigned *out, *copied; const unsigned *src; int rounds, bad; };\n"
+	"struct mbargs { unsigned *out, *copied, *peer; const unsigned *src; int rounds, bad; };\n"
 	"extern \"C\" __global__ void MTA_CLUSTER_DIMS(2) mta_fwd(const mbargs a) {\n"
 	"  char *base = mta_dyn_smem();\n"
 	"  unsigned long long *full = (unsigned long long *)base, *empty = full + 2, *cp = full + 4;\n"
-	"  unsigned *buf = (unsigned *)(base + 64), *got = buf + 128;\n"
+	"  unsigned long long *pc = full + 5;\n"
+	"  unsigned *buf = (unsigned *)(base + 64), *got = buf + 128, *stage = got + 256, *recv = stage + 64;\n"
 	"  const unsigned t = threadIdx.x, r = mta_cluster_rank(), n = mta_cluster_nblocks();\n"
 	"  const unsigned b = blockIdx.x, to = (r + 1) % n, from = (r + n - 1) % n;\n"
 	"#ifndef MBAR_LOOP_ONLY\n"
@@ -398,6 +401,7 @@ static const char mbar_src[] =
 	"  if (t == 0) {\n"
 	"    mta_mbar_init(full, 1); mta_mbar_init(full + 1, 1);\n"
 	"    mta_mbar_init(empty, 1); mta_mbar_init(empty + 1, 1); mta_mbar_init(cp, 1);\n"
+	"    mta_mbar_init(pc, 1);\n"
 	"    mta_mbar_fence_init();\n"
 	"  }\n"
 	"  mta_cluster_start();\n"
@@ -430,16 +434,32 @@ static const char mbar_src[] =
 	"    __syncthreads();\n"
 	"    if (t == 0) mta_mbar_arrive_peer(empty + s, from);\n"
 	"  }\n"
+	/* 256 bytes of shared memory to the peer by one bulk copy; bad 5 writes
+	 * the source again before the copy is known to have read it */
+	"  if (t < 64) stage[t] = b * 7777 + t;\n"
+	"  mta_fence_async_smem();\n"
+	"  __syncthreads();\n"
+	"  if (t == 0) {\n"
+	"    mta_bulk_copy_peer(recv, to, stage, 256, pc);\n"
+	"    mta_bulk_commit();\n"
+	"    if (a.bad != 5) mta_bulk_wait_read();\n"
+	"  }\n"
+	"  __syncthreads();\n"
+	"  if (t < 64) stage[t] = 0xdeadu;\n"
+	"  mta_cluster_start(); /* the receiver expects after the overwrite */\n"
+	"  if (t == 0) mta_mbar_expect(pc, 256);\n"
+	"  mta_mbar_wait(pc, 0);\n"
+	"  if (t < 64) a.peer[b * 64 + t] = recv[t];\n"
 	"#ifndef MBAR_LOOP_ONLY\n"
 	"  mta_cluster_sync(); /* no peer exits while its memory may be reached */\n"
 	"#endif\n"
 	"}\n"
 	"#ifdef MTA_EMU\n"
-	"MTA_EMU_ENTRY_CLUSTER(mta_fwd, mbargs, 2048, 2)\n"
+	"MTA_EMU_ENTRY_CLUSTER(mta_fwd, mbargs, 4096, 2)\n"
 	"#endif\n";
 
 struct mbargs {
-	unsigned *out, *copied;
+	unsigned *out, *copied, *peer;
 	const unsigned *src;
 	int rounds, bad;
 };
@@ -450,15 +470,17 @@ TEST(cuda_emu_mbarriers)
 	/* a wait nothing completes fails after 2 s, not the default 30 */
 	REQUIRE(emu_kernel_pre("#define MTA_EMU_MBAR_WAIT_S 2\n", mbar_src, &dl, &fn) == MTA_OK);
 	enum { NB = 4, R = 7, NT = 128 };
-	static unsigned out[NB * R * 64], copied[NB * 256], src[NB * 256] __attribute__((aligned(16)));
+	static unsigned out[NB * R * 64], copied[NB * 256], peer[NB * 64];
+	static unsigned src[NB * 256] __attribute__((aligned(16)));
 	const uint32_t seed = (uint32_t)mt_seed();
 	for (int i = 0; i < NB * 256; i++)
 		src[i] = seed * 2654435761u + (uint32_t)i * 40503u;
 	memset(out, 0xff, sizeof out);
 	memset(copied, 0xff, sizeof copied);
-	struct mbargs a = { out, copied, src, R, 0 };
+	memset(peer, 0xff, sizeof peer);
+	struct mbargs a = { out, copied, peer, src, R, 0 };
 	const unsigned grid[3] = { NB, 1, 1 };
-	REQUIRE(((launch_fn)fn)(&a, sizeof a, grid, NT, 2048) == 0);
+	REQUIRE(((launch_fn)fn)(&a, sizeof a, grid, NT, 4096) == 0);
 	int bad = 0;
 	for (int i = 0; i < NB * 256; i++)
 		if (copied[i] != src[i] && bad++ < 4)
@@ -473,12 +495,25 @@ TEST(cuda_emu_mbarriers)
 					mt_fail(__FILE__, __LINE__, "block %d round %d word %d: %u", b, k,
 						i, got);
 			}
+	/* the bulk copy between shared memories: the peer's rows as written */
+	for (int b = 0; b < NB; b++)
+		for (int i = 0; i < 64; i++)
+			if (peer[b * 64 + i] != (unsigned)((b ^ 1) * 7777 + i) && bad++ < 12)
+				mt_fail(__FILE__, __LINE__, "block %d peer word %d: %#x", b, i,
+					peer[b * 64 + i]);
 	CHECK_EQ_INT(bad, 0);
+	/* a source written again before the copy is known to have read it may
+	 * reach the peer (the emulator reads it as late as the device may) */
+	a.bad = 5;
+	REQUIRE(((launch_fn)fn)(&a, sizeof a, grid, NT, 4096) == 0);
+	for (int i = 0; i < NB * 64; i++)
+		CHECKF(peer[i] == 0xdeadu, "peer word %d: %#x, not the source written late", i,
+		       peer[i]);
 	/* a slot read before its phase completes holds the poison (round 0) or an
 	 * older round's words, never this round's */
 	a.bad = 4;
 	memset(out, 0xff, sizeof out);
-	REQUIRE(((launch_fn)fn)(&a, sizeof a, grid, NT, 2048) == 0);
+	REQUIRE(((launch_fn)fn)(&a, sizeof a, grid, NT, 4096) == 0);
 	int early = 0;
 	for (int b = 0; b < NB; b++)
 		for (int k = 0; k < R; k++)
@@ -491,11 +526,11 @@ TEST(cuda_emu_mbarriers)
 			}
 	CHECK_EQ_INT(early, 0);
 	for (a.bad = 1; a.bad <= 3; a.bad++)
-		CHECKF(((launch_fn)fn)(&a, sizeof a, grid, NT, 2048) == -6, "misuse %d not refused",
+		CHECKF(((launch_fn)fn)(&a, sizeof a, grid, NT, 4096) == -6, "misuse %d not refused",
 		       a.bad);
 	a.bad = 0; /* and the next launch starts clean */
 	memset(copied, 0xff, sizeof copied);
-	REQUIRE(((launch_fn)fn)(&a, sizeof a, grid, NT, 2048) == 0);
+	REQUIRE(((launch_fn)fn)(&a, sizeof a, grid, NT, 4096) == 0);
 	CHECK(memcmp(copied, src, sizeof src) == 0);
 	mta_cc_close(dl);
 }
@@ -554,11 +589,13 @@ TEST_COMPILE_BOUND(cuda_cluster_helpers_compile)
 	free(src[1]);
 	/*
 	 * The mbarrier helpers (sm_90 only), without the misuse paths and the
-	 * closing cluster barrier: the exchange is bulk copies (UBLKCP),
-	 * st.async (STAS), arrivals local and remote and phase waits (SYNCS),
-	 * and no memory barrier at all (MEMBAR) nor L1 invalidation past the
-	 * one relaxed cluster barrier's (CCTL.IVALL): the reason to exchange
-	 * through mbarriers rather than mta_cluster_sync.
+	 * closing cluster barrier: the exchange is bulk copies from global and
+	 * between shared memories (UBLKCP.S.G, .S.S), st.async (STAS),
+	 * arrivals local and remote and phase waits (SYNCS), the async-proxy
+	 * fence (FENCE.VIEW.ASYNC.S, with a MEMBAR.ALL.CTA), and no GPU-wide
+	 * memory barrier (MEMBAR.ALL.GPU) nor L1 invalidation (CCTL.IVALL) but
+	 * the two relaxed cluster barriers' own: the reason to exchange through
+	 * mbarriers rather than mta_cluster_sync.
 	 */
 	static const char lpre[] = "#define K_DTYPE 1\n#define MBAR_LOOP_ONLY 1\n";
 	char *ms = malloc(strlen(lpre) + strlen(mma) + strlen(mbar_src) + 1);
@@ -577,15 +614,20 @@ TEST_COMPILE_BOUND(cuda_cluster_helpers_compile)
 	char *sass = NULL;
 	if (have && mj.status == MTA_OK &&
 	    mta_sass_disasm(nvd, mj.cubin, mj.cubin_size, &sass) == MTA_OK) {
-		static const char *has[] = { "UBLKCP", "STAS.128", "SYNCS.PHASECHK",
-					     "SYNCS.ARRIVE.TRANS64.RED", "UCGABAR_WAIT" };
+		static const char *has[] = { "UBLKCP.S.G", "UBLKCP.S.S", "STAS.128",
+					     "SYNCS.PHASECHK", "SYNCS.ARRIVE.TRANS64.RED",
+					     "UCGABAR_WAIT", "FENCE.VIEW.ASYNC.S" };
 		for (size_t i = 0; i < sizeof has / sizeof has[0]; i++)
 			CHECKF(strstr(sass, has[i]) != NULL, "mbarriers: no %s", has[i]);
-		CHECKF(strstr(sass, "MEMBAR") == NULL, "mbarriers: a MEMBAR in the exchange");
-		int cctl = 0;
+		CHECKF(strstr(sass, "MEMBAR.ALL.GPU") == NULL && strstr(sass, "MEMBAR.SC") == NULL,
+		       "mbarriers: a GPU-wide MEMBAR in the exchange");
+		int cctl = 0, cbar = 0;
 		for (const char *x = sass; (x = strstr(x, "CCTL")); x++)
 			cctl++;
-		CHECKF(cctl == 1, "mbarriers: %d CCTL, expected only the cluster barrier's", cctl);
+		for (const char *x = sass; (x = strstr(x, "UCGABAR_WAIT")); x++)
+			cbar++;
+		CHECKF(cctl == cbar && cbar == 2, "mbarriers: %d CCTL, expected only the %d "
+		       "relaxed cluster barriers' (2)", cctl, cbar);
 	} else if (have) {
 		CHECKF(0, "mbarriers: disassembly failed: %s", mta_last_error());
 	}
