@@ -204,6 +204,14 @@ __device__ __forceinline__ unsigned mta_smem_u32(const void *p)
 {
 	return (unsigned)__cvta_generic_to_shared(p);
 }
+/* The shared::cluster address, in block rank, of what p is in this block (mapa). */
+__device__ __forceinline__ unsigned mta_peer_u32(const void *p, unsigned rank)
+{
+	unsigned r;
+	asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(r) : "r"(mta_smem_u32(p)),
+		     "r"(rank));
+	return r;
+}
 /* Set bar to expect count arrivals a phase; mta_mbar_fence_init before
  * another block of the cluster uses it (after a cluster barrier). */
 __device__ __forceinline__ void mta_mbar_init(unsigned long long *bar, unsigned count)
@@ -233,10 +241,8 @@ __device__ __forceinline__ void mta_mbar_arrive(unsigned long long *bar)
  * MEMBAR.ALL.GPU before every arrival (tests/test_cuda_mma.c counts). */
 __device__ __forceinline__ void mta_mbar_arrive_peer(unsigned long long *bar, unsigned rank)
 {
-	unsigned r;
-	asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(r) : "r"(mta_smem_u32(bar)),
-		     "r"(rank));
-	asm volatile("mbarrier.arrive.shared::cluster.b64 _, [%0];" ::"r"(r) : "memory");
+	asm volatile("mbarrier.arrive.shared::cluster.b64 _, [%0];" ::"r"(mta_peer_u32(bar, rank))
+		     : "memory");
 }
 /* Wait until bar's phase of this parity has completed, and see what it
  * brought (st.async and bulk copies from any block of the cluster: their
@@ -257,11 +263,7 @@ __device__ __forceinline__ void mta_mbar_wait(unsigned long long *bar, unsigned 
 __device__ __forceinline__ void mta_st_async16(void *p, unsigned rank, const unsigned v[4],
 					       unsigned long long *bar)
 {
-	unsigned d, b;
-	asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(d) : "r"(mta_smem_u32(p)),
-		     "r"(rank));
-	asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(b) : "r"(mta_smem_u32(bar)),
-		     "r"(rank));
+	const unsigned d = mta_peer_u32(p, rank), b = mta_peer_u32(bar, rank);
 	asm volatile("st.async.shared::cluster.mbarrier::complete_tx::bytes.v4.b32 [%0], "
 		     "{%1, %2, %3, %4}, [%5];" ::"r"(d), "r"(v[0]), "r"(v[1]), "r"(v[2]),
 		     "r"(v[3]), "r"(b) : "memory");
@@ -290,11 +292,7 @@ __device__ __forceinline__ void mta_fence_async_smem(void)
 __device__ __forceinline__ void mta_bulk_copy_peer(void *dst, unsigned rank, const void *src,
 						   unsigned bytes, unsigned long long *bar)
 {
-	unsigned d, b;
-	asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(d) : "r"(mta_smem_u32(dst)),
-		     "r"(rank));
-	asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(b) : "r"(mta_smem_u32(bar)),
-		     "r"(rank));
+	const unsigned d = mta_peer_u32(dst, rank), b = mta_peer_u32(bar, rank);
 	asm volatile("cp.async.bulk.shared::cluster.shared::cta.mbarrier::complete_tx::bytes "
 		     "[%0], [%1], %2, [%3];" ::"r"(d), "r"(mta_smem_u32(src)), "r"(bytes), "r"(b)
 		     : "memory");
