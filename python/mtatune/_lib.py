@@ -387,21 +387,6 @@ def backward_host(ctx, p, q, k, v, w, o, saved, dout, grads):
     _check(rc, "mta_backward")
 
 
-def forward_device(ctx, p, q, k, v, w, o, stream):
-    """mta_forward on device memory, enqueued on stream (a CUstream as an
-    int; 0 = the context's default stream), returning without waiting.
-
-    Not available yet: the C runtime's device API (issue 15, Deliver 1)
-    has not landed. When it does, this becomes one call of the new entry
-    point with the same Problem/Tensor/Weights structs (tensors marked as
-    device memory, o in q's dtype) plus ctypes.c_void_p(stream), and
-    mtatune.torch needs no other change than dropping its cast of o."""
-    raise NotImplementedError(
-        "mtatune: CUDA tensors are not supported yet: libmtatune's device API "
-        "(device pointers and a stream, issue 15) has not landed; for now move q, k, v "
-        "and the weights to the CPU, or use `mtatune run --backend cuda` on .npy files")
-
-
 # ---- packed documents and decode (mta.h) -----------------------------------
 def forward_varlen_host(ctx, p, q, k, v, w, cu_seqlens, o):
     """mta_forward_varlen on host memory: q, k, v, o Tensor structs with

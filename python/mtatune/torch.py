@@ -85,7 +85,11 @@ def _problem(q, k, v, w, pad_key, layer_id, scale):
         if t.dim() != 4:
             _bad(f"{name} has shape {_shp(t)}: expected 4 dimensions "
                  f"[B,T,{'H' if name == 'q' else 'Hkv'},D]")
-    B, T, H, D = (int(s) for s in q.shape)
+    # B and T stay symbolic under torch.compile (one graph for every length):
+    # int() would specialise the graph to the traced sizes; H and D are the
+    # problem's, baked into its kernels
+    B, T = q.shape[0], q.shape[1]
+    H, D = int(q.shape[2]), int(q.shape[3])
     if q.device.type not in ("cpu", "cuda", "meta"):
         _bad(f"q is on {q.device}: expected a cpu or cuda tensor")
     if q.dtype not in _DTYPES:
@@ -97,7 +101,7 @@ def _problem(q, k, v, w, pad_key, layer_id, scale):
         if t.dtype != q.dtype:
             _bad(f"{name} has dtype {t.dtype} but q has {q.dtype}: q, k and v must have "
                  "one dtype")
-        if int(t.shape[0]) != B or int(t.shape[1]) != T:
+        if t.shape[0] != B or t.shape[1] != T:
             _bad(f"{name} has shape {_shp(t)} but q has {_shp(q)}: expected [B,T,Hkv,D] "
                  f"with q's B={B}, T={T}")
         if int(t.shape[3]) != D:
@@ -200,7 +204,14 @@ def _problem(q, k, v, w, pad_key, layer_id, scale):
 
 
 def _tensor_struct(t, memory=_lib.MTA_MEM_HOST):
-    return _lib.tensor(t.data_ptr(), _DTYPES.get(t.dtype, _lib.MTA_F32), t.shape, t.stride(),
+    # D of size 1 is never stepped along: its stride, which PyTorch leaves free
+    # (a transposed [..,1,n] view is "contiguous" with stride n along D), goes
+    # to the library as 1. (The other strides stay: the kernels' alignment
+    # tests read them, even of a dimension of size 1.)
+    strides = list(t.stride())
+    if t.dim() == 4 and t.shape[3] == 1:
+        strides[3] = 1
+    return _lib.tensor(t.data_ptr(), _DTYPES.get(t.dtype, _lib.MTA_F32), t.shape, strides,
                        memory)
 
 
@@ -406,8 +417,10 @@ def _mta_attention_backward_fake(grad_o, q, k, v, kq_pre, head_pre, kq_post, hea
                                  head_post_linear, gn_weight, gate_w, gate_b, pad_key,
                                  layer_id, scale, db, cu_seqlens=None):
     ws = (kq_pre, head_pre, kq_post, head_post, head_post_linear, gn_weight, gate_w, gate_b)
+    # an absent weight's placeholder is float32, as the real operator's
     return [torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)] + \
-        [torch.empty_like(t) if t is not None else q.new_empty(0) for t in ws]
+        [torch.empty_like(t) if t is not None else q.new_empty(0, dtype=torch.float32)
+         for t in ws]
 
 
 def _setup_context(ctx, inputs, output):
@@ -684,6 +697,8 @@ class DecodeCache:
                  pad_key="both", layer_id=None, scale=None, db=None):
         if isinstance(batch, bool) or not isinstance(batch, numbers.Integral) or batch < 1:
             raise ValueError(f"DecodeCache: batch must be a positive int, not {batch!r}")
+        if batch > 1 << 20:  # the library's limit (mta_cache_create), said up front
+            raise ValueError(f"DecodeCache: batch is {batch}: at most {1 << 20} sequences")
         self.batch = int(batch)
         self._w = {"kq_pre": kq_pre, "head_pre": head_pre, "kq_post": kq_post,
                    "head_post": head_post, "head_post_linear": head_post_linear,
@@ -697,9 +712,12 @@ class DecodeCache:
         return [0] * self.batch if self._cache is None else self._cache.seqlens()
 
     def reset(self, b):
-        """Empty sequence b."""
+        """Empty sequence b (0 <= b < batch)."""
+        if isinstance(b, bool) or not isinstance(b, numbers.Integral) or not 0 <= b < self.batch:
+            raise ValueError(f"DecodeCache.reset: b is {b!r}: expected a sequence index in "
+                             f"0..{self.batch - 1}")
         if self._cache is not None:
-            self._cache.reset(b)
+            self._cache.reset(int(b))
 
     def append(self, q, k, v, n_new=None):
         """Append tokens and return their outputs [B,Tn,H,D] in q's dtype."""

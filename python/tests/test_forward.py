@@ -9,7 +9,7 @@ import torch
 
 import mtatune.torch as mt
 from mta_reference import mta_forward
-from util import check, gen, qkv, require, test, weights
+from util import check, gen, qkv, require, test, uniform, weights
 
 # Every output is poisoned (NaN) before the kernel writes it.
 mt._poison_output = True
@@ -142,3 +142,19 @@ def test_problem_key():
     w = weights(gen("key"), H, D, **parts)
     key = mt.problem_key(q, k, v, **w, pad_key=pad_key, layer_id=layer_id, scale=scale)
     require(key == "h4kv2d16-pre2x4-hpre-post3x2-hpost-right-gnr-gate-s0.200000003-f16", key)
+
+
+@test
+def test_head_dim_one_views():
+    """D = 1 views that PyTorch calls contiguous whatever their stride along D
+    (a transposed [B,T,1,H] tensor: stride H along its size-1 D) run, and
+    equal the reference (the library was handed the meaningless stride and
+    refused it)."""
+    g = gen("d1")
+    B, T, H = 2, 9, 3
+    x = [uniform(g, (B, T, 1, H)).transpose(2, 3) for _ in range(3)]
+    require(all(t.is_contiguous() and t.stride(3) != 1 for t in x),
+            "the views are not what the test needs")
+    kq = uniform(g, (H, 1, 2, 3), 0.5)
+    o = mt.mta_attention(*x, kq_pre=kq)
+    check(o, mta_forward(*x, kq_pre=kq), torch.float32, "D=1 views")

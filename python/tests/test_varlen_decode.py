@@ -197,3 +197,31 @@ def test_decode_cache_refuses_bad_appends():
     else:
         raise AssertionError("n_new beyond the tokens accepted")
     require(cache.seqlens() == [5, 5], f"{cache.seqlens()}")
+
+
+@test
+def test_decode_cache_refuses_bad_reset_and_batch():
+    """reset(b) refuses b outside 0..batch-1 before the first append as after
+    it (it was accepted silently before), and a batch beyond the library's
+    2^20 sequences is refused at construction, not at the first append."""
+    g = gen("decode_reset")
+    q, k, v = qkv(g, 2, 3, 2, 2, 4, torch.float32)
+    cache = mt.DecodeCache(2)
+    for appended in (False, True):
+        if appended:
+            cache.append(q, k, v)
+        for b in (-1, 2, 1.0, True):
+            try:
+                cache.reset(b)
+            except ValueError as err:
+                require("expected a sequence index in 0..1" in str(err), str(err))
+            else:
+                raise AssertionError(f"reset({b!r}) accepted (appended: {appended})")
+    cache.reset(1)
+    require(cache.seqlens() == [3, 0], f"{cache.seqlens()}")
+    try:
+        mt.DecodeCache((1 << 20) + 1)
+    except ValueError as err:
+        require("at most 1048576 sequences" in str(err), str(err))
+    else:
+        raise AssertionError("a batch of 2^20 + 1 accepted")
