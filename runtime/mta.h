@@ -607,8 +607,9 @@ MTA_API int mta_cache_create(const struct mta_problem *p, int64_t batch, mta_cac
  * first use and kept in the context), the decode winner of the T bucket of
  * the cache's longest sequence (op "decode", mta_context_pick_op; asked
  * again as the cache grows), else the default decode variant; on cuda-emu
- * the CUDA decode kernel; backends without one (cuda) get the float64
- * engine. Tokens into an empty sequence (a prefill) take their outputs
+ * the CUDA decode kernel (templates/mta_cuda_decode.cu) through the
+ * emulator, on cuda the same kernel on the device; a backend without a
+ * decode kernel gets the float64 engine. Tokens into an empty sequence (a prefill) take their outputs
  * from ctx's forward (mta_forward), and only their last cq2-1 rows run
  * through the decode kernel, to fill the rings. The cache must be freed
  * before ctx.
@@ -618,7 +619,8 @@ MTA_API int mta_cache_create_ctx(mta_context *ctx, const struct mta_problem *p, 
 MTA_API void mta_cache_free(mta_cache *c);
 /* Each sequence's length so far into lens[0..batch) (cache_seqlens). */
 MTA_API int mta_cache_seqlens(const mta_cache *c, int64_t *lens);
-/* Empty sequence b (its memory is kept for the next one). */
+/* Empty sequence b (its memory is kept for the next one); a sequence a
+ * failed call left unusable (mta_decode) takes tokens again. */
 MTA_API int mta_cache_reset(mta_cache *c, int64_t b);
 
 /*
@@ -627,7 +629,13 @@ MTA_API int mta_cache_reset(mta_cache *c, int64_t b);
  * [B,Tn,Hkv,D] (any dtype of the problem, any strides; rows past n_new[b]
  * are not read), o float32 [B,Tn,H,D] (rows past n_new[b] not written).
  * One token is Tn = 1; a chunk (chunked prefill) is Tn > 1. On failure no
- * sequence has advanced.
+ * sequence has advanced (mta_cache_seqlens as before the call). A failure
+ * before any row is computed (bad arguments, memory, a prefill's forward, a
+ * kernel that cannot be compiled) leaves every cache as it was: the same
+ * tokens can be given again. A failure while a kernel cache's rows are
+ * computed (the kernel itself, a device copy) leaves the sequences of the
+ * call that held tokens before it unusable: each refuses tokens, naming
+ * itself, until mta_cache_reset.
  */
 MTA_API int mta_decode(mta_cache *c, const struct mta_tensor *q, const struct mta_tensor *k,
 		       const struct mta_tensor *v, const struct mta_weights *w,

@@ -9,6 +9,7 @@
 #include "tests/harness.h"
 #include "tests/cpu_util.h"
 #include "runtime/core/decode.h"
+#include "runtime/core/error.h"
 #include "runtime/core/varlen.h"
 #include "runtime/core/pool.h"
 #include "runtime/cpu/cpu.h"
@@ -510,6 +511,147 @@ TEST(decode_cpu_threads_identical)
  * every option, prefills N = 0, 1, cq-1, T-1 and random, then B > 1 with
  * ragged lengths, each row equal to the forward.
  */
+/* The cpu decode kernel, made to fail at one call: fail_at calls from now (-1: never). */
+static mta_decode_fn fail_real;
+static int fail_at = -1;
+static int failing_entry(const struct mta_dargs *a)
+{
+	if (fail_at == 0) {
+		fail_at = -1;
+		return MTA_EKERNEL;
+	}
+	if (fail_at > 0)
+		fail_at--;
+	return fail_real(a);
+}
+
+/* A context's select hook whose kernel for T beyond 8 cannot be had (a compile that fails). */
+static int failing_select(void *ctx, const struct mta_problem *p, int64_t B, int64_t T,
+			  struct mta_decoder *out)
+{
+	(void)ctx;
+	(void)p;
+	(void)B;
+	if (T > 8)
+		return mta_fail(MTA_ECOMPILE, "no kernel for T=%lld (the test's)", (long long)T);
+	*out = (struct mta_decoder){ .fn = failing_entry, .nthreads = 1, .select = failing_select };
+	return MTA_OK;
+}
+
+/* rows r0 .. r0+n-1 of t */
+static struct mta_tensor rows_of(const struct mta_tensor *t, int64_t r0, int64_t n)
+{
+	struct mta_tensor x = *t;
+	x.data = (char *)t->data + (size_t)(r0 * t->stride[1]) * mta_dtype_size(t->dtype);
+	x.shape[1] = n;
+	return x;
+}
+
+/* rows r0 .. r1-1 of both sequences of o and e, bit for bit, none NaN */
+static void same_rows(const float *o, const float *e, int64_t r0, int64_t r1, int64_t T,
+		      int64_t hd, const char *what)
+{
+	size_t diff = 0, nan = 0;
+	for (int b = 0; b < 2; b++)
+		for (int64_t r = r0; r < r1; r++)
+			for (int64_t x = 0; x < hd; x++) {
+				const size_t at = (size_t)((b * T + r) * hd + x);
+				diff += memcmp(o + at, e + at, sizeof(float)) != 0;
+				nan += isnan(o[at]);
+			}
+	CHECKF(diff == 0 && nan == 0, "%s: %zu elements differ from a cache that never failed, "
+	       "%zu NaN", what, diff, nan);
+}
+
+/*
+ * Decode calls that fail (mta.h). A kernel that cannot be had for a later
+ * row's T bucket fails the call before any row runs: no sequence advanced
+ * or changed, and a call within the buckets that work then runs as if
+ * nothing happened. A kernel that fails at a row (on a device, a copy or a
+ * launch) leaves the lengths, but the sequences that held rows refuse
+ * tokens, naming themselves, until reset; after a reset they run again.
+ * Every output is compared, bit for bit, with a cache that never failed.
+ */
+TEST(decode_failed_call_advances_nothing)
+{
+	static const char key[] = "h4kv2d8-pre3x5-hpre-post2x3-hc2-both-gn-gate-f32";
+	struct mta_problem p;
+	struct mta_weights w;
+	struct mta_cpu_decode *kd = NULL;
+	mta_cache *c = NULL, *ref = NULL;
+	struct mta_tensor q, k, v, o, o2;
+	int64_t lens[2];
+	const int64_t T = 10;
+	REQUIRE(mta_problem_from_key(key, &p) == MTA_OK);
+	const int64_t hd = p.H * p.D;
+	mt_kcache();
+	CHECKF(mta_cpu_decode_load(&p, NULL, &kd) == MTA_OK, "%s", mta_last_error());
+	REQUIRE(kd != NULL);
+	fail_real = mta_cpu_decode_entry(kd);
+	struct mta_decoder d = { .fn = failing_entry, .nthreads = 1, .select = failing_select };
+	struct mta_decoder d0 = { .fn = fail_real, .nthreads = 1 };
+	REQUIRE(mta_cache_create_kernel(&p, 2, &d, &c) == MTA_OK);
+	REQUIRE(mta_cache_create_kernel(&p, 2, &d0, &ref) == MTA_OK);
+	mt_weights(&p, &w);
+	void *bq = mt_tensor(p.dtype, 2, T, p.H, p.D, 0, &q);
+	void *bk = mt_tensor(p.dtype, 2, T, p.Hkv, p.D, 0, &k);
+	void *bv = mt_tensor(p.dtype, 2, T, p.Hkv, p.D, 0, &v);
+	void *bo = mt_tensor(MTA_F32, 2, T, p.H, p.D, 0, &o);
+	void *bo2 = mt_tensor(MTA_F32, 2, T, p.H, p.D, 0, &o2);
+	REQUIRE(bq && bk && bv && bo && bo2);
+	for (size_t i = 0; i < (size_t)(2 * T * hd); i++)
+		((float *)bo)[i] = ((float *)bo2)[i] = NAN;
+	struct mta_tensor q0 = rows_of(&q, 0, 3), k0 = rows_of(&k, 0, 3), v0 = rows_of(&v, 0, 3);
+	struct mta_tensor oa = rows_of(&o, 0, 3), o2a = rows_of(&o2, 0, 3);
+	REQUIRE(mta_decode(c, &q0, &k0, &v0, &w, NULL, &oa) == MTA_OK);
+	REQUIRE(mta_decode(ref, &q0, &k0, &v0, &w, NULL, &o2a) == MTA_OK);
+
+	/* rows 3..8: row 8's T (9) has no kernel: refused before any row runs */
+	struct mta_tensor q6 = rows_of(&q, 3, 6), k6 = rows_of(&k, 3, 6), v6 = rows_of(&v, 3, 6);
+	struct mta_tensor o6 = rows_of(&o, 3, 6);
+	fail_at = -1;
+	CHECK(mta_decode(c, &q6, &k6, &v6, &w, NULL, &o6) != MTA_OK);
+	CHECK_STR_CONTAINS(mta_last_error(), "no kernel for T=9");
+	REQUIRE(mta_cache_seqlens(c, lens) == MTA_OK);
+	CHECK(lens[0] == 3 && lens[1] == 3);
+	for (int b = 0; b < 2; b++)
+		for (int64_t x = 0; x < 6 * hd; x++)
+			CHECKF(isnan(((float *)bo)[(b * T + 3) * hd + x]), "a refused call wrote o");
+
+	/* rows 3..6, the kernel failing at its third row (row 5) */
+	struct mta_tensor q1 = rows_of(&q, 3, 4), k1 = rows_of(&k, 3, 4), v1 = rows_of(&v, 3, 4);
+	struct mta_tensor ob = rows_of(&o, 3, 4), o2b = rows_of(&o2, 3, 4);
+	fail_at = 2;
+	CHECK(mta_decode(c, &q1, &k1, &v1, &w, NULL, &ob) != MTA_OK);
+	CHECK_STR_CONTAINS(mta_last_error(), "decode kernel returned error");
+	CHECK_EQ_INT(fail_at, -1); /* it did fail, at the third row */
+	REQUIRE(mta_cache_seqlens(c, lens) == MTA_OK);
+	CHECKF(lens[0] == 3 && lens[1] == 3, "after a failed call the lengths are %lld, %lld; "
+	       "expected 3, 3", (long long)lens[0], (long long)lens[1]);
+	CHECK(mta_decode(c, &q1, &k1, &v1, &w, NULL, &ob) != MTA_OK);
+	CHECK_STR_CONTAINS(mta_last_error(), "sequence 0 was left inconsistent");
+	/* reset, then all seven rows again, row by row as the control's 3 + 4 */
+	REQUIRE(mta_cache_reset(c, 0) == MTA_OK && mta_cache_reset(c, 1) == MTA_OK);
+	for (size_t i = 0; i < (size_t)(2 * T * hd); i++)
+		((float *)bo)[i] = NAN;
+	struct mta_tensor q7 = rows_of(&q, 0, 7), k7 = rows_of(&k, 0, 7), v7 = rows_of(&v, 0, 7);
+	struct mta_tensor o7 = rows_of(&o, 0, 7);
+	REQUIRE(mta_decode(c, &q7, &k7, &v7, &w, NULL, &o7) == MTA_OK);
+	REQUIRE(mta_decode(ref, &q1, &k1, &v1, &w, NULL, &o2b) == MTA_OK);
+	REQUIRE(mta_cache_seqlens(c, lens) == MTA_OK);
+	CHECK(lens[0] == 7 && lens[1] == 7);
+	same_rows(bo, bo2, 0, 7, T, hd, "after a reset, rows 0..6");
+	mta_cache_free(c);
+	mta_cache_free(ref);
+	mta_cpu_decode_free(kd);
+	mt_weights_free(&w);
+	free(bq);
+	free(bk);
+	free(bv);
+	free(bo);
+	free(bo2);
+}
+
 /*
  * mt_condition, which widens decode's float32 bound for ill-conditioned
  * draws, measures what it says: a one-row output whose mixing sums cancel

@@ -31,6 +31,9 @@
 
 struct seq {
 	int64_t len, cap;
+	/* a kernel call failed after rows of this sequence ran: its rings hold
+	 * rows past len, so it takes no tokens until mta_cache_reset */
+	int broken;
 	float *fk, *fv, *fz, *fp; /* kernel caches: the same layouts in float32 */
 	double *kd, *vd; /* [cap][Hkv][D] */
 	double *z;       /* [H][rows1][cap]: raw logits of the last rows1 rows */
@@ -180,6 +183,7 @@ int mta_cache_reset(mta_cache *c, int64_t b)
 		return mta_fail(MTA_EINVAL, "mta_cache_reset: no cache, or sequence %" PRId64
 				" outside 0..%" PRId64, b, c ? c->batch - 1 : -1);
 	c->seq[b].len = 0;
+	c->seq[b].broken = 0;
 	return mta_done(MTA_OK);
 }
 
@@ -680,6 +684,40 @@ static int reselect(mta_cache *c, int64_t T)
  * A device cache's weights: w's packed into dw when they differ from what
  * dw holds, and a's weight pointers set to dw's parts.
  */
+/*
+ * Every kernel a kernel_decode call will select (the T buckets of its rows'
+ * longest sequences, as it walks them), selected now, so that one that
+ * cannot be had (a compile that fails) fails the call before any row runs.
+ * The context keeps what it selected: the walk's own selections find it.
+ */
+static int preselect(mta_cache *c, const int64_t *n_new, int64_t Tn, const int64_t *first)
+{
+	int64_t nmax = 0, tb = c->tb;
+	struct mta_decoder nd;
+	int rc;
+	if (!c->dec.select)
+		return MTA_OK;
+	for (int64_t b = 0; b < c->batch; b++)
+		nmax = (n_new ? n_new[b] : Tn) > nmax ? (n_new ? n_new[b] : Tn) : nmax;
+	for (int64_t r = 0; r < nmax; r++) {
+		int64_t tmax = 0;
+		for (int64_t b = 0; b < c->batch; b++) {
+			const int64_t f = first ? first[b] : 0;
+			if (r >= (n_new ? n_new[b] : Tn) || r < f)
+				continue;
+			/* the row's position: the length it finds, as kernel_decode advances it */
+			const int64_t t = c->seq[b].len + (r - f) + 1;
+			tmax = t > tmax ? t : tmax;
+		}
+		if (!tmax || mta_t_bucket(tmax) == tb)
+			continue;
+		tb = mta_t_bucket(tmax);
+		if ((rc = c->dec.select(c->dec.ctx, &c->p, c->batch, tmax, &nd)))
+			return mta_wrap(rc, "decode: the kernel for T=%" PRId64, tmax);
+	}
+	return MTA_OK;
+}
+
 static int dweights(mta_cache *c, const struct mta_weights *w, struct mta_dargs *a)
 {
 	struct mta_weights dw = *w;
@@ -912,19 +950,34 @@ out:
  * cq2-1 rows run through the decode kernel, to seed the rings (seed()).
  * Every other sequence runs row by row. Without a forward hook (a cache
  * made by mta_cache_create_kernel alone) a prefill with outputs runs row by
- * row too. The forwards run first: one that fails leaves every cache as it
- * was.
+ * row too. A call that fails leaves every sequence's length as it was
+ * (mta.h). One that fails before any row runs (room, a forward, a seeding,
+ * a kernel for a new T bucket that cannot be had: preselect) leaves every
+ * cache as it was, so the same tokens can be given again; one that fails
+ * while rows run (the kernel, or a device copy) has overwritten ring rows
+ * that its sequences with earlier rows still need: those are marked broken
+ * and refuse tokens until mta_cache_reset.
  */
 static int kernel_prefill(mta_cache *c, const struct mta_tensor *q, const struct mta_tensor *k,
 			  const struct mta_tensor *v, const struct mta_weights *w,
 			  const int64_t *n_new, int64_t Tn, struct mta_tensor *o)
 {
 	const struct mta_problem *p = &c->p;
-	int64_t *first = NULL, *wfrom = NULL;
-	int rc = MTA_OK, any = 0;
+	int64_t *first = NULL, *wfrom = NULL, *len0 = NULL;
+	int rc = MTA_OK, any = 0, ran = 0;
+	for (int64_t b = 0; b < c->batch; b++)
+		if (c->seq[b].broken && (n_new ? n_new[b] : Tn) > 0)
+			return mta_fail(MTA_EINVAL, "decode: sequence %" PRId64 " was left inconsistent "
+					"by a failed call (its rings hold rows past its length %"
+					PRId64 "); mta_cache_reset it before giving it tokens", b,
+					c->seq[b].len);
+	if (!(len0 = malloc((size_t)c->batch * sizeof *len0)))
+		return mta_fail(MTA_ENOMEM, "decode: out of memory");
+	for (int64_t b = 0; b < c->batch; b++)
+		len0[b] = c->seq[b].len;
 	for (int64_t b = 0; b < c->batch; b++)
 		if ((rc = freserve(c, &c->seq[b], c->seq[b].len + (n_new ? n_new[b] : Tn))))
-			return rc;
+			goto out;
 	if (!(first = calloc((size_t)c->batch, sizeof *first)) ||
 	    !(wfrom = calloc((size_t)c->batch, sizeof *wfrom))) {
 		rc = mta_fail(MTA_ENOMEM, "decode: out of memory");
@@ -955,8 +1008,19 @@ static int kernel_prefill(mta_cache *c, const struct mta_tensor *q, const struct
 	for (int64_t b = 0; any && b < c->batch; b++)
 		if (first[b] < 0 && (rc = seed(c, b, q, k, v, n_new ? n_new[b] : Tn, &first[b])))
 			goto out;
+	if ((rc = preselect(c, n_new, Tn, first)))
+		goto out;
+	ran = 1;
 	rc = kernel_decode(c, q, k, v, w, n_new, Tn, o, first, wfrom);
 out:
+	/* lengths as they were; a sequence with rows before the call whose rows
+	 * ran has rings past its length (a new one's rings are made afresh) */
+	for (int64_t b = 0; rc && b < c->batch; b++) {
+		c->seq[b].len = len0[b];
+		if (ran && len0[b] > 0 && (n_new ? n_new[b] : Tn) > 0)
+			c->seq[b].broken = 1;
+	}
+	free(len0);
 	free(first);
 	free(wfrom);
 	return rc;
