@@ -111,8 +111,8 @@ def _problem(q, k, v, w, pad_key, layer_id, scale):
     if int(v.shape[2]) != Hkv:
         _bad(f"v has shape {_shp(v)} but k has {_shp(k)}: expected as many heads as k "
              f"(Hkv={Hkv})")
-    if B < 1 or T < 1 or H < 1 or D < 1:
-        _bad(f"q has shape {_shp(q)}: B, T, H and D must be at least 1")
+    if H < 1 or D < 1:
+        _bad(f"q has shape {_shp(q)}: H and D must be at least 1")
     if H % Hkv:
         _bad(f"q has H={H} heads and k has Hkv={Hkv}: H must be a multiple of Hkv")
     if H > _lib.MTA_MAX_HEADS or D > _lib.MTA_MAX_HEAD_DIM:
@@ -332,6 +332,10 @@ def _mta_attention_op(q: Tensor, k: Tensor, v: Tensor, kq_pre: Optional[Tensor],
     w = dict(zip(WEIGHTS, (kq_pre, head_pre, kq_post, head_post, head_post_linear,
                            gn_weight, gate_w, gate_b)))
     p = _problem(q, k, v, w, pad_key, layer_id, scale)
+    if q.numel() == 0 and cu_seqlens is None:
+        # B or T is 0: nothing to attend, an empty output (as PyTorch's
+        # attention); the library, which takes no empty tensors, is not called
+        return q.new_empty(q.shape)
     if cu_seqlens is not None:
         if q.device.type != "cpu" or cu_seqlens.device.type != "cpu":
             raise NotImplementedError("mta_attention: cu_seqlens (packed documents) runs on "
@@ -385,6 +389,12 @@ def _mta_attention_backward_op(grad_o: Tensor, q: Tensor, k: Tensor, v: Tensor,
     ws = (kq_pre, head_pre, kq_post, head_post, head_post_linear, gn_weight, gate_w, gate_b)
     w = dict(zip(WEIGHTS, ws))
     p = _problem(q, k, v, w, pad_key, layer_id, scale)
+    if q.numel() == 0 and cu_seqlens is None:
+        # an empty batch or sequence: empty gradients of q, k, v, zero ones of
+        # the weights (float32 placeholders for absent ones, as below)
+        return [torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)] + \
+            [torch.zeros_like(t) if t is not None else torch.empty(0, dtype=torch.float32)
+             for t in ws]
     ctx = _lib.context("cpu", 0, db)
     W, keep = _weights_struct(w, layer_id)
     B, T, H, D = q.shape

@@ -99,3 +99,26 @@ def test_backward_compare_judges_cancelling_sums_by_their_terms():
     require(not compare(e + mag / 1000, e, torch.float32, grad=True, mag=mag)[0], "1e-3 passed")
     require(not compare(torch.tensor([float("nan")]), e, torch.float32, grad=True, mag=mag)[0],
             "NaN passed")
+
+
+@test
+def test_empty_batch_and_sequence():
+    """B = 0 or T = 0: an empty output of q's shape and dtype, as PyTorch's
+    attention gives (it was a ValueError), and a backward through it: empty
+    gradients of q, k, v, zero ones of the weights."""
+    g = gen("empty")
+    w = weights(g, 4, 8, kq_pre=(3, 5), head_pre=True, gn=True, gate=True)
+    for shape in ((0, 5), (2, 0)):
+        for dtype in (torch.float32, torch.bfloat16):
+            q, k, v = (t.requires_grad_(True) for t in qkv(g, *shape, 4, 2, 8, dtype))
+            ws = {n: t.clone().requires_grad_(True) for n, t in w.items()}
+            o = mt.mta_attention(q, k, v, layer_id=1, **ws)
+            require(o.shape == q.shape and o.dtype == dtype and o.requires_grad,
+                    f"{shape} {dtype}: output {tuple(o.shape)} {o.dtype}")
+            o.float().sum().backward()
+            for name, t in (("q", q), ("k", k), ("v", v)):
+                require(t.grad is not None and t.grad.shape == t.shape,
+                        f"{shape} {dtype}: d{name} {None if t.grad is None else t.grad.shape}")
+            for name, t in ws.items():
+                require(t.grad is not None and t.grad.shape == t.shape and
+                        not t.grad.any(), f"{shape} {dtype}: d{name} is not zeros")
