@@ -110,6 +110,22 @@ int mta_db_problem_find(struct mta_db *db, const char *key, int64_t *id)
 					      key ? key : "") : rc;
 }
 
+/*
+ * Text column i of a row, which the schema keeps NOT NULL (what names it):
+ * a file without that constraint, damaged or hostile, could hold NULL, which
+ * a caller would hand to strcmp. *out "" and MTA_EDB then: refused as damage.
+ */
+static int col_text(struct mta_db *db, sqlite3_stmt *st, int i, const char *what,
+		    const char **out)
+{
+	const unsigned char *t = sqlite3_column_text(st, i);
+	*out = t ? (const char *)t : "";
+	if (t)
+		return MTA_OK;
+	return mta_fail(MTA_EDB, "database %s is damaged: %s is NULL (the schema keeps it NOT "
+			"NULL)", db->path, what);
+}
+
 static int col_opt_int(sqlite3_stmt *st, int i)
 {
 	return sqlite3_column_type(st, i) == SQLITE_NULL ? -1 : sqlite3_column_int(st, i);
@@ -229,26 +245,37 @@ int mta_db_binary_get_any(struct mta_db *db, const struct mta_db_binary_key *k,
 	"r.p20_ms, r.p80_ms, r.min_ms, r.runs, r.rel_err, r.error, r.run_id, r.started_at, " \
 	"r.recorded_at"
 
-/* Fill r from a row of RESULT_COLS; strings point into the statement's row. */
-static void read_result(sqlite3_stmt *st, struct mta_db_result *r)
+/* Fill r from a row of RESULT_COLS; strings point into the statement's row.
+ * MTA_EDB for a row the schema would not hold (a NULL, an unknown status). */
+static int read_result(struct mta_db *db, sqlite3_stmt *st, struct mta_db_result *r)
 {
+	const char *status;
+	int rc;
 	memset(r, 0, sizeof *r);
 	r->id = sqlite3_column_int64(st, 0);
 	r->device_id = sqlite3_column_int64(st, 1);
 	r->variant_id = sqlite3_column_int64(st, 2);
 	r->T = sqlite3_column_int64(st, 3);
 	r->B = sqlite3_column_int64(st, 4);
-	mta_result_status_parse((const char *)sqlite3_column_text(st, 5), &r->status);
+	if ((rc = col_text(db, st, 5, "a result's status", &status)))
+		return rc;
+	if (mta_result_status_parse(status, &r->status)) {
+		char shown[64];
+		return mta_fail(MTA_EDB, "database %s is damaged: a result has status \"%s\" (not "
+				"one the schema allows)", db->path,
+				mta_escape_str(status, shown, sizeof shown));
+	}
 	r->median_ms = db_col_real(st, 6);
 	r->p20_ms = db_col_real(st, 7);
 	r->p80_ms = db_col_real(st, 8);
 	r->min_ms = db_col_real(st, 9);
 	r->runs = sqlite3_column_int(st, 10);
 	r->rel_err = db_col_real(st, 11);
-	r->error = (const char *)sqlite3_column_text(st, 12);
-	r->run_id = (const char *)sqlite3_column_text(st, 13);
 	r->started_at = sqlite3_column_type(st, 14) == SQLITE_NULL ? 0 : sqlite3_column_double(st, 14);
 	r->recorded_at = sqlite3_column_double(st, 15);
+	if ((rc = col_text(db, st, 12, "a result's error", &r->error)))
+		return rc;
+	return col_text(db, st, 13, "a result's run id", &r->run_id);
 }
 
 int mta_db_result_get(struct mta_db *db, int64_t device_id, int64_t variant_id,
@@ -266,10 +293,11 @@ int mta_db_result_get(struct mta_db *db, int64_t device_id, int64_t variant_id,
 	sqlite3_bind_int64(st, 4, B);
 	int s = sqlite3_step(st);
 	if (s == SQLITE_ROW) {
-		read_result(st, out);
-		out->error = db_keep(db, (const unsigned char *)out->error);
-		out->run_id = db_keep(db, (const unsigned char *)out->run_id);
-		out->problem_key = out->spec = NULL;
+		if (!(rc = read_result(db, st, out))) {
+			out->error = db_keep(db, (const unsigned char *)out->error);
+			out->run_id = db_keep(db, (const unsigned char *)out->run_id);
+			out->problem_key = out->spec = NULL;
+		}
 	} else if (s == SQLITE_DONE) {
 		rc = mta_fail(MTA_ENOTFOUND, "database %s has no result for device %lld, variant "
 			      "%lld, T=%lld, B=%lld", db->path, (long long)device_id,
@@ -298,11 +326,11 @@ int mta_db_list_results(struct mta_db *db, int64_t device_id, const char *proble
 	int s;
 	while (!rc && (s = sqlite3_step(st)) == SQLITE_ROW) {
 		struct mta_db_result r;
-		read_result(st, &r);
-		r.problem_key = (const char *)sqlite3_column_text(st, 16);
-		r.spec = (const char *)sqlite3_column_text(st, 17);
-		r.op = (const char *)sqlite3_column_text(st, 18);
-		rc = cb(ctx, &r);
+		if (!(rc = read_result(db, st, &r)) &&
+		    !(rc = col_text(db, st, 16, "a problem's key", &r.problem_key)) &&
+		    !(rc = col_text(db, st, 17, "a variant's spec", &r.spec)) &&
+		    !(rc = col_text(db, st, 18, "a variant's op", &r.op)))
+			rc = cb(ctx, &r);
 	}
 	if (!rc && s != SQLITE_DONE)
 		rc = db_err(db, "list results");
@@ -330,9 +358,11 @@ static int check_bucket(struct mta_db *db, int64_t b, const char *what, const ch
 			mta_escape_str(key ? key : "", shown, sizeof shown), what, (long long)b);
 }
 
-/* Fill w from a row of WINNER_SQL; strings point into the statement's row. */
-static void read_winner(sqlite3_stmt *st, struct mta_db_winner *w)
+/* Fill w from a row of WINNER_SQL; strings point into the statement's row.
+ * MTA_EDB for a NULL text. */
+static int read_winner(struct mta_db *db, sqlite3_stmt *st, struct mta_db_winner *w)
 {
+	int rc;
 	memset(w, 0, sizeof *w);
 	w->device_id = sqlite3_column_int64(st, 0);
 	w->problem_id = sqlite3_column_int64(st, 1);
@@ -342,10 +372,6 @@ static void read_winner(sqlite3_stmt *st, struct mta_db_winner *w)
 	w->B = sqlite3_column_int64(st, 5);
 	w->time_ms = sqlite3_column_double(st, 6);
 	w->updated_at = sqlite3_column_double(st, 7);
-	w->problem_key = (const char *)sqlite3_column_text(st, 8);
-	w->spec = (const char *)sqlite3_column_text(st, 9);
-	w->source_hash = (const char *)sqlite3_column_text(st, 10);
-	w->op = (const char *)sqlite3_column_text(st, 11);
 	w->b_bucket = sqlite3_column_int64(st, 12);
 	w->default_ms = db_col_real(st, 13);
 	w->ratio = db_col_real(st, 14);
@@ -353,6 +379,11 @@ static void read_winner(sqlite3_stmt *st, struct mta_db_winner *w)
 	w->ci_high = db_col_real(st, 16);
 	w->rounds = sqlite3_column_int(st, 17);
 	w->significant = sqlite3_column_int(st, 18);
+	if ((rc = col_text(db, st, 8, "a winner's problem key", &w->problem_key)) ||
+	    (rc = col_text(db, st, 9, "a winner's variant spec", &w->spec)) ||
+	    (rc = col_text(db, st, 10, "a winner's variant source hash", &w->source_hash)))
+		return rc;
+	return col_text(db, st, 11, "a winner's op", &w->op);
 }
 
 /*
@@ -416,7 +447,10 @@ int mta_db_winner_get(struct mta_db *db, int64_t device_id, const char *problem_
 	sqlite3_bind_int64(st, 4, tb);
 	sqlite3_bind_int64(st, 5, bb);
 	if (sqlite3_step(st) == SQLITE_ROW) {
-		read_winner(st, out);
+		if ((rc = read_winner(db, st, out))) {
+			sqlite3_finalize(st);
+			return rc;
+		}
 		out->problem_key = db_keep(db, (const unsigned char *)out->problem_key);
 		out->spec = db_keep(db, (const unsigned char *)out->spec);
 		out->source_hash = db_keep(db, (const unsigned char *)out->source_hash);
@@ -444,7 +478,8 @@ int mta_db_list_winners(struct mta_db *db, int64_t device_id, const char *proble
 	int s;
 	while (!rc && (s = sqlite3_step(st)) == SQLITE_ROW) {
 		struct mta_db_winner w;
-		read_winner(st, &w);
+		if ((rc = read_winner(db, st, &w)))
+			break;
 		w.exact = 1;
 		if (!(rc = check_bucket(db, w.t_bucket, "T", w.problem_key)) &&
 		    !(rc = check_bucket(db, w.b_bucket, "B", w.problem_key)))
@@ -468,15 +503,15 @@ int mta_db_list_devices(struct mta_db *db, mta_db_device_cb cb, void *ctx)
 	while (!rc && (s = sqlite3_step(st)) == SQLITE_ROW) {
 		struct mta_db_device d = {
 			.id = sqlite3_column_int64(st, 0),
-			.backend = (const char *)sqlite3_column_text(st, 1),
-			.name = (const char *)sqlite3_column_text(st, 2),
-			.arch = (const char *)sqlite3_column_text(st, 3),
-			.driver = (const char *)sqlite3_column_text(st, 4),
-			.compiler = (const char *)sqlite3_column_text(st, 5),
-			.nvrtc = (const char *)sqlite3_column_text(st, 6),
 			.cores = sqlite3_column_int(st, 7),
 		};
-		rc = cb(ctx, &d);
+		if (!(rc = col_text(db, st, 1, "a device's backend", &d.backend)) &&
+		    !(rc = col_text(db, st, 2, "a device's name", &d.name)) &&
+		    !(rc = col_text(db, st, 3, "a device's arch", &d.arch)) &&
+		    !(rc = col_text(db, st, 4, "a device's driver", &d.driver)) &&
+		    !(rc = col_text(db, st, 5, "a device's compiler", &d.compiler)) &&
+		    !(rc = col_text(db, st, 6, "a device's nvrtc", &d.nvrtc)))
+			rc = cb(ctx, &d);
 	}
 	if (!rc && s != SQLITE_DONE)
 		rc = db_err(db, "list devices");
@@ -498,12 +533,12 @@ int mta_db_list_problems(struct mta_db *db, mta_db_problem_cb cb, void *ctx)
 	while (!rc && (s = sqlite3_step(st)) == SQLITE_ROW) {
 		struct mta_db_problem_info p = {
 			.id = sqlite3_column_int64(st, 0),
-			.key = (const char *)sqlite3_column_text(st, 1),
 			.variants = sqlite3_column_int64(st, 2),
 			.results = sqlite3_column_int64(st, 3),
 			.winners = sqlite3_column_int64(st, 4),
 		};
-		rc = cb(ctx, &p);
+		if (!(rc = col_text(db, st, 1, "a problem's key", &p.key)))
+			rc = cb(ctx, &p);
 	}
 	if (!rc && s != SQLITE_DONE)
 		rc = db_err(db, "list problems");

@@ -1073,3 +1073,125 @@ TEST(db_migrate_2_to_3_keeps_results_and_v2_files_stay_readable)
 	CHECK_EQ_INT(raw(path, "SELECT count(*) FROM sqlite_schema WHERE name = 'results_by_variant'"), 1);
 	CHECK_EQ_INT(raw(path, "PRAGMA integrity_check"), 0);
 }
+
+static int dev_cb(void *ctx, const struct mta_db_device *d)
+{
+	(void)d;
+	++*(int *)ctx;
+	return MTA_OK;
+}
+static int win_cb(void *ctx, const struct mta_db_winner *w)
+{
+	(void)w;
+	++*(int *)ctx;
+	return MTA_OK;
+}
+static int res_cb(void *ctx, const struct mta_db_result *r)
+{
+	(void)r;
+	++*(int *)ctx;
+	return MTA_OK;
+}
+static int prob_cb(void *ctx, const struct mta_db_problem_info *p)
+{
+	(void)p;
+	++*(int *)ctx;
+	return MTA_OK;
+}
+
+/* each lister on db: rcs[0..3] devices, winners, results, problems */
+static void list_all(struct mta_db *db, int rcs[4], int k_only)
+{
+	int n = 0;
+	if (k_only < 0 || k_only == 0)
+		rcs[0] = mta_db_list_devices(db, dev_cb, &n);
+	if (k_only < 0 || k_only == 1)
+		rcs[1] = mta_db_list_winners(db, 0, NULL, win_cb, &n);
+	if (k_only < 0 || k_only == 2)
+		rcs[2] = mta_db_list_results(db, 0, NULL, res_cb, &n);
+	if (k_only < 0 || k_only == 3)
+		rcs[3] = mta_db_list_problems(db, prob_cb, &n);
+}
+
+/*
+ * A file whose NOT NULL constraints were taken out (damaged or hostile: it
+ * still opens) holding NULL text, or a result status the schema never
+ * allowed: every reader refuses it as damage, naming the column, where
+ * they handed NULL to strcmp (the library's context and the tool crashed)
+ * or read an unknown status as ok.
+ */
+TEST(db_null_text_and_unknown_status_are_damage)
+{
+	static const struct { const char *sql, *says; } cases[] = {
+		{ "UPDATE devices SET arch = NULL", "a device's arch is NULL" },
+		{ "UPDATE devices SET backend = NULL", "a device's backend is NULL" },
+		{ "UPDATE winners SET op = NULL", "a winner's op is NULL" },
+		{ "UPDATE variants SET spec = NULL", "variant spec is NULL" },
+		{ "UPDATE results SET run_id = NULL", "a result's run id is NULL" },
+		{ "UPDATE results SET status = 'bogus'", "status \"bogus\"" },
+		{ "UPDATE problems SET key = NULL", "a problem's key is NULL" },
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		const char *path = tmp_path("nulls.db");
+		struct mta_db *db;
+		int64_t dev, prob, var[1];
+		unlink(path);
+		REQUIRE(mta_db_open(path, 0, &db) == MTA_OK);
+		REQUIRE(seed_db(db, 1, &dev, &prob, var) == MTA_OK);
+		struct mta_db_result r = ok_result(dev, var[0], 128, 2.5);
+		REQUIRE(mta_db_result_put(db, &r) == MTA_OK);
+		struct mta_db_winner w = { .device_id = dev, .problem_id = prob, .variant_id = var[0],
+					   .time_ms = 1, .T = 128, .B = 1 };
+		REQUIRE(mta_db_winner_set(db, &w) == MTA_OK);
+		mta_db_close(db);
+		sqlite3 *h;
+		REQUIRE(sqlite3_open(path, &h) == SQLITE_OK);
+		char *err = NULL;
+		/* the columns' NOT NULL (not "IS NOT NULL" in a CHECK), and status's CHECK */
+		CHECKF(sqlite3_exec(h, "PRAGMA writable_schema = ON; UPDATE sqlite_schema SET sql = "
+				    "replace(replace(replace(replace(sql, 'TEXT NOT NULL', 'TEXT'), "
+				    "'INTEGER NOT NULL', 'INTEGER'), 'REAL NOT NULL', 'REAL'), "
+				    "'CHECK (status IN', 'CHECK (1 OR status IN') WHERE type = 'table'; "
+				    "PRAGMA writable_schema = OFF;", NULL, NULL, &err) == SQLITE_OK, "%s",
+		       err);
+		sqlite3_free(err);
+		sqlite3_close(h);
+		REQUIRE(sqlite3_open(path, &h) == SQLITE_OK);
+		CHECKF(sqlite3_exec(h, cases[i].sql, NULL, NULL, &err) == SQLITE_OK, "%s: %s",
+		       cases[i].sql, err);
+		sqlite3_free(err);
+		sqlite3_close(h);
+		REQUIRE(mta_db_open(path, MTA_DB_READONLY, &db) == MTA_OK);
+		int rcs[4];
+		list_all(db, rcs, -1);
+		int refused = 0;
+		for (int k = 0; k < 4; k++)
+			if (rcs[k] == MTA_EDB) {
+				refused++;
+				CHECK_STR_CONTAINS(mta_last_error(), "is damaged");
+			} else {
+				CHECKF(rcs[k] == MTA_OK, "%s: list %d returned %d", cases[i].sql, k,
+				       rcs[k]);
+			}
+		CHECKF(refused >= 1, "%s: no reader refused it", cases[i].sql);
+		/* the one that reads the column names it */
+		int said = 0;
+		for (int k = 0; k < 4 && !said; k++) {
+			list_all(db, rcs, k);
+			said = rcs[k] == MTA_EDB && strstr(mta_last_error(), cases[i].says) != NULL;
+		}
+		CHECKF(said, "%s: no reader said \"%s\"", cases[i].sql, cases[i].says);
+		mta_db_close(db);
+		/* the tool never crashes on it (a NULL arch crashed the context's
+		 * creation: exit 139); what it reads of it it refuses by name */
+		char *out = NULL;
+		int st = mt_sh(&out, "%s best --db %s --problem h4kv4d32-both-f32 --seq 128 2>&1",
+			       mt_bin(), path);
+		CHECKF(st < 128 && (st == 0 || strstr(out, "is damaged")), "%s: best exited %d: %s",
+		       cases[i].sql, st, out);
+		if (i < 2)
+			CHECKF(st != 0 && strstr(out, cases[i].says), "%s: best exited %d: %s",
+			       cases[i].sql, st, out);
+		free(out);
+	}
+}
