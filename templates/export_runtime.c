@@ -96,8 +96,13 @@ static int cuda_open(mta_context *c, int index)
 	if ((rc = mta_cuda_open(index, &c->cu)))
 		return rc;
 	const struct mta_cuda_device *d = &c->cu->dev;
-	if (sscanf(lib->arch, "sm_%1d%d", &want_major, &want_minor) != 2 ||
-	    d->cc_major != want_major || d->cc_minor < want_minor)
+	/* sm_NN or sm_NNN: compute capability NN/10 . NN%10 (sm_90, sm_100, sm_120) */
+	int sm = 0;
+	if (sscanf(lib->arch, "sm_%d", &sm) == 1) {
+		want_major = sm / 10;
+		want_minor = sm % 10;
+	}
+	if (sm < 50 || d->cc_major != want_major || d->cc_minor < want_minor)
 		return mta_fail(MTA_EUNSUPPORTED, "library %s holds cubins for %s; CUDA device %d is "
 				"sm_%d%d (export again with --arch sm_%d%d)", lib->name, lib->arch,
 				index, d->cc_major, d->cc_minor, d->cc_major, d->cc_minor);

@@ -643,6 +643,18 @@ TEST(export_cuda_sm90_without_gpu_builds_and_says_no_device)
 		    mt_tmpdir()) == 2);
 	CHECK_STR_CONTAINS(out, "expected a CUDA architecture such as sm_80");
 	free(out);
+	/* Blackwell's three-digit architectures (and the a and f suffixes) pass the
+	 * option check (here, to the missing database); malformed ones do not */
+	static const char *archs[] = { "sm_100", "sm_120a", "sm_90a", "sm_100f", "sm_9x",
+				       "sm_1000", "sm_90b", "sm_+90", "sm_4" };
+	for (int i = 0; i < 9; i++) {
+		int st = mt_sh(&out, "%s export --db %s/none.db --arch %s --out %s/x", mt_bin(),
+			       mt_tmpdir(), archs[i], mt_tmpdir());
+		CHECKF(i < 4 ? !strstr(out, "expected a CUDA architecture") && strstr(out, "none.db") :
+		       st == 2 && strstr(out, "expected a CUDA architecture") != NULL,
+		       "--arch %s: exit %d: %s", archs[i], st, out);
+		free(out);
+	}
 	CHECK(mt_sh(&out, "%s export --db %s --out %s/x --name 'a b'", mt_bin(), db,
 		    mt_tmpdir()) == 2);
 	CHECK_STR_CONTAINS(out, "library name 'a b'");

@@ -12,6 +12,7 @@
 #include "runtime/core/strbuf.h"
 
 #include <math.h>
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -120,6 +121,19 @@ static int pick_device(struct mta_db *db, const struct mta_export_opts *o, struc
 }
 
 /*
+ * Whether s names a CUDA architecture NVRTC takes: sm_NN or sm_NNN (sm_50
+ * .. sm_120 and on: compute capability NN/10 . NN%10), optionally with the
+ * arch-specific suffix a or the family suffix f.
+ */
+static int cuda_arch(const char *s)
+{
+	int sm = 0, n = 0;
+	if (sscanf(s, "sm_%d%n", &sm, &n) != 1 || sm < 50 || sm > 999 || !isdigit((unsigned char)s[3]))
+		return 0;
+	return !s[n] || ((s[n] == 'a' || s[n] == 'f') && !s[n + 1]);
+}
+
+/*
  * The device's text goes into the library's comments and strings (escaped
  * there): refuse a control character, which no device name needs and which
  * could end a line. A binary backend's arch is also a compiler option
@@ -129,7 +143,6 @@ static int check_device_text(const char *db_path, const struct xdevice *d, int b
 {
 	const char *what[] = { "device name", "device arch" }, *text[] = { d->name, d->arch };
 	char shown[1100];
-	int a, b, n = 0;
 	if (d->too_long)
 		return mta_fail(MTA_EFORMAT, "database %s: device %lld has a name, arch or backend "
 				"longer than %zu, %zu or %zu bytes: it is not exported", db_path,
@@ -143,8 +156,7 @@ static int check_device_text(const char *db_path, const struct xdevice *d, int b
 						"another device, or fix the name in the database)",
 						db_path, what[i], mta_escape_str(text[i], shown,
 										  sizeof shown));
-	if (binary && d->id && (sscanf(d->arch, "sm_%1d%d%n", &a, &b, &n) != 2 ||
-				(d->arch[n] && strcmp(d->arch + n, "a")) || a < 5))
+	if (binary && d->id && !cuda_arch(d->arch))
 		return mta_fail(MTA_EFORMAT, "database %s: device arch '%s' is not a CUDA "
 				"architecture such as sm_90", db_path,
 				mta_escape_str(d->arch, shown, sizeof shown));
@@ -550,15 +562,13 @@ out:
 
 static int check_opts(const struct mta_export_opts *o)
 {
-	int a, b, n = 0;
 	if (!o->db_path || !o->out_dir || !*o->out_dir)
 		return mta_fail(MTA_EINVAL, "export needs a database and an output folder");
 	if (!o->name[0] || strspn(o->name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 				  "0123456789_") != strlen(o->name) || strlen(o->name) > 64)
 		return mta_fail(MTA_EINVAL, "library name '%s': expected 1 to 64 letters, digits "
 				"or '_' (it names lib<NAME>.so)", o->name);
-	if (o->arch && (sscanf(o->arch, "sm_%1d%d%n", &a, &b, &n) != 2 ||
-			(o->arch[n] && strcmp(o->arch + n, "a")) || a < 5))
+	if (o->arch && !cuda_arch(o->arch))
 		return mta_fail(MTA_EINVAL, "--arch %s: expected a CUDA architecture such as sm_80 "
 				"or sm_90", o->arch);
 	return MTA_OK;
