@@ -119,6 +119,27 @@ int mta_db_merge(struct mta_db *db, const char *in_path)
 	sqlite3_finalize(st);
 	if (rc)
 		return mta_wrap(rc, "merging %s", in_path);
+	/*
+	 * A winner whose variant is another problem's or another op's (which
+	 * mta_db_winner_set refuses; a damaged or hostile file can hold it)
+	 * would land as a winner running the wrong kernel: refused, as damage.
+	 */
+	if ((rc = db_prepare(db, &st, "SELECT count(*) FROM src.winners w JOIN src.variants sv "
+			     "ON sv.id = w.variant_id WHERE sv.problem_id <> w.problem_id OR "
+			     "sv.op <> w.op"))) {
+		sqlite3_exec(db->h, "DETACH src", NULL, NULL, NULL);
+		return mta_wrap(rc, "merging %s", in_path);
+	}
+	const int st_rc = sqlite3_step(st);
+	const long long bad = st_rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
+	sqlite3_finalize(st);
+	if (bad) {
+		rc = bad < 0 ? db_err(db, "check the winners to merge") :
+		     mta_fail(MTA_EDB, "database %s is damaged: %lld of its winners name a variant of "
+			      "another problem or op; nothing merged", in_path, bad);
+		sqlite3_exec(db->h, "DETACH src", NULL, NULL, NULL);
+		return mta_wrap(rc, "merging %s", in_path);
+	}
 	rc = mta_db_begin(db);
 	for (size_t i = 0; !rc && i < sizeof merge_sql / sizeof merge_sql[0]; i++)
 		if (!(rc = expand(merge_sql[i], sql, sizeof sql)))

@@ -1195,3 +1195,38 @@ TEST(db_null_text_and_unknown_status_are_damage)
 		free(out);
 	}
 }
+
+/*
+ * A source whose winner names a variant of another problem and op (which
+ * mta_db_winner_set refuses; a damaged file can hold it) is refused by the
+ * merge as damage, and nothing of it lands: it merged as a forward winner
+ * running the backward variant's spec, moved to the variant's problem.
+ */
+TEST(db_merge_refuses_a_winner_of_another_problems_variant)
+{
+	const char *src = tmp_path("mix-src.db"), *dst = tmp_path("mix-dst.db");
+	struct mta_db *db;
+	int64_t dev, prob, var[1], prob2, bwd;
+	unlink(src);
+	unlink(dst);
+	REQUIRE(mta_db_open(src, 0, &db) == MTA_OK);
+	REQUIRE(seed_db(db, 1, &dev, &prob, var) == MTA_OK);
+	REQUIRE(mta_db_problem_upsert(db, "h2kv2d8-both-f32", &prob2) == MTA_OK);
+	REQUIRE(mta_db_variant_upsert_op(db, prob, "bwd", "cpu:v1,bq=8", "hash", &bwd) == MTA_OK);
+	struct mta_db_winner w = { .device_id = dev, .problem_id = prob2, .variant_id = var[0],
+				   .time_ms = 1, .T = 128, .B = 1 };
+	CHECK(mta_db_winner_set(db, &w) != MTA_OK); /* the writer refuses it */
+	mta_db_close(db);
+	char sql[300];
+	snprintf(sql, sizeof sql, "INSERT INTO winners (device_id, problem_id, op, t_bucket, "
+		 "b_bucket, variant_id, time_ms, T, B, updated_at) VALUES (%lld, %lld, 'fwd', 128, "
+		 "1, %lld, 1, 128, 1, 1)", (long long)dev, (long long)prob2, (long long)bwd);
+	CHECK_EQ_INT(raw(src, sql), 0);
+	CHECK_EQ_INT(raw(src, "SELECT count(*) FROM winners"), 1);
+	REQUIRE(mta_db_open(dst, 0, &db) == MTA_OK);
+	CHECK(mta_db_merge(db, src) == MTA_EDB);
+	CHECK_STR_CONTAINS(mta_last_error(), "name a variant of another problem or op");
+	mta_db_close(db);
+	CHECK_EQ_INT(raw(dst, "SELECT count(*) FROM winners"), 0);
+	CHECK_EQ_INT(raw(dst, "SELECT count(*) FROM variants"), 0);
+}
