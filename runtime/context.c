@@ -617,23 +617,37 @@ void mta_context_stats(mta_context *c, struct mta_stats *out)
 
 /* ---- mta_forward: host tensors, built on mta_attention ------------------- */
 
+/*
+ * The host-tensor calls read and write their tensors on the host: a tensor
+ * marked device memory is refused (its pointer would be dereferenced here),
+ * naming it and the call (what) that takes host tensors. NULL entries skip.
+ */
+static int host_only(const char *what, const struct mta_tensor *q, const struct mta_tensor *k,
+		     const struct mta_tensor *v, const struct mta_tensor *o, const char *oname)
+{
+	const struct mta_tensor *all[4] = { q, k, v, o };
+	const char *names[4] = { "q", "k", "v", oname };
+	for (int i = 0; i < 4; i++)
+		if (all[i] && all[i]->memory != MTA_MEM_HOST)
+			return mta_fail(MTA_EINVAL, "%s takes host tensors; tensor %s says device "
+					"memory%s", what, names[i], !strcmp(what, "mta_forward") ?
+					" (call mta_attention)" : "");
+	return MTA_OK;
+}
+
 int mta_forward(mta_context *c, const struct mta_problem *p, const struct mta_tensor *q,
 		const struct mta_tensor *k, const struct mta_tensor *v,
 		const struct mta_weights *w, struct mta_tensor *o)
 {
 	const struct mta_tensor *all[4] = { q, k, v, o };
-	static const char *names[4] = { "tensor q", "tensor k", "tensor v", "tensor o" };
 	mta_wts *h = NULL;
 	int rc;
 
 	if (!c)
 		return mta_fail(MTA_EINVAL, "mta_forward: no context");
-	if ((rc = mta_check_tensors(p, q, k, v, o, NULL, NULL)))
+	if ((rc = mta_check_tensors(p, q, k, v, o, NULL, NULL)) ||
+	    (rc = host_only("mta_forward", q, k, v, o, "o")))
 		return rc;
-	for (int i = 0; i < 4; i++)
-		if (all[i]->memory != MTA_MEM_HOST)
-			return mta_fail(MTA_EINVAL, "mta_forward takes host tensors; %s says device "
-					"memory (call mta_attention)", names[i]);
 	if ((rc = mta_weights_load(c, p, w, MTA_MEM_HOST, &h)))
 		return rc;
 	if (c->be->memory == MTA_MEM_HOST)
@@ -707,6 +721,7 @@ int mta_forward_train(mta_context *c, const struct mta_problem *p, const struct 
 	int64_t B, T;
 	int rc;
 	if ((rc = mta_check_tensors(p, q, k, v, o, &B, &T)) ||
+	    (rc = host_only("mta_forward_train", q, k, v, o, "o")) ||
 	    (rc = train_kernel(c, p, B, T, "mta_forward_train", &kern)))
 		return rc;
 	return mta_done(c->be->fwd_save(kern->k, p, q, k, v, w, o, saved));
@@ -721,6 +736,7 @@ int mta_backward(mta_context *c, const struct mta_problem *p, const struct mta_t
 	int64_t B, T;
 	int rc;
 	if ((rc = mta_check_tensors(p, q, k, v, NULL, &B, &T)) ||
+	    (rc = host_only("mta_backward", q, k, v, dout, "dout")) ||
 	    (rc = train_kernel(c, p, B, T, "mta_backward", &kern)))
 		return rc;
 	return mta_done(c->be->backward(kern->k, p, q, k, v, w, saved, dout, g));
@@ -742,6 +758,7 @@ int mta_forward_varlen(mta_context *c, const struct mta_problem *p, const struct
 	if (!c)
 		return mta_fail(MTA_EINVAL, "mta_forward_varlen: no context");
 	if ((rc = mta_varlen_check(p, q, k, v, o, cu_seqlens, ndocs, &tmax)) ||
+	    (rc = host_only("mta_forward_varlen", q, k, v, o, "o")) ||
 	    (rc = key_of(c, p, key)) ||
 	    (rc = mta_context_pick(c, p, ndocs, tmax > 0 ? tmax : 1, &pick)) ||
 	    (rc = kernel_for(c, p, key, pick.spec, &kern)))
@@ -771,8 +788,11 @@ int mta_forward_train_varlen(mta_context *c, const struct mta_problem *p,
 			     const int64_t *cu_seqlens, int64_t ndocs, struct mta_tensor *o,
 			     void *saved)
 {
+	int rc;
 	if (!c)
 		return mta_fail(MTA_EINVAL, "mta_forward_train_varlen: no context");
+	if ((rc = host_only("mta_forward_train_varlen", q, k, v, o, "o")))
+		return rc;
 	return mta_done(mta_varlen_train(p, q, k, v, w, o, saved, NULL, NULL, cu_seqlens, ndocs,
 					 train_doc, c));
 }
@@ -783,8 +803,11 @@ int mta_backward_varlen(mta_context *c, const struct mta_problem *p, const struc
 			const struct mta_tensor *dout, const int64_t *cu_seqlens, int64_t ndocs,
 			const struct mta_grads *g)
 {
+	int rc;
 	if (!c)
 		return mta_fail(MTA_EINVAL, "mta_backward_varlen: no context");
+	if ((rc = host_only("mta_backward_varlen", q, k, v, dout, "dout")))
+		return rc;
 	return mta_done(mta_varlen_train(p, q, k, v, w, NULL, (void *)saved, dout, g, cu_seqlens,
 					 ndocs, train_doc, c));
 }

@@ -506,7 +506,8 @@ MTA_API int mta_compare_grad_mag(const float *o, const double *e, const double *
  * attention weight and no convolution tap crosses a boundary (the halo of
  * a document's first rows and columns is zero, as at the start of a
  * sequence). Callers holding int32 offsets widen them first
- * (mta_cu_seqlens_from_i32).
+ * (mta_cu_seqlens_from_i32). cu_seqlens is host memory, and the packed
+ * calls take host tensors (a tensor marked device memory is refused).
  */
 
 /*
@@ -531,8 +532,9 @@ MTA_API int mta_reference_varlen(const struct mta_problem *p, const struct mta_t
  * The packed forward with the picked variant (picked as for B = ndocs and
  * T = the longest document). On the cpu backend one kernel call runs every
  * document (the kernel takes the offsets: its work items are the
- * documents' tiles, on one pool run); on cuda and cuda-emu each document
- * is one launch of the forward kernel on a view. Tensors as mta_forward,
+ * documents' tiles, on one pool run); on cuda and cuda-emu one launch of
+ * the packed kernel runs them all (its blocks are the documents' query
+ * tiles, doc_tile in templates/mta_cuda.cu). Tensors as mta_forward,
  * with B = 1 and T = total_T; o [1,total_T,H,D] float32.
  */
 MTA_API int mta_forward_varlen(mta_context *ctx, const struct mta_problem *p,

@@ -276,6 +276,35 @@ TEST(varlen_refuses_bad_cu_seqlens)
 	CHECK(mta_forward_varlen(ctx, &p, &q, &k, &v, NULL, dec, 3, &o) == MTA_EINVAL);
 	CHECK_STR_CONTAINS(mta_last_error(), "decreases");
 	CHECK(mta_forward_varlen(ctx, &p, &q, &k, &v, NULL, ok, 3, &o) == MTA_OK);
+	/*
+	 * Tensors marked device memory: refused by name by every host-tensor
+	 * call (the packed and training ones dereferenced them on the host),
+	 * and nothing is written.
+	 */
+	for (int x = 0; x < 4; x++) {
+		struct mta_tensor qx = q, kx = k, vx = v, ox = o;
+		struct mta_tensor *t[4] = { &qx, &kx, &vx, &ox };
+		static const char *name[4] = { "tensor q", "tensor k", "tensor v", "tensor o" };
+		t[x]->memory = MTA_MEM_DEVICE;
+		t[x]->data = (void *)(uintptr_t)16; /* never read */
+		for (size_t e = 0; e < 8 * 2 * 4; e++)
+			((float *)bo)[e] = NAN;
+		int rcs[3];
+		char saved[64];
+		rcs[0] = mta_forward_varlen(ctx, &p, &qx, &kx, &vx, NULL, ok, 3, &ox);
+		CHECK_STR_CONTAINS(mta_last_error(), name[x]);
+		rcs[1] = mta_forward(ctx, &p, &qx, &kx, &vx, NULL, &ox);
+		CHECK_STR_CONTAINS(mta_last_error(), name[x]);
+		rcs[2] = mta_forward_train(ctx, &p, &qx, &kx, &vx, NULL, &ox, saved);
+		CHECK_STR_CONTAINS(mta_last_error(), "takes host tensors");
+		for (int i = 0; i < 3; i++)
+			CHECKF(rcs[i] == MTA_EINVAL, "%s marked device: call %d returned %d", name[x], i,
+			       rcs[i]);
+		size_t written = 0;
+		for (size_t e = 0; e < 8 * 2 * 4; e++)
+			written += !isnan(((float *)bo)[e]);
+		CHECK_EQ_INT(written, 0);
+	}
 	mta_context_free(ctx);
 	free(bq);
 	free(bk);
