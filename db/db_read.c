@@ -396,11 +396,11 @@ static int pick_buckets(struct mta_db *db, int64_t device_id, int64_t problem_id
 			const char *op, int64_t B, int64_t T, int64_t *t, int64_t *b)
 {
 	sqlite3_stmt *st;
-	struct mta_pick_cand c[256];
-	size_t n = 0;
+	struct mta_pick_cand *c = NULL; /* every bucket: the context's pick sees them all */
+	size_t n = 0, cap = 0;
 	int s = SQLITE_DONE, source, rung;
 	int rc = db_prepare(db, &st, "SELECT t_bucket, b_bucket FROM winners WHERE device_id = ?1 "
-			    "AND problem_id = ?2 AND op = ?3 LIMIT 256");
+			    "AND problem_id = ?2 AND op = ?3");
 	if (rc)
 		return rc;
 	sqlite3_bind_int64(st, 1, device_id);
@@ -410,6 +410,14 @@ static int pick_buckets(struct mta_db *db, int64_t device_id, int64_t problem_id
 		int64_t tb = sqlite3_column_int64(st, 0), bb = sqlite3_column_int64(st, 1);
 		if ((rc = check_bucket(db, tb, "T", key)) || (rc = check_bucket(db, bb, "B", key)))
 			break;
+		if (n == cap) {
+			struct mta_pick_cand *g = realloc(c, (cap = cap ? 2 * cap : 64) * sizeof *g);
+			if (!g) {
+				rc = mta_fail(MTA_ENOMEM, "out of memory");
+				break;
+			}
+			c = g;
+		}
 		c[n++] = (struct mta_pick_cand){ MTA_RUNG_DEVICE, tb, bb };
 	}
 	if (!rc && s != SQLITE_DONE)
@@ -418,6 +426,7 @@ static int pick_buckets(struct mta_db *db, int64_t device_id, int64_t problem_id
 	int i = rc ? -1 : mta_pick_winner(c, n, B, T, &source, &rung);
 	*t = i < 0 ? 0 : c[i].t_bucket;
 	*b = i < 0 ? 0 : c[i].b_bucket;
+	free(c);
 	return rc;
 }
 

@@ -195,7 +195,7 @@ static int choose_op(mta_context *c, const struct mta_problem *p, int bwd, int64
 {
 	char key[MTA_KEY_MAX];
 	const struct mtx_problem *e;
-	struct mta_pick_cand cand[256];
+	struct mta_pick_cand *cand;
 	int rc, source, rung;
 
 	if (!c)
@@ -213,10 +213,14 @@ static int choose_op(mta_context *c, const struct mta_problem *p, int bwd, int64
 				c->cuda_backend ? " --backend cuda" : "");
 	const struct mtx_bucket *bk = bwd ? e->bwd_buckets : e->buckets;
 	int nb = bwd ? e->nbwd : e->nbuckets;
-	int n = nb < 256 ? nb : 256;
-	for (int i = 0; i < n; i++) /* every winner of the library is of its own device */
+	/* every bucket, as the tool's pick sees them (a table of more than 256 picked
+	 * among its first 256 only, and chose another winner than the tool) */
+	if (!(cand = malloc(((size_t)nb + 1) * sizeof *cand)))
+		return mta_fail(MTA_ENOMEM, "out of memory");
+	for (int i = 0; i < nb; i++) /* every winner of the library is of its own device */
 		cand[i] = (struct mta_pick_cand){ MTA_RUNG_DEVICE, bk[i].t_bucket, bk[i].b_bucket };
-	int best = mta_pick_winner(cand, (size_t)n, B, T, &source, &rung);
+	int best = mta_pick_winner(cand, (size_t)nb, B, T, &source, &rung);
+	free(cand);
 	*kernel = best >= 0 ? bk[best].kernel : bwd ? e->bwd_default : e->default_kernel;
 	if (info) {
 		const struct mtx_bucket *b = best >= 0 ? &bk[best] : NULL;
@@ -801,7 +805,7 @@ static int dec_select(void *ctx, const struct mta_problem *p, int64_t B, int64_t
 	mta_context *c = ctx;
 	char key[MTA_KEY_MAX];
 	const struct mtx_problem *e;
-	struct mta_pick_cand cand[256];
+	struct mta_pick_cand *cand;
 	int rc = MTA_OK, source, rung;
 
 	if ((rc = mta_problem_key(p, key, sizeof key)))
@@ -809,11 +813,13 @@ static int dec_select(void *ctx, const struct mta_problem *p, int64_t B, int64_t
 	if (!(e = find(c->lib, key)) || e->dec_default < 0)
 		return mta_fail(MTA_ENOTFOUND, "problem %s has no decode kernel in library %s", key,
 				c->lib->name);
-	int n = e->ndec < 256 ? e->ndec : 256;
-	for (int i = 0; i < n; i++)
+	if (!(cand = malloc(((size_t)e->ndec + 1) * sizeof *cand)))
+		return mta_fail(MTA_ENOMEM, "out of memory");
+	for (int i = 0; i < e->ndec; i++)
 		cand[i] = (struct mta_pick_cand){ MTA_RUNG_DEVICE, e->dec_buckets[i].t_bucket,
 						  e->dec_buckets[i].b_bucket };
-	int best = mta_pick_winner(cand, (size_t)n, B, T, &source, &rung);
+	int best = mta_pick_winner(cand, (size_t)e->ndec, B, T, &source, &rung);
+	free(cand);
 	int k = best >= 0 ? e->dec_buckets[best].kernel : e->dec_default;
 	const struct mtx_kernel *kn = &c->lib->kernels[k];
 	if (!kn->cubin || !kn->entry || strcmp(kn->entry, "mta_decode_row"))

@@ -1387,3 +1387,59 @@ TEST(export_ships_the_decode_winner_of_the_largest_bucket)
 	CHECK_STR_CONTAINS(out, "vec must keep the default's value 16 (got 8)");
 	free(out);
 }
+
+/*
+ * A problem with more winners than 256 (21 T buckets x 14 B buckets, as a
+ * sweep makes): the tool, the database's own lookup and the exported
+ * library pick the same winner for the last bucket. They looked at the
+ * first 256 buckets only (the smallest), and the library then chose another
+ * kernel than the tool.
+ */
+TEST(export_picks_among_every_bucket_as_the_tool)
+{
+	char db[1024], lib[1024], *out = NULL;
+	struct mta_problem p;
+	struct mta_variant dv;
+	char dspec[MTA_SPEC_MAX];
+	struct mta_db *h;
+	struct mta_db_device dev;
+	int64_t dev_id, prob_id, var[2];
+	REQUIRE(mta_problem_from_key(SMALL, &p) == MTA_OK);
+	REQUIRE(mta_variant_default(&p, MTA_BACKEND_CPU, &dv) == MTA_OK);
+	REQUIRE(mta_variant_format(&dv, dspec, sizeof dspec) == MTA_OK);
+	snprintf(db, sizeof db, "%s/many.db", mt_tmpdir());
+	snprintf(lib, sizeof lib, "%s/many", mt_tmpdir());
+	unlink(db);
+	REQUIRE(mta_db_open(db, 0, &h) == MTA_OK);
+	mta_device_cpu(&dev);
+	REQUIRE(mta_db_device_upsert(h, &dev, &dev_id) == MTA_OK);
+	REQUIRE(mta_db_problem_upsert(h, SMALL, &prob_id) == MTA_OK);
+	REQUIRE(mta_db_variant_upsert(h, prob_id, dspec, "", &var[0]) == MTA_OK);
+	REQUIRE(mta_db_variant_upsert(h, prob_id, OTHER_SPEC, "", &var[1]) == MTA_OK);
+	REQUIRE(mta_db_begin(h) == MTA_OK);
+	for (int tb = 0; tb <= 20; tb++)
+		for (int bb = 0; bb <= 13; bb++) {
+			struct mta_db_winner w = { .device_id = dev_id, .problem_id = prob_id,
+						   .variant_id = var[tb == 20 && bb == 0],
+						   .T = 1ll << tb, .B = 1ll << bb, .time_ms = 1 };
+			REQUIRE(mta_db_winner_set(h, &w) == MTA_OK);
+		}
+	REQUIRE(mta_db_commit(h) == MTA_OK);
+	struct mta_db_winner got;
+	REQUIRE(mta_db_winner_get(h, dev_id, SMALL, "fwd", 1, 1 << 20, &got) == MTA_OK);
+	CHECKF(got.variant_id == var[1] && got.exact, "the database's lookup: %s (bucket %lld)",
+	       got.spec, (long long)got.t_bucket);
+	mta_db_close(h);
+	CHECK(mt_sh(&out, "%s best --db %s --problem %s --seq %d", mt_bin(), db, SMALL,
+		    1 << 20) == 0);
+	CHECK_STR_CONTAINS(out, OTHER_SPEC);
+	free(out);
+	CHECK(mt_sh(&out, "%s export --db %s --out %s --name many", mt_bin(), db, lib) == 0);
+	free(out);
+	if (mt_sanitized())
+		return; /* the library's programs: the normal build's */
+	build(lib, "many");
+	CHECK(mt_sh(&out, "%s/prog_a pick %s %d", mt_tmpdir(), SMALL, 1 << 20) == 0);
+	CHECK_STR_CONTAINS(out, OTHER_SPEC);
+	free(out);
+}
