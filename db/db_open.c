@@ -299,6 +299,25 @@ int mta_db_default_path(char *buf, size_t n)
 			return mta_fail(MTA_EINVAL, "no database given: set MTATUNE_DB, use --db PATH, "
 					"or set HOME (the default is ~/.cache/mtatune/mta.db)");
 		len = snprintf(buf, n, "%s/.cache/mtatune/mta.db", home);
+		if (len < 0 || (size_t)len >= n)
+			return mta_fail(MTA_EINVAL, "database path too long (over %zu bytes)", n);
+		/*
+		 * The database keeps compiled kernels that are loaded and run: its
+		 * default folder must be this user's and closed to others' writes
+		 * (as the kernel cache's), or another user could plant one. (A path
+		 * given by MTATUNE_DB or --db is the caller's choice.)
+		 */
+		struct stat st;
+		buf[len - 7] = 0; /* the folder: without "/mta.db" */
+		const int there = stat(buf, &st) == 0;
+		buf[len - 7] = '/';
+		if (there && (!S_ISDIR(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 022)))
+			return mta_fail(MTA_EIO, "the default database's folder %s/.cache/mtatune is "
+					"%s: another user could plant kernels in its database, so it "
+					"is not used; fix it (chmod go-w, or remove it), or set "
+					"MTATUNE_DB or --db to a database of your own", home,
+					!S_ISDIR(st.st_mode) ? "not a folder" : st.st_uid != geteuid() ?
+					"owned by another user" : "writable by group or others");
 	}
 	if (len < 0 || (size_t)len >= n)
 		return mta_fail(MTA_EINVAL, "database path too long (over %zu bytes)", n);
@@ -320,7 +339,7 @@ static int make_parent(const char *path)
 			continue;
 		char c = *p;
 		*p = 0;
-		if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+		if (mkdir(dir, 0700) != 0 && errno != EEXIST) /* private: the database runs code */
 			return mta_fail(MTA_EIO, "cannot create folder %s for database %s: %s",
 					dir, path, strerror(errno));
 		*p = c;
@@ -344,6 +363,11 @@ static int sniff(const char *path, int flags, int *fresh)
 	if (fd < 0 && errno == ENOENT) {
 		if (flags & MTA_DB_READONLY)
 			return mta_fail(MTA_ENOTFOUND, "database %s does not exist", path);
+		/* a dangling link: SQLite would create the file it names, wherever */
+		if (lstat(path, &sb) == 0 && S_ISLNK(sb.st_mode))
+			return mta_fail(MTA_EIO, "database %s is a symbolic link to a file that does "
+					"not exist: a database is never created through a link "
+					"(create it at the link's target, or remove the link)", path);
 		*fresh = 1;
 		return MTA_OK;
 	}

@@ -1230,3 +1230,52 @@ TEST(db_merge_refuses_a_winner_of_another_problems_variant)
 	CHECK_EQ_INT(raw(dst, "SELECT count(*) FROM winners"), 0);
 	CHECK_EQ_INT(raw(dst, "SELECT count(*) FROM variants"), 0);
 }
+
+/*
+ * The database keeps kernels that are loaded and run. Its default folder
+ * (~/.cache/mtatune) is made 0700, and refused when others may write it or
+ * it is another user's; a dangling symbolic link is never opened for
+ * writing (SQLite created the file it names: a planted link in a shared
+ * folder wrote wherever it pointed).
+ */
+TEST(db_default_folder_private_and_no_creation_through_a_link)
+{
+	char home[600], dir[700], db[800], *out = NULL;
+	snprintf(home, sizeof home, "%s/home-priv", mt_tmpdir());
+	snprintf(dir, sizeof dir, "%s/.cache/mtatune", home);
+	snprintf(db, sizeof db, "%s/mta.db", dir);
+	CHECK(mt_sh(&out, "rm -rf %s && mkdir -p %s", home, home) == 0);
+	free(out);
+	setenv("HOME", home, 1);
+	unsetenv("MTATUNE_DB");
+	struct mta_db *h;
+	REQUIRE(mta_db_open(NULL, 0, &h) == MTA_OK);
+	mta_db_close(h);
+	struct stat st;
+	REQUIRE(stat(dir, &st) == 0);
+	CHECKF((st.st_mode & 0777) == 0700, "the default folder was made %04o",
+	       (unsigned)(st.st_mode & 0777));
+	chmod(dir, 0757);
+	char path[900];
+	CHECK(mta_db_default_path(path, sizeof path) == MTA_EIO);
+	CHECK_STR_CONTAINS(mta_last_error(), "writable by group or others");
+	CHECK(mta_db_open(NULL, MTA_DB_READONLY, &h) == MTA_EIO);
+	mta_context *c = NULL;
+	CHECK(mta_context_create(&c, NULL, "cpu", 0) == MTA_EIO);
+	CHECK(c == NULL);
+	chmod(dir, 0755); /* readable by others: nobody can plant anything */
+	CHECK(mta_db_default_path(path, sizeof path) == MTA_OK && !strcmp(path, db));
+	/* a dangling link: refused for writing, its target not created */
+	char link[900], target[900];
+	snprintf(link, sizeof link, "%s/link.db", home);
+	snprintf(target, sizeof target, "%s/victim.db", home);
+	REQUIRE(symlink(target, link) == 0);
+	CHECK(mta_db_open(link, 0, &h) == MTA_EIO);
+	CHECK_STR_CONTAINS(mta_last_error(), "never created through a link");
+	CHECK(access(target, F_OK) != 0);
+	/* a link to an existing database is the caller's choice: it opens */
+	REQUIRE(mta_db_open(target, 0, &h) == MTA_OK);
+	mta_db_close(h);
+	REQUIRE(mta_db_open(link, MTA_DB_READONLY, &h) == MTA_OK);
+	mta_db_close(h);
+}
