@@ -522,6 +522,25 @@ TEST(attention_bad_input_is_named)
 	CHECK_EQ_INT(mta_weights_load(c, &p, &nogate, MTA_MEM_HOST, &x), MTA_EINVAL);
 	CHECK_STR_CONTAINS(mta_last_error(), "gate_w");
 	CHECK(x == NULL);
+	/*
+	 * Sizes no process can address, as strides of 0 let them be declared
+	 * over a small buffer: refused by name (B = 2^62 + 1 passed, and the
+	 * kernel walked off its buffers)
+	 */
+	{
+		struct mta_tensor qh = s.q, kh = s.k, vh = s.v, oh = o;
+		struct mta_tensor *all[4] = { &qh, &kh, &vh, &oh };
+		for (int i = 0; i < 4; i++) {
+			all[i]->shape[0] = ((int64_t)1 << 62) + 1;
+			all[i]->stride[0] = 0;
+		}
+		CHECK_EQ_INT(mta_attention(c, &p, w, &qh, &kh, &vh, &oh, 0, NULL), MTA_ESHAPE);
+		CHECK_STR_CONTAINS(mta_last_error(), "is larger than a process can address");
+		qh = s.q;
+		qh.stride[1] = INT64_MAX / 4;
+		CHECK_EQ_INT(mta_attention(c, &p, w, &qh, &s.k, &s.v, &o, 0, NULL), MTA_ESHAPE);
+		CHECK_STR_CONTAINS(mta_last_error(), "tensor q of shape");
+	}
 	/* the problem's own scale, given explicitly, is accepted and right */
 	float *o32 = (float *)o64;
 	memset(o32, 0xff, n * 4);

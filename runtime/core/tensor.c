@@ -42,6 +42,23 @@ static int check(const char *name, const struct mta_tensor *t, int dtype, int64_
 	for (int i = 0; i < 4; i++)
 		if (t->stride[i] < 0)
 			return mta_fail(MTA_ESHAPE, "tensor %s has a negative stride", name);
+	/*
+	 * Its element count and its extent (the last element's offset), in
+	 * bytes of the widest element (8), fit in an int64: the sizes every
+	 * caller computes from them cannot wrap (B = 2^62 + 1 with stride 0
+	 * passed, and a kernel then walked off its buffers).
+	 */
+	int64_t n = 1, ext = 0, x;
+	int over = 0;
+	for (int i = 0; i < 4 && !over; i++)
+		over = __builtin_mul_overflow(n, t->shape[i], &n) ||
+		       __builtin_mul_overflow(t->shape[i] - 1, t->stride[i], &x) ||
+		       __builtin_add_overflow(ext, x, &ext);
+	if (over || __builtin_mul_overflow(n, (int64_t)8, &x) ||
+	    __builtin_mul_overflow(ext + 1, (int64_t)8, &x))
+		return mta_fail(MTA_ESHAPE, "tensor %s of shape [%" PRId64 ",%" PRId64 ",%" PRId64 ",%"
+				PRId64 "] is larger than a process can address", name,
+				t->shape[0], t->shape[1], t->shape[2], t->shape[3]);
 	return MTA_OK;
 }
 
