@@ -889,6 +889,15 @@ TEST(export_cuda_ships_the_backward_and_runs_it_on_a_stand_in_driver)
 	free(out);
 	/* packed documents: core's loop, each document through the library's training calls */
 	grad_check(prog, env, &p, 1, 40, cu, 5, pick, sizeof pick);
+	/* a launch the driver fails: its error named (cuGetErrorName) beside its text */
+	char noemu[8192];
+	snprintf(noemu, sizeof noemu, "MTATUNE_LIBCUDA=%s FAKECUDA_LOG=%s FAKECUDA_EMU='%s=%s' "
+		 "MTX_BACKEND=cuda", fake, log, "0000000000000000", so);
+	CHECK(mt_sh(&out, "%s %s grad %s/gcase.bin %s/gout.bin", noemu, prog, mt_tmpdir(),
+		    mt_tmpdir()) == 1);
+	CHECK_STR_CONTAINS(out, "CUDA_ERROR_INVALID_IMAGE: fakecuda: no emulator for this cubin "
+			   "(CUDA error 98)");
+	free(out);
 	/* host tensors only (the library copies them across itself), and its header says so */
 	CHECK(mt_sh(&out, "MTX_Q_DEVICE=1 %s %s grad %s/gcase.bin %s/gout.bin", env, prog,
 		    mt_tmpdir(), mt_tmpdir()) == 1);

@@ -81,6 +81,7 @@ static void load_once(void)
 	S(errstr, "cuGetErrorString", NULL);
 	S(memcpy_async, "cuMemcpyAsync", NULL);
 #undef S
+	f.errname = (cu_result(*)(cu_result, const char **))dlsym(dl, "cuGetErrorName");
 	mta_cu = f;
 	if ((r = mta_cu.init(0))) {
 		snprintf(load_msg, sizeof load_msg, "%s: cuInit failed: %s%s",
@@ -105,11 +106,17 @@ int mta_cuda_driver_load(void)
 
 const char *mta_cu_error(cu_result r)
 {
-	static __thread char buf[160];
-	const char *s = NULL;
+	static __thread char buf[200];
+	const char *s = NULL, *name = NULL;
 	if (!mta_cu.errstr || mta_cu.errstr(r, &s) || !s)
 		s = "unknown error";
-	snprintf(buf, sizeof buf, "%s (CUDA error %d)", s, r);
+	/* the name (CUDA_ERROR_ILLEGAL_ADDRESS) is what a user searches for */
+	if (mta_cu.errname && (mta_cu.errname(r, &name) || !name))
+		name = NULL;
+	if (name)
+		snprintf(buf, sizeof buf, "%s: %s (CUDA error %d)", name, s, r);
+	else
+		snprintf(buf, sizeof buf, "%s (CUDA error %d)", s, r);
 	return buf;
 }
 

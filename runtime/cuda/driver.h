@@ -87,6 +87,7 @@ struct mta_cu {
 	cu_result (*event_elapsed)(float *, cu_event, cu_event);
 	cu_result (*event_destroy)(cu_event);
 	cu_result (*errstr)(cu_result, const char **);
+	cu_result (*errname)(cu_result, const char **); /* NULL when the driver has none */
 	/* mta_attention's device path: copies in stream order (unified addressing) */
 	cu_result (*memcpy_async)(cu_ptr, cu_ptr, size_t, cu_stream);
 };

@@ -247,6 +247,12 @@ int cuEventRecord(void *e, void *s) { return 0; }
 int cuEventSynchronize(void *e) { return 0; }
 int cuEventElapsedTime_v2(float *ms, void *a, void *b) { *ms = 0; return 0; }
 int cuEventDestroy_v2(void *e) { return 0; }
+int cuGetErrorName(int r, const char **s)
+{
+	*s = r == 98 ? "CUDA_ERROR_INVALID_IMAGE" : r == 500 ? "CUDA_ERROR_NOT_FOUND" :
+	     "CUDA_ERROR_UNKNOWN";
+	return 0;
+}
 int cuGetErrorString(int r, const char **s)
 {
 	*s = r == 98 ? "fakecuda: no emulator for this cubin" : r == 500 ? "fakecuda: no such "
