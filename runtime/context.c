@@ -440,9 +440,11 @@ int mta_weights_load(mta_context *c, const struct mta_problem *p, const struct m
 			at += part[i].n;
 		}
 		if (p->gate) {
+			/* the handle's own copy of the value is host memory, whatever w's */
 			const float *src = own_gate_b ? &h->gate_b : h->w.gate_b_ptr;
-			if ((rc = c->be->mem_copy(c->dev, dst + at, MTA_MEM_DEVICE, src, memory,
-						  sizeof(float), NULL)))
+			if ((rc = c->be->mem_copy(c->dev, dst + at, MTA_MEM_DEVICE, src,
+						  own_gate_b ? MTA_MEM_HOST : memory, sizeof(float),
+						  NULL)))
 				goto out;
 			h->w.gate_b_ptr = dst + at;
 		}

@@ -175,7 +175,8 @@ struct mta_weights {
 	 * Optional: gate_b as a [1] array in the weights' memory. When set it
 	 * is read where the kernel runs, at each call (mta_attention), instead
 	 * of the value gate_b: a device-resident bias is then never read by
-	 * the host (no synchronisation) and an update in place is seen. The
+	 * the host (no synchronisation) and an update in place is seen (but for
+	 * host weights on a cuda context, copied at mta_weights_load). The
 	 * host functions (the references, decode, the CPU backward) read it
 	 * too when set, as host memory.
 	 */
@@ -661,7 +662,10 @@ MTA_API int mta_decode(mta_cache *c, const struct mta_tensor *q, const struct mt
  * referenced (the same holds: an update in place is seen); cuda-emu device
  * pointers must lie in its emulated device memory. layer_id and the value
  * gate_b are copied (gate_b into memory the kernel reads); gate_b_ptr, when
- * set, is referenced. The handle belongs to ctx and must be freed before it.
+ * set, is referenced where the other weights are (device weights on cuda,
+ * any weights on cpu and cuda-emu: an update in place is seen), and copied
+ * with them where they are (host weights on cuda: the value at load). The
+ * handle belongs to ctx and must be freed before it.
  */
 typedef struct mta_wts mta_wts;
 MTA_API int mta_weights_load(mta_context *ctx, const struct mta_problem *p,
