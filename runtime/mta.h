@@ -372,11 +372,12 @@ MTA_API int mta_context_pick(mta_context *ctx, const struct mta_problem *p, int6
 			     struct mta_pick *out);
 
 /*
- * The same for operation op: "fwd" (mta_context_pick) or "bwd", the
- * variant mta_forward_train and mta_backward run: the recorded backward
- * winner (`mtatune tune --op bwd`) by the same policy, else the backend's
- * default backward variant. MTA_EINVAL for another op, MTA_EUNSUPPORTED
- * for a backend without a backward.
+ * The same for operation op: "fwd" (mta_context_pick), "bwd", the variant
+ * mta_forward_train and mta_backward run (the recorded backward winner,
+ * `mtatune tune --op bwd`, by the same policy, else the backend's default
+ * backward variant), or "decode", the decode kernel a cache runs
+ * (mta_cache_create_ctx). MTA_EINVAL for another op, MTA_EUNSUPPORTED for a
+ * backend (or an exported library) without that operation.
  */
 MTA_API int mta_context_pick_op(mta_context *ctx, const struct mta_problem *p, const char *op,
 				int64_t B, int64_t T, struct mta_pick *out);

@@ -187,7 +187,7 @@ static const struct mtx_problem *find(const struct mtx_library *lib, const char 
 }
 
 /*
- * The kernel index of the forward (bwd 0) or the backward (bwd 1) for
+ * The kernel index of the forward (bwd 0), the backward (bwd 1) or the decode (bwd 2) for
  * (p, B, T), and the pick's details into *info (may be NULL).
  */
 static int choose_op(mta_context *c, const struct mta_problem *p, int bwd, int64_t B, int64_t T,
@@ -206,13 +206,16 @@ static int choose_op(mta_context *c, const struct mta_problem *p, int bwd, int64
 		return mta_fail(MTA_ENOTFOUND, "problem %s was not exported into library %s "
 				"(it holds %d problems; tune it and export again)", key,
 				c->lib->name, c->lib->nproblems);
-	if (bwd && e->bwd_default < 0)
+	if (bwd == 1 && e->bwd_default < 0)
 		return mta_fail(MTA_EUNSUPPORTED, "library %s has no backward for %s: it ships the "
 				"backward of problems tuned for it (mtatune tune --op bwd%s, then "
 				"export again)", c->lib->name, key,
 				c->cuda_backend ? " --backend cuda" : "");
-	const struct mtx_bucket *bk = bwd ? e->bwd_buckets : e->buckets;
-	int nb = bwd ? e->nbwd : e->nbuckets;
+	if (bwd == 2 && e->dec_default < 0)
+		return mta_fail(MTA_EUNSUPPORTED, "library %s has no decode kernel for %s", c->lib->name,
+				key);
+	const struct mtx_bucket *bk = bwd == 2 ? e->dec_buckets : bwd ? e->bwd_buckets : e->buckets;
+	int nb = bwd == 2 ? e->ndec : bwd ? e->nbwd : e->nbuckets;
 	/* every bucket, as the tool's pick sees them (a table of more than 256 picked
 	 * among its first 256 only, and chose another winner than the tool) */
 	if (!(cand = malloc(((size_t)nb + 1) * sizeof *cand)))
@@ -221,7 +224,8 @@ static int choose_op(mta_context *c, const struct mta_problem *p, int bwd, int64
 		cand[i] = (struct mta_pick_cand){ MTA_RUNG_DEVICE, bk[i].t_bucket, bk[i].b_bucket };
 	int best = mta_pick_winner(cand, (size_t)nb, B, T, &source, &rung);
 	free(cand);
-	*kernel = best >= 0 ? bk[best].kernel : bwd ? e->bwd_default : e->default_kernel;
+	*kernel = best >= 0 ? bk[best].kernel : bwd == 2 ? e->dec_default :
+		  bwd ? e->bwd_default : e->default_kernel;
 	if (info) {
 		const struct mtx_bucket *b = best >= 0 ? &bk[best] : NULL;
 		memset(info, 0, sizeof *info);
@@ -259,12 +263,14 @@ int mta_context_pick(mta_context *c, const struct mta_problem *p, int64_t B, int
 int mta_context_pick_op(mta_context *c, const struct mta_problem *p, const char *op, int64_t B,
 			int64_t T, struct mta_pick *out)
 {
-	int k, rc, bwd = op && !strcmp(op, "bwd");
+	int k, rc, which = !op ? -1 : !strcmp(op, "fwd") ? 0 : !strcmp(op, "bwd") ? 1 :
+			   !strcmp(op, "decode") ? 2 : -1;
 	if (!out)
 		return mta_fail(MTA_EINVAL, "mta_context_pick_op: no place for the pick");
-	if (!bwd && (!op || strcmp(op, "fwd")))
+	if (which < 0)
 		return mta_fail(MTA_EINVAL, "mta_context_pick_op: unknown operation '%s' (expected "
-				"fwd or bwd)", op ? op : "(null)");
+				"fwd, bwd or decode)", op ? op : "(null)");
+	const int bwd = which;
 	if ((rc = choose_op(c, p, bwd, B, T, &k, out)))
 		return rc;
 	return mta_done(MTA_OK);

@@ -1451,4 +1451,15 @@ TEST(export_picks_among_every_bucket_as_the_tool)
 	CHECK(mt_sh(&out, "%s/prog_a pick %s %d", mt_tmpdir(), SMALL, 1 << 20) == 0);
 	CHECK_STR_CONTAINS(out, OTHER_SPEC);
 	free(out);
+	/* the operations the tool's pick takes: fwd and decode as well as bwd */
+	CHECK(mt_sh(&out, "%s/prog_a pick %s %d fwd", mt_tmpdir(), SMALL, 1 << 20) == 0);
+	CHECK_STR_CONTAINS(out, OTHER_SPEC);
+	free(out);
+	int st = mt_sh(&out, "%s/prog_a pick %s 64 decode", mt_tmpdir(), SMALL);
+	CHECKF(st == 0 ? strstr(out, ":") != NULL : strstr(out, "no decode kernel") != NULL,
+	       "decode: exit %d: %s", st, out);
+	free(out);
+	CHECK(mt_sh(&out, "%s/prog_a pick %s 64 train", mt_tmpdir(), SMALL) == 1);
+	CHECK_STR_CONTAINS(out, "expected fwd, bwd or decode");
+	free(out);
 }

@@ -284,11 +284,12 @@ int main(int argc, char **argv)
 			return fail(rc);
 		return run(argv[2], argv[3], odt);
 	}
-	if (argc == 4 && !strcmp(argv[1], "pick")) {
+	if ((argc == 4 || argc == 5) && !strcmp(argv[1], "pick")) {
 		if ((rc = mta_problem_from_key(argv[2], &p)) ||
 		    (rc = mta_context_create(&c, NULL, NULL, 0)))
 			return fail(rc);
-		rc = mta_context_pick(c, &p, 1, atoll(argv[3]), &k);
+		rc = argc == 5 ? mta_context_pick_op(c, &p, argv[4], 1, atoll(argv[3]), &k)
+			       : mta_context_pick(c, &p, 1, atoll(argv[3]), &k);
 		mta_context_free(c);
 		if (rc)
 			return fail(rc);
@@ -302,6 +303,6 @@ int main(int argc, char **argv)
 		printf("ok\n");
 		return 0;
 	}
-	fprintf(stderr, "usage: prog run CASE OUT | attn CASE OUT ODT | grad CASE OUT | pick KEY T | ctx BACKEND [DB]\n");
+	fprintf(stderr, "usage: prog run CASE OUT | attn CASE OUT ODT | grad CASE OUT | pick KEY T [OP] | ctx BACKEND [DB]\n");
 	return 2;
 }
