@@ -1140,6 +1140,13 @@ TEST(export_writes_no_untrusted_text_into_code)
 		       out);
 		CHECK(out && !strstr(out, "PWNED"));
 		free(out);
+		/* and its sources compile clean under -Wall -Werror (a "/" "*" left in a
+		 * comment was a -Wcomment error for a project that vendors them) */
+		rc = mt_sh(&out, "cd %s && for f in src/*.c; do cc -std=gnu11 -Wall -Wextra "
+			   "-Werror -Wno-unused-parameter -fsyntax-only -Isrc -I. $f || exit 1; done",
+			   lib);
+		CHECKF(rc == 0, "the exported sources under -Wall -Werror: %s", out);
+		free(out);
 		rc = mt_sh(&out, "cat > %s/dev.c <<'EOF'\n#include <stdio.h>\n"
 			   "struct mtx_library { const char *name, *backend, *device; };\n"
 			   "extern const struct mtx_library mtx_library;\n"

@@ -54,7 +54,10 @@
 
 /* ---- escaping text for its context ------------------------------------------------- */
 
-/* Inside a C comment: escaped (mta_escape), and no "*" "/" left to end it. */
+/*
+ * Inside a C comment: escaped (mta_escape), and no "*" "/" left to end it
+ * nor "/" "*" to open one (-Wcomment: a build with -Werror stopped on it).
+ */
 static const char *c_comment(const char *s, char *out, size_t n)
 {
 	char tmp[1024];
@@ -62,7 +65,7 @@ static const char *c_comment(const char *s, char *out, size_t n)
 	size_t k = 0;
 	for (const char *p = tmp; *p && k + 3 < n; p++) {
 		out[k++] = *p;
-		if (p[0] == '*' && p[1] == '/')
+		if ((p[0] == '*' && p[1] == '/') || (p[0] == '/' && p[1] == '*'))
 			out[k++] = '\\';
 	}
 	out[k] = 0;
