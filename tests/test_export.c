@@ -1246,7 +1246,22 @@ TEST(export_out_folder_is_ours_or_refused_and_never_half_written)
 	CHECK(second && strstr(second, "./notes.txt") && strstr(second, "./src/k_000.c") &&
 	      !strstr(second, "./src/k_001.c"));
 	free(first);
+	/* a folder where a file of the export goes: refused before anything is
+	 * replaced (the move failed half way, the folder left part old, part new) */
+	rc = mt_sh(&out, "rm %s/Makefile && mkdir %s/Makefile && %s export --db %s --out %s "
+		   "--problem %s --problem h4kv4d8-both-f32", dir, dir, mt_bin(), db, dir, SMALL);
+	CHECKF(rc == 1, "export onto a folder in a file's place: exit %d: %s", rc, out);
+	CHECK_STR_CONTAINS(out, "cannot take Makefile (a folder is in its place): nothing was "
+			   "replaced");
+	free(out);
+	char *third = listing(dir);
+	CHECKF(third && second && !strcmp(third, second), "the folder changed:\n%s\nwas:\n%s",
+	       third, second);
+	free(third);
 	free(second);
+	CHECK(mt_sh(&out, "rmdir %s/Makefile && %s export --db %s --out %s", dir, mt_bin(), db,
+		    dir) == 0);
+	free(out);
 	/* a forged manifest naming files outside the folder removes nothing there */
 	char victim[1100];
 	snprintf(victim, sizeof victim, "%s/victim", mt_tmpdir());

@@ -798,6 +798,27 @@ static int move_into(struct wctx *w, const char *dir, const struct existing *e)
 			goto out;
 		}
 	}
+	/*
+	 * Every place a file goes must take it (absent, or a file; its folders
+	 * folders or absent) before anything of the earlier export is touched:
+	 * a folder where a file goes failed the move half way, the folder left
+	 * part old and part new.
+	 */
+	for (int i = 0; i < w->nfiles; i++) {
+		struct stat st;
+		const char *last;
+		int fd = walk_to_parent(dfd, w->files[i], 0, &last), err = errno;
+		int bad = fd < 0 ? err != ENOENT :
+			  fstatat(fd, last, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode);
+		if (fd >= 0)
+			close(fd);
+		if (bad) {
+			rc = mta_fail(MTA_EIO, "output folder %s cannot take %s (%s): nothing was "
+				      "replaced; move that away and export again", shown, w->files[i],
+				      fd < 0 ? strerror(err) : "a folder is in its place");
+			goto out;
+		}
+	}
 	for (int i = 0; i < e->n; i++)
 		both[nboth++] = e->files[i];
 	for (int i = 0; i < w->nfiles; i++)
