@@ -26,6 +26,7 @@
 #include "runtime/mta.h"
 #include "runtime/backend.h"
 #include "runtime/core/attention.h"
+#include "runtime/core/cuda_args.h"
 #include "runtime/core/error.h"
 #include "runtime/core/pick.h"
 #include "runtime/core/varlen.h"
@@ -510,6 +511,9 @@ static int kernel_of(mta_context *c, const struct mta_problem *p, int64_t B, int
 	char key[MTA_KEY_MAX];
 	struct mta_pick pick;
 	int rc;
+	/* a size the backend's kernels refuse, refused before a kernel is picked and built */
+	if (c->be->variants == MTA_BACKEND_CUDA && (rc = mta_cuda_size_ok(B, T)))
+		return rc;
 	if ((rc = key_of(c, p, key)) || (rc = mta_context_pick(c, p, B, T, &pick)) ||
 	    (rc = kernel_for(c, p, key, pick.spec, kern)))
 		return rc;

@@ -401,6 +401,13 @@ TEST(attention_emu_refuses_host_device_mixups)
 	struct dev_in d;
 	mta_wts *w = NULL;
 	REQUIRE(c && mta_sample_make(&p, 1, 16, mt_seed(), &s) == MTA_OK);
+	/* a batch the CUDA grid cannot take: refused before any kernel is built */
+	struct mta_stats st0, st1;
+	mta_context_stats(c, &st0);
+	CHECK_EQ_INT(mta_context_reserve(c, &p, 70000, 16), MTA_EINVAL);
+	CHECK_STR_CONTAINS(mta_last_error(), "the CUDA kernel takes B <= 65535");
+	mta_context_stats(c, &st1);
+	CHECK(st1.kernel_loads == st0.kernel_loads);
 	to_device(c, &s, &d);
 	REQUIRE(mta_weights_load(c, &p, &s.w, MTA_MEM_HOST, &w) == MTA_OK);
 	size_t n = (size_t)(s.B * s.T * p.H * p.D) * 4;

@@ -47,9 +47,8 @@ int mta_cuda_args_fill(const struct mta_problem *p, const struct mta_tensor *q,
 		w = &none;
 	const float *hp = p->head_post == MTA_HPOST_CONV ? w->head_post
 			  : p->head_post == MTA_HPOST_LINEAR ? w->head_post_linear : NULL;
-	if (B > 65535 || T > (1 << 30))
-		return mta_fail(MTA_EINVAL, "B=%lld, T=%lld: the CUDA kernel takes B <= 65535 "
-				"and T <= 2^30", (long long)B, (long long)T);
+	if ((rc = mta_cuda_size_ok(B, T)))
+		return rc;
 	memset(a, 0, sizeof *a);
 	a->q = q->data;
 	a->k = k->data;
@@ -100,4 +99,12 @@ void mta_cuda_args_varlen(struct mta_cuda_args *a, const int64_t *cu, int64_t nd
 	a->sk[0] = a->sk[1];
 	a->sv[0] = a->sv[1];
 	a->so[0] = a->so[1];
+}
+
+int mta_cuda_size_ok(int64_t B, int64_t T)
+{
+	if (B > 65535 || T > (1 << 30))
+		return mta_fail(MTA_EINVAL, "B=%lld, T=%lld: the CUDA kernel takes B <= 65535 "
+				"and T <= 2^30", (long long)B, (long long)T);
+	return MTA_OK;
 }
