@@ -676,7 +676,11 @@ MTA_API void mta_weights_free(mta_wts *w); /* NULL is fine */
 /*
  * Enqueue the forward of problem p on stream and return without waiting.
  * stream is a CUstream as an opaque pointer (NULL: the context's own
- * stream); cpu and cuda-emu contexts run the call on the calling thread (the
+ * stream, created blocking, so ordered with the legacy default stream as
+ * CUDA's stream 0 is: work a caller queued there, PyTorch's default stream
+ * included, runs before, and after, the call, which is what the Python
+ * binding relies on when it passes PyTorch's default stream as NULL); cpu
+ * and cuda-emu contexts run the call on the calling thread (the
  * cpu's pool) and ignore it. w: a handle of p from mta_weights_load on this
  * context (NULL only when p uses no weight). q, k, v of p's dtype, o float32,
  * bf16 or f16 ([B,T,H,D]), all with D contiguous (stride 1) and any other

@@ -224,6 +224,9 @@ int mta_cuda_open(int index, struct mta_cuda **out)
 	}
 	if ((rc = mta_cu_push(c)))
 		goto fail;
+	/* flags 0: a blocking stream, ordered with the legacy default stream;
+	 * mta_attention's NULL stream means this one, and the Python binding
+	 * passes PyTorch's default stream (0) as NULL: keep it blocking */
 	r = mta_cu.stream_create(&c->stream, 0);
 	mta_cu_pop();
 	if (r) {
