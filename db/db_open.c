@@ -299,28 +299,28 @@ int mta_db_default_path(char *buf, size_t n)
 			return mta_fail(MTA_EINVAL, "no database given: set MTATUNE_DB, use --db PATH, "
 					"or set HOME (the default is ~/.cache/mtatune/mta.db)");
 		len = snprintf(buf, n, "%s/.cache/mtatune/mta.db", home);
-		if (len < 0 || (size_t)len >= n)
-			return mta_fail(MTA_EINVAL, "database path too long (over %zu bytes)", n);
-		/*
-		 * The database keeps compiled kernels that are loaded and run: its
-		 * default folder must be this user's and closed to others' writes
-		 * (as the kernel cache's), or another user could plant one. (A path
-		 * given by MTATUNE_DB or --db is the caller's choice.)
-		 */
-		struct stat st;
-		buf[len - 7] = 0; /* the folder: without "/mta.db" */
-		const int there = stat(buf, &st) == 0;
-		buf[len - 7] = '/';
-		if (there && (!S_ISDIR(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 022)))
-			return mta_fail(MTA_EIO, "the default database's folder %s/.cache/mtatune is "
-					"%s: another user could plant kernels in its database, so it "
-					"is not used; fix it (chmod go-w, or remove it), or set "
-					"MTATUNE_DB or --db to a database of your own", home,
-					!S_ISDIR(st.st_mode) ? "not a folder" : st.st_uid != geteuid() ?
-					"owned by another user" : "writable by group or others");
 	}
 	if (len < 0 || (size_t)len >= n)
 		return mta_fail(MTA_EINVAL, "database path too long (over %zu bytes)", n);
+	if (env && *env)
+		return MTA_OK;
+	/*
+	 * The database keeps compiled kernels that are loaded and run: its
+	 * default folder must be this user's and closed to others' writes (as
+	 * the kernel cache's), or another user could plant one. (A path given by
+	 * MTATUNE_DB or --db is the caller's choice.)
+	 */
+	struct stat st;
+	buf[len - 7] = 0; /* the folder: without "/mta.db" */
+	const int there = stat(buf, &st) == 0;
+	buf[len - 7] = '/';
+	if (there && (!S_ISDIR(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 022)))
+		return mta_fail(MTA_EIO, "the default database's folder %.*s is %s: another user "
+				"could plant kernels in its database, so it is not used; fix it "
+				"(chmod go-w, or remove it), or set MTATUNE_DB or --db to a "
+				"database of your own", len - 7, buf,
+				!S_ISDIR(st.st_mode) ? "not a folder" : st.st_uid != geteuid() ?
+				"owned by another user" : "writable by group or others");
 	return MTA_OK;
 }
 

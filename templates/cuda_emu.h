@@ -221,12 +221,20 @@ static int mta_emu_nmbar, mta_emu_mbar_bad;
 static pthread_mutex_t mta_emu_mbar_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t mta_emu_mbar_cv = PTHREAD_COND_INITIALIZER;
 
-/* under the lock: the barrier at a (NULL, and the launch failed, if none) */
-static inline struct mta_emu_mbar *mta_emu_mbar_at(const void *a)
+/* under the lock: the barrier at a, NULL if none */
+static inline struct mta_emu_mbar *mta_emu_mbar_find(const void *a)
 {
 	for (int i = 0; a && i < mta_emu_nmbar; i++)
 		if (mta_emu_mbars[i].addr == a)
 			return &mta_emu_mbars[i];
+	return 0;
+}
+/* under the lock: the barrier at a (NULL, and the launch failed, if none) */
+static inline struct mta_emu_mbar *mta_emu_mbar_at(const void *a)
+{
+	struct mta_emu_mbar *m = mta_emu_mbar_find(a);
+	if (m)
+		return m;
 	mta_emu_mbar_bad = 1;
 	pthread_cond_broadcast(&mta_emu_mbar_cv);
 	return 0;
@@ -290,10 +298,7 @@ static inline void mta_emu_mbar_data(struct mta_emu_mbar *m, void *dst, const vo
 static inline void mta_mbar_init(unsigned long long *bar, unsigned count)
 {
 	pthread_mutex_lock(&mta_emu_mbar_mu);
-	struct mta_emu_mbar *m = 0;
-	for (int i = 0; i < mta_emu_nmbar; i++)
-		if (mta_emu_mbars[i].addr == bar)
-			m = &mta_emu_mbars[i];
+	struct mta_emu_mbar *m = mta_emu_mbar_find(bar);
 	if (!m && mta_emu_nmbar < MTA_EMU_MBAR_MAX)
 		m = &mta_emu_mbars[mta_emu_nmbar++];
 	if (m && count) {
@@ -799,7 +804,7 @@ static int mta_emu_grid(void (*body)(const void *), const void *args, const unsi
 		}
 	if (!rc && mta_emu_nbar_bad)
 		rc = -5;
-	mta_emu_mbar_reset();
+	/* (the last cluster's table was judged and cleared after it, as each) */
 	if (!rc && mta_emu_mbar_bad)
 		rc = -6;
 	free(ctx);

@@ -187,10 +187,10 @@ static const struct mtx_problem *find(const struct mtx_library *lib, const char 
 }
 
 /*
- * The kernel index of the forward (bwd 0), the backward (bwd 1) or the decode (bwd 2) for
+ * The kernel index of the forward (op 0), the backward (op 1) or the decode (op 2) for
  * (p, B, T), and the pick's details into *info (may be NULL).
  */
-static int choose_op(mta_context *c, const struct mta_problem *p, int bwd, int64_t B, int64_t T,
+static int choose_op(mta_context *c, const struct mta_problem *p, int op, int64_t B, int64_t T,
 		     int *kernel, struct mta_pick *info)
 {
 	char key[MTA_KEY_MAX];
@@ -206,16 +206,16 @@ static int choose_op(mta_context *c, const struct mta_problem *p, int bwd, int64
 		return mta_fail(MTA_ENOTFOUND, "problem %s was not exported into library %s "
 				"(it holds %d problems; tune it and export again)", key,
 				c->lib->name, c->lib->nproblems);
-	if (bwd == 1 && e->bwd_default < 0)
+	if (op == 1 && e->bwd_default < 0)
 		return mta_fail(MTA_EUNSUPPORTED, "library %s has no backward for %s: it ships the "
 				"backward of problems tuned for it (mtatune tune --op bwd%s, then "
 				"export again)", c->lib->name, key,
 				c->cuda_backend ? " --backend cuda" : "");
-	if (bwd == 2 && e->dec_default < 0)
+	if (op == 2 && e->dec_default < 0)
 		return mta_fail(MTA_EUNSUPPORTED, "library %s has no decode kernel for %s", c->lib->name,
 				key);
-	const struct mtx_bucket *bk = bwd == 2 ? e->dec_buckets : bwd ? e->bwd_buckets : e->buckets;
-	int nb = bwd == 2 ? e->ndec : bwd ? e->nbwd : e->nbuckets;
+	const struct mtx_bucket *bk = op == 2 ? e->dec_buckets : op ? e->bwd_buckets : e->buckets;
+	int nb = op == 2 ? e->ndec : op ? e->nbwd : e->nbuckets;
 	/* every bucket, as the tool's pick sees them (a table of more than 256 picked
 	 * among its first 256 only, and chose another winner than the tool) */
 	if (!(cand = malloc(((size_t)nb + 1) * sizeof *cand)))
@@ -224,8 +224,8 @@ static int choose_op(mta_context *c, const struct mta_problem *p, int bwd, int64
 		cand[i] = (struct mta_pick_cand){ MTA_RUNG_DEVICE, bk[i].t_bucket, bk[i].b_bucket };
 	int best = mta_pick_winner(cand, (size_t)nb, B, T, &source, &rung);
 	free(cand);
-	*kernel = best >= 0 ? bk[best].kernel : bwd == 2 ? e->dec_default :
-		  bwd ? e->bwd_default : e->default_kernel;
+	*kernel = best >= 0 ? bk[best].kernel : op == 2 ? e->dec_default :
+		  op ? e->bwd_default : e->default_kernel;
 	if (info) {
 		const struct mtx_bucket *b = best >= 0 ? &bk[best] : NULL;
 		memset(info, 0, sizeof *info);
@@ -270,8 +270,7 @@ int mta_context_pick_op(mta_context *c, const struct mta_problem *p, const char 
 	if (which < 0)
 		return mta_fail(MTA_EINVAL, "mta_context_pick_op: unknown operation '%s' (expected "
 				"fwd, bwd or decode)", op ? op : "(null)");
-	const int bwd = which;
-	if ((rc = choose_op(c, p, bwd, B, T, &k, out)))
+	if ((rc = choose_op(c, p, which, B, T, &k, out)))
 		return rc;
 	return mta_done(MTA_OK);
 }
@@ -811,22 +810,16 @@ static int dec_select(void *ctx, const struct mta_problem *p, int64_t B, int64_t
 	mta_context *c = ctx;
 	char key[MTA_KEY_MAX];
 	const struct mtx_problem *e;
-	struct mta_pick_cand *cand;
-	int rc = MTA_OK, source, rung;
+	int rc = MTA_OK;
 
 	if ((rc = mta_problem_key(p, key, sizeof key)))
 		return rc;
 	if (!(e = find(c->lib, key)) || e->dec_default < 0)
 		return mta_fail(MTA_ENOTFOUND, "problem %s has no decode kernel in library %s", key,
 				c->lib->name);
-	if (!(cand = malloc(((size_t)e->ndec + 1) * sizeof *cand)))
-		return mta_fail(MTA_ENOMEM, "out of memory");
-	for (int i = 0; i < e->ndec; i++)
-		cand[i] = (struct mta_pick_cand){ MTA_RUNG_DEVICE, e->dec_buckets[i].t_bucket,
-						  e->dec_buckets[i].b_bucket };
-	int best = mta_pick_winner(cand, (size_t)e->ndec, B, T, &source, &rung);
-	free(cand);
-	int k = best >= 0 ? e->dec_buckets[best].kernel : e->dec_default;
+	int k;
+	if ((rc = choose_op(c, p, 2, B, T, &k, NULL)))
+		return rc;
 	const struct mtx_kernel *kn = &c->lib->kernels[k];
 	if (!kn->cubin || !kn->entry || strcmp(kn->entry, "mta_decode_row"))
 		return mta_fail(MTA_EKERNEL, "kernel %s of library %s is not a CUDA decode kernel",

@@ -40,14 +40,6 @@ struct mta_cuda_args {
 };
 
 /*
- * Fill the kernel arguments from tensors (q, k, v of p's dtype, o float32,
- * bf16 or f16, all with contiguous d) and weights; checks shapes and that
- * every weight the problem needs is present. The kernel reads gate_b
- * through a pointer: w->gate_b_ptr when set, else &w->gate_b, which only a
- * kernel running in host memory (the emulator) can read, so a caller
- * launching on a GPU sets gate_b_ptr to device memory.
- */
-/*
  * MTA_OK when the CUDA forward's grid takes B and T (B <= 65535, the grid's
  * y and z; T <= 2^30), else MTA_EINVAL saying so: checked before a kernel
  * is picked or compiled (mta_context_reserve, mta_attention) as well as
@@ -55,6 +47,14 @@ struct mta_cuda_args {
  */
 int mta_cuda_size_ok(int64_t B, int64_t T);
 
+/*
+ * Fill the kernel arguments from tensors (q, k, v of p's dtype, o float32,
+ * bf16 or f16, all with contiguous d) and weights; checks shapes and that
+ * every weight the problem needs is present. The kernel reads gate_b
+ * through a pointer: w->gate_b_ptr when set, else &w->gate_b, which only a
+ * kernel running in host memory (the emulator) can read, so a caller
+ * launching on a GPU sets gate_b_ptr to device memory.
+ */
 int mta_cuda_args_fill(const struct mta_problem *p, const struct mta_tensor *q,
 		       const struct mta_tensor *k, const struct mta_tensor *v,
 		       const struct mta_weights *w, struct mta_tensor *o,

@@ -681,10 +681,6 @@ static int reselect(mta_cache *c, int64_t T)
 }
 
 /*
- * A device cache's weights: w's packed into dw when they differ from what
- * dw holds, and a's weight pointers set to dw's parts.
- */
-/*
  * Every kernel a kernel_decode call will select (the T buckets of its rows'
  * longest sequences, as it walks them), selected now, so that one that
  * cannot be had (a compile that fails) fails the call before any row runs.
@@ -718,6 +714,10 @@ static int preselect(mta_cache *c, const int64_t *n_new, int64_t Tn, const int64
 	return MTA_OK;
 }
 
+/*
+ * A device cache's weights: w's packed into dw when they differ from what
+ * dw holds, and a's weight pointers set to dw's parts.
+ */
 static int dweights(mta_cache *c, const struct mta_weights *w, struct mta_dargs *a)
 {
 	struct mta_weights dw = *w;
