@@ -48,6 +48,12 @@ struct mta_tunable {
 	 * thus keep their own lists; other values stay valid in a spec.
 	 */
 	unsigned char tried_in[MTA_TUNABLE_MAXVALS];
+	/*
+	 * Written in a spec only when not its default: a tunable added after
+	 * specs were recorded (databases, exported tables) leaves their text,
+	 * and so their identity, as it was.
+	 */
+	int quiet;
 };
 
 /* A resource a variant needs, capped per kernel family. */

@@ -86,8 +86,9 @@ int mta_variant_format(const struct mta_variant *v, char *buf, size_t n)
 	char tmp[MTA_SPEC_MAX * 2];
 	int len = snprintf(tmp, sizeof tmp, "%s:v%d", s->backend, v->version), i_own = 0;
 	for (const struct mta_tunable *t = s->tunables; t->name; t++)
-		len += snprintf(tmp + len, sizeof tmp - (size_t)len, ",%s=%d", t->name,
-				*field((struct mta_variant *)v, t));
+		if (!t->quiet || *field((struct mta_variant *)v, t) != t->def)
+			len += snprintf(tmp + len, sizeof tmp - (size_t)len, ",%s=%d", t->name,
+					*field((struct mta_variant *)v, t));
 	/* an operation's own tunables, when set (0 in every other variant) */
 	for (const struct mta_tunable *t; (t = own_row(v->backend, i_own, NULL)); i_own++)
 		if (*field((struct mta_variant *)v, t))

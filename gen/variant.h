@@ -39,6 +39,7 @@ struct mta_variant {
 	int threads;   /* CPU: worker threads, 0 = all cores */
 	int warps;     /* CUDA: warps per block */
 	int algo;      /* family-specific algorithm choice (see the family's doc) */
+	int cs;        /* CUDA v3: blocks a cluster, sharing a tile's heads (1: none) */
 	int nb;        /* CUDA backward: most blocks of its persistent grid; 0 in every
 			* other variant (an operation's own tunable, gen/space.h) */
 };

@@ -125,7 +125,8 @@ struct mta_backend {
 	 * memory, query rows and heads per block (runtime/cuda/module.h).
 	 */
 	int (*launch_dims)(const struct mta_problem *p, const struct mta_variant *v,
-			   unsigned *block, unsigned *smem, unsigned *bq, unsigned *hpb);
+			   unsigned *block, unsigned *smem, unsigned *bq, unsigned *hpb,
+			   unsigned *cs);
 	/*
 	 * Binary backends: a build target without a device (`mtatune export
 	 * --arch`): info gets arch and this machine's compiler version; MTA_ENODEV

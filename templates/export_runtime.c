@@ -285,7 +285,7 @@ static int cuda_module(mta_context *c, int k, const struct mta_cuda_module **m)
 	if (!c->mods[k].mod) {
 		count(&c->stats.kernel_loads);
 		if ((rc = mta_cuda_module_load(c->cu, kn->cubin, kn->entry, kn->block, kn->smem,
-					       kn->bq, kn->hpb, &c->mods[k])))
+					       kn->bq, kn->hpb, kn->cs, &c->mods[k])))
 			mta_wrap(rc, "cuda kernel %s", kn->spec);
 	}
 	*m = &c->mods[k];

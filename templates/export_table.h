@@ -48,7 +48,7 @@ struct mtx_kernel {
 	const char *entry;                         /* extern "C" kernel name */
 	unsigned block;                            /* threads per block (32 * warps) */
 	unsigned smem;                             /* dynamic shared memory, bytes */
-	unsigned bq, hpb;                          /* query rows per block, heads per block */
+	unsigned bq, hpb, cs;                      /* query rows, heads per block; blocks a cluster */
 	struct mta_cuda_bwd_shape shape;           /* a backward's shape; zeros for a forward */
 };
 

@@ -84,6 +84,9 @@
 #define K_WARPS 4
 #define K_ALGO 0     /* v1 has one algorithm (see above) */
 #endif
+#ifndef K_CS
+#define K_CS 1       /* blocks a cluster (v3 only: mta_cuda_v3.cu) */
+#endif
 
 /* ---- derived sizes ---------------------------------------------------- */
 #define NT (32 * K_WARPS)
@@ -651,5 +654,5 @@ extern "C" __global__ void __launch_bounds__(NT, 1) mta_fwd(const mta_args a)
 #endif /* K_VERSION < 3 */
 
 #ifdef MTA_EMU
-MTA_EMU_ENTRY(mta_fwd, mta_args, SMEM_BYTES)
+MTA_EMU_ENTRY_CLUSTER(mta_fwd, mta_args, SMEM_BYTES, K_CS)
 #endif

@@ -47,6 +47,25 @@
 #error "cuda v3 multiplies bf16/f16 operands on the tensor cores"
 #endif
 
+/*
+ * Clusters (docs/gpu/design.md, "The cluster design"): with K_CS > 1 a
+ * cluster of K_CS blocks, consecutive in x, holds one query tile and the
+ * K_CH = K_CS * HPB heads of a 16-head mixing group, HPB heads a block.
+ * q.k, both convolutions and P.V run per head (each block its own heads);
+ * the mixings and the softmax run per position (each block a K_CS-th of the
+ * tile's rows, for all 16 heads), so a tile changes hands four times: the
+ * pre-softmax logits and the post-convolved P go to their rows' owners, P
+ * and P.V's operand to their heads' owners, stored into the owner's shared
+ * memory (mapa) and ordered by a cluster barrier. Only the paper's family
+ * (both convolutions, both mixings on the tensor cores) takes it.
+ */
+#define K_CH (K_CS * K_HPB)              /* heads of the cluster (of the block when K_CS = 1) */
+#if K_CS > 1
+#if !(K_CQ && K_CQ2 && K_HPRE && K_HPOST && K_CH == 16)
+#error "cuda v3 clusters hold both convolutions and both mixings of 16 heads"
+#endif
+#endif
+
 /* ---- sizes -------------------------------------------------------------- */
 #define V_MAX(a, b) ((a) > (b) ? (a) : (b))
 #define V_MIN(a, b) ((a) < (b) ? (a) : (b))
@@ -114,12 +133,12 @@
 /* its head stride: 4 words past a multiple of 32, so that stores of the same
  * (row, column) of 8 heads fall in 8 bank groups (v3_pmix) */
 #define V_PBH (K_BQ * V_PBS + 8)
-#define V_GS (K_HPOST == 1 ? K_HC : K_HPB) /* post-mixing group size */
+#define V_GS (K_HPOST == 1 ? K_HC : K_CH) /* post-mixing group size */
 
 #define SZ_WT (K_CQ ? K_HPB * K_CQ * V_WTN * 4 : 0)
 #define SZ_W2 (K_CQ2 ? K_HPB * K_CQ2 * V_WTN2 * 4 : 0)
-#define SZ_WM1 (K_HPRE ? K_HPB * K_HPB * 4 : 0)
-#define SZ_WM2 (K_HPOST ? K_HPB * V_GS * 4 : 0)
+#define SZ_WM1 (K_HPRE ? K_CH * K_CH * 4 : 0)
+#define SZ_WM2 (K_HPOST ? K_CH * V_GS * 4 : 0)
 #define SZ_QK(n) ((n) * (V_ZM + K_BK) * V_DS * 2)
 #define SZ_Z (K_CQ ? K_HPB * V_ZR * V_ZS * 2 : 0)
 #define V_KR2 ((KR + 1) / 2)            /* carried Z columns, in pairs */
@@ -130,8 +149,8 @@
  * [position][16 heads], position r*BK + c, the B operand of one m16n8k16
  * per 8 positions with the mixing matrix as A.
  */
-#define V_TCMIX (K_HPRE && K_HPB == 16)
-#define V_TCMIXP (K_HPOST && K_HPB == 16 && K_CQ2)
+#define V_TCMIX (K_HPRE && K_CH == 16)
+#define V_TCMIXP (K_HPOST && K_CH == 16 && K_CQ2)
 #define V_S32 (!V_TCMIX || (K_CQ2 && !V_TCMIXP)) /* some phase keeps S as floats */
 /*
  * The tensor-core mixings' operands in S: per head a tile of positions (row
@@ -145,14 +164,19 @@
  * store's 32 lanes in 4 banks: 8 wavefronts a store.)
  */
 #define V_SR (K_BK + 8)
-#define V_SH (R16(RP * V_SR) + 8)
-#define V_SH2 (R16(K_BQ * V_SR) + 8)
-#define SZ_P2 (V_TCMIXP ? K_HPB * V_SH2 * 2 : 0) /* the post-convolved P, f16 */
-#define SZ_S V_MAX(V_MAX(V_S32 ? K_HPB * RP * V_SS * 4 : 0, V_TCMIX ? 2 * K_HPB * V_SH * 2 : 0), \
+/* rows a block mixes: of the RP logit rows, and of the BQ output rows (in a
+ * cluster the block of rank x owns rows x * V_RPC .., x * V_BQC ..; even, so
+ * that a lane's two rows of a convolution's output have one owner) */
+#define V_RPC (K_CS > 1 ? (RP + 2 * K_CS - 1) / (2 * K_CS) * 2 : RP)
+#define V_BQC (K_BQ / K_CS)
+#define V_SH (R16(V_RPC * V_SR) + 8)
+#define V_SH2 (R16(V_BQC * V_SR) + 8)
+#define SZ_P2 (V_TCMIXP ? K_CH * V_SH2 * 2 : 0) /* the post-convolved P, f16 */
+#define SZ_S V_MAX(V_MAX(V_S32 ? K_HPB * RP * V_SS * 4 : 0, V_TCMIX ? 2 * K_CH * V_SH * 2 : 0), \
 		   SZ_P2)
 #define SZ_P (POST ? K_HPB * RP * V_PS * 2 : 0)
 #define SZ_PB (K_HPB * V_PBH * 2)
-#define SZ_ST ((2 * K_HPB * RP + K_HPB * K_BQ) * 4)
+#define SZ_ST ((2 * K_CH * V_RPC + K_HPB * K_BQ) * 4) /* M, L of the rows mixed; A */
 /* V rows in the same area: V_VB buffers (three when the area holds three
  * heads' rows) of V_VG heads each */
 #define V_VCAP(n) (SZ_QK(n) / (K_BK * V_DS * 2))
@@ -166,7 +190,9 @@
  * in place, shifted left a tile (V_ZIN), instead of saving them to ZC and
  * back (two shared copies a tile) while the tile lives in Z.
  */
-#define V_PBINS (V_TCMIX && V_TCMIXP && V_AL(SZ_P2) + SZ_PB <= SZ_S)
+/* (not in a cluster: the operand would share S with the next tile's
+ * logits, which peers store before this block's P.V is done) */
+#define V_PBINS (V_TCMIX && V_TCMIXP && K_CS == 1 && V_AL(SZ_P2) + SZ_PB <= SZ_S)
 #define V_ZIN (K_CQ && V_PBINS)
 #define V_ZROWS (K_HPB * V_ZR)          /* rows of Z, padding included */
 #define SZ_ZC (K_CQ && !V_ZIN ? V_ZROWS * V_KR2 * 4 : 0)
@@ -216,20 +242,59 @@ __device__ __forceinline__ unsigned short v3_f16(float x)
 	return mta_f32_to_f16_sat(x);
 }
 
-/* Store pre-softmax logit (hh, r, c): floats [hh][r][c], or f16 hi and lo at [r*BK + c][hh]. */
+/*
+ * p in the shared memory of the cluster's block of rank `to` (its peer's
+ * address, mapa); p itself without a cluster.
+ */
+template <typename T> __device__ __forceinline__ T *v3_at(T *p, int to)
+{
+#if K_CS > 1
+	return mta_cluster_map(p, (unsigned)to);
+#else
+	(void)to;
+	return p;
+#endif
+}
+/* This block's rank in its cluster (0 without one). */
+__device__ __forceinline__ int v3_rank(void)
+{
+#if K_CS > 1
+	return (int)mta_cluster_rank();
+#else
+	return 0;
+#endif
+}
+/* After a phase that stores into peers' shared memory: the cluster's
+ * barrier (release, acquire); else the block's. */
+__device__ __forceinline__ void v3_xsync(void)
+{
+#if K_CS > 1
+	mta_cluster_sync();
+#else
+	__syncthreads();
+#endif
+}
+
+/*
+ * Store pre-softmax logit (hh, r, c): floats [hh][r][c], or f16 hi and lo
+ * in the mixing operand ([head][row][column]). Without a cluster: a
+ * cluster's convolutions store into their rows' owners themselves
+ * (v3_toeplitz).
+ */
 __device__ __forceinline__ void v3_put_s(void *S, int hh, int r, int c, float x)
 {
 #if V_TCMIX
 	unsigned short *s16 = (unsigned short *)S + hh * V_SH + r * V_SR + c;
 	const unsigned short hi = v3_f16(x);
 	s16[0] = hi;
-	s16[K_HPB * V_SH] = v3_f16(x - mta_f16_to_f32(hi));
+	s16[K_CH * V_SH] = v3_f16(x - mta_f16_to_f32(hi));
 #else
 	((float *)S)[hh * RP * V_SS + r * V_SS + c] = x;
 #endif
 }
 
-/* Store post-convolved probability (hh, r, c): floats, or f16 at [r*BK + c][hh]. */
+/* Store post-convolved probability (hh, r, c): floats, or f16 in the
+ * mixing operand (as v3_put_s, without a cluster). */
 __device__ __forceinline__ void v3_put_p2(void *S, int hh, int r, int c, float x)
 {
 #if V_TCMIXP
@@ -652,6 +717,36 @@ __device__ void v3_toeplitz(const unsigned short *Z, const unsigned *WT, float *
 				break;
 			const int item = it + i - hh * IPH, c0 = item / NR8X * 16 * V_TW;
 			const int n0 = item % NR8X * 8;
+#if K_CS > 1
+			/*
+			 * Into the mixing operand of the rows' owner: a lane's rows
+			 * ra and ra + 1 have one (V_RPC, V_BQC even), so its address
+			 * is made once an item. The owner of rows past the last has
+			 * no store (r >= NOUT).
+			 */
+			constexpr int RPB = MODE ? V_BQC : V_RPC, SHX = MODE ? V_SH2 : V_SH;
+			const int ra = n0 + 2 * t4, to = V_MIN(ra / RPB, K_CS - 1);
+			unsigned short *dst = v3_at((unsigned short *)S, to) +
+					      (v3_rank() * K_HPB + hh) * SHX + (ra - to * RPB) * V_SR;
+#pragma unroll
+			for (int w = 0; w < V_TW; w++)
+#pragma unroll
+				for (int e = 0; e < 4; e++) {
+					const int r = ra + (e & 1), c = c0 + 16 * w + g + 8 * (e >> 1);
+					if (r >= NOUT)
+						continue;
+					unsigned short *o = dst + (e & 1) * V_SR + c;
+					const float x = d[i][w][e];
+					if (MODE) {
+						o[0] = mta_f32_to_f16(i0 + r < T && j0 + c <= i0 + r ? x : 0.f);
+					} else {
+						const unsigned short hi = v3_f16(x);
+						o[0] = hi;
+						o[K_CH * V_SH] = v3_f16(x - mta_f16_to_f32(hi));
+					}
+				}
+			continue;
+#endif
 #pragma unroll
 			for (int w = 0; w < V_TW; w++)
 #pragma unroll
@@ -819,7 +914,7 @@ __device__ __forceinline__ void v3_wfrag(const float *W, int gs, unsigned af[4])
  * i < T), so no column is tested.
  */
 template <bool FULL>
-__device__ __forceinline__ void v3_msrow(int pass, int r, int lim, int sc0,
+__device__ __forceinline__ void v3_msrow(int pass, int r, int rl, int lim, int sc0,
 					 const float (&d)[K_BK / 8][4], unsigned short *P, float *M,
 					 float *L, float *A, unsigned short *Pb)
 {
@@ -828,7 +923,7 @@ __device__ __forceinline__ void v3_msrow(int pass, int r, int lim, int sc0,
 	(void)sc0;
 #pragma unroll
 	for (int half = 0; half < 2; half++) { /* heads g, then g + 8 */
-		const int hh = g + 8 * half, row = hh * (pass == 0 ? K_BQ : RP) + r;
+		const int hh = g + 8 * half, row = hh * (pass == 0 ? K_BQ : V_RPC) + rl;
 		if (pass == 2) {
 			const float m = M[row], li = L[row];
 #pragma unroll
@@ -840,7 +935,13 @@ __device__ __forceinline__ void v3_msrow(int pass, int r, int lim, int sc0,
 					p[e] = (FULL || (c <= lim && sc0 + c >= 0)) ?
 						mta_exp_ftz(d[nt][2 * half + e] - m) * li : 0.f;
 				}
+				/* into P of the head's block */
+#if K_CS > 1
+				unsigned short *pp = v3_at(P, hh / K_HPB) + hh % K_HPB * RP * V_PS +
+						     r * V_PS + KP + nt * 8 + 2 * t4;
+#else
 				unsigned short *pp = P + hh * RP * V_PS + r * V_PS + KP + nt * 8 + 2 * t4;
+#endif
 				if (KP % 2 == 0) { /* the pair as one 32-bit store (p <= 1: no saturation) */
 					*(unsigned *)pp = mta_f16x2_sat(p[0], p[1]);
 				} else {
@@ -885,7 +986,8 @@ __device__ __forceinline__ void v3_msrow(int pass, int r, int lim, int sc0,
 }
 
 /*
- * Phases C and D fused: for each row r (< nrows) a warp mixes the heads of
+ * Phases C and D fused: for each row r (< nrows; in a cluster the rows this
+ * block owns, local row rl, statistics M, L at [head][rl]) a warp mixes the heads of
  * its BK logits on the tensor cores (S_mix = W (S_hi + S_lo), 16 heads x 8
  * positions an mma) and, from the accumulators, does what v3_softmax does:
  * pass 0 and 1 the online statistics (pass 0 also P for P.V), pass 2 the
@@ -898,17 +1000,23 @@ __device__ void v3_mixsoft(int pass, int T, int i_base, int sc0, int nrows, cons
 			   unsigned short *Pb)
 {
 	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t4 = lane & 3;
-	const unsigned short *hi16 = (const unsigned short *)S, *lo16 = hi16 + K_HPB * V_SH;
+	const unsigned short *hi16 = (const unsigned short *)S, *lo16 = hi16 + K_CH * V_SH;
 	unsigned af[4];
 	v3_wfrag(W, 16, af);
+#if K_CS > 1
+	const int r0 = v3_rank() * V_RPC, nr = V_MIN(nrows - r0, V_RPC);
+#else
+	const int r0 = 0, nr = nrows;
+#endif
 #pragma unroll 1
-	for (int r = warp; r < nrows; r += K_WARPS) { /* @model v3.msrow */
+	for (int rl = warp; rl < nr; rl += K_WARPS) { /* @model v3.msrow */
+		const int r = r0 + rl;
 		float d[K_BK / 8][4];
 #pragma unroll
 		for (int nt = 0; nt < K_BK / 8; nt++) {
 			unsigned bf[2];
 			/* B: heads (lane & 15) by the 8 positions from column nt * 8 */
-			const int at = (lane & 15) * V_SH + r * V_SR + nt * 8;
+			const int at = (lane & 15) * V_SH + rl * V_SR + nt * 8;
 			d[nt][0] = d[nt][1] = d[nt][2] = d[nt][3] = 0.f;
 			mta_ldsm_x2_t(bf, hi16 + at);
 			mta_mma_f16(d[nt], af, bf);
@@ -919,9 +1027,9 @@ __device__ void v3_mixsoft(int pass, int T, int i_base, int sc0, int nrows, cons
 		/* warp-uniform: every column of the row a valid key (most rows) */
 		const bool full = lim >= K_BK - 1 && sc0 >= 0;
 		if (full) /* @model v3.msfull */
-			v3_msrow<true>(pass, r, lim, sc0, d, P, M, L, A, Pb);
+			v3_msrow<true>(pass, r, rl, lim, sc0, d, P, M, L, A, Pb);
 		if (!full) /* @model v3.msedge */
-			v3_msrow<false>(pass, r, lim, sc0, d, P, M, L, A, Pb);
+			v3_msrow<false>(pass, r, rl, lim, sc0, d, P, M, L, A, Pb);
 	}
 }
 #endif
@@ -937,18 +1045,26 @@ __device__ void v3_pmix(const void *S, const float *W, unsigned short *Pb)
 	const unsigned short *p16 = (const unsigned short *)S;
 	unsigned af[4];
 	v3_wfrag(W, V_GS, af);
+	/* the rows this block mixes (a cluster's rank x: rows x * V_BQC ..) */
+	const int r0 = v3_rank() * V_BQC;
 #pragma unroll 1
-	for (int nt = warp; nt < K_BQ * K_BK / 8; nt += K_WARPS) { /* @model v3.pmix */
+	for (int nt = warp; nt < V_BQC * K_BK / 8; nt += K_WARPS) { /* @model v3.pmix */
 		unsigned bf[2];
 		float d[4] = { 0.f, 0.f, 0.f, 0.f };
 		/* B: heads (lane & 15) by 8 positions, as v3_mixsoft's */
 		mta_ldsm_x2_t(bf, p16 + (lane & 15) * V_SH2 + nt * 8 / K_BK * V_SR + nt * 8 % K_BK);
 		mta_mma_f16(d, af, bf);
-		const int pos = nt * 8 + 2 * t4, r = pos / K_BK, c = pos % K_BK;
-		/* a lane's two columns as one word; the heads g apart by V_PBH */
-		unsigned short *o = Pb + g * V_PBH + r * V_PBS + c;
+		const int pos = nt * 8 + 2 * t4, r = r0 + pos / K_BK, c = pos % K_BK;
+		/* a lane's two columns as one word, into the operand of heads g
+		 * and g + 8's blocks; the heads V_PBH apart */
+#if K_CS > 1
+		unsigned short *o = v3_at(Pb, g / K_HPB) + g % K_HPB * V_PBH + r * V_PBS + c;
+		unsigned short *o8 = v3_at(Pb, (g + 8) / K_HPB) + (g + 8) % K_HPB * V_PBH + r * V_PBS + c;
+#else
+		unsigned short *o = Pb + g * V_PBH + r * V_PBS + c, *o8 = o + 8 * V_PBH;
+#endif
 		*(unsigned *)o = (unsigned)to_op(d[0]) | (unsigned)to_op(d[1]) << 16;
-		*(unsigned *)(o + 8 * V_PBH) = (unsigned)to_op(d[2]) | (unsigned)to_op(d[3]) << 16;
+		*(unsigned *)o8 = (unsigned)to_op(d[2]) | (unsigned)to_op(d[3]) << 16;
 	}
 }
 #endif
@@ -1136,7 +1252,7 @@ __device__ void v3_pass(const mta_args &a, int pass, char *sm, int b, int h0, in
 	unsigned short *Zc = (unsigned short *)(sm + OFF_ZC), *Pb = (unsigned short *)(sm + OFF_PB);
 	float *S = (float *)(sm + OFF_S), *M = (float *)(sm + OFF_ST);
 	unsigned short *P = (unsigned short *)(sm + OFF_P);
-	float *L = M + K_HPB * RP, *A = L + K_HPB * RP;
+	float *L = M + K_CH * V_RPC, *A = L + K_CH * V_RPC;
 	const unsigned *WT = (const unsigned *)(sm + OFF_WT), *W2 = (const unsigned *)(sm + OFF_W2);
 	const float *WM1 = (const float *)(sm + OFF_WM1);
 	const float *WM2 = (const float *)(sm + OFF_WM2);
@@ -1156,7 +1272,7 @@ __device__ void v3_pass(const mta_args &a, int pass, char *sm, int b, int h0, in
 #endif
 #if POST
 	if (pass == 2)
-		for (int e = threadIdx.x; e < K_HPB * RP; e += NT) /* @model v3.rows */
+		for (int e = threadIdx.x; e < K_HPB * RP; e += NT) /* @model v3.pcarry */
 #pragma unroll
 			for (int x = 0; x < KP; x++)
 				P[e * V_PS + x] = 0;
@@ -1241,14 +1357,14 @@ __device__ void v3_pass(const mta_args &a, int pass, char *sm, int b, int h0, in
 #if K_CQ
 			/* Phase B: the pre-softmax convolution (reads Z, writes S) */
 			v3_toeplitz<0>(Z, WT, S, 0, 0, 0); /* @model cv=1 */
-			__syncthreads();
+			v3_xsync(); /* the logits are with their rows' blocks */
 #endif
 #if V_TCMIX
 			/* Phases C and D: head mixing on the tensor cores, then statistics or
 			 * probabilities from its accumulators */
 			v3_mixsoft(pass, A_T, pass == 0 ? i0 : i0 - QP, sc0, nrows, S, WM1, P, M, L, A,
 				   Pb);
-			__syncthreads();
+			v3_xsync(); /* P is with its heads' blocks; S may be written again */
 #else
 #if K_HPRE
 			/* Phase C: pre-softmax head mixing, in place */
@@ -1266,7 +1382,7 @@ __device__ void v3_pass(const mta_args &a, int pass, char *sm, int b, int h0, in
 				/* Phase E: post-softmax convolution into S's space */
 #if K_CQ2
 				v3_toeplitz<1>(P, W2, S, i0, j0, A_T); /* @model cv=2 */
-				__syncthreads();
+				v3_xsync(); /* the post-convolved P is with its rows' blocks */
 				float *X = S;
 				const int xs = RP * V_SS, xr = V_SS;
 #else
@@ -1284,7 +1400,7 @@ __device__ void v3_pass(const mta_args &a, int pass, char *sm, int b, int h0, in
 #else
 				v3_round(X, xs, xr, Pb);
 #endif
-				__syncthreads();
+				v3_xsync(); /* P.V's operand is with its heads' blocks */
 #endif
 				/* Phase G */
 				v3_pv(a, stg, b, h0, j0, Pb, A, vec, acc);
@@ -1293,18 +1409,35 @@ __device__ void v3_pass(const mta_args &a, int pass, char *sm, int b, int h0, in
 	}
 }
 
-extern "C" __global__ void __launch_bounds__(NT, 1) mta_fwd(const mta_args a)
+__device__ __forceinline__ void v3_fwd(const mta_args &a);
+#if K_CS > 1
+#define V_CLUSTER MTA_CLUSTER_DIMS(K_CS)
+#else
+#define V_CLUSTER
+#endif
+extern "C" __global__ void __launch_bounds__(NT, 1) V_CLUSTER mta_fwd(const mta_args a)
 {
-	extern __shared__ float4 mta_smem[];
-	char *sm = (char *)mta_smem;
+#if K_CS > 1 && defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
+	/* no clusters before sm_90: module loading (runtime/cuda/module.c) and
+	 * the tuner's pruning refuse this build before it can run */
+	__trap();
+#else
+	v3_fwd(a);
+#endif
+}
+
+/* The kernel's body: one block of a cluster (or the block) of mta_fwd. */
+__device__ __forceinline__ void v3_fwd(const mta_args &a)
+{
+	char *sm = mta_dyn_smem(); /* (the emulator's own block's in a cluster) */
 	int b; /* packed documents: the document's first row (doc_tile, mta_cuda.cu) */
 	/* Heaviest (latest) query tiles first: causal work grows with i0. */
-	const int i0 = doc_tile(a, gridDim.x - 1 - blockIdx.x, &b);
+	const int i0 = doc_tile(a, (gridDim.x - 1 - blockIdx.x) / K_CS, &b);
 	const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t4 = lane & 3;
-	const int h0 = blockIdx.y * K_HPB;
+	const int hc0 = blockIdx.y * K_CH, h0 = hc0 + v3_rank() * K_HPB; /* the cluster's, the block's */
 	const int nkt = ((i0 + K_BQ < A_T ? i0 + K_BQ : A_T) + K_BK - 1) / K_BK;
 	const bool vec = v3_vec(a) && v3_off32(a, A_T); /* 16-byte copies, planned offsets */
-	float *M = (float *)(sm + OFF_ST), *L = M + K_HPB * RP;
+	float *M = (float *)(sm + OFF_ST), *L = M + K_CH * V_RPC;
 	float acc[V_AK][4];
 #pragma unroll
 	for (int k = 0; k < V_AK; k++)
@@ -1340,32 +1473,34 @@ extern "C" __global__ void __launch_bounds__(NT, 1) mta_fwd(const mta_args a)
 	}
 #endif
 #if K_HPRE
-	for (int e = tid; e < K_HPB * K_HPB; e += NT) /* HPB == H; @model v3.wm1 */
+	for (int e = tid; e < K_CH * K_CH; e += NT) /* K_CH == H; @model v3.wm1 */
 		((float *)(sm + OFF_WM1))[e] = a.head_pre[e];
 #endif
 #if K_HPOST == 1
 	/* head_post [H/c, c, c], input index first: stored as W[g][out][in] */
-	for (int e = tid; e < K_HPB * K_HC; e += NT) { /* @model v3.wm2 */
+	for (int e = tid; e < K_CH * K_HC; e += NT) { /* @model v3.wm2 */
 		const int grp = e / (K_HC * K_HC), o = e / K_HC % K_HC, in = e % K_HC;
-		((float *)(sm + OFF_WM2))[e] = a.head_post[(h0 / K_HC + grp) * K_HC * K_HC + in * K_HC + o];
+		((float *)(sm + OFF_WM2))[e] = a.head_post[(hc0 / K_HC + grp) * K_HC * K_HC + in * K_HC + o];
 	}
 #elif K_HPOST == 2
-	for (int e = tid; e < K_HPB * K_HPB; e += NT) /* @model v3.wm2 */
+	for (int e = tid; e < K_CH * K_CH; e += NT) /* @model v3.wm2 */
 		((float *)(sm + OFF_WM2))[e] = a.head_post[e];
 #endif
 #if POST
 	for (int e = tid; e < SZ_P / 4; e += NT) /* past the carried and new columns: 0; @model v3.p0 */
 		((unsigned *)(sm + OFF_P))[e] = 0;
 #endif
-	for (int e = tid; e < K_HPB * RP; e += NT) { /* @model v3.rows */
+	for (int e = tid; e < K_CH * V_RPC; e += NT) { /* @model v3.rows */
 		M[e] = NEG_INF;
 		L[e] = 0.f;
 	}
-	__syncthreads();
+	/* a cluster's blocks store into each other's shared memory from the
+	 * first tile on: every block has started (and set its memory up) */
+	v3_xsync();
 
 #if POST
 	v3_pass(a, 1, sm, b, h0, i0, nkt, vec, acc); /* @model pass=1 */
-	for (int e = tid; e < K_HPB * RP; e += NT) /* @model v3.rows */
+	for (int e = tid; e < K_CH * V_RPC; e += NT) /* @model v3.rows */
 		L[e] = L[e] > 0.f ? 1.f / L[e] : 0.f;
 	__syncthreads();
 	v3_pass(a, 2, sm, b, h0, i0, nkt, vec, acc); /* @model pass=2 */

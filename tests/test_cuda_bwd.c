@@ -344,8 +344,8 @@ TEST(cuda_bwd_specs_parse_print_and_refuse)
 		{ ",nb=5000", "nb=5000: the cuda backward's grid has 1 to 1024 blocks" },
 		{ ",nb=64,nb=64", "'nb' given twice" },
 		{ ",nb=x", "nb='x' is not a number" },
-		{ ",nbb=3", "unknown cuda tunable 'nbb' (expected bq, bk, hpb, warps, algo, nb (bwd "
-			    "only))" },
+		{ ",nbb=3", "unknown cuda tunable 'nbb' (expected bq, bk, hpb, warps, algo, cs, nb "
+			    "(bwd only))" },
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		char s2[MTA_SPEC_MAX * 2];

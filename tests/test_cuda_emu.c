@@ -526,3 +526,71 @@ TEST_COMPILE_BOUND(cuda_emu_v3_tall)
 	struct mta_problem t = prob("h16kv16d16-pre3x5-hpre-post3x3-hpost-left-bf16");
 	check_contig(&t, "cuda:v3,bq=32,bk=16,hpb=16,warps=8", 1, 75);
 }
+
+/*
+ * Clusters (cs > 1: templates/mta_cuda_v3.cu): the 16 heads of the paper's
+ * family split between 2 or 4 blocks, each mixing and normalising a share of
+ * the tile's rows for all 16 heads and storing the results into the blocks
+ * that own the heads (distributed shared memory, cluster barriers). Grouped
+ * and linear post mixing, GQA, a ragged tail, B=2, T shorter than a tile,
+ * strided and contiguous inputs.
+ */
+TEST_COMPILE_BOUND(cuda_emu_v3_cluster)
+{
+	struct mta_problem p = prob("h16kv16d16-pre3x5-hpre-post3x5-hc4-both-gn-gate-bf16");
+	check_case(&p, "cuda:v3,bq=32,bk=32,hpb=8,warps=8,cs=2", 1, 75);
+	check_contig(&p, "cuda:v3,bq=64,bk=32,hpb=4,warps=8,cs=4", 2, 70);
+	struct mta_problem l = prob("h16kv8d16-pre2x3-hpre-post2x3-hpost-left-f16");
+	check_contig(&l, "cuda:v3,bq=32,bk=16,hpb=4,warps=4,cs=4", 1, 21);
+}
+
+
+/*
+ * The cluster tunable's rules: cs splits the 16 heads of the paper's family
+ * (both convolutions, both mixings, H=16) between 2 or 4 v3 blocks, hpb x cs
+ * heads a cluster; it is written in a spec only when set, so every spec made
+ * before it reads as it did; the tuner tries it only with 16 rows a block or
+ * more.
+ */
+TEST(cuda_v3_cluster_space)
+{
+	struct mta_problem pp = prob("h16kv16d96-pre6x11-hpre-post6x11-hc16-both-gn-gate-bf16");
+	struct mta_variant v, *vs = NULL;
+	char spec[MTA_SPEC_MAX];
+	size_t n = 0;
+	REQUIRE(mta_variant_default(&pp, MTA_BACKEND_CUDA, &v) == MTA_OK);
+	CHECK_EQ_INT(v.cs, 1);
+	REQUIRE(mta_variant_format(&v, spec, sizeof spec) == MTA_OK);
+	CHECKF(!strcmp(spec, "cuda:v3,bq=16,bk=32,hpb=16,warps=8,algo=0"), "default %s", spec);
+	REQUIRE(mta_variant_parse("cuda:v3,bq=64,bk=32,hpb=4,warps=8,cs=4", &v) == MTA_OK);
+	CHECK_EQ_INT(mta_variant_check(&pp, &v), MTA_OK);
+	REQUIRE(mta_variant_format(&v, spec, sizeof spec) == MTA_OK);
+	CHECKF(!strcmp(spec, "cuda:v3,bq=64,bk=32,hpb=4,warps=8,algo=0,cs=4"), "cluster %s", spec);
+	REQUIRE(mta_variant_parse("cuda:v3,bq=16,bk=32,hpb=8,warps=8,cs=4", &v) == MTA_OK);
+	CHECK_EQ_INT(mta_variant_check(&pp, &v), MTA_EINVAL); /* 32 heads a cluster */
+	CHECK_STR_CONTAINS(mta_last_error(), "hpb=8 a block");
+	v.hpb = 4;
+	v.cs = 3;
+	CHECK_EQ_INT(mta_variant_check(&pp, &v), MTA_EINVAL);
+	CHECK_STR_CONTAINS(mta_last_error(), "cs=3: a cluster has 1, 2 or 4 blocks");
+	REQUIRE(mta_variant_parse("cuda:v2,bq=16,bk=32,hpb=8,warps=8,cs=2", &v) == MTA_OK);
+	CHECK_EQ_INT(mta_variant_check(&pp, &v), MTA_EINVAL);
+	CHECK_STR_CONTAINS(mta_last_error(), "a cluster of cuda v3 blocks");
+	/* no post-softmax convolution: no cluster */
+	struct mta_problem q = prob("h16kv16d96-pre6x11-hpre-bf16");
+	REQUIRE(mta_variant_parse("cuda:v3,bq=32,bk=32,hpb=8,warps=8,cs=2", &v) == MTA_OK);
+	CHECK_EQ_INT(mta_variant_check(&q, &v), MTA_EINVAL);
+	/* the tuner: no cluster at 16 rows of a 2- or 4-block cluster's tile */
+	REQUIRE(mta_variant_space(&pp, MTA_BACKEND_CUDA, &vs, &n) == MTA_OK);
+	for (size_t i = 0; i < n; i++)
+		CHECKF(vs[i].cs == 1 || vs[i].bq >= 16 * vs[i].cs, "tried cs=%d at bq=%d", vs[i].cs,
+		       vs[i].bq);
+	free(vs);
+	/* a cluster's launch: cs blocks a tile in x, hpb x cs heads in y */
+	struct mta_cuda_launch g;
+	REQUIRE(mta_variant_parse("cuda:v3,bq=32,bk=32,hpb=8,warps=8,cs=2", &v) == MTA_OK);
+	REQUIRE(mta_cuda_geometry(&pp, &v, 3, 100, &g) == MTA_OK);
+	CHECK_EQ_INT((int)g.grid[0], 8);
+	CHECK_EQ_INT((int)g.grid[1], 1);
+	CHECK_EQ_INT((int)g.grid[2], 3);
+}

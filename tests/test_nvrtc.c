@@ -5,7 +5,9 @@
  */
 #include "tests/harness.h"
 #include "gen/cuda/cudagen.h"
+#include "runtime/backend.h"
 #include "runtime/cuda/nvrtc.h"
+#include "tuner/model/model.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -319,4 +321,67 @@ TEST_COMPILE_BOUND(nvrtc_decode_every_point_without_spills)
 		mta_nvrtc_job_free(&jobs[j]);
 	for (size_t i = 0; i < nsrc; i++)
 		free(src[i]);
+}
+
+/*
+ * The cluster variant of v3 (cs > 1: the paper's 16 heads on four blocks of
+ * 4, 64 rows a tile) compiles for sm_90 without spills, declares its
+ * cluster and has the cluster barrier in its SASS; for sm_80, which has no
+ * clusters, it compiles to a kernel that traps, and the backend's pruning
+ * refuses it there (and keeps it on sm_90), so the tuner never runs it.
+ */
+TEST_COMPILE_BOUND(nvrtc_v3_cluster)
+{
+	static const char *arch[2] = { "sm_80", "sm_90" };
+	struct mta_problem p;
+	struct mta_variant v;
+	struct mta_nvrtc_job jobs[2];
+	char *src = NULL, *sass = NULL, nvd[4096];
+	REQUIRE(mta_problem_from_key("h16kv16d96-pre6x11-hpre-post6x11-hc16-both-gn-gate-bf16",
+				     &p) == MTA_OK);
+	REQUIRE(mta_variant_parse("cuda:v3,bq=64,bk=32,hpb=4,warps=8,cs=4", &v) == MTA_OK);
+	REQUIRE(mta_gen_cuda(&p, &v, &src) == MTA_OK);
+	memset(jobs, 0, sizeof jobs);
+	for (int a = 0; a < 2; a++)
+		jobs[a] = (struct mta_nvrtc_job){ .source = src, .kernel = MTA_CUDA_KERNEL,
+						  .arch = arch[a] };
+	REQUIRE(mta_nvrtc_compile_batch(jobs, 2, 0) == MTA_OK);
+	for (int a = 0; a < 2; a++) {
+		CHECKF(jobs[a].status == MTA_OK, "%s: %s", arch[a], jobs[a].message);
+		if (jobs[a].status != MTA_OK)
+			continue;
+		CHECKF(jobs[a].stats.spill_stores == 0 && jobs[a].stats.spill_loads == 0 &&
+		       jobs[a].stats.stack_bytes == 0, "spills on %s", arch[a]);
+		struct mta_build b;
+		memset(&b, 0, sizeof b);
+		b.p = p;
+		b.v = v;
+		b.op = MTA_OP_FWD;
+		b.stats = (struct mta_kstats){ jobs[a].stats.registers, 0, 0,
+			(int)mta_cuda_smem_bytes(&p, &v) + jobs[a].stats.smem_bytes, 0 };
+		struct mta_device_info info;
+		memset(&info, 0, sizeof info);
+		snprintf(info.arch, sizeof info.arch, "%s", arch[a]);
+		int rc = mta_backend_cuda.prune(&info, &b);
+		if (a == 0) {
+			CHECK_EQ_INT(rc, MTA_EUNSUPPORTED);
+			CHECK_STR_CONTAINS(mta_last_error(), "clusters of 4 blocks");
+		} else {
+			CHECKF(rc == MTA_OK, "pruned on sm_90: %s", mta_last_error());
+		}
+	}
+	if (jobs[1].status == MTA_OK && mta_model_nvdisasm(nvd, sizeof nvd) == MTA_OK &&
+	    mta_sass_disasm(nvd, jobs[1].cubin, jobs[1].cubin_size, &sass) == MTA_OK) {
+		CHECK(strstr(sass, "UCGABAR_WAIT") != NULL);
+		CHECK(strstr(sass, "HMMA") != NULL);
+	} else {
+		CHECKF(0, "no SASS of the sm_90 build: %s", mta_last_error());
+	}
+	free(sass);
+	/* sm_80's build is the trap alone */
+	CHECKF(jobs[0].status != MTA_OK || jobs[0].cubin_size < jobs[1].cubin_size / 4,
+	       "sm_80 cubin %zu bytes, sm_90 %zu", jobs[0].cubin_size, jobs[1].cubin_size);
+	for (int a = 0; a < 2; a++)
+		mta_nvrtc_job_free(&jobs[a]);
+	free(src);
 }

@@ -28,6 +28,8 @@ static void v3_dims(const struct mta_problem *p, const struct mta_variant *v, si
 		    struct mta_cuda_v3_dims *d)
 {
 	const size_t bq = (size_t)v->bq, bk = (size_t)v->bk, hpb = (size_t)v->hpb;
+	/* a cluster's heads (K_CH), the rows a block mixes (V_RPC, V_BQC) */
+	const size_t cs = v->cs > 1 ? (size_t)v->cs : 1, ch = hpb * cs;
 	const int post = p->cq2 || p->head_post;
 	memset(d, 0, sizeof *d);
 	d->qr = p->cq ? p->cq - 1 : 0;
@@ -50,7 +52,7 @@ static void v3_dims(const struct mta_problem *p, const struct mta_variant *v, si
 		       : v->bk + 8;
 	d->wtn2 = p->cq2 ? 16 * d->tk2 + 16 : 0;
 	d->pbs = v->bk + 8;
-	d->gs = p->head_post == MTA_HPOST_CONV ? p->hc : v->hpb;
+	d->gs = p->head_post == MTA_HPOST_CONV ? p->hc : (int)ch;
 	d->nt8 = (int)(r8((size_t)p->D) / 8);
 	d->tph = d->nt8 * (v->bq / 16);
 	/* q.k's tile width (V_QN) and the accumulator units of V_PW tiles */
@@ -80,25 +82,27 @@ static void v3_dims(const struct mta_problem *p, const struct mta_variant *v, si
 	d->nstg = (int)nstg;
 	d->sz_wt = p->cq ? hpb * (size_t)p->cq * (size_t)d->wtn * 4 : 0;
 	d->sz_w2 = p->cq2 ? hpb * (size_t)p->cq2 * (size_t)d->wtn2 * 4 : 0;
-	d->sz_wm1 = p->head_pre ? hpb * hpb * 4 : 0;
-	d->sz_wm2 = p->head_post ? hpb * (size_t)d->gs * 4 : 0;
+	d->sz_wm1 = p->head_pre ? ch * ch * 4 : 0;
+	d->sz_wm2 = p->head_post ? ch * (size_t)d->gs * 4 : 0;
 	const size_t sz_qk = nstg * ((size_t)d->zm + bk) * (size_t)d->ds * 2;
 	d->sz_z = p->cq ? hpb * (size_t)d->zr * (size_t)d->zs * 2 : 0;
 	/* head mixing on the tensor cores for 16-head blocks (V_TCMIX, V_TCMIXP) */
-	const int tcmix = p->head_pre && v->hpb == 16;
-	const int tcmixp = p->head_post && v->hpb == 16 && p->cq2;
+	const int tcmix = p->head_pre && ch == 16;
+	const int tcmixp = p->head_post && ch == 16 && p->cq2;
 	const int s32 = !tcmix || (p->cq2 && !tcmixp);
 	/* the tensor-core mixings' operands: heads V_SH, V_SH2 apart (rows of bk + 8) */
-	const size_t sh = r16((size_t)d->rp * (bk + 8)) + 8, sh2 = r16(bq * (bk + 8)) + 8;
-	const size_t sz_p2 = tcmixp ? hpb * sh2 * 2 : 0;
+	const size_t rpc = cs > 1 ? ((size_t)d->rp + 2 * cs - 1) / (2 * cs) * 2 : (size_t)d->rp;
+	const size_t bqc = bq / cs;
+	const size_t sh = r16(rpc * (bk + 8)) + 8, sh2 = r16(bqc * (bk + 8)) + 8;
+	const size_t sz_p2 = tcmixp ? ch * sh2 * 2 : 0;
 	d->sz_s = zmax(zmax(s32 ? hpb * (size_t)d->rp * (size_t)d->ss * 4 : 0,
-			    tcmix ? 2 * hpb * sh * 2 : 0), sz_p2);
+			    tcmix ? 2 * ch * sh * 2 : 0), sz_p2);
 	d->sz_p = post ? hpb * (size_t)d->rp * (size_t)d->ps * 2 : 0;
 	d->sz_pb = hpb * (bq * (size_t)d->pbs + 8) * 2; /* the head stride V_PBH */
 	/* the P tile in S, Z's carry in place (V_PBINS, V_ZIN) */
-	const int pbins = tcmix && tcmixp && r16(sz_p2) + d->sz_pb <= d->sz_s;
+	const int pbins = tcmix && tcmixp && cs == 1 && r16(sz_p2) + d->sz_pb <= d->sz_s;
 	d->sz_zc = p->cq && !pbins ? hpb * (size_t)d->zr * (size_t)((d->kr + 1) / 2) * 4 : 0;
-	d->sz_st = (2 * hpb * (size_t)d->rp + hpb * bq) * 4;
+	d->sz_st = (2 * ch * rpc + hpb * bq) * 4;
 	const size_t vcap = sz_qk / (bk * (size_t)d->ds * 2); /* V_VCAP: heads of V rows */
 	d->vb = vcap >= 3 ? 3 : 2;
 	d->vg = (int)zmin(hpb, zmax(1, vcap / (size_t)d->vb));
@@ -210,8 +214,9 @@ int mta_cuda_geometry(const struct mta_problem *p, const struct mta_variant *v, 
 	if (B < 1 || B > 65535 || T < 1 || T > (1 << 30))
 		return mta_fail(MTA_EINVAL, "B=%lld, T=%lld: the CUDA kernel takes 1 <= B <= 65535 "
 				"and 1 <= T <= 2^30", (long long)B, (long long)T);
-	g->grid[0] = (unsigned)((T + v->bq - 1) / v->bq);
-	g->grid[1] = (unsigned)(p->H / v->hpb);
+	/* a cluster's blocks consecutive in x, on one query tile */
+	g->grid[0] = (unsigned)((T + v->bq - 1) / v->bq * v->cs);
+	g->grid[1] = (unsigned)(p->H / (v->hpb * v->cs));
 	g->grid[2] = (unsigned)B;
 	g->block[0] = 32u * (unsigned)v->warps;
 	g->block[1] = g->block[2] = 1;

@@ -142,17 +142,33 @@ static int fold_needs_pre(const struct mta_problem *p, const struct mta_variant 
 {
 	return v->algo != 1 || p->cq;
 }
+/* a cluster's heads: the block's hpb times its cs blocks */
+static int cs_ok(const struct mta_problem *p, const struct mta_variant *v)
+{
+	return v->cs == 1 || v->cs == 2 || v->cs == 4;
+}
+/*
+ * A cluster (cs > 1) splits the 16 heads of the paper's family between its
+ * blocks (templates/mta_cuda_v3.cu): v3, both convolutions, pre-softmax
+ * mixing of 16 heads (H = 16, the mixing group) and post-softmax mixing, on
+ * the tensor cores; its rows are dealt evenly, so cs divides bq.
+ */
+static int cs_family(const struct mta_problem *p, const struct mta_variant *v)
+{
+	return v->cs == 1 || (v->version == 3 && p->cq && p->cq2 && p->head_pre && p->head_post &&
+			      p->H == 16 && v->hpb * v->cs == 16 && v->bq % v->cs == 0);
+}
 static int hpb_divides(const struct mta_problem *p, const struct mta_variant *v)
 {
-	return p->H % v->hpb == 0;
+	return p->H % (v->hpb * v->cs) == 0;
 }
 static int hpb_linear(const struct mta_problem *p, const struct mta_variant *v)
 {
-	return !(p->head_pre || p->head_post == MTA_HPOST_LINEAR) || v->hpb == p->H;
+	return !(p->head_pre || p->head_post == MTA_HPOST_LINEAR) || v->hpb * v->cs == p->H;
 }
 static int hpb_groups(const struct mta_problem *p, const struct mta_variant *v)
 {
-	return p->head_post != MTA_HPOST_CONV || v->hpb % p->hc == 0;
+	return p->head_post != MTA_HPOST_CONV || v->hpb * v->cs % p->hc == 0;
 }
 
 #define TILES_MSG "bq={bq}, bk={bk}, hpb={hpb}: bq and bk must be in [1, 256], hpb at least 1"
@@ -164,14 +180,18 @@ static int hpb_groups(const struct mta_problem *p, const struct mta_variant *v)
 static const struct mta_tunable tunables[] = {
 	/* tall query tiles in v3 only (v1's and v2's registers hold a row each;
 	 * bq=48, valid, lost to 64 wherever both were tried at 8 warps) */
-	{ T("bq", bq), 16, 4, { 8, 16, 32, 64 }, { tiles_ok, TILES_MSG }, { 0, 0, 4, 4 } },
-	{ T("bk", bk), 32, 2, { 32, 64 }, { tiles_ok, TILES_MSG }, { 0 } },
-	{ T("hpb", hpb), 1, 6, { 1, 2, 4, 8, 16, 32 }, { tiles_ok, TILES_MSG }, { 0 } },
+	{ T("bq", bq), 16, 4, { 8, 16, 32, 64 }, { tiles_ok, TILES_MSG }, { 0, 0, 4, 4 }, 0 },
+	{ T("bk", bk), 32, 2, { 32, 64 }, { tiles_ok, TILES_MSG }, { 0 }, 0 },
+	{ T("hpb", hpb), 1, 6, { 1, 2, 4, 8, 16, 32 }, { tiles_ok, TILES_MSG }, { 0 }, 0 },
 	{ T("warps", warps), 4, 3, { 4, 8, 12 },
-	  { warps_ok, "warps={warps}: a block has 1 to 32 warps" }, { 0 } },
+	  { warps_ok, "warps={warps}: a block has 1 to 32 warps" }, { 0 }, 0 },
 	{ T("algo", algo), 0, 2, { 0, 1 },
 	  { algo_ok, "algo={algo}: cuda v1 and v3 have only algo 0; v2 has algo 0 (convolve the "
-		     "logits) and 1 (fold the pre-softmax convolution)" }, { 0 } },
+		     "logits) and 1 (fold the pre-softmax convolution)" }, { 0 }, 0 },
+	/* clusters: v3 on sm_90 (the tuner prunes them elsewhere); quiet, so
+	 * the specs of blocks without one read as before it existed */
+	{ T("cs", cs), 1, 3, { 1, 2, 4 }, { cs_ok, "cs={cs}: a cluster has 1, 2 or 4 blocks" },
+	  { 0, 4, 4 }, 1 },
 	{ 0 },
 };
 #undef T
@@ -188,10 +208,14 @@ static const struct mta_rule rules[] = {
 	{ v3_regs, "warps={warps}: cuda v3's output accumulators ({hpb} heads x {bq} rows x D={D}) "
 		   "leave too few of the registers a thread of {warps} warps has" },
 	{ fold_needs_pre, "algo=1 folds the pre-softmax convolution; this problem has none" },
-	{ hpb_divides, "hpb={hpb} does not divide H={H}" },
-	{ hpb_linear, "hpb={hpb}: linear head mixing needs all H={H} heads in one block" },
-	{ hpb_groups, "hpb={hpb}: head_post mixes groups of c={hc} heads; hpb must be a multiple "
-		      "of c" },
+	{ cs_family, "cs={cs}: a cluster of cuda v3 blocks holds the 16 heads (hpb={hpb} a block) "
+		     "of a problem with both convolutions and both head mixings, H=16, and cs "
+		     "divides bq={bq}; this variant or problem is not that" },
+	{ hpb_divides, "hpb={hpb}, cs={cs}: hpb x cs must divide H={H}" },
+	{ hpb_linear, "hpb={hpb}, cs={cs}: linear head mixing needs all H={H} heads in one block "
+		      "(or cluster: hpb x cs)" },
+	{ hpb_groups, "hpb={hpb}, cs={cs}: head_post mixes groups of c={hc} heads; hpb x cs must "
+		      "be a multiple of c" },
 	{ 0 },
 };
 
@@ -206,9 +230,14 @@ static const struct mta_rule rules[] = {
  * warps. At 4 warps (cap 255) ptxas takes up to the cap whatever the need,
  * so the tuner tries tall tiles at 8 warps or more (at 12, cap 170, the
  * prediction lets only small heads and D through); a spec may ask for any.
+ * Clusters are tried only with tiles of 16 rows a block or more.
  */
 static int v3_tried(const struct mta_problem *p, const struct mta_variant *v)
 {
+	/* a cluster pays for its exchanges with taller tiles (bq = 16 cs and
+	 * up: the halo shared by more rows), or not at all */
+	if (v->cs > 1 && v->bq < 16 * v->cs)
+		return 0;
 	if (v->version != 3 || v->bq <= 16)
 		return 1;
 	long need = acc_regs(p, v) + V3_WORK + 2L * (v->bq - 16) + (p->D > 64 ? p->D - 64 : 0);
@@ -319,11 +348,11 @@ static int bwd_nb_ok(const struct mta_problem *p, const struct mta_variant *v)
 #define T(name, field) name, offsetof(struct mta_variant, field)
 static const struct mta_tunable bwd_rows[] = {
 	{ T("bq", bq), 16, 0, { 0 }, { bwd_bq_ok, "bq={bq}: a cuda backward task has 1 to 64 query rows" },
-	  { 0 } },
+	  { 0 }, 0 },
 	{ T("warps", warps), 4, 0, { 0 },
-	  { bwd_warps_ok, "warps={warps}: a cuda backward block has 1 to 16 warps" }, { 0 } },
+	  { bwd_warps_ok, "warps={warps}: a cuda backward block has 1 to 16 warps" }, { 0 }, 0 },
 	{ T("nb", nb), 132, 0, { 0 },
-	  { bwd_nb_ok, "nb={nb}: the cuda backward's grid has 1 to 1024 blocks" }, { 0 } },
+	  { bwd_nb_ok, "nb={nb}: the cuda backward's grid has 1 to 1024 blocks" }, { 0 }, 0 },
 	{ 0 },
 };
 #undef T
@@ -392,9 +421,9 @@ static int dec_regs(const struct mta_problem *p, const struct mta_variant *v)
 static const struct mta_tunable dec_rows[] = {
 	{ T("bk", bk), 128, 0, { 0 },
 	  { dec_bk_ok, "bk={bk}: a cuda decode P.V chunk has 32 (MTA_DBLOCK_MIN) to 4096 keys" },
-	  { 0 } },
+	  { 0 }, 0 },
 	{ T("warps", warps), 4, 0, { 0 },
-	  { dec_warps_ok, "warps={warps}: a cuda decode block has 1 to 16 warps" }, { 0 } },
+	  { dec_warps_ok, "warps={warps}: a cuda decode block has 1 to 16 warps" }, { 0 }, 0 },
 	{ 0 },
 };
 #undef T

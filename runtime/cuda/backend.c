@@ -138,6 +138,11 @@ static int prune(const struct mta_device_info *info, const struct mta_build *b)
 				      b->stats.spill_loads, b->stats.stack_bytes,
 				      b->stats.smem_bytes - (int)dyn };
 	size_t smem = (size_t)b->stats.smem_bytes;
+	int sm = 0;
+	if (b->op == MTA_OP_FWD && b->v.cs > 1 &&
+	    (sscanf(info->arch, "sm_%d", &sm) != 1 || sm < 90))
+		return mta_fail(MTA_EUNSUPPORTED, "runs in clusters of %d blocks, which %s lacks "
+				"(sm_90 or later)", b->v.cs, info->arch);
 	if ((rc = mta_nvrtc_prune(&st, info->arch, threads, dyn)))
 		return rc;
 	if (info->smem_per_block > 0 && smem > (size_t)info->smem_per_block)
@@ -160,7 +165,7 @@ static void binary_key(const struct mta_device_info *info, const char *hash, cha
 }
 
 static int launch_dims(const struct mta_problem *p, const struct mta_variant *v, unsigned *block,
-		       unsigned *smem, unsigned *bq, unsigned *hpb)
+		       unsigned *smem, unsigned *bq, unsigned *hpb, unsigned *cs)
 {
 	struct mta_cuda_launch g;
 	int rc = mta_cuda_geometry(p, v, 1, 1, &g);
@@ -170,6 +175,7 @@ static int launch_dims(const struct mta_problem *p, const struct mta_variant *v,
 	*smem = (unsigned)g.smem_bytes;
 	*bq = (unsigned)v->bq;
 	*hpb = (unsigned)v->hpb;
+	*cs = (unsigned)v->cs;
 	return MTA_OK;
 }
 

@@ -34,9 +34,9 @@ int mta_cuda_train_open(struct mta_cuda *c, const struct mta_problem *p,
 		return rc;
 	if (!(t = calloc(1, sizeof *t)))
 		return mta_fail(MTA_ENOMEM, "out of memory");
-	/* the grid is the runner's (bwd.c); bq and hpb are not used */
+	/* the grid is the runner's (bwd.c); bq, hpb and cs are not used */
 	if ((rc = mta_cuda_module_load(c, cubin, MTA_CUDA_BWD_KERNEL, d.threads,
-				       (unsigned)d.smem_bytes, 1, 1, &t->m))) {
+				       (unsigned)d.smem_bytes, 1, 1, 1, &t->m))) {
 		free(t);
 		return rc;
 	}

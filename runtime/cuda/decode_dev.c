@@ -123,7 +123,7 @@ int mta_cuda_decode_open(struct mta_cuda *c, const void *cubin, unsigned threads
 	if (!(k = calloc(1, sizeof *k)))
 		return mta_fail(MTA_ENOMEM, "out of memory");
 	/* the grid is the call's (a block per sequence); bq and hpb are not used */
-	if ((rc = mta_cuda_module_load(c, cubin, DECODE_ENTRY, threads, smem, 1, 1, &k->m))) {
+	if ((rc = mta_cuda_module_load(c, cubin, DECODE_ENTRY, threads, smem, 1, 1, 1, &k->m))) {
 		free(k);
 		return rc;
 	}

@@ -310,7 +310,7 @@ static int forward_varlen(struct mta_kernel *k, const struct mta_problem *p,
 		goto out;
 	}
 	mta_cuda_args_varlen(&args, cu, ndocs, tiles);
-	g.grid[0] = (unsigned)tiles[ndocs];
+	g.grid[0] = (unsigned)tiles[ndocs] * (unsigned)k->v.cs; /* a cluster's blocks a tile */
 	int r = k->fn(&args, sizeof args, g.grid, g.block[0], g.smem_bytes);
 	if (r)
 		rc = mta_fail(MTA_EKERNEL, "cuda-emu packed launch failed (%d)", r);

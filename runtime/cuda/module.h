@@ -21,6 +21,7 @@ struct mta_cuda_module {
 	unsigned smem;   /* dynamic shared memory, bytes */
 	unsigned bq;     /* query rows per block */
 	unsigned hpb;    /* heads per block */
+	unsigned cs;     /* blocks a cluster, consecutive in x on one query tile (1: none) */
 };
 
 /*
@@ -30,7 +31,7 @@ struct mta_cuda_module {
  * the image. The caller's current context is left as it was.
  */
 int mta_cuda_module_load(struct mta_cuda *c, const void *cubin, const char *entry,
-			 unsigned block, unsigned smem, unsigned bq, unsigned hpb,
+			 unsigned block, unsigned smem, unsigned bq, unsigned hpb, unsigned cs,
 			 struct mta_cuda_module *m);
 void mta_cuda_module_unload(struct mta_cuda_module *m);
 

@@ -54,7 +54,7 @@ int mta_cuda_kernel_load(struct mta_cuda *c, const struct mta_problem *p,
 	k->p = *p;
 	k->v = *v;
 	if ((rc = mta_cuda_module_load(c, cubin, MTA_CUDA_KERNEL, g.block[0], (unsigned)g.smem_bytes,
-				       (unsigned)v->bq, (unsigned)v->hpb, &k->m))) {
+				       (unsigned)v->bq, (unsigned)v->hpb, (unsigned)v->cs, &k->m))) {
 		free(k);
 		return rc;
 	}

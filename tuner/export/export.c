@@ -462,7 +462,7 @@ static int launch_of(const struct xplan *x, struct xkernel *k, const struct mta_
 		return MTA_OK;
 	}
 	if (k->op != MTA_OP_BWD)
-		return x->be->launch_dims(p, v, &k->block, &k->smem, &k->bq, &k->hpb);
+		return x->be->launch_dims(p, v, &k->block, &k->smem, &k->bq, &k->hpb, &k->cs);
 	if (v->backend != MTA_BACKEND_CUDA)
 		return mta_fail(MTA_EUNSUPPORTED, "a binary %s backward is not exported",
 				mta_backend_name(v->backend));

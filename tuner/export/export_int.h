@@ -58,7 +58,7 @@ struct xkernel {
 	char *source;        /* generated C or CUDA source */
 	void *cubin;         /* binary backends: the kernel's image */
 	size_t cubin_size;
-	unsigned block, smem, bq, hpb; /* binary backends: its launch (launch_dims) */
+	unsigned block, smem, bq, hpb, cs; /* binary backends: its launch (launch_dims) */
 	struct mta_cuda_bwd_shape shape; /* a CUDA backward's bq, warps, nb; zeros otherwise */
 };
 

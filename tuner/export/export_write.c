@@ -412,22 +412,22 @@ static int write_table(struct wctx *w, const struct xplan *x)
 		const struct xkernel *k = &x->k[i];
 		if (x->binary && k->op == MTA_OP_DECODE)
 			fprintf(f, "\t{ \"%s\", 0, 0, 0, 0, cubin_%03d, sizeof cubin_%03d, \"%s\", %u, "
-				"%u, 0, 0, { 0, 0, 0 } },\n", k->spec, i, i, MTA_CUDA_DECODE_KERNEL,
+				"%u, 0, 0, 0, { 0, 0, 0 } },\n", k->spec, i, i, MTA_CUDA_DECODE_KERNEL,
 				k->block, k->smem);
 		else if (x->binary && k->op == MTA_OP_BWD)
 			fprintf(f, "\t{ \"%s\", 0, 0, 0, 0, cubin_%03d, sizeof cubin_%03d, \"%s\", %u, "
-				"%u, 0, 0, { %d, %d, %d } },\n", k->spec, i, i, MTA_CUDA_BWD_KERNEL,
+				"%u, 0, 0, 0, { %d, %d, %d } },\n", k->spec, i, i, MTA_CUDA_BWD_KERNEL,
 				k->block, k->smem, k->shape.bq, k->shape.warps, k->shape.nb);
 		else if (x->binary)
 			fprintf(f, "\t{ \"%s\", 0, 0, 0, 0, cubin_%03d, sizeof cubin_%03d, \"%s\", %u, "
-				"%u, %u, %u, { 0, 0, 0 } },\n", k->spec, i, i, MTA_CUDA_KERNEL, k->block,
-				k->smem, k->bq, k->hpb);
+				"%u, %u, %u, %u, { 0, 0, 0 } },\n", k->spec, i, i, MTA_CUDA_KERNEL,
+				k->block, k->smem, k->bq, k->hpb, k->cs);
 		else if (k->op == MTA_OP_BWD)
 			fprintf(f, "\t{ \"%s\", 0, &mtx_k%03d_info, mtx_k%03d_fwd_save, mtx_k%03d_bwd, "
-				"0, 0, 0, 0, 0, 0, 0, { 0, 0, 0 } },\n", k->spec, i, i, i);
+				"0, 0, 0, 0, 0, 0, 0, 0, { 0, 0, 0 } },\n", k->spec, i, i, i);
 		else
 			fprintf(f, "\t{ \"%s\", mtx_k%03d_kernel, &mtx_k%03d_info, 0, 0, 0, 0, 0, 0, "
-				"0, 0, 0, { 0, 0, 0 } },\n", k->spec, i, i);
+				"0, 0, 0, 0, { 0, 0, 0 } },\n", k->spec, i, i);
 	}
 	fprintf(f, "};\n\n");
 	for (int i = 0; i < 3 * x->np; i++) {
