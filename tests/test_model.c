@@ -234,6 +234,35 @@ TEST_COMPILE_BOUND(model_paper_v3_against_v2)
 }
 
 /*
+ * The cluster variant at the paper's configuration (cs=4: four blocks of 4
+ * heads on a tile of 64 rows, templates/mta_cuda_v3.cu): its exchanges are
+ * counted (the peers' stores as shared stores, a GPU-scope fence with every
+ * cluster barrier), and it moves fewer L1/shared and L2 bytes than the
+ * 16-head block of 16 rows. (Estimates with NVRTC 13.0: 7.5 ms against
+ * 9.0, docs/gpu/design.md.)
+ */
+TEST_COMPILE_BOUND(model_paper_cluster)
+{
+	static const char key[] = "h16kv16d96-pre6x11-hpre-post6x11-hc16-both-gn-gate-bf16";
+	struct mta_model_report rc, r1;
+	model_case(key, "cuda:v3,bq=64,bk=32,hpb=4,warps=8,cs=4", 4, 4096, &rc);
+	if (!rc.m)
+		return;
+	model_case(key, "cuda:v3,bq=16,bk=32,hpb=16,warps=8", 4, 4096, &r1);
+	if (r1.m) {
+		CHECKF(rc.count[MC_FENCE] > 0 && r1.count[MC_FENCE] == 0, "fences %g and %g",
+		       rc.count[MC_FENCE], r1.count[MC_FENCE]);
+		CHECKF(rc.smem_waves < 0.8 * r1.smem_waves && rc.l2_bytes < 0.6 * r1.l2_bytes,
+		       "cluster %.3g wavefronts, %.3g L2 bytes; block %.3g, %.3g", rc.smem_waves,
+		       rc.l2_bytes, r1.smem_waves, r1.l2_bytes);
+		CHECKF(rc.estimate_ms < r1.estimate_ms, "cluster %.2f ms, block %.2f ms",
+		       rc.estimate_ms, r1.estimate_ms);
+		mta_model_free(&r1);
+	}
+	mta_model_free(&rc);
+}
+
+/*
  * Tall query tiles, the default where no mixing needs all 16 heads in a
  * block: a block at bq=16 recomputes the convolutions' halo rows and
  * restages its keys every 16 rows; at bq=64 the model puts the pre- and
@@ -344,11 +373,16 @@ TEST(model_sass_classes)
 		"        /*0050*/                   UCGABAR_WAIT ;\n"
 		"        /*0060*/                   LDSM.16.MT88.4 R4, [R3] ;\n"
 		"        /*0070*/                   BAR.SYNC.DEFER_BLOCKING 0x0 ;\n"
-		"        /*0080*/                   EXIT ;\n";
+		"        /*0080*/                   ST.E.U16 [R4], R11 ;\n"
+		"        /*0090*/                   MEMBAR.ALL.GPU ;\n"
+		"        /*00a0*/                   MEMBAR.ALL.CTA ;\n"
+		"        /*00b0*/                   EXIT ;\n";
+	/* the cluster barrier's wait is a barrier, its release a GPU-scope fence;
+	 * a generic store (ST) is a store into a peer's shared memory */
 	static const struct { int cls, width, async; } want[] = {
 		{ MC_STS, 16, 0 }, { MC_STS, 4, 0 }, { MC_LDG, 4, 1 }, { MC_LDG, 16, 1 },
-		{ MC_CTRL, 0, 0 }, { MC_CTRL, 0, 0 }, { MC_LDS, 16, 0 }, { MC_BAR, 0, 0 },
-		{ MC_CTRL, 0, 0 },
+		{ MC_CTRL, 0, 0 }, { MC_BAR, 0, 0 }, { MC_LDS, 16, 0 }, { MC_BAR, 0, 0 },
+		{ MC_STS, 4, 0 },  { MC_FENCE, 0, 0 }, { MC_CTRL, 0, 0 }, { MC_CTRL, 0, 0 },
 	};
 	struct mta_sass s = { 0 };
 	REQUIRE(mta_sass_parse(text, &s) == MTA_OK);

@@ -584,7 +584,9 @@ int mta_model_count(const struct mta_problem *p, const struct mta_variant *v, co
 		mta_cuda_v3_dims(p, v, &d3);
 	double serial_total = 0;
 	for (int bx = 0; bx < gx; bx++) {
-		struct mta_model_block blk = { p, v, T, bx * v->bq, { 0, 0, 0, 0, 0, 0 } };
+		/* a cluster's blocks (consecutive in x) share a query tile */
+		const int cs = v->version == 3 && v->cs > 1 ? v->cs : 1;
+		struct mta_model_block blk = { p, v, T, bx / cs * v->bq, { 0, 0, 0, 0, 0, 0 } };
 		double c[MC_N] = { 0 }, bytes[MC_N] = { 0 }, l2 = 0, waves = 0;
 		/* the staged phases' instructions leave the rest (rc_, rb_, rw_) */
 		double rc_[MC_N] = { 0 }, rb_[MC_N] = { 0 }, rw_ = 0;
@@ -660,7 +662,9 @@ int mta_model_count(const struct mta_problem *p, const struct mta_variant *v, co
 		r->hmma_flops += bytes[MC_HMMA] * 2048.0 * weight; /* width: m16n8k8 units */
 		pipe = pipe_clocks(m, c, bytes, waves);
 		/* barriers: each stalls the block; other resident blocks fill the gap */
-		double bars = c[MC_BAR] / nw;
+		/* a GPU-scope fence (a cluster barrier's release) waits out an L2
+		 * round trip: in barrier units */
+		double bars = (c[MC_BAR] + c[MC_FENCE] * m->l2_lat_clk / m->bar_clk) / nw;
 		bars_total += bars * weight;
 		btime[bx] = pipe + bars * m->bar_clk / r->blocks_sm;
 		/*

@@ -36,7 +36,8 @@ enum {
 	MC_LDG,    /* global loads (LDG), cp.async (LDGSTS) */
 	MC_STG,    /* global stores, reductions */
 	MC_SHFL,   /* warp shuffles, votes */
-	MC_BAR,    /* block barriers */
+	MC_BAR,    /* block barriers (and the cluster's: UCGABAR_WAIT) */
+	MC_FENCE,  /* GPU- or system-scope fences (MEMBAR.GPU/SYS): a wait of an L2 round trip */
 	MC_CTRL,   /* branches, convergence, uniform datapath, special registers */
 	MC_N
 };

@@ -324,6 +324,12 @@ static double v3_ms_full(const struct mta_variant *v, const struct mta_cuda_v3_d
 	return all ? (double)full / all : 0;
 }
 
+/* The logit rows a block of a cluster of cs mixes (V_RPC: an even share). */
+static int rows_mixed(int rp, int cs)
+{
+	return cs > 1 ? (rp + 2 * cs - 1) / (2 * cs) * 2 : rp;
+}
+
 int mta_region_factor(const char *name, const struct mta_model_block *b, double *f)
 {
 	const struct mta_problem *p = b->p;
@@ -331,6 +337,8 @@ int mta_region_factor(const char *name, const struct mta_model_block *b, double 
 	const int nw = v->warps, pass = b->vars[0], st = b->vars[1], mix = b->vars[2];
 	const int cv = b->vars[3];
 	const int hpb = v->hpb, bq = v->bq, bk = v->bk;
+	const int cs = v->version == 3 && v->cs > 1 ? v->cs : 1; /* blocks a cluster */
+
 	const int nkt = key_tiles(b);
 	struct mta_cuda_v3_dims d;
 	int tz = 0, ts = 0;
@@ -410,10 +418,10 @@ int mta_region_factor(const char *name, const struct mta_model_block *b, double 
 	else if (IS("v3.smx")) {
 		int nrows = pass == 0 ? bq : d.rp, ntask = hpb * nrows * (bk / 8);
 		*f = tid_loop(ntask, nw);
-	} else if (IS("v3.msrow"))
-		*f = warp_loop(pass == 0 ? bq : d.rp, nw);
+	} else if (IS("v3.msrow")) /* the rows the block mixes: a cs-th of them in a cluster */
+		*f = warp_loop(pass == 0 ? bq : rows_mixed(d.rp, cs), nw);
 	else if (IS("v3.pmix"))
-		*f = warp_loop((double)bq * bk / 8, nw);
+		*f = warp_loop((double)bq / cs * bk / 8, nw);
 	else if (IS("v3.round"))
 		*f = tid_loop((double)hpb * bq * bk, nw);
 	else if (IS("v3.pvk")) { /* the share of unrolled (head, slot) copies whose unit a warp holds */
@@ -430,13 +438,15 @@ int mta_region_factor(const char *name, const struct mta_model_block *b, double 
 		*f = tid_loop((double)hpb * d.zr * d.zs, nw);
 	else if (IS("v3.w2"))
 		*f = tid_loop((double)hpb * p->cq2 * d.wtn2, nw);
-	else if (IS("v3.wm1"))
-		*f = tid_loop((double)hpb * hpb, nw);
+	else if (IS("v3.wm1")) /* the cluster's heads */
+		*f = tid_loop((double)hpb * cs * hpb * cs, nw);
 	else if (IS("v3.wm2"))
-		*f = tid_loop((double)hpb * d.gs, nw);
+		*f = tid_loop((double)hpb * cs * d.gs, nw);
 	else if (IS("v3.p0"))
 		*f = tid_loop((double)d.sz_p / 4, nw);
-	else if (IS("v3.rows"))
+	else if (IS("v3.rows")) /* the statistics of the rows the block mixes, the cluster's heads */
+		*f = tid_loop((double)hpb * cs * rows_mixed(d.rp, cs), nw);
+	else if (IS("v3.pcarry")) /* P's carried columns, the block's heads */
 		*f = tid_loop((double)hpb * d.rp, nw);
 	/* ---- v1 and v2 (templates/mta_cuda.cu, mta_cuda_tc.cu) ---- */
 	else if (IS("v12.kt"))

@@ -29,7 +29,7 @@ extern char **environ;
 
 static const char *const class_names[MC_N] = {
 	"fp32", "imad", "alu", "mufu", "cvt", "hmma", "lds", "sts", "ldg", "stg", "shfl", "bar",
-	"ctrl",
+	"fence", "ctrl",
 };
 
 const char *mta_model_class_name(int cls)
@@ -262,8 +262,13 @@ static void classify(const char *text, int *cls, int *width)
 		*cls = MC_LDS;
 		*width = IS("LDSM") ? (strstr(op, ".4") ? 16 : strstr(op, ".2") ? 8 : 4)
 			: strstr(op, ".128") ? 16 : strstr(op, ".64") ? 8 : 4;
-	} else if (IS("STS") || IS("STSM") || IS("STAS")) {
-		/* STAS: st.async into a cluster peer's shared memory */
+	} else if (IS("STS") || IS("STSM") || IS("STAS") || IS("ST")) {
+		/*
+		 * STAS: st.async into a cluster peer's shared memory. ST, the
+		 * generic store: in these kernels only a store through mapa into
+		 * a peer's shared memory (distributed shared memory) compiles to
+		 * it, global stores are STG; priced as a shared store.
+		 */
 		*cls = MC_STS;
 		*width = strstr(op, ".128") ? 16 : strstr(op, ".64") ? 8 : 4;
 	} else if (IS("LDG") || IS("LDGSTS") || IS("LDL") || IS("LD") || IS("UBLKCP") ||
@@ -272,7 +277,7 @@ static void classify(const char *text, int *cls, int *width)
 		*width = strstr(op, ".128") ? 16 : strstr(op, ".64") ? 8 :
 			 strstr(op, ".U16") || strstr(op, ".S16") ? 2 :
 			 strstr(op, ".U8") || strstr(op, ".S8") ? 1 : 4;
-	} else if (IS("STG") || IS("STL") || IS("ST") || IS("RED") || IS("ATOM") || IS("ATOMG") ||
+	} else if (IS("STG") || IS("STL") || IS("RED") || IS("ATOM") || IS("ATOMG") ||
 		   IS("REDG")) {
 		*cls = MC_STG;
 		*width = strstr(op, ".128") ? 16 : strstr(op, ".64") ? 8 :
@@ -280,8 +285,10 @@ static void classify(const char *text, int *cls, int *width)
 			 strstr(op, ".U8") || strstr(op, ".S8") ? 1 : 4;
 	} else if (IS("SHFL") || IS("VOTE") || IS("MATCH") || IS("REDUX"))
 		*cls = MC_SHFL;
-	else if (IS("BAR"))
+	else if (IS("BAR") || IS("UCGABAR_WAIT"))
 		*cls = MC_BAR;
+	else if (IS("MEMBAR") && (strstr(op, ".GPU") || strstr(op, ".SYS")))
+		*cls = MC_FENCE;
 	else if (IS("IADD3") || IS("IADD") || IS("LOP3") || IS("LOP") || IS("SHF") || IS("SHL") ||
 		 IS("SHR") || IS("LEA") || IS("ISETP") || IS("FSETP") || IS("HSETP2") || IS("SEL") ||
 		 IS("FSEL") || IS("PRMT") || IS("MOV") || IS("IMNMX") || IS("VIMNMX") ||
