@@ -6,6 +6,7 @@
 #      float64 reference on the GPU at a ragged length (T=300, B=2): an
 #      exhaustive `tune --backend cuda`; pruned and compile_failed variants
 #      count as failures, like verify_failed, crashed, timeout and error;
+#      then v3's clusters of the paper problem (cs=2, 4), which it does not try;
 #   2. compute-sanitizer memcheck, racecheck and synccheck over
 #      `run --backend cuda --variant SPEC` on a bf16 golden case, for the
 #      paper problem's tuned winner and for one variant of each family
@@ -185,6 +186,63 @@ for P in $PROBLEMS; do
 	[ "$n" -gt 0 ] && [ "$bad" -eq 0 ] && [ $rc -eq 0 ]
 	step "check $P" $? "\"variants\": $n, \"failed\": $bad, \"statuses\": {$statuses}"
 done
+# v3's clusters (cs > 1), which the exhaustive tuning above does not try (their
+# registers sit near the cap): the paper's on the device, each variant against
+# the reference; in the rehearsal (cuda-emu is not tuned) one of a small problem
+# of the same family on the emulator against the reference on fresh inputs
+# canonical specs (mtatune list prints them so)
+CV="cuda:v3,bq=32,bk=32,hpb=8,warps=8,algo=0,cs=2 cuda:v3,bq=64,bk=32,hpb=4,warps=8,algo=0,cs=4"
+n=0
+bad=0
+if [ $REHEARSE -eq 0 ]; then
+	CP=h16kv16d96-pre6x11-hpre-post6x11-hc16-both-gn-gate-bf16
+	CARGS=
+	for V in $CV; do CARGS="$CARGS --variant $V"; done
+	# shellcheck disable=SC2086 # CARGS: a flag or a spec a word
+	run "$(cap 120)" "$MTATUNE" tune --backend cuda --problem "$CP" --seq 300 --batch 2 \
+		--verify-seq 300 $CARGS --reps 1 --warmup 0 --top 1 --rounds 5 --db "$DB" --quiet
+	rc=$?
+	"$MTATUNE" list results --problem "$CP" --db "$DB" >"$WORK/results" 2>&1
+	cat "$WORK/results" >>"$CHECK"
+	for V in $CV; do
+		n=$((n + 1))
+		awk -v s="$V" 'NF >= 9 && $NF == s && $6 == "ok" {f = 1} END {exit !f}' \
+			"$WORK/results" || bad=$((bad + 1))
+	done
+	[ $rc -eq 0 ] || bad=$((bad + 1))
+else
+	# q, k, v [1,40,16,16] and every weight of the family, uniform in [-1, 1)
+	CIN="$WORK/cluster-in"
+	mkdir -p "$CIN"
+	python3 - "$CIN" <<'PY'
+import os, random, struct, sys
+def npy(name, shape):
+    n = 1
+    for s in shape:
+        n *= s
+    head = "{'descr': '<f4', 'fortran_order': False, 'shape': (%s), }" % (
+        ", ".join("%d" % s for s in shape) + ("," if len(shape) == 1 else ""))
+    head += " " * ((64 - (10 + len(head) + 1) % 64) % 64) + "\n"
+    with open(os.path.join(sys.argv[1], name + ".npy"), "wb") as f:
+        f.write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(head)) + head.encode())
+        f.write(struct.pack("<%df" % n, *[random.uniform(-1, 1) for _ in range(n)]))
+for x in "qkv":
+    npy(x, (1, 40, 16, 16))
+npy("kq_pre", (16, 1, 3, 5)); npy("head_pre", (16, 16)); npy("kq_post", (16, 1, 3, 5))
+npy("head_post", (4, 4, 4)); npy("gn_weight", (16,)); npy("gate_w", (1, 16)); npy("gate_b", (1,))
+PY
+	run 60 "$MTATUNE" run --backend ref --dtype bf16 --inputs "$CIN" --out "$WORK/cref.npy"
+	rc=$?
+	V=${CV%% *}
+	n=1
+	run 300 "$MTATUNE" run --backend cuda-emu --variant "$V" --dtype bf16 --inputs "$CIN" \
+		--out "$WORK/co.npy" --expected "$WORK/cref.npy"
+	[ $? -eq 0 ] && [ $rc -eq 0 ] || bad=1
+	CP="h16kv16d16 ($V, emulated)"
+fi
+say "clusters of $CP: $n variants, $bad failed"
+[ "$bad" -eq 0 ]
+step "check clusters" $? "\"variants\": $n, \"failed\": $bad"
 if [ $REHEARSE -eq 1 ]; then
 	# each CUDA family in the emulator against a golden case's expected output
 	for V in cuda:v1,bq=16,bk=32,hpb=4,warps=4 cuda:v2,bq=16,bk=16,hpb=4,warps=4,algo=1 \
@@ -253,6 +311,12 @@ if [ $REHEARSE -eq 0 ]; then
 	run "$(cap 100)" "$MTATUNE" tune --backend cuda --problem $PAPER --seq 4096 --batch 4 \
 		--strategy exhaustive --reps 5 --warmup 1 --top 2 --db "$DB" --quiet
 	rc=$?
+	# and its clusters beside the default, timed (they may win)
+	run "$(cap 60)" "$MTATUNE" tune --backend cuda --problem $PAPER --seq 4096 --batch 4 \
+		--variant cuda:v3,bq=32,bk=32,hpb=8,warps=8,cs=2 \
+		--variant cuda:v3,bq=64,bk=32,hpb=4,warps=8,cs=4 --reps 5 --warmup 1 --top 2 \
+		--db "$DB" --quiet
+	[ $? -eq 0 ] || rc=1
 	TP=$PAPER
 else
 	say "== 3. one tuning run (rehearsal: cpu backend, small problem) =="
