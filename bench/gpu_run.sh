@@ -6,7 +6,7 @@
 #      float64 reference on the GPU at a ragged length (T=300, B=2): an
 #      exhaustive `tune --backend cuda`; pruned and compile_failed variants
 #      count as failures, like verify_failed, crashed, timeout and error;
-#      then v3's clusters of the paper problem (cs=2, 4), which it does not try;
+#      then v3's clusters of the paper problem (cs=2, which it does not try, and 4);
 #   2. compute-sanitizer memcheck, racecheck and synccheck over
 #      `run --backend cuda --variant SPEC` on a bf16 golden case, for the
 #      paper problem's tuned winner and for one variant of each family
@@ -186,8 +186,8 @@ for P in $PROBLEMS; do
 	[ "$n" -gt 0 ] && [ "$bad" -eq 0 ] && [ $rc -eq 0 ]
 	step "check $P" $? "\"variants\": $n, \"failed\": $bad, \"statuses\": {$statuses}"
 done
-# v3's clusters (cs > 1), which the exhaustive tuning above does not try (their
-# registers sit near the cap): the paper's on the device, each variant against
+# v3's clusters (cs > 1): cs=2, which the exhaustive tuning above does not try
+# (its registers sit near the cap), and cs=4: the paper's on the device, each against
 # the reference; in the rehearsal (cuda-emu is not tuned) one of a small problem
 # of the same family on the emulator against the reference on fresh inputs
 # canonical specs (mtatune list prints them so)
@@ -311,7 +311,7 @@ if [ $REHEARSE -eq 0 ]; then
 	run "$(cap 100)" "$MTATUNE" tune --backend cuda --problem $PAPER --seq 4096 --batch 4 \
 		--strategy exhaustive --reps 5 --warmup 1 --top 2 --db "$DB" --quiet
 	rc=$?
-	# and its clusters beside the default, timed (they may win)
+	# and its clusters beside the default, timed (cs=2 is not in the space)
 	run "$(cap 60)" "$MTATUNE" tune --backend cuda --problem $PAPER --seq 4096 --batch 4 \
 		--variant cuda:v3,bq=32,bk=32,hpb=8,warps=8,cs=2 \
 		--variant cuda:v3,bq=64,bk=32,hpb=4,warps=8,cs=4 --reps 5 --warmup 1 --top 2 \

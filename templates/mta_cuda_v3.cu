@@ -139,7 +139,17 @@
 #define SZ_W2 (K_CQ2 ? K_HPB * K_CQ2 * V_WTN2 * 4 : 0)
 #define SZ_WM1 (K_HPRE ? K_CH * K_CH * 4 : 0)
 #define SZ_WM2 (K_HPOST ? K_CH * V_GS * 4 : 0)
-#define SZ_QK(n) ((n) * (V_ZM + K_BK) * V_DS * 2)
+/*
+ * q resident: in a cluster a block's few heads' q rows (4 x 80 rows at the
+ * paper's bq=64) fit beside the rest, so they are staged once (every pass
+ * and key tile reads the same rows) and a stage buffer holds a head's k
+ * rows alone: phase A's copy of a head drops from q and k (21 KB at the
+ * paper's cs=4) to k (7 KB), and the L2 traffic of restaging q with it.
+ * Where two stages of k fit beside it (V_QRES, below); the sizes take the
+ * choice as q.
+ */
+#define SZ_QKQ(n, q) ((n) * ((q) ? K_BK : V_ZM + K_BK) * V_DS * 2)
+#define SZ_QQ(q) ((q) ? K_HPB * V_ZM * V_DS * 2 : 0)
 #define SZ_Z (K_CQ ? K_HPB * V_ZR * V_ZS * 2 : 0)
 #define V_KR2 ((KR + 1) / 2)            /* carried Z columns, in pairs */
 /* SZ_ZC: below, once V_ZIN is known */
@@ -179,10 +189,11 @@
 #define SZ_ST ((2 * K_CH * V_RPC + K_HPB * K_BQ) * 4) /* M, L of the rows mixed; A */
 /* V rows in the same area: V_VB buffers (three when the area holds three
  * heads' rows) of V_VG heads each */
-#define V_VCAP(n) (SZ_QK(n) / (K_BK * V_DS * 2))
-#define V_VB1(n) (V_VCAP(n) >= 3 ? 3 : 2)
-#define V_VG1(n) V_MIN(K_HPB, V_MAX(1, V_VCAP(n) / V_VB1(n)))
-#define SZ_STG(n) V_MAX(V_MAX(SZ_QK(n), V_VB1(n) * V_VG1(n) * K_BK * V_DS * 2), K_BQ * K_D * 4)
+#define V_VCAPQ(n, q) (SZ_QKQ(n, q) / (K_BK * V_DS * 2))
+#define V_VB1Q(n, q) (V_VCAPQ(n, q) >= 3 ? 3 : 2)
+#define V_VG1Q(n, q) V_MIN(K_HPB, V_MAX(1, V_VCAPQ(n, q) / V_VB1Q(n, q)))
+#define SZ_STGQ(n, q) V_MAX(V_MAX(SZ_QKQ(n, q), V_VB1Q(n, q) * V_VG1Q(n, q) * K_BK * V_DS * 2), \
+			   K_BQ * K_D * 4)
 /*
  * The rounded P tile (P.V's operand) goes into S past the post-convolved P
  * when both mixings run on the tensor cores and it fits (the paper's
@@ -197,8 +208,19 @@
 #define V_ZROWS (K_HPB * V_ZR)          /* rows of Z, padding included */
 #define SZ_ZC (K_CQ && !V_ZIN ? V_ZROWS * V_KR2 * 4 : 0)
 #define SZ_PBX (!V_PBINS && SZ_PB > SZ_Z ? SZ_PB : 0)  /* P tile outside Z when Z is too small */
-#define V_TOTAL(n) (V_AL(SZ_WT) + V_AL(SZ_W2) + V_AL(SZ_WM1) + V_AL(SZ_WM2) + V_AL(SZ_STG(n)) + \
-		    V_AL(SZ_Z) + V_AL(SZ_ZC) + V_AL(SZ_S) + V_AL(SZ_P) + V_AL(SZ_PBX) + V_AL(SZ_ST))
+#define V_TOTALQ(n, q) (V_AL(SZ_WT) + V_AL(SZ_W2) + V_AL(SZ_WM1) + V_AL(SZ_WM2) + \
+			V_AL(SZ_STGQ(n, q)) + V_AL(SZ_Z) + V_AL(SZ_ZC) + V_AL(SZ_S) + V_AL(SZ_P) + \
+			V_AL(SZ_PBX) + V_AL(SZ_ST) + V_AL(SZ_QQ(q)))
+/* q resident: in a cluster, where it leaves room for two stages */
+#define V_QRES (K_CS > 1 && V_TOTALQ(2, 1) <= 232448)
+#define V_QST (V_QRES ? 0 : V_ZM)       /* q rows in a stage buffer */
+#define SZ_Q SZ_QQ(V_QRES)
+#define SZ_QK(n) SZ_QKQ(n, V_QRES)
+#define V_VCAP(n) V_VCAPQ(n, V_QRES)
+#define V_VB1(n) V_VB1Q(n, V_QRES)
+#define V_VG1(n) V_VG1Q(n, V_QRES)
+#define SZ_STG(n) SZ_STGQ(n, V_QRES)
+#define V_TOTAL(n) V_TOTALQ(n, V_QRES)
 /*
  * q/k stages: four when they fit the largest block of any target (sm_90)
  * and leave as many blocks on an SM's 228 KB as two stages do, else three,
@@ -230,6 +252,7 @@
 #define OFF_PBX (OFF_P + V_AL(SZ_P))
 #define OFF_ST (OFF_PBX + V_AL(SZ_PBX))
 #define OFF_PB (V_PBINS ? OFF_S + V_AL(SZ_P2) : SZ_PBX ? OFF_PBX : OFF_Z)
+#define OFF_Q (OFF_ST + V_AL(SZ_ST))
 #define SMEM_BYTES V_TOTAL(V_NSTG)
 
 /* Pass-2 probabilities' new columns start DP keys right of the output tile. */
@@ -361,9 +384,10 @@ __device__ void v3_stage(unsigned short *dst, const elem_t *x, long long st, int
 __device__ __forceinline__ void v3_stage_qk(const mta_args &a, unsigned short *stg, int b, int h,
 					    int rq0, int zk0, int s, bool vec)
 {
-	unsigned short *Qs = stg + s * (V_ZM + K_BK) * V_DS, *Ks = Qs + V_ZM * V_DS;
-	v3_stage(Qs, a.q + b * a.sq[0] + h * a.sq[2], a.sq[1], /* @model st=1 */
-		 rq0, K_CQ ? RZ : RP, V_ZM, A_T, vec);
+	unsigned short *Qs = stg + s * (V_QST + K_BK) * V_DS, *Ks = Qs + V_QST * V_DS;
+	if (!V_QRES)
+		v3_stage(Qs, a.q + b * a.sq[0] + h * a.sq[2], a.sq[1], /* @model st=1 */
+			 rq0, K_CQ ? RZ : RP, V_ZM, A_T, vec);
 	v3_stage(Ks, a.k + b * a.sk[0] + (h / GQA) * a.sk[2], a.sk[1], /* @model st=2 */
 		 zk0, K_BK, K_BK, A_T, vec);
 }
@@ -408,9 +432,10 @@ __device__ __forceinline__ void v3_chunk(int e, int &r, int &c)
 #define V_KCH (K_BK * V_CHK)   /* k chunks a head and tile */
 /* the plan needs a warp for each role; a one-warp block stages unplanned */
 #define V_PLAN (K_WARPS >= 2)
-#define V_WQ (V_PLAN ? V_MIN(V_MAX((K_WARPS * V_QCH + (V_QCH + V_KCH) / 2) / (V_QCH + V_KCH), \
+/* (q resident: every warp stages k) */
+#define V_WQ (V_QRES ? 0 : V_PLAN ? V_MIN(V_MAX((K_WARPS * V_QCH + (V_QCH + V_KCH) / 2) / (V_QCH + V_KCH), \
 				    1), K_WARPS - 1) : 1)
-#define V_PS_N (V_PLAN ? V_MAX((V_QCH + 32 * V_WQ - 1) / (32 * V_WQ), \
+#define V_PS_N (V_PLAN ? V_MAX(V_QRES ? 0 : (V_QCH + 32 * V_WQ - 1) / V_MAX(32 * V_WQ, 1), \
 			       (V_KCH + 32 * (K_WARPS - V_WQ) - 1) / (32 * (K_WARPS - V_WQ))) : 1)
 /* pl.ok and V's ok hold a bit a slot (gen/cuda/space.c keeps them to 32) */
 static_assert(V_PS_N <= 32, "v3: more than 32 staging chunk slots a thread");
@@ -460,7 +485,7 @@ __device__ __forceinline__ void v3_plan_k(v3_plan &pl, const elem_t *k0, long lo
 		v3_chunk(e, r, c);
 		const int t = zk0 + r;
 		const bool ok = e < V_KCH && c < K_D && t >= 0 && t < T;
-		pl.d[s] = e < V_KCH ? (V_ZM + r) * V_DS + c : -1;
+		pl.d[s] = e < V_KCH ? (V_QST + r) * V_DS + c : -1;
 		pl.o[s] = ok ? (unsigned)(((long long)t * sk + c) * 2) : 0u;
 		pl.ok |= (unsigned)ok << s;
 	}
@@ -482,7 +507,7 @@ __device__ __forceinline__ bool v3_off32(const mta_args &a, int T)
 __device__ __forceinline__ void v3_stage_plan(v3_plan &pl, const mta_args &a,
 					      unsigned short *stg, int h, int s)
 {
-	unsigned short *buf = stg + s * (V_ZM + K_BK) * V_DS;
+	unsigned short *buf = stg + s * (V_QST + K_BK) * V_DS;
 #pragma unroll
 	for (int x = 0; x < V_PS_N; x++)
 		if (pl.d[x] >= 0)
@@ -571,11 +596,30 @@ __device__ __forceinline__ void v3_qk_out(const float d[4], int m0, int n0, int 
  * columns KR + c) or, without a pre-softmax convolution, into S.
  */
 #define V_QM (V_ZM / 16) /* m16 tiles of the q.k product */
+#define V_QC (K_BK / (16 * V_QN)) /* column groups */
+/*
+ * In a cluster's tall tile (bq = 16 cs: 5 m16 tiles at the paper's bq=64)
+ * the rows split too, into V_QS ranges of V_QMS m16 tiles, so that more
+ * warps share a head's q.k (a step of phase A on the latency path) and a
+ * warp's accumulators are fewer; each range reads its column group's k rows
+ * again. Without a cluster: one range.
+ */
+#if K_CS > 1
+#define V_QS0 V_MIN(V_MAX(K_WARPS / V_QC, 1), V_QM)
+#else
+#define V_QS0 1
+#endif
+#define V_QMS ((V_QM + V_QS0 - 1) / V_QS0) /* m16 tiles a range */
+#define V_QS ((V_QM + V_QMS - 1) / V_QMS)  /* row ranges */
 __device__ void v3_qk(const mta_args &a, const unsigned short *stg, int s, int rq0, int zk0,
 		      int hh, unsigned short *Z, float *S)
 {
 	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t4 = lane & 3;
-	const unsigned short *Qs = stg + s * (V_ZM + K_BK) * V_DS, *Ks = Qs + V_ZM * V_DS;
+	/* q resident (V_QRES): head hh's rows at OFF_Q, past the stage area's */
+	const unsigned short *Ks = stg + s * (V_QST + K_BK) * V_DS + V_QST * V_DS;
+	const unsigned short *Qs = V_QRES ? (const unsigned short *)((const char *)stg - OFF_STG +
+								     OFF_Q) + hh * V_ZM * V_DS
+					  : Ks - V_ZM * V_DS;
 	/*
 	 * A warp takes every row and 16*V_QN columns: each k row of its columns
 	 * is read from shared memory once and each q row once per warp (16x8
@@ -583,11 +627,12 @@ __device__ void v3_qk(const mta_args &a, const unsigned short *stg, int s, int r
 	 * of v3's shared-memory bytes). Fewer warps work, on a short phase.
 	 */
 #pragma unroll 1
-	for (int tile = warp; tile < K_BK / (16 * V_QN); tile += K_WARPS) { /* @model v3.qk */
-		const int nb = tile * 16 * V_QN;
-		float d[V_QM][2 * V_QN][4];
+	for (int unit = warp; unit < V_QC * V_QS; unit += K_WARPS) { /* @model v3.qk */
+		const int nb = unit % V_QC * 16 * V_QN;
+		const int m0 = V_QS == 1 ? 0 : unit / V_QC * V_QMS; /* the range's first m16 tile */
+		float d[V_QMS][2 * V_QN][4];
 #pragma unroll
-		for (int m = 0; m < V_QM; m++)
+		for (int m = 0; m < V_QMS; m++)
 #pragma unroll
 			for (int n = 0; n < 2 * V_QN; n++)
 				d[m][n][0] = d[m][n][1] = d[m][n][2] = d[m][n][3] = 0.f;
@@ -599,9 +644,12 @@ __device__ void v3_qk(const mta_args &a, const unsigned short *stg, int s, int r
 				mta_ldsm_x4(bf[p], Ks + (nb + 16 * p + (lane & 7) + (lane >> 4) * 8) * V_DS +
 							   kk + ((lane >> 3) & 1) * 8);
 #pragma unroll
-			for (int m = 0; m < V_QM; m++) {
+			for (int m = 0; m < V_QMS; m++) {
+				if (V_QS > 1 && m0 + m >= V_QM)
+					break; /* the last range's (warp-uniform) */
 				unsigned af[4];
-				mta_ldsm_x4(af, Qs + (16 * m + (lane & 15)) * V_DS + kk + (lane >> 4) * 8);
+				mta_ldsm_x4(af, Qs + (16 * (m0 + m) + (lane & 15)) * V_DS + kk +
+						    (lane >> 4) * 8);
 #pragma unroll
 				for (int p = 0; p < V_QN; p++) {
 					mma(d[m][2 * p], af, bf[p]);
@@ -610,10 +658,13 @@ __device__ void v3_qk(const mta_args &a, const unsigned short *stg, int s, int r
 			}
 		}
 #pragma unroll
-		for (int m = 0; m < V_QM; m++)
+		for (int m = 0; m < V_QMS; m++) {
+			if (V_QS > 1 && m0 + m >= V_QM)
+				break;
 #pragma unroll
 			for (int n = 0; n < 2 * V_QN; n++)
-				v3_qk_out(d[m][n], 16 * m, nb + 8 * n, rq0, zk0, hh, Z, S);
+				v3_qk_out(d[m][n], 16 * (m0 + m), nb + 8 * n, rq0, zk0, hh, Z, S);
+		}
 	}
 }
 
@@ -1494,6 +1545,16 @@ __device__ __forceinline__ void v3_fwd(const mta_args &a)
 		M[e] = NEG_INF;
 		L[e] = 0.f;
 	}
+#if V_QRES
+	/* the q rows of the block's heads, once: every pass and key tile reads
+	 * the same, rq0 = i0 - QP - QR on */
+	for (int hh = 0; hh < K_HPB; hh++) /* @model v3.qres */
+		v3_stage((unsigned short *)(sm + OFF_Q) + hh * V_ZM * V_DS, /* @model st=1 */
+			 a.q + b * a.sq[0] + (h0 + hh) * a.sq[2], a.sq[1], i0 - QP - QR,
+			 K_CQ ? RZ : RP, V_ZM, A_T, vec);
+	mta_cp_commit();
+	mta_cp_wait(0);
+#endif
 	/* a cluster's blocks store into each other's shared memory from the
 	 * first tile on: every block has started (and set its memory up) */
 	v3_xsync();

@@ -23,9 +23,10 @@ static size_t r8(size_t x) { return (x + 7) / 8 * 8; }
 static size_t zmax(size_t a, size_t b) { return a > b ? a : b; }
 static size_t zmin(size_t a, size_t b) { return a < b ? a : b; }
 
-/* One count of v3's sizes for nstg q/k stages (the template's V_* and SZ_*). */
+/* One count of v3's sizes for nstg q/k stages, q resident or not (the
+ * template's V_* and SZ_*). */
 static void v3_dims(const struct mta_problem *p, const struct mta_variant *v, size_t nstg,
-		    struct mta_cuda_v3_dims *d)
+		    int qres, struct mta_cuda_v3_dims *d)
 {
 	const size_t bq = (size_t)v->bq, bk = (size_t)v->bk, hpb = (size_t)v->hpb;
 	/* a cluster's heads (K_CH), the rows a block mixes (V_RPC, V_BQC) */
@@ -60,11 +61,20 @@ static void v3_dims(const struct mta_problem *p, const struct mta_variant *v, si
 	d->qn = v->bk % 32 == 0 && v->bk / 32 >= v->warps && d->zm <= 32 && ak1 * 4 <= 96 &&
 			 v->warps <= 8 ? 2 : 1;
 	d->pw = d->nt8 % 2 == 0 && d->qn == 1 ? 2 : 1;
+	{ /* V_QC column groups, V_QS row ranges (more than one in a cluster) */
+		const int qc = v->bk / (16 * d->qn), qm = d->zm / 16;
+		int qs0 = cs > 1 ? v->warps / qc : 1;
+		qs0 = qs0 < 1 ? 1 : qs0 > qm ? qm : qs0;
+		const int qms = (qm + qs0 - 1) / qs0;
+		d->qunits = qc * ((qm + qms - 1) / qms);
+	}
 	/* a thread's chunk slots in the staging plan (V_PS_N) and in V's (V_VS_N):
 	 * one bit each in a 32-bit mask */
 	{
 		const int chk = d->dk / 8, qch = d->zm * chk, kch = v->bk * chk, w = v->warps;
-		if (w >= 2) {
+		if (w >= 2 && qres) { /* q resident (V_QRES): every warp stages k */
+			d->ps_n = (kch + 32 * w - 1) / (32 * w);
+		} else if (w >= 2) {
 			int wq = (w * qch + (qch + kch) / 2) / (qch + kch);
 			wq = wq < 1 ? 1 : wq > w - 1 ? w - 1 : wq;
 			const int a = (qch + 32 * wq - 1) / (32 * wq);
@@ -84,7 +94,11 @@ static void v3_dims(const struct mta_problem *p, const struct mta_variant *v, si
 	d->sz_w2 = p->cq2 ? hpb * (size_t)p->cq2 * (size_t)d->wtn2 * 4 : 0;
 	d->sz_wm1 = p->head_pre ? ch * ch * 4 : 0;
 	d->sz_wm2 = p->head_post ? ch * (size_t)d->gs * 4 : 0;
-	const size_t sz_qk = nstg * ((size_t)d->zm + bk) * (size_t)d->ds * 2;
+	/* q resident in a cluster (V_QRES, SZ_Q): a stage holds k rows alone */
+	const size_t qst = qres ? 0 : (size_t)d->zm;
+	const size_t sz_qk = nstg * (qst + bk) * (size_t)d->ds * 2;
+	const size_t sz_q = qres ? hpb * (size_t)d->zm * (size_t)d->ds * 2 : 0;
+	d->qres = qres;
 	d->sz_z = p->cq ? hpb * (size_t)d->zr * (size_t)d->zs * 2 : 0;
 	/* head mixing on the tensor cores for 16-head blocks (V_TCMIX, V_TCMIXP) */
 	const int tcmix = p->head_pre && ch == 16;
@@ -111,7 +125,7 @@ static void v3_dims(const struct mta_problem *p, const struct mta_variant *v, si
 	d->sz_pbx = !pbins && d->sz_pb > d->sz_z ? d->sz_pb : 0;
 	d->smem = r16(d->sz_wt) + r16(d->sz_w2) + r16(d->sz_wm1) + r16(d->sz_wm2) + r16(d->sz_stg) +
 		  r16(d->sz_z) + r16(d->sz_zc) + r16(d->sz_s) + r16(d->sz_p) + r16(d->sz_pbx) +
-		  r16(d->sz_st);
+		  r16(d->sz_st) + r16(sz_q);
 }
 
 /* Four q/k stages when they fit sm_90's 227 KiB and leave an SM's 228 KiB
@@ -121,15 +135,20 @@ void mta_cuda_v3_dims(const struct mta_problem *p, const struct mta_variant *v,
 		      struct mta_cuda_v3_dims *d)
 {
 	struct mta_cuda_v3_dims two;
-	v3_dims(p, v, 2, &two);
+	int qres = 0;
+	if (v->cs > 1) { /* q resident where two stages fit beside it (V_QRES) */
+		v3_dims(p, v, 2, 1, &two);
+		qres = two.smem <= 232448;
+	}
+	v3_dims(p, v, 2, qres, &two);
 	for (size_t n = 4; n >= 3; n--) {
-		v3_dims(p, v, n, d);
+		v3_dims(p, v, n, qres, d);
 		if (d->smem <= 232448 && 233472 / (d->smem + 1024) >= 233472 / (two.smem + 1024))
 			return;
 	}
 	*d = two;
 	if (d->smem > 232448)
-		v3_dims(p, v, 1, d);
+		v3_dims(p, v, 1, qres, d);
 }
 
 /*

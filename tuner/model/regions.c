@@ -392,8 +392,8 @@ int mta_region_factor(const char *name, const struct mta_model_block *b, double 
 		*f = (double)((last + 31) / 32 < nw ? (last + 31) / 32 : nw) / nw;
 	} else if (IS("v3.stagepart")) /* the chunk that D ends in, when D % 8 != 0 */
 		*f = p->D % 8 ? stage_loop(st == 1 ? d.zm : bk, d.dk / 8, nw) : 0;
-	else if (IS("v3.qk")) { /* a warp every row and 16*V_QN columns */
-		*f = warp_loop((double)bk / (16 * d.qn), nw);
+	else if (IS("v3.qk")) { /* a warp a unit: 16*V_QN columns, every row (a range in a cluster) */
+		*f = warp_loop((double)d.qunits, nw);
 	}
 	else if (IS("v3.rcopy")) { /* v3_rows_copy: rc 1 Z's rows (words of KR), 2 P's (of KP) */
 		int w = b->vars[5] == 1 ? (d.kr + 1) / 2 : d.kp / 2;
@@ -446,6 +446,8 @@ int mta_region_factor(const char *name, const struct mta_model_block *b, double 
 		*f = tid_loop((double)d.sz_p / 4, nw);
 	else if (IS("v3.rows")) /* the statistics of the rows the block mixes, the cluster's heads */
 		*f = tid_loop((double)hpb * cs * rows_mixed(d.rp, cs), nw);
+	else if (IS("v3.qres")) /* q resident (a cluster's): each head's rows once a block */
+		*f = hpb;
 	else if (IS("v3.pcarry")) /* P's carried columns, the block's heads */
 		*f = tid_loop((double)hpb * d.rp, nw);
 	/* ---- v1 and v2 (templates/mta_cuda.cu, mta_cuda_tc.cu) ---- */
@@ -525,8 +527,8 @@ double mta_region_busiest(const char *name, const struct mta_model_block *b)
 	if (v->version != 3 || nw < 1)
 		return 1;
 	mta_cuda_v3_dims(p, v, &d);
-	if (!strcmp(name, "v3.qk")) { /* a warp a column group of a head: bk/(16 qn) groups */
-		n = (double)v->bk / (16 * d.qn);
+	if (!strcmp(name, "v3.qk")) { /* a warp a unit of a head: column groups x row ranges */
+		n = (double)d.qunits;
 	} else if (!strcmp(name, "v3.pvk")) {
 		/* a group's units dealt in turn, over the groups (the last may be short) */
 		int vg = d.vg > 0 ? d.vg : 1, uph = d.tph / (d.pw > 0 ? d.pw : 1);
