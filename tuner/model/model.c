@@ -745,8 +745,8 @@ int mta_model_count(const struct mta_problem *p, const struct mta_variant *v, co
 	}
 	if (spills > 0) {
 		size_t l = strlen(r->warnings);
-		snprintf(r->warnings + l, sizeof r->warnings - l, "the kernel spills %d bytes; ",
-			 spills);
+		snprintf(r->warnings + l, sizeof r->warnings - l, "the kernel spills or keeps in "
+			 "local memory %d bytes (not priced); ", spills);
 	}
 out:
 	for (size_t k = 0; k < ng; k++)
@@ -794,8 +794,11 @@ int mta_model_run(const struct mta_problem *p, const struct mta_variant *v, cons
 		goto out;
 	if ((rc = mta_sass_disasm(nvdisasm, job.cubin, job.cubin_size, &text)))
 		goto out;
+	/* a stack frame (an array the compiler could not keep in registers)
+	 * is local memory as spills are: unpriced, so warned of */
 	rc = mta_model_count(p, v, arch, machine, B, T, src, text, job.stats.registers,
-			     job.stats.spill_stores + job.stats.spill_loads, r);
+			     job.stats.spill_stores + job.stats.spill_loads + job.stats.stack_bytes,
+			     r);
 out:
 	mta_nvrtc_job_free(&job);
 	free(src);
