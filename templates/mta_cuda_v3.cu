@@ -40,7 +40,8 @@
  * convolution's) | WM1 | WM2 (mixing) | STG (V_NSTG stages of q and k rows; V_VB
  * groups of V rows in P.V; one head's outputs in the epilogue) | Z (raw logits of every head;
  * the rounded P tile for P.V once the convolution has read Z) | ZC | S
- * (pre-softmax logits; post-convolved P in pass 2) | P (f16) | ST (M, L, A).
+ * (pre-softmax logits; post-convolved P in pass 2) | P (f16) | ST (M, L, A) | Q
+ * (in a cluster where it fits, V_QRES: the block's q rows, staged once).
  */
 
 #if K_DTYPE == 0
@@ -621,10 +622,11 @@ __device__ void v3_qk(const mta_args &a, const unsigned short *stg, int s, int r
 								     OFF_Q) + hh * V_ZM * V_DS
 					  : Ks - V_ZM * V_DS;
 	/*
-	 * A warp takes every row and 16*V_QN columns: each k row of its columns
-	 * is read from shared memory once and each q row once per warp (16x8
-	 * tiles read the q rows four times and the k rows twice: q.k was a third
-	 * of v3's shared-memory bytes). Fewer warps work, on a short phase.
+	 * A warp takes every row (a range of them in a cluster, V_QS) and
+	 * 16*V_QN columns: each k row of its columns is read from shared memory
+	 * once and each q row once per warp (16x8 tiles read the q rows four
+	 * times and the k rows twice: q.k was a third of v3's shared-memory
+	 * bytes). Fewer warps work, on a short phase.
 	 */
 #pragma unroll 1
 	for (int unit = warp; unit < V_QC * V_QS; unit += K_WARPS) { /* @model v3.qk */

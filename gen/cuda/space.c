@@ -142,7 +142,7 @@ static int fold_needs_pre(const struct mta_problem *p, const struct mta_variant 
 {
 	return v->algo != 1 || p->cq;
 }
-/* a cluster's heads: the block's hpb times its cs blocks */
+/* cs: the blocks of a cluster (1: none); its heads are hpb x cs */
 static int cs_ok(const struct mta_problem *p, const struct mta_variant *v)
 {
 	return v->cs == 1 || v->cs == 2 || v->cs == 4;
