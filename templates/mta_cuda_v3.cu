@@ -305,13 +305,19 @@ __device__ __forceinline__ void v3_xsync(void)
  * cluster's convolutions store into their rows' owners themselves
  * (v3_toeplitz).
  */
-__device__ __forceinline__ void v3_put_s(void *S, int hh, int r, int c, float x)
-{
 #if V_TCMIX
-	unsigned short *s16 = (unsigned short *)S + hh * V_SH + r * V_SR + c;
+/* A logit into the mixing operand at s16: f16 hi there, lo K_CH heads on. */
+__device__ __forceinline__ void v3_put_hilo(unsigned short *s16, float x)
+{
 	const unsigned short hi = v3_f16(x);
 	s16[0] = hi;
 	s16[K_CH * V_SH] = v3_f16(x - mta_f16_to_f32(hi));
+}
+#endif
+__device__ __forceinline__ void v3_put_s(void *S, int hh, int r, int c, float x)
+{
+#if V_TCMIX
+	v3_put_hilo((unsigned short *)S + hh * V_SH + r * V_SR + c, x);
 #else
 	((float *)S)[hh * RP * V_SS + r * V_SS + c] = x;
 #endif
@@ -790,13 +796,10 @@ __device__ void v3_toeplitz(const unsigned short *Z, const unsigned *WT, float *
 						continue;
 					unsigned short *o = dst + (e & 1) * V_SR + c;
 					const float x = d[i][w][e];
-					if (MODE) {
+					if (MODE)
 						o[0] = mta_f32_to_f16(i0 + r < T && j0 + c <= i0 + r ? x : 0.f);
-					} else {
-						const unsigned short hi = v3_f16(x);
-						o[0] = hi;
-						o[K_CH * V_SH] = v3_f16(x - mta_f16_to_f32(hi));
-					}
+					else
+						v3_put_hilo(o, x);
 				}
 			continue;
 #endif

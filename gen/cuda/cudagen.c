@@ -107,6 +107,7 @@ static void v3_dims(const struct mta_problem *p, const struct mta_variant *v, si
 	/* the tensor-core mixings' operands: heads V_SH, V_SH2 apart (rows of bk + 8) */
 	const size_t rpc = cs > 1 ? ((size_t)d->rp + 2 * cs - 1) / (2 * cs) * 2 : (size_t)d->rp;
 	const size_t bqc = bq / cs;
+	d->rpc = (int)rpc;
 	const size_t sh = r16(rpc * (bk + 8)) + 8, sh2 = r16(bqc * (bk + 8)) + 8;
 	const size_t sz_p2 = tcmixp ? ch * sh2 * 2 : 0;
 	d->sz_s = zmax(zmax(s32 ? hpb * (size_t)d->rp * (size_t)d->ss * 4 : 0,

@@ -35,6 +35,7 @@ struct mta_cuda_v3_dims {
 	int qunits; /* q.k's units a head: column groups x row ranges (V_QC x V_QS) */
 	int ps_n, vs_n;      /* a thread's chunk slots: the q/k plan's, V's (V_PS_N, V_VS_N) */
 	int qres;            /* q resident, staged once (V_QRES: a cluster's, where it fits) */
+	int rpc;             /* logit rows a block mixes (V_RPC: rp, an even share in a cluster) */
 	size_t sz_wt, sz_w2, sz_wm1, sz_wm2, sz_stg, sz_z, sz_zc, sz_s, sz_p, sz_pb, sz_pbx, sz_st;
 	size_t smem;
 };

@@ -9,6 +9,7 @@
 #include "runtime/core/error.h"
 #include "runtime/cuda/bwd.h"
 #include "runtime/cuda/cuda.h"
+#include "runtime/cuda/module.h"
 #include "runtime/cuda/nvrtc.h"
 
 #include <stdint.h>
@@ -138,9 +139,7 @@ static int prune(const struct mta_device_info *info, const struct mta_build *b)
 				      b->stats.spill_loads, b->stats.stack_bytes,
 				      b->stats.smem_bytes - (int)dyn };
 	size_t smem = (size_t)b->stats.smem_bytes;
-	int sm = 0;
-	if (b->op == MTA_OP_FWD && b->v.cs > 1 &&
-	    (sscanf(info->arch, "sm_%d", &sm) != 1 || sm < 90))
+	if (b->op == MTA_OP_FWD && b->v.cs > 1 && !mta_cuda_has_clusters(info->arch))
 		return mta_fail(MTA_EUNSUPPORTED, "runs in clusters of %d blocks, which %s lacks "
 				"(sm_90 or later)", b->v.cs, info->arch);
 	if ((rc = mta_nvrtc_prune(&st, info->arch, threads, dyn)))

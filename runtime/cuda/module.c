@@ -17,8 +17,7 @@ int mta_cuda_module_load(struct mta_cuda *c, const void *cubin, const char *entr
 		return mta_fail(MTA_EINVAL, "no cubin to load");
 	if (!bq || !hpb || !block || !cs)
 		return mta_fail(MTA_EINVAL, "kernel %s: launch geometry missing", entry);
-	int sm = 0;
-	if (cs > 1 && (sscanf(c->dev.arch, "sm_%d", &sm) != 1 || sm < 90))
+	if (cs > 1 && !mta_cuda_has_clusters(c->dev.arch))
 		return mta_fail(MTA_EUNSUPPORTED, "kernel %s runs in clusters of %u blocks; %s (%s) "
 				"has none (sm_90 or later)", entry, cs, c->dev.name, c->dev.arch);
 	if (smem > (unsigned)c->dev.smem_optin)
@@ -48,6 +47,12 @@ int mta_cuda_module_load(struct mta_cuda *c, const void *cubin, const char *entr
 	if (rc)
 		memset(m, 0, sizeof *m);
 	return rc;
+}
+
+int mta_cuda_has_clusters(const char *arch)
+{
+	int sm = 0;
+	return arch && sscanf(arch, "sm_%d", &sm) == 1 && sm >= 90;
 }
 
 void mta_cuda_module_unload(struct mta_cuda_module *m)

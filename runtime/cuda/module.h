@@ -35,6 +35,9 @@ int mta_cuda_module_load(struct mta_cuda *c, const void *cubin, const char *entr
 			 struct mta_cuda_module *m);
 void mta_cuda_module_unload(struct mta_cuda_module *m);
 
+/* Whether architecture arch ("sm_90") runs thread block clusters (sm_90 on). */
+int mta_cuda_has_clusters(const char *arch);
+
 /*
  * Enqueue one launch of m with arguments a for H heads on stream (NULL: the
  * context's default stream); c's context must be current (mta_cu_push).

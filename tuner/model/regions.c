@@ -324,12 +324,6 @@ static double v3_ms_full(const struct mta_variant *v, const struct mta_cuda_v3_d
 	return all ? (double)full / all : 0;
 }
 
-/* The logit rows a block of a cluster of cs mixes (V_RPC: an even share). */
-static int rows_mixed(int rp, int cs)
-{
-	return cs > 1 ? (rp + 2 * cs - 1) / (2 * cs) * 2 : rp;
-}
-
 int mta_region_factor(const char *name, const struct mta_model_block *b, double *f)
 {
 	const struct mta_problem *p = b->p;
@@ -419,7 +413,7 @@ int mta_region_factor(const char *name, const struct mta_model_block *b, double 
 		int nrows = pass == 0 ? bq : d.rp, ntask = hpb * nrows * (bk / 8);
 		*f = tid_loop(ntask, nw);
 	} else if (IS("v3.msrow")) /* the rows the block mixes: a cs-th of them in a cluster */
-		*f = warp_loop(pass == 0 ? bq : rows_mixed(d.rp, cs), nw);
+		*f = warp_loop(pass == 0 ? bq : d.rpc, nw);
 	else if (IS("v3.pmix"))
 		*f = warp_loop((double)bq / cs * bk / 8, nw);
 	else if (IS("v3.round"))
@@ -445,7 +439,7 @@ int mta_region_factor(const char *name, const struct mta_model_block *b, double 
 	else if (IS("v3.p0"))
 		*f = tid_loop((double)d.sz_p / 4, nw);
 	else if (IS("v3.rows")) /* the statistics of the rows the block mixes, the cluster's heads */
-		*f = tid_loop((double)hpb * cs * rows_mixed(d.rp, cs), nw);
+		*f = tid_loop((double)hpb * cs * d.rpc, nw);
 	else if (IS("v3.qres")) /* q resident (a cluster's): each head's rows once a block */
 		*f = hpb;
 	else if (IS("v3.pcarry")) /* P's carried columns, the block's heads */
