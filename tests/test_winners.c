@@ -270,11 +270,19 @@ TEST(tune_batch_sizes_have_winners_of_their_own)
 	REQUIRE(mta_problem_from_key(KEY, &p) == MTA_OK);
 	mt_kcache();
 	int64_t Bs[2] = { 1, 4 };
+	/*
+	 * The two are twins, so either may win a bucket (a 95% interval misses
+	 * one time in 40, and the machine drifts): what is checked is that each
+	 * B has a winner of its own, and that the table shows the one B=4 chose.
+	 */
+	char won4[MTA_SPEC_MAX];
 	for (int i = 0; i < 2; i++) {
 		quick(&o, db, only, 1);
 		o.B = Bs[i];
 		REQUIRE(mta_tune(&p, &o, &s) == MTA_OK);
+		REQUIRE(!strcmp(s.winner, def) || !strcmp(s.winner, copy));
 	}
+	snprintf(won4, sizeof won4, "%s", s.winner);
 	CHECK_EQ_INT(mt_db_count(db, "SELECT count(*) FROM winners"), 2);
 	CHECK_EQ_INT(mt_db_count(db, "SELECT count(DISTINCT b_bucket) FROM winners"), 2);
 	CHECK_EQ_INT(mt_db_count(db, "SELECT count(*) FROM winners WHERE b_bucket = 4 AND B = 4"),
@@ -304,7 +312,7 @@ TEST(tune_batch_sizes_have_winners_of_their_own)
 	CHECK_EQ_INT(lines, 3);
 	char row[200];
 	/* the variant is one quoted field: specs hold commas */
-	snprintf(row, sizeof row, ",fwd," KEY ",64,4,\"%s\",", def);
+	snprintf(row, sizeof row, ",fwd," KEY ",64,4,\"%s\",", won4);
 	CHECK_STR_CONTAINS(out, row);
 	free(out);
 	CHECK(mt_sh(&out, "%s best --db %s --problem " KEY " --seq 64 --batch 4", mt_bin(), db) == 0);
