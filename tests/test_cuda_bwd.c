@@ -21,16 +21,20 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The emulator's backward of key at (B, T) through mta_check_bwd; the worst gradient rel L2. */
-static double emu_check(const char *key, int64_t B, int64_t T, int strided, unsigned salt)
+/*
+ * The emulator's backward of key at (B, T) on the draw seed through
+ * mta_check_bwd; the worst gradient's comparison into *c, its rel L2 returned.
+ */
+static double emu_check_seed(const char *key, int64_t B, int64_t T, int strided,
+			     unsigned long long seed, struct mta_compare *c)
 {
 	const struct mta_backend *be = &mta_backend_cuda_emu;
 	struct mta_problem p;
 	struct mta_variant v;
 	struct mta_device *dev = NULL;
 	struct mta_kernel *k = NULL;
-	struct mta_compare c = { 0 };
 	double worst = INFINITY;
+	memset(c, 0, sizeof *c);
 	if (mta_problem_from_key(key, &p) || mta_variant_default_op(&p, MTA_BACKEND_CUDA, MTA_OP_BWD, &v)) {
 		mt_fail(__FILE__, __LINE__, "%s: %s", key, mta_last_error());
 		return INFINITY;
@@ -40,20 +44,27 @@ static double emu_check(const char *key, int64_t B, int64_t T, int strided, unsi
 		goto out;
 	}
 	struct mta_runner r = { be, dev, k, NULL };
-	struct mta_check_opts o = { B, T, mt_seed() + salt, strided };
-	if (mta_check_bwd(&r, &p, &o, &c) != MTA_OK) {
+	struct mta_check_opts o = { B, T, seed, strided };
+	if (mta_check_bwd(&r, &p, &o, c) != MTA_OK) {
 		mt_fail(__FILE__, __LINE__, "%s B=%lld T=%lld strided=%d: %s", key, (long long)B,
 			(long long)T, strided, mta_last_error());
 		goto out;
 	}
-	worst = c.rel_l2;
-	CHECKF(c.n > 0 && worst <= mta_tolerance_grad(p.dtype), "%s: worst gradient rel L2 %g", key,
-	       worst);
+	worst = c->rel_l2;
+	CHECKF(c->n > 0 && worst <= c->tol, "%s: worst gradient rel L2 %g (bound %g)", key, worst,
+	       c->tol);
 out:
 	if (k)
 		be->unload(k);
 	be->close(dev);
 	return worst;
+}
+
+/* The same on a fresh draw (the run's seed + salt). */
+static double emu_check(const char *key, int64_t B, int64_t T, int strided, unsigned salt)
+{
+	struct mta_compare c;
+	return emu_check_seed(key, B, T, strided, mt_seed() + salt, &c);
 }
 
 /*
@@ -110,6 +121,25 @@ TEST(cuda_bwd_emu_matches_reference_every_option)
 	}
 	printf("  cuda-emu backward, every option, f32: worst gradient rel L2 %.3g (tolerance %g)\n",
 	       worst, mta_tolerance_grad(MTA_F32));
+}
+
+/*
+ * The draw that once failed (seed 13156729006962281429 + 104): at T=2, two
+ * rows shorter than the convolutions' halos, with the group norm, dq's
+ * relative L2 error is 1.3e-4, every element within its bound, because
+ * an ulp of the inputs moves the reference's dq by about that much. The
+ * check holds it to 8x that distance, and says so in tol.
+ */
+TEST(cuda_bwd_emu_ill_conditioned_draw_judged_on_its_condition)
+{
+	mt_kcache();
+	struct mta_compare c;
+	emu_check_seed("h2kv1d8-pre3x3-hpre-post3x3-hc2-both-gn-gate", 1, 2, 0,
+		       13156729006962281429ULL + 104, &c);
+	CHECKF(c.rel_l2 > mta_tolerance_grad(MTA_F32) && c.tol > c.rel_l2 && c.bad == 0,
+	       "rel L2 %g, bound %g, %zu bad", c.rel_l2, c.tol, c.bad);
+	printf("  an ill-conditioned draw: dq rel L2 %.3g, bound 8x its condition %.3g\n", c.rel_l2,
+	       c.tol);
 }
 
 /* One problem's backward twice on the same inputs: the same bits; every element written. */
@@ -306,7 +336,7 @@ TEST_COMPILE_BOUND(cuda_bwd_emu_every_point_of_the_space)
 		/* the space: 2 x 16, 24 or 32 rows; the small grids: 2 x 27 */
 		struct mta_check_opts o = { 2, i < nspace ? 16 + (int64_t)(i % 3) * 8 : 27,
 					    mt_seed() + 300 + i, (int)(i % 2) };
-		CHECKF(mta_check_bwd(&r, &p, &o, &c) == MTA_OK && c.rel_l2 <= mta_tolerance_grad(p.dtype),
+		CHECKF(mta_check_bwd(&r, &p, &o, &c) == MTA_OK && c.rel_l2 <= c.tol,
 		       "%s T=%lld: %s (rel L2 %g)", spec, (long long)o.T, mta_last_error(), c.rel_l2);
 		worst = c.rel_l2 > worst ? c.rel_l2 : worst;
 		be->unload(k);

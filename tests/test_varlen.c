@@ -461,7 +461,7 @@ static double check_packed_bwd(const struct mta_backend *be, mta_context *ctx, c
 	rc = mta_check_bwd_varlen(&r, &p, &o, cu, nd, &cmp);
 	CHECKF(rc == MTA_OK, "%s %s T=%lld ndocs=%lld strided=%d: %s", ctx ? "context" : be->name,
 	       key, (long long)cu[nd], (long long)nd, strided, mta_last_error());
-	CHECKF(rc || (cmp.n > 0 && cmp.bad == 0 && cmp.rel_l2 <= mta_tolerance_grad(p.dtype)),
+	CHECKF(rc || (cmp.n > 0 && cmp.bad == 0 && cmp.rel_l2 <= cmp.tol),
 	       "%s: worst gradient rel L2 %g, %zu bad", key, cmp.rel_l2, cmp.bad);
 	if (!rc)
 		worst = cmp.rel_l2;

@@ -489,6 +489,100 @@ static int runner_doc(void *arg, const struct mta_problem *p, const struct mta_t
 }
 
 /* mta_check_bwd, or mta_check_bwd_varlen when cu is set. */
+/* a copy of n floats, each moved one ulp up or down as the generator *x says */
+static float *wobble(const float *a, size_t n, unsigned long long *x)
+{
+	float *c = malloc(n * sizeof *c);
+	for (size_t i = 0; c && i < n; i++) {
+		*x = *x * 6364136223846793005ULL + 1442695040888963407ULL;
+		c[i] = nextafterf(a[i], (*x >> 63) ? -INFINITY : INFINITY);
+	}
+	return c;
+}
+
+/*
+ * How far gradient gi of the float64 reference moves when every input and
+ * weight of c moves by one float32 ulp: the largest of four draws of
+ * ||e' - e|| / ||s|| (s as mta_compare_grad_mag's scale), into *cond. No
+ * float32 kernel, which rounds each intermediate, can be expected nearer
+ * the reference than a few times this. Float32 problems only (the sample's
+ * q, k, v are float32).
+ */
+static int grad_condition(const struct mta_problem *p, const struct bwd_case *c,
+			  const int64_t *cu, int64_t ndocs, int64_t B, int64_t T, int gi,
+			  unsigned long long seed, double *cond)
+{
+	double *e2[G_N] = { 0 };
+	float *wq = NULL, *wk = NULL, *wv = NULL, *ww[G_N] = { 0 };
+	unsigned long long x = seed ^ 0x9e3779b97f4a7c15ULL;
+	const size_t nq = mta_grad_elems(p, B, T, 0), nkv = mta_grad_elems(p, B, T, 1);
+	int rc = MTA_OK;
+	*cond = 0;
+	for (int i = 0; i < G_N; i++) {
+		size_t n = mta_grad_elems(p, B, T, i);
+		if (n && !(e2[i] = malloc(n * sizeof *e2[i]))) {
+			rc = mta_fail(MTA_ENOMEM, "out of memory for the gradients' condition");
+			goto out;
+		}
+	}
+	for (int draw = 0; draw < 4; draw++) {
+		struct mta_tensor q = c->s.q, k = c->s.k, v = c->s.v;
+		struct mta_weights w = c->s.w;
+		const float **wp[G_N] = { NULL, NULL, NULL, &w.kq_pre, &w.head_pre, &w.kq_post,
+					  &w.head_post, &w.head_post_linear, &w.gn_weight,
+					  &w.gate_w, NULL };
+		free(wq);
+		free(wk);
+		free(wv);
+		wq = wobble(c->s.q.data, nq, &x);
+		wk = wobble(c->s.k.data, nkv, &x);
+		wv = wobble(c->s.v.data, nkv, &x);
+		if (!wq || !wk || !wv) {
+			rc = mta_fail(MTA_ENOMEM, "out of memory for the gradients' condition");
+			goto out;
+		}
+		q.data = wq;
+		k.data = wk;
+		v.data = wv;
+		for (int i = 0; i < G_N; i++) {
+			size_t n = mta_grad_elems(p, B, T, i);
+			if (!wp[i] || !n || !*wp[i])
+				continue;
+			free(ww[i]);
+			if (!(ww[i] = wobble(*wp[i], n, &x))) {
+				rc = mta_fail(MTA_ENOMEM, "out of memory for the gradients' condition");
+				goto out;
+			}
+			*wp[i] = ww[i];
+		}
+		x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+		w.gate_b = nextafterf(w.gate_b, (x >> 63) ? -INFINITY : INFINITY);
+		w.gate_b_ptr = NULL;
+		struct mta_reference_grads rg = { e2[0], e2[1], e2[2], e2[3], e2[4], e2[5], e2[6],
+						  e2[7], e2[8], e2[9], e2[10], NULL };
+		rc = cu ? mta_reference_backward_varlen(p, &q, &k, &v, &w, &c->dout, cu, ndocs, &rg)
+			: mta_reference_backward(p, &q, &k, &v, &w, &c->dout, &rg);
+		if (rc)
+			goto out;
+		double num = 0, den = 0;
+		for (size_t j = 0, n = mta_grad_elems(p, B, T, gi); j < n; j++) {
+			double s = fmax(fabs(c->e[gi][j]), MTA_GRAD_CANCEL * c->m[gi][j]);
+			num += (e2[gi][j] - c->e[gi][j]) * (e2[gi][j] - c->e[gi][j]);
+			den += s * s;
+		}
+		*cond = fmax(*cond, den > 0 ? sqrt(num / den) : sqrt(num));
+	}
+out:
+	for (int i = 0; i < G_N; i++) {
+		free(e2[i]);
+		free(ww[i]);
+	}
+	free(wq);
+	free(wk);
+	free(wv);
+	return rc;
+}
+
 static int check_bwd(const struct mta_runner *r, const struct mta_problem *p,
 		     const struct mta_check_opts *o, const int64_t *cu, int64_t ndocs,
 		     struct mta_compare *res)
@@ -543,7 +637,31 @@ static int check_bwd(const struct mta_runner *r, const struct mta_problem *p,
 		struct mta_compare cmp;
 		if (!n)
 			continue;
-		if ((rc = mta_compare_grad_mag(c.g[i], c.e[i], c.m[i], n, p->dtype, &cmp))) {
+		rc = mta_compare_grad_mag(c.g[i], c.e[i], c.m[i], n, p->dtype, &cmp);
+		/*
+		 * float32, every element within its bound, the relative L2 error
+		 * alone beyond 1e-4: the draw may be ill-conditioned (T=2 with the
+		 * group norm once moved dq by 1.3e-4 of its size). The bound then
+		 * is 8x the distance an ulp of the inputs moves the reference.
+		 */
+		if (rc == MTA_EVERIFY && p->dtype == MTA_F32 && cmp.bad == 0 &&
+		    isfinite(cmp.rel_l2)) {
+			double cond;
+			int rc2 = grad_condition(p, &c, cu, ndocs, o->B, o->T, i, o->seed, &cond);
+			if (rc2) {
+				rc = rc2;
+				goto out;
+			}
+			if (cmp.rel_l2 <= 8 * cond) {
+				cmp.tol = 8 * cond;
+				rc = mta_done(MTA_OK);
+			} else {
+				mta_fail(MTA_EVERIFY, "relative L2 error %.3g exceeds %g and 8x the %.3g "
+					 "an ulp of the inputs moves the reference (every element "
+					 "within its bound)", cmp.rel_l2, cmp.tol, cond);
+			}
+		}
+		if (rc) {
 			if (res)
 				*res = cmp;
 			mta_wrap(rc, "gradient %s against the float64 reference backward at T=%lld, "
