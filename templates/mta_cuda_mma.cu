@@ -321,6 +321,26 @@ __device__ __forceinline__ unsigned short to_op(float f)
 #endif
 }
 
+/*
+ * Two floats rounded to the operand type as one word, lo in the low half:
+ * to_op's rounding (to nearest even, finite inputs), by one cvt on the
+ * device (to_op's bf16 rounding by integers is six instructions a value).
+ */
+__device__ __forceinline__ unsigned to_op2(float lo, float hi)
+{
+#if !defined(MTA_EMU) && __CUDA_ARCH__ >= 800
+	unsigned r;
+#if K_DTYPE == 1
+	asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+#else
+	asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+#endif
+	return r;
+#else
+	return (unsigned)to_op(lo) | (unsigned)to_op(hi) << 16;
+#endif
+}
+
 __device__ __forceinline__ void mma(float d[4], const unsigned a[4], const unsigned b[2])
 {
 #if K_DTYPE == 1

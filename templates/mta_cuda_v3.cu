@@ -639,6 +639,21 @@ __device__ void v3_qk(const mta_args &a, const unsigned short *stg, int s, int r
 		const int nb = unit % V_QC * 16 * V_QN;
 		const int m0 = V_QS == 1 ? 0 : unit / V_QC * V_QMS; /* the range's first m16 tile */
 		float d[V_QMS][2 * V_QN][4];
+		/*
+		 * Each m16 tile's q rows and whether the range has it (the last
+		 * range may be short), once: made in the k loop, behind the test,
+		 * they cost ten integer instructions a step (the compiler remade
+		 * every address). The test is a predicate, not a branch.
+		 */
+		const unsigned short *qa[V_QMS];
+		bool mok[V_QMS];
+#pragma unroll
+		for (int m = 0; m < V_QMS; m++) {
+			mok[m] = V_QS == 1 || m0 + m < V_QM;
+			qa[m] = Qs + (16 * (mok[m] ? m0 + m : m0) + (lane & 15)) * V_DS + (lane >> 4) * 8;
+		}
+		const unsigned short *ka = Ks + (nb + (lane & 7) + (lane >> 4) * 8) * V_DS +
+					   ((lane >> 3) & 1) * 8;
 #pragma unroll
 		for (int m = 0; m < V_QMS; m++)
 #pragma unroll
@@ -649,15 +664,13 @@ __device__ void v3_qk(const mta_args &a, const unsigned short *stg, int s, int r
 			unsigned bf[V_QN][4]; /* columns nb+16p..+7 (k lo, k hi), then +8..+15 */
 #pragma unroll
 			for (int p = 0; p < V_QN; p++)
-				mta_ldsm_x4(bf[p], Ks + (nb + 16 * p + (lane & 7) + (lane >> 4) * 8) * V_DS +
-							   kk + ((lane >> 3) & 1) * 8);
+				mta_ldsm_x4(bf[p], ka + 16 * p * V_DS + kk);
 #pragma unroll
 			for (int m = 0; m < V_QMS; m++) {
-				if (V_QS > 1 && m0 + m >= V_QM)
-					break; /* the last range's (warp-uniform) */
+				if (!mok[m])
+					continue; /* warp-uniform */
 				unsigned af[4];
-				mta_ldsm_x4(af, Qs + (16 * (m0 + m) + (lane & 15)) * V_DS + kk +
-						    (lane >> 4) * 8);
+				mta_ldsm_x4(af, qa[m] + kk);
 #pragma unroll
 				for (int p = 0; p < V_QN; p++) {
 					mma(d[m][2 * p], af, bf[p]);
@@ -697,6 +710,59 @@ __device__ void v3_qk(const mta_args &a, const unsigned short *stg, int s, int r
  * loaded once) unless the output accumulators leave too few registers
  * (D=128: three, so runs of one two-tile item) */
 #define V_RUN_MAX ((V_AK * 4 > 96 ? 3 : 6) / V_TW)
+/*
+ * One convolution work item's outputs d (S^T[c0 + 16w + g (+8)][n0 + 2t
+ * (+1)], this lane's) into S: MODE 0 the logits of rows r < RP (hi and lo
+ * halves, or floats), MODE 1 the post-convolved probabilities of rows r <
+ * BQ, 0 where query i0 + r >= T or key j0 + c > i0 + r. FULL: every row
+ * kept and, for MODE 1, every element causal and before T (the caller's
+ * warp-uniform test), so nothing is tested an element.
+ */
+template <int MODE, bool FULL>
+__device__ __forceinline__ void v3_conv_out(const float (&d)[V_TW][4], float *S, int hh, int n0,
+					    int c0, int i0, int j0, int T)
+{
+	constexpr int NOUT = MODE ? K_BQ : RP;
+	const int lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3, ra = n0 + 2 * t4;
+	(void)i0;
+	(void)j0;
+	(void)T;
+#if K_CS > 1
+	/*
+	 * Into the mixing operand of the rows' owner: a lane's rows ra and
+	 * ra + 1 have one (V_RPC, V_BQC even), so its address is made once an
+	 * item and each element's is a constant from it. The owner of rows
+	 * past the last has no store (r >= NOUT).
+	 */
+	constexpr int RPB = MODE ? V_BQC : V_RPC, SHX = MODE ? V_SH2 : V_SH;
+	const int to = V_MIN(ra / RPB, K_CS - 1);
+	unsigned short *dst = v3_at((unsigned short *)S, to) + (v3_rank() * K_HPB + hh) * SHX +
+			      (ra - to * RPB) * V_SR + c0 + g;
+#endif
+#pragma unroll
+	for (int w = 0; w < V_TW; w++)
+#pragma unroll
+		for (int e = 0; e < 4; e++) {
+			const int r = ra + (e & 1), c = c0 + 16 * w + g + 8 * (e >> 1);
+			if (!FULL && r >= NOUT)
+				continue;
+			const bool zero = MODE && !FULL && !(i0 + r < T && j0 + c <= i0 + r);
+			const float x = zero ? 0.f : d[w][e];
+#if K_CS > 1
+			unsigned short *o = dst + (e & 1) * V_SR + 16 * w + 8 * (e >> 1);
+			if (MODE)
+				o[0] = mta_f32_to_f16(x);
+			else
+				v3_put_hilo(o, x);
+#else
+			if (MODE)
+				v3_put_p2(S, hh, r, c, x);
+			else
+				v3_put_s(S, hh, r, c, x);
+#endif
+		}
+}
+
 template <int MODE>
 __device__ void v3_toeplitz(const unsigned short *Z, const unsigned *WT, float *S, int i0, int j0,
 			    int T)
@@ -776,46 +842,19 @@ __device__ void v3_toeplitz(const unsigned short *Z, const unsigned *WT, float *
 				break;
 			const int item = it + i - hh * IPH, c0 = item / NR8X * 16 * V_TW;
 			const int n0 = item % NR8X * 8;
-#if K_CS > 1
 			/*
-			 * Into the mixing operand of the rows' owner: a lane's rows
-			 * ra and ra + 1 have one (V_RPC, V_BQC even), so its address
-			 * is made once an item. The owner of rows past the last has
-			 * no store (r >= NOUT).
+			 * Warp-uniform: the item's 8 rows are all kept and, after the
+			 * post-softmax convolution, all before T with every column
+			 * causal (the items off the diagonal: most). Those store with
+			 * no test an element; the per-element tests had made the
+			 * compiler branch around each store and remake its address.
 			 */
-			constexpr int RPB = MODE ? V_BQC : V_RPC, SHX = MODE ? V_SH2 : V_SH;
-			const int ra = n0 + 2 * t4, to = V_MIN(ra / RPB, K_CS - 1);
-			unsigned short *dst = v3_at((unsigned short *)S, to) +
-					      (v3_rank() * K_HPB + hh) * SHX + (ra - to * RPB) * V_SR;
-#pragma unroll
-			for (int w = 0; w < V_TW; w++)
-#pragma unroll
-				for (int e = 0; e < 4; e++) {
-					const int r = ra + (e & 1), c = c0 + 16 * w + g + 8 * (e >> 1);
-					if (r >= NOUT)
-						continue;
-					unsigned short *o = dst + (e & 1) * V_SR + c;
-					const float x = d[i][w][e];
-					if (MODE)
-						o[0] = mta_f32_to_f16(i0 + r < T && j0 + c <= i0 + r ? x : 0.f);
-					else
-						v3_put_hilo(o, x);
-				}
-			continue;
-#endif
-#pragma unroll
-			for (int w = 0; w < V_TW; w++)
-#pragma unroll
-				for (int e = 0; e < 4; e++) {
-					const int r = n0 + 2 * t4 + (e & 1), c = c0 + 16 * w + g + 8 * (e >> 1);
-					if (r >= NOUT)
-						continue;
-					if (MODE)
-						v3_put_p2(S, hh, r, c,
-							  i0 + r < T && j0 + c <= i0 + r ? d[i][w][e] : 0.f);
-					else
-						v3_put_s(S, hh, r, c, d[i][w][e]);
-				}
+			const bool full = (NR8X * 8 <= NOUT || n0 + 8 <= NOUT) &&
+					  (!MODE || (i0 + n0 + 7 < T && j0 + c0 + 16 * V_TW - 1 <= i0 + n0));
+			if (full) /* @model v3.cfull */
+				v3_conv_out<MODE, true>(d[i], S, hh, n0, c0, i0, j0, T);
+			if (!full) /* @model v3.cedge */
+				v3_conv_out<MODE, false>(d[i], S, hh, n0, c0, i0, j0, T);
 		}
 		it += n;
 	}
@@ -1103,24 +1142,29 @@ __device__ void v3_pmix(const void *S, const float *W, unsigned short *Pb)
 	v3_wfrag(W, V_GS, af);
 	/* the rows this block mixes (a cluster's rank x: rows x * V_BQC ..) */
 	const int r0 = v3_rank() * V_BQC;
+	/*
+	 * A lane's two columns go as one word into the operand of heads g and
+	 * g + 8 (their blocks', in a cluster): the heads' bases made once, not
+	 * once a tile (two mapa and their 64-bit sums had been most of the loop).
+	 */
+#if K_CS > 1
+	unsigned short *pg = v3_at(Pb, g / K_HPB) + g % K_HPB * V_PBH + r0 * V_PBS + 2 * t4;
+	unsigned short *pg8 = v3_at(Pb, (g + 8) / K_HPB) + (g + 8) % K_HPB * V_PBH + r0 * V_PBS +
+			      2 * t4;
+#else
+	unsigned short *pg = Pb + g * V_PBH + r0 * V_PBS + 2 * t4, *pg8 = pg + 8 * V_PBH;
+#endif
+	const unsigned short *pb = p16 + (lane & 15) * V_SH2;
 #pragma unroll 1
 	for (int nt = warp; nt < V_BQC * K_BK / 8; nt += K_WARPS) { /* @model v3.pmix */
 		unsigned bf[2];
 		float d[4] = { 0.f, 0.f, 0.f, 0.f };
+		const int r = nt * 8 / K_BK, c = nt * 8 % K_BK;
 		/* B: heads (lane & 15) by 8 positions, as v3_mixsoft's */
-		mta_ldsm_x2_t(bf, p16 + (lane & 15) * V_SH2 + nt * 8 / K_BK * V_SR + nt * 8 % K_BK);
+		mta_ldsm_x2_t(bf, pb + r * V_SR + c);
 		mta_mma_f16(d, af, bf);
-		const int pos = nt * 8 + 2 * t4, r = r0 + pos / K_BK, c = pos % K_BK;
-		/* a lane's two columns as one word, into the operand of heads g
-		 * and g + 8's blocks; the heads V_PBH apart */
-#if K_CS > 1
-		unsigned short *o = v3_at(Pb, g / K_HPB) + g % K_HPB * V_PBH + r * V_PBS + c;
-		unsigned short *o8 = v3_at(Pb, (g + 8) / K_HPB) + (g + 8) % K_HPB * V_PBH + r * V_PBS + c;
-#else
-		unsigned short *o = Pb + g * V_PBH + r * V_PBS + c, *o8 = o + 8 * V_PBH;
-#endif
-		*(unsigned *)o = (unsigned)to_op(d[0]) | (unsigned)to_op(d[1]) << 16;
-		*(unsigned *)o8 = (unsigned)to_op(d[2]) | (unsigned)to_op(d[3]) << 16;
+		*(unsigned *)(pg + r * V_PBS + c) = to_op2(d[0], d[1]);
+		*(unsigned *)(pg8 + r * V_PBS + c) = to_op2(d[2], d[3]);
 	}
 }
 #endif

@@ -324,6 +324,29 @@ static double v3_ms_full(const struct mta_variant *v, const struct mta_cuda_v3_d
 	return all ? (double)full / all : 0;
 }
 
+/* v3_toeplitz's stores (cv as v3_runs): the share of its work items whose
+ * outputs are stored with no test an element (v3.cfull): every row kept
+ * (below RP, cv 1) and, for the post-softmax convolution (cv 2, over the
+ * key tiles t >= 0), every element causal and before T. */
+static double v3_conv_full(const struct mta_variant *v, const struct mta_cuda_v3_dims *d,
+			   const struct mta_model_block *b, int cv, int nkt)
+{
+	const int nr8 = cv == 2 ? v->bq / 8 : d->nr8, nout = cv == 2 ? v->bq : d->rp;
+	const int cw = 16 * d->tw;
+	long full = 0, all = 0;
+	for (int t = 0; t < (cv == 2 ? nkt : 1); t++)
+		for (int c0 = 0; c0 < v->bk; c0 += cw)
+			for (int n0 = 0; n0 < 8 * nr8; n0 += 8) {
+				int ok = n0 + 8 <= nout;
+				if (cv == 2)
+					ok = ok && b->i0 + n0 + 7 < b->T &&
+					     (long)t * v->bk + c0 + cw - 1 <= b->i0 + n0;
+				all++;
+				full += ok;
+			}
+	return all ? (double)full / all : 0;
+}
+
 int mta_region_factor(const char *name, const struct mta_model_block *b, double *f)
 {
 	const struct mta_problem *p = b->p;
@@ -402,6 +425,9 @@ int mta_region_factor(const char *name, const struct mta_model_block *b, double 
 		double runs, share;
 		v3_runs(v, &d, cv, &runs, &share);
 		*f = IS("v3.conv") ? runs : share;
+	} else if (IS("v3.cfull") || IS("v3.cedge")) {
+		double full = v3_conv_full(v, &d, b, cv, nkt);
+		*f = IS("v3.cfull") ? full : 1 - full;
 	} else if (IS("v3.convu"))
 		*f = cv == 2 ? p->cq2 : p->cq;
 	else if (IS("v3.mix")) /* mix: 1 pre-softmax (RP rows, groups of HPB), 2 post (BQ rows) */
