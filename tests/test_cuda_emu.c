@@ -519,6 +519,11 @@ TEST_COMPILE_BOUND(cuda_emu_v3_tall)
 	check_contig(&p, "cuda:v3,bq=48,bk=32,hpb=2,warps=8", 2, 61);
 	check_contig(&p, "cuda:v3,bq=64,bk=64,hpb=4,warps=4", 1, 150);
 	check_case(&p, "cuda:v3,bq=64,bk=32,hpb=2,warps=8", 1, 20); /* T < bq */
+}
+
+/* More tall tiles (a test of its own: together they neared the runner's limit). */
+TEST_COMPILE_BOUND(cuda_emu_v3_tall_more)
+{
 	struct mta_problem g = prob("h4kv2d40-gn-gate-bf16");
 	check_contig(&g, "cuda:v3,bq=64,bk=64,hpb=4,warps=8", 2, 100);
 	struct mta_problem h = prob("h4kv4d16-post3x3-hc2-right-f16");
@@ -541,6 +546,11 @@ TEST_COMPILE_BOUND(cuda_emu_v3_cluster)
 	struct mta_problem p = prob("h16kv16d16-pre3x5-hpre-post3x5-hc4-both-gn-gate-bf16");
 	check_case(&p, "cuda:v3,bq=32,bk=32,hpb=8,warps=8,cs=2", 1, 40);
 	check_contig(&p, "cuda:v3,bq=64,bk=32,hpb=4,warps=8,cs=4", 2, 70);
+}
+
+/* More clusters (a test of its own: together they neared the runner's limit). */
+TEST_COMPILE_BOUND(cuda_emu_v3_cluster_more)
+{
 	struct mta_problem l = prob("h16kv8d16-pre2x3-hpre-post2x3-hpost-left-f16");
 	check_contig(&l, "cuda:v3,bq=32,bk=16,hpb=4,warps=4,cs=4", 1, 21);
 	/* D=96: q restaged every key tile (no room to keep it), q.k's rows split */
