@@ -556,8 +556,9 @@ static int grad_condition(const struct mta_problem *p, const struct bwd_case *c,
 			*wp[i] = ww[i];
 		}
 		x = x * 6364136223846793005ULL + 1442695040888963407ULL;
-		w.gate_b = nextafterf(w.gate_b, (x >> 63) ? -INFINITY : INFINITY);
-		w.gate_b_ptr = NULL;
+		w.gate_b = nextafterf(w.gate_b_ptr ? *w.gate_b_ptr : w.gate_b,
+				      (x >> 63) ? -INFINITY : INFINITY);
+		w.gate_b_ptr = NULL; /* the wobbled value, not the array */
 		struct mta_reference_grads rg = { e2[0], e2[1], e2[2], e2[3], e2[4], e2[5], e2[6],
 						  e2[7], e2[8], e2[9], e2[10], NULL };
 		rc = cu ? mta_reference_backward_varlen(p, &q, &k, &v, &w, &c->dout, cu, ndocs, &rg)
