@@ -708,8 +708,12 @@ __device__ void v3_qk(const mta_args &a, const unsigned short *stg, int s, int r
 #define V_TW (K_BK >= 32 ? 2 : 1)
 /* a run's m16 tiles: six (a head's at the paper's configuration, its taps
  * loaded once) unless the output accumulators leave too few registers
- * (D=128: three, so runs of one two-tile item) */
-#define V_RUN_MAX ((V_AK * 4 > 96 ? 3 : 6) / V_TW)
+ * (D=128: three, so runs of one two-tile item); ten in a cluster of four,
+ * whose other phases leave the registers (215 of 255 at the paper's
+ * configuration, where runs of six, half of a warp's items, loaded each
+ * kernel row's taps twice a tile: 12 GB of the L1/shared path; cs=2 would
+ * reach 255) */
+#define V_RUN_MAX ((V_AK * 4 > 96 ? 3 : K_CS >= 4 ? 10 : 6) / V_TW)
 /*
  * One convolution work item's outputs d (S^T[c0 + 16w + g (+8)][n0 + 2t
  * (+1)], this lane's) into S: MODE 0 the logits of rows r < RP (hi and lo

@@ -88,7 +88,7 @@ static void v3_dims(const struct mta_problem *p, const struct mta_variant *v, si
 	d->ak = d->pw * ((v->hpb * (d->tph / d->pw) + v->warps - 1) / v->warps);
 	/* the convolutions' m16 tiles an item and most items a run (V_TW, V_RUN_MAX) */
 	d->tw = v->bk >= 32 ? 2 : 1;
-	d->runmax = (d->ak * 4 > 96 ? 3 : 6) / d->tw;
+	d->runmax = (d->ak * 4 > 96 ? 3 : v->cs >= 4 ? 10 : 6) / d->tw;
 	d->nstg = (int)nstg;
 	d->sz_wt = p->cq ? hpb * (size_t)p->cq * (size_t)d->wtn * 4 : 0;
 	d->sz_w2 = p->cq2 ? hpb * (size_t)p->cq2 * (size_t)d->wtn2 * 4 : 0;
