@@ -97,12 +97,23 @@
  * rows: two warps on 16 columns each take half the time for half again the
  * shared-memory bytes.
  */
-#define V_QN (K_BK % 32 == 0 && K_BK / 32 >= K_WARPS && V_ZM <= 32 && V_AK1 * 4 <= 96 && \
-	      NT <= 256 ? 2 : 1)
+#define V_QN (V_QPAIR || (K_BK % 32 == 0 && K_BK / 32 >= K_WARPS && V_ZM <= 32 && \
+			V_AK1 * 4 <= 96 && NT <= 256) ? 2 : 1)
+/*
+ * In a cluster of four (q resident: a stage holds one head's k rows, and
+ * four fit), phase A takes two heads a step (V_QH, below) and q.k 32
+ * columns a warp over two m16 tiles of rows: a head's q rows are read once
+ * and its k rows three times (16 columns over ranges of two tiles, one head
+ * a step, read q twice and k three times: 48 KB a head and tile at the
+ * paper's configuration, now 33 KB), and the two heads' units keep six of
+ * the eight warps at work.
+ */
+#define V_QPAIR (K_CS >= 4 && K_BK % 32 == 0 && K_HPB % 2 == 0)
 /* tiles a unit: two when the n8 tiles pair up, unless q.k's wide tiles
  * already take the registers (wide tiles and pairs together left the paper's
- * variant, when it had wide tiles, under 16 registers of headroom) */
-#define V_PW (V_NT8 % 2 == 0 && V_QN == 1 ? 2 : 1)
+ * variant, when it had wide tiles, under 16 registers of headroom; a cluster
+ * of four has them) */
+#define V_PW (V_NT8 % 2 == 0 && (V_QN == 1 || V_QPAIR) ? 2 : 1)
 #define V_UPH (V_TPH / V_PW)             /* units per head */
 #define V_AK (V_PW * ((K_HPB * V_UPH + K_WARPS - 1) / K_WARPS))
 #define V_K0(hh) ((hh) * V_UPH / K_WARPS)
@@ -239,6 +250,9 @@
 #else
 #define V_NSTG 1
 #endif
+/* heads a step of phase A: two where the pairing above applies and four
+ * stages hold two steps' k rows, else one */
+#define V_QH (V_QPAIR && V_NSTG >= 4 ? 2 : 1)
 #define V_VG V_VG1(V_NSTG)
 #define V_VB V_VB1(V_NSTG)
 #define OFF_WT 0
@@ -612,21 +626,16 @@ __device__ __forceinline__ void v3_qk_out(const float d[4], int m0, int n0, int 
  * again. Without a cluster: one range.
  */
 #if K_CS > 1
-#define V_QS0 V_MIN(V_MAX(K_WARPS / V_QC, 1), V_QM)
+#define V_QS0 V_MIN(V_MAX(K_WARPS / (V_QC * V_QH), 1), V_QM)
 #else
 #define V_QS0 1
 #endif
 #define V_QMS ((V_QM + V_QS0 - 1) / V_QS0) /* m16 tiles a range */
 #define V_QS ((V_QM + V_QMS - 1) / V_QMS)  /* row ranges */
-__device__ void v3_qk(const mta_args &a, const unsigned short *stg, int s, int rq0, int zk0,
-		      int hh, unsigned short *Z, float *S)
+__device__ void v3_qk(const mta_args &a, const unsigned short *stg, int rq0, int zk0, int hh0,
+		      unsigned short *Z, float *S)
 {
 	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t4 = lane & 3;
-	/* q resident (V_QRES): head hh's rows at OFF_Q, past the stage area's */
-	const unsigned short *Ks = stg + s * (V_QST + K_BK) * V_DS + V_QST * V_DS;
-	const unsigned short *Qs = V_QRES ? (const unsigned short *)((const char *)stg - OFF_STG +
-								     OFF_Q) + hh * V_ZM * V_DS
-					  : Ks - V_ZM * V_DS;
 	/*
 	 * A warp takes every row (a range of them in a cluster, V_QS) and
 	 * 16*V_QN columns: each k row of its columns is read from shared memory
@@ -635,7 +644,15 @@ __device__ void v3_qk(const mta_args &a, const unsigned short *stg, int s, int r
 	 * bytes). Fewer warps work, on a short phase.
 	 */
 #pragma unroll 1
-	for (int unit = warp; unit < V_QC * V_QS; unit += K_WARPS) { /* @model v3.qk */
+	for (int un = warp; un < V_QH * V_QC * V_QS; un += K_WARPS) { /* @model v3.qk */
+		/* head hh (of the step's V_QH), its k rows in stage hh % V_NSTG;
+		 * q resident (V_QRES): its q rows at OFF_Q, past the stage area */
+		const int hh = hh0 + un / (V_QC * V_QS), unit = un % (V_QC * V_QS);
+		const unsigned short *Ks = stg + hh % V_NSTG * (V_QST + K_BK) * V_DS + V_QST * V_DS;
+		const unsigned short *Qs =
+			V_QRES ? (const unsigned short *)((const char *)stg - OFF_STG + OFF_Q) +
+					 hh * V_ZM * V_DS
+			       : Ks - V_ZM * V_DS;
 		const int nb = unit % V_QC * 16 * V_QN;
 		const int m0 = V_QS == 1 ? 0 : unit / V_QC * V_QMS; /* the range's first m16 tile */
 		float d[V_QMS][2 * V_QN][4];
@@ -1390,11 +1407,12 @@ __device__ void v3_pass(const mta_args &a, int pass, char *sm, int b, int h0, in
 		const int sc0 = t * K_BK + (pass == 2 ? DP : 0); /* first new column of S (and P) */
 		const int zk0 = sc0 - OK1 + KR;                  /* first new key of Z */
 		const int zq = K_CQ ? zk0 : sc0;                 /* the tile's first staged key */
-		/* Phase A: q.k per head, V_NSTG - 1 heads' copies in flight (a
-		 * commit for each head past the last, to keep the waits' count) */
+		/* Phase A: q.k V_QH heads a step, V_NSTG - V_QH heads' copies in
+		 * flight (a commit for each head past the last, to keep the waits'
+		 * count) */
 		v3_plan_k(pl, k0, a.sk[1], zq, A_T);
 #pragma unroll
-		for (int x = 0; x < V_MAX(V_NSTG - 1, 1); x++) {
+		for (int x = 0; x < V_MAX(V_NSTG - V_QH, 1); x++) {
 			if (x < K_HPB)
 				v3_stage_head(pl, a, stg, b, h0 + x, rq0, zq, x, vec);
 			else
@@ -1411,18 +1429,24 @@ __device__ void v3_pass(const mta_args &a, int pass, char *sm, int b, int h0, in
 		v3_rows_copy<V_KR2>(zw, V_ZS / 2, zsrc, V_ZIN ? V_ZS / 2 : V_KR2, V_ZROWS); /* @model rc=1 */
 #endif
 #pragma unroll 1
-		for (int hh = 0; hh < K_HPB; hh++) { /* @model v3.heads */
-			mta_cp_wait(V_MAX(V_NSTG - 2, 0));
-			__syncthreads(); /* head hh is staged; every warp is done with head hh-1 */
+		for (int hh = 0; hh < K_HPB; hh += V_QH) { /* @model v3.heads */
+			mta_cp_wait(V_MAX(V_NSTG - 2 * V_QH, 0));
+			/* heads hh .. hh + V_QH - 1 are staged; every warp is done
+			 * with the step before */
+			__syncthreads();
 			if (V_NSTG >= 2) {
-				/* into head hh-1's buffer */
-				if (hh + V_NSTG - 1 < K_HPB) /* @model v3.ahead */
-					v3_stage_head(pl, a, stg, b, h0 + hh + V_NSTG - 1, rq0, zq,
-						      (hh + V_NSTG - 1) % V_NSTG, vec);
-				else
-					mta_cp_commit();
+				/* into the buffers of the step before */
+#pragma unroll
+				for (int x = 0; x < V_QH; x++) {
+					const int ha = hh + V_NSTG - V_QH + x;
+					if (ha < K_HPB) /* @model v3.ahead */
+						v3_stage_head(pl, a, stg, b, h0 + ha, rq0, zq,
+							      ha % V_NSTG, vec);
+					else
+						mta_cp_commit();
+				}
 			}
-			v3_qk(a, stg, hh % V_NSTG, rq0, zq, hh, Z, S);
+			v3_qk(a, stg, rq0, zq, hh, Z, S);
 			if (V_NSTG == 1 && hh + 1 < K_HPB) {
 				__syncthreads();
 				v3_stage_head(pl, a, stg, b, h0 + hh + 1, rq0, zq, 0, vec);

@@ -58,12 +58,15 @@ static void v3_dims(const struct mta_problem *p, const struct mta_variant *v, si
 	d->tph = d->nt8 * (v->bq / 16);
 	/* q.k's tile width (V_QN) and the accumulator units of V_PW tiles */
 	const int ak1 = (v->hpb * d->tph + v->warps - 1) / v->warps;
-	d->qn = v->bk % 32 == 0 && v->bk / 32 >= v->warps && d->zm <= 32 && ak1 * 4 <= 96 &&
-			 v->warps <= 8 ? 2 : 1;
-	d->pw = d->nt8 % 2 == 0 && d->qn == 1 ? 2 : 1;
+	/* a cluster of four pairs phase A's heads (V_QPAIR, V_QH) */
+	const int qpair = cs >= 4 && v->bk % 32 == 0 && v->hpb % 2 == 0;
+	d->qn = qpair || (v->bk % 32 == 0 && v->bk / 32 >= v->warps && d->zm <= 32 &&
+			  ak1 * 4 <= 96 && v->warps <= 8) ? 2 : 1;
+	d->pw = d->nt8 % 2 == 0 && (d->qn == 1 || qpair) ? 2 : 1;
+	d->qh = qpair && nstg >= 4 ? 2 : 1;
 	{ /* V_QC column groups, V_QS row ranges (more than one in a cluster) */
 		const int qc = v->bk / (16 * d->qn), qm = d->zm / 16;
-		int qs0 = cs > 1 ? v->warps / qc : 1;
+		int qs0 = cs > 1 ? v->warps / (qc * d->qh) : 1;
 		qs0 = qs0 < 1 ? 1 : qs0 > qm ? qm : qs0;
 		const int qms = (qm + qs0 - 1) / qs0;
 		d->qunits = qc * ((qm + qms - 1) / qms);

@@ -33,6 +33,7 @@ struct mta_cuda_v3_dims {
 	int qr, kr, qp, kp, rp, rz, ds, dk, zm, nr8, tk, zr, zs, wtn, ss, tk2, ps, wtn2, pbs, gs;
 	int nt8, tph, ak, nstg, vg, vb, qn, pw, tw, runmax;
 	int qunits; /* q.k's units a head: column groups x row ranges (V_QC x V_QS) */
+	int qh;     /* heads a step of phase A (V_QH) */
 	int ps_n, vs_n;      /* a thread's chunk slots: the q/k plan's, V's (V_PS_N, V_VS_N) */
 	int qres;            /* q resident, staged once (V_QRES: a cluster's, where it fits) */
 	int rpc;             /* logit rows a block mixes (V_RPC: rp, an even share in a cluster) */

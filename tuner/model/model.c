@@ -674,11 +674,13 @@ int mta_model_count(const struct mta_problem *p, const struct mta_variant *v, co
 		 */
 		double serial = 0;
 		if (v->version == 3) {
-			/* phase A: a head a step, nstg buffers; P.V: VG heads a step,
+			/* phase A: qh heads a step, nstg buffers; P.V: VG heads a step,
 			 * vb buffers, vb groups staged after phase A */
 			int per_v = d3.vg > 0 ? (v->hpb + d3.vg - 1) / d3.vg : 1;
+			/* phase A's steps: qh heads each, nstg / qh steps' buffers */
+			const int qh = d3.qh > 0 ? d3.qh : 1;
 			for (int q = 0; q < 3; q++) {
-				serial += staged_clocks(m, &sa[q], v->hpb, d3.nstg, 0);
+				serial += staged_clocks(m, &sa[q], v->hpb / qh, d3.nstg / qh, 0);
 				if (sv[q].steps > 0) {
 					/* steps counted tiles: a tile has per_v */
 					sv[q].steps *= per_v;

@@ -386,11 +386,13 @@ int mta_region_factor(const char *name, const struct mta_model_block *b, double 
 		*f = pass == 1 ? 0 : nkt - ts > 0 ? (double)nkt / (nkt - ts) : 0;
 	else if (IS("v3.vpre")) /* P.V's first copies: the tiles t >= 0 of passes 0 and 2 */
 		*f = pass == 1 || nkt - tz <= 0 ? 0 : (double)nkt / (nkt - tz);
-	else if (IS("v3.ahead")) { /* the heads whose copy a head issues: all but the first nstg-1 */
-		int ahead = d.nstg > 1 ? d.nstg - 1 : 0;
+	else if (IS("v3.ahead")) {
+		/* the heads whose copy a step issues (a statement for each of the
+		 * step's qh heads): all but the first nstg - qh */
+		int qh = d.qh > 0 ? d.qh : 1, ahead = d.nstg > 1 ? d.nstg - qh : 0;
 		*f = hpb > ahead ? (double)(hpb - ahead) / hpb : 0;
-	} else if (IS("v3.heads"))
-		*f = hpb;
+	} else if (IS("v3.heads")) /* steps: qh heads each */
+		*f = (double)hpb / (d.qh > 0 ? d.qh : 1);
 	else if (IS("v3.stage")) /* st: 1 the q rows, 2 k or V rows */
 		*f = stage_loop(st == 1 ? d.zm : bk, d.dk / 8, nw);
 	else if (IS("v3.qkfull") || IS("v3.qkedge")) {
@@ -409,8 +411,9 @@ int mta_region_factor(const char *name, const struct mta_model_block *b, double 
 		*f = (double)((last + 31) / 32 < nw ? (last + 31) / 32 : nw) / nw;
 	} else if (IS("v3.stagepart")) /* the chunk that D ends in, when D % 8 != 0 */
 		*f = p->D % 8 ? stage_loop(st == 1 ? d.zm : bk, d.dk / 8, nw) : 0;
-	else if (IS("v3.qk")) { /* a warp a unit: 16*V_QN columns, every row (a range in a cluster) */
-		*f = warp_loop((double)d.qunits, nw);
+	else if (IS("v3.qk")) { /* a warp a unit: 16*V_QN columns, every row (a range in a
+				   cluster), of the step's qh heads */
+		*f = warp_loop((double)d.qunits * (d.qh > 0 ? d.qh : 1), nw);
 	}
 	else if (IS("v3.rcopy")) { /* v3_rows_copy: rc 1 Z's rows (words of KR), 2 P's (of KP) */
 		int w = b->vars[5] == 1 ? (d.kr + 1) / 2 : d.kp / 2;
@@ -547,8 +550,9 @@ double mta_region_busiest(const char *name, const struct mta_model_block *b)
 	if (v->version != 3 || nw < 1)
 		return 1;
 	mta_cuda_v3_dims(p, v, &d);
-	if (!strcmp(name, "v3.qk")) { /* a warp a unit of a head: column groups x row ranges */
-		n = (double)d.qunits;
+	if (!strcmp(name, "v3.qk")) { /* a warp a unit of the step's heads: column groups x row
+					  ranges x heads */
+		n = (double)d.qunits * (d.qh > 0 ? d.qh : 1);
 	} else if (!strcmp(name, "v3.pvk")) {
 		/* a group's units dealt in turn, over the groups (the last may be short) */
 		int vg = d.vg > 0 ? d.vg : 1, uph = d.tph / (d.pw > 0 ? d.pw : 1);
