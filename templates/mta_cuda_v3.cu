@@ -118,6 +118,22 @@
 #define V_AK (V_PW * ((K_HPB * V_UPH + K_WARPS - 1) / K_WARPS))
 #define V_K0(hh) ((hh) * V_UPH / K_WARPS)
 #define V_K1(hh) ((((hh) + 1) * V_UPH - 1) / K_WARPS)
+/*
+ * Where a head's units divide evenly among the warps (V_UPW each) and a
+ * warp's V_UPW consecutive units lie in one m16 row of tiles (a cluster of
+ * four at the paper's configuration: 24 units a head, 3 a warp, 6 a row),
+ * the warps hold consecutive units instead (V_PVB: unit warp * V_UPW + j of
+ * head hh in slot V_K0(hh) + j), so that P.V loads each P fragment once for
+ * the warp's units of a head, not once a unit (a third of P.V's
+ * shared-memory bytes at the paper's configuration).
+ */
+#define V_UPW (V_UPH / K_WARPS)
+#define V_PVB (V_UPH >= K_WARPS && V_UPH % K_WARPS == 0 && V_NT8 % V_PW == 0 && \
+	       (V_NT8 / V_PW) % V_MAX(V_UPW, 1) == 0)
+/* the unit of head hh that this warp holds in unit slot k (none outside
+ * 0 .. V_UPH - 1) */
+#define V_UNIT(k, hh, warp) \
+	(V_PVB ? (warp) * V_UPW + (k) - V_K0(hh) : (k) * K_WARPS + (warp) - (hh) * V_UPH)
 #define V_ZM (K_CQ ? R16(RZ) : R16(RP))  /* q rows staged, rows of the q.k product */
 #define V_NR8 ((RP + 7) / 8)             /* n8 tiles over the conv's output rows */
 #if K_CQ
@@ -1324,9 +1340,44 @@ __device__ __forceinline__ void v3_pv(const mta_args &a, unsigned short *stg, in
 		}
 		const unsigned short *V = Vs + slot * K_BK * V_DS;
 		const unsigned short *Ph = Pb + hh * V_PBH;
+#if V_PVB
+		/* the warp's V_UPW units of head hh: one m16 row, P's fragment
+		 * loaded once a k step for all of them */
+		const int u0 = warp * V_UPW, m = u0 * V_PW / V_NT8;
+#if !POST
+		{
+			const float a0 = A[hh * K_BQ + 16 * m + g], a1 = A[hh * K_BQ + 16 * m + g + 8];
+#pragma unroll
+			for (int x = 0; x < V_UPW * V_PW; x++) {
+				acc[V_PW * V_K0(hh) + x][0] *= a0;
+				acc[V_PW * V_K0(hh) + x][1] *= a0;
+				acc[V_PW * V_K0(hh) + x][2] *= a1;
+				acc[V_PW * V_K0(hh) + x][3] *= a1;
+			}
+		}
+#endif
+#pragma unroll
+		for (int kk = 0; kk < K_BK; kk += 16) { /* @model v3.pvk */
+			unsigned af[4];
+			mta_ldsm_x4(af, Ph + (16 * m + (lane & 15)) * V_PBS + kk + (lane >> 4) * 8);
+#pragma unroll
+			for (int j = 0; j < V_UPW; j++) {
+				const int k = V_K0(hh) + j, nt = (u0 + j) * V_PW % V_NT8;
+				unsigned bf[2 * V_PW];
+				if (V_PW == 2)
+					mta_ldsm_x4_t(bf, V + (kk + (lane & 15)) * V_DS + nt * 8 +
+								(lane >> 4) * 8);
+				else
+					mta_ldsm_x2_t(bf, V + (kk + (lane & 15)) * V_DS + nt * 8);
+#pragma unroll
+				for (int p = 0; p < V_PW; p++)
+					mma(acc[V_PW * k + p], af, bf + 2 * p);
+			}
+		}
+#else
 #pragma unroll
 		for (int k = V_K0(hh); k <= V_K1(hh); k++) { /* @model v3.pvk */
-			const int unit = k * K_WARPS + warp - hh * V_UPH;
+			const int unit = V_UNIT(k, hh, warp);
 			if (unit < 0 || unit >= V_UPH)
 				continue; /* warp-uniform */
 			const int m = unit * V_PW / V_NT8, nt = unit * V_PW % V_NT8;
@@ -1355,6 +1406,7 @@ __device__ __forceinline__ void v3_pv(const mta_args &a, unsigned short *stg, in
 					mma(acc[V_PW * k + p], af, bf + 2 * p);
 			}
 		}
+#endif
 	}
 	__syncthreads(); /* the staging area is reused by the next tile's q and k */
 }
@@ -1652,7 +1704,7 @@ __device__ __forceinline__ void v3_fwd(const mta_args &a)
 	for (int hh = 0; hh < K_HPB; hh++) {
 #pragma unroll
 		for (int k = V_K0(hh); k <= V_K1(hh); k++) { /* @model v3.pvk */
-			const int unit = k * K_WARPS + warp - hh * V_UPH;
+			const int unit = V_UNIT(k, hh, warp);
 			if (unit < 0 || unit >= V_UPH)
 				continue;
 #pragma unroll

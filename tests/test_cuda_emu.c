@@ -558,6 +558,19 @@ TEST_COMPILE_BOUND(cuda_emu_v3_cluster_more)
 	check_contig(&w, "cuda:v3,bq=32,bk=32,hpb=8,warps=8,cs=2", 1, 40);
 }
 
+/*
+ * A cluster of four whose warps hold consecutive P.V units (V_PVB: D=32,
+ * four warps, two units of one m16 row a warp and head, P's fragment loaded
+ * once for both) and whose phase A takes two heads a step (V_QH), as the
+ * paper's configuration does; ragged tails, B=2, then T under a tile.
+ */
+TEST_COMPILE_BOUND(cuda_emu_v3_cluster_blocked)
+{
+	struct mta_problem p = prob("h16kv16d32-pre3x5-hpre-post3x5-hc4-both-gn-gate-bf16");
+	check_contig(&p, "cuda:v3,bq=64,bk=32,hpb=4,warps=4,cs=4", 2, 75);
+	check_case(&p, "cuda:v3,bq=64,bk=32,hpb=4,warps=4,cs=4", 1, 23);
+}
+
 
 /*
  * The cluster tunable's rules: cs splits the 16 heads of the paper's family
