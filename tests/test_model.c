@@ -202,7 +202,7 @@ TEST(model_v3_path)
  * The paper's configuration (B=4, T=4096, bf16, H100), the issue's measure
  * of the families: v3, the default, is estimated at least 8x faster than v2
  * (algo 0, the faster v2), every SASS loop explained, and the rows' L1/shared
- * bytes add up to the total. (The estimate itself, 9.0 ms with NVRTC 13.0,
+ * bytes add up to the total. (The estimate itself, 8.7 ms with NVRTC 13.0,
  * is in docs/gpu/design.md; a toolchain change moves it.)
  */
 TEST_COMPILE_BOUND(model_paper_v3_against_v2)
@@ -238,8 +238,8 @@ TEST_COMPILE_BOUND(model_paper_v3_against_v2)
  * heads on a tile of 64 rows, templates/mta_cuda_v3.cu): its exchanges are
  * counted (the peers' stores as shared stores, a GPU-scope fence with every
  * cluster barrier), and it moves fewer L1/shared and L2 bytes than the
- * 16-head block of 16 rows. (Estimates with NVRTC 13.0: 7.5 ms against
- * 9.0, docs/gpu/design.md.)
+ * 16-head block of 16 rows. (Estimates with NVRTC 13.0: 5.6 ms against
+ * 8.7, docs/gpu/design.md.)
  */
 TEST_COMPILE_BOUND(model_paper_cluster)
 {
