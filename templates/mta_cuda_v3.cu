@@ -128,7 +128,9 @@
  * shared-memory bytes at the paper's configuration).
  */
 #define V_UPW (V_UPH / K_WARPS)
-#define V_PVB (V_UPH >= K_WARPS && V_UPH % K_WARPS == 0 && V_NT8 % V_PW == 0 && \
+/* (at least two units a warp and head: with one there is nothing to share,
+ * and the other loop's form left a D=64 tile of 16 rows 33 registers fewer) */
+#define V_PVB (V_UPH >= 2 * K_WARPS && V_UPH % K_WARPS == 0 && V_NT8 % V_PW == 0 && \
 	       (V_NT8 / V_PW) % V_MAX(V_UPW, 1) == 0)
 /* the unit of head hh that this warp holds in unit slot k (none outside
  * 0 .. V_UPH - 1) */
