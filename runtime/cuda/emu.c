@@ -263,6 +263,26 @@ static void unload(struct mta_kernel *k)
 	free(k);
 }
 
+/* What an emulated launch's failure code means (templates/cuda_emu.h). */
+static const char *emu_launch_error(int r)
+{
+	switch (r) {
+	case -1:
+		return "kernel argument layout differs from the host's struct";
+	case -2:
+		return "dynamic shared memory size differs from the kernel's need";
+	case -4:
+		return "the grid is not whole clusters";
+	case -5:
+		return "a named barrier was used wrongly (mta_bar_sync, mta_bar_arrive)";
+	case -6:
+		return "an mbarrier was used wrongly, waited on with nothing to complete it, "
+		       "or still expected bytes when its cluster ended";
+	default:
+		return "could not start the block's threads";
+	}
+}
+
 static int forward(struct mta_kernel *k, const struct mta_problem *p, const struct mta_tensor *q,
 		   const struct mta_tensor *kt, const struct mta_tensor *v,
 		   const struct mta_weights *w, struct mta_tensor *o)
@@ -277,10 +297,7 @@ static int forward(struct mta_kernel *k, const struct mta_problem *p, const stru
 		return mta_wrap(rc, "cuda-emu");
 	int r = k->fn(&args, sizeof args, g.grid, g.block[0], g.smem_bytes);
 	if (r)
-		return mta_fail(MTA_EKERNEL, "cuda-emu launch failed: %s",
-				r == -1 ? "kernel argument layout differs from struct mta_cuda_args"
-				: r == -2 ? "dynamic shared memory size differs from the kernel's need"
-					  : "could not start the block's threads");
+		return mta_fail(MTA_EKERNEL, "cuda-emu launch failed: %s", emu_launch_error(r));
 	return MTA_OK;
 }
 
@@ -313,7 +330,7 @@ static int forward_varlen(struct mta_kernel *k, const struct mta_problem *p,
 	g.grid[0] = (unsigned)tiles[ndocs] * (unsigned)k->v.cs; /* a cluster's blocks a tile */
 	int r = k->fn(&args, sizeof args, g.grid, g.block[0], g.smem_bytes);
 	if (r)
-		rc = mta_fail(MTA_EKERNEL, "cuda-emu packed launch failed (%d)", r);
+		rc = mta_fail(MTA_EKERNEL, "cuda-emu packed launch failed: %s", emu_launch_error(r));
 out:
 	free(tiles);
 	return rc;
@@ -715,9 +732,7 @@ static int emu_bwd_launch(void *ctx, const struct mta_cuda_bargs *a, const unsig
 	int r = k->fn(a, sizeof *a, grid, threads, smem);
 	if (r)
 		return mta_fail(MTA_EKERNEL, "cuda-emu backward launch failed: %s",
-				r == -1 ? "kernel argument layout differs from struct mta_cuda_bargs"
-				: r == -2 ? "dynamic shared memory size differs from the kernel's need"
-					  : "could not start the block's threads");
+				emu_launch_error(r));
 	return MTA_OK;
 }
 
