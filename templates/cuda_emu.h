@@ -178,7 +178,7 @@ template <typename T> static inline T *mta_cluster_map(T *p, unsigned rank)
 }
 
 /*
- * mbarriers (the twins of mta_mbar_*, mta_st_async16, mta_bulk_copy and
+ * mbarriers (the twins of mta_mbar_*, mta_st_async16 and 32, mta_bulk_copy and
  * mta_bulk_copy_peer with its commit and read wait):
  * a table beside shared memory, keyed by the barrier's address, under one
  * lock. Data moved by st.async and bulk copies is held with its barrier
@@ -350,6 +350,17 @@ static inline void mta_st_async16(void *p, unsigned rank, const unsigned v[4],
 		mta_emu_mbar_bad = 1;
 	else
 		mta_emu_mbar_data(m, d, 0, v, 16);
+	pthread_mutex_unlock(&mta_emu_mbar_mu);
+}
+static inline void mta_st_async32(void *p, unsigned rank, unsigned v, unsigned long long *bar)
+{
+	pthread_mutex_lock(&mta_emu_mbar_mu);
+	void *d = mta_cluster_map(p, rank);
+	struct mta_emu_mbar *m = mta_emu_mbar_at(mta_cluster_map(bar, rank));
+	if (!d || ((uintptr_t)p & 3))
+		mta_emu_mbar_bad = 1;
+	else
+		mta_emu_mbar_data(m, d, 0, &v, 4);
 	pthread_mutex_unlock(&mta_emu_mbar_mu);
 }
 static inline void mta_bulk_copy(void *dst, const void *src, unsigned bytes,

@@ -250,13 +250,15 @@ __device__ __forceinline__ void mta_mbar_arrive_peer(unsigned long long *bar, un
  * would invalidate L1 (CCTL.IVALL) after every wait. */
 __device__ __forceinline__ void mta_mbar_wait(unsigned long long *bar, unsigned parity)
 {
-	unsigned done;
-	do
+	for (;;) { /* @model mbar.wait */
+		unsigned done;
 		asm volatile("{ .reg .pred p;\n\t"
 			     "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n\t"
 			     "selp.u32 %0, 1, 0, p; }"
 			     : "=r"(done) : "r"(mta_smem_u32(bar)), "r"(parity) : "memory");
-	while (!done);
+		if (done)
+			break;
+	}
 }
 /* Store 16 bytes (4 words) at block rank's copy of p, completing 16 bytes
  * of rank's copy of bar (both given by this block's addresses). */
@@ -267,6 +269,17 @@ __device__ __forceinline__ void mta_st_async16(void *p, unsigned rank, const uns
 	asm volatile("st.async.shared::cluster.mbarrier::complete_tx::bytes.v4.b32 [%0], "
 		     "{%1, %2, %3, %4}, [%5];" ::"r"(d), "r"(v[0]), "r"(v[1]), "r"(v[2]),
 		     "r"(v[3]), "r"(b) : "memory");
+}
+/* Store one word at block rank's copy of p (4-byte aligned), completing 4
+ * bytes of rank's copy of bar. The complete_tx has release semantics at
+ * the cluster scope: this thread's earlier reads and writes are ordered
+ * before a wait that sees the phase complete. */
+__device__ __forceinline__ void mta_st_async32(void *p, unsigned rank, unsigned v,
+					       unsigned long long *bar)
+{
+	const unsigned d = mta_peer_u32(p, rank), b = mta_peer_u32(bar, rank);
+	asm volatile("st.async.shared::cluster.mbarrier::complete_tx::bytes.b32 [%0], %1, [%2];"
+		     ::"r"(d), "r"(v), "r"(b) : "memory");
 }
 /* Copy bytes (a multiple of 16, both addresses 16-byte aligned) from global
  * src to this block's dst by the bulk copy engine, completing on bar. */

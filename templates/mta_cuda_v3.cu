@@ -238,9 +238,23 @@
 #define V_ZROWS (K_HPB * V_ZR)          /* rows of Z, padding included */
 #define SZ_ZC (K_CQ && !V_ZIN ? V_ZROWS * V_KR2 * 4 : 0)
 #define SZ_PBX (!V_PBINS && SZ_PB > SZ_Z ? SZ_PB : 0)  /* P tile outside Z when Z is too small */
+/*
+ * In a cluster, P (pass 2) and P.V's operand go to their heads' blocks by
+ * st.async, a 16-bit pair a word (KP even), each receiver counting the
+ * bytes its peers send on an mbarrier of its own (V_XA: two, SZ_MB), and
+ * waiting on it instead of on a cluster barrier, whose release compiles to
+ * a GPU-wide fence (MEMBAR.ALL.GPU; docs/gpu/design.md). sm_90 (and the
+ * emulator): the sm_80 build of a cluster variant only traps.
+ */
+#if K_CS > 1 && KP % 2 == 0 && (defined(MTA_EMU) || (defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900))
+#define V_XA 1
+#else
+#define V_XA 0
+#endif
+#define SZ_MB (K_CS > 1 && KP % 2 == 0 ? 16 : 0)
 #define V_TOTALQ(n, q) (V_AL(SZ_WT) + V_AL(SZ_W2) + V_AL(SZ_WM1) + V_AL(SZ_WM2) + \
 			V_AL(SZ_STGQ(n, q)) + V_AL(SZ_Z) + V_AL(SZ_ZC) + V_AL(SZ_S) + V_AL(SZ_P) + \
-			V_AL(SZ_PBX) + V_AL(SZ_ST) + V_AL(SZ_QQ(q)))
+			V_AL(SZ_PBX) + V_AL(SZ_ST) + V_AL(SZ_QQ(q)) + SZ_MB)
 /* q resident: in a cluster, where it leaves room for two stages */
 #define V_QRES (K_CS > 1 && V_TOTALQ(2, 1) <= 232448)
 #define V_QST (V_QRES ? 0 : V_ZM)       /* q rows in a stage buffer */
@@ -286,6 +300,7 @@
 #define OFF_ST (OFF_PBX + V_AL(SZ_PBX))
 #define OFF_PB (V_PBINS ? OFF_S + V_AL(SZ_P2) : SZ_PBX ? OFF_PBX : OFF_Z)
 #define OFF_Q (OFF_ST + V_AL(SZ_ST))
+#define OFF_MB (OFF_Q + V_AL(SZ_Q))      /* V_XA's mbarriers: P's, then P.V operand's */
 #define SMEM_BYTES V_TOTAL(V_NSTG)
 
 /* Pass-2 probabilities' new columns start DP keys right of the output tile. */
@@ -320,6 +335,40 @@ __device__ __forceinline__ int v3_rank(void)
 	return 0;
 #endif
 }
+#if V_XA
+/* V_XA's mbarrier i of this block: 0 counts P's bytes, 1 P.V operand's. */
+__device__ __forceinline__ unsigned long long *v3_mb(int i)
+{
+	return (unsigned long long *)(mta_dyn_smem() + OFF_MB) + i;
+}
+/*
+ * Word w for position pl (this block's address) of the block of rank to:
+ * a plain store into this block, st.async into a peer, counted on its
+ * mbarrier mb.
+ */
+__device__ __forceinline__ void v3_put_word(unsigned short *pl, int to, unsigned w, int mb)
+{
+	if (to == v3_rank())
+		*(unsigned *)pl = w;
+	else
+		mta_st_async32(pl, (unsigned)to, w, v3_mb(mb));
+}
+/*
+ * Wait until this block's mbarrier mb has every byte its peers send it
+ * this tile (thread 0 expects them; bit mb of phases is the parity of the
+ * phase waited for), then for the block's own stores and reads: a barrier. The
+ * peers' stores of the next tile come after a cluster barrier this block
+ * reaches only after this wait, so a phase never takes another's bytes.
+ */
+__device__ __forceinline__ void v3_xwait(int mb, unsigned bytes, unsigned &phases)
+{
+	if (threadIdx.x == 0)
+		mta_mbar_expect(v3_mb(mb), bytes);
+	mta_mbar_wait(v3_mb(mb), phases >> mb & 1u);
+	phases ^= 1u << mb;
+	__syncthreads();
+}
+#endif
 /* After a phase that stores into peers' shared memory: the cluster's
  * barrier (release, acquire); else the block's. */
 __device__ __forceinline__ void v3_xsync(void)
@@ -1070,6 +1119,10 @@ __device__ __forceinline__ void v3_msrow(int pass, int r, int rl, int lim, int s
 						mta_exp_ftz(d[nt][2 * half + e] - m) * li : 0.f;
 				}
 				/* into P of the head's block */
+#if V_XA
+				v3_put_word(P + hh % K_HPB * RP * V_PS + r * V_PS + KP + nt * 8 + 2 * t4,
+					    hh / K_HPB, mta_f16x2_sat(p[0], p[1]), 0);
+#else
 #if K_CS > 1
 				unsigned short *pp = v3_at(P, hh / K_HPB) + hh % K_HPB * RP * V_PS +
 						     r * V_PS + KP + nt * 8 + 2 * t4;
@@ -1082,6 +1135,7 @@ __device__ __forceinline__ void v3_msrow(int pass, int r, int rl, int lim, int s
 					pp[0] = mta_f32_to_f16(p[0]);
 					pp[1] = mta_f32_to_f16(p[1]);
 				}
+#endif
 			}
 			continue;
 		}
@@ -1186,7 +1240,11 @@ __device__ void v3_pmix(const void *S, const float *W, unsigned short *Pb)
 	 * g + 8 (their blocks', in a cluster): the heads' bases made once, not
 	 * once a tile (two mapa and their 64-bit sums had been most of the loop).
 	 */
-#if K_CS > 1
+#if V_XA
+	/* this block's addresses of the words; the owners' by st.async */
+	unsigned short *pg = Pb + g % K_HPB * V_PBH + r0 * V_PBS + 2 * t4;
+	unsigned short *pg8 = Pb + (g + 8) % K_HPB * V_PBH + r0 * V_PBS + 2 * t4;
+#elif K_CS > 1
 	unsigned short *pg = v3_at(Pb, g / K_HPB) + g % K_HPB * V_PBH + r0 * V_PBS + 2 * t4;
 	unsigned short *pg8 = v3_at(Pb, (g + 8) / K_HPB) + (g + 8) % K_HPB * V_PBH + r0 * V_PBS +
 			      2 * t4;
@@ -1202,8 +1260,13 @@ __device__ void v3_pmix(const void *S, const float *W, unsigned short *Pb)
 		/* B: heads (lane & 15) by 8 positions, as v3_mixsoft's */
 		mta_ldsm_x2_t(bf, pb + r * V_SR + c);
 		mta_mma_f16(d, af, bf);
+#if V_XA
+		v3_put_word(pg + r * V_PBS + c, g / K_HPB, to_op2(d[0], d[1]), 1);
+		v3_put_word(pg8 + r * V_PBS + c, (g + 8) / K_HPB, to_op2(d[2], d[3]), 1);
+#else
 		*(unsigned *)(pg + r * V_PBS + c) = to_op2(d[0], d[1]);
 		*(unsigned *)(pg8 + r * V_PBS + c) = to_op2(d[2], d[3]);
+#endif
 	}
 }
 #endif
@@ -1434,6 +1497,9 @@ __device__ void v3_pass(const mta_args &a, int pass, char *sm, int b, int h0, in
 	const int nrows = pass == 0 ? K_BQ : RP, rq0 = i0 - QP - QR;
 	const int t_s = pass == 2 && KP ? -1 : 0, t_z = K_CQ ? t_s - 1 : t_s;
 	(void)Zc; (void)P; (void)WT; (void)W2; (void)WM1; (void)WM2;
+#if V_XA
+	unsigned xph = 0; /* bit i: the parity of mbarrier i's next phase (pass 2) */
+#endif
 
 	/* empty carries: keys left of 0 (in place: the columns the first tile
 	 * shifts in) */
@@ -1546,7 +1612,17 @@ __device__ void v3_pass(const mta_args &a, int pass, char *sm, int b, int h0, in
 			 * probabilities from its accumulators */
 			v3_mixsoft(pass, A_T, pass == 0 ? i0 : i0 - QP, sc0, nrows, S, WM1, P, M, L, A,
 				   Pb);
-			v3_xsync(); /* P is with its heads' blocks; S may be written again */
+#if V_XA
+			/* P is with its heads' blocks: every peer's rows of this block's
+			 * heads; a peer's words, each sent after the S rows it came from
+			 * were read, also say S may be written again */
+			if (pass == 2)
+				v3_xwait(0, K_HPB * (RP - V_MAX(V_MIN(RP - v3_rank() * V_RPC, V_RPC), 0)) *
+						    K_BK * 2,
+					 xph);
+			else
+#endif
+				v3_xsync(); /* P is with its heads' blocks; S may be written again */
 #else
 #if K_HPRE
 			/* Phase C: pre-softmax head mixing, in place */
@@ -1582,7 +1658,14 @@ __device__ void v3_pass(const mta_args &a, int pass, char *sm, int b, int h0, in
 #else
 				v3_round(X, xs, xr, Pb);
 #endif
+#if V_XA
+				/* P.V's operand is with its heads' blocks: every peer's
+				 * V_BQC rows of this block's heads (and the post-convolved P
+				 * they came from was read: S may be written again) */
+				v3_xwait(1, K_HPB * (K_BQ - V_BQC) * K_BK * 2, xph);
+#else
 				v3_xsync(); /* P.V's operand is with its heads' blocks */
+#endif
 #endif
 				/* Phase G */
 				v3_pv(a, stg, b, h0, j0, Pb, A, vec, acc);
@@ -1686,8 +1769,17 @@ __device__ __forceinline__ void v3_fwd(const mta_args &a)
 	mta_cp_commit();
 	mta_cp_wait(0);
 #endif
+#if V_XA
+	/* one arrival a phase (this block's expectation of its peers' bytes) */
+	if (tid == 0) {
+		mta_mbar_init(v3_mb(0), 1);
+		mta_mbar_init(v3_mb(1), 1);
+		mta_mbar_fence_init();
+	}
+#endif
 	/* a cluster's blocks store into each other's shared memory from the
-	 * first tile on: every block has started (and set its memory up) */
+	 * first tile on: every block has started (and set its memory and
+	 * mbarriers up) */
 	v3_xsync();
 
 #if POST

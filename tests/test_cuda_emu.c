@@ -536,7 +536,8 @@ TEST_COMPILE_BOUND(cuda_emu_v3_tall_more)
  * Clusters (cs > 1: templates/mta_cuda_v3.cu): the 16 heads of the paper's
  * family split between 2 or 4 blocks, each mixing and normalising a share of
  * the tile's rows for all 16 heads and storing the results into the blocks
- * that own the heads (distributed shared memory, cluster barriers). Grouped
+ * that own the heads (distributed shared memory, cluster barriers; P and
+ * P.V's operand by st.async, counted on the receivers' mbarriers). Grouped
  * and linear post mixing, GQA, ragged tails, B=2, T shorter than a tile,
  * strided and contiguous inputs, q resident or staged every key tile.
  */
@@ -551,7 +552,9 @@ TEST_COMPILE_BOUND(cuda_emu_v3_cluster)
 /* More clusters (a test of its own: together they neared the runner's limit). */
 TEST_COMPILE_BOUND(cuda_emu_v3_cluster_more)
 {
-	struct mta_problem l = prob("h16kv8d16-pre2x3-hpre-post2x3-hpost-left-f16");
+	/* an even post-softmax kernel width (KP odd): P and P.V's operand go
+	 * by stores and cluster barriers, not st.async (V_XA) */
+	struct mta_problem l = prob("h16kv8d16-pre2x3-hpre-post2x4-hpost-left-f16");
 	check_contig(&l, "cuda:v3,bq=32,bk=16,hpb=4,warps=4,cs=4", 1, 21);
 	/* D=96: q restaged every key tile (no room to keep it), q.k's rows split */
 	struct mta_problem w = prob("h16kv16d96-pre3x5-hpre-post3x5-hc4-both-gn-gate-bf16");

@@ -377,6 +377,10 @@ int mta_region_factor(const char *name, const struct mta_model_block *b, double 
 	 */
 	if (IS("doc.search"))
 		*f = 0;
+	/* an mbarrier wait's retry loop (mta_mbar_wait): its cost is the wait,
+	 * priced as a barrier's (sass.c), the loop once */
+	else if (IS("mbar.wait"))
+		*f = 1;
 	/* ---- v3 (templates/mta_cuda_v3.cu) ---- */
 	else if (IS("v3.kt"))
 		*f = nkt - tz;

@@ -285,8 +285,8 @@ static void classify(const char *text, int *cls, int *width)
 			 strstr(op, ".U8") || strstr(op, ".S8") ? 1 : 4;
 	} else if (IS("SHFL") || IS("VOTE") || IS("MATCH") || IS("REDUX"))
 		*cls = MC_SHFL;
-	else if (IS("BAR") || IS("UCGABAR_WAIT"))
-		*cls = MC_BAR;
+	else if (IS("BAR") || IS("UCGABAR_WAIT") || (IS("SYNCS") && strstr(op, ".PHASECHK")))
+		*cls = MC_BAR; /* SYNCS.PHASECHK: an mbarrier wait, as long as a barrier's */
 	else if (IS("MEMBAR") && (strstr(op, ".GPU") || strstr(op, ".SYS")))
 		*cls = MC_FENCE;
 	else if (IS("IADD3") || IS("IADD") || IS("LOP3") || IS("LOP") || IS("SHF") || IS("SHL") ||
