@@ -358,8 +358,8 @@ TEST(model_regions)
  * The classes of sm_90's asynchronous and cluster instructions: st.async
  * (STAS) is a shared store of its width; the bulk copy (UBLKCP), the TMA
  * load and LDGSTS are global loads flagged asynchronous (L2 traffic); the
- * cluster barrier and the mbarrier's SYNCS are neither memory nor barriers
- * of the block (their cost is their wait).
+ * cluster barrier's wait and an mbarrier's wait (SYNCS.PHASECHK: a block
+ * waiting for its peers' bytes) are barriers.
  */
 TEST(model_sass_classes)
 {
@@ -381,7 +381,7 @@ TEST(model_sass_classes)
 	 * a generic store (ST) is a store into a peer's shared memory */
 	static const struct { int cls, width, async; } want[] = {
 		{ MC_STS, 16, 0 }, { MC_STS, 4, 0 }, { MC_LDG, 4, 1 }, { MC_LDG, 16, 1 },
-		{ MC_CTRL, 0, 0 }, { MC_BAR, 0, 0 }, { MC_LDS, 16, 0 }, { MC_BAR, 0, 0 },
+		{ MC_BAR, 0, 0 },  { MC_BAR, 0, 0 }, { MC_LDS, 16, 0 }, { MC_BAR, 0, 0 },
 		{ MC_STS, 4, 0 },  { MC_FENCE, 0, 0 }, { MC_CTRL, 0, 0 }, { MC_CTRL, 0, 0 },
 	};
 	struct mta_sass s = { 0 };
