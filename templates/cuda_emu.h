@@ -186,9 +186,12 @@ template <typename T> static inline T *mta_cluster_map(T *p, unsigned rank)
  * device may land it: a kernel that reads it before its wait returns reads
  * the NaN poison or old data. Misuse fails the launch (-6) and never
  * hangs: a barrier used before mta_mbar_init, an arrival past the count, a
- * wait that nothing completes in MTA_EMU_MBAR_WAIT_S seconds, or bytes
- * still expected when the cluster ends. The table is cleared after each
- * cluster.
+ * wait that nothing completes in MTA_EMU_MBAR_WAIT_S seconds, bytes still
+ * expected when the cluster ends, or a phase that no thread waited for
+ * before the barrier's last (a consumer's "free" arrival that its producer
+ * never waits on: the emulator lands st.async bytes late, so a missing
+ * write-after-read wait would not show in the data). The table is cleared
+ * after each cluster.
  */
 #define MTA_EMU_MBAR_MAX 256
 #ifndef MTA_EMU_MBAR_WAIT_S
@@ -212,6 +215,7 @@ struct mta_emu_mbar {
 	const void *addr;
 	unsigned count, pending;
 	unsigned long phase;          /* phases completed */
+	unsigned long seen;           /* phases completed up to the latest one waited for */
 	long tx;                      /* bytes expected and not yet landed */
 	struct mta_emu_mrec *rec;     /* data landing at the phase's end */
 	size_t nrec, caprec;
@@ -304,7 +308,7 @@ static inline void mta_mbar_init(unsigned long long *bar, unsigned count)
 	if (m && count) {
 		m->addr = bar;
 		m->count = m->pending = count;
-		m->phase = 0;
+		m->phase = m->seen = 0;
 		m->tx = 0;
 		m->nrec = 0;
 	} else {
@@ -338,30 +342,50 @@ static inline void mta_mbar_wait(unsigned long long *bar, unsigned parity)
 			mta_emu_mbar_bad = 1; /* nothing completes it */
 			pthread_cond_broadcast(&mta_emu_mbar_cv);
 		}
+	if (m && m->phase) { /* the phase waited for: the latest of its parity */
+		const unsigned long k = ((m->phase - 1) & 1) == (parity & 1) ? m->phase : m->phase - 1;
+		m->seen = k > m->seen ? k : m->seen;
+	}
+	pthread_mutex_unlock(&mta_emu_mbar_mu);
+}
+/* st.async of n bytes (4 or 16, p aligned to n) from v into block rank's p,
+ * completing on its bar: held there until the phase ends. */
+static inline void mta_emu_st_async(void *p, unsigned rank, const void *v, unsigned n,
+				    unsigned long long *bar)
+{
+	pthread_mutex_lock(&mta_emu_mbar_mu);
+	void *d = mta_cluster_map(p, rank);
+	struct mta_emu_mbar *m = mta_emu_mbar_at(mta_cluster_map(bar, rank));
+	if (!d || ((uintptr_t)p & (n - 1)))
+		mta_emu_mbar_bad = 1;
+	else
+		mta_emu_mbar_data(m, d, 0, v, n);
 	pthread_mutex_unlock(&mta_emu_mbar_mu);
 }
 static inline void mta_st_async16(void *p, unsigned rank, const unsigned v[4],
 				  unsigned long long *bar)
 {
-	pthread_mutex_lock(&mta_emu_mbar_mu);
-	void *d = mta_cluster_map(p, rank);
-	struct mta_emu_mbar *m = mta_emu_mbar_at(mta_cluster_map(bar, rank));
-	if (!d || ((uintptr_t)p & 15))
-		mta_emu_mbar_bad = 1;
-	else
-		mta_emu_mbar_data(m, d, 0, v, 16);
-	pthread_mutex_unlock(&mta_emu_mbar_mu);
+	mta_emu_st_async(p, rank, v, 16, bar);
 }
 static inline void mta_st_async32(void *p, unsigned rank, unsigned v, unsigned long long *bar)
 {
-	pthread_mutex_lock(&mta_emu_mbar_mu);
-	void *d = mta_cluster_map(p, rank);
-	struct mta_emu_mbar *m = mta_emu_mbar_at(mta_cluster_map(bar, rank));
-	if (!d || ((uintptr_t)p & 3))
-		mta_emu_mbar_bad = 1;
-	else
-		mta_emu_mbar_data(m, d, 0, &v, 4);
-	pthread_mutex_unlock(&mta_emu_mbar_mu);
+	mta_emu_st_async(p, rank, &v, 4, bar);
+}
+/* Twins of mta_peer_at and mta_peer_put32: this block's addresses kept,
+ * each store mapped as mta_st_async32's. */
+struct mta_peer {
+	char *p;
+	unsigned rank;
+	unsigned long long *bar;
+};
+static inline struct mta_peer mta_peer_at(void *p, unsigned rank, unsigned long long *bar)
+{
+	struct mta_peer x = { (char *)p, rank, bar };
+	return x;
+}
+static inline void mta_peer_put32(const struct mta_peer &x, unsigned off, unsigned v)
+{
+	mta_st_async32(x.p + off, x.rank, v, x.bar);
 }
 static inline void mta_bulk_copy(void *dst, const void *src, unsigned bytes,
 				 unsigned long long *bar)
@@ -417,12 +441,14 @@ static inline void mta_emu_bulk_mine(int read)
 }
 static inline void mta_bulk_commit(void) { mta_emu_bulk_mine(0); }
 static inline void mta_bulk_wait_read(void) { mta_emu_bulk_mine(1); }
-/* After a cluster: bytes still expected are a misuse; the table is cleared. */
+/* After a cluster: bytes still expected, or a phase before the last that
+ * no thread waited for, are a misuse; the table is cleared. */
 static inline void mta_emu_mbar_reset(void)
 {
 	pthread_mutex_lock(&mta_emu_mbar_mu);
 	for (int i = 0; i < mta_emu_nmbar; i++) {
-		if (mta_emu_mbars[i].tx || mta_emu_mbars[i].nrec)
+		if (mta_emu_mbars[i].tx || mta_emu_mbars[i].nrec ||
+		    mta_emu_mbars[i].phase > mta_emu_mbars[i].seen + 1)
 			mta_emu_mbar_bad = 1;
 		for (size_t k = 0; k < mta_emu_mbars[i].nrec; k++)
 			free(mta_emu_mbars[i].rec[k].own);
@@ -459,6 +485,10 @@ static inline float __shfl_xor_sync(unsigned, float v, int m)
 static inline int __shfl_xor_sync(unsigned, int v, int m)
 {
 	return (int)mta_emu_exchange((uint32_t)v, (int)(threadIdx.x & 31) ^ m);
+}
+static inline unsigned __shfl_xor_sync(unsigned, unsigned v, int m)
+{
+	return mta_emu_exchange(v, (int)(threadIdx.x & 31) ^ m);
 }
 static inline float __shfl_sync(unsigned, float v, int src)
 {
@@ -524,6 +554,8 @@ static inline unsigned short mta_f32_to_f16(float f)
 	return (unsigned short)(s | r);
 }
 
+/* Twin of mta_lane (%laneid). */
+static inline int mta_lane(void) { return (int)(threadIdx.x & 31); }
 /* Twin of mta_keep (an identity prmt.b32). */
 static inline unsigned mta_keep(unsigned x) { return x; }
 /* Twin of ex2.approx.ftz.f32 (x log2 e): exact here; a result under 2^-126 is 0. */
@@ -543,6 +575,24 @@ static inline unsigned short mta_f32_to_f16_sat(float f)
 static inline unsigned mta_f16x2_sat(float lo, float hi)
 {
 	return (unsigned)mta_f32_to_f16_sat(lo) | (unsigned)mta_f32_to_f16_sat(hi) << 16;
+}
+/* Twin of cvt.rn.f16x2.f32 d, hi, lo. */
+static inline unsigned mta_f16x2(float lo, float hi)
+{
+	return (unsigned)mta_f32_to_f16(lo) | (unsigned)mta_f32_to_f16(hi) << 16;
+}
+/* Twin of prmt.b32 d, a, b, sel (the default mode): byte i of d is byte
+ * (sel >> 4i) & 7 of b:a, a's bytes 0-3, b's 4-7; a nibble's bit 3 copies
+ * that byte's sign to all eight bits. */
+static inline unsigned mta_prmt(unsigned a, unsigned b, unsigned sel)
+{
+	const unsigned long long ba = (unsigned long long)b << 32 | a;
+	unsigned r = 0;
+	for (int i = 0; i < 4; i++) {
+		const unsigned n = sel >> 4 * i & 15, x = (unsigned)(ba >> 8 * (n & 7)) & 0xff;
+		r |= (n & 8 ? (x & 0x80 ? 0xffu : 0u) : x) << 8 * i;
+	}
+	return r;
 }
 
 /*

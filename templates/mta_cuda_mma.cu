@@ -85,6 +85,15 @@ __device__ __forceinline__ unsigned mta_keep(unsigned x)
 	asm volatile("prmt.b32 %0, %1, 0, 0x3210;" : "=r"(v) : "r"(x));
 	return v;
 }
+/* This thread's lane, read again at each use (%laneid, volatile): values
+ * made from it stay where they are used, where threadIdx.x & 31's would be
+ * hoisted out of loops and held in registers through them. */
+__device__ __forceinline__ int mta_lane(void)
+{
+	unsigned r;
+	asm volatile("mov.u32 %0, %%laneid;" : "=r"(r));
+	return (int)r;
+}
 /* Float to f16, to nearest even, a result beyond +-65504 saturating there. */
 __device__ __forceinline__ unsigned short mta_f32_to_f16_sat(float f)
 {
@@ -97,6 +106,21 @@ __device__ __forceinline__ unsigned mta_f16x2_sat(float lo, float hi)
 {
 	unsigned r;
 	asm("cvt.rn.satfinite.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+	return r;
+}
+/* The same, not saturating (a result beyond +-65504 is infinity, as
+ * mta_f32_to_f16's). */
+__device__ __forceinline__ unsigned mta_f16x2(float lo, float hi)
+{
+	unsigned r;
+	asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+	return r;
+}
+/* Bytes of the pair (b:a) chosen by the nibbles of sel, lowest first (prmt.b32). */
+__device__ __forceinline__ unsigned mta_prmt(unsigned a, unsigned b, unsigned sel)
+{
+	unsigned r;
+	asm("prmt.b32 %0, %1, %2, %3;" : "=r"(r) : "r"(a), "r"(b), "r"(sel));
 	return r;
 }
 
@@ -280,6 +304,27 @@ __device__ __forceinline__ void mta_st_async32(void *p, unsigned rank, unsigned 
 	const unsigned d = mta_peer_u32(p, rank), b = mta_peer_u32(bar, rank);
 	asm volatile("st.async.shared::cluster.mbarrier::complete_tx::bytes.b32 [%0], %1, [%2];"
 		     ::"r"(d), "r"(v), "r"(b) : "memory");
+}
+/*
+ * A destination in a peer for many st.async of one thread: the peer's
+ * addresses of p and of bar made once (mapa), the stores at byte offsets
+ * from p (mta_peer_put32), where mta_st_async32 maps both a store.
+ */
+struct mta_peer {
+	unsigned d, b;
+};
+__device__ __forceinline__ mta_peer mta_peer_at(void *p, unsigned rank, unsigned long long *bar)
+{
+	mta_peer x;
+	x.d = mta_peer_u32(p, rank);
+	x.b = mta_peer_u32(bar, rank);
+	return x;
+}
+/* mta_st_async32 of v at byte off past the peer's p (4-byte aligned). */
+__device__ __forceinline__ void mta_peer_put32(const mta_peer &x, unsigned off, unsigned v)
+{
+	asm volatile("st.async.shared::cluster.mbarrier::complete_tx::bytes.b32 [%0], %1, [%2];"
+		     ::"r"(x.d + off), "r"(v), "r"(x.b) : "memory");
 }
 /* Copy bytes (a multiple of 16, both addresses 16-byte aligned) from global
  * src to this block's dst by the bulk copy engine, completing on bar. */

@@ -277,7 +277,8 @@ static const char *emu_launch_error(int r)
 		return "a named barrier was used wrongly (mta_bar_sync, mta_bar_arrive)";
 	case -6:
 		return "an mbarrier was used wrongly, waited on with nothing to complete it, "
-		       "or still expected bytes when its cluster ended";
+		       "still expected bytes when its cluster ended, or completed a phase "
+		       "before its last that no thread waited for";
 	default:
 		return "could not start the block's threads";
 	}
