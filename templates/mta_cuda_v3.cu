@@ -251,7 +251,13 @@
 #else
 #define V_XA 0
 #endif
-#define SZ_MB (K_CS > 1 && KP % 2 == 0 ? 16 : 0)
+/*
+ * The convolutions' outputs too (V_XC), as words of two columns of a row,
+ * where every block owns logit rows: the chain of waits that keeps a
+ * peer's bytes out of the phase before (v3_pass) runs through every block.
+ */
+#define V_XC (V_XA && RP > (K_CS - 1) * V_RPC)
+#define SZ_MB (K_CS > 1 && KP % 2 == 0 ? 40 : 0) /* five mbarriers (v3_mb) */
 #define V_TOTALQ(n, q) (V_AL(SZ_WT) + V_AL(SZ_W2) + V_AL(SZ_WM1) + V_AL(SZ_WM2) + \
 			V_AL(SZ_STGQ(n, q)) + V_AL(SZ_Z) + V_AL(SZ_ZC) + V_AL(SZ_S) + V_AL(SZ_P) + \
 			V_AL(SZ_PBX) + V_AL(SZ_ST) + V_AL(SZ_QQ(q)) + SZ_MB)
@@ -300,7 +306,7 @@
 #define OFF_ST (OFF_PBX + V_AL(SZ_PBX))
 #define OFF_PB (V_PBINS ? OFF_S + V_AL(SZ_P2) : SZ_PBX ? OFF_PBX : OFF_Z)
 #define OFF_Q (OFF_ST + V_AL(SZ_ST))
-#define OFF_MB (OFF_Q + V_AL(SZ_Q))      /* V_XA's mbarriers: P's, then P.V operand's */
+#define OFF_MB (OFF_Q + V_AL(SZ_Q))      /* V_XA's mbarriers (v3_mb) */
 #define SMEM_BYTES V_TOTAL(V_NSTG)
 
 /* Pass-2 probabilities' new columns start DP keys right of the output tile. */
@@ -336,7 +342,12 @@ __device__ __forceinline__ int v3_rank(void)
 #endif
 }
 #if V_XA
-/* V_XA's mbarrier i of this block: 0 counts P's bytes, 1 P.V operand's. */
+/*
+ * V_XA's mbarrier i of this block: 0 counts P's bytes, 1 P.V operand's;
+ * with V_XC, 2 the logits' (the pre-softmax convolution's outputs), 3 the
+ * post-convolved P's, and 4 (pass 1) its peers' word that they have read
+ * their logit rows: this block may send the next tile's.
+ */
 __device__ __forceinline__ unsigned long long *v3_mb(int i)
 {
 	return (unsigned long long *)(mta_dyn_smem() + OFF_MB) + i;
@@ -368,6 +379,30 @@ __device__ __forceinline__ void v3_xwait(int mb, unsigned bytes, unsigned &phase
 	phases ^= 1u << mb;
 	__syncthreads();
 }
+/* The logit rows this block owns (of RP; V_RPC but for the last block). */
+#define V_OWNR V_MAX(V_MIN(RP - v3_rank() * V_RPC, V_RPC), 0)
+#if V_XC
+/*
+ * Pass 1, after the mixing has read this block's logits: a block barrier,
+ * then (more: a tile follows) one word to each peer, an arrival on its
+ * mbarrier 4, that it may send its next tile's logits here. Release at the
+ * CTA scope, as CUTLASS's cluster pipelines free a consumer's buffer: it
+ * orders reads before a peer's writes, with no GPU-wide fence.
+ */
+__device__ __forceinline__ void v3_xread(bool more)
+{
+	__syncthreads();
+	if (more && threadIdx.x < K_CS - 1)
+		mta_mbar_arrive_peer(v3_mb(4), (unsigned)((v3_rank() + 1 + threadIdx.x) % K_CS));
+}
+/* Pass 1, before a tile's logits go to the peers: every peer has read the
+ * tile before's (v3_xread). */
+__device__ __forceinline__ void v3_xfree(unsigned &phases)
+{
+	mta_mbar_wait(v3_mb(4), phases >> 4 & 1u);
+	phases ^= 1u << 4;
+}
+#endif
 #endif
 /* After a phase that stores into peers' shared memory: the cluster's
  * barrier (release, acquire); else the block's. */
@@ -626,6 +661,25 @@ __device__ __forceinline__ void v3_stage_head(v3_plan &pl, const mta_args &a, un
 }
 
 /*
+ * Phase A's first copies (V_NSTG - V_QH heads', into buffers 0 ..) for the
+ * tile whose first staged key is zq, and its k plan: a commit for each head
+ * past the last, to keep the waits' count.
+ */
+__device__ __forceinline__ void v3_stage_first(v3_plan &pl, const mta_args &a, unsigned short *stg,
+					       int b, int h0, int rq0, const elem_t *k0, int zq,
+					       bool vec)
+{
+	v3_plan_k(pl, k0, a.sk[1], zq, A_T);
+#pragma unroll
+	for (int x = 0; x < V_MAX(V_NSTG - V_QH, 1); x++) {
+		if (x < K_HPB)
+			v3_stage_head(pl, a, stg, b, h0 + x, rq0, zq, x, vec);
+		else
+			mta_cp_commit();
+	}
+}
+
+/*
  * The 16x8 q.k tile at rows m0, columns n0 (d: its accumulators), scaled and
  * masked to 0 outside 0 <= j <= i < T, into Z (f16, columns KR + c) or,
  * without a pre-softmax convolution, into S.
@@ -806,15 +860,86 @@ __device__ void v3_qk(const mta_args &a, const unsigned short *stg, int rq0, int
  * kept and, for MODE 1, every element causal and before T (the caller's
  * warp-uniform test), so nothing is tested an element.
  */
+#if V_XC
+/* put(o, word) for each of a lane's words of an item (v3_conv_out), o its
+ * offset in halves from the lane's first: plane pl, tile w, column half h. */
+template <int NPL, typename F>
+__device__ __forceinline__ void v3_words(const unsigned (&wd)[V_TW][2][NPL], F put)
+{
+#pragma unroll
+	for (int w = 0; w < V_TW; w++)
+#pragma unroll
+		for (int h = 0; h < 2; h++)
+#pragma unroll
+			for (int pl = 0; pl < NPL; pl++)
+				put(pl * K_CH * V_SH + 16 * w + 8 * h, wd[w][h][pl]);
+}
+#endif
 template <int MODE, bool FULL>
 __device__ __forceinline__ void v3_conv_out(const float (&d)[V_TW][4], float *S, int hh, int n0,
 					    int c0, int i0, int j0, int T)
 {
 	constexpr int NOUT = MODE ? K_BQ : RP;
+#if V_XC
+	/* (the lane read here: made once a kernel, its values held registers
+	 * through every phase) */
+	const int lane = mta_lane(), g = lane >> 2, t4 = lane & 3, ra = n0 + 2 * t4;
+#else
 	const int lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3, ra = n0 + 2 * t4;
+#endif
 	(void)i0;
 	(void)j0;
 	(void)T;
+#if V_XC
+	/*
+	 * Words (two columns of a row) into the mixing operand of the rows'
+	 * owner, a peer's by st.async counted on its mbarrier 2 or 3. A lane
+	 * packs its two rows' values of a column as f16x2 (logits: hi, and lo
+	 * the rest); lanes g and g ^ 1 swap the packs (a shuffle a pack), the
+	 * even lane then holding row ra's pair (columns g, g + 1), the odd row
+	 * ra + 1's (g - 1, g): a byte permute of the two. Rows ra and ra + 1
+	 * have one owner (V_RPC, V_BQC even).
+	 */
+	constexpr int RPB = MODE ? V_BQC : V_RPC, SHX = MODE ? V_SH2 : V_SH, NPL = MODE ? 1 : 2;
+	const int odd = g & 1, r = ra + odd, to = V_MIN(ra / RPB, K_CS - 1);
+	const unsigned sel = odd ? 0x3276u : 0x5410u; /* (hi, hi of b:a) : (lo, lo) */
+	unsigned wd[V_TW][2][NPL];
+#pragma unroll
+	for (int w = 0; w < V_TW; w++)
+#pragma unroll
+		for (int h = 0; h < 2; h++) { /* column g, then g + 8 */
+			float a0 = d[w][2 * h], a1 = d[w][2 * h + 1]; /* rows ra, ra + 1 */
+			if (MODE && !FULL) {
+				const int c = c0 + 16 * w + 8 * h + g;
+				a0 = i0 + ra < T && j0 + c <= i0 + ra ? a0 : 0.f;
+				a1 = i0 + ra + 1 < T && j0 + c <= i0 + ra + 1 ? a1 : 0.f;
+			}
+			unsigned x[NPL];
+			if (MODE) {
+				x[0] = mta_f16x2(a0, a1);
+			} else { /* as v3_put_hilo */
+				x[0] = mta_f16x2_sat(a0, a1);
+				x[NPL - 1] = mta_f16x2_sat(a0 - mta_f16_to_f32((unsigned short)x[0]),
+							   a1 - mta_f16_to_f32((unsigned short)(x[0] >> 16)));
+			}
+#pragma unroll
+			for (int pl = 0; pl < NPL; pl++) {
+				const unsigned y = __shfl_xor_sync(0xffffffffu, x[pl], 4);
+				wd[w][h][pl] = mta_prmt(x[pl], y, sel);
+			}
+		}
+	if (FULL || r < NOUT) {
+		/* this lane's first word: row r, column c0 + (g & ~1) */
+		unsigned short *dst = (unsigned short *)S + (v3_rank() * K_HPB + hh) * SHX +
+				      (r - to * RPB) * V_SR + c0 + (g & ~1);
+		if (to == v3_rank()) /* @model v3.xloc */
+			v3_words(wd, [&](int o, unsigned x) { *(unsigned *)(dst + o) = x; });
+		if (to != v3_rank()) { /* @model v3.xrem */
+			const mta_peer pe = mta_peer_at(dst, (unsigned)to, v3_mb(MODE ? 3 : 2));
+			v3_words(wd, [&](int o, unsigned x) { mta_peer_put32(pe, 2 * o, x); });
+		}
+	}
+#else
 #if K_CS > 1
 	/*
 	 * Into the mixing operand of the rows' owner: a lane's rows ra and
@@ -849,6 +974,7 @@ __device__ __forceinline__ void v3_conv_out(const float (&d)[V_TW][4], float *S,
 				v3_put_s(S, hh, r, c, x);
 #endif
 		}
+#endif
 }
 
 template <int MODE>
@@ -1484,7 +1610,7 @@ __device__ __forceinline__ void v3_pv(const mta_args &a, unsigned short *stg, in
  * static cost model (tuner/model/regions.c has their trip counts).
  */
 __device__ void v3_pass(const mta_args &a, int pass, char *sm, int b, int h0, int i0, int nkt,
-			bool vec, float (&acc)[V_AK][4])
+			bool vec, float (&acc)[V_AK][4], unsigned &xph)
 {
 	unsigned short *stg = (unsigned short *)(sm + OFF_STG), *Z = (unsigned short *)(sm + OFF_Z);
 	unsigned short *Zc = (unsigned short *)(sm + OFF_ZC), *Pb = (unsigned short *)(sm + OFF_PB);
@@ -1496,10 +1622,7 @@ __device__ void v3_pass(const mta_args &a, int pass, char *sm, int b, int h0, in
 	const float *WM2 = (const float *)(sm + OFF_WM2);
 	const int nrows = pass == 0 ? K_BQ : RP, rq0 = i0 - QP - QR;
 	const int t_s = pass == 2 && KP ? -1 : 0, t_z = K_CQ ? t_s - 1 : t_s;
-	(void)Zc; (void)P; (void)WT; (void)W2; (void)WM1; (void)WM2;
-#if V_XA
-	unsigned xph = 0; /* bit i: the parity of mbarrier i's next phase (pass 2) */
-#endif
+	(void)Zc; (void)P; (void)WT; (void)W2; (void)WM1; (void)WM2; (void)xph;
 
 	/* empty carries: keys left of 0 (in place: the columns the first tile
 	 * shifts in) */
@@ -1530,14 +1653,7 @@ __device__ void v3_pass(const mta_args &a, int pass, char *sm, int b, int h0, in
 		/* Phase A: q.k V_QH heads a step, V_NSTG - V_QH heads' copies in
 		 * flight (a commit for each head past the last, to keep the waits'
 		 * count) */
-		v3_plan_k(pl, k0, a.sk[1], zq, A_T);
-#pragma unroll
-		for (int x = 0; x < V_MAX(V_NSTG - V_QH, 1); x++) {
-			if (x < K_HPB)
-				v3_stage_head(pl, a, stg, b, h0 + x, rq0, zq, x, vec);
-			else
-				mta_cp_commit();
-		}
+		v3_stage_first(pl, a, stg, b, h0, rq0, k0, zq, vec);
 #if K_CQ
 		/* the carried columns of every head's Z (and its padding rows: they
 		 * feed only discarded outputs), in pairs (a column more when KR is
@@ -1604,8 +1720,19 @@ __device__ void v3_pass(const mta_args &a, int pass, char *sm, int b, int h0, in
 		if (t >= t_s) { /* @model v3.kts */
 #if K_CQ
 			/* Phase B: the pre-softmax convolution (reads Z, writes S) */
+#if V_XC
+			/* pass 1: the peers have read this block's logits of the tile
+			 * before (pass 2: its P words said so) */
+			if (pass == 1 && t > t_s)
+				v3_xfree(xph);
+#endif
 			v3_toeplitz<0>(Z, WT, S, 0, 0, 0); /* @model cv=1 */
+#if V_XC
+			/* the logits of this block's rows: its peers' heads' */
+			v3_xwait(2, (K_CS - 1) * K_HPB * V_OWNR * K_BK * 4, xph);
+#else
 			v3_xsync(); /* the logits are with their rows' blocks */
+#endif
 #endif
 #if V_TCMIX
 			/* Phases C and D: head mixing on the tensor cores, then statistics or
@@ -1617,9 +1744,11 @@ __device__ void v3_pass(const mta_args &a, int pass, char *sm, int b, int h0, in
 			 * heads; a peer's words, each sent after the S rows it came from
 			 * were read, also say S may be written again */
 			if (pass == 2)
-				v3_xwait(0, K_HPB * (RP - V_MAX(V_MIN(RP - v3_rank() * V_RPC, V_RPC), 0)) *
-						    K_BK * 2,
-					 xph);
+				v3_xwait(0, K_HPB * (RP - V_OWNR) * K_BK * 2, xph);
+#if V_XC
+			else if (pass == 1)
+				v3_xread(t + 1 < nkt); /* S may be written again */
+#endif
 			else
 #endif
 				v3_xsync(); /* P is with its heads' blocks; S may be written again */
@@ -1640,7 +1769,12 @@ __device__ void v3_pass(const mta_args &a, int pass, char *sm, int b, int h0, in
 				/* Phase E: post-softmax convolution into S's space */
 #if K_CQ2
 				v3_toeplitz<1>(P, W2, S, i0, j0, A_T); /* @model cv=2 */
+#if V_XC
+				/* the post-convolved P of this block's rows: its peers' heads' */
+				v3_xwait(3, (K_CS - 1) * K_HPB * V_BQC * K_BK * 2, xph);
+#else
 				v3_xsync(); /* the post-convolved P is with its rows' blocks */
+#endif
 				float *X = S;
 				const int xs = RP * V_SS, xr = V_SS;
 #else
@@ -1707,6 +1841,7 @@ __device__ __forceinline__ void v3_fwd(const mta_args &a)
 #pragma unroll
 	for (int k = 0; k < V_AK; k++)
 		acc[k][0] = acc[k][1] = acc[k][2] = acc[k][3] = 0.f;
+	unsigned xph = 0; /* bit i: the parity of mbarrier i's next phase (V_XA) */
 
 	/* Weights into shared memory, and the regions that must start finite. */
 #if K_CQ
@@ -1774,6 +1909,9 @@ __device__ __forceinline__ void v3_fwd(const mta_args &a)
 	if (tid == 0) {
 		mta_mbar_init(v3_mb(0), 1);
 		mta_mbar_init(v3_mb(1), 1);
+		mta_mbar_init(v3_mb(2), 1);
+		mta_mbar_init(v3_mb(3), 1);
+		mta_mbar_init(v3_mb(4), K_CS - 1); /* one arrival a peer */
 		mta_mbar_fence_init();
 	}
 #endif
@@ -1783,13 +1921,15 @@ __device__ __forceinline__ void v3_fwd(const mta_args &a)
 	v3_xsync();
 
 #if POST
-	v3_pass(a, 1, sm, b, h0, i0, nkt, vec, acc); /* @model pass=1 */
+	v3_pass(a, 1, sm, b, h0, i0, nkt, vec, acc, xph); /* @model pass=1 */
 	for (int e = tid; e < K_CH * V_RPC; e += NT) /* @model v3.rows */
 		L[e] = L[e] > 0.f ? 1.f / L[e] : 0.f;
-	__syncthreads();
-	v3_pass(a, 2, sm, b, h0, i0, nkt, vec, acc); /* @model pass=2 */
+	/* (with V_XC, pass 1's last tile sends no word that its logits were
+	 * read: its peers' first logits of pass 2 wait for this) */
+	v3_xsync();
+	v3_pass(a, 2, sm, b, h0, i0, nkt, vec, acc, xph); /* @model pass=2 */
 #else
-	v3_pass(a, 0, sm, b, h0, i0, nkt, vec, acc); /* @model pass=0 */
+	v3_pass(a, 0, sm, b, h0, i0, nkt, vec, acc, xph); /* @model pass=0 */
 #endif
 
 	/* Epilogue, one head at a time through the staging area. */

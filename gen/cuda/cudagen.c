@@ -127,8 +127,8 @@ static void v3_dims(const struct mta_problem *p, const struct mta_variant *v, si
 	d->sz_stg = zmax(zmax(sz_qk, (size_t)d->vb * (size_t)d->vg * bk * (size_t)d->ds * 2),
 			 bq * (size_t)p->D * 4);
 	d->sz_pbx = !pbins && d->sz_pb > d->sz_z ? d->sz_pb : 0;
-	/* a cluster's two mbarriers for P and P.V's operand (SZ_MB: KP even) */
-	const size_t sz_mb = cs > 1 && d->kp % 2 == 0 ? 16 : 0;
+	/* a cluster's five mbarriers (SZ_MB: KP even; templates/mta_cuda_v3.cu v3_mb) */
+	const size_t sz_mb = cs > 1 && d->kp % 2 == 0 ? 40 : 0;
 	d->smem = r16(d->sz_wt) + r16(d->sz_w2) + r16(d->sz_wm1) + r16(d->sz_wm2) + r16(d->sz_stg) +
 		  r16(d->sz_z) + r16(d->sz_zc) + r16(d->sz_s) + r16(d->sz_p) + r16(d->sz_pbx) +
 		  r16(d->sz_st) + r16(sz_q) + sz_mb;

@@ -347,6 +347,30 @@ static double v3_conv_full(const struct mta_variant *v, const struct mta_cuda_v3
 	return all ? (double)full / all : 0;
 }
 
+/* v3_conv_out in a cluster whose convolutions send words (V_XC): the share
+ * of (work item, block) pairs whose item has a lane storing into the block
+ * itself (local, v3.xloc) or into a peer (v3.xrem); an item whose rows two
+ * blocks own takes both branches. */
+static double v3_conv_own(const struct mta_variant *v, const struct mta_cuda_v3_dims *d, int cv,
+			  int cs, int local)
+{
+	const int nr8 = cv == 2 ? v->bq / 8 : d->nr8, nout = cv == 2 ? v->bq : d->rp;
+	const int rpb = cv == 2 ? v->bq / cs : d->rpc;
+	long hit = 0, all = 0;
+	for (int x = 0; x < cs; x++)
+		for (int n0 = 0; n0 < 8 * nr8; n0 += 8) {
+			int loc = 0, rem = 0;
+			for (int r = n0; r < n0 + 8 && r < nout; r++) {
+				const int to = r / rpb < cs - 1 ? r / rpb : cs - 1;
+				loc |= to == x;
+				rem |= to != x;
+			}
+			all++;
+			hit += local ? loc : rem;
+		}
+	return all ? (double)hit / all : 0;
+}
+
 int mta_region_factor(const char *name, const struct mta_model_block *b, double *f)
 {
 	const struct mta_problem *p = b->p;
@@ -435,7 +459,9 @@ int mta_region_factor(const char *name, const struct mta_model_block *b, double 
 	} else if (IS("v3.cfull") || IS("v3.cedge")) {
 		double full = v3_conv_full(v, &d, b, cv, nkt);
 		*f = IS("v3.cfull") ? full : 1 - full;
-	} else if (IS("v3.convu"))
+	} else if (IS("v3.xloc") || IS("v3.xrem"))
+		*f = v3_conv_own(v, &d, cv, cs, IS("v3.xloc"));
+	else if (IS("v3.convu"))
 		*f = cv == 2 ? p->cq2 : p->cq;
 	else if (IS("v3.mix")) /* mix: 1 pre-softmax (RP rows, groups of HPB), 2 post (BQ rows) */
 		*f = tid_loop((double)(mix == 1 ? hpb / hpb : hpb / d.gs) * (mix == 1 ? d.rp : bq) * bk,
