@@ -1652,8 +1652,9 @@ __device__ void v3_pass(const mta_args &a, int pass, char *sm, int b, int h0, in
 		const int zq = K_CQ ? zk0 : sc0;                 /* the tile's first staged key */
 		/* Phase A: q.k V_QH heads a step, V_NSTG - V_QH heads' copies in
 		 * flight (a commit for each head past the last, to keep the waits'
-		 * count) */
-		v3_stage_first(pl, a, stg, b, h0, rq0, k0, zq, vec);
+		 * count); in pass 1 the tile before issued the first ones */
+		if (pass != 1 || t == t_z) /* @model v3.first */
+			v3_stage_first(pl, a, stg, b, h0, rq0, k0, zq, vec);
 #if K_CQ
 		/* the carried columns of every head's Z (and its padding rows: they
 		 * feed only discarded outputs), in pairs (a column more when KR is
@@ -1691,6 +1692,12 @@ __device__ void v3_pass(const mta_args &a, int pass, char *sm, int b, int h0, in
 		if (vec)
 			v3_plan_rewind(pl, a);
 		__syncthreads();
+		/* Pass 1 has no P.V: the staging area is free until the next
+		 * tile's phase A, whose first copies land behind phases B to D. */
+		if (pass == 1 && t + 1 < nkt) { /* @model v3.next */
+			const int nz = (t + 1) * K_BK - OK1 + KR;
+			v3_stage_first(pl, a, stg, b, h0, rq0, k0, K_CQ ? nz : (t + 1) * K_BK, vec);
+		}
 		/* The staging area is free until P.V: its first V_VB groups of V
 		 * rows land behind phases B to F. */
 		if (pass != 1 && t >= 0 && t >= t_s) { /* @model v3.vpre */

@@ -679,8 +679,19 @@ int mta_model_count(const struct mta_problem *p, const struct mta_variant *v, co
 			int per_v = d3.vg > 0 ? (v->hpb + d3.vg - 1) / d3.vg : 1;
 			/* phase A's steps: qh heads each, nstg / qh steps' buffers */
 			const int qh = d3.qh > 0 ? d3.qh : 1;
+			/* in pass 1's tiles but the first, phase A's first copies (its
+			 * prologue's steps) were issued after the tile before's phase
+			 * A, behind phases B to D: landed (v3_stage_first) */
+			const int first = (d3.nstg - qh > 1 ? d3.nstg - qh : 1) / qh;
 			for (int q = 0; q < 3; q++) {
-				serial += staged_clocks(m, &sa[q], v->hpb / qh, d3.nstg / qh, 0);
+				const int per = v->hpb / qh;
+				const double tiles = per > 0 ? sa[q].steps / per : 0;
+				if (q == 1 && tiles > 1)
+					serial += staged_clocks(m, &sa[q], per, d3.nstg / qh, first) *
+							  (tiles - 1) / tiles +
+						  staged_clocks(m, &sa[q], per, d3.nstg / qh, 0) / tiles;
+				else
+					serial += staged_clocks(m, &sa[q], per, d3.nstg / qh, 0);
 				if (sv[q].steps > 0) {
 					/* steps counted tiles: a tile has per_v */
 					sv[q].steps *= per_v;

@@ -412,6 +412,12 @@ int mta_region_factor(const char *name, const struct mta_model_block *b, double 
 		*f = nkt - tz > 0 ? (double)(nkt - ts) / (nkt - tz) : 0;
 	else if (IS("v3.ktout"))
 		*f = pass == 1 ? 0 : nkt - ts > 0 ? (double)nkt / (nkt - ts) : 0;
+	/* phase A's first copies: at the tile's start (v3.first), but in pass 1
+	 * after the phase A of the tile before (v3.next), the first tile's excepted */
+	else if (IS("v3.first"))
+		*f = pass != 1 ? 1 : nkt - tz > 0 ? 1.0 / (nkt - tz) : 0;
+	else if (IS("v3.next"))
+		*f = pass != 1 ? 0 : nkt - tz > 0 ? (double)(nkt - tz - 1) / (nkt - tz) : 0;
 	else if (IS("v3.vpre")) /* P.V's first copies: the tiles t >= 0 of passes 0 and 2 */
 		*f = pass == 1 || nkt - tz <= 0 ? 0 : (double)nkt / (nkt - tz);
 	else if (IS("v3.ahead")) {
