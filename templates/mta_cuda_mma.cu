@@ -294,17 +294,6 @@ __device__ __forceinline__ void mta_st_async16(void *p, unsigned rank, const uns
 		     "{%1, %2, %3, %4}, [%5];" ::"r"(d), "r"(v[0]), "r"(v[1]), "r"(v[2]),
 		     "r"(v[3]), "r"(b) : "memory");
 }
-/* Store one word at block rank's copy of p (4-byte aligned), completing 4
- * bytes of rank's copy of bar. The complete_tx has release semantics at
- * the cluster scope: this thread's earlier reads and writes are ordered
- * before a wait that sees the phase complete. */
-__device__ __forceinline__ void mta_st_async32(void *p, unsigned rank, unsigned v,
-					       unsigned long long *bar)
-{
-	const unsigned d = mta_peer_u32(p, rank), b = mta_peer_u32(bar, rank);
-	asm volatile("st.async.shared::cluster.mbarrier::complete_tx::bytes.b32 [%0], %1, [%2];"
-		     ::"r"(d), "r"(v), "r"(b) : "memory");
-}
 /*
  * A destination in a peer for many st.async of one thread: the peer's
  * addresses of p and of bar made once (mapa), the stores at byte offsets
@@ -325,6 +314,15 @@ __device__ __forceinline__ void mta_peer_put32(const mta_peer &x, unsigned off, 
 {
 	asm volatile("st.async.shared::cluster.mbarrier::complete_tx::bytes.b32 [%0], %1, [%2];"
 		     ::"r"(x.d + off), "r"(v), "r"(x.b) : "memory");
+}
+/* Store one word at block rank's copy of p (4-byte aligned), completing 4
+ * bytes of rank's copy of bar. The complete_tx has release semantics at
+ * the cluster scope: this thread's earlier reads and writes are ordered
+ * before a wait that sees the phase complete. */
+__device__ __forceinline__ void mta_st_async32(void *p, unsigned rank, unsigned v,
+					       unsigned long long *bar)
+{
+	mta_peer_put32(mta_peer_at(p, rank, bar), 0, v);
 }
 /* Copy bytes (a multiple of 16, both addresses 16-byte aligned) from global
  * src to this block's dst by the bulk copy engine, completing on bar. */

@@ -1500,6 +1500,24 @@ __device__ __forceinline__ void v3_stage_v(const mta_args &a, unsigned short *st
 }
 
 /*
+ * P.V's step for accumulator slots V_PW k ..: the V^T fragments of rows
+ * kk .. (k lo and hi) of the d columns from tile nt on, times P's fragment af.
+ */
+__device__ __forceinline__ void v3_pv_mma(float (&acc)[V_AK][4], int k, const unsigned (&af)[4],
+					  const unsigned short *V, int kk, int nt)
+{
+	const int lane = threadIdx.x & 31;
+	unsigned bf[2 * V_PW];
+	if (V_PW == 2)
+		mta_ldsm_x4_t(bf, V + (kk + (lane & 15)) * V_DS + nt * 8 + (lane >> 4) * 8);
+	else
+		mta_ldsm_x2_t(bf, V + (kk + (lane & 15)) * V_DS + nt * 8);
+#pragma unroll
+	for (int p = 0; p < V_PW; p++)
+		mma(acc[V_PW * k + p], af, bf + 2 * p);
+}
+
+/*
  * Phase G: O += P.V for the tile at key j0, every head. The V rows of the
  * first V_VB groups of VG heads were staged (v3_stage_v) into the V_VB
  * buffers of the staging area after phase A and are the only copies in
@@ -1554,15 +1572,7 @@ __device__ __forceinline__ void v3_pv(const mta_args &a, unsigned short *stg, in
 #pragma unroll
 			for (int j = 0; j < V_UPW; j++) {
 				const int k = V_K0(hh) + j, nt = (u0 + j) * V_PW % V_NT8;
-				unsigned bf[2 * V_PW];
-				if (V_PW == 2)
-					mta_ldsm_x4_t(bf, V + (kk + (lane & 15)) * V_DS + nt * 8 +
-								(lane >> 4) * 8);
-				else
-					mta_ldsm_x2_t(bf, V + (kk + (lane & 15)) * V_DS + nt * 8);
-#pragma unroll
-				for (int p = 0; p < V_PW; p++)
-					mma(acc[V_PW * k + p], af, bf + 2 * p);
+				v3_pv_mma(acc, k, af, V, kk, nt);
 			}
 		}
 #else
@@ -1584,17 +1594,9 @@ __device__ __forceinline__ void v3_pv(const mta_args &a, unsigned short *stg, in
 #endif
 #pragma unroll
 			for (int kk = 0; kk < K_BK; kk += 16) {
-				unsigned af[4], bf[2 * V_PW];
+				unsigned af[4];
 				mta_ldsm_x4(af, Ph + (16 * m + (lane & 15)) * V_PBS + kk + (lane >> 4) * 8);
-				/* V^T fragments: rows kk.. of the unit's d columns, k lo and hi */
-				if (V_PW == 2)
-					mta_ldsm_x4_t(bf, V + (kk + (lane & 15)) * V_DS + nt * 8 +
-								(lane >> 4) * 8);
-				else
-					mta_ldsm_x2_t(bf, V + (kk + (lane & 15)) * V_DS + nt * 8);
-#pragma unroll
-				for (int p = 0; p < V_PW; p++)
-					mma(acc[V_PW * k + p], af, bf + 2 * p);
+				v3_pv_mma(acc, k, af, V, kk, nt);
 			}
 		}
 #endif
