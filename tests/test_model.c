@@ -376,13 +376,19 @@ TEST(model_sass_classes)
 		"        /*0080*/                   ST.E.U16 [R4], R11 ;\n"
 		"        /*0090*/                   MEMBAR.ALL.GPU ;\n"
 		"        /*00a0*/                   MEMBAR.ALL.CTA ;\n"
-		"        /*00b0*/                   EXIT ;\n";
+		"        /*00b0*/                   NOP ;\n"
+		"        /*00c0*/                   EXIT ;\n"
+		"        /*00d0*/                   BRA 0xd0;\n"
+		"        /*00e0*/                   NOP;\n";
 	/* the cluster barrier's wait is a barrier, its release a GPU-scope fence;
-	 * a generic store (ST) is a store into a peer's shared memory */
+	 * a generic store (ST) is a store into a peer's shared memory; a NOP
+	 * issues (the compiler's between dependent HMMAs), but not the padding
+	 * after the last EXIT */
 	static const struct { int cls, width, async; } want[] = {
 		{ MC_STS, 16, 0 }, { MC_STS, 4, 0 }, { MC_LDG, 4, 1 }, { MC_LDG, 16, 1 },
 		{ MC_BAR, 0, 0 },  { MC_BAR, 0, 0 }, { MC_LDS, 16, 0 }, { MC_BAR, 0, 0 },
 		{ MC_STS, 4, 0 },  { MC_FENCE, 0, 0 }, { MC_CTRL, 0, 0 }, { MC_CTRL, 0, 0 },
+		{ MC_CTRL, 0, 0 },
 	};
 	struct mta_sass s = { 0 };
 	REQUIRE(mta_sass_parse(text, &s) == MTA_OK);

@@ -374,8 +374,9 @@ int mta_sass_parse(const char *text, struct mta_sass *s)
 		if (!*p || *p == ';')
 			continue;
 		fresh = 1;
-		if (!strncmp(p, "NOP", 3))
-			continue; /* padding after the exit */
+		/* a NOP issues like any instruction (the compiler puts them
+		 * between dependent HMMAs); the padding after the last EXIT is
+		 * cut with the cold paths below */
 		if (s->n == cap) {
 			cap = cap ? 2 * cap : 4096;
 			struct mta_sass_insn *nv = realloc(s->v, cap * sizeof *s->v);
