@@ -90,6 +90,19 @@
 
 /* ---- derived sizes ---------------------------------------------------- */
 #define NT (32 * K_WARPS)
+/*
+ * The forward kernels' bounds: one block of NT threads an SM, which lets the
+ * compiler take up to 65536 / NT registers (255 at most). The headroom check
+ * (tests/test_nvrtc.c) compiles a kernel that takes more than 16 under that
+ * cap again with MTA_MAXNREG, held to cap - 16, and wants no spills there:
+ * the compiler spends spare registers on scheduling (loads hoisted ahead of
+ * the mma they feed), so what it takes free is not what the kernel needs.
+ */
+#ifdef MTA_MAXNREG
+#define MTA_BOUNDS __maxnreg__(MTA_MAXNREG)
+#else
+#define MTA_BOUNDS __launch_bounds__(NT, 1)
+#endif
 #define QR (K_CQ ? K_CQ - 1 : 0)    /* pre-conv halo rows */
 #define KR (K_CQ ? K_CK - 1 : 0)    /* pre-conv halo columns */
 #define OK1 (K_CQ ? K_OK : 0)
@@ -567,7 +580,7 @@ __device__ __forceinline__ void pv_tile(const mta_args &a, int b, int h0, int j0
 }
 #endif
 
-extern "C" __global__ void __launch_bounds__(NT, 1) mta_fwd(const mta_args a)
+extern "C" __global__ void MTA_BOUNDS mta_fwd(const mta_args a)
 {
 	extern __shared__ float4 mta_smem[];
 	int b;

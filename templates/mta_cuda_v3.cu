@@ -977,35 +977,132 @@ __device__ __forceinline__ void v3_conv_out(const float (&d)[V_TW][4], float *S,
 #endif
 }
 
+/*
+ * A convolution's work items (MODE as v3_toeplitz). Where the heads divide
+ * the warps (WPH warps a head), a warp takes IPW consecutive items of one
+ * head, so that its items make one run and load each kernel row's taps once
+ * (contiguous ranges over all items crossed heads: two runs, two tap loads,
+ * in half the warps at the paper's configuration); else IPW consecutive
+ * items of all. A run: at most RUN items of one head.
+ */
+template <int MODE> struct v3_cv {
+	static constexpr int CQX = MODE ? K_CQ2 : K_CQ, TKX = MODE ? V_TK2 : V_TK;
+	static constexpr int ZRX = MODE ? RP : V_ZR, ZSX = MODE ? V_PS : V_ZS;
+	static constexpr int WTNX = MODE ? V_WTN2 : V_WTN, NR8X = MODE ? K_BQ / 8 : V_NR8;
+	static constexpr int NOUT = MODE ? K_BQ : RP, IPH = (K_BK / (16 * V_TW)) * NR8X;
+	static constexpr int ITEMS = K_HPB * IPH, KS = V_TW + TKX - 1; /* k steps an item loads */
+	static constexpr int WPH = K_WARPS % K_HPB == 0 ? K_WARPS / K_HPB : 0;
+	static constexpr int IPW = WPH ? (IPH + WPH - 1) / WPH : (ITEMS + K_WARPS - 1) / K_WARPS;
+	/* a run: a whole head's items when they fit (its taps loaded once) */
+	static constexpr int RUN = V_MIN(V_MIN(IPW, IPH), V_RUN_MAX);
+	/* warp w's items: [first(w), last(w)) */
+	__host__ __device__ static constexpr int first(int w)
+	{
+		return WPH ? w / WPH * IPH + w % WPH * IPW : w * IPW;
+	}
+	__host__ __device__ static constexpr int last(int w)
+	{
+		return WPH ? V_MIN(first(w) + IPW, w / WPH * IPH + IPH) : V_MIN(first(w) + IPW, ITEMS);
+	}
+	/* the items of the run that starts at item it, in a range ending at it1 */
+	__host__ __device__ static constexpr int run(int it, int it1)
+	{
+		return V_MIN(V_MIN(it1, (it / IPH + 1) * IPH) - it, RUN);
+	}
+	/* whether some warp has a run of n items, and one of fewer (the bodies
+	 * of the sizes that occur are compiled; a test only between them) */
+	__host__ __device__ static constexpr bool has(int n, bool below)
+	{
+		for (int w = 0; w < K_WARPS; w++)
+			for (int it = first(w); it < last(w); it += run(it, last(w)))
+				if (below ? run(it, last(w)) < n : run(it, last(w)) == n)
+					return true;
+		return false;
+	}
+};
+
+/*
+ * Kernel row u of a run of N items (zb: each item's row of Z for u and this
+ * lane, at its lane's column). N is fixed, so the items' loads and mma are
+ * blocks with no test between them, which the scheduler interleaves (a test
+ * an item kept the items apart: a branch, a warp sync and two padding NOPs
+ * an item of four mma). After every V_CB items a test of n (always true,
+ * through mta_keep: the compiler cannot drop it) ends the block, so that
+ * the next items' loads are not hoisted above this block's mma: with all of
+ * a run's loads at once the paper's variant took 255 registers and, held to
+ * 239 (the headroom check), spilled 184 bytes (pass 2, beside P.V's
+ * accumulators); with blocks of three it takes 247, and 239 held, no spill.
+ */
+#define V_CB 3
+template <int MODE, int N>
+__device__ __forceinline__ void v3_crun(int n, float (&d)[v3_cv<MODE>::RUN][V_TW][4],
+					const unsigned (&af)[v3_cv<MODE>::TKX][4],
+					const unsigned short *const (&zb)[v3_cv<MODE>::RUN])
+{
+	using G = v3_cv<MODE>;
+#pragma unroll
+	for (int i = 0; i < N; i++) { /* @model v3.crunn */
+		if (i > 0 && i % V_CB == 0 && (int)mta_keep((unsigned)n) != N)
+			return; /* never: n is N */
+		/* k steps k, k + 1 from one address: an x2 reads lanes 0-15's */
+		const unsigned short *zr = zb[i];
+		unsigned bf[G::KS + 1][2]; /* k step k: Z^T rows 16k.., this lane's pair */
+#pragma unroll
+		for (int k = 0; k < G::KS; k += 2) {
+			if (k + 1 < G::KS)
+				mta_ldsm_x4(&bf[k][0], zr + 16 * k);
+			else
+				mta_ldsm_x2(&bf[k][0], zr + 16 * k);
+		}
+#pragma unroll
+		for (int w = 0; w < V_TW; w++)
+#pragma unroll
+			for (int s = 0; s < G::TKX; s++)
+				mta_mma_f16(d[i][w], af[s], bf[w + s]);
+	}
+}
+
+/* v3_crun for a run of n items: the body of its size */
+template <int MODE, int N>
+__device__ __forceinline__ void v3_crun_n(int n, float (&d)[v3_cv<MODE>::RUN][V_TW][4],
+					  const unsigned (&af)[v3_cv<MODE>::TKX][4],
+					  const unsigned short *const (&zb)[v3_cv<MODE>::RUN])
+{
+	if constexpr (N > 0) {
+		if constexpr (v3_cv<MODE>::has(N, false)) {
+			if (!v3_cv<MODE>::has(N, true) || n == N) {
+				v3_crun<MODE, N>(n, d, af, zb);
+				return;
+			}
+		}
+		v3_crun_n<MODE, N - 1>(n, d, af, zb);
+	}
+}
+
 template <int MODE>
 __device__ void v3_toeplitz(const unsigned short *Z, const unsigned *WT, float *S, int i0, int j0,
 			    int T)
 {
-	constexpr int CQX = MODE ? K_CQ2 : K_CQ, TKX = MODE ? V_TK2 : V_TK;
-	constexpr int ZRX = MODE ? RP : V_ZR, ZSX = MODE ? V_PS : V_ZS;
-	constexpr int WTNX = MODE ? V_WTN2 : V_WTN, NR8X = MODE ? K_BQ / 8 : V_NR8;
-	constexpr int NOUT = MODE ? K_BQ : RP, IPH = (K_BK / (16 * V_TW)) * NR8X;
-	constexpr int ITEMS = K_HPB * IPH, KS = V_TW + TKX - 1; /* k steps an item loads */
-	constexpr int IPW = (ITEMS + K_WARPS - 1) / K_WARPS;
-	/* a run: a whole head's items when they fit (its taps loaded once) */
-	constexpr int RUN = V_MIN(V_MIN(IPW, IPH), V_RUN_MAX);
+	using G = v3_cv<MODE>;
+	constexpr int CQX = G::CQX, TKX = G::TKX, ZRX = G::ZRX, ZSX = G::ZSX, WTNX = G::WTNX;
+	constexpr int NR8X = G::NR8X, NOUT = G::NOUT, IPH = G::IPH, RUN = G::RUN;
 	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t4 = lane & 3;
-	const int it1 = V_MIN((warp + 1) * IPW, ITEMS);
+	const int it1 = G::last(warp);
 	(void)i0;
 	(void)j0;
 	(void)T;
 #pragma unroll 1
-	for (int it = warp * IPW; it < it1;) { /* @model v3.conv */
-		const int hh = it / IPH, n = V_MIN(V_MIN(it1, (hh + 1) * IPH) - it, RUN);
+	for (int it = G::first(warp); it < it1;) { /* @model v3.conv */
+		const int hh = it / IPH, n = G::run(it, it1);
 		const unsigned short *Zh = Z + hh * ZRX * ZSX;
 		const unsigned *W = WT + hh * CQX * WTNX + 16 + 2 * t4 - g;
 		/* each item's first input row of this lane, for kernel row 0 */
-		const unsigned short *zb[RUN];
+		const unsigned short *zb[RUN]; /* moved a row down each kernel row */
 #pragma unroll
 		for (int i = 0; i < RUN; i++) {
 			const int item = it + i - hh * IPH, c0 = item / NR8X * 16 * V_TW;
 			const int n0 = item % NR8X * 8;
-			zb[i] = Zh + (n0 + (lane & 7)) * ZSX + c0;
+			zb[i] = Zh + (n0 + (lane & 7)) * ZSX + c0 + (lane >> 3) * 8;
 		}
 		float d[RUN][V_TW][4];
 #pragma unroll
@@ -1029,25 +1126,10 @@ __device__ void v3_toeplitz(const unsigned short *Z, const unsigned *WT, float *
 				if (s > 0) /* the previous fragment's a2 */
 					af[s][1] = mta_keep(af[s][1]);
 			}
+			v3_crun_n<MODE, RUN>(n, d, af, zb);
 #pragma unroll
-			for (int i = 0; i < RUN; i++) { /* @model v3.crun */
-				if (i >= n)
-					break; /* warp-uniform */
-				const unsigned short *zr = zb[i] + u * ZSX;
-				unsigned bf[KS + 1][2]; /* k step k: Z^T rows 16k.., this lane's pair */
-#pragma unroll
-				for (int k = 0; k < KS; k += 2) {
-					if (k + 1 < KS)
-						mta_ldsm_x4(&bf[k][0], zr + 16 * k + (lane >> 3) * 8);
-					else
-						mta_ldsm_x2(&bf[k][0], zr + 16 * k + ((lane >> 3) & 1) * 8);
-				}
-#pragma unroll
-				for (int w = 0; w < V_TW; w++)
-#pragma unroll
-					for (int s = 0; s < TKX; s++)
-						mta_mma_f16(d[i][w], af[s], bf[w + s]);
-			}
+			for (int i = 0; i < RUN; i++)
+				zb[i] += ZSX;
 		}
 		/* d[i][w] = S^T[c0 + 16w + g (+8)][n0 + 2t (+1)] */
 #pragma unroll
@@ -1823,7 +1905,7 @@ __device__ __forceinline__ void v3_fwd(const mta_args &a);
 #else
 #define V_CLUSTER
 #endif
-extern "C" __global__ void __launch_bounds__(NT, 1) V_CLUSTER mta_fwd(const mta_args a)
+extern "C" __global__ void MTA_BOUNDS V_CLUSTER mta_fwd(const mta_args a)
 {
 #if K_CS > 1 && defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
 	/* no clusters before sm_90: module loading (runtime/cuda/module.c) and

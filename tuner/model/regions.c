@@ -214,28 +214,41 @@ static void v3_first(const struct mta_problem *p, int pass, int *tz, int *ts)
 	*tz = p->cq ? *ts - 1 : *ts;
 }
 
-/* v3_toeplitz (cv 1: the pre-softmax convolution, 2: the post-softmax one):
- * runs (of at most V_RUN_MAX items of one head) per warp, and the mean share of a
- * run's unrolled item copies that run. */
+/* v3_toeplitz (cv 1: the pre-softmax convolution, 2: the post-softmax one),
+ * as v3_cv: runs (of at most V_RUN_MAX items of one head) per warp; the mean
+ * share of a run's unrolled item copies that run (share: the stores, a test
+ * an item); and the share of the items of every size's body (v3_crun, one
+ * for each run size that occurs) that a run runs (body). */
 static void v3_runs(const struct mta_variant *v, const struct mta_cuda_v3_dims *d, int cv,
-		    double *runs, double *share)
+		    double *runs, double *share, double *body)
 {
 	int iph = (v->bk / (16 * d->tw)) * (cv == 2 ? v->bq / 8 : d->nr8), items = v->hpb * iph;
-	int ipw = (items + v->warps - 1) / v->warps, run = ipw < iph ? ipw : iph;
+	int wph = v->warps % v->hpb == 0 ? v->warps / v->hpb : 0;
+	int ipw = wph ? (iph + wph - 1) / wph : (items + v->warps - 1) / v->warps;
+	int run = ipw < iph ? ipw : iph;
 	run = run < d->runmax ? run : d->runmax;
 	double nr = 0, used = 0;
+	char seen[64] = { 0 };
 	for (int w = 0; w < v->warps; w++) {
-		int it = w * ipw, it1 = (w + 1) * ipw < items ? (w + 1) * ipw : items;
+		int it = wph ? w / wph * iph + w % wph * ipw : w * ipw;
+		int it1 = wph ? (it + ipw < w / wph * iph + iph ? it + ipw : w / wph * iph + iph) :
+			  (it + ipw < items ? it + ipw : items);
 		while (it < it1) {
 			int hh = it / iph, e = (hh + 1) * iph < it1 ? (hh + 1) * iph : it1;
 			int k = e - it < run ? e - it : run;
 			nr++;
 			used += k;
 			it += k;
+			if (k < (int)sizeof seen)
+				seen[k] = 1;
 		}
 	}
+	int sizes = 0;
+	for (int k = 1; k < (int)sizeof seen; k++)
+		sizes += seen[k] ? k : 0;
 	*runs = nr / v->warps;
 	*share = nr ? used / (nr * run) : 0;
+	*body = nr && sizes ? used / (nr * sizes) : 0;
 }
 
 static int r16(int x) { return (x + 15) / 16 * 16; }
@@ -458,10 +471,10 @@ int mta_region_factor(const char *name, const struct mta_model_block *b, double 
 		*f = tid_loop((double)hpb * d.zr * ((d.kr + 1) / 2), nw);
 	else if (IS("v3.pshift"))
 		*f = tid_loop((double)hpb * d.rp, nw);
-	else if (IS("v3.conv") || IS("v3.crun")) {
-		double runs, share;
-		v3_runs(v, &d, cv, &runs, &share);
-		*f = IS("v3.conv") ? runs : share;
+	else if (IS("v3.conv") || IS("v3.crun") || IS("v3.crunn")) {
+		double runs, share, body;
+		v3_runs(v, &d, cv, &runs, &share, &body);
+		*f = IS("v3.conv") ? runs : IS("v3.crun") ? share : body;
 	} else if (IS("v3.cfull") || IS("v3.cedge")) {
 		double full = v3_conv_full(v, &d, b, cv, nkt);
 		*f = IS("v3.cfull") ? full : 1 - full;
