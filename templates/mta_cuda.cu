@@ -666,6 +666,15 @@ extern "C" __global__ void MTA_BOUNDS mta_fwd(const mta_args a)
 
 #endif /* K_VERSION < 3 */
 
+/* The generator's count of the dynamic shared memory (gen/cuda/cudagen.c,
+ * a mirror of the layout above and in the family's text), which the launch
+ * gives, holds the kernel's: a change to one that misses the other fails
+ * every compile, not only the emulated ones (whose launch checks it too). */
+#ifdef K_SMEM_BYTES
+static_assert(SMEM_BYTES <= K_SMEM_BYTES, "the generator's shared memory (K_SMEM_BYTES, "
+	      "gen/cuda/cudagen.c) is less than the kernel's layout (SMEM_BYTES)");
+#endif
+
 #ifdef MTA_EMU
 MTA_EMU_ENTRY_CLUSTER(mta_fwd, mta_args, SMEM_BYTES, K_CS)
 #endif

@@ -660,6 +660,15 @@ __device__ __forceinline__ void v3_stage_head(v3_plan &pl, const mta_args &a, un
 	mta_cp_commit();
 }
 
+/* The first key tile t stages in this pass: Z's first new key (S's first new
+ * column, moved by the pre-softmax convolution's offset and carry), or S's
+ * own without that convolution. */
+__device__ __forceinline__ int v3_first_key(int pass, int t)
+{
+	const int sc0 = t * K_BK + (pass == 2 ? DP : 0);
+	return K_CQ ? sc0 - OK1 + KR : sc0;
+}
+
 /*
  * Phase A's first copies (V_NSTG - V_QH heads', into buffers 0 ..) for the
  * tile whose first staged key is zq, and its k plan: a commit for each head
@@ -1732,8 +1741,7 @@ __device__ void v3_pass(const mta_args &a, int pass, char *sm, int b, int h0, in
 #pragma unroll 1
 	for (int t = t_z; t < nkt; t++) { /* @model v3.kt */
 		const int sc0 = t * K_BK + (pass == 2 ? DP : 0); /* first new column of S (and P) */
-		const int zk0 = sc0 - OK1 + KR;                  /* first new key of Z */
-		const int zq = K_CQ ? zk0 : sc0;                 /* the tile's first staged key */
+		const int zq = v3_first_key(pass, t);            /* the tile's first staged key */
 		/* Phase A: q.k V_QH heads a step, V_NSTG - V_QH heads' copies in
 		 * flight (a commit for each head past the last, to keep the waits'
 		 * count); in pass 1 the tile before issued the first ones */
@@ -1778,10 +1786,8 @@ __device__ void v3_pass(const mta_args &a, int pass, char *sm, int b, int h0, in
 		__syncthreads();
 		/* Pass 1 has no P.V: the staging area is free until the next
 		 * tile's phase A, whose first copies land behind phases B to D. */
-		if (pass == 1 && t + 1 < nkt) { /* @model v3.next */
-			const int nz = (t + 1) * K_BK - OK1 + KR;
-			v3_stage_first(pl, a, stg, b, h0, rq0, k0, K_CQ ? nz : (t + 1) * K_BK, vec);
-		}
+		if (pass == 1 && t + 1 < nkt) /* @model v3.next */
+			v3_stage_first(pl, a, stg, b, h0, rq0, k0, v3_first_key(pass, t + 1), vec);
 		/* The staging area is free until P.V: its first V_VB groups of V
 		 * rows land behind phases B to F. */
 		if (pass != 1 && t >= 0 && t >= t_s) { /* @model v3.vpre */

@@ -214,6 +214,9 @@ int mta_gen_cuda(const struct mta_problem *p, const struct mta_variant *v, char 
 		mta_buf_free(&b);
 		return rc;
 	}
+	/* the launch's dynamic shared memory, which this file computes from a
+	 * mirror of the template's layout: the template checks it holds its own */
+	mta_buf_printf(&b, "#define K_SMEM_BYTES %zu\n", mta_cuda_smem_bytes(p, v));
 	/* v2 and v3 splice the mma helpers and their family's text in at the
 	 * mark (for v1 it stays a comment) */
 	if (v->version >= 2) {
