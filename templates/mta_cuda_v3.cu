@@ -990,9 +990,10 @@ __device__ __forceinline__ void v3_conv_out(const float (&d)[V_TW][4], float *S,
  * A convolution's work items (MODE as v3_toeplitz). Where the heads divide
  * the warps (WPH warps a head), a warp takes IPW consecutive items of one
  * head, so that its items make one run and load each kernel row's taps once
- * (contiguous ranges over all items crossed heads: two runs, two tap loads,
- * in half the warps at the paper's configuration); else IPW consecutive
- * items of all. A run: at most RUN items of one head.
+ * (contiguous ranges of five over all items crossed heads: two runs, two
+ * tap loads, in three of the eight warps of the paper's pre-softmax
+ * convolution, 9 items a head); else IPW consecutive items of all. A run:
+ * at most RUN items of one head.
  */
 template <int MODE> struct v3_cv {
 	static constexpr int CQX = MODE ? K_CQ2 : K_CQ, TKX = MODE ? V_TK2 : V_TK;
