@@ -660,13 +660,18 @@ __device__ __forceinline__ void v3_stage_head(v3_plan &pl, const mta_args &a, un
 	mta_cp_commit();
 }
 
+/* Tile t's first new column of S (and P) in this pass. */
+__device__ __forceinline__ int v3_first_col(int pass, int t)
+{
+	return t * K_BK + (pass == 2 ? DP : 0);
+}
+
 /* The first key tile t stages in this pass: Z's first new key (S's first new
  * column, moved by the pre-softmax convolution's offset and carry), or S's
  * own without that convolution. */
 __device__ __forceinline__ int v3_first_key(int pass, int t)
 {
-	const int sc0 = t * K_BK + (pass == 2 ? DP : 0);
-	return K_CQ ? sc0 - OK1 + KR : sc0;
+	return K_CQ ? v3_first_col(pass, t) - OK1 + KR : v3_first_col(pass, t);
 }
 
 /*
@@ -1741,8 +1746,8 @@ __device__ void v3_pass(const mta_args &a, int pass, char *sm, int b, int h0, in
 	v3_plan_q(pl, q0, a.sq[1], rq0, K_CQ ? RZ : RP, A_T);
 #pragma unroll 1
 	for (int t = t_z; t < nkt; t++) { /* @model v3.kt */
-		const int sc0 = t * K_BK + (pass == 2 ? DP : 0); /* first new column of S (and P) */
-		const int zq = v3_first_key(pass, t);            /* the tile's first staged key */
+		const int sc0 = v3_first_col(pass, t); /* first new column of S (and P) */
+		const int zq = v3_first_key(pass, t);  /* the tile's first staged key */
 		/* Phase A: q.k V_QH heads a step, V_NSTG - V_QH heads' copies in
 		 * flight (a commit for each head past the last, to keep the waits'
 		 * count); in pass 1 the tile before issued the first ones */
