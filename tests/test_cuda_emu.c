@@ -574,6 +574,18 @@ TEST_COMPILE_BOUND(cuda_emu_v3_cluster_blocked)
 	check_case(&p, "cuda:v3,bq=64,bk=32,hpb=4,warps=4,cs=4", 1, 23);
 }
 
+/*
+ * The cluster the tuner tries above D=96 (gen/cuda/space.c v3_tried): 48
+ * rows, so 12 a block in the exchanges (not a multiple of the m16 tiles),
+ * at D=128 (four heads' accumulators of 48 rows, 96 registers a thread);
+ * two tiles, the second ragged, B=2.
+ */
+TEST_COMPILE_BOUND(cuda_emu_v3_cluster_48)
+{
+	struct mta_problem p = prob("h16kv16d128-pre3x5-hpre-post3x5-hc4-both-gn-gate-bf16");
+	check_contig(&p, "cuda:v3,bq=48,bk=32,hpb=4,warps=8,cs=4", 2, 61);
+}
+
 
 /*
  * The cluster tunable's rules: cs splits the 16 heads of the paper's family
@@ -610,17 +622,27 @@ TEST(cuda_v3_cluster_space)
 	struct mta_problem q = prob("h16kv16d96-pre6x11-hpre-bf16");
 	REQUIRE(mta_variant_parse("cuda:v3,bq=32,bk=32,hpb=8,warps=8,cs=2", &v) == MTA_OK);
 	CHECK_EQ_INT(mta_variant_check(&q, &v), MTA_EINVAL);
-	/* the tuner tries clusters of 4 at 16 rows a block, 8 warps (registers
-	 * measured, held to the headroom by test_nvrtc.c), no others */
-	REQUIRE(mta_variant_space(&pp, MTA_BACKEND_CUDA, &vs, &n) == MTA_OK);
-	size_t c4 = 0;
-	for (size_t i = 0; i < n; i++) {
-		CHECKF(vs[i].cs == 1 || (vs[i].cs == 4 && vs[i].bq == 64 && vs[i].warps == 8),
-		       "tried cs=%d at bq=%d, %d warps", vs[i].cs, vs[i].bq, vs[i].warps);
-		c4 += vs[i].cs == 4;
+	/* the tuner tries clusters of 4 at 8 warps, 16 rows a block up to D=96
+	 * and 12 at D=128 (registers measured, held to the headroom by
+	 * test_nvrtc.c), no others */
+	for (int d = 0; d < 2; d++) {
+		struct mta_problem pd = prob(d ? "h16kv16d128-pre6x11-hpre-post6x11-hc16-both-gn-gate-"
+						 "bf16" : "h16kv16d96-pre6x11-hpre-post6x11-hc16-"
+						 "both-gn-gate-bf16");
+		const int rows = d ? 48 : 64;
+		REQUIRE(mta_variant_space(&pd, MTA_BACKEND_CUDA, &vs, &n) == MTA_OK);
+		size_t c4 = 0;
+		for (size_t i = 0; i < n; i++) {
+			CHECKF(vs[i].cs == 1 || (vs[i].cs == 4 && vs[i].bq == rows &&
+						 vs[i].warps == 8), "D=%d: tried cs=%d at bq=%d, %d "
+			       "warps", pd.D, vs[i].cs, vs[i].bq, vs[i].warps);
+			CHECKF(vs[i].cs > 1 || vs[i].bq != 48, "D=%d: tried bq=48 without a cluster",
+			       pd.D);
+			c4 += vs[i].cs == 4;
+		}
+		CHECKF(c4 >= 1, "the paper's space at D=%d tries no cluster", pd.D);
+		free(vs);
 	}
-	CHECKF(c4 >= 1, "the paper's space tries no cluster");
-	free(vs);
 	/* a cluster's launch: cs blocks a tile in x, hpb x cs heads in y */
 	struct mta_cuda_launch g;
 	REQUIRE(mta_variant_parse("cuda:v3,bq=32,bk=32,hpb=8,warps=8,cs=2", &v) == MTA_OK);

@@ -178,9 +178,12 @@ static int hpb_groups(const struct mta_problem *p, const struct mta_variant *v)
  * space of three problems for two architectures with NVRTC on two cores.
  */
 static const struct mta_tunable tunables[] = {
-	/* tall query tiles in v3 only (v1's and v2's registers hold a row each;
-	 * bq=48, valid, lost to 64 wherever both were tried at 8 warps) */
-	{ T("bq", bq), 16, 4, { 8, 16, 32, 64 }, { tiles_ok, TILES_MSG }, { 0, 0, 4, 4 }, 0 },
+	/* tall query tiles in v3 only (v1's and v2's registers hold a row each);
+	 * 48 last, so the order of the points tried before it stays: a block
+	 * of 48 rows lost to 64 wherever both were tried at 8 warps, so only
+	 * a cluster tries it, where D=128 leaves 64 rows no room (v3_tried) */
+	{ T("bq", bq), 16, 5, { 8, 16, 32, 64, 48 }, { tiles_ok, TILES_MSG }, { 0, 0, 4, 4, 4 },
+	  0 },
 	{ T("bk", bk), 32, 2, { 32, 64 }, { tiles_ok, TILES_MSG }, { 0 }, 0 },
 	{ T("hpb", hpb), 1, 6, { 1, 2, 4, 8, 16, 32 }, { tiles_ok, TILES_MSG }, { 0 }, 0 },
 	{ T("warps", warps), 4, 3, { 4, 8, 12 },
@@ -235,16 +238,20 @@ static const struct mta_rule rules[] = {
 static int v3_tried(const struct mta_problem *p, const struct mta_variant *v)
 {
 	/*
-	 * A cluster pays for its exchanges with a taller tile: 16 rows a block.
-	 * Its registers do not follow the prediction below (q resident, q.k's
-	 * rows split between warps): with NVRTC 13.0, cs=4 at bq=64 and 8 warps
-	 * took 209 registers at D=96, and at D=128 182 with its accumulators in
-	 * a stack frame (512 bytes of local memory); cs=2 at bq=32 241 and 255.
-	 * So the tuner tries cs=4 at 8 warps up to D=96 (test_nvrtc.c holds what
-	 * it tries to 16 registers under the cap, no stack frame).
+	 * A cluster pays for its exchanges with a taller tile: 12 to 16 rows a
+	 * block. Its registers do not follow the prediction below (q resident,
+	 * q.k's rows split between warps): with NVRTC 13.0 at 8 warps, cs=4
+	 * took 247 registers at D=96 and bq=64 (none spilled held to 239), and
+	 * at D=128 255 and 704 bytes spilled at bq=64, 220 and none at bq=48;
+	 * cs=2 at bq=32 241 and 255. So the tuner tries cs=4 at 8 warps, 64
+	 * rows up to D=96 and 48 above (the cost model, paper's configuration
+	 * at D=128: 6.2 ms at 48 rows against 7.3 at 32; test_nvrtc.c holds
+	 * what it tries to 16 registers under the cap, no stack frame).
 	 */
 	if (v->cs > 1)
-		return v->cs == 4 && v->bq == 16 * v->cs && v->warps == 8 && p->D <= 96;
+		return v->cs == 4 && v->warps == 8 && v->bq == (p->D <= 96 ? 64 : 48);
+	if (v->bq == 48)
+		return 0; /* a cluster's tile only: above */
 	if (v->version != 3 || v->bq <= 16)
 		return 1;
 	long need = acc_regs(p, v) + V3_WORK + 2L * (v->bq - 16) + (p->D > 64 ? p->D - 64 : 0);
