@@ -12,6 +12,14 @@
  * serving loop pays the compile-and-load cost once; each (problem, T bucket,
  * B bucket) is picked once.
  *
+ * Threads: `lock` guards the context's lists and is never held across a
+ * load or a database query, so calls of kernels already loaded go on while
+ * another thread's first call compiles one (NVRTC takes seconds to a minute
+ * on the paper's problem). `db_lock` runs the loads (which read stored
+ * cubins through the database handle) and the picks' queries one at a time:
+ * the read-only handle is one connection, with its query deadline per
+ * handle. Lock order: db_lock, then lock.
+ *
  * CUDA kernels load their cubins from the database's binaries, compiled with
  * NVRTC only when none is stored (the database is read-only here, so such a
  * cubin lives in the context only).
@@ -38,11 +46,21 @@
 #include <string.h>
 #include <sys/stat.h>
 
+/*
+ * A kernel loaded into the context, kept until the context is freed: the
+ * forward's or the backward's (k), or a decoder (handle, dec). While
+ * `loading`, one thread is building it outside the context's lock, and
+ * callers of the same kernel wait on c->loaded; a failed load leaves the
+ * list (a later call tries again).
+ */
 struct loaded {
 	char key[MTA_KEY_MAX];
 	char spec[MTA_SPEC_MAX];
-	int train;               /* 1: the backend's train_load (forward saving, backward) */
-	struct mta_kernel *k;
+	int op;                  /* MTA_OP_FWD; _BWD: the backend's train_load; _DECODE */
+	int loading;
+	struct mta_kernel *k;    /* forward, backward */
+	void *handle;            /* decode: the backend's handle and its decoder */
+	struct mta_decoder dec;
 	struct loaded *next;
 };
 
@@ -68,20 +86,20 @@ struct mta_context {
 	struct mta_device_info self;
 	struct known *devices; /* the database's devices whose winners apply here */
 	size_t ndevices;
-	pthread_mutex_t lock;
-	struct loaded *kernels;
+	pthread_mutex_t lock;      /* the lists below and last (see the top) */
+	pthread_mutex_t db_lock;   /* the database handle and the loads */
+	pthread_cond_t loaded;     /* a load ended (under lock) */
+	struct loaded *kernels;    /* every op's, loading ones included */
 	struct picked *picks;
 	/* the last problem's key: formatting one costs more than a small forward */
 	struct mta_problem last;
 	char last_key[MTA_KEY_MAX];
-	struct dloaded *decoders; /* decode kernels (mta_cache_create_ctx) */
 	/* mta_attention: the float32 o lent to kernels that write no 16-bit o */
 	pthread_mutex_t ws_lock;
 	float *ws;
 	size_t ws_cap;         /* floats */
 	struct mta_stats stats; /* counted with atomics (count()) */
 };
-static void free_decoders(mta_context *c);
 
 /* One more of a counter of mta_context_stats. */
 static void count(uint64_t *counter)
@@ -152,6 +170,8 @@ int mta_context_create(mta_context **out, const char *db_path, const char *backe
 	if (!(c = calloc(1, sizeof *c)))
 		return mta_fail(MTA_ENOMEM, "out of memory");
 	pthread_mutex_init(&c->lock, NULL);
+	pthread_mutex_init(&c->db_lock, NULL);
+	pthread_cond_init(&c->loaded, NULL);
 	pthread_mutex_init(&c->ws_lock, NULL);
 	if ((rc = mta_backend_find(backend ? backend : "cpu", &c->be)) ||
 	    (rc = c->be->open(device, 0, &c->dev)))
@@ -179,20 +199,24 @@ void mta_context_free(mta_context *c)
 		return;
 	for (struct loaded *l = c->kernels, *nx; l; l = nx) {
 		nx = l->next;
-		c->be->unload(l->k);
+		if (l->op == MTA_OP_DECODE)
+			c->be->decode_unload(l->handle);
+		else
+			c->be->unload(l->k);
 		free(l);
 	}
 	for (struct picked *k = c->picks, *nx; k; k = nx) {
 		nx = k->next;
 		free(k);
 	}
-	free_decoders(c);
 	if (c->be)
 		c->be->close(c->dev);
 	free(c->devices);
 	mta_db_close(c->db);
 	free(c->ws);
 	pthread_mutex_destroy(&c->ws_lock);
+	pthread_cond_destroy(&c->loaded);
+	pthread_mutex_destroy(&c->db_lock);
 	pthread_mutex_destroy(&c->lock);
 	free(c);
 }
@@ -276,7 +300,21 @@ out:
 	return rc;
 }
 
-/* The pick of op (MTA_OP_*), made once per (problem, op, buckets) and kept. */
+/* The kept pick of (key, op, buckets), or NULL; under c->lock. */
+static struct picked *find_pick(mta_context *c, const char *key, int op, int64_t tb, int64_t bb)
+{
+	struct picked *k = c->picks;
+	while (k && (k->t_bucket != tb || k->b_bucket != bb || k->op != op || strcmp(k->key, key)))
+		k = k->next;
+	return k;
+}
+
+/*
+ * The pick of op (MTA_OP_*), made once per (problem, op, buckets) and kept
+ * (a kept pick never changes, so it is read outside the lock). A first
+ * pick queries the database under db_lock; a second caller of the same
+ * pick waits there and then finds it made.
+ */
 static int pick_op(mta_context *c, const struct mta_problem *p, int op, int64_t B, int64_t T,
 		   struct mta_pick *out)
 {
@@ -290,9 +328,16 @@ static int pick_op(mta_context *c, const struct mta_problem *p, int op, int64_t 
 	if ((rc = key_of(c, p, key)))
 		return rc;
 	pthread_mutex_lock(&c->lock);
-	for (k = c->picks; k; k = k->next)
-		if (k->t_bucket == tb && k->b_bucket == bb && k->op == op && !strcmp(k->key, key))
-			break;
+	k = find_pick(c, key, op, tb, bb);
+	pthread_mutex_unlock(&c->lock);
+	if (k) {
+		*out = k->pick;
+		return mta_done(MTA_OK);
+	}
+	pthread_mutex_lock(&c->db_lock);
+	pthread_mutex_lock(&c->lock);
+	k = find_pick(c, key, op, tb, bb);
+	pthread_mutex_unlock(&c->lock);
 	if (!k) {
 		if (!(k = calloc(1, sizeof *k))) {
 			rc = mta_fail(MTA_ENOMEM, "out of memory");
@@ -307,12 +352,14 @@ static int pick_op(mta_context *c, const struct mta_problem *p, int op, int64_t 
 		k->op = op;
 		k->t_bucket = tb;
 		k->b_bucket = bb;
+		pthread_mutex_lock(&c->lock);
 		k->next = c->picks;
 		c->picks = k;
+		pthread_mutex_unlock(&c->lock);
 	}
 	*out = k->pick;
 out:
-	pthread_mutex_unlock(&c->lock);
+	pthread_mutex_unlock(&c->db_lock);
 	return mta_done(rc);
 }
 
@@ -331,39 +378,88 @@ int mta_context_pick_op(mta_context *c, const struct mta_problem *p, const char 
 	return pick_op(c, p, o, B, T, out);
 }
 
-/* The loaded kernel for (key, spec), loading it on first use. */
-static int kernel_for(mta_context *c, const struct mta_problem *p, const char *key,
-		      const char *spec, struct loaded **out)
+static int ctx_forward(void *ctx, const struct mta_problem *p, const struct mta_tensor *q,
+		       const struct mta_tensor *k, const struct mta_tensor *v,
+		       const struct mta_weights *w, struct mta_tensor *o);
+static int ctx_select(void *ctx, const struct mta_problem *p, int64_t B, int64_t T,
+		      struct mta_decoder *out);
+
+/*
+ * The context's kernel of op (MTA_OP_*) for (key, spec), loaded on first
+ * use: *out, or NULL and the load's error. The spec is parsed and held to
+ * the rules of the kernel op loads (for the forward every rule; for the
+ * others those of what their kernel reads, mta_variant_check_kernel) before
+ * anything is recorded. The load itself runs under db_lock alone (see the
+ * top): other threads' calls of loaded kernels do not wait for it, and a
+ * caller of this same kernel waits on c->loaded for it.
+ */
+static int kernel_load(mta_context *c, const struct mta_problem *p, const char *key,
+		       const char *spec, int op, struct loaded **out)
 {
 	struct mta_variant v;
-	struct loaded *l;
-	int rc = MTA_OK;
+	struct loaded *l, **at;
+	int rc;
+
+	*out = NULL;
+	pthread_mutex_lock(&c->lock);
+	for (;;) {
+		for (l = c->kernels; l; l = l->next)
+			if (l->op == op && !strcmp(l->key, key) && !strcmp(l->spec, spec))
+				break;
+		if (!l || !l->loading)
+			break;
+		pthread_cond_wait(&c->loaded, &c->lock);
+	}
+	if (l) {
+		pthread_mutex_unlock(&c->lock);
+		*out = l;
+		return MTA_OK;
+	}
+	if ((rc = mta_variant_parse(spec, &v)) ||
+	    (rc = op == MTA_OP_FWD ? mta_variant_check(p, &v) : mta_variant_check_kernel(p, &v, op)))
+		goto unlock;
+	if (!(l = calloc(1, sizeof *l))) {
+		rc = mta_fail(MTA_ENOMEM, "out of memory");
+		goto unlock;
+	}
+	count(&c->stats.host_allocs);
+	snprintf(l->key, sizeof l->key, "%s", key);
+	snprintf(l->spec, sizeof l->spec, "%s", spec);
+	l->op = op;
+	l->loading = 1;
+	l->next = c->kernels;
+	c->kernels = l;
+	pthread_mutex_unlock(&c->lock);
+
+	pthread_mutex_lock(&c->db_lock);
+	if (op == MTA_OP_FWD)
+		rc = c->be->load(c->dev, c->db, p, &v, NULL, 0, &l->k);
+	else if (op == MTA_OP_BWD)
+		rc = c->be->train_load(c->dev, p, &v, &l->k);
+	else
+		rc = c->be->decode_load(c->dev, p, &v, &l->handle, &l->dec);
+	pthread_mutex_unlock(&c->db_lock);
 
 	pthread_mutex_lock(&c->lock);
-	for (l = c->kernels; l; l = l->next)
-		if (!l->train && !strcmp(l->key, key) && !strcmp(l->spec, spec))
-			break;
-	if (!l) {
-		if ((rc = mta_variant_parse(spec, &v)) || (rc = mta_variant_check(p, &v)))
-			goto out;
-		if (!(l = calloc(1, sizeof *l))) {
-			rc = mta_fail(MTA_ENOMEM, "out of memory");
-			goto out;
-		}
-		count(&c->stats.host_allocs);
+	if (rc) {
+		for (at = &c->kernels; *at != l; at = &(*at)->next)
+			;
+		*at = l->next;
+		free(l);
+		l = NULL;
+	} else {
 		count(&c->stats.kernel_loads);
-		if ((rc = c->be->load(c->dev, c->db, p, &v, NULL, 0, &l->k))) {
-			free(l);
-			l = NULL;
-			goto out;
+		if (op == MTA_OP_DECODE) {
+			l->dec.ctx = c;
+			l->dec.forward = ctx_forward;
+			l->dec.select = ctx_select;
+			l->dec.spec = l->spec;
 		}
-		strcpy(l->key, key);
-		strcpy(l->spec, spec);
-		l->next = c->kernels;
-		c->kernels = l;
+		l->loading = 0;
 	}
+	pthread_cond_broadcast(&c->loaded);
 	*out = l;
-out:
+unlock:
 	pthread_mutex_unlock(&c->lock);
 	return rc;
 }
@@ -515,7 +611,7 @@ static int kernel_of(mta_context *c, const struct mta_problem *p, int64_t B, int
 	if (c->be->variants == MTA_BACKEND_CUDA && (rc = mta_cuda_size_ok(B, T)))
 		return rc;
 	if ((rc = key_of(c, p, key)) || (rc = mta_context_pick(c, p, B, T, &pick)) ||
-	    (rc = kernel_for(c, p, key, pick.spec, kern)))
+	    (rc = kernel_load(c, p, key, pick.spec, MTA_OP_FWD, kern)))
 		return rc;
 	return MTA_OK;
 }
@@ -679,8 +775,6 @@ static int train_kernel(mta_context *c, const struct mta_problem *p, int64_t B, 
 {
 	char key[MTA_KEY_MAX];
 	struct mta_pick pick;
-	struct mta_variant v;
-	struct loaded *l;
 	int rc;
 
 	if (!c)
@@ -690,33 +784,7 @@ static int train_kernel(mta_context *c, const struct mta_problem *p, int64_t B, 
 				what, c->be->name);
 	if ((rc = key_of(c, p, key)) || (rc = pick_op(c, p, MTA_OP_BWD, B, T, &pick)))
 		return rc;
-	pthread_mutex_lock(&c->lock);
-	for (l = c->kernels; l; l = l->next)
-		if (l->train && !strcmp(l->key, key) && !strcmp(l->spec, pick.spec))
-			break;
-	if (!l) {
-		if ((rc = mta_variant_parse(pick.spec, &v)) ||
-		    (rc = mta_variant_check_kernel(p, &v, MTA_OP_BWD)))
-			goto out;
-		if (!(l = calloc(1, sizeof *l))) {
-			rc = mta_fail(MTA_ENOMEM, "out of memory");
-			goto out;
-		}
-		if ((rc = c->be->train_load(c->dev, p, &v, &l->k))) {
-			free(l);
-			l = NULL;
-			goto out;
-		}
-		strcpy(l->key, key);
-		strcpy(l->spec, pick.spec);
-		l->train = 1;
-		l->next = c->kernels;
-		c->kernels = l;
-	}
-	*out = l;
-out:
-	pthread_mutex_unlock(&c->lock);
-	return rc;
+	return kernel_load(c, p, key, pick.spec, MTA_OP_BWD, out);
 }
 
 int mta_forward_train(mta_context *c, const struct mta_problem *p, const struct mta_tensor *q,
@@ -767,7 +835,7 @@ int mta_forward_varlen(mta_context *c, const struct mta_problem *p, const struct
 	    (rc = host_only("mta_forward_varlen", q, k, v, o, "o")) ||
 	    (rc = key_of(c, p, key)) ||
 	    (rc = mta_context_pick(c, p, ndocs, tmax > 0 ? tmax : 1, &pick)) ||
-	    (rc = kernel_for(c, p, key, pick.spec, &kern)))
+	    (rc = kernel_load(c, p, key, pick.spec, MTA_OP_FWD, &kern)))
 		return rc;
 	return mta_done(mta_backend_forward_varlen(c->be, kern->k, p, q, k, v, w, cu_seqlens,
 						   ndocs, o));
@@ -820,60 +888,11 @@ int mta_backward_varlen(mta_context *c, const struct mta_problem *p, const struc
 
 /* ---- decode (mta.h, mta_cache_create_ctx) ---- */
 
-/* A decode kernel loaded into the context, kept until it is freed. */
-struct dloaded {
-	char key[MTA_KEY_MAX];
-	char spec[MTA_SPEC_MAX];
-	void *handle;
-	struct mta_decoder dec;
-	struct dloaded *next;
-};
-
 static int ctx_forward(void *ctx, const struct mta_problem *p, const struct mta_tensor *q,
 		       const struct mta_tensor *k, const struct mta_tensor *v,
 		       const struct mta_weights *w, struct mta_tensor *o)
 {
 	return mta_forward(ctx, p, q, k, v, w, o);
-}
-
-static int ctx_select(void *ctx, const struct mta_problem *p, int64_t B, int64_t T,
-		      struct mta_decoder *out);
-
-/* The context's decode kernel of (key, spec), loaded on first use (one list, under its lock). */
-static int decode_kernel(mta_context *c, const struct mta_problem *p, const char *key,
-			 const char *spec, struct mta_decoder *dec)
-{
-	struct mta_variant v;
-	struct dloaded *l;
-	int rc = MTA_OK;
-	if ((rc = mta_variant_parse(spec, &v)))
-		return rc;
-	pthread_mutex_lock(&c->lock);
-	for (l = c->decoders; l && (strcmp(l->key, key) || strcmp(l->spec, spec)); l = l->next)
-		;
-	if (!l) {
-		if (!(l = calloc(1, sizeof *l))) {
-			rc = mta_fail(MTA_ENOMEM, "out of memory");
-			goto out;
-		}
-		if ((rc = c->be->decode_load(c->dev, p, &v, &l->handle, &l->dec))) {
-			free(l);
-			goto out;
-		}
-		count(&c->stats.kernel_loads);
-		strcpy(l->key, key);
-		snprintf(l->spec, sizeof l->spec, "%s", spec);
-		l->dec.ctx = c;
-		l->dec.forward = ctx_forward;
-		l->dec.select = ctx_select;
-		l->dec.spec = l->spec;
-		l->next = c->decoders;
-		c->decoders = l;
-	}
-	*dec = l->dec;
-out:
-	pthread_mutex_unlock(&c->lock);
-	return rc;
 }
 
 /* The decoder of the decode winner for (p, B, T) (op "decode", by the forward's policy). */
@@ -884,9 +903,12 @@ static int ctx_select(void *ctx, const struct mta_problem *p, int64_t B, int64_t
 	char key[MTA_KEY_MAX];
 	struct mta_pick pick;
 	int rc;
-	if ((rc = key_of(c, p, key)) || (rc = pick_op(c, p, MTA_OP_DECODE, B, T, &pick)))
+	struct loaded *l;
+	if ((rc = key_of(c, p, key)) || (rc = pick_op(c, p, MTA_OP_DECODE, B, T, &pick)) ||
+	    (rc = kernel_load(c, p, key, pick.spec, MTA_OP_DECODE, &l)))
 		return rc;
-	return decode_kernel(c, p, key, pick.spec, out);
+	*out = l->dec;
+	return MTA_OK;
 }
 
 int mta_cache_create_ctx(mta_context *c, const struct mta_problem *p, int64_t batch,
@@ -906,13 +928,4 @@ int mta_cache_create_ctx(mta_context *c, const struct mta_problem *p, int64_t ba
 	if ((rc = ctx_select(c, p, batch, 1, &dec)))
 		return rc;
 	return mta_done(mta_cache_create_kernel(p, batch, &dec, out));
-}
-
-static void free_decoders(mta_context *c)
-{
-	for (struct dloaded *l = c->decoders, *nx; l; l = nx) {
-		nx = l->next;
-		c->be->decode_unload(l->handle);
-		free(l);
-	}
 }

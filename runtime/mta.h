@@ -317,7 +317,10 @@ typedef struct mta_context mta_context;
  * is the device's index among those its backend sees (CUDA: ordinal among
  * the visible devices, CUDA_VISIBLE_DEVICES applies; for cpu and cuda-emu
  * every index names this machine's CPU). One context may be used from
- * several threads.
+ * several threads: a thread whose first call of a problem loads (compiles)
+ * its kernel holds up no other thread's calls of kernels already loaded;
+ * loads, and first picks, run one at a time, and a caller of a kernel
+ * being loaded waits for that load.
  *
  * "cuda" opens the device through the driver, loaded at run time: without a
  * driver or device it returns MTA_ENODEV saying which. Winners are looked up

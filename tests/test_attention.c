@@ -17,10 +17,13 @@
 #include "tuner/measure/sample.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 /* REQUIRE for helpers that return a value: the test's child process ends failed. */
 #define NEED(c)                                                                         \
@@ -390,6 +393,116 @@ TEST(attention_no_allocation_or_sync_per_call)
 		mta_sample_free(&s);
 		mta_context_free(c);
 	}
+}
+
+/* A thread's first call of a problem, which loads (compiles) its kernel. */
+struct loader {
+	mta_context *c;
+	const struct mta_problem *p;
+	int rc;
+	char err[512];
+};
+
+static void *load_in_thread(void *arg)
+{
+	struct loader *l = arg;
+	l->rc = mta_context_reserve(l->c, l->p, 1, 24);
+	snprintf(l->err, sizeof l->err, "%s", l->rc ? mta_last_error() : "");
+	return NULL;
+}
+
+static int exists(const char *dir, const char *name)
+{
+	char path[1100];
+	struct stat st;
+	snprintf(path, sizeof path, "%s/%s", dir, name);
+	return stat(path, &st) == 0;
+}
+
+/*
+ * A first call compiles its kernel (NVRTC: up to a minute) without holding
+ * the context: other threads' calls of loaded kernels go on meanwhile, and
+ * a second thread asking for the kernel being loaded waits for that load
+ * rather than making its own. The compiler (MTATUNE_CC) is a script that
+ * holds the load until the test opens a gate (or 30 s pass), and notes
+ * when it was let go: a call of the loaded problem must end while it is
+ * held.
+ */
+TEST(attention_calls_go_on_while_another_thread_loads)
+{
+	struct mta_problem py = prob("h2kv1d8-pre2x3-both-f32"), px = prob("h2kv1d8-post2x3-f32");
+	char dir[1000], cache[1100], cc[1100], *out = NULL;
+	snprintf(dir, sizeof dir, "%s/gate", mt_tmpdir());
+	snprintf(cache, sizeof cache, "%s/cache", dir);
+	snprintf(cc, sizeof cc, "%s/cc.sh", dir);
+	REQUIRE(mt_sh(&out, "mkdir -p '%s'", dir) == 0);
+	free(out);
+	FILE *sh = fopen(cc, "w");
+	REQUIRE(sh);
+	fprintf(sh, "#!/bin/sh\ntouch '%s/started'\ni=0\n"
+		"while [ ! -e '%s/open' ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done\n"
+		"touch '%s/let-go'\nexec cc \"$@\"\n", dir, dir, dir);
+	fclose(sh);
+	REQUIRE(chmod(cc, 0700) == 0);
+	setenv("MTATUNE_CACHE", cache, 1); /* a cache of this test's own: nothing built yet */
+	mta_context *c = NULL;
+	char db[1024];
+	snprintf(db, sizeof db, "%s/none.db", mt_tmpdir());
+	REQUIRE(mta_context_create(&c, db, "cpu", 0) == MTA_OK);
+	struct mta_sample s;
+	REQUIRE(mta_sample_make(&py, 1, 24, mt_seed(), &s) == MTA_OK);
+	REQUIRE(mta_context_reserve(c, &py, 1, 24) == MTA_OK); /* loaded by the real compiler */
+	setenv("MTATUNE_CC", cc, 1);
+	struct loader a = { c, &px, -1, "" }, b = { c, &px, -1, "" };
+	pthread_t ta, tb;
+	REQUIRE(pthread_create(&ta, NULL, load_in_thread, &a) == 0);
+	for (int i = 0; i < 600 && !exists(dir, "started"); i++)
+		usleep(50000);
+	CHECK(exists(dir, "started"));
+	REQUIRE(pthread_create(&tb, NULL, load_in_thread, &b) == 0);
+	/* the loaded problem's call, while px's compile is held */
+	float *f = malloc((size_t)(s.B * s.T * py.H * py.D) * sizeof *f);
+	struct mta_tensor o;
+	REQUIRE(f);
+	mta_tensor_init(&o, f, MTA_F32, s.B, s.T, py.H, py.D);
+	for (int i = 0; i < 5; i++) {
+		memset(f, 0xff, (size_t)(s.B * s.T * py.H * py.D) * sizeof *f);
+		CHECKF(mta_forward(c, &py, &s.q, &s.k, &s.v, &s.w, &o) == MTA_OK, "%s",
+		       mta_last_error());
+	}
+	CHECKF(!exists(dir, "let-go"), "a call of a loaded kernel waited for another's load");
+	compare(&py, &s, &s.w, &o, "the call made during the load");
+	char gate[1100];
+	snprintf(gate, sizeof gate, "%s/open", dir);
+	FILE *g = fopen(gate, "w");
+	REQUIRE(g);
+	fclose(g);
+	pthread_join(ta, NULL);
+	pthread_join(tb, NULL);
+	unsetenv("MTATUNE_CC");
+	CHECKF(a.rc == MTA_OK && b.rc == MTA_OK, "loads: %d (%s), %d (%s)", a.rc, a.err, b.rc,
+	       b.err);
+	struct mta_stats st;
+	mta_context_stats(c, &st);
+	CHECKF(st.kernel_loads == 2, "%llu kernels loaded, expected 2 (px once)",
+	       (unsigned long long)st.kernel_loads);
+	/* and px's kernel computes px */
+	struct mta_sample sx;
+	REQUIRE(mta_sample_make(&px, 1, 24, mt_seed() + 1, &sx) == MTA_OK);
+	float *fx = malloc((size_t)(sx.B * sx.T * px.H * px.D) * sizeof *fx);
+	REQUIRE(fx);
+	mta_tensor_init(&o, fx, MTA_F32, sx.B, sx.T, px.H, px.D);
+	memset(fx, 0xff, (size_t)(sx.B * sx.T * px.H * px.D) * sizeof *fx);
+	CHECKF(mta_forward(c, &px, &sx.q, &sx.k, &sx.v, &sx.w, &o) == MTA_OK, "%s",
+	       mta_last_error());
+	compare(&px, &sx, &sx.w, &o, "the kernel loaded in a thread");
+	mta_context_stats(c, &st);
+	CHECK(st.kernel_loads == 2);
+	free(fx);
+	free(f);
+	mta_sample_free(&sx);
+	mta_sample_free(&s);
+	mta_context_free(c);
 }
 
 /* Host/device mix-ups, which a GPU would turn into a crash, are refused by name. */
