@@ -662,7 +662,8 @@ MTA_API int mta_decode(mta_cache *c, const struct mta_tensor *q, const struct mt
  * struct mta_weights, in `memory` (enum mta_memory). On a cuda context host
  * weights are copied into device memory the handle owns; device weights are
  * referenced, not copied (a training step that updates them in place is seen
- * by the next call). On cpu and cuda-emu contexts host pointers are
+ * by the next call), once the driver has said they are the device's memory
+ * (as mta_attention's tensors). On cpu and cuda-emu contexts host pointers are
  * referenced (the same holds: an update in place is seen); cuda-emu device
  * pointers must lie in its emulated device memory. layer_id and the value
  * gate_b are copied (gate_b into memory the kernel reads); gate_b_ptr, when
@@ -690,7 +691,11 @@ MTA_API void mta_weights_free(mta_wts *w); /* NULL is fine */
  * strides; their memory: device on a cuda context, host on a cpu context,
  * either on cuda-emu (whose device memory is emulated: a tensor marked
  * device must lie in an mta_device_alloc block, one marked host outside
- * every such block, else MTA_EINVAL naming the tensor).
+ * every such block, else MTA_EINVAL naming the tensor). A cuda context asks
+ * the driver where each tensor's first and last bytes lie
+ * (cuPointerGetAttributes) and refuses, naming the tensor, memory that is
+ * not the context's device's (or managed) memory: host memory, a freed
+ * block, another GPU's, where a launch would fault.
  *
  * scale: the softmax scale, 0 meaning the problem's (mta_problem_scale).
  * The kernels of this version compile the scale in (it is part of the

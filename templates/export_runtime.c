@@ -442,6 +442,14 @@ int mta_weights_load(mta_context *c, const struct mta_problem *p, const struct m
 	h->w = w ? *w : none;
 	h->gate_b = h->w.gate_b;
 	n = mta_weight_parts(p, &h->w, part);
+	/* device weights are referenced: memory of this device, or no handle */
+	for (int i = 0; c->cuda_backend && memory == MTA_MEM_DEVICE && i < n; i++)
+		if ((rc = mta_cuda_ptr_check(c->cu, part[i].name, *part[i].ptr,
+					     part[i].n * sizeof(float))))
+			goto out;
+	if (c->cuda_backend && memory == MTA_MEM_DEVICE && p->gate && h->w.gate_b_ptr &&
+	    (rc = mta_cuda_ptr_check(c->cu, "weight gate_b", h->w.gate_b_ptr, sizeof(float))))
+		goto out;
 	int upload = c->cuda_backend && memory == MTA_MEM_HOST;
 	int own_gate_b = p->gate && !h->w.gate_b_ptr;
 	if (upload || (c->cuda_backend && own_gate_b)) {
@@ -529,7 +537,9 @@ int mta_attention(mta_context *c, const struct mta_problem *p, const mta_wts *w,
 	if ((rc = mta_attention_check(p, q, kt, v, o, scale, &B, &T)))
 		return rc;
 	for (int i = 0; i < 4; i++)
-		if ((rc = mem_check(c, names[i], all[i]->memory)))
+		if ((rc = mem_check(c, names[i], all[i]->memory)) ||
+		    (c->cuda_backend && (rc = mta_cuda_ptr_check(c->cu, names[i], all[i]->data,
+								 mta_tensor_extent(all[i])))))
 			return rc;
 	if (w && (w->c != c || memcmp(&w->p, p, sizeof *p)))
 		return mta_fail(MTA_EINVAL, "the weights handle was loaded for another %s",

@@ -505,6 +505,88 @@ TEST(attention_calls_go_on_while_another_thread_loads)
 	mta_context_free(c);
 }
 
+/*
+ * A cuda context asks the driver what memory each tensor and device weight
+ * is (cuPointerGetAttributes, mta_cuda_ptr_check) before a launch would
+ * fault on it, or read another GPU's memory: on the stand-in driver
+ * (tests/export/fakecuda.c, whose device memory is cuMemAlloc's live
+ * blocks), host memory marked device, a tensor whose strides run past its
+ * block, a freed block and another device's memory are refused by name;
+ * the tensors of mta_device_alloc pass the check and the call goes on to
+ * the kernel (which the stand-in cannot run: the error is then the
+ * launch's, not the memory's).
+ */
+TEST(attention_cuda_refuses_memory_the_device_cannot_take)
+{
+	struct mta_problem p = prob("h2kv1d8-pre2x3-gate-f32");
+	char fake[1100], *out = NULL, db[1100];
+	snprintf(fake, sizeof fake, "%s/fakecuda.so", mt_tmpdir());
+	int rc = mt_sh(&out, "cc -std=gnu11 -O1 -shared -fPIC -I. tests/export/fakecuda.c "
+		       "runtime/core/hash.c -o %s -ldl -lpthread", fake);
+	REQUIRE(rc == 0 || (mt_fail(__FILE__, __LINE__, "fakecuda: %s", out), 0));
+	free(out);
+	setenv("MTATUNE_LIBCUDA", fake, 1);
+	unsetenv("FAKECUDA_PTR_ORDINAL");
+	mt_kcache();
+	snprintf(db, sizeof db, "%s/none.db", mt_tmpdir());
+	mta_context *c = NULL;
+	REQUIRE(mta_context_create(&c, db, "cuda", 0) == MTA_OK ||
+		(mt_fail(__FILE__, __LINE__, "%s", mta_last_error()), 0));
+	struct mta_sample s;
+	struct dev_in d;
+	mta_wts *w = NULL;
+	REQUIRE(mta_sample_make(&p, 1, 16, mt_seed(), &s) == MTA_OK);
+	to_device(c, &s, &d);
+	size_t n = (size_t)(s.B * s.T * p.H * p.D) * 4;
+	void *odev = NULL, *freed = NULL;
+	REQUIRE(mta_device_alloc(c, n, &odev) == MTA_OK && mta_device_alloc(c, n, &freed) == MTA_OK);
+	mta_device_free(c, freed);
+	struct mta_tensor o, q = d.q;
+	mta_tensor_init(&o, odev, MTA_F32, s.B, s.T, p.H, p.D);
+	o.memory = MTA_MEM_DEVICE;
+	REQUIRE(mta_weights_load(c, &p, &s.w, MTA_MEM_HOST, &w) == MTA_OK); /* uploaded */
+
+	/* host memory marked device */
+	q.data = s.q.data;
+	CHECK_EQ_INT(mta_attention(c, &p, w, &q, &d.k, &d.v, &o, 0, NULL), MTA_EINVAL);
+	CHECK_STR_CONTAINS(mta_last_error(), "tensor q is not CUDA memory (its first byte");
+	CHECK_STR_CONTAINS(mta_last_error(), "takes that device's memory");
+	/* a block of device memory, read past its end by the strides */
+	q = d.q;
+	q.stride[0] *= 2;
+	q.shape[0] = 1;
+	q.stride[1] *= 2;
+	CHECK_EQ_INT(mta_attention(c, &p, w, &q, &d.k, &d.v, &o, 0, NULL), MTA_EINVAL);
+	CHECK_STR_CONTAINS(mta_last_error(), "tensor q is not CUDA memory (its last byte");
+	/* a freed block */
+	o.data = freed;
+	CHECK_EQ_INT(mta_attention(c, &p, w, &d.q, &d.k, &d.v, &o, 0, NULL), MTA_EINVAL);
+	CHECK_STR_CONTAINS(mta_last_error(), "tensor o is not CUDA memory");
+	o.data = odev;
+	/* device weights: referenced, so asked about too */
+	struct mta_weights hw = s.w;
+	mta_wts *w2 = NULL;
+	CHECK_EQ_INT(mta_weights_load(c, &p, &hw, MTA_MEM_DEVICE, &w2), MTA_EINVAL);
+	CHECK_STR_CONTAINS(mta_last_error(), "is not CUDA memory");
+	CHECK(w2 == NULL);
+	/* another device's memory */
+	setenv("FAKECUDA_PTR_ORDINAL", "1", 1);
+	CHECK_EQ_INT(mta_attention(c, &p, w, &d.q, &d.k, &d.v, &o, 0, NULL), MTA_EINVAL);
+	CHECK_STR_CONTAINS(mta_last_error(), "tensor q is memory of CUDA device 1 (its first byte");
+	CHECK_STR_CONTAINS(mta_last_error(), "this context runs on device 0");
+	unsetenv("FAKECUDA_PTR_ORDINAL");
+	/* the right memory passes: the call reaches the launch, which the stand-in refuses */
+	rc = mta_attention(c, &p, w, &d.q, &d.k, &d.v, &o, 0, NULL);
+	CHECKF(rc != MTA_EINVAL && !strstr(mta_last_error(), "memory"), "%d: %s", rc,
+	       mta_last_error());
+	CHECK_STR_CONTAINS(mta_last_error(), "no emulator for this cubin");
+	mta_weights_free(w);
+	mta_device_free(c, odev);
+	free_device(c, &d);
+	mta_sample_free(&s);
+	mta_context_free(c);
+}
+
 /* Host/device mix-ups, which a GPU would turn into a crash, are refused by name. */
 TEST(attention_emu_refuses_host_device_mixups)
 {

@@ -904,6 +904,11 @@ TEST(export_cuda_ships_the_backward_and_runs_it_on_a_stand_in_driver)
 	CHECK_STR_CONTAINS(out, "EINVAL: mta_forward_train takes host tensors; tensor q says "
 			   "device memory (library cub copies them to its device itself)");
 	free(out);
+	/* mta_attention asks the driver what a tensor marked device is (mta_cuda_ptr_check) */
+	CHECK(mt_sh(&out, "MTX_Q_DEVICE=1 %s %s attn %s/gcase.bin %s/aout.bin f32", env, prog,
+		    mt_tmpdir(), mt_tmpdir()) == 1);
+	CHECK_STR_CONTAINS(out, "EINVAL: tensor q is not CUDA memory (its first byte at 0x");
+	free(out);
 	CHECK(mt_sh(&out, "grep -c 'backward cubins (mtatune.s runtime/cuda/bwd.c, shipped' "
 		    "%s/mta.h", lib) == 0);
 	free(out);

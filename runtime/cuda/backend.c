@@ -350,7 +350,7 @@ static int mem_check(struct mta_device *d, const char *name, const void *ptr, si
 	if (memory != MTA_MEM_DEVICE)
 		return mta_fail(MTA_EINVAL, "%s is host memory; a cuda context's kernels take device "
 				"memory (copy it with mta_memcpy, or call mta_forward)", name);
-	return MTA_OK;
+	return mta_cuda_ptr_check(d->c, name, ptr, n);
 }
 
 static int sync(struct mta_device *d, void *stream)

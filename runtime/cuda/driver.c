@@ -82,6 +82,8 @@ static void load_once(void)
 	S(memcpy_async, "cuMemcpyAsync", NULL);
 #undef S
 	f.errname = (cu_result(*)(cu_result, const char **))dlsym(dl, "cuGetErrorName");
+	f.ptr_attrs = (cu_result(*)(unsigned, int *, void **, cu_ptr))dlsym(dl,
+									"cuPointerGetAttributes");
 	mta_cu = f;
 	if ((r = mta_cu.init(0))) {
 		snprintf(load_msg, sizeof load_msg, "%s: cuInit failed: %s%s",
@@ -179,6 +181,49 @@ void mta_cu_pop(void)
 {
 	cu_ctx old;
 	mta_cu.ctx_pop(&old);
+}
+
+/* CUpointer_attribute and CUmemorytype values (cuda.h) */
+enum { PTR_MEMORY_TYPE = 2, PTR_IS_MANAGED = 8, PTR_DEVICE_ORDINAL = 9 };
+enum { MEMTYPE_HOST = 1, MEMTYPE_DEVICE = 2 };
+
+int mta_cuda_ptr_check(struct mta_cuda *c, const char *name, const void *ptr, size_t bytes)
+{
+	const cu_ptr first = (cu_ptr)(uintptr_t)ptr;
+	const cu_ptr at[2] = { first, first + (bytes ? bytes - 1 : 0) };
+	int rc;
+	if (!mta_cu.ptr_attrs)
+		return MTA_OK;
+	if ((rc = mta_cu_push(c)))
+		return rc;
+	for (int e = 0; e < 2 && !rc; e++) {
+		int attrs[3] = { PTR_MEMORY_TYPE, PTR_IS_MANAGED, PTR_DEVICE_ORDINAL };
+		unsigned type = 0, managed = 0;
+		int ordinal = -1;
+		void *data[3] = { &type, &managed, &ordinal };
+		const char *end = e ? "its last byte" : "its first byte";
+		cu_result r = mta_cu.ptr_attrs(3, attrs, data, at[e]);
+		if (r)
+			rc = mta_fail(MTA_EKERNEL, "cannot ask the driver what memory %s is "
+				      "(cuPointerGetAttributes): %s", name, mta_cu_error(r));
+		else if (managed)
+			continue;
+		else if (type == MEMTYPE_HOST)
+			rc = mta_fail(MTA_EINVAL, "%s is page-locked host memory (%s at %p); a CUDA "
+				      "kernel of device %d takes that device's memory", name, end,
+				      (void *)(uintptr_t)at[e], c->dev.index);
+		else if (type != MEMTYPE_DEVICE)
+			rc = mta_fail(MTA_EINVAL, "%s is not CUDA memory (%s at %p is in no "
+				      "allocation: host memory, or freed); a CUDA kernel of device %d "
+				      "takes that device's memory", name, end, (void *)(uintptr_t)at[e],
+				      c->dev.index);
+		else if (ordinal != c->dev.index)
+			rc = mta_fail(MTA_EINVAL, "%s is memory of CUDA device %d (%s at %p); this "
+				      "context runs on device %d: move it there", name, ordinal, end,
+				      (void *)(uintptr_t)at[e], c->dev.index);
+	}
+	mta_cu_pop();
+	return rc;
 }
 
 int mta_cuda_mem_alloc(struct mta_cuda *c, size_t n, void **out)

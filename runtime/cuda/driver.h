@@ -90,6 +90,8 @@ struct mta_cu {
 	cu_result (*errname)(cu_result, const char **); /* NULL when the driver has none */
 	/* mta_attention's device path: copies in stream order (unified addressing) */
 	cu_result (*memcpy_async)(cu_ptr, cu_ptr, size_t, cu_stream);
+	/* cuPointerGetAttributes (CUDA 7 on), for mta_cuda_ptr_check; NULL when absent */
+	cu_result (*ptr_attrs)(unsigned, int *, void **, cu_ptr);
 };
 
 /* The loaded driver; valid after mta_cuda_driver_load() returned MTA_OK. */
@@ -155,5 +157,18 @@ void mta_cu_pop(void);
  */
 int mta_cuda_mem_alloc(struct mta_cuda *c, size_t n, void **out);
 void mta_cuda_mem_free(struct mta_cuda *c, void *p);
+
+/*
+ * MTA_OK when the bytes at ptr (bytes > 0) lie in memory c's kernels may
+ * take: device memory of c's device, or managed memory. Else MTA_EINVAL
+ * naming `name`, what its memory is (no CUDA allocation: host memory or a
+ * freed or foreign pointer; page-locked host memory; another device's) and
+ * what was expected, where a launch would fault (an illegal address, which
+ * ends the context for every later call) or read another device's memory
+ * across the bus. Both ends are asked, so a tensor whose strides run past
+ * its allocation's end is caught where that end lies outside any. A
+ * driver without cuPointerGetAttributes checks nothing.
+ */
+int mta_cuda_ptr_check(struct mta_cuda *c, const char *name, const void *ptr, size_t bytes);
 
 #endif

@@ -22,6 +22,11 @@
  * runs the emulator's decode library (mta_emu_decode_library: its entry
  * mta_cuda_decode takes the launch's one parameter, struct mta_dargs, and
  * runs its grid of a block per sequence); its line's GX is the sequences.
+ *
+ * cuPointerGetAttributes knows the blocks cuMemAlloc handed out and not
+ * yet freed: device memory of device $FAKECUDA_PTR_ORDINAL (default 0, the
+ * one device; another stands for a second GPU's memory); anything else is
+ * no CUDA memory (the attributes' defaults, as the driver answers).
  */
 #define _GNU_SOURCE /* memmem */
 #include "runtime/core/hash.h"
@@ -30,6 +35,7 @@
 #include "runtime/cuda/bwd.h"
 
 #include <dlfcn.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -208,15 +214,58 @@ int cuLaunchKernel(struct ffunc *f, unsigned gx, unsigned gy, unsigned gz, unsig
 	return 98;
 }
 
+/* the live blocks of cuMemAlloc, for cuPointerGetAttributes */
+static struct { uintptr_t at; size_t n; } blocks[4096];
+static int nblocks;
+static pthread_mutex_t blocks_lock = PTHREAD_MUTEX_INITIALIZER;
+
 int cuMemAlloc_v2(unsigned long long *p, size_t n)
 {
 	void *x = NULL;
 	if (posix_memalign(&x, 256, n ? n : 1))
 		return 2;
+	pthread_mutex_lock(&blocks_lock);
+	if (nblocks < (int)(sizeof blocks / sizeof blocks[0])) {
+		blocks[nblocks].at = (uintptr_t)x;
+		blocks[nblocks++].n = n ? n : 1;
+	}
+	pthread_mutex_unlock(&blocks_lock);
 	*p = (uintptr_t)x;
 	return 0;
 }
-int cuMemFree_v2(unsigned long long p) { free((void *)(uintptr_t)p); return 0; }
+int cuMemFree_v2(unsigned long long p)
+{
+	pthread_mutex_lock(&blocks_lock);
+	for (int i = 0; i < nblocks; i++)
+		if (blocks[i].at == p) {
+			blocks[i] = blocks[--nblocks];
+			break;
+		}
+	pthread_mutex_unlock(&blocks_lock);
+	free((void *)(uintptr_t)p);
+	return 0;
+}
+/* memory type (2), is managed (8), device ordinal (9); other attributes are refused */
+int cuPointerGetAttributes(unsigned n, int *attrs, void **data, unsigned long long p)
+{
+	const char *o = getenv("FAKECUDA_PTR_ORDINAL");
+	int in = 0;
+	pthread_mutex_lock(&blocks_lock);
+	for (int i = 0; i < nblocks && !in; i++)
+		in = p >= blocks[i].at && p - blocks[i].at < blocks[i].n;
+	pthread_mutex_unlock(&blocks_lock);
+	for (unsigned i = 0; i < n; i++) {
+		if (attrs[i] == 2)
+			*(unsigned *)data[i] = in ? 2 : 0;
+		else if (attrs[i] == 8)
+			*(unsigned *)data[i] = 0;
+		else if (attrs[i] == 9)
+			*(int *)data[i] = in ? (o && *o ? atoi(o) : 0) : -2;
+		else
+			return 1; /* invalid value */
+	}
+	return 0;
+}
 int cuMemcpyHtoD_v2(unsigned long long d, const void *s, size_t n)
 {
 	memcpy((void *)(uintptr_t)d, s, n);

@@ -19,9 +19,9 @@
  * With MTX_CU_SEQLENS="0,a,b,...,T" in the environment (and B = 1), run
  * runs the packed-documents forward (mta_forward_varlen) with those offsets,
  * and grad the packed training calls (mta_forward_train_varlen, then
- * mta_backward_varlen). With MTX_BACKEND=cuda, grad's context is a CUDA
- * library's (default cpu); with MTX_Q_DEVICE=1, grad's q says it is in
- * device memory.
+ * mta_backward_varlen). With MTX_BACKEND=cuda, grad's and attn's context
+ * is a CUDA library's (default cpu); with MTX_Q_DEVICE=1, grad's and attn's
+ * q says it is in device memory (it is host memory).
  * With MTX_DECODE_FROM=N, run decodes instead: rows [0,N) of every sequence
  * as one chunk into a cache of mta_cache_create_ctx, then one token at a time
  * (on a context of MTX_BACKEND, default cpu).
@@ -121,7 +121,8 @@ static int run(const char *case_path, const char *out_path, int odt)
 		mta_cache_free(cache);
 		pick.source = 0;
 		snprintf(pick.spec, sizeof pick.spec, "decode");
-	} else if ((rc = mta_context_create(&c, NULL, "cpu", 0)) ||
+	} else if ((rc = mta_context_create(&c, NULL, odt >= 0 && getenv("MTX_BACKEND") ?
+					    getenv("MTX_BACKEND") : "cpu", 0)) ||
 	    (rc = mta_context_pick(c, &p, B, T, &pick)) ||
 	    (rc = ncu ? mta_forward_varlen(c, &p, &tq, &tk, &tv, &w, cu, ncu - 1, &to)
 		      : odt < 0 ? mta_forward(c, &p, &tq, &tk, &tv, &w, &to) : MTA_OK))
@@ -133,6 +134,8 @@ static int run(const char *case_path, const char *out_path, int odt)
 		void *o16 = malloc(nq * mta_dtype_size(odt));
 		memset(o16, 0xff, nq * mta_dtype_size(odt)); /* NaN in every type */
 		mta_tensor_init(&t16, o16, odt, B, T, p.H, p.D);
+		if (getenv("MTX_Q_DEVICE")) /* host memory that says device: refused */
+			tq.memory = MTA_MEM_DEVICE;
 		if ((rc = mta_weights_load(c, &p, &w, MTA_MEM_HOST, &h)) ||
 		    (rc = mta_context_reserve(c, &p, B, T)))
 			return fail(rc);
