@@ -38,6 +38,8 @@ for name in ("setup", "check", "emulate", "sanitizer", "tune", "model", "binding
              "serving"):
     check(name in steps, "no step %r in summary.json" % name)
 check(s.get("ok") is True and s.get("rehearsal") is True, "summary.json: ok %r" % s.get("ok"))
+check(s.get("finished") is True, "summary.json: finished %r" % s.get("finished"))
+check(steps.get("sanitizer", {}).get("runs", 0) >= 6, "sanitizer step: %r" % steps.get("sanitizer"))
 for x in s.get("steps", []):
     check(x.get("ok") is True, "step %r failed: %r" % (x.get("step"), x))
 c = steps.get("check", {})
