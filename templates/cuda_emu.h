@@ -564,6 +564,12 @@ static inline float mta_exp_ftz(float x)
 	const float y = exp2f(x * 1.4426950408889634f);
 	return y < 0x1p-126f ? 0.f : y;
 }
+/* Twin of ex2.approx.ftz.f32: exact here; a result under 2^-126 is 0. */
+static inline float mta_ex2_ftz(float x)
+{
+	const float y = exp2f(x);
+	return y < 0x1p-126f ? 0.f : y;
+}
 /* Twin of cvt.rn.satfinite.f16.f32: as above, but a result beyond the
  * largest finite half (+-65504) is that value, not infinity; NaN stays NaN. */
 static inline unsigned short mta_f32_to_f16_sat(float f)

@@ -77,6 +77,15 @@ __device__ __forceinline__ float mta_exp_ftz(float x)
 	asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x * 1.4426950408889634f));
 	return y;
 }
+/* 2^x by ex2.approx.ftz: a caller that scales by log2 e itself folds the
+ * scaling into an FFMA (x log2e - m log2e) in place of mta_exp_ftz's
+ * subtract and multiply. */
+__device__ __forceinline__ float mta_ex2_ftz(float x)
+{
+	float y;
+	asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+	return y;
+}
 /* x, in a register of its own: an identity byte permute the compiler does
  * not see through (a copy it would coalesce with x). */
 __device__ __forceinline__ unsigned mta_keep(unsigned x)

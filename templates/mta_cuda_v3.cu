@@ -1223,6 +1223,77 @@ __device__ void v3_mix(X_T *X, int hstride, int rs, int rows, const float *W, un
  * shuffles; a warp loops while any of its lanes has a row.
  */
 #define V_CH (K_BK / 8)
+/*
+ * One lane's 8 columns v of row `row` (head hh, row r), the first j0; valid
+ * columns c <= lim with j0 + c >= 0. FULL: all 8 of every lane of the warp
+ * are (off the diagonal, most tiles), so no column is tested. exp(v - m) is
+ * ex2(v log2e - m log2e), one FFMA and one MUFU; the rounded values go out
+ * two to a cvt, four words a lane.
+ */
+template <bool FULL>
+__device__ __forceinline__ void v3_smtask(int pass, bool act, int row, int hh, int r, int ch,
+					  int lim, int j0, const float (&v)[8], unsigned short *P,
+					  float *M, float *L, float *A, unsigned short *Pb)
+{
+#define V_OK(c) (FULL || ((c) <= lim && j0 + (c) >= 0))
+	const float l2e = 1.4426950408889634f;
+	if (pass == 2) {
+		const float ml = act ? M[row] * l2e : 0.f, li = act ? L[row] : 0.f;
+		float p[8];
+#pragma unroll
+		for (int c = 0; c < 8; c++)
+			p[c] = V_OK(c) ? mta_ex2_ftz(fmaf(v[c], l2e, -ml)) * li : 0.f;
+		if (act) {
+			unsigned short *d = P + hh * RP * V_PS + r * V_PS + KP + ch * 8;
+#pragma unroll
+			for (int c = 0; c < 8; c += 2) {
+				if (KP % 2 == 0) { /* the pair as one word (p <= 1: no saturation) */
+					*(unsigned *)(d + c) = mta_f16x2(p[c], p[c + 1]);
+				} else {
+					d[c] = mta_f32_to_f16(p[c]);
+					d[c + 1] = mta_f32_to_f16(p[c + 1]);
+				}
+			}
+		}
+		return;
+	}
+	float mx = NEG_INF;
+#pragma unroll
+	for (int c = 0; c < 8; c++)
+		if (V_OK(c))
+			mx = fmaxf(mx, v[c]);
+#pragma unroll
+	for (int o = 1; o < V_CH; o <<= 1)
+		mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+	const float mold = act ? M[row] : NEG_INF, mnew = fmaxf(mold, mx);
+	/* a row with no valid column yet (mnew -inf) has every p 0 */
+	const float ml = mnew == NEG_INF ? 0.f : mnew * l2e;
+	float sum = 0.f, p[8];
+#pragma unroll
+	for (int c = 0; c < 8; c++) {
+		p[c] = V_OK(c) ? mta_ex2_ftz(fmaf(v[c], l2e, -ml)) : 0.f;
+		sum += p[c];
+	}
+	if (pass == 0 && act) {
+		unsigned *o = (unsigned *)(Pb + hh * V_PBH + r * V_PBS + ch * 8);
+#pragma unroll
+		for (int c = 0; c < 8; c += 2)
+			o[c / 2] = to_op2(p[c], p[c + 1]);
+	}
+#pragma unroll
+	for (int o = 1; o < V_CH; o <<= 1)
+		sum += __shfl_xor_sync(0xffffffffu, sum, o);
+	__syncwarp(); /* every lane has read M[row] before the row's first lane writes it */
+	if (act && ch == 0) {
+		const float al = mold == NEG_INF ? 0.f : mta_exp_ftz(mold - mnew);
+		L[row] = L[row] * al + sum;
+		M[row] = mnew;
+		if (pass == 0)
+			A[row] = al;
+	}
+#undef V_OK
+}
+
 __device__ void v3_softmax(int pass, int T, int i_base, int sc0, int nrows, const float *S,
 			   unsigned short *P, float *M, float *L, float *A, unsigned short *Pb)
 {
@@ -1233,7 +1304,7 @@ __device__ void v3_softmax(int pass, int T, int i_base, int sc0, int nrows, cons
 		const int task = base + lane, row = task / V_CH, ch = task % V_CH;
 		const bool act = task < ntask;
 		const int hh = row / nrows, r = row % nrows, i = i_base + r, j0 = sc0 + ch * 8;
-		float v[8];
+		float v[8] = { 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f };
 		if (act) {
 			const float4 *s4 = (const float4 *)(S + hh * RP * V_SS + r * V_SS + ch * 8);
 			const float4 x0 = s4[0], x1 = s4[1];
@@ -1241,55 +1312,14 @@ __device__ void v3_softmax(int pass, int T, int i_base, int sc0, int nrows, cons
 			v[4] = x1.x; v[5] = x1.y; v[6] = x1.z; v[7] = x1.w;
 		}
 		const int lim = act && i < T ? i - j0 : -1; /* valid columns c <= lim (j0 >= 0) */
-		if (pass == 2) {
-			const float m = act ? M[row] : 0.f, li = act ? L[row] : 0.f;
-			float p[8];
-#pragma unroll
-			for (int c = 0; c < 8; c++)
-				p[c] = c <= lim && j0 + c >= 0 ? mta_exp_ftz(v[c] - m) * li : 0.f;
-			if (act) {
-				unsigned short *d = P + hh * RP * V_PS + r * V_PS + KP + ch * 8;
-#pragma unroll
-				for (int c = 0; c < 8; c++)
-					d[c] = mta_f32_to_f16(p[c]);
-			}
-			continue;
-		}
-		float mx = NEG_INF;
-#pragma unroll
-		for (int c = 0; c < 8; c++)
-			if (c <= lim && j0 + c >= 0)
-				mx = fmaxf(mx, v[c]);
-#pragma unroll
-		for (int o = 1; o < V_CH; o <<= 1)
-			mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
-		const float mold = act ? M[row] : NEG_INF, mnew = fmaxf(mold, mx);
-		float sum = 0.f, p[8];
-#pragma unroll
-		for (int c = 0; c < 8; c++) {
-			p[c] = c <= lim && j0 + c >= 0 ? mta_exp_ftz(v[c] - mnew) : 0.f;
-			sum += p[c];
-		}
-		if (pass == 0 && act) {
-			unsigned short *o = Pb + hh * V_PBH + r * V_PBS + ch * 8;
-#pragma unroll
-			for (int c = 0; c < 8; c++)
-				o[c] = to_op(p[c]);
-		}
-#pragma unroll
-		for (int o = 1; o < V_CH; o <<= 1)
-			sum += __shfl_xor_sync(0xffffffffu, sum, o);
-		__syncwarp(); /* every lane has read M[row] before the row's first lane writes it */
-		if (act && ch == 0) {
-			const float al = mold == NEG_INF ? 0.f : mta_exp_ftz(mold - mnew);
-			L[row] = L[row] * al + sum;
-			M[row] = mnew;
-			if (pass == 0)
-				A[row] = al;
-		}
+		/* warp-uniform: every lane's 8 columns valid (an idle lane's row is idle too) */
+		const bool full = __all_sync(0xffffffffu, !act || (lim >= 7 && j0 >= 0));
+		if (full) /* @model v3.smfull */
+			v3_smtask<true>(pass, act, row, hh, r, ch, lim, j0, v, P, M, L, A, Pb);
+		if (!full) /* @model v3.smedge */
+			v3_smtask<false>(pass, act, row, hh, r, ch, lim, j0, v, P, M, L, A, Pb);
 	}
 }
-
 
 #if V_TCMIX || V_TCMIXP
 /*
@@ -1325,13 +1355,14 @@ __device__ __forceinline__ void v3_msrow(int pass, int r, int rl, int lim, int s
 					 float *L, float *A, unsigned short *Pb)
 {
 	const int lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;
+	const float l2e = 1.4426950408889634f; /* exp(x - m) = ex2(x log2e - m log2e): one FFMA */
 	(void)lim;
 	(void)sc0;
 #pragma unroll
 	for (int half = 0; half < 2; half++) { /* heads g, then g + 8 */
 		const int hh = g + 8 * half, row = hh * (pass == 0 ? K_BQ : V_RPC) + rl;
 		if (pass == 2) {
-			const float m = M[row], li = L[row];
+			const float ml = M[row] * l2e, li = L[row];
 #pragma unroll
 			for (int nt = 0; nt < K_BK / 8; nt++) {
 				float p[2];
@@ -1339,7 +1370,7 @@ __device__ __forceinline__ void v3_msrow(int pass, int r, int rl, int lim, int s
 				for (int e = 0; e < 2; e++) {
 					const int c = nt * 8 + 2 * t4 + e;
 					p[e] = (FULL || (c <= lim && sc0 + c >= 0)) ?
-						mta_exp_ftz(d[nt][2 * half + e] - m) * li : 0.f;
+						mta_ex2_ftz(fmaf(d[nt][2 * half + e], l2e, -ml)) * li : 0.f;
 				}
 				/* into P of the head's block */
 #if V_XA
@@ -1372,17 +1403,23 @@ __device__ __forceinline__ void v3_msrow(int pass, int r, int rl, int lim, int s
 		mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
 		mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
 		const float mold = M[row], mnew = fmaxf(mold, mx);
+		/* a row with no valid column yet (mnew -inf) has every p 0 */
+		const float ml = mnew == NEG_INF ? 0.f : mnew * l2e;
 		float sum = 0.f;
 #pragma unroll
-		for (int nt = 0; nt < K_BK / 8; nt++)
+		for (int nt = 0; nt < K_BK / 8; nt++) {
+			float p[2];
 #pragma unroll
 			for (int e = 0; e < 2; e++) {
 				const int c = nt * 8 + 2 * t4 + e;
-				const float p = FULL || c <= lim ? mta_exp_ftz(d[nt][2 * half + e] - mnew) : 0.f;
-				sum += p;
-				if (pass == 0)
-					Pb[hh * V_PBH + r * V_PBS + c] = to_op(p);
+				p[e] = FULL || c <= lim ?
+					mta_ex2_ftz(fmaf(d[nt][2 * half + e], l2e, -ml)) : 0.f;
+				sum += p[e];
 			}
+			if (pass == 0) /* the pair as one word, one cvt */
+				*(unsigned *)(Pb + hh * V_PBH + r * V_PBS + nt * 8 + 2 * t4) =
+					to_op2(p[0], p[1]);
+		}
 		sum += __shfl_xor_sync(0xffffffffu, sum, 1);
 		sum += __shfl_xor_sync(0xffffffffu, sum, 2);
 		__syncwarp(); /* the row's lanes have read M before its first lane writes it */

@@ -407,6 +407,28 @@ TEST_COMPILE_BOUND(cuda_emu_v3_full)
 	check_case(&r, "cuda:v3,bq=16,bk=16,hpb=2,warps=8", 1, 2); /* T < cq */
 }
 
+/*
+ * The paper's shape as the default runs it: 16 heads in one block, 6x11
+ * kernels both sides, head mixing both sides, norm and gate, at D=128 (128
+ * accumulators' worth of output a thread, two stage buffers) and D=96 with
+ * f16: the default variant, whatever tailor picks, in the emulator against
+ * the reference, ragged (three query tiles, the last short), B=1.
+ */
+TEST_COMPILE_BOUND(cuda_emu_v3_paper_default)
+{
+	static const char *keys[] = { "h16kv16d128-pre6x11-hpre-post6x11-hc16-both-gn-gate-bf16",
+				      "h16kv16d96-pre6x11-hpre-post6x11-hc16-both-gn-gate-f16" };
+	for (int i = 0; i < 2; i++) {
+		struct mta_problem p = prob(keys[i]);
+		struct mta_variant v;
+		char spec[MTA_SPEC_MAX];
+		REQUIRE(mta_variant_default(&p, MTA_BACKEND_CUDA, &v) == MTA_OK);
+		REQUIRE(mta_variant_format(&v, spec, sizeof spec) == MTA_OK);
+		CHECKF(v.version == 3 && v.hpb == 16 && v.cs == 1, "%s: default %s", keys[i], spec);
+		check_case(&p, spec, 1, 2 * v.bq + 5);
+	}
+}
+
 /* x rounded to bf16, as a bit pattern (round to nearest even; x finite). */
 static uint16_t bf16_bits(float x)
 {

@@ -202,7 +202,7 @@ TEST(model_v3_path)
  * The paper's configuration (B=4, T=4096, bf16, H100), the issue's measure
  * of the families: v3, the default, is estimated at least 8x faster than v2
  * (algo 0, the faster v2), every SASS loop explained, and the rows' L1/shared
- * bytes add up to the total. (The estimate itself, 8.7 ms with NVRTC 13.0,
+ * bytes add up to the total. (The estimate itself, 8.6 ms with NVRTC 13.0,
  * is in docs/gpu/design.md; a toolchain change moves it.)
  */
 TEST_COMPILE_BOUND(model_paper_v3_against_v2)

@@ -337,6 +337,34 @@ static double v3_ms_full(const struct mta_variant *v, const struct mta_cuda_v3_d
 	return all ? (double)full / all : 0;
 }
 
+/* v3_softmax: the share of a pass's warp steps from tile ts on whose every
+ * lane has 8 valid columns (v3.smfull: no column tested). A step's 32 lanes
+ * hold 32 / (BK/8) consecutive rows of the block's (head, row) order (as
+ * v3_softmax's tasks), and a row is whole when its every column is a valid
+ * key; a step past the last row (idle lanes) counts with its rows alone. */
+static double v3_sm_full(const struct mta_variant *v, const struct mta_cuda_v3_dims *d,
+			 const struct v12 *e, const struct mta_model_block *b, int pass, int ts,
+			 int nkt)
+{
+	const int ok2 = e->ok2, per = 32 / (v->bk / 8 > 0 ? v->bk / 8 : 1);
+	int nrows = pass == 0 ? v->bq : d->rp, ib = pass == 0 ? b->i0 : b->i0 - d->qp;
+	const int rows = v->hpb * nrows;
+	long full = 0, all = 0;
+	for (int t = ts; t < nkt; t++) {
+		int sc0 = t * v->bk + (pass == 2 ? d->kp - ok2 : 0);
+		for (int g = 0; g < rows; g += per) {
+			int whole = 1;
+			for (int k = g; k < g + per && k < rows; k++) {
+				int i = ib + k % nrows, lim = i < b->T ? i - sc0 : -1;
+				whole &= lim >= v->bk - 1 && sc0 >= 0;
+			}
+			all++;
+			full += whole;
+		}
+	}
+	return all ? (double)full / all : 0;
+}
+
 /* v3_toeplitz's stores (cv as v3_runs): the share of its work items whose
  * outputs are stored with no test an element (v3.cfull): every row kept
  * (below RP, cv 1) and, for the post-softmax convolution (cv 2, over the
@@ -448,6 +476,9 @@ int mta_region_factor(const char *name, const struct mta_model_block *b, double 
 	} else if (IS("v3.msfull") || IS("v3.msedge")) {
 		double full = v3_ms_full(v, &d, &e, b, pass, ts, nkt);
 		*f = IS("v3.msfull") ? full : 1 - full;
+	} else if (IS("v3.smfull") || IS("v3.smedge")) {
+		double full = v3_sm_full(v, &d, &e, b, pass, ts, nkt);
+		*f = IS("v3.smfull") ? full : 1 - full;
 	} else if (IS("v3.vec") || IS("v3.vplan")) /* planned 16-byte copies (q, k; V): D % 8 == 0 */
 		*f = p->D % 8 || nw < 2 ? 0 : 1;  /* (priced), two warps or more (V_PLAN) */
 	else if (IS("v3.novec") || IS("v3.vnoplan"))
