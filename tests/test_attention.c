@@ -551,11 +551,12 @@ TEST(attention_cuda_refuses_memory_the_device_cannot_take)
 	CHECK_EQ_INT(mta_attention(c, &p, w, &q, &d.k, &d.v, &o, 0, NULL), MTA_EINVAL);
 	CHECK_STR_CONTAINS(mta_last_error(), "tensor q is not CUDA memory (its first byte");
 	CHECK_STR_CONTAINS(mta_last_error(), "takes that device's memory");
-	/* a block of device memory, read past its end by the strides */
+	/* a block of device memory, read far past its end by the strides (a GiB: a
+	 * last byte just past the end may lie in the next block, which is device
+	 * memory too; the check asks about the two ends, not the range between) */
 	q = d.q;
-	q.stride[0] *= 2;
-	q.shape[0] = 1;
-	q.stride[1] *= 2;
+	q.stride[1] = (int64_t)1 << 24;
+	q.stride[0] = q.stride[1] * q.shape[1];
 	CHECK_EQ_INT(mta_attention(c, &p, w, &q, &d.k, &d.v, &o, 0, NULL), MTA_EINVAL);
 	CHECK_STR_CONTAINS(mta_last_error(), "tensor q is not CUDA memory (its last byte");
 	/* a freed block */
