@@ -51,10 +51,11 @@
 /*
  * Clusters (docs/gpu/design.md, "The cluster design"): with K_CS > 1 a
  * cluster of K_CS blocks, consecutive in x, holds one query tile and the
- * K_CH = K_CS * HPB heads of a 16-head mixing group, HPB heads a block.
+ * K_CH = K_CS * HPB heads of a 16- or 32-head mixing group, HPB heads a
+ * block.
  * q.k, both convolutions and P.V run per head (each block its own heads);
  * the mixings and the softmax run per position (each block a K_CS-th of the
- * tile's rows, for all 16 heads), so a tile changes hands four times: the
+ * tile's rows, for all K_CH heads), so a tile changes hands four times: the
  * pre-softmax logits and the post-convolved P go to their rows' owners, P
  * and P.V's operand to their heads' owners, stored into the owner's shared
  * memory (mapa) and ordered by a cluster barrier. Only the paper's family
@@ -62,8 +63,8 @@
  */
 #define K_CH (K_CS * K_HPB)              /* heads of the cluster (of the block when K_CS = 1) */
 #if K_CS > 1
-#if !(K_CQ && K_CQ2 && K_HPRE && K_HPOST && K_CH == 16)
-#error "cuda v3 clusters hold both convolutions and both mixings of 16 heads"
+#if !(K_CQ && K_CQ2 && K_HPRE && K_HPOST && (K_CH == 16 || K_CH == 32))
+#error "cuda v3 clusters hold both convolutions and both mixings of 16 or 32 heads"
 #endif
 #endif
 
@@ -184,13 +185,17 @@
 #define V_KR2 ((KR + 1) / 2)            /* carried Z columns, in pairs */
 /* SZ_ZC: below, once V_ZIN is known */
 /*
- * Head mixing on the tensor cores when a block holds 16 heads: the logits
- * (pre: split into f16 hi + lo) and the post-convolved P (f16) go to S as
- * [position][16 heads], position r*BK + c, the B operand of one m16n8k16
- * per 8 positions with the mixing matrix as A.
+ * Head mixing on the tensor cores when a block (or cluster) holds 16 or 32
+ * heads: the logits (pre: split into f16 hi + lo) and the post-convolved P
+ * (f16) go to S as [head][position], position r*BK + c, the B operand of
+ * m16n8k16 products over 8 positions with the mixing matrix as A: one for
+ * 16 heads, 2 x 2 for 32 (two m16 tiles of output heads, V_MT2, by two k16
+ * steps of input heads; grouped post mixing skips the zero blocks).
  */
-#define V_TCMIX (K_HPRE && K_CH == 16)
-#define V_TCMIXP (K_HPOST && K_CH == 16 && K_CQ2)
+#define V_TCH (K_CH == 16 || K_CH == 32)
+#define V_MT2 (K_CH / 16)
+#define V_TCMIX (K_HPRE && V_TCH)
+#define V_TCMIXP (K_HPOST && V_TCH && K_CQ2)
 #define V_S32 (!V_TCMIX || (K_CQ2 && !V_TCMIXP)) /* some phase keeps S as floats */
 /*
  * The tensor-core mixings' operands in S: per head a tile of positions (row
@@ -864,8 +869,10 @@ __device__ void v3_qk(const mta_args &a, const unsigned short *stg, int rq0, int
  * whose other phases leave the registers (215 of 255 at the paper's
  * configuration, where runs of six, half of a warp's items, loaded each
  * kernel row's taps twice a tile: 12 GB of the L1/shared path; cs=2 would
- * reach 255) */
-#define V_RUN_MAX ((V_AK * 4 > 96 ? 3 : K_CS >= 4 ? 10 : 6) / V_TW)
+ * reach 255); six again for a cluster of 32 heads, whose mixing holds
+ * twice the fragments (NVRTC 13 held to 239 registers spilled 4 bytes at
+ * ten, 20 at eight, none at six) */
+#define V_RUN_MAX ((V_AK * 4 > 96 ? 3 : K_CS >= 4 && K_CH == 16 ? 10 : 6) / V_TW)
 /*
  * One convolution work item's outputs d (S^T[c0 + 16w + g (+8)][n0 + 2t
  * (+1)], this lane's) into S: MODE 0 the logits of rows r < RP (hi and lo
@@ -1323,20 +1330,21 @@ __device__ void v3_softmax(int pass, int T, int i_base, int sc0, int nrows, cons
 
 #if V_TCMIX || V_TCMIXP
 /*
- * The mma A fragment of a 16x16 mixing matrix, f16: W[ho][hi] for linear
- * mixing (gs = 16), or the block-diagonal matrix of groups of gs heads
+ * The mma A fragment of the 16x16 block (mt, kt) of a mixing matrix, f16:
+ * output heads 16 mt .., input heads 16 kt ..: W[ho][hi] for linear mixing
+ * (gs = K_CH heads), or the block-diagonal matrix of groups of gs heads
  * (W[g][o][in], zero between groups).
  */
 __device__ __forceinline__ float v3_wmix(const float *W, int gs, int ho, int hi)
 {
 	return ho / gs == hi / gs ? W[(ho / gs) * gs * gs + ho % gs * gs + hi % gs] : 0.f;
 }
-__device__ __forceinline__ void v3_wfrag(const float *W, int gs, unsigned af[4])
+__device__ __forceinline__ void v3_wfrag(const float *W, int gs, int mt, int kt, unsigned af[4])
 {
 	const int lane = threadIdx.x & 31, g = lane >> 2, t2 = (lane & 3) * 2;
 #pragma unroll
 	for (int q = 0; q < 4; q++) {
-		const int ho = g + 8 * (q & 1), hi = t2 + 8 * (q >> 1);
+		const int ho = 16 * mt + g + 8 * (q & 1), hi = 16 * kt + t2 + 8 * (q >> 1);
 		/* rows of 16 floats: lanes g and g + 2 share a bank, 4 lanes a bank */
 		af[q] = mta_f16x2_sat(v3_wmix(W, gs, ho, hi), v3_wmix(W, gs, ho, hi + 1)); /* @model ways=4 */
 	}
@@ -1345,12 +1353,12 @@ __device__ __forceinline__ void v3_wfrag(const float *W, int gs, unsigned af[4])
 
 #if V_TCMIX
 /*
- * v3_mixsoft's work on row r's mixed logits d (heads g and g+8, columns
- * 2t, 2t+1 of every 8): FULL when every column is a valid key (0 <= j <= i,
- * i < T), so no column is tested.
+ * v3_mixsoft's work on row r's mixed logits d of m16 tile mt (heads
+ * 16 mt + g and 16 mt + g + 8, columns 2t, 2t+1 of every 8): FULL when
+ * every column is a valid key (0 <= j <= i, i < T), so no column is tested.
  */
 template <bool FULL>
-__device__ __forceinline__ void v3_msrow(int pass, int r, int rl, int lim, int sc0,
+__device__ __forceinline__ void v3_msrow(int pass, int mt, int r, int rl, int lim, int sc0,
 					 const float (&d)[K_BK / 8][4], unsigned short *P, float *M,
 					 float *L, float *A, unsigned short *Pb)
 {
@@ -1360,7 +1368,7 @@ __device__ __forceinline__ void v3_msrow(int pass, int r, int rl, int lim, int s
 	(void)sc0;
 #pragma unroll
 	for (int half = 0; half < 2; half++) { /* heads g, then g + 8 */
-		const int hh = g + 8 * half, row = hh * (pass == 0 ? K_BQ : V_RPC) + rl;
+		const int hh = 16 * mt + g + 8 * half, row = hh * (pass == 0 ? K_BQ : V_RPC) + rl;
 		if (pass == 2) {
 			const float ml = M[row] * l2e, li = L[row];
 #pragma unroll
@@ -1437,11 +1445,12 @@ __device__ __forceinline__ void v3_msrow(int pass, int r, int rl, int lim, int s
  * Phases C and D fused: for each row r (< nrows; in a cluster the rows this
  * block owns, local row rl, statistics M, L at [head][rl]) a warp mixes the heads of
  * its BK logits on the tensor cores (S_mix = W (S_hi + S_lo), 16 heads x 8
- * positions an mma) and, from the accumulators, does what v3_softmax does:
+ * positions an mma; 32 heads: 2 x 2 of them, an m16 tile of output heads
+ * at a time) and, from the accumulators, does what v3_softmax does:
  * pass 0 and 1 the online statistics (pass 0 also P for P.V), pass 2 the
  * normalised probabilities into P's new columns. A lane holds heads g and
- * g+8, columns 2t, 2t+1 of every 8; the four lanes of a row reduce with
- * shuffles.
+ * g+8 of each m16 tile, columns 2t, 2t+1 of every 8; the four lanes of a
+ * row reduce with shuffles.
  */
 __device__ void v3_mixsoft(int pass, int T, int i_base, int sc0, int nrows, const void *S,
 			   const float *W, unsigned short *P, float *M, float *L, float *A,
@@ -1449,8 +1458,12 @@ __device__ void v3_mixsoft(int pass, int T, int i_base, int sc0, int nrows, cons
 {
 	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t4 = lane & 3;
 	const unsigned short *hi16 = (const unsigned short *)S, *lo16 = hi16 + K_CH * V_SH;
-	unsigned af[4];
-	v3_wfrag(W, 16, af);
+	unsigned af[V_MT2][V_MT2][4];
+#pragma unroll
+	for (int mt = 0; mt < V_MT2; mt++)
+#pragma unroll
+		for (int kt = 0; kt < V_MT2; kt++)
+			v3_wfrag(W, K_CH, mt, kt, af[mt][kt]);
 #if K_CS > 1
 	const int r0 = v3_rank() * V_RPC, nr = V_MIN(nrows - r0, V_RPC);
 #else
@@ -1459,25 +1472,33 @@ __device__ void v3_mixsoft(int pass, int T, int i_base, int sc0, int nrows, cons
 #pragma unroll 1
 	for (int rl = warp; rl < nr; rl += K_WARPS) { /* @model v3.msrow */
 		const int r = r0 + rl;
-		float d[K_BK / 8][4];
-#pragma unroll
-		for (int nt = 0; nt < K_BK / 8; nt++) {
-			unsigned bf[2];
-			/* B: heads (lane & 15) by the 8 positions from column nt * 8 */
-			const int at = (lane & 15) * V_SH + rl * V_SR + nt * 8;
-			d[nt][0] = d[nt][1] = d[nt][2] = d[nt][3] = 0.f;
-			mta_ldsm_x2_t(bf, hi16 + at);
-			mta_mma_f16(d[nt], af, bf);
-			mta_ldsm_x2_t(bf, lo16 + at);
-			mta_mma_f16(d[nt], af, bf);
-		}
 		const int i = i_base + r, lim = i < T ? i - sc0 : -1; /* valid columns c <= lim */
 		/* warp-uniform: every column of the row a valid key (most rows) */
 		const bool full = lim >= K_BK - 1 && sc0 >= 0;
-		if (full) /* @model v3.msfull */
-			v3_msrow<true>(pass, r, rl, lim, sc0, d, P, M, L, A, Pb);
-		if (!full) /* @model v3.msedge */
-			v3_msrow<false>(pass, r, rl, lim, sc0, d, P, M, L, A, Pb);
+		/* one m16 tile of output heads at a time (its accumulators only:
+		 * 32 heads' at once took the registers P.V's hold) */
+#pragma unroll
+		for (int mt = 0; mt < V_MT2; mt++) {
+			float d[K_BK / 8][4];
+#pragma unroll
+			for (int nt = 0; nt < K_BK / 8; nt++) {
+				d[nt][0] = d[nt][1] = d[nt][2] = d[nt][3] = 0.f;
+#pragma unroll
+				for (int kt = 0; kt < V_MT2; kt++) {
+					unsigned bf[2];
+					/* B: heads 16 kt + (lane & 15) by the 8 positions from column nt * 8 */
+					const int at = (16 * kt + (lane & 15)) * V_SH + rl * V_SR + nt * 8;
+					mta_ldsm_x2_t(bf, hi16 + at);
+					mta_mma_f16(d[nt], af[mt][kt], bf);
+					mta_ldsm_x2_t(bf, lo16 + at);
+					mta_mma_f16(d[nt], af[mt][kt], bf);
+				}
+			}
+			if (full) /* @model v3.msfull */
+				v3_msrow<true>(pass, mt, r, rl, lim, sc0, d, P, M, L, A, Pb);
+			if (!full) /* @model v3.msedge */
+				v3_msrow<false>(pass, mt, r, rl, lim, sc0, d, P, M, L, A, Pb);
+		}
 	}
 }
 #endif
@@ -1485,49 +1506,78 @@ __device__ void v3_mixsoft(int pass, int T, int i_base, int sc0, int nrows, cons
 #if V_TCMIXP
 /*
  * Phase F on the tensor cores: P3 = W P2 for 8 positions an mma (P2 in f16
- * at [position][16 heads]), rounded into the P.V operand.
+ * at [head][position], 16 or 32 heads), rounded into the P.V operand.
  */
 __device__ void v3_pmix(const void *S, const float *W, unsigned short *Pb)
 {
 	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t4 = lane & 3;
 	const unsigned short *p16 = (const unsigned short *)S;
-	unsigned af[4];
-	v3_wfrag(W, V_GS, af);
+	/* blocks (mt, kt) of the matrix: with groups of up to 16 heads only the
+	 * diagonal ones are not zero */
+#define V_PMK(mt, kt) (V_GS > 16 || (mt) == (kt))
+	unsigned af[V_MT2][V_MT2][4];
+#pragma unroll
+	for (int mt = 0; mt < V_MT2; mt++)
+#pragma unroll
+		for (int kt = 0; kt < V_MT2; kt++)
+			if (V_PMK(mt, kt))
+				v3_wfrag(W, V_GS, mt, kt, af[mt][kt]);
 	/* the rows this block mixes (a cluster's rank x: rows x * V_BQC ..) */
 	const int r0 = v3_rank() * V_BQC;
 	/*
 	 * A lane's two columns go as one word into the operand of heads g and
-	 * g + 8 (their blocks', in a cluster): the heads' bases made once, not
-	 * once a tile (two mapa and their 64-bit sums had been most of the loop).
+	 * g + 8 of each m16 tile (their blocks', in a cluster): the heads' bases
+	 * made once, not once a tile (two mapa and their 64-bit sums had been
+	 * most of the loop).
 	 */
+	unsigned short *pg[V_MT2], *pg8[V_MT2];
+#pragma unroll
+	for (int mt = 0; mt < V_MT2; mt++) {
+		const int h = 16 * mt + g, h8 = h + 8;
 #if V_XA
-	/* this block's addresses of the words; the owners' by st.async */
-	unsigned short *pg = Pb + g % K_HPB * V_PBH + r0 * V_PBS + 2 * t4;
-	unsigned short *pg8 = Pb + (g + 8) % K_HPB * V_PBH + r0 * V_PBS + 2 * t4;
+		/* this block's addresses of the words; the owners' by st.async */
+		pg[mt] = Pb + h % K_HPB * V_PBH + r0 * V_PBS + 2 * t4;
+		pg8[mt] = Pb + h8 % K_HPB * V_PBH + r0 * V_PBS + 2 * t4;
 #elif K_CS > 1
-	unsigned short *pg = v3_at(Pb, g / K_HPB) + g % K_HPB * V_PBH + r0 * V_PBS + 2 * t4;
-	unsigned short *pg8 = v3_at(Pb, (g + 8) / K_HPB) + (g + 8) % K_HPB * V_PBH + r0 * V_PBS +
-			      2 * t4;
+		pg[mt] = v3_at(Pb, h / K_HPB) + h % K_HPB * V_PBH + r0 * V_PBS + 2 * t4;
+		pg8[mt] = v3_at(Pb, h8 / K_HPB) + h8 % K_HPB * V_PBH + r0 * V_PBS + 2 * t4;
 #else
-	unsigned short *pg = Pb + g * V_PBH + r0 * V_PBS + 2 * t4, *pg8 = pg + 8 * V_PBH;
+		pg[mt] = Pb + h * V_PBH + r0 * V_PBS + 2 * t4;
+		pg8[mt] = pg[mt] + 8 * V_PBH;
 #endif
+	}
 	const unsigned short *pb = p16 + (lane & 15) * V_SH2;
 #pragma unroll 1
 	for (int nt = warp; nt < V_BQC * K_BK / 8; nt += K_WARPS) { /* @model v3.pmix */
-		unsigned bf[2];
-		float d[4] = { 0.f, 0.f, 0.f, 0.f };
+		float d[V_MT2][4];
 		const int r = nt * 8 / K_BK, c = nt * 8 % K_BK;
-		/* B: heads (lane & 15) by 8 positions, as v3_mixsoft's */
-		mta_ldsm_x2_t(bf, pb + r * V_SR + c);
-		mta_mma_f16(d, af, bf);
+#pragma unroll
+		for (int mt = 0; mt < V_MT2; mt++)
+			d[mt][0] = d[mt][1] = d[mt][2] = d[mt][3] = 0.f;
+#pragma unroll
+		for (int kt = 0; kt < V_MT2; kt++) {
+			unsigned bf[2];
+			/* B: heads 16 kt + (lane & 15) by 8 positions, as v3_mixsoft's */
+			mta_ldsm_x2_t(bf, pb + 16 * kt * V_SH2 + r * V_SR + c);
+#pragma unroll
+			for (int mt = 0; mt < V_MT2; mt++)
+				if (V_PMK(mt, kt))
+					mta_mma_f16(d[mt], af[mt][kt], bf);
+		}
+#pragma unroll
+		for (int mt = 0; mt < V_MT2; mt++) {
 #if V_XA
-		v3_put_word(pg + r * V_PBS + c, g / K_HPB, to_op2(d[0], d[1]), 1);
-		v3_put_word(pg8 + r * V_PBS + c, (g + 8) / K_HPB, to_op2(d[2], d[3]), 1);
+			const int h = 16 * mt + g;
+			v3_put_word(pg[mt] + r * V_PBS + c, h / K_HPB, to_op2(d[mt][0], d[mt][1]), 1);
+			v3_put_word(pg8[mt] + r * V_PBS + c, (h + 8) / K_HPB,
+				    to_op2(d[mt][2], d[mt][3]), 1);
 #else
-		*(unsigned *)(pg + r * V_PBS + c) = to_op2(d[0], d[1]);
-		*(unsigned *)(pg8 + r * V_PBS + c) = to_op2(d[2], d[3]);
+			*(unsigned *)(pg[mt] + r * V_PBS + c) = to_op2(d[mt][0], d[mt][1]);
+			*(unsigned *)(pg8[mt] + r * V_PBS + c) = to_op2(d[mt][2], d[mt][3]);
 #endif
+		}
 	}
+#undef V_PMK
 }
 #endif
 

@@ -610,6 +610,27 @@ TEST_COMPILE_BOUND(cuda_emu_v3_cluster_48)
 
 
 /*
+ * 32 heads mixed before the softmax (H=32, the neighbour of the paper's
+ * configuration with all heads in one mixing group): the mixings on the
+ * tensor cores as 2 x 2 m16n8k16 products (two m16 tiles of output heads,
+ * two k16 steps of input heads), a lane's softmax over four heads; in
+ * clusters of four blocks of 8 heads and two of 16, the exchanges sized for
+ * 32 heads; grouped post mixing (the diagonal blocks only) and linear (all
+ * four); ragged tails, B=2, strided and contiguous inputs; and one block of
+ * all 32 heads (no cluster) where the accumulators fit (D=16).
+ */
+TEST_COMPILE_BOUND(cuda_emu_v3_cluster_32)
+{
+	struct mta_problem p = prob("h32kv32d16-pre3x5-hpre-post3x5-hc16-both-gn-gate-bf16");
+	check_contig(&p, "cuda:v3,bq=32,bk=32,hpb=8,warps=8,cs=4", 2, 45);
+	check_case(&p, "cuda:v3,bq=16,bk=32,hpb=16,warps=8,cs=2", 1, 37);
+	struct mta_problem l = prob("h32kv8d16-pre2x3-hpre-post3x3-hpost-left-f16");
+	check_case(&l, "cuda:v3,bq=32,bk=16,hpb=8,warps=4,cs=4", 1, 40);
+	struct mta_problem o = prob("h32kv8d16-pre3x5-hpre-bf16");
+	check_contig(&o, "cuda:v3,bq=16,bk=32,hpb=32,warps=8", 1, 35);
+}
+
+/*
  * The cluster tunable's rules: cs splits the 16 heads of the paper's family
  * (both convolutions, both mixings, H=16) between 2 or 4 v3 blocks, hpb x cs
  * heads a cluster; it is written in a spec only when set, so every spec made
@@ -665,6 +686,31 @@ TEST(cuda_v3_cluster_space)
 		CHECKF(c4 >= 1, "the paper's space at D=%d tries no cluster", pd.D);
 		free(vs);
 	}
+	/* 32 heads mixed before the softmax: the tuner tries clusters of four
+	 * blocks of 8 heads, 32 rows up to D=96 and 16 above; no block holds
+	 * all 32 (the accumulators), so nothing else of v3 */
+	for (int d = 0; d < 2; d++) {
+		struct mta_problem pd = prob(d ? "h32kv32d128-pre6x11-hpre-post6x11-hc16-both-gn-gate-"
+						 "bf16" : "h32kv32d96-pre6x11-hpre-post6x11-hc16-"
+						 "both-gn-gate-bf16");
+		REQUIRE(mta_variant_space(&pd, MTA_BACKEND_CUDA, &vs, &n) == MTA_OK);
+		size_t c4 = 0;
+		for (size_t i = 0; i < n; i++) {
+			CHECKF(vs[i].version != 3 || (vs[i].cs == 4 && vs[i].hpb == 8 &&
+						      vs[i].bq == (d ? 16 : 32) && vs[i].warps == 8),
+			       "H=32 D=%d: tried v3 cs=%d hpb=%d bq=%d, %d warps", pd.D, vs[i].cs,
+			       vs[i].hpb, vs[i].bq, vs[i].warps);
+			c4 += vs[i].cs == 4;
+		}
+		CHECKF(c4 >= 1, "the space of H=32 at D=%d tries no cluster", pd.D);
+		free(vs);
+	}
+	/* two blocks of 16 are valid too (a spec may ask for them) */
+	struct mta_problem p32 = prob("h32kv32d96-pre6x11-hpre-post6x11-hc16-both-gn-gate-bf16");
+	REQUIRE(mta_variant_parse("cuda:v3,bq=16,bk=32,hpb=16,warps=8,cs=2", &v) == MTA_OK);
+	CHECK_EQ_INT(mta_variant_check(&p32, &v), MTA_OK);
+	REQUIRE(mta_variant_parse("cuda:v3,bq=16,bk=32,hpb=8,warps=8,cs=2", &v) == MTA_OK);
+	CHECK_EQ_INT(mta_variant_check(&p32, &v), MTA_EINVAL); /* 16 of the 32 heads */
 	/* a cluster's launch: cs blocks a tile in x, hpb x cs heads in y */
 	struct mta_cuda_launch g;
 	REQUIRE(mta_variant_parse("cuda:v3,bq=32,bk=32,hpb=8,warps=8,cs=2", &v) == MTA_OK);

@@ -266,6 +266,28 @@ TEST_COMPILE_BOUND(model_paper_cluster)
 }
 
 /*
+ * The neighbour with 32 heads mixed before the softmax (H=32, the paper's
+ * kernels and groups of 16 after it), which before the 32-head mixing ran
+ * v1 only (883 ms by the model): the cluster the tuner tries, four blocks
+ * of 8 heads and 32 rows, mixes on the tensor cores and exchanges by
+ * mbarriers; its estimate stays within 2.5x the floor (NVRTC 13.0: 15.2
+ * ms, 2.35x; docs/gpu/design.md, "The neighbours").
+ */
+TEST_COMPILE_BOUND(model_h32_cluster)
+{
+	static const char key[] = "h32kv32d96-pre6x11-hpre-post6x11-hc16-both-gn-gate-bf16";
+	struct mta_model_report r;
+	model_case(key, "cuda:v3,bq=32,bk=32,hpb=8,warps=8,cs=4", 4, 4096, &r);
+	if (!r.m)
+		return;
+	CHECKF(r.estimate_ms < 2.5 * r.floor_ms, "H=32 cluster: estimate %.2f ms (path %.2f, "
+	       "bound %.2f), floor %.2f", r.estimate_ms, r.path_ms, r.bound_ms, r.floor_ms);
+	CHECKF(r.count[MC_HMMA] > 0 && r.count[MC_FENCE] > 0, "hmma %g, fences %g",
+	       r.count[MC_HMMA], r.count[MC_FENCE]);
+	mta_model_free(&r);
+}
+
+/*
  * Tall query tiles, the default where no mixing needs all 16 heads in a
  * block: a block at bq=16 recomputes the convolutions' halo rows and
  * restages its keys every 16 rows; at bq=64 the model puts the pre- and

@@ -414,3 +414,74 @@ TEST_COMPILE_BOUND(nvrtc_v3_cluster)
 		mta_nvrtc_job_free(&jobs[a]);
 	free(src);
 }
+
+/*
+ * The clusters the tuner tries for 32 heads mixed before the softmax (four
+ * blocks of 8: gen/cuda/space.c v3_tried), at D=96 and 128: each compiles
+ * for sm_90 without spills and keeps 16 registers of headroom (held to cap -
+ * 16 it spills nothing), as the spaces above; sm_80's build is pruned.
+ */
+TEST_COMPILE_BOUND(nvrtc_v3_cluster_32)
+{
+	static const char *keys[2] = { "h32kv32d96-pre6x11-hpre-post6x11-hc16-both-gn-gate-bf16",
+				       "h32kv32d128-pre6x11-hpre-post6x11-hc16-both-gn-gate-bf16" };
+	for (int k = 0; k < 2; k++) {
+		struct mta_problem p;
+		struct mta_variant *vs = NULL;
+		size_t n = 0, tried = 0;
+		REQUIRE(mta_problem_from_key(keys[k], &p) == MTA_OK);
+		REQUIRE(mta_variant_space(&p, MTA_BACKEND_CUDA, &vs, &n) == MTA_OK);
+		for (size_t i = 0; i < n; i++) {
+			if (vs[i].cs < 2)
+				continue;
+			tried++;
+			char spec[MTA_SPEC_MAX], *src = NULL;
+			mta_variant_format(&vs[i], spec, sizeof spec);
+			REQUIRE(mta_gen_cuda(&p, &vs[i], &src) == MTA_OK);
+			struct mta_nvrtc_job j = { .source = src, .kernel = MTA_CUDA_KERNEL,
+						   .arch = "sm_90" };
+			CHECKF(mta_nvrtc_compile(&j) == MTA_OK && j.status == MTA_OK, "%s %s: %s",
+			       keys[k], spec, j.message);
+			if (j.status == MTA_OK) {
+				struct mta_cuda_launch g;
+				REQUIRE(mta_cuda_geometry(&p, &vs[i], 1, 2048, &g) == MTA_OK);
+				int cap = 65536 / (int)g.block[0];
+				cap = cap < 255 ? cap : 255;
+				CHECKF(j.stats.spill_stores == 0 && j.stats.spill_loads == 0 &&
+				       j.stats.stack_bytes == 0, "%s %s spills", keys[k], spec);
+				CHECKF(mta_nvrtc_prune(&j.stats, "sm_90", (int)g.block[0],
+						       g.smem_bytes) == MTA_OK,
+				       "%s %s pruned: %s", keys[k], spec, mta_last_error());
+				if (j.stats.registers > cap - 16) {
+					char opt[48];
+					snprintf(opt, sizeof opt, "-DMTA_MAXNREG=%d", cap - 16);
+					struct mta_nvrtc_job h = { .source = src,
+								   .kernel = MTA_CUDA_KERNEL,
+								   .arch = "sm_90", .options = opt };
+					CHECKF(mta_nvrtc_compile(&h) == MTA_OK && h.status == MTA_OK &&
+					       h.stats.registers <= cap - 16 &&
+					       h.stats.spill_stores == 0 && h.stats.spill_loads == 0 &&
+					       h.stats.stack_bytes == 0,
+					       "%s %s held to %d: %d registers, %d/%d bytes spilled",
+					       keys[k], spec, cap - 16, h.stats.registers,
+					       h.stats.spill_stores, h.stats.spill_loads);
+					mta_nvrtc_job_free(&h);
+				}
+			}
+			mta_nvrtc_job_free(&j);
+			/* no clusters on sm_80: the backend refuses the build there */
+			struct mta_build b;
+			memset(&b, 0, sizeof b);
+			b.p = p;
+			b.v = vs[i];
+			b.op = MTA_OP_FWD;
+			struct mta_device_info info;
+			memset(&info, 0, sizeof info);
+			snprintf(info.arch, sizeof info.arch, "sm_80");
+			CHECK_EQ_INT(mta_backend_cuda.prune(&info, &b), MTA_EUNSUPPORTED);
+			free(src);
+		}
+		CHECKF(tried >= 1, "%s: no cluster tried", keys[k]);
+		free(vs);
+	}
+}

@@ -91,7 +91,7 @@ static void v3_dims(const struct mta_problem *p, const struct mta_variant *v, si
 	d->ak = d->pw * ((v->hpb * (d->tph / d->pw) + v->warps - 1) / v->warps);
 	/* the convolutions' m16 tiles an item and most items a run (V_TW, V_RUN_MAX) */
 	d->tw = v->bk >= 32 ? 2 : 1;
-	d->runmax = (d->ak * 4 > 96 ? 3 : v->cs >= 4 ? 10 : 6) / d->tw;
+	d->runmax = (d->ak * 4 > 96 ? 3 : v->cs >= 4 && ch == 16 ? 10 : 6) / d->tw;
 	d->nstg = (int)nstg;
 	d->sz_wt = p->cq ? hpb * (size_t)p->cq * (size_t)d->wtn * 4 : 0;
 	d->sz_w2 = p->cq2 ? hpb * (size_t)p->cq2 * (size_t)d->wtn2 * 4 : 0;
@@ -103,9 +103,11 @@ static void v3_dims(const struct mta_problem *p, const struct mta_variant *v, si
 	const size_t sz_q = qres ? hpb * (size_t)d->zm * (size_t)d->ds * 2 : 0;
 	d->qres = qres;
 	d->sz_z = p->cq ? hpb * (size_t)d->zr * (size_t)d->zs * 2 : 0;
-	/* head mixing on the tensor cores for 16-head blocks (V_TCMIX, V_TCMIXP) */
-	const int tcmix = p->head_pre && ch == 16;
-	const int tcmixp = p->head_post && ch == 16 && p->cq2;
+	/* head mixing on the tensor cores for 16- and 32-head blocks or
+	 * clusters (V_TCMIX, V_TCMIXP) */
+	const int tch = ch == 16 || ch == 32;
+	const int tcmix = p->head_pre && tch;
+	const int tcmixp = p->head_post && tch && p->cq2;
 	const int s32 = !tcmix || (p->cq2 && !tcmixp);
 	/* the tensor-core mixings' operands: heads V_SH, V_SH2 apart (rows of bk + 8) */
 	const size_t rpc = cs > 1 ? ((size_t)d->rp + 2 * cs - 1) / (2 * cs) * 2 : (size_t)d->rp;

@@ -148,15 +148,17 @@ static int cs_ok(const struct mta_problem *p, const struct mta_variant *v)
 	return v->cs == 1 || v->cs == 2 || v->cs == 4;
 }
 /*
- * A cluster (cs > 1) splits the 16 heads of the paper's family between its
+ * A cluster (cs > 1) splits the heads of the paper's family between its
  * blocks (templates/mta_cuda_v3.cu): v3, both convolutions, pre-softmax
- * mixing of 16 heads (H = 16, the mixing group) and post-softmax mixing, on
- * the tensor cores; its rows are dealt evenly, so cs divides bq.
+ * mixing of all H heads (H = 16 or 32: the mixing group, hpb x cs heads)
+ * and post-softmax mixing, on the tensor cores; its rows are dealt evenly,
+ * so cs divides bq.
  */
 static int cs_family(const struct mta_problem *p, const struct mta_variant *v)
 {
 	return v->cs == 1 || (v->version == 3 && p->cq && p->cq2 && p->head_pre && p->head_post &&
-			      p->H == 16 && v->hpb * v->cs == 16 && v->bq % v->cs == 0);
+			      (p->H == 16 || p->H == 32) && v->hpb * v->cs == p->H &&
+			      v->bq % v->cs == 0);
 }
 static int hpb_divides(const struct mta_problem *p, const struct mta_variant *v)
 {
@@ -211,8 +213,8 @@ static const struct mta_rule rules[] = {
 	{ v3_regs, "warps={warps}: cuda v3's output accumulators ({hpb} heads x {bq} rows x D={D}) "
 		   "leave too few of the registers a thread of {warps} warps has" },
 	{ fold_needs_pre, "algo=1 folds the pre-softmax convolution; this problem has none" },
-	{ cs_family, "cs={cs}: a cluster of cuda v3 blocks holds the 16 heads (hpb={hpb} a block) "
-		     "of a problem with both convolutions and both head mixings, H=16, and cs "
+	{ cs_family, "cs={cs}: a cluster of cuda v3 blocks holds all H heads (hpb={hpb} a block) "
+		     "of a problem with both convolutions and both head mixings, H=16 or 32, and cs "
 		     "divides bq={bq}; this variant or problem is not that" },
 	{ hpb_divides, "hpb={hpb}, cs={cs}: hpb x cs must divide H={H}" },
 	{ hpb_linear, "hpb={hpb}, cs={cs}: linear head mixing needs all H={H} heads in one block "
@@ -247,7 +249,14 @@ static int v3_tried(const struct mta_problem *p, const struct mta_variant *v)
 	 * rows up to D=96 and 48 above (the cost model, paper's configuration
 	 * at D=128: 6.2 ms at 48 rows against 7.3 at 32; test_nvrtc.c holds
 	 * what it tries to 16 registers under the cap, no stack frame).
+	 * 32 heads mixed before the softmax (H=32): four blocks of 8, 32 rows
+	 * up to D=96 (64 rows do not fit the accumulators; by the model at the
+	 * paper's shape with H=32, 15.2 ms against 17.8 at 16 rows and 64 keys,
+	 * 28.5 for two blocks of 16 at 16 rows, 13.8 with 136 bytes spilled for
+	 * eight of 4 at 64 rows) and 16 above (32 rows spill 64 bytes at D=128).
 	 */
+	if (v->cs > 1 && p->H == 32)
+		return v->cs == 4 && v->warps == 8 && v->bq == (p->D <= 96 ? 32 : 16);
 	if (v->cs > 1)
 		return v->cs == 4 && v->warps == 8 && v->bq == (p->D <= 96 ? 64 : 48);
 	if (v->bq == 48)
