@@ -79,6 +79,12 @@ struct mta_space {
 	 * be tried on every problem.
 	 */
 	int (*tried)(const struct mta_problem *p, const struct mta_variant *v);
+	/*
+	 * Optional: the default for a device of architecture arch, where it
+	 * differs (mta_variant_default_arch): given the default in v, may
+	 * replace it by a tried point that only some architectures run.
+	 */
+	int (*arch_default)(const struct mta_problem *p, const char *arch, struct mta_variant *v);
 };
 
 /*

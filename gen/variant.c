@@ -291,6 +291,16 @@ int mta_variant_default(const struct mta_problem *p, int backend, struct mta_var
 	return MTA_OK;
 }
 
+int mta_variant_default_arch(const struct mta_problem *p, int backend, const char *arch,
+			     struct mta_variant *v)
+{
+	const struct mta_space *s = space_of(backend);
+	int rc = mta_variant_default(p, backend, v);
+	if (rc || !arch || !s->arch_default)
+		return rc;
+	return s->arch_default(p, arch, v);
+}
+
 /* ---- operations (variant.h: the backward's variants) ---- */
 
 const char *mta_op_name(int op)

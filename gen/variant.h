@@ -53,6 +53,16 @@ int mta_variant_format(const struct mta_variant *v, char *buf, size_t n);
 
 /* The sound default variant of a backend for a problem (always valid). */
 int mta_variant_default(const struct mta_problem *p, int backend, struct mta_variant *v);
+/*
+ * The default for a device of architecture arch ("sm_90"; NULL or unknown:
+ * mta_variant_default's): the same, unless that is the scalar family and
+ * the space tries a faster one only this architecture runs (CUDA: v3
+ * clusters, sm_90 on, for the mixings of 32 heads that no block holds).
+ * It runs where the portable default does not reach; the tuner still
+ * measures against mta_variant_default.
+ */
+int mta_variant_default_arch(const struct mta_problem *p, int backend, const char *arch,
+			     struct mta_variant *v);
 
 /* MTA_OK, or MTA_EINVAL with the constraint that v breaks for p. */
 int mta_variant_check(const struct mta_problem *p, const struct mta_variant *v);

@@ -83,7 +83,8 @@ struct mta_context {
 	const struct mta_backend *be;
 	struct mta_device *dev;
 	struct mta_db *db;     /* NULL: no database, defaults only */
-	struct mta_device_info self;
+	struct mta_device_info self; /* identified with a database, else at the first default */
+	int device;                  /* the backend's index of the device */
 	struct known *devices; /* the database's devices whose winners apply here */
 	size_t ndevices;
 	pthread_mutex_t lock;      /* the lists below and last (see the top) */
@@ -173,6 +174,7 @@ int mta_context_create(mta_context **out, const char *db_path, const char *backe
 	pthread_mutex_init(&c->db_lock, NULL);
 	pthread_cond_init(&c->loaded, NULL);
 	pthread_mutex_init(&c->ws_lock, NULL);
+	c->device = device;
 	if ((rc = mta_backend_find(backend ? backend : "cpu", &c->be)) ||
 	    (rc = c->be->open(device, 0, &c->dev)))
 		goto fail;
@@ -286,7 +288,15 @@ static int pick_now(mta_context *c, const struct mta_problem *p, const char *key
 		 * that has a backward or decode kernel has its space) runs with the
 		 * forward's default variant, whose defines it reads.
 		 */
-		rc = mta_variant_default_op(p, c->be->variants, op, &v);
+		/* the forward's: this architecture's (a v3 cluster on sm_90
+		 * where the portable default is scalar v1); a device that cannot
+		 * say its architecture gets the portable one (under db_lock) */
+		if (op == MTA_OP_FWD && !c->self.arch[0] && c->be->identify(c->device, &c->self))
+			memset(&c->self, 0, sizeof c->self);
+		rc = op == MTA_OP_FWD ? mta_variant_default_arch(p, c->be->variants,
+								  c->self.arch[0] ? c->self.arch
+										  : NULL, &v)
+				      : mta_variant_default_op(p, c->be->variants, op, &v);
 		if (rc == MTA_EUNSUPPORTED && op != MTA_OP_FWD)
 			rc = mta_variant_default(p, c->be->variants, &v);
 		if (rc || (rc = mta_variant_format(&v, out->spec, sizeof out->spec)))

@@ -365,7 +365,9 @@ struct mta_pick {
  * nearest recorded buckets; failing any winner of this device, the same
  * search among devices of the same name and architecture (other driver or
  * compiler versions), then of the same architecture; else the backend's
- * default variant. Buckets are powers of two (winners for T in (b/2, b]);
+ * default variant for the device's architecture (mta_variant_default_arch:
+ * the portable default but for a v3 cluster on sm_90 where that is scalar
+ * v1). Buckets are powers of two (winners for T in (b/2, b]);
  * nearest is in log2 distance, T first, then B, ties going to the larger.
  * The pick for a (problem, T bucket, B bucket) is made once and kept for
  * the context's life, so mta_forward runs no database query after the first

@@ -588,6 +588,40 @@ TEST(attention_cuda_refuses_memory_the_device_cannot_take)
 	mta_context_free(c);
 }
 
+/*
+ * An untuned problem runs its architecture's default: on the stand-in
+ * driver's sm_90, the cluster of v3 blocks where the portable default is
+ * scalar v1 (32 heads mixed before the softmax), and the portable default
+ * (a v3 block) for the paper's 16 heads.
+ */
+TEST(attention_cuda_untuned_picks_the_architecture_default)
+{
+	char fake[1100], *out = NULL, db[1100], spec[MTA_SPEC_MAX];
+	snprintf(fake, sizeof fake, "%s/fakecuda.so", mt_tmpdir());
+	int rc = mt_sh(&out, "cc -std=gnu11 -O1 -shared -fPIC -I. tests/export/fakecuda.c "
+		       "runtime/core/hash.c -o %s -ldl -lpthread", fake);
+	REQUIRE(rc == 0 || (mt_fail(__FILE__, __LINE__, "fakecuda: %s", out), 0));
+	free(out);
+	setenv("MTATUNE_LIBCUDA", fake, 1);
+	snprintf(db, sizeof db, "%s/none.db", mt_tmpdir());
+	mta_context *c = NULL;
+	REQUIRE(mta_context_create(&c, db, "cuda", 0) == MTA_OK ||
+		(mt_fail(__FILE__, __LINE__, "%s", mta_last_error()), 0));
+	struct mta_problem p32 = prob("h32kv32d96-pre6x11-hpre-post6x11-hc16-both-gn-gate-bf16");
+	struct mta_problem p16 = prob("h16kv16d96-pre6x11-hpre-post6x11-hc16-both-gn-gate-bf16");
+	struct mta_pick k;
+	struct mta_variant d;
+	REQUIRE(mta_context_pick(c, &p32, 4, 4096, &k) == MTA_OK);
+	CHECK_EQ_INT(k.source, MTA_PICK_DEFAULT);
+	CHECKF(!strcmp(k.spec, "cuda:v3,bq=32,bk=32,hpb=8,warps=8,algo=0,cs=4"), "H=32: %s",
+	       k.spec);
+	REQUIRE(mta_context_pick(c, &p16, 4, 4096, &k) == MTA_OK);
+	REQUIRE(mta_variant_default(&p16, MTA_BACKEND_CUDA, &d) == MTA_OK);
+	REQUIRE(mta_variant_format(&d, spec, sizeof spec) == MTA_OK);
+	CHECKF(!strcmp(k.spec, spec), "H=16: %s, the default %s", k.spec, spec);
+	mta_context_free(c);
+}
+
 /* Host/device mix-ups, which a GPU would turn into a crash, are refused by name. */
 TEST(attention_emu_refuses_host_device_mixups)
 {

@@ -705,8 +705,26 @@ TEST(cuda_v3_cluster_space)
 		CHECKF(c4 >= 1, "the space of H=32 at D=%d tries no cluster", pd.D);
 		free(vs);
 	}
-	/* two blocks of 16 are valid too (a spec may ask for them) */
 	struct mta_problem p32 = prob("h32kv32d96-pre6x11-hpre-post6x11-hc16-both-gn-gate-bf16");
+	/* the default on sm_90 and later: the cluster, where the portable
+	 * default is scalar v1 (no block holds the 32 heads' mixing); elsewhere,
+	 * and for the paper's 16 heads (v3 blocks), the portable one */
+	struct mta_variant da, dp;
+	REQUIRE(mta_variant_default(&p32, MTA_BACKEND_CUDA, &dp) == MTA_OK);
+	CHECK_EQ_INT(dp.version, 1);
+	REQUIRE(mta_variant_default_arch(&p32, MTA_BACKEND_CUDA, "sm_90", &da) == MTA_OK);
+	REQUIRE(mta_variant_format(&da, spec, sizeof spec) == MTA_OK);
+	CHECKF(!strcmp(spec, "cuda:v3,bq=32,bk=32,hpb=8,warps=8,algo=0,cs=4"), "sm_90: %s", spec);
+	REQUIRE(mta_variant_default_arch(&p32, MTA_BACKEND_CUDA, "sm_100", &da) == MTA_OK);
+	CHECK_EQ_INT(da.cs, 4);
+	REQUIRE(mta_variant_default_arch(&p32, MTA_BACKEND_CUDA, "sm_80", &da) == MTA_OK);
+	CHECK(!memcmp(&da, &dp, sizeof da));
+	REQUIRE(mta_variant_default_arch(&p32, MTA_BACKEND_CUDA, "emu", &da) == MTA_OK);
+	CHECK(!memcmp(&da, &dp, sizeof da));
+	REQUIRE(mta_variant_default(&pp, MTA_BACKEND_CUDA, &dp) == MTA_OK);
+	REQUIRE(mta_variant_default_arch(&pp, MTA_BACKEND_CUDA, "sm_90", &da) == MTA_OK);
+	CHECK(!memcmp(&da, &dp, sizeof da) && da.version == 3 && da.cs == 1);
+	/* two blocks of 16 are valid too (a spec may ask for them) */
 	REQUIRE(mta_variant_parse("cuda:v3,bq=16,bk=32,hpb=16,warps=8,cs=2", &v) == MTA_OK);
 	CHECK_EQ_INT(mta_variant_check(&p32, &v), MTA_OK);
 	REQUIRE(mta_variant_parse("cuda:v3,bq=16,bk=32,hpb=8,warps=8,cs=2", &v) == MTA_OK);

@@ -132,7 +132,8 @@ static void tailor(const struct mta_problem *p, struct mta_variant *v)
 	v->hpb = g == p->H ? 0 : g;
 }
 
-const struct mta_space mta_space_cpu = { "cpu", 2, 2, tunables, rules, NULL, tailor, NULL };
+const struct mta_space mta_space_cpu = { "cpu", 2, 2, tunables, rules, NULL, tailor, NULL,
+					  NULL };
 
 /*
  * The backward's space (templates/mta_cpu_bwd.c): it reads bq, the query

@@ -15,7 +15,7 @@ enum { O_PROBLEM = 256, O_VARIANT, O_ARCH, O_MACHINE, O_SEQ, O_BATCH, O_ROWS };
 static const struct cli_opt opts[] = {
 	{ "problem", O_PROBLEM, "KEY", "problem key (required)" },
 	{ "variant", O_VARIANT, "SPEC", "a cuda variant (default: the problem's default CUDA\n"
-					"variant)" },
+					"variant on --arch, what an untuned problem runs there)" },
 	{ "arch", O_ARCH, "SM", "architecture to compile for (default sm_90)" },
 	{ "machine", O_MACHINE, "NAME", "h100 (default) or h200: the rates and bandwidths" },
 	{ "seq", O_SEQ, "T", "sequence length (default 4096)" },
@@ -89,7 +89,8 @@ int cmd_model(int argc, char **argv)
 				"--help')");
 	if (mta_problem_from_key(key, &p))
 		return cli_fail("model", CLI_USAGE, "--problem: %s", mta_last_error());
-	if (spec ? mta_variant_parse(spec, &v) : mta_variant_default(&p, MTA_BACKEND_CUDA, &v))
+	if (spec ? mta_variant_parse(spec, &v)
+		 : mta_variant_default_arch(&p, MTA_BACKEND_CUDA, arch, &v))
 		return cli_fail("model", CLI_USAGE, "--variant: %s", mta_last_error());
 	if (v.backend != MTA_BACKEND_CUDA)
 		return cli_fail("model", CLI_USAGE, "--variant: the model reads CUDA kernels; '%s' "
