@@ -505,6 +505,19 @@ TEST(attention_calls_go_on_while_another_thread_loads)
 	mta_context_free(c);
 }
 
+/* The stand-in driver (tests/export/fakecuda.c, an sm_90), built and named
+ * by MTATUNE_LIBCUDA for the cuda contexts that follow. */
+static void fakecuda_on(void)
+{
+	char fake[1100], *out = NULL;
+	snprintf(fake, sizeof fake, "%s/fakecuda.so", mt_tmpdir());
+	int rc = mt_sh(&out, "cc -std=gnu11 -O1 -shared -fPIC -I. tests/export/fakecuda.c "
+		       "runtime/core/hash.c -o %s -ldl -lpthread", fake);
+	REQUIRE(rc == 0 || (mt_fail(__FILE__, __LINE__, "fakecuda: %s", out), 0));
+	free(out);
+	setenv("MTATUNE_LIBCUDA", fake, 1);
+}
+
 /*
  * A cuda context asks the driver what memory each tensor and device weight
  * is (cuPointerGetAttributes, mta_cuda_ptr_check) before a launch would
@@ -519,13 +532,9 @@ TEST(attention_calls_go_on_while_another_thread_loads)
 TEST(attention_cuda_refuses_memory_the_device_cannot_take)
 {
 	struct mta_problem p = prob("h2kv1d8-pre2x3-gate-f32");
-	char fake[1100], *out = NULL, db[1100];
-	snprintf(fake, sizeof fake, "%s/fakecuda.so", mt_tmpdir());
-	int rc = mt_sh(&out, "cc -std=gnu11 -O1 -shared -fPIC -I. tests/export/fakecuda.c "
-		       "runtime/core/hash.c -o %s -ldl -lpthread", fake);
-	REQUIRE(rc == 0 || (mt_fail(__FILE__, __LINE__, "fakecuda: %s", out), 0));
-	free(out);
-	setenv("MTATUNE_LIBCUDA", fake, 1);
+	char db[1100];
+	int rc;
+	fakecuda_on();
 	unsetenv("FAKECUDA_PTR_ORDINAL");
 	mt_kcache();
 	snprintf(db, sizeof db, "%s/none.db", mt_tmpdir());
@@ -596,13 +605,8 @@ TEST(attention_cuda_refuses_memory_the_device_cannot_take)
  */
 TEST(attention_cuda_untuned_picks_the_architecture_default)
 {
-	char fake[1100], *out = NULL, db[1100], spec[MTA_SPEC_MAX];
-	snprintf(fake, sizeof fake, "%s/fakecuda.so", mt_tmpdir());
-	int rc = mt_sh(&out, "cc -std=gnu11 -O1 -shared -fPIC -I. tests/export/fakecuda.c "
-		       "runtime/core/hash.c -o %s -ldl -lpthread", fake);
-	REQUIRE(rc == 0 || (mt_fail(__FILE__, __LINE__, "fakecuda: %s", out), 0));
-	free(out);
-	setenv("MTATUNE_LIBCUDA", fake, 1);
+	char db[1100], spec[MTA_SPEC_MAX];
+	fakecuda_on();
 	snprintf(db, sizeof db, "%s/none.db", mt_tmpdir());
 	mta_context *c = NULL;
 	REQUIRE(mta_context_create(&c, db, "cuda", 0) == MTA_OK ||
