@@ -209,6 +209,16 @@ MTA_API int mta_check_weights(const struct mta_problem *p, const struct mta_weig
 MTA_API int mta_reference(const struct mta_problem *p, const struct mta_tensor *q,
 		  const struct mta_tensor *k, const struct mta_tensor *v,
 		  const struct mta_weights *w, double *out);
+/*
+ * mta_reference, and in mag (contiguous [B,T,H,D] doubles) each output's
+ * terms' magnitudes: sum_j |P'_ij| |v_jd| with |P'| carried through the
+ * post-softmax convolution and mixing as sums of |weight| x magnitude, then
+ * scaled as the output is by group norm and gate; mag_i >= |out_i|, and
+ * much larger where the terms cancel (mta_compare_mag).
+ */
+MTA_API int mta_reference_mag(const struct mta_problem *p, const struct mta_tensor *q,
+			      const struct mta_tensor *k, const struct mta_tensor *v,
+			      const struct mta_weights *w, double *out, double *mag);
 
 /*
  * Where mta_reference_backward writes: contiguous float64 arrays in the
@@ -303,6 +313,21 @@ struct mta_compare {
  */
 MTA_API int mta_compare(const float *o, const double *e, size_t n, int dtype,
 			struct mta_compare *r);
+/*
+ * mta_compare with each element judged on the scale
+ *     s_i = max(|e_i|, MTA_FWD_CANCEL * mag_i)
+ * in place of |e_i| (as mta_compare_grad_mag), mag from mta_reference_mag:
+ * where an output's terms cancel (post-softmax weights of both signs, then
+ * group norm scaling the small remainder back up), a 16-bit kernel's
+ * rounding of each term is an error relative to the terms, not to the
+ * remainder. Beyond a cancellation of 1/MTA_FWD_CANCEL the element bound
+ * becomes rtol * 0.1 * (the terms' magnitudes): 5e-3 of them for bf16/f16,
+ * 2.5 times the worst case of rounding every term to bf16; elsewhere this
+ * is mta_compare.
+ */
+#define MTA_FWD_CANCEL 1e-1
+MTA_API int mta_compare_mag(const float *o, const double *e, const double *mag, size_t n,
+			    int dtype, struct mta_compare *r);
 
 /* ---- running: pick the tuned winner and launch it ----------------------- */
 typedef struct mta_context mta_context;

@@ -138,3 +138,49 @@ TEST(the_elementwise_bound_fails_one_wrong_element)
 	free(e);
 	free(o);
 }
+
+/*
+ * Outputs whose terms cancel (mta_compare_mag): a thousandth of their terms'
+ * magnitudes, each off by half a thousandth of them (a 16-bit rounding of
+ * the terms), fail the plain bound and pass on the terms' scale; an output
+ * without cancellation (magnitude = |e|) is judged as by mta_compare; one
+ * element off by half its terms still fails, and NaN.
+ */
+TEST(the_elementwise_bound_of_cancelling_outputs_is_on_their_terms)
+{
+	const size_t n = 4096;
+	double *e = malloc(n * sizeof *e), *mag = malloc(n * sizeof *mag);
+	float *o = malloc(n * sizeof *o);
+	REQUIRE(e && o && mag);
+	struct mta_compare r;
+	for (size_t i = 0; i < n; i++) {
+		mag[i] = 1 + fabs(mt_uniform());
+		e[i] = 1e-3 * mag[i] * (mt_uniform() < 0 ? -1 : 1);
+		o[i] = (float)(e[i] + 5e-4 * mag[i] * mt_uniform());
+	}
+	CHECK_EQ_INT(mta_compare(o, e, n, MTA_BF16, &r), MTA_EVERIFY);
+	CHECKF(mta_compare_mag(o, e, mag, n, MTA_BF16, &r) == MTA_OK, "%s", mta_last_error());
+	CHECK_EQ_INT(r.bad, 0);
+	size_t at = n / 3;
+	o[at] = (float)(e[at] + 0.5 * mag[at]);
+	CHECK_EQ_INT(mta_compare_mag(o, e, mag, n, MTA_BF16, &r), MTA_EVERIFY);
+	CHECK_EQ_INT(r.bad, 1);
+	CHECK_EQ_INT(r.worst, (long long)at);
+	CHECK_STR_CONTAINS(mta_last_error(), "terms' magnitudes");
+	o[at] = NAN;
+	CHECK_EQ_INT(mta_compare_mag(o, e, mag, n, MTA_BF16, &r), MTA_EVERIFY);
+	/* no cancellation: the plain comparison's verdict and count */
+	for (size_t i = 0; i < n; i++) {
+		e[i] = mt_uniform();
+		mag[i] = fabs(e[i]);
+		o[i] = (float)(e[i] * (1 + 0.2 * mt_uniform() * 5e-2));
+	}
+	o[at] = (float)(e[at] + 0.5);
+	struct mta_compare r2;
+	CHECK_EQ_INT(mta_compare(o, e, n, MTA_BF16, &r), MTA_EVERIFY);
+	CHECK_EQ_INT(mta_compare_mag(o, e, mag, n, MTA_BF16, &r2), MTA_EVERIFY);
+	CHECK(r.bad == 1 && r2.bad == 1 && r2.worst == at);
+	free(e);
+	free(o);
+	free(mag);
+}

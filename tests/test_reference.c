@@ -225,6 +225,22 @@ TEST(reference_matches_whole_matrix_forward_on_random_problems)
 		if (r)
 			CHECKF(mt_rel_l2_f64(r, e, cnt) < 1e-12, "%s T=%d: rel err %g", key, c.T,
 			       mt_rel_l2_f64(r, e, cnt));
+		/* with the terms' magnitudes: the same output, and each output's
+		 * terms at least as large as the output */
+		double *r2 = malloc(cnt * sizeof *r2), *mag = malloc(cnt * sizeof *mag);
+		REQUIRE(r2 && mag);
+		for (size_t i = 0; i < cnt; i++)
+			r2[i] = mag[i] = NAN;
+		CHECKF(mta_reference_mag(&c.p, &c.tq, &c.tk, &c.tv, &c.w, r2, mag) == MTA_OK, "%s",
+		       mta_last_error());
+		for (size_t i = 0; r && i < cnt; i++) {
+			CHECKF(r2[i] == r[i], "%s T=%d: output %zu %g with magnitudes, %g without", key,
+			       c.T, i, r2[i], r[i]);
+			CHECKF(mag[i] >= fabs(r[i]) * (1 - 1e-12), "%s T=%d: output %zu is %g, its "
+			       "terms' magnitudes %g", key, c.T, i, r[i], mag[i]);
+		}
+		free(r2);
+		free(mag);
 		free(r);
 		free(e);
 		release(&c);

@@ -1,7 +1,8 @@
 /*
  * compare.c: how a kernel's output is judged against the float64 reference
- * (mta.h: mta_rel_l2, mta_tolerance, mta_tolerance_elem, mta_compare, and
- * the gradients' mta_compare_grad and mta_compare_grad_mag).
+ * (mta.h: mta_rel_l2, mta_tolerance, mta_tolerance_elem, mta_compare and
+ * mta_compare_mag, and the gradients' mta_compare_grad and
+ * mta_compare_grad_mag).
  *
  * Two bounds, both required: the relative L2 error of the whole output, which
  * catches a small error spread everywhere, and an element-wise bound, which
@@ -55,19 +56,19 @@ void mta_tolerance_grad_elem(int dtype, double *atol, double *rtol)
 		*rtol = t;
 }
 
-/* The scale element i is judged on: |e_i|, or mta_compare_grad_mag's. */
-static double scale_of(const double *e, const double *mag, size_t i)
+/* The scale element i is judged on: |e_i|, or max(|e_i|, cancel * mag_i). */
+static double scale_of(const double *e, const double *mag, double cancel, size_t i)
 {
 	double s = fabs(e[i]);
-	return mag && MTA_GRAD_CANCEL * mag[i] > s ? MTA_GRAD_CANCEL * mag[i] : s;
+	return mag && cancel * mag[i] > s ? cancel * mag[i] : s;
 }
 
 /*
  * Both comparisons: o against e under relative L2 tol and the element bound
  * atol, rtol, on the scale scale_of (|e| when mag is NULL).
  */
-static int compare(const float *o, const double *e, const double *mag, size_t n, double tol,
-		   double atol, double rtol, struct mta_compare *out)
+static int compare(const float *o, const double *e, const double *mag, double cancel, size_t n,
+		   double tol, double atol, double rtol, struct mta_compare *out)
 {
 	struct mta_compare r = { 0 };
 	double sq = 0, dd = 0, worst_x = -1;
@@ -78,7 +79,7 @@ static int compare(const float *o, const double *e, const double *mag, size_t n,
 	r.atol = atol;
 	r.rtol = rtol;
 	for (size_t i = 0; i < n; i++) {
-		double s = scale_of(e, mag, i), d = (double)o[i] - e[i];
+		double s = scale_of(e, mag, cancel, i), d = (double)o[i] - e[i];
 		sq += s * s;
 		dd += d * d;
 		widened += s > fabs(e[i]);
@@ -87,7 +88,7 @@ static int compare(const float *o, const double *e, const double *mag, size_t n,
 	r.rel_l2 = mag ? (isfinite(dd) ? (sq > 0 ? sqrt(dd / sq) : sqrt(dd)) : INFINITY)
 		       : mta_rel_l2(o, e, n);
 	for (size_t i = 0; i < n; i++) {
-		double bound = r.atol * r.rms + r.rtol * scale_of(e, mag, i);
+		double bound = r.atol * r.rms + r.rtol * scale_of(e, mag, cancel, i);
 		double d = fabs((double)o[i] - e[i]);
 		/* NaN fails: !(d <= bound); its excess counts as infinite */
 		double x = d <= bound ? 0 : isfinite(d) ? d - bound : INFINITY;
@@ -110,7 +111,7 @@ static int compare(const float *o, const double *e, const double *mag, size_t n,
 				"terms' magnitudes)) (rms(s) %.3g; %zu elements' terms cancel beyond "
 				"1/%g); worst element %zu is %g, expected %g (its terms' magnitudes %g)",
 				r.rel_l2, r.rel_l2 <= r.tol ? "is within" : "exceeds", r.tol, r.bad,
-				n, r.atol, r.rtol, MTA_GRAD_CANCEL, r.rms, widened, MTA_GRAD_CANCEL,
+				n, r.atol, r.rtol, cancel, r.rms, widened, cancel,
 				r.worst, r.worst_value, r.worst_expected, mag[r.worst]);
 	if (!(r.rel_l2 <= r.tol) || r.bad)
 		return mta_fail(MTA_EVERIFY, "relative L2 error %.3g %s %g; %zu of %zu elements "
@@ -125,14 +126,22 @@ int mta_compare(const float *o, const double *e, size_t n, int dtype, struct mta
 {
 	double atol, rtol;
 	mta_tolerance_elem(dtype, &atol, &rtol);
-	return compare(o, e, NULL, n, mta_tolerance(dtype), atol, rtol, out);
+	return compare(o, e, NULL, 0, n, mta_tolerance(dtype), atol, rtol, out);
+}
+
+int mta_compare_mag(const float *o, const double *e, const double *mag, size_t n, int dtype,
+		    struct mta_compare *out)
+{
+	double atol, rtol;
+	mta_tolerance_elem(dtype, &atol, &rtol);
+	return compare(o, e, mag, MTA_FWD_CANCEL, n, mta_tolerance(dtype), atol, rtol, out);
 }
 
 int mta_compare_grad(const float *o, const double *e, size_t n, int dtype, struct mta_compare *out)
 {
 	double atol, rtol;
 	mta_tolerance_grad_elem(dtype, &atol, &rtol);
-	return compare(o, e, NULL, n, mta_tolerance_grad(dtype), atol, rtol, out);
+	return compare(o, e, NULL, 0, n, mta_tolerance_grad(dtype), atol, rtol, out);
 }
 
 int mta_compare_grad_mag(const float *o, const double *e, const double *mag, size_t n,
@@ -140,5 +149,5 @@ int mta_compare_grad_mag(const float *o, const double *e, const double *mag, siz
 {
 	double atol, rtol;
 	mta_tolerance_grad_elem(dtype, &atol, &rtol);
-	return compare(o, e, mag, n, mta_tolerance_grad(dtype), atol, rtol, out);
+	return compare(o, e, mag, MTA_GRAD_CANCEL, n, mta_tolerance_grad(dtype), atol, rtol, out);
 }

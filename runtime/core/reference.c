@@ -58,9 +58,36 @@ static void conv_row(const double *ring, int rows, int64_t T, int64_t i, const f
 	}
 }
 
-int mta_reference(const struct mta_problem *p, const struct mta_tensor *q,
-		  const struct mta_tensor *k, const struct mta_tensor *v,
-		  const struct mta_weights *w, double *out)
+/*
+ * Step 6's magnitudes of head h, row i: sum over the mixed heads of |weight|
+ * x the post-convolved P's magnitude (m2), or m2 itself without mixing.
+ */
+static void mix_mag(const struct mta_problem *p, const struct mta_weights *w, const double *m2,
+		    int64_t T, int h, int64_t i, double *out)
+{
+	const int H = p->H;
+	for (int64_t j = 0; j <= i; j++) {
+		double acc = 0;
+		if (p->head_post == MTA_HPOST_CONV) {
+			int c = p->hc, g = h / c, oo = h % c;
+			for (int in = 0; in < c; in++)
+				acc += fabs((double)w->head_post[((size_t)g * (size_t)c + (size_t)in) * (size_t)c + (size_t)oo]) *
+				       m2[(size_t)(g * c + in) * (size_t)T + (size_t)j];
+		} else if (p->head_post == MTA_HPOST_LINEAR) {
+			for (int h2 = 0; h2 < H; h2++)
+				acc += fabs((double)w->head_post_linear[h * H + h2]) *
+				       m2[(size_t)h2 * (size_t)T + (size_t)j];
+		} else {
+			acc = m2[(size_t)h * (size_t)T + (size_t)j];
+		}
+		out[j] = acc;
+	}
+}
+
+/* mta_reference_mag; mag may be NULL (mta_reference). */
+static int reference(const struct mta_problem *p, const struct mta_tensor *q,
+		     const struct mta_tensor *k, const struct mta_tensor *v,
+		     const struct mta_weights *w, double *out, double *mag)
 {
 	int64_t B, T;
 	int rc = mta_check_tensors(p, q, k, v, NULL, &B, &T);
@@ -88,11 +115,20 @@ int mta_reference(const struct mta_problem *p, const struct mta_tensor *q,
 	double *vd = calloc((size_t)T * (size_t)p->Hkv * (size_t)D, sizeof *vd);
 	double *qd = calloc((size_t)H * (size_t)D, sizeof *qd);
 	double *o = calloc((size_t)D, sizeof *o);
-	if (!z || !pr || !s || !m || !kd || !vd || !qd || !o) {
+	/* the magnitudes: of the post-convolved P and the mixed P' (rows), of o,
+	 * and the post-softmax taps' absolute values */
+	double *m2 = mag ? calloc(HT, sizeof *m2) : NULL, *mp = mag ? calloc(HT, sizeof *mp) : NULL;
+	double *om = mag ? calloc((size_t)D, sizeof *om) : NULL;
+	const size_t nw2 = (size_t)H * (size_t)(p->cq2 * p->ck2);
+	float *w2abs = mag && p->cq2 ? malloc(nw2 * sizeof *w2abs) : NULL;
+	if (!z || !pr || !s || !m || !kd || !vd || !qd || !o ||
+	    (mag && (!m2 || !mp || !om || (p->cq2 && !w2abs)))) {
 		rc = mta_fail(MTA_ENOMEM, "reference: out of memory for T=%lld, H=%d",
 			      (long long)T, H);
 		goto out;
 	}
+	for (size_t x = 0; w2abs && x < nw2; x++)
+		w2abs[x] = fabsf(w->kq_post[x]);
 
 	for (int64_t b = 0; b < B; b++) {
 		/* k, v of this batch as [t][hkv][d] doubles */
@@ -174,6 +210,12 @@ int mta_reference(const struct mta_problem *p, const struct mta_tensor *q,
 						 p->cq2, p->ck2, ok2, mr);
 				else
 					memcpy(mr, ring + (size_t)(i % rows2) * (size_t)T, (size_t)(i + 1) * sizeof *mr);
+				/* magnitudes: P >= 0, so the taps' absolute values alone */
+				if (mag && p->cq2)
+					conv_row(ring, rows2, T, i, w2abs + (size_t)h * (size_t)(p->cq2 * p->ck2),
+						 p->cq2, p->ck2, ok2, m2 + (size_t)h * (size_t)T);
+				else if (mag)
+					memcpy(m2 + (size_t)h * (size_t)T, mr, (size_t)(i + 1) * sizeof *mr);
 			}
 
 			/* Step 6: post-softmax head mixing, m -> s. */
@@ -194,16 +236,22 @@ int mta_reference(const struct mta_problem *p, const struct mta_tensor *q,
 					}
 					sr[j] = acc;
 				}
+				if (mag)
+					mix_mag(p, w, m2, T, h, i, mp + (size_t)h * (size_t)T);
 			}
 
 			/* Steps 7-9: output, group norm, gate. */
 			for (int h = 0; h < H; h++) {
 				const double *sr = s + (size_t)h * (size_t)T;
 				memset(o, 0, (size_t)D * sizeof *o);
+				if (mag)
+					memset(om, 0, (size_t)D * sizeof *om);
 				for (int64_t j = 0; j <= i; j++) {
 					const double *vj = vd + ((size_t)j * (size_t)p->Hkv + (size_t)(h / G)) * (size_t)D;
 					for (int d = 0; d < D; d++)
 						o[d] += sr[j] * vj[d];
+					for (int d = 0; mag && d < D; d++)
+						om[d] += mp[(size_t)h * (size_t)T + (size_t)j] * fabs(vj[d]);
 				}
 				if (p->gn) {
 					double ms = 0;
@@ -213,6 +261,8 @@ int mta_reference(const struct mta_problem *p, const struct mta_tensor *q,
 					double resc = p->gn_rescale ? mta_layer_rescale(w->layer_id) : 1.0;
 					for (int d = 0; d < D; d++)
 						o[d] = o[d] * r * (double)w->gn_weight[d] * resc;
+					for (int d = 0; mag && d < D; d++)
+						om[d] *= r * fabs((double)w->gn_weight[d] * resc);
 				}
 				if (p->gate) {
 					double g = (double)(w->gate_b_ptr ? *w->gate_b_ptr : w->gate_b);
@@ -221,9 +271,13 @@ int mta_reference(const struct mta_problem *p, const struct mta_tensor *q,
 					double sg = 1.0 / (1.0 + exp(-g));
 					for (int d = 0; d < D; d++)
 						o[d] *= sg;
+					for (int d = 0; mag && d < D; d++)
+						om[d] *= sg;
 				}
-				double *dst = out + (((size_t)b * (size_t)T + (size_t)i) * (size_t)H + (size_t)h) * (size_t)D;
-				memcpy(dst, o, (size_t)D * sizeof *o);
+				const size_t at_o = (((size_t)b * (size_t)T + (size_t)i) * (size_t)H + (size_t)h) * (size_t)D;
+				memcpy(out + at_o, o, (size_t)D * sizeof *o);
+				if (mag)
+					memcpy(mag + at_o, om, (size_t)D * sizeof *om);
 			}
 		}
 	}
@@ -237,5 +291,25 @@ out:
 	free(vd);
 	free(qd);
 	free(o);
+	free(m2);
+	free(mp);
+	free(om);
+	free(w2abs);
 	return mta_done(rc);
+}
+
+int mta_reference(const struct mta_problem *p, const struct mta_tensor *q,
+		  const struct mta_tensor *k, const struct mta_tensor *v,
+		  const struct mta_weights *w, double *out)
+{
+	return reference(p, q, k, v, w, out, NULL);
+}
+
+int mta_reference_mag(const struct mta_problem *p, const struct mta_tensor *q,
+		      const struct mta_tensor *k, const struct mta_tensor *v,
+		      const struct mta_weights *w, double *out, double *mag)
+{
+	if (!mag)
+		return mta_fail(MTA_EINVAL, "reference: no buffer for the magnitudes");
+	return reference(p, q, k, v, w, out, mag);
 }

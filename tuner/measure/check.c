@@ -156,7 +156,7 @@ static int check(const struct mta_runner *r, const struct mta_problem *p,
 	struct mta_tensor q, k, v, out;
 	struct bound x;
 	void *sq = NULL, *sk = NULL, *sv = NULL;
-	double *ref = NULL;
+	double *ref = NULL, *mag = NULL;
 	float *ob = NULL, *flat = NULL;
 	size_t total = 0;
 	int rc, bound = 0;
@@ -173,6 +173,7 @@ static int check(const struct mta_runner *r, const struct mta_problem *p,
 		goto out;
 	}
 	if (!(ref = malloc(cnt * sizeof *ref)) || !(flat = malloc(cnt * sizeof *flat)) ||
+	    (!cu && !(mag = malloc(cnt * sizeof *mag))) ||
 	    !(ob = output(p, o->B, o->T, o->strided, &out, &total))) {
 		rc = mta_fail(MTA_ENOMEM, "out of memory for the reference check");
 		goto out;
@@ -186,7 +187,9 @@ static int check(const struct mta_runner *r, const struct mta_problem *p,
 		if (rc)
 			goto out;
 	} else {
-		if ((rc = mta_reference(p, &q, &k, &v, &s.w, ref)))
+		/* with the terms' magnitudes: an output whose terms cancel is
+		 * judged on them (mta_compare_mag) */
+		if ((rc = mta_reference_mag(p, &q, &k, &v, &s.w, ref, mag)))
 			goto out;
 		double ms;
 		if ((rc = bind(r, p, &q, &k, &v, &s.w, &out, &x)))
@@ -196,7 +199,8 @@ static int check(const struct mta_runner *r, const struct mta_problem *p,
 			goto out;
 	}
 	gather(&out, flat);
-	if ((rc = mta_compare(flat, ref, cnt, p->dtype, res)))
+	if ((rc = mag ? mta_compare_mag(flat, ref, mag, cnt, p->dtype, res)
+		      : mta_compare(flat, ref, cnt, p->dtype, res)))
 		mta_wrap(rc, "against the float64 reference at T=%lld, B=%lld%s", (long long)o->T,
 			 (long long)o->B, cu ? " (packed documents)" : "");
 out:
@@ -207,6 +211,7 @@ out:
 	free(sk);
 	free(sv);
 	free(ref);
+	free(mag);
 	free(ob);
 	free(flat);
 	return rc;
@@ -595,13 +600,14 @@ static int check_bwd(const struct mta_runner *r, const struct mta_problem *p,
 		     struct mta_compare *res)
 {
 	struct bwd_case c;
-	double *ref = NULL;
+	double *ref = NULL, *mag = NULL;
 	float *flat = NULL;
 	int rc;
 	if ((rc = bwd_make(p, o->B, o->T, o->strided, o->seed, 1, &c)))
 		return rc;
 	const size_t cnt = mta_grad_elems(p, o->B, o->T, 0);
-	if (!(ref = malloc(cnt * sizeof *ref)) || !(flat = malloc(cnt * sizeof *flat))) {
+	if (!(ref = malloc(cnt * sizeof *ref)) || !(flat = malloc(cnt * sizeof *flat)) ||
+	    (!cu && !(mag = malloc(cnt * sizeof *mag)))) {
 		rc = mta_fail(MTA_ENOMEM, "out of memory for the reference check");
 		goto out;
 	}
@@ -616,7 +622,7 @@ static int check_bwd(const struct mta_runner *r, const struct mta_problem *p,
 			    : mta_varlen_train(p, &c.q, &c.k, &c.v, &c.s.w, &c.out, c.saved, NULL,
 					       NULL, cu, ndocs, runner_doc, (void *)r);
 	} else {
-		if ((rc = mta_reference(p, &c.q, &c.k, &c.v, &c.s.w, ref)) ||
+		if ((rc = mta_reference_mag(p, &c.q, &c.k, &c.v, &c.s.w, ref, mag)) ||
 		    (rc = mta_reference_backward(p, &c.q, &c.k, &c.v, &c.s.w, &c.dout, &c.rg)))
 			goto out;
 		rc = run_fwd_save(r, p, &c.q, &c.k, &c.v, &c.s.w, &c.out, c.saved);
@@ -624,7 +630,8 @@ static int check_bwd(const struct mta_runner *r, const struct mta_problem *p,
 	if (rc)
 		goto out;
 	gather(&c.out, flat);
-	if ((rc = mta_compare(flat, ref, cnt, p->dtype, res))) {
+	if ((rc = mag ? mta_compare_mag(flat, ref, mag, cnt, p->dtype, res)
+		      : mta_compare(flat, ref, cnt, p->dtype, res))) {
 		mta_wrap(rc, "the saving forward's output against the float64 reference at T=%lld, "
 			 "B=%lld%s", (long long)o->T, (long long)o->B, packed);
 		goto out;
@@ -685,6 +692,7 @@ static int check_bwd(const struct mta_runner *r, const struct mta_problem *p,
 out:
 	bwd_free(&c);
 	free(ref);
+	free(mag);
 	free(flat);
 	return rc;
 }
