@@ -419,7 +419,8 @@ TEST_COMPILE_BOUND(nvrtc_v3_cluster)
  * The clusters the tuner tries for 32 heads mixed before the softmax (four
  * blocks of 8: gen/cuda/space.c v3_tried), at D=96 and 128: each compiles
  * for sm_90 without spills and keeps 16 registers of headroom (held to cap -
- * 16 it spills nothing), as the spaces above; sm_80's build is pruned.
+ * 16 it spills nothing), as the spaces above; for sm_80 it compiles (to a
+ * trap) and the backend prunes it there.
  */
 TEST_COMPILE_BOUND(nvrtc_v3_cluster_32)
 {
@@ -469,7 +470,14 @@ TEST_COMPILE_BOUND(nvrtc_v3_cluster_32)
 				}
 			}
 			mta_nvrtc_job_free(&j);
-			/* no clusters on sm_80: the backend refuses the build there */
+			/* no clusters on sm_80: the build is a trap alone, which the
+			 * backend refuses there */
+			struct mta_nvrtc_job j80 = { .source = src, .kernel = MTA_CUDA_KERNEL,
+						     .arch = "sm_80" };
+			CHECKF(mta_nvrtc_compile(&j80) == MTA_OK && j80.status == MTA_OK &&
+			       j80.stats.spill_stores == 0 && j80.stats.stack_bytes == 0,
+			       "%s %s on sm_80: %s", keys[k], spec, j80.message);
+			mta_nvrtc_job_free(&j80);
 			struct mta_build b;
 			memset(&b, 0, sizeof b);
 			b.p = p;
