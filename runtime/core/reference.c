@@ -59,26 +59,30 @@ static void conv_row(const double *ring, int rows, int64_t T, int64_t i, const f
 }
 
 /*
- * Step 6's magnitudes of head h, row i: sum over the mixed heads of |weight|
- * x the post-convolved P's magnitude (m2), or m2 itself without mixing.
+ * Step 6, post-softmax head mixing, of head h, row i (j <= i): the sum over
+ * the mixed heads of weight x src (the post-convolved P, m), or src itself
+ * without mixing. absw: |weight| (src the post-convolved P's magnitudes:
+ * the output's terms' magnitudes, mta_reference_mag).
  */
-static void mix_mag(const struct mta_problem *p, const struct mta_weights *w, const double *m2,
-		    int64_t T, int h, int64_t i, double *out)
+static void mix_row(const struct mta_problem *p, const struct mta_weights *w, const double *src,
+		    int64_t T, int h, int64_t i, int absw, double *out)
 {
 	const int H = p->H;
 	for (int64_t j = 0; j <= i; j++) {
-		double acc = 0;
+		double acc = 0, wt;
 		if (p->head_post == MTA_HPOST_CONV) {
 			int c = p->hc, g = h / c, oo = h % c;
-			for (int in = 0; in < c; in++)
-				acc += fabs((double)w->head_post[((size_t)g * (size_t)c + (size_t)in) * (size_t)c + (size_t)oo]) *
-				       m2[(size_t)(g * c + in) * (size_t)T + (size_t)j];
+			for (int in = 0; in < c; in++) {
+				wt = (double)w->head_post[((size_t)g * (size_t)c + (size_t)in) * (size_t)c + (size_t)oo];
+				acc += (absw ? fabs(wt) : wt) * src[(size_t)(g * c + in) * (size_t)T + (size_t)j];
+			}
 		} else if (p->head_post == MTA_HPOST_LINEAR) {
-			for (int h2 = 0; h2 < H; h2++)
-				acc += fabs((double)w->head_post_linear[h * H + h2]) *
-				       m2[(size_t)h2 * (size_t)T + (size_t)j];
+			for (int h2 = 0; h2 < H; h2++) {
+				wt = (double)w->head_post_linear[h * H + h2];
+				acc += (absw ? fabs(wt) : wt) * src[(size_t)h2 * (size_t)T + (size_t)j];
+			}
 		} else {
-			acc = m2[(size_t)h * (size_t)T + (size_t)j];
+			acc = src[(size_t)h * (size_t)T + (size_t)j];
 		}
 		out[j] = acc;
 	}
@@ -218,26 +222,11 @@ static int reference(const struct mta_problem *p, const struct mta_tensor *q,
 					memcpy(m2 + (size_t)h * (size_t)T, mr, (size_t)(i + 1) * sizeof *mr);
 			}
 
-			/* Step 6: post-softmax head mixing, m -> s. */
+			/* Step 6: post-softmax head mixing, m -> s (and the magnitudes). */
 			for (int h = 0; h < H; h++) {
-				double *sr = s + (size_t)h * (size_t)T;
-				for (int64_t j = 0; j <= i; j++) {
-					double acc = 0;
-					if (p->head_post == MTA_HPOST_CONV) {
-						int c = p->hc, g = h / c, oo = h % c;
-						for (int in = 0; in < c; in++)
-							acc += (double)w->head_post[((size_t)g * (size_t)c + (size_t)in) * (size_t)c + (size_t)oo] *
-							       m[(size_t)(g * c + in) * (size_t)T + (size_t)j];
-					} else if (p->head_post == MTA_HPOST_LINEAR) {
-						for (int h2 = 0; h2 < H; h2++)
-							acc += (double)w->head_post_linear[h * H + h2] * m[(size_t)h2 * (size_t)T + (size_t)j];
-					} else {
-						acc = m[(size_t)h * (size_t)T + (size_t)j];
-					}
-					sr[j] = acc;
-				}
+				mix_row(p, w, m, T, h, i, 0, s + (size_t)h * (size_t)T);
 				if (mag)
-					mix_mag(p, w, m2, T, h, i, mp + (size_t)h * (size_t)T);
+					mix_row(p, w, m2, T, h, i, 1, mp + (size_t)h * (size_t)T);
 			}
 
 			/* Steps 7-9: output, group norm, gate. */
