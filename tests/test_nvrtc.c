@@ -32,6 +32,31 @@ static const char *space_keys[] = {
  * needs).
  */
 /*
+ * The headroom rule for a compiled job of `threads` threads a block: one that
+ * takes more than 16 registers under the cap (min(255, 65536 / threads)) is
+ * compiled again held to cap - 16 (MTA_MAXNREG) and must spill nothing there.
+ */
+static void check_headroom(const char *key, const char *spec, const char *src,
+			   const struct mta_nvrtc_job *job, int threads)
+{
+	int cap = 65536 / threads;
+	cap = cap < 255 ? cap : 255;
+	if (job->stats.registers <= cap - 16)
+		return;
+	char opt[48];
+	snprintf(opt, sizeof opt, "-DMTA_MAXNREG=%d", cap - 16);
+	struct mta_nvrtc_job h = { .source = src, .kernel = MTA_CUDA_KERNEL, .arch = job->arch,
+				   .options = opt };
+	CHECKF(mta_nvrtc_compile(&h) == MTA_OK, "%s %s with %s: %s", key, spec, opt, h.message);
+	CHECKF(h.status == MTA_OK && h.stats.registers <= cap - 16 && h.stats.spill_stores == 0 &&
+	       h.stats.spill_loads == 0 && h.stats.stack_bytes == 0,
+	       "%s %s takes %d registers on %s, within 16 of the cap %d, and held to %d it takes "
+	       "%d and spills %d/%d bytes", key, spec, job->stats.registers, job->arch, cap,
+	       cap - 16, h.stats.registers, h.stats.spill_stores, h.stats.spill_loads);
+	mta_nvrtc_job_free(&h);
+}
+
+/*
  * family: compile only variants of this family (0: all), the default with
  * its own; part of nparts: only the family's variants i with i % nparts ==
  * part (the default with part 0), so that a large space is several tests,
@@ -120,27 +145,9 @@ static void space_compiles_part(size_t pi, int family, size_t part, size_t npart
 				CHECKF(mta_nvrtc_prune(&jobs[j].stats, jobs[j].arch, (int)g.block[0],
 						       g.smem_bytes) == MTA_OK,
 				       "%s %s pruned: %s", space_keys[pi], spec, mta_last_error());
-				int cap = 65536 / (int)g.block[0];
-				cap = cap < 255 ? cap : 255;
-				if (v->version >= 2 && jobs[j].stats.registers > cap - 16) {
-					/* held to cap - 16 it still spills nothing */
-					char opt[48];
-					snprintf(opt, sizeof opt, "-DMTA_MAXNREG=%d", cap - 16);
-					struct mta_nvrtc_job h = { .source = src[j / 2],
-								   .kernel = MTA_CUDA_KERNEL,
-								   .arch = jobs[j].arch, .options = opt };
-					CHECKF(mta_nvrtc_compile(&h) == MTA_OK, "%s %s with %s: %s",
-					       space_keys[pi], spec, opt, h.message);
-					CHECKF(h.status == MTA_OK && h.stats.registers <= cap - 16 &&
-					       h.stats.spill_stores == 0 && h.stats.spill_loads == 0 &&
-					       h.stats.stack_bytes == 0,
-					       "%s %s takes %d registers on %s, within 16 of the cap "
-					       "%d, and held to %d it takes %d and spills %d/%d bytes",
-					       space_keys[pi], spec, jobs[j].stats.registers,
-					       jobs[j].arch, cap, cap - 16, h.stats.registers,
-					       h.stats.spill_stores, h.stats.spill_loads);
-					mta_nvrtc_job_free(&h);
-				}
+				if (v->version >= 2)
+					check_headroom(space_keys[pi], spec, src[j / 2], &jobs[j],
+						       (int)g.block[0]);
 			}
 		next:
 			mta_nvrtc_job_free(&jobs[j]);
@@ -446,28 +453,12 @@ TEST_COMPILE_BOUND(nvrtc_v3_cluster_32)
 			if (j.status == MTA_OK) {
 				struct mta_cuda_launch g;
 				REQUIRE(mta_cuda_geometry(&p, &vs[i], 1, 2048, &g) == MTA_OK);
-				int cap = 65536 / (int)g.block[0];
-				cap = cap < 255 ? cap : 255;
 				CHECKF(j.stats.spill_stores == 0 && j.stats.spill_loads == 0 &&
 				       j.stats.stack_bytes == 0, "%s %s spills", keys[k], spec);
 				CHECKF(mta_nvrtc_prune(&j.stats, "sm_90", (int)g.block[0],
 						       g.smem_bytes) == MTA_OK,
 				       "%s %s pruned: %s", keys[k], spec, mta_last_error());
-				if (j.stats.registers > cap - 16) {
-					char opt[48];
-					snprintf(opt, sizeof opt, "-DMTA_MAXNREG=%d", cap - 16);
-					struct mta_nvrtc_job h = { .source = src,
-								   .kernel = MTA_CUDA_KERNEL,
-								   .arch = "sm_90", .options = opt };
-					CHECKF(mta_nvrtc_compile(&h) == MTA_OK && h.status == MTA_OK &&
-					       h.stats.registers <= cap - 16 &&
-					       h.stats.spill_stores == 0 && h.stats.spill_loads == 0 &&
-					       h.stats.stack_bytes == 0,
-					       "%s %s held to %d: %d registers, %d/%d bytes spilled",
-					       keys[k], spec, cap - 16, h.stats.registers,
-					       h.stats.spill_stores, h.stats.spill_loads);
-					mta_nvrtc_job_free(&h);
-				}
+				check_headroom(keys[k], spec, src, &j, (int)g.block[0]);
 			}
 			mta_nvrtc_job_free(&j);
 			/* no clusters on sm_80: the build is a trap alone, which the
